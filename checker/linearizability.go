@@ -1,0 +1,268 @@
+// Package checker holds the simulator's judges: Porcupine models that decide
+// whether a recorded client history is linearizable, and invariant checkers
+// (replica agreement, durability) fed by the simulator as a run unfolds.
+//
+// Every output is deterministic: keys, replicas and requests are visited in
+// sorted order, never in Go's map order.
+package checker
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// OpKind tells an Append from a Read in the log state machine's history.
+type OpKind uint8
+
+const (
+	OpAppend OpKind = iota + 1
+	OpRead
+)
+
+func (k OpKind) String() string {
+	switch k {
+	case OpAppend:
+		return "append"
+	case OpRead:
+		return "read"
+	}
+	return fmt.Sprintf("OpKind(%d)", uint8(k))
+}
+
+// Op is one client operation against the append-only log state machine:
+// Append(Key, Value) -> Seq, or Read(Key) -> (Length, Digest).
+type Op struct {
+	ClientID int
+	Kind     OpKind
+	Key      uint64
+	Value    uint64 // Append input
+	Call     int64  // invoke tick
+	Return   int64  // return tick (ignored when Unknown)
+	Unknown  bool   // outcome unknown: may or may not have happened
+	Seq      uint64 // Append output
+	Length   uint64 // Read output
+	Digest   uint64 // Read output
+}
+
+// LinearizabilityResult is a checker verdict. Ok is also true when the search
+// timed out without finding a violation; Info then says so.
+type LinearizabilityResult struct {
+	Ok   bool
+	Key  uint64 // first failing key (or room), in ascending key order
+	Info string
+}
+
+// returnUnknown stands in for the return tick of an operation whose outcome is
+// unknown: its effect may land at any point after its call, or never (a
+// linearization may place it after everything else, where nothing observes it).
+const returnUnknown int64 = math.MaxInt64
+
+// LogDigest folds one value into a log's running digest; an empty log's
+// digest is 0. The state machine uses the same function, so a Read's digest
+// pins the exact sequence of values, not just their count.
+func LogDigest(prev uint64, value uint64) uint64 {
+	// Mixing the value before the xor and the sum after it makes the fold
+	// order-sensitive; the constants keep a zero value from being a no-op.
+	return mix64((prev ^ mix64(value+0x9e3779b97f4a7c15)) + 0xd6e8feb86659fd93)
+}
+
+// mix64 is the splitmix64 finalizer: a bijective 64-bit avalanche.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// logState is one key's log, summarized: a Read sees (length, digest) and an
+// Append's seq is length+1, so the values themselves are never needed.
+type logState struct {
+	length uint64
+	digest uint64
+}
+
+type logInput struct {
+	kind  OpKind
+	value uint64
+}
+
+type logOutput struct {
+	unknown bool
+	seq     uint64
+	length  uint64
+	digest  uint64
+}
+
+func logStep(state, input, output any) (bool, any) {
+	s := state.(logState)
+	in := input.(logInput)
+	out := output.(logOutput)
+	switch in.kind {
+	case OpAppend:
+		next := logState{length: s.length + 1, digest: LogDigest(s.digest, in.value)}
+		return out.unknown || out.seq == next.length, next
+	case OpRead:
+		return out.length == s.length && out.digest == s.digest, s
+	}
+	panic(fmt.Sprintf("checker: unknown op kind %d", in.kind))
+}
+
+var logModel = porcupine.Model{
+	Init:  func() any { return logState{} },
+	Step:  logStep,
+	Equal: func(a, b any) bool { return a.(logState) == b.(logState) },
+	Hash: func(state any) uint64 {
+		s := state.(logState)
+		return s.digest ^ mix64(s.length)
+	},
+	Partition:         partitionByKey,
+	DescribeOperation: describeLogOp,
+	DescribeState: func(state any) string {
+		s := state.(logState)
+		return fmt.Sprintf("len=%d digest=%016x", s.length, s.digest)
+	},
+}
+
+func describeLogOp(input, output any) string {
+	in := input.(logInput)
+	out := output.(logOutput)
+	if in.kind == OpAppend {
+		if out.unknown {
+			return fmt.Sprintf("append(%d) -> ?", in.value)
+		}
+		return fmt.Sprintf("append(%d) -> %d", in.value, out.seq)
+	}
+	return fmt.Sprintf("read -> len=%d digest=%016x", out.length, out.digest)
+}
+
+// CheckLinearizable decides whether a history of Append/Read operations is
+// linearizable, key by key in ascending order. The timeout bounds each key's
+// search (0 means no bound); a timed-out key counts as Ok and is named in Info.
+func CheckLinearizable(ops []Op, timeout time.Duration) LinearizabilityResult {
+	return checkPartitions(logModel, partitionOps(ops), "key", timeout)
+}
+
+// WriteVisualization writes Porcupine's interactive HTML view of the history,
+// all keys included; run it on failure and open the file in a browser.
+func WriteVisualization(path string, ops []Op) error {
+	return visualize(logModel, flatten(partitionOps(ops)), path)
+}
+
+// partitionOps turns ops into Porcupine operations grouped by key, keys
+// ascending; reads with unknown outcomes are dropped, since they change
+// nothing and promise nothing.
+func partitionOps(ops []Op) []partition {
+	byKey := make(map[uint64][]porcupine.Operation)
+	for i := range ops {
+		op := &ops[i]
+		if op.Kind != OpAppend && op.Kind != OpRead {
+			panic(fmt.Sprintf("checker: op %d has invalid kind %d", i, op.Kind))
+		}
+		if op.Unknown && op.Kind == OpRead {
+			continue
+		}
+		byKey[op.Key] = append(byKey[op.Key], porcupine.Operation{
+			ClientId: op.ClientID,
+			Input:    logInput{kind: op.Kind, value: op.Value},
+			Call:     op.Call,
+			Output:   logOutput{unknown: op.Unknown, seq: op.Seq, length: op.Length, digest: op.Digest},
+			Return:   returnTick(op.Call, op.Return, op.Unknown),
+			Metadata: op.Key,
+		})
+	}
+	return sortedPartitions(byKey)
+}
+
+// returnTick asserts a well-formed interval and stretches unknown ones.
+func returnTick(call, ret int64, unknown bool) int64 {
+	if unknown {
+		return returnUnknown
+	}
+	if ret < call {
+		panic(fmt.Sprintf("checker: op returns at tick %d before its call at %d", ret, call))
+	}
+	return ret
+}
+
+// partition is one key's (or room's) sub-history.
+type partition struct {
+	key uint64
+	ops []porcupine.Operation
+}
+
+func sortedPartitions(byKey map[uint64][]porcupine.Operation) []partition {
+	keys := make([]uint64, 0, len(byKey))
+	for key := range byKey {
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	parts := make([]partition, 0, len(keys))
+	for _, key := range keys {
+		parts = append(parts, partition{key: key, ops: byKey[key]})
+	}
+	return parts
+}
+
+func flatten(parts []partition) []porcupine.Operation {
+	var ops []porcupine.Operation
+	for _, p := range parts {
+		ops = append(ops, p.ops...)
+	}
+	return ops
+}
+
+// partitionByKey lets a whole-history visualization split by the key that
+// each operation carries as metadata, in ascending key order.
+func partitionByKey(history []porcupine.Operation) [][]porcupine.Operation {
+	byKey := make(map[uint64][]porcupine.Operation)
+	for _, op := range history {
+		key := op.Metadata.(uint64)
+		byKey[key] = append(byKey[key], op)
+	}
+	parts := sortedPartitions(byKey)
+	out := make([][]porcupine.Operation, len(parts))
+	for i, p := range parts {
+		out[i] = p.ops
+	}
+	return out
+}
+
+// checkPartitions checks each partition on its own, in order, so that the
+// failing key reported is always the lowest one, whatever the scheduling.
+func checkPartitions(model porcupine.Model, parts []partition, noun string, timeout time.Duration) LinearizabilityResult {
+	model.Partition = nil // each call below already holds a single partition
+	var timedOut []uint64
+	for _, p := range parts {
+		switch porcupine.CheckOperationsTimeout(model, p.ops, timeout) {
+		case porcupine.Illegal:
+			return LinearizabilityResult{Key: p.key, Info: fmt.Sprintf(
+				"%s %d: %d operations are not linearizable", noun, p.key, len(p.ops))}
+		case porcupine.Unknown:
+			timedOut = append(timedOut, p.key)
+		}
+	}
+	if len(timedOut) > 0 {
+		return LinearizabilityResult{Ok: true, Info: fmt.Sprintf(
+			"timed out after %v on %d of %d %ss (first %d); no violation found",
+			timeout, len(timedOut), len(parts), noun, timedOut[0])}
+	}
+	return LinearizabilityResult{Ok: true, Info: fmt.Sprintf("%d %ss linearizable", len(parts), noun)}
+}
+
+// visualizeTimeout bounds the search behind a visualization; a partial
+// linearization is still worth drawing.
+const visualizeTimeout = 10 * time.Second
+
+func visualize(model porcupine.Model, ops []porcupine.Operation, path string) error {
+	_, info := porcupine.CheckOperationsVerbose(model, ops, visualizeTimeout)
+	if err := porcupine.VisualizePath(model, info, path); err != nil {
+		return fmt.Errorf("write visualization %s: %w", path, err)
+	}
+	return nil
+}

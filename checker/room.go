@@ -1,0 +1,173 @@
+package checker
+
+import (
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// RoomOpKind tells a Post from a ReadRoom in a chat-room history.
+type RoomOpKind uint8
+
+const (
+	RoomPost RoomOpKind = iota + 1
+	RoomRead
+)
+
+func (k RoomOpKind) String() string {
+	switch k {
+	case RoomPost:
+		return "post"
+	case RoomRead:
+		return "read-room"
+	}
+	return fmt.Sprintf("RoomOpKind(%d)", uint8(k))
+}
+
+// RoomOp is one client operation on a chat room:
+// Post(Room, IdempotencyKey, Body) -> Seq, or ReadRoom(Room) -> (HeadSeq, Digest).
+type RoomOp struct {
+	ClientID       int
+	Kind           RoomOpKind
+	Room           uint64
+	IdempotencyKey string // Post input: a retry reuses it
+	Body           string // Post input: carried for visualization only
+	Call           int64  // invoke tick
+	Return         int64  // return tick (ignored when Unknown)
+	Unknown        bool   // outcome unknown: may or may not have happened
+	Seq            uint64 // Post output: the message's seq, the original one on a retry
+	HeadSeq        uint64 // ReadRoom output: seq of the newest message, 0 if none
+	Digest         uint64 // ReadRoom output: RoomDigest fold over messages in seq order
+}
+
+// IdempotencyHash maps an idempotency key to the 64-bit message id that a
+// room digest folds over.
+func IdempotencyHash(key string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return mix64(h.Sum64())
+}
+
+// RoomDigest folds one message, named by its idempotency key, into a room's
+// running digest; an empty room's digest is 0.
+func RoomDigest(prev uint64, idempotencyKey string) uint64 {
+	return LogDigest(prev, IdempotencyHash(idempotencyKey))
+}
+
+// roomState is a room as clients can observe it. The seen map is the model's
+// dedup window; it is unbounded, so histories must keep each room's posts
+// within the real window (count and age) for the model to apply.
+type roomState struct {
+	head   uint64
+	digest uint64
+	seen   map[string]uint64 // idempotency key -> seq; never mutated once stepped
+}
+
+type roomInput struct {
+	kind RoomOpKind
+	key  string
+	body string
+}
+
+type roomOutput struct {
+	unknown bool
+	seq     uint64
+	head    uint64
+	digest  uint64
+}
+
+func roomStep(state, input, output any) (bool, any) {
+	s := state.(roomState)
+	in := input.(roomInput)
+	out := output.(roomOutput)
+	switch in.kind {
+	case RoomPost:
+		if seq, ok := s.seen[in.key]; ok {
+			return out.unknown || out.seq == seq, s // a retry: no second message
+		}
+		next := roomState{head: s.head + 1, digest: RoomDigest(s.digest, in.key)}
+		next.seen = maps.Clone(s.seen)
+		if next.seen == nil {
+			next.seen = make(map[string]uint64, 1)
+		}
+		next.seen[in.key] = next.head
+		return out.unknown || out.seq == next.head, next
+	case RoomRead:
+		return out.head == s.head && out.digest == s.digest, s
+	}
+	panic(fmt.Sprintf("checker: unknown room op kind %d", in.kind))
+}
+
+// roomEqual compares head and digest first: equal digests almost always mean
+// equal key sequences, and the map comparison makes "almost" exact.
+func roomEqual(a, b any) bool {
+	x, y := a.(roomState), b.(roomState)
+	return x.head == y.head && x.digest == y.digest && maps.Equal(x.seen, y.seen)
+}
+
+var roomModel = porcupine.Model{
+	Init:  func() any { return roomState{} },
+	Step:  roomStep,
+	Equal: roomEqual,
+	Hash: func(state any) uint64 {
+		s := state.(roomState)
+		return s.digest ^ mix64(s.head)
+	},
+	Partition:         partitionByKey,
+	DescribeOperation: describeRoomOp,
+	DescribeState: func(state any) string {
+		s := state.(roomState)
+		return fmt.Sprintf("head=%d digest=%016x", s.head, s.digest)
+	},
+}
+
+func describeRoomOp(input, output any) string {
+	in := input.(roomInput)
+	out := output.(roomOutput)
+	if in.kind == RoomPost {
+		if out.unknown {
+			return fmt.Sprintf("post(%q, %q) -> ?", in.key, in.body)
+		}
+		return fmt.Sprintf("post(%q, %q) -> %d", in.key, in.body, out.seq)
+	}
+	return fmt.Sprintf("read -> head=%d digest=%016x", out.head, out.digest)
+}
+
+// CheckRooms decides whether a chat-room history is linearizable, room by
+// room in ascending order; the result's Key is the first failing room. The
+// timeout bounds each room's search (0 means no bound).
+func CheckRooms(ops []RoomOp, timeout time.Duration) LinearizabilityResult {
+	return checkPartitions(roomModel, partitionRoomOps(ops), "room", timeout)
+}
+
+// WriteRoomVisualization writes Porcupine's HTML view of a room history.
+func WriteRoomVisualization(path string, ops []RoomOp) error {
+	return visualize(roomModel, flatten(partitionRoomOps(ops)), path)
+}
+
+// partitionRoomOps groups ops by room, rooms ascending, dropping reads with
+// unknown outcomes.
+func partitionRoomOps(ops []RoomOp) []partition {
+	byRoom := make(map[uint64][]porcupine.Operation)
+	for i := range ops {
+		op := &ops[i]
+		if op.Kind != RoomPost && op.Kind != RoomRead {
+			panic(fmt.Sprintf("checker: room op %d has invalid kind %d", i, op.Kind))
+		}
+		if op.Unknown && op.Kind == RoomRead {
+			continue
+		}
+		byRoom[op.Room] = append(byRoom[op.Room], porcupine.Operation{
+			ClientId: op.ClientID,
+			Input:    roomInput{kind: op.Kind, key: op.IdempotencyKey, body: op.Body},
+			Call:     op.Call,
+			Output:   roomOutput{unknown: op.Unknown, seq: op.Seq, head: op.HeadSeq, digest: op.Digest},
+			Return:   returnTick(op.Call, op.Return, op.Unknown),
+			Metadata: op.Room,
+		})
+	}
+	return sortedPartitions(byRoom)
+}
