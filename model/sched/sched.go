@@ -102,9 +102,11 @@ func (s *Scheduler) Digest() uint64 { return s.digest }
 // Step runs every event due at the current tick, then the tickers, then
 // advances time by one tick.
 func (s *Scheduler) Step() {
-	// Events scheduled for this very tick while running are run too, but the
-	// loop is bounded by the queue bound plus what was already queued.
-	for budget := s.eventsMax * 2; len(s.queue) > 0 && s.queue[0].at == s.now; budget-- {
+	// Events scheduled for this very tick while running are run too, and so
+	// are events a ticker scheduled for the previous tick after its events
+	// had run (they are due, so they go first). The loop is bounded by the
+	// queue bound plus what was already queued.
+	for budget := s.eventsMax * 2; len(s.queue) > 0 && s.queue[0].at <= s.now; budget-- {
 		if budget == 0 {
 			panic("sched: more events at one tick than the queue bound allows")
 		}

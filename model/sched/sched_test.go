@@ -119,3 +119,23 @@ func TestSchedulePastPanics(t *testing.T) {
 	}()
 	s.Schedule(2, 0, func() {})
 }
+
+// A ticker that schedules an event for the current tick must not wedge the
+// queue: the event runs at the start of the next step.
+func TestTickerScheduledEventRuns(t *testing.T) {
+	s := New(0)
+	ran := 0
+	scheduled := false
+	s.AddTicker(func() {
+		if !scheduled {
+			scheduled = true
+			s.After(0, 0, func() { ran++ })
+		}
+	})
+	later := false
+	s.After(3, 0, func() { later = true })
+	s.RunUntil(5)
+	if ran != 1 || !later {
+		t.Fatalf("ticker event ran %d times, later event ran %v", ran, later)
+	}
+}
