@@ -1,0 +1,287 @@
+package scenarios
+
+import (
+	"fmt"
+	"maps"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"tigerchat/model"
+	"tigerchat/simdisk"
+	"tigerchat/simnet"
+)
+
+// ConvergeCheckTicks is how often the liveness phase asks Subject.Converged.
+const ConvergeCheckTicks = 10
+
+// Outcome classifies a Result; tigersim maps it to an exit code.
+type Outcome uint8
+
+const (
+	OutcomeOK        Outcome = iota // every check passed
+	OutcomeViolation                // a safety invariant broke
+	OutcomeLiveness                 // no convergence within LivenessTicksMax
+	OutcomePanic                    // model (or harness) code panicked
+	OutcomeError                    // invalid config or subject setup failed
+)
+
+func (o Outcome) String() string {
+	return [...]string{"ok", "violation", "liveness", "panic", "error"}[o]
+}
+
+// Result is what a run produced. Everything but Elapsed is a pure function
+// of the Config.
+type Result struct {
+	Seed             uint64
+	Subject          string
+	Digest           uint64 // the scheduler's trace digest
+	Ticks            uint64
+	Events           uint64
+	Violations       []string
+	LivenessFailed   bool
+	LivenessTicks    uint64 // ticks the liveness phase took
+	Panic            string // panic value and stack
+	Err              string // invalid config or setup error
+	Coverage         map[string]uint64
+	CoverageUniverse []string
+	Metrics          map[string][]float64
+	Net              simnet.Stats
+	Disk             simdisk.Stats // summed over replicas
+	Elapsed          time.Duration
+}
+
+// Outcome is the most severe thing that happened.
+func (r Result) Outcome() Outcome {
+	switch {
+	case r.Err != "":
+		return OutcomeError
+	case r.Panic != "":
+		return OutcomePanic
+	case len(r.Violations) > 0:
+		return OutcomeViolation
+	case r.LivenessFailed:
+		return OutcomeLiveness
+	}
+	return OutcomeOK
+}
+
+// Line is the one-line summary tigersim prints last.
+func (r Result) Line() string {
+	return fmt.Sprintf("%s seed=%d trace=%016x ticks=%d events=%d",
+		r.Outcome(), r.Seed, r.Digest, r.Ticks, r.Events)
+}
+
+// Run simulates cfg to the end and reports. It never panics: a panic in the
+// subject or the simulator is recovered into Result.Panic with its stack.
+func Run(cfg Config) (res Result) {
+	started := time.Now()
+	res = Result{Seed: cfg.Seed, Subject: cfg.Subject}
+	defer func() { res.Elapsed = time.Since(started) }()
+	if err := cfg.Validate(); err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	var c *Cluster
+	defer func() {
+		if p := recover(); p != nil {
+			res.Panic = fmt.Sprintf("%v\n%s", p, debug.Stack())
+		}
+		if c != nil {
+			c.report(&res)
+		}
+	}()
+	subject := registry[cfg.Subject].New(cfg)
+	c = newCluster(cfg, subject)
+	if err := subject.Setup(c); err != nil {
+		res.Err = fmt.Sprintf("subject %s setup: %v", cfg.Subject, err)
+		return res
+	}
+	c.run(&res)
+	return res
+}
+
+func (c *Cluster) run(res *Result) {
+	c.sched.AddTicker(c.net.Tick)
+	c.sched.AddTicker(c.tickFaults)
+	c.running = true
+	for i, slot := range c.replicas {
+		c.start(i)
+		c.sched.AddTicker(func() {
+			if node := slot.node; node != nil {
+				node.Tick()
+			}
+		})
+	}
+	c.startClients()
+	for _, slot := range c.clients {
+		c.sched.AddTicker(slot.node.Tick)
+	}
+	for uint64(c.Now()) < c.cfg.Ticks && len(c.violations) == 0 {
+		c.sched.Step()
+	}
+	if len(c.violations) == 0 {
+		c.runLiveness(res)
+	}
+	c.violations = append(c.violations, c.subject.Check(c)...)
+}
+
+// runLiveness stops all faults, restarts every replica that is down, and
+// gives the subject LivenessTicksMax ticks to converge.
+func (c *Cluster) runLiveness(res *Result) {
+	c.phase = PhaseLiveness
+	c.sched.Trace(tracePhase, uint64(c.phase))
+	c.quiesce()
+	for i, slot := range c.replicas {
+		if slot.node == nil {
+			c.start(i)
+		}
+	}
+	begin := c.Now()
+	for elapsed := uint64(0); ; elapsed = uint64(c.Now() - begin) {
+		if elapsed%ConvergeCheckTicks == 0 && c.subject.Converged(c) {
+			res.LivenessTicks = elapsed
+			return
+		}
+		if elapsed >= c.cfg.LivenessTicksMax || len(c.violations) > 0 {
+			res.LivenessTicks = elapsed
+			res.LivenessFailed = len(c.violations) == 0
+			return
+		}
+		c.sched.Step()
+	}
+}
+
+// tickFaults runs after each tick's events: scripted steps due now, then
+// random restarts and crashes.
+func (c *Cluster) tickFaults() {
+	now := c.Now()
+	for c.scheduleNext < len(c.schedule) && c.schedule[c.scheduleNext].At <= now {
+		c.apply(c.schedule[c.scheduleNext])
+		c.scheduleNext++
+	}
+	if c.phase != PhaseFaulty {
+		return
+	}
+	for i, slot := range c.replicas {
+		if slot.node == nil && slot.restartAt <= now {
+			c.start(i)
+		}
+	}
+	if c.quiesced || c.downCount() >= c.cfg.CrashesConcurrentMax {
+		return
+	}
+	if c.faultRNG.Chance(c.cfg.CrashProbability) {
+		c.crashRandom()
+	}
+}
+
+func (c *Cluster) crashRandom() {
+	var up []int
+	for i, slot := range c.replicas {
+		if slot.node != nil {
+			up = append(up, i)
+		}
+	}
+	if len(up) == 0 {
+		return
+	}
+	victim := up[c.faultRNG.IntN(len(up))]
+	downTicks := c.cfg.RestartMinTicks + c.faultRNG.Exponential(c.cfg.RestartMeanTicks)
+	c.crash(victim, c.Now()+1+model.Tick(downTicks))
+}
+
+func (c *Cluster) downCount() int {
+	down := 0
+	for _, slot := range c.replicas {
+		if slot.node == nil {
+			down++
+		}
+	}
+	return down
+}
+
+// apply performs a scripted step. A crash of a replica that is down, or a
+// restart of one that is up, does nothing.
+func (c *Cluster) apply(s Step) {
+	c.sched.Trace(traceStep, uint64(s.Action), uint64(s.Replica), s.Offset)
+	switch s.Action {
+	case ActionCrash:
+		c.crash(s.Replica, restartNever)
+	case ActionRestart:
+		if c.replicas[s.Replica].node == nil {
+			c.start(s.Replica)
+		}
+	case ActionPartition:
+		c.net.Partition(s.Mode)
+	case ActionPartitionSides:
+		side := make([]model.Address, len(s.Side))
+		for i, r := range s.Side {
+			side[i] = model.Address(r)
+		}
+		c.net.PartitionSides(side, !s.OneWay)
+	case ActionHeal:
+		c.net.Heal()
+	case ActionCorrupt:
+		c.disks[s.Replica].CorruptSector(s.Offset)
+	case ActionClog:
+		c.net.Clog(model.Address(s.Replica), model.Address(s.Target), s.DurationTicks)
+	case ActionQuiesce:
+		c.quiesce()
+	default:
+		panic(fmt.Sprintf("scenarios: unknown step action %d", s.Action))
+	}
+}
+
+// quiesce stops random faults: network, disk corruption and random crashes.
+// Crash loss stays possible, since it is physics (and the liveness phase
+// crashes nobody).
+func (c *Cluster) quiesce() {
+	if c.quiesced {
+		return
+	}
+	c.quiesced = true
+	c.net.Quiesce()
+	for _, d := range c.disks {
+		d.Quiesce()
+	}
+}
+
+// report fills res from the cluster, also after a panic.
+func (c *Cluster) report(res *Result) {
+	res.Digest = c.sched.Digest()
+	res.Ticks = uint64(c.Now())
+	res.Events = c.sched.Delivered()
+	res.Violations = slices.Clone(c.violations)
+	res.Net = c.net.Stats()
+	for _, d := range c.disks {
+		res.Disk = addDiskStats(res.Disk, d.Stats())
+	}
+	if p := catch(func() {
+		res.Coverage = maps.Clone(c.subject.Coverage())
+		res.CoverageUniverse = slices.Clone(c.subject.CoverageUniverse())
+		res.Metrics = maps.Clone(c.subject.Metrics())
+	}); p != "" && res.Panic == "" {
+		res.Panic = p
+	}
+}
+
+// catch runs fn and returns its panic, with stack, or "".
+func catch(fn func()) (panicked string) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = fmt.Sprintf("%v\n%s", p, debug.Stack())
+		}
+	}()
+	fn()
+	return ""
+}
+
+func addDiskStats(a, b simdisk.Stats) simdisk.Stats {
+	return simdisk.Stats{
+		Reads: a.Reads + b.Reads, Writes: a.Writes + b.Writes, Syncs: a.Syncs + b.Syncs,
+		ReadCorruptions: a.ReadCorruptions + b.ReadCorruptions, WriteCorruptions: a.WriteCorruptions + b.WriteCorruptions,
+		Misdirects: a.Misdirects + b.Misdirects, CrashLost: a.CrashLost + b.CrashLost,
+		CrashTorn: a.CrashTorn + b.CrashTorn, Crashes: a.Crashes + b.Crashes,
+	}
+}
