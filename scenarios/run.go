@@ -26,8 +26,13 @@ const (
 	OutcomeError                    // invalid config or subject setup failed
 )
 
+var outcomeNames = [...]string{"ok", "violation", "liveness", "panic", "error"}
+
 func (o Outcome) String() string {
-	return [...]string{"ok", "violation", "liveness", "panic", "error"}[o]
+	if int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return fmt.Sprintf("Outcome(%d)", uint8(o))
 }
 
 // Result is what a run produced. Everything but Elapsed is a pure function

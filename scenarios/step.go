@@ -103,7 +103,8 @@ func ParseStep(words []string) (Step, error) {
 // actionArgs names each action's arguments, for arity checks and errors.
 var actionArgs = [...]string{
 	ActionCrash: "REPLICA", ActionRestart: "REPLICA", ActionPartition: "MODE",
-	ActionPartitionSides: "R,R..", ActionCorrupt: "REPLICA OFFSET", ActionClog: "FROM TO TICKS",
+	ActionPartitionSides: "R,R..", ActionHeal: "", ActionCorrupt: "REPLICA OFFSET",
+	ActionClog: "FROM TO TICKS", ActionQuiesce: "",
 }
 
 func (s *Step) parseArgs(args []string) error {

@@ -9,17 +9,16 @@ import (
 	"tigerchat/model"
 )
 
-// The toy subject is a grow-only counter, small enough to read in one sitting
-// yet exposed to every fault: each replica bumps the counter now and then,
-// appends a checksummed record of it to a ring on its disk, syncs, reads the
-// record back (a misdirected or rotten write must not count), and only then
-// announces the value; replicas gossip their max. A replica that finds a
-// corrupt record on recovery repairs from a peer before it serves again.
+// The toy subject is a grow-only counter exposed to every fault: each replica
+// bumps the counter now and then, appends a checksummed record of it to a ring
+// on its disk, syncs, reads it back (a misdirected or rotten write must not
+// count), and only then announces it; replicas gossip their max. A replica
+// that finds a corrupt record on recovery repairs from a peer before serving.
 //
 // Invariants: a replica recovering from a clean disk has every value it
-// announced (announce-after-sync); no replica holds a value nobody proposed;
-// after the faults stop, all replicas converge on the global max, which
-// covers every announcement not voided by detected corruption.
+// announced; no replica holds a value nobody proposed; once faults stop, all
+// converge on the global max, which covers every announcement not voided by
+// detected corruption.
 func init() {
 	Register("toy", SubjectFactory{
 		New:       func(cfg Config) Subject { return newToy(cfg) },
@@ -31,24 +30,21 @@ const (
 	toyMutationAnnounceEarly = "announce-before-sync"
 	toyRingSlots             = 16
 	toyRingBytes             = toyRingSlots * model.SectorSize
-	toyBumpTicks             = 40
-	toyGossipTicks           = 60
-	toyRepairTicks           = 30
 	toyMagic                 = 0x544f_5952_4543_3031 // "TOYREC01"
+	toyMessageBytes          = 9                     // [kind u8][value u64]
 )
 
-// Message kinds: [kind u8][value u64].
 const (
 	toyAnnounce byte = iota + 1
 	toyRepairRequest
 	toyRepairReply
-	toyMessageBytes = 9
 )
 
-var toyCoverageNames = []string{"adopt", "bump", "msg:announce", "msg:repair-reply", "msg:repair-request",
-	"persist", "recover-clean", "recover-corrupt", "recover-fresh", "repair-done", "verify-retry"}
-
-var toyChecksum = crc32.MakeTable(crc32.Castagnoli)
+var (
+	toyCoverageNames = []string{"adopt", "bump", "msg:announce", "msg:repair-reply", "msg:repair-request",
+		"persist", "recover-clean", "recover-corrupt", "recover-fresh", "repair-done", "verify-retry"}
+	toyChecksum = crc32.MakeTable(crc32.Castagnoli)
+)
 
 type toy struct {
 	cfg         Config
@@ -60,37 +56,32 @@ type toy struct {
 }
 
 func newToy(cfg Config) *toy {
-	return &toy{cfg: cfg, coverage: map[string]uint64{}, metrics: map[string][]float64{}}
+	return &toy{cfg: cfg, promised: make([]uint64, cfg.ReplicaCount), coverage: map[string]uint64{}, metrics: map[string][]float64{}}
 }
 
 func (t *toy) Name() string                  { return "toy" }
+func (t *toy) Setup(c *Cluster) error        { t.c = c; return nil }
 func (t *toy) OnCrash(int)                   {}
 func (t *toy) CoverageUniverse() []string    { return toyCoverageNames }
 func (t *toy) Coverage() map[string]uint64   { return t.coverage }
 func (t *toy) Metrics() map[string][]float64 { return t.metrics }
 func (t *toy) hit(name string)               { t.coverage[name]++ }
 func (t *toy) sample(name string, ticks model.Tick) {
-	t.metrics[name] = append(t.metrics[name], float64(ticks)*model.TickMs)
-}
-
-func (t *toy) Setup(c *Cluster) error {
-	t.c = c
-	t.promised = make([]uint64, c.ReplicaCount())
-	return nil
+	t.metrics[name] = append(t.metrics[name], float64(ticks*model.TickMs))
 }
 
 func (t *toy) NewReplica(env Env) Node {
-	n := &toyNode{t: t, env: env, started: env.Clock.Monotonic()}
-	n.bump = model.NewTimeout("bump", toyBumpTicks, toyBumpTicks, env.PRNG)
-	n.gossip = model.NewTimeout("gossip", toyGossipTicks, toyGossipTicks/2, env.PRNG)
-	n.repair = model.NewTimeout("repair", toyRepairTicks, toyRepairTicks/2, env.PRNG)
+	n := &toyNode{t: t, env: env, started: env.Clock.Monotonic(),
+		bump:   model.NewTimeout("bump", 40, 40, env.PRNG),
+		gossip: model.NewTimeout("gossip", 60, 30, env.PRNG),
+		repair: model.NewTimeout("repair", 30, 15, env.PRNG)}
 	if env.Fresh {
 		t.hit("recover-fresh")
 		n.becomeNormal()
 		return n
 	}
-	n.ring = make([]byte, toyRingBytes)
-	env.Disk.Read(0, n.ring, n.onRecoverRead)
+	ring := make([]byte, toyRingBytes)
+	env.Disk.Read(0, ring, func() { n.onRecoverRead(ring) })
 	return n
 }
 
@@ -103,57 +94,44 @@ func (t *toy) node(i int) *toyNode {
 
 // Converged: every replica is up, idle, durable and on the global max.
 func (t *toy) Converged(c *Cluster) bool {
-	target := uint64(0)
-	for i := range c.ReplicaCount() {
-		if n := t.node(i); n != nil {
-			target = max(target, n.known)
-		}
-	}
 	for i := range c.ReplicaCount() {
 		n := t.node(i)
-		if n == nil || n.status != toyNormal || n.busy || n.full || n.durable != target {
+		if n == nil || n.status != toyNormal || n.busy || n.full || n.known != n.durable || n.known != t.node(0).known {
 			return false
 		}
 	}
 	return true
 }
 
-func (t *toy) Check(c *Cluster) []string {
-	var violations []string
+func (t *toy) Check(c *Cluster) (violations []string) {
 	converged := t.Converged(c)
 	for i := range c.ReplicaCount() {
-		n := t.node(i)
-		if n == nil {
-			continue
-		}
-		if n.known > t.proposedMax {
+		if n := t.node(i); n != nil && n.known > t.proposedMax {
 			violations = append(violations, fmt.Sprintf("toy: replica %d holds %d, never proposed (max %d)", i, n.known, t.proposedMax))
-		}
-		if converged && n.known < t.promised[i] {
+		} else if n != nil && converged && n.known < t.promised[i] {
 			violations = append(violations, fmt.Sprintf("toy: replica %d announced %d but the cluster converged on %d", i, t.promised[i], n.known))
 		}
 	}
 	return violations
 }
 
-type toyStatus uint8
-
+// A replica reads its ring, repairs from a peer if it found corruption (with
+// no peer, it never serves again: it can't know what it lost), then serves.
 const (
-	toyRecovering toyStatus = iota // reading the ring
-	toyRepairing                   // found corruption; waiting for a peer's value
+	toyRecovering = iota
+	toyRepairing
 	toyNormal
 )
 
 type toyNode struct {
 	t       *toy
 	env     Env
-	status  toyStatus
+	status  int
 	known   uint64 // max value seen; only grows
 	durable uint64 // max value synced and verified on this disk
 	busy    bool   // a write-sync-verify is in flight
 	full    bool   // rewrite the whole ring (scrubs corruption after repair)
 	started model.Tick
-	ring    []byte
 	bump    model.Timeout
 	gossip  model.Timeout
 	repair  model.Timeout
@@ -168,16 +146,14 @@ func (n *toyNode) Tick() {
 	}
 	if n.repair.Fired() {
 		n.repair.Backoff()
-		n.requestRepair()
+		n.broadcast(toyRepairRequest, n.known)
 	}
 	if n.status != toyNormal {
 		return
 	}
 	if n.bump.Fired() {
 		n.bump.Start()
-		// The workload runs in the fault phase only, so that convergence
-		// has a fixed target.
-		if n.t.c.Phase() == PhaseFaulty {
+		if n.t.c.Phase() == PhaseFaulty { // The workload stops so that convergence has a fixed target.
 			n.known++
 			n.t.proposedMax = max(n.t.proposedMax, n.known)
 			n.t.hit("bump")
@@ -191,43 +167,32 @@ func (n *toyNode) Tick() {
 }
 
 func (n *toyNode) OnMessage(from model.Address, msg []byte) {
-	if len(msg) != toyMessageBytes {
-		panic(fmt.Sprintf("toy: message of %d bytes", len(msg)))
+	if len(msg) != toyMessageBytes || msg[0] < toyAnnounce || msg[0] > toyRepairReply {
+		panic(fmt.Sprintf("toy: malformed message %x", msg))
 	}
-	value := binary.LittleEndian.Uint64(msg[1:])
-	switch msg[0] {
-	case toyAnnounce:
-		n.t.hit("msg:announce")
-		if value > n.known {
-			n.known = value
-			n.t.hit("adopt")
-		}
-	case toyRepairRequest:
-		n.t.hit("msg:repair-request")
-		if n.status == toyNormal {
-			n.send(from, toyRepairReply, n.durable)
-		}
-	case toyRepairReply:
-		n.t.hit("msg:repair-reply")
-		if n.status == toyRepairing {
-			n.known = max(n.known, value)
-			n.finishRepair()
-		}
-	default:
-		panic(fmt.Sprintf("toy: unknown message kind %d", msg[0]))
+	n.t.hit([...]string{"", "msg:announce", "msg:repair-request", "msg:repair-reply"}[msg[0]])
+	switch value := binary.LittleEndian.Uint64(msg[1:]); {
+	case msg[0] == toyAnnounce && value > n.known:
+		n.known = value
+		n.t.hit("adopt")
+	case msg[0] == toyRepairRequest && n.status == toyNormal:
+		n.send(from, toyRepairReply, n.durable)
+	case msg[0] == toyRepairReply && n.status == toyRepairing:
+		n.known = max(n.known, value)
+		n.t.hit("repair-done")
+		n.t.sample("repair_ms", n.env.Clock.Monotonic()-n.started)
+		n.repair.Stop()
+		n.full = true // Scrub the corrupt records.
+		n.becomeNormal()
 	}
 }
 
-func (n *toyNode) onRecoverRead() {
+func (n *toyNode) onRecoverRead(ring []byte) {
 	best, corrupt := uint64(0), false
 	for slot := range uint64(toyRingSlots) {
-		value, ok, empty := toyDecode(n.ring[slot*model.SectorSize:][:model.SectorSize], slot)
-		corrupt = corrupt || (!ok && !empty)
-		if ok {
-			best = max(best, value)
-		}
+		value, ok, empty := toyDecode(ring[slot*model.SectorSize:][:model.SectorSize], slot)
+		corrupt, best = corrupt || (!ok && !empty), max(best, value)
 	}
-	n.ring = nil
 	n.known, n.durable = max(n.known, best), best
 	if corrupt {
 		// Detected loss voids this replica's promises; peers hold them.
@@ -235,7 +200,7 @@ func (n *toyNode) onRecoverRead() {
 		n.t.promised[n.env.Index] = 0
 		n.status = toyRepairing
 		n.repair.Start()
-		n.requestRepair()
+		n.broadcast(toyRepairRequest, n.known)
 		return
 	}
 	n.t.hit("recover-clean")
@@ -243,22 +208,6 @@ func (n *toyNode) onRecoverRead() {
 		n.t.c.Violation(fmt.Sprintf("toy: replica %d recovered %d from a clean disk but had announced %d",
 			n.env.Index, best, n.t.promised[n.env.Index]))
 	}
-	n.becomeNormal()
-}
-
-func (n *toyNode) requestRepair() {
-	if n.t.c.ReplicaCount() == 1 {
-		n.finishRepair() // Nobody to ask: what the disk still holds is all there is.
-		return
-	}
-	n.broadcast(toyRepairRequest, n.known)
-}
-
-func (n *toyNode) finishRepair() {
-	n.t.hit("repair-done")
-	n.t.sample("repair_ms", n.env.Clock.Monotonic()-n.started)
-	n.repair.Stop()
-	n.full = true
 	n.becomeNormal()
 }
 
@@ -278,26 +227,22 @@ func (n *toyNode) persist() {
 		return
 	}
 	n.busy = true
-	value, slot := n.known, n.known%toyRingSlots
-	offset, data := slot*model.SectorSize, make([]byte, model.SectorSize)
-	toyEncode(data, value, slot, n.env)
+	value, first, count := n.known, n.known%toyRingSlots, uint64(1)
 	if n.full {
 		// Every slot gets the value, so that a torn rewrite leaves old or
 		// new records, never a gap below what was durable.
-		offset, data = 0, make([]byte, toyRingBytes)
-		for s := range uint64(toyRingSlots) {
-			toyEncode(data[s*model.SectorSize:][:model.SectorSize], value, s, n.env)
-		}
+		first, count = 0, toyRingSlots
+	}
+	offset, data := first*model.SectorSize, make([]byte, count*model.SectorSize)
+	for s := range count {
+		toyEncode(data[s*model.SectorSize:][:model.SectorSize], value, first+s, n.env)
 	}
 	if n.t.cfg.Mutation == toyMutationAnnounceEarly {
 		n.announce(value) // The bug: a crash before the sync loses an announced value.
 	}
-	readBack := make([]byte, len(data))
-	disk := n.env.Disk
+	readBack, disk := make([]byte, len(data)), n.env.Disk
 	disk.Write(offset, data, func() {
-		disk.Sync(func() {
-			disk.Read(offset, readBack, func() { n.onVerify(value, data, readBack) })
-		})
+		disk.Sync(func() { disk.Read(offset, readBack, func() { n.onVerify(value, data, readBack) }) })
 	})
 }
 
@@ -337,21 +282,18 @@ func (n *toyNode) send(to model.Address, kind byte, value uint64) {
 
 // Record: [crc32c of the rest u32][magic u64][value u64][slot u64][replica u64][realtime ns u64], zero padded.
 func toyEncode(sector []byte, value, slot uint64, env Env) {
-	binary.LittleEndian.PutUint64(sector[4:], toyMagic)
-	binary.LittleEndian.PutUint64(sector[12:], value)
-	binary.LittleEndian.PutUint64(sector[20:], slot)
-	binary.LittleEndian.PutUint64(sector[28:], uint64(env.Index))
-	binary.LittleEndian.PutUint64(sector[36:], uint64(env.Clock.RealtimeNs()))
+	for i, word := range []uint64{toyMagic, value, slot, uint64(env.Index), uint64(env.Clock.RealtimeNs())} {
+		binary.LittleEndian.PutUint64(sector[4+8*i:], word)
+	}
 	binary.LittleEndian.PutUint32(sector[0:], crc32.Checksum(sector[4:], toyChecksum))
 }
 
 // toyDecode checks a record; a record in the wrong slot was misdirected.
 func toyDecode(sector []byte, slot uint64) (value uint64, ok, empty bool) {
-	valid := binary.LittleEndian.Uint32(sector) == crc32.Checksum(sector[4:], toyChecksum) &&
-		binary.LittleEndian.Uint64(sector[4:]) == toyMagic &&
-		binary.LittleEndian.Uint64(sector[20:]) == slot
-	if valid {
-		return binary.LittleEndian.Uint64(sector[12:]), true, false
+	le := binary.LittleEndian
+	if le.Uint32(sector) == crc32.Checksum(sector[4:], toyChecksum) && le.Uint64(sector[4:]) == toyMagic &&
+		le.Uint64(sector[20:]) == slot {
+		return le.Uint64(sector[12:]), true, false
 	}
 	return 0, false, bytes.Count(sector, []byte{0}) == len(sector)
 }
