@@ -1,0 +1,115 @@
+// Package testsm is the small state machine the consensus simulator
+// replicates: a fixed set of append-only logs keyed by a small integer.
+// Appends return the new length (a gapless sequence number, like a room's
+// seq) and reads return the length and an order-sensitive digest, so a
+// linearizability checker can tell any lost, duplicated or reordered append.
+package testsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"tigerchat/model/vsr"
+)
+
+// Operations.
+const (
+	OperationAppend = vsr.OperationUserMin + iota
+	OperationRead
+)
+
+// KeysMax bounds the keyspace, so the state (and its snapshot) is bounded.
+const KeysMax = 32
+
+type log struct {
+	Length uint64
+	Digest uint64
+}
+
+// Machine implements vsr.StateMachine.
+type Machine struct {
+	logs [KeysMax]log
+}
+
+// LogDigest folds one value into a log's digest; the checker uses the same
+// fold to predict read results.
+func LogDigest(prev, value uint64) uint64 {
+	return mix64((prev ^ mix64(value+0x9e3779b97f4a7c15)) + 0xd6e8feb86659fd93)
+}
+
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+var errMalformed = errors.New("testsm: malformed request")
+
+// AppendBody and ReadBody encode requests.
+func AppendBody(key, value uint64) []byte {
+	b := binary.LittleEndian.AppendUint64(nil, key)
+	return binary.LittleEndian.AppendUint64(b, value)
+}
+func ReadBody(key uint64) []byte { return binary.LittleEndian.AppendUint64(nil, key) }
+
+// Prepare validates shape and key range.
+func (m *Machine) Prepare(operation uint8, body []byte) error {
+	switch operation {
+	case OperationAppend:
+		if len(body) != 16 || binary.LittleEndian.Uint64(body) >= KeysMax {
+			return errMalformed
+		}
+	case OperationRead:
+		if len(body) != 8 || binary.LittleEndian.Uint64(body) >= KeysMax {
+			return errMalformed
+		}
+	default:
+		return fmt.Errorf("testsm: unknown operation %d", operation)
+	}
+	return nil
+}
+
+// Apply executes a validated, committed operation.
+func (m *Machine) Apply(op uint64, timestampNs int64, client uint64, operation uint8, body, reply []byte) []byte {
+	if err := m.Prepare(operation, body); err != nil {
+		panic("testsm: a committed operation fails validation: " + err.Error())
+	}
+	l := &m.logs[binary.LittleEndian.Uint64(body)]
+	if operation == OperationAppend {
+		l.Length++
+		l.Digest = LogDigest(l.Digest, binary.LittleEndian.Uint64(body[8:]))
+		return binary.LittleEndian.AppendUint64(reply, l.Length)
+	}
+	reply = binary.LittleEndian.AppendUint64(reply, l.Length)
+	return binary.LittleEndian.AppendUint64(reply, l.Digest)
+}
+
+// Snapshot appends every log's length and digest.
+func (m *Machine) Snapshot(buf []byte) []byte {
+	for i := range m.logs {
+		buf = binary.LittleEndian.AppendUint64(buf, m.logs[i].Length)
+		buf = binary.LittleEndian.AppendUint64(buf, m.logs[i].Digest)
+	}
+	return buf
+}
+
+// Restore replaces the state with a snapshot.
+func (m *Machine) Restore(b []byte) error {
+	if len(b) != KeysMax*16 {
+		return fmt.Errorf("testsm: snapshot of %d bytes, want %d", len(b), KeysMax*16)
+	}
+	for i := range m.logs {
+		m.logs[i].Length = binary.LittleEndian.Uint64(b[i*16:])
+		m.logs[i].Digest = binary.LittleEndian.Uint64(b[i*16+8:])
+	}
+	return nil
+}
+
+// Log returns key's length and digest, for checkers.
+func (m *Machine) Log(key uint64) (length, digest uint64) {
+	return m.logs[key].Length, m.logs[key].Digest
+}

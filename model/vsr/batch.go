@@ -1,0 +1,57 @@
+package vsr
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// A prepare's body is a batch of client requests, each framed as
+//
+//	client u64 | request u64 | session u64 | operation u8 | 3 zero bytes | size u32 | body
+//
+// so one prepare, one WAL write and one fsync carry many requests.
+const batchEntryHeaderSize = 32
+
+type batchEntry struct {
+	Client    uint64
+	Request   uint64
+	Session   uint64
+	Operation uint8
+	Body      []byte
+}
+
+func appendBatchEntry(buf []byte, e *batchEntry) []byte {
+	le := binary.LittleEndian
+	buf = le.AppendUint64(buf, e.Client)
+	buf = le.AppendUint64(buf, e.Request)
+	buf = le.AppendUint64(buf, e.Session)
+	buf = append(buf, e.Operation, 0, 0, 0)
+	buf = le.AppendUint32(buf, uint32(len(e.Body)))
+	return append(buf, e.Body...)
+}
+
+var errBatchMalformed = errors.New("vsr: malformed batch")
+
+// forEachBatchEntry calls fn for each entry; entries alias body. At most
+// countMax entries are accepted.
+func forEachBatchEntry(body []byte, countMax int, fn func(e *batchEntry)) error {
+	var e batchEntry
+	for n := 0; len(body) > 0; n++ {
+		if n >= countMax || len(body) < batchEntryHeaderSize {
+			return errBatchMalformed
+		}
+		le := binary.LittleEndian
+		e.Client = le.Uint64(body[0:])
+		e.Request = le.Uint64(body[8:])
+		e.Session = le.Uint64(body[16:])
+		e.Operation = body[24]
+		size := int(le.Uint32(body[28:]))
+		if body[25] != 0 || body[26] != 0 || body[27] != 0 || size > len(body)-batchEntryHeaderSize {
+			return errBatchMalformed
+		}
+		e.Body = body[batchEntryHeaderSize : batchEntryHeaderSize+size]
+		body = body[batchEntryHeaderSize+size:]
+		fn(&e)
+	}
+	return nil
+}

@@ -1,0 +1,168 @@
+package vsr
+
+import (
+	"errors"
+
+	"tigerchat/model"
+	"tigerchat/model/prng"
+	"tigerchat/model/wire"
+)
+
+// ErrEvicted: the cluster evicted this client's session; its outstanding
+// request may or may not have been applied, and it must start a new session.
+var ErrEvicted = errors.New("vsr: client session evicted")
+
+// Reply is the outcome of one request.
+type Reply struct {
+	Op    uint64
+	Flags uint8
+	Body  []byte
+	Err   error
+}
+
+// ClientConfig names the cluster a client talks to.
+type ClientConfig struct {
+	Cluster        uint64
+	ReplicaCount   int
+	ShardOffset    int
+	ID             uint64 // unique per client, never 0
+	RequestTimeout uint64 // ticks before a retry to every replica
+}
+
+type pendingRequest struct {
+	operation uint8
+	body      []byte
+	done      func(Reply)
+	msg       []byte
+}
+
+// Client is a VSR client: one request in flight, retried until it is
+// answered, with the session number that makes retries idempotent.
+type Client struct {
+	cfg      ClientConfig
+	net      model.Network
+	session  uint64
+	request  uint64
+	view     uint32
+	evicted  bool
+	inflight *pendingRequest
+	queued   *pendingRequest // the user request waiting for registration
+	timeout  model.Timeout
+}
+
+// NewClient returns an idle client.
+func NewClient(cfg ClientConfig, net model.Network, p *prng.PRNG) *Client {
+	if cfg.ID == 0 || cfg.ReplicaCount < 1 || cfg.RequestTimeout == 0 {
+		panic("vsr: client config needs an id, replicas and a timeout")
+	}
+	return &Client{
+		cfg:     cfg,
+		net:     net,
+		timeout: model.NewTimeout("request", cfg.RequestTimeout, cfg.RequestTimeout/2, p),
+	}
+}
+
+// Busy reports whether a request is outstanding.
+func (c *Client) Busy() bool { return c.inflight != nil || c.queued != nil }
+
+// Evicted reports whether the session was evicted.
+func (c *Client) Evicted() bool { return c.evicted }
+
+// Submit sends one request; done runs once with its reply. It returns false
+// when a request is already outstanding or the client was evicted.
+func (c *Client) Submit(operation uint8, body []byte, done func(Reply)) bool {
+	if c.Busy() || c.evicted || operation < OperationUserMin {
+		return false
+	}
+	p := &pendingRequest{operation: operation, body: body, done: done}
+	if c.session == 0 {
+		c.queued = p
+		c.send(&pendingRequest{operation: OperationRegister})
+		return true
+	}
+	c.send(p)
+	return true
+}
+
+func (c *Client) send(p *pendingRequest) {
+	if p.operation != OperationRegister {
+		c.request++
+	}
+	h := wire.Header{
+		Command:   wire.CommandRequest,
+		Cluster:   c.cfg.Cluster,
+		Client:    c.cfg.ID,
+		Request:   c.request,
+		Commit:    c.session,
+		Operation: p.operation,
+		View:      c.view,
+	}
+	if p.operation == OperationRegister {
+		h.Request = 0
+	}
+	p.msg = wire.Message(h, p.body)
+	c.inflight = p
+	c.net.Send(model.Address(c.primary()), p.msg)
+	c.timeout.Start()
+}
+
+func (c *Client) primary() int {
+	return int((uint64(c.view) + uint64(c.cfg.ShardOffset)) % uint64(c.cfg.ReplicaCount))
+}
+
+// Tick retries an unanswered request to every replica, with backoff.
+func (c *Client) Tick() {
+	c.timeout.Tick()
+	if !c.timeout.Fired() || c.inflight == nil {
+		return
+	}
+	c.timeout.Backoff()
+	for i := 0; i < c.cfg.ReplicaCount; i++ {
+		c.net.Send(model.Address(i), c.inflight.msg)
+	}
+}
+
+// OnMessage takes a reply or an eviction notice.
+func (c *Client) OnMessage(from model.Address, msg []byte) {
+	h, body, err := wire.Decode(msg)
+	if err != nil || h.Cluster != c.cfg.Cluster || h.Client != c.cfg.ID || c.inflight == nil {
+		return
+	}
+	p := c.inflight
+	switch h.Command {
+	case wire.CommandEviction:
+		c.evicted = true
+		q := c.queued
+		c.inflight, c.queued = nil, nil
+		c.timeout.Stop()
+		if p.done != nil {
+			p.done(Reply{Err: ErrEvicted})
+		}
+		if q != nil && q.done != nil {
+			q.done(Reply{Err: ErrEvicted})
+		}
+	case wire.CommandReply:
+		if h.View > c.view {
+			c.view = h.View
+		}
+		if p.operation == OperationRegister {
+			if h.Request != 0 || h.Op == 0 {
+				return
+			}
+			c.session = h.Op
+			c.inflight = nil
+			q := c.queued
+			c.queued = nil
+			c.send(q)
+			return
+		}
+		if h.Request != c.request {
+			return
+		}
+		c.inflight = nil
+		c.timeout.Stop()
+		if p.done != nil {
+			p.done(Reply{Op: h.Op, Flags: h.Flags, Body: append([]byte(nil), body...)})
+		}
+	}
+}

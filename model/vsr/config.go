@@ -1,0 +1,171 @@
+// Package vsr is the Viewstamped Replication core of one shard: a pure state
+// machine driven by Tick, OnMessage and disk completions, with every effect
+// going out through the model's clock, network and disk interfaces. The same
+// code runs in the simulator and in production.
+package vsr
+
+import (
+	"fmt"
+
+	"tigerchat/model"
+	"tigerchat/model/wire"
+)
+
+// Config is everything a replica needs to know about its cluster and its
+// limits. Validate checks the relationships between the limits.
+type Config struct {
+	Cluster      uint64
+	ReplicaCount int
+	Replica      int
+	// ShardOffset spreads primaries: the primary of view v is
+	// (v + ShardOffset) mod ReplicaCount.
+	ShardOffset int
+
+	SlotCount          int    // WAL ring size in prepares
+	CheckpointInterval uint64 // ops between state machine checkpoints
+	PipelineMax        int    // prepares in flight at the primary
+	RequestQueueMax    int    // client requests waiting for a pipeline slot
+	BatchMax           int    // client requests packed into one prepare
+	MessageSizeMax     int    // bytes, header included; bounds prepares and WAL slots
+	SnapshotSizeMax    int    // bytes of a state machine checkpoint
+	ClientsMax         int    // client sessions kept; the oldest is evicted
+	ReplySizeMax       int    // bytes of a stored reply per session
+	ViewHeadersMax     int    // log suffix carried by view change messages
+
+	HeartbeatTicks         uint64 // primary sends commit heartbeats this often
+	PrimaryTimeoutTicks    uint64 // backup starts a view change after this long without its primary
+	ViewChangeTimeoutTicks uint64 // a view change that has not completed moves on to the next view
+	RepairTicks            uint64 // how often a replica asks for what it is missing
+	PrepareRetryTicks      uint64 // primary resends unacknowledged prepares
+
+	Mutation Mutation // simulator only: a deliberately broken variant
+}
+
+// Mutation names a deliberate protocol bug, selectable only by the simulator,
+// to prove that the checkers catch real violations.
+type Mutation uint8
+
+const (
+	MutationNone Mutation = iota
+	MutationAckBeforeFsync
+	MutationCommitWithoutQuorum
+	MutationViewChangeShortestLog
+)
+
+var mutationNames = []string{"", "ack-before-fsync", "commit-without-quorum", "view-change-shortest-log"}
+
+// Mutations lists the names accepted by ParseMutation (without "none").
+func Mutations() []string { return append([]string(nil), mutationNames[1:]...) }
+
+// ParseMutation maps a name to a mutation; "" and "none" mean none.
+func ParseMutation(name string) (Mutation, error) {
+	if name == "" || name == "none" {
+		return MutationNone, nil
+	}
+	for i, n := range mutationNames {
+		if i > 0 && n == name {
+			return Mutation(i), nil
+		}
+	}
+	return MutationNone, fmt.Errorf("vsr: unknown mutation %q (known: %v)", name, Mutations())
+}
+
+func (m Mutation) String() string {
+	if int(m) < len(mutationNames) && m != MutationNone {
+		return mutationNames[m]
+	}
+	return "none"
+}
+
+// DefaultConfig is a production-shaped configuration for a cluster of n.
+func DefaultConfig(cluster uint64, n, replica int) Config {
+	return Config{
+		Cluster:                cluster,
+		ReplicaCount:           n,
+		Replica:                replica,
+		SlotCount:              1024,
+		CheckpointInterval:     256,
+		PipelineMax:            8,
+		RequestQueueMax:        1024,
+		BatchMax:               512,
+		MessageSizeMax:         1 << 20,
+		SnapshotSizeMax:        16 << 20,
+		ClientsMax:             1024,
+		ReplySizeMax:           512,
+		ViewHeadersMax:         64,
+		HeartbeatTicks:         20,
+		PrimaryTimeoutTicks:    100,
+		ViewChangeTimeoutTicks: 150,
+		RepairTicks:            10,
+		PrepareRetryTicks:      50,
+	}
+}
+
+// SimConfig is a small configuration that makes the simulator wrap the WAL,
+// checkpoint and state sync often.
+func SimConfig(cluster uint64, n, replica int) Config {
+	c := DefaultConfig(cluster, n, replica)
+	c.SlotCount = 64
+	c.CheckpointInterval = 16
+	c.PipelineMax = 4
+	c.RequestQueueMax = 64
+	c.BatchMax = 8
+	c.MessageSizeMax = 16 << 10
+	c.SnapshotSizeMax = 64 << 10
+	c.ClientsMax = 16
+	c.ReplySizeMax = 64
+	c.ViewHeadersMax = 48
+	return c
+}
+
+// Quorum is the replication quorum: acks needed to commit.
+func (c *Config) Quorum() int { return c.ReplicaCount/2 + 1 }
+
+// QuorumViewChange is the number of replicas that must take part in a view
+// change; with QuorumReplication they always intersect.
+func (c *Config) QuorumViewChange() int { return c.ReplicaCount/2 + 1 }
+
+// QuorumNack is how many replicas must deny ever having an op before the new
+// primary may discard it: then fewer than a replication quorum can hold it,
+// so it cannot have been committed.
+func (c *Config) QuorumNack() int { return c.ReplicaCount - c.Quorum() + 1 }
+
+// PrimaryIndex is the primary of view.
+func (c *Config) PrimaryIndex(view uint32) int {
+	return int((uint64(view) + uint64(c.ShardOffset)) % uint64(c.ReplicaCount))
+}
+
+// Validate checks bounds and the relationships between them.
+func (c *Config) Validate() error {
+	switch {
+	case c.ReplicaCount < 1 || c.ReplicaCount > 6:
+		return fmt.Errorf("replica count %d outside [1, 6]", c.ReplicaCount)
+	case c.Replica < 0 || c.Replica >= c.ReplicaCount:
+		return fmt.Errorf("replica index %d outside [0, %d)", c.Replica, c.ReplicaCount)
+	case c.ShardOffset < 0:
+		return fmt.Errorf("shard offset %d is negative", c.ShardOffset)
+	case c.SlotCount < 16 || c.SlotCount&(c.SlotCount-1) != 0:
+		return fmt.Errorf("slot count %d must be a power of two >= 16", c.SlotCount)
+	case c.CheckpointInterval == 0 || c.CheckpointInterval*2+uint64(c.PipelineMax)*2 > uint64(c.SlotCount):
+		return fmt.Errorf("checkpoint interval %d with pipeline %d does not fit slot count %d", c.CheckpointInterval, c.PipelineMax, c.SlotCount)
+	case c.PipelineMax < 1 || c.PipelineMax > 64:
+		return fmt.Errorf("pipeline max %d outside [1, 64]", c.PipelineMax)
+	case c.RequestQueueMax < 1 || c.BatchMax < 1:
+		return fmt.Errorf("request queue %d and batch %d must be positive", c.RequestQueueMax, c.BatchMax)
+	case c.MessageSizeMax < model.SectorSize || c.MessageSizeMax > model.MessageSizeMax || c.MessageSizeMax%model.SectorSize != 0:
+		return fmt.Errorf("message size max %d must be a sector multiple in [%d, %d]", c.MessageSizeMax, model.SectorSize, model.MessageSizeMax)
+	case c.SnapshotSizeMax < model.SectorSize || c.SnapshotSizeMax%model.SectorSize != 0:
+		return fmt.Errorf("snapshot size max %d must be a positive sector multiple", c.SnapshotSizeMax)
+	case c.ClientsMax < 1 || c.ReplySizeMax < 0:
+		return fmt.Errorf("clients max %d and reply size max %d out of range", c.ClientsMax, c.ReplySizeMax)
+	case c.ViewHeadersMax < c.PipelineMax*2 || c.ViewHeadersMax > superblockViewHeadersMax:
+		return fmt.Errorf("view headers max %d outside [%d, %d]", c.ViewHeadersMax, c.PipelineMax*2, superblockViewHeadersMax)
+	case c.ViewHeadersMax*refSize+wire.HeaderSize > c.MessageSizeMax:
+		return fmt.Errorf("view headers max %d does not fit a message of %d bytes", c.ViewHeadersMax, c.MessageSizeMax)
+	case c.HeartbeatTicks == 0 || c.PrimaryTimeoutTicks <= c.HeartbeatTicks*2:
+		return fmt.Errorf("primary timeout %d must exceed twice the heartbeat %d", c.PrimaryTimeoutTicks, c.HeartbeatTicks)
+	case c.ViewChangeTimeoutTicks == 0 || c.RepairTicks == 0 || c.PrepareRetryTicks == 0:
+		return fmt.Errorf("timeouts must be positive")
+	}
+	return nil
+}

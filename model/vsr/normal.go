@@ -1,0 +1,378 @@
+package vsr
+
+import (
+	"tigerchat/model"
+	"tigerchat/model/wire"
+)
+
+// Reply flags.
+const (
+	ReplyOk    uint8 = 0
+	ReplyError uint8 = 1 // the state machine refused the request; body says why
+)
+
+func (r *Replica) onRequest(from model.Address, h *wire.Header, body []byte) {
+	if r.status != StatusNormal || !r.IsPrimary() || !r.smValid {
+		r.Stats.DroppedStatus++
+		return
+	}
+	if h.Client == 0 {
+		r.Stats.DroppedMalformed++
+		return
+	}
+	e := batchEntry{Client: h.Client, Request: h.Request, Session: h.Commit, Operation: h.Operation, Body: body}
+	if e.Operation == OperationRegister {
+		if s := r.sessions.get(e.Client); s != nil {
+			r.sendReply(from, e.Client, 0, s.Register, ReplyOk, nil)
+			return
+		}
+	} else {
+		s := r.sessions.get(e.Client)
+		if s == nil || s.Register != e.Session {
+			r.sendEviction(from, e.Client)
+			return
+		}
+		if e.Request <= s.Request {
+			if e.Request == s.Request {
+				r.sendReply(from, e.Client, e.Request, s.Op, ReplyOk, s.Reply)
+			}
+			return
+		}
+		if e.Operation < OperationUserMin {
+			r.sendReply(from, e.Client, e.Request, 0, ReplyError, []byte("reserved operation"))
+			return
+		}
+		if err := r.sm.Prepare(e.Operation, body); err != nil {
+			r.sendReply(from, e.Client, e.Request, 0, ReplyError, []byte(err.Error()))
+			return
+		}
+	}
+	if r.requestInFlight(e.Client, e.Request) {
+		return
+	}
+	if len(r.requestQueue) >= r.cfg.RequestQueueMax || batchEntryHeaderSize+len(body)+wire.HeaderSize > r.cfg.MessageSizeMax {
+		r.Stats.RequestsDropped++
+		return
+	}
+	r.rememberClient(e.Client, from)
+	e.Body = append([]byte(nil), body...)
+	r.requestQueue = append(r.requestQueue, request{from: from, entry: e})
+	r.Stats.RequestsQueued++
+}
+
+func (r *Replica) rememberClient(client uint64, from model.Address) {
+	if _, ok := r.clientAddr[client]; !ok && len(r.clientAddr) >= r.cfg.ClientsMax*2 {
+		// Bounded: forget every address; clients that retry are re-learned.
+		clear(r.clientAddr)
+	}
+	r.clientAddr[client] = from
+}
+
+// requestInFlight reports whether (client, request) is queued or in an
+// uncommitted prepare, so that a retry does not prepare it twice.
+func (r *Replica) requestInFlight(client, request uint64) bool {
+	for i := range r.requestQueue {
+		if e := &r.requestQueue[i].entry; e.Client == client && e.Request >= request {
+			return true
+		}
+	}
+	for op := r.commitMin + 1; op <= r.op; op++ {
+		s := &r.slots[r.slotOf(op)]
+		if s.msg == nil || s.header.Op != op {
+			continue
+		}
+		found := false
+		_ = forEachBatchEntry(s.msg[wire.HeaderSize:s.header.Size], r.cfg.BatchMax, func(e *batchEntry) {
+			if e.Client == client && e.Request >= request {
+				found = true
+			}
+		})
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
+// maybePrepare packs queued requests into the next prepare when the pipeline
+// and the WAL window allow it.
+func (r *Replica) maybePrepare() {
+	if r.status != StatusNormal || !r.IsPrimary() || len(r.requestQueue) == 0 {
+		return
+	}
+	if r.op-r.commitMax >= uint64(r.cfg.PipelineMax) || r.op+1 > r.checkpointOp+uint64(r.cfg.SlotCount) {
+		return
+	}
+	parent, ok := r.expected(r.op)
+	if !ok {
+		return
+	}
+	body := make([]byte, 0, 1024)
+	n := 0
+	for n < len(r.requestQueue) && n < r.cfg.BatchMax {
+		e := &r.requestQueue[n].entry
+		if wire.HeaderSize+len(body)+batchEntryHeaderSize+len(e.Body) > r.cfg.MessageSizeMax {
+			break
+		}
+		body = appendBatchEntry(body, e)
+		n++
+	}
+	r.requestQueue = append(r.requestQueue[:0], r.requestQueue[n:]...)
+	ts := r.env.Clock.RealtimeNs()
+	if ts <= r.timestampMax {
+		ts = r.timestampMax + 1
+	}
+	r.timestampMax = ts
+	h := r.header(wire.CommandPrepare)
+	h.Op = r.op + 1
+	h.Parent = parent
+	h.Timestamp = ts
+	msg := wire.Message(h, body)
+	h, _, _ = wire.Decode(msg)
+	r.op = h.Op
+	r.learnHeader(&h)
+	r.writePrepare(&h, msg)
+	r.broadcast(msg)
+	r.event("prepare")
+}
+
+func (r *Replica) onPrepare(h *wire.Header, msg []byte) {
+	if h.View > r.view {
+		r.joinNewerView(h.View)
+		return
+	}
+	if h.View < r.view || r.status != StatusNormal || r.startViewDue {
+		// Not part of the current view's stream, but a repair may want it.
+		r.onRepairPrepare(h, msg)
+		return
+	}
+	if int(h.Replica) != r.primaryIndex() {
+		r.onRepairPrepare(h, msg)
+		return
+	}
+	if r.IsPrimary() {
+		return
+	}
+	r.timeoutPrimary.Start()
+	r.noteCommit(h.Commit, h.Checkpoint)
+	if h.Op <= r.commitMin || h.Op <= r.checkpointOp {
+		return
+	}
+	if h.Op > r.checkpointOp+uint64(r.cfg.SlotCount) {
+		r.event("prepare_beyond_window")
+		return
+	}
+	if h.Op > r.op {
+		r.op = h.Op
+	}
+	r.learnHeader(h)
+	r.writePrepare(h, msg)
+	r.sendPrepareOk()
+}
+
+// sendPrepareOk vouches for the complete durable prefix up to ackHead.
+func (r *Replica) sendPrepareOk() {
+	if r.status != StatusNormal || r.IsPrimary() || r.startViewDue || r.superblock.durable.LogView != r.view {
+		return
+	}
+	head := r.ackHead()
+	checksum, ok := r.expected(head)
+	if !ok || head == 0 {
+		return
+	}
+	h := r.header(wire.CommandPrepareOk)
+	h.Op = head
+	h.Context = checksum
+	r.send(r.primaryIndex(), wire.Message(h, nil))
+}
+
+func (r *Replica) onPrepareOk(h *wire.Header) {
+	if h.View != r.view || r.status != StatusNormal || !r.IsPrimary() {
+		r.Stats.DroppedView++
+		return
+	}
+	if h.Op > r.op {
+		return
+	}
+	if checksum, ok := r.expected(h.Op); !ok || checksum != h.Context {
+		return
+	}
+	if h.Op > r.ackOp[h.Replica] {
+		r.ackOp[h.Replica] = h.Op
+	}
+}
+
+// commit advances commitMax from acks (primary) and applies what is
+// committed and present (everyone).
+func (r *Replica) commit() {
+	if r.status == StatusNormal && r.IsPrimary() && r.superblock.durable.LogView == r.view {
+		r.ackOp[r.cfg.Replica] = r.ackHead()
+		quorum := r.cfg.Quorum()
+		if r.cfg.Mutation == MutationCommitWithoutQuorum {
+			quorum = 1
+		}
+		for op := r.op; op > r.commitMax; op-- {
+			acks := 0
+			for _, a := range r.ackOp {
+				if a >= op {
+					acks++
+				}
+			}
+			if acks >= quorum {
+				r.commitMax = op
+				break
+			}
+		}
+	}
+	r.apply()
+}
+
+// apply executes committed ops in order, as far as their prepares are here.
+func (r *Replica) apply() {
+	for budget := r.cfg.SlotCount; budget > 0 && r.smValid && !r.checkpointing; budget-- {
+		if r.commitMin >= r.commitMax || !r.present(r.commitMin+1) {
+			return
+		}
+		s := &r.slots[r.slotOf(r.commitMin+1)]
+		h := s.header
+		prev, ok := r.expected(r.commitMin)
+		if !ok || h.Parent != prev {
+			// The chain below is not what this prepare extends: repair first.
+			r.log[r.slotOf(r.commitMin+1)] = entry{}
+			return
+		}
+		r.applyPrepare(&h, s.msg[wire.HeaderSize:h.Size])
+		r.commitMin = h.Op
+		if r.hooks.Commit != nil {
+			r.hooks.Commit(&h, s.msg[wire.HeaderSize:h.Size])
+		}
+		if r.commitMin%r.cfg.CheckpointInterval == 0 {
+			r.checkpoint()
+		}
+	}
+}
+
+func (r *Replica) applyPrepare(h *wire.Header, body []byte) {
+	primary := r.status == StatusNormal && r.IsPrimary()
+	err := forEachBatchEntry(body, r.cfg.BatchMax, func(e *batchEntry) {
+		if e.Operation == OperationRegister {
+			if evicted := r.sessions.register(e.Client, h.Op); evicted != 0 {
+				delete(r.clientAddr, evicted)
+			}
+			if primary {
+				r.replyTo(e.Client, 0, r.sessions.get(e.Client).Register, ReplyOk, nil)
+			}
+			return
+		}
+		s := r.sessions.get(e.Client)
+		if s == nil || s.Register != e.Session {
+			if primary {
+				if addr, ok := r.clientAddr[e.Client]; ok {
+					r.sendEviction(addr, e.Client)
+				}
+			}
+			return
+		}
+		if e.Request <= s.Request {
+			return // a duplicate prepared across a view change: applied once
+		}
+		reply := r.sm.Apply(h.Op, h.Timestamp, e.Client, e.Operation, e.Body, nil)
+		r.sessions.record(e.Client, e.Request, h.Op, reply)
+		if r.hooks.Apply != nil {
+			r.hooks.Apply(h.Op, e.Client, e.Request)
+		}
+		if primary {
+			r.replyTo(e.Client, e.Request, h.Op, ReplyOk, reply)
+		}
+	})
+	if err != nil {
+		panic("vsr: a committed prepare holds a malformed batch")
+	}
+}
+
+func (r *Replica) replyTo(client, request, op uint64, flags uint8, body []byte) {
+	if addr, ok := r.clientAddr[client]; ok {
+		r.sendReply(addr, client, request, op, flags, body)
+	}
+}
+
+func (r *Replica) sendReply(to model.Address, client, request, op uint64, flags uint8, body []byte) {
+	h := r.header(wire.CommandReply)
+	h.Client = client
+	h.Request = request
+	h.Op = op
+	h.Flags = flags
+	r.env.Net.Send(to, wire.Message(h, body))
+}
+
+func (r *Replica) sendEviction(to model.Address, client uint64) {
+	h := r.header(wire.CommandEviction)
+	h.Client = client
+	r.env.Net.Send(to, wire.Message(h, nil))
+	r.event("eviction")
+}
+
+// noteCommit learns the cluster's commit and checkpoint from the primary.
+func (r *Replica) noteCommit(commit, checkpoint uint64) {
+	if commit > r.commitMax {
+		r.commitMax = commit
+	}
+	if checkpoint > r.primaryCheckpoint {
+		r.primaryCheckpoint = checkpoint
+	}
+}
+
+func (r *Replica) onCommit(h *wire.Header) {
+	if h.View > r.view {
+		r.joinNewerView(h.View)
+		return
+	}
+	if h.View < r.view || r.status != StatusNormal || r.IsPrimary() || int(h.Replica) != r.primaryIndex() {
+		r.Stats.DroppedView++
+		return
+	}
+	r.timeoutPrimary.Start()
+	r.noteCommit(h.Commit, h.Checkpoint)
+	if h.Commit > r.checkpointOp && !h.Context.IsZero() {
+		if _, ok := r.expected(h.Commit); !ok {
+			r.setExpected(h.Commit, h.Context, wire.Checksum{}, 0)
+		}
+	}
+	if h.Op > r.op && !h.Parent.IsZero() && h.Op <= r.checkpointOp+uint64(r.cfg.SlotCount) {
+		r.op = h.Op
+		r.setExpected(h.Op, h.Parent, wire.Checksum{}, h.View)
+	}
+	r.sendPrepareOk()
+}
+
+// onHeartbeat: the primary tells backups the commit and its head, so they
+// can commit and detect what they miss.
+func (r *Replica) onHeartbeat() {
+	if r.status != StatusNormal || !r.IsPrimary() {
+		return
+	}
+	h := r.header(wire.CommandCommit)
+	h.Context, _ = r.expected(r.commitMax)
+	h.Op = r.op
+	h.Parent, _ = r.expected(r.op)
+	r.broadcast(wire.Message(h, nil))
+}
+
+// retryPrepares resends uncommitted prepares to backups that have not
+// acknowledged them: the network may have lost them.
+func (r *Replica) retryPrepares() {
+	if r.status != StatusNormal || !r.IsPrimary() {
+		return
+	}
+	for op := r.commitMax + 1; op <= r.op; op++ {
+		s := &r.slots[r.slotOf(op)]
+		if !r.present(op) {
+			continue
+		}
+		for i := 0; i < r.cfg.ReplicaCount; i++ {
+			if i != r.cfg.Replica && r.ackOp[i] < op {
+				r.send(i, s.msg)
+			}
+		}
+	}
+}

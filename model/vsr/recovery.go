@@ -1,0 +1,204 @@
+package vsr
+
+import (
+	"bytes"
+
+	"tigerchat/model"
+	"tigerchat/model/wire"
+)
+
+// Format writes a fresh replica's superblock and initial checkpoint, then
+// opens it. Only for an empty disk: formatting erases the replica's history.
+func (r *Replica) Format() {
+	snap := r.snapshot()
+	buf := make([]byte, sectorRound(len(snap)+1))
+	copy(buf, snap)
+	r.env.Disk.Write(r.layout.SnapshotOffset[0], buf, func() {
+		r.syncer.after(func() {
+			st := superblockState{
+				Cluster:            r.cfg.Cluster,
+				Replica:            uint8(r.cfg.Replica),
+				ReplicaCount:       uint8(r.cfg.ReplicaCount),
+				CheckpointChecksum: RootChecksum(r.cfg.Cluster),
+				SnapshotSize:       uint32(len(snap)),
+				SnapshotChecksum:   wire.ChecksumOf(snap),
+			}
+			r.superblock.persist(st, r.Open)
+		})
+	})
+}
+
+// recovery holds what Open read before it decides the log.
+type recovery struct {
+	superblocks [superblockCopies][]byte
+	headers     [][]byte
+	prepares    [][]byte
+	pending     int
+}
+
+// Open reads the superblock, the checkpoint and the whole WAL, verifies
+// every entry, and rebuilds the log; until then the replica ignores the
+// network.
+func (r *Replica) Open() {
+	r.status = StatusRecovering
+	rec := &recovery{}
+	rec.pending = superblockCopies
+	for i := 0; i < superblockCopies; i++ {
+		buf := make([]byte, model.SectorSize)
+		rec.superblocks[i] = buf
+		r.env.Disk.Read(uint64(i)*model.SectorSize, buf, func() {
+			if rec.pending--; rec.pending == 0 {
+				r.openSuperblock(rec)
+			}
+		})
+	}
+}
+
+func (r *Replica) openSuperblock(rec *recovery) {
+	var best superblockState
+	found := false
+	for _, b := range rec.superblocks {
+		st, ok := decodeSuperblock(b)
+		if !ok || (found && st.Sequence <= best.Sequence) {
+			continue
+		}
+		best, found = st, true
+	}
+	if !found {
+		panic("vsr: no valid superblock copy; the data directory is not formatted or is lost")
+	}
+	if best.Cluster != r.cfg.Cluster || int(best.Replica) != r.cfg.Replica || int(best.ReplicaCount) != r.cfg.ReplicaCount {
+		panic("vsr: superblock belongs to another cluster or replica")
+	}
+	r.superblock.durable = best
+	r.view, r.logView = best.View, best.LogView
+	r.commitMax = best.Commit
+	r.checkpointOp, r.checkpointChecksum = best.CheckpointOp, best.CheckpointChecksum
+	r.commitMin = best.CheckpointOp
+	r.op = best.CheckpointOp
+
+	slots := r.cfg.SlotCount
+	rec.headers = make([][]byte, slots)
+	rec.prepares = make([][]byte, slots)
+	rec.pending = 1 + 2*slots
+	done := func() {
+		if rec.pending--; rec.pending == 0 {
+			r.openLog(rec)
+		}
+	}
+	snap := make([]byte, sectorRound(int(best.SnapshotSize)+1))
+	r.env.Disk.Read(r.layout.SnapshotOffset[best.SnapshotArea], snap, func() {
+		body := snap[:best.SnapshotSize]
+		if wire.ChecksumOf(body) == best.SnapshotChecksum && r.restoreSnapshot(body) == nil {
+			r.checkpointSnapshot = append([]byte(nil), body...)
+		} else {
+			r.smValid = false
+			r.event("snapshot_corrupt")
+		}
+		done()
+	})
+	for slot := 0; slot < slots; slot++ {
+		slot := slot
+		rec.headers[slot] = make([]byte, model.SectorSize)
+		r.env.Disk.Read(r.layout.headerOffset(slot), rec.headers[slot], done)
+		first := make([]byte, model.SectorSize)
+		r.env.Disk.Read(r.layout.prepareOffset(slot), first, func() {
+			rec.prepares[slot] = first
+			r.readPrepareRest(rec, slot, done)
+		})
+	}
+}
+
+// readPrepareRest reads the rest of a prepare whose first sector names a
+// size larger than one sector.
+func (r *Replica) readPrepareRest(rec *recovery, slot int, done func()) {
+	h, err := wire.DecodeHeader(rec.prepares[slot])
+	if err != nil || int(h.Size) <= model.SectorSize || int(h.Size) > r.cfg.MessageSizeMax {
+		done()
+		return
+	}
+	full := make([]byte, sectorRound(int(h.Size)))
+	r.env.Disk.Read(r.layout.prepareOffset(slot), full, func() {
+		rec.prepares[slot] = full
+		done()
+	})
+}
+
+func isZero(b []byte) bool { return len(b) == 0 || (b[0] == 0 && bytes.Equal(b, make([]byte, len(b)))) }
+
+// classifySlot decides what the WAL durably holds in slot: a valid prepare,
+// nothing (never written: safe to nack), or unknown (faulty: never nack).
+func (r *Replica) classifySlot(slot int, headerSector, prepare []byte) stored {
+	valid := func(h *wire.Header) bool {
+		return h.Cluster == r.cfg.Cluster && h.Command == wire.CommandPrepare && r.slotOf(h.Op) == slot && h.Op > 0
+	}
+	ph, _, perr := wire.DecodePrefix(prepare)
+	pok := perr == nil && valid(&ph)
+	hh, herr := wire.DecodeHeader(headerSector)
+	hok := herr == nil && valid(&hh)
+	switch {
+	case pok && hok && (hh.Op > ph.Op || (hh.Op == ph.Op && hh.Checksum != ph.Checksum && hh.View > ph.View)):
+		return stored{faulty: true} // the newer write reached only the redundant header
+	case pok:
+		return stored{msg: append([]byte(nil), prepare[:ph.Size]...), header: ph}
+	case isZero(prepare) && isZero(headerSector):
+		return stored{}
+	default:
+		return stored{faulty: true}
+	}
+}
+
+// openLog rebuilds the canonical log: the superblock's view headers, then
+// entries of the log view above them, then the chain down through parents.
+func (r *Replica) openLog(rec *recovery) {
+	faulty := 0
+	for slot := range r.slots {
+		r.slots[slot] = r.classifySlot(slot, rec.headers[slot], rec.prepares[slot])
+		if r.slots[slot].faulty {
+			faulty++
+		}
+	}
+	if faulty > 0 {
+		r.event("wal_faulty_slots")
+	}
+	st := &r.superblock.durable
+	head := r.checkpointOp
+	if n := len(st.ViewHeaders); n > 0 && st.ViewHeaders[n-1].Op > head {
+		head = st.ViewHeaders[n-1].Op
+	}
+	r.installRefs(st.ViewHeaders, head)
+	window := r.checkpointOp + uint64(r.cfg.SlotCount)
+	for op := head + 1; op <= window; op++ {
+		s := &r.slots[r.slotOf(op)]
+		if s.msg != nil && s.header.Op == op && s.header.View == st.LogView {
+			r.learnHeader(&s.header)
+			r.op = op
+		}
+	}
+	r.installRefs(nil, r.op)
+	for i := range r.slots {
+		if s := &r.slots[i]; s.msg != nil {
+			if h := s.header; h.Timestamp > r.timestampMax {
+				r.timestampMax = h.Timestamp
+			}
+		}
+	}
+	r.event("recovered")
+	r.afterOpen()
+}
+
+// afterOpen: a restarted replica never resumes as primary (it may have lost
+// in-flight prepares), and a backup asks the primary for the current log.
+func (r *Replica) afterOpen() {
+	view := r.view
+	r.status = StatusViewChange
+	r.timeoutRepair.Start()
+	if r.cfg.ReplicaCount == 1 || r.cfg.PrimaryIndex(view) == r.cfg.Replica {
+		r.beginViewChange(view + 1)
+	} else {
+		r.enterViewChange(view)
+		r.needSV = true
+		r.sendRequestStartView()
+	}
+	r.progress()
+}

@@ -1,0 +1,239 @@
+package vsr
+
+import (
+	"tigerchat/model/wire"
+)
+
+// Nack reasons, in the header's Flags.
+const (
+	nackAbsent uint8 = 1 // this replica never durably held the op: it cannot have acked it
+	nackTooOld uint8 = 2 // the op is below this replica's checkpoint: state sync instead
+)
+
+const repairRequestsMax = 8
+
+// repair asks peers for what this replica is missing: a start_view, the
+// prepares its log expects, or a whole checkpoint.
+func (r *Replica) repair() {
+	if r.needSV {
+		r.sendRequestStartView()
+	}
+	if r.syncWanted() {
+		r.requestSync()
+	}
+	switch {
+	case r.status == StatusViewChange && r.IsPrimary() && r.viewChosen:
+		r.requestMissing(-1)
+	case r.status == StatusNormal && !r.startViewDue:
+		r.requestMissing(r.repairTarget())
+	}
+}
+
+// repairTarget is the primary for a backup, a random peer for the primary.
+func (r *Replica) repairTarget() int {
+	if !r.IsPrimary() {
+		return r.primaryIndex()
+	}
+	if r.cfg.ReplicaCount == 1 {
+		return -2
+	}
+	for {
+		i := r.env.PRNG.IntN(r.cfg.ReplicaCount)
+		if i != r.cfg.Replica {
+			return i
+		}
+	}
+}
+
+// requestMissing requests, from the head down, prepares whose checksum the
+// log knows but the WAL lacks. to < 0 asks everyone; -2 asks no one.
+func (r *Replica) requestMissing(to int) {
+	if to == -2 {
+		return
+	}
+	low := r.commitMin
+	if low < r.checkpointOp {
+		low = r.checkpointOp
+	}
+	requests := 0
+	for op := r.op; op > low && requests < repairRequestsMax; op-- {
+		if r.present(op) || r.slots[r.slotOf(op)].writing {
+			continue
+		}
+		checksum, ok := r.expected(op)
+		if !ok {
+			continue
+		}
+		h := r.header(wire.CommandRequestPrepare)
+		h.Op = op
+		h.Context = checksum
+		msg := wire.Message(h, nil)
+		if to < 0 {
+			r.broadcast(msg)
+		} else {
+			r.send(to, msg)
+		}
+		requests++
+	}
+	if requests > 0 {
+		r.event("repair_request")
+	}
+}
+
+// onRepairPrepare accepts a prepare that the log expects but lacks.
+func (r *Replica) onRepairPrepare(h *wire.Header, msg []byte) {
+	if h.Op <= r.checkpointOp || h.Op > r.checkpointOp+uint64(r.cfg.SlotCount) || h.Op > r.op {
+		return
+	}
+	want, ok := r.expected(h.Op)
+	if !ok || want != h.Checksum || r.present(h.Op) {
+		return
+	}
+	r.learnHeader(h)
+	r.writePrepare(h, msg)
+	r.event("repair_prepare")
+}
+
+// canNack reports whether this replica can prove it never acknowledged
+// (op, checksum): its slot is cleanly empty, or cleanly holds something else
+// that is not newer. A slot whose content is unknown never nacks.
+func (r *Replica) canNack(op uint64, checksum wire.Checksum) bool {
+	s := &r.slots[r.slotOf(op)]
+	if s.writing || s.faulty {
+		return false
+	}
+	if s.msg == nil {
+		return true
+	}
+	return s.header.Op < op || (s.header.Op == op && s.header.Checksum != checksum)
+}
+
+func (r *Replica) onRequestPrepare(h *wire.Header) {
+	s := &r.slots[r.slotOf(h.Op)]
+	if s.msg != nil && !s.writing && s.header.Op == h.Op && s.header.Checksum == h.Context {
+		r.send(int(h.Replica), s.msg)
+		return
+	}
+	reply := r.header(wire.CommandNack)
+	reply.Op = h.Op
+	reply.Context = h.Context
+	switch {
+	case h.Op <= r.checkpointOp:
+		reply.Flags = nackTooOld
+	case r.canNack(h.Op, h.Context):
+		reply.Flags = nackAbsent
+	default:
+		return
+	}
+	r.send(int(h.Replica), wire.Message(reply, nil))
+}
+
+func (r *Replica) onNack(h *wire.Header) {
+	switch h.Flags {
+	case nackTooOld:
+		r.noteCommit(0, h.Checkpoint)
+		return
+	case nackAbsent:
+	default:
+		r.Stats.DroppedMalformed++
+		return
+	}
+	if r.status != StatusViewChange || !r.IsPrimary() || !r.viewChosen || h.View != r.view {
+		return
+	}
+	if h.Op <= r.commitMax || h.Op > r.op {
+		return
+	}
+	if want, ok := r.expected(h.Op); !ok || want != h.Context || r.present(h.Op) {
+		return
+	}
+	votes := r.nacks[h.Op]
+	if votes == nil {
+		if len(r.nacks) >= r.cfg.ViewHeadersMax {
+			return
+		}
+		votes = make([]bool, r.cfg.ReplicaCount)
+		r.nacks[h.Op] = votes
+	}
+	votes[h.Replica] = true
+	votes[r.cfg.Replica] = r.canNack(h.Op, h.Context)
+	if countTrue(votes) < r.cfg.QuorumNack() {
+		return
+	}
+	// Fewer than a replication quorum can hold this op, so it was never
+	// committed: drop it and everything after it.
+	if h.Op <= r.commitMax {
+		panic("vsr: truncating a committed op")
+	}
+	r.op = h.Op - 1
+	clear(r.nacks)
+	r.event("truncate_nack_quorum")
+}
+
+// syncWanted: this replica has no state machine, or the ops it needs to
+// apply next are gone from its peers' WALs.
+func (r *Replica) syncWanted() bool {
+	if !r.smValid {
+		return true
+	}
+	return r.primaryCheckpoint > r.commitMin && !r.present(r.commitMin+1) &&
+		r.primaryCheckpoint >= r.commitMin+r.cfg.CheckpointInterval
+}
+
+func (r *Replica) requestSync() {
+	if r.cfg.ReplicaCount == 1 {
+		return
+	}
+	h := r.header(wire.CommandRequestSync)
+	h.Op = r.commitMin
+	if !r.smValid {
+		h.Op = 0
+	}
+	to := r.repairTarget()
+	if to < 0 || to == r.cfg.Replica {
+		return
+	}
+	r.send(to, wire.Message(h, nil))
+	r.event("request_sync")
+}
+
+func (r *Replica) onRequestSync(h *wire.Header) {
+	if r.checkpointSnapshot == nil || r.checkpointOp <= h.Op || r.checkpointing {
+		return
+	}
+	if wire.HeaderSize+len(r.checkpointSnapshot) > r.cfg.MessageSizeMax {
+		r.event("sync_too_large")
+		return
+	}
+	reply := r.header(wire.CommandSync)
+	reply.Op = r.checkpointOp
+	reply.Context = r.checkpointChecksum
+	r.send(int(h.Replica), wire.Message(reply, r.checkpointSnapshot))
+}
+
+// onSync installs a peer's checkpoint when it is ahead of what we applied.
+func (r *Replica) onSync(h *wire.Header, body []byte) {
+	if h.Op != h.Checkpoint || (r.smValid && h.Op <= r.commitMin) || r.checkpointing {
+		return
+	}
+	if !r.smValid && h.Op < r.checkpointOp {
+		return
+	}
+	if err := r.restoreSnapshot(body); err != nil {
+		r.Stats.DroppedMalformed++
+		return
+	}
+	if h.Op > r.checkpointOp {
+		r.setExpected(h.Op, h.Context, wire.Checksum{}, 0)
+	}
+	r.commitMin = h.Op
+	r.noteCommit(h.Op, h.Op)
+	if r.op < h.Op {
+		r.op = h.Op
+	}
+	r.writeCheckpoint(h.Op, h.Context, append([]byte(nil), body...))
+	if r.hooks.StateSync != nil {
+		r.hooks.StateSync(h.Op)
+	}
+	r.event("state_sync")
+}

@@ -1,0 +1,399 @@
+package vsr
+
+import (
+	"fmt"
+
+	"tigerchat/model"
+	"tigerchat/model/prng"
+	"tigerchat/model/wire"
+)
+
+// Status is a replica's place in the protocol.
+type Status uint8
+
+const (
+	StatusRecovering Status = iota // reading its disk after a start
+	StatusNormal                   // serving in a view
+	StatusViewChange               // electing the next primary
+)
+
+var statusNames = []string{"recovering", "normal", "view_change"}
+
+func (s Status) String() string { return statusNames[s] }
+
+// StatusNames lists every status, for coverage accounting.
+func StatusNames() []string { return append([]string(nil), statusNames...) }
+
+// Env is the outside world as a replica sees it.
+type Env struct {
+	Clock model.Clock
+	Net   model.Network
+	Disk  model.Disk
+	PRNG  *prng.PRNG
+}
+
+// Hooks let the simulator and the runtime observe a replica. Every field is
+// optional. Hooks must not call back into the replica.
+type Hooks struct {
+	// Commit runs after op was applied to the state machine here.
+	Commit func(h *wire.Header, body []byte)
+	// Apply runs for each client request applied (not for duplicates).
+	Apply func(op uint64, client, request uint64)
+	// StateSync runs after a snapshot at op was installed from a peer.
+	StateSync func(op uint64)
+	// ViewNormal runs when the replica enters normal status in a view.
+	ViewNormal func(view uint32, primary bool)
+	// Event counts a named protocol event, for coverage.
+	Event func(name string)
+}
+
+// Stats counts what a replica dropped and why: bad input is counted, never
+// applied.
+type Stats struct {
+	MessagesReceived uint64
+	DroppedMalformed uint64
+	DroppedCluster   uint64
+	DroppedSender    uint64
+	DroppedView      uint64
+	DroppedStatus    uint64
+	RequestsQueued   uint64
+	RequestsDropped  uint64
+}
+
+// entry is the canonical log's knowledge of one op: the checksum the log
+// expects there (authority flows down from the head through parents).
+type entry struct {
+	op       uint64
+	checksum wire.Checksum
+	parent   wire.Checksum // zero when only the checksum is known
+	view     uint32
+}
+
+// stored is what the WAL durably holds in one slot.
+type stored struct {
+	msg     []byte // the whole prepare, nil when the slot holds nothing valid
+	header  wire.Header
+	faulty  bool // the slot's content is unknown (corrupt, torn, being written)
+	writing bool
+	next    []byte // a write queued behind the one in flight
+}
+
+type request struct {
+	from  model.Address
+	entry batchEntry
+}
+
+// Replica is one member of a VSR group. It is driven from one goroutine by
+// Tick, OnMessage and the disk's completions.
+type Replica struct {
+	cfg    Config
+	layout Layout
+	env    Env
+	sm     StateMachine
+	hooks  Hooks
+	Stats  Stats
+
+	status    Status
+	view      uint32
+	logView   uint32
+	op        uint64 // head of the log
+	commitMin uint64 // applied
+	commitMax uint64 // known committed
+
+	log   []entry  // by slot
+	slots []stored // by slot
+
+	sessions     sessions
+	clientAddr   map[uint64]model.Address
+	timestampMax int64
+
+	checkpointOp       uint64
+	checkpointChecksum wire.Checksum
+	checkpointSnapshot []byte // the durable checkpoint, served to lagging peers
+	checkpointArea     uint8
+	checkpointing      bool
+	smValid            bool // false until a snapshot was restored or synced
+
+	superblock superblockWriter
+	syncer     syncer
+
+	// primary
+	ackOp        []uint64 // per replica: cumulative ack in this view
+	requestQueue []request
+
+	// view change
+	svcFrom      []bool
+	dvcs         []*doViewChange
+	dvcSent      bool
+	viewChosen   bool // primary: canonical log chosen from a DVC quorum
+	nacks        map[uint64][]bool
+	startViewDue bool // backup: SV installed, waiting for the superblock
+	needSV       bool // ask the primary for a start_view
+
+	timeoutHeartbeat  model.Timeout
+	timeoutPrimary    model.Timeout
+	timeoutViewChange model.Timeout
+	timeoutRepair     model.Timeout
+	timeoutRetry      model.Timeout
+	primaryCheckpoint uint64 // highest checkpoint a peer told us of
+}
+
+// New builds a replica. Call Format on an empty disk or Open on a formatted
+// one before driving it.
+func New(cfg Config, env Env, sm StateMachine, hooks Hooks) (*Replica, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("vsr config: %w", err)
+	}
+	layout := NewLayout(&cfg)
+	if env.Disk.SizeBytes() < layout.SizeBytes {
+		return nil, fmt.Errorf("vsr: disk of %d bytes is smaller than the layout's %d", env.Disk.SizeBytes(), layout.SizeBytes)
+	}
+	r := &Replica{
+		cfg:        cfg,
+		layout:     layout,
+		env:        env,
+		sm:         sm,
+		hooks:      hooks,
+		status:     StatusRecovering,
+		log:        make([]entry, cfg.SlotCount),
+		slots:      make([]stored, cfg.SlotCount),
+		sessions:   newSessions(cfg.ClientsMax, cfg.ReplySizeMax),
+		clientAddr: map[uint64]model.Address{},
+		ackOp:      make([]uint64, cfg.ReplicaCount),
+		svcFrom:    make([]bool, cfg.ReplicaCount),
+		dvcs:       make([]*doViewChange, cfg.ReplicaCount),
+		nacks:      map[uint64][]bool{},
+	}
+	p := env.PRNG
+	r.timeoutHeartbeat = model.NewTimeout("heartbeat", cfg.HeartbeatTicks, 0, p)
+	r.timeoutPrimary = model.NewTimeout("primary", cfg.PrimaryTimeoutTicks, cfg.PrimaryTimeoutTicks/2, p)
+	r.timeoutViewChange = model.NewTimeout("view_change", cfg.ViewChangeTimeoutTicks, cfg.ViewChangeTimeoutTicks/2, p)
+	r.timeoutRepair = model.NewTimeout("repair", cfg.RepairTicks, cfg.RepairTicks/2, p)
+	r.timeoutRetry = model.NewTimeout("prepare_retry", cfg.PrepareRetryTicks, 0, p)
+	r.superblock.r = r
+	r.syncer.disk = env.Disk
+	return r, nil
+}
+
+// Accessors for observers.
+func (r *Replica) Status() Status        { return r.status }
+func (r *Replica) View() uint32          { return r.view }
+func (r *Replica) LogView() uint32       { return r.logView }
+func (r *Replica) Op() uint64            { return r.op }
+func (r *Replica) CommitMin() uint64     { return r.commitMin }
+func (r *Replica) CommitMax() uint64     { return r.commitMax }
+func (r *Replica) CheckpointOp() uint64  { return r.checkpointOp }
+func (r *Replica) Index() int            { return r.cfg.Replica }
+func (r *Replica) Config() Config        { return r.cfg }
+func (r *Replica) IsPrimary() bool       { return r.primaryIndex() == r.cfg.Replica }
+func (r *Replica) primaryIndex() int     { return r.cfg.PrimaryIndex(r.view) }
+func (r *Replica) slotOf(op uint64) int  { return int(op % uint64(r.cfg.SlotCount)) }
+func (r *Replica) event(name string)     { r.hookEvent(name) }
+func (r *Replica) hookEvent(name string) {
+	if r.hooks.Event != nil {
+		r.hooks.Event(name)
+	}
+}
+
+// RootChecksum is the checksum that op 1's parent refers to: a cluster's
+// log is chained from it.
+func RootChecksum(cluster uint64) wire.Checksum {
+	h := wire.Header{Cluster: cluster, Command: wire.CommandPrepare}
+	h.SetChecksums(nil)
+	return h.Checksum
+}
+
+// expected returns the checksum the canonical log holds for op.
+func (r *Replica) expected(op uint64) (wire.Checksum, bool) {
+	if op == r.checkpointOp {
+		return r.checkpointChecksum, true
+	}
+	e := &r.log[r.slotOf(op)]
+	if e.op != op || e.checksum.IsZero() {
+		return wire.Checksum{}, false
+	}
+	return e.checksum, true
+}
+
+// present reports whether the prepare for op, as the canonical log expects
+// it, is durably in the WAL.
+func (r *Replica) present(op uint64) bool {
+	want, ok := r.expected(op)
+	if !ok {
+		return false
+	}
+	s := &r.slots[r.slotOf(op)]
+	return s.msg != nil && !s.writing && s.header.Op == op && s.header.Checksum == want
+}
+
+// setExpected records that the canonical log holds checksum at op.
+func (r *Replica) setExpected(op uint64, checksum, parent wire.Checksum, view uint32) {
+	if op <= r.checkpointOp {
+		return
+	}
+	if checksum.IsZero() {
+		panic("vsr: setExpected with a zero checksum")
+	}
+	r.log[r.slotOf(op)] = entry{op: op, checksum: checksum, parent: parent, view: view}
+}
+
+// learnHeader records a verified header as canonical at its op and extends
+// the chain's knowledge downward through its parent.
+func (r *Replica) learnHeader(h *wire.Header) {
+	r.setExpected(h.Op, h.Checksum, h.Parent, h.View)
+	if h.Op-1 > r.checkpointOp {
+		below := &r.log[r.slotOf(h.Op-1)]
+		if below.op != h.Op-1 || below.checksum != h.Parent {
+			r.log[r.slotOf(h.Op-1)] = entry{op: h.Op - 1, checksum: h.Parent}
+		}
+	}
+}
+
+// ackHead is the highest op such that every op after the applied state up to
+// it is durably present: a replica vouches only for a complete prefix.
+func (r *Replica) ackHead() uint64 {
+	head := r.commitMin
+	if head < r.checkpointOp {
+		head = r.checkpointOp
+	}
+	for head < r.op && r.present(head+1) {
+		head++
+	}
+	return head
+}
+
+func (r *Replica) send(to int, msg []byte) {
+	if to == r.cfg.Replica {
+		panic("vsr: send to self")
+	}
+	r.env.Net.Send(model.Address(to), msg)
+}
+
+func (r *Replica) broadcast(msg []byte) {
+	for i := 0; i < r.cfg.ReplicaCount; i++ {
+		if i != r.cfg.Replica {
+			r.send(i, msg)
+		}
+	}
+}
+
+// header returns a header stamped with this replica's identity and view.
+func (r *Replica) header(cmd wire.Command) wire.Header {
+	return wire.Header{
+		Command:    cmd,
+		Cluster:    r.cfg.Cluster,
+		Replica:    uint8(r.cfg.Replica),
+		View:       r.view,
+		Commit:     r.commitMax,
+		Checkpoint: r.checkpointOp,
+	}
+}
+
+// Tick advances the replica's timeouts by one tick.
+func (r *Replica) Tick() {
+	if r.status == StatusRecovering {
+		return
+	}
+	for _, t := range []*model.Timeout{&r.timeoutHeartbeat, &r.timeoutPrimary, &r.timeoutViewChange, &r.timeoutRepair, &r.timeoutRetry} {
+		t.Tick()
+	}
+	if r.timeoutHeartbeat.Fired() {
+		r.timeoutHeartbeat.Start()
+		r.onHeartbeat()
+	}
+	if r.timeoutPrimary.Fired() {
+		r.timeoutPrimary.Stop()
+		r.event("primary_timeout")
+		r.startViewChange(r.view + 1)
+	}
+	if r.timeoutViewChange.Fired() {
+		r.timeoutViewChange.Backoff()
+		r.event("view_change_timeout")
+		r.startViewChange(r.view + 1)
+	}
+	if r.timeoutRepair.Fired() {
+		r.timeoutRepair.Start()
+		r.repair()
+	}
+	if r.timeoutRetry.Fired() {
+		r.timeoutRetry.Start()
+		r.retryPrepares()
+	}
+	r.progress()
+}
+
+// progress runs every step whose precondition may have just become true. It
+// is idempotent, so every input calls it.
+func (r *Replica) progress() {
+	if r.status == StatusRecovering {
+		return
+	}
+	r.maybeSendDoViewChange()
+	r.maybeStartView()
+	r.maybeFinishStartView()
+	r.commit()
+	r.maybePrepare()
+}
+
+// OnMessage handles one message from the network. Bad input is counted and
+// dropped, never applied.
+func (r *Replica) OnMessage(from model.Address, msg []byte) {
+	r.Stats.MessagesReceived++
+	if len(msg) > r.cfg.MessageSizeMax {
+		r.Stats.DroppedMalformed++
+		return
+	}
+	h, body, err := wire.Decode(msg)
+	if err != nil {
+		r.Stats.DroppedMalformed++
+		return
+	}
+	if h.Cluster != r.cfg.Cluster {
+		r.Stats.DroppedCluster++
+		return
+	}
+	if h.Command != wire.CommandRequest {
+		if !from.IsReplica() || int(from) >= r.cfg.ReplicaCount || int(h.Replica) != int(from) || int(from) == r.cfg.Replica {
+			r.Stats.DroppedSender++
+			return
+		}
+	}
+	if r.status == StatusRecovering {
+		r.Stats.DroppedStatus++
+		return
+	}
+	r.event("recv_" + h.Command.String())
+	r.dispatch(from, &h, body, msg)
+	r.progress()
+}
+
+func (r *Replica) dispatch(from model.Address, h *wire.Header, body, msg []byte) {
+	switch h.Command {
+	case wire.CommandRequest:
+		r.onRequest(from, h, body)
+	case wire.CommandPrepare:
+		r.onPrepare(h, msg)
+	case wire.CommandPrepareOk:
+		r.onPrepareOk(h)
+	case wire.CommandCommit:
+		r.onCommit(h)
+	case wire.CommandStartViewChange:
+		r.onStartViewChange(h)
+	case wire.CommandDoViewChange:
+		r.onDoViewChange(h, body)
+	case wire.CommandStartView:
+		r.onStartView(h, body)
+	case wire.CommandRequestStartView:
+		r.onRequestStartView(h)
+	case wire.CommandRequestPrepare:
+		r.onRequestPrepare(h)
+	case wire.CommandNack:
+		r.onNack(h)
+	case wire.CommandRequestSync:
+		r.onRequestSync(h)
+	case wire.CommandSync:
+		r.onSync(h, body)
+	default:
+		r.Stats.DroppedMalformed++
+	}
+}

@@ -1,0 +1,27 @@
+package vsr
+
+// StateMachine is what a VSR group replicates. Every replica applies the same
+// committed operations in the same order, so every method must be
+// deterministic: no clock but the timestamp given, no randomness, no map
+// iteration order reaching an output.
+type StateMachine interface {
+	// Prepare validates a request at the primary before it is replicated, so
+	// that malformed input is refused without consensus. It must not change
+	// state. A non-nil error is returned to the client as the reply.
+	Prepare(operation uint8, body []byte) error
+	// Apply executes a committed operation and appends its reply to reply.
+	// op and timestampNs come from the prepare, identical on every replica.
+	Apply(op uint64, timestampNs int64, client uint64, operation uint8, body []byte, reply []byte) []byte
+	// Snapshot appends the whole state to buf. Restore(Snapshot) must yield
+	// a state machine indistinguishable from this one.
+	Snapshot(buf []byte) []byte
+	// Restore replaces the state with a snapshot. It validates its input.
+	Restore(snapshot []byte) error
+}
+
+// OperationRegister opens a client session. Operations below
+// OperationUserMin are reserved for the replication layer.
+const (
+	OperationRegister uint8 = 1
+	OperationUserMin  uint8 = 16
+)

@@ -1,0 +1,361 @@
+package vsr
+
+import "tigerchat/model/wire"
+
+type doViewChange struct {
+	view    uint32
+	logView uint32
+	op      uint64
+	commit  uint64
+	refs    []ref
+}
+
+// startViewChange moves to view v and asks every replica to do the same.
+// The new view is persisted before this replica sends a do_view_change, so
+// that after a restart it never acks in a view it has left.
+func (r *Replica) startViewChange(v uint32) {
+	if v < r.view || (v == r.view && r.status == StatusViewChange) {
+		return
+	}
+	r.beginViewChange(v)
+}
+
+func (r *Replica) beginViewChange(v uint32) {
+	r.enterViewChange(v)
+	r.svcFrom[r.cfg.Replica] = true
+	r.superblock.persist(r.superblockNow(), nil)
+	h := r.header(wire.CommandStartViewChange)
+	r.broadcast(wire.Message(h, nil))
+	r.event("start_view_change")
+}
+
+// enterViewChange resets everything that belongs to the old view.
+func (r *Replica) enterViewChange(v uint32) {
+	r.view = v
+	r.status = StatusViewChange
+	clear(r.svcFrom)
+	clear(r.dvcs)
+	clear(r.ackOp)
+	clear(r.nacks)
+	r.dvcSent = false
+	r.viewChosen = false
+	r.startViewDue = false
+	r.needSV = false
+	r.requestQueue = r.requestQueue[:0]
+	r.timeoutHeartbeat.Stop()
+	r.timeoutPrimary.Stop()
+	r.timeoutRetry.Stop()
+	if !r.timeoutViewChange.Ticking() {
+		r.timeoutViewChange.Start()
+	}
+	if !r.timeoutRepair.Ticking() {
+		r.timeoutRepair.Start()
+	}
+}
+
+// joinNewerView: a message shows that view v is running without us. Ask its
+// primary for the log instead of disrupting it with a new view change.
+func (r *Replica) joinNewerView(v uint32) {
+	if v <= r.view {
+		return
+	}
+	r.enterViewChange(v)
+	r.needSV = true
+	r.superblock.persist(r.superblockNow(), nil)
+	r.sendRequestStartView()
+	r.event("join_newer_view")
+}
+
+func (r *Replica) sendRequestStartView() {
+	if r.IsPrimary() {
+		return
+	}
+	h := r.header(wire.CommandRequestStartView)
+	r.send(r.primaryIndex(), wire.Message(h, nil))
+}
+
+func (r *Replica) onStartViewChange(h *wire.Header) {
+	if h.View > r.view {
+		r.startViewChange(h.View)
+	}
+	if h.View != r.view || r.status != StatusViewChange {
+		r.Stats.DroppedView++
+		return
+	}
+	r.svcFrom[h.Replica] = true
+	if r.dvcSent && !r.IsPrimary() {
+		r.dvcSent = false // resend: the new primary may have missed it
+	}
+}
+
+func countTrue(b []bool) int {
+	n := 0
+	for _, x := range b {
+		if x {
+			n++
+		}
+	}
+	return n
+}
+
+// suffixRefs is this replica's log suffix, down from the head for as long as
+// the checksums are known, bounded by ViewHeadersMax.
+func (r *Replica) suffixRefs() []ref {
+	var refs []ref
+	for op := r.op; len(refs) < r.cfg.ViewHeadersMax; op-- {
+		checksum, ok := r.expected(op)
+		if !ok {
+			break
+		}
+		e := ref{Op: op, Checksum: checksum, Present: r.present(op)}
+		if op > r.checkpointOp {
+			e.Parent = r.log[r.slotOf(op)].parent
+			e.View = r.log[r.slotOf(op)].view
+		}
+		refs = append(refs, e)
+		if op <= r.checkpointOp || op == 0 {
+			break
+		}
+	}
+	for i, j := 0, len(refs)-1; i < j; i, j = i+1, j-1 {
+		refs[i], refs[j] = refs[j], refs[i]
+	}
+	return refs
+}
+
+func (r *Replica) maybeSendDoViewChange() {
+	if r.status != StatusViewChange || r.dvcSent || r.needSV {
+		return
+	}
+	if countTrue(r.svcFrom) < r.cfg.QuorumViewChange() || r.superblock.durable.View < r.view {
+		return
+	}
+	r.dvcSent = true
+	refs := r.suffixRefs()
+	if r.IsPrimary() {
+		r.dvcs[r.cfg.Replica] = &doViewChange{view: r.view, logView: r.logView, op: r.op, commit: r.commitMax, refs: refs}
+		return
+	}
+	h := r.header(wire.CommandDoViewChange)
+	h.LogView = r.logView
+	h.Op = r.op
+	r.send(r.primaryIndex(), wire.Message(h, encodeRefs(refs)))
+	r.event("do_view_change_sent")
+}
+
+func (r *Replica) onDoViewChange(h *wire.Header, body []byte) {
+	if h.View > r.view {
+		r.startViewChange(h.View)
+	}
+	if h.View != r.view || r.status != StatusViewChange || !r.IsPrimary() || r.viewChosen {
+		r.Stats.DroppedView++
+		return
+	}
+	refs, ok := decodeRefs(body, r.cfg.ViewHeadersMax)
+	if !ok || h.LogView > h.View || (len(refs) > 0 && refs[len(refs)-1].Op != h.Op) {
+		r.Stats.DroppedMalformed++
+		return
+	}
+	r.dvcs[h.Replica] = &doViewChange{view: h.View, logView: h.LogView, op: h.Op, commit: h.Commit, refs: refs}
+	r.svcFrom[h.Replica] = true
+}
+
+// maybeStartView: the new primary chooses the log from a quorum of
+// do_view_change messages, repairs it, persists it, then starts the view.
+func (r *Replica) maybeStartView() {
+	if r.status != StatusViewChange || !r.IsPrimary() || r.needSV {
+		return
+	}
+	if !r.viewChosen {
+		n := 0
+		for _, d := range r.dvcs {
+			if d != nil {
+				n++
+			}
+		}
+		if n < r.cfg.QuorumViewChange() || r.dvcs[r.cfg.Replica] == nil {
+			return
+		}
+		r.chooseLog()
+		r.viewChosen = true
+		r.repair()
+	}
+	for op := r.commitMax + 1; op <= r.op; op++ {
+		if !r.present(op) {
+			return
+		}
+	}
+	if r.superblock.durable.LogView == r.view && r.superblock.durable.View == r.view {
+		r.becomePrimary()
+		return
+	}
+	if r.superblock.want != nil && r.superblock.want.LogView == r.view {
+		return // already being persisted
+	}
+	st := r.superblockNow()
+	st.LogView = r.view
+	st.ViewHeaders = r.suffixRefs()
+	r.superblock.persist(st, nil)
+}
+
+// chooseLog installs the canonical log: the one with the highest log view,
+// and the longest among those. Ops it has but we lack are repaired; ops no
+// one can produce are truncated only with a nack quorum.
+func (r *Replica) chooseLog() {
+	var best *doViewChange
+	commit := r.commitMax
+	for _, d := range r.dvcs {
+		if d == nil {
+			continue
+		}
+		if d.commit > commit {
+			commit = d.commit
+		}
+		switch {
+		case best == nil:
+			best = d
+		case r.cfg.Mutation == MutationViewChangeShortestLog:
+			if d.op < best.op {
+				best = d
+			}
+		case d.logView > best.logView || (d.logView == best.logView && d.op > best.op):
+			best = d
+		}
+	}
+	if commit > best.op {
+		if r.cfg.Mutation == MutationNone {
+			panic("vsr: the chosen log is shorter than the commit number")
+		}
+		commit = best.op
+	}
+	if r.commitMin > best.op && r.cfg.Mutation == MutationNone {
+		panic("vsr: the chosen log is shorter than what this replica applied")
+	}
+	r.installRefs(best.refs, best.op)
+	if commit > r.commitMax {
+		r.commitMax = commit
+	}
+	r.event("view_chosen")
+}
+
+// installRefs makes refs the canonical suffix ending at head: everything
+// above head is dropped, and the chain continues below through parents.
+func (r *Replica) installRefs(refs []ref, head uint64) {
+	for i := range refs {
+		e := &refs[i]
+		if e.Op <= r.checkpointOp {
+			continue
+		}
+		r.setExpected(e.Op, e.Checksum, e.Parent, e.View)
+		if i == 0 && !e.Parent.IsZero() && e.Op-1 > r.checkpointOp {
+			if c, ok := r.expected(e.Op - 1); !ok || c != e.Parent {
+				r.setExpected(e.Op-1, e.Parent, wire.Checksum{}, 0)
+			}
+		}
+	}
+	if head < r.checkpointOp {
+		head = r.checkpointOp
+	}
+	r.op = head
+	if r.commitMax > r.op {
+		r.commitMax = r.op
+	}
+	low := r.checkpointOp
+	if r.op > uint64(r.cfg.SlotCount) && r.op-uint64(r.cfg.SlotCount) > low {
+		low = r.op - uint64(r.cfg.SlotCount)
+	}
+	for op := r.op; op > low; op-- {
+		if r.present(op) {
+			h := r.slots[r.slotOf(op)].header
+			r.learnHeader(&h)
+		}
+	}
+}
+
+func (r *Replica) becomePrimary() {
+	r.status = StatusNormal
+	r.logView = r.view
+	clear(r.ackOp)
+	r.timeoutViewChange.Stop()
+	r.timeoutHeartbeat.Start()
+	r.timeoutRetry.Start()
+	r.timeoutRepair.Start()
+	r.sendStartView(-1)
+	if r.hooks.ViewNormal != nil {
+		r.hooks.ViewNormal(r.view, true)
+	}
+	r.event("become_primary")
+	r.retryPrepares()
+}
+
+// sendStartView sends the log suffix to one replica, or to all when to < 0.
+func (r *Replica) sendStartView(to int) {
+	h := r.header(wire.CommandStartView)
+	h.Op = r.op
+	msg := wire.Message(h, encodeRefs(r.suffixRefs()))
+	if to < 0 {
+		r.broadcast(msg)
+	} else {
+		r.send(to, msg)
+	}
+}
+
+func (r *Replica) onRequestStartView(h *wire.Header) {
+	if h.View != r.view || r.status != StatusNormal || !r.IsPrimary() {
+		r.Stats.DroppedView++
+		return
+	}
+	r.sendStartView(int(h.Replica))
+}
+
+func (r *Replica) onStartView(h *wire.Header, body []byte) {
+	if h.View < r.view || int(h.Replica) != r.cfg.PrimaryIndex(h.View) {
+		r.Stats.DroppedView++
+		return
+	}
+	if h.View == r.view && r.status == StatusNormal && !r.needSV {
+		return
+	}
+	if h.View == r.view && r.startViewDue {
+		return
+	}
+	refs, ok := decodeRefs(body, r.cfg.ViewHeadersMax)
+	if !ok || len(refs) == 0 || refs[len(refs)-1].Op != h.Op {
+		r.Stats.DroppedMalformed++
+		return
+	}
+	if h.View > r.view {
+		r.enterViewChange(h.View)
+	}
+	r.needSV = false
+	r.installRefs(refs, h.Op)
+	r.noteCommit(h.Commit, h.Checkpoint)
+	if r.commitMax > r.op {
+		r.commitMax = r.op
+	}
+	r.logView = h.View
+	r.startViewDue = true
+	st := r.superblockNow()
+	st.LogView = h.View
+	st.ViewHeaders = refs
+	r.superblock.persist(st, nil)
+	r.event("start_view_installed")
+}
+
+// maybeFinishStartView: a backup goes normal once the new log view is
+// durable, and only then acknowledges anything in it.
+func (r *Replica) maybeFinishStartView() {
+	if !r.startViewDue || r.superblock.durable.LogView != r.view || r.superblock.durable.View != r.view {
+		return
+	}
+	r.startViewDue = false
+	r.status = StatusNormal
+	r.timeoutViewChange.Stop()
+	r.timeoutPrimary.Start()
+	r.timeoutRepair.Start()
+	if r.hooks.ViewNormal != nil {
+		r.hooks.ViewNormal(r.view, false)
+	}
+	r.sendPrepareOk()
+	r.repair()
+}

@@ -1,0 +1,336 @@
+package scenarios
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	"tigerchat/checker"
+	"tigerchat/model"
+	"tigerchat/model/prng"
+	"tigerchat/model/testsm"
+	"tigerchat/model/vsr"
+	"tigerchat/model/wire"
+)
+
+// The vsr subject runs the real VSR replica (model/vsr) with the test state
+// machine (model/testsm) under every fault, with clients that append to and
+// read a few shared logs. It checks replica agreement and the hash chain on
+// every commit, durability of every acknowledged request, and linearizability
+// of the client history with Porcupine.
+func init() {
+	Register("vsr", SubjectFactory{
+		New:       func(cfg Config) Subject { return newVSRSubject(cfg) },
+		Mutations: vsr.Mutations(),
+	})
+}
+
+const (
+	vsrCluster             = 0x7469676572 // "tiger"
+	vsrKeys                = 3
+	vsrRequestTimeoutTicks = 300
+	vsrLinearizeTimeout    = 10 * time.Second
+	vsrClientsEvicting     = 20 // more clients than sessions: exercises eviction
+)
+
+type vsrSubject struct {
+	cfg         Config
+	c           *Cluster
+	mutation    vsr.Mutation
+	replicas    []*vsr.Replica
+	agreement   *checker.Agreement
+	durability  *checker.Durability
+	history     []checker.Op
+	clients     []*vsrClient
+	coverage    map[string]uint64
+	metrics     map[string][]float64
+	crashTick   model.Tick // a primary crashed here; 0 when no failover is being timed
+	crashView   uint32
+	crashActive bool
+}
+
+func newVSRSubject(cfg Config) *vsrSubject {
+	return &vsrSubject{
+		cfg:        cfg,
+		replicas:   make([]*vsr.Replica, cfg.ReplicaCount),
+		agreement:  checker.NewAgreement(cfg.ReplicaCount),
+		durability: checker.NewDurability(),
+		coverage:   map[string]uint64{},
+		metrics:    map[string][]float64{},
+	}
+}
+
+func (s *vsrSubject) Name() string { return "vsr" }
+
+func (s *vsrSubject) replicaConfig(i int) vsr.Config {
+	rc := vsr.SimConfig(vsrCluster, s.cfg.ReplicaCount, i)
+	rc.ShardOffset = int(s.cfg.Seed % uint64(s.cfg.ReplicaCount))
+	rc.Mutation = s.mutation
+	return rc
+}
+
+func (s *vsrSubject) Setup(c *Cluster) error {
+	m, err := vsr.ParseMutation(s.cfg.Mutation)
+	if err != nil {
+		return err
+	}
+	s.mutation = m
+	s.c = c
+	s.agreement.SetRoot(checker.Checksum(vsr.RootChecksum(vsrCluster)))
+	rc := s.replicaConfig(0)
+	if err := rc.Validate(); err != nil {
+		return err
+	}
+	clients := s.cfg.Clients
+	if clients == 0 {
+		r := prng.New(s.cfg.Seed ^ 0xc11e47)
+		clients = 2 + r.IntN(6)
+		if r.Chance(0.1) {
+			clients = vsrClientsEvicting
+		}
+	}
+	for i := 0; i < clients; i++ {
+		i := i
+		c.AddClient(func(env Env) Node { return s.newClient(i, env) })
+	}
+	return nil
+}
+
+func (s *vsrSubject) NewReplica(env Env) Node {
+	i := env.Index
+	hooks := vsr.Hooks{
+		Commit: func(h *wire.Header, body []byte) {
+			err := s.agreement.Commit(i, h.Op, checker.Checksum(h.Checksum), checker.Checksum(h.Parent))
+			if err != nil {
+				s.c.Violation(err.Error())
+			}
+			s.noteFailoverCommit(i, h)
+		},
+		Apply: func(op uint64, client, request uint64) {
+			if err := s.durability.Applied(op, checker.RequestID{Client: client, Request: request}); err != nil {
+				s.c.Violation(err.Error())
+			}
+		},
+		StateSync: func(op uint64) { s.agreement.StateSync(i, op) },
+		Event: func(name string) {
+			s.coverage["event:"+name]++
+			if vsrDebug != nil {
+				vsrDebug(i, fmt.Sprint(s.c.Now(), " ", name, " v=", s.replicas[i].View(), " st=", s.replicas[i].Status(), " op=", s.replicas[i].Op(), " cm=", s.replicas[i].CommitMax()))
+			}
+		},
+	}
+	r, err := vsr.New(s.replicaConfig(i), vsr.Env{Clock: env.Clock, Net: env.Net, Disk: env.Disk, PRNG: env.PRNG}, &testsm.Machine{}, hooks)
+	if err != nil {
+		panic(fmt.Sprintf("vsr subject: replica %d: %v", i, err))
+	}
+	s.replicas[i] = r
+	if env.Fresh {
+		r.Format()
+	} else {
+		r.Open()
+	}
+	return &vsrNode{s: s, r: r}
+}
+
+type vsrNode struct {
+	s *vsrSubject
+	r *vsr.Replica
+}
+
+func (n *vsrNode) Tick() {
+	n.r.Tick()
+	n.s.coverage["status:"+n.r.Status().String()]++
+}
+
+func (n *vsrNode) OnMessage(from model.Address, msg []byte) {
+	if len(msg) >= wire.HeaderSize {
+		n.s.coverage["recv:"+wire.Command(msg[140]).String()]++
+	}
+	n.r.OnMessage(from, msg)
+}
+
+func (s *vsrSubject) OnCrash(i int) {
+	s.agreement.Restart(i)
+	r := s.replicas[i]
+	if r != nil && r.Status() == vsr.StatusNormal && r.IsPrimary() && !s.crashActive {
+		s.crashActive, s.crashTick, s.crashView = true, s.c.Now(), r.View()
+	}
+	s.replicas[i] = nil
+}
+
+// noteFailoverCommit measures failover: from a primary's crash to the first
+// op committed by a primary of a later view.
+func (s *vsrSubject) noteFailoverCommit(i int, h *wire.Header) {
+	r := s.replicas[i]
+	if !s.crashActive || r == nil || !r.IsPrimary() || r.View() <= s.crashView || h.View <= s.crashView {
+		return
+	}
+	s.crashActive = false
+	s.metrics["failover_ms"] = append(s.metrics["failover_ms"], float64(s.c.Now()-s.crashTick)*model.TickMs)
+}
+
+// Converged: every replica is up, normal in one view, has applied everything
+// the primary prepared, and every client is idle.
+func (s *vsrSubject) Converged(c *Cluster) bool {
+	for _, cl := range s.clients {
+		if cl.busy() {
+			return false
+		}
+	}
+	var view uint32
+	var op uint64
+	for i, r := range s.replicas {
+		if r == nil || !c.Up(i) || r.Status() != vsr.StatusNormal {
+			return false
+		}
+		if i == 0 {
+			view, op = r.View(), r.Op()
+		}
+		if r.View() != view || r.Op() != op || r.CommitMin() != op {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *vsrSubject) Check(c *Cluster) []string {
+	var out []string
+	for _, cl := range s.clients {
+		cl.finish()
+	}
+	for _, msg := range s.durability.Check(s.agreement.CommitMax()) {
+		out = append(out, "durability: "+msg)
+	}
+	if res := checker.CheckLinearizable(s.history, vsrLinearizeTimeout); !res.Ok {
+		out = append(out, fmt.Sprintf("linearizability: key %d: %s", res.Key, res.Info))
+	}
+	return out
+}
+
+func (s *vsrSubject) CoverageUniverse() []string {
+	var names []string
+	for _, cmd := range wire.Commands() {
+		names = append(names, "recv:"+cmd.String())
+	}
+	for _, st := range vsr.StatusNames() {
+		names = append(names, "status:"+st)
+	}
+	for _, e := range []string{"checkpoint", "state_sync", "repair_prepare", "truncate_nack_quorum",
+		"become_primary", "start_view_installed", "join_newer_view", "recovered", "wal_faulty_slots"} {
+		names = append(names, "event:"+e)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (s *vsrSubject) Coverage() map[string]uint64         { return s.coverage }
+func (s *vsrSubject) Metrics() map[string][]float64       { return s.metrics }
+func (s *vsrSubject) clientID(index int) uint64           { return uint64(index) + 1 }
+func (s *vsrSubject) valueOf(client int, n uint64) uint64 { return uint64(client)<<32 | n }
+
+// vsrClient drives one vsr.Client: appends and reads on a few shared keys,
+// one at a time, recording the history for the checkers.
+type vsrClient struct {
+	s       *vsrSubject
+	index   int
+	client  *vsr.Client
+	rng     *prng.PRNG
+	count   uint64
+	pending  int    // index into s.history of the outstanding op, or -1
+	requests uint64 // user requests submitted: the vsr.Client numbers them 1, 2, 3, ...
+}
+
+func (s *vsrSubject) newClient(i int, env Env) Node {
+	cl := &vsrClient{s: s, index: i, rng: env.PRNG, pending: -1}
+	cl.client = vsr.NewClient(vsr.ClientConfig{
+		Cluster:        vsrCluster,
+		ReplicaCount:   s.cfg.ReplicaCount,
+		ShardOffset:    int(s.cfg.Seed % uint64(s.cfg.ReplicaCount)),
+		ID:             s.clientID(i),
+		RequestTimeout: vsrRequestTimeoutTicks,
+	}, env.Net, env.PRNG.Fork())
+	s.clients = append(s.clients, cl)
+	return cl
+}
+
+func (cl *vsrClient) busy() bool { return cl.client.Busy() }
+
+func (cl *vsrClient) Tick() {
+	cl.client.Tick()
+	if cl.client.Busy() || cl.client.Evicted() || cl.s.c.Phase() != PhaseFaulty {
+		return
+	}
+	if !cl.rng.Chance(0.05) {
+		return
+	}
+	key := cl.rng.Uint64N(vsrKeys)
+	now := int64(cl.s.c.Now())
+	op := checker.Op{ClientID: cl.index, Key: key, Call: now}
+	var operation uint8
+	var body []byte
+	if cl.rng.Chance(0.7) {
+		cl.count++
+		op.Kind, op.Value = checker.OpAppend, cl.s.valueOf(cl.index, cl.count)
+		operation, body = testsm.OperationAppend, testsm.AppendBody(key, op.Value)
+	} else {
+		op.Kind = checker.OpRead
+		operation, body = testsm.OperationRead, testsm.ReadBody(key)
+	}
+	cl.s.history = append(cl.s.history, op)
+	index := len(cl.s.history) - 1
+	cl.pending = index
+	cl.requests++
+	request := cl.client.Submit(operation, body, func(reply vsr.Reply) { cl.onReply(index, reply) })
+	if !request {
+		panic("vsr subject: an idle client refused a request")
+	}
+}
+
+func (cl *vsrClient) onReply(index int, reply vsr.Reply) {
+	cl.pending = -1
+	op := &cl.s.history[index]
+	if reply.Err != nil || reply.Flags != vsr.ReplyOk {
+		op.Unknown = true
+		return
+	}
+	op.Return = int64(cl.s.c.Now())
+	switch op.Kind {
+	case checker.OpAppend:
+		if len(reply.Body) != 8 {
+			cl.s.c.Violation(fmt.Sprintf("client %d: append reply of %d bytes", cl.index, len(reply.Body)))
+			return
+		}
+		op.Seq = binary.LittleEndian.Uint64(reply.Body)
+	case checker.OpRead:
+		if len(reply.Body) != 16 {
+			cl.s.c.Violation(fmt.Sprintf("client %d: read reply of %d bytes", cl.index, len(reply.Body)))
+			return
+		}
+		op.Length = binary.LittleEndian.Uint64(reply.Body)
+		op.Digest = binary.LittleEndian.Uint64(reply.Body[8:])
+	}
+	id := checker.RequestID{Client: cl.s.clientID(cl.index), Request: cl.requests}
+	if err := cl.s.durability.Acked(id, reply.Op); err != nil {
+		cl.s.c.Violation(err.Error())
+	}
+}
+
+// finish marks an op still outstanding at the end as of unknown outcome.
+func (cl *vsrClient) finish() {
+	if cl.pending >= 0 {
+		cl.s.history[cl.pending].Unknown = true
+		cl.pending = -1
+	}
+}
+
+func (cl *vsrClient) OnMessage(from model.Address, msg []byte) {
+	if len(msg) >= wire.HeaderSize {
+		cl.s.coverage["recv:"+wire.Command(msg[140]).String()]++
+	}
+	cl.client.OnMessage(from, msg)
+}
+
+// vsrDebug, when set by a test, receives every replica event with its state:
+// a transcript for debugging a seed.
+var vsrDebug func(replica int, line string)
