@@ -260,7 +260,7 @@ func (c *Cluster) report(res *Result) {
 	res.Violations = slices.Clone(c.violations)
 	res.Net = c.net.Stats()
 	for _, d := range c.disks {
-		res.Disk = addDiskStats(res.Disk, d.Stats())
+		res.Disk = AddDiskStats(res.Disk, d.Stats())
 	}
 	if p := catch(func() {
 		res.Coverage = maps.Clone(c.subject.Coverage())
@@ -282,11 +282,23 @@ func catch(fn func()) (panicked string) {
 	return ""
 }
 
-func addDiskStats(a, b simdisk.Stats) simdisk.Stats {
+// AddDiskStats sums disk counters.
+func AddDiskStats(a, b simdisk.Stats) simdisk.Stats {
 	return simdisk.Stats{
 		Reads: a.Reads + b.Reads, Writes: a.Writes + b.Writes, Syncs: a.Syncs + b.Syncs,
 		ReadCorruptions: a.ReadCorruptions + b.ReadCorruptions, WriteCorruptions: a.WriteCorruptions + b.WriteCorruptions,
 		Misdirects: a.Misdirects + b.Misdirects, CrashLost: a.CrashLost + b.CrashLost,
 		CrashTorn: a.CrashTorn + b.CrashTorn, Crashes: a.Crashes + b.Crashes,
+	}
+}
+
+// AddNetStats sums network counters.
+func AddNetStats(a, b simnet.Stats) simnet.Stats {
+	return simnet.Stats{
+		Sent: a.Sent + b.Sent, Delivered: a.Delivered + b.Delivered, Lost: a.Lost + b.Lost,
+		Duplicated: a.Duplicated + b.Duplicated, Reordered: a.Reordered + b.Reordered,
+		DroppedCapacity: a.DroppedCapacity + b.DroppedCapacity, DroppedPartition: a.DroppedPartition + b.DroppedPartition,
+		DroppedDetached: a.DroppedDetached + b.DroppedDetached, DroppedOversize: a.DroppedOversize + b.DroppedOversize,
+		Clogs: a.Clogs + b.Clogs, Partitions: a.Partitions + b.Partitions,
 	}
 }

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"tigerchat/scenarios"
+)
+
+// countMax bounds -count: a billion seeds is years of CPU already.
+const countMax = 1_000_000_000
+
+const usageHeader = `tigersim runs TigerChat's protocol code in a deterministic simulator.
+
+Usage:
+  tigersim [-seed S] [flags]                  one seeded run (DefaultConfig, or -swarm-config)
+  tigersim -swarm -count N [-start S] [flags] N seeds, each with its own random fault mix
+
+The last line of a run reads "<outcome> seed=S trace=<digest> ...": the same
+flags and seed always give the same trace. A failing run prints the command
+that reproduces it.
+
+Exit codes:
+  0  ok
+  1  safety violation (an invariant broke)
+  2  usage error (bad flags)
+  3  liveness failure (no convergence after the faults stopped)
+  4  panic or crash in model or simulator code
+
+Flags:
+`
+
+// options is the parsed command line. set records which flags were given,
+// so that a reproduce line repeats exactly those.
+type options struct {
+	seed        uint64
+	start       uint64
+	count       int64
+	swarm       bool
+	swarmConfig bool
+	ticks       uint64
+	replicas    int64
+	subject     string
+	faults      []string
+	loss        float64
+	duplicate   float64
+	mutate      string
+	verbose     bool
+	set         map[string]bool
+}
+
+// errHelp means -h was given: print usage, exit 0.
+var errHelp = errors.New("help requested")
+
+// parseArgs parses and validates the command line. Every error is one line
+// fit for stderr.
+func parseArgs(args []string, stdout io.Writer) (*options, error) {
+	o := &options{set: map[string]bool{}}
+	fs := flag.NewFlagSet("tigersim", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // Errors are reported by the caller, in one line.
+	var faults string
+	fs.Var(uintValue{&o.seed}, "seed", "seed `S` of the single run, 0..2^64-1")
+	fs.Var(uintValue{&o.start}, "start", "first seed `S` of a swarm or -count run")
+	fs.Var(intValue{&o.count}, "count", "run `N` seeds: S, S+1, ... (with -swarm: default 100)")
+	fs.BoolVar(&o.swarm, "swarm", false, "run -count seeds, each with SwarmConfig (a random fault mix)")
+	fs.BoolVar(&o.swarmConfig, "swarm-config", false, "use SwarmConfig(seed) for the run (what -swarm uses)")
+	fs.Var(uintValue{&o.ticks}, "ticks", "length `T` of the fault phase in ticks (default: the preset's)")
+	fs.Var(intValue{&o.replicas}, "replicas", "`N` replicas: 1, 3 or 5 (default: the preset's)")
+	fs.StringVar(&o.subject, "subject", scenarios.DefaultSubject, "protocol `NAME` under test: "+strings.Join(scenarios.Subjects(), ", "))
+	fs.StringVar(&faults, "faults", "", "comma `LIST` of fault classes to enable, all others off (default: the preset's): "+
+		strings.Join(scenarios.FaultClassNames(), ",")+", or none, all")
+	fs.Var(probabilityValue{&o.loss}, "loss", "message loss probability `P` in [0, 1]")
+	fs.Var(probabilityValue{&o.duplicate}, "duplicate", "message duplication probability `P` in [0, 1]")
+	fs.StringVar(&o.mutate, "mutate", "", "run mutation `NAME`: a deliberately broken variant of the subject that the swarm must catch")
+	fs.BoolVar(&o.verbose, "v", false, "verbose: config, stats and metrics of each run")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usageHeader)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return nil, errHelp
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
+	}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	if o.set["faults"] {
+		var err error
+		if o.faults, err = scenarios.ParseFaults(faults); err != nil {
+			return nil, fmt.Errorf("-faults: %w", err)
+		}
+	}
+	return o, o.validate()
+}
+
+func (o *options) validate() error {
+	switch {
+	case o.set["count"] && (o.count < 1 || o.count > countMax):
+		return fmt.Errorf("-count must be in [1, %d], got %d", countMax, o.count)
+	case o.set["seed"] && o.multi():
+		return errors.New("-seed picks one run; with -swarm or -count, use -start for the first seed")
+	case o.set["start"] && !o.multi():
+		return errors.New("-start needs -swarm or -count; for one run use -seed")
+	case o.multi() && o.start > math.MaxUint64-uint64(max(o.count, 1))+1:
+		return fmt.Errorf("-start %d + -count %d overflows the seed range", o.start, o.count)
+	case o.set["ticks"] && (o.ticks == 0 || o.ticks > scenarios.TicksMax):
+		return fmt.Errorf("-ticks must be in [1, %d], got %d", scenarios.TicksMax, o.ticks)
+	case o.set["replicas"] && o.replicas != 1 && o.replicas != 3 && o.replicas != 5:
+		return fmt.Errorf("-replicas must be 1, 3 or 5, got %d", o.replicas)
+	case !slices.Contains(scenarios.Subjects(), o.subject):
+		return fmt.Errorf("-subject: unknown subject %q (have: %s)", o.subject, strings.Join(scenarios.Subjects(), ", "))
+	case o.mutate != "" && !slices.Contains(scenarios.Mutations(o.subject), o.mutate):
+		return fmt.Errorf("-mutate: unknown mutation %q for subject %s (have: %s)",
+			o.mutate, o.subject, strings.Join(scenarios.Mutations(o.subject), ", "))
+	}
+	return nil
+}
+
+// multi reports whether many seeds run.
+func (o *options) multi() bool { return o.swarm || o.set["count"] }
+
+// preset reports whether seeds use SwarmConfig.
+func (o *options) swarmPreset() bool { return o.swarm || o.swarmConfig }
+
+// config is the Config of one seed: the preset, then the flags given.
+func (o *options) config(seed uint64) (scenarios.Config, error) {
+	cfg := scenarios.DefaultConfig(seed)
+	if o.swarmPreset() {
+		cfg = scenarios.SwarmConfig(seed)
+	}
+	cfg.Subject, cfg.Mutation = o.subject, o.mutate
+	if o.set["replicas"] {
+		cfg.ReplicaCount = int(o.replicas)
+		cfg.CrashesConcurrentMax = min(cfg.CrashesConcurrentMax, cfg.ReplicaCount)
+	}
+	if o.set["ticks"] {
+		cfg.Ticks = o.ticks
+	}
+	if o.set["faults"] {
+		if err := cfg.EnableFaults(o.faults); err != nil {
+			return cfg, err
+		}
+	}
+	if o.set["loss"] {
+		cfg.Net.LossProbability = o.loss
+	}
+	if o.set["duplicate"] {
+		cfg.Net.DuplicateProbability = o.duplicate
+	}
+	return cfg, cfg.Validate()
+}
+
+// reproduce is the command line that runs seed exactly as it ran here.
+func (o *options) reproduce(seed uint64) string {
+	words := []string{"tigersim", "-seed", strconv.FormatUint(seed, 10)}
+	if o.swarmPreset() {
+		words = append(words, "-swarm-config")
+	}
+	add := func(name, value string) {
+		if o.set[name] {
+			words = append(words, "-"+name, value)
+		}
+	}
+	if o.subject != scenarios.DefaultSubject {
+		words = append(words, "-subject", o.subject)
+	}
+	add("replicas", strconv.FormatInt(o.replicas, 10))
+	add("ticks", strconv.FormatUint(o.ticks, 10))
+	add("faults", orDefault(strings.Join(o.faults, ","), "none"))
+	add("loss", strconv.FormatFloat(o.loss, 'g', -1, 64))
+	add("duplicate", strconv.FormatFloat(o.duplicate, 'g', -1, 64))
+	if o.mutate != "" {
+		words = append(words, "-mutate", o.mutate)
+	}
+	return strings.Join(words, " ")
+}
+
+// uintValue parses an unsigned decimal (or 0x hex) with a clear error for
+// negative numbers, which strconv would only call "invalid syntax".
+type uintValue struct{ p *uint64 }
+
+func (v uintValue) String() string {
+	if v.p == nil {
+		return "0"
+	}
+	return strconv.FormatUint(*v.p, 10)
+}
+
+func (v uintValue) Set(s string) error {
+	if strings.HasPrefix(s, "-") {
+		return errors.New("must not be negative")
+	}
+	n, err := strconv.ParseUint(s, 0, 64)
+	if err != nil {
+		return errors.New("not an unsigned integer in [0, 2^64-1]")
+	}
+	*v.p = n
+	return nil
+}
+
+type intValue struct{ p *int64 }
+
+func (v intValue) String() string {
+	if v.p == nil {
+		return "0"
+	}
+	return strconv.FormatInt(*v.p, 10)
+}
+
+func (v intValue) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	*v.p = n
+	return nil
+}
+
+type probabilityValue struct{ p *float64 }
+
+func (v probabilityValue) String() string {
+	if v.p == nil {
+		return "0"
+	}
+	return strconv.FormatFloat(*v.p, 'g', -1, 64)
+}
+
+func (v probabilityValue) Set(s string) error {
+	p, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(p >= 0 && p <= 1) {
+		return errors.New("want a probability in [0, 1]")
+	}
+	*v.p = p
+	return nil
+}
