@@ -49,6 +49,7 @@ type Cluster struct {
 
 	faultRNG   *prng.PRNG // crash and restart decisions
 	subjectRNG *prng.PRNG // forks handed to the subject
+	clientRNG  *prng.PRNG // one fork per client
 	violations []string
 }
 
@@ -84,6 +85,7 @@ func newCluster(cfg Config, subject Subject) *Cluster {
 		schedule:   sortedSchedule(cfg.Schedule),
 		faultRNG:   root.Fork(),
 		subjectRNG: root.Fork(),
+		clientRNG:  root.Fork(),
 	}
 	c.net = simnet.New(c.sched, netRNG, cfg.ReplicaCount, cfg.Net)
 	atlas := simdisk.NewFaultAtlas(atlasRNG, cfg.ReplicaCount, cfg.DiskSizeBytes, cfg.AtlasChunkBytes)
@@ -214,7 +216,7 @@ func (c *Cluster) crash(i int, restartAt model.Tick) {
 func (c *Cluster) startClients() {
 	for i, slot := range c.clients {
 		addr := model.ClientAddressBase + model.Address(i)
-		slot.rng = c.subjectRNG.Fork()
+		slot.rng = c.clientRNG.Fork()
 		slot.offset = clockOffset(slot.rng)
 		node := slot.newNode(Env{
 			Index:   i,

@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -200,5 +201,91 @@ func TestLivenessRestartsEveryone(t *testing.T) {
 	res := Run(c)
 	if res.Outcome() != OutcomeOK || res.Coverage["recover-clean"] != 2 {
 		t.Fatalf("%s coverage %v violations %q", res.Line(), res.Coverage, res.Violations)
+	}
+}
+
+// echo is a test subject: clients ping replicas, replicas answer. It checks
+// the Env the harness hands out and counts incarnations.
+type echo struct {
+	toy
+	envs    []Env // every replica Env, in start order
+	clients []*echoClient
+}
+
+type echoReplica struct{ env Env }
+
+func (r *echoReplica) Tick() {}
+func (r *echoReplica) OnMessage(from model.Address, msg []byte) {
+	r.env.Net.Send(from, append(msg, byte(r.env.Index)))
+}
+
+type echoClient struct {
+	env   Env
+	pongs int
+}
+
+func (c *echoClient) Tick() {
+	if c.env.Clock.Monotonic()%10 == 0 {
+		c.env.Net.Send(model.Address(c.env.PRNG.IntN(3)), []byte{1})
+	}
+}
+func (c *echoClient) OnMessage(model.Address, []byte) { c.pongs++ }
+
+func (e *echo) Setup(c *Cluster) error {
+	e.c = c
+	for range 2 {
+		c.AddClient(func(env Env) Node {
+			client := &echoClient{env: env}
+			e.clients = append(e.clients, client)
+			return client
+		})
+	}
+	return nil
+}
+func (e *echo) NewReplica(env Env) Node {
+	e.envs = append(e.envs, env)
+	return &echoReplica{env: env}
+}
+func (e *echo) Converged(c *Cluster) bool {
+	return e.clients[0].pongs > 0 && e.clients[1].pongs > 0
+}
+func (e *echo) Check(*Cluster) []string { return nil }
+
+// lastEcho is the subject of the latest test-echo run, for the test to inspect.
+var lastEcho *echo
+
+func init() {
+	Register("test-echo", SubjectFactory{New: func(cfg Config) Subject {
+		lastEcho = &echo{toy: *newToy(cfg)}
+		return lastEcho
+	}})
+}
+
+func TestClientsAndIncarnations(t *testing.T) {
+	cfg := CalmConfig(2)
+	cfg.Subject = "test-echo"
+	cfg.Ticks = 500
+	cfg.Schedule = []Step{{At: 100, Action: ActionCrash, Replica: 1}, {At: 200, Action: ActionRestart, Replica: 1},
+		{At: 300, Action: ActionCrash, Replica: 2}}
+	res := Run(cfg)
+	e := lastEcho
+	if res.Outcome() != OutcomeOK {
+		t.Fatalf("%s %q %s", res.Line(), res.Violations, res.Panic)
+	}
+	// Replicas 0, 1, 2 fresh; 1 again at 200; 2 again at the liveness phase.
+	var got []string
+	for _, env := range e.envs {
+		got = append(got, fmt.Sprintf("%d:%v", env.Index, env.Fresh))
+		if env.Disk == nil || env.Address != model.Address(env.Index) {
+			t.Fatalf("replica env %+v", env)
+		}
+	}
+	if want := "0:true 1:true 2:true 1:false 2:false"; strings.Join(got, " ") != want {
+		t.Fatalf("starts %q, want %q", strings.Join(got, " "), want)
+	}
+	for i, client := range e.clients {
+		if client.env.Address != model.ClientAddressBase+model.Address(i) || client.env.Disk != nil || client.pongs == 0 {
+			t.Fatalf("client %d: address %d disk %v pongs %d", i, client.env.Address, client.env.Disk, client.pongs)
+		}
 	}
 }
