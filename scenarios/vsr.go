@@ -173,6 +173,16 @@ func (s *vsrSubject) noteFailoverCommit(i int, h *wire.Header) {
 // Converged: every replica is up, normal in one view, has applied everything
 // the primary prepared, and every client is idle.
 func (s *vsrSubject) Converged(c *Cluster) bool {
+	if vsrDebug != nil && c.Now()%2000 < ConvergeCheckTicks {
+		for i, r := range s.replicas {
+			if r != nil {
+				vsrDebug(i, fmt.Sprint(c.Now(), " state ", r.DebugLog()))
+			}
+		}
+		for i, cl := range s.clients {
+			vsrDebug(i, fmt.Sprint(c.Now(), " client busy=", cl.busy(), " evicted=", cl.client.Evicted()))
+		}
+	}
 	for _, cl := range s.clients {
 		if cl.busy() {
 			return false
@@ -232,11 +242,11 @@ func (s *vsrSubject) valueOf(client int, n uint64) uint64 { return uint64(client
 // vsrClient drives one vsr.Client: appends and reads on a few shared keys,
 // one at a time, recording the history for the checkers.
 type vsrClient struct {
-	s       *vsrSubject
-	index   int
-	client  *vsr.Client
-	rng     *prng.PRNG
-	count   uint64
+	s        *vsrSubject
+	index    int
+	client   *vsr.Client
+	rng      *prng.PRNG
+	count    uint64
 	pending  int    // index into s.history of the outstanding op, or -1
 	requests uint64 // user requests submitted: the vsr.Client numbers them 1, 2, 3, ...
 }

@@ -48,7 +48,9 @@ func NewLayout(c *Config) Layout {
 // the simulator's fault atlas treats as one unit.
 const SuperblockZoneBytes = superblockCopies * model.SectorSize
 
-func (l *Layout) headerOffset(slot int) uint64 { return l.HeadersOffset + uint64(slot)*model.SectorSize }
+func (l *Layout) headerOffset(slot int) uint64 {
+	return l.HeadersOffset + uint64(slot)*model.SectorSize
+}
 func (l *Layout) prepareOffset(slot int) uint64 {
 	return l.PreparesOffset + uint64(slot)*l.SlotSizeBytes
 }

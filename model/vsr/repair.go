@@ -1,6 +1,7 @@
 package vsr
 
 import (
+	"fmt"
 	"tigerchat/model/wire"
 )
 
@@ -114,6 +115,7 @@ func (r *Replica) onRequestPrepare(h *wire.Header) {
 		r.send(int(h.Replica), s.msg)
 		return
 	}
+	r.event(fmt.Sprintf("request_prepare op=%d want=%s slot{op=%d sum=%s has=%v writing=%v faulty=%v}", h.Op, h.Context.Short(), s.header.Op, s.header.Checksum.Short(), s.msg != nil, s.writing, s.faulty))
 	reply := r.header(wire.CommandNack)
 	reply.Op = h.Op
 	reply.Context = h.Context
@@ -132,6 +134,11 @@ func (r *Replica) onNack(h *wire.Header) {
 	switch h.Flags {
 	case nackTooOld:
 		r.noteCommit(0, h.Checkpoint)
+		if h.Op > r.commitMin && h.Checkpoint > r.commitMin && r.syncFrom < 0 {
+			// The peer no longer has an op we still need to apply.
+			r.syncFrom = int(h.Replica)
+			r.requestSync()
+		}
 		return
 	case nackAbsent:
 	default:
@@ -173,11 +180,11 @@ func (r *Replica) onNack(h *wire.Header) {
 // syncWanted: this replica has no state machine, or the ops it needs to
 // apply next are gone from its peers' WALs.
 func (r *Replica) syncWanted() bool {
-	if !r.smValid {
+	if !r.smValid || r.syncFrom >= 0 {
 		return true
 	}
-	return r.primaryCheckpoint > r.commitMin && !r.present(r.commitMin+1) &&
-		r.primaryCheckpoint >= r.commitMin+r.cfg.CheckpointInterval
+	// So far behind that the ops to apply next have surely left every WAL.
+	return r.primaryCheckpoint > r.commitMin+uint64(r.cfg.SlotCount)
 }
 
 func (r *Replica) requestSync() {
@@ -189,7 +196,10 @@ func (r *Replica) requestSync() {
 	if !r.smValid {
 		h.Op = 0
 	}
-	to := r.repairTarget()
+	to := r.syncFrom
+	if to < 0 {
+		to = r.repairTarget()
+	}
 	if to < 0 || to == r.cfg.Replica {
 		return
 	}
@@ -216,6 +226,7 @@ func (r *Replica) onSync(h *wire.Header, body []byte) {
 	if h.Op != h.Checkpoint || (r.smValid && h.Op <= r.commitMin) || r.checkpointing {
 		return
 	}
+	r.syncFrom = -1
 	if !r.smValid && h.Op < r.checkpointOp {
 		return
 	}

@@ -136,6 +136,7 @@ type Replica struct {
 	timeoutRepair     model.Timeout
 	timeoutRetry      model.Timeout
 	primaryCheckpoint uint64 // highest checkpoint a peer told us of
+	syncFrom          int    // a peer that said our next op is below its checkpoint; -1 none
 }
 
 // New builds a replica. Call Format on an empty disk or Open on a formatted
@@ -163,6 +164,7 @@ func New(cfg Config, env Env, sm StateMachine, hooks Hooks) (*Replica, error) {
 		svcFrom:    make([]bool, cfg.ReplicaCount),
 		dvcs:       make([]*doViewChange, cfg.ReplicaCount),
 		nacks:      map[uint64][]bool{},
+		syncFrom:   -1,
 	}
 	p := env.PRNG
 	r.timeoutHeartbeat = model.NewTimeout("heartbeat", cfg.HeartbeatTicks, 0, p)
@@ -176,19 +178,19 @@ func New(cfg Config, env Env, sm StateMachine, hooks Hooks) (*Replica, error) {
 }
 
 // Accessors for observers.
-func (r *Replica) Status() Status        { return r.status }
-func (r *Replica) View() uint32          { return r.view }
-func (r *Replica) LogView() uint32       { return r.logView }
-func (r *Replica) Op() uint64            { return r.op }
-func (r *Replica) CommitMin() uint64     { return r.commitMin }
-func (r *Replica) CommitMax() uint64     { return r.commitMax }
-func (r *Replica) CheckpointOp() uint64  { return r.checkpointOp }
-func (r *Replica) Index() int            { return r.cfg.Replica }
-func (r *Replica) Config() Config        { return r.cfg }
-func (r *Replica) IsPrimary() bool       { return r.primaryIndex() == r.cfg.Replica }
-func (r *Replica) primaryIndex() int     { return r.cfg.PrimaryIndex(r.view) }
-func (r *Replica) slotOf(op uint64) int  { return int(op % uint64(r.cfg.SlotCount)) }
-func (r *Replica) event(name string)     { r.hookEvent(name) }
+func (r *Replica) Status() Status       { return r.status }
+func (r *Replica) View() uint32         { return r.view }
+func (r *Replica) LogView() uint32      { return r.logView }
+func (r *Replica) Op() uint64           { return r.op }
+func (r *Replica) CommitMin() uint64    { return r.commitMin }
+func (r *Replica) CommitMax() uint64    { return r.commitMax }
+func (r *Replica) CheckpointOp() uint64 { return r.checkpointOp }
+func (r *Replica) Index() int           { return r.cfg.Replica }
+func (r *Replica) Config() Config       { return r.cfg }
+func (r *Replica) IsPrimary() bool      { return r.primaryIndex() == r.cfg.Replica }
+func (r *Replica) primaryIndex() int    { return r.cfg.PrimaryIndex(r.view) }
+func (r *Replica) slotOf(op uint64) int { return int(op % uint64(r.cfg.SlotCount)) }
+func (r *Replica) event(name string)    { r.hookEvent(name) }
 func (r *Replica) hookEvent(name string) {
 	if r.hooks.Event != nil {
 		r.hooks.Event(name)
@@ -353,7 +355,11 @@ func (r *Replica) OnMessage(from model.Address, msg []byte) {
 		return
 	}
 	if h.Command != wire.CommandRequest {
-		if !from.IsReplica() || int(from) >= r.cfg.ReplicaCount || int(h.Replica) != int(from) || int(from) == r.cfg.Replica {
+		// A prepare keeps the header its primary made, so a peer that
+		// forwards one in repair is not its h.Replica; the checksum chain,
+		// not the sender, vouches for a prepare.
+		forwarded := h.Command == wire.CommandPrepare
+		if !from.IsReplica() || int(from) >= r.cfg.ReplicaCount || (!forwarded && int(h.Replica) != int(from)) || int(from) == r.cfg.Replica {
 			r.Stats.DroppedSender++
 			return
 		}

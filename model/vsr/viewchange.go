@@ -260,14 +260,45 @@ func (r *Replica) installRefs(refs []ref, head uint64) {
 	if r.commitMax > r.op {
 		r.commitMax = r.op
 	}
-	low := r.checkpointOp
-	if r.op > uint64(r.cfg.SlotCount) && r.op-uint64(r.cfg.SlotCount) > low {
-		low = r.op - uint64(r.cfg.SlotCount)
+	r.verifyChain()
+}
+
+// verifyChain walks down from the head and keeps only entries that the
+// entry above vouches for (through its parent). An entry the chain cannot
+// reach is forgotten: it may be a stale op from an older view, and applying
+// it would fork the log. Repair re-learns the chain from the top.
+func (r *Replica) verifyChain() {
+	floor := r.commitMin
+	if floor < r.checkpointOp {
+		floor = r.checkpointOp
 	}
-	for op := r.op; op > low; op-- {
-		if r.present(op) {
-			h := r.slots[r.slotOf(op)].header
-			r.learnHeader(&h)
+	trusted := true
+	for op := r.op; op > floor; op-- {
+		e := &r.log[r.slotOf(op)]
+		if !trusted || e.op != op || e.checksum.IsZero() {
+			*e = entry{}
+			trusted = false
+			continue
+		}
+		parent := e.parent
+		if parent.IsZero() && r.present(op) {
+			parent = r.slots[r.slotOf(op)].header.Parent
+			e.parent = parent
+		}
+		if parent.IsZero() {
+			trusted = false
+			continue
+		}
+		if op-1 > floor {
+			below := &r.log[r.slotOf(op-1)]
+			if below.op != op-1 || below.checksum != parent {
+				*below = entry{op: op - 1, checksum: parent}
+			}
+		} else if op-1 == floor {
+			if c, ok := r.expected(floor); ok && c != parent {
+				// The chain does not extend what this replica applied.
+				panic("vsr: canonical log forks below the applied op")
+			}
 		}
 	}
 }

@@ -1,0 +1,24 @@
+package vsr
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DebugLog renders the log around the applied op, for transcripts.
+func (r *Replica) DebugLog() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "replica %d view=%d logView=%d status=%s op=%d commitMin=%d commitMax=%d checkpoint=%d/%s\n",
+		r.cfg.Replica, r.view, r.logView, r.status, r.op, r.commitMin, r.commitMax, r.checkpointOp, r.checkpointChecksum.Short())
+	low := r.commitMin
+	if low > 3 {
+		low -= 3
+	}
+	for op := low; op <= r.op+2 && op < low+24; op++ {
+		e := r.log[r.slotOf(op)]
+		s := r.slots[r.slotOf(op)]
+		fmt.Fprintf(&b, "  op %d: log{op=%d sum=%s parent=%s view=%d} slot{op=%d sum=%s parent=%s writing=%v faulty=%v has=%v} present=%v\n",
+			op, e.op, e.checksum.Short(), e.parent.Short(), e.view, s.header.Op, s.header.Checksum.Short(), s.header.Parent.Short(), s.writing, s.faulty, s.msg != nil, r.present(op))
+	}
+	return b.String()
+}
