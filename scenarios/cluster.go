@@ -89,6 +89,9 @@ func newCluster(cfg Config, subject Subject) *Cluster {
 	}
 	c.net = simnet.New(c.sched, netRNG, cfg.ReplicaCount, cfg.Net)
 	atlas := simdisk.NewFaultAtlas(atlasRNG, cfg.ReplicaCount, cfg.DiskSizeBytes, cfg.AtlasChunkBytes)
+	if p, ok := subject.(faultFreePrefixer); ok && p.FaultFreePrefixBytes() > 0 {
+		atlas.Protect(0, p.FaultFreePrefixBytes())
+	}
 	for i := 0; i < cfg.ReplicaCount; i++ {
 		c.disks = append(c.disks, simdisk.New(c.sched, diskRNG.Fork(), i, cfg.DiskSizeBytes, cfg.Disk, atlas))
 		c.replicas = append(c.replicas, &replicaSlot{
@@ -232,6 +235,13 @@ func (c *Cluster) startClients() {
 		slot.node = node
 		c.net.Attach(addr, node.OnMessage)
 	}
+}
+
+// faultFreePrefixer is implemented by a subject that asks for the start of
+// every disk to be spared corruption and misdirection (crash loss still
+// applies there).
+type faultFreePrefixer interface {
+	FaultFreePrefixBytes() uint64
 }
 
 // guardedDisk asserts that a crashed incarnation never sees a completion:

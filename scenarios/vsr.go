@@ -63,6 +63,10 @@ func newVSRSubject(cfg Config) *vsrSubject {
 
 func (s *vsrSubject) Name() string { return "vsr" }
 
+// FaultFreePrefixBytes spares the superblock zone from corruption; see
+// simdisk.FaultAtlas.Protect.
+func (s *vsrSubject) FaultFreePrefixBytes() uint64 { return vsr.SuperblockZoneBytes }
+
 func (s *vsrSubject) replicaConfig(i int) vsr.Config {
 	rc := vsr.SimConfig(vsrCluster, s.cfg.ReplicaCount, i)
 	rc.ShardOffset = int(s.cfg.Seed % uint64(s.cfg.ReplicaCount))

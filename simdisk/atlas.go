@@ -106,3 +106,16 @@ func assertSize(what string, sizeBytes uint64) {
 		panic("simdisk: " + what + " exceeds 16 TiB")
 	}
 }
+
+// Protect marks every chunk overlapping [offset, offset+length) as faultless
+// on every replica. The VSR subject protects its superblock zone: its four
+// copies are rewritten together, so rot on all of them is a fault it does not
+// yet claim to survive (a documented limitation, not a hidden one).
+func (a *FaultAtlas) Protect(offset, length uint64) {
+	if length == 0 || offset+length > a.sizeBytes || offset+length < offset {
+		panic("simdisk: protected range outside the atlas")
+	}
+	for chunk := offset / a.chunkBytes; chunk*a.chunkBytes < offset+length; chunk++ {
+		a.faultyMasks[chunk] = 0
+	}
+}

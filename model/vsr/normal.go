@@ -333,8 +333,9 @@ func (r *Replica) onCommit(h *wire.Header) {
 	}
 	r.timeoutPrimary.Start()
 	r.noteCommit(h.Commit, h.Checkpoint)
+	// The primary of our view is authoritative for its commit and head.
 	if h.Commit > r.checkpointOp && !h.Context.IsZero() {
-		if _, ok := r.expected(h.Commit); !ok {
+		if c, ok := r.expected(h.Commit); !ok || c != h.Context {
 			r.setExpected(h.Commit, h.Context, wire.Checksum{}, 0)
 		}
 	}

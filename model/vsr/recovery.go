@@ -65,7 +65,16 @@ func (r *Replica) openSuperblock(rec *recovery) {
 		best, found = st, true
 	}
 	if !found {
-		panic("vsr: no valid superblock copy; the data directory is not formatted or is lost")
+		for _, b := range rec.superblocks {
+			if !isZero(b) {
+				panic("vsr: no valid superblock copy; the data directory is not formatted or is lost")
+			}
+		}
+		// A crash during Format left nothing durable: this replica never took
+		// part in the cluster, so formatting again is safe.
+		r.event("reformat")
+		r.Format()
+		return
 	}
 	if best.Cluster != r.cfg.Cluster || int(best.Replica) != r.cfg.Replica || int(best.ReplicaCount) != r.cfg.ReplicaCount {
 		panic("vsr: superblock belongs to another cluster or replica")

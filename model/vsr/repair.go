@@ -16,6 +16,7 @@ const repairRequestsMax = 8
 // repair asks peers for what this replica is missing: a start_view, the
 // prepares its log expects, or a whole checkpoint.
 func (r *Replica) repair() {
+	r.extendChain()
 	if r.needSV {
 		r.sendRequestStartView()
 	}
@@ -172,7 +173,7 @@ func (r *Replica) onNack(h *wire.Header) {
 	if h.Op <= r.commitMax {
 		panic("vsr: truncating a committed op")
 	}
-	r.op = h.Op - 1
+	r.truncate(h.Op - 1)
 	clear(r.nacks)
 	r.event("truncate_nack_quorum")
 }

@@ -180,6 +180,7 @@ func (r *Replica) maybeStartView() {
 		r.viewChosen = true
 		r.repair()
 	}
+	r.extendChain()
 	for op := r.commitMax + 1; op <= r.op; op++ {
 		if !r.present(op) {
 			return
@@ -256,11 +257,22 @@ func (r *Replica) installRefs(refs []ref, head uint64) {
 	if head < r.checkpointOp {
 		head = r.checkpointOp
 	}
-	r.op = head
+	r.truncate(head)
 	if r.commitMax > r.op {
 		r.commitMax = r.op
 	}
 	r.verifyChain()
+}
+
+// truncate makes head the end of the log and forgets every entry above it,
+// so that a stale op beyond the new head can never be taken as canonical.
+func (r *Replica) truncate(head uint64) {
+	for op := head + 1; op <= r.op && op <= head+uint64(r.cfg.SlotCount); op++ {
+		if e := &r.log[r.slotOf(op)]; e.op == op {
+			*e = entry{}
+		}
+	}
+	r.op = head
 }
 
 // verifyChain walks down from the head and keeps only entries that the
@@ -299,6 +311,29 @@ func (r *Replica) verifyChain() {
 				// The chain does not extend what this replica applied.
 				panic("vsr: canonical log forks below the applied op")
 			}
+		}
+	}
+}
+
+// extendChain fills unknown entries from the parents of known ones above
+// them, including parents read from prepares already in the WAL. It never
+// overrides what the log holds.
+func (r *Replica) extendChain() {
+	floor := r.commitMin
+	if floor < r.checkpointOp {
+		floor = r.checkpointOp
+	}
+	for op := r.op; op > floor+1; op-- {
+		e := &r.log[r.slotOf(op)]
+		if e.op != op || e.checksum.IsZero() {
+			continue
+		}
+		if e.parent.IsZero() && r.present(op) {
+			e.parent = r.slots[r.slotOf(op)].header.Parent
+		}
+		below := &r.log[r.slotOf(op-1)]
+		if !e.parent.IsZero() && (below.op != op-1 || below.checksum.IsZero()) {
+			*below = entry{op: op - 1, checksum: e.parent}
 		}
 	}
 }
