@@ -51,7 +51,7 @@ type vsrSubject struct {
 }
 
 func newVSRSubject(cfg Config) *vsrSubject {
-	return &vsrSubject{
+	s := &vsrSubject{
 		cfg:        cfg,
 		replicas:   make([]*vsr.Replica, cfg.ReplicaCount),
 		agreement:  checker.NewAgreement(cfg.ReplicaCount),
@@ -59,6 +59,10 @@ func newVSRSubject(cfg Config) *vsrSubject {
 		coverage:   map[string]uint64{},
 		metrics:    map[string][]float64{},
 	}
+	if vsrDebug != nil {
+		debugSubject = s
+	}
+	return s
 }
 
 func (s *vsrSubject) Name() string { return "vsr" }
@@ -348,3 +352,6 @@ func (cl *vsrClient) OnMessage(from model.Address, msg []byte) {
 // vsrDebug, when set by a test, receives every replica event with its state:
 // a transcript for debugging a seed.
 var vsrDebug func(replica int, line string)
+
+// debugSubject is the subject of the run being debugged.
+var debugSubject *vsrSubject

@@ -175,7 +175,7 @@ func (r *Replica) openLog(rec *recovery) {
 	if n := len(st.ViewHeaders); n > 0 && st.ViewHeaders[n-1].Op > head {
 		head = st.ViewHeaders[n-1].Op
 	}
-	r.installRefs(st.ViewHeaders, head)
+	r.installRefs(st.ViewHeaders, head, false)
 	window := r.checkpointOp + uint64(r.cfg.SlotCount)
 	for op := head + 1; op <= window; op++ {
 		s := &r.slots[r.slotOf(op)]
@@ -184,7 +184,9 @@ func (r *Replica) openLog(rec *recovery) {
 			r.op = op
 		}
 	}
-	r.installRefs(nil, r.op)
+	// Entries of the log view are canonical for it, even above a gap, so
+	// only extend the chain here; never forget what the WAL vouches for.
+	r.extendChain()
 	for i := range r.slots {
 		if s := &r.slots[i]; s.msg != nil {
 			if h := s.header; h.Timestamp > r.timestampMax {

@@ -101,8 +101,14 @@ func (r *Replica) onRepairPrepare(h *wire.Header, msg []byte) {
 // that is not newer. A slot whose content is unknown never nacks.
 func (r *Replica) canNack(op uint64, checksum wire.Checksum) bool {
 	s := &r.slots[r.slotOf(op)]
-	if s.writing || s.faulty {
+	if s.writing {
 		return false
+	}
+	if s.faulty {
+		// Alone, a replica's only faulty slots are writes a crash cut short
+		// before their fsync (the simulator's atlas, like real single-node
+		// deployments, cannot repair rot): never acknowledged.
+		return r.cfg.ReplicaCount == 1
 	}
 	if s.msg == nil {
 		return true
@@ -155,25 +161,33 @@ func (r *Replica) onNack(h *wire.Header) {
 	if want, ok := r.expected(h.Op); !ok || want != h.Context || r.present(h.Op) {
 		return
 	}
-	votes := r.nacks[h.Op]
+	r.nackVote(h.Op, h.Context, int(h.Replica))
+}
+
+// nackVote counts replica's denial of (op, checksum), with this replica's
+// own, and truncates the log below op once a nack quorum denies it.
+func (r *Replica) nackVote(op uint64, checksum wire.Checksum, replica int) {
+	votes := r.nacks[op]
 	if votes == nil {
 		if len(r.nacks) >= r.cfg.ViewHeadersMax {
 			return
 		}
 		votes = make([]bool, r.cfg.ReplicaCount)
-		r.nacks[h.Op] = votes
+		r.nacks[op] = votes
 	}
-	votes[h.Replica] = true
-	votes[r.cfg.Replica] = r.canNack(h.Op, h.Context)
+	if replica >= 0 {
+		votes[replica] = true
+	}
+	votes[r.cfg.Replica] = r.canNack(op, checksum)
 	if countTrue(votes) < r.cfg.QuorumNack() {
 		return
 	}
 	// Fewer than a replication quorum can hold this op, so it was never
 	// committed: drop it and everything after it.
-	if h.Op <= r.commitMax {
+	if op <= r.commitMax {
 		panic("vsr: truncating a committed op")
 	}
-	r.truncate(h.Op - 1)
+	r.truncate(op - 1)
 	clear(r.nacks)
 	r.event("truncate_nack_quorum")
 }

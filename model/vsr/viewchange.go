@@ -181,6 +181,13 @@ func (r *Replica) maybeStartView() {
 		r.repair()
 	}
 	r.extendChain()
+	for op := r.op; op > r.commitMax; op-- {
+		if !r.present(op) {
+			if checksum, ok := r.expected(op); ok {
+				r.nackVote(op, checksum, -1)
+			}
+		}
+	}
 	for op := r.commitMax + 1; op <= r.op; op++ {
 		if !r.present(op) {
 			return
@@ -232,7 +239,7 @@ func (r *Replica) chooseLog() {
 	if r.commitMin > best.op && r.cfg.Mutation == MutationNone {
 		panic("vsr: the chosen log is shorter than what this replica applied")
 	}
-	r.installRefs(best.refs, best.op)
+	r.installRefs(best.refs, best.op, best.logView != r.logView)
 	if commit > r.commitMax {
 		r.commitMax = commit
 	}
@@ -241,7 +248,9 @@ func (r *Replica) chooseLog() {
 
 // installRefs makes refs the canonical suffix ending at head: everything
 // above head is dropped, and the chain continues below through parents.
-func (r *Replica) installRefs(refs []ref, head uint64) {
+// When the suffix comes from another log view than ours, entries of ours that
+// its chain does not reach may be stale and are forgotten (verify).
+func (r *Replica) installRefs(refs []ref, head uint64, verify bool) {
 	for i := range refs {
 		e := &refs[i]
 		if e.Op <= r.checkpointOp {
@@ -261,7 +270,9 @@ func (r *Replica) installRefs(refs []ref, head uint64) {
 	if r.commitMax > r.op {
 		r.commitMax = r.op
 	}
-	r.verifyChain()
+	if verify {
+		r.verifyChain()
+	}
 }
 
 // truncate makes head the end of the log and forgets every entry above it,
@@ -394,7 +405,7 @@ func (r *Replica) onStartView(h *wire.Header, body []byte) {
 		r.enterViewChange(h.View)
 	}
 	r.needSV = false
-	r.installRefs(refs, h.Op)
+	r.installRefs(refs, h.Op, h.View != r.logView)
 	r.noteCommit(h.Commit, h.Checkpoint)
 	if r.commitMax > r.op {
 		r.commitMax = r.op
