@@ -235,14 +235,14 @@ func (r *Replica) apply() {
 		}
 		s := &r.slots[r.slotOf(r.commitMin+1)]
 		h := s.header
-		prev, ok := r.expected(r.commitMin)
-		if !ok || h.Parent != prev {
+		if h.Parent != r.commitMinChecksum {
 			// The chain below is not what this prepare extends: repair first.
 			r.log[r.slotOf(r.commitMin+1)] = entry{}
 			return
 		}
 		r.applyPrepare(&h, s.msg[wire.HeaderSize:h.Size])
 		r.commitMin = h.Op
+		r.commitMinChecksum = h.Checksum
 		if r.hooks.Commit != nil {
 			r.hooks.Commit(&h, s.msg[wire.HeaderSize:h.Size])
 		}

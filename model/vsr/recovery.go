@@ -84,6 +84,7 @@ func (r *Replica) openSuperblock(rec *recovery) {
 	r.commitMax = best.Commit
 	r.checkpointOp, r.checkpointChecksum = best.CheckpointOp, best.CheckpointChecksum
 	r.commitMin = best.CheckpointOp
+	r.commitMinChecksum = best.CheckpointChecksum
 	r.op = best.CheckpointOp
 
 	slots := r.cfg.SlotCount

@@ -198,8 +198,11 @@ func (r *Replica) syncWanted() bool {
 	if !r.smValid || r.syncFrom >= 0 {
 		return true
 	}
-	// So far behind that the ops to apply next have surely left every WAL.
-	return r.primaryCheckpoint > r.commitMin+uint64(r.cfg.SlotCount)
+	// The committed head lies beyond our WAL window: the chain down from it
+	// cannot be learned here, and the ops we would apply next have likely
+	// left every peer's WAL. Take a checkpoint instead.
+	return r.commitMax > r.checkpointOp+uint64(r.cfg.SlotCount) ||
+		r.primaryCheckpoint > r.commitMin+uint64(r.cfg.SlotCount)
 }
 
 func (r *Replica) requestSync() {
@@ -253,6 +256,7 @@ func (r *Replica) onSync(h *wire.Header, body []byte) {
 		r.setExpected(h.Op, h.Context, wire.Checksum{}, 0)
 	}
 	r.commitMin = h.Op
+	r.commitMinChecksum = h.Context
 	r.noteCommit(h.Op, h.Op)
 	if r.op < h.Op {
 		r.op = h.Op

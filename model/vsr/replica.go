@@ -98,6 +98,9 @@ type Replica struct {
 	logView   uint32
 	op        uint64 // head of the log
 	commitMin uint64 // applied
+	// commitMinChecksum is the checksum of op commitMin, which the next op
+	// applied must name as its parent.
+	commitMinChecksum wire.Checksum
 	commitMax uint64 // known committed
 
 	log   []entry  // by slot
@@ -230,8 +233,8 @@ func (r *Replica) present(op uint64) bool {
 
 // setExpected records that the canonical log holds checksum at op.
 func (r *Replica) setExpected(op uint64, checksum, parent wire.Checksum, view uint32) {
-	if op <= r.checkpointOp {
-		return
+	if op <= r.checkpointOp || op > r.checkpointOp+uint64(r.cfg.SlotCount) {
+		return // outside the WAL window: the slot belongs to another op
 	}
 	if checksum.IsZero() {
 		panic("vsr: setExpected with a zero checksum")
@@ -243,7 +246,7 @@ func (r *Replica) setExpected(op uint64, checksum, parent wire.Checksum, view ui
 // the chain's knowledge downward through its parent.
 func (r *Replica) learnHeader(h *wire.Header) {
 	r.setExpected(h.Op, h.Checksum, h.Parent, h.View)
-	if h.Op-1 > r.checkpointOp {
+	if h.Op-1 > r.checkpointOp && h.Op <= r.checkpointOp+uint64(r.cfg.SlotCount) {
 		below := &r.log[r.slotOf(h.Op-1)]
 		if below.op != h.Op-1 || below.checksum != h.Parent {
 			r.log[r.slotOf(h.Op-1)] = entry{op: h.Op - 1, checksum: h.Parent}
