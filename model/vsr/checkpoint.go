@@ -74,9 +74,4 @@ func (r *Replica) writeCheckpoint(op uint64, checksum wire.Checksum, snap []byte
 	})
 }
 
-func (w *superblockWriter) durableArea() uint8 {
-	if w.want != nil {
-		return w.want.SnapshotArea
-	}
-	return w.durable.SnapshotArea
-}
+func (w *superblockWriter) durableArea() uint8 { return w.latest.SnapshotArea }

@@ -10,6 +10,7 @@ func (r *Replica) DebugLog() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "replica %d view=%d logView=%d status=%s op=%d commitMin=%d commitMax=%d checkpoint=%d/%s\n",
 		r.cfg.Replica, r.view, r.logView, r.status, r.op, r.commitMin, r.commitMax, r.checkpointOp, r.checkpointChecksum.Short())
+	fmt.Fprintf(&b, "  acks=%v durable{view=%d logView=%d} want=%v checkpointing=%v smValid=%v\n", r.ackOp, r.superblock.durable.View, r.superblock.durable.LogView, r.superblock.want != nil, r.checkpointing, r.smValid)
 	low := r.commitMin
 	if low > 3 {
 		low -= 3

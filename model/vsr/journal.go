@@ -114,6 +114,7 @@ func (r *Replica) progressAfterWrite() {
 type superblockWriter struct {
 	r       *Replica
 	durable superblockState
+	latest  superblockState // the newest state asked for: written, writing or wanted
 	want    *superblockState
 	writing bool
 	done    []func()
@@ -122,6 +123,7 @@ type superblockWriter struct {
 // persist asks for the superblock to hold st; then runs once durable.
 func (w *superblockWriter) persist(st superblockState, then func()) {
 	w.want = &st
+	w.latest = st
 	if then != nil {
 		w.done = append(w.done, then)
 	}
@@ -163,10 +165,7 @@ func (w *superblockWriter) start() {
 // superblockNow is the latest wanted (or durable) superblock with this
 // replica's current view and commit; callers change what they persist.
 func (r *Replica) superblockNow() superblockState {
-	st := r.superblock.durable
-	if r.superblock.want != nil {
-		st = *r.superblock.want
-	}
+	st := r.superblock.latest
 	st.Cluster = r.cfg.Cluster
 	st.Replica = uint8(r.cfg.Replica)
 	st.ReplicaCount = uint8(r.cfg.ReplicaCount)

@@ -80,6 +80,7 @@ func (r *Replica) openSuperblock(rec *recovery) {
 		panic("vsr: superblock belongs to another cluster or replica")
 	}
 	r.superblock.durable = best
+	r.superblock.latest = best
 	r.view, r.logView = best.View, best.LogView
 	r.commitMax = best.Commit
 	r.checkpointOp, r.checkpointChecksum = best.CheckpointOp, best.CheckpointChecksum
