@@ -63,7 +63,7 @@ func (r *Replica) requestMissing(to int) {
 			continue
 		}
 		checksum, ok := r.expected(op)
-		if !ok {
+		if !ok && !(to == -1 && op > r.commitMax) {
 			continue
 		}
 		h := r.header(wire.CommandRequestPrepare)
@@ -113,12 +113,16 @@ func (r *Replica) canNack(op uint64, checksum wire.Checksum) bool {
 	if s.msg == nil {
 		return true
 	}
+	if checksum.IsZero() {
+		// "Any checksum": only a slot that never held this op denies it.
+		return s.header.Op < op
+	}
 	return s.header.Op < op || (s.header.Op == op && s.header.Checksum != checksum)
 }
 
 func (r *Replica) onRequestPrepare(h *wire.Header) {
 	s := &r.slots[r.slotOf(h.Op)]
-	if s.msg != nil && !s.writing && s.header.Op == h.Op && s.header.Checksum == h.Context {
+	if s.msg != nil && !s.writing && s.header.Op == h.Op && s.header.Checksum == h.Context && !h.Context.IsZero() {
 		r.send(int(h.Replica), s.msg)
 		return
 	}
@@ -158,7 +162,7 @@ func (r *Replica) onNack(h *wire.Header) {
 	if h.Op <= r.commitMax || h.Op > r.op {
 		return
 	}
-	if want, ok := r.expected(h.Op); !ok || want != h.Context || r.present(h.Op) {
+	if want, _ := r.expected(h.Op); want != h.Context || r.present(h.Op) {
 		return
 	}
 	r.nackVote(h.Op, h.Context, int(h.Replica))

@@ -183,9 +183,8 @@ func (r *Replica) maybeStartView() {
 	r.extendChain()
 	for op := r.op; op > r.commitMax; op-- {
 		if !r.present(op) {
-			if checksum, ok := r.expected(op); ok {
-				r.nackVote(op, checksum, -1)
-			}
+			checksum, _ := r.expected(op) // zero when unknown: "any checksum"
+			r.nackVote(op, checksum, -1)
 		}
 	}
 	for op := r.commitMax + 1; op <= r.op; op++ {
@@ -240,6 +239,21 @@ func (r *Replica) chooseLog() {
 		panic("vsr: the chosen log is shorter than what this replica applied")
 	}
 	r.installRefs(best.refs, best.op, best.logView != r.logView)
+	// Replicas in the same log view hold the same log, so their refs fill
+	// what the best one lacks.
+	for _, d := range r.dvcs {
+		if d == nil || d == best || d.logView != best.logView {
+			continue
+		}
+		for i := range d.refs {
+			e := &d.refs[i]
+			if e.Op <= r.op {
+				if _, ok := r.expected(e.Op); !ok {
+					r.setExpected(e.Op, e.Checksum, e.Parent, e.View)
+				}
+			}
+		}
+	}
 	if commit > r.commitMax {
 		r.commitMax = commit
 	}
