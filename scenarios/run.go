@@ -233,9 +233,21 @@ func (c *Cluster) apply(s Step) {
 		c.net.Clog(model.Address(s.Replica), model.Address(s.Target), s.DurationTicks)
 	case ActionQuiesce:
 		c.quiesce()
+	case ActionCrashPrimary:
+		if p, ok := c.subject.(primaryReporter); ok {
+			if i := p.Primary(); i >= 0 {
+				c.crash(i, restartNever)
+			}
+		}
 	default:
 		panic(fmt.Sprintf("scenarios: unknown step action %d", s.Action))
 	}
+}
+
+// primaryReporter is implemented by a subject with a primary, so that a
+// scripted step can crash it wherever it is.
+type primaryReporter interface {
+	Primary() int // the replica serving as primary now, or -1
 }
 
 // quiesce stops random faults: network, disk corruption and random crashes.

@@ -23,12 +23,13 @@ const (
 	ActionCorrupt                          // corrupt R OFFSET: flip a bit of a stored sector
 	ActionClog                             // clog FROM TO TICKS: hold a path's messages
 	ActionQuiesce                          // quiesce: no random network, disk or crash faults from now on
+	ActionCrashPrimary                     // crash-primary: crash whichever replica the subject reports as primary
 )
 
 var actionNames = [...]string{
 	ActionCrash: "crash", ActionRestart: "restart", ActionPartition: "partition",
 	ActionPartitionSides: "partition-sides", ActionHeal: "heal", ActionCorrupt: "corrupt",
-	ActionClog: "clog", ActionQuiesce: "quiesce",
+	ActionClog: "clog", ActionQuiesce: "quiesce", ActionCrashPrimary: "crash-primary",
 }
 
 func (a Action) String() string {
@@ -104,7 +105,7 @@ func ParseStep(words []string) (Step, error) {
 var actionArgs = [...]string{
 	ActionCrash: "REPLICA", ActionRestart: "REPLICA", ActionPartition: "MODE",
 	ActionPartitionSides: "R,R..", ActionHeal: "", ActionCorrupt: "REPLICA OFFSET",
-	ActionClog: "FROM TO TICKS", ActionQuiesce: "",
+	ActionClog: "FROM TO TICKS", ActionQuiesce: "", ActionCrashPrimary: "",
 }
 
 func (s *Step) parseArgs(args []string) error {

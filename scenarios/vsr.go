@@ -29,7 +29,7 @@ func init() {
 const (
 	vsrCluster             = 0x7469676572 // "tiger"
 	vsrKeys                = 3
-	vsrRequestTimeoutTicks = 300
+	vsrRequestTimeoutTicks = 100
 	vsrLinearizeTimeout    = 10 * time.Second
 	vsrClientsEvicting     = 20 // more clients than sessions: exercises eviction
 )
@@ -158,6 +158,16 @@ func (n *vsrNode) OnMessage(from model.Address, msg []byte) {
 	n.r.OnMessage(from, msg)
 }
 
+// Primary reports the replica that is primary in normal status, or -1.
+func (s *vsrSubject) Primary() int {
+	for i, r := range s.replicas {
+		if r != nil && s.c.Up(i) && r.Status() == vsr.StatusNormal && r.IsPrimary() {
+			return i
+		}
+	}
+	return -1
+}
+
 func (s *vsrSubject) OnCrash(i int) {
 	s.agreement.Restart(i)
 	r := s.replicas[i]
@@ -168,10 +178,11 @@ func (s *vsrSubject) OnCrash(i int) {
 }
 
 // noteFailoverCommit measures failover: from a primary's crash to the first
-// op committed by a primary of a later view.
+// op committed by the primary of a later view (the old view's uncommitted
+// suffix counts: it is what clients are waiting for).
 func (s *vsrSubject) noteFailoverCommit(i int, h *wire.Header) {
 	r := s.replicas[i]
-	if !s.crashActive || r == nil || !r.IsPrimary() || r.View() <= s.crashView || h.View <= s.crashView {
+	if !s.crashActive || r == nil || !r.IsPrimary() || r.View() <= s.crashView {
 		return
 	}
 	s.crashActive = false

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"tigerchat/model"
 	"tigerchat/scenarios"
 )
 
@@ -44,6 +45,7 @@ type options struct {
 	count       int64
 	swarm       bool
 	swarmConfig bool
+	failover    bool
 	ticks       uint64
 	replicas    int64
 	subject     string
@@ -70,9 +72,10 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 	fs.Var(intValue{&o.count}, "count", "run `N` seeds: S, S+1, ... (with -swarm: default 100)")
 	fs.BoolVar(&o.swarm, "swarm", false, "run -count seeds, each with SwarmConfig (a random fault mix)")
 	fs.BoolVar(&o.swarmConfig, "swarm-config", false, "use SwarmConfig(seed) for the run (what -swarm uses)")
+	fs.BoolVar(&o.failover, "failover", false, "measure failover: no random faults, the primary is crashed once at a seeded tick; see metric failover_ms")
 	fs.Var(uintValue{&o.ticks}, "ticks", "length `T` of the fault phase in ticks (default: the preset's)")
 	fs.Var(intValue{&o.replicas}, "replicas", "`N` replicas: 1, 3 or 5 (default: the preset's)")
-	fs.StringVar(&o.subject, "subject", scenarios.DefaultSubject, "protocol `NAME` under test: "+strings.Join(scenarios.Subjects(), ", "))
+	fs.StringVar(&o.subject, "subject", subjectDefault, "protocol `NAME` under test: "+strings.Join(scenarios.Subjects(), ", "))
 	fs.StringVar(&faults, "faults", "", "comma `LIST` of fault classes to enable, all others off (default: the preset's): "+
 		strings.Join(scenarios.FaultClassNames(), ",")+", or none, all")
 	fs.Var(probabilityValue{&o.loss}, "loss", "message loss probability `P` in [0, 1]")
@@ -155,6 +158,9 @@ func (o *options) config(seed uint64) (scenarios.Config, error) {
 	if o.set["duplicate"] {
 		cfg.Net.DuplicateProbability = o.duplicate
 	}
+	if o.failover {
+		failoverConfig(&cfg, seed)
+	}
 	return cfg, cfg.Validate()
 }
 
@@ -169,7 +175,10 @@ func (o *options) reproduce(seed uint64) string {
 			words = append(words, "-"+name, value)
 		}
 	}
-	if o.subject != scenarios.DefaultSubject {
+	if o.failover {
+		words = append(words, "-failover")
+	}
+	if o.subject != subjectDefault {
 		words = append(words, "-subject", o.subject)
 	}
 	add("replicas", strconv.FormatInt(o.replicas, 10))
@@ -241,3 +250,18 @@ func (v probabilityValue) Set(s string) error {
 	*v.p = p
 	return nil
 }
+
+// failoverConfig turns off every random fault and crashes the primary once,
+// after the cluster has settled, at a tick drawn from the seed.
+func failoverConfig(cfg *scenarios.Config, seed uint64) {
+	if err := cfg.EnableFaults(nil); err != nil {
+		panic(err) // no fault class named: cannot fail
+	}
+	cfg.Ticks = 5_000
+	at := model.Tick(2_000 + seed%2_000)
+	cfg.Schedule = []scenarios.Step{{At: at, Action: scenarios.ActionCrashPrimary}}
+}
+
+// subjectDefault is what tigersim simulates unless told otherwise: the real
+// VSR replica. (The scenarios library defaults to its toy subject.)
+const subjectDefault = "vsr"

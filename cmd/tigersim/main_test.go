@@ -38,7 +38,7 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"-duplicate", "-0.1"}, "want a probability in [0, 1]"},
 		{[]string{"-loss", "NaN"}, "want a probability in [0, 1]"},
 		{[]string{"-subject", "nope"}, `-subject: unknown subject "nope"`},
-		{[]string{"-mutate", "nope"}, `-mutate: unknown mutation "nope" for subject toy (have: announce-before-sync)`},
+		{[]string{"-mutate", "nope"}, `-mutate: unknown mutation "nope" for subject vsr (have: ack-before-fsync, commit-without-quorum, view-change-shortest-log)`},
 		{[]string{"-replicas", "4"}, "-replicas must be 1, 3 or 5, got 4"},
 		{[]string{"-replicas", "-1"}, "-replicas must be 1, 3 or 5, got -1"},
 		{[]string{"-ticks", "0"}, "-ticks must be in [1, 100000000], got 0"},
@@ -120,12 +120,12 @@ func TestSwarmPassesAndReports(t *testing.T) {
 // The swarm finds the mutation, names the lowest failing seed, and the
 // reproduce line it prints replays that very run.
 func TestSwarmFailureReproduces(t *testing.T) {
-	code, out, _ := tigersim(t, "-swarm", "-count", "300", "-start", "1", "-mutate", "announce-before-sync")
+	code, out, _ := tigersim(t, "-swarm", "-count", "300", "-start", "1", "-subject", "toy", "-mutate", "announce-before-sync")
 	if code != exitViolation {
 		t.Fatalf("exit %d, want %d:\n%s", code, exitViolation, out)
 	}
 	repro := regexp.MustCompile(`(?m)^reproduce: tigersim (.*)$`).FindStringSubmatch(out)
-	if repro == nil || !strings.Contains(repro[1], "-swarm-config -mutate announce-before-sync") {
+	if repro == nil || !strings.Contains(repro[1], "-swarm-config -subject toy -mutate announce-before-sync") {
 		t.Fatalf("no reproduce line:\n%s", out)
 	}
 	code2, out2, _ := tigersim(t, strings.Fields(repro[1])...)
@@ -148,7 +148,7 @@ func TestReproduceRoundTrip(t *testing.T) {
 		{"-swarm", "-count", "3"},
 		{"-count", "2", "-ticks", "900", "-replicas", "1"},
 		{"-swarm", "-count", "2", "-faults", "none", "-loss", "0.125", "-duplicate", "0"},
-		{"-swarm", "-count", "2", "-faults", "loss,torn", "-mutate", "announce-before-sync"},
+		{"-swarm", "-count", "2", "-faults", "loss,torn", "-subject", "toy", "-mutate", "announce-before-sync"},
 	} {
 		o, err := parseArgs(args, nil)
 		if err != nil {

@@ -101,7 +101,7 @@ type Replica struct {
 	// commitMinChecksum is the checksum of op commitMin, which the next op
 	// applied must name as its parent.
 	commitMinChecksum wire.Checksum
-	commitMax uint64 // known committed
+	commitMax         uint64 // known committed
 
 	log   []entry  // by slot
 	slots []stored // by slot
