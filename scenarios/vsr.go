@@ -301,7 +301,11 @@ func (cl *vsrClient) Tick() {
 	if cl.rng.Chance(0.7) {
 		cl.count++
 		op.Kind, op.Value = checker.OpAppend, cl.s.valueOf(cl.index, cl.count)
-		operation, body = testsm.OperationAppend, testsm.AppendBody(key, op.Value)
+		pad := 0
+		if cl.rng.Chance(0.1) {
+			pad = cl.rng.IntN(testsm.PadMax + 1) // multi-sector prepares: torn-write targets
+		}
+		operation, body = testsm.OperationAppend, testsm.AppendBody(key, op.Value, pad)
 	} else {
 		op.Kind = checker.OpRead
 		operation, body = testsm.OperationRead, testsm.ReadBody(key)

@@ -49,10 +49,17 @@ func mix64(x uint64) uint64 {
 
 var errMalformed = errors.New("testsm: malformed request")
 
-// AppendBody and ReadBody encode requests.
-func AppendBody(key, value uint64) []byte {
-	b := binary.LittleEndian.AppendUint64(nil, key)
-	return binary.LittleEndian.AppendUint64(b, value)
+// PadMax bounds the padding an append may carry. Padding makes prepares
+// span several sectors, so that the simulator's torn writes hit them.
+const PadMax = 8192
+
+// AppendBody and ReadBody encode requests. An append may carry padBytes of
+// ignored padding.
+func AppendBody(key, value uint64, padBytes int) []byte {
+	b := make([]byte, 16, 16+padBytes)
+	binary.LittleEndian.PutUint64(b, key)
+	binary.LittleEndian.PutUint64(b[8:], value)
+	return b[:16+padBytes]
 }
 func ReadBody(key uint64) []byte { return binary.LittleEndian.AppendUint64(nil, key) }
 
@@ -60,7 +67,7 @@ func ReadBody(key uint64) []byte { return binary.LittleEndian.AppendUint64(nil, 
 func (m *Machine) Prepare(operation uint8, body []byte) error {
 	switch operation {
 	case OperationAppend:
-		if len(body) != 16 || binary.LittleEndian.Uint64(body) >= KeysMax {
+		if len(body) < 16 || len(body) > 16+PadMax || binary.LittleEndian.Uint64(body) >= KeysMax {
 			return errMalformed
 		}
 	case OperationRead:
