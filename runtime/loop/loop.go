@@ -1,0 +1,219 @@
+// Package loop is the single-goroutine event loop a replica runs on. Ticks,
+// posted functions (network messages, client requests) and notifications
+// (disk completions) all run on the goroutine that called Run, one at a time,
+// so the code they call needs no locks, exactly as in the simulator.
+//
+// Two ways in, with different loss rules:
+//
+//   - Post queues a function on a bounded queue and returns false when it is
+//     full. Use it for input that may be dropped (a network message is
+//     unreliable by contract anyway) or refused (a client request).
+//   - A Notifier never fails: Notify marks it pending and the loop calls its
+//     function once, however many Notify calls came first. A producer that
+//     must not lose events (a disk completing I/O) keeps its own queue, bounded
+//     by its own in-flight limit, and drains it from the notifier function. The
+//     loop's share is one pending flag per notifier, bounded by NotifiersMax.
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tigerchat/model"
+)
+
+// DefaultTickInterval is one model tick of real time.
+const DefaultTickInterval = model.TickMs * time.Millisecond
+
+// CatchUpTicksMax bounds the ticks run back to back when the loop fell
+// behind; older missed ticks are skipped and counted, so a stall (GC, a
+// stopped VM) cannot turn into a long burst that starves everything else.
+const CatchUpTicksMax = 100
+
+// NotifiersMax bounds the notifiers of one loop, and so its pending list.
+const NotifiersMax = 1024
+
+// Stats counts what a loop did. Read it with Loop.Stats from any goroutine.
+type Stats struct {
+	TicksRun     uint64 // tick rounds run (each calls every tick function)
+	TicksSkipped uint64 // missed ticks beyond CatchUpTicksMax, never run
+	Posted       uint64 // functions accepted by Post
+	PostRejected uint64 // Post calls refused because the queue was full
+	Notified     uint64 // notifier runs
+}
+
+// Loop runs functions and ticks on one goroutine. Create it with New,
+// register tick functions with OnTick, then call Run once.
+type Loop struct {
+	interval time.Duration
+	queue    chan func()
+	wake     chan struct{} // capacity 1: some notifier is pending
+	ticks    []func()
+
+	mu        sync.Mutex
+	pending   []*Notifier // guarded by mu; at most one entry per notifier
+	notifiers int         // guarded by mu
+
+	started atomic.Bool
+	stopped atomic.Bool
+	inside  atomic.Bool
+
+	ticksRun     atomic.Uint64
+	ticksSkipped atomic.Uint64
+	posted       atomic.Uint64
+	postRejected atomic.Uint64
+	notified     atomic.Uint64
+}
+
+// New returns a loop that ticks every tickInterval (DefaultTickInterval when
+// zero) and queues at most queueMax posted functions.
+func New(tickInterval time.Duration, queueMax int) *Loop {
+	if tickInterval == 0 {
+		tickInterval = DefaultTickInterval
+	}
+	if tickInterval < 0 {
+		panic(fmt.Sprintf("loop: negative tick interval %v", tickInterval))
+	}
+	if queueMax <= 0 {
+		panic(fmt.Sprintf("loop: queue max %d must be positive", queueMax))
+	}
+	return &Loop{
+		interval: tickInterval,
+		queue:    make(chan func(), queueMax),
+		wake:     make(chan struct{}, 1),
+	}
+}
+
+// OnTick registers fn to run once per tick, in registration order. Only
+// before Run: the tick list is read by the loop without a lock.
+func (l *Loop) OnTick(fn func()) {
+	if fn == nil {
+		panic("loop: nil tick function")
+	}
+	if l.started.Load() {
+		panic("loop: OnTick after Run")
+	}
+	l.ticks = append(l.ticks, fn)
+}
+
+// Post queues fn to run on the loop. It never blocks and may be called from
+// any goroutine; it returns false (and counts it) when the queue is full or
+// the loop has stopped, and the caller decides what a refusal means.
+func (l *Loop) Post(fn func()) bool {
+	if fn == nil {
+		panic("loop: nil posted function")
+	}
+	if l.stopped.Load() {
+		l.postRejected.Add(1)
+		return false
+	}
+	select {
+	case l.queue <- fn:
+		l.posted.Add(1)
+		return true
+	default:
+		l.postRejected.Add(1)
+		return false
+	}
+}
+
+// Inside reports whether the loop is running one of its functions right now.
+// Called from code that runs on the loop, it tells whether that code was
+// reached through the loop; it is meant for assertions and tests.
+func (l *Loop) Inside() bool { return l.inside.Load() }
+
+// Stats returns the loop's counters.
+func (l *Loop) Stats() Stats {
+	return Stats{
+		TicksRun:     l.ticksRun.Load(),
+		TicksSkipped: l.ticksSkipped.Load(),
+		Posted:       l.posted.Load(),
+		PostRejected: l.postRejected.Load(),
+		Notified:     l.notified.Load(),
+	}
+}
+
+// Run runs the loop on the calling goroutine until ctx is done, then returns
+// nil. Posted functions not yet run when it stops are dropped. Run may be
+// called only once per loop.
+func (l *Loop) Run(ctx context.Context) error {
+	if !l.started.CompareAndSwap(false, true) {
+		return errors.New("loop: Run called twice")
+	}
+	defer l.stopped.Store(true)
+	clock := tickClock{start: time.Now(), interval: l.interval}
+	timer := time.NewTimer(clock.untilNext())
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case fn := <-l.queue:
+			l.run(fn)
+		case <-l.wake:
+			l.runNotifiers()
+		case <-timer.C:
+			l.runDueTicks(&clock)
+			timer.Reset(clock.untilNext())
+		}
+	}
+}
+
+func (l *Loop) run(fn func()) {
+	l.inside.Store(true)
+	defer l.inside.Store(false)
+	fn()
+}
+
+// runDueTicks runs every tick that is due, at most CatchUpTicksMax of them.
+func (l *Loop) runDueTicks(c *tickClock) {
+	due, skipped := c.due(time.Now())
+	l.ticksSkipped.Add(skipped)
+	for range due {
+		l.run(l.tick)
+		l.ticksRun.Add(1)
+	}
+}
+
+func (l *Loop) tick() {
+	for _, fn := range l.ticks {
+		fn()
+	}
+}
+
+// tickClock turns monotonic time into a count of ticks due.
+type tickClock struct {
+	start    time.Time // monotonic reading
+	interval time.Duration
+	done     uint64 // ticks run or skipped so far
+}
+
+// due returns how many ticks to run now and how many to skip, and counts
+// both as done.
+func (c *tickClock) due(now time.Time) (run, skipped uint64) {
+	elapsed := now.Sub(c.start)
+	if elapsed < 0 {
+		panic("loop: monotonic time went back")
+	}
+	target := uint64(elapsed / c.interval)
+	if target <= c.done {
+		return 0, 0
+	}
+	missed := target - c.done
+	if missed > CatchUpTicksMax {
+		skipped = missed - CatchUpTicksMax
+		missed = CatchUpTicksMax
+	}
+	c.done = target
+	return missed, skipped
+}
+
+// untilNext is the wait until the next tick is due.
+func (c *tickClock) untilNext() time.Duration {
+	next := c.start.Add(time.Duration(c.done+1) * c.interval)
+	return max(time.Until(next), 0)
+}

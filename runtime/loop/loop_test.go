@@ -1,0 +1,209 @@
+package loop
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// start runs l in the background and returns a stop function that waits for
+// Run to return.
+func start(t *testing.T, l *Loop) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	return func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Run did not return after cancel")
+		}
+	}
+}
+
+// onLoop runs fn on l and waits for it.
+func onLoop(t *testing.T, l *Loop, fn func()) {
+	t.Helper()
+	ran := make(chan struct{})
+	if !l.Post(func() { fn(); close(ran) }) {
+		t.Fatal("Post refused")
+	}
+	select {
+	case <-ran:
+	case <-time.After(5 * time.Second):
+		t.Fatal("posted function did not run")
+	}
+}
+
+func TestPostRunsInOrderOnTheLoop(t *testing.T) {
+	l := New(time.Millisecond, 64)
+	stop := start(t, l)
+	defer stop()
+	var got []int // touched only on the loop: the race detector checks that
+	for i := range 10 {
+		if !l.Post(func() {
+			if !l.Inside() {
+				t.Error("posted function ran outside the loop")
+			}
+			got = append(got, i)
+		}) {
+			t.Fatal("Post refused with room in the queue")
+		}
+	}
+	onLoop(t, l, func() {
+		for i, v := range got {
+			if v != i {
+				t.Errorf("posted functions ran out of order: %v", got)
+				return
+			}
+		}
+		if len(got) != 10 {
+			t.Errorf("ran %d of 10 posted functions", len(got))
+		}
+	})
+}
+
+func TestPostRefusesWhenFull(t *testing.T) {
+	l := New(time.Millisecond, 2) // not running: nothing drains the queue
+	if !l.Post(func() {}) || !l.Post(func() {}) {
+		t.Fatal("Post refused below the bound")
+	}
+	if l.Post(func() {}) {
+		t.Fatal("Post accepted beyond queueMax")
+	}
+	if s := l.Stats(); s.Posted != 2 || s.PostRejected != 1 {
+		t.Fatalf("stats %+v, want 2 posted and 1 rejected", s)
+	}
+}
+
+func TestTicksFollowTheMonotonicClock(t *testing.T) {
+	l := New(time.Millisecond, 16)
+	ticks := 0
+	l.OnTick(func() { ticks++ })
+	stop := start(t, l)
+	time.Sleep(60 * time.Millisecond)
+	var got int
+	onLoop(t, l, func() { got = ticks })
+	stop()
+	// Lenient bounds: a loaded CI machine may be slow, never fast.
+	if got < 20 || got > 120 {
+		t.Fatalf("%d ticks in ~60 ms at 1 ms per tick", got)
+	}
+}
+
+func TestCatchUpIsBoundedAndSkippedTicksCounted(t *testing.T) {
+	l := New(time.Millisecond, 16)
+	ticks := 0
+	l.OnTick(func() { ticks++ })
+	stop := start(t, l)
+	defer stop()
+	onLoop(t, l, func() {}) // the loop is running
+	var before int
+	onLoop(t, l, func() {
+		before = ticks
+		time.Sleep(300 * time.Millisecond) // stall the loop
+	})
+	var after int
+	onLoop(t, l, func() { after = ticks })
+	if burst := after - before; burst > CatchUpTicksMax+50 {
+		t.Fatalf("ran %d ticks after a 300 ms stall, want about %d", burst, CatchUpTicksMax)
+	}
+	if s := l.Stats(); s.TicksSkipped < 100 {
+		t.Fatalf("skipped %d ticks after a 300 ms stall, want at least 100", s.TicksSkipped)
+	}
+}
+
+func TestTickClockDue(t *testing.T) {
+	origin := time.Now()
+	c := tickClock{start: origin, interval: time.Millisecond}
+	steps := []struct {
+		atMs          int
+		run, skipped  uint64
+		doneAfterStep uint64
+	}{
+		{0, 0, 0, 0},
+		{1, 1, 0, 1},
+		{1, 0, 0, 1},
+		{5, 4, 0, 5},
+		{5 + CatchUpTicksMax + 30, CatchUpTicksMax, 30, 5 + CatchUpTicksMax + 30},
+	}
+	for _, s := range steps {
+		run, skipped := c.due(origin.Add(time.Duration(s.atMs) * time.Millisecond))
+		if run != s.run || skipped != s.skipped || c.done != s.doneAfterStep {
+			t.Fatalf("at %d ms: run %d skipped %d done %d, want %d %d %d",
+				s.atMs, run, skipped, c.done, s.run, s.skipped, s.doneAfterStep)
+		}
+	}
+}
+
+func TestNotifierCoalescesAndNeverLosesAnEvent(t *testing.T) {
+	l := New(time.Millisecond, 1)
+	var mu sync.Mutex
+	produced, consumed := 0, 0
+	var n *Notifier
+	n = l.NewNotifier(func() {
+		if !l.Inside() {
+			t.Error("notifier ran outside the loop")
+		}
+		mu.Lock()
+		consumed = produced
+		mu.Unlock()
+	})
+	stop := start(t, l)
+	defer stop()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 1000 {
+				mu.Lock()
+				produced++
+				mu.Unlock()
+				n.Notify()
+			}
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		done := consumed == 8000
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumed %d of 8000 events", consumed)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if s := l.Stats(); s.Notified == 0 || s.Notified > 8000 {
+		t.Fatalf("notifier ran %d times for 8000 notifications", s.Notified)
+	}
+}
+
+func TestRunTwiceAndOnTickAfterRun(t *testing.T) {
+	l := New(0, 1)
+	stop := start(t, l)
+	onLoop(t, l, func() {})
+	if err := l.Run(context.Background()); err == nil {
+		t.Error("second Run returned nil")
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("OnTick after Run did not panic")
+			}
+		}()
+		l.OnTick(func() {})
+	}()
+	stop()
+	if l.Post(func() {}) {
+		t.Error("Post accepted after the loop stopped")
+	}
+}
