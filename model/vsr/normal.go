@@ -76,7 +76,7 @@ func (r *Replica) requestInFlight(client, request uint64) bool {
 			return true
 		}
 	}
-	for op := r.commitMin + 1; op <= r.op; op++ {
+	for op := r.commitMin + 1; op <= r.scanCeiling(r.commitMin); op++ {
 		s := &r.slots[r.slotOf(op)]
 		if s.msg == nil || s.header.Op != op {
 			continue
@@ -211,7 +211,7 @@ func (r *Replica) commit() {
 		if r.cfg.Mutation == MutationCommitWithoutQuorum {
 			quorum = 1
 		}
-		for op := r.op; op > r.commitMax; op-- {
+		for op := r.op; op > r.scanFloor(r.commitMax); op-- {
 			acks := 0
 			for _, a := range r.ackOp {
 				if a >= op {
@@ -365,7 +365,7 @@ func (r *Replica) retryPrepares() {
 	if r.status != StatusNormal || !r.IsPrimary() {
 		return
 	}
-	for op := r.commitMax + 1; op <= r.op; op++ {
+	for op := r.commitMax + 1; op <= r.scanCeiling(r.commitMax); op++ {
 		s := &r.slots[r.slotOf(op)]
 		if !r.present(op) {
 			continue

@@ -57,6 +57,7 @@ func (r *Replica) requestMissing(to int) {
 	if low < r.checkpointOp {
 		low = r.checkpointOp
 	}
+	low = r.scanFloor(low)
 	requests := 0
 	for op := r.op; op > low && requests < repairRequestsMax; op-- {
 		if r.present(op) || r.slots[r.slotOf(op)].writing {

@@ -254,6 +254,23 @@ func (r *Replica) learnHeader(h *wire.Header) {
 	}
 }
 
+// scanFloor bounds a downward scan from the head to at most SlotCount ops,
+// whatever a peer claimed the head to be.
+func (r *Replica) scanFloor(floor uint64) uint64 {
+	if window := uint64(r.cfg.SlotCount); r.op > window && r.op-window > floor {
+		return r.op - window
+	}
+	return floor
+}
+
+// scanCeiling bounds an upward scan from start to at most SlotCount ops.
+func (r *Replica) scanCeiling(start uint64) uint64 {
+	if window := uint64(r.cfg.SlotCount); r.op > start+window {
+		return start + window
+	}
+	return r.op
+}
+
 // ackHead is the highest op such that every op after the applied state up to
 // it is durably present: a replica vouches only for a complete prefix.
 func (r *Replica) ackHead() uint64 {

@@ -152,7 +152,7 @@ func (r *Replica) onDoViewChange(h *wire.Header, body []byte) {
 		return
 	}
 	refs, ok := decodeRefs(body, r.cfg.ViewHeadersMax)
-	if !ok || h.LogView > h.View || (len(refs) > 0 && refs[len(refs)-1].Op != h.Op) {
+	if !ok || h.LogView > h.View || h.Commit > h.Op || (len(refs) > 0 && refs[len(refs)-1].Op != h.Op) {
 		r.Stats.DroppedMalformed++
 		return
 	}
@@ -181,11 +181,14 @@ func (r *Replica) maybeStartView() {
 		r.repair()
 	}
 	r.extendChain()
-	for op := r.op; op > r.commitMax; op-- {
+	for op := r.op; op > r.scanFloor(r.commitMax); op-- {
 		if !r.present(op) {
 			checksum, _ := r.expected(op) // zero when unknown: "any checksum"
 			r.nackVote(op, checksum, -1)
 		}
+	}
+	if r.op > r.commitMax+uint64(r.cfg.SlotCount) {
+		return // a log longer than the WAL window cannot be started
 	}
 	for op := r.commitMax + 1; op <= r.op; op++ {
 		if !r.present(op) {
@@ -310,6 +313,7 @@ func (r *Replica) verifyChain() {
 		floor = r.checkpointOp
 	}
 	trusted := true
+	floor = r.scanFloor(floor)
 	for op := r.op; op > floor; op-- {
 		e := &r.log[r.slotOf(op)]
 		if !trusted || e.op != op || e.checksum.IsZero() {
@@ -348,6 +352,7 @@ func (r *Replica) extendChain() {
 	if floor < r.checkpointOp {
 		floor = r.checkpointOp
 	}
+	floor = r.scanFloor(floor)
 	for op := r.op; op > floor+1; op-- {
 		e := &r.log[r.slotOf(op)]
 		if e.op != op || e.checksum.IsZero() {
@@ -411,7 +416,7 @@ func (r *Replica) onStartView(h *wire.Header, body []byte) {
 		return
 	}
 	refs, ok := decodeRefs(body, r.cfg.ViewHeadersMax)
-	if !ok || len(refs) == 0 || refs[len(refs)-1].Op != h.Op {
+	if !ok || len(refs) == 0 || refs[len(refs)-1].Op != h.Op || h.Commit > h.Op {
 		r.Stats.DroppedMalformed++
 		return
 	}

@@ -1,0 +1,262 @@
+package vsr
+
+import (
+	"bytes"
+	"testing"
+
+	"tigerchat/model"
+	"tigerchat/model/prng"
+	"tigerchat/model/sched"
+	"tigerchat/model/wire"
+)
+
+func TestConfigValidate(t *testing.T) {
+	good := SimConfig(1, 3, 0)
+	if err := good.Validate(); err != nil {
+		t.Fatalf("sim config invalid: %v", err)
+	}
+	def := DefaultConfig(1, 3, 0)
+	if err := def.Validate(); err != nil {
+		t.Fatalf("default config invalid: %v", err)
+	}
+	bad := []func(c *Config){
+		func(c *Config) { c.ReplicaCount = 0 },
+		func(c *Config) { c.Replica = 3 },
+		func(c *Config) { c.SlotCount = 100 },
+		func(c *Config) { c.CheckpointInterval = 64 },
+		func(c *Config) { c.PipelineMax = 0 },
+		func(c *Config) { c.MessageSizeMax = 1000 },
+		func(c *Config) { c.PrimaryTimeoutTicks = c.HeartbeatTicks },
+		func(c *Config) { c.ViewHeadersMax = 1000 },
+	}
+	for i, mutate := range bad {
+		c := SimConfig(1, 3, 0)
+		mutate(&c)
+		if c.Validate() == nil {
+			t.Errorf("case %d: invalid config accepted: %+v", i, c)
+		}
+	}
+}
+
+func TestQuorums(t *testing.T) {
+	for n := 1; n <= 6; n++ {
+		c := SimConfig(1, n, 0)
+		// A replication quorum and a view change quorum always intersect,
+		// and a nack quorum leaves fewer than a replication quorum.
+		if c.Quorum()+c.QuorumViewChange() <= n {
+			t.Errorf("n=%d: quorums do not intersect", n)
+		}
+		if n-c.QuorumNack() >= c.Quorum() {
+			t.Errorf("n=%d: nack quorum %d leaves a replication quorum", n, c.QuorumNack())
+		}
+	}
+}
+
+func TestParseMutation(t *testing.T) {
+	for _, name := range Mutations() {
+		m, err := ParseMutation(name)
+		if err != nil || m.String() != name {
+			t.Errorf("ParseMutation(%q) = %v, %v", name, m, err)
+		}
+	}
+	if m, err := ParseMutation(""); err != nil || m != MutationNone {
+		t.Errorf("empty mutation: %v %v", m, err)
+	}
+	if _, err := ParseMutation("bogus"); err == nil {
+		t.Error("unknown mutation accepted")
+	}
+}
+
+func TestSessionsEvictOldestDeterministically(t *testing.T) {
+	s := newSessions(3, 8)
+	for client, op := range map[uint64]uint64{10: 1, 20: 2, 30: 3} {
+		s.register(client, op)
+	}
+	s.record(10, 1, 5, []byte("reply"))
+	if evicted := s.register(40, 6); evicted != 20 {
+		t.Fatalf("evicted %d, want 20 (oldest op)", evicted)
+	}
+	if s.get(20) != nil || s.get(40) == nil || len(s.list) != 3 {
+		t.Fatalf("table after eviction: %+v", s.list)
+	}
+	if evicted := s.register(10, 7); evicted != 0 || s.get(10).Request != 1 {
+		t.Fatal("re-registering a live session must keep it")
+	}
+	encoded := s.encode(nil)
+	var back = newSessions(3, 8)
+	rest, err := back.decode(append(encoded, 0xaa))
+	if err != nil || !bytes.Equal(rest, []byte{0xaa}) {
+		t.Fatalf("decode: %v rest=%x", err, rest)
+	}
+	if !bytes.Equal(back.encode(nil), encoded) {
+		t.Fatal("sessions do not round-trip")
+	}
+	if _, err := back.decode(encoded[:len(encoded)-1]); err == nil {
+		t.Fatal("truncated sessions accepted")
+	}
+}
+
+func TestBatchRoundTrip(t *testing.T) {
+	entries := []batchEntry{
+		{Client: 1, Request: 2, Session: 3, Operation: 16, Body: []byte("abc")},
+		{Client: 4, Request: 5, Session: 6, Operation: 17, Body: nil},
+	}
+	var body []byte
+	for i := range entries {
+		body = appendBatchEntry(body, &entries[i])
+	}
+	var got []batchEntry
+	err := forEachBatchEntry(body, 8, func(e *batchEntry) {
+		c := *e
+		c.Body = append([]byte(nil), e.Body...)
+		got = append(got, c)
+	})
+	if err != nil || len(got) != 2 || got[0].Client != 1 || string(got[0].Body) != "abc" || got[1].Operation != 17 {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	if forEachBatchEntry(body, 1, func(*batchEntry) {}) == nil {
+		t.Fatal("batch over its count bound accepted")
+	}
+	if forEachBatchEntry(body[:len(body)-1], 8, func(*batchEntry) {}) == nil {
+		t.Fatal("truncated batch accepted")
+	}
+}
+
+func TestSuperblockRoundTripAndCorruption(t *testing.T) {
+	st := superblockState{Sequence: 9, Cluster: 7, Replica: 1, ReplicaCount: 3, View: 5, LogView: 4, Commit: 99,
+		CheckpointOp: 96, SnapshotArea: 1, SnapshotSize: 123,
+		ViewHeaders: []ref{{Op: 98, View: 4, Present: true}, {Op: 99, View: 4}}}
+	b := st.encode()
+	got, ok := decodeSuperblock(b)
+	if !ok || got.View != 5 || got.Commit != 99 || len(got.ViewHeaders) != 2 || !got.ViewHeaders[0].Present {
+		t.Fatalf("round trip: %+v %v", got, ok)
+	}
+	for i := 0; i < len(b); i += 97 {
+		bad := bytes.Clone(b)
+		bad[i] ^= 0x10
+		if _, ok := decodeSuperblock(bad); ok {
+			t.Fatalf("flip at byte %d not detected", i)
+		}
+	}
+}
+
+func TestRefsRejectMalformed(t *testing.T) {
+	refs := []ref{{Op: 5}, {Op: 6}, {Op: 7}}
+	body := encodeRefs(refs)
+	if got, ok := decodeRefs(body, 8); !ok || len(got) != 3 {
+		t.Fatal("valid refs rejected")
+	}
+	if _, ok := decodeRefs(body, 2); ok {
+		t.Fatal("refs over the bound accepted")
+	}
+	if _, ok := decodeRefs(body[:len(body)-1], 8); ok {
+		t.Fatal("truncated refs accepted")
+	}
+	gap := encodeRefs([]ref{{Op: 5}, {Op: 7}})
+	if _, ok := decodeRefs(gap, 8); ok {
+		t.Fatal("non-contiguous refs accepted")
+	}
+}
+
+// memDisk is a fault-free disk on a scheduler, for unit tests.
+type memDisk struct {
+	s    *sched.Scheduler
+	data []byte
+}
+
+func (d *memDisk) Read(offset uint64, buf []byte, done func()) {
+	model.AssertAligned(offset, len(buf), uint64(len(d.data)))
+	d.s.After(1, 2, func() { copy(buf, d.data[offset:]); done() })
+}
+func (d *memDisk) Write(offset uint64, data []byte, done func()) {
+	model.AssertAligned(offset, len(data), uint64(len(d.data)))
+	d.s.After(1, 2, func() { copy(d.data[offset:], data); done() })
+}
+func (d *memDisk) Sync(done func())  { d.s.After(1, 2, done) }
+func (d *memDisk) SizeBytes() uint64 { return uint64(len(d.data)) }
+
+type nullNet struct{ sent int }
+
+func (n *nullNet) Send(to model.Address, msg []byte) { n.sent++ }
+
+type nopMachine struct{}
+
+func (nopMachine) Prepare(uint8, []byte) error { return nil }
+func (nopMachine) Apply(op uint64, ts int64, client uint64, operation uint8, body, reply []byte) []byte {
+	return reply
+}
+func (nopMachine) Snapshot(buf []byte) []byte { return buf }
+func (nopMachine) Restore([]byte) error       { return nil }
+
+func newTestReplica(t testing.TB) (*Replica, *sched.Scheduler) {
+	s := sched.New(0)
+	cfg := SimConfig(7, 3, 1)
+	disk := &memDisk{s: s, data: make([]byte, NewLayout(&cfg).SizeBytes)}
+	r, err := New(cfg, Env{Clock: s.Clock(0, 0), Net: &nullNet{}, Disk: disk, PRNG: prng.New(1)}, nopMachine{}, Hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Format()
+	s.RunUntil(100)
+	if r.Status() == StatusRecovering {
+		t.Fatal("replica still recovering after format")
+	}
+	return r, s
+}
+
+// Bad input is counted and dropped, never applied and never a crash.
+func TestBadMessagesCountedAndDropped(t *testing.T) {
+	r, _ := newTestReplica(t)
+	good := wire.Header{Command: wire.CommandCommit, Cluster: 7, Replica: 0, View: r.View()}
+	wrongCluster := good
+	wrongCluster.Cluster = 8
+	spoofed := good
+	spoofed.Replica = 2
+	before := r.Stats
+	r.OnMessage(0, []byte("short"))
+	r.OnMessage(0, make([]byte, r.cfg.MessageSizeMax+1))
+	bad := wire.Message(good, []byte("x"))
+	bad[len(bad)-1] ^= 1
+	r.OnMessage(0, bad)
+	r.OnMessage(0, wire.Message(wrongCluster, nil))
+	r.OnMessage(0, wire.Message(spoofed, nil))
+	r.OnMessage(model.ClientAddressBase, wire.Message(good, nil))
+	if got := r.Stats.DroppedMalformed - before.DroppedMalformed; got != 3 {
+		t.Errorf("malformed dropped %d, want 3", got)
+	}
+	if got := r.Stats.DroppedCluster - before.DroppedCluster; got != 1 {
+		t.Errorf("wrong cluster dropped %d, want 1", got)
+	}
+	if got := r.Stats.DroppedSender - before.DroppedSender; got != 2 {
+		t.Errorf("spoofed sender dropped %d, want 2", got)
+	}
+	if r.CommitMax() != 0 || r.Op() != 0 {
+		t.Fatalf("bad input changed state: op=%d commit=%d", r.Op(), r.CommitMax())
+	}
+}
+
+// FuzzReplicaOnMessage: any bytes from any address never panic the replica.
+func FuzzReplicaOnMessage(f *testing.F) {
+	f.Add(uint32(0), []byte{})
+	f.Add(uint32(2), wire.Message(wire.Header{Command: wire.CommandPrepare, Cluster: 7, Replica: 2, Op: 1}, []byte("b")))
+	f.Add(uint32(0), wire.Message(wire.Header{Command: wire.CommandStartView, Cluster: 7, View: 9, Op: 3}, make([]byte, refSize)))
+	f.Add(uint32(model.ClientAddressBase), wire.Message(wire.Header{Command: wire.CommandRequest, Cluster: 7, Client: 5, Operation: OperationRegister}, nil))
+	f.Add(uint32(0), wire.Message(wire.Header{Command: wire.CommandDoViewChange, Cluster: 7, View: 2, LogView: 1, Op: 1}, make([]byte, 2*refSize)))
+	f.Fuzz(func(t *testing.T, from uint32, msg []byte) {
+		r, s := newTestReplica(t)
+		r.OnMessage(model.Address(from), msg)
+		if len(msg) >= wire.HeaderSize {
+			// Also as a well-formed message carrying the fuzzed body.
+			var h wire.Header
+			h.Cluster = 7
+			h.Command = wire.Command(msg[0] % 16)
+			h.Replica = msg[1] % 3
+			h.View = uint32(msg[2] % 4)
+			h.Op = uint64(msg[3] % 80)
+			h.Commit = uint64(msg[4] % 80)
+			r.OnMessage(model.Address(h.Replica), wire.Message(h, msg[wire.HeaderSize:]))
+		}
+		s.RunUntil(s.Now() + 50)
+		r.Tick()
+	})
+}
