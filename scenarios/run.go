@@ -233,6 +233,18 @@ func (c *Cluster) apply(s Step) {
 		c.net.Clog(model.Address(s.Replica), model.Address(s.Target), s.DurationTicks)
 	case ActionQuiesce:
 		c.quiesce()
+	case ActionDrain:
+		if d, ok := c.subject.(drainer); ok {
+			d.Drain(s.Replica)
+		}
+	case ActionDrainPrimary:
+		if p, ok := c.subject.(primaryReporter); ok {
+			if d, ok := c.subject.(drainer); ok {
+				if i := p.Primary(); i >= 0 {
+					d.Drain(i)
+				}
+			}
+		}
 	case ActionCrashPrimary:
 		if p, ok := c.subject.(primaryReporter); ok {
 			if i := p.Primary(); i >= 0 {
@@ -248,6 +260,11 @@ func (c *Cluster) apply(s Step) {
 // scripted step can crash it wherever it is.
 type primaryReporter interface {
 	Primary() int // the replica serving as primary now, or -1
+}
+
+// drainer is implemented by a subject whose replicas can be drained.
+type drainer interface {
+	Drain(replica int)
 }
 
 // quiesce stops random faults: network, disk corruption and random crashes.

@@ -24,12 +24,15 @@ const (
 	ActionClog                             // clog FROM TO TICKS: hold a path's messages
 	ActionQuiesce                          // quiesce: no random network, disk or crash faults from now on
 	ActionCrashPrimary                     // crash-primary: crash whichever replica the subject reports as primary
+	ActionDrain                            // drain R: the operator moves every primary off replica R (and keeps it off)
+	ActionDrainPrimary                     // drain-primary: drain whichever replica the subject reports as primary
 )
 
 var actionNames = [...]string{
 	ActionCrash: "crash", ActionRestart: "restart", ActionPartition: "partition",
 	ActionPartitionSides: "partition-sides", ActionHeal: "heal", ActionCorrupt: "corrupt",
 	ActionClog: "clog", ActionQuiesce: "quiesce", ActionCrashPrimary: "crash-primary",
+	ActionDrain: "drain", ActionDrainPrimary: "drain-primary",
 }
 
 func (a Action) String() string {
@@ -56,7 +59,7 @@ type Step struct {
 func (s Step) String() string {
 	head := fmt.Sprintf("at %d %s", s.At, s.Action)
 	switch s.Action {
-	case ActionCrash, ActionRestart:
+	case ActionCrash, ActionRestart, ActionDrain:
 		return fmt.Sprintf("%s %d", head, s.Replica)
 	case ActionPartition:
 		return fmt.Sprintf("%s %s", head, s.Mode)
@@ -106,6 +109,7 @@ var actionArgs = [...]string{
 	ActionCrash: "REPLICA", ActionRestart: "REPLICA", ActionPartition: "MODE",
 	ActionPartitionSides: "R,R..", ActionHeal: "", ActionCorrupt: "REPLICA OFFSET",
 	ActionClog: "FROM TO TICKS", ActionQuiesce: "", ActionCrashPrimary: "",
+	ActionDrain: "REPLICA", ActionDrainPrimary: "",
 }
 
 func (s *Step) parseArgs(args []string) error {
@@ -118,7 +122,7 @@ func (s *Step) parseArgs(args []string) error {
 	}
 	var err error
 	switch s.Action {
-	case ActionCrash, ActionRestart:
+	case ActionCrash, ActionRestart, ActionDrain:
 		s.Replica, err = parseIndex(args[0])
 	case ActionPartition:
 		s.Mode, err = simnet.ParsePartitionMode(args[0])
@@ -206,7 +210,7 @@ func (c Config) validateStep(s Step, quiesced bool) error {
 		return fmt.Errorf("network faults are off after quiesce")
 	}
 	switch s.Action {
-	case ActionCrash, ActionRestart:
+	case ActionCrash, ActionRestart, ActionDrain:
 		return c.validateReplica(s.Replica)
 	case ActionCorrupt:
 		if s.Offset%model.SectorSize != 0 || s.Offset >= c.DiskSizeBytes {

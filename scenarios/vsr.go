@@ -48,12 +48,14 @@ type vsrSubject struct {
 	crashTick   model.Tick // a primary crashed here; 0 when no failover is being timed
 	crashView   uint32
 	crashActive bool
+	drained     []bool // per replica: the operator drained it (survives restarts)
 }
 
 func newVSRSubject(cfg Config) *vsrSubject {
 	s := &vsrSubject{
 		cfg:        cfg,
 		replicas:   make([]*vsr.Replica, cfg.ReplicaCount),
+		drained:    make([]bool, cfg.ReplicaCount),
 		agreement:  checker.NewAgreement(cfg.ReplicaCount),
 		durability: checker.NewDurability(),
 		coverage:   map[string]uint64{},
@@ -133,6 +135,7 @@ func (s *vsrSubject) NewReplica(env Env) Node {
 		panic(fmt.Sprintf("vsr subject: replica %d: %v", i, err))
 	}
 	s.replicas[i] = r
+	r.SetDrained(s.drained[i])
 	if env.Fresh {
 		r.Format()
 	} else {
@@ -156,6 +159,14 @@ func (n *vsrNode) OnMessage(from model.Address, msg []byte) {
 		n.s.coverage["recv:"+wire.Command(msg[140]).String()]++
 	}
 	n.r.OnMessage(from, msg)
+}
+
+// Drain marks replica i drained, now and after every restart.
+func (s *vsrSubject) Drain(i int) {
+	s.drained[i] = true
+	if r := s.replicas[i]; r != nil {
+		r.SetDrained(true)
+	}
 }
 
 // Primary reports the replica that is primary in normal status, or -1.
@@ -218,6 +229,9 @@ func (s *vsrSubject) Converged(c *Cluster) bool {
 		}
 		if r.View() != view || r.Op() != op || r.CommitMin() != op {
 			return false
+		}
+		if r.IsPrimary() && s.drained[i] && s.cfg.ReplicaCount > 1 {
+			return false // a drained replica must not end up primary
 		}
 	}
 	return true

@@ -140,6 +140,7 @@ type Replica struct {
 	timeoutRetry      model.Timeout
 	primaryCheckpoint uint64 // highest checkpoint a peer told us of
 	syncFrom          int    // a peer that said our next op is below its checkpoint; -1 none
+	drained           bool   // an operator asked this replica never to stay primary
 }
 
 // New builds a replica. Call Format on an empty disk or Open on a formatted
@@ -311,6 +312,22 @@ func (r *Replica) header(cmd wire.Command) wire.Header {
 	}
 }
 
+// SetDrained marks this replica as drained: whenever it is primary it hands
+// the view on (a view change to the next primary), so an operator can move
+// every primary off a node before restarting it. Backups keep serving.
+func (r *Replica) SetDrained(drained bool) { r.drained = drained }
+
+// Drained reports whether the replica is drained.
+func (r *Replica) Drained() bool { return r.drained }
+
+// abdicateIfDrained starts a view change away from a drained primary.
+func (r *Replica) abdicateIfDrained() {
+	if r.drained && r.cfg.ReplicaCount > 1 && r.status == StatusNormal && r.IsPrimary() {
+		r.event("drain_abdicate")
+		r.beginViewChange(r.view + 1)
+	}
+}
+
 // Tick advances the replica's timeouts by one tick.
 func (r *Replica) Tick() {
 	if r.status == StatusRecovering {
@@ -341,6 +358,7 @@ func (r *Replica) Tick() {
 		r.timeoutRetry.Start()
 		r.retryPrepares()
 	}
+	r.abdicateIfDrained()
 	r.progress()
 }
 
