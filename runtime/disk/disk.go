@@ -1,0 +1,251 @@
+// Package disk is the real-world model.Disk: one preallocated data file per
+// replica, read and written by a bounded pool of I/O goroutines, with group
+// commit (concurrent syncs share one fdatasync), optional AES-256-GCM
+// encryption per sector, and a header that ties the file to its (cluster,
+// shard, replica). Completions run on the replica's loop, never inline.
+//
+// Error policy, by the model's contract: a failed write or sync is fatal
+// (after a failed fsync nothing about the file is known), reported through
+// Options.OnFatal and never completed; a failed read, or a sector that fails
+// its checksum or authentication, completes with PoisonByte-filled data and
+// is counted: the replica's checksums reject it and it repairs from peers.
+package disk
+
+import (
+	"crypto/cipher"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"tigerchat/model"
+	"tigerchat/runtime/loop"
+)
+
+// Defaults and bounds for Options.
+const (
+	// WorkersDefault I/O goroutines run reads and writes (syncs have their
+	// own goroutine).
+	WorkersDefault = 8
+	WorkersMax     = 256
+	// InFlightMaxDefault bounds requests accepted and not yet completed. It
+	// must cover the most I/O a replica ever has outstanding: vsr's Open
+	// reads 1 + 2*SlotCount sectors at once (2049 with the default 1024
+	// slots), plus a pipeline of writes and their syncs.
+	InFlightMaxDefault = 4096
+	InFlightMaxMax     = 1 << 20
+)
+
+// Options configure a data file.
+type Options struct {
+	// Identity is what Create writes into the header and what Open demands.
+	Identity Identity
+	// Key enables AES-256-GCM encryption at rest: nil, or KeySize bytes.
+	Key []byte
+	// Workers is the number of I/O goroutines (default WorkersDefault).
+	Workers int
+	// InFlightMax bounds outstanding requests (default InFlightMaxDefault).
+	// Going past it is a bug in the caller and panics: the disk cannot
+	// block its caller's loop, which is the very goroutine that completes
+	// requests.
+	InFlightMax int
+	// OnFatal receives a write or sync error, from an I/O goroutine. The
+	// failed request never completes, and no sync completes after it. The
+	// default prints the error and exits with status 1.
+	OnFatal func(error)
+}
+
+// Stats counts a disk's work and faults.
+type Stats struct {
+	Reads          uint64 // read requests
+	Writes         uint64 // write requests
+	Syncs          uint64 // sync requests
+	Fsyncs         uint64 // fdatasync calls: Syncs/Fsyncs is the group commit factor
+	ReadErrors     uint64 // reads that failed and returned poison
+	CorruptSectors uint64 // sectors that failed their CRC or GCM authentication
+	FatalErrors    uint64 // write or sync errors
+}
+
+// Disk implements model.Disk over a data file. Read, Write and Sync must be
+// called from the loop's goroutine (the replica's); their completions run
+// there too.
+type Disk struct {
+	path   string
+	file   *os.File
+	fileIO fileIO           // the file, or a fault injector in tests
+	sync   func() error     // fdatasync of the file, or a fault in tests
+	layout layout           // logical to physical offsets
+	aead   cipher.AEAD      // nil for a plain file
+	fileID [fileIDSize]byte // AAD of every record
+	opts   Options
+
+	requests    chan *request // capacity InFlightMax: a send never blocks
+	inFlight    atomic.Int64  // requests accepted and not yet completed
+	notifier    *loop.Notifier
+	mu          sync.Mutex
+	completed   []func() // guarded by mu; run by drain on the loop
+	spare       []func() // owned by drain: the other half of a double buffer
+	syncMu      sync.Mutex
+	syncWaiting []func()      // guarded by syncMu: callers of the next fdatasync
+	syncWake    chan struct{} // capacity 1
+	quit        chan struct{}
+	goroutines  sync.WaitGroup
+	closed      atomic.Bool
+	failed      atomic.Bool
+
+	stats struct {
+		reads, writes, syncs, fsyncs, readErrors, corrupt, fatal atomic.Uint64
+	}
+}
+
+var _ model.Disk = (*Disk)(nil)
+
+// fileIO is the subset of *os.File the I/O goroutines use.
+type fileIO interface {
+	io.ReaderAt
+	io.WriterAt
+}
+
+type requestKind uint8
+
+const (
+	requestRead requestKind = iota + 1
+	requestWrite
+)
+
+type request struct {
+	kind   requestKind
+	offset uint64
+	buf    []byte
+	done   func()
+}
+
+// requestPool recycles requests: the hot path does not allocate.
+var requestPool = sync.Pool{New: func() any { return new(request) }}
+
+// SizeBytes is the logical capacity.
+func (d *Disk) SizeBytes() uint64 { return d.layout.sizeBytes }
+
+// Path is the data file's path.
+func (d *Disk) Path() string { return d.path }
+
+// Encrypted reports whether sectors are encrypted at rest.
+func (d *Disk) Encrypted() bool { return d.aead != nil }
+
+// Stats returns the disk's counters; safe from any goroutine.
+func (d *Disk) Stats() Stats {
+	s := &d.stats
+	return Stats{
+		Reads: s.reads.Load(), Writes: s.writes.Load(), Syncs: s.syncs.Load(), Fsyncs: s.fsyncs.Load(),
+		ReadErrors: s.readErrors.Load(), CorruptSectors: s.corrupt.Load(), FatalErrors: s.fatal.Load(),
+	}
+}
+
+// Read fills buf from offset; done runs on the loop.
+func (d *Disk) Read(offset uint64, buf []byte, done func()) {
+	d.submit(requestRead, offset, buf, done)
+	d.stats.reads.Add(1)
+}
+
+// Write stores data at offset; done runs on the loop once the write reached
+// the OS. It is durable after a Sync called after done.
+func (d *Disk) Write(offset uint64, data []byte, done func()) {
+	d.submit(requestWrite, offset, data, done)
+	d.stats.writes.Add(1)
+}
+
+func (d *Disk) submit(kind requestKind, offset uint64, buf []byte, done func()) {
+	model.AssertAligned(offset, len(buf), d.layout.sizeBytes)
+	d.admit(done)
+	req := requestPool.Get().(*request)
+	*req = request{kind: kind, offset: offset, buf: buf, done: done}
+	d.requests <- req
+}
+
+// admit counts a new request in flight, asserting the bounds.
+func (d *Disk) admit(done func()) {
+	if done == nil {
+		panic("disk: nil completion")
+	}
+	if d.closed.Load() {
+		panic("disk: I/O after Close")
+	}
+	if n := d.inFlight.Add(1); n > int64(d.opts.InFlightMax) {
+		panic(fmt.Sprintf("disk: more than %d requests in flight; raise Options.InFlightMax", d.opts.InFlightMax))
+	}
+}
+
+// Sync makes every write completed before the call durable; done runs on the
+// loop after the fdatasync that covers it. Syncs that arrive while one
+// fdatasync runs share the next one (group commit).
+func (d *Disk) Sync(done func()) {
+	d.admit(done)
+	d.stats.syncs.Add(1)
+	d.syncMu.Lock()
+	d.syncWaiting = append(d.syncWaiting, done)
+	d.syncMu.Unlock()
+	select {
+	case d.syncWake <- struct{}{}:
+	default: // the syncer is already due to look
+	}
+}
+
+// complete hands finished requests to the loop. Never blocks, never drops:
+// completed holds at most InFlightMax entries, because every entry is a
+// request still counted in flight.
+func (d *Disk) complete(fns ...func()) {
+	d.mu.Lock()
+	if len(d.completed)+len(fns) > d.opts.InFlightMax {
+		d.mu.Unlock()
+		panic("disk: more completions than requests in flight")
+	}
+	d.completed = append(d.completed, fns...)
+	d.mu.Unlock()
+	d.notifier.Notify()
+}
+
+// drain runs on the loop: every completed request's callback, in order.
+func (d *Disk) drain() {
+	d.mu.Lock()
+	batch := d.completed
+	d.completed = d.spare[:0]
+	d.mu.Unlock()
+	for i, fn := range batch {
+		batch[i] = nil
+		if d.inFlight.Add(-1) < 0 {
+			panic("disk: completed more requests than were made")
+		}
+		fn()
+	}
+	d.spare = batch[:0]
+}
+
+// fatal reports a write or sync error; from then on no sync completes.
+func (d *Disk) fatal(err error) {
+	d.failed.Store(true)
+	d.stats.fatal.Add(1)
+	d.opts.OnFatal(err)
+}
+
+func defaultOnFatal(err error) {
+	fmt.Fprintf(os.Stderr, "tigerchat: fatal disk error, stopping (nothing about the data file is known after a failed write or fsync; restart to recover from what is durable): %v\n", err)
+	os.Exit(1)
+}
+
+// Close waits for the requests already made, stops the I/O goroutines and
+// closes the file. Call it from the owner once it makes no more requests;
+// completions of requests still in flight are delivered to the loop if it
+// still runs. Close does not sync: unsynced writes are not durable anyway.
+func (d *Disk) Close() error {
+	if !d.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(d.requests)
+	close(d.quit)
+	d.goroutines.Wait()
+	if err := d.file.Close(); err != nil {
+		return fmt.Errorf("close data file %s: %w", d.path, err)
+	}
+	return nil
+}

@@ -1,0 +1,124 @@
+package disk
+
+import (
+	"fmt"
+
+	"tigerchat/model"
+)
+
+// worker runs reads and writes until Close. scratch holds physical records
+// for an encrypted file; it grows to the largest request and is reused.
+func (d *Disk) worker() {
+	defer d.goroutines.Done()
+	var scratch []byte
+	for req := range d.requests {
+		ok := true
+		switch req.kind {
+		case requestRead:
+			d.read(req.offset, req.buf, &scratch)
+		case requestWrite:
+			ok = d.write(req.offset, req.buf, &scratch)
+		default:
+			panic("disk: unknown request kind")
+		}
+		done := req.done
+		*req = request{}
+		requestPool.Put(req)
+		if ok {
+			d.complete(done)
+		}
+	}
+}
+
+// read never fails: damage comes back as poison and is counted.
+func (d *Disk) read(offset uint64, buf []byte, scratch *[]byte) {
+	physical := int64(d.layout.physicalOffset(offset))
+	if d.aead == nil {
+		if _, err := d.fileIO.ReadAt(buf, physical); err != nil {
+			d.stats.readErrors.Add(1)
+			poison(buf)
+		}
+		return
+	}
+	sectors := len(buf) / model.SectorSize
+	records := grow(scratch, sectors*recordSize)
+	if _, err := d.fileIO.ReadAt(records, physical); err != nil {
+		d.stats.readErrors.Add(1)
+		poison(buf)
+		return
+	}
+	first := offset / model.SectorSize
+	for i := range sectors {
+		record := records[i*recordSize : (i+1)*recordSize]
+		plain := buf[i*model.SectorSize : (i+1)*model.SectorSize]
+		if !openSector(d.aead, &d.fileID, first+uint64(i), record, plain) {
+			d.stats.corrupt.Add(1)
+		}
+	}
+}
+
+// write reports false after a fatal error: the request must not complete.
+func (d *Disk) write(offset uint64, data []byte, scratch *[]byte) bool {
+	if d.failed.Load() {
+		return false
+	}
+	physical := int64(d.layout.physicalOffset(offset))
+	out := data
+	if d.aead != nil {
+		sectors := len(data) / model.SectorSize
+		out = grow(scratch, sectors*recordSize)
+		first := offset / model.SectorSize
+		for i := range sectors {
+			plain := data[i*model.SectorSize : (i+1)*model.SectorSize]
+			sealSector(d.aead, &d.fileID, first+uint64(i), plain, out[i*recordSize:(i+1)*recordSize])
+		}
+	}
+	if _, err := d.fileIO.WriteAt(out, physical); err != nil {
+		d.fatal(fmt.Errorf("write data file %s at offset %d: %w", d.path, offset, err))
+		return false
+	}
+	return true
+}
+
+// syncer runs fdatasync for everyone waiting, one at a time, until Close.
+// Syncs that arrive while one runs wait for the next, which covers them all:
+// that is the group commit.
+func (d *Disk) syncer() {
+	defer d.goroutines.Done()
+	var batch []func()
+	for {
+		select {
+		case <-d.syncWake:
+		case <-d.quit:
+			d.syncBatch(&batch) // requests made before Close still complete
+			return
+		}
+		d.syncBatch(&batch)
+	}
+}
+
+// syncBatch takes every waiting sync, runs one fdatasync for all of them
+// and completes them. batch is the syncer's half of a double buffer.
+func (d *Disk) syncBatch(batch *[]func()) {
+	d.syncMu.Lock()
+	*batch, d.syncWaiting = d.syncWaiting, (*batch)[:0]
+	d.syncMu.Unlock()
+	if len(*batch) == 0 || d.failed.Load() {
+		return
+	}
+	d.stats.fsyncs.Add(1)
+	if err := d.sync(); err != nil {
+		d.fatal(fmt.Errorf("fdatasync data file %s: %w", d.path, err))
+		return
+	}
+	d.complete(*batch...)
+	clear(*batch)
+}
+
+// grow returns (*b)[:n], reallocating only when it is too small.
+func grow(b *[]byte, n int) []byte {
+	if cap(*b) < n {
+		*b = make([]byte, n)
+	}
+	return (*b)[:n]
+}
