@@ -1,0 +1,57 @@
+// Package chat is TigerChat's replicated state machine: the deterministic
+// heart that every replica of a shard applies in the same order.
+//
+// # Model
+//
+// A shard holds rooms of many tenants. A room is keyed by (tenant, room id),
+// so one tenant can never name another tenant's room: a guessed id of a
+// foreign room answers CodeUnknownRoom, exactly as an id that exists
+// nowhere (a distinct "foreign room" code would be an existence oracle).
+//
+//   - Public rooms: any user of the tenant may read, join and snapshot them;
+//     posting needs membership.
+//   - Private rooms: only members read and post; a member invites others.
+//   - DMs: private rooms with the id DirectRoomID(a, b), derived from the
+//     sorted pair, created by the first OpenDirect from either side; their
+//     membership is fixed (Join, Leave, Invite answer CodeDirectRoom).
+//   - Threads: a thread is a child log under a main-log message (its parent
+//     seq), with its own gapless seq and hash chain.
+//   - Audit rooms are immutable: no retention. Other rooms may keep only the
+//     last RetentionCount messages of each log. Nothing rewrites a committed
+//     message; an edit or deletion, when added, will be a new message.
+//
+// Every message is (tenant, room, thread, seq, prev_hash, hash, author,
+// time, body); see Message for the hash and VerifyChain to check a run.
+// Time is the prepare timestamp given to Apply, never a clock.
+//
+// # Idempotency
+//
+// A post carries an idempotency key. While the key is in the room's dedup
+// window, posting it again (from any log of the room) returns the original
+// seq, hash and time with Duplicate set, and creates nothing. The window
+// holds the last Limits.IdempotencyKeysMax accepted keys of the room
+// (1024 by default) and forgets a key Limits.IdempotencyWindowNs (24 h)
+// after its message's prepare timestamp; a forgotten key is accepted again
+// as a new message. The window is part of the snapshot, so the guarantee
+// survives restarts, view changes and state sync.
+//
+// # Storage and its limitation
+//
+// Only the recent history of a room is in memory (RoomMessagesMax messages
+// and RoomBodyBytesMax body bytes over all its logs), and so in snapshots.
+// Reads serve that suffix only; LogView.FirstSeq tells the client where it
+// starts. The full history stays in the VSR log segments; serving it needs
+// a log index, which does not exist yet.
+//
+// # Limits
+//
+// Protocol constants (IDSizeMax, IdempotencyKeySizeMax, ReadLimitMax) and
+// per-deployment Limits bound everything; Limits.SnapshotSizeMax is the
+// exact worst-case snapshot, and Limits.CheckConfig checks a vsr.Config.
+//
+// # Errors
+//
+// Every refusal is a distinct Code. Prepare refuses malformed encodings,
+// ids, sizes and ranges without consensus (Validate); Apply refuses the
+// stateful cases with a one-byte error reply and no state change.
+package chat

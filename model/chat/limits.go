@@ -1,0 +1,206 @@
+package chat
+
+import (
+	"fmt"
+
+	"tigerchat/model/vsr"
+	"tigerchat/model/wire"
+)
+
+// Protocol constants: the same in every deployment.
+const (
+	// IDSizeMax bounds tenant, user and room ids (bytes). An id is 1 to
+	// IDSizeMax bytes of [A-Za-z0-9._-].
+	IDSizeMax = 64
+	// IdempotencyKeySizeMax bounds an idempotency key (bytes). A key is 1 to
+	// IdempotencyKeySizeMax bytes of the id charset (UUIDs fit).
+	IdempotencyKeySizeMax = 64
+	// ReadLimitMax bounds the messages one read or room snapshot asks for.
+	ReadLimitMax = 256
+	// HashSize is the size of a message hash: a full SHA-256.
+	HashSize = 32
+	// DirectRoomPrefix starts every DM room id and no other room id.
+	DirectRoomPrefix = "dm-"
+
+	// capacityLimitMax bounds every count limit so that products of limits
+	// stay far inside int and the u32 counts of the encodings.
+	capacityLimitMax = 1 << 20
+	// bodySizeLimitMax bounds Limits.BodySizeMax: a body travels in one
+	// message of at most model.MessageSizeMax.
+	bodySizeLimitMax = 256 << 10
+)
+
+// Limits are the capacity limits of one shard's chat state. Every replica of
+// a shard must use the same Limits (they shape replies and snapshots). All
+// are explicit: a full table is an error reply (TenantsFull, RoomsFull,
+// TenantFull, MembersFull, ThreadsFull), never growth; in-memory history and
+// the dedup window evict their oldest entries instead.
+type Limits struct {
+	BodySizeMax       int // bytes of one message body
+	TenantsMax        int // tenants with at least one room on this shard
+	RoomsMax          int // rooms on this shard, DMs included
+	RoomsPerTenantMax int // rooms of one tenant on this shard
+	MembersPerRoomMax int // members of one room (>= 2 for DMs)
+	ThreadsPerRoomMax int // threads of one room; a thread is never removed
+	// RoomMessagesMax and RoomBodyBytesMax bound the recent messages a room
+	// keeps in memory (all its logs together), for reads and snapshots;
+	// the oldest are evicted first. Older history lives only in the VSR
+	// log; serving it needs a log index, which is not built yet.
+	RoomMessagesMax  int
+	RoomBodyBytesMax int
+	// IdempotencyKeysMax (count, per room) and IdempotencyWindowNs (age, by
+	// prepare timestamp) bound the dedup window. A key evicted by either
+	// bound may be accepted again as a new message.
+	IdempotencyKeysMax  int
+	IdempotencyWindowNs int64
+	// ReadReplySizeMax bounds the bytes of a read or room snapshot reply;
+	// a read that would exceed it returns fewer messages and sets More.
+	ReadReplySizeMax int
+}
+
+// Default limit values, sized so that the worst-case snapshot plus the VSR
+// client table fits vsr.DefaultConfig's SnapshotSizeMax (16 MiB); the test
+// TestLimitsFitConfigs checks it.
+const (
+	BodySizeMaxDefault         = 4096
+	TenantsMaxDefault          = 64
+	RoomsMaxDefault            = 128
+	RoomsPerTenantMaxDefault   = 128
+	MembersPerRoomMaxDefault   = 256
+	ThreadsPerRoomMaxDefault   = 64
+	RoomMessagesMaxDefault     = 64
+	RoomBodyBytesMaxDefault    = 16 << 10
+	IdempotencyKeysMaxDefault  = 1024
+	IdempotencyWindowNsDefault = 24 * 3600 * 1_000_000_000
+	ReadReplySizeMaxDefault    = 256 << 10
+)
+
+// DefaultLimits fits vsr.DefaultConfig.
+func DefaultLimits() Limits {
+	return Limits{
+		BodySizeMax:         BodySizeMaxDefault,
+		TenantsMax:          TenantsMaxDefault,
+		RoomsMax:            RoomsMaxDefault,
+		RoomsPerTenantMax:   RoomsPerTenantMaxDefault,
+		MembersPerRoomMax:   MembersPerRoomMaxDefault,
+		ThreadsPerRoomMax:   ThreadsPerRoomMaxDefault,
+		RoomMessagesMax:     RoomMessagesMaxDefault,
+		RoomBodyBytesMax:    RoomBodyBytesMaxDefault,
+		IdempotencyKeysMax:  IdempotencyKeysMaxDefault,
+		IdempotencyWindowNs: IdempotencyWindowNsDefault,
+		ReadReplySizeMax:    ReadReplySizeMaxDefault,
+	}
+}
+
+// SimLimits fits vsr.SimConfig (64 KiB snapshots, 16 KiB messages), so that
+// the simulator hits every chat limit often.
+func SimLimits() Limits {
+	return Limits{
+		BodySizeMax:         256,
+		TenantsMax:          4,
+		RoomsMax:            8,
+		RoomsPerTenantMax:   4,
+		MembersPerRoomMax:   8,
+		ThreadsPerRoomMax:   4,
+		RoomMessagesMax:     16,
+		RoomBodyBytesMax:    1024,
+		IdempotencyKeysMax:  32,
+		IdempotencyWindowNs: IdempotencyWindowNsDefault,
+		ReadReplySizeMax:    8 << 10,
+	}
+}
+
+// Validate checks each limit and the relationships between them.
+func (l Limits) Validate() error {
+	counts := []struct {
+		name string
+		v    int
+		min  int
+	}{
+		{"tenants max", l.TenantsMax, 1},
+		{"rooms max", l.RoomsMax, 1},
+		{"rooms per tenant max", l.RoomsPerTenantMax, 1},
+		{"members per room max", l.MembersPerRoomMax, 2},
+		{"threads per room max", l.ThreadsPerRoomMax, 1},
+		{"room messages max", l.RoomMessagesMax, 1},
+		{"idempotency keys max", l.IdempotencyKeysMax, 1},
+	}
+	for _, c := range counts {
+		if c.v < c.min || c.v > capacityLimitMax {
+			return fmt.Errorf("chat: %s %d outside [%d, %d]", c.name, c.v, c.min, capacityLimitMax)
+		}
+	}
+	switch {
+	case l.BodySizeMax < 1 || l.BodySizeMax > bodySizeLimitMax:
+		return fmt.Errorf("chat: body size max %d outside [1, %d]", l.BodySizeMax, bodySizeLimitMax)
+	case l.RoomsPerTenantMax > l.RoomsMax:
+		return fmt.Errorf("chat: rooms per tenant max %d exceeds rooms max %d", l.RoomsPerTenantMax, l.RoomsMax)
+	case l.RoomBodyBytesMax < l.BodySizeMax || l.RoomBodyBytesMax > capacityLimitMax:
+		return fmt.Errorf("chat: room body bytes max %d outside [body size max %d, %d]", l.RoomBodyBytesMax, l.BodySizeMax, capacityLimitMax)
+	case l.IdempotencyWindowNs <= 0:
+		return fmt.Errorf("chat: idempotency window %d ns must be positive", l.IdempotencyWindowNs)
+	case l.ReadReplySizeMax < snapshotReplyFixedSize+messageWireSizeMax(l.BodySizeMax) || l.ReadReplySizeMax > wire.BodySizeMax:
+		return fmt.Errorf("chat: read reply size max %d must hold one full message (%d) and fit a message (%d)",
+			l.ReadReplySizeMax, snapshotReplyFixedSize+messageWireSizeMax(l.BodySizeMax), wire.BodySizeMax)
+	}
+	return nil
+}
+
+// Worst-case sizes of the snapshot encoding (see snapshot.go).
+const (
+	strSizeMax           = 2 + IDSizeMax
+	snapshotHeaderSize   = 4 + 1 + 4
+	roomFixedSize        = 3*strSizeMax + 1 + 4 + 8 + 8 + HashSize + 4*4
+	threadSnapshotSize   = 8 + 8 + HashSize
+	messageSnapshotFixed = 8 + 8 + 2*HashSize + strSizeMax + 8 + 4
+	dedupSnapshotSize    = keyDigestSize + 8 + 8 + 8 + HashSize
+)
+
+// RoomSnapshotSizeMax is the most bytes one room adds to a snapshot.
+func (l Limits) RoomSnapshotSizeMax() int {
+	return roomFixedSize +
+		l.MembersPerRoomMax*strSizeMax +
+		l.ThreadsPerRoomMax*threadSnapshotSize +
+		l.RoomMessagesMax*messageSnapshotFixed + l.RoomBodyBytesMax +
+		l.IdempotencyKeysMax*dedupSnapshotSize
+}
+
+// SnapshotSizeMax is the most bytes Machine.Snapshot appends: every room
+// full at once. A test fills a machine to exactly this size.
+func (l Limits) SnapshotSizeMax() int {
+	return snapshotHeaderSize + l.RoomsMax*l.RoomSnapshotSizeMax()
+}
+
+// PostRequestSizeMax is the largest valid post request.
+func (l Limits) PostRequestSizeMax() int {
+	return 3*strSizeMax + 8 + 2 + IdempotencyKeySizeMax + 4 + l.BodySizeMax
+}
+
+// vsrBatchEntryHeaderSize mirrors vsr's per-request framing inside a prepare.
+const vsrBatchEntryHeaderSize = 32
+
+// vsrSessionsSizeMax mirrors vsr's client table encoding, which precedes the
+// state machine in a checkpoint.
+func vsrSessionsSizeMax(c *vsr.Config) int { return 4 + c.ClientsMax*(36+c.ReplySizeMax) }
+
+// CheckConfig reports whether these limits fit a VSR configuration: the
+// worst-case checkpoint, the largest request and reply, and a complete post
+// reply in the client table (so a retried post gets its seq and hash).
+func (l Limits) CheckConfig(c *vsr.Config) error {
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	if need := vsrSessionsSizeMax(c) + l.SnapshotSizeMax(); need > c.SnapshotSizeMax {
+		return fmt.Errorf("chat: worst-case checkpoint %d bytes exceeds snapshot size max %d", need, c.SnapshotSizeMax)
+	}
+	if need := wire.HeaderSize + vsrBatchEntryHeaderSize + l.PostRequestSizeMax(); need > c.MessageSizeMax {
+		return fmt.Errorf("chat: largest post %d bytes exceeds message size max %d", need, c.MessageSizeMax)
+	}
+	if need := wire.HeaderSize + l.ReadReplySizeMax; need > c.MessageSizeMax {
+		return fmt.Errorf("chat: largest read reply %d bytes exceeds message size max %d", need, c.MessageSizeMax)
+	}
+	if PostReplySize > c.ReplySizeMax {
+		return fmt.Errorf("chat: post reply %d bytes exceeds reply size max %d", PostReplySize, c.ReplySizeMax)
+	}
+	return nil
+}

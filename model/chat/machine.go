@@ -1,0 +1,146 @@
+package chat
+
+import (
+	"tigerchat/model/vsr"
+)
+
+// Machine is the chat state machine of one shard: rooms, DMs and threads of
+// many tenants, with hash-chained, gapless history and idempotent posts. It
+// implements vsr.StateMachine and is deterministic: the same operations in
+// the same order give the same replies and the same Snapshot bytes.
+type Machine struct {
+	limits  Limits
+	rooms   []*room  // sorted by (tenant, id)
+	tenants []tenant // sorted by id; derived from rooms
+	scratch []byte   // hash input, reused
+	picks   []int    // indices of a read's messages, reused
+	spare   []byte   // an evicted body, reused by the next post
+}
+
+// tenant counts one tenant's rooms on this shard.
+type tenant struct {
+	id    string
+	rooms int
+}
+
+var _ vsr.StateMachine = (*Machine)(nil)
+
+// New returns an empty machine; it panics on invalid limits (a
+// configuration error, caught at startup).
+func New(limits Limits) *Machine {
+	if err := limits.Validate(); err != nil {
+		panic(err)
+	}
+	return &Machine{limits: limits}
+}
+
+// Limits returns the machine's limits.
+func (m *Machine) Limits() Limits { return m.limits }
+
+// Prepare refuses, without consensus, what Validate refuses. The error is a
+// Code.
+func (m *Machine) Prepare(operation uint8, body []byte) error {
+	if c := Validate(&m.limits, operation, body); c != CodeOK {
+		return c
+	}
+	return nil
+}
+
+// Apply executes a committed operation and appends its reply. A refused
+// operation appends a one-byte error code and changes nothing.
+func (m *Machine) Apply(op uint64, timestampNs int64, client uint64, operation uint8, body, reply []byte) []byte {
+	q, c := parseRequest(operation, body)
+	if c == CodeOK {
+		c = q.validate(&m.limits, operation)
+	}
+	if c != CodeOK {
+		return appendCode(reply, c) // a committed request is never trusted
+	}
+	switch operation {
+	case OperationCreateRoom:
+		return m.applyCreateRoom(&q, timestampNs, reply)
+	case OperationJoin:
+		return m.applyJoin(&q, reply)
+	case OperationLeave:
+		return m.applyLeave(&q, reply)
+	case OperationInvite:
+		return m.applyInvite(&q, reply)
+	case OperationOpenDirect:
+		return m.applyOpenDirect(&q, timestampNs, reply)
+	case OperationPost:
+		return m.applyPost(&q, timestampNs, reply)
+	case OperationReadRange, OperationReadLatest, OperationReadSince:
+		return m.applyRead(&q, operation, reply)
+	case OperationRoomSnapshot:
+		return m.applyRoomSnapshot(&q, reply)
+	}
+	panic("chat: a parsed operation has no handler")
+}
+
+// find finds room (tenant, id): its index, or where it would go. Tenant is
+// part of the key, so one tenant can never reach another's room.
+func (m *Machine) find(tenantID, id []byte) (int, bool) {
+	lo, hi := 0, len(m.rooms)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if r := m.rooms[mid]; r.tenant < string(tenantID) || (r.tenant == string(tenantID) && r.id < string(id)) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	ok := lo < len(m.rooms) && m.rooms[lo].tenant == string(tenantID) && m.rooms[lo].id == string(id)
+	return lo, ok
+}
+
+// room finds the request's room in the request's tenant.
+func (m *Machine) room(q *request) (*room, Code) {
+	if i, ok := m.find(q.tenant, q.room); ok {
+		return m.rooms[i], CodeOK
+	}
+	return nil, CodeUnknownRoom
+}
+
+func (m *Machine) findTenant(id []byte) (int, bool) {
+	lo, hi := 0, len(m.tenants)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if m.tenants[mid].id < string(id) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo, lo < len(m.tenants) && m.tenants[lo].id == string(id)
+}
+
+// admitRoom checks the room limits for one more room of tenantID.
+func (m *Machine) admitRoom(tenantID []byte) Code {
+	i, ok := m.findTenant(tenantID)
+	switch {
+	case !ok && len(m.tenants) >= m.limits.TenantsMax:
+		return CodeTenantsFull
+	case ok && m.tenants[i].rooms >= m.limits.RoomsPerTenantMax:
+		return CodeTenantFull
+	case len(m.rooms) >= m.limits.RoomsMax:
+		return CodeRoomsFull
+	}
+	return CodeOK
+}
+
+// insertRoom adds r at index i (from find) and counts it for its tenant.
+func (m *Machine) insertRoom(i int, r *room) {
+	if m.admitRoom([]byte(r.tenant)) != CodeOK {
+		panic("chat: inserting a room beyond the limits")
+	}
+	m.rooms = append(m.rooms, nil)
+	copy(m.rooms[i+1:], m.rooms[i:])
+	m.rooms[i] = r
+	t, ok := m.findTenant([]byte(r.tenant))
+	if !ok {
+		m.tenants = append(m.tenants, tenant{})
+		copy(m.tenants[t+1:], m.tenants[t:])
+		m.tenants[t] = tenant{id: r.tenant}
+	}
+	m.tenants[t].rooms++
+}

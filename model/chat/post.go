@@ -1,0 +1,93 @@
+package chat
+
+// applyPost appends a message to a log of the room, or returns the original
+// message when the idempotency key is in the room's dedup window. Checks,
+// in order: room, membership (also on a retry: a user who left learns
+// nothing), dedup, thread; every refusal happens before the first change.
+func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
+	r, c := m.room(q)
+	if c != CodeOK {
+		return appendCode(reply, c)
+	}
+	mi, member := r.member(q.user)
+	if !member {
+		return appendCode(reply, CodeNotMember)
+	}
+	key := digestKey(q.key)
+	if e, ok := r.dedup.lookup(key, nowNs, m.limits.IdempotencyWindowNs); ok {
+		return appendPostReply(reply, e.seq, e.hash, e.timeNs, true)
+	}
+	ti, exists := 0, true
+	if q.thread != 0 {
+		if q.thread > r.main.seq {
+			return appendCode(reply, CodeUnknownThread)
+		}
+		ti, exists = r.thread(q.thread)
+		if !exists && len(r.threads) >= m.limits.ThreadsPerRoomMax {
+			return appendCode(reply, CodeThreadsFull)
+		}
+	}
+	// Accepted: nothing below refuses.
+	r.dedup.expire(nowNs, m.limits.IdempotencyWindowNs)
+	if !exists {
+		r.threads = append(r.threads, thread{})
+		copy(r.threads[ti+1:], r.threads[ti:])
+		r.threads[ti] = thread{parent: q.thread}
+	}
+	head := &r.main
+	if q.thread != 0 {
+		head = &r.threads[ti].head
+	}
+	e := m.appendEntry(r, head, q.thread, r.members[mi], nowNs, q.body)
+	r.dedup.push(dedupEntry{key: key, thread: e.thread, seq: e.seq, timeNs: nowNs, hash: e.hash}, m.limits.IdempotencyKeysMax)
+	reply = appendPostReply(reply, e.seq, e.hash, nowNs, false)
+	m.trim(r, e.thread, e.seq)
+	return reply
+}
+
+// appendEntry chains a new message onto head and keeps it in memory.
+func (m *Machine) appendEntry(r *room, head *logHead, threadID uint64, author string, nowNs int64, body []byte) entry {
+	seq := head.seq + 1
+	hash := messageHash(&m.scratch, head.hash, r.tenant, r.id, threadID, seq, author, nowNs, body)
+	var stored []byte
+	if cap(m.spare) >= len(body) {
+		stored, m.spare = m.spare[:0], nil
+	} else {
+		stored = make([]byte, 0, len(body))
+	}
+	e := entry{thread: threadID, seq: seq, prev: head.hash, hash: hash, author: author, timeNs: nowNs, body: append(stored, body...)}
+	r.messages = append(r.messages, e)
+	r.bodyBytes += len(body)
+	head.seq, head.hash = seq, hash
+	return e
+}
+
+// trim applies the room's retention to the log that just grew (at most one
+// message falls out per post), then evicts the oldest messages beyond the
+// memory bounds.
+func (m *Machine) trim(r *room, threadID, headSeq uint64) {
+	if ret := uint64(r.retention); ret > 0 && headSeq > ret {
+		for i := range r.messages {
+			if e := &r.messages[i]; e.thread == threadID {
+				if e.seq == headSeq-ret {
+					m.recycle(r.removeMessage(i))
+				}
+				break // the log's oldest message in memory decides
+			}
+		}
+	}
+	for len(r.messages) > m.limits.RoomMessagesMax || r.bodyBytes > m.limits.RoomBodyBytesMax {
+		m.recycle(r.removeMessage(0))
+	}
+	if len(r.messages) == 0 || r.messages[len(r.messages)-1].seq != headSeq {
+		panic("chat: trim evicted the message just posted")
+	}
+}
+
+// recycle keeps the largest evicted body for the next post's copy. Bodies
+// never leave the machine by reference (replies and snapshots copy them).
+func (m *Machine) recycle(body []byte) {
+	if cap(body) > cap(m.spare) {
+		m.spare = body
+	}
+}

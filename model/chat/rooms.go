@@ -1,0 +1,108 @@
+package chat
+
+import "slices"
+
+func (m *Machine) applyCreateRoom(q *request, nowNs int64, reply []byte) []byte {
+	i, exists := m.find(q.tenant, q.room)
+	if exists {
+		return appendCode(reply, CodeRoomExists)
+	}
+	if c := m.admitRoom(q.tenant); c != CodeOK {
+		return appendCode(reply, c)
+	}
+	creator := string(q.user)
+	m.insertRoom(i, &room{
+		tenant: string(q.tenant), id: string(q.room), creator: creator,
+		flags: q.flags, retention: q.retention, createdNs: nowNs,
+		members: []string{creator},
+	})
+	return appendAck(reply, 1)
+}
+
+// applyJoin admits a user to a public room; joining twice is a no-op.
+func (m *Machine) applyJoin(q *request, reply []byte) []byte {
+	r, c := m.room(q)
+	if c != CodeOK {
+		return appendCode(reply, c)
+	}
+	if r.direct() {
+		return appendCode(reply, CodeDirectRoom)
+	}
+	i, member := r.member(q.user)
+	switch {
+	case member:
+		return appendAck(reply, len(r.members))
+	case r.private():
+		return appendCode(reply, CodePrivateRoom)
+	}
+	return m.addMember(r, i, q.user, reply)
+}
+
+// applyInvite lets a member add a user to any room but a DM (the only way
+// into a private room); inviting a member is a no-op.
+func (m *Machine) applyInvite(q *request, reply []byte) []byte {
+	r, c := m.room(q)
+	if c != CodeOK {
+		return appendCode(reply, c)
+	}
+	if r.direct() {
+		return appendCode(reply, CodeDirectRoom)
+	}
+	if _, ok := r.member(q.user); !ok {
+		return appendCode(reply, CodeNotMember)
+	}
+	i, member := r.member(q.other)
+	if member {
+		return appendAck(reply, len(r.members))
+	}
+	return m.addMember(r, i, q.other, reply)
+}
+
+func (m *Machine) addMember(r *room, i int, user []byte, reply []byte) []byte {
+	if len(r.members) >= m.limits.MembersPerRoomMax {
+		return appendCode(reply, CodeMembersFull)
+	}
+	r.members = slices.Insert(r.members, i, string(user))
+	return appendAck(reply, len(r.members))
+}
+
+// applyLeave removes the acting user. A room outlives its last member (its
+// history is kept); a private room left empty can no longer be entered.
+func (m *Machine) applyLeave(q *request, reply []byte) []byte {
+	r, c := m.room(q)
+	if c != CodeOK {
+		return appendCode(reply, c)
+	}
+	if r.direct() {
+		return appendCode(reply, CodeDirectRoom)
+	}
+	i, member := r.member(q.user)
+	if !member {
+		return appendCode(reply, CodeNotMember)
+	}
+	r.members = slices.Delete(r.members, i, i+1)
+	return appendAck(reply, len(r.members))
+}
+
+// applyOpenDirect returns the DM of the acting user and the peer, creating
+// it the first time from either side.
+func (m *Machine) applyOpenDirect(q *request, nowNs int64, reply []byte) []byte {
+	id := DirectRoomID(string(q.user), string(q.other))
+	i, exists := m.find(q.tenant, []byte(id))
+	if exists {
+		if _, ok := m.rooms[i].member(q.user); !ok {
+			panic("chat: a DM room does not hold one of its two users")
+		}
+		return appendBool(appendStr(appendCode(reply, CodeOK), id), false)
+	}
+	if c := m.admitRoom(q.tenant); c != CodeOK {
+		return appendCode(reply, c)
+	}
+	members := []string{string(q.user), string(q.other)}
+	slices.Sort(members)
+	m.insertRoom(i, &room{
+		tenant: string(q.tenant), id: id, creator: string(q.user),
+		flags: FlagPrivate | flagDirect, createdNs: nowNs, members: members,
+	})
+	return appendBool(appendStr(appendCode(reply, CodeOK), id), true)
+}

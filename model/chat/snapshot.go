@@ -1,0 +1,185 @@
+package chat
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Snapshot format, little-endian, str = u16 length + bytes, blob = u32
+// length + bytes. Rooms are sorted by (tenant, id), members by id, threads
+// by parent; messages in commit order; dedup entries oldest first. Derived
+// state (tenant counts, dedup index) is rebuilt by Restore, never stored.
+//
+//	magic u32 "TCH1" | version u8 | rooms u32 | rooms × room
+//	room     tenant str | id str | creator str | flags u8 (1 private, 2 audit, 4 direct) |
+//	         retention u32 | created_ns i64 | head_seq u64 | head_hash [32] |
+//	         members u32 | members × str |
+//	         threads u32 | threads × (parent u64 | head_seq u64 | head_hash [32]) |
+//	         messages u32 | messages × (thread u64 | seq u64 | prev [32] | hash [32] |
+//	                                    author str | time_ns i64 | body blob) |
+//	         dedup u32 | dedup × (key_digest [16] | thread u64 | seq u64 | time_ns i64 | hash [32])
+//
+// Limits.SnapshotSizeMax is the worst case of this encoding.
+const (
+	snapshotMagic   uint32 = 0x31484354 // "TCH1"
+	snapshotVersion uint8  = 1
+)
+
+// Snapshot appends the whole state to buf.
+func (m *Machine) Snapshot(buf []byte) []byte {
+	start := len(buf)
+	buf = binary.LittleEndian.AppendUint32(buf, snapshotMagic)
+	buf = binary.LittleEndian.AppendUint32(append(buf, snapshotVersion), uint32(len(m.rooms)))
+	for _, r := range m.rooms {
+		buf = appendRoom(buf, r)
+	}
+	if len(buf)-start > m.limits.SnapshotSizeMax() {
+		panic(fmt.Sprintf("chat: snapshot of %d bytes exceeds its computed bound %d", len(buf)-start, m.limits.SnapshotSizeMax()))
+	}
+	return buf
+}
+
+func appendRoom(b []byte, r *room) []byte {
+	le := binary.LittleEndian
+	b = appendStr(appendStr(appendStr(b, r.tenant), r.id), r.creator)
+	b = le.AppendUint64(le.AppendUint32(append(b, r.flags), r.retention), uint64(r.createdNs))
+	b = append(le.AppendUint64(b, r.main.seq), r.main.hash[:]...)
+	b = le.AppendUint32(b, uint32(len(r.members)))
+	for _, u := range r.members {
+		b = appendStr(b, u)
+	}
+	b = le.AppendUint32(b, uint32(len(r.threads)))
+	for i := range r.threads {
+		t := &r.threads[i]
+		b = append(le.AppendUint64(le.AppendUint64(b, t.parent), t.head.seq), t.head.hash[:]...)
+	}
+	b = le.AppendUint32(b, uint32(len(r.messages)))
+	for i := range r.messages {
+		e := &r.messages[i]
+		b = appendMessage(le.AppendUint64(b, e.thread), e.seq, &e.prev, &e.hash, e.author, e.timeNs, e.body)
+	}
+	w := &r.dedup
+	b = le.AppendUint32(b, uint32(w.count))
+	for n := w.next - uint64(w.count); n < w.next; n++ {
+		e := w.at(n)
+		b = le.AppendUint64(le.AppendUint64(append(b, e.key[:]...), e.thread), e.seq)
+		b = append(le.AppendUint64(b, uint64(e.timeNs)), e.hash[:]...)
+	}
+	return b
+}
+
+var errSnapshotMalformed = errors.New("chat: snapshot is malformed")
+
+// Restore replaces the state with a snapshot after decoding and verifying
+// all of it (bounds, order, hash chains); on error the state is unchanged.
+func (m *Machine) Restore(snapshot []byte) error {
+	rd := reader{b: snapshot}
+	if rd.u32() != snapshotMagic || rd.u8() != snapshotVersion {
+		return fmt.Errorf("%w: bad magic or version", errSnapshotMalformed)
+	}
+	count := int(rd.u32())
+	if count > m.limits.RoomsMax {
+		return fmt.Errorf("%w: %d rooms exceed the limit %d", errSnapshotMalformed, count, m.limits.RoomsMax)
+	}
+	next := &Machine{limits: m.limits, rooms: make([]*room, 0, count)}
+	for i := 0; i < count && !rd.bad; i++ {
+		r, err := decodeRoom(&rd, &m.limits)
+		if err != nil {
+			return fmt.Errorf("room %d: %w", i, err)
+		}
+		next.rooms = append(next.rooms, r)
+	}
+	if !rd.done() {
+		return fmt.Errorf("%w: truncated or trailing bytes", errSnapshotMalformed)
+	}
+	next.tenants = countTenants(next.rooms)
+	if err := next.Verify(); err != nil {
+		return err
+	}
+	m.rooms, m.tenants = next.rooms, next.tenants
+	return nil
+}
+
+// countLimited reads a u32 count and refuses one above max, before anything
+// is allocated for it.
+func countLimited(rd *reader, max int, what string) (int, error) {
+	n := int(rd.u32())
+	if rd.bad || n > max {
+		return 0, fmt.Errorf("%w: %s count %d above %d", errSnapshotMalformed, what, n, max)
+	}
+	return n, nil
+}
+
+func decodeRoom(rd *reader, l *Limits) (*room, error) {
+	r := &room{tenant: string(rd.str()), id: string(rd.str()), creator: string(rd.str())}
+	r.flags, r.retention, r.createdNs = rd.u8(), rd.u32(), rd.i64()
+	r.main = logHead{seq: rd.u64(), hash: rd.hash()}
+	n, err := countLimited(rd, l.MembersPerRoomMax, "member")
+	if err != nil {
+		return nil, err
+	}
+	r.members = make([]string, n)
+	for i := range r.members {
+		r.members[i] = string(rd.str())
+	}
+	if n, err = countLimited(rd, l.ThreadsPerRoomMax, "thread"); err != nil {
+		return nil, err
+	}
+	r.threads = make([]thread, n)
+	for i := range r.threads {
+		r.threads[i] = thread{parent: rd.u64(), head: logHead{seq: rd.u64(), hash: rd.hash()}}
+	}
+	if err := decodeMessages(rd, l, r); err != nil {
+		return nil, err
+	}
+	if err := decodeDedup(rd, l, r); err != nil {
+		return nil, err
+	}
+	if rd.bad {
+		return nil, fmt.Errorf("%w: truncated room", errSnapshotMalformed)
+	}
+	return r, nil
+}
+
+func decodeMessages(rd *reader, l *Limits, r *room) error {
+	n, err := countLimited(rd, l.RoomMessagesMax, "message")
+	if err != nil {
+		return err
+	}
+	r.messages = make([]entry, n)
+	for i := range r.messages {
+		e := &r.messages[i]
+		e.thread, e.seq, e.prev, e.hash = rd.u64(), rd.u64(), rd.hash(), rd.hash()
+		e.author, e.timeNs = string(rd.str()), rd.i64()
+		e.body = append([]byte(nil), rd.blob()...)
+		r.bodyBytes += len(e.body)
+	}
+	return nil
+}
+
+func decodeDedup(rd *reader, l *Limits, r *room) error {
+	n, err := countLimited(rd, l.IdempotencyKeysMax, "dedup entry")
+	if err != nil || n == 0 {
+		return err
+	}
+	for i := 0; i < n && !rd.bad; i++ {
+		var e dedupEntry
+		copy(e.key[:], rd.take(keyDigestSize))
+		e.thread, e.seq, e.timeNs, e.hash = rd.u64(), rd.u64(), rd.i64(), rd.hash()
+		r.dedup.push(e, l.IdempotencyKeysMax)
+	}
+	return nil
+}
+
+// countTenants derives the tenant table from rooms sorted by tenant.
+func countTenants(rooms []*room) []tenant {
+	var ts []tenant
+	for _, r := range rooms {
+		if len(ts) == 0 || ts[len(ts)-1].id != r.tenant {
+			ts = append(ts, tenant{id: r.tenant})
+		}
+		ts[len(ts)-1].rooms++
+	}
+	return ts
+}

@@ -1,0 +1,212 @@
+package chat
+
+import (
+	"crypto/sha256"
+	"math"
+)
+
+// Room flag bits as kept in state and snapshots: the CreateRoom flags plus
+// flagDirect for DMs.
+const (
+	flagDirect     uint8 = 1 << 2
+	roomFlagsKnown       = FlagPrivate | FlagAudit | flagDirect
+)
+
+// logHead is the newest message of one log; seq 0 means an empty log.
+type logHead struct {
+	seq  uint64
+	hash Hash
+}
+
+// thread is the head of the child log under main-log message parent.
+type thread struct {
+	parent uint64
+	head   logHead
+}
+
+// entry is a message kept in memory; tenant and room are its room's.
+type entry struct {
+	thread uint64
+	seq    uint64
+	prev   Hash
+	hash   Hash
+	author string
+	timeNs int64
+	body   []byte
+}
+
+// room is one room's replicated state. Audit rooms take no retention: their
+// history is immutable (memory eviction only drops the in-memory copy; the
+// log keeps it). DMs are private rooms of exactly their two users.
+type room struct {
+	tenant, id, creator string
+	flags               uint8
+	retention           uint32 // messages kept per log; 0: all that memory allows
+	createdNs           int64
+	main                logHead
+	members             []string // sorted, unique
+	threads             []thread // sorted by parent, unique
+	messages            []entry  // commit order; each log's are a suffix of it
+	bodyBytes           int      // sum of len(body) over messages
+	dedup               dedupWindow
+}
+
+func (r *room) private() bool { return r.flags&FlagPrivate != 0 }
+func (r *room) direct() bool  { return r.flags&flagDirect != 0 }
+
+// member finds user among the members: its index, or where it would go.
+func (r *room) member(user []byte) (int, bool) {
+	lo, hi := 0, len(r.members)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if r.members[mid] < string(user) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo, lo < len(r.members) && r.members[lo] == string(user)
+}
+
+// thread finds the thread under parent: its index, or where it would go.
+func (r *room) thread(parent uint64) (int, bool) {
+	lo, hi := 0, len(r.threads)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if r.threads[mid].parent < parent {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo, lo < len(r.threads) && r.threads[lo].parent == parent
+}
+
+// head is the head of log t; a thread without messages yet is empty.
+func (r *room) head(t uint64) logHead {
+	if t == 0 {
+		return r.main
+	}
+	if i, ok := r.thread(t); ok {
+		return r.threads[i].head
+	}
+	return logHead{}
+}
+
+// removeMessage deletes messages[i], returning its body for reuse.
+func (r *room) removeMessage(i int) []byte {
+	body := r.messages[i].body
+	r.bodyBytes -= len(body)
+	copy(r.messages[i:], r.messages[i+1:])
+	r.messages[len(r.messages)-1] = entry{}
+	r.messages = r.messages[:len(r.messages)-1]
+	if r.bodyBytes < 0 {
+		panic("chat: room body bytes went negative")
+	}
+	return body
+}
+
+// keyDigest stands for an idempotency key in the dedup window: the first
+// 16 bytes of its SHA-256. Two keys of one room colliding in 128 bits is
+// negligible, and the window entry stays a fixed size.
+type keyDigest [keyDigestSize]byte
+
+const keyDigestSize = 16
+
+func digestKey(key []byte) (d keyDigest) {
+	sum := sha256.Sum256(key)
+	copy(d[:], sum[:keyDigestSize])
+	return d
+}
+
+// dedupEntry remembers the message an idempotency key created.
+type dedupEntry struct {
+	key    keyDigest
+	thread uint64
+	seq    uint64
+	timeNs int64
+	hash   Hash
+}
+
+// dedupWindow is a room's idempotency window: a FIFO of the last accepted
+// keys, bounded by count (a ring of at most keysMax entries) and by age.
+// Entry number n lives at ring[n % keysMax]; the oldest live one is
+// next-count. index maps a key to its newest entry; an older entry for a key
+// accepted again (after its age expired) stays in the FIFO until evicted.
+type dedupWindow struct {
+	ring  []dedupEntry
+	next  uint64
+	count int
+	index map[keyDigest]uint64
+}
+
+func (w *dedupWindow) at(n uint64) *dedupEntry {
+	return &w.ring[n%uint64(cap(w.ring))]
+}
+
+// expired reports whether e is older than the window at nowNs.
+func expired(e *dedupEntry, nowNs, windowNs int64) bool {
+	if nowNs < math.MinInt64+windowNs {
+		return false
+	}
+	return e.timeNs <= nowNs-windowNs
+}
+
+// lookup finds the live entry of key at nowNs.
+func (w *dedupWindow) lookup(key keyDigest, nowNs, windowNs int64) (*dedupEntry, bool) {
+	n, ok := w.index[key]
+	if !ok {
+		return nil, false
+	}
+	e := w.at(n)
+	if e.key != key || n < w.next-uint64(w.count) {
+		panic("chat: dedup index points outside its window")
+	}
+	return e, !expired(e, nowNs, windowNs)
+}
+
+// pop evicts the oldest entry.
+func (w *dedupWindow) pop() {
+	if w.count == 0 {
+		panic("chat: pop from an empty dedup window")
+	}
+	n := w.next - uint64(w.count)
+	if e := w.at(n); w.index[e.key] == n {
+		delete(w.index, e.key)
+	}
+	w.count--
+}
+
+// expire evicts entries from the front while they are older than the
+// window (timestamps are nearly always increasing; an out-of-order one waits
+// for the entries before it).
+func (w *dedupWindow) expire(nowNs, windowNs int64) {
+	for w.count > 0 && expired(w.at(w.next-uint64(w.count)), nowNs, windowNs) {
+		w.pop()
+	}
+}
+
+// push adds e, evicting the oldest entry when the window is full.
+func (w *dedupWindow) push(e dedupEntry, keysMax int) {
+	if w.ring == nil {
+		w.ring = make([]dedupEntry, 0, keysMax)
+		w.index = make(map[keyDigest]uint64)
+	}
+	if cap(w.ring) != keysMax {
+		panic("chat: dedup ring capacity differs from the limit")
+	}
+	if w.count == keysMax {
+		w.pop()
+	}
+	if pos := int(w.next % uint64(keysMax)); pos == len(w.ring) {
+		w.ring = append(w.ring, e)
+	} else {
+		w.ring[pos] = e
+	}
+	w.index[e.key] = w.next
+	w.next++
+	w.count++
+	if w.count > keysMax || len(w.index) > w.count {
+		panic("chat: dedup window exceeds its bound")
+	}
+}

@@ -1,0 +1,200 @@
+package chat
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// ErrInvariant is wrapped by every Verify failure.
+var ErrInvariant = errors.New("chat: invariant violated")
+
+func invariant(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvariant, fmt.Sprintf(format, args...))
+}
+
+// Verify checks every invariant of the state: limits, order, membership
+// shape, and that each log's in-memory messages are a gapless suffix ending
+// at its head with a valid hash chain. Restore runs it on every snapshot;
+// simulators run it on every replica.
+func (m *Machine) Verify() error {
+	l := &m.limits
+	if len(m.rooms) > l.RoomsMax {
+		return invariant("%d rooms above %d", len(m.rooms), l.RoomsMax)
+	}
+	var scratch []byte
+	for i, r := range m.rooms {
+		if i > 0 {
+			p := m.rooms[i-1]
+			if p.tenant > r.tenant || (p.tenant == r.tenant && p.id >= r.id) {
+				return invariant("rooms out of order at %d", i)
+			}
+		}
+		if err := verifyRoom(r, l, &scratch); err != nil {
+			return fmt.Errorf("room %q/%q: %w", r.tenant, r.id, err)
+		}
+	}
+	ts := countTenants(m.rooms)
+	if len(ts) > l.TenantsMax {
+		return invariant("%d tenants above %d", len(ts), l.TenantsMax)
+	}
+	for _, t := range ts {
+		if t.rooms > l.RoomsPerTenantMax {
+			return invariant("tenant %q has %d rooms above %d", t.id, t.rooms, l.RoomsPerTenantMax)
+		}
+	}
+	if !slices.Equal(ts, m.tenants) {
+		return invariant("tenant table differs from the rooms")
+	}
+	return nil
+}
+
+func verifyRoom(r *room, l *Limits, scratch *[]byte) error {
+	switch {
+	case !validID(r.tenant) || !validID(r.id) || !validID(r.creator):
+		return invariant("invalid tenant, room or creator id")
+	case r.flags&^roomFlagsKnown != 0:
+		return invariant("unknown flags %#x", r.flags)
+	case r.flags&FlagAudit != 0 && r.retention != 0:
+		return invariant("audit room with retention %d", r.retention)
+	case r.direct() != isDirectID(r.id):
+		return invariant("direct flag and id prefix disagree")
+	case r.main.seq == 0 && r.main.hash != Hash{}:
+		return invariant("empty main log with a head hash")
+	}
+	if err := verifyMembers(r, l); err != nil {
+		return err
+	}
+	if err := verifyThreads(r, l); err != nil {
+		return err
+	}
+	if err := verifyMessages(r, l, scratch); err != nil {
+		return err
+	}
+	return verifyDedup(r, l)
+}
+
+func verifyMembers(r *room, l *Limits) error {
+	if len(r.members) > l.MembersPerRoomMax {
+		return invariant("%d members above %d", len(r.members), l.MembersPerRoomMax)
+	}
+	for i, u := range r.members {
+		if !validID(u) || (i > 0 && r.members[i-1] >= u) {
+			return invariant("member %d invalid or out of order", i)
+		}
+	}
+	if !r.direct() {
+		return nil
+	}
+	if r.flags != FlagPrivate|flagDirect || r.retention != 0 || len(r.members) != 2 ||
+		r.id != DirectRoomID(r.members[0], r.members[1]) {
+		return invariant("DM is not a private room of exactly its two users")
+	}
+	return nil
+}
+
+func verifyThreads(r *room, l *Limits) error {
+	if len(r.threads) > l.ThreadsPerRoomMax {
+		return invariant("%d threads above %d", len(r.threads), l.ThreadsPerRoomMax)
+	}
+	for i, t := range r.threads {
+		switch {
+		case t.parent == 0 || t.parent > r.main.seq:
+			return invariant("thread parent %d outside [1, %d]", t.parent, r.main.seq)
+		case i > 0 && r.threads[i-1].parent >= t.parent:
+			return invariant("threads out of order at %d", i)
+		case t.head.seq == 0:
+			return invariant("thread %d without messages", t.parent)
+		}
+	}
+	return nil
+}
+
+// logIndex maps a thread id to a dense log index: 0 for the main log,
+// 1+position for threads.
+func logIndex(r *room, threadID uint64) (int, bool) {
+	if threadID == 0 {
+		return 0, true
+	}
+	i, ok := r.thread(threadID)
+	return i + 1, ok
+}
+
+func verifyMessages(r *room, l *Limits, scratch *[]byte) error {
+	if len(r.messages) > l.RoomMessagesMax || r.bodyBytes > l.RoomBodyBytesMax {
+		return invariant("%d messages, %d body bytes above %d, %d", len(r.messages), r.bodyBytes, l.RoomMessagesMax, l.RoomBodyBytesMax)
+	}
+	last := make([]logHead, len(r.threads)+1) // seq 0: no message seen yet
+	bodyBytes := 0
+	for i := range r.messages {
+		e := &r.messages[i]
+		li, ok := logIndex(r, e.thread)
+		if !ok {
+			return invariant("message %d in unknown thread %d", i, e.thread)
+		}
+		if err := verifyEntry(r, l, e, last[li], scratch); err != nil {
+			return fmt.Errorf("message %d (thread %d seq %d): %w", i, e.thread, e.seq, err)
+		}
+		last[li] = logHead{seq: e.seq, hash: e.hash}
+		bodyBytes += len(e.body)
+	}
+	if bodyBytes != r.bodyBytes {
+		return invariant("body bytes %d, counted %d", r.bodyBytes, bodyBytes)
+	}
+	for li, h := range last {
+		if h.seq != 0 && h != r.logHeadAt(li) {
+			return invariant("log %d: newest message in memory is not its head", li)
+		}
+	}
+	return nil
+}
+
+func (r *room) logHeadAt(li int) logHead {
+	if li == 0 {
+		return r.main
+	}
+	return r.threads[li-1].head
+}
+
+// verifyEntry checks one message against its log's previous one in memory.
+func verifyEntry(r *room, l *Limits, e *entry, prev logHead, scratch *[]byte) error {
+	head := r.head(e.thread)
+	switch {
+	case len(e.body) == 0 || len(e.body) > l.BodySizeMax || !validID(e.author):
+		return invariant("body size %d or author invalid", len(e.body))
+	case prev.seq != 0 && (e.seq != prev.seq+1 || e.prev != prev.hash):
+		return invariant("gap or broken link after seq %d", prev.seq)
+	case e.seq == 0 || e.seq > head.seq || (e.seq == 1 && e.prev != Hash{}):
+		return invariant("seq outside [1, head %d] or bad genesis", head.seq)
+	case r.retention != 0 && e.seq+uint64(r.retention) <= head.seq:
+		return invariant("kept beyond retention %d", r.retention)
+	case messageHash(scratch, e.prev, r.tenant, r.id, e.thread, e.seq, e.author, e.timeNs, e.body) != e.hash:
+		return invariant("hash does not match contents")
+	}
+	return nil
+}
+
+func verifyDedup(r *room, l *Limits) error {
+	w := &r.dedup
+	if w.count > l.IdempotencyKeysMax || (w.ring != nil && cap(w.ring) != l.IdempotencyKeysMax) {
+		return invariant("dedup window of %d above %d", w.count, l.IdempotencyKeysMax)
+	}
+	distinct := 0
+	for n := w.next - uint64(w.count); n < w.next; n++ {
+		e := w.at(n)
+		if e.seq == 0 || e.seq > r.head(e.thread).seq || (e.thread != 0 && e.thread > r.main.seq) {
+			return invariant("dedup entry for thread %d seq %d beyond its log", e.thread, e.seq)
+		}
+		idx, ok := w.index[e.key]
+		if !ok || idx < n || idx >= w.next || w.at(idx).key != e.key {
+			return invariant("dedup index misses entry %d", n)
+		}
+		if idx == n {
+			distinct++
+		}
+	}
+	if distinct != len(w.index) {
+		return invariant("dedup index holds %d keys, window %d", len(w.index), distinct)
+	}
+	return nil
+}
