@@ -35,10 +35,13 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 	return aead, nil
 }
 
-// sectorAAD binds a record to its file and its place in it.
-func sectorAAD(fileID *[fileIDSize]byte, sector uint64) [fileIDSize + 8]byte {
-	var aad [fileIDSize + 8]byte
-	copy(aad[:], fileID[:])
+const aadSize = fileIDSize + 8
+
+// sectorAAD fills aad with what binds a record to its file and its place in
+// it, and returns it.
+func sectorAAD(aad []byte, fileID *[fileIDSize]byte, sector uint64) []byte {
+	aad = aad[:aadSize]
+	copy(aad, fileID[:])
 	binary.LittleEndian.PutUint64(aad[fileIDSize:], sector)
 	return aad
 }
@@ -46,14 +49,13 @@ func sectorAAD(fileID *[fileIDSize]byte, sector uint64) [fileIDSize + 8]byte {
 // sealSector encrypts one logical sector into record with a fresh random
 // nonce. Random 96-bit nonces stay safe for about 2^32 writes per key (16
 // TiB of sector writes); rotate keys well before that.
-func sealSector(aead cipher.AEAD, fileID *[fileIDSize]byte, sector uint64, plain, record []byte) {
+func sealSector(aead cipher.AEAD, aad, plain, record []byte) {
 	if len(plain) != model.SectorSize || len(record) != recordSize {
 		panic("disk: seal of a partial sector")
 	}
 	nonce := record[:nonceSize]
 	_, _ = rand.Read(nonce) // never fails: crypto/rand crashes the program instead
-	aad := sectorAAD(fileID, sector)
-	sealed := aead.Seal(record[nonceSize:nonceSize], nonce, plain, aad[:])
+	sealed := aead.Seal(record[nonceSize:nonceSize], nonce, plain, aad)
 	if len(sealed) != model.SectorSize+tagSize {
 		panic("disk: sealed sector has the wrong size")
 	}
@@ -86,7 +88,7 @@ func checkRecord(record []byte) recordState {
 
 // openSector decrypts record into plain. It reports false, and poisons
 // plain, when the record is corrupt or does not authenticate.
-func openSector(aead cipher.AEAD, fileID *[fileIDSize]byte, sector uint64, record, plain []byte) bool {
+func openSector(aead cipher.AEAD, aad, record, plain []byte) bool {
 	switch checkRecord(record) {
 	case recordZero:
 		clear(plain)
@@ -95,8 +97,7 @@ func openSector(aead cipher.AEAD, fileID *[fileIDSize]byte, sector uint64, recor
 		poison(plain)
 		return false
 	}
-	aad := sectorAAD(fileID, sector)
-	out, err := aead.Open(plain[:0], record[:nonceSize], record[nonceSize:recordCRCFrom], aad[:])
+	out, err := aead.Open(plain[:0], record[:nonceSize], record[nonceSize:recordCRCFrom], aad)
 	if err != nil || len(out) != model.SectorSize {
 		poison(plain)
 		return false

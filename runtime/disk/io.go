@@ -6,18 +6,25 @@ import (
 	"tigerchat/model"
 )
 
-// worker runs reads and writes until Close. scratch holds physical records
-// for an encrypted file; it grows to the largest request and is reused.
+// scratch is one worker's reusable memory for an encrypted file: records
+// grows to the largest request; aad lives here so that it does not escape
+// to the heap on every sector.
+type scratch struct {
+	records []byte
+	aad     []byte
+}
+
+// worker runs reads and writes until Close.
 func (d *Disk) worker() {
 	defer d.goroutines.Done()
-	var scratch []byte
+	s := &scratch{aad: make([]byte, aadSize)}
 	for req := range d.requests {
 		ok := true
 		switch req.kind {
 		case requestRead:
-			d.read(req.offset, req.buf, &scratch)
+			d.read(req.offset, req.buf, s)
 		case requestWrite:
-			ok = d.write(req.offset, req.buf, &scratch)
+			ok = d.write(req.offset, req.buf, s)
 		default:
 			panic("disk: unknown request kind")
 		}
@@ -31,7 +38,7 @@ func (d *Disk) worker() {
 }
 
 // read never fails: damage comes back as poison and is counted.
-func (d *Disk) read(offset uint64, buf []byte, scratch *[]byte) {
+func (d *Disk) read(offset uint64, buf []byte, s *scratch) {
 	physical := int64(d.layout.physicalOffset(offset))
 	if d.aead == nil {
 		if _, err := d.fileIO.ReadAt(buf, physical); err != nil {
@@ -41,7 +48,7 @@ func (d *Disk) read(offset uint64, buf []byte, scratch *[]byte) {
 		return
 	}
 	sectors := len(buf) / model.SectorSize
-	records := grow(scratch, sectors*recordSize)
+	records := grow(&s.records, sectors*recordSize)
 	if _, err := d.fileIO.ReadAt(records, physical); err != nil {
 		d.stats.readErrors.Add(1)
 		poison(buf)
@@ -51,14 +58,14 @@ func (d *Disk) read(offset uint64, buf []byte, scratch *[]byte) {
 	for i := range sectors {
 		record := records[i*recordSize : (i+1)*recordSize]
 		plain := buf[i*model.SectorSize : (i+1)*model.SectorSize]
-		if !openSector(d.aead, &d.fileID, first+uint64(i), record, plain) {
+		if !openSector(d.aead, sectorAAD(s.aad, &d.fileID, first+uint64(i)), record, plain) {
 			d.stats.corrupt.Add(1)
 		}
 	}
 }
 
 // write reports false after a fatal error: the request must not complete.
-func (d *Disk) write(offset uint64, data []byte, scratch *[]byte) bool {
+func (d *Disk) write(offset uint64, data []byte, s *scratch) bool {
 	if d.failed.Load() {
 		return false
 	}
@@ -66,11 +73,11 @@ func (d *Disk) write(offset uint64, data []byte, scratch *[]byte) bool {
 	out := data
 	if d.aead != nil {
 		sectors := len(data) / model.SectorSize
-		out = grow(scratch, sectors*recordSize)
+		out = grow(&s.records, sectors*recordSize)
 		first := offset / model.SectorSize
 		for i := range sectors {
 			plain := data[i*model.SectorSize : (i+1)*model.SectorSize]
-			sealSector(d.aead, &d.fileID, first+uint64(i), plain, out[i*recordSize:(i+1)*recordSize])
+			sealSector(d.aead, sectorAAD(s.aad, &d.fileID, first+uint64(i)), plain, out[i*recordSize:(i+1)*recordSize])
 		}
 	}
 	if _, err := d.fileIO.WriteAt(out, physical); err != nil {
