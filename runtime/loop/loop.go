@@ -53,6 +53,7 @@ type Loop struct {
 	queue    chan func()
 	wake     chan struct{} // capacity 1: some notifier is pending
 	ticks    []func()
+	tickAll  func() // l.tick, bound once: no allocation per tick
 
 	mu        sync.Mutex
 	pending   []*Notifier // guarded by mu; at most one entry per notifier
@@ -81,11 +82,13 @@ func New(tickInterval time.Duration, queueMax int) *Loop {
 	if queueMax <= 0 {
 		panic(fmt.Sprintf("loop: queue max %d must be positive", queueMax))
 	}
-	return &Loop{
+	l := &Loop{
 		interval: tickInterval,
 		queue:    make(chan func(), queueMax),
 		wake:     make(chan struct{}, 1),
 	}
+	l.tickAll = l.tick
+	return l
 }
 
 // OnTick registers fn to run once per tick, in registration order. Only
@@ -174,7 +177,7 @@ func (l *Loop) runDueTicks(c *tickClock) {
 	due, skipped := c.due(time.Now())
 	l.ticksSkipped.Add(skipped)
 	for range due {
-		l.run(l.tick)
+		l.run(l.tickAll)
 		l.ticksRun.Add(1)
 	}
 }
