@@ -5,11 +5,18 @@ import (
 	"strings"
 )
 
+// vsrTrace adds detail to protocol events, for debugging a seed.
+const vsrTrace = false
+
 // DebugLog renders the log around the applied op, for transcripts.
 func (r *Replica) DebugLog() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "replica %d view=%d logView=%d status=%s op=%d commitMin=%d commitMax=%d checkpoint=%d/%s\n",
 		r.cfg.Replica, r.view, r.logView, r.status, r.op, r.commitMin, r.commitMax, r.checkpointOp, r.checkpointChecksum.Short())
+	fmt.Fprintf(&b, "  inflight=%v queue=%d sessions=%v\n", r.inflight, len(r.requestQueue), r.sessions.list)
+	if vh := r.superblock.durable.ViewHeaders; len(vh) > 0 {
+		fmt.Fprintf(&b, "  view headers %d..%d\n", vh[0].Op, vh[len(vh)-1].Op)
+	}
 	fmt.Fprintf(&b, "  acks=%v durable{view=%d logView=%d} want=%v checkpointing=%v smValid=%v\n", r.ackOp, r.superblock.durable.View, r.superblock.durable.LogView, r.superblock.want != nil, r.checkpointing, r.smValid)
 	low := r.commitMin
 	if low > 3 {

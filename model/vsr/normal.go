@@ -57,6 +57,7 @@ func (r *Replica) onRequest(from model.Address, h *wire.Header, body []byte) {
 	r.rememberClient(e.Client, from)
 	e.Body = append([]byte(nil), body...)
 	r.requestQueue = append(r.requestQueue, request{from: from, entry: e})
+	r.noteInFlight(e.Client, e.Request)
 	r.Stats.RequestsQueued++
 }
 
@@ -68,30 +69,20 @@ func (r *Replica) rememberClient(client uint64, from model.Address) {
 	r.clientAddr[client] = from
 }
 
-// requestInFlight reports whether (client, request) is queued or in an
-// uncommitted prepare, so that a retry does not prepare it twice.
+// requestInFlight reports whether (client, request) or a later request of
+// the client is queued or prepared here and not yet applied, so that a retry
+// is not prepared twice. (Correctness does not depend on it: apply skips a
+// request its session already holds.)
 func (r *Replica) requestInFlight(client, request uint64) bool {
-	for i := range r.requestQueue {
-		if e := &r.requestQueue[i].entry; e.Client == client && e.Request >= request {
-			return true
-		}
+	inflight, ok := r.inflight[client]
+	return ok && inflight >= request
+}
+
+func (r *Replica) noteInFlight(client, request uint64) {
+	if len(r.inflight) >= r.cfg.ClientsMax*2 {
+		clear(r.inflight) // bounded; forgetting only risks a harmless re-prepare
 	}
-	for op := r.commitMin + 1; op <= r.scanCeiling(r.commitMin); op++ {
-		s := &r.slots[r.slotOf(op)]
-		if s.msg == nil || s.header.Op != op {
-			continue
-		}
-		found := false
-		_ = forEachBatchEntry(s.msg[wire.HeaderSize:s.header.Size], r.cfg.BatchMax, func(e *batchEntry) {
-			if e.Client == client && e.Request >= request {
-				found = true
-			}
-		})
-		if found {
-			return true
-		}
-	}
-	return false
+	r.inflight[client] = request
 }
 
 // maybePrepare packs queued requests into the next prepare when the pipeline
@@ -255,6 +246,9 @@ func (r *Replica) apply() {
 func (r *Replica) applyPrepare(h *wire.Header, body []byte) {
 	primary := r.status == StatusNormal && r.IsPrimary()
 	err := forEachBatchEntry(body, r.cfg.BatchMax, func(e *batchEntry) {
+		if inflight, ok := r.inflight[e.Client]; ok && inflight <= e.Request {
+			delete(r.inflight, e.Client) // applied (or refused): no longer in flight
+		}
 		if e.Operation == OperationRegister {
 			if evicted := r.sessions.register(e.Client, h.Op); evicted != 0 {
 				delete(r.clientAddr, evicted)

@@ -123,6 +123,7 @@ type Replica struct {
 	// primary
 	ackOp        []uint64 // per replica: cumulative ack in this view
 	requestQueue []request
+	inflight     map[uint64]uint64 // client → request queued or prepared, not yet applied
 
 	// view change
 	svcFrom      []bool
@@ -168,6 +169,7 @@ func New(cfg Config, env Env, sm StateMachine, hooks Hooks) (*Replica, error) {
 		svcFrom:    make([]bool, cfg.ReplicaCount),
 		dvcs:       make([]*doViewChange, cfg.ReplicaCount),
 		nacks:      map[uint64][]bool{},
+		inflight:   map[uint64]uint64{},
 		syncFrom:   -1,
 	}
 	p := env.PRNG

@@ -1,6 +1,10 @@
 package vsr
 
-import "tigerchat/model/wire"
+import (
+	"fmt"
+
+	"tigerchat/model/wire"
+)
 
 type doViewChange struct {
 	view    uint32
@@ -42,6 +46,7 @@ func (r *Replica) enterViewChange(v uint32) {
 	r.startViewDue = false
 	r.needSV = false
 	r.requestQueue = r.requestQueue[:0]
+	clear(r.inflight)
 	r.timeoutHeartbeat.Stop()
 	r.timeoutPrimary.Stop()
 	r.timeoutRetry.Stop()
@@ -101,8 +106,16 @@ func countTrue(b []bool) int {
 // suffixRefs is this replica's log suffix, down from the head for as long as
 // the checksums are known, bounded by ViewHeadersMax.
 func (r *Replica) suffixRefs() []ref {
+	// Start at the highest op whose checksum is known: ops above it were
+	// never acknowledged here (an ack needs the prepare, hence its checksum).
+	top := r.op
+	for floor := r.scanFloor(r.checkpointOp); top > floor; top-- {
+		if _, ok := r.expected(top); ok {
+			break
+		}
+	}
 	var refs []ref
-	for op := r.op; len(refs) < r.cfg.ViewHeadersMax; op-- {
+	for op := top; len(refs) < r.cfg.ViewHeadersMax; op-- {
 		checksum, ok := r.expected(op)
 		if !ok {
 			break
@@ -130,15 +143,21 @@ func (r *Replica) maybeSendDoViewChange() {
 	if countTrue(r.svcFrom) < r.cfg.QuorumViewChange() || r.superblock.durable.View < r.view {
 		return
 	}
-	r.dvcSent = true
 	refs := r.suffixRefs()
+	if len(refs) == 0 {
+		return // not even the checkpoint is known yet
+	}
+	r.dvcSent = true
+	head := refs[len(refs)-1].Op
+	commit := min(r.commitMax, head)
 	if r.IsPrimary() {
-		r.dvcs[r.cfg.Replica] = &doViewChange{view: r.view, logView: r.logView, op: r.op, commit: r.commitMax, refs: refs}
+		r.dvcs[r.cfg.Replica] = &doViewChange{view: r.view, logView: r.logView, op: head, commit: commit, refs: refs}
 		return
 	}
 	h := r.header(wire.CommandDoViewChange)
 	h.LogView = r.logView
-	h.Op = r.op
+	h.Op = head
+	h.Commit = commit
 	r.send(r.primaryIndex(), wire.Message(h, encodeRefs(refs)))
 	r.event("do_view_change_sent")
 }
@@ -152,7 +171,7 @@ func (r *Replica) onDoViewChange(h *wire.Header, body []byte) {
 		return
 	}
 	refs, ok := decodeRefs(body, r.cfg.ViewHeadersMax)
-	if !ok || h.LogView > h.View || h.Commit > h.Op || (len(refs) > 0 && refs[len(refs)-1].Op != h.Op) {
+	if !ok || h.LogView > h.View || h.Commit > h.Op || len(refs) == 0 || refs[len(refs)-1].Op != h.Op {
 		r.Stats.DroppedMalformed++
 		return
 	}
@@ -202,9 +221,16 @@ func (r *Replica) maybeStartView() {
 	if r.superblock.want != nil && r.superblock.want.LogView == r.view {
 		return // already being persisted
 	}
+	refs := r.suffixRefs()
+	if len(refs) == 0 || refs[len(refs)-1].Op != r.op {
+		return // the head's checksum is unknown: repair or a nack quorum must settle it
+	}
 	st := r.superblockNow()
 	st.LogView = r.view
-	st.ViewHeaders = r.suffixRefs()
+	st.ViewHeaders = refs
+	if vsrTrace {
+		r.event(fmt.Sprintf("persist_start_view headers=%d op=%d", len(st.ViewHeaders), r.op))
+	}
 	r.superblock.persist(st, nil)
 }
 
