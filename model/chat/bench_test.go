@@ -1,0 +1,120 @@
+package chat
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"testing"
+)
+
+// benchPost returns a post request with a 16-byte key and a function that
+// rewrites the key in place, so the loop builds requests without allocating.
+func benchPost(bodySize int) ([]byte, func(i uint64)) {
+	key := "0000000000000000"
+	req := EncodePost(PostRequest{Tenant: "acme", User: "alice", Room: "general", IdempotencyKey: key, Body: bytes.Repeat([]byte("b"), bodySize)})
+	at := bytes.Index(req, []byte(key))
+	var raw [8]byte
+	return req, func(i uint64) {
+		binary.BigEndian.PutUint64(raw[:], i)
+		hex.Encode(req[at:at+16], raw[:])
+	}
+}
+
+func benchMachine(b *testing.B) *Machine {
+	m := New(DefaultLimits())
+	if r := m.Apply(1, 1, 1, OperationCreateRoom, createReq("acme", "alice", "general", false, false, 0), nil); r[0] != byte(CodeOK) {
+		b.Fatal(Code(r[0]))
+	}
+	return m
+}
+
+// BenchmarkApplyPost: steady-state posts of 256-byte bodies to one room
+// (history and dedup window full, so every post also evicts).
+func BenchmarkApplyPost(b *testing.B) {
+	m := benchMachine(b)
+	req, setKey := benchPost(256)
+	var reply []byte
+	now := int64(1_000_000)
+	for i := uint64(0); i < 2*IdempotencyKeysMaxDefault; i++ { // warm up: fill the windows
+		setKey(i)
+		now++
+		reply = m.Apply(i+2, now, 1, OperationPost, req, reply[:0])
+	}
+	b.SetBytes(256)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := uint64(0); i < uint64(b.N); i++ {
+		setKey(i + 1<<32)
+		now++
+		reply = m.Apply(i, now, 1, OperationPost, req, reply[:0])
+	}
+	b.StopTimer()
+	if reply[0] != byte(CodeOK) || reply[len(reply)-1] != 0 {
+		b.Fatalf("last reply %x", reply)
+	}
+}
+
+// BenchmarkApplyPostRetry: a retried key answered from the dedup window.
+func BenchmarkApplyPostRetry(b *testing.B) {
+	m := benchMachine(b)
+	req, _ := benchPost(256)
+	reply := m.Apply(2, 2, 1, OperationPost, req, nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		reply = m.Apply(3, 3, 1, OperationPost, req, reply[:0])
+	}
+	if reply[len(reply)-1] != 1 {
+		b.Fatal("not a duplicate")
+	}
+}
+
+// BenchmarkApplyReadLatest reads the latest 64 messages of 256 bytes.
+func BenchmarkApplyReadLatest(b *testing.B) {
+	m := benchMachine(b)
+	req, setKey := benchPost(256)
+	for i := uint64(0); i < 64; i++ {
+		setKey(i)
+		m.Apply(i+2, int64(i+2), 1, OperationPost, req, nil)
+	}
+	read := readReq("acme", "alice", "general", 0, 0, 64)
+	var reply []byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		reply = m.Apply(100, 100, 1, OperationReadLatest, read, reply[:0])
+	}
+	b.SetBytes(int64(len(reply)))
+}
+
+func BenchmarkPreparePost(b *testing.B) {
+	m := New(DefaultLimits())
+	req, _ := benchPost(256)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := m.Prepare(OperationPost, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSnapshotRestore: one room with full history and dedup window.
+func BenchmarkSnapshotRestore(b *testing.B) {
+	m := benchMachine(b)
+	req, setKey := benchPost(256)
+	for i := uint64(0); i < IdempotencyKeysMaxDefault; i++ {
+		setKey(i)
+		m.Apply(i+2, int64(i+2), 1, OperationPost, req, nil)
+	}
+	snap := m.Snapshot(nil)
+	other := New(DefaultLimits())
+	b.SetBytes(int64(len(snap)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		snap = m.Snapshot(snap[:0])
+		if err := other.Restore(snap); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
