@@ -207,7 +207,15 @@ func (r *Replica) syncWanted() bool {
 	// cannot be learned here, and the ops we would apply next have likely
 	// left every peer's WAL. Take a checkpoint instead.
 	return r.commitMax > r.checkpointOp+uint64(r.cfg.SlotCount) ||
+		r.syncTarget > r.checkpointOp+uint64(r.cfg.SlotCount) ||
 		r.primaryCheckpoint > r.commitMin+uint64(r.cfg.SlotCount)
+}
+
+// noteSyncTarget records that a peer's log reaches op.
+func (r *Replica) noteSyncTarget(op uint64) {
+	if op > r.syncTarget {
+		r.syncTarget = op
+	}
 }
 
 func (r *Replica) requestSync() {

@@ -142,6 +142,9 @@ type Replica struct {
 	primaryCheckpoint uint64 // highest checkpoint a peer told us of
 	syncFrom          int    // a peer that said our next op is below its checkpoint; -1 none
 	drained           bool   // an operator asked this replica never to stay primary
+	// syncTarget is an op some peer's log reaches that ours cannot hold.
+	// Unlike commitMax it never lets us apply anything: our log may be stale.
+	syncTarget uint64
 }
 
 // New builds a replica. Call Format on an empty disk or Open on a formatted

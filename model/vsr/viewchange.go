@@ -195,6 +195,14 @@ func (r *Replica) maybeStartView() {
 		if n < r.cfg.QuorumViewChange() || r.dvcs[r.cfg.Replica] == nil {
 			return
 		}
+		if head := r.bestHead(); head > r.checkpointOp+uint64(r.cfg.SlotCount) {
+			// The log to adopt does not fit our WAL window: we are too far
+			// behind to lead. Let the view change time out to the next
+			// primary while we catch up by state sync.
+			r.noteSyncTarget(head)
+			r.event("view_change_too_far_behind")
+			return
+		}
 		r.chooseLog()
 		r.viewChosen = true
 		r.repair()
@@ -232,6 +240,17 @@ func (r *Replica) maybeStartView() {
 		r.event(fmt.Sprintf("persist_start_view headers=%d op=%d", len(st.ViewHeaders), r.op))
 	}
 	r.superblock.persist(st, nil)
+}
+
+// bestHead is the head of the log chooseLog would adopt.
+func (r *Replica) bestHead() uint64 {
+	var best *doViewChange
+	for _, d := range r.dvcs {
+		if d != nil && (best == nil || d.logView > best.logView || (d.logView == best.logView && d.op > best.op)) {
+			best = d
+		}
+	}
+	return best.op
 }
 
 // chooseLog installs the canonical log: the one with the highest log view,
@@ -444,6 +463,18 @@ func (r *Replica) onStartView(h *wire.Header, body []byte) {
 	refs, ok := decodeRefs(body, r.cfg.ViewHeadersMax)
 	if !ok || len(refs) == 0 || refs[len(refs)-1].Op != h.Op || h.Commit > h.Op {
 		r.Stats.DroppedMalformed++
+		return
+	}
+	if h.Op > r.checkpointOp+uint64(r.cfg.SlotCount) {
+		// A log this replica's WAL window cannot hold: catch up by state
+		// sync first, and ask for the view again afterwards.
+		if h.View > r.view {
+			r.enterViewChange(h.View)
+			r.superblock.persist(r.superblockNow(), nil)
+		}
+		r.needSV = true
+		r.noteSyncTarget(h.Op)
+		r.event("start_view_too_far_behind")
 		return
 	}
 	if h.View > r.view {
