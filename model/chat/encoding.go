@@ -9,7 +9,10 @@ import (
 
 // Operations. Each carries the acting tenant and user; the edge fills them
 // from the client's authenticated session, and the state machine enforces
-// tenant isolation and membership with them.
+// tenant isolation and membership with them. Range and since reads return
+// ascending messages from max(first wanted, LogView.FirstSeq), at most
+// Limit; a first wanted seq past head+1 is CodeSeqBeyondHead. Reads and
+// room snapshots go through consensus (linearizable) and change nothing.
 const (
 	OperationCreateRoom   = vsr.OperationUserMin + iota // CreateRoomRequest → AckReply
 	OperationJoin                                       // MemberRequest → AckReply
@@ -17,8 +20,8 @@ const (
 	OperationInvite                                     // InviteRequest → AckReply
 	OperationOpenDirect                                 // OpenDirectRequest → OpenDirectReply
 	OperationPost                                       // PostRequest → PostReply
-	OperationReadRange                                  // ReadRequest (Seq = first seq wanted) → ReadReply
-	OperationReadLatest                                 // ReadRequest (Seq = 0) → ReadReply
+	OperationReadRange                                  // ReadRequest (Seq = first seq wanted, >= 1) → ReadReply
+	OperationReadLatest                                 // ReadRequest (Seq = 0) → ReadReply: the newest Limit messages
 	OperationReadSince                                  // ReadRequest (Seq = last seq the client has) → ReadReply
 	OperationRoomSnapshot                               // RoomSnapshotRequest → RoomSnapshotReply
 	operationEnd

@@ -39,7 +39,7 @@ type Limits struct {
 	BodySizeMax       int // bytes of one message body
 	TenantsMax        int // tenants with at least one room on this shard
 	RoomsMax          int // rooms on this shard, DMs included
-	RoomsPerTenantMax int // rooms of one tenant on this shard
+	RoomsPerTenantMax int // rooms of one tenant on this shard, DMs included
 	MembersPerRoomMax int // members of one room (>= 2 for DMs)
 	ThreadsPerRoomMax int // threads of one room; a thread is never removed
 	// RoomMessagesMax and RoomBodyBytesMax bound the recent messages a room

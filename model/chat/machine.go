@@ -7,7 +7,8 @@ import (
 // Machine is the chat state machine of one shard: rooms, DMs and threads of
 // many tenants, with hash-chained, gapless history and idempotent posts. It
 // implements vsr.StateMachine and is deterministic: the same operations in
-// the same order give the same replies and the same Snapshot bytes.
+// the same order give the same replies and the same Snapshot bytes. Make
+// one with New; the zero Machine has zero limits and refuses everything.
 type Machine struct {
 	limits  Limits
 	rooms   []*room  // sorted by (tenant, id)

@@ -7,6 +7,8 @@ import (
 
 // Reply encodings, little-endian, str and blob as in requests. Every reply
 // starts with a Code; a reply whose code is not CodeOK is that byte alone.
+// Encoders panic on values the format cannot carry (a log view of more than
+// ReadLimitMax messages); decoders never panic.
 //
 //	Ack           code | members u32 (after the operation)
 //	OpenDirect    code | room str | created u8
