@@ -9,6 +9,10 @@ import (
 const (
 	ReplyOk    uint8 = 0
 	ReplyError uint8 = 1 // the state machine refused the request; body says why
+	// ReplyNotKept answers a retry whose original reply was too large to
+	// keep in the client table: the request was applied; re-issue a read as
+	// a new request to see its result.
+	ReplyNotKept uint8 = 2
 )
 
 func (r *Replica) onRequest(from model.Address, h *wire.Header, body []byte) {
@@ -34,7 +38,11 @@ func (r *Replica) onRequest(from model.Address, h *wire.Header, body []byte) {
 		}
 		if e.Request <= s.Request {
 			if e.Request == s.Request {
-				r.sendReply(from, e.Client, e.Request, s.Op, ReplyOk, s.Reply)
+				flags := ReplyOk
+				if s.ReplyNotKept {
+					flags = ReplyNotKept
+				}
+				r.sendReply(from, e.Client, e.Request, s.Op, flags, s.Reply)
 			}
 			return
 		}
@@ -88,7 +96,7 @@ func (r *Replica) noteInFlight(client, request uint64) {
 // maybePrepare packs queued requests into the next prepare when the pipeline
 // and the WAL window allow it.
 func (r *Replica) maybePrepare() {
-	if r.status != StatusNormal || !r.IsPrimary() || len(r.requestQueue) == 0 {
+	if r.status != StatusNormal || !r.IsPrimary() || (len(r.requestQueue) == 0 && !r.noopDue) {
 		return
 	}
 	if r.op-r.commitMax >= uint64(r.cfg.PipelineMax) || r.op+1 > r.checkpointOp+uint64(r.cfg.SlotCount) {
@@ -109,6 +117,7 @@ func (r *Replica) maybePrepare() {
 		n++
 	}
 	r.requestQueue = append(r.requestQueue[:0], r.requestQueue[n:]...)
+	r.noopDue = false
 	ts := r.env.Clock.RealtimeNs()
 	if ts <= r.timestampMax {
 		ts = r.timestampMax + 1

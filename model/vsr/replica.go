@@ -124,6 +124,7 @@ type Replica struct {
 	ackOp        []uint64 // per replica: cumulative ack in this view
 	requestQueue []request
 	inflight     map[uint64]uint64 // client → request queued or prepared, not yet applied
+	noopDue      bool              // a new primary commits an empty prepare at once
 
 	// view change
 	svcFrom      []bool

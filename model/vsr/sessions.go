@@ -14,6 +14,9 @@ type session struct {
 	Op       uint64 // op that committed Request; also the eviction age
 	Register uint64 // op of the register; identifies the session incarnation
 	Reply    []byte
+	// ReplyNotKept: the reply was longer than ReplySizeMax, so a retry of
+	// Request is answered with ReplyNotKept instead of a truncated reply.
+	ReplyNotKept bool
 }
 
 // sessions is the bounded client table. It is replicated state: it changes
@@ -85,8 +88,9 @@ func (s *sessions) record(client, request, op uint64, reply []byte) {
 	}
 	e.Request = request
 	e.Op = op
-	if len(reply) > s.replyMax {
-		reply = reply[:s.replyMax]
+	e.ReplyNotKept = len(reply) > s.replyMax
+	if e.ReplyNotKept {
+		reply = nil
 	}
 	e.Reply = append(e.Reply[:0], reply...)
 }
@@ -99,11 +103,18 @@ func (s *sessions) encode(buf []byte) []byte {
 		buf = binary.LittleEndian.AppendUint64(buf, e.Request)
 		buf = binary.LittleEndian.AppendUint64(buf, e.Op)
 		buf = binary.LittleEndian.AppendUint64(buf, e.Register)
-		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(e.Reply)))
+		size := uint32(len(e.Reply))
+		if e.ReplyNotKept {
+			size = replyNotKeptSize
+		}
+		buf = binary.LittleEndian.AppendUint32(buf, size)
 		buf = append(buf, e.Reply...)
 	}
 	return buf
 }
+
+// replyNotKeptSize marks, in the encoded reply size, a reply not kept.
+const replyNotKeptSize = 0xffff_ffff
 
 var errSessionsCorrupt = errors.New("vsr: client sessions in snapshot are malformed")
 
@@ -129,6 +140,9 @@ func (s *sessions) decode(b []byte) ([]byte, error) {
 		}
 		size := int(binary.LittleEndian.Uint32(b[32:]))
 		b = b[36:]
+		if uint32(size) == replyNotKeptSize {
+			e.ReplyNotKept, size = true, 0
+		}
 		if size > s.replyMax || size > len(b) || (i > 0 && e.Client <= list[i-1].Client) {
 			return nil, errSessionsCorrupt
 		}

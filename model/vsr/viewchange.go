@@ -422,6 +422,9 @@ func (r *Replica) becomePrimary() {
 	r.timeoutRetry.Start()
 	r.timeoutRepair.Start()
 	r.sendStartView(-1)
+	// An empty prepare commits the old view's suffix and proves the new view
+	// to clients and health checks without waiting for a request.
+	r.noopDue = true
 	if r.hooks.ViewNormal != nil {
 		r.hooks.ViewNormal(r.view, true)
 	}

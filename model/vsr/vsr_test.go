@@ -260,3 +260,20 @@ func FuzzReplicaOnMessage(f *testing.F) {
 		r.Tick()
 	})
 }
+
+func TestSessionsReplyTooLargeIsNotKept(t *testing.T) {
+	s := newSessions(2, 4)
+	s.register(1, 1)
+	s.record(1, 1, 2, []byte("too long"))
+	if e := s.get(1); !e.ReplyNotKept || len(e.Reply) != 0 {
+		t.Fatalf("oversized reply kept: %+v", e)
+	}
+	back := newSessions(2, 4)
+	if _, err := back.decode(s.encode(nil)); err != nil || !back.get(1).ReplyNotKept {
+		t.Fatalf("ReplyNotKept lost in a snapshot: %v", err)
+	}
+	s.record(1, 2, 3, []byte("ok"))
+	if e := s.get(1); e.ReplyNotKept || string(e.Reply) != "ok" {
+		t.Fatalf("small reply not kept: %+v", e)
+	}
+}
