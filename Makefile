@@ -34,12 +34,13 @@ sim-swarm: build
 sim-nightly: build
 	./$(BIN)/tigersim -swarm -count $(SWARM_NIGHTLY_COUNT)
 
-# Until the server exists, `make run` runs one seeded simulation and says so.
+# A complete local cluster: 3 replicas of every shard on 127.0.0.1, in one
+# process, with a fresh data dir; it prints where to connect.
 run: build
-	@echo "make run: the tigerchat server is not built yet; running one seeded simulation instead."
-	./$(BIN)/tigersim -seed 1
+	./$(BIN)/tigerchat dev
 
-sim: run
+sim: build
+	./$(BIN)/tigersim -seed 1
 
 clean:
 	rm -rf $(BIN)

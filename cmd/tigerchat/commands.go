@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"tigerchat/runtime/node"
+	"tigerchat/runtime/transport"
+)
+
+func cmdKeygen(args []string, stdout io.Writer) error {
+	fs := newFlags("keygen")
+	out := fs.String("out", "", "write the identity (PEM) to `FILE`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return fmt.Errorf("keygen: -out FILE is required: %w", errUsage)
+	}
+	if _, err := os.Stat(*out); err == nil {
+		return fmt.Errorf("keygen: %s exists; refusing to overwrite an identity", *out)
+	}
+	id, err := transport.GenerateIdentity()
+	if err != nil {
+		return err
+	}
+	if err := writeIdentity(*out, id); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, id.Fingerprint())
+	return nil
+}
+
+func writeIdentity(path string, id transport.Identity) error {
+	pem, err := id.MarshalPEM()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, pem, 0o600)
+}
+
+func readIdentity(path string) (transport.Identity, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return transport.Identity{}, fmt.Errorf("read identity %s: %w (create one with tigerchat keygen)", path, err)
+	}
+	id, err := transport.ParseIdentityPEM(data)
+	if err != nil {
+		return id, fmt.Errorf("identity %s: %w", path, err)
+	}
+	return id, nil
+}
+
+func readKey(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	key, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read key file %s: %w", path, err)
+	}
+	if len(key) != 32 {
+		return nil, fmt.Errorf("key file %s holds %d bytes; it must hold exactly 32 random bytes (head -c 32 /dev/urandom > %s)", path, len(key), path)
+	}
+	return key, nil
+}
+
+type nodeFlags struct {
+	config, data, identity, keyFile, http *string
+	replica                               *int
+}
+
+func addNodeFlags(fs interface {
+	String(string, string, string) *string
+	Int(string, int, string) *int
+}) nodeFlags {
+	return nodeFlags{
+		config:   fs.String("config", "", "cluster config `FILE` (JSON)"),
+		data:     fs.String("data", "", "data `DIR` of this replica"),
+		identity: fs.String("identity", "", "identity `FILE` from tigerchat keygen"),
+		keyFile:  fs.String("key-file", "", "32-byte `FILE`: encrypt data at rest with AES-256-GCM"),
+		http:     fs.String("http", "", "serve /healthz, /status, /metrics on `ADDR` (default: the config's http_addr)"),
+		replica:  fs.Int("replica", -1, "this node's replica `INDEX` in the config"),
+	}
+}
+
+func cmdFormat(args []string, stdout io.Writer) error {
+	fs := newFlags("format")
+	f := addNodeFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *f.config == "" || *f.data == "" || *f.replica < 0 {
+		return fmt.Errorf("format: -config, -data and -replica are required: %w", errUsage)
+	}
+	cfg, err := node.LoadConfig(*f.config)
+	if err != nil {
+		return err
+	}
+	key, err := readKey(*f.keyFile)
+	if err != nil {
+		return err
+	}
+	if err := node.Format(&cfg, node.Options{DataDir: *f.data, Replica: *f.replica, Key: key}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "formatted replica %d of cluster %d (%d shards) in %s\n", *f.replica, cfg.Cluster, cfg.Shards, *f.data)
+	return nil
+}
+
+func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("start")
+	f := addNodeFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *f.config == "" || *f.data == "" || *f.identity == "" || *f.replica < 0 {
+		return fmt.Errorf("start: -config, -data, -identity and -replica are required: %w", errUsage)
+	}
+	cfg, err := node.LoadConfig(*f.config)
+	if err != nil {
+		return err
+	}
+	id, err := readIdentity(*f.identity)
+	if err != nil {
+		return err
+	}
+	key, err := readKey(*f.keyFile)
+	if err != nil {
+		return err
+	}
+	n, err := node.Open(cfg, node.Options{DataDir: *f.data, Replica: *f.replica, Identity: id, Key: key,
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return err
+	}
+	httpAddr := *f.http
+	if httpAddr == "" && *f.replica < len(cfg.Replicas) {
+		httpAddr = cfg.Replicas[*f.replica].HTTPAddr
+	}
+	nodes := []*node.Node{n}
+	if httpAddr != "" {
+		ln, err := net.Listen("tcp", httpAddr)
+		if err != nil {
+			return fmt.Errorf("http listen %s: %w (is the port in use? pick another with -http)", httpAddr, err)
+		}
+		go serveHTTP(ctx, ln, nodes)
+		fmt.Fprintf(stdout, "replica %d: health on http://%s/healthz\n", *f.replica, ln.Addr())
+	}
+	return n.Run(ctx)
+}
+
+func serveHTTP(ctx context.Context, ln net.Listener, nodes []*node.Node) {
+	srv := &http.Server{Handler: httpHandler(nodes), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	_ = srv.Serve(ln)
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}

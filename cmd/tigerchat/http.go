@@ -1,0 +1,66 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"tigerchat/runtime/node"
+)
+
+// httpHandler serves the operator endpoints of one or more in-process nodes.
+func httpHandler(nodes []*node.Node) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if !healthy(nodes) {
+			http.Error(w, "not ready: a shard has no primary or has not committed\n", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		var all [][]node.Status
+		for _, n := range nodes {
+			all = append(all, n.Statuses())
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(all)
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		for i, n := range nodes {
+			for _, st := range n.Statuses() {
+				labels := fmt.Sprintf(`node="%d",shard="%d"`, i, st.Shard)
+				fmt.Fprintf(w, "tigerchat_view{%s} %d\n", labels, st.View)
+				fmt.Fprintf(w, "tigerchat_op{%s} %d\n", labels, st.Op)
+				fmt.Fprintf(w, "tigerchat_commit{%s} %d\n", labels, st.CommitMax)
+				fmt.Fprintf(w, "tigerchat_primary{%s} %d\n", labels, b2i(st.Primary))
+				fmt.Fprintf(w, "tigerchat_normal{%s} %d\n", labels, b2i(st.Status == "normal"))
+			}
+			if ts, err := n.TransportStats(); err == nil {
+				fmt.Fprintf(w, "tigerchat_transport_refused_unpinned_total{node=\"%d\"} %d\n", i, ts.RefusedUnpinned)
+				fmt.Fprintf(w, "tigerchat_transport_bad_signature_total{node=\"%d\"} %d\n", i, ts.BadSignature)
+				fmt.Fprintf(w, "tigerchat_transport_replayed_total{node=\"%d\"} %d\n", i, ts.Replayed)
+			}
+		}
+	})
+	return mux
+}
+
+// healthy: for every shard, some in-process replica is normal and has
+// committed (a node alone sees only its own replicas).
+func healthy(nodes []*node.Node) bool {
+	for _, n := range nodes {
+		if !n.Healthy() {
+			return false
+		}
+	}
+	return len(nodes) > 0
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

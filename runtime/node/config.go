@@ -1,0 +1,196 @@
+// Package node hosts one replica of every shard of a TigerChat cluster in
+// one process: a data file, an event loop and a VSR replica per shard, all
+// behind one QUIC transport. Messages are routed to a shard by the cluster id
+// in their header: shard s of cluster C speaks as cluster C+s.
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"tigerchat/model/chat"
+	"tigerchat/model/vsr"
+)
+
+// ClusterConfig is the one file that describes a cluster. Every option has a
+// default (see Defaults) and validated bounds.
+type ClusterConfig struct {
+	Cluster  uint64   `json:"cluster"`  // non-zero id; shard s uses cluster+s on the wire
+	Shards   int      `json:"shards"`   // VSR groups; rooms map to shards by hash
+	Replicas []Member `json:"replicas"` // 1, 3 or 5 members, index = position
+	Edges    []Edge   `json:"edges"`    // clients allowed to connect (pinned)
+	// Profile "small" uses the simulator's sizes (64 WAL slots of 16 KiB,
+	// 256-byte bodies): for tests and tiny machines. "" is production.
+	Profile string `json:"profile,omitempty"`
+
+	HeartbeatMs          uint64 `json:"heartbeat_ms"`
+	PrimaryTimeoutMs     uint64 `json:"primary_timeout_ms"`
+	ViewChangeTimeoutMs  uint64 `json:"view_change_timeout_ms"`
+	SlotCount            int    `json:"slot_count"`
+	CheckpointInterval   uint64 `json:"checkpoint_interval"`
+	PipelineMax          int    `json:"pipeline_max"`
+	BatchMax             int    `json:"batch_max"`
+	RequestQueueMax      int    `json:"request_queue_max"`
+	MessageSizeMaxBytes  int    `json:"message_size_max_bytes"`
+	SnapshotSizeMaxBytes int    `json:"snapshot_size_max_bytes"`
+	ClientsMax           int    `json:"clients_max"`
+}
+
+// Member is one replica: where it listens for replication and the
+// fingerprint (hex SHA-256 of its DER certificate) that peers pin.
+type Member struct {
+	Addr        string `json:"addr"`        // host:port (UDP, QUIC)
+	HTTPAddr    string `json:"http_addr"`   // host:port for /healthz and /metrics; empty: none
+	Fingerprint string `json:"fingerprint"` // pinned certificate
+}
+
+// Edge is a client (an edge gateway or a tool) allowed to connect.
+type Edge struct {
+	Fingerprint string `json:"fingerprint"`
+}
+
+// ProfileSmall selects the simulator's sizes.
+const ProfileSmall = "small"
+
+// ChatLimits are the chat state machine limits of the profile.
+func (c *ClusterConfig) ChatLimits() chat.Limits {
+	if c.Profile == ProfileSmall {
+		return chat.SimLimits()
+	}
+	return chat.DefaultLimits()
+}
+
+const (
+	shardsMax  = 64
+	clusterMax = 1 << 56
+)
+
+// Defaults fills zero options from vsr.DefaultConfig.
+func (c *ClusterConfig) Defaults() {
+	d := vsr.DefaultConfig(1, 3, 0)
+	if c.Profile == ProfileSmall {
+		d = vsr.SimConfig(1, 3, 0)
+	}
+	set := func(p *uint64, v uint64) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setInt := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	if c.Shards == 0 {
+		c.Shards = 1
+	}
+	set(&c.HeartbeatMs, d.HeartbeatTicks)
+	set(&c.PrimaryTimeoutMs, d.PrimaryTimeoutTicks)
+	set(&c.ViewChangeTimeoutMs, d.ViewChangeTimeoutTicks)
+	set(&c.CheckpointInterval, d.CheckpointInterval)
+	setInt(&c.SlotCount, d.SlotCount)
+	setInt(&c.PipelineMax, d.PipelineMax)
+	setInt(&c.BatchMax, d.BatchMax)
+	setInt(&c.RequestQueueMax, d.RequestQueueMax)
+	setInt(&c.MessageSizeMaxBytes, d.MessageSizeMax)
+	setInt(&c.SnapshotSizeMaxBytes, d.SnapshotSizeMax)
+	setInt(&c.ClientsMax, d.ClientsMax)
+}
+
+// VSRConfig is the replica configuration of (shard, replica).
+func (c *ClusterConfig) VSRConfig(shard, replica int) vsr.Config {
+	v := vsr.DefaultConfig(c.Cluster+uint64(shard), len(c.Replicas), replica)
+	v.ShardOffset = shard % len(c.Replicas)
+	v.HeartbeatTicks = c.HeartbeatMs
+	v.PrimaryTimeoutTicks = c.PrimaryTimeoutMs
+	v.ViewChangeTimeoutTicks = c.ViewChangeTimeoutMs
+	v.SlotCount = c.SlotCount
+	v.CheckpointInterval = c.CheckpointInterval
+	v.PipelineMax = c.PipelineMax
+	v.BatchMax = c.BatchMax
+	v.RequestQueueMax = c.RequestQueueMax
+	v.MessageSizeMax = c.MessageSizeMaxBytes
+	v.SnapshotSizeMax = c.SnapshotSizeMaxBytes
+	v.ClientsMax = c.ClientsMax
+	if c.Profile == ProfileSmall {
+		v.ReplySizeMax = vsr.SimConfig(1, 1, 0).ReplySizeMax
+	}
+	return v
+}
+
+// Validate explains the first thing wrong, in one line.
+func (c *ClusterConfig) Validate() error {
+	n := len(c.Replicas)
+	switch {
+	case c.Cluster == 0 || c.Cluster >= clusterMax:
+		return fmt.Errorf("cluster must be a non-zero id below 2^56, got %d", c.Cluster)
+	case n != 1 && n != 3 && n != 5:
+		return fmt.Errorf("replicas must list 1, 3 or 5 members, got %d", n)
+	case c.Shards < 1 || c.Shards > shardsMax:
+		return fmt.Errorf("shards must be in [1, %d], got %d", shardsMax, c.Shards)
+	case c.Profile != "" && c.Profile != ProfileSmall:
+		return fmt.Errorf("profile must be empty or %q, got %q", ProfileSmall, c.Profile)
+	}
+	seen := map[string]bool{}
+	for i, m := range c.Replicas {
+		if m.Addr == "" || !strings.Contains(m.Addr, ":") {
+			return fmt.Errorf("replicas[%d].addr %q must be host:port", i, m.Addr)
+		}
+		if len(m.Fingerprint) != 64 {
+			return fmt.Errorf("replicas[%d].fingerprint must be 64 hex digits (tigerchat keygen prints it)", i)
+		}
+		if seen[m.Addr] || seen[m.Fingerprint] {
+			return fmt.Errorf("replicas[%d] repeats an address or fingerprint", i)
+		}
+		seen[m.Addr], seen[m.Fingerprint] = true, true
+	}
+	for i, e := range c.Edges {
+		if len(e.Fingerprint) != 64 {
+			return fmt.Errorf("edges[%d].fingerprint must be 64 hex digits", i)
+		}
+	}
+	for s := 0; s < c.Shards; s++ {
+		v := c.VSRConfig(s, 0)
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("limits: %w", err)
+		}
+		if err := c.ChatLimits().CheckConfig(&v); err != nil {
+			return fmt.Errorf("limits: %w", err)
+		}
+	}
+	return nil
+}
+
+// LoadConfig reads, defaults and validates a cluster config file.
+func LoadConfig(path string) (ClusterConfig, error) {
+	var c ClusterConfig
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("read config %s: %w (create one with `tigerchat dev` or by hand, see docs/operations.md)", path, err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, fmt.Errorf("config %s is not valid JSON for a cluster config: %w", path, err)
+	}
+	if dec.More() {
+		return c, errors.New("config " + path + " has trailing data after the JSON object")
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Save writes the config as indented JSON.
+func (c *ClusterConfig) Save(path string) error {
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
