@@ -1,0 +1,233 @@
+// Package testcluster runs a real TigerChat cluster of `tigerchat start`
+// processes on 127.0.0.1 for integration tests and benchmarks: it lays out
+// identities, a config with free ports and formatted data dirs, starts,
+// kills (SIGKILL) and restarts replicas, and reads their /status.
+package testcluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"tigerchat/runtime/node"
+	"tigerchat/runtime/transport"
+)
+
+// Cluster is a set of replica processes.
+type Cluster struct {
+	Binary     string
+	Dir        string
+	Config     node.ClusterConfig
+	ConfigPath string
+	Edge       transport.Identity
+	procs      []*exec.Cmd
+	httpAddrs  []string
+}
+
+// Build compiles cmd/tigerchat into dir and returns the binary's path.
+func Build(moduleRoot, dir string) (string, error) {
+	bin := filepath.Join(dir, "tigerchat")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/tigerchat")
+	cmd.Dir = moduleRoot
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build tigerchat: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func freeUDPPort() (int, error) {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port, nil
+}
+
+func freeTCPPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// New writes identities, a config (profile small unless tweak changes it)
+// and formats every replica
+// with `tigerchat format`.
+func New(binary, dir string, replicas, shards int, tweak func(*node.ClusterConfig)) (*Cluster, error) {
+	c := &Cluster{Binary: binary, Dir: dir, ConfigPath: filepath.Join(dir, "cluster.json")}
+	c.Config = node.ClusterConfig{Cluster: 77, Shards: shards, Profile: node.ProfileSmall}
+	if tweak != nil {
+		tweak(&c.Config)
+	}
+	for i := 0; i < replicas; i++ {
+		id, err := transport.GenerateIdentity()
+		if err != nil {
+			return nil, err
+		}
+		pem, err := id.MarshalPEM()
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(c.identityPath(i), pem, 0o600); err != nil {
+			return nil, err
+		}
+		udp, err := freeUDPPort()
+		if err != nil {
+			return nil, err
+		}
+		tcp, err := freeTCPPort()
+		if err != nil {
+			return nil, err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", tcp)
+		c.httpAddrs = append(c.httpAddrs, addr)
+		c.Config.Replicas = append(c.Config.Replicas, node.Member{Addr: fmt.Sprintf("127.0.0.1:%d", udp), HTTPAddr: addr, Fingerprint: id.Fingerprint()})
+	}
+	edge, err := transport.GenerateIdentity()
+	if err != nil {
+		return nil, err
+	}
+	c.Edge = edge
+	c.Config.Edges = []node.Edge{{Fingerprint: edge.Fingerprint()}}
+	c.Config.Defaults()
+	if err := c.Config.Save(c.ConfigPath); err != nil {
+		return nil, err
+	}
+	c.procs = make([]*exec.Cmd, replicas)
+	for i := 0; i < replicas; i++ {
+		out, err := exec.Command(binary, "format", "-config", c.ConfigPath, "-replica", fmt.Sprint(i), "-data", c.DataDir(i)).CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("format replica %d: %v: %s", i, err, out)
+		}
+	}
+	return c, nil
+}
+
+func (c *Cluster) identityPath(i int) string {
+	return filepath.Join(c.Dir, fmt.Sprintf("replica-%d.pem", i))
+}
+
+// DataDir is replica i's data directory.
+func (c *Cluster) DataDir(i int) string { return filepath.Join(c.Dir, fmt.Sprintf("replica-%d", i)) }
+
+// Start launches replica i (its output goes to a log file in Dir).
+func (c *Cluster) Start(i int) error {
+	if c.procs[i] != nil {
+		return fmt.Errorf("replica %d is running", i)
+	}
+	logFile, err := os.OpenFile(filepath.Join(c.Dir, fmt.Sprintf("replica-%d.log", i)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.Binary, "start", "-config", c.ConfigPath, "-replica", fmt.Sprint(i), "-data", c.DataDir(i), "-identity", c.identityPath(i))
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return err
+	}
+	c.procs[i] = cmd
+	go func() { _ = cmd.Wait(); logFile.Close() }()
+	return nil
+}
+
+// StartAll launches every replica.
+func (c *Cluster) StartAll() error {
+	for i := range c.procs {
+		if err := c.Start(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Kill sends SIGKILL to replica i: no shutdown, no flush.
+func (c *Cluster) Kill(i int) {
+	if p := c.procs[i]; p != nil && p.Process != nil {
+		_ = p.Process.Signal(syscall.SIGKILL)
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if p.ProcessState != nil || p.Process.Signal(syscall.Signal(0)) != nil {
+				break
+			}
+		}
+	}
+	c.procs[i] = nil
+}
+
+// KillAll kills every replica (used in cleanup too).
+func (c *Cluster) KillAll() {
+	for i := range c.procs {
+		c.Kill(i)
+	}
+}
+
+// Status reads replica i's /status (one entry per shard).
+func (c *Cluster) Status(i int) ([]node.Status, error) {
+	client := http.Client{Timeout: time.Second}
+	resp, err := client.Get("http://" + c.httpAddrs[i] + "/status")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var all [][]node.Status
+	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
+		return nil, err
+	}
+	if len(all) != 1 {
+		return nil, errors.New("unexpected /status shape")
+	}
+	return all[0], nil
+}
+
+// Primary returns the replica that is primary of shard, or -1.
+func (c *Cluster) Primary(shard int) int {
+	for i := range c.procs {
+		if c.procs[i] == nil {
+			continue
+		}
+		sts, err := c.Status(i)
+		if err == nil && shard < len(sts) && sts[shard].Primary {
+			return i
+		}
+	}
+	return -1
+}
+
+// WaitHealthy waits until every running replica answers /healthz with 200.
+func (c *Cluster) WaitHealthy(ctx context.Context) error {
+	client := http.Client{Timeout: time.Second}
+	for {
+		ok := true
+		for i := range c.procs {
+			if c.procs[i] == nil {
+				continue
+			}
+			resp, err := client.Get("http://" + c.httpAddrs[i] + "/healthz")
+			if err != nil || resp.StatusCode != http.StatusOK {
+				ok = false
+			}
+			if err == nil {
+				resp.Body.Close()
+			}
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster not healthy: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
