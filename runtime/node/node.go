@@ -203,21 +203,27 @@ func ShardOf(cluster uint64, msg []byte) (int, bool) {
 // Run starts the transport and every shard's loop and blocks until ctx is
 // done, then stops everything.
 func (n *Node) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	tr, err := transport.New(n.transportConfig(), n.deliver)
 	if err != nil {
 		n.closeDisks()
 		return err
 	}
 	n.transport = tr
-	for _, sh := range n.shards {
-		if err := n.startShard(ctx, sh); err != nil {
-			n.closeDisks()
-			return err
-		}
-	}
+	// Bind first: a port in use must fail before any replica touches its disk.
 	if err := tr.Start(ctx); err != nil {
 		n.closeDisks()
 		return fmt.Errorf("listen on %s: %w (is the port in use?)", n.cfg.Replicas[n.opts.Replica].Addr, err)
+	}
+	for _, sh := range n.shards {
+		if err := n.startShard(ctx, sh); err != nil {
+			cancel()
+			_ = tr.Close()
+			n.wg.Wait()
+			n.closeDisks()
+			return err
+		}
 	}
 	<-ctx.Done()
 	_ = tr.Close()
