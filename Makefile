@@ -5,7 +5,7 @@ BIN     := bin
 SWARM_FAST_COUNT    ?= 300
 SWARM_NIGHTLY_COUNT ?= 30000
 
-.PHONY: all build test test-go vet fmt-check run sim sim-swarm sim-nightly clean
+.PHONY: all build test test-go vet fmt-check run sim sim-swarm sim-nightly clean bench-failover
 
 all: build
 
@@ -44,3 +44,8 @@ sim: build
 
 clean:
 	rm -rf $(BIN)
+
+# Failover with real processes: kill -9 the primary 20 times (bounded; cleans up).
+bench-failover:
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/tigerchat ./cmd/tigerbench
+	./$(BIN)/tigerbench failover -trials 20

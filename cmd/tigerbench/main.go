@@ -1,0 +1,200 @@
+// Command tigerbench measures a running TigerChat cluster and prints numbers.
+//
+//	tigerbench failover [-trials N] [-json]
+//	    starts a 3-replica cluster of real `tigerchat start` processes on
+//	    127.0.0.1 (in a temporary directory, removed afterwards), then N times:
+//	    kill -9 the primary of shard 0, time until a replica of a later view
+//	    reports a commit (and until a client's post is acknowledged), restart
+//	    the killed replica. Prints p50/p99/max.
+//
+// Every run is bounded in trials and time, talks only to 127.0.0.1, and kills
+// every process it started, also on interrupt.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"syscall"
+	"time"
+
+	"tigerchat/model/chat"
+	"tigerchat/model/vsr"
+	"tigerchat/runtime/client"
+	"tigerchat/runtime/node"
+	"tigerchat/runtime/testcluster"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "failover" {
+		fmt.Fprintln(stderr, "usage: tigerbench failover [-trials N] [-json]   (more scenarios to come)")
+		return 2
+	}
+	fs := flag.NewFlagSet("tigerbench failover", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	trials := fs.Int("trials", 20, "number of kills `N` (1..200)")
+	asJSON := fs.Bool("json", false, "print one JSON line instead of a table")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if *trials < 1 || *trials > 200 {
+		fmt.Fprintln(stderr, "tigerbench: -trials must be in [1, 200]")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(*trials)*20*time.Second+time.Minute)
+	defer cancel()
+	res, err := failover(ctx, *trials, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "tigerbench:", err)
+		return 1
+	}
+	if *asJSON {
+		_ = json.NewEncoder(stdout).Encode(res)
+		return 0
+	}
+	fmt.Fprintf(stdout, "failover (kill -9 primary → first commit in the new view), %d trials, 3 replicas on 127.0.0.1, fsync on every commit\n", res.Trials)
+	fmt.Fprintf(stdout, "  commit:        p50 %6.1f ms   p99 %6.1f ms   max %6.1f ms\n", res.CommitP50Ms, res.CommitP99Ms, res.CommitMaxMs)
+	fmt.Fprintf(stdout, "  client ack:    p50 %6.1f ms   p99 %6.1f ms   max %6.1f ms\n", res.AckP50Ms, res.AckP99Ms, res.AckMaxMs)
+	return 0
+}
+
+// Result is one failover run.
+type Result struct {
+	Scenario    string  `json:"scenario"`
+	Trials      int     `json:"trials"`
+	CommitP50Ms float64 `json:"commit_p50_ms"`
+	CommitP99Ms float64 `json:"commit_p99_ms"`
+	CommitMaxMs float64 `json:"commit_max_ms"`
+	AckP50Ms    float64 `json:"client_ack_p50_ms"`
+	AckP99Ms    float64 `json:"client_ack_p99_ms"`
+	AckMaxMs    float64 `json:"client_ack_max_ms"`
+	Lost        int     `json:"lost"`
+}
+
+func moduleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+func failover(ctx context.Context, trials int, log io.Writer) (Result, error) {
+	res := Result{Scenario: "failover", Trials: trials}
+	dir, err := os.MkdirTemp("", "tigerbench-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dir)
+	bin, err := os.Executable()
+	if err == nil {
+		bin = filepath.Join(filepath.Dir(bin), "tigerchat")
+	}
+	if _, serr := os.Stat(bin); err != nil || serr != nil {
+		if bin, err = testcluster.Build(moduleRoot(), dir); err != nil {
+			return res, err
+		}
+	}
+	c, err := testcluster.New(bin, dir, 3, 1, func(cfg *node.ClusterConfig) { cfg.Profile = ""; cfg.SlotCount = 256; cfg.CheckpointInterval = 64 })
+	if err != nil {
+		return res, err
+	}
+	defer c.KillAll()
+	if err := c.StartAll(); err != nil {
+		return res, err
+	}
+	if err := c.WaitHealthy(ctx); err != nil {
+		return res, err
+	}
+	cl, err := client.Dial(c.Config, client.Options{Identity: c.Edge, SessionsPerShard: 4})
+	if err != nil {
+		return res, err
+	}
+	defer cl.Close()
+	room := chat.EncodeCreateRoom(chat.CreateRoomRequest{Tenant: "bench", User: "b", Room: "failover"})
+	if r, err := cl.Do(ctx, 0, chat.OperationCreateRoom, room); err != nil || r.Flags != vsr.ReplyOk {
+		return res, fmt.Errorf("create room: %v", err)
+	}
+	var commits, acks []float64
+	for t := 0; t < trials; t++ {
+		commitMs, ackMs, err := oneFailover(ctx, c, cl, t)
+		if err != nil {
+			return res, fmt.Errorf("trial %d: %w", t, err)
+		}
+		commits, acks = append(commits, commitMs), append(acks, ackMs)
+		fmt.Fprintf(log, "trial %d: commit %.1f ms, client ack %.1f ms\n", t, commitMs, ackMs)
+	}
+	res.CommitP50Ms, res.CommitP99Ms, res.CommitMaxMs = percentiles(commits)
+	res.AckP50Ms, res.AckP99Ms, res.AckMaxMs = percentiles(acks)
+	return res, nil
+}
+
+func oneFailover(ctx context.Context, c *testcluster.Cluster, cl *client.Client, trial int) (commitMs, ackMs float64, err error) {
+	primary := c.Primary(0)
+	if primary < 0 {
+		return 0, 0, fmt.Errorf("no primary")
+	}
+	before, err := c.Status(primary)
+	if err != nil {
+		return 0, 0, err
+	}
+	view := before[0].View
+	killedAt := time.Now()
+	c.Kill(primary)
+	acked := make(chan time.Time, 1)
+	go func() {
+		body := chat.EncodePost(chat.PostRequest{Tenant: "bench", User: "b", Room: "failover", IdempotencyKey: fmt.Sprintf("t%d", trial), Body: []byte("x")})
+		if _, err := cl.Do(ctx, 0, chat.OperationPost, body); err == nil {
+			acked <- time.Now()
+		}
+		close(acked)
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if committedInNewView(c, primary, view) {
+			commitMs = float64(time.Since(killedAt).Microseconds()) / 1000
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if commitMs == 0 {
+		return 0, 0, fmt.Errorf("no commit in a new view within 15 s")
+	}
+	at, ok := <-acked
+	if !ok {
+		return 0, 0, fmt.Errorf("post after the kill failed")
+	}
+	ackMs = float64(at.Sub(killedAt).Microseconds()) / 1000
+	if err := c.Start(primary); err != nil {
+		return 0, 0, err
+	}
+	return commitMs, ackMs, c.WaitHealthy(ctx)
+}
+
+func committedInNewView(c *testcluster.Cluster, killed int, view uint32) bool {
+	for i := 0; i < len(c.Config.Replicas); i++ {
+		if i == killed {
+			continue
+		}
+		sts, err := c.Status(i)
+		if err == nil && sts[0].Primary && sts[0].View > view && sts[0].CommitMax > 0 && sts[0].Status == "normal" {
+			return true
+		}
+	}
+	return false
+}
+
+func percentiles(xs []float64) (p50, p99, max float64) {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	at := func(q float64) float64 { return s[int(q*float64(len(s)-1)+0.5)] }
+	return at(0.50), at(0.99), s[len(s)-1]
+}
