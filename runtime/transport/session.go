@@ -1,0 +1,253 @@
+package transport
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// session is one authenticated connection with a peer. Its id is bound into
+// every frame signature in both directions.
+//
+// Each side opens its stream with a hello: a signed frame with counter 0 and
+// no payload. A session is connected (installed, counted, used for data)
+// only once the peer's hello has been verified: that proves the peer holds
+// its pinned key, knows this session id, and accepted the connection, which
+// the TLS handshake alone does not prove to a client (TLS 1.3 lets it finish
+// before the server has checked the client certificate).
+type session struct {
+	conn   *quic.Conn
+	id     SessionID
+	peer   *peer
+	public ed25519.PublicKey // from the peer's pinned certificate
+	hello  chan struct{}     // closed when the peer's hello is verified
+
+	lastCounter uint64 // owned by the receiving goroutine
+}
+
+// helloCounter is the counter of the hello frame; data frames count from 1.
+const helloCounter = 0
+
+const sessionExporterLabel = "EXPORTER-tigerchat-transport-session"
+
+func (s *session) greeted() bool {
+	select {
+	case <-s.hello:
+		return true
+	default:
+		return false
+	}
+}
+
+// newSession identifies the peer of a connection whose handshake is done
+// (its certificate passed verifyPinned) and derives the session id.
+func (t *Transport) newSession(conn *quic.Conn) (*session, error) {
+	state := conn.ConnectionState().TLS
+	if state.NegotiatedProtocol != ALPN {
+		return nil, fmt.Errorf("negotiated protocol %q, want %q", state.NegotiatedProtocol, ALPN)
+	}
+	if len(state.PeerCertificates) == 0 {
+		return nil, errors.New("no peer certificate")
+	}
+	cert := state.PeerCertificates[0]
+	p := t.byFingerprint[Fingerprint(cert)]
+	if p == nil {
+		return nil, errors.New("peer certificate is not pinned")
+	}
+	public, ok := cert.PublicKey.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("peer key is %T, want ed25519", cert.PublicKey)
+	}
+	// The session id is keying material exported from this TLS connection
+	// (RFC 8446 7.5): both ends derive it without a round trip, both
+	// contributed fresh randomness to it (client and server random, ECDHE),
+	// and no other connection, not even a later one between the same two
+	// nodes, shares it. A restarted node therefore always starts a fresh
+	// session, and a frame from an old session is a replay.
+	ekm, err := state.ExportKeyingMaterial(sessionExporterLabel, nil, len(SessionID{}))
+	if err != nil {
+		return nil, fmt.Errorf("export session id: %w", err)
+	}
+	s := &session{conn: conn, peer: p, public: public, hello: make(chan struct{})}
+	copy(s.id[:], ekm)
+	return s, nil
+}
+
+// acceptLoop takes connections whose handshake (and pin check) succeeded.
+// Connections waiting for their hello are bounded; each waits at most the
+// handshake timeout.
+func (t *Transport) acceptLoop(ctx context.Context) {
+	defer t.wg.Done()
+	for {
+		conn, err := t.listener.Accept(ctx)
+		if err != nil {
+			return // ctx done or listener closed
+		}
+		s, err := t.newSession(conn)
+		if err == nil && s.peer.dials {
+			err = fmt.Errorf("peer %d dialed, but the lower address dials", s.peer.address)
+		}
+		if err == nil && t.pending.Add(1) > int64(t.pendingMax()) {
+			t.pending.Add(-1)
+			err = fmt.Errorf("more than %d connections waiting for their hello", t.pendingMax())
+		}
+		if err != nil {
+			t.counters.refusedHandshake.Add(1)
+			t.log.Warn("transport: refused connection", "remote", conn.RemoteAddr().String(), "err", err)
+			_ = conn.CloseWithError(codeRefused, "refused")
+			continue
+		}
+		t.wg.Add(1)
+		go func() {
+			defer t.pending.Add(-1)
+			t.receive(s)
+		}()
+	}
+}
+
+// pendingMax bounds accepted connections (hence receiving goroutines) per
+// node: two per peer covers a peer's reconnection racing its old session.
+func (t *Transport) pendingMax() int { return 2*len(t.peers) + 2 }
+
+// greet installs s as its peer's session once the hello arrived, replacing
+// (and closing) an older one: the newest greeted connection wins, so a peer
+// that restarted is served at once even if its old connection lingers.
+func (t *Transport) greet(s *session) {
+	old, reconnect := s.peer.install(s)
+	if old != nil && old != s {
+		_ = old.conn.CloseWithError(codeReplaced, "replaced by a newer connection")
+	}
+	t.counters.connects.Add(1)
+	if reconnect {
+		t.counters.reconnects.Add(1)
+	}
+	close(s.hello)
+	t.log.Info("transport: connected", "peer", s.peer.address, "remote", s.conn.RemoteAddr().String(), "dialed", s.peer.dials)
+}
+
+func (t *Transport) endSession(s *session, code quic.ApplicationErrorCode, cause error) {
+	s.peer.remove(s)
+	_ = s.conn.CloseWithError(code, "")
+	if s.greeted() {
+		t.log.Info("transport: disconnected", "peer", s.peer.address, "err", cause)
+	} else {
+		t.log.Debug("transport: session ended before hello", "peer", s.peer.address, "err", cause)
+	}
+}
+
+// receive reads s's incoming stream until it fails, then ends s.
+func (t *Transport) receive(s *session) {
+	defer t.wg.Done()
+	err := t.readLoop(s)
+	code := codeShutdown
+	if errors.Is(err, errFrameOversize) || errors.Is(err, errFrameShort) || errors.Is(err, errBadHello) {
+		code = codeProtocol
+	}
+	t.endSession(s, code, err)
+}
+
+var errBadHello = errors.New("transport: first frame is not a valid hello")
+
+func (t *Transport) readLoop(s *session) error {
+	ctx, cancel := context.WithTimeout(s.conn.Context(), t.cfg.HandshakeTimeout)
+	stream, err := s.conn.AcceptUniStream(ctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("accept stream from %d: %w", s.peer.address, err)
+	}
+	if err := stream.SetReadDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
+		return fmt.Errorf("stream from %d: %w", s.peer.address, err)
+	}
+	fr := newFrameReader(stream)
+	body, err := t.nextFrame(s, fr)
+	if err != nil {
+		return err
+	}
+	if err := t.receiveHello(s, body); err != nil {
+		return err
+	}
+	if err := stream.SetReadDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("stream from %d: %w", s.peer.address, err)
+	}
+	t.greet(s)
+	for {
+		body, err := t.nextFrame(s, fr)
+		if err != nil {
+			return err
+		}
+		t.receiveFrame(s, body)
+	}
+}
+
+// nextFrame reads one frame, counting a broken framing.
+func (t *Transport) nextFrame(s *session, fr *frameReader) ([]byte, error) {
+	body, err := fr.next()
+	if err != nil {
+		switch {
+		case errors.Is(err, errFrameOversize):
+			t.counters.oversize.Add(1)
+		case errors.Is(err, errFrameShort):
+			t.counters.malformed.Add(1)
+		}
+		return nil, fmt.Errorf("read from %d: %w", s.peer.address, err)
+	}
+	return body, nil
+}
+
+// receiveHello accepts the first frame of a stream only if it is the peer's
+// signed hello for this session.
+func (t *Transport) receiveHello(s *session, body []byte) error {
+	h, payload, ok := t.checkFrame(s, body)
+	if !ok {
+		return fmt.Errorf("hello from %d: %w", s.peer.address, errBadHello)
+	}
+	if h.Counter != helloCounter || len(payload) != 0 {
+		t.counters.malformed.Add(1)
+		return fmt.Errorf("hello from %d: counter %d, %d payload bytes: %w", s.peer.address, h.Counter, len(payload), errBadHello)
+	}
+	s.lastCounter = helloCounter
+	return nil
+}
+
+// receiveFrame delivers one data frame's payload, or drops and counts it.
+func (t *Transport) receiveFrame(s *session, body []byte) {
+	h, payload, ok := t.checkFrame(s, body)
+	if !ok {
+		return
+	}
+	if h.Counter <= s.lastCounter {
+		t.counters.replayed.Add(1)
+		return
+	}
+	s.lastCounter = h.Counter
+	t.counters.delivered.Add(1)
+	t.deliver(s.peer.address, payload)
+}
+
+// checkFrame verifies a frame's signature, addresses and session, counting
+// what fails. The signature is checked first, so that no field is trusted
+// before the peer's pinned key vouches for it.
+func (t *Transport) checkFrame(s *session, body []byte) (frameHeader, []byte, bool) {
+	h, payload, _, err := decodeFrame(body)
+	if err != nil {
+		t.counters.malformed.Add(1) // unreachable: the reader checked the length
+		return h, nil, false
+	}
+	if !verifyFrame(s.public, body) {
+		t.counters.badSignature.Add(1)
+		return h, nil, false
+	}
+	if h.From != s.peer.address || h.To != t.cfg.Self {
+		t.counters.misaddressed.Add(1)
+		return h, nil, false
+	}
+	if h.Session != s.id {
+		t.counters.replayed.Add(1)
+		return h, nil, false
+	}
+	return h, payload, true
+}

@@ -1,0 +1,63 @@
+package transport
+
+import "sync/atomic"
+
+// Stats are the transport's counters since New. Every drop and refusal has
+// its own counter, so an operator can tell loss from attack from bug.
+type Stats struct {
+	Sent      uint64 // frames written to a connection
+	Delivered uint64 // frames verified and handed to deliver
+
+	DroppedQueueFull uint64 // Send found the peer's queue full (count or bytes)
+	DroppedNoRoute   uint64 // Send to an address that is neither a peer nor a pinned client
+	DroppedOversize  uint64 // Send of a message larger than model.MessageSizeMax
+	DroppedClosed    uint64 // Send after Close
+	LostOnConnection uint64 // dequeued, but the connection failed while writing it
+
+	RefusedUnpinned  uint64 // TLS handshake with a certificate that is not pinned
+	RefusedHandshake uint64 // pinned, but the connection is not acceptable (role, protocol)
+	BadSignature     uint64 // frame whose signature does not verify with the sender's pinned key
+	Replayed         uint64 // frame from another session, or with a counter not above the last
+	Misaddressed     uint64 // validly signed frame naming another sender or receiver
+	Oversize         uint64 // frame longer than the maximum: connection closed
+	Malformed        uint64 // frame shorter than its header: connection closed
+
+	Connects      uint64 // sessions established (the peer's hello verified)
+	HelloTimeouts uint64 // connections whose peer sent no hello in time
+	Reconnects    uint64 // sessions established with a peer that had one before
+	DialFailures  uint64
+}
+
+type counters struct {
+	sent, delivered                                                         atomic.Uint64
+	droppedQueueFull, droppedNoRoute, droppedOversize, droppedClosed        atomic.Uint64
+	lostOnConnection                                                        atomic.Uint64
+	refusedUnpinned, refusedHandshake, badSignature, replayed, misaddressed atomic.Uint64
+	oversize, malformed, connects, reconnects, dialFailures, helloTimeouts  atomic.Uint64
+}
+
+// Stats returns a snapshot of the counters (each read atomically, the set
+// not as one).
+func (t *Transport) Stats() Stats {
+	c := &t.counters
+	return Stats{
+		Sent:             c.sent.Load(),
+		Delivered:        c.delivered.Load(),
+		DroppedQueueFull: c.droppedQueueFull.Load(),
+		DroppedNoRoute:   c.droppedNoRoute.Load(),
+		DroppedOversize:  c.droppedOversize.Load(),
+		DroppedClosed:    c.droppedClosed.Load(),
+		LostOnConnection: c.lostOnConnection.Load(),
+		RefusedUnpinned:  c.refusedUnpinned.Load(),
+		RefusedHandshake: c.refusedHandshake.Load(),
+		BadSignature:     c.badSignature.Load(),
+		Replayed:         c.replayed.Load(),
+		Misaddressed:     c.misaddressed.Load(),
+		Oversize:         c.oversize.Load(),
+		Malformed:        c.malformed.Load(),
+		Connects:         c.connects.Load(),
+		Reconnects:       c.reconnects.Load(),
+		DialFailures:     c.dialFailures.Load(),
+		HelloTimeouts:    c.helloTimeouts.Load(),
+	}
+}
