@@ -8,14 +8,27 @@ import (
 	"tigerchat/model"
 )
 
-// Costs measured on the development machine (2 cores, go1.26, amd64) with
-// `go test -bench . -benchmem ./runtime/transport/`:
+// Costs measured on the development machine (2 vCPU AMD EPYC with SHA-NI,
+// go1.26, amd64, other jobs running) with
+// `go test -run x -bench . -benchmem ./runtime/transport/`:
 //
-// See the report in the commit message; the numbers are repeated in
-// docs when the runtime lands. Signing and verifying are per frame, and a
-// frame is one replication message: a prepare carries a whole batch of
-// client messages, so the per-frame Ed25519 cost is paid once per batch,
-// not once per chat message.
+//	SendReceive/256B     ~17,000 msgs/s    ~850 B/op    4-5 allocs/op
+//	SendReceive/16KiB    ~11,000 msgs/s  ~180 MB/s  ~39 KB/op  52 allocs/op
+//	Sign    256B 24 µs   16KiB 34 µs   1MiB 0.63 ms   0 allocs
+//	Verify  256B 58 µs   16KiB 70 µs   1MiB 0.66 ms   0 allocs
+//
+// Both ends run in this one process, so allocations are the sender's and
+// the receiver's together (a frame buffer each, the rest is quic-go's
+// packetisation). Small messages are bound by Ed25519: sign (~24 µs, on the
+// peer's writer goroutine) and verify (~58 µs, on the connection's reader)
+// run in parallel, and verify is the bottleneck at ~17k frames/s per
+// connection. That is acceptable because a frame is one replication
+// message, not one chat message: a prepare carries a batch of many client
+// requests, so the per-frame cost is paid once per batch and the chat
+// message rate is frames/s times the batch size. Large frames are bound by
+// hashing; SHA-256 (hardware) instead of Ed25519ph's SHA-512 cut the cost of
+// a 1 MiB frame from 2.4 ms to 0.63 ms to sign and from 2.3 ms to 0.66 ms to
+// verify.
 
 func BenchmarkSendReceive(b *testing.B) {
 	for _, size := range []struct {

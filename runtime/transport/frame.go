@@ -21,7 +21,8 @@ import (
 //	4       4     from: sender's model.Address
 //	8       4     to: receiver's model.Address
 //	12      16    session: id of the connection (TLS exporter, see session.go)
-//	28      8     counter: 1, 2, 3, ... per session and direction
+//	28      8     counter: 0 for the hello (session.go), then 1, 2, 3, ...
+//	              per session and direction
 //	36      n     payload: one model message, n <= model.MessageSizeMax
 //	36+n    64    signature: Ed25519(sender key,
 //	              signDomain || SHA-256(bytes [4, 36+n)))

@@ -8,9 +8,31 @@
 // connections; an edge (a client address) dials every replica it lists and
 // accepts nothing. Each direction of a connection is one unidirectional
 // stream of frames (frame.go), so frames between a pair arrive in order while
-// a connection lives. Every peer has a bounded send queue drained by one
-// goroutine; Send never blocks and drops (and counts) when the queue is full,
-// which the protocol tolerates as ordinary loss.
+// a connection lives; a stream per message would cost a stream setup per
+// message and give up that order for nothing the protocol needs. Every peer
+// has a bounded send queue (by count and by bytes) drained by one goroutine;
+// Send never blocks and drops (and counts) when the queue is full, which the
+// protocol tolerates as ordinary loss.
+//
+// Security, layer by layer:
+//   - TLS 1.3 only, ALPN "tigerchat-replication/1", both sides present a
+//     certificate, and each side accepts only a certificate whose SHA-256
+//     fingerprint is pinned in its config (a dialer: the one pinned for that
+//     address). There is no CA and no expiry: the config is the trust root.
+//   - Every frame is signed with the sender's Ed25519 key (the key of its
+//     pinned certificate) over the sender, receiver, session id, counter and
+//     payload, and verified before anything in it is trusted.
+//   - The session id is exported from the TLS connection, so it is fresh per
+//     connection and shared by nothing else; counters rise strictly within a
+//     session. A frame from another session or with a stale counter is a
+//     replay: dropped and counted.
+//   - A stream starts with a signed hello (session.go); a session carries
+//     data only once the peer's hello is verified.
+//
+// The QUIC stateless reset key is derived from the node's identity, so a
+// node restarted after a crash resets the connections its previous
+// incarnation left at peers, which then redial at once instead of waiting
+// for the idle timeout.
 package transport
 
 import (
@@ -47,18 +69,11 @@ const (
 	codeReplaced quic.ApplicationErrorCode = 3
 )
 
-// DeliverFunc receives one verified message. It is called from transport
-// goroutines, concurrently for different peers, in order for one peer. It
-// must not block: copy nothing (it owns msg) and post the message into the
-// replica's event loop, dropping it if the loop's queue is full. A slow
-// deliver stalls the connection it came from.
-type DeliverFunc func(from model.Address, msg []byte)
-
 // Transport is one node's network. Create it with New, then Start it, send
 // through Endpoint, and Close it.
 type Transport struct {
 	cfg     Config
-	deliver DeliverFunc
+	deliver func(from model.Address, msg []byte)
 	log     *slog.Logger
 	signKey ed25519.PrivateKey
 
@@ -91,7 +106,14 @@ type Transport struct {
 
 // New checks cfg and prepares a transport; nothing touches the network
 // until Start.
-func New(cfg Config, deliver DeliverFunc) (*Transport, error) {
+//
+// deliver receives every verified message, with from the address that the
+// peer's pinned certificate proves. It is called from transport goroutines:
+// concurrently for different peers, in order for one peer, and until Close
+// returns. It owns msg (no copy needed) and must not block: post the message
+// into the replica's event loop, dropping it if the loop's queue is full. A
+// slow deliver stalls the connection it came from.
+func New(cfg Config, deliver func(from model.Address, msg []byte)) (*Transport, error) {
 	if deliver == nil {
 		return nil, errors.New("new transport: deliver is nil")
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -406,4 +407,40 @@ func TestWrongDirectionRefused(t *testing.T) {
 	}
 	defer tr.Close()
 	eventually(ctx, t, "refused", func() bool { return n0.Stats().RefusedHandshake >= 1 })
+}
+
+// Start reports a port in use in one line, and cancelling Start's context
+// shuts the transport down.
+func TestStartErrorsAndContext(t *testing.T) {
+	members := newMembers(t, 2)
+	bindAll(t, members)
+	busy := listenUDP(t, members[0].udp)
+	defer busy.Close()
+	cfg := testConfig(t, members, 1)
+	cfg.PacketConn.Close()
+	cfg.PacketConn, cfg.ListenAddr = nil, members[0].udp
+	tr, err := New(cfg, func(model.Address, []byte) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = tr.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "address already in use") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("start on a busy port: %v", err)
+	}
+	tr.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	n := startNode(ctx, t, testConfig(t, members, 1))
+	if err := n.Start(ctx); err == nil {
+		t.Fatal("second Start succeeded")
+	}
+	cancel()
+	deadline := time.Now().Add(testTimeout)
+	for n.Send(0, []byte("x")); n.Stats().DroppedClosed == 0; n.Send(0, []byte("x")) {
+		if time.Now().After(deadline) {
+			t.Fatal("cancelling the context did not close the transport")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	n.Close()
 }
