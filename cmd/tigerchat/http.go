@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"tigerchat/runtime/node"
 )
@@ -26,6 +27,31 @@ func httpHandler(nodes []*node.Node) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(all)
 	})
+	for _, drained := range []bool{true, false} {
+		drained := drained
+		path := "POST /drain"
+		if !drained {
+			path = "POST /undrain"
+		}
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			targets := nodes
+			if q := r.URL.Query().Get("replica"); q != "" {
+				i, err := strconv.Atoi(q)
+				if err != nil || i < 0 || i >= len(nodes) {
+					http.Error(w, "replica must be an index of a node in this process", http.StatusBadRequest)
+					return
+				}
+				targets = nodes[i : i+1]
+			}
+			for _, n := range targets {
+				if err := n.Drain(drained, r.RemoteAddr); err != nil {
+					http.Error(w, err.Error(), http.StatusInternalServerError)
+					return
+				}
+			}
+			fmt.Fprintln(w, "ok")
+		})
+	}
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		for i, n := range nodes {

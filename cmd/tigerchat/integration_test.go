@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"net/http"
 	"tigerchat/model/chat"
 	"tigerchat/model/vsr"
+
+	"tigerchat/runtime/audit"
 	"tigerchat/runtime/client"
 	"tigerchat/runtime/node"
 	"tigerchat/runtime/testcluster"
@@ -251,5 +254,41 @@ func TestBackupRepairsDamagedWAL(t *testing.T) {
 			t.Fatalf("backup did not catch up: primary %+v backup %+v", ps, bs)
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// An operator drain moves the primary off a node through a view change and
+// keeps it off; the action is in the node's signed audit log.
+func TestDrainMovesPrimaryAndIsAudited(t *testing.T) {
+	c := startCluster(t, 3)
+	cl := dial(t, c)
+	do(t, cl, chat.OperationCreateRoom, chat.EncodeCreateRoom(chat.CreateRoomRequest{Tenant: "acme", User: "ana", Room: "lobby"}))
+	primary := c.Primary(0)
+	if primary < 0 {
+		t.Fatal("no primary")
+	}
+	resp, err := http.Post("http://"+c.Config.Replicas[primary].HTTPAddr+"/drain", "text/plain", nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("drain: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		if p := c.Primary(0); p >= 0 && p != primary {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("primary did not move off the drained node")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if _, err := post(ctx, cl, "after-drain"); err != nil {
+		t.Fatalf("post after drain: %v", err)
+	}
+	entries, err := audit.ReadFile(node.AuditPath(c.DataDir(primary)))
+	if err != nil || len(entries) < 2 || entries[len(entries)-1].Action != "drain" {
+		t.Fatalf("audit log: %+v %v", entries, err)
 	}
 }

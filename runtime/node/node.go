@@ -17,6 +17,7 @@ import (
 	"tigerchat/model/prng"
 	"tigerchat/model/vsr"
 	"tigerchat/model/wire"
+	"tigerchat/runtime/audit"
 	"tigerchat/runtime/clock"
 	"tigerchat/runtime/disk"
 	"tigerchat/runtime/loop"
@@ -32,6 +33,9 @@ type Options struct {
 	Key      []byte // 32 bytes: encrypt data files at rest; nil: plain
 	Log      *slog.Logger
 }
+
+// AuditPath is where a node appends its signed operator audit log.
+func AuditPath(dataDir string) string { return filepath.Join(dataDir, "audit.jsonl") }
 
 // dataPath is where (shard) of this replica keeps its WAL and checkpoints.
 func dataPath(dir string, shard int) string {
@@ -127,6 +131,7 @@ type Node struct {
 	transport *transport.Transport
 	shards    []*shard
 	wg        sync.WaitGroup
+	audit     *audit.Log
 }
 
 // Open opens every shard's data file and builds its replica; Run starts
@@ -142,6 +147,11 @@ func Open(c ClusterConfig, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("this node's certificate does not match replicas[%d].fingerprint in the config: wrong identity file or wrong -replica", opts.Replica)
 	}
 	n := &Node{cfg: c, opts: opts}
+	log, err := audit.Open(AuditPath(opts.DataDir), opts.Identity.PrivateKey, opts.Identity.Fingerprint())
+	if err != nil {
+		return nil, err
+	}
+	n.audit = log
 	for s := 0; s < c.Shards; s++ {
 		sh, err := n.openShard(s)
 		if err != nil {
@@ -167,6 +177,19 @@ func (n *Node) closeDisks() {
 	for _, sh := range n.shards {
 		_ = sh.disk.Close()
 	}
+	if n.audit != nil {
+		_ = n.audit.Close()
+		n.audit = nil
+	}
+}
+
+// Audit appends an operator action to the node's signed audit log.
+func (n *Node) Audit(action string, details map[string]string) error {
+	if n.audit == nil {
+		return errors.New("audit log closed")
+	}
+	_, err := n.audit.Append(action, details)
+	return err
 }
 
 // Transport config: peers are the other replicas; edges are pinned clients.
@@ -215,6 +238,12 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := tr.Start(ctx); err != nil {
 		n.closeDisks()
 		return fmt.Errorf("listen on %s: %w (is the port in use?)", n.cfg.Replicas[n.opts.Replica].Addr, err)
+	}
+	if err := n.Audit("start", map[string]string{"replica": fmt.Sprint(n.opts.Replica), "shards": fmt.Sprint(n.cfg.Shards)}); err != nil {
+		cancel()
+		_ = tr.Close()
+		n.closeDisks()
+		return err
 	}
 	for _, sh := range n.shards {
 		if err := n.startShard(ctx, sh); err != nil {
@@ -296,12 +325,21 @@ func (n *Node) Healthy() bool {
 	return true
 }
 
-// Drain asks every shard replica of this node to hand its primaryship on.
-func (n *Node) Drain(drained bool) {
+// Drain asks every shard replica of this node to hand its primaryship on
+// (and keep off it), or to serve as primary again; the action is audited.
+func (n *Node) Drain(drained bool, by string) error {
+	action := "undrain"
+	if drained {
+		action = "drain"
+	}
+	if err := n.Audit(action, map[string]string{"by": by}); err != nil {
+		return err
+	}
 	for _, sh := range n.shards {
 		sh := sh
 		sh.loop.Post(func() { sh.replica.SetDrained(drained) })
 	}
+	return nil
 }
 
 // TransportStats exposes the transport counters (refusals, bad signatures).
