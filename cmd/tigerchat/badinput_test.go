@@ -72,6 +72,10 @@ func TestBadInputOneLineErrorNothingModified(t *testing.T) {
 	if err := os.WriteFile(corrupt, []byte(`{"cluster": 77, "replicas": [`), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	key := filepath.Join(c.Dir, "key")
+	if err := os.WriteFile(key, bytes.Repeat([]byte{7}, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	busy, err := net.ListenPacket("udp", c.Config.Replicas[0].Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +96,7 @@ func TestBadInputOneLineErrorNothingModified(t *testing.T) {
 		{"format over data", []string{"format", "-config", c.ConfigPath, "-replica", "1", "-data", c.DataDir(1)}, "refusing to format"},
 		{"short key file", []string{"start", "-config", c.ConfigPath, "-replica", "1", "-data", c.DataDir(1), "-identity", id(1), "-key-file", c.ConfigPath}, "exactly 32"},
 		{"unknown command", []string{"launch"}, "unknown command"},
+		{"wrong key", []string{"start", "-config", c.ConfigPath, "-replica", "1", "-data", c.DataDir(1), "-identity", id(1), "-key-file", key}, "key"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"tigerchat/runtime/disk"
 	"tigerchat/runtime/node"
 	"tigerchat/runtime/transport"
 )
@@ -43,7 +44,7 @@ func writeIdentity(path string, id transport.Identity) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, pem, 0o600)
+	return disk.WriteFileAtomic(path, pem) // temp file, fsync, rename, fsync dir; mode 0600
 }
 
 func readIdentity(path string) (transport.Identity, error) {

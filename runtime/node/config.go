@@ -13,6 +13,7 @@ import (
 
 	"tigerchat/model/chat"
 	"tigerchat/model/vsr"
+	"tigerchat/runtime/disk"
 )
 
 // ClusterConfig is the one file that describes a cluster. Every option has a
@@ -192,5 +193,5 @@ func (c *ClusterConfig) Save(path string) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(data, '\n'), 0o644)
+	return disk.WriteFileAtomic(path, append(data, '\n'))
 }

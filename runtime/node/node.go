@@ -147,11 +147,6 @@ func Open(c ClusterConfig, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("this node's certificate does not match replicas[%d].fingerprint in the config: wrong identity file or wrong -replica", opts.Replica)
 	}
 	n := &Node{cfg: c, opts: opts}
-	log, err := audit.Open(AuditPath(opts.DataDir), opts.Identity.PrivateKey, opts.Identity.Fingerprint())
-	if err != nil {
-		return nil, err
-	}
-	n.audit = log
 	for s := 0; s < c.Shards; s++ {
 		sh, err := n.openShard(s)
 		if err != nil {
@@ -239,6 +234,16 @@ func (n *Node) Run(ctx context.Context) error {
 		n.closeDisks()
 		return fmt.Errorf("listen on %s: %w (is the port in use?)", n.cfg.Replicas[n.opts.Replica].Addr, err)
 	}
+	// The audit log is opened (and created) only once the node can run, so
+	// a start that fails its checks leaves the data dir untouched.
+	log, err := audit.Open(AuditPath(n.opts.DataDir), n.opts.Identity.PrivateKey, n.opts.Identity.Fingerprint())
+	if err != nil {
+		cancel()
+		_ = tr.Close()
+		n.closeDisks()
+		return err
+	}
+	n.audit = log
 	if err := n.Audit("start", map[string]string{"replica": fmt.Sprint(n.opts.Replica), "shards": fmt.Sprint(n.cfg.Shards)}); err != nil {
 		cancel()
 		_ = tr.Close()
