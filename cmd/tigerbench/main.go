@@ -35,8 +35,11 @@ import (
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "publish" {
+		return runPublish(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "failover" {
-		fmt.Fprintln(stderr, "usage: tigerbench failover [-trials N] [-json]   (more scenarios to come)")
+		fmt.Fprintln(stderr, "usage: tigerbench failover [-trials N] [-json] | tigerbench publish [-publishers N] [-seconds S] [-json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("tigerbench failover", flag.ContinueOnError)
@@ -190,6 +193,12 @@ func committedInNewView(c *testcluster.Cluster, killed int, view uint32) bool {
 		}
 	}
 	return false
+}
+
+func percentile(xs []float64, q float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[int(q*float64(len(s)-1)+0.5)]
 }
 
 func percentiles(xs []float64) (p50, p99, max float64) {

@@ -62,6 +62,17 @@ func NewClient(cfg ClientConfig, net model.Network, p *prng.PRNG) *Client {
 	}
 }
 
+// View is the view this client believes current (from the replies it got).
+func (c *Client) View() uint32 { return c.view }
+
+// LearnView raises the client's view, so that a pool of clients sharing what
+// one of them learned sends to the current primary at once.
+func (c *Client) LearnView(view uint32) {
+	if view > c.view {
+		c.view = view
+	}
+}
+
 // Busy reports whether a request is outstanding.
 func (c *Client) Busy() bool { return c.inflight != nil || c.queued != nil }
 

@@ -39,6 +39,8 @@ type waiter struct {
 type shardPool struct {
 	clients []*vsr.Client
 	waiting []*waiter // bounded by waitingMax
+	view    uint32    // highest view any session of the pool learned
+	byID    map[uint64]*vsr.Client
 }
 
 const waitingMax = 1 << 16
@@ -78,15 +80,17 @@ func Dial(cfg node.ClusterConfig, opts Options) (*Client, error) {
 	seed := randomUint64()
 	p := prng.New(seed)
 	for s := 0; s < cfg.Shards; s++ {
-		pool := &shardPool{}
+		pool := &shardPool{byID: map[uint64]*vsr.Client{}}
 		for i := 0; i < opts.SessionsPerShard; i++ {
 			// Fresh ids per process: a restarted edge must never resume
 			// another process's session and request numbers.
 			id := randomUint64() | 1
-			pool.clients = append(pool.clients, vsr.NewClient(vsr.ClientConfig{
+			vc := vsr.NewClient(vsr.ClientConfig{
 				Cluster: cfg.Cluster + uint64(s), ReplicaCount: len(cfg.Replicas), ShardOffset: s % len(cfg.Replicas),
 				ID: id, RequestTimeout: opts.RequestTimeoutMs,
-			}, tr.Endpoint(), p.Fork()))
+			}, tr.Endpoint(), p.Fork())
+			pool.clients = append(pool.clients, vc)
+			pool.byID[id] = vc
 		}
 		c.pools = append(c.pools, pool)
 		c.loop.OnTick(func() {
@@ -131,8 +135,13 @@ func (c *Client) deliver(from model.Address, msg []byte) {
 	}
 	pool := c.pools[s]
 	c.loop.Post(func() {
-		for _, cl := range pool.clients {
+		// Route by the client id in the header (bytes 72..80) instead of
+		// offering every message to every session.
+		if cl, ok := pool.byID[binary.LittleEndian.Uint64(msg[72:80])]; ok {
 			cl.OnMessage(from, msg)
+			if v := cl.View(); v > pool.view {
+				pool.view = v
+			}
 		}
 		c.dispatch(pool)
 	})
@@ -174,6 +183,7 @@ func (c *Client) dispatch(pool *shardPool) {
 		}
 		w := pool.waiting[0]
 		pool.waiting = pool.waiting[1:]
+		cl.LearnView(pool.view)
 		cl.Submit(w.operation, w.body, func(r vsr.Reply) {
 			w.done <- r
 			c.dispatch(pool)
