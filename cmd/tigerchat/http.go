@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"strconv"
 
 	"tigerchat/runtime/node"
@@ -51,6 +53,11 @@ func httpHandler(nodes []*node.Node) http.Handler {
 			}
 			fmt.Fprintln(w, "ok")
 		})
+	}
+	if os.Getenv("TIGERCHAT_PPROF") == "1" {
+		// Profiling for operators and benchmarks; off unless asked for.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	}
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
