@@ -1,0 +1,169 @@
+package edge
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"tigerchat/model/chat"
+)
+
+// messageJSON is a message as clients see it, in history and in events.
+// time_ns is a decimal string: JSON numbers lose precision above 2^53.
+type messageJSON struct {
+	Event    string `json:"event,omitempty"`
+	Room     string `json:"room"`
+	Thread   uint64 `json:"thread"`
+	Seq      uint64 `json:"seq"`
+	Hash     string `json:"hash"`
+	PrevHash string `json:"prev_hash"`
+	Author   string `json:"author"`
+	Time     string `json:"time"`
+	TimeNs   string `json:"time_ns"`
+	Body     string `json:"body,omitempty"`
+	BodyB64  string `json:"body_b64,omitempty"`
+}
+
+func hexHash(h chat.Hash) string { return hex.EncodeToString(h[:]) }
+
+func formatTime(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
+
+func toMessageJSON(m *chat.Message, event string) messageJSON {
+	j := messageJSON{
+		Event: event, Room: m.Room, Thread: m.Thread, Seq: m.Seq,
+		Hash: hexHash(m.Hash), PrevHash: hexHash(m.PrevHash), Author: m.Author,
+		Time: formatTime(m.TimeNs), TimeNs: strconv.FormatInt(m.TimeNs, 10),
+	}
+	if utf8.Valid(m.Body) {
+		j.Body = string(m.Body)
+	} else {
+		j.BodyB64 = base64.StdEncoding.EncodeToString(m.Body)
+	}
+	return j
+}
+
+type logJSON struct {
+	Room     string        `json:"room"`
+	Thread   uint64        `json:"thread"`
+	HeadSeq  uint64        `json:"head_seq"`
+	HeadHash string        `json:"head_hash"`
+	FirstSeq uint64        `json:"first_seq"`
+	More     bool          `json:"more"`
+	Messages []messageJSON `json:"messages"`
+}
+
+func toLogJSON(v *chat.LogView) logJSON {
+	j := logJSON{Room: v.Room, Thread: v.Thread, HeadSeq: v.HeadSeq, HeadHash: hexHash(v.HeadHash),
+		FirstSeq: v.FirstSeq, More: v.More, Messages: make([]messageJSON, 0, len(v.Messages))}
+	for i := range v.Messages {
+		j.Messages = append(j.Messages, toMessageJSON(&v.Messages[i], ""))
+	}
+	return j
+}
+
+type roomInfoJSON struct {
+	Private   bool   `json:"private"`
+	Audit     bool   `json:"audit"`
+	Direct    bool   `json:"direct"`
+	Member    bool   `json:"member"`
+	Retention uint32 `json:"retention"`
+	Creator   string `json:"creator"`
+	Created   string `json:"created"`
+	Members   uint32 `json:"members"`
+	Threads   uint32 `json:"threads"`
+}
+
+type snapshotJSON struct {
+	Info roomInfoJSON `json:"info"`
+	Log  logJSON      `json:"log"`
+}
+
+func toSnapshotJSON(r *chat.RoomSnapshotReply) snapshotJSON {
+	in := &r.Info
+	return snapshotJSON{
+		Info: roomInfoJSON{Private: in.Private, Audit: in.Audit, Direct: in.Direct, Member: in.Member,
+			Retention: in.RetentionCount, Creator: in.Creator, Created: formatTime(in.CreatedNs),
+			Members: in.Members, Threads: in.Threads},
+		Log: toLogJSON(&r.Log),
+	}
+}
+
+type postJSON struct {
+	Room      string `json:"room"`
+	Thread    uint64 `json:"thread"`
+	Seq       uint64 `json:"seq"`
+	Hash      string `json:"hash"`
+	Time      string `json:"time"`
+	TimeNs    string `json:"time_ns"`
+	Duplicate bool   `json:"duplicate"`
+	Key       string `json:"key"`
+}
+
+type membersJSON struct {
+	Room    string `json:"room"`
+	Members uint32 `json:"members"`
+}
+
+type dmJSON struct {
+	Room    string `json:"room"`
+	Peer    string `json:"peer"`
+	Created bool   `json:"created"`
+}
+
+type subscribedJSON struct {
+	Room    string `json:"room"`
+	Thread  uint64 `json:"thread"`
+	Since   uint64 `json:"since"`
+	HeadSeq uint64 `json:"head_seq"`
+}
+
+type whoamiJSON struct {
+	Tenant  string `json:"tenant"`
+	User    string `json:"user"`
+	Rooms   Scope  `json:"rooms"`
+	Expires string `json:"expires"`
+}
+
+type errorJSON struct {
+	ID    json.RawMessage `json:"id,omitempty"`
+	Error *Error          `json:"error"`
+}
+
+// mustJSON marshals values the edge builds itself (never fails).
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("edge: marshal " + err.Error())
+	}
+	return b
+}
+
+// okFrame is a WebSocket reply: {"id":..,"ok":true, ...result fields}.
+func okFrame(id json.RawMessage, result any) []byte {
+	b := []byte(`{`)
+	if len(id) > 0 {
+		b = append(append(append(b, `"id":`...), id...), ',')
+	}
+	b = append(b, `"ok":true`...)
+	if result != nil {
+		inner := mustJSON(result)
+		if len(inner) > 2 {
+			b = append(append(b, ','), inner[1:len(inner)-1]...)
+		}
+	}
+	return append(b, '}')
+}
+
+func errorFrame(id json.RawMessage, e *Error) []byte {
+	return mustJSON(errorJSON{ID: id, Error: e})
+}
+
+func formatInt(v int64) string { return strconv.FormatInt(v, 10) }
+
+type roomThreadJSON struct {
+	Room   string `json:"room"`
+	Thread uint64 `json:"thread"`
+}

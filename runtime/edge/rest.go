@@ -1,0 +1,279 @@
+package edge
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+)
+
+// Handler serves the whole client API, the demo page and /metrics.
+func (e *Edge) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", serveDemo)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		e.m.Write(w)
+	})
+	mux.HandleFunc("GET /v1/ws", e.serveWS)
+	mux.HandleFunc("GET /v1/rooms/{room}/events", e.serveSSE)
+	mux.HandleFunc("GET /v1/whoami", e.rest(cmdWhoami, noBody))
+	mux.HandleFunc("POST /v1/rooms", e.rest(cmdCreateRoom, parseCreateRoom))
+	mux.HandleFunc("POST /v1/rooms/{room}/join", e.rest(cmdJoin, noBody))
+	mux.HandleFunc("POST /v1/rooms/{room}/leave", e.rest(cmdLeave, noBody))
+	mux.HandleFunc("POST /v1/rooms/{room}/invite", e.rest(cmdInvite, parseInvite))
+	mux.HandleFunc("POST /v1/dms", e.rest(cmdOpenDM, parseOpenDM))
+	mux.HandleFunc("POST /v1/rooms/{room}/messages", e.rest(cmdPost, parsePost))
+	mux.HandleFunc("GET /v1/rooms/{room}/messages", e.rest(cmdHistory, parseHistory))
+	mux.HandleFunc("GET /v1/rooms/{room}/snapshot", e.rest(cmdSnapshot, parseSnapshot))
+	if e.cfg.DevMint != nil {
+		mux.HandleFunc("POST /v1/dev/token", e.serveDevToken)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, e.refuse(errorf(CodeNotFound, "no endpoint %s %.100s (see docs/protocol.md)", r.Method, r.URL.Path)))
+	})
+	if e.cfg.AltSvc == "" {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Alt-Svc", e.cfg.AltSvc)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// parser fills a command from a REST request's path, query and body.
+type parser func(r *http.Request, body []byte, c *command) *Error
+
+// rest serves one REST operation: admit, parse, exec, answer.
+func (e *Edge) rest(cmd string, parse parser) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sess, err := e.admit(r, false)
+		if err != nil {
+			writeError(w, e.refuse(err))
+			return
+		}
+		c, err := e.parseREST(w, r, cmd, parse)
+		if err != nil {
+			writeError(w, e.refuse(err))
+			return
+		}
+		res, err := e.exec(r.Context(), &sess, c)
+		if err != nil {
+			writeError(w, e.refuse(err))
+			return
+		}
+		writeJSON(w, restStatus(cmd, res), res)
+	}
+}
+
+// parseREST reads the bounded body and builds the command.
+func (e *Edge) parseREST(w http.ResponseWriter, r *http.Request, cmd string, parse parser) (*command, *Error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(e.cfg.FrameSizeMax)))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, errorf(CodeRequestTooLarge, "request body above %d bytes", e.cfg.FrameSizeMax)
+		}
+		return nil, errorf(CodeBadRequest, "read body: %v", err)
+	}
+	c := &command{Cmd: cmd, Room: r.PathValue("room")}
+	if perr := parse(r, body, c); perr != nil {
+		return nil, perr
+	}
+	return c, nil
+}
+
+func restStatus(cmd string, res any) int {
+	switch v := res.(type) {
+	case membersJSON:
+		if cmd == cmdCreateRoom {
+			return http.StatusCreated
+		}
+	case postJSON:
+		if !v.Duplicate {
+			return http.StatusCreated
+		}
+	}
+	return http.StatusOK
+}
+
+// decodeJSON decodes a whole JSON object strictly (unknown fields and
+// trailing data are errors); an empty body leaves dst unchanged when
+// allowed.
+func decodeJSON(body []byte, dst any, emptyOK bool) *Error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		if emptyOK {
+			return nil
+		}
+		return errorf(CodeBadRequest, "a JSON object body is required")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return errorf(CodeBadRequest, "body: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errorf(CodeBadRequest, "body: trailing data after the JSON object")
+	}
+	return nil
+}
+
+func noBody(r *http.Request, body []byte, c *command) *Error {
+	if len(bytes.TrimSpace(body)) != 0 && !bytes.Equal(bytes.TrimSpace(body), []byte("{}")) {
+		return errorf(CodeBadRequest, "this endpoint takes no body")
+	}
+	return nil
+}
+
+func parseCreateRoom(r *http.Request, body []byte, c *command) *Error {
+	var b struct {
+		Room      string `json:"room"`
+		Private   bool   `json:"private"`
+		Audit     bool   `json:"audit"`
+		Retention uint32 `json:"retention"`
+	}
+	if err := decodeJSON(body, &b, false); err != nil {
+		return err
+	}
+	c.Room, c.Private, c.Audit, c.Retention = b.Room, b.Private, b.Audit, b.Retention
+	return nil
+}
+
+func parseInvite(r *http.Request, body []byte, c *command) *Error {
+	var b struct {
+		User string `json:"user"`
+	}
+	err := decodeJSON(body, &b, false)
+	c.User = b.User
+	return err
+}
+
+func parseOpenDM(r *http.Request, body []byte, c *command) *Error {
+	var b struct {
+		Peer string `json:"peer"`
+	}
+	err := decodeJSON(body, &b, false)
+	c.Peer = b.Peer
+	return err
+}
+
+func parsePost(r *http.Request, body []byte, c *command) *Error {
+	var b struct {
+		Body   *string `json:"body"`
+		Thread uint64  `json:"thread"`
+	}
+	if err := decodeJSON(body, &b, false); err != nil {
+		return err
+	}
+	c.Body, c.Thread, c.Key = b.Body, b.Thread, r.Header.Get("Idempotency-Key")
+	return nil
+}
+
+// queryUint parses an optional unsigned query parameter.
+func queryUint(r *http.Request, name string) (*uint64, *Error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return nil, nil
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return nil, errorf(CodeBadRequest, "query parameter %s must be an unsigned integer", name)
+	}
+	return &v, nil
+}
+
+func parseThreadLimit(r *http.Request, c *command) *Error {
+	thread, err := queryUint(r, "thread")
+	if err != nil {
+		return err
+	}
+	if thread != nil {
+		c.Thread = *thread
+	}
+	limit, err := queryUint(r, "limit")
+	if err != nil {
+		return err
+	}
+	if limit != nil {
+		n := int(min(*limit, 1<<20))
+		c.Limit = &n
+	}
+	return nil
+}
+
+func parseHistory(r *http.Request, body []byte, c *command) *Error {
+	if err := noBody(r, body, c); err != nil {
+		return err
+	}
+	var err *Error
+	if c.Since, err = queryUint(r, "since"); err != nil {
+		return err
+	}
+	if c.From, err = queryUint(r, "from"); err != nil {
+		return err
+	}
+	if c.Before, err = queryUint(r, "before"); err != nil {
+		return err
+	}
+	return parseThreadLimit(r, c)
+}
+
+func parseSnapshot(r *http.Request, body []byte, c *command) *Error {
+	if err := noBody(r, body, c); err != nil {
+		return err
+	}
+	return parseThreadLimit(r, c)
+}
+
+// writeJSON answers with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(mustJSON(v), '\n'))
+}
+
+// writeError answers {"error":{...}} with the error's status.
+func writeError(w http.ResponseWriter, e *Error) {
+	if e.RetryAfterMs > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt((e.RetryAfterMs+999)/1000, 10))
+	}
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tigerchat", error="invalid_token"`)
+	}
+	writeJSON(w, e.Status, errorJSON{Error: e})
+}
+
+// serveDevToken mints a token for any user (tigerchat dev only).
+func (e *Edge) serveDevToken(w http.ResponseWriter, r *http.Request) {
+	e.m.Requests.Add(1)
+	if err := e.allow(nil, clientIP(r)); err != nil {
+		writeError(w, e.refuse(err))
+		return
+	}
+	body, _ := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
+	var b struct {
+		Tenant string `json:"tenant"`
+		User   string `json:"user"`
+	}
+	if err := decodeJSON(body, &b, false); err != nil {
+		writeError(w, e.refuse(err))
+		return
+	}
+	if b.Tenant == "" {
+		b.Tenant = "dev"
+	}
+	if !validID(b.Tenant) || !validID(b.User) {
+		writeError(w, e.refuse(errorf(CodeBadRequest, "tenant and user must be 1-64 bytes of [A-Za-z0-9._-]")))
+		return
+	}
+	tok, err := e.cfg.DevMint(b.Tenant, b.User)
+	if err != nil {
+		writeError(w, e.refuse(errorf(CodeInternal, "mint: %v", err)))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"token": tok, "tenant": b.Tenant, "user": b.User})
+}
