@@ -89,8 +89,8 @@ func newCluster(cfg Config, subject Subject) *Cluster {
 	}
 	c.net = simnet.New(c.sched, netRNG, cfg.ReplicaCount, cfg.Net)
 	atlas := simdisk.NewFaultAtlas(atlasRNG, cfg.ReplicaCount, cfg.DiskSizeBytes, cfg.AtlasChunkBytes)
-	if p, ok := subject.(faultFreePrefixer); ok && p.FaultFreePrefixBytes() > 0 {
-		atlas.Protect(0, p.FaultFreePrefixBytes())
+	for _, r := range faultFreeRanges(subject) {
+		atlas.Protect(r.Offset, r.Length)
 	}
 	for i := 0; i < cfg.ReplicaCount; i++ {
 		c.disks = append(c.disks, simdisk.New(c.sched, diskRNG.Fork(), i, cfg.DiskSizeBytes, cfg.Disk, atlas))
@@ -242,6 +242,35 @@ func (c *Cluster) startClients() {
 // applies there).
 type faultFreePrefixer interface {
 	FaultFreePrefixBytes() uint64
+}
+
+// ByteRange is the disk range [Offset, Offset+Length).
+type ByteRange struct {
+	Offset, Length uint64
+}
+
+// faultFreeRanger is implemented by a subject that asks for several ranges
+// of every disk to be spared corruption and misdirection, such as one
+// superblock zone per shard on a disk shared by several shards. Ranges must
+// lie inside the disk; the atlas spares every chunk they overlap.
+type faultFreeRanger interface {
+	FaultFreeRanges() []ByteRange
+}
+
+// faultFreeRanges lists what subject asks to spare, from either interface.
+func faultFreeRanges(subject Subject) []ByteRange {
+	var ranges []ByteRange
+	if p, ok := subject.(faultFreePrefixer); ok && p.FaultFreePrefixBytes() > 0 {
+		ranges = append(ranges, ByteRange{Offset: 0, Length: p.FaultFreePrefixBytes()})
+	}
+	if r, ok := subject.(faultFreeRanger); ok {
+		for _, br := range r.FaultFreeRanges() {
+			if br.Length > 0 {
+				ranges = append(ranges, br)
+			}
+		}
+	}
+	return ranges
 }
 
 // guardedDisk asserts that a crashed incarnation never sees a completion:

@@ -1,0 +1,341 @@
+package scenarios
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"tigerchat/model"
+	"tigerchat/model/chat"
+	"tigerchat/model/placement"
+	"tigerchat/model/prng"
+	"tigerchat/model/vsr"
+	"tigerchat/model/wire"
+)
+
+func chatSwarmConfig(seed uint64) Config {
+	cfg := SwarmConfig(seed)
+	cfg.Subject = "chat"
+	return cfg
+}
+
+// Multi-shard chat clusters survive a swarm of random fault mixes: the room
+// model, the state invariants and the per-shard VSR checks all pass, and
+// every shard converges once the faults stop.
+func TestChatSwarm(t *testing.T) {
+	coverage := map[string]uint64{}
+	for seed := uint64(2000); seed < 2060; seed++ {
+		res := Run(chatSwarmConfig(seed))
+		if res.Outcome() != OutcomeOK {
+			t.Fatalf("%s\nviolations: %v\nliveness failed: %v\npanic: %s\nerror: %s",
+				res.Line(), res.Violations, res.LivenessFailed, res.Panic, res.Err)
+		}
+		for name, n := range res.Coverage {
+			coverage[name] += n
+		}
+	}
+	for _, name := range []string{"recv:prepare", "recv:prepare_ok", "recv:do_view_change", "recv:start_view",
+		"status:view_change", "event:checkpoint", "event:recovered", "chat:create", "chat:create_exists",
+		"chat:join", "chat:late_join", "chat:post", "chat:post_thread", "chat:retry_post", "chat:duplicate_post",
+		"chat:read_latest", "chat:read_since", "chat:read_range", "chat:read_snapshot", "chat:read_thread",
+		"chat:reply_not_kept", "chat:evicted", "chat:drain", "chat:drain_primary_moved"} {
+		if coverage[name] == 0 {
+			t.Errorf("coverage of %s is zero", name)
+		}
+	}
+}
+
+func TestChatDeterminism(t *testing.T) {
+	for seed := uint64(1); seed <= 4; seed++ {
+		a, b := Run(chatSwarmConfig(seed)), Run(chatSwarmConfig(seed))
+		if a.Digest != b.Digest || a.Events != b.Events || a.Outcome() != b.Outcome() {
+			t.Fatalf("seed %d ran twice differently: %s vs %s", seed, a.Line(), b.Line())
+		}
+	}
+	if Run(chatSwarmConfig(1)).Digest == Run(chatSwarmConfig(2)).Digest {
+		t.Fatal("seeds 1 and 2 produced the same digest")
+	}
+}
+
+// Every deliberate VSR bug, applied to every shard's replicas, is caught by
+// the chat subject within a few hundred swarm seeds.
+func TestChatMutationsCaught(t *testing.T) {
+	for _, mutation := range vsr.Mutations() {
+		t.Run(mutation, func(t *testing.T) {
+			for seed := uint64(0); seed < 300; seed++ {
+				cfg := chatSwarmConfig(seed)
+				cfg.Mutation = mutation
+				res := Run(cfg)
+				switch res.Outcome() {
+				case OutcomeViolation, OutcomePanic:
+					t.Logf("caught at seed %d: %s", seed, res.Line())
+					return
+				}
+			}
+			t.Fatalf("mutation %s survived 300 swarm seeds", mutation)
+		})
+	}
+}
+
+// The chat-level checks catch a lost write by themselves: with acks before
+// fsync, some seed shows an acknowledged post or a read message lost, or a
+// room history that no order explains.
+func TestChatCheckersCatchLostWrites(t *testing.T) {
+	for seed := uint64(0); seed < 300; seed++ {
+		cfg := chatSwarmConfig(seed)
+		cfg.Mutation = "ack-before-fsync"
+		for _, v := range Run(cfg).Violations {
+			if strings.Contains(v, "lost") || strings.Contains(v, "linearizability") ||
+				strings.Contains(v, "maps to") || strings.Contains(v, "replaced") {
+				t.Logf("seed %d: %s", seed, v)
+				return
+			}
+		}
+	}
+	t.Fatal("no chat-level violation in 300 seeds of ack-before-fsync")
+}
+
+// A drain of a node that leads two shards moves both primaries off it, with
+// no acknowledged post lost or duplicated.
+func TestChatDrainMovesEveryPrimary(t *testing.T) {
+	s, err := LoadScenario("testdata/chat-drain-two-primaries.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Run(s.Config)
+	if res.Outcome() != OutcomeOK {
+		t.Fatalf("%s: %v %s", res.Line(), res.Violations, res.Panic)
+	}
+	if got := res.Coverage["chat:drain_primary_moved"]; got != 2 {
+		t.Fatalf("drain moved %d primaries, want 2 (coverage %v)", got, res.Coverage)
+	}
+	if res.Coverage["chat:post"] == 0 || res.Coverage["chat:duplicate_post"] == 0 {
+		t.Fatalf("the drain ran without posts and retries: %v", res.Coverage)
+	}
+}
+
+// The plan stays inside chat.SimLimits for any seed, so that a refusal for
+// a full table is a violation, never the workload's fault.
+func TestChatPlanWithinLimits(t *testing.T) {
+	for seed := uint64(0); seed < 500; seed++ {
+		cfg := chatSwarmConfig(seed)
+		s := newChatSubject(cfg)
+		w := newChatWorkload(s, prng.New(seed))
+		l := s.limits
+		for sh, rooms := range w.byShard {
+			tenants := map[string]int{}
+			if len(rooms) == 0 || len(rooms) > l.RoomsMax {
+				t.Fatalf("seed %d shard %d: %d rooms", seed, sh, len(rooms))
+			}
+			for _, room := range rooms {
+				tenants[room.tenant]++
+				if placement.Shard(room.tenant, room.id, s.shards) != sh {
+					t.Fatalf("seed %d: room %s/%s on the wrong shard", seed, room.tenant, room.id)
+				}
+			}
+			for tenant, n := range tenants {
+				if n > l.RoomsPerTenantMax || len(tenants) > l.TenantsMax {
+					t.Fatalf("seed %d shard %d: tenant %s has %d rooms", seed, sh, tenant, n)
+				}
+			}
+		}
+		for _, room := range w.rooms {
+			members := 0
+			for client := range w.members {
+				if w.members[client][room.index].want {
+					members++
+				}
+			}
+			if members == 0 || members > l.MembersPerRoomMax {
+				t.Fatalf("seed %d room %s/%s: %d members", seed, room.tenant, room.id, members)
+			}
+		}
+	}
+}
+
+// A room's key and byte budgets keep every message in memory: the room
+// model needs whole logs.
+func TestChatBodyBudget(t *testing.T) {
+	s := newChatSubject(chatSwarmConfig(1))
+	w := &chatWorkload{s: s}
+	r := prng.New(7)
+	for trial := 0; trial < 200; trial++ {
+		room := &chatRoom{byKey: map[string]*chatKey{}}
+		for len(room.keys) < chatRoomKeysMax {
+			size := w.bodySize(room, r)
+			if size < chatBodyMin || size > s.limits.BodySizeMax {
+				t.Fatalf("body size %d after %d keys, %d bytes", size, len(room.keys), room.bodyBytes)
+			}
+			key := "k14-c1023"
+			if got := chatBodyKey(chatBody(key, size)); got != key || len(chatBody(key, size)) != size {
+				t.Fatalf("body of %d bytes does not carry its key: %q", size, got)
+			}
+			room.keys = append(room.keys, &chatKey{})
+			room.bodyBytes += size
+		}
+		if room.bodyBytes > s.limits.RoomBodyBytesMax || len(room.keys) >= s.limits.RoomMessagesMax ||
+			len(room.keys) >= s.limits.IdempotencyKeysMax {
+			t.Fatalf("a room's posts do not fit memory: %d keys, %d bytes", len(room.keys), room.bodyBytes)
+		}
+	}
+}
+
+// The checks of a replica's final state find a lost message, a phantom
+// key and a key with two messages.
+func TestChatCheckMachine(t *testing.T) {
+	s := newChatSubject(chatSwarmConfig(1))
+	w := newChatWorkload(s, prng.New(1))
+	room := w.rooms[0]
+	m := chat.New(s.limits)
+	m.Apply(1, 1, 1, chat.OperationCreateRoom, chat.EncodeCreateRoom(chat.CreateRoomRequest{Tenant: room.tenant, User: "u0", Room: room.id}), nil)
+	post := func(op uint64, key string) chat.PostReply {
+		body := chat.EncodePost(chat.PostRequest{Tenant: room.tenant, User: "u0", Room: room.id, IdempotencyKey: key, Body: chatBody(key, 20)})
+		reply, err := chat.DecodePostReply(m.Apply(op, int64(op), 1, chat.OperationPost, body, nil))
+		if err != nil || reply.Code != chat.CodeOK {
+			t.Fatalf("post %s: %v %v", key, reply.Code, err)
+		}
+		return reply
+	}
+	k1 := &chatKey{key: "k1-c0"}
+	room.keys, room.byKey = []*chatKey{k1}, map[string]*chatKey{"k1-c0": k1}
+	first := post(2, "k1-c0")
+	room.seen[chatSeq{seq: 1}] = chatSeen{key: "k1-c0", hash: first.Hash, op: 2}
+	if out := w.checkMachine(room.shard, m, 2); len(out) != 0 {
+		t.Fatalf("a faithful state is reported: %v", out)
+	}
+	room.seen[chatSeq{seq: 2}] = chatSeen{key: "k2-c0", op: 3}
+	post(3, "k9-c9")
+	out := strings.Join(w.checkMachine(room.shard, m, 3), "\n")
+	for _, want := range []string{`key "k9-c9" was never posted`, "holds 2 messages for 1 distinct keys", "seq 2 (key \"k2-c0\", seen at op 3) replaced"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	room.seen[chatSeq{seq: 3}] = chatSeen{key: "k3-c0", op: 3}
+	if out := strings.Join(w.checkMachine(room.shard, m, 3), "\n"); !strings.Contains(out, "seq 3 (key \"k3-c0\", seen at op 3) lost: head is 2") {
+		t.Errorf("a lost message is not reported:\n%s", out)
+	}
+	if out := strings.Join(w.checkMachine(room.shard, m, 2), "\n"); strings.Contains(out, "seen at op 3") {
+		t.Errorf("a state at op 2 is judged by what was seen at op 3:\n%s", out)
+	}
+}
+
+// Each shard's region of a node's disk is chunk aligned, fits the disk,
+// and has its superblock zone spared by the fault atlas.
+func TestChatDiskRegions(t *testing.T) {
+	cfg := chatSwarmConfig(1)
+	s := newChatSubject(cfg)
+	rc := s.replicaConfig(0, 0)
+	if s.regionBytes%cfg.AtlasChunkBytes != 0 || s.regionBytes < vsr.NewLayout(&rc).SizeBytes {
+		t.Fatalf("region of %d bytes: not chunk aligned or smaller than the layout", s.regionBytes)
+	}
+	ranges := s.FaultFreeRanges()
+	if len(ranges) != s.shards {
+		t.Fatalf("%d protected ranges for %d shards", len(ranges), s.shards)
+	}
+	for sh, r := range ranges {
+		if r.Offset != uint64(sh)*s.regionBytes || r.Length != vsr.SuperblockZoneBytes {
+			t.Fatalf("shard %d: protected %+v", sh, r)
+		}
+	}
+	disk := &recordingDisk{size: cfg.DiskSizeBytes}
+	region := &regionDisk{disk: disk, base: 2 * s.regionBytes, size: s.regionBytes}
+	region.Write(model.SectorSize, make([]byte, model.SectorSize), func() {})
+	region.Read(0, make([]byte, model.SectorSize), func() {})
+	if disk.offsets[0] != 2*s.regionBytes+model.SectorSize || disk.offsets[1] != 2*s.regionBytes {
+		t.Fatalf("region I/O landed at %v", disk.offsets)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("an I/O past the region's end did not panic")
+		}
+	}()
+	region.Write(s.regionBytes, make([]byte, model.SectorSize), func() {})
+}
+
+type recordingDisk struct {
+	size    uint64
+	offsets []uint64
+}
+
+func (d *recordingDisk) Read(offset uint64, buf []byte, done func()) {
+	d.offsets = append(d.offsets, offset)
+}
+func (d *recordingDisk) Write(offset uint64, data []byte, done func()) {
+	d.offsets = append(d.offsets, offset)
+}
+func (d *recordingDisk) Sync(done func())  {}
+func (d *recordingDisk) SizeBytes() uint64 { return d.size }
+
+// Messages are routed by the cluster id in their header.
+func TestChatShardOf(t *testing.T) {
+	s := newChatSubject(chatSwarmConfig(1))
+	for sh := 0; sh < s.shards; sh++ {
+		msg := wire.Message(wire.Header{Command: wire.CommandCommit, Cluster: s.cluster(sh)}, nil)
+		if got, ok := s.shardOf(msg); !ok || got != sh {
+			t.Fatalf("shard %d routed to %d, %v", sh, got, ok)
+		}
+		if name := wireCommandName(msg); name != wire.CommandCommit.String() {
+			t.Fatalf("command read as %q", name)
+		}
+	}
+	for _, cluster := range []uint64{0, chatClusterBase - 1, chatClusterBase + uint64(s.shards)} {
+		if _, ok := s.shardOf(wire.Message(wire.Header{Command: wire.CommandCommit, Cluster: cluster}, nil)); ok {
+			t.Fatalf("cluster %#x routed to a shard", cluster)
+		}
+	}
+	if _, ok := s.shardOf(make([]byte, wire.HeaderSize-1)); ok {
+		t.Fatal("a short message routed to a shard")
+	}
+}
+
+// A known model bug, skipped unless TIGERCHAT_KNOWN_BUGS is set: without
+// the chat subject's workaround, a shard whose checkpoint exceeds one
+// message can never state-sync a lagging replica (see
+// chatSyncFitsOneMessage). Once vsr chunks state sync or chat.CheckConfig
+// bounds the checkpoint by MessageSizeMax, this passes: remove the
+// workaround and the skip.
+func TestChatKnownBugStateSyncTooLarge(t *testing.T) {
+	if os.Getenv("TIGERCHAT_KNOWN_BUGS") == "" {
+		t.Skip("known model bug; set TIGERCHAT_KNOWN_BUGS=1 to run")
+	}
+	s, err := LoadScenario("testdata/chat-swarm-seed-916-sync-too-large.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chatSyncFitsOneMessage = false
+	defer func() { chatSyncFitsOneMessage = true }()
+	res := Run(s.Config)
+	if res.Outcome() != OutcomeOK {
+		t.Fatalf("%s (sync_too_large events: %d)", res.Line(), res.Coverage["event:sync_too_large"])
+	}
+}
+
+// TestChatDebug prints a transcript of one seed's replica events:
+// CHAT_DEBUG_SEED=5 [CHAT_DEBUG_SHARD=1] [CHAT_DEBUG_LOG=substring] go test -run TestChatDebug ./scenarios/
+func TestChatDebug(t *testing.T) {
+	seedText := os.Getenv("CHAT_DEBUG_SEED")
+	if seedText == "" {
+		t.Skip("set CHAT_DEBUG_SEED")
+	}
+	seed, _ := strconv.ParseUint(seedText, 10, 64)
+	shard := -1
+	if text := os.Getenv("CHAT_DEBUG_SHARD"); text != "" {
+		shard, _ = strconv.Atoi(text)
+	}
+	chatEventDebug = func(node, sh int, r *vsr.Replica, line string) {
+		if shard >= 0 && sh != shard {
+			return
+		}
+		fmt.Println(node, sh, line)
+		if want := os.Getenv("CHAT_DEBUG_LOG"); want != "" && strings.Contains(line, want) {
+			fmt.Println(r.DebugLog())
+		}
+	}
+	defer func() { chatEventDebug = nil }()
+	cfg := chatSwarmConfig(seed)
+	res := Run(cfg)
+	t.Logf("%s %v", res.Line(), res.Violations)
+}
