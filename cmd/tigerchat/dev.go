@@ -25,6 +25,7 @@ func cmdDev(ctx context.Context, args []string, stdout io.Writer) error {
 	shards := fs.Int("shards", 2, "`N` shards")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "serve /healthz, /status, /metrics on `ADDR`")
 	basePort := fs.Int("base-port", 7101, "replica i listens on UDP 127.0.0.1:`PORT`+i")
+	edgeAddr := fs.String("edge", "127.0.0.1:8090", "serve the client API (WebSocket, REST, SSE) and the demo page on `ADDR`; \"off\": no edge")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -45,6 +46,10 @@ func cmdDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	gateway, err := devGateway(*dir, cfgPath, &cfg, *edgeAddr != "off")
+	if err != nil {
+		return err
+	}
 	nodes := make([]*node.Node, devReplicas)
 	for i := range nodes {
 		id, err := readIdentity(filepath.Join(*dir, fmt.Sprintf("replica-%d.pem", i)))
@@ -59,6 +64,13 @@ func cmdDev(ctx context.Context, args []string, stdout io.Writer) error {
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w (is the port in use? pick another with -http)", *httpAddr, err)
+	}
+	var edgeLn net.Listener
+	if *edgeAddr != "off" {
+		if edgeLn, err = net.Listen("tcp", *edgeAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("edge listen %s: %w (is the port in use? pick another with -edge, or -edge off)", *edgeAddr, err)
+		}
 	}
 	go serveHTTP(ctx, ln, nodes)
 	ctx, cancel := context.WithCancel(ctx)
@@ -78,6 +90,13 @@ func cmdDev(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "tigerchat dev: cluster %d, %d replicas × %d shards on 127.0.0.1:%d-%d\n", cfg.Cluster, devReplicas, cfg.Shards, *basePort, *basePort+devReplicas-1)
 	fmt.Fprintf(stdout, "  data dir:   %s\n  config:     %s\n  edge identity (for tools and tests): %s\n", absPath(*dir), absPath(cfgPath), filepath.Join(absPath(*dir), "edge-0.pem"))
 	fmt.Fprintf(stdout, "  health:     http://%s/healthz   status: http://%s/status   metrics: http://%s/metrics\n", ln.Addr(), ln.Addr(), ln.Addr())
+	if edgeLn != nil {
+		if err := devEdge(ctx, *dir, cfg, gateway, edgeLn, stdout); err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+	}
 	go reportReady(ctx, nodes, stdout)
 	wg.Wait()
 	select {

@@ -4,6 +4,7 @@
 //	tigerchat keygen -out node.pem                 create an identity (Ed25519 key + pinned certificate)
 //	tigerchat format -config C -replica N -data D  create a replica's data files (refuses to overwrite)
 //	tigerchat start  -config C -replica N -data D -identity F [-http ADDR]
+//	tigerchat edge   -config C -identity F -auth A [-listen ADDR]   the client gateway
 //	tigerchat dev    [-dir D] [-shards N]          a complete local cluster on 127.0.0.1
 //	tigerchat version
 //
@@ -48,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdStart(ctx, args[1:], stdout)
 	case "dev":
 		err = cmdDev(ctx, args[1:], stdout)
+	case "edge":
+		err = cmdEdge(ctx, args[1:], stdout)
 	case "version":
 		fmt.Fprintln(stdout, "tigerchat", version)
 	case "-h", "-help", "--help", "help":
@@ -73,12 +76,16 @@ Usage:
   tigerchat keygen -out FILE                       create a node identity; prints its fingerprint
   tigerchat format -config FILE -replica N -data DIR [-key-file FILE]
   tigerchat start  -config FILE -replica N -data DIR -identity FILE [-key-file FILE] [-http ADDR]
-  tigerchat dev    [-dir DIR] [-shards N] [-http ADDR]   local cluster: 3 replicas on 127.0.0.1
+  tigerchat edge   -config FILE -identity FILE -auth FILE [-listen ADDR] [-user-rate N] [-ip-rate N] [-conns N] [-origins P]
+  tigerchat dev    [-dir DIR] [-shards N] [-http ADDR] [-edge ADDR|off]   local cluster: 3 replicas + an edge on 127.0.0.1
   tigerchat version
 
 HTTP (start, dev): GET /healthz is 200 only when every shard has a primary
 and has committed; GET /status lists every shard replica as JSON; GET /metrics
 exposes counters in the Prometheus text format.
+
+Edge (edge, dev): the client API of docs/protocol.md — WebSocket /v1/ws,
+REST /v1/..., server-sent events, a demo page at / and /metrics.
 `)
 }
 

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"tigerchat/runtime/client"
+	"tigerchat/runtime/edge"
+	"tigerchat/runtime/node"
+	"tigerchat/runtime/transport"
+)
+
+// edgeOptions are what an edge gateway process needs.
+type edgeOptions struct {
+	cfg      node.ClusterConfig
+	identity transport.Identity
+	keyring  *edge.Keyring
+	listener net.Listener
+	origins  []string
+	userRate float64
+	ipRate   float64
+	connsMax int
+	devMint  func(tenant, user string) (string, error)
+}
+
+// edgeServer is a running edge: its cluster client, gateway and HTTP server.
+type edgeServer struct {
+	cl   *client.Client
+	edge *edge.Edge
+	srv  *http.Server
+	done chan struct{}
+}
+
+// edgeIndex is the position of fingerprint in the config's pinned edges.
+func edgeIndex(cfg *node.ClusterConfig, fingerprint string) (int, error) {
+	for i, e := range cfg.Edges {
+		if e.Fingerprint == fingerprint {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("edge identity %s… is not pinned in the config's edges; add its fingerprint there", fingerprint[:16])
+}
+
+// startEdge dials the cluster and serves the client API on o.listener
+// until ctx ends.
+func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
+	index, err := edgeIndex(&o.cfg, o.identity.Fingerprint())
+	if err != nil {
+		return nil, err
+	}
+	cl, err := client.Dial(o.cfg, client.Options{Edge: index, Identity: o.identity, SessionsPerShard: 32})
+	if err != nil {
+		return nil, fmt.Errorf("edge: dial cluster: %w", err)
+	}
+	e, err := edge.New(edge.Config{Backend: cl, Shards: o.cfg.Shards, Limits: o.cfg.ChatLimits(), Keyring: o.keyring,
+		OriginPatterns: o.origins, UserRate: o.userRate, IPRate: o.ipRate, ConnsMax: o.connsMax, DevMint: o.devMint})
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	s := &edgeServer{cl: cl, edge: e, done: make(chan struct{}),
+		srv: &http.Server{Handler: e.Handler(), ReadHeaderTimeout: 5 * time.Second}}
+	go func() {
+		defer close(s.done)
+		_ = s.srv.Serve(o.listener)
+	}()
+	go func() {
+		<-ctx.Done()
+		s.stop()
+	}()
+	return s, nil
+}
+
+func (s *edgeServer) stop() {
+	s.edge.Close() // streams end with 1001 first
+	shutdown, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = s.srv.Shutdown(shutdown)
+	s.cl.Close()
+}
+
+func cmdEdge(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("edge")
+	config := fs.String("config", "", "cluster config `FILE` (JSON)")
+	identity := fs.String("identity", "", "edge identity `FILE` from tigerchat keygen; its fingerprint must be in the config's edges")
+	listen := fs.String("listen", "127.0.0.1:8090", "serve WebSocket, REST, SSE and the demo page on `ADDR`")
+	auth := fs.String("auth", "", "JWT keyring `FILE`: {\"audience\":..,\"keys\":[{\"kid\",\"alg\":\"HS256\"|\"EdDSA\",\"secret\"|\"public_key\",\"tenants\"}]}")
+	origins := fs.String("origins", "", "comma-separated extra WebSocket origin `PATTERNS` (the edge's own host is always allowed)")
+	userRate := fs.Float64("user-rate", edge.UserRateDefault, "requests per second per user (`N`)")
+	ipRate := fs.Float64("ip-rate", edge.IPRateDefault, "requests per second per client address (`N`)")
+	connsMax := fs.Int("conns", edge.ConnsMaxDefault, "open WebSocket and SSE streams at most (`N`)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *config == "" || *identity == "" || *auth == "" {
+		return fmt.Errorf("edge: -config, -identity and -auth are required: %w", errUsage)
+	}
+	cfg, err := node.LoadConfig(*config)
+	if err != nil {
+		return err
+	}
+	id, err := readIdentity(*identity)
+	if err != nil {
+		return err
+	}
+	keyring, err := edge.LoadKeyring(*auth)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("edge listen %s: %w (is the port in use? pick another with -listen)", *listen, err)
+	}
+	s, err := startEdge(ctx, edgeOptions{cfg: cfg, identity: id, keyring: keyring, listener: ln,
+		origins: splitList(*origins), userRate: *userRate, ipRate: *ipRate, connsMax: *connsMax})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	fmt.Fprintf(stdout, "tigerchat edge: cluster %d (%d shards), serving http://%s/ (WebSocket ws://%s/v1/ws, REST http://%s/v1/, metrics /metrics)\n",
+		cfg.Cluster, cfg.Shards, ln.Addr(), ln.Addr(), ln.Addr())
+	<-ctx.Done()
+	<-s.done
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Dev auth: an HS256 secret kept in the data dir, accepted for every
+// tenant, and tokens minted with it.
+const (
+	devAuthFile  = "edge-auth.json"
+	devTenant    = "dev"
+	devUser      = "dev"
+	devTokenTTL  = 24 * time.Hour
+	devGatewayID = "gateway.pem"
+)
+
+// devAuth loads (or creates) the dev keyring and returns it with a minting
+// function for its secret.
+func devAuth(path string) (*edge.Keyring, func(tenant, user string) (string, error), error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		secret := make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return nil, nil, err
+		}
+		f := edge.KeyringFile{Audience: edge.AudienceDefault, Keys: []edge.Key{{ID: "dev", Alg: edge.AlgHS256,
+			Secret: base64.StdEncoding.EncodeToString(secret), Tenants: []string{"*"}}}}
+		data, _ := json.MarshalIndent(f, "", "  ")
+		if err := os.WriteFile(path, append(data, '\n'), 0o600); err != nil {
+			return nil, nil, fmt.Errorf("write %s: %w", path, err)
+		}
+	}
+	keyring, err := edge.LoadKeyring(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var f edge.KeyringFile
+	if err := json.Unmarshal(data, &f); err != nil || len(f.Keys) == 0 || f.Keys[0].Alg != edge.AlgHS256 {
+		return nil, nil, fmt.Errorf("%s: the dev keyring must start with an HS256 key", path)
+	}
+	secret, err := base64.StdEncoding.DecodeString(f.Keys[0].Secret)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: secret: %w", path, err)
+	}
+	mint := func(tenant, user string) (string, error) {
+		return edge.Mint(edge.AlgHS256, f.Keys[0].ID, secret, tenant, user, []string{"*"}, keyring.Audience(), devTokenTTL)
+	}
+	return keyring, mint, nil
+}
+
+// devGateway returns the identity of the dev cluster's in-process edge
+// (gateway.pem, pinned in the config as an extra edge, so that edge-0.pem
+// stays free for tools and tests); it creates and pins it on first use.
+func devGateway(dir, cfgPath string, cfg *node.ClusterConfig, enabled bool) (transport.Identity, error) {
+	if !enabled {
+		return transport.Identity{}, nil
+	}
+	path := filepath.Join(dir, devGatewayID)
+	var id transport.Identity
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if id, err = transport.GenerateIdentity(); err != nil {
+			return id, err
+		}
+		if err := writeIdentity(path, id); err != nil {
+			return id, err
+		}
+	} else if id, err = readIdentity(path); err != nil {
+		return id, err
+	}
+	if _, err := edgeIndex(cfg, id.Fingerprint()); err == nil {
+		return id, nil
+	}
+	cfg.Edges = append(cfg.Edges, node.Edge{Fingerprint: id.Fingerprint()})
+	if err := cfg.Save(cfgPath); err != nil {
+		return id, fmt.Errorf("pin the dev gateway in %s: %w", cfgPath, err)
+	}
+	return id, nil
+}
+
+// devEdge starts the dev cluster's edge and prints where to reach it and a
+// dev token.
+func devEdge(ctx context.Context, dir string, cfg node.ClusterConfig, id transport.Identity, ln net.Listener, stdout io.Writer) error {
+	keyring, mint, err := devAuth(filepath.Join(dir, devAuthFile))
+	if err != nil {
+		return err
+	}
+	if _, err := startEdge(ctx, edgeOptions{cfg: cfg, identity: id, keyring: keyring, listener: ln, devMint: mint}); err != nil {
+		return err
+	}
+	tok, err := mint(devTenant, devUser)
+	if err != nil {
+		return err
+	}
+	a := ln.Addr()
+	fmt.Fprintf(stdout, "  edge:       http://%s/  (demo page; WebSocket ws://%s/v1/ws, REST http://%s/v1/, metrics http://%s/metrics)\n", a, a, a, a)
+	fmt.Fprintf(stdout, "  dev token:  %s\n", tok)
+	fmt.Fprintf(stdout, "              (tenant %s, user %s, rooms *, valid %d h; others: POST http://%s/v1/dev/token {\"user\":\"NAME\"}; keyring %s)\n",
+		devTenant, devUser, int(devTokenTTL.Hours()), a, filepath.Join(absPath(dir), devAuthFile))
+	return nil
+}
