@@ -370,4 +370,3 @@ func postRetrying(t *testing.T, p *peer, key string) map[string]any {
 	t.Fatalf("post %s: no ack after 40 attempts", key)
 	return nil
 }
-
