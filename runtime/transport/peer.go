@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/quic-go/quic-go"
 
 	"tigerchat/model"
 )
@@ -22,8 +23,14 @@ type peer struct {
 	dials       bool   // this node dials the peer (else the peer dials us)
 	tlsClient   *tls.Config
 
-	queue       chan outFrame
-	queuedBytes atomic.Int64
+	queue       chan outMessage
+	queuedBytes atomic.Int64 // queueCost of the messages in queue
+
+	// Owned by the peer's sending goroutine: a message taken off the queue
+	// that did not fit the last batch, sent first in the next frame (in the
+	// next session if this one ends).
+	carry   outMessage
+	carried bool
 
 	mu       sync.Mutex
 	current  *session // the greeted session, if any
@@ -31,10 +38,18 @@ type peer struct {
 	changed  chan struct{} // capacity 1: a session was installed
 }
 
-type outFrame struct {
-	frame []byte
-	raw   bool // written verbatim: a test's forged or replayed frame
+// outMessage is one queued message: a copy that the queue owns.
+type outMessage struct {
+	msg []byte
+	raw bool // a whole frame to write verbatim: a test's forged or replayed frame
 }
+
+// queueCost is what a message counts against the queue's bytes bound.
+func queueCost(m outMessage) int64 { return int64(len(m.msg) + messageHeaderSize) }
+
+// dequeued releases m's share of the bytes bound; the caller took it off
+// the queue.
+func (p *peer) dequeued(m outMessage) { p.queuedBytes.Add(-queueCost(m)) }
 
 func newPeer(address model.Address, addr, fingerprint string, dials bool, queueMax int) *peer {
 	return &peer{
@@ -42,7 +57,7 @@ func newPeer(address model.Address, addr, fingerprint string, dials bool, queueM
 		addr:        addr,
 		fingerprint: fingerprintKey(fingerprint),
 		dials:       dials,
-		queue:       make(chan outFrame, queueMax),
+		queue:       make(chan outMessage, queueMax),
 		changed:     make(chan struct{}, 1),
 	}
 }
@@ -173,20 +188,21 @@ func (t *Transport) dial(ctx context.Context, p *peer) (*session, error) {
 }
 
 // writeLoop sends our hello on a new stream of s, waits for the peer's, then
-// drains the peer's queue into the stream until s fails.
+// drains the peer's queue into the stream, a batch per frame, until s fails.
 func (t *Transport) writeLoop(ctx context.Context, p *peer, s *session) error {
 	stream, err := s.conn.OpenUniStream()
 	if err != nil {
 		return fmt.Errorf("open stream to %d: %w", p.address, err)
 	}
-	w := bufio.NewWriterSize(stream, writeBufferSize)
-	h := frameHeader{From: t.cfg.Self, To: p.address, Session: s.id, Counter: helloCounter}
-	hello := newFrame(nil)
-	sealFrame(hello, h, t.signKey)
-	if _, err := w.Write(hello); err != nil {
-		return fmt.Errorf("write hello to %d: %w", p.address, err)
+	w := &batchWriter{
+		t:      t,
+		p:      p,
+		stream: stream,
+		header: frameHeader{From: t.cfg.Self, To: p.address, Session: s.id, Counter: helloCounter},
+		buf:    make([]byte, 0, writeBufferSize),
 	}
-	if err := w.Flush(); err != nil {
+	w.buf = appendFrame(w.buf[:0], w.header, nil, t.signKey)
+	if _, err := stream.Write(w.buf); err != nil {
 		return fmt.Errorf("write hello to %d: %w", p.address, err)
 	}
 	if err := t.awaitHello(ctx, s); err != nil {
@@ -194,33 +210,87 @@ func (t *Transport) writeLoop(ctx context.Context, p *peer, s *session) error {
 	}
 	connDone := s.conn.Context().Done()
 	for {
-		var out outFrame
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-connDone:
-			return fmt.Errorf("connection to %d: %w", p.address, context.Cause(s.conn.Context()))
-		case out = <-p.queue:
-		}
-		p.queuedBytes.Add(-int64(len(out.frame)))
-		if !out.raw {
-			h.Counter++
-			sealFrame(out.frame, h, t.signKey)
-			if t.testSealed != nil {
-				t.testSealed(p.address, out.frame)
+		var first outMessage
+		if p.carried {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			first, p.carried = p.carry, false
+		} else {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-connDone:
+				return fmt.Errorf("connection to %d: %w", p.address, context.Cause(s.conn.Context()))
+			case first = <-p.queue:
+				p.dequeued(first)
 			}
 		}
-		if _, err := w.Write(out.frame); err != nil {
-			t.counters.lostOnConnection.Add(1)
-			return fmt.Errorf("write to %d: %w", p.address, err)
-		}
-		t.counters.sent.Add(1)
-		if len(p.queue) == 0 {
-			if err := w.Flush(); err != nil {
-				return fmt.Errorf("flush to %d: %w", p.address, err)
-			}
+		if err := w.send(first); err != nil {
+			return err
 		}
 	}
+}
+
+// batchWriter is a session's sending side: it packs the messages queued for
+// the peer into frames and writes each frame with one stream write.
+type batchWriter struct {
+	t      *Transport
+	p      *peer
+	stream *quic.SendStream
+	header frameHeader // Counter: the last one sent
+
+	buf   []byte                // the frame being written, reused
+	batch [batchCountMax][]byte // the messages being packed
+}
+
+// send writes first, with whatever else is queued for the peer right now
+// (without waiting for more), as one frame: it takes messages until the
+// queue is empty or the next would break a batch bound, and keeps that one
+// for the next frame. A test's raw frame goes alone, verbatim.
+func (w *batchWriter) send(first outMessage) error {
+	if first.raw {
+		return w.write(first.msg, 0)
+	}
+	msgs := append(w.batch[:0], first.msg)
+	total := len(first.msg)
+fill:
+	for len(msgs) < batchCountMax {
+		select {
+		case m := <-w.p.queue:
+			w.p.dequeued(m)
+			if m.raw || total+len(m.msg) > batchBytesMax {
+				w.p.carry, w.p.carried = m, true
+				break fill
+			}
+			msgs = append(msgs, m.msg)
+			total += len(m.msg)
+		default:
+			break fill
+		}
+	}
+	w.header.Counter++
+	w.buf = appendFrame(w.buf[:0], w.header, msgs, w.t.signKey)
+	clear(msgs) // the queue's copies are garbage now
+	if w.t.testSealed != nil {
+		w.t.testSealed(w.p.address, w.buf)
+	}
+	err := w.write(w.buf, len(msgs))
+	if cap(w.buf) > writeBufferSize {
+		w.buf = make([]byte, 0, writeBufferSize) // a large frame's buffer is not kept
+	}
+	return err
+}
+
+// write puts one whole frame on the stream with one call.
+func (w *batchWriter) write(frame []byte, messages int) error {
+	if _, err := w.stream.Write(frame); err != nil {
+		w.t.counters.lostOnConnection.Add(uint64(messages))
+		return fmt.Errorf("write to %d: %w", w.p.address, err)
+	}
+	w.t.counters.framesSent.Add(1)
+	w.t.counters.sent.Add(uint64(messages))
+	return nil
 }
 
 // awaitHello waits until the peer's hello proved that it accepted s: only

@@ -14,7 +14,7 @@ import (
 // every frame signature in both directions.
 //
 // Each side opens its stream with a hello: a signed frame with counter 0 and
-// no payload. A session is connected (installed, counted, used for data)
+// no messages. A session is connected (installed, counted, used for data)
 // only once the peer's hello has been verified: that proves the peer holds
 // its pinned key, knows this session id, and accepted the connection, which
 // the TLS handshake alone does not prove to a client (TLS 1.3 lets it finish
@@ -26,7 +26,9 @@ type session struct {
 	public ed25519.PublicKey // from the peer's pinned certificate
 	hello  chan struct{}     // closed when the peer's hello is verified
 
-	lastCounter uint64 // owned by the receiving goroutine
+	// Owned by the receiving goroutine.
+	lastCounter uint64
+	batch       [batchCountMax][]byte // the messages of the frame being delivered
 }
 
 // helloCounter is the counter of the hello frame; data frames count from 1.
@@ -163,7 +165,7 @@ func (t *Transport) readLoop(s *session) error {
 		return fmt.Errorf("stream from %d: %w", s.peer.address, err)
 	}
 	fr := newFrameReader(stream)
-	body, err := t.nextFrame(s, fr)
+	body, _, err := t.nextFrame(s, fr)
 	if err != nil {
 		return err
 	}
@@ -175,17 +177,17 @@ func (t *Transport) readLoop(s *session) error {
 	}
 	t.greet(s)
 	for {
-		body, err := t.nextFrame(s, fr)
+		body, owned, err := t.nextFrame(s, fr)
 		if err != nil {
 			return err
 		}
-		t.receiveFrame(s, body)
+		t.receiveFrame(s, body, owned)
 	}
 }
 
 // nextFrame reads one frame, counting a broken framing.
-func (t *Transport) nextFrame(s *session, fr *frameReader) ([]byte, error) {
-	body, err := fr.next()
+func (t *Transport) nextFrame(s *session, fr *frameReader) ([]byte, bool, error) {
+	body, owned, err := fr.next()
 	if err != nil {
 		switch {
 		case errors.Is(err, errFrameOversize):
@@ -193,29 +195,33 @@ func (t *Transport) nextFrame(s *session, fr *frameReader) ([]byte, error) {
 		case errors.Is(err, errFrameShort):
 			t.counters.malformed.Add(1)
 		}
-		return nil, fmt.Errorf("read from %d: %w", s.peer.address, err)
+		return nil, false, fmt.Errorf("read from %d: %w", s.peer.address, err)
 	}
-	return body, nil
+	return body, owned, nil
 }
 
 // receiveHello accepts the first frame of a stream only if it is the peer's
-// signed hello for this session.
+// signed hello for this session: counter 0, no messages.
 func (t *Transport) receiveHello(s *session, body []byte) error {
-	h, payload, ok := t.checkFrame(s, body)
+	h, count, section, ok := t.checkFrame(s, body)
 	if !ok {
 		return fmt.Errorf("hello from %d: %w", s.peer.address, errBadHello)
 	}
-	if h.Counter != helloCounter || len(payload) != 0 {
+	if h.Counter != helloCounter || count != 0 || len(section) != 0 {
 		t.counters.malformed.Add(1)
-		return fmt.Errorf("hello from %d: counter %d, %d payload bytes: %w", s.peer.address, h.Counter, len(payload), errBadHello)
+		return fmt.Errorf("hello from %d: counter %d, %d messages in %d bytes: %w",
+			s.peer.address, h.Counter, count, len(section), errBadHello)
 	}
 	s.lastCounter = helloCounter
 	return nil
 }
 
-// receiveFrame delivers one data frame's payload, or drops and counts it.
-func (t *Transport) receiveFrame(s *session, body []byte) {
-	h, payload, ok := t.checkFrame(s, body)
+// receiveFrame delivers a data frame's messages in order, or drops and
+// counts the whole frame. owned says that body is the caller's to give away
+// (fr.next allocated it for this frame); else it is reused for the next
+// frame and every message is copied out of it.
+func (t *Transport) receiveFrame(s *session, body []byte, owned bool) {
+	h, count, section, ok := t.checkFrame(s, body)
 	if !ok {
 		return
 	}
@@ -223,31 +229,53 @@ func (t *Transport) receiveFrame(s *session, body []byte) {
 		t.counters.replayed.Add(1)
 		return
 	}
+	n, err := decodeBatch(count, section, &s.batch)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("a data frame without messages: %w", errBatch)
+	}
+	if err != nil {
+		// Signed by the peer's key, so a bug at the peer, not an attack.
+		t.counters.malformed.Add(1)
+		t.log.Debug("transport: malformed batch", "peer", s.peer.address, "err", err)
+		return
+	}
 	s.lastCounter = h.Counter
-	t.counters.delivered.Add(1)
-	t.deliver(s.peer.address, payload)
+	t.counters.framesReceived.Add(1)
+	t.counters.delivered.Add(uint64(n))
+	msgs := s.batch[:n]
+	for i, msg := range msgs {
+		msgs[i] = nil
+		// A message alone in a frame of its own allocation is handed over
+		// in place (a large prepare is not copied); any other is copied, so
+		// that a message the receiver keeps pins no frame and no buffer.
+		if !owned || n > 1 {
+			msg = append(make([]byte, 0, len(msg)), msg...)
+		}
+		t.deliver(s.peer.address, msg)
+	}
 }
 
 // checkFrame verifies a frame's signature, addresses and session, counting
-// what fails. The signature is checked first, so that no field is trusted
-// before the peer's pinned key vouches for it.
-func (t *Transport) checkFrame(s *session, body []byte) (frameHeader, []byte, bool) {
-	h, payload, _, err := decodeFrame(body)
+// what fails, and returns its header, message count and messages section.
+// The signature is checked first, so that no field is trusted before the
+// peer's pinned key vouches for it.
+func (t *Transport) checkFrame(s *session, body []byte) (frameHeader, uint32, []byte, bool) {
+	h, count, section, _, err := decodeFrame(body)
 	if err != nil {
 		t.counters.malformed.Add(1) // unreachable: the reader checked the length
-		return h, nil, false
+		return h, 0, nil, false
 	}
 	if !verifyFrame(s.public, body) {
 		t.counters.badSignature.Add(1)
-		return h, nil, false
+		return h, 0, nil, false
 	}
 	if h.From != s.peer.address || h.To != t.cfg.Self {
 		t.counters.misaddressed.Add(1)
-		return h, nil, false
+		return h, 0, nil, false
 	}
 	if h.Session != s.id {
 		t.counters.replayed.Add(1)
-		return h, nil, false
+		return h, 0, nil, false
 	}
-	return h, payload, true
+	return h, count, section, true
 }

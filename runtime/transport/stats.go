@@ -5,22 +5,26 @@ import "sync/atomic"
 // Stats are the transport's counters since New. Every drop and refusal has
 // its own counter, so an operator can tell loss from attack from bug.
 type Stats struct {
-	Sent      uint64 // frames written to a connection
-	Delivered uint64 // frames verified and handed to deliver
+	Sent           uint64 // messages written to a connection (in data frames)
+	Delivered      uint64 // messages verified and handed to deliver
+	FramesSent     uint64 // data frames written, each a batch of 1 to 64 messages (hellos not counted)
+	FramesReceived uint64 // data frames verified and accepted, their messages delivered
 
 	DroppedQueueFull uint64 // Send found the peer's queue full (count or bytes)
 	DroppedNoRoute   uint64 // Send to an address that is neither a peer nor a pinned client
 	DroppedOversize  uint64 // Send of a message larger than model.MessageSizeMax
 	DroppedClosed    uint64 // Send after Close
-	LostOnConnection uint64 // dequeued, but the connection failed while writing it
+	LostOnConnection uint64 // messages dequeued, but the connection failed while writing their frame
 
 	RefusedUnpinned  uint64 // TLS handshake with a certificate that is not pinned
 	RefusedHandshake uint64 // pinned, but the connection is not acceptable (role, protocol)
-	BadSignature     uint64 // frame whose signature does not verify with the sender's pinned key
-	Replayed         uint64 // frame from another session, or with a counter not above the last
-	Misaddressed     uint64 // validly signed frame naming another sender or receiver
-	Oversize         uint64 // frame longer than the maximum: connection closed
-	Malformed        uint64 // frame shorter than its header: connection closed
+
+	// Frames refused, each as a whole (none of its messages is delivered).
+	BadSignature uint64 // frame whose signature does not verify with the sender's pinned key
+	Replayed     uint64 // frame from another session, or with a counter not above the last
+	Misaddressed uint64 // validly signed frame naming another sender or receiver
+	Oversize     uint64 // frame longer than the maximum: connection closed
+	Malformed    uint64 // frame shorter than its header (connection closed), or signed with messages that do not parse (dropped)
 
 	Connects      uint64 // sessions established (the peer's hello verified)
 	HelloTimeouts uint64 // connections whose peer sent no hello in time
@@ -29,7 +33,7 @@ type Stats struct {
 }
 
 type counters struct {
-	sent, delivered                                                         atomic.Uint64
+	sent, delivered, framesSent, framesReceived                             atomic.Uint64
 	droppedQueueFull, droppedNoRoute, droppedOversize, droppedClosed        atomic.Uint64
 	lostOnConnection                                                        atomic.Uint64
 	refusedUnpinned, refusedHandshake, badSignature, replayed, misaddressed atomic.Uint64
@@ -43,6 +47,8 @@ func (t *Transport) Stats() Stats {
 	return Stats{
 		Sent:             c.sent.Load(),
 		Delivered:        c.delivered.Load(),
+		FramesSent:       c.framesSent.Load(),
+		FramesReceived:   c.framesReceived.Load(),
 		DroppedQueueFull: c.droppedQueueFull.Load(),
 		DroppedNoRoute:   c.droppedNoRoute.Load(),
 		DroppedOversize:  c.droppedOversize.Load(),

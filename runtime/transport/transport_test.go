@@ -194,7 +194,8 @@ func TestBadSignature(t *testing.T) {
 		n1 := startNode(ctx, t, testConfig(t, members, 1))
 		n0.Endpoint().Send(1, []byte("original"))
 		n1.inbox.next(ctx, t)
-		for _, offset := range []int{frameLengthSize + frameHeaderSize + 2, frameLengthSize + 1, frameLengthSize + 8, -1} {
+		message := frameLengthSize + frameHeaderSize + messageHeaderSize
+		for _, offset := range []int{message + 2, frameLengthSize + 1, frameLengthSize + 8, -1} {
 			forged := bytes.Clone(c.get(1, 0))
 			if offset < 0 {
 				offset = len(forged) - 1 // the signature itself
@@ -223,9 +224,10 @@ func TestReplayRejected(t *testing.T) {
 	n0 := startNode(ctx, t, testConfig(t, members, 0), c.hook)
 	n1 := startNode(ctx, t, testConfig(t, members, 1))
 
+	// One at a time, so that each is a frame of its own.
 	n0.Endpoint().Send(1, []byte("first"))
-	n0.Endpoint().Send(1, []byte("second"))
 	n1.inbox.next(ctx, t)
+	n0.Endpoint().Send(1, []byte("second"))
 	n1.inbox.next(ctx, t)
 	n0.testInject(1, c.get(1, 1)) // the latest counter
 	n0.testInject(1, c.get(1, 0)) // an older one
