@@ -111,25 +111,10 @@ func (s *chatSubject) Name() string { return "chat" }
 
 func (s *chatSubject) cluster(shard int) uint64 { return chatClusterBase + uint64(shard) }
 
-// chatSyncFitsOneMessage works around a model bug: vsr state sync ships a
-// whole checkpoint in one message of at most MessageSizeMax (16 KiB in
-// vsr.SimConfig), while chat.Limits.CheckConfig only bounds the checkpoint
-// by SnapshotSizeMax (64 KiB). A shard holding more than ~14 KiB of chat
-// state answers every request_sync with the event sync_too_large, and a
-// replica that fell behind the WAL window never catches up (swarm seed 916:
-// liveness). Until vsr chunks state sync, or CheckConfig demands that a
-// checkpoint fit a message, the chat subject raises MessageSizeMax so a
-// worst-case checkpoint fits one sync message. Tests switch it off to show
-// the bug (TestChatKnownBugStateSyncTooLarge).
-var chatSyncFitsOneMessage = true
-
 func (s *chatSubject) replicaConfig(shard, replica int) vsr.Config {
 	rc := vsr.SimConfig(s.cluster(shard), s.cfg.ReplicaCount, replica)
 	rc.ShardOffset = placement.ShardOffset(shard, s.cfg.ReplicaCount)
 	rc.Mutation = s.mutation
-	if chatSyncFitsOneMessage {
-		rc.MessageSizeMax = max(rc.MessageSizeMax, rc.SnapshotSizeMax+model.SectorSize)
-	}
 	return rc
 }
 

@@ -291,25 +291,16 @@ func TestChatShardOf(t *testing.T) {
 	}
 }
 
-// A known model bug, skipped unless TIGERCHAT_KNOWN_BUGS is set: without
-// the chat subject's workaround, a shard whose checkpoint exceeds one
-// message can never state-sync a lagging replica (see
-// chatSyncFitsOneMessage). Once vsr chunks state sync or chat.CheckConfig
-// bounds the checkpoint by MessageSizeMax, this passes: remove the
-// workaround and the skip.
-func TestChatKnownBugStateSyncTooLarge(t *testing.T) {
-	if os.Getenv("TIGERCHAT_KNOWN_BUGS") == "" {
-		t.Skip("known model bug; set TIGERCHAT_KNOWN_BUGS=1 to run")
-	}
+// Regression (seed 916): a shard whose checkpoint is larger than one message
+// state-syncs a lagging replica in chunks.
+func TestChatStateSyncLargerThanAMessage(t *testing.T) {
 	s, err := LoadScenario("testdata/chat-swarm-seed-916-sync-too-large.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
-	chatSyncFitsOneMessage = false
-	defer func() { chatSyncFitsOneMessage = true }()
 	res := Run(s.Config)
-	if res.Outcome() != OutcomeOK {
-		t.Fatalf("%s (sync_too_large events: %d)", res.Line(), res.Coverage["event:sync_too_large"])
+	if res.Outcome() != OutcomeOK || res.Coverage["event:state_sync"] == 0 {
+		t.Fatalf("%s (state syncs: %d)", res.Line(), res.Coverage["event:state_sync"])
 	}
 }
 

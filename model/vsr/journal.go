@@ -172,8 +172,12 @@ func (r *Replica) superblockNow() superblockState {
 	if r.view > st.View {
 		st.View = r.view
 	}
-	if r.commitMax > st.Commit {
-		st.Commit = r.commitMax
+	// Persist what was applied, not commitMax: a commit number learned from
+	// other replicas (a do_view_change, a start_view not yet installed) may
+	// name ops of a newer branch than this replica's persisted log view, and
+	// replaying up to it after a restart would apply stale ops (seed 5390).
+	if r.commitMin > st.Commit {
+		st.Commit = r.commitMin
 	}
 	return st
 }

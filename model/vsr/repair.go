@@ -127,7 +127,9 @@ func (r *Replica) onRequestPrepare(h *wire.Header) {
 		r.send(int(h.Replica), s.msg)
 		return
 	}
-	r.event(fmt.Sprintf("request_prepare op=%d want=%s slot{op=%d sum=%s has=%v writing=%v faulty=%v}", h.Op, h.Context.Short(), s.header.Op, s.header.Checksum.Short(), s.msg != nil, s.writing, s.faulty))
+	if vsrTrace {
+		r.event(fmt.Sprintf("request_prepare op=%d want=%s slot{op=%d sum=%s has=%v writing=%v faulty=%v}", h.Op, h.Context.Short(), s.header.Op, s.header.Checksum.Short(), s.msg != nil, s.writing, s.faulty))
+	}
 	reply := r.header(wire.CommandNack)
 	reply.Op = h.Op
 	reply.Context = h.Context
@@ -227,6 +229,12 @@ func (r *Replica) requestSync() {
 	if !r.smValid {
 		h.Op = 0
 	}
+	if a := &r.syncAssembly; a.buf != nil {
+		// Continue the checkpoint being assembled from where it stopped.
+		h.Checkpoint = a.op
+		h.Parent = a.snapshotChecksum
+		h.Request = uint64(len(a.buf))
+	}
 	to := r.syncFrom
 	if to < 0 {
 		to = r.repairTarget()
@@ -238,29 +246,61 @@ func (r *Replica) requestSync() {
 	r.event("request_sync")
 }
 
+// syncChunkMax is how many snapshot bytes one sync message carries.
+func (r *Replica) syncChunkMax() int { return r.cfg.MessageSizeMax - wire.HeaderSize }
+
+// onRequestSync serves the durable checkpoint in chunks: a checkpoint larger
+// than one message is fetched chunk by chunk, each chunk naming the whole
+// snapshot's checksum so the receiver never mixes two checkpoints.
 func (r *Replica) onRequestSync(h *wire.Header) {
 	if r.checkpointSnapshot == nil || r.checkpointOp <= h.Op || r.checkpointing {
 		return
 	}
-	if wire.HeaderSize+len(r.checkpointSnapshot) > r.cfg.MessageSizeMax {
-		r.event("sync_too_large")
-		return
+	snapshotChecksum := wire.ChecksumOf(r.checkpointSnapshot)
+	offset := h.Request
+	if h.Checkpoint != r.checkpointOp || h.Parent != snapshotChecksum || offset > uint64(len(r.checkpointSnapshot)) {
+		offset = 0 // the requester assembles another checkpoint: start over on ours
+	}
+	end := offset + uint64(r.syncChunkMax())
+	if end > uint64(len(r.checkpointSnapshot)) {
+		end = uint64(len(r.checkpointSnapshot))
 	}
 	reply := r.header(wire.CommandSync)
 	reply.Op = r.checkpointOp
 	reply.Context = r.checkpointChecksum
-	r.send(int(h.Replica), wire.Message(reply, r.checkpointSnapshot))
+	reply.Parent = snapshotChecksum
+	reply.Request = offset
+	reply.Client = uint64(len(r.checkpointSnapshot))
+	r.send(int(h.Replica), wire.Message(reply, r.checkpointSnapshot[offset:end]))
 }
 
-// onSync installs a peer's checkpoint when it is ahead of what we applied.
-func (r *Replica) onSync(h *wire.Header, body []byte) {
+// syncAssembly collects the chunks of one peer checkpoint.
+type syncAssembly struct {
+	op               uint64
+	checksum         wire.Checksum // prepare checksum of op
+	snapshotChecksum wire.Checksum
+	size             uint64
+	buf              []byte // nil when nothing is being assembled
+}
+
+// onSync assembles a peer's checkpoint and installs it once whole, when it
+// is ahead of what we applied.
+func (r *Replica) onSync(h *wire.Header, chunk []byte) {
 	if h.Op != h.Checkpoint || (r.smValid && h.Op <= r.commitMin) || r.checkpointing {
 		return
 	}
-	r.syncFrom = -1
 	if !r.smValid && h.Op < r.checkpointOp {
 		return
 	}
+	body, complete := r.assembleSync(h, chunk)
+	if !complete {
+		if body != nil && r.syncFrom < 0 {
+			r.syncFrom = int(h.Replica)
+		}
+		r.requestSync() // the next chunk, at once
+		return
+	}
+	r.syncFrom = -1
 	if err := r.restoreSnapshot(body); err != nil {
 		r.Stats.DroppedMalformed++
 		return
@@ -279,4 +319,33 @@ func (r *Replica) onSync(h *wire.Header, body []byte) {
 		r.hooks.StateSync(h.Op)
 	}
 	r.event("state_sync")
+}
+
+// assembleSync adds a chunk; it returns the whole snapshot once complete and
+// verified, or (partial, false) while chunks are missing, or (nil, false)
+// for a chunk that fits nothing (dropped).
+func (r *Replica) assembleSync(h *wire.Header, chunk []byte) ([]byte, bool) {
+	a := &r.syncAssembly
+	size := h.Client
+	if size == 0 || size > uint64(r.cfg.SnapshotSizeMax) || h.Request+uint64(len(chunk)) > size {
+		r.Stats.DroppedMalformed++
+		return nil, false
+	}
+	if h.Request == 0 && (a.buf == nil || a.op != h.Op || a.snapshotChecksum != h.Parent) {
+		*a = syncAssembly{op: h.Op, checksum: h.Context, snapshotChecksum: h.Parent, size: size, buf: make([]byte, 0, size)}
+	}
+	if a.buf == nil || a.op != h.Op || a.snapshotChecksum != h.Parent || h.Request != uint64(len(a.buf)) {
+		return nil, false
+	}
+	a.buf = append(a.buf, chunk...)
+	if uint64(len(a.buf)) < a.size {
+		return a.buf, false
+	}
+	body := a.buf
+	*a = syncAssembly{}
+	if wire.ChecksumOf(body) != h.Parent {
+		r.Stats.DroppedMalformed++
+		return nil, false
+	}
+	return body, true
 }

@@ -113,6 +113,7 @@ type Replica struct {
 	checkpointOp       uint64
 	checkpointChecksum wire.Checksum
 	checkpointSnapshot []byte // the durable checkpoint, served to lagging peers
+	syncAssembly       syncAssembly
 	checkpointArea     uint8
 	checkpointing      bool
 	smValid            bool // false until a snapshot was restored or synced
