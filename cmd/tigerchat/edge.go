@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -32,6 +33,8 @@ type edgeOptions struct {
 	ipRate   float64
 	connsMax int
 	devMint  func(tenant, user string) (string, error)
+	h3       net.PacketConn // nil: no HTTP/3
+	h3TLS    *tls.Config
 }
 
 // edgeServer is a running edge: its cluster client, gateway and HTTP server.
@@ -63,8 +66,12 @@ func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge: dial cluster: %w", err)
 	}
+	altSvc := ""
+	if o.h3 != nil {
+		altSvc = edge.AltSvc(o.h3.LocalAddr().(*net.UDPAddr).Port)
+	}
 	e, err := edge.New(edge.Config{Backend: cl, Shards: o.cfg.Shards, Limits: o.cfg.ChatLimits(), Keyring: o.keyring,
-		OriginPatterns: o.origins, UserRate: o.userRate, IPRate: o.ipRate, ConnsMax: o.connsMax, DevMint: o.devMint})
+		OriginPatterns: o.origins, UserRate: o.userRate, IPRate: o.ipRate, ConnsMax: o.connsMax, DevMint: o.devMint, AltSvc: altSvc})
 	if err != nil {
 		cl.Close()
 		return nil, err
@@ -75,6 +82,9 @@ func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
 		defer close(s.done)
 		_ = s.srv.Serve(o.listener)
 	}()
+	if o.h3 != nil {
+		go func() { _ = edge.ServeHTTP3(ctx, o.h3, o.h3TLS, s.srv.Handler) }()
+	}
 	go func() {
 		<-ctx.Done()
 		s.stop()
@@ -100,6 +110,9 @@ func cmdEdge(ctx context.Context, args []string, stdout io.Writer) error {
 	userRate := fs.Float64("user-rate", edge.UserRateDefault, "requests per second per user (`N`)")
 	ipRate := fs.Float64("ip-rate", edge.IPRateDefault, "requests per second per client address (`N`)")
 	connsMax := fs.Int("conns", edge.ConnsMaxDefault, "open WebSocket and SSE streams at most (`N`)")
+	h3 := fs.String("h3", "", "also serve REST and SSE over HTTP/3 on UDP `ADDR`")
+	tlsCert := fs.String("tls-cert", "", "HTTP/3 certificate `FILE` (PEM; default: a fresh self-signed one, fingerprint printed)")
+	tlsKey := fs.String("tls-key", "", "HTTP/3 private key `FILE` (PEM)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -118,18 +131,28 @@ func cmdEdge(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *listen)
+	o := edgeOptions{cfg: cfg, identity: id, keyring: keyring, origins: splitList(*origins),
+		userRate: *userRate, ipRate: *ipRate, connsMax: *connsMax}
+	fingerprint, err := listenH3(&o, *h3, *tlsCert, *tlsKey)
 	if err != nil {
-		return fmt.Errorf("edge listen %s: %w (is the port in use? pick another with -listen)", *listen, err)
-	}
-	s, err := startEdge(ctx, edgeOptions{cfg: cfg, identity: id, keyring: keyring, listener: ln,
-		origins: splitList(*origins), userRate: *userRate, ipRate: *ipRate, connsMax: *connsMax})
-	if err != nil {
-		ln.Close()
 		return err
 	}
+	if o.listener, err = net.Listen("tcp", *listen); err != nil {
+		closeH3(&o)
+		return fmt.Errorf("edge listen %s: %w (is the port in use? pick another with -listen)", *listen, err)
+	}
+	s, err := startEdge(ctx, o)
+	if err != nil {
+		o.listener.Close()
+		closeH3(&o)
+		return err
+	}
+	a := o.listener.Addr()
 	fmt.Fprintf(stdout, "tigerchat edge: cluster %d (%d shards), serving http://%s/ (WebSocket ws://%s/v1/ws, REST http://%s/v1/, metrics /metrics)\n",
-		cfg.Cluster, cfg.Shards, ln.Addr(), ln.Addr(), ln.Addr())
+		cfg.Cluster, cfg.Shards, a, a, a)
+	if o.h3 != nil {
+		fmt.Fprintf(stdout, "  HTTP/3:     https://%s/v1/ (REST and SSE; certificate sha256 %s)\n", o.h3.LocalAddr(), fingerprint)
+	}
 	<-ctx.Done()
 	<-s.done
 	return nil
@@ -223,12 +246,21 @@ func devGateway(dir, cfgPath string, cfg *node.ClusterConfig, enabled bool) (tra
 
 // devEdge starts the dev cluster's edge and prints where to reach it and a
 // dev token.
-func devEdge(ctx context.Context, dir string, cfg node.ClusterConfig, id transport.Identity, ln net.Listener, stdout io.Writer) error {
+func devEdge(ctx context.Context, dir string, cfg node.ClusterConfig, id transport.Identity, ln net.Listener, h3 bool, stdout io.Writer) error {
 	keyring, mint, err := devAuth(filepath.Join(dir, devAuthFile))
 	if err != nil {
 		return err
 	}
-	if _, err := startEdge(ctx, edgeOptions{cfg: cfg, identity: id, keyring: keyring, listener: ln, devMint: mint}); err != nil {
+	o := edgeOptions{cfg: cfg, identity: id, keyring: keyring, listener: ln, devMint: mint}
+	fingerprint := ""
+	if h3 {
+		// HTTP/3 on the edge's port number, over UDP.
+		if fingerprint, err = listenH3(&o, ln.Addr().String(), "", ""); err != nil {
+			return err
+		}
+	}
+	if _, err := startEdge(ctx, o); err != nil {
+		closeH3(&o)
 		return err
 	}
 	tok, err := mint(devTenant, devUser)
@@ -240,5 +272,45 @@ func devEdge(ctx context.Context, dir string, cfg node.ClusterConfig, id transpo
 	fmt.Fprintf(stdout, "  dev token:  %s\n", tok)
 	fmt.Fprintf(stdout, "              (tenant %s, user %s, rooms *, valid %d h; others: POST http://%s/v1/dev/token {\"user\":\"NAME\"}; keyring %s)\n",
 		devTenant, devUser, int(devTokenTTL.Hours()), a, filepath.Join(absPath(dir), devAuthFile))
+	if o.h3 != nil {
+		fmt.Fprintf(stdout, "  edge HTTP/3: https://%s/v1/ (REST and SSE over UDP; self-signed certificate sha256 %s)\n", o.h3.LocalAddr(), fingerprint)
+	}
 	return nil
+}
+
+// listenH3 binds the HTTP/3 socket and loads or makes its certificate;
+// addr "" leaves HTTP/3 off. It returns the certificate's fingerprint
+// when it made a self-signed one.
+func listenH3(o *edgeOptions, addr, certFile, keyFile string) (string, error) {
+	if addr == "" {
+		return "", nil
+	}
+	fingerprint := "from " + certFile
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return "", fmt.Errorf("edge: load -tls-cert/-tls-key: %w", err)
+		}
+		o.h3TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	} else {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return "", fmt.Errorf("edge: -h3 %s: %w", addr, err)
+		}
+		if o.h3TLS, fingerprint, err = edge.SelfSignedTLS(host, "localhost", "127.0.0.1"); err != nil {
+			return "", err
+		}
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return "", fmt.Errorf("edge http3 listen %s: %w (is the UDP port in use?)", addr, err)
+	}
+	o.h3 = pc
+	return fingerprint, nil
+}
+
+func closeH3(o *edgeOptions) {
+	if o.h3 != nil {
+		o.h3.Close()
+	}
 }

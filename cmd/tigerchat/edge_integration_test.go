@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/quic-go/quic-go/http3"
 
 	"tigerchat/runtime/edge"
 	"tigerchat/runtime/testcluster"
@@ -25,7 +27,7 @@ import (
 var edgeSecret = []byte("integration-secret-integration-secret")
 
 // startEdgeProcess runs `tigerchat edge` against cluster c (as its pinned
-// edge 0) and returns its base URL.
+// edge 0), with HTTP/3 on the same port number, and returns its base URL.
 func startEdgeProcess(t *testing.T, c *testcluster.Cluster) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -52,7 +54,7 @@ func startEdgeProcess(t *testing.T, c *testcluster.Cluster) string {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(binaryPath, "edge", "-config", c.ConfigPath, "-identity", idPath, "-auth", authPath,
-		"-listen", addr, "-user-rate", "100000", "-ip-rate", "100000")
+		"-listen", addr, "-h3", addr, "-user-rate", "100000", "-ip-rate", "100000")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -265,6 +267,26 @@ func TestEdgeChatResumeAndRetry(t *testing.T) {
 	}
 	seqs, _ = bo2.waitSeqs(5)
 	checkSeqs(t, "bo after retries", seqs, 11, 15)
+	checkHTTP3History(t, base, 15)
+}
+
+// checkHTTP3History reads the room over HTTP/3 (self-signed certificate).
+func checkHTTP3History(t *testing.T, base string, head float64) {
+	t.Helper()
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	defer tr.Close()
+	req, _ := http.NewRequest("GET", strings.Replace(base, "http:", "https:", 1)+"/v1/rooms/lobby/messages?limit=1", nil)
+	req.Header.Set("Authorization", "Bearer "+edgeToken(t, "ana"))
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("HTTP/3: %v", err)
+	}
+	defer resp.Body.Close()
+	var h map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&h)
+	if resp.ProtoMajor != 3 || h["head_seq"] != head {
+		t.Fatalf("HTTP/3 history: %s %v", resp.Proto, h)
+	}
 }
 
 // sseSeqs follows a room's server-sent events and records the seqs.
