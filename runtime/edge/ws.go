@@ -166,14 +166,14 @@ func (c *wsConn) readLoop(readCtx, ctx context.Context) {
 			c.replyErr(nil, errorf(CodeBadRequest, "binary frames are not accepted: send JSON text frames"))
 			continue
 		}
+		sess := c.session()
+		if err := c.e.allow(&sess, c.ip); err != nil {
+			c.replyErr(probeID(data), err) // every frame counts, malformed ones too
+			continue
+		}
 		cmd, id, derr := decodeCommand(data)
 		if derr != nil {
 			c.replyErr(id, derr)
-			continue
-		}
-		sess := c.session()
-		if err := c.e.allow(&sess, c.ip); err != nil {
-			c.replyErr(cmd.ID, err)
 			continue
 		}
 		select {
