@@ -102,6 +102,12 @@ func (r *Replica) maybePrepare() {
 	if r.op-r.commitMax >= uint64(r.cfg.PipelineMax) || r.op+1 > r.checkpointOp+uint64(r.cfg.SlotCount) {
 		return
 	}
+	if r.op > r.commitMax && !r.present(r.op) && len(r.requestQueue) < r.cfg.BatchMax {
+		// Group commit: while the last prepare is still being written, let
+		// requests gather; they all go in the next prepare when it is durable.
+		// Under load batches grow by themselves; an idle primary prepares at once.
+		return
+	}
 	parent, ok := r.expected(r.op)
 	if !ok {
 		return
