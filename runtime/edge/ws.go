@@ -11,7 +11,10 @@ import (
 	"github.com/coder/websocket"
 )
 
-const wsWriteTimeout = 5 * time.Second
+const (
+	wsWriteTimeout = 5 * time.Second
+	wsPingInterval = 30 * time.Second // a peer that does not answer a ping within wsWriteTimeout is dropped
+)
 
 // authenticate reads the bearer token (the Authorization header, or the
 // token query parameter where browsers cannot set headers) and verifies it.
@@ -96,6 +99,7 @@ func (c *wsConn) run() {
 		c.writeLoop(ctx)
 		cancel()
 	}()
+	go c.keepalive(ctx)
 	c.readLoop(context.Background(), ctx)
 	c.out.close(CloseNormal, "")
 	cancel()
@@ -109,6 +113,30 @@ func (c *wsConn) run() {
 		c.e.hub.unsubscribe(s)
 	}
 	<-written
+}
+
+// keepalive pings the peer so that a dead connection (no close, no FIN)
+// is noticed even when nothing is written to it.
+func (c *wsConn) keepalive(ctx context.Context) {
+	t := time.NewTicker(wsPingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.out.done:
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wsWriteTimeout)
+			err := c.ws.Ping(pctx)
+			cancel()
+			if err != nil {
+				c.out.close(CloseGoingAway, "ping timeout")
+				_ = c.ws.CloseNow()
+				return
+			}
+		}
+	}
 }
 
 func (c *wsConn) expired() {
