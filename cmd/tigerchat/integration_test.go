@@ -245,7 +245,7 @@ func TestBackupRepairsDamagedWAL(t *testing.T) {
 	for {
 		ps, perr := c.Status(primary)
 		bs, berr := c.Status(backup)
-		if perr == nil && berr == nil && bs[0].Status == "normal" && bs[0].CommitMin == ps[0].CommitMin && ps[0].CommitMin > head {
+		if perr == nil && berr == nil && len(ps) > 0 && len(bs) > 0 && bs[0].Status == "normal" && bs[0].CommitMin == ps[0].CommitMin && ps[0].CommitMin > head {
 			t.Logf("backup %d repaired its damaged tail and applied up to op %d", backup, bs[0].CommitMin)
 			return
 		}

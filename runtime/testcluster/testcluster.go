@@ -184,8 +184,8 @@ func (c *Cluster) Status(i int) ([]node.Status, error) {
 	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
 		return nil, err
 	}
-	if len(all) != 1 {
-		return nil, errors.New("unexpected /status shape")
+	if len(all) != 1 || len(all[0]) != c.Config.Shards {
+		return nil, errors.New("status not ready (or unexpected shape)")
 	}
 	return all[0], nil
 }
