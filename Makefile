@@ -11,7 +11,7 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ ./cmd/...
 
 # The fast suite: formatting, vet, unit and property tests (fuzz seed corpora
 # run as ordinary tests), then a few hundred simulator swarm seeds.
@@ -47,5 +47,5 @@ clean:
 
 # Failover with real processes: kill -9 the primary 20 times (bounded; cleans up).
 bench-failover:
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/tigerchat ./cmd/tigerbench
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ ./cmd/...erchat ./cmd/tigerbench
 	./$(BIN)/tigerbench failover -trials 20
