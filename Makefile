@@ -47,5 +47,5 @@ clean:
 
 # Failover with real processes: kill -9 the primary 20 times (bounded; cleans up).
 bench-failover:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ ./cmd/...erchat ./cmd/tigerbench
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ ./cmd/tigerchat ./cmd/tigerbench
 	./$(BIN)/tigerbench failover -trials 20
