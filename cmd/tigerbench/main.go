@@ -90,6 +90,18 @@ func moduleRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
+// tigerchatBinary is the tigerchat next to this executable (make builds
+// both into bin/), or one built from source into dir.
+func tigerchatBinary(dir string) (string, error) {
+	if exe, err := os.Executable(); err == nil {
+		bin := filepath.Join(filepath.Dir(exe), "tigerchat")
+		if _, err := os.Stat(bin); err == nil {
+			return bin, nil
+		}
+	}
+	return testcluster.Build(moduleRoot(), dir)
+}
+
 func failover(ctx context.Context, trials int, log io.Writer) (Result, error) {
 	res := Result{Scenario: "failover", Trials: trials}
 	dir, err := os.MkdirTemp("", "tigerbench-")
@@ -97,14 +109,9 @@ func failover(ctx context.Context, trials int, log io.Writer) (Result, error) {
 		return res, err
 	}
 	defer os.RemoveAll(dir)
-	bin, err := os.Executable()
-	if err == nil {
-		bin = filepath.Join(filepath.Dir(bin), "tigerchat")
-	}
-	if _, serr := os.Stat(bin); err != nil || serr != nil {
-		if bin, err = testcluster.Build(moduleRoot(), dir); err != nil {
-			return res, err
-		}
+	bin, err := tigerchatBinary(dir)
+	if err != nil {
+		return res, err
 	}
 	c, err := testcluster.New(bin, dir, 3, 1, func(cfg *node.ClusterConfig) { cfg.Profile = ""; cfg.SlotCount = 256; cfg.CheckpointInterval = 64 })
 	if err != nil {

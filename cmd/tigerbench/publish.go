@@ -73,7 +73,7 @@ func publish(ctx context.Context, publishers int, duration time.Duration) (Publi
 		return res, err
 	}
 	defer os.RemoveAll(dir)
-	bin, err := testcluster.Build(moduleRoot(), dir)
+	bin, err := tigerchatBinary(dir)
 	if err != nil {
 		return res, err
 	}
