@@ -4,6 +4,8 @@ BIN     := bin
 # The fast suite must stay under 5 minutes on 2 cores.
 SWARM_FAST_COUNT    ?= 300
 SWARM_NIGHTLY_COUNT ?= 30000
+CHAT_FAST_COUNT     ?= 100
+CHAT_NIGHTLY_COUNT  ?= 10000
 
 .PHONY: all build test test-go vet fmt-check run sim sim-swarm sim-nightly clean bench-failover
 
@@ -29,10 +31,12 @@ test-go:
 
 sim-swarm: build
 	./$(BIN)/tigersim -swarm -count $(SWARM_FAST_COUNT)
+	./$(BIN)/tigersim -subject chat -swarm -count $(CHAT_FAST_COUNT)
 
 # The nightly swarm: tens of thousands of seeds; not part of `make test`.
 sim-nightly: build
 	./$(BIN)/tigersim -swarm -count $(SWARM_NIGHTLY_COUNT)
+	./$(BIN)/tigersim -subject chat -swarm -count $(CHAT_NIGHTLY_COUNT)
 
 # A complete local cluster: 3 replicas of every shard on 127.0.0.1, in one
 # process, with a fresh data dir; it prints where to connect.
