@@ -140,11 +140,12 @@ func (h *hub) acquire(k logKey) (*tracker, *Error) {
 }
 
 // release drops one hold on t and removes s from it; the last hold stops t.
+// Each successful acquire is released exactly once by its stream.
 func (h *hub) release(t *tracker, s *sub) {
 	h.mu.Lock()
 	if h.trackers[t.key] != t {
 		h.mu.Unlock()
-		return // already released by this stream
+		return // the tracker already stopped (every hold was released)
 	}
 	t.holds--
 	last := t.holds == 0

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// chromiumPath finds a Chromium binary (Debian's chromium package).
+func chromiumPath() string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// tab is one browser tab driven over the DevTools protocol.
+type tab struct {
+	t  *testing.T
+	c  *websocket.Conn
+	id int
+}
+
+func startChromium(t *testing.T) string {
+	t.Helper()
+	bin := chromiumPath()
+	if bin == "" {
+		t.Skip("chromium not installed (apt-get install chromium)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	profile, err := os.MkdirTemp("", "tigerchat-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+		fmt.Sprintf("--remote-debugging-port=%d", port), "--remote-allow-origins=*",
+		"--user-data-dir="+profile, "about:blank")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its helpers die with it
+	cmd.Env = append(os.Environ(), "TMPDIR="+profile)     // and its temp files go with the profile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		time.Sleep(50 * time.Millisecond)
+		_ = os.RemoveAll(profile)
+	})
+	devtools := fmt.Sprintf("http://127.0.0.1:%d", port)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(devtools + "/json/version"); err == nil {
+			resp.Body.Close()
+			return devtools
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("chromium's DevTools endpoint did not come up")
+		}
+	}
+}
+
+func openTab(t *testing.T, devtools, page string) *tab {
+	t.Helper()
+	req, _ := http.NewRequest("PUT", devtools+"/json/new?"+url.QueryEscape(page), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var target struct {
+		WebSocketDebuggerURL string `json:"webSocketDebuggerUrl"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&target)
+	resp.Body.Close()
+	if err != nil || target.WebSocketDebuggerURL == "" {
+		t.Fatalf("open tab: %v %+v", err, target)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, target.WebSocketDebuggerURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadLimit(1 << 24)
+	t.Cleanup(func() { _ = c.CloseNow() })
+	return &tab{t: t, c: c}
+}
+
+// eval evaluates a JavaScript expression in the page and returns its value.
+func (tb *tab) eval(expr string) any {
+	tb.t.Helper()
+	tb.id++
+	msg, _ := json.Marshal(map[string]any{"id": tb.id, "method": "Runtime.evaluate",
+		"params": map[string]any{"expression": expr, "returnByValue": true}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tb.c.Write(ctx, websocket.MessageText, msg); err != nil {
+		tb.t.Fatal(err)
+	}
+	for {
+		_, data, err := tb.c.Read(ctx)
+		if err != nil {
+			tb.t.Fatal(err)
+		}
+		var r struct {
+			ID     int `json:"id"`
+			Result struct {
+				Result struct {
+					Value any `json:"value"`
+				} `json:"result"`
+			} `json:"result"`
+		}
+		if json.Unmarshal(data, &r) == nil && r.ID == tb.id {
+			return r.Result.Result.Value
+		}
+	}
+}
+
+// waitEval polls expr until it returns want.
+func (tb *tab) waitEval(expr string, want func(any) bool, what string) {
+	tb.t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		v := tb.eval(expr)
+		if want(v) {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.t.Fatalf("%s: last value %v; page status %v", what, v, tb.eval(`document.getElementById("status").textContent`))
+		}
+	}
+}
+
+// The demo page in two headless Chromium tabs: a message typed in one
+// appears in the other, live.
+func TestDemoPageTwoTabs(t *testing.T) {
+	devtools := startChromium(t)
+	c := startCluster(t, 3)
+	base := startEdgeProcess(t, c)
+	bo := openTab(t, devtools, base+"/?token="+edgeToken(t, "bo")+"&room=lobby")
+	bo.waitEval(`typeof rooms !== "undefined" && rooms.has("lobby")`, func(v any) bool { return v == true }, "bo opens lobby")
+	ana := openTab(t, devtools, base+"/?token="+edgeToken(t, "ana")+"&room=lobby&say=hello+from+ana")
+	msgs := `document.getElementById("msgs").innerText`
+	bo.waitEval(msgs, func(v any) bool { s, _ := v.(string); return strings.Contains(s, "hello from ana") }, "bo sees ana's message")
+	ana.waitEval(msgs, func(v any) bool { s, _ := v.(string); return strings.Contains(s, "#1") }, "ana sees her own message")
+	// bo answers by typing into the form.
+	bo.eval(`document.getElementById("text").value = "hi ana"; document.getElementById("compose").requestSubmit(); true`)
+	ana.waitEval(msgs, func(v any) bool { s, _ := v.(string); return strings.Contains(s, "hi ana") }, "ana sees bo's answer")
+	t.Logf("bo's tab shows: %q", bo.eval(msgs))
+}
