@@ -62,7 +62,10 @@ func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := client.Dial(o.cfg, client.Options{Edge: index, Identity: o.identity, SessionsPerShard: 32})
+	// A quarter of the cluster's client table per edge at most: sessions
+	// beyond it would evict each other (the small profile keeps 16).
+	sessions := max(1, min(32, o.cfg.ClientsMax/4))
+	cl, err := client.Dial(o.cfg, client.Options{Edge: index, Identity: o.identity, SessionsPerShard: sessions})
 	if err != nil {
 		return nil, fmt.Errorf("edge: dial cluster: %w", err)
 	}
