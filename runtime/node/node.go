@@ -89,12 +89,24 @@ func formatShard(c *ClusterConfig, opts Options, shard int) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	go func() { _ = l.Run(ctx) }()
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		_ = l.Run(ctx)
+	}()
 	l.Post(r.Format)
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
+	}
+	// Stop the loop before the deferred Close: the replica goes on from
+	// "recovered" (a view change writes the superblock) in the same step.
+	cancel()
+	<-ran
+	select {
+	case <-done:
+		return nil
+	default:
 		return fmt.Errorf("format shard %d: timed out writing the superblock", shard)
 	}
 }
