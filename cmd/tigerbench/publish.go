@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"tigerchat/runtime/client"
 	"tigerchat/runtime/node"
 	"tigerchat/runtime/testcluster"
+	"tigerchat/runtime/transport"
 )
 
 // PublishResult is one publish run: each publisher waits for its ack.
@@ -42,6 +44,7 @@ func runPublish(args []string, stdout, stderr io.Writer) int {
 	publishers := fs.Int("publishers", 16, "concurrent publishers `N` (1..1024)")
 	seconds := fs.Float64("seconds", 5, "measure for `S` seconds (0.5..120)")
 	asJSON := fs.Bool("json", false, "print one JSON line")
+	devDir := fs.String("dev-dir", "", "measure a running `tigerchat dev -dir DIR` cluster (its edge-0.pem) instead of starting one")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -51,7 +54,7 @@ func runPublish(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := publish(ctx, *publishers, time.Duration(*seconds*float64(time.Second)))
+	res, err := publish(ctx, *publishers, time.Duration(*seconds*float64(time.Second)), *devDir)
 	if err != nil {
 		fmt.Fprintln(stderr, "tigerbench:", err)
 		return 1
@@ -66,8 +69,28 @@ func runPublish(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func publish(ctx context.Context, publishers int, duration time.Duration) (PublishResult, error) {
+func publish(ctx context.Context, publishers int, duration time.Duration, devDir string) (PublishResult, error) {
 	res := PublishResult{Scenario: "publish", Publishers: publishers}
+	if devDir != "" {
+		cfg, err := node.LoadConfig(filepath.Join(devDir, "cluster.json"))
+		if err != nil {
+			return res, err
+		}
+		pem, err := os.ReadFile(filepath.Join(devDir, "edge-0.pem"))
+		if err != nil {
+			return res, err
+		}
+		id, err := transport.ParseIdentityPEM(pem)
+		if err != nil {
+			return res, err
+		}
+		cl, err := client.Dial(cfg, client.Options{Identity: id, SessionsPerShard: publishers})
+		if err != nil {
+			return res, err
+		}
+		defer cl.Close()
+		return publishWith(ctx, cl, res, publishers, duration)
+	}
 	dir, err := os.MkdirTemp("", "tigerbench-")
 	if err != nil {
 		return res, err
@@ -95,6 +118,10 @@ func publish(ctx context.Context, publishers int, duration time.Duration) (Publi
 		return res, err
 	}
 	defer cl.Close()
+	return publishWith(ctx, cl, res, publishers, duration)
+}
+
+func publishWith(ctx context.Context, cl *client.Client, res PublishResult, publishers int, duration time.Duration) (PublishResult, error) {
 	if r, err := cl.Do(ctx, 0, chat.OperationCreateRoom, chat.EncodeCreateRoom(chat.CreateRoomRequest{Tenant: "bench", User: "b", Room: "r"})); err != nil || r.Flags != vsr.ReplyOk {
 		return res, fmt.Errorf("create room: %v", err)
 	}
