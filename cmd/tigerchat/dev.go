@@ -27,6 +27,7 @@ func cmdDev(ctx context.Context, args []string, stdout io.Writer) error {
 	basePort := fs.Int("base-port", 7101, "replica i listens on UDP 127.0.0.1:`PORT`+i")
 	edgeAddr := fs.String("edge", "127.0.0.1:8090", "serve the client API (WebSocket, REST, SSE) and the demo page on `ADDR`; \"off\": no edge")
 	edgeH3 := fs.Bool("edge-h3", true, "also serve the edge's REST and SSE over HTTP/3 on the same port number (UDP)")
+	redisAddr := fs.String("redis", "", "the edge fans out through Redis pub/sub at `ADDR` (as tigerchat edge -redis); empty: the in-process bus")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ func cmdDev(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "  data dir:   %s\n  config:     %s\n  edge identity (for tools and tests): %s\n", absPath(*dir), absPath(cfgPath), filepath.Join(absPath(*dir), "edge-0.pem"))
 	fmt.Fprintf(stdout, "  health:     http://%s/healthz   status: http://%s/status   metrics: http://%s/metrics\n", ln.Addr(), ln.Addr(), ln.Addr())
 	if edgeLn != nil {
-		if err := devEdge(ctx, *dir, cfg, gateway, edgeLn, *edgeH3, stdout); err != nil {
+		if err := devEdge(ctx, *dir, cfg, gateway, edgeLn, *edgeH3, *redisAddr, stdout); err != nil {
 			cancel()
 			wg.Wait()
 			return err

@@ -11,11 +11,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"tigerchat/runtime/bus"
 	"tigerchat/runtime/client"
 	"tigerchat/runtime/edge"
 	"tigerchat/runtime/node"
@@ -35,14 +37,17 @@ type edgeOptions struct {
 	devMint  func(tenant, user string) (string, error)
 	h3       net.PacketConn // nil: no HTTP/3
 	h3TLS    *tls.Config
+	redis    string // fan-out through Redis at this address; "": the in-process bus
 }
 
 // edgeServer is a running edge: its cluster client, gateway and HTTP server.
 type edgeServer struct {
-	cl   *client.Client
-	edge *edge.Edge
-	srv  *http.Server
-	done chan struct{}
+	cl      *client.Client
+	edge    *edge.Edge
+	bus     *bus.Redis // nil: the edge's in-process bus
+	busInfo string     // how the edge fans out, for its banner
+	srv     *http.Server
+	done    chan struct{}
 }
 
 // edgeIndex is the position of fingerprint in the config's pinned edges.
@@ -73,13 +78,25 @@ func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
 	if o.h3 != nil {
 		altSvc = edge.AltSvc(o.h3.LocalAddr().(*net.UDPAddr).Port)
 	}
-	e, err := edge.New(edge.Config{Backend: cl, Shards: o.cfg.Shards, Limits: o.cfg.ChatLimits(), Keyring: o.keyring,
-		OriginPatterns: o.origins, UserRate: o.userRate, IPRate: o.ipRate, ConnsMax: o.connsMax, DevMint: o.devMint, AltSvc: altSvc})
+	rb, busInfo, err := edgeBus(ctx, &o)
 	if err != nil {
 		cl.Close()
 		return nil, err
 	}
-	s := &edgeServer{cl: cl, edge: e, done: make(chan struct{}),
+	cfg := edge.Config{Backend: cl, Shards: o.cfg.Shards, Limits: o.cfg.ChatLimits(), Keyring: o.keyring,
+		OriginPatterns: o.origins, UserRate: o.userRate, IPRate: o.ipRate, ConnsMax: o.connsMax, DevMint: o.devMint, AltSvc: altSvc}
+	if rb != nil {
+		cfg.Bus = rb
+	}
+	e, err := edge.New(cfg)
+	if err != nil {
+		if rb != nil {
+			_ = rb.Close()
+		}
+		cl.Close()
+		return nil, err
+	}
+	s := &edgeServer{cl: cl, edge: e, bus: rb, busInfo: busInfo, done: make(chan struct{}),
 		srv: &http.Server{Handler: e.Handler(), ReadHeaderTimeout: 5 * time.Second}}
 	go func() {
 		defer close(s.done)
@@ -100,7 +117,39 @@ func (s *edgeServer) stop() {
 	shutdown, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = s.srv.Shutdown(shutdown)
+	if s.bus != nil {
+		_ = s.bus.Close()
+	}
 	s.cl.Close()
+}
+
+// edgeBus opens the Redis bus when o.redis names one (nil: the edge keeps
+// its in-process bus) and describes the fan-out for the banner. A Redis
+// that does not answer yet is no error: the bus reconnects by itself, and
+// until then subscribers get other edges' posts by history polling.
+func edgeBus(ctx context.Context, o *edgeOptions) (*bus.Redis, string, error) {
+	if o.redis == "" {
+		return nil, "in-process bus (this edge only; use -redis to fan out across edges)", nil
+	}
+	bus.RedisLogTo(os.Stderr, 10*time.Second)
+	rb, err := bus.NewRedis(bus.RedisConfig{Addr: o.redis, Prefix: fmt.Sprintf("tigerchat:%d:", o.cfg.Cluster),
+		SubscriptionsMax: edge.TrackersMaxDefault})
+	if err != nil {
+		return nil, "", fmt.Errorf("edge: -redis: %w", err)
+	}
+	info := "Redis pub/sub at " + redactURL(o.redis)
+	if err := rb.Ping(ctx); err != nil {
+		info += fmt.Sprintf(" — not answering yet (%v); other edges' posts arrive by history polling until it does", err)
+	}
+	return rb, info, nil
+}
+
+// redactURL hides a password in a redis:// URL.
+func redactURL(addr string) string {
+	if u, err := url.Parse(addr); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return addr
 }
 
 func cmdEdge(ctx context.Context, args []string, stdout io.Writer) error {
@@ -116,6 +165,7 @@ func cmdEdge(ctx context.Context, args []string, stdout io.Writer) error {
 	h3 := fs.String("h3", "", "also serve REST and SSE over HTTP/3 on UDP `ADDR`")
 	tlsCert := fs.String("tls-cert", "", "HTTP/3 certificate `FILE` (PEM; default: a fresh self-signed one, fingerprint printed)")
 	tlsKey := fs.String("tls-key", "", "HTTP/3 private key `FILE` (PEM)")
+	redisAddr := fs.String("redis", "", "fan out committed messages to other edges through Redis pub/sub at `ADDR` (host:port or redis://[:password@]host:port[/db], rediss:// for TLS); empty: in-process bus, for a single edge")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -135,7 +185,7 @@ func cmdEdge(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	o := edgeOptions{cfg: cfg, identity: id, keyring: keyring, origins: splitList(*origins),
-		userRate: *userRate, ipRate: *ipRate, connsMax: *connsMax}
+		userRate: *userRate, ipRate: *ipRate, connsMax: *connsMax, redis: *redisAddr}
 	fingerprint, err := listenH3(&o, *h3, *tlsCert, *tlsKey)
 	if err != nil {
 		return err
@@ -156,6 +206,7 @@ func cmdEdge(ctx context.Context, args []string, stdout io.Writer) error {
 	if o.h3 != nil {
 		fmt.Fprintf(stdout, "  HTTP/3:     https://%s/v1/ (REST and SSE; certificate sha256 %s)\n", o.h3.LocalAddr(), fingerprint)
 	}
+	fmt.Fprintf(stdout, "  fan-out:    %s\n", s.busInfo)
 	<-ctx.Done()
 	<-s.done
 	return nil
@@ -249,12 +300,12 @@ func devGateway(dir, cfgPath string, cfg *node.ClusterConfig, enabled bool) (tra
 
 // devEdge starts the dev cluster's edge and prints where to reach it and a
 // dev token.
-func devEdge(ctx context.Context, dir string, cfg node.ClusterConfig, id transport.Identity, ln net.Listener, h3 bool, stdout io.Writer) error {
+func devEdge(ctx context.Context, dir string, cfg node.ClusterConfig, id transport.Identity, ln net.Listener, h3 bool, redisAddr string, stdout io.Writer) error {
 	keyring, mint, err := devAuth(filepath.Join(dir, devAuthFile))
 	if err != nil {
 		return err
 	}
-	o := edgeOptions{cfg: cfg, identity: id, keyring: keyring, listener: ln, devMint: mint}
+	o := edgeOptions{cfg: cfg, identity: id, keyring: keyring, listener: ln, devMint: mint, redis: redisAddr}
 	fingerprint := ""
 	if h3 {
 		// HTTP/3 on the edge's port number, over UDP.
@@ -262,7 +313,8 @@ func devEdge(ctx context.Context, dir string, cfg node.ClusterConfig, id transpo
 			return err
 		}
 	}
-	if _, err := startEdge(ctx, o); err != nil {
+	s, err := startEdge(ctx, o)
+	if err != nil {
 		closeH3(&o)
 		return err
 	}
@@ -278,6 +330,7 @@ func devEdge(ctx context.Context, dir string, cfg node.ClusterConfig, id transpo
 	if o.h3 != nil {
 		fmt.Fprintf(stdout, "  edge HTTP/3: https://%s/v1/ (REST and SSE over UDP; self-signed certificate sha256 %s)\n", o.h3.LocalAddr(), fingerprint)
 	}
+	fmt.Fprintf(stdout, "  fan-out:    %s\n", s.busInfo)
 	return nil
 }
 

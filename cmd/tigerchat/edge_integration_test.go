@@ -22,6 +22,7 @@ import (
 
 	"tigerchat/runtime/edge"
 	"tigerchat/runtime/testcluster"
+	"tigerchat/runtime/transport"
 )
 
 var edgeSecret = []byte("integration-secret-integration-secret")
@@ -30,8 +31,15 @@ var edgeSecret = []byte("integration-secret-integration-secret")
 // edge 0), with HTTP/3 on the same port number, and returns its base URL.
 func startEdgeProcess(t *testing.T, c *testcluster.Cluster) string {
 	t.Helper()
+	return startEdgeProcessAs(t, c, c.Edge)
+}
+
+// startEdgeProcessAs runs `tigerchat edge` as the pinned edge id, with
+// extra flags.
+func startEdgeProcessAs(t *testing.T, c *testcluster.Cluster, id transport.Identity, extra ...string) string {
+	t.Helper()
 	dir := t.TempDir()
-	pem, err := c.Edge.MarshalPEM()
+	pem, err := id.MarshalPEM()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +61,9 @@ func startEdgeProcess(t *testing.T, c *testcluster.Cluster) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binaryPath, "edge", "-config", c.ConfigPath, "-identity", idPath, "-auth", authPath,
-		"-listen", addr, "-h3", addr, "-user-rate", "100000", "-ip-rate", "100000")
+	args := []string{"edge", "-config", c.ConfigPath, "-identity", idPath, "-auth", authPath,
+		"-listen", addr, "-h3", addr, "-user-rate", "100000", "-ip-rate", "100000"}
+	cmd := exec.Command(binaryPath, append(args, extra...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -98,6 +107,7 @@ type peer struct {
 	mu     sync.Mutex
 	id     int
 	events []map[string]any // message events, in arrival order
+	times  []time.Time      // when each event arrived
 }
 
 func dialPeer(t *testing.T, base, user string) *peer {
@@ -129,6 +139,7 @@ func (p *peer) read() {
 		if m["event"] != nil {
 			p.mu.Lock()
 			p.events = append(p.events, m)
+			p.times = append(p.times, time.Now())
 			p.mu.Unlock()
 			continue
 		}

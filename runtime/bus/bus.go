@@ -61,6 +61,13 @@ type Stats struct {
 	Delivered     uint64 // event copies put in a subscriber's buffer
 	Dropped       uint64 // event copies dropped on a full buffer
 	Subscriptions int    // open now
+
+	// Broker counters: zero for the in-process bus.
+	Sent       uint64 // events the broker took
+	SendFailed uint64 // events not sent: broker down or slow, or the send queue full
+	Received   uint64 // events from the broker (other edges' posts)
+	Malformed  uint64 // broker messages that did not decode or were on the wrong channel
+	Channels   int    // broker channels this bus wants now (one per topic)
 }
 
 // Errors of Subscribe.

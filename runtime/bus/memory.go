@@ -10,6 +10,10 @@ import (
 // Publish drops an event for a subscriber whose channel is full.
 type Memory struct {
 	subscriptionsMax int
+	// onTopics, when set, runs (without the lock held) after a topic gains
+	// its first subscriber or loses its last: the Redis bus mirrors the
+	// set of topics in its broker subscriptions.
+	onTopics func()
 
 	mu     sync.Mutex
 	topics map[Topic]map[*memorySub]struct{}
@@ -45,11 +49,17 @@ func (s *memorySub) Close() { s.once.Do(func() { s.bus.remove(s) }) }
 // Publish hands e to every subscriber of its topic that has room for it.
 func (m *Memory) Publish(e Event) {
 	m.published.Add(1)
+	m.deliver(&e)
+}
+
+// deliver hands e to every subscriber of its topic that has room for it,
+// without counting it as published.
+func (m *Memory) deliver(e *Event) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for s := range m.topics[TopicOf(&e)] {
+	for s := range m.topics[TopicOf(e)] {
 		select {
-		case s.ch <- e:
+		case s.ch <- *e:
 			m.delivered.Add(1)
 		default:
 			m.dropped.Add(1)
@@ -62,38 +72,71 @@ func (m *Memory) Subscribe(t Topic, buffer int) (Subscription, error) {
 	if buffer < 1 || buffer > BufferMax {
 		return nil, fmt.Errorf("subscribe %s/%s: %w", t.Tenant, t.Room, ErrBadBuffer)
 	}
+	s, first, err := m.add(t, buffer)
+	if err != nil {
+		return nil, err
+	}
+	if first && m.onTopics != nil {
+		m.onTopics()
+	}
+	return s, nil
+}
+
+func (m *Memory) add(t Topic, buffer int) (s *memorySub, first bool, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
 	if m.count >= m.subscriptionsMax {
-		return nil, fmt.Errorf("subscribe %s/%s: %w (%d)", t.Tenant, t.Room, ErrTooManySubscriber, m.subscriptionsMax)
+		return nil, false, fmt.Errorf("subscribe %s/%s: %w (%d)", t.Tenant, t.Room, ErrTooManySubscriber, m.subscriptionsMax)
 	}
-	s := &memorySub{bus: m, topic: t, ch: make(chan Event, buffer)}
+	s = &memorySub{bus: m, topic: t, ch: make(chan Event, buffer)}
 	subs := m.topics[t]
 	if subs == nil {
 		subs = map[*memorySub]struct{}{}
 		m.topics[t] = subs
+		first = true
 	}
 	subs[s] = struct{}{}
 	m.count++
-	return s, nil
+	return s, first, nil
 }
 
 func (m *Memory) remove(s *memorySub) {
+	if m.removeLocked(s) && m.onTopics != nil {
+		m.onTopics()
+	}
+}
+
+// removeLocked removes s and reports whether its topic lost its last
+// subscriber.
+func (m *Memory) removeLocked(s *memorySub) (last bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	subs := m.topics[s.topic]
 	if _, ok := subs[s]; !ok {
-		return // the bus was closed
+		return false // the bus was closed
 	}
 	delete(subs, s)
 	if len(subs) == 0 {
 		delete(m.topics, s.topic)
+		last = true
 	}
 	m.count--
 	close(s.ch)
+	return last
+}
+
+// topicList returns the topics that have subscribers now.
+func (m *Memory) topicList() []Topic {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Topic, 0, len(m.topics))
+	for t := range m.topics {
+		out = append(out, t)
+	}
+	return out
 }
 
 // Stats returns the counters.

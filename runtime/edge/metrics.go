@@ -5,6 +5,8 @@ import (
 	"io"
 	"sort"
 	"sync/atomic"
+
+	"tigerchat/runtime/bus"
 )
 
 // Metrics are the edge's counters, exposed on /metrics in the Prometheus
@@ -89,5 +91,27 @@ func (m *Metrics) Write(w io.Writer) {
 	}
 	for _, c := range counters {
 		fmt.Fprintf(w, "tigerchat_edge_%s %d\n", c.name, c.v)
+	}
+}
+
+// writeBusStats writes the fan-out bus's counters (the broker ones stay 0
+// on the in-process bus).
+func writeBusStats(w io.Writer, s bus.Stats) {
+	counters := []struct {
+		name string
+		v    uint64
+	}{
+		{"published_total", s.Published},
+		{"delivered_total", s.Delivered},
+		{"dropped_total", s.Dropped},
+		{"subscriptions", uint64(s.Subscriptions)},
+		{"broker_sent_total", s.Sent},
+		{"broker_send_failed_total", s.SendFailed},
+		{"broker_received_total", s.Received},
+		{"broker_malformed_total", s.Malformed},
+		{"broker_channels", uint64(s.Channels)},
+	}
+	for _, c := range counters {
+		fmt.Fprintf(w, "tigerchat_bus_%s %d\n", c.name, c.v)
 	}
 }

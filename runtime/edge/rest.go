@@ -17,6 +17,7 @@ func (e *Edge) Handler() http.Handler {
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		e.m.Write(w)
+		writeBusStats(w, e.bus.Stats())
 	})
 	mux.HandleFunc("GET /v1/ws", e.serveWS)
 	mux.HandleFunc("GET /v1/rooms/{room}/events", e.serveSSE)

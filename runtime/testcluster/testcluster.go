@@ -115,6 +115,25 @@ func New(binary, dir string, replicas, shards int, tweak func(*node.ClusterConfi
 	return c, nil
 }
 
+// AddEdge pins one more edge identity in the config and returns it; call
+// it before the replicas start (they read the pinned edges at start).
+func (c *Cluster) AddEdge() (transport.Identity, error) {
+	for _, p := range c.procs {
+		if p != nil {
+			return transport.Identity{}, errors.New("testcluster: AddEdge after a replica started")
+		}
+	}
+	id, err := transport.GenerateIdentity()
+	if err != nil {
+		return id, err
+	}
+	c.Config.Edges = append(c.Config.Edges, node.Edge{Fingerprint: id.Fingerprint()})
+	if err := c.Config.Save(c.ConfigPath); err != nil {
+		return id, err
+	}
+	return id, nil
+}
+
 func (c *Cluster) identityPath(i int) string {
 	return filepath.Join(c.Dir, fmt.Sprintf("replica-%d.pem", i))
 }

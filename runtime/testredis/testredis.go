@@ -1,0 +1,140 @@
+// Package testredis runs a real redis-server for tests: on a free
+// 127.0.0.1 port, without persistence, in a temporary directory, killed
+// when the test ends.
+//
+// A test that needs it is skipped when no redis-server is on PATH, except
+// under CI=true, where .ci/run installs Debian's redis-server package and a
+// missing binary fails the test.
+package testredis
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startTimeout bounds how long a server may take to accept connections.
+const startTimeout = 10 * time.Second
+
+// Server is one redis-server process.
+type Server struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	Port int
+	Addr string // 127.0.0.1:Port
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Binary returns the redis-server on PATH, or skips t (fails it under
+// CI=true).
+func Binary(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err == nil {
+		return bin
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("redis-server not found on PATH under CI=true: .ci/run should have installed it (apt-get install redis-server): %v", err)
+	}
+	t.Skip("skipped: redis-server not found on PATH (install Debian's redis-server package, or run bash .ci/run)")
+	return ""
+}
+
+// Start runs a redis-server for t on a free port; t.Cleanup kills it.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: Binary(t), dir: t.TempDir()}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Port = l.Addr().(*net.TCPAddr).Port
+	s.Addr = l.Addr().String()
+	l.Close()
+	t.Cleanup(s.Kill)
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Restart starts the server again on the same port (after Kill).
+func (s *Server) Restart() {
+	s.t.Helper()
+	if s.cmd != nil {
+		s.t.Fatal("testredis: Restart while running")
+	}
+	if err := s.start(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *Server) start() error {
+	logPath := filepath.Join(s.dir, "redis.log")
+	cmd := exec.Command(s.bin, "--port", fmt.Sprint(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", s.dir, "--logfile", logPath, "--daemonize", "no")
+	cmd.Dir = s.dir
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("testredis: start %s: %w", s.bin, err)
+	}
+	s.cmd, s.done = cmd, make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(s.done)
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if ping(s.Addr) == nil {
+			return nil
+		}
+		select {
+		case <-s.done:
+			s.cmd = nil
+			log, _ := os.ReadFile(logPath)
+			return fmt.Errorf("testredis: redis-server exited at start (port %d):\n%s", s.Port, log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.Kill()
+			log, _ := os.ReadFile(logPath)
+			return fmt.Errorf("testredis: redis-server did not answer PING on %s in %v:\n%s", s.Addr, startTimeout, log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to exit (idempotent).
+func (s *Server) Kill() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	s.cmd = nil
+}
+
+// ping sends an inline PING and expects +PONG.
+func ping(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") {
+		return fmt.Errorf("testredis: PING answered %q", line)
+	}
+	return nil
+}
