@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,7 +40,10 @@ func startChromium(t *testing.T) string {
 	t.Helper()
 	bin := chromiumPath()
 	if bin == "" {
-		t.Skip("chromium not installed (apt-get install chromium)")
+		if os.Getenv("CI") == "true" {
+			t.Fatal("chromium not found on PATH under CI=true: .ci/run should have installed Debian's chromium package (apt-get install chromium)")
+		}
+		t.Skip("skipped: chromium not found on PATH (install Debian's chromium package, or run bash .ci/run)")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -55,12 +60,16 @@ func startChromium(t *testing.T) string {
 		"--user-data-dir="+profile, "about:blank")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its helpers die with it
 	cmd.Env = append(os.Environ(), "TMPDIR="+profile)     // and its temp files go with the profile
+	var output bytes.Buffer                               // what chromium says, for a failure message
+	cmd.Stdout, cmd.Stderr = &lockedWriter{w: &output}, &lockedWriter{w: &output}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("start %s: %v", bin, err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
+		<-exited
 		time.Sleep(50 * time.Millisecond)
 		_ = os.RemoveAll(profile)
 	})
@@ -70,10 +79,41 @@ func startChromium(t *testing.T) string {
 			resp.Body.Close()
 			return devtools
 		}
+		select {
+		case err := <-exited:
+			exited <- err // for the cleanup
+			t.Fatalf("%s exited before its DevTools endpoint came up (%v); its output:\n%s", bin, err, tail(&output))
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatal("chromium's DevTools endpoint did not come up")
+			t.Fatalf("%s: DevTools endpoint %s did not come up in 20 s; its output:\n%s", bin, devtools, tail(&output))
 		}
 	}
+}
+
+// lockedWriter serializes chromium's stdout and stderr into one buffer.
+type lockedWriter struct{ w *bytes.Buffer }
+
+var outputMu sync.Mutex
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	outputMu.Lock()
+	defer outputMu.Unlock()
+	if l.w.Len() > 1<<20 {
+		return len(p), nil // keep the start, drop a flood
+	}
+	return l.w.Write(p)
+}
+
+// tail is the last 4 KiB of b.
+func tail(b *bytes.Buffer) string {
+	outputMu.Lock()
+	defer outputMu.Unlock()
+	s := b.String()
+	if len(s) > 4096 {
+		s = "…" + s[len(s)-4096:]
+	}
+	return s
 }
 
 func openTab(t *testing.T, devtools, page string) *tab {
