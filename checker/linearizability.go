@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"tigerchat/model/testsm"
 )
 
 // OpKind tells an Append from a Read in the log state machine's history.
@@ -62,15 +64,12 @@ type LinearizabilityResult struct {
 const returnUnknown int64 = math.MaxInt64
 
 // LogDigest folds one value into a log's running digest; an empty log's
-// digest is 0. The state machine uses the same function, so a Read's digest
-// pins the exact sequence of values, not just their count.
-func LogDigest(prev uint64, value uint64) uint64 {
-	// Mixing the value before the xor and the sum after it makes the fold
-	// order-sensitive; the constants keep a zero value from being a no-op.
-	return mix64((prev ^ mix64(value+0x9e3779b97f4a7c15)) + 0xd6e8feb86659fd93)
-}
+// digest is 0. It is the test state machine's own fold (testsm.LogDigest), so
+// a Read's digest pins the exact sequence of values, not just their count.
+func LogDigest(prev uint64, value uint64) uint64 { return testsm.LogDigest(prev, value) }
 
-// mix64 is the splitmix64 finalizer: a bijective 64-bit avalanche.
+// mix64 is the splitmix64 finalizer: a bijective 64-bit avalanche, used to
+// hash model states.
 func mix64(x uint64) uint64 {
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
