@@ -1,6 +1,22 @@
 // Package client is the Go client of a TigerChat cluster over the
 // replication transport: an edge (or a tool) holds a pool of VSR client
 // sessions per shard and submits chat operations to the shard's primary.
+//
+// A cluster keeps a bounded table of client sessions (ClientsMax) and
+// evicts the oldest when a new one registers, so sessions of edges that
+// together hold more than the table evict each other. An evicted session
+// is dead for good; the pool replaces it with a fresh one (a new random
+// client id, registered at its first request), at most SessionsPerShard
+// replacements per shard per second, so the pool keeps its size. The
+// request that learned of the eviction is retried once, on a session that
+// has never been used (so cannot have been evicted), when that is safe:
+// a post (the state machine requires an
+// idempotency key, so a post that was applied before the eviction is
+// answered from the dedup window with its original seq) and the reads
+// (read range / latest / since, room snapshot), which change nothing.
+// Any other operation (create room, join, leave, invite, open a DM) gets
+// vsr.ErrEvicted back: it may or may not have been applied, and only the
+// caller knows whether to retry it.
 package client
 
 import (
@@ -12,6 +28,7 @@ import (
 	"sync"
 
 	"tigerchat/model"
+	"tigerchat/model/chat"
 	"tigerchat/model/prng"
 	"tigerchat/model/vsr"
 	"tigerchat/runtime/loop"
@@ -34,22 +51,50 @@ type waiter struct {
 	operation uint8
 	body      []byte
 	done      chan vsr.Reply
+	retried   bool // resubmitted once after an eviction
 }
 
+// session is one VSR client session of a pool.
+type session struct {
+	vc   *vsr.Client
+	id   uint64
+	used bool // submitted a request: registered, and so may be evicted since
+}
+
+// shardPool is one shard's sessions. Only the loop goroutine touches it.
 type shardPool struct {
-	clients []*vsr.Client
-	waiting []*waiter // bounded by waitingMax
-	view    uint32    // highest view any session of the pool learned
-	byID    map[uint64]*vsr.Client
+	shard    int
+	sessions []*session
+	waiting  []*waiter // bounded by waitingMax; retried waiters first
+	view     uint32    // highest view any session of the pool learned
+	byID     map[uint64]*session
+	budget   int // replacements left this second
+	ticks    int // since the budget was refilled
+	stats    PoolStats
 }
 
-const waitingMax = 1 << 16
+// PoolStats are one shard pool's counters.
+type PoolStats struct {
+	Sessions int    // sessions in the pool (constant)
+	Evicted  int    // sessions evicted now and not yet replaced
+	Replaced uint64 // evicted sessions replaced with fresh ones
+	Retried  uint64 // requests resubmitted after an eviction
+	Failed   uint64 // requests answered vsr.ErrEvicted (not safe to retry, or evicted twice)
+}
+
+const (
+	waitingMax = 1 << 16
+	// budgetTicks: the replacement budget refills every second.
+	budgetTicks = 1000 / model.TickMs
+)
 
 // Client submits operations; safe for concurrent use.
 type Client struct {
 	cfg    node.ClusterConfig
+	opts   Options
 	tr     *transport.Transport
 	loop   *loop.Loop
+	prng   *prng.PRNG // forked for each new session (on the loop after Dial)
 	pools  []*shardPool
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -66,7 +111,7 @@ func Dial(cfg node.ClusterConfig, opts Options) (*Client, error) {
 	if opts.RequestTimeoutMs == 0 {
 		opts.RequestTimeoutMs = 200
 	}
-	c := &Client{cfg: cfg, loop: loop.New(0, 1<<16)}
+	c := &Client{cfg: cfg, opts: opts, loop: loop.New(0, 1<<16)}
 	self := model.ClientAddressBase + model.Address(opts.Edge)
 	tc := transport.Config{Self: self, Identity: opts.Identity}
 	for i, m := range cfg.Replicas {
@@ -77,27 +122,17 @@ func Dial(cfg node.ClusterConfig, opts Options) (*Client, error) {
 		return nil, err
 	}
 	c.tr = tr
-	seed := randomUint64()
-	p := prng.New(seed)
+	c.prng = prng.New(randomUint64())
 	for s := 0; s < cfg.Shards; s++ {
-		pool := &shardPool{byID: map[uint64]*vsr.Client{}}
+		pool := &shardPool{shard: s, byID: map[uint64]*session{}, budget: opts.SessionsPerShard}
+		pool.stats.Sessions = opts.SessionsPerShard
 		for i := 0; i < opts.SessionsPerShard; i++ {
-			// Fresh ids per process: a restarted edge must never resume
-			// another process's session and request numbers.
-			id := randomUint64() | 1
-			vc := vsr.NewClient(vsr.ClientConfig{
-				Cluster: cfg.Cluster + uint64(s), ReplicaCount: len(cfg.Replicas), ShardOffset: s % len(cfg.Replicas),
-				ID: id, RequestTimeout: opts.RequestTimeoutMs,
-			}, tr.Endpoint(), p.Fork())
-			pool.clients = append(pool.clients, vc)
-			pool.byID[id] = vc
+			ss := c.newSession(s)
+			pool.sessions = append(pool.sessions, ss)
+			pool.byID[ss.id] = ss
 		}
 		c.pools = append(c.pools, pool)
-		c.loop.OnTick(func() {
-			for _, cl := range pool.clients {
-				cl.Tick()
-			}
-		})
+		c.loop.OnTick(func() { c.tick(pool) })
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
@@ -121,6 +156,55 @@ func randomUint64() uint64 {
 	return binary.LittleEndian.Uint64(b[:])
 }
 
+// newSession makes an idle session of shard. Fresh random ids: a
+// restarted edge, or a replaced session, must never resume another
+// session's request numbers.
+func (c *Client) newSession(shard int) *session {
+	id := randomUint64() | 1
+	vc := vsr.NewClient(vsr.ClientConfig{
+		Cluster: c.cfg.Cluster + uint64(shard), ReplicaCount: len(c.cfg.Replicas), ShardOffset: shard % len(c.cfg.Replicas),
+		ID: id, RequestTimeout: c.opts.RequestTimeoutMs,
+	}, c.tr.Endpoint(), c.prng.Fork())
+	return &session{vc: vc, id: id}
+}
+
+// tick drives the pool's sessions and refills its replacement budget (on
+// the loop).
+func (c *Client) tick(pool *shardPool) {
+	for _, ss := range pool.sessions {
+		ss.vc.Tick()
+	}
+	if pool.ticks++; pool.ticks >= budgetTicks {
+		pool.ticks = 0
+		if pool.budget < len(pool.sessions) {
+			pool.budget = len(pool.sessions)
+			c.dispatch(pool) // replace what waited for budget, serve the waiting
+		}
+	}
+}
+
+// Stats returns each shard pool's counters.
+func (c *Client) Stats() []PoolStats {
+	out := make([]PoolStats, len(c.pools))
+	done := make(chan struct{})
+	if !c.loop.Post(func() {
+		for i, pool := range c.pools {
+			out[i] = pool.stats
+			out[i].Evicted = 0
+			for _, ss := range pool.sessions {
+				if ss.vc.Evicted() {
+					out[i].Evicted++
+				}
+			}
+		}
+		close(done)
+	}) {
+		return out
+	}
+	<-done
+	return out
+}
+
 // Close stops the client.
 func (c *Client) Close() {
 	c.cancel()
@@ -137,9 +221,9 @@ func (c *Client) deliver(from model.Address, msg []byte) {
 	c.loop.Post(func() {
 		// Route by the client id in the header (bytes 72..80) instead of
 		// offering every message to every session.
-		if cl, ok := pool.byID[binary.LittleEndian.Uint64(msg[72:80])]; ok {
-			cl.OnMessage(from, msg)
-			if v := cl.View(); v > pool.view {
+		if ss, ok := pool.byID[binary.LittleEndian.Uint64(msg[72:80])]; ok {
+			ss.vc.OnMessage(from, msg)
+			if v := ss.vc.View(); v > pool.view {
 				pool.view = v
 			}
 		}
@@ -151,6 +235,9 @@ func (c *Client) deliver(from model.Address, msg []byte) {
 func (c *Client) Do(ctx context.Context, shard int, operation uint8, body []byte) (vsr.Reply, error) {
 	if shard < 0 || shard >= len(c.pools) {
 		return vsr.Reply{}, fmt.Errorf("client: shard %d out of range", shard)
+	}
+	if operation < vsr.OperationUserMin {
+		return vsr.Reply{}, fmt.Errorf("client: operation %d is reserved", operation)
 	}
 	w := &waiter{operation: operation, body: body, done: make(chan vsr.Reply, 1)}
 	pool := c.pools[shard]
@@ -172,21 +259,93 @@ func (c *Client) Do(ctx context.Context, shard int, operation uint8, body []byte
 	}
 }
 
-// dispatch hands waiting requests to idle sessions (on the loop).
+// dispatch replaces evicted sessions (within the budget) and hands
+// waiting requests to idle sessions (on the loop). A retried request goes
+// only to a session never used, which cannot have been evicted.
 func (c *Client) dispatch(pool *shardPool) {
-	for _, cl := range pool.clients {
-		if len(pool.waiting) == 0 {
-			return
+	for i, ss := range pool.sessions {
+		if ss.vc.Evicted() {
+			if pool.budget == 0 {
+				continue // replaced after the next refill
+			}
+			ss = c.replace(pool, i)
 		}
-		if cl.Busy() || cl.Evicted() {
+		if ss.vc.Busy() {
 			continue
 		}
-		w := pool.waiting[0]
-		pool.waiting = pool.waiting[1:]
-		cl.LearnView(pool.view)
-		cl.Submit(w.operation, w.body, func(r vsr.Reply) {
-			w.done <- r
-			c.dispatch(pool)
-		})
+		w := pool.next(ss.used)
+		if w == nil {
+			continue // keep replacing: an idle evicted session is capacity lost
+		}
+		ss.used = true
+		ss.vc.LearnView(pool.view)
+		if !ss.vc.Submit(w.operation, w.body, func(r vsr.Reply) { c.answer(pool, w, r) }) {
+			panic("client: an idle, live session refused a request")
+		}
 	}
+}
+
+// next takes the first waiter a session may serve: any for a session
+// never used, else the first one not retried (retried ones are first).
+func (p *shardPool) next(used bool) *waiter {
+	i := 0
+	if used {
+		for i < len(p.waiting) && p.waiting[i].retried {
+			i++
+		}
+	}
+	if i == len(p.waiting) {
+		return nil
+	}
+	w := p.waiting[i]
+	if i == 0 {
+		p.waiting = p.waiting[1:]
+	} else { // rare: behind the few retried waiters
+		p.waiting = append(p.waiting[:i:i], p.waiting[i+1:]...)
+	}
+	return w
+}
+
+// replace puts a fresh session in place of the evicted pool.sessions[i].
+func (c *Client) replace(pool *shardPool, i int) *session {
+	old := pool.sessions[i]
+	if !old.vc.Evicted() || pool.budget <= 0 {
+		panic("client: replace needs an evicted session and budget")
+	}
+	delete(pool.byID, old.id)
+	ss := c.newSession(pool.shard)
+	ss.vc.LearnView(pool.view)
+	pool.sessions[i] = ss
+	pool.byID[ss.id] = ss
+	pool.budget--
+	pool.stats.Replaced++
+	return ss
+}
+
+// answer completes w with r, or queues it again, first in line, when its
+// session was evicted and the operation is safe to repeat.
+func (c *Client) answer(pool *shardPool, w *waiter, r vsr.Reply) {
+	evicted := errors.Is(r.Err, vsr.ErrEvicted)
+	switch {
+	case evicted && !w.retried && retrySafe(w.operation):
+		w.retried = true
+		pool.stats.Retried++
+		pool.waiting = append([]*waiter{w}, pool.waiting...)
+	case evicted:
+		pool.stats.Failed++
+		w.done <- r
+	default:
+		w.done <- r
+	}
+	c.dispatch(pool)
+}
+
+// retrySafe reports whether operation may be submitted again after an
+// eviction left unknown whether it was applied (see the package comment).
+func retrySafe(operation uint8) bool {
+	switch operation {
+	case chat.OperationPost, chat.OperationReadRange, chat.OperationReadLatest, chat.OperationReadSince, chat.OperationRoomSnapshot:
+		return true
+	}
+	return false
 }
