@@ -76,8 +76,8 @@ Usage:
   tigerchat keygen -out FILE                       create a node identity; prints its fingerprint
   tigerchat format -config FILE -replica N -data DIR [-key-file FILE]
   tigerchat start  -config FILE -replica N -data DIR -identity FILE [-key-file FILE] [-http ADDR]
-  tigerchat edge   -config FILE -identity FILE -auth FILE [-listen ADDR] [-user-rate N] [-ip-rate N] [-conns N] [-origins P]
-  tigerchat dev    [-dir DIR] [-shards N] [-http ADDR] [-edge ADDR|off]   local cluster: 3 replicas + an edge on 127.0.0.1
+  tigerchat edge   -config FILE -identity FILE -auth FILE [-listen ADDR] [-user-rate N] [-ip-rate N] [-conns N] [-origins P] [-redis ADDR]
+  tigerchat dev    [-dir DIR] [-shards N] [-http ADDR] [-edge ADDR|off] [-redis ADDR]   local cluster: 3 replicas + an edge on 127.0.0.1
   tigerchat version
 
 HTTP (start, dev): GET /healthz is 200 only when every shard has a primary
@@ -85,7 +85,10 @@ and has committed; GET /status lists every shard replica as JSON; GET /metrics
 exposes counters in the Prometheus text format.
 
 Edge (edge, dev): the client API of docs/protocol.md — WebSocket /v1/ws,
-REST /v1/..., server-sent events, a demo page at / and /metrics.
+REST /v1/..., server-sent events, a demo page at / and /metrics. Several
+edges of one cluster fan out committed messages through Redis pub/sub with
+-redis ADDR (host:port or a redis:// URL); without it an edge uses an
+in-process bus.
 `)
 }
 

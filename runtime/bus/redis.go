@@ -366,6 +366,6 @@ func (l *quietLog) Printf(_ context.Context, format string, v ...any) {
 	if l.skipped > 0 {
 		msg += fmt.Sprintf(" (and %d more redis log lines in the last %v)", l.skipped, now.Sub(l.last).Round(time.Second))
 	}
-	fmt.Fprintf(l.w, "%s bus: redis: %s\n", now.Format(time.RFC3339), msg)
+	fmt.Fprintf(l.w, "%s bus: %s\n", now.Format(time.RFC3339), msg)
 	l.last, l.skipped = now, 0
 }
