@@ -109,7 +109,8 @@ func TestRedisDeliversAcrossBuses(t *testing.T) {
 	if len(onA.Events()) != 0 || len(onB.Events()) != 0 || len(otherRoom.Events()) != 0 {
 		t.Fatal("an event was duplicated or crossed rooms or tenants")
 	}
-	if st.Malformed != 0 || st.Dropped != 0 || st.Channels != 2 || st.Subscriptions != 2 {
+	st = waitStats(t, a, "receiver channels", func(s Stats) bool { return s.Channels == 2 })
+	if st.Malformed != 0 || st.Dropped != 0 || st.Subscriptions != 2 {
 		t.Fatalf("receiver stats %+v", st)
 	}
 	if st := b.Stats(); st.Published != 40 || st.Received != 0 || st.SendFailed != 0 {
