@@ -52,7 +52,12 @@ type waiter struct {
 	body      []byte
 	done      chan vsr.Reply
 	retried   bool // resubmitted once after an eviction
+	reissued  int  // resubmitted after ReplyNotKept (bounded by reissueMax)
 }
+
+// reissueMax bounds how often a read is issued again after the cluster
+// answered a retry with ReplyNotKept (its reply was too large to keep).
+const reissueMax = 3
 
 // session is one VSR client session of a pool.
 type session struct {
@@ -327,6 +332,11 @@ func (c *Client) replace(pool *shardPool, i int) *session {
 func (c *Client) answer(pool *shardPool, w *waiter, r vsr.Reply) {
 	evicted := errors.Is(r.Err, vsr.ErrEvicted)
 	switch {
+	case r.Err == nil && r.Flags == vsr.ReplyNotKept && readOnly(w.operation) && w.reissued < reissueMax:
+		// The read was applied but our retry of it met a reply too large to
+		// keep: ask again as a new request; a read changes nothing.
+		w.reissued++
+		pool.waiting = append([]*waiter{w}, pool.waiting...)
 	case evicted && !w.retried && retrySafe(w.operation):
 		w.retried = true
 		pool.stats.Retried++
@@ -338,6 +348,15 @@ func (c *Client) answer(pool *shardPool, w *waiter, r vsr.Reply) {
 		w.done <- r
 	}
 	c.dispatch(pool)
+}
+
+// readOnly reports whether operation changes no state.
+func readOnly(operation uint8) bool {
+	switch operation {
+	case chat.OperationReadRange, chat.OperationReadLatest, chat.OperationReadSince, chat.OperationRoomSnapshot:
+		return true
+	}
+	return false
 }
 
 // retrySafe reports whether operation may be submitted again after an
