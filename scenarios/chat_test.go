@@ -47,37 +47,11 @@ func TestChatSwarm(t *testing.T) {
 	}
 }
 
-func TestChatDeterminism(t *testing.T) {
-	for seed := uint64(1); seed <= 4; seed++ {
-		a, b := Run(chatSwarmConfig(seed)), Run(chatSwarmConfig(seed))
-		if a.Digest != b.Digest || a.Events != b.Events || a.Outcome() != b.Outcome() {
-			t.Fatalf("seed %d ran twice differently: %s vs %s", seed, a.Line(), b.Line())
-		}
-	}
-	if Run(chatSwarmConfig(1)).Digest == Run(chatSwarmConfig(2)).Digest {
-		t.Fatal("seeds 1 and 2 produced the same digest")
-	}
-}
+func TestChatDeterminism(t *testing.T) { assertDeterministic(t, chatSwarmConfig, 4) }
 
 // Every deliberate VSR bug, applied to every shard's replicas, is caught by
 // the chat subject within a few hundred swarm seeds.
-func TestChatMutationsCaught(t *testing.T) {
-	for _, mutation := range vsr.Mutations() {
-		t.Run(mutation, func(t *testing.T) {
-			for seed := uint64(0); seed < 300; seed++ {
-				cfg := chatSwarmConfig(seed)
-				cfg.Mutation = mutation
-				res := Run(cfg)
-				switch res.Outcome() {
-				case OutcomeViolation, OutcomePanic:
-					t.Logf("caught at seed %d: %s", seed, res.Line())
-					return
-				}
-			}
-			t.Fatalf("mutation %s survived 300 swarm seeds", mutation)
-		})
-	}
-}
+func TestChatMutationsCaught(t *testing.T) { assertMutationsCaught(t, chatSwarmConfig, 300) }
 
 // The chat-level checks catch a lost write by themselves: with acks before
 // fsync, some seed shows an acknowledged post or a read message lost, or a

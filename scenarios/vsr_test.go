@@ -43,14 +43,18 @@ func TestVSRSwarm(t *testing.T) {
 	}
 }
 
-func TestVSRDeterminism(t *testing.T) {
-	for seed := uint64(1); seed <= 8; seed++ {
-		a, b := Run(vsrSwarmConfig(seed)), Run(vsrSwarmConfig(seed))
-		if a.Digest != b.Digest || a.Events != b.Events {
+func TestVSRDeterminism(t *testing.T) { assertDeterministic(t, vsrSwarmConfig, 8) }
+
+// assertDeterministic: seeds run twice give identical runs; two seeds differ.
+func assertDeterministic(t *testing.T, config func(uint64) Config, seeds uint64) {
+	t.Helper()
+	for seed := uint64(1); seed <= seeds; seed++ {
+		a, b := Run(config(seed)), Run(config(seed))
+		if a.Digest != b.Digest || a.Events != b.Events || a.Outcome() != b.Outcome() {
 			t.Fatalf("seed %d ran twice differently: %s vs %s", seed, a.Line(), b.Line())
 		}
 	}
-	if Run(vsrSwarmConfig(1)).Digest == Run(vsrSwarmConfig(2)).Digest {
+	if Run(config(1)).Digest == Run(config(2)).Digest {
 		t.Fatal("seeds 1 and 2 produced the same digest")
 	}
 }
@@ -58,11 +62,13 @@ func TestVSRDeterminism(t *testing.T) {
 // The checkers can fail: every deliberate protocol bug is caught by the
 // swarm within a few hundred seeds, as a safety violation or a crash of an
 // assertion, never silently.
-func TestVSRMutationsCaught(t *testing.T) {
+func TestVSRMutationsCaught(t *testing.T) { assertMutationsCaught(t, vsrSwarmConfig, 400) }
+
+func assertMutationsCaught(t *testing.T, config func(uint64) Config, seedsMax uint64) {
 	for _, mutation := range vsr.Mutations() {
 		t.Run(mutation, func(t *testing.T) {
-			for seed := uint64(0); seed < 400; seed++ {
-				cfg := vsrSwarmConfig(seed)
+			for seed := uint64(0); seed < seedsMax; seed++ {
+				cfg := config(seed)
 				cfg.Mutation = mutation
 				res := Run(cfg)
 				switch res.Outcome() {
@@ -71,7 +77,7 @@ func TestVSRMutationsCaught(t *testing.T) {
 					return
 				}
 			}
-			t.Fatalf("mutation %s survived 400 swarm seeds", mutation)
+			t.Fatalf("mutation %s survived %d swarm seeds", mutation, seedsMax)
 		})
 	}
 }
