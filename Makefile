@@ -53,3 +53,24 @@ clean:
 bench-failover:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ ./cmd/tigerchat ./cmd/tigerbench
 	./$(BIN)/tigerbench failover -trials 20
+
+# TigerChat side by side with NATS JetStream and Centrifugo (issue 7): the
+# same workloads against each system in turn, on 127.0.0.1, bounded in time
+# (about 6 minutes on 2 cores), every process stopped by PID and every temp
+# dir removed, also on Ctrl-C. The peers are installed once into bench/.bin
+# (a separate Go module, so the server never depends on them). Extra flags:
+# make bench-compare COMPARE_FLAGS='-seconds 5 -pprof /tmp/prof'.
+BENCH_BIN      := $(CURDIR)/bench/.bin
+NATS_VERSION   := v2.15.2
+CENTRI_VERSION := v6.9.1
+COMPARE_FLAGS  ?=
+.PHONY: bench-compare
+bench-compare:
+	@mkdir -p $(BENCH_BIN) $(BIN)
+	@$(GO) version -m $(BENCH_BIN)/nats-server 2>/dev/null | grep -q "nats-server/v2[[:space:]]*$(NATS_VERSION)" || \
+		GOBIN=$(BENCH_BIN) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_VERSION)
+	@$(GO) version -m $(BENCH_BIN)/centrifugo 2>/dev/null | grep -q "centrifugo/v6[[:space:]]*$(CENTRI_VERSION)" || \
+		GOBIN=$(BENCH_BIN) $(GO) install github.com/centrifugal/centrifugo/v6@$(CENTRI_VERSION)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ ./cmd/tigerchat
+	cd bench && $(GO) build -o .bin/compare ./cmd/compare
+	./bench/.bin/compare -bin $(BENCH_BIN) -tigerchat $(BIN)/tigerchat $(COMPARE_FLAGS)

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"tigerchat/bench/internal/load"
+)
+
+// printTable prints the results side by side as a Markdown table, with
+// TigerChat ÷ peer ratios, then the issue's targets.
+func printTable(w io.Writer, o options, results []load.Result) {
+	by := map[string]map[string]load.Result{}
+	for _, r := range results {
+		if by[r.Scenario] == nil {
+			by[r.Scenario] = map[string]load.Result{}
+		}
+		by[r.Scenario][r.System] = r
+	}
+	peers := []string{}
+	for _, s := range o.systems {
+		if s != "tigerchat" {
+			peers = append(peers, s)
+		}
+	}
+	header := "| scenario | metric |"
+	rule := "|---|---|"
+	for _, s := range o.systems {
+		header += " " + s + " |"
+		rule += "---:|"
+	}
+	if contains(o.systems, "tigerchat") {
+		for _, p := range peers {
+			header += " tigerchat ÷ " + p + " |"
+			rule += "---:|"
+		}
+	}
+	fmt.Fprintln(w, "Ratios are TigerChat ÷ peer: above 1 is better for msg/s, below 1 is better for latency.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, header)
+	fmt.Fprintln(w, rule)
+	for _, sc := range o.runs() {
+		for i, m := range metrics(sc) {
+			label := ""
+			if i == 0 {
+				label = scenarioLabel(sc, by[sc])
+			}
+			line := fmt.Sprintf("| %s | %s |", label, m.name)
+			for _, s := range o.systems {
+				line += " " + m.cell(by[sc][s]) + " |"
+			}
+			if contains(o.systems, "tigerchat") {
+				for _, p := range peers {
+					line += " " + ratio(m, by[sc]["tigerchat"], by[sc][p]) + " |"
+				}
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	fmt.Fprintln(w)
+	printTargets(w, o, by)
+}
+
+type metric struct {
+	name  string
+	value func(load.Result) (float64, bool) // false: no number
+	text  func(load.Result) string          // when not a plain number
+}
+
+func (m metric) cell(r load.Result) string {
+	if r.System == "" {
+		return "—"
+	}
+	if r.Failed != "" {
+		return "failed"
+	}
+	if m.text != nil {
+		return m.text(r)
+	}
+	v, ok := m.value(r)
+	if !ok {
+		return "—"
+	}
+	return number(v)
+}
+
+func number(v float64) string {
+	switch {
+	case v >= 1000:
+		s := fmt.Sprintf("%.0f", v)
+		var b strings.Builder
+		for i, c := range s {
+			if i > 0 && (len(s)-i)%3 == 0 {
+				b.WriteByte(',')
+			}
+			b.WriteRune(c)
+		}
+		return b.String()
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func ratio(m metric, tc, peer load.Result) string {
+	if m.value == nil || tc.Failed != "" || peer.Failed != "" || tc.System == "" || peer.System == "" {
+		return ""
+	}
+	a, ok1 := m.value(tc)
+	b, ok2 := m.value(peer)
+	if !ok1 || !ok2 || b == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+func val(f func(load.Result) float64) func(load.Result) (float64, bool) {
+	return func(r load.Result) (float64, bool) { return f(r), true }
+}
+
+func metrics(sc string) []metric {
+	throughput := metric{name: "acked msg/s", value: val(func(r load.Result) float64 { return r.PerSecond })}
+	latency := "ack latency"
+	var ms []metric
+	ms = append(ms, throughput)
+	if strings.HasPrefix(sc, scFanOut) {
+		latency = "publish→delivery"
+		ms = append(ms, metric{name: "deliveries/s", value: val(func(r load.Result) float64 { return r.DeliveriesPerSecond })},
+			metric{name: "publish→ack p50 / p99 ms", text: func(r load.Result) string {
+				return number(r.AckP50Ms) + " / " + number(r.AckP99Ms)
+			}})
+	}
+	ms = append(ms,
+		metric{name: latency + " p50 ms", value: val(func(r load.Result) float64 { return r.P50Ms })},
+		metric{name: latency + " p99 ms", value: val(func(r load.Result) float64 { return r.P99Ms })},
+		metric{name: latency + " p99.9 ms", value: val(func(r load.Result) float64 { return r.P999Ms })},
+		metric{name: latency + " max ms", value: val(func(r load.Result) float64 { return r.MaxMs })},
+		metric{name: "errors", text: func(r load.Result) string { return fmt.Sprint(r.Errors) }},
+		metric{name: "lost / duplicated / reordered", text: func(r load.Result) string {
+			lost := "n/c"
+			if r.Lost != nil {
+				lost = fmt.Sprint(*r.Lost)
+			}
+			return fmt.Sprintf("%s / %d / %d", lost, r.Duplicated, r.Reordered)
+		}},
+		metric{name: "CPU cores: servers + load generator", text: func(r load.Result) string {
+			servers := 0.0
+			for name, c := range r.CPUCores {
+				if name != "bench" {
+					servers += c
+				}
+			}
+			return fmt.Sprintf("%.2f + %.2f", servers, r.CPUCores["bench"])
+		}},
+	)
+	return ms
+}
+
+func scenarioLabel(sc string, rs map[string]load.Result) string {
+	for _, r := range rs {
+		if r.Params != "" {
+			return fmt.Sprintf("**%s** (%s)", sc, r.Params)
+		}
+	}
+	return "**" + sc + "**"
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func printTargets(w io.Writer, o options, by map[string]map[string]load.Result) {
+	tc := func(sc string) (load.Result, bool) {
+		r, ok := by[sc]["tigerchat"]
+		return r, ok && r.Failed == ""
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	fmt.Fprintln(w, "Targets (issue 7):")
+	if r, ok := tc(scPublish); ok {
+		fmt.Fprintf(w, "- publish p99 ≤ 5 ms: %.2f ms — %s\n", r.P99Ms, verdict(r.P99Ms <= 5))
+		if n, ok := by[scPublish]["nats-js"]; ok && n.Failed == "" {
+			fmt.Fprintf(w, "- publish p99 below NATS JetStream's (%.2f ms): %s\n", n.P99Ms, verdict(r.P99Ms < n.P99Ms))
+		}
+	}
+	if r, ok := tc(scPipelined1); ok {
+		fmt.Fprintf(w, "- pipelined, one shard ≥ 100,000 msg/s: %s — %s\n", number(r.PerSecond), verdict(r.PerSecond >= 100_000))
+		if n, ok := by[scPipelined1]["nats-js"]; ok && n.Failed == "" && n.PerSecond > 0 {
+			fmt.Fprintf(w, "- pipelined ≥ 3× NATS JetStream's (%s msg/s): %.2f× — %s\n", number(n.PerSecond), r.PerSecond/n.PerSecond, verdict(r.PerSecond >= 3*n.PerSecond))
+		}
+	}
+	for _, f := range o.fanouts {
+		r, ok := tc(f.Name)
+		if !ok {
+			continue
+		}
+		lost := int64(-1)
+		if r.Lost != nil {
+			lost = *r.Lost
+		}
+		fmt.Fprintf(w, "- fan-out (%s; the target is 1000 subscribers, 10 rooms, 2000 msg/s) p99 ≤ 5 ms: %.2f ms — %s; lost %d, duplicated %d — %s\n",
+			r.Params, r.P99Ms, verdict(r.P99Ms <= 5), lost, r.Duplicated, verdict(lost == 0 && r.Duplicated == 0))
+		if c, ok := by[f.Name]["centrifugo"]; ok && c.Failed == "" {
+			fmt.Fprintf(w, "  - vs Centrifugo's p99 (history in memory only): %.2f ms vs %.2f ms\n", r.P99Ms, c.P99Ms)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package load
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fake is an in-process System: each room is a log; a publish appends and
+// delivers to the room's subscribers. It can drop or repeat a delivery.
+type fake struct {
+	mu      sync.Mutex
+	seqs    map[string]uint64
+	subs    map[string][]fakeDelivery
+	dropSeq uint64 // not delivered to subscriber 0
+	dupSeq  uint64 // delivered twice to subscriber 0
+}
+
+type fakeDelivery struct {
+	subscriber int
+	deliver    func(uint64, []byte)
+}
+
+func newFake() *fake {
+	return &fake{seqs: map[string]uint64{}, subs: map[string][]fakeDelivery{}}
+}
+
+func (f *fake) Name() string { return "fake" }
+func (f *fake) Rooms(_ context.Context, scenario string, n int, _ bool) ([]string, error) {
+	var rooms []string
+	for k := range n {
+		rooms = append(rooms, fmt.Sprintf("%s-%d", scenario, k))
+	}
+	return rooms, nil
+}
+func (f *fake) Publisher(context.Context, int) (Publisher, error) { return fakePub{f}, nil }
+func (f *fake) Subscribe(_ context.Context, i int, room string, deliver func(uint64, []byte)) (Subscription, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.subs[room] = append(f.subs[room], fakeDelivery{i, deliver})
+	return fakeSub{}, nil
+}
+func (f *fake) Processes() map[string]int { return nil }
+func (f *fake) Close()                    {}
+
+type fakePub struct{ f *fake }
+
+func (p fakePub) Publish(_ context.Context, room, _ string, body []byte) (uint64, error) {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	p.f.seqs[room]++
+	seq := p.f.seqs[room]
+	for _, d := range p.f.subs[room] {
+		first := d.subscriber == 0
+		if first && seq == p.f.dropSeq {
+			continue
+		}
+		d.deliver(seq, body)
+		if first && seq == p.f.dupSeq {
+			d.deliver(seq, body)
+		}
+	}
+	return seq, nil
+}
+func (p fakePub) Close() error { return nil }
+
+type fakeSub struct{}
+
+func (fakeSub) Close() error    { return nil }
+func (fakeSub) Reconnects() int { return 0 }
+
+func TestClosedLoopCountsAcks(t *testing.T) {
+	r := RunClosedLoop(context.Background(), newFake(), ClosedLoop{Name: "c", Conns: 4, InFlight: 2, Rooms: 2,
+		Warmup: 50 * time.Millisecond, Measure: 200 * time.Millisecond}, io.Discard)
+	if r.Failed != "" || r.Messages == 0 || r.Errors != 0 || r.Duplicated != 0 || r.Reordered != 0 || r.Lost != nil {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestFanOutFindsLostAndDuplicated(t *testing.T) {
+	f := newFake()
+	f.dropSeq, f.dupSeq = 3, 5
+	r := RunFanOut(context.Background(), f, FanOut{Name: "f", Subscribers: 6, Rooms: 2, Rate: 200, PubConns: 1, PubInFlight: 1,
+		Warmup: 50 * time.Millisecond, Measure: 200 * time.Millisecond, Drain: 200 * time.Millisecond}, io.Discard)
+	if r.Failed != "" || r.Lost == nil || *r.Lost != 1 || r.Duplicated != 1 || r.Reordered != 0 {
+		t.Fatalf("want 1 lost and 1 duplicated: %+v", r)
+	}
+	if r.Deliveries == 0 || r.P50Ms <= 0 && r.MaxMs <= 0 {
+		t.Fatalf("no timed deliveries: %+v", r)
+	}
+}

@@ -1,0 +1,283 @@
+// Package natsjs runs NATS JetStream for the comparison: a 3-node cluster
+// of nats-server processes on 127.0.0.1, file storage fsynced on every
+// write (sync_interval: always), streams with 3 replicas, publishes
+// deduplicated by Nats-Msg-Id, subscribers as ordered consumers.
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"tigerchat/bench/internal/load"
+	"tigerchat/bench/internal/procs"
+)
+
+const (
+	nodeCount    = 3
+	readyTimeout = 60 * time.Second
+	dupWindow    = 2 * time.Minute // the Nats-Msg-Id dedup window (NATS's default)
+)
+
+// Options say how to run NATS.
+type Options struct {
+	Binary string // nats-server
+	Dir    string // a fresh directory this system owns (removed by Close)
+	Log    io.Writer
+}
+
+// System is a running 3-node JetStream cluster.
+type System struct {
+	o       Options
+	nodes   []*procs.Proc
+	urls    []string
+	admin   *nats.Conn
+	js      jetstream.JetStream
+	mu      sync.Mutex
+	streams map[string]string // room (subject) → stream
+}
+
+// Start writes the three configs and starts the servers.
+func Start(ctx context.Context, o Options) (*System, error) {
+	s := &System{o: o, streams: map[string]string{}}
+	if err := s.start(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+const configTemplate = `server_name: %s
+listen: 127.0.0.1:%d
+jetstream {
+  store_dir: %q
+  sync_interval: always
+}
+cluster {
+  name: bench
+  listen: 127.0.0.1:%d
+  routes: [%s]
+}
+`
+
+func (s *System) start(ctx context.Context) error {
+	clientPorts, routePorts := make([]int, nodeCount), make([]int, nodeCount)
+	var routes []string
+	for i := range nodeCount {
+		var err1, err2 error
+		clientPorts[i], err1 = procs.FreePort()
+		routePorts[i], err2 = procs.FreePort()
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", routePorts[i]))
+		s.urls = append(s.urls, fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]))
+	}
+	for i := range nodeCount {
+		name := fmt.Sprintf("n%d", i)
+		conf := fmt.Sprintf(configTemplate, name, clientPorts[i], filepath.Join(s.o.Dir, name), routePorts[i], strings.Join(routes, ", "))
+		path := filepath.Join(s.o.Dir, name+".conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			return err
+		}
+		p, err := procs.Start("nats-"+name, filepath.Join(s.o.Dir, name+".log"), nil, s.o.Binary, "-c", path)
+		if err != nil {
+			return err
+		}
+		s.nodes = append(s.nodes, p)
+	}
+	return s.waitReady(ctx)
+}
+
+// waitReady connects and waits until JetStream answers (a meta leader).
+func (s *System) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	var last error
+	for ctx.Err() == nil {
+		if s.admin == nil {
+			nc, err := nats.Connect(strings.Join(s.urls, ","), nats.Name("bench-admin"))
+			if err != nil {
+				last = err
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			s.admin = nc
+			if s.js, err = jetstream.New(nc); err != nil {
+				return err
+			}
+		}
+		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := s.js.AccountInfo(actx)
+		acancel()
+		if err == nil {
+			return nil
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("jetstream not ready: %w", errors.Join(ctx.Err(), last))
+}
+
+// Name implements load.System.
+func (s *System) Name() string { return "nats-js" }
+
+// Rooms makes one stream holding every room (subject), or with spread one
+// stream per room (NATS spreads the stream leaders over the nodes).
+func (s *System) Rooms(ctx context.Context, scenario string, n int, spread bool) ([]string, error) {
+	var rooms []string
+	for k := range n {
+		rooms = append(rooms, fmt.Sprintf("%s.r%d", scenario, k))
+	}
+	name := func(k int) string { return strings.ToUpper(strings.ReplaceAll(scenario, "-", "_")) }
+	subjects := func(k int) []string { return []string{scenario + ".>"} }
+	streams := 1
+	if spread {
+		name = func(k int) string {
+			return fmt.Sprintf("%s_%d", strings.ToUpper(strings.ReplaceAll(scenario, "-", "_")), k)
+		}
+		subjects = func(k int) []string { return []string{rooms[k]} }
+		streams = n
+	}
+	for k := range streams {
+		cfg := jetstream.StreamConfig{Name: name(k), Subjects: subjects(k), Storage: jetstream.FileStorage,
+			Replicas: nodeCount, Duplicates: dupWindow}
+		if err := s.createStream(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.Lock()
+	for k, r := range rooms {
+		if spread {
+			s.streams[r] = name(k)
+		} else {
+			s.streams[r] = name(0)
+		}
+	}
+	s.mu.Unlock()
+	return rooms, nil
+}
+
+func (s *System) createStream(ctx context.Context, cfg jetstream.StreamConfig) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = s.js.CreateStream(cctx, cfg)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("create stream %s: %w", cfg.Name, err)
+}
+
+func (s *System) connect(i int, role string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(s.urls[i%nodeCount], nats.Name(fmt.Sprintf("bench-%s-%d", role, i)))
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// Publisher implements load.System: connection i goes to node i mod 3;
+// each Publish is a JetStream publish with Nats-Msg-Id, waiting for the
+// PubAck.
+func (s *System) Publisher(ctx context.Context, i int) (load.Publisher, error) {
+	nc, js, err := s.connect(i, "pub")
+	if err != nil {
+		return nil, err
+	}
+	return &pub{nc: nc, js: js}, nil
+}
+
+type pub struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+func (p *pub) Publish(ctx context.Context, room, key string, body []byte) (uint64, error) {
+	ack, err := p.js.Publish(ctx, room, body, jetstream.WithMsgID(key))
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+func (p *pub) Close() error { p.nc.Close(); return nil }
+
+// Subscribe implements load.System: an ordered consumer (ephemeral,
+// gap-detecting, re-created by the client on a gap) of the room's subject
+// from the start of its fresh stream, on node i mod 3.
+func (s *System) Subscribe(ctx context.Context, i int, room string, deliver func(uint64, []byte)) (load.Subscription, error) {
+	s.mu.Lock()
+	stream, ok := s.streams[room]
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("room %s has no stream", room)
+	}
+	nc, js, err := s.connect(i, "sub")
+	if err != nil {
+		return nil, err
+	}
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{room},
+		DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("ordered consumer: %w", err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if md, err := m.Metadata(); err == nil {
+			deliver(md.Sequence.Stream, m.Data())
+		}
+	})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("consume: %w", err)
+	}
+	return &sub{nc: nc, cc: cc}, nil
+}
+
+type sub struct {
+	nc *nats.Conn
+	cc jetstream.ConsumeContext
+}
+
+func (s *sub) Close() error    { s.cc.Stop(); s.nc.Close(); return nil }
+func (s *sub) Reconnects() int { return int(s.nc.Stats().Reconnects) }
+
+// Processes implements load.System.
+func (s *System) Processes() map[string]int {
+	out := map[string]int{}
+	for i, p := range s.nodes {
+		out[fmt.Sprintf("nats-%d", i)] = p.PID()
+	}
+	return out
+}
+
+// Close stops the servers by PID and removes the directory.
+func (s *System) Close() {
+	if s.admin != nil {
+		s.admin.Close()
+	}
+	for _, p := range s.nodes {
+		p.Stop()
+	}
+	if s.o.Dir != "" {
+		_ = os.RemoveAll(s.o.Dir)
+	}
+}

@@ -1,0 +1,461 @@
+// Package tiger runs TigerChat for the comparison: 3 `tigerchat start`
+// replica processes (laid out and formatted by runtime/testcluster, fsync
+// on every commit) and one `tigerchat edge` process, driven through the
+// edge's public WebSocket API with JWTs and idempotency keys.
+package tiger
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tigerchat/bench/internal/jwt"
+	"tigerchat/bench/internal/load"
+	"tigerchat/bench/internal/procs"
+	"tigerchat/bench/internal/wsx"
+	"tigerchat/model/placement"
+	"tigerchat/runtime/node"
+	"tigerchat/runtime/testcluster"
+)
+
+const (
+	replicaCount = 3
+	tenant       = "bench"
+	publisher    = "bench" // creates the rooms, so it is a member of each
+	readyTimeout = 90 * time.Second
+	// reconnectsMax bounds how often a subscriber resumes after a drop.
+	reconnectsMax = 5
+)
+
+// Options say how to run TigerChat.
+type Options struct {
+	Binary   string // the tigerchat binary
+	Dir      string // a fresh directory this system owns (removed by Close)
+	Shards   int
+	PprofDir string // when set, replicas serve /debug/pprof and scenarios are profiled
+	Log      io.Writer
+}
+
+// System is a running TigerChat cluster with an edge.
+type System struct {
+	o         Options
+	cluster   *testcluster.Cluster
+	replicas  []*procs.Proc
+	edge      *procs.Proc
+	url       string // ws://127.0.0.1:PORT/v1/ws
+	secret    []byte
+	admin     *conn
+	conns     atomic.Int64 // connections opened (source address choice)
+	opsSeen   uint64       // ops (prepares) of all shards at the last Diagnose
+	postsSeen uint64       // the edge's posts_total at the last Diagnose
+}
+
+// Start lays out, formats and starts the cluster and its edge.
+func Start(ctx context.Context, o Options) (*System, error) {
+	s := &System{o: o}
+	if err := s.start(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *System) start(ctx context.Context) error {
+	c, err := testcluster.New(s.o.Binary, s.o.Dir, replicaCount, s.o.Shards, func(cfg *node.ClusterConfig) {
+		// The sizes of tigerbench publish: the default profile (4 KiB
+		// bodies), a 256-slot WAL, room for the edge's sessions.
+		cfg.Profile, cfg.SlotCount, cfg.CheckpointInterval, cfg.ClientsMax = "", 256, 64, 2048
+	})
+	if err != nil {
+		return fmt.Errorf("tigerchat layout: %w", err)
+	}
+	s.cluster = c
+	var env []string
+	if s.o.PprofDir != "" {
+		env = append(env, "TIGERCHAT_PPROF=1")
+	}
+	for i := range replicaCount {
+		identity := filepath.Join(s.o.Dir, fmt.Sprintf("replica-%d.pem", i)) // testcluster's layout
+		if _, err := os.Stat(identity); err != nil {
+			return fmt.Errorf("replica %d identity: %w", i, err)
+		}
+		p, err := procs.Start(fmt.Sprintf("replica-%d", i), filepath.Join(s.o.Dir, fmt.Sprintf("replica-%d.log", i)), env,
+			s.o.Binary, "start", "-config", c.ConfigPath, "-replica", strconv.Itoa(i), "-data", c.DataDir(i), "-identity", identity)
+		if err != nil {
+			return err
+		}
+		s.replicas = append(s.replicas, p)
+	}
+	for i := range replicaCount {
+		if err := waitOK(ctx, "http://"+c.Config.Replicas[i].HTTPAddr+"/healthz"); err != nil {
+			return fmt.Errorf("replica %d not healthy: %w", i, err)
+		}
+	}
+	return s.startEdge(ctx)
+}
+
+func (s *System) startEdge(ctx context.Context) error {
+	pem, err := s.cluster.Edge.MarshalPEM()
+	if err != nil {
+		return err
+	}
+	identity := filepath.Join(s.o.Dir, "edge.pem")
+	if err := os.WriteFile(identity, pem, 0o600); err != nil {
+		return err
+	}
+	s.secret = make([]byte, jwt.SecretSizeMin)
+	if _, err := rand.Read(s.secret); err != nil {
+		return err
+	}
+	auth, _ := json.Marshal(map[string]any{"audience": "tigerchat", "keys": []map[string]any{
+		{"kid": "bench", "alg": "HS256", "secret": base64.StdEncoding.EncodeToString(s.secret), "tenants": []string{tenant}}}})
+	authPath := filepath.Join(s.o.Dir, "edge-auth.json")
+	if err := os.WriteFile(authPath, auth, 0o600); err != nil {
+		return err
+	}
+	port, err := procs.FreePort()
+	if err != nil {
+		return err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	// Rate limits off (-1): the benchmark is one user and a few addresses.
+	s.edge, err = procs.Start("edge", filepath.Join(s.o.Dir, "edge.log"), nil, s.o.Binary, "edge",
+		"-config", s.cluster.ConfigPath, "-identity", identity, "-auth", authPath, "-listen", addr,
+		"-user-rate", "-1", "-ip-rate", "-1", "-conns", "20000")
+	if err != nil {
+		return err
+	}
+	if err := waitOK(ctx, "http://"+addr+"/healthz"); err != nil {
+		return fmt.Errorf("edge not healthy: %w", err)
+	}
+	s.url = "ws://" + addr + "/v1/ws"
+	s.admin, err = s.dial(ctx, publisher, nil)
+	return err
+}
+
+func waitOK(ctx context.Context, url string) error {
+	client := http.Client{Timeout: time.Second}
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (last: %v)", url, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (s *System) token(user string) (string, error) {
+	now := time.Now()
+	return jwt.HS256(s.secret, map[string]any{"tenant": tenant, "sub": user, "rooms": "*", "aud": "tigerchat",
+		"iat": now.Unix(), "exp": now.Add(2 * time.Hour).Unix()})
+}
+
+func (s *System) dial(ctx context.Context, user string, onEvent func([]byte)) (*conn, error) {
+	tok, err := s.token(user)
+	if err != nil {
+		return nil, err
+	}
+	return dial(ctx, s.url, tok, int(s.conns.Add(1)-1), onEvent)
+}
+
+// Name implements load.System.
+func (s *System) Name() string { return "tigerchat" }
+
+// Rooms creates fresh public rooms; spread puts room k on shard k mod
+// Shards, otherwise every room is on shard 0.
+func (s *System) Rooms(ctx context.Context, scenario string, n int, spread bool) ([]string, error) {
+	var rooms []string
+	for k := range n {
+		shard := 0
+		if spread {
+			shard = k % s.o.Shards
+		}
+		room := ""
+		for j := 0; room == ""; j++ {
+			if j > 10_000 {
+				return nil, fmt.Errorf("no room name on shard %d", shard)
+			}
+			if name := fmt.Sprintf("%s-%d-%d", scenario, k, j); placement.Shard(tenant, name, s.o.Shards) == shard {
+				room = name
+			}
+		}
+		if _, err := s.admin.call(ctx, map[string]any{"cmd": "create_room", "room": room}); err != nil {
+			return nil, fmt.Errorf("create %s: %w", room, err)
+		}
+		rooms = append(rooms, room)
+	}
+	return rooms, nil
+}
+
+// Publisher implements load.System: one WebSocket; each Publish is a
+// post command with the idempotency key.
+func (s *System) Publisher(ctx context.Context, i int) (load.Publisher, error) {
+	c, err := s.dial(ctx, publisher, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &pub{c: c}, nil
+}
+
+type pub struct{ c *conn }
+
+func (p *pub) Publish(ctx context.Context, room, key string, body []byte) (uint64, error) {
+	rep, err := p.c.call(ctx, map[string]any{"cmd": "post", "room": room, "body": string(body), "key": key})
+	if err != nil {
+		return 0, err
+	}
+	if rep.Seq == 0 {
+		return 0, errors.New("post: reply without seq")
+	}
+	return rep.Seq, nil
+}
+
+func (p *pub) Close() error { return p.c.close() }
+
+// Subscribe implements load.System: a WebSocket per subscriber, subscribe
+// since 0 (the room is fresh), and the SDK's resume (subscribe since the
+// last seq) after a drop.
+func (s *System) Subscribe(ctx context.Context, i int, room string, deliver func(uint64, []byte)) (load.Subscription, error) {
+	sub := &subscriber{s: s, user: fmt.Sprintf("s%d", i), room: room, deliver: deliver, stop: make(chan struct{})}
+	if err := sub.connect(ctx); err != nil {
+		return nil, err
+	}
+	go sub.resume()
+	return sub, nil
+}
+
+type subscriber struct {
+	s       *System
+	user    string
+	room    string
+	deliver func(uint64, []byte)
+	last    atomic.Uint64 // the last seq delivered
+
+	mu         sync.Mutex
+	c          *conn
+	reconnects int
+	stop       chan struct{}
+	stopOnce   sync.Once
+}
+
+func (sub *subscriber) onEvent(frame []byte) {
+	switch {
+	case hasEvent(frame, "message"):
+		seq, ok1 := wsx.Uint(frame, `"seq":`)
+		body, ok2 := wsx.String(frame, `"body":"`)
+		if ok1 && ok2 {
+			sub.last.Store(seq)
+			sub.deliver(seq, body)
+		}
+	case hasEvent(frame, "truncated"):
+		if to, ok := wsx.Uint(frame, `"to":`); ok {
+			sub.last.Store(to) // the gap shows as lost messages
+		}
+	case hasEvent(frame, "unsubscribed"):
+		go func() { _ = sub.current().ws.CloseNow() }() // resume() resubscribes
+	}
+}
+
+func hasEvent(frame []byte, name string) bool {
+	prefix := `{"event":"` + name + `"`
+	return len(frame) >= len(prefix) && string(frame[:len(prefix)]) == prefix
+}
+
+func (sub *subscriber) connect(ctx context.Context) error {
+	c, err := sub.s.dial(ctx, sub.user, sub.onEvent)
+	if err != nil {
+		return err
+	}
+	if _, err := c.call(ctx, map[string]any{"cmd": "subscribe", "room": sub.room, "since": sub.last.Load()}); err != nil {
+		_ = c.close()
+		return err
+	}
+	sub.mu.Lock()
+	sub.c = c
+	sub.mu.Unlock()
+	return nil
+}
+
+func (sub *subscriber) current() *conn {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return sub.c
+}
+
+// resume reconnects after a drop, from the last seq, a bounded number of
+// times.
+func (sub *subscriber) resume() {
+	for {
+		select {
+		case <-sub.stop:
+			return
+		case <-sub.current().done:
+		}
+		select {
+		case <-sub.stop:
+			return
+		default:
+		}
+		sub.mu.Lock()
+		sub.reconnects++
+		n := sub.reconnects
+		sub.mu.Unlock()
+		if n > reconnectsMax {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), load.RequestTimeout)
+		err := sub.connect(ctx)
+		cancel()
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+func (sub *subscriber) Reconnects() int {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return sub.reconnects
+}
+
+func (sub *subscriber) Close() error {
+	sub.stopOnce.Do(func() { close(sub.stop) })
+	return sub.current().close()
+}
+
+// Processes implements load.System.
+func (s *System) Processes() map[string]int {
+	out := map[string]int{}
+	for i, p := range s.replicas {
+		out[fmt.Sprintf("replica-%d", i)] = p.PID()
+	}
+	if s.edge != nil {
+		out["edge"] = s.edge.PID()
+	}
+	return out
+}
+
+// Profile implements load.Profiler: a CPU profile of every replica over d,
+// and the replicas' /status (which one is primary of which shard).
+func (s *System) Profile(ctx context.Context, scenario string, d time.Duration) {
+	if s.o.PprofDir == "" {
+		return
+	}
+	seconds := max(1, int(d.Seconds()))
+	client := http.Client{Timeout: d + 10*time.Second}
+	var wg sync.WaitGroup
+	for i, m := range s.cluster.Config.Replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			base := "http://" + m.HTTPAddr
+			save(ctx, &client, base+"/status", filepath.Join(s.o.PprofDir, fmt.Sprintf("tigerchat-%s-replica-%d-status.json", scenario, i)))
+			save(ctx, &client, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, seconds),
+				filepath.Join(s.o.PprofDir, fmt.Sprintf("tigerchat-%s-replica-%d.pprof", scenario, i)))
+		}()
+	}
+	wg.Wait()
+}
+
+func save(ctx context.Context, client *http.Client, url, path string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "profile %s: %v\n", url, err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
+}
+
+// Diagnose implements load.Diagnoser: the edge's non-zero counters, and
+// how many prepares (VSR ops, summed over shards) the cluster ran since
+// the last call, with posts per prepare (the primaries' batching).
+func (s *System) Diagnose() string {
+	client := http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http" + s.url[len("ws"):len(s.url)-len("/v1/ws")] + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var out []string
+	posts := uint64(0)
+	for _, line := range strings.Split(string(data), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if ok && !strings.HasPrefix(line, "#") && value != "0" && !strings.Contains(name, "refused") {
+			out = append(out, strings.TrimPrefix(name, "tigerchat_edge_")+"="+value)
+		}
+		if name == "tigerchat_edge_posts_total" {
+			posts, _ = strconv.ParseUint(value, 10, 64)
+		}
+	}
+	ops := s.ops()
+	if ops > s.opsSeen && posts >= s.postsSeen {
+		out = append(out, fmt.Sprintf("| cluster: %d prepares for %d posts (%.1f posts per prepare, reads and room creations included in prepares)",
+			ops-s.opsSeen, posts-s.postsSeen, float64(posts-s.postsSeen)/float64(ops-s.opsSeen)))
+	}
+	s.opsSeen, s.postsSeen = ops, posts
+	return "edge: " + strings.Join(out, " ")
+}
+
+// ops sums the op number of every shard, as the primaries report it.
+func (s *System) ops() uint64 {
+	total := uint64(0)
+	for shard := range s.o.Shards {
+		best := uint64(0)
+		for i := range replicaCount {
+			sts, err := s.cluster.Status(i)
+			if err == nil && shard < len(sts) {
+				best = max(best, sts[shard].Op)
+			}
+		}
+		total += best
+	}
+	return total
+}
+
+// Close stops the edge and the replicas by PID and removes the directory.
+func (s *System) Close() {
+	if s.admin != nil {
+		_ = s.admin.close()
+	}
+	if s.edge != nil {
+		s.edge.Stop()
+	}
+	for _, p := range s.replicas {
+		p.Stop()
+	}
+	if s.o.Dir != "" {
+		_ = os.RemoveAll(s.o.Dir)
+	}
+}
