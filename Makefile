@@ -56,7 +56,7 @@ bench-failover:
 
 # TigerChat side by side with NATS JetStream and Centrifugo (issue 7): the
 # same workloads against each system in turn, on 127.0.0.1, bounded in time
-# (about 6 minutes on 2 cores), every process stopped by PID and every temp
+# (about 4 minutes on 2 cores), every process stopped by PID and every temp
 # dir removed, also on Ctrl-C. The peers are installed once into bench/.bin
 # (a separate Go module, so the server never depends on them). Extra flags:
 # make bench-compare COMPARE_FLAGS='-seconds 5 -pprof /tmp/prof'.

@@ -129,7 +129,7 @@ func metrics(sc string) []metric {
 	ms = append(ms, throughput)
 	if strings.HasPrefix(sc, scFanOut) {
 		latency = "publish→delivery"
-		ms = append(ms, metric{name: "deliveries/s", value: val(func(r load.Result) float64 { return r.DeliveriesPerSecond })},
+		ms = append(ms, metric{name: "deliveries/s received", value: val(func(r load.Result) float64 { return r.DeliveriesPerSecond })},
 			metric{name: "publish→ack p50 / p99 ms", text: func(r load.Result) string {
 				return number(r.AckP50Ms) + " / " + number(r.AckP99Ms)
 			}})
@@ -148,16 +148,26 @@ func metrics(sc string) []metric {
 			return fmt.Sprintf("%s / %d / %d", lost, r.Duplicated, r.Reordered)
 		}},
 		metric{name: "CPU cores: servers + load generator", text: func(r load.Result) string {
-			servers := 0.0
-			for name, c := range r.CPUCores {
-				if name != "bench" {
-					servers += c
-				}
+			return fmt.Sprintf("%.2f + %.2f", serverCores(r), r.CPUCores["bench"])
+		}},
+		metric{name: "server CPU µs per acked message", value: func(r load.Result) (float64, bool) {
+			if r.PerSecond <= 0 || len(r.CPUCores) == 0 {
+				return 0, false
 			}
-			return fmt.Sprintf("%.2f + %.2f", servers, r.CPUCores["bench"])
+			return serverCores(r) * 1e6 / r.PerSecond, true
 		}},
 	)
 	return ms
+}
+
+func serverCores(r load.Result) float64 {
+	total := 0.0
+	for name, c := range r.CPUCores {
+		if name != "bench" {
+			total += c
+		}
+	}
+	return total
 }
 
 func scenarioLabel(sc string, rs map[string]load.Result) string {

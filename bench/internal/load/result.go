@@ -12,14 +12,15 @@ import (
 
 // Result is one (system, scenario) run, printed as one JSON line.
 type Result struct {
-	System     string  `json:"system"`
-	Scenario   string  `json:"scenario"`
-	Params     string  `json:"params"`
-	Seconds    float64 `json:"seconds"`             // the measured window (after warm-up)
-	Messages   int64   `json:"messages"`            // publishes acknowledged in the window
-	PerSecond  float64 `json:"messages_per_second"` // acknowledged publishes per second
-	Deliveries int64   `json:"deliveries,omitempty"`
-	// DeliveriesPerSecond counts messages received by subscribers.
+	System    string  `json:"system"`
+	Scenario  string  `json:"scenario"`
+	Params    string  `json:"params"`
+	Seconds   float64 `json:"seconds"`             // the measured window (after warm-up)
+	Messages  int64   `json:"messages"`            // publishes acknowledged in the window
+	PerSecond float64 `json:"messages_per_second"` // acknowledged publishes per second
+	// Deliveries counts messages subscribers received during the window
+	// (a system that falls behind delivers fewer than subscribers × rate).
+	Deliveries          int64   `json:"deliveries,omitempty"`
 	DeliveriesPerSecond float64 `json:"deliveries_per_second,omitempty"`
 	// Latency: publish → ack (publish, pipelined), publish → delivery (fan-out).
 	P50Ms  float64 `json:"p50_ms"`
