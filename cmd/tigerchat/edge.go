@@ -67,9 +67,11 @@ func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A quarter of the cluster's client table per edge at most: sessions
-	// beyond it would evict each other (the small profile keeps 16).
-	sessions := max(1, min(32, o.cfg.ClientsMax/4))
+	// A quarter of the cluster's client table per edge (256 with the default
+	// 1024): sessions beyond it would evict each other's (the small profile
+	// keeps 16). More sessions mean more requests in flight per shard, hence
+	// larger batches per prepare (bench: 32 → 256 sessions, 3.3k → 8.2k msg/s).
+	sessions := max(1, min(256, o.cfg.ClientsMax/4))
 	cl, err := client.Dial(o.cfg, client.Options{Edge: index, Identity: o.identity, SessionsPerShard: sessions})
 	if err != nil {
 		return nil, fmt.Errorf("edge: dial cluster: %w", err)
