@@ -19,6 +19,11 @@ const (
 	fillRoundsMax     = 8   // ReadSince rounds per fill (each up to chat.ReadLimitMax)
 	outboxReserve     = 8   // outbox frames a catch-up leaves for replies
 	catchUpInterval   = 50 * time.Millisecond
+	// Bus events that arrive ahead of the next seq (concurrent posts are
+	// acknowledged out of order) wait here for the missing ones, at most
+	// reorderHeldMax of them and until the next tick; only then does a gap
+	// cost a read through consensus.
+	reorderHeldMax = 256
 )
 
 // logKey names one log: a room's main log (thread 0) or a thread.
@@ -81,6 +86,8 @@ type tracker struct {
 	reader    int // round-robin index of the subscriber whose user reads
 	filled    time.Time
 	stopping  bool
+	held      map[uint64]bus.Event // out-of-order bus events, by seq
+	heldSince time.Time
 }
 
 // subscribe admits s to its log from since (nil: from the head): it checks
@@ -211,6 +218,15 @@ func (t *tracker) onTick(now time.Time) {
 		return
 	}
 	t.catchUpAll()
+	if len(t.held) > 0 && now.Sub(t.heldSince) >= catchUpInterval {
+		// A held event's predecessor never came by bus: read the gap.
+		t.hub.m.BusGaps.Add(1)
+		t.fill()
+		t.releaseHeld()
+		if len(t.held) > 0 {
+			t.heldSince = now
+		}
+	}
 	if now.Sub(t.filled) >= t.hub.poll {
 		t.filled = now
 		t.fill()
@@ -416,8 +432,19 @@ func (t *tracker) onBus(e *bus.Event) {
 		m.BusDuplicates.Add(1)
 		return
 	case e.Seq > t.last+1:
+		if len(t.held) < reorderHeldMax {
+			if len(t.held) == 0 {
+				t.heldSince = time.Now()
+			}
+			if t.held == nil {
+				t.held = map[uint64]bus.Event{}
+			}
+			t.held[e.Seq] = *e
+			return
+		}
 		m.BusGaps.Add(1)
 		t.fill()
+		t.releaseHeld()
 		return
 	case !t.hashKnown:
 		t.fill()
@@ -428,9 +455,29 @@ func (t *tracker) onBus(e *bus.Event) {
 	if msg.ComputeHash() != e.Hash {
 		m.BusHashMismatch.Add(1)
 		t.fill()
+		t.releaseHeld()
 		return
 	}
 	t.emit(&msg)
+	t.releaseHeld()
+}
+
+// releaseHeld emits held events that now follow the log's last seq, in
+// order, and forgets the ones already passed.
+func (t *tracker) releaseHeld() {
+	for budget := len(t.held); budget > 0 && len(t.held) > 0; budget-- {
+		e, ok := t.held[t.last+1]
+		if !ok {
+			break
+		}
+		delete(t.held, e.Seq)
+		t.onBus(&e) // verifies the chain; a mismatch falls back to a read
+	}
+	for seq := range t.held {
+		if seq <= t.last {
+			delete(t.held, seq)
+		}
+	}
 }
 
 // emit sends the next message of the log to every subscriber in sync.
