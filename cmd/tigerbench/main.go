@@ -58,18 +58,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(*trials)*20*time.Second+time.Minute)
 	defer cancel()
 	res, err := failover(ctx, *trials, stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "tigerbench:", err)
-		return 1
-	}
-	if *asJSON {
-		_ = json.NewEncoder(stdout).Encode(res)
-		return 0
+	if done, code := report(stdout, stderr, res, err, *asJSON); done {
+		return code
 	}
 	fmt.Fprintf(stdout, "failover (kill -9 primary → first commit in the new view), %d trials, 3 replicas on 127.0.0.1, fsync on every commit\n", res.Trials)
 	fmt.Fprintf(stdout, "  commit:        p50 %6.1f ms   p99 %6.1f ms   max %6.1f ms\n", res.CommitP50Ms, res.CommitP99Ms, res.CommitMaxMs)
 	fmt.Fprintf(stdout, "  client ack:    p50 %6.1f ms   p99 %6.1f ms   max %6.1f ms\n", res.AckP50Ms, res.AckP99Ms, res.AckMaxMs)
 	return 0
+}
+
+// report prints an error or the JSON line; done is false when the caller
+// should print its table.
+func report(stdout, stderr io.Writer, res any, err error, asJSON bool) (done bool, code int) {
+	if err != nil {
+		fmt.Fprintln(stderr, "tigerbench:", err)
+		return true, 1
+	}
+	if asJSON {
+		_ = json.NewEncoder(stdout).Encode(res)
+		return true, 0
+	}
+	return false, 0
 }
 
 // Result is one failover run.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -55,13 +54,8 @@ func runPublish(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := publish(ctx, *publishers, time.Duration(*seconds*float64(time.Second)), *devDir)
-	if err != nil {
-		fmt.Fprintln(stderr, "tigerbench:", err)
-		return 1
-	}
-	if *asJSON {
-		_ = json.NewEncoder(stdout).Encode(res)
-		return 0
+	if done, code := report(stdout, stderr, res, err, *asJSON); done {
+		return code
 	}
 	fmt.Fprintf(stdout, "publish: %d publishers, 256-byte bodies, idempotency keys, 3 replicas, fsync on every commit\n", res.Publishers)
 	fmt.Fprintf(stdout, "  %d messages in %.1f s = %.0f msg/s; latency p50 %.2f ms p99 %.2f ms p999 %.2f ms max %.2f ms; errors %d\n",

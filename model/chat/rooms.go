@@ -19,14 +19,21 @@ func (m *Machine) applyCreateRoom(q *request, nowNs int64, reply []byte) []byte 
 	return appendAck(reply, 1)
 }
 
+// groupRoom finds the room of q for a membership change, which a DM's
+// fixed membership refuses.
+func (m *Machine) groupRoom(q *request) (*room, Code) {
+	r, c := m.room(q)
+	if c == CodeOK && r.direct() {
+		return nil, CodeDirectRoom
+	}
+	return r, c
+}
+
 // applyJoin admits a user to a public room; joining twice is a no-op.
 func (m *Machine) applyJoin(q *request, reply []byte) []byte {
-	r, c := m.room(q)
+	r, c := m.groupRoom(q)
 	if c != CodeOK {
 		return appendCode(reply, c)
-	}
-	if r.direct() {
-		return appendCode(reply, CodeDirectRoom)
 	}
 	i, member := r.member(q.user)
 	switch {
@@ -41,12 +48,9 @@ func (m *Machine) applyJoin(q *request, reply []byte) []byte {
 // applyInvite lets a member add a user to any room but a DM (the only way
 // into a private room); inviting a member is a no-op.
 func (m *Machine) applyInvite(q *request, reply []byte) []byte {
-	r, c := m.room(q)
+	r, c := m.groupRoom(q)
 	if c != CodeOK {
 		return appendCode(reply, c)
-	}
-	if r.direct() {
-		return appendCode(reply, CodeDirectRoom)
 	}
 	if _, ok := r.member(q.user); !ok {
 		return appendCode(reply, CodeNotMember)
@@ -69,12 +73,9 @@ func (m *Machine) addMember(r *room, i int, user []byte, reply []byte) []byte {
 // applyLeave removes the acting user. A room outlives its last member (its
 // history is kept); a private room left empty can no longer be entered.
 func (m *Machine) applyLeave(q *request, reply []byte) []byte {
-	r, c := m.room(q)
+	r, c := m.groupRoom(q)
 	if c != CodeOK {
 		return appendCode(reply, c)
-	}
-	if r.direct() {
-		return appendCode(reply, CodeDirectRoom)
 	}
 	i, member := r.member(q.user)
 	if !member {

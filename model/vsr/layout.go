@@ -31,7 +31,7 @@ const superblockCopies = 4
 func NewLayout(c *Config) Layout {
 	var l Layout
 	offset := uint64(superblockCopies * model.SectorSize)
-	for i := range l.SnapshotOffset {
+	for i := 0; i < len(l.SnapshotOffset); i++ { // an array, not a map
 		l.SnapshotOffset[i] = offset
 		offset += uint64(c.SnapshotSizeMax)
 	}
