@@ -118,7 +118,7 @@ func Dial(cfg node.ClusterConfig, opts Options) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, opts: opts, loop: loop.New(0, 1<<16)}
 	self := model.ClientAddressBase + model.Address(opts.Edge)
-	tc := transport.Config{Self: self, Identity: opts.Identity}
+	tc := transport.Config{Self: self, Identity: opts.Identity, FrameAuth: cfg.FrameAuth}
 	for i, m := range cfg.Replicas {
 		tc.Peers = append(tc.Peers, transport.Peer{Address: model.Address(i), Addr: m.Addr, Fingerprint: m.Fingerprint})
 	}

@@ -14,6 +14,7 @@ import (
 	"tigerchat/model/chat"
 	"tigerchat/model/vsr"
 	"tigerchat/runtime/disk"
+	"tigerchat/runtime/transport"
 )
 
 // ClusterConfig is the one file that describes a cluster. Every option has a
@@ -38,6 +39,8 @@ type ClusterConfig struct {
 	MessageSizeMaxBytes  int    `json:"message_size_max_bytes"`
 	SnapshotSizeMaxBytes int    `json:"snapshot_size_max_bytes"`
 	ClientsMax           int    `json:"clients_max"`
+	// FrameAuth is transport.FrameAuthMAC (default) or FrameAuthEd25519.
+	FrameAuth string `json:"frame_auth,omitempty"`
 }
 
 // Member is one replica: where it listens for replication and the
@@ -134,6 +137,8 @@ func (c *ClusterConfig) Validate() error {
 		return fmt.Errorf("shards must be in [1, %d], got %d", shardsMax, c.Shards)
 	case c.Profile != "" && c.Profile != ProfileSmall:
 		return fmt.Errorf("profile must be empty or %q, got %q", ProfileSmall, c.Profile)
+	case c.FrameAuth != "" && c.FrameAuth != transport.FrameAuthMAC && c.FrameAuth != transport.FrameAuthEd25519:
+		return fmt.Errorf("frame_auth must be %q (default) or %q, got %q", transport.FrameAuthMAC, transport.FrameAuthEd25519, c.FrameAuth)
 	}
 	seen := map[string]bool{}
 	for i, m := range c.Replicas {

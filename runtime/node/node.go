@@ -206,6 +206,7 @@ func (n *Node) transportConfig() transport.Config {
 		ListenAddr: n.cfg.Replicas[n.opts.Replica].Addr,
 		Identity:   n.opts.Identity,
 		Log:        n.opts.Log,
+		FrameAuth:  n.cfg.FrameAuth,
 	}
 	for i, m := range n.cfg.Replicas {
 		if i != n.opts.Replica {

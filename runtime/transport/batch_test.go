@@ -25,7 +25,7 @@ func (c *capture) frameCounts(t testing.TB, to model.Address) []int {
 	defer c.mu.Unlock()
 	counts := make([]int, len(c.frames[to]))
 	for i, frame := range c.frames[to] {
-		_, count, _, _, err := decodeFrame(frame[frameLengthSize:])
+		_, count, _, _, err := decodeFrame(frame[frameLengthSize:], macSize)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,16 +172,18 @@ func TestBatchRefusedWhole(t *testing.T) {
 		t.Fatalf("messages per frame %v, want [%d]", counts, batch)
 	}
 	original := c.get(1, 0)
-	h, _, _, _, err := decodeFrame(original[frameLengthSize:])
+	h, _, _, _, err := decodeFrame(original[frameLengthSize:], macSize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// signed is original with its count set, signed by 0 with a fresh counter.
+	// signed is original with its count set, sealed as 0 seals with a fresh
+	// counter.
+	seal := n0.testSealer(1)
 	signed := func(count uint32, counter uint64) []byte {
 		frame := bytes.Clone(original)
 		binary.LittleEndian.PutUint32(frame[frameLengthSize+frameHeaderSize-4:], count)
 		h.Counter = counter
-		sealFrame(frame, h, n0.signKey)
+		sealFrame(frame, h, seal)
 		return frame
 	}
 	cases := []struct {
@@ -192,7 +194,7 @@ func TestBatchRefusedWhole(t *testing.T) {
 		{"replayed", original, func(s Stats) uint64 { return s.Replayed }},
 		{"one message altered", func() []byte {
 			frame := signed(batch, 100)
-			frame[len(frame)-signatureSize-1] ^= 1 // the last message's last byte
+			frame[len(frame)-macSize-1] ^= 1 // the last message's last byte
 			return frame
 		}(), func(s Stats) uint64 { return s.BadSignature }},
 		{"count above the messages", signed(batch+1, 101), func(s Stats) uint64 { return s.Malformed }},

@@ -40,6 +40,15 @@ const (
 	ClientsMax = 4096 // pinned edges
 )
 
+// Frame authentication (frame.go). Every hello is Ed25519-signed either way.
+const (
+	// FrameAuthMAC authenticates data frames with HMAC-SHA256 under keys
+	// agreed in the signed hellos: the default.
+	FrameAuthMAC = "mac"
+	// FrameAuthEd25519 signs every data frame with the node's Ed25519 key.
+	FrameAuthEd25519 = "ed25519"
+)
+
 // Peer is another replica: its address in the cluster, where to reach it and
 // the fingerprint of the certificate it must present.
 type Peer struct {
@@ -74,6 +83,7 @@ type Config struct {
 	ReconnectMax      time.Duration
 	IdleTimeout       time.Duration
 	HandshakeTimeout  time.Duration
+	FrameAuth         string // FrameAuthMAC (default, "") or FrameAuthEd25519
 
 	// PacketConn, when set, is a socket the caller already bound (tests,
 	// socket activation); ListenAddr is then ignored. The transport owns it
@@ -103,6 +113,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = HandshakeTimeoutDefault
+	}
+	if c.FrameAuth == "" {
+		c.FrameAuth = FrameAuthMAC
 	}
 	if c.ListenAddr == "" && !c.Self.IsReplica() {
 		c.ListenAddr = ":0"
@@ -150,6 +163,8 @@ func (c Config) validateBounds() error {
 		ok   bool
 		what string
 	}{
+		{c.FrameAuth == FrameAuthMAC || c.FrameAuth == FrameAuthEd25519,
+			fmt.Sprintf("frame auth %q: want %q or %q", c.FrameAuth, FrameAuthMAC, FrameAuthEd25519)},
 		{c.SendQueueMax >= 1 && c.SendQueueMax <= SendQueueMaxLimit,
 			fmt.Sprintf("send queue max %d not in [1, %d]", c.SendQueueMax, SendQueueMaxLimit)},
 		{c.SendQueueBytesMax >= model.MessageSizeMax && c.SendQueueBytesMax <= SendQueueBytesMaxLimit,

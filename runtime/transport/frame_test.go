@@ -17,13 +17,17 @@ var testKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
 
 func testPublic() ed25519.PublicKey { return testKey.Public().(ed25519.PublicKey) }
 
+// testSigner seals and verifies with testKey: the hello's authenticator and
+// every frame's under FrameAuthEd25519.
+var testSigner = signedAuth{private: testKey, public: testPublic()}
+
 var testHeader = frameHeader{From: 1, To: 2, Session: SessionID{1, 2, 3}}
 
 // sealedFrame is a whole frame (length field first) carrying msgs.
 func sealedFrame(counter uint64, msgs ...[]byte) []byte {
 	h := testHeader
 	h.Counter = counter
-	return appendFrame(nil, h, msgs, testKey)
+	return appendFrame(nil, h, msgs, testSigner)
 }
 
 // resealed signs frame again after a test changed its count or messages
@@ -32,7 +36,7 @@ func resealed(frame []byte, counter uint64) []byte {
 	binary.LittleEndian.PutUint32(frame, uint32(len(frame)-frameLengthSize))
 	h := testHeader
 	h.Counter = counter
-	sealFrame(frame, h, testKey)
+	sealFrame(frame, h, testSigner)
 	return frame
 }
 
@@ -81,7 +85,7 @@ func TestFrameRoundTrip(t *testing.T) {
 			if owned != (len(body) > readBufferSize) {
 				t.Fatalf("%d-byte body: owned %v", len(body), owned)
 			}
-			h, count, section, _, err := decodeFrame(body)
+			h, count, section, _, err := decodeFrame(body, signatureSize)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,7 +104,7 @@ func TestFrameRoundTrip(t *testing.T) {
 					t.Fatalf("message %d: %d bytes (cap %d), want %d", i, len(batch[i]), cap(batch[i]), len(tc.msgs[i]))
 				}
 			}
-			if !verifyFrame(testPublic(), body) {
+			if !verifyFrame(testSigner, body) {
 				t.Fatal("signature does not verify")
 			}
 			if _, _, err := fr.next(); err != io.EOF {
@@ -124,12 +128,12 @@ func TestAppendFrameBounds(t *testing.T) {
 					t.Fatal("no panic")
 				}
 			}()
-			appendFrame(nil, testHeader, msgs, testKey)
+			appendFrame(nil, testHeader, msgs, testSigner)
 		})
 	}
 	// Appending reuses a buffer with room and keeps what it holds.
 	buf := make([]byte, 3, 1<<10)
-	out := appendFrame(buf, testHeader, repeated(2, 10), testKey)
+	out := appendFrame(buf, testHeader, repeated(2, 10), testSigner)
 	if &out[0] != &buf[0] || len(out) != 3+frameLengthSize+frameHeaderSize+2*(messageHeaderSize+10)+signatureSize {
 		t.Fatalf("appended %d bytes, reallocated %v", len(out)-3, &out[0] != &buf[0])
 	}
@@ -143,12 +147,12 @@ func TestFrameSignatureCoversEveryByte(t *testing.T) {
 	for i := range body {
 		forged := bytes.Clone(body)
 		forged[i] ^= 1
-		if verifyFrame(testPublic(), forged) {
+		if verifyFrame(testSigner, forged) {
 			t.Fatalf("flipping byte %d kept the signature valid", i)
 		}
 	}
 	other, _, _ := ed25519.GenerateKey(nil)
-	if verifyFrame(other, body) {
+	if verifyFrame(signedAuth{public: other}, body) {
 		t.Fatal("verified with another key")
 	}
 }
@@ -266,7 +270,6 @@ func FuzzFrameDecode(f *testing.F) {
 	for _, seed := range fuzzSeeds() {
 		f.Add(seed)
 	}
-	public := testPublic()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fr := newFrameReader(bytes.NewReader(data))
 		for range 64 {
@@ -274,20 +277,26 @@ func FuzzFrameDecode(f *testing.F) {
 			if err != nil {
 				return
 			}
-			checkFuzzedFrame(t, public, body)
+			checkFuzzedFrame(t, testSigner, body)
 		}
 	})
 }
 
-func checkFuzzedFrame(t *testing.T, public ed25519.PublicKey, body []byte) {
+func checkFuzzedFrame(t *testing.T, auth frameAuth, body []byte) {
 	if len(body) < frameBodyMin || len(body) > frameBodyMax {
 		t.Fatalf("reader returned a %d-byte body", len(body))
 	}
-	h, count, section, signature, err := decodeFrame(body)
+	h, count, section, signature, err := decodeFrame(body, auth.size())
+	if len(body) < frameHeaderSize+auth.size() {
+		if err == nil {
+			t.Fatalf("decoded a %d-byte body with a %d-byte authenticator", len(body), auth.size())
+		}
+		return
+	}
 	if err != nil {
 		t.Fatalf("decode a body the reader accepted: %v", err)
 	}
-	if len(section)+frameBodyMin != len(body) || len(signature) != signatureSize {
+	if len(section)+frameHeaderSize+auth.size() != len(body) || len(signature) != auth.size() {
 		t.Fatalf("messages %d, signature %d, body %d", len(section), len(signature), len(body))
 	}
 	var batch [batchCountMax][]byte
@@ -308,8 +317,8 @@ func checkFuzzedFrame(t *testing.T, public ed25519.PublicKey, body []byte) {
 	if n != int(count) || n > batchCountMax || total > batchBytesMax || total+n*messageHeaderSize != len(section) {
 		t.Fatalf("%d messages (count %d) of %d bytes in a %d-byte section", n, count, total, len(section))
 	}
-	if verifyFrame(public, body) {
-		again := appendFrame(nil, h, batch[:n], testKey)
+	if verifyFrame(auth, body) {
+		again := appendFrame(nil, h, batch[:n], auth)
 		if !bytes.Equal(again[frameLengthSize:], body) {
 			t.Fatal("a verified frame differs from its framed-again fields")
 		}

@@ -285,3 +285,17 @@ func (c *capture) get(to model.Address, i int) []byte {
 	defer c.mu.Unlock()
 	return c.frames[to][i]
 }
+
+// testSealer is a fresh authenticator for what tr sends to peer to in its
+// current session (the session's own belongs to its writer goroutine).
+func (tr *Transport) testSealer(to model.Address) frameAuth {
+	s := tr.peers[to].currentSession()
+	if s == nil {
+		panic("no session")
+	}
+	<-s.hello
+	if a, ok := s.sendAuth.(*macAuth); ok {
+		return newMACAuth(a.key)
+	}
+	return s.sendAuth
+}

@@ -201,13 +201,14 @@ func (t *Transport) writeLoop(ctx context.Context, p *peer, s *session) error {
 		header: frameHeader{From: t.cfg.Self, To: p.address, Session: s.id, Counter: helloCounter},
 		buf:    make([]byte, 0, writeBufferSize),
 	}
-	w.buf = appendFrame(w.buf[:0], w.header, nil, t.signKey)
+	w.buf = appendHello(w.buf[:0], w.header, s.ephemeral.PublicKey().Bytes(), t.signKey)
 	if _, err := stream.Write(w.buf); err != nil {
 		return fmt.Errorf("write hello to %d: %w", p.address, err)
 	}
 	if err := t.awaitHello(ctx, s); err != nil {
 		return err
 	}
+	w.auth = s.sendAuth // set before the hello channel closed
 	connDone := s.conn.Context().Done()
 	for {
 		var first outMessage
@@ -239,6 +240,7 @@ type batchWriter struct {
 	p      *peer
 	stream *quic.SendStream
 	header frameHeader // Counter: the last one sent
+	auth   frameAuth
 
 	buf   []byte                // the frame being written, reused
 	batch [batchCountMax][]byte // the messages being packed
@@ -270,7 +272,7 @@ fill:
 		}
 	}
 	w.header.Counter++
-	w.buf = appendFrame(w.buf[:0], w.header, msgs, w.t.signKey)
+	w.buf = appendFrame(w.buf[:0], w.header, msgs, w.auth)
 	clear(msgs) // the queue's copies are garbage now
 	if w.t.testSealed != nil {
 		w.t.testSealed(w.p.address, w.buf)

@@ -2,12 +2,19 @@ package transport
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"tigerchat/model"
 )
 
 // session is one authenticated connection with a peer. Its id is bound into
@@ -20,11 +27,17 @@ import (
 // the TLS handshake alone does not prove to a client (TLS 1.3 lets it finish
 // before the server has checked the client certificate).
 type session struct {
-	conn   *quic.Conn
-	id     SessionID
-	peer   *peer
-	public ed25519.PublicKey // from the peer's pinned certificate
-	hello  chan struct{}     // closed when the peer's hello is verified
+	conn      *quic.Conn
+	id        SessionID
+	peer      *peer
+	public    ed25519.PublicKey // from the peer's pinned certificate
+	ephemeral *ecdh.PrivateKey  // our X25519 key for this session's hellos
+	hello     chan struct{}     // closed when the peer's hello is verified
+
+	// Set by the receiving goroutine from the peer's hello, before hello is
+	// closed: sendAuth is then the sending goroutine's, recvAuth stays the
+	// receiver's.
+	sendAuth, recvAuth frameAuth
 
 	// Owned by the receiving goroutine.
 	lastCounter uint64
@@ -49,8 +62,8 @@ func (s *session) greeted() bool {
 // (its certificate passed verifyPinned) and derives the session id.
 func (t *Transport) newSession(conn *quic.Conn) (*session, error) {
 	state := conn.ConnectionState().TLS
-	if state.NegotiatedProtocol != ALPN {
-		return nil, fmt.Errorf("negotiated protocol %q, want %q", state.NegotiatedProtocol, ALPN)
+	if want := alpn(t.cfg.FrameAuth); state.NegotiatedProtocol != want {
+		return nil, fmt.Errorf("negotiated protocol %q, want %q", state.NegotiatedProtocol, want)
 	}
 	if len(state.PeerCertificates) == 0 {
 		return nil, errors.New("no peer certificate")
@@ -74,9 +87,52 @@ func (t *Transport) newSession(conn *quic.Conn) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("export session id: %w", err)
 	}
-	s := &session{conn: conn, peer: p, public: public, hello: make(chan struct{})}
+	ephemeral, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("session key: %w", err)
+	}
+	s := &session{conn: conn, peer: p, public: public, ephemeral: ephemeral, hello: make(chan struct{})}
 	copy(s.id[:], ekm)
 	return s, nil
+}
+
+// macDomain names the HKDF derivation of a direction's MAC key.
+const macDomain = "tigerchat/transport/mac/v3"
+
+// deriveAuth sets the session's frame authenticators once the peer's hello
+// (signed, so its ephemeral key is the peer's) arrived. Under FrameAuthMAC
+// each direction gets its own key: HKDF-SHA256 of the X25519 secret of the
+// two hellos' keys, salted with the session id and labelled with the
+// direction, so no key serves two sessions or both directions.
+func (t *Transport) deriveAuth(s *session, peerKey []byte) error {
+	if t.cfg.FrameAuth == FrameAuthEd25519 {
+		s.sendAuth = signedAuth{private: t.signKey}
+		s.recvAuth = signedAuth{public: s.public}
+		return nil
+	}
+	public, err := ecdh.X25519().NewPublicKey(peerKey)
+	if err != nil {
+		return err
+	}
+	secret, err := s.ephemeral.ECDH(public)
+	if err != nil {
+		return err
+	}
+	key := func(from, to model.Address) ([]byte, error) {
+		info := binary.LittleEndian.AppendUint32([]byte(macDomain), uint32(from))
+		info = binary.LittleEndian.AppendUint32(info, uint32(to))
+		return hkdf.Key(sha256.New, secret, s.id[:], string(info), macSize)
+	}
+	send, err := key(t.cfg.Self, s.peer.address)
+	if err != nil {
+		return err
+	}
+	recv, err := key(s.peer.address, t.cfg.Self)
+	if err != nil {
+		return err
+	}
+	s.sendAuth, s.recvAuth = newMACAuth(send), newMACAuth(recv)
+	return nil
 }
 
 // acceptLoop takes connections whose handshake (and pin check) succeeded.
@@ -201,16 +257,20 @@ func (t *Transport) nextFrame(s *session, fr *frameReader) ([]byte, bool, error)
 }
 
 // receiveHello accepts the first frame of a stream only if it is the peer's
-// signed hello for this session: counter 0, no messages.
+// signed hello for this session: counter 0, no messages, an X25519 key.
 func (t *Transport) receiveHello(s *session, body []byte) error {
-	h, count, section, ok := t.checkFrame(s, body)
+	h, count, section, ok := t.checkFrame(s, body, signedAuth{public: s.public})
 	if !ok {
 		return fmt.Errorf("hello from %d: %w", s.peer.address, errBadHello)
 	}
-	if h.Counter != helloCounter || count != 0 || len(section) != 0 {
+	if h.Counter != helloCounter || count != 0 || len(section) != helloKeySize {
 		t.counters.malformed.Add(1)
 		return fmt.Errorf("hello from %d: counter %d, %d messages in %d bytes: %w",
 			s.peer.address, h.Counter, count, len(section), errBadHello)
+	}
+	if err := t.deriveAuth(s, section); err != nil {
+		t.counters.malformed.Add(1)
+		return fmt.Errorf("hello from %d: key agreement: %v: %w", s.peer.address, err, errBadHello)
 	}
 	s.lastCounter = helloCounter
 	return nil
@@ -221,7 +281,7 @@ func (t *Transport) receiveHello(s *session, body []byte) error {
 // (fr.next allocated it for this frame); else it is reused for the next
 // frame and every message is copied out of it.
 func (t *Transport) receiveFrame(s *session, body []byte, owned bool) {
-	h, count, section, ok := t.checkFrame(s, body)
+	h, count, section, ok := t.checkFrame(s, body, s.recvAuth)
 	if !ok {
 		return
 	}
@@ -255,26 +315,29 @@ func (t *Transport) receiveFrame(s *session, body []byte, owned bool) {
 	}
 }
 
-// checkFrame verifies a frame's signature, addresses and session, counting
+// checkFrame checks a frame's session, authenticator and addresses, counting
 // what fails, and returns its header, message count and messages section.
-// The signature is checked first, so that no field is trusted before the
-// peer's pinned key vouches for it.
-func (t *Transport) checkFrame(s *session, body []byte) (frameHeader, uint32, []byte, bool) {
-	h, count, section, _, err := decodeFrame(body)
+// No field but the session id (which only selects the keys) is trusted
+// before the peer's pinned key, or the key it signed for, vouches for it.
+func (t *Transport) checkFrame(s *session, body []byte, auth frameAuth) (frameHeader, uint32, []byte, bool) {
+	h, count, section, _, err := decodeFrame(body, auth.size())
 	if err != nil {
-		t.counters.malformed.Add(1) // unreachable: the reader checked the length
+		t.counters.malformed.Add(1) // a hello-sized minimum is not a signature's
 		return h, 0, nil, false
 	}
-	if !verifyFrame(s.public, body) {
+	// A frame naming another session is dropped unread: it cannot verify
+	// under this session's keys (it is a replay from an older connection, or
+	// forged), and nothing in it is trusted to count it as a replay.
+	if h.Session != s.id {
+		t.counters.replayed.Add(1)
+		return h, 0, nil, false
+	}
+	if !verifyFrame(auth, body) {
 		t.counters.badSignature.Add(1)
 		return h, 0, nil, false
 	}
 	if h.From != s.peer.address || h.To != t.cfg.Self {
 		t.counters.misaddressed.Add(1)
-		return h, 0, nil, false
-	}
-	if h.Session != s.id {
-		t.counters.replayed.Add(1)
 		return h, 0, nil, false
 	}
 	return h, count, section, true

@@ -20,7 +20,7 @@ type Stats struct {
 	RefusedHandshake uint64 // pinned, but the connection is not acceptable (role, protocol)
 
 	// Frames refused, each as a whole (none of its messages is delivered).
-	BadSignature uint64 // frame whose signature does not verify with the sender's pinned key
+	BadSignature uint64 // frame whose authenticator does not verify: the hello or an Ed25519 frame with the sender's pinned key, a MAC frame with the session key
 	Replayed     uint64 // frame from another session, or with a counter not above the last
 	Misaddressed uint64 // validly signed frame naming another sender or receiver
 	Oversize     uint64 // frame longer than the maximum: connection closed

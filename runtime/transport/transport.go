@@ -1,6 +1,7 @@
 // Package transport is the real network between replicas and from edges to
-// replicas: QUIC with mutual TLS 1.3, pinned self-signed certificates, and
-// Ed25519 signatures with replay protection on every frame. It implements
+// replicas: QUIC with mutual TLS 1.3, pinned self-signed certificates,
+// Ed25519-signed hellos, and an authenticator with replay protection on
+// every frame. It implements
 // model.Network; messages are opaque bytes here.
 //
 // Shape: one long-lived QUIC connection per pair of nodes. Between replicas
@@ -18,20 +19,23 @@
 // batch, and an idle one sends a lone message at once.
 //
 // Security, layer by layer:
-//   - TLS 1.3 only, ALPN "tigerchat-replication/2", both sides present a
+//   - TLS 1.3 only, ALPN "tigerchat-replication/3" (or "/3+ed25519"), both sides present a
 //     certificate, and each side accepts only a certificate whose SHA-256
 //     fingerprint is pinned in its config (a dialer: the one pinned for that
 //     address). There is no CA and no expiry: the config is the trust root.
-//   - Every frame is signed with the sender's Ed25519 key (the key of its
-//     pinned certificate) over the sender, receiver, session id, counter and
-//     every message it carries, and verified before anything in it is
-//     trusted; its messages are delivered all (in order) or none.
+//   - A stream starts with a hello signed with the sender's Ed25519 key (the
+//     key of its pinned certificate), carrying a fresh X25519 key; the two
+//     hellos agree one HMAC-SHA256 key per direction (session.go). Every
+//     data frame carries that MAC (FrameAuthMAC, the default) or the
+//     sender's Ed25519 signature (FrameAuthEd25519) over the sender,
+//     receiver, session id, counter and every message it carries, checked
+//     before anything in it is trusted; its messages are delivered all (in
+//     order) or none.
 //   - The session id is exported from the TLS connection, so it is fresh per
 //     connection and shared by nothing else; counters rise strictly within a
 //     session. A frame from another session or with a stale counter is a
 //     replay: dropped and counted.
-//   - A stream starts with a signed hello (session.go); a session carries
-//     data only once the peer's hello is verified.
+//   - A session carries data only once the peer's hello is verified.
 //
 // The QUIC stateless reset key is derived from the node's identity, so a
 // node restarted after a crash resets the connections its previous
@@ -57,10 +61,22 @@ import (
 	"tigerchat/model"
 )
 
-// ALPN names the protocol in the TLS handshake. Version 2 batches messages
-// in frames (frame.go): a node of version 1 fails the handshake instead of
-// seeing every frame fail its signature check.
-const ALPN = "tigerchat-replication/2"
+// ALPN names the protocol in the TLS handshake: version 3 authenticates
+// frames as frame.go says, and the name carries the frame authentication,
+// so two nodes configured differently fail the handshake ("no application
+// protocol") instead of seeing every frame fail its check. Version 2 signed
+// every frame and sent hellos without a key.
+const (
+	ALPN        = "tigerchat-replication/3"
+	ALPNEd25519 = "tigerchat-replication/3+ed25519"
+)
+
+func alpn(frameAuth string) string {
+	if frameAuth == FrameAuthEd25519 {
+		return ALPNEd25519
+	}
+	return ALPN
+}
 
 // Per-session buffers: frames up to these sizes reuse one buffer per
 // session; larger ones (a batch of large messages) get their own.
@@ -178,7 +194,7 @@ func (t *Transport) newTLSConfig(expect *peer) *tls.Config {
 		MinVersion:   tls.VersionTLS13,
 		MaxVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{t.cfg.Identity.tlsCertificate()},
-		NextProtos:   []string{ALPN},
+		NextProtos:   []string{alpn(t.cfg.FrameAuth)},
 		// No CA: the certificate is checked by its pinned fingerprint in
 		// VerifyPeerCertificate, on both sides. The TLS handshake itself
 		// proves that the peer holds the certificate's key.

@@ -195,7 +195,7 @@ func TestBadSignature(t *testing.T) {
 		n0.Endpoint().Send(1, []byte("original"))
 		n1.inbox.next(ctx, t)
 		message := frameLengthSize + frameHeaderSize + messageHeaderSize
-		for _, offset := range []int{message + 2, frameLengthSize + 1, frameLengthSize + 8, -1} {
+		for _, offset := range []int{message + 2, frameLengthSize + 1, frameLengthSize + 5, -1} {
 			forged := bytes.Clone(c.get(1, 0))
 			if offset < 0 {
 				offset = len(forged) - 1 // the signature itself
