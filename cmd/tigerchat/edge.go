@@ -99,7 +99,7 @@ func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
 		return nil, err
 	}
 	s := &edgeServer{cl: cl, edge: e, bus: rb, busInfo: busInfo, done: make(chan struct{}),
-		srv: &http.Server{Handler: e.Handler(), ReadHeaderTimeout: 5 * time.Second}}
+		srv: &http.Server{Handler: withPprof(e.Handler()), ReadHeaderTimeout: 5 * time.Second}}
 	go func() {
 		defer close(s.done)
 		_ = s.srv.Serve(o.listener)

@@ -54,11 +54,7 @@ func httpHandler(nodes []*node.Node) http.Handler {
 			fmt.Fprintln(w, "ok")
 		})
 	}
-	if os.Getenv("TIGERCHAT_PPROF") == "1" {
-		// Profiling for operators and benchmarks; off unless asked for.
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	}
+	addPprof(mux)
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		for i, n := range nodes {
@@ -96,4 +92,25 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// addPprof serves /debug/pprof on mux when TIGERCHAT_PPROF=1: profiling for
+// operators and benchmarks, off unless asked for.
+func addPprof(mux *http.ServeMux) bool {
+	if os.Getenv("TIGERCHAT_PPROF") != "1" {
+		return false
+	}
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	return true
+}
+
+// withPprof is h, plus /debug/pprof when TIGERCHAT_PPROF=1.
+func withPprof(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	if !addPprof(mux) {
+		return h
+	}
+	mux.Handle("/", h)
+	return mux
 }

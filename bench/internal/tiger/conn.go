@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -69,8 +70,13 @@ func (c *conn) read() {
 			}
 			continue
 		}
-		var rep reply
-		if jerr := json.Unmarshal(frame, &rep); jerr != nil || rep.ID == 0 {
+		rep, ok := parseOK(frame)
+		if !ok {
+			if jerr := json.Unmarshal(frame, &rep); jerr != nil {
+				continue
+			}
+		}
+		if rep.ID == 0 {
 			continue // a reply without our id: not ours to match
 		}
 		c.mu.Lock()
@@ -111,6 +117,74 @@ func (c *conn) call(ctx context.Context, cmd map[string]any) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
+	return c.roundTrip(ctx, id, fmt.Sprint(cmd["cmd"]), data)
+}
+
+// post is call for a post command, encoded without reflection: the load
+// generator shares the 2 cores with the servers it measures.
+func (c *conn) post(ctx context.Context, room, key string, body []byte) (reply, error) {
+	id := c.nextID.Add(1)
+	data := make([]byte, 0, 64+len(room)+len(key)+len(body))
+	data = append(data, `{"id":`...)
+	data = strconv.AppendUint(data, id, 10)
+	data = append(data, `,"cmd":"post","room":`...)
+	data = appendJSONString(data, room)
+	data = append(data, `,"key":`...)
+	data = appendJSONString(data, key)
+	data = append(data, `,"body":`...)
+	data = appendJSONString(data, string(body))
+	data = append(data, '}')
+	return c.roundTrip(ctx, id, "post", data)
+}
+
+// appendJSONString appends s as a JSON string: verbatim between quotes when
+// it needs no escaping (the generator's rooms, keys and bodies), else as
+// encoding/json writes it.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b < 0x20 || b >= 0x80 || b == '"' || b == '\\' || b == '<' || b == '>' || b == '&' {
+			quoted, _ := json.Marshal(s)
+			return append(dst, quoted...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
+// parseOK reads a successful reply the edge writes as {"id":N,"ok":true,...}
+// with an optional "seq":N; anything else (an error, another shape) is left
+// to encoding/json.
+func parseOK(frame []byte) (reply, bool) {
+	rest, ok := bytes.CutPrefix(frame, []byte(`{"id":`))
+	if !ok {
+		return reply{}, false
+	}
+	id, rest, ok := cutUint(rest)
+	if !ok || !bytes.HasPrefix(rest, []byte(`,"ok":true`)) {
+		return reply{}, false
+	}
+	rep := reply{ID: id, OK: true}
+	if i := bytes.Index(rest, []byte(`"seq":`)); i >= 0 {
+		if rep.Seq, _, ok = cutUint(rest[i+len(`"seq":`):]); !ok {
+			return reply{}, false
+		}
+	}
+	return rep, true
+}
+
+// cutUint parses the decimal digits at the start of b.
+func cutUint(b []byte) (uint64, []byte, bool) {
+	i := 0
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	n, err := strconv.ParseUint(string(b[:i]), 10, 64)
+	return n, b[i:], err == nil
+}
+
+// roundTrip sends data, a command with id, and waits for its reply.
+func (c *conn) roundTrip(ctx context.Context, id uint64, name string, data []byte) (reply, error) {
 	ch := make(chan reply, 1)
 	c.mu.Lock()
 	if c.err != nil || len(c.pending) >= pendingMax {
@@ -122,7 +196,7 @@ func (c *conn) call(ctx context.Context, cmd map[string]any) (reply, error) {
 	c.mu.Unlock()
 	if err := c.ws.Write(ctx, websocket.MessageText, data); err != nil {
 		c.forget(id)
-		return reply{}, fmt.Errorf("send %s: %w", cmd["cmd"], err)
+		return reply{}, fmt.Errorf("send %s: %w", name, err)
 	}
 	select {
 	case rep, ok := <-ch:
@@ -130,10 +204,10 @@ func (c *conn) call(ctx context.Context, cmd map[string]any) (reply, error) {
 			return reply{}, c.closedErr()
 		}
 		if rep.Error != nil {
-			return rep, fmt.Errorf("%s: %s: %s", cmd["cmd"], rep.Error.Code, rep.Error.Message)
+			return rep, fmt.Errorf("%s: %s: %s", name, rep.Error.Code, rep.Error.Message)
 		}
 		if !rep.OK {
-			return rep, fmt.Errorf("%s: reply neither ok nor error", cmd["cmd"])
+			return rep, fmt.Errorf("%s: reply neither ok nor error", name)
 		}
 		return rep, nil
 	case <-ctx.Done():

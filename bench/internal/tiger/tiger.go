@@ -54,6 +54,7 @@ type System struct {
 	cluster   *testcluster.Cluster
 	replicas  []*procs.Proc
 	edge      *procs.Proc
+	edgeAddr  string // host:port of its HTTP listener
 	url       string // ws://127.0.0.1:PORT/v1/ws
 	secret    []byte
 	admin     *conn
@@ -131,7 +132,11 @@ func (s *System) startEdge(ctx context.Context) error {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	// Rate limits off (-1): the benchmark is one user and a few addresses.
-	s.edge, err = procs.Start("edge", filepath.Join(s.o.Dir, "edge.log"), nil, s.o.Binary, "edge",
+	var env []string
+	if s.o.PprofDir != "" {
+		env = append(env, "TIGERCHAT_PPROF=1")
+	}
+	s.edge, err = procs.Start("edge", filepath.Join(s.o.Dir, "edge.log"), env, s.o.Binary, "edge",
 		"-config", s.cluster.ConfigPath, "-identity", identity, "-auth", authPath, "-listen", addr,
 		"-user-rate", "-1", "-ip-rate", "-1", "-conns", "20000")
 	if err != nil {
@@ -141,6 +146,7 @@ func (s *System) startEdge(ctx context.Context) error {
 		return fmt.Errorf("edge not healthy: %w", err)
 	}
 	s.url = "ws://" + addr + "/v1/ws"
+	s.edgeAddr = addr
 	s.admin, err = s.dial(ctx, publisher, nil)
 	return err
 }
@@ -221,7 +227,7 @@ func (s *System) Publisher(ctx context.Context, i int) (load.Publisher, error) {
 type pub struct{ c *conn }
 
 func (p *pub) Publish(ctx context.Context, room, key string, body []byte) (uint64, error) {
-	rep, err := p.c.call(ctx, map[string]any{"cmd": "post", "room": room, "body": string(body), "key": key})
+	rep, err := p.c.post(ctx, room, key, body)
 	if err != nil {
 		return 0, err
 	}
@@ -365,6 +371,12 @@ func (s *System) Profile(ctx context.Context, scenario string, d time.Duration) 
 	seconds := max(1, int(d.Seconds()))
 	client := http.Client{Timeout: d + 10*time.Second}
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		save(ctx, &client, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.edgeAddr, seconds),
+			filepath.Join(s.o.PprofDir, fmt.Sprintf("tigerchat-%s-edge.pprof", scenario)))
+	}()
 	for i, m := range s.cluster.Config.Replicas {
 		wg.Add(1)
 		go func() {
