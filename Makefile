@@ -7,7 +7,7 @@ SWARM_NIGHTLY_COUNT ?= 30000
 CHAT_FAST_COUNT     ?= 100
 CHAT_NIGHTLY_COUNT  ?= 10000
 
-.PHONY: all build test test-go vet fmt-check run sim sim-swarm sim-nightly clean bench-failover
+.PHONY: all build test test-go vet fmt-check run sim sim-swarm sim-nightly clean bench-failover bench
 
 all: build
 
@@ -53,6 +53,14 @@ clean:
 bench-failover:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ ./cmd/tigerchat ./cmd/tigerbench
 	./$(BIN)/tigerbench failover -trials 20
+
+# Issue 7's scenarios against TigerChat alone, through the edge's public API
+# (publish, pipelined one shard / all shards, fan-out); bounded, cleans up.
+# Extra flags: make bench BENCH_FLAGS='-seconds 5 -scenarios publish'.
+BENCH_FLAGS ?=
+bench:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ ./cmd/tigerchat ./cmd/tigerbench
+	./$(BIN)/tigerbench run $(BENCH_FLAGS)
 
 # TigerChat side by side with NATS JetStream and Centrifugo (issue 7): the
 # same workloads against each system in turn, on 127.0.0.1, bounded in time

@@ -1,5 +1,18 @@
 // Command tigerbench measures a running TigerChat cluster and prints numbers.
 //
+//	tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,fanout]
+//	               [-seconds S] [-publishers N] [-pipeline-conns C]
+//	               [-pipeline-inflight F] [-fanouts SUBS:ROOMS:RATE,...] [-pprof DIR]
+//	    starts 3 replicas and an edge on 127.0.0.1 and drives them through the
+//	    edge's WebSocket API (JWT, idempotency keys): publish latency,
+//	    pipelined throughput on one shard and on all, fan-out from publish to
+//	    each delivery with lost/duplicated/reordered checks. One JSON line per
+//	    scenario, then a table (the same code as `make bench-compare`).
+//
+//	tigerbench publish [-publishers N] [-seconds S] [-json] [-dev-dir DIR]
+//	    the replication layer alone: N publishers through the Go client
+//	    (runtime/client) straight to the replicas, no edge.
+//
 //	tigerbench failover [-trials N] [-json]
 //	    starts a 3-replica cluster of real `tigerchat start` processes on
 //	    127.0.0.1 (in a temporary directory, removed afterwards), then N times:
@@ -38,8 +51,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "publish" {
 		return runPublish(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "run" {
+		return runSuite(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "failover" {
-		fmt.Fprintln(stderr, "usage: tigerbench failover [-trials N] [-json] | tigerbench publish [-publishers N] [-seconds S] [-json]")
+		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,fanout] [-seconds S] ... | tigerbench failover [-trials N] [-json] | tigerbench publish [-publishers N] [-seconds S] [-json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("tigerbench failover", flag.ContinueOnError)

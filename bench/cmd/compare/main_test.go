@@ -1,44 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"io"
-	"strings"
 	"testing"
-
-	"tigerchat/bench/internal/load"
 )
 
-func TestParseExpandsFanOuts(t *testing.T) {
-	o, err := parse([]string{"-systems", "tigerchat,nats-js", "-scenarios", "publish,fanout", "-fanouts", "1000:10:200,100:10:2000"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
+func TestParseSystems(t *testing.T) {
+	o, _, _, err := parse([]string{"-systems", "tigerchat,nats-js", "-scenarios", "publish"}, io.Discard)
+	if err != nil || len(o.Systems) != 2 || o.Systems[1] != "nats-js" {
+		t.Fatalf("%+v %v", o.Systems, err)
 	}
-	got := strings.Join(o.runs(), " ")
-	if got != "publish fanout-1000s-10r-200mps fanout-100s-10r-2000mps" {
-		t.Fatalf("runs %q", got)
-	}
-	for _, bad := range [][]string{{"-systems", "kafka"}, {"-scenarios", "x"}, {"-fanouts", "10:10"}, {"-seconds", "0"}} {
-		if _, err := parse(bad, io.Discard); err == nil {
+	for _, bad := range [][]string{{"-systems", "kafka"}, {"-scenarios", "x"}} {
+		if _, _, _, err := parse(bad, io.Discard); err == nil {
 			t.Errorf("%v accepted", bad)
-		}
-	}
-}
-
-func TestTableHasRatiosAndTargets(t *testing.T) {
-	o, _ := parse([]string{"-scenarios", "publish"}, io.Discard)
-	lost := int64(0)
-	rs := []load.Result{
-		{System: "tigerchat", Scenario: "publish", Params: "p", PerSecond: 2000, P99Ms: 4},
-		{System: "nats-js", Scenario: "publish", Params: "p", PerSecond: 1000, P99Ms: 8, Lost: &lost},
-		{System: "centrifugo", Scenario: "publish", Failed: "start: no binary"},
-	}
-	var b bytes.Buffer
-	printTable(&b, o, rs)
-	out := b.String()
-	for _, want := range []string{"| 2,000 | 1,000 | failed | 2.00× |", "| 4.00 | 8.00 | failed | 0.50× |", "publish p99 ≤ 5 ms: 4.00 ms — met", "below NATS JetStream's (8.00 ms): met"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
 }

@@ -23,10 +23,10 @@ import (
 
 	"github.com/coder/websocket"
 
-	"tigerchat/bench/internal/jwt"
-	"tigerchat/bench/internal/load"
-	"tigerchat/bench/internal/procs"
-	"tigerchat/bench/internal/wsx"
+	"tigerchat/internal/bench/jwt"
+	"tigerchat/internal/bench/load"
+	"tigerchat/internal/bench/procs"
+	"tigerchat/internal/bench/wsx"
 )
 
 const (

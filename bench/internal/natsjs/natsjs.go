@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"tigerchat/bench/internal/load"
-	"tigerchat/bench/internal/procs"
+	"tigerchat/internal/bench/load"
+	"tigerchat/internal/bench/procs"
 )
 
 const (

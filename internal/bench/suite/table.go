@@ -1,16 +1,16 @@
-package main
+package suite
 
 import (
 	"fmt"
 	"io"
 	"strings"
 
-	"tigerchat/bench/internal/load"
+	"tigerchat/internal/bench/load"
 )
 
-// printTable prints the results side by side as a Markdown table, with
+// PrintTable prints the results side by side as a Markdown table, with
 // TigerChat ÷ peer ratios, then the issue's targets.
-func printTable(w io.Writer, o options, results []load.Result) {
+func PrintTable(w io.Writer, o Options, results []load.Result) {
 	by := map[string]map[string]load.Result{}
 	for _, r := range results {
 		if by[r.Scenario] == nil {
@@ -19,18 +19,18 @@ func printTable(w io.Writer, o options, results []load.Result) {
 		by[r.Scenario][r.System] = r
 	}
 	peers := []string{}
-	for _, s := range o.systems {
+	for _, s := range o.Systems {
 		if s != "tigerchat" {
 			peers = append(peers, s)
 		}
 	}
 	header := "| scenario | metric |"
 	rule := "|---|---|"
-	for _, s := range o.systems {
+	for _, s := range o.Systems {
 		header += " " + s + " |"
 		rule += "---:|"
 	}
-	if contains(o.systems, "tigerchat") {
+	if contains(o.Systems, "tigerchat") {
 		for _, p := range peers {
 			header += " tigerchat ÷ " + p + " |"
 			rule += "---:|"
@@ -40,17 +40,17 @@ func printTable(w io.Writer, o options, results []load.Result) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, header)
 	fmt.Fprintln(w, rule)
-	for _, sc := range o.runs() {
+	for _, sc := range o.Runs() {
 		for i, m := range metrics(sc) {
 			label := ""
 			if i == 0 {
 				label = scenarioLabel(sc, by[sc])
 			}
 			line := fmt.Sprintf("| %s | %s |", label, m.name)
-			for _, s := range o.systems {
+			for _, s := range o.Systems {
 				line += " " + m.cell(by[sc][s]) + " |"
 			}
-			if contains(o.systems, "tigerchat") {
+			if contains(o.Systems, "tigerchat") {
 				for _, p := range peers {
 					line += " " + ratio(m, by[sc]["tigerchat"], by[sc][p]) + " |"
 				}
@@ -127,7 +127,7 @@ func metrics(sc string) []metric {
 	latency := "ack latency"
 	var ms []metric
 	ms = append(ms, throughput)
-	if strings.HasPrefix(sc, scFanOut) {
+	if strings.HasPrefix(sc, ScFanOut) {
 		latency = "publish→delivery"
 		ms = append(ms, metric{name: "deliveries/s received", value: val(func(r load.Result) float64 { return r.DeliveriesPerSecond })},
 			metric{name: "publish→ack p50 / p99 ms", text: func(r load.Result) string {
@@ -188,7 +188,7 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-func printTargets(w io.Writer, o options, by map[string]map[string]load.Result) {
+func printTargets(w io.Writer, o Options, by map[string]map[string]load.Result) {
 	tc := func(sc string) (load.Result, bool) {
 		r, ok := by[sc]["tigerchat"]
 		return r, ok && r.Failed == ""
@@ -200,19 +200,19 @@ func printTargets(w io.Writer, o options, by map[string]map[string]load.Result) 
 		return "MISSED"
 	}
 	fmt.Fprintln(w, "Targets (issue 7):")
-	if r, ok := tc(scPublish); ok {
+	if r, ok := tc(ScPublish); ok {
 		fmt.Fprintf(w, "- publish p99 ≤ 5 ms: %.2f ms — %s\n", r.P99Ms, verdict(r.P99Ms <= 5))
-		if n, ok := by[scPublish]["nats-js"]; ok && n.Failed == "" {
+		if n, ok := by[ScPublish]["nats-js"]; ok && n.Failed == "" {
 			fmt.Fprintf(w, "- publish p99 below NATS JetStream's (%.2f ms): %s\n", n.P99Ms, verdict(r.P99Ms < n.P99Ms))
 		}
 	}
-	if r, ok := tc(scPipelined1); ok {
+	if r, ok := tc(ScPipelined1); ok {
 		fmt.Fprintf(w, "- pipelined, one shard ≥ 100,000 msg/s: %s — %s\n", number(r.PerSecond), verdict(r.PerSecond >= 100_000))
-		if n, ok := by[scPipelined1]["nats-js"]; ok && n.Failed == "" && n.PerSecond > 0 {
+		if n, ok := by[ScPipelined1]["nats-js"]; ok && n.Failed == "" && n.PerSecond > 0 {
 			fmt.Fprintf(w, "- pipelined ≥ 3× NATS JetStream's (%s msg/s): %.2f× — %s\n", number(n.PerSecond), r.PerSecond/n.PerSecond, verdict(r.PerSecond >= 3*n.PerSecond))
 		}
 	}
-	for _, f := range o.fanouts {
+	for _, f := range o.FanOuts {
 		r, ok := tc(f.Name)
 		if !ok {
 			continue

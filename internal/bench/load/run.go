@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"tigerchat/bench/internal/hist"
+	"tigerchat/internal/bench/hist"
 )
 
 // Limits of one scenario.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"tigerchat/bench/internal/wsx"
+	"tigerchat/internal/bench/wsx"
 )
 
 // conn is one WebSocket to the edge (docs/protocol.md §3): commands with

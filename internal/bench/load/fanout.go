@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"tigerchat/bench/internal/hist"
+	"tigerchat/internal/bench/hist"
 )
 
 // FanOut: Subscribers over Rooms (subscriber j follows room j mod Rooms),

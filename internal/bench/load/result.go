@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"tigerchat/bench/internal/hist"
-	"tigerchat/bench/internal/procs"
+	"tigerchat/internal/bench/hist"
+	"tigerchat/internal/bench/procs"
 )
 
 // Result is one (system, scenario) run, printed as one JSON line.

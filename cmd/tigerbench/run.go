@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"tigerchat/internal/bench/load"
+	"tigerchat/internal/bench/suite"
+	"tigerchat/internal/bench/tiger"
+)
+
+// runSuite is `tigerbench run`: issue 7's scenarios (publish, pipelined on
+// one shard and on all shards, fan-out) through the edge's public
+// WebSocket API, against a cluster it starts (3 `tigerchat start`
+// processes, fsync on every commit, and a `tigerchat edge`) in a temporary
+// directory. It prints a JSON line per scenario and a table; `make
+// bench-compare` runs the same scenarios against NATS JetStream and
+// Centrifugo too.
+func runSuite(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("tigerbench run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	binary := fs.String("tigerchat", "", "the tigerchat `BINARY` (default: next to tigerbench, else built from source)")
+	finish := suite.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	o, err := finish()
+	if err != nil {
+		fmt.Fprintln(stderr, "tigerbench:", err)
+		return 2
+	}
+	o.Systems = []string{"tigerchat"}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := map[string]suite.Starter{
+		"tigerchat": func(ctx context.Context, o suite.Options, dir string, log io.Writer) (load.System, error) {
+			bin := *binary
+			if bin == "" {
+				var err error
+				if bin, err = tigerchatBinary(dir); err != nil {
+					return nil, err
+				}
+			}
+			return tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: o.Shards, PprofDir: o.PprofDir, Log: log})
+		},
+	}
+	return suite.Run(ctx, "tigerbench", o, start, stdout, stderr)
+}

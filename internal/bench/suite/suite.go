@@ -1,0 +1,241 @@
+// Package suite is the benchmark scenarios of issue 7 run against one or
+// more systems: the flags, the runs, the JSON lines and the side-by-side
+// table. `tigerbench run` uses it for TigerChat alone; bench/cmd/compare
+// (its own module, which links the peers' clients) for TigerChat, NATS
+// JetStream and Centrifugo.
+package suite
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"tigerchat/internal/bench/load"
+	"tigerchat/internal/bench/procs"
+)
+
+// Scenario names.
+const (
+	ScPublish      = "publish"
+	ScPipelined1   = "pipelined-1shard"
+	ScPipelinedAll = "pipelined-allshards"
+	ScFanOut       = "fanout"
+)
+
+// AllScenarios in the order they run.
+var AllScenarios = []string{ScPublish, ScPipelined1, ScPipelinedAll, ScFanOut}
+
+// Options of a run.
+type Options struct {
+	Systems, Scenarios []string
+	Measure, Warmup    time.Duration
+	Timeout            time.Duration
+	Publishers         int
+	PipeConns          int
+	PipeInFlight       int
+	PipeRooms          int
+	Shards             int
+	FanOuts            []load.FanOut // what "fanout" runs, one scenario each
+	PprofDir           string
+}
+
+// Flags registers the scenario flags on fs; parse, called after fs.Parse,
+// checks them and returns the options (Systems left to the caller).
+func Flags(fs *flag.FlagSet) (parse func() (Options, error)) {
+	var o Options
+	scenarios := fs.String("scenarios", strings.Join(AllScenarios, ","), "scenarios to run")
+	seconds := fs.Float64("seconds", 10, "measured `S` seconds per scenario (after the warm-up)")
+	warmup := fs.Float64("warmup", 2, "warm-up `S` seconds per scenario (not measured)")
+	timeout := fs.Duration("timeout", 20*time.Minute, "stop everything after this long")
+	fs.IntVar(&o.Publishers, "publishers", 16, "publish: concurrent publishers, each waiting for its ack")
+	fs.IntVar(&o.PipeConns, "pipeline-conns", 32, "pipelined: publisher connections")
+	fs.IntVar(&o.PipeInFlight, "pipeline-inflight", 8, "pipelined: posts in flight per connection")
+	fs.IntVar(&o.PipeRooms, "pipeline-rooms", 6, "pipelined-allshards: rooms spread over the shards")
+	fs.IntVar(&o.Shards, "shards", 3, "TigerChat shards (primaries spread over the 3 replicas)")
+	fanouts := fs.String("fanouts", "1000:10:200,100:10:2000", "fan-out runs, each `SUBS:ROOMS:RATE` (messages per second over all rooms)")
+	pubConns := fs.Int("fanout-pub-conns", 8, "fan-out: publisher connections")
+	pubInFlight := fs.Int("fanout-pub-inflight", 16, "fan-out: posts in flight per publisher connection (at most)")
+	fs.StringVar(&o.PprofDir, "pprof", "", "save CPU profiles of TigerChat's replicas and edge per scenario into `DIR`")
+	return func() (Options, error) {
+		o.Scenarios = strings.Split(*scenarios, ",")
+		for _, s := range o.Scenarios {
+			if !slices.Contains(AllScenarios, s) {
+				return o, fmt.Errorf("unknown scenario %q (want some of %v)", s, AllScenarios)
+			}
+		}
+		if *seconds < 1 || *seconds > load.MeasureMax.Seconds() || *warmup < 0 || *warmup > 30 || o.Shards < 1 || o.Shards > 16 {
+			return o, fmt.Errorf("-seconds in [1, %v], -warmup in [0, 30], -shards in [1, 16]", load.MeasureMax.Seconds())
+		}
+		if *timeout < time.Minute || *timeout > time.Hour {
+			return o, fmt.Errorf("-timeout in [1m, 1h]")
+		}
+		o.Measure = time.Duration(*seconds * float64(time.Second))
+		o.Warmup = time.Duration(*warmup * float64(time.Second))
+		o.Timeout = *timeout
+		for _, spec := range strings.Split(*fanouts, ",") {
+			f := load.FanOut{PubConns: *pubConns, PubInFlight: *pubInFlight, Measure: o.Measure, Warmup: o.Warmup, Drain: 10 * time.Second}
+			if _, err := fmt.Sscanf(spec, "%d:%d:%g", &f.Subscribers, &f.Rooms, &f.Rate); err != nil {
+				return o, fmt.Errorf("-fanouts %q: want SUBS:ROOMS:RATE: %v", spec, err)
+			}
+			f.Name = fmt.Sprintf("%s-%ds-%dr-%.0fmps", ScFanOut, f.Subscribers, f.Rooms, f.Rate)
+			o.FanOuts = append(o.FanOuts, f)
+		}
+		return o, nil
+	}
+}
+
+// Runs expands the scenario list ("fanout" is one run per -fanouts entry).
+func (o Options) Runs() []string {
+	var out []string
+	for _, sc := range o.Scenarios {
+		if sc != ScFanOut {
+			out = append(out, sc)
+			continue
+		}
+		for _, f := range o.FanOuts {
+			out = append(out, f.Name)
+		}
+	}
+	return out
+}
+
+// Starter starts a system in dir (a fresh temporary directory).
+type Starter func(ctx context.Context, o Options, dir string, log io.Writer) (load.System, error)
+
+// Run starts each of o.Systems in turn (start[name]), runs every scenario
+// against it, stops it, and prints a JSON line per (system, scenario) and
+// the table. name ("compare", "tigerbench") prefixes messages. Every
+// process is stopped by PID and every directory removed, also when ctx is
+// canceled; the run is bounded by o.Timeout.
+func Run(ctx context.Context, name string, o Options, start map[string]Starter, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	defer cleanup()
+	go watchdog(ctx, name, stderr)
+	if o.PprofDir != "" {
+		if err := os.MkdirAll(o.PprofDir, 0o755); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return 1
+		}
+	}
+	started := time.Now()
+	var results []load.Result
+	enc := json.NewEncoder(stdout)
+	for _, sys := range o.Systems {
+		for _, r := range runSystem(ctx, o, sys, start[sys], stderr) {
+			_ = enc.Encode(r)
+			results = append(results, r)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	fmt.Fprintln(stdout)
+	PrintTable(stdout, o, results)
+	fmt.Fprintf(stdout, "\nrun took %v\n", time.Since(started).Round(time.Second))
+	if ctx.Err() != nil {
+		fmt.Fprintf(stderr, "%s: stopped early: %v\n", name, context.Cause(ctx))
+		return 1
+	}
+	return 0
+}
+
+// Temporary directories, removed on every way out.
+var (
+	dirsMu sync.Mutex
+	dirs   []string
+)
+
+func tempDir(name string) (string, error) {
+	dir, err := os.MkdirTemp("", "tigerchat-bench-"+name+"-")
+	if err == nil {
+		dirsMu.Lock()
+		dirs = append(dirs, dir)
+		dirsMu.Unlock()
+	}
+	return dir, err
+}
+
+func cleanup() {
+	procs.StopAll()
+	dirsMu.Lock()
+	defer dirsMu.Unlock()
+	for _, d := range dirs {
+		_ = os.RemoveAll(d)
+	}
+	dirs = nil
+}
+
+// watchdog: once the run is canceled, the scenarios have a minute to wind
+// down before every process is killed and the process exits.
+func watchdog(ctx context.Context, name string, stderr io.Writer) {
+	<-ctx.Done()
+	time.Sleep(time.Minute)
+	fmt.Fprintf(stderr, "%s: still running a minute after being stopped; killing everything\n", name)
+	cleanup()
+	os.Exit(1)
+}
+
+func runSystem(ctx context.Context, o Options, name string, start Starter, log io.Writer) []load.Result {
+	var out []load.Result
+	failAll := func(why string) []load.Result {
+		for _, sc := range o.Runs() {
+			out = append(out, load.Result{System: name, Scenario: sc, Failed: why})
+		}
+		return out
+	}
+	dir, err := tempDir(name)
+	if err != nil {
+		return failAll(err.Error())
+	}
+	fmt.Fprintf(log, "%s: starting in %s\n", name, dir)
+	t0 := time.Now()
+	if start == nil {
+		_ = os.RemoveAll(dir)
+		return failAll("no such system")
+	}
+	sys, err := start(ctx, o, dir, log)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		fmt.Fprintf(log, "%s: %v\n", name, err)
+		return failAll("start: " + err.Error())
+	}
+	defer sys.Close()
+	fmt.Fprintf(log, "%s: ready in %v\n", name, time.Since(t0).Round(time.Millisecond))
+	for _, sc := range o.Runs() {
+		if ctx.Err() != nil {
+			out = append(out, load.Result{System: name, Scenario: sc, Failed: "interrupted"})
+			continue
+		}
+		out = append(out, runScenario(ctx, o, sys, sc, log))
+		if d, ok := sys.(load.Diagnoser); ok {
+			fmt.Fprintf(log, "  %s after %s: %s\n", name, sc, d.Diagnose())
+		}
+	}
+	return out
+}
+
+func runScenario(ctx context.Context, o Options, sys load.System, sc string, log io.Writer) load.Result {
+	closed := load.ClosedLoop{Name: sc, Warmup: o.Warmup, Measure: o.Measure}
+	switch sc {
+	case ScPublish:
+		closed.Conns, closed.InFlight, closed.Rooms = o.Publishers, 1, 1
+	case ScPipelined1:
+		closed.Conns, closed.InFlight, closed.Rooms = o.PipeConns, o.PipeInFlight, 1
+	case ScPipelinedAll:
+		closed.Conns, closed.InFlight, closed.Rooms, closed.Spread = o.PipeConns, o.PipeInFlight, o.PipeRooms, true
+	}
+	for _, f := range o.FanOuts {
+		if f.Name == sc {
+			return load.RunFanOut(ctx, sys, f, log)
+		}
+	}
+	return load.RunClosedLoop(ctx, sys, closed, log)
+}
