@@ -1,5 +1,10 @@
 // Command tigerbench measures a running TigerChat cluster and prints numbers.
 //
+//	tigerbench failover [-trials N] [-json]
+//	    see below; while it runs, 4 publishers post to the room and a
+//	    follower reads it, so each trial also gives the gap in acks around
+//	    the kill, and the end checks every ack: lost and duplicated must be 0.
+//
 //	tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,fanout]
 //	               [-seconds S] [-publishers N] [-pipeline-conns C]
 //	               [-pipeline-inflight F] [-fanouts SUBS:ROOMS:RATE,...] [-pprof DIR]
@@ -79,7 +84,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "failover (kill -9 primary → first commit in the new view), %d trials, 3 replicas on 127.0.0.1, fsync on every commit\n", res.Trials)
 	fmt.Fprintf(stdout, "  commit:        p50 %6.1f ms   p99 %6.1f ms   max %6.1f ms\n", res.CommitP50Ms, res.CommitP99Ms, res.CommitMaxMs)
-	fmt.Fprintf(stdout, "  client ack:    p50 %6.1f ms   p99 %6.1f ms   max %6.1f ms\n", res.AckP50Ms, res.AckP99Ms, res.AckMaxMs)
+	fmt.Fprintf(stdout, "  client ack:    p50 %6.1f ms   p99 %6.1f ms   max %6.1f ms   (a post sent right after the kill)\n", res.AckP50Ms, res.AckP99Ms, res.AckMaxMs)
+	fmt.Fprintf(stdout, "  gap in acks:   p50 %6.1f ms   p99 %6.1f ms   max %6.1f ms   (%d publishers posting all along)\n", res.GapP50Ms, res.GapP99Ms, res.GapMaxMs, failoverPublishers)
+	fmt.Fprintf(stdout, "  acked %d, lost %d, duplicated %d, unverified %d, failed posts %d\n", res.Acked, res.Lost, res.Duplicated, res.Unverified, res.Errors)
+	if res.Lost != 0 || res.Duplicated != 0 {
+		fmt.Fprintln(stderr, "tigerbench: acknowledged posts lost or duplicated")
+		return 1
+	}
 	return 0
 }
 
@@ -107,7 +118,16 @@ type Result struct {
 	AckP50Ms    float64 `json:"client_ack_p50_ms"`
 	AckP99Ms    float64 `json:"client_ack_p99_ms"`
 	AckMaxMs    float64 `json:"client_ack_max_ms"`
-	Lost        int     `json:"lost"`
+	// The client-visible gap: publishers posting all along, the time from
+	// the last ack before the kill to the first after it.
+	GapP50Ms   float64 `json:"gap_p50_ms"`
+	GapP99Ms   float64 `json:"gap_p99_ms"`
+	GapMaxMs   float64 `json:"gap_max_ms"`
+	Acked      int     `json:"acked"`
+	Lost       int     `json:"lost"`
+	Duplicated int     `json:"duplicated"`
+	Unverified int     `json:"unverified"` // acks whose seq left memory before the follower read it
+	Errors     int     `json:"errors"`     // posts that failed (retried under a new key)
 }
 
 func moduleRoot() string {
@@ -158,35 +178,47 @@ func failover(ctx context.Context, trials int, log io.Writer) (Result, error) {
 	if r, err := cl.Do(ctx, 0, chat.OperationCreateRoom, room); err != nil || r.Flags != vsr.ReplyOk {
 		return res, fmt.Errorf("create room: %v", err)
 	}
-	var commits, acks []float64
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	l := startFailoverLoad(loadCtx, cl, "failover")
+	var commits, acks, gaps []float64
 	for t := 0; t < trials; t++ {
-		commitMs, ackMs, err := oneFailover(ctx, c, cl, t)
+		time.Sleep(200 * time.Millisecond) // acks flowing before the kill
+		commitMs, ackMs, killedAt, err := oneFailover(ctx, c, cl, t)
 		if err != nil {
 			return res, fmt.Errorf("trial %d: %w", t, err)
 		}
-		commits, acks = append(commits, commitMs), append(acks, ackMs)
-		fmt.Fprintf(log, "trial %d: commit %.1f ms, client ack %.1f ms\n", t, commitMs, ackMs)
+		gap, ok := l.gap(killedAt)
+		if !ok {
+			return res, fmt.Errorf("trial %d: no acks on both sides of the kill", t)
+		}
+		gapMs := float64(gap.Microseconds()) / 1000
+		commits, acks, gaps = append(commits, commitMs), append(acks, ackMs), append(gaps, gapMs)
+		fmt.Fprintf(log, "trial %d: commit %.1f ms, client ack %.1f ms, gap between acks %.1f ms\n", t, commitMs, ackMs, gapMs)
 	}
 	res.CommitP50Ms, res.CommitP99Ms, res.CommitMaxMs = percentiles(commits)
 	res.AckP50Ms, res.AckP99Ms, res.AckMaxMs = percentiles(acks)
-	return res, nil
+	res.GapP50Ms, res.GapP99Ms, res.GapMaxMs = percentiles(gaps)
+	res.Acked, res.Lost, res.Duplicated, res.Unverified, err = l.finish(ctx, stopLoad)
+	res.Errors = l.errs
+	return res, err
 }
 
-func oneFailover(ctx context.Context, c *testcluster.Cluster, cl *client.Client, trial int) (commitMs, ackMs float64, err error) {
+func oneFailover(ctx context.Context, c *testcluster.Cluster, cl *client.Client, trial int) (commitMs, ackMs float64, killedAt time.Time, err error) {
 	primary := c.Primary(0)
 	if primary < 0 {
-		return 0, 0, fmt.Errorf("no primary")
+		return 0, 0, killedAt, fmt.Errorf("no primary")
 	}
 	before, err := c.Status(primary)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, killedAt, err
 	}
 	view := before[0].View
-	killedAt := time.Now()
+	killedAt = time.Now()
 	c.Kill(primary)
 	acked := make(chan time.Time, 1)
 	go func() {
-		body := chat.EncodePost(chat.PostRequest{Tenant: "bench", User: "b", Room: "failover", IdempotencyKey: fmt.Sprintf("t%d", trial), Body: []byte("x")})
+		body := chat.EncodePost(chat.PostRequest{Tenant: "bench", User: "b", Room: "failover", IdempotencyKey: fmt.Sprintf("t%d", trial), Body: fmt.Appendf(nil, "t%d", trial)})
 		if _, err := cl.Do(ctx, 0, chat.OperationPost, body); err == nil {
 			acked <- time.Now()
 		}
@@ -201,17 +233,48 @@ func oneFailover(ctx context.Context, c *testcluster.Cluster, cl *client.Client,
 		time.Sleep(time.Millisecond)
 	}
 	if commitMs == 0 {
-		return 0, 0, fmt.Errorf("no commit in a new view within 15 s")
+		return 0, 0, killedAt, fmt.Errorf("no commit in a new view within 15 s")
 	}
 	at, ok := <-acked
 	if !ok {
-		return 0, 0, fmt.Errorf("post after the kill failed")
+		return 0, 0, killedAt, fmt.Errorf("post after the kill failed")
 	}
 	ackMs = float64(at.Sub(killedAt).Microseconds()) / 1000
 	if err := c.Start(primary); err != nil {
-		return 0, 0, err
+		return 0, 0, killedAt, err
 	}
-	return commitMs, ackMs, c.WaitHealthy(ctx)
+	if err := c.WaitHealthy(ctx); err != nil {
+		return 0, 0, killedAt, err
+	}
+	return commitMs, ackMs, killedAt, waitCaughtUp(ctx, c)
+}
+
+// waitCaughtUp waits (at most 30 s) until every replica of shard 0 has
+// applied what the primary had committed when the wait began, so that the
+// next trial is one fault (a kill) and not a kill while the last victim
+// still repairs.
+func waitCaughtUp(ctx context.Context, c *testcluster.Cluster) error {
+	p := c.Primary(0)
+	if p < 0 {
+		return fmt.Errorf("no primary after the restart")
+	}
+	st, err := c.Status(p)
+	if err != nil {
+		return err
+	}
+	target := st[0].CommitMax
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; i < len(c.Config.Replicas); {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("replica %d did not catch up to commit %d within 30 s", i, target)
+		}
+		if st, err := c.Status(i); err == nil && st[0].CommitMin >= target {
+			i++
+			continue
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
 }
 
 func committedInNewView(c *testcluster.Cluster, killed int, view uint32) bool {
