@@ -32,26 +32,49 @@ func appendBatchEntry(buf []byte, e *batchEntry) []byte {
 
 var errBatchMalformed = errors.New("vsr: malformed batch")
 
+// batchReader decodes a batch entry by entry; entries alias the body. At
+// most countMax entries are accepted.
+type batchReader struct {
+	body     []byte
+	count    int
+	countMax int
+}
+
+// next decodes the next entry into e. It returns false at the end of the
+// batch, and an error for a malformed batch.
+func (b *batchReader) next(e *batchEntry) (bool, error) {
+	if len(b.body) == 0 {
+		return false, nil
+	}
+	body := b.body
+	if b.count >= b.countMax || len(body) < batchEntryHeaderSize {
+		return false, errBatchMalformed
+	}
+	le := binary.LittleEndian
+	e.Client = le.Uint64(body[0:])
+	e.Request = le.Uint64(body[8:])
+	e.Session = le.Uint64(body[16:])
+	e.Operation = body[24]
+	size := int(le.Uint32(body[28:]))
+	if body[25] != 0 || body[26] != 0 || body[27] != 0 || size > len(body)-batchEntryHeaderSize {
+		return false, errBatchMalformed
+	}
+	e.Body = body[batchEntryHeaderSize : batchEntryHeaderSize+size]
+	b.body = body[batchEntryHeaderSize+size:]
+	b.count++
+	return true, nil
+}
+
 // forEachBatchEntry calls fn for each entry; entries alias body. At most
 // countMax entries are accepted.
 func forEachBatchEntry(body []byte, countMax int, fn func(e *batchEntry)) error {
+	b := batchReader{body: body, countMax: countMax}
 	var e batchEntry
-	for n := 0; len(body) > 0; n++ {
-		if n >= countMax || len(body) < batchEntryHeaderSize {
-			return errBatchMalformed
+	for {
+		ok, err := b.next(&e)
+		if err != nil || !ok {
+			return err
 		}
-		le := binary.LittleEndian
-		e.Client = le.Uint64(body[0:])
-		e.Request = le.Uint64(body[8:])
-		e.Session = le.Uint64(body[16:])
-		e.Operation = body[24]
-		size := int(le.Uint32(body[28:]))
-		if body[25] != 0 || body[26] != 0 || body[27] != 0 || size > len(body)-batchEntryHeaderSize {
-			return errBatchMalformed
-		}
-		e.Body = body[batchEntryHeaderSize : batchEntryHeaderSize+size]
-		body = body[batchEntryHeaderSize+size:]
 		fn(&e)
 	}
-	return nil
 }

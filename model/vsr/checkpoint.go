@@ -8,9 +8,10 @@ import (
 
 // snapshot serialises the replicated state: client sessions, then the state
 // machine.
+// The result is valid until the next snapshot.
 func (r *Replica) snapshot() []byte {
-	buf := r.sessions.encode(nil)
-	return r.sm.Snapshot(buf)
+	r.snapshotBuf = r.sm.Snapshot(r.sessions.encode(r.snapshotBuf[:0]))
+	return r.snapshotBuf
 }
 
 func (r *Replica) restoreSnapshot(b []byte) error {
@@ -44,34 +45,80 @@ func (r *Replica) checkpoint() {
 	r.writeCheckpoint(op, checksum, snap)
 }
 
+// checkpointWrite is the checkpoint being written, with its completions
+// bound once, so that a checkpoint allocates nothing in steady state.
+type checkpointWrite struct {
+	r         *Replica
+	op        uint64
+	checksum  wire.Checksum
+	area      uint8
+	snapshot  []byte // in one of r.checkpointBufs, padded to a sector multiple
+	written   func()
+	synced    func()
+	persisted func()
+}
+
+func (c *checkpointWrite) init(r *Replica) {
+	c.r = r
+	c.written = c.onWritten
+	c.synced = c.onSynced
+	c.persisted = c.onPersisted
+}
+
 // writeCheckpoint writes snap to the inactive snapshot area, syncs, then
 // points the superblock at it. Until that is durable the old checkpoint
-// stays in force.
+// stays in force. snap is copied; the caller may reuse it.
 func (r *Replica) writeCheckpoint(op uint64, checksum wire.Checksum, snap []byte) {
 	if r.checkpointing {
 		panic("vsr: checkpoint while another is being written")
 	}
 	r.checkpointing = true
-	area := 1 - r.superblock.durableArea()
-	buf := make([]byte, sectorRound(len(snap)+1))
+	buf := r.checkpointBuffer(sectorRound(len(snap) + 1))
 	copy(buf, snap)
-	r.env.Disk.Write(r.layout.SnapshotOffset[area], buf, func() {
-		r.syncer.after(func() {
-			st := r.superblockNow()
-			st.CheckpointOp = op
-			st.CheckpointChecksum = checksum
-			st.SnapshotArea = area
-			st.SnapshotSize = uint32(len(snap))
-			st.SnapshotChecksum = wire.ChecksumOf(snap)
-			r.superblock.persist(st, func() {
-				r.checkpointing = false
-				r.checkpointOp = op
-				r.checkpointChecksum = checksum
-				r.checkpointSnapshot = snap
-				r.event("checkpoint")
-			})
-		})
-	})
+	clear(buf[len(snap):])
+	c := &r.checkpointWrite
+	c.op, c.checksum, c.snapshot = op, checksum, buf[:len(snap)]
+	c.area = 1 - r.superblock.durableArea()
+	r.env.Disk.Write(r.layout.SnapshotOffset[c.area], buf, c.written)
+}
+
+// checkpointBuffer returns a buffer of size bytes that the durable
+// checkpoint (served to lagging peers) does not use.
+func (r *Replica) checkpointBuffer(size int) []byte {
+	i := 0
+	if live := r.checkpointSnapshot; cap(live) > 0 && cap(r.checkpointBufs[0]) > 0 && &live[:1][0] == &r.checkpointBufs[0][:1][0] {
+		i = 1
+	}
+	if cap(r.checkpointBufs[i]) < size {
+		r.checkpointBufs[i] = make([]byte, size)
+	}
+	r.checkpointBufs[i] = r.checkpointBufs[i][:size]
+	return r.checkpointBufs[i]
+}
+
+func (c *checkpointWrite) onWritten() { c.r.syncer.after(c.synced) }
+
+func (c *checkpointWrite) onSynced() {
+	r := c.r
+	st := r.superblockNow()
+	st.CheckpointOp = c.op
+	st.CheckpointChecksum = c.checksum
+	st.SnapshotArea = c.area
+	st.SnapshotSize = uint32(len(c.snapshot))
+	st.SnapshotChecksum = wire.ChecksumOf(c.snapshot)
+	r.superblock.persist(st, c.persisted)
+}
+
+func (c *checkpointWrite) onPersisted() {
+	r := c.r
+	if !r.checkpointing {
+		panic("vsr: checkpoint persisted without a checkpoint being written")
+	}
+	r.checkpointing = false
+	r.checkpointOp = c.op
+	r.checkpointChecksum = c.checksum
+	r.checkpointSnapshot = c.snapshot
+	r.event("checkpoint")
 }
 
 func (w *superblockWriter) durableArea() uint8 { return w.latest.SnapshotArea }

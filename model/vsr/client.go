@@ -48,6 +48,13 @@ type Client struct {
 	inflight *pendingRequest
 	queued   *pendingRequest // the user request waiting for registration
 	timeout  model.Timeout
+
+	// The two requests a client can have outstanding, reused so that a
+	// steady stream of requests allocates nothing: the user's, and the
+	// register that may precede it.
+	user     pendingRequest
+	register pendingRequest
+	msgBuf   []byte // the encoded request in flight; the network copies it
 }
 
 // NewClient returns an idle client.
@@ -85,10 +92,12 @@ func (c *Client) Submit(operation uint8, body []byte, done func(Reply)) bool {
 	if c.Busy() || c.evicted || operation < OperationUserMin {
 		return false
 	}
-	p := &pendingRequest{operation: operation, body: body, done: done}
+	p := &c.user
+	*p = pendingRequest{operation: operation, body: body, done: done}
 	if c.session == 0 {
 		c.queued = p
-		c.send(&pendingRequest{operation: OperationRegister})
+		c.register = pendingRequest{operation: OperationRegister}
+		c.send(&c.register)
 		return true
 	}
 	c.send(p)
@@ -111,7 +120,9 @@ func (c *Client) send(p *pendingRequest) {
 	if p.operation == OperationRegister {
 		h.Request = 0
 	}
-	p.msg = wire.Message(h, p.body)
+	h.SetChecksums(p.body)
+	c.msgBuf = encodeMessage(c.msgBuf, &h, p.body)
+	p.msg = c.msgBuf
 	c.inflight = p
 	c.net.Send(model.Address(c.primary()), p.msg)
 	c.timeout.Start()

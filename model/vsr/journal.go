@@ -6,18 +6,31 @@ import (
 )
 
 // syncer groups fsyncs: every write that completed while a sync was running
-// shares the next one (group commit).
+// shares the next one (group commit). It allocates nothing in steady state:
+// three waiter lists take turns (queued, covered by the sync in flight, being
+// run), and the disk's completion is a method value bound once (init).
 type syncer struct {
 	disk    model.Disk
 	syncing bool
-	waiting []func()
+	waiting []func() // queued for the next sync
+	running []func() // covered by the sync in flight
+	spare   []func() // the last batch run, kept for its capacity
+	synced  func()   // s.onSynced, bound once
 }
 
 const syncWaitersMax = 1 << 16
 
+func (s *syncer) init(disk model.Disk) {
+	s.disk = disk
+	s.synced = s.onSynced
+}
+
 func (s *syncer) after(done func()) {
 	if len(s.waiting) >= syncWaitersMax {
 		panic("vsr: too many writes waiting for one sync")
+	}
+	if done == nil {
+		panic("vsr: nil sync waiter")
 	}
 	s.waiting = append(s.waiting, done)
 	s.start()
@@ -27,60 +40,143 @@ func (s *syncer) start() {
 	if s.syncing || len(s.waiting) == 0 {
 		return
 	}
-	batch := s.waiting
-	s.waiting = nil
+	if len(s.running) != 0 {
+		panic("vsr: a new sync batch while the last one is pending")
+	}
+	s.running, s.waiting = s.waiting, s.running
 	s.syncing = true
-	s.disk.Sync(func() {
-		s.syncing = false
-		for _, fn := range batch {
-			fn()
-		}
-		s.start()
-	})
+	s.disk.Sync(s.synced)
+}
+
+func (s *syncer) onSynced() {
+	if !s.syncing {
+		panic("vsr: sync completion without a sync in flight")
+	}
+	s.syncing = false
+	batch := s.running
+	s.running, s.spare = s.spare[:0], nil
+	// A waiter may queue another and so start the next sync at once; that
+	// one's batch is s.running, never batch.
+	for _, fn := range batch {
+		fn()
+	}
+	clear(batch)
+	s.spare = batch[:0]
+	s.start()
 }
 
 func sectorRound(n int) int {
 	return (n + model.SectorSize - 1) / model.SectorSize * model.SectorSize
 }
 
+// prepareWrite is one prepare's trip to the WAL: a sector-padded copy of the
+// prepare, its redundant header sector, and completions bound once. Each
+// slot keeps one and reuses it, so the journal path allocates nothing in
+// steady state; its buf becomes the slot's msg once durable.
+type prepareWrite struct {
+	r            *Replica
+	slot         int
+	size         int    // the prepare's length in buf
+	buf          []byte // the prepare, zero padded to a sector multiple
+	headerSector []byte
+	pending      int  // disk writes not yet completed
+	busy         bool // the disk may still read buf or headerSector
+	written      func()
+	durable      func()
+}
+
+func newPrepareWrite(r *Replica, slot int) *prepareWrite {
+	w := &prepareWrite{r: r, slot: slot}
+	w.written = w.onWritten
+	w.durable = w.onDurable
+	return w
+}
+
+func (w *prepareWrite) onWritten() {
+	if !w.busy || w.pending <= 0 {
+		panic("vsr: prepare write completion without a write in flight")
+	}
+	w.pending--
+	if w.pending > 0 {
+		return
+	}
+	w.r.syncer.after(w.durable)
+}
+
+func (w *prepareWrite) onDurable() {
+	if !w.busy || w.pending != 0 {
+		panic("vsr: prepare durable before its writes completed")
+	}
+	w.busy = false
+	w.r.onPrepareDurable(w.slot, w.buf[:w.size])
+}
+
+// load copies msg into w, padded with zeros to a sector multiple.
+func (w *prepareWrite) load(msg []byte) {
+	if w.busy {
+		panic("vsr: prepare write buffer reused while the disk holds it")
+	}
+	padded := sectorRound(len(msg))
+	if cap(w.buf) < padded {
+		// Grow to a power of two, so that prepares of varying sizes settle
+		// a slot's buffer after a few growths instead of one per new size.
+		w.buf = make([]byte, padded, min(max(2*cap(w.buf), padded), sectorRound(w.r.cfg.MessageSizeMax)))
+	}
+	w.buf = w.buf[:padded]
+	copy(w.buf, msg)
+	clear(w.buf[len(msg):])
+	w.size = len(msg)
+	if w.headerSector == nil {
+		w.headerSector = make([]byte, model.SectorSize)
+	}
+	copy(w.headerSector, msg[:wire.HeaderSize])
+	clear(w.headerSector[wire.HeaderSize:])
+}
+
 // writePrepare makes msg durable in its slot: the prepare and its redundant
 // header are written, then synced, and only then does the slot count as
 // holding it. While the write is in flight the slot's content is unknown.
-func (r *Replica) writePrepare(h *wire.Header, msg []byte) {
+// msg is copied; the caller may reuse it. It returns a copy of msg that
+// stays unchanged until the slot is written again, for the caller to send.
+func (r *Replica) writePrepare(h *wire.Header, msg []byte) []byte {
 	if h.Op <= r.checkpointOp || h.Op > r.checkpointOp+uint64(r.cfg.SlotCount) {
 		panic("vsr: prepare outside the WAL window")
+	}
+	if len(msg) < wire.HeaderSize || int(h.Size) != len(msg) {
+		panic("vsr: writePrepare with a message that does not match its header")
 	}
 	slot := r.slotOf(h.Op)
 	s := &r.slots[slot]
 	if s.writing {
-		s.next = msg
-		return
+		// Rare (repair racing a write): a fresh copy, owned by the slot.
+		s.next = append([]byte(nil), msg...)
+		return s.next
 	}
 	if s.msg != nil && s.header.Checksum == h.Checksum {
-		return
+		return s.msg
+	}
+	w := r.writes[slot]
+	if w == nil || w.busy {
+		// Only MutationAckBeforeFsync lets a slot be rewritten while the
+		// disk still holds its last write; that write keeps its buffer.
+		w = newPrepareWrite(r, slot)
+		r.writes[slot] = w
 	}
 	s.writing = true
 	s.faulty = true
-	buf := make([]byte, sectorRound(len(msg)))
-	copy(buf, msg)
-	headerSector := make([]byte, model.SectorSize)
-	copy(headerSector, msg[:wire.HeaderSize])
-	pending := 2
-	done := func() {
-		pending--
-		if pending > 0 {
-			return
-		}
-		r.syncer.after(func() { r.onPrepareDurable(slot, msg) })
-	}
-	r.env.Disk.Write(r.layout.prepareOffset(slot), buf, done)
-	r.env.Disk.Write(r.layout.headerOffset(slot), headerSector, done)
+	w.load(msg)
+	w.busy = true
+	w.pending = 2
+	r.env.Disk.Write(r.layout.prepareOffset(slot), w.buf, w.written)
+	r.env.Disk.Write(r.layout.headerOffset(slot), w.headerSector, w.written)
+	stable := w.buf[:w.size]
 	if r.cfg.Mutation == MutationAckBeforeFsync {
 		// The bug under test: the slot counts as durable before the disk
 		// has it, so acks go out for data a crash can lose.
-		s.msg, s.header, s.faulty, s.writing = msg, *h, false, false
+		s.msg, s.header, s.faulty, s.writing = stable, *h, false, false
 		r.progressAfterWrite()
 	}
+	return stable
 }
 
 func (r *Replica) onPrepareDurable(slot int, msg []byte) {
@@ -110,19 +206,36 @@ func (r *Replica) progressAfterWrite() {
 }
 
 // superblockWriter persists view state. Writes are serialised; the latest
-// wanted state wins, and callers act only on what is durable.
+// wanted state wins, and callers act only on what is durable. Like the
+// syncer it allocates nothing in steady state: one encoding buffer, three
+// callback lists taking turns, completions bound once (init).
 type superblockWriter struct {
-	r       *Replica
-	durable superblockState
-	latest  superblockState // the newest state asked for: written, writing or wanted
-	want    *superblockState
-	writing bool
-	done    []func()
+	r        *Replica
+	durable  superblockState
+	latest   superblockState // the newest state asked for: written, writing or wanted
+	want     superblockState // valid when wanted
+	wanted   bool
+	writing  bool
+	inflight superblockState // being written
+	encoded  []byte          // inflight, encoded; the disk holds it while writing
+	pending  int             // copies not yet written
+	done     []func()        // run once want is durable
+	running  []func()        // run once inflight is durable
+	spare    []func()        // the last list run, kept for its capacity
+	written  func()          // w.onWritten, bound once
+	synced   func()          // w.onSynced, bound once
+}
+
+func (w *superblockWriter) init(r *Replica) {
+	w.r = r
+	w.written = w.onWritten
+	w.synced = w.onSynced
 }
 
 // persist asks for the superblock to hold st; then runs once durable.
 func (w *superblockWriter) persist(st superblockState, then func()) {
-	w.want = &st
+	w.want = st
+	w.wanted = true
 	w.latest = st
 	if then != nil {
 		w.done = append(w.done, then)
@@ -131,35 +244,53 @@ func (w *superblockWriter) persist(st superblockState, then func()) {
 }
 
 func (w *superblockWriter) start() {
-	if w.writing || w.want == nil {
+	if w.writing || !w.wanted {
 		return
 	}
-	st := *w.want
-	w.want = nil
-	st.Sequence = w.durable.Sequence + 1
-	callbacks := w.done
-	w.done = nil
-	w.writing = true
-	encoded := st.encode()
-	pending := superblockCopies
-	r := w.r
-	for i := 0; i < superblockCopies; i++ {
-		r.env.Disk.Write(uint64(i)*model.SectorSize, encoded, func() {
-			pending--
-			if pending > 0 {
-				return
-			}
-			r.syncer.after(func() {
-				w.writing = false
-				w.durable = st
-				for _, fn := range callbacks {
-					fn()
-				}
-				w.start()
-				r.progress()
-			})
-		})
+	if len(w.running) != 0 || w.pending != 0 {
+		panic("vsr: superblock write started while another is pending")
 	}
+	st := w.want
+	w.want, w.wanted = superblockState{}, false
+	st.Sequence = w.durable.Sequence + 1
+	w.running, w.done = w.done, w.running
+	w.writing = true
+	w.inflight = st
+	w.encoded = st.encodeTo(w.encoded)
+	w.pending = superblockCopies
+	for i := 0; i < superblockCopies; i++ {
+		w.r.env.Disk.Write(uint64(i)*model.SectorSize, w.encoded, w.written)
+	}
+}
+
+func (w *superblockWriter) onWritten() {
+	if !w.writing || w.pending <= 0 {
+		panic("vsr: superblock write completion without a write in flight")
+	}
+	w.pending--
+	if w.pending > 0 {
+		return
+	}
+	w.r.syncer.after(w.synced)
+}
+
+func (w *superblockWriter) onSynced() {
+	if !w.writing || w.pending != 0 {
+		panic("vsr: superblock durable before its writes completed")
+	}
+	w.writing = false
+	w.durable = w.inflight
+	callbacks := w.running
+	w.running, w.spare = w.spare[:0], nil
+	// A callback may persist again and so start the next write at once;
+	// that write's callbacks are w.running, never callbacks.
+	for _, fn := range callbacks {
+		fn()
+	}
+	clear(callbacks)
+	w.spare = callbacks[:0]
+	w.start()
+	w.r.progress()
 }
 
 // superblockNow is the latest wanted (or durable) superblock with this

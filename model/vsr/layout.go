@@ -151,11 +151,18 @@ const (
 	superblockViewHeadersMax = (model.SectorSize - superblockFixedSize) / refSize
 )
 
-func (s *superblockState) encode() []byte {
+func (s *superblockState) encode() []byte { return s.encodeTo(nil) }
+
+// encodeTo encodes s into buf (one sector, reallocated if too small).
+func (s *superblockState) encodeTo(buf []byte) []byte {
 	if len(s.ViewHeaders) > superblockViewHeadersMax {
 		panic("vsr: too many view headers for the superblock")
 	}
-	b := make([]byte, model.SectorSize)
+	if cap(buf) < model.SectorSize {
+		buf = make([]byte, model.SectorSize)
+	}
+	b := buf[:model.SectorSize]
+	clear(b)
 	le := binary.LittleEndian
 	le.PutUint64(b[16:], superblockMagic)
 	le.PutUint64(b[24:], s.Sequence)

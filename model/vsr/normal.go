@@ -63,8 +63,7 @@ func (r *Replica) onRequest(from model.Address, h *wire.Header, body []byte) {
 		return
 	}
 	r.rememberClient(e.Client, from)
-	e.Body = append([]byte(nil), body...)
-	r.requestQueue = append(r.requestQueue, request{from: from, entry: e})
+	r.queueRequest(from, &e)
 	r.noteInFlight(e.Client, e.Request)
 	r.Stats.RequestsQueued++
 }
@@ -93,6 +92,51 @@ func (r *Replica) noteInFlight(client, request uint64) {
 	r.inflight[client] = request
 }
 
+// queueRequest copies e, body included, to the tail of the request queue.
+// Bodies live back to back in r.queueBytes, in queue order, so a steady
+// stream of requests reuses one buffer instead of allocating per request.
+func (r *Replica) queueRequest(from model.Address, e *batchEntry) {
+	if len(r.requestQueue) >= r.cfg.RequestQueueMax {
+		panic("vsr: request queue over its bound")
+	}
+	q := request{from: from, entry: *e, offset: len(r.queueBytes), size: len(e.Body)}
+	q.entry.Body = nil // the body is r.queueBytes[offset:][:size]
+	r.queueBytes = append(r.queueBytes, e.Body...)
+	r.requestQueue = append(r.requestQueue, q)
+}
+
+// dequeueRequests drops the first n queued requests and their bodies.
+func (r *Replica) dequeueRequests(n int) {
+	if n > len(r.requestQueue) || (n > 0 && r.requestQueue[0].offset != 0) {
+		panic("vsr: request queue bodies out of order")
+	}
+	consumed := len(r.queueBytes)
+	if n < len(r.requestQueue) {
+		consumed = r.requestQueue[n].offset
+	}
+	r.queueBytes = r.queueBytes[:copy(r.queueBytes, r.queueBytes[consumed:])]
+	r.requestQueue = append(r.requestQueue[:0], r.requestQueue[n:]...)
+	for i := range r.requestQueue {
+		r.requestQueue[i].offset -= consumed
+	}
+	if len(r.requestQueue) == 0 && cap(r.queueBytes) > queueBytesRetainMax(&r.cfg) {
+		r.queueBytes = nil // a burst of large requests passed: give the memory back
+	}
+}
+
+// queueBytesRetainMax is the most body capacity an empty request queue
+// keeps for reuse.
+func queueBytesRetainMax(cfg *Config) int { return 4 * cfg.MessageSizeMax }
+
+// clearRequests empties the request queue.
+func (r *Replica) clearRequests() {
+	r.requestQueue = r.requestQueue[:0]
+	r.queueBytes = r.queueBytes[:0]
+}
+
+// queuedBody is the body of a queued request.
+func (r *Replica) queuedBody(q *request) []byte { return r.queueBytes[q.offset:][:q.size] }
+
 // maybePrepare packs queued requests into the next prepare when the pipeline
 // and the WAL window allow it.
 func (r *Replica) maybePrepare() {
@@ -112,17 +156,20 @@ func (r *Replica) maybePrepare() {
 	if !ok {
 		return
 	}
-	body := make([]byte, 0, 1024)
+	body := r.batchBuf[:0]
 	n := 0
 	for n < len(r.requestQueue) && n < r.cfg.BatchMax {
-		e := &r.requestQueue[n].entry
+		q := &r.requestQueue[n]
+		e := q.entry
+		e.Body = r.queuedBody(q)
 		if wire.HeaderSize+len(body)+batchEntryHeaderSize+len(e.Body) > r.cfg.MessageSizeMax {
 			break
 		}
-		body = appendBatchEntry(body, e)
+		body = appendBatchEntry(body, &e)
 		n++
 	}
-	r.requestQueue = append(r.requestQueue[:0], r.requestQueue[n:]...)
+	r.batchBuf = body
+	r.dequeueRequests(n)
 	r.noopDue = false
 	ts := r.env.Clock.RealtimeNs()
 	if ts <= r.timestampMax {
@@ -133,11 +180,13 @@ func (r *Replica) maybePrepare() {
 	h.Op = r.op + 1
 	h.Parent = parent
 	h.Timestamp = ts
-	msg := wire.Message(h, body)
-	h, _, _ = wire.Decode(msg)
+	h.SetChecksums(body)
+	r.prepareBuf = encodeMessage(r.prepareBuf, &h, body)
 	r.op = h.Op
 	r.learnHeader(&h)
-	r.writePrepare(&h, msg)
+	// writePrepare copies the prepare; send that copy, since writing may
+	// run the protocol on (MutationAckBeforeFsync) and reuse r.prepareBuf.
+	msg := r.writePrepare(&h, r.prepareBuf)
 	r.broadcast(msg)
 	r.event("prepare")
 }
@@ -189,7 +238,7 @@ func (r *Replica) sendPrepareOk() {
 	h := r.header(wire.CommandPrepareOk)
 	h.Op = head
 	h.Context = checksum
-	r.send(r.primaryIndex(), wire.Message(h, nil))
+	r.send(r.primaryIndex(), r.message(h, nil))
 }
 
 func (r *Replica) onPrepareOk(h *wire.Header) {
@@ -250,7 +299,9 @@ func (r *Replica) apply() {
 		r.commitMin = h.Op
 		r.commitMinChecksum = h.Checksum
 		if r.hooks.Commit != nil {
-			r.hooks.Commit(&h, s.msg[wire.HeaderSize:h.Size])
+			// A field, not &h: a pointer handed to a func value escapes.
+			r.hookHeader = h
+			r.hooks.Commit(&r.hookHeader, s.msg[wire.HeaderSize:h.Size])
 		}
 		if r.commitMin%r.cfg.CheckpointInterval == 0 {
 			r.checkpoint()
@@ -260,42 +311,53 @@ func (r *Replica) apply() {
 
 func (r *Replica) applyPrepare(h *wire.Header, body []byte) {
 	primary := r.status == StatusNormal && r.IsPrimary()
-	err := forEachBatchEntry(body, r.cfg.BatchMax, func(e *batchEntry) {
-		if inflight, ok := r.inflight[e.Client]; ok && inflight <= e.Request {
-			delete(r.inflight, e.Client) // applied (or refused): no longer in flight
+	batch := batchReader{body: body, countMax: r.cfg.BatchMax}
+	var e batchEntry
+	for {
+		ok, err := batch.next(&e)
+		if err != nil {
+			panic("vsr: a committed prepare holds a malformed batch")
 		}
-		if e.Operation == OperationRegister {
-			if evicted := r.sessions.register(e.Client, h.Op); evicted != 0 {
-				delete(r.clientAddr, evicted)
-			}
-			if primary {
-				r.replyTo(e.Client, 0, r.sessions.get(e.Client).Register, ReplyOk, nil)
-			}
+		if !ok {
 			return
 		}
-		s := r.sessions.get(e.Client)
-		if s == nil || s.Register != e.Session {
-			if primary {
-				if addr, ok := r.clientAddr[e.Client]; ok {
-					r.sendEviction(addr, e.Client)
-				}
-			}
-			return
-		}
-		if e.Request <= s.Request {
-			return // a duplicate prepared across a view change: applied once
-		}
-		reply := r.sm.Apply(h.Op, h.Timestamp, e.Client, e.Operation, e.Body, nil)
-		r.sessions.record(e.Client, e.Request, h.Op, reply)
-		if r.hooks.Apply != nil {
-			r.hooks.Apply(h.Op, e.Client, e.Request)
+		r.applyEntry(h, &e, primary)
+	}
+}
+
+func (r *Replica) applyEntry(h *wire.Header, e *batchEntry, primary bool) {
+	if inflight, ok := r.inflight[e.Client]; ok && inflight <= e.Request {
+		delete(r.inflight, e.Client) // applied (or refused): no longer in flight
+	}
+	if e.Operation == OperationRegister {
+		if evicted := r.sessions.register(e.Client, h.Op); evicted != 0 {
+			delete(r.clientAddr, evicted)
 		}
 		if primary {
-			r.replyTo(e.Client, e.Request, h.Op, ReplyOk, reply)
+			r.replyTo(e.Client, 0, r.sessions.get(e.Client).Register, ReplyOk, nil)
 		}
-	})
-	if err != nil {
-		panic("vsr: a committed prepare holds a malformed batch")
+		return
+	}
+	s := r.sessions.get(e.Client)
+	if s == nil || s.Register != e.Session {
+		if primary {
+			if addr, ok := r.clientAddr[e.Client]; ok {
+				r.sendEviction(addr, e.Client)
+			}
+		}
+		return
+	}
+	if e.Request <= s.Request {
+		return // a duplicate prepared across a view change: applied once
+	}
+	reply := r.sm.Apply(h.Op, h.Timestamp, e.Client, e.Operation, e.Body, r.replyBuf[:0])
+	r.replyBuf = reply // reused for the next reply: sessions and sends copy it
+	r.sessions.record(e.Client, e.Request, h.Op, reply)
+	if r.hooks.Apply != nil {
+		r.hooks.Apply(h.Op, e.Client, e.Request)
+	}
+	if primary {
+		r.replyTo(e.Client, e.Request, h.Op, ReplyOk, reply)
 	}
 }
 
@@ -311,13 +373,13 @@ func (r *Replica) sendReply(to model.Address, client, request, op uint64, flags 
 	h.Request = request
 	h.Op = op
 	h.Flags = flags
-	r.env.Net.Send(to, wire.Message(h, body))
+	r.env.Net.Send(to, r.message(h, body))
 }
 
 func (r *Replica) sendEviction(to model.Address, client uint64) {
 	h := r.header(wire.CommandEviction)
 	h.Client = client
-	r.env.Net.Send(to, wire.Message(h, nil))
+	r.env.Net.Send(to, r.message(h, nil))
 	r.event("eviction")
 }
 
@@ -365,7 +427,7 @@ func (r *Replica) onHeartbeat() {
 	h.Context, _ = r.expected(r.commitMax)
 	h.Op = r.op
 	h.Parent, _ = r.expected(r.op)
-	r.broadcast(wire.Message(h, nil))
+	r.broadcast(r.message(h, nil))
 }
 
 // retryPrepares resends uncommitted prepares to backups that have not

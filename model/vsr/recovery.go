@@ -10,7 +10,7 @@ import (
 // Format writes a fresh replica's superblock and initial checkpoint, then
 // opens it. Only for an empty disk: formatting erases the replica's history.
 func (r *Replica) Format() {
-	snap := r.snapshot()
+	snap := append([]byte(nil), r.snapshot()...)
 	buf := make([]byte, sectorRound(len(snap)+1))
 	copy(buf, snap)
 	r.env.Disk.Write(r.layout.SnapshotOffset[0], buf, func() {

@@ -35,7 +35,8 @@ type Env struct {
 // Hooks let the simulator and the runtime observe a replica. Every field is
 // optional. Hooks must not call back into the replica.
 type Hooks struct {
-	// Commit runs after op was applied to the state machine here.
+	// Commit runs after op was applied to the state machine here. h and
+	// body are valid only during the call: copy what you keep.
 	Commit func(h *wire.Header, body []byte)
 	// Apply runs for each client request applied (not for duplicates).
 	Apply func(op uint64, client, request uint64)
@@ -79,8 +80,10 @@ type stored struct {
 }
 
 type request struct {
-	from  model.Address
-	entry batchEntry
+	from   model.Address
+	entry  batchEntry // Body is nil: the body is in Replica.queueBytes
+	offset int        // of the body in Replica.queueBytes
+	size   int        // of the body
 }
 
 // Replica is one member of a VSR group. It is driven from one goroutine by
@@ -103,8 +106,9 @@ type Replica struct {
 	commitMinChecksum wire.Checksum
 	commitMax         uint64 // known committed
 
-	log   []entry  // by slot
-	slots []stored // by slot
+	log    []entry         // by slot
+	slots  []stored        // by slot
+	writes []*prepareWrite // by slot: each slot's reusable WAL write
 
 	sessions     sessions
 	clientAddr   map[uint64]model.Address
@@ -118,14 +122,26 @@ type Replica struct {
 	checkpointing      bool
 	smValid            bool // false until a snapshot was restored or synced
 
-	superblock superblockWriter
-	syncer     syncer
+	superblock      superblockWriter
+	checkpointWrite checkpointWrite
+	snapshotBuf     []byte    // the snapshot being taken
+	checkpointBufs  [2][]byte // sector-padded checkpoints; one may be checkpointSnapshot
+	syncer          syncer
 
 	// primary
 	ackOp        []uint64 // per replica: cumulative ack in this view
 	requestQueue []request
+	queueBytes   []byte            // the queued requests' bodies, in queue order
 	inflight     map[uint64]uint64 // client → request queued or prepared, not yet applied
 	noopDue      bool              // a new primary commits an empty prepare at once
+
+	// Buffers reused on the commit path, so that it allocates nothing per
+	// message in steady state. Each is valid only until its next use.
+	batchBuf   []byte      // the body of the prepare being built
+	prepareBuf []byte      // the prepare being built (writePrepare copies it)
+	sendBuf    []byte      // a message being sent (the network copies it)
+	replyBuf   []byte      // the reply being built by the state machine
+	hookHeader wire.Header // the header handed to Hooks.Commit
 
 	// view change
 	svcFrom      []bool
@@ -160,22 +176,24 @@ func New(cfg Config, env Env, sm StateMachine, hooks Hooks) (*Replica, error) {
 		return nil, fmt.Errorf("vsr: disk of %d bytes is smaller than the layout's %d", env.Disk.SizeBytes(), layout.SizeBytes)
 	}
 	r := &Replica{
-		cfg:        cfg,
-		layout:     layout,
-		env:        env,
-		sm:         sm,
-		hooks:      hooks,
-		status:     StatusRecovering,
-		log:        make([]entry, cfg.SlotCount),
-		slots:      make([]stored, cfg.SlotCount),
-		sessions:   newSessions(cfg.ClientsMax, cfg.ReplySizeMax),
-		clientAddr: map[uint64]model.Address{},
-		ackOp:      make([]uint64, cfg.ReplicaCount),
-		svcFrom:    make([]bool, cfg.ReplicaCount),
-		dvcs:       make([]*doViewChange, cfg.ReplicaCount),
-		nacks:      map[uint64][]bool{},
-		inflight:   map[uint64]uint64{},
-		syncFrom:   -1,
+		cfg:          cfg,
+		layout:       layout,
+		env:          env,
+		sm:           sm,
+		hooks:        hooks,
+		status:       StatusRecovering,
+		log:          make([]entry, cfg.SlotCount),
+		slots:        make([]stored, cfg.SlotCount),
+		writes:       make([]*prepareWrite, cfg.SlotCount),
+		sessions:     newSessions(cfg.ClientsMax, cfg.ReplySizeMax),
+		clientAddr:   map[uint64]model.Address{},
+		ackOp:        make([]uint64, cfg.ReplicaCount),
+		svcFrom:      make([]bool, cfg.ReplicaCount),
+		dvcs:         make([]*doViewChange, cfg.ReplicaCount),
+		nacks:        map[uint64][]bool{},
+		inflight:     map[uint64]uint64{},
+		requestQueue: make([]request, 0, cfg.RequestQueueMax),
+		syncFrom:     -1,
 	}
 	p := env.PRNG
 	r.timeoutHeartbeat = model.NewTimeout("heartbeat", cfg.HeartbeatTicks, 0, p)
@@ -183,8 +201,9 @@ func New(cfg Config, env Env, sm StateMachine, hooks Hooks) (*Replica, error) {
 	r.timeoutViewChange = model.NewTimeout("view_change", cfg.ViewChangeTimeoutTicks, cfg.ViewChangeTimeoutTicks/2, p)
 	r.timeoutRepair = model.NewTimeout("repair", cfg.RepairTicks, cfg.RepairTicks/2, p)
 	r.timeoutRetry = model.NewTimeout("prepare_retry", cfg.PrepareRetryTicks, 0, p)
-	r.superblock.r = r
-	r.syncer.disk = env.Disk
+	r.superblock.init(r)
+	r.checkpointWrite.init(r)
+	r.syncer.init(env.Disk)
 	return r, nil
 }
 
@@ -290,6 +309,30 @@ func (r *Replica) ackHead() uint64 {
 		head++
 	}
 	return head
+}
+
+// encodeMessage encodes h (checksums set) and body into buf, grown if it is
+// too small, and returns the message.
+func encodeMessage(buf []byte, h *wire.Header, body []byte) []byte {
+	size := wire.HeaderSize + len(body)
+	if int(h.Size) != size {
+		panic("vsr: encoding a header whose checksums were not set for this body")
+	}
+	if cap(buf) < size {
+		buf = make([]byte, size)
+	}
+	buf = buf[:size]
+	h.Encode(buf)
+	copy(buf[wire.HeaderSize:], body)
+	return buf
+}
+
+// message builds header + body, checksums set, into r.sendBuf: for a
+// message sent at once and never kept (the network copies what it sends).
+func (r *Replica) message(h wire.Header, body []byte) []byte {
+	h.SetChecksums(body)
+	r.sendBuf = encodeMessage(r.sendBuf, &h, body)
+	return r.sendBuf
 }
 
 func (r *Replica) send(to int, msg []byte) {
@@ -413,10 +456,19 @@ func (r *Replica) OnMessage(from model.Address, msg []byte) {
 		r.Stats.DroppedStatus++
 		return
 	}
-	r.event("recv_" + h.Command.String())
+	r.event(recvEventNames[h.Command])
 	r.dispatch(from, &h, body, msg)
 	r.progress()
 }
+
+// recvEventNames holds "recv_<command>" for every command byte, so that
+// counting a received message builds no string.
+var recvEventNames = func() (names [256]string) {
+	for c := range names {
+		names[c] = "recv_" + wire.Command(c).String()
+	}
+	return names
+}()
 
 func (r *Replica) dispatch(from model.Address, h *wire.Header, body, msg []byte) {
 	switch h.Command {

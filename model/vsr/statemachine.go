@@ -11,6 +11,10 @@ type StateMachine interface {
 	Prepare(operation uint8, body []byte) error
 	// Apply executes a committed operation and appends its reply to reply.
 	// op and timestampNs come from the prepare, identical on every replica.
+	// body is valid only during the call (it aliases the replica's WAL
+	// buffer): copy what you keep. The replica reuses the returned slice
+	// for later replies, so it must be reply with the reply appended,
+	// never memory the state machine keeps.
 	Apply(op uint64, timestampNs int64, client uint64, operation uint8, body []byte, reply []byte) []byte
 	// Snapshot appends the whole state to buf. Restore(Snapshot) must yield
 	// a state machine indistinguishable from this one.

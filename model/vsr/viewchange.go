@@ -45,7 +45,7 @@ func (r *Replica) enterViewChange(v uint32) {
 	r.viewChosen = false
 	r.startViewDue = false
 	r.needSV = false
-	r.requestQueue = r.requestQueue[:0]
+	r.clearRequests()
 	clear(r.inflight)
 	r.timeoutHeartbeat.Stop()
 	r.timeoutPrimary.Stop()
@@ -226,7 +226,7 @@ func (r *Replica) maybeStartView() {
 		r.becomePrimary()
 		return
 	}
-	if r.superblock.want != nil && r.superblock.want.LogView == r.view {
+	if r.superblock.wanted && r.superblock.want.LogView == r.view {
 		return // already being persisted
 	}
 	refs := r.suffixRefs()
