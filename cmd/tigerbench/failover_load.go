@@ -71,6 +71,26 @@ func (l *failoverLoad) publish(ctx context.Context, p int) {
 		l.ackTimes = append(l.ackTimes, time.Now())
 		l.acked[key] = rep.Seq
 		l.mu.Unlock()
+		l.awaitFollower(ctx, rep.Seq)
+	}
+}
+
+// followLagMax is how far publishers may run ahead of the follower: the
+// shard keeps the last 64 messages of a room in memory, and the follower
+// must read each before it leaves.
+const followLagMax = 32
+
+// awaitFollower holds a publisher (at most a second) while the follower is
+// more than followLagMax seqs behind seq.
+func (l *failoverLoad) awaitFollower(ctx context.Context, seq uint64) {
+	for range 1000 {
+		l.mu.Lock()
+		behind := seq > l.followed+followLagMax
+		l.mu.Unlock()
+		if !behind || ctx.Err() != nil {
+			return
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

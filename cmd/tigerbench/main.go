@@ -169,7 +169,7 @@ func failover(ctx context.Context, trials int, log io.Writer) (Result, error) {
 	if err := c.WaitHealthy(ctx); err != nil {
 		return res, err
 	}
-	cl, err := client.Dial(c.Config, client.Options{Identity: c.Edge, SessionsPerShard: 4})
+	cl, err := client.Dial(c.Config, client.Options{Identity: c.Edge, SessionsPerShard: 8})
 	if err != nil {
 		return res, err
 	}
