@@ -48,6 +48,7 @@ type Client struct {
 	inflight *pendingRequest
 	queued   *pendingRequest // the user request waiting for registration
 	timeout  model.Timeout
+	retries  int // of the request in flight
 
 	// The two requests a client can have outstanding, reused so that a
 	// steady stream of requests allocates nothing: the user's, and the
@@ -125,6 +126,7 @@ func (c *Client) send(p *pendingRequest) {
 	p.msg = c.msgBuf
 	c.inflight = p
 	c.net.Send(model.Address(c.primary()), p.msg)
+	c.retries = 0
 	c.timeout.Start()
 }
 
@@ -132,13 +134,25 @@ func (c *Client) primary() int {
 	return int((uint64(c.view) + uint64(c.cfg.ShardOffset)) % uint64(c.cfg.ReplicaCount))
 }
 
+// retriesBeforeBackoff is how many retries of a request wait only the plain
+// request timeout.
+const retriesBeforeBackoff = 2
+
 // Tick retries an unanswered request to every replica, with backoff.
 func (c *Client) Tick() {
 	c.timeout.Tick()
 	if !c.timeout.Fired() || c.inflight == nil {
 		return
 	}
-	c.timeout.Backoff()
+	// The first retries come at the plain timeout: a view change takes
+	// about one timeout, so a retry that came too early for it usually finds
+	// the new primary at the next; only then back off.
+	if c.retries < retriesBeforeBackoff {
+		c.retries++
+		c.timeout.Start()
+	} else {
+		c.timeout.Backoff()
+	}
 	for i := 0; i < c.cfg.ReplicaCount; i++ {
 		c.net.Send(model.Address(i), c.inflight.msg)
 	}
