@@ -32,6 +32,7 @@ import (
 const (
 	crashEnvPath    = "TIGERCHAT_DISK_CRASH_CHILD_PATH"
 	crashEnvKey     = "TIGERCHAT_DISK_CRASH_CHILD_KEY"
+	crashEnvInline  = "TIGERCHAT_DISK_CRASH_CHILD_INLINE"
 	crashIterations = 20
 	crashRecordSize = 2 * model.SectorSize
 	crashRecordsMax = 2048 // the child stops there: bounded file and time
@@ -62,7 +63,7 @@ func crashRecordValid(rec []byte, seq uint64) bool {
 
 func TestCrashConsistency(t *testing.T) {
 	if path := os.Getenv(crashEnvPath); path != "" {
-		crashChild(path, os.Getenv(crashEnvKey))
+		crashChild(path, os.Getenv(crashEnvKey), os.Getenv(crashEnvInline) == "true")
 		return
 	}
 	if testing.Short() {
@@ -79,7 +80,8 @@ func TestCrashConsistency(t *testing.T) {
 			key = testKey(byte(i))
 		}
 		killAfter := time.Duration(prng.IntN(crashKillMaxMs+1)) * time.Millisecond
-		s, tr := crashIteration(t, l, filepath.Join(t.TempDir(), "crash.tcd"), key, killAfter)
+		inline := i%4 >= 2 // writes on the loop (as replicas run) in half the iterations
+		s, tr := crashIteration(t, l, filepath.Join(t.TempDir(), "crash.tcd"), key, inline, killAfter)
 		synced += s
 		torn += tr
 	}
@@ -90,12 +92,12 @@ func TestCrashConsistency(t *testing.T) {
 }
 
 // crashIteration runs one child, kills it and verifies the file.
-func crashIteration(t *testing.T, l *loop.Loop, path string, key []byte, killAfter time.Duration) (synced, torn int) {
+func crashIteration(t *testing.T, l *loop.Loop, path string, key []byte, inline bool, killAfter time.Duration) (synced, torn int) {
 	t.Helper()
 	opts := Options{Identity: testIdentity, Key: key}
 	closeDisk(t, create(t, l, path, crashDiskBytes, opts))
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashConsistency$")
-	cmd.Env = append(os.Environ(), crashEnvPath+"="+path, crashEnvKey+"="+hex.EncodeToString(key))
+	cmd.Env = append(os.Environ(), crashEnvPath+"="+path, crashEnvKey+"="+hex.EncodeToString(key), fmt.Sprintf("%s=%t", crashEnvInline, inline))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -165,7 +167,7 @@ func collectSynced(t *testing.T, cmd *exec.Cmd, out interface{ Read([]byte) (int
 }
 
 // crashChild writes records until killed; it never returns normally.
-func crashChild(path, keyHex string) {
+func crashChild(path, keyHex string, inline bool) {
 	key, err := hex.DecodeString(keyHex)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: bad key:", err)
@@ -176,7 +178,7 @@ func crashChild(path, keyHex string) {
 	}
 	l := loop.New(0, 64)
 	go func() { _ = l.Run(context.Background()) }()
-	d, err := Open(path, crashDiskBytes, l, Options{Identity: testIdentity, Key: key})
+	d, err := Open(path, crashDiskBytes, l, Options{Identity: testIdentity, Key: key, InlineWrites: inline})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		os.Exit(2)

@@ -50,6 +50,13 @@ type Options struct {
 	// block its caller's loop, which is the very goroutine that completes
 	// requests.
 	InFlightMax int
+	// InlineWrites runs each write's pwrite on the caller's goroutine (the
+	// replica's loop) instead of an I/O goroutine; its completion is still
+	// posted to the loop, never run inside Write. A write then holds the
+	// loop for a copy into the page cache (~10-100 µs) but saves two
+	// goroutine hand-offs, which on a busy machine cost more: a prepare is
+	// two writes before its fdatasync.
+	InlineWrites bool
 	// OnFatal receives a write or sync error, from an I/O goroutine. The
 	// failed request never completes, and no sync completes after it. The
 	// default prints the error and exits with status 1.
@@ -80,12 +87,16 @@ type Disk struct {
 	fileID [fileIDSize]byte // AAD of every record
 	opts   Options
 
-	requests    chan *request // capacity InFlightMax: a send never blocks
-	inFlight    atomic.Int64  // requests accepted and not yet completed
-	notifier    *loop.Notifier
-	mu          sync.Mutex
-	completed   []func() // guarded by mu; run by drain on the loop
-	spare       []func() // owned by drain: the other half of a double buffer
+	requests  chan *request // capacity InFlightMax: a send never blocks
+	inFlight  atomic.Int64  // requests accepted and not yet completed
+	notifier  *loop.Notifier
+	mu        sync.Mutex
+	completed []func() // guarded by mu; run by drain on the loop
+	spare     []func() // owned by drain: the other half of a double buffer
+
+	inlineMu sync.Mutex // InlineWrites: guards inline
+	inline   scratch    // InlineWrites: the encryption scratch of the loop's writes
+
 	syncMu      sync.Mutex
 	syncWaiting []func()      // guarded by syncMu: callers of the next fdatasync
 	syncWake    chan struct{} // capacity 1
@@ -151,8 +162,22 @@ func (d *Disk) Read(offset uint64, buf []byte, done func()) {
 // Write stores data at offset; done runs on the loop once the write reached
 // the OS. It is durable after a Sync called after done.
 func (d *Disk) Write(offset uint64, data []byte, done func()) {
-	d.submit(requestWrite, offset, data, done)
 	d.stats.writes.Add(1)
+	if !d.opts.InlineWrites {
+		d.submit(requestWrite, offset, data, done)
+		return
+	}
+	model.AssertAligned(offset, len(data), d.layout.sizeBytes)
+	d.admit(done)
+	d.inlineMu.Lock() // uncontended: only the loop writes
+	if d.inline.aad == nil {
+		d.inline.aad = make([]byte, aadSize)
+	}
+	ok := d.write(offset, data, &d.inline)
+	d.inlineMu.Unlock()
+	if ok {
+		d.complete(done)
+	}
 }
 
 func (d *Disk) submit(kind requestKind, offset uint64, buf []byte, done func()) {

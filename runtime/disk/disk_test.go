@@ -12,9 +12,20 @@ import (
 
 const testSize = 64 * model.SectorSize
 
+// bothModes runs fn on a plain and an encrypted file, each with writes on
+// the I/O goroutines and inline on the loop (Options.InlineWrites, through
+// create).
 func bothModes(t *testing.T, fn func(t *testing.T, key []byte)) {
-	t.Run("plain", func(t *testing.T) { fn(t, nil) })
-	t.Run("encrypted", func(t *testing.T) { fn(t, testKey(1)) })
+	for _, inline := range []bool{false, true} {
+		suffix := ""
+		if inline {
+			suffix = "-inline"
+		}
+		testInlineWrites = inline
+		t.Run("plain"+suffix, func(t *testing.T) { fn(t, nil) })
+		t.Run("encrypted"+suffix, func(t *testing.T) { fn(t, testKey(1)) })
+	}
+	testInlineWrites = false
 }
 
 func TestReadAfterWriteAndAfterReopen(t *testing.T) {

@@ -2,6 +2,7 @@ package disk
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -68,22 +69,26 @@ func TestReadErrorReturnsPoisonAndIsCounted(t *testing.T) {
 }
 
 func TestWriteErrorIsFatalAndNeverCompletes(t *testing.T) {
-	l := startLoop(t)
-	fatal := newFatalRecorder()
-	d := create(t, l, tempPath(t, "replica.tcd"), testSize, Options{Identity: testIdentity, OnFatal: func(err error) { fatal.errs <- err }})
-	defer closeDisk(t, d)
-	d.fileIO = faultyIO{fileIO: d.file, failWrites: true}
-	var completed atomic.Bool
-	l.Post(func() { d.Write(model.SectorSize, sector(1), func() { completed.Store(true) }) })
-	if err := fatal.await(t); !errors.Is(err, errInjected) || !strings.Contains(err.Error(), "write data file") {
-		t.Fatalf("fatal error %v", err)
-	}
-	d.fileIO = d.file
-	var synced atomic.Bool
-	l.Post(func() { d.Sync(func() { synced.Store(true) }) })
-	time.Sleep(20 * time.Millisecond)
-	if completed.Load() || synced.Load() {
-		t.Fatal("a request completed after a fatal write error")
+	for _, inline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inline=%t", inline), func(t *testing.T) {
+			l := startLoop(t)
+			fatal := newFatalRecorder()
+			d := create(t, l, tempPath(t, "replica.tcd"), testSize, Options{Identity: testIdentity, InlineWrites: inline, OnFatal: func(err error) { fatal.errs <- err }})
+			defer closeDisk(t, d)
+			d.fileIO = faultyIO{fileIO: d.file, failWrites: true}
+			var completed atomic.Bool
+			l.Post(func() { d.Write(model.SectorSize, sector(1), func() { completed.Store(true) }) })
+			if err := fatal.await(t); !errors.Is(err, errInjected) || !strings.Contains(err.Error(), "write data file") {
+				t.Fatalf("fatal error %v", err)
+			}
+			d.fileIO = d.file
+			var synced atomic.Bool
+			l.Post(func() { d.Sync(func() { synced.Store(true) }) })
+			time.Sleep(20 * time.Millisecond)
+			if completed.Load() || synced.Load() {
+				t.Fatal("a request completed after a fatal write error")
+			}
+		})
 	}
 }
 
