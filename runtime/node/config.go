@@ -119,6 +119,10 @@ func (c *ClusterConfig) VSRConfig(shard, replica int) vsr.Config {
 	if c.Profile == ProfileSmall {
 		v.ReplySizeMax = vsr.SimConfig(1, 1, 0).ReplySizeMax
 	}
+	// The client table keeps a full post batch's reply, so a retried batch
+	// gets its seqs back (chat.Limits.CheckConfig). Raising it later is
+	// compatible with checkpoints written before.
+	v.ReplySizeMax = max(v.ReplySizeMax, c.ChatLimits().ReplySizeMin())
 	return v
 }
 
