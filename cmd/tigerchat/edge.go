@@ -85,8 +85,11 @@ func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
 		cl.Close()
 		return nil, err
 	}
+	// One post batch in flight per session: a batch leaves whenever a
+	// session is free, and batches grow while all are busy.
 	cfg := edge.Config{Backend: cl, Shards: o.cfg.Shards, Limits: o.cfg.ChatLimits(), Keyring: o.keyring,
-		OriginPatterns: o.origins, UserRate: o.userRate, IPRate: o.ipRate, ConnsMax: o.connsMax, DevMint: o.devMint, AltSvc: altSvc}
+		OriginPatterns: o.origins, UserRate: o.userRate, IPRate: o.ipRate, ConnsMax: o.connsMax, DevMint: o.devMint, AltSvc: altSvc,
+		PostBatchesInFlightMax: sessions}
 	if rb != nil {
 		cfg.Bus = rb
 	}
