@@ -207,6 +207,23 @@ func (l Limits) PostBatchReplySizeMax() int {
 // raises its ReplySizeMax to at least this (runtime/node, the simulator).
 func (l Limits) ReplySizeMin() int { return max(PostReplySize, l.PostBatchReplySizeMax()) }
 
+// PostBatchCountFit is the largest PostBatchCountMax, at most countMax,
+// with which these limits pass CheckConfig(c) once c's ReplySizeMax is
+// raised to ReplySizeMin: the client table (ClientsMax full batch replies)
+// and the worst-case chat state must share c's checkpoint. 0: not even
+// batches of one fit.
+func (l Limits) PostBatchCountFit(c *vsr.Config, countMax int) int {
+	for n := min(countMax, postBatchCountLimitMax); n >= 1; n-- {
+		l.PostBatchCountMax = n
+		fit := *c
+		fit.ReplySizeMax = max(fit.ReplySizeMax, l.ReplySizeMin())
+		if l.CheckConfig(&fit) == nil {
+			return n
+		}
+	}
+	return 0
+}
+
 // vsrBatchEntryHeaderSize mirrors vsr's per-request framing inside a prepare.
 const vsrBatchEntryHeaderSize = 32
 
