@@ -23,6 +23,10 @@ import (
 //   - post a new message with a fresh idempotency key, to the main log or a
 //     thread; or retry an earlier key of the room (same key and body, a new
 //     request, possibly from another client) to exercise dedup;
+//   - or post a batch (chat.OperationPostBatch, as the edge does): new keys
+//     and retries across the client's rooms of the shard, now and then a
+//     deliberately bad post (an invalid key, an unknown room) that must be
+//     refused alone; each batched post is checked like a lone one;
 //   - read a log whole (latest, since 0, range from 1, or a room snapshot).
 //
 // Bodies start with their idempotency key, so a read maps its messages back
@@ -48,6 +52,9 @@ const (
 	chatClientsEvicting     = 18 // more clients than vsr.SimConfig's 16 sessions: exercises eviction
 	chatLateJoinProbability = 0.3
 	chatReaderProbability   = 0.2
+	chatBatchProbability    = 0.25      // of a posting act: a batch instead of one post
+	chatBadPostProbability  = 0.1       // per batched post
+	chatMissingRoom         = "missing" // in no plan: a post to it is CodeUnknownRoom
 )
 
 var (
@@ -280,6 +287,11 @@ func (w *chatWorkload) unknown(p *chatPending) {
 	if p.history >= 0 {
 		w.history[p.history].Unknown = true
 	}
+	for _, it := range p.batch {
+		if it.history >= 0 {
+			w.history[it.history].Unknown = true
+		}
+	}
 }
 
 func (w *chatWorkload) violation(format string, args ...any) {
@@ -429,6 +441,7 @@ const (
 	chatJoin
 	chatPost
 	chatRead
+	chatBatch
 )
 
 type chatPending struct {
@@ -438,8 +451,19 @@ type chatPending struct {
 	key       *chatKey // post
 	thread    uint64   // read
 	retry     bool     // post of a key issued earlier
-	history   int      // index into w.history; -1 for create and join
+	history   int      // index into w.history; -1 for create, join and batch
 	call      model.Tick
+	batch     []chatBatchItem
+}
+
+// chatBatchItem is one post of a batch: a key of a room, or (key nil) a
+// deliberately bad post and the code it must get.
+type chatBatchItem struct {
+	room    *chatRoom
+	key     *chatKey
+	retry   bool
+	history int // index into w.history; -1 for a bad post
+	want    chat.Code
 }
 
 func (w *chatWorkload) newClient(i int, env Env) Node {
@@ -513,6 +537,9 @@ func (ss *chatSession) act() {
 		}
 	}
 	if len(joined) > 0 && cl.rng.Chance(0.6) {
+		if cl.rng.Chance(chatBatchProbability) && ss.postBatch(joined) {
+			return
+		}
 		room := joined[cl.rng.IntN(len(joined))]
 		if cl.rng.Chance(0.65) && ss.postNew(room) || ss.retry(room) {
 			return
@@ -537,21 +564,29 @@ func (ss *chatSession) createOrJoin(room *chatRoom) {
 
 // postNew issues a fresh key, if the room's budget allows one now.
 func (ss *chatSession) postNew(room *chatRoom) bool {
+	k := ss.newKey(room)
+	if k != nil {
+		ss.post(room, k, false)
+	}
+	return k != nil
+}
+
+// newKey adds a fresh key to the room, if its budget allows one now.
+func (ss *chatSession) newKey(room *chatRoom) *chatKey {
 	w, r := ss.cl.w, ss.cl.rng
 	if len(room.keys) >= w.keysAllowed(w.s.c.Now()) {
-		return false
+		return nil
 	}
 	size := w.bodySize(room, r)
 	if size == 0 {
-		return false
+		return nil
 	}
 	k := &chatKey{key: fmt.Sprintf("k%d-c%d", len(room.keys)+1, ss.cl.index), thread: ss.chooseThread(room)}
 	k.body = chatBody(k.key, size)
 	room.keys = append(room.keys, k)
 	room.byKey[k.key] = k
 	room.bodyBytes += size
-	ss.post(room, k, false)
-	return true
+	return k
 }
 
 // chooseThread picks the main log mostly, else a thread under an
@@ -574,9 +609,21 @@ func (ss *chatSession) chooseThread(room *chatRoom) uint64 {
 
 // retry posts an earlier key again, preferring keys not yet acknowledged.
 func (ss *chatSession) retry(room *chatRoom) bool {
+	k := ss.retryKey(room)
+	if k == nil {
+		return false
+	}
+	ss.cl.w.cover("retry_post")
+	ss.post(room, k, true)
+	return true
+}
+
+// retryKey picks an earlier key of the room, preferring keys not yet
+// acknowledged; nil when the room has none.
+func (ss *chatSession) retryKey(room *chatRoom) *chatKey {
 	r := ss.cl.rng
 	if len(room.keys) == 0 {
-		return false
+		return nil
 	}
 	k := room.keys[r.IntN(len(room.keys))]
 	if r.Chance(0.5) {
@@ -590,19 +637,66 @@ func (ss *chatSession) retry(room *chatRoom) bool {
 			k = open[r.IntN(len(open))]
 		}
 	}
-	ss.cl.w.cover("retry_post")
-	ss.post(room, k, true)
-	return true
+	return k
 }
 
 func (ss *chatSession) post(room *chatRoom, k *chatKey, retry bool) {
 	w := ss.cl.w
-	now := w.s.c.Now()
+	p := &chatPending{kind: chatPost, room: room, key: k, retry: retry, history: ss.postHistory(room, k), call: w.s.c.Now()}
+	ss.submit(p, chat.OperationPost, chat.EncodePost(ss.postRequest(room, k)))
+}
+
+// postHistory opens the room model's operation for a post of k.
+func (ss *chatSession) postHistory(room *chatRoom, k *chatKey) int {
+	w := ss.cl.w
 	w.history = append(w.history, checker.RoomOp{ClientID: ss.processID(), Kind: checker.RoomPost,
-		Room: w.logID(room, k.thread), IdempotencyKey: k.key, Call: int64(now)})
-	p := &chatPending{kind: chatPost, room: room, key: k, retry: retry, history: len(w.history) - 1, call: now}
-	ss.submit(p, chat.OperationPost, chat.EncodePost(chat.PostRequest{Tenant: room.tenant, User: ss.cl.user,
-		Room: room.id, Thread: k.thread, IdempotencyKey: k.key, Body: k.body}))
+		Room: w.logID(room, k.thread), IdempotencyKey: k.key, Call: int64(w.s.c.Now())})
+	return len(w.history) - 1
+}
+
+func (ss *chatSession) postRequest(room *chatRoom, k *chatKey) chat.PostRequest {
+	return chat.PostRequest{Tenant: room.tenant, User: ss.cl.user, Room: room.id, Thread: k.thread,
+		IdempotencyKey: k.key, Body: k.body}
+}
+
+// postBatch posts 2..PostBatchCountMax posts as one batch: new keys and
+// retries in the client's rooms of the shard (a key may come twice), and
+// now and then a bad post. False when nothing fit.
+func (ss *chatSession) postBatch(joined []*chatRoom) bool {
+	w, r := ss.cl.w, ss.cl.rng
+	want := 2 + r.IntN(w.s.limits.PostBatchCountMax-1)
+	p := &chatPending{kind: chatBatch, history: -1, call: w.s.c.Now()}
+	var posts []chat.PostRequest
+	for attempt := 0; attempt < 2*want && len(posts) < want; attempt++ {
+		room := joined[r.IntN(len(joined))]
+		it := chatBatchItem{room: room, history: -1}
+		if r.Chance(chatBadPostProbability) {
+			q := chat.PostRequest{Tenant: room.tenant, User: ss.cl.user, Room: room.id, IdempotencyKey: "bad key", Body: []byte("x")}
+			it.want = chat.CodeInvalidIdempotencyKey
+			if r.Chance(0.5) {
+				q.Room, q.IdempotencyKey, it.want = chatMissingRoom, "k-missing", chat.CodeUnknownRoom
+			}
+			p.batch, posts = append(p.batch, it), append(posts, q)
+			continue
+		}
+		if r.Chance(0.7) {
+			it.key = ss.newKey(room)
+		}
+		if it.key == nil {
+			it.key, it.retry = ss.retryKey(room), true
+		}
+		if it.key == nil {
+			continue
+		}
+		it.history = ss.postHistory(room, it.key)
+		p.batch, posts = append(p.batch, it), append(posts, ss.postRequest(room, it.key))
+	}
+	if len(posts) == 0 {
+		return false
+	}
+	w.cover("batch")
+	ss.submit(p, chat.OperationPostBatch, chat.EncodePostBatch(posts))
+	return true
 }
 
 // read reads a whole log (main or a thread) in one of four ways.
@@ -673,6 +767,8 @@ func (ss *chatSession) onReply(p *chatPending, id checker.RequestID, reply vsr.R
 		ss.onMember(p, reply)
 	case chatPost:
 		ss.onPost(p, reply)
+	case chatBatch:
+		ss.onBatch(p, reply)
 	case chatRead:
 		ss.onRead(p, reply)
 	}
@@ -724,10 +820,15 @@ func (ss *chatSession) onPost(p *chatPending, reply vsr.Reply) {
 		w.unknown(p)
 		return
 	}
+	w.ackPost(room, k, p.retry, p.history, p.call, pr, reply.Op)
+}
+
+// ackPost records an acknowledged post (alone or batched) of key k.
+func (w *chatWorkload) ackPost(room *chatRoom, k *chatKey, retry bool, history int, call model.Tick, pr chat.PostReply, op uint64) {
 	now := w.s.c.Now()
-	op := &w.history[p.history]
-	op.Return, op.Seq = int64(now), pr.Seq
-	w.ackKey(room, k, pr.Seq, pr.Hash, reply.Op)
+	h := &w.history[history]
+	h.Return, h.Seq = int64(now), pr.Seq
+	w.ackKey(room, k, pr.Seq, pr.Hash, op)
 	switch {
 	case pr.Duplicate:
 		w.cover("duplicate_post")
@@ -736,8 +837,35 @@ func (ss *chatSession) onPost(p *chatPending, reply vsr.Reply) {
 	default:
 		w.cover("post")
 	}
-	if !p.retry && !pr.Duplicate {
-		w.s.metrics["post_ms"] = append(w.s.metrics["post_ms"], float64(now-p.call)*model.TickMs)
+	if !retry && !pr.Duplicate {
+		w.s.metrics["post_ms"] = append(w.s.metrics["post_ms"], float64(now-call)*model.TickMs)
+	}
+}
+
+// onBatch checks each post of a batch as onPost checks a lone one; a bad
+// post must get exactly its code, and its neighbours their own replies.
+func (ss *chatSession) onBatch(p *chatPending, reply vsr.Reply) {
+	w := ss.cl.w
+	br, err := chat.DecodePostBatchReply(reply.Body)
+	if err != nil || br.Code != chat.CodeOK || len(br.Posts) != len(p.batch) {
+		w.violation("client %d: batch of %d posts: code %s, %d replies, error %v", ss.cl.index, len(p.batch), br.Code, len(br.Posts), err)
+		w.unknown(p)
+		return
+	}
+	for i, it := range p.batch {
+		pr := br.Posts[i]
+		switch {
+		case it.key == nil && pr.Code == it.want:
+			w.cover("batch_refused_post")
+		case it.key == nil:
+			w.violation("client %d: bad post %d of a batch to %s/%s answered %s, want %s", ss.cl.index, i, it.room.tenant, it.room.id, pr.Code, it.want)
+		case pr.Code != chat.CodeOK:
+			w.violation("client %d: post %q of a batch to %s/%s: code %s", ss.cl.index, it.key.key, it.room.tenant, it.room.id, pr.Code)
+			w.history[it.history].Unknown = true
+		default:
+			w.cover("batch_post")
+			w.ackPost(it.room, it.key, it.retry, it.history, p.call, pr, reply.Op)
+		}
 	}
 }
 

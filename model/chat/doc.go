@@ -35,6 +35,22 @@
 // as a new message. The window is part of the snapshot, so the guarantee
 // survives restarts, view changes and state sync.
 //
+// # Post batches
+//
+// OperationPostBatch is internal, between the edge and the cluster: the
+// edge queues the posts of all its connections per shard and sends what
+// waits as one request whenever one of its VSR sessions is free, so that
+// the per-request costs (request and reply messages, transport frames,
+// client session bookkeeping) are paid once per batch, not per post. A
+// batch holds 1 to Limits.PostBatchCountMax posts of any tenants, users and
+// rooms of the shard; each is applied in order exactly as a lone
+// OperationPost (validation, membership, dedup window, its own Code), and
+// the reply lists each post's reply in order. A refused post fails alone.
+// The batch is one VSR request: its reply is kept in the client table
+// (Limits.ReplySizeMin bounds it; CheckConfig checks it), so a retried
+// batch gets back the original seqs and hashes; each post's idempotency
+// key also protects it when a batch is resent as a new request.
+//
 // # Storage and its limitation
 //
 // Only the recent history of a room is in memory (RoomMessagesMax messages

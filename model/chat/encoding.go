@@ -24,6 +24,7 @@ const (
 	OperationReadLatest                                 // ReadRequest (Seq = 0) → ReadReply: the newest Limit messages
 	OperationReadSince                                  // ReadRequest (Seq = last seq the client has) → ReadReply
 	OperationRoomSnapshot                               // RoomSnapshotRequest → RoomSnapshotReply
+	OperationPostBatch                                  // []PostRequest → PostBatchReply (internal: the edge's batcher)
 	operationEnd
 )
 
@@ -40,6 +41,15 @@ const (
 //	Post          common | room str | thread u64 (0: main log) | key str | body blob
 //	Read*         common | room str | thread u64 | seq u64 | limit u16
 //	RoomSnapshot  common | room str | thread u64 | limit u16
+//	PostBatch     count u16 (1..Limits.PostBatchCountMax) | count × Post
+//
+// A PostBatch carries posts of any tenants, users and rooms of one shard
+// (the edge batches posts of all its connections). Each is applied in order
+// exactly as an OperationPost would be, with its own validation, dedup and
+// code: a refused post does not fail its neighbours. Only the batch's
+// structure (a count in range, every post decodable, no trailing bytes) is
+// checked before consensus; a batch that fails it is CodeMalformed as a
+// whole.
 type (
 	CreateRoomRequest struct {
 		Tenant, User, Room string
@@ -132,6 +142,33 @@ func EncodeOpenDirect(r OpenDirectRequest) []byte {
 }
 
 func EncodePost(r PostRequest) []byte { return AppendPost(nil, r) }
+
+// EncodePostBatch encodes posts as one PostBatch request.
+func EncodePostBatch(posts []PostRequest) []byte {
+	b := appendPostBatchCount(nil, len(posts))
+	for i := range posts {
+		b = AppendPost(b, posts[i])
+	}
+	return b
+}
+
+// AppendPostBatch appends a PostBatch request made of posts, each already a
+// Post encoding (EncodePost, AppendPost): the edge encodes a post once, when
+// it validates it, and batches those bytes.
+func AppendPostBatch(b []byte, posts ...[]byte) []byte {
+	b = appendPostBatchCount(b, len(posts))
+	for _, p := range posts {
+		b = append(b, p...)
+	}
+	return b
+}
+
+func appendPostBatchCount(b []byte, count int) []byte {
+	if count > math.MaxUint16 {
+		panic("chat: a post batch of more than 65535 posts cannot be encoded")
+	}
+	return binary.LittleEndian.AppendUint16(b, uint16(count))
+}
 
 // AppendPost appends a post request to b, for edges that reuse buffers.
 func AppendPost(b []byte, r PostRequest) []byte {

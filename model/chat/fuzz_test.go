@@ -55,6 +55,13 @@ func FuzzDecodePost(f *testing.F) {
 	fuzzCanonical(f, DecodePost, EncodePost)
 }
 
+func FuzzDecodePostBatch(f *testing.F) {
+	l := testLimits()
+	seedRequests(f, EncodePostBatch([]PostRequest{postReq("acme", "alice", "r", 0, "k", "body"), postReq("z", "b", "c", 1<<40, "k2", "")}),
+		AppendPostBatch(nil, post("acme", "alice", "r", 0, "k", "x")))
+	fuzzCanonical(f, func(b []byte) ([]PostRequest, error) { return DecodePostBatch(&l, b) }, EncodePostBatch)
+}
+
 func FuzzDecodeRead(f *testing.F) {
 	seedRequests(f, readReq("acme", "alice", "r", 0, 1, 10), readReq("a", "b", "c", 1, 1<<63, 65535))
 	fuzzCanonical(f, DecodeRead, EncodeRead)
@@ -73,8 +80,13 @@ func FuzzDecodeReplies(f *testing.F) {
 	f.Add(h.apply(OperationRoomSnapshot, snapReq("acme", "alice", "pub", 0, 10)))
 	f.Add(h.apply(OperationPost, post("acme", "alice", "pub", 0, "k1", "x")))
 	f.Add(h.apply(OperationOpenDirect, EncodeOpenDirect(OpenDirectRequest{"acme", "bob", "alice"})))
+	f.Add(h.apply(OperationPostBatch, EncodePostBatch([]PostRequest{
+		postReq("acme", "alice", "pub", 0, "k1", "x"), postReq("acme", "carol", "pub", 0, "k5", "x")})))
 	f.Add([]byte{byte(CodeNotMember)})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if v, err := DecodePostBatchReply(b); err == nil && !bytes.Equal(EncodePostBatchReply(v), b) {
+			t.Fatal("post batch reply not canonical")
+		}
 		if v, err := DecodeAckReply(b); err == nil && !bytes.Equal(EncodeAckReply(v), b) {
 			t.Fatal("ack reply not canonical")
 		}
@@ -100,6 +112,7 @@ func FuzzApply(f *testing.F) {
 		f.Add(c.operation, c.body)
 	}
 	f.Add(uint8(OperationPost), post("acme", "alice", "pub", 1, "new", "x"))
+	f.Add(uint8(OperationPostBatch), AppendPostBatch(nil, post("acme", "alice", "pub", 1, "new", "x"), post("acme", "bob", "pub", 0, "k1", "y")))
 	f.Add(uint8(OperationCreateRoom), createReq("acme", "alice", "r", false, false, 2))
 	f.Fuzz(func(t *testing.T, operation uint8, body []byte) {
 		h := fixture(t)

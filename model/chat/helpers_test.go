@@ -19,6 +19,7 @@ func testLimits() Limits {
 		IdempotencyKeysMax:  4,
 		IdempotencyWindowNs: 1000,
 		ReadReplySizeMax:    1024,
+		PostBatchCountMax:   4,
 	}
 }
 

@@ -28,6 +28,9 @@ const (
 	// bodySizeLimitMax bounds Limits.BodySizeMax: a body travels in one
 	// message of at most model.MessageSizeMax.
 	bodySizeLimitMax = 256 << 10
+	// postBatchCountLimitMax bounds Limits.PostBatchCountMax (the u16 count
+	// of the encoding could carry more; no reply table keeps that much).
+	postBatchCountLimitMax = 1024
 )
 
 // Limits are the capacity limits of one shard's chat state. Every replica of
@@ -56,6 +59,10 @@ type Limits struct {
 	// ReadReplySizeMax bounds the bytes of a read or room snapshot reply;
 	// a read that would exceed it returns fewer messages and sets More.
 	ReadReplySizeMax int
+	// PostBatchCountMax bounds the posts of one PostBatch. Its reply
+	// (PostBatchReplySizeMax) must fit the VSR client table's ReplySizeMax,
+	// so that a retried batch gets its original reply (CheckConfig).
+	PostBatchCountMax int
 }
 
 // Default limit values, sized so that the worst-case snapshot plus the VSR
@@ -73,6 +80,10 @@ const (
 	IdempotencyKeysMaxDefault  = 1024
 	IdempotencyWindowNsDefault = 24 * 3600 * 1_000_000_000
 	ReadReplySizeMaxDefault    = 256 << 10
+	// PostBatchCountMaxDefault: 24 posts reply in 1203 bytes; the client
+	// table that keeps such a reply per session (ReplySizeMin) still fits
+	// the 16 MiB checkpoint beside the worst-case chat state.
+	PostBatchCountMaxDefault = 24
 )
 
 // DefaultLimits fits vsr.DefaultConfig.
@@ -89,6 +100,7 @@ func DefaultLimits() Limits {
 		IdempotencyKeysMax:  IdempotencyKeysMaxDefault,
 		IdempotencyWindowNs: IdempotencyWindowNsDefault,
 		ReadReplySizeMax:    ReadReplySizeMaxDefault,
+		PostBatchCountMax:   PostBatchCountMaxDefault,
 	}
 }
 
@@ -107,6 +119,7 @@ func SimLimits() Limits {
 		IdempotencyKeysMax:  32,
 		IdempotencyWindowNs: IdempotencyWindowNsDefault,
 		ReadReplySizeMax:    8 << 10,
+		PostBatchCountMax:   8,
 	}
 }
 
@@ -124,11 +137,15 @@ func (l Limits) Validate() error {
 		{"threads per room max", l.ThreadsPerRoomMax, 1},
 		{"room messages max", l.RoomMessagesMax, 1},
 		{"idempotency keys max", l.IdempotencyKeysMax, 1},
+		{"post batch count max", l.PostBatchCountMax, 1},
 	}
 	for _, c := range counts {
 		if c.v < c.min || c.v > capacityLimitMax {
 			return fmt.Errorf("chat: %s %d outside [%d, %d]", c.name, c.v, c.min, capacityLimitMax)
 		}
+	}
+	if l.PostBatchCountMax > postBatchCountLimitMax {
+		return fmt.Errorf("chat: post batch count max %d above %d", l.PostBatchCountMax, postBatchCountLimitMax)
 	}
 	switch {
 	case l.BodySizeMax < 1 || l.BodySizeMax > bodySizeLimitMax:
@@ -176,6 +193,37 @@ func (l Limits) PostRequestSizeMax() int {
 	return 3*strSizeMax + 8 + 2 + IdempotencyKeySizeMax + 4 + l.BodySizeMax
 }
 
+// PostBatchRequestSizeMax is the largest valid PostBatch request.
+func (l Limits) PostBatchRequestSizeMax() int { return 2 + l.PostBatchCountMax*l.PostRequestSizeMax() }
+
+// PostBatchReplySizeMax is the largest PostBatch reply: every post accepted.
+func (l Limits) PostBatchReplySizeMax() int {
+	return postBatchReplyFixed + l.PostBatchCountMax*PostReplySize
+}
+
+// ReplySizeMin is the smallest vsr.Config.ReplySizeMax that keeps every
+// post and post batch reply whole in the client table, so that a retry gets
+// the original seqs and hashes instead of vsr.ReplyNotKept. A deployment
+// raises its ReplySizeMax to at least this (runtime/node, the simulator).
+func (l Limits) ReplySizeMin() int { return max(PostReplySize, l.PostBatchReplySizeMax()) }
+
+// PostBatchCountFit is the largest PostBatchCountMax, at most countMax,
+// with which these limits pass CheckConfig(c) once c's ReplySizeMax is
+// raised to ReplySizeMin: the client table (ClientsMax full batch replies)
+// and the worst-case chat state must share c's checkpoint. 0: not even
+// batches of one fit.
+func (l Limits) PostBatchCountFit(c *vsr.Config, countMax int) int {
+	for n := min(countMax, postBatchCountLimitMax); n >= 1; n-- {
+		l.PostBatchCountMax = n
+		fit := *c
+		fit.ReplySizeMax = max(fit.ReplySizeMax, l.ReplySizeMin())
+		if l.CheckConfig(&fit) == nil {
+			return n
+		}
+	}
+	return 0
+}
+
 // vsrBatchEntryHeaderSize mirrors vsr's per-request framing inside a prepare.
 const vsrBatchEntryHeaderSize = 32
 
@@ -185,7 +233,8 @@ func vsrSessionsSizeMax(c *vsr.Config) int { return 4 + c.ClientsMax*(36+c.Reply
 
 // CheckConfig reports whether these limits fit a VSR configuration: the
 // worst-case checkpoint, the largest request and reply, and a complete post
-// reply in the client table (so a retried post gets its seq and hash).
+// (batch) reply in the client table (so a retried post gets its seq and
+// hash).
 func (l Limits) CheckConfig(c *vsr.Config) error {
 	if err := l.Validate(); err != nil {
 		return err
@@ -196,11 +245,14 @@ func (l Limits) CheckConfig(c *vsr.Config) error {
 	if need := wire.HeaderSize + vsrBatchEntryHeaderSize + l.PostRequestSizeMax(); need > c.MessageSizeMax {
 		return fmt.Errorf("chat: largest post %d bytes exceeds message size max %d", need, c.MessageSizeMax)
 	}
-	if need := wire.HeaderSize + l.ReadReplySizeMax; need > c.MessageSizeMax {
-		return fmt.Errorf("chat: largest read reply %d bytes exceeds message size max %d", need, c.MessageSizeMax)
+	if need := wire.HeaderSize + vsrBatchEntryHeaderSize + l.PostBatchRequestSizeMax(); need > c.MessageSizeMax {
+		return fmt.Errorf("chat: largest post batch %d bytes exceeds message size max %d", need, c.MessageSizeMax)
 	}
-	if PostReplySize > c.ReplySizeMax {
-		return fmt.Errorf("chat: post reply %d bytes exceeds reply size max %d", PostReplySize, c.ReplySizeMax)
+	if need := wire.HeaderSize + max(l.ReadReplySizeMax, l.PostBatchReplySizeMax()); need > c.MessageSizeMax {
+		return fmt.Errorf("chat: largest read or post batch reply %d bytes exceeds message size max %d", need, c.MessageSizeMax)
+	}
+	if need := l.ReplySizeMin(); need > c.ReplySizeMax {
+		return fmt.Errorf("chat: post batch reply %d bytes exceeds reply size max %d (raise it to ReplySizeMin)", need, c.ReplySizeMax)
 	}
 	return nil
 }

@@ -50,6 +50,9 @@ func (m *Machine) Prepare(operation uint8, body []byte) error {
 // Apply executes a committed operation and appends its reply. A refused
 // operation appends a one-byte error code and changes nothing.
 func (m *Machine) Apply(op uint64, timestampNs int64, client uint64, operation uint8, body, reply []byte) []byte {
+	if operation == OperationPostBatch {
+		return m.applyPostBatch(body, timestampNs, reply)
+	}
 	q, c := parseRequest(operation, body)
 	if c == CodeOK {
 		c = q.validate(&m.limits, operation)

@@ -1,5 +1,32 @@
 package chat
 
+import "encoding/binary"
+
+// applyPostBatch applies each post of a batch as applyPost would, in order,
+// and replies with one post reply per post (see PostBatchReply). A refused
+// post is its one-byte code in the reply and changes nothing; its
+// neighbours are unaffected.
+func (m *Machine) applyPostBatch(body []byte, nowNs int64, reply []byte) []byte {
+	pb, c := parsePostBatch(&m.limits, body)
+	if c != CodeOK {
+		return appendCode(reply, c) // a committed request is never trusted
+	}
+	start := len(reply)
+	reply = binary.LittleEndian.AppendUint16(appendCode(reply, CodeOK), uint16(pb.count))
+	for i := 0; i < pb.count; i++ {
+		q := pb.next()
+		if c := q.validate(&m.limits, OperationPost); c != CodeOK {
+			reply = appendCode(reply, c)
+			continue
+		}
+		reply = m.applyPost(&q, nowNs, reply)
+	}
+	if !pb.r.done() || len(reply)-start > m.limits.PostBatchReplySizeMax() {
+		panic("chat: a post batch left bytes behind or outgrew its reply bound")
+	}
+	return reply
+}
+
 // applyPost appends a message to a log of the room, or returns the original
 // message when the idempotency key is in the room's dedup window. Checks,
 // in order: room, membership (also on a retry: a user who left learns

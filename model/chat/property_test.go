@@ -17,11 +17,19 @@ type genOp struct {
 	operation uint8
 	body      []byte
 	post      *PostRequest
+	batch     []PostRequest // a PostBatch's posts
 }
 
 func (o genOp) String() string {
 	if o.post != nil {
 		return fmt.Sprintf("+%d post %s/%s t%d %s %q", o.stepNs, o.post.Tenant, o.post.Room, o.post.Thread, o.post.IdempotencyKey, o.post.Body)
+	}
+	if o.batch != nil {
+		s := fmt.Sprintf("+%d batch", o.stepNs)
+		for _, p := range o.batch {
+			s += fmt.Sprintf(" [%s/%s/%s t%d %s %q]", p.Tenant, p.User, p.Room, p.Thread, p.IdempotencyKey, p.Body)
+		}
+		return s
 	}
 	return fmt.Sprintf("+%d op %d %x", o.stepNs, o.operation, o.body)
 }
@@ -71,6 +79,7 @@ const (
 	kindLatest
 	kindSince
 	kindSnapshot
+	kindBatch
 	kindGarbage
 )
 
@@ -79,7 +88,7 @@ const (
 func drawOp(t *rapid.T, index int) genOp {
 	g := gen{prng.New(rapid.Uint64().Draw(t, "seed") + uint64(index+1)*0x9e3779b97f4a7c15)}
 	o := genOp{stepNs: int64(g.p.IntN(120))} // the dedup window is 1000 ns
-	kind := g.weighted(12, 3, 3, 1, 1, 2, 2, 2, 2, 1, 1)
+	kind := g.weighted(12, 3, 3, 1, 1, 2, 2, 2, 2, 1, 4, 1)
 	tenant, user := g.tenant(), g.user()
 	room := g.room(user, kind == kindPost || kind >= kindRange)
 	thread := uint64([]int{0, 1, 2, 3}[g.weighted(6, 2, 1, 1)])
@@ -99,10 +108,17 @@ func drawOp(t *rapid.T, index int) genOp {
 	case kindDirect:
 		o.operation, o.body = OperationOpenDirect, EncodeOpenDirect(OpenDirectRequest{tenant, user, g.user()})
 	case kindPost:
-		size := []int{5, 20, 64, 1, 0, 65}[g.weighted(10, 6, 2, 2, 1, 1)]
-		key := g.pick("k1", "k2", "k3", "k4", "k5", "k6")
-		p := PostRequest{tenant, user, room, thread, key, []byte(strings.Repeat("m", size))}
+		p := g.post(tenant, user, room, thread)
 		o.operation, o.body, o.post = OperationPost, EncodePost(p), &p
+	case kindBatch:
+		// Posts of any users, rooms and tenants, as the edge batches them;
+		// sometimes one more than the limit (refused whole).
+		o.batch = []PostRequest{g.post(tenant, user, room, thread)}
+		for n := 1 + g.p.IntN(testLimits().PostBatchCountMax); len(o.batch) < n; {
+			tenant, user := g.tenant(), g.user()
+			o.batch = append(o.batch, g.post(tenant, user, g.room(user, true), uint64([]int{0, 1, 2}[g.weighted(6, 2, 1)])))
+		}
+		o.operation, o.body = OperationPostBatch, EncodePostBatch(o.batch)
 	case kindRange, kindLatest, kindSince:
 		o.operation = map[int]uint8{kindRange: OperationReadRange, kindLatest: OperationReadLatest, kindSince: OperationReadSince}[kind]
 		if kind == kindLatest && g.p.Chance(0.8) {
@@ -119,6 +135,24 @@ func drawOp(t *rapid.T, index int) genOp {
 		}
 	}
 	return o
+}
+
+func (g gen) post(tenant, user, room string, thread uint64) PostRequest {
+	size := []int{5, 20, 64, 1, 0, 65}[g.weighted(10, 6, 2, 2, 1, 1)]
+	key := g.pick("k1", "k2", "k3", "k4", "k5", "k6")
+	return PostRequest{tenant, user, room, thread, key, []byte(strings.Repeat("m", size))}
+}
+
+// checkBatch checks each post of an accepted batch against the model, as
+// if it had been posted alone.
+func (m *postModel) checkBatch(t *rapid.T, posts []PostRequest, nowNs int64, reply []byte) {
+	r, err := DecodePostBatchReply(reply)
+	if err != nil || r.Code != CodeOK || len(r.Posts) != len(posts) {
+		t.Fatalf("batch of %d: reply %+v, %v", len(posts), r, err)
+	}
+	for i := range posts {
+		m.check(t, &posts[i], nowNs, EncodePostReply(r.Posts[i]))
+	}
 }
 
 // postModel is an independent, unbounded model of seqs and the dedup
@@ -225,6 +259,9 @@ func TestPropertyReplay(t *testing.T) {
 			checkApplied(t, a, o, before, replies[i])
 			if o.post != nil {
 				model.check(t, o.post, nowNs, replies[i])
+			}
+			if o.batch != nil {
+				model.checkBatch(t, o.batch, nowNs, replies[i])
 			}
 			checkRead(t, o.operation, replies[i])
 		}

@@ -13,6 +13,7 @@ import (
 //	Ack           code | members u32 (after the operation)
 //	OpenDirect    code | room str | created u8
 //	Post          code | seq u64 | hash [32] | time_ns i64 | duplicate u8
+//	PostBatch     code | count u16 | count × Post (each post's own reply, in request order)
 //	Read          code | log
 //	RoomSnapshot  code | info flags u8 (1 private, 2 audit, 4 direct, 8 caller is a member) |
 //	              retention u32 | creator str | created_ns i64 | members u32 | threads u32 | log
@@ -35,6 +36,13 @@ type (
 		Hash      Hash
 		TimeNs    int64
 		Duplicate bool // the key was in the dedup window: the original message
+	}
+	// PostBatchReply answers a PostBatch: Code is CodeOK unless the batch
+	// as a whole was malformed; then each post has its own reply, in
+	// request order.
+	PostBatchReply struct {
+		Code  Code
+		Posts []PostReply
 	}
 	// LogView is part of one log (a room's main log or one thread). Only
 	// recent history is in memory: FirstSeq is the oldest seq a read can
@@ -72,6 +80,7 @@ type (
 // Reply sizes used by the limits.
 const (
 	PostReplySize          = 1 + 8 + HashSize + 8 + 1
+	postBatchReplyFixed    = 1 + 2
 	logFixedSize           = 2*strSizeMax + 8 + 8 + HashSize + 8 + 1 + 2
 	readReplyFixedSize     = 1 + logFixedSize
 	roomInfoSizeMax        = 1 + 4 + strSizeMax + 8 + 4 + 4
@@ -145,6 +154,21 @@ func EncodePostReply(r PostReply) []byte {
 		return appendCode(nil, r.Code)
 	}
 	return appendPostReply(nil, r.Seq, r.Hash, r.TimeNs, r.Duplicate)
+}
+
+func EncodePostBatchReply(r PostBatchReply) []byte {
+	if r.Code != CodeOK {
+		return appendCode(nil, r.Code)
+	}
+	b := appendPostBatchCount(appendCode(nil, CodeOK), len(r.Posts))
+	for _, p := range r.Posts {
+		if p.Code != CodeOK {
+			b = appendCode(b, p.Code)
+		} else {
+			b = appendPostReply(b, p.Seq, p.Hash, p.TimeNs, p.Duplicate)
+		}
+	}
+	return b
 }
 
 func EncodeReadReply(r ReadReply) []byte {
@@ -236,6 +260,33 @@ func DecodePostReply(b []byte) (PostReply, error) {
 	out := PostReply{Seq: r.u64(), Hash: r.hash(), TimeNs: r.i64(), Duplicate: r.bool()}
 	if !r.done() {
 		return PostReply{}, ErrMalformedReply
+	}
+	return out, nil
+}
+
+// DecodePostBatchReply decodes a PostBatch reply; it allocates one slice
+// for the posts.
+func DecodePostBatchReply(b []byte) (PostBatchReply, error) {
+	r, code, ok, err := replyReader(b)
+	if !ok {
+		return PostBatchReply{Code: code}, err
+	}
+	count := int(r.u16())
+	if r.bad || count == 0 || count > len(r.b) {
+		return PostBatchReply{}, ErrMalformedReply
+	}
+	out := PostBatchReply{Posts: make([]PostReply, count)}
+	for i := range out.Posts {
+		p := &out.Posts[i]
+		if p.Code = Code(r.u8()); !p.Code.Valid() {
+			return PostBatchReply{}, ErrMalformedReply
+		}
+		if p.Code == CodeOK {
+			p.Seq, p.Hash, p.TimeNs, p.Duplicate = r.u64(), r.hash(), r.i64(), r.bool()
+		}
+	}
+	if !r.done() {
+		return PostBatchReply{}, ErrMalformedReply
 	}
 	return out, nil
 }

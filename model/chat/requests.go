@@ -32,6 +32,8 @@ func parseRequest(operation uint8, b []byte) (request, Code) {
 	case OperationPost:
 		q.thread = r.u64()
 		q.key, q.body = r.str(), r.blob()
+	case OperationPostBatch:
+		return request{}, CodeMalformed // not one request: see parsePostBatch
 	case OperationReadRange, OperationReadLatest, OperationReadSince:
 		q.thread, q.seq, q.limit = r.u64(), r.u64(), r.u16()
 	case OperationRoomSnapshot:
@@ -43,10 +45,64 @@ func parseRequest(operation uint8, b []byte) (request, Code) {
 	return q, CodeOK
 }
 
+// parsePost decodes one post from r (the Post encoding without the check
+// for trailing bytes, so that a batch can decode its posts in a row).
+func parsePost(r *reader) (q request) {
+	q.tenant, q.user, q.room = r.str(), r.str(), r.str()
+	q.thread = r.u64()
+	q.key, q.body = r.str(), r.blob()
+	return q
+}
+
+// postBatch walks the posts of a PostBatch request without allocating:
+// each post's fields alias the request bytes.
+type postBatch struct {
+	r     reader // at the next post
+	count int    // posts in the batch
+	taken int    // posts returned by next
+}
+
+// parsePostBatch checks a PostBatch's structure (count in [1,
+// PostBatchCountMax], every post decodable, nothing trailing) and returns a
+// walk over its posts. It does not validate the posts themselves.
+func parsePostBatch(l *Limits, b []byte) (postBatch, Code) {
+	r := reader{b: b}
+	count := int(r.u16())
+	if r.bad || count < 1 || count > l.PostBatchCountMax {
+		return postBatch{}, CodeMalformed
+	}
+	pb := postBatch{r: r, count: count}
+	for i := 0; i < count; i++ {
+		parsePost(&r)
+	}
+	if !r.done() {
+		return postBatch{}, CodeMalformed
+	}
+	return pb, CodeOK
+}
+
+// next decodes the next post; it panics past the last one.
+func (pb *postBatch) next() request {
+	if pb.taken >= pb.count {
+		panic("chat: post batch walked past its count")
+	}
+	pb.taken++
+	q := parsePost(&pb.r)
+	if pb.r.bad {
+		panic("chat: a parsed post batch failed to decode")
+	}
+	return q
+}
+
 // Validate checks a request without state: its encoding, ids, sizes, flags
 // and ranges. Prepare refuses what it refuses; the edge may call it to
-// refuse early. It is a pure function of limits and bytes.
+// refuse early. It is a pure function of limits and bytes. For a PostBatch
+// it checks the structure only (see OperationPostBatch).
 func Validate(limits *Limits, operation uint8, body []byte) Code {
+	if operation == OperationPostBatch {
+		_, c := parsePostBatch(limits, body)
+		return c
+	}
 	q, c := parseRequest(operation, body)
 	if c != CodeOK {
 		return c
@@ -183,6 +239,23 @@ func DecodePost(b []byte) (PostRequest, error) {
 		Tenant: string(q.tenant), User: string(q.user), Room: string(q.room),
 		Thread: q.thread, IdempotencyKey: string(q.key), Body: append([]byte{}, q.body...),
 	}, nil
+}
+
+// DecodePostBatch decodes a PostBatch of at most PostBatchCountMax posts.
+func DecodePostBatch(l *Limits, b []byte) ([]PostRequest, error) {
+	pb, c := parsePostBatch(l, b)
+	if c != CodeOK {
+		return nil, c
+	}
+	out := make([]PostRequest, pb.count)
+	for i := range out {
+		q := pb.next()
+		out[i] = PostRequest{
+			Tenant: string(q.tenant), User: string(q.user), Room: string(q.room),
+			Thread: q.thread, IdempotencyKey: string(q.key), Body: append([]byte{}, q.body...),
+		}
+	}
+	return out, nil
 }
 
 func DecodeRead(b []byte) (ReadRequest, error) {

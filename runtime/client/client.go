@@ -10,9 +10,10 @@
 // replacements per shard per second, so the pool keeps its size. The
 // request that learned of the eviction is retried once, on a session that
 // has never been used (so cannot have been evicted), when that is safe:
-// a post (the state machine requires an
-// idempotency key, so a post that was applied before the eviction is
-// answered from the dedup window with its original seq) and the reads
+// a post or a post batch (chat.OperationPostBatch: submit it with Do like
+// any operation; the state machine requires an idempotency key on every
+// post, so a post that was applied before the eviction is answered from
+// the dedup window with its original seq) and the reads
 // (read range / latest / since, room snapshot), which change nothing.
 // Any other operation (create room, join, leave, invite, open a DM) gets
 // vsr.ErrEvicted back: it may or may not have been applied, and only the
@@ -367,7 +368,8 @@ func readOnly(operation uint8) bool {
 // eviction left unknown whether it was applied (see the package comment).
 func retrySafe(operation uint8) bool {
 	switch operation {
-	case chat.OperationPost, chat.OperationReadRange, chat.OperationReadLatest, chat.OperationReadSince, chat.OperationRoomSnapshot:
+	case chat.OperationPost, chat.OperationPostBatch,
+		chat.OperationReadRange, chat.OperationReadLatest, chat.OperationReadSince, chat.OperationRoomSnapshot:
 		return true
 	}
 	return false

@@ -228,9 +228,64 @@ func TestOversubscribedTableChurns(t *testing.T) {
 	}
 }
 
+// A post batch goes through Do like any operation: each post gets its own
+// reply (a refused one its code, its neighbours their seqs), and the same
+// batch sent again answers every post with its original seq and hash.
+func TestPostBatch(t *testing.T) {
+	cfg, edges := startCluster(t, 1)
+	c, err := Dial(cfg, Options{Identity: edges[0], SessionsPerShard: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	createLobby(t, ctx, c)
+	var posts []chat.PostRequest
+	for i := 0; i < cfg.ChatLimits().PostBatchCountMax; i++ {
+		user := "u"
+		if i == 2 {
+			user = "stranger" // not a member: refused alone
+		}
+		key := fmt.Sprintf("batch-%d", i)
+		posts = append(posts, chat.PostRequest{Tenant: "t", User: user, Room: "lobby", IdempotencyKey: key, Body: []byte(key)})
+	}
+	body := chat.EncodePostBatch(posts)
+	send := func() chat.PostBatchReply {
+		b, err := call(ctx, c, chat.OperationPostBatch, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := chat.DecodePostBatchReply(b)
+		if err != nil || len(r.Posts) != len(posts) {
+			t.Fatalf("batch reply %+v, %v", r, err)
+		}
+		return r
+	}
+	first, again := send(), send()
+	seq := uint64(0)
+	for i, p := range first.Posts {
+		if i == 2 {
+			if p.Code != chat.CodeNotMember || again.Posts[i].Code != chat.CodeNotMember {
+				t.Fatalf("the stranger's post: %+v, again %+v", p, again.Posts[i])
+			}
+			continue
+		}
+		if seq++; p.Code != chat.CodeOK || p.Seq != seq || p.Duplicate {
+			t.Fatalf("post %d: %+v, want seq %d", i, p, seq)
+		}
+		if a := again.Posts[i]; !a.Duplicate || a.Seq != p.Seq || a.Hash != p.Hash || a.TimeNs != p.TimeNs {
+			t.Fatalf("post %d sent again: %+v, first %+v", i, a, p)
+		}
+	}
+	if head := headSeq(t, ctx, c); head != seq {
+		t.Fatalf("the lobby holds %d posts, want %d", head, seq)
+	}
+}
+
 func TestRetrySafe(t *testing.T) {
 	for op, want := range map[uint8]bool{
-		chat.OperationPost: true, chat.OperationReadRange: true, chat.OperationReadLatest: true,
+		chat.OperationPost: true, chat.OperationPostBatch: true, chat.OperationReadRange: true, chat.OperationReadLatest: true,
 		chat.OperationReadSince: true, chat.OperationRoomSnapshot: true,
 		chat.OperationCreateRoom: false, chat.OperationJoin: false, chat.OperationLeave: false,
 		chat.OperationInvite: false, chat.OperationOpenDirect: false,

@@ -220,7 +220,7 @@ func (e *Edge) post(ctx context.Context, s *Session, c *command) (any, *Error) {
 		key = randomKey()
 	}
 	q := chat.PostRequest{Tenant: s.Tenant, User: s.User, Room: c.Room, Thread: c.Thread, IdempotencyKey: key, Body: []byte(*c.Body)}
-	r, err := e.cl.post(ctx, q)
+	r, err := e.posts.post(ctx, q)
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,12 @@ type Config struct {
 	PollInterval       time.Duration
 	RequestTimeout     time.Duration
 	TrackersMax        int // logs followed at once by this edge
+	// PostBatchesInFlightMax bounds the post batches in flight per shard:
+	// set it to the VSR sessions the backend holds per shard, so that a
+	// batch leaves whenever a session is free. PostQueueMax bounds the
+	// posts waiting per shard; a post beyond it is refused (unavailable).
+	PostBatchesInFlightMax int
+	PostQueueMax           int
 
 	// DevMint, when set, serves POST /v1/dev/token (tigerchat dev only:
 	// anyone can mint a token for any user).
@@ -51,20 +57,22 @@ type Config struct {
 
 // Defaults.
 const (
-	UserRateDefault         = 20
-	UserBurstDefault        = 40
-	IPRateDefault           = 100
-	IPBurstDefault          = 200
-	ConnsMaxDefault         = 10000
-	ConnsPerIPMaxDefault    = 256
-	SubscriptionsMaxDefault = 64
-	OutboxMaxDefault        = 512
-	FrameSizeMinimum        = 64 << 10
-	InFlightMaxDefault      = 8
-	PollIntervalDefault     = 500 * time.Millisecond
-	RequestTimeoutDefault   = 10 * time.Second
-	TrackersMaxDefault      = 16384
-	rateKeysMax             = 1 << 17
+	UserRateDefault               = 20
+	UserBurstDefault              = 40
+	IPRateDefault                 = 100
+	IPBurstDefault                = 200
+	ConnsMaxDefault               = 10000
+	ConnsPerIPMaxDefault          = 256
+	SubscriptionsMaxDefault       = 64
+	OutboxMaxDefault              = 512
+	FrameSizeMinimum              = 64 << 10
+	InFlightMaxDefault            = 8
+	PollIntervalDefault           = 500 * time.Millisecond
+	RequestTimeoutDefault         = 10 * time.Second
+	TrackersMaxDefault            = 16384
+	PostBatchesInFlightMaxDefault = 16 // runtime/client's default sessions per shard
+	PostQueueMaxDefault           = 16384
+	rateKeysMax                   = 1 << 17
 )
 
 func (c *Config) defaults() {
@@ -90,6 +98,8 @@ func (c *Config) defaults() {
 	setI(&c.FrameSizeMax, max(FrameSizeMinimum, 6*c.Limits.BodySizeMax+4096))
 	setI(&c.InFlightMax, InFlightMaxDefault)
 	setI(&c.TrackersMax, TrackersMaxDefault)
+	setI(&c.PostBatchesInFlightMax, PostBatchesInFlightMaxDefault)
+	setI(&c.PostQueueMax, PostQueueMaxDefault)
 	if c.PollInterval == 0 {
 		c.PollInterval = PollIntervalDefault
 	}
@@ -102,6 +112,7 @@ func (c *Config) defaults() {
 type Edge struct {
 	cfg     Config
 	cl      *cluster
+	posts   *batcher
 	hub     *hub
 	bus     bus.Bus
 	ownBus  bool
@@ -125,6 +136,9 @@ func New(cfg Config) (*Edge, error) {
 	if err := cfg.Limits.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: chat limits: %w", err)
 	}
+	if cfg.PostBatchesInFlightMax < 0 || cfg.PostQueueMax < 0 {
+		return nil, fmt.Errorf("edge: post batches in flight %d and post queue %d must not be negative", cfg.PostBatchesInFlightMax, cfg.PostQueueMax)
+	}
 	cfg.defaults()
 	e := &Edge{cfg: cfg, bus: cfg.Bus, m: newMetrics()}
 	if e.bus == nil {
@@ -132,6 +146,7 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.cl = &cluster{backend: cfg.Backend, shards: cfg.Shards, limits: cfg.Limits, timeout: cfg.RequestTimeout}
+	e.posts = newBatcher(e.ctx, e.cl, e.m, cfg.PostBatchesInFlightMax, cfg.PostQueueMax)
 	e.hub = &hub{ctx: e.ctx, cl: e.cl, bus: e.bus, m: e.m, poll: cfg.PollInterval, trackersMax: cfg.TrackersMax, trackers: map[logKey]*tracker{}}
 	e.users = NewLimiter(cfg.UserRate, cfg.UserBurst, rateKeysMax)
 	e.ips = NewLimiter(cfg.IPRate, cfg.IPBurst, rateKeysMax)

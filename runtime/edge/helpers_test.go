@@ -124,7 +124,8 @@ type wsClient struct {
 	next    int
 	frames  chan map[string]any
 	closed  chan error
-	pending []map[string]any // events read while waiting for a reply
+	pending []map[string]any           // events read while waiting for a reply
+	early   map[float64]map[string]any // replies read while waiting for another (sent.reply)
 }
 
 func (te *testEdge) dial(t testing.TB, tok string) *wsClient {

@@ -30,6 +30,44 @@ type Metrics struct {
 	FilledMessages   atomic.Uint64 // messages that reached subscribers from history, not the bus
 	Truncations      atomic.Uint64 // resumes older than the retained history
 	Trackers         atomic.Int64  // logs with subscribers on this edge
+	PostBatchSize    Histogram     // posts per OperationPostBatch sent to a shard
+}
+
+// postBatchSizeBounds are the buckets of PostBatchSize (posts); the last
+// is chat's largest PostBatchCountMax.
+var postBatchSizeBounds = [...]uint64{1, 2, 4, 8, 16, 32, 64, 128, 256, 1024}
+
+// Histogram counts observations in the fixed postBatchSizeBounds buckets
+// (Prometheus style: cumulative when written), with their sum and count.
+type Histogram struct {
+	buckets [len(postBatchSizeBounds) + 1]atomic.Uint64 // the last: above every bound
+	sum     atomic.Uint64
+	count   atomic.Uint64
+}
+
+// Observe counts one observation of v.
+func (h *Histogram) Observe(v int) {
+	i := 0
+	for i < len(postBatchSizeBounds) && uint64(v) > postBatchSizeBounds[i] {
+		i++
+	}
+	h.buckets[i].Add(1)
+	h.sum.Add(uint64(v))
+	h.count.Add(1)
+}
+
+// Count and Sum are the observations and their total.
+func (h *Histogram) Count() uint64 { return h.count.Load() }
+func (h *Histogram) Sum() uint64   { return h.sum.Load() }
+
+func (h *Histogram) write(w io.Writer, name string) {
+	cumulative := uint64(0)
+	for i, bound := range postBatchSizeBounds {
+		cumulative += h.buckets[i].Load()
+		fmt.Fprintf(w, "%s_bucket{le=\"%d\"} %d\n", name, bound, cumulative)
+	}
+	cumulative += h.buckets[len(postBatchSizeBounds)].Load()
+	fmt.Fprintf(w, "%s_bucket{le=\"+Inf\"} %d\n%s_sum %d\n%s_count %d\n", name, cumulative, name, h.sum.Load(), name, h.count.Load())
 }
 
 func newMetrics() *Metrics {
@@ -92,6 +130,7 @@ func (m *Metrics) Write(w io.Writer) {
 	for _, c := range counters {
 		fmt.Fprintf(w, "tigerchat_edge_%s %d\n", c.name, c.v)
 	}
+	m.PostBatchSize.write(w, "tigerchat_edge_post_batch_size")
 }
 
 // writeBusStats writes the fan-out bus's counters (the broker ones stay 0

@@ -33,11 +33,20 @@ func (c *cluster) call(ctx context.Context, tenant, room string, op uint8, body 
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	r, err := c.backend.Do(ctx, placement.Shard(tenant, room, c.shards), op, body)
+	return c.replyBody(c.backend.Do(ctx, placement.Shard(tenant, room, c.shards), op, body))
+}
+
+// unanswered is the error of a request the cluster did not answer in time.
+func unanswered(timeout time.Duration, err error) *Error {
+	e := errorf(CodeUnavailable, "the cluster did not answer in %v: %v; retry (posts: with the same idempotency key)", timeout, err)
+	e.RetryAfterMs = 500
+	return e
+}
+
+// replyBody returns the bytes of a CodeOK reply, or the client's error.
+func (c *cluster) replyBody(r vsr.Reply, err error) ([]byte, *Error) {
 	if err != nil {
-		e := errorf(CodeUnavailable, "the cluster did not answer in %v: %v; retry (posts: with the same idempotency key)", c.timeout, err)
-		e.RetryAfterMs = 500
-		return nil, e
+		return nil, unanswered(c.timeout, err)
 	}
 	if r.Flags != vsr.ReplyOk {
 		if code, ok := chat.ParseError(string(r.Body)); ok {
@@ -75,18 +84,6 @@ func (c *cluster) openDirect(ctx context.Context, q chat.OpenDirectRequest) (cha
 	r, err := chat.DecodeOpenDirectReply(b)
 	if err != nil {
 		return r, errorf(CodeInternal, "malformed open_dm reply")
-	}
-	return r, nil
-}
-
-func (c *cluster) post(ctx context.Context, q chat.PostRequest) (chat.PostReply, *Error) {
-	b, e := c.call(ctx, q.Tenant, q.Room, chat.OperationPost, chat.EncodePost(q))
-	if e != nil {
-		return chat.PostReply{}, e
-	}
-	r, err := chat.DecodePostReply(b)
-	if err != nil {
-		return r, errorf(CodeInternal, "malformed post reply")
 	}
 	return r, nil
 }

@@ -59,12 +59,23 @@ type Edge struct {
 // ProfileSmall selects the simulator's sizes.
 const ProfileSmall = "small"
 
-// ChatLimits are the chat state machine limits of the profile.
+// ChatLimits are the chat state machine limits of the profile, with the
+// largest post batch (at most the profile's) whose replies the client
+// table keeps within the checkpoint: 24 posts by default, fewer when
+// clients_max is raised (12 at 2048). Every replica and edge derives the
+// same limits from the same config.
 func (c *ClusterConfig) ChatLimits() chat.Limits {
+	l := chat.DefaultLimits()
 	if c.Profile == ProfileSmall {
-		return chat.SimLimits()
+		l = chat.SimLimits()
 	}
-	return chat.DefaultLimits()
+	v := c.vsrConfig(0, 0)
+	if n := l.PostBatchCountFit(&v, l.PostBatchCountMax); n > 0 {
+		l.PostBatchCountMax = n
+	} else {
+		l.PostBatchCountMax = 1 // does not fit: Validate says why
+	}
+	return l
 }
 
 const (
@@ -106,6 +117,16 @@ func (c *ClusterConfig) Defaults() {
 
 // VSRConfig is the replica configuration of (shard, replica).
 func (c *ClusterConfig) VSRConfig(shard, replica int) vsr.Config {
+	v := c.vsrConfig(shard, replica)
+	// The client table keeps a full post batch's reply, so a retried batch
+	// gets its seqs back (chat.Limits.CheckConfig). Raising it later is
+	// compatible with checkpoints written before.
+	v.ReplySizeMax = max(v.ReplySizeMax, c.ChatLimits().ReplySizeMin())
+	return v
+}
+
+// vsrConfig is VSRConfig before the chat limits raise ReplySizeMax.
+func (c *ClusterConfig) vsrConfig(shard, replica int) vsr.Config {
 	v := vsr.DefaultConfig(c.Cluster+uint64(shard), len(c.Replicas), replica)
 	v.ShardOffset = shard % len(c.Replicas)
 	v.HeartbeatTicks = c.HeartbeatMs

@@ -1,14 +1,15 @@
 package node
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
 
-func validConfig() ClusterConfig {
-	c := ClusterConfig{Cluster: 7, Shards: 1}
-	for i, f := range []string{"a", "b", "c"} {
-		c.Replicas = append(c.Replicas, Member{Addr: "127.0.0.1:" + string(rune('1'+i)) + "000", Fingerprint: strings.Repeat(f, 64)})
+func testConfig(profile string, clientsMax int) ClusterConfig {
+	c := ClusterConfig{Cluster: 7, Profile: profile, ClientsMax: clientsMax}
+	for i := 0; i < 3; i++ {
+		c.Replicas = append(c.Replicas, Member{Addr: fmt.Sprintf("127.0.0.1:%d", 7000+i), Fingerprint: strings.Repeat(fmt.Sprint(i), 64)})
 	}
 	c.Defaults()
 	return c
@@ -18,17 +19,40 @@ func validConfig() ClusterConfig {
 // refuses anything else with a line naming the field.
 func TestConfigFrameAuth(t *testing.T) {
 	for _, mode := range []string{"", "mac", "ed25519"} {
-		c := validConfig()
+		c := testConfig("", 0)
 		c.FrameAuth = mode
 		if err := c.Validate(); err != nil {
 			t.Errorf("frame_auth %q: %v", mode, err)
 		}
 	}
 	for _, mode := range []string{"none", "MAC", "hmac"} {
-		c := validConfig()
+		c := testConfig("", 0)
 		c.FrameAuth = mode
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "frame_auth") {
 			t.Errorf("frame_auth %q: %v", mode, err)
+		}
+	}
+}
+
+// The post batch bound follows the client table: every configuration that
+// fits the checkpoint gets the largest batch whose reply each session can
+// keep, and replicas keep exactly that reply.
+func TestPostBatchFitsClientTable(t *testing.T) {
+	for _, tc := range []struct {
+		profile    string
+		clientsMax int
+		want       int
+	}{
+		{"", 0, 24}, {"", 2048, 12}, {"", 2300, 11}, {ProfileSmall, 0, 8},
+	} {
+		c := testConfig(tc.profile, tc.clientsMax)
+		if err := c.Validate(); err != nil {
+			t.Fatalf("profile %q, clients max %d: %v", tc.profile, c.ClientsMax, err)
+		}
+		l, v := c.ChatLimits(), c.VSRConfig(0, 1)
+		if l.PostBatchCountMax != tc.want || v.ReplySizeMax < l.ReplySizeMin() {
+			t.Errorf("profile %q, clients max %d: batches of %d (want %d), reply size max %d for %d",
+				tc.profile, c.ClientsMax, l.PostBatchCountMax, tc.want, v.ReplySizeMax, l.ReplySizeMin())
 		}
 	}
 }

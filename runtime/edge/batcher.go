@@ -1,0 +1,173 @@
+package edge
+
+import (
+	"context"
+	"sync"
+
+	"tigerchat/model/chat"
+	"tigerchat/model/placement"
+	"tigerchat/model/vsr"
+)
+
+// batcher groups posts per shard into chat.OperationPostBatch requests, so
+// that the cluster pays its per-request costs (request and reply messages,
+// transport frames, client session bookkeeping) once per batch instead of
+// once per post. Posts of every connection for a shard enter one bounded
+// FIFO. Whenever fewer than inFlightMax batches of the shard are in flight
+// (the edge holds that many VSR sessions per shard), whatever waits, up to
+// countMax posts, leaves at once as one batch; there is no timer. A lone
+// post therefore goes out immediately, as a batch of one; under load posts
+// wait only while every session is busy, and batches grow with the load
+// (group commit). Each post gets its own reply back: its own seq or its
+// own error, exactly as if it had been sent alone.
+type batcher struct {
+	cl          *cluster
+	ctx         context.Context // the edge's lifetime
+	m           *Metrics
+	countMax    int // posts per batch: the cluster's Limits.PostBatchCountMax
+	inFlightMax int // batches in flight per shard
+	queueMax    int // posts waiting per shard
+	shards      []*postQueue
+}
+
+// postQueue is one shard's waiting posts and its batches in flight.
+type postQueue struct {
+	mu       sync.Mutex
+	waiting  []*pendingPost // FIFO, at most queueMax
+	inFlight int            // batches submitted and not yet answered
+}
+
+// pendingPost is one post waiting for its reply.
+type pendingPost struct {
+	ctx  context.Context // the post's caller; a post given up on is not sent
+	body []byte          // its chat.OperationPost encoding
+	done chan postResult // buffered: the batch never blocks on a caller
+}
+
+type postResult struct {
+	reply chat.PostReply
+	err   *Error
+}
+
+func newBatcher(ctx context.Context, cl *cluster, m *Metrics, inFlightMax, queueMax int) *batcher {
+	b := &batcher{cl: cl, ctx: ctx, m: m, countMax: cl.limits.PostBatchCountMax, inFlightMax: inFlightMax, queueMax: queueMax}
+	for i := 0; i < cl.shards; i++ {
+		b.shards = append(b.shards, &postQueue{})
+	}
+	return b
+}
+
+// post validates q as the state machine would, queues it for its room's
+// shard and waits for its own reply.
+func (b *batcher) post(ctx context.Context, q chat.PostRequest) (chat.PostReply, *Error) {
+	body := chat.EncodePost(q)
+	if code := chat.Validate(&b.cl.limits, chat.OperationPost, body); code != chat.CodeOK {
+		return chat.PostReply{}, chatError(code)
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cl.timeout)
+	defer cancel()
+	shard := placement.Shard(q.Tenant, q.Room, b.cl.shards)
+	p := &pendingPost{ctx: ctx, body: body, done: make(chan postResult, 1)}
+	pq := b.shards[shard]
+	pq.mu.Lock()
+	if len(pq.waiting) >= b.queueMax {
+		pq.mu.Unlock()
+		e := errorf(CodeUnavailable, "%d posts already wait for this shard; retry with the same idempotency key", b.queueMax)
+		e.RetryAfterMs = 100
+		return chat.PostReply{}, e
+	}
+	pq.waiting = append(pq.waiting, p)
+	batch := b.take(pq)
+	pq.mu.Unlock()
+	if batch != nil {
+		go b.run(shard, batch)
+	}
+	select {
+	case r := <-p.done:
+		return r.reply, r.err
+	case <-ctx.Done():
+		return chat.PostReply{}, unanswered(b.cl.timeout, ctx.Err())
+	}
+}
+
+// take removes the next batch from pq's waiting posts (the oldest, up to
+// countMax, skipping posts whose caller gave up) and counts it in flight;
+// nil when every batch of the shard is in flight or none waits. pq.mu is
+// held.
+func (b *batcher) take(pq *postQueue) []*pendingPost {
+	if pq.inFlight >= b.inFlightMax {
+		return nil
+	}
+	var batch []*pendingPost
+	n := 0
+	for ; n < len(pq.waiting) && len(batch) < b.countMax; n++ {
+		if p := pq.waiting[n]; p.ctx.Err() == nil {
+			batch = append(batch, p)
+		}
+	}
+	clear(pq.waiting[:n])
+	pq.waiting = pq.waiting[n:]
+	if len(batch) == 0 {
+		return nil
+	}
+	pq.inFlight++
+	return batch
+}
+
+// run sends batch, then keeps sending what waits for the shard while its
+// turn lasts: at most inFlightMax goroutines per shard, only under load.
+func (b *batcher) run(shard int, batch []*pendingPost) {
+	pq := b.shards[shard]
+	for batch != nil {
+		b.send(shard, batch)
+		pq.mu.Lock()
+		pq.inFlight--
+		if pq.inFlight < 0 {
+			pq.mu.Unlock()
+			panic("edge: post batches in flight went negative")
+		}
+		batch = b.take(pq)
+		pq.mu.Unlock()
+	}
+}
+
+// send submits one batch and answers each of its posts.
+func (b *batcher) send(shard int, batch []*pendingPost) {
+	bodies := make([][]byte, len(batch))
+	size := 0
+	for i, p := range batch {
+		bodies[i] = p.body
+		size += len(p.body)
+	}
+	req := chat.AppendPostBatch(make([]byte, 0, 2+size), bodies...)
+	b.m.PostBatchSize.Observe(len(batch))
+	ctx, cancel := context.WithTimeout(b.ctx, b.cl.timeout)
+	r, err := b.cl.backend.Do(ctx, shard, chat.OperationPostBatch, req)
+	cancel()
+	body, e := b.cl.replyBody(r, err)
+	if err == nil && r.Flags == vsr.ReplyNotKept {
+		// Applied, but its reply was not kept for this retry (the cluster's
+		// ReplySizeMax is below the edge's Limits.ReplySizeMin): every post
+		// is safe to send again with its key, and gets its original seq.
+		e = errorf(CodeUnavailable, "the cluster kept no reply for this post's retry; retry with the same idempotency key")
+		e.RetryAfterMs = 100
+	}
+	var br chat.PostBatchReply
+	if e == nil {
+		var derr error
+		if br, derr = chat.DecodePostBatchReply(body); derr != nil || len(br.Posts) != len(batch) {
+			e = errorf(CodeInternal, "malformed post batch reply")
+		}
+	}
+	for i, p := range batch {
+		switch {
+		case e != nil:
+			copied := *e // each caller owns its error
+			p.done <- postResult{err: &copied}
+		case br.Posts[i].Code != chat.CodeOK:
+			p.done <- postResult{err: chatError(br.Posts[i].Code)}
+		default:
+			p.done <- postResult{reply: br.Posts[i]}
+		}
+	}
+}

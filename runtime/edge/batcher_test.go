@@ -1,0 +1,269 @@
+package edge
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"tigerchat/model/chat"
+	"tigerchat/model/vsr"
+)
+
+// gatedBackend records the size of every post batch and, while a gate is
+// set, holds each batch until the gate is closed: with one batch in flight
+// per shard, the posts sent meanwhile queue at the edge, so a test knows
+// exactly which batches form.
+type gatedBackend struct {
+	*fakeBackend
+	mu    sync.Mutex
+	gate  chan struct{}
+	sizes []int
+}
+
+func (g *gatedBackend) Do(ctx context.Context, shard int, op uint8, body []byte) (vsr.Reply, error) {
+	if op == chat.OperationPostBatch {
+		g.mu.Lock()
+		g.sizes = append(g.sizes, int(binary.LittleEndian.Uint16(body)))
+		gate := g.gate
+		g.mu.Unlock()
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return vsr.Reply{}, ctx.Err()
+			}
+		}
+	}
+	return g.fakeBackend.Do(ctx, shard, op, body)
+}
+
+func (g *gatedBackend) hold() chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.gate = make(chan struct{})
+	return g.gate
+}
+
+func (g *gatedBackend) batches() []int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.sizes)
+}
+
+// queued is the number of posts waiting for shard.
+func (b *batcher) queued(shard int) int {
+	pq := b.shards[shard]
+	pq.mu.Lock()
+	defer pq.mu.Unlock()
+	return len(pq.waiting)
+}
+
+// newBatchEdge is a one-shard test edge with one post batch in flight.
+func newBatchEdge(t *testing.T, tweak func(*Config)) (*testEdge, *gatedBackend) {
+	var g *gatedBackend
+	te := newTestEdge(t, func(c *Config) {
+		g = &gatedBackend{fakeBackend: c.Backend.(*fakeBackend)}
+		c.Backend, c.Shards, c.PostBatchesInFlightMax = g, 1, 1
+		if tweak != nil {
+			tweak(c)
+		}
+	})
+	return te, g
+}
+
+// sent is one post command in flight on a connection.
+type sent struct {
+	w   *wsClient
+	id  float64
+	key string
+}
+
+// reply waits for p's reply. Replies to other commands of the same
+// connection that arrive first are kept for their own reply (waitReply
+// would drop them).
+func (p sent) reply(t *testing.T) map[string]any {
+	t.Helper()
+	if p.w.early == nil {
+		p.w.early = map[float64]map[string]any{}
+	}
+	early := p.w.early
+	for {
+		if f, ok := early[p.id]; ok {
+			delete(early, p.id)
+			return f
+		}
+		f := p.w.nextFrame()
+		if f == nil {
+			t.Fatalf("connection closed waiting for reply %v", p.id)
+		}
+		if _, ok := f["event"]; ok {
+			p.w.pending = append(p.w.pending, f)
+		} else if id, ok := f["id"].(float64); ok {
+			early[id] = f
+		}
+	}
+}
+
+func postAsync(w *wsClient, room, key string) sent {
+	return sent{w: w, key: key, id: w.send(map[string]any{"cmd": "post", "room": room, "body": "body of " + key, "key": key})}
+}
+
+// holdOne sends a post that the gated backend holds as the one batch in
+// flight, so that what is posted next queues.
+func holdOne(t *testing.T, te *testEdge, g *gatedBackend, w *wsClient, room, key string) (chan struct{}, sent) {
+	before := len(g.batches())
+	gate := g.hold()
+	first := postAsync(w, room, key)
+	waitFor(t, func() bool { return len(g.batches()) > before })
+	return gate, first
+}
+
+// Posts of several connections that arrive while the shard's session is
+// busy leave together, as batches of at most PostBatchCountMax, and each
+// post gets its own ack: distinct, gapless seqs, its own key, and a bus
+// event for every new message.
+func TestBatchedPostsGetTheirOwnAcks(t *testing.T) {
+	te, g := newBatchEdge(t, nil)
+	users := []string{"ana", "bo", "cy", "di"}
+	var conns []*wsClient
+	for i, u := range users {
+		w := te.dial(t, token(t, "acme", u))
+		if i == 0 {
+			mustOK(t, w.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
+		} else {
+			mustOK(t, w.do(map[string]any{"cmd": "join", "room": "lobby"}))
+		}
+		conns = append(conns, w)
+	}
+	watcher := te.dial(t, token(t, "acme", "ana"))
+	mustOK(t, watcher.do(map[string]any{"cmd": "subscribe", "room": "lobby"}))
+	gate, first := holdOne(t, te, g, conns[0], "lobby", "first")
+	posts := []sent{first}
+	const perConn = 7 // within the edge's 8 commands in flight per WebSocket
+	for i := 0; i < perConn; i++ {
+		for c, w := range conns {
+			posts = append(posts, postAsync(w, "lobby", fmt.Sprintf("k%d-%s", i, users[c])))
+		}
+	}
+	queued := len(posts) - 1
+	waitFor(t, func() bool { return te.posts.queued(0) == queued })
+	close(gate)
+	seqs := map[float64]string{}
+	for _, p := range posts {
+		r := mustOK(t, p.reply(t))
+		if r["key"] != p.key || r["duplicate"] != false {
+			t.Fatalf("post %s: ack %v", p.key, r)
+		}
+		if other, dup := seqs[r["seq"].(float64)]; dup {
+			t.Fatalf("posts %s and %s both acknowledged as seq %v", other, p.key, r["seq"])
+		}
+		seqs[r["seq"].(float64)] = p.key
+	}
+	countMax := te.cfg.Limits.PostBatchCountMax
+	if got, want := g.batches(), []int{1, countMax, queued - countMax}; !slices.Equal(got, want) {
+		t.Fatalf("batch sizes %v, want %v", got, want)
+	}
+	got, _ := watcher.messages(len(posts))
+	wantSeqs(t, got, 1, uint64(len(posts)))
+	if h := &te.m.PostBatchSize; h.Count() != 3 || h.Sum() != uint64(len(posts)) || te.m.Posts.Load() != uint64(len(posts)) {
+		t.Fatalf("metrics: %d batches of %d posts, %d posts acknowledged", h.Count(), h.Sum(), te.m.Posts.Load())
+	}
+}
+
+// A post refused by the state machine (here: its author is not a member)
+// gets its own error; the posts batched with it are acknowledged.
+func TestBatchedPostRefusedAlone(t *testing.T) {
+	te, g := newBatchEdge(t, nil)
+	ana := te.dial(t, token(t, "acme", "ana"))
+	bo := te.dial(t, token(t, "acme", "bo"))
+	mustOK(t, ana.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
+	gate, first := holdOne(t, te, g, ana, "lobby", "a0")
+	batch := []sent{postAsync(ana, "lobby", "a1"), postAsync(bo, "lobby", "b1"), postAsync(ana, "lobby", "a2"), postAsync(bo, "lobby", "b2")}
+	waitFor(t, func() bool { return te.posts.queued(0) == len(batch) })
+	close(gate)
+	mustOK(t, first.reply(t))
+	var seqs []float64 // a connection's commands run concurrently: any order
+	for _, p := range batch {
+		r := p.reply(t)
+		if p.w == bo {
+			if errCode(r) != "not_member" {
+				t.Fatalf("bo's post %s: %v", p.key, r)
+			}
+			continue
+		}
+		seqs = append(seqs, mustOK(t, r)["seq"].(float64))
+	}
+	if slices.Sort(seqs); !slices.Equal(seqs, []float64{2, 3}) {
+		t.Fatalf("ana's batched posts got seqs %v, want 2 and 3", seqs)
+	}
+	if got := g.batches(); !slices.Equal(got, []int{1, len(batch)}) {
+		t.Fatalf("batch sizes %v", got)
+	}
+	if te.m.RefusedCount("not_member") != 2 {
+		t.Fatalf("not_member refusals counted: %d", te.m.RefusedCount("not_member"))
+	}
+}
+
+// A retried key inside a batch (twice in the same batch, too) gets the
+// original seq, marked duplicate, and creates nothing.
+func TestBatchedRetryGetsOriginalSeq(t *testing.T) {
+	te, g := newBatchEdge(t, nil)
+	ana := te.dial(t, token(t, "acme", "ana"))
+	bo := te.dial(t, token(t, "acme", "bo"))
+	mustOK(t, ana.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
+	mustOK(t, bo.do(map[string]any{"cmd": "join", "room": "lobby"}))
+	original := mustOK(t, ana.do(map[string]any{"cmd": "post", "room": "lobby", "body": "hello", "key": "k1"}))
+	gate, first := holdOne(t, te, g, ana, "lobby", "k2")
+	batch := []sent{postAsync(ana, "lobby", "k1"), postAsync(bo, "lobby", "k3"), postAsync(bo, "lobby", "k1"), postAsync(ana, "lobby", "k2")}
+	waitFor(t, func() bool { return te.posts.queued(0) == len(batch) })
+	close(gate)
+	second := mustOK(t, first.reply(t))
+	want := map[string]any{"k1": original["seq"], "k2": second["seq"], "k3": 3.0}
+	for _, p := range batch {
+		r := mustOK(t, p.reply(t))
+		if r["seq"] != want[p.key] || r["duplicate"] != (p.key != "k3") || (p.key == "k1" && r["hash"] != original["hash"]) {
+			t.Fatalf("post %s: %v, want seq %v", p.key, r, want[p.key])
+		}
+	}
+	if te.m.Posts.Load() != 3 || te.m.PostDuplicates.Load() != 3 {
+		t.Fatalf("%d posts, %d duplicates", te.m.Posts.Load(), te.m.PostDuplicates.Load())
+	}
+}
+
+// Beyond PostQueueMax waiting posts, a post is refused as unavailable with
+// a retry hint, and the queued ones still go through.
+func TestPostQueueFull(t *testing.T) {
+	te, g := newBatchEdge(t, func(c *Config) { c.PostQueueMax = 2 })
+	ana := te.dial(t, token(t, "acme", "ana"))
+	mustOK(t, ana.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
+	gate, first := holdOne(t, te, g, ana, "lobby", "k0")
+	queued := []sent{postAsync(ana, "lobby", "k1"), postAsync(ana, "lobby", "k2")}
+	waitFor(t, func() bool { return te.posts.queued(0) == 2 })
+	r := ana.do(map[string]any{"cmd": "post", "room": "lobby", "body": "x", "key": "k3"})
+	if e, _ := r["error"].(map[string]any); errCode(r) != CodeUnavailable || e["retry_after_ms"] == nil {
+		t.Fatalf("post beyond the queue: %v", r)
+	}
+	close(gate)
+	for _, p := range append([]sent{first}, queued...) {
+		mustOK(t, p.reply(t))
+	}
+}
+
+// A cluster that does not answer fails every post of the batch as
+// unavailable (retry with the same key), as it fails a lone post.
+func TestBatchClusterDown(t *testing.T) {
+	te, _ := newBatchEdge(t, nil)
+	ana := te.dial(t, token(t, "acme", "ana"))
+	mustOK(t, ana.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
+	te.backend.setDown(true)
+	if r := ana.do(map[string]any{"cmd": "post", "room": "lobby", "body": "x", "key": "k1"}); errCode(r) != CodeUnavailable {
+		t.Fatalf("post while down: %v", r)
+	}
+	te.backend.setDown(false)
+	if r := mustOK(t, ana.do(map[string]any{"cmd": "post", "room": "lobby", "body": "x", "key": "k1"})); r["seq"] != 1.0 {
+		t.Fatalf("post after: %v", r)
+	}
+}
