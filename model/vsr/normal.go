@@ -146,10 +146,12 @@ func (r *Replica) maybePrepare() {
 	if r.op-r.commitMax >= uint64(r.cfg.PipelineMax) || r.op+1 > r.checkpointOp+uint64(r.cfg.SlotCount) {
 		return
 	}
-	if r.op > r.commitMax && !r.present(r.op) && len(r.requestQueue) < r.cfg.BatchMax {
-		// Group commit: while the last prepare is still being written, let
-		// requests gather; they all go in the next prepare when it is durable.
-		// Under load batches grow by themselves; an idle primary prepares at once.
+	if len(r.requestQueue) < r.cfg.BatchMax && r.prepareWrites() >= prepareWritesMax {
+		// Group commit: while prepareWritesMax prepares are still being
+		// written, let requests gather; they all go in the next prepare when
+		// one is durable. Under load batches grow by themselves; a request
+		// that finds fewer writes in flight is prepared at once, so it does
+		// not wait a whole fdatasync for the previous prepare's.
 		return
 	}
 	parent, ok := r.expected(r.op)
@@ -189,6 +191,25 @@ func (r *Replica) maybePrepare() {
 	msg := r.writePrepare(&h, r.prepareBuf)
 	r.broadcast(msg)
 	r.event("prepare")
+}
+
+// prepareWritesMax is how many of its own prepares a primary lets be written
+// at once before new requests wait for one to be durable (group commit).
+// One made every request that arrived during a write wait for that write's
+// fdatasync before its own began; two overlap them (the disk shares one
+// fdatasync between them) and still batch under load.
+const prepareWritesMax = 2
+
+// prepareWrites counts the uncommitted ops not yet durable here: at most
+// PipelineMax.
+func (r *Replica) prepareWrites() int {
+	n := 0
+	for op := r.commitMax + 1; op <= r.op; op++ {
+		if !r.present(op) {
+			n++
+		}
+	}
+	return n
 }
 
 func (r *Replica) onPrepare(h *wire.Header, msg []byte) {

@@ -424,7 +424,7 @@ func (s *System) Diagnose() string {
 	posts := uint64(0)
 	for _, line := range strings.Split(string(data), "\n") {
 		name, value, ok := strings.Cut(line, " ")
-		if ok && !strings.HasPrefix(line, "#") && value != "0" && !strings.Contains(name, "refused") {
+		if ok && !strings.HasPrefix(line, "#") && value != "0" && !strings.Contains(name, "refused") && !strings.Contains(name, "_bucket") {
 			out = append(out, strings.TrimPrefix(name, "tigerchat_edge_")+"="+value)
 		}
 		if name == "tigerchat_edge_posts_total" {
