@@ -48,12 +48,13 @@ func (e *Edge) admit(r *http.Request, allowQuery bool) (Session, *Error) {
 }
 
 type wsConn struct {
-	e   *Edge
-	ws  *websocket.Conn
-	ip  string
-	out *outbox
-	sem chan struct{}
-	wg  sync.WaitGroup
+	e    *Edge
+	ws   *websocket.Conn
+	cork *corkConn // nil if the server's connection could not be wrapped
+	ip   string
+	out  *outbox
+	sem  chan struct{}
+	wg   sync.WaitGroup
 
 	mu     sync.Mutex
 	sess   Session
@@ -73,13 +74,14 @@ func (e *Edge) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	ws, aerr := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: e.cfg.OriginPatterns})
+	cw := &corkingResponse{ResponseWriter: w}
+	ws, aerr := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: e.cfg.OriginPatterns})
 	if aerr != nil {
 		e.m.Refused(CodeBadRequest) // Accept answered the handshake error
 		return
 	}
 	ws.SetReadLimit(int64(e.cfg.FrameSizeMax))
-	c := &wsConn{e: e, ws: ws, ip: clientIP(r), out: newOutbox(e.cfg.OutboxMax, e.m),
+	c := &wsConn{e: e, ws: ws, cork: cw.conn, ip: clientIP(r), out: newOutbox(e.cfg.OutboxMax, e.m),
 		sem: make(chan struct{}, e.cfg.InFlightMax), sess: sess, subs: map[logKey]*sub{}}
 	c.run()
 }
@@ -159,7 +161,7 @@ func (c *wsConn) writeLoop(ctx context.Context) {
 		}
 		select {
 		case b := <-c.out.ch:
-			if !c.write(ctx, b) {
+			if !c.writeQueued(ctx, b) {
 				return
 			}
 		case <-c.out.done:
@@ -169,10 +171,46 @@ func (c *wsConn) writeLoop(ctx context.Context) {
 	}
 }
 
+// writeQueuedMax bounds the frames written under one cork.
+const writeQueuedMax = 64
+
+// writeQueued writes first and whatever else the outbox holds now (up to
+// writeQueuedMax frames) under one cork: one syscall for all of them.
+func (c *wsConn) writeQueued(ctx context.Context, first []byte) bool {
+	if c.cork == nil {
+		return c.write(ctx, first)
+	}
+	c.cork.cork()
+	ok := c.write(ctx, first)
+	for n := 1; ok && n < writeQueuedMax; n++ {
+		select {
+		case b := <-c.out.ch:
+			ok = c.write(ctx, b)
+			continue
+		default:
+		}
+		break
+	}
+	if err := c.cork.uncork(); err != nil && ok {
+		c.out.close(CloseGoingAway, "write failed")
+		_ = c.ws.CloseNow()
+		return false
+	}
+	return ok
+}
+
 func (c *wsConn) write(ctx context.Context, b []byte) bool {
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wsWriteTimeout)
-	defer cancel()
-	if err := c.ws.Write(wctx, websocket.MessageText, b); err != nil {
+	var err error
+	if c.cork != nil {
+		// The connection's write deadline bounds the write; a context
+		// without a deadline costs the library no timer.
+		err = c.ws.Write(context.WithoutCancel(ctx), websocket.MessageText, b)
+	} else {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wsWriteTimeout)
+		err = c.ws.Write(wctx, websocket.MessageText, b)
+		cancel()
+	}
+	if err != nil {
 		c.out.close(CloseGoingAway, "write failed")
 		_ = c.ws.CloseNow()
 		return false
