@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"tigerchat/internal/bench/load"
@@ -25,6 +26,7 @@ func runSuite(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tigerbench run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	binary := fs.String("tigerchat", "", "the tigerchat `BINARY` (default: next to tigerbench, else built from source)")
+	edgeArgs := fs.String("edge-args", "", "extra `FLAGS` for `tigerchat edge`, space-separated (e.g. \"-post-batches 8\")")
 	finish := suite.Flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -46,7 +48,7 @@ func runSuite(args []string, stdout, stderr io.Writer) int {
 					return nil, err
 				}
 			}
-			return tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: o.Shards, PprofDir: o.PprofDir, Log: log})
+			return tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: o.Shards, PprofDir: o.PprofDir, EdgeArgs: strings.Fields(*edgeArgs), Log: log})
 		},
 	}
 	return suite.Run(ctx, "tigerbench", o, start, stdout, stderr)

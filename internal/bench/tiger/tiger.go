@@ -44,7 +44,8 @@ type Options struct {
 	Binary   string // the tigerchat binary
 	Dir      string // a fresh directory this system owns (removed by Close)
 	Shards   int
-	PprofDir string // when set, replicas serve /debug/pprof and scenarios are profiled
+	PprofDir string   // when set, replicas serve /debug/pprof and scenarios are profiled
+	EdgeArgs []string // extra `tigerchat edge` flags (tuning experiments)
 	Log      io.Writer
 }
 
@@ -136,9 +137,10 @@ func (s *System) startEdge(ctx context.Context) error {
 	if s.o.PprofDir != "" {
 		env = append(env, "TIGERCHAT_PPROF=1")
 	}
-	s.edge, err = procs.Start("edge", filepath.Join(s.o.Dir, "edge.log"), env, s.o.Binary, "edge",
-		"-config", s.cluster.ConfigPath, "-identity", identity, "-auth", authPath, "-listen", addr,
-		"-user-rate", "-1", "-ip-rate", "-1", "-conns", "20000")
+	args := []string{"edge", "-config", s.cluster.ConfigPath, "-identity", identity, "-auth", authPath, "-listen", addr,
+		"-user-rate", "-1", "-ip-rate", "-1", "-conns", "20000"}
+	args = append(args, s.o.EdgeArgs...)
+	s.edge, err = procs.Start("edge", filepath.Join(s.o.Dir, "edge.log"), env, s.o.Binary, args...)
 	if err != nil {
 		return err
 	}
