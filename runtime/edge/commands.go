@@ -68,6 +68,14 @@ const (
 // decodeCommand parses one WebSocket text frame. On error the id is
 // returned when it could be read, so the error reply can carry it.
 func decodeCommand(data []byte) (*command, json.RawMessage, *Error) {
+	if c, ok := decodePostFast(data); ok {
+		return c, c.ID, nil
+	}
+	return decodeCommandJSON(data)
+}
+
+// decodeCommandJSON is decodeCommand by encoding/json: every command shape.
+func decodeCommandJSON(data []byte) (*command, json.RawMessage, *Error) {
 	var c command
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

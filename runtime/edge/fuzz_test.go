@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,10 @@ func FuzzDecodeCommand(f *testing.F) {
 		`{"id":1,"cmd":"nope"}`, `{"id":[1],"cmd":"ping"}`, `{"id":1e400,"cmd":"ping"}`,
 		`{"cmd":"ping"} {"cmd":"ping"}`, `{"cmd":"ping","x":1}`, `[]`, `null`, ``, `{"id":1,"cmd":"post","body":null}`,
 		`{"cmd":"create_room","room":"r","private":true,"retention":4294967296}`,
+		` { "id" : 7 , "cmd" : "post" , "room" : "r" , "thread" : 3 , "key" : "k" , "body" : "b" } `,
+		`{"id":"x","cmd":"post","room":"r","body":"a\"b","key":"k"}`, `{"id":01,"cmd":"post"}`,
+		`{"cmd":"post","room":"a","room":"b"}`, `{"cmd":"post","thread":1.5}`, `{"cmd":"post","thread":-1}`,
+		`{"id":-3,"cmd":"post","body":"é"}`, `{"id":1,"cmd":"post","body":""}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -28,6 +33,12 @@ func FuzzDecodeCommand(f *testing.F) {
 		codes[c] = true
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if fast, ok := decodePostFast(data); ok {
+			slow, _, err := decodeCommandJSON(data)
+			if err != nil || !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("%q: fast path %+v, encoding/json %+v (%v)", data, fast, slow, err)
+			}
+		}
 		c, id, err := decodeCommand(data)
 		if err != nil {
 			if !codes[err.Code] || c != nil {
@@ -123,4 +134,26 @@ func checkRESTAnswer(t *testing.T, w *httptest.ResponseRecorder) {
 	if w.Code >= 500 && w.Code != http.StatusServiceUnavailable && w.Code != http.StatusInsufficientStorage {
 		t.Fatalf("status %d: %v", w.Code, m)
 	}
+}
+
+// BenchmarkDecodePost: the post command as load generators send it, by the
+// fast path and by encoding/json.
+func BenchmarkDecodePost(b *testing.B) {
+	frame := []byte(`{"id":12345,"cmd":"post","room":"bench-room-1","key":"k-1-2-3","body":"` + strings.Repeat("x", 256) + `"}`)
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, _, err := decodeCommand(frame); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, _, err := decodeCommandJSON(frame); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -1,0 +1,176 @@
+package edge
+
+import (
+	"strconv"
+)
+
+// decodePostFast parses the common shape of a post command without
+// reflection: one JSON object whose members are among id, cmd, room, key,
+// body and thread, each at most once, with strings of printable ASCII and
+// no escapes, an id that is a plain integer or such a string, and a thread
+// of plain digits. It reports false for anything else, which decodeCommand
+// then parses with encoding/json; when it accepts, the command is exactly
+// what encoding/json would give (FuzzDecodeCommand checks both on every
+// input). The edge spends ~12 % of its CPU decoding commands under load.
+func decodePostFast(data []byte) (*command, bool) {
+	p := fastParser{b: data}
+	p.space()
+	if !p.byte('{') {
+		return nil, false
+	}
+	var c command
+	var seen [6]bool
+	for first := true; ; first = false {
+		p.space()
+		if p.byte('}') {
+			if first {
+				return nil, false // {} is not a post
+			}
+			break
+		}
+		if !first && (!p.byte(',') || !p.spaced()) {
+			return nil, false
+		}
+		name, ok := p.str()
+		if !ok {
+			return nil, false
+		}
+		p.space()
+		if !p.byte(':') {
+			return nil, false
+		}
+		p.space()
+		field := -1
+		switch string(name) {
+		case "id":
+			field = 0
+			start := p.i
+			if _, ok := p.str(); !ok && !p.integer() {
+				return nil, false
+			}
+			c.ID = data[start:p.i:p.i]
+		case "cmd":
+			field = 1
+			v, ok := p.str()
+			if !ok {
+				return nil, false
+			}
+			c.Cmd = string(v)
+		case "room":
+			field = 2
+			v, ok := p.str()
+			if !ok {
+				return nil, false
+			}
+			c.Room = string(v)
+		case "key":
+			field = 3
+			v, ok := p.str()
+			if !ok {
+				return nil, false
+			}
+			c.Key = string(v)
+		case "body":
+			field = 4
+			v, ok := p.str()
+			if !ok {
+				return nil, false
+			}
+			body := string(v)
+			c.Body = &body
+		case "thread":
+			field = 5
+			start := p.i
+			if !p.digits() {
+				return nil, false
+			}
+			n, err := strconv.ParseUint(string(data[start:p.i]), 10, 64)
+			if err != nil {
+				return nil, false
+			}
+			c.Thread = n
+		default:
+			return nil, false
+		}
+		if seen[field] {
+			return nil, false // encoding/json keeps the last: leave it to it
+		}
+		seen[field] = true
+	}
+	p.space()
+	if p.i != len(data) || c.Cmd != cmdPost || len(c.ID) > idSizeMax {
+		return nil, false
+	}
+	return &c, true
+}
+
+type fastParser struct {
+	b []byte
+	i int
+}
+
+func (p *fastParser) space() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// spaced skips whitespace after a comma; always true.
+func (p *fastParser) spaced() bool { p.space(); return true }
+
+func (p *fastParser) byte(b byte) bool {
+	if p.i < len(p.b) && p.b[p.i] == b {
+		p.i++
+		return true
+	}
+	return false
+}
+
+// str reads a string of printable ASCII without escapes and returns its
+// contents (aliasing the input).
+func (p *fastParser) str() ([]byte, bool) {
+	if !p.byte('"') {
+		return nil, false
+	}
+	start := p.i
+	for p.i < len(p.b) {
+		switch b := p.b[p.i]; {
+		case b == '"':
+			s := p.b[start:p.i]
+			p.i++
+			return s, true
+		case b < 0x20 || b >= 0x7f || b == '\\':
+			return nil, false
+		}
+		p.i++
+	}
+	return nil, false
+}
+
+// integer reads -?digits as JSON writes them (no leading zeros).
+func (p *fastParser) integer() bool {
+	p.byte('-')
+	return p.digits()
+}
+
+// digits reads 0 or [1-9][0-9]* and refuses what follows as part of a
+// number (a fraction or an exponent: leave those to encoding/json).
+func (p *fastParser) digits() bool {
+	start := p.i
+	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
+		p.i++
+	}
+	n := p.i - start
+	if n == 0 || n > 1 && p.b[start] == '0' {
+		return false
+	}
+	if p.i < len(p.b) && (p.b[p.i] == '.' || p.b[p.i] == 'e' || p.b[p.i] == 'E') {
+		return false
+	}
+	return true
+}
