@@ -157,3 +157,22 @@ func BenchmarkDecodePost(b *testing.B) {
 		}
 	})
 }
+
+// postJSON.appendJSON writes exactly what json.Marshal writes.
+func TestPostJSONMatchesMarshal(t *testing.T) {
+	for _, p := range []postJSON{
+		{},
+		{Room: "lobby", Thread: 3, Seq: 1 << 60, Hash: "ab12", Time: "2026-11-27T07:00:00.123Z", TimeNs: "1795", Duplicate: true, Key: "k-1"},
+		{Room: `a"b<c>&d`, Key: "é\n\\", Hash: "\x01"},
+	} {
+		want, _ := json.Marshal(p)
+		if got := p.appendJSON(nil); string(got) != string(want) {
+			t.Errorf("appendJSON %s, json.Marshal %s", got, want)
+		}
+		frame := okFrame(json.RawMessage(`7`), p)
+		var back map[string]any
+		if err := json.Unmarshal(frame, &back); err != nil || back["ok"] != true || back["id"] != 7.0 || back["room"] != p.Room {
+			t.Errorf("okFrame %s: %v", frame, err)
+		}
+	}
+}

@@ -102,6 +102,46 @@ type postJSON struct {
 	Key       string `json:"key"`
 }
 
+// appendJSON appends p as json.Marshal writes it, without reflection (an
+// ack per post); a string that would need escaping falls back to
+// json.Marshal (ids and keys never do: the state machine allows only
+// [A-Za-z0-9._-]).
+func (p postJSON) appendJSON(b []byte) []byte {
+	for _, s := range [...]string{p.Room, p.Hash, p.Time, p.TimeNs, p.Key} {
+		if !plainJSONString(s) {
+			return append(b, mustJSON(p)...)
+		}
+	}
+	b = append(b, `{"room":"`...)
+	b = append(b, p.Room...)
+	b = append(b, `","thread":`...)
+	b = strconv.AppendUint(b, p.Thread, 10)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, p.Seq, 10)
+	b = append(b, `,"hash":"`...)
+	b = append(b, p.Hash...)
+	b = append(b, `","time":"`...)
+	b = append(b, p.Time...)
+	b = append(b, `","time_ns":"`...)
+	b = append(b, p.TimeNs...)
+	b = append(b, `","duplicate":`...)
+	b = strconv.AppendBool(b, p.Duplicate)
+	b = append(b, `,"key":"`...)
+	b = append(b, p.Key...)
+	return append(b, `"}`...)
+}
+
+// plainJSONString: s needs no escaping in JSON (json.Marshal's HTML
+// escaping included).
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
 type membersJSON struct {
 	Room    string `json:"room"`
 	Members uint32 `json:"members"`
@@ -148,7 +188,10 @@ func okFrame(id json.RawMessage, result any) []byte {
 		b = append(append(append(b, `"id":`...), id...), ',')
 	}
 	b = append(b, `"ok":true`...)
-	if result != nil {
+	if p, ok := result.(postJSON); ok {
+		inner := p.appendJSON(make([]byte, 0, 256))
+		b = append(append(b, ','), inner[1:len(inner)-1]...)
+	} else if result != nil {
 		inner := mustJSON(result)
 		if len(inner) > 2 {
 			b = append(append(b, ','), inner[1:len(inner)-1]...)
