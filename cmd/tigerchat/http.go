@@ -66,6 +66,17 @@ func httpHandler(nodes []*node.Node) http.Handler {
 				fmt.Fprintf(w, "tigerchat_primary{%s} %d\n", labels, b2i(st.Primary))
 				fmt.Fprintf(w, "tigerchat_normal{%s} %d\n", labels, b2i(st.Status == "normal"))
 			}
+			for _, st := range n.Statuses() {
+				ds, ok := n.DiskStats()[st.Shard]
+				if !ok {
+					continue
+				}
+				labels := fmt.Sprintf(`node="%d",shard="%d"`, i, st.Shard)
+				fmt.Fprintf(w, "tigerchat_disk_fsyncs_total{%s} %d\n", labels, ds.Fsyncs)
+				fmt.Fprintf(w, "tigerchat_disk_fsync_seconds_total{%s} %.6f\n", labels, float64(ds.FsyncNs)/1e9)
+				fmt.Fprintf(w, "tigerchat_disk_fsync_max_seconds{%s} %.6f\n", labels, float64(ds.FsyncMaxNs)/1e9)
+				fmt.Fprintf(w, "tigerchat_disk_fsync_slow_total{%s} %d\n", labels, ds.FsyncSlow)
+			}
 			if ts, err := n.TransportStats(); err == nil {
 				fmt.Fprintf(w, "tigerchat_transport_refused_unpinned_total{node=\"%d\"} %d\n", i, ts.RefusedUnpinned)
 				fmt.Fprintf(w, "tigerchat_transport_bad_signature_total{node=\"%d\"} %d\n", i, ts.BadSignature)

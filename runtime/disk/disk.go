@@ -18,10 +18,15 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"tigerchat/model"
 	"tigerchat/runtime/loop"
 )
+
+// FsyncSlowThreshold: an fdatasync longer than this is counted as slow
+// (Stats.FsyncSlow): every commit waiting on it waits that long.
+const FsyncSlowThreshold = 50 * time.Millisecond
 
 // Defaults and bounds for Options.
 const (
@@ -69,6 +74,9 @@ type Stats struct {
 	Writes         uint64 // write requests
 	Syncs          uint64 // sync requests
 	Fsyncs         uint64 // fdatasync calls: Syncs/Fsyncs is the group commit factor
+	FsyncNs        uint64 // time spent in fdatasync, all calls
+	FsyncMaxNs     uint64 // the longest fdatasync
+	FsyncSlow      uint64 // fdatasyncs over FsyncSlowThreshold
 	ReadErrors     uint64 // reads that failed and returned poison
 	CorruptSectors uint64 // sectors that failed their CRC or GCM authentication
 	FatalErrors    uint64 // write or sync errors
@@ -107,6 +115,7 @@ type Disk struct {
 
 	stats struct {
 		reads, writes, syncs, fsyncs, readErrors, corrupt, fatal atomic.Uint64
+		fsyncNs, fsyncMaxNs, fsyncSlow                           atomic.Uint64
 	}
 }
 
@@ -149,6 +158,7 @@ func (d *Disk) Stats() Stats {
 	s := &d.stats
 	return Stats{
 		Reads: s.reads.Load(), Writes: s.writes.Load(), Syncs: s.syncs.Load(), Fsyncs: s.fsyncs.Load(),
+		FsyncNs: s.fsyncNs.Load(), FsyncMaxNs: s.fsyncMaxNs.Load(), FsyncSlow: s.fsyncSlow.Load(),
 		ReadErrors: s.readErrors.Load(), CorruptSectors: s.corrupt.Load(), FatalErrors: s.fatal.Load(),
 	}
 }

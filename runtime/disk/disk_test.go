@@ -115,6 +115,9 @@ func TestGroupCommitSharesFdatasync(t *testing.T) {
 	if s.Syncs != writers || s.Fsyncs == 0 || s.Fsyncs >= writers {
 		t.Fatalf("%d syncs took %d fdatasyncs, want fewer", s.Syncs, s.Fsyncs)
 	}
+	if s.FsyncNs == 0 || s.FsyncMaxNs == 0 || s.FsyncMaxNs > s.FsyncNs || s.FsyncSlow > s.Fsyncs {
+		t.Fatalf("fdatasync timing %+v", s)
+	}
 	t.Logf("%d syncs shared %d fdatasyncs", s.Syncs, s.Fsyncs)
 }
 

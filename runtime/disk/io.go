@@ -2,6 +2,7 @@ package disk
 
 import (
 	"fmt"
+	"time"
 
 	"tigerchat/model"
 )
@@ -114,12 +115,27 @@ func (d *Disk) syncBatch(batch *[]func()) {
 		return
 	}
 	d.stats.fsyncs.Add(1)
-	if err := d.sync(); err != nil {
+	start := time.Now()
+	err := d.sync()
+	d.noteFsync(time.Since(start))
+	if err != nil {
 		d.fatal(fmt.Errorf("fdatasync data file %s: %w", d.path, err))
 		return
 	}
 	d.complete(*batch...)
 	clear(*batch)
+}
+
+// noteFsync records one fdatasync's duration (the syncer's goroutine only).
+func (d *Disk) noteFsync(took time.Duration) {
+	ns := uint64(took.Nanoseconds())
+	d.stats.fsyncNs.Add(ns)
+	if ns > d.stats.fsyncMaxNs.Load() {
+		d.stats.fsyncMaxNs.Store(ns)
+	}
+	if took > FsyncSlowThreshold {
+		d.stats.fsyncSlow.Add(1)
+	}
 }
 
 // grow returns (*b)[:n], reallocating only when it is too small.

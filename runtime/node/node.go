@@ -364,6 +364,18 @@ func (n *Node) Drain(drained bool, by string) error {
 }
 
 // TransportStats exposes the transport counters (refusals, bad signatures).
+// DiskStats are the counters of each shard's data file, by shard; a shard
+// not open yet is absent.
+func (n *Node) DiskStats() map[int]disk.Stats {
+	out := make(map[int]disk.Stats, len(n.shards))
+	for _, sh := range n.shards {
+		if sh.disk != nil {
+			out[sh.index] = sh.disk.Stats()
+		}
+	}
+	return out
+}
+
 func (n *Node) TransportStats() (transport.Stats, error) {
 	if n.transport == nil {
 		return transport.Stats{}, errors.New("transport not started")

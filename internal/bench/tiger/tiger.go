@@ -62,6 +62,8 @@ type System struct {
 	conns     atomic.Int64 // connections opened (source address choice)
 	opsSeen   uint64       // ops (prepares) of all shards at the last Diagnose
 	postsSeen uint64       // the edge's posts_total at the last Diagnose
+	viewsSeen uint64       // the views of all shards at the last Diagnose
+	slowSeen  uint64       // slow fdatasyncs of all replicas at the last Diagnose
 }
 
 // Start lays out, formats and starts the cluster and its edge.
@@ -105,7 +107,11 @@ func (s *System) start(ctx context.Context) error {
 			return fmt.Errorf("replica %d not healthy: %w", i, err)
 		}
 	}
-	return s.startEdge(ctx)
+	if err := s.startEdge(ctx); err != nil {
+		return err
+	}
+	s.opsSeen, s.viewsSeen = s.ops() // the scenarios' counts start here
+	return nil
 }
 
 func (s *System) startEdge(ctx context.Context) error {
@@ -433,7 +439,15 @@ func (s *System) Diagnose() string {
 			posts, _ = strconv.ParseUint(value, 10, 64)
 		}
 	}
-	ops := s.ops()
+	if slow, maxS := s.fsyncs(); slow > s.slowSeen {
+		out = append(out, fmt.Sprintf("| %d fdatasync(s) over 50 ms during the scenario (longest so far %.0f ms)", slow-s.slowSeen, maxS*1000))
+		s.slowSeen = slow
+	}
+	ops, views := s.ops()
+	if views > s.viewsSeen {
+		out = append(out, fmt.Sprintf("| %d view change(s) during the scenario", views-s.viewsSeen))
+	}
+	s.viewsSeen = views
 	if ops > s.opsSeen && posts >= s.postsSeen {
 		out = append(out, fmt.Sprintf("| cluster: %d prepares for %d posts (%.1f posts per prepare, reads and room creations included in prepares)",
 			ops-s.opsSeen, posts-s.postsSeen, float64(posts-s.postsSeen)/float64(ops-s.opsSeen)))
@@ -443,19 +457,46 @@ func (s *System) Diagnose() string {
 }
 
 // ops sums the op number of every shard, as the primaries report it.
-func (s *System) ops() uint64 {
-	total := uint64(0)
+// fsyncs sums the replicas' slow fdatasyncs and finds the longest one.
+func (s *System) fsyncs() (slow uint64, maxSeconds float64) {
+	client := http.Client{Timeout: 2 * time.Second}
+	for _, m := range s.cluster.Config.Replicas {
+		resp, err := client.Get("http://" + m.HTTPAddr + "/metrics")
+		if err != nil {
+			continue
+		}
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		for _, line := range strings.Split(string(data), "\n") {
+			name, value, ok := strings.Cut(line, " ")
+			switch {
+			case !ok:
+			case strings.HasPrefix(name, "tigerchat_disk_fsync_slow_total"):
+				n, _ := strconv.ParseUint(value, 10, 64)
+				slow += n
+			case strings.HasPrefix(name, "tigerchat_disk_fsync_max_seconds"):
+				f, _ := strconv.ParseFloat(value, 64)
+				maxSeconds = max(maxSeconds, f)
+			}
+		}
+	}
+	return slow, maxSeconds
+}
+
+func (s *System) ops() (ops, views uint64) {
 	for shard := range s.o.Shards {
-		best := uint64(0)
+		bestOp, bestView := uint64(0), uint64(0)
 		for i := range replicaCount {
 			sts, err := s.cluster.Status(i)
 			if err == nil && shard < len(sts) {
-				best = max(best, sts[shard].Op)
+				bestOp = max(bestOp, sts[shard].Op)
+				bestView = max(bestView, uint64(sts[shard].View))
 			}
 		}
-		total += best
+		ops += bestOp
+		views += bestView
 	}
-	return total
+	return ops, views
 }
 
 // Close stops the edge and the replicas by PID and removes the directory.
