@@ -88,6 +88,7 @@ type tracker struct {
 	stopping  bool
 	held      map[uint64]bus.Event // out-of-order bus events, by seq
 	heldSince time.Time
+	emitting  []*sub // emit's copy of subs, reused
 }
 
 // subscribe admits s to its log from since (nil: from the head): it checks
@@ -486,11 +487,14 @@ func (t *tracker) emit(msg *chat.Message) {
 		return // already passed (a read raced a bus event)
 	}
 	f := t.frameOf(msg)
-	for _, s := range append([]*sub(nil), t.subs...) {
+	// deliver may remove a subscriber: iterate over a copy, reused.
+	t.emitting = append(t.emitting[:0], t.subs...)
+	for _, s := range t.emitting {
 		if s.last == t.last {
 			t.deliver(s, msg, f)
 		}
 	}
+	clear(t.emitting) // keep no removed subscriber alive
 	t.last, t.hash, t.hashKnown = msg.Seq, msg.Hash, true
 }
 
