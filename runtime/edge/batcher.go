@@ -90,6 +90,65 @@ func (b *batcher) post(ctx context.Context, q chat.PostRequest) (chat.PostReply,
 	}
 }
 
+// postMany is post for many posts at once (a post_batch command): every
+// post whose errs entry is nil is validated and queued, each shard's under
+// one lock, and postMany waits for all their replies. A post that fails
+// gets its error in errs; the others' replies are returned at their index.
+func (b *batcher) postMany(ctx context.Context, qs []chat.PostRequest, errs []*Error) []chat.PostReply {
+	replies := make([]chat.PostReply, len(qs))
+	ctx, cancel := context.WithTimeout(ctx, b.cl.timeout)
+	defer cancel()
+	pending := make([]*pendingPost, len(qs))
+	shardOf := make([]int, len(qs))
+	for i := range qs {
+		if errs[i] != nil {
+			continue
+		}
+		body := chat.EncodePost(qs[i])
+		if code := chat.Validate(&b.cl.limits, chat.OperationPost, body); code != chat.CodeOK {
+			errs[i] = chatError(code)
+			continue
+		}
+		pending[i] = &pendingPost{ctx: ctx, body: body, done: make(chan postResult, 1)}
+		shardOf[i] = placement.Shard(qs[i].Tenant, qs[i].Room, b.cl.shards)
+	}
+	for shard, pq := range b.shards {
+		var batches [][]*pendingPost
+		pq.mu.Lock()
+		for i, p := range pending {
+			if p == nil || shardOf[i] != shard {
+				continue
+			}
+			if len(pq.waiting) >= b.queueMax {
+				e := errorf(CodeUnavailable, "%d posts already wait for this shard; retry with the same idempotency key", b.queueMax)
+				e.RetryAfterMs = 100
+				errs[i], pending[i] = e, nil
+				continue
+			}
+			pq.waiting = append(pq.waiting, p)
+		}
+		for batch := b.take(pq); batch != nil; batch = b.take(pq) {
+			batches = append(batches, batch)
+		}
+		pq.mu.Unlock()
+		for _, batch := range batches {
+			go b.run(shard, batch)
+		}
+	}
+	for i, p := range pending {
+		if p == nil {
+			continue
+		}
+		select {
+		case r := <-p.done:
+			replies[i], errs[i] = r.reply, r.err
+		case <-ctx.Done():
+			errs[i] = unanswered(b.cl.timeout, ctx.Err())
+		}
+	}
+	return replies
+}
+
 // take removes the next batch from pq's waiting posts (the oldest, up to
 // countMax, skipping posts whose caller gave up) and counts it in flight;
 // nil when every batch of the shard is in flight or none waits. pq.mu is

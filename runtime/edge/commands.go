@@ -33,7 +33,20 @@ type command struct {
 	From      *uint64         `json:"from,omitempty"`
 	Before    *uint64         `json:"before,omitempty"`
 	Limit     *int            `json:"limit,omitempty"`
+	Posts     []postItem      `json:"posts,omitempty"` // post_batch
 }
+
+// postItem is one post of a post_batch command: the fields of post.
+type postItem struct {
+	Room   string  `json:"room"`
+	Thread uint64  `json:"thread,omitempty"`
+	Key    string  `json:"key,omitempty"`
+	Body   *string `json:"body"`
+}
+
+// PostBatchMax bounds the posts of one post_batch command (the frame size
+// bounds them too).
+const PostBatchMax = 64
 
 // Command names.
 const (
@@ -46,6 +59,7 @@ const (
 	cmdInvite      = "invite"
 	cmdOpenDM      = "open_dm"
 	cmdPost        = "post"
+	cmdPostBatch   = "post_batch"
 	cmdHistory     = "history"
 	cmdSnapshot    = "snapshot"
 	cmdSubscribe   = "subscribe"
@@ -54,7 +68,7 @@ const (
 
 var knownCommands = map[string]bool{
 	cmdAuth: true, cmdPing: true, cmdWhoami: true, cmdCreateRoom: true, cmdJoin: true,
-	cmdLeave: true, cmdInvite: true, cmdOpenDM: true, cmdPost: true, cmdHistory: true,
+	cmdLeave: true, cmdInvite: true, cmdOpenDM: true, cmdPost: true, cmdPostBatch: true, cmdHistory: true,
 	cmdSnapshot: true, cmdSubscribe: true, cmdUnsubscribe: true,
 }
 
@@ -136,6 +150,8 @@ func (e *Edge) exec(ctx context.Context, s *Session, c *command) (any, *Error) {
 		return e.member(ctx, s, c)
 	case cmdOpenDM:
 		return e.openDM(ctx, s, c)
+	case cmdPostBatch:
+		return e.postBatch(ctx, s, c)
 	case cmdPost:
 		return e.post(ctx, s, c)
 	case cmdHistory:
@@ -232,15 +248,64 @@ func (e *Edge) post(ctx context.Context, s *Session, c *command) (any, *Error) {
 	if err != nil {
 		return nil, err
 	}
+	return e.acked(&q, &r), nil
+}
+
+// acked counts an acknowledged post, publishes a new message to the bus
+// (after the cluster's reply: only committed messages fan out), and makes
+// its result.
+func (e *Edge) acked(q *chat.PostRequest, r *chat.PostReply) postJSON {
 	if r.Duplicate {
 		e.m.PostDuplicates.Add(1)
 	} else {
 		e.m.Posts.Add(1)
-		e.bus.Publish(bus.Event{Tenant: s.Tenant, Room: c.Room, Thread: c.Thread, Seq: r.Seq, Hash: r.Hash,
-			Author: s.User, TimeNs: r.TimeNs, Body: q.Body})
+		e.bus.Publish(bus.Event{Tenant: q.Tenant, Room: q.Room, Thread: q.Thread, Seq: r.Seq, Hash: r.Hash,
+			Author: q.User, TimeNs: r.TimeNs, Body: q.Body})
 	}
-	return postJSON{Room: c.Room, Thread: c.Thread, Seq: r.Seq, Hash: hexHash(r.Hash), Time: formatTime(r.TimeNs),
-		TimeNs: formatInt(r.TimeNs), Duplicate: r.Duplicate, Key: key}, nil
+	return postJSON{Room: q.Room, Thread: q.Thread, Seq: r.Seq, Hash: hexHash(r.Hash), Time: formatTime(r.TimeNs),
+		TimeNs: formatInt(r.TimeNs), Duplicate: r.Duplicate, Key: q.IdempotencyKey}
+}
+
+// postBatch runs the posts of one command as if each were sent alone (its
+// own scope check, validation, idempotency key and result, in order), but
+// queues them for their shards' batchers at once and answers with one
+// frame. Each post beyond the first costs a token of the user's rate limit.
+func (e *Edge) postBatch(ctx context.Context, s *Session, c *command) (any, *Error) {
+	n := len(c.Posts)
+	if n == 0 || n > PostBatchMax {
+		return nil, errorf(CodeBadRequest, "posts must hold 1 to %d posts, got %d", PostBatchMax, n)
+	}
+	if err := e.allowPosts(s, n-1); err != nil {
+		return nil, err
+	}
+	qs := make([]chat.PostRequest, n)
+	errs := make([]*Error, n)
+	for i, p := range c.Posts {
+		if err := scoped(s, p.Room); err != nil {
+			errs[i] = err
+			continue
+		}
+		if p.Body == nil {
+			errs[i] = errorf(CodeBadRequest, "body is required")
+			continue
+		}
+		key := p.Key
+		if key == "" {
+			key = randomKey()
+		}
+		qs[i] = chat.PostRequest{Tenant: s.Tenant, User: s.User, Room: p.Room, Thread: p.Thread, IdempotencyKey: key, Body: []byte(*p.Body)}
+	}
+	replies := e.posts.postMany(ctx, qs, errs)
+	out := postBatchJSON{Results: make([]postResultJSON, n)}
+	for i, q := range qs {
+		if errs[i] != nil {
+			out.Results[i].Err = errs[i]
+			continue
+		}
+		p := e.acked(&q, &replies[i])
+		out.Results[i].Post = &p
+	}
+	return out, nil
 }
 
 func randomKey() string {

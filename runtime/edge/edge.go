@@ -191,6 +191,20 @@ func (e *Edge) allow(s *Session, ip string) *Error {
 	return nil
 }
 
+// allowPosts charges n more posts to the user's rate limit (a post_batch
+// frame paid for one already).
+func (e *Edge) allowPosts(s *Session, n int) *Error {
+	if n <= 0 {
+		return nil
+	}
+	if ok, retry := e.users.AllowN(s.Tenant+"/"+s.User, n); !ok {
+		err := errorf(CodeRateLimited, "too many requests from this user: a post_batch costs one per post")
+		err.RetryAfterMs = max(1, retry.Milliseconds())
+		return err
+	}
+	return nil
+}
+
 // connLimiter bounds open streams, in total and per client address.
 type connLimiter struct {
 	max, perIPMax int

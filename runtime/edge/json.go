@@ -102,6 +102,24 @@ type postJSON struct {
 	Key       string `json:"key"`
 }
 
+// postBatchJSON is a post_batch reply: one result per post, in order.
+type postBatchJSON struct {
+	Results []postResultJSON `json:"results"`
+}
+
+// postResultJSON is a post's result (the object post returns) or its error.
+type postResultJSON struct {
+	Post *postJSON
+	Err  *Error
+}
+
+func (r postResultJSON) MarshalJSON() ([]byte, error) {
+	if r.Err != nil {
+		return json.Marshal(errorJSON{Error: r.Err})
+	}
+	return r.Post.appendJSON(nil), nil
+}
+
 // appendJSON appends p as json.Marshal writes it, without reflection (an
 // ack per post); a string that would need escaping falls back to
 // json.Marshal (ids and keys never do: the state machine allows only

@@ -37,10 +37,15 @@ func NewLimiter(rate float64, burst, keysMax int) *Limiter {
 
 // Allow spends one token of key. When it refuses, retry says when one
 // token will be there.
-func (l *Limiter) Allow(key string) (ok bool, retry time.Duration) {
-	if l.rate <= 0 {
+func (l *Limiter) Allow(key string) (ok bool, retry time.Duration) { return l.AllowN(key, 1) }
+
+// AllowN takes n tokens from key's bucket at once, or none: it refuses when
+// fewer than n are there (n above the burst is never allowed).
+func (l *Limiter) AllowN(key string, n int) (ok bool, retry time.Duration) {
+	if l.rate <= 0 || n <= 0 {
 		return true, 0
 	}
+	cost := float64(n)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -53,10 +58,10 @@ func (l *Limiter) Allow(key string) (ok bool, retry time.Duration) {
 		l.buckets[key] = b
 	}
 	b.refill(now, l.rate, l.burst)
-	if b.tokens < 1 {
-		return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+	if b.tokens < cost {
+		return false, time.Duration((cost - b.tokens) / l.rate * float64(time.Second))
 	}
-	b.tokens--
+	b.tokens -= cost
 	return true, 0
 }
 

@@ -41,6 +41,29 @@ func TestLimiterBurstAndRefill(t *testing.T) {
 	}
 }
 
+// AllowN takes all n tokens or none, and never more than the burst.
+func TestLimiterAllowN(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := NewLimiter(10, 5, 100)
+	l.now = func() time.Time { return now }
+	if ok, _ := l.AllowN("ana", 6); ok {
+		t.Fatal("more than the burst at once")
+	}
+	if ok, _ := l.AllowN("ana", 4); !ok {
+		t.Fatal("4 of 5 refused")
+	}
+	ok, retry := l.AllowN("ana", 3)
+	if ok || retry < 150*time.Millisecond || retry > 250*time.Millisecond {
+		t.Fatalf("3 with 1 left: ok %v, retry %v (want ~200ms)", ok, retry)
+	}
+	if ok, _ := l.AllowN("ana", 1); !ok {
+		t.Fatal("a refused AllowN took tokens")
+	}
+	if ok, _ := l.AllowN("ana", 0); !ok {
+		t.Fatal("zero tokens refused")
+	}
+}
+
 func TestLimiterTableIsBounded(t *testing.T) {
 	now := time.Unix(1000, 0)
 	l := NewLimiter(1, 2, 3)
