@@ -25,6 +25,8 @@ func FuzzDecodeCommand(f *testing.F) {
 		`{"id":"x","cmd":"post","room":"r","body":"a\"b","key":"k"}`, `{"id":01,"cmd":"post"}`,
 		`{"cmd":"post","room":"a","room":"b"}`, `{"cmd":"post","thread":1.5}`, `{"cmd":"post","thread":-1}`,
 		`{"id":-3,"cmd":"post","body":"é"}`, `{"id":1,"cmd":"post","body":""}`,
+		`{"id":2,"cmd":"post_batch","posts":[{"room":"r","key":"a","body":"x"},{"room":"s","thread":1,"body":"y"}]}`,
+		`{"id":2,"cmd":"post_batch","posts":[{"room":"r","x":1}]}`, `{"cmd":"post_batch","posts":{}}`,
 	} {
 		f.Add([]byte(s))
 	}
