@@ -78,9 +78,11 @@ func Start(ctx context.Context, o Options) (*System, error) {
 
 func (s *System) start(ctx context.Context) error {
 	c, err := testcluster.New(s.o.Binary, s.o.Dir, replicaCount, s.o.Shards, func(cfg *node.ClusterConfig) {
-		// The sizes of tigerbench publish: the default profile (4 KiB
-		// bodies), a 256-slot WAL, room for the edge's sessions.
-		cfg.Profile, cfg.SlotCount, cfg.CheckpointInterval, cfg.ClientsMax = "", 256, 64, 2048
+		// The default profile (4 KiB bodies) with a 256-slot WAL (256 MiB
+		// data files instead of 1 GiB); 1024 client sessions per shard: the
+		// edge's 256 plus room, and post batches of 24 (a larger table keeps
+		// fewer posts per batch: each session keeps a full batch reply).
+		cfg.Profile, cfg.SlotCount, cfg.CheckpointInterval, cfg.ClientsMax = "", 256, 64, 1024
 	})
 	if err != nil {
 		return fmt.Errorf("tigerchat layout: %w", err)
