@@ -42,6 +42,10 @@ type pendingPost struct {
 	ctx  context.Context // the post's caller; a post given up on is not sent
 	body []byte          // its chat.OperationPost encoding
 	done chan postResult // buffered: the batch never blocks on a caller
+	// group is how many posts, this one and those right after it in the
+	// queue, must reach the shard in this order (the posts of one
+	// post_batch command for one shard); 0 for a post inside a group.
+	group int
 }
 
 type postResult struct {
@@ -67,7 +71,7 @@ func (b *batcher) post(ctx context.Context, q chat.PostRequest) (chat.PostReply,
 	ctx, cancel := context.WithTimeout(ctx, b.cl.timeout)
 	defer cancel()
 	shard := placement.Shard(q.Tenant, q.Room, b.cl.shards)
-	p := &pendingPost{ctx: ctx, body: body, done: make(chan postResult, 1)}
+	p := &pendingPost{ctx: ctx, body: body, done: make(chan postResult, 1), group: 1}
 	pq := b.shards[shard]
 	pq.mu.Lock()
 	if len(pq.waiting) >= b.queueMax {
@@ -113,20 +117,32 @@ func (b *batcher) postMany(ctx context.Context, qs []chat.PostRequest, errs []*E
 		shardOf[i] = placement.Shard(qs[i].Tenant, qs[i].Room, b.cl.shards)
 	}
 	for shard, pq := range b.shards {
+		var group []*pendingPost
+		for i, p := range pending {
+			if p != nil && shardOf[i] == shard {
+				group = append(group, p)
+			}
+		}
+		if len(group) == 0 {
+			continue
+		}
 		var batches [][]*pendingPost
 		pq.mu.Lock()
-		for i, p := range pending {
-			if p == nil || shardOf[i] != shard {
-				continue
+		if len(pq.waiting)+len(group) > b.queueMax {
+			pq.mu.Unlock()
+			for i, p := range pending {
+				if p != nil && shardOf[i] == shard {
+					e := errorf(CodeUnavailable, "%d posts already wait for this shard; retry with the same idempotency key", b.queueMax)
+					e.RetryAfterMs = 100
+					errs[i], pending[i] = e, nil
+				}
 			}
-			if len(pq.waiting) >= b.queueMax {
-				e := errorf(CodeUnavailable, "%d posts already wait for this shard; retry with the same idempotency key", b.queueMax)
-				e.RetryAfterMs = 100
-				errs[i], pending[i] = e, nil
-				continue
-			}
-			pq.waiting = append(pq.waiting, p)
+			continue
 		}
+		// One group: the shard gets these posts in this order, in one
+		// request or, beyond countMax, in requests sent one after another.
+		group[0].group = len(group)
+		pq.waiting = append(pq.waiting, group...)
 		for batch := b.take(pq); batch != nil; batch = b.take(pq) {
 			batches = append(batches, batch)
 		}
@@ -151,7 +167,10 @@ func (b *batcher) postMany(ctx context.Context, qs []chat.PostRequest, errs []*E
 
 // take removes the next batch from pq's waiting posts (the oldest, up to
 // countMax, skipping posts whose caller gave up) and counts it in flight;
-// nil when every batch of the shard is in flight or none waits. pq.mu is
+// nil when every batch of the shard is in flight or none waits. A group
+// (pendingPost.group) is never split between batches: a batch ends before a
+// group that would not fit, and a group larger than countMax is a batch of
+// its own, which send splits into requests made one after another. pq.mu is
 // held.
 func (b *batcher) take(pq *postQueue) []*pendingPost {
 	if pq.inFlight >= b.inFlightMax {
@@ -159,10 +178,20 @@ func (b *batcher) take(pq *postQueue) []*pendingPost {
 	}
 	var batch []*pendingPost
 	n := 0
-	for ; n < len(pq.waiting) && len(batch) < b.countMax; n++ {
-		if p := pq.waiting[n]; p.ctx.Err() == nil {
-			batch = append(batch, p)
+	for n < len(pq.waiting) && len(batch) < b.countMax {
+		g := pq.waiting[n].group
+		if g < 1 || n+g > len(pq.waiting) {
+			panic("edge: a post queue does not start with a whole group")
 		}
+		if len(batch) > 0 && len(batch)+g > b.countMax {
+			break
+		}
+		for _, p := range pq.waiting[n : n+g] {
+			if p.ctx.Err() == nil {
+				batch = append(batch, p)
+			}
+		}
+		n += g
 	}
 	clear(pq.waiting[:n])
 	pq.waiting = pq.waiting[n:]
@@ -190,8 +219,18 @@ func (b *batcher) run(shard int, batch []*pendingPost) {
 	}
 }
 
-// send submits one batch and answers each of its posts.
+// send submits a batch in requests of at most countMax posts, each after
+// the previous one's reply, so the shard orders the posts as the batch does.
 func (b *batcher) send(shard int, batch []*pendingPost) {
+	for len(batch) > 0 {
+		n := min(len(batch), b.countMax)
+		b.sendOne(shard, batch[:n])
+		batch = batch[n:]
+	}
+}
+
+// sendOne submits one request and answers each of its posts.
+func (b *batcher) sendOne(shard int, batch []*pendingPost) {
 	bodies := make([][]byte, len(batch))
 	size := 0
 	for i, p := range batch {

@@ -267,3 +267,41 @@ func TestBatchClusterDown(t *testing.T) {
 		t.Fatalf("post after: %v", r)
 	}
 }
+
+// The posts of one post_batch for one shard are one group: never split
+// between concurrent requests, and a group beyond PostBatchCountMax goes
+// in requests made one after another, so its posts get rising seqs in
+// their order even with several batches in flight.
+func TestPostBatchGroupKeepsItsOrder(t *testing.T) {
+	te, g := newBatchEdge(t, func(c *Config) { c.PostBatchesInFlightMax = 4 })
+	ana := te.dial(t, token(t, "acme", "ana"))
+	bo := te.dial(t, token(t, "acme", "bo"))
+	mustOK(t, ana.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
+	mustOK(t, bo.do(map[string]any{"cmd": "join", "room": "lobby"}))
+	gate, first := holdOne(t, te, g, bo, "lobby", "first")
+	countMax := te.cfg.Limits.PostBatchCountMax
+	posts := make([]any, countMax+5)
+	for i := range posts {
+		posts[i] = map[string]any{"room": "lobby", "key": fmt.Sprintf("g%d", i), "body": "x"}
+	}
+	batchID := ana.send(map[string]any{"cmd": "post_batch", "posts": posts})
+	waitFor(t, func() bool { return len(g.batches()) == 2 }) // the group's first request, held
+	second := postAsync(bo, "lobby", "second")
+	waitFor(t, func() bool { return len(g.batches()) == 3 })
+	close(gate)
+	results := mustOK(t, sent{w: ana, id: batchID}.reply(t))["results"].([]any)
+	last := 0.0
+	for i, r := range results {
+		seq := r.(map[string]any)["seq"].(float64)
+		if seq <= last {
+			t.Fatalf("post %d of the batch got seq %v after %v", i, seq, last)
+		}
+		last = seq
+	}
+	mustOK(t, first.reply(t))
+	mustOK(t, second.reply(t))
+	sizes := g.batches()
+	if len(sizes) != 4 || sizes[0] != 1 || sizes[1] != countMax || sizes[2] != 1 || sizes[3] != 5 {
+		t.Fatalf("requests %v, want [1 %d 1 5]: the group's second request only after its first", sizes, countMax)
+	}
+}
