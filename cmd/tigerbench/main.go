@@ -5,12 +5,13 @@
 //	    follower reads it, so each trial also gives the gap in acks around
 //	    the kill, and the end checks every ack: lost and duplicated must be 0.
 //
-//	tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,fanout]
+//	tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout]
 //	               [-seconds S] [-publishers N] [-pipeline-conns C]
-//	               [-pipeline-inflight F] [-fanouts SUBS:ROOMS:RATE,...] [-pprof DIR]
+//	               [-pipeline-inflight F] [-batch-size B] [-fanouts SUBS:ROOMS:RATE,...] [-pprof DIR]
 //	    starts 3 replicas and an edge on 127.0.0.1 and drives them through the
 //	    edge's WebSocket API (JWT, idempotency keys): publish latency,
-//	    pipelined throughput on one shard and on all, fan-out from publish to
+//	    pipelined throughput on one shard and on all, and on one shard with
+//	    B posts per post_batch command, fan-out from publish to
 //	    each delivery with lost/duplicated/reordered checks. One JSON line per
 //	    scenario, then a table (the same code as `make bench-compare`).
 //
@@ -60,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runSuite(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "failover" {
-		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,fanout] [-seconds S] ... | tigerbench failover [-trials N] [-json] | tigerbench publish [-publishers N] [-seconds S] [-json]")
+		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout] [-seconds S] ... | tigerbench failover [-trials N] [-json] | tigerbench publish [-publishers N] [-seconds S] [-json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("tigerbench failover", flag.ContinueOnError)

@@ -16,10 +16,10 @@ import (
 )
 
 // runSuite is `tigerbench run`: issue 7's scenarios (publish, pipelined on
-// one shard and on all shards, fan-out) through the edge's public
-// WebSocket API, against a cluster it starts (3 `tigerchat start`
-// processes, fsync on every commit, and a `tigerchat edge`) in a temporary
-// directory. It prints a JSON line per scenario and a table; `make
+// one shard and on all shards, pipelined in post_batch commands, fan-out)
+// through the edge's public WebSocket API, against a cluster it starts (3
+// `tigerchat start` processes, fsync on every commit, and a `tigerchat
+// edge`) in a temporary directory. It prints a JSON line per scenario and a table; `make
 // bench-compare` runs the same scenarios against NATS JetStream and
 // Centrifugo too.
 func runSuite(args []string, stdout, stderr io.Writer) int {

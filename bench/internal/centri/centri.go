@@ -162,44 +162,117 @@ type publishRequest struct {
 	IdempotencyKey string `json:"idempotency_key"`
 }
 
+type publishResult struct {
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+}
+
+type apiError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
 type publishReply struct {
-	Result *struct {
-		Offset uint64 `json:"offset"`
-		Epoch  string `json:"epoch"`
-	} `json:"result"`
-	Error *struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+	Result *publishResult `json:"result"`
+	Error  *apiError      `json:"error"`
 }
 
 func (p *pub) Publish(ctx context.Context, room, key string, body []byte) (uint64, error) {
-	data, err := json.Marshal(publishRequest{Channel: room, Data: string(body), IdempotencyKey: key})
-	if err != nil {
-		return 0, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.s.base+"/api/publish", bytes.NewReader(data))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("X-API-Key", p.s.apiKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
 	var rep publishReply
-	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
-		return 0, fmt.Errorf("publish: HTTP %d: %w", resp.StatusCode, err)
+	if err := p.call(ctx, "publish", publishRequest{Channel: room, Data: string(body), IdempotencyKey: key}, &rep); err != nil {
+		return 0, err
 	}
 	switch {
 	case rep.Error != nil:
 		return 0, fmt.Errorf("publish: error %d: %s", rep.Error.Code, rep.Error.Message)
 	case rep.Result == nil || rep.Result.Offset == 0:
-		return 0, fmt.Errorf("publish: HTTP %d without an offset", resp.StatusCode)
+		return 0, errors.New("publish: reply without an offset")
 	}
 	return rep.Result.Offset, nil
+}
+
+// call POSTs request to the HTTP API's method and decodes the reply.
+func (p *pub) call(ctx context.Context, method string, request, reply any) error {
+	data, err := json.Marshal(request)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.s.base+"/api/"+method, bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-API-Key", p.s.apiKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(reply); err != nil {
+		return fmt.Errorf("%s: HTTP %d: %w", method, resp.StatusCode, err)
+	}
+	return nil
+}
+
+// The batch method of Centrifugo v6's server API (internal/apiproto
+// BatchRequest and BatchResponse, served at /api/batch): commands run one
+// after another unless parallel is set, and each gets a reply, in order,
+// with its result under the command's name or an error.
+type batchCommand struct {
+	Publish *publishRequest `json:"publish"`
+}
+
+type batchRequest struct {
+	Commands []batchCommand `json:"commands"`
+	Parallel bool           `json:"parallel"`
+}
+
+type batchReply struct {
+	Replies []struct {
+		Publish *publishResult `json:"publish"`
+		Error   *apiError      `json:"error"`
+	} `json:"replies"`
+}
+
+// PublishBatch implements load.BatchPublisher: one POST /api/batch with a
+// publish command per post, run in order (not parallel: the channel's
+// offsets then follow the posts, as in TigerChat's post_batch).
+func (p *pub) PublishBatch(ctx context.Context, room string, posts []load.Post) ([]uint64, error) {
+	if len(posts) < 1 || len(posts) > load.BatchMax {
+		return nil, fmt.Errorf("batch of %d posts, want 1..%d", len(posts), load.BatchMax)
+	}
+	req := batchRequest{Commands: make([]batchCommand, len(posts))}
+	for i, post := range posts {
+		req.Commands[i].Publish = &publishRequest{Channel: room, Data: string(post.Body), IdempotencyKey: post.Key}
+	}
+	var rep batchReply
+	if err := p.call(ctx, "batch", req, &rep); err != nil {
+		return nil, err
+	}
+	if len(rep.Replies) != len(posts) {
+		return nil, fmt.Errorf("batch: %d replies for %d publishes", len(rep.Replies), len(posts))
+	}
+	seqs := make([]uint64, len(posts))
+	failed, first := 0, error(nil)
+	for i, r := range rep.Replies {
+		var err error
+		switch {
+		case r.Error != nil:
+			err = fmt.Errorf("publish %d: error %d: %s", i, r.Error.Code, r.Error.Message)
+		case r.Publish == nil || r.Publish.Offset == 0:
+			err = fmt.Errorf("publish %d: reply without an offset", i)
+		default:
+			seqs[i] = r.Publish.Offset
+			continue
+		}
+		if failed++; first == nil {
+			first = err
+		}
+	}
+	if failed > 0 {
+		return seqs, fmt.Errorf("batch: %d of %d publishes failed, first %w", failed, len(posts), first)
+	}
+	return seqs, nil
 }
 
 func (p *pub) Close() error { p.t.CloseIdleConnections(); return nil }

@@ -181,12 +181,12 @@ func (s *System) createStream(ctx context.Context, cfg jetstream.StreamConfig) e
 	return fmt.Errorf("create stream %s: %w", cfg.Name, err)
 }
 
-func (s *System) connect(i int, role string) (*nats.Conn, jetstream.JetStream, error) {
+func (s *System) connect(i int, role string, opts ...jetstream.JetStreamOpt) (*nats.Conn, jetstream.JetStream, error) {
 	nc, err := nats.Connect(s.urls[i%nodeCount], nats.Name(fmt.Sprintf("bench-%s-%d", role, i)))
 	if err != nil {
 		return nil, nil, err
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, opts...)
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -194,11 +194,17 @@ func (s *System) connect(i int, role string) (*nats.Conn, jetstream.JetStream, e
 	return nc, js, nil
 }
 
+// asyncPendingMax bounds a publisher's asynchronous publishes awaiting
+// their PubAck: every worker's whole batch.
+const asyncPendingMax = load.InFlightMax * load.BatchMax
+
 // Publisher implements load.System: connection i goes to node i mod 3;
 // each Publish is a JetStream publish with Nats-Msg-Id, waiting for the
-// PubAck.
+// PubAck; each PublishBatch is PublishAsync per post, then waiting for
+// every PubAck.
 func (s *System) Publisher(ctx context.Context, i int) (load.Publisher, error) {
-	nc, js, err := s.connect(i, "pub")
+	nc, js, err := s.connect(i, "pub", jetstream.WithPublishAsyncMaxPending(asyncPendingMax),
+		jetstream.WithPublishAsyncTimeout(load.RequestTimeout))
 	if err != nil {
 		return nil, err
 	}
@@ -216,6 +222,49 @@ func (p *pub) Publish(ctx context.Context, room, key string, body []byte) (uint6
 		return 0, err
 	}
 	return ack.Sequence, nil
+}
+
+// PublishBatch implements load.BatchPublisher: the posts go out
+// back to back on the connection (PublishAsync, each with its Nats-Msg-Id),
+// then it waits for every PubAck, bounded by ctx.
+func (p *pub) PublishBatch(ctx context.Context, room string, posts []load.Post) ([]uint64, error) {
+	if len(posts) < 1 || len(posts) > load.BatchMax {
+		return nil, fmt.Errorf("batch of %d posts, want 1..%d", len(posts), load.BatchMax)
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(posts))
+	var sendErr error
+	for _, post := range posts {
+		f, err := p.js.PublishAsync(room, post.Body, jetstream.WithMsgID(post.Key))
+		if err != nil {
+			sendErr = fmt.Errorf("publish async: %w", err)
+			break // the rest would fail alike (stalled, closed)
+		}
+		futures = append(futures, f)
+	}
+	seqs := make([]uint64, len(posts))
+	failed, first := len(posts)-len(futures), sendErr
+	for i, f := range futures {
+		var err error
+		select {
+		case ack := <-f.Ok():
+			if seqs[i] = ack.Sequence; ack.Sequence == 0 {
+				err = errors.New("PubAck without a sequence")
+			}
+		case err = <-f.Err():
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if err == nil {
+			continue
+		}
+		if failed++; first == nil {
+			first = err
+		}
+	}
+	if failed > 0 {
+		return seqs, fmt.Errorf("batch: %d of %d posts failed, first: %w", failed, len(posts), first)
+	}
+	return seqs, nil
 }
 
 func (p *pub) Close() error { p.nc.Close(); return nil }

@@ -2,8 +2,11 @@ package load
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +20,10 @@ type fake struct {
 	subs    map[string][]fakeDelivery
 	dropSeq uint64 // not delivered to subscriber 0
 	dupSeq  uint64 // delivered twice to subscriber 0
+	// Batches: reverse hands a batch's seqs back in reverse order;
+	// failPost k > 0 fails the k-th post of every batch.
+	reverse  bool
+	failPost int
 }
 
 type fakeDelivery struct {
@@ -65,7 +72,30 @@ func (p fakePub) Publish(_ context.Context, room, _ string, body []byte) (uint64
 	}
 	return seq, nil
 }
+func (p fakePub) PublishBatch(ctx context.Context, room string, posts []Post) ([]uint64, error) {
+	seqs := make([]uint64, len(posts))
+	var err error
+	for k, post := range posts {
+		if k+1 == p.f.failPost {
+			err = errors.New("fake: post refused")
+			continue
+		}
+		seqs[k], _ = p.Publish(ctx, room, post.Key, post.Body)
+	}
+	if p.f.reverse {
+		slices.Reverse(seqs)
+	}
+	return seqs, err
+}
+
 func (p fakePub) Close() error { return nil }
+
+// unbatched is a fake whose publishers cannot send batches.
+type unbatched struct{ *fake }
+
+func (u unbatched) Publisher(ctx context.Context, i int) (Publisher, error) {
+	return struct{ Publisher }{fakePub{u.fake}}, nil
+}
 
 type fakeSub struct{}
 
@@ -78,6 +108,48 @@ func TestClosedLoopCountsAcks(t *testing.T) {
 	if r.Failed != "" || r.Messages == 0 || r.Errors != 0 || r.Duplicated != 0 || r.Reordered != 0 || r.Lost != nil {
 		t.Fatalf("%+v", r)
 	}
+}
+
+func TestClosedLoopBatches(t *testing.T) {
+	cfg := ClosedLoop{Name: "b", Conns: 2, InFlight: 2, Batch: 8, Rooms: 1, Warmup: 50 * time.Millisecond, Measure: 200 * time.Millisecond}
+	run := func(sys System, cfg ClosedLoop) Result {
+		return RunClosedLoop(context.Background(), sys, cfg, io.Discard)
+	}
+	t.Run("counts every post", func(t *testing.T) {
+		r := run(newFake(), cfg)
+		if r.Failed != "" || r.Messages == 0 || r.Errors != 0 || r.Duplicated != 0 || r.Reordered != 0 ||
+			!strings.Contains(r.Params, "8-post batches") {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("finds reordered acks", func(t *testing.T) {
+		f := newFake()
+		f.reverse = true
+		if r := run(f, cfg); r.Failed != "" || r.Reordered == 0 || r.Duplicated != 0 {
+			t.Fatalf("want reordered acks: %+v", r)
+		}
+	})
+	t.Run("counts failed posts and keeps the acked ones", func(t *testing.T) {
+		f := newFake()
+		f.failPost = 3
+		if r := run(f, cfg); r.Failed != "" || r.Errors == 0 || r.Messages != 7*r.Errors || r.FirstError == "" {
+			t.Fatalf("want exactly 1 error per 7 acks (a batch is in the window or not): %+v", r)
+		}
+	})
+	t.Run("fails without BatchPublisher", func(t *testing.T) {
+		if r := run(unbatched{newFake()}, cfg); !strings.Contains(r.Failed, "BatchPublisher") {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("bounds the batch", func(t *testing.T) {
+		for _, b := range []int{-1, BatchMax + 1} {
+			c := cfg
+			c.Batch = b
+			if r := run(newFake(), c); !strings.Contains(r.Failed, "out of bounds") {
+				t.Errorf("batch %d: %+v", b, r)
+			}
+		}
+	})
 }
 
 func TestFanOutFindsLostAndDuplicated(t *testing.T) {

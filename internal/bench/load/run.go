@@ -2,6 +2,7 @@ package load
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -24,11 +25,15 @@ const (
 	errorBackoff     = 10 * time.Millisecond
 )
 
-// ClosedLoop: Conns publisher connections, each with InFlight posts
-// outstanding (each worker waits for its ack before the next post).
+// ClosedLoop: Conns publisher connections, each with InFlight workers;
+// each worker waits for its ack before the next post. With Batch ≥ 1 a
+// worker sends Batch posts as one request (BatchPublisher) and waits for
+// all their acks: every post counts as a message, and each post's latency
+// is its batch's round trip. Batch 0 is one Publish per post.
 type ClosedLoop struct {
 	Name            string
 	Conns, InFlight int
+	Batch           int
 	Rooms           int
 	Spread          bool
 	Warmup, Measure time.Duration
@@ -36,19 +41,37 @@ type ClosedLoop struct {
 
 func (c ClosedLoop) check() error {
 	if c.Conns < 1 || c.Conns > ConnsMax || c.InFlight < 1 || c.InFlight > InFlightMax ||
+		c.Batch < 0 || c.Batch > BatchMax ||
 		c.Rooms < 1 || c.Rooms > RoomsMax || c.Measure <= 0 || c.Measure > MeasureMax || c.Warmup < 0 {
 		return fmt.Errorf("load: closed loop %+v out of bounds", c)
 	}
 	return nil
 }
 
+func (c ClosedLoop) params() string {
+	batch := ""
+	if c.Batch > 0 {
+		batch = fmt.Sprintf(" × %d-post batches", c.Batch)
+	}
+	return fmt.Sprintf("%d conns × %d in flight%s, %d room(s), %s", c.Conns, c.InFlight, batch, c.Rooms, spreadText(c.Spread))
+}
+
 // runID keeps idempotency keys of separate runs apart.
 var runID = time.Now().UnixNano() % 1_000_000
 
+// closedRun is the state the workers of one closed loop share.
+type closedRun struct {
+	cfg                      ClosedLoop
+	h                        hist.Histogram
+	msgs, errs, reordered    atomic.Int64
+	firstErr                 atomic.Value
+	ack                      *acked
+	measureFrom, measureTill time.Time
+}
+
 // RunClosedLoop measures publish → ack latency and throughput.
 func RunClosedLoop(ctx context.Context, sys System, cfg ClosedLoop, log io.Writer) Result {
-	res := Result{System: sys.Name(), Scenario: cfg.Name,
-		Params: fmt.Sprintf("%d conns × %d in flight, %d room(s), %s", cfg.Conns, cfg.InFlight, cfg.Rooms, spreadText(cfg.Spread))}
+	res := Result{System: sys.Name(), Scenario: cfg.Name, Params: cfg.params()}
 	if err := cfg.check(); err != nil {
 		res.Failed = err.Error()
 		return res
@@ -64,70 +87,137 @@ func RunClosedLoop(ctx context.Context, sys System, cfg ClosedLoop, log io.Write
 		res.Failed = err.Error()
 		return res
 	}
-	var (
-		h                        hist.Histogram
-		msgs, errs, reordered    atomic.Int64
-		firstErr                 atomic.Value
-		ack                      = newAcked(rooms)
-		wg                       sync.WaitGroup
-		start                    = time.Now()
-		measureFrom, measureTill = start.Add(cfg.Warmup), start.Add(cfg.Warmup + cfg.Measure)
-	)
-	cpu := meterFrom(ctx, sys, measureFrom, cfg.Name, cfg.Measure)
+	if _, ok := pubs[0].(BatchPublisher); cfg.Batch > 0 && !ok {
+		res.Failed = fmt.Sprintf("%s cannot publish batches (its publisher is no load.BatchPublisher)", sys.Name())
+		return res
+	}
+	start := time.Now()
+	run := &closedRun{cfg: cfg, ack: newAcked(rooms), measureFrom: start.Add(cfg.Warmup), measureTill: start.Add(cfg.Warmup + cfg.Measure)}
+	cpu := meterFrom(ctx, sys, run.measureFrom, cfg.Name, cfg.Measure)
+	var wg sync.WaitGroup
 	for c, pub := range pubs {
 		for w := range cfg.InFlight {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				room := rooms[(c*cfg.InFlight+w)%len(rooms)]
-				last := uint64(0)
-				for i := 0; ctx.Err() == nil; i++ {
-					sent := time.Now()
-					if !sent.Before(measureTill) {
-						return
-					}
-					tag := fmt.Sprintf("%s-%d-%d-%d-%d", cfg.Name, runID, c, w, i)
-					rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
-					seq, err := pub.Publish(rctx, room, tag, Body(sent, tag))
-					cancel()
-					done := time.Now()
-					inWindow := !done.Before(measureFrom) && done.Before(measureTill)
-					if err != nil {
-						if inWindow && ctx.Err() == nil {
-							errs.Add(1)
-							firstErr.CompareAndSwap(nil, err.Error())
-						}
-						time.Sleep(errorBackoff)
-						continue
-					}
-					ack.add(room, seq)
-					if seq < last {
-						reordered.Add(1)
-					}
-					last = max(last, seq)
-					if inWindow {
-						h.Record(done.Sub(sent))
-						msgs.Add(1)
-					}
+				if cfg.Batch > 0 {
+					run.batches(ctx, pub.(BatchPublisher), room, c, w)
+				} else {
+					run.singles(ctx, pub, room, c, w)
 				}
 			}()
 		}
 	}
 	wg.Wait()
 	res.CPUCores = (<-cpu).cores()
-	res.Seconds = cfg.Measure.Seconds()
-	res.Messages, res.Errors = msgs.Load(), errs.Load()
+	run.result(ctx, &res)
+	fmt.Fprintf(log, "  %s %s: %.0f msg/s, p99 %.2f ms, errors %d\n", res.System, res.Scenario, res.PerSecond, res.P99Ms, res.Errors)
+	return res
+}
+
+func (run *closedRun) result(ctx context.Context, res *Result) {
+	res.Seconds = run.cfg.Measure.Seconds()
+	res.Messages, res.Errors = run.msgs.Load(), run.errs.Load()
 	res.PerSecond = float64(res.Messages) / res.Seconds
-	res.setLatency(&h)
-	res.Duplicated, res.Reordered = int64(ack.duplicated), reordered.Load()
-	if e, ok := firstErr.Load().(string); ok {
+	res.setLatency(&run.h)
+	res.Duplicated, res.Reordered = int64(run.ack.duplicated), run.reordered.Load()
+	if e, ok := run.firstErr.Load().(string); ok {
 		res.FirstError = e
 	}
 	if ctx.Err() != nil {
 		res.Failed = "interrupted"
 	}
-	fmt.Fprintf(log, "  %s %s: %.0f msg/s, p99 %.2f ms, errors %d\n", res.System, res.Scenario, res.PerSecond, res.P99Ms, res.Errors)
-	return res
+}
+
+func (run *closedRun) key(c, w, i int) string {
+	return fmt.Sprintf("%s-%d-%d-%d-%d", run.cfg.Name, runID, c, w, i)
+}
+
+// singles is one worker posting one message at a time until the window ends.
+func (run *closedRun) singles(ctx context.Context, pub Publisher, room string, c, w int) {
+	last := uint64(0)
+	for i := 0; ctx.Err() == nil; i++ {
+		sent := time.Now()
+		if !sent.Before(run.measureTill) {
+			return
+		}
+		tag := run.key(c, w, i)
+		rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+		seq, err := pub.Publish(rctx, room, tag, Body(sent, tag))
+		cancel()
+		done := time.Now()
+		if err != nil {
+			run.failed(ctx, done, 1, err)
+			time.Sleep(errorBackoff)
+			continue
+		}
+		run.acked(room, &last, seq, sent, done)
+	}
+}
+
+// batches is one worker posting cfg.Batch messages per request until the
+// window ends; seqs must rise across its batches as within them.
+func (run *closedRun) batches(ctx context.Context, pub BatchPublisher, room string, c, w int) {
+	if run.cfg.Batch < 1 || run.cfg.Batch > BatchMax {
+		panic(fmt.Sprintf("load: batch of %d posts", run.cfg.Batch))
+	}
+	posts := make([]Post, run.cfg.Batch)
+	last := uint64(0)
+	for i := 0; ctx.Err() == nil; i++ {
+		sent := time.Now()
+		if !sent.Before(run.measureTill) {
+			return
+		}
+		for k := range posts {
+			tag := run.key(c, w, i*run.cfg.Batch+k)
+			posts[k] = Post{Key: tag, Body: Body(sent, tag)}
+		}
+		rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+		seqs, err := pub.PublishBatch(rctx, room, posts)
+		cancel()
+		done := time.Now()
+		if seqs != nil && len(seqs) != len(posts) {
+			err = errors.Join(err, fmt.Errorf("batch of %d posts: %d seqs", len(posts), len(seqs)))
+			seqs = nil
+		}
+		failed := len(posts)
+		for _, seq := range seqs {
+			if seq != 0 {
+				run.acked(room, &last, seq, sent, done)
+				failed--
+			}
+		}
+		if err == nil && failed > 0 {
+			err = fmt.Errorf("batch: %d of %d posts without a seq", failed, len(posts))
+		}
+		if err != nil {
+			run.failed(ctx, done, max(failed, 1), err)
+			time.Sleep(errorBackoff)
+		}
+	}
+}
+
+// acked records one acknowledged post of room sent at sent, acknowledged
+// at done; last is the worker's highest seq so far.
+func (run *closedRun) acked(room string, last *uint64, seq uint64, sent, done time.Time) {
+	run.ack.add(room, seq)
+	if seq < *last {
+		run.reordered.Add(1)
+	}
+	*last = max(*last, seq)
+	if !done.Before(run.measureFrom) && done.Before(run.measureTill) {
+		run.h.Record(done.Sub(sent))
+		run.msgs.Add(1)
+	}
+}
+
+// failed counts n failed posts (when they end in the window).
+func (run *closedRun) failed(ctx context.Context, done time.Time, n int, err error) {
+	if !done.Before(run.measureFrom) && done.Before(run.measureTill) && ctx.Err() == nil {
+		run.errs.Add(int64(n))
+		run.firstErr.CompareAndSwap(nil, err.Error())
+	}
 }
 
 // meterFrom starts CPU accounting (and the system's profiler, if any) at

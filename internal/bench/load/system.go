@@ -39,6 +39,27 @@ type Publisher interface {
 	Close() error
 }
 
+// BatchMax bounds the posts of one batch (TigerChat's post_batch takes at
+// most 64).
+const BatchMax = 64
+
+// Post is one message of a batch: its idempotency key and body.
+type Post struct {
+	Key  string
+	Body []byte
+}
+
+// BatchPublisher is a Publisher that can send several posts to one room
+// as one request (frame, HTTP call, burst of asynchronous publishes) and
+// wait for all their acknowledgements.
+type BatchPublisher interface {
+	// PublishBatch posts 1..BatchMax posts to room, in order, and waits for
+	// every ack. seqs[i] is the seq of posts[i], 0 when that post failed;
+	// err is non-nil when any post failed (seqs is nil when none was
+	// acknowledged, e.g. the whole request failed).
+	PublishBatch(ctx context.Context, room string, posts []Post) (seqs []uint64, err error)
+}
+
 // Subscription is a live subscriber; Reconnects counts resumes after a
 // dropped connection.
 type Subscription interface {

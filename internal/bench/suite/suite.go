@@ -26,11 +26,12 @@ const (
 	ScPublish      = "publish"
 	ScPipelined1   = "pipelined-1shard"
 	ScPipelinedAll = "pipelined-allshards"
+	ScPipelinedBat = "pipelined-batched"
 	ScFanOut       = "fanout"
 )
 
 // AllScenarios in the order they run.
-var AllScenarios = []string{ScPublish, ScPipelined1, ScPipelinedAll, ScFanOut}
+var AllScenarios = []string{ScPublish, ScPipelined1, ScPipelinedAll, ScPipelinedBat, ScFanOut}
 
 // Options of a run.
 type Options struct {
@@ -41,6 +42,7 @@ type Options struct {
 	PipeConns          int
 	PipeInFlight       int
 	PipeRooms          int
+	BatchSize          int // pipelined-batched: posts per request
 	Shards             int
 	FanOuts            []load.FanOut // what "fanout" runs, one scenario each
 	PprofDir           string
@@ -56,7 +58,8 @@ func Flags(fs *flag.FlagSet) (parse func() (Options, error)) {
 	timeout := fs.Duration("timeout", 20*time.Minute, "stop everything after this long")
 	fs.IntVar(&o.Publishers, "publishers", 16, "publish: concurrent publishers, each waiting for its ack")
 	fs.IntVar(&o.PipeConns, "pipeline-conns", 32, "pipelined: publisher connections")
-	fs.IntVar(&o.PipeInFlight, "pipeline-inflight", 8, "pipelined: posts in flight per connection")
+	fs.IntVar(&o.PipeInFlight, "pipeline-inflight", 8, "pipelined: posts (pipelined-batched: batches) in flight per connection")
+	fs.IntVar(&o.BatchSize, "batch-size", 16, fmt.Sprintf("pipelined-batched: posts per request, in [1, %d]", load.BatchMax))
 	fs.IntVar(&o.PipeRooms, "pipeline-rooms", 6, "pipelined-allshards: rooms spread over the shards")
 	fs.IntVar(&o.Shards, "shards", 3, "TigerChat shards (primaries spread over the 3 replicas)")
 	fanouts := fs.String("fanouts", "1000:10:200,100:10:2000", "fan-out runs, each `SUBS:ROOMS:RATE` (messages per second over all rooms)")
@@ -72,6 +75,9 @@ func Flags(fs *flag.FlagSet) (parse func() (Options, error)) {
 		}
 		if *seconds < 1 || *seconds > load.MeasureMax.Seconds() || *warmup < 0 || *warmup > 30 || o.Shards < 1 || o.Shards > 16 {
 			return o, fmt.Errorf("-seconds in [1, %v], -warmup in [0, 30], -shards in [1, 16]", load.MeasureMax.Seconds())
+		}
+		if o.BatchSize < 1 || o.BatchSize > load.BatchMax {
+			return o, fmt.Errorf("-batch-size in [1, %d]", load.BatchMax)
 		}
 		if *timeout < time.Minute || *timeout > time.Hour {
 			return o, fmt.Errorf("-timeout in [1m, 1h]")
@@ -231,6 +237,8 @@ func runScenario(ctx context.Context, o Options, sys load.System, sc string, log
 		closed.Conns, closed.InFlight, closed.Rooms = o.PipeConns, o.PipeInFlight, 1
 	case ScPipelinedAll:
 		closed.Conns, closed.InFlight, closed.Rooms, closed.Spread = o.PipeConns, o.PipeInFlight, o.PipeRooms, true
+	case ScPipelinedBat:
+		closed.Conns, closed.InFlight, closed.Batch, closed.Rooms = o.PipeConns, o.PipeInFlight, o.BatchSize, 1
 	}
 	for _, f := range o.FanOuts {
 		if f.Name == sc {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"tigerchat/internal/bench/load"
 	"tigerchat/internal/bench/wsx"
 )
 
@@ -25,20 +26,31 @@ type conn struct {
 	nextID  atomic.Uint64
 
 	mu      sync.Mutex
-	pending map[uint64]chan reply
+	pending map[uint64]waiter
 	err     error // set once the connection is gone
 	done    chan struct{}
 }
 
 type reply struct {
-	ID      uint64 `json:"id"`
-	OK      bool   `json:"ok"`
-	Seq     uint64 `json:"seq"`
-	HeadSeq uint64 `json:"head_seq"`
-	Error   *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+	ID      uint64      `json:"id"`
+	OK      bool        `json:"ok"`
+	Seq     uint64      `json:"seq"`
+	HeadSeq uint64      `json:"head_seq"`
+	Error   *replyError `json:"error"`
+	// Frame is a copy of the whole reply, for commands that asked for it
+	// (post_batch: its results).
+	Frame []byte `json:"-"`
+}
+
+type replyError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// waiter is a command waiting for its reply; frame asks for a copy of it.
+type waiter struct {
+	ch    chan reply
+	frame bool
 }
 
 // pendingMax bounds the commands one connection has outstanding.
@@ -49,7 +61,7 @@ func dial(ctx context.Context, url, token string, n int, onEvent func([]byte)) (
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{ws: ws, onEvent: onEvent, pending: map[uint64]chan reply{}, done: make(chan struct{})}
+	c := &conn{ws: ws, onEvent: onEvent, pending: map[uint64]waiter{}, done: make(chan struct{})}
 	go c.read()
 	return c, nil
 }
@@ -80,17 +92,20 @@ func (c *conn) read() {
 			continue // a reply without our id: not ours to match
 		}
 		c.mu.Lock()
-		ch := c.pending[rep.ID]
+		wt, ok := c.pending[rep.ID]
 		delete(c.pending, rep.ID)
 		c.mu.Unlock()
-		if ch != nil {
-			ch <- rep
+		if ok {
+			if wt.frame {
+				rep.Frame = bytes.Clone(frame)
+			}
+			wt.ch <- rep
 		}
 	}
 	c.mu.Lock()
 	c.err = fmt.Errorf("edge connection: %w", err)
-	for id, ch := range c.pending {
-		close(ch)
+	for id, wt := range c.pending {
+		close(wt.ch)
 		delete(c.pending, id)
 	}
 	c.mu.Unlock()
@@ -117,7 +132,7 @@ func (c *conn) call(ctx context.Context, cmd map[string]any) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	return c.roundTrip(ctx, id, fmt.Sprint(cmd["cmd"]), data)
+	return c.roundTrip(ctx, id, fmt.Sprint(cmd["cmd"]), data, false)
 }
 
 // post is call for a post command, encoded without reflection: the load
@@ -134,7 +149,62 @@ func (c *conn) post(ctx context.Context, room, key string, body []byte) (reply, 
 	data = append(data, `,"body":`...)
 	data = appendJSONString(data, string(body))
 	data = append(data, '}')
-	return c.roundTrip(ctx, id, "post", data)
+	return c.roundTrip(ctx, id, "post", data, false)
+}
+
+// postBatchMax is the most posts the edge takes in one post_batch command.
+const postBatchMax = 64
+
+// batchResult is one post's result in a post_batch reply: the post's ack
+// (seq) or its error.
+type batchResult struct {
+	Seq   uint64      `json:"seq"`
+	Error *replyError `json:"error"`
+}
+
+// postBatch sends posts to room as one post_batch command, encoded like
+// post, and returns the reply's results (parsed with encoding/json: one
+// frame per batch).
+func (c *conn) postBatch(ctx context.Context, room string, posts []load.Post) ([]batchResult, error) {
+	if len(posts) < 1 || len(posts) > postBatchMax {
+		return nil, fmt.Errorf("post_batch of %d posts, want 1..%d", len(posts), postBatchMax)
+	}
+	id := c.nextID.Add(1)
+	size := 64
+	for _, p := range posts {
+		size += 40 + len(room) + len(p.Key) + len(p.Body)
+	}
+	data := make([]byte, 0, size)
+	data = append(data, `{"id":`...)
+	data = strconv.AppendUint(data, id, 10)
+	data = append(data, `,"cmd":"post_batch","posts":[`...)
+	for i, p := range posts {
+		if i > 0 {
+			data = append(data, ',')
+		}
+		data = append(data, `{"room":`...)
+		data = appendJSONString(data, room)
+		data = append(data, `,"key":`...)
+		data = appendJSONString(data, p.Key)
+		data = append(data, `,"body":`...)
+		data = appendJSONString(data, string(p.Body))
+		data = append(data, '}')
+	}
+	data = append(data, "]}"...)
+	rep, err := c.roundTrip(ctx, id, "post_batch", data, true)
+	if err != nil {
+		return nil, err
+	}
+	var body struct {
+		Results []batchResult `json:"results"`
+	}
+	if err := json.Unmarshal(rep.Frame, &body); err != nil {
+		return nil, fmt.Errorf("post_batch reply: %w", err)
+	}
+	if len(body.Results) != len(posts) {
+		return nil, fmt.Errorf("post_batch reply: %d results for %d posts", len(body.Results), len(posts))
+	}
+	return body.Results, nil
 }
 
 // appendJSONString appends s as a JSON string: verbatim between quotes when
@@ -183,8 +253,9 @@ func cutUint(b []byte) (uint64, []byte, bool) {
 	return n, b[i:], err == nil
 }
 
-// roundTrip sends data, a command with id, and waits for its reply.
-func (c *conn) roundTrip(ctx context.Context, id uint64, name string, data []byte) (reply, error) {
+// roundTrip sends data, a command with id, and waits for its reply (with
+// a copy of the reply's frame when frame is set).
+func (c *conn) roundTrip(ctx context.Context, id uint64, name string, data []byte, frame bool) (reply, error) {
 	ch := make(chan reply, 1)
 	c.mu.Lock()
 	if c.err != nil || len(c.pending) >= pendingMax {
@@ -192,7 +263,7 @@ func (c *conn) roundTrip(ctx context.Context, id uint64, name string, data []byt
 		c.mu.Unlock()
 		return reply{}, errors.Join(errors.New("edge connection unusable"), err)
 	}
-	c.pending[id] = ch
+	c.pending[id] = waiter{ch: ch, frame: frame}
 	c.mu.Unlock()
 	if err := c.ws.Write(ctx, websocket.MessageText, data); err != nil {
 		c.forget(id)

@@ -225,7 +225,8 @@ func (s *System) Rooms(ctx context.Context, scenario string, n int, spread bool)
 }
 
 // Publisher implements load.System: one WebSocket; each Publish is a
-// post command with the idempotency key.
+// post command with the idempotency key, each PublishBatch a post_batch
+// command.
 func (s *System) Publisher(ctx context.Context, i int) (load.Publisher, error) {
 	c, err := s.dial(ctx, publisher, nil)
 	if err != nil {
@@ -245,6 +246,38 @@ func (p *pub) Publish(ctx context.Context, room, key string, body []byte) (uint6
 		return 0, errors.New("post: reply without seq")
 	}
 	return rep.Seq, nil
+}
+
+// The scenarios' batches must fit one post_batch command.
+const _ = uint(postBatchMax - load.BatchMax)
+
+// PublishBatch implements load.BatchPublisher: one post_batch command.
+func (p *pub) PublishBatch(ctx context.Context, room string, posts []load.Post) ([]uint64, error) {
+	results, err := p.c.postBatch(ctx, room, posts)
+	if err != nil {
+		return nil, err
+	}
+	seqs := make([]uint64, len(results))
+	failed, first := 0, error(nil)
+	for i, r := range results {
+		var err error
+		switch {
+		case r.Error != nil:
+			err = fmt.Errorf("post %d: %s: %s", i, r.Error.Code, r.Error.Message)
+		case r.Seq == 0:
+			err = fmt.Errorf("post %d: result without seq", i)
+		default:
+			seqs[i] = r.Seq
+			continue
+		}
+		if failed++; first == nil {
+			first = err
+		}
+	}
+	if failed > 0 {
+		return seqs, fmt.Errorf("post_batch: %d of %d posts failed, first %w", failed, len(posts), first)
+	}
+	return seqs, nil
 }
 
 func (p *pub) Close() error { return p.c.close() }
