@@ -178,3 +178,17 @@ func TestPostJSONMatchesMarshal(t *testing.T) {
 		}
 	}
 }
+
+// A post_batch reply frame is what okFrame made through json.Marshal.
+func TestPostBatchFrameMatchesMarshal(t *testing.T) {
+	pb := postBatchJSON{Results: []postResultJSON{
+		{Post: &postJSON{Room: "r", Seq: 1, Hash: "ab", Time: "t", TimeNs: "1", Key: "a"}},
+		{Err: errorf(CodeBadRequest, "body is required")},
+		{Post: &postJSON{Room: "r", Seq: 2, Duplicate: true, Key: "b"}},
+	}}
+	inner := mustJSON(pb)
+	want := `{"id":"x","ok":true,` + string(inner[1:len(inner)-1]) + `}`
+	if got := string(okFrame(json.RawMessage(`"x"`), pb)); got != want {
+		t.Fatalf("okFrame\n%s\nwant\n%s", got, want)
+	}
+}

@@ -209,6 +209,19 @@ func okFrame(id json.RawMessage, result any) []byte {
 	if p, ok := result.(postJSON); ok {
 		inner := p.appendJSON(make([]byte, 0, 256))
 		b = append(append(b, ','), inner[1:len(inner)-1]...)
+	} else if pb, ok := result.(postBatchJSON); ok {
+		b = append(b, `,"results":[`...)
+		for i, r := range pb.Results {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if r.Err != nil {
+				b = append(b, mustJSON(errorJSON{Error: r.Err})...)
+			} else {
+				b = r.Post.appendJSON(b)
+			}
+		}
+		b = append(b, ']')
 	} else if result != nil {
 		inner := mustJSON(result)
 		if len(inner) > 2 {
