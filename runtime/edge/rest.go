@@ -28,6 +28,7 @@ func (e *Edge) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/rooms/{room}/invite", e.rest(cmdInvite, parseInvite))
 	mux.HandleFunc("POST /v1/dms", e.rest(cmdOpenDM, parseOpenDM))
 	mux.HandleFunc("POST /v1/rooms/{room}/messages", e.rest(cmdPost, parsePost))
+	mux.HandleFunc("POST /v1/messages/batch", e.rest(cmdPostBatch, parsePostBatch))
 	mux.HandleFunc("GET /v1/rooms/{room}/messages", e.rest(cmdHistory, parseHistory))
 	mux.HandleFunc("GET /v1/rooms/{room}/snapshot", e.rest(cmdSnapshot, parseSnapshot))
 	if e.cfg.DevMint != nil {
@@ -171,6 +172,16 @@ func parsePost(r *http.Request, body []byte, c *command) *Error {
 	}
 	c.Body, c.Thread, c.Key = b.Body, b.Thread, r.Header.Get("Idempotency-Key")
 	return nil
+}
+
+// parsePostBatch reads {"posts": [...]}, the posts of a post_batch command.
+func parsePostBatch(r *http.Request, body []byte, c *command) *Error {
+	var b struct {
+		Posts []postItem `json:"posts"`
+	}
+	err := decodeJSON(body, &b, false)
+	c.Posts = b.Posts
+	return err
 }
 
 // queryUint parses an optional unsigned query parameter.

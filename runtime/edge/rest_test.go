@@ -118,6 +118,31 @@ func TestREST(t *testing.T) {
 	}
 }
 
+// POST /v1/messages/batch is post_batch over HTTP: one result per post, in
+// order, each its own seq or error.
+func TestRESTPostBatch(t *testing.T) {
+	te := newTestEdge(t, nil)
+	ana := &restClient{t: t, base: te.srv.URL, tok: token(t, "acme", "ana")}
+	if status, m := ana.call("POST", "/v1/rooms", `{"room":"lobby"}`); status != 201 {
+		t.Fatalf("create: %d %v", status, m)
+	}
+	body := `{"posts":[{"room":"lobby","key":"a","body":"one"},{"room":"lobby","key":"b"},{"room":"lobby","key":"c","body":"two"}]}`
+	for round, dup := range []bool{false, true} {
+		status, m := ana.call("POST", "/v1/messages/batch", body)
+		results, _ := m["results"].([]any)
+		if status != 200 || len(results) != 3 {
+			t.Fatalf("round %d: %d %v", round, status, m)
+		}
+		first, second, third := results[0].(map[string]any), results[1].(map[string]any), results[2].(map[string]any)
+		if first["seq"] != 1.0 || third["seq"] != 2.0 || first["duplicate"] != dup || second["error"].(map[string]any)["code"] != CodeBadRequest {
+			t.Fatalf("round %d: %v", round, results)
+		}
+	}
+	if status, m := ana.call("POST", "/v1/messages/batch", `{"posts":[]}`); status != 400 {
+		t.Fatalf("empty batch: %d %v", status, m)
+	}
+}
+
 func TestRESTRateLimit(t *testing.T) {
 	te := newTestEdge(t, func(c *Config) { c.UserRate, c.UserBurst = 1, 5 })
 	ana := &restClient{t: t, base: te.srv.URL, tok: token(t, "acme", "ana")}
