@@ -20,6 +20,7 @@ func decodePostFast(data []byte) (*command, bool) {
 		return nil, false
 	}
 	var c command
+	var post postItem // the command's own room, key, body and thread
 	var seen [7]bool
 	for first := true; ; first = false {
 		p.space()
@@ -57,39 +58,12 @@ func decodePostFast(data []byte) (*command, bool) {
 				return nil, false
 			}
 			c.Cmd = string(v)
-		case "room":
-			field = 2
-			v, ok := p.str()
-			if !ok {
+		case "room", "key", "body", "thread":
+			var ok bool
+			if field, ok = p.postField(string(name), &post); !ok {
 				return nil, false
 			}
-			c.Room = string(v)
-		case "key":
-			field = 3
-			v, ok := p.str()
-			if !ok {
-				return nil, false
-			}
-			c.Key = string(v)
-		case "body":
-			field = 4
-			v, ok := p.str()
-			if !ok {
-				return nil, false
-			}
-			body := string(v)
-			c.Body = &body
-		case "thread":
-			field = 5
-			start := p.i
-			if !p.digits() {
-				return nil, false
-			}
-			n, err := strconv.ParseUint(string(data[start:p.i]), 10, 64)
-			if err != nil {
-				return nil, false
-			}
-			c.Thread = n
+			field += 2
 		case "posts":
 			field = 6
 			posts, ok := p.posts()
@@ -109,6 +83,7 @@ func decodePostFast(data []byte) (*command, bool) {
 	if p.i != len(data) || c.Cmd != cmdPost && c.Cmd != cmdPostBatch || len(c.ID) > idSizeMax {
 		return nil, false
 	}
+	c.Room, c.Key, c.Body, c.Thread = post.Room, post.Key, post.Body, post.Thread
 	return &c, true
 }
 
@@ -162,42 +137,8 @@ func (p *fastParser) postItem() (postItem, bool) {
 			return it, false
 		}
 		p.space()
-		field := -1
-		switch string(name) {
-		case "room":
-			field = 0
-			v, ok := p.str()
-			if !ok {
-				return it, false
-			}
-			it.Room = string(v)
-		case "key":
-			field = 1
-			v, ok := p.str()
-			if !ok {
-				return it, false
-			}
-			it.Key = string(v)
-		case "body":
-			field = 2
-			v, ok := p.str()
-			if !ok {
-				return it, false
-			}
-			body := string(v)
-			it.Body = &body
-		case "thread":
-			field = 3
-			start := p.i
-			if !p.digits() {
-				return it, false
-			}
-			n, err := strconv.ParseUint(string(p.b[start:p.i]), 10, 64)
-			if err != nil {
-				return it, false
-			}
-			it.Thread = n
-		default:
+		field, ok := p.postField(string(name), &it)
+		if !ok {
 			return it, false
 		}
 		if seen[field] {
@@ -253,6 +194,37 @@ func (p *fastParser) str() ([]byte, bool) {
 		p.i++
 	}
 	return nil, false
+}
+
+// postField reads the value of a post's member name (room, key, body or
+// thread) into it and says which of the four it was.
+func (p *fastParser) postField(name string, it *postItem) (field int, ok bool) {
+	if name == "thread" {
+		start := p.i
+		if !p.digits() {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(p.b[start:p.i]), 10, 64)
+		it.Thread = n
+		return 3, err == nil
+	}
+	v, ok := p.str()
+	if !ok {
+		return 0, false
+	}
+	switch name {
+	case "room":
+		it.Room = string(v)
+		return 0, true
+	case "key":
+		it.Key = string(v)
+		return 1, true
+	case "body":
+		body := string(v)
+		it.Body = &body
+		return 2, true
+	}
+	return 0, false
 }
 
 // integer reads -?digits as JSON writes them (no leading zeros).
