@@ -59,6 +59,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tigerchat: unknown command %q (see tigerchat help)\n", args[0])
 		return 2
 	}
+	if errors.Is(err, errHelpShown) {
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "tigerchat:", err)
 		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
@@ -76,9 +79,11 @@ Usage:
   tigerchat keygen -out FILE                       create a node identity; prints its fingerprint
   tigerchat format -config FILE -replica N -data DIR [-key-file FILE]
   tigerchat start  -config FILE -replica N -data DIR -identity FILE [-key-file FILE] [-http ADDR]
-  tigerchat edge   -config FILE -identity FILE -auth FILE [-listen ADDR] [-user-rate N] [-ip-rate N] [-conns N] [-origins P] [-redis ADDR]
+  tigerchat edge   -config FILE -identity FILE -auth FILE [-listen ADDR] [-user-rate N] [-ip-rate N] [-conns N] [-origins P] [-redis ADDR] [-post-batches N]
   tigerchat dev    [-dir DIR] [-shards N] [-http ADDR] [-edge ADDR|off] [-redis ADDR]   local cluster: 3 replicas + an edge on 127.0.0.1
   tigerchat version
+
+Each command prints its flags with -h.
 
 HTTP (start, dev): GET /healthz is 200 only when every shard has a primary
 and has committed; GET /status lists every shard replica as JSON; GET /metrics
@@ -98,8 +103,17 @@ func newFlags(name string) *flag.FlagSet {
 	return fs
 }
 
+// errHelpShown: -h printed the command's flags; exit 0.
+var errHelpShown = errors.New("help shown")
+
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stdout, "usage of %s:\n", fs.Name())
+			fs.SetOutput(os.Stdout)
+			fs.PrintDefaults()
+			return errHelpShown
+		}
 		return fmt.Errorf("%s: %v: %w", fs.Name(), err, errUsage)
 	}
 	if fs.NArg() > 0 {
