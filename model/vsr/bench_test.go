@@ -36,7 +36,7 @@ func (d *benchDelivery) deliver() {
 		d.buf[i] = 0xa5
 	}
 	d.to = nil
-	d.pool.deliveries = append(d.pool.deliveries, d)
+	d.pool.deliveries.put(d)
 }
 
 // benchDiskOp is one disk read or write in flight on benchDisk.
@@ -58,7 +58,7 @@ func (op *benchDiskOp) complete() {
 	}
 	done := op.done
 	op.buf, op.done = nil, nil
-	op.pool.diskOps = append(op.pool.diskOps, op)
+	op.pool.diskOps.put(op)
 	done()
 }
 
@@ -66,30 +66,44 @@ func (op *benchDiskOp) complete() {
 type benchPool struct {
 	s          *sched.Scheduler
 	handlers   map[model.Address]func(model.Address, []byte)
-	deliveries []*benchDelivery
-	diskOps    []*benchDiskOp
+	deliveries freeList[benchDelivery]
+	diskOps    freeList[benchDiskOp]
 }
 
-func (p *benchPool) delivery() *benchDelivery {
-	if n := len(p.deliveries); n > 0 {
-		d := p.deliveries[n-1]
-		p.deliveries = p.deliveries[:n-1]
+// freeList recycles harness objects; fresh makes one when it is empty.
+type freeList[T any] struct {
+	free  []*T
+	fresh func() *T
+}
+
+func (f *freeList[T]) get() *T {
+	if n := len(f.free); n > 0 {
+		x := f.free[n-1]
+		f.free = f.free[:n-1]
+		return x
+	}
+	return f.fresh()
+}
+
+func (f *freeList[T]) put(x *T) { f.free = append(f.free, x) }
+
+func (p *benchPool) delivery() *benchDelivery { return p.deliveries.get() }
+
+func (p *benchPool) diskOp() *benchDiskOp { return p.diskOps.get() }
+
+func newBenchPool(s *sched.Scheduler) *benchPool {
+	p := &benchPool{s: s, handlers: map[model.Address]func(model.Address, []byte){}}
+	p.deliveries.fresh = func() *benchDelivery {
+		d := &benchDelivery{pool: p}
+		d.run = d.deliver
 		return d
 	}
-	d := &benchDelivery{pool: p}
-	d.run = d.deliver
-	return d
-}
-
-func (p *benchPool) diskOp() *benchDiskOp {
-	if n := len(p.diskOps); n > 0 {
-		op := p.diskOps[n-1]
-		p.diskOps = p.diskOps[:n-1]
+	p.diskOps.fresh = func() *benchDiskOp {
+		op := &benchDiskOp{pool: p}
+		op.run = op.complete
 		return op
 	}
-	op := &benchDiskOp{pool: p}
-	op.run = op.complete
-	return op
+	return p
 }
 
 // benchNet delivers through the scheduler after one tick, to every
@@ -171,7 +185,7 @@ func (s *benchSubmitter) onReply(r Reply) {
 // once warm); allocs/request reports the same count unrounded.
 func BenchmarkCommitPath(b *testing.B) {
 	s := sched.New(1 << 20)
-	pool := &benchPool{s: s, handlers: map[model.Address]func(model.Address, []byte){}}
+	pool := newBenchPool(s)
 	var replicas []*Replica
 	for i := 0; i < 3; i++ {
 		cfg := DefaultConfig(9, 3, i)
@@ -240,7 +254,7 @@ func BenchmarkCommitPath(b *testing.B) {
 // runs; each op is one prepare of 8 requests of 256 bytes.
 func BenchmarkWALAppend(b *testing.B) {
 	s := sched.New(0)
-	pool := &benchPool{s: s}
+	pool := newBenchPool(s)
 	cfg := SimConfig(7, 3, 1)
 	disk := &benchDisk{pool: pool, data: make([]byte, NewLayout(&cfg).SizeBytes)}
 	r, err := New(cfg, Env{Clock: s.Clock(0, 0), Net: &nullNet{}, Disk: disk, PRNG: prng.New(1)}, nopMachine{}, Hooks{})

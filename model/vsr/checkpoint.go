@@ -53,15 +53,13 @@ type checkpointWrite struct {
 	checksum  wire.Checksum
 	area      uint8
 	snapshot  []byte // in one of r.checkpointBufs, padded to a sector multiple
-	written   func()
-	synced    func()
+	io        syncedWrite
 	persisted func()
 }
 
 func (c *checkpointWrite) init(r *Replica) {
 	c.r = r
-	c.written = c.onWritten
-	c.synced = c.onSynced
+	c.io.init(r, "checkpoint", c.onSynced)
 	c.persisted = c.onPersisted
 }
 
@@ -79,7 +77,8 @@ func (r *Replica) writeCheckpoint(op uint64, checksum wire.Checksum, snap []byte
 	c := &r.checkpointWrite
 	c.op, c.checksum, c.snapshot = op, checksum, buf[:len(snap)]
 	c.area = 1 - r.superblock.durableArea()
-	r.env.Disk.Write(r.layout.SnapshotOffset[c.area], buf, c.written)
+	c.io.expect(1)
+	r.env.Disk.Write(r.layout.SnapshotOffset[c.area], buf, c.io.written)
 }
 
 // checkpointBuffer returns a buffer of size bytes that the durable
@@ -95,8 +94,6 @@ func (r *Replica) checkpointBuffer(size int) []byte {
 	r.checkpointBufs[i] = r.checkpointBufs[i][:size]
 	return r.checkpointBufs[i]
 }
-
-func (c *checkpointWrite) onWritten() { c.r.syncer.after(c.synced) }
 
 func (c *checkpointWrite) onSynced() {
 	r := c.r

@@ -79,33 +79,62 @@ type prepareWrite struct {
 	size         int    // the prepare's length in buf
 	buf          []byte // the prepare, zero padded to a sector multiple
 	headerSector []byte
-	pending      int  // disk writes not yet completed
 	busy         bool // the disk may still read buf or headerSector
-	written      func()
-	durable      func()
+	io           syncedWrite
 }
 
 func newPrepareWrite(r *Replica, slot int) *prepareWrite {
 	w := &prepareWrite{r: r, slot: slot}
-	w.written = w.onWritten
-	w.durable = w.onDurable
+	w.io.init(r, "prepare", w.onDurable)
 	return w
 }
 
-func (w *prepareWrite) onWritten() {
-	if !w.busy || w.pending <= 0 {
-		panic("vsr: prepare write completion without a write in flight")
+// syncedWrite is the disk path of every durable write (a prepare's slot and
+// header, the superblock's copies, a checkpoint): n writes, then one
+// fdatasync through the syncer, then durable. Its callbacks are bound once,
+// so a write allocates nothing.
+type syncedWrite struct {
+	r       *Replica
+	what    string
+	pending int    // writes not yet completed
+	written func() // onWritten, the completion to pass to Disk.Write
+	synced  func() // onSynced
+	durable func() // the owner's next step
+}
+
+func (s *syncedWrite) init(r *Replica, what string, durable func()) {
+	s.r, s.what, s.durable = r, what, durable
+	s.written, s.synced = s.onWritten, s.onSynced
+}
+
+// expect starts a group of n writes.
+func (s *syncedWrite) expect(n int) {
+	if s.pending != 0 || n <= 0 {
+		panic("vsr: " + s.what + " write started while another is pending")
 	}
-	w.pending--
-	if w.pending > 0 {
-		return
+	s.pending = n
+}
+
+func (s *syncedWrite) onWritten() {
+	if s.pending <= 0 {
+		panic("vsr: " + s.what + " write completion without a write in flight")
 	}
-	w.r.syncer.after(w.durable)
+	s.pending--
+	if s.pending == 0 {
+		s.r.syncer.after(s.synced)
+	}
+}
+
+func (s *syncedWrite) onSynced() {
+	if s.pending != 0 {
+		panic("vsr: " + s.what + " durable before its writes completed")
+	}
+	s.durable()
 }
 
 func (w *prepareWrite) onDurable() {
-	if !w.busy || w.pending != 0 {
-		panic("vsr: prepare durable before its writes completed")
+	if !w.busy {
+		panic("vsr: prepare durable without a write in flight")
 	}
 	w.busy = false
 	w.r.onPrepareDurable(w.slot, w.buf[:w.size])
@@ -166,9 +195,9 @@ func (r *Replica) writePrepare(h *wire.Header, msg []byte) []byte {
 	s.faulty = true
 	w.load(msg)
 	w.busy = true
-	w.pending = 2
-	r.env.Disk.Write(r.layout.prepareOffset(slot), w.buf, w.written)
-	r.env.Disk.Write(r.layout.headerOffset(slot), w.headerSector, w.written)
+	w.io.expect(2)
+	r.env.Disk.Write(r.layout.prepareOffset(slot), w.buf, w.io.written)
+	r.env.Disk.Write(r.layout.headerOffset(slot), w.headerSector, w.io.written)
 	stable := w.buf[:w.size]
 	if r.cfg.Mutation == MutationAckBeforeFsync {
 		// The bug under test: the slot counts as durable before the disk
@@ -218,18 +247,15 @@ type superblockWriter struct {
 	writing  bool
 	inflight superblockState // being written
 	encoded  []byte          // inflight, encoded; the disk holds it while writing
-	pending  int             // copies not yet written
 	done     []func()        // run once want is durable
 	running  []func()        // run once inflight is durable
 	spare    []func()        // the last list run, kept for its capacity
-	written  func()          // w.onWritten, bound once
-	synced   func()          // w.onSynced, bound once
+	io       syncedWrite
 }
 
 func (w *superblockWriter) init(r *Replica) {
 	w.r = r
-	w.written = w.onWritten
-	w.synced = w.onSynced
+	w.io.init(r, "superblock", w.onSynced)
 }
 
 // persist asks for the superblock to hold st; then runs once durable.
@@ -247,7 +273,7 @@ func (w *superblockWriter) start() {
 	if w.writing || !w.wanted {
 		return
 	}
-	if len(w.running) != 0 || w.pending != 0 {
+	if len(w.running) != 0 {
 		panic("vsr: superblock write started while another is pending")
 	}
 	st := w.want
@@ -257,26 +283,15 @@ func (w *superblockWriter) start() {
 	w.writing = true
 	w.inflight = st
 	w.encoded = st.encodeTo(w.encoded)
-	w.pending = superblockCopies
+	w.io.expect(superblockCopies)
 	for i := 0; i < superblockCopies; i++ {
-		w.r.env.Disk.Write(uint64(i)*model.SectorSize, w.encoded, w.written)
+		w.r.env.Disk.Write(uint64(i)*model.SectorSize, w.encoded, w.io.written)
 	}
-}
-
-func (w *superblockWriter) onWritten() {
-	if !w.writing || w.pending <= 0 {
-		panic("vsr: superblock write completion without a write in flight")
-	}
-	w.pending--
-	if w.pending > 0 {
-		return
-	}
-	w.r.syncer.after(w.synced)
 }
 
 func (w *superblockWriter) onSynced() {
-	if !w.writing || w.pending != 0 {
-		panic("vsr: superblock durable before its writes completed")
+	if !w.writing {
+		panic("vsr: superblock durable without a write in flight")
 	}
 	w.writing = false
 	w.durable = w.inflight

@@ -16,68 +16,50 @@ import (
 func decodePostFast(data []byte) (*command, bool) {
 	p := fastParser{b: data}
 	p.space()
-	if !p.byte('{') {
-		return nil, false
-	}
 	var c command
 	var post postItem // the command's own room, key, body and thread
 	var seen [7]bool
-	for first := true; ; first = false {
-		p.space()
-		if p.byte('}') {
-			if first {
-				return nil, false // {} is not a post
-			}
-			break
-		}
-		if !first && (!p.byte(',') || !p.spaced()) {
-			return nil, false
-		}
-		name, ok := p.str()
-		if !ok {
-			return nil, false
-		}
-		p.space()
-		if !p.byte(':') {
-			return nil, false
-		}
-		p.space()
+	ok := p.object(func(name []byte) bool {
 		field := -1
 		switch string(name) {
 		case "id":
 			field = 0
 			start := p.i
 			if _, ok := p.str(); !ok && !p.integer() {
-				return nil, false
+				return false
 			}
 			c.ID = data[start:p.i:p.i]
 		case "cmd":
 			field = 1
 			v, ok := p.str()
 			if !ok {
-				return nil, false
+				return false
 			}
 			c.Cmd = string(v)
 		case "room", "key", "body", "thread":
 			var ok bool
 			if field, ok = p.postField(string(name), &post); !ok {
-				return nil, false
+				return false
 			}
 			field += 2
 		case "posts":
 			field = 6
 			posts, ok := p.posts()
 			if !ok {
-				return nil, false
+				return false
 			}
 			c.Posts = posts
 		default:
-			return nil, false
+			return false
 		}
 		if seen[field] {
-			return nil, false // encoding/json keeps the last: leave it to it
+			return false // encoding/json keeps the last: leave it to it
 		}
 		seen[field] = true
+		return true
+	})
+	if !ok || c.Cmd == "" {
+		return nil, false
 	}
 	p.space()
 	if p.i != len(data) || c.Cmd != cmdPost && c.Cmd != cmdPostBatch || len(c.ID) > idSizeMax {
@@ -116,35 +98,44 @@ func (p *fastParser) posts() ([]postItem, bool) {
 // postItem reads one {room, key, body, thread} object.
 func (p *fastParser) postItem() (postItem, bool) {
 	var it postItem
-	if !p.byte('{') {
-		return it, false
-	}
 	var seen [4]bool
+	ok := p.object(func(name []byte) bool {
+		field, ok := p.postField(string(name), &it)
+		if !ok || seen[field] {
+			return false
+		}
+		seen[field] = true
+		return true
+	})
+	return it, ok
+}
+
+// object reads a JSON object, handing each member's name to member, which
+// reads the value (the parser is at it) and says whether it took it.
+func (p *fastParser) object(member func(name []byte) bool) bool {
+	if !p.byte('{') {
+		return false
+	}
 	for first := true; ; first = false {
 		p.space()
 		if p.byte('}') {
-			return it, true
+			return true
 		}
 		if !first && (!p.byte(',') || !p.spaced()) {
-			return it, false
+			return false
 		}
 		name, ok := p.str()
 		if !ok {
-			return it, false
+			return false
 		}
 		p.space()
 		if !p.byte(':') {
-			return it, false
+			return false
 		}
 		p.space()
-		field, ok := p.postField(string(name), &it)
-		if !ok {
-			return it, false
+		if !member(name) {
+			return false
 		}
-		if seen[field] {
-			return it, false
-		}
-		seen[field] = true
 	}
 }
 

@@ -179,16 +179,20 @@ func TestPostJSONMatchesMarshal(t *testing.T) {
 	}
 }
 
-// A post_batch reply frame is what okFrame made through json.Marshal.
+// A post_batch reply frame holds, in order, what json.Marshal writes for
+// each post's result or error.
 func TestPostBatchFrameMatchesMarshal(t *testing.T) {
-	pb := postBatchJSON{Results: []postResultJSON{
-		{Post: &postJSON{Room: "r", Seq: 1, Hash: "ab", Time: "t", TimeNs: "1", Key: "a"}},
-		{Err: errorf(CodeBadRequest, "body is required")},
-		{Post: &postJSON{Room: "r", Seq: 2, Duplicate: true, Key: "b"}},
-	}}
-	inner := mustJSON(pb)
-	want := `{"id":"x","ok":true,` + string(inner[1:len(inner)-1]) + `}`
+	posts := []*postJSON{{Room: "r", Seq: 1, Hash: "ab", Time: "t", TimeNs: "1", Key: "a"}, nil, {Room: "r", Seq: 2, Duplicate: true, Key: "b"}}
+	bad := errorf(CodeBadRequest, "body is required")
+	pb := postBatchJSON{Results: []postResultJSON{{Post: posts[0]}, {Err: bad}, {Post: posts[2]}}}
+	independent, _ := json.Marshal(struct {
+		Results []any `json:"results"`
+	}{[]any{*posts[0], errorJSON{Error: bad}, *posts[2]}})
+	want := `{"id":"x","ok":true,` + string(independent[1:len(independent)-1]) + `}`
 	if got := string(okFrame(json.RawMessage(`"x"`), pb)); got != want {
 		t.Fatalf("okFrame\n%s\nwant\n%s", got, want)
+	}
+	if rest, _ := json.Marshal(pb); string(rest) != string(independent) {
+		t.Fatalf("REST body\n%s\nwant\n%s", rest, independent)
 	}
 }

@@ -113,12 +113,29 @@ type postResultJSON struct {
 	Err  *Error
 }
 
-func (r postResultJSON) MarshalJSON() ([]byte, error) {
-	if r.Err != nil {
-		return json.Marshal(errorJSON{Error: r.Err})
-	}
-	return r.Post.appendJSON(nil), nil
+// jsonAppender is a result that writes its own JSON, the bytes json.Marshal
+// would write, without reflection: the results sent once per post.
+type jsonAppender interface {
+	appendJSON(b []byte) []byte
 }
+
+func (pb postBatchJSON) appendJSON(b []byte) []byte {
+	b = append(b, `{"results":[`...)
+	for i, r := range pb.Results {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if r.Err != nil {
+			b = append(b, mustJSON(errorJSON{Error: r.Err})...)
+		} else {
+			b = r.Post.appendJSON(b)
+		}
+	}
+	return append(b, "]}"...)
+}
+
+// MarshalJSON: REST writes a batch's reply with encoding/json.
+func (pb postBatchJSON) MarshalJSON() ([]byte, error) { return pb.appendJSON(nil), nil }
 
 // appendJSON appends p as json.Marshal writes it, without reflection (an
 // ack per post); a string that would need escaping falls back to
@@ -206,27 +223,16 @@ func okFrame(id json.RawMessage, result any) []byte {
 		b = append(append(append(b, `"id":`...), id...), ',')
 	}
 	b = append(b, `"ok":true`...)
-	if p, ok := result.(postJSON); ok {
-		inner := p.appendJSON(make([]byte, 0, 256))
+	var inner []byte
+	switch r := result.(type) {
+	case nil:
+	case jsonAppender:
+		inner = r.appendJSON(make([]byte, 0, 256))
+	default:
+		inner = mustJSON(result)
+	}
+	if len(inner) > 2 {
 		b = append(append(b, ','), inner[1:len(inner)-1]...)
-	} else if pb, ok := result.(postBatchJSON); ok {
-		b = append(b, `,"results":[`...)
-		for i, r := range pb.Results {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if r.Err != nil {
-				b = append(b, mustJSON(errorJSON{Error: r.Err})...)
-			} else {
-				b = r.Post.appendJSON(b)
-			}
-		}
-		b = append(b, ']')
-	} else if result != nil {
-		inner := mustJSON(result)
-		if len(inner) > 2 {
-			b = append(append(b, ','), inner[1:len(inner)-1]...)
-		}
 	}
 	return append(b, '}')
 }

@@ -203,8 +203,8 @@ func (c *wsConn) write(ctx context.Context, b []byte) bool {
 	var err error
 	if c.cork != nil {
 		// The connection's write deadline bounds the write; a context
-		// without a deadline costs the library no timer.
-		err = c.ws.Write(context.WithoutCancel(ctx), websocket.MessageText, b)
+		// that is never done costs the library no timer.
+		err = c.ws.Write(context.Background(), websocket.MessageText, b)
 	} else {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wsWriteTimeout)
 		err = c.ws.Write(wctx, websocket.MessageText, b)

@@ -30,8 +30,7 @@ import (
 )
 
 const (
-	readyTimeout  = 60 * time.Second
-	reconnectsMax = 5
+	readyTimeout = 60 * time.Second
 	// HistorySize and HistoryTTL: each channel keeps its last 1000
 	// publications for 5 minutes (in memory), enough to recover a
 	// subscriber and to give every publication an offset.
@@ -279,11 +278,11 @@ func (p *pub) Close() error { p.t.CloseIdleConnections(); return nil }
 
 // Subscribe implements load.System.
 func (s *System) Subscribe(ctx context.Context, i int, room string, deliver func(uint64, []byte)) (load.Subscription, error) {
-	sub := &subscriber{s: s, user: fmt.Sprintf("s%d", i), room: room, deliver: deliver, stop: make(chan struct{})}
+	sub := &subscriber{s: s, user: fmt.Sprintf("s%d", i), room: room, deliver: deliver, Resumer: load.NewResumer()}
 	if err := sub.connect(ctx); err != nil {
 		return nil, err
 	}
-	go sub.resume()
+	go sub.Run(sub.currentDone, sub.connect)
 	return sub, nil
 }
 
@@ -296,12 +295,11 @@ type subscriber struct {
 	last  atomic.Uint64 // offset of the last publication delivered
 	epoch atomic.Value  // string: the channel's epoch, from the subscribe reply
 
-	mu         sync.Mutex
-	ws         *websocket.Conn
-	done       chan struct{} // closed when ws's reader ends
-	reconnects int
-	stop       chan struct{}
-	stopOnce   sync.Once
+	*load.Resumer
+
+	mu   sync.Mutex
+	ws   *websocket.Conn
+	done chan struct{} // closed when ws's reader ends
 }
 
 func (sub *subscriber) token() (string, error) {
@@ -431,7 +429,7 @@ func (sub *subscriber) handle(ws *websocket.Conn, line []byte) {
 	}
 	if !bytes.Contains(line, []byte(`"pub":`)) {
 		if bytes.Contains(line, []byte(`"unsubscribe":`)) || bytes.Contains(line, []byte(`"disconnect":`)) {
-			go func() { _ = ws.CloseNow() }() // resume() reconnects and recovers
+			go func() { _ = ws.CloseNow() }() // the Resumer reconnects and recovers
 		}
 		return
 	}
@@ -443,44 +441,15 @@ func (sub *subscriber) handle(ws *websocket.Conn, line []byte) {
 	}
 }
 
-func (sub *subscriber) resume() {
-	for {
-		sub.mu.Lock()
-		done := sub.done
-		sub.mu.Unlock()
-		select {
-		case <-sub.stop:
-			return
-		case <-done:
-		}
-		select {
-		case <-sub.stop:
-			return
-		default:
-		}
-		sub.mu.Lock()
-		sub.reconnects++
-		n := sub.reconnects
-		sub.mu.Unlock()
-		if n > reconnectsMax {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), load.RequestTimeout)
-		if err := sub.connect(ctx); err != nil {
-			time.Sleep(100 * time.Millisecond)
-		}
-		cancel()
-	}
-}
-
-func (sub *subscriber) Reconnects() int {
+// currentDone is the end of the current connection's reader.
+func (sub *subscriber) currentDone() <-chan struct{} {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
-	return sub.reconnects
+	return sub.done
 }
 
 func (sub *subscriber) Close() error {
-	sub.stopOnce.Do(func() { close(sub.stop) })
+	sub.Stop()
 	sub.mu.Lock()
 	ws, done := sub.ws, sub.done
 	sub.mu.Unlock()

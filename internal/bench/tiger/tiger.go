@@ -35,8 +35,6 @@ const (
 	tenant       = "bench"
 	publisher    = "bench" // creates the rooms, so it is a member of each
 	readyTimeout = 90 * time.Second
-	// reconnectsMax bounds how often a subscriber resumes after a drop.
-	reconnectsMax = 5
 )
 
 // Options say how to run TigerChat.
@@ -286,11 +284,11 @@ func (p *pub) Close() error { return p.c.close() }
 // since 0 (the room is fresh), and the SDK's resume (subscribe since the
 // last seq) after a drop.
 func (s *System) Subscribe(ctx context.Context, i int, room string, deliver func(uint64, []byte)) (load.Subscription, error) {
-	sub := &subscriber{s: s, user: fmt.Sprintf("s%d", i), room: room, deliver: deliver, stop: make(chan struct{})}
+	sub := &subscriber{s: s, user: fmt.Sprintf("s%d", i), room: room, deliver: deliver, Resumer: load.NewResumer()}
 	if err := sub.connect(ctx); err != nil {
 		return nil, err
 	}
-	go sub.resume()
+	go sub.Run(func() <-chan struct{} { return sub.current().done }, sub.connect)
 	return sub, nil
 }
 
@@ -301,11 +299,10 @@ type subscriber struct {
 	deliver func(uint64, []byte)
 	last    atomic.Uint64 // the last seq delivered
 
-	mu         sync.Mutex
-	c          *conn
-	reconnects int
-	stop       chan struct{}
-	stopOnce   sync.Once
+	*load.Resumer
+
+	mu sync.Mutex
+	c  *conn
 }
 
 func (sub *subscriber) onEvent(frame []byte) {
@@ -322,7 +319,7 @@ func (sub *subscriber) onEvent(frame []byte) {
 			sub.last.Store(to) // the gap shows as lost messages
 		}
 	case hasEvent(frame, "unsubscribed"):
-		go func() { _ = sub.current().ws.CloseNow() }() // resume() resubscribes
+		go func() { _ = sub.current().ws.CloseNow() }() // the Resumer resubscribes
 	}
 }
 
@@ -352,44 +349,8 @@ func (sub *subscriber) current() *conn {
 	return sub.c
 }
 
-// resume reconnects after a drop, from the last seq, a bounded number of
-// times.
-func (sub *subscriber) resume() {
-	for {
-		select {
-		case <-sub.stop:
-			return
-		case <-sub.current().done:
-		}
-		select {
-		case <-sub.stop:
-			return
-		default:
-		}
-		sub.mu.Lock()
-		sub.reconnects++
-		n := sub.reconnects
-		sub.mu.Unlock()
-		if n > reconnectsMax {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), load.RequestTimeout)
-		err := sub.connect(ctx)
-		cancel()
-		if err != nil {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-}
-
-func (sub *subscriber) Reconnects() int {
-	sub.mu.Lock()
-	defer sub.mu.Unlock()
-	return sub.reconnects
-}
-
 func (sub *subscriber) Close() error {
-	sub.stopOnce.Do(func() { close(sub.stop) })
+	sub.Stop()
 	return sub.current().close()
 }
 
