@@ -33,22 +33,8 @@ func benchMachine(b *testing.B) *Machine {
 func BenchmarkApplyPost(b *testing.B) {
 	m := benchMachine(b)
 	req, setKey := benchPost(256)
-	var reply []byte
-	now := int64(1_000_000)
-	for i := uint64(0); i < 2*IdempotencyKeysMaxDefault; i++ { // warm up: fill the windows
-		setKey(i)
-		now++
-		reply = m.Apply(i+2, now, 1, OperationPost, req, reply[:0])
-	}
 	b.SetBytes(256)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := uint64(0); i < uint64(b.N); i++ {
-		setKey(i + 1<<32)
-		now++
-		reply = m.Apply(i, now, 1, OperationPost, req, reply[:0])
-	}
-	b.StopTimer()
+	reply := benchApply(b, m, OperationPost, req, setKey, 2*IdempotencyKeysMaxDefault)
 	if reply[0] != byte(CodeOK) || reply[len(reply)-1] != 0 {
 		b.Fatalf("last reply %x", reply)
 	}
@@ -95,26 +81,34 @@ func benchBatch(tb testing.TB, count int) (*Machine, []byte, func(i uint64)) {
 func BenchmarkApplyPostBatch(b *testing.B) {
 	count := DefaultLimits().PostBatchCountMax
 	m, req, setKeys := benchBatch(b, count)
+	b.SetBytes(int64(256 * count))
+	reply := benchApply(b, m, OperationPostBatch, req, setKeys, uint64(2*IdempotencyKeysMaxDefault/count+1))
+	b.ReportMetric(float64(b.N*count)/b.Elapsed().Seconds(), "posts/s")
+	if r, err := DecodePostBatchReply(reply); err != nil || len(r.Posts) != count || r.Posts[count-1].Code != CodeOK || r.Posts[count-1].Duplicate {
+		b.Fatalf("last reply %+v, %v", r, err)
+	}
+}
+
+// benchApply applies req (given fresh keys by setKeys before each apply)
+// warmups times to fill the history and dedup windows, then b.N times
+// timed, and returns the last reply: the steady state of a busy room.
+func benchApply(b *testing.B, m *Machine, operation uint8, req []byte, setKeys func(uint64), warmups uint64) []byte {
 	var reply []byte
 	now := int64(1_000_000)
-	for i := uint64(0); i < uint64(2*IdempotencyKeysMaxDefault/count+1); i++ { // warm up: fill the windows
+	for i := uint64(0); i < warmups; i++ {
 		setKeys(i)
 		now++
-		reply = m.Apply(i+2, now, 1, OperationPostBatch, req, reply[:0])
+		reply = m.Apply(i+2, now, 1, operation, req, reply[:0])
 	}
-	b.SetBytes(int64(256 * count))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := uint64(0); i < uint64(b.N); i++ {
 		setKeys(i + 1<<32)
 		now++
-		reply = m.Apply(i, now, 1, OperationPostBatch, req, reply[:0])
+		reply = m.Apply(i, now, 1, operation, req, reply[:0])
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(b.N*count)/b.Elapsed().Seconds(), "posts/s")
-	if r, err := DecodePostBatchReply(reply); err != nil || len(r.Posts) != count || r.Posts[count-1].Code != CodeOK || r.Posts[count-1].Duplicate {
-		b.Fatalf("last reply %+v, %v", r, err)
-	}
+	return reply
 }
 
 // BenchmarkApplyPostRetry: a retried key answered from the dedup window.

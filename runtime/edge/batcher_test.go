@@ -211,10 +211,7 @@ func TestBatchedPostRefusedAlone(t *testing.T) {
 // original seq, marked duplicate, and creates nothing.
 func TestBatchedRetryGetsOriginalSeq(t *testing.T) {
 	te, g := newBatchEdge(t, nil)
-	ana := te.dial(t, token(t, "acme", "ana"))
-	bo := te.dial(t, token(t, "acme", "bo"))
-	mustOK(t, ana.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
-	mustOK(t, bo.do(map[string]any{"cmd": "join", "room": "lobby"}))
+	ana, bo := lobbyPair(t, te)
 	original := mustOK(t, ana.do(map[string]any{"cmd": "post", "room": "lobby", "body": "hello", "key": "k1"}))
 	gate, first := holdOne(t, te, g, ana, "lobby", "k2")
 	batch := []sent{postAsync(ana, "lobby", "k1"), postAsync(bo, "lobby", "k3"), postAsync(bo, "lobby", "k1"), postAsync(ana, "lobby", "k2")}
@@ -274,10 +271,7 @@ func TestBatchClusterDown(t *testing.T) {
 // their order even with several batches in flight.
 func TestPostBatchGroupKeepsItsOrder(t *testing.T) {
 	te, g := newBatchEdge(t, func(c *Config) { c.PostBatchesInFlightMax = 4 })
-	ana := te.dial(t, token(t, "acme", "ana"))
-	bo := te.dial(t, token(t, "acme", "bo"))
-	mustOK(t, ana.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
-	mustOK(t, bo.do(map[string]any{"cmd": "join", "room": "lobby"}))
+	ana, bo := lobbyPair(t, te)
 	gate, first := holdOne(t, te, g, bo, "lobby", "first")
 	countMax := te.cfg.Limits.PostBatchCountMax
 	posts := make([]any, countMax+5)

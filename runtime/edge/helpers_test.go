@@ -370,3 +370,14 @@ func waitFor(t testing.TB, cond func() bool) {
 		}
 	}
 }
+
+// lobbyPair dials ana and bo of tenant acme; ana creates the public room
+// lobby and bo joins it.
+func lobbyPair(t testing.TB, te *testEdge) (ana, bo *wsClient) {
+	t.Helper()
+	ana = te.dial(t, token(t, "acme", "ana"))
+	bo = te.dial(t, token(t, "acme", "bo"))
+	mustOK(t, ana.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
+	mustOK(t, bo.do(map[string]any{"cmd": "join", "room": "lobby"}))
+	return ana, bo
+}

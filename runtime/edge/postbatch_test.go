@@ -12,11 +12,8 @@ import (
 // same batch again returns the original seqs as duplicates.
 func TestPostBatch(t *testing.T) {
 	te := newTestEdge(t, nil)
-	ana := te.dial(t, token(t, "acme", "ana"))
-	bo := te.dial(t, token(t, "acme", "bo"))
-	mustOK(t, ana.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
+	ana, bo := lobbyPair(t, te)
 	mustOK(t, ana.do(map[string]any{"cmd": "create_room", "room": "side"}))
-	mustOK(t, bo.do(map[string]any{"cmd": "join", "room": "lobby"}))
 	mustOK(t, bo.do(map[string]any{"cmd": "subscribe", "room": "lobby"}))
 	posts := []any{
 		map[string]any{"room": "lobby", "key": "a", "body": "one"},

@@ -17,10 +17,7 @@ import (
 
 func TestTwoClientsChat(t *testing.T) {
 	te := newTestEdge(t, nil)
-	ana := te.dial(t, token(t, "acme", "ana"))
-	bo := te.dial(t, token(t, "acme", "bo"))
-	mustOK(t, ana.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
-	mustOK(t, bo.do(map[string]any{"cmd": "join", "room": "lobby"}))
+	ana, bo := lobbyPair(t, te)
 	sub := mustOK(t, bo.do(map[string]any{"cmd": "subscribe", "room": "lobby"}))
 	if sub["head_seq"] != 0.0 || sub["since"] != 0.0 {
 		t.Fatalf("subscribe reply %v", sub)

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"fmt"
 	"testing"
@@ -13,10 +12,7 @@ import (
 // signature, which verifies with its pinned public key alone, and messages
 // flow both ways as under the default MAC.
 func TestFrameAuthEd25519(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	members := newMembers(t, 2)
-	bindAll(t, members)
+	ctx, members := twoMembers(t)
 	var c capture
 	cfg0, cfg1 := testConfig(t, members, 0), testConfig(t, members, 1)
 	cfg0.FrameAuth, cfg1.FrameAuth = FrameAuthEd25519, FrameAuthEd25519
@@ -48,10 +44,7 @@ func TestFrameAuthEd25519(t *testing.T) {
 // the ALPN names the mode, so the TLS handshake fails and nothing is
 // delivered.
 func TestFrameAuthMismatchRefused(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	members := newMembers(t, 2)
-	bindAll(t, members)
+	ctx, members := twoMembers(t)
 	cfg1 := testConfig(t, members, 1)
 	cfg1.FrameAuth = FrameAuthEd25519
 	n0 := startNode(ctx, t, testConfig(t, members, 0))
@@ -92,10 +85,7 @@ func TestFrameMACCoversEveryByte(t *testing.T) {
 // The keys agreed in the hellos: each direction has its own, both ends agree
 // on it, and a new session (after a reconnect) gets new ones.
 func TestSessionKeys(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	members := newMembers(t, 2)
-	bindAll(t, members)
+	ctx, members := twoMembers(t)
 	n0 := startNode(ctx, t, testConfig(t, members, 0))
 	n1 := startNode(ctx, t, testConfig(t, members, 1))
 	keys := func() (send01, send10, recv01 []byte) {

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"sync"
@@ -95,10 +94,7 @@ func repeatInt(n, v int) []int {
 // Under load from concurrent senders, every message arrives exactly once,
 // in each sender's order, in fewer frames than messages.
 func TestBatchingUnderLoad(t *testing.T) {
-	ctx, cancel := contextWithTestTimeout()
-	defer cancel()
-	members := newMembers(t, 2)
-	bindAll(t, members)
+	ctx, members := twoMembers(t)
 	cfg0 := testConfig(t, members, 0)
 	cfg0.SendQueueMax = 1 << 14
 	n0 := startNode(ctx, t, cfg0)
@@ -154,10 +150,7 @@ func TestBatchingUnderLoad(t *testing.T) {
 // message, or signed but with messages that do not parse, none of its
 // messages is delivered, and the session goes on.
 func TestBatchRefusedWhole(t *testing.T) {
-	ctx, cancel := contextWithTestTimeout()
-	defer cancel()
-	members := newMembers(t, 2)
-	bindAll(t, members)
+	ctx, members := twoMembers(t)
 	var c capture
 	n0 := startNode(ctx, t, testConfig(t, members, 0), c.hook)
 	const batch = 10
@@ -227,10 +220,7 @@ func TestBatchRefusedWhole(t *testing.T) {
 // A message that the receiver keeps is its own: appending to one delivered
 // message never changes the next one of the same frame.
 func TestDeliveredMessagesAreOwned(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	members := newMembers(t, 2)
-	bindAll(t, members)
+	ctx, members := twoMembers(t)
 	n0 := startNode(ctx, t, testConfig(t, members, 0))
 	for i := range 3 {
 		n0.Endpoint().Send(1, numbered(i, 8))

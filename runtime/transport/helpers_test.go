@@ -299,3 +299,15 @@ func (tr *Transport) testSealer(to model.Address) frameAuth {
 	}
 	return s.sendAuth
 }
+
+// twoMembers is the setup of most two-node tests: a context bounded by
+// testTimeout (canceled when the test ends) and two members with their
+// sockets bound.
+func twoMembers(t *testing.T) (context.Context, []member) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	members := newMembers(t, 2)
+	bindAll(t, members)
+	return ctx, members
+}

@@ -322,7 +322,7 @@ func (t *Transport) receiveFrame(s *session, body []byte, owned bool) {
 func (t *Transport) checkFrame(s *session, body []byte, auth frameAuth) (frameHeader, uint32, []byte, bool) {
 	h, count, section, _, err := decodeFrame(body, auth.size())
 	if err != nil {
-		t.counters.malformed.Add(1) // a hello-sized minimum is not a signature's
+		t.counters.malformed.Add(1) // shorter than this authenticator (the reader only checked the MAC-sized minimum)
 		return h, 0, nil, false
 	}
 	// A frame naming another session is dropped unread: it cannot verify

@@ -216,10 +216,7 @@ func TestBadSignature(t *testing.T) {
 // The exact bytes of an accepted frame, sent again on the same session, are
 // dropped and counted; the session goes on.
 func TestReplayRejected(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	members := newMembers(t, 2)
-	bindAll(t, members)
+	ctx, members := twoMembers(t)
 	var c capture
 	n0 := startNode(ctx, t, testConfig(t, members, 0), c.hook)
 	n1 := startNode(ctx, t, testConfig(t, members, 1))
@@ -311,10 +308,7 @@ func TestReconnect(t *testing.T) {
 // A full send queue drops (by count and by bytes) without blocking; what
 // was queued is sent once the peer comes up.
 func TestSendQueueFullDrops(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	members := newMembers(t, 2)
-	bindAll(t, members)
+	ctx, members := twoMembers(t)
 	cfg := testConfig(t, members, 0)
 	cfg.SendQueueMax = 4
 	n0 := startNode(ctx, t, cfg) // its peer 1 is not up: nothing drains
@@ -366,10 +360,7 @@ func TestSendQueueBytesBound(t *testing.T) {
 // the receiver allocating it; a frame shorter than its header too. The
 // dialer reconnects and messages flow again.
 func TestBrokenFramingClosesConnection(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	members := newMembers(t, 2)
-	bindAll(t, members)
+	ctx, members := twoMembers(t)
 	n0 := startNode(ctx, t, testConfig(t, members, 0))
 	n1 := startNode(ctx, t, testConfig(t, members, 1))
 	sendUntilDelivered(ctx, t, n0, n1, "warm")
@@ -391,10 +382,7 @@ func TestBrokenFramingClosesConnection(t *testing.T) {
 // A pinned peer that dials although the lower address dials is refused: a
 // pair never holds two connections.
 func TestWrongDirectionRefused(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	members := newMembers(t, 2)
-	bindAll(t, members)
+	ctx, members := twoMembers(t)
 	n0 := startNode(ctx, t, testConfig(t, members, 0))
 	// 1 is configured as a client-like dialer of 0: it dials, and 0 refuses.
 	cfg := testConfig(t, members, 1)
