@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"sync"
+	"time"
 
 	"tigerchat/model/chat"
 	"tigerchat/model/placement"
@@ -238,9 +239,11 @@ func (b *batcher) sendOne(shard int, batch []*pendingPost) {
 		size += len(p.body)
 	}
 	req := chat.AppendPostBatch(make([]byte, 0, 2+size), bodies...)
-	b.m.PostBatchSize.Observe(len(batch))
+	b.m.PostBatchSize.Observe(uint64(len(batch)))
 	ctx, cancel := context.WithTimeout(b.ctx, b.cl.timeout)
+	sent := time.Now()
 	r, err := b.cl.backend.Do(ctx, shard, chat.OperationPostBatch, req)
+	b.m.PostBatchTime.Observe(uint64(time.Since(sent).Microseconds()))
 	cancel()
 	body, e := b.cl.replyBody(r, err)
 	if err == nil && r.Flags == vsr.ReplyNotKept {

@@ -171,6 +171,9 @@ func TestBatchedPostsGetTheirOwnAcks(t *testing.T) {
 	if h := &te.m.PostBatchSize; h.Count() != 3 || h.Sum() != uint64(len(posts)) || te.m.Posts.Load() != uint64(len(posts)) {
 		t.Fatalf("metrics: %d batches of %d posts, %d posts acknowledged", h.Count(), h.Sum(), te.m.Posts.Load())
 	}
+	if n := te.m.PostBatchTime.Count(); n != 3 {
+		t.Fatalf("metrics: %d post batch times, want one per batch (3)", n)
+	}
 }
 
 // A post refused by the state machine (here: its author is not a member)

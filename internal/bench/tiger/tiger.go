@@ -62,6 +62,9 @@ type System struct {
 	postsSeen uint64       // the edge's posts_total at the last Diagnose
 	viewsSeen uint64       // the views of all shards at the last Diagnose
 	slowSeen  uint64       // slow fdatasyncs of all replicas at the last Diagnose
+	// fsyncsSeen and batchesSeen: every fdatasync of the replicas and every
+	// post batch of the edge, with their times, at the last Diagnose.
+	fsyncsSeen, batchesSeen sums
 }
 
 // Start lays out, formats and starts the cluster and its edge.
@@ -111,6 +114,7 @@ func (s *System) start(ctx context.Context) error {
 		return err
 	}
 	s.opsSeen, s.viewsSeen = s.ops() // the scenarios' counts start here
+	s.slowSeen, _, s.fsyncsSeen = s.fsyncs()
 	return nil
 }
 
@@ -426,18 +430,31 @@ func (s *System) Diagnose() string {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	var out []string
 	posts := uint64(0)
+	var batches sums
 	for _, line := range strings.Split(string(data), "\n") {
 		name, value, ok := strings.Cut(line, " ")
-		if ok && !strings.HasPrefix(line, "#") && value != "0" && !strings.Contains(name, "refused") && !strings.Contains(name, "_bucket") {
+		if ok && !strings.HasPrefix(line, "#") && value != "0" && !strings.Contains(name, "refused") && !strings.Contains(name, "_bucket") && !strings.Contains(name, "_seconds") {
 			out = append(out, strings.TrimPrefix(name, "tigerchat_edge_")+"="+value)
 		}
-		if name == "tigerchat_edge_posts_total" {
+		switch name {
+		case "tigerchat_edge_posts_total":
 			posts, _ = strconv.ParseUint(value, 10, 64)
+		case "tigerchat_edge_post_batch_seconds_sum":
+			batches.seconds, _ = strconv.ParseFloat(value, 64)
+		case "tigerchat_edge_post_batch_seconds_count":
+			batches.count, _ = strconv.ParseUint(value, 10, 64)
 		}
 	}
-	if slow, maxS := s.fsyncs(); slow > s.slowSeen {
+	if n, mean, ok := batches.since(&s.batchesSeen); ok {
+		out = append(out, fmt.Sprintf("| %d post batches, %.2f ms each in the cluster on average", n, mean*1000))
+	}
+	slow, maxS, fsyncs := s.fsyncs()
+	if slow > s.slowSeen {
 		out = append(out, fmt.Sprintf("| %d fdatasync(s) over 50 ms during the scenario (longest so far %.0f ms)", slow-s.slowSeen, maxS*1000))
 		s.slowSeen = slow
+	}
+	if n, mean, ok := fsyncs.since(&s.fsyncsSeen); ok {
+		out = append(out, fmt.Sprintf("| %d fdatasyncs, %.2f ms on average", n, mean*1000))
 	}
 	ops, views := s.ops()
 	if views > s.viewsSeen {
@@ -452,9 +469,28 @@ func (s *System) Diagnose() string {
 	return "edge: " + strings.Join(out, " ")
 }
 
+// sums is a Prometheus histogram's or timer's running count and total.
+type sums struct {
+	count   uint64
+	seconds float64
+}
+
+// since is the count and mean of what was added since *seen, which it
+// then advances; false if nothing was.
+func (c sums) since(seen *sums) (n uint64, mean float64, ok bool) {
+	n, t := c.count-seen.count, c.seconds-seen.seconds
+	ok = c.count > seen.count
+	*seen = c
+	if !ok {
+		return 0, 0, false
+	}
+	return n, t / float64(n), true
+}
+
 // ops sums the op number of every shard, as the primaries report it.
-// fsyncs sums the replicas' slow fdatasyncs and finds the longest one.
-func (s *System) fsyncs() (slow uint64, maxSeconds float64) {
+// fsyncs sums the replicas' slow fdatasyncs, finds the longest one, and
+// sums every fdatasync and its time.
+func (s *System) fsyncs() (slow uint64, maxSeconds float64, all sums) {
 	client := http.Client{Timeout: 2 * time.Second}
 	for _, m := range s.cluster.Config.Replicas {
 		resp, err := client.Get("http://" + m.HTTPAddr + "/metrics")
@@ -473,10 +509,16 @@ func (s *System) fsyncs() (slow uint64, maxSeconds float64) {
 			case strings.HasPrefix(name, "tigerchat_disk_fsync_max_seconds"):
 				f, _ := strconv.ParseFloat(value, 64)
 				maxSeconds = max(maxSeconds, f)
+			case strings.HasPrefix(name, "tigerchat_disk_fsyncs_total"):
+				n, _ := strconv.ParseUint(value, 10, 64)
+				all.count += n
+			case strings.HasPrefix(name, "tigerchat_disk_fsync_seconds_total"):
+				f, _ := strconv.ParseFloat(value, 64)
+				all.seconds += f
 			}
 		}
 	}
-	return slow, maxSeconds
+	return slow, maxSeconds, all
 }
 
 func (s *System) ops() (ops, views uint64) {
