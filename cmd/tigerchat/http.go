@@ -113,6 +113,7 @@ func addPprof(mux *http.ServeMux) bool {
 	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return true
 }
 

@@ -65,7 +65,7 @@ func Flags(fs *flag.FlagSet) (parse func() (Options, error)) {
 	fanouts := fs.String("fanouts", "1000:10:200,100:10:2000", "fan-out runs, each `SUBS:ROOMS:RATE` (messages per second over all rooms)")
 	pubConns := fs.Int("fanout-pub-conns", 8, "fan-out: publisher connections")
 	pubInFlight := fs.Int("fanout-pub-inflight", 16, "fan-out: posts in flight per publisher connection (at most)")
-	fs.StringVar(&o.PprofDir, "pprof", "", "save CPU profiles of TigerChat's replicas and edge per scenario into `DIR`")
+	fs.StringVar(&o.PprofDir, "pprof", "", "save CPU profiles and 2-second execution traces of TigerChat's replicas and edge per scenario into `DIR`")
 	return func() (Options, error) {
 		o.Scenarios = strings.Split(*scenarios, ",")
 		for _, s := range o.Scenarios {

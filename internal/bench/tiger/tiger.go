@@ -370,30 +370,36 @@ func (s *System) Processes() map[string]int {
 	return out
 }
 
-// Profile implements load.Profiler: a CPU profile of every replica over d,
-// and the replicas' /status (which one is primary of which shard).
+// Profile implements load.Profiler: a CPU profile of the edge and of every
+// replica over d, an execution trace of each over its first traceSeconds
+// (goroutine scheduling latency: `go tool trace -pprof=sched`), and the
+// replicas' /status (which one is primary of which shard).
 func (s *System) Profile(ctx context.Context, scenario string, d time.Duration) {
 	if s.o.PprofDir == "" {
 		return
 	}
+	const traceSeconds = 2
 	seconds := max(1, int(d.Seconds()))
 	client := http.Client{Timeout: d + 10*time.Second}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		save(ctx, &client, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.edgeAddr, seconds),
-			filepath.Join(s.o.PprofDir, fmt.Sprintf("tigerchat-%s-edge.pprof", scenario)))
-	}()
-	for i, m := range s.cluster.Config.Replicas {
-		wg.Add(1)
+	profile := func(base, name string) {
+		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			base := "http://" + m.HTTPAddr
-			save(ctx, &client, base+"/status", filepath.Join(s.o.PprofDir, fmt.Sprintf("tigerchat-%s-replica-%d-status.json", scenario, i)))
 			save(ctx, &client, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, seconds),
-				filepath.Join(s.o.PprofDir, fmt.Sprintf("tigerchat-%s-replica-%d.pprof", scenario, i)))
+				filepath.Join(s.o.PprofDir, fmt.Sprintf("tigerchat-%s-%s.pprof", scenario, name)))
 		}()
+		go func() {
+			defer wg.Done()
+			save(ctx, &client, fmt.Sprintf("%s/debug/pprof/trace?seconds=%d", base, min(seconds, traceSeconds)),
+				filepath.Join(s.o.PprofDir, fmt.Sprintf("tigerchat-%s-%s.trace", scenario, name)))
+		}()
+	}
+	profile("http://"+s.edgeAddr, "edge")
+	for i, m := range s.cluster.Config.Replicas {
+		base := "http://" + m.HTTPAddr
+		save(ctx, &client, base+"/status", filepath.Join(s.o.PprofDir, fmt.Sprintf("tigerchat-%s-replica-%d-status.json", scenario, i)))
+		profile(base, fmt.Sprintf("replica-%d", i))
 	}
 	wg.Wait()
 }
