@@ -19,6 +19,12 @@
 //	    the replication layer alone: N publishers through the Go client
 //	    (runtime/client) straight to the replicas, no edge.
 //
+//	tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json]
+//	    this machine's disk as replicas use it: N files, each overwritten
+//	    B bytes at a time with an fdatasync after every write; fdatasyncs
+//	    per second, their latency, and how many of those over 50 ms
+//	    overlapped one of another file (stalls of the whole device).
+//
 //	tigerbench failover [-trials N] [-json]
 //	    starts a 3-replica cluster of real `tigerchat start` processes on
 //	    127.0.0.1 (in a temporary directory, removed afterwards), then N times:
@@ -60,8 +66,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "run" {
 		return runSuite(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "disk" {
+		return runDisk(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "failover" {
-		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout] [-seconds S] ... | tigerbench failover [-trials N] [-json] | tigerbench publish [-publishers N] [-seconds S] [-json]")
+		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout] [-seconds S] ... | tigerbench failover [-trials N] [-json] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("tigerbench failover", flag.ContinueOnError)

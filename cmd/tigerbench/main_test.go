@@ -1,9 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
+	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Bad invocations print a line and exit 2 before starting anything.
@@ -18,6 +21,9 @@ func TestUsageErrors(t *testing.T) {
 		{"run", "-scenarios", "nope"},
 		{"run", "-seconds", "0"},
 		{"run", "-fanouts", "10:10"},
+		{"disk", "-files", "0"},
+		{"disk", "-write-bytes", "5000"},
+		{"disk", "-seconds", "61"},
 	} {
 		var stderr strings.Builder
 		if code := run(args, io.Discard, &stderr); code != 2 || stderr.Len() == 0 {
@@ -37,5 +43,39 @@ func TestPercentiles(t *testing.T) {
 	}
 	if p50, p99, max := percentiles([]float64{7}); p50 != 7 || p99 != 7 || max != 7 {
 		t.Fatalf("one sample: %v %v %v", p50, p99, max)
+	}
+}
+
+// A short disk run in a test's directory counts fdatasyncs, reports their
+// latency, and leaves nothing behind.
+func TestDiskRun(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr strings.Builder
+	if code := run([]string{"disk", "-dir", dir, "-files", "2", "-seconds", "0.5", "-json"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var res DiskResult
+	if err := json.Unmarshal([]byte(stdout.String()), &res); err != nil {
+		t.Fatalf("%v: %q", err, stdout.String())
+	}
+	if res.Files != 2 || res.Fdatasyncs == 0 || res.P50Ms <= 0 || res.MaxMs < res.P50Ms || res.SlowOverlapping > res.Slow {
+		t.Fatalf("implausible result %+v", res)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}
+
+// Slow fdatasyncs count as overlapping only when another file had one at
+// the same time.
+func TestOverlapping(t *testing.T) {
+	at := func(ms int) time.Time { return time.Unix(0, 0).Add(time.Duration(ms) * time.Millisecond) }
+	perFile := [][]span{
+		{{at(0), at(100)}, {at(500), at(560)}},
+		{{at(50), at(120)}},
+		{{at(200), at(260)}},
+	}
+	if total, overlapped := overlapping(perFile); total != 4 || overlapped != 2 {
+		t.Fatalf("total %d overlapped %d, want 4 and 2", total, overlapped)
 	}
 }
