@@ -77,6 +77,12 @@ func httpHandler(nodes []*node.Node) http.Handler {
 				fmt.Fprintf(w, "tigerchat_disk_fsync_max_seconds{%s} %.6f\n", labels, float64(ds.FsyncMaxNs)/1e9)
 				fmt.Fprintf(w, "tigerchat_disk_fsync_slow_total{%s} %d\n", labels, ds.FsyncSlow)
 			}
+			times := n.RequestTimes()
+			for _, st := range n.Statuses() {
+				if h, ok := times[st.Shard]; ok {
+					h.Write(w, "tigerchat_request_seconds", fmt.Sprintf(`node="%d",shard="%d"`, i, st.Shard))
+				}
+			}
 			if ts, err := n.TransportStats(); err == nil {
 				fmt.Fprintf(w, "tigerchat_transport_refused_unpinned_total{node=\"%d\"} %d\n", i, ts.RefusedUnpinned)
 				fmt.Fprintf(w, "tigerchat_transport_bad_signature_total{node=\"%d\"} %d\n", i, ts.BadSignature)

@@ -127,6 +127,12 @@ func (c Checksum) Short() string { return fmt.Sprintf("%x", c[:4]) }
 // Word folds c into a uint64, for trace digests and cheap hashing.
 func (c Checksum) Word() uint64 { return binary.LittleEndian.Uint64(c[:8]) }
 
+// PeekCommand and PeekClient read one field of an encoded header without
+// decoding or checking it, for routing and metrics in the runtime; the
+// message is checked in full where it is handled. b must hold a header.
+func PeekCommand(b []byte) Command { return Command(b[140]) }
+func PeekClient(b []byte) uint64   { return binary.LittleEndian.Uint64(b[72:80]) }
+
 // encodeFields writes every field but Checksum into b[0:HeaderSize].
 func (h *Header) encodeFields(b []byte) {
 	_ = b[HeaderSize-1]

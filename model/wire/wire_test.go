@@ -137,3 +137,15 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// The peeks read what Encode wrote, for every command.
+func TestPeeksMatchEncode(t *testing.T) {
+	for _, c := range Commands() {
+		h := sample()
+		h.Command, h.Client = c, 0x1122334455667788
+		msg := Message(h, nil)
+		if PeekCommand(msg) != c || PeekClient(msg) != h.Client {
+			t.Fatalf("%v: peeked %v, client %x", c, PeekCommand(msg), PeekClient(msg))
+		}
+	}
+}

@@ -32,6 +32,7 @@ import (
 	"tigerchat/model/chat"
 	"tigerchat/model/prng"
 	"tigerchat/model/vsr"
+	"tigerchat/model/wire"
 	"tigerchat/runtime/loop"
 	"tigerchat/runtime/node"
 	"tigerchat/runtime/transport"
@@ -229,9 +230,9 @@ func (c *Client) deliver(from model.Address, msg []byte) {
 	}
 	pool := c.pools[s]
 	c.loop.Post(func() {
-		// Route by the client id in the header (bytes 72..80) instead of
+		// Route by the client id in the header instead of
 		// offering every message to every session.
-		if ss, ok := pool.byID[binary.LittleEndian.Uint64(msg[72:80])]; ok {
+		if ss, ok := pool.byID[wire.PeekClient(msg)]; ok {
 			ss.vc.OnMessage(from, msg)
 			if v := ss.vc.View(); v > pool.view {
 				pool.view = v

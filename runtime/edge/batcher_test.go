@@ -168,7 +168,7 @@ func TestBatchedPostsGetTheirOwnAcks(t *testing.T) {
 	}
 	got, _ := watcher.messages(len(posts))
 	wantSeqs(t, got, 1, uint64(len(posts)))
-	if h := &te.m.PostBatchSize; h.Count() != 3 || h.Sum() != uint64(len(posts)) || te.m.Posts.Load() != uint64(len(posts)) {
+	if h := te.m.PostBatchSize; h.Count() != 3 || h.Sum() != uint64(len(posts)) || te.m.Posts.Load() != uint64(len(posts)) {
 		t.Fatalf("metrics: %d batches of %d posts, %d posts acknowledged", h.Count(), h.Sum(), te.m.Posts.Load())
 	}
 	if n := te.m.PostBatchTime.Count(); n != 3 {

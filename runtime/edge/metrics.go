@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"sync/atomic"
 
 	"tigerchat/runtime/bus"
+	"tigerchat/runtime/histogram"
 )
 
 // Metrics are the edge's counters, exposed on /metrics in the Prometheus
@@ -20,85 +20,31 @@ type Metrics struct {
 	PostDuplicates   atomic.Uint64 // posts answered from the dedup window
 	Connections      atomic.Int64  // open WebSocket and SSE streams
 	ConnectionsTotal atomic.Uint64
-	SlowConsumers    atomic.Uint64 // streams closed because their buffer overflowed
-	TokenExpiries    atomic.Uint64 // WebSockets closed at token expiry
-	EventsSent       atomic.Uint64 // event frames queued to clients
-	BusEvents        atomic.Uint64 // events received from the bus
-	BusDuplicates    atomic.Uint64 // bus events at or below a log's last seq (dropped)
-	BusGaps          atomic.Uint64 // bus events above last+1: a gap, filled from history
-	BusHashMismatch  atomic.Uint64 // bus events whose hash did not chain: refetched
-	HistoryFills     atomic.Uint64 // ReadSince calls made to fill gaps or poll
-	FilledMessages   atomic.Uint64 // messages that reached subscribers from history, not the bus
-	Truncations      atomic.Uint64 // resumes older than the retained history
-	Trackers         atomic.Int64  // logs with subscribers on this edge
-	PostBatchSize    Histogram     // posts per OperationPostBatch sent to a shard
+	SlowConsumers    atomic.Uint64        // streams closed because their buffer overflowed
+	TokenExpiries    atomic.Uint64        // WebSockets closed at token expiry
+	EventsSent       atomic.Uint64        // event frames queued to clients
+	BusEvents        atomic.Uint64        // events received from the bus
+	BusDuplicates    atomic.Uint64        // bus events at or below a log's last seq (dropped)
+	BusGaps          atomic.Uint64        // bus events above last+1: a gap, filled from history
+	BusHashMismatch  atomic.Uint64        // bus events whose hash did not chain: refetched
+	HistoryFills     atomic.Uint64        // ReadSince calls made to fill gaps or poll
+	FilledMessages   atomic.Uint64        // messages that reached subscribers from history, not the bus
+	Truncations      atomic.Uint64        // resumes older than the retained history
+	Trackers         atomic.Int64         // logs with subscribers on this edge
+	PostBatchSize    *histogram.Histogram // posts per OperationPostBatch sent to a shard
 	// PostBatchTime is how long a shard took to answer a post batch (µs):
 	// the round trip to its primary, consensus and the replicas' fdatasyncs.
-	PostBatchTime Histogram
+	PostBatchTime *histogram.Histogram
 }
 
 // postBatchSizeBounds are the buckets of PostBatchSize (posts); the last
 // is chat's largest PostBatchCountMax.
 var postBatchSizeBounds = []uint64{1, 2, 4, 8, 16, 32, 64, 128, 256, 1024}
 
-// postBatchMicrosBounds are the buckets of PostBatchTime (µs, written in
-// seconds): from a quick fdatasync to a view change.
-var postBatchMicrosBounds = []uint64{250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000}
-
-// histogramBucketsMax bounds the buckets of a Histogram (its bounds and +Inf).
-const histogramBucketsMax = 16
-
-// Histogram counts observations in fixed buckets (Prometheus style:
-// cumulative when written), with their sum and count. Bounds and the sum
-// are integers; unitsPerWritten scales them when written (1e6: µs observed,
-// seconds written).
-type Histogram struct {
-	bounds          []uint64
-	unitsPerWritten float64
-	buckets         [histogramBucketsMax]atomic.Uint64 // buckets[len(bounds)]: above every bound
-	sum             atomic.Uint64
-	count           atomic.Uint64
-}
-
-func newHistogram(bounds []uint64, unitsPerWritten float64) Histogram {
-	if len(bounds) >= histogramBucketsMax {
-		panic("edge: histogram with too many buckets")
-	}
-	return Histogram{bounds: bounds, unitsPerWritten: unitsPerWritten}
-}
-
-// Observe counts one observation of v.
-func (h *Histogram) Observe(v uint64) {
-	i := 0
-	for i < len(h.bounds) && v > h.bounds[i] {
-		i++
-	}
-	h.buckets[i].Add(1)
-	h.sum.Add(v)
-	h.count.Add(1)
-}
-
-// Count and Sum are the observations and their total.
-func (h *Histogram) Count() uint64 { return h.count.Load() }
-func (h *Histogram) Sum() uint64   { return h.sum.Load() }
-
-func (h *Histogram) write(w io.Writer, name string) {
-	scaled := func(v uint64) string {
-		return strconv.FormatFloat(float64(v)/h.unitsPerWritten, 'g', -1, 64)
-	}
-	cumulative := uint64(0)
-	for i, bound := range h.bounds {
-		cumulative += h.buckets[i].Load()
-		fmt.Fprintf(w, "%s_bucket{le=\"%s\"} %d\n", name, scaled(bound), cumulative)
-	}
-	cumulative += h.buckets[len(h.bounds)].Load()
-	fmt.Fprintf(w, "%s_bucket{le=\"+Inf\"} %d\n%s_sum %s\n%s_count %d\n", name, cumulative, name, scaled(h.sum.Load()), name, h.count.Load())
-}
-
 func newMetrics() *Metrics {
 	m := &Metrics{errors: map[string]*atomic.Uint64{},
-		PostBatchSize: newHistogram(postBatchSizeBounds, 1),
-		PostBatchTime: newHistogram(postBatchMicrosBounds, 1e6)}
+		PostBatchSize: histogram.New(postBatchSizeBounds, 1),
+		PostBatchTime: histogram.New(histogram.MicrosBounds, 1e6)}
 	for _, c := range allCodes() {
 		m.errors[c] = new(atomic.Uint64)
 	}
@@ -157,8 +103,8 @@ func (m *Metrics) Write(w io.Writer) {
 	for _, c := range counters {
 		fmt.Fprintf(w, "tigerchat_edge_%s %d\n", c.name, c.v)
 	}
-	m.PostBatchSize.write(w, "tigerchat_edge_post_batch_size")
-	m.PostBatchTime.write(w, "tigerchat_edge_post_batch_seconds")
+	m.PostBatchSize.Write(w, "tigerchat_edge_post_batch_size", "")
+	m.PostBatchTime.Write(w, "tigerchat_edge_post_batch_seconds", "")
 }
 
 // writeBusStats writes the fan-out bus's counters (the broker ones stay 0

@@ -20,6 +20,7 @@ import (
 	"tigerchat/runtime/audit"
 	"tigerchat/runtime/clock"
 	"tigerchat/runtime/disk"
+	"tigerchat/runtime/histogram"
 	"tigerchat/runtime/loop"
 	"tigerchat/runtime/transport"
 )
@@ -125,6 +126,9 @@ type shard struct {
 	disk    *disk.Disk
 	replica *vsr.Replica
 	status  atomic.Pointer[Status]
+	// requests times the client requests this replica answers; its map
+	// belongs to the loop.
+	requests *requestTimer
 }
 
 // Status is a snapshot of one shard replica, refreshed by its loop.
@@ -180,7 +184,7 @@ func (n *Node) openShard(s int) (*shard, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &shard{index: s, loop: l, disk: d}, nil
+	return &shard{index: s, loop: l, disk: d, requests: newRequestTimer(vc.ClientsMax)}, nil
 }
 
 func (n *Node) closeDisks() {
@@ -288,13 +292,21 @@ func (n *Node) deliver(from model.Address, msg []byte) {
 		return
 	}
 	sh := n.shards[s]
+	if wire.PeekCommand(msg) == wire.CommandRequest {
+		at := time.Now()
+		sh.loop.Post(func() {
+			sh.requests.arrived(wire.PeekClient(msg), at)
+			sh.replica.OnMessage(from, msg)
+		})
+		return
+	}
 	sh.loop.Post(func() { sh.replica.OnMessage(from, msg) })
 }
 
 func (n *Node) startShard(ctx context.Context, sh *shard) error {
 	vc := n.cfg.VSRConfig(sh.index, n.opts.Replica)
 	limits := n.cfg.ChatLimits()
-	r, err := vsr.New(vc, vsr.Env{Clock: clock.New(), Net: n.transport.Endpoint(), Disk: sh.disk,
+	r, err := vsr.New(vc, vsr.Env{Clock: clock.New(), Net: timedNetwork{n.transport.Endpoint(), sh.requests}, Disk: sh.disk,
 		PRNG: prng.New(uint64(time.Now().UnixNano()) ^ uint64(sh.index))}, chat.New(limits), vsr.Hooks{})
 	if err != nil {
 		return err
@@ -372,6 +384,17 @@ func (n *Node) DiskStats() map[int]disk.Stats {
 		if sh.disk != nil {
 			out[sh.index] = sh.disk.Stats()
 		}
+	}
+	return out
+}
+
+// RequestTimes is, per shard, how long the client requests this replica
+// answered took from their arrival to the reply (µs; only a primary
+// answers).
+func (n *Node) RequestTimes() map[int]*histogram.Histogram {
+	out := make(map[int]*histogram.Histogram, len(n.shards))
+	for _, sh := range n.shards {
+		out[sh.index] = sh.requests.hist
 	}
 	return out
 }

@@ -62,9 +62,10 @@ type System struct {
 	postsSeen uint64       // the edge's posts_total at the last Diagnose
 	viewsSeen uint64       // the views of all shards at the last Diagnose
 	slowSeen  uint64       // slow fdatasyncs of all replicas at the last Diagnose
-	// fsyncsSeen and batchesSeen: every fdatasync of the replicas and every
-	// post batch of the edge, with their times, at the last Diagnose.
-	fsyncsSeen, batchesSeen sums
+	// fsyncsSeen, requestsSeen and batchesSeen: every fdatasync and
+	// answered request of the replicas and every post batch of the edge,
+	// with their times, at the last Diagnose.
+	fsyncsSeen, requestsSeen, batchesSeen sums
 }
 
 // Start lays out, formats and starts the cluster and its edge.
@@ -114,7 +115,8 @@ func (s *System) start(ctx context.Context) error {
 		return err
 	}
 	s.opsSeen, s.viewsSeen = s.ops() // the scenarios' counts start here
-	s.slowSeen, _, s.fsyncsSeen = s.fsyncs()
+	rc := s.counters()
+	s.slowSeen, s.fsyncsSeen, s.requestsSeen = rc.slow, rc.fsyncs, rc.requests
 	return nil
 }
 
@@ -454,12 +456,15 @@ func (s *System) Diagnose() string {
 	if n, mean, ok := batches.since(&s.batchesSeen); ok {
 		out = append(out, fmt.Sprintf("| %d post batches, %.2f ms each in the cluster on average", n, mean*1000))
 	}
-	slow, maxS, fsyncs := s.fsyncs()
-	if slow > s.slowSeen {
-		out = append(out, fmt.Sprintf("| %d fdatasync(s) over 50 ms during the scenario (longest so far %.0f ms)", slow-s.slowSeen, maxS*1000))
-		s.slowSeen = slow
+	rc := s.counters()
+	if n, mean, ok := rc.requests.since(&s.requestsSeen); ok {
+		out = append(out, fmt.Sprintf("| %d requests answered by the primaries, %.2f ms each from arrival to reply on average", n, mean*1000))
 	}
-	if n, mean, ok := fsyncs.since(&s.fsyncsSeen); ok {
+	if rc.slow > s.slowSeen {
+		out = append(out, fmt.Sprintf("| %d fdatasync(s) over 50 ms during the scenario (longest so far %.0f ms)", rc.slow-s.slowSeen, rc.fsyncMaxSeconds*1000))
+		s.slowSeen = rc.slow
+	}
+	if n, mean, ok := rc.fsyncs.since(&s.fsyncsSeen); ok {
 		out = append(out, fmt.Sprintf("| %d fdatasyncs, %.2f ms on average", n, mean*1000))
 	}
 	ops, views := s.ops()
@@ -493,10 +498,17 @@ func (c sums) since(seen *sums) (n uint64, mean float64, ok bool) {
 	return n, t / float64(n), true
 }
 
-// ops sums the op number of every shard, as the primaries report it.
-// fsyncs sums the replicas' slow fdatasyncs, finds the longest one, and
-// sums every fdatasync and its time.
-func (s *System) fsyncs() (slow uint64, maxSeconds float64, all sums) {
+// replicaCounters are the replicas' disk and request counters, summed.
+type replicaCounters struct {
+	slow            uint64  // fdatasyncs over 50 ms
+	fsyncMaxSeconds float64 // the longest fdatasync
+	fsyncs          sums    // every fdatasync
+	requests        sums    // client requests answered, arrival to reply
+}
+
+// counters reads every replica's /metrics.
+func (s *System) counters() replicaCounters {
+	var c replicaCounters
 	client := http.Client{Timeout: 2 * time.Second}
 	for _, m := range s.cluster.Config.Replicas {
 		resp, err := client.Get("http://" + m.HTTPAddr + "/metrics")
@@ -507,26 +519,32 @@ func (s *System) fsyncs() (slow uint64, maxSeconds float64, all sums) {
 		resp.Body.Close()
 		for _, line := range strings.Split(string(data), "\n") {
 			name, value, ok := strings.Cut(line, " ")
-			switch {
-			case !ok:
-			case strings.HasPrefix(name, "tigerchat_disk_fsync_slow_total"):
-				n, _ := strconv.ParseUint(value, 10, 64)
-				slow += n
-			case strings.HasPrefix(name, "tigerchat_disk_fsync_max_seconds"):
-				f, _ := strconv.ParseFloat(value, 64)
-				maxSeconds = max(maxSeconds, f)
-			case strings.HasPrefix(name, "tigerchat_disk_fsyncs_total"):
-				n, _ := strconv.ParseUint(value, 10, 64)
-				all.count += n
-			case strings.HasPrefix(name, "tigerchat_disk_fsync_seconds_total"):
-				f, _ := strconv.ParseFloat(value, 64)
-				all.seconds += f
+			if !ok {
+				continue
+			}
+			name, _, _ = strings.Cut(name, "{")
+			n, _ := strconv.ParseUint(value, 10, 64)
+			f, _ := strconv.ParseFloat(value, 64)
+			switch name {
+			case "tigerchat_disk_fsync_slow_total":
+				c.slow += n
+			case "tigerchat_disk_fsync_max_seconds":
+				c.fsyncMaxSeconds = max(c.fsyncMaxSeconds, f)
+			case "tigerchat_disk_fsyncs_total":
+				c.fsyncs.count += n
+			case "tigerchat_disk_fsync_seconds_total":
+				c.fsyncs.seconds += f
+			case "tigerchat_request_seconds_count":
+				c.requests.count += n
+			case "tigerchat_request_seconds_sum":
+				c.requests.seconds += f
 			}
 		}
 	}
-	return slow, maxSeconds, all
+	return c
 }
 
+// ops sums the op number of every shard, as the primaries report it.
 func (s *System) ops() (ops, views uint64) {
 	for shard := range s.o.Shards {
 		bestOp, bestView := uint64(0), uint64(0)
