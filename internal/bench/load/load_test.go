@@ -164,3 +164,30 @@ func TestFanOutFindsLostAndDuplicated(t *testing.T) {
 		t.Fatalf("no timed deliveries: %+v", r)
 	}
 }
+
+// The recovery is the ack of the first post sent after the kill; the gap
+// the longest wait between consecutive acks from the last one before it.
+func TestWaitRecovered(t *testing.T) {
+	killed := time.Now()
+	at := func(ms int) time.Time { return killed.Add(time.Duration(ms) * time.Millisecond) }
+	var mu sync.Mutex
+	acks := []time.Time{at(-30), at(-10), at(2), at(90), at(130), at(140)}
+	sent := []time.Time{at(-31), at(-11), at(-20), at(-5), at(5), at(120)}
+	gap, recovery, ok := waitRecovered(context.Background(), &mu, &acks, &sent, killed, time.Second)
+	if !ok || recovery != 130*time.Millisecond || gap != 88*time.Millisecond {
+		t.Fatalf("recovery %v gap %v ok %v, want 130ms, 88ms (2 → 90)", recovery, gap, ok)
+	}
+	sent = []time.Time{at(-31), at(-11), at(-20), at(-5), at(-4), at(-3)}
+	if _, _, ok := waitRecovered(context.Background(), &mu, &acks, &sent, killed, 20*time.Millisecond); ok {
+		t.Fatal("recovered without a post sent after the kill")
+	}
+}
+
+func TestBodyTag(t *testing.T) {
+	if got := bodyTag(Body(time.Now(), "failover-1-2-3")); got != "failover-1-2-3" {
+		t.Fatalf("tag %q", got)
+	}
+	if bodyTag([]byte("short")) != "" {
+		t.Fatal("a short body has a tag")
+	}
+}

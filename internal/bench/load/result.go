@@ -28,13 +28,17 @@ type Result struct {
 	P999Ms float64 `json:"p999_ms"`
 	MaxMs  float64 `json:"max_ms"`
 	// AckP50Ms and AckP99Ms: publish → ack during the fan-out.
-	AckP50Ms   float64 `json:"ack_p50_ms,omitempty"`
-	AckP99Ms   float64 `json:"ack_p99_ms,omitempty"`
-	Errors     int64   `json:"errors"`
-	Lost       *int64  `json:"lost"` // null: not checked in this scenario
-	Duplicated int64   `json:"duplicated"`
-	Reordered  int64   `json:"reordered"`
-	Reconnects int     `json:"reconnects,omitempty"`
+	AckP50Ms float64 `json:"ack_p50_ms,omitempty"`
+	AckP99Ms float64 `json:"ack_p99_ms,omitempty"`
+	// RecoverP50Ms and RecoverMaxMs: failover, from each kill to the ack of
+	// the first post sent after it (P50/P99/Max are then the gap in acks).
+	RecoverP50Ms float64 `json:"recover_p50_ms,omitempty"`
+	RecoverMaxMs float64 `json:"recover_max_ms,omitempty"`
+	Errors       int64   `json:"errors"`
+	Lost         *int64  `json:"lost"` // null: not checked in this scenario
+	Duplicated   int64   `json:"duplicated"`
+	Reordered    int64   `json:"reordered"`
+	Reconnects   int     `json:"reconnects,omitempty"`
 	// CPUCores is the CPU each process used during the window, in cores
 	// (the load generator is "bench").
 	CPUCores map[string]float64 `json:"cpu_cores,omitempty"`

@@ -29,6 +29,9 @@ type Proc struct {
 	log  *os.File
 	done chan struct{}
 	err  error
+	// what Start was given, for Again
+	logPath, bin string
+	env, args    []string
 }
 
 var (
@@ -51,7 +54,7 @@ func Start(name, logPath string, env []string, bin string, args ...string) (*Pro
 		log.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
 	}
-	p := &Proc{Name: name, cmd: cmd, log: log, done: make(chan struct{})}
+	p := &Proc{Name: name, cmd: cmd, log: log, done: make(chan struct{}), logPath: logPath, bin: bin, env: env, args: args}
 	mu.Lock()
 	running[cmd.Process.Pid] = p
 	mu.Unlock()
@@ -89,6 +92,22 @@ func (p *Proc) Stop() {
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
+}
+
+// Kill sends SIGKILL (a crash: no chance to clean up) and waits for the
+// exit.
+func (p *Proc) Kill() {
+	mu.Lock()
+	delete(running, p.PID())
+	mu.Unlock()
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Again starts the same command anew (after Kill or Stop), appending to
+// the same log.
+func (p *Proc) Again() (*Proc, error) {
+	return Start(p.Name, p.logPath, p.env, p.bin, p.args...)
 }
 
 // StopAll stops every process still running, in parallel.

@@ -28,10 +28,15 @@ const (
 	ScPipelinedAll = "pipelined-allshards"
 	ScPipelinedBat = "pipelined-batched"
 	ScFanOut       = "fanout"
+	ScFailover     = "failover"
 )
 
-// AllScenarios in the order they run.
-var AllScenarios = []string{ScPublish, ScPipelined1, ScPipelinedAll, ScPipelinedBat, ScFanOut}
+// AllScenarios in the order they run (failover last: it kills servers).
+var AllScenarios = []string{ScPublish, ScPipelined1, ScPipelinedAll, ScPipelinedBat, ScFanOut, ScFailover}
+
+// failoverPublishers post to the room whose leader the failover scenario
+// kills, as `tigerbench failover` does.
+const failoverPublishers = 4
 
 // Options of a run.
 type Options struct {
@@ -45,6 +50,7 @@ type Options struct {
 	BatchSize          int // pipelined-batched: posts per request
 	Shards             int
 	FanOuts            []load.FanOut // what "fanout" runs, one scenario each
+	FailoverTrials     int
 	PprofDir           string
 }
 
@@ -65,6 +71,7 @@ func Flags(fs *flag.FlagSet) (parse func() (Options, error)) {
 	fanouts := fs.String("fanouts", "1000:10:200,100:10:2000", "fan-out runs, each `SUBS:ROOMS:RATE` (messages per second over all rooms)")
 	pubConns := fs.Int("fanout-pub-conns", 8, "fan-out: publisher connections")
 	pubInFlight := fs.Int("fanout-pub-inflight", 16, "fan-out: posts in flight per publisher connection (at most)")
+	fs.IntVar(&o.FailoverTrials, "failover-trials", 5, "failover: kills of the room's leader, in [1, 100]")
 	fs.StringVar(&o.PprofDir, "pprof", "", "save CPU profiles and 2-second execution traces of TigerChat's replicas and edge per scenario into `DIR`")
 	return func() (Options, error) {
 		o.Scenarios = strings.Split(*scenarios, ",")
@@ -78,6 +85,9 @@ func Flags(fs *flag.FlagSet) (parse func() (Options, error)) {
 		}
 		if o.BatchSize < 1 || o.BatchSize > load.BatchMax {
 			return o, fmt.Errorf("-batch-size in [1, %d]", load.BatchMax)
+		}
+		if o.FailoverTrials < 1 || o.FailoverTrials > 100 {
+			return o, fmt.Errorf("-failover-trials in [1, 100]")
 		}
 		if *timeout < time.Minute || *timeout > time.Hour {
 			return o, fmt.Errorf("-timeout in [1m, 1h]")
@@ -244,6 +254,10 @@ func runScenario(ctx context.Context, o Options, sys load.System, sc string, log
 		if f.Name == sc {
 			return load.RunFanOut(ctx, sys, f, log)
 		}
+	}
+	if sc == ScFailover {
+		return load.RunFailover(ctx, sys, load.Failover{Name: sc, Trials: o.FailoverTrials, Publishers: failoverPublishers,
+			Settle: time.Second, Recover: 15 * time.Second, Drain: 15 * time.Second}, log)
 	}
 	return load.RunClosedLoop(ctx, sys, closed, log)
 }

@@ -35,10 +35,10 @@ func TestParseExpandsFanOuts(t *testing.T) {
 	if err != nil || o.BatchSize != 64 || strings.Join(o.Runs(), " ") != "pipelined-batched" {
 		t.Fatalf("batched: %+v %v", o, err)
 	}
-	if o, _ := parse(nil); o.BatchSize != 16 || strings.Join(o.Scenarios, ",") != "publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout" {
+	if o, _ := parse(nil); o.BatchSize != 16 || strings.Join(o.Scenarios, ",") != "publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover" {
 		t.Fatalf("defaults: batch %d, scenarios %v", o.BatchSize, o.Scenarios)
 	}
-	for _, bad := range [][]string{{"-scenarios", "x"}, {"-fanouts", "10:10"}, {"-seconds", "0"}, {"-batch-size", "0"}, {"-batch-size", "65"}} {
+	for _, bad := range [][]string{{"-scenarios", "x"}, {"-fanouts", "10:10"}, {"-seconds", "0"}, {"-batch-size", "0"}, {"-batch-size", "65"}, {"-failover-trials", "0"}} {
 		if _, err := parse(bad); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
@@ -85,6 +85,26 @@ func TestTableHasBatchedRowsAndTargets(t *testing.T) {
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// The failover rows show the recovery and the gap; a single-node system
+// shows n/a, and the target line judges TigerChat's worst recovery.
+func TestTableFailoverRows(t *testing.T) {
+	o, _ := parse([]string{"-scenarios", "failover"})
+	lost := int64(0)
+	rs := []load.Result{
+		{System: "tigerchat", Scenario: "failover", Params: "p", RecoverP50Ms: 120, RecoverMaxMs: 250, P50Ms: 110, MaxMs: 240, Lost: &lost},
+		{System: "nats-js", Scenario: "failover", Params: "p", RecoverP50Ms: 400, RecoverMaxMs: 900, Lost: &lost},
+		{System: "centrifugo", Scenario: "failover", Failed: load.ErrNoFailover.Error()},
+	}
+	var b bytes.Buffer
+	PrintTable(&b, o, rs)
+	out := b.String()
+	for _, want := range []string{"| 120 | 400 | n/a | 0.30× |", "| 250 | 900 | n/a | 0.28× |", "failover ≤ 300 ms p99", "250.0 ms — met", "vs NATS JetStream's: 900.0 ms"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
 		}
 	}
 }

@@ -72,6 +72,9 @@ func (m metric) cell(r load.Result) string {
 	if r.System == "" {
 		return "—"
 	}
+	if strings.HasPrefix(r.Failed, "n/a") {
+		return "n/a"
+	}
 	if r.Failed != "" {
 		return "failed"
 	}
@@ -123,6 +126,9 @@ func val(f func(load.Result) float64) func(load.Result) (float64, bool) {
 }
 
 func metrics(sc string) []metric {
+	if sc == ScFailover {
+		return failoverMetrics()
+	}
 	throughput := metric{name: "acked msg/s", value: val(func(r load.Result) float64 { return r.PerSecond })}
 	latency := "ack latency"
 	var ms []metric
@@ -158,6 +164,25 @@ func metrics(sc string) []metric {
 		}},
 	)
 	return ms
+}
+
+// failoverMetrics: P50/P99/Max hold the gap in acks around each kill.
+func failoverMetrics() []metric {
+	return []metric{
+		{name: "kill → ack of the first post sent after it, p50 ms", value: val(func(r load.Result) float64 { return r.RecoverP50Ms })},
+		{name: "kill → ack of the first post sent after it, max ms", value: val(func(r load.Result) float64 { return r.RecoverMaxMs })},
+		{name: "gap in acks around a kill, p50 ms", value: val(func(r load.Result) float64 { return r.P50Ms })},
+		{name: "gap in acks around a kill, max ms", value: val(func(r load.Result) float64 { return r.MaxMs })},
+		{name: "acked msg/s (kills included)", value: val(func(r load.Result) float64 { return r.PerSecond })},
+		{name: "failed attempts (each retried with its key)", text: func(r load.Result) string { return fmt.Sprint(r.Errors) }},
+		{name: "lost / duplicated / reordered", text: func(r load.Result) string {
+			lost := "n/c"
+			if r.Lost != nil {
+				lost = fmt.Sprint(*r.Lost)
+			}
+			return fmt.Sprintf("%s / %d / %d", lost, r.Duplicated, r.Reordered)
+		}},
+	}
 }
 
 func serverCores(r load.Result) float64 {
@@ -216,6 +241,17 @@ func printTargets(w io.Writer, o Options, by map[string]map[string]load.Result) 
 		fmt.Fprintf(w, "- pipelined, batched (%s) ≥ 100,000 msg/s: %s — %s\n", r.Params, number(r.PerSecond), verdict(r.PerSecond >= 100_000))
 		if n, ok := by[ScPipelinedBat]["nats-js"]; ok && n.Failed == "" && n.PerSecond > 0 {
 			fmt.Fprintf(w, "- pipelined, batched ≥ 3× NATS JetStream's, batched too (%s msg/s): %.2f× — %s\n", number(n.PerSecond), r.PerSecond/n.PerSecond, verdict(r.PerSecond >= 3*n.PerSecond))
+		}
+	}
+	if r, ok := tc(ScFailover); ok {
+		lost := int64(-1)
+		if r.Lost != nil {
+			lost = *r.Lost
+		}
+		fmt.Fprintf(w, "- failover ≤ 300 ms p99 (here the stricter client-visible time, kill → ack of the first post sent after it, worst of the trials): %.1f ms — %s; lost %d, duplicated %d — %s\n",
+			r.RecoverMaxMs, verdict(r.RecoverMaxMs <= 300), lost, r.Duplicated, verdict(lost == 0 && r.Duplicated == 0))
+		if n, ok := by[ScFailover]["nats-js"]; ok && n.Failed == "" {
+			fmt.Fprintf(w, "  - vs NATS JetStream's: %.1f ms\n", n.RecoverMaxMs)
 		}
 	}
 	for _, f := range o.FanOuts {

@@ -228,6 +228,72 @@ func (s *System) Rooms(ctx context.Context, scenario string, n int, spread bool)
 	return rooms, nil
 }
 
+// KillLeader implements load.Failoverer: SIGKILL to the replica process
+// that is the primary of room's shard.
+func (s *System) KillLeader(ctx context.Context, room string) (int, error) {
+	shard := placement.Shard(tenant, room, s.o.Shards)
+	// The primary of the latest view: a replica back from a crash may
+	// still believe in the view it crashed in for a moment.
+	leader, view := -1, uint32(0)
+	for i := range replicaCount {
+		sts, err := s.cluster.Status(i)
+		if err != nil || shard >= len(sts) {
+			continue
+		}
+		if st := sts[shard]; st.View > view || (st.View == view && st.Primary) {
+			leader, view = -1, st.View
+			if st.Primary {
+				leader = i
+			}
+		}
+	}
+	if leader < 0 {
+		return 0, fmt.Errorf("shard %d has no primary in view %d", shard, view)
+	}
+	s.replicas[leader].Kill()
+	return leader, nil
+}
+
+// Restart implements load.Failoverer: starts replica victim again and
+// waits until every replica of room's shard is normal in one view and has
+// applied what the primary had committed when all three answered.
+func (s *System) Restart(ctx context.Context, victim int, room string) error {
+	p, err := s.replicas[victim].Again()
+	if err != nil {
+		return err
+	}
+	s.replicas[victim] = p
+	shard := placement.Shard(tenant, room, s.o.Shards)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	target := uint64(0)
+	for ctx.Err() == nil {
+		var sts []node.Status
+		for i := range replicaCount {
+			if all, err := s.cluster.Status(i); err == nil && shard < len(all) {
+				sts = append(sts, all[shard])
+			}
+		}
+		if len(sts) == replicaCount {
+			caughtUp := true
+			for _, st := range sts {
+				if st.Primary && target == 0 {
+					target = st.CommitMax
+				}
+				caughtUp = caughtUp && st.Status == "normal" && st.View == sts[0].View
+			}
+			for _, st := range sts {
+				caughtUp = caughtUp && target > 0 && st.CommitMin >= target
+			}
+			if caughtUp {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("replica %d of shard %d did not catch up: %w", victim, shard, ctx.Err())
+}
+
 // Publisher implements load.System: one WebSocket; each Publish is a
 // post command with the idempotency key, each PublishBatch a post_batch
 // command.

@@ -1,0 +1,287 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tigerchat/internal/bench/hist"
+)
+
+// Failoverer is a System whose leader can crash: the process that orders a
+// room's messages (its shard's primary, its stream's leader).
+type Failoverer interface {
+	// KillLeader sends SIGKILL to the process leading room and returns
+	// which server it was.
+	KillLeader(ctx context.Context, room string) (victim int, err error)
+	// Restart starts server victim again and returns once every replica
+	// of room has caught up, so that the next trial kills one fault only.
+	Restart(ctx context.Context, victim int, room string) error
+}
+
+// ErrNoFailover is a System that has no replicas to fail over to (one
+// node): the scenario does not apply.
+var ErrNoFailover = errors.New("n/a: a single node, nothing to fail over to")
+
+// Failover kills the leader of one room Trials times while Publishers post
+// to it (closed loop, one post in flight each, every failed post retried
+// with its idempotency key, never more than failoverLagMax posts ahead of
+// the subscriber), then checks every acknowledged post against what a
+// subscriber of the room received.
+type Failover struct {
+	Name       string
+	Trials     int
+	Publishers int
+	Settle     time.Duration // steady load before each kill
+	Recover    time.Duration // bounds the wait for the first ack after a kill
+	Drain      time.Duration // bounds the wait for the subscriber at the end
+}
+
+// failoverLagMax bounds how far the publishers run ahead of the subscriber
+// (acknowledged, not yet delivered): TigerChat keeps the newest 64 messages
+// of a room in memory, and a subscriber that lags further behind cannot
+// read what it missed (the edge truncates it past those messages).
+const failoverLagMax = 48
+
+// failoverAcksMax bounds the acknowledgement times kept (4 publishers at a
+// few thousand acks per second for a minute fit).
+const failoverAcksMax = 1 << 20
+
+// RunFailover runs cfg against sys. P50/P99/Max are the gap in acks around
+// each kill (the longest wait between consecutive acks of any publisher,
+// from the last before the kill to the recovery); RecoverP50Ms and
+// RecoverMaxMs the time from each kill to the ack of the first post sent
+// after it.
+func RunFailover(ctx context.Context, sys System, cfg Failover, log io.Writer) Result {
+	res := Result{System: sys.Name(), Scenario: cfg.Name,
+		Params: fmt.Sprintf("kill -9 the room's leader %d times, %d publishers", cfg.Trials, cfg.Publishers)}
+	f, ok := sys.(Failoverer)
+	if !ok {
+		res.Failed = ErrNoFailover.Error()
+		return res
+	}
+	if cfg.Trials < 1 || cfg.Trials > 100 || cfg.Publishers < 1 || cfg.Publishers > 64 {
+		res.Failed = "failover: trials in [1, 100], publishers in [1, 64]"
+		return res
+	}
+	rooms, err := sys.Rooms(ctx, cfg.Name, 1, false)
+	if err != nil {
+		res.Failed = fmt.Sprintf("rooms: %v", err)
+		return res
+	}
+	room := rooms[0]
+	var rcv receiver
+	var keysMu sync.Mutex
+	keySeq := map[string]uint64{} // tag → the seq it was delivered at
+	keyDups := 0
+	sub, err := sys.Subscribe(ctx, 0, room, func(seq uint64, body []byte) {
+		rcv.add(seq)
+		tag := bodyTag(body)
+		keysMu.Lock()
+		if prev, ok := keySeq[tag]; ok && prev != seq {
+			keyDups++ // one post stored twice, under two seqs
+		} else {
+			keySeq[tag] = seq
+		}
+		keysMu.Unlock()
+	})
+	if err != nil {
+		res.Failed = fmt.Sprintf("subscribe: %v", err)
+		return res
+	}
+	defer sub.Close()
+	pubs, err := openPublishers(ctx, sys, cfg.Publishers)
+	defer closeAll(pubs)
+	if err != nil {
+		res.Failed = err.Error()
+		return res
+	}
+	ack := newAcked(rooms)
+	var (
+		acksMu   sync.Mutex
+		ackTimes []time.Time // when each ack arrived
+		sentOK   []time.Time // when each acknowledged post was first sent
+		errs     atomic.Int64
+		acked    atomic.Int64
+		stop     = make(chan struct{})
+		wg       sync.WaitGroup
+	)
+	for p, pub := range pubs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for acked.Load()-int64(rcv.count()) > failoverLagMax {
+					select {
+					case <-stop:
+						return
+					case <-time.After(time.Millisecond):
+					}
+				}
+				tag := fmt.Sprintf("%s-%d-%d-%d", cfg.Name, runID, p, n)
+				sent := time.Now()
+				body := Body(sent, tag)
+				for ctx.Err() == nil { // the same key until acknowledged
+					rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+					seq, err := pub.Publish(rctx, room, tag, body)
+					cancel()
+					if err == nil {
+						now := time.Now()
+						ack.add(room, seq)
+						acked.Add(1)
+						acksMu.Lock()
+						if len(ackTimes) < failoverAcksMax {
+							ackTimes, sentOK = append(ackTimes, now), append(sentOK, sent)
+						}
+						acksMu.Unlock()
+						break
+					}
+					errs.Add(1)
+					select {
+					case <-stop:
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+			}
+		}()
+	}
+	var gaps, recoveries hist.Histogram
+	start := time.Now()
+	cpu := startCPU(sys)
+	for trial := 1; trial <= cfg.Trials && ctx.Err() == nil; trial++ {
+		sleepCtx(ctx, cfg.Settle)
+		killed := time.Now()
+		victim, err := f.KillLeader(ctx, room)
+		if err != nil {
+			res.Failed = fmt.Sprintf("trial %d: kill: %v", trial, err)
+			break
+		}
+		gap, recovery, ok := waitRecovered(ctx, &acksMu, &ackTimes, &sentOK, killed, cfg.Recover)
+		if !ok {
+			res.Failed = fmt.Sprintf("trial %d: no ack within %v of the kill", trial, cfg.Recover)
+		}
+		if err := f.Restart(ctx, victim, room); err != nil && res.Failed == "" {
+			res.Failed = fmt.Sprintf("trial %d: restart: %v", trial, err)
+		}
+		if res.Failed != "" {
+			break
+		}
+		gaps.Record(gap)
+		recoveries.Record(recovery)
+		fmt.Fprintf(log, "  %s %s: trial %d: killed server %d, first ack of a post sent after the kill %.1f ms, gap in acks %.1f ms\n",
+			sys.Name(), cfg.Name, trial, victim, ms(recovery), ms(gap))
+	}
+	close(stop)
+	wg.Wait()
+	res.CPUCores = cpu.cores()
+	res.Seconds = time.Since(start).Seconds()
+	drainOne(ctx, &rcv, ack.rooms[room], cfg.Drain)
+	res.Messages, res.Errors = acked.Load(), errs.Load()
+	res.PerSecond = float64(res.Messages) / res.Seconds
+	res.setLatency(&gaps)
+	res.RecoverP50Ms, res.RecoverMaxMs = ms(recoveries.Quantile(0.5)), ms(recoveries.Max())
+	rcv.mu.Lock()
+	lost := int64(rcv.seen.Missing(ack.rooms[room]))
+	res.Duplicated = int64(ack.duplicated + rcv.duplicated)
+	res.Reordered = int64(rcv.reordered)
+	rcv.mu.Unlock()
+	keysMu.Lock()
+	res.Duplicated += int64(keyDups)
+	keysMu.Unlock()
+	res.Lost = &lost
+	res.Reconnects = sub.Reconnects()
+	if ctx.Err() != nil && res.Failed == "" {
+		res.Failed = "interrupted"
+	}
+	fmt.Fprintf(log, "  %s %s: %d kills, recovery p50 %.1f ms max %.1f ms, gap p50 %.1f ms max %.1f ms, %d acked, lost %d, duplicated %d, failed attempts %d\n",
+		res.System, res.Scenario, gaps.Count(), res.RecoverP50Ms, res.RecoverMaxMs, res.P50Ms, res.MaxMs, res.Messages, lost, res.Duplicated, res.Errors)
+	return res
+}
+
+// waitRecovered waits for the ack of a post first sent after killed, then
+// returns how long that took and the longest wait between two consecutive
+// acks (of any publisher) from the last one before the kill to that one.
+func waitRecovered(ctx context.Context, mu *sync.Mutex, ackTimes, sentOK *[]time.Time, killed time.Time, bound time.Duration) (gap, recovery time.Duration, ok bool) {
+	deadline := killed.Add(bound)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		mu.Lock()
+		var recovered time.Time
+		var around []time.Time // acks from the last before the kill to the recovery
+		for i, at := range *ackTimes {
+			if !(*sentOK)[i].Before(killed) && (recovered.IsZero() || at.Before(recovered)) {
+				recovered = at
+			}
+		}
+		if !recovered.IsZero() {
+			last := time.Time{}
+			for _, at := range *ackTimes {
+				switch {
+				case at.Before(killed):
+					if at.After(last) {
+						last = at
+					}
+				case !at.After(recovered):
+					around = append(around, at)
+				}
+			}
+			if !last.IsZero() {
+				around = append(around, last)
+			}
+		}
+		mu.Unlock()
+		if !recovered.IsZero() {
+			slices.SortFunc(around, time.Time.Compare)
+			for i := 1; i < len(around); i++ {
+				gap = max(gap, around[i].Sub(around[i-1]))
+			}
+			return gap, recovered.Sub(killed), true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return 0, 0, false
+}
+
+// drainOne waits until r holds every seq of want, or bound passes.
+func drainOne(ctx context.Context, r *receiver, want *SeqSet, bound time.Duration) {
+	deadline := time.Now().Add(bound)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		r.mu.Lock()
+		missing := r.seen.Missing(want)
+		r.mu.Unlock()
+		if missing == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// bodyTag is the tag a Body was made with.
+func bodyTag(body []byte) string {
+	if len(body) <= stampDigits+1 {
+		return ""
+	}
+	rest := body[stampDigits+1:]
+	if i := bytes.IndexByte(rest, ' '); i >= 0 {
+		rest = rest[:i]
+	}
+	return string(rest)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
