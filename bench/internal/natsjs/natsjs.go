@@ -181,8 +181,15 @@ func (s *System) createStream(ctx context.Context, cfg jetstream.StreamConfig) e
 	return fmt.Errorf("create stream %s: %w", cfg.Name, err)
 }
 
+// connect opens connection i to node i mod 3, with the other nodes to
+// fall back on if that one dies (as a client configured with the whole
+// cluster does).
 func (s *System) connect(i int, role string, opts ...jetstream.JetStreamOpt) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(s.urls[i%nodeCount], nats.Name(fmt.Sprintf("bench-%s-%d", role, i)))
+	urls := make([]string, 0, nodeCount)
+	for k := range nodeCount {
+		urls = append(urls, s.urls[(i+k)%nodeCount])
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.DontRandomize(), nats.Name(fmt.Sprintf("bench-%s-%d", role, i)))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -308,6 +315,70 @@ type sub struct {
 
 func (s *sub) Close() error    { s.cc.Stop(); s.nc.Close(); return nil }
 func (s *sub) Reconnects() int { return int(s.nc.Stats().Reconnects) }
+
+// Leader implements load.Failoverer: the server that leads the room's
+// stream.
+func (s *System) Leader(ctx context.Context, room string) (int, error) {
+	info, err := s.streamInfo(ctx, room)
+	if err != nil {
+		return 0, err
+	}
+	if info.Cluster == nil {
+		return 0, fmt.Errorf("stream of %s has no cluster info", room)
+	}
+	for i := range s.nodes {
+		if info.Cluster.Leader == fmt.Sprintf("n%d", i) {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("stream of %s has no leader (%q)", room, info.Cluster.Leader)
+}
+
+// Kill implements load.Failoverer.
+func (s *System) Kill(victim int) { s.nodes[victim].Kill() }
+
+// Restart implements load.Failoverer: starts server victim again and
+// waits until the room's stream has a leader and both followers are
+// current.
+func (s *System) Restart(ctx context.Context, victim int, room string) error {
+	p, err := s.nodes[victim].Again()
+	if err != nil {
+		return err
+	}
+	s.nodes[victim] = p
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for ctx.Err() == nil {
+		info, err := s.streamInfo(ctx, room)
+		if err == nil && info.Cluster != nil && info.Cluster.Leader != "" && len(info.Cluster.Replicas) == nodeCount-1 {
+			current := true
+			for _, r := range info.Cluster.Replicas {
+				current = current && r.Current && !r.Offline
+			}
+			if current {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("stream of %s not caught up after restarting n%d: %w", room, victim, ctx.Err())
+}
+
+func (s *System) streamInfo(ctx context.Context, room string) (*jetstream.StreamInfo, error) {
+	s.mu.Lock()
+	name, ok := s.streams[room]
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("room %s has no stream", room)
+	}
+	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := s.js.Stream(ictx, name)
+	if err != nil {
+		return nil, err
+	}
+	return st.Info(ictx)
+}
 
 // Processes implements load.System.
 func (s *System) Processes() map[string]int {

@@ -17,9 +17,10 @@ import (
 // Failoverer is a System whose leader can crash: the process that orders a
 // room's messages (its shard's primary, its stream's leader).
 type Failoverer interface {
-	// KillLeader sends SIGKILL to the process leading room and returns
-	// which server it was.
-	KillLeader(ctx context.Context, room string) (victim int, err error)
+	// Leader is the server that leads room now.
+	Leader(ctx context.Context, room string) (int, error)
+	// Kill sends SIGKILL to server victim and returns once it is gone.
+	Kill(victim int)
 	// Restart starts server victim again and returns once every replica
 	// of room has caught up, so that the next trial kills one fault only.
 	Restart(ctx context.Context, victim int, room string) error
@@ -48,6 +49,11 @@ type Failover struct {
 // of a room in memory, and a subscriber that lags further behind cannot
 // read what it missed (the edge truncates it past those messages).
 const failoverLagMax = 48
+
+// failoverAttemptTimeout bounds each attempt of a post: one sent to a
+// leader that just died is abandoned and retried (with its key) after
+// this long, whatever the client library's own default.
+const failoverAttemptTimeout = time.Second
 
 // failoverAcksMax bounds the acknowledgement times kept (4 publishers at a
 // few thousand acks per second for a minute fit).
@@ -133,7 +139,7 @@ func RunFailover(ctx context.Context, sys System, cfg Failover, log io.Writer) R
 				sent := time.Now()
 				body := Body(sent, tag)
 				for ctx.Err() == nil { // the same key until acknowledged
-					rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+					rctx, cancel := context.WithTimeout(ctx, failoverAttemptTimeout)
 					seq, err := pub.Publish(rctx, room, tag, body)
 					cancel()
 					if err == nil {
@@ -162,12 +168,13 @@ func RunFailover(ctx context.Context, sys System, cfg Failover, log io.Writer) R
 	cpu := startCPU(sys)
 	for trial := 1; trial <= cfg.Trials && ctx.Err() == nil; trial++ {
 		sleepCtx(ctx, cfg.Settle)
-		killed := time.Now()
-		victim, err := f.KillLeader(ctx, room)
+		victim, err := f.Leader(ctx, room)
 		if err != nil {
-			res.Failed = fmt.Sprintf("trial %d: kill: %v", trial, err)
+			res.Failed = fmt.Sprintf("trial %d: leader: %v", trial, err)
 			break
 		}
+		killed := time.Now()
+		f.Kill(victim)
 		gap, recovery, ok := waitRecovered(ctx, &acksMu, &ackTimes, &sentOK, killed, cfg.Recover)
 		if !ok {
 			res.Failed = fmt.Sprintf("trial %d: no ack within %v of the kill", trial, cfg.Recover)

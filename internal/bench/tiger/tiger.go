@@ -228,31 +228,44 @@ func (s *System) Rooms(ctx context.Context, scenario string, n int, spread bool)
 	return rooms, nil
 }
 
-// KillLeader implements load.Failoverer: SIGKILL to the replica process
-// that is the primary of room's shard.
-func (s *System) KillLeader(ctx context.Context, room string) (int, error) {
+// Leader implements load.Failoverer: the replica that is the primary of
+// room's shard in the latest view, as every replica's /status agrees (a
+// replica back from a crash may still believe in the view it crashed in
+// for a moment).
+func (s *System) Leader(ctx context.Context, room string) (int, error) {
 	shard := placement.Shard(tenant, room, s.o.Shards)
-	// The primary of the latest view: a replica back from a crash may
-	// still believe in the view it crashed in for a moment.
-	leader, view := -1, uint32(0)
-	for i := range replicaCount {
-		sts, err := s.cluster.Status(i)
-		if err != nil || shard >= len(sts) {
-			continue
-		}
-		if st := sts[shard]; st.View > view || (st.View == view && st.Primary) {
-			leader, view = -1, st.View
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		leader, view, agree := -1, uint32(0), 0
+		for i := range replicaCount {
+			sts, err := s.cluster.Status(i)
+			if err != nil || shard >= len(sts) {
+				continue
+			}
+			st := sts[shard]
+			switch {
+			case st.View > view:
+				leader, view, agree = -1, st.View, 1
+			case st.View == view:
+				agree++
+			default:
+				continue
+			}
 			if st.Primary {
 				leader = i
 			}
 		}
+		if leader >= 0 && agree == replicaCount {
+			return leader, nil
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if leader < 0 {
-		return 0, fmt.Errorf("shard %d has no primary in view %d", shard, view)
-	}
-	s.replicas[leader].Kill()
-	return leader, nil
+	return 0, fmt.Errorf("shard %d has no primary that every replica follows", shard)
 }
+
+// Kill implements load.Failoverer.
+func (s *System) Kill(victim int) { s.replicas[victim].Kill() }
 
 // Restart implements load.Failoverer: starts replica victim again and
 // waits until every replica of room's shard is normal in one view and has
