@@ -55,7 +55,8 @@ bench-failover:
 	./$(BIN)/tigerbench failover -trials 20
 
 # Issue 7's scenarios against TigerChat alone, through the edge's public API
-# (publish, pipelined one shard / all shards, fan-out); bounded, cleans up.
+# (publish, pipelined one shard / all shards / batched, fan-out, failover);
+# bounded, cleans up.
 # Extra flags: make bench BENCH_FLAGS='-seconds 5 -scenarios publish'.
 BENCH_FLAGS ?=
 bench:
@@ -64,7 +65,7 @@ bench:
 
 # TigerChat side by side with NATS JetStream and Centrifugo (issue 7): the
 # same workloads against each system in turn, on 127.0.0.1, bounded in time
-# (about 4 minutes on 2 cores), every process stopped by PID and every temp
+# (about 5 minutes on 2 cores), every process stopped by PID and every temp
 # dir removed, also on Ctrl-C. The peers are installed once into bench/.bin
 # (a separate Go module, so the server never depends on them). Extra flags:
 # make bench-compare COMPARE_FLAGS='-seconds 5 -pprof /tmp/prof'.

@@ -5,14 +5,16 @@
 //	    follower reads it, so each trial also gives the gap in acks around
 //	    the kill, and the end checks every ack: lost and duplicated must be 0.
 //
-//	tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout]
+//	tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover]
 //	               [-seconds S] [-publishers N] [-pipeline-conns C]
-//	               [-pipeline-inflight F] [-batch-size B] [-fanouts SUBS:ROOMS:RATE,...] [-pprof DIR]
+//	               [-pipeline-inflight F] [-batch-size B] [-fanouts SUBS:ROOMS:RATE,...]
+//	               [-failover-trials N] [-pprof DIR]
 //	    starts 3 replicas and an edge on 127.0.0.1 and drives them through the
 //	    edge's WebSocket API (JWT, idempotency keys): publish latency,
 //	    pipelined throughput on one shard and on all, and on one shard with
 //	    B posts per post_batch command, fan-out from publish to
-//	    each delivery with lost/duplicated/reordered checks. One JSON line per
+//	    each delivery with lost/duplicated/reordered checks, and failover
+//	    (kill -9 the room's primary N times under load). One JSON line per
 //	    scenario, then a table (the same code as `make bench-compare`).
 //
 //	tigerbench publish [-publishers N] [-seconds S] [-json] [-dev-dir DIR]
@@ -70,7 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDisk(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "failover" {
-		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout] [-seconds S] ... | tigerbench failover [-trials N] [-json] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json]")
+		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover] [-seconds S] ... | tigerbench failover [-trials N] [-json] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("tigerbench failover", flag.ContinueOnError)
