@@ -148,6 +148,7 @@ func New(cfg Config) (*Edge, error) {
 	e.cl = &cluster{backend: cfg.Backend, shards: cfg.Shards, limits: cfg.Limits, timeout: cfg.RequestTimeout}
 	e.posts = newBatcher(e.ctx, e.cl, e.m, cfg.PostBatchesInFlightMax, cfg.PostQueueMax)
 	e.hub = &hub{ctx: e.ctx, cl: e.cl, bus: e.bus, m: e.m, poll: cfg.PollInterval, trackersMax: cfg.TrackersMax, trackers: map[logKey]*tracker{}}
+	e.hub.heldMax, e.hub.heldBytesMax = reorderHeldLimits(cfg.Limits)
 	e.users = NewLimiter(cfg.UserRate, cfg.UserBurst, rateKeysMax)
 	e.ips = NewLimiter(cfg.IPRate, cfg.IPBurst, rateKeysMax)
 	e.conns = connLimiter{max: cfg.ConnsMax, perIPMax: cfg.ConnsPerIPMax, perIP: map[string]int{}}

@@ -314,12 +314,13 @@ type lossyBus struct {
 	n         int
 	dropEvery int
 	dropAll   bool
+	dropSeq   uint64 // drop the event of this seq only (0: none)
 }
 
 func (l *lossyBus) Publish(e bus.Event) {
 	l.mu.Lock()
 	l.n++
-	drop := l.dropAll || (l.dropEvery > 0 && l.n%l.dropEvery == 0)
+	drop := l.dropAll || (l.dropEvery > 0 && l.n%l.dropEvery == 0) || (l.dropSeq != 0 && e.Seq == l.dropSeq)
 	l.mu.Unlock()
 	if !drop {
 		l.Memory.Publish(e)

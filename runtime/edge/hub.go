@@ -21,10 +21,22 @@ const (
 	catchUpInterval   = 50 * time.Millisecond
 	// Bus events that arrive ahead of the next seq (concurrent posts are
 	// acknowledged out of order) wait here for the missing ones, at most
-	// reorderHeldMax of them and until the next tick; only then does a gap
-	// cost a read through consensus.
+	// reorderHeldMax of them (fewer: see reorderHeldLimits) and until the
+	// next tick; only then does a gap cost a read through consensus.
 	reorderHeldMax = 256
 )
+
+// reorderHeldLimits bounds the bus events a tracker holds behind a
+// missing one to half the history the cluster keeps in memory per room
+// (chat.Limits RoomMessagesMax and RoomBodyBytesMax): the tracker then
+// reads the gap while the missing message is still there to read. Held
+// longer, a busy room (over 64 messages per hold interval with the
+// default limits) pushes it out, and every subscriber of the log is
+// truncated past it. (The room's other logs share that history: half
+// leaves them room, not a guarantee.)
+func reorderHeldLimits(l chat.Limits) (count, bytes int) {
+	return max(1, min(reorderHeldMax, l.RoomMessagesMax/2)), max(1, l.RoomBodyBytesMax/2)
+}
 
 // logKey names one log: a room's main log (thread 0) or a thread.
 type logKey struct {
@@ -56,6 +68,9 @@ type hub struct {
 	m           *Metrics
 	poll        time.Duration
 	trackersMax int
+	// heldMax and heldBytesMax bound the bus events a tracker holds behind
+	// a missing one (reorderHeldLimits).
+	heldMax, heldBytesMax int
 
 	mu       sync.Mutex
 	trackers map[logKey]*tracker
@@ -87,6 +102,7 @@ type tracker struct {
 	filled    time.Time
 	stopping  bool
 	held      map[uint64]bus.Event // out-of-order bus events, by seq
+	heldBytes int                  // their bodies' bytes
 	heldSince time.Time
 	emitting  []*sub // emit's copy of subs, reused
 }
@@ -433,7 +449,11 @@ func (t *tracker) onBus(e *bus.Event) {
 		m.BusDuplicates.Add(1)
 		return
 	case e.Seq > t.last+1:
-		if len(t.held) < reorderHeldMax {
+		if _, dup := t.held[e.Seq]; dup {
+			m.BusDuplicates.Add(1)
+			return
+		}
+		if len(t.held) < t.hub.heldMax && t.heldBytes+len(e.Body) <= t.hub.heldBytesMax {
 			if len(t.held) == 0 {
 				t.heldSince = time.Now()
 			}
@@ -441,6 +461,7 @@ func (t *tracker) onBus(e *bus.Event) {
 				t.held = map[uint64]bus.Event{}
 			}
 			t.held[e.Seq] = *e
+			t.heldBytes += len(e.Body)
 			return
 		}
 		m.BusGaps.Add(1)
@@ -471,13 +492,21 @@ func (t *tracker) releaseHeld() {
 		if !ok {
 			break
 		}
-		delete(t.held, e.Seq)
+		t.unhold(e.Seq)
 		t.onBus(&e) // verifies the chain; a mismatch falls back to a read
 	}
 	for seq := range t.held {
 		if seq <= t.last {
-			delete(t.held, seq)
+			t.unhold(seq)
 		}
+	}
+}
+
+// unhold forgets the held event of seq.
+func (t *tracker) unhold(seq uint64) {
+	if e, ok := t.held[seq]; ok {
+		t.heldBytes -= len(e.Body)
+		delete(t.held, seq)
 	}
 }
 

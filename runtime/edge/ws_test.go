@@ -119,6 +119,41 @@ func TestGapsAreFilledFromHistory(t *testing.T) {
 		m.BusEvents.Load(), m.BusGaps.Load(), m.BusDuplicates.Load(), m.FilledMessages.Load(), m.HistoryFills.Load())
 }
 
+// One bus event goes missing while many more arrive at once (a post whose
+// reply came late, as around a failover). With the default limits the
+// cluster keeps a room's newest 64 messages in memory: the events held
+// behind the missing one must not outgrow that, or it could no longer be
+// read and every subscriber would be truncated past it.
+func TestLateBusEventFilledBeforeItLeavesHistory(t *testing.T) {
+	lossy := &lossyBus{Memory: bus.NewMemory(256), dropSeq: 5}
+	te := newTestEdge(t, func(c *Config) {
+		c.Bus, c.PollInterval = lossy, time.Hour
+		fb := c.Backend.(*fakeBackend)
+		for i := range fb.machines {
+			fb.machines[i] = chat.New(c.Limits) // the defaults: 64 messages per room
+		}
+	})
+	ana := te.dial(t, token(t, "acme", "ana"))
+	bo := te.dial(t, token(t, "acme", "bo"))
+	mustOK(t, ana.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
+	mustOK(t, bo.do(map[string]any{"cmd": "subscribe", "room": "lobby", "since": 0}))
+	const frames, perFrame = 3, 40 // 120 posts, faster than one hold interval
+	for f := 0; f < frames; f++ {
+		posts := make([]map[string]any, perFrame)
+		for i := range posts {
+			posts[i] = map[string]any{"room": "lobby", "body": fmt.Sprint(f*perFrame + i + 1)}
+		}
+		mustOK(t, ana.do(map[string]any{"cmd": "post_batch", "posts": posts}))
+	}
+	seqs, _ := bo.messages(frames * perFrame)
+	wantSeqs(t, seqs, 1, frames*perFrame)
+	m := te.Metrics()
+	t.Logf("bus events %d, gaps %d, fills %d, filled %d, truncations %d", m.BusEvents.Load(), m.BusGaps.Load(), m.HistoryFills.Load(), m.FilledMessages.Load(), m.Truncations.Load())
+	if m.Truncations.Load() != 0 || m.BusGaps.Load() == 0 {
+		t.Fatalf("truncations %d, gaps %d: want the gap filled and nothing truncated", m.Truncations.Load(), m.BusGaps.Load())
+	}
+}
+
 // A bus event whose hash does not chain is not delivered; history is.
 func TestBusEventMustChain(t *testing.T) {
 	b := bus.NewMemory(64)
