@@ -59,12 +59,7 @@ type System struct {
 
 // Start writes the config and starts Centrifugo.
 func Start(ctx context.Context, o Options) (*System, error) {
-	s := &System{o: o}
-	if err := s.start(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
+	return load.Started(ctx, &System{o: o}, (*System).start)
 }
 
 func (s *System) start(ctx context.Context) error {

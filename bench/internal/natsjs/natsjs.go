@@ -48,12 +48,7 @@ type System struct {
 
 // Start writes the three configs and starts the servers.
 func Start(ctx context.Context, o Options) (*System, error) {
-	s := &System{o: o, streams: map[string]string{}}
-	if err := s.start(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
+	return load.Started(ctx, &System{o: o, streams: map[string]string{}}, (*System).start)
 }
 
 const configTemplate = `server_name: %s
@@ -341,27 +336,24 @@ func (s *System) Kill(victim int) { s.nodes[victim].Kill() }
 // waits until the room's stream has a leader and both followers are
 // current.
 func (s *System) Restart(ctx context.Context, victim int, room string) error {
-	p, err := s.nodes[victim].Again()
-	if err != nil {
+	if err := procs.Restart(s.nodes, victim); err != nil {
 		return err
 	}
-	s.nodes[victim] = p
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for ctx.Err() == nil {
+	if !load.Until(ctx, time.Minute, 20*time.Millisecond, func() bool {
 		info, err := s.streamInfo(ctx, room)
-		if err == nil && info.Cluster != nil && info.Cluster.Leader != "" && len(info.Cluster.Replicas) == nodeCount-1 {
-			current := true
-			for _, r := range info.Cluster.Replicas {
-				current = current && r.Current && !r.Offline
-			}
-			if current {
-				return nil
+		if err != nil || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != nodeCount-1 {
+			return false
+		}
+		for _, r := range info.Cluster.Replicas {
+			if !r.Current || r.Offline {
+				return false
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		return true
+	}) {
+		return fmt.Errorf("stream of %s not caught up after restarting n%d", room, victim)
 	}
-	return fmt.Errorf("stream of %s not caught up after restarting n%d: %w", room, victim, ctx.Err())
+	return nil
 }
 
 func (s *System) streamInfo(ctx context.Context, room string) (*jetstream.StreamInfo, error) {

@@ -33,7 +33,7 @@ var ErrNoFailover = errors.New("n/a: a single node, nothing to fail over to")
 // Failover kills the leader of one room Trials times while Publishers post
 // to it (closed loop, one post in flight each, every failed post retried
 // with its idempotency key, never more than failoverLagMax posts ahead of
-// the subscriber), then checks every acknowledged post against what a
+// the subscriber outside a kill's recovery), then checks every acknowledged post against what a
 // subscriber of the room received.
 type Failover struct {
 	Name       string
@@ -82,7 +82,8 @@ func RunFailover(ctx context.Context, sys System, cfg Failover, log io.Writer) R
 		return res
 	}
 	room := rooms[0]
-	var rcv receiver
+	receivers := make([]receiver, 1)
+	rcv := &receivers[0]
 	var keysMu sync.Mutex
 	keySeq := map[string]uint64{} // tag → the seq it was delivered at
 	keyDups := 0
@@ -111,12 +112,13 @@ func RunFailover(ctx context.Context, sys System, cfg Failover, log io.Writer) R
 	ack := newAcked(rooms)
 	var (
 		acksMu   sync.Mutex
-		ackTimes []time.Time // when each ack arrived
-		sentOK   []time.Time // when each acknowledged post was first sent
-		errs     atomic.Int64
-		acked    atomic.Int64
-		stop     = make(chan struct{})
-		wg       sync.WaitGroup
+		ackTimes []time.Time // when each ack arrived, in order
+		// killedNs is the current trial's kill (Unix ns, 0 between trials);
+		// recoveredNs the ack of its first post sent after it (0: none yet).
+		killedNs, recoveredNs atomic.Int64
+		errs, acked           atomic.Int64
+		stop                  = make(chan struct{})
+		wg                    sync.WaitGroup
 	)
 	for p, pub := range pubs {
 		wg.Add(1)
@@ -128,7 +130,10 @@ func RunFailover(ctx context.Context, sys System, cfg Failover, log io.Writer) R
 					return
 				default:
 				}
-				for acked.Load()-int64(rcv.count()) > failoverLagMax {
+				// Held back by the subscriber, except between a kill and its
+				// recovery: what is timed there is publishing, not the
+				// subscriber's own reconnection.
+				for killedNs.Load() == 0 && acked.Load()-int64(rcv.count()) > failoverLagMax {
 					select {
 					case <-stop:
 						return
@@ -143,14 +148,17 @@ func RunFailover(ctx context.Context, sys System, cfg Failover, log io.Writer) R
 					seq, err := pub.Publish(rctx, room, tag, body)
 					cancel()
 					if err == nil {
-						now := time.Now()
 						ack.add(room, seq)
 						acked.Add(1)
 						acksMu.Lock()
+						now := time.Now()
 						if len(ackTimes) < failoverAcksMax {
-							ackTimes, sentOK = append(ackTimes, now), append(sentOK, sent)
+							ackTimes = append(ackTimes, now)
 						}
 						acksMu.Unlock()
+						if k := killedNs.Load(); k != 0 && sent.UnixNano() >= k {
+							recoveredNs.CompareAndSwap(0, now.UnixNano())
+						}
 						break
 					}
 					errs.Add(1)
@@ -167,18 +175,28 @@ func RunFailover(ctx context.Context, sys System, cfg Failover, log io.Writer) R
 	start := time.Now()
 	cpu := startCPU(sys)
 	for trial := 1; trial <= cfg.Trials && ctx.Err() == nil; trial++ {
-		sleepCtx(ctx, cfg.Settle)
+		select { // steady load first
+		case <-ctx.Done():
+		case <-time.After(cfg.Settle):
+		}
 		victim, err := f.Leader(ctx, room)
 		if err != nil {
 			res.Failed = fmt.Sprintf("trial %d: leader: %v", trial, err)
 			break
 		}
+		recoveredNs.Store(0)
 		killed := time.Now()
+		killedNs.Store(killed.UnixNano())
 		f.Kill(victim)
-		gap, recovery, ok := waitRecovered(ctx, &acksMu, &ackTimes, &sentOK, killed, cfg.Recover)
-		if !ok {
+		if !Until(ctx, cfg.Recover, time.Millisecond, func() bool { return recoveredNs.Load() != 0 }) {
 			res.Failed = fmt.Sprintf("trial %d: no ack within %v of the kill", trial, cfg.Recover)
 		}
+		killedNs.Store(0)
+		recovered := time.Unix(0, recoveredNs.Load())
+		recovery := recovered.Sub(killed)
+		acksMu.Lock()
+		gap := longestGap(ackTimes, killed, recovered)
+		acksMu.Unlock()
 		if err := f.Restart(ctx, victim, room); err != nil && res.Failed == "" {
 			res.Failed = fmt.Sprintf("trial %d: restart: %v", trial, err)
 		}
@@ -194,13 +212,13 @@ func RunFailover(ctx context.Context, sys System, cfg Failover, log io.Writer) R
 	wg.Wait()
 	res.CPUCores = cpu.cores()
 	res.Seconds = time.Since(start).Seconds()
-	drainOne(ctx, &rcv, ack.rooms[room], cfg.Drain)
+	drain(ctx, cfg.Drain, receivers, rooms, ack)
 	res.Messages, res.Errors = acked.Load(), errs.Load()
 	res.PerSecond = float64(res.Messages) / res.Seconds
 	res.setLatency(&gaps)
 	res.RecoverP50Ms, res.RecoverMaxMs = ms(recoveries.Quantile(0.5)), ms(recoveries.Max())
+	lost := int64(rcv.missing(ack.rooms[room]))
 	rcv.mu.Lock()
-	lost := int64(rcv.seen.Missing(ack.rooms[room]))
 	res.Duplicated = int64(ack.duplicated + rcv.duplicated)
 	res.Reordered = int64(rcv.reordered)
 	rcv.mu.Unlock()
@@ -217,61 +235,16 @@ func RunFailover(ctx context.Context, sys System, cfg Failover, log io.Writer) R
 	return res
 }
 
-// waitRecovered waits for the ack of a post first sent after killed, then
-// returns how long that took and the longest wait between two consecutive
-// acks (of any publisher) from the last one before the kill to that one.
-func waitRecovered(ctx context.Context, mu *sync.Mutex, ackTimes, sentOK *[]time.Time, killed time.Time, bound time.Duration) (gap, recovery time.Duration, ok bool) {
-	deadline := killed.Add(bound)
-	for ctx.Err() == nil && time.Now().Before(deadline) {
-		mu.Lock()
-		var recovered time.Time
-		var around []time.Time // acks from the last before the kill to the recovery
-		for i, at := range *ackTimes {
-			if !(*sentOK)[i].Before(killed) && (recovered.IsZero() || at.Before(recovered)) {
-				recovered = at
-			}
-		}
-		if !recovered.IsZero() {
-			last := time.Time{}
-			for _, at := range *ackTimes {
-				switch {
-				case at.Before(killed):
-					if at.After(last) {
-						last = at
-					}
-				case !at.After(recovered):
-					around = append(around, at)
-				}
-			}
-			if !last.IsZero() {
-				around = append(around, last)
-			}
-		}
-		mu.Unlock()
-		if !recovered.IsZero() {
-			slices.SortFunc(around, time.Time.Compare)
-			for i := 1; i < len(around); i++ {
-				gap = max(gap, around[i].Sub(around[i-1]))
-			}
-			return gap, recovered.Sub(killed), true
-		}
-		time.Sleep(5 * time.Millisecond)
+// longestGap is the longest wait between consecutive acks (acks in
+// order) from the last one before killed to recovered.
+func longestGap(acks []time.Time, killed, recovered time.Time) time.Duration {
+	from, _ := slices.BinarySearchFunc(acks, killed, time.Time.Compare)
+	from = max(from-1, 0) // the last ack before the kill
+	gap := time.Duration(0)
+	for i := from + 1; i < len(acks) && !acks[i].After(recovered); i++ {
+		gap = max(gap, acks[i].Sub(acks[i-1]))
 	}
-	return 0, 0, false
-}
-
-// drainOne waits until r holds every seq of want, or bound passes.
-func drainOne(ctx context.Context, r *receiver, want *SeqSet, bound time.Duration) {
-	deadline := time.Now().Add(bound)
-	for ctx.Err() == nil && time.Now().Before(deadline) {
-		r.mu.Lock()
-		missing := r.seen.Missing(want)
-		r.mu.Unlock()
-		if missing == 0 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return gap
 }
 
 // bodyTag is the tag a Body was made with.
@@ -284,11 +257,4 @@ func bodyTag(body []byte) string {
 		rest = rest[:i]
 	}
 	return string(rest)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
 }

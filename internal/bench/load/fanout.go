@@ -109,7 +109,7 @@ func RunFanOut(ctx context.Context, sys System, cfg FanOut, log io.Writer) Resul
 	ack := newAcked(rooms)
 	msgs, errs, firstErr := publishOnSchedule(ctx, cfg, pubs, rooms, ack, &windowFrom, &windowTill, sys)
 	cpu := <-msgs.cpu
-	drain(ctx, cfg, receivers, rooms, ack)
+	drain(ctx, cfg.Drain, receivers, rooms, ack)
 	res.CPUCores = cpu.cores()
 	res.Seconds = cfg.Measure.Seconds()
 	res.Messages, res.Errors, res.FirstError = msgs.acked.Load(), errs.Load(), firstErr
@@ -122,8 +122,8 @@ func RunFanOut(ctx context.Context, sys System, cfg FanOut, log io.Writer) Resul
 	res.Duplicated = int64(ack.duplicated)
 	for j := range receivers {
 		r := &receivers[j]
+		lost += int64(r.missing(ack.rooms[rooms[j%len(rooms)]]))
 		r.mu.Lock()
-		lost += int64(r.seen.Missing(ack.rooms[rooms[j%len(rooms)]]))
 		res.Duplicated += int64(r.duplicated)
 		res.Reordered += int64(r.reordered)
 		r.mu.Unlock()
@@ -207,26 +207,15 @@ func publishOnSchedule(ctx context.Context, cfg FanOut, pubs []Publisher, rooms 
 	return out, errs, e
 }
 
-// drain waits until every subscriber holds every acknowledged message of
-// its room, or cfg.Drain passes.
-func drain(ctx context.Context, cfg FanOut, receivers []receiver, rooms []string, ack *acked) {
-	deadline := time.Now().Add(cfg.Drain)
-	for ctx.Err() == nil && time.Now().Before(deadline) {
-		done := true
+// drain waits until every receiver holds every acknowledged message of its
+// room (receiver j follows room j mod len(rooms)), or bound passes.
+func drain(ctx context.Context, bound time.Duration, receivers []receiver, rooms []string, ack *acked) {
+	Until(ctx, bound, 50*time.Millisecond, func() bool {
 		for j := range receivers {
-			want := ack.rooms[rooms[j%len(rooms)]]
-			r := &receivers[j]
-			r.mu.Lock()
-			missing := r.seen.Missing(want)
-			r.mu.Unlock()
-			if missing > 0 {
-				done = false
-				break
+			if receivers[j].missing(ack.rooms[rooms[j%len(rooms)]]) > 0 {
+				return false
 			}
 		}
-		if done {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return true
+	})
 }

@@ -165,21 +165,28 @@ func TestFanOutFindsLostAndDuplicated(t *testing.T) {
 	}
 }
 
-// The recovery is the ack of the first post sent after the kill; the gap
-// the longest wait between consecutive acks from the last one before it.
-func TestWaitRecovered(t *testing.T) {
+// The gap is the longest wait between consecutive acks from the last one
+// before the kill to the recovery; later acks do not count.
+func TestLongestGap(t *testing.T) {
 	killed := time.Now()
 	at := func(ms int) time.Time { return killed.Add(time.Duration(ms) * time.Millisecond) }
-	var mu sync.Mutex
-	acks := []time.Time{at(-30), at(-10), at(2), at(90), at(130), at(140)}
-	sent := []time.Time{at(-31), at(-11), at(-20), at(-5), at(5), at(120)}
-	gap, recovery, ok := waitRecovered(context.Background(), &mu, &acks, &sent, killed, time.Second)
-	if !ok || recovery != 130*time.Millisecond || gap != 88*time.Millisecond {
-		t.Fatalf("recovery %v gap %v ok %v, want 130ms, 88ms (2 → 90)", recovery, gap, ok)
+	acks := []time.Time{at(-300), at(-30), at(-10), at(2), at(90), at(130), at(400)}
+	if gap := longestGap(acks, killed, at(130)); gap != 88*time.Millisecond {
+		t.Fatalf("gap %v, want 88ms (2 → 90; not -300 → -30, not 130 → 400)", gap)
 	}
-	sent = []time.Time{at(-31), at(-11), at(-20), at(-5), at(-4), at(-3)}
-	if _, _, ok := waitRecovered(context.Background(), &mu, &acks, &sent, killed, 20*time.Millisecond); ok {
-		t.Fatal("recovered without a post sent after the kill")
+	if gap := longestGap([]time.Time{at(5), at(50)}, killed, at(50)); gap != 45*time.Millisecond {
+		t.Fatalf("no ack before the kill: gap %v, want 45ms", gap)
+	}
+}
+
+// Until polls its condition until it holds or its bound passes.
+func TestUntil(t *testing.T) {
+	n := 0
+	if !Until(context.Background(), time.Second, time.Millisecond, func() bool { n++; return n == 3 }) || n != 3 {
+		t.Fatalf("held after %d checks", n)
+	}
+	if Until(context.Background(), 5*time.Millisecond, time.Millisecond, func() bool { return false }) {
+		t.Fatal("a condition that never holds held")
 	}
 }
 

@@ -76,6 +76,13 @@ func (r *receiver) add(seq uint64) {
 	r.last = max(r.last, seq)
 }
 
+// missing counts the seqs of want that r has not received.
+func (r *receiver) missing(want *SeqSet) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seen.Missing(want)
+}
+
 func (r *receiver) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

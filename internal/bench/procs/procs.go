@@ -29,7 +29,7 @@ type Proc struct {
 	log  *os.File
 	done chan struct{}
 	err  error
-	// what Start was given, for Again
+	// what Start was given, for Restart
 	logPath, bin string
 	env, args    []string
 }
@@ -104,10 +104,16 @@ func (p *Proc) Kill() {
 	<-p.done
 }
 
-// Again starts the same command anew (after Kill or Stop), appending to
-// the same log.
-func (p *Proc) Again() (*Proc, error) {
-	return Start(p.Name, p.logPath, p.env, p.bin, p.args...)
+// Restart starts ps[i]'s command anew (after Kill or Stop), appending to
+// the same log, and puts the new process in its place.
+func Restart(ps []*Proc, i int) error {
+	p := ps[i]
+	next, err := Start(p.Name, p.logPath, p.env, p.bin, p.args...)
+	if err != nil {
+		return err
+	}
+	ps[i] = next
+	return nil
 }
 
 // StopAll stops every process still running, in parallel.

@@ -27,3 +27,30 @@ func TestStartStopAndCPUTime(t *testing.T) {
 		t.Fatalf("self cpu %v %v", self, err)
 	}
 }
+
+// Kill ends a process at once; Restart runs the same command again in its
+// place, and StopAll still stops the new one.
+func TestKillAndRestart(t *testing.T) {
+	p, err := Start("sleep", filepath.Join(t.TempDir(), "log"), nil, "sleep", "30")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := []*Proc{p}
+	p.Kill()
+	if exited, _ := p.Exited(); !exited {
+		t.Fatal("process running after Kill")
+	}
+	if err := Restart(ps, 0); err != nil {
+		t.Fatal(err)
+	}
+	if ps[0] == p || ps[0].PID() == p.PID() {
+		t.Fatal("Restart did not start a new process")
+	}
+	if exited, _ := ps[0].Exited(); exited {
+		t.Fatal("restarted process already gone")
+	}
+	StopAll()
+	if exited, _ := ps[0].Exited(); !exited {
+		t.Fatal("restarted process survived StopAll")
+	}
+}

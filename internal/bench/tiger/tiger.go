@@ -70,12 +70,7 @@ type System struct {
 
 // Start lays out, formats and starts the cluster and its edge.
 func Start(ctx context.Context, o Options) (*System, error) {
-	s := &System{o: o}
-	if err := s.start(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
+	return load.Started(ctx, &System{o: o}, (*System).start)
 }
 
 func (s *System) start(ctx context.Context) error {
@@ -229,39 +224,25 @@ func (s *System) Rooms(ctx context.Context, scenario string, n int, spread bool)
 }
 
 // Leader implements load.Failoverer: the replica that is the primary of
-// room's shard in the latest view, as every replica's /status agrees (a
-// replica back from a crash may still believe in the view it crashed in
-// for a moment).
+// room's shard in the view every replica is in (a replica back from a
+// crash may still believe in the view it crashed in for a moment).
 func (s *System) Leader(ctx context.Context, room string) (int, error) {
 	shard := placement.Shard(tenant, room, s.o.Shards)
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	for ctx.Err() == nil {
-		leader, view, agree := -1, uint32(0), 0
-		for i := range replicaCount {
-			sts, err := s.cluster.Status(i)
-			if err != nil || shard >= len(sts) {
-				continue
-			}
-			st := sts[shard]
-			switch {
-			case st.View > view:
-				leader, view, agree = -1, st.View, 1
-			case st.View == view:
-				agree++
-			default:
-				continue
-			}
+	leader := -1
+	if !load.Until(ctx, 5*time.Second, 20*time.Millisecond, func() bool {
+		sts, ok := s.shardStatuses(shard)
+		leader = -1
+		for i, st := range sts {
 			if st.Primary {
 				leader = i
 			}
+			ok = ok && st.View == sts[0].View
 		}
-		if leader >= 0 && agree == replicaCount {
-			return leader, nil
-		}
-		time.Sleep(20 * time.Millisecond)
+		return ok && leader >= 0
+	}) {
+		return 0, fmt.Errorf("shard %d has no primary that every replica follows", shard)
 	}
-	return 0, fmt.Errorf("shard %d has no primary that every replica follows", shard)
+	return leader, nil
 }
 
 // Kill implements load.Failoverer.
@@ -269,42 +250,44 @@ func (s *System) Kill(victim int) { s.replicas[victim].Kill() }
 
 // Restart implements load.Failoverer: starts replica victim again and
 // waits until every replica of room's shard is normal in one view and has
-// applied what the primary had committed when all three answered.
+// applied what the primary had committed when all three first answered.
 func (s *System) Restart(ctx context.Context, victim int, room string) error {
-	p, err := s.replicas[victim].Again()
-	if err != nil {
+	if err := procs.Restart(s.replicas, victim); err != nil {
 		return err
 	}
-	s.replicas[victim] = p
 	shard := placement.Shard(tenant, room, s.o.Shards)
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
 	target := uint64(0)
-	for ctx.Err() == nil {
-		var sts []node.Status
-		for i := range replicaCount {
-			if all, err := s.cluster.Status(i); err == nil && shard < len(all) {
-				sts = append(sts, all[shard])
+	if !load.Until(ctx, time.Minute, 20*time.Millisecond, func() bool {
+		sts, ok := s.shardStatuses(shard)
+		for _, st := range sts {
+			if st.Primary && target == 0 {
+				target = st.CommitMax
 			}
+			ok = ok && st.Status == "normal" && st.View == sts[0].View
 		}
-		if len(sts) == replicaCount {
-			caughtUp := true
-			for _, st := range sts {
-				if st.Primary && target == 0 {
-					target = st.CommitMax
-				}
-				caughtUp = caughtUp && st.Status == "normal" && st.View == sts[0].View
-			}
-			for _, st := range sts {
-				caughtUp = caughtUp && target > 0 && st.CommitMin >= target
-			}
-			if caughtUp {
-				return nil
-			}
+		for _, st := range sts {
+			ok = ok && target > 0 && st.CommitMin >= target
 		}
-		time.Sleep(20 * time.Millisecond)
+		return ok
+	}) {
+		return fmt.Errorf("replica %d of shard %d did not catch up", victim, shard)
 	}
-	return fmt.Errorf("replica %d of shard %d did not catch up: %w", victim, shard, ctx.Err())
+	return nil
+}
+
+// shardStatuses is every replica's /status for shard, by replica; ok is
+// false when some replica did not answer (its entry is zero).
+func (s *System) shardStatuses(shard int) (sts [replicaCount]node.Status, ok bool) {
+	ok = true
+	for i := range replicaCount {
+		all, err := s.cluster.Status(i)
+		if err != nil || shard >= len(all) {
+			ok = false
+			continue
+		}
+		sts[i] = all[shard]
+	}
+	return sts, ok
 }
 
 // Publisher implements load.System: one WebSocket; each Publish is a
@@ -568,13 +551,13 @@ type sums struct {
 // since is the count and mean of what was added since *seen, which it
 // then advances; false if nothing was.
 func (c sums) since(seen *sums) (n uint64, mean float64, ok bool) {
-	n, t := c.count-seen.count, c.seconds-seen.seconds
-	ok = c.count > seen.count
+	prev := *seen
 	*seen = c
-	if !ok {
+	if c.count <= prev.count {
 		return 0, 0, false
 	}
-	return n, t / float64(n), true
+	n = c.count - prev.count
+	return n, (c.seconds - prev.seconds) / float64(n), true
 }
 
 // replicaCounters are the replicas' disk and request counters, summed.
@@ -625,17 +608,20 @@ func (s *System) counters() replicaCounters {
 
 // ops sums the op number of every shard, as the primaries report it.
 func (s *System) ops() (ops, views uint64) {
-	for shard := range s.o.Shards {
-		bestOp, bestView := uint64(0), uint64(0)
-		for i := range replicaCount {
-			sts, err := s.cluster.Status(i)
-			if err == nil && shard < len(sts) {
-				bestOp = max(bestOp, sts[shard].Op)
-				bestView = max(bestView, uint64(sts[shard].View))
-			}
+	bestOp, bestView := make([]uint64, s.o.Shards), make([]uint64, s.o.Shards)
+	for i := range replicaCount {
+		sts, err := s.cluster.Status(i) // every shard of replica i
+		if err != nil {
+			continue
 		}
-		ops += bestOp
-		views += bestView
+		for shard, st := range sts[:min(len(sts), s.o.Shards)] {
+			bestOp[shard] = max(bestOp[shard], st.Op)
+			bestView[shard] = max(bestView[shard], uint64(st.View))
+		}
+	}
+	for shard := range s.o.Shards {
+		ops += bestOp[shard]
+		views += bestView[shard]
 	}
 	return ops, views
 }
