@@ -1,0 +1,113 @@
+package grid
+
+// cache keeps verified blocks by address, least recently used first out,
+// bounded by bytes. Blocks being written are pinned: the disk still reads
+// their buffer, so they stay (outside the LRU list and the bound) until
+// their write completes. The order depends only on the calls made, never
+// on map iteration, so it is deterministic.
+type cache struct {
+	capacity int
+	bytes    int // unpinned bytes, in the LRU list
+	pinned   int // pinned bytes
+	entries  map[uint64]*cacheEntry
+	head     cacheEntry // sentinel: head.next is the most recent
+}
+
+type cacheEntry struct {
+	address    uint64
+	block      []byte
+	pinned     bool
+	prev, next *cacheEntry
+}
+
+func (c *cache) init(capacity int) {
+	c.capacity = capacity
+	c.entries = map[uint64]*cacheEntry{}
+	c.head.prev, c.head.next = &c.head, &c.head
+}
+
+// reset drops every unpinned block.
+func (c *cache) reset() {
+	for e := c.head.next; e != &c.head; {
+		next := e.next
+		c.remove(e)
+		e = next
+	}
+}
+
+func (c *cache) unlink(e *cacheEntry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+}
+
+func (c *cache) pushFront(e *cacheEntry) {
+	e.prev, e.next = &c.head, c.head.next
+	c.head.next.prev = e
+	c.head.next = e
+}
+
+func (c *cache) remove(e *cacheEntry) {
+	if e.pinned {
+		panic("grid: removing a pinned cache entry")
+	}
+	c.unlink(e)
+	delete(c.entries, e.address)
+	c.bytes -= len(e.block)
+}
+
+// get returns the cached bytes of address and marks them recently used.
+func (c *cache) get(address uint64) ([]byte, bool) {
+	e, ok := c.entries[address]
+	if !ok {
+		return nil, false
+	}
+	if !e.pinned {
+		c.unlink(e)
+		c.pushFront(e)
+	}
+	return e.block, true
+}
+
+// put caches block (which the cache now owns) at address, replacing any
+// older unpinned version, then evicts beyond the capacity.
+func (c *cache) put(address uint64, block []byte, pinned bool) {
+	if e, ok := c.entries[address]; ok {
+		if e.pinned {
+			return // the version being written is the newest
+		}
+		c.remove(e)
+	}
+	e := &cacheEntry{address: address, block: block, pinned: pinned}
+	c.entries[address] = e
+	if pinned {
+		c.pinned += len(block)
+		return
+	}
+	c.bytes += len(block)
+	c.pushFront(e)
+	c.evict()
+}
+
+func (c *cache) unpin(address uint64) {
+	e, ok := c.entries[address]
+	if !ok || !e.pinned {
+		panic("grid: unpinning a block that is not pinned")
+	}
+	e.pinned = false
+	c.pinned -= len(e.block)
+	c.bytes += len(e.block)
+	c.pushFront(e)
+	c.evict()
+}
+
+func (c *cache) drop(address uint64) {
+	if e, ok := c.entries[address]; ok && !e.pinned {
+		c.remove(e)
+	}
+}
+
+func (c *cache) evict() {
+	for c.bytes > c.capacity && c.head.prev != &c.head {
+		c.remove(c.head.prev)
+	}
+}

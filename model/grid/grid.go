@@ -1,0 +1,479 @@
+package grid
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+
+	"github.com/klauspost/compress/s2"
+
+	"tigerchat/model"
+	"tigerchat/model/prng"
+)
+
+// Config places the grid on a disk and bounds it.
+type Config struct {
+	Offset     uint64 // byte offset of the zone on the disk, sector aligned
+	BlockSize  int    // bytes per block slot, a sector multiple
+	BlocksMax  uint64 // block slots; addresses are 1..BlocksMax
+	CacheBytes int    // bytes of verified blocks kept in memory
+	// ReleaseEarly frees released blocks at once instead of after the next
+	// checkpoint is durable. Simulator mutation only.
+	ReleaseEarly bool
+	// SkipChecksum trusts block bytes without verifying them. Simulator
+	// mutation only.
+	SkipChecksum bool
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case c.Offset%model.SectorSize != 0:
+		return errors.New("grid: zone offset not sector aligned")
+	case c.BlockSize < 2*model.SectorSize || c.BlockSize%model.SectorSize != 0 || c.BlockSize > 1<<20:
+		return fmt.Errorf("grid: block size %d must be a sector multiple in [%d, %d]", c.BlockSize, 2*model.SectorSize, 1<<20)
+	case c.BlocksMax < 16 || c.BlocksMax > 1<<32:
+		return fmt.Errorf("grid: blocks max %d outside [16, 2^32]", c.BlocksMax)
+	case c.CacheBytes < 0:
+		return errors.New("grid: negative cache size")
+	}
+	return nil
+}
+
+// SizeBytes is the zone's size.
+func (c *Config) SizeBytes() uint64 { return c.BlocksMax * uint64(c.BlockSize) }
+
+// ChildrenMax is the most children one block can name.
+func (c *Config) ChildrenMax() int { return (c.BlockSize - HeaderSize) / RefSize }
+
+// DataMax is the most data bytes a block without children holds.
+func (c *Config) DataMax() int { return c.BlockSize - HeaderSize }
+
+// Stats are the grid's counters, for metrics and tests.
+type Stats struct {
+	BlocksAcquired   uint64
+	BlocksWritten    uint64
+	BytesWritten     uint64
+	Reads            uint64
+	CacheHits        uint64
+	CacheMisses      uint64
+	Corrupt          uint64 // reads that failed verification
+	Repaired         uint64 // blocks fetched from a peer and written back
+	Stale            uint64 // reads of a block freed while in flight
+	BlocksReleased   uint64
+	CacheBytesInUse  uint64
+	FetchesRequested uint64
+}
+
+// ErrStale: the block was freed and possibly reused while the read was in
+// flight; the caller resolves its reference again.
+var ErrStale = errors.New("grid: block freed during the read")
+
+// ErrUnavailable: no verified copy could be read or fetched.
+var ErrUnavailable = errors.New("grid: block unavailable")
+
+// Fetcher asks peers for a block by reference. The replica implements it
+// with its network; it calls Grid.Delivered when a block arrives.
+type Fetcher func(ref Ref)
+
+// Grid is one replica's block store. It is driven from the replica's event
+// loop: every method and every callback runs there.
+type Grid struct {
+	cfg   Config
+	disk  model.Disk
+	fetch Fetcher
+
+	acquired []uint64 // bit a-1 set: address a is in use
+	hint     int      // no free bit below word hint
+	used     uint64
+	released []uint64 // released since the last durable checkpoint
+	frees    uint64   // free generations: bumps whenever blocks return to the free set
+
+	cache cache
+
+	writesInflight int
+	flushWaiting   []func()
+
+	fetches      map[uint64]*fetchWait // by address
+	fetchOrder   []uint64              // addresses with a fetch outstanding, oldest first
+	fetchTimeout model.Timeout
+
+	Stats Stats
+}
+
+type fetchWait struct {
+	ref     Ref
+	waiters []func(Block, error)
+	writing bool
+}
+
+// fetchesMax bounds blocks being fetched from peers at once.
+const fetchesMax = 64
+
+// New builds an empty grid (every address free). fetch may be nil (no
+// peers: a corrupt block is then unavailable).
+func New(cfg Config, disk model.Disk, fetch Fetcher, retryTicks uint64, p *prng.PRNG) *Grid {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	if cfg.Offset+cfg.SizeBytes() > disk.SizeBytes() {
+		panic("grid: zone does not fit the disk")
+	}
+	g := &Grid{
+		cfg:          cfg,
+		disk:         disk,
+		fetch:        fetch,
+		acquired:     make([]uint64, (cfg.BlocksMax+63)/64),
+		fetches:      map[uint64]*fetchWait{},
+		fetchTimeout: model.NewTimeout("grid_fetch", retryTicks, 0, p),
+	}
+	g.cache.init(cfg.CacheBytes)
+	return g
+}
+
+// Config returns the configuration.
+func (g *Grid) Config() Config { return g.cfg }
+
+// Used is the number of acquired blocks.
+func (g *Grid) Used() uint64 { return g.used }
+
+// Free is the number of free blocks.
+func (g *Grid) Free() uint64 { return g.cfg.BlocksMax - g.used }
+
+func (g *Grid) offset(address uint64) uint64 {
+	if address == 0 || address > g.cfg.BlocksMax {
+		panic(fmt.Sprintf("grid: address %d outside 1..%d", address, g.cfg.BlocksMax))
+	}
+	return g.cfg.Offset + (address-1)*uint64(g.cfg.BlockSize)
+}
+
+// IsAcquired reports whether address is in use.
+func (g *Grid) IsAcquired(address uint64) bool {
+	i := address - 1
+	return g.acquired[i/64]&(1<<(i%64)) != 0
+}
+
+// acquire takes the lowest free address.
+func (g *Grid) acquire() uint64 {
+	for w := g.hint; w < len(g.acquired); w++ {
+		if g.acquired[w] == ^uint64(0) {
+			continue
+		}
+		bit := uint64(bits.TrailingZeros64(^g.acquired[w]))
+		address := uint64(w)*64 + bit + 1
+		if address > g.cfg.BlocksMax {
+			break
+		}
+		g.acquired[w] |= 1 << bit
+		g.hint = w
+		g.used++
+		g.Stats.BlocksAcquired++
+		return address
+	}
+	panic(fmt.Sprintf("grid: no free block among %d; raise grid_blocks_max", g.cfg.BlocksMax))
+}
+
+// mark records address as in use (rebuilding the free set from a tree).
+func (g *Grid) mark(address uint64) {
+	if g.IsAcquired(address) {
+		panic(fmt.Sprintf("grid: block %d is referenced twice", address))
+	}
+	i := address - 1
+	g.acquired[i/64] |= 1 << (i % 64)
+	g.used++
+}
+
+func (g *Grid) free(address uint64) {
+	if !g.IsAcquired(address) {
+		panic(fmt.Sprintf("grid: freeing block %d which is free", address))
+	}
+	i := address - 1
+	g.acquired[i/64] &^= 1 << (i % 64)
+	g.used--
+	if w := int(i / 64); w < g.hint {
+		g.hint = w
+	}
+	g.cache.drop(address)
+}
+
+// Release gives up a block the current checkpoint still references: it
+// becomes free only once a later checkpoint that no longer references it
+// is durable (CheckpointDurable).
+func (g *Grid) Release(ref Ref) {
+	if ref.IsZero() {
+		return
+	}
+	if !g.IsAcquired(ref.Address) {
+		panic(fmt.Sprintf("grid: releasing block %d which is free", ref.Address))
+	}
+	g.Stats.BlocksReleased++
+	if g.cfg.ReleaseEarly {
+		g.free(ref.Address)
+		g.frees++
+		return
+	}
+	g.released = append(g.released, ref.Address)
+}
+
+// CheckpointDurable frees every block released before the checkpoint that
+// just became durable.
+func (g *Grid) CheckpointDurable() {
+	if len(g.released) == 0 {
+		return
+	}
+	for _, a := range g.released {
+		g.free(a)
+	}
+	g.released = g.released[:0]
+	g.frees++
+}
+
+// Reset forgets every block: the free set becomes empty and the cache is
+// dropped. Open and state sync rebuild it from a root with Mark.
+func (g *Grid) Reset() {
+	clear(g.acquired)
+	g.hint, g.used = 0, 0
+	g.released = g.released[:0]
+	g.frees++
+	g.cache.reset()
+}
+
+// Write stores one block at a fresh address and returns its reference.
+// data is copied. The block is durable only after Flush.
+func (g *Grid) Write(kind Kind, children []Ref, data []byte, compress bool) Ref {
+	if len(children) > g.cfg.ChildrenMax() {
+		panic("grid: too many children for one block")
+	}
+	flags := uint8(0)
+	if compress {
+		data = s2.Encode(nil, data)
+		flags |= flagCompressed
+	}
+	return g.write(kind, flags, children, data)
+}
+
+func (g *Grid) write(kind Kind, flags uint8, children []Ref, data []byte) Ref {
+	if kind == KindNone || kind >= kindCount {
+		panic("grid: writing a block of no kind")
+	}
+	if kind.Leaf() && len(children) > 0 {
+		panic("grid: a leaf kind with children")
+	}
+	if HeaderSize+len(children)*RefSize+len(data) > g.cfg.BlockSize {
+		panic("grid: block larger than a slot")
+	}
+	address := g.acquire()
+	buf, ref := encode(nil, address, kind, flags, children, data)
+	g.cache.put(address, buf[:ref.Size], true)
+	g.writesInflight++
+	g.Stats.BlocksWritten++
+	g.Stats.BytesWritten += uint64(len(buf))
+	g.disk.Write(g.offset(address), buf, func() {
+		g.cache.unpin(address)
+		g.writesInflight--
+		g.flushIfIdle()
+	})
+	return ref
+}
+
+// Flush calls done once every block written so far is durable.
+func (g *Grid) Flush(done func()) {
+	g.flushWaiting = append(g.flushWaiting, done)
+	g.flushIfIdle()
+}
+
+func (g *Grid) flushIfIdle() {
+	if g.writesInflight > 0 || len(g.flushWaiting) == 0 {
+		return
+	}
+	waiting := g.flushWaiting
+	g.flushWaiting = nil
+	g.disk.Sync(func() {
+		for _, done := range waiting {
+			done()
+		}
+	})
+}
+
+// Read reads and verifies the block ref names. done may run before Read
+// returns (a cache hit). A block that fails verification is fetched from a
+// peer, written back, and then returned; the read waits for it.
+func (g *Grid) Read(ref Ref, done func(Block, error)) {
+	if ref.IsZero() || ref.Size > uint32(g.cfg.BlockSize) {
+		panic("grid: read of an invalid reference")
+	}
+	g.Stats.Reads++
+	if b, ok := g.cache.get(ref.Address); ok {
+		if blk, err := Decode(b, ref, true); err == nil {
+			g.Stats.CacheHits++
+			done(blk, nil)
+			return
+		}
+	}
+	g.Stats.CacheMisses++
+	frees := g.frees
+	buf := make([]byte, sectorRound(int(ref.Size)))
+	g.disk.Read(g.offset(ref.Address), buf, func() {
+		blk, err := Decode(buf, ref, !g.cfg.SkipChecksum)
+		if err == nil {
+			g.cache.put(ref.Address, buf[:ref.Size], false)
+			done(blk, nil)
+			return
+		}
+		g.Stats.Corrupt++
+		if g.frees != frees {
+			g.Stats.Stale++
+			done(Block{}, ErrStale)
+			return
+		}
+		g.Fetch(ref, done)
+	})
+}
+
+// ReadLocal reads and verifies a block without fetching it from peers on
+// failure (state sync uses it to find what it already holds).
+func (g *Grid) ReadLocal(ref Ref, done func(Block, error)) {
+	if b, ok := g.cache.get(ref.Address); ok {
+		if blk, err := Decode(b, ref, true); err == nil {
+			done(blk, nil)
+			return
+		}
+	}
+	buf := make([]byte, sectorRound(int(ref.Size)))
+	g.disk.Read(g.offset(ref.Address), buf, func() {
+		blk, err := Decode(buf, ref, true)
+		if err == nil {
+			g.cache.put(ref.Address, buf[:ref.Size], false)
+		}
+		done(blk, err)
+	})
+}
+
+// Fetch asks peers for the block ref names, writes it at its address once
+// it arrives verified, and then calls done. Without peers it fails at once.
+func (g *Grid) Fetch(ref Ref, done func(Block, error)) {
+	if g.fetch == nil {
+		done(Block{}, ErrUnavailable)
+		return
+	}
+	if w, ok := g.fetches[ref.Address]; ok {
+		if w.ref != ref {
+			done(Block{}, ErrUnavailable) // two versions wanted at once: the older read is stale
+			return
+		}
+		w.waiters = append(w.waiters, done)
+		return
+	}
+	if len(g.fetches) >= fetchesMax {
+		done(Block{}, ErrUnavailable)
+		return
+	}
+	g.fetches[ref.Address] = &fetchWait{ref: ref, waiters: []func(Block, error){done}}
+	g.fetchOrder = append(g.fetchOrder, ref.Address)
+	g.Stats.FetchesRequested++
+	g.fetch(ref)
+	if !g.fetchTimeout.Ticking() {
+		g.fetchTimeout.Start()
+	}
+}
+
+// Fetching reports how many blocks are being fetched from peers.
+func (g *Grid) Fetching() int { return len(g.fetches) }
+
+// Delivered takes a block a peer sent. It reports whether the block was
+// wanted; an unwanted or unverifiable block is dropped.
+func (g *Grid) Delivered(b []byte) bool {
+	if len(b) < HeaderSize {
+		return false
+	}
+	address := leUint64(b[16:])
+	w, ok := g.fetches[address]
+	if !ok || w.writing {
+		return false
+	}
+	blk, err := Decode(b, w.ref, true)
+	if err != nil {
+		return false
+	}
+	w.writing = true
+	buf := make([]byte, sectorRound(int(w.ref.Size)))
+	copy(buf, blk.bytes)
+	g.writesInflight++
+	g.disk.Write(g.offset(address), buf, func() {
+		g.writesInflight--
+		g.flushIfIdle()
+		delete(g.fetches, address)
+		g.removeFetchOrder(address)
+		g.Stats.Repaired++
+		g.cache.put(address, buf[:w.ref.Size], false)
+		blk := Block{bytes: buf[:w.ref.Size]}
+		for _, done := range w.waiters {
+			done(blk, nil)
+		}
+	})
+	return true
+}
+
+func (g *Grid) removeFetchOrder(address uint64) {
+	for i, a := range g.fetchOrder {
+		if a == address {
+			g.fetchOrder = append(g.fetchOrder[:i], g.fetchOrder[i+1:]...)
+			return
+		}
+	}
+}
+
+// Tick re-requests blocks still being fetched.
+func (g *Grid) Tick() {
+	g.fetchTimeout.Tick()
+	if !g.fetchTimeout.Fired() {
+		return
+	}
+	g.fetchTimeout.Reset()
+	if len(g.fetchOrder) == 0 {
+		g.fetchTimeout.Stop()
+		return
+	}
+	for _, a := range g.fetchOrder {
+		if w := g.fetches[a]; !w.writing {
+			g.fetch(w.ref)
+		}
+	}
+}
+
+// CancelFetches fails every outstanding fetch (state sync gave up on a
+// checkpoint that peers no longer hold).
+func (g *Grid) CancelFetches() {
+	order := g.fetchOrder
+	g.fetchOrder = nil
+	for _, a := range order {
+		w := g.fetches[a]
+		if w.writing {
+			g.fetchOrder = append(g.fetchOrder, a)
+			continue
+		}
+		delete(g.fetches, a)
+		for _, done := range w.waiters {
+			done(Block{}, ErrUnavailable)
+		}
+	}
+}
+
+// Serve reads a block for a peer: done gets its bytes only when the local
+// copy verifies against ref.
+func (g *Grid) Serve(ref Ref, done func([]byte)) {
+	if ref.IsZero() || ref.Address > g.cfg.BlocksMax || ref.Size > uint32(g.cfg.BlockSize) || ref.Size < HeaderSize {
+		return
+	}
+	g.ReadLocal(ref, func(b Block, err error) {
+		if err == nil {
+			done(b.bytes)
+		}
+	})
+}
+
+func leUint64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}

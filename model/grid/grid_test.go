@@ -1,0 +1,236 @@
+package grid
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+
+	"tigerchat/model"
+	"tigerchat/model/prng"
+)
+
+// memDisk is a sparse in-memory disk whose completions run when drained,
+// never inside the call. Writes are durable at once (the grid's own
+// ordering is what these tests check; crash semantics live in simdisk).
+type memDisk struct {
+	size    uint64
+	sectors map[uint64][]byte
+	queue   []func()
+}
+
+func newMemDisk(size uint64) *memDisk { return &memDisk{size: size, sectors: map[uint64][]byte{}} }
+
+func (d *memDisk) SizeBytes() uint64 { return d.size }
+func (d *memDisk) Read(offset uint64, buf []byte, done func()) {
+	model.AssertAligned(offset, len(buf), d.size)
+	for i := 0; i < len(buf); i += model.SectorSize {
+		if s, ok := d.sectors[offset+uint64(i)]; ok {
+			copy(buf[i:], s)
+		} else {
+			clear(buf[i : i+model.SectorSize])
+		}
+	}
+	d.queue = append(d.queue, done)
+}
+func (d *memDisk) Write(offset uint64, data []byte, done func()) {
+	model.AssertAligned(offset, len(data), d.size)
+	for i := 0; i < len(data); i += model.SectorSize {
+		d.sectors[offset+uint64(i)] = append([]byte(nil), data[i:i+model.SectorSize]...)
+	}
+	d.queue = append(d.queue, done)
+}
+func (d *memDisk) Sync(done func()) { d.queue = append(d.queue, done) }
+
+// drain runs completions until none is left (bounded).
+func (d *memDisk) drain(t *testing.T) {
+	for i := 0; len(d.queue) > 0; i++ {
+		if i > 1_000_000 {
+			t.Fatal("disk completions never settle")
+		}
+		q := d.queue
+		d.queue = nil
+		for _, f := range q {
+			f()
+		}
+	}
+}
+
+func testConfig() Config {
+	return Config{Offset: model.SectorSize, BlockSize: 2 * model.SectorSize, BlocksMax: 4096, CacheBytes: 4 * model.SectorSize}
+}
+
+func newTestGrid(t *testing.T, fetch Fetcher) (*Grid, *memDisk) {
+	t.Helper()
+	cfg := testConfig()
+	d := newMemDisk(cfg.Offset + cfg.SizeBytes())
+	return New(cfg, d, fetch, 5, prng.New(1)), d
+}
+
+func readSync(t *testing.T, g *Grid, d *memDisk, ref Ref) (Block, error) {
+	t.Helper()
+	var blk Block
+	var rerr error
+	called := false
+	g.Read(ref, func(b Block, err error) { blk, rerr, called = b, err, true })
+	d.drain(t)
+	if !called {
+		t.Fatal("read never completed")
+	}
+	return blk, rerr
+}
+
+func TestWriteReadVerify(t *testing.T) {
+	g, d := newTestGrid(t, nil)
+	data := bytes.Repeat([]byte("chat"), 300)
+	ref := g.Write(KindMessages, nil, data, true)
+	if ref.Address != 1 || ref.Kind != KindMessages {
+		t.Fatalf("first block: %+v", ref)
+	}
+	flushed := false
+	g.Flush(func() { flushed = true })
+	d.drain(t)
+	if !flushed {
+		t.Fatal("flush never completed")
+	}
+	g.cache.reset()
+	blk, err := readSync(t, g, d, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := blk.Data(nil)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("data differs after a round trip: %v", err)
+	}
+	// A reference with another checksum names another version: refused.
+	stale := ref
+	stale.Checksum[0] ^= 1
+	g.cache.reset()
+	if _, err := readSync(t, g, d, stale); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a read through a wrong checksum returned %v, want unavailable", err)
+	}
+}
+
+func TestCorruptBlockRepairedFromPeer(t *testing.T) {
+	peer, peerDisk := newTestGrid(t, nil)
+	var g *Grid
+	var d *memDisk
+	g, d = newTestGrid(t, func(ref Ref) {
+		peer.Serve(ref, func(b []byte) { g.Delivered(append([]byte(nil), b...)) })
+		peerDisk.drain(t)
+	})
+	data := []byte("a message that must survive bit rot")
+	ref := g.Write(KindMessages, nil, data, false)
+	if pref := peer.Write(KindMessages, nil, data, false); pref != ref {
+		t.Fatalf("deterministic grids disagree: %+v vs %+v", ref, pref)
+	}
+	d.drain(t)
+	peerDisk.drain(t)
+	// Rot one byte of the local copy, behind the cache.
+	off := g.offset(ref.Address)
+	d.sectors[off][HeaderSize+3] ^= 0x40
+	g.cache.reset()
+	blk, err := readSync(t, g, d, ref)
+	if err != nil {
+		t.Fatalf("read of a rotten block: %v", err)
+	}
+	if got, _ := blk.Data(nil); !bytes.Equal(got, data) {
+		t.Fatal("repaired block has the wrong data")
+	}
+	if g.Stats.Corrupt != 1 || g.Stats.Repaired != 1 {
+		t.Fatalf("stats: %+v", g.Stats)
+	}
+	// The repair was written back: a cold read now verifies locally.
+	g.cache.reset()
+	if _, err := readSync(t, g, d, ref); err != nil || g.Stats.Corrupt != 1 {
+		t.Fatalf("repaired copy not on disk: %v %+v", err, g.Stats)
+	}
+}
+
+func TestMisdirectedWriteCaught(t *testing.T) {
+	g, d := newTestGrid(t, nil)
+	a := g.Write(KindTest, nil, []byte("first"), false)
+	b := g.Write(KindTest, nil, []byte("second"), false)
+	d.drain(t)
+	// b's bytes land in a's slot.
+	for i := uint64(0); i < 2*model.SectorSize; i += model.SectorSize {
+		d.sectors[g.offset(a.Address)+i] = append([]byte(nil), d.sectors[g.offset(b.Address)+i]...)
+	}
+	g.cache.reset()
+	if _, err := readSync(t, g, d, a); err == nil {
+		t.Fatal("a misdirected block read as valid")
+	}
+}
+
+func TestReleasedBlocksSurviveUntilCheckpointDurable(t *testing.T) {
+	g, d := newTestGrid(t, nil)
+	old := g.Write(KindTest, nil, []byte("checkpoint 1"), false)
+	d.drain(t)
+	g.Release(old)
+	next := g.Write(KindTest, nil, []byte("checkpoint 2"), false)
+	if next.Address == old.Address {
+		t.Fatal("a released block was reused before the next checkpoint was durable")
+	}
+	g.CheckpointDurable()
+	third := g.Write(KindTest, nil, []byte("checkpoint 3"), false)
+	if third.Address != old.Address {
+		t.Fatalf("freed block %d not reused (got %d)", old.Address, third.Address)
+	}
+	d.drain(t)
+}
+
+func TestDataTreesAndNodes(t *testing.T) {
+	g, d := newTestGrid(t, nil)
+	for _, size := range []int{0, 1, 100, 8128, 8129, 50_000, 600_000} {
+		data := make([]byte, size)
+		p := prng.New(uint64(size))
+		for i := range data {
+			data[i] = byte(p.Uint64N(7)) // compressible
+		}
+		for _, compress := range []bool{false, true} {
+			ref := g.WriteData(KindTest, data, compress)
+			d.drain(t)
+			g.cache.reset()
+			var got []byte
+			var rerr error
+			g.ReadData(ref, func(b []byte, err error) { got, rerr = b, err })
+			d.drain(t)
+			if rerr != nil || !bytes.Equal(got, data) {
+				t.Fatalf("data tree of %d bytes (compress %v): %v", size, compress, rerr)
+			}
+			children := []Ref{g.Write(KindMessages, nil, []byte("x"), false)}
+			node := g.WriteNode(KindRoom, children, data, compress)
+			d.drain(t)
+			g.cache.reset()
+			var gotChildren []Ref
+			g.ReadNode(node, func(c []Ref, b []byte, err error) { gotChildren, got, rerr = c, b, err })
+			d.drain(t)
+			if rerr != nil || !bytes.Equal(got, data) || len(gotChildren) != 1 || gotChildren[0] != children[0] {
+				t.Fatalf("node with %d bytes: %v", size, rerr)
+			}
+		}
+	}
+}
+
+func TestRebuildMarksExactlyTheTree(t *testing.T) {
+	g, d := newTestGrid(t, nil)
+	var leaves []Ref
+	for i := 0; i < 5; i++ {
+		leaves = append(leaves, g.Write(KindMessages, nil, []byte(fmt.Sprint("m", i)), false))
+	}
+	garbage := g.Write(KindTest, nil, []byte("unreferenced"), false)
+	big := g.WriteData(KindSessions, make([]byte, 40_000), false)
+	root := g.WriteNode(KindRoot, append(leaves, big), []byte("root"), false)
+	d.drain(t)
+	used := g.Used()
+	var rerr error
+	done := false
+	g.Rebuild([]Ref{root}, func(err error) { rerr, done = err, true })
+	d.drain(t)
+	if !done || rerr != nil {
+		t.Fatalf("rebuild: done %v err %v", done, rerr)
+	}
+	if g.Used() != used-1 || g.IsAcquired(garbage.Address) || !g.IsAcquired(root.Address) {
+		t.Fatalf("rebuild marked %d of %d blocks; garbage acquired %v", g.Used(), used, g.IsAcquired(garbage.Address))
+	}
+}
