@@ -433,7 +433,7 @@ func (s *chatSubject) CoverageUniverse() []string {
 var chatCoverageNames = []string{
 	"create", "create_exists", "join", "late_join", "post", "post_thread", "retry_post",
 	"duplicate_post", "read_latest", "read_since", "read_range", "read_snapshot", "read_thread",
-	"reply_not_kept", "evicted", "drain", "drain_primary_moved", "batch", "batch_post", "batch_refused_post",
+	"evicted", "drain", "drain_primary_moved", "batch", "batch_post", "batch_refused_post",
 }
 
 func (s *chatSubject) Coverage() map[string]uint64   { return s.coverage }

@@ -761,7 +761,9 @@ func (ss *chatSession) onReply(p *chatPending, id checker.RequestID, reply vsr.R
 		w.unknown(p)
 		return
 	}
-	w.durabilityAck(ss.shard, id, reply.Op)
+	if p.kind != chatRead {
+		w.durabilityAck(ss.shard, id, reply.Op) // reads are never committed
+	}
 	switch p.kind {
 	case chatCreate, chatJoin:
 		ss.onMember(p, reply)

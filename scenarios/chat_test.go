@@ -40,7 +40,7 @@ func TestChatSwarm(t *testing.T) {
 		"status:view_change", "event:checkpoint", "event:recovered", "chat:create", "chat:create_exists",
 		"chat:join", "chat:late_join", "chat:post", "chat:post_thread", "chat:retry_post", "chat:duplicate_post",
 		"chat:read_latest", "chat:read_since", "chat:read_range", "chat:read_snapshot", "chat:read_thread",
-		"chat:reply_not_kept", "chat:evicted", "chat:drain", "chat:drain_primary_moved",
+		"chat:evicted", "chat:drain", "chat:drain_primary_moved",
 		"chat:batch", "chat:batch_post", "chat:batch_refused_post"} {
 		if coverage[name] == 0 {
 			t.Errorf("coverage of %s is zero", name)

@@ -260,7 +260,7 @@ func (s *vsrSubject) CoverageUniverse() []string {
 		names = append(names, "status:"+st)
 	}
 	for _, e := range []string{"checkpoint", "state_sync", "repair_prepare", "truncate_nack_quorum",
-		"become_primary", "start_view_installed", "join_newer_view", "recovered", "wal_faulty_slots"} {
+		"become_primary", "start_view_installed", "join_newer_view", "recovered", "wal_faulty_slots", "read_linearizable"} {
 		names = append(names, "event:"+e)
 	}
 	slices.Sort(names)
@@ -356,6 +356,9 @@ func (cl *vsrClient) onReply(index int, reply vsr.Reply) {
 		}
 		op.Length = binary.LittleEndian.Uint64(reply.Body)
 		op.Digest = binary.LittleEndian.Uint64(reply.Body[8:])
+	}
+	if op.Kind == checker.OpRead {
+		return // reads are answered from applied state, never committed
 	}
 	id := checker.RequestID{Client: cl.s.clientID(cl.index), Request: cl.requests}
 	if err := cl.s.durability.Acked(id, reply.Op); err != nil {

@@ -16,6 +16,7 @@ type Machine struct {
 	scratch []byte   // hash input, reused
 	picks   []int    // indices of a read's messages, reused
 	spare   []byte   // an evicted body, reused by the next post
+	readBuf []byte   // the reply of the read being answered
 }
 
 // tenant counts one tenant's rooms on this shard.

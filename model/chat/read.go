@@ -1,7 +1,27 @@
 package chat
 
-// Reads go through consensus like writes, so they are linearizable; they
-// never change state. They serve the in-memory suffix of a log only.
+// Reads never go through consensus: the primary answers them from the
+// applied state (vsr's read path makes them linearizable, or bounded by
+// what the client knows is committed). They never change state.
+
+// ReadOnly reports whether operation only reads.
+func (m *Machine) ReadOnly(operation uint8) bool {
+	switch operation {
+	case OperationReadRange, OperationReadLatest, OperationReadSince, OperationRoomSnapshot:
+		return true
+	}
+	return false
+}
+
+// Read answers a read-only operation from the applied state.
+func (m *Machine) Read(operation uint8, body []byte, done func(reply []byte)) {
+	if !m.ReadOnly(operation) {
+		panic("chat: Read of an operation that writes")
+	}
+	reply := m.Apply(0, 0, 0, operation, body, m.readBuf[:0])
+	m.readBuf = reply
+	done(reply)
+}
 
 // readable finds the request's room and checks the caller may read it:
 // public rooms are readable by every user of the tenant, private rooms by

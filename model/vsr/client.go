@@ -31,6 +31,7 @@ type ClientConfig struct {
 
 type pendingRequest struct {
 	operation uint8
+	flags     uint8 // RequestFlagBounded for a bounded read
 	body      []byte
 	done      func(Reply)
 	msg       []byte
@@ -90,11 +91,16 @@ func (c *Client) Evicted() bool { return c.evicted }
 // Submit sends one request; done runs once with its reply. It returns false
 // when a request is already outstanding or the client was evicted.
 func (c *Client) Submit(operation uint8, body []byte, done func(Reply)) bool {
-	if c.Busy() || c.evicted || operation < OperationUserMin {
+	return c.SubmitFlags(operation, 0, body, done)
+}
+
+// SubmitFlags is Submit with request flags (RequestFlagBounded).
+func (c *Client) SubmitFlags(operation, flags uint8, body []byte, done func(Reply)) bool {
+	if c.Busy() || c.evicted || operation < OperationUserMin || flags&^RequestFlagBounded != 0 {
 		return false
 	}
 	p := &c.user
-	*p = pendingRequest{operation: operation, body: body, done: done}
+	*p = pendingRequest{operation: operation, flags: flags, body: body, done: done}
 	if c.session == 0 {
 		c.queued = p
 		c.register = pendingRequest{operation: OperationRegister}
@@ -116,6 +122,7 @@ func (c *Client) send(p *pendingRequest) {
 		Request:   c.request,
 		Commit:    c.session,
 		Operation: p.operation,
+		Flags:     p.flags,
 		View:      c.view,
 	}
 	if p.operation == OperationRegister {

@@ -50,9 +50,13 @@ const (
 	MutationAckBeforeFsync
 	MutationCommitWithoutQuorum
 	MutationViewChangeShortestLog
+	MutationReadWithoutRound
 )
 
-var mutationNames = []string{"", "ack-before-fsync", "commit-without-quorum", "view-change-shortest-log"}
+var mutationNames = []string{"", "ack-before-fsync", "commit-without-quorum", "view-change-shortest-log", "read-without-round"}
+
+// replicaCountMax bounds Config.ReplicaCount.
+const replicaCountMax = 6
 
 // Mutations lists the names accepted by ParseMutation (without "none").
 func Mutations() []string { return append([]string(nil), mutationNames[1:]...) }
@@ -138,7 +142,7 @@ func (c *Config) PrimaryIndex(view uint32) int {
 // Validate checks bounds and the relationships between them.
 func (c *Config) Validate() error {
 	switch {
-	case c.ReplicaCount < 1 || c.ReplicaCount > 6:
+	case c.ReplicaCount < 1 || c.ReplicaCount > replicaCountMax:
 		return fmt.Errorf("replica count %d outside [1, 6]", c.ReplicaCount)
 	case c.Replica < 0 || c.Replica >= c.ReplicaCount:
 		return fmt.Errorf("replica index %d outside [0, %d)", c.Replica, c.ReplicaCount)

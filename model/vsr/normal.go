@@ -24,6 +24,10 @@ func (r *Replica) onRequest(from model.Address, h *wire.Header, body []byte) {
 		r.Stats.DroppedMalformed++
 		return
 	}
+	if h.Operation >= OperationUserMin && r.sm.ReadOnly(h.Operation) {
+		r.onRead(from, h, body)
+		return
+	}
 	e := batchEntry{Client: h.Client, Request: h.Request, Session: h.Commit, Operation: h.Operation, Body: body}
 	if e.Operation == OperationRegister {
 		if s := r.sessions.get(e.Client); s != nil {
@@ -261,6 +265,9 @@ func (r *Replica) sendPrepareOk() {
 	h := r.header(wire.CommandPrepareOk)
 	h.Op = head
 	h.Context = checksum
+	if r.primaryRoundView == r.view {
+		h.Request = r.primaryRound // confirms the primary's reads (read.go)
+	}
 	r.send(r.primaryIndex(), r.message(h, nil))
 }
 
@@ -274,6 +281,9 @@ func (r *Replica) onPrepareOk(h *wire.Header) {
 	}
 	if checksum, ok := r.expected(h.Op); !ok || checksum != h.Context {
 		return
+	}
+	if h.Request > r.ackRound[h.Replica] && h.Request <= r.readRound {
+		r.ackRound[h.Replica] = h.Request
 	}
 	if h.Op > r.ackOp[h.Replica] {
 		r.ackOp[h.Replica] = h.Op
@@ -427,6 +437,9 @@ func (r *Replica) onCommit(h *wire.Header) {
 	}
 	r.timeoutPrimary.Start()
 	r.noteCommit(h.Commit, h.Checkpoint)
+	if r.primaryRoundView != h.View || h.Request > r.primaryRound {
+		r.primaryRound, r.primaryRoundView = h.Request, h.View
+	}
 	// The primary of our view is authoritative for its commit and head.
 	if h.Commit > r.checkpointOp && !h.Context.IsZero() {
 		if c, ok := r.expected(h.Commit); !ok || c != h.Context {
@@ -446,7 +459,9 @@ func (r *Replica) onHeartbeat() {
 	if r.status != StatusNormal || !r.IsPrimary() {
 		return
 	}
+	r.readRound++
 	h := r.header(wire.CommandCommit)
+	h.Request = r.readRound
 	h.Context, _ = r.expected(r.commitMax)
 	h.Op = r.op
 	h.Parent, _ = r.expected(r.op)

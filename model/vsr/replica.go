@@ -134,6 +134,16 @@ type Replica struct {
 	queueBytes   []byte            // the queued requests' bodies, in queue order
 	inflight     map[uint64]uint64 // client → request queued or prepared, not yet applied
 	noopDue      bool              // a new primary commits an empty prepare at once
+	viewOpStart  uint64            // the first op this primary prepared in its view
+	reads        []pendingRead     // linearizable reads waiting for a round (read.go)
+	readRound    uint64            // heartbeat rounds sent; only grows
+	readRoundDue bool              // a read arrived since the last round began
+	ackRound     []uint64          // per replica: newest round acknowledged in this view
+
+	// backup: the primary's newest heartbeat round in view primaryRoundView,
+	// echoed in prepare_ok so that the primary can confirm reads.
+	primaryRound     uint64
+	primaryRoundView uint32
 
 	// Buffers reused on the commit path, so that it allocates nothing per
 	// message in steady state. Each is valid only until its next use.
@@ -188,6 +198,7 @@ func New(cfg Config, env Env, sm StateMachine, hooks Hooks) (*Replica, error) {
 		sessions:     newSessions(cfg.ClientsMax, cfg.ReplySizeMax),
 		clientAddr:   map[uint64]model.Address{},
 		ackOp:        make([]uint64, cfg.ReplicaCount),
+		ackRound:     make([]uint64, cfg.ReplicaCount),
 		svcFrom:      make([]bool, cfg.ReplicaCount),
 		dvcs:         make([]*doViewChange, cfg.ReplicaCount),
 		nacks:        map[uint64][]bool{},
@@ -423,6 +434,7 @@ func (r *Replica) progress() {
 	r.maybeFinishStartView()
 	r.commit()
 	r.maybePrepare()
+	r.maybeServeReads()
 }
 
 // OnMessage handles one message from the network. Bad input is counted and

@@ -16,6 +16,14 @@ type StateMachine interface {
 	// for later replies, so it must be reply with the reply appended,
 	// never memory the state machine keeps.
 	Apply(op uint64, timestampNs int64, client uint64, operation uint8, body []byte, reply []byte) []byte
+	// ReadOnly reports whether operation only reads: the primary answers it
+	// from the applied state, without a prepare (see read.go).
+	ReadOnly(operation uint8) bool
+	// Read answers a read-only operation from the state applied so far and
+	// calls done with the reply, possibly before Read returns, possibly
+	// later (after reading its disk). The reply reflects the state at the
+	// call. done's argument is valid only during the call.
+	Read(operation uint8, body []byte, done func(reply []byte))
 	// Snapshot appends the whole state to buf. Restore(Snapshot) must yield
 	// a state machine indistinguishable from this one.
 	Snapshot(buf []byte) []byte

@@ -417,6 +417,9 @@ func (r *Replica) becomePrimary() {
 	r.status = StatusNormal
 	r.logView = r.view
 	clear(r.ackOp)
+	clear(r.ackRound)
+	r.dropReads()
+	r.viewOpStart = r.op + 1 // the noop below
 	r.timeoutViewChange.Stop()
 	r.timeoutHeartbeat.Start()
 	r.timeoutRetry.Start()

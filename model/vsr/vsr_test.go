@@ -185,8 +185,10 @@ func (nopMachine) Prepare(uint8, []byte) error { return nil }
 func (nopMachine) Apply(op uint64, ts int64, client uint64, operation uint8, body, reply []byte) []byte {
 	return reply
 }
-func (nopMachine) Snapshot(buf []byte) []byte { return buf }
-func (nopMachine) Restore([]byte) error       { return nil }
+func (nopMachine) ReadOnly(uint8) bool                       { return false }
+func (nopMachine) Read(_ uint8, _ []byte, done func([]byte)) { done(nil) }
+func (nopMachine) Snapshot(buf []byte) []byte                { return buf }
+func (nopMachine) Restore([]byte) error                      { return nil }
 
 func newTestReplica(t testing.TB) (*Replica, *sched.Scheduler) {
 	s := sched.New(0)

@@ -55,6 +55,7 @@ type Options struct {
 
 type waiter struct {
 	operation uint8
+	flags     uint8 // vsr.RequestFlagBounded for a bounded read
 	body      []byte
 	done      chan vsr.Reply
 	retried   bool // resubmitted once after an eviction
@@ -244,13 +245,27 @@ func (c *Client) deliver(from model.Address, msg []byte) {
 
 // Do submits one operation to shard and waits for its reply.
 func (c *Client) Do(ctx context.Context, shard int, operation uint8, body []byte) (vsr.Reply, error) {
+	return c.do(ctx, shard, operation, 0, body)
+}
+
+// DoBounded submits a bounded read: one whose answer the caller bounds by
+// state it already knows is committed (a seq it has seen), so the primary
+// answers from its applied state without confirming its view first.
+func (c *Client) DoBounded(ctx context.Context, shard int, operation uint8, body []byte) (vsr.Reply, error) {
+	if !readOnly(operation) {
+		return vsr.Reply{}, fmt.Errorf("client: operation %d is not a read", operation)
+	}
+	return c.do(ctx, shard, operation, vsr.RequestFlagBounded, body)
+}
+
+func (c *Client) do(ctx context.Context, shard int, operation, flags uint8, body []byte) (vsr.Reply, error) {
 	if shard < 0 || shard >= len(c.pools) {
 		return vsr.Reply{}, fmt.Errorf("client: shard %d out of range", shard)
 	}
 	if operation < vsr.OperationUserMin {
 		return vsr.Reply{}, fmt.Errorf("client: operation %d is reserved", operation)
 	}
-	w := &waiter{operation: operation, body: body, done: make(chan vsr.Reply, 1)}
+	w := &waiter{operation: operation, flags: flags, body: body, done: make(chan vsr.Reply, 1)}
 	pool := c.pools[shard]
 	if !c.loop.Post(func() {
 		if len(pool.waiting) >= waitingMax {
@@ -290,7 +305,7 @@ func (c *Client) dispatch(pool *shardPool) {
 		}
 		ss.used = true
 		ss.vc.LearnView(pool.view)
-		if !ss.vc.Submit(w.operation, w.body, func(r vsr.Reply) { c.answer(pool, w, r) }) {
+		if !ss.vc.SubmitFlags(w.operation, w.flags, w.body, func(r vsr.Reply) { c.answer(pool, w, r) }) {
 			panic("client: an idle, live session refused a request")
 		}
 	}

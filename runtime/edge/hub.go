@@ -269,11 +269,12 @@ func (t *tracker) end(s *sub, e *Error) {
 	}
 }
 
-// readAs reads the log after seq with user's rights.
+// readAs reads the log after seq with user's rights; seq is one this
+// tracker already delivered, so a bounded read suffices.
 func (t *tracker) readAs(user string, seq uint64, limit int) (chat.LogView, *Error) {
 	t.hub.m.HistoryFills.Add(1)
 	q := chat.ReadRequest{Tenant: t.key.tenant, User: user, Room: t.key.room, Thread: t.key.thread, Seq: seq, Limit: uint16(max(1, limit))}
-	return t.hub.cl.read(t.hub.ctx, chat.OperationReadSince, q)
+	return t.hub.cl.readBounded(t.hub.ctx, chat.OperationReadSince, q)
 }
 
 // add runs on the tracker: authorize s with a first read, then deliver
@@ -306,7 +307,10 @@ func (t *tracker) add(s *sub, since *uint64) *Error {
 // room snapshot without messages for "from the head".
 func (t *tracker) firstRead(s *sub, since *uint64) (chat.LogView, *Error) {
 	if since != nil {
-		return t.readAs(s.user, *since, t.room(s))
+		// The client's seq is not known committed here: a linearizable read.
+		t.hub.m.HistoryFills.Add(1)
+		q := chat.ReadRequest{Tenant: t.key.tenant, User: s.user, Room: t.key.room, Thread: t.key.thread, Seq: *since, Limit: uint16(max(1, t.room(s)))}
+		return t.hub.cl.read(t.hub.ctx, chat.OperationReadSince, q)
 	}
 	q := chat.RoomSnapshotRequest{Tenant: t.key.tenant, User: s.user, Room: t.key.room, Thread: t.key.thread}
 	r, e := t.hub.cl.snapshot(t.hub.ctx, q)

@@ -88,8 +88,34 @@ func (c *cluster) openDirect(ctx context.Context, q chat.OpenDirectRequest) (cha
 	return r, nil
 }
 
+// BoundedBackend is a Backend that also serves bounded reads (answered
+// from a primary's applied state without confirming its view); the hub
+// uses them for reads after a seq it has already delivered.
+type BoundedBackend interface {
+	DoBounded(ctx context.Context, shard int, operation uint8, body []byte) (vsr.Reply, error)
+}
+
 func (c *cluster) read(ctx context.Context, op uint8, q chat.ReadRequest) (chat.LogView, *Error) {
-	b, e := c.call(ctx, q.Tenant, q.Room, op, chat.EncodeRead(q))
+	return c.decodeRead(c.call(ctx, q.Tenant, q.Room, op, chat.EncodeRead(q)))
+}
+
+// readBounded reads what follows a seq the caller has already seen
+// committed; it falls back to a linearizable read on a plain Backend.
+func (c *cluster) readBounded(ctx context.Context, op uint8, q chat.ReadRequest) (chat.LogView, *Error) {
+	b, ok := c.backend.(BoundedBackend)
+	if !ok {
+		return c.read(ctx, op, q)
+	}
+	body := chat.EncodeRead(q)
+	if code := chat.Validate(&c.limits, op, body); code != chat.CodeOK {
+		return chat.LogView{}, chatError(code)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return c.decodeRead(c.replyBody(b.DoBounded(ctx, placement.Shard(q.Tenant, q.Room, c.shards), op, body)))
+}
+
+func (c *cluster) decodeRead(b []byte, e *Error) (chat.LogView, *Error) {
 	if e != nil {
 		return chat.LogView{}, e
 	}
