@@ -39,7 +39,7 @@ import (
 func init() {
 	Register("chat", SubjectFactory{
 		New:       func(cfg Config) Subject { return newChatSubject(cfg) },
-		Mutations: vsr.Mutations(),
+		Mutations: append(vsr.ProtocolMutations(), "superblock-before-blocks", "free-set-early-reuse"),
 	})
 }
 
@@ -375,6 +375,7 @@ func (s *chatSubject) Check(c *Cluster) []string {
 		out = append(out, fmt.Sprintf("linearizability: %s: %s", s.work.describeLog(res.Key), res.Info))
 	}
 	out = append(out, s.checkStates()...)
+	out = append(out, checkGrid(&s.cfg, s.coverage)...)
 	if s.converged {
 		for _, d := range s.drainMoves {
 			if !s.nodes[d.node].replicas[d.shard].IsPrimary() {

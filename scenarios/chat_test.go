@@ -52,7 +52,7 @@ func TestChatDeterminism(t *testing.T) { assertDeterministic(t, chatSwarmConfig,
 
 // Every deliberate VSR bug, applied to every shard's replicas, is caught by
 // the chat subject within a few hundred swarm seeds.
-func TestChatMutationsCaught(t *testing.T) { assertMutationsCaught(t, chatSwarmConfig, 300) }
+func TestChatMutationsCaught(t *testing.T) { assertMutationsCaught(t, "chat", chatSwarmConfig, 300) }
 
 // The chat-level checks catch a lost write by themselves: with acks before
 // fsync, some seed shows an acknowledged post or a read message lost, or a

@@ -23,7 +23,7 @@ const (
 	RestartTicksMax   = 1_000_000
 	ReplicaCountMax   = 5
 	DefaultSubject    = "toy"
-	defaultDiskBytes  = 64 << 20
+	defaultDiskBytes  = 256 << 20
 	defaultChunkBytes = 64 << 10
 )
 

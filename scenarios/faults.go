@@ -151,3 +151,23 @@ func faultClassIndex(name string) int {
 	}
 	return -1
 }
+
+// storageFaultsEnabled reports whether the disk may corrupt, misdirect or
+// lose written data (where the fault atlas lets it). Without those, a block of a durable checkpoint that
+// fails verification is a bug (a checkpoint that named blocks before they
+// were durable, or a block reused while a checkpoint still referenced it).
+func (c *Config) storageFaultsEnabled() bool {
+	if c.ReplicaCount < 3 {
+		return false // the fault atlas spares every chunk: no replica to repair from
+	}
+	return c.Disk.ReadCorruptProbability > 0 || c.Disk.WriteCorruptProbability > 0 ||
+		c.Disk.MisdirectProbability > 0 || c.Disk.CrashLoseProbability > 0
+}
+
+// checkGrid is the end-of-run grid check shared by the subjects.
+func checkGrid(c *Config, coverage map[string]uint64) []string {
+	if n := coverage["event:grid_corrupt"]; n > 0 && !c.storageFaultsEnabled() {
+		return []string{fmt.Sprintf("grid: %d block reads failed verification on disks without storage faults", n)}
+	}
+	return nil
+}

@@ -22,7 +22,7 @@ import (
 func init() {
 	Register("vsr", SubjectFactory{
 		New:       func(cfg Config) Subject { return newVSRSubject(cfg) },
-		Mutations: vsr.Mutations(),
+		Mutations: vsr.ProtocolMutations(),
 	})
 }
 
@@ -248,7 +248,7 @@ func (s *vsrSubject) Check(c *Cluster) []string {
 	if res := checker.CheckLinearizable(s.history, vsrLinearizeTimeout); !res.Ok {
 		out = append(out, fmt.Sprintf("linearizability: key %d: %s", res.Key, res.Info))
 	}
-	return out
+	return append(out, checkGrid(&s.cfg, s.coverage)...)
 }
 
 func (s *vsrSubject) CoverageUniverse() []string {

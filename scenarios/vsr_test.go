@@ -2,8 +2,6 @@ package scenarios
 
 import (
 	"testing"
-
-	"tigerchat/model/vsr"
 )
 
 func vsrSwarmConfig(seed uint64) Config {
@@ -62,10 +60,10 @@ func assertDeterministic(t *testing.T, config func(uint64) Config, seeds uint64)
 // The checkers can fail: every deliberate protocol bug is caught by the
 // swarm within a few hundred seeds, as a safety violation or a crash of an
 // assertion, never silently.
-func TestVSRMutationsCaught(t *testing.T) { assertMutationsCaught(t, vsrSwarmConfig, 400) }
+func TestVSRMutationsCaught(t *testing.T) { assertMutationsCaught(t, "vsr", vsrSwarmConfig, 400) }
 
-func assertMutationsCaught(t *testing.T, config func(uint64) Config, seedsMax uint64) {
-	for _, mutation := range vsr.Mutations() {
+func assertMutationsCaught(t *testing.T, subject string, config func(uint64) Config, seedsMax uint64) {
+	for _, mutation := range Mutations(subject) {
 		t.Run(mutation, func(t *testing.T) {
 			for seed := uint64(0); seed < seedsMax; seed++ {
 				cfg := config(seed)

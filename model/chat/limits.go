@@ -239,9 +239,6 @@ func (l Limits) CheckConfig(c *vsr.Config) error {
 	if err := l.Validate(); err != nil {
 		return err
 	}
-	if need := vsrSessionsSizeMax(c) + l.SnapshotSizeMax(); need > c.SnapshotSizeMax {
-		return fmt.Errorf("chat: worst-case checkpoint %d bytes exceeds snapshot size max %d", need, c.SnapshotSizeMax)
-	}
 	if need := wire.HeaderSize + vsrBatchEntryHeaderSize + l.PostRequestSizeMax(); need > c.MessageSizeMax {
 		return fmt.Errorf("chat: largest post %d bytes exceeds message size max %d", need, c.MessageSizeMax)
 	}

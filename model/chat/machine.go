@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"tigerchat/model/grid"
 	"tigerchat/model/vsr"
 )
 
@@ -17,6 +18,9 @@ type Machine struct {
 	picks   []int    // indices of a read's messages, reused
 	spare   []byte   // an evicted body, reused by the next post
 	readBuf []byte   // the reply of the read being answered
+
+	blob        grid.Blob // the checkpoint's blocks
+	snapshotBuf []byte    // the checkpoint being encoded
 }
 
 // tenant counts one tenant's rooms on this shard.

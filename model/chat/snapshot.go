@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"tigerchat/model/grid"
 )
 
 // Snapshot format, little-endian, str = u16 length + bytes, blob = u32
@@ -182,4 +184,21 @@ func countTenants(rooms []*room) []tenant {
 		ts[len(ts)-1].rooms++
 	}
 	return ts
+}
+
+// Checkpoint writes the state to the grid. (For now the whole snapshot, as
+// one compressed data tree rewritten at each checkpoint.)
+func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
+	m.snapshotBuf = m.Snapshot(m.snapshotBuf[:0])
+	return m.blob.Write(g, grid.KindData, m.snapshotBuf, true)
+}
+
+// Open replaces the state with the checkpoint at root.
+func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
+	m.blob.Open(g, root, func(b []byte, err error) {
+		if err == nil {
+			err = m.Restore(b)
+		}
+		done(err)
+	})
 }

@@ -93,22 +93,69 @@ type Grid struct {
 
 	writesInflight int
 	flushWaiting   []func()
+	ioInflight     int      // reads and writes submitted to the disk
+	ioQueue        []func() // submissions waiting for ioInflight to drop
 
 	fetches      map[uint64]*fetchWait // by address
 	fetchOrder   []uint64              // addresses with a fetch outstanding, oldest first
 	fetchTimeout model.Timeout
 
 	Stats Stats
+	// OnEvent, when set, counts what the grid met: "grid_corrupt" (a block
+	// failed verification and is being fetched from a peer) and
+	// "grid_repaired" (a fetched block was written back).
+	OnEvent func(name string)
+}
+
+func (g *Grid) event(name string) {
+	if g.OnEvent != nil {
+		g.OnEvent(name)
+	}
 }
 
 type fetchWait struct {
-	ref     Ref
-	waiters []func(Block, error)
-	writing bool
+	ref      Ref
+	waiters  []func(Block, error)
+	writing  bool
+	frees    uint64 // the free generation when the fetch began
+	attempts int
 }
 
-// fetchesMax bounds blocks being fetched from peers at once.
-const fetchesMax = 64
+// ioInflightMax bounds the grid's reads and writes at the disk at once
+// (the disk's queue is bounded too); more wait in a FIFO.
+const ioInflightMax = 64
+
+// submit runs io (one disk request whose completion calls ioDone) now or
+// once the disk has room.
+func (g *Grid) submit(io func()) {
+	if g.ioInflight >= ioInflightMax {
+		g.ioQueue = append(g.ioQueue, io)
+		return
+	}
+	g.ioInflight++
+	io()
+}
+
+// ioDone notes a completion and starts the next queued request.
+func (g *Grid) ioDone() {
+	g.ioInflight--
+	if len(g.ioQueue) > 0 {
+		io := g.ioQueue[0]
+		g.ioQueue[0] = nil
+		g.ioQueue = g.ioQueue[1:]
+		g.ioInflight++
+		io()
+	}
+}
+
+// fetchesMax bounds blocks being fetched from peers at once;
+// fetchAttemptsMax bounds the requests for one block before it is
+// declared unavailable (peers may have moved past the checkpoint that
+// held it).
+const (
+	fetchesMax       = 64
+	fetchAttemptsMax = 12
+)
 
 // New builds an empty grid (every address free). fetch may be nil (no
 // peers: a corrupt block is then unavailable).
@@ -268,10 +315,14 @@ func (g *Grid) write(kind Kind, flags uint8, children []Ref, data []byte) Ref {
 	g.writesInflight++
 	g.Stats.BlocksWritten++
 	g.Stats.BytesWritten += uint64(len(buf))
-	g.disk.Write(g.offset(address), buf, func() {
-		g.cache.unpin(address)
-		g.writesInflight--
-		g.flushIfIdle()
+	offset := g.offset(address)
+	g.submit(func() {
+		g.disk.Write(offset, buf, func() {
+			g.ioDone()
+			g.cache.unpin(address)
+			g.writesInflight--
+			g.flushIfIdle()
+		})
 	})
 	return ref
 }
@@ -313,19 +364,20 @@ func (g *Grid) Read(ref Ref, done func(Block, error)) {
 	g.Stats.CacheMisses++
 	frees := g.frees
 	buf := make([]byte, sectorRound(int(ref.Size)))
-	g.disk.Read(g.offset(ref.Address), buf, func() {
+	g.readDisk(ref.Address, buf, func() {
 		blk, err := Decode(buf, ref, !g.cfg.SkipChecksum)
 		if err == nil {
 			g.cache.put(ref.Address, buf[:ref.Size], false)
 			done(blk, nil)
 			return
 		}
-		g.Stats.Corrupt++
 		if g.frees != frees {
 			g.Stats.Stale++
 			done(Block{}, ErrStale)
 			return
 		}
+		g.Stats.Corrupt++
+		g.event("grid_corrupt")
 		g.Fetch(ref, done)
 	})
 }
@@ -340,12 +392,22 @@ func (g *Grid) ReadLocal(ref Ref, done func(Block, error)) {
 		}
 	}
 	buf := make([]byte, sectorRound(int(ref.Size)))
-	g.disk.Read(g.offset(ref.Address), buf, func() {
+	g.readDisk(ref.Address, buf, func() {
 		blk, err := Decode(buf, ref, true)
 		if err == nil {
 			g.cache.put(ref.Address, buf[:ref.Size], false)
 		}
 		done(blk, err)
+	})
+}
+
+func (g *Grid) readDisk(address uint64, buf []byte, done func()) {
+	offset := g.offset(address)
+	g.submit(func() {
+		g.disk.Read(offset, buf, func() {
+			g.ioDone()
+			done()
+		})
 	})
 }
 
@@ -368,7 +430,7 @@ func (g *Grid) Fetch(ref Ref, done func(Block, error)) {
 		done(Block{}, ErrUnavailable)
 		return
 	}
-	g.fetches[ref.Address] = &fetchWait{ref: ref, waiters: []func(Block, error){done}}
+	g.fetches[ref.Address] = &fetchWait{ref: ref, waiters: []func(Block, error){done}, frees: g.frees, attempts: 1}
 	g.fetchOrder = append(g.fetchOrder, ref.Address)
 	g.Stats.FetchesRequested++
 	g.fetch(ref)
@@ -391,6 +453,12 @@ func (g *Grid) Delivered(b []byte) bool {
 	if !ok || w.writing {
 		return false
 	}
+	if w.frees != g.frees {
+		// The address may hold a newer block by now: writing the old one
+		// back would destroy it.
+		g.failFetch(address, ErrStale)
+		return false
+	}
 	blk, err := Decode(b, w.ref, true)
 	if err != nil {
 		return false
@@ -399,19 +467,29 @@ func (g *Grid) Delivered(b []byte) bool {
 	buf := make([]byte, sectorRound(int(w.ref.Size)))
 	copy(buf, blk.bytes)
 	g.writesInflight++
-	g.disk.Write(g.offset(address), buf, func() {
-		g.writesInflight--
-		g.flushIfIdle()
-		delete(g.fetches, address)
-		g.removeFetchOrder(address)
-		g.Stats.Repaired++
-		g.cache.put(address, buf[:w.ref.Size], false)
-		blk := Block{bytes: buf[:w.ref.Size]}
-		for _, done := range w.waiters {
-			done(blk, nil)
-		}
+	offset := g.offset(address)
+	g.submit(func() {
+		g.disk.Write(offset, buf, func() {
+			g.ioDone()
+			g.repairWritten(w, address, buf)
+		})
 	})
 	return true
+}
+
+// repairWritten completes a fetch once its block is written back.
+func (g *Grid) repairWritten(w *fetchWait, address uint64, buf []byte) {
+	g.writesInflight--
+	delete(g.fetches, address)
+	g.removeFetchOrder(address)
+	g.Stats.Repaired++
+	g.event("grid_repaired")
+	g.cache.put(address, buf[:w.ref.Size], false)
+	blk := Block{bytes: buf[:w.ref.Size]}
+	for _, done := range w.waiters {
+		done(blk, nil)
+	}
+	g.flushIfIdle()
 }
 
 func (g *Grid) removeFetchOrder(address uint64) {
@@ -434,27 +512,40 @@ func (g *Grid) Tick() {
 		g.fetchTimeout.Stop()
 		return
 	}
-	for _, a := range g.fetchOrder {
-		if w := g.fetches[a]; !w.writing {
+	for _, a := range append([]uint64(nil), g.fetchOrder...) {
+		w := g.fetches[a]
+		switch {
+		case w.writing:
+		case w.frees != g.frees:
+			g.failFetch(a, ErrStale)
+		case w.attempts >= fetchAttemptsMax:
+			g.failFetch(a, ErrUnavailable)
+		default:
+			w.attempts++
 			g.fetch(w.ref)
 		}
+	}
+}
+
+// failFetch ends a fetch that is not being written, failing its waiters.
+func (g *Grid) failFetch(address uint64, err error) {
+	w := g.fetches[address]
+	if w.writing {
+		panic("grid: failing a fetch whose block is being written")
+	}
+	delete(g.fetches, address)
+	g.removeFetchOrder(address)
+	for _, done := range w.waiters {
+		done(Block{}, err)
 	}
 }
 
 // CancelFetches fails every outstanding fetch (state sync gave up on a
 // checkpoint that peers no longer hold).
 func (g *Grid) CancelFetches() {
-	order := g.fetchOrder
-	g.fetchOrder = nil
-	for _, a := range order {
-		w := g.fetches[a]
-		if w.writing {
-			g.fetchOrder = append(g.fetchOrder, a)
-			continue
-		}
-		delete(g.fetches, a)
-		for _, done := range w.waiters {
-			done(Block{}, ErrUnavailable)
+	for _, a := range append([]uint64(nil), g.fetchOrder...) {
+		if !g.fetches[a].writing {
+			g.failFetch(a, ErrUnavailable)
 		}
 	}
 }

@@ -11,32 +11,55 @@ import (
 // is that block alone; larger data is cut into chunks (KindChunk leaves)
 // under interior nodes, the root last.
 func (g *Grid) WriteData(kind Kind, data []byte, compress bool) Ref {
+	return g.WriteDataOwned(kind, data, compress, nil)
+}
+
+// WriteDataOwned is WriteData that also appends every block it writes to
+// *owned (when owned is not nil), so that the owner can release them all
+// when the data is replaced.
+func (g *Grid) WriteDataOwned(kind Kind, data []byte, compress bool, owned *[]Ref) Ref {
 	flags := uint8(0)
 	if compress {
 		data = s2.Encode(nil, data)
 		flags = flagCompressed
 	}
-	return g.writeData(kind, flags, data)
+	return g.writeData(kind, flags, data, owned)
 }
 
-func (g *Grid) writeData(kind Kind, flags uint8, data []byte) Ref {
+func (g *Grid) writeData(kind Kind, flags uint8, data []byte, owned *[]Ref) Ref {
+	put := func(kind Kind, flags uint8, children []Ref, data []byte) Ref {
+		ref := g.write(kind, flags, children, data)
+		if owned != nil {
+			*owned = append(*owned, ref)
+		}
+		return ref
+	}
 	dataMax := g.cfg.DataMax()
 	if len(data) <= dataMax {
-		return g.write(kind, flags, nil, data)
+		return put(kind, flags, nil, data)
 	}
 	refs := make([]Ref, 0, (len(data)+dataMax-1)/dataMax)
 	for off := 0; off < len(data); off += dataMax {
-		refs = append(refs, g.write(KindChunk, 0, nil, data[off:min(off+dataMax, len(data))]))
+		refs = append(refs, put(KindChunk, 0, nil, data[off:min(off+dataMax, len(data))]))
 	}
 	childrenMax := g.cfg.ChildrenMax()
 	for len(refs) > childrenMax {
 		next := make([]Ref, 0, (len(refs)+childrenMax-1)/childrenMax)
 		for off := 0; off < len(refs); off += childrenMax {
-			next = append(next, g.write(KindData, flagInterior, refs[off:min(off+childrenMax, len(refs))], nil))
+			next = append(next, put(KindData, flagInterior, refs[off:min(off+childrenMax, len(refs))], nil))
 		}
 		refs = next
 	}
-	return g.write(kind, flags|flagInterior, refs, nil)
+	return put(kind, flags|flagInterior, refs, nil)
+}
+
+// Collect lists every block of the tree at root (root first), reading its
+// interior blocks, and calls done.
+func (g *Grid) Collect(root Ref, done func([]Ref, error)) {
+	var refs []Ref
+	w := g.NewWalk(func(ref Ref) bool { refs = append(refs, ref); return true }, g.Read, func(err error) { done(refs, err) })
+	w.Add(root)
+	w.Start()
 }
 
 // ReleaseTree releases root and every block under it. It reads the
@@ -141,7 +164,7 @@ func (g *Grid) WriteNode(kind Kind, children []Ref, data []byte, compress bool) 
 	if len(children)+1 > g.cfg.ChildrenMax() {
 		panic("grid: too many children for one node")
 	}
-	spill := g.writeData(KindData, 0, data)
+	spill := g.writeData(KindData, 0, data, nil)
 	all := make([]Ref, 0, len(children)+1)
 	all = append(append(all, spill), children...)
 	return g.write(kind, flags|flagSpilled, all, nil)
@@ -255,4 +278,39 @@ func (g *Grid) Rebuild(roots []Ref, done func(error)) {
 		w.Add(r)
 	}
 	w.Start()
+}
+
+// Blob keeps one piece of state as a data tree that is rewritten whole at
+// each checkpoint: it remembers the blocks of the current tree so that the
+// next Write releases them. For small state; large state is written
+// incrementally by its owner.
+type Blob struct {
+	owned []Ref
+}
+
+// Write replaces the blob's tree with data and returns its root.
+func (b *Blob) Write(g *Grid, kind Kind, data []byte, compress bool) Ref {
+	for _, ref := range b.owned {
+		g.Release(ref)
+	}
+	b.owned = b.owned[:0]
+	return g.WriteDataOwned(kind, data, compress, &b.owned)
+}
+
+// Open reads the tree at root, remembers its blocks, and calls done with
+// the data. A zero root is empty data.
+func (b *Blob) Open(g *Grid, root Ref, done func([]byte, error)) {
+	b.owned = b.owned[:0]
+	if root.IsZero() {
+		done(nil, nil)
+		return
+	}
+	g.Collect(root, func(refs []Ref, err error) {
+		if err != nil {
+			done(nil, err)
+			return
+		}
+		b.owned = append(b.owned, refs...)
+		g.ReadData(root, done)
+	})
 }

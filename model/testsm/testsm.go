@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 
+	"tigerchat/model/grid"
 	"tigerchat/model/vsr"
 )
 
@@ -30,6 +31,7 @@ type log struct {
 // Machine implements vsr.StateMachine.
 type Machine struct {
 	logs [KeysMax]log
+	blob grid.Blob
 }
 
 // LogDigest folds one value into a log's digest; the checker uses the same
@@ -103,25 +105,32 @@ func (m *Machine) Read(operation uint8, body []byte, done func(reply []byte)) {
 	done(m.Apply(0, 0, 0, operation, body, nil))
 }
 
-// Snapshot appends every log's length and digest.
-func (m *Machine) Snapshot(buf []byte) []byte {
+// Checkpoint writes every log's length and digest as one blob.
+func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
+	buf := make([]byte, 0, KeysMax*16)
 	for i := range m.logs {
 		buf = binary.LittleEndian.AppendUint64(buf, m.logs[i].Length)
 		buf = binary.LittleEndian.AppendUint64(buf, m.logs[i].Digest)
 	}
-	return buf
+	return m.blob.Write(g, grid.KindData, buf, false)
 }
 
-// Restore replaces the state with a snapshot.
-func (m *Machine) Restore(b []byte) error {
-	if len(b) != KeysMax*16 {
-		return fmt.Errorf("testsm: snapshot of %d bytes, want %d", len(b), KeysMax*16)
-	}
-	for i := range m.logs {
-		m.logs[i].Length = binary.LittleEndian.Uint64(b[i*16:])
-		m.logs[i].Digest = binary.LittleEndian.Uint64(b[i*16+8:])
-	}
-	return nil
+// Open replaces the state with a checkpoint's.
+func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
+	m.blob.Open(g, root, func(b []byte, err error) {
+		if err == nil && len(b) != KeysMax*16 {
+			err = fmt.Errorf("testsm: checkpoint of %d bytes, want %d", len(b), KeysMax*16)
+		}
+		if err != nil {
+			done(err)
+			return
+		}
+		for i := range m.logs {
+			m.logs[i].Length = binary.LittleEndian.Uint64(b[i*16:])
+			m.logs[i].Digest = binary.LittleEndian.Uint64(b[i*16+8:])
+		}
+		done(nil)
+	})
 }
 
 // Log returns key's length and digest, for checkers.

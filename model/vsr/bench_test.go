@@ -189,10 +189,10 @@ func BenchmarkCommitPath(b *testing.B) {
 	var replicas []*Replica
 	for i := 0; i < 3; i++ {
 		cfg := DefaultConfig(9, 3, i)
-		cfg.SlotCount, cfg.CheckpointInterval, cfg.MessageSizeMax, cfg.SnapshotSizeMax = 256, 64, 64<<10, 64<<10
+		cfg.SlotCount, cfg.CheckpointInterval, cfg.MessageSizeMax, cfg.GridBlocksMax = 256, 64, 64<<10, 256
 		disk := &benchDisk{pool: pool, data: make([]byte, NewLayout(&cfg).SizeBytes)}
 		net := &benchNet{pool: pool, from: model.Address(i)}
-		r, err := New(cfg, Env{Clock: s.Clock(0, 0), Net: net, Disk: disk, PRNG: prng.New(uint64(i))}, nopMachine{}, Hooks{})
+		r, err := New(cfg, Env{Clock: s.Clock(0, 0), Net: net, Disk: disk, PRNG: prng.New(uint64(i))}, &nopMachine{}, Hooks{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -257,7 +257,7 @@ func BenchmarkWALAppend(b *testing.B) {
 	pool := newBenchPool(s)
 	cfg := SimConfig(7, 3, 1)
 	disk := &benchDisk{pool: pool, data: make([]byte, NewLayout(&cfg).SizeBytes)}
-	r, err := New(cfg, Env{Clock: s.Clock(0, 0), Net: &nullNet{}, Disk: disk, PRNG: prng.New(1)}, nopMachine{}, Hooks{})
+	r, err := New(cfg, Env{Clock: s.Clock(0, 0), Net: &nullNet{}, Disk: disk, PRNG: prng.New(1)}, &nopMachine{}, Hooks{})
 	if err != nil {
 		b.Fatal(err)
 	}

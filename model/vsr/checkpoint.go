@@ -1,34 +1,46 @@
 package vsr
 
 import (
-	"errors"
+	"encoding/binary"
+	"fmt"
 
+	"tigerchat/model/grid"
 	"tigerchat/model/wire"
 )
 
-// snapshot serialises the replicated state: client sessions, then the state
-// machine.
-// The result is valid until the next snapshot.
-func (r *Replica) snapshot() []byte {
-	r.snapshotBuf = r.sm.Snapshot(r.sessions.encode(r.snapshotBuf[:0]))
-	return r.snapshotBuf
-}
+// A checkpoint is a grid tree (docs/storage.md): a root block whose
+// children are the client table (a data tree, rewritten whole) and the
+// state machine's tree (written incrementally by StateMachine.Checkpoint).
+// Its blocks are written, then fsynced, then the superblock names the root;
+// only then do the blocks the previous checkpoint alone referenced return
+// to the free set.
 
-func (r *Replica) restoreSnapshot(b []byte) error {
-	s := newSessions(r.cfg.ClientsMax, r.cfg.ReplySizeMax)
-	rest, err := s.decode(b)
-	if err != nil {
-		return err
-	}
-	if err := r.sm.Restore(rest); err != nil {
-		return err
-	}
-	r.sessions = s
-	r.smValid = true
-	return nil
-}
+const (
+	rootChildSessions = 0
+	rootChildMachine  = 1
+	rootChildren      = 2
+	rootDataSize      = 8 + 16 // checkpoint op and its prepare checksum
+)
 
-var errSnapshotTooLarge = errors.New("vsr: snapshot exceeds SnapshotSizeMax")
+// writeCheckpointTree writes the state after op as a new tree, releasing
+// the blocks of the previous tree that it replaces, and returns its root.
+func (r *Replica) writeCheckpointTree(op uint64, checksum wire.Checksum) grid.Ref {
+	for _, ref := range r.sessionsOwned {
+		r.grid.Release(ref)
+	}
+	r.grid.Release(r.rootOwned)
+	r.sessionsOwned = r.sessionsOwned[:0]
+	r.sessionsBuf = r.sessions.encode(r.sessionsBuf[:0])
+	sessions := r.grid.WriteDataOwned(grid.KindSessions, r.sessionsBuf, false, &r.sessionsOwned)
+	machine := r.sm.Checkpoint(r.grid)
+	var data [rootDataSize]byte
+	binary.LittleEndian.PutUint64(data[:], op)
+	copy(data[8:], checksum[:])
+	children := [rootChildren]grid.Ref{rootChildSessions: sessions, rootChildMachine: machine}
+	root := r.grid.WriteNode(grid.KindRoot, children[:], data[:], false)
+	r.rootOwned = root
+	return root
+}
 
 // checkpoint persists the state after op commitMin so that the WAL slots of
 // ops up to it may be reused.
@@ -38,72 +50,43 @@ func (r *Replica) checkpoint() {
 	if !ok {
 		panic("vsr: checkpoint of an op whose checksum is unknown")
 	}
-	snap := r.snapshot()
-	if len(snap) > r.cfg.SnapshotSizeMax {
-		panic(errSnapshotTooLarge)
+	if r.checkpointing {
+		panic("vsr: checkpoint while another is being written")
 	}
-	r.writeCheckpoint(op, checksum, snap)
+	r.checkpointing = true
+	root := r.writeCheckpointTree(op, checksum)
+	c := &r.checkpointWrite
+	c.op, c.checksum, c.root = op, checksum, root
+	if r.cfg.Mutation == MutationSuperblockBeforeBlocks {
+		c.onFlushed() // the superblock flips while the blocks are still in flight
+		return
+	}
+	r.grid.Flush(c.flushed)
 }
 
 // checkpointWrite is the checkpoint being written, with its completions
-// bound once, so that a checkpoint allocates nothing in steady state.
+// bound once.
 type checkpointWrite struct {
 	r         *Replica
 	op        uint64
 	checksum  wire.Checksum
-	area      uint8
-	snapshot  []byte // in one of r.checkpointBufs, padded to a sector multiple
-	io        syncedWrite
+	root      grid.Ref
+	flushed   func()
 	persisted func()
 }
 
 func (c *checkpointWrite) init(r *Replica) {
 	c.r = r
-	c.io.init(r, "checkpoint", c.onSynced)
+	c.flushed = c.onFlushed
 	c.persisted = c.onPersisted
 }
 
-// writeCheckpoint writes snap to the inactive snapshot area, syncs, then
-// points the superblock at it. Until that is durable the old checkpoint
-// stays in force. snap is copied; the caller may reuse it.
-func (r *Replica) writeCheckpoint(op uint64, checksum wire.Checksum, snap []byte) {
-	if r.checkpointing {
-		panic("vsr: checkpoint while another is being written")
-	}
-	r.checkpointing = true
-	buf := r.checkpointBuffer(sectorRound(len(snap) + 1))
-	copy(buf, snap)
-	clear(buf[len(snap):])
-	c := &r.checkpointWrite
-	c.op, c.checksum, c.snapshot = op, checksum, buf[:len(snap)]
-	c.area = 1 - r.superblock.durableArea()
-	c.io.expect(1)
-	r.env.Disk.Write(r.layout.SnapshotOffset[c.area], buf, c.io.written)
-}
-
-// checkpointBuffer returns a buffer of size bytes that the durable
-// checkpoint (served to lagging peers) does not use.
-func (r *Replica) checkpointBuffer(size int) []byte {
-	i := 0
-	if live := r.checkpointSnapshot; cap(live) > 0 && cap(r.checkpointBufs[0]) > 0 && &live[:1][0] == &r.checkpointBufs[0][:1][0] {
-		i = 1
-	}
-	if cap(r.checkpointBufs[i]) < size {
-		r.checkpointBufs[i] = make([]byte, size)
-	}
-	r.checkpointBufs[i] = r.checkpointBufs[i][:size]
-	return r.checkpointBufs[i]
-}
-
-func (c *checkpointWrite) onSynced() {
-	r := c.r
-	st := r.superblockNow()
+func (c *checkpointWrite) onFlushed() {
+	st := c.r.superblockNow()
 	st.CheckpointOp = c.op
 	st.CheckpointChecksum = c.checksum
-	st.SnapshotArea = c.area
-	st.SnapshotSize = uint32(len(c.snapshot))
-	st.SnapshotChecksum = wire.ChecksumOf(c.snapshot)
-	r.superblock.persist(st, c.persisted)
+	st.Root = c.root
+	c.r.superblock.persist(st, c.persisted)
 }
 
 func (c *checkpointWrite) onPersisted() {
@@ -111,11 +94,72 @@ func (c *checkpointWrite) onPersisted() {
 	if !r.checkpointing {
 		panic("vsr: checkpoint persisted without a checkpoint being written")
 	}
+	if r.superblock.durable.Root != c.root || r.superblock.durable.CheckpointOp != c.op {
+		panic("vsr: checkpoint persisted but the durable superblock names another root")
+	}
 	r.checkpointing = false
 	r.checkpointOp = c.op
 	r.checkpointChecksum = c.checksum
-	r.checkpointSnapshot = c.snapshot
+	r.checkpointRoot = c.root
+	r.grid.CheckpointDurable()
 	r.event("checkpoint")
 }
 
-func (w *superblockWriter) durableArea() uint8 { return w.latest.SnapshotArea }
+// openState loads the client table and the state machine from the tree at
+// root, after rebuilding the free set from it, and calls done.
+func (r *Replica) openState(root grid.Ref, done func(error)) {
+	r.grid.Rebuild([]grid.Ref{root}, func(err error) {
+		if err != nil {
+			done(fmt.Errorf("vsr: checkpoint tree: %w", err))
+			return
+		}
+		r.grid.ReadNode(root, func(children []grid.Ref, data []byte, err error) {
+			if err == nil && (len(children) != rootChildren || len(data) != rootDataSize) {
+				err = fmt.Errorf("vsr: checkpoint root holds %d children and %d bytes", len(children), len(data))
+			}
+			if err != nil {
+				done(err)
+				return
+			}
+			r.openSessions(children[rootChildSessions], func(err error) {
+				if err != nil {
+					done(err)
+					return
+				}
+				r.sm.Open(r.grid, children[rootChildMachine], func(err error) {
+					if err == nil {
+						r.rootOwned = root
+					}
+					done(err)
+				})
+			})
+		})
+	})
+}
+
+func (r *Replica) openSessions(ref grid.Ref, done func(error)) {
+	r.grid.Collect(ref, func(owned []grid.Ref, err error) {
+		if err != nil {
+			done(err)
+			return
+		}
+		r.grid.ReadData(ref, func(b []byte, err error) {
+			if err != nil {
+				done(err)
+				return
+			}
+			s := newSessions(r.cfg.ClientsMax, r.cfg.ReplySizeMax)
+			rest, err := s.decode(b)
+			if err == nil && len(rest) != 0 {
+				err = fmt.Errorf("vsr: %d bytes after the client table", len(rest))
+			}
+			if err != nil {
+				done(err)
+				return
+			}
+			r.sessions = s
+			r.sessionsOwned = append(r.sessionsOwned[:0], owned...)
+			done(nil)
+		})
+	})
+}

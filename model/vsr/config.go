@@ -7,6 +7,8 @@ package vsr
 import (
 	"fmt"
 
+	"tigerchat/model/grid"
+
 	"tigerchat/model"
 	"tigerchat/model/wire"
 )
@@ -27,7 +29,9 @@ type Config struct {
 	RequestQueueMax    int    // client requests waiting for a pipeline slot
 	BatchMax           int    // client requests packed into one prepare
 	MessageSizeMax     int    // bytes, header included; bounds prepares and WAL slots
-	SnapshotSizeMax    int    // bytes of a state machine checkpoint
+	BlockSize          int    // bytes per grid block slot (docs/storage.md)
+	GridBlocksMax      uint64 // grid block slots: the data file's capacity for state and history
+	CacheSizeBytes     int    // bytes of grid blocks kept in memory
 	ClientsMax         int    // client sessions kept; the oldest is evicted
 	ReplySizeMax       int    // bytes of a stored reply per session
 	ViewHeadersMax     int    // log suffix carried by view change messages
@@ -51,15 +55,26 @@ const (
 	MutationCommitWithoutQuorum
 	MutationViewChangeShortestLog
 	MutationReadWithoutRound
+	MutationSuperblockBeforeBlocks
+	MutationSkipBlockChecksum
+	MutationFreeSetEarlyReuse
 )
 
-var mutationNames = []string{"", "ack-before-fsync", "commit-without-quorum", "view-change-shortest-log", "read-without-round"}
+var mutationNames = []string{"", "ack-before-fsync", "commit-without-quorum", "view-change-shortest-log", "read-without-round",
+	"superblock-before-blocks", "skip-block-checksum", "free-set-early-reuse"}
 
 // replicaCountMax bounds Config.ReplicaCount.
 const replicaCountMax = 6
 
 // Mutations lists the names accepted by ParseMutation (without "none").
 func Mutations() []string { return append([]string(nil), mutationNames[1:]...) }
+
+// ProtocolMutations are the mutations of the replication protocol itself;
+// the rest break the grid, which only a subject with a large state (chat)
+// exercises enough to catch.
+func ProtocolMutations() []string {
+	return append([]string(nil), mutationNames[1:MutationSuperblockBeforeBlocks]...)
+}
 
 // ParseMutation maps a name to a mutation; "" and "none" mean none.
 func ParseMutation(name string) (Mutation, error) {
@@ -93,7 +108,9 @@ func DefaultConfig(cluster uint64, n, replica int) Config {
 		RequestQueueMax:        1024,
 		BatchMax:               512,
 		MessageSizeMax:         1 << 20,
-		SnapshotSizeMax:        16 << 20,
+		BlockSize:              64 << 10,
+		GridBlocksMax:          1 << 16, // 4 GiB of blocks (sparse until written)
+		CacheSizeBytes:         64 << 20,
 		ClientsMax:             1024,
 		ReplySizeMax:           512,
 		ViewHeadersMax:         64,
@@ -115,7 +132,9 @@ func SimConfig(cluster uint64, n, replica int) Config {
 	c.RequestQueueMax = 64
 	c.BatchMax = 8
 	c.MessageSizeMax = 16 << 10
-	c.SnapshotSizeMax = 64 << 10
+	c.BlockSize = 8 << 10
+	c.GridBlocksMax = 2048
+	c.CacheSizeBytes = 64 << 10 // far below the data: reads go to the disk
 	c.ClientsMax = 16
 	c.ReplySizeMax = 64
 	c.ViewHeadersMax = 48
@@ -139,8 +158,26 @@ func (c *Config) PrimaryIndex(view uint32) int {
 	return int((uint64(view) + uint64(c.ShardOffset)) % uint64(c.ReplicaCount))
 }
 
+// GridConfig places the grid after the WAL (see Layout).
+func (c *Config) GridConfig() grid.Config {
+	l := NewLayout(c)
+	return grid.Config{
+		Offset:       l.GridOffset,
+		BlockSize:    c.BlockSize,
+		BlocksMax:    c.GridBlocksMax,
+		CacheBytes:   c.CacheSizeBytes,
+		ReleaseEarly: c.Mutation == MutationFreeSetEarlyReuse,
+		SkipChecksum: c.Mutation == MutationSkipBlockChecksum,
+	}
+}
+
 // Validate checks bounds and the relationships between them.
 func (c *Config) Validate() error {
+	if c.MessageSizeMax >= model.SectorSize { // else the check below reports it
+		if gc := c.GridConfig(); gc.Validate() != nil {
+			return gc.Validate()
+		}
+	}
 	switch {
 	case c.ReplicaCount < 1 || c.ReplicaCount > replicaCountMax:
 		return fmt.Errorf("replica count %d outside [1, 6]", c.ReplicaCount)
@@ -158,8 +195,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("request queue %d and batch %d must be positive", c.RequestQueueMax, c.BatchMax)
 	case c.MessageSizeMax < model.SectorSize || c.MessageSizeMax > model.MessageSizeMax || c.MessageSizeMax%model.SectorSize != 0:
 		return fmt.Errorf("message size max %d must be a sector multiple in [%d, %d]", c.MessageSizeMax, model.SectorSize, model.MessageSizeMax)
-	case c.SnapshotSizeMax < model.SectorSize || c.SnapshotSizeMax%model.SectorSize != 0:
-		return fmt.Errorf("snapshot size max %d must be a positive sector multiple", c.SnapshotSizeMax)
+	case c.BlockSize+wire.HeaderSize > c.MessageSizeMax:
+		return fmt.Errorf("block size %d must fit a message (message size max %d)", c.BlockSize, c.MessageSizeMax)
 	case c.ClientsMax < 1 || c.ReplySizeMax < 0:
 		return fmt.Errorf("clients max %d and reply size max %d out of range", c.ClientsMax, c.ReplySizeMax)
 	case c.ViewHeadersMax < c.PipelineMax*2 || c.ViewHeadersMax > superblockViewHeadersMax:

@@ -4,24 +4,25 @@ import (
 	"encoding/binary"
 
 	"tigerchat/model"
+	"tigerchat/model/grid"
 	"tigerchat/model/wire"
 )
 
 // On-disk layout of one replica, in this order, every zone sector aligned:
 //
 //	superblock   superblockCopies sectors, one full copy each
-//	snapshots    two areas of SnapshotSizeMax (the superblock says which is live)
 //	wal headers  one sector per slot: a redundant copy of the prepare's header
 //	wal prepares MessageSizeMax per slot: header + body
+//	grid         GridBlocksMax blocks of BlockSize (docs/storage.md)
 //
 // The redundant header lets recovery tell "this slot was never written"
 // (nackable) from "this slot was written and then rotted" (must be repaired,
 // never denied): Protocol-Aware Recovery needs exactly that distinction.
 type Layout struct {
-	SnapshotOffset [2]uint64
 	HeadersOffset  uint64
 	PreparesOffset uint64
 	SlotSizeBytes  uint64
+	GridOffset     uint64
 	SizeBytes      uint64
 }
 
@@ -31,15 +32,13 @@ const superblockCopies = 4
 func NewLayout(c *Config) Layout {
 	var l Layout
 	offset := uint64(superblockCopies * model.SectorSize)
-	for i := 0; i < len(l.SnapshotOffset); i++ { // an array, not a map
-		l.SnapshotOffset[i] = offset
-		offset += uint64(c.SnapshotSizeMax)
-	}
 	l.HeadersOffset = offset
 	offset += uint64(c.SlotCount) * model.SectorSize
 	l.PreparesOffset = offset
 	l.SlotSizeBytes = uint64(c.MessageSizeMax)
 	offset += uint64(c.SlotCount) * l.SlotSizeBytes
+	l.GridOffset = offset
+	offset += c.GridBlocksMax * uint64(c.BlockSize)
 	l.SizeBytes = offset
 	return l
 }
@@ -133,13 +132,12 @@ type superblockState struct {
 	View         uint32
 	LogView      uint32
 	Commit       uint64 // commit known at write time; replay goes at least this far
-	// Checkpoint: the state after applying op CheckpointOp, stored in
-	// snapshot area SnapshotArea.
+	// Checkpoint: the state after applying op CheckpointOp, the grid tree
+	// at Root. A zero Root means the replica gave up its checkpoint for a
+	// state sync that has not completed: it must sync before it applies.
 	CheckpointOp       uint64
 	CheckpointChecksum wire.Checksum // prepare header checksum of CheckpointOp
-	SnapshotArea       uint8
-	SnapshotSize       uint32
-	SnapshotChecksum   wire.Checksum
+	Root               grid.Ref
 	// ViewHeaders: the log suffix as of LogView, so that a restart cannot
 	// resurrect entries the view change replaced.
 	ViewHeaders []ref
@@ -169,15 +167,13 @@ func (s *superblockState) encodeTo(buf []byte) []byte {
 	le.PutUint64(b[32:], s.Cluster)
 	b[40] = s.Replica
 	b[41] = s.ReplicaCount
-	b[42] = s.SnapshotArea
 	le.PutUint32(b[44:], s.View)
 	le.PutUint32(b[48:], s.LogView)
-	le.PutUint32(b[52:], s.SnapshotSize)
 	le.PutUint64(b[56:], s.Commit)
 	le.PutUint64(b[64:], s.CheckpointOp)
 	copy(b[72:88], s.CheckpointChecksum[:])
-	copy(b[88:104], s.SnapshotChecksum[:])
-	le.PutUint16(b[104:], uint16(len(s.ViewHeaders)))
+	s.Root.Encode(b[88:120])
+	le.PutUint16(b[120:], uint16(len(s.ViewHeaders)))
 	for i := range s.ViewHeaders {
 		s.ViewHeaders[i].encode(b[superblockFixedSize+i*refSize:])
 	}
@@ -199,18 +195,17 @@ func decodeSuperblock(b []byte) (superblockState, bool) {
 	s.Cluster = le.Uint64(b[32:])
 	s.Replica = b[40]
 	s.ReplicaCount = b[41]
-	s.SnapshotArea = b[42]
 	s.View = le.Uint32(b[44:])
 	s.LogView = le.Uint32(b[48:])
-	s.SnapshotSize = le.Uint32(b[52:])
 	s.Commit = le.Uint64(b[56:])
 	s.CheckpointOp = le.Uint64(b[64:])
 	copy(s.CheckpointChecksum[:], b[72:88])
-	copy(s.SnapshotChecksum[:], b[88:104])
-	n := int(le.Uint16(b[104:]))
-	if n > superblockViewHeadersMax || s.SnapshotArea > 1 || s.LogView > s.View {
+	root, ok := grid.DecodeRef(b[88:120])
+	n := int(le.Uint16(b[120:]))
+	if !ok || n > superblockViewHeadersMax || s.LogView > s.View {
 		return s, false
 	}
+	s.Root = root
 	s.ViewHeaders = make([]ref, n)
 	for i := range s.ViewHeaders {
 		r, ok := decodeRef(b[superblockFixedSize+i*refSize:])

@@ -7,24 +7,20 @@ import (
 	"tigerchat/model/wire"
 )
 
-// Format writes a fresh replica's superblock and initial checkpoint, then
-// opens it. Only for an empty disk: formatting erases the replica's history.
+// Format writes a fresh replica's first checkpoint (the empty state) and
+// superblock, then opens it. Only for an empty disk: formatting erases the
+// replica's history.
 func (r *Replica) Format() {
-	snap := append([]byte(nil), r.snapshot()...)
-	buf := make([]byte, sectorRound(len(snap)+1))
-	copy(buf, snap)
-	r.env.Disk.Write(r.layout.SnapshotOffset[0], buf, func() {
-		r.syncer.after(func() {
-			st := superblockState{
-				Cluster:            r.cfg.Cluster,
-				Replica:            uint8(r.cfg.Replica),
-				ReplicaCount:       uint8(r.cfg.ReplicaCount),
-				CheckpointChecksum: RootChecksum(r.cfg.Cluster),
-				SnapshotSize:       uint32(len(snap)),
-				SnapshotChecksum:   wire.ChecksumOf(snap),
-			}
-			r.superblock.persist(st, r.Open)
-		})
+	root := r.writeCheckpointTree(0, RootChecksum(r.cfg.Cluster))
+	r.grid.Flush(func() {
+		st := superblockState{
+			Cluster:            r.cfg.Cluster,
+			Replica:            uint8(r.cfg.Replica),
+			ReplicaCount:       uint8(r.cfg.ReplicaCount),
+			CheckpointChecksum: RootChecksum(r.cfg.Cluster),
+			Root:               root,
+		}
+		r.superblock.persist(st, r.Open)
 	})
 }
 
@@ -97,17 +93,14 @@ func (r *Replica) openSuperblock(rec *recovery) {
 			r.openLog(rec)
 		}
 	}
-	snap := make([]byte, sectorRound(int(best.SnapshotSize)+1))
-	r.env.Disk.Read(r.layout.SnapshotOffset[best.SnapshotArea], snap, func() {
-		body := snap[:best.SnapshotSize]
-		if wire.ChecksumOf(body) == best.SnapshotChecksum && r.restoreSnapshot(body) == nil {
-			r.checkpointSnapshot = append([]byte(nil), body...)
-		} else {
-			r.smValid = false
-			r.event("snapshot_corrupt")
-		}
+	r.checkpointRoot = best.Root
+	if best.Root.IsZero() {
+		r.smValid = false // a state sync was under way: start it again
+		r.event("checkpoint_absent")
 		done()
-	})
+	} else {
+		r.openState(best.Root, r.onStateOpened(done))
+	}
 	for slot := 0; slot < slots; slot++ {
 		slot := slot
 		rec.headers[slot] = make([]byte, model.SectorSize)
@@ -117,6 +110,17 @@ func (r *Replica) openSuperblock(rec *recovery) {
 			rec.prepares[slot] = first
 			r.readPrepareRest(rec, slot, done)
 		})
+	}
+}
+
+// onStateOpened records whether the checkpoint opened, then calls done.
+func (r *Replica) onStateOpened(done func()) func(error) {
+	return func(err error) {
+		r.smValid = err == nil
+		if err != nil {
+			r.event("checkpoint_corrupt") // state sync will replace it
+		}
+		done()
 	}
 }
 

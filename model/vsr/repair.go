@@ -2,6 +2,8 @@ package vsr
 
 import (
 	"fmt"
+
+	"tigerchat/model/grid"
 	"tigerchat/model/wire"
 )
 
@@ -221,19 +223,13 @@ func (r *Replica) noteSyncTarget(op uint64) {
 }
 
 func (r *Replica) requestSync() {
-	if r.cfg.ReplicaCount == 1 {
-		return
+	if r.cfg.ReplicaCount == 1 || r.blockSync != nil {
+		return // a sync walk under way asks for its blocks itself
 	}
 	h := r.header(wire.CommandRequestSync)
 	h.Op = r.commitMin
 	if !r.smValid {
 		h.Op = 0
-	}
-	if a := &r.syncAssembly; a.buf != nil {
-		// Continue the checkpoint being assembled from where it stopped.
-		h.Checkpoint = a.op
-		h.Parent = a.snapshotChecksum
-		h.Request = uint64(len(a.buf))
 	}
 	to := r.syncFrom
 	if to < 0 {
@@ -246,106 +242,197 @@ func (r *Replica) requestSync() {
 	r.event("request_sync")
 }
 
-// syncChunkMax is how many snapshot bytes one sync message carries.
-func (r *Replica) syncChunkMax() int { return r.cfg.MessageSizeMax - wire.HeaderSize }
-
-// onRequestSync serves the durable checkpoint in chunks: a checkpoint larger
-// than one message is fetched chunk by chunk, each chunk naming the whole
-// snapshot's checksum so the receiver never mixes two checkpoints.
+// onRequestSync names our durable checkpoint: its op, prepare checksum and
+// grid root. The requester then fetches the blocks it lacks.
 func (r *Replica) onRequestSync(h *wire.Header) {
-	if r.checkpointSnapshot == nil || r.checkpointOp <= h.Op || r.checkpointing {
+	if r.checkpointRoot.IsZero() || r.checkpointOp <= h.Op || !r.smValid {
 		return
-	}
-	snapshotChecksum := wire.ChecksumOf(r.checkpointSnapshot)
-	offset := h.Request
-	if h.Checkpoint != r.checkpointOp || h.Parent != snapshotChecksum || offset > uint64(len(r.checkpointSnapshot)) {
-		offset = 0 // the requester assembles another checkpoint: start over on ours
-	}
-	end := offset + uint64(r.syncChunkMax())
-	if end > uint64(len(r.checkpointSnapshot)) {
-		end = uint64(len(r.checkpointSnapshot))
 	}
 	reply := r.header(wire.CommandSync)
 	reply.Op = r.checkpointOp
+	reply.Checkpoint = r.checkpointOp
 	reply.Context = r.checkpointChecksum
-	reply.Parent = snapshotChecksum
-	reply.Request = offset
-	reply.Client = uint64(len(r.checkpointSnapshot))
-	r.send(int(h.Replica), wire.Message(reply, r.checkpointSnapshot[offset:end]))
+	var body [grid.RefSize]byte
+	r.checkpointRoot.Encode(body[:])
+	r.send(int(h.Replica), wire.Message(reply, body[:]))
 }
 
-// syncAssembly collects the chunks of one peer checkpoint.
-type syncAssembly struct {
-	op               uint64
-	checksum         wire.Checksum // prepare checksum of op
-	snapshotChecksum wire.Checksum
-	size             uint64
-	buf              []byte // nil when nothing is being assembled
+// blockSync is a state sync under way: a walk of a peer's checkpoint tree
+// that fetches, by (address, checksum), every block this replica does not
+// already hold, so that its cost grows with the difference.
+type blockSync struct {
+	op       uint64
+	checksum wire.Checksum // prepare checksum of op
+	root     grid.Ref
+	queue    []grid.Ref
+	inflight int
+	pumping  bool
+	flushing bool
+	fetched  uint64
+	skipped  uint64
 }
 
-// onSync assembles a peer's checkpoint and installs it once whole, when it
-// is ahead of what we applied.
-func (r *Replica) onSync(h *wire.Header, chunk []byte) {
+// syncInflightMax bounds the blocks a sync reads or fetches at once.
+const syncInflightMax = 16
+
+// onSync starts a block sync to a peer's checkpoint when it is ahead of
+// what we applied (and of any sync under way).
+func (r *Replica) onSync(h *wire.Header, body []byte) {
 	if h.Op != h.Checkpoint || (r.smValid && h.Op <= r.commitMin) || r.checkpointing {
 		return
 	}
 	if !r.smValid && h.Op < r.checkpointOp {
 		return
 	}
-	body, complete := r.assembleSync(h, chunk)
-	if !complete {
-		if body != nil && r.syncFrom < 0 {
-			r.syncFrom = int(h.Replica)
-		}
-		r.requestSync() // the next chunk, at once
+	if r.blockSync != nil && h.Op <= r.blockSync.op {
 		return
 	}
-	r.syncFrom = -1
-	if err := r.restoreSnapshot(body); err != nil {
+	root, ok := grid.DecodeRef(body)
+	if !ok || root.Kind != grid.KindRoot || len(body) != grid.RefSize {
 		r.Stats.DroppedMalformed++
 		return
 	}
-	if h.Op > r.checkpointOp {
-		r.setExpected(h.Op, h.Context, wire.Checksum{}, 0)
-	}
-	r.commitMin = h.Op
-	r.commitMinChecksum = h.Context
-	r.noteCommit(h.Op, h.Op)
-	if r.op < h.Op {
-		r.op = h.Op
-	}
-	r.writeCheckpoint(h.Op, h.Context, append([]byte(nil), body...))
-	if r.hooks.StateSync != nil {
-		r.hooks.StateSync(h.Op)
-	}
-	r.event("state_sync")
+	// The walk overwrites blocks of our own checkpoint: from here on our
+	// state is only what the sync installs, and the superblock says so
+	// (a zero root) before the first block is overwritten.
+	r.smValid = false
+	r.dropReads()
+	r.grid.Reset()
+	s := &blockSync{op: h.Op, checksum: h.Context, root: root, queue: []grid.Ref{root}}
+	r.blockSync = s
+	r.syncFrom = -1
+	r.event("sync_start")
+	st := r.superblockNow()
+	st.Root = grid.Ref{}
+	r.checkpointRoot = grid.Ref{}
+	r.superblock.persist(st, func() { r.pumpSync(s) })
 }
 
-// assembleSync adds a chunk; it returns the whole snapshot once complete and
-// verified, or (partial, false) while chunks are missing, or (nil, false)
-// for a chunk that fits nothing (dropped).
-func (r *Replica) assembleSync(h *wire.Header, chunk []byte) ([]byte, bool) {
-	a := &r.syncAssembly
-	size := h.Client
-	if size == 0 || size > uint64(r.cfg.SnapshotSizeMax) || h.Request+uint64(len(chunk)) > size {
+func (r *Replica) pumpSync(s *blockSync) {
+	if r.blockSync != s || s.pumping {
+		return
+	}
+	s.pumping = true
+	for len(s.queue) > 0 && s.inflight < syncInflightMax && r.blockSync == s {
+		ref := s.queue[len(s.queue)-1]
+		s.queue = s.queue[:len(s.queue)-1]
+		s.inflight++
+		r.grid.ReadLocal(ref, func(_ grid.Block, err error) { r.onSyncLocal(s, ref, err) })
+	}
+	s.pumping = false
+	if r.blockSync == s && len(s.queue) == 0 && s.inflight == 0 && !s.flushing {
+		s.flushing = true
+		r.grid.Flush(func() { r.installSync(s) })
+	}
+}
+
+// onSyncLocal: a block we already hold (same address, same checksum) heads
+// a subtree identical to the peer's; anything else is fetched.
+func (r *Replica) onSyncLocal(s *blockSync, ref grid.Ref, err error) {
+	if r.blockSync != s {
+		return
+	}
+	if err == nil {
+		s.inflight--
+		s.skipped++
+		r.pumpSync(s)
+		return
+	}
+	r.grid.Fetch(ref, func(b grid.Block, err error) {
+		if r.blockSync != s {
+			return
+		}
+		s.inflight--
+		if err != nil {
+			r.blockSync = nil
+			r.event("sync_abandoned") // the peers moved on; ask again
+			return
+		}
+		s.fetched++
+		for i := b.Children() - 1; i >= 0; i-- {
+			s.queue = append(s.queue, b.Child(i))
+		}
+		r.pumpSync(s)
+	})
+}
+
+// installSync opens the synced tree as our state and makes it our durable
+// checkpoint.
+func (r *Replica) installSync(s *blockSync) {
+	if r.blockSync != s {
+		return
+	}
+	r.openState(s.root, func(err error) {
+		if r.blockSync != s {
+			return
+		}
+		r.blockSync = nil
+		if err != nil {
+			r.event("sync_abandoned")
+			return
+		}
+		r.smValid = true
+		if s.op > r.checkpointOp {
+			r.setExpected(s.op, s.checksum, wire.Checksum{}, 0)
+		}
+		r.commitMin = s.op
+		r.commitMinChecksum = s.checksum
+		r.noteCommit(s.op, s.op)
+		if r.op < s.op {
+			r.op = s.op
+		}
+		r.checkpointing = true // nothing applies until the superblock names the new state
+		c := &r.checkpointWrite
+		c.op, c.checksum, c.root = s.op, s.checksum, s.root
+		c.onFlushed()
+		if r.hooks.StateSync != nil {
+			r.hooks.StateSync(s.op)
+		}
+		r.event("state_sync")
+	})
+}
+
+// requestBlocksMax bounds the references one request_blocks carries.
+const requestBlocksMax = 16
+
+// fetchBlock is the grid's Fetcher: ask the next peer for a block.
+func (r *Replica) fetchBlock(ref grid.Ref) {
+	if r.cfg.ReplicaCount == 1 {
+		return
+	}
+	r.blockPeer = (r.blockPeer + 1) % r.cfg.ReplicaCount
+	if r.blockPeer == r.cfg.Replica {
+		r.blockPeer = (r.blockPeer + 1) % r.cfg.ReplicaCount
+	}
+	h := r.header(wire.CommandRequestBlocks)
+	var body [grid.RefSize]byte
+	ref.Encode(body[:])
+	r.send(r.blockPeer, wire.Message(h, body[:]))
+}
+
+// onRequestBlocks serves the blocks a peer names, each only if our copy
+// verifies against the checksum it names.
+func (r *Replica) onRequestBlocks(h *wire.Header, body []byte) {
+	if len(body)%grid.RefSize != 0 || len(body)/grid.RefSize > requestBlocksMax {
 		r.Stats.DroppedMalformed++
-		return nil, false
+		return
 	}
-	if h.Request == 0 && (a.buf == nil || a.op != h.Op || a.snapshotChecksum != h.Parent) {
-		*a = syncAssembly{op: h.Op, checksum: h.Context, snapshotChecksum: h.Parent, size: size, buf: make([]byte, 0, size)}
+	to := int(h.Replica)
+	for off := 0; off < len(body); off += grid.RefSize {
+		ref, ok := grid.DecodeRef(body[off:])
+		if !ok || ref.IsZero() {
+			r.Stats.DroppedMalformed++
+			return
+		}
+		r.grid.Serve(ref, func(b []byte) {
+			reply := r.header(wire.CommandBlock)
+			r.send(to, wire.Message(reply, b))
+		})
 	}
-	if a.buf == nil || a.op != h.Op || a.snapshotChecksum != h.Parent || h.Request != uint64(len(a.buf)) {
-		return nil, false
+}
+
+func (r *Replica) onBlock(body []byte) {
+	if !r.grid.Delivered(body) {
+		r.event("block_unwanted")
 	}
-	a.buf = append(a.buf, chunk...)
-	if uint64(len(a.buf)) < a.size {
-		return a.buf, false
-	}
-	body := a.buf
-	*a = syncAssembly{}
-	if wire.ChecksumOf(body) != h.Parent {
-		r.Stats.DroppedMalformed++
-		return nil, false
-	}
-	return body, true
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"tigerchat/model"
+	"tigerchat/model/grid"
 	"tigerchat/model/prng"
 	"tigerchat/model/wire"
 )
@@ -116,16 +117,19 @@ type Replica struct {
 
 	checkpointOp       uint64
 	checkpointChecksum wire.Checksum
-	checkpointSnapshot []byte // the durable checkpoint, served to lagging peers
-	syncAssembly       syncAssembly
-	checkpointArea     uint8
+	checkpointRoot     grid.Ref // the durable checkpoint's tree, served to lagging peers
 	checkpointing      bool
-	smValid            bool // false until a snapshot was restored or synced
+	smValid            bool // false until a checkpoint was opened or synced
+
+	grid          *grid.Grid
+	rootOwned     grid.Ref   // the root block of the newest checkpoint tree
+	sessionsOwned []grid.Ref // the blocks of its client table
+	sessionsBuf   []byte     // the client table being encoded
+	blockSync     *blockSync // a state sync under way
+	blockPeer     int        // the peer asked for the last block
 
 	superblock      superblockWriter
 	checkpointWrite checkpointWrite
-	snapshotBuf     []byte    // the snapshot being taken
-	checkpointBufs  [2][]byte // sector-padded checkpoints; one may be checkpointSnapshot
 	syncer          syncer
 
 	// primary
@@ -212,6 +216,8 @@ func New(cfg Config, env Env, sm StateMachine, hooks Hooks) (*Replica, error) {
 	r.timeoutViewChange = model.NewTimeout("view_change", cfg.ViewChangeTimeoutTicks, cfg.ViewChangeTimeoutTicks/2, p)
 	r.timeoutRepair = model.NewTimeout("repair", cfg.RepairTicks, cfg.RepairTicks/2, p)
 	r.timeoutRetry = model.NewTimeout("prepare_retry", cfg.PrepareRetryTicks, 0, p)
+	r.grid = grid.New(cfg.GridConfig(), env.Disk, r.fetchBlock, cfg.RepairTicks, p)
+	r.grid.OnEvent = r.event
 	r.superblock.init(r)
 	r.checkpointWrite.init(r)
 	r.syncer.init(env.Disk)
@@ -391,6 +397,7 @@ func (r *Replica) abdicateIfDrained() {
 
 // Tick advances the replica's timeouts by one tick.
 func (r *Replica) Tick() {
+	r.grid.Tick() // recovery may be fetching blocks
 	if r.status == StatusRecovering {
 		return
 	}
@@ -464,8 +471,8 @@ func (r *Replica) OnMessage(from model.Address, msg []byte) {
 			return
 		}
 	}
-	if r.status == StatusRecovering {
-		r.Stats.DroppedStatus++
+	if r.status == StatusRecovering && h.Command != wire.CommandBlock && h.Command != wire.CommandRequestBlocks {
+		r.Stats.DroppedStatus++ // blocks flow: recovery may repair its checkpoint
 		return
 	}
 	r.event(recvEventNames[h.Command])
@@ -508,6 +515,10 @@ func (r *Replica) dispatch(from model.Address, h *wire.Header, body, msg []byte)
 		r.onRequestSync(h)
 	case wire.CommandSync:
 		r.onSync(h, body)
+	case wire.CommandRequestBlocks:
+		r.onRequestBlocks(h, body)
+	case wire.CommandBlock:
+		r.onBlock(body)
 	default:
 		r.Stats.DroppedMalformed++
 	}

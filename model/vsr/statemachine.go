@@ -1,5 +1,7 @@
 package vsr
 
+import "tigerchat/model/grid"
+
 // StateMachine is what a VSR group replicates. Every replica applies the same
 // committed operations in the same order, so every method must be
 // deterministic: no clock but the timestamp given, no randomness, no map
@@ -24,11 +26,15 @@ type StateMachine interface {
 	// later (after reading its disk). The reply reflects the state at the
 	// call. done's argument is valid only during the call.
 	Read(operation uint8, body []byte, done func(reply []byte))
-	// Snapshot appends the whole state to buf. Restore(Snapshot) must yield
-	// a state machine indistinguishable from this one.
-	Snapshot(buf []byte) []byte
-	// Restore replaces the state with a snapshot. It validates its input.
-	Restore(snapshot []byte) error
+	// Checkpoint writes to g the blocks of the state that changed since
+	// the last Checkpoint or Open, releases the blocks they replace, and
+	// returns the root of the state's tree. Every replica that checkpoints
+	// the same state after the same history writes the same blocks.
+	Checkpoint(g *grid.Grid) grid.Ref
+	// Open replaces the state with the tree at root (the zero Ref: the
+	// empty state), reading through g, and calls done. On error the state
+	// is unusable until the next Open.
+	Open(g *grid.Grid, root grid.Ref, done func(error))
 }
 
 // OperationRegister opens a client session. Operations below

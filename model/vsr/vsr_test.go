@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"tigerchat/model"
+	"tigerchat/model/grid"
 	"tigerchat/model/prng"
 	"tigerchat/model/sched"
 	"tigerchat/model/wire"
@@ -124,11 +125,11 @@ func TestBatchRoundTrip(t *testing.T) {
 
 func TestSuperblockRoundTripAndCorruption(t *testing.T) {
 	st := superblockState{Sequence: 9, Cluster: 7, Replica: 1, ReplicaCount: 3, View: 5, LogView: 4, Commit: 99,
-		CheckpointOp: 96, SnapshotArea: 1, SnapshotSize: 123,
+		CheckpointOp: 96, Root: grid.Ref{Address: 3, Size: 4096, Kind: grid.KindRoot, Checksum: wire.Checksum{1}},
 		ViewHeaders: []ref{{Op: 98, View: 4, Present: true}, {Op: 99, View: 4}}}
 	b := st.encode()
 	got, ok := decodeSuperblock(b)
-	if !ok || got.View != 5 || got.Commit != 99 || len(got.ViewHeaders) != 2 || !got.ViewHeaders[0].Present {
+	if !ok || got.View != 5 || got.Commit != 99 || len(got.ViewHeaders) != 2 || !got.ViewHeaders[0].Present || got.Root != st.Root {
 		t.Fatalf("round trip: %+v %v", got, ok)
 	}
 	for i := 0; i < len(b); i += 97 {
@@ -179,7 +180,7 @@ type nullNet struct{ sent int }
 
 func (n *nullNet) Send(to model.Address, msg []byte) { n.sent++ }
 
-type nopMachine struct{}
+type nopMachine struct{ blob grid.Blob }
 
 func (nopMachine) Prepare(uint8, []byte) error { return nil }
 func (nopMachine) Apply(op uint64, ts int64, client uint64, operation uint8, body, reply []byte) []byte {
@@ -187,14 +188,18 @@ func (nopMachine) Apply(op uint64, ts int64, client uint64, operation uint8, bod
 }
 func (nopMachine) ReadOnly(uint8) bool                       { return false }
 func (nopMachine) Read(_ uint8, _ []byte, done func([]byte)) { done(nil) }
-func (nopMachine) Snapshot(buf []byte) []byte                { return buf }
-func (nopMachine) Restore([]byte) error                      { return nil }
+func (m *nopMachine) Checkpoint(g *grid.Grid) grid.Ref {
+	return m.blob.Write(g, grid.KindData, nil, false)
+}
+func (m *nopMachine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
+	m.blob.Open(g, root, func(_ []byte, err error) { done(err) })
+}
 
 func newTestReplica(t testing.TB) (*Replica, *sched.Scheduler) {
 	s := sched.New(0)
 	cfg := SimConfig(7, 3, 1)
 	disk := &memDisk{s: s, data: make([]byte, NewLayout(&cfg).SizeBytes)}
-	r, err := New(cfg, Env{Clock: s.Clock(0, 0), Net: &nullNet{}, Disk: disk, PRNG: prng.New(1)}, nopMachine{}, Hooks{})
+	r, err := New(cfg, Env{Clock: s.Clock(0, 0), Net: &nullNet{}, Disk: disk, PRNG: prng.New(1)}, &nopMachine{}, Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,6 +43,8 @@ const (
 	CommandRequestSync
 	CommandSync
 	CommandEviction
+	CommandRequestBlocks
+	CommandBlock
 	commandCount
 )
 
@@ -50,6 +52,7 @@ var commandNames = [commandCount]string{
 	"reserved", "request", "reply", "prepare", "prepare_ok", "commit",
 	"start_view_change", "do_view_change", "start_view", "request_start_view",
 	"request_prepare", "nack", "request_sync", "sync", "eviction",
+	"request_blocks", "block",
 }
 
 func (c Command) String() string {

@@ -62,6 +62,10 @@ type Options struct {
 	// goroutine hand-offs, which on a busy machine cost more: a prepare is
 	// two writes before its fdatasync.
 	InlineWrites bool
+	// PreallocateBytes is how much of the logical size Create reserves on
+	// the file system (fallocate) up front; the rest of the file is sparse
+	// and takes space as it is written (a replica's grid). 0: all of it.
+	PreallocateBytes uint64
 	// OnFatal receives a write or sync error, from an I/O goroutine. The
 	// failed request never completes, and no sync completes after it. The
 	// default prints the error and exits with status 1.

@@ -218,7 +218,7 @@ func format(path string, sizeBytes uint64, opts *Options) error {
 	if err != nil {
 		return fmt.Errorf("create data file %s: %w", path, err)
 	}
-	if err := writeNewFile(tmp, &h); err != nil {
+	if err := writeNewFile(tmp, &h, opts.PreallocateBytes); err != nil {
 		_ = os.Remove(tmp) // incomplete: never a data file
 		return fmt.Errorf("create data file %s: %w", path, err)
 	}
@@ -250,15 +250,24 @@ func newHeader(sizeBytes uint64, opts *Options) (header, error) {
 	return h, nil
 }
 
-func writeNewFile(path string, h *header) error {
+func writeNewFile(path string, h *header, preallocateBytes uint64) error {
 	file, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
-	size := int64((layout{encrypted: h.encrypted, sizeBytes: h.sizeBytes}).fileBytes())
-	if err := preallocate(file, size); err != nil {
+	l := layout{encrypted: h.encrypted, sizeBytes: h.sizeBytes}
+	size := int64(l.fileBytes())
+	reserve := size
+	if preallocateBytes > 0 && preallocateBytes < h.sizeBytes {
+		reserve = int64(l.physicalOffset(preallocateBytes / model.SectorSize * model.SectorSize))
+	}
+	if err := preallocate(file, reserve); err != nil {
 		_ = file.Close()
-		return fmt.Errorf("preallocate %d bytes for %s (is the disk full?): %w", size, path, err)
+		return fmt.Errorf("preallocate %d bytes for %s (is the disk full?): %w", reserve, path, err)
+	}
+	if err := file.Truncate(size); err != nil { // the rest stays sparse
+		_ = file.Close()
+		return fmt.Errorf("size %s to %d bytes: %w", path, size, err)
 	}
 	if _, err := file.WriteAt(encodeHeaderZone(h), 0); err != nil {
 		_ = file.Close()

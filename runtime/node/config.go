@@ -28,17 +28,22 @@ type ClusterConfig struct {
 	// 256-byte bodies): for tests and tiny machines. "" is production.
 	Profile string `json:"profile,omitempty"`
 
-	HeartbeatMs          uint64 `json:"heartbeat_ms"`
-	PrimaryTimeoutMs     uint64 `json:"primary_timeout_ms"`
-	ViewChangeTimeoutMs  uint64 `json:"view_change_timeout_ms"`
-	SlotCount            int    `json:"slot_count"`
-	CheckpointInterval   uint64 `json:"checkpoint_interval"`
-	PipelineMax          int    `json:"pipeline_max"`
-	BatchMax             int    `json:"batch_max"`
-	RequestQueueMax      int    `json:"request_queue_max"`
-	MessageSizeMaxBytes  int    `json:"message_size_max_bytes"`
-	SnapshotSizeMaxBytes int    `json:"snapshot_size_max_bytes"`
-	ClientsMax           int    `json:"clients_max"`
+	HeartbeatMs         uint64 `json:"heartbeat_ms"`
+	PrimaryTimeoutMs    uint64 `json:"primary_timeout_ms"`
+	ViewChangeTimeoutMs uint64 `json:"view_change_timeout_ms"`
+	SlotCount           int    `json:"slot_count"`
+	CheckpointInterval  uint64 `json:"checkpoint_interval"`
+	PipelineMax         int    `json:"pipeline_max"`
+	BatchMax            int    `json:"batch_max"`
+	RequestQueueMax     int    `json:"request_queue_max"`
+	MessageSizeMaxBytes int    `json:"message_size_max_bytes"`
+	ClientsMax          int    `json:"clients_max"`
+	// The grid (docs/storage.md): block slot size, slots per data file
+	// (the file's capacity for state and history; unwritten slots take no
+	// disk space), and the bytes of blocks each replica caches in memory.
+	BlockSizeBytes int    `json:"block_size_bytes"`
+	GridBlocksMax  uint64 `json:"grid_blocks_max"`
+	CacheSizeBytes int    `json:"cache_size_bytes"`
 	// FrameAuth is transport.FrameAuthMAC (default) or FrameAuthEd25519.
 	FrameAuth string `json:"frame_auth,omitempty"`
 }
@@ -60,10 +65,9 @@ type Edge struct {
 const ProfileSmall = "small"
 
 // ChatLimits are the chat state machine limits of the profile, with the
-// largest post batch (at most the profile's) whose replies the client
-// table keeps within the checkpoint: 24 posts by default, fewer when
-// clients_max is raised (12 at 2048). Every replica and edge derives the
-// same limits from the same config.
+// largest post batch (at most the profile's) that the configuration fits
+// (24 posts by default). Every replica and edge derives the same limits
+// from the same config.
 func (c *ClusterConfig) ChatLimits() chat.Limits {
 	l := chat.DefaultLimits()
 	if c.Profile == ProfileSmall {
@@ -111,7 +115,9 @@ func (c *ClusterConfig) Defaults() {
 	setInt(&c.BatchMax, d.BatchMax)
 	setInt(&c.RequestQueueMax, d.RequestQueueMax)
 	setInt(&c.MessageSizeMaxBytes, d.MessageSizeMax)
-	setInt(&c.SnapshotSizeMaxBytes, d.SnapshotSizeMax)
+	setInt(&c.BlockSizeBytes, d.BlockSize)
+	set(&c.GridBlocksMax, d.GridBlocksMax)
+	setInt(&c.CacheSizeBytes, d.CacheSizeBytes)
 	setInt(&c.ClientsMax, d.ClientsMax)
 }
 
@@ -138,7 +144,9 @@ func (c *ClusterConfig) vsrConfig(shard, replica int) vsr.Config {
 	v.BatchMax = c.BatchMax
 	v.RequestQueueMax = c.RequestQueueMax
 	v.MessageSizeMax = c.MessageSizeMaxBytes
-	v.SnapshotSizeMax = c.SnapshotSizeMaxBytes
+	v.BlockSize = c.BlockSizeBytes
+	v.GridBlocksMax = c.GridBlocksMax
+	v.CacheSizeBytes = c.CacheSizeBytes
 	v.ClientsMax = c.ClientsMax
 	if c.Profile == ProfileSmall {
 		v.ReplySizeMax = vsr.SimConfig(1, 1, 0).ReplySizeMax

@@ -34,16 +34,15 @@ func TestConfigFrameAuth(t *testing.T) {
 	}
 }
 
-// The post batch bound follows the client table: every configuration that
-// fits the checkpoint gets the largest batch whose reply each session can
-// keep, and replicas keep exactly that reply.
+// The post batch bound: checkpoints live in the grid, so the client table
+// no longer limits it; replicas keep a full batch's reply per session.
 func TestPostBatchFitsClientTable(t *testing.T) {
 	for _, tc := range []struct {
 		profile    string
 		clientsMax int
 		want       int
 	}{
-		{"", 0, 24}, {"", 2048, 12}, {"", 2300, 11}, {ProfileSmall, 0, 8},
+		{"", 0, 24}, {"", 2048, 24}, {"", 16384, 24}, {ProfileSmall, 0, 8},
 	} {
 		c := testConfig(tc.profile, tc.clientsMax)
 		if err := c.Validate(); err != nil {

@@ -51,6 +51,8 @@ func diskOptions(c *ClusterConfig, shard, replica int, key []byte, vc *vsr.Confi
 		// A prepare is two writes before its fdatasync: pwrite on the loop saves
 		// two goroutine hand-offs per prepare.
 		InlineWrites: true,
+		// The WAL is reserved up front; the grid takes space as it is written.
+		PreallocateBytes: vsr.NewLayout(vc).GridOffset,
 	}
 }
 
