@@ -43,7 +43,7 @@ func TestPostBatchFitsClientTable(t *testing.T) {
 		clientsMax int
 		want       int
 	}{
-		{"", 0, 24}, {"", 2048, 12}, {"", 2300, 11}, {ProfileSmall, 0, 8},
+		{"", 0, 24}, {"", 2048, 12}, {"", 2300, 10}, {ProfileSmall, 0, 8},
 	} {
 		c := testConfig(tc.profile, tc.clientsMax)
 		if err := c.Validate(); err != nil {
