@@ -14,8 +14,12 @@ package chat
 // ascending, at most the limit and within the reply byte budget. What a
 // read wanted that the log no longer holds is ReadGap's to say.
 
-// ReadOnly reports whether operation only reads.
-func (m *Machine) ReadOnly(operation uint8) bool {
+// ReadOnly reports whether operation only reads (IsRead).
+func (m *Machine) ReadOnly(operation uint8) bool { return IsRead(operation) }
+
+// IsRead reports whether operation only reads: the read operations and
+// the room snapshot. Clients use it to route and retry reads.
+func IsRead(operation uint8) bool {
 	switch operation {
 	case OperationReadRange, OperationReadLatest, OperationReadSince, OperationReadBefore, OperationRoomSnapshot:
 		return true

@@ -234,3 +234,22 @@ func TestBadReadsChangeNothing(t *testing.T) {
 	}
 	h.verify()
 }
+
+// TestReadBeforeIsARead: ReadBefore is answered without consensus like
+// every read (Machine.ReadOnly, Machine.Read), and the same as Apply.
+func TestReadBeforeIsARead(t *testing.T) {
+	for op := uint8(0); op < operationEnd; op++ {
+		want := op == OperationReadRange || op == OperationReadLatest || op == OperationReadSince ||
+			op == OperationReadBefore || op == OperationRoomSnapshot
+		if IsRead(op) != want || New(testLimits()).ReadOnly(op) != want {
+			t.Errorf("operation %d: IsRead %v, want %v", op, IsRead(op), want)
+		}
+	}
+	h := roomOf(t, 30)
+	body := readReq("acme", "bob", "r", 0, 31, 5)
+	var got []byte
+	h.m.Read(OperationReadBefore, body, func(reply []byte) { got = append([]byte(nil), reply...) })
+	if want := h.apply(OperationReadBefore, body); !bytes.Equal(got, want) {
+		t.Fatalf("Read %x, Apply %x", got, want)
+	}
+}
