@@ -45,6 +45,7 @@ const (
 	chatRoomKeysMax         = 14 // distinct keys per room: < RoomMessagesMax 16 and < IdempotencyKeysMax 32
 	chatThreadsPerRoom      = 2  // thread parents per room: < ThreadsPerRoomMax 4
 	chatBodyMin             = 16 // bytes: a key ("k14-c1023") and a space fit
+	chatKeySizeMax          = 9  // bytes of the longest key, "k14-c1023"; a room's byte bound counts keys too
 	chatBodySmallMax        = 48
 	chatReadLimit           = 16
 	chatActProbability      = 0.04 // per idle session per tick
@@ -81,7 +82,7 @@ type chatRoom struct {
 	existsOp   uint64 // op of the earliest acknowledged create or join; 0: not known to exist
 	keys       []*chatKey
 	byKey      map[string]*chatKey
-	bodyBytes  int
+	bodyBytes  int      // bodies and keys of its messages, as the room's byte bound counts them
 	threads    []uint64 // thread parents in use, acknowledged main-log seqs
 	mainAcked  []uint64 // acknowledged main-log seqs: parent candidates
 	seen       map[chatSeq]chatSeen
@@ -228,11 +229,12 @@ func (w *chatWorkload) keysAllowed(now model.Tick) int {
 	return min(allowed, chatRoomKeysMax)
 }
 
-// bodySize draws a new body's size within the room's byte budget, leaving
-// chatBodyMin bytes for every key still to come; 0 when none fits.
+// bodySize draws a new body's size within the room's byte budget (bodies
+// and keys), leaving chatBodyMin bytes and a key for every key still to
+// come; 0 when none fits.
 func (w *chatWorkload) bodySize(room *chatRoom, r *prng.PRNG) int {
-	reserve := (chatRoomKeysMax - len(room.keys) - 1) * chatBodyMin
-	budget := min(w.s.limits.RoomBodyBytesMax-room.bodyBytes-reserve, w.s.limits.BodySizeMax)
+	reserve := (chatRoomKeysMax - len(room.keys) - 1) * (chatBodyMin + chatKeySizeMax)
+	budget := min(w.s.limits.RoomBodyBytesMax-room.bodyBytes-reserve-chatKeySizeMax, w.s.limits.BodySizeMax)
 	if budget < chatBodyMin {
 		return 0
 	}
@@ -585,7 +587,10 @@ func (ss *chatSession) newKey(room *chatRoom) *chatKey {
 	k.body = chatBody(k.key, size)
 	room.keys = append(room.keys, k)
 	room.byKey[k.key] = k
-	room.bodyBytes += size
+	if len(k.key) > chatKeySizeMax {
+		panic("scenarios: a chat key is longer than chatKeySizeMax")
+	}
+	room.bodyBytes += size + len(k.key)
 	return k
 }
 
@@ -940,6 +945,10 @@ func (w *chatWorkload) readDigest(room *chatRoom, thread uint64, v *chat.LogView
 	keys := map[string]bool{}
 	for _, msg := range v.Messages {
 		key := chatBodyKey(msg.Body)
+		if msg.Key != key {
+			w.violation("%s seq %d: message carries key %q, its post's key is %q", name, msg.Seq, msg.Key, key)
+			return 0, false
+		}
 		if k := room.byKey[key]; k == nil || k.thread != thread {
 			w.violation("%s seq %d: key %q was never posted to this log", name, msg.Seq, key)
 			return 0, false

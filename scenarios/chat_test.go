@@ -148,7 +148,7 @@ func TestChatBodyBudget(t *testing.T) {
 				t.Fatalf("body of %d bytes does not carry its key: %q", size, got)
 			}
 			room.keys = append(room.keys, &chatKey{})
-			room.bodyBytes += size
+			room.bodyBytes += size + len(key)
 		}
 		if room.bodyBytes > s.limits.RoomBodyBytesMax || len(room.keys) >= s.limits.RoomMessagesMax ||
 			len(room.keys) >= s.limits.IdempotencyKeysMax {

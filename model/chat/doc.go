@@ -21,8 +21,10 @@
 //     message; an edit or deletion, when added, will be a new message.
 //
 // Every message is (tenant, room, thread, seq, prev_hash, hash, author,
-// time, body); see Message for the hash and VerifyChain to check a run.
-// Time is the prepare timestamp given to Apply, never a clock.
+// time, key, body); see Message for the hash and VerifyChain to check a run.
+// Time is the prepare timestamp given to Apply, never a clock. Key is the
+// post's idempotency key, kept so a reader can match a message to its
+// post; it is not hashed.
 //
 // # Idempotency
 //
@@ -54,9 +56,10 @@
 // # Storage and its limitation
 //
 // Only the recent history of a room is in memory (RoomMessagesMax messages
-// and RoomBodyBytesMax body bytes over all its logs), and so in snapshots.
-// Reads serve that suffix only; LogView.FirstSeq tells the client where it
-// starts. The full history stays in the VSR log segments; serving it needs
+// and RoomBodyBytesMax body and key bytes over all its logs), and so in
+// snapshots. Reads serve that suffix only; LogView.FirstSeq tells the
+// client where it starts, and ReadGap which wanted seqs a read could not
+// return. The full history stays in the VSR log segments; serving it needs
 // a log index, which does not exist yet.
 //
 // # Limits

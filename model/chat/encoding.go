@@ -11,8 +11,11 @@ import (
 // from the client's authenticated session, and the state machine enforces
 // tenant isolation and membership with them. Range and since reads return
 // ascending messages from max(first wanted, LogView.FirstSeq), at most
-// Limit; a first wanted seq past head+1 is CodeSeqBeyondHead. Reads and
-// room snapshots go through consensus (linearizable) and change nothing.
+// Limit; a first wanted seq past head+1 is CodeSeqBeyondHead. Latest and
+// before reads return the newest held messages below an end seq (head+1,
+// or Seq), ascending; a before seq past head+1 is CodeSeqBeyondHead. See
+// read.go for More and ReadGap. Reads and room snapshots go through
+// consensus (linearizable) and change nothing.
 const (
 	OperationCreateRoom   = vsr.OperationUserMin + iota // CreateRoomRequest → AckReply
 	OperationJoin                                       // MemberRequest → AckReply
@@ -25,6 +28,7 @@ const (
 	OperationReadSince                                  // ReadRequest (Seq = last seq the client has) → ReadReply
 	OperationRoomSnapshot                               // RoomSnapshotRequest → RoomSnapshotReply
 	OperationPostBatch                                  // []PostRequest → PostBatchReply (internal: the edge's batcher)
+	OperationReadBefore                                 // ReadRequest (Seq = end seq, exclusive, >= 1) → ReadReply: the newest Limit messages below Seq
 	operationEnd
 )
 

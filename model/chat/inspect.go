@@ -45,7 +45,7 @@ func (m *Machine) Log(tenantID, roomID string, threadID uint64) (LogView, bool) 
 		}
 		v.Messages = append(v.Messages, Message{
 			Tenant: r.tenant, Room: r.id, Thread: e.thread, Seq: e.seq, PrevHash: e.prev, Hash: e.hash,
-			Author: e.author, TimeNs: e.timeNs, Body: append([]byte(nil), e.body...),
+			Author: e.author, TimeNs: e.timeNs, Key: string(e.key), Body: append([]byte(nil), e.body...),
 		})
 	}
 	if len(v.Messages) > 0 {

@@ -47,7 +47,8 @@ type Limits struct {
 	ThreadsPerRoomMax int // threads of one room; a thread is never removed
 	// RoomMessagesMax and RoomBodyBytesMax bound the recent messages a room
 	// keeps in memory (all its logs together), for reads and snapshots;
-	// the oldest are evicted first. Older history lives only in the VSR
+	// the oldest are evicted first. RoomBodyBytesMax counts each message's
+	// body and idempotency key bytes. Older history lives only in the VSR
 	// log; serving it needs a log index, which is not built yet.
 	RoomMessagesMax  int
 	RoomBodyBytesMax int
@@ -152,8 +153,9 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("chat: body size max %d outside [1, %d]", l.BodySizeMax, bodySizeLimitMax)
 	case l.RoomsPerTenantMax > l.RoomsMax:
 		return fmt.Errorf("chat: rooms per tenant max %d exceeds rooms max %d", l.RoomsPerTenantMax, l.RoomsMax)
-	case l.RoomBodyBytesMax < l.BodySizeMax || l.RoomBodyBytesMax > capacityLimitMax:
-		return fmt.Errorf("chat: room body bytes max %d outside [body size max %d, %d]", l.RoomBodyBytesMax, l.BodySizeMax, capacityLimitMax)
+	case l.RoomBodyBytesMax < l.BodySizeMax+IdempotencyKeySizeMax || l.RoomBodyBytesMax > capacityLimitMax:
+		return fmt.Errorf("chat: room body bytes max %d outside [body size max %d + key size max %d, %d]",
+			l.RoomBodyBytesMax, l.BodySizeMax, IdempotencyKeySizeMax, capacityLimitMax)
 	case l.IdempotencyWindowNs <= 0:
 		return fmt.Errorf("chat: idempotency window %d ns must be positive", l.IdempotencyWindowNs)
 	case l.ReadReplySizeMax < snapshotReplyFixedSize+messageWireSizeMax(l.BodySizeMax) || l.ReadReplySizeMax > wire.BodySizeMax:
@@ -169,7 +171,7 @@ const (
 	snapshotHeaderSize   = 4 + 1 + 4
 	roomFixedSize        = 3*strSizeMax + 1 + 4 + 8 + 8 + HashSize + 4*4
 	threadSnapshotSize   = 8 + 8 + HashSize
-	messageSnapshotFixed = 8 + 8 + 2*HashSize + strSizeMax + 8 + 4
+	messageSnapshotFixed = 8 + 8 + 2*HashSize + strSizeMax + 8 + 2 + 4 // key bytes count in RoomBodyBytesMax
 	dedupSnapshotSize    = keyDigestSize + 8 + 8 + 8 + HashSize
 )
 

@@ -78,7 +78,7 @@ func (m *Machine) Apply(op uint64, timestampNs int64, client uint64, operation u
 		return m.applyOpenDirect(&q, timestampNs, reply)
 	case OperationPost:
 		return m.applyPost(&q, timestampNs, reply)
-	case OperationReadRange, OperationReadLatest, OperationReadSince:
+	case OperationReadRange, OperationReadLatest, OperationReadSince, OperationReadBefore:
 		return m.applyRead(&q, operation, reply)
 	case OperationRoomSnapshot:
 		return m.applyRoomSnapshot(&q, reply)

@@ -153,7 +153,7 @@ func TestReadModes(t *testing.T) {
 func TestReadBudget(t *testing.T) {
 	l := testLimits()
 	l.RoomMessagesMax, l.RoomBodyBytesMax = 32, 32*64
-	l.ReadReplySizeMax = snapshotReplyFixedSize + 3*messageWireSize(len("alice"), 64) + 10
+	l.ReadReplySizeMax = snapshotReplyFixedSize + 3*messageWireSize(len("alice"), len("k10"), 64) + 10
 	h := newHarness(t, l)
 	h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)
 	for i := 1; i <= 10; i++ {
@@ -188,7 +188,7 @@ func TestRetentionAndMemoryBound(t *testing.T) {
 	if !slices.Equal(seqs(r.Log.Messages), []uint64{3, 4, 5}) || r.Log.FirstSeq != 3 || r.Log.HeadSeq != 5 {
 		t.Fatalf("retention 3: %v first %d", seqs(r.Log.Messages), r.Log.FirstSeq)
 	}
-	// Memory: 6 messages and 128 body bytes per room (testLimits).
+	// Memory: 6 messages and 128 body and key bytes per room (testLimits).
 	for i := 1; i <= 8; i++ {
 		h.mustPost("acme", "alice", "aud", 0, fmt.Sprintf("k%d", i), "x")
 	}
@@ -196,8 +196,9 @@ func TestRetentionAndMemoryBound(t *testing.T) {
 	if !slices.Equal(seqs(r.Log.Messages), []uint64{3, 4, 5, 6, 7, 8}) || r.Log.FirstSeq != 3 {
 		t.Fatalf("count bound: %v first %d", seqs(r.Log.Messages), r.Log.FirstSeq)
 	}
+	// Keys count with bodies: 61+2 and 61+3 bytes fill 127 of the 128.
 	for i := 9; i <= 10; i++ {
-		h.mustPost("acme", "alice", "aud", 0, fmt.Sprintf("k%d", i), strings.Repeat("y", 64))
+		h.mustPost("acme", "alice", "aud", 0, fmt.Sprintf("k%d", i), strings.Repeat("y", 61))
 	}
 	r = h.read(OperationReadLatest, ReadRequest{"acme", "alice", "aud", 0, 0, 100})
 	if !slices.Equal(seqs(r.Log.Messages), []uint64{9, 10}) || r.Log.HeadSeq != 10 {

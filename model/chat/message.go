@@ -15,7 +15,10 @@ type Hash [HashSize]byte
 // main log, Thread 0, or the thread under main-log message Thread) and
 // starts at 1. TimeNs is the prepare timestamp of the op that committed it,
 // the same on every replica. PrevHash is the Hash of seq-1 in the same log,
-// zero for seq 1.
+// zero for seq 1. Key is the idempotency key of the post that created the
+// message, so a reader can match a message to its post; it is metadata,
+// not covered by the hash (so the chain definition is unchanged), and
+// empty for messages kept from before keys were stored.
 //
 // Hash = SHA-256 over, little-endian and length-prefixed:
 //
@@ -30,10 +33,11 @@ type Message struct {
 	Hash     Hash
 	Author   string
 	TimeNs   int64
+	Key      string
 	Body     []byte
 }
 
-// ComputeHash recomputes the hash from the other fields.
+// ComputeHash recomputes the hash from the other fields (Key excluded).
 func (m *Message) ComputeHash() Hash {
 	var scratch []byte
 	return messageHash(&scratch, m.PrevHash, m.Tenant, m.Room, m.Thread, m.Seq, m.Author, m.TimeNs, m.Body)

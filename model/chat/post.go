@@ -65,7 +65,7 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 	if q.thread != 0 {
 		head = &r.threads[ti].head
 	}
-	e := m.appendEntry(r, head, q.thread, r.members[mi], nowNs, q.body)
+	e := m.appendEntry(r, head, q.thread, r.members[mi], nowNs, q.key, q.body)
 	r.dedup.push(dedupEntry{key: key, thread: e.thread, seq: e.seq, timeNs: nowNs, hash: e.hash}, m.limits.IdempotencyKeysMax)
 	reply = appendPostReply(reply, e.seq, e.hash, nowNs, false)
 	m.trim(r, e.thread, e.seq)
@@ -73,18 +73,18 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 }
 
 // appendEntry chains a new message onto head and keeps it in memory.
-func (m *Machine) appendEntry(r *room, head *logHead, threadID uint64, author string, nowNs int64, body []byte) entry {
+// The idempotency key is kept with the message (it is not hashed).
+func (m *Machine) appendEntry(r *room, head *logHead, threadID uint64, author string, nowNs int64, key, body []byte) entry {
 	seq := head.seq + 1
 	hash := messageHash(&m.scratch, head.hash, r.tenant, r.id, threadID, seq, author, nowNs, body)
-	var stored []byte
-	if cap(m.spare) >= len(body) {
-		stored, m.spare = m.spare[:0], nil
-	} else {
-		stored = make([]byte, 0, len(body))
+	e := entry{thread: threadID, seq: seq, prev: head.hash, hash: hash, author: author, timeNs: nowNs}
+	var buf []byte
+	if cap(m.spare) >= len(key)+len(body) {
+		buf, m.spare = m.spare, nil
 	}
-	e := entry{thread: threadID, seq: seq, prev: head.hash, hash: hash, author: author, timeNs: nowNs, body: append(stored, body...)}
+	e.storeKeyBody(buf, key, body)
 	r.messages = append(r.messages, e)
-	r.bodyBytes += len(body)
+	r.bodyBytes += len(key) + len(body)
 	head.seq, head.hash = seq, hash
 	return e
 }

@@ -121,6 +121,9 @@ func drawOp(t *rapid.T, index int) genOp {
 		o.operation, o.body = OperationPostBatch, EncodePostBatch(o.batch)
 	case kindRange, kindLatest, kindSince:
 		o.operation = map[int]uint8{kindRange: OperationReadRange, kindLatest: OperationReadLatest, kindSince: OperationReadSince}[kind]
+		if kind == kindRange && g.p.Chance(0.5) {
+			o.operation = OperationReadBefore
+		}
 		if kind == kindLatest && g.p.Chance(0.8) {
 			seq = 0
 		}
@@ -200,11 +203,12 @@ func (m *postModel) check(t *rapid.T, p *PostRequest, nowNs int64, reply []byte)
 	m.accepts[roomKey] = append(acc, acceptedPost{key: p.IdempotencyKey, reply: r})
 }
 
-// checkRead verifies the chain of any read reply.
-func checkRead(t *rapid.T, operation uint8, reply []byte) {
+// checkRead verifies the chain of any read reply, and that a read's page
+// stays on its side of the seq it names.
+func checkRead(t *rapid.T, operation uint8, body, reply []byte) {
 	var log LogView
 	switch operation {
-	case OperationReadRange, OperationReadLatest, OperationReadSince:
+	case OperationReadRange, OperationReadLatest, OperationReadSince, OperationReadBefore:
 		r, err := DecodeReadReply(reply)
 		if err != nil || r.Code != CodeOK {
 			return
@@ -224,6 +228,15 @@ func checkRead(t *rapid.T, operation uint8, reply []byte) {
 	}
 	if n := len(log.Messages); n > 0 && (log.Messages[0].Seq < log.FirstSeq || log.Messages[n-1].Seq > log.HeadSeq) {
 		t.Fatalf("read outside [first %d, head %d]: %v", log.FirstSeq, log.HeadSeq, seqs(log.Messages))
+	}
+	q, _ := DecodeRead(body)
+	for _, m := range log.Messages {
+		switch {
+		case operation == OperationReadBefore && m.Seq >= q.Seq,
+			operation == OperationReadRange && m.Seq < q.Seq,
+			operation == OperationReadSince && m.Seq <= q.Seq:
+			t.Fatalf("operation %d seq %d returned %v", operation, q.Seq, seqs(log.Messages))
+		}
 	}
 }
 
@@ -263,7 +276,7 @@ func TestPropertyReplay(t *testing.T) {
 			if o.batch != nil {
 				model.checkBatch(t, o.batch, nowNs, replies[i])
 			}
-			checkRead(t, o.operation, replies[i])
+			checkRead(t, o.operation, o.body, replies[i])
 		}
 		final := a.Snapshot(nil)
 		if !bytes.Equal(final, b.Snapshot(nil)) {

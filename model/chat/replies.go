@@ -19,7 +19,10 @@ import (
 //	              retention u32 | creator str | created_ns i64 | members u32 | threads u32 | log
 //	log           tenant str | room str | thread u64 | head_seq u64 | head_hash [32] |
 //	              first_seq u64 | more u8 | count u16 | count × message
-//	message       seq u64 | prev_hash [32] | hash [32] | author str | time_ns i64 | body blob
+//	message       seq u64 | prev_hash [32] | hash [32] | author str | time_ns i64 | key str | body blob
+//
+// A message's key is its post's idempotency key (empty for messages kept
+// from before keys were stored); it is not part of the hash.
 type (
 	AckReply struct {
 		Code    Code
@@ -85,11 +88,15 @@ const (
 	readReplyFixedSize     = 1 + logFixedSize
 	roomInfoSizeMax        = 1 + 4 + strSizeMax + 8 + 4 + 4
 	snapshotReplyFixedSize = 1 + roomInfoSizeMax + logFixedSize
-	messageWireFixed       = 8 + 2*HashSize + 2 + 8 + 4
+	messageWireFixed       = 8 + 2*HashSize + 2 + 8 + 2 + 4
 )
 
-func messageWireSize(authorSize, bodySize int) int { return messageWireFixed + authorSize + bodySize }
-func messageWireSizeMax(bodySizeMax int) int       { return messageWireSize(IDSizeMax, bodySizeMax) }
+func messageWireSize(authorSize, keySize, bodySize int) int {
+	return messageWireFixed + authorSize + keySize + bodySize
+}
+func messageWireSizeMax(bodySizeMax int) int {
+	return messageWireSize(IDSizeMax, IdempotencyKeySizeMax, bodySizeMax)
+}
 
 // Room info flag bits.
 const (
@@ -126,11 +133,11 @@ func appendPostReply(b []byte, seq uint64, hash Hash, timeNs int64, duplicate bo
 	return appendBool(b, duplicate)
 }
 
-func appendMessage[S string | []byte](b []byte, seq uint64, prev, hash *Hash, author S, timeNs int64, body []byte) []byte {
+func appendMessage[S, K string | []byte](b []byte, seq uint64, prev, hash *Hash, author S, timeNs int64, key K, body []byte) []byte {
 	b = binary.LittleEndian.AppendUint64(b, seq)
 	b = append(append(b, prev[:]...), hash[:]...)
 	b = binary.LittleEndian.AppendUint64(appendStr(b, author), uint64(timeNs))
-	return appendBlob(b, body)
+	return appendBlob(appendStr(b, key), body)
 }
 
 // EncodeAckReply and the other reply encoders produce what Apply produces;
@@ -213,7 +220,7 @@ func appendLogView(b []byte, v *LogView) []byte {
 	b = appendLogHeader(b, v.Tenant, v.Room, v.Thread, v.HeadSeq, &v.HeadHash, v.FirstSeq, v.More, len(v.Messages))
 	for i := range v.Messages {
 		m := &v.Messages[i]
-		b = appendMessage(b, m.Seq, &m.PrevHash, &m.Hash, m.Author, m.TimeNs, m.Body)
+		b = appendMessage(b, m.Seq, &m.PrevHash, &m.Hash, m.Author, m.TimeNs, m.Key, m.Body)
 	}
 	return b
 }
@@ -337,7 +344,7 @@ func decodeLogView(r *reader, v *LogView) bool {
 		m := &v.Messages[i]
 		m.Tenant, m.Room, m.Thread = v.Tenant, v.Room, v.Thread
 		m.Seq, m.PrevHash, m.Hash = r.u64(), r.hash(), r.hash()
-		m.Author, m.TimeNs = string(r.str()), r.i64()
+		m.Author, m.TimeNs, m.Key = string(r.str()), r.i64(), string(r.str())
 		m.Body = append([]byte{}, r.blob()...)
 	}
 	return !r.bad

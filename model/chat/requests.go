@@ -34,7 +34,7 @@ func parseRequest(operation uint8, b []byte) (request, Code) {
 		q.key, q.body = r.str(), r.blob()
 	case OperationPostBatch:
 		return request{}, CodeMalformed // not one request: see parsePostBatch
-	case OperationReadRange, OperationReadLatest, OperationReadSince:
+	case OperationReadRange, OperationReadLatest, OperationReadSince, OperationReadBefore:
 		q.thread, q.seq, q.limit = r.u64(), r.u64(), r.u16()
 	case OperationRoomSnapshot:
 		q.thread, q.limit = r.u64(), r.u16()
@@ -131,7 +131,7 @@ func (q *request) validate(l *Limits, operation uint8) Code {
 		return q.validateDirect()
 	case OperationPost:
 		return q.validatePost(l)
-	case OperationReadRange, OperationReadLatest, OperationReadSince:
+	case OperationReadRange, OperationReadLatest, OperationReadSince, OperationReadBefore:
 		return q.validateRead(operation)
 	case OperationRoomSnapshot:
 		if q.limit > ReadLimitMax {
@@ -179,8 +179,8 @@ func (q *request) validateRead(operation uint8) Code {
 	if q.limit < 1 || q.limit > ReadLimitMax {
 		return CodeInvalidLimit
 	}
-	if operation == OperationReadRange && q.seq == 0 {
-		return CodeInvalidSeq // seqs start at 1
+	if (operation == OperationReadRange || operation == OperationReadBefore) && q.seq == 0 {
+		return CodeInvalidSeq // seqs start at 1; nothing is below seq 0
 	}
 	if operation == OperationReadLatest && q.seq != 0 {
 		return CodeInvalidSeq

@@ -13,28 +13,37 @@ import (
 // by parent; messages in commit order; dedup entries oldest first. Derived
 // state (tenant counts, dedup index) is rebuilt by Restore, never stored.
 //
-//	magic u32 "TCH1" | version u8 | rooms u32 | rooms × room
+//	magic u32 "TCH1" | version u8 (2) | rooms u32 | rooms × room
 //	room     tenant str | id str | creator str | flags u8 (1 private, 2 audit, 4 direct) |
 //	         retention u32 | created_ns i64 | head_seq u64 | head_hash [32] |
 //	         members u32 | members × str |
 //	         threads u32 | threads × (parent u64 | head_seq u64 | head_hash [32]) |
 //	         messages u32 | messages × (thread u64 | seq u64 | prev [32] | hash [32] |
-//	                                    author str | time_ns i64 | body blob) |
+//	                                    author str | time_ns i64 | key str | body blob) |
 //	         dedup u32 | dedup × (key_digest [16] | thread u64 | seq u64 | time_ns i64 | hash [32])
+//
+// key is the idempotency key of the message's post. Version 1 is the same
+// without key; Restore still accepts it (its messages get empty keys), and
+// Snapshot always writes version 2.
 //
 // Limits.SnapshotSizeMax is the worst case of this encoding.
 const (
-	snapshotMagic   uint32 = 0x31484354 // "TCH1"
-	snapshotVersion uint8  = 1
+	snapshotMagic     uint32 = 0x31484354 // "TCH1"
+	snapshotVersion   uint8  = 2
+	snapshotVersionV1 uint8  = 1 // messages without keys
 )
 
 // Snapshot appends the whole state to buf.
-func (m *Machine) Snapshot(buf []byte) []byte {
+func (m *Machine) Snapshot(buf []byte) []byte { return m.appendSnapshot(buf, snapshotVersion) }
+
+// appendSnapshot appends the state in the given version of the format
+// (tests write version 1 to check that Restore still reads it).
+func (m *Machine) appendSnapshot(buf []byte, version uint8) []byte {
 	start := len(buf)
 	buf = binary.LittleEndian.AppendUint32(buf, snapshotMagic)
-	buf = binary.LittleEndian.AppendUint32(append(buf, snapshotVersion), uint32(len(m.rooms)))
+	buf = binary.LittleEndian.AppendUint32(append(buf, version), uint32(len(m.rooms)))
 	for _, r := range m.rooms {
-		buf = appendRoom(buf, r)
+		buf = appendRoom(buf, r, version)
 	}
 	if len(buf)-start > m.limits.SnapshotSizeMax() {
 		panic(fmt.Sprintf("chat: snapshot of %d bytes exceeds its computed bound %d", len(buf)-start, m.limits.SnapshotSizeMax()))
@@ -42,7 +51,7 @@ func (m *Machine) Snapshot(buf []byte) []byte {
 	return buf
 }
 
-func appendRoom(b []byte, r *room) []byte {
+func appendRoom(b []byte, r *room, version uint8) []byte {
 	le := binary.LittleEndian
 	b = appendStr(appendStr(appendStr(b, r.tenant), r.id), r.creator)
 	b = le.AppendUint64(le.AppendUint32(append(b, r.flags), r.retention), uint64(r.createdNs))
@@ -59,7 +68,13 @@ func appendRoom(b []byte, r *room) []byte {
 	b = le.AppendUint32(b, uint32(len(r.messages)))
 	for i := range r.messages {
 		e := &r.messages[i]
-		b = appendMessage(le.AppendUint64(b, e.thread), e.seq, &e.prev, &e.hash, e.author, e.timeNs, e.body)
+		if version == snapshotVersionV1 {
+			b = le.AppendUint64(le.AppendUint64(b, e.thread), e.seq)
+			b = le.AppendUint64(appendStr(append(append(b, e.prev[:]...), e.hash[:]...), e.author), uint64(e.timeNs))
+			b = appendBlob(b, e.body)
+			continue
+		}
+		b = appendMessage(le.AppendUint64(b, e.thread), e.seq, &e.prev, &e.hash, e.author, e.timeNs, e.key, e.body)
 	}
 	w := &r.dedup
 	b = le.AppendUint32(b, uint32(w.count))
@@ -77,7 +92,8 @@ var errSnapshotMalformed = errors.New("chat: snapshot is malformed")
 // all of it (bounds, order, hash chains); on error the state is unchanged.
 func (m *Machine) Restore(snapshot []byte) error {
 	rd := reader{b: snapshot}
-	if rd.u32() != snapshotMagic || rd.u8() != snapshotVersion {
+	magic, version := rd.u32(), rd.u8()
+	if magic != snapshotMagic || (version != snapshotVersion && version != snapshotVersionV1) {
 		return fmt.Errorf("%w: bad magic or version", errSnapshotMalformed)
 	}
 	count := int(rd.u32())
@@ -86,7 +102,7 @@ func (m *Machine) Restore(snapshot []byte) error {
 	}
 	next := &Machine{limits: m.limits, rooms: make([]*room, 0, count)}
 	for i := 0; i < count && !rd.bad; i++ {
-		r, err := decodeRoom(&rd, &m.limits)
+		r, err := decodeRoom(&rd, &m.limits, version)
 		if err != nil {
 			return fmt.Errorf("room %d: %w", i, err)
 		}
@@ -113,7 +129,7 @@ func countLimited(rd *reader, max int, what string) (int, error) {
 	return n, nil
 }
 
-func decodeRoom(rd *reader, l *Limits) (*room, error) {
+func decodeRoom(rd *reader, l *Limits, version uint8) (*room, error) {
 	r := &room{tenant: string(rd.str()), id: string(rd.str()), creator: string(rd.str())}
 	r.flags, r.retention, r.createdNs = rd.u8(), rd.u32(), rd.i64()
 	r.main = logHead{seq: rd.u64(), hash: rd.hash()}
@@ -132,7 +148,7 @@ func decodeRoom(rd *reader, l *Limits) (*room, error) {
 	for i := range r.threads {
 		r.threads[i] = thread{parent: rd.u64(), head: logHead{seq: rd.u64(), hash: rd.hash()}}
 	}
-	if err := decodeMessages(rd, l, r); err != nil {
+	if err := decodeMessages(rd, l, r, version); err != nil {
 		return nil, err
 	}
 	if err := decodeDedup(rd, l, r); err != nil {
@@ -144,7 +160,7 @@ func decodeRoom(rd *reader, l *Limits) (*room, error) {
 	return r, nil
 }
 
-func decodeMessages(rd *reader, l *Limits, r *room) error {
+func decodeMessages(rd *reader, l *Limits, r *room, version uint8) error {
 	n, err := countLimited(rd, l.RoomMessagesMax, "message")
 	if err != nil {
 		return err
@@ -154,8 +170,12 @@ func decodeMessages(rd *reader, l *Limits, r *room) error {
 		e := &r.messages[i]
 		e.thread, e.seq, e.prev, e.hash = rd.u64(), rd.u64(), rd.hash(), rd.hash()
 		e.author, e.timeNs = string(rd.str()), rd.i64()
-		e.body = append([]byte(nil), rd.blob()...)
-		r.bodyBytes += len(e.body)
+		var key []byte
+		if version != snapshotVersionV1 {
+			key = rd.str()
+		}
+		e.storeKeyBody(nil, key, rd.blob())
+		r.bodyBytes += len(e.key) + len(e.body)
 	}
 	return nil
 }

@@ -20,7 +20,7 @@ func id64(kind string, i int) string {
 // and checks the snapshot is exactly Limits.SnapshotSizeMax.
 func TestSnapshotWorstCase(t *testing.T) {
 	l := testLimits()
-	l.RoomMessagesMax, l.RoomBodyBytesMax = 4, 4*l.BodySizeMax
+	l.RoomMessagesMax, l.RoomBodyBytesMax = 4, 4*(l.BodySizeMax+IdempotencyKeySizeMax)
 	h := newHarness(t, l)
 	body := strings.Repeat("b", l.BodySizeMax)
 	for i := 0; i < l.RoomsMax; i++ {
@@ -31,7 +31,7 @@ func TestSnapshotWorstCase(t *testing.T) {
 			h.mustCode(h.member(OperationJoin, tenant, id64("user", u), room), CodeOK)
 		}
 		for p, thread := range []uint64{0, 0, 1, 2, 0, 0} {
-			h.mustPost(tenant, author, room, thread, id64("key", p), body)
+			h.mustPost(tenant, author, room, thread, id64("key", p), body) // a maximal key: id64 is 64 bytes
 		}
 	}
 	if got, want := len(h.snapshot()), l.SnapshotSizeMax(); got != want {
@@ -133,7 +133,7 @@ func TestLimitsValidate(t *testing.T) {
 		"tenant above shard":      func(l *Limits) { l.RoomsPerTenantMax = l.RoomsMax + 1 },
 		"body 0":                  func(l *Limits) { l.BodySizeMax = 0 },
 		"body above cap":          func(l *Limits) { l.BodySizeMax = bodySizeLimitMax + 1 },
-		"room bytes below a body": func(l *Limits) { l.RoomBodyBytesMax = l.BodySizeMax - 1 },
+		"room bytes below a body": func(l *Limits) { l.RoomBodyBytesMax = l.BodySizeMax + IdempotencyKeySizeMax - 1 },
 		"no window":               func(l *Limits) { l.IdempotencyWindowNs = 0 },
 		"no keys":                 func(l *Limits) { l.IdempotencyKeysMax = 0 },
 		"reply below a message":   func(l *Limits) { l.ReadReplySizeMax = snapshotReplyFixedSize },

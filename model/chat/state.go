@@ -32,8 +32,25 @@ type entry struct {
 	hash   Hash
 	author string
 	timeNs int64
-	body   []byte
+	// key is the post's idempotency key (empty for messages restored from
+	// a version 1 snapshot). key and body share one buffer, key first:
+	// key's capacity spans the whole buffer (see storeKeyBody).
+	key  []byte
+	body []byte
 }
+
+// storeKeyBody copies key and body into buf (reused when large enough) and
+// sets e.key and e.body to share it.
+func (e *entry) storeKeyBody(buf, key, body []byte) {
+	if cap(buf) < len(key)+len(body) {
+		buf = make([]byte, 0, len(key)+len(body))
+	}
+	buf = append(append(buf[:0], key...), body...)
+	e.key, e.body = buf[:len(key)], buf[len(key):]
+}
+
+// buffer is the buffer holding e's key and body, for reuse.
+func (e *entry) buffer() []byte { return e.key[:0] }
 
 // room is one room's replicated state. Audit rooms take no retention: their
 // history is immutable (memory eviction only drops the in-memory copy; the
@@ -47,7 +64,7 @@ type room struct {
 	members             []string // sorted, unique
 	threads             []thread // sorted by parent, unique
 	messages            []entry  // commit order; each log's are a suffix of it
-	bodyBytes           int      // sum of len(body) over messages
+	bodyBytes           int      // sum of len(key) + len(body) over messages
 	dedup               dedupWindow
 }
 
@@ -93,10 +110,11 @@ func (r *room) head(t uint64) logHead {
 	return logHead{}
 }
 
-// removeMessage deletes messages[i], returning its body for reuse.
+// removeMessage deletes messages[i], returning its key and body buffer for
+// reuse.
 func (r *room) removeMessage(i int) []byte {
-	body := r.messages[i].body
-	r.bodyBytes -= len(body)
+	body := r.messages[i].buffer()
+	r.bodyBytes -= len(r.messages[i].key) + len(r.messages[i].body)
 	copy(r.messages[i:], r.messages[i+1:])
 	r.messages[len(r.messages)-1] = entry{}
 	r.messages = r.messages[:len(r.messages)-1]

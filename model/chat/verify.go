@@ -136,7 +136,7 @@ func verifyMessages(r *room, l *Limits, scratch *[]byte) error {
 			return fmt.Errorf("message %d (thread %d seq %d): %w", i, e.thread, e.seq, err)
 		}
 		last[li] = logHead{seq: e.seq, hash: e.hash}
-		bodyBytes += len(e.body)
+		bodyBytes += len(e.key) + len(e.body)
 	}
 	if bodyBytes != r.bodyBytes {
 		return invariant("body bytes %d, counted %d", r.bodyBytes, bodyBytes)
@@ -162,6 +162,8 @@ func verifyEntry(r *room, l *Limits, e *entry, prev logHead, scratch *[]byte) er
 	switch {
 	case len(e.body) == 0 || len(e.body) > l.BodySizeMax || !validID(e.author):
 		return invariant("body size %d or author invalid", len(e.body))
+	case len(e.key) != 0 && !validKey(e.key):
+		return invariant("idempotency key invalid")
 	case prev.seq != 0 && (e.seq != prev.seq+1 || e.prev != prev.hash):
 		return invariant("gap or broken link after seq %d", prev.seq)
 	case e.seq == 0 || e.seq > head.seq || (e.seq == 1 && e.prev != Hash{}):

@@ -17,7 +17,8 @@ import (
 // Event is one committed message. Body is shared by every subscriber and
 // must be treated as read-only. PrevHash may be zero when the publisher did
 // not know it (a post reply carries the message's hash, not its parent's);
-// consumers link events by seq and their own last hash.
+// consumers link events by seq and their own last hash. Key is the
+// idempotency key of the message's post (not part of its hash).
 type Event struct {
 	Tenant, Room string
 	Thread       uint64 // 0: the room's main log
@@ -26,6 +27,7 @@ type Event struct {
 	PrevHash     chat.Hash
 	Author       string
 	TimeNs       int64
+	Key          string
 	Body         []byte
 }
 

@@ -14,20 +14,25 @@ import (
 // only the rooms it follows. The message is the event in this encoding,
 // all integers little-endian, str a u8 length then bytes:
 //
-//	format u8 (1) | origin [8] | tenant str | room str | thread u64 | seq u64 |
-//	hash [32] | prev_hash [32] | author str | time_ns i64 | body_size u32 | body
+//	format u8 (2) | origin [8] | tenant str | room str | thread u64 | seq u64 |
+//	hash [32] | prev_hash [32] | author str | time_ns i64 | key str |
+//	body_size u32 | body
 //
 // origin names the publishing bus, so a bus skips its own events (it has
 // delivered them locally already). A message must be exactly its encoding.
+// Format 1 is the same without key; it still decodes (with an empty key),
+// so edges of both versions share a Redis during an upgrade, and an older
+// edge refuses format 2 as malformed and fills from history instead.
 const (
-	payloadFormat  = 1
-	originSize     = 8
-	strSizeMax     = 255
-	payloadBodyMax = 1 << 20 // bytes of one event's body
-	hashSize       = 32
-	payloadFixed   = 1 + originSize + 1 + 1 + 8 + 8 + 2*hashSize + 1 + 8 + 4
+	payloadFormat   = 2
+	payloadFormatV1 = 1 // without key
+	originSize      = 8
+	strSizeMax      = 255
+	payloadBodyMax  = 1 << 20 // bytes of one event's body
+	hashSize        = 32
+	payloadFixed    = 1 + originSize + 1 + 1 + 8 + 8 + 2*hashSize + 1 + 8 + 1 + 4
 	// PayloadSizeMax bounds one encoded event.
-	PayloadSizeMax = payloadFixed + 3*strSizeMax + payloadBodyMax
+	PayloadSizeMax = payloadFixed + 4*strSizeMax + payloadBodyMax
 )
 
 var _ [hashSize]byte = chat.Hash{} // the encoding's hash size is chat's
@@ -50,7 +55,7 @@ func channelOf(prefix string, t Topic) string {
 
 // encodeEvent appends e's encoding to dst.
 func encodeEvent(dst []byte, from origin, e *Event) ([]byte, error) {
-	if len(e.Tenant) > strSizeMax || len(e.Room) > strSizeMax || len(e.Author) > strSizeMax {
+	if len(e.Tenant) > strSizeMax || len(e.Room) > strSizeMax || len(e.Author) > strSizeMax || len(e.Key) > strSizeMax {
 		return dst, fmt.Errorf("encode event %.64s/%.64s: %w", e.Tenant, e.Room, errPayloadSize)
 	}
 	if len(e.Body) > payloadBodyMax {
@@ -66,6 +71,7 @@ func encodeEvent(dst []byte, from origin, e *Event) ([]byte, error) {
 	dst = append(dst, e.PrevHash[:]...)
 	dst = appendStr(dst, e.Author)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(e.TimeNs))
+	dst = appendStr(dst, e.Key)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(e.Body)))
 	return append(dst, e.Body...), nil
 }
@@ -124,8 +130,9 @@ func decodeEvent(payload string) (Event, origin, error) {
 		return e, from, errPayloadSize
 	}
 	d := decoder{b: payload}
-	if f := d.u8(); d.err == nil && f != payloadFormat {
-		return e, from, fmt.Errorf("%w %d", errPayloadFmt, f)
+	format := d.u8()
+	if d.err == nil && format != payloadFormat && format != payloadFormatV1 {
+		return e, from, fmt.Errorf("%w %d", errPayloadFmt, format)
 	}
 	copy(from[:], d.take(originSize))
 	e.Tenant = d.str()
@@ -136,6 +143,9 @@ func decodeEvent(payload string) (Event, origin, error) {
 	copy(e.PrevHash[:], d.take(hashSize))
 	e.Author = d.str()
 	e.TimeNs = int64(d.u64())
+	if format != payloadFormatV1 {
+		e.Key = d.str()
+	}
 	n := d.u32()
 	if d.err == nil && n > payloadBodyMax {
 		return Event{}, from, errPayloadSize

@@ -372,21 +372,14 @@ func (c *Client) answer(pool *shardPool, w *waiter, r vsr.Reply) {
 }
 
 // readOnly reports whether operation changes no state.
-func readOnly(operation uint8) bool {
-	switch operation {
-	case chat.OperationReadRange, chat.OperationReadLatest, chat.OperationReadSince, chat.OperationRoomSnapshot:
-		return true
-	}
-	return false
-}
+func readOnly(operation uint8) bool { return chat.IsRead(operation) }
 
 // retrySafe reports whether operation may be submitted again after an
 // eviction left unknown whether it was applied (see the package comment).
 func retrySafe(operation uint8) bool {
 	switch operation {
-	case chat.OperationPost, chat.OperationPostBatch,
-		chat.OperationReadRange, chat.OperationReadLatest, chat.OperationReadSince, chat.OperationRoomSnapshot:
+	case chat.OperationPost, chat.OperationPostBatch:
 		return true
 	}
-	return false
+	return chat.IsRead(operation)
 }

@@ -260,7 +260,7 @@ func (e *Edge) acked(q *chat.PostRequest, r *chat.PostReply) postJSON {
 	} else {
 		e.m.Posts.Add(1)
 		e.bus.Publish(bus.Event{Tenant: q.Tenant, Room: q.Room, Thread: q.Thread, Seq: r.Seq, Hash: r.Hash,
-			Author: q.User, TimeNs: r.TimeNs, Body: q.Body})
+			Author: q.User, TimeNs: r.TimeNs, Key: q.IdempotencyKey, Body: q.Body})
 	}
 	return postJSON{Room: q.Room, Thread: q.Thread, Seq: r.Seq, Hash: hexHash(r.Hash), Time: formatTime(r.TimeNs),
 		TimeNs: formatInt(r.TimeNs), Duplicate: r.Duplicate, Key: q.IdempotencyKey}
@@ -316,7 +316,10 @@ func randomKey() string {
 	return hex.EncodeToString(b[:])
 }
 
-// historyRead maps since / from / before / none to a chat read.
+// historyRead maps since / from / before / none to a chat read. The
+// cluster refuses what only it can judge (a seq past the head, an unknown
+// room); the edge refuses a bad limit or seq, and more than one of since,
+// from and before (a contradictory range), before asking it.
 func historyRead(c *command) (op uint8, seq uint64, limit uint16, err *Error) {
 	n := historyLimitDef
 	if c.Limit != nil {
@@ -333,20 +336,19 @@ func historyRead(c *command) (op uint8, seq uint64, limit uint16, err *Error) {
 	}
 	switch {
 	case set > 1:
-		return 0, 0, 0, errorf(CodeBadRequest, "give at most one of since, from and before")
+		return 0, 0, 0, errorf(CodeInvalidRange, "give at most one of since, from and before")
 	case c.Since != nil:
 		return chat.OperationReadSince, *c.Since, uint16(n), nil
 	case c.From != nil:
+		if *c.From == 0 {
+			return 0, 0, 0, chatError(chat.CodeInvalidSeq) // seqs start at 1
+		}
 		return chat.OperationReadRange, *c.From, uint16(n), nil
 	case c.Before != nil:
-		if *c.Before < 2 {
-			return 0, 0, 0, errorf(CodeBadRequest, "before must be at least 2 (there is nothing before seq 1)")
+		if *c.Before == 0 {
+			return 0, 0, 0, chatError(chat.CodeInvalidSeq) // nothing is below seq 0
 		}
-		from := uint64(1)
-		if *c.Before > uint64(n) {
-			from = *c.Before - uint64(n)
-		}
-		return chat.OperationReadRange, from, uint16(min(uint64(n), *c.Before-from)), nil
+		return chat.OperationReadBefore, *c.Before, uint16(n), nil
 	}
 	return chat.OperationReadLatest, 0, uint16(n), nil
 }
@@ -363,7 +365,7 @@ func (e *Edge) history(ctx context.Context, s *Session, c *command) (any, *Error
 	if err != nil {
 		return nil, err
 	}
-	return toLogJSON(&v), nil
+	return toLogJSON(&v, op, seq, limit), nil
 }
 
 func (e *Edge) snapshot(ctx context.Context, s *Session, c *command) (any, *Error) {
@@ -381,5 +383,5 @@ func (e *Edge) snapshot(ctx context.Context, s *Session, c *command) (any, *Erro
 	if err != nil {
 		return nil, err
 	}
-	return toSnapshotJSON(&r), nil
+	return toSnapshotJSON(&r, uint16(n)), nil
 }

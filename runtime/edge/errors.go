@@ -31,6 +31,7 @@ const (
 	CodeInvalidClaims        = "invalid_claims"
 	CodeForbiddenRoom        = "forbidden_room"
 	CodeBadRequest           = "bad_request"
+	CodeInvalidRange         = "invalid_range"
 	CodeUnknownCommand       = "unknown_command"
 	CodeRequestTooLarge      = "request_too_large"
 	CodeRateLimited          = "rate_limited"
@@ -47,7 +48,7 @@ var edgeStatus = map[string]int{
 	CodeMissingToken: 401, CodeMalformedToken: 401, CodeInvalidSignature: 401,
 	CodeTokenExpired: 401, CodeTokenNotYetValid: 401, CodeWrongAudience: 401,
 	CodeWrongTenant: 401, CodeInvalidClaims: 401, CodeForbiddenRoom: 403,
-	CodeBadRequest: 400, CodeUnknownCommand: 400, CodeRequestTooLarge: 413,
+	CodeBadRequest: 400, CodeInvalidRange: 400, CodeUnknownCommand: 400, CodeRequestTooLarge: 413,
 	CodeRateLimited: 429, CodeTooManyConnections: 503, CodeTooManySubscriptions: 409,
 	CodeAlreadySubscribed: 409, CodeNotSubscribed: 409, CodeUnavailable: 503,
 	CodeNotFound: 404, CodeInternal: 500,
@@ -58,7 +59,7 @@ func edgeCodes() []string {
 	return []string{
 		CodeMissingToken, CodeMalformedToken, CodeInvalidSignature, CodeTokenExpired,
 		CodeTokenNotYetValid, CodeWrongAudience, CodeWrongTenant, CodeInvalidClaims,
-		CodeForbiddenRoom, CodeBadRequest, CodeUnknownCommand, CodeRequestTooLarge,
+		CodeForbiddenRoom, CodeBadRequest, CodeInvalidRange, CodeUnknownCommand, CodeRequestTooLarge,
 		CodeRateLimited, CodeTooManyConnections, CodeTooManySubscriptions,
 		CodeAlreadySubscribed, CodeNotSubscribed, CodeUnavailable, CodeNotFound, CodeInternal,
 	}

@@ -378,12 +378,13 @@ func (t *tracker) skipAhead() {
 }
 
 // truncate tells s that history before view.FirstSeq is gone (retention or
-// the in-memory window), and moves s past it.
+// the in-memory window), and moves s past it: the gap a ReadSince from s's
+// position reports, the same one a history read's truncated names.
 func (t *tracker) truncate(s *sub, view *chat.LogView) {
-	if view.FirstSeq <= s.last+1 || view.FirstSeq == 0 {
+	from, to, ok := chat.ReadGap(chat.OperationReadSince, s.last, 0, view)
+	if !ok {
 		return
 	}
-	from, to := s.last+1, view.FirstSeq-1
 	t.hub.m.Truncations.Add(1)
 	ev := truncatedJSON{Event: "truncated", Room: t.key.room, Thread: t.key.thread, From: from, To: to}
 	b := mustJSON(ev)
@@ -477,7 +478,7 @@ func (t *tracker) onBus(e *bus.Event) {
 		return
 	}
 	msg := chat.Message{Tenant: e.Tenant, Room: e.Room, Thread: e.Thread, Seq: e.Seq, PrevHash: t.hash,
-		Hash: e.Hash, Author: e.Author, TimeNs: e.TimeNs, Body: e.Body}
+		Hash: e.Hash, Author: e.Author, TimeNs: e.TimeNs, Key: e.Key, Body: e.Body}
 	if msg.ComputeHash() != e.Hash {
 		m.BusHashMismatch.Add(1)
 		t.fill()

@@ -12,7 +12,8 @@ import (
 )
 
 // messageJSON is a message as clients see it, in history and in events.
-// time_ns is a decimal string: JSON numbers lose precision above 2^53.
+// time_ns is a decimal string: JSON numbers lose precision above 2^53. key
+// is the idempotency key of the message's post (not hashed).
 type messageJSON struct {
 	Event    string `json:"event,omitempty"`
 	Room     string `json:"room"`
@@ -23,6 +24,7 @@ type messageJSON struct {
 	Author   string `json:"author"`
 	Time     string `json:"time"`
 	TimeNs   string `json:"time_ns"`
+	Key      string `json:"key"`
 	Body     string `json:"body,omitempty"`
 	BodyB64  string `json:"body_b64,omitempty"`
 }
@@ -35,7 +37,7 @@ func toMessageJSON(m *chat.Message, event string) messageJSON {
 	j := messageJSON{
 		Event: event, Room: m.Room, Thread: m.Thread, Seq: m.Seq,
 		Hash: hexHash(m.Hash), PrevHash: hexHash(m.PrevHash), Author: m.Author,
-		Time: formatTime(m.TimeNs), TimeNs: strconv.FormatInt(m.TimeNs, 10),
+		Time: formatTime(m.TimeNs), TimeNs: strconv.FormatInt(m.TimeNs, 10), Key: m.Key,
 	}
 	if utf8.Valid(m.Body) {
 		j.Body = string(m.Body)
@@ -45,19 +47,33 @@ func toMessageJSON(m *chat.Message, event string) messageJSON {
 	return j
 }
 
+// logJSON is a log view. Truncated is always present: null, or the seqs
+// the read wanted that the cluster no longer holds (chat.ReadGap).
 type logJSON struct {
-	Room     string        `json:"room"`
-	Thread   uint64        `json:"thread"`
-	HeadSeq  uint64        `json:"head_seq"`
-	HeadHash string        `json:"head_hash"`
-	FirstSeq uint64        `json:"first_seq"`
-	More     bool          `json:"more"`
-	Messages []messageJSON `json:"messages"`
+	Room      string        `json:"room"`
+	Thread    uint64        `json:"thread"`
+	HeadSeq   uint64        `json:"head_seq"`
+	HeadHash  string        `json:"head_hash"`
+	FirstSeq  uint64        `json:"first_seq"`
+	More      bool          `json:"more"`
+	Truncated *gapJSON      `json:"truncated"`
+	Messages  []messageJSON `json:"messages"`
 }
 
-func toLogJSON(v *chat.LogView) logJSON {
+// gapJSON is the seqs from..to, both included.
+type gapJSON struct {
+	From uint64 `json:"from"`
+	To   uint64 `json:"to"`
+}
+
+// toLogJSON makes the log object of a read: operation, seq and limit are
+// the read's (chat.ReadGap's arguments; a snapshot passes ReadLatest).
+func toLogJSON(v *chat.LogView, operation uint8, seq uint64, limit uint16) logJSON {
 	j := logJSON{Room: v.Room, Thread: v.Thread, HeadSeq: v.HeadSeq, HeadHash: hexHash(v.HeadHash),
 		FirstSeq: v.FirstSeq, More: v.More, Messages: make([]messageJSON, 0, len(v.Messages))}
+	if from, to, ok := chat.ReadGap(operation, seq, limit, v); ok {
+		j.Truncated = &gapJSON{From: from, To: to}
+	}
 	for i := range v.Messages {
 		j.Messages = append(j.Messages, toMessageJSON(&v.Messages[i], ""))
 	}
@@ -81,13 +97,13 @@ type snapshotJSON struct {
 	Log  logJSON      `json:"log"`
 }
 
-func toSnapshotJSON(r *chat.RoomSnapshotReply) snapshotJSON {
+func toSnapshotJSON(r *chat.RoomSnapshotReply, limit uint16) snapshotJSON {
 	in := &r.Info
 	return snapshotJSON{
 		Info: roomInfoJSON{Private: in.Private, Audit: in.Audit, Direct: in.Direct, Member: in.Member,
 			Retention: in.RetentionCount, Creator: in.Creator, Created: formatTime(in.CreatedNs),
 			Members: in.Members, Threads: in.Threads},
-		Log: toLogJSON(&r.Log),
+		Log: toLogJSON(&r.Log, chat.OperationReadLatest, 0, limit),
 	}
 }
 

@@ -184,14 +184,16 @@ func parsePostBatch(r *http.Request, body []byte, c *command) *Error {
 	return err
 }
 
-// queryUint parses an optional unsigned query parameter.
+// queryUint parses an optional unsigned query parameter. A number above
+// 2^64-1 saturates, so it gets the code of a value out of range
+// (invalid_limit, seq_beyond_head), not bad_request.
 func queryUint(r *http.Request, name string) (*uint64, *Error) {
 	s := r.URL.Query().Get(name)
 	if s == "" {
 		return nil, nil
 	}
 	v, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
 		return nil, errorf(CodeBadRequest, "query parameter %s must be an unsigned integer", name)
 	}
 	return &v, nil

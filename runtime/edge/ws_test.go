@@ -252,7 +252,7 @@ func TestBadInputGetsErrorsAndHurtsNoOne(t *testing.T) {
 		{`{"id":5,"cmd":"post","room":"lobby","body":""}`, "body_empty"},
 		{`{"id":6,"cmd":"post","room":"lobby","body":"` + strings.Repeat("y", 300) + `"}`, "body_too_large"},
 		{`{"id":7,"cmd":"post","room":"lobby","body":"x","key":"bad key"}`, "invalid_idempotency_key"},
-		{`{"id":8,"cmd":"history","room":"lobby","since":1,"from":1}`, CodeBadRequest},
+		{`{"id":8,"cmd":"history","room":"lobby","since":1,"from":1}`, CodeInvalidRange},
 		{`{"id":9,"cmd":"history","room":"lobby","limit":0}`, "invalid_limit"},
 		{`{"id":10,"cmd":"subscribe","room":"no such"}`, "invalid_room"},
 		{`{"id":11,"cmd":"subscribe","room":"nowhere"}`, CodeForbiddenRoom},
