@@ -3,11 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"strconv"
 
+	"tigerchat/model"
+	"tigerchat/model/vsr"
 	"tigerchat/runtime/node"
 )
 
@@ -65,6 +68,7 @@ func httpHandler(nodes []*node.Node) http.Handler {
 				fmt.Fprintf(w, "tigerchat_commit{%s} %d\n", labels, st.CommitMax)
 				fmt.Fprintf(w, "tigerchat_primary{%s} %d\n", labels, b2i(st.Primary))
 				fmt.Fprintf(w, "tigerchat_normal{%s} %d\n", labels, b2i(st.Status == "normal"))
+				writeStorageMetrics(w, labels, &st.Storage)
 			}
 			for _, st := range n.Statuses() {
 				ds, ok := n.DiskStats()[st.Shard]
@@ -131,4 +135,21 @@ func withPprof(h http.Handler) http.Handler {
 	}
 	mux.Handle("/", h)
 	return mux
+}
+
+// writeStorageMetrics writes one replica's grid and checkpoint figures
+// (docs/storage.md, docs/operations.md).
+func writeStorageMetrics(w io.Writer, labels string, s *vsr.StorageStats) {
+	g := &s.Grid
+	fmt.Fprintf(w, "tigerchat_checkpoint_op{%s} %d\n", labels, s.CheckpointOp)
+	fmt.Fprintf(w, "tigerchat_checkpoints_total{%s} %d\n", labels, s.Checkpoints)
+	fmt.Fprintf(w, "tigerchat_checkpoint_bytes{%s} %d\n", labels, s.CheckpointBytes)
+	fmt.Fprintf(w, "tigerchat_checkpoint_seconds{%s} %.3f\n", labels, float64(s.CheckpointTicks)*model.TickMs/1000)
+	fmt.Fprintf(w, "tigerchat_grid_blocks_used{%s} %d\n", labels, s.BlocksUsed)
+	fmt.Fprintf(w, "tigerchat_grid_blocks_free{%s} %d\n", labels, s.BlocksFree)
+	fmt.Fprintf(w, "tigerchat_grid_bytes_written_total{%s} %d\n", labels, g.BytesWritten)
+	fmt.Fprintf(w, "tigerchat_grid_cache_hits_total{%s} %d\n", labels, g.CacheHits)
+	fmt.Fprintf(w, "tigerchat_grid_cache_misses_total{%s} %d\n", labels, g.CacheMisses)
+	fmt.Fprintf(w, "tigerchat_grid_blocks_corrupt_total{%s} %d\n", labels, g.Corrupt)
+	fmt.Fprintf(w, "tigerchat_grid_blocks_repaired_total{%s} %d\n", labels, g.Repaired)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"tigerchat/model"
 	"tigerchat/model/grid"
 	"tigerchat/model/wire"
 )
@@ -54,9 +55,11 @@ func (r *Replica) checkpoint() {
 		panic("vsr: checkpoint while another is being written")
 	}
 	r.checkpointing = true
+	bytesBefore := r.grid.Stats.BytesWritten
 	root := r.writeCheckpointTree(op, checksum)
 	c := &r.checkpointWrite
 	c.op, c.checksum, c.root = op, checksum, root
+	c.startTick, c.bytes = r.env.Clock.Monotonic(), r.grid.Stats.BytesWritten-bytesBefore
 	if r.cfg.Mutation == MutationSuperblockBeforeBlocks {
 		c.onFlushed() // the superblock flips while the blocks are still in flight
 		return
@@ -68,6 +71,8 @@ func (r *Replica) checkpoint() {
 // bound once.
 type checkpointWrite struct {
 	r         *Replica
+	startTick model.Tick
+	bytes     uint64 // grid bytes the checkpoint wrote
 	op        uint64
 	checksum  wire.Checksum
 	root      grid.Ref
@@ -102,6 +107,9 @@ func (c *checkpointWrite) onPersisted() {
 	r.checkpointChecksum = c.checksum
 	r.checkpointRoot = c.root
 	r.grid.CheckpointDurable()
+	r.storage.Checkpoints++
+	r.storage.CheckpointBytes = c.bytes
+	r.storage.CheckpointTicks = uint64(r.env.Clock.Monotonic() - c.startTick)
 	r.event("checkpoint")
 }
 
@@ -162,4 +170,25 @@ func (r *Replica) openSessions(ref grid.Ref, done func(error)) {
 			done(nil)
 		})
 	})
+}
+
+// StorageStats describe a replica's grid and its last checkpoint, for
+// metrics.
+type StorageStats struct {
+	CheckpointOp    uint64
+	Checkpoints     uint64 // written since start (state syncs not counted)
+	CheckpointBytes uint64 // grid bytes the last checkpoint wrote
+	CheckpointTicks uint64 // from its first block to its durable superblock
+	BlocksUsed      uint64
+	BlocksFree      uint64
+	Grid            grid.Stats
+}
+
+// Storage returns the replica's storage statistics.
+func (r *Replica) Storage() StorageStats {
+	s := r.storage
+	s.CheckpointOp = r.checkpointOp
+	s.BlocksUsed, s.BlocksFree = r.grid.Used(), r.grid.Free()
+	s.Grid = r.grid.Stats
+	return s
 }

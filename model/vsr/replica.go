@@ -127,6 +127,7 @@ type Replica struct {
 	sessionsBuf   []byte     // the client table being encoded
 	blockSync     *blockSync // a state sync under way
 	blockPeer     int        // the peer asked for the last block
+	storage       StorageStats
 
 	superblock      superblockWriter
 	checkpointWrite checkpointWrite

@@ -143,6 +143,9 @@ type Status struct {
 	CommitMin uint64 `json:"commit_min"`
 	CommitMax uint64 `json:"commit_max"`
 	Drained   bool   `json:"drained"`
+	// Storage: the durable checkpoint and the grid (docs/storage.md).
+	CheckpointOp uint64           `json:"checkpoint_op"`
+	Storage      vsr.StorageStats `json:"storage"`
 }
 
 // Node runs every shard replica of one member.
@@ -331,7 +334,8 @@ func (n *Node) startShard(ctx context.Context, sh *shard) error {
 func (sh *shard) publish() {
 	r := sh.replica
 	sh.status.Store(&Status{Shard: sh.index, Status: r.Status().String(), View: r.View(), Primary: r.IsPrimary() && r.Status() == vsr.StatusNormal,
-		Op: r.Op(), CommitMin: r.CommitMin(), CommitMax: r.CommitMax(), Drained: r.Drained()})
+		Op: r.Op(), CommitMin: r.CommitMin(), CommitMax: r.CommitMax(), Drained: r.Drained(),
+		CheckpointOp: r.CheckpointOp(), Storage: r.Storage()})
 }
 
 // Statuses reports every shard replica of this node.
