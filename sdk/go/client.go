@@ -182,10 +182,24 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 	c := &Client{o: o, wsURL: u, ctx: cctx, cancel: cancel, posts: make(chan *postReq, 1024),
 		connReady: make(chan struct{}), subs: map[logKey]*Subscription{}, token: o.Token}
 	c.tokenExp, c.tenant, c.user = tokenClaims(o.Token)
-	first, err := c.connect(ctx)
-	if err != nil {
-		cancel()
-		return nil, err
+	var first *conn
+	for attempt := 0; ; attempt++ {
+		var err error
+		if first, err = c.connect(ctx); err == nil {
+			break
+		}
+		// The edge said to come back later (rate_limited, unavailable,
+		// too_many_connections): wait as it asks, within ctx.
+		wait, ok := c.retryable(err, attempt)
+		if !ok || IsCode(err, CodeConnectionLost) || attempt >= 50 {
+			cancel()
+			return nil, err
+		}
+		wait = max(wait, c.o.BackoffMin/2+time.Duration(mrand.Int64N(int64(c.o.BackoffMin)+1)))
+		if err := sleep(ctx, cctx, wait); err != nil {
+			cancel()
+			return nil, err
+		}
 	}
 	c.wg.Add(2)
 	go c.run(first)
@@ -204,7 +218,7 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	c.cancel()
 	if cn != nil {
-		cn.ws.Close(websocket.StatusNormalClosure, "")
+		cn.shutdown()
 	}
 	c.wg.Wait()
 	return nil
@@ -486,7 +500,7 @@ func (c *Client) serve(cn *conn) websocket.StatusCode {
 		}
 		select {
 		case <-c.ctx.Done():
-			cn.ws.Close(websocket.StatusNormalClosure, "")
+			cn.shutdown()
 			<-cn.done
 			return websocket.StatusNormalClosure
 		case <-cn.done:
@@ -644,6 +658,21 @@ type conn struct {
 	done    chan struct{}
 }
 
+// shutdown closes with 1000, waiting at most a second for the edge's
+// close frame.
+func (cn *conn) shutdown() {
+	done := make(chan struct{})
+	go func() {
+		cn.ws.Close(websocket.StatusNormalClosure, "")
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		cn.ws.CloseNow()
+	}
+}
+
 type envelope struct {
 	ID    *uint64    `json:"id"`
 	Event string     `json:"event"`
@@ -669,12 +698,15 @@ func (cn *conn) read() {
 			continue
 		}
 		var env envelope
-		if json.Unmarshal(frame, &env) != nil || env.ID == nil {
+		if json.Unmarshal(frame, &env) != nil {
 			continue
 		}
 		if env.Event != "" {
 			cn.c.event(cn, frame)
 			continue
+		}
+		if env.ID == nil {
+			continue // a reply without an id: not one of ours
 		}
 		cn.mu.Lock()
 		f := cn.pending[*env.ID]

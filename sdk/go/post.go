@@ -163,6 +163,15 @@ func (c *Client) batcher() {
 				connWait = ready
 				break
 			}
+			select {
+			case <-cn.done:
+				// Lost, not yet replaced: wait for the next connection.
+				connWait = ready
+			default:
+			}
+			if connWait != nil {
+				break
+			}
 			n, size := 0, 64
 			for n < len(queue) && n < batchCap {
 				if n > 0 && size+len(queue[n].enc)+1 > frameBudget {
