@@ -7,7 +7,7 @@ SWARM_NIGHTLY_COUNT ?= 30000
 CHAT_FAST_COUNT     ?= 100
 CHAT_NIGHTLY_COUNT  ?= 10000
 
-.PHONY: all build test test-go vet fmt-check run sim sim-swarm sim-nightly clean bench-failover bench
+.PHONY: all build test test-go vet fmt-check run sim sim-swarm sim-nightly clean bench-failover bench test-sdk test-sdk-go
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 
 # The fast suite: formatting, vet, unit and property tests (fuzz seed corpora
 # run as ordinary tests), then a few hundred simulator swarm seeds.
-test: fmt-check vet test-go sim-swarm
+test: fmt-check vet test-go sim-swarm test-sdk
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -32,6 +32,14 @@ test-go:
 sim-swarm: build
 	./$(BIN)/tigersim -swarm -count $(SWARM_FAST_COUNT)
 	./$(BIN)/tigersim -subject chat -swarm -count $(CHAT_FAST_COUNT)
+
+# The client SDKs (sdk/, each its own package root) and their conformance
+# scenarios (sdk/conformance) against real servers the tests start from
+# bin/tigerchat on free 127.0.0.1 ports.
+test-sdk: test-sdk-go
+
+test-sdk-go: build
+	cd sdk/go && $(GO) vet ./... && TIGERCHAT_BIN=$(CURDIR)/$(BIN)/tigerchat $(GO) test -count=1 -timeout 300s ./...
 
 # The nightly swarm: tens of thousands of seeds; not part of `make test`.
 sim-nightly: build

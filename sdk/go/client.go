@@ -766,6 +766,12 @@ func (cn *conn) sendRaw(ctx context.Context, id uint64, data []byte, f func([]by
 	return nil
 }
 
+func (cn *conn) isClosed() bool {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	return cn.closed
+}
+
 func (cn *conn) forget(id uint64) bool {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()

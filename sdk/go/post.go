@@ -163,13 +163,9 @@ func (c *Client) batcher() {
 				connWait = ready
 				break
 			}
-			select {
-			case <-cn.done:
-				// Lost, not yet replaced: wait for the next connection.
-				connWait = ready
-			default:
-			}
-			if connWait != nil {
+			if cn.isClosed() {
+				// Lost, not yet replaced: look again shortly.
+				timer.Reset(10 * time.Millisecond)
 				break
 			}
 			n, size := 0, 64
@@ -271,9 +267,6 @@ func maxTime(a, b time.Time) time.Time {
 func (c *Client) sendPosts(cn *conn, posts []*postReq, done chan<- frameDone) {
 	fd := frameDone{posts: posts}
 	defer func() { done <- fd }()
-	for _, p := range posts {
-		p.attempts++
-	}
 	id := cn.nextID.Add(1)
 	var data []byte
 	data = append(data, `{"id":`...)
@@ -299,7 +292,15 @@ func (c *Client) sendPosts(cn *conn, posts []*postReq, done chan<- frameDone) {
 	defer cancel()
 	if err := cn.sendRaw(ctx, id, data, func(b []byte, err error) { ch <- result{b, err} }); err != nil {
 		fd.err = err
+		if !cn.isClosed() {
+			for _, p := range posts { // written in part, perhaps
+				p.attempts++
+			}
+		}
 		return
+	}
+	for _, p := range posts {
+		p.attempts++
 	}
 	raw, err := cn.wait(ctx, id, ch)
 	if err != nil {
