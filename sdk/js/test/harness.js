@@ -112,6 +112,81 @@ export class DevServer {
   }
 }
 
+/**
+ * A 3-process cluster: `tigerchat dev` creates the files once, then three
+ * `tigerchat start` processes (one per replica, each with /status) and one
+ * `tigerchat edge` without rate limits.
+ */
+export class Cluster3 {
+  static async start() {
+    const c = new Cluster3();
+    c.dir = mkdtempSync(path.join(os.tmpdir(), "tigerchat-js-c3-"));
+    c.procs = [];
+    c.clients = [];
+    cleanups.push(() => c.stop(true));
+    const data = path.join(c.dir, "data");
+    const setup = new DevServer();
+    setup.dir = c.dir;
+    setup.args = ["dev", "-dir", data, "-shards", "1", "-http", await freeTCP(), "-base-port", String(await freeUDPBase()), "-edge", await freeTCP(), "-edge-h3=false"];
+    await setup._run();
+    setup.proc.kill("SIGTERM");
+    await setup.exited;
+    const auth = JSON.parse(readFileSync(path.join(data, "edge-auth.json"), "utf8"));
+    c.secret = Buffer.from(auth.keys[0].secret, "base64");
+    c.status = [];
+    for (let i = 0; i < 3; i++) {
+      const h = await freeTCP();
+      c.status.push(h);
+      c.procs.push(spawn(serverBinary(), ["start", "-config", path.join(data, "cluster.json"), "-replica", String(i), "-data", path.join(data, `replica-${i}`), "-identity", path.join(data, `replica-${i}.pem`), "-http", h], { stdio: "ignore" }));
+    }
+    const edge = await freeTCP();
+    c.edge = "http://" + edge;
+    c.procs.push(spawn(serverBinary(), ["edge", "-config", path.join(data, "cluster.json"), "-identity", path.join(data, "gateway.pem"), "-auth", path.join(data, "edge-auth.json"), "-listen", edge, "-user-rate", "100000", "-ip-rate", "100000"], { stdio: "ignore" }));
+    const tok = c.token("probe");
+    for (let i = 0; ; i++) {
+      try {
+        const r = await fetch(c.edge + "/v1/rooms", { method: "POST", headers: { Authorization: "Bearer " + tok }, body: JSON.stringify({ room: "probe-room" }) });
+        if (r.status === 201 || r.status === 409) break;
+      } catch {}
+      if (i > 600) throw new Error("the edge did not serve in 30 s");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return c;
+  }
+
+  /** The index of the replica that is primary of shard 0. */
+  async primary() {
+    for (let i = 0; i < 400; i++) {
+      for (const [k, h] of this.status.entries()) {
+        try {
+          const all = await (await fetch(`http://${h}/status`)).json();
+          if (all.some((n) => n.some((st) => st.shard === 0 && st.primary && st.status === "normal"))) return k;
+        } catch {}
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error("no primary of shard 0 in 20 s");
+  }
+
+  /** SIGKILL of replica i, by its PID. */
+  async killReplica(i) {
+    const p = this.procs[i];
+    const exited = new Promise((res) => (p.exitCode !== null ? res() : p.once("exit", res)));
+    p.kill("SIGKILL");
+    await exited;
+  }
+
+  async stop(sync = false) {
+    for (const c of this.clients.splice(0)) c.close();
+    const waits = this.procs.map((p) => (p.exitCode !== null || p.signalCode !== null ? null : new Promise((res) => { p.once("exit", res); p.kill("SIGKILL"); })));
+    if (sync) { rmSync(this.dir, { recursive: true, force: true }); return; }
+    await Promise.all(waits.filter(Boolean));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+Cluster3.prototype.token = DevServer.prototype.token;
+Cluster3.prototype.client = DevServer.prototype.client;
+
 /** Reads n message events (bounded: 60 s), failing on any other event. */
 export async function collect(sub, n) {
   const got = [];
