@@ -202,3 +202,73 @@ func drain(ctx context.Context, ws *websocket.Conn) {
 		}
 	}
 }
+
+// A truncation on a live subscription is checked once by renewing the
+// subscription from the last seq: a range the log still holds is
+// delivered; one that is reported again reaches the application.
+func TestTruncationRechecked(t *testing.T) {
+	e := &scriptedEdge{t: t}
+	var cmds []string
+	e.scripts = []func(context.Context, *websocket.Conn){
+		func(ctx context.Context, ws *websocket.Conn) {
+			cmd := readCmd(ctx, t, ws)
+			write(ctx, ws, map[string]any{"id": cmd["id"], "ok": true, "room": "r", "thread": 0, "since": 0, "head_seq": 9})
+			write(ctx, ws, msgEvent(1))
+			// Gone, says the edge: 2..3; then 4 of the old subscription.
+			write(ctx, ws, map[string]any{"event": "truncated", "room": "r", "thread": 0, "from": 2, "to": 3})
+			write(ctx, ws, msgEvent(4))
+			for range 2 {
+				cmd = readCmd(ctx, t, ws)
+				cmds = append(cmds, fmt.Sprint(cmd["cmd"], " ", cmd["since"]))
+				write(ctx, ws, map[string]any{"id": cmd["id"], "ok": true, "room": "r", "thread": 0, "since": 1, "head_seq": 9})
+			}
+			// The log still had 2..3; then a real truncation, twice.
+			for s := 2; s <= 5; s++ {
+				write(ctx, ws, msgEvent(s))
+			}
+			write(ctx, ws, map[string]any{"event": "truncated", "room": "r", "thread": 0, "from": 6, "to": 8})
+			cmd = readCmd(ctx, t, ws)
+			cmds = append(cmds, fmt.Sprint(cmd["cmd"], " ", cmd["since"]))
+			write(ctx, ws, map[string]any{"id": cmd["id"], "ok": true, "room": "r", "thread": 0})
+			cmd = readCmd(ctx, t, ws)
+			cmds = append(cmds, fmt.Sprint(cmd["cmd"], " ", cmd["since"]))
+			write(ctx, ws, map[string]any{"id": cmd["id"], "ok": true, "room": "r", "thread": 0, "since": 5, "head_seq": 9})
+			write(ctx, ws, map[string]any{"event": "truncated", "room": "r", "thread": 0, "from": 6, "to": 8})
+			write(ctx, ws, msgEvent(9))
+			drain(ctx, ws)
+		},
+	}
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, Options{URL: srv.URL, Token: "a.b.c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sub, err := c.Subscribe(ctx, "r", SubscribeOptions{Since: Seq(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) < 7 {
+		select {
+		case ev := <-sub.Events():
+			switch ev.Type {
+			case EventMessage:
+				got = append(got, fmt.Sprint(ev.Message.Seq))
+			case EventTruncated:
+				got = append(got, fmt.Sprintf("truncated %d-%d", ev.From, ev.To))
+			default:
+				t.Fatalf("event %+v", ev)
+			}
+		case <-ctx.Done():
+			t.Fatalf("got %v", got)
+		}
+	}
+	want := "[1 2 3 4 5 truncated 6-8 9]"
+	if fmt.Sprint(got) != want || fmt.Sprint(cmds) != "[unsubscribe <nil> subscribe 1 unsubscribe <nil> subscribe 5]" {
+		t.Fatalf("delivered %v, want %s; commands %v", got, want, cmds)
+	}
+}

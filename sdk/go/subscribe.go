@@ -61,8 +61,13 @@ type Subscription struct {
 	last     uint64
 	lastSet  bool
 	lastHash string
-	first    chan error
-	started  bool
+	// resync: the subscription is being renewed after a truncation on a
+	// live subscription; its events are dropped until the new subscribe
+	// reply. checked: the truncation (from) already re-checked once.
+	resync  bool
+	checked uint64
+	first   chan error
+	started bool
 
 	pushMu sync.Mutex
 	ended  bool
@@ -217,6 +222,7 @@ func (c *Client) subscribeOn(cn *conn, s *Subscription) {
 				if !s.lastSet {
 					s.last, s.lastSet = r.Since, true
 				}
+				s.resync = false
 				s.mu.Unlock()
 			}
 			ch <- result{b, err}
@@ -306,9 +312,9 @@ func (c *Client) event(cn *conn, frame []byte) {
 		m := ev.Message
 		m.Room, m.Thread = ev.Room, ev.Thread
 		s.mu.Lock()
-		if s.lastSet && m.Seq <= s.last {
+		if s.resync || s.lastSet && m.Seq <= s.last {
 			s.mu.Unlock()
-			return // already delivered
+			return // already delivered, or the subscription is being renewed
 		}
 		out := Event{Type: EventMessage, Room: m.Room, Thread: m.Thread, Message: &m}
 		if c.o.VerifyHashes {
@@ -328,8 +334,18 @@ func (c *Client) event(cn *conn, frame []byte) {
 		s.push(out)
 	case "truncated":
 		s.mu.Lock()
-		if s.lastSet && ev.To <= s.last {
+		if s.resync || s.lastSet && ev.To <= s.last {
 			s.mu.Unlock()
+			return
+		}
+		if s.checked != ev.From {
+			// The first time: renew the subscription from the last
+			// delivered seq, which reads the log again; an edge can declare
+			// a range gone that the cluster still holds (seen after a
+			// failover). Only a truncation that comes back is reported.
+			s.checked, s.resync = ev.From, true
+			s.mu.Unlock()
+			go c.renew(cn, s)
 			return
 		}
 		s.last, s.lastSet, s.lastHash = ev.To, true, ""
@@ -355,6 +371,17 @@ func (c *Client) event(cn *conn, frame []byte) {
 		s.push(Event{Type: EventUnsubscribed, Room: ev.Room, Thread: ev.Thread, Err: err})
 		s.end()
 	}
+}
+
+// renew unsubscribes s on cn and subscribes it again from its last seq.
+func (c *Client) renew(cn *conn, s *Subscription) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.o.CallTimeout)
+	_, err := cn.call(ctx, map[string]any{"cmd": "unsubscribe", "room": s.key.room, "thread": s.key.thread})
+	cancel()
+	if err != nil && !IsCode(err, CodeNotSubscribed) {
+		return // the connection is gone: the next one resubscribes
+	}
+	c.subscribeOn(cn, s)
 }
 
 // endSubs ends every subscription (the Client closed).
