@@ -525,6 +525,7 @@ export class Client {
       await new Promise((res) => this._send(ws, id, JSON.stringify({ id, ...c }), (r, e) => {
         // Before any event of the subscription (same task): fix the start.
         if (!e && s.last === null) s.last = r.since;
+        if (!e) s.resync = false;
         err = e;
         res();
       }));
@@ -544,7 +545,7 @@ export class Client {
     const s = this.subs.get(`${f.room}\u0000${f.thread || 0}`);
     if (!s) return;
     if (f.event === "message") {
-      if (s.last !== null && f.seq <= s.last) return;
+      if (s.resync || (s.last !== null && f.seq <= s.last)) return;
       const prev = s.last !== null && f.seq === s.last + 1 ? s.lastHash : "";
       s.last = f.seq; s.lastHash = f.hash;
       const m = { ...f }; delete m.event;
@@ -555,7 +556,20 @@ export class Client {
         () => s._push({ type: "message", room: f.room, thread: f.thread, message: m }),
         (error) => s._push({ type: "hash_mismatch", room: f.room, thread: f.thread, message: m, error })));
     } else if (f.event === "truncated") {
-      if (s.last !== null && f.to <= s.last) return;
+      if (s.resync || (s.last !== null && f.to <= s.last)) return;
+      if (s.checked !== f.from) {
+        // The first time: renew the subscription from the last delivered
+        // seq, which reads the log again (an edge can declare a range gone
+        // that the cluster still holds, after a failover). Only a
+        // truncation that comes back is reported.
+        s.checked = f.from;
+        s.resync = true;
+        const gen = this.gen;
+        this.call({ cmd: "unsubscribe", room: s.room, thread: s.thread }).then(
+          () => this._subscribeOn(gen, s),
+          (e) => { if (e.code === "not_subscribed") this._subscribeOn(gen, s); });
+        return;
+      }
       s.last = f.to; s.lastHash = "";
       s.chain = s.chain.then(() => s._push({ type: "truncated", room: f.room, thread: f.thread, from: f.from, to: f.to }));
     } else if (f.event === "unsubscribed") {

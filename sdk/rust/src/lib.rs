@@ -354,6 +354,11 @@ struct SubState {
 
 struct SubPos {
     last: Option<u64>,
+    // resync: renewing the subscription after a truncation on a live
+    // subscription (its events dropped until the new subscribe reply);
+    // checked: the truncation (from) already re-checked once.
+    resync: bool,
+    checked: u64,
     last_hash: String,
     gen: u64,
     first: Option<oneshot::Sender<Result<()>>>,
@@ -751,6 +756,7 @@ impl Client {
             if p.last.is_none() {
                 p.last = v.get("since").and_then(Value::as_u64);
             }
+            p.resync = false;
         }
         let _ = tx.send(Ok(v));
     }
@@ -764,7 +770,7 @@ impl Client {
                 let Ok(m) = serde_json::from_value::<Message>(v) else { return };
                 let ev = {
                     let mut p = s.st.lock().unwrap();
-                    if p.last.is_some_and(|l| m.seq <= l) {
+                    if p.resync || p.last.is_some_and(|l| m.seq <= l) {
                         return;
                     }
                     let prev = if p.last == Some(m.seq.wrapping_sub(1)) { p.last_hash.clone() } else { String::new() };
@@ -786,7 +792,27 @@ impl Client {
                 let to = v.get("to").and_then(Value::as_u64).unwrap_or(0);
                 {
                     let mut p = s.st.lock().unwrap();
-                    if p.last.is_some_and(|l| to <= l) {
+                    if p.resync || p.last.is_some_and(|l| to <= l) {
+                        return;
+                    }
+                    if p.checked != from {
+                        // The first time: renew the subscription from the
+                        // last delivered seq, which reads the log again (an
+                        // edge can declare a range gone that the cluster
+                        // still holds, after a failover). Only a truncation
+                        // that comes back is reported.
+                        p.checked = from;
+                        p.resync = true;
+                        if let Some(cn) = self.inner.conn_rx.borrow().clone() {
+                            let (c, s2) = (self.clone(), s.clone());
+                            tokio::spawn(async move {
+                                match c.send_on(&cn, json!({"cmd": "unsubscribe", "room": s2.room, "thread": s2.thread}), None).await {
+                                    Ok(_) => c.subscribe_on(cn, s2).await,
+                                    Err(e) if e.code == "not_subscribed" => c.subscribe_on(cn, s2).await,
+                                    Err(_) => {}
+                                }
+                            });
+                        }
                         return;
                     }
                     p.last = Some(to);
@@ -1014,7 +1040,7 @@ impl Client {
             room: room.to_string(),
             thread,
             tx,
-            st: Mutex::new(SubPos { last: since, last_hash: String::new(), gen: 0, first: Some(ftx) }),
+            st: Mutex::new(SubPos { last: since, resync: false, checked: 0, last_hash: String::new(), gen: 0, first: Some(ftx) }),
         });
         {
             let mut subs = self.inner.subs.lock().unwrap();
