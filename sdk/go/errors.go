@@ -41,6 +41,7 @@ const (
 	CodeBodyEmpty             Code = "body_empty"
 	CodeBodyTooLarge          Code = "body_too_large"
 	CodeInvalidLimit          Code = "invalid_limit"
+	CodeInvalidRange          Code = "invalid_range"
 	CodeInvalidSeq            Code = "invalid_seq"
 	CodeInvalidFlags          Code = "invalid_flags"
 	CodeAuditRetention        Code = "audit_retention"

@@ -20,7 +20,10 @@ type Message struct {
 	Author   string    `json:"author"`
 	Time     time.Time `json:"time"`
 	TimeNS   string    `json:"time_ns"`
-	Body     string    `json:"body"`
+	// Key is the idempotency key of the post that made the message (not
+	// covered by the hash).
+	Key  string `json:"key,omitempty"`
+	Body string `json:"body"`
 	// BodyB64 is set instead of Body for a body that is not valid UTF-8.
 	BodyB64 string `json:"body_b64,omitempty"`
 }

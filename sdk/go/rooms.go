@@ -189,13 +189,13 @@ func (c *Client) HistoryPage(ctx context.Context, room string, q HistoryQuery) (
 		cmd["from"], n = *q.From, n+1
 	}
 	if q.Before != nil {
-		if *q.Before < 2 {
-			return Log{}, localError(CodeInvalidSeq, "before %d: want >= 2", *q.Before)
+		if *q.Before < 1 {
+			return Log{}, localError(CodeInvalidSeq, "before %d: want >= 1", *q.Before)
 		}
 		cmd["before"], n = *q.Before, n+1
 	}
 	if n > 1 {
-		return Log{}, localError(CodeBadRequest, "at most one of Since, From, Before")
+		return Log{}, localError(CodeInvalidRange, "at most one of Since, From, Before")
 	}
 	if q.Limit != 0 {
 		cmd["limit"] = q.Limit

@@ -29,6 +29,8 @@ export interface Message {
   author: string;
   time: string;
   time_ns: string;
+  /** the idempotency key of the post that made it (not hashed) */
+  key?: string;
   body?: string;
   body_b64?: string;
 }

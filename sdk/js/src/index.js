@@ -11,7 +11,7 @@ export const SDK_CODES = ["connection_lost", "deadline_exceeded", "closed", "has
 export const CODES = [
   "missing_token", "malformed_token", "invalid_signature", "token_expired", "token_not_yet_valid",
   "wrong_audience", "wrong_tenant", "invalid_claims", "forbidden_room", "bad_request", "unknown_command",
-  "request_too_large", "rate_limited", "too_many_connections", "too_many_subscriptions", "already_subscribed",
+  "request_too_large", "invalid_range", "rate_limited", "too_many_connections", "too_many_subscriptions", "already_subscribed",
   "not_subscribed", "unavailable", "not_found", "internal", "invalid_tenant", "invalid_user", "invalid_room",
   "reserved_room", "invalid_idempotency_key", "body_empty", "body_too_large", "invalid_limit", "invalid_seq",
   "invalid_flags", "audit_retention", "direct_self", "unknown_room", "unknown_thread", "not_member",
@@ -441,8 +441,8 @@ export class Client {
     const c = { cmd: "history", room };
     if (thread) c.thread = thread;
     const n = [since, from, before].filter((x) => x !== undefined).length;
-    if (n > 1) throw local("bad_request", "at most one of since, from, before");
-    if (before !== undefined && before < 2) throw local("invalid_seq", `before ${before}: want >= 2`);
+    if (n > 1) throw local("invalid_range", "at most one of since, from, before");
+    if (before !== undefined && before < 1) throw local("invalid_seq", `before ${before}: want >= 1`);
     if (since !== undefined) c.since = since;
     if (from !== undefined) c.from = from;
     if (before !== undefined) c.before = before;

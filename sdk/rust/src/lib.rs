@@ -93,6 +93,9 @@ pub struct Message {
     pub author: String,
     pub time: String,
     pub time_ns: String,
+    /// The idempotency key of the post that made the message (not hashed).
+    #[serde(default)]
+    pub key: String,
     #[serde(default)]
     pub body: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -965,9 +968,9 @@ impl Client {
         }
         let mut c = json!({"cmd": "history", "room": room, "thread": thread});
         match (since, before) {
-            (Some(_), Some(_)) => return Err(Error::local("bad_request", "at most one of since, before")),
+            (Some(_), Some(_)) => return Err(Error::local("invalid_range", "at most one of since, before")),
             (Some(s), None) => c["since"] = json!(s),
-            (None, Some(b)) if b < 2 => return Err(Error::local("invalid_seq", "before must be >= 2")),
+            (None, Some(b)) if b < 1 => return Err(Error::local("invalid_seq", "before must be >= 1")),
             (None, Some(b)) => c["before"] = json!(b),
             _ => {}
         }
