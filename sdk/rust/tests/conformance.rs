@@ -26,7 +26,9 @@ fn binary() -> PathBuf {
         if let Ok(p) = std::env::var("TIGERCHAT_BIN") {
             return PathBuf::from(p);
         }
-        let out = std::env::temp_dir().join(format!("tigerchat-rust-bin-{}", std::process::id()));
+        // Cargo's scratch dir for integration tests (inside the target
+        // dir), so that the built server is not left in the system temp dir.
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tigerchat");
         let st = Command::new("go").args(["build", "-o"]).arg(&out).arg("./cmd/tigerchat").current_dir(root()).env("CGO_ENABLED", "0").status();
         assert!(matches!(st, Ok(s) if s.success()), "go build ./cmd/tigerchat failed: {st:?} (a missing server fails this test)");
         out
