@@ -7,7 +7,7 @@ SWARM_NIGHTLY_COUNT ?= 30000
 CHAT_FAST_COUNT     ?= 100
 CHAT_NIGHTLY_COUNT  ?= 10000
 
-.PHONY: all build test test-go vet fmt-check run sim sim-swarm sim-nightly clean bench-failover bench
+.PHONY: all build test test-go vet fmt-check run sim sim-swarm sim-nightly clean bench-failover bench test-sdk test-sdk-go test-sdk-js test-sdk-rust
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 
 # The fast suite: formatting, vet, unit and property tests (fuzz seed corpora
 # run as ordinary tests), then a few hundred simulator swarm seeds.
-test: fmt-check vet test-go sim-swarm
+test: fmt-check vet test-go sim-swarm test-sdk
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -32,6 +32,27 @@ test-go:
 sim-swarm: build
 	./$(BIN)/tigersim -swarm -count $(SWARM_FAST_COUNT)
 	./$(BIN)/tigersim -subject chat -swarm -count $(CHAT_FAST_COUNT)
+
+# The client SDKs (sdk/, each its own package root) and their conformance
+# scenarios (sdk/conformance) against real servers the tests start from
+# bin/tigerchat on free 127.0.0.1 ports.
+test-sdk: test-sdk-go test-sdk-js test-sdk-rust
+
+test-sdk-go: build
+	cd sdk/go && $(GO) vet ./... && TIGERCHAT_BIN=$(CURDIR)/$(BIN)/tigerchat $(GO) test -count=1 -timeout 300s ./...
+
+# Node >= 20 (20 needs --experimental-websocket for the global WebSocket).
+test-sdk-js: build
+	@command -v node >/dev/null 2>&1 || { echo "test-sdk-js: node not found (.ci/run installs it)"; exit 1; }
+	cd sdk/js && flag=$$(node -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' && echo "" || echo --experimental-websocket); \
+		TIGERCHAT_BIN=$(CURDIR)/$(BIN)/tigerchat node $$flag --test test/conformance.test.js
+
+# The Rust crate builds into a target dir outside the work tree, so that
+# repeated runs on one machine reuse the compiled dependencies.
+SDK_RUST_TARGET ?= $(HOME)/.cache/tigerchat/sdk-rust-target
+test-sdk-rust: build
+	@command -v cargo >/dev/null 2>&1 || { echo "test-sdk-rust: cargo not found (.ci/run installs it)"; exit 1; }
+	cd sdk/rust && CARGO_TARGET_DIR=$(SDK_RUST_TARGET) TIGERCHAT_BIN=$(CURDIR)/$(BIN)/tigerchat cargo test --locked -q
 
 # The nightly swarm: tens of thousands of seeds; not part of `make test`.
 sim-nightly: build

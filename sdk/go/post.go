@@ -1,0 +1,340 @@
+package tigerchat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// PostResult is the outcome of a post. Duplicate is true when the key had
+// already been posted (a retry whose first attempt did commit, or the
+// application's own repeat): Seq is then the original seq.
+type PostResult struct {
+	Room      string    `json:"room"`
+	Thread    uint64    `json:"thread"`
+	Seq       uint64    `json:"seq"`
+	Hash      string    `json:"hash"`
+	Time      time.Time `json:"time"`
+	TimeNS    string    `json:"time_ns"`
+	Duplicate bool      `json:"duplicate"`
+	Key       string    `json:"key"`
+	// Attempts is how many times the SDK sent the post (1 without retries).
+	Attempts int `json:"-"`
+}
+
+// PostOption modifies a post.
+type PostOption func(*postReq)
+
+// WithKey sets the idempotency key (1-64 bytes of [A-Za-z0-9._-]); by
+// default the SDK makes a UUID and keeps it across retries.
+func WithKey(key string) PostOption { return func(p *postReq) { p.key = key } }
+
+// InThread posts into the thread under main-log message seq.
+func InThread(seq uint64) PostOption { return func(p *postReq) { p.thread = seq } }
+
+type postReq struct {
+	room, body, key string
+	thread          uint64
+	n               uint64 // issue order
+	enc             []byte // {"room":…,"body":…,"key":…[,"thread":…]}
+	ctx             context.Context
+	deadline        time.Time
+	attempts        int
+	lastErr         error
+	res             chan postOutcome
+}
+
+type postOutcome struct {
+	r   PostResult
+	err error
+}
+
+// Post posts body to room and waits for its seq. Posts issued while
+// others are in flight are coalesced into post_batch frames (in issue
+// order). An unknown outcome (connection lost, no reply, unavailable) and
+// rate_limited are retried with the same key, after retry_after_ms when
+// the edge gives one, until ctx's deadline (or Options.PostTimeout).
+func (c *Client) Post(ctx context.Context, room, body string, opts ...PostOption) (PostResult, error) {
+	p := &postReq{room: room, body: body, ctx: ctx, res: make(chan postOutcome, 1)}
+	for _, o := range opts {
+		o(p)
+	}
+	if err := checkRoom(room); err != nil {
+		return PostResult{}, err
+	}
+	if err := checkBody(body, c.o.BodyMax); err != nil {
+		return PostResult{}, err
+	}
+	if p.key == "" {
+		p.key = NewKey()
+	} else if err := checkKey(p.key); err != nil {
+		return PostResult{}, err
+	}
+	p.deadline = time.Now().Add(c.o.PostTimeout)
+	if d, ok := ctx.Deadline(); ok {
+		p.deadline = d
+	}
+	obj := map[string]any{"room": room, "body": body, "key": p.key}
+	if p.thread != 0 {
+		obj["thread"] = p.thread
+	}
+	p.enc, _ = json.Marshal(obj)
+	c.mu.Lock()
+	c.postSeq++
+	p.n = c.postSeq
+	c.mu.Unlock()
+	select {
+	case c.posts <- p:
+	case <-ctx.Done():
+		return PostResult{}, ctx.Err()
+	case <-c.ctx.Done():
+		return PostResult{}, c.closedErr()
+	}
+	select {
+	case o := <-p.res:
+		return o.r, o.err
+	case <-ctx.Done():
+		return PostResult{}, ctx.Err()
+	}
+}
+
+type frameDone struct {
+	posts   []*postReq
+	results []postOutcome // per post; nil with err
+	err     error         // the whole frame failed
+}
+
+// frameBudget keeps a post_batch frame below the edge's 64 KiB frame
+// limit.
+const frameBudget = FrameMax - 4<<10
+
+// batcher sends queued posts: one post alone when nothing else waits, else
+// every waiting post (up to BatchMax and the frame budget) in one
+// post_batch frame, with at most PostFramesInFlight frames outstanding.
+func (c *Client) batcher() {
+	defer c.wg.Done()
+	var queue []*postReq
+	inflight := 0
+	done := make(chan frameDone, c.o.PostFramesInFlight)
+	var pauseUntil time.Time
+	// batchCap shrinks when the edge refuses a whole post_batch with
+	// rate_limited (a batch costs one token of the user's limit per post,
+	// so a batch above the bucket's burst can never pass) and grows back
+	// after each frame that passed.
+	batchCap := c.o.BatchMax
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	insert := func(p *postReq) {
+		i, _ := slices.BinarySearchFunc(queue, p.n, func(q *postReq, n uint64) int {
+			switch {
+			case q.n < n:
+				return -1
+			case q.n > n:
+				return 1
+			}
+			return 0
+		})
+		queue = slices.Insert(queue, i, p)
+	}
+	finish := func(p *postReq, o postOutcome) {
+		o.r.Attempts = p.attempts
+		p.res <- o
+	}
+	for {
+		// Drop posts whose caller gave up before they were sent.
+		queue = slices.DeleteFunc(queue, func(p *postReq) bool {
+			if p.ctx.Err() != nil {
+				finish(p, postOutcome{err: p.ctx.Err()})
+				return true
+			}
+			return false
+		})
+		var connWait <-chan struct{}
+		now := time.Now()
+		for inflight < c.o.PostFramesInFlight && len(queue) > 0 && !now.Before(pauseUntil) {
+			c.mu.Lock()
+			cn, ready := c.conn, c.connReady
+			c.mu.Unlock()
+			if cn == nil {
+				connWait = ready
+				break
+			}
+			if cn.isClosed() {
+				// Lost, not yet replaced: look again shortly.
+				timer.Reset(10 * time.Millisecond)
+				break
+			}
+			n, size := 0, 64
+			for n < len(queue) && n < batchCap {
+				if n > 0 && size+len(queue[n].enc)+1 > frameBudget {
+					break
+				}
+				size += len(queue[n].enc) + 1
+				n++
+			}
+			batch := slices.Clone(queue[:n])
+			queue = queue[n:]
+			inflight++
+			go c.sendPosts(cn, batch, done)
+		}
+		if len(queue) > 0 && now.Before(pauseUntil) {
+			timer.Reset(time.Until(pauseUntil))
+		}
+		select {
+		case <-c.ctx.Done():
+			err := c.closedErr()
+			for _, p := range queue {
+				finish(p, postOutcome{err: err})
+			}
+			for ; inflight > 0; inflight-- {
+				fd := <-done
+				for _, p := range fd.posts {
+					finish(p, postOutcome{err: err})
+				}
+			}
+			for {
+				select {
+				case p := <-c.posts:
+					finish(p, postOutcome{err: err})
+				default:
+					return
+				}
+			}
+		case p := <-c.posts:
+			insert(p)
+		drain:
+			for {
+				select {
+				case p := <-c.posts:
+					insert(p)
+				default:
+					break drain
+				}
+			}
+		case fd := <-done:
+			inflight--
+			if IsCode(fd.err, CodeRateLimited) {
+				batchCap = max(1, len(fd.posts)/2)
+			} else if fd.err == nil {
+				batchCap = min(c.o.BatchMax, batchCap*2)
+			}
+			for i, p := range fd.posts {
+				var o postOutcome
+				if fd.err != nil {
+					o.err = fd.err
+				} else {
+					o = fd.results[i]
+				}
+				if o.err == nil {
+					finish(p, o)
+					continue
+				}
+				wait, ok := c.retryable(o.err, p.attempts)
+				if !ok {
+					finish(p, o)
+					continue
+				}
+				p.lastErr = o.err
+				if time.Now().Add(wait).After(p.deadline) {
+					finish(p, postOutcome{err: &Error{Code: CodeDeadlineExceeded,
+						Message: fmt.Sprintf("post %s to %s: outcome unknown after %d attempts; last: %v", p.key, p.room, p.attempts, o.err)}})
+					continue
+				}
+				c.st.retries.Add(1)
+				if !IsCode(o.err, CodeConnectionLost) {
+					pauseUntil = maxTime(pauseUntil, time.Now().Add(wait))
+				}
+				insert(p)
+			}
+		case <-timer.C:
+		case <-connWait:
+		}
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// sendPosts sends posts as one post or one post_batch frame on cn.
+func (c *Client) sendPosts(cn *conn, posts []*postReq, done chan<- frameDone) {
+	fd := frameDone{posts: posts}
+	defer func() { done <- fd }()
+	id := cn.nextID.Add(1)
+	var data []byte
+	data = append(data, `{"id":`...)
+	data = strconv.AppendUint(data, id, 10)
+	if len(posts) == 1 {
+		c.st.postFrames.Add(1)
+		data = append(data, `,"cmd":"post",`...)
+		data = append(data, posts[0].enc[1:]...)
+	} else {
+		c.st.batchFrames.Add(1)
+		c.st.batchPost.Add(int64(len(posts)))
+		data = append(data, `,"cmd":"post_batch","posts":[`...)
+		for i, p := range posts {
+			if i > 0 {
+				data = append(data, ',')
+			}
+			data = append(data, p.enc...)
+		}
+		data = append(data, "]}"...)
+	}
+	ch := make(chan result, 1)
+	ctx, cancel := context.WithTimeout(c.ctx, c.o.CallTimeout)
+	defer cancel()
+	if err := cn.sendRaw(ctx, id, data, func(b []byte, err error) { ch <- result{b, err} }); err != nil {
+		fd.err = err
+		if !cn.isClosed() {
+			for _, p := range posts { // written in part, perhaps
+				p.attempts++
+			}
+		}
+		return
+	}
+	for _, p := range posts {
+		p.attempts++
+	}
+	raw, err := cn.wait(ctx, id, ch)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			err = c.closedErr()
+		}
+		fd.err = err
+		return
+	}
+	if len(posts) == 1 {
+		var r PostResult
+		if err := json.Unmarshal(raw, &r); err != nil {
+			fd.err = fmt.Errorf("tigerchat: post reply: %w", err)
+			return
+		}
+		fd.results = []postOutcome{{r: r}}
+		return
+	}
+	var rep struct {
+		Results []struct {
+			PostResult
+			Error *wireError `json:"error"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil || len(rep.Results) != len(posts) {
+		fd.err = fmt.Errorf("tigerchat: post_batch reply of %d results for %d posts: %v", len(rep.Results), len(posts), err)
+		return
+	}
+	fd.results = make([]postOutcome, len(posts))
+	for i, r := range rep.Results {
+		if r.Error != nil {
+			fd.results[i].err = r.Error.toError()
+		} else {
+			fd.results[i].r = r.PostResult
+		}
+	}
+}
