@@ -66,7 +66,7 @@ func (f Fault) String() string {
 func Schedule(seed uint64, d time.Duration, redis bool) []Fault {
 	rng := rand.New(rand.NewPCG(seed, 0x6368616f73))
 	dur := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(rng.Int64N(int64(hi-lo))) }
-	classes := []string{faultKillNode, faultKillNode, faultKillEdge, faultKillMajority, faultPowerLoss,
+	classes := []string{faultKillNode, faultKillNode, faultKillEdge, faultKillMajority, faultPowerLoss, faultPowerLoss,
 		faultPause, faultPause, faultPausePrimary, faultPausePrimary, faultIsolatePrim, faultMinority, faultBridge,
 		faultOneWay, faultEdgeCut, faultLinkNoise, faultLinkNoise, faultDiskWAL, faultDiskGrid, faultDiskTruncate}
 	if redis {
@@ -257,7 +257,7 @@ func (n *nemesis) run(ctx context.Context, schedule []Fault) {
 				return
 			}
 			n.count(n.applied, f.Class)
-			n.log("nemesis t=%.1fs %s", time.Since(n.start).Seconds(), f)
+			n.log("nemesis applied at %.1fs: %s", time.Since(n.start).Seconds(), f)
 			sleep(ctx, f.For)
 			revert()
 			n.mu.Lock()

@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tigerchat/checker"
@@ -116,7 +117,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 func run(ctx context.Context, c *cluster, o Options, res *Result, logf func(string, ...any)) error {
 	start := time.Now()
-	w := &workload{c: c, start: start, roomsMax: 110 * o.Shards, think: o.Think, log: logf, acked: map[string]ackedPost{}}
+	lanes := (o.Writers + 1) / 2
+	w := &workload{c: c, start: start, roomsMax: 110 * o.Shards, think: o.Think, log: logf, acked: map[string]ackedPost{},
+		lanes: lanes, invoked: make([]atomic.Int64, lanes)}
 	n := &nemesis{c: c, start: start, log: logf, net: map[*proxy]*linkState{},
 		applied: map[string]int{}, skipped: map[string]int{}, recoveries: map[string][]time.Duration{}, unrecov: map[string]int{}}
 

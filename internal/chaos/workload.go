@@ -25,8 +25,13 @@ type workload struct {
 	think    time.Duration
 	log      func(string, ...any)
 
-	invoked atomic.Int64 // posts invoked so far; post n goes to room n / postsPerRoom
-	created sync.Map     // room index -> struct{}
+	// Writers post in lanes (two writers to a lane), each lane through
+	// its own rooms (lane L's j-th room is room j*lanes+L), so that posts
+	// go to several shards at once. invoked[L] counts lane L's posts;
+	// its post n goes to its room n / postsPerRoom.
+	lanes   int
+	invoked []atomic.Int64
+	created sync.Map // room index -> struct{}
 
 	mu        sync.Mutex
 	ops       []checker.RoomOp
@@ -46,6 +51,21 @@ type ackedPost struct {
 }
 
 func roomName(k int) string { return fmt.Sprintf("r%d", k) }
+
+// room is lane's room for its n-th post.
+func (w *workload) room(lane int, n int64) int { return int(n/postsPerRoom)*w.lanes + lane }
+
+// current is lane's room now.
+func (w *workload) current(lane int) int { return w.room(lane, w.invoked[lane].Load()) }
+
+// newest is the highest room any lane posts to now.
+func (w *workload) newest() int {
+	n := 0
+	for l := range w.lanes {
+		n = max(n, w.current(l))
+	}
+	return n
+}
 
 func (w *workload) now() int64 { return int64(time.Since(w.start)) }
 
@@ -160,8 +180,8 @@ func (w *workload) writer(ctx, giveUp context.Context, id int) {
 	defer s.close()
 	rng := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
 	for n := 0; ctx.Err() == nil; n++ {
-		idx := w.invoked.Add(1) - 1
-		room := int(idx / postsPerRoom)
+		lane := id / 2
+		room := w.room(lane, w.invoked[lane].Add(1)-1)
 		if room >= w.roomsMax {
 			return
 		}
@@ -225,7 +245,7 @@ func (w *workload) reader(ctx context.Context, id int) {
 	rng := rand.New(rand.NewPCG(uint64(id)+100, uint64(time.Now().UnixNano())))
 	for ctx.Err() == nil {
 		sleep(ctx, time.Duration(50+rng.IntN(150))*time.Millisecond)
-		room := int(w.invoked.Load()/postsPerRoom) - rng.IntN(2)
+		room := w.current(rng.IntN(w.lanes)) - w.lanes*rng.IntN(2)
 		if _, ok := w.created.Load(room); !ok || room < 0 {
 			continue
 		}
@@ -324,7 +344,7 @@ func (sub *subscriber) onEvent(ev map[string]any) {
 	}
 }
 
-const followMax = 6
+const followMax = 8
 
 func (sub *subscriber) run(ctx context.Context) {
 	defer sub.sess.close()
@@ -343,7 +363,7 @@ func (sub *subscriber) run(ctx context.Context) {
 		}
 		sub.mu.Unlock()
 		// The newest created rooms are followed; older ones are left.
-		newest := int(sub.w.invoked.Load() / postsPerRoom)
+		newest := sub.w.newest()
 		for k := max(0, newest-followMax+1); k <= newest; k++ {
 			if _, ok := sub.w.created.Load(k); !ok {
 				continue
