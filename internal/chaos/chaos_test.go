@@ -3,6 +3,7 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +14,23 @@ import (
 
 	"tigerchat/runtime/testcluster"
 )
+
+var binaryPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tigerchaos-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binaryPath, err = testcluster.Build("../..", dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 // TestChaosShort is the bounded version of `make chaos` that the fast
 // suite runs: 45 s of faults and posts from a fixed seed (CHAOS_SEED
@@ -37,10 +55,7 @@ func TestChaosShort(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bin, err := testcluster.Build("../..", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := binaryPath
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()

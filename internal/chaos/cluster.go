@@ -86,20 +86,20 @@ func startCluster(ctx context.Context, bin, dir string, shards int, useRedis boo
 	c.tc = tc
 	second, err := tc.AddEdge()
 	if err != nil {
-		return nil, err
+		return c, err
 	}
 	edgeIDs := []transport.Identity{tc.Edge, second}
 	for i := range nodeCount {
 		for j := i + 1; j < nodeCount; j++ {
 			if c.proxies[i][j], err = newProxy(fmt.Sprintf("node-%d>node-%d", i, j), tc.Config.Replicas[j].Addr); err != nil {
-				return nil, err
+				return c, err
 			}
 		}
 	}
 	for e := range edgeCount {
 		for j := range nodeCount {
 			if c.edgeProxies[e][j], err = newProxy(fmt.Sprintf("edge-%d>node-%d", e, j), tc.Config.Replicas[j].Addr); err != nil {
-				return nil, err
+				return c, err
 			}
 		}
 	}
@@ -111,7 +111,7 @@ func startCluster(ctx context.Context, bin, dir string, shards int, useRedis boo
 			cfg.Replicas[j].Addr = c.proxies[i][j].Addr()
 		}
 		if err := cfg.Save(filepath.Join(dir, fmt.Sprintf("node-%d.json", i))); err != nil {
-			return nil, err
+			return c, err
 		}
 	}
 	for e := range edgeCount {
@@ -120,61 +120,61 @@ func startCluster(ctx context.Context, bin, dir string, shards int, useRedis boo
 			cfg.Replicas[j].Addr = c.edgeProxies[e][j].Addr()
 		}
 		if err := cfg.Save(filepath.Join(dir, fmt.Sprintf("edge-%d.json", e))); err != nil {
-			return nil, err
+			return c, err
 		}
 		pem, err := edgeIDs[e].MarshalPEM()
 		if err != nil {
-			return nil, err
+			return c, err
 		}
 		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("edge-%d.pem", e)), pem, 0o600); err != nil {
-			return nil, err
+			return c, err
 		}
 	}
 	c.secret = make([]byte, 32)
 	if _, err := rand.Read(c.secret); err != nil {
-		return nil, err
+		return c, err
 	}
 	auth, _ := json.Marshal(map[string]any{"audience": "tigerchat", "keys": []map[string]any{
 		{"kid": "chaos", "alg": "HS256", "secret": base64.StdEncoding.EncodeToString(c.secret), "tenants": []string{tenant}}}})
 	if err := os.WriteFile(filepath.Join(dir, "auth.json"), auth, 0o600); err != nil {
-		return nil, err
+		return c, err
 	}
 
 	if useRedis {
 		bin, err := exec.LookPath("redis-server")
 		if err != nil {
-			return nil, errors.New("redis-server not found (apt-get install -y redis-server, or run with -redis=false)")
+			return c, errors.New("redis-server not found (apt-get install -y redis-server, or run with -redis=false)")
 		}
 		port, err := procs.FreePort()
 		if err != nil {
-			return nil, err
+			return c, err
 		}
 		c.redisAddr = fmt.Sprintf("127.0.0.1:%d", port)
 		if err := os.MkdirAll(filepath.Join(dir, "redis"), 0o755); err != nil {
-			return nil, err
+			return c, err
 		}
 		if err := c.add(&member{name: "redis", kind: kindRedis}, env[:0:0], bin,
 			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--dir", filepath.Join(dir, "redis")); err != nil {
-			return nil, err
+			return c, err
 		}
 	}
 	for i := range nodeCount {
 		if err := c.add(&member{name: fmt.Sprintf("node-%d", i), kind: kindNode, index: i}, env, bin,
 			"start", "-config", filepath.Join(dir, fmt.Sprintf("node-%d.json", i)), "-replica", strconv.Itoa(i),
 			"-data", tc.DataDir(i), "-identity", filepath.Join(dir, fmt.Sprintf("replica-%d.pem", i))); err != nil {
-			return nil, err
+			return c, err
 		}
 	}
 	for i := range nodeCount {
 		if err := waitOK(ctx, "http://"+tc.Config.Replicas[i].HTTPAddr+"/healthz", 90*time.Second); err != nil {
-			return nil, fmt.Errorf("node %d not healthy: %w", i, err)
+			return c, fmt.Errorf("node %d not healthy: %w", i, err)
 		}
 	}
 	for e := range edgeCount {
 		port, err := procs.FreePort()
 		if err != nil {
-			return nil, err
+			return c, err
 		}
 		c.edgeAddrs[e] = fmt.Sprintf("127.0.0.1:%d", port)
 		args := []string{"edge", "-config", filepath.Join(dir, fmt.Sprintf("edge-%d.json", e)),
@@ -184,12 +184,12 @@ func startCluster(ctx context.Context, bin, dir string, shards int, useRedis boo
 			args = append(args, "-redis", c.redisAddr)
 		}
 		if err := c.add(&member{name: fmt.Sprintf("edge-%d", e), kind: kindEdge, index: e}, env[:0:0], bin, args...); err != nil {
-			return nil, err
+			return c, err
 		}
 	}
 	for e := range edgeCount {
 		if err := waitOK(ctx, "http://"+c.edgeAddrs[e]+"/healthz", 90*time.Second); err != nil {
-			return nil, fmt.Errorf("edge %d not healthy: %w", e, err)
+			return c, fmt.Errorf("edge %d not healthy: %w", e, err)
 		}
 	}
 	return c, nil
@@ -308,7 +308,9 @@ func (c *cluster) allProxies() []*proxy {
 	}
 	for e := range edgeCount {
 		for j := range nodeCount {
-			out = append(out, c.edgeProxies[e][j])
+			if p := c.edgeProxies[e][j]; p != nil {
+				out = append(out, p)
+			}
 		}
 	}
 	return out

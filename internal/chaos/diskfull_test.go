@@ -12,7 +12,6 @@ import (
 
 	"tigerchat/internal/bench/procs"
 	"tigerchat/model/vsr"
-	"tigerchat/runtime/testcluster"
 )
 
 // TestDiskFullStopsNodeAndRecovers: a node whose data file cannot take a
@@ -27,10 +26,7 @@ func TestDiskFullStopsNodeAndRecovers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes")
 	}
-	bin, err := testcluster.Build("../..", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := binaryPath
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()

@@ -257,7 +257,7 @@ func (n *nemesis) run(ctx context.Context, schedule []Fault) {
 				return
 			}
 			n.count(n.applied, f.Class)
-			n.log("nemesis applied at %.1fs: %s", time.Since(n.start).Seconds(), f)
+			n.log("nemesis %s (applied at %.1fs)", f, time.Since(n.start).Seconds())
 			sleep(ctx, f.For)
 			revert()
 			n.mu.Lock()

@@ -150,6 +150,13 @@ func run(ctx context.Context, c *cluster, o Options, res *Result, logf func(stri
 	defer stopNemesis()
 	n.run(nemCtx, res.Schedule)
 	<-nemCtx.Done()
+	if ctx.Err() != nil { // interrupted: no heal, no checks
+		stopPosts()
+		stopSubs()
+		writers.Wait()
+		others.Wait()
+		return ctx.Err()
+	}
 
 	// The last heal: every link clean, every process running.
 	for _, p := range c.allProxies() {
