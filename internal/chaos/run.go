@@ -109,7 +109,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	err = run(ctx, c, o, res, logf)
-	if res.Failed() || err != nil {
+	if (res.Failed() || err != nil) && ctx.Err() == nil {
 		res.LogsKept = keepLogs(dir, o, res, err)
 	}
 	return res, err
@@ -166,7 +166,7 @@ func run(ctx context.Context, c *cluster, o Options, res *Result, logf func(stri
 		return err
 	}
 	healed := time.Now()
-	logf("chaos: t=%.1fs last heal; %d faults applied", time.Since(start).Seconds(), len(res.Schedule))
+	logf("chaos: t=%.1fs last heal; %d faults scheduled", time.Since(start).Seconds(), len(res.Schedule))
 	convergedAt := make(chan time.Duration, 1)
 	go func() {
 		for time.Since(healed) < 60*time.Second && ctx.Err() == nil {
