@@ -481,7 +481,12 @@ func (r *Result) Report(out io.Writer) {
 		return
 	}
 	fmt.Fprintf(out, "chaos: FAIL seed=%d (%d failures)\n", r.Seed, len(r.Failures))
-	for _, f := range r.Failures {
+	const shown = 40
+	for i, f := range r.Failures {
+		if i == shown {
+			fmt.Fprintf(out, "  ... %d more (all of them in failures.txt with the logs)\n", len(r.Failures)-shown)
+			break
+		}
 		fmt.Fprintf(out, "  - %s\n", f)
 	}
 	fmt.Fprintf(out, "schedule (seed %d replays it; the OS timing does not replay):\n", r.Seed)
