@@ -264,7 +264,7 @@ func (n *nemesis) run(ctx context.Context, schedule []Fault) {
 			n.lastHeal = time.Now()
 			n.mu.Unlock()
 			n.pollers.Add(1)
-			go n.recovery(ctx, f.Class, time.Now())
+			go n.recovery(ctx, f, time.Now())
 		}()
 	}
 	wg.Wait()
@@ -403,9 +403,11 @@ func (n *nemesis) problem(format string, args ...any) {
 
 // recovery measures how long after healed the cluster is whole again:
 // every node answers, each shard normal in one view on every node with
-// everything committed at the heal applied, and both edges healthy. A
-// damaged node that got there is repaired.
-func (n *nemesis) recovery(ctx context.Context, class string, healed time.Time) {
+// everything committed at the heal applied, and both edges healthy. The
+// node a disk fault damaged counts as repaired once that happened after
+// its restart.
+func (n *nemesis) recovery(ctx context.Context, f Fault, healed time.Time) {
+	class := f.Class
 	defer n.pollers.Done()
 	var target []uint64
 	for time.Since(healed) < recoveryTimeoutMax {
@@ -420,11 +422,11 @@ func (n *nemesis) recovery(ctx context.Context, class string, healed time.Time) 
 			n.mu.Lock()
 			n.recoveries[class] = append(n.recoveries[class], d)
 			n.mu.Unlock()
-			for _, m := range n.c.nodes() {
+			switch class {
+			case faultDiskWAL, faultDiskGrid, faultDiskTruncate:
+				m := n.c.member(kindNode, f.Nodes[0])
 				m.mu.Lock()
-				if !m.down && !m.paused {
-					m.dirty = false
-				}
+				m.dirty = false
 				m.mu.Unlock()
 			}
 			return
