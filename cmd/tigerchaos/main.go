@@ -52,6 +52,7 @@ func main() {
 
 	start := time.Now()
 	failed := 0
+	var results []*chaos.Result
 	round := 0
 	for ; ctx.Err() == nil; round++ {
 		if *rounds > 0 && round >= *rounds {
@@ -78,9 +79,14 @@ func main() {
 			continue
 		}
 		res.Report(os.Stdout)
+		results = append(results, res)
 		if res.Failed() {
 			failed++
 		}
+	}
+	if len(results) > 1 {
+		fmt.Printf("tigerchaos: all %d rounds together (recovery times pooled; converged = the slowest round):\n", len(results))
+		chaos.Merge(results).Report(os.Stdout)
 	}
 	fmt.Printf("tigerchaos: %d round(s), %d failed, %.0f s\n", round, failed, time.Since(start).Seconds())
 	if failed > 0 {

@@ -189,3 +189,16 @@ func TestParseLogChecksTheChain(t *testing.T) {
 		t.Fatal("a log missing its head verified")
 	}
 }
+
+func TestMergeSumsRounds(t *testing.T) {
+	a := &Result{Seed: 1, Applied: map[string]int{"kill-node": 2}, Recoveries: map[string][]time.Duration{"kill-node": {time.Second}}, Acked: 10}
+	b := &Result{Seed: 2, Applied: map[string]int{"kill-node": 1, "pause": 3}, Recoveries: map[string][]time.Duration{"kill-node": {3 * time.Second}},
+		Acked: 5, Lost: 1, Failures: []string{"x"}}
+	m := Merge([]*Result{a, b})
+	if m.Applied["kill-node"] != 3 || m.Applied["pause"] != 3 || len(m.Recoveries["kill-node"]) != 2 || m.Acked != 15 || m.Lost != 1 {
+		t.Fatalf("merged: %+v", m)
+	}
+	if len(m.Failures) != 1 || m.Failures[0] != "seed 2: x" {
+		t.Fatalf("merged failures: %q", m.Failures)
+	}
+}

@@ -454,6 +454,42 @@ func keepLogs(dir string, o Options, res *Result, runErr error) string {
 	return keep
 }
 
+// Merge sums the counts of several rounds' results (recovery times are
+// pooled), for a summary of a nightly run; the merged result keeps every
+// round's failures.
+func Merge(rs []*Result) *Result {
+	m := &Result{Applied: map[string]int{}, Skipped: map[string]int{}, Recoveries: map[string][]time.Duration{}, Unrecovered: map[string]int{}}
+	for _, r := range rs {
+		for k, v := range r.Applied {
+			m.Applied[k] += v
+		}
+		for k, v := range r.Skipped {
+			m.Skipped[k] += v
+		}
+		for k, v := range r.Unrecovered {
+			m.Unrecovered[k] += v
+		}
+		for k, v := range r.Recoveries {
+			m.Recoveries[k] = append(m.Recoveries[k], v...)
+		}
+		m.Ops += r.Ops
+		m.Posts += r.Posts
+		m.Acked += r.Acked
+		m.Unknown += r.Unknown
+		m.Lost += r.Lost
+		m.Reads += r.Reads
+		m.Retries += r.Retries
+		m.Rooms += r.Rooms
+		m.Delivered += r.Delivered
+		m.Truncated += r.Truncated
+		m.Converged = max(m.Converged, r.Converged)
+		for _, f := range r.Failures {
+			m.Failures = append(m.Failures, fmt.Sprintf("seed %d: %s", r.Seed, f))
+		}
+	}
+	return m
+}
+
 // Report prints a result: per fault class what was applied and how long
 // recovery took, the history's counts and every failure.
 func (r *Result) Report(out io.Writer) {
