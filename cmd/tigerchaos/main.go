@@ -33,6 +33,8 @@ func main() {
 	shards := fs.Int("shards", 3, "shards of the cluster")
 	redis := fs.String("redis", "auto", "edges fan out through Redis, which the nemesis kills: on, off or auto (on when redis-server is installed)")
 	converge := fs.Duration("converge", 10*time.Second, "replicas must converge this soon after the last heal")
+	writers := fs.Int("writers", 4, "clients posting (two to a lane of rooms)")
+	think := fs.Duration("think", 200*time.Millisecond, "a writer's mean pause between posts")
 	keep := fs.String("keep", "", "`DIR` for a failed round's logs (default: the OS temp dir)")
 	_ = fs.Parse(os.Args[1:])
 
@@ -65,7 +67,7 @@ func main() {
 		fmt.Printf("tigerchaos: round %d seed=%d duration=%v (replay: tigerchaos -seed %d -duration %v -shards %d -redis %v)\n",
 			round+1, s, *duration, s, *duration, *shards, onOff(useRedis))
 		res, err := chaos.Run(ctx, chaos.Options{Binary: *bin, Seed: s, Duration: *duration, Shards: *shards,
-			Redis: useRedis, Converge: *converge, KeepDir: *keep, Log: os.Stdout})
+			Redis: useRedis, Converge: *converge, Writers: *writers, Think: *think, KeepDir: *keep, Log: os.Stdout})
 		if ctx.Err() != nil {
 			fmt.Println("tigerchaos: interrupted; every process stopped and every temporary directory removed")
 			os.Exit(130)
