@@ -62,7 +62,11 @@ func TestChaosShort(t *testing.T) {
 	res, err := Run(ctx, Options{Binary: bin, Seed: seed, Duration: 45 * time.Second, Shards: 2, Redis: useRedis,
 		Converge: 30 * time.Second, Writers: 3, Log: &out})
 	if err != nil {
-		t.Fatalf("seed %d: %v\n%s", seed, err, out.String())
+		kept := ""
+		if res != nil {
+			kept = res.LogsKept
+		}
+		t.Fatalf("seed %d: %v (logs: %s)\n%s", seed, err, kept, out.String())
 	}
 	res.Report(&out)
 	t.Log(out.String())

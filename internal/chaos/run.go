@@ -106,7 +106,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer c.close()
 	}
 	if err != nil {
-		return nil, err
+		if ctx.Err() == nil {
+			res.LogsKept = keepLogs(dir, o, res, err)
+		}
+		return res, err
 	}
 	err = run(ctx, c, o, res, logf)
 	if (res.Failed() || err != nil) && ctx.Err() == nil {
