@@ -47,12 +47,13 @@ func damage(c *cluster, replica int, class string, at float64) (string, error) {
 		}
 		return fmt.Sprintf("%s: flipped 32 bytes of WAL prepare slot %d and of WAL header slot %d", filepath.Base(path), slot, (slot+1)%cfg.SlotCount), nil
 	case faultDiskGrid:
-		area := slot % 2
-		off := l.SnapshotOffset[area] + uint64(int(at*1e3)%4)*model.SectorSize + 100
+		// One of the first grid blocks, where checkpoints start.
+		block := uint64(int(at*1e3) % 16)
+		off := l.GridOffset + block*uint64(cfg.BlockSize) + 100
 		if err := flip(f, off, 64); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%s: flipped 64 bytes in snapshot area %d", filepath.Base(path), area), nil
+		return fmt.Sprintf("%s: flipped 64 bytes in grid block %d", filepath.Base(path), block), nil
 	case faultDiskTruncate:
 		// The file loses its tail from a point inside the WAL prepares and
 		// keeps its length (the lost blocks read as zeros): a file shorter

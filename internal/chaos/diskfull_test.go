@@ -15,9 +15,10 @@ import (
 )
 
 // TestDiskFullStopsNodeAndRecovers: a node whose data file cannot take a
-// write (a file size limit, RLIMIT_FSIZE via `ulimit -f`, below the end
-// of its WAL: every write past it fails with EFBIG, as a full disk fails
-// a write with ENOSPC) stops with a one-line fatal disk error in its log
+// write (a file size limit, RLIMIT_FSIZE via `ulimit -f`, at the start of
+// its grid, the sparse part of the file that takes space as checkpoints
+// are written: every write past it fails with EFBIG, as a full disk
+// fails one with ENOSPC) stops with a one-line fatal disk error in its log
 // instead of acknowledging anything it could not store; the cluster keeps
 // acknowledging posts with the other two; once the limit is gone the
 // node starts, catches up and, as the only primary, serves every
@@ -73,14 +74,15 @@ func TestDiskFullStopsNodeAndRecovers(t *testing.T) {
 	post(5)
 
 	// Node 2 (a backup of the one shard in view 0) restarts under a file
-	// size limit that ends 2 WAL slots into its prepares.
+	// size limit at the start of its grid: its WAL still takes prepares,
+	// its next checkpoint cannot be written.
 	victim := c.member(kindNode, 2)
 	victim.mu.Lock()
 	c.kill(victim)
 	victim.mu.Unlock()
 	cfg := c.tc.Config.VSRConfig(0, 2)
 	l := vsr.NewLayout(&cfg)
-	limitKiB := (fileHeaderBytes + l.PreparesOffset + 2*l.SlotSizeBytes) / 1024
+	limitKiB := (fileHeaderBytes + l.GridOffset) / 1024
 	logPath := filepath.Join(dir, "node-2.log")
 	args := []string{"-c", "ulimit -f " + strconv.FormatUint(limitKiB, 10) + " && exec \"$0\" \"$@\"", bin, "start",
 		"-config", filepath.Join(dir, "node-2.json"), "-replica", "2", "-data", c.tc.DataDir(2), "-identity", filepath.Join(dir, "replica-2.pem")}
@@ -126,5 +128,5 @@ func TestDiskFullStopsNodeAndRecovers(t *testing.T) {
 	if res.Failed() || res.Lost > 0 || res.Acked != n {
 		t.Fatalf("after the disk-full stop: %d acked of %d, %d lost: %v", res.Acked, n, res.Lost, res.Failures)
 	}
-	t.Logf("node 2 stopped on its file size limit (%d KiB, WAL slots of %d KiB) and, restarted, served all %d acknowledged posts as primary", limitKiB, l.SlotSizeBytes/1024, n)
+	t.Logf("node 2 stopped on its file size limit (%d KiB, the start of its grid) and, restarted, served all %d acknowledged posts as primary", limitKiB, n)
 }

@@ -25,7 +25,7 @@ const (
 	faultEdgeCut       = "partition-edge"
 	faultLinkNoise     = "link-loss-delay-dup-reorder"
 	faultDiskWAL       = "disk-wal"
-	faultDiskGrid      = "disk-snapshot"
+	faultDiskGrid      = "disk-grid"
 	faultDiskTruncate  = "disk-truncate"
 	faultRedisKill     = "kill-redis"
 	recoveryTimeoutMax = 60 * time.Second
