@@ -105,6 +105,7 @@ func openChecked(path string, file *os.File, sizeBytes uint64, opts Options) (*D
 		opts:   opts,
 	}
 	d.sync = func() error { return fdatasync(file) }
+	unsafeLazySync(d) // a no-op unless built for the chaos test's broken build
 	return d, nil
 }
 

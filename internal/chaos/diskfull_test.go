@@ -1,0 +1,132 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"tigerchat/internal/bench/procs"
+	"tigerchat/model/vsr"
+)
+
+// TestDiskFullStopsNodeAndRecovers: a node whose data file cannot take a
+// write (a file size limit, RLIMIT_FSIZE via `ulimit -f`, at the start of
+// its grid, the sparse part of the file that takes space as checkpoints
+// are written: every write past it fails with EFBIG, as a full disk
+// fails one with ENOSPC) stops with a one-line fatal disk error in its log
+// instead of acknowledging anything it could not store; the cluster keeps
+// acknowledging posts with the other two; once the limit is gone the
+// node starts, catches up and, as the only primary, serves every
+// acknowledged post with a verifying hash chain.
+func TestDiskFullStopsNodeAndRecovers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	bin := binaryPath
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	c, err := startCluster(ctx, bin, dir, 1, false, nil, t.Logf)
+	if c != nil {
+		defer c.close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &workload{c: c, start: time.Now(), roomsMax: 1, lanes: 1, acked: map[string]ackedPost{}}
+	s := &session{w: w, user: "writer"}
+	defer s.close()
+	n := 0
+	post := func(count int) {
+		t.Helper()
+		for range count {
+			key := fmt.Sprintf("k%d", n)
+			n++
+			for attempt := 0; ; attempt++ {
+				if attempt == 100 {
+					t.Fatalf("post %s: no ack in 100 attempts", key)
+				}
+				if err := w.ensureRoom(ctx, s, 0); err != nil {
+					sleep(ctx, 100*time.Millisecond)
+					continue
+				}
+				conn, err := s.get(ctx)
+				if err != nil {
+					sleep(ctx, 100*time.Millisecond)
+					continue
+				}
+				rep, err := conn.call(ctx, 12*time.Second, map[string]any{"cmd": "post", "room": roomName(0), "key": key, "body": key})
+				if err != nil {
+					s.failed()
+					sleep(ctx, 100*time.Millisecond)
+					continue
+				}
+				w.acked[key] = ackedPost{room: 0, seq: num(rep, "seq")}
+				break
+			}
+		}
+	}
+	post(5)
+
+	// Node 2 (a backup of the one shard in view 0) restarts under a file
+	// size limit at the start of its grid: its WAL still takes prepares,
+	// its next checkpoint cannot be written.
+	victim := c.member(kindNode, 2)
+	victim.mu.Lock()
+	c.kill(victim)
+	victim.mu.Unlock()
+	cfg := c.tc.Config.VSRConfig(0, 2)
+	l := vsr.NewLayout(&cfg)
+	limitKiB := (fileHeaderBytes + l.GridOffset) / 1024
+	logPath := filepath.Join(dir, "node-2.log")
+	args := []string{"-c", "ulimit -f " + strconv.FormatUint(limitKiB, 10) + " && exec \"$0\" \"$@\"", bin, "start",
+		"-config", filepath.Join(dir, "node-2.json"), "-replica", "2", "-data", c.tc.DataDir(2), "-identity", filepath.Join(dir, "replica-2.pem")}
+	limited, err := procs.Start("node-2-limited", logPath, nil, "/bin/bash", args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if done, _ := limited.Exited(); !done {
+			limited.Kill()
+		}
+	}()
+	// Posts go on; each fills a WAL slot until node 2 meets its limit.
+	var exited bool
+	for i := 0; i < 20*cfg.SlotCount && !exited; i += 4 {
+		post(4)
+		exited, _ = limited.Exited()
+	}
+	if !exited {
+		t.Fatalf("node 2 still runs after %d posts past its file size limit", n)
+	}
+	logData, _ := os.ReadFile(logPath)
+	if !strings.Contains(string(logData), "fatal disk error") || !strings.Contains(string(logData), "file too large") {
+		t.Fatalf("node 2's log does not name the failed write:\n%s", logData)
+	}
+	post(10) // the other two still acknowledge
+
+	// Space returns: node 2 starts without the limit and catches up.
+	victim.mu.Lock()
+	err = c.restart(victim)
+	victim.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	post(5)
+	w.created.Store(0, struct{}{})
+	logs, err := readAllAsPrimary(ctx, c, w, 2, 1)
+	if err != nil {
+		t.Fatalf("node 2 as primary after the disk-full stop: %v", err)
+	}
+	res := &Result{}
+	checkHistory(w, logs, res)
+	if res.Failed() || res.Lost > 0 || res.Acked != n {
+		t.Fatalf("after the disk-full stop: %d acked of %d, %d lost: %v", res.Acked, n, res.Lost, res.Failures)
+	}
+	t.Logf("node 2 stopped on its file size limit (%d KiB, the start of its grid) and, restarted, served all %d acknowledged posts as primary", limitKiB, n)
+}
