@@ -213,8 +213,10 @@ func TestPostBatchReplySize(t *testing.T) {
 	}
 }
 
-// TestPostBatchNoAllocs: applying a batch allocates nothing per post once
-// the room's windows are full (the steady state).
+// TestPostBatchNoAllocs: applying a batch allocates at most once per post
+// once the room's windows are full (the steady state): the buffer of its
+// key and body, which the log's tail keeps until a checkpoint writes it to
+// the grid (a read in flight may still hold it, so it is never reused).
 func TestPostBatchNoAllocs(t *testing.T) {
 	m, req, setKeys := benchBatch(t, DefaultLimits().PostBatchCountMax)
 	var reply []byte
@@ -228,7 +230,7 @@ func TestPostBatchNoAllocs(t *testing.T) {
 	for i := 0; i < 2*IdempotencyKeysMaxDefault/DefaultLimits().PostBatchCountMax+2; i++ {
 		run()
 	}
-	if allocs := testing.AllocsPerRun(50, run); allocs > 0 {
+	if allocs := testing.AllocsPerRun(50, run); allocs > float64(DefaultLimits().PostBatchCountMax) {
 		t.Fatalf("%v allocations per batch of %d", allocs, DefaultLimits().PostBatchCountMax)
 	}
 	if r, err := DecodePostBatchReply(reply); err != nil || r.Posts[len(r.Posts)-1].Code != CodeOK {

@@ -46,6 +46,9 @@ const (
 	CodeTenantFull    // Limits.RoomsPerTenantMax reached
 	CodeMembersFull   // Limits.MembersPerRoomMax reached
 	CodeThreadsFull   // Limits.ThreadsPerRoomMax reached
+	// CodeStorageUnavailable: a read needed a message block that could not
+	// be read or repaired from a peer; nothing changed, retry the read.
+	CodeStorageUnavailable
 	codeCount
 )
 
@@ -56,7 +59,7 @@ var codeNames = [codeCount]string{
 	"audit_retention", "direct_self", "unknown_room", "room_exists",
 	"not_member", "private_room", "direct_room", "unknown_thread",
 	"seq_beyond_head", "tenants_full", "rooms_full", "tenant_full",
-	"members_full", "threads_full",
+	"members_full", "threads_full", "storage_unavailable",
 }
 
 func (c Code) String() string {

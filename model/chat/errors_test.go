@@ -98,6 +98,7 @@ func errorCases() []errCase {
 		{"read since beyond head", nil, OperationReadSince, readReq("acme", "alice", "pub", 0, 3, 5), CodeSeqBeyondHead},
 		{"read before beyond head+1", nil, OperationReadBefore, readReq("acme", "alice", "pub", 0, 4, 5), CodeSeqBeyondHead},
 		{"read range beyond head", nil, OperationReadRange, readReq("acme", "alice", "pub", 0, 4, 5), CodeSeqBeyondHead},
+		{"read of history in the grid inside Apply", func(h *harness) { h.checkpoint() }, OperationReadRange, readReq("acme", "alice", "pub", 0, 1, 5), CodeStorageUnavailable},
 		{"third tenant", nil, OperationCreateRoom, createReq("third", "t", "r", false, false, 0), CodeTenantsFull},
 		{"third tenant DM", nil, OperationOpenDirect, EncodeOpenDirect(OpenDirectRequest{"third", "a", "b"}), CodeTenantsFull},
 		{"rooms full", fillTenant, OperationCreateRoom, createReq("zeta", "zed", "r3", false, false, 0), CodeRoomsFull},

@@ -175,21 +175,6 @@ const (
 	dedupSnapshotSize    = keyDigestSize + 8 + 8 + 8 + HashSize
 )
 
-// RoomSnapshotSizeMax is the most bytes one room adds to a snapshot.
-func (l Limits) RoomSnapshotSizeMax() int {
-	return roomFixedSize +
-		l.MembersPerRoomMax*strSizeMax +
-		l.ThreadsPerRoomMax*threadSnapshotSize +
-		l.RoomMessagesMax*messageSnapshotFixed + l.RoomBodyBytesMax +
-		l.IdempotencyKeysMax*dedupSnapshotSize
-}
-
-// SnapshotSizeMax is the most bytes Machine.Snapshot appends: every room
-// full at once. A test fills a machine to exactly this size.
-func (l Limits) SnapshotSizeMax() int {
-	return snapshotHeaderSize + l.RoomsMax*l.RoomSnapshotSizeMax()
-}
-
 // PostRequestSizeMax is the largest valid post request.
 func (l Limits) PostRequestSizeMax() int {
 	return 3*strSizeMax + 8 + 2 + IdempotencyKeySizeMax + 4 + l.BodySizeMax

@@ -12,15 +12,17 @@ import (
 // one with New; the zero Machine has zero limits and refuses everything.
 type Machine struct {
 	limits  Limits
-	rooms   []*room  // sorted by (tenant, id)
-	tenants []tenant // sorted by id; derived from rooms
-	scratch []byte   // hash input, reused
-	picks   []int    // indices of a read's messages, reused
-	spare   []byte   // an evicted body, reused by the next post
-	readBuf []byte   // the reply of the read being answered
+	rooms   []*room    // sorted by (tenant, id)
+	tenants []tenant   // sorted by id; derived from rooms
+	scratch []byte     // hash input, reused
+	picks   []int      // indices of a read's messages, reused
+	grid    *grid.Grid // where message blocks are read from (set by Checkpoint and Open)
+	readBuf []byte     // the reply of the read being answered
 
-	blob        grid.Blob // the checkpoint's blocks
-	snapshotBuf []byte    // the checkpoint being encoded
+	blob        grid.Blob  // the room records' blocks
+	indexOwned  []grid.Ref // the checkpoint's index nodes and root
+	snapshotBuf []byte     // the room records being encoded
+	blockBuf    []byte     // a message block being encoded
 }
 
 // tenant counts one tenant's rooms on this shard.
@@ -58,6 +60,9 @@ func (m *Machine) Apply(op uint64, timestampNs int64, client uint64, operation u
 	if operation == OperationPostBatch {
 		return m.applyPostBatch(body, timestampNs, reply)
 	}
+	if IsRead(operation) {
+		return m.applyRead(operation, body, reply)
+	}
 	q, c := parseRequest(operation, body)
 	if c == CodeOK {
 		c = q.validate(&m.limits, operation)
@@ -78,10 +83,6 @@ func (m *Machine) Apply(op uint64, timestampNs int64, client uint64, operation u
 		return m.applyOpenDirect(&q, timestampNs, reply)
 	case OperationPost:
 		return m.applyPost(&q, timestampNs, reply)
-	case OperationReadRange, OperationReadLatest, OperationReadSince, OperationReadBefore:
-		return m.applyRead(&q, operation, reply)
-	case OperationRoomSnapshot:
-		return m.applyRoomSnapshot(&q, reply)
 	}
 	panic("chat: a parsed operation has no handler")
 }

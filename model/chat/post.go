@@ -72,49 +72,38 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 	return reply
 }
 
-// appendEntry chains a new message onto head and keeps it in memory.
-// The idempotency key is kept with the message (it is not hashed).
+// appendEntry chains a new message onto head and keeps it in the log's
+// in-memory tail until the next checkpoint writes it to the grid. The
+// idempotency key is kept with the message (it is not hashed).
 func (m *Machine) appendEntry(r *room, head *logHead, threadID uint64, author string, nowNs int64, key, body []byte) entry {
 	seq := head.seq + 1
 	hash := messageHash(&m.scratch, head.hash, r.tenant, r.id, threadID, seq, author, nowNs, body)
 	e := entry{thread: threadID, seq: seq, prev: head.hash, hash: hash, author: author, timeNs: nowNs}
-	var buf []byte
-	if cap(m.spare) >= len(key)+len(body) {
-		buf, m.spare = m.spare, nil
-	}
-	e.storeKeyBody(buf, key, body)
+	e.storeKeyBody(nil, key, body) // never reused: a read in flight may hold it
 	r.messages = append(r.messages, e)
 	r.bodyBytes += len(key) + len(body)
 	head.seq, head.hash = seq, hash
 	return e
 }
 
-// trim applies the room's retention to the log that just grew (at most one
-// message falls out per post), then evicts the oldest messages beyond the
-// memory bounds.
+// trim applies the room's retention to the log that just grew: the log's
+// oldest held seq moves up, its tail drops what fell out, and the next
+// checkpoint releases the blocks wholly below it.
 func (m *Machine) trim(r *room, threadID, headSeq uint64) {
-	if ret := uint64(r.retention); ret > 0 && headSeq > ret {
-		for i := range r.messages {
-			if e := &r.messages[i]; e.thread == threadID {
-				if e.seq == headSeq-ret {
-					m.recycle(r.removeMessage(i))
-				}
-				break // the log's oldest message in memory decides
-			}
+	ret := uint64(r.retention)
+	if ret == 0 || headSeq <= ret {
+		return
+	}
+	s := r.store(threadID)
+	s.first = headSeq - ret + 1
+	kept := r.messages[:0]
+	for _, e := range r.messages {
+		if e.thread == threadID && e.seq < s.first {
+			r.bodyBytes -= len(e.key) + len(e.body)
+			continue
 		}
+		kept = append(kept, e)
 	}
-	for len(r.messages) > m.limits.RoomMessagesMax || r.bodyBytes > m.limits.RoomBodyBytesMax {
-		m.recycle(r.removeMessage(0))
-	}
-	if len(r.messages) == 0 || r.messages[len(r.messages)-1].seq != headSeq {
-		panic("chat: trim evicted the message just posted")
-	}
-}
-
-// recycle keeps the largest evicted body for the next post's copy. Bodies
-// never leave the machine by reference (replies and snapshots copy them).
-func (m *Machine) recycle(body []byte) {
-	if cap(body) > cap(m.spare) {
-		m.spare = body
-	}
+	clear(r.messages[len(kept):])
+	r.messages = kept
 }

@@ -1,5 +1,11 @@
 package chat
 
+import (
+	"fmt"
+
+	"tigerchat/model/grid"
+)
+
 // Reads never go through consensus: the primary answers them from the
 // applied state (vsr's read path makes them linearizable, or bounded by
 // what the client knows is committed). They never change state. They
@@ -27,14 +33,54 @@ func IsRead(operation uint8) bool {
 	return false
 }
 
-// Read answers a read-only operation from the applied state.
+// Read answers a read-only operation from the applied state. Messages
+// still in a log's tail come from memory; older ones from the log's
+// message blocks in the grid, so done may run later. A block freed while
+// the read was in flight (retention) makes the read start over, once.
 func (m *Machine) Read(operation uint8, body []byte, done func(reply []byte)) {
 	if !m.ReadOnly(operation) {
 		panic("chat: Read of an operation that writes")
 	}
-	reply := m.Apply(0, 0, 0, operation, body, m.readBuf[:0])
-	m.readBuf = reply
-	done(reply)
+	m.read(operation, body, 1, done)
+}
+
+func (m *Machine) read(operation uint8, body []byte, retries int, done func(reply []byte)) {
+	plan, reply := m.planRead(operation, body, m.readBuf[:0])
+	if plan == nil {
+		m.readBuf = reply
+		done(reply)
+		return
+	}
+	if len(plan.blocks) == 0 {
+		m.readBuf = plan.finish(m, m.readBuf[:0])
+		done(m.readBuf)
+		return
+	}
+	body = append([]byte(nil), body...)
+	pending := len(plan.blocks)
+	var failed error
+	for i, b := range plan.blocks {
+		m.grid.Read(b.ref, func(blk grid.Block, err error) {
+			if err == nil {
+				err = plan.take(i, blk)
+			}
+			if err != nil && failed == nil {
+				failed = err
+			}
+			if pending--; pending > 0 {
+				return
+			}
+			switch {
+			case failed == nil:
+				m.readBuf = plan.finish(m, m.readBuf[:0])
+				done(m.readBuf)
+			case retries > 0:
+				m.read(operation, body, retries-1, done)
+			default:
+				done(appendCode(nil, CodeStorageUnavailable))
+			}
+		})
+	}
 }
 
 // readable finds the request's room and checks the caller may read it:
@@ -54,91 +100,186 @@ func (m *Machine) readable(q *request) (*room, logHead, Code) {
 	return r, r.head(q.thread), CodeOK
 }
 
-func (m *Machine) applyRead(q *request, operation uint8, reply []byte) []byte {
-	r, head, c := m.readable(q)
-	if c != CodeOK {
-		return appendCode(reply, c)
+// planRead validates a read and captures what its reply needs at this
+// state: either a finished reply (an error, returned with a nil plan) or a
+// plan whose blocks must be read first.
+func (m *Machine) planRead(operation uint8, body []byte, reply []byte) (*readPlan, []byte) {
+	q, c := parseRequest(operation, body)
+	if c == CodeOK {
+		c = q.validate(&m.limits, operation)
 	}
-	backward, bound := false, q.seq // ReadRange: the first seq wanted
+	if c != CodeOK {
+		return nil, appendCode(reply, c)
+	}
+	r, head, c := m.readable(&q)
+	if c != CodeOK {
+		return nil, appendCode(reply, c)
+	}
+	p := &readPlan{tenant: r.tenant, room: r.id, thread: q.thread, head: head, limit: int(q.limit)}
 	switch operation {
 	case OperationReadSince:
 		if q.seq > head.seq {
-			return appendCode(reply, CodeSeqBeyondHead)
+			return nil, appendCode(reply, CodeSeqBeyondHead)
 		}
-		bound = q.seq + 1
+		p.bound = q.seq + 1
 	case OperationReadRange:
 		if q.seq > head.seq+1 {
-			return appendCode(reply, CodeSeqBeyondHead)
+			return nil, appendCode(reply, CodeSeqBeyondHead)
 		}
+		p.bound = q.seq
 	case OperationReadBefore:
 		if q.seq > head.seq+1 {
-			return appendCode(reply, CodeSeqBeyondHead)
+			return nil, appendCode(reply, CodeSeqBeyondHead)
 		}
-		backward = true
+		p.backward, p.bound = true, q.seq
 	case OperationReadLatest:
-		backward, bound = true, head.seq+1
+		p.backward, p.bound = true, head.seq+1
+	case OperationRoomSnapshot:
+		_, member := r.member(q.user)
+		p.info = &RoomInfo{
+			Private: r.private(), Audit: r.flags&FlagAudit != 0, Direct: r.direct(), Member: member,
+			RetentionCount: r.retention, Creator: r.creator, CreatedNs: r.createdNs,
+			Members: uint32(len(r.members)), Threads: uint32(len(r.threads)),
+		}
+		p.backward, p.bound = true, head.seq+1
 	default:
-		panic("chat: applyRead of an operation that is not a read")
+		panic("chat: planRead of an operation that is not a read")
 	}
-	return m.appendLog(appendCode(reply, CodeOK), r, q.thread, head, backward, bound, int(q.limit))
+	p.collect(r, r.store(q.thread))
+	return p, reply
 }
 
-func (m *Machine) applyRoomSnapshot(q *request, reply []byte) []byte {
-	r, head, c := m.readable(q)
-	if c != CodeOK {
-		return appendCode(reply, c)
-	}
-	_, member := r.member(q.user)
-	info := RoomInfo{
-		Private: r.private(), Audit: r.flags&FlagAudit != 0, Direct: r.direct(), Member: member,
-		RetentionCount: r.retention, Creator: r.creator, CreatedNs: r.createdNs,
-		Members: uint32(len(r.members)), Threads: uint32(len(r.threads)),
-	}
-	reply = appendRoomInfo(appendCode(reply, CodeOK), &info)
-	return m.appendLog(reply, r, q.thread, head, true, head.seq+1, int(q.limit))
+// readPlan is one read's page: the seqs [lo, hi] it may return (at most
+// limit, before the byte budget), the blocks that hold some of them and
+// the tail entries that hold the rest.
+type readPlan struct {
+	tenant, room string
+	thread       uint64
+	head         logHead
+	first        uint64 // oldest seq the log holds
+	backward     bool
+	bound        uint64
+	limit        int
+	info         *RoomInfo
+	lo, hi       uint64 // hi < lo: an empty page
+	blocks       []msgBlock
+	fromBlocks   [][]entry // per block, its entries in [lo, hi]
+	tail         []entry   // tail entries in [lo, hi], copied
 }
 
-// appendLog appends a log view of thread: forward, the held messages from
-// seq bound on; backward, the held messages below seq bound (exclusive).
-// At most limit, within the reply byte budget.
-func (m *Machine) appendLog(reply []byte, r *room, threadID uint64, head logHead, backward bool, bound uint64, limit int) []byte {
-	picks := m.picks[:0]
-	for i := range r.messages {
-		if r.messages[i].thread == threadID {
-			picks = append(picks, i)
-		}
+func (p *readPlan) collect(r *room, s *logStore) {
+	p.first = p.head.seq + 1
+	if s != nil && p.head.seq > 0 {
+		p.first = s.firstSeq()
 	}
-	m.picks = picks
-	first := head.seq + 1
-	if len(picks) > 0 {
-		first = r.messages[picks[0]].seq
-	}
-	// at is the index of the first pick with seq >= bound (len(picks) if none).
-	at := len(picks)
-	for i, p := range picks {
-		if r.messages[p].seq >= bound {
-			at = i
-			break
-		}
-	}
-	var start, end int
-	var more bool
-	if backward {
-		start, end = m.takeBackward(r, picks, at, limit), at
-		more = start > 0
+	if p.backward {
+		p.hi = min(p.bound-1, p.head.seq)
+		p.lo = max(p.first, p.hi+1-min(uint64(p.limit), p.hi+1))
 	} else {
-		start, end = at, m.takeForward(r, picks, at, limit)
-		more = end < len(picks)
+		p.lo = max(p.bound, p.first)
+		p.hi = min(p.head.seq, p.lo+uint64(p.limit)-1)
 	}
-	reply = appendLogHeader(reply, r.tenant, r.id, threadID, head.seq, &head.hash, first, more, end-start)
-	for _, p := range picks[start:end] {
-		e := &r.messages[p]
-		if backward && e.seq >= bound || !backward && e.seq < bound {
-			panic("chat: a read page crosses its bound")
+	if p.hi < p.lo || p.limit == 0 {
+		p.lo, p.hi = 1, 0
+		return
+	}
+	if s != nil {
+		for _, b := range s.blocks {
+			if b.last >= p.lo && b.first <= p.hi {
+				p.blocks = append(p.blocks, b)
+			}
 		}
+	}
+	p.fromBlocks = make([][]entry, len(p.blocks))
+	for i := range r.messages {
+		if e := &r.messages[i]; e.thread == p.thread && e.seq >= p.lo && e.seq <= p.hi {
+			p.tail = append(p.tail, *e)
+		}
+	}
+}
+
+// take decodes block i's messages within the page.
+func (p *readPlan) take(i int, blk grid.Block) error {
+	data, err := blk.Data(nil)
+	if err != nil {
+		return err
+	}
+	entries, err := decodeMessageBlock(data, p.thread)
+	if err != nil {
+		return err
+	}
+	b := p.blocks[i]
+	if len(entries) == 0 || entries[0].seq != b.first || entries[len(entries)-1].seq != b.last {
+		return errMessageBlock
+	}
+	for _, e := range entries {
+		if e.seq >= p.lo && e.seq <= p.hi {
+			p.fromBlocks[i] = append(p.fromBlocks[i], e)
+		}
+	}
+	return nil
+}
+
+// finish builds the reply from the page's entries, ascending and gapless.
+func (p *readPlan) finish(m *Machine, reply []byte) []byte {
+	entries := make([]entry, 0, p.hi+1-p.lo)
+	for _, es := range p.fromBlocks {
+		entries = append(entries, es...)
+	}
+	entries = append(entries, p.tail...)
+	if uint64(len(entries)) != p.hi+1-p.lo {
+		panic(fmt.Sprintf("chat: a read page of seqs %d..%d found %d messages", p.lo, p.hi, len(entries)))
+	}
+	for i := range entries {
+		if entries[i].seq != p.lo+uint64(i) {
+			panic("chat: a read page is not gapless")
+		}
+	}
+	start, end := 0, len(entries)
+	budget := m.readBudget()
+	if p.backward {
+		for start = end; start > 0; start-- {
+			if budget -= entryWireSize(&entries[start-1]); budget < 0 {
+				break
+			}
+		}
+	} else {
+		for end = 0; end < len(entries); end++ {
+			if budget -= entryWireSize(&entries[end]); budget < 0 {
+				break
+			}
+		}
+	}
+	page := entries[start:end]
+	var more bool
+	if p.backward {
+		more = len(page) > 0 && page[0].seq > p.first || len(page) == 0 && p.hi >= p.lo
+	} else {
+		more = len(page) > 0 && page[len(page)-1].seq < p.head.seq || len(page) == 0 && p.hi >= p.lo
+	}
+	reply = appendCode(reply, CodeOK)
+	if p.info != nil {
+		reply = appendRoomInfo(reply, p.info)
+	}
+	reply = appendLogHeader(reply, p.tenant, p.room, p.thread, p.head.seq, &p.head.hash, p.first, more, len(page))
+	for i := range page {
+		e := &page[i]
 		reply = appendMessage(reply, e.seq, &e.prev, &e.hash, e.author, e.timeNs, e.key, e.body)
 	}
 	return reply
+}
+
+// applyRead answers a read inside Apply (a read op committed by an older
+// version): from memory only.
+func (m *Machine) applyRead(operation uint8, body, reply []byte) []byte {
+	plan, reply := m.planRead(operation, body, reply)
+	if plan == nil {
+		return reply
+	}
+	if len(plan.blocks) > 0 {
+		return appendCode(reply, CodeStorageUnavailable)
+	}
+	return plan.finish(m, reply)
 }
 
 // readBudget is the bytes of messages a read may return: the reply bound
@@ -146,29 +287,6 @@ func (m *Machine) appendLog(reply []byte, r *room, threadID uint64, head logHead
 func (m *Machine) readBudget() int { return m.limits.ReadReplySizeMax - snapshotReplyFixedSize }
 
 func entryWireSize(e *entry) int { return messageWireSize(len(e.author), len(e.key), len(e.body)) }
-
-// takeForward takes picks from start on: the page ends before end.
-func (m *Machine) takeForward(r *room, picks []int, start, limit int) (end int) {
-	budget := m.readBudget()
-	for end = start; end < len(picks) && end-start < limit; end++ {
-		if budget -= entryWireSize(&r.messages[picks[end]]); budget < 0 {
-			break
-		}
-	}
-	return end
-}
-
-// takeBackward takes picks below end, newest first: the page starts at
-// start.
-func (m *Machine) takeBackward(r *room, picks []int, end, limit int) (start int) {
-	budget := m.readBudget()
-	for start = end; start > 0 && end-start < limit; start-- {
-		if budget -= entryWireSize(&r.messages[picks[start-1]]); budget < 0 {
-			break
-		}
-	}
-	return start
-}
 
 // ReadGap names the seqs [From, To] that a read wanted and the log no
 // longer holds (trimmed by retention or evicted from memory), given the

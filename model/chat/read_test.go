@@ -9,9 +9,10 @@ import (
 
 // roomOf posts n messages (keys k1..kn, small bodies) to a fresh room r
 // under DefaultLimits, which keep the last 64 in memory.
+// roomOf is a room of n messages that keeps the last 64 of them.
 func roomOf(t *testing.T, n int) *harness {
 	h := newHarness(t, DefaultLimits())
-	h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)
+	h.mustCode(h.create("acme", "alice", "r", false, false, 64), CodeOK)
 	for i := 1; i <= n; i++ {
 		h.mustPost("acme", "alice", "r", 0, fmt.Sprintf("k%d", i), "x")
 	}

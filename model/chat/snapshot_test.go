@@ -16,30 +16,6 @@ func id64(kind string, i int) string {
 	return s + strings.Repeat("x", IDSizeMax-len(s))
 }
 
-// TestSnapshotWorstCase fills every room to every limit with maximal ids
-// and checks the snapshot is exactly Limits.SnapshotSizeMax.
-func TestSnapshotWorstCase(t *testing.T) {
-	l := testLimits()
-	l.RoomMessagesMax, l.RoomBodyBytesMax = 4, 4*(l.BodySizeMax+IdempotencyKeySizeMax)
-	h := newHarness(t, l)
-	body := strings.Repeat("b", l.BodySizeMax)
-	for i := 0; i < l.RoomsMax; i++ {
-		tenant, room := id64("tenant", i/l.RoomsPerTenantMax), id64("room", i)
-		author := id64("user", 0)
-		h.mustCode(h.create(tenant, author, room, false, false, 0), CodeOK)
-		for u := 1; u < l.MembersPerRoomMax; u++ {
-			h.mustCode(h.member(OperationJoin, tenant, id64("user", u), room), CodeOK)
-		}
-		for p, thread := range []uint64{0, 0, 1, 2, 0, 0} {
-			h.mustPost(tenant, author, room, thread, id64("key", p), body) // a maximal key: id64 is 64 bytes
-		}
-	}
-	if got, want := len(h.snapshot()), l.SnapshotSizeMax(); got != want {
-		t.Fatalf("worst-case snapshot %d bytes, computed bound %d", got, want)
-	}
-	h.verify()
-}
-
 func TestSnapshotRoundTrip(t *testing.T) {
 	h := fixture(t)
 	snap := h.snapshot()
@@ -122,7 +98,6 @@ func TestLimitsFitConfigs(t *testing.T) {
 	if err := DefaultLimits().CheckConfig(&sim); err == nil {
 		t.Fatal("default limits fit the simulator's 64 KiB snapshots")
 	}
-	t.Logf("worst-case snapshot: default %d bytes, sim %d bytes", DefaultLimits().SnapshotSizeMax(), SimLimits().SnapshotSizeMax())
 }
 
 func TestLimitsValidate(t *testing.T) {

@@ -3,6 +3,8 @@ package chat
 import (
 	"crypto/sha256"
 	"math"
+
+	"tigerchat/model/grid"
 )
 
 // Room flag bits as kept in state and snapshots: the CreateRoom flags plus
@@ -22,6 +24,32 @@ type logHead struct {
 type thread struct {
 	parent uint64
 	head   logHead
+	store  logStore
+}
+
+// msgBlock is a run of one log's messages written to the grid.
+type msgBlock struct {
+	ref         grid.Ref
+	first, last uint64 // seqs
+}
+
+// logStore is where a log's messages older than its in-memory tail live:
+// message blocks, ascending and contiguous, and the oldest seq the log
+// still holds (a retention policy moves it up; 0 means 1).
+type logStore struct {
+	first  uint64
+	blocks []msgBlock
+}
+
+// firstSeq is the oldest seq held.
+func (s *logStore) firstSeq() uint64 { return max(s.first, 1) }
+
+// storedLast is the last seq in blocks (0 when none).
+func (s *logStore) storedLast() uint64 {
+	if len(s.blocks) == 0 {
+		return 0
+	}
+	return s.blocks[len(s.blocks)-1].last
 }
 
 // entry is a message kept in memory; tenant and room are its room's.
@@ -61,9 +89,10 @@ type room struct {
 	retention           uint32 // messages kept per log; 0: all that memory allows
 	createdNs           int64
 	main                logHead
+	mainStore           logStore
 	members             []string // sorted, unique
 	threads             []thread // sorted by parent, unique
-	messages            []entry  // commit order; each log's are a suffix of it
+	messages            []entry  // commit order, since the last checkpoint: each log's tail
 	bodyBytes           int      // sum of len(key) + len(body) over messages
 	dedup               dedupWindow
 }
@@ -227,4 +256,16 @@ func (w *dedupWindow) push(e dedupEntry, keysMax int) {
 	if w.count > keysMax || len(w.index) > w.count {
 		panic("chat: dedup window exceeds its bound")
 	}
+}
+
+// store is the store of log t (0: the main log); nil for a thread that
+// does not exist.
+func (r *room) store(t uint64) *logStore {
+	if t == 0 {
+		return &r.mainStore
+	}
+	if i, ok := r.thread(t); ok {
+		return &r.threads[i].store
+	}
+	return nil
 }

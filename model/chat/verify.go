@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"tigerchat/model/grid"
 )
 
 // ErrInvariant is wrapped by every Verify failure.
@@ -121,10 +123,8 @@ func logIndex(r *room, threadID uint64) (int, bool) {
 }
 
 func verifyMessages(r *room, l *Limits, scratch *[]byte) error {
-	if len(r.messages) > l.RoomMessagesMax || r.bodyBytes > l.RoomBodyBytesMax {
-		return invariant("%d messages, %d body bytes above %d, %d", len(r.messages), r.bodyBytes, l.RoomMessagesMax, l.RoomBodyBytesMax)
-	}
 	last := make([]logHead, len(r.threads)+1) // seq 0: no message seen yet
+	firstTail := make([]uint64, len(r.threads)+1)
 	bodyBytes := 0
 	for i := range r.messages {
 		e := &r.messages[i]
@@ -135,8 +135,16 @@ func verifyMessages(r *room, l *Limits, scratch *[]byte) error {
 		if err := verifyEntry(r, l, e, last[li], scratch); err != nil {
 			return fmt.Errorf("message %d (thread %d seq %d): %w", i, e.thread, e.seq, err)
 		}
+		if last[li].seq == 0 {
+			firstTail[li] = e.seq
+		}
 		last[li] = logHead{seq: e.seq, hash: e.hash}
 		bodyBytes += len(e.key) + len(e.body)
+	}
+	for li := range last {
+		if err := verifyStore(r, li, firstTail[li], last[li].seq); err != nil {
+			return fmt.Errorf("log %d: %w", li, err)
+		}
 	}
 	if bodyBytes != r.bodyBytes {
 		return invariant("body bytes %d, counted %d", r.bodyBytes, bodyBytes)
@@ -145,6 +153,35 @@ func verifyMessages(r *room, l *Limits, scratch *[]byte) error {
 		if h.seq != 0 && h != r.logHeadAt(li) {
 			return invariant("log %d: newest message in memory is not its head", li)
 		}
+	}
+	return nil
+}
+
+// verifyStore checks log li's blocks: ascending and contiguous, followed by
+// its tail (firstTail..lastTail, 0 when empty), together reaching its head
+// from its oldest held seq.
+func verifyStore(r *room, li int, firstTail, lastTail uint64) error {
+	s, head := &r.mainStore, r.main
+	if li > 0 {
+		s, head = &r.threads[li-1].store, r.threads[li-1].head
+	}
+	if head.seq > 0 && s.firstSeq() > head.seq {
+		return invariant("oldest held seq %d beyond head %d", s.firstSeq(), head.seq)
+	}
+	for i, b := range s.blocks {
+		switch {
+		case b.ref.IsZero() || b.ref.Kind != grid.KindMessages || b.first == 0 || b.first > b.last:
+			return invariant("block %d names seqs %d..%d at %+v", i, b.first, b.last, b.ref)
+		case i > 0 && b.first != s.blocks[i-1].last+1:
+			return invariant("block %d starts at %d after %d", i, b.first, s.blocks[i-1].last)
+		}
+	}
+	stored := s.storedLast()
+	switch {
+	case firstTail != 0 && firstTail != stored+1 && !(stored < s.firstSeq() && firstTail == s.firstSeq()):
+		return invariant("tail starts at %d after stored seq %d (oldest held %d)", firstTail, stored, s.firstSeq())
+	case max(stored, lastTail) != head.seq && head.seq >= s.firstSeq():
+		return invariant("blocks and tail reach %d, head is %d", max(stored, lastTail), head.seq)
 	}
 	return nil
 }

@@ -41,13 +41,13 @@ func (c *Config) Validate() error {
 }
 
 // SizeBytes is the zone's size.
-func (c *Config) SizeBytes() uint64 { return c.BlocksMax * uint64(c.BlockSize) }
+func (c Config) SizeBytes() uint64 { return c.BlocksMax * uint64(c.BlockSize) }
 
 // ChildrenMax is the most children one block can name.
-func (c *Config) ChildrenMax() int { return (c.BlockSize - HeaderSize) / RefSize }
+func (c Config) ChildrenMax() int { return (c.BlockSize - HeaderSize) / RefSize }
 
 // DataMax is the most data bytes a block without children holds.
-func (c *Config) DataMax() int { return c.BlockSize - HeaderSize }
+func (c Config) DataMax() int { return c.BlockSize - HeaderSize }
 
 // Stats are the grid's counters, for metrics and tests.
 type Stats struct {

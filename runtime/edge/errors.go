@@ -90,6 +90,8 @@ func statusOfChat(c chat.Code) int {
 		return http.StatusRequestEntityTooLarge
 	case chat.CodeTenantsFull, chat.CodeRoomsFull, chat.CodeTenantFull, chat.CodeMembersFull, chat.CodeThreadsFull:
 		return http.StatusInsufficientStorage
+	case chat.CodeStorageUnavailable:
+		return http.StatusServiceUnavailable
 	case chat.CodeMalformed, chat.CodeUnknownOperation:
 		return http.StatusInternalServerError // the edge encoded a bad request
 	}
@@ -123,6 +125,7 @@ var chatMessages = map[chat.Code]string{
 	chat.CodeTenantFull:            "the tenant holds its maximum number of rooms on this shard",
 	chat.CodeMembersFull:           "the room holds its maximum number of members",
 	chat.CodeThreadsFull:           "the room holds its maximum number of threads",
+	chat.CodeStorageUnavailable:    "a message block could not be read or repaired on the serving replica; retry",
 }
 
 // allCodes lists every code a client can see (edge codes, then chat codes).

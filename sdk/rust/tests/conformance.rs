@@ -281,7 +281,7 @@ async fn history_paging_1000(s: &mut Dev) {
     let c = s.client("reader").await;
     c.create_room("r", false).await.unwrap();
     assert_eq!(post_many(s, "r", 1000).await, range(1, 1000));
-    let first = 1000 - 63;
+    let first = 1; // the cluster keeps every message
     for backward in [false, true] {
         let items = c.history("r", 0, backward, 10).await.unwrap();
         let mut msgs: Vec<Message> = Vec::new();
@@ -296,7 +296,7 @@ async fn history_paging_1000(s: &mut Dev) {
             msgs.reverse();
         }
         assert_eq!(seqs(&msgs), range(first, 1000), "backward={backward}");
-        assert_eq!(truncs, vec![(1, first - 1)], "backward={backward}");
+        assert!(truncs.is_empty(), "backward={backward}: {truncs:?}");
         verify_chain("dev", "", &msgs).unwrap();
     }
 }
