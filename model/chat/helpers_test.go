@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"testing"
 
-	"tigerchat/model"
 	"tigerchat/model/grid"
+	"tigerchat/model/grid/gridtest"
 	"tigerchat/model/prng"
 )
 
@@ -180,70 +180,28 @@ func fixture(t testing.TB) *harness {
 	return h
 }
 
-// gridDisk is a sparse in-memory disk whose completions run when drained,
-// never inside the call, for grid tests of the machine.
-type gridDisk struct {
-	size    uint64
-	sectors map[uint64][]byte
-	queue   []func()
-}
-
-func (d *gridDisk) SizeBytes() uint64 { return d.size }
-func (d *gridDisk) Read(offset uint64, buf []byte, done func()) {
-	model.AssertAligned(offset, len(buf), d.size)
-	for i := 0; i < len(buf); i += model.SectorSize {
-		if s, ok := d.sectors[offset+uint64(i)]; ok {
-			copy(buf[i:], s)
-		} else {
-			clear(buf[i : i+model.SectorSize])
-		}
-	}
-	d.queue = append(d.queue, done)
-}
-func (d *gridDisk) Write(offset uint64, data []byte, done func()) {
-	model.AssertAligned(offset, len(data), d.size)
-	for i := 0; i < len(data); i += model.SectorSize {
-		d.sectors[offset+uint64(i)] = append([]byte(nil), data[i:i+model.SectorSize]...)
-	}
-	d.queue = append(d.queue, done)
-}
-func (d *gridDisk) Sync(done func()) { d.queue = append(d.queue, done) }
-
-func (d *gridDisk) drain(t testing.TB) {
-	for i := 0; len(d.queue) > 0; i++ {
-		if i > 100_000 {
-			t.Fatal("disk completions never settle")
-		}
-		q := d.queue
-		d.queue = nil
-		for _, f := range q {
-			f()
-		}
-	}
-}
-
 // newTestGrid is a small grid (8 KiB blocks) on a fresh gridDisk.
-func newTestGrid() (*grid.Grid, *gridDisk) {
+func newTestGrid() (*grid.Grid, *gridtest.MemDisk) {
 	cfg := grid.Config{BlockSize: 8 << 10, BlocksMax: 4096, CacheBytes: 16 << 10}
-	d := &gridDisk{size: cfg.SizeBytes(), sectors: map[uint64][]byte{}}
+	d := gridtest.NewMemDisk(cfg.SizeBytes())
 	return grid.New(cfg, d, nil, 10, prng.New(1)), d
 }
 
 // checkpoint writes the machine's state to a fresh test grid and waits for
 // the writes; it returns the grid, its disk and the root.
-func (h *harness) checkpoint() (*grid.Grid, *gridDisk, grid.Ref) {
+func (h *harness) checkpoint() (*grid.Grid, *gridtest.MemDisk, grid.Ref) {
 	g, d := newTestGrid()
 	root := h.m.Checkpoint(g)
-	d.drain(h.t)
+	d.Drain(h.t)
 	return g, d, root
 }
 
 // readAsync answers a read through Machine.Read, draining the disk.
-func (h *harness) readAsync(d *gridDisk, operation uint8, body []byte) []byte {
+func (h *harness) readAsync(d *gridtest.MemDisk, operation uint8, body []byte) []byte {
 	var out []byte
 	called := false
 	h.m.Read(operation, body, func(reply []byte) { out, called = append([]byte(nil), reply...), true })
-	d.drain(h.t)
+	d.Drain(h.t)
 	if !called {
 		h.t.Fatal("read never answered")
 	}

@@ -56,7 +56,7 @@ func TestHistoryInTheGrid(t *testing.T) {
 	opened := New(DefaultLimits())
 	var oerr error
 	opened.Open(g, root, func(err error) { oerr = err })
-	d.drain(t)
+	d.Drain(t)
 	if oerr != nil {
 		t.Fatal(oerr)
 	}
@@ -82,7 +82,7 @@ func TestRetentionReleasesBlocks(t *testing.T) {
 		}
 		h.m.Checkpoint(g)
 		g.CheckpointDurable()
-		d.drain(t)
+		d.Drain(t)
 	}
 	r := h.m.rooms[0]
 	if r.mainStore.firstSeq() != 91 || len(r.mainStore.blocks) != 1 || r.mainStore.blocks[0].last != 100 {

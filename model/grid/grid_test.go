@@ -7,73 +7,28 @@ import (
 	"testing"
 
 	"tigerchat/model"
+	"tigerchat/model/grid/gridtest"
 	"tigerchat/model/prng"
 )
-
-// memDisk is a sparse in-memory disk whose completions run when drained,
-// never inside the call. Writes are durable at once (the grid's own
-// ordering is what these tests check; crash semantics live in simdisk).
-type memDisk struct {
-	size    uint64
-	sectors map[uint64][]byte
-	queue   []func()
-}
-
-func newMemDisk(size uint64) *memDisk { return &memDisk{size: size, sectors: map[uint64][]byte{}} }
-
-func (d *memDisk) SizeBytes() uint64 { return d.size }
-func (d *memDisk) Read(offset uint64, buf []byte, done func()) {
-	model.AssertAligned(offset, len(buf), d.size)
-	for i := 0; i < len(buf); i += model.SectorSize {
-		if s, ok := d.sectors[offset+uint64(i)]; ok {
-			copy(buf[i:], s)
-		} else {
-			clear(buf[i : i+model.SectorSize])
-		}
-	}
-	d.queue = append(d.queue, done)
-}
-func (d *memDisk) Write(offset uint64, data []byte, done func()) {
-	model.AssertAligned(offset, len(data), d.size)
-	for i := 0; i < len(data); i += model.SectorSize {
-		d.sectors[offset+uint64(i)] = append([]byte(nil), data[i:i+model.SectorSize]...)
-	}
-	d.queue = append(d.queue, done)
-}
-func (d *memDisk) Sync(done func()) { d.queue = append(d.queue, done) }
-
-// drain runs completions until none is left (bounded).
-func (d *memDisk) drain(t *testing.T) {
-	for i := 0; len(d.queue) > 0; i++ {
-		if i > 1_000_000 {
-			t.Fatal("disk completions never settle")
-		}
-		q := d.queue
-		d.queue = nil
-		for _, f := range q {
-			f()
-		}
-	}
-}
 
 func testConfig() Config {
 	return Config{Offset: model.SectorSize, BlockSize: 2 * model.SectorSize, BlocksMax: 4096, CacheBytes: 4 * model.SectorSize}
 }
 
-func newTestGrid(t *testing.T, fetch Fetcher) (*Grid, *memDisk) {
+func newTestGrid(t *testing.T, fetch Fetcher) (*Grid, *gridtest.MemDisk) {
 	t.Helper()
 	cfg := testConfig()
-	d := newMemDisk(cfg.Offset + cfg.SizeBytes())
+	d := gridtest.NewMemDisk(cfg.Offset + cfg.SizeBytes())
 	return New(cfg, d, fetch, 5, prng.New(1)), d
 }
 
-func readSync(t *testing.T, g *Grid, d *memDisk, ref Ref) (Block, error) {
+func readSync(t *testing.T, g *Grid, d *gridtest.MemDisk, ref Ref) (Block, error) {
 	t.Helper()
 	var blk Block
 	var rerr error
 	called := false
 	g.Read(ref, func(b Block, err error) { blk, rerr, called = b, err, true })
-	d.drain(t)
+	d.Drain(t)
 	if !called {
 		t.Fatal("read never completed")
 	}
@@ -89,7 +44,7 @@ func TestWriteReadVerify(t *testing.T) {
 	}
 	flushed := false
 	g.Flush(func() { flushed = true })
-	d.drain(t)
+	d.Drain(t)
 	if !flushed {
 		t.Fatal("flush never completed")
 	}
@@ -114,21 +69,21 @@ func TestWriteReadVerify(t *testing.T) {
 func TestCorruptBlockRepairedFromPeer(t *testing.T) {
 	peer, peerDisk := newTestGrid(t, nil)
 	var g *Grid
-	var d *memDisk
+	var d *gridtest.MemDisk
 	g, d = newTestGrid(t, func(ref Ref) {
 		peer.Serve(ref, func(b []byte) { g.Delivered(append([]byte(nil), b...)) })
-		peerDisk.drain(t)
+		peerDisk.Drain(t)
 	})
 	data := []byte("a message that must survive bit rot")
 	ref := g.Write(KindMessages, nil, data, false)
 	if pref := peer.Write(KindMessages, nil, data, false); pref != ref {
 		t.Fatalf("deterministic grids disagree: %+v vs %+v", ref, pref)
 	}
-	d.drain(t)
-	peerDisk.drain(t)
+	d.Drain(t)
+	peerDisk.Drain(t)
 	// Rot one byte of the local copy, behind the cache.
 	off := g.offset(ref.Address)
-	d.sectors[off][HeaderSize+3] ^= 0x40
+	d.Sectors[off][HeaderSize+3] ^= 0x40
 	g.cache.reset()
 	blk, err := readSync(t, g, d, ref)
 	if err != nil {
@@ -151,10 +106,10 @@ func TestMisdirectedWriteCaught(t *testing.T) {
 	g, d := newTestGrid(t, nil)
 	a := g.Write(KindTest, nil, []byte("first"), false)
 	b := g.Write(KindTest, nil, []byte("second"), false)
-	d.drain(t)
+	d.Drain(t)
 	// b's bytes land in a's slot.
 	for i := uint64(0); i < 2*model.SectorSize; i += model.SectorSize {
-		d.sectors[g.offset(a.Address)+i] = append([]byte(nil), d.sectors[g.offset(b.Address)+i]...)
+		d.Sectors[g.offset(a.Address)+i] = append([]byte(nil), d.Sectors[g.offset(b.Address)+i]...)
 	}
 	g.cache.reset()
 	if _, err := readSync(t, g, d, a); err == nil {
@@ -165,7 +120,7 @@ func TestMisdirectedWriteCaught(t *testing.T) {
 func TestReleasedBlocksSurviveUntilCheckpointDurable(t *testing.T) {
 	g, d := newTestGrid(t, nil)
 	old := g.Write(KindTest, nil, []byte("checkpoint 1"), false)
-	d.drain(t)
+	d.Drain(t)
 	g.Release(old)
 	next := g.Write(KindTest, nil, []byte("checkpoint 2"), false)
 	if next.Address == old.Address {
@@ -176,7 +131,7 @@ func TestReleasedBlocksSurviveUntilCheckpointDurable(t *testing.T) {
 	if third.Address != old.Address {
 		t.Fatalf("freed block %d not reused (got %d)", old.Address, third.Address)
 	}
-	d.drain(t)
+	d.Drain(t)
 }
 
 func TestDataTreesAndNodes(t *testing.T) {
@@ -189,22 +144,22 @@ func TestDataTreesAndNodes(t *testing.T) {
 		}
 		for _, compress := range []bool{false, true} {
 			ref := g.WriteData(KindTest, data, compress)
-			d.drain(t)
+			d.Drain(t)
 			g.cache.reset()
 			var got []byte
 			var rerr error
 			g.ReadData(ref, func(b []byte, err error) { got, rerr = b, err })
-			d.drain(t)
+			d.Drain(t)
 			if rerr != nil || !bytes.Equal(got, data) {
 				t.Fatalf("data tree of %d bytes (compress %v): %v", size, compress, rerr)
 			}
 			children := []Ref{g.Write(KindMessages, nil, []byte("x"), false)}
 			node := g.WriteNode(KindRoom, children, data, compress)
-			d.drain(t)
+			d.Drain(t)
 			g.cache.reset()
 			var gotChildren []Ref
 			g.ReadNode(node, func(c []Ref, b []byte, err error) { gotChildren, got, rerr = c, b, err })
-			d.drain(t)
+			d.Drain(t)
 			if rerr != nil || !bytes.Equal(got, data) || len(gotChildren) != 1 || gotChildren[0] != children[0] {
 				t.Fatalf("node with %d bytes: %v", size, rerr)
 			}
@@ -221,12 +176,12 @@ func TestRebuildMarksExactlyTheTree(t *testing.T) {
 	garbage := g.Write(KindTest, nil, []byte("unreferenced"), false)
 	big := g.WriteData(KindSessions, make([]byte, 40_000), false)
 	root := g.WriteNode(KindRoot, append(leaves, big), []byte("root"), false)
-	d.drain(t)
+	d.Drain(t)
 	used := g.Used()
 	var rerr error
 	done := false
 	g.Rebuild([]Ref{root}, func(err error) { rerr, done = err, true })
-	d.drain(t)
+	d.Drain(t)
 	if !done || rerr != nil {
 		t.Fatalf("rebuild: done %v err %v", done, rerr)
 	}
