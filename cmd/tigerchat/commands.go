@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"tigerchat/runtime/admin"
 	"tigerchat/runtime/disk"
 	"tigerchat/runtime/node"
 	"tigerchat/runtime/transport"
@@ -76,12 +78,10 @@ func readKey(path string) ([]byte, error) {
 type nodeFlags struct {
 	config, data, identity, keyFile, http *string
 	replica                               *int
+	log                                   logFlags
 }
 
-func addNodeFlags(fs interface {
-	String(string, string, string) *string
-	Int(string, int, string) *int
-}) nodeFlags {
+func addNodeFlags(fs *flag.FlagSet) nodeFlags {
 	return nodeFlags{
 		config:   fs.String("config", "", "cluster config `FILE` (JSON)"),
 		data:     fs.String("data", "", "data `DIR` of this replica"),
@@ -89,6 +89,7 @@ func addNodeFlags(fs interface {
 		keyFile:  fs.String("key-file", "", "32-byte `FILE`: encrypt data at rest with AES-256-GCM"),
 		http:     fs.String("http", "", "serve /healthz, /status, /metrics on `ADDR` (default: the config's http_addr)"),
 		replica:  fs.Int("replica", -1, "this node's replica `INDEX` in the config"),
+		log:      addLogFlags(fs),
 	}
 }
 
@@ -137,8 +138,12 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	n, err := node.Open(cfg, node.Options{DataDir: *f.data, Replica: *f.replica, Identity: id, Key: key,
-		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	log, err := f.log.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	n, err := node.Open(cfg, node.Options{DataDir: *f.data, Replica: *f.replica, Identity: id, Key: key, Log: log,
+		ConfigPath: absPath(*f.config), KeyFile: *f.keyFile})
 	if err != nil {
 		return err
 	}
@@ -152,21 +157,27 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("http listen %s: %w (is the port in use? pick another with -http)", httpAddr, err)
 		}
-		go serveHTTP(ctx, ln, nodes)
-		fmt.Fprintf(stdout, "replica %d: health on http://%s/healthz\n", *f.replica, ln.Addr())
+		go serveHTTP(ctx, ln, nodes, id, log)
+		fmt.Fprintf(stdout, "replica %d: health on http://%s/healthz; admin actions over https on the same port\n", *f.replica, ln.Addr())
 	}
 	return n.Run(ctx)
 }
 
-func serveHTTP(ctx context.Context, ln net.Listener, nodes []*node.Node) {
-	srv := &http.Server{Handler: httpHandler(nodes), ReadHeaderTimeout: 5 * time.Second}
+// serveHTTP serves the operator port on ln: plain HTTP and, on the same
+// port, TLS with the node's identity (admin actions need it).
+func serveHTTP(ctx context.Context, ln net.Listener, nodes []*node.Node, id transport.Identity, log *slog.Logger) {
+	srv := &http.Server{Handler: httpHandler(nodes, log), ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	plain, secure := admin.SplitListener(ln, admin.ServerTLS(id))
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
+		_ = ln.Close()
 	}()
-	_ = srv.Serve(ln)
+	go func() { _ = srv.Serve(secure) }()
+	_ = srv.Serve(plain)
 }
 
 func absPath(p string) string {

@@ -28,7 +28,13 @@ func cmdDev(ctx context.Context, args []string, stdout io.Writer) error {
 	edgeAddr := fs.String("edge", "127.0.0.1:8090", "serve the client API (WebSocket, REST, SSE) and the demo page on `ADDR`; \"off\": no edge")
 	edgeH3 := fs.Bool("edge-h3", true, "also serve the edge's REST and SSE over HTTP/3 on the same port number (UDP)")
 	redisAddr := fs.String("redis", "", "the edge fans out through Redis pub/sub at `ADDR` (as tigerchat edge -redis); empty: the in-process bus")
+	useTLS := fs.Bool("tls", true, "serve the edge over https:// and wss:// with a certificate from a dev CA kept in the data dir; -tls=false: plain http:// and ws:// (for curl without --cacert)")
+	logf := addLogFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := logf.logger(os.Stderr)
+	if err != nil {
 		return err
 	}
 	if *dir == "" {
@@ -52,13 +58,17 @@ func cmdDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := devOperator(*dir, cfgPath, &cfg, *httpAddr); err != nil {
+		return err
+	}
 	nodes := make([]*node.Node, devReplicas)
 	for i := range nodes {
 		id, err := readIdentity(filepath.Join(*dir, fmt.Sprintf("replica-%d.pem", i)))
 		if err != nil {
 			return err
 		}
-		nodes[i], err = node.Open(cfg, node.Options{DataDir: filepath.Join(*dir, fmt.Sprintf("replica-%d", i)), Replica: i, Identity: id})
+		nodes[i], err = node.Open(cfg, node.Options{DataDir: filepath.Join(*dir, fmt.Sprintf("replica-%d", i)), Replica: i, Identity: id,
+			Log: log, ConfigPath: absPath(cfgPath)})
 		if err != nil {
 			return err
 		}
@@ -74,7 +84,11 @@ func cmdDev(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("edge listen %s: %w (is the port in use? pick another with -edge, or -edge off)", *edgeAddr, err)
 		}
 	}
-	go serveHTTP(ctx, ln, nodes)
+	id0, err := readIdentity(filepath.Join(*dir, "replica-0.pem"))
+	if err != nil {
+		return err
+	}
+	go serveHTTP(ctx, ln, nodes, id0, log)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -92,8 +106,10 @@ func cmdDev(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "tigerchat dev: cluster %d, %d replicas × %d shards on 127.0.0.1:%d-%d\n", cfg.Cluster, devReplicas, cfg.Shards, *basePort, *basePort+devReplicas-1)
 	fmt.Fprintf(stdout, "  data dir:   %s\n  config:     %s\n  edge identity (for tools and tests): %s\n", absPath(*dir), absPath(cfgPath), filepath.Join(absPath(*dir), "edge-0.pem"))
 	fmt.Fprintf(stdout, "  health:     http://%s/healthz   status: http://%s/status   metrics: http://%s/metrics\n", ln.Addr(), ln.Addr(), ln.Addr())
+	fmt.Fprintf(stdout, "  operator:   %s (pinned as operator \"dev\"): tigerctl -config %s -identity %s status\n",
+		filepath.Join(absPath(*dir), devOperatorID), absPath(cfgPath), filepath.Join(absPath(*dir), devOperatorID))
 	if edgeLn != nil {
-		if err := devEdge(ctx, *dir, cfg, gateway, edgeLn, *edgeH3, *redisAddr, stdout); err != nil {
+		if err := devEdge(ctx, *dir, cfg, gateway, edgeLn, *edgeH3, *useTLS, *redisAddr, log, stdout); err != nil {
 			cancel()
 			wg.Wait()
 			return err
@@ -118,6 +134,44 @@ func reportReady(ctx context.Context, nodes []*node.Node, stdout io.Writer) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// devOperatorID is the dev cluster's operator identity, pinned in its
+// config as operator "dev".
+const devOperatorID = "operator.pem"
+
+// devOperator creates and pins the dev operator on first use, and points
+// every replica's http_addr at the dev process's operator port (tigerctl
+// reads it from the config).
+func devOperator(dir, cfgPath string, cfg *node.ClusterConfig, httpAddr string) error {
+	path := filepath.Join(dir, devOperatorID)
+	var id transport.Identity
+	var err error
+	if _, serr := os.Stat(path); errors.Is(serr, os.ErrNotExist) {
+		if id, err = transport.GenerateIdentity(); err != nil {
+			return err
+		}
+		if err := writeIdentity(path, id); err != nil {
+			return err
+		}
+	} else if id, err = readIdentity(path); err != nil {
+		return err
+	}
+	changed := false
+	if _, ok := cfg.OperatorNames()[id.Fingerprint()]; !ok {
+		cfg.Operators = append(cfg.Operators, node.Operator{Name: "dev", Fingerprint: id.Fingerprint()})
+		changed = true
+	}
+	for i := range cfg.Replicas {
+		if cfg.Replicas[i].HTTPAddr != httpAddr {
+			cfg.Replicas[i].HTTPAddr = httpAddr
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return cfg.Save(cfgPath)
 }
 
 // devCreate writes identities, the cluster config and formatted data dirs.

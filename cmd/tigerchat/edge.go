@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,6 +23,7 @@ import (
 	"tigerchat/runtime/client"
 	"tigerchat/runtime/edge"
 	"tigerchat/runtime/node"
+	"tigerchat/runtime/promtext"
 	"tigerchat/runtime/transport"
 )
 
@@ -41,6 +44,12 @@ type edgeOptions struct {
 	h3          net.PacketConn // nil: no HTTP/3
 	h3TLS       *tls.Config
 	redis       string // fan-out through Redis at this address; "": the in-process bus
+	// tls, when set, serves the listener as https:// and wss:// with its
+	// (reloadable) certificate; HTTP/3 uses the same.
+	tls            *certReloader
+	connsPerIP     int
+	trustedProxies []netip.Prefix
+	log            *slog.Logger
 }
 
 // edgeServer is a running edge: its cluster client, gateway and HTTP server.
@@ -83,7 +92,7 @@ func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
 		return nil, fmt.Errorf("edge: dial cluster: %w", err)
 	}
 	altSvc := ""
-	if o.h3 != nil {
+	if o.h3 != nil && o.tls != nil {
 		altSvc = edge.AltSvc(o.h3.LocalAddr().(*net.UDPAddr).Port)
 	}
 	rb, busInfo, err := edgeBus(ctx, &o)
@@ -102,7 +111,9 @@ func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
 	}
 	cfg := edge.Config{Backend: cl, Shards: o.cfg.Shards, Limits: o.cfg.ChatLimits(), Keyring: o.keyring,
 		OriginPatterns: o.origins, UserRate: o.userRate, IPRate: o.ipRate, ConnsMax: o.connsMax, DevMint: o.devMint, AltSvc: altSvc,
-		PostBatchesInFlightMax: min(sessions, postBatches)}
+		PostBatchesInFlightMax: min(sessions, postBatches), ConnsPerIPMax: o.connsPerIP, TrustedProxies: o.trustedProxies,
+		HealthInterval: edge.HealthIntervalDefault,
+		ExtraMetrics:   func(w io.Writer) { writeClientMetrics(w, cl, sessions) }}
 	if rb != nil {
 		cfg.Bus = rb
 	}
@@ -114,11 +125,20 @@ func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
 		cl.Close()
 		return nil, err
 	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
 	s := &edgeServer{cl: cl, edge: e, bus: rb, busInfo: busInfo, done: make(chan struct{}),
-		srv: &http.Server{Handler: withPprof(e.Handler()), ReadHeaderTimeout: 5 * time.Second}}
+		srv: &http.Server{Handler: withPprof(e.Handler()), ReadHeaderTimeout: 5 * time.Second,
+			ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelDebug)}}
+	ln := o.listener
+	if o.tls != nil {
+		ln = tls.NewListener(ln, o.tls.config())
+		o.tls.watchSIGHUP(ctx, o.log)
+	}
 	go func() {
 		defer close(s.done)
-		_ = s.srv.Serve(o.listener)
+		_ = s.srv.Serve(ln)
 	}()
 	if o.h3 != nil {
 		go func() { _ = edge.ServeHTTP3(ctx, o.h3, o.h3TLS, s.srv.Handler) }()
@@ -181,9 +201,12 @@ func cmdEdge(ctx context.Context, args []string, stdout io.Writer) error {
 	ipRate := fs.Float64("ip-rate", edge.IPRateDefault, "requests per second per client address (`N`)")
 	connsMax := fs.Int("conns", edge.ConnsMaxDefault, "open WebSocket and SSE streams at most (`N`)")
 	postBatches := fs.Int("post-batches", postBatchesDefault, "post batches in flight per shard at most (`N`, at most the edge's sessions per shard): posts that arrive while all are in flight leave together in the next free one")
-	h3 := fs.String("h3", "", "also serve REST and SSE over HTTP/3 on UDP `ADDR`")
-	tlsCert := fs.String("tls-cert", "", "HTTP/3 certificate `FILE` (PEM; default: a fresh self-signed one, fingerprint printed)")
-	tlsKey := fs.String("tls-key", "", "HTTP/3 private key `FILE` (PEM)")
+	h3 := fs.String("h3", "", "also serve REST and SSE over HTTP/3 on UDP `ADDR` (with -tls-cert: advertised by Alt-Svc on https responses)")
+	tlsCert := fs.String("tls-cert", "", "serve https:// and wss:// on -listen, and HTTP/3, with this certificate chain `FILE` (PEM); reloaded on SIGHUP")
+	tlsKey := fs.String("tls-key", "", "the certificate's private key `FILE` (PEM)")
+	connsPerIP := fs.Int("conns-per-ip", edge.ConnsPerIPMaxDefault, "open WebSocket and SSE streams per client address at most (`N`)")
+	proxies := fs.String("trusted-proxies", "", "comma-separated `CIDRS` of load balancers whose X-Forwarded-For names the client (rate limits, -conns-per-ip); from other peers the header is ignored")
+	logf := addLogFlags(fs)
 	redisAddr := fs.String("redis", "", "fan out committed messages to other edges through Redis pub/sub at `ADDR` (host:port or redis://[:password@]host:port[/db], rediss:// for TLS); empty: in-process bus, for a single edge")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -194,9 +217,26 @@ func cmdEdge(ctx context.Context, args []string, stdout io.Writer) error {
 	if *postBatches < 1 {
 		return fmt.Errorf("edge: -post-batches %d must be at least 1: %w", *postBatches, errUsage)
 	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return fmt.Errorf("edge: -tls-cert and -tls-key go together: %w", errUsage)
+	}
+	trusted, err := parsePrefixes(*proxies)
+	if err != nil {
+		return err
+	}
+	log, err := logf.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
 	cfg, err := node.LoadConfig(*config)
 	if err != nil {
 		return err
+	}
+	var certs *certReloader
+	if *tlsCert != "" {
+		if certs, err = loadCertReloader(*tlsCert, *tlsKey); err != nil {
+			return err
+		}
 	}
 	id, err := readIdentity(*identity)
 	if err != nil {
@@ -207,8 +247,9 @@ func cmdEdge(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	o := edgeOptions{cfg: cfg, identity: id, keyring: keyring, origins: splitList(*origins),
-		userRate: *userRate, ipRate: *ipRate, connsMax: *connsMax, postBatches: *postBatches, redis: *redisAddr}
-	fingerprint, err := listenH3(&o, *h3, *tlsCert, *tlsKey)
+		userRate: *userRate, ipRate: *ipRate, connsMax: *connsMax, postBatches: *postBatches, redis: *redisAddr,
+		tls: certs, connsPerIP: *connsPerIP, trustedProxies: trusted, log: log}
+	fingerprint, err := listenH3(&o, *h3)
 	if err != nil {
 		return err
 	}
@@ -223,15 +264,58 @@ func cmdEdge(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	a := o.listener.Addr()
-	fmt.Fprintf(stdout, "tigerchat edge: cluster %d (%d shards), serving http://%s/ (WebSocket ws://%s/v1/ws, REST http://%s/v1/, metrics /metrics)\n",
-		cfg.Cluster, cfg.Shards, a, a, a)
+	scheme, ws := "http", "ws"
+	if certs != nil {
+		scheme, ws = "https", "wss"
+	}
+	fmt.Fprintf(stdout, "tigerchat edge: cluster %d (%d shards), serving %s://%s/ (WebSocket %s://%s/v1/ws, REST %s://%s/v1/, metrics /metrics)\n",
+		cfg.Cluster, cfg.Shards, scheme, a, ws, a, scheme, a)
+	log.Info("edge started", "cluster", cfg.Cluster, "shards", cfg.Shards, "listen", a.String(), "tls", certs != nil)
 	if o.h3 != nil {
 		fmt.Fprintf(stdout, "  HTTP/3:     https://%s/v1/ (REST and SSE; certificate sha256 %s)\n", o.h3.LocalAddr(), fingerprint)
 	}
 	fmt.Fprintf(stdout, "  fan-out:    %s\n", s.busInfo)
 	<-ctx.Done()
 	<-s.done
+	log.Info("edge stopped")
 	return nil
+}
+
+// parsePrefixes parses a comma-separated list of CIDRs or addresses.
+func parsePrefixes(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, p := range splitList(list) {
+		if !strings.Contains(p, "/") {
+			a, err := netip.ParseAddr(p)
+			if err != nil {
+				return nil, fmt.Errorf("edge: -trusted-proxies %q: not an address or CIDR: %w", p, errUsage)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		pr, err := netip.ParsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("edge: -trusted-proxies %q: not an address or CIDR: %w", p, errUsage)
+		}
+		out = append(out, pr.Masked())
+	}
+	return out, nil
+}
+
+// writeClientMetrics writes the cluster client's sessions per shard
+// against the pool size.
+func writeClientMetrics(w io.Writer, cl *client.Client, sessions int) {
+	stats := cl.Stats()
+	promtext.Family(w, "tigerchat_edge_sessions", promtext.Gauge, "VSR client sessions this edge holds per shard (not evicted).")
+	for s, st := range stats {
+		promtext.Sample(w, "tigerchat_edge_sessions", fmt.Sprintf(`shard="%d"`, s), st.Sessions-st.Evicted)
+	}
+	promtext.Family(w, "tigerchat_edge_sessions_max", promtext.Gauge, "VSR client sessions this edge opens per shard.")
+	promtext.Sample(w, "tigerchat_edge_sessions_max", "", sessions)
+	promtext.Family(w, "tigerchat_edge_session_evictions_total", promtext.Counter, "Evicted sessions this edge replaced, per shard.")
+	for s, st := range stats {
+		promtext.Sample(w, "tigerchat_edge_session_evictions_total", fmt.Sprintf(`shard="%d"`, s), st.Replaced)
+	}
 }
 
 func splitList(s string) []string {
@@ -321,17 +405,27 @@ func devGateway(dir, cfgPath string, cfg *node.ClusterConfig, enabled bool) (tra
 }
 
 // devEdge starts the dev cluster's edge and prints where to reach it and a
-// dev token.
-func devEdge(ctx context.Context, dir string, cfg node.ClusterConfig, id transport.Identity, ln net.Listener, h3 bool, redisAddr string, stdout io.Writer) error {
+// dev token; with useTLS, over https/wss with a certificate of the dev CA.
+func devEdge(ctx context.Context, dir string, cfg node.ClusterConfig, id transport.Identity, ln net.Listener, h3, useTLS bool, redisAddr string, log *slog.Logger, stdout io.Writer) error {
 	keyring, mint, err := devAuth(filepath.Join(dir, devAuthFile))
 	if err != nil {
 		return err
 	}
-	o := edgeOptions{cfg: cfg, identity: id, keyring: keyring, listener: ln, devMint: mint, redis: redisAddr}
+	o := edgeOptions{cfg: cfg, identity: id, keyring: keyring, listener: ln, devMint: mint, redis: redisAddr, log: log}
+	caFile := ""
+	if useTLS {
+		var certFile, keyFile string
+		if caFile, certFile, keyFile, err = devTLS(dir); err != nil {
+			return err
+		}
+		if o.tls, err = loadCertReloader(certFile, keyFile); err != nil {
+			return err
+		}
+	}
 	fingerprint := ""
 	if h3 {
 		// HTTP/3 on the edge's port number, over UDP.
-		if fingerprint, err = listenH3(&o, ln.Addr().String(), "", ""); err != nil {
+		if fingerprint, err = listenH3(&o, ln.Addr().String()); err != nil {
 			return err
 		}
 	}
@@ -345,31 +439,39 @@ func devEdge(ctx context.Context, dir string, cfg node.ClusterConfig, id transpo
 		return err
 	}
 	a := ln.Addr()
-	fmt.Fprintf(stdout, "  edge:       http://%s/  (demo page; WebSocket ws://%s/v1/ws, REST http://%s/v1/, metrics http://%s/metrics)\n", a, a, a, a)
+	scheme, ws := "http", "ws"
+	if useTLS {
+		scheme, ws = "https", "wss"
+	}
+	fmt.Fprintf(stdout, "  edge:       %s://%s/  (demo page; WebSocket %s://%s/v1/ws, REST %s://%s/v1/, metrics %s://%s/metrics)\n", scheme, a, ws, a, scheme, a, scheme, a)
+	if useTLS {
+		fmt.Fprintf(stdout, "  dev CA:     %s\n", caFile)
+		fmt.Fprintf(stdout, "              trust it: curl --cacert %s …; system-wide (Debian): sudo cp %s /usr/local/share/ca-certificates/tigerchat-dev.crt && sudo update-ca-certificates; plain http: tigerchat dev -tls=false\n", caFile, caFile)
+	}
 	fmt.Fprintf(stdout, "  dev token:  %s\n", tok)
-	fmt.Fprintf(stdout, "              (tenant %s, user %s, rooms *, valid %d h; others: POST http://%s/v1/dev/token {\"user\":\"NAME\"}; keyring %s)\n",
-		devTenant, devUser, int(devTokenTTL.Hours()), a, filepath.Join(absPath(dir), devAuthFile))
+	fmt.Fprintf(stdout, "              (tenant %s, user %s, rooms *, valid %d h; others: POST %s://%s/v1/dev/token {\"user\":\"NAME\"}; keyring %s)\n",
+		devTenant, devUser, int(devTokenTTL.Hours()), scheme, a, filepath.Join(absPath(dir), devAuthFile))
 	if o.h3 != nil {
-		fmt.Fprintf(stdout, "  edge HTTP/3: https://%s/v1/ (REST and SSE over UDP; self-signed certificate sha256 %s)\n", o.h3.LocalAddr(), fingerprint)
+		if useTLS {
+			fmt.Fprintf(stdout, "  edge HTTP/3: https://%s/v1/ (REST and SSE over UDP; the dev CA's certificate; advertised by Alt-Svc)\n", o.h3.LocalAddr())
+		} else {
+			fmt.Fprintf(stdout, "  edge HTTP/3: https://%s/v1/ (REST and SSE over UDP; self-signed certificate sha256 %s)\n", o.h3.LocalAddr(), fingerprint)
+		}
 	}
 	fmt.Fprintf(stdout, "  fan-out:    %s\n", s.busInfo)
 	return nil
 }
 
-// listenH3 binds the HTTP/3 socket and loads or makes its certificate;
-// addr "" leaves HTTP/3 off. It returns the certificate's fingerprint
-// when it made a self-signed one.
-func listenH3(o *edgeOptions, addr, certFile, keyFile string) (string, error) {
+// listenH3 binds the HTTP/3 socket; addr "" leaves HTTP/3 off. It uses
+// the edge's certificate (o.tls) when it has one, else a fresh self-signed
+// certificate whose fingerprint it returns.
+func listenH3(o *edgeOptions, addr string) (string, error) {
 	if addr == "" {
 		return "", nil
 	}
-	fingerprint := "from " + certFile
-	if certFile != "" || keyFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return "", fmt.Errorf("edge: load -tls-cert/-tls-key: %w", err)
-		}
-		o.h3TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	fingerprint := "from " + "-tls-cert"
+	if o.tls != nil {
+		o.h3TLS = o.tls.config()
 	} else {
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -11,16 +12,39 @@ import (
 
 	"tigerchat/model"
 	"tigerchat/model/vsr"
+	"tigerchat/runtime/admin"
+	"tigerchat/runtime/audit"
 	"tigerchat/runtime/node"
+	"tigerchat/runtime/promtext"
 )
 
-// httpHandler serves the operator endpoints of one or more in-process nodes.
-func httpHandler(nodes []*node.Node) http.Handler {
+// operatorPort serves the operator endpoints of one or more in-process
+// nodes: health, status and metrics to anyone; drain, undrain and
+// step-down only to an authenticated operator (runtime/admin), every
+// attempt audited.
+type operatorPort struct {
+	nodes []*node.Node
+	auth  *admin.Authority
+	log   *slog.Logger
+}
+
+func httpHandler(nodes []*node.Node, log *slog.Logger) http.Handler {
+	cfg := nodes[0].Config()
+	p := &operatorPort{nodes: nodes, auth: &admin.Authority{Cluster: cfg.Cluster, Operators: cfg.OperatorNames()}, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if !healthy(nodes) {
-			http.Error(w, "not ready: a shard has no primary or has not committed\n", http.StatusServiceUnavailable)
+			http.Error(w, "not healthy: a shard has no primary or has not committed", http.StatusServiceUnavailable)
 			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		for _, n := range nodes {
+			if !n.Ready() {
+				http.Error(w, "not ready: a shard has no primary or has not committed, or the node is drained", http.StatusServiceUnavailable)
+				return
+			}
 		}
 		fmt.Fprintln(w, "ok")
 	})
@@ -32,73 +56,253 @@ func httpHandler(nodes []*node.Node) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(all)
 	})
-	for _, drained := range []bool{true, false} {
-		drained := drained
-		path := "POST /drain"
-		if !drained {
-			path = "POST /undrain"
-		}
-		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
-			targets := nodes
-			if q := r.URL.Query().Get("replica"); q != "" {
-				i, err := strconv.Atoi(q)
-				if err != nil || i < 0 || i >= len(nodes) {
-					http.Error(w, "replica must be an index of a node in this process", http.StatusBadRequest)
-					return
-				}
-				targets = nodes[i : i+1]
-			}
-			for _, n := range targets {
-				if err := n.Drain(drained, r.RemoteAddr); err != nil {
-					http.Error(w, err.Error(), http.StatusInternalServerError)
-					return
-				}
-			}
-			fmt.Fprintln(w, "ok")
-		})
-	}
+	mux.HandleFunc("POST /drain", p.admin("drain", p.drain(true)))
+	mux.HandleFunc("POST /undrain", p.admin("undrain", p.drain(false)))
+	mux.HandleFunc("POST /step-down", p.admin("step-down", p.stepDown))
 	addPprof(mux)
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		for i, n := range nodes {
-			for _, st := range n.Statuses() {
-				labels := fmt.Sprintf(`node="%d",shard="%d"`, i, st.Shard)
-				fmt.Fprintf(w, "tigerchat_view{%s} %d\n", labels, st.View)
-				fmt.Fprintf(w, "tigerchat_op{%s} %d\n", labels, st.Op)
-				fmt.Fprintf(w, "tigerchat_commit{%s} %d\n", labels, st.CommitMax)
-				fmt.Fprintf(w, "tigerchat_primary{%s} %d\n", labels, b2i(st.Primary))
-				fmt.Fprintf(w, "tigerchat_normal{%s} %d\n", labels, b2i(st.Status == "normal"))
-				writeStorageMetrics(w, labels, &st.Storage)
-			}
-			for _, st := range n.Statuses() {
-				ds, ok := n.DiskStats()[st.Shard]
-				if !ok {
-					continue
-				}
-				labels := fmt.Sprintf(`node="%d",shard="%d"`, i, st.Shard)
-				fmt.Fprintf(w, "tigerchat_disk_fsyncs_total{%s} %d\n", labels, ds.Fsyncs)
-				fmt.Fprintf(w, "tigerchat_disk_fsync_seconds_total{%s} %.6f\n", labels, float64(ds.FsyncNs)/1e9)
-				fmt.Fprintf(w, "tigerchat_disk_fsync_max_seconds{%s} %.6f\n", labels, float64(ds.FsyncMaxNs)/1e9)
-				fmt.Fprintf(w, "tigerchat_disk_fsync_slow_total{%s} %d\n", labels, ds.FsyncSlow)
-			}
-			times := n.RequestTimes()
-			for _, st := range n.Statuses() {
-				if h, ok := times[st.Shard]; ok {
-					h.Write(w, "tigerchat_request_seconds", fmt.Sprintf(`node="%d",shard="%d"`, i, st.Shard))
-				}
-			}
-			if ts, err := n.TransportStats(); err == nil {
-				fmt.Fprintf(w, "tigerchat_transport_refused_unpinned_total{node=\"%d\"} %d\n", i, ts.RefusedUnpinned)
-				fmt.Fprintf(w, "tigerchat_transport_bad_signature_total{node=\"%d\"} %d\n", i, ts.BadSignature)
-				fmt.Fprintf(w, "tigerchat_transport_replayed_total{node=\"%d\"} %d\n", i, ts.Replayed)
-			}
-		}
+		writeNodeMetrics(w, nodes)
 	})
 	return mux
 }
 
-// healthy: for every shard, some in-process replica is normal and has
-// committed (a node alone sees only its own replicas).
+// action performs an authenticated admin action on targets; it returns
+// the HTTP status and a one-line answer.
+type action func(r *http.Request, targets []*node.Node) (int, string)
+
+// admin authenticates, resolves the targets (?replica=N in a process that
+// hosts several nodes), performs and audits on every target node.
+func (p *operatorPort) admin(name string, do action) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		args := map[string]string{"remote": r.RemoteAddr}
+		for k, v := range r.URL.Query() {
+			if len(v) > 0 {
+				args[k] = v[0]
+			}
+		}
+		operator, aerr := p.auth.Authenticate(r)
+		targets := p.nodes
+		status, answer := http.StatusOK, ""
+		actor := "unauthenticated"
+		switch {
+		case aerr != nil:
+			status, answer = aerr.Status, aerr.Msg
+		default:
+			actor = "operator:" + operator
+			if q := r.URL.Query().Get("replica"); q != "" {
+				i, err := strconv.Atoi(q)
+				if err != nil || !p.hosts(i) {
+					status, answer = http.StatusBadRequest, fmt.Sprintf("replica %q is not a node this process hosts", q)
+					break
+				}
+				targets = p.only(i)
+			}
+			status, answer = do(r, targets)
+		}
+		outcome := "ok"
+		if status != http.StatusOK {
+			outcome = "refused: " + answer
+			if status >= 500 {
+				outcome = "error: " + answer
+			}
+		}
+		p.log.Info("admin action", "action", name, "actor", actor, "remote", r.RemoteAddr, "status", status, "outcome", outcome)
+		for _, n := range targets {
+			if err := n.Audit(audit.Record{Actor: actor, Action: name, Args: args, Outcome: outcome}); err != nil && status == http.StatusOK {
+				status, answer = http.StatusInternalServerError, "audit log: "+err.Error()
+			}
+		}
+		if status != http.StatusOK {
+			http.Error(w, answer, status)
+			return
+		}
+		fmt.Fprintln(w, answer)
+	}
+}
+
+func (p *operatorPort) hosts(replica int) bool {
+	return len(p.only(replica)) == 1
+}
+
+func (p *operatorPort) only(replica int) []*node.Node {
+	for _, n := range p.nodes {
+		if n.Replica() == replica {
+			return []*node.Node{n}
+		}
+	}
+	return nil
+}
+
+func (p *operatorPort) drain(drained bool) action {
+	return func(r *http.Request, targets []*node.Node) (int, string) {
+		for _, n := range targets {
+			n.Drain(drained)
+		}
+		if drained {
+			return http.StatusOK, "ok: draining"
+		}
+		return http.StatusOK, "ok: undrained"
+	}
+}
+
+// stepDown: ?shard=S; answered by the node hosting the shard's primary
+// (409 from the others).
+func (p *operatorPort) stepDown(r *http.Request, targets []*node.Node) (int, string) {
+	s, err := strconv.Atoi(r.URL.Query().Get("shard"))
+	if err != nil || s < 0 || s >= targets[0].Config().Shards {
+		return http.StatusBadRequest, fmt.Sprintf("shard %q must be an index below %d", r.URL.Query().Get("shard"), targets[0].Config().Shards)
+	}
+	for _, n := range targets {
+		err = n.StepDown(s)
+		if err == nil {
+			return http.StatusOK, fmt.Sprintf("ok: replica %d steps down as primary of shard %d", n.Replica(), s)
+		}
+		if err != node.ErrNotPrimary {
+			return http.StatusInternalServerError, err.Error()
+		}
+	}
+	return http.StatusConflict, fmt.Sprintf("no replica here is the primary of shard %d", s)
+}
+
+// writeNodeMetrics writes every node metric family, each with HELP and
+// TYPE, its samples for every in-process node and shard.
+func writeNodeMetrics(w io.Writer, nodes []*node.Node) {
+	type sample struct {
+		labels string
+		st     node.Status
+	}
+	var all []sample
+	for _, n := range nodes {
+		for _, st := range n.Statuses() {
+			all = append(all, sample{fmt.Sprintf(`node="%d",shard="%d"`, n.Replica(), st.Shard), st})
+		}
+	}
+	gauges := []struct {
+		name, typ, help string
+		v               func(st node.Status) any
+	}{
+		{"tigerchat_view", promtext.Gauge, "The shard replica's current view.", func(st node.Status) any { return st.View }},
+		{"tigerchat_view_changes_total", promtext.Counter, "Views the shard replica entered normal status in since the process started.", func(st node.Status) any { return st.ViewChanges }},
+		{"tigerchat_op", promtext.Gauge, "The highest op in the replica's log.", func(st node.Status) any { return st.Op }},
+		{"tigerchat_commit", promtext.Gauge, "The highest op the replica knows committed (commit_max).", func(st node.Status) any { return st.CommitMax }},
+		{"tigerchat_applied", promtext.Gauge, "The highest op the replica applied to its state machine (commit_min).", func(st node.Status) any { return st.CommitMin }},
+		{"tigerchat_commit_lag", promtext.Gauge, "Ops known committed but not yet applied by this replica (commit_max - commit_min).", func(st node.Status) any { return st.CommitMax - st.CommitMin }},
+		{"tigerchat_checkpoint_op", promtext.Gauge, "The op of the replica's last checkpoint.", func(st node.Status) any { return st.CheckpointOp }},
+		{"tigerchat_wal_ops_since_checkpoint", promtext.Gauge, "Ops in the WAL above the last checkpoint (op - checkpoint_op): the WAL ring fills as this nears slot_count.", func(st node.Status) any { return st.Op - min(st.Op, st.CheckpointOp) }},
+		{"tigerchat_primary", promtext.Gauge, "1 when the replica is its shard's primary in normal status.", func(st node.Status) any { return b2i(st.Primary) }},
+		{"tigerchat_normal", promtext.Gauge, "1 when the replica is in normal status.", func(st node.Status) any { return b2i(st.Status == "normal") }},
+		{"tigerchat_drained", promtext.Gauge, "1 when the replica is drained (hands on its primaryship).", func(st node.Status) any { return b2i(st.Drained) }},
+		{"tigerchat_rooms", promtext.Gauge, "Rooms on the shard, as the replica applied them.", func(st node.Status) any { return st.Rooms }},
+		{"tigerchat_rooms_max", promtext.Gauge, "The shard's room limit.", func(st node.Status) any { return st.RoomsMax }},
+	}
+	for _, g := range gauges {
+		promtext.Family(w, g.name, g.typ, g.help)
+		for _, s := range all {
+			promtext.Sample(w, g.name, s.labels, g.v(s.st))
+		}
+	}
+	promtext.Family(w, "tigerchat_status", promtext.Gauge, "1 for the status the replica is in (normal, view_change, recovering), 0 for the others.")
+	for _, s := range all {
+		for _, name := range []string{"normal", "view_change", "recovering"} {
+			promtext.Sample(w, "tigerchat_status", s.labels+fmt.Sprintf(`,status="%s"`, name), b2i(s.st.Status == name))
+		}
+	}
+	disks := []struct {
+		name, typ, help string
+	}{
+		{"tigerchat_disk_fsyncs_total", promtext.Counter, "fdatasync calls on the shard's data file."},
+		{"tigerchat_disk_fsync_seconds_total", promtext.Counter, "Seconds spent in fdatasync on the shard's data file."},
+		{"tigerchat_disk_fsync_max_seconds", promtext.Gauge, "The longest fdatasync on the shard's data file."},
+		{"tigerchat_disk_fsync_slow_total", promtext.Counter, "fdatasyncs over 50 ms on the shard's data file."},
+	}
+	for i, d := range disks {
+		promtext.Family(w, d.name, d.typ, d.help)
+		for _, n := range nodes {
+			stats := n.DiskStats()
+			for _, st := range n.Statuses() {
+				ds, ok := stats[st.Shard]
+				if !ok {
+					continue
+				}
+				labels := fmt.Sprintf(`node="%d",shard="%d"`, n.Replica(), st.Shard)
+				v := []any{ds.Fsyncs, fmt.Sprintf("%.6f", float64(ds.FsyncNs)/1e9), fmt.Sprintf("%.6f", float64(ds.FsyncMaxNs)/1e9), ds.FsyncSlow}[i]
+				promtext.Sample(w, d.name, labels, v)
+			}
+		}
+	}
+	promtext.Family(w, "tigerchat_request_seconds", promtext.Histogram, "Client requests the replica answered (only a primary answers), from their arrival at the node to the reply.")
+	for _, n := range nodes {
+		times := n.RequestTimes()
+		for _, st := range n.Statuses() {
+			if h, ok := times[st.Shard]; ok {
+				h.Write(w, "tigerchat_request_seconds", fmt.Sprintf(`node="%d",shard="%d"`, n.Replica(), st.Shard))
+			}
+		}
+	}
+	transport := []struct{ name, help string }{
+		{"tigerchat_transport_refused_unpinned_total", "Connections refused because the peer's certificate is not pinned."},
+		{"tigerchat_transport_bad_signature_total", "Frames dropped for a bad MAC or signature."},
+		{"tigerchat_transport_replayed_total", "Frames dropped as replays."},
+	}
+	for i, t := range transport {
+		promtext.Family(w, t.name, promtext.Counter, t.help)
+		for _, n := range nodes {
+			if ts, err := n.TransportStats(); err == nil {
+				promtext.Sample(w, t.name, fmt.Sprintf(`node="%d"`, n.Replica()), []uint64{ts.RefusedUnpinned, ts.BadSignature, ts.Replayed}[i])
+			}
+		}
+	}
+	writeStorageMetrics(w, storageSamples(nodes))
+}
+
+// storageSample is one shard replica's storage figures with its labels.
+type storageSample struct {
+	labels string
+	s      *vsr.StorageStats
+}
+
+func storageSamples(nodes []*node.Node) []storageSample {
+	var out []storageSample
+	for _, n := range nodes {
+		for _, st := range n.Statuses() {
+			st := st
+			out = append(out, storageSample{fmt.Sprintf(`node="%d",shard="%d"`, n.Replica(), st.Shard), &st.Storage})
+		}
+	}
+	return out
+}
+
+// writeStorageMetrics writes every replica's grid and checkpoint figures
+// (docs/storage.md, docs/operations.md), family by family.
+func writeStorageMetrics(w io.Writer, all []storageSample) {
+	families := []struct {
+		name, typ, help string
+		v               func(s *vsr.StorageStats) any
+	}{
+		{"tigerchat_checkpoints_total", promtext.Counter, "Checkpoints the replica wrote since it opened.", func(s *vsr.StorageStats) any { return s.Checkpoints }},
+		{"tigerchat_checkpoint_bytes", promtext.Gauge, "Bytes of the replica's last checkpoint.", func(s *vsr.StorageStats) any { return s.CheckpointBytes }},
+		{"tigerchat_checkpoint_seconds", promtext.Gauge, "How long the replica's last checkpoint took.", func(s *vsr.StorageStats) any {
+			return fmt.Sprintf("%.3f", float64(s.CheckpointTicks)*model.TickMs/1000)
+		}},
+		{"tigerchat_grid_blocks_used", promtext.Gauge, "Grid blocks referenced by the durable checkpoint.", func(s *vsr.StorageStats) any { return s.BlocksUsed }},
+		{"tigerchat_grid_blocks_free", promtext.Gauge, "Grid blocks free.", func(s *vsr.StorageStats) any { return s.BlocksFree }},
+		{"tigerchat_grid_bytes_written_total", promtext.Counter, "Bytes written to the grid.", func(s *vsr.StorageStats) any { return s.Grid.BytesWritten }},
+		{"tigerchat_grid_cache_hits_total", promtext.Counter, "Grid block cache hits.", func(s *vsr.StorageStats) any { return s.Grid.CacheHits }},
+		{"tigerchat_grid_cache_misses_total", promtext.Counter, "Grid block cache misses.", func(s *vsr.StorageStats) any { return s.Grid.CacheMisses }},
+		{"tigerchat_grid_blocks_corrupt_total", promtext.Counter, "Grid blocks found corrupt when read.", func(s *vsr.StorageStats) any { return s.Grid.Corrupt }},
+		{"tigerchat_grid_blocks_repaired_total", promtext.Counter, "Grid blocks repaired from peers.", func(s *vsr.StorageStats) any { return s.Grid.Repaired }},
+	}
+	for _, f := range families {
+		promtext.Family(w, f.name, f.typ, f.help)
+		for _, x := range all {
+			promtext.Sample(w, f.name, x.labels, f.v(x.s))
+		}
+	}
+}
+
+// healthy: every in-process node is healthy (a node alone sees only its
+// own replicas).
 func healthy(nodes []*node.Node) bool {
 	for _, n := range nodes {
 		if !n.Healthy() {
@@ -135,21 +339,4 @@ func withPprof(h http.Handler) http.Handler {
 	}
 	mux.Handle("/", h)
 	return mux
-}
-
-// writeStorageMetrics writes one replica's grid and checkpoint figures
-// (docs/storage.md, docs/operations.md).
-func writeStorageMetrics(w io.Writer, labels string, s *vsr.StorageStats) {
-	g := &s.Grid
-	fmt.Fprintf(w, "tigerchat_checkpoint_op{%s} %d\n", labels, s.CheckpointOp)
-	fmt.Fprintf(w, "tigerchat_checkpoints_total{%s} %d\n", labels, s.Checkpoints)
-	fmt.Fprintf(w, "tigerchat_checkpoint_bytes{%s} %d\n", labels, s.CheckpointBytes)
-	fmt.Fprintf(w, "tigerchat_checkpoint_seconds{%s} %.3f\n", labels, float64(s.CheckpointTicks)*model.TickMs/1000)
-	fmt.Fprintf(w, "tigerchat_grid_blocks_used{%s} %d\n", labels, s.BlocksUsed)
-	fmt.Fprintf(w, "tigerchat_grid_blocks_free{%s} %d\n", labels, s.BlocksFree)
-	fmt.Fprintf(w, "tigerchat_grid_bytes_written_total{%s} %d\n", labels, g.BytesWritten)
-	fmt.Fprintf(w, "tigerchat_grid_cache_hits_total{%s} %d\n", labels, g.CacheHits)
-	fmt.Fprintf(w, "tigerchat_grid_cache_misses_total{%s} %d\n", labels, g.CacheMisses)
-	fmt.Fprintf(w, "tigerchat_grid_blocks_corrupt_total{%s} %d\n", labels, g.Corrupt)
-	fmt.Fprintf(w, "tigerchat_grid_blocks_repaired_total{%s} %d\n", labels, g.Repaired)
 }

@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -101,6 +102,31 @@ func newFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("tigerchat "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	return fs
+}
+
+// logFlags choose the server's log format and level (log/slog).
+type logFlags struct{ format, level *string }
+
+func addLogFlags(fs *flag.FlagSet) logFlags {
+	return logFlags{
+		format: fs.String("log-format", "text", "log `FORMAT` on stderr: text or json (one object per line)"),
+		level:  fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error (info: one line per state change, never per message)"),
+	}
+}
+
+func (f logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*f.level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error: %w", *f.level, errUsage)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch *f.format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json: %w", *f.format, errUsage)
 }
 
 // errHelpShown: -h printed the command's flags; exit 0.

@@ -354,3 +354,13 @@ func Mint(alg, kid string, key any, tenant, user string, rooms []string, audienc
 	}
 	return s, nil
 }
+
+// Leeway is the clock skew the keyring allows on exp and nbf.
+func (k *Keyring) Leeway() time.Duration { return k.leeway }
+
+// untilExpiry is how long a stream authenticated by a token that expires
+// at exp stays open: the handshake accepted the token up to the leeway past
+// exp, so the stream's timer allows the same.
+func (e *Edge) untilExpiry(exp time.Time) time.Duration {
+	return time.Until(exp) + e.cfg.Keyring.Leeway()
+}

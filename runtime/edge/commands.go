@@ -106,6 +106,9 @@ func decodeCommandJSON(data []byte) (*command, json.RawMessage, *Error) {
 	if !validCommandID(c.ID) {
 		return nil, nil, errorf(CodeBadRequest, "id must be a JSON string or number of at most %d bytes", idSizeMax)
 	}
+	if c.Cmd == "" {
+		return nil, c.ID, errorf(CodeBadRequest, "cmd is required")
+	}
 	if !knownCommands[c.Cmd] {
 		return nil, c.ID, errorf(CodeUnknownCommand, "unknown command %.64q", c.Cmd)
 	}
@@ -165,9 +168,7 @@ func (e *Edge) exec(ctx context.Context, s *Session, c *command) (any, *Error) {
 // scoped checks the room field: present, an id, inside the token's scope.
 func scoped(s *Session, room string) *Error {
 	switch {
-	case room == "":
-		return errorf(CodeBadRequest, "room is required")
-	case !validID(room):
+	case room == "" || !validID(room):
 		return chatError(chat.CodeInvalidRoom)
 	case !s.Scope.Allows(room):
 		return errorf(CodeForbiddenRoom, "room %q is outside the token's rooms scope", room)

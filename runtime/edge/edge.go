@@ -11,8 +11,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,8 +54,22 @@ type Config struct {
 	// DevMint, when set, serves POST /v1/dev/token (tigerchat dev only:
 	// anyone can mint a token for any user).
 	DevMint func(tenant, user string) (string, error)
-	// AltSvc, when set, is sent as the Alt-Svc header (advertise HTTP/3).
+	// AltSvc, when set, is sent as the Alt-Svc header (advertise HTTP/3)
+	// on responses served over TLS (browsers ignore it on http://).
 	AltSvc string
+	// TrustedProxies are the addresses (load balancers, reverse proxies)
+	// whose X-Forwarded-For header names the client for rate limits and
+	// per-address stream limits; from any other peer the header is ignored.
+	TrustedProxies []netip.Prefix
+	// HealthInterval, when set, probes every shard's primary that often
+	// when no reply came from it for that long: /healthz then reports 503
+	// when a shard's primary has not answered for HealthStale. Zero: no
+	// probes, /healthz always 200 (tests with in-process backends).
+	HealthInterval time.Duration
+	HealthStale    time.Duration
+	// ExtraMetrics, when set, writes more metric families on /metrics
+	// (the process's cluster client sessions).
+	ExtraMetrics func(w io.Writer)
 }
 
 // Defaults.
@@ -73,6 +90,8 @@ const (
 	PostBatchesInFlightMaxDefault = 16 // runtime/client's default sessions per shard
 	PostQueueMaxDefault           = 16384
 	rateKeysMax                   = 1 << 17
+	HealthIntervalDefault         = 250 * time.Millisecond
+	HealthStaleDefault            = 1500 * time.Millisecond
 )
 
 func (c *Config) defaults() {
@@ -106,6 +125,9 @@ func (c *Config) defaults() {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = RequestTimeoutDefault
 	}
+	if c.HealthInterval > 0 && c.HealthStale == 0 {
+		c.HealthStale = HealthStaleDefault
+	}
 }
 
 // Edge serves clients. It keeps no state a restart would need.
@@ -123,6 +145,7 @@ type Edge struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	streams sync.WaitGroup
+	health  *health // nil: no probes
 }
 
 // New checks cfg and returns an edge.
@@ -152,6 +175,10 @@ func New(cfg Config) (*Edge, error) {
 	e.users = NewLimiter(cfg.UserRate, cfg.UserBurst, rateKeysMax)
 	e.ips = NewLimiter(cfg.IPRate, cfg.IPBurst, rateKeysMax)
 	e.conns = connLimiter{max: cfg.ConnsMax, perIPMax: cfg.ConnsPerIPMax, perIP: map[string]int{}}
+	if cfg.HealthInterval > 0 {
+		e.health = newHealth(cfg.Shards)
+		go e.probe()
+	}
 	return e, nil
 }
 
@@ -252,11 +279,40 @@ func (e *Edge) openStream(ip string) (close func(), err *Error) {
 	}, nil
 }
 
-// clientIP is the peer address of r (proxies are not trusted).
-func clientIP(r *http.Request) string {
+// clientIP is the client's address: the peer's, or, when the peer is a
+// trusted proxy, the last address in X-Forwarded-For that is not one.
+func (e *Edge) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if len(e.cfg.TrustedProxies) == 0 || !e.trusted(host) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		if _, err := netip.ParseAddr(hop); err != nil {
+			break // malformed: stop at the last address a trusted proxy vouched for
+		}
+		host = hop
+		if !e.trusted(hop) {
+			break
+		}
 	}
 	return host
+}
+
+func (e *Edge) trusted(addr string) bool {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range e.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

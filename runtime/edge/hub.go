@@ -147,6 +147,7 @@ func (h *hub) acquire(k logKey) (*tracker, *Error) {
 	defer h.mu.Unlock()
 	if t := h.trackers[k]; t != nil {
 		t.holds++
+		h.m.Subscriptions.Add(1)
 		return t, nil
 	}
 	if len(h.trackers) >= h.trackersMax {
@@ -159,6 +160,7 @@ func (h *hub) acquire(k logKey) (*tracker, *Error) {
 	t := &tracker{hub: h, key: k, ctl: make(chan func(), trackerControlMax), done: make(chan struct{}), bus: bs, holds: 1}
 	h.trackers[k] = t
 	h.m.Trackers.Add(1)
+	h.m.Subscriptions.Add(1)
 	go t.run()
 	return t, nil
 }
@@ -172,6 +174,7 @@ func (h *hub) release(t *tracker, s *sub) {
 		return // the tracker already stopped (every hold was released)
 	}
 	t.holds--
+	h.m.Subscriptions.Add(-1)
 	last := t.holds == 0
 	if last {
 		delete(h.trackers, t.key)

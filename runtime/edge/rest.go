@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -13,11 +14,27 @@ import (
 func (e *Edge) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", serveDemo)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if ok, down := e.Healthy(); !ok {
+			http.Error(w, fmt.Sprintf("unhealthy: no primary answered this edge within %v for shards %v", e.cfg.HealthStale, down), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if e.ctx.Err() != nil {
+			http.Error(w, "not ready: the edge is shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		if ok, down := e.Healthy(); !ok {
+			http.Error(w, fmt.Sprintf("not ready: no primary answered this edge within %v for shards %v", e.cfg.HealthStale, down), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		e.m.Write(w)
-		writeBusStats(w, e.bus.Stats())
+		e.writeMetrics(w)
 	})
 	mux.HandleFunc("GET /v1/ws", e.serveWS)
 	mux.HandleFunc("GET /v1/rooms/{room}/events", e.serveSSE)
@@ -41,7 +58,9 @@ func (e *Edge) Handler() http.Handler {
 		return mux
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Alt-Svc", e.cfg.AltSvc)
+		if r.TLS != nil {
+			w.Header().Set("Alt-Svc", e.cfg.AltSvc)
+		}
 		mux.ServeHTTP(w, r)
 	})
 }
@@ -264,7 +283,7 @@ func writeError(w http.ResponseWriter, e *Error) {
 // serveDevToken mints a token for any user (tigerchat dev only).
 func (e *Edge) serveDevToken(w http.ResponseWriter, r *http.Request) {
 	e.m.Requests.Add(1)
-	if err := e.allow(nil, clientIP(r)); err != nil {
+	if err := e.allow(nil, e.clientIP(r)); err != nil {
 		writeError(w, e.refuse(err))
 		return
 	}

@@ -30,7 +30,7 @@ func (e *Edge) serveSSE(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e.refuse(errorf(CodeInternal, "streaming unsupported")))
 		return
 	}
-	done, err := e.openStream(clientIP(r))
+	done, err := e.openStream(e.clientIP(r))
 	if err != nil {
 		writeError(w, e.refuse(err))
 		return
@@ -57,7 +57,7 @@ func (e *Edge) serveSSE(w http.ResponseWriter, r *http.Request) {
 func (e *Edge) pumpSSE(w io.Writer, r *http.Request, f http.Flusher, out *outbox, s *sub, expires time.Time) {
 	beat := time.NewTicker(sseHeartbeat)
 	defer beat.Stop()
-	expiry := time.NewTimer(time.Until(expires))
+	expiry := time.NewTimer(e.untilExpiry(expires))
 	defer expiry.Stop()
 	for {
 		select {

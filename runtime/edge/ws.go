@@ -36,7 +36,7 @@ func (e *Edge) authenticate(r *http.Request, allowQuery bool) (Session, *Error) 
 // token, user rate limit.
 func (e *Edge) admit(r *http.Request, allowQuery bool) (Session, *Error) {
 	e.m.Requests.Add(1)
-	ip := clientIP(r)
+	ip := e.clientIP(r)
 	if err := e.allow(nil, ip); err != nil {
 		return Session{}, err
 	}
@@ -68,7 +68,7 @@ func (e *Edge) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e.refuse(err))
 		return
 	}
-	done, err := e.openStream(clientIP(r))
+	done, err := e.openStream(e.clientIP(r))
 	if err != nil {
 		writeError(w, e.refuse(err))
 		return
@@ -81,7 +81,7 @@ func (e *Edge) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(int64(e.cfg.FrameSizeMax))
-	c := &wsConn{e: e, ws: ws, cork: cw.conn, ip: clientIP(r), out: newOutbox(e.cfg.OutboxMax, e.m),
+	c := &wsConn{e: e, ws: ws, cork: cw.conn, ip: e.clientIP(r), out: newOutbox(e.cfg.OutboxMax, e.m),
 		sem: make(chan struct{}, e.cfg.InFlightMax), sess: sess, subs: map[logKey]*sub{}}
 	c.run()
 }
@@ -93,7 +93,7 @@ func (c *wsConn) run() {
 	ctx, cancel := context.WithCancel(c.e.ctx)
 	defer cancel()
 	c.mu.Lock()
-	c.expiry = time.AfterFunc(time.Until(c.sess.Expires), c.expired)
+	c.expiry = time.AfterFunc(c.e.untilExpiry(c.sess.Expires), c.expired)
 	c.mu.Unlock()
 	written := make(chan struct{})
 	go func() {
@@ -306,7 +306,7 @@ func (c *wsConn) auth(cmd *command) {
 		return
 	}
 	c.sess = s
-	c.expiry.Reset(time.Until(s.Expires))
+	c.expiry.Reset(c.e.untilExpiry(s.Expires))
 	c.mu.Unlock()
 	c.reply(cmd, whoamiJSON{Tenant: s.Tenant, User: s.User, Rooms: s.Scope, Expires: s.Expires.UTC().Format(time.RFC3339)})
 }

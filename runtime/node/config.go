@@ -24,6 +24,9 @@ type ClusterConfig struct {
 	Shards   int      `json:"shards"`   // VSR groups; rooms map to shards by hash
 	Replicas []Member `json:"replicas"` // 1, 3 or 5 members, index = position
 	Edges    []Edge   `json:"edges"`    // clients allowed to connect (pinned)
+	// Operators may drain, undrain and step down (mTLS or admin tokens on
+	// the operator port); without any, no admin action is possible.
+	Operators []Operator `json:"operators,omitempty"`
 	// Profile "small" uses the simulator's sizes (64 WAL slots of 16 KiB,
 	// 256-byte bodies): for tests and tiny machines. "" is production.
 	Profile string `json:"profile,omitempty"`
@@ -59,6 +62,23 @@ type Member struct {
 // Edge is a client (an edge gateway or a tool) allowed to connect.
 type Edge struct {
 	Fingerprint string `json:"fingerprint"`
+}
+
+// Operator is a person or tool allowed to change the cluster's state: the
+// fingerprint of an identity from tigerchat keygen, and a name for the
+// audit log.
+type Operator struct {
+	Name        string `json:"name"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// OperatorNames maps pinned operator fingerprints to their names.
+func (c *ClusterConfig) OperatorNames() map[string]string {
+	out := make(map[string]string, len(c.Operators))
+	for _, o := range c.Operators {
+		out[o.Fingerprint] = o.Name
+	}
+	return out
 }
 
 // ProfileSmall selects the simulator's sizes.
@@ -186,6 +206,15 @@ func (c *ClusterConfig) Validate() error {
 		if len(e.Fingerprint) != 64 {
 			return fmt.Errorf("edges[%d].fingerprint must be 64 hex digits", i)
 		}
+	}
+	for i, o := range c.Operators {
+		if len(o.Fingerprint) != 64 || o.Name == "" {
+			return fmt.Errorf("operators[%d] needs a name and a fingerprint of 64 hex digits (tigerchat keygen prints it)", i)
+		}
+		if seen[o.Fingerprint] {
+			return fmt.Errorf("operators[%d] repeats a fingerprint", i)
+		}
+		seen[o.Fingerprint] = true
 	}
 	for s := 0; s < c.Shards; s++ {
 		v := c.VSRConfig(s, 0)

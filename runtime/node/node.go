@@ -33,6 +33,9 @@ type Options struct {
 	Identity transport.Identity
 	Key      []byte // 32 bytes: encrypt data files at rest; nil: plain
 	Log      *slog.Logger
+	// ConfigPath and KeyFile name the files the options came from, for
+	// the audit log's config_loaded entry.
+	ConfigPath, KeyFile string
 }
 
 // AuditPath is where a node appends its signed operator audit log.
@@ -131,7 +134,21 @@ type shard struct {
 	// requests times the client requests this replica answers; its map
 	// belongs to the loop.
 	requests *requestTimer
+	// viewChanges counts the views this replica entered normal status in.
+	viewChanges atomic.Uint64
+	// stepDown: an operator asked this primary to hand its view on once;
+	// the loop undrains it when it is no longer primary (owned by the loop).
+	stepDown     bool
+	operatorSet  bool // the operator drained the whole node (owned by the loop)
+	machine      *chat.Machine
+	rooms        int // rooms on the shard, recounted every roomsEvery ticks (loop)
+	ticks        int
+	replicaIndex int
 }
+
+// roomsEvery is how often (in ticks) a shard recounts its rooms for
+// /status and /metrics.
+const roomsEvery = 64
 
 // Status is a snapshot of one shard replica, refreshed by its loop.
 type Status struct {
@@ -143,6 +160,14 @@ type Status struct {
 	CommitMin uint64 `json:"commit_min"`
 	CommitMax uint64 `json:"commit_max"`
 	Drained   bool   `json:"drained"`
+	// ViewChanges counts the views this replica entered normal status in
+	// since the process started.
+	ViewChanges uint64 `json:"view_changes"`
+	// Replica is the node's index in the config.
+	Replica int `json:"replica"`
+	// Rooms on the shard (as this replica has applied them) and the limit.
+	Rooms    int `json:"rooms"`
+	RoomsMax int `json:"rooms_max"`
 	// Storage: the durable checkpoint and the grid (docs/storage.md).
 	CheckpointOp uint64           `json:"checkpoint_op"`
 	Storage      vsr.StorageStats `json:"storage"`
@@ -156,7 +181,13 @@ type Node struct {
 	shards    []*shard
 	wg        sync.WaitGroup
 	audit     *audit.Log
+	events    chan audit.Record // automatic events, written off the loops
+	dropped   atomic.Uint64     // events dropped because the queue was full
+	eventsWG  sync.WaitGroup
 }
+
+// eventQueueMax bounds the automatic audit events waiting to be written.
+const eventQueueMax = 1024
 
 // Open opens every shard's data file and builds its replica; Run starts
 // them. Nothing on disk is modified by Open.
@@ -170,7 +201,11 @@ func Open(c ClusterConfig, opts Options) (*Node, error) {
 	if opts.Identity.Fingerprint() != c.Replicas[opts.Replica].Fingerprint {
 		return nil, fmt.Errorf("this node's certificate does not match replicas[%d].fingerprint in the config: wrong identity file or wrong -replica", opts.Replica)
 	}
-	n := &Node{cfg: c, opts: opts}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	opts.Log = opts.Log.With("replica", opts.Replica)
+	n := &Node{cfg: c, opts: opts, events: make(chan audit.Record, eventQueueMax)}
 	for s := 0; s < c.Shards; s++ {
 		sh, err := n.openShard(s)
 		if err != nil {
@@ -202,13 +237,42 @@ func (n *Node) closeDisks() {
 	}
 }
 
-// Audit appends an operator action to the node's signed audit log.
-func (n *Node) Audit(action string, details map[string]string) error {
+// Audit appends an entry to the node's signed audit log, stamped with the
+// view of every shard replica.
+func (n *Node) Audit(r audit.Record) error {
 	if n.audit == nil {
 		return errors.New("audit log closed")
 	}
-	_, err := n.audit.Append(action, details)
+	if r.Views == nil {
+		for _, st := range n.Statuses() {
+			r.Views = append(r.Views, st.View)
+		}
+	}
+	_, err := n.audit.Append(r)
 	return err
+}
+
+// event queues an automatic event for the audit log (from a loop: the
+// fsync happens elsewhere) and logs it.
+func (n *Node) event(action string, args map[string]string) {
+	select {
+	case n.events <- audit.Record{Actor: audit.ActorSystem, Action: action, Args: args, Outcome: "ok"}:
+	default:
+		n.dropped.Add(1)
+	}
+}
+
+// writeEvents writes queued events until the queue is closed.
+func (n *Node) writeEvents() {
+	defer n.eventsWG.Done()
+	for r := range n.events {
+		if d := n.dropped.Swap(0); d > 0 {
+			_ = n.Audit(audit.Record{Actor: audit.ActorSystem, Action: "audit_events_dropped", Outcome: "ok", Args: map[string]string{"count": fmt.Sprint(d)}})
+		}
+		if err := n.Audit(r); err != nil {
+			n.opts.Log.Error("audit log write failed", "action", r.Action, "err", err)
+		}
+	}
 }
 
 // Transport config: peers are the other replicas; edges are pinned clients.
@@ -269,12 +333,32 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	n.audit = log
-	if err := n.Audit("start", map[string]string{"replica": fmt.Sprint(n.opts.Replica), "shards": fmt.Sprint(n.cfg.Shards)}); err != nil {
-		cancel()
-		_ = tr.Close()
-		n.closeDisks()
-		return err
+	startArgs := map[string]string{"replica": fmt.Sprint(n.opts.Replica), "shards": fmt.Sprint(n.cfg.Shards),
+		"cluster": fmt.Sprint(n.cfg.Cluster), "replicas": fmt.Sprint(len(n.cfg.Replicas)), "operators": fmt.Sprint(len(n.cfg.Operators)),
+		"edges": fmt.Sprint(len(n.cfg.Edges))}
+	if n.opts.ConfigPath != "" {
+		startArgs["config"] = n.opts.ConfigPath
 	}
+	if n.opts.Key != nil {
+		startArgs["key_file"] = n.opts.KeyFile
+		if startArgs["key_file"] == "" {
+			startArgs["key_file"] = "(given)"
+		}
+	}
+	for _, r := range []audit.Record{
+		{Actor: audit.ActorSystem, Action: "config_loaded", Args: startArgs, Outcome: "ok"},
+		{Actor: audit.ActorSystem, Action: "start", Args: map[string]string{"replica": fmt.Sprint(n.opts.Replica)}, Outcome: "ok"},
+	} {
+		if err := n.Audit(r); err != nil {
+			cancel()
+			_ = tr.Close()
+			n.closeDisks()
+			return err
+		}
+	}
+	n.opts.Log.Info("node started", "shards", n.cfg.Shards, "addr", n.cfg.Replicas[n.opts.Replica].Addr)
+	n.eventsWG.Add(1)
+	go n.writeEvents()
 	for _, sh := range n.shards {
 		if err := n.startShard(ctx, sh); err != nil {
 			cancel()
@@ -287,6 +371,10 @@ func (n *Node) Run(ctx context.Context) error {
 	<-ctx.Done()
 	_ = tr.Close()
 	n.wg.Wait()
+	close(n.events)
+	n.eventsWG.Wait()
+	_ = n.Audit(audit.Record{Actor: audit.ActorSystem, Action: "stop", Outcome: "ok"})
+	n.opts.Log.Info("node stopped")
 	n.closeDisks()
 	return nil
 }
@@ -311,8 +399,26 @@ func (n *Node) deliver(from model.Address, msg []byte) {
 func (n *Node) startShard(ctx context.Context, sh *shard) error {
 	vc := n.cfg.VSRConfig(sh.index, n.opts.Replica)
 	limits := n.cfg.ChatLimits()
+	log := n.opts.Log.With("shard", sh.index)
+	hooks := vsr.Hooks{
+		ViewNormal: func(view uint32, primary bool) {
+			sh.viewChanges.Add(1)
+			action := "view_normal"
+			if primary {
+				action = "primary_elected"
+			}
+			log.Info("view normal", "view", view, "primary", primary)
+			n.event(action, map[string]string{"shard": fmt.Sprint(sh.index), "view": fmt.Sprint(view), "primary": fmt.Sprint(primary)})
+		},
+		StateSync: func(op uint64) {
+			log.Info("state synced from a peer", "op", op)
+			n.event("state_sync", map[string]string{"shard": fmt.Sprint(sh.index), "op": fmt.Sprint(op)})
+		},
+	}
+	sh.machine = chat.New(limits)
+	sh.replicaIndex = n.opts.Replica
 	r, err := vsr.New(vc, vsr.Env{Clock: clock.New(), Net: timedNetwork{n.transport.Endpoint(), sh.requests}, Disk: sh.disk,
-		PRNG: prng.New(uint64(time.Now().UnixNano()) ^ uint64(sh.index))}, chat.New(limits), vsr.Hooks{})
+		PRNG: prng.New(uint64(time.Now().UnixNano()) ^ uint64(sh.index))}, sh.machine, hooks)
 	if err != nil {
 		return err
 	}
@@ -320,6 +426,11 @@ func (n *Node) startShard(ctx context.Context, sh *shard) error {
 	sh.publish()
 	sh.loop.OnTick(func() {
 		r.Tick()
+		if sh.stepDown && !(r.IsPrimary() && r.Status() == vsr.StatusNormal) {
+			sh.stepDown = false
+			r.SetDrained(sh.operatorSet)
+			log.Info("stepped down", "view", r.View())
+		}
 		sh.publish()
 	})
 	sh.loop.Post(r.Open)
@@ -333,8 +444,13 @@ func (n *Node) startShard(ctx context.Context, sh *shard) error {
 
 func (sh *shard) publish() {
 	r := sh.replica
+	if sh.ticks++; sh.ticks >= roomsEvery || sh.ticks == 1 {
+		sh.ticks = 1
+		sh.rooms = len(sh.machine.Rooms())
+	}
 	sh.status.Store(&Status{Shard: sh.index, Status: r.Status().String(), View: r.View(), Primary: r.IsPrimary() && r.Status() == vsr.StatusNormal,
 		Op: r.Op(), CommitMin: r.CommitMin(), CommitMax: r.CommitMax(), Drained: r.Drained(),
+		ViewChanges: sh.viewChanges.Load(), Replica: sh.replicaIndex, Rooms: sh.rooms, RoomsMax: sh.machine.Limits().RoomsMax,
 		CheckpointOp: r.CheckpointOp(), Storage: r.Storage()})
 }
 
@@ -348,6 +464,26 @@ func (n *Node) Statuses() []Status {
 	}
 	return out
 }
+
+// Ready: healthy and not drained by an operator (a node being taken out of
+// service reports not ready while it keeps serving as a backup).
+func (n *Node) Ready() bool {
+	if !n.Healthy() {
+		return false
+	}
+	for _, st := range n.Statuses() {
+		if st.Drained {
+			return false
+		}
+	}
+	return true
+}
+
+// Config is the cluster config the node runs with.
+func (n *Node) Config() *ClusterConfig { return &n.cfg }
+
+// Replica is the node's index in the config.
+func (n *Node) Replica() int { return n.opts.Replica }
 
 // Healthy: every shard is in normal status (so it has a primary in its view)
 // and has committed at least one op.
@@ -365,20 +501,48 @@ func (n *Node) Healthy() bool {
 }
 
 // Drain asks every shard replica of this node to hand its primaryship on
-// (and keep off it), or to serve as primary again; the action is audited.
-func (n *Node) Drain(drained bool, by string) error {
-	action := "undrain"
-	if drained {
-		action = "drain"
-	}
-	if err := n.Audit(action, map[string]string{"by": by}); err != nil {
-		return err
-	}
+// (and keep off it), or to serve as primary again. The caller audits it.
+func (n *Node) Drain(drained bool) {
 	for _, sh := range n.shards {
 		sh := sh
-		sh.loop.Post(func() { sh.replica.SetDrained(drained) })
+		sh.loop.Post(func() {
+			sh.operatorSet = drained
+			sh.replica.SetDrained(drained || sh.stepDown)
+		})
 	}
-	return nil
+	n.opts.Log.Info("drain set", "drained", drained)
+}
+
+// ErrNotPrimary: StepDown was asked of a replica that is not its shard's
+// primary.
+var ErrNotPrimary = errors.New("this replica is not the shard's primary")
+
+// StepDown makes this replica, if it is shard's primary in normal status,
+// hand the view on once (a view change moves the primary to the next
+// replica); it does not keep it off later. The caller audits it.
+func (n *Node) StepDown(shard int) error {
+	if shard < 0 || shard >= len(n.shards) {
+		return fmt.Errorf("shard %d is not in the cluster (it has %d)", shard, len(n.shards))
+	}
+	sh := n.shards[shard]
+	res := make(chan error, 1)
+	if !sh.loop.Post(func() {
+		r := sh.replica
+		if !r.IsPrimary() || r.Status() != vsr.StatusNormal {
+			res <- ErrNotPrimary
+			return
+		}
+		if len(n.cfg.Replicas) == 1 {
+			res <- errors.New("a cluster of one replica has no other primary")
+			return
+		}
+		sh.stepDown = true
+		r.SetDrained(true)
+		res <- nil
+	}) {
+		return errors.New("the shard's loop has stopped")
+	}
+	return <-res
 }
 
 // TransportStats exposes the transport counters (refusals, bad signatures).
