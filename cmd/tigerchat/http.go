@@ -59,6 +59,7 @@ func httpHandler(nodes []*node.Node, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /drain", p.admin("drain", p.drain(true)))
 	mux.HandleFunc("POST /undrain", p.admin("undrain", p.drain(false)))
 	mux.HandleFunc("POST /step-down", p.admin("step-down", p.stepDown))
+	mux.HandleFunc("GET /audit", p.auditTail)
 	addPprof(mux)
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
@@ -118,6 +119,45 @@ func (p *operatorPort) admin(name string, do action) http.HandlerFunc {
 			return
 		}
 		fmt.Fprintln(w, answer)
+	}
+}
+
+// auditTail serves the last ?n= (default 20, at most 10000) entries of
+// the audit log of node ?replica= (default: the first hosted) as JSON
+// Lines, to an authenticated operator; a refusal is audited.
+func (p *operatorPort) auditTail(w http.ResponseWriter, r *http.Request) {
+	target := p.nodes[0]
+	if q := r.URL.Query().Get("replica"); q != "" {
+		i, err := strconv.Atoi(q)
+		if err != nil || !p.hosts(i) {
+			http.Error(w, fmt.Sprintf("replica %q is not a node this process hosts", q), http.StatusBadRequest)
+			return
+		}
+		target = p.only(i)[0]
+	}
+	if _, aerr := p.auth.Authenticate(r); aerr != nil {
+		_ = target.Audit(audit.Record{Actor: "unauthenticated", Action: "audit-tail", Args: map[string]string{"remote": r.RemoteAddr}, Outcome: "refused: " + aerr.Msg})
+		http.Error(w, aerr.Msg, aerr.Status)
+		return
+	}
+	n := 20
+	if q := r.URL.Query().Get("n"); q != "" {
+		v, err := strconv.Atoi(q)
+		if err != nil || v < 1 {
+			http.Error(w, "n must be a positive count", http.StatusBadRequest)
+			return
+		}
+		n = min(v, 10000)
+	}
+	entries, err := audit.ReadFile(target.AuditFile())
+	if err != nil && len(entries) == 0 {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/jsonl")
+	enc := json.NewEncoder(w)
+	for _, e := range entries[max(0, len(entries)-n):] {
+		_ = enc.Encode(e)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"tigerchat/model/chat"
 	"tigerchat/model/vsr"
 
+	"tigerchat/runtime/admin"
 	"tigerchat/runtime/audit"
 	"tigerchat/runtime/client"
 	"tigerchat/runtime/node"
@@ -267,7 +269,15 @@ func TestDrainMovesPrimaryAndIsAudited(t *testing.T) {
 	if primary < 0 {
 		t.Fatal("no primary")
 	}
+	// Over plain HTTP a drain is refused; over TLS as the pinned operator
+	// it is done.
 	resp, err := http.Post("http://"+c.Config.Replicas[primary].HTTPAddr+"/drain", "text/plain", nil)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("plain drain: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: admin.ClientTLS(&c.Operator, c.Config.Replicas[primary].Fingerprint)}}
+	resp, err = hc.Post("https://"+c.Config.Replicas[primary].HTTPAddr+"/drain", "text/plain", nil)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("drain: %v %v", resp, err)
 	}
@@ -288,7 +298,16 @@ func TestDrainMovesPrimaryAndIsAudited(t *testing.T) {
 		t.Fatalf("post after drain: %v", err)
 	}
 	entries, err := audit.ReadFile(node.AuditPath(c.DataDir(primary)))
-	if err != nil || len(entries) < 2 || entries[len(entries)-1].Action != "drain" {
-		t.Fatalf("audit log: %+v %v", entries, err)
+	var drains, refusals int
+	for _, e := range entries {
+		if e.Action == "drain" && e.Actor == "operator:test" && e.Outcome == "ok" {
+			drains++
+		}
+		if e.Action == "drain" && e.Actor == "unauthenticated" && strings.HasPrefix(e.Outcome, "refused: ") {
+			refusals++
+		}
+	}
+	if err != nil || drains != 1 || refusals != 1 {
+		t.Fatalf("audit log: %d drains, %d refusals: %+v %v", drains, refusals, entries, err)
 	}
 }

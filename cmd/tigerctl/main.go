@@ -1,222 +1,121 @@
-// Command tigerctl is the operator's tool.
+// Command tigerctl is the operator's tool. It reads the cluster config and
+// talks to every node's operator port (the config's http_addr): reads over
+// plain HTTP, admin actions over TLS as a pinned operator.
 //
-//	tigerctl status -http ADDR                       shard replicas of a node (or of a dev cluster)
-//	tigerctl drain -http ADDR [-replica N]           move every primary off a node and keep it off
-//	tigerctl undrain -http ADDR [-replica N]         let it serve as primary again
-//	tigerctl verify-audit -log FILE -identity FILE   check an audit log's chain and signatures
-//	tigerctl verify-data -data DIR -size BYTES [-encrypted]   find rotten sectors without the key
+//	tigerctl status                       every shard replica: status, view, primary, commit, lag, health
+//	tigerctl drain NODE | undrain NODE    move every primary off replica NODE and keep it off / let it back
+//	tigerctl step-down SHARD              move one shard's primary to the next replica
+//	tigerctl where ROOM --tenant T        the room's shard and its current primary
+//	tigerctl audit tail NODE [-n N]       the last entries of a node's audit log
+//	tigerctl audit verify FILE --cert C   check an audit log with certificates only
+//	tigerctl verify-data -data DIR        find rotten sectors of data files without the key
+//	tigerctl token [-ttl D]               mint an admin token (for scripts without the key file)
+//	tigerctl cert -identity FILE          print an identity's certificate (public)
 //
-// Drain and undrain are recorded in the node's signed audit log.
+// Common flags: -config FILE (default $TIGERCTL_CONFIG, else cluster.json),
+// -identity FILE (an operator identity; default $TIGERCTL_IDENTITY),
+// -token TOKEN (default $TIGERCTL_TOKEN), -json. Exit codes: see exitCodes.
 package main
 
 import (
-	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
-	"path/filepath"
-	"time"
-
-	"tigerchat/runtime/audit"
-	"tigerchat/runtime/disk"
-	"tigerchat/runtime/node"
-	"tigerchat/runtime/transport"
+	"sort"
+	"strings"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-var errUsage = errors.New("usage: tigerctl status|drain|undrain|verify-audit|verify-data [flags] (see the package doc)")
+// Exit codes (documented in docs/operations.md).
+const (
+	exitOK       = 0 // done; for status: every replica up and normal
+	exitFailed   = 1 // the command failed (unreachable node, verification failed, timeout)
+	exitUsage    = 2 // the command line is wrong
+	exitDegraded = 3 // done, but found trouble: a replica down or not normal, audit deletions or repairs, bad sectors
+	exitRefused  = 4 // a node refused the operator's identity (401/403)
+)
+
+// command is one subcommand: one file each.
+type command struct {
+	summary string
+	run     func(c *ctx, args []string) error
+}
+
+var commands = map[string]command{}
+
+func register(name, summary string, run func(c *ctx, args []string) error) {
+	commands[name] = command{summary, run}
+}
+
+// Errors that choose an exit code.
+var (
+	errUsage    = errors.New("usage")
+	errDegraded = errors.New("degraded")
+	errRefused  = errors.New("refused")
+)
+
+// ctx is what every subcommand gets: its output and the common flags.
+type ctx struct {
+	stdout, stderr io.Writer
+	common         commonFlags
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "tigerctl:", errUsage)
-		return 2
-	}
-	var err error
-	switch args[0] {
-	case "status":
-		err = cmdStatus(args[1:], stdout)
-	case "drain":
-		err = cmdDrain(args[1:], stdout, true)
-	case "undrain":
-		err = cmdDrain(args[1:], stdout, false)
-	case "verify-audit":
-		err = cmdVerifyAudit(args[1:], stdout)
-	case "verify-data":
-		err = cmdVerifyData(args[1:], stdout)
-	default:
-		err = errUsage
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "tigerctl:", err)
-		if errors.Is(err, errUsage) {
-			return 2
+	if len(args) == 0 || args[0] == "-h" || args[0] == "help" || args[0] == "--help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return exitUsage
 		}
-		return 1
+		return exitOK
 	}
-	return 0
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "tigerctl: unknown command %q (tigerctl help lists them)\n", args[0])
+		return exitUsage
+	}
+	c := &ctx{stdout: stdout, stderr: stderr}
+	err := cmd.run(c, args[1:])
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.Is(err, errDegraded):
+		if msg := strings.TrimSuffix(err.Error(), errDegraded.Error()); msg != "" {
+			fmt.Fprintln(stderr, "tigerctl:", strings.TrimSuffix(msg, ": "))
+		}
+		return exitDegraded
+	}
+	fmt.Fprintln(stderr, "tigerctl:", strings.TrimSuffix(strings.TrimSuffix(err.Error(), ": "+errUsage.Error()), ": "+errRefused.Error()))
+	switch {
+	case errors.Is(err, errUsage):
+		return exitUsage
+	case errors.Is(err, errRefused):
+		return exitRefused
+	}
+	return exitFailed
 }
 
-func flags(name string, args []string, define func(fs *flag.FlagSet)) error {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	define(fs)
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%s: %v: %w", name, err, errUsage)
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "tigerctl — operate a TigerChat cluster\n\nUsage: tigerctl COMMAND [ARGS] [FLAGS]\n\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
 	}
-	return nil
-}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprint(w, `
+Common flags: -config FILE (default $TIGERCTL_CONFIG, else ./cluster.json),
+-identity FILE (operator identity, default $TIGERCTL_IDENTITY), -token TOKEN
+(admin token, default $TIGERCTL_TOKEN), -json (machine-readable output).
 
-func getStatus(addr string) ([][]node.Status, error) {
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get("http://" + addr + "/status")
-	if err != nil {
-		return nil, fmt.Errorf("reach %s: %w (is the node running with -http?)", addr, err)
-	}
-	defer resp.Body.Close()
-	var all [][]node.Status
-	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
-		return nil, fmt.Errorf("status from %s: %w", addr, err)
-	}
-	return all, nil
-}
-
-func cmdStatus(args []string, stdout io.Writer) error {
-	var addr string
-	if err := flags("status", args, func(fs *flag.FlagSet) { fs.StringVar(&addr, "http", "127.0.0.1:8080", "node `ADDR`") }); err != nil {
-		return err
-	}
-	all, err := getStatus(addr)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%-5s %-6s %-12s %6s %-8s %10s %10s %10s %s\n", "node", "shard", "status", "view", "primary", "op", "commit", "applied", "drained")
-	for i, sts := range all {
-		for _, s := range sts {
-			fmt.Fprintf(stdout, "%-5d %-6d %-12s %6d %-8v %10d %10d %10d %v\n", i, s.Shard, s.Status, s.View, s.Primary, s.Op, s.CommitMax, s.CommitMin, s.Drained)
-		}
-	}
-	return nil
-}
-
-func cmdDrain(args []string, stdout io.Writer, drained bool) error {
-	var addr string
-	replica := -1
-	name := map[bool]string{true: "drain", false: "undrain"}[drained]
-	if err := flags(name, args, func(fs *flag.FlagSet) {
-		fs.StringVar(&addr, "http", "127.0.0.1:8080", "node `ADDR`")
-		fs.IntVar(&replica, "replica", -1, "in a process hosting several nodes (tigerchat dev): node `INDEX`")
-	}); err != nil {
-		return err
-	}
-	u := "http://" + addr + "/" + name
-	if replica >= 0 {
-		u += "?replica=" + url.QueryEscape(fmt.Sprint(replica))
-	}
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Post(u, "text/plain", nil)
-	if err != nil {
-		return fmt.Errorf("reach %s: %w", addr, err)
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s refused: %s", name, body)
-	}
-	if !drained {
-		fmt.Fprintln(stdout, "undrained")
-		return nil
-	}
-	// Wait (bounded) until no shard replica on the drained node is primary.
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		all, err := getStatus(addr)
-		if err != nil {
-			return err
-		}
-		if stillPrimary(all, replica) == 0 {
-			fmt.Fprintln(stdout, "drained: no shard has its primary on the node")
-			return nil
-		}
-	}
-	return errors.New("drain requested, but a shard still has its primary on the node after 10 s")
-}
-
-func stillPrimary(all [][]node.Status, replica int) int {
-	n := 0
-	for i, sts := range all {
-		if replica >= 0 && i != replica {
-			continue
-		}
-		for _, s := range sts {
-			if s.Primary {
-				n++
-			}
-		}
-	}
-	return n
-}
-
-func cmdVerifyAudit(args []string, stdout io.Writer) error {
-	var logPath, idPath string
-	if err := flags("verify-audit", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&logPath, "log", "", "audit log `FILE` (DATA_DIR/audit.jsonl)")
-		fs.StringVar(&idPath, "identity", "", "the node's identity `FILE` (its certificate's key verifies)")
-	}); err != nil {
-		return err
-	}
-	if logPath == "" || idPath == "" {
-		return fmt.Errorf("verify-audit: -log and -identity are required: %w", errUsage)
-	}
-	data, err := os.ReadFile(idPath)
-	if err != nil {
-		return err
-	}
-	id, err := transport.ParseIdentityPEM(data)
-	if err != nil {
-		return err
-	}
-	entries, err := audit.ReadFile(logPath)
-	if err != nil {
-		return err
-	}
-	if err := audit.Verify(entries, id.PrivateKey.Public().(ed25519.PublicKey)); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "audit log %s: %d entries, chain and signatures verify\n", filepath.Base(logPath), len(entries))
-	return nil
-}
-
-func cmdVerifyData(args []string, stdout io.Writer) error {
-	var dir string
-	var size uint64
-	var encrypted bool
-	if err := flags("verify-data", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&dir, "data", "", "data `DIR`")
-		fs.Uint64Var(&size, "size", 0, "logical size of each data file in `BYTES` (from the config's layout)")
-		fs.BoolVar(&encrypted, "encrypted", false, "the files are encrypted (sectors carry CRCs)")
-	}); err != nil {
-		return err
-	}
-	files, _ := filepath.Glob(filepath.Join(dir, "shard-*.tigerchat"))
-	if len(files) == 0 {
-		return fmt.Errorf("no data files in %s", dir)
-	}
-	bad := 0
-	for _, f := range files {
-		sectors, err := disk.VerifyFile(f, size, encrypted)
-		if err != nil {
-			return err
-		}
-		bad += len(sectors)
-		fmt.Fprintf(stdout, "%s: %d bad sectors\n", filepath.Base(f), len(sectors))
-	}
-	if bad > 0 {
-		return fmt.Errorf("%d bad sectors (the replica repairs them from peers when it reads them)", bad)
-	}
-	return nil
+Exit codes: 0 ok; 1 failed; 2 usage; 3 done but found trouble (a replica
+down or not normal, audit deletions or repairs, bad sectors); 4 refused by
+a node (operator identity missing, unknown or expired).
+`)
 }

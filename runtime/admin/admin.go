@@ -161,17 +161,23 @@ func ServerTLS(id transport.Identity) *tls.Config {
 	}
 }
 
-// ClientTLS is a tool's TLS config to reach the node whose certificate
-// fingerprint is pinned, as op (nil: no client certificate, for tokens).
-func ClientTLS(op *transport.Identity, pinned string) *tls.Config {
+// ClientTLS is a tool's TLS config to reach a node whose certificate
+// fingerprint is one of pinned, as op (nil: no client certificate, for
+// tokens).
+func ClientTLS(op *transport.Identity, pinned ...string) *tls.Config {
 	c := &tls.Config{
 		MinVersion:         tls.VersionTLS13,
 		InsecureSkipVerify: true, // replaced by the pin below: node certificates are self-signed
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 || transport.FingerprintDER(raw[0]) != pinned {
-				return fmt.Errorf("the node's certificate is not the one the cluster config pins (%.16s…)", pinned)
+			if len(raw) > 0 {
+				got := transport.FingerprintDER(raw[0])
+				for _, p := range pinned {
+					if got == p {
+						return nil
+					}
+				}
 			}
-			return nil
+			return errors.New("the node's certificate is not one the cluster config pins")
 		},
 	}
 	if op != nil {

@@ -479,6 +479,9 @@ func (n *Node) Ready() bool {
 	return true
 }
 
+// AuditFile is the path of the node's audit log.
+func (n *Node) AuditFile() string { return AuditPath(n.opts.DataDir) }
+
 // Config is the cluster config the node runs with.
 func (n *Node) Config() *ClusterConfig { return &n.cfg }
 

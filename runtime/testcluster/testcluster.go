@@ -28,6 +28,10 @@ type Cluster struct {
 	Config     node.ClusterConfig
 	ConfigPath string
 	Edge       transport.Identity
+	// Operator is pinned in the config as operator "test"; OperatorPath
+	// holds it as a PEM identity file.
+	Operator     transport.Identity
+	OperatorPath string
 	procs      []*exec.Cmd
 	httpAddrs  []string
 }
@@ -101,6 +105,19 @@ func New(binary, dir string, replicas, shards int, tweak func(*node.ClusterConfi
 	}
 	c.Edge = edge
 	c.Config.Edges = []node.Edge{{Fingerprint: edge.Fingerprint()}}
+	op, err := transport.GenerateIdentity()
+	if err != nil {
+		return nil, err
+	}
+	opPEM, err := op.MarshalPEM()
+	if err != nil {
+		return nil, err
+	}
+	c.Operator, c.OperatorPath = op, filepath.Join(dir, "operator.pem")
+	if err := os.WriteFile(c.OperatorPath, opPEM, 0o600); err != nil {
+		return nil, err
+	}
+	c.Config.Operators = []node.Operator{{Name: "test", Fingerprint: op.Fingerprint()}}
 	c.Config.Defaults()
 	if err := c.Config.Save(c.ConfigPath); err != nil {
 		return nil, err
@@ -133,6 +150,12 @@ func (c *Cluster) AddEdge() (transport.Identity, error) {
 	}
 	return id, nil
 }
+
+// IdentityPath is replica i's identity file.
+func (c *Cluster) IdentityPath(i int) string { return c.identityPath(i) }
+
+// HTTPAddr is replica i's operator port.
+func (c *Cluster) HTTPAddr(i int) string { return c.httpAddrs[i] }
 
 func (c *Cluster) identityPath(i int) string {
 	return filepath.Join(c.Dir, fmt.Sprintf("replica-%d.pem", i))

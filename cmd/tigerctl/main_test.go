@@ -1,0 +1,366 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"tigerchat/runtime/admin"
+	"tigerchat/runtime/audit"
+	"tigerchat/runtime/node"
+	"tigerchat/runtime/testcluster"
+	"tigerchat/runtime/transport"
+)
+
+var tigerchatBin, tigerctlBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tigerctl-bin-")
+	if err != nil {
+		panic(err)
+	}
+	tigerchatBin, err = testcluster.Build("../..", dir)
+	if err == nil {
+		tigerctlBin = filepath.Join(dir, "tigerctl")
+		out, berr := exec.Command("go", "build", "-o", tigerctlBin, ".").CombinedOutput()
+		if berr != nil {
+			err = fmt.Errorf("build tigerctl: %v\n%s", berr, out)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func startCluster(t *testing.T, shards int) *testcluster.Cluster {
+	t.Helper()
+	c, err := testcluster.New(tigerchatBin, t.TempDir(), 3, shards, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.KillAll)
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.WaitHealthy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// ctl runs the tigerctl binary against c's config and returns its stdout,
+// stderr and exit code.
+func ctl(t *testing.T, c *testcluster.Cluster, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(tigerctlBin, args...)
+	cmd.Env = append(os.Environ(), "TIGERCTL_CONFIG="+c.ConfigPath, "TIGERCTL_IDENTITY=", "TIGERCTL_TOKEN=")
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+func statusRowsJSON(t *testing.T, c *testcluster.Cluster) ([]statusRow, int) {
+	t.Helper()
+	out, errOut, code := ctl(t, c, "status", "-json")
+	var rows []statusRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("status -json: %v\n%s%s", err, out, errOut)
+	}
+	return rows, code
+}
+
+// `tigerctl status` on a 3-process cluster: every replica ok, then a
+// killed node shows as down within 2 s (exit 3).
+func TestStatusShowsKilledNodeDown(t *testing.T) {
+	c := startCluster(t, 2)
+	out, _, code := ctl(t, c, "status")
+	if code != exitOK || !strings.Contains(out, "SHARD  REPLICA  STATUS") || strings.Count(out, " ok\n") != 6 {
+		t.Fatalf("status of a healthy cluster: exit %d\n%s", code, out)
+	}
+	c.Kill(2)
+	killed := time.Now()
+	out, errOut, code := ctl(t, c, "status")
+	took := time.Since(killed)
+	if code != exitDegraded || strings.Count(out, "down: ") != 2 || !strings.Contains(errOut, "2 shard replicas down") {
+		t.Fatalf("status after kill: exit %d\n%s%s", code, out, errOut)
+	}
+	if took > 2*time.Second {
+		t.Fatalf("status took %v to show the killed node down (contract: 2 s)", took)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "down: ") && !strings.HasPrefix(strings.Fields(line)[1], "2") {
+			t.Fatalf("a live replica shown down: %q", line)
+		}
+	}
+	t.Logf("killed node shown down %v after the kill:\n%s", took.Round(time.Millisecond), out)
+}
+
+// No admin action is possible unauthenticated: plain HTTP, TLS without an
+// identity, an unpinned certificate, an expired token and a token for
+// another cluster are refused (401/403, exit 4), audited, and change
+// nothing; a malformed target is a usage error.
+func TestAdminRefusesWithoutOperator(t *testing.T) {
+	c := startCluster(t, 1)
+	p := c.Primary(0)
+	addr := c.HTTPAddr(p)
+	// Plain HTTP: 401.
+	resp, err := http.Post("http://"+addr+"/drain", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("plain POST /drain: %d", resp.StatusCode)
+	}
+	// TLS, no identity: 401.
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: admin.ClientTLS(nil, c.Config.Replicas[p].Fingerprint)}}
+	for _, path := range []string{"/drain", "/undrain", "/step-down?shard=0"} {
+		resp, err = hc.Post("https://"+addr+path, "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("TLS POST %s without identity: %d", path, resp.StatusCode)
+		}
+	}
+	stranger, _ := transport.GenerateIdentity()
+	strangerPath := filepath.Join(t.TempDir(), "stranger.pem")
+	pem, _ := stranger.MarshalPEM()
+	os.WriteFile(strangerPath, pem, 0o600)
+	expired, _ := admin.MintToken(c.Operator, c.Config.Cluster, time.Minute, time.Now().Add(-time.Hour))
+	otherCluster, _ := admin.MintToken(c.Operator, c.Config.Cluster+1, time.Minute, time.Now())
+	strangerToken, _ := admin.MintToken(stranger, c.Config.Cluster, time.Minute, time.Now())
+	target := fmt.Sprint(p)
+	for name, args := range map[string][]string{
+		"unpinned certificate": {"drain", target, "-identity", strangerPath},
+		"expired token":        {"drain", target, "-token", expired},
+		"other cluster token":  {"step-down", "0", "-token", otherCluster},
+		"unpinned token":       {"undrain", target, "-token", strangerToken},
+		"garbage token":        {"drain", target, "-token", "tcadm1.e30.AAAA"},
+	} {
+		out, errOut, code := ctl(t, c, args...)
+		if code != exitRefused || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "refused (40") {
+			t.Errorf("%s: exit %d, want %d and one line\n%s%s", name, code, exitRefused, out, errOut)
+		}
+	}
+	for name, args := range map[string][]string{
+		"no identity":      {"drain", target},
+		"malformed target": {"drain", "node-x", "-identity", c.OperatorPath},
+		"out of range":     {"drain", "7", "-identity", c.OperatorPath},
+		"bad shard":        {"step-down", "-1", "-identity", c.OperatorPath},
+	} {
+		if _, errOut, code := ctl(t, c, args...); code != exitUsage || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("%s: exit %d, want %d and one line: %s", name, code, exitUsage, errOut)
+		}
+	}
+	// Nothing changed: nothing drained, no admin action performed.
+	rows, code := statusRowsJSON(t, c)
+	for _, r := range rows {
+		if r.Drained || code != exitOK {
+			t.Fatalf("an unauthenticated request changed something: %+v (exit %d)", rows, code)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		entries, _ := audit.ReadFile(node.AuditPath(c.DataDir(i)))
+		for _, e := range entries {
+			if e.Actor != audit.ActorSystem && e.Outcome == "ok" {
+				t.Fatalf("replica %d performed an admin action: %+v", i, e)
+			}
+		}
+	}
+	// Every refusal is in the primary's audit log, and the log verifies.
+	entries, err := audit.ReadFile(node.AuditPath(c.DataDir(p)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for _, e := range entries {
+		if strings.HasPrefix(e.Outcome, "refused: ") {
+			refused++
+			if e.Actor != "unauthenticated" || e.Args["remote"] == "" || len(e.Views) != 1 {
+				t.Errorf("refusal entry lacks who/where/view: %+v", e)
+			}
+		}
+	}
+	if refused != 1+3+5 {
+		t.Errorf("%d refusals audited on the primary, want 9", refused)
+	}
+	if err := audit.Verify(entries, pubOf(t, c, p)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func pubOf(t *testing.T, c *testcluster.Cluster, i int) ed25519.PublicKey {
+	t.Helper()
+	id, err := readIdentity(c.IdentityPath(i))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id.PrivateKey.Public().(ed25519.PublicKey)
+}
+
+// certFile writes replica i's certificate (public only) with tigerctl cert.
+func certFile(t *testing.T, c *testcluster.Cluster, i int) string {
+	t.Helper()
+	out, errOut, code := ctl(t, c, "cert", "-identity", c.IdentityPath(i))
+	if code != 0 || strings.Contains(out, "PRIVATE") {
+		t.Fatalf("cert: %d %s", code, errOut)
+	}
+	path := filepath.Join(t.TempDir(), fmt.Sprintf("replica-%d.crt", i))
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// An authenticated drain moves the primary and is audited with the
+// operator's name; the audit log verifies with the certificate only; then
+// undrain, step-down (by admin token) and where.
+func TestDrainStepDownWhereAndVerify(t *testing.T) {
+	c := startCluster(t, 2)
+	p := c.Primary(0)
+	out, errOut, code := ctl(t, c, "drain", fmt.Sprint(p), "-identity", c.OperatorPath)
+	if code != exitOK || !strings.Contains(out, fmt.Sprintf("replica %d drained", p)) {
+		t.Fatalf("drain: exit %d\n%s%s", code, out, errOut)
+	}
+	rows, _ := statusRowsJSON(t, c)
+	for _, r := range rows {
+		if r.Replica == p && (r.Primary || !r.Drained) {
+			t.Fatalf("after drain: %+v", r)
+		}
+	}
+	if q := c.Primary(0); q < 0 || q == p {
+		t.Fatalf("shard 0's primary after draining replica %d: %d", p, q)
+	}
+	if _, errOut, code := ctl(t, c, "undrain", fmt.Sprint(p), "-identity", c.OperatorPath); code != exitOK {
+		t.Fatalf("undrain: %d %s", code, errOut)
+	}
+	// step-down with an admin token.
+	tok, errOut, code := ctl(t, c, "token", "-identity", c.OperatorPath, "-ttl", "1m")
+	if code != exitOK {
+		t.Fatalf("token: %s", errOut)
+	}
+	before := c.Primary(1)
+	out, errOut, code = ctl(t, c, "step-down", "1", "-token", strings.TrimSpace(tok), "-json")
+	var sd stepDownResult
+	if code != exitOK || json.Unmarshal([]byte(out), &sd) != nil || sd.From != before || sd.To == before || sd.To < 0 {
+		t.Fatalf("step-down: exit %d %+v\n%s%s", code, sd, out, errOut)
+	}
+	// where: the shard placement and the primary status reports.
+	out, _, code = ctl(t, c, "where", "lobby", "--tenant", "acme", "-json")
+	var w whereResult
+	if code != exitOK || json.Unmarshal([]byte(out), &w) != nil || w.Primary != c.Primary(w.Shard) {
+		t.Fatalf("where: exit %d %s", code, out)
+	}
+	if _, _, code := ctl(t, c, "where", "lobby"); code != exitUsage {
+		t.Fatalf("where without --tenant: exit %d", code)
+	}
+	// The drained node's audit log names the operator, and verifies with
+	// its certificate alone.
+	file := node.AuditPath(c.DataDir(p))
+	out, errOut, code = ctl(t, c, "audit", "verify", file, "--cert", certFile(t, c, p))
+	if code != exitOK || !strings.Contains(out, "chain and signatures verify") {
+		t.Fatalf("audit verify: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = ctl(t, c, "audit", "tail", fmt.Sprint(p), "-n", "50", "-identity", c.OperatorPath, "-json")
+	var entries []audit.Entry
+	if code != exitOK || json.Unmarshal([]byte(out), &entries) != nil {
+		t.Fatalf("audit tail: exit %d\n%s%s", code, out, errOut)
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		if e.Actor == "operator:test" && e.Outcome == "ok" {
+			seen[e.Action] = true
+		}
+		seen["auto:"+e.Action] = true
+	}
+	for _, want := range []string{"drain", "undrain", "auto:start", "auto:config_loaded"} {
+		if !seen[want] {
+			t.Errorf("audit log of replica %d lacks %s: %v", p, want, seen)
+		}
+	}
+	if !seen["auto:primary_elected"] && !seen["auto:view_normal"] {
+		t.Errorf("audit log of replica %d has no view change: %v", p, seen)
+	}
+	// Another node's certificate does not verify this log.
+	if _, _, code := ctl(t, c, "audit", "verify", file, "--cert", certFile(t, c, (p+1)%3)); code != exitFailed {
+		t.Fatalf("verify with the wrong certificate: exit %d", code)
+	}
+}
+
+// The audit file's last three entries deleted and its new last line cut in
+// half: the node starts, and verify reports the deletion (exit 3).
+func TestAuditCutTailRecoveredAndReported(t *testing.T) {
+	c := startCluster(t, 1)
+	// Entries to delete: drains and undrains.
+	for i := 0; i < 2; i++ {
+		for _, cmd := range []string{"drain", "undrain"} {
+			if _, errOut, code := ctl(t, c, cmd, "1", "-identity", c.OperatorPath); code != exitOK {
+				t.Fatalf("%s: %s", cmd, errOut)
+			}
+		}
+	}
+	c.Kill(1)
+	file := node.AuditPath(c.DataDir(1))
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	lines = lines[:len(lines)-1-3]
+	last := lines[len(lines)-1]
+	lines[len(lines)-1] = last[:len(last)/2]
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.WaitHealthy(ctx); err != nil {
+		t.Fatalf("the node did not start with a cut audit log: %v", err)
+	}
+	out, errOut, code := ctl(t, c, "audit", "verify", file, "--cert", certFile(t, c, 1))
+	if code != exitDegraded || !strings.Contains(out, "chain and signatures verify") || !strings.Contains(out, "were deleted") ||
+		!strings.Contains(out, "torn last line") {
+		t.Fatalf("verify after the cut: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("verify after the cut:\n%s%s", out, errOut)
+}
+
+func TestUsageAndHelp(t *testing.T) {
+	c := &testcluster.Cluster{ConfigPath: "/nonexistent/cluster.json"}
+	if out, _, code := ctl(t, c, "help"); code != exitOK || !strings.Contains(out, "step-down") || !strings.Contains(out, "Exit codes") {
+		t.Fatalf("help: %d %s", code, out)
+	}
+	if _, _, code := ctl(t, c, "frobnicate"); code != exitUsage {
+		t.Fatalf("unknown command: %d", code)
+	}
+	if _, errOut, code := ctl(t, c, "status"); code != exitFailed || !strings.Contains(errOut, "read config") {
+		t.Fatalf("status without a config: %d %s", code, errOut)
+	}
+}
