@@ -38,6 +38,22 @@ func startEdgeProcess(t *testing.T, c *testcluster.Cluster) string {
 // extra flags.
 func startEdgeProcessAs(t *testing.T, c *testcluster.Cluster, id transport.Identity, extra ...string) string {
 	t.Helper()
+	p := startEdgeProc(t, c, id, nil, extra...)
+	return p.base
+}
+
+// edgeProc is a running `tigerchat edge` process.
+type edgeProc struct {
+	base string // http://ADDR or https://ADDR
+	addr string
+	cmd  *exec.Cmd
+	log  string // its output file
+}
+
+// startEdgeProc runs `tigerchat edge`; with a client that speaks TLS (hc not
+// nil) it waits on https://.
+func startEdgeProc(t *testing.T, c *testcluster.Cluster, id transport.Identity, hc *http.Client, extra ...string) *edgeProc {
+	t.Helper()
 	dir := t.TempDir()
 	pem, err := id.MarshalPEM()
 	if err != nil {
@@ -78,13 +94,21 @@ func startEdgeProcessAs(t *testing.T, c *testcluster.Cluster, id transport.Ident
 		}
 	})
 	base := "http://" + addr
+	if hc != nil {
+		base = "https://" + addr
+	} else {
+		hc = http.DefaultClient
+	}
+	// Up and healthy: a primary of every shard answered the edge.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get(base + "/healthz"); err == nil {
+		if resp, err := hc.Get(base + "/healthz"); err == nil {
 			resp.Body.Close()
-			return base
+			if resp.StatusCode == http.StatusOK {
+				return &edgeProc{base: base, addr: addr, cmd: cmd, log: logFile.Name()}
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("edge did not come up")
+			t.Fatal("edge did not come up healthy in 10 s")
 		}
 	}
 }
