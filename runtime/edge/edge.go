@@ -91,7 +91,7 @@ const (
 	PostQueueMaxDefault           = 16384
 	rateKeysMax                   = 1 << 17
 	HealthIntervalDefault         = 250 * time.Millisecond
-	HealthStaleDefault            = 1500 * time.Millisecond
+	HealthStaleDefault            = time.Second
 )
 
 func (c *Config) defaults() {
