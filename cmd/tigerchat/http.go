@@ -271,6 +271,15 @@ func writeNodeMetrics(w io.Writer, nodes []*node.Node) {
 			}
 		}
 	}
+	promtext.Family(w, "tigerchat_disk_fsync_seconds", promtext.Histogram, "fdatasync latency of the shard's data file: every commit waiting on one waits that long.")
+	for _, n := range nodes {
+		times := n.FsyncTimes()
+		for _, st := range n.Statuses() {
+			if h, ok := times[st.Shard]; ok {
+				h.Write(w, "tigerchat_disk_fsync_seconds", fmt.Sprintf(`node="%d",shard="%d"`, n.Replica(), st.Shard))
+			}
+		}
+	}
 	promtext.Family(w, "tigerchat_request_seconds", promtext.Histogram, "Client requests the replica answered (only a primary answers), from their arrival at the node to the reply.")
 	for _, n := range nodes {
 		times := n.RequestTimes()

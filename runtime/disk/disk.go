@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"tigerchat/model"
+	"tigerchat/runtime/histogram"
 	"tigerchat/runtime/loop"
 )
 
@@ -120,8 +121,13 @@ type Disk struct {
 	stats struct {
 		reads, writes, syncs, fsyncs, readErrors, corrupt, fatal atomic.Uint64
 		fsyncNs, fsyncMaxNs, fsyncSlow                           atomic.Uint64
+		fsyncTimes                                               *histogram.Histogram // µs
 	}
 }
+
+// FsyncTimes is the histogram of the data file's fdatasync latencies (µs
+// observed, seconds written).
+func (d *Disk) FsyncTimes() *histogram.Histogram { return d.stats.fsyncTimes }
 
 var _ model.Disk = (*Disk)(nil)
 

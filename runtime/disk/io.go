@@ -130,6 +130,9 @@ func (d *Disk) syncBatch(batch *[]func()) {
 func (d *Disk) noteFsync(took time.Duration) {
 	ns := uint64(took.Nanoseconds())
 	d.stats.fsyncNs.Add(ns)
+	if d.stats.fsyncTimes != nil {
+		d.stats.fsyncTimes.Observe(ns / 1000)
+	}
 	if ns > d.stats.fsyncMaxNs.Load() {
 		d.stats.fsyncMaxNs.Store(ns)
 	}

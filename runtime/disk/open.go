@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"tigerchat/model"
+	"tigerchat/runtime/histogram"
 	"tigerchat/runtime/loop"
 )
 
@@ -105,6 +106,7 @@ func openChecked(path string, file *os.File, sizeBytes uint64, opts Options) (*D
 		opts:   opts,
 	}
 	d.sync = func() error { return fdatasync(file) }
+	d.stats.fsyncTimes = histogram.New(histogram.MicrosBounds, 1e6)
 	unsafeLazySync(d) // a no-op unless built for the chaos test's broken build
 	return d, nil
 }

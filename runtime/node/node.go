@@ -561,6 +561,17 @@ func (n *Node) DiskStats() map[int]disk.Stats {
 	return out
 }
 
+// FsyncTimes is, per shard, the data file's fdatasync latency histogram.
+func (n *Node) FsyncTimes() map[int]*histogram.Histogram {
+	out := make(map[int]*histogram.Histogram, len(n.shards))
+	for _, sh := range n.shards {
+		if sh.disk != nil && sh.disk.FsyncTimes() != nil {
+			out[sh.index] = sh.disk.FsyncTimes()
+		}
+	}
+	return out
+}
+
 // RequestTimes is, per shard, how long the client requests this replica
 // answered took from their arrival to the reply (µs; only a primary
 // answers).
