@@ -95,25 +95,28 @@ func addNodeFlags(fs *flag.FlagSet) nodeFlags {
 
 func cmdFormat(args []string, stdout io.Writer) error {
 	fs := newFlags("format")
-	f := addNodeFlags(fs)
+	config := fs.String("config", "", "cluster config `FILE` (JSON)")
+	data := fs.String("data", "", "data `DIR` of this replica (created if missing)")
+	keyFile := fs.String("key-file", "", "32-byte `FILE`: encrypt data at rest with AES-256-GCM (start needs the same)")
+	replica := fs.Int("replica", -1, "this node's replica `INDEX` in the config")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *f.config == "" || *f.data == "" || *f.replica < 0 {
+	if *config == "" || *data == "" || *replica < 0 {
 		return fmt.Errorf("format: -config, -data and -replica are required: %w", errUsage)
 	}
-	cfg, err := node.LoadConfig(*f.config)
+	cfg, err := node.LoadConfig(*config)
 	if err != nil {
 		return err
 	}
-	key, err := readKey(*f.keyFile)
+	key, err := readKey(*keyFile)
 	if err != nil {
 		return err
 	}
-	if err := node.Format(&cfg, node.Options{DataDir: *f.data, Replica: *f.replica, Key: key}); err != nil {
+	if err := node.Format(&cfg, node.Options{DataDir: *data, Replica: *replica, Key: key}); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "formatted replica %d of cluster %d (%d shards) in %s\n", *f.replica, cfg.Cluster, cfg.Shards, *f.data)
+	fmt.Fprintf(stdout, "formatted replica %d of cluster %d (%d shards) in %s\n", *replica, cfg.Cluster, cfg.Shards, *data)
 	return nil
 }
 

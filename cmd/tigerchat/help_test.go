@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -26,5 +27,41 @@ func TestCommandHelp(t *testing.T) {
 	var stderr strings.Builder
 	if code := run([]string{"edge", "-no-such-flag"}, io.Discard, &stderr); code != 2 || stderr.Len() == 0 {
 		t.Fatalf("bad flag: exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// Every flag a command prints with -h is in the operator docs (edge flags
+// may be in docs/protocol.md instead).
+func TestEveryFlagDocumented(t *testing.T) {
+	ops, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proto, err := os.ReadFile("../../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flagLine := regexp.MustCompile(`(?m)^  (-[a-z0-9-]+)`)
+	for _, cmd := range []string{"keygen", "format", "start", "edge", "dev"} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout := os.Stdout
+		os.Stdout = w
+		run([]string{cmd, "-h"}, io.Discard, io.Discard)
+		os.Stdout = stdout
+		w.Close()
+		out, _ := io.ReadAll(r)
+		flags := flagLine.FindAllStringSubmatch(string(out), -1)
+		if len(flags) == 0 {
+			t.Fatalf("%s -h printed no flags: %s", cmd, out)
+		}
+		for _, f := range flags {
+			doc := regexp.MustCompile(regexp.QuoteMeta(f[1]) + `\b`)
+			if !doc.Match(ops) && !(cmd == "edge" && doc.Match(proto)) {
+				t.Errorf("tigerchat %s %s is not in docs/operations.md", cmd, f[1])
+			}
+		}
 	}
 }

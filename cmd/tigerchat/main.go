@@ -3,7 +3,7 @@
 //
 //	tigerchat keygen -out node.pem                 create an identity (Ed25519 key + pinned certificate)
 //	tigerchat format -config C -replica N -data D  create a replica's data files (refuses to overwrite)
-//	tigerchat start  -config C -replica N -data D -identity F [-http ADDR]
+//	tigerchat start  -config C -replica N -data D -identity F [-http ADDR] [-log-format json]
 //	tigerchat edge   -config C -identity F -auth A [-listen ADDR]   the client gateway
 //	tigerchat dev    [-dir D] [-shards N]          a complete local cluster on 127.0.0.1
 //	tigerchat version
@@ -79,19 +79,24 @@ func usage(w io.Writer) {
 Usage:
   tigerchat keygen -out FILE                       create a node identity; prints its fingerprint
   tigerchat format -config FILE -replica N -data DIR [-key-file FILE]
-  tigerchat start  -config FILE -replica N -data DIR -identity FILE [-key-file FILE] [-http ADDR]
-  tigerchat edge   -config FILE -identity FILE -auth FILE [-listen ADDR] [-user-rate N] [-ip-rate N] [-conns N] [-origins P] [-redis ADDR] [-post-batches N]
-  tigerchat dev    [-dir DIR] [-shards N] [-http ADDR] [-edge ADDR|off] [-redis ADDR]   local cluster: 3 replicas + an edge on 127.0.0.1
+  tigerchat start  -config FILE -replica N -data DIR -identity FILE [-key-file FILE] [-http ADDR] [-log-format text|json]
+  tigerchat edge   -config FILE -identity FILE -auth FILE [-listen ADDR] [-tls-cert F -tls-key F] [-h3 ADDR] [-user-rate N] [-ip-rate N]
+                   [-conns N] [-conns-per-ip N] [-origins P] [-trusted-proxies CIDRS] [-redis ADDR] [-post-batches N] [-log-format text|json]
+  tigerchat dev    [-dir DIR] [-shards N] [-http ADDR] [-edge ADDR|off] [-tls=false] [-redis ADDR]   local cluster: 3 replicas + an edge on 127.0.0.1
   tigerchat version
 
 Each command prints its flags with -h.
 
 HTTP (start, dev): GET /healthz is 200 only when every shard has a primary
-and has committed; GET /status lists every shard replica as JSON; GET /metrics
-exposes counters in the Prometheus text format.
+and has committed; GET /readyz also needs the node undrained; GET /status
+lists every shard replica as JSON; GET /metrics exposes metrics in the
+Prometheus text format. Admin actions (POST /drain, /undrain, /step-down)
+need TLS on the same port and a pinned operator (see tigerctl and
+docs/operations.md). SIGTERM stops a node or an edge cleanly.
 
 Edge (edge, dev): the client API of docs/protocol.md — WebSocket /v1/ws,
-REST /v1/..., server-sent events, a demo page at / and /metrics. Several
+REST /v1/..., server-sent events, a demo page at /, /healthz, /readyz and
+/metrics; https and wss with -tls-cert/-tls-key (reloaded on SIGHUP). Several
 edges of one cluster fan out committed messages through Redis pub/sub with
 -redis ADDR (host:port or a redis:// URL); without it an edge uses an
 in-process bus.
