@@ -32,8 +32,8 @@ type Cluster struct {
 	// holds it as a PEM identity file.
 	Operator     transport.Identity
 	OperatorPath string
-	procs      []*exec.Cmd
-	httpAddrs  []string
+	procs        []*exec.Cmd
+	httpAddrs    []string
 }
 
 // Build compiles cmd/tigerchat into dir and returns the binary's path.
