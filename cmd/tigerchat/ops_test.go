@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/quic-go/quic-go/http3"
+
+	"tigerchat/runtime/testcluster"
 )
 
 // testCA makes a dev CA and an edge certificate for 127.0.0.1 in a fresh
@@ -223,7 +225,7 @@ func TestEdgeHealthzFollowsCluster(t *testing.T) {
 		return time.Since(start)
 	}
 	waitStatus("/healthz", 200, 10*time.Second)
-	waitStatus("/readyz", 200, time.Second)
+	waitStatus("/readyz", 200, 10*time.Second)
 	c.KillAll()
 	took := waitStatus("/healthz", 503, 2*time.Second)
 	if status("/readyz") != 503 {
@@ -237,8 +239,9 @@ func TestEdgeHealthzFollowsCluster(t *testing.T) {
 }
 
 // Every metric of a node and of an edge parses with the Prometheus text
-// parser and has HELP and TYPE.
-func TestMetricsParse(t *testing.T) {
+// parser and has HELP and TYPE; the Grafana dashboard queries only metrics
+// they export.
+func TestMetricsParseAndDashboard(t *testing.T) {
 	c := startCluster(t, 3)
 	base := startEdgeProcess(t, c)
 	for name, url := range map[string]string{"node": "http://" + c.HTTPAddr(0) + "/metrics", "edge": base + "/metrics"} {
@@ -266,6 +269,7 @@ func TestMetricsParse(t *testing.T) {
 			}
 		}
 	}
+	checkDashboard(t, c, base)
 }
 
 func scrape(t *testing.T, url string) map[string]*dtoFamily {
@@ -283,10 +287,9 @@ func scrape(t *testing.T, url string) map[string]*dtoFamily {
 	return families
 }
 
-// The Grafana dashboard queries only metrics the servers export.
-func TestDashboardReferencesExportedMetrics(t *testing.T) {
-	c := startCluster(t, 3)
-	base := startEdgeProcess(t, c)
+// checkDashboard: docs/grafana-dashboard.json queries only metrics the
+// node and the edge export.
+func checkDashboard(t *testing.T, c *testcluster.Cluster, base string) {
 	exported := map[string]bool{}
 	for _, url := range []string{"http://" + c.HTTPAddr(0) + "/metrics", base + "/metrics"} {
 		for name, f := range scrape(t, url) {
