@@ -90,7 +90,8 @@ func (p *operatorPort) admin(name string, do action) http.HandlerFunc {
 		case aerr != nil:
 			status, answer = aerr.Status, aerr.Msg
 		default:
-			actor = "operator:" + operator
+			actor = "operator:" + operator.Name
+			args["operator_fingerprint"] = operator.Fingerprint
 			if q := r.URL.Query().Get("replica"); q != "" {
 				i, err := strconv.Atoi(q)
 				if err != nil || !p.hosts(i) {

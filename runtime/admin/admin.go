@@ -64,26 +64,30 @@ func (a *Authority) now() time.Time {
 	return time.Now()
 }
 
+// Operator is an authenticated operator: the config's name for it and its
+// certificate fingerprint.
+type Operator struct{ Name, Fingerprint string }
+
 // Authenticate returns the operator behind r, or why not.
-func (a *Authority) Authenticate(r *http.Request) (string, *Error) {
+func (a *Authority) Authenticate(r *http.Request) (Operator, *Error) {
 	if r.TLS == nil {
-		return "", unauthorized("admin actions need TLS on the operator port (https://) with an operator certificate or an admin token; see docs/operations.md")
+		return Operator{}, unauthorized("admin actions need TLS on the operator port (https://) with an operator certificate or an admin token; see docs/operations.md")
 	}
 	if len(a.Operators) == 0 {
-		return "", forbidden("the cluster config pins no operators: add one to \"operators\" (tigerchat keygen prints its fingerprint)")
+		return Operator{}, forbidden("the cluster config pins no operators: add one to \"operators\" (tigerchat keygen prints its fingerprint)")
 	}
 	if len(r.TLS.PeerCertificates) > 0 {
 		fp := transport.Fingerprint(r.TLS.PeerCertificates[0])
 		name, ok := a.Operators[fp]
 		if !ok {
-			return "", forbidden("client certificate %s… is not a pinned operator", fp[:16])
+			return Operator{}, forbidden("client certificate %s… is not a pinned operator", fp[:16])
 		}
-		return name, nil
+		return Operator{name, fp}, nil
 	}
 	auth := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || tok == "" {
-		return "", unauthorized("no operator identity: present an operator certificate or an admin token (Authorization: Bearer …, tigerctl token)")
+		return Operator{}, unauthorized("no operator identity: present an operator certificate or an admin token (Authorization: Bearer …, tigerctl token)")
 	}
 	return a.VerifyToken(tok)
 }
@@ -113,41 +117,46 @@ func MintToken(op transport.Identity, cluster uint64, ttl time.Duration, now tim
 
 // VerifyToken checks an admin token's signature, operator, cluster and
 // expiry (no leeway).
-func (a *Authority) VerifyToken(tok string) (string, *Error) {
+func (a *Authority) VerifyToken(tok string) (Operator, *Error) {
+	name, fp, err := a.verifyToken(tok)
+	return Operator{name, fp}, err
+}
+
+func (a *Authority) verifyToken(tok string) (string, string, *Error) {
 	rest, ok := strings.CutPrefix(tok, tokenPrefix)
 	body, sigText, ok2 := strings.Cut(rest, ".")
 	if !ok || !ok2 {
-		return "", forbidden("malformed admin token (mint one with tigerctl token)")
+		return "", "", forbidden("malformed admin token (mint one with tigerctl token)")
 	}
 	claimsJSON, err1 := base64.RawURLEncoding.DecodeString(body)
 	sig, err2 := base64.RawURLEncoding.DecodeString(sigText)
 	var c tokenClaims
 	if err1 != nil || err2 != nil || json.Unmarshal(claimsJSON, &c) != nil {
-		return "", forbidden("malformed admin token (mint one with tigerctl token)")
+		return "", "", forbidden("malformed admin token (mint one with tigerctl token)")
 	}
 	der, err := base64.StdEncoding.DecodeString(c.Cert)
 	if err != nil {
-		return "", forbidden("malformed admin token: certificate")
+		return "", "", forbidden("malformed admin token: certificate")
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return "", forbidden("malformed admin token: certificate: %v", err)
+		return "", "", forbidden("malformed admin token: certificate: %v", err)
 	}
 	pub, ok := cert.PublicKey.(ed25519.PublicKey)
 	if !ok || !ed25519.Verify(pub, []byte(tokenPrefix+body), sig) {
-		return "", forbidden("admin token signature does not verify")
+		return "", "", forbidden("admin token signature does not verify")
 	}
 	name, ok := a.Operators[transport.Fingerprint(cert)]
 	if !ok {
-		return "", forbidden("admin token signed by %s…, which is not a pinned operator", transport.Fingerprint(cert)[:16])
+		return "", "", forbidden("admin token signed by %s…, which is not a pinned operator", transport.Fingerprint(cert)[:16])
 	}
 	if c.Cluster != a.Cluster {
-		return "", forbidden("admin token is for cluster %d, this is cluster %d", c.Cluster, a.Cluster)
+		return "", "", forbidden("admin token is for cluster %d, this is cluster %d", c.Cluster, a.Cluster)
 	}
 	if now := a.now().Unix(); now >= c.Exp {
-		return "", unauthorized("admin token of operator %s expired %s ago: mint a new one", name, time.Duration(now-c.Exp)*time.Second)
+		return "", "", unauthorized("admin token of operator %s expired %s ago: mint a new one", name, time.Duration(now-c.Exp)*time.Second)
 	}
-	return name, nil
+	return name, transport.Fingerprint(cert), nil
 }
 
 // ServerTLS is the operator port's TLS config: the node's identity, and a
