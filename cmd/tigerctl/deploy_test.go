@@ -65,7 +65,8 @@ func TestDeployWalkthrough(t *testing.T) {
 		cmd := exec.Command(tigerchatBin, "start", "-config", config, "-replica", fmt.Sprint(i), "-data", filepath.Join(dir, fmt.Sprintf("data-%d", i)),
 			"-identity", filepath.Join(dir, fmt.Sprintf("node-%d.pem", i)), "-log-format", "json")
 		log, _ := os.OpenFile(filepath.Join(dir, fmt.Sprintf("node-%d.log", i)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		cmd.Stdout, cmd.Stderr = log, log
+		out, _ := os.OpenFile(filepath.Join(dir, fmt.Sprintf("node-%d.out", i)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		cmd.Stdout, cmd.Stderr = out, log // the banner; the log (stderr)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -216,6 +217,27 @@ func TestDeployWalkthrough(t *testing.T) {
 		h := call("GET", base+"/v1/rooms/lobby/messages?since=0", "", http.StatusOK)
 		if h["head_seq"] != float64(posted) {
 			t.Fatalf("%s: head %v, want %d posts", base, h["head_seq"], posted)
+		}
+	}
+	// Logs: JSON lines (-log-format json), a view change with its shard,
+	// replica and view, the admin requests with their actor.
+	for i := 0; i < 3; i++ {
+		data, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("node-%d.log", i)))
+		seen := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("node %d log line is not JSON: %q", i, line)
+			}
+			if m["msg"] == "view normal" && m["shard"] != nil && m["replica"] == float64(i) && m["view"] != nil {
+				seen["view"] = true
+			}
+			if m["msg"] == "admin action" && m["actor"] == "operator:alice" && m["action"] == "drain" {
+				seen["drain"] = true
+			}
+		}
+		if !seen["view"] || !seen["drain"] {
+			t.Fatalf("node %d log lacks a view change or alice's drain (%v):\n%s", i, seen, data)
 		}
 	}
 	// Every node's audit log names alice's drain and undrain, and the stop.
