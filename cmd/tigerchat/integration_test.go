@@ -265,9 +265,11 @@ func TestDrainMovesPrimaryAndIsAudited(t *testing.T) {
 	c := startCluster(t, 3)
 	cl := dial(t, c)
 	do(t, cl, chat.OperationCreateRoom, chat.EncodeCreateRoom(chat.CreateRoomRequest{Tenant: "acme", User: "ana", Room: "lobby"}))
-	primary := c.Primary(0)
-	if primary < 0 {
-		t.Fatal("no primary")
+	primary := -1
+	for deadline := time.Now().Add(20 * time.Second); primary < 0; time.Sleep(20 * time.Millisecond) {
+		if primary = c.Primary(0); primary < 0 && time.Now().After(deadline) {
+			t.Fatal("no primary")
+		}
 	}
 	// Over plain HTTP a drain is refused; over TLS as the pinned operator
 	// it is done.

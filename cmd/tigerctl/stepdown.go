@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 )
 
 func init() {
@@ -30,12 +32,26 @@ func cmdStepDown(c *ctx, args []string) error {
 	if err != nil || s < 0 || s >= cl.cfg.Shards {
 		return fmt.Errorf("step-down: SHARD %q must be a shard index, 0 to %d: %w", pos[0], cl.cfg.Shards-1, errUsage)
 	}
-	from, _ := primary(cl.statuses(), s)
-	if from < 0 {
-		return fmt.Errorf("shard %d has no primary now (a view change is under way?): nothing to step down", s)
-	}
-	if _, err := cl.post(from, fmt.Sprintf("/step-down?shard=%d&replica=%d", s, from)); err != nil {
-		return err
+	// Ask the shard's primary; if a view change is under way, or the
+	// primary moved between reading status and asking (409), look again
+	// (bounded).
+	from := -1
+	deadline := time.Now().Add(drainWait)
+	for {
+		from, _ = primary(cl.statuses(), s)
+		if from >= 0 {
+			_, err := cl.post(from, fmt.Sprintf("/step-down?shard=%d&replica=%d", s, from))
+			if err == nil {
+				break
+			}
+			if !strings.Contains(err.Error(), "answered 409") {
+				return err
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("shard %d has had no primary to step down for %v (a view change under way?)", s, drainWait)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	var res stepDownResult
 	_, ok := cl.wait(drainWait, func(sts []replicaStatus) bool {

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"time"
 
 	"tigerchat/model/placement"
 )
@@ -37,7 +38,10 @@ func cmdWhere(c *ctx, args []string) error {
 		return err
 	}
 	s := placement.Shard(tenant, pos[0], cl.cfg.Shards)
-	p, v := primary(cl.statuses(), s)
+	// During a view change the shard has no primary for a moment: wait
+	// up to 2 s for one.
+	sts, _ := cl.wait(2*time.Second, func(sts []replicaStatus) bool { p, _ := primary(sts, s); return p >= 0 })
+	p, v := primary(sts, s)
 	res := whereResult{Tenant: tenant, Room: pos[0], Shard: s, Primary: p, View: v}
 	if p >= 0 {
 		res.Addr = cl.cfg.Replicas[p].Addr
