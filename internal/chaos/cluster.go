@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"tigerchat/internal/bench/procs"
+	"tigerchat/runtime/admin"
 	"tigerchat/runtime/node"
 	"tigerchat/runtime/testcluster"
 	"tigerchat/runtime/transport"
@@ -321,10 +322,12 @@ func (c *cluster) status(i int) ([]node.Status, error) { return c.tc.Status(i) }
 
 func (c *cluster) httpAddr(i int) string { return c.tc.Config.Replicas[i].HTTPAddr }
 
-// post sends an operator POST to node i (drain, undrain).
+// post sends an operator POST to node i (drain, undrain): over TLS on its
+// operator port, as the test cluster's pinned operator.
 func (c *cluster) post(i int, path string) error {
-	client := http.Client{Timeout: 2 * time.Second}
-	resp, err := client.Post("http://"+c.httpAddr(i)+path, "text/plain", nil)
+	client := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: admin.ClientTLS(&c.tc.Operator, c.tc.Config.Replicas[i].Fingerprint)}}
+	resp, err := client.Post("https://"+c.httpAddr(i)+path, "text/plain", nil)
 	if err != nil {
 		return err
 	}
