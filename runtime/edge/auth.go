@@ -359,8 +359,17 @@ func Mint(alg, kid string, key any, tenant, user string, rooms []string, audienc
 func (k *Keyring) Leeway() time.Duration { return k.leeway }
 
 // untilExpiry is how long a stream authenticated by a token that expires
-// at exp stays open: the handshake accepted the token up to the leeway past
-// exp, so the stream's timer allows the same.
+// at exp stays open: until exp, on this edge's clock.
 func (e *Edge) untilExpiry(exp time.Time) time.Duration {
-	return time.Until(exp) + e.cfg.Keyring.Leeway()
+	return time.Until(exp)
+}
+
+// streamable refuses a token that has reached exp for a stream: the
+// keyring's clock-skew leeway admits it for one request, but a stream
+// would be closed (4001) at once and a client would reconnect in a loop.
+func streamable(s Session) *Error {
+	if !s.Expires.After(time.Now()) {
+		return errorf(CodeTokenExpired, "token expired (within the clock-skew leeway a request passes, but a stream needs a token before its exp: refresh it)")
+	}
+	return nil
 }

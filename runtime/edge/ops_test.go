@@ -13,20 +13,32 @@ import (
 	"github.com/coder/websocket"
 )
 
-// A token past exp but within the clock-skew leeway passes the handshake,
-// and the socket then serves: its expiry timer allows the same leeway.
-func TestTokenWithinLeewayIsNotClosedAtOnce(t *testing.T) {
+// A token past exp but within the clock-skew leeway passes a REST request,
+// but a stream refuses it at the handshake (token_expired) instead of
+// accepting it and closing it with 4001 at once, which made clients
+// reconnect in a loop.
+func TestTokenWithinLeewayRefusedForStreams(t *testing.T) {
 	te := newTestEdge(t, nil)
 	tok, err := Mint(AlgHS256, "", testSecret, "acme", "ana", []string{"*"}, AudienceDefault, -10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := te.dial(t, tok)
-	for i := 0; i < 3; i++ {
-		mustOK(t, w.do(map[string]any{"cmd": "ping"}))
+	req, _ := http.NewRequest("GET", te.srv.URL+"/v1/whoami", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := te.Metrics().TokenExpiries.Load(); n != 0 {
-		t.Fatalf("%d token expiries", n)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("REST within the leeway: %d", resp.StatusCode)
+	}
+	_, err = dialWS(te.srv.URL, tok)
+	if err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("WebSocket with a token past exp: %v, want a 401 refusal", err)
+	}
+	if te.Metrics().RefusedCount(CodeTokenExpired) == 0 || te.Metrics().TokenExpiries.Load() != 0 {
+		t.Fatalf("refusals %d, expiries %d", te.Metrics().RefusedCount(CodeTokenExpired), te.Metrics().TokenExpiries.Load())
 	}
 }
 

@@ -13,6 +13,9 @@ const sseHeartbeat = 15 * time.Second
 // reconnecting EventSource resumes with Last-Event-ID.
 func (e *Edge) serveSSE(w http.ResponseWriter, r *http.Request) {
 	sess, err := e.admit(r, true)
+	if err == nil {
+		err = streamable(sess)
+	}
 	if err != nil {
 		writeError(w, e.refuse(err))
 		return

@@ -64,6 +64,9 @@ type wsConn struct {
 
 func (e *Edge) serveWS(w http.ResponseWriter, r *http.Request) {
 	sess, err := e.admit(r, true)
+	if err == nil {
+		err = streamable(sess)
+	}
 	if err != nil {
 		writeError(w, e.refuse(err))
 		return
@@ -295,6 +298,9 @@ func (c *wsConn) handle(ctx context.Context, cmd *command) {
 // tenant and user, and moves the expiry.
 func (c *wsConn) auth(cmd *command) {
 	s, err := c.e.cfg.Keyring.Verify(cmd.Token)
+	if err == nil {
+		err = streamable(s)
+	}
 	if err != nil {
 		c.replyErr(cmd.ID, err)
 		return

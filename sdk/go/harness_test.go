@@ -201,7 +201,7 @@ func startDev(t *testing.T) *server {
 	edgeAddr := freeTCP(t)
 	s.edge = "http://" + edgeAddr
 	s.args = []string{"dev", "-dir", filepath.Join(dir, "data"), "-shards", "1", "-http", freeTCP(t),
-		"-base-port", fmt.Sprint(freeUDPBase(t)), "-edge", edgeAddr, "-edge-h3=false"}
+		"-base-port", fmt.Sprint(freeUDPBase(t)), "-edge", edgeAddr, "-edge-h3=false", "-tls=false"}
 	s.dev = startProc(t, dir, "dev", s.args...)
 	s.dev.waitLog(t, "ready in")
 	s.readSecret()

@@ -56,7 +56,7 @@ export class DevServer {
     s.dir = mkdtempSync(path.join(os.tmpdir(), "tigerchat-js-dev-"));
     const edge = await freeTCP();
     s.edge = "http://" + edge;
-    s.args = ["dev", "-dir", path.join(s.dir, "data"), "-shards", "1", "-http", await freeTCP(), "-base-port", String(await freeUDPBase()), "-edge", edge, "-edge-h3=false"];
+    s.args = ["dev", "-dir", path.join(s.dir, "data"), "-shards", "1", "-http", await freeTCP(), "-base-port", String(await freeUDPBase()), "-edge", edge, "-edge-h3=false", "-tls=false"];
     s.clients = [];
     cleanups.push(() => s.stop(true));
     await s._run();

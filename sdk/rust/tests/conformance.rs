@@ -67,7 +67,7 @@ impl Dev {
         let edge = free_tcp();
         let args: Vec<String> = vec![
             "dev".into(), "-dir".into(), dir.join("data").to_string_lossy().into(), "-shards".into(), "1".into(),
-            "-http".into(), free_tcp(), "-base-port".into(), free_udp_base().to_string(), "-edge".into(), edge.clone(), "-edge-h3=false".into(),
+            "-http".into(), free_tcp(), "-base-port".into(), free_udp_base().to_string(), "-edge".into(), edge.clone(), "-edge-h3=false".into(), "-tls=false".into(),
         ];
         let child = spawn(&dir, &args, 0);
         let auth: Value = serde_json::from_slice(&std::fs::read(dir.join("data/edge-auth.json")).unwrap()).unwrap();
