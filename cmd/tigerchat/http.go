@@ -342,6 +342,8 @@ func writeStorageMetrics(w io.Writer, all []storageSample) {
 		{"tigerchat_grid_cache_misses_total", promtext.Counter, "Grid block cache misses.", func(s *vsr.StorageStats) any { return s.Grid.CacheMisses }},
 		{"tigerchat_grid_blocks_corrupt_total", promtext.Counter, "Grid blocks found corrupt when read.", func(s *vsr.StorageStats) any { return s.Grid.Corrupt }},
 		{"tigerchat_grid_blocks_repaired_total", promtext.Counter, "Grid blocks repaired from peers.", func(s *vsr.StorageStats) any { return s.Grid.Repaired }},
+		{"tigerchat_grid_scrubs_total", promtext.Counter, "Scrubs of the durable checkpoint finished (after each open and state sync).", func(s *vsr.StorageStats) any { return s.Scrubs }},
+		{"tigerchat_grid_scrub_failed_total", promtext.Counter, "Blocks a scrub could neither read nor repair.", func(s *vsr.StorageStats) any { return s.ScrubFailed }},
 	}
 	for _, f := range families {
 		promtext.Family(w, f.name, f.typ, f.help)

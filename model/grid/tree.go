@@ -209,6 +209,7 @@ const walkInflightMax = 16
 // descend into a block's children; leaf kinds are never read.
 type Walk struct {
 	visit    func(Ref) bool
+	leaves   bool // read leaf blocks too (a scrub), not only interior ones
 	read     func(Ref, func(Block, error))
 	done     func(error)
 	queue    []Ref
@@ -242,7 +243,7 @@ func (w *Walk) pump() {
 	for len(w.queue) > 0 && w.inflight < walkInflightMax && w.failed == nil {
 		ref := w.queue[len(w.queue)-1]
 		w.queue = w.queue[:len(w.queue)-1]
-		if !w.visit(ref) || ref.Kind.Leaf() {
+		if !w.visit(ref) || ref.Kind.Leaf() && !w.leaves {
 			continue
 		}
 		w.inflight++
@@ -261,7 +262,7 @@ func (w *Walk) onRead(b Block, err error) {
 		if w.failed == nil {
 			w.failed = err
 		}
-	} else {
+	} else if b.bytes != nil { // a scrub passes an empty block for one it could not read
 		for i := b.Children() - 1; i >= 0; i-- {
 			w.queue = append(w.queue, b.Child(i))
 		}
@@ -313,4 +314,25 @@ func (b *Blob) Open(g *Grid, root Ref, done func([]byte, error)) {
 		b.owned = append(b.owned, refs...)
 		g.ReadData(root, done)
 	})
+}
+
+// Scrub reads and verifies every block of the tree at root, leaves
+// included, so that a block lost or rotten on this replica is repaired
+// from a peer now rather than when a read first needs it (after a crash
+// that cut the data file, say, or while the peers still hold it). It
+// calls done with the blocks it could not read or repair.
+func (g *Grid) Scrub(root Ref, done func(failed int)) {
+	failed := 0
+	w := g.NewWalk(func(Ref) bool { return true }, func(ref Ref, then func(Block, error)) {
+		g.Read(ref, func(b Block, err error) {
+			if err != nil {
+				failed++
+				b, err = Block{}, nil // keep walking the rest of the tree
+			}
+			then(b, err)
+		})
+	}, func(error) { done(failed) })
+	w.leaves = true
+	w.Add(root)
+	w.Start()
 }

@@ -172,9 +172,29 @@ func (r *Replica) openSessions(ref grid.Ref, done func(error)) {
 	})
 }
 
+// scrub reads every block of the durable checkpoint, leaves included, after
+// an open or a state sync: a block this replica lost (a data file cut
+// short, a rotten sector) is repaired from a peer now, while the peers
+// still hold it, instead of when a read first needs it.
+func (r *Replica) scrub() {
+	root := r.checkpointRoot
+	if r.scrubbing || root.IsZero() {
+		return
+	}
+	r.scrubbing = true
+	r.grid.Scrub(root, func(failed int) {
+		r.scrubbing = false
+		r.storage.Scrubs++
+		r.storage.ScrubFailed += uint64(failed)
+		r.event("scrub_done")
+	})
+}
+
 // StorageStats describe a replica's grid and its last checkpoint, for
 // metrics.
 type StorageStats struct {
+	Scrubs          uint64 // scrubs finished (one after each open and state sync)
+	ScrubFailed     uint64 // blocks a scrub could neither read nor repair
 	CheckpointOp    uint64
 	Checkpoints     uint64 // written since start (state syncs not counted)
 	CheckpointBytes uint64 // grid bytes the last checkpoint wrote

@@ -119,6 +119,8 @@ func (r *Replica) onStateOpened(done func()) func(error) {
 		r.smValid = err == nil
 		if err != nil {
 			r.event("checkpoint_corrupt") // state sync will replace it
+		} else {
+			r.scrub()
 		}
 		done()
 	}

@@ -389,6 +389,7 @@ func (r *Replica) installSync(s *blockSync) {
 			r.hooks.StateSync(s.op)
 		}
 		r.event("state_sync")
+		r.scrub()
 	})
 }
 

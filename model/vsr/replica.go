@@ -128,6 +128,7 @@ type Replica struct {
 	blockSync     *blockSync // a state sync under way
 	blockPeer     int        // the peer asked for the last block
 	storage       StorageStats
+	scrubbing     bool // a scrub of the durable checkpoint is under way
 
 	superblock      superblockWriter
 	checkpointWrite checkpointWrite
