@@ -77,7 +77,7 @@ bench-failover:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ ./cmd/tigerchat ./cmd/tigerbench
 	./$(BIN)/tigerbench failover -trials 20
 
-# Issue 7's scenarios against TigerChat alone, through the edge's public API
+# The benchmark scenarios against TigerChat alone, through the edge's public API
 # (publish, pipelined one shard / all shards / batched, fan-out, failover);
 # bounded, cleans up.
 # Extra flags: make bench BENCH_FLAGS='-seconds 5 -scenarios publish'.
@@ -86,7 +86,7 @@ bench:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ ./cmd/tigerchat ./cmd/tigerbench
 	./$(BIN)/tigerbench run $(BENCH_FLAGS)
 
-# TigerChat side by side with NATS JetStream and Centrifugo (issue 7): the
+# TigerChat side by side with NATS JetStream and Centrifugo: the
 # same workloads against each system in turn, on 127.0.0.1, bounded in time
 # (about 5 minutes on 2 cores), every process stopped by PID and every temp
 # dir removed, also on Ctrl-C. The peers are installed once into bench/.bin

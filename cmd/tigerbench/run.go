@@ -15,7 +15,7 @@ import (
 	"tigerchat/internal/bench/tiger"
 )
 
-// runSuite is `tigerbench run`: issue 7's scenarios (publish, pipelined on
+// runSuite is `tigerbench run`: the benchmark scenarios of docs/benchmarks.md (publish, pipelined on
 // one shard and on all shards, pipelined in post_batch commands, fan-out)
 // through the edge's public WebSocket API, against a cluster it starts (3
 // `tigerchat start` processes, fsync on every commit, and a `tigerchat

@@ -1,4 +1,4 @@
-// Package suite is the benchmark scenarios of issue 7 run against one or
+// Package suite is the benchmark scenarios (docs/benchmarks.md) run against one or
 // more systems: the flags, the runs, the JSON lines and the side-by-side
 // table. `tigerbench run` uses it for TigerChat alone; bench/cmd/compare
 // (its own module, which links the peers' clients) for TigerChat, NATS

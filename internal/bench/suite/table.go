@@ -224,7 +224,7 @@ func printTargets(w io.Writer, o Options, by map[string]map[string]load.Result) 
 		}
 		return "MISSED"
 	}
-	fmt.Fprintln(w, "Targets (issue 7):")
+	fmt.Fprintln(w, "Targets:")
 	if r, ok := tc(ScPublish); ok {
 		fmt.Fprintf(w, "- publish p99 ≤ 5 ms: %.2f ms — %s\n", r.P99Ms, verdict(r.P99Ms <= 5))
 		if n, ok := by[ScPublish]["nats-js"]; ok && n.Failed == "" {
