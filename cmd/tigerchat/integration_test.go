@@ -24,23 +24,10 @@ import (
 
 var binaryPath string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tigerchat-bin-")
-	if err != nil {
-		panic(err)
-	}
-	binaryPath, err = testcluster.Build("../..", dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testcluster.Main(m, "../..", "tigerchat-bin-", &binaryPath, nil) }
 
-// mediumWAL keeps data files small (256 WAL slots) with production chat
-// limits, so a room's whole test history stays readable in memory.
+// mediumWAL keeps the WAL small (256 slots, a checkpoint every 64 ops)
+// with production chat limits, so tests cross checkpoints quickly.
 func mediumWAL(c *node.ClusterConfig) {
 	c.Profile = ""
 	c.SlotCount = 256
@@ -49,20 +36,7 @@ func mediumWAL(c *node.ClusterConfig) {
 
 func startCluster(t *testing.T, replicas int) *testcluster.Cluster {
 	t.Helper()
-	c, err := testcluster.New(binaryPath, t.TempDir(), replicas, 1, mediumWAL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.KillAll)
-	if err := c.StartAll(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.WaitHealthy(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return testcluster.Start(t, binaryPath, replicas, 1, mediumWAL)
 }
 
 func dial(t *testing.T, c *testcluster.Cluster) *client.Client {

@@ -25,43 +25,18 @@ import (
 var tigerchatBin, tigerctlBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tigerctl-bin-")
-	if err != nil {
-		panic(err)
-	}
-	tigerchatBin, err = testcluster.Build("../..", dir)
-	if err == nil {
+	testcluster.Main(m, "../..", "tigerctl-bin-", &tigerchatBin, func(dir string) error {
 		tigerctlBin = filepath.Join(dir, "tigerctl")
-		out, berr := exec.Command("go", "build", "-o", tigerctlBin, ".").CombinedOutput()
-		if berr != nil {
-			err = fmt.Errorf("build tigerctl: %v\n%s", berr, out)
+		if out, err := exec.Command("go", "build", "-o", tigerctlBin, ".").CombinedOutput(); err != nil {
+			return fmt.Errorf("build tigerctl: %v\n%s", err, out)
 		}
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+		return nil
+	})
 }
 
 func startCluster(t *testing.T, shards int) *testcluster.Cluster {
 	t.Helper()
-	c, err := testcluster.New(tigerchatBin, t.TempDir(), 3, shards, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.KillAll)
-	if err := c.StartAll(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := c.WaitHealthy(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return testcluster.Start(t, tigerchatBin, 3, shards, nil)
 }
 
 // ctl runs the tigerctl binary against c's config and returns its stdout,

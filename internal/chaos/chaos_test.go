@@ -3,7 +3,6 @@ package chaos
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -17,20 +16,7 @@ import (
 
 var binaryPath string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tigerchaos-bin-")
-	if err != nil {
-		panic(err)
-	}
-	binaryPath, err = testcluster.Build("../..", dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testcluster.Main(m, "../..", "tigerchaos-bin-", &binaryPath, nil) }
 
 // TestChaosShort is the bounded version of `make chaos` that the fast
 // suite runs: 45 s of faults and posts from a fixed seed (CHAOS_SEED

@@ -40,13 +40,11 @@ func (m *Machine) Snapshot(buf []byte) []byte { return m.appendSnapshot(buf, sna
 // appendSnapshot appends the state in the given version of the format
 // (tests write version 1 to check that Restore still reads it).
 func (m *Machine) appendSnapshot(buf []byte, version uint8) []byte {
-	start := len(buf)
 	buf = binary.LittleEndian.AppendUint32(buf, snapshotMagic)
 	buf = binary.LittleEndian.AppendUint32(append(buf, version), uint32(len(m.rooms)))
 	for _, r := range m.rooms {
 		buf = appendRoom(buf, r, version)
 	}
-	_ = start
 	return buf
 }
 

@@ -174,8 +174,9 @@ func (c *Config) GridConfig() grid.Config {
 // Validate checks bounds and the relationships between them.
 func (c *Config) Validate() error {
 	if c.MessageSizeMax >= model.SectorSize { // else the check below reports it
-		if gc := c.GridConfig(); gc.Validate() != nil {
-			return gc.Validate()
+		gc := c.GridConfig()
+		if err := gc.Validate(); err != nil {
+			return err
 		}
 	}
 	switch {
