@@ -67,6 +67,7 @@ func (m *Machine) addMember(r *room, i int, user []byte, reply []byte) []byte {
 		return appendCode(reply, CodeMembersFull)
 	}
 	r.members = slices.Insert(r.members, i, string(user))
+	r.markDirty()
 	return appendAck(reply, len(r.members))
 }
 
@@ -82,6 +83,7 @@ func (m *Machine) applyLeave(q *request, reply []byte) []byte {
 		return appendCode(reply, CodeNotMember)
 	}
 	r.members = slices.Delete(r.members, i, i+1)
+	r.markDirty()
 	return appendAck(reply, len(r.members))
 }
 
