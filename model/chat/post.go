@@ -42,6 +42,9 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 	}
 	key := digestKey(q.key)
 	if e, ok := r.dedup.lookup(key, nowNs, m.limits.IdempotencyWindowNs); ok {
+		if s := r.store(e.thread); s == nil || e.seq < s.firstSeq() {
+			return appendCode(reply, CodeDuplicateRemoved)
+		}
 		return appendPostReply(reply, e.seq, e.hash, e.timeNs, true)
 	}
 	ti, exists := 0, true
@@ -95,7 +98,7 @@ func (m *Machine) trim(r *room, threadID, headSeq uint64) {
 		return
 	}
 	s := r.store(threadID)
-	s.first = headSeq - ret + 1
+	s.first = max(s.first, headSeq-ret+1) // a raised retention never brings removed messages back
 	kept := r.messages[:0]
 	for _, e := range r.messages {
 		if e.thread == threadID && e.seq < s.first {

@@ -60,6 +60,10 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 		}
 	}
 	m.deleted = m.deleted[:0]
+	for _, ref := range m.releaseLater {
+		g.Release(ref)
+	}
+	m.releaseLater = m.releaseLater[:0]
 	for _, r := range m.rooms {
 		if r.dirty {
 			m.persistRoom(r)
@@ -324,7 +328,7 @@ func (m *Machine) restoreTables(tables *[tableCount]grid.Table) error {
 		return err
 	}
 	m.rooms, m.tenants, m.tables = next.rooms, next.tenants, *tables
-	m.deleted = m.deleted[:0]
+	m.deleted, m.releaseLater = m.deleted[:0], m.releaseLater[:0]
 	return nil
 }
 

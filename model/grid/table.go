@@ -21,6 +21,11 @@ import (
 // has_ref u8 | value u32-prefixed). Index node (KindTableIndex): children
 // = the pages or index nodes below, in key order; no data.
 type Table struct {
+	// PageBytesMax bounds a page's bytes after the block header (0: one
+	// sector, TablePageBytesMax); an item may take a quarter of it. Set it
+	// before the first use; it must fit a block.
+	PageBytesMax int
+
 	pages   []*tablePage
 	levels  [][]tableNode // index nodes of the last checkpoint, level 0 above the pages
 	dropped []Ref         // pages merged away or emptied since the last checkpoint
@@ -63,7 +68,20 @@ type tableNode struct {
 // block header, so that a changed page costs one sector of I/O.
 const TablePageBytesMax = 4096 - HeaderSize
 
-const tableItemBytesMax = TablePageBytesMax / 4
+func (t *Table) pageMax() int {
+	if t.PageBytesMax == 0 {
+		return TablePageBytesMax
+	}
+	return t.PageBytesMax
+}
+
+// ItemBytesMax is the largest item a table with this page size takes, as
+// counted in a page: key, value and framing (and a ref, if it has one).
+func ItemBytesMax(pageBytesMax int) int { return pageBytesMax / 4 }
+
+// ItemOverhead is the framing of an item in a page besides its key and
+// value.
+const ItemOverhead = 2 + 1 + 4
 
 // ErrTableMalformed is a table block that does not decode.
 var ErrTableMalformed = errors.New("grid: table block malformed")
@@ -109,8 +127,8 @@ func (t *Table) Get(key string) (*TableItem, bool) {
 // Set inserts or replaces an item; an item equal to the stored one changes
 // nothing, so its page stays clean. Value is copied.
 func (t *Table) Set(it TableItem) {
-	if n := it.encodedSize(); n > tableItemBytesMax {
-		panic(fmt.Sprintf("grid: table item of %d bytes exceeds %d", n, tableItemBytesMax))
+	if n := it.encodedSize(); n > ItemBytesMax(t.pageMax()) {
+		panic(fmt.Sprintf("grid: table item of %d bytes exceeds %d", n, ItemBytesMax(t.pageMax())))
 	}
 	if len(t.pages) == 0 {
 		t.changes++
@@ -135,7 +153,7 @@ func (t *Table) Set(it TableItem) {
 		page.size += it.encodedSize()
 	}
 	page.dirty = true
-	if page.size > TablePageBytesMax {
+	if page.size > t.pageMax() {
 		t.split(p)
 	}
 }
@@ -160,7 +178,7 @@ func (t *Table) split(p int) {
 	t.pages = append(t.pages, nil)
 	copy(t.pages[p+2:], t.pages[p+1:])
 	t.pages[p+1] = right
-	if page.size > TablePageBytesMax || right.size > TablePageBytesMax {
+	if page.size > t.pageMax() || right.size > t.pageMax() {
 		panic("grid: a table page split leaves a page over its size")
 	}
 }
@@ -189,11 +207,11 @@ func (t *Table) mergeSmall(p int) {
 		t.removePage(p)
 		return
 	}
-	if page.size > TablePageBytesMax/4 {
+	if page.size > t.pageMax()/4 {
 		return
 	}
 	for _, q := range [2]int{p + 1, p - 1} {
-		if q < 0 || q >= len(t.pages) || t.pages[q].size+page.size-4 > TablePageBytesMax {
+		if q < 0 || q >= len(t.pages) || t.pages[q].size+page.size-4 > t.pageMax() {
 			continue
 		}
 		lo, hi := min(p, q), max(p, q)
@@ -263,9 +281,11 @@ func (t *Table) Replace(prefix string, items []TableItem) {
 }
 
 // Checkpoint writes the pages that changed and the index nodes above them,
-// releases what they replace, and returns the table's root (zero when the
-// table is empty).
+// releases what they replace, and returns the table's root.
 func (t *Table) Checkpoint(g *Grid) Ref {
+	if t.pageMax() > g.Config().DataMax() {
+		panic(fmt.Sprintf("grid: table pages of %d bytes do not fit a block", t.pageMax()))
+	}
 	for _, ref := range t.dropped {
 		g.Release(ref)
 	}
@@ -283,7 +303,7 @@ func (t *Table) Checkpoint(g *Grid) Ref {
 		refs[i] = page.ref
 	}
 	level := 0
-	for len(refs) > 1 || (level == 0 && len(refs) == 1) {
+	for level == 0 || len(refs) > 1 {
 		refs = t.writeLevel(g, level, refs)
 		level++
 	}
@@ -293,10 +313,7 @@ func (t *Table) Checkpoint(g *Grid) Ref {
 		}
 	}
 	t.levels = t.levels[:level]
-	t.root = Ref{}
-	if len(refs) == 1 {
-		t.root = refs[0]
-	}
+	t.root = refs[0]
 	return t.root
 }
 
@@ -309,7 +326,7 @@ func (t *Table) writeLevel(g *Grid, level int, refs []Ref) []Ref {
 	per := g.Config().ChildrenMax()
 	old := t.levels[level]
 	next := make([]tableNode, 0, (len(refs)+per-1)/per)
-	for off := 0; off < len(refs); off += per {
+	for off := 0; off < len(refs) || (off == 0 && len(refs) == 0); off += per {
 		children := refs[off:min(off+per, len(refs))]
 		k := len(next)
 		if k < len(old) && refsEqual(old[k].children, children) {
@@ -411,14 +428,10 @@ func decodeTablePage(b Block) (*tablePage, error) {
 	return page, nil
 }
 
-// Open replaces the table with the one at root (zero: empty), reading
-// every page, and calls done.
+// Open replaces the table with the one at root, reading every page, and
+// calls done. PageBytesMax is kept.
 func (t *Table) Open(g *Grid, root Ref, done func(error)) {
-	*t = Table{root: root}
-	if root.IsZero() {
-		done(nil)
-		return
-	}
+	*t = Table{PageBytesMax: t.PageBytesMax, root: root}
 	t.openLevel(g, []Ref{root}, nil, done)
 }
 
@@ -446,6 +459,11 @@ func (t *Table) openLevel(g *Grid, refs []Ref, parents []tableNode, done func(er
 			}
 			if refs[0].Kind == KindTableLeaf {
 				done(t.openPages(refs, blocks))
+				return
+			}
+			if parents == nil && refs[0].Kind == KindTableIndex && blocks[0].Children() == 0 {
+				t.levels = [][]tableNode{{{ref: refs[0]}}} // an empty table
+				done(nil)
 				return
 			}
 			var below []Ref

@@ -144,8 +144,13 @@ func TestTableCheckpointWritesOnlyChangedPages(t *testing.T) {
 	for i := 0; i < 5000; i++ {
 		again.Delete(fmt.Sprintf("room-%06d", i))
 	}
-	if root := tableCheckpoint(t, g, d, again); !root.IsZero() || g.Used() != 0 {
-		t.Fatalf("emptied table: root %v, %d blocks used", root, g.Used())
+	root = tableCheckpoint(t, g, d, again)
+	if root.IsZero() || g.Used() != 1 {
+		t.Fatalf("emptied table: root %v, %d blocks used (want the empty root alone)", root, g.Used())
+	}
+	g.cache.reset()
+	if empty := tableOpen(t, g, d, root); empty.Len() != 0 {
+		t.Fatalf("an emptied table reopens with %d items", empty.Len())
 	}
 }
 
