@@ -42,7 +42,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	for _, c := range []struct {
-		name     string
+		name      string
 		v, lo, hi int
 	}{{"rooms", o.Rooms, 0, 1_000_000}, {"messages-per-room", o.MessagesPerRoom, 0, 100_000},
 		{"big-room", o.BigRoomMessages, 100, 10_000_000}, {"body-bytes", o.BodyBytes, 1, 4096},
