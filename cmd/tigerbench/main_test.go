@@ -103,11 +103,12 @@ func TestHistorySmall(t *testing.T) {
 		WarmP50    float64 `json:"warm_page_p50_ms"`
 		PageErrors int     `json:"page_errors"`
 		Sync       float64 `json:"sync_seconds"`
+		Verified   uint64  `json:"verified_after_kill"`
 	}
 	if err := json.Unmarshal([]byte(stdout.String()), &res); err != nil {
 		t.Fatalf("%v: %q", err, stdout.String())
 	}
-	if res.Messages != 500 || res.DiskBytes == 0 || res.WarmP50 <= 0 || res.PageErrors != 0 || res.Sync <= 0 {
+	if res.Messages != 500 || res.DiskBytes == 0 || res.WarmP50 <= 0 || res.PageErrors != 0 || res.Sync <= 0 || res.Verified < 500 {
 		t.Fatalf("history run: %+v", res)
 	}
 }

@@ -2,6 +2,8 @@ package tiger
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +22,7 @@ import (
 
 	"tigerchat/internal/bench/load"
 	"tigerchat/internal/bench/procs"
+	"tigerchat/model/chat"
 	"tigerchat/runtime/node"
 )
 
@@ -73,6 +76,10 @@ type HistoryResult struct {
 	CacheHitRatio   float64 `json:"cache_hit_ratio"` // of replica 0 over the whole run
 	SyncedReplica   int     `json:"synced_replica"`
 	SyncWaitedForOp uint64  `json:"synced_to_op"`
+	// VerifiedMessages: read back from seq 1, with verifying chains, from
+	// every room after kill -9 of every replica and a restart.
+	VerifiedMessages uint64  `json:"verified_after_kill"`
+	VerifySeconds    float64 `json:"verify_seconds"`
 }
 
 const pageMessages = 50
@@ -123,7 +130,144 @@ func (s *System) History(ctx context.Context, o HistoryOptions, log io.Writer) (
 		res.CacheHitRatio = float64(st.Grid.CacheHits) / float64(max(st.Grid.CacheHits+st.Grid.CacheMisses, 1))
 	}
 	fmt.Fprintf(log, "history: syncing a wiped replica\n")
-	return res, s.syncWiped(ctx, big, before, &res)
+	if err := s.syncWiped(ctx, big, before, &res); err != nil {
+		return res, err
+	}
+	fmt.Fprintf(log, "history: kill -9 of every replica, restart, and every room read from seq 1\n")
+	return res, s.verifyAfterKill(ctx, o, rooms, &res)
+}
+
+// verifyAfterKill kills every replica with SIGKILL, starts them again,
+// and reads every room from seq 1 through the edge: each must hold exactly
+// the messages the fill posted (the big room more: the posts that moved
+// the checkpoint), gapless, with a verifying hash chain.
+func (s *System) verifyAfterKill(ctx context.Context, o HistoryOptions, rooms []string, res *HistoryResult) error {
+	for _, p := range s.replicas {
+		p.Kill()
+	}
+	for i := range s.replicas {
+		if err := procs.Restart(s.replicas, i); err != nil {
+			return err
+		}
+	}
+	for i := range replicaCount {
+		if err := waitOK(ctx, "http://"+s.cluster.Config.Replicas[i].HTTPAddr+"/healthz"); err != nil {
+			return fmt.Errorf("replica %d not healthy after the restart: %w", i, err)
+		}
+	}
+	tok, err := s.token(publisher)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	var verified atomic.Uint64
+	client := &http.Client{Timeout: 30 * time.Second}
+	err = s.parallel(ctx, o.Writers, len(rooms), func(_ *conn, i int) error {
+		want := uint64(o.MessagesPerRoom)
+		if i == len(rooms)-1 {
+			want = uint64(o.BigRoomMessages)
+		}
+		n, err := readWhole(ctx, client, s.edgeAddr, tok, rooms[i])
+		if err != nil {
+			return err
+		}
+		if n < want || (i < len(rooms)-1 && n != want) {
+			return fmt.Errorf("room %s: %d messages read from seq 1 after the restart, %d posted", rooms[i], n, want)
+		}
+		verified.Add(n)
+		return nil
+	})
+	res.VerifiedMessages, res.VerifySeconds = verified.Load(), time.Since(t0).Seconds()
+	return err
+}
+
+// readWhole reads room from seq 1 to its head through the edge, verifying
+// the hash chain across pages, and returns how many messages it holds.
+func readWhole(ctx context.Context, client *http.Client, addr, tok, room string) (uint64, error) {
+	var prev chat.Message
+	n := uint64(0)
+	for from := uint64(1); ; {
+		url := fmt.Sprintf("http://%s/v1/rooms/%s/messages?from=%d&limit=%d", addr, room, from, chat.ReadLimitMax)
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := client.Do(req)
+		if err != nil {
+			return n, err
+		}
+		var page struct {
+			HeadSeq  uint64 `json:"head_seq"`
+			More     bool   `json:"more"`
+			Messages []struct {
+				Seq      uint64 `json:"seq"`
+				Hash     string `json:"hash"`
+				PrevHash string `json:"prev_hash"`
+				Author   string `json:"author"`
+				TimeNs   string `json:"time_ns"`
+				Key      string `json:"key"`
+				Body     string `json:"body"`
+				BodyB64  string `json:"body_b64"`
+			} `json:"messages"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return n, fmt.Errorf("room %s from seq %d: status %d, %v", room, from, resp.StatusCode, err)
+		}
+		msgs := make([]chat.Message, 0, len(page.Messages)+1)
+		if n > 0 {
+			msgs = append(msgs, prev) // chains the page to the previous one
+		}
+		for _, m := range page.Messages {
+			cm := chat.Message{Tenant: tenant, Room: room, Seq: m.Seq, Author: m.Author, Key: m.Key, Body: []byte(m.Body)}
+			if m.BodyB64 != "" {
+				if cm.Body, err = base64.StdEncoding.DecodeString(m.BodyB64); err != nil {
+					return n, err
+				}
+			}
+			cm.TimeNs, err = strconv.ParseInt(m.TimeNs, 10, 64)
+			if err == nil {
+				cm.Hash, err = parseHash(m.Hash)
+			}
+			if err == nil {
+				cm.PrevHash, err = parseHash(m.PrevHash)
+			}
+			if err != nil {
+				return n, fmt.Errorf("room %s seq %d: %w", room, m.Seq, err)
+			}
+			msgs = append(msgs, cm)
+		}
+		if err := chat.VerifyChain(msgs); err != nil {
+			return n, fmt.Errorf("room %s from seq %d: %w", room, from, err)
+		}
+		if len(page.Messages) == 0 {
+			if n != page.HeadSeq {
+				return n, fmt.Errorf("room %s: read %d messages from seq 1, head %d", room, n, page.HeadSeq)
+			}
+			return n, nil
+		}
+		n += uint64(len(page.Messages))
+		prev = msgs[len(msgs)-1]
+		if first := msgs[0].Seq; (n == uint64(len(page.Messages)) && first != 1) || prev.Seq != n {
+			return n, fmt.Errorf("room %s: page from %d ends at seq %d after %d messages", room, from, prev.Seq, n)
+		}
+		if !page.More {
+			if n != page.HeadSeq {
+				return n, fmt.Errorf("room %s: read %d messages from seq 1, head %d", room, n, page.HeadSeq)
+			}
+			return n, nil
+		}
+		from = n + 1
+	}
+}
+
+func parseHash(s string) (chat.Hash, error) {
+	var h chat.Hash
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(h) {
+		return h, fmt.Errorf("hash %q is not %d hex bytes", s, len(h))
+	}
+	copy(h[:], b)
+	return h, nil
 }
 
 // createRooms creates the rooms (the big one last) from Writers
