@@ -7,7 +7,7 @@ SWARM_NIGHTLY_COUNT ?= 30000
 CHAT_FAST_COUNT     ?= 100
 CHAT_NIGHTLY_COUNT  ?= 10000
 
-.PHONY: all build test test-go vet fmt-check run sim sim-swarm sim-nightly clean bench-failover bench test-sdk test-sdk-go test-sdk-js test-sdk-rust chaos chaos-nightly chaos-broken
+.PHONY: all build test test-go vet fmt-check run sim sim-swarm sim-nightly clean bench-failover bench bench-history test-sdk test-sdk-go test-sdk-js test-sdk-rust chaos chaos-nightly chaos-broken
 
 all: build
 
@@ -76,6 +76,14 @@ clean:
 bench-failover:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ ./cmd/tigerchat ./cmd/tigerbench
 	./$(BIN)/tigerbench failover -trials 20
+
+# History at scale (docs/benchmarks.md): one shard filled with 10^7
+# messages over 10^5 rooms and a room of 10^6, then disk, memory, pages
+# cold and warm, a wiped replica's sync, and every room read back after
+# kill -9 of every replica. HISTORY_FLAGS sizes it (tigerbench history -h).
+bench-history:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ ./cmd/tigerchat ./cmd/tigerbench
+	./$(BIN)/tigerbench history $(HISTORY_FLAGS)
 
 # The benchmark scenarios against TigerChat alone, through the edge's public API
 # (publish, pipelined one shard / all shards / batched, fan-out, failover);

@@ -31,6 +31,8 @@ const (
 	OperationReadBefore                                 // ReadRequest (Seq = end seq, exclusive, >= 1) → ReadReply: the newest Limit messages below Seq
 	OperationDeleteRoom                                 // MemberRequest → AckReply (0 members): the room and its history are gone
 	OperationSetRetention                               // SetRetentionRequest → AckReply (the room's members)
+	OperationReadMembers                                // DirectoryRequest → MembersReply (a page of a room's members)
+	OperationReadRooms                                  // DirectoryRequest (no room) → RoomsReply (a page of the user's rooms on this shard)
 	operationEnd
 )
 

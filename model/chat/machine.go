@@ -20,6 +20,7 @@ type Machine struct {
 	readBuf []byte     // the reply of the read being answered
 
 	tables       [tableCount]grid.Table // the state on disk (tables.go)
+	memberOf     grid.Table             // users\' rooms, in memory only (directory.go)
 	root         grid.Ref               // the last checkpoint's root
 	deleted      []string               // keys of rooms deleted since the last checkpoint
 	releaseLater []grid.Ref             // message blocks of deleted rooms, released at the next checkpoint
@@ -155,6 +156,9 @@ func (m *Machine) insertRoom(i int, r *room) {
 	copy(m.rooms[i+1:], m.rooms[i:])
 	m.rooms[i] = r
 	r.markDirty()
+	for _, u := range r.members {
+		m.indexMember(r, u, true)
+	}
 	t, ok := m.findTenant([]byte(r.tenant))
 	if !ok {
 		m.tenants = append(m.tenants, tenant{})

@@ -27,7 +27,8 @@ func (m *Machine) ReadOnly(operation uint8) bool { return IsRead(operation) }
 // the room snapshot. Clients use it to route and retry reads.
 func IsRead(operation uint8) bool {
 	switch operation {
-	case OperationReadRange, OperationReadLatest, OperationReadSince, OperationReadBefore, OperationRoomSnapshot:
+	case OperationReadRange, OperationReadLatest, OperationReadSince, OperationReadBefore, OperationRoomSnapshot,
+		OperationReadMembers, OperationReadRooms:
 		return true
 	}
 	return false
@@ -55,6 +56,11 @@ func (m *Machine) ReadAnyUser(operation uint8, body []byte, done func(reply []by
 }
 
 func (m *Machine) read(operation uint8, body []byte, retries int, anyUser bool, done func(reply []byte)) {
+	if operation == OperationReadMembers || operation == OperationReadRooms {
+		m.readBuf = m.readDirectory(operation, body, m.readBuf[:0])
+		done(m.readBuf)
+		return
+	}
 	plan, reply := m.planRead(operation, body, m.readBuf[:0], anyUser)
 	if plan == nil {
 		m.readBuf = reply
@@ -282,6 +288,9 @@ func (p *readPlan) finish(m *Machine, reply []byte) []byte {
 // applyRead answers a read inside Apply (a read op committed by an older
 // version): from memory only.
 func (m *Machine) applyRead(operation uint8, body, reply []byte) []byte {
+	if operation == OperationReadMembers || operation == OperationReadRooms {
+		return m.readDirectory(operation, body, reply)
+	}
 	plan, reply := m.planRead(operation, body, reply, false)
 	if plan == nil {
 		return reply

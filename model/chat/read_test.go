@@ -240,7 +240,7 @@ func TestBadReadsChangeNothing(t *testing.T) {
 func TestReadBeforeIsARead(t *testing.T) {
 	for op := uint8(0); op < operationEnd; op++ {
 		want := op == OperationReadRange || op == OperationReadLatest || op == OperationReadSince ||
-			op == OperationReadBefore || op == OperationRoomSnapshot
+			op == OperationReadBefore || op == OperationRoomSnapshot || op == OperationReadMembers || op == OperationReadRooms
 		if IsRead(op) != want || New(testLimits()).ReadOnly(op) != want {
 			t.Errorf("operation %d: IsRead %v, want %v", op, IsRead(op), want)
 		}

@@ -21,7 +21,7 @@ func parseRequest(operation uint8, b []byte) (request, Code) {
 	}
 	r := reader{b: b}
 	q.tenant, q.user = r.str(), r.str()
-	if operation != OperationOpenDirect {
+	if operation != OperationOpenDirect && operation != OperationReadRooms {
 		q.room = r.str()
 	}
 	switch operation {
@@ -29,6 +29,8 @@ func parseRequest(operation uint8, b []byte) (request, Code) {
 		q.flags, q.retention = r.u8(), r.u32()
 	case OperationSetRetention:
 		q.retention = r.u32()
+	case OperationReadMembers, OperationReadRooms:
+		q.other, q.limit = r.str(), r.u16() // other: the cursor
 	case OperationInvite, OperationOpenDirect:
 		q.other = r.str()
 	case OperationPost:
@@ -119,7 +121,7 @@ func (q *request) validate(l *Limits, operation uint8) Code {
 	if !validID(q.user) {
 		return CodeInvalidUser
 	}
-	if operation != OperationOpenDirect && !validID(q.room) {
+	if operation != OperationOpenDirect && operation != OperationReadRooms && !validID(q.room) {
 		return CodeInvalidRoom
 	}
 	switch operation {
@@ -138,6 +140,15 @@ func (q *request) validate(l *Limits, operation uint8) Code {
 	case OperationRoomSnapshot:
 		if q.limit > ReadLimitMax {
 			return CodeInvalidLimit
+		}
+	case OperationReadMembers, OperationReadRooms:
+		switch {
+		case !directoryLimitOK(q.limit):
+			return CodeInvalidLimit
+		case !validCursor(q.other) && operation == OperationReadMembers:
+			return CodeInvalidUser
+		case !validCursor(q.other):
+			return CodeInvalidRoom
 		}
 	}
 	return CodeOK

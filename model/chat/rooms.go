@@ -72,6 +72,7 @@ func (m *Machine) addMember(r *room, i int, user []byte, reply []byte) []byte {
 	}
 	r.members = slices.Insert(r.members, i, string(user))
 	r.markDirty()
+	m.indexMember(r, string(user), true)
 	return appendAck(reply, len(r.members))
 }
 
@@ -86,6 +87,7 @@ func (m *Machine) applyLeave(q *request, reply []byte) []byte {
 	if !member {
 		return appendCode(reply, CodeNotMember)
 	}
+	m.indexMember(r, r.members[i], false)
 	r.members = slices.Delete(r.members, i, i+1)
 	r.markDirty()
 	return appendAck(reply, len(r.members))
@@ -144,6 +146,9 @@ func (m *Machine) applyDeleteRoom(q *request, reply []byte) []byte {
 		m.releaseLater = appendStoreBlocks(m.releaseLater, &r.threads[j].store)
 	}
 	m.deleted = append(m.deleted, roomKey(r.tenant, r.id))
+	for _, u := range r.members {
+		m.indexMember(r, u, false)
+	}
 	m.rooms = slices.Delete(m.rooms, i, i+1)
 	t, ok := m.findTenant(q.tenant)
 	if !ok {

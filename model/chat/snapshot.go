@@ -119,6 +119,7 @@ func (m *Machine) Restore(snapshot []byte) error {
 		return err
 	}
 	m.rooms, m.tenants = next.rooms, next.tenants
+	m.rebuildMemberOf()
 	return nil
 }
 

@@ -329,6 +329,7 @@ func (m *Machine) restoreTables(tables *[tableCount]grid.Table) error {
 	}
 	m.rooms, m.tenants, m.tables = next.rooms, next.tenants, *tables
 	m.deleted, m.releaseLater = m.deleted[:0], m.releaseLater[:0]
+	m.rebuildMemberOf()
 	return nil
 }
 

@@ -33,6 +33,7 @@ type command struct {
 	From      *uint64         `json:"from,omitempty"`
 	Before    *uint64         `json:"before,omitempty"`
 	Limit     *int            `json:"limit,omitempty"`
+	After     string          `json:"after,omitempty"` // members, rooms: the cursor
 	Posts     []postItem      `json:"posts,omitempty"` // post_batch
 }
 
@@ -58,6 +59,8 @@ const (
 	cmdLeave       = "leave"
 	cmdDeleteRoom  = "delete_room"
 	cmdRetention   = "set_retention"
+	cmdMembers     = "members"
+	cmdRooms       = "rooms"
 	cmdInvite      = "invite"
 	cmdOpenDM      = "open_dm"
 	cmdPost        = "post"
@@ -72,6 +75,7 @@ var knownCommands = map[string]bool{
 	cmdAuth: true, cmdPing: true, cmdWhoami: true, cmdCreateRoom: true, cmdJoin: true,
 	cmdLeave: true, cmdInvite: true, cmdOpenDM: true, cmdPost: true, cmdPostBatch: true, cmdHistory: true,
 	cmdSnapshot: true, cmdSubscribe: true, cmdUnsubscribe: true, cmdDeleteRoom: true, cmdRetention: true,
+	cmdMembers: true, cmdRooms: true,
 }
 
 const (
@@ -157,6 +161,10 @@ func (e *Edge) exec(ctx context.Context, s *Session, c *command) (any, *Error) {
 		return e.openDM(ctx, s, c)
 	case cmdDeleteRoom, cmdRetention:
 		return e.roomPolicy(ctx, s, c)
+	case cmdMembers:
+		return e.members(ctx, s, c)
+	case cmdRooms:
+		return e.rooms(ctx, s, c)
 	case cmdPostBatch:
 		return e.postBatch(ctx, s, c)
 	case cmdPost:

@@ -36,6 +36,14 @@ func (c *cluster) call(ctx context.Context, tenant, room string, op uint8, body 
 	return c.replyBody(c.backend.Do(ctx, placement.Shard(tenant, room, c.shards), op, body))
 }
 
+// callShard is call for an operation not bound to one room: the caller
+// validated body and names the shard.
+func (c *cluster) callShard(ctx context.Context, shard int, op uint8, body []byte) ([]byte, *Error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return c.replyBody(c.backend.Do(ctx, shard, op, body))
+}
+
 // unanswered is the error of a request the cluster did not answer in time.
 func unanswered(timeout time.Duration, err error) *Error {
 	e := errorf(CodeUnavailable, "the cluster did not answer in %v: %v; retry (posts: with the same idempotency key)", timeout, err)

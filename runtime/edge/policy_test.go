@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -45,4 +46,58 @@ func TestRoomRetentionAndDelete(t *testing.T) {
 	mustOK(t, ws.do(map[string]any{"cmd": "delete_room", "room": "lobby"}))
 	expect(404, "unknown_room")(ana.call("GET", "/v1/rooms/lobby/messages?since=0", ""))
 	expect(404, "unknown_room")(ana.call("POST", "/v1/rooms/lobby/messages", `{"body":"m"}`))
+}
+
+// Members and the caller's rooms, paged, over REST and WebSocket.
+func TestDirectoryPaged(t *testing.T) {
+	te := newTestEdge(t, nil)
+	ana := &restClient{t: t, base: te.srv.URL, tok: token(t, "acme", "ana")}
+	for i := 0; i < 12; i++ {
+		if status, m := ana.call("POST", "/v1/rooms", fmt.Sprintf(`{"room":"room-%02d"}`, i)); status != 201 {
+			t.Fatalf("create: %d %v", status, m)
+		}
+	}
+	for i := 0; i < 5; i++ {
+		u := &restClient{t: t, base: te.srv.URL, tok: token(t, "acme", fmt.Sprintf("user-%d", i))}
+		if status, m := u.call("POST", "/v1/rooms/room-00/join", ""); status != 200 {
+			t.Fatalf("join: %d %v", status, m)
+		}
+	}
+	status, page := ana.call("GET", "/v1/rooms/room-00/members?limit=4", "")
+	if status != 200 || page["total"] != 6.0 || len(page["members"].([]any)) != 4 || page["more"] != true || page["next"] != "user-2" {
+		t.Fatalf("members page 1: %d %v", status, page)
+	}
+	status, page = ana.call("GET", "/v1/rooms/room-00/members?limit=4&after=user-2", "")
+	if members := page["members"].([]any); status != 200 || len(members) != 2 || members[0] != "user-3" || page["more"] != false {
+		t.Fatalf("members page 2: %d %v", status, page)
+	}
+	var rooms []string
+	after := ""
+	for pages := 0; pages < 5; pages++ {
+		status, page = ana.call("GET", "/v1/rooms?limit=5&after="+after, "")
+		if status != 200 {
+			t.Fatalf("rooms: %d %v", status, page)
+		}
+		for _, r := range page["rooms"].([]any) {
+			rooms = append(rooms, r.(map[string]any)["room"].(string))
+		}
+		if page["more"] != true {
+			break
+		}
+		after = page["next"].(string)
+	}
+	if len(rooms) != 12 || rooms[0] != "room-00" || rooms[11] != "room-11" {
+		t.Fatalf("ana's rooms: %v", rooms)
+	}
+	ws := te.dial(t, token(t, "acme", "user-1"))
+	r := mustOK(t, ws.do(map[string]any{"cmd": "rooms"}))
+	if got := r["rooms"].([]any); len(got) != 1 || got[0].(map[string]any)["room"] != "room-00" {
+		t.Fatalf("user-1's rooms: %v", r)
+	}
+	if r := ws.do(map[string]any{"cmd": "members", "room": "room-00", "limit": 0}); errCode(r) != "invalid_limit" {
+		t.Fatalf("limit 0: %v", r)
+	}
+	if status, m := ana.call("GET", "/v1/rooms/nope/members", ""); status != 404 || errCode(m) != "unknown_room" {
+		t.Fatalf("members of an unknown room: %d %v", status, m)
+	}
 }

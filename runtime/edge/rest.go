@@ -43,6 +43,8 @@ func (e *Edge) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/rooms/{room}/join", e.rest(cmdJoin, noBody))
 	mux.HandleFunc("POST /v1/rooms/{room}/leave", e.rest(cmdLeave, noBody))
 	mux.HandleFunc("DELETE /v1/rooms/{room}", e.rest(cmdDeleteRoom, noBody))
+	mux.HandleFunc("GET /v1/rooms/{room}/members", e.rest(cmdMembers, parseDirectory))
+	mux.HandleFunc("GET /v1/rooms", e.rest(cmdRooms, parseDirectory))
 	mux.HandleFunc("PUT /v1/rooms/{room}/retention", e.rest(cmdRetention, parseRetention))
 	mux.HandleFunc("POST /v1/rooms/{room}/invite", e.rest(cmdInvite, parseInvite))
 	mux.HandleFunc("POST /v1/dms", e.rest(cmdOpenDM, parseOpenDM))

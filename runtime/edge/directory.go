@@ -1,0 +1,129 @@
+package edge
+
+import (
+	"context"
+	"net/http"
+	"slices"
+
+	"tigerchat/model/chat"
+)
+
+// The directory commands: a room's members and the caller's rooms, each
+// a page after a cursor (docs/protocol.md).
+
+const directoryLimitDef = 100
+
+type membersPageJSON struct {
+	Room    string   `json:"room"`
+	Total   uint32   `json:"total"`
+	Members []string `json:"members"`
+	More    bool     `json:"more"`
+	Next    string   `json:"next,omitempty"` // the cursor of the next page
+}
+
+type roomEntryJSON struct {
+	Room    string `json:"room"`
+	Private bool   `json:"private,omitempty"`
+	Audit   bool   `json:"audit,omitempty"`
+	Direct  bool   `json:"direct,omitempty"`
+}
+
+type roomsPageJSON struct {
+	Rooms []roomEntryJSON `json:"rooms"`
+	More  bool            `json:"more"`
+	Next  string          `json:"next,omitempty"`
+}
+
+func directoryLimit(c *command) (uint16, *Error) {
+	n := directoryLimitDef
+	if c.Limit != nil {
+		n = *c.Limit
+	}
+	if n < 1 || n > chat.ReadLimitMax {
+		return 0, chatError(chat.CodeInvalidLimit)
+	}
+	return uint16(n), nil
+}
+
+func (e *Edge) members(ctx context.Context, s *Session, c *command) (any, *Error) {
+	if err := scoped(s, c.Room); err != nil {
+		return nil, err
+	}
+	limit, err := directoryLimit(c)
+	if err != nil {
+		return nil, err
+	}
+	q := chat.DirectoryRequest{Tenant: s.Tenant, User: s.User, Room: c.Room, After: c.After, Limit: limit}
+	b, err := e.cl.call(ctx, s.Tenant, c.Room, chat.OperationReadMembers, chat.EncodeDirectory(chat.OperationReadMembers, q))
+	if err != nil {
+		return nil, err
+	}
+	r, derr := chat.DecodeMembersReply(b)
+	if derr != nil {
+		return nil, errorf(CodeInternal, "malformed reply from the cluster")
+	}
+	page := membersPageJSON{Room: c.Room, Total: r.Total, Members: r.Members, More: r.More}
+	if page.Members == nil {
+		page.Members = []string{}
+	}
+	if r.More {
+		page.Next = r.Members[len(r.Members)-1]
+	}
+	return page, nil
+}
+
+// rooms asks every shard for the caller's rooms after the cursor and
+// merges the pages: the first limit ids in order, more when any shard had
+// more or the merge left some out.
+func (e *Edge) rooms(ctx context.Context, s *Session, c *command) (any, *Error) {
+	limit, err := directoryLimit(c)
+	if err != nil {
+		return nil, err
+	}
+	q := chat.DirectoryRequest{Tenant: s.Tenant, User: s.User, After: c.After, Limit: limit}
+	body := chat.EncodeDirectory(chat.OperationReadRooms, q)
+	if code := chat.Validate(&e.cl.limits, chat.OperationReadRooms, body); code != chat.CodeOK {
+		return nil, chatError(code)
+	}
+	var all []chat.RoomEntry
+	more := false
+	for shard := 0; shard < e.cl.shards; shard++ {
+		b, err := e.cl.callShard(ctx, shard, chat.OperationReadRooms, body)
+		if err != nil {
+			return nil, err
+		}
+		r, derr := chat.DecodeRoomsReply(b)
+		if derr != nil {
+			return nil, errorf(CodeInternal, "malformed reply from the cluster")
+		}
+		all, more = append(all, r.Rooms...), more || r.More
+	}
+	slices.SortFunc(all, func(a, b chat.RoomEntry) int {
+		switch {
+		case a.Room < b.Room:
+			return -1
+		case a.Room > b.Room:
+			return 1
+		}
+		return 0
+	})
+	if len(all) > int(limit) {
+		all, more = all[:limit], true
+	}
+	page := roomsPageJSON{Rooms: make([]roomEntryJSON, 0, len(all)), More: more}
+	for _, r := range all {
+		page.Rooms = append(page.Rooms, roomEntryJSON{Room: r.Room, Private: r.Private, Audit: r.Audit, Direct: r.Direct})
+	}
+	if more && len(all) > 0 {
+		page.Next = all[len(all)-1].Room
+	}
+	return page, nil
+}
+
+func parseDirectory(r *http.Request, body []byte, c *command) *Error {
+	if err := noBody(r, body, c); err != nil {
+		return err
+	}
+	c.After = r.URL.Query().Get("after")
+	return parseThreadLimit(r, c)
+}
