@@ -445,7 +445,8 @@ var chatCoverageNames = []string{
 	"create", "create_exists", "join", "late_join", "post", "post_thread", "retry_post",
 	"duplicate_post", "read_latest", "read_since", "read_range", "read_snapshot", "read_thread",
 	"evicted", "drain", "drain_primary_moved", "batch", "batch_post", "batch_refused_post",
-	"history_audit", "read_page",
+	"history_audit", "read_page", "policy_create", "policy_retention", "policy_delete",
+	"policy_trimmed_read", "policy_deleted_read",
 }
 
 func (s *chatSubject) Coverage() map[string]uint64   { return s.coverage }

@@ -76,6 +76,7 @@ type chatWorkload struct {
 	readers     []bool             // per client: never joins, only reads
 	clients     []*chatClient
 	history     []checker.RoomOp
+	policy      []*chatPolicyRoom // per shard (chat_policy.go)
 }
 
 type chatRoom struct {
@@ -132,6 +133,7 @@ func newChatWorkload(s *chatSubject, r *prng.PRNG) *chatWorkload {
 	}
 	w.planRooms(r)
 	w.planMembers(r)
+	w.planPolicy()
 	return w
 }
 
@@ -148,7 +150,9 @@ func (w *chatWorkload) planRooms(r *prng.PRNG) {
 		if perTenant[tenant] == nil {
 			perTenant[tenant] = make([]int, w.s.shards)
 		}
-		if used[[2]string{tenant, id}] || perShard[sh] >= w.s.limits.RoomsMax ||
+		// One room of each shard and one tenant are left for the policy
+		// rooms (chat_policy.go).
+		if used[[2]string{tenant, id}] || perShard[sh] >= w.s.limits.RoomsMax-1 ||
 			perTenant[tenant][sh] >= w.s.limits.RoomsPerTenantMax {
 			return false
 		}
@@ -348,7 +352,7 @@ func (w *chatWorkload) see(room *chatRoom, thread, seq uint64, hash chat.Hash, k
 func (w *chatWorkload) checkMachine(sh int, m *chat.Machine, applied uint64) []string {
 	var out []string
 	for _, ref := range m.Rooms() {
-		if !slices.ContainsFunc(w.byShard[sh], func(r *chatRoom) bool { return r.tenant == ref.Tenant && r.id == ref.Room }) {
+		if ref.Tenant != chatPolicyTenant && !slices.ContainsFunc(w.byShard[sh], func(r *chatRoom) bool { return r.tenant == ref.Tenant && r.id == ref.Room }) {
 			out = append(out, fmt.Sprintf("room %s/%s exists, but no client created it on this shard", ref.Tenant, ref.Room))
 		}
 	}
@@ -444,6 +448,7 @@ const (
 	chatPost
 	chatRead
 	chatBatch
+	chatPolicyOp // a request on a policy room (chat_policy.go)
 )
 
 type chatPending struct {
@@ -456,6 +461,8 @@ type chatPending struct {
 	history   int      // index into w.history; -1 for create, join and batch
 	call      model.Tick
 	batch     []chatBatchItem
+	policy    *chatPolicyRoom // chatPolicyOp
+	policyKey string          // chatPolicyOp post
 }
 
 // chatBatchItem is one post of a batch: a key of a room, or (key nil) a
@@ -523,6 +530,9 @@ func (ss *chatSession) act() {
 	w, cl := ss.cl.w, ss.cl
 	rooms := w.byShard[ss.shard]
 	if len(rooms) == 0 {
+		return
+	}
+	if ss.policyAct() {
 		return
 	}
 	now := w.s.c.Now()
@@ -762,7 +772,7 @@ func (ss *chatSession) onReply(p *chatPending, id checker.RequestID, reply vsr.R
 		w.unknown(p)
 		return
 	}
-	if p.kind != chatRead {
+	if p.kind != chatRead && !chat.IsRead(p.operation) {
 		w.durabilityAck(ss.shard, id, reply.Op) // reads are never committed
 	}
 	switch p.kind {
@@ -774,6 +784,8 @@ func (ss *chatSession) onReply(p *chatPending, id checker.RequestID, reply vsr.R
 		ss.onBatch(p, reply)
 	case chatRead:
 		ss.onRead(p, reply)
+	case chatPolicyOp:
+		ss.onPolicy(p, reply)
 	}
 }
 

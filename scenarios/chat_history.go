@@ -57,6 +57,7 @@ func (s *chatSubject) auditHistory() bool {
 				}
 			}
 		}
+		s.auditPolicy()
 		s.coverage["chat:history_audit"]++
 	}
 	if a.pending > 0 {
