@@ -99,7 +99,7 @@ func (s *deliverySubject) Setup(c *Cluster) error {
 		HoldTicks:     r.Range(1, 20),
 		PollTicks:     r.Range(20, 300),
 		FillRoundsMax: int(r.Range(1, 8)),
-		ReadLimitMax:  int(r.Range(2, 32)),
+		ReadLimitMax:  int(r.Range(8, 64)),
 		Mutation:      mutation,
 	}
 	s.world = newDeliveryWorld(s, r, s.dcfg.ReadLimitMax)
@@ -282,7 +282,7 @@ func (e *deliveryEdge) apply(log int, effects []delivery.Effect) {
 	for i := range effects {
 		f := &effects[i]
 		if f.Kind == delivery.EffectRead {
-			e.reads = append(e.reads, w.read(e, log, e.logs[log].m, f.Read))
+			e.reads = append(e.reads, w.read(e, log, e.logs[log].m, *f.Read))
 			continue
 		}
 		sub := e.find(log, f.Sub)

@@ -90,14 +90,14 @@ func (sub *deliverySub) free() int { return sub.capacity - len(sub.queue) }
 // Outboxes hold at least two reads and the reply, as the edge's outbox
 // (512 frames) holds two of its reads (256).
 func newDeliveryWorld(s *deliverySubject, r *prng.PRNG, readLimit int) *deliveryWorld {
-	w := &deliveryWorld{s: s, rng: r, postP: 0.02 + r.Float64()*0.15}
+	w := &deliveryWorld{s: s, rng: r, postP: 0.02 + r.Float64()*0.1}
 	for i := range 1 + r.IntN(deliveryLogsMax) {
 		l := &deliveryLog{room: fmt.Sprintf("room-%d", i)}
 		if r.Chance(0.6) {
 			l.retention = r.Range(4, 64) // far smaller than the run's posts
 		}
 		if r.Chance(deliverySlowLogChance) {
-			l.slowTicks = r.Range(5, 50)
+			l.slowTicks = r.Range(5, 30)
 		}
 		w.logs = append(w.logs, l)
 	}

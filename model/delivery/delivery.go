@@ -132,8 +132,8 @@ type Effect struct {
 	From, To uint64 // EffectTruncated
 	Since    uint64 // EffectAccepted: the position the subscriber starts after
 	Head     uint64 // EffectAccepted: the log's head when it was read
-	Read     Read
-	Reason   any // EffectClose
+	Read     *Read  // EffectRead (out of line: deliveries, the bulk, stay small)
+	Reason   any    // EffectClose
 }
 
 // Stats count what the machine saw, for metrics and coverage.
@@ -176,6 +176,7 @@ type Log struct {
 	sharedRounds int    // shared reads in a row for one fill
 	fillWanted   bool   // a shared read is due
 	fillBackoff  bool   // the last shared read failed: wait for a tick
+	fillMore     bool   // the last fill stopped with more to read: go on at the next tick
 	polled       uint64
 
 	held      []chat.Message // bus events ahead of last+1, ascending seq
@@ -249,17 +250,23 @@ func (l *Log) Tick(now uint64) []Effect {
 	l.catchUpAll()
 	l.skipAhead()
 	l.releaseHeld()
-	if len(l.held) > 0 && now-l.heldSince >= l.cfg.HoldTicks {
+	pollDue := now-l.polled >= l.cfg.PollTicks
+	holdDue := len(l.held) > 0 && now-l.heldSince >= l.cfg.HoldTicks
+	if len(l.held) > 0 && (holdDue || pollDue) {
+		// A held event's predecessor did not come by bus: read the gap.
 		l.Stats.BusGaps++
 		l.heldSince = now
-		if l.cfg.Mutation == MutationSkipGapFill {
+		if holdDue && l.cfg.Mutation == MutationSkipGapFill {
 			l.skipGap()
 		} else {
 			l.fillWanted = true
 		}
 	}
-	if now-l.polled >= l.cfg.PollTicks {
+	if pollDue {
 		l.polled, l.fillWanted = now, true
+	}
+	if l.fillMore {
+		l.fillMore, l.fillWanted = false, true
 	}
 	return l.end()
 }
@@ -349,7 +356,7 @@ func (l *Log) issue(r Read) ReadID {
 	if r.Limit < 1 || r.Limit > l.cfg.ReadLimitMax {
 		panic(fmt.Sprintf("delivery: read limit %d out of range", r.Limit))
 	}
-	l.effects = append(l.effects, Effect{Kind: EffectRead, Sub: r.Sub, Read: r})
+	l.effects = append(l.effects, Effect{Kind: EffectRead, Sub: r.Sub, Read: &r})
 	return r.ID
 }
 

@@ -60,7 +60,7 @@ func firstRead(t *testing.T, effects []Effect) Read {
 	t.Helper()
 	for _, e := range effects {
 		if e.Kind == EffectRead {
-			return e.Read
+			return *e.Read
 		}
 	}
 	t.Fatalf("no read in%s", kinds(effects))
@@ -140,7 +140,7 @@ func TestPollReadsWhatTheBusLost(t *testing.T) {
 	for now := uint64(1); now <= 10; now++ {
 		for _, e := range l.Tick(now) {
 			if e.Kind == EffectRead {
-				poll = e.Read
+				poll = *e.Read
 			}
 		}
 	}

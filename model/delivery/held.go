@@ -131,10 +131,15 @@ func (l *Log) onShared(r *Result) {
 	if v.HeadSeq == l.last && !l.hashKnown {
 		l.hash, l.hashKnown = v.HeadHash, true
 	}
+	// While the log has more, read on: at once up to FillRoundsMax reads
+	// in a row, then one round per tick.
 	l.sharedRounds++
-	if v.More && l.sharedRounds < l.cfg.FillRoundsMax {
+	switch {
+	case v.More && l.sharedRounds < l.cfg.FillRoundsMax:
 		l.fillWanted = true
-	} else {
+	case v.More:
+		l.sharedRounds, l.fillMore = 0, true
+	default:
 		l.sharedRounds = 0
 	}
 }
