@@ -152,3 +152,80 @@ func TestPollReadsWhatTheBusLost(t *testing.T) {
 		t.Fatalf("poll: %s", got)
 	}
 }
+
+// accept subscribes id from the head of msgs and answers its first read.
+func accept(t *testing.T, l *Log, id SubID, msgs []chat.Message) {
+	t.Helper()
+	r := firstRead(t, l.Subscribe(id, fmt.Sprint("user", id), true, 0, 100))
+	res := Result{ID: r.ID, View: view(msgs, 1, uint64(len(msgs)), 0)}
+	if got := kinds(l.Result(&res)); got != fmt.Sprintf(" accepted(%d,%d,%d)", id, len(msgs), len(msgs)) {
+		t.Fatalf("accept %d: %s", id, got)
+	}
+}
+
+// A resume whose first read never completes holds up nobody: the live
+// stream goes on to the subscribers in sync.
+func TestSlowReadHoldsUpNothing(t *testing.T) {
+	msgs := chain(5)
+	l := New(testConfig())
+	accept(t, l, 1, msgs[:2])
+	firstRead(t, l.Subscribe(2, "slow", false, 1, 100)) // never answered
+	for i := 2; i < 5; i++ {
+		if got, want := kinds(l.Bus(&msgs[i])), fmt.Sprintf(" deliver(1,%d)", i+1); got != want {
+			t.Fatalf("seq %d: %s, want %s", i+1, got, want)
+		}
+	}
+}
+
+// Duplicates are dropped, a bus event that does not chain is not delivered
+// (it costs a read), and one refused shared read closes the subscriber
+// whose rights it ran with, and only it.
+func TestDuplicatesForgeriesAndRefusals(t *testing.T) {
+	msgs := chain(3)
+	l := New(testConfig())
+	accept(t, l, 1, msgs[:1])
+	accept(t, l, 2, msgs[:1])
+	if got := kinds(l.Bus(&msgs[0])); got != "" {
+		t.Fatalf("duplicate: %s", got)
+	}
+	forged := msgs[1]
+	forged.Body = []byte("forged")
+	read := firstRead(t, l.Bus(&forged))
+	if read.Kind != ReadShared || l.Stats.BusHashMismatches != 1 {
+		t.Fatalf("forgery: read %+v, stats %+v", read, l.Stats)
+	}
+	res := Result{ID: read.ID, Failed: true, Reason: "not_member"}
+	effects := l.Result(&res)
+	if got := kinds(effects[:1]); got != fmt.Sprintf(" close(%d)", read.Sub) {
+		t.Fatalf("refusal: %s", kinds(effects))
+	}
+	again := firstRead(t, effects[1:]) // read again as the other subscriber
+	res = Result{ID: again.ID, View: view(msgs, 1, 1, 256)}
+	if got, want := kinds(l.Result(&res)), fmt.Sprintf(" deliver(%d,2) deliver(%d,3)", again.Sub, again.Sub); got != want {
+		t.Fatalf("fill: %s, want %s", got, want)
+	}
+}
+
+// A shared read that finds the log no longer holds the seqs after the
+// stream (retention) truncates every subscriber past them, once.
+func TestRetentionTruncatesTheStream(t *testing.T) {
+	msgs := chain(30)
+	l := New(testConfig())
+	accept(t, l, 1, msgs[:5])
+	var poll Read
+	for now := uint64(1); poll.ID == 0; now++ {
+		for _, e := range l.Tick(now) {
+			if e.Kind == EffectRead {
+				poll = *e.Read
+			}
+		}
+	}
+	res := Result{ID: poll.ID, View: view(msgs, 21, 5, 256)}
+	want := " truncated(1,6..20)"
+	for seq := 21; seq <= 30; seq++ {
+		want += fmt.Sprintf(" deliver(1,%d)", seq)
+	}
+	if got := kinds(l.Result(&res)); got != want {
+		t.Fatalf("got %s\nwant %s", got, want)
+	}
+}

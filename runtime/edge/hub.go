@@ -18,6 +18,7 @@ const (
 	trackerControlMax = 64  // queued subscribe/unsubscribe requests per log
 	trackerBusBuffer  = 256 // bus events buffered per log
 	trackerResultsMax = 64  // completed reads queued to a tracker
+	trackerReadsMax   = 16  // subscriber reads (first and catch-up) in flight per log; the shared read needs no slot
 	fillRoundsMax     = 8   // shared reads in a row while the log has more (each up to chat.ReadLimitMax)
 	outboxReserve     = 8   // outbox frames a catch-up leaves for replies
 	// catchUpInterval is the tracker's tick: lagging subscribers read
@@ -89,6 +90,7 @@ type tracker struct {
 	bus     bus.Subscription
 	holds   int // guarded by hub.mu: subscribers between acquire and release
 	results chan delivery.Result
+	slots   chan struct{} // one per subscriber read in flight
 
 	log      *delivery.Log
 	subs     map[delivery.SubID]*sub
@@ -170,7 +172,8 @@ func (h *hub) acquire(k logKey) (*tracker, *Error) {
 	}
 	cfg, tick := h.deliveryConfig()
 	t := &tracker{hub: h, key: k, ctl: make(chan func(), trackerControlMax), done: make(chan struct{}), bus: bs, holds: 1,
-		results: make(chan delivery.Result, trackerResultsMax), log: delivery.New(cfg), subs: map[delivery.SubID]*sub{}}
+		results: make(chan delivery.Result, trackerResultsMax), slots: make(chan struct{}, trackerReadsMax),
+		log: delivery.New(cfg), subs: map[delivery.SubID]*sub{}}
 	h.trackers[k] = t
 	h.m.Trackers.Add(1)
 	h.m.Subscriptions.Add(1)
@@ -347,13 +350,23 @@ func (t *tracker) end(s *sub, reason any) {
 }
 
 // read performs r on its own goroutine and hands the result back to the
-// tracker's loop. Reads in flight are bounded by the machine: one shared
-// read per log and one per subscriber.
+// tracker's loop. The machine issues one shared read per log and one read
+// per subscriber at most; of the latter, trackerReadsMax run at once (a
+// crowd resuming after an edge restart waits its turn), so the cluster sees
+// a bounded load and the shared read never waits behind them.
 func (t *tracker) read(r delivery.Read) {
 	if !r.Head {
 		t.hub.m.HistoryFills.Add(1)
 	}
 	go func() {
+		if r.Kind != delivery.ReadShared {
+			select {
+			case t.slots <- struct{}{}:
+				defer func() { <-t.slots }()
+			case <-t.done:
+				return
+			}
+		}
 		view, e := t.doRead(r)
 		res := delivery.Result{ID: r.ID, View: view}
 		if e != nil {
