@@ -19,11 +19,11 @@ func BenchmarkFanOut(b *testing.B) {
 			m := newMetrics()
 			h := &hub{m: m, poll: PollIntervalDefault, heldMax: 1, heldBytesMax: 1}
 			cfg, _ := h.deliveryConfig()
-			t := &tracker{hub: h, key: logKey{tenant: "t", room: "r"}, log: delivery.New(cfg), subs: map[delivery.SubID]*sub{}}
+			t := &tracker{hub: h, key: logKey{tenant: "t", room: "r"}, log: delivery.New(cfg)}
 			outs := make([]*outbox, n)
 			for i := range n {
-				s := &sub{id: delivery.SubID(i + 1), key: t.key, out: newOutbox(4, m), answer: make(chan *Error, 1)}
-				t.subs[s.id], outs[i] = s, s.out
+				s := &sub{key: t.key, out: newOutbox(4, m), answer: make(chan *Error, 1)}
+				t.subs, s.id, outs[i] = append(t.subs, s), delivery.SubID(i+1), s.out
 				// Subscribed from the head of an empty log.
 				first := t.log.Subscribe(s.id, "u", true, 0, 4)
 				t.apply(t.log.Result(&delivery.Result{ID: first[0].Read.ID, View: chat.LogView{FirstSeq: 1}}))

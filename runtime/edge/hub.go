@@ -71,7 +71,6 @@ type hub struct {
 	// heldMax and heldBytesMax bound the bus events a tracker holds behind
 	// a missing one (reorderHeldLimits).
 	heldMax, heldBytesMax int
-	subIDs                atomic.Uint64
 
 	mu       sync.Mutex
 	trackers map[logKey]*tracker
@@ -93,7 +92,8 @@ type tracker struct {
 	slots   chan struct{} // one per subscriber read in flight
 
 	log      *delivery.Log
-	subs     map[delivery.SubID]*sub
+	subs     []*sub // by id-1: ids are slots, reused once free
+	freeIDs  []delivery.SubID
 	ticks    uint64
 	stats    delivery.Stats // what the metrics already count
 	stopping bool
@@ -124,7 +124,6 @@ func (h *hub) subscribe(ctx context.Context, s *sub, since *uint64) *Error {
 	if e != nil {
 		return e
 	}
-	s.id = delivery.SubID(h.subIDs.Add(1))
 	s.answer = make(chan *Error, 1)
 	if !t.send(ctx, func() { t.add(s, since) }) {
 		h.release(t, s)
@@ -173,7 +172,7 @@ func (h *hub) acquire(k logKey) (*tracker, *Error) {
 	cfg, tick := h.deliveryConfig()
 	t := &tracker{hub: h, key: k, ctl: make(chan func(), trackerControlMax), done: make(chan struct{}), bus: bs, holds: 1,
 		results: make(chan delivery.Result, trackerResultsMax), slots: make(chan struct{}, trackerReadsMax),
-		log: delivery.New(cfg), subs: map[delivery.SubID]*sub{}}
+		log: delivery.New(cfg)}
 	h.trackers[k] = t
 	h.m.Trackers.Add(1)
 	h.m.Subscriptions.Add(1)
@@ -249,9 +248,16 @@ func (t *tracker) run(tickEvery time.Duration) {
 	}
 }
 
-// add starts s's subscription: the machine answers with its first read.
+// add starts s's subscription under a free id: the machine answers with
+// its first read.
 func (t *tracker) add(s *sub, since *uint64) {
-	t.subs[s.id] = s
+	if n := len(t.freeIDs); n > 0 {
+		s.id, t.freeIDs = t.freeIDs[n-1], t.freeIDs[:n-1]
+		t.subs[s.id-1] = s
+	} else {
+		t.subs = append(t.subs, s)
+		s.id = delivery.SubID(len(t.subs))
+	}
 	var from uint64
 	if since != nil {
 		from = *since
@@ -259,17 +265,32 @@ func (t *tracker) add(s *sub, since *uint64) {
 	t.apply(t.log.Subscribe(s.id, s.user, since == nil, from, t.room(s)))
 }
 
-// remove forgets s (its stream ended or gave up).
+// lookup is the subscriber of id, or nil.
+func (t *tracker) lookup(id delivery.SubID) *sub {
+	if id == 0 || int(id) > len(t.subs) {
+		return nil
+	}
+	return t.subs[id-1]
+}
+
+// remove forgets s (its stream ended or gave up, or the machine closed it)
+// and frees its id; a no-op if s is not (or no longer) here.
 func (t *tracker) remove(s *sub) {
-	delete(t.subs, s.id)
+	if t.lookup(s.id) != s {
+		return
+	}
+	t.subs[s.id-1] = nil
+	t.freeIDs = append(t.freeIDs, s.id)
 	t.log.Unsubscribe(s.id)
 }
 
 // onTick tells the machine how much each outbox takes, then ticks it.
 func (t *tracker) onTick() {
 	t.ticks++
-	for id, s := range t.subs {
-		t.log.OutboxFree(id, t.room(s))
+	for _, s := range t.subs {
+		if s != nil {
+			t.log.OutboxFree(s.id, t.room(s))
+		}
 	}
 	t.apply(t.log.Tick(t.ticks))
 }
@@ -302,7 +323,7 @@ func (t *tracker) apply(effects []delivery.Effect) {
 			t.read(*f.Read)
 			continue
 		}
-		s := t.subs[f.Sub]
+		s := t.lookup(f.Sub)
 		if s == nil {
 			continue
 		}
@@ -332,7 +353,7 @@ func (t *tracker) apply(effects []delivery.Effect) {
 // end drops s, which the machine closed: a refused first read fails its
 // subscribe; later, its stream is told why.
 func (t *tracker) end(s *sub, reason any) {
-	delete(t.subs, s.id)
+	t.remove(s)
 	e, ok := reason.(*Error)
 	if !ok {
 		e = errorf(CodeInternal, "subscription ended: %v", reason)
