@@ -30,10 +30,10 @@ const (
 )
 
 // reorderHeldLimits bounds the bus events a tracker holds behind a
-// missing one: at most reorderHeldMax, and half the messages and body
-// bytes a room keeps in the cluster's memory (chat.Limits RoomMessagesMax
-// and RoomBodyBytesMax), so that a tracker holds no more than a read of
-// recent history would bring back anyway.
+// missing one, and so its memory: at most reorderHeldMax events, and half
+// the messages and body bytes a room keeps in the cluster's memory
+// (chat.Limits RoomMessagesMax and RoomBodyBytesMax). A full hold reads
+// the gap at once.
 func reorderHeldLimits(l chat.Limits) (count, bytes int) {
 	return max(1, min(reorderHeldMax, l.RoomMessagesMax/2)), max(1, l.RoomBodyBytesMax/2)
 }
