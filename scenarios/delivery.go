@@ -41,7 +41,7 @@ func init() {
 	Register("delivery", SubjectFactory{
 		New: func(cfg Config) Subject { return newDeliverySubject(cfg) },
 		Mutations: []string{deliveryMutationHeldOutOfOrder, deliveryMutationSkipGapFill,
-			deliveryMutationResumePlusOne},
+			deliveryMutationResumePlusOne, deliveryMutationTrustRefusal},
 	})
 }
 
@@ -49,6 +49,7 @@ const (
 	deliveryMutationHeldOutOfOrder = "deliver-held-out-of-order"
 	deliveryMutationSkipGapFill    = "skip-gap-fill"
 	deliveryMutationResumePlusOne  = "resume-from-seq-plus-one"
+	deliveryMutationTrustRefusal   = "trust-bounded-refusal"
 	deliveryEdgesMax               = 3
 	deliveryBusEventBytes          = 10 // [log u8][seq u64][corrupt u8]
 )
@@ -58,12 +59,13 @@ var deliveryMutations = map[string]delivery.Mutation{
 	deliveryMutationHeldOutOfOrder: delivery.MutationDeliverHeldOutOfOrder,
 	deliveryMutationSkipGapFill:    delivery.MutationSkipGapFill,
 	deliveryMutationResumePlusOne:  delivery.MutationResumeFromSeqPlusOne,
+	deliveryMutationTrustRefusal:   delivery.MutationTrustBoundedRefusal,
 }
 
 // deliveryCoverageNames are the events a swarm of runs must hit.
 var deliveryCoverageNames = []string{
 	"bus-duplicate", "bus-event", "bus-gap", "bus-hash-mismatch", "bus-held", "catch-up-read",
-	"edge-crash", "filled", "read-retry", "read-slow", "read-stale", "resume", "shared-read",
+	"edge-crash", "filled", "read-behind", "read-confirm", "read-retry", "read-slow", "read-stale", "resume", "shared-read",
 	"skip-ahead", "slow-consumer", "subscribe-from-zero", "subscribe-head", "subscribe-since",
 	"disconnect", "truncated",
 }
@@ -295,8 +297,14 @@ func (e *deliveryEdge) apply(log int, effects []delivery.Effect) {
 		case delivery.EffectTruncated:
 			e.push(sub, deliveryFrame{kind: f.Kind, a: f.From, b: f.To})
 		case delivery.EffectAccepted:
+			sub.admitted = true
 			e.push(sub, deliveryFrame{kind: f.Kind, a: f.Since, b: f.Head})
 		case delivery.EffectClose:
+			if sub.admitted {
+				// Every user may read every room here: no refusal is deserved.
+				e.s.c.Violation(fmt.Sprintf("delivery: subscriber %d (%s, log %d, edge %d) ended by a refusal: %v",
+					sub.index, sub.user, sub.log, e.index, f.Reason))
+			}
 			l := e.logs[log]
 			l.subs = slices.DeleteFunc(l.subs, func(x *deliverySub) bool { return x == sub })
 			w.disconnect(sub, "closed")
@@ -339,6 +347,7 @@ func (e *deliveryEdge) account(l *deliveryEdgeLog) {
 		{"filled", now.FilledMessages, was.FilledMessages}, {"truncated", now.Truncations, was.Truncations},
 		{"catch-up-read", now.CatchUpReads, was.CatchUpReads}, {"shared-read", now.SharedReads, was.SharedReads},
 		{"skip-ahead", now.SkipsAhead, was.SkipsAhead}, {"read-retry", now.ReadRetries, was.ReadRetries},
+		{"read-confirm", now.Confirms, was.Confirms},
 	} {
 		if c.now > c.seen {
 			e.s.coverage[c.name] += c.now - c.seen

@@ -17,6 +17,7 @@ const (
 	deliveryBurstMax       = 6    // posts committed together, published in any order
 	deliveryReadFailure    = 0.03 // a read answered unavailable
 	deliveryReadStale      = 0.2  // a bounded read served by a replica behind the head
+	deliveryReadBehindMax  = 8    // how far behind the edge's seq that replica may be
 	deliverySlowLogChance  = 0.5  // a log whose reads are slow
 	deliveryCorruptBus     = 0.002
 	deliveryDisconnectRate = 0.002 // per subscriber and tick, in the fault phase
@@ -74,6 +75,7 @@ type deliverySub struct {
 	queue       []deliveryFrame
 	started     bool   // consumed the accepted frame of its first subscribe
 	accepted    bool   // consumed the accepted frame of this connection
+	admitted    bool   // the edge accepted this connection's subscription
 	start, last uint64 // position at the first subscribe; last seq consumed
 	delivered   uint64 // messages consumed
 	truncated   uint64 // seqs skipped by truncated events
@@ -195,9 +197,17 @@ func (w *deliveryWorld) read(e *deliveryEdge, li int, m *delivery.Log, q deliver
 		r.result.Failed, r.result.Reason = true, "seq_beyond_head"
 		return r
 	}
-	if q.Kind != delivery.ReadFirst && q.Seq < head && e.rng.Chance(deliveryReadStale) {
+	if q.Kind != delivery.ReadFirst && !q.Confirm && e.rng.Chance(deliveryReadStale) {
+		// A bounded read served by a replica behind the head, maybe even
+		// behind the seq the edge delivered (a new primary still applying).
+		stale := e.rng.Range(q.Seq-min(q.Seq, deliveryReadBehindMax), head)
+		if stale < q.Seq {
+			w.s.hit("read-behind")
+			r.result.Failed, r.result.Reason = true, "seq_beyond_head"
+			return r
+		}
 		w.s.hit("read-stale")
-		head = e.rng.Range(q.Seq, head)
+		head = stale
 	}
 	v := chat.LogView{Tenant: "acme", Room: l.room, HeadSeq: head, FirstSeq: firstRetained(head, l.retention)}
 	if head > 0 {
@@ -229,7 +239,7 @@ func (w *deliveryWorld) connect(sub *deliverySub) {
 	}
 	e := up[w.rng.IntN(len(up))]
 	w.nextID++
-	sub.id, sub.edge, sub.accepted, sub.queue = w.nextID, e.index, false, sub.queue[:0]
+	sub.id, sub.edge, sub.accepted, sub.admitted, sub.queue = w.nextID, e.index, false, false, sub.queue[:0]
 	head, since := false, sub.last
 	switch {
 	case sub.started:

@@ -44,6 +44,7 @@ const (
 	MutationDeliverHeldOutOfOrder          // a held bus event goes out before the gap before it is filled
 	MutationSkipGapFill                    // a gap behind held events is skipped, not read
 	MutationResumeFromSeqPlusOne           // a resume starts one seq after the one asked for
+	MutationTrustBoundedRefusal            // a refused bounded read ends a subscriber unconfirmed
 )
 
 // Config bounds the machine. Ticks are the driver's.
@@ -82,10 +83,12 @@ const (
 	// committed.
 	ReadFirst ReadKind = iota + 1
 	// ReadCatchUp is a lagging subscriber's ReadSince(Seq) with its own
-	// rights; Seq was delivered, so a bounded read suffices.
+	// rights; Seq was delivered, so a bounded read suffices (unless
+	// Confirm).
 	ReadCatchUp
 	// ReadShared is the log's ReadSince(Seq) after its last seq, as one
-	// subscriber's user (rotating): the poll and every gap fill.
+	// subscriber's user (rotating): the poll and every gap fill. Bounded
+	// too, unless Confirm.
 	ReadShared
 )
 
@@ -98,6 +101,13 @@ type Read struct {
 	Head  bool   // ReadFirst only: from the head (no since)
 	Seq   uint64 // ReadSince after this seq
 	Limit int    // 1..Config.ReadLimitMax
+	// Confirm asks for a linearizable read where a bounded one was
+	// refused. A bounded read is answered from whatever state the serving
+	// replica has applied, which can be behind what the edge delivered (a
+	// new primary still applying after a failover): it may say
+	// seq_beyond_head, unknown_room or not_member for state it has not
+	// reached. Only a linearizable read's refusal ends a subscriber.
+	Confirm bool
 }
 
 // Result is a completed read. A failed one is Retry (the cluster was
@@ -140,7 +150,7 @@ type Effect struct {
 type Stats struct {
 	BusEvents, BusDuplicates, BusHeld, BusGaps, BusHashMismatches uint64
 	FilledMessages, Truncations, CatchUpReads, SharedReads        uint64
-	SkipsAhead, ReadRetries, Refusals                             uint64
+	SkipsAhead, ReadRetries, Refusals, Confirms                   uint64
 }
 
 type subscriber struct {
@@ -155,6 +165,7 @@ type subscriber struct {
 	free     int    // frames its outbox takes now
 	catchUp  ReadID // its catch-up read in flight, 0 if none
 	catchSeq uint64 // the seq that read started after
+	catchLin bool   // that read is linearizable (Confirm)
 }
 
 // Log is the subscription state of one log on one edge.
@@ -173,6 +184,7 @@ type Log struct {
 	reader       int    // rotates the user a shared read runs as
 	shared       ReadID // the shared read in flight, 0 if none
 	sharedSub    SubID  // whose rights it runs with
+	sharedLin    bool   // it is linearizable (Confirm)
 	sharedRounds int    // shared reads in a row for one fill
 	fillWanted   bool   // a shared read is due
 	fillBackoff  bool   // the last shared read failed: wait for a tick
@@ -323,7 +335,7 @@ func (l *Log) begin() { l.effects, l.lastBegin = l.effects[:0], l.last }
 func (l *Log) end() []Effect {
 	l.releaseHeld()
 	if l.fillWanted && l.shared == 0 && !l.fillBackoff && l.accepted() > 0 {
-		l.issueShared()
+		l.issueShared(false)
 	}
 	l.invariants()
 	return l.effects

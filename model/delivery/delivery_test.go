@@ -178,8 +178,8 @@ func TestSlowReadHoldsUpNothing(t *testing.T) {
 }
 
 // Duplicates are dropped, a bus event that does not chain is not delivered
-// (it costs a read), and one refused shared read closes the subscriber
-// whose rights it ran with, and only it.
+// (it costs a read), and a shared read refused twice (bounded, then
+// linearizably) closes the subscriber whose rights it ran with, and only it.
 func TestDuplicatesForgeriesAndRefusals(t *testing.T) {
 	msgs := chain(3)
 	l := New(testConfig())
@@ -194,10 +194,17 @@ func TestDuplicatesForgeriesAndRefusals(t *testing.T) {
 	if read.Kind != ReadShared || l.Stats.BusHashMismatches != 1 {
 		t.Fatalf("forgery: read %+v, stats %+v", read, l.Stats)
 	}
+	// A bounded read's refusal is asked again, linearizably: the replica
+	// that served it may be behind. The confirmed refusal ends the reader.
 	res := Result{ID: read.ID, Failed: true, Reason: "not_member"}
+	confirm := firstRead(t, l.Result(&res))
+	if read.Confirm || !confirm.Confirm || confirm.Sub != read.Sub || confirm.Seq != read.Seq {
+		t.Fatalf("refusal %+v then %+v, want the same read confirmed", read, confirm)
+	}
+	res = Result{ID: confirm.ID, Failed: true, Reason: "not_member"}
 	effects := l.Result(&res)
 	if got := kinds(effects[:1]); got != fmt.Sprintf(" close(%d)", read.Sub) {
-		t.Fatalf("refusal: %s", kinds(effects))
+		t.Fatalf("confirmed refusal: %s", kinds(effects))
 	}
 	again := firstRead(t, effects[1:]) // read again as the other subscriber
 	res = Result{ID: again.ID, View: view(msgs, 1, 1, 256)}

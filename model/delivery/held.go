@@ -105,10 +105,16 @@ func (l *Log) onShared(r *Result) {
 	if r.Failed {
 		l.sharedRounds = 0
 		l.fillWanted = true
-		if r.Retry {
+		i := l.find(l.sharedSub)
+		switch {
+		case r.Retry:
 			l.Stats.ReadRetries++
 			l.fillBackoff = true
-		} else if i := l.find(l.sharedSub); i >= 0 {
+		case i < 0:
+		case !l.sharedLin && l.cfg.Mutation != MutationTrustBoundedRefusal:
+			l.Stats.Confirms++ // the replica may be behind: ask again, linearizably
+			l.issueSharedAs(l.subs[i], true)
+		default:
 			l.close(l.subs[i], r.Reason) // that user may no longer read the log
 		}
 		return
@@ -146,7 +152,7 @@ func (l *Log) onShared(r *Result) {
 
 // issueShared reads the log after its last seq as the next accepted
 // subscriber's user.
-func (l *Log) issueShared() {
+func (l *Log) issueShared(confirm bool) {
 	l.reader++
 	k := l.reader % l.accepted()
 	for _, s := range l.subs {
@@ -154,15 +160,22 @@ func (l *Log) issueShared() {
 			continue
 		}
 		if k == 0 {
-			l.fillWanted = false
-			l.Stats.SharedReads++
-			l.sharedSub = s.id
-			l.shared = l.issue(Read{Kind: ReadShared, Sub: s.id, User: s.user, Seq: l.last, Limit: l.cfg.ReadLimitMax})
+			l.issueSharedAs(s, confirm)
 			return
 		}
 		k--
 	}
 	panic("delivery: no accepted subscriber to read as")
+}
+
+func (l *Log) issueSharedAs(s *subscriber, confirm bool) {
+	if s.pending != 0 || l.shared != 0 {
+		panic(fmt.Sprintf("delivery: shared read as subscriber %d (pending %d) with read %d in flight", s.id, s.pending, l.shared))
+	}
+	l.fillWanted = false
+	l.Stats.SharedReads++
+	l.sharedSub, l.sharedLin = s.id, confirm
+	l.shared = l.issue(Read{Kind: ReadShared, Sub: s.id, User: s.user, Seq: l.last, Limit: l.cfg.ReadLimitMax, Confirm: confirm})
 }
 
 // invariants assert what every input leaves true.

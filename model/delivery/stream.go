@@ -43,6 +43,11 @@ func (l *Log) onCatchUp(s *subscriber, r *Result) {
 	switch {
 	case r.Failed && r.Retry:
 		l.Stats.ReadRetries++
+	case r.Failed && !s.catchLin && l.cfg.Mutation != MutationTrustBoundedRefusal:
+		if s.last < l.last { // still behind: ask again, linearizably
+			l.Stats.Confirms++
+			l.issueCatchUp(s, true)
+		}
 	case r.Failed:
 		l.close(s, r.Reason)
 	case s.last == s.catchSeq:
@@ -59,10 +64,14 @@ func (l *Log) catchUpAll() {
 		if s.pending != 0 || s.catchUp != 0 || s.last >= l.last || s.free == 0 {
 			continue
 		}
-		l.Stats.CatchUpReads++
-		s.catchSeq = s.last
-		s.catchUp = l.issue(Read{Kind: ReadCatchUp, Sub: s.id, User: s.user, Seq: s.last, Limit: l.readLimit(s.free)})
+		l.issueCatchUp(s, false)
 	}
+}
+
+func (l *Log) issueCatchUp(s *subscriber, confirm bool) {
+	l.Stats.CatchUpReads++
+	s.catchSeq, s.catchLin = s.last, confirm
+	s.catchUp = l.issue(Read{Kind: ReadCatchUp, Sub: s.id, User: s.user, Seq: s.last, Limit: l.readLimit(s.free), Confirm: confirm})
 }
 
 // deliverView gives s the messages of v that follow its position, in

@@ -402,8 +402,9 @@ func (t *tracker) read(r delivery.Read) {
 
 // doRead is a first read from the head (a room snapshot without
 // messages), a first read from a client's seq (linearizable: the seq is
-// not known committed here), or a read after a seq this tracker delivered
-// (bounded).
+// not known committed here), a read after a seq this tracker delivered
+// (bounded), or the confirmation of a bounded read's refusal
+// (linearizable).
 func (t *tracker) doRead(r delivery.Read) (chat.LogView, *Error) {
 	ctx, cl := t.hub.ctx, t.hub.cl
 	if r.Kind == delivery.ReadFirst && r.Head {
@@ -411,7 +412,7 @@ func (t *tracker) doRead(r delivery.Read) (chat.LogView, *Error) {
 		return res.Log, e
 	}
 	q := chat.ReadRequest{Tenant: t.key.tenant, User: r.User, Room: t.key.room, Thread: t.key.thread, Seq: r.Seq, Limit: uint16(r.Limit)}
-	if r.Kind == delivery.ReadFirst {
+	if r.Kind == delivery.ReadFirst || r.Confirm {
 		return cl.read(ctx, chat.OperationReadSince, q)
 	}
 	return cl.readBounded(ctx, chat.OperationReadSince, q)

@@ -9,6 +9,7 @@ import (
 
 	"tigerchat/model/chat"
 	"tigerchat/model/vsr"
+	"tigerchat/runtime/bus"
 )
 
 // stallingBackend holds every ReadSince of one user until released: a
@@ -61,4 +62,46 @@ func TestSlowReadHoldsUpNoOne(t *testing.T) {
 	mustOK(t, slow.waitReply(id))
 	seqs, _ = slow.messages(5)
 	wantSeqs(t, seqs, 1, 5)
+}
+
+// behindBackend answers every bounded read as a replica that has not yet
+// applied the seq asked about would (a new primary still applying after
+// a failover): seq_beyond_head.
+type behindBackend struct {
+	*fakeBackend
+	bounded atomic.Int32
+}
+
+func (b *behindBackend) DoBounded(ctx context.Context, shard int, op uint8, body []byte) (vsr.Reply, error) {
+	b.bounded.Add(1)
+	q, err := chat.DecodeRead(body)
+	if err != nil {
+		return vsr.Reply{}, err
+	}
+	q.Seq = 1 << 40
+	return b.fakeBackend.Do(ctx, shard, op, chat.EncodeRead(q))
+}
+
+// A bounded read's refusal does not end a subscriber: the tracker asks
+// again linearizably, and only that answer counts. Here the bus loses
+// everything and every bounded read is refused; the subscriber still gets
+// every message, from the confirming reads.
+func TestBoundedRefusalIsConfirmed(t *testing.T) {
+	lossy := &lossyBus{Memory: bus.NewMemory(64), dropAll: true}
+	var bb *behindBackend
+	te := newTestEdge(t, func(c *Config) {
+		bb = &behindBackend{fakeBackend: c.Backend.(*fakeBackend)}
+		c.Backend, c.Bus = bb, lossy
+	})
+	ana := te.dial(t, token(t, "acme", "ana"))
+	mustOK(t, ana.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
+	mustOK(t, ana.do(map[string]any{"cmd": "subscribe", "room": "lobby", "since": 0}))
+	for i := 1; i <= 5; i++ {
+		mustOK(t, ana.do(map[string]any{"cmd": "post", "room": "lobby", "body": fmt.Sprint(i)}))
+	}
+	seqs, _ := ana.messages(5)
+	wantSeqs(t, seqs, 1, 5)
+	if bb.bounded.Load() == 0 {
+		t.Fatal("no bounded read was made")
+	}
 }
