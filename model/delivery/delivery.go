@@ -172,7 +172,9 @@ type subscriber struct {
 type Log struct {
 	cfg   Config
 	now   uint64
-	subs  []*subscriber // in subscribe order
+	subs  []*subscriber // in subscribe order: every decision iterates this
+	byID  map[SubID]*subscriber
+	owner map[ReadID]*subscriber // first and catch-up reads in flight
 	Stats Stats
 
 	inited    bool // a first read set the log's position
@@ -204,7 +206,7 @@ func New(cfg Config) *Log {
 	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
-	return &Log{cfg: cfg}
+	return &Log{cfg: cfg, byID: map[SubID]*subscriber{}, owner: map[ReadID]*subscriber{}}
 }
 
 // Empty reports that no subscriber is left: the driver may drop the Log.
@@ -217,12 +219,14 @@ func (l *Log) Last() uint64 { return l.last }
 // its first read succeeds; free is what its outbox takes now.
 func (l *Log) Subscribe(id SubID, user string, head bool, since uint64, free int) []Effect {
 	l.begin()
-	if l.find(id) >= 0 {
+	if l.byID[id] != nil {
 		panic(fmt.Sprintf("delivery: subscriber %d subscribed twice", id))
 	}
 	s := &subscriber{id: id, user: user, head: head, since: since, free: max(0, free)}
 	s.pending = l.issue(Read{Kind: ReadFirst, Sub: id, User: user, Head: head, Seq: since, Limit: l.readLimit(s.free)})
+	l.owner[s.pending] = s
 	l.subs = append(l.subs, s)
+	l.byID[id] = s
 	return l.end()
 }
 
@@ -234,16 +238,22 @@ func (l *Log) Unsubscribe(id SubID) {
 }
 
 func (l *Log) remove(id SubID) {
-	if i := l.find(id); i >= 0 {
-		l.subs[i] = nil
-		l.subs = slices.Delete(l.subs, i, i+1)
+	s := l.byID[id]
+	if s == nil {
+		return
 	}
+	delete(l.byID, id)
+	delete(l.owner, s.pending)
+	delete(l.owner, s.catchUp)
+	i := slices.Index(l.subs, s)
+	l.subs[i] = nil
+	l.subs = slices.Delete(l.subs, i, i+1)
 }
 
 // OutboxFree tells how many frames id's outbox takes now.
 func (l *Log) OutboxFree(id SubID, free int) {
-	if i := l.find(id); i >= 0 {
-		l.subs[i].free = max(0, free)
+	if s := l.byID[id]; s != nil {
+		s.free = max(0, free)
 	}
 }
 
@@ -314,15 +324,15 @@ func (l *Log) Result(r *Result) []Effect {
 	case r.ID == l.shared:
 		l.onShared(r)
 	default:
-		for _, s := range l.subs {
-			if s.pending == r.ID {
-				l.onFirst(s, r)
-				break
-			}
-			if s.catchUp == r.ID {
-				l.onCatchUp(s, r)
-				break
-			}
+		s := l.owner[r.ID]
+		if s == nil {
+			break // its subscriber left
+		}
+		delete(l.owner, r.ID)
+		if s.pending == r.ID {
+			l.onFirst(s, r)
+		} else {
+			l.onCatchUp(s, r)
 		}
 	}
 	return l.end()
@@ -339,15 +349,6 @@ func (l *Log) end() []Effect {
 	}
 	l.invariants()
 	return l.effects
-}
-
-func (l *Log) find(id SubID) int {
-	for i, s := range l.subs {
-		if s.id == id {
-			return i
-		}
-	}
-	return -1
 }
 
 func (l *Log) accepted() int {

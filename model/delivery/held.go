@@ -105,17 +105,17 @@ func (l *Log) onShared(r *Result) {
 	if r.Failed {
 		l.sharedRounds = 0
 		l.fillWanted = true
-		i := l.find(l.sharedSub)
+		reader := l.byID[l.sharedSub]
 		switch {
 		case r.Retry:
 			l.Stats.ReadRetries++
 			l.fillBackoff = true
-		case i < 0:
+		case reader == nil:
 		case !l.sharedLin && l.cfg.Mutation != MutationTrustBoundedRefusal:
 			l.Stats.Confirms++ // the replica may be behind: ask again, linearizably
-			l.issueSharedAs(l.subs[i], true)
+			l.issueSharedAs(reader, true)
 		default:
-			l.close(l.subs[i], r.Reason) // that user may no longer read the log
+			l.close(reader, r.Reason) // that user may no longer read the log
 		}
 		return
 	}
@@ -196,6 +196,9 @@ func (l *Log) invariants() {
 	}
 	if l.sharedRounds >= l.cfg.FillRoundsMax {
 		panic(fmt.Sprintf("delivery: %d shared reads in a row, max %d", l.sharedRounds, l.cfg.FillRoundsMax))
+	}
+	if len(l.byID) != len(l.subs) || len(l.owner) > len(l.subs) {
+		panic(fmt.Sprintf("delivery: %d subscribers, %d by id, %d subscriber reads in flight", len(l.subs), len(l.byID), len(l.owner)))
 	}
 	for _, s := range l.subs {
 		if s.pending == 0 && !l.inited {

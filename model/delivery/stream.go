@@ -72,6 +72,7 @@ func (l *Log) issueCatchUp(s *subscriber, confirm bool) {
 	l.Stats.CatchUpReads++
 	s.catchSeq, s.catchLin = s.last, confirm
 	s.catchUp = l.issue(Read{Kind: ReadCatchUp, Sub: s.id, User: s.user, Seq: s.last, Limit: l.readLimit(s.free), Confirm: confirm})
+	l.owner[s.catchUp] = s
 }
 
 // deliverView gives s the messages of v that follow its position, in
