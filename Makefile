@@ -6,6 +6,8 @@ SWARM_FAST_COUNT    ?= 300
 SWARM_NIGHTLY_COUNT ?= 30000
 CHAT_FAST_COUNT     ?= 100
 CHAT_NIGHTLY_COUNT  ?= 10000
+DELIVERY_FAST_COUNT    ?= 300
+DELIVERY_NIGHTLY_COUNT ?= 30000
 
 .PHONY: all build test test-go vet fmt-check run sim sim-swarm sim-nightly clean bench-failover bench bench-history history-nightly test-sdk test-sdk-go test-sdk-js test-sdk-rust chaos chaos-nightly chaos-broken
 
@@ -34,6 +36,7 @@ test-go:
 sim-swarm: build
 	./$(BIN)/tigersim -swarm -count $(SWARM_FAST_COUNT)
 	./$(BIN)/tigersim -subject chat -swarm -count $(CHAT_FAST_COUNT)
+	./$(BIN)/tigersim -subject delivery -swarm -count $(DELIVERY_FAST_COUNT)
 
 # The client SDKs (sdk/, each its own package root) and their conformance
 # scenarios (sdk/conformance) against real servers the tests start from
@@ -60,6 +63,7 @@ test-sdk-rust: build
 sim-nightly: build
 	./$(BIN)/tigersim -swarm -count $(SWARM_NIGHTLY_COUNT)
 	./$(BIN)/tigersim -subject chat -swarm -count $(CHAT_NIGHTLY_COUNT)
+	./$(BIN)/tigersim -subject delivery -swarm -count $(DELIVERY_NIGHTLY_COUNT)
 
 # A complete local cluster: 3 replicas of every shard on 127.0.0.1, in one
 # process, with a fresh data dir; it prints where to connect.

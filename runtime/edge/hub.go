@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"tigerchat/model/chat"
+	"tigerchat/model/delivery"
 	"tigerchat/runtime/bus"
 )
 
@@ -16,14 +17,16 @@ import (
 const (
 	trackerControlMax = 64  // queued subscribe/unsubscribe requests per log
 	trackerBusBuffer  = 256 // bus events buffered per log
-	fillRoundsMax     = 8   // ReadSince rounds per fill (each up to chat.ReadLimitMax)
+	trackerResultsMax = 64  // completed reads queued to a tracker
+	trackerReadsMax   = 16  // subscriber reads (first and catch-up) in flight per log; the shared read needs no slot
+	fillRoundsMax     = 8   // shared reads in a row while the log has more (each up to chat.ReadLimitMax)
 	outboxReserve     = 8   // outbox frames a catch-up leaves for replies
-	catchUpInterval   = 50 * time.Millisecond
-	// Bus events that arrive ahead of the next seq (concurrent posts are
-	// acknowledged out of order) wait here for the missing ones, at most
-	// reorderHeldMax of them (fewer: see reorderHeldLimits) and until the
-	// next tick; only then does a gap cost a read through consensus.
-	reorderHeldMax = 256
+	// catchUpInterval is the tracker's tick: lagging subscribers read
+	// then, and bus events held behind a missing one (concurrent posts are
+	// acknowledged out of order) wait at least this long for it before the
+	// gap costs a read through consensus.
+	catchUpInterval = 50 * time.Millisecond
+	reorderHeldMax  = 256
 )
 
 // reorderHeldLimits bounds the bus events a tracker holds behind a
@@ -41,18 +44,18 @@ type logKey struct {
 	thread       uint64
 }
 
-// sub is one client stream's subscription to one log. Only its tracker's
-// goroutine touches last.
+// sub is one client stream's subscription to one log. Its position in the
+// log is the tracker's delivery.Log's to keep.
 type sub struct {
+	id       delivery.SubID
 	key      logKey
 	user     string
 	sse      bool
 	out      *outbox
-	last     uint64    // highest seq delivered (or skipped by a truncation)
-	hash     chat.Hash // hash of last, when hashOK
-	hashOK   bool
 	accepted func(since, head uint64) // runs on the tracker before any delivery
 	ended    func(e *Error)           // the tracker ended the subscription
+	answer   chan *Error              // subscribe's outcome: nil once accepted
+	answered bool                     // the tracker sent it (tracker only)
 	ready    atomic.Bool              // subscribe succeeded (set by the stream)
 	gone     atomic.Bool              // the tracker ended it (set before ended runs)
 }
@@ -73,52 +76,61 @@ type hub struct {
 	trackers map[logKey]*tracker
 }
 
-// tracker follows one log: it merges bus events and history reads into one
-// gapless, duplicate-free sequence and writes each message, encoded once,
-// to every subscriber that is in sync. One goroutine owns its state.
-//
-// Each subscriber has its own position (sub.last). A subscriber in sync
-// (last == tracker.last) gets the shared stream; one behind (a resume)
-// catches up from history with its own rights, no faster than its outbox
-// drains; one ahead waits for the stream to reach it. The tracker skips
-// forward when every subscriber is ahead of it.
+// tracker drives the delivery state machine of one log (model/delivery,
+// which decides what every subscriber gets): it feeds it bus events, read
+// results and ticks, and carries out its effects. One goroutine owns it;
+// reads run on goroutines of their own and come back as results, so a slow
+// read holds up neither the log's stream nor any other log.
 type tracker struct {
-	hub   *hub
-	key   logKey
-	ctl   chan func()
-	done  chan struct{}
-	bus   bus.Subscription
-	holds int // guarded by hub.mu: subscribers between acquire and release
+	hub     *hub
+	key     logKey
+	ctl     chan func()
+	done    chan struct{}
+	bus     bus.Subscription
+	holds   int // guarded by hub.mu: subscribers between acquire and release
+	results chan delivery.Result
+	slots   chan struct{} // one per subscriber read in flight
 
-	subs      []*sub
-	inited    bool
-	last      uint64
-	hash      chat.Hash
-	hashKnown bool
-	reader    int // round-robin index of the subscriber whose user reads
-	filled    time.Time
-	stopping  bool
-	held      map[uint64]bus.Event // out-of-order bus events, by seq
-	heldBytes int                  // their bodies' bytes
-	heldSince time.Time
-	emitting  []*sub // emit's copy of subs, reused
+	log      *delivery.Log
+	subs     []*sub // by id-1: ids are slots, reused once free
+	freeIDs  []delivery.SubID
+	ticks    uint64
+	stats    delivery.Stats // what the metrics already count
+	stopping bool
+	gone     []*sub        // overflowed in this batch of effects
+	frameMsg *chat.Message // the message frame encodes
+	frame    frame
 }
 
-// subscribe admits s to its log from since (nil: from the head): it checks
-// that s.user may read the log, replays what s misses, and streams the
-// rest. On error nothing is kept.
+// deliveryConfig is the delivery machine's configuration for this hub:
+// it ticks every catchUpInterval (or poll, if shorter).
+func (h *hub) deliveryConfig() (delivery.Config, time.Duration) {
+	tick := min(h.poll, catchUpInterval)
+	return delivery.Config{
+		HeldMax:       max(1, h.heldMax),
+		HeldBytesMax:  max(1, h.heldBytesMax),
+		HoldTicks:     uint64(catchUpInterval/tick) + 1, // a full interval, whatever the phase
+		PollTicks:     uint64(max(1, h.poll/tick)),
+		FillRoundsMax: fillRoundsMax,
+		ReadLimitMax:  chat.ReadLimitMax,
+	}, tick
+}
+
+// subscribe admits s to its log from since (nil: from the head): the
+// tracker checks with a first read that s.user may read the log, then
+// replays what s misses and streams the rest. On error nothing is kept.
 func (h *hub) subscribe(ctx context.Context, s *sub, since *uint64) *Error {
 	t, e := h.acquire(s.key)
 	if e != nil {
 		return e
 	}
-	res := make(chan *Error, 1)
-	if !t.send(ctx, func() { res <- t.add(s, since) }) {
+	s.answer = make(chan *Error, 1)
+	if !t.send(ctx, func() { t.add(s, since) }) {
 		h.release(t, s)
 		return errorf(CodeUnavailable, "edge busy or shutting down")
 	}
 	select {
-	case e := <-res:
+	case e := <-s.answer:
 		if e != nil {
 			h.release(t, s)
 		}
@@ -126,6 +138,9 @@ func (h *hub) subscribe(ctx context.Context, s *sub, since *uint64) *Error {
 	case <-ctx.Done():
 		h.release(t, s)
 		return errorf(CodeUnavailable, "subscribe abandoned: %v", ctx.Err())
+	case <-t.done:
+		h.release(t, s)
+		return errorf(CodeUnavailable, "edge shutting down")
 	}
 }
 
@@ -154,11 +169,14 @@ func (h *hub) acquire(k logKey) (*tracker, *Error) {
 	if err != nil {
 		return nil, errorf(CodeUnavailable, "bus: %v", err)
 	}
-	t := &tracker{hub: h, key: k, ctl: make(chan func(), trackerControlMax), done: make(chan struct{}), bus: bs, holds: 1}
+	cfg, tick := h.deliveryConfig()
+	t := &tracker{hub: h, key: k, ctl: make(chan func(), trackerControlMax), done: make(chan struct{}), bus: bs, holds: 1,
+		results: make(chan delivery.Result, trackerResultsMax), slots: make(chan struct{}, trackerReadsMax),
+		log: delivery.New(cfg)}
 	h.trackers[k] = t
 	h.m.Trackers.Add(1)
 	h.m.Subscriptions.Add(1)
-	go t.run()
+	go t.run(tick)
 	return t, nil
 }
 
@@ -200,11 +218,11 @@ func (t *tracker) send(ctx context.Context, f func()) bool {
 	}
 }
 
-func (t *tracker) run() {
+func (t *tracker) run(tickEvery time.Duration) {
 	defer t.hub.m.Trackers.Add(-1)
 	defer close(t.done)
 	defer t.bus.Close()
-	tick := time.NewTicker(min(t.hub.poll, catchUpInterval))
+	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
 	events := t.bus.Events()
 	for {
@@ -220,101 +238,72 @@ func (t *tracker) run() {
 				continue
 			}
 			t.onBus(&e)
-		case now := <-tick.C:
-			t.onTick(now)
+		case r := <-t.results:
+			t.apply(t.log.Result(&r))
+		case <-tick.C:
+			t.onTick()
 		case <-t.hub.ctx.Done():
 			return
 		}
 	}
 }
 
-// onTick advances lagging subscribers and, every poll interval, reads the
-// log for anything the bus did not bring.
-func (t *tracker) onTick(now time.Time) {
-	if len(t.subs) == 0 {
+// add starts s's subscription under a free id: the machine answers with
+// its first read.
+func (t *tracker) add(s *sub, since *uint64) {
+	if n := len(t.freeIDs); n > 0 {
+		s.id, t.freeIDs = t.freeIDs[n-1], t.freeIDs[:n-1]
+		t.subs[s.id-1] = s
+	} else {
+		t.subs = append(t.subs, s)
+		s.id = delivery.SubID(len(t.subs))
+	}
+	var from uint64
+	if since != nil {
+		from = *since
+	}
+	t.apply(t.log.Subscribe(s.id, s.user, since == nil, from, t.room(s)))
+}
+
+// lookup is the subscriber of id, or nil.
+func (t *tracker) lookup(id delivery.SubID) *sub {
+	if id == 0 || int(id) > len(t.subs) {
+		return nil
+	}
+	return t.subs[id-1]
+}
+
+// remove forgets s (its stream ended or gave up, or the machine closed it)
+// and frees its id; a no-op if s is not (or no longer) here.
+func (t *tracker) remove(s *sub) {
+	if t.lookup(s.id) != s {
 		return
 	}
-	t.catchUpAll()
-	if len(t.held) > 0 && now.Sub(t.heldSince) >= catchUpInterval {
-		// A held event's predecessor never came by bus: read the gap.
-		t.hub.m.BusGaps.Add(1)
-		t.fill()
-		t.releaseHeld()
-		if len(t.held) > 0 {
-			t.heldSince = now
+	t.subs[s.id-1] = nil
+	t.freeIDs = append(t.freeIDs, s.id)
+	t.log.Unsubscribe(s.id)
+}
+
+// onTick tells the machine how much each outbox takes, then ticks it.
+func (t *tracker) onTick() {
+	t.ticks++
+	for _, s := range t.subs {
+		if s != nil {
+			t.log.OutboxFree(s.id, t.room(s))
 		}
 	}
-	if now.Sub(t.filled) >= t.hub.poll {
-		t.filled = now
-		t.fill()
-	}
+	t.apply(t.log.Tick(t.ticks))
 }
 
-func (t *tracker) remove(s *sub) {
-	for i, x := range t.subs {
-		if x == s {
-			t.subs = append(t.subs[:i], t.subs[i+1:]...)
-			return
-		}
+// onBus passes one bus event of this log to the machine, which verifies
+// it against the log's hash chain.
+func (t *tracker) onBus(e *bus.Event) {
+	if e.Thread != t.key.thread {
+		return
 	}
-}
-
-// end removes s and tells its stream why.
-func (t *tracker) end(s *sub, e *Error) {
-	t.remove(s)
-	t.hub.m.Refused(e.Code)
-	s.gone.Store(true)
-	if s.ended != nil {
-		s.ended(e)
-	}
-}
-
-// readAs reads the log after seq with user's rights; seq is one this
-// tracker already delivered, so a bounded read suffices.
-func (t *tracker) readAs(user string, seq uint64, limit int) (chat.LogView, *Error) {
-	t.hub.m.HistoryFills.Add(1)
-	q := chat.ReadRequest{Tenant: t.key.tenant, User: user, Room: t.key.room, Thread: t.key.thread, Seq: seq, Limit: uint16(max(1, limit))}
-	return t.hub.cl.readBounded(t.hub.ctx, chat.OperationReadSince, q)
-}
-
-// add runs on the tracker: authorize s with a first read, then deliver
-// what s misses as its outbox allows.
-func (t *tracker) add(s *sub, since *uint64) *Error {
-	view, e := t.firstRead(s, since)
-	if e != nil {
-		return e
-	}
-	s.last = view.HeadSeq
-	if since != nil {
-		s.last = *since
-	}
-	if s.last == view.HeadSeq {
-		s.hash, s.hashOK = view.HeadHash, true
-	}
-	if !t.inited {
-		t.inited, t.last, t.hash, t.hashKnown = true, s.last, s.hash, s.hashOK
-	}
-	if s.accepted != nil {
-		s.accepted(s.last, view.HeadSeq)
-	}
-	t.subs = append(t.subs, s)
-	t.deliverView(s, &view)
-	t.skipAhead()
-	return nil
-}
-
-// firstRead checks that s.user may read the log: ReadSince(since), or a
-// room snapshot without messages for "from the head".
-func (t *tracker) firstRead(s *sub, since *uint64) (chat.LogView, *Error) {
-	if since != nil {
-		// The client's seq is not known committed here: a linearizable read.
-		t.hub.m.HistoryFills.Add(1)
-		q := chat.ReadRequest{Tenant: t.key.tenant, User: s.user, Room: t.key.room, Thread: t.key.thread, Seq: *since, Limit: uint16(max(1, t.room(s)))}
-		return t.hub.cl.read(t.hub.ctx, chat.OperationReadSince, q)
-	}
-	q := chat.RoomSnapshotRequest{Tenant: t.key.tenant, User: s.user, Room: t.key.room, Thread: t.key.thread}
-	r, e := t.hub.cl.snapshot(t.hub.ctx, q)
-	return r.Log, e
+	msg := chat.Message{Tenant: e.Tenant, Room: e.Room, Thread: e.Thread, Seq: e.Seq,
+		Hash: e.Hash, Author: e.Author, TimeNs: e.TimeNs, Key: e.Key, Body: e.Body}
+	t.apply(t.log.Bus(&msg))
 }
 
 // room is how many frames s's outbox can take now, keeping a reserve for
@@ -324,212 +313,152 @@ func (t *tracker) room(s *sub) int {
 	return max(0, min(free, chat.ReadLimitMax))
 }
 
-// deliverView gives s the messages of view that follow its position, in
-// order, while its outbox has room; the rest comes at a later tick.
-func (t *tracker) deliverView(s *sub, view *chat.LogView) {
-	t.truncate(s, view)
-	for i := range view.Messages {
-		m := &view.Messages[i]
-		if m.Seq <= s.last {
+// apply carries out the machine's effects in order. A subscriber whose
+// outbox overflowed (its stream is closing as a slow consumer) leaves the
+// machine after the batch.
+func (t *tracker) apply(effects []delivery.Effect) {
+	for i := range effects {
+		f := &effects[i]
+		if f.Kind == delivery.EffectRead {
+			t.read(*f.Read)
 			continue
 		}
-		if m.Seq != s.last+1 || t.room(s) == 0 {
-			return
-		}
-		if !t.deliver(s, m, t.frameOf(m)) {
-			return
-		}
-		t.hub.m.FilledMessages.Add(1)
-	}
-}
-
-// catchUpAll moves every lagging subscriber forward by one read.
-func (t *tracker) catchUpAll() {
-	for _, s := range append([]*sub(nil), t.subs...) {
-		if s.last >= t.last || t.room(s) == 0 {
+		s := t.lookup(f.Sub)
+		if s == nil {
 			continue
 		}
-		view, e := t.readAs(s.user, s.last, t.room(s))
-		switch {
-		case e == nil:
-			t.deliverView(s, &view)
-		case e.Code != CodeUnavailable && e.Code != CodeInternal:
-			t.end(s, e)
+		switch f.Kind {
+		case delivery.EffectDeliver:
+			t.deliver(s, f.Msg)
+		case delivery.EffectTruncated:
+			t.truncated(s, f.From, f.To)
+		case delivery.EffectAccepted:
+			if s.accepted != nil {
+				s.accepted(f.Since, f.Head)
+			}
+			s.answered = true
+			s.answer <- nil
+		case delivery.EffectClose:
+			t.end(s, f.Reason)
 		}
 	}
-	t.skipAhead()
+	for _, s := range t.gone {
+		t.remove(s)
+	}
+	clear(t.gone)
+	t.gone = t.gone[:0]
+	t.count()
 }
 
-// skipAhead moves the tracker to the lowest subscriber position when every
-// subscriber is past it: nobody needs what lies between.
-func (t *tracker) skipAhead() {
-	if len(t.subs) == 0 {
-		return
-	}
-	low := t.subs[0]
-	for _, s := range t.subs[1:] {
-		if s.last < low.last {
-			low = s
-		}
-	}
-	if low.last > t.last {
-		t.last, t.hash, t.hashKnown = low.last, low.hash, low.hashOK
-	}
-}
-
-// truncate tells s that history before view.FirstSeq is gone (retention or
-// the in-memory window), and moves s past it: the gap a ReadSince from s's
-// position reports, the same one a history read's truncated names.
-func (t *tracker) truncate(s *sub, view *chat.LogView) {
-	from, to, ok := chat.ReadGap(chat.OperationReadSince, s.last, 0, view)
+// end drops s, which the machine closed: a refused first read fails its
+// subscribe; later, its stream is told why.
+func (t *tracker) end(s *sub, reason any) {
+	t.remove(s)
+	e, ok := reason.(*Error)
 	if !ok {
+		e = errorf(CodeInternal, "subscription ended: %v", reason)
+	}
+	if !s.answered {
+		s.answered = true
+		s.answer <- e
 		return
 	}
-	t.hub.m.Truncations.Add(1)
-	ev := truncatedJSON{Event: "truncated", Room: t.key.room, Thread: t.key.thread, From: from, To: to}
-	b := mustJSON(ev)
+	t.hub.m.Refused(e.Code)
+	s.gone.Store(true)
+	if s.ended != nil {
+		s.ended(e)
+	}
+}
+
+// read performs r on its own goroutine and hands the result back to the
+// tracker's loop. The machine issues one shared read per log and one read
+// per subscriber at most; of the latter, trackerReadsMax run at once (a
+// crowd resuming after an edge restart waits its turn), so the cluster sees
+// a bounded load and the shared read never waits behind them.
+func (t *tracker) read(r delivery.Read) {
+	if !r.Head {
+		t.hub.m.HistoryFills.Add(1)
+	}
+	go func() {
+		if r.Kind != delivery.ReadShared {
+			select {
+			case t.slots <- struct{}{}:
+				defer func() { <-t.slots }()
+			case <-t.done:
+				return
+			}
+		}
+		view, e := t.doRead(r)
+		res := delivery.Result{ID: r.ID, View: view}
+		if e != nil {
+			res.Failed, res.Retry, res.Reason = true, e.Code == CodeUnavailable || e.Code == CodeInternal, e
+		}
+		select {
+		case t.results <- res:
+		case <-t.done:
+		}
+	}()
+}
+
+// doRead is a first read from the head (a room snapshot without
+// messages), a first read from a client's seq (linearizable: the seq is
+// not known committed here), a read after a seq this tracker delivered
+// (bounded), or the confirmation of a bounded read's refusal
+// (linearizable).
+func (t *tracker) doRead(r delivery.Read) (chat.LogView, *Error) {
+	ctx, cl := t.hub.ctx, t.hub.cl
+	if r.Kind == delivery.ReadFirst && r.Head {
+		res, e := cl.snapshot(ctx, chat.RoomSnapshotRequest{Tenant: t.key.tenant, User: r.User, Room: t.key.room, Thread: t.key.thread})
+		return res.Log, e
+	}
+	q := chat.ReadRequest{Tenant: t.key.tenant, User: r.User, Room: t.key.room, Thread: t.key.thread, Seq: r.Seq, Limit: uint16(r.Limit)}
+	if r.Kind == delivery.ReadFirst || r.Confirm {
+		return cl.read(ctx, chat.OperationReadSince, q)
+	}
+	return cl.readBounded(ctx, chat.OperationReadSince, q)
+}
+
+// deliver writes msg to s, encoding it once for every subscriber it goes
+// to. A full outbox closes the stream (slow consumer).
+func (t *tracker) deliver(s *sub, msg *chat.Message) {
+	if msg != t.frameMsg {
+		t.frameMsg, t.frame = msg, t.frameOf(msg)
+	}
+	b := t.frame.ws
+	if s.sse {
+		b = t.frame.sse
+	}
+	if !s.out.push(b) {
+		t.gone = append(t.gone, s)
+		return
+	}
+	t.hub.m.EventsSent.Add(1)
+}
+
+// truncated tells s that seqs from..to are no longer retained.
+func (t *tracker) truncated(s *sub, from, to uint64) {
+	b := mustJSON(truncatedJSON{Event: "truncated", Room: t.key.room, Thread: t.key.thread, From: from, To: to})
 	if s.sse {
 		b = sseFrame("truncated", to, b)
 	}
-	s.out.push(b)
-	s.last, s.hashOK = to, false
-}
-
-// fill reads the log after t.last and emits what it finds: the poll, and
-// the repair of any gap the bus left.
-func (t *tracker) fill() {
-	for round := 0; round < fillRoundsMax && len(t.subs) > 0; round++ {
-		view, ok := t.readShared()
-		if !ok {
-			return
-		}
-		if view.FirstSeq > t.last+1 {
-			for _, s := range append([]*sub(nil), t.subs...) {
-				t.truncate(s, &view)
-			}
-			t.last, t.hashKnown = view.FirstSeq-1, false
-		}
-		for i := range view.Messages {
-			t.hub.m.FilledMessages.Add(1)
-			t.emit(&view.Messages[i])
-		}
-		if len(view.Messages) == 0 && view.HeadSeq == t.last {
-			t.hash, t.hashKnown = view.HeadHash, true
-		}
-		if !view.More {
-			return
-		}
+	if !s.out.push(b) {
+		t.gone = append(t.gone, s)
 	}
 }
 
-// readShared reads after t.last as one subscriber's user, rotating through
-// subscribers; a user who may no longer read the log loses its
-// subscription (so a leave or a removed member is noticed by polling).
-func (t *tracker) readShared() (chat.LogView, bool) {
-	for tries := len(t.subs); tries > 0 && len(t.subs) > 0; tries-- {
-		t.reader = (t.reader + 1) % len(t.subs)
-		s := t.subs[t.reader]
-		view, e := t.readAs(s.user, t.last, chat.ReadLimitMax)
-		if e == nil {
-			return view, true
-		}
-		if e.Code == CodeUnavailable || e.Code == CodeInternal {
-			return chat.LogView{}, false // try again at the next tick
-		}
-		t.end(s, e)
-	}
-	return chat.LogView{}, false
-}
-
-// onBus takes one bus event: the next seq, verified against the chain, is
-// emitted at once; an old one is dropped; anything else is a gap to fill.
-func (t *tracker) onBus(e *bus.Event) {
-	if e.Thread != t.key.thread || !t.inited {
+// count adds what the machine counted since the last call to the metrics.
+func (t *tracker) count() {
+	now, was, m := t.log.Stats, t.stats, t.hub.m
+	if now == was {
 		return
 	}
-	m := t.hub.m
-	m.BusEvents.Add(1)
-	switch {
-	case e.Seq <= t.last:
-		m.BusDuplicates.Add(1)
-		return
-	case e.Seq > t.last+1:
-		if _, dup := t.held[e.Seq]; dup {
-			m.BusDuplicates.Add(1)
-			return
-		}
-		if len(t.held) < t.hub.heldMax && t.heldBytes+len(e.Body) <= t.hub.heldBytesMax {
-			if len(t.held) == 0 {
-				t.heldSince = time.Now()
-			}
-			if t.held == nil {
-				t.held = map[uint64]bus.Event{}
-			}
-			t.held[e.Seq] = *e
-			t.heldBytes += len(e.Body)
-			return
-		}
-		m.BusGaps.Add(1)
-		t.fill()
-		t.releaseHeld()
-		return
-	case !t.hashKnown:
-		t.fill()
-		return
-	}
-	msg := chat.Message{Tenant: e.Tenant, Room: e.Room, Thread: e.Thread, Seq: e.Seq, PrevHash: t.hash,
-		Hash: e.Hash, Author: e.Author, TimeNs: e.TimeNs, Key: e.Key, Body: e.Body}
-	if msg.ComputeHash() != e.Hash {
-		m.BusHashMismatch.Add(1)
-		t.fill()
-		t.releaseHeld()
-		return
-	}
-	t.emit(&msg)
-	t.releaseHeld()
-}
-
-// releaseHeld emits held events that now follow the log's last seq, in
-// order, and forgets the ones already passed.
-func (t *tracker) releaseHeld() {
-	for budget := len(t.held); budget > 0 && len(t.held) > 0; budget-- {
-		e, ok := t.held[t.last+1]
-		if !ok {
-			break
-		}
-		t.unhold(e.Seq)
-		t.onBus(&e) // verifies the chain; a mismatch falls back to a read
-	}
-	for seq := range t.held {
-		if seq <= t.last {
-			t.unhold(seq)
-		}
-	}
-}
-
-// unhold forgets the held event of seq.
-func (t *tracker) unhold(seq uint64) {
-	if e, ok := t.held[seq]; ok {
-		t.heldBytes -= len(e.Body)
-		delete(t.held, seq)
-	}
-}
-
-// emit sends the next message of the log to every subscriber in sync.
-func (t *tracker) emit(msg *chat.Message) {
-	if msg.Seq != t.last+1 {
-		return // already passed (a read raced a bus event)
-	}
-	f := t.frameOf(msg)
-	// deliver may remove a subscriber: iterate over a copy, reused.
-	t.emitting = append(t.emitting[:0], t.subs...)
-	for _, s := range t.emitting {
-		if s.last == t.last {
-			t.deliver(s, msg, f)
-		}
-	}
-	clear(t.emitting) // keep no removed subscriber alive
-	t.last, t.hash, t.hashKnown = msg.Seq, msg.Hash, true
+	t.stats = now
+	m.BusEvents.Add(now.BusEvents - was.BusEvents)
+	m.BusDuplicates.Add(now.BusDuplicates - was.BusDuplicates)
+	m.BusGaps.Add(now.BusGaps - was.BusGaps)
+	m.BusHashMismatch.Add(now.BusHashMismatches - was.BusHashMismatches)
+	m.FilledMessages.Add(now.FilledMessages - was.FilledMessages)
+	m.Truncations.Add(now.Truncations - was.Truncations)
 }
 
 // frame is one message encoded once for every subscriber.
@@ -538,22 +467,6 @@ type frame struct{ ws, sse []byte }
 func (t *tracker) frameOf(msg *chat.Message) frame {
 	ws := mustJSON(toMessageJSON(msg, "message"))
 	return frame{ws: ws, sse: sseFrame("message", msg.Seq, ws)}
-}
-
-// deliver writes msg, the next seq s needs, to s. A full outbox closes the
-// stream (slow consumer) and drops s.
-func (t *tracker) deliver(s *sub, msg *chat.Message, f frame) bool {
-	b := f.ws
-	if s.sse {
-		b = f.sse
-	}
-	if !s.out.push(b) {
-		t.remove(s)
-		return false
-	}
-	s.last, s.hash, s.hashOK = msg.Seq, msg.Hash, true
-	t.hub.m.EventsSent.Add(1)
-	return true
 }
 
 type truncatedJSON struct {
