@@ -194,6 +194,18 @@ func (g *Grid) offset(address uint64) uint64 {
 	return g.cfg.Offset + (address-1)*uint64(g.cfg.BlockSize)
 }
 
+// AddressSet is a copy of the free set's acquired addresses.
+type AddressSet []uint64
+
+// Has reports whether address was acquired when the set was taken.
+func (s AddressSet) Has(address uint64) bool {
+	i := address - 1
+	return address > 0 && int(i/64) < len(s) && s[i/64]&(1<<(i%64)) != 0
+}
+
+// Acquired copies the set of addresses in use.
+func (g *Grid) Acquired() AddressSet { return append(AddressSet(nil), g.acquired...) }
+
 // IsAcquired reports whether address is in use.
 func (g *Grid) IsAcquired(address uint64) bool {
 	i := address - 1

@@ -270,6 +270,12 @@ type blockSync struct {
 	flushing bool
 	fetched  uint64
 	skipped  uint64
+	// complete: the addresses of this replica's own trees when the sync
+	// began (its durable checkpoint and older ones not yet freed). A block
+	// held locally heads a complete subtree only if it is one of those: a
+	// block fetched by an earlier sync that a crash interrupted may be
+	// held without the blocks below it, which that sync never fetched.
+	complete grid.AddressSet
 }
 
 // syncInflightMax bounds the blocks a sync reads or fetches at once.
@@ -295,10 +301,14 @@ func (r *Replica) onSync(h *wire.Header, body []byte) {
 	// The walk overwrites blocks of our own checkpoint: from here on our
 	// state is only what the sync installs, and the superblock says so
 	// (a zero root) before the first block is overwritten.
+	var complete grid.AddressSet
+	if r.smValid {
+		complete = r.grid.Acquired()
+	}
 	r.smValid = false
 	r.dropReads()
 	r.grid.Reset()
-	s := &blockSync{op: h.Op, checksum: h.Context, root: root, queue: []grid.Ref{root}}
+	s := &blockSync{op: h.Op, checksum: h.Context, root: root, queue: []grid.Ref{root}, complete: complete}
 	r.blockSync = s
 	r.syncFrom = -1
 	r.event("sync_start")
@@ -317,7 +327,7 @@ func (r *Replica) pumpSync(s *blockSync) {
 		ref := s.queue[len(s.queue)-1]
 		s.queue = s.queue[:len(s.queue)-1]
 		s.inflight++
-		r.grid.ReadLocal(ref, func(_ grid.Block, err error) { r.onSyncLocal(s, ref, err) })
+		r.grid.ReadLocal(ref, func(b grid.Block, err error) { r.onSyncLocal(s, ref, b, err) })
 	}
 	s.pumping = false
 	if r.blockSync == s && len(s.queue) == 0 && s.inflight == 0 && !s.flushing {
@@ -326,15 +336,22 @@ func (r *Replica) pumpSync(s *blockSync) {
 	}
 }
 
-// onSyncLocal: a block we already hold (same address, same checksum) heads
-// a subtree identical to the peer's; anything else is fetched.
-func (r *Replica) onSyncLocal(s *blockSync, ref grid.Ref, err error) {
+// onSyncLocal: a block we already hold (same address, same checksum) of
+// one of our own trees heads a subtree identical to the peer's and
+// complete; one we hold otherwise (left by an interrupted sync) needs its
+// children checked; anything else is fetched.
+func (r *Replica) onSyncLocal(s *blockSync, ref grid.Ref, b grid.Block, err error) {
 	if r.blockSync != s {
 		return
 	}
 	if err == nil {
 		s.inflight--
 		s.skipped++
+		if !s.complete.Has(ref.Address) {
+			for i := b.Children() - 1; i >= 0; i-- {
+				s.queue = append(s.queue, b.Child(i))
+			}
+		}
 		r.pumpSync(s)
 		return
 	}
