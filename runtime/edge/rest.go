@@ -48,6 +48,7 @@ func (e *Edge) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/messages/batch", e.rest(cmdPostBatch, parsePostBatch))
 	mux.HandleFunc("GET /v1/rooms/{room}/messages", e.rest(cmdHistory, parseHistory))
 	mux.HandleFunc("GET /v1/rooms/{room}/snapshot", e.rest(cmdSnapshot, parseSnapshot))
+	mux.Handle(e.grpcHandler())
 	if e.cfg.DevMint != nil {
 		mux.HandleFunc("POST /v1/dev/token", e.serveDevToken)
 	}
