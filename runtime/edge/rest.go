@@ -14,6 +14,7 @@ import (
 func (e *Edge) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", serveDemo)
+	mux.HandleFunc("GET /sdk/tigerchat.js", serveJSSDK)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if ok, down := e.Healthy(); !ok {
 			http.Error(w, fmt.Sprintf("unhealthy: no primary answered this edge within %v for shards %v", e.cfg.HealthStale, down), http.StatusServiceUnavailable)
