@@ -272,3 +272,29 @@ func TestTruncationRechecked(t *testing.T) {
 		t.Fatalf("delivered %v, want %s; commands %v", got, want, cmds)
 	}
 }
+
+// The hand-written post encoding and reply id reader agree with
+// encoding/json.
+func TestEncodePostAndOKReplyID(t *testing.T) {
+	for _, body := range []string{"plain", "quote \" back \\ <tag> & é \x01", ""} {
+		var got, want map[string]any
+		if err := json.Unmarshal(encodePost("r-1", body, "k.1", 7), &got); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(map[string]any{"room": "r-1", "body": body, "key": "k.1", "thread": 7})
+		_ = json.Unmarshal(b, &want)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("encodePost(%q): %v, want %v", body, got, want)
+		}
+	}
+	for frame, want := range map[string]uint64{`{"id":42,"ok":true,"seq":1}`: 42, `{"id":7,"ok":true}`: 7} {
+		if id, ok := okReplyID([]byte(frame)); !ok || id != want {
+			t.Fatalf("okReplyID(%s) = %d, %v", frame, id, ok)
+		}
+	}
+	for _, frame := range []string{`{"id":1,"error":{"code":"x"}}`, `{"event":"message"}`, `{"id":"s","ok":true}`, `{"id":,"ok":true}`} {
+		if _, ok := okReplyID([]byte(frame)); ok {
+			t.Fatalf("okReplyID(%s) took it", frame)
+		}
+	}
+}

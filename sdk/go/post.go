@@ -78,11 +78,7 @@ func (c *Client) Post(ctx context.Context, room, body string, opts ...PostOption
 	if d, ok := ctx.Deadline(); ok {
 		p.deadline = d
 	}
-	obj := map[string]any{"room": room, "body": body, "key": p.key}
-	if p.thread != 0 {
-		obj["thread"] = p.thread
-	}
-	p.enc, _ = json.Marshal(obj)
+	p.enc = encodePost(room, body, p.key, p.thread)
 	c.mu.Lock()
 	c.postSeq++
 	p.n = c.postSeq
@@ -100,6 +96,37 @@ func (c *Client) Post(ctx context.Context, room, body string, opts ...PostOption
 	case <-ctx.Done():
 		return PostResult{}, ctx.Err()
 	}
+}
+
+// encodePost writes {"room":…,"body":…,"key":…[,"thread":…]} without
+// reflection: it runs once per post.
+func encodePost(room, body, key string, thread uint64) []byte {
+	b := make([]byte, 0, len(room)+len(body)+len(key)+64)
+	b = append(b, `{"room":`...)
+	b = appendJSONString(b, room)
+	b = append(b, `,"body":`...)
+	b = appendJSONString(b, body)
+	b = append(b, `,"key":`...)
+	b = appendJSONString(b, key)
+	if thread != 0 {
+		b = append(b, `,"thread":`...)
+		b = strconv.AppendUint(b, thread, 10)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string: as it is when it needs no
+// escape, else as encoding/json writes it.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			quoted, _ := json.Marshal(s)
+			return append(dst, quoted...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 type frameDone struct {
