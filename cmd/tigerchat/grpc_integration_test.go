@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	chatv1 "tigerchat/api/tigerchat/v1"
+	"tigerchat/runtime/edge"
 )
 
 // The gRPC API through a real `tigerchat dev`, driven by the official
@@ -345,6 +348,35 @@ func TestGRPCThroughRealEdge(t *testing.T) {
 	if resp.StatusCode != 200 || resp.ProtoMajor != 1 || !strings.Contains(string(body), `"user":"bob"`) {
 		t.Fatalf("Connect JSON over HTTP/%d.%d: %d %s", resp.ProtoMajor, resp.ProtoMinor, resp.StatusCode, body)
 	}
+
+	// A Subscribe ends with UNAUTHENTICATED (token_expired) when its token
+	// reaches exp: a token of 2 s, signed with the dev key.
+	data, err := os.ReadFile(filepath.Join(d.dir, devAuthFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kf edge.KeyringFile
+	if err := json.Unmarshal(data, &kf); err != nil || len(kf.Keys) == 0 {
+		t.Fatalf("%s: %v", devAuthFile, err)
+	}
+	secret, err := base64.StdEncoding.DecodeString(kf.Keys[0].Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, err := edge.Mint(edge.AlgHS256, kf.Keys[0].ID, secret, "dev", "bob", []string{"*"}, kf.Audience, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	brief := dialGRPC(t, target, creds, short)
+	var end4 error
+	expiring := brief.subscribe(subCtx, &chatv1.SubscribeRequest{Room: "grpc-room", Since: ptr(uint64(31))}, &end4)
+	if s := nextEvent(t, expiring, &end4).GetSubscribed(); s == nil || s.Since != 31 {
+		t.Fatalf("subscription with a short token: %v", s)
+	}
+	expectMessages(t, expiring, &end4, 32, 32, nil)
+	for range expiring {
+	}
+	refused(t, "a stream whose token expired", end4, codes.Unauthenticated, "token_expired")
 
 	// rate_limited: a burst beyond the user's bucket is refused with a retry hint.
 	dave := dialGRPC(t, target, creds, devToken(t, hc, d.edge, "dave"))
