@@ -298,3 +298,27 @@ func TestEncodePostAndOKReplyID(t *testing.T) {
 		}
 	}
 }
+
+// parsePostReply reads what the edge writes as encoding/json would, and
+// leaves any other shape to it.
+func TestParsePostReply(t *testing.T) {
+	frame := `{"id":9,"ok":true,"room":"r-1","thread":3,"seq":42,"hash":"ab01","time":"2026-12-02T08:00:00.123456789Z","time_ns":"1795939200123456789","duplicate":true,"key":"k.1"}`
+	got, ok := parsePostReply([]byte(frame))
+	var want PostResult
+	if err := json.Unmarshal([]byte(frame), &want); err != nil || !ok {
+		t.Fatalf("parse: %v %v", ok, err)
+	}
+	if got != want {
+		t.Fatalf("parsePostReply: %+v, want %+v", got, want)
+	}
+	for _, f := range []string{
+		strings.Replace(frame, `"key":"k.1"`, `"key":"k\"1"`, 1),
+		strings.Replace(frame, `,"duplicate":true`, ``, 1),
+		frame + " ",
+		`{"id":9,"ok":true}`,
+	} {
+		if _, ok := parsePostReply([]byte(f)); ok {
+			t.Fatalf("parsePostReply took %s", f)
+		}
+	}
+}

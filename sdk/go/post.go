@@ -1,6 +1,7 @@
 package tigerchat
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -127,6 +128,83 @@ func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	dst = append(dst, s...)
 	return append(dst, '"')
+}
+
+// parsePostReply reads a post's reply in the form the edge writes it,
+// {"id":N,"ok":true,"room":"…","thread":N,"seq":N,"hash":"…","time":"…",
+// "time_ns":"…","duplicate":B,"key":"…"} with strings that need no escape,
+// without reflection (once per post); false: leave it to encoding/json.
+func parsePostReply(frame []byte) (PostResult, bool) {
+	var r PostResult
+	b := frame
+	ok := true
+	lit := func(s string) {
+		if ok = ok && bytes.HasPrefix(b, []byte(s)); ok {
+			b = b[len(s):]
+		}
+	}
+	str := func() string {
+		if !ok {
+			return ""
+		}
+		i := bytes.IndexByte(b, '"')
+		if i < 0 || bytes.IndexByte(b[:i], '\\') >= 0 {
+			ok = false
+			return ""
+		}
+		v := string(b[:i])
+		b = b[i+1:]
+		return v
+	}
+	num := func() uint64 {
+		n := 0
+		for n < len(b) && n < 20 && b[n] >= '0' && b[n] <= '9' {
+			n++
+		}
+		if !ok || n == 0 {
+			ok = false
+			return 0
+		}
+		v, err := strconv.ParseUint(string(b[:n]), 10, 64)
+		ok = err == nil
+		b = b[n:]
+		return v
+	}
+	lit(`{"id":`)
+	num()
+	lit(`,"ok":true,"room":"`)
+	r.Room = str()
+	lit(`,"thread":`)
+	r.Thread = num()
+	lit(`,"seq":`)
+	r.Seq = num()
+	lit(`,"hash":"`)
+	r.Hash = str()
+	lit(`,"time":"`)
+	tm := str()
+	lit(`,"time_ns":"`)
+	r.TimeNS = str()
+	lit(`,"duplicate":`)
+	switch {
+	case bytes.HasPrefix(b, []byte("true")):
+		r.Duplicate, b = true, b[4:]
+	case bytes.HasPrefix(b, []byte("false")):
+		b = b[5:]
+	default:
+		ok = false
+	}
+	lit(`,"key":"`)
+	r.Key = str()
+	lit(`}`)
+	if !ok || len(b) != 0 {
+		return PostResult{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, tm)
+	if err != nil {
+		return PostResult{}, false
+	}
+	r.Time = t
+	return r, true
 }
 
 type frameDone struct {
@@ -338,6 +416,10 @@ func (c *Client) sendPosts(cn *conn, posts []*postReq, done chan<- frameDone) {
 		return
 	}
 	if len(posts) == 1 {
+		if r, ok := parsePostReply(raw); ok {
+			fd.results = []postOutcome{{r: r}}
+			return
+		}
 		var r PostResult
 		if err := json.Unmarshal(raw, &r); err != nil {
 			fd.err = fmt.Errorf("tigerchat: post reply: %w", err)
