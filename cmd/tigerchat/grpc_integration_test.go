@@ -349,6 +349,29 @@ func TestGRPCThroughRealEdge(t *testing.T) {
 		t.Fatalf("Connect JSON over HTTP/%d.%d: %d %s", resp.ProtoMajor, resp.ProtoMinor, resp.StatusCode, body)
 	}
 
+	// gRPC-Web over HTTP/1.1: a data frame with the answer, then a trailer
+	// frame with grpc-status 0.
+	req, _ = http.NewRequest("POST", d.edge+grpcService+"Whoami", bytes.NewReader([]byte{0, 0, 0, 0, 0}))
+	req.Header.Set("Content-Type", "application/grpc-web+proto")
+	req.Header.Set("Authorization", "Bearer "+carol.tok)
+	resp, err = hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var webWho chatv1.WhoamiResponse
+	if resp.StatusCode != 200 || resp.ProtoMajor != 1 || len(body) < 5 || body[0] != 0 {
+		t.Fatalf("gRPC-Web over HTTP/%d: %d %q", resp.ProtoMajor, resp.StatusCode, body)
+	}
+	n := int(body[1])<<24 | int(body[2])<<16 | int(body[3])<<8 | int(body[4])
+	if 5+n > len(body) || proto.Unmarshal(body[5:5+n], &webWho) != nil || webWho.User != "carol" {
+		t.Fatalf("gRPC-Web answer %q", body)
+	}
+	if rest := body[5+n:]; len(rest) < 5 || rest[0] != 0x80 || !strings.Contains(strings.ToLower(string(rest[5:])), "grpc-status: 0") {
+		t.Fatalf("gRPC-Web trailers %q", rest)
+	}
+
 	// A Subscribe ends with UNAUTHENTICATED (token_expired) when its token
 	// reaches exp: a token of 2 s, signed with the dev key.
 	data, err := os.ReadFile(filepath.Join(d.dir, devAuthFile))
