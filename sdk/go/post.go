@@ -52,6 +52,8 @@ type postReq struct {
 type postOutcome struct {
 	r   PostResult
 	err error
+	// delivered: sendPosts already gave this success to its caller.
+	delivered bool
 }
 
 // Post posts body to room and waits for its seq. Posts issued while
@@ -297,8 +299,10 @@ func (c *Client) batcher() {
 			}
 			for ; inflight > 0; inflight-- {
 				fd := <-done
-				for _, p := range fd.posts {
-					finish(p, postOutcome{err: err})
+				for i, p := range fd.posts {
+					if fd.results == nil || !fd.results[i].delivered {
+						finish(p, postOutcome{err: err})
+					}
 				}
 			}
 			for {
@@ -335,7 +339,9 @@ func (c *Client) batcher() {
 					o = fd.results[i]
 				}
 				if o.err == nil {
-					finish(p, o)
+					if !o.delivered {
+						finish(p, o)
+					}
 					continue
 				}
 				wait, ok := c.retryable(o.err, p.attempts)
@@ -371,7 +377,21 @@ func maxTime(a, b time.Time) time.Time {
 // sendPosts sends posts as one post or one post_batch frame on cn.
 func (c *Client) sendPosts(cn *conn, posts []*postReq, done chan<- frameDone) {
 	fd := frameDone{posts: posts}
-	defer func() { done <- fd }()
+	defer func() {
+		// Each success goes to its caller at once, not through the
+		// batcher (one wake-up less per post); the batcher then counts the
+		// frame done and retries the failures.
+		if fd.err == nil {
+			for i, p := range posts {
+				if o := &fd.results[i]; o.err == nil {
+					o.r.Attempts = p.attempts
+					p.res <- *o
+					o.delivered = true
+				}
+			}
+		}
+		done <- fd
+	}()
 	id := cn.nextID.Add(1)
 	var data []byte
 	data = append(data, `{"id":`...)
