@@ -19,7 +19,7 @@ import (
 // hand-written adapter (conn.go) stays:
 //   - pipelined-*: throughput, bound by the CPU the servers share with the
 //     load generator; the SDK spends about 1.5 times the adapter's client
-//     CPU per post (43-45 µs against 27-30 µs, 2026-12-02), which would
+//     CPU per post (47-49 µs against 32-33 µs, 2026-12-02), which would
 //     come out of the servers being measured.
 //   - pipelined-batched, besides: PublishBatch sends one post_batch of
 //     exactly B posts; the SDK has no batch call (it coalesces by itself).
