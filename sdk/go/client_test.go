@@ -117,16 +117,21 @@ func TestCloseCodesResume(t *testing.T) {
 // same key on the next connection; the edge says duplicate.
 func TestPostRetriedWithSameKey(t *testing.T) {
 	e := &scriptedEdge{t: t}
+	var mu sync.Mutex // the scripted edge's goroutines append, the test reads
 	var keys []any
 	e.scripts = []func(context.Context, *websocket.Conn){
 		func(ctx context.Context, ws *websocket.Conn) {
 			cmd := readCmd(ctx, t, ws)
+			mu.Lock()
 			keys = append(keys, cmd["key"])
+			mu.Unlock()
 			ws.CloseNow() // the outcome is unknown to the client
 		},
 		func(ctx context.Context, ws *websocket.Conn) {
 			cmd := readCmd(ctx, t, ws)
+			mu.Lock()
 			keys = append(keys, cmd["key"])
+			mu.Unlock()
 			write(ctx, ws, map[string]any{"id": cmd["id"], "ok": true, "room": "r", "thread": 0, "seq": 7, "hash": "h",
 				"time": "2026-01-01T00:00:00Z", "time_ns": "1", "duplicate": true, "key": cmd["key"]})
 			drain(ctx, ws)
@@ -145,6 +150,8 @@ func TestPostRetriedWithSameKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if !r.Duplicate || r.Seq != 7 || r.Attempts != 2 || len(keys) != 2 || keys[0] != keys[1] || keys[0] != r.Key {
 		t.Fatalf("result %+v, keys sent %v", r, keys)
 	}
