@@ -28,16 +28,22 @@ import (
 // grpcService implements tigerchatv1connect.ChatServiceHandler.
 type grpcService struct{ e *Edge }
 
-// httpRequestKey carries the HTTP request into a gRPC handler: admit reads
-// its address and Authorization header.
+// httpRequestKey carries the HTTP request and its response writer into a
+// gRPC handler: admit reads the request's address and Authorization
+// header; Subscribe bounds each write with a deadline.
 type httpRequestKey struct{}
+
+type httpCall struct {
+	r *http.Request
+	w http.ResponseWriter
+}
 
 // grpcHandler returns the path prefix and handler of the gRPC API.
 func (e *Edge) grpcHandler() (string, http.Handler) {
 	path, h := tigerchatv1connect.NewChatServiceHandler(grpcService{e},
 		connect.WithReadMaxBytes(e.cfg.FrameSizeMax))
 	return path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), httpRequestKey{}, r)))
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), httpRequestKey{}, httpCall{r: r, w: w})))
 	})
 }
 
@@ -88,12 +94,12 @@ func errorInfo(err *Error) *chatv1.ErrorInfo {
 
 // admitGRPC runs admit on the call's HTTP request.
 func (g grpcService) admitGRPC(ctx context.Context) (Session, *http.Request, *Error) {
-	r, _ := ctx.Value(httpRequestKey{}).(*http.Request)
-	if r == nil {
+	call, _ := ctx.Value(httpRequestKey{}).(httpCall)
+	if call.r == nil {
 		return Session{}, nil, errorf(CodeInternal, "gRPC call without its HTTP request")
 	}
-	s, err := g.e.admit(r, false)
-	return s, r, err
+	s, err := g.e.admit(call.r, false)
+	return s, call.r, err
 }
 
 // run admits the call and executes c.
@@ -259,6 +265,11 @@ func (g grpcService) Subscribe(ctx context.Context, req *connect.Request[chatv1.
 	s.ready.Store(true)
 	expiry := time.NewTimer(e.untilExpiry(sess.Expires))
 	defer expiry.Stop()
+	// Each event must leave within the WebSocket's write timeout: a client
+	// that stops reading (HTTP/2 flow control) would otherwise hold this
+	// stream, and the edge's shutdown, forever.
+	call, _ := ctx.Value(httpRequestKey{}).(httpCall)
+	rc := http.NewResponseController(call.w)
 	for {
 		select {
 		case b := <-out.ch:
@@ -266,7 +277,10 @@ func (g grpcService) Subscribe(ctx context.Context, req *connect.Request[chatv1.
 			if err != nil {
 				return grpcError(err) // counted where the tracker ended it
 			}
-			if serr := stream.Send(ev); serr != nil {
+			_ = rc.SetWriteDeadline(time.Now().Add(wsWriteTimeout)) // unsupported: no bound, as before
+			serr := stream.Send(ev)
+			_ = rc.SetWriteDeadline(time.Time{})
+			if serr != nil {
 				return serr
 			}
 		case <-expiry.C:
