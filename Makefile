@@ -9,7 +9,7 @@ CHAT_NIGHTLY_COUNT  ?= 10000
 DELIVERY_FAST_COUNT    ?= 300
 DELIVERY_NIGHTLY_COUNT ?= 30000
 
-.PHONY: all build test test-go vet fmt-check run sim sim-swarm sim-nightly clean bench-failover bench bench-history history-nightly test-sdk test-sdk-go test-sdk-js test-sdk-rust chaos chaos-nightly chaos-broken
+.PHONY: all build test test-go vet fmt-check run sim sim-swarm sim-nightly clean bench-failover bench bench-history history-nightly test-sdk test-sdk-go test-sdk-js test-sdk-rust chaos chaos-nightly chaos-broken generate
 
 all: build
 
@@ -58,6 +58,17 @@ SDK_RUST_TARGET ?= $(HOME)/.cache/tigerchat/sdk-rust-target
 test-sdk-rust: build
 	@command -v cargo >/dev/null 2>&1 || { echo "test-sdk-rust: cargo not found (.ci/run installs it)"; exit 1; }
 	cd sdk/rust && CARGO_TARGET_DIR=$(SDK_RUST_TARGET) TIGERCHAT_BIN=$(CURDIR)/$(BIN)/tigerchat cargo test --locked -q
+
+# Regenerate the gRPC API's Go code (api/tigerchat/v1) from its .proto.
+# The generated code is committed: building and testing need no protoc.
+# Needs protoc (Debian: protobuf-compiler); the Go plugins are built at the
+# versions go.mod requires.
+generate:
+	@command -v protoc >/dev/null 2>&1 || { echo "generate: protoc not found (apt-get install protobuf-compiler)"; exit 1; }
+	@mkdir -p $(BIN)/tools
+	GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go connectrpc.com/connect/cmd/protoc-gen-connect-go
+	PATH="$(CURDIR)/$(BIN)/tools:$$PATH" protoc -I api --go_out=. --go_opt=module=tigerchat \
+		--connect-go_out=. --connect-go_opt=module=tigerchat api/tigerchat/v1/chat.proto
 
 # The nightly swarm: tens of thousands of seeds; not part of `make test`.
 sim-nightly: build

@@ -16,6 +16,9 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/quic-go/quic-go v0.65.0 // indirect
 	golang.org/x/crypto v0.57.0 // indirect
-	golang.org/x/net v0.58.0 // indirect
+	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
+	tigerchat/sdk/go v0.0.0 // indirect
 )
+
+replace tigerchat/sdk/go => ../sdk/go

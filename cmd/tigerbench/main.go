@@ -21,6 +21,14 @@
 //	    the replication layer alone: N publishers through the Go client
 //	    (runtime/client) straight to the replicas, no edge.
 //
+//	tigerbench sdk [-sdks raw,go,go-default,node,rust] [-conns 32] [-inflight 8]
+//	               [-seconds S] [-warmup S] [-sdk-dir DIR] [-json]
+//	    post throughput through each client SDK beside the hand-written
+//	    WebSocket adapter on one cluster it starts (3 replicas, one edge):
+//	    posts/s, p50 and p99 per client, and each against the raw adapter.
+//	    The JS and Rust SDKs run as driver processes (sdk/js/bench,
+//	    sdk/rust/examples/throughput.rs); a missing node or cargo skips them.
+//
 //	tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json]
 //	    this machine's disk as replicas use it: N files, each overwritten
 //	    B bytes at a time with an fdatasync after every write; fdatasyncs
@@ -81,8 +89,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "history" {
 		return runHistory(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "sdk" {
+		return runSDK(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "failover" {
-		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover] [-seconds S] ... | tigerbench failover [-trials N] [-json] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json] | tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-pages N] [-json]")
+		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover] [-seconds S] ... | tigerbench failover [-trials N] [-json] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json] | tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-pages N] [-json] | tigerbench sdk [-sdks raw,go,go-default,node,rust] [-conns N] [-inflight N] [-seconds S] [-json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("tigerbench failover", flag.ContinueOnError)

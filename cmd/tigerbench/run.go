@@ -27,6 +27,7 @@ func runSuite(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	binary := fs.String("tigerchat", "", "the tigerchat `BINARY` (default: next to tigerbench, else built from source)")
 	edgeArgs := fs.String("edge-args", "", "extra `FLAGS` for `tigerchat edge`, space-separated (e.g. \"-post-batches 8\")")
+	adapter := fs.String("adapter", tiger.AdapterGoSDK, "the publishers' client: go-sdk (the Go SDK for publish and the fan-out's publishers; the hand-written adapter for the pipelined scenarios and failover) or raw (the hand-written adapter everywhere)")
 	finish := suite.Flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -34,6 +35,10 @@ func runSuite(args []string, stdout, stderr io.Writer) int {
 	o, err := finish()
 	if err != nil {
 		fmt.Fprintln(stderr, "tigerbench:", err)
+		return 2
+	}
+	if *adapter != tiger.AdapterGoSDK && *adapter != tiger.AdapterRaw {
+		fmt.Fprintf(stderr, "tigerbench: -adapter %q: want %s or %s\n", *adapter, tiger.AdapterGoSDK, tiger.AdapterRaw)
 		return 2
 	}
 	o.Systems = []string{"tigerchat"}
@@ -48,7 +53,7 @@ func runSuite(args []string, stdout, stderr io.Writer) int {
 					return nil, err
 				}
 			}
-			return tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: o.Shards, PprofDir: o.PprofDir, EdgeArgs: strings.Fields(*edgeArgs), Log: log})
+			return tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: o.Shards, PprofDir: o.PprofDir, EdgeArgs: strings.Fields(*edgeArgs), Adapter: *adapter, Log: log})
 		},
 	}
 	return suite.Run(ctx, "tigerbench", o, start, stdout, stderr)

@@ -193,9 +193,13 @@ func (tb *tab) waitEval(expr string, want func(any) bool, what string) {
 	}
 }
 
-// The demo page of `tigerchat dev` in two headless Chromium tabs, over
-// https and wss with the dev CA trusted: a message typed in one appears in
-// the other, live.
+// The demo page of `tigerchat dev`, built on the JavaScript SDK, in two
+// headless Chromium tabs over https and wss with the dev CA trusted: a
+// message typed in one appears in the other, live. Then the dev process,
+// its edge included, stops and starts again on the same ports and data
+// while one tab posts: the SDK reconnects, retries the posts with their
+// keys and resumes the room, and each tab ends with every message once,
+// in seq order, with no gap.
 func TestDemoPageTwoTabs(t *testing.T) {
 	if chromiumPath() == "" {
 		startChromium(t) // fails under CI=true, skips otherwise
@@ -205,18 +209,62 @@ func TestDemoPageTwoTabs(t *testing.T) {
 	if !strings.HasPrefix(d.edge, "https://") {
 		t.Fatalf("tigerchat dev serves its edge on %s, want https://", d.edge)
 	}
+	ready := `typeof demo !== "undefined" && demo.ready === true && demo.rooms.has("lobby")`
 	bo := openTab(t, devtools, d.edge+"/?user=bo&room=lobby")
-	bo.waitEval(`typeof rooms !== "undefined" && rooms.has("lobby")`, func(v any) bool { return v == true }, "bo opens lobby")
-	if proto := bo.eval(`location.protocol + " " + (ws ? ws.url.split(":")[0] : "")`); proto != "https: wss" {
+	bo.waitEval(ready, func(v any) bool { return v == true }, "bo opens lobby")
+	if proto := bo.eval(`location.protocol + " " + demo.client.wsURL.split(":")[0]`); proto != "https: wss" {
 		t.Fatalf("page and socket: %v, want https: wss", proto)
 	}
+	if sdk := bo.eval(`performance.getEntriesByType("resource").some((e) => e.name.endsWith("/sdk/tigerchat.js")) && demo.client.constructor.name`); sdk != "Client" {
+		t.Fatalf("the page did not load the SDK from /sdk/tigerchat.js: %v", sdk)
+	}
 	ana := openTab(t, devtools, d.edge+"/?user=ana&room=lobby&say=hello+from+ana")
+	ana.waitEval(ready, func(v any) bool { return v == true }, "ana opens lobby")
 	msgs := `document.getElementById("msgs").innerText`
 	bo.waitEval(msgs, func(v any) bool { s, _ := v.(string); return strings.Contains(s, "hello from ana") }, "bo sees ana's message")
 	ana.waitEval(msgs, func(v any) bool { s, _ := v.(string); return strings.Contains(s, "#1") }, "ana sees her own message")
 	// bo answers by typing into the form.
 	bo.eval(`document.getElementById("text").value = "hi ana"; document.getElementById("compose").requestSubmit(); true`)
 	ana.waitEval(msgs, func(v any) bool { s, _ := v.(string); return strings.Contains(s, "hi ana") }, "ana sees bo's answer")
+
+	arrived := func(n int) string {
+		seqs := make([]string, n)
+		for i := range seqs {
+			seqs[i] = fmt.Sprint(i + 1)
+		}
+		return "[" + strings.Join(seqs, ",") + "]"
+	}
+	arrivals := `JSON.stringify(demo.arrivals.get("lobby"))`
+	ana.eval(`for (let i = 3; i <= 10; i++) demo.say("before the restart " + i); true`)
+	for _, tb := range []*tab{bo, ana} {
+		tb.waitEval(arrivals, func(v any) bool { return v == arrived(10) }, "seqs 1..10 once each")
+	}
+	// The restart: ana posts while the edge is down, and after it is back.
+	d.stop()
+	ana.eval(`for (let i = 11; i <= 15; i++) demo.say("during the restart " + i); true`)
+	d.launch(t)
+	ana.eval(`for (let i = 16; i <= 20; i++) demo.say("after the restart " + i); true`)
+	for _, tb := range []*tab{bo, ana} {
+		tb.waitEval(arrivals, func(v any) bool { return v == arrived(20) }, "seqs 1..20 once each across the restart")
+	}
+	// One more post: had a retry been committed twice, it would not be seq 21.
+	bo.eval(`demo.say("the last one"); true`)
+	for _, tb := range []*tab{bo, ana} {
+		tb.waitEval(arrivals, func(v any) bool { return v == arrived(21) }, "seq 21 after the restart")
+		bodies := tb.eval(`JSON.stringify([...demo.rooms.get("lobby").messages.values()].map((m) => m.body).sort())`)
+		var got []string
+		if err := json.Unmarshal([]byte(fmt.Sprint(bodies)), &got); err != nil || len(got) != 21 {
+			t.Fatalf("bodies: %v (%v)", bodies, err)
+		}
+		for i := 3; i <= 20; i++ {
+			if !strings.Contains(fmt.Sprint(bodies), fmt.Sprintf(" %d\"", i)) {
+				t.Fatalf("post %d is missing from %v", i, bodies)
+			}
+		}
+		if r := tb.eval(`demo.client.stats.reconnects`); r == float64(0) {
+			t.Fatalf("the SDK did not reconnect: %v", r)
+		}
+	}
 	t.Logf("bo's tab shows: %q", bo.eval(msgs))
 }
 

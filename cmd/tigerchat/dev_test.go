@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,7 +20,9 @@ import (
 // devProc is a running `tigerchat dev`.
 type devProc struct {
 	dir, edge, caFile, httpAddr, config, operator string
+	args                                          []string
 	cmd                                           *exec.Cmd
+	stop                                          func() // SIGTERM, then wait (kill after 10 s)
 }
 
 // freeUDPBase finds three consecutive free UDP ports on 127.0.0.1.
@@ -63,28 +66,48 @@ func freeTCPAddr(t *testing.T) string {
 func startDev(t *testing.T, extra ...string) *devProc {
 	t.Helper()
 	d := &devProc{dir: t.TempDir(), httpAddr: freeTCPAddr(t)}
-	args := append([]string{"dev", "-dir", d.dir, "-shards", "1", "-http", d.httpAddr, "-edge", freeTCPAddr(t),
+	d.args = append([]string{"dev", "-dir", d.dir, "-shards", "1", "-http", d.httpAddr, "-edge", freeTCPAddr(t),
 		"-base-port", fmt.Sprint(freeUDPBase(t))}, extra...)
-	d.cmd = exec.Command(binaryPath, args...)
-	out, err := d.cmd.StdoutPipe()
+	d.launch(t)
+	return d
+}
+
+// restart stops the process with SIGTERM (the edge ends its streams with
+// 1001 going away) and starts it again on the same ports and data dir.
+func (d *devProc) restart(t *testing.T) {
+	t.Helper()
+	d.stop()
+	d.launch(t)
+}
+
+// launch starts `tigerchat dev` with d.args and waits until it is ready.
+func (d *devProc) launch(t *testing.T) {
+	t.Helper()
+	cmd := exec.Command(binaryPath, d.args...)
+	d.cmd = cmd
+	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cmd.Stderr = io.Discard
-	if err := d.cmd.Start(); err != nil {
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = d.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = d.cmd.Process.Kill()
-			<-done
-		}
-	})
+	var once sync.Once
+	d.stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		})
+	}
+	t.Cleanup(d.stop)
 	lines := make(chan string, 64)
 	go func() {
 		defer close(lines)
@@ -117,7 +140,7 @@ func startDev(t *testing.T, extra ...string) *devProc {
 					for range lines {
 					}
 				}()
-				return d
+				return
 			}
 		case <-timeout:
 			t.Fatalf("tigerchat dev not ready in 60 s; it printed:\n%s", strings.Join(printed, "\n"))

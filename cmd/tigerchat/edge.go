@@ -131,9 +131,18 @@ func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
 	s := &edgeServer{cl: cl, edge: e, bus: rb, busInfo: busInfo, done: make(chan struct{}),
 		srv: &http.Server{Handler: withPprof(e.Handler()), ReadHeaderTimeout: 5 * time.Second,
 			ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelDebug)}}
+	// HTTP/2 for the gRPC API: over TLS when the client offers only h2
+	// (browsers and WebSocket clients, offering http/1.1 too, keep it), and
+	// over plain TCP by prior knowledge (h2c).
+	s.srv.Protocols = new(http.Protocols)
+	s.srv.Protocols.SetHTTP1(true)
+	s.srv.Protocols.SetHTTP2(true)
+	s.srv.Protocols.SetUnencryptedHTTP2(true)
 	ln := o.listener
 	if o.tls != nil {
-		ln = tls.NewListener(ln, o.tls.config())
+		tc := o.tls.config()
+		tc.NextProtos = append(tc.NextProtos, "h2")
+		ln = tls.NewListener(ln, tc)
 		o.tls.watchSIGHUP(ctx, o.log)
 	}
 	go func() {

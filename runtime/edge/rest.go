@@ -14,6 +14,7 @@ import (
 func (e *Edge) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", serveDemo)
+	mux.HandleFunc("GET /sdk/tigerchat.js", serveJSSDK)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if ok, down := e.Healthy(); !ok {
 			http.Error(w, fmt.Sprintf("unhealthy: no primary answered this edge within %v for shards %v", e.cfg.HealthStale, down), http.StatusServiceUnavailable)
@@ -52,6 +53,7 @@ func (e *Edge) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/messages/batch", e.rest(cmdPostBatch, parsePostBatch))
 	mux.HandleFunc("GET /v1/rooms/{room}/messages", e.rest(cmdHistory, parseHistory))
 	mux.HandleFunc("GET /v1/rooms/{room}/snapshot", e.rest(cmdSnapshot, parseSnapshot))
+	mux.Handle(e.grpcHandler())
 	if e.cfg.DevMint != nil {
 		mux.HandleFunc("POST /v1/dev/token", e.serveDevToken)
 	}

@@ -17,6 +17,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -681,6 +682,24 @@ type envelope struct {
 
 var eventPrefix = []byte(`{"event":`)
 
+// okReplyID reads the id of a success reply, which the edge writes as
+// {"id":N,"ok":true…}; anything else is left to encoding/json.
+func okReplyID(frame []byte) (uint64, bool) {
+	rest, ok := bytes.CutPrefix(frame, []byte(`{"id":`))
+	if !ok {
+		return 0, false
+	}
+	n := 0
+	for n < len(rest) && n < 20 && rest[n] >= '0' && rest[n] <= '9' {
+		n++
+	}
+	if n == 0 || !bytes.HasPrefix(rest[n:], []byte(`,"ok":true`)) {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(string(rest[:n]), 10, 64)
+	return id, err == nil
+}
+
 func (cn *conn) read() {
 	var err error
 	for {
@@ -698,7 +717,9 @@ func (cn *conn) read() {
 			continue
 		}
 		var env envelope
-		if json.Unmarshal(frame, &env) != nil {
+		if id, ok := okReplyID(frame); ok {
+			env.ID = &id // a success reply: no need to decode it here
+		} else if json.Unmarshal(frame, &env) != nil {
 			continue
 		}
 		if env.Event != "" {

@@ -117,16 +117,21 @@ func TestCloseCodesResume(t *testing.T) {
 // same key on the next connection; the edge says duplicate.
 func TestPostRetriedWithSameKey(t *testing.T) {
 	e := &scriptedEdge{t: t}
+	var mu sync.Mutex // the scripted edge's goroutines append, the test reads
 	var keys []any
 	e.scripts = []func(context.Context, *websocket.Conn){
 		func(ctx context.Context, ws *websocket.Conn) {
 			cmd := readCmd(ctx, t, ws)
+			mu.Lock()
 			keys = append(keys, cmd["key"])
+			mu.Unlock()
 			ws.CloseNow() // the outcome is unknown to the client
 		},
 		func(ctx context.Context, ws *websocket.Conn) {
 			cmd := readCmd(ctx, t, ws)
+			mu.Lock()
 			keys = append(keys, cmd["key"])
+			mu.Unlock()
 			write(ctx, ws, map[string]any{"id": cmd["id"], "ok": true, "room": "r", "thread": 0, "seq": 7, "hash": "h",
 				"time": "2026-01-01T00:00:00Z", "time_ns": "1", "duplicate": true, "key": cmd["key"]})
 			drain(ctx, ws)
@@ -145,6 +150,8 @@ func TestPostRetriedWithSameKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if !r.Duplicate || r.Seq != 7 || r.Attempts != 2 || len(keys) != 2 || keys[0] != keys[1] || keys[0] != r.Key {
 		t.Fatalf("result %+v, keys sent %v", r, keys)
 	}
@@ -270,5 +277,55 @@ func TestTruncationRechecked(t *testing.T) {
 	want := "[1 2 3 4 5 truncated 6-8 9]"
 	if fmt.Sprint(got) != want || fmt.Sprint(cmds) != "[unsubscribe <nil> subscribe 1 unsubscribe <nil> subscribe 5]" {
 		t.Fatalf("delivered %v, want %s; commands %v", got, want, cmds)
+	}
+}
+
+// The hand-written post encoding and reply id reader agree with
+// encoding/json.
+func TestEncodePostAndOKReplyID(t *testing.T) {
+	for _, body := range []string{"plain", "quote \" back \\ <tag> & é \x01", ""} {
+		var got, want map[string]any
+		if err := json.Unmarshal(encodePost("r-1", body, "k.1", 7), &got); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(map[string]any{"room": "r-1", "body": body, "key": "k.1", "thread": 7})
+		_ = json.Unmarshal(b, &want)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("encodePost(%q): %v, want %v", body, got, want)
+		}
+	}
+	for frame, want := range map[string]uint64{`{"id":42,"ok":true,"seq":1}`: 42, `{"id":7,"ok":true}`: 7} {
+		if id, ok := okReplyID([]byte(frame)); !ok || id != want {
+			t.Fatalf("okReplyID(%s) = %d, %v", frame, id, ok)
+		}
+	}
+	for _, frame := range []string{`{"id":1,"error":{"code":"x"}}`, `{"event":"message"}`, `{"id":"s","ok":true}`, `{"id":,"ok":true}`} {
+		if _, ok := okReplyID([]byte(frame)); ok {
+			t.Fatalf("okReplyID(%s) took it", frame)
+		}
+	}
+}
+
+// parsePostReply reads what the edge writes as encoding/json would, and
+// leaves any other shape to it.
+func TestParsePostReply(t *testing.T) {
+	frame := `{"id":9,"ok":true,"room":"r-1","thread":3,"seq":42,"hash":"ab01","time":"2026-12-02T08:00:00.123456789Z","time_ns":"1795939200123456789","duplicate":true,"key":"k.1"}`
+	got, ok := parsePostReply([]byte(frame))
+	var want PostResult
+	if err := json.Unmarshal([]byte(frame), &want); err != nil || !ok {
+		t.Fatalf("parse: %v %v", ok, err)
+	}
+	if got != want {
+		t.Fatalf("parsePostReply: %+v, want %+v", got, want)
+	}
+	for _, f := range []string{
+		strings.Replace(frame, `"key":"k.1"`, `"key":"k\"1"`, 1),
+		strings.Replace(frame, `,"duplicate":true`, ``, 1),
+		frame + " ",
+		`{"id":9,"ok":true}`,
+	} {
+		if _, ok := parsePostReply([]byte(f)); ok {
+			t.Fatalf("parsePostReply took %s", f)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package tigerchat
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,6 +52,8 @@ type postReq struct {
 type postOutcome struct {
 	r   PostResult
 	err error
+	// delivered: sendPosts already gave this success to its caller.
+	delivered bool
 }
 
 // Post posts body to room and waits for its seq. Posts issued while
@@ -78,11 +81,7 @@ func (c *Client) Post(ctx context.Context, room, body string, opts ...PostOption
 	if d, ok := ctx.Deadline(); ok {
 		p.deadline = d
 	}
-	obj := map[string]any{"room": room, "body": body, "key": p.key}
-	if p.thread != 0 {
-		obj["thread"] = p.thread
-	}
-	p.enc, _ = json.Marshal(obj)
+	p.enc = encodePost(room, body, p.key, p.thread)
 	c.mu.Lock()
 	c.postSeq++
 	p.n = c.postSeq
@@ -100,6 +99,114 @@ func (c *Client) Post(ctx context.Context, room, body string, opts ...PostOption
 	case <-ctx.Done():
 		return PostResult{}, ctx.Err()
 	}
+}
+
+// encodePost writes {"room":…,"body":…,"key":…[,"thread":…]} without
+// reflection: it runs once per post.
+func encodePost(room, body, key string, thread uint64) []byte {
+	b := make([]byte, 0, len(room)+len(body)+len(key)+64)
+	b = append(b, `{"room":`...)
+	b = appendJSONString(b, room)
+	b = append(b, `,"body":`...)
+	b = appendJSONString(b, body)
+	b = append(b, `,"key":`...)
+	b = appendJSONString(b, key)
+	if thread != 0 {
+		b = append(b, `,"thread":`...)
+		b = strconv.AppendUint(b, thread, 10)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string: as it is when it needs no
+// escape, else as encoding/json writes it.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			quoted, _ := json.Marshal(s)
+			return append(dst, quoted...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
+// parsePostReply reads a post's reply in the form the edge writes it,
+// {"id":N,"ok":true,"room":"…","thread":N,"seq":N,"hash":"…","time":"…",
+// "time_ns":"…","duplicate":B,"key":"…"} with strings that need no escape,
+// without reflection (once per post); false: leave it to encoding/json.
+func parsePostReply(frame []byte) (PostResult, bool) {
+	var r PostResult
+	b := frame
+	ok := true
+	lit := func(s string) {
+		if ok = ok && bytes.HasPrefix(b, []byte(s)); ok {
+			b = b[len(s):]
+		}
+	}
+	str := func() string {
+		if !ok {
+			return ""
+		}
+		i := bytes.IndexByte(b, '"')
+		if i < 0 || bytes.IndexByte(b[:i], '\\') >= 0 {
+			ok = false
+			return ""
+		}
+		v := string(b[:i])
+		b = b[i+1:]
+		return v
+	}
+	num := func() uint64 {
+		n := 0
+		for n < len(b) && n < 20 && b[n] >= '0' && b[n] <= '9' {
+			n++
+		}
+		if !ok || n == 0 {
+			ok = false
+			return 0
+		}
+		v, err := strconv.ParseUint(string(b[:n]), 10, 64)
+		ok = err == nil
+		b = b[n:]
+		return v
+	}
+	lit(`{"id":`)
+	num()
+	lit(`,"ok":true,"room":"`)
+	r.Room = str()
+	lit(`,"thread":`)
+	r.Thread = num()
+	lit(`,"seq":`)
+	r.Seq = num()
+	lit(`,"hash":"`)
+	r.Hash = str()
+	lit(`,"time":"`)
+	tm := str()
+	lit(`,"time_ns":"`)
+	r.TimeNS = str()
+	lit(`,"duplicate":`)
+	switch {
+	case bytes.HasPrefix(b, []byte("true")):
+		r.Duplicate, b = true, b[4:]
+	case bytes.HasPrefix(b, []byte("false")):
+		b = b[5:]
+	default:
+		ok = false
+	}
+	lit(`,"key":"`)
+	r.Key = str()
+	lit(`}`)
+	if !ok || len(b) != 0 {
+		return PostResult{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, tm)
+	if err != nil {
+		return PostResult{}, false
+	}
+	r.Time = t
+	return r, true
 }
 
 type frameDone struct {
@@ -192,8 +299,10 @@ func (c *Client) batcher() {
 			}
 			for ; inflight > 0; inflight-- {
 				fd := <-done
-				for _, p := range fd.posts {
-					finish(p, postOutcome{err: err})
+				for i, p := range fd.posts {
+					if fd.results == nil || !fd.results[i].delivered {
+						finish(p, postOutcome{err: err})
+					}
 				}
 			}
 			for {
@@ -230,7 +339,9 @@ func (c *Client) batcher() {
 					o = fd.results[i]
 				}
 				if o.err == nil {
-					finish(p, o)
+					if !o.delivered {
+						finish(p, o)
+					}
 					continue
 				}
 				wait, ok := c.retryable(o.err, p.attempts)
@@ -266,7 +377,21 @@ func maxTime(a, b time.Time) time.Time {
 // sendPosts sends posts as one post or one post_batch frame on cn.
 func (c *Client) sendPosts(cn *conn, posts []*postReq, done chan<- frameDone) {
 	fd := frameDone{posts: posts}
-	defer func() { done <- fd }()
+	defer func() {
+		// Each success goes to its caller at once, not through the
+		// batcher (one wake-up less per post); the batcher then counts the
+		// frame done and retries the failures.
+		if fd.err == nil {
+			for i, p := range posts {
+				if o := &fd.results[i]; o.err == nil {
+					o.r.Attempts = p.attempts
+					p.res <- *o
+					o.delivered = true
+				}
+			}
+		}
+		done <- fd
+	}()
 	id := cn.nextID.Add(1)
 	var data []byte
 	data = append(data, `{"id":`...)
@@ -311,6 +436,10 @@ func (c *Client) sendPosts(cn *conn, posts []*postReq, done chan<- frameDone) {
 		return
 	}
 	if len(posts) == 1 {
+		if r, ok := parsePostReply(raw); ok {
+			fd.results = []postOutcome{{r: r}}
+			return
+		}
 		var r PostResult
 		if err := json.Unmarshal(raw, &r); err != nil {
 			fd.err = fmt.Errorf("tigerchat: post reply: %w", err)

@@ -67,7 +67,6 @@ type Subscription struct {
 	resync  bool
 	checked uint64
 	first   chan error
-	started bool
 
 	pushMu sync.Mutex
 	ended  bool
@@ -234,7 +233,6 @@ func (c *Client) subscribeOn(cn *conn, s *Subscription) {
 		}
 		switch {
 		case err == nil, IsCode(err, CodeAlreadySubscribed):
-			s.started = true
 			select {
 			case s.first <- nil:
 			default:

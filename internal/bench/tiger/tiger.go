@@ -44,7 +44,10 @@ type Options struct {
 	Shards   int
 	PprofDir string   // when set, replicas serve /debug/pprof and scenarios are profiled
 	EdgeArgs []string // extra `tigerchat edge` flags (tuning experiments)
-	Log      io.Writer
+	// Adapter: the publishers' client, AdapterGoSDK (also when empty) or
+	// AdapterRaw (the hand-written adapter everywhere).
+	Adapter string
+	Log     io.Writer
 	// Tweak, when set, changes the cluster config after the benchmark's
 	// own settings (the history benchmark sizes the block cache).
 	Tweak func(*node.ClusterConfig)
@@ -61,6 +64,7 @@ type System struct {
 	secret    []byte
 	admin     *conn
 	conns     atomic.Int64 // connections opened (source address choice)
+	scenario  scenarioNow  // the scenario running (Rooms), for Publisher
 	opsSeen   uint64       // ops (prepares) of all shards at the last Diagnose
 	postsSeen uint64       // the edge's posts_total at the last Diagnose
 	viewsSeen uint64       // the views of all shards at the last Diagnose
@@ -206,6 +210,7 @@ func (s *System) Name() string { return "tigerchat" }
 // Rooms creates fresh public rooms; spread puts room k on shard k mod
 // Shards, otherwise every room is on shard 0.
 func (s *System) Rooms(ctx context.Context, scenario string, n int, spread bool) ([]string, error) {
+	s.scenario.set(scenario)
 	var rooms []string
 	for k := range n {
 		shard := 0
@@ -296,10 +301,20 @@ func (s *System) shardStatuses(shard int) (sts [replicaCount]node.Status, ok boo
 	return sts, ok
 }
 
-// Publisher implements load.System: one WebSocket; each Publish is a
-// post command with the idempotency key, each PublishBatch a post_batch
-// command.
+// Publisher implements load.System: a client of the Go SDK (sdk.go says
+// where and why the hand-written adapter stays), or, with Options.Adapter
+// AdapterRaw or in the failover scenario, the hand-written adapter.
 func (s *System) Publisher(ctx context.Context, i int) (load.Publisher, error) {
+	if s.o.Adapter == AdapterRaw || rawScenario(s.scenario.get()) {
+		return s.rawPublisher(ctx)
+	}
+	return s.SDKPublisher(ctx, sdkFramesInFlight)
+}
+
+// rawPublisher is the hand-written adapter: one WebSocket; each Publish is
+// a post command with the idempotency key, each PublishBatch a post_batch
+// command.
+func (s *System) rawPublisher(ctx context.Context) (load.Publisher, error) {
 	c, err := s.dial(ctx, publisher, nil)
 	if err != nil {
 		return nil, err

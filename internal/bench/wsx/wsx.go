@@ -51,13 +51,17 @@ func transport(source int) *http.Transport {
 	return t
 }
 
+// HTTPClient is the HTTP client of connection n (its handshake leaves from
+// Source(n)), for clients that dial themselves (the Go SDK).
+func HTTPClient(n int) *http.Client { return &http.Client{Transport: transport(Source(n))} }
+
 // Dial opens a WebSocket to url (which must be on 127.0.0.1) as
 // connection n.
 func Dial(ctx context.Context, url string, header http.Header, n int) (*websocket.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: header,
-		HTTPClient: &http.Client{Transport: transport(Source(n))}})
+		HTTPClient: HTTPClient(n)})
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("dial %s: %w (HTTP %d)", url, err, resp.StatusCode)

@@ -227,12 +227,18 @@ export class Client {
       let opened = false;
       const timer = setTimeout(() => { try { ws.close(); } catch {} reject(new TigerChatError("connection_lost", "dial timeout")); }, this.o.callTimeoutMs);
       ws.onopen = () => { opened = true; clearTimeout(timer); resolve(ws); };
-      ws.onerror = () => {};
+      // A refused handshake is not visible to a browser WebSocket: the
+      // caller asks whoami over REST why (401, 429 with a typed body).
+      // Node's WebSocket (undici, Node 20) fires only error for it, no
+      // close: either one settles the dial (a second is a no-op).
+      ws.onerror = () => {
+        if (opened) return;
+        clearTimeout(timer);
+        reject(new TigerChatError("connection_lost", "handshake failed"));
+      };
       ws.onclose = (ev) => {
         if (opened) return;
         clearTimeout(timer);
-        // A refused handshake is not visible to a browser WebSocket: call
-        // whoami over REST to learn why (401 with a typed body).
         reject(new TigerChatError("connection_lost", `handshake closed (${ev.code})`));
       };
     });
@@ -243,7 +249,9 @@ export class Client {
     try {
       const base = this.wsURL.replace(/^ws/, "http").replace(/\/v1\/ws$/, "");
       const r = await fetch(base + "/v1/whoami", { headers: { Authorization: "Bearer " + token } });
-      if (r.ok) return null;
+      // The edge answers, and accepts the token now: what refused the
+      // handshake was momentary (a rate limit that refilled since): retry.
+      if (r.ok) return new TigerChatError("unavailable", "WebSocket handshake refused while the edge answers: retrying", { retryAfterMs: this.o.backoffMinMs });
       const b = await r.json();
       return b.error ? fromWire(b.error) : null;
     } catch { return null; }

@@ -4,7 +4,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { DevServer, Cluster3, collect } from "./harness.js";
-import { TigerChatError, Truncated, verifyChain, ZERO_HASH } from "../src/index.js";
+import { startScriptedEdge } from "./scripted_edge.js";
+import { Client, TigerChatError, Truncated, verifyChain, ZERO_HASH } from "../src/index.js";
 
 const seqs = (msgs) => msgs.map((m) => m.seq);
 const range = (a, b) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
@@ -16,10 +17,10 @@ async function withDev(fn) {
 
 // postMany spreads n posts over users of 30 posts each (the edge's
 // per-user burst is 40 requests).
-async function postMany(s, room, n, body) {
+async function postMany(s, room, n, body, who = "poster") {
   const out = [];
   for (let u = 0; u * 30 < n; u++) {
-    const c = await s.client(`poster${u}`);
+    const c = await s.client(`${who}${u}`);
     await c.join(room);
     for (let i = u * 30; i < Math.min(n, (u + 1) * 30); i++) out.push(c.post(room, body(i)));
   }
@@ -59,6 +60,35 @@ const scenarios = {
     assert.deepEqual(got.map((m) => m.body), range(1, 20).map((i) => `m${i}`));
     assert.deepEqual(res.map((r) => r.seq), range(1, 20));
     assert.ok(alice.stats.reconnects >= 1 && bob.stats.reconnects >= 1, JSON.stringify([alice.stats, bob.stats]));
+  },
+  slow_consumer_4008_resume: (s) => async () => {
+    // A scripted edge closes with 4008 after seqs 1..3, then with 1001
+    // after a replay of 3 and 4..5: the client resubscribes from 3, then
+    // from 5, and the application gets 1..6 once each, in order.
+    const edge = await startScriptedEdge([
+      { since: 0, seqs: [1, 2, 3], close: 4008 }, { since: 3, seqs: [3, 4, 5], close: 1001 }, { since: 5, seqs: [6], close: null }]);
+    try {
+      const c = await Client.connect({ url: edge.url, token: "a.b.c", backoffMinMs: 10, backoffMaxMs: 50 });
+      const sub = await c.subscribe("r", { since: 0 });
+      assert.deepEqual(seqs(await collect(sub, 6)), range(1, 6));
+      assert.deepEqual(edge.sinces, [0, 3, 5]);
+      assert.deepEqual([c.stats.closes4008, c.stats.closes1001, c.stats.reconnects], [1, 1, 2], JSON.stringify(c.stats));
+      c.close();
+    } finally {
+      await edge.stop();
+    }
+    // Against the real edge: a subscriber whose application reads only
+    // after 3 rooms of 60 posts were acknowledged gets each room's 1..60
+    // once, in order (whether or not the edge cut it with 4008).
+    const owner = await s.client("owner");
+    const names = ["r0", "r1", "r2"];
+    for (const r of names) await owner.createRoom(r);
+    const slow = await s.client("slow");
+    const subs = [];
+    for (const r of names) subs.push(await slow.subscribe(r, { since: 0 }));
+    const pad = "x".repeat(200);
+    for (const r of names) await postMany(s, r, 60, (i) => `${i}${pad}`, `${r}-poster`);
+    for (const sub of subs) assert.deepEqual(seqs(await collect(sub, 60)), range(1, 60));
   },
   token_refresh: (s) => async () => {
     const calls = { early: 0, late: 0 };
@@ -220,16 +250,8 @@ async function killPrimary() {
   }
 }
 
-// Not run by this runner yet (see sdk/README.md): it needs a scripted
-// edge, which only the Go runner has so far.
-const notInThisRunner = new Set(["slow_consumer_4008_resume"]);
-
 const file = JSON.parse(readFileSync(new URL("../../conformance/scenarios.json", import.meta.url), "utf8"));
 for (const sc of file.scenarios) {
-  if (notInThisRunner.has(sc.id)) {
-    test(sc.id, { todo: "not implemented in the JS runner (see sdk/README.md)" }, () => {});
-    continue;
-  }
   if (sc.id === "kill_primary_500_posts") {
     test(sc.id, { timeout: 120000 }, killPrimary);
     continue;

@@ -559,9 +559,23 @@ async fn kill_primary_500_posts() {
     }
 }
 
-// Not run by this runner yet (see sdk/README.md; tests/scripted.rs drives
-// close 4008 and 1001).
-const NOT_IN_THIS_RUNNER: &[&str] = &["slow_consumer_4008_resume"];
+// Scenarios this runner does not run (see sdk/README.md).
+const NOT_IN_THIS_RUNNER: &[&str] = &[];
+
+mod scripted_edge;
+
+// A scripted edge closes with 4008, then 1001 (scripted_edge); then, on a
+// real edge, a subscriber whose application reads only after 60 posts were
+// acknowledged gets 1..60 once each, in order.
+async fn slow_consumer_4008_resume(s: &mut Dev) {
+    scripted_edge::close_codes_resume().await;
+    let owner = s.client("owner").await;
+    owner.create_room("r0", false).await.unwrap();
+    let slow = s.client("slow").await;
+    let mut sub = slow.subscribe("r0", 0, Some(0)).await.unwrap();
+    assert_eq!(post_many(s, "r0", 60).await, range(1, 60));
+    assert_eq!(seqs(&collect(&mut sub, 60).await), range(1, 60));
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance() {
@@ -590,6 +604,7 @@ async fn conformance() {
             "hash_chain" => hash_chain(&mut s).await,
             "bad_input" => bad_input(&mut s).await,
             "post_batch_coalescing" => post_batch_coalescing(&mut s).await,
+            "slow_consumer_4008_resume" => slow_consumer_4008_resume(&mut s).await,
             other => panic!("scenario {other} has no implementation in the Rust runner"),
         }
     }
