@@ -184,6 +184,8 @@ type Node struct {
 	events    chan audit.Record // automatic events, written off the loops
 	dropped   atomic.Uint64     // events dropped because the queue was full
 	eventsWG  sync.WaitGroup
+	sys       *sysClient // the replicated audit log's client (set by Run)
+	sysWG     sync.WaitGroup
 }
 
 // eventQueueMax bounds the automatic audit events waiting to be written.
@@ -206,6 +208,7 @@ func Open(c ClusterConfig, opts Options) (*Node, error) {
 	}
 	opts.Log = opts.Log.With("replica", opts.Replica)
 	n := &Node{cfg: c, opts: opts, events: make(chan audit.Record, eventQueueMax)}
+	n.sys = newSysClient(n)
 	for s := 0; s < c.Shards; s++ {
 		sh, err := n.openShard(s)
 		if err != nil {
@@ -240,16 +243,26 @@ func (n *Node) closeDisks() {
 // Audit appends an entry to the node's signed audit log, stamped with the
 // view of every shard replica.
 func (n *Node) Audit(r audit.Record) error {
+	_, err := n.AuditEntry(r)
+	return err
+}
+
+// AuditEntry is Audit returning the entry written. An operator's entry
+// (any actor but the system) is also queued for the replicated audit log.
+func (n *Node) AuditEntry(r audit.Record) (audit.Entry, error) {
 	if n.audit == nil {
-		return errors.New("audit log closed")
+		return audit.Entry{}, errors.New("audit log closed")
 	}
 	if r.Views == nil {
 		for _, st := range n.Statuses() {
 			r.Views = append(r.Views, st.View)
 		}
 	}
-	_, err := n.audit.Append(r)
-	return err
+	e, err := n.audit.Append(r)
+	if err == nil && r.Actor != audit.ActorSystem && n.sys != nil {
+		n.sys.enqueue(e)
+	}
+	return e, err
 }
 
 // event queues an automatic event for the audit log (from a loop: the
@@ -368,7 +381,9 @@ func (n *Node) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	n.sys.run(ctx, &n.sysWG)
 	<-ctx.Done()
+	n.sysWG.Wait()
 	_ = tr.Close()
 	n.wg.Wait()
 	close(n.events)
@@ -385,6 +400,10 @@ func (n *Node) deliver(from model.Address, msg []byte) {
 		return
 	}
 	sh := n.shards[s]
+	if sys := n.sys; sys != nil && sys.ours(s, msg) {
+		sys.deliver(from, msg)
+		return
+	}
 	if wire.PeekCommand(msg) == wire.CommandRequest {
 		at := time.Now()
 		sh.loop.Post(func() {
@@ -417,7 +436,7 @@ func (n *Node) startShard(ctx context.Context, sh *shard) error {
 	}
 	sh.machine = chat.New(limits)
 	sh.replicaIndex = n.opts.Replica
-	r, err := vsr.New(vc, vsr.Env{Clock: clock.New(), Net: timedNetwork{n.transport.Endpoint(), sh.requests}, Disk: sh.disk,
+	r, err := vsr.New(vc, vsr.Env{Clock: clock.New(), Net: timedNetwork{n.transport.Endpoint(), sh.requests, n.toSelf}, Disk: sh.disk,
 		PRNG: prng.New(uint64(time.Now().UnixNano()) ^ uint64(sh.index))}, sh.machine, hooks)
 	if err != nil {
 		return err
