@@ -125,7 +125,7 @@ func (p *operatorPort) admin(name string, do action) http.HandlerFunc {
 // replicatedWait bounds how long an admin answer waits for its audit
 // entries to be committed to the replicated audit log (they stay queued
 // after it).
-const replicatedWait = 3 * time.Second
+const replicatedWait = time.Second
 
 // auditAll appends rec to every target's audit log and waits (bounded) for
 // the replicated copies; a local write that fails turns a success into 500.
@@ -302,6 +302,8 @@ func writeNodeMetrics(w io.Writer, nodes []*node.Node) {
 		{"tigerchat_drained", promtext.Gauge, "1 when the replica is drained (hands on its primaryship).", func(st node.Status) any { return b2i(st.Drained) }},
 		{"tigerchat_rooms", promtext.Gauge, "Rooms on the shard, as the replica applied them.", func(st node.Status) any { return st.Rooms }},
 		{"tigerchat_rooms_max", promtext.Gauge, "The shard's room limit.", func(st node.Status) any { return st.RoomsMax }},
+		{"tigerchat_disk_failed", promtext.Gauge, "1 when the replica stopped on a failed write or fdatasync of its data file: it takes no writes (the reason is in the node's log and /status).", func(st node.Status) any { return b2i(st.DiskFailure != nil) }},
+		{"tigerchat_disk_full", promtext.Gauge, "1 when the replica stopped because its disk is full (ENOSPC, EDQUOT, or EFBIG from a file size limit): it recovers once space is back.", func(st node.Status) any { return b2i(st.DiskFailure != nil && st.DiskFailure.Full) }},
 	}
 	for _, g := range gauges {
 		promtext.Family(w, g.name, g.typ, g.help)
@@ -309,9 +311,9 @@ func writeNodeMetrics(w io.Writer, nodes []*node.Node) {
 			promtext.Sample(w, g.name, s.labels, g.v(s.st))
 		}
 	}
-	promtext.Family(w, "tigerchat_status", promtext.Gauge, "1 for the status the replica is in (normal, view_change, recovering), 0 for the others.")
+	promtext.Family(w, "tigerchat_status", promtext.Gauge, "1 for the status the replica is in (normal, view_change, recovering, stopped on a disk error), 0 for the others.")
 	for _, s := range all {
-		for _, name := range []string{"normal", "view_change", "recovering"} {
+		for _, name := range []string{"normal", "view_change", "recovering", node.StatusStopped} {
 			promtext.Sample(w, "tigerchat_status", s.labels+fmt.Sprintf(`,status="%s"`, name), b2i(s.st.Status == name))
 		}
 	}

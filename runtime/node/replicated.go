@@ -169,7 +169,7 @@ func (s *sysClient) Send(to model.Address, msg []byte) {
 	}
 	sh := s.n.shards[s.shard]
 	msg = append([]byte(nil), msg...)
-	sh.loop.Post(func() { sh.replica.OnMessage(to, msg) })
+	sh.loop.Post(func() { sh.onMessage(to, msg) })
 }
 
 // deliver hands a reply or an eviction (from any goroutine) to the client.
