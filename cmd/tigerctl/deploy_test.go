@@ -68,7 +68,7 @@ const operatorHost = 3
 
 func loopbackHosts() *deployHosts {
 	return &deployHosts{
-		nodeAddrs: func(t *testing.T, i int) (string, string) { return freeAddr(t, "udp"), freeAddr(t, "tcp") },
+		nodeAddrs:  func(t *testing.T, i int) (string, string) { return freeAddr(t, "udp"), freeAddr(t, "tcp") },
 		edgeListen: func(t *testing.T, j int) string { return freeAddr(t, "tcp") },
 		edgeIP:     net.IPv4(127, 0, 0, 1),
 		command:    func(_ int, bin string, args ...string) *exec.Cmd { return exec.Command(bin, args...) },
