@@ -268,8 +268,34 @@ func TestMetricsParseAndDashboard(t *testing.T) {
 				t.Errorf("%s: no %s", name, w)
 			}
 		}
+		if name == "node" {
+			checkLimitGauges(t, c, families)
+		}
 	}
 	checkDashboard(t, c, base)
+}
+
+// checkLimitGauges: the node exports each capacity limit as the cluster
+// config defines it, one sample per shard.
+func checkLimitGauges(t *testing.T, c *testcluster.Cluster, families map[string]*dtoFamily) {
+	t.Helper()
+	vc := c.Config.VSRConfig(0, 0)
+	for name, want := range map[string]int{
+		"tigerchat_rooms_max":            c.Config.ChatLimits().RoomsMax,
+		"tigerchat_members_per_room_max": c.Config.ChatLimits().MembersPerRoomMax,
+		"tigerchat_sessions_max":         vc.ClientsMax,
+	} {
+		f := families[name]
+		if f == nil || len(f.GetMetric()) != c.Config.Shards {
+			t.Errorf("%s: want one sample per shard (%d), got %v", name, c.Config.Shards, f)
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if got := m.GetGauge().GetValue(); got != float64(want) {
+				t.Errorf("%s = %v, the config's limit is %d", name, got, want)
+			}
+		}
+	}
 }
 
 func scrape(t *testing.T, url string) map[string]*dtoFamily {

@@ -175,6 +175,11 @@ type Status struct {
 	// Rooms on the shard (as this replica has applied them) and the limit.
 	Rooms    int `json:"rooms"`
 	RoomsMax int `json:"rooms_max"`
+	// The shard's other capacity limits: members of one room (chat
+	// limits) and client sessions in the VSR client table (the oldest is
+	// evicted when it is full).
+	MembersPerRoomMax int `json:"members_per_room_max"`
+	SessionsMax       int `json:"sessions_max"`
 	// Storage: the durable checkpoint and the grid (docs/storage.md).
 	CheckpointOp uint64           `json:"checkpoint_op"`
 	Storage      vsr.StorageStats `json:"storage"`
@@ -517,6 +522,7 @@ func (sh *shard) publish() {
 	st := &Status{Shard: sh.index, Status: r.Status().String(), View: r.View(), Primary: r.IsPrimary() && r.Status() == vsr.StatusNormal,
 		Op: r.Op(), CommitMin: r.CommitMin(), CommitMax: r.CommitMax(), Drained: r.Drained(),
 		ViewChanges: sh.viewChanges.Load(), Replica: sh.replicaIndex, Rooms: sh.rooms, RoomsMax: sh.machine.Limits().RoomsMax,
+		MembersPerRoomMax: sh.machine.Limits().MembersPerRoomMax, SessionsMax: r.Config().ClientsMax,
 		CheckpointOp: r.CheckpointOp(), Storage: r.Storage()}
 	if f := sh.failure.Load(); f != nil {
 		st.Status, st.Primary, st.DiskFailure = StatusStopped, false, f
