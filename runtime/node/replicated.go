@@ -262,7 +262,8 @@ func (s *sysClient) work(ctx context.Context) {
 				continue
 			}
 			s.replicated.Add(1)
-			for last := s.lastSeq.Load(); e.Seq > last && !s.lastSeq.CompareAndSwap(last, e.Seq); last = s.lastSeq.Load() {
+			if e.Seq > s.lastSeq.Load() { // this goroutine is its only writer
+				s.lastSeq.Store(e.Seq)
 			}
 		}
 	}
