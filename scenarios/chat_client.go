@@ -32,20 +32,23 @@ import (
 // Bodies start with their idempotency key, so a read maps its messages back
 // to keys: the room model's digest folds keys in seq order.
 //
-// The bound that makes reads checkable: the room model digests a log from
-// seq 1, so no message may ever leave the in-memory window
-// (chat.SimLimits: 16 messages and 1024 body bytes per room, all logs
-// together; 32 keys in the dedup window). A room therefore gets at most
-// chatRoomKeysMax distinct keys and a body byte budget that always leaves
-// room for its remaining keys; retries never create messages. A read that
-// sees an incomplete log means a key made a second message: a violation.
-// To spread posts over the whole fault phase, a room's key budget opens
-// linearly with time.
+// Reads are checked two ways. A read whose reply holds its whole log (from
+// seq 1 to the head) goes to the room model, which digests a log from seq
+// 1. A read of a log longer than one reply is checked page by page (seqs,
+// chain, keys, and that what it saw never changes) and left out of the
+// model. Rooms of even index stay small (chatRoomKeysSmall keys) so that
+// the model checks their reads whole; rooms of odd index grow to
+// chatRoomKeysLarge keys, far beyond one read and the block cache, and the
+// end-of-seed history audit (chat_history.go) reads them whole on every
+// replica. Every room's keys stay within the dedup window (chat.SimLimits'
+// IdempotencyKeysMax), so retries never create messages. To spread posts
+// over the whole fault phase, a room's key budget opens linearly with time.
 const (
-	chatRoomKeysMax         = 14 // distinct keys per room: < RoomMessagesMax 16 and < IdempotencyKeysMax 32
-	chatThreadsPerRoom      = 2  // thread parents per room: < ThreadsPerRoomMax 4
-	chatBodyMin             = 16 // bytes: a key ("k14-c1023") and a space fit
-	chatKeySizeMax          = 9  // bytes of the longest key, "k14-c1023"; a room's byte bound counts keys too
+	chatRoomKeysSmall       = 14  // distinct keys of a small room: its logs fit one read (chatReadLimit)
+	chatRoomKeysLarge       = 240 // distinct keys of a large room: < IdempotencyKeysMax 256
+	chatThreadsPerRoom      = 2   // thread parents per room: < ThreadsPerRoomMax 4
+	chatBodyMin             = 16  // bytes: a key ("k240-c1023") and a space fit
+	chatKeySizeMax          = 10  // bytes of the longest key, "k240-c1023"
 	chatBodySmallMax        = 48
 	chatReadLimit           = 16
 	chatActProbability      = 0.04 // per idle session per tick
@@ -82,7 +85,7 @@ type chatRoom struct {
 	existsOp   uint64 // op of the earliest acknowledged create or join; 0: not known to exist
 	keys       []*chatKey
 	byKey      map[string]*chatKey
-	bodyBytes  int      // bodies and keys of its messages, as the room's byte bound counts them
+	keysMax    int      // chatRoomKeysSmall or chatRoomKeysLarge
 	threads    []uint64 // thread parents in use, acknowledged main-log seqs
 	mainAcked  []uint64 // acknowledged main-log seqs: parent candidates
 	seen       map[chatSeq]chatSeen
@@ -152,7 +155,11 @@ func (w *chatWorkload) planRooms(r *prng.PRNG) {
 		used[[2]string{tenant, id}] = true
 		perShard[sh]++
 		perTenant[tenant][sh]++
-		room := &chatRoom{index: len(w.rooms), tenant: tenant, id: id, shard: sh,
+		keysMax := chatRoomKeysSmall
+		if len(w.rooms)%2 == 1 {
+			keysMax = chatRoomKeysLarge
+		}
+		room := &chatRoom{index: len(w.rooms), tenant: tenant, id: id, shard: sh, keysMax: keysMax,
 			byKey: map[string]*chatKey{}, seen: map[chatSeq]chatSeen{}, keySeq: map[string]uint64{}}
 		w.rooms = append(w.rooms, room)
 		w.byShard[sh] = append(w.byShard[sh], room)
@@ -224,25 +231,18 @@ func (w *chatWorkload) describeLog(id uint64) string {
 }
 
 // keysAllowed opens a room's key budget linearly over the fault phase.
-func (w *chatWorkload) keysAllowed(now model.Tick) int {
-	allowed := 3 + (chatRoomKeysMax-3)*int(min(uint64(now), w.s.cfg.Ticks))/int(max(w.s.cfg.Ticks, 1))
-	return min(allowed, chatRoomKeysMax)
+func (w *chatWorkload) keysAllowed(room *chatRoom, now model.Tick) int {
+	allowed := 3 + (room.keysMax-3)*int(min(uint64(now), w.s.cfg.Ticks))/int(max(w.s.cfg.Ticks, 1))
+	return min(allowed, room.keysMax)
 }
 
-// bodySize draws a new body's size within the room's byte budget (bodies
-// and keys), leaving chatBodyMin bytes and a key for every key still to
-// come; 0 when none fits.
-func (w *chatWorkload) bodySize(room *chatRoom, r *prng.PRNG) int {
-	reserve := (chatRoomKeysMax - len(room.keys) - 1) * (chatBodyMin + chatKeySizeMax)
-	budget := min(w.s.limits.RoomBodyBytesMax-room.bodyBytes-reserve-chatKeySizeMax, w.s.limits.BodySizeMax)
-	if budget < chatBodyMin {
-		return 0
-	}
-	size := int(r.Range(chatBodyMin, chatBodySmallMax))
+// bodySize draws a new body's size: mostly small, sometimes up to the
+// limit.
+func (w *chatWorkload) bodySize(r *prng.PRNG) int {
 	if r.Chance(0.15) {
-		size = int(r.Range(chatBodyMin, uint64(w.s.limits.BodySizeMax)))
+		return int(r.Range(chatBodyMin, uint64(w.s.limits.BodySizeMax)))
 	}
-	return min(size, budget)
+	return int(r.Range(chatBodyMin, chatBodySmallMax))
 }
 
 // chatBody is key, a space, then filler up to size bytes.
@@ -576,13 +576,10 @@ func (ss *chatSession) postNew(room *chatRoom) bool {
 // newKey adds a fresh key to the room, if its budget allows one now.
 func (ss *chatSession) newKey(room *chatRoom) *chatKey {
 	w, r := ss.cl.w, ss.cl.rng
-	if len(room.keys) >= w.keysAllowed(w.s.c.Now()) {
+	if len(room.keys) >= w.keysAllowed(room, w.s.c.Now()) {
 		return nil
 	}
-	size := w.bodySize(room, r)
-	if size == 0 {
-		return nil
-	}
+	size := w.bodySize(r)
 	k := &chatKey{key: fmt.Sprintf("k%d-c%d", len(room.keys)+1, ss.cl.index), thread: ss.chooseThread(room)}
 	k.body = chatBody(k.key, size)
 	room.keys = append(room.keys, k)
@@ -590,7 +587,6 @@ func (ss *chatSession) newKey(room *chatRoom) *chatKey {
 	if len(k.key) > chatKeySizeMax {
 		panic("scenarios: a chat key is longer than chatKeySizeMax")
 	}
-	room.bodyBytes += size + len(k.key)
 	return k
 }
 
@@ -921,6 +917,32 @@ func (w *chatWorkload) coverRead(p *chatPending) {
 	}
 }
 
+// checkPage checks one page of a log too long for one read: ascending
+// gapless seqs within the head, a verifying chain, keys of this log, and
+// nothing that contradicts what was seen before.
+func (w *chatWorkload) checkPage(room *chatRoom, thread uint64, v *chat.LogView, op uint64) {
+	name := fmt.Sprintf("room %s/%s thread %d", room.tenant, room.id, thread)
+	w.cover("read_page")
+	for i, msg := range v.Messages {
+		if (i > 0 && msg.Seq != v.Messages[i-1].Seq+1) || msg.Seq > v.HeadSeq || msg.Seq < v.FirstSeq {
+			w.violation("%s: page holds seq %d out of order or outside [%d, %d]", name, msg.Seq, v.FirstSeq, v.HeadSeq)
+			return
+		}
+	}
+	if err := chat.VerifyChain(v.Messages); err != nil {
+		w.violation("%s: read returned a broken chain: %v", name, err)
+		return
+	}
+	for _, msg := range v.Messages {
+		key := chatBodyKey(msg.Body)
+		if k := room.byKey[key]; k == nil || k.thread != thread || msg.Key != key {
+			w.violation("%s seq %d: key %q was never posted to this log", name, msg.Seq, key)
+			return
+		}
+		w.see(room, thread, msg.Seq, msg.Hash, key, op)
+	}
+}
+
 // readDigest checks a log view that must hold the whole log (see the bound
 // above) and folds its keys into the room model's digest.
 func (w *chatWorkload) readDigest(room *chatRoom, thread uint64, v *chat.LogView, op uint64) (uint64, bool) {
@@ -928,6 +950,11 @@ func (w *chatWorkload) readDigest(room *chatRoom, thread uint64, v *chat.LogView
 	switch {
 	case v.Tenant != room.tenant || v.Room != room.id || v.Thread != thread:
 		w.violation("%s: read answered for %s/%s thread %d", name, v.Tenant, v.Room, v.Thread)
+		return 0, false
+	case (v.More || uint64(len(v.Messages)) != v.HeadSeq) && room.keysMax > chatReadLimit:
+		// A large room's log outgrew one read: check the page, leave the
+		// read out of the room model.
+		w.checkPage(room, thread, v, op)
 		return 0, false
 	case v.More || uint64(len(v.Messages)) != v.HeadSeq || (v.HeadSeq > 0 && v.FirstSeq != 1):
 		w.violation("%s: read returned %d messages from seq %d of head %d (more %v): more messages than keys posted",

@@ -26,8 +26,13 @@ func chatSwarmConfig(seed uint64) Config {
 // Multi-shard chat clusters survive a swarm of random fault mixes: the room
 // model, the state invariants and the per-shard VSR checks all pass, and
 // every shard converges once the faults stop.
+//
+// The history outgrows the block cache: the end-of-seed audit reads every
+// log from seq 1 on every replica, and some seed's grid holds at least 20
+// times the cache in blocks.
 func TestChatSwarm(t *testing.T) {
 	coverage := map[string]uint64{}
+	blocksPerCache, audited := 0.0, 0.0
 	for seed := uint64(2000); seed < 2060; seed++ {
 		res := Run(chatSwarmConfig(seed))
 		if res.Outcome() != OutcomeOK {
@@ -37,13 +42,23 @@ func TestChatSwarm(t *testing.T) {
 		for name, n := range res.Coverage {
 			coverage[name] += n
 		}
+		for _, v := range res.Metrics["grid_blocks_per_cache"] {
+			blocksPerCache = max(blocksPerCache, v)
+		}
+		for _, v := range res.Metrics["history_audit_messages"] {
+			audited += v
+		}
+	}
+	t.Logf("largest grid: %.1f times the block cache; %.0f messages read back by the history audits", blocksPerCache, audited)
+	if blocksPerCache < 20 || audited == 0 {
+		t.Errorf("largest grid %.1f times the cache (want >= 20), %.0f messages audited", blocksPerCache, audited)
 	}
 	for _, name := range []string{"recv:prepare", "recv:prepare_ok", "recv:do_view_change", "recv:start_view",
 		"status:view_change", "event:checkpoint", "event:recovered", "chat:create", "chat:create_exists",
 		"chat:join", "chat:late_join", "chat:post", "chat:post_thread", "chat:retry_post", "chat:duplicate_post",
 		"chat:read_latest", "chat:read_since", "chat:read_range", "chat:read_snapshot", "chat:read_thread",
 		"chat:evicted", "chat:drain", "chat:drain_primary_moved",
-		"chat:batch", "chat:batch_post", "chat:batch_refused_post"} {
+		"chat:batch", "chat:batch_post", "chat:batch_refused_post", "chat:history_audit", "chat:read_page"} {
 		if coverage[name] == 0 {
 			t.Errorf("coverage of %s is zero", name)
 		}
@@ -158,30 +173,25 @@ func TestChatPlanWithinLimits(t *testing.T) {
 	}
 }
 
-// A room's key and byte budgets keep every message in memory: the room
-// model needs whole logs.
+// Bodies are within the limit and carry their key; a room's keys stay
+// within the dedup window, so that a retry never makes a second message.
 func TestChatBodyBudget(t *testing.T) {
 	s := newChatSubject(chatSwarmConfig(1))
 	w := &chatWorkload{s: s}
 	r := prng.New(7)
-	for trial := 0; trial < 200; trial++ {
-		room := &chatRoom{byKey: map[string]*chatKey{}}
-		for len(room.keys) < chatRoomKeysMax {
-			size := w.bodySize(room, r)
-			if size < chatBodyMin || size > s.limits.BodySizeMax {
-				t.Fatalf("body size %d after %d keys, %d bytes", size, len(room.keys), room.bodyBytes)
-			}
-			key := "k14-c1023"
-			if got := chatBodyKey(chatBody(key, size)); got != key || len(chatBody(key, size)) != size {
-				t.Fatalf("body of %d bytes does not carry its key: %q", size, got)
-			}
-			room.keys = append(room.keys, &chatKey{})
-			room.bodyBytes += size + len(key)
+	for trial := 0; trial < 2000; trial++ {
+		size := w.bodySize(r)
+		if size < chatBodyMin || size > s.limits.BodySizeMax {
+			t.Fatalf("body size %d", size)
 		}
-		if room.bodyBytes > s.limits.RoomBodyBytesMax || len(room.keys) >= s.limits.RoomMessagesMax ||
-			len(room.keys) >= s.limits.IdempotencyKeysMax {
-			t.Fatalf("a room's posts do not fit memory: %d keys, %d bytes", len(room.keys), room.bodyBytes)
+		key := "k240-c1023"
+		if got := chatBodyKey(chatBody(key, size)); got != key || len(chatBody(key, size)) != size {
+			t.Fatalf("body of %d bytes does not carry its key: %q", size, got)
 		}
+	}
+	if chatRoomKeysLarge >= s.limits.IdempotencyKeysMax || chatRoomKeysSmall > chatReadLimit {
+		t.Fatalf("room key budgets %d/%d against a dedup window of %d and reads of %d",
+			chatRoomKeysSmall, chatRoomKeysLarge, s.limits.IdempotencyKeysMax, chatReadLimit)
 	}
 }
 

@@ -27,6 +27,13 @@
 //	    per second, their latency, and how many of those over 50 ms
 //	    overlapped one of another file (stalls of the whole device).
 //
+//	tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-body-bytes N]
+//	                   [-writers N] [-batch N] [-pages N] [-cache-mib M] [-minutes M] [-json]
+//	    history at scale: fills one shard (3 replicas and an edge), then
+//	    bytes on disk per message, resident memory, checkpoint bytes
+//	    against bytes changed, cold and warm 50-message pages through the
+//	    edge, and the time a wiped replica takes to sync.
+//
 //	tigerbench failover [-trials N] [-json]
 //	    starts a 3-replica cluster of real `tigerchat start` processes on
 //	    127.0.0.1 (in a temporary directory, removed afterwards), then N times:
@@ -71,8 +78,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "disk" {
 		return runDisk(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "history" {
+		return runHistory(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "failover" {
-		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover] [-seconds S] ... | tigerbench failover [-trials N] [-json] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json]")
+		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover] [-seconds S] ... | tigerbench failover [-trials N] [-json] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json] | tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-pages N] [-json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("tigerbench failover", flag.ContinueOnError)

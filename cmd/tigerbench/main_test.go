@@ -24,6 +24,10 @@ func TestUsageErrors(t *testing.T) {
 		{"disk", "-files", "0"},
 		{"disk", "-write-bytes", "5000"},
 		{"disk", "-seconds", "61"},
+		{"history", "-rooms", "-1"},
+		{"history", "-big-room", "10"},
+		{"history", "-batch", "65"},
+		{"history", "-minutes", "0"},
 	} {
 		var stderr strings.Builder
 		if code := run(args, io.Discard, &stderr); code != 2 || stderr.Len() == 0 {
@@ -77,5 +81,33 @@ func TestOverlapping(t *testing.T) {
 	}
 	if total, overlapped := overlapping(perFile); total != 4 || overlapped != 2 {
 		t.Fatalf("total %d overlapped %d, want 4 and 2", total, overlapped)
+	}
+}
+
+// A small history run goes through every phase (fill, checkpoint, pages
+// cold and warm, a wiped replica's sync) and prints its figures; the full
+// sizes are for `make bench-history` (docs/benchmarks.md).
+func TestHistorySmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	var stdout, stderr strings.Builder
+	code := run([]string{"history", "-rooms", "20", "-messages-per-room", "5", "-big-room", "400", "-pages", "10",
+		"-writers", "4", "-minutes", "3", "-json"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var res struct {
+		Messages   uint64  `json:"messages"`
+		DiskBytes  uint64  `json:"disk_bytes"`
+		WarmP50    float64 `json:"warm_page_p50_ms"`
+		PageErrors int     `json:"page_errors"`
+		Sync       float64 `json:"sync_seconds"`
+	}
+	if err := json.Unmarshal([]byte(stdout.String()), &res); err != nil {
+		t.Fatalf("%v: %q", err, stdout.String())
+	}
+	if res.Messages != 500 || res.DiskBytes == 0 || res.WarmP50 <= 0 || res.PageErrors != 0 || res.Sync <= 0 {
+		t.Fatalf("history run: %+v", res)
 	}
 }

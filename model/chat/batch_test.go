@@ -57,7 +57,6 @@ func TestPostBatchAsSingles(t *testing.T) {
 	l := testLimits()
 	l.PostBatchCountMax = len(posts)
 	l.IdempotencyKeysMax = 8
-	l.RoomMessagesMax = 8
 	batch, singles := fixtureWith(t, l), fixtureWith(t, l)
 	const nowNs = 5_000_000
 	reply := batch.m.Apply(100, nowNs, 1, OperationPostBatch, EncodePostBatch(posts), nil)

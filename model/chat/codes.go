@@ -49,6 +49,16 @@ const (
 	// CodeStorageUnavailable: a read needed a message block that could not
 	// be read or repaired from a peer; nothing changed, retry the read.
 	CodeStorageUnavailable
+	// CodeAuditRoom: DeleteRoom or SetRetention on an audit room, whose
+	// history is immutable.
+	CodeAuditRoom
+	// CodeNotCreator: DeleteRoom or SetRetention by a user other than the
+	// room's creator.
+	CodeNotCreator
+	// CodeDuplicateRemoved: a post whose idempotency key is in the dedup
+	// window, but whose message the room's retention has since removed.
+	// The post is not applied again; the original seq is gone.
+	CodeDuplicateRemoved
 	codeCount
 )
 
@@ -60,6 +70,7 @@ var codeNames = [codeCount]string{
 	"not_member", "private_room", "direct_room", "unknown_thread",
 	"seq_beyond_head", "tenants_full", "rooms_full", "tenant_full",
 	"members_full", "threads_full", "storage_unavailable",
+	"audit_room", "not_creator", "duplicate_removed",
 }
 
 func (c Code) String() string {

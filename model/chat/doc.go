@@ -53,20 +53,20 @@
 // batch gets back the original seqs and hashes; each post's idempotency
 // key also protects it when a batch is resent as a new request.
 //
-// # Storage and its limitation
+// # Storage
 //
-// Only the recent history of a room is in memory (RoomMessagesMax messages
-// and RoomBodyBytesMax body and key bytes over all its logs), and so in
-// snapshots. Reads serve that suffix only; LogView.FirstSeq tells the
-// client where it starts, and ReadGap which wanted seqs a read could not
-// return. The full history stays in the VSR log segments; serving it needs
-// a log index, which does not exist yet.
+// Every message is kept until a room's retention or the room's deletion
+// removes it (docs/storage.md). Between checkpoints a log's new messages
+// are in memory; each checkpoint writes them to message blocks in the grid
+// and the rooms' changed items to the tables of tables.go. Reads page
+// through blocks and memory alike; LogView.FirstSeq tells the client where
+// a log starts, and ReadGap which wanted seqs a read could not return.
 //
 // # Limits
 //
 // Protocol constants (IDSizeMax, IdempotencyKeySizeMax, ReadLimitMax) and
-// per-deployment Limits bound everything; Limits.SnapshotSizeMax is the
-// exact worst-case snapshot, and Limits.CheckConfig checks a vsr.Config.
+// per-deployment Limits bound everything, and Limits.CheckConfig checks a
+// vsr.Config.
 //
 // # Errors
 //

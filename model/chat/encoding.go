@@ -29,6 +29,8 @@ const (
 	OperationRoomSnapshot                               // RoomSnapshotRequest → RoomSnapshotReply
 	OperationPostBatch                                  // []PostRequest → PostBatchReply (internal: the edge's batcher)
 	OperationReadBefore                                 // ReadRequest (Seq = end seq, exclusive, >= 1) → ReadReply: the newest Limit messages below Seq
+	OperationDeleteRoom                                 // MemberRequest → AckReply (0 members): the room and its history are gone
+	OperationSetRetention                               // SetRetentionRequest → AckReply (the room's members)
 	operationEnd
 )
 
@@ -40,6 +42,8 @@ const (
 //	common        tenant str | user str
 //	CreateRoom    common | room str | flags u8 (1 private, 2 audit) | retention u32 (0: keep all)
 //	Join, Leave   common | room str
+//	DeleteRoom    common | room str
+//	SetRetention  common | room str | retention u32 (messages kept per log; 0: keep all)
 //	Invite        common | room str | invitee str
 //	OpenDirect    common | peer str
 //	Post          common | room str | thread u64 (0: main log) | key str | body blob
@@ -58,7 +62,7 @@ type (
 	CreateRoomRequest struct {
 		Tenant, User, Room string
 		Private, Audit     bool
-		RetentionCount     uint32 // messages kept per log; 0 keeps all (within memory)
+		RetentionCount     uint32 // messages kept per log; 0 keeps all
 	}
 	MemberRequest struct {
 		Tenant, User, Room string
@@ -80,6 +84,10 @@ type (
 		Thread             uint64
 		Seq                uint64
 		Limit              uint16
+	}
+	SetRetentionRequest struct {
+		Tenant, User, Room string
+		RetentionCount     uint32 // messages kept per log; 0 keeps all
 	}
 	RoomSnapshotRequest struct {
 		Tenant, User, Room string
@@ -135,6 +143,11 @@ func EncodeCreateRoom(r CreateRoomRequest) []byte {
 
 func EncodeMember(r MemberRequest) []byte {
 	return appendStr(appendStr(appendStr(nil, r.Tenant), r.User), r.Room)
+}
+
+func EncodeSetRetention(r SetRetentionRequest) []byte {
+	b := appendStr(appendStr(appendStr(nil, r.Tenant), r.User), r.Room)
+	return binary.LittleEndian.AppendUint32(b, r.RetentionCount)
 }
 
 func EncodeInvite(r InviteRequest) []byte {

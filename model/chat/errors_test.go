@@ -112,6 +112,17 @@ func errorCases() []errCase {
 			h.mustPost("acme", "alice", "pub", 0, "k4", "third")
 			h.mustPost("acme", "alice", "pub", 2, "k5", "in thread 2")
 		}, OperationPost, post("acme", "alice", "pub", 3, "k6", "b"), CodeThreadsFull},
+		{"delete by a member who is not the creator", nil, OperationDeleteRoom, member("acme", "bob", "pub"), CodeNotCreator},
+		{"retention by a member who is not the creator", nil, OperationSetRetention,
+			EncodeSetRetention(SetRetentionRequest{"acme", "bob", "pub", 1}), CodeNotCreator},
+		{"delete an unknown room", nil, OperationDeleteRoom, member("acme", "alice", "gone"), CodeUnknownRoom},
+		{"delete an audit room", nil, OperationDeleteRoom, member("acme", "alice", "aud"), CodeAuditRoom},
+		{"retention on an audit room", nil, OperationSetRetention,
+			EncodeSetRetention(SetRetentionRequest{"acme", "alice", "aud", 1}), CodeAuditRoom},
+		{"retry of a post retention removed", func(h *harness) {
+			h.mustPost("acme", "alice", "pub", 0, "k4", "third")
+			h.mustCode(h.setRetention("acme", "alice", "pub", 1), CodeOK)
+		}, OperationPost, post("acme", "alice", "pub", 0, "k1", "hello"), CodeDuplicateRemoved},
 	}
 }
 

@@ -18,8 +18,6 @@ func testLimits() Limits {
 		RoomsPerTenantMax:   4,
 		MembersPerRoomMax:   3,
 		ThreadsPerRoomMax:   2,
-		RoomMessagesMax:     6,
-		RoomBodyBytesMax:    128,
 		IdempotencyKeysMax:  4,
 		IdempotencyWindowNs: 1000,
 		ReadReplySizeMax:    1024,
@@ -36,7 +34,9 @@ type harness struct {
 }
 
 func newHarness(t testing.TB, l Limits) *harness {
-	return &harness{t: t, m: New(l), nowNs: 1_000_000}
+	m := New(l)
+	m.CheckDirtyTracking(true)
+	return &harness{t: t, m: m, nowNs: 1_000_000}
 }
 
 // apply runs Apply the way VSR would (Prepare at the primary first) and

@@ -34,10 +34,11 @@ const (
 )
 
 // Limits are the capacity limits of one shard's chat state. Every replica of
-// a shard must use the same Limits (they shape replies and snapshots). All
-// are explicit: a full table is an error reply (TenantsFull, RoomsFull,
-// TenantFull, MembersFull, ThreadsFull), never growth; in-memory history and
-// the dedup window evict their oldest entries instead.
+// a shard must use the same Limits (they shape replies and checkpoints).
+// All are explicit: a full table is an error reply (TenantsFull, RoomsFull,
+// TenantFull, MembersFull, ThreadsFull), never growth; the dedup window
+// evicts its oldest entries instead. History has no limit but the disk: a
+// message leaves only by a room's retention or the room's deletion.
 type Limits struct {
 	BodySizeMax       int // bytes of one message body
 	TenantsMax        int // tenants with at least one room on this shard
@@ -45,13 +46,6 @@ type Limits struct {
 	RoomsPerTenantMax int // rooms of one tenant on this shard, DMs included
 	MembersPerRoomMax int // members of one room (>= 2 for DMs)
 	ThreadsPerRoomMax int // threads of one room; a thread is never removed
-	// RoomMessagesMax and RoomBodyBytesMax bound the recent messages a room
-	// keeps in memory (all its logs together), for reads and snapshots;
-	// the oldest are evicted first. RoomBodyBytesMax counts each message's
-	// body and idempotency key bytes. Older history lives only in the VSR
-	// log; serving it needs a log index, which is not built yet.
-	RoomMessagesMax  int
-	RoomBodyBytesMax int
 	// IdempotencyKeysMax (count, per room) and IdempotencyWindowNs (age, by
 	// prepare timestamp) bound the dedup window. A key evicted by either
 	// bound may be accepted again as a new message.
@@ -66,18 +60,17 @@ type Limits struct {
 	PostBatchCountMax int
 }
 
-// Default limit values, sized so that the worst-case snapshot plus the VSR
-// client table fits vsr.DefaultConfig's SnapshotSizeMax (16 MiB); the test
-// TestLimitsFitConfigs checks it.
+// Default limit values. The state lives in the grid (docs/storage.md), so
+// they bound what one shard is sized for, not what a snapshot can hold:
+// a million rooms, a hundred thousand members per room, and threads
+// bounded only by the counts' encoding (capacityLimitMax).
 const (
 	BodySizeMaxDefault         = 4096
-	TenantsMaxDefault          = 64
-	RoomsMaxDefault            = 128
-	RoomsPerTenantMaxDefault   = 128
-	MembersPerRoomMaxDefault   = 256
-	ThreadsPerRoomMaxDefault   = 64
-	RoomMessagesMaxDefault     = 64
-	RoomBodyBytesMaxDefault    = 16 << 10
+	TenantsMaxDefault          = 1_000_000
+	RoomsMaxDefault            = 1_000_000
+	RoomsPerTenantMaxDefault   = 1_000_000
+	MembersPerRoomMaxDefault   = 100_000
+	ThreadsPerRoomMaxDefault   = capacityLimitMax
 	IdempotencyKeysMaxDefault  = 1024
 	IdempotencyWindowNsDefault = 24 * 3600 * 1_000_000_000
 	ReadReplySizeMaxDefault    = 256 << 10
@@ -96,8 +89,6 @@ func DefaultLimits() Limits {
 		RoomsPerTenantMax:   RoomsPerTenantMaxDefault,
 		MembersPerRoomMax:   MembersPerRoomMaxDefault,
 		ThreadsPerRoomMax:   ThreadsPerRoomMaxDefault,
-		RoomMessagesMax:     RoomMessagesMaxDefault,
-		RoomBodyBytesMax:    RoomBodyBytesMaxDefault,
 		IdempotencyKeysMax:  IdempotencyKeysMaxDefault,
 		IdempotencyWindowNs: IdempotencyWindowNsDefault,
 		ReadReplySizeMax:    ReadReplySizeMaxDefault,
@@ -115,9 +106,7 @@ func SimLimits() Limits {
 		RoomsPerTenantMax:   4,
 		MembersPerRoomMax:   8,
 		ThreadsPerRoomMax:   4,
-		RoomMessagesMax:     16,
-		RoomBodyBytesMax:    1024,
-		IdempotencyKeysMax:  32,
+		IdempotencyKeysMax:  256,
 		IdempotencyWindowNs: IdempotencyWindowNsDefault,
 		ReadReplySizeMax:    8 << 10,
 		PostBatchCountMax:   8,
@@ -136,7 +125,6 @@ func (l Limits) Validate() error {
 		{"rooms per tenant max", l.RoomsPerTenantMax, 1},
 		{"members per room max", l.MembersPerRoomMax, 2},
 		{"threads per room max", l.ThreadsPerRoomMax, 1},
-		{"room messages max", l.RoomMessagesMax, 1},
 		{"idempotency keys max", l.IdempotencyKeysMax, 1},
 		{"post batch count max", l.PostBatchCountMax, 1},
 	}
@@ -153,9 +141,6 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("chat: body size max %d outside [1, %d]", l.BodySizeMax, bodySizeLimitMax)
 	case l.RoomsPerTenantMax > l.RoomsMax:
 		return fmt.Errorf("chat: rooms per tenant max %d exceeds rooms max %d", l.RoomsPerTenantMax, l.RoomsMax)
-	case l.RoomBodyBytesMax < l.BodySizeMax+IdempotencyKeySizeMax || l.RoomBodyBytesMax > capacityLimitMax:
-		return fmt.Errorf("chat: room body bytes max %d outside [body size max %d + key size max %d, %d]",
-			l.RoomBodyBytesMax, l.BodySizeMax, IdempotencyKeySizeMax, capacityLimitMax)
 	case l.IdempotencyWindowNs <= 0:
 		return fmt.Errorf("chat: idempotency window %d ns must be positive", l.IdempotencyWindowNs)
 	case l.ReadReplySizeMax < snapshotReplyFixedSize+messageWireSizeMax(l.BodySizeMax) || l.ReadReplySizeMax > wire.BodySizeMax:
@@ -171,7 +156,7 @@ const (
 	snapshotHeaderSize   = 4 + 1 + 4
 	roomFixedSize        = 3*strSizeMax + 1 + 4 + 8 + 8 + HashSize + 4*4
 	threadSnapshotSize   = 8 + 8 + HashSize
-	messageSnapshotFixed = 8 + 8 + 2*HashSize + strSizeMax + 8 + 2 + 4 // key bytes count in RoomBodyBytesMax
+	messageSnapshotFixed = 8 + 8 + 2*HashSize + strSizeMax + 8 + 2 + 4
 	dedupSnapshotSize    = keyDigestSize + 8 + 8 + 8 + HashSize
 )
 

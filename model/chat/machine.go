@@ -19,10 +19,14 @@ type Machine struct {
 	grid    *grid.Grid // where message blocks are read from (set by Checkpoint and Open)
 	readBuf []byte     // the reply of the read being answered
 
-	blob        grid.Blob  // the room records' blocks
-	indexOwned  []grid.Ref // the checkpoint's index nodes and root
-	snapshotBuf []byte     // the room records being encoded
-	blockBuf    []byte     // a message block being encoded
+	tables       [tableCount]grid.Table // the state on disk (tables.go)
+	root         grid.Ref               // the last checkpoint's root
+	deleted      []string               // keys of rooms deleted since the last checkpoint
+	releaseLater []grid.Ref             // message blocks of deleted rooms, released at the next checkpoint
+	checkClean   bool                   // see CheckDirtyTracking
+	tableBuf     []byte                 // a room record being encoded
+	tableItems   []grid.TableItem       // a room's items being encoded
+	blockBuf     []byte                 // a message block being encoded
 }
 
 // tenant counts one tenant's rooms on this shard.
@@ -83,6 +87,10 @@ func (m *Machine) Apply(op uint64, timestampNs int64, client uint64, operation u
 		return m.applyOpenDirect(&q, timestampNs, reply)
 	case OperationPost:
 		return m.applyPost(&q, timestampNs, reply)
+	case OperationDeleteRoom:
+		return m.applyDeleteRoom(&q, reply)
+	case OperationSetRetention:
+		return m.applySetRetention(&q, reply)
 	}
 	panic("chat: a parsed operation has no handler")
 }
@@ -146,6 +154,7 @@ func (m *Machine) insertRoom(i int, r *room) {
 	m.rooms = append(m.rooms, nil)
 	copy(m.rooms[i+1:], m.rooms[i:])
 	m.rooms[i] = r
+	r.markDirty()
 	t, ok := m.findTenant([]byte(r.tenant))
 	if !ok {
 		m.tenants = append(m.tenants, tenant{})

@@ -152,7 +152,6 @@ func TestReadModes(t *testing.T) {
 // TestReadBudget checks that a read stops at ReadReplySizeMax and says so.
 func TestReadBudget(t *testing.T) {
 	l := testLimits()
-	l.RoomMessagesMax, l.RoomBodyBytesMax = 32, 32*64
 	l.ReadReplySizeMax = snapshotReplyFixedSize + 3*messageWireSize(len("alice"), len("k10"), 64) + 10
 	h := newHarness(t, l)
 	h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)

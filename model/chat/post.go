@@ -42,6 +42,9 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 	}
 	key := digestKey(q.key)
 	if e, ok := r.dedup.lookup(key, nowNs, m.limits.IdempotencyWindowNs); ok {
+		if s := r.store(e.thread); s == nil || e.seq < s.firstSeq() {
+			return appendCode(reply, CodeDuplicateRemoved)
+		}
 		return appendPostReply(reply, e.seq, e.hash, e.timeNs, true)
 	}
 	ti, exists := 0, true
@@ -55,6 +58,7 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 		}
 	}
 	// Accepted: nothing below refuses.
+	r.markDirty()
 	r.dedup.expire(nowNs, m.limits.IdempotencyWindowNs)
 	if !exists {
 		r.threads = append(r.threads, thread{})
@@ -81,7 +85,6 @@ func (m *Machine) appendEntry(r *room, head *logHead, threadID uint64, author st
 	e := entry{thread: threadID, seq: seq, prev: head.hash, hash: hash, author: author, timeNs: nowNs}
 	e.storeKeyBody(nil, key, body) // never reused: a read in flight may hold it
 	r.messages = append(r.messages, e)
-	r.bodyBytes += len(key) + len(body)
 	head.seq, head.hash = seq, hash
 	return e
 }
@@ -95,11 +98,10 @@ func (m *Machine) trim(r *room, threadID, headSeq uint64) {
 		return
 	}
 	s := r.store(threadID)
-	s.first = headSeq - ret + 1
+	s.first = max(s.first, headSeq-ret+1) // a raised retention never brings removed messages back
 	kept := r.messages[:0]
 	for _, e := range r.messages {
 		if e.thread == threadID && e.seq < s.first {
-			r.bodyBytes -= len(e.key) + len(e.body)
 			continue
 		}
 		kept = append(kept, e)

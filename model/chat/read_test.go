@@ -115,7 +115,6 @@ func TestReadGapBelowFirstSeq(t *testing.T) {
 // TestReadBeforeBudget: a before read cut by the reply budget says More.
 func TestReadBeforeBudget(t *testing.T) {
 	l := testLimits()
-	l.RoomMessagesMax, l.RoomBodyBytesMax = 32, 32*(64+3)
 	l.ReadReplySizeMax = snapshotReplyFixedSize + 3*messageWireSize(len("alice"), len("k10"), 64) + 10
 	h := newHarness(t, l)
 	h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)

@@ -27,6 +27,8 @@ func parseRequest(operation uint8, b []byte) (request, Code) {
 	switch operation {
 	case OperationCreateRoom:
 		q.flags, q.retention = r.u8(), r.u32()
+	case OperationSetRetention:
+		q.retention = r.u32()
 	case OperationInvite, OperationOpenDirect:
 		q.other = r.str()
 	case OperationPost:

@@ -1,6 +1,10 @@
 package chat
 
-import "slices"
+import (
+	"slices"
+
+	"tigerchat/model/grid"
+)
 
 func (m *Machine) applyCreateRoom(q *request, nowNs int64, reply []byte) []byte {
 	i, exists := m.find(q.tenant, q.room)
@@ -67,6 +71,7 @@ func (m *Machine) addMember(r *room, i int, user []byte, reply []byte) []byte {
 		return appendCode(reply, CodeMembersFull)
 	}
 	r.members = slices.Insert(r.members, i, string(user))
+	r.markDirty()
 	return appendAck(reply, len(r.members))
 }
 
@@ -82,6 +87,7 @@ func (m *Machine) applyLeave(q *request, reply []byte) []byte {
 		return appendCode(reply, CodeNotMember)
 	}
 	r.members = slices.Delete(r.members, i, i+1)
+	r.markDirty()
 	return appendAck(reply, len(r.members))
 }
 
@@ -106,4 +112,69 @@ func (m *Machine) applyOpenDirect(q *request, nowNs int64, reply []byte) []byte 
 		flags: FlagPrivate | flagDirect, createdNs: nowNs, members: members,
 	})
 	return appendBool(appendStr(appendCode(reply, CodeOK), id), true)
+}
+
+// ownedRoom finds the room of q for a change only its creator may make,
+// and that an audit room refuses.
+func (m *Machine) ownedRoom(q *request) (int, *room, Code) {
+	i, ok := m.find(q.tenant, q.room)
+	if !ok {
+		return 0, nil, CodeUnknownRoom
+	}
+	r := m.rooms[i]
+	switch {
+	case r.creator != string(q.user):
+		return 0, nil, CodeNotCreator
+	case r.flags&FlagAudit != 0:
+		return 0, nil, CodeAuditRoom
+	}
+	return i, r, CodeOK
+}
+
+// applyDeleteRoom removes a room with its members, threads, dedup window
+// and history. Its message blocks are released at the next checkpoint; a
+// room of the same id created later starts again at seq 1.
+func (m *Machine) applyDeleteRoom(q *request, reply []byte) []byte {
+	i, r, c := m.ownedRoom(q)
+	if c != CodeOK {
+		return appendCode(reply, c)
+	}
+	m.releaseLater = appendStoreBlocks(m.releaseLater, &r.mainStore)
+	for j := range r.threads {
+		m.releaseLater = appendStoreBlocks(m.releaseLater, &r.threads[j].store)
+	}
+	m.deleted = append(m.deleted, roomKey(r.tenant, r.id))
+	m.rooms = slices.Delete(m.rooms, i, i+1)
+	t, ok := m.findTenant(q.tenant)
+	if !ok {
+		panic("chat: a room's tenant is not counted")
+	}
+	if m.tenants[t].rooms--; m.tenants[t].rooms == 0 {
+		m.tenants = slices.Delete(m.tenants, t, t+1)
+	}
+	return appendAck(reply, 0)
+}
+
+func appendStoreBlocks(refs []grid.Ref, s *logStore) []grid.Ref {
+	for _, b := range s.blocks {
+		refs = append(refs, b.ref)
+	}
+	return refs
+}
+
+// applySetRetention changes how many messages each log of the room keeps
+// (0: all). A lower count removes the oldest messages at once; a higher
+// one keeps more from now on, never bringing removed messages back.
+func (m *Machine) applySetRetention(q *request, reply []byte) []byte {
+	_, r, c := m.ownedRoom(q)
+	if c != CodeOK {
+		return appendCode(reply, c)
+	}
+	r.retention = q.retention
+	r.markDirty()
+	m.trim(r, 0, r.main.seq)
+	for j := range r.threads {
+		m.trim(r, r.threads[j].parent, r.threads[j].head.seq)
+	}
+	return appendAck(reply, len(r.members))
 }

@@ -188,7 +188,6 @@ func decodeMessages(rd *reader, l *Limits, r *room, version uint8) error {
 			key = rd.str()
 		}
 		e.storeKeyBody(nil, key, rd.blob())
-		r.bodyBytes += len(e.key) + len(e.body)
 	}
 	return nil
 }

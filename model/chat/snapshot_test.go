@@ -102,18 +102,17 @@ func TestLimitsFitConfigs(t *testing.T) {
 
 func TestLimitsValidate(t *testing.T) {
 	cases := map[string]func(*Limits){
-		"no tenants":              func(l *Limits) { l.TenantsMax = 0 },
-		"DM needs two members":    func(l *Limits) { l.MembersPerRoomMax = 1 },
-		"huge rooms":              func(l *Limits) { l.RoomsMax = capacityLimitMax + 1 },
-		"tenant above shard":      func(l *Limits) { l.RoomsPerTenantMax = l.RoomsMax + 1 },
-		"body 0":                  func(l *Limits) { l.BodySizeMax = 0 },
-		"body above cap":          func(l *Limits) { l.BodySizeMax = bodySizeLimitMax + 1 },
-		"room bytes below a body": func(l *Limits) { l.RoomBodyBytesMax = l.BodySizeMax + IdempotencyKeySizeMax - 1 },
-		"no window":               func(l *Limits) { l.IdempotencyWindowNs = 0 },
-		"no keys":                 func(l *Limits) { l.IdempotencyKeysMax = 0 },
-		"reply below a message":   func(l *Limits) { l.ReadReplySizeMax = snapshotReplyFixedSize },
-		"no post batch":           func(l *Limits) { l.PostBatchCountMax = 0 },
-		"huge post batch":         func(l *Limits) { l.PostBatchCountMax = postBatchCountLimitMax + 1 },
+		"no tenants":            func(l *Limits) { l.TenantsMax = 0 },
+		"DM needs two members":  func(l *Limits) { l.MembersPerRoomMax = 1 },
+		"huge rooms":            func(l *Limits) { l.RoomsMax = capacityLimitMax + 1 },
+		"tenant above shard":    func(l *Limits) { l.RoomsPerTenantMax = l.RoomsMax + 1 },
+		"body 0":                func(l *Limits) { l.BodySizeMax = 0 },
+		"body above cap":        func(l *Limits) { l.BodySizeMax = bodySizeLimitMax + 1 },
+		"no window":             func(l *Limits) { l.IdempotencyWindowNs = 0 },
+		"no keys":               func(l *Limits) { l.IdempotencyKeysMax = 0 },
+		"reply below a message": func(l *Limits) { l.ReadReplySizeMax = snapshotReplyFixedSize },
+		"no post batch":         func(l *Limits) { l.PostBatchCountMax = 0 },
+		"huge post batch":       func(l *Limits) { l.PostBatchCountMax = postBatchCountLimitMax + 1 },
 	}
 	for name, mutate := range cases {
 		l := DefaultLimits()

@@ -77,24 +77,21 @@ func (e *entry) storeKeyBody(buf, key, body []byte) {
 	e.key, e.body = buf[:len(key)], buf[len(key):]
 }
 
-// buffer is the buffer holding e's key and body, for reuse.
-func (e *entry) buffer() []byte { return e.key[:0] }
-
-// room is one room's replicated state. Audit rooms take no retention: their
-// history is immutable (memory eviction only drops the in-memory copy; the
-// log keeps it). DMs are private rooms of exactly their two users.
+// room is one room's replicated state. Audit rooms take no retention and
+// cannot be deleted: their history is immutable. DMs are private rooms of
+// exactly their two users.
 type room struct {
 	tenant, id, creator string
 	flags               uint8
-	retention           uint32 // messages kept per log; 0: all that memory allows
+	retention           uint32 // messages kept per log; 0: all of them
 	createdNs           int64
 	main                logHead
 	mainStore           logStore
 	members             []string // sorted, unique
 	threads             []thread // sorted by parent, unique
 	messages            []entry  // commit order, since the last checkpoint: each log's tail
-	bodyBytes           int      // sum of len(key) + len(body) over messages
 	dedup               dedupWindow
+	dirty               bool // changed since the last checkpoint (tables.go)
 }
 
 func (r *room) private() bool { return r.flags&FlagPrivate != 0 }
@@ -139,20 +136,6 @@ func (r *room) head(t uint64) logHead {
 	return logHead{}
 }
 
-// removeMessage deletes messages[i], returning its key and body buffer for
-// reuse.
-func (r *room) removeMessage(i int) []byte {
-	body := r.messages[i].buffer()
-	r.bodyBytes -= len(r.messages[i].key) + len(r.messages[i].body)
-	copy(r.messages[i:], r.messages[i+1:])
-	r.messages[len(r.messages)-1] = entry{}
-	r.messages = r.messages[:len(r.messages)-1]
-	if r.bodyBytes < 0 {
-		panic("chat: room body bytes went negative")
-	}
-	return body
-}
-
 // keyDigest stands for an idempotency key in the dedup window: the first
 // 16 bytes of its SHA-256. Two keys of one room colliding in 128 bits is
 // negligible, and the window entry stays a fixed size.
@@ -176,19 +159,26 @@ type dedupEntry struct {
 }
 
 // dedupWindow is a room's idempotency window: a FIFO of the last accepted
-// keys, bounded by count (a ring of at most keysMax entries) and by age.
-// Entry number n lives at ring[n % keysMax]; the oldest live one is
-// next-count. index maps a key to its newest entry; an older entry for a key
-// accepted again (after its age expired) stays in the FIFO until evicted.
+// keys, bounded by count (at most keysMax entries) and by age. Entries are
+// numbered in acceptance order; the oldest live one is next-count, and it
+// sits at ring[head]. The ring grows by doubling up to keysMax, so a quiet
+// room costs a few entries, not keysMax. index maps a key to its newest
+// entry; an older entry for a key accepted again (after its age expired)
+// stays in the FIFO until evicted.
 type dedupWindow struct {
 	ring  []dedupEntry
+	head  int
 	next  uint64
 	count int
 	index map[keyDigest]uint64
 }
 
 func (w *dedupWindow) at(n uint64) *dedupEntry {
-	return &w.ring[n%uint64(cap(w.ring))]
+	off := n - (w.next - uint64(w.count))
+	if off >= uint64(w.count) {
+		panic("chat: dedup entry outside its window")
+	}
+	return &w.ring[(w.head+int(off))%len(w.ring)]
 }
 
 // expired reports whether e is older than the window at nowNs.
@@ -221,6 +211,8 @@ func (w *dedupWindow) pop() {
 	if e := w.at(n); w.index[e.key] == n {
 		delete(w.index, e.key)
 	}
+	w.ring[w.head] = dedupEntry{}
+	w.head = (w.head + 1) % len(w.ring)
 	w.count--
 }
 
@@ -235,25 +227,24 @@ func (w *dedupWindow) expire(nowNs, windowNs int64) {
 
 // push adds e, evicting the oldest entry when the window is full.
 func (w *dedupWindow) push(e dedupEntry, keysMax int) {
-	if w.ring == nil {
-		w.ring = make([]dedupEntry, 0, keysMax)
+	if w.index == nil {
 		w.index = make(map[keyDigest]uint64)
-	}
-	if cap(w.ring) != keysMax {
-		panic("chat: dedup ring capacity differs from the limit")
 	}
 	if w.count == keysMax {
 		w.pop()
 	}
-	if pos := int(w.next % uint64(keysMax)); pos == len(w.ring) {
-		w.ring = append(w.ring, e)
-	} else {
-		w.ring[pos] = e
+	if w.count == len(w.ring) {
+		ring := make([]dedupEntry, min(max(2*len(w.ring), 4), keysMax))
+		for i := 0; i < w.count; i++ {
+			ring[i] = w.ring[(w.head+i)%len(w.ring)]
+		}
+		w.ring, w.head = ring, 0
 	}
+	w.ring[(w.head+w.count)%len(w.ring)] = e
 	w.index[e.key] = w.next
 	w.next++
 	w.count++
-	if w.count > keysMax || len(w.index) > w.count {
+	if w.count > keysMax || len(w.ring) > keysMax || len(w.index) > w.count {
 		panic("chat: dedup window exceeds its bound")
 	}
 }

@@ -17,9 +17,8 @@ import (
 //	                     time_ns i64 | key str | body blob)
 //
 // The block's reference, with its first and last seq, joins the log's
-// store; the room's record (the snapshot encoding) lists them, and index
-// nodes under the machine's root name every live block so that the grid's
-// walks (free set, state sync) reach them.
+// store and the index table (tables.go), whose pages name it as a child so
+// that the grid's walks (free set, state sync, scrub) reach it.
 
 var errMessageBlock = errors.New("chat: message block does not hold the run its reference names")
 
@@ -73,7 +72,6 @@ func (m *Machine) sealTails(g *grid.Grid) {
 		}
 		clear(r.messages)
 		r.messages = r.messages[:0]
-		r.bodyBytes = 0
 	}
 }
 
@@ -124,70 +122,4 @@ func releaseBelow(g *grid.Grid, s *logStore) {
 	if n > 0 {
 		s.blocks = append(s.blocks[:0], s.blocks[n:]...)
 	}
-}
-
-// Checkpoint writes the state to the grid: the tails as message blocks
-// (each written once, never rewritten), then the room records (for now
-// one compressed data tree of every room, rewritten at each checkpoint),
-// then index nodes naming every message block, under one root.
-func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
-	m.grid = g
-	m.releaseRetained(g)
-	m.sealTails(g)
-	m.snapshotBuf = m.Snapshot(m.snapshotBuf[:0])
-	records := m.blob.Write(g, grid.KindData, m.snapshotBuf, true)
-	for _, ref := range m.indexOwned {
-		g.Release(ref)
-	}
-	m.indexOwned = m.indexOwned[:0]
-	children := []grid.Ref{records}
-	per := g.Config().ChildrenMax()
-	var refs []grid.Ref
-	for _, r := range m.rooms {
-		refs = appendStoreRefs(refs, &r.mainStore)
-		for i := range r.threads {
-			refs = appendStoreRefs(refs, &r.threads[i].store)
-		}
-	}
-	for off := 0; off < len(refs); off += per {
-		idx := g.WriteNode(grid.KindLogIndex, refs[off:min(off+per, len(refs))], nil, false)
-		m.indexOwned = append(m.indexOwned, idx)
-		children = append(children, idx)
-	}
-	if len(children) > per {
-		panic("chat: more message blocks than one root can index; raise block_size_bytes")
-	}
-	root := g.WriteNode(grid.KindRoom, children, nil, false)
-	m.indexOwned = append(m.indexOwned, root)
-	return root
-}
-
-func appendStoreRefs(refs []grid.Ref, s *logStore) []grid.Ref {
-	for _, b := range s.blocks {
-		refs = append(refs, b.ref)
-	}
-	return refs
-}
-
-// Open replaces the state with the checkpoint at root.
-func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
-	m.grid = g
-	g.ReadNode(root, func(children []grid.Ref, _ []byte, err error) {
-		if err == nil && len(children) == 0 {
-			err = errors.New("chat: checkpoint root without room records")
-		}
-		if err != nil {
-			done(err)
-			return
-		}
-		m.blob.Open(g, children[0], func(b []byte, err error) {
-			if err == nil {
-				err = m.Restore(b)
-			}
-			if err == nil {
-				m.indexOwned = append(append(m.indexOwned[:0], children[1:]...), root)
-			}
-			done(err)
-		})
-	})
 }

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"tigerchat/model/grid"
+	"tigerchat/model/grid/gridtest"
 )
 
 // TestHistoryInTheGrid: after checkpoints every message leaves memory for
@@ -53,13 +56,7 @@ func TestHistoryInTheGrid(t *testing.T) {
 	}
 	// Reopen the checkpoint: the same state (the tail is replayed from the
 	// WAL in a replica; here the machine holds only the checkpoint's).
-	opened := New(DefaultLimits())
-	var oerr error
-	opened.Open(g, root, func(err error) { oerr = err })
-	d.Drain(t)
-	if oerr != nil {
-		t.Fatal(oerr)
-	}
+	opened := openMachine(t, g, d, root)
 	if v, _ := opened.Log("acme", "r", 0); v.HeadSeq != 300 {
 		t.Fatalf("opened head %d", v.HeadSeq)
 	}
@@ -93,4 +90,57 @@ func TestRetentionReleasesBlocks(t *testing.T) {
 		t.Fatalf("after retention: %v first %d", seqs(v.Log.Messages), v.Log.FirstSeq)
 	}
 	h.verify()
+}
+
+// TestCheckpointIsIncremental: with thousands of rooms on disk, a post into
+// one room costs the next checkpoint a message block, the few table pages
+// that room's items live in and the index nodes above them — not a
+// rewrite of every room.
+func TestCheckpointIsIncremental(t *testing.T) {
+	h := newHarness(t, DefaultLimits())
+	const rooms = 3000
+	for i := 0; i < rooms; i++ {
+		id := fmt.Sprintf("room-%05d", i)
+		h.mustCode(h.create("acme", "alice", id, false, false, 0), CodeOK)
+		h.mustCode(h.member(OperationJoin, "acme", "bob", id), CodeOK)
+		h.mustPost("acme", "alice", id, 0, "k1", "hello")
+	}
+	g, d := newTestGrid()
+	h.m.Checkpoint(g)
+	d.Drain(t)
+	g.CheckpointDurable()
+	full := g.Stats.BlocksWritten
+	if full < 200 {
+		t.Fatalf("the first checkpoint of %d rooms wrote only %d blocks", rooms, full)
+	}
+	h.mustPost("acme", "bob", "room-01500", 0, "k2", "one more")
+	h.mustCode(h.member(OperationJoin, "acme", "carol", "room-02500"), CodeOK)
+	root := h.m.Checkpoint(g)
+	d.Drain(t)
+	g.CheckpointDurable()
+	// 1 message block + pages of rooms, dedup and index for the post and of
+	// members for the join, the index nodes above them (two levels under
+	// the test grid's 8 KiB blocks) and the chat root.
+	n := g.Stats.BlocksWritten - full
+	t.Logf("first checkpoint of %d rooms: %d blocks; after a post and a join: %d blocks", rooms, full, n)
+	if n > 16 {
+		t.Fatalf("a post and a join cost the checkpoint %d blocks (the first wrote %d)", n, full)
+	}
+	opened := openMachine(t, g, d, root)
+	if !bytes.Equal(opened.Snapshot(nil), h.m.Snapshot(nil)) {
+		t.Fatal("the machine opened from the incremental checkpoint differs from the one that wrote it")
+	}
+}
+
+// openMachine opens a fresh machine from the checkpoint at root.
+func openMachine(t *testing.T, g *grid.Grid, d *gridtest.MemDisk, root grid.Ref) *Machine {
+	t.Helper()
+	m := New(DefaultLimits())
+	var oerr error
+	m.Open(g, root, func(err error) { oerr = err })
+	d.Drain(t)
+	if oerr != nil {
+		t.Fatal(oerr)
+	}
+	return m
 }

@@ -125,7 +125,6 @@ func logIndex(r *room, threadID uint64) (int, bool) {
 func verifyMessages(r *room, l *Limits, scratch *[]byte) error {
 	last := make([]logHead, len(r.threads)+1) // seq 0: no message seen yet
 	firstTail := make([]uint64, len(r.threads)+1)
-	bodyBytes := 0
 	for i := range r.messages {
 		e := &r.messages[i]
 		li, ok := logIndex(r, e.thread)
@@ -139,15 +138,11 @@ func verifyMessages(r *room, l *Limits, scratch *[]byte) error {
 			firstTail[li] = e.seq
 		}
 		last[li] = logHead{seq: e.seq, hash: e.hash}
-		bodyBytes += len(e.key) + len(e.body)
 	}
 	for li := range last {
 		if err := verifyStore(r, li, firstTail[li], last[li].seq); err != nil {
 			return fmt.Errorf("log %d: %w", li, err)
 		}
-	}
-	if bodyBytes != r.bodyBytes {
-		return invariant("body bytes %d, counted %d", r.bodyBytes, bodyBytes)
 	}
 	for li, h := range last {
 		if h.seq != 0 && h != r.logHeadAt(li) {
@@ -215,7 +210,7 @@ func verifyEntry(r *room, l *Limits, e *entry, prev logHead, scratch *[]byte) er
 
 func verifyDedup(r *room, l *Limits) error {
 	w := &r.dedup
-	if w.count > l.IdempotencyKeysMax || (w.ring != nil && cap(w.ring) != l.IdempotencyKeysMax) {
+	if w.count > l.IdempotencyKeysMax || len(w.ring) > l.IdempotencyKeysMax || w.count > len(w.ring) {
 		return invariant("dedup window of %d above %d", w.count, l.IdempotencyKeysMax)
 	}
 	distinct := 0

@@ -26,20 +26,20 @@ import (
 type Kind uint8
 
 const (
-	KindNone     Kind = iota
-	KindRoot          // a checkpoint's root
-	KindData          // a chunk of a data tree, or its interior node
-	KindRoomLeaf      // a sorted run of room keys and their room records
-	KindRoom          // one room's record
-	KindLogIndex      // a run of one log's message block references
-	KindMessages      // a run of one log's messages (leaf)
-	KindSessions      // the client table (vsr)
-	KindChunk         // a leaf chunk of a data tree
-	KindTest          // tests only
+	KindNone       Kind = iota
+	KindRoot            // a checkpoint's root
+	KindData            // a chunk of a data tree, or its interior node
+	KindTableLeaf       // a page of a Table: sorted keys, values and the blocks they name
+	KindRoom            // the chat state machine's root
+	KindTableIndex      // an index node of a Table: its pages or index nodes, in key order
+	KindMessages        // a run of one log's messages (leaf)
+	KindSessions        // the client table (vsr)
+	KindChunk           // a leaf chunk of a data tree
+	KindTest            // tests only
 	kindCount
 )
 
-var kindNames = [kindCount]string{"none", "root", "data", "room_leaf", "room", "log_index", "messages", "sessions", "chunk", "test"}
+var kindNames = [kindCount]string{"none", "root", "data", "table_leaf", "room", "table_index", "messages", "sessions", "chunk", "test"}
 
 func (k Kind) String() string {
 	if k < kindCount {

@@ -26,13 +26,8 @@ const (
 // writeCheckpointTree writes the state after op as a new tree, releasing
 // the blocks of the previous tree that it replaces, and returns its root.
 func (r *Replica) writeCheckpointTree(op uint64, checksum wire.Checksum) grid.Ref {
-	for _, ref := range r.sessionsOwned {
-		r.grid.Release(ref)
-	}
 	r.grid.Release(r.rootOwned)
-	r.sessionsOwned = r.sessionsOwned[:0]
-	r.sessionsBuf = r.sessions.encode(r.sessionsBuf[:0])
-	sessions := r.grid.WriteDataOwned(grid.KindSessions, r.sessionsBuf, false, &r.sessionsOwned)
+	sessions := r.sessions.checkpoint(r.grid)
 	machine := r.sm.Checkpoint(r.grid)
 	var data [rootDataSize]byte
 	binary.LittleEndian.PutUint64(data[:], op)
@@ -146,30 +141,7 @@ func (r *Replica) openState(root grid.Ref, done func(error)) {
 }
 
 func (r *Replica) openSessions(ref grid.Ref, done func(error)) {
-	r.grid.Collect(ref, func(owned []grid.Ref, err error) {
-		if err != nil {
-			done(err)
-			return
-		}
-		r.grid.ReadData(ref, func(b []byte, err error) {
-			if err != nil {
-				done(err)
-				return
-			}
-			s := newSessions(r.cfg.ClientsMax, r.cfg.ReplySizeMax)
-			rest, err := s.decode(b)
-			if err == nil && len(rest) != 0 {
-				err = fmt.Errorf("vsr: %d bytes after the client table", len(rest))
-			}
-			if err != nil {
-				done(err)
-				return
-			}
-			r.sessions = s
-			r.sessionsOwned = append(r.sessionsOwned[:0], owned...)
-			done(nil)
-		})
-	})
+	r.sessions.open(r.grid, ref, done)
 }
 
 // scrub reads every block of the durable checkpoint, leaves included, after

@@ -111,7 +111,7 @@ func DefaultConfig(cluster uint64, n, replica int) Config {
 		BlockSize:              64 << 10,
 		GridBlocksMax:          1 << 16, // 4 GiB of blocks (sparse until written)
 		CacheSizeBytes:         64 << 20,
-		ClientsMax:             1024,
+		ClientsMax:             16384,
 		ReplySizeMax:           512,
 		ViewHeadersMax:         64,
 		HeartbeatTicks:         15,
@@ -200,6 +200,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("block size %d must fit a message (message size max %d)", c.BlockSize, c.MessageSizeMax)
 	case c.ClientsMax < 1 || c.ReplySizeMax < 0:
 		return fmt.Errorf("clients max %d and reply size max %d out of range", c.ClientsMax, c.ReplySizeMax)
+	case sessionsPageBytes(c.ReplySizeMax) > c.BlockSize-grid.HeaderSize:
+		return fmt.Errorf("reply size max %d needs client table pages of %d bytes, more than a block of %d holds",
+			c.ReplySizeMax, sessionsPageBytes(c.ReplySizeMax), c.BlockSize)
 	case c.ViewHeadersMax < c.PipelineMax*2 || c.ViewHeadersMax > superblockViewHeadersMax:
 		return fmt.Errorf("view headers max %d outside [%d, %d]", c.ViewHeadersMax, c.PipelineMax*2, superblockViewHeadersMax)
 	case c.ViewHeadersMax*refSize+wire.HeaderSize > c.MessageSizeMax:

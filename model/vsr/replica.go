@@ -121,14 +121,12 @@ type Replica struct {
 	checkpointing      bool
 	smValid            bool // false until a checkpoint was opened or synced
 
-	grid          *grid.Grid
-	rootOwned     grid.Ref   // the root block of the newest checkpoint tree
-	sessionsOwned []grid.Ref // the blocks of its client table
-	sessionsBuf   []byte     // the client table being encoded
-	blockSync     *blockSync // a state sync under way
-	blockPeer     int        // the peer asked for the last block
-	storage       StorageStats
-	scrubbing     bool // a scrub of the durable checkpoint is under way
+	grid      *grid.Grid
+	rootOwned grid.Ref   // the root block of the newest checkpoint tree
+	blockSync *blockSync // a state sync under way
+	blockPeer int        // the peer asked for the last block
+	storage   StorageStats
+	scrubbing bool // a scrub of the durable checkpoint is under way
 
 	superblock      superblockWriter
 	checkpointWrite checkpointWrite

@@ -3,7 +3,10 @@ package vsr
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"sort"
+
+	"tigerchat/model/grid"
 )
 
 // session remembers a client's latest committed request and its reply, so a
@@ -17,6 +20,7 @@ type session struct {
 	// ReplyNotKept: the reply was longer than ReplySizeMax, so a retry of
 	// Request is answered with ReplyNotKept instead of a truncated reply.
 	ReplyNotKept bool
+	dirty        bool // changed since the last checkpoint
 }
 
 // sessions is the bounded client table. It is replicated state: it changes
@@ -26,10 +30,25 @@ type sessions struct {
 	list     []session // sorted by Client
 	countMax int
 	replyMax int
+	table    grid.Table // the table on disk (checkpoint, open)
+	evicted  []uint64   // clients evicted since the last checkpoint
 }
 
 func newSessions(countMax, replyMax int) sessions {
-	return sessions{countMax: countMax, replyMax: replyMax}
+	s := sessions{countMax: countMax, replyMax: replyMax}
+	s.table.PageBytesMax = sessionsPageBytes(replyMax)
+	return s
+}
+
+// sessionItemFixed is a session item's bytes besides its reply: the key,
+// request, op, register and reply size, and the table's framing.
+const sessionItemFixed = 8 + 8 + 8 + 8 + 4 + grid.ItemOverhead
+
+// sessionsPageBytes sizes the client table's pages so that an item with
+// the largest reply fits (an item may take a quarter of a page), and at
+// least one sector.
+func sessionsPageBytes(replyMax int) int {
+	return max(grid.TablePageBytesMax, 4*(sessionItemFixed+replyMax))
 }
 
 func (s *sessions) find(client uint64) int {
@@ -66,11 +85,12 @@ func (s *sessions) register(client uint64, op uint64) (evicted uint64) {
 		}
 		evicted = s.list[oldest].Client
 		s.list = append(s.list[:oldest], s.list[oldest+1:]...)
+		s.evicted = append(s.evicted, evicted)
 	}
 	i := sort.Search(len(s.list), func(i int) bool { return s.list[i].Client >= client })
 	s.list = append(s.list, session{})
 	copy(s.list[i+1:], s.list[i:])
-	s.list[i] = session{Client: client, Op: op, Register: op}
+	s.list[i] = session{Client: client, Op: op, Register: op, dirty: true}
 	if len(s.list) > s.countMax {
 		panic("vsr: session table exceeds its bound")
 	}
@@ -88,6 +108,7 @@ func (s *sessions) record(client, request, op uint64, reply []byte) {
 	}
 	e.Request = request
 	e.Op = op
+	e.dirty = true
 	e.ReplyNotKept = len(reply) > s.replyMax
 	if e.ReplyNotKept {
 		reply = nil
@@ -95,22 +116,102 @@ func (s *sessions) record(client, request, op uint64, reply []byte) {
 	e.Reply = append(e.Reply[:0], reply...)
 }
 
+// encode appends the whole table (the canonical encoding tests compare):
+// count u32 | count × (client u64 | session).
 func (s *sessions) encode(buf []byte) []byte {
 	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(s.list)))
 	for i := range s.list {
 		e := &s.list[i]
-		buf = binary.LittleEndian.AppendUint64(buf, e.Client)
-		buf = binary.LittleEndian.AppendUint64(buf, e.Request)
-		buf = binary.LittleEndian.AppendUint64(buf, e.Op)
-		buf = binary.LittleEndian.AppendUint64(buf, e.Register)
-		size := uint32(len(e.Reply))
-		if e.ReplyNotKept {
-			size = replyNotKeptSize
-		}
-		buf = binary.LittleEndian.AppendUint32(buf, size)
-		buf = append(buf, e.Reply...)
+		buf = e.appendValue(binary.LittleEndian.AppendUint64(buf, e.Client))
 	}
 	return buf
+}
+
+// appendValue appends a session without its client id: request u64 |
+// op u64 | register u64 | reply size u32 (replyNotKeptSize: not kept) |
+// reply.
+func (e *session) appendValue(buf []byte) []byte {
+	buf = binary.LittleEndian.AppendUint64(buf, e.Request)
+	buf = binary.LittleEndian.AppendUint64(buf, e.Op)
+	buf = binary.LittleEndian.AppendUint64(buf, e.Register)
+	size := uint32(len(e.Reply))
+	if e.ReplyNotKept {
+		size = replyNotKeptSize
+	}
+	buf = binary.LittleEndian.AppendUint32(buf, size)
+	return append(buf, e.Reply...)
+}
+
+// checkpoint writes the sessions that changed since the last checkpoint
+// to the table (one item per client, keyed by its id in big-endian) and
+// returns the table's root.
+func (s *sessions) checkpoint(g *grid.Grid) grid.Ref {
+	var key [8]byte
+	for _, client := range s.evicted {
+		binary.BigEndian.PutUint64(key[:], client)
+		s.table.Delete(string(key[:]))
+	}
+	s.evicted = s.evicted[:0]
+	var value []byte
+	for i := range s.list {
+		e := &s.list[i]
+		if !e.dirty {
+			continue
+		}
+		binary.BigEndian.PutUint64(key[:], e.Client)
+		value = e.appendValue(value[:0])
+		s.table.Set(grid.TableItem{Key: string(key[:]), Value: value})
+		e.dirty = false
+	}
+	if s.table.Len() != len(s.list) {
+		panic(fmt.Sprintf("vsr: client table holds %d items for %d sessions", s.table.Len(), len(s.list)))
+	}
+	return s.table.Checkpoint(g)
+}
+
+// open replaces the sessions with the table at root.
+func (s *sessions) open(g *grid.Grid, root grid.Ref, done func(error)) {
+	var t grid.Table
+	t.PageBytesMax = s.table.PageBytesMax
+	t.Open(g, root, func(err error) {
+		if err != nil {
+			done(err)
+			return
+		}
+		var b []byte
+		b = binary.LittleEndian.AppendUint32(b, uint32(t.Len()))
+		t.Scan("", func(it *grid.TableItem) bool {
+			b = append(append(b, reverse8(it.Key)...), it.Value...)
+			return true
+		})
+		next := newSessions(s.countMax, s.replyMax)
+		rest, err := next.decode(b)
+		if err == nil && len(rest) != 0 {
+			err = errSessionsCorrupt
+		}
+		if err == nil && t.Len() > 0 && len(next.list) != t.Len() {
+			err = errSessionsCorrupt
+		}
+		if err != nil {
+			done(err)
+			return
+		}
+		next.table = t
+		*s = next
+		done(nil)
+	})
+}
+
+// reverse8 turns a big-endian table key into the little-endian client id
+// of the whole-table encoding; a key of another length yields bytes that
+// decode cannot parse.
+func reverse8(key string) []byte {
+	if len(key) != 8 {
+		return []byte(key)
+	}
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], binary.BigEndian.Uint64([]byte(key)))
+	return b[:]
 }
 
 // replyNotKeptSize marks, in the encoded reply size, a reply not kept.

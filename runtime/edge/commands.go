@@ -56,6 +56,8 @@ const (
 	cmdCreateRoom  = "create_room"
 	cmdJoin        = "join"
 	cmdLeave       = "leave"
+	cmdDeleteRoom  = "delete_room"
+	cmdRetention   = "set_retention"
 	cmdInvite      = "invite"
 	cmdOpenDM      = "open_dm"
 	cmdPost        = "post"
@@ -69,7 +71,7 @@ const (
 var knownCommands = map[string]bool{
 	cmdAuth: true, cmdPing: true, cmdWhoami: true, cmdCreateRoom: true, cmdJoin: true,
 	cmdLeave: true, cmdInvite: true, cmdOpenDM: true, cmdPost: true, cmdPostBatch: true, cmdHistory: true,
-	cmdSnapshot: true, cmdSubscribe: true, cmdUnsubscribe: true,
+	cmdSnapshot: true, cmdSubscribe: true, cmdUnsubscribe: true, cmdDeleteRoom: true, cmdRetention: true,
 }
 
 const (
@@ -153,6 +155,8 @@ func (e *Edge) exec(ctx context.Context, s *Session, c *command) (any, *Error) {
 		return e.member(ctx, s, c)
 	case cmdOpenDM:
 		return e.openDM(ctx, s, c)
+	case cmdDeleteRoom, cmdRetention:
+		return e.roomPolicy(ctx, s, c)
 	case cmdPostBatch:
 		return e.postBatch(ctx, s, c)
 	case cmdPost:
@@ -205,6 +209,24 @@ func (e *Edge) member(ctx context.Context, s *Session, c *command) (any, *Error)
 		}
 		op = chat.OperationInvite
 		body = chat.EncodeInvite(chat.InviteRequest{Tenant: s.Tenant, User: s.User, Room: c.Room, Invitee: c.User})
+	}
+	r, err := e.cl.ack(ctx, s.Tenant, c.Room, op, body)
+	if err != nil {
+		return nil, err
+	}
+	return membersJSON{Room: c.Room, Members: r.Members}, nil
+}
+
+// roomPolicy deletes a room or sets its retention (its creator only).
+func (e *Edge) roomPolicy(ctx context.Context, s *Session, c *command) (any, *Error) {
+	if err := scoped(s, c.Room); err != nil {
+		return nil, err
+	}
+	op := chat.OperationDeleteRoom
+	body := chat.EncodeMember(chat.MemberRequest{Tenant: s.Tenant, User: s.User, Room: c.Room})
+	if c.Cmd == cmdRetention {
+		op = chat.OperationSetRetention
+		body = chat.EncodeSetRetention(chat.SetRetentionRequest{Tenant: s.Tenant, User: s.User, Room: c.Room, RetentionCount: c.Retention})
 	}
 	r, err := e.cl.ack(ctx, s.Tenant, c.Room, op, body)
 	if err != nil {

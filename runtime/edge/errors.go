@@ -82,9 +82,9 @@ func statusOfChat(c chat.Code) int {
 	switch c {
 	case chat.CodeUnknownRoom, chat.CodeUnknownThread:
 		return http.StatusNotFound
-	case chat.CodeNotMember, chat.CodePrivateRoom:
+	case chat.CodeNotMember, chat.CodePrivateRoom, chat.CodeNotCreator, chat.CodeAuditRoom:
 		return http.StatusForbidden
-	case chat.CodeRoomExists, chat.CodeDirectRoom, chat.CodeSeqBeyondHead:
+	case chat.CodeRoomExists, chat.CodeDirectRoom, chat.CodeSeqBeyondHead, chat.CodeDuplicateRemoved:
 		return http.StatusConflict
 	case chat.CodeBodyTooLarge:
 		return http.StatusRequestEntityTooLarge
@@ -126,6 +126,9 @@ var chatMessages = map[chat.Code]string{
 	chat.CodeMembersFull:           "the room holds its maximum number of members",
 	chat.CodeThreadsFull:           "the room holds its maximum number of threads",
 	chat.CodeStorageUnavailable:    "a message block could not be read or repaired on the serving replica; retry",
+	chat.CodeAuditRoom:             "an audit room's history is immutable: it cannot be deleted or take a retention",
+	chat.CodeNotCreator:            "only the room's creator may delete it or change its retention",
+	chat.CodeDuplicateRemoved:      "this idempotency key was already posted, and the room's retention has since removed that message; it is not posted again",
 }
 
 // allCodes lists every code a client can see (edge codes, then chat codes).

@@ -331,8 +331,6 @@ func (l *lossyBus) Publish(e bus.Event) {
 // tests are not cut by the in-memory window.
 func fakeLimits() chat.Limits {
 	l := chat.DefaultLimits()
-	l.RoomMessagesMax = 4096
-	l.RoomBodyBytesMax = 1 << 20
 	return l
 }
 

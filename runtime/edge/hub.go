@@ -27,15 +27,12 @@ const (
 )
 
 // reorderHeldLimits bounds the bus events a tracker holds behind a
-// missing one to half the history the cluster keeps in memory per room
-// (chat.Limits RoomMessagesMax and RoomBodyBytesMax): the tracker then
-// reads the gap while the missing message is still there to read. Held
-// longer, a busy room (over 64 messages per hold interval with the
-// default limits) pushes it out, and every subscriber of the log is
-// truncated past it. (The room's other logs share that history: half
-// leaves them room, not a guarantee.)
+// missing one: reorderHeldMax events and as many bytes as that many
+// messages of the largest body. The cluster keeps every message (its
+// history is in the grid), so holding longer costs memory, never a
+// truncation.
 func reorderHeldLimits(l chat.Limits) (count, bytes int) {
-	return max(1, min(reorderHeldMax, l.RoomMessagesMax/2)), max(1, l.RoomBodyBytesMax/2)
+	return reorderHeldMax, reorderHeldMax * (l.BodySizeMax + chat.IdempotencyKeySizeMax)
 }
 
 // logKey names one log: a room's main log (thread 0) or a thread.

@@ -42,6 +42,8 @@ func (e *Edge) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/rooms", e.rest(cmdCreateRoom, parseCreateRoom))
 	mux.HandleFunc("POST /v1/rooms/{room}/join", e.rest(cmdJoin, noBody))
 	mux.HandleFunc("POST /v1/rooms/{room}/leave", e.rest(cmdLeave, noBody))
+	mux.HandleFunc("DELETE /v1/rooms/{room}", e.rest(cmdDeleteRoom, noBody))
+	mux.HandleFunc("PUT /v1/rooms/{room}/retention", e.rest(cmdRetention, parseRetention))
 	mux.HandleFunc("POST /v1/rooms/{room}/invite", e.rest(cmdInvite, parseInvite))
 	mux.HandleFunc("POST /v1/dms", e.rest(cmdOpenDM, parseOpenDM))
 	mux.HandleFunc("POST /v1/rooms/{room}/messages", e.rest(cmdPost, parsePost))
@@ -160,6 +162,20 @@ func parseCreateRoom(r *http.Request, body []byte, c *command) *Error {
 		return err
 	}
 	c.Room, c.Private, c.Audit, c.Retention = b.Room, b.Private, b.Audit, b.Retention
+	return nil
+}
+
+func parseRetention(r *http.Request, body []byte, c *command) *Error {
+	var b struct {
+		Retention *uint32 `json:"retention"`
+	}
+	if err := decodeJSON(body, &b, false); err != nil {
+		return err
+	}
+	if b.Retention == nil {
+		return errorf(CodeBadRequest, "retention (messages kept per log, 0: all) is required")
+	}
+	c.Retention = *b.Retention
 	return nil
 }
 

@@ -45,6 +45,9 @@ type Options struct {
 	PprofDir string   // when set, replicas serve /debug/pprof and scenarios are profiled
 	EdgeArgs []string // extra `tigerchat edge` flags (tuning experiments)
 	Log      io.Writer
+	// Tweak, when set, changes the cluster config after the benchmark's
+	// own settings (the history benchmark sizes the block cache).
+	Tweak func(*node.ClusterConfig)
 }
 
 // System is a running TigerChat cluster with an edge.
@@ -80,6 +83,9 @@ func (s *System) start(ctx context.Context) error {
 		// edge's 256 plus room, and post batches of 24 (a larger table keeps
 		// fewer posts per batch: each session keeps a full batch reply).
 		cfg.Profile, cfg.SlotCount, cfg.CheckpointInterval, cfg.ClientsMax = "", 256, 64, 1024
+		if s.o.Tweak != nil {
+			s.o.Tweak(cfg)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("tigerchat layout: %w", err)

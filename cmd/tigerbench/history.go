@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"tigerchat/internal/bench/procs"
+	"tigerchat/internal/bench/tiger"
+	"tigerchat/runtime/node"
+)
+
+// runHistory is `tigerbench history`: history kept on disk at scale (see
+// docs/benchmarks.md). It starts 3 replicas of one shard and an edge on
+// 127.0.0.1 in a temporary directory (removed afterwards), fills the shard
+// with -rooms rooms of -messages-per-room messages and one room of
+// -big-room messages, then prints bytes on disk per message, resident
+// memory, grid bytes written against bytes changed, cold and warm
+// 50-message pages of the big room through the edge, and the time a wiped
+// replica takes to sync.
+func runHistory(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("tigerbench history", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	binary := fs.String("tigerchat", "", "the tigerchat `BINARY` (default: next to tigerbench, else built from source)")
+	o := tiger.HistoryOptions{}
+	fs.IntVar(&o.Rooms, "rooms", 100_000, "rooms besides the big one (`N`, 0..1000000)")
+	fs.IntVar(&o.MessagesPerRoom, "messages-per-room", 100, "messages posted to each of them (`N`, 0..100000)")
+	fs.IntVar(&o.BigRoomMessages, "big-room", 1_000_000, "messages posted to the big room (`N`, 100..10000000)")
+	fs.IntVar(&o.BodyBytes, "body-bytes", 100, "bytes of each message body (`N`, 1..4096)")
+	fs.IntVar(&o.Writers, "writers", 16, "WebSocket connections posting (`N`, 1..256)")
+	fs.IntVar(&o.Batch, "batch", 24, "posts per post_batch command (`N`, 1..64)")
+	fs.IntVar(&o.Pages, "pages", 1000, "random 50-message pages of the big room read cold, then again warm (`N`, 1..100000)")
+	cacheMiB := fs.Int("cache-mib", 64, "each replica's block cache, cache_size_bytes in `MiB` (1..4096)")
+	minutes := fs.Int("minutes", 60, "bound on the whole run, in `minutes` (1..600)")
+	asJSON := fs.Bool("json", false, "print one JSON line instead of a table")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	for _, c := range []struct {
+		name      string
+		v, lo, hi int
+	}{{"rooms", o.Rooms, 0, 1_000_000}, {"messages-per-room", o.MessagesPerRoom, 0, 100_000},
+		{"big-room", o.BigRoomMessages, 100, 10_000_000}, {"body-bytes", o.BodyBytes, 1, 4096},
+		{"writers", o.Writers, 1, 256}, {"batch", o.Batch, 1, 64}, {"pages", o.Pages, 1, 100_000},
+		{"cache-mib", *cacheMiB, 1, 4096}, {"minutes", *minutes, 1, 600}} {
+		if c.v < c.lo || c.v > c.hi {
+			fmt.Fprintf(stderr, "tigerbench: -%s must be in [%d, %d]\n", c.name, c.lo, c.hi)
+			return 2
+		}
+	}
+	o.Deadline = time.Duration(*minutes) * time.Minute
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(*minutes)*time.Minute+5*time.Minute)
+	defer cancel()
+	defer procs.StopAll()
+	dir, err := os.MkdirTemp("", "tigerbench-history-")
+	if err != nil {
+		fmt.Fprintln(stderr, "tigerbench:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	bin := *binary
+	if bin == "" {
+		if bin, err = tigerchatBinary(dir); err != nil {
+			fmt.Fprintln(stderr, "tigerbench:", err)
+			return 1
+		}
+	}
+	sys, err := tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: 1, Log: stderr,
+		Tweak: func(c *node.ClusterConfig) { c.CacheSizeBytes = *cacheMiB << 20 }})
+	if err != nil {
+		fmt.Fprintln(stderr, "tigerbench:", err)
+		return 1
+	}
+	defer sys.Close()
+	res, err := sys.History(ctx, o, stderr)
+	if done, code := report(stdout, stderr, res, err, *asJSON); done {
+		return code
+	}
+	mib := func(b uint64) float64 { return float64(b) / (1 << 20) }
+	fmt.Fprintf(stdout, "history: %d messages in %d rooms (big room %d), 1 shard, 3 replicas on 127.0.0.1, fsync on every commit\n",
+		res.Messages, res.Rooms, o.BigRoomMessages)
+	fmt.Fprintf(stdout, "  fill:            %.1f s, %.0f msg/s (%d writers, post_batch of %d)\n", res.FillSeconds, res.FillPerSecond, o.Writers, o.Batch)
+	fmt.Fprintf(stdout, "  disk:            %.1f MiB of grid on one replica, %.1f bytes per message (%d-byte bodies)\n", mib(res.DiskBytes), res.DiskPerMessage, o.BodyBytes)
+	fmt.Fprintf(stdout, "  checkpoints:     %.1f MiB written for %.1f MiB changed: %.2f bytes per byte changed\n", mib(res.GridBytesWritten), mib(res.ChangedBytes), res.WriteRatio)
+	for i, b := range res.RSSBytes {
+		fmt.Fprintf(stdout, "  memory:          replica %d resident %.0f MiB (block cache %d MiB, data %.0f MiB)\n", i, mib(uint64(b)), *cacheMiB, mib(res.DiskBytes))
+	}
+	fmt.Fprintf(stdout, "  pages (50 msgs): cold p50 %.2f ms p99 %.2f ms; warm p50 %.2f ms p99 %.2f ms (%d pages, %d errors; cache hit ratio %.2f)\n",
+		res.ColdPageP50Ms, res.ColdPageP99Ms, res.WarmPageP50Ms, res.WarmPageP99Ms, res.ColdPagesRead, res.PageErrors, res.CacheHitRatio)
+	fmt.Fprintf(stdout, "  sync:            wiped replica %d caught up to op %d in %.1f s (%d blocks fetched, %.1f MiB on disk)\n",
+		res.SyncedReplica, res.SyncWaitedForOp, res.SyncSeconds, res.SyncBlocks, mib(res.SyncBytes))
+	if res.PageErrors > 0 {
+		fmt.Fprintln(stderr, "tigerbench: some pages were not read whole")
+		return 1
+	}
+	return 0
+}

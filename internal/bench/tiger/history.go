@@ -1,0 +1,440 @@
+package tiger
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"tigerchat/internal/bench/load"
+	"tigerchat/internal/bench/procs"
+	"tigerchat/runtime/node"
+)
+
+// HistoryOptions size the history benchmark: Rooms rooms of
+// MessagesPerRoom messages each and one room of BigRoomMessages, all on
+// one shard, posted by Writers connections in post_batch commands of
+// Batch posts; then Pages random 50-message pages of the big room read
+// through the edge, and a replica wiped and synced.
+type HistoryOptions struct {
+	Rooms           int
+	MessagesPerRoom int
+	BigRoomMessages int
+	BodyBytes       int
+	Writers         int
+	Batch           int
+	Pages           int
+	Deadline        time.Duration // bounds the fill
+}
+
+// HistoryResult is what the history benchmark measured.
+type HistoryResult struct {
+	Messages      uint64  `json:"messages"`
+	Rooms         int     `json:"rooms"`
+	FillSeconds   float64 `json:"fill_seconds"`
+	FillPerSecond float64 `json:"fill_msg_per_s"`
+	// ChangedBytes: what the posts changed, as a message record counts it
+	// (body, key, author, seq, time, previous hash, hash).
+	ChangedBytes uint64 `json:"changed_bytes"`
+	// GridBytesWritten: every grid byte one replica wrote during the fill
+	// (checkpoints: message blocks, table pages, index nodes).
+	GridBytesWritten uint64  `json:"grid_bytes_written"`
+	WriteRatio       float64 `json:"checkpoint_bytes_per_changed_byte"`
+	// DiskBytes: bytes allocated on disk by one replica's data files beyond
+	// what they held before the fill (the grid; the WAL is preallocated).
+	DiskBytes       uint64  `json:"disk_bytes"`
+	DiskPerMessage  float64 `json:"disk_bytes_per_message"`
+	CacheBytes      int     `json:"cache_bytes"`
+	RSSBytes        []int64 `json:"rss_bytes"` // per replica, after the fill
+	ColdPageP50Ms   float64 `json:"cold_page_p50_ms"`
+	ColdPageP99Ms   float64 `json:"cold_page_p99_ms"`
+	WarmPageP50Ms   float64 `json:"warm_page_p50_ms"`
+	WarmPageP99Ms   float64 `json:"warm_page_p99_ms"`
+	PageMessages    int     `json:"page_messages"` // messages per page read (50)
+	SyncSeconds     float64 `json:"sync_seconds"`
+	SyncBlocks      uint64  `json:"sync_blocks"`
+	SyncBytes       uint64  `json:"sync_bytes"` // grid bytes the synced replica's data files hold after it
+	ColdPagesRead   int     `json:"cold_pages"`
+	PageErrors      int     `json:"page_errors"`
+	CheckpointOp    uint64  `json:"checkpoint_op"`
+	BlocksUsed      uint64  `json:"grid_blocks_used"`
+	CacheHitRatio   float64 `json:"cache_hit_ratio"` // of replica 0 over the whole run
+	SyncedReplica   int     `json:"synced_replica"`
+	SyncWaitedForOp uint64  `json:"synced_to_op"`
+}
+
+const pageMessages = 50
+
+// History fills the cluster and measures it (see HistoryOptions).
+func (s *System) History(ctx context.Context, o HistoryOptions, log io.Writer) (HistoryResult, error) {
+	res := HistoryResult{Rooms: o.Rooms + 1, PageMessages: pageMessages, CacheBytes: s.cluster.Config.CacheSizeBytes}
+	before, err := s.diskBytes()
+	if err != nil {
+		return res, err
+	}
+	written0 := s.gridWritten(0)
+	rooms, err := s.createRooms(ctx, o)
+	if err != nil {
+		return res, err
+	}
+	big := rooms[len(rooms)-1]
+	start := time.Now()
+	if err := s.fill(ctx, o, rooms, &res, log); err != nil {
+		return res, err
+	}
+	res.FillSeconds = time.Since(start).Seconds()
+	res.FillPerSecond = float64(res.Messages) / res.FillSeconds
+	// Let a checkpoint take the last posts to the grid: post on until the
+	// checkpoint op moves past the fill.
+	target := s.commit(0)
+	if err := s.checkpointPast(ctx, target, big); err != nil {
+		return res, err
+	}
+	res.GridBytesWritten = s.gridWritten(0) - written0
+	res.WriteRatio = float64(res.GridBytesWritten) / float64(max(res.ChangedBytes, 1))
+	after, err := s.diskBytes()
+	if err != nil {
+		return res, err
+	}
+	res.DiskBytes = after[0] - before[0]
+	res.DiskPerMessage = float64(res.DiskBytes) / float64(max(res.Messages, 1))
+	for _, p := range s.replicas {
+		res.RSSBytes = append(res.RSSBytes, rss(p.PID()))
+	}
+	fmt.Fprintf(log, "history: filled %d messages in %.1f s; disk %d bytes; reading pages\n", res.Messages, res.FillSeconds, res.DiskBytes)
+	if err := s.pages(ctx, o, big, &res); err != nil {
+		return res, err
+	}
+	if sts, err := s.cluster.Status(0); err == nil && len(sts) > 0 {
+		st := sts[0].Storage
+		res.CheckpointOp, res.BlocksUsed = st.CheckpointOp, st.BlocksUsed
+		res.CacheHitRatio = float64(st.Grid.CacheHits) / float64(max(st.Grid.CacheHits+st.Grid.CacheMisses, 1))
+	}
+	fmt.Fprintf(log, "history: syncing a wiped replica\n")
+	return res, s.syncWiped(ctx, big, before, &res)
+}
+
+// createRooms creates the rooms (the big one last) from Writers
+// connections at once.
+func (s *System) createRooms(ctx context.Context, o HistoryOptions) ([]string, error) {
+	rooms := make([]string, o.Rooms+1)
+	for i := range o.Rooms {
+		rooms[i] = "h-" + strconv.Itoa(i)
+	}
+	rooms[o.Rooms] = "big"
+	return rooms, s.parallel(ctx, o.Writers, len(rooms), func(c *conn, i int) error {
+		_, err := c.call(ctx, map[string]any{"cmd": "create_room", "room": rooms[i]})
+		return err
+	})
+}
+
+// parallel runs n jobs over w connections.
+func (s *System) parallel(ctx context.Context, w, n int, job func(c *conn, i int) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, w)
+	for k := range w {
+		c, err := s.dial(ctx, publisher, nil)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.close()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := job(c, i); err != nil {
+					errs[k] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// fill posts every room's messages in batches; the big room's batches are
+// spread among the others' so that it grows across many checkpoints.
+func (s *System) fill(ctx context.Context, o HistoryOptions, rooms []string, res *HistoryResult, log io.Writer) error {
+	var small, bigs []historyJob
+	for room := range o.Rooms {
+		for first := 0; first < o.MessagesPerRoom; first += o.Batch {
+			small = append(small, historyJob{room: rooms[room], first: first, n: min(o.Batch, o.MessagesPerRoom-first)})
+		}
+	}
+	for first := 0; first < o.BigRoomMessages; first += o.Batch {
+		bigs = append(bigs, historyJob{room: rooms[len(rooms)-1], first: first, n: min(o.Batch, o.BigRoomMessages-first)})
+	}
+	// Interleave in proportion, so the big room grows all along.
+	jobs := make([]historyJob, 0, len(small)+len(bigs))
+	totalSmall, totalBig := len(small), len(bigs)
+	for len(small)+len(bigs) > 0 {
+		if len(bigs) > 0 && (len(small) == 0 || len(bigs)*totalSmall >= len(small)*totalBig) {
+			jobs, bigs = append(jobs, bigs[0]), bigs[1:]
+		} else {
+			jobs, small = append(jobs, small[0]), small[1:]
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Deadline)
+	defer cancel()
+	var posted, changed atomic.Uint64
+	body := chatText(o.BodyBytes)
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Second):
+				fmt.Fprintf(log, "history: %d of %d messages posted\n", posted.Load(), o.Rooms*o.MessagesPerRoom+o.BigRoomMessages)
+			}
+		}
+	}()
+	defer close(stop)
+	err := s.parallel(ctx, o.Writers, len(jobs), func(c *conn, i int) error {
+		jb := jobs[i]
+		posts := make([]load.Post, jb.n)
+		for m := range posts {
+			key := fmt.Sprintf("%s-%d", jb.room, jb.first+m)
+			posts[m] = load.Post{Key: key, Body: body[(jb.first+m)%len(body)]}
+			changed.Add(uint64(len(key) + len(posts[m].Body) + len(publisher) + 8 + 8 + 32 + 32))
+		}
+		results, err := c.postBatch(ctx, jb.room, posts)
+		if err != nil {
+			return err
+		}
+		for _, r := range results {
+			if r.Error != nil {
+				return fmt.Errorf("post to %s: %s: %s", jb.room, r.Error.Code, r.Error.Message)
+			}
+		}
+		posted.Add(uint64(len(posts)))
+		return nil
+	})
+	res.Messages, res.ChangedBytes = posted.Load(), changed.Load()
+	if err != nil {
+		return fmt.Errorf("fill stopped after %d messages: %w", res.Messages, err)
+	}
+	return nil
+}
+
+// historyJob is one post_batch of the fill.
+type historyJob struct {
+	room  string
+	first int // index of the job's first message in its room
+	n     int
+}
+
+// chatText is a few hundred message bodies of about size bytes, made of
+// words, so that compression meets what chat text gives it.
+func chatText(size int) [][]byte {
+	words := strings.Fields("the a to and is it you that in of for on this with be are we have at can not will just do so if what but all about when get your from our now up out there meeting today ship deploy fix review tomorrow thanks ok sounds good see link build test release room thread message please check later lunch call done issue merged")
+	r := rand.New(rand.NewPCG(1, 2))
+	out := make([][]byte, 512)
+	for i := range out {
+		var b []byte
+		for len(b) < size {
+			if len(b) > 0 {
+				b = append(b, ' ')
+			}
+			b = append(b, words[r.IntN(len(words))]...)
+		}
+		out[i] = b[:size]
+	}
+	return out
+}
+
+// checkpointPast posts into room until replica 0's durable checkpoint is
+// past op target (bounded: a minute).
+func (s *System) checkpointPast(ctx context.Context, target uint64, room string) error {
+	deadline := time.Now().Add(time.Minute)
+	for i := 0; time.Now().Before(deadline); i++ {
+		if sts, err := s.cluster.Status(0); err == nil && len(sts) > 0 && sts[0].CheckpointOp >= target {
+			return nil
+		}
+		if _, err := s.admin.post(ctx, room, "tail-"+strconv.Itoa(i), []byte("tail")); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("no checkpoint past op %d within a minute", target)
+}
+
+func (s *System) commit(replica int) uint64 {
+	sts, err := s.cluster.Status(replica)
+	if err != nil || len(sts) == 0 {
+		return 0
+	}
+	return sts[0].CommitMin
+}
+
+func (s *System) gridWritten(replica int) uint64 {
+	sts, err := s.cluster.Status(replica)
+	if err != nil || len(sts) == 0 {
+		return 0
+	}
+	return sts[0].Storage.Grid.BytesWritten
+}
+
+// diskBytes is the bytes allocated by each replica's data files.
+func (s *System) diskBytes() ([]uint64, error) {
+	out := make([]uint64, replicaCount)
+	for i := range replicaCount {
+		err := filepath.Walk(s.cluster.DataDir(i), func(path string, info os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			if st, ok := info.Sys().(*syscall.Stat_t); ok && info.Mode().IsRegular() {
+				out[i] += uint64(st.Blocks) * 512
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// rss is a process's resident memory in bytes (0 if unknown).
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// pages reads Pages random 50-message pages of room through the edge's
+// REST API, then the same pages again: the first pass finds most blocks
+// outside the block cache (the data is far larger), the second inside.
+func (s *System) pages(ctx context.Context, o HistoryOptions, room string, res *HistoryResult) error {
+	tok, err := s.token(publisher)
+	if err != nil {
+		return err
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	top := max(o.BigRoomMessages-pageMessages, 1)
+	starts := make([]int, o.Pages)
+	for i := range starts {
+		starts[i] = 1 + r.IntN(top)
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	read := func() ([]float64, error) {
+		var ms []float64
+		for _, from := range starts {
+			url := fmt.Sprintf("http://%s/v1/rooms/%s/messages?from=%d&limit=%d", s.edgeAddr, room, from, pageMessages)
+			req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			t0 := time.Now()
+			resp, err := client.Do(req)
+			if err != nil {
+				return nil, err
+			}
+			var page struct {
+				Messages []json.RawMessage `json:"messages"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&page)
+			resp.Body.Close()
+			ms = append(ms, float64(time.Since(t0).Microseconds())/1000)
+			if err != nil || resp.StatusCode != 200 || len(page.Messages) != pageMessages {
+				res.PageErrors++
+			}
+		}
+		slices.Sort(ms)
+		return ms, nil
+	}
+	cold, err := read()
+	if err != nil {
+		return err
+	}
+	warm, err := read()
+	if err != nil {
+		return err
+	}
+	res.ColdPagesRead = len(cold)
+	res.ColdPageP50Ms, res.ColdPageP99Ms = quantile(cold, 0.5), quantile(cold, 0.99)
+	res.WarmPageP50Ms, res.WarmPageP99Ms = quantile(warm, 0.5), quantile(warm, 0.99)
+	return nil
+}
+
+func quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(int(q*float64(len(sorted))), len(sorted)-1)]
+}
+
+// syncWiped stops a backup, wipes and formats its data directory, starts
+// it again, and times it until it has applied what the primary had
+// committed (it can only get there by a block sync: its WAL is empty and
+// the others' WAL windows have moved past the start).
+func (s *System) syncWiped(ctx context.Context, room string, before []uint64, res *HistoryResult) error {
+	primary, err := s.Leader(ctx, room)
+	if err != nil {
+		return err
+	}
+	victim := (primary + 1) % replicaCount
+	res.SyncedReplica = victim
+	s.replicas[victim].Kill()
+	if err := os.RemoveAll(s.cluster.DataDir(victim)); err != nil {
+		return err
+	}
+	out, err := exec.Command(s.o.Binary, "format", "-config", s.cluster.ConfigPath, "-replica", strconv.Itoa(victim),
+		"-data", s.cluster.DataDir(victim)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("format: %v: %s", err, out)
+	}
+	target := s.commit(primary)
+	res.SyncWaitedForOp = target
+	t0 := time.Now()
+	if err := procs.Restart(s.replicas, victim); err != nil {
+		return err
+	}
+	var st node.Status
+	if !load.Until(ctx, 30*time.Minute, 50*time.Millisecond, func() bool {
+		sts, err := s.cluster.Status(victim)
+		if err != nil || len(sts) == 0 {
+			return false
+		}
+		st = sts[0]
+		return st.CommitMin >= target && st.Status == "normal"
+	}) {
+		return fmt.Errorf("the wiped replica %d did not catch up to op %d", victim, target)
+	}
+	res.SyncSeconds = time.Since(t0).Seconds()
+	res.SyncBlocks = st.Storage.Grid.Repaired
+	disk, err := s.diskBytes()
+	if err != nil {
+		return err
+	}
+	res.SyncBytes = disk[victim] - min(disk[victim], before[victim])
+	return nil
+}

@@ -1,0 +1,340 @@
+package chat
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	"tigerchat/model/grid"
+)
+
+// On disk the chat state is five grid tables (docs/storage.md), each a
+// sorted map persisted page by page, so that a checkpoint writes only the
+// pages a changed room touches. A room's key is rk = tenant 0x00 id; ids
+// never hold 0x00, so keys sort as (tenant, id) do. Little-endian values,
+// big-endian numbers inside keys (so that they sort):
+//
+//	rooms    rk                          → creator str | flags u8 | retention u32 |
+//	                                       created_ns i64 | head_seq u64 | head_hash [32] | first u64 |
+//	                                       dedup_next u64
+//	members  rk 0x00 user                → (empty)
+//	threads  rk 0x00 parent u64          → head_seq u64 | head_hash [32] | first u64
+//	dedup    rk 0x00 n u64               → key_digest [16] | thread u64 | seq u64 | time_ns i64 | hash [32]
+//	index    rk 0x00 thread u64 first u64 → last u64, and the message block as the item's ref
+//
+// The tables mirror the rooms in memory: a room changed by an operation is
+// marked dirty, and the next checkpoint rewrites its items (unchanged
+// items leave their pages clean). The checkpoint root (KindRoom) has data
+// = u8 mask of the tables present and children = their roots, in order.
+const (
+	tableRooms = iota
+	tableMembers
+	tableThreads
+	tableDedup
+	tableIndex
+	tableCount
+)
+
+var errTablesMalformed = errors.New("chat: checkpoint tables malformed")
+
+func roomKey(tenant, id string) string { return tenant + "\x00" + id }
+
+// roomPrefix starts every item of room rk in the per-room tables.
+func roomPrefix(rk string) string { return rk + "\x00" }
+
+// markDirty notes that r changed since the last checkpoint.
+func (r *room) markDirty() { r.dirty = true }
+
+// Checkpoint writes the state to the grid: each log's new messages as
+// message blocks (each written once, never rewritten), then the table
+// pages that changed, under one root.
+func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
+	m.grid = g
+	m.releaseRetained(g)
+	m.sealTails(g)
+	for _, rk := range m.deleted {
+		m.tables[tableRooms].Delete(rk)
+		for t := tableMembers; t < tableCount; t++ {
+			m.tables[t].Replace(roomPrefix(rk), nil)
+		}
+	}
+	m.deleted = m.deleted[:0]
+	for _, ref := range m.releaseLater {
+		g.Release(ref)
+	}
+	m.releaseLater = m.releaseLater[:0]
+	for _, r := range m.rooms {
+		if r.dirty {
+			m.persistRoom(r)
+			r.dirty = false
+		} else if m.checkClean {
+			before := m.tableChanges()
+			m.persistRoom(r)
+			if m.tableChanges() != before {
+				panic(fmt.Sprintf("chat: room %q/%q changed without being marked dirty", r.tenant, r.id))
+			}
+		}
+	}
+	var mask byte
+	var children []grid.Ref
+	for t := range m.tables {
+		if ref := m.tables[t].Checkpoint(g); !ref.IsZero() {
+			mask |= 1 << t
+			children = append(children, ref)
+		}
+	}
+	g.Release(m.root)
+	m.root = g.WriteNode(grid.KindRoom, children, []byte{mask}, false)
+	return m.root
+}
+
+// CheckDirtyTracking makes every checkpoint also rewrite the rooms not
+// marked dirty and panic if that changes anything (simulator and tests).
+func (m *Machine) CheckDirtyTracking(on bool) { m.checkClean = on }
+
+func (m *Machine) tableChanges() (n uint64) {
+	for t := range m.tables {
+		n += m.tables[t].Changes()
+	}
+	return n
+}
+
+// persistRoom writes r's items into the tables.
+func (m *Machine) persistRoom(r *room) {
+	le := binary.LittleEndian
+	rk := roomKey(r.tenant, r.id)
+	v := appendStr(m.tableBuf[:0], r.creator)
+	v = le.AppendUint64(le.AppendUint32(append(v, r.flags), r.retention), uint64(r.createdNs))
+	v = le.AppendUint64(append(le.AppendUint64(v, r.main.seq), r.main.hash[:]...), r.mainStore.first)
+	v = le.AppendUint64(v, r.dedup.next)
+	m.tables[tableRooms].Set(grid.TableItem{Key: rk, Value: v})
+	m.tableBuf = v
+	prefix := roomPrefix(rk)
+
+	items := m.tableItems[:0]
+	for _, u := range r.members {
+		items = append(items, grid.TableItem{Key: prefix + u})
+	}
+	m.tables[tableMembers].Replace(prefix, items)
+
+	items = items[:0]
+	for i := range r.threads {
+		t := &r.threads[i]
+		val := le.AppendUint64(append(le.AppendUint64(nil, t.head.seq), t.head.hash[:]...), t.store.first)
+		items = append(items, grid.TableItem{Key: keyU64(prefix, t.parent), Value: val})
+	}
+	m.tables[tableThreads].Replace(prefix, items)
+
+	items = items[:0]
+	w := &r.dedup
+	for n := w.next - uint64(w.count); n < w.next; n++ {
+		e := w.at(n)
+		val := append(make([]byte, 0, dedupSnapshotSize), e.key[:]...)
+		val = le.AppendUint64(le.AppendUint64(le.AppendUint64(val, e.thread), e.seq), uint64(e.timeNs))
+		items = append(items, grid.TableItem{Key: keyU64(prefix, n), Value: append(val, e.hash[:]...)})
+	}
+	m.tables[tableDedup].Replace(prefix, items)
+
+	items = items[:0]
+	items = appendIndexItems(items, prefix, 0, &r.mainStore)
+	for i := range r.threads {
+		items = appendIndexItems(items, prefix, r.threads[i].parent, &r.threads[i].store)
+	}
+	m.tables[tableIndex].Replace(prefix, items)
+	clear(items)
+	m.tableItems = items[:0]
+}
+
+func keyU64(prefix string, n uint64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], n)
+	return prefix + string(b[:])
+}
+
+func appendIndexItems(items []grid.TableItem, prefix string, thread uint64, s *logStore) []grid.TableItem {
+	for _, blk := range s.blocks {
+		key := keyU64(keyU64(prefix, thread), blk.first)
+		items = append(items, grid.TableItem{Key: key, Value: binary.LittleEndian.AppendUint64(nil, blk.last), Ref: blk.ref})
+	}
+	return items
+}
+
+// Open replaces the state with the checkpoint at root: it reads every
+// table, rebuilds the rooms from them and verifies the result.
+func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
+	m.grid = g
+	g.ReadNode(root, func(children []grid.Ref, data []byte, err error) {
+		if err == nil && (root.Kind != grid.KindRoom || len(data) != 1) {
+			err = errTablesMalformed
+		}
+		if err != nil {
+			done(err)
+			return
+		}
+		var roots [tableCount]grid.Ref
+		mask, c := data[0], 0
+		for t := range roots {
+			if mask&(1<<t) != 0 {
+				if c == len(children) {
+					done(errTablesMalformed)
+					return
+				}
+				roots[t] = children[c]
+				c++
+			}
+		}
+		if c != len(children) || mask>>tableCount != 0 {
+			done(errTablesMalformed)
+			return
+		}
+		var tables [tableCount]grid.Table
+		m.openTables(g, &tables, roots, 0, func(err error) {
+			if err == nil {
+				err = m.restoreTables(&tables)
+			}
+			if err == nil {
+				m.root = root
+			}
+			done(err)
+		})
+	})
+}
+
+func (m *Machine) openTables(g *grid.Grid, tables *[tableCount]grid.Table, roots [tableCount]grid.Ref, t int, done func(error)) {
+	if t == tableCount {
+		done(nil)
+		return
+	}
+	tables[t].Open(g, roots[t], func(err error) {
+		if err != nil {
+			done(fmt.Errorf("chat: table %d: %w", t, err))
+			return
+		}
+		m.openTables(g, tables, roots, t+1, done)
+	})
+}
+
+// restoreTables rebuilds the rooms from opened tables; on error the state
+// is unchanged.
+func (m *Machine) restoreTables(tables *[tableCount]grid.Table) error {
+	next := &Machine{limits: m.limits}
+	dedupNext := map[*room]uint64{} // looked up, never iterated
+	var failed error
+	fail := func(format string, args ...any) bool {
+		failed = fmt.Errorf("%w: %s", errTablesMalformed, fmt.Sprintf(format, args...))
+		return false
+	}
+	tables[tableRooms].Scan("", func(it *grid.TableItem) bool {
+		tenant, id, ok := strings.Cut(it.Key, "\x00")
+		if !ok || len(next.rooms) >= m.limits.RoomsMax {
+			return fail("room key %q", it.Key)
+		}
+		rd := reader{b: it.Value}
+		r := &room{tenant: tenant, id: id, creator: string(rd.str())}
+		r.flags, r.retention, r.createdNs = rd.u8(), rd.u32(), rd.i64()
+		r.main = logHead{seq: rd.u64(), hash: rd.hash()}
+		r.mainStore.first = rd.u64()
+		dedupNext[r] = rd.u64()
+		if !rd.done() {
+			return fail("room %q record", it.Key)
+		}
+		next.rooms = append(next.rooms, r)
+		return true
+	})
+	// Each per-room table is sorted by room key first, as next.rooms is:
+	// walk them side by side.
+	forRooms := func(t int, fn func(r *room, rest string, it *grid.TableItem) bool) {
+		i := 0
+		tables[t].Scan("", func(it *grid.TableItem) bool {
+			for i < len(next.rooms) && !strings.HasPrefix(it.Key, roomPrefix(roomKey(next.rooms[i].tenant, next.rooms[i].id))) {
+				i++
+			}
+			if i == len(next.rooms) {
+				return fail("table %d item %q of no room", t, it.Key)
+			}
+			r := next.rooms[i]
+			return fn(r, it.Key[len(r.tenant)+len(r.id)+2:], it)
+		})
+	}
+	if failed == nil {
+		forRooms(tableMembers, func(r *room, user string, it *grid.TableItem) bool {
+			if len(r.members) >= m.limits.MembersPerRoomMax {
+				return fail("room %q/%q members above the limit", r.tenant, r.id)
+			}
+			r.members = append(r.members, user)
+			return true
+		})
+	}
+	if failed == nil {
+		forRooms(tableThreads, func(r *room, rest string, it *grid.TableItem) bool {
+			rd := reader{b: it.Value}
+			t := thread{parent: keyNumber(rest), head: logHead{seq: rd.u64(), hash: rd.hash()}}
+			t.store.first = rd.u64()
+			if len(rest) != 8 || !rd.done() || len(r.threads) >= m.limits.ThreadsPerRoomMax {
+				return fail("thread %q", it.Key)
+			}
+			r.threads = append(r.threads, t)
+			return true
+		})
+	}
+	if failed == nil {
+		forRooms(tableDedup, func(r *room, rest string, it *grid.TableItem) bool {
+			rd := reader{b: it.Value}
+			var e dedupEntry
+			copy(e.key[:], rd.take(keyDigestSize))
+			e.thread, e.seq, e.timeNs, e.hash = rd.u64(), rd.u64(), rd.i64(), rd.hash()
+			n := keyNumber(rest)
+			w := &r.dedup
+			if w.count == 0 {
+				w.next = n
+			}
+			if len(rest) != 8 || !rd.done() || n != w.next || w.count >= m.limits.IdempotencyKeysMax {
+				return fail("dedup entry %q", it.Key)
+			}
+			w.push(e, m.limits.IdempotencyKeysMax)
+			return true
+		})
+	}
+	if failed == nil {
+		forRooms(tableIndex, func(r *room, rest string, it *grid.TableItem) bool {
+			if len(rest) != 16 || len(it.Value) != 8 || it.Ref.Kind != grid.KindMessages {
+				return fail("index item %q", it.Key)
+			}
+			s := r.store(keyNumber(rest[:8]))
+			if s == nil {
+				return fail("index item %q of no thread", it.Key)
+			}
+			blk := msgBlock{ref: it.Ref, first: keyNumber(rest[8:]), last: binary.LittleEndian.Uint64(it.Value)}
+			if blk.last < blk.first || (len(s.blocks) > 0 && blk.first != s.storedLast()+1) {
+				return fail("index item %q out of sequence", it.Key)
+			}
+			s.blocks = append(s.blocks, blk)
+			return true
+		})
+	}
+	for _, r := range next.rooms {
+		if w := &r.dedup; w.count == 0 {
+			w.next = dedupNext[r]
+		} else if w.next != dedupNext[r] {
+			failed = fmt.Errorf("%w: room %q/%q dedup window ends at %d, record says %d", errTablesMalformed, r.tenant, r.id, w.next, dedupNext[r])
+		}
+	}
+	if failed != nil {
+		return failed
+	}
+	next.tenants = countTenants(next.rooms)
+	if err := next.Verify(); err != nil {
+		return err
+	}
+	m.rooms, m.tenants, m.tables = next.rooms, next.tenants, *tables
+	m.deleted, m.releaseLater = m.deleted[:0], m.releaseLater[:0]
+	return nil
+}
+
+func keyNumber(s string) uint64 {
+	if len(s) < 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64([]byte(s[:8]))
+}

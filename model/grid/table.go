@@ -1,0 +1,508 @@
+package grid
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Table is a sorted map from byte-string keys to small values, kept in
+// memory and persisted incrementally: its items live in pages of at most
+// one sector, and a checkpoint rewrites only the pages that changed since
+// the previous one, then the index nodes above them whose children moved.
+// An item may name one block (a message block, say): the page lists it
+// among its children, so that the grid's walks (free set, state sync,
+// scrub) reach it.
+//
+// Leaf page (KindTableLeaf): children = the refs of the items that have
+// one, in item order; data = count u32 | count × (key u16-prefixed |
+// has_ref u8 | value u32-prefixed). Index node (KindTableIndex): children
+// = the pages or index nodes below, in key order; no data.
+type Table struct {
+	// PageBytesMax bounds a page's bytes after the block header (0: one
+	// sector, TablePageBytesMax); an item may take a quarter of it. Set it
+	// before the first use; it must fit a block.
+	PageBytesMax int
+
+	pages   []*tablePage
+	levels  [][]tableNode // index nodes of the last checkpoint, level 0 above the pages
+	dropped []Ref         // pages merged away or emptied since the last checkpoint
+	root    Ref
+	changes uint64 // items set or deleted (counted, not persisted)
+}
+
+// TableItem is one entry of a Table.
+type TableItem struct {
+	Key   string
+	Value []byte
+	Ref   Ref // optional: a block this item names
+}
+
+func (it *TableItem) encodedSize() int {
+	n := 2 + len(it.Key) + 1 + 4 + len(it.Value)
+	if !it.Ref.IsZero() {
+		n += RefSize
+	}
+	return n
+}
+
+func (it *TableItem) equal(o *TableItem) bool {
+	return it.Key == o.Key && it.Ref == o.Ref && string(it.Value) == string(o.Value)
+}
+
+type tablePage struct {
+	items []TableItem // sorted by key, unique
+	size  int         // bytes of its block after the header: 4 + the items' (a ref counts as a child)
+	ref   Ref         // the page's block at the last checkpoint (zero: never written)
+	dirty bool        // changed since ref was written
+}
+
+type tableNode struct {
+	children []Ref
+	ref      Ref
+}
+
+// TablePageBytesMax is the size of a page's encoding: one sector minus the
+// block header, so that a changed page costs one sector of I/O.
+const TablePageBytesMax = 4096 - HeaderSize
+
+func (t *Table) pageMax() int {
+	if t.PageBytesMax == 0 {
+		return TablePageBytesMax
+	}
+	return t.PageBytesMax
+}
+
+// ItemBytesMax is the largest item a table with this page size takes, as
+// counted in a page: key, value and framing (and a ref, if it has one).
+func ItemBytesMax(pageBytesMax int) int { return pageBytesMax / 4 }
+
+// ItemOverhead is the framing of an item in a page besides its key and
+// value.
+const ItemOverhead = 2 + 1 + 4
+
+// ErrTableMalformed is a table block that does not decode.
+var ErrTableMalformed = errors.New("grid: table block malformed")
+
+// Len is the number of items.
+func (t *Table) Len() int {
+	n := 0
+	for _, p := range t.pages {
+		n += len(p.items)
+	}
+	return n
+}
+
+// Changes counts the items set to a new value or deleted so far.
+func (t *Table) Changes() uint64 { return t.changes }
+
+// Pages is the number of pages (for tests and metrics).
+func (t *Table) Pages() int { return len(t.pages) }
+
+// locate returns the page that holds or would hold key, and key's index
+// in it (or where it would go).
+func (t *Table) locate(key string) (int, int, bool) {
+	if len(t.pages) == 0 {
+		return -1, 0, false
+	}
+	// The last page whose first key is <= key; page 0 takes smaller keys.
+	p := sort.Search(len(t.pages), func(i int) bool { return t.pages[i].items[0].Key > key }) - 1
+	p = max(p, 0)
+	items := t.pages[p].items
+	i := sort.Search(len(items), func(i int) bool { return items[i].Key >= key })
+	return p, i, i < len(items) && items[i].Key == key
+}
+
+// Get returns the item under key.
+func (t *Table) Get(key string) (*TableItem, bool) {
+	p, i, ok := t.locate(key)
+	if !ok {
+		return nil, false
+	}
+	return &t.pages[p].items[i], true
+}
+
+// Set inserts or replaces an item; an item equal to the stored one changes
+// nothing, so its page stays clean. Value is copied.
+func (t *Table) Set(it TableItem) {
+	if n := it.encodedSize(); n > ItemBytesMax(t.pageMax()) {
+		panic(fmt.Sprintf("grid: table item of %d bytes exceeds %d", n, ItemBytesMax(t.pageMax())))
+	}
+	if len(t.pages) == 0 {
+		t.changes++
+		it.Value = append([]byte(nil), it.Value...)
+		t.pages = append(t.pages, &tablePage{items: []TableItem{it}, size: 4 + it.encodedSize(), dirty: true})
+		return
+	}
+	p, i, ok := t.locate(it.Key)
+	page := t.pages[p]
+	if ok && page.items[i].equal(&it) {
+		return
+	}
+	t.changes++
+	it.Value = append([]byte(nil), it.Value...)
+	if ok {
+		page.size += it.encodedSize() - page.items[i].encodedSize()
+		page.items[i] = it
+	} else {
+		page.items = append(page.items, TableItem{})
+		copy(page.items[i+1:], page.items[i:])
+		page.items[i] = it
+		page.size += it.encodedSize()
+	}
+	page.dirty = true
+	if page.size > t.pageMax() {
+		t.split(p)
+	}
+}
+
+// split halves page p by size.
+func (t *Table) split(p int) {
+	page := t.pages[p]
+	half, n := 4, 0
+	for n < len(page.items)-1 && half+page.items[n].encodedSize() <= page.size/2 {
+		half += page.items[n].encodedSize()
+		n++
+	}
+	n = max(n, 1)
+	right := &tablePage{items: append([]TableItem(nil), page.items[n:]...), dirty: true}
+	right.size = 4
+	for i := range right.items {
+		right.size += right.items[i].encodedSize()
+	}
+	clear(page.items[n:])
+	page.items = page.items[:n]
+	page.size -= right.size - 4
+	t.pages = append(t.pages, nil)
+	copy(t.pages[p+2:], t.pages[p+1:])
+	t.pages[p+1] = right
+	if page.size > t.pageMax() || right.size > t.pageMax() {
+		panic("grid: a table page split leaves a page over its size")
+	}
+}
+
+// Delete removes key's item, if any.
+func (t *Table) Delete(key string) {
+	p, i, ok := t.locate(key)
+	if !ok {
+		return
+	}
+	t.changes++
+	page := t.pages[p]
+	page.size -= page.items[i].encodedSize()
+	copy(page.items[i:], page.items[i+1:])
+	page.items[len(page.items)-1] = TableItem{}
+	page.items = page.items[:len(page.items)-1]
+	page.dirty = true
+	t.mergeSmall(p)
+}
+
+// mergeSmall drops page p when empty, or folds it into a neighbour when
+// both fit one page, so that deletions do not leave a trail of tiny pages.
+func (t *Table) mergeSmall(p int) {
+	page := t.pages[p]
+	if len(page.items) == 0 {
+		t.removePage(p)
+		return
+	}
+	if page.size > t.pageMax()/4 {
+		return
+	}
+	for _, q := range [2]int{p + 1, p - 1} {
+		if q < 0 || q >= len(t.pages) || t.pages[q].size+page.size-4 > t.pageMax() {
+			continue
+		}
+		lo, hi := min(p, q), max(p, q)
+		a, b := t.pages[lo], t.pages[hi]
+		a.items = append(a.items, b.items...)
+		a.size += b.size - 4
+		a.dirty = true
+		t.removePage(hi)
+		return
+	}
+}
+
+func (t *Table) removePage(p int) {
+	if !t.pages[p].ref.IsZero() {
+		t.dropped = append(t.dropped, t.pages[p].ref)
+	}
+	copy(t.pages[p:], t.pages[p+1:])
+	t.pages[len(t.pages)-1] = nil
+	t.pages = t.pages[:len(t.pages)-1]
+}
+
+// Scan calls fn for each item whose key starts with prefix, in key order,
+// until fn returns false. fn must not change the table.
+func (t *Table) Scan(prefix string, fn func(*TableItem) bool) {
+	p, i, _ := t.locate(prefix)
+	for p >= 0 && p < len(t.pages) {
+		items := t.pages[p].items
+		for ; i < len(items); i++ {
+			if !strings.HasPrefix(items[i].Key, prefix) {
+				if items[i].Key > prefix {
+					return
+				}
+				continue
+			}
+			if !fn(&items[i]) {
+				return
+			}
+		}
+		p, i = p+1, 0
+	}
+}
+
+// Replace makes the items under prefix exactly items (sorted by key,
+// unique, each starting with prefix). Items that did not change leave
+// their pages clean.
+func (t *Table) Replace(prefix string, items []TableItem) {
+	var stale []string
+	j := 0
+	t.Scan(prefix, func(old *TableItem) bool {
+		for j < len(items) && items[j].Key < old.Key {
+			j++
+		}
+		if j == len(items) || items[j].Key != old.Key {
+			stale = append(stale, old.Key)
+		}
+		return true
+	})
+	for _, key := range stale {
+		t.Delete(key)
+	}
+	for i := range items {
+		if !strings.HasPrefix(items[i].Key, prefix) || (i > 0 && items[i].Key <= items[i-1].Key) {
+			panic("grid: table replace with items out of order or outside the prefix")
+		}
+		t.Set(items[i])
+	}
+}
+
+// Checkpoint writes the pages that changed and the index nodes above them,
+// releases what they replace, and returns the table's root.
+func (t *Table) Checkpoint(g *Grid) Ref {
+	if t.pageMax() > g.Config().DataMax() {
+		panic(fmt.Sprintf("grid: table pages of %d bytes do not fit a block", t.pageMax()))
+	}
+	for _, ref := range t.dropped {
+		g.Release(ref)
+	}
+	t.dropped = t.dropped[:0]
+	var buf []byte
+	refs := make([]Ref, len(t.pages))
+	for i, page := range t.pages {
+		if page.dirty || page.ref.IsZero() {
+			g.Release(page.ref)
+			var children []Ref
+			buf, children = page.encode(buf[:0])
+			page.ref = g.Write(KindTableLeaf, children, buf, false)
+			page.dirty = false
+		}
+		refs[i] = page.ref
+	}
+	level := 0
+	for level == 0 || len(refs) > 1 {
+		refs = t.writeLevel(g, level, refs)
+		level++
+	}
+	for _, old := range t.levels[level:] {
+		for _, n := range old {
+			g.Release(n.ref)
+		}
+	}
+	t.levels = t.levels[:level]
+	t.root = refs[0]
+	return t.root
+}
+
+// writeLevel groups refs into index nodes, reusing each node of the last
+// checkpoint whose children did not change.
+func (t *Table) writeLevel(g *Grid, level int, refs []Ref) []Ref {
+	if level == len(t.levels) {
+		t.levels = append(t.levels, nil)
+	}
+	per := g.Config().ChildrenMax()
+	old := t.levels[level]
+	next := make([]tableNode, 0, (len(refs)+per-1)/per)
+	for off := 0; off < len(refs) || (off == 0 && len(refs) == 0); off += per {
+		children := refs[off:min(off+per, len(refs))]
+		k := len(next)
+		if k < len(old) && refsEqual(old[k].children, children) {
+			next = append(next, old[k])
+			old[k].ref = Ref{} // kept: not released below
+			continue
+		}
+		node := tableNode{children: append([]Ref(nil), children...)}
+		node.ref = g.Write(KindTableIndex, node.children, nil, false)
+		next = append(next, node)
+	}
+	for _, n := range old {
+		g.Release(n.ref)
+	}
+	t.levels[level] = next
+	out := make([]Ref, len(next))
+	for i := range next {
+		out[i] = next[i].ref
+	}
+	return out
+}
+
+func refsEqual(a, b []Ref) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *tablePage) encode(b []byte) ([]byte, []Ref) {
+	var children []Ref
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(p.items)))
+	for i := range p.items {
+		it := &p.items[i]
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(it.Key)))
+		b = append(b, it.Key...)
+		if it.Ref.IsZero() {
+			b = append(b, 0)
+		} else {
+			b = append(b, 1)
+			children = append(children, it.Ref)
+		}
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(it.Value)))
+		b = append(b, it.Value...)
+	}
+	if n := len(b) + len(children)*RefSize; n != p.size {
+		panic(fmt.Sprintf("grid: table page encodes to %d bytes, counted %d", n, p.size))
+	}
+	return b, children
+}
+
+func decodeTablePage(b Block) (*tablePage, error) {
+	data := b.RawData()
+	if b.Compressed() || len(data) < 4 {
+		return nil, ErrTableMalformed
+	}
+	n := int(binary.LittleEndian.Uint32(data))
+	page := &tablePage{size: len(data) + b.Children()*RefSize, items: make([]TableItem, 0, min(n, len(data)/7))}
+	off, child := 4, 0
+	for i := 0; i < n; i++ {
+		if off+2 > len(data) {
+			return nil, ErrTableMalformed
+		}
+		kl := int(binary.LittleEndian.Uint16(data[off:]))
+		off += 2
+		if off+kl+5 > len(data) {
+			return nil, ErrTableMalformed
+		}
+		it := TableItem{Key: string(data[off : off+kl])}
+		off += kl
+		hasRef := data[off]
+		vl := int(binary.LittleEndian.Uint32(data[off+1:]))
+		off += 5
+		if hasRef > 1 || vl > len(data)-off {
+			return nil, ErrTableMalformed
+		}
+		it.Value = append([]byte(nil), data[off:off+vl]...)
+		off += vl
+		if hasRef == 1 {
+			if child >= b.Children() {
+				return nil, ErrTableMalformed
+			}
+			it.Ref = b.Child(child)
+			child++
+		}
+		if i > 0 && it.Key <= page.items[i-1].Key {
+			return nil, ErrTableMalformed
+		}
+		page.items = append(page.items, it)
+	}
+	if off != len(data) || child != b.Children() || n == 0 {
+		return nil, ErrTableMalformed
+	}
+	return page, nil
+}
+
+// Open replaces the table with the one at root, reading every page, and
+// calls done. PageBytesMax is kept.
+func (t *Table) Open(g *Grid, root Ref, done func(error)) {
+	*t = Table{PageBytesMax: t.PageBytesMax, root: root}
+	t.openLevel(g, []Ref{root}, nil, done)
+}
+
+// openLevel reads the blocks refs (one level of the tree, in key order).
+// Index nodes lead to the next level down; pages end the walk. parents
+// are the index nodes of the level above, kept for the next checkpoint.
+func (t *Table) openLevel(g *Grid, refs []Ref, parents []tableNode, done func(error)) {
+	blocks := make([]Block, len(refs))
+	pending, failed := len(refs), error(nil)
+	for i, ref := range refs {
+		g.Read(ref, func(b Block, err error) {
+			if err != nil && failed == nil {
+				failed = err
+			}
+			blocks[i] = b
+			if pending--; pending > 0 {
+				return
+			}
+			if failed != nil {
+				done(failed)
+				return
+			}
+			if parents != nil {
+				t.levels = append([][]tableNode{parents}, t.levels...)
+			}
+			if refs[0].Kind == KindTableLeaf {
+				done(t.openPages(refs, blocks))
+				return
+			}
+			if parents == nil && refs[0].Kind == KindTableIndex && blocks[0].Children() == 0 {
+				t.levels = [][]tableNode{{{ref: refs[0]}}} // an empty table
+				done(nil)
+				return
+			}
+			var below []Ref
+			nodes := make([]tableNode, len(refs))
+			for i, b := range blocks {
+				if refs[i].Kind != KindTableIndex || b.Children() == 0 {
+					done(ErrTableMalformed)
+					return
+				}
+				nodes[i] = tableNode{ref: refs[i]}
+				for c := 0; c < b.Children(); c++ {
+					nodes[i].children = append(nodes[i].children, b.Child(c))
+				}
+				below = append(below, nodes[i].children...)
+			}
+			t.openLevel(g, below, nodes, done)
+		})
+	}
+}
+
+func (t *Table) openPages(refs []Ref, blocks []Block) error {
+	pages := make([]*tablePage, len(refs))
+	for i, b := range blocks {
+		if refs[i].Kind != KindTableLeaf {
+			return ErrTableMalformed
+		}
+		page, err := decodeTablePage(b)
+		if err != nil {
+			return err
+		}
+		if i > 0 && page.items[0].Key <= pages[i-1].items[len(pages[i-1].items)-1].Key {
+			return ErrTableMalformed
+		}
+		page.ref = refs[i]
+		pages[i] = page
+	}
+	t.pages = pages
+	if len(t.levels) == 0 {
+		return ErrTableMalformed // a table always has an index node above its pages
+	}
+	return nil
+}

@@ -1,0 +1,185 @@
+package grid
+
+import (
+	"fmt"
+	"sort"
+	"testing"
+
+	"tigerchat/model/grid/gridtest"
+	"tigerchat/model/prng"
+)
+
+func tableCheckpoint(t *testing.T, g *Grid, d *gridtest.MemDisk, tb *Table) Ref {
+	t.Helper()
+	root := tb.Checkpoint(g)
+	flushed := false
+	g.Flush(func() { flushed = true })
+	d.Drain(t)
+	if !flushed {
+		t.Fatal("flush never completed")
+	}
+	g.CheckpointDurable()
+	return root
+}
+
+func tableOpen(t *testing.T, g *Grid, d *gridtest.MemDisk, root Ref) *Table {
+	t.Helper()
+	var tb Table
+	var oerr error
+	called := false
+	tb.Open(g, root, func(err error) { oerr, called = err, true })
+	d.Drain(t)
+	if !called || oerr != nil {
+		t.Fatalf("open: called %v, %v", called, oerr)
+	}
+	return &tb
+}
+
+func tableItems(tb *Table, prefix string) map[string]string {
+	out := map[string]string{}
+	tb.Scan(prefix, func(it *TableItem) bool {
+		out[it.Key] = fmt.Sprintf("%s|%d", it.Value, it.Ref.Address)
+		return true
+	})
+	return out
+}
+
+// TestTableMatchesMapAcrossCheckpoints runs random sets, deletes and
+// prefix replaces against a map, checkpointing and reopening on the way.
+func TestTableMatchesMapAcrossCheckpoints(t *testing.T) {
+	g, d := newTestGrid(t, nil)
+	p := prng.New(7)
+	var tb Table
+	model := map[string]string{}
+	key := func() string { return fmt.Sprintf("r%02d\x00%04d", p.Uint64()%16, p.Uint64()%2000) }
+	for round := 0; round < 30; round++ {
+		for op := 0; op < 300; op++ {
+			switch p.Uint64() % 10 {
+			case 0, 1, 2, 3, 4, 5, 6:
+				k, v := key(), fmt.Sprintf("v%d-%040d", p.Uint64()%1000, op)
+				tb.Set(TableItem{Key: k, Value: []byte(v)})
+				model[k] = v + "|0"
+			case 7, 8:
+				k := key()
+				tb.Delete(k)
+				delete(model, k)
+			case 9:
+				prefix := fmt.Sprintf("r%02d\x00", p.Uint64()%64)
+				var items []TableItem
+				for k := range model {
+					if len(k) > len(prefix) && k[:len(prefix)] == prefix {
+						delete(model, k)
+					}
+				}
+				for i := 0; i < int(p.Uint64()%20); i++ {
+					k := fmt.Sprintf("%s%04d", prefix, i*7)
+					items = append(items, TableItem{Key: k, Value: []byte("x")})
+					model[k] = "x|0"
+				}
+				tb.Replace(prefix, items)
+			}
+		}
+		root := tableCheckpoint(t, g, d, &tb)
+		if round%3 == 0 {
+			g.cache.reset()
+			tb = *tableOpen(t, g, d, root)
+		}
+		got := tableItems(&tb, "")
+		if len(got) != len(model) || tb.Len() != len(model) {
+			t.Fatalf("round %d: %d items, want %d", round, len(got), len(model))
+		}
+		for k, v := range model {
+			if got[k] != v {
+				t.Fatalf("round %d: %q = %q, want %q", round, k, got[k], v)
+			}
+		}
+		var keys []string
+		tb.Scan("", func(it *TableItem) bool { keys = append(keys, it.Key); return true })
+		if !sort.StringsAreSorted(keys) {
+			t.Fatal("scan out of order")
+		}
+	}
+	if tb.Pages() < 3 {
+		t.Fatalf("only %d pages: the test never split a page", tb.Pages())
+	}
+}
+
+// TestTableCheckpointWritesOnlyChangedPages: a table of many pages, one
+// item changed, then a checkpoint writes that page and the index path to
+// the root, and nothing else; the old versions are released.
+func TestTableCheckpointWritesOnlyChangedPages(t *testing.T) {
+	g, d := newTestGrid(t, nil)
+	var tb Table
+	for i := 0; i < 5000; i++ {
+		tb.Set(TableItem{Key: fmt.Sprintf("room-%06d", i), Value: make([]byte, 40)})
+	}
+	tableCheckpoint(t, g, d, &tb)
+	pages, used := tb.Pages(), g.Used()
+	if pages < 50 {
+		t.Fatalf("%d pages for 5000 items", pages)
+	}
+	writes := g.Stats.BlocksWritten
+	tb.Set(TableItem{Key: "room-002500", Value: []byte("changed")})
+	tb.Set(TableItem{Key: "room-004000", Value: make([]byte, 40)}) // unchanged: stays clean
+	root := tableCheckpoint(t, g, d, &tb)
+	// One page, its index node and the root above (the test grid's
+	// 8 KiB blocks hold 254 children per node, so two levels).
+	if n := g.Stats.BlocksWritten - writes; n > 3 {
+		t.Fatalf("one changed item wrote %d blocks", n)
+	}
+	if g.Used() != used {
+		t.Fatalf("blocks used %d, want %d: replaced blocks were not released", g.Used(), used)
+	}
+	g.cache.reset()
+	again := tableOpen(t, g, d, root)
+	if it, ok := again.Get("room-002500"); !ok || string(it.Value) != "changed" {
+		t.Fatal("the change did not survive a reopen")
+	}
+	writes = g.Stats.BlocksWritten
+	again.Set(TableItem{Key: "room-000001", Value: []byte("again")})
+	tableCheckpoint(t, g, d, again)
+	if n := g.Stats.BlocksWritten - writes; n > 3 {
+		t.Fatalf("after a reopen one changed item wrote %d blocks", n)
+	}
+	for i := 0; i < 5000; i++ {
+		again.Delete(fmt.Sprintf("room-%06d", i))
+	}
+	root = tableCheckpoint(t, g, d, again)
+	if root.IsZero() || g.Used() != 1 {
+		t.Fatalf("emptied table: root %v, %d blocks used (want the empty root alone)", root, g.Used())
+	}
+	g.cache.reset()
+	if empty := tableOpen(t, g, d, root); empty.Len() != 0 {
+		t.Fatalf("an emptied table reopens with %d items", empty.Len())
+	}
+}
+
+// TestTableItemRefsAreChildren: the blocks items name are the page's
+// children, so a walk reaches them.
+func TestTableItemRefsAreChildren(t *testing.T) {
+	g, d := newTestGrid(t, nil)
+	var tb Table
+	msg := g.Write(KindMessages, nil, []byte("hello"), false)
+	tb.Set(TableItem{Key: "a", Value: []byte("1")})
+	tb.Set(TableItem{Key: "b", Value: []byte("2"), Ref: msg})
+	root := tableCheckpoint(t, g, d, &tb)
+	var refs []Ref
+	g.Collect(root, func(got []Ref, err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = got
+	})
+	d.Drain(t)
+	found := false
+	for _, r := range refs {
+		found = found || r == msg
+	}
+	if !found {
+		t.Fatalf("walk from the table root did not reach the item's block: %v", refs)
+	}
+	g.cache.reset()
+	if it, ok := tableOpen(t, g, d, root).Get("b"); !ok || it.Ref != msg {
+		t.Fatal("item ref lost in a round trip")
+	}
+}
