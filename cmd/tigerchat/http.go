@@ -302,6 +302,8 @@ func writeNodeMetrics(w io.Writer, nodes []*node.Node) {
 		{"tigerchat_drained", promtext.Gauge, "1 when the replica is drained (hands on its primaryship).", func(st node.Status) any { return b2i(st.Drained) }},
 		{"tigerchat_rooms", promtext.Gauge, "Rooms on the shard, as the replica applied them.", func(st node.Status) any { return st.Rooms }},
 		{"tigerchat_rooms_max", promtext.Gauge, "The shard's room limit.", func(st node.Status) any { return st.RoomsMax }},
+		{"tigerchat_members", promtext.Gauge, "Members of all the shard's rooms, summed (a member of two rooms counts twice), as of the replica's last complete count.", func(st node.Status) any { return st.Members }},
+		{"tigerchat_room_members_largest", promtext.Gauge, "Members of the shard's largest room, as of the replica's last complete count: set it against tigerchat_members_per_room_max.", func(st node.Status) any { return st.RoomMembersLargest }},
 		{"tigerchat_members_per_room_max", promtext.Gauge, "The shard's limit on the members of one room (a join beyond it is refused with members_full).", func(st node.Status) any { return st.MembersPerRoomMax }},
 		{"tigerchat_sessions_max", promtext.Gauge, "The shard's client session table size (VSR clients_max): a new session beyond it evicts the oldest.", func(st node.Status) any { return st.SessionsMax }},
 		{"tigerchat_disk_failed", promtext.Gauge, "1 when the replica stopped on a failed write or fdatasync of its data file: it takes no writes (the reason is in the node's log and /status).", func(st node.Status) any { return b2i(st.DiskFailure != nil) }},

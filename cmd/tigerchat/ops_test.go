@@ -244,6 +244,29 @@ func TestEdgeHealthzFollowsCluster(t *testing.T) {
 func TestMetricsParseAndDashboard(t *testing.T) {
 	c := startCluster(t, 3)
 	base := startEdgeProcess(t, c)
+	// Members to count: a private room of 3 (the creator, two invited) and
+	// a public room of 1.
+	rest := func(user, path, body string) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+edgeToken(t, user))
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode/100 == 2 {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("POST %s: %v %v", path, err, resp)
+			}
+		}
+	}
+	rest("ana", "/v1/rooms", `{"room":"council","private":true}`)
+	rest("ana", "/v1/rooms/council/invite", `{"user":"bo"}`)
+	rest("ana", "/v1/rooms/council/invite", `{"user":"cy"}`)
+	rest("ana", "/v1/rooms", `{"room":"plaza"}`)
 	for name, url := range map[string]string{"node": "http://" + c.HTTPAddr(0) + "/metrics", "edge": base + "/metrics"} {
 		families := scrape(t, url)
 		if len(families) < 10 {
@@ -270,6 +293,7 @@ func TestMetricsParseAndDashboard(t *testing.T) {
 		}
 		if name == "node" {
 			checkLimitGauges(t, c, families)
+			checkMembers(t, "http://"+c.HTTPAddr(0)+"/metrics")
 		}
 	}
 	checkDashboard(t, c, base)
@@ -294,6 +318,28 @@ func checkLimitGauges(t *testing.T, c *testcluster.Cluster, families map[string]
 			if got := m.GetGauge().GetValue(); got != float64(want) {
 				t.Errorf("%s = %v, the config's limit is %d", name, got, want)
 			}
+		}
+	}
+}
+
+// checkMembers: node 0's replicas of the rooms' shards count 4 members
+// over both rooms, 3 in the largest (within the 1 s pause between counts).
+func checkMembers(t *testing.T, url string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		total, largest := 0.0, 0.0
+		families := scrape(t, url)
+		for _, m := range families["tigerchat_members"].GetMetric() {
+			total += m.GetGauge().GetValue()
+		}
+		for _, m := range families["tigerchat_room_members_largest"].GetMetric() {
+			largest = max(largest, m.GetGauge().GetValue())
+		}
+		if total == 4 && largest == 3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("members: %v in all rooms, %v in the largest; want 4 and 3", total, largest)
 		}
 	}
 }

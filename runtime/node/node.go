@@ -148,7 +148,8 @@ type shard struct {
 	stepDown     bool
 	operatorSet  bool // the operator drained the whole node (owned by the loop)
 	machine      *chat.Machine
-	rooms        int // rooms on the shard, recounted every roomsEvery ticks (loop)
+	rooms        int         // rooms on the shard, recounted every roomsEvery ticks (loop)
+	members      membersScan // members of its rooms, counted a few rooms a tick (loop)
 	ticks        int
 	replicaIndex int
 }
@@ -180,6 +181,11 @@ type Status struct {
 	// evicted when it is full).
 	MembersPerRoomMax int `json:"members_per_room_max"`
 	SessionsMax       int `json:"sessions_max"`
+	// Members of all the shard's rooms, and of its largest room, as of the
+	// last complete count (members.go); MembersCounted is false until one.
+	Members            int  `json:"members"`
+	RoomMembersLargest int  `json:"room_members_largest"`
+	MembersCounted     bool `json:"members_counted"`
 	// Storage: the durable checkpoint and the grid (docs/storage.md).
 	CheckpointOp uint64           `json:"checkpoint_op"`
 	Storage      vsr.StorageStats `json:"storage"`
@@ -457,6 +463,9 @@ func (n *Node) startShard(ctx context.Context, sh *shard) error {
 		}
 		r := sh.replica
 		r.Tick()
+		if r.Status() == vsr.StatusNormal {
+			sh.members.step(sh.machine)
+		}
 		if sh.stepDown && !(r.IsPrimary() && r.Status() == vsr.StatusNormal) {
 			sh.stepDown = false
 			r.SetDrained(sh.operatorSet)
@@ -495,6 +504,7 @@ func (n *Node) newReplica(sh *shard) error {
 		},
 	}
 	sh.machine = chat.New(limits)
+	sh.members = membersScan{}
 	sh.replicaIndex = n.opts.Replica
 	r, err := vsr.New(vc, vsr.Env{Clock: clock.New(), Net: timedNetwork{n.transport.Endpoint(), sh.requests, n.toSelf}, Disk: sh.disk.Load(),
 		PRNG: prng.New(uint64(time.Now().UnixNano()) ^ uint64(sh.index))}, sh.machine, hooks)
@@ -523,6 +533,7 @@ func (sh *shard) publish() {
 		Op: r.Op(), CommitMin: r.CommitMin(), CommitMax: r.CommitMax(), Drained: r.Drained(),
 		ViewChanges: sh.viewChanges.Load(), Replica: sh.replicaIndex, Rooms: sh.rooms, RoomsMax: sh.machine.Limits().RoomsMax,
 		MembersPerRoomMax: sh.machine.Limits().MembersPerRoomMax, SessionsMax: r.Config().ClientsMax,
+		Members: sh.members.Total, RoomMembersLargest: sh.members.Largest, MembersCounted: sh.members.Passes > 0,
 		CheckpointOp: r.CheckpointOp(), Storage: r.Storage()}
 	if f := sh.failure.Load(); f != nil {
 		st.Status, st.Primary, st.DiskFailure = StatusStopped, false, f
