@@ -323,7 +323,7 @@ func checkLimitGauges(t *testing.T, c *testcluster.Cluster, families map[string]
 }
 
 // checkMembers: node 0's replicas of the rooms' shards count 4 members
-// over both rooms, 3 in the largest (within the 1 s pause between counts).
+// over both rooms, 3 in the largest (within the 5 s pause between counts).
 func checkMembers(t *testing.T, url string) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
