@@ -384,11 +384,15 @@ func TestReplicatedAuditCatchesCutTailAndHead(t *testing.T) {
 			}
 		}
 	}
+	// Another node posts too: it joins the room node 1 created.
+	if _, errOut, code := ctl(t, c, "undrain", "2", "-identity", c.OperatorPath); code != exitOK {
+		t.Fatalf("undrain 2: %s", errOut)
+	}
 	var rep []node.ReplicatedEntry
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		out, errOut, code := ctl(t, c, "audit", "tail", "-replicated", "-n", "100", "-identity", c.OperatorPath, "-json")
 		rep = nil
-		if code == exitOK && json.Unmarshal([]byte(out), &rep) == nil && len(rep) >= 4 {
+		if code == exitOK && json.Unmarshal([]byte(out), &rep) == nil && len(rep) >= 5 && rep[4].Replica == 2 && rep[4].Action == "undrain" {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -278,17 +279,18 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// post commits one entry: the room first (once per process), then the
+// post commits one entry: the room first and this node's membership (once
+// per process; the first node creates it, the others join), then the
 // message, idempotent by a key made of the node, seq and hash.
 func (s *sysClient) post(ctx context.Context, e ReplicatedEntry) error {
 	if !s.roomOK {
-		rep, err := s.do(ctx, chat.OperationCreateRoom, chat.EncodeCreateRoom(chat.CreateRoomRequest{
-			Tenant: SystemTenant, User: s.user(), Room: SystemAuditRoom, Audit: true}))
-		if err != nil {
+		if err := s.ack(ctx, chat.OperationCreateRoom, chat.EncodeCreateRoom(chat.CreateRoomRequest{
+			Tenant: SystemTenant, User: s.user(), Room: SystemAuditRoom, Audit: true}), chat.CodeRoomExists); err != nil {
 			return fmt.Errorf("create the audit room: %w", err)
 		}
-		if a, err := chat.DecodeAckReply(rep.Body); err != nil || (a.Code != chat.CodeOK && a.Code != chat.CodeRoomExists) {
-			return fmt.Errorf("create the audit room: %v %v", a.Code, err)
+		if err := s.ack(ctx, chat.OperationJoin, chat.EncodeMember(chat.MemberRequest{
+			Tenant: SystemTenant, User: s.user(), Room: SystemAuditRoom})); err != nil {
+			return fmt.Errorf("join the audit room: %w", err)
 		}
 		s.roomOK = true
 	}
@@ -304,10 +306,27 @@ func (s *sysClient) post(ctx context.Context, e ReplicatedEntry) error {
 	}
 	p, err := chat.DecodePostReply(rep.Body)
 	if err != nil || p.Code != chat.CodeOK {
-		if p.Code == chat.CodeUnknownRoom {
+		if p.Code == chat.CodeUnknownRoom || p.Code == chat.CodeNotMember {
 			s.roomOK = false
 		}
 		return fmt.Errorf("post: %v %v", p.Code, err)
+	}
+	return nil
+}
+
+// ack submits an operation answered by an AckReply and wants CodeOK or
+// one of also.
+func (s *sysClient) ack(ctx context.Context, operation uint8, body []byte, also ...chat.Code) error {
+	rep, err := s.do(ctx, operation, body)
+	if err != nil {
+		return err
+	}
+	a, err := chat.DecodeAckReply(rep.Body)
+	if err != nil {
+		return err
+	}
+	if a.Code != chat.CodeOK && !slices.Contains(also, a.Code) {
+		return a.Code
 	}
 	return nil
 }
