@@ -160,8 +160,16 @@ func (c *Config) storageFaultsEnabled() bool {
 	if c.ReplicaCount < 3 {
 		return false // the fault atlas spares every chunk: no replica to repair from
 	}
-	return c.Disk.ReadCorruptProbability > 0 || c.Disk.WriteCorruptProbability > 0 ||
-		c.Disk.MisdirectProbability > 0 || c.Disk.CrashLoseProbability > 0
+	if c.Disk.ReadCorruptProbability > 0 || c.Disk.WriteCorruptProbability > 0 ||
+		c.Disk.MisdirectProbability > 0 || c.Disk.CrashLoseProbability > 0 {
+		return true
+	}
+	for _, s := range c.Schedule {
+		if s.Action == ActionCorrupt || s.Action == ActionCorruptRange {
+			return true // scripted damage
+		}
+	}
+	return false
 }
 
 // checkGrid is the end-of-run grid check shared by the subjects.

@@ -229,6 +229,10 @@ func (c *Cluster) apply(s Step) {
 		c.net.Heal()
 	case ActionCorrupt:
 		c.disks[s.Replica].CorruptSector(s.Offset)
+	case ActionCorruptRange:
+		for off := s.Offset; off < s.OffsetEnd; off += model.SectorSize {
+			c.disks[s.Replica].CorruptSector(off)
+		}
 	case ActionClog:
 		c.net.Clog(model.Address(s.Replica), model.Address(s.Target), s.DurationTicks)
 	case ActionQuiesce:

@@ -26,13 +26,17 @@ const (
 	ActionCrashPrimary                     // crash-primary: crash whichever replica the subject reports as primary
 	ActionDrain                            // drain R: the operator moves every primary off replica R (and keeps it off)
 	ActionDrainPrimary                     // drain-primary: drain whichever replica the subject reports as primary
+	ActionCorruptRange                     // corrupt-range R FROM TO: flip a bit of every stored sector in [FROM, TO)
 )
+
+// CorruptRangeSectorsMax bounds the sectors one corrupt-range step flips.
+const CorruptRangeSectorsMax = 1 << 20
 
 var actionNames = [...]string{
 	ActionCrash: "crash", ActionRestart: "restart", ActionPartition: "partition",
 	ActionPartitionSides: "partition-sides", ActionHeal: "heal", ActionCorrupt: "corrupt",
 	ActionClog: "clog", ActionQuiesce: "quiesce", ActionCrashPrimary: "crash-primary",
-	ActionDrain: "drain", ActionDrainPrimary: "drain-primary",
+	ActionDrain: "drain", ActionDrainPrimary: "drain-primary", ActionCorruptRange: "corrupt-range",
 }
 
 func (a Action) String() string {
@@ -51,7 +55,8 @@ type Step struct {
 	Mode          simnet.PartitionMode // partition
 	Side          []int                // partition-sides
 	OneWay        bool                 // partition-sides: cut side -> rest only
-	Offset        uint64               // corrupt: a sector-aligned byte offset
+	Offset        uint64               // corrupt, corrupt-range: a sector-aligned byte offset
+	OffsetEnd     uint64               // corrupt-range: the sector-aligned end (exclusive)
 	DurationTicks uint64               // clog
 }
 
@@ -74,6 +79,8 @@ func (s Step) String() string {
 		return fmt.Sprintf("%s %s", head, strings.Join(side, ","))
 	case ActionCorrupt:
 		return fmt.Sprintf("%s %d %d", head, s.Replica, s.Offset)
+	case ActionCorruptRange:
+		return fmt.Sprintf("%s %d %d %d", head, s.Replica, s.Offset, s.OffsetEnd)
 	case ActionClog:
 		return fmt.Sprintf("%s %d %d %d", head, s.Replica, s.Target, s.DurationTicks)
 	}
@@ -109,7 +116,7 @@ var actionArgs = [...]string{
 	ActionCrash: "REPLICA", ActionRestart: "REPLICA", ActionPartition: "MODE",
 	ActionPartitionSides: "R,R..", ActionHeal: "", ActionCorrupt: "REPLICA OFFSET",
 	ActionClog: "FROM TO TICKS", ActionQuiesce: "", ActionCrashPrimary: "",
-	ActionDrain: "REPLICA", ActionDrainPrimary: "",
+	ActionDrain: "REPLICA", ActionDrainPrimary: "", ActionCorruptRange: "REPLICA FROM TO",
 }
 
 func (s *Step) parseArgs(args []string) error {
@@ -131,6 +138,12 @@ func (s *Step) parseArgs(args []string) error {
 	case ActionCorrupt:
 		if s.Replica, err = parseIndex(args[0]); err == nil {
 			s.Offset, err = strconv.ParseUint(args[1], 0, 64)
+		}
+	case ActionCorruptRange:
+		if s.Replica, err = parseIndex(args[0]); err == nil {
+			if s.Offset, err = strconv.ParseUint(args[1], 0, 64); err == nil {
+				s.OffsetEnd, err = strconv.ParseUint(args[2], 0, 64)
+			}
 		}
 	case ActionClog:
 		err = s.parseClog(args)
@@ -215,6 +228,14 @@ func (c Config) validateStep(s Step, quiesced bool) error {
 	case ActionCorrupt:
 		if s.Offset%model.SectorSize != 0 || s.Offset >= c.DiskSizeBytes {
 			return fmt.Errorf("offset %d must be sector aligned and below the disk size %d", s.Offset, c.DiskSizeBytes)
+		}
+		return c.validateReplica(s.Replica)
+	case ActionCorruptRange:
+		sectors := (s.OffsetEnd - min(s.Offset, s.OffsetEnd)) / model.SectorSize
+		if s.Offset%model.SectorSize != 0 || s.OffsetEnd%model.SectorSize != 0 || s.Offset >= s.OffsetEnd || s.OffsetEnd > c.DiskSizeBytes ||
+			sectors > CorruptRangeSectorsMax {
+			return fmt.Errorf("range [%d, %d) must be sector aligned, non-empty, inside the disk (%d bytes) and at most %d sectors",
+				s.Offset, s.OffsetEnd, c.DiskSizeBytes, CorruptRangeSectorsMax)
 		}
 		return c.validateReplica(s.Replica)
 	case ActionPartitionSides:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"strconv"
+	"time"
 
 	"tigerchat/model"
 	"tigerchat/model/vsr"
@@ -60,6 +62,7 @@ func httpHandler(nodes []*node.Node, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /undrain", p.admin("undrain", p.drain(false)))
 	mux.HandleFunc("POST /step-down", p.admin("step-down", p.stepDown))
 	mux.HandleFunc("GET /audit", p.auditTail)
+	mux.HandleFunc("GET /audit/replicated", p.auditReplicated)
 	addPprof(mux)
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
@@ -110,16 +113,79 @@ func (p *operatorPort) admin(name string, do action) http.HandlerFunc {
 			}
 		}
 		p.log.Info("admin action", "action", name, "actor", actor, "remote", r.RemoteAddr, "status", status, "outcome", outcome)
-		for _, n := range targets {
-			if err := n.Audit(audit.Record{Actor: actor, Action: name, Args: args, Outcome: outcome}); err != nil && status == http.StatusOK {
-				status, answer = http.StatusInternalServerError, "audit log: "+err.Error()
-			}
-		}
+		p.auditAll(r.Context(), targets, audit.Record{Actor: actor, Action: name, Args: args, Outcome: outcome}, &status, &answer)
 		if status != http.StatusOK {
 			http.Error(w, answer, status)
 			return
 		}
 		fmt.Fprintln(w, answer)
+	}
+}
+
+// replicatedWait bounds how long an admin answer waits for its audit
+// entries to be committed to the replicated audit log (they stay queued
+// after it).
+const replicatedWait = time.Second
+
+// auditAll appends rec to every target's audit log and waits (bounded) for
+// the replicated copies; a local write that fails turns a success into 500.
+func (p *operatorPort) auditAll(ctx context.Context, targets []*node.Node, rec audit.Record, status *int, answer *string) {
+	seqs := make([]uint64, len(targets))
+	for i, n := range targets {
+		e, err := n.AuditEntry(rec)
+		if err != nil && *status == http.StatusOK {
+			*status, *answer = http.StatusInternalServerError, "audit log: "+err.Error()
+		}
+		seqs[i] = e.Seq
+	}
+	ctx, cancel := context.WithTimeout(ctx, replicatedWait)
+	defer cancel()
+	for i, n := range targets {
+		if seqs[i] > 0 && !n.WaitReplicated(ctx, seqs[i]) {
+			p.log.Warn("audit entry not yet in the replicated audit log (still queued)", "replica", n.Replica(), "seq", seqs[i], "action", rec.Action)
+		}
+	}
+}
+
+// replicatedPagesMax bounds the pages of the replicated audit log one
+// request reads (256 entries each).
+const replicatedPagesMax = 64
+
+// auditReplicated serves the system audit room from ?from= (default 1) as
+// JSON Lines, to an authenticated operator; a refusal is audited.
+func (p *operatorPort) auditReplicated(w http.ResponseWriter, r *http.Request) {
+	target := p.nodes[0]
+	if _, aerr := p.auth.Authenticate(r); aerr != nil {
+		_ = target.Audit(audit.Record{Actor: "unauthenticated", Action: "audit-replicated", Args: map[string]string{"remote": r.RemoteAddr}, Outcome: "refused: " + aerr.Msg})
+		http.Error(w, aerr.Msg, aerr.Status)
+		return
+	}
+	from := uint64(1)
+	if q := r.URL.Query().Get("from"); q != "" {
+		v, err := strconv.ParseUint(q, 10, 64)
+		if err != nil || v < 1 {
+			http.Error(w, "from must be a seq (1 or more)", http.StatusBadRequest)
+			return
+		}
+		from = v
+	}
+	var all []node.ReplicatedEntry
+	for page := 0; page < replicatedPagesMax; page++ {
+		entries, more, err := target.ReadReplicatedAudit(r.Context(), from)
+		if err != nil {
+			http.Error(w, "read the replicated audit log: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		all = append(all, entries...)
+		if !more || len(entries) == 0 {
+			break
+		}
+		from = entries[len(entries)-1].RoomSeq + 1
+	}
+	w.Header().Set("Content-Type", "application/jsonl")
+	enc := json.NewEncoder(w)
+	for _, e := range all {
+		_ = enc.Encode(e)
 	}
 }
 
@@ -236,6 +302,12 @@ func writeNodeMetrics(w io.Writer, nodes []*node.Node) {
 		{"tigerchat_drained", promtext.Gauge, "1 when the replica is drained (hands on its primaryship).", func(st node.Status) any { return b2i(st.Drained) }},
 		{"tigerchat_rooms", promtext.Gauge, "Rooms on the shard, as the replica applied them.", func(st node.Status) any { return st.Rooms }},
 		{"tigerchat_rooms_max", promtext.Gauge, "The shard's room limit.", func(st node.Status) any { return st.RoomsMax }},
+		{"tigerchat_members", promtext.Gauge, "Members of all the shard's rooms, summed (a member of two rooms counts twice), as of the replica's last complete count.", func(st node.Status) any { return st.Members }},
+		{"tigerchat_room_members_largest", promtext.Gauge, "Members of the shard's largest room, as of the replica's last complete count: set it against tigerchat_members_per_room_max.", func(st node.Status) any { return st.RoomMembersLargest }},
+		{"tigerchat_members_per_room_max", promtext.Gauge, "The shard's limit on the members of one room (a join beyond it is refused with members_full).", func(st node.Status) any { return st.MembersPerRoomMax }},
+		{"tigerchat_sessions_max", promtext.Gauge, "The shard's client session table size (VSR clients_max): a new session beyond it evicts the oldest.", func(st node.Status) any { return st.SessionsMax }},
+		{"tigerchat_disk_failed", promtext.Gauge, "1 when the replica stopped on a failed write or fdatasync of its data file: it takes no writes (the reason is in the node's log and /status).", func(st node.Status) any { return b2i(st.DiskFailure != nil) }},
+		{"tigerchat_disk_full", promtext.Gauge, "1 when the replica stopped because its disk is full (ENOSPC, EDQUOT, or EFBIG from a file size limit): it recovers once space is back.", func(st node.Status) any { return b2i(st.DiskFailure != nil && st.DiskFailure.Full) }},
 	}
 	for _, g := range gauges {
 		promtext.Family(w, g.name, g.typ, g.help)
@@ -243,9 +315,9 @@ func writeNodeMetrics(w io.Writer, nodes []*node.Node) {
 			promtext.Sample(w, g.name, s.labels, g.v(s.st))
 		}
 	}
-	promtext.Family(w, "tigerchat_status", promtext.Gauge, "1 for the status the replica is in (normal, view_change, recovering), 0 for the others.")
+	promtext.Family(w, "tigerchat_status", promtext.Gauge, "1 for the status the replica is in (normal, view_change, recovering, stopped on a disk error), 0 for the others.")
 	for _, s := range all {
-		for _, name := range []string{"normal", "view_change", "recovering"} {
+		for _, name := range []string{"normal", "view_change", "recovering", node.StatusStopped} {
 			promtext.Sample(w, "tigerchat_status", s.labels+fmt.Sprintf(`,status="%s"`, name), b2i(s.st.Status == name))
 		}
 	}
@@ -304,6 +376,27 @@ func writeNodeMetrics(w io.Writer, nodes []*node.Node) {
 		}
 	}
 	writeStorageMetrics(w, storageSamples(nodes))
+	writeReplicationMetrics(w, nodes)
+}
+
+// writeReplicationMetrics writes how the node's operator audit entries
+// reach the replicated audit log.
+func writeReplicationMetrics(w io.Writer, nodes []*node.Node) {
+	families := []struct {
+		name, typ, help string
+		v               func(s node.ReplicationStats) any
+	}{
+		{"tigerchat_audit_replicated_total", promtext.Counter, "Operator audit entries committed to the replicated audit log.", func(s node.ReplicationStats) any { return s.Replicated }},
+		{"tigerchat_audit_replication_failed_total", promtext.Counter, "Operator audit entries the node gave up replicating (see its log).", func(s node.ReplicationStats) any { return s.Failed }},
+		{"tigerchat_audit_replication_dropped_total", promtext.Counter, "Operator audit entries not replicated because the queue was full.", func(s node.ReplicationStats) any { return s.Dropped }},
+		{"tigerchat_audit_replication_queued", promtext.Gauge, "Operator audit entries waiting to be replicated.", func(s node.ReplicationStats) any { return s.Queued }},
+	}
+	for _, f := range families {
+		promtext.Family(w, f.name, f.typ, f.help)
+		for _, n := range nodes {
+			promtext.Sample(w, f.name, fmt.Sprintf(`node="%d"`, n.Replica()), f.v(n.AuditReplication()))
+		}
+	}
 }
 
 // storageSample is one shard replica's storage figures with its labels.

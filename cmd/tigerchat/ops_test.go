@@ -244,6 +244,29 @@ func TestEdgeHealthzFollowsCluster(t *testing.T) {
 func TestMetricsParseAndDashboard(t *testing.T) {
 	c := startCluster(t, 3)
 	base := startEdgeProcess(t, c)
+	// Members to count: a private room of 3 (the creator, two invited) and
+	// a public room of 1.
+	rest := func(user, path, body string) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+edgeToken(t, user))
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode/100 == 2 {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("POST %s: %v %v", path, err, resp)
+			}
+		}
+	}
+	rest("ana", "/v1/rooms", `{"room":"council","private":true}`)
+	rest("ana", "/v1/rooms/council/invite", `{"user":"bo"}`)
+	rest("ana", "/v1/rooms/council/invite", `{"user":"cy"}`)
+	rest("ana", "/v1/rooms", `{"room":"plaza"}`)
 	for name, url := range map[string]string{"node": "http://" + c.HTTPAddr(0) + "/metrics", "edge": base + "/metrics"} {
 		families := scrape(t, url)
 		if len(families) < 10 {
@@ -268,8 +291,57 @@ func TestMetricsParseAndDashboard(t *testing.T) {
 				t.Errorf("%s: no %s", name, w)
 			}
 		}
+		if name == "node" {
+			checkLimitGauges(t, c, families)
+			checkMembers(t, "http://"+c.HTTPAddr(0)+"/metrics")
+		}
 	}
 	checkDashboard(t, c, base)
+}
+
+// checkLimitGauges: the node exports each capacity limit as the cluster
+// config defines it, one sample per shard.
+func checkLimitGauges(t *testing.T, c *testcluster.Cluster, families map[string]*dtoFamily) {
+	t.Helper()
+	vc := c.Config.VSRConfig(0, 0)
+	for name, want := range map[string]int{
+		"tigerchat_rooms_max":            c.Config.ChatLimits().RoomsMax,
+		"tigerchat_members_per_room_max": c.Config.ChatLimits().MembersPerRoomMax,
+		"tigerchat_sessions_max":         vc.ClientsMax,
+	} {
+		f := families[name]
+		if f == nil || len(f.GetMetric()) != c.Config.Shards {
+			t.Errorf("%s: want one sample per shard (%d), got %v", name, c.Config.Shards, f)
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if got := m.GetGauge().GetValue(); got != float64(want) {
+				t.Errorf("%s = %v, the config's limit is %d", name, got, want)
+			}
+		}
+	}
+}
+
+// checkMembers: node 0's replicas of the rooms' shards count 4 members
+// over both rooms, 3 in the largest (within the 5 s pause between counts).
+func checkMembers(t *testing.T, url string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		total, largest := 0.0, 0.0
+		families := scrape(t, url)
+		for _, m := range families["tigerchat_members"].GetMetric() {
+			total += m.GetGauge().GetValue()
+		}
+		for _, m := range families["tigerchat_room_members_largest"].GetMetric() {
+			largest = max(largest, m.GetGauge().GetValue())
+		}
+		if total == 4 && largest == 3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("members: %v in all rooms, %v in the largest; want 4 and 3", total, largest)
+		}
+	}
 }
 
 func scrape(t *testing.T, url string) map[string]*dtoFamily {

@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	register("audit", "tail NODE [-n N] | tail -file FILE | verify FILE --cert CERT: a node's audit log", cmdAudit)
+	register("audit", "tail NODE [-n N] | tail -file FILE | tail -replicated | verify FILE --cert CERT [-replicated]: a node's audit log, and the replicated one", cmdAudit)
 }
 
 func cmdAudit(c *ctx, args []string) error {
@@ -37,17 +37,24 @@ func cmdAudit(c *ctx, args []string) error {
 }
 
 func cmdAuditTail(c *ctx, args []string) error {
-	n, file := 20, ""
+	n, file, replicated := 20, "", false
 	pos, err := parse(c, "audit tail", args, -1, "NODE", func(fs *flag.FlagSet) {
 		c.common.add(fs)
 		fs.IntVar(&n, "n", n, "the last `N` entries")
 		fs.StringVar(&file, "file", "", "read a local audit log `FILE` instead of asking NODE")
+		fs.BoolVar(&replicated, "replicated", false, "the replicated audit log (every node's operator entries, committed through VSR) instead of a node's")
 	})
 	if err != nil {
 		return err
 	}
 	if n < 1 {
 		return fmt.Errorf("audit tail: -n must be positive: %w", errUsage)
+	}
+	if replicated {
+		if file != "" || len(pos) != 0 {
+			return fmt.Errorf("audit tail -replicated takes no NODE or -file: %w", errUsage)
+		}
+		return auditTailReplicated(c, n)
 	}
 	var entries []audit.Entry
 	switch {
@@ -94,6 +101,24 @@ func cmdAuditTail(c *ctx, args []string) error {
 	return tw.Flush()
 }
 
+func auditTailReplicated(c *ctx, n int) error {
+	rep, err := fetchReplicated(c)
+	if err != nil {
+		return err
+	}
+	rep = rep[max(0, len(rep)-n):]
+	if c.common.json {
+		return printJSON(c.stdout, rep)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROOM_SEQ\tTIME\tREPLICA\tSEQ\tACTOR\tACTION\tARGS\tOUTCOME\tVIEWS")
+	for _, e := range rep {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%v\n", e.RoomSeq, time.Unix(0, e.TimeNs).UTC().Format(time.RFC3339), e.Replica, e.Seq,
+			orDash(e.Actor), e.Action, formatArgs(e.Args, nil), orDash(e.Outcome), e.Views)
+	}
+	return tw.Flush()
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"
@@ -129,13 +154,17 @@ type verifyResult struct {
 	Verified bool     `json:"verified"`           // sequence, chain and every signature
 	Error    string   `json:"error,omitempty"`    // why not
 	Findings []string `json:"findings,omitempty"` // deletions and repairs the log records
+	// Replicated: the comparison with the replicated audit log (-replicated).
+	Replicated *replicatedResult `json:"replicated,omitempty"`
 }
 
 func cmdAuditVerify(c *ctx, args []string) error {
 	var certs certList
+	replicated := false
 	pos, err := parse(c, "audit verify", args, 1, "FILE", func(fs *flag.FlagSet) {
 		c.common.add(fs)
 		fs.Var(&certs, "cert", "PEM `FILE` holding the node's certificate (repeatable; an identity file works too, only its certificate is read)")
+		fs.BoolVar(&replicated, "replicated", false, "also compare the log with the replicated audit log (needs -config and an operator -identity or -token)")
 	})
 	if err != nil {
 		return err
@@ -188,6 +217,15 @@ func cmdAuditVerify(c *ctx, args []string) error {
 		if rerr != nil {
 			res.Findings = append(res.Findings, rerr.Error())
 		}
+		if replicated {
+			rep, err := fetchReplicated(c)
+			if err != nil {
+				return err
+			}
+			r := compareReplicated(entries, res.Node, rep)
+			res.Replicated = &r
+			res.Findings = append(res.Findings, r.Findings...)
+		}
 	}
 	if trouble != nil {
 		res.Error = trouble.Error()
@@ -198,6 +236,10 @@ func cmdAuditVerify(c *ctx, args []string) error {
 		}
 	} else if res.Verified {
 		fmt.Fprintf(c.stdout, "audit log %s: %d entries, chain and signatures verify (signer %.16s…%s)\n", res.File, res.Entries, res.Node, pinnedNote(res.Pinned))
+		if r := res.Replicated; r != nil {
+			fmt.Fprintf(c.stdout, "replicated audit log: %d entries of this node, %d found unchanged in the local log; %d local operator entries not replicated\n",
+				r.Entries, r.Matched, r.NotReplicated)
+		}
 		for _, f := range res.Findings {
 			fmt.Fprintf(c.stdout, "  finding: %s\n", f)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -31,10 +32,52 @@ import (
 // The walk-through of docs/deploy.md with real processes: keygen, the
 // config, format, start, tigerctl status, two edges with TLS fanning out
 // through Redis, then an upgrade one node at a time (drain, SIGTERM,
-// start, status, undrain) with the room readable throughout. Every "host"
-// is 127.0.0.1 with its own ports (no network namespaces).
+// start, status, undrain) with the room readable throughout. The hosts are
+// network namespaces joined by veth links to a bridge (netns_test.go): one
+// per node, and one for the edges, Redis and the operator's tigerctl.
+// Where namespaces cannot be created (not root), it says so and runs with
+// every "host" on 127.0.0.1 with its own ports.
 func TestDeployWalkthrough(t *testing.T) {
-	redis := testredis.Start(t)
+	hosts, why := namespaceHosts(t)
+	if hosts == nil {
+		t.Logf("network namespaces not available (%s): every host is 127.0.0.1 with its own ports", why)
+		hosts = loopbackHosts()
+	}
+	deployWalkthrough(t, hosts)
+}
+
+// deployHosts is where the walk-through's processes run and how they and
+// the test reach each other.
+type deployHosts struct {
+	// nodeAddrs are node i's replication (UDP) and operator (TCP) addresses.
+	nodeAddrs func(t *testing.T, i int) (replica, http string)
+	// edgeListen is edge j's listen address (TCP and UDP).
+	edgeListen func(t *testing.T, j int) string
+	edgeIP     net.IP // in the edges' TLS certificate
+	// command runs a binary on a host: 0..2 the nodes, 3 the edges, Redis
+	// and the operator.
+	command func(host int, bin string, args ...string) *exec.Cmd
+	// redis starts a Redis the edges reach and returns its address.
+	redis func(t *testing.T) string
+	// dial connects the test to the edges' host (nil: the default dialer).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// operatorHost runs tigerctl and the edges.
+const operatorHost = 3
+
+func loopbackHosts() *deployHosts {
+	return &deployHosts{
+		nodeAddrs:  func(t *testing.T, i int) (string, string) { return freeAddr(t, "udp"), freeAddr(t, "tcp") },
+		edgeListen: func(t *testing.T, j int) string { return freeAddr(t, "tcp") },
+		edgeIP:     net.IPv4(127, 0, 0, 1),
+		command:    func(_ int, bin string, args ...string) *exec.Cmd { return exec.Command(bin, args...) },
+		redis:      func(t *testing.T) string { return testredis.Start(t).Addr },
+	}
+}
+
+func deployWalkthrough(t *testing.T, hosts *deployHosts) {
+	redisAddr := hosts.redis(t)
 	dir := t.TempDir()
 	sh := func(args ...string) string {
 		t.Helper()
@@ -48,7 +91,8 @@ func TestDeployWalkthrough(t *testing.T) {
 	keygen := func(name string) string { return sh("keygen", "-out", filepath.Join(dir, name+".pem")) }
 	cfg := node.ClusterConfig{Cluster: 7001, Shards: 2, Profile: node.ProfileSmall}
 	for i := 0; i < 3; i++ {
-		cfg.Replicas = append(cfg.Replicas, node.Member{Addr: freeAddr(t, "udp"), HTTPAddr: freeAddr(t, "tcp"), Fingerprint: keygen(fmt.Sprintf("node-%d", i))})
+		replica, http := hosts.nodeAddrs(t, i)
+		cfg.Replicas = append(cfg.Replicas, node.Member{Addr: replica, HTTPAddr: http, Fingerprint: keygen(fmt.Sprintf("node-%d", i))})
 	}
 	cfg.Edges = []node.Edge{{Fingerprint: keygen("edge-1")}, {Fingerprint: keygen("edge-2")}}
 	cfg.Operators = []node.Operator{{Name: "alice", Fingerprint: keygen("alice")}}
@@ -62,7 +106,7 @@ func TestDeployWalkthrough(t *testing.T) {
 	procs := make([]*exec.Cmd, 3)
 	start := func(i int) {
 		t.Helper()
-		cmd := exec.Command(tigerchatBin, "start", "-config", config, "-replica", fmt.Sprint(i), "-data", filepath.Join(dir, fmt.Sprintf("data-%d", i)),
+		cmd := hosts.command(i, tigerchatBin, "start", "-config", config, "-replica", fmt.Sprint(i), "-data", filepath.Join(dir, fmt.Sprintf("data-%d", i)),
 			"-identity", filepath.Join(dir, fmt.Sprintf("node-%d.pem", i)), "-log-format", "json")
 		log, _ := os.OpenFile(filepath.Join(dir, fmt.Sprintf("node-%d.log", i)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		out, _ := os.OpenFile(filepath.Join(dir, fmt.Sprintf("node-%d.out", i)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -102,7 +146,7 @@ func TestDeployWalkthrough(t *testing.T) {
 	}
 	ctl := func(args ...string) (string, int) {
 		t.Helper()
-		cmd := exec.Command(tigerctlBin, args...)
+		cmd := hosts.command(operatorHost, tigerctlBin, args...)
 		cmd.Env = append(os.Environ(), "TIGERCTL_CONFIG="+config, "TIGERCTL_IDENTITY="+filepath.Join(dir, "alice.pem"), "TIGERCTL_TOKEN=")
 		out, err := cmd.CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -126,16 +170,16 @@ func TestDeployWalkthrough(t *testing.T) {
 	}
 	waitStatus("after start")
 	// 6. Two edges with TLS and Redis.
-	certFile, keyFile, pool := selfSignedFiles(t, dir)
+	certFile, keyFile, pool := selfSignedFiles(t, dir, hosts.edgeIP)
 	secret := []byte("deploy-walkthrough-secret-0123456789")
 	auth, _ := json.Marshal(edge.KeyringFile{Keys: []edge.Key{{Alg: edge.AlgHS256, Secret: base64.StdEncoding.EncodeToString(secret), Tenants: []string{"acme"}}}})
 	os.WriteFile(filepath.Join(dir, "auth.json"), auth, 0o600)
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DialContext: hosts.dial}}
 	var edges []string
-	for _, name := range []string{"edge-1", "edge-2"} {
-		listen := freeAddr(t, "tcp")
-		cmd := exec.Command(tigerchatBin, "edge", "-config", config, "-identity", filepath.Join(dir, name+".pem"), "-auth", filepath.Join(dir, "auth.json"),
-			"-listen", listen, "-h3", listen, "-tls-cert", certFile, "-tls-key", keyFile, "-redis", redis.Addr, "-log-format", "json")
+	for j, name := range []string{"edge-1", "edge-2"} {
+		listen := hosts.edgeListen(t, j)
+		cmd := hosts.command(operatorHost, tigerchatBin, "edge", "-config", config, "-identity", filepath.Join(dir, name+".pem"), "-auth", filepath.Join(dir, "auth.json"),
+			"-listen", listen, "-h3", listen, "-tls-cert", certFile, "-tls-key", keyFile, "-redis", redisAddr, "-log-format", "json")
 		log, _ := os.Create(filepath.Join(dir, name+".log"))
 		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Start(); err != nil {
@@ -271,13 +315,13 @@ func freeAddr(t *testing.T, network string) string {
 	return l.Addr().String()
 }
 
-// selfSignedFiles writes a certificate for 127.0.0.1 and its key, and
-// returns a pool that trusts it.
-func selfSignedFiles(t *testing.T, dir string) (string, string, *x509.CertPool) {
+// selfSignedFiles writes a certificate for ip and its key, and returns a
+// pool that trusts it.
+func selfSignedFiles(t *testing.T, dir string, ip net.IP) (string, string, *x509.CertPool) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: ip.String()},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{ip},
 		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true, IsCA: true}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)

@@ -7,7 +7,9 @@
 //	tigerctl step-down SHARD              move one shard's primary to the next replica
 //	tigerctl where ROOM --tenant T        the room's shard and its current primary
 //	tigerctl audit tail NODE [-n N]       the last entries of a node's audit log
+//	tigerctl audit tail -replicated       the replicated audit log (every node's operator entries)
 //	tigerctl audit verify FILE --cert C   check an audit log with certificates only
+//	                     [-replicated]    and against the replicated audit log
 //	tigerctl verify-data -data DIR        find rotten sectors of data files without the key
 //	tigerctl token [-ttl D]               mint an admin token (for scripts without the key file)
 //	tigerctl cert -identity FILE          print an identity's certificate (public)

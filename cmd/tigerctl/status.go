@@ -22,7 +22,7 @@ type statusRow struct {
 	// this replica's.
 	Lag     uint64 `json:"lag"`
 	Drained bool   `json:"drained"`
-	Health  string `json:"health"` // ok, drained, degraded (not normal), down
+	Health  string `json:"health"` // ok, drained, degraded (not normal), disk-full or disk-failed (stopped by a disk error), down
 	Error   string `json:"error,omitempty"`
 }
 
@@ -95,6 +95,12 @@ func statusRows(cl *cluster, sts []replicaStatus) ([]statusRow, string) {
 				row = statusRow{Shard: s, Replica: rs.replica, Status: st.Status, View: st.View, Primary: st.Primary,
 					Commit: st.CommitMax, Lag: top - st.CommitMax, Drained: st.Drained, Health: "ok"}
 				switch {
+				case st.DiskFailure != nil:
+					row.Health, row.Error = "disk-failed: "+st.DiskFailure.Error, st.DiskFailure.Error
+					if st.DiskFailure.Full {
+						row.Health = "disk-full: " + st.DiskFailure.Error
+					}
+					notNormal++
 				case st.Status != "normal":
 					row.Health = "degraded"
 					notNormal++

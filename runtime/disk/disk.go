@@ -117,6 +117,7 @@ type Disk struct {
 	goroutines  sync.WaitGroup
 	closed      atomic.Bool
 	failed      atomic.Bool
+	abandoned   atomic.Bool
 
 	stats struct {
 		reads, writes, syncs, fsyncs, readErrors, corrupt, fatal atomic.Uint64
@@ -173,8 +174,17 @@ func (d *Disk) Stats() Stats {
 	}
 }
 
+// Abandon stops the disk from taking requests and from running the
+// completions of those in flight: its owner is discarding the replica that
+// used it (after a fatal error) and will Close it. Safe from any goroutine;
+// requests made after it are dropped, never completed.
+func (d *Disk) Abandon() { d.abandoned.Store(true) }
+
 // Read fills buf from offset; done runs on the loop.
 func (d *Disk) Read(offset uint64, buf []byte, done func()) {
+	if d.abandoned.Load() {
+		return
+	}
 	d.submit(requestRead, offset, buf, done)
 	d.stats.reads.Add(1)
 }
@@ -182,6 +192,9 @@ func (d *Disk) Read(offset uint64, buf []byte, done func()) {
 // Write stores data at offset; done runs on the loop once the write reached
 // the OS. It is durable after a Sync called after done.
 func (d *Disk) Write(offset uint64, data []byte, done func()) {
+	if d.abandoned.Load() {
+		return
+	}
 	d.stats.writes.Add(1)
 	if !d.opts.InlineWrites {
 		d.submit(requestWrite, offset, data, done)
@@ -225,6 +238,9 @@ func (d *Disk) admit(done func()) {
 // loop after the fdatasync that covers it. Syncs that arrive while one
 // fdatasync runs share the next one (group commit).
 func (d *Disk) Sync(done func()) {
+	if d.abandoned.Load() {
+		return
+	}
 	d.admit(done)
 	d.stats.syncs.Add(1)
 	d.syncMu.Lock()
@@ -261,7 +277,9 @@ func (d *Disk) drain() {
 		if d.inFlight.Add(-1) < 0 {
 			panic("disk: completed more requests than were made")
 		}
-		fn()
+		if !d.abandoned.Load() {
+			fn()
+		}
 	}
 	d.spare = batch[:0]
 }

@@ -141,9 +141,14 @@ func (key *Key) verifyKey() any {
 	return key.public
 }
 
+// SystemTenant holds the cluster's own rooms (the replicated audit log of
+// runtime/node). A key's "*" does not cover it: only a key that lists it by
+// name may issue tokens for it.
+const SystemTenant = "tigerchat.system"
+
 func (key *Key) allows(tenant string) bool {
 	for _, t := range key.Tenants {
-		if t == "*" || t == tenant {
+		if t == tenant || (t == "*" && tenant != SystemTenant) {
 			return true
 		}
 	}

@@ -59,6 +59,7 @@ func TestVerifyTokens(t *testing.T) {
 		{"wrong audience", mint(AlgHS256, "", testSecret, "acme", "ana", all, "other-app", time.Hour), CodeWrongAudience},
 		{"wrong tenant", mint(AlgHS256, "acme-1", acmeSecret, "globex", "ana", all, "tigerchat", time.Hour), CodeWrongTenant},
 		{"eddsa wrong tenant", mint(AlgEdDSA, "ed", priv, "initech", "ana", all, "tigerchat", time.Hour), CodeWrongTenant},
+		{"system tenant under *", mint(AlgHS256, "", testSecret, SystemTenant, "ana", all, "tigerchat", time.Hour), CodeWrongTenant},
 		{"too long-lived", mint(AlgHS256, "", testSecret, "acme", "ana", all, "tigerchat", 30*24*time.Hour), CodeInvalidClaims},
 		{"bad tenant id", mint(AlgHS256, "", testSecret, "ac me", "ana", all, "tigerchat", time.Hour), CodeInvalidClaims},
 		{"bad user id", mint(AlgHS256, "", testSecret, "acme", "", all, "tigerchat", time.Hour), CodeInvalidClaims},

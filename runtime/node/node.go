@@ -124,12 +124,19 @@ type nullNet struct{}
 
 func (nullNet) Send(model.Address, []byte) {}
 
-// shard is one VSR replica with its loop and data file.
+// shard is one VSR replica with its loop and data file. After a fatal disk
+// error the replica is halted (diskfull.go) and, once space is back,
+// replaced by a new one over the reopened file, on the same loop.
 type shard struct {
 	index   int
 	loop    *loop.Loop
-	disk    *disk.Disk
-	replica *vsr.Replica
+	disk    atomic.Pointer[disk.Disk]
+	replica *vsr.Replica // owned by the loop
+	// halted: the replica stopped on a fatal disk error; it gets no ticks,
+	// messages or disk completions (set from an I/O goroutine).
+	halted  atomic.Bool
+	failure atomic.Pointer[DiskFailure]
+	reopens int // owned by the loop
 	status  atomic.Pointer[Status]
 	// requests times the client requests this replica answers; its map
 	// belongs to the loop.
@@ -141,7 +148,8 @@ type shard struct {
 	stepDown     bool
 	operatorSet  bool // the operator drained the whole node (owned by the loop)
 	machine      *chat.Machine
-	rooms        int // rooms on the shard, recounted every roomsEvery ticks (loop)
+	rooms        int         // rooms on the shard, recounted every roomsEvery ticks (loop)
+	members      membersScan // members of its rooms, counted a few rooms a tick (loop)
 	ticks        int
 	replicaIndex int
 }
@@ -168,9 +176,22 @@ type Status struct {
 	// Rooms on the shard (as this replica has applied them) and the limit.
 	Rooms    int `json:"rooms"`
 	RoomsMax int `json:"rooms_max"`
+	// The shard's other capacity limits: members of one room (chat
+	// limits) and client sessions in the VSR client table (the oldest is
+	// evicted when it is full).
+	MembersPerRoomMax int `json:"members_per_room_max"`
+	SessionsMax       int `json:"sessions_max"`
+	// Members of all the shard's rooms, and of its largest room, as of the
+	// last complete count (members.go); MembersCounted is false until one.
+	Members            int  `json:"members"`
+	RoomMembersLargest int  `json:"room_members_largest"`
+	MembersCounted     bool `json:"members_counted"`
 	// Storage: the durable checkpoint and the grid (docs/storage.md).
 	CheckpointOp uint64           `json:"checkpoint_op"`
 	Storage      vsr.StorageStats `json:"storage"`
+	// DiskFailure: the replica stopped on a failed write or fdatasync of
+	// its data file (Status is then StatusStopped).
+	DiskFailure *DiskFailure `json:"disk_failure,omitempty"`
 }
 
 // Node runs every shard replica of one member.
@@ -184,6 +205,11 @@ type Node struct {
 	events    chan audit.Record // automatic events, written off the loops
 	dropped   atomic.Uint64     // events dropped because the queue was full
 	eventsWG  sync.WaitGroup
+	eventsMu  sync.RWMutex // guards eventsEnd against sends racing the close
+	eventsEnd bool
+	sys       *sysClient // the replicated audit log's client (set by Open)
+	sysWG     sync.WaitGroup
+	runCtx    context.Context // Run's, once it started the shards
 }
 
 // eventQueueMax bounds the automatic audit events waiting to be written.
@@ -206,6 +232,7 @@ func Open(c ClusterConfig, opts Options) (*Node, error) {
 	}
 	opts.Log = opts.Log.With("replica", opts.Replica)
 	n := &Node{cfg: c, opts: opts, events: make(chan audit.Record, eventQueueMax)}
+	n.sys = newSysClient(n)
 	for s := 0; s < c.Shards; s++ {
 		sh, err := n.openShard(s)
 		if err != nil {
@@ -220,16 +247,18 @@ func Open(c ClusterConfig, opts Options) (*Node, error) {
 func (n *Node) openShard(s int) (*shard, error) {
 	vc := n.cfg.VSRConfig(s, n.opts.Replica)
 	l := loop.New(0, 1<<16)
-	d, err := disk.Open(dataPath(n.opts.DataDir, s), vsr.NewLayout(&vc).SizeBytes, l, diskOptions(&n.cfg, s, n.opts.Replica, n.opts.Key, &vc))
+	d, err := n.openDisk(s, l)
 	if err != nil {
 		return nil, err
 	}
-	return &shard{index: s, loop: l, disk: d, requests: newRequestTimer(vc.ClientsMax)}, nil
+	sh := &shard{index: s, loop: l, requests: newRequestTimer(vc.ClientsMax)}
+	sh.disk.Store(d)
+	return sh, nil
 }
 
 func (n *Node) closeDisks() {
 	for _, sh := range n.shards {
-		_ = sh.disk.Close()
+		_ = sh.disk.Load().Close()
 	}
 	if n.audit != nil {
 		_ = n.audit.Close()
@@ -240,21 +269,36 @@ func (n *Node) closeDisks() {
 // Audit appends an entry to the node's signed audit log, stamped with the
 // view of every shard replica.
 func (n *Node) Audit(r audit.Record) error {
+	_, err := n.AuditEntry(r)
+	return err
+}
+
+// AuditEntry is Audit returning the entry written. An operator's entry
+// (any actor but the system) is also queued for the replicated audit log.
+func (n *Node) AuditEntry(r audit.Record) (audit.Entry, error) {
 	if n.audit == nil {
-		return errors.New("audit log closed")
+		return audit.Entry{}, errors.New("audit log closed")
 	}
 	if r.Views == nil {
 		for _, st := range n.Statuses() {
 			r.Views = append(r.Views, st.View)
 		}
 	}
-	_, err := n.audit.Append(r)
-	return err
+	e, err := n.audit.Append(r)
+	if err == nil && r.Actor != audit.ActorSystem && n.sys != nil {
+		n.sys.enqueue(e)
+	}
+	return e, err
 }
 
 // event queues an automatic event for the audit log (from a loop: the
 // fsync happens elsewhere) and logs it.
 func (n *Node) event(action string, args map[string]string) {
+	n.eventsMu.RLock()
+	defer n.eventsMu.RUnlock()
+	if n.eventsEnd {
+		return
+	}
 	select {
 	case n.events <- audit.Record{Actor: audit.ActorSystem, Action: action, Args: args, Outcome: "ok"}:
 	default:
@@ -359,6 +403,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.opts.Log.Info("node started", "shards", n.cfg.Shards, "addr", n.cfg.Replicas[n.opts.Replica].Addr)
 	n.eventsWG.Add(1)
 	go n.writeEvents()
+	n.runCtx = ctx
 	for _, sh := range n.shards {
 		if err := n.startShard(ctx, sh); err != nil {
 			cancel()
@@ -368,10 +413,15 @@ func (n *Node) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	n.sys.run(ctx, &n.sysWG)
 	<-ctx.Done()
+	n.sysWG.Wait()
 	_ = tr.Close()
 	n.wg.Wait()
+	n.eventsMu.Lock()
+	n.eventsEnd = true
 	close(n.events)
+	n.eventsMu.Unlock()
 	n.eventsWG.Wait()
 	_ = n.Audit(audit.Record{Actor: audit.ActorSystem, Action: "stop", Outcome: "ok"})
 	n.opts.Log.Info("node stopped")
@@ -385,18 +435,56 @@ func (n *Node) deliver(from model.Address, msg []byte) {
 		return
 	}
 	sh := n.shards[s]
+	if sys := n.sys; sys != nil && sys.ours(s, msg) {
+		sys.deliver(from, msg)
+		return
+	}
 	if wire.PeekCommand(msg) == wire.CommandRequest {
 		at := time.Now()
 		sh.loop.Post(func() {
 			sh.requests.arrived(wire.PeekClient(msg), at)
-			sh.replica.OnMessage(from, msg)
+			sh.onMessage(from, msg)
 		})
 		return
 	}
-	sh.loop.Post(func() { sh.replica.OnMessage(from, msg) })
+	sh.loop.Post(func() { sh.onMessage(from, msg) })
 }
 
 func (n *Node) startShard(ctx context.Context, sh *shard) error {
+	if err := n.newReplica(sh); err != nil {
+		return err
+	}
+	log := n.opts.Log.With("shard", sh.index)
+	sh.publish()
+	sh.loop.OnTick(func() {
+		if sh.halted.Load() {
+			sh.publish()
+			return
+		}
+		r := sh.replica
+		r.Tick()
+		if r.Status() == vsr.StatusNormal {
+			sh.members.step(sh.machine)
+		}
+		if sh.stepDown && !(r.IsPrimary() && r.Status() == vsr.StatusNormal) {
+			sh.stepDown = false
+			r.SetDrained(sh.operatorSet)
+			log.Info("stepped down", "view", r.View())
+		}
+		sh.publish()
+	})
+	sh.loop.Post(sh.replica.Open)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		_ = sh.loop.Run(ctx)
+	}()
+	return nil
+}
+
+// newReplica builds the shard's replica over its current data file (at
+// start, and on the loop when the file is reopened after a disk error).
+func (n *Node) newReplica(sh *shard) error {
 	vc := n.cfg.VSRConfig(sh.index, n.opts.Replica)
 	limits := n.cfg.ChatLimits()
 	log := n.opts.Log.With("shard", sh.index)
@@ -416,30 +504,23 @@ func (n *Node) startShard(ctx context.Context, sh *shard) error {
 		},
 	}
 	sh.machine = chat.New(limits)
+	sh.members = membersScan{}
 	sh.replicaIndex = n.opts.Replica
-	r, err := vsr.New(vc, vsr.Env{Clock: clock.New(), Net: timedNetwork{n.transport.Endpoint(), sh.requests}, Disk: sh.disk,
+	r, err := vsr.New(vc, vsr.Env{Clock: clock.New(), Net: timedNetwork{n.transport.Endpoint(), sh.requests, n.toSelf}, Disk: sh.disk.Load(),
 		PRNG: prng.New(uint64(time.Now().UnixNano()) ^ uint64(sh.index))}, sh.machine, hooks)
 	if err != nil {
 		return err
 	}
+	r.SetDrained(sh.operatorSet)
 	sh.replica = r
-	sh.publish()
-	sh.loop.OnTick(func() {
-		r.Tick()
-		if sh.stepDown && !(r.IsPrimary() && r.Status() == vsr.StatusNormal) {
-			sh.stepDown = false
-			r.SetDrained(sh.operatorSet)
-			log.Info("stepped down", "view", r.View())
-		}
-		sh.publish()
-	})
-	sh.loop.Post(r.Open)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		_ = sh.loop.Run(ctx)
-	}()
 	return nil
+}
+
+// onMessage hands msg to the replica unless it is halted (on the loop).
+func (sh *shard) onMessage(from model.Address, msg []byte) {
+	if !sh.halted.Load() {
+		sh.replica.OnMessage(from, msg)
+	}
 }
 
 func (sh *shard) publish() {
@@ -448,10 +529,16 @@ func (sh *shard) publish() {
 		sh.ticks = 1
 		sh.rooms = len(sh.machine.Rooms())
 	}
-	sh.status.Store(&Status{Shard: sh.index, Status: r.Status().String(), View: r.View(), Primary: r.IsPrimary() && r.Status() == vsr.StatusNormal,
+	st := &Status{Shard: sh.index, Status: r.Status().String(), View: r.View(), Primary: r.IsPrimary() && r.Status() == vsr.StatusNormal,
 		Op: r.Op(), CommitMin: r.CommitMin(), CommitMax: r.CommitMax(), Drained: r.Drained(),
 		ViewChanges: sh.viewChanges.Load(), Replica: sh.replicaIndex, Rooms: sh.rooms, RoomsMax: sh.machine.Limits().RoomsMax,
-		CheckpointOp: r.CheckpointOp(), Storage: r.Storage()})
+		MembersPerRoomMax: sh.machine.Limits().MembersPerRoomMax, SessionsMax: r.Config().ClientsMax,
+		Members: sh.members.Total, RoomMembersLargest: sh.members.Largest, MembersCounted: sh.members.Passes > 0,
+		CheckpointOp: r.CheckpointOp(), Storage: r.Storage()}
+	if f := sh.failure.Load(); f != nil {
+		st.Status, st.Primary, st.DiskFailure = StatusStopped, false, f
+	}
+	sh.status.Store(st)
 }
 
 // Statuses reports every shard replica of this node.
@@ -510,7 +597,9 @@ func (n *Node) Drain(drained bool) {
 		sh := sh
 		sh.loop.Post(func() {
 			sh.operatorSet = drained
-			sh.replica.SetDrained(drained || sh.stepDown)
+			if !sh.halted.Load() {
+				sh.replica.SetDrained(drained || sh.stepDown)
+			}
 		})
 	}
 	n.opts.Log.Info("drain set", "drained", drained)
@@ -531,7 +620,7 @@ func (n *Node) StepDown(shard int) error {
 	res := make(chan error, 1)
 	if !sh.loop.Post(func() {
 		r := sh.replica
-		if !r.IsPrimary() || r.Status() != vsr.StatusNormal {
+		if sh.halted.Load() || !r.IsPrimary() || r.Status() != vsr.StatusNormal {
 			res <- ErrNotPrimary
 			return
 		}
@@ -554,8 +643,8 @@ func (n *Node) StepDown(shard int) error {
 func (n *Node) DiskStats() map[int]disk.Stats {
 	out := make(map[int]disk.Stats, len(n.shards))
 	for _, sh := range n.shards {
-		if sh.disk != nil {
-			out[sh.index] = sh.disk.Stats()
+		if d := sh.disk.Load(); d != nil {
+			out[sh.index] = d.Stats()
 		}
 	}
 	return out
@@ -565,8 +654,8 @@ func (n *Node) DiskStats() map[int]disk.Stats {
 func (n *Node) FsyncTimes() map[int]*histogram.Histogram {
 	out := make(map[int]*histogram.Histogram, len(n.shards))
 	for _, sh := range n.shards {
-		if sh.disk != nil && sh.disk.FsyncTimes() != nil {
-			out[sh.index] = sh.disk.FsyncTimes()
+		if d := sh.disk.Load(); d != nil && d.FsyncTimes() != nil {
+			out[sh.index] = d.FsyncTimes()
 		}
 	}
 	return out

@@ -21,7 +21,7 @@ func message(c wire.Command, client uint64) []byte {
 func TestRequestTimerTimesRequestToReply(t *testing.T) {
 	timer := newRequestTimer(4)
 	var sent sentTo
-	net := timedNetwork{&sent, timer}
+	net := timedNetwork{net: &sent, timer: timer}
 	t0 := time.Now()
 	timer.arrived(7, t0.Add(-3*time.Millisecond))
 	net.Send(model.Address(1), message(wire.CommandPrepare, 7))
