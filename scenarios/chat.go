@@ -11,6 +11,7 @@ import (
 	"tigerchat/checker"
 	"tigerchat/model"
 	"tigerchat/model/chat"
+	"tigerchat/model/grid"
 	"tigerchat/model/placement"
 	"tigerchat/model/prng"
 	"tigerchat/model/vsr"
@@ -240,6 +241,15 @@ func (s *chatSubject) hooks(n *chatNode, sh int) vsr.Hooks {
 		StateSync: func(op uint64) {
 			s.agreement[sh].StateSync(i, op)
 			n.applied[sh] = op
+		},
+		// Every block a replica's grid reads from its disk and hands on
+		// must be the block its reference names, checked here apart from
+		// the grid's own verification.
+		GridRead: func(ref grid.Ref, b grid.Block) {
+			if _, err := grid.Decode(b.Bytes(), ref, true); err != nil {
+				s.c.Violation(fmt.Sprintf("node %d shard %d: grid block %d (%s) read and used although it is not the block its reference names: %v",
+					i, sh, ref.Address, ref.Kind, err))
+			}
 		},
 		Event: func(name string) {
 			// Only plain names: a name carrying details (vsr's request_prepare

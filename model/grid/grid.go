@@ -105,6 +105,10 @@ type Grid struct {
 	// failed verification and is being fetched from a peer) and
 	// "grid_repaired" (a fetched block was written back).
 	OnEvent func(name string)
+	// OnRead, when set, sees every block a read hands to its caller, with
+	// the reference it was read through: the simulator checks it
+	// independently of the grid's own verification.
+	OnRead func(ref Ref, b Block)
 }
 
 func (g *Grid) event(name string) {
@@ -380,6 +384,9 @@ func (g *Grid) Read(ref Ref, done func(Block, error)) {
 		blk, err := Decode(buf, ref, !g.cfg.SkipChecksum)
 		if err == nil {
 			g.cache.put(ref.Address, buf[:ref.Size], false)
+			if g.OnRead != nil {
+				g.OnRead(ref, blk)
+			}
 			done(blk, nil)
 			return
 		}

@@ -47,6 +47,9 @@ type Hooks struct {
 	ViewNormal func(view uint32, primary bool)
 	// Event counts a named protocol event, for coverage.
 	Event func(name string)
+	// GridRead, when set, sees every grid block read from the disk and
+	// handed to its caller, with the reference it was read through.
+	GridRead func(ref grid.Ref, b grid.Block)
 }
 
 // Stats counts what a replica dropped and why: bad input is counted, never
@@ -218,6 +221,7 @@ func New(cfg Config, env Env, sm StateMachine, hooks Hooks) (*Replica, error) {
 	r.timeoutRetry = model.NewTimeout("prepare_retry", cfg.PrepareRetryTicks, 0, p)
 	r.grid = grid.New(cfg.GridConfig(), env.Disk, r.fetchBlock, cfg.RepairTicks, p)
 	r.grid.OnEvent = r.event
+	r.grid.OnRead = hooks.GridRead
 	r.superblock.init(r)
 	r.checkpointWrite.init(r)
 	r.syncer.init(env.Disk)
