@@ -144,7 +144,8 @@ func (r *Replica) readPrepareRest(rec *recovery, slot int, done func()) {
 func isZero(b []byte) bool { return len(b) == 0 || (b[0] == 0 && bytes.Equal(b, make([]byte, len(b)))) }
 
 // classifySlot decides what the WAL durably holds in slot: a valid prepare,
-// nothing (never written: safe to nack), or unknown (faulty: never nack).
+// nothing (never written: safe to nack, possible only before the ring has
+// wrapped), or unknown (faulty: never nack).
 func (r *Replica) classifySlot(slot int, headerSector, prepare []byte) stored {
 	valid := func(h *wire.Header) bool {
 		return h.Cluster == r.cfg.Cluster && h.Command == wire.CommandPrepare && r.slotOf(h.Op) == slot && h.Op > 0
@@ -158,6 +159,13 @@ func (r *Replica) classifySlot(slot int, headerSector, prepare []byte) stored {
 		return stored{faulty: true} // the newer write reached only the redundant header
 	case pok:
 		return stored{msg: append([]byte(nil), prepare[:ph.Size]...), header: ph}
+	case isZero(prepare) && isZero(headerSector) && r.checkpointOp >= uint64(r.cfg.SlotCount):
+		// Every slot was written once the ring wrapped (the checkpoint is
+		// past a whole ring of ops): zeros now mean the slot was wiped (a
+		// data file whose tail was lost and read back as zeros), not that
+		// nothing was ever prepared here. Nacking it could let a view
+		// change drop an op this replica acknowledged.
+		return stored{faulty: true}
 	case isZero(prepare) && isZero(headerSector):
 		return stored{}
 	default:
