@@ -323,9 +323,11 @@ func (c *cluster) status(i int) ([]node.Status, error) { return c.tc.Status(i) }
 func (c *cluster) httpAddr(i int) string { return c.tc.Config.Replicas[i].HTTPAddr }
 
 // post sends an operator POST to node i (drain, undrain): over TLS on its
-// operator port, as the test cluster's pinned operator.
+// operator port, as the test cluster's pinned operator. An admin action
+// answers once its entry is in the replicated audit log or a second has
+// passed, so the timeout leaves room for that on a loaded machine.
 func (c *cluster) post(i int, path string) error {
-	client := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+	client := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: admin.ClientTLS(&c.tc.Operator, c.tc.Config.Replicas[i].Fingerprint)}}
 	resp, err := client.Post("https://"+c.httpAddr(i)+path, "text/plain", nil)
 	if err != nil {
