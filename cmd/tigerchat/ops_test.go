@@ -320,6 +320,18 @@ func checkLimitGauges(t *testing.T, c *testcluster.Cluster, families map[string]
 			}
 		}
 	}
+	// The sessions in the table: the edge's, at least one on some shard,
+	// never more than the table holds.
+	sessions := 0.0
+	for _, m := range families["tigerchat_sessions"].GetMetric() {
+		if v := m.GetGauge().GetValue(); v > float64(vc.ClientsMax) {
+			t.Errorf("tigerchat_sessions = %v above clients_max %d", v, vc.ClientsMax)
+		}
+		sessions += m.GetGauge().GetValue()
+	}
+	if sessions == 0 {
+		t.Error("tigerchat_sessions: no session in any shard's table, though the edge posted")
+	}
 }
 
 // checkMembers: node 0's replicas of the rooms' shards count 4 members

@@ -40,6 +40,10 @@ func newSessions(countMax, replyMax int) sessions {
 	return s
 }
 
+// Sessions is the number of client sessions in the table (at most
+// ClientsMax).
+func (r *Replica) Sessions() int { return len(r.sessions.list) }
+
 // sessionItemFixed is a session item's bytes besides its reply: the key,
 // request, op, register and reply size, and the table's framing.
 const sessionItemFixed = 8 + 8 + 8 + 8 + 4 + grid.ItemOverhead

@@ -181,6 +181,8 @@ type Status struct {
 	// evicted when it is full).
 	MembersPerRoomMax int `json:"members_per_room_max"`
 	SessionsMax       int `json:"sessions_max"`
+	// Sessions in the replica's client table now.
+	Sessions int `json:"sessions"`
 	// Members of all the shard's rooms, and of its largest room, as of the
 	// last complete count (members.go); MembersCounted is false until one.
 	Members            int  `json:"members"`
@@ -532,7 +534,7 @@ func (sh *shard) publish() {
 	st := &Status{Shard: sh.index, Status: r.Status().String(), View: r.View(), Primary: r.IsPrimary() && r.Status() == vsr.StatusNormal,
 		Op: r.Op(), CommitMin: r.CommitMin(), CommitMax: r.CommitMax(), Drained: r.Drained(),
 		ViewChanges: sh.viewChanges.Load(), Replica: sh.replicaIndex, Rooms: sh.rooms, RoomsMax: sh.machine.Limits().RoomsMax,
-		MembersPerRoomMax: sh.machine.Limits().MembersPerRoomMax, SessionsMax: r.Config().ClientsMax,
+		MembersPerRoomMax: sh.machine.Limits().MembersPerRoomMax, SessionsMax: r.Config().ClientsMax, Sessions: r.Sessions(),
 		Members: sh.members.Total, RoomMembersLargest: sh.members.Largest, MembersCounted: sh.members.Passes > 0,
 		CheckpointOp: r.CheckpointOp(), Storage: r.Storage()}
 	if f := sh.failure.Load(); f != nil {
