@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -37,6 +38,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "tigersim: %v (see tigersim -h)\n", err)
 		return exitUsage
+	}
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "tigersim: %v\n", err)
+			return exitUsage
+		}
+		defer stopProfile()
+	}
+	if o.merge {
+		return runMerge(o, o.mergeFiles, stdout, stderr)
+	}
+	if o.nightly {
+		if err := nightlyConfig(o.start).Validate(); err != nil {
+			fmt.Fprintf(stderr, "tigersim: %v\n", err)
+			return exitUsage
+		}
+		return runNightly(o, stdout, stderr)
 	}
 	first := o.seed
 	if o.multi() {
@@ -82,6 +101,19 @@ func runOne(o *options, stdout io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s elapsed=%s\n", res.Line(), res.Elapsed.Round(time.Microsecond))
 	return exitCode(res.Outcome())
+}
+
+// startCPUProfile profiles the whole process until the returned stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // describe is a one-line summary of a config.
