@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
-	"time"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -137,10 +136,10 @@ func describeRoomOp(input, output any) string {
 }
 
 // CheckRooms decides whether a chat-room history is linearizable, room by
-// room in ascending order; the result's Key is the first failing room. The
-// timeout bounds each room's search (0 means no bound).
-func CheckRooms(ops []RoomOp, timeout time.Duration) LinearizabilityResult {
-	return checkPartitions(roomModel, partitionRoomOps(ops), "room", timeout)
+// room in ascending order, within bounds; the result's Key is the first
+// failing room.
+func CheckRooms(ops []RoomOp, bounds Bounds) LinearizabilityResult {
+	return checkPartitions(roomModel, partitionRoomOps(ops), "room", bounds)
 }
 
 // WriteRoomVisualization writes Porcupine's HTML view of a room history.

@@ -1,8 +1,6 @@
 package vsr
 
 import (
-	"bytes"
-
 	"tigerchat/model"
 	"tigerchat/model/wire"
 )
@@ -141,7 +139,14 @@ func (r *Replica) readPrepareRest(rec *recovery, slot int, done func()) {
 	})
 }
 
-func isZero(b []byte) bool { return len(b) == 0 || (b[0] == 0 && bytes.Equal(b, make([]byte, len(b)))) }
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
 
 // classifySlot decides what the WAL durably holds in slot: a valid prepare,
 // nothing (never written: safe to nack), or unknown (faulty: never nack).
