@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -25,7 +26,16 @@ const (
 	exitPanic     = 4
 )
 
+// gcPercent is the garbage collector's target unless GOGC is set: a seed
+// allocates briefly and much, and collecting at 4x the live heap instead of
+// 2x cut a VSR swarm's CPU time by 16 % for ~100 MB more peak memory
+// (2026-12-02, 2 workers).
+const gcPercent = 400
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -1,6 +1,8 @@
 package vsr
 
 import (
+	"bytes"
+
 	"tigerchat/model"
 	"tigerchat/model/wire"
 )
@@ -139,11 +141,18 @@ func (r *Replica) readPrepareRest(rec *recovery, slot int, done func()) {
 	})
 }
 
+// zeroSector is compared against, a sector at a time, by isZero.
+var zeroSector [model.SectorSize]byte
+
+// isZero reports whether b holds only zero bytes, without allocating
+// (recovery reads every WAL slot, so this is hot in the simulator).
 func isZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroSector))
+		if !bytes.Equal(b[:n], zeroSector[:n]) {
 			return false
 		}
+		b = b[n:]
 	}
 	return true
 }
