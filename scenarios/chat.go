@@ -249,6 +249,12 @@ func (s *chatSubject) hooks(n *chatNode, sh int) vsr.Hooks {
 	}
 }
 
+func (n *chatNode) Invariants() {
+	for _, r := range n.replicas {
+		r.Invariants()
+	}
+}
+
 func (n *chatNode) Tick() {
 	for _, r := range n.replicas {
 		r.Tick()

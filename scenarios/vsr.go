@@ -153,6 +153,8 @@ func (n *vsrNode) Tick() {
 	n.s.hot.hitStatus(n.r.Status())
 }
 
+func (n *vsrNode) Invariants() { n.r.Invariants() }
+
 func (n *vsrNode) OnMessage(from model.Address, msg []byte) {
 	if len(msg) >= wire.HeaderSize {
 		n.s.hot.hitRecv(msg)

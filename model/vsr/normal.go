@@ -223,33 +223,41 @@ func (r *Replica) onPrepare(h *wire.Header, msg []byte) {
 		r.joinNewerView(h.View)
 		return
 	}
-	if h.View < r.view || r.status != StatusNormal || r.startViewDue {
+	if h.View < r.view || r.status != StatusNormal || r.startViewDue || int(h.Replica) != r.primaryIndex() {
 		// Not part of the current view's stream, but a repair may want it.
 		r.onRepairPrepare(h, msg)
 		return
 	}
-	if int(h.Replica) != r.primaryIndex() {
-		r.onRepairPrepare(h, msg)
+	if r.ignored(r.ignorePrepare(h)) {
 		return
 	}
-	if r.IsPrimary() {
-		return
-	}
-	r.timeoutPrimary.Start()
-	r.noteCommit(h.Commit, h.Checkpoint)
-	if h.Op <= r.commitMin || h.Op <= r.checkpointOp {
-		return
-	}
-	if h.Op > r.checkpointOp+uint64(r.cfg.SlotCount) {
-		r.event("prepare_beyond_window")
-		return
-	}
+	assert(h.View == r.view && r.status == StatusNormal && !r.IsPrimary(), "a prepare of this view reached other than a normal backup")
+	assert(h.Op > r.commitMin && h.Op > r.checkpointOp, "a prepare of an applied op passed the guard")
 	if h.Op > r.op {
 		r.op = h.Op
 	}
 	r.learnHeader(h)
 	r.writePrepare(h, msg)
+	assert(r.op >= h.Op, "the head is below a prepare just accepted")
 	r.sendPrepareOk()
+}
+
+// ignorePrepare guards a prepare of this view from its primary. Even an
+// ignored prepare proves the primary alive and carries its commit number.
+func (r *Replica) ignorePrepare(h *wire.Header) ignoreReason {
+	if r.IsPrimary() {
+		return ignoreNotBackup // our own prepare, forwarded back in repair
+	}
+	r.timeoutPrimary.Start()
+	r.noteCommit(h.Commit, h.Checkpoint)
+	switch {
+	case h.Op <= r.commitMin || h.Op <= r.checkpointOp:
+		return ignoreCommitted
+	case h.Op > r.checkpointOp+uint64(r.cfg.SlotCount):
+		r.event("prepare_beyond_window")
+		return ignoreBeyondWindow
+	}
+	return ignoreNone
 }
 
 // sendPrepareOk vouches for the complete durable prefix up to ackHead.
@@ -272,22 +280,40 @@ func (r *Replica) sendPrepareOk() {
 }
 
 func (r *Replica) onPrepareOk(h *wire.Header) {
-	if h.View != r.view || r.status != StatusNormal || !r.IsPrimary() {
-		r.Stats.DroppedView++
+	if r.ignored(r.ignorePrepareOk(h)) {
 		return
 	}
-	if h.Op > r.op {
-		return
-	}
-	if checksum, ok := r.expected(h.Op); !ok || checksum != h.Context {
-		return
-	}
+	assert(r.status == StatusNormal && r.IsPrimary() && h.View == r.view, "a prepare_ok reached other than this view's primary")
+	assert(int(h.Replica) != r.cfg.Replica, "a prepare_ok from ourselves")
 	if h.Request > r.ackRound[h.Replica] && h.Request <= r.readRound {
 		r.ackRound[h.Replica] = h.Request
 	}
 	if h.Op > r.ackOp[h.Replica] {
 		r.ackOp[h.Replica] = h.Op
 	}
+	assert(r.ackOp[h.Replica] <= r.op, "an ack above the head")
+}
+
+// ignorePrepareOk guards an acknowledgement: only this view's primary
+// counts them, and only for the checksum its log holds at the op.
+func (r *Replica) ignorePrepareOk(h *wire.Header) ignoreReason {
+	switch {
+	case h.View != r.view:
+		r.Stats.DroppedView++
+		return ignoreOtherView
+	case r.status != StatusNormal:
+		r.Stats.DroppedView++
+		return ignoreStatus
+	case !r.IsPrimary():
+		r.Stats.DroppedView++
+		return ignoreNotPrimary
+	case h.Op > r.op:
+		return ignoreAboveHead
+	}
+	if checksum, ok := r.expected(h.Op); !ok || checksum != h.Context {
+		return ignoreChecksum
+	}
+	return ignoreNone
 }
 
 // commit advances commitMax from acks (primary) and applies what is
@@ -431,10 +457,10 @@ func (r *Replica) onCommit(h *wire.Header) {
 		r.joinNewerView(h.View)
 		return
 	}
-	if h.View < r.view || r.status != StatusNormal || r.IsPrimary() || int(h.Replica) != r.primaryIndex() {
-		r.Stats.DroppedView++
+	if r.ignored(r.ignoreCommit(h)) {
 		return
 	}
+	assert(h.View == r.view && r.status == StatusNormal && !r.IsPrimary(), "a commit reached other than a normal backup of its view")
 	r.timeoutPrimary.Start()
 	r.noteCommit(h.Commit, h.Checkpoint)
 	if r.primaryRoundView != h.View || h.Request > r.primaryRound {
@@ -451,6 +477,26 @@ func (r *Replica) onCommit(h *wire.Header) {
 		r.setExpected(h.Op, h.Parent, wire.Checksum{}, h.View)
 	}
 	r.sendPrepareOk()
+}
+
+// ignoreCommit guards a heartbeat: only a normal backup of the primary's
+// view takes one.
+func (r *Replica) ignoreCommit(h *wire.Header) ignoreReason {
+	why := ignoreNone
+	switch {
+	case h.View < r.view:
+		why = ignoreOlderView
+	case r.status != StatusNormal:
+		why = ignoreStatus
+	case r.IsPrimary():
+		why = ignoreNotBackup
+	case int(h.Replica) != r.primaryIndex():
+		why = ignoreNotFromPrimary
+	}
+	if why != ignoreNone {
+		r.Stats.DroppedView++
+	}
+	return why
 }
 
 // onHeartbeat: the primary tells backups the commit and its head, so they

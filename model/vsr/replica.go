@@ -60,6 +60,9 @@ type Stats struct {
 	DroppedStatus    uint64
 	RequestsQueued   uint64
 	RequestsDropped  uint64
+	// Ignored counts messages a handler's ignore… guard dropped, by
+	// reason (ignore.go; IgnoreReasonNames).
+	Ignored [ignoreReasonCount]uint64
 }
 
 // entry is the canonical log's knowledge of one op: the checksum the log
@@ -179,6 +182,8 @@ type Replica struct {
 	// syncTarget is an op some peer's log reaches that ours cannot hold.
 	// Unlike commitMax it never lets us apply anything: our log may be stale.
 	syncTarget uint64
+
+	prev invariantsPrev // what invariants saw last (invariants.go)
 }
 
 // New builds a replica. Call Format on an empty disk or Open on a formatted
@@ -430,6 +435,7 @@ func (r *Replica) Tick() {
 	}
 	r.abdicateIfDrained()
 	r.progress()
+	r.invariants()
 }
 
 // progress runs every step whose precondition may have just become true. It
@@ -480,6 +486,7 @@ func (r *Replica) OnMessage(from model.Address, msg []byte) {
 	r.event(recvEventNames[h.Command])
 	r.dispatch(from, &h, body, msg)
 	r.progress()
+	r.invariants()
 }
 
 // recvEventNames holds "recv_<command>" for every command byte, so that

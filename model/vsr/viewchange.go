@@ -83,14 +83,30 @@ func (r *Replica) onStartViewChange(h *wire.Header) {
 	if h.View > r.view {
 		r.startViewChange(h.View)
 	}
-	if h.View != r.view || r.status != StatusViewChange {
-		r.Stats.DroppedView++
+	if r.ignored(r.ignoreViewChange(h)) {
 		return
 	}
+	assert(r.status == StatusViewChange && h.View == r.view, "a start_view_change outside its view change")
 	r.svcFrom[h.Replica] = true
 	if r.dvcSent && !r.IsPrimary() {
 		r.dvcSent = false // resend: the new primary may have missed it
 	}
+}
+
+// ignoreViewChange guards a start_view_change (after a newer view was
+// joined): only one of the view change under way counts.
+func (r *Replica) ignoreViewChange(h *wire.Header) ignoreReason {
+	why := ignoreNone
+	switch {
+	case h.View != r.view:
+		why = ignoreOtherView
+	case r.status != StatusViewChange:
+		why = ignoreStatus
+	}
+	if why != ignoreNone {
+		r.Stats.DroppedView++
+	}
+	return why
 }
 
 func countTrue(b []bool) int {
@@ -166,17 +182,39 @@ func (r *Replica) onDoViewChange(h *wire.Header, body []byte) {
 	if h.View > r.view {
 		r.startViewChange(h.View)
 	}
-	if h.View != r.view || r.status != StatusViewChange || !r.IsPrimary() || r.viewChosen {
-		r.Stats.DroppedView++
+	if r.ignored(r.ignoreDoViewChange(h)) {
 		return
 	}
 	refs, ok := decodeRefs(body, r.cfg.ViewHeadersMax)
 	if !ok || h.LogView > h.View || h.Commit > h.Op || len(refs) == 0 || refs[len(refs)-1].Op != h.Op {
 		r.Stats.DroppedMalformed++
+		r.ignored(ignoreMalformed)
 		return
 	}
+	assert(r.status == StatusViewChange && r.IsPrimary() && !r.viewChosen, "a do_view_change reached other than a choosing primary")
+	assert(len(refs) <= r.cfg.ViewHeadersMax, "decodeRefs passed more refs than its bound")
 	r.dvcs[h.Replica] = &doViewChange{view: h.View, logView: h.LogView, op: h.Op, commit: h.Commit, refs: refs}
 	r.svcFrom[h.Replica] = true
+}
+
+// ignoreDoViewChange guards a do_view_change: only the new primary takes
+// them, and only until it has chosen the log.
+func (r *Replica) ignoreDoViewChange(h *wire.Header) ignoreReason {
+	why := ignoreNone
+	switch {
+	case h.View != r.view:
+		why = ignoreOtherView
+	case r.status != StatusViewChange:
+		why = ignoreStatus
+	case !r.IsPrimary():
+		why = ignoreNotPrimary
+	case r.viewChosen:
+		why = ignoreViewChosen
+	}
+	if why != ignoreNone {
+		r.Stats.DroppedView++
+	}
+	return why
 }
 
 // maybeStartView: the new primary chooses the log from a quorum of
@@ -277,15 +315,12 @@ func (r *Replica) chooseLog() {
 			best = d
 		}
 	}
-	if commit > best.op {
-		if r.cfg.Mutation == MutationNone {
-			panic("vsr: the chosen log is shorter than the commit number")
-		}
-		commit = best.op
-	}
-	if r.commitMin > best.op && r.cfg.Mutation == MutationNone {
-		panic("vsr: the chosen log is shorter than what this replica applied")
-	}
+	// Only a mutation that picks the shortest log can choose one shorter
+	// than what a quorum committed or this replica applied.
+	shortest := r.cfg.Mutation == MutationViewChangeShortestLog
+	assert(commit <= best.op || shortest, "the chosen log is shorter than the commit number")
+	assert(r.commitMin <= best.op || shortest, "the chosen log is shorter than what this replica applied")
+	commit = min(commit, best.op)
 	r.installRefs(best.refs, best.op, best.logView != r.logView)
 	// Replicas in the same log view hold the same log, so their refs fill
 	// what the best one lacks.
@@ -450,27 +485,24 @@ func (r *Replica) sendStartView(to int) {
 func (r *Replica) onRequestStartView(h *wire.Header) {
 	if h.View != r.view || r.status != StatusNormal || !r.IsPrimary() {
 		r.Stats.DroppedView++
+		r.ignored(ignoreNotPrimary)
 		return
 	}
+	assert(r.logView == r.view, "a normal primary serves a start_view of an older log view")
 	r.sendStartView(int(h.Replica))
 }
 
 func (r *Replica) onStartView(h *wire.Header, body []byte) {
-	if h.View < r.view || int(h.Replica) != r.cfg.PrimaryIndex(h.View) {
-		r.Stats.DroppedView++
-		return
-	}
-	if h.View == r.view && r.status == StatusNormal && !r.needSV {
-		return
-	}
-	if h.View == r.view && r.startViewDue {
+	if r.ignored(r.ignoreStartView(h)) {
 		return
 	}
 	refs, ok := decodeRefs(body, r.cfg.ViewHeadersMax)
 	if !ok || len(refs) == 0 || refs[len(refs)-1].Op != h.Op || h.Commit > h.Op {
 		r.Stats.DroppedMalformed++
+		r.ignored(ignoreMalformed)
 		return
 	}
+	assert(h.View >= r.view && !r.IsPrimaryOf(h.View), "a start_view reached its own primary")
 	if h.Op > r.checkpointOp+uint64(r.cfg.SlotCount) {
 		// A log this replica's WAL window cannot hold: catch up by state
 		// sync first, and ask for the view again afterwards.
@@ -500,6 +532,27 @@ func (r *Replica) onStartView(h *wire.Header, body []byte) {
 	r.superblock.persist(st, nil)
 	r.event("start_view_installed")
 }
+
+// ignoreStartView guards a start_view: from the primary of a view not older
+// than ours, and not one already installed or being persisted.
+func (r *Replica) ignoreStartView(h *wire.Header) ignoreReason {
+	switch {
+	case h.View < r.view:
+		r.Stats.DroppedView++
+		return ignoreOlderView
+	case int(h.Replica) != r.cfg.PrimaryIndex(h.View):
+		r.Stats.DroppedView++
+		return ignoreNotFromPrimary
+	case h.View == r.view && r.status == StatusNormal && !r.needSV:
+		return ignoreInstalled
+	case h.View == r.view && r.startViewDue:
+		return ignoreStartViewPending
+	}
+	return ignoreNone
+}
+
+// IsPrimaryOf reports whether this replica is the primary of view v.
+func (r *Replica) IsPrimaryOf(v uint32) bool { return r.cfg.PrimaryIndex(v) == r.cfg.Replica }
 
 // maybeFinishStartView: a backup goes normal once the new log view is
 // durable, and only then acknowledges anything in it.
