@@ -26,6 +26,7 @@ const (
 // writeCheckpointTree writes the state after op as a new tree, releasing
 // the blocks of the previous tree that it replaces, and returns its root.
 func (r *Replica) writeCheckpointTree(op uint64, checksum wire.Checksum) grid.Ref {
+	assert(op == r.commitMin, "a checkpoint tree of other than the applied state")
 	for _, ref := range r.sessionsOwned {
 		r.grid.Release(ref)
 	}
@@ -39,6 +40,7 @@ func (r *Replica) writeCheckpointTree(op uint64, checksum wire.Checksum) grid.Re
 	copy(data[8:], checksum[:])
 	children := [rootChildren]grid.Ref{rootChildSessions: sessions, rootChildMachine: machine}
 	root := r.grid.WriteNode(grid.KindRoot, children[:], data[:], false)
+	assert(!root.IsZero() && root.Kind == grid.KindRoot, "a checkpoint tree without a root")
 	r.rootOwned = root
 	return root
 }
@@ -87,6 +89,7 @@ func (c *checkpointWrite) init(r *Replica) {
 }
 
 func (c *checkpointWrite) onFlushed() {
+	assert(c.r.checkpointing, "a checkpoint flushed without one being written")
 	st := c.r.superblockNow()
 	st.CheckpointOp = c.op
 	st.CheckpointChecksum = c.checksum
@@ -165,6 +168,7 @@ func (r *Replica) openSessions(ref grid.Ref, done func(error)) {
 				done(err)
 				return
 			}
+			assert(len(s.list) <= r.cfg.ClientsMax, "a checkpoint's client table over its bound")
 			r.sessions = s
 			r.sessionsOwned = append(r.sessionsOwned[:0], owned...)
 			done(nil)
@@ -182,6 +186,7 @@ func (r *Replica) scrub() {
 		return
 	}
 	r.scrubbing = true
+	assert(!root.IsZero(), "a scrub of no checkpoint")
 	r.grid.Scrub(root, func(failed int) {
 		r.scrubbing = false
 		r.storage.Scrubs++

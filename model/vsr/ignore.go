@@ -35,6 +35,7 @@ func IgnoreReasonNames() []string { return append([]string(nil), ignoreNames[1:]
 
 // ignored counts why a message was dropped and reports whether it was.
 func (r *Replica) ignored(why ignoreReason) bool {
+	assert(why < ignoreReasonCount, "an ignore reason out of range")
 	if why == ignoreNone {
 		return false
 	}

@@ -18,8 +18,10 @@ const (
 func (r *Replica) onRequest(from model.Address, h *wire.Header, body []byte) {
 	if r.status != StatusNormal || !r.IsPrimary() || !r.smValid {
 		r.Stats.DroppedStatus++
+		r.ignored(ignoreStatus)
 		return
 	}
+	assert(r.logView == r.view && !r.startViewDue, "a primary takes requests before its view is installed")
 	if h.Client == 0 {
 		r.Stats.DroppedMalformed++
 		return
@@ -78,6 +80,7 @@ func (r *Replica) rememberClient(client uint64, from model.Address) {
 		clear(r.clientAddr)
 	}
 	r.clientAddr[client] = from
+	assert(len(r.clientAddr) <= 2*r.cfg.ClientsMax, "client addresses over their bound")
 }
 
 // requestInFlight reports whether (client, request) or a later request of
@@ -94,6 +97,7 @@ func (r *Replica) noteInFlight(client, request uint64) {
 		clear(r.inflight) // bounded; forgetting only risks a harmless re-prepare
 	}
 	r.inflight[client] = request
+	assert(len(r.inflight) <= 2*r.cfg.ClientsMax, "requests in flight over their bound")
 }
 
 // queueRequest copies e, body included, to the tail of the request queue.
@@ -107,6 +111,7 @@ func (r *Replica) queueRequest(from model.Address, e *batchEntry) {
 	q.entry.Body = nil // the body is r.queueBytes[offset:][:size]
 	r.queueBytes = append(r.queueBytes, e.Body...)
 	r.requestQueue = append(r.requestQueue, q)
+	assert(len(r.queueBytes) == q.offset+q.size, "a queued body does not end the queue's bytes")
 }
 
 // dequeueRequests drops the first n queued requests and their bodies.
@@ -123,6 +128,7 @@ func (r *Replica) dequeueRequests(n int) {
 	for i := range r.requestQueue {
 		r.requestQueue[i].offset -= consumed
 	}
+	assert(len(r.requestQueue) == 0 || r.requestQueue[0].offset == 0, "the queue's first body is not at its start")
 	if len(r.requestQueue) == 0 && cap(r.queueBytes) > queueBytesRetainMax(&r.cfg) {
 		r.queueBytes = nil // a burst of large requests passed: give the memory back
 	}
@@ -136,10 +142,14 @@ func queueBytesRetainMax(cfg *Config) int { return 4 * cfg.MessageSizeMax }
 func (r *Replica) clearRequests() {
 	r.requestQueue = r.requestQueue[:0]
 	r.queueBytes = r.queueBytes[:0]
+	assert(len(r.requestQueue) == 0 && len(r.queueBytes) == 0, "requests survived clearing")
 }
 
 // queuedBody is the body of a queued request.
-func (r *Replica) queuedBody(q *request) []byte { return r.queueBytes[q.offset:][:q.size] }
+func (r *Replica) queuedBody(q *request) []byte {
+	assert(q.offset+q.size <= len(r.queueBytes), "a queued body beyond the queue's bytes")
+	return r.queueBytes[q.offset:][:q.size]
+}
 
 // maybePrepare packs queued requests into the next prepare when the pipeline
 // and the WAL window allow it.
@@ -175,6 +185,8 @@ func (r *Replica) maybePrepare() {
 		n++
 	}
 	r.batchBuf = body
+	assert(n > 0 || r.noopDue, "a prepare that packs no request and is no noop")
+	assert(n <= r.cfg.BatchMax, "a prepare over the batch bound")
 	r.dequeueRequests(n)
 	r.noopDue = false
 	ts := r.env.Clock.RealtimeNs()
@@ -187,6 +199,7 @@ func (r *Replica) maybePrepare() {
 	h.Parent = parent
 	h.Timestamp = ts
 	h.SetChecksums(body)
+	assert(h.Op > r.commitMax && h.Op <= r.checkpointOp+uint64(r.cfg.SlotCount), "a prepare outside the pipeline or the WAL window")
 	r.prepareBuf = encodeMessage(r.prepareBuf, &h, body)
 	r.op = h.Op
 	r.learnHeader(&h)
@@ -215,6 +228,7 @@ func (r *Replica) prepareWrites() int {
 			n++
 		}
 	}
+	assert(n == 0 || r.op > r.commitMax, "writes in flight with nothing uncommitted")
 	return n
 }
 
@@ -245,6 +259,7 @@ func (r *Replica) onPrepare(h *wire.Header, msg []byte) {
 // ignorePrepare guards a prepare of this view from its primary. Even an
 // ignored prepare proves the primary alive and carries its commit number.
 func (r *Replica) ignorePrepare(h *wire.Header) ignoreReason {
+	assert(h.Command == wire.CommandPrepare && h.View == r.view && r.status == StatusNormal, "ignorePrepare outside this view's stream")
 	if r.IsPrimary() {
 		return ignoreNotBackup // our own prepare, forwarded back in repair
 	}
@@ -270,6 +285,7 @@ func (r *Replica) sendPrepareOk() {
 	if !ok || head == 0 {
 		return
 	}
+	assert(!r.IsPrimary() && r.logView == r.view, "a prepare_ok from other than a backup of its log view")
 	h := r.header(wire.CommandPrepareOk)
 	h.Op = head
 	h.Context = checksum
@@ -297,6 +313,7 @@ func (r *Replica) onPrepareOk(h *wire.Header) {
 // ignorePrepareOk guards an acknowledgement: only this view's primary
 // counts them, and only for the checksum its log holds at the op.
 func (r *Replica) ignorePrepareOk(h *wire.Header) ignoreReason {
+	assert(h.Command == wire.CommandPrepareOk, "ignorePrepareOk of another command")
 	switch {
 	case h.View != r.view:
 		r.Stats.DroppedView++
@@ -325,6 +342,7 @@ func (r *Replica) commit() {
 		if r.cfg.Mutation == MutationCommitWithoutQuorum {
 			quorum = 1
 		}
+		assert(r.ackOp[r.cfg.Replica] >= r.commitMin, "the primary's own ack below what it applied")
 		for op := r.op; op > r.scanFloor(r.commitMax); op-- {
 			acks := 0
 			for _, a := range r.ackOp {
@@ -354,6 +372,7 @@ func (r *Replica) apply() {
 			r.log[r.slotOf(r.commitMin+1)] = entry{}
 			return
 		}
+		assert(h.Op == r.commitMin+1 && h.Op <= r.commitMax, "applying out of order or beyond the commit number")
 		r.applyPrepare(&h, s.msg[wire.HeaderSize:h.Size])
 		r.commitMin = h.Op
 		r.commitMinChecksum = h.Checksum
@@ -369,6 +388,7 @@ func (r *Replica) apply() {
 }
 
 func (r *Replica) applyPrepare(h *wire.Header, body []byte) {
+	assert(h.Op > r.commitMin && h.Command == wire.CommandPrepare, "applying a prepare already applied")
 	primary := r.status == StatusNormal && r.IsPrimary()
 	batch := batchReader{body: body, countMax: r.cfg.BatchMax}
 	var e batchEntry
@@ -385,6 +405,7 @@ func (r *Replica) applyPrepare(h *wire.Header, body []byte) {
 }
 
 func (r *Replica) applyEntry(h *wire.Header, e *batchEntry, primary bool) {
+	assert(e.Client != 0, "a committed entry without a client")
 	if inflight, ok := r.inflight[e.Client]; ok && inflight <= e.Request {
 		delete(r.inflight, e.Client) // applied (or refused): no longer in flight
 	}
@@ -427,6 +448,7 @@ func (r *Replica) replyTo(client, request, op uint64, flags uint8, body []byte) 
 }
 
 func (r *Replica) sendReply(to model.Address, client, request, op uint64, flags uint8, body []byte) {
+	assert(client != 0 && !to.IsReplica(), "a reply to no client")
 	h := r.header(wire.CommandReply)
 	h.Client = client
 	h.Request = request
@@ -436,6 +458,7 @@ func (r *Replica) sendReply(to model.Address, client, request, op uint64, flags 
 }
 
 func (r *Replica) sendEviction(to model.Address, client uint64) {
+	assert(client != 0 && !to.IsReplica(), "an eviction to no client")
 	h := r.header(wire.CommandEviction)
 	h.Client = client
 	r.env.Net.Send(to, r.message(h, nil))
@@ -450,6 +473,7 @@ func (r *Replica) noteCommit(commit, checkpoint uint64) {
 	if checkpoint > r.primaryCheckpoint {
 		r.primaryCheckpoint = checkpoint
 	}
+	assert(r.commitMax >= commit && r.primaryCheckpoint >= checkpoint, "commit knowledge went back")
 }
 
 func (r *Replica) onCommit(h *wire.Header) {
@@ -482,6 +506,7 @@ func (r *Replica) onCommit(h *wire.Header) {
 // ignoreCommit guards a heartbeat: only a normal backup of the primary's
 // view takes one.
 func (r *Replica) ignoreCommit(h *wire.Header) ignoreReason {
+	assert(h.Command == wire.CommandCommit && h.View <= r.view, "ignoreCommit before joining the commit's view")
 	why := ignoreNone
 	switch {
 	case h.View < r.view:
@@ -505,6 +530,7 @@ func (r *Replica) onHeartbeat() {
 	if r.status != StatusNormal || !r.IsPrimary() {
 		return
 	}
+	assert(r.logView == r.view, "a heartbeat from a primary of an older log view")
 	r.readRound++
 	h := r.header(wire.CommandCommit)
 	h.Request = r.readRound
@@ -520,11 +546,13 @@ func (r *Replica) retryPrepares() {
 	if r.status != StatusNormal || !r.IsPrimary() {
 		return
 	}
+	assert(r.logView == r.view, "retrying prepares of an older log view")
 	for op := r.commitMax + 1; op <= r.scanCeiling(r.commitMax); op++ {
 		s := &r.slots[r.slotOf(op)]
 		if !r.present(op) {
 			continue
 		}
+		assert(s.header.Op == op, "a present slot holds another op")
 		for i := 0; i < r.cfg.ReplicaCount; i++ {
 			if i != r.cfg.Replica && r.ackOp[i] < op {
 				r.send(i, s.msg)

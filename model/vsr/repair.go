@@ -44,6 +44,7 @@ func (r *Replica) repairTarget() int {
 	for {
 		i := r.env.PRNG.IntN(r.cfg.ReplicaCount)
 		if i != r.cfg.Replica {
+			assert(i >= 0 && i < r.cfg.ReplicaCount, "a repair target out of range")
 			return i
 		}
 	}
@@ -55,6 +56,7 @@ func (r *Replica) requestMissing(to int) {
 	if to == -2 {
 		return
 	}
+	assert(to >= -1 && to < r.cfg.ReplicaCount && to != r.cfg.Replica, "repair asks a replica out of range")
 	low := r.commitMin
 	if low < r.checkpointOp {
 		low = r.checkpointOp
@@ -94,6 +96,7 @@ func (r *Replica) onRepairPrepare(h *wire.Header, msg []byte) {
 	if !ok || want != h.Checksum || r.present(h.Op) {
 		return
 	}
+	assert(h.Op > r.checkpointOp && h.Op <= r.op, "a repair prepare outside the log")
 	r.learnHeader(h)
 	r.writePrepare(h, msg)
 	r.event("repair_prepare")
@@ -103,6 +106,7 @@ func (r *Replica) onRepairPrepare(h *wire.Header, msg []byte) {
 // (op, checksum): its slot is cleanly empty, or cleanly holds something else
 // that is not newer. A slot whose content is unknown never nacks.
 func (r *Replica) canNack(op uint64, checksum wire.Checksum) bool {
+	assert(op > r.checkpointOp, "a nack asked below the checkpoint")
 	s := &r.slots[r.slotOf(op)]
 	if s.writing {
 		return false
@@ -124,6 +128,7 @@ func (r *Replica) canNack(op uint64, checksum wire.Checksum) bool {
 }
 
 func (r *Replica) onRequestPrepare(h *wire.Header) {
+	assert(int(h.Replica) != r.cfg.Replica, "a request_prepare from ourselves")
 	s := &r.slots[r.slotOf(h.Op)]
 	if s.msg != nil && !s.writing && s.header.Op == h.Op && s.header.Checksum == h.Context && !h.Context.IsZero() {
 		r.send(int(h.Replica), s.msg)
@@ -147,6 +152,7 @@ func (r *Replica) onRequestPrepare(h *wire.Header) {
 }
 
 func (r *Replica) onNack(h *wire.Header) {
+	assert(h.Command == wire.CommandNack && int(h.Replica) != r.cfg.Replica, "a nack from ourselves")
 	switch h.Flags {
 	case nackTooOld:
 		r.noteCommit(0, h.Checkpoint)
@@ -170,6 +176,7 @@ func (r *Replica) onNack(h *wire.Header) {
 	if want, _ := r.expected(h.Op); want != h.Context || r.present(h.Op) {
 		return
 	}
+	assert(r.viewChosen && h.Op > r.commitMax && h.Op <= r.op, "a nack counted outside a chosen log's uncommitted suffix")
 	r.nackVote(h.Op, h.Context, int(h.Replica))
 }
 
@@ -199,6 +206,7 @@ func (r *Replica) nackVote(op uint64, checksum wire.Checksum, replica int) {
 	r.truncate(op - 1)
 	clear(r.nacks)
 	r.event("truncate_nack_quorum")
+	assert(r.op == op-1 && r.op >= r.commitMax, "a nack quorum truncated into the committed log")
 }
 
 // syncWanted: this replica has no state machine, or the ops it needs to
@@ -220,6 +228,7 @@ func (r *Replica) noteSyncTarget(op uint64) {
 	if op > r.syncTarget {
 		r.syncTarget = op
 	}
+	assert(r.syncTarget >= op, "sync target went back")
 }
 
 func (r *Replica) requestSync() {
@@ -238,6 +247,7 @@ func (r *Replica) requestSync() {
 	if to < 0 || to == r.cfg.Replica {
 		return
 	}
+	assert(h.Op <= r.commitMin, "a request_sync above what was applied")
 	r.send(to, wire.Message(h, nil))
 	r.event("request_sync")
 }
@@ -248,6 +258,7 @@ func (r *Replica) onRequestSync(h *wire.Header) {
 	if r.checkpointRoot.IsZero() || r.checkpointOp <= h.Op || !r.smValid {
 		return
 	}
+	assert(r.checkpointOp <= r.commitMin && !r.checkpointRoot.IsZero(), "serving a checkpoint beyond what was applied")
 	reply := r.header(wire.CommandSync)
 	reply.Op = r.checkpointOp
 	reply.Checkpoint = r.checkpointOp
@@ -292,6 +303,7 @@ func (r *Replica) onSync(h *wire.Header, body []byte) {
 		r.Stats.DroppedMalformed++
 		return
 	}
+	assert(!r.checkpointing && (!r.smValid || h.Op > r.commitMin), "a state sync to a checkpoint not ahead of us")
 	// The walk overwrites blocks of our own checkpoint: from here on our
 	// state is only what the sync installs, and the superblock says so
 	// (a zero root) before the first block is overwritten.
@@ -320,6 +332,7 @@ func (r *Replica) pumpSync(s *blockSync) {
 		r.grid.ReadLocal(ref, func(_ grid.Block, err error) { r.onSyncLocal(s, ref, err) })
 	}
 	s.pumping = false
+	assert(s.inflight <= syncInflightMax, "state sync reads over their bound")
 	if r.blockSync == s && len(s.queue) == 0 && s.inflight == 0 && !s.flushing {
 		s.flushing = true
 		r.grid.Flush(func() { r.installSync(s) })
@@ -332,6 +345,7 @@ func (r *Replica) onSyncLocal(s *blockSync, ref grid.Ref, err error) {
 	if r.blockSync != s {
 		return
 	}
+	assert(s.inflight > 0, "a state sync read completed with none in flight")
 	if err == nil {
 		s.inflight--
 		s.skipped++
@@ -381,6 +395,7 @@ func (r *Replica) installSync(s *blockSync) {
 		if r.op < s.op {
 			r.op = s.op
 		}
+		assert(!r.checkpointing, "a state sync installed while a checkpoint is written")
 		r.checkpointing = true // nothing applies until the superblock names the new state
 		c := &r.checkpointWrite
 		c.op, c.checksum, c.root = s.op, s.checksum, s.root
@@ -405,6 +420,7 @@ func (r *Replica) fetchBlock(ref grid.Ref) {
 	if r.blockPeer == r.cfg.Replica {
 		r.blockPeer = (r.blockPeer + 1) % r.cfg.ReplicaCount
 	}
+	assert(r.blockPeer != r.cfg.Replica && r.blockPeer < r.cfg.ReplicaCount, "a block asked of no peer")
 	h := r.header(wire.CommandRequestBlocks)
 	var body [grid.RefSize]byte
 	ref.Encode(body[:])
@@ -419,6 +435,7 @@ func (r *Replica) onRequestBlocks(h *wire.Header, body []byte) {
 		return
 	}
 	to := int(h.Replica)
+	assert(to != r.cfg.Replica && to < r.cfg.ReplicaCount, "blocks asked by no peer")
 	for off := 0; off < len(body); off += grid.RefSize {
 		ref, ok := grid.DecodeRef(body[off:])
 		if !ok || ref.IsZero() {
@@ -433,6 +450,7 @@ func (r *Replica) onRequestBlocks(h *wire.Header, body []byte) {
 }
 
 func (r *Replica) onBlock(body []byte) {
+	assert(len(body) <= r.cfg.MessageSizeMax, "a block over the message bound")
 	if !r.grid.Delivered(body) {
 		r.event("block_unwanted")
 	}

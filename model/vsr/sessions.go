@@ -29,6 +29,7 @@ type sessions struct {
 }
 
 func newSessions(countMax, replyMax int) sessions {
+	assert(countMax > 0 && replyMax >= 0, "a client table without room")
 	return sessions{countMax: countMax, replyMax: replyMax}
 }
 
@@ -71,6 +72,7 @@ func (s *sessions) register(client uint64, op uint64) (evicted uint64) {
 	s.list = append(s.list, session{})
 	copy(s.list[i+1:], s.list[i:])
 	s.list[i] = session{Client: client, Op: op, Register: op}
+	assert(i == 0 || s.list[i-1].Client < client, "the client table out of order")
 	if len(s.list) > s.countMax {
 		panic("vsr: session table exceeds its bound")
 	}
@@ -93,6 +95,7 @@ func (s *sessions) record(client, request, op uint64, reply []byte) {
 		reply = nil
 	}
 	e.Reply = append(e.Reply[:0], reply...)
+	assert(len(e.Reply) <= s.replyMax && e.Request == request, "a kept reply over its bound")
 }
 
 func (s *sessions) encode(buf []byte) []byte {
@@ -108,6 +111,7 @@ func (s *sessions) encode(buf []byte) []byte {
 			size = replyNotKeptSize
 		}
 		buf = binary.LittleEndian.AppendUint32(buf, size)
+		assert(len(e.Reply) <= s.replyMax, "a kept reply over its bound")
 		buf = append(buf, e.Reply...)
 	}
 	return buf
@@ -150,6 +154,7 @@ func (s *sessions) decode(b []byte) ([]byte, error) {
 		b = b[size:]
 		list = append(list, e)
 	}
+	assert(len(list) <= s.countMax, "decoded more sessions than the table holds")
 	s.list = list
 	return b, nil
 }

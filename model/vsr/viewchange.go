@@ -21,20 +21,24 @@ func (r *Replica) startViewChange(v uint32) {
 	if v < r.view || (v == r.view && r.status == StatusViewChange) {
 		return
 	}
+	assert(v > r.view || r.status != StatusViewChange, "restarting the view change under way")
 	r.beginViewChange(v)
 }
 
 func (r *Replica) beginViewChange(v uint32) {
+	assert(v >= r.view, "a view change to an older view")
 	r.enterViewChange(v)
 	r.svcFrom[r.cfg.Replica] = true
 	r.superblock.persist(r.superblockNow(), nil)
 	h := r.header(wire.CommandStartViewChange)
 	r.broadcast(wire.Message(h, nil))
 	r.event("start_view_change")
+	assert(r.status == StatusViewChange && r.view == v, "a view change left the replica elsewhere")
 }
 
 // enterViewChange resets everything that belongs to the old view.
 func (r *Replica) enterViewChange(v uint32) {
+	assert(v >= r.view, "entering an older view")
 	r.view = v
 	r.status = StatusViewChange
 	clear(r.svcFrom)
@@ -56,6 +60,7 @@ func (r *Replica) enterViewChange(v uint32) {
 	if !r.timeoutRepair.Ticking() {
 		r.timeoutRepair.Start()
 	}
+	assert(len(r.requestQueue) == 0 && len(r.inflight) == 0 && !r.dvcSent && !r.viewChosen, "old view state survived a view change")
 }
 
 // joinNewerView: a message shows that view v is running without us. Ask its
@@ -69,12 +74,14 @@ func (r *Replica) joinNewerView(v uint32) {
 	r.superblock.persist(r.superblockNow(), nil)
 	r.sendRequestStartView()
 	r.event("join_newer_view")
+	assert(r.view == v && r.superblock.latest.View >= v, "joined a view without persisting it")
 }
 
 func (r *Replica) sendRequestStartView() {
 	if r.IsPrimary() {
 		return
 	}
+	assert(r.needSV && r.status == StatusViewChange, "asking for a start_view without needing one")
 	h := r.header(wire.CommandRequestStartView)
 	r.send(r.primaryIndex(), wire.Message(h, nil))
 }
@@ -96,6 +103,7 @@ func (r *Replica) onStartViewChange(h *wire.Header) {
 // ignoreViewChange guards a start_view_change (after a newer view was
 // joined): only one of the view change under way counts.
 func (r *Replica) ignoreViewChange(h *wire.Header) ignoreReason {
+	assert(h.Command == wire.CommandStartViewChange && h.View <= r.view, "ignoreViewChange before joining the message's view")
 	why := ignoreNone
 	switch {
 	case h.View != r.view:
@@ -149,6 +157,8 @@ func (r *Replica) suffixRefs() []ref {
 	for i, j := 0, len(refs)-1; i < j; i, j = i+1, j-1 {
 		refs[i], refs[j] = refs[j], refs[i]
 	}
+	assert(len(refs) <= r.cfg.ViewHeadersMax, "a log suffix over its bound")
+	assert(len(refs) == 0 || refs[len(refs)-1].Op <= r.op, "a log suffix above the head")
 	return refs
 }
 
@@ -166,6 +176,7 @@ func (r *Replica) maybeSendDoViewChange() {
 	r.dvcSent = true
 	head := refs[len(refs)-1].Op
 	commit := min(r.commitMax, head)
+	assert(r.superblock.durable.View >= r.view && commit <= head, "a do_view_change before its view is durable")
 	if r.IsPrimary() {
 		r.dvcs[r.cfg.Replica] = &doViewChange{view: r.view, logView: r.logView, op: head, commit: commit, refs: refs}
 		return
@@ -200,6 +211,7 @@ func (r *Replica) onDoViewChange(h *wire.Header, body []byte) {
 // ignoreDoViewChange guards a do_view_change: only the new primary takes
 // them, and only until it has chosen the log.
 func (r *Replica) ignoreDoViewChange(h *wire.Header) ignoreReason {
+	assert(h.Command == wire.CommandDoViewChange && h.View <= r.view, "ignoreDoViewChange before joining the message's view")
 	why := ignoreNone
 	switch {
 	case h.View != r.view:
@@ -242,6 +254,7 @@ func (r *Replica) maybeStartView() {
 			return
 		}
 		r.chooseLog()
+		assert(r.commitMax <= r.op, "the chosen log ends below its commit number")
 		r.viewChosen = true
 		r.repair()
 	}
@@ -288,6 +301,7 @@ func (r *Replica) bestHead() uint64 {
 			best = d
 		}
 	}
+	assert(best != nil, "no do_view_change to choose a head from")
 	return best.op
 }
 
@@ -295,6 +309,7 @@ func (r *Replica) bestHead() uint64 {
 // and the longest among those. Ops it has but we lack are repaired; ops no
 // one can produce are truncated only with a nack quorum.
 func (r *Replica) chooseLog() {
+	assert(r.dvcs[r.cfg.Replica] != nil && !r.viewChosen, "choosing a log twice or without our own do_view_change")
 	var best *doViewChange
 	commit := r.commitMax
 	for _, d := range r.dvcs {
@@ -367,6 +382,7 @@ func (r *Replica) installRefs(refs []ref, head uint64, verify bool) {
 	if r.commitMax > r.op {
 		r.commitMax = r.op
 	}
+	assert(r.op == head && r.commitMax <= r.op, "installed refs left another head")
 	if verify {
 		r.verifyChain()
 	}
@@ -375,6 +391,7 @@ func (r *Replica) installRefs(refs []ref, head uint64, verify bool) {
 // truncate makes head the end of the log and forgets every entry above it,
 // so that a stale op beyond the new head can never be taken as canonical.
 func (r *Replica) truncate(head uint64) {
+	assert(head >= r.checkpointOp, "truncating below the checkpoint")
 	for op := head + 1; op <= r.op && op <= head+uint64(r.cfg.SlotCount); op++ {
 		if e := &r.log[r.slotOf(op)]; e.op == op {
 			*e = entry{}
@@ -433,6 +450,7 @@ func (r *Replica) extendChain() {
 		floor = r.checkpointOp
 	}
 	floor = r.scanFloor(floor)
+	assert(floor >= r.checkpointOp, "extending the chain below the checkpoint")
 	for op := r.op; op > floor+1; op-- {
 		e := &r.log[r.slotOf(op)]
 		if e.op != op || e.checksum.IsZero() {
@@ -449,6 +467,8 @@ func (r *Replica) extendChain() {
 }
 
 func (r *Replica) becomePrimary() {
+	assert(r.status == StatusViewChange && r.IsPrimary() && r.viewChosen, "becoming primary without choosing the log")
+	assert(r.commitMax <= r.op && r.superblock.durable.LogView == r.view, "becoming primary before the log is durable")
 	r.status = StatusNormal
 	r.logView = r.view
 	clear(r.ackOp)
@@ -468,10 +488,12 @@ func (r *Replica) becomePrimary() {
 	}
 	r.event("become_primary")
 	r.retryPrepares()
+	assert(r.status == StatusNormal && r.logView == r.view && r.noopDue, "a new primary not serving its view")
 }
 
 // sendStartView sends the log suffix to one replica, or to all when to < 0.
 func (r *Replica) sendStartView(to int) {
+	assert(r.IsPrimary() && r.viewChosen || r.status == StatusNormal, "a start_view from other than the primary")
 	h := r.header(wire.CommandStartView)
 	h.Op = r.op
 	msg := wire.Message(h, encodeRefs(r.suffixRefs()))
@@ -519,7 +541,9 @@ func (r *Replica) onStartView(h *wire.Header, body []byte) {
 		r.enterViewChange(h.View)
 	}
 	r.needSV = false
+	assert(r.view == h.View && r.status == StatusViewChange, "installing a start_view outside its view change")
 	r.installRefs(refs, h.Op, h.View != r.logView)
+	assert(r.op == max(h.Op, r.checkpointOp), "a start_view installed to another head")
 	r.noteCommit(h.Commit, h.Checkpoint)
 	if r.commitMax > r.op {
 		r.commitMax = r.op
@@ -536,6 +560,7 @@ func (r *Replica) onStartView(h *wire.Header, body []byte) {
 // ignoreStartView guards a start_view: from the primary of a view not older
 // than ours, and not one already installed or being persisted.
 func (r *Replica) ignoreStartView(h *wire.Header) ignoreReason {
+	assert(h.Command == wire.CommandStartView, "ignoreStartView of another command")
 	switch {
 	case h.View < r.view:
 		r.Stats.DroppedView++
@@ -560,6 +585,7 @@ func (r *Replica) maybeFinishStartView() {
 	if !r.startViewDue || r.superblock.durable.LogView != r.view || r.superblock.durable.View != r.view {
 		return
 	}
+	assert(!r.IsPrimary() && r.logView == r.view, "a primary finished a backup's start_view")
 	r.startViewDue = false
 	r.status = StatusNormal
 	r.timeoutViewChange.Stop()
@@ -570,4 +596,5 @@ func (r *Replica) maybeFinishStartView() {
 	}
 	r.sendPrepareOk()
 	r.repair()
+	assert(r.status == StatusNormal && !r.startViewDue, "a finished start_view left the backup outside normal status")
 }
