@@ -123,7 +123,6 @@ func (c *Client) send(p *pendingRequest) {
 		Cluster:   c.cfg.Cluster,
 		Client:    c.cfg.ID,
 		Request:   c.request,
-		Commit:    c.session,
 		Operation: p.operation,
 		Flags:     p.flags,
 		View:      c.view,
@@ -131,6 +130,7 @@ func (c *Client) send(p *pendingRequest) {
 	if p.operation == OperationRegister {
 		h.Request = 0
 	}
+	requestOf(&h).SetSession(c.session)
 	h.SetChecksums(p.body)
 	c.msgBuf = encodeMessage(c.msgBuf, &h, p.body)
 	p.msg = c.msgBuf

@@ -30,7 +30,7 @@ func (r *Replica) onRequest(from model.Address, h *wire.Header, body []byte) {
 		r.onRead(from, h, body)
 		return
 	}
-	e := batchEntry{Client: h.Client, Request: h.Request, Session: h.Commit, Operation: h.Operation, Body: body}
+	e := batchEntry{Client: h.Client, Request: h.Request, Session: requestOf(h).Session(), Operation: h.Operation, Body: body}
 	if e.Operation == OperationRegister {
 		if s := r.sessions.get(e.Client); s != nil {
 			r.sendReply(from, e.Client, 0, s.Register, ReplyOk, nil)
@@ -64,6 +64,7 @@ func (r *Replica) onRequest(from model.Address, h *wire.Header, body []byte) {
 	if r.requestInFlight(e.Client, e.Request) {
 		return
 	}
+	assert(e.Operation == OperationRegister || e.Operation >= OperationUserMin, "queueing a reserved operation")
 	if len(r.requestQueue) >= r.cfg.RequestQueueMax || batchEntryHeaderSize+len(body)+wire.HeaderSize > r.cfg.MessageSizeMax {
 		r.Stats.RequestsDropped++
 		return
@@ -172,6 +173,7 @@ func (r *Replica) maybePrepare() {
 	if !ok {
 		return
 	}
+	assert(!parent.IsZero() && r.logView == r.view, "preparing without the head's checksum or in an older log view")
 	body := r.batchBuf[:0]
 	n := 0
 	for n < len(r.requestQueue) && n < r.cfg.BatchMax {
@@ -288,9 +290,10 @@ func (r *Replica) sendPrepareOk() {
 	assert(!r.IsPrimary() && r.logView == r.view, "a prepare_ok from other than a backup of its log view")
 	h := r.header(wire.CommandPrepareOk)
 	h.Op = head
-	h.Context = checksum
+	ack := prepareOkOf(&h)
+	ack.SetChecksum(checksum)
 	if r.primaryRoundView == r.view {
-		h.Request = r.primaryRound // confirms the primary's reads (read.go)
+		ack.SetRound(r.primaryRound) // confirms the primary's reads (read.go)
 	}
 	r.send(r.primaryIndex(), r.message(h, nil))
 }
@@ -301,8 +304,8 @@ func (r *Replica) onPrepareOk(h *wire.Header) {
 	}
 	assert(r.status == StatusNormal && r.IsPrimary() && h.View == r.view, "a prepare_ok reached other than this view's primary")
 	assert(int(h.Replica) != r.cfg.Replica, "a prepare_ok from ourselves")
-	if h.Request > r.ackRound[h.Replica] && h.Request <= r.readRound {
-		r.ackRound[h.Replica] = h.Request
+	if round := prepareOkOf(h).Round(); round > r.ackRound[h.Replica] && round <= r.readRound {
+		r.ackRound[h.Replica] = round
 	}
 	if h.Op > r.ackOp[h.Replica] {
 		r.ackOp[h.Replica] = h.Op
@@ -327,7 +330,7 @@ func (r *Replica) ignorePrepareOk(h *wire.Header) ignoreReason {
 	case h.Op > r.op:
 		return ignoreAboveHead
 	}
-	if checksum, ok := r.expected(h.Op); !ok || checksum != h.Context {
+	if checksum, ok := r.expected(h.Op); !ok || checksum != prepareOkOf(h).Checksum() {
 		return ignoreChecksum
 	}
 	return ignoreNone
@@ -343,6 +346,7 @@ func (r *Replica) commit() {
 			quorum = 1
 		}
 		assert(r.ackOp[r.cfg.Replica] >= r.commitMin, "the primary's own ack below what it applied")
+		assert(r.ackOp[r.cfg.Replica] <= r.op || r.cfg.Mutation == MutationViewChangeShortestLog, "the primary acks beyond its head")
 		for op := r.op; op > r.scanFloor(r.commitMax); op-- {
 			acks := 0
 			for _, a := range r.ackOp {
@@ -430,6 +434,7 @@ func (r *Replica) applyEntry(h *wire.Header, e *batchEntry, primary bool) {
 	if e.Request <= s.Request {
 		return // a duplicate prepared across a view change: applied once
 	}
+	assert(e.Operation >= OperationUserMin && s.Register == e.Session, "applying a reserved operation or another session's request")
 	reply := r.sm.Apply(h.Op, h.Timestamp, e.Client, e.Operation, e.Body, r.replyBuf[:0])
 	r.replyBuf = reply // reused for the next reply: sessions and sends copy it
 	r.sessions.record(e.Client, e.Request, h.Op, reply)
@@ -487,18 +492,20 @@ func (r *Replica) onCommit(h *wire.Header) {
 	assert(h.View == r.view && r.status == StatusNormal && !r.IsPrimary(), "a commit reached other than a normal backup of its view")
 	r.timeoutPrimary.Start()
 	r.noteCommit(h.Commit, h.Checkpoint)
-	if r.primaryRoundView != h.View || h.Request > r.primaryRound {
-		r.primaryRound, r.primaryRoundView = h.Request, h.View
+	beat := heartbeatOf(h)
+	if r.primaryRoundView != h.View || beat.Round() > r.primaryRound {
+		r.primaryRound, r.primaryRoundView = beat.Round(), h.View
 	}
 	// The primary of our view is authoritative for its commit and head.
-	if h.Commit > r.checkpointOp && !h.Context.IsZero() {
-		if c, ok := r.expected(h.Commit); !ok || c != h.Context {
-			r.setExpected(h.Commit, h.Context, wire.Checksum{}, 0)
+	if commitChecksum := beat.CommitChecksum(); h.Commit > r.checkpointOp && !commitChecksum.IsZero() {
+		if c, ok := r.expected(h.Commit); !ok || c != commitChecksum {
+			r.setExpected(h.Commit, commitChecksum, wire.Checksum{}, 0)
 		}
 	}
-	if h.Op > r.op && !h.Parent.IsZero() && h.Op <= r.checkpointOp+uint64(r.cfg.SlotCount) {
-		r.op = h.Op
-		r.setExpected(h.Op, h.Parent, wire.Checksum{}, h.View)
+	head, headChecksum := beat.Head(), beat.HeadChecksum()
+	if head > r.op && !headChecksum.IsZero() && head <= r.checkpointOp+uint64(r.cfg.SlotCount) {
+		r.op = head
+		r.setExpected(head, headChecksum, wire.Checksum{}, h.View)
 	}
 	r.sendPrepareOk()
 }
@@ -533,10 +540,13 @@ func (r *Replica) onHeartbeat() {
 	assert(r.logView == r.view, "a heartbeat from a primary of an older log view")
 	r.readRound++
 	h := r.header(wire.CommandCommit)
-	h.Request = r.readRound
-	h.Context, _ = r.expected(r.commitMax)
-	h.Op = r.op
-	h.Parent, _ = r.expected(r.op)
+	beat := heartbeatOf(&h)
+	beat.SetRound(r.readRound)
+	commitChecksum, _ := r.expected(r.commitMax)
+	beat.SetCommitChecksum(commitChecksum)
+	headChecksum, _ := r.expected(r.op)
+	beat.SetHead(r.op)
+	beat.SetHeadChecksum(headChecksum)
 	r.broadcast(r.message(h, nil))
 }
 

@@ -51,6 +51,7 @@ func (r *Replica) onRead(from model.Address, h *wire.Header, body []byte) {
 		return
 	}
 	commit := max(r.commitMax, r.viewOpStart)
+	assert(r.viewOpStart > 0, "a read queued before the primary prepared in its view")
 	r.reads = append(r.reads, pendingRead{
 		from: from, client: h.Client, request: h.Request, operation: h.Operation,
 		round: r.readRound + 1, commit: commit, body: append([]byte(nil), body...),
@@ -99,6 +100,7 @@ func (r *Replica) maybeServeReads() {
 	if served > 0 {
 		r.reads = append(r.reads[:0], r.reads[served:]...)
 	}
+	assert(len(r.reads) <= r.cfg.RequestQueueMax, "pending reads over their bound")
 }
 
 // confirmedRound is the newest heartbeat round a quorum acknowledged.

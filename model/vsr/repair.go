@@ -73,7 +73,7 @@ func (r *Replica) requestMissing(to int) {
 		}
 		h := r.header(wire.CommandRequestPrepare)
 		h.Op = op
-		h.Context = checksum
+		repairOf(&h).SetChecksum(checksum)
 		msg := wire.Message(h, nil)
 		if to < 0 {
 			r.broadcast(msg)
@@ -82,6 +82,7 @@ func (r *Replica) requestMissing(to int) {
 		}
 		requests++
 	}
+	assert(requests <= repairRequestsMax, "repair requests over their bound")
 	if requests > 0 {
 		r.event("repair_request")
 	}
@@ -130,21 +131,23 @@ func (r *Replica) canNack(op uint64, checksum wire.Checksum) bool {
 func (r *Replica) onRequestPrepare(h *wire.Header) {
 	assert(int(h.Replica) != r.cfg.Replica, "a request_prepare from ourselves")
 	s := &r.slots[r.slotOf(h.Op)]
-	if s.msg != nil && !s.writing && s.header.Op == h.Op && s.header.Checksum == h.Context && !h.Context.IsZero() {
+	want := repairOf(h).Checksum()
+	if s.msg != nil && !s.writing && s.header.Op == h.Op && s.header.Checksum == want && !want.IsZero() {
 		r.send(int(h.Replica), s.msg)
 		return
 	}
 	if vsrTrace {
-		r.event(fmt.Sprintf("request_prepare op=%d want=%s slot{op=%d sum=%s has=%v writing=%v faulty=%v}", h.Op, h.Context.Short(), s.header.Op, s.header.Checksum.Short(), s.msg != nil, s.writing, s.faulty))
+		r.event(fmt.Sprintf("request_prepare op=%d want=%s slot{op=%d sum=%s has=%v writing=%v faulty=%v}", h.Op, want.Short(), s.header.Op, s.header.Checksum.Short(), s.msg != nil, s.writing, s.faulty))
 	}
 	reply := r.header(wire.CommandNack)
 	reply.Op = h.Op
-	reply.Context = h.Context
+	nack := repairOf(&reply)
+	nack.SetChecksum(want)
 	switch {
 	case h.Op <= r.checkpointOp:
-		reply.Flags = nackTooOld
-	case r.canNack(h.Op, h.Context):
-		reply.Flags = nackAbsent
+		nack.SetReason(nackTooOld)
+	case r.canNack(h.Op, want):
+		nack.SetReason(nackAbsent)
 	default:
 		return
 	}
@@ -153,7 +156,8 @@ func (r *Replica) onRequestPrepare(h *wire.Header) {
 
 func (r *Replica) onNack(h *wire.Header) {
 	assert(h.Command == wire.CommandNack && int(h.Replica) != r.cfg.Replica, "a nack from ourselves")
-	switch h.Flags {
+	nack := repairOf(h)
+	switch nack.Reason() {
 	case nackTooOld:
 		r.noteCommit(0, h.Checkpoint)
 		if h.Op > r.commitMin && h.Checkpoint > r.commitMin && r.syncFrom < 0 {
@@ -173,11 +177,11 @@ func (r *Replica) onNack(h *wire.Header) {
 	if h.Op <= r.commitMax || h.Op > r.op {
 		return
 	}
-	if want, _ := r.expected(h.Op); want != h.Context || r.present(h.Op) {
+	if want, _ := r.expected(h.Op); want != nack.Checksum() || r.present(h.Op) {
 		return
 	}
 	assert(r.viewChosen && h.Op > r.commitMax && h.Op <= r.op, "a nack counted outside a chosen log's uncommitted suffix")
-	r.nackVote(h.Op, h.Context, int(h.Replica))
+	r.nackVote(h.Op, nack.Checksum(), int(h.Replica))
 }
 
 // nackVote counts replica's denial of (op, checksum), with this replica's
@@ -198,6 +202,7 @@ func (r *Replica) nackVote(op uint64, checksum wire.Checksum, replica int) {
 	if countTrue(votes) < r.cfg.QuorumNack() {
 		return
 	}
+	assert(r.status == StatusViewChange && r.IsPrimary() && r.viewChosen, "a nack quorum counted outside a choosing primary")
 	// Fewer than a replication quorum can hold this op, so it was never
 	// committed: drop it and everything after it.
 	if op <= r.commitMax {
@@ -236,10 +241,11 @@ func (r *Replica) requestSync() {
 		return // a sync walk under way asks for its blocks itself
 	}
 	h := r.header(wire.CommandRequestSync)
-	h.Op = r.commitMin
+	applied := r.commitMin
 	if !r.smValid {
-		h.Op = 0
+		applied = 0
 	}
+	syncOf(&h).SetApplied(applied)
 	to := r.syncFrom
 	if to < 0 {
 		to = r.repairTarget()
@@ -247,7 +253,7 @@ func (r *Replica) requestSync() {
 	if to < 0 || to == r.cfg.Replica {
 		return
 	}
-	assert(h.Op <= r.commitMin, "a request_sync above what was applied")
+	assert(syncOf(&h).Applied() <= r.commitMin, "a request_sync above what was applied")
 	r.send(to, wire.Message(h, nil))
 	r.event("request_sync")
 }
@@ -255,14 +261,14 @@ func (r *Replica) requestSync() {
 // onRequestSync names our durable checkpoint: its op, prepare checksum and
 // grid root. The requester then fetches the blocks it lacks.
 func (r *Replica) onRequestSync(h *wire.Header) {
-	if r.checkpointRoot.IsZero() || r.checkpointOp <= h.Op || !r.smValid {
+	if r.checkpointRoot.IsZero() || r.checkpointOp <= syncOf(h).Applied() || !r.smValid {
 		return
 	}
 	assert(r.checkpointOp <= r.commitMin && !r.checkpointRoot.IsZero(), "serving a checkpoint beyond what was applied")
 	reply := r.header(wire.CommandSync)
 	reply.Op = r.checkpointOp
 	reply.Checkpoint = r.checkpointOp
-	reply.Context = r.checkpointChecksum
+	syncOf(&reply).SetCheckpointChecksum(r.checkpointChecksum)
 	var body [grid.RefSize]byte
 	r.checkpointRoot.Encode(body[:])
 	r.send(int(h.Replica), wire.Message(reply, body[:]))
@@ -303,14 +309,16 @@ func (r *Replica) onSync(h *wire.Header, body []byte) {
 		r.Stats.DroppedMalformed++
 		return
 	}
+	assert(h.Op == h.Checkpoint && int(h.Replica) != r.cfg.Replica, "a sync that names no checkpoint")
 	assert(!r.checkpointing && (!r.smValid || h.Op > r.commitMin), "a state sync to a checkpoint not ahead of us")
 	// The walk overwrites blocks of our own checkpoint: from here on our
 	// state is only what the sync installs, and the superblock says so
 	// (a zero root) before the first block is overwritten.
 	r.smValid = false
 	r.dropReads()
+	assert(len(r.reads) == 0, "reads survived the start of a state sync")
 	r.grid.Reset()
-	s := &blockSync{op: h.Op, checksum: h.Context, root: root, queue: []grid.Ref{root}}
+	s := &blockSync{op: h.Op, checksum: syncOf(h).CheckpointChecksum(), root: root, queue: []grid.Ref{root}}
 	r.blockSync = s
 	r.syncFrom = -1
 	r.event("sync_start")

@@ -174,6 +174,7 @@ func (r *Replica) maybeSendDoViewChange() {
 		return // not even the checkpoint is known yet
 	}
 	r.dvcSent = true
+	assert(refs[0].Op <= r.checkpointOp || refs[0].Op > 0, "a do_view_change suffix from op 0")
 	head := refs[len(refs)-1].Op
 	commit := min(r.commitMax, head)
 	assert(r.superblock.durable.View >= r.view && commit <= head, "a do_view_change before its view is durable")
@@ -268,6 +269,7 @@ func (r *Replica) maybeStartView() {
 	if r.op > r.commitMax+uint64(r.cfg.SlotCount) {
 		return // a log longer than the WAL window cannot be started
 	}
+	assert(r.viewChosen && r.op <= r.checkpointOp+uint64(r.cfg.SlotCount), "starting a view whose log is not chosen or beyond the window")
 	for op := r.commitMax + 1; op <= r.op; op++ {
 		if !r.present(op) {
 			return
@@ -285,6 +287,7 @@ func (r *Replica) maybeStartView() {
 		return // the head's checksum is unknown: repair or a nack quorum must settle it
 	}
 	st := r.superblockNow()
+	assert(len(refs) <= superblockViewHeadersMax, "a view's headers over the superblock's room")
 	st.LogView = r.view
 	st.ViewHeaders = refs
 	if vsrTrace {
@@ -548,6 +551,7 @@ func (r *Replica) onStartView(h *wire.Header, body []byte) {
 	if r.commitMax > r.op {
 		r.commitMax = r.op
 	}
+	assert(r.commitMax <= r.op, "a start_view installed below its commit number")
 	r.logView = h.View
 	r.startViewDue = true
 	st := r.superblockNow()
