@@ -63,14 +63,15 @@ type LinearizabilityResult struct {
 }
 
 // Bounds limit the search per key so that a verdict never depends on the
-// speed of the machine. StepsPerOp bounds the model steps Porcupine may take
-// on a key to StepsPerOp times the key's operations (0: no bound); a search
-// that runs out is Unknown, and Porcupine's search is sequential per key, so
-// the same history always gets the same verdict. Timeout is a wall-clock
-// bound for histories from real processes (0: none); the simulator leaves it
-// 0.
+// speed of the machine. The model steps Porcupine may take on a key are
+// bounded by StepsPerOp times the key's operations, and never fewer than
+// StepsMin (StepsPerOp 0: no bound); a search that runs out is Unknown, and
+// Porcupine's search is sequential per key, so the same history always gets
+// the same verdict. Timeout is a wall-clock bound for histories from real
+// processes (0: none); the simulator leaves it 0.
 type Bounds struct {
 	StepsPerOp int
+	StepsMin   int
 	Timeout    time.Duration
 }
 
@@ -279,7 +280,7 @@ func (b Bounds) check(model porcupine.Model, ops []porcupine.Operation) (porcupi
 	model.Partition = nil // ops already hold a single partition
 	var steps, budget int64 = 0, math.MaxInt64
 	if b.StepsPerOp > 0 {
-		budget = int64(b.StepsPerOp) * int64(len(ops))
+		budget = max(int64(b.StepsPerOp)*int64(len(ops)), int64(b.StepsMin))
 	}
 	var spent atomic.Bool
 	step := model.Step
@@ -293,7 +294,7 @@ func (b Bounds) check(model porcupine.Model, ops []porcupine.Operation) (porcupi
 	verdict := porcupine.CheckOperationsTimeout(model, ops, b.Timeout)
 	switch {
 	case spent.Load() && verdict != porcupine.Ok:
-		return porcupine.Unknown, fmt.Sprintf("search stopped after %d model steps (%d per operation)", budget, b.StepsPerOp)
+		return porcupine.Unknown, fmt.Sprintf("search stopped after %d model steps (%d per operation, at least %d)", budget, b.StepsPerOp, b.StepsMin)
 	case verdict == porcupine.Unknown:
 		return porcupine.Unknown, fmt.Sprintf("search timed out after %v", b.Timeout)
 	}

@@ -186,7 +186,7 @@ func factorialHistory() []Op {
 func TestStepBudgetIsUnknownNotOk(t *testing.T) {
 	ops := factorialHistory()
 	first := CheckLinearizable(ops, Bounds{StepsPerOp: 100})
-	if first.Ok || !first.Unknown || first.Key != 1 || !strings.Contains(first.Info, "unknown: key 1: search stopped after 2500 model steps") {
+	if first.Ok || !first.Unknown || first.Key != 1 || !strings.Contains(first.Info, "unknown: key 1: search stopped after 2500 model steps (100 per operation, at least 0)") {
 		t.Fatalf("want unknown after the step budget, got %+v", first)
 	}
 	if again := CheckLinearizable(ops, Bounds{StepsPerOp: 100}); again != first {
