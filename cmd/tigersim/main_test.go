@@ -2,10 +2,11 @@ package main
 
 import (
 	"bytes"
-	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"tigerchat/scenarios"
 )
@@ -173,8 +174,8 @@ func TestReproduceRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", line, err)
 		}
-		if got, _ := again.config(41); !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q runs a different config:\n%+v\n%+v", line, got, want)
+		if got, _ := again.config(41); !cmp.Equal(got, want) {
+			t.Fatalf("%q runs a different config (-want +got):\n%s", line, cmp.Diff(want, got))
 		}
 	}
 }
