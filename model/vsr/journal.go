@@ -189,9 +189,11 @@ func (r *Replica) writePrepare(h *wire.Header, msg []byte) []byte {
 		return s.msg
 	}
 	w := r.writes[slot]
+	// Only MutationAckBeforeFsync lets a slot be rewritten while the disk
+	// still holds its last write (a slot being written queues the next
+	// write in s.next); that write keeps its buffer.
+	assert(w == nil || !w.busy || r.cfg.Mutation == MutationAckBeforeFsync, "a WAL slot rewritten while the disk holds its last write")
 	if w == nil || w.busy {
-		// Only MutationAckBeforeFsync lets a slot be rewritten while the
-		// disk still holds its last write; that write keeps its buffer.
 		w = newPrepareWrite(r, slot)
 		r.writes[slot] = w
 	}
