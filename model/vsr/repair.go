@@ -260,8 +260,16 @@ func (r *Replica) requestSync() {
 
 // onRequestSync names our durable checkpoint: its op, prepare checksum and
 // grid root. The requester then fetches the blocks it lacks.
+//
+// A requester that applied nothing (applied 0: it may hold no valid state
+// machine, its own copy of the formatted checkpoint lost to a bad sector) is
+// also served checkpoint 0: otherwise it waits for the cluster's first
+// checkpoint, which an idle cluster never writes (seed 9137 of 2026-12-02's
+// nightly stayed unconverged). A replica with a valid state ignores a sync
+// that is not ahead of it.
 func (r *Replica) onRequestSync(h *wire.Header) {
-	if r.checkpointRoot.IsZero() || r.checkpointOp <= syncOf(h).Applied() || !r.smValid {
+	applied := syncOf(h).Applied()
+	if r.checkpointRoot.IsZero() || !r.smValid || r.checkpointOp < applied || (r.checkpointOp == applied && applied > 0) {
 		return
 	}
 	assert(r.checkpointOp <= r.commitMin && !r.checkpointRoot.IsZero(), "serving a checkpoint beyond what was applied")
