@@ -64,14 +64,17 @@ type LinearizabilityResult struct {
 
 // Bounds limit the search per key so that a verdict never depends on the
 // speed of the machine. The model steps Porcupine may take on a key are
-// bounded by StepsPerOp times the key's operations, and never fewer than
-// StepsMin (StepsPerOp 0: no bound); a search that runs out is Unknown, and
+// bounded by StepsPerOp times the key's operations, never fewer than
+// StepsMin and never more than StepsMax, which also bounds the memory of
+// Porcupine's cache of visited states (StepsPerOp 0: no bound); a search
+// that runs out is Unknown, and
 // Porcupine's search is sequential per key, so the same history always gets
 // the same verdict. Timeout is a wall-clock bound for histories from real
 // processes (0: none); the simulator leaves it 0.
 type Bounds struct {
 	StepsPerOp int
 	StepsMin   int
+	StepsMax   int // 0: no cap
 	Timeout    time.Duration
 }
 
@@ -281,6 +284,9 @@ func (b Bounds) check(model porcupine.Model, ops []porcupine.Operation) (porcupi
 	var steps, budget int64 = 0, math.MaxInt64
 	if b.StepsPerOp > 0 {
 		budget = max(int64(b.StepsPerOp)*int64(len(ops)), int64(b.StepsMin))
+		if b.StepsMax > 0 {
+			budget = min(budget, int64(b.StepsMax))
+		}
 	}
 	var spent atomic.Bool
 	step := model.Step

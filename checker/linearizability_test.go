@@ -192,6 +192,9 @@ func TestStepBudgetIsUnknownNotOk(t *testing.T) {
 	if again := CheckLinearizable(ops, Bounds{StepsPerOp: 100}); again != first {
 		t.Fatalf("verdict changed between runs: %+v then %+v", first, again)
 	}
+	if capped := CheckLinearizable(ops, Bounds{StepsPerOp: 100, StepsMax: 50}); !capped.Unknown || !strings.Contains(capped.Info, "search stopped after 50 model steps") {
+		t.Fatalf("want the cap to bound the search, got %+v", capped)
+	}
 }
 
 func TestTimeoutIsUnknownNotOk(t *testing.T) {

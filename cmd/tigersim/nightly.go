@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -132,7 +133,7 @@ func runNightly(o *options, stdout, stderr io.Writer) int {
 	}
 	workers := max(1, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "nightly: seeds [%d, %d) on %d workers, budget %s\n", o.start, o.start+count, workers, budgetText(o.minutes))
-	n := &nightlyRun{o: o, out: stdout, started: time.Now(), sum: newSummary(o.start, count, o.minutes, workers)}
+	n := &nightlyRun{o: o, out: stdout, started: time.Now(), sum: newSummary(o.start, count, o.minutes, workers), running: map[uint64]time.Time{}}
 	n.run(ctx, count, workers)
 	n.sum.finish(time.Since(n.started), workers)
 	switch {
@@ -165,8 +166,9 @@ type nightlyRun struct {
 	out     io.Writer
 	started time.Time
 	next    atomic.Uint64 // seeds handed out, from o.start
-	mu      sync.Mutex    // guards sum and out
+	mu      sync.Mutex    // guards sum, running and out
 	sum     *nightlySummary
+	running map[uint64]time.Time // seeds running, and since when
 }
 
 // run hands seeds out in order until count or the context ends; every seed
@@ -180,6 +182,7 @@ func (n *nightlyRun) run(ctx context.Context, count uint64, workers int) {
 				if i >= count {
 					return
 				}
+				n.begin(n.o.start + i)
 				n.record(scenarios.Run(nightlyConfig(n.o.start + i)))
 			}
 		})
@@ -194,17 +197,54 @@ func (n *nightlyRun) run(ctx context.Context, count uint64, workers int) {
 			n.sum.Ranges[0].Count = min(n.next.Load(), count)
 			return
 		case <-progress.C:
-			n.mu.Lock()
-			fmt.Fprintf(n.out, "progress: %d seeds, %d failed, %.1f seeds/s, %s\n",
-				n.sum.Seeds, n.sum.Failed, rate(n.sum.Seeds, n.started), time.Since(n.started).Round(time.Second))
-			n.mu.Unlock()
+			n.progress(count)
 		}
+	}
+}
+
+// begin notes that seed started, for the progress line and snapshots.
+func (n *nightlyRun) begin(seed uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.running[seed] = time.Now()
+}
+
+// progress prints how far the run is and which seeds are running (so that
+// a run killed from outside, by the kernel's OOM killer say, still names
+// its suspects), and rewrites the JSON summary as a snapshot whose range
+// covers the seeds finished below the lowest one still running.
+func (n *nightlyRun) progress(count uint64) {
+	n.mu.Lock()
+	var running []string
+	prefix := min(n.next.Load(), count)
+	for _, seed := range slices.Sorted(maps.Keys(n.running)) {
+		running = append(running, fmt.Sprintf("%d (%s)", seed, time.Since(n.running[seed]).Round(time.Second)))
+		prefix = min(prefix, seed-n.o.start)
+	}
+	fmt.Fprintf(n.out, "progress: %d seeds, %d failed, %.1f seeds/s, %s; running: %s\n",
+		n.sum.Seeds, n.sum.Failed, rate(n.sum.Seeds, n.started), time.Since(n.started).Round(time.Second), strings.Join(running, ", "))
+	var data []byte
+	var err error
+	if n.o.jsonPath != "" {
+		snapshot := *n.sum
+		snapshot.Ranges = []seedRange{{Start: n.o.start, Count: prefix}}
+		snapshot.StoppedBy = "running"
+		snapshot.finish(time.Since(n.started), n.sum.Workers)
+		data, err = json.MarshalIndent(&snapshot, "", "  ")
+	}
+	n.mu.Unlock()
+	if data != nil && err == nil {
+		err = os.WriteFile(n.o.jsonPath, append(data, '\n'), 0o644)
+	}
+	if err != nil {
+		fmt.Fprintf(n.out, "tigersim: write summary snapshot: %v\n", err)
 	}
 }
 
 func (n *nightlyRun) record(res scenarios.Result) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	delete(n.running, res.Seed)
 	s := n.sum
 	s.Seeds++
 	if res.Ticks >= nightlyLongTicksMin {
