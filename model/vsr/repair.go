@@ -407,6 +407,11 @@ func (r *Replica) installSync(s *blockSync) {
 		}
 		r.commitMin = s.op
 		r.commitMinChecksum = s.checksum
+		// The synced state replaces the applied one, which the walk
+		// overwrote: the applied op may go back to the checkpoint (a sync to a
+		// newer one was abandoned after it had invalidated our state, nightly
+		// seed 13644), and the ops above it are applied again from the log.
+		r.prev.commitMin = s.op
 		r.noteCommit(s.op, s.op)
 		if r.op < s.op {
 			r.op = s.op
