@@ -75,7 +75,11 @@ type Bounds struct {
 	StepsPerOp int
 	StepsMin   int
 	StepsMax   int // 0: no cap
-	Timeout    time.Duration
+	// BytesMax caps the steps further so that Porcupine's cache of visited
+	// states, one entry per step at most, each holding a bitset of the key's
+	// operations, stays under about BytesMax bytes (0: no cap).
+	BytesMax int64
+	Timeout  time.Duration
 }
 
 // returnUnknown stands in for the return tick of an operation whose outcome is
@@ -251,6 +255,11 @@ func partitionByKey(history []porcupine.Operation) [][]porcupine.Operation {
 	return out
 }
 
+// cacheEntryBytes estimates one entry of Porcupine's cache for a key of n
+// operations: the linearized set as a bitset, the state and the slice and
+// map overhead around them.
+func cacheEntryBytes(n int) int64 { return int64(n)/8 + 128 }
+
 // checkPartitions checks each partition on its own, in order, so that the
 // failing key reported is always the lowest one, whatever the scheduling. An
 // illegal key wins over an undecided one: it is a definite answer.
@@ -286,6 +295,9 @@ func (b Bounds) check(model porcupine.Model, ops []porcupine.Operation) (porcupi
 		budget = max(int64(b.StepsPerOp)*int64(len(ops)), int64(b.StepsMin))
 		if b.StepsMax > 0 {
 			budget = min(budget, int64(b.StepsMax))
+		}
+		if b.BytesMax > 0 {
+			budget = min(budget, b.BytesMax/cacheEntryBytes(len(ops)))
 		}
 	}
 	var spent atomic.Bool
