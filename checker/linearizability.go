@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -50,12 +51,35 @@ type Op struct {
 	Digest   uint64 // Read output
 }
 
-// LinearizabilityResult is a checker verdict. Ok is also true when the search
-// timed out without finding a violation; Info then says so.
+// LinearizabilityResult is a checker verdict. Ok means every key was
+// searched to the end and found linearizable. Unknown means a key was not
+// decided (over a bound, or out of time): it is not Ok, so a caller that
+// fails on !Ok cannot pass by running out of search.
 type LinearizabilityResult struct {
-	Ok   bool
-	Key  uint64 // first failing key (or room), in ascending key order
-	Info string
+	Ok      bool
+	Unknown bool   // no violation found, but some key was not decided
+	Key     uint64 // first failing (or undecided) key, or room, in ascending key order
+	Info    string
+}
+
+// Bounds limit the search per key so that a verdict never depends on the
+// speed of the machine. The model steps Porcupine may take on a key are
+// bounded by StepsPerOp times the key's operations, never fewer than
+// StepsMin and never more than StepsMax, which also bounds the memory of
+// Porcupine's cache of visited states (StepsPerOp 0: no bound); a search
+// that runs out is Unknown, and
+// Porcupine's search is sequential per key, so the same history always gets
+// the same verdict. Timeout is a wall-clock bound for histories from real
+// processes (0: none); the simulator leaves it 0.
+type Bounds struct {
+	StepsPerOp int
+	StepsMin   int
+	StepsMax   int // 0: no cap
+	// BytesMax caps the steps further so that Porcupine's cache of visited
+	// states, one entry per step at most, each holding a bitset of the key's
+	// operations, stays under about BytesMax bytes (0: no cap).
+	BytesMax int64
+	Timeout  time.Duration
 }
 
 // returnUnknown stands in for the return tick of an operation whose outcome is
@@ -141,10 +165,9 @@ func describeLogOp(input, output any) string {
 }
 
 // CheckLinearizable decides whether a history of Append/Read operations is
-// linearizable, key by key in ascending order. The timeout bounds each key's
-// search (0 means no bound); a timed-out key counts as Ok and is named in Info.
-func CheckLinearizable(ops []Op, timeout time.Duration) LinearizabilityResult {
-	return checkPartitions(logModel, partitionOps(ops), "key", timeout)
+// linearizable, key by key in ascending order, within bounds.
+func CheckLinearizable(ops []Op, bounds Bounds) LinearizabilityResult {
+	return checkPartitions(logModel, partitionOps(ops), "key", bounds)
 }
 
 // WriteVisualization writes Porcupine's interactive HTML view of the history,
@@ -232,26 +255,68 @@ func partitionByKey(history []porcupine.Operation) [][]porcupine.Operation {
 	return out
 }
 
+// cacheEntryBytes estimates one entry of Porcupine's cache for a key of n
+// operations: the linearized set as a bitset, the state and the slice and
+// map overhead around them.
+func cacheEntryBytes(n int) int64 { return int64(n)/8 + 128 }
+
 // checkPartitions checks each partition on its own, in order, so that the
-// failing key reported is always the lowest one, whatever the scheduling.
-func checkPartitions(model porcupine.Model, parts []partition, noun string, timeout time.Duration) LinearizabilityResult {
-	model.Partition = nil // each call below already holds a single partition
-	var timedOut []uint64
+// failing key reported is always the lowest one, whatever the scheduling. An
+// illegal key wins over an undecided one: it is a definite answer.
+func checkPartitions(model porcupine.Model, parts []partition, noun string, bounds Bounds) LinearizabilityResult {
+	var unknown *LinearizabilityResult
 	for _, p := range parts {
-		switch porcupine.CheckOperationsTimeout(model, p.ops, timeout) {
+		verdict, why := bounds.check(model, p.ops)
+		switch verdict {
 		case porcupine.Illegal:
 			return LinearizabilityResult{Key: p.key, Info: fmt.Sprintf(
 				"%s %d: %d operations are not linearizable", noun, p.key, len(p.ops))}
 		case porcupine.Unknown:
-			timedOut = append(timedOut, p.key)
+			if unknown == nil {
+				unknown = &LinearizabilityResult{Unknown: true, Key: p.key, Info: fmt.Sprintf(
+					"unknown: %s %d: %s (%d operations); no violation found", noun, p.key, why, len(p.ops))}
+			}
 		}
 	}
-	if len(timedOut) > 0 {
-		return LinearizabilityResult{Ok: true, Info: fmt.Sprintf(
-			"timed out after %v on %d of %d %ss (first %d); no violation found",
-			timeout, len(timedOut), len(parts), noun, timedOut[0])}
+	if unknown != nil {
+		return *unknown
 	}
 	return LinearizabilityResult{Ok: true, Info: fmt.Sprintf("%d %ss linearizable", len(parts), noun)}
+}
+
+// check runs Porcupine on one key's operations within b. Once the step
+// budget is spent, every further step is refused: the search then ends fast
+// with Illegal, which check reports as Unknown, since refused steps prove
+// nothing.
+func (b Bounds) check(model porcupine.Model, ops []porcupine.Operation) (porcupine.CheckResult, string) {
+	model.Partition = nil // ops already hold a single partition
+	var steps, budget int64 = 0, math.MaxInt64
+	if b.StepsPerOp > 0 {
+		budget = max(int64(b.StepsPerOp)*int64(len(ops)), int64(b.StepsMin))
+		if b.StepsMax > 0 {
+			budget = min(budget, int64(b.StepsMax))
+		}
+		if b.BytesMax > 0 {
+			budget = min(budget, b.BytesMax/cacheEntryBytes(len(ops)))
+		}
+	}
+	var spent atomic.Bool
+	step := model.Step
+	model.Step = func(state, input, output any) (bool, any) {
+		if steps++; steps > budget {
+			spent.Store(true)
+			return false, state
+		}
+		return step(state, input, output)
+	}
+	verdict := porcupine.CheckOperationsTimeout(model, ops, b.Timeout)
+	switch {
+	case spent.Load() && verdict != porcupine.Ok:
+		return porcupine.Unknown, fmt.Sprintf("search stopped after %d model steps (%d per operation, at least %d)", budget, b.StepsPerOp, b.StepsMin)
+	case verdict == porcupine.Unknown:
+		return porcupine.Unknown, fmt.Sprintf("search timed out after %v", b.Timeout)
+	}
+	return verdict, fmt.Sprintf("%d steps", steps)
 }
 
 // visualizeTimeout bounds the search behind a visualization; a partial

@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-const testTimeout = 5 * time.Second
+// testTimeout bounds the tests' searches by size, as the simulator does.
+var testTimeout = Bounds{StepsPerOp: 50_000}
 
 func digestOf(values ...uint64) uint64 {
 	var d uint64
@@ -170,17 +171,46 @@ func TestFirstFailingKeyIsLowest(t *testing.T) {
 	}
 }
 
-// TestTimeoutCountsAsOk builds a history whose search is factorial: many
-// concurrent appends of unknown outcome, then a read no order can explain.
-func TestTimeoutCountsAsOk(t *testing.T) {
+// factorialHistory is a history whose search is factorial: many concurrent
+// appends of unknown outcome, then a read no order can explain.
+func factorialHistory() []Op {
 	var ops []Op
 	for i := range 24 {
 		ops = append(ops, appendUnknown(i, 1, uint64(i), 0))
 	}
-	ops = append(ops, Op{ClientID: 99, Kind: OpRead, Key: 1, Call: 10, Return: 11, Length: 24, Digest: 1})
-	res := CheckLinearizable(ops, 50*time.Millisecond)
-	if !res.Ok || !strings.Contains(res.Info, "timed out") {
-		t.Fatalf("want Ok with a timeout note, got %+v", res)
+	return append(ops, Op{ClientID: 99, Kind: OpRead, Key: 1, Call: 10, Return: 11, Length: 24, Digest: 1})
+}
+
+// A search that runs out of steps is unknown, not ok, and says so; the
+// same history gets the same verdict every time, on any machine.
+func TestStepBudgetIsUnknownNotOk(t *testing.T) {
+	ops := factorialHistory()
+	first := CheckLinearizable(ops, Bounds{StepsPerOp: 100})
+	if first.Ok || !first.Unknown || first.Key != 1 || !strings.Contains(first.Info, "unknown: key 1: search stopped after 2500 model steps (100 per operation, at least 0)") {
+		t.Fatalf("want unknown after the step budget, got %+v", first)
+	}
+	if again := CheckLinearizable(ops, Bounds{StepsPerOp: 100}); again != first {
+		t.Fatalf("verdict changed between runs: %+v then %+v", first, again)
+	}
+	if capped := CheckLinearizable(ops, Bounds{StepsPerOp: 100, StepsMax: 50}); !capped.Unknown || !strings.Contains(capped.Info, "search stopped after 50 model steps") {
+		t.Fatalf("want the cap to bound the search, got %+v", capped)
+	}
+}
+
+func TestTimeoutIsUnknownNotOk(t *testing.T) {
+	res := CheckLinearizable(factorialHistory(), Bounds{Timeout: 50 * time.Millisecond})
+	if res.Ok || !res.Unknown || !strings.Contains(res.Info, "timed out") {
+		t.Fatalf("want unknown with a timeout note, got %+v", res)
+	}
+}
+
+// An illegal key is a definite answer and wins over an earlier unknown one.
+func TestIllegalWinsOverUnknown(t *testing.T) {
+	ops := factorialHistory()
+	ops = append(ops, appendOp(0, 2, 1, 0, 1, 5), appendOp(1, 2, 2, 2, 3, 5))
+	res := CheckLinearizable(ops, Bounds{StepsPerOp: 100})
+	if res.Ok || res.Unknown || res.Key != 2 {
+		t.Fatalf("want key 2 illegal, got %+v", res)
 	}
 }
 

@@ -103,3 +103,47 @@ func TestWriteRoomVisualization(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A post's attempts fold into one operation: a read that saw the post
+// before the retry was even sent is explained by the first attempt, and
+// contradicting attempts are still caught.
+func TestRoomRetriesFoldIntoOnePost(t *testing.T) {
+	tests := []struct {
+		name string
+		ok   bool
+		ops  []RoomOp
+	}{
+		{"a read sees the post before its retry was sent", true, []RoomOp{
+			postUnknown(0, 1, "a", 0),
+			readRoom(1, 1, 2, 3, "a"),
+			post(0, 1, "a", 5, 6, 1),
+		}},
+		{"attempts that name different seqs", false, []RoomOp{
+			post(0, 1, "b", 0, 1, 1),
+			post(0, 1, "a", 2, 3, 2),
+			post(0, 1, "a", 4, 5, 1),
+		}},
+		{"a read before the first attempt cannot see it", false, []RoomOp{
+			readRoom(1, 1, 0, 1, "a"),
+			postUnknown(0, 1, "a", 2),
+			post(0, 1, "a", 3, 4, 1),
+		}},
+		{"only unknown attempts: may never have happened", true, []RoomOp{
+			postUnknown(0, 1, "a", 0),
+			postUnknown(0, 1, "a", 1),
+			readRoom(1, 1, 5, 6),
+		}},
+		{"only unknown attempts: happened once, not twice", false, []RoomOp{
+			postUnknown(0, 1, "a", 0),
+			postUnknown(0, 1, "a", 1),
+			readRoom(1, 1, 5, 6, "a", "a"),
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if res := CheckRooms(tt.ops, testTimeout); res.Ok != tt.ok || res.Unknown {
+				t.Fatalf("got %+v, want ok=%v", res, tt.ok)
+			}
+		})
+	}
+}

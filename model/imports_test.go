@@ -11,8 +11,10 @@ import (
 )
 
 // Model code must not touch the outside world: no clock, no global
-// randomness, no OS, no network, no goroutine synchronisation. This test
-// reads every non-test file under model/ and fails on a forbidden import.
+// randomness, no OS, no network, no goroutine synchronisation; and of this
+// module it imports only model/ itself: never the runtime, the simulator,
+// the checkers, the scenarios, the commands or internal/. This test reads
+// every non-test file under model/ and fails on a forbidden import.
 func TestModelImportsNothingOfTheOutsideWorld(t *testing.T) {
 	forbidden := map[string]bool{
 		"time": true, "math/rand": true, "math/rand/v2": true, "os": true, "os/exec": true,
@@ -33,6 +35,9 @@ func TestModelImportsNothingOfTheOutsideWorld(t *testing.T) {
 			name, _ := strconv.Unquote(imp.Path.Value)
 			if forbidden[name] {
 				t.Errorf("%s imports %q", path, name)
+			}
+			if strings.HasPrefix(name, "tigerchat/") && !strings.HasPrefix(name, "tigerchat/model/") && name != "tigerchat/model" {
+				t.Errorf("%s imports %q: model/ imports nothing of the module outside model/", path, name)
 			}
 		}
 		return nil

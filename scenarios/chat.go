@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"tigerchat/checker"
 	"tigerchat/model"
@@ -46,10 +45,9 @@ func init() {
 
 const (
 	// chatClusterBase is shard 0's cluster id; shard s uses base+s.
-	chatClusterBase      uint64 = 0x63686174_0000 // "chat" << 16
-	chatShardsMin               = 2
-	chatShardsMax               = 3
-	chatLinearizeTimeout        = 10 * time.Second
+	chatClusterBase uint64 = 0x63686174_0000 // "chat" << 16
+	chatShardsMin          = 2
+	chatShardsMax          = 3
 	// chatVerifyTicks: each node verifies its chat states this often.
 	chatVerifyTicks = 500
 	// chatClusterOffset is where a header holds its cluster id (wire.Header).
@@ -76,6 +74,7 @@ type chatSubject struct {
 	audit       chatHistoryAudit
 	work        *chatWorkload
 	coverage    map[string]uint64
+	hot         hotCounts
 	metrics     map[string][]float64
 }
 
@@ -266,10 +265,16 @@ func (s *chatSubject) hooks(n *chatNode, sh int) vsr.Hooks {
 	}
 }
 
+func (n *chatNode) Invariants() {
+	for _, r := range n.replicas {
+		r.Invariants()
+	}
+}
+
 func (n *chatNode) Tick() {
 	for _, r := range n.replicas {
 		r.Tick()
-		n.s.coverage["status:"+r.Status().String()]++
+		n.s.hot.hitStatus(r.Status())
 	}
 	n.ticks++
 	if n.ticks%chatVerifyTicks == 0 {
@@ -289,7 +294,7 @@ func (n *chatNode) OnMessage(from model.Address, msg []byte) {
 	if !ok {
 		return
 	}
-	n.s.coverage["recv:"+wireCommandName(msg)]++
+	n.s.hot.hitRecv(msg)
 	n.replicas[sh].OnMessage(from, msg)
 }
 
@@ -390,7 +395,7 @@ func (s *chatSubject) Check(c *Cluster) []string {
 			out = append(out, fmt.Sprintf("shard %d durability: %s", sh, msg))
 		}
 	}
-	if res := checker.CheckRooms(s.work.history, chatLinearizeTimeout); !res.Ok {
+	if res := checker.CheckRooms(s.work.history, LinearizeBounds); !res.Ok {
 		out = append(out, fmt.Sprintf("linearizability: %s: %s", s.work.describeLog(res.Key), res.Info))
 	}
 	out = append(out, s.checkStates()...)
@@ -459,7 +464,7 @@ var chatCoverageNames = []string{
 	"policy_trimmed_read", "policy_deleted_read",
 }
 
-func (s *chatSubject) Coverage() map[string]uint64   { return s.coverage }
+func (s *chatSubject) Coverage() map[string]uint64   { return s.hot.fold(s.coverage) }
 func (s *chatSubject) Metrics() map[string][]float64 { return s.metrics }
 
 // regionDisk is one shard's region of a node's disk: offsets are relative

@@ -520,7 +520,7 @@ func (cl *chatClient) OnMessage(from model.Address, msg []byte) {
 	if !ok {
 		return
 	}
-	cl.w.s.coverage["recv:"+wireCommandName(msg)]++
+	cl.w.s.hot.hitRecv(msg)
 	cl.sessions[sh].client.OnMessage(from, msg)
 }
 

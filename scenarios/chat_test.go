@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"tigerchat/model"
 	"tigerchat/model/chat"
@@ -86,7 +87,7 @@ func TestChatMutationsCaught(t *testing.T) {
 		}
 		want := chatSwarmConfig(s.Config.Seed)
 		want.Mutation = s.Config.Mutation
-		if s.Expect == OutcomeViolation && s.Config.Subject == "chat" && s.Config.Seed < 300 && reflect.DeepEqual(s.Config, want) {
+		if s.Expect == OutcomeViolation && s.Config.Subject == "chat" && s.Config.Seed < 300 && cmp.Equal(s.Config, want) {
 			pinned[s.Config.Mutation] = s.Config.Seed
 		}
 	}

@@ -293,7 +293,17 @@ func (g *guardedDisk) guard(done func()) func() {
 			panic(fmt.Sprintf("scenarios: disk completion for a dead incarnation of replica %d", g.slot.index))
 		}
 		done()
+		if n, ok := g.slot.node.(invariantChecker); ok {
+			n.Invariants() // a completion runs the protocol as a message does
+		}
 	}
+}
+
+// invariantChecker is a Node that can assert its invariants; the harness
+// runs them after every disk completion (replicas check themselves after
+// every message and tick).
+type invariantChecker interface {
+	Invariants()
 }
 
 func (g *guardedDisk) Read(offset uint64, buf []byte, done func()) {

@@ -2,10 +2,11 @@ package scenarios
 
 import (
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"tigerchat/model"
 )
@@ -21,8 +22,8 @@ func TestDeterminism(t *testing.T) {
 				t.Fatalf("seed %d: %s %q %s", seed, a.Line(), a.Violations, a.Panic)
 			}
 			a.Elapsed, b.Elapsed = 0, 0
-			if !reflect.DeepEqual(a, b) {
-				t.Fatalf("seed %d ran differently twice:\n%+v\n%+v", seed, a, b)
+			if diff := cmp.Diff(a, b); diff != "" {
+				t.Fatalf("seed %d ran differently twice (-first +second):\n%s", seed, diff)
 			}
 			if a.Events == 0 || a.Disk.Writes == 0 {
 				t.Fatalf("seed %d did nothing: %s", seed, a.Line())

@@ -30,6 +30,13 @@ type Scenario struct {
 	Config  Config
 	Expect  Outcome
 	Covers  []string // coverage names the run must hit, so it tests what it claims to
+	// Trace pins the run's trace digest: a change that moves the run (to
+	// another path, as a seed regression drifts to test something else)
+	// must re-record it on purpose. Pinned says whether the file has one.
+	Trace  uint64
+	Pinned bool
+	// Reaches is how many distinct coverage names the run must hit.
+	Reaches int
 }
 
 // Presets are the starting points of a scenario's Config.
@@ -81,6 +88,46 @@ var directives = []directive{
 	{"at", "TICK ACTION ARGS", 5, applyStep},
 	{"expect", "ok|violation|liveness|panic", 6, applyExpect},
 	{"covers", "NAME,NAME..", 6, func(s *Scenario, a []string) error { s.Covers = strings.Split(a[0], ","); return nil }},
+	{"trace", "HEX", 6, applyTrace},
+	{"reaches", "N", 6, func(s *Scenario, a []string) error { return parseInt(a[0], &s.Reaches) }},
+}
+
+func applyTrace(s *Scenario, a []string) error {
+	v, err := strconv.ParseUint(a[0], 16, 64)
+	if err != nil || len(a[0]) != 16 {
+		return fmt.Errorf("%q is not a trace digest of 16 hex digits", a[0])
+	}
+	s.Trace, s.Pinned = v, true
+	return nil
+}
+
+// Pin rewrites a scenario's text with the trace digest and coverage count
+// of a run: the "trace" and "reaches" lines go right after "expect",
+// replacing any old ones; every other line stays as it was.
+func Pin(text string, trace uint64, reaches int) string {
+	var out []string
+	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		words := strings.Fields(line)
+		if len(words) > 0 && (words[0] == "trace" || words[0] == "reaches") {
+			continue
+		}
+		out = append(out, line)
+		if len(words) > 0 && words[0] == "expect" {
+			out = append(out, fmt.Sprintf("trace %016x", trace), fmt.Sprintf("reaches %d", reaches))
+		}
+	}
+	return strings.Join(out, "\n") + "\n"
+}
+
+// CoverageReached counts the names of universe that coverage hit.
+func CoverageReached(coverage map[string]uint64, universe []string) int {
+	n := 0
+	for _, name := range universe {
+		if coverage[name] > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 func probabilityDirective(name string, field func(c *Config) *float64) directive {

@@ -1,13 +1,24 @@
 package scenarios
 
 import (
+	"flag"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
+// rerecord rewrites every transcript's pinned trace digest and coverage
+// count from its run (the expect line is still checked):
+//
+//	go test ./scenarios -run TestScenarioFiles -rerecord
+var rerecord = flag.Bool("rerecord", false, "re-record the trace and reaches lines of scenarios/testdata/*.txt")
+
+const rerecordHint = "if the change meant to move it, re-record: go test ./scenarios -run TestScenarioFiles -rerecord"
+
 // TestScenarioFiles runs every transcript in testdata and checks its expect
-// line and the coverage it claims.
+// line, the coverage it claims, and the trace digest and coverage count it
+// pins.
 func TestScenarioFiles(t *testing.T) {
 	paths, err := filepath.Glob("testdata/*.txt")
 	if err != nil || len(paths) == 0 {
@@ -30,7 +41,52 @@ func TestScenarioFiles(t *testing.T) {
 					t.Errorf("scenario claims to cover %q but the run never hit it (coverage %v)", name, res.Coverage)
 				}
 			}
+			reached := CoverageReached(res.Coverage, res.CoverageUniverse)
+			if *rerecord {
+				rerecordScenario(t, path, res.Digest, reached)
+				return
+			}
+			checkPinned(t, s, res.Digest, reached)
 		})
+	}
+}
+
+func checkPinned(t *testing.T, s Scenario, trace uint64, reached int) {
+	t.Helper()
+	switch {
+	case !s.Pinned:
+		t.Errorf("no trace line: every transcript pins its run (trace %016x, reaches %d); record it: go test ./scenarios -run TestScenarioFiles -rerecord", trace, reached)
+	case s.Trace != trace:
+		t.Errorf("trace %016x, pinned %016x: the run moved; %s", trace, s.Trace, rerecordHint)
+	case reached < s.Reaches:
+		t.Errorf("coverage reached %d names, pinned %d; %s", reached, s.Reaches, rerecordHint)
+	}
+}
+
+func rerecordScenario(t *testing.T, path string, trace uint64, reached int) {
+	t.Helper()
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pinned := Pin(string(text), trace, reached); pinned != string(text) {
+		if err := os.WriteFile(path, []byte(pinned), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("re-recorded: trace %016x reaches %d", trace, reached)
+	}
+}
+
+func TestPinReplacesOldLines(t *testing.T) {
+	text := "# c\nseed 1\nexpect ok\ntrace 0000000000000001\nreaches 3\ncovers x\n"
+	got := Pin(text, 0xab, 7)
+	want := "# c\nseed 1\nexpect ok\ntrace 00000000000000ab\nreaches 7\ncovers x\n"
+	if got != want {
+		t.Fatalf("Pin:\n%s\nwant:\n%s", got, want)
+	}
+	s, err := ParseScenario("x.txt", got)
+	if err != nil || !s.Pinned || s.Trace != 0xab || s.Reaches != 7 {
+		t.Fatalf("parsed %+v, %v", s, err)
 	}
 }
 
@@ -58,6 +114,7 @@ func TestParseScenarioErrors(t *testing.T) {
 		{"unknown mutation", "mutate nope\nexpect ok", "unknown mutation \"nope\" for subject toy"},
 		{"bad replicas", "replicas 4\nexpect ok", "replica count must be 1, 3 or 5, got 4"},
 		{"bad faults", "faults loss,fire\nexpect ok", "unknown fault class \"fire\""},
+		{"bad trace", "trace 12\nexpect ok", "x.txt:1: trace: \"12\" is not a trace digest of 16 hex digits"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

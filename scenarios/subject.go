@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 
+	"tigerchat/checker"
 	"tigerchat/model"
 	"tigerchat/model/prng"
 )
@@ -106,3 +107,21 @@ func (p Phase) String() string {
 	}
 	return fmt.Sprintf("Phase(%d)", uint8(p))
 }
+
+// LinearizeBounds bounds the Porcupine search of every subject's history by
+// its size, never by wall clock, so that a verdict is the same on every
+// machine. Over 400 swarm seeds the most a key needed was ~3,000 model
+// steps per operation, but a short history with many operations of unknown
+// outcome can need millions (a 17-operation key of nightly seed 2002 took
+// over 850,000), hence the floor; about a million steps run per second. The
+// cap bounds memory as well as time: Porcupine caches the states it visits,
+// and a chat room of 874 posts held 1.9 GB after 43,700,000 steps (nightly
+// seed 8739, before a post's attempts were folded into one operation; it
+// now decides in 0.9 s). A key that needs more is reported unknown and fails
+// the seed (2026-12-02).
+//
+// The cache entry of a key holds a bitset of its operations, so a long key
+// costs more memory per step: BytesMax keeps one key's search near 1 GiB.
+// Without it a 10-minute nightly run on 2026-12-02 reached 24 GB and was
+// killed by the kernel, on a key of a long VSR seed.
+var LinearizeBounds = checker.Bounds{StepsPerOp: 50_000, StepsMin: 20_000_000, StepsMax: 100_000_000, BytesMax: 1 << 30}

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
-	"time"
 
 	"tigerchat/checker"
 	"tigerchat/model"
@@ -30,7 +29,6 @@ const (
 	vsrCluster             = 0x7469676572 // "tiger"
 	vsrKeys                = 3
 	vsrRequestTimeoutTicks = 100
-	vsrLinearizeTimeout    = 10 * time.Second
 	vsrClientsEvicting     = 20 // more clients than sessions: exercises eviction
 )
 
@@ -44,6 +42,7 @@ type vsrSubject struct {
 	history     []checker.Op
 	clients     []*vsrClient
 	coverage    map[string]uint64
+	hot         hotCounts
 	metrics     map[string][]float64
 	crashTick   model.Tick // a primary crashed here; 0 when no failover is being timed
 	crashView   uint32
@@ -151,12 +150,14 @@ type vsrNode struct {
 
 func (n *vsrNode) Tick() {
 	n.r.Tick()
-	n.s.coverage["status:"+n.r.Status().String()]++
+	n.s.hot.hitStatus(n.r.Status())
 }
+
+func (n *vsrNode) Invariants() { n.r.Invariants() }
 
 func (n *vsrNode) OnMessage(from model.Address, msg []byte) {
 	if len(msg) >= wire.HeaderSize {
-		n.s.coverage["recv:"+wire.Command(msg[140]).String()]++
+		n.s.hot.hitRecv(msg)
 	}
 	n.r.OnMessage(from, msg)
 }
@@ -245,7 +246,7 @@ func (s *vsrSubject) Check(c *Cluster) []string {
 	for _, msg := range s.durability.Check(s.agreement.CommitMax()) {
 		out = append(out, "durability: "+msg)
 	}
-	if res := checker.CheckLinearizable(s.history, vsrLinearizeTimeout); !res.Ok {
+	if res := checker.CheckLinearizable(s.history, LinearizeBounds); !res.Ok {
 		out = append(out, fmt.Sprintf("linearizability: key %d: %s", res.Key, res.Info))
 	}
 	return append(out, checkGrid(&s.cfg, s.coverage)...)
@@ -267,7 +268,7 @@ func (s *vsrSubject) CoverageUniverse() []string {
 	return names
 }
 
-func (s *vsrSubject) Coverage() map[string]uint64         { return s.coverage }
+func (s *vsrSubject) Coverage() map[string]uint64         { return s.hot.fold(s.coverage) }
 func (s *vsrSubject) Metrics() map[string][]float64       { return s.metrics }
 func (s *vsrSubject) clientID(index int) uint64           { return uint64(index) + 1 }
 func (s *vsrSubject) valueOf(client int, n uint64) uint64 { return uint64(client)<<32 | n }
@@ -376,7 +377,7 @@ func (cl *vsrClient) finish() {
 
 func (cl *vsrClient) OnMessage(from model.Address, msg []byte) {
 	if len(msg) >= wire.HeaderSize {
-		cl.s.coverage["recv:"+wire.Command(msg[140]).String()]++
+		cl.s.hot.hitRecv(msg)
 	}
 	cl.client.OnMessage(from, msg)
 }

@@ -8,7 +8,6 @@
 package simdisk
 
 import (
-	"bytes"
 	"maps"
 	"slices"
 
@@ -62,7 +61,21 @@ type Stats struct {
 type pendingWrite struct {
 	id     uint64
 	offset uint64
-	data   []byte // private copy, so the caller's buffer is never read later
+	// sectors is a private copy, so the caller's buffer is never read
+	// later; landing uses these very sectors (a write lands once), which
+	// saves a second copy of every write.
+	sectors []*sector
+}
+
+// captureSectors copies data into fresh sectors.
+func captureSectors(data []byte) []*sector {
+	sectors := make([]*sector, len(data)/model.SectorSize)
+	for i := range sectors {
+		s := new(sector)
+		copy(s[:], data[i*model.SectorSize:])
+		sectors[i] = s
+	}
+	return sectors
 }
 
 // landedWrite is a write as it reached the media: after misdirection and
@@ -155,7 +168,7 @@ func (d *Disk) Read(offset uint64, buf []byte, done func()) {
 // Write lands data when it completes; it becomes durable at a later Sync.
 func (d *Disk) Write(offset uint64, data []byte, done func()) {
 	model.AssertAligned(offset, len(data), d.sizeBytes)
-	w := &pendingWrite{id: d.writeIDNext, offset: offset, data: bytes.Clone(data)}
+	w := &pendingWrite{id: d.writeIDNext, offset: offset, sectors: captureSectors(data)}
 	d.writeIDNext++
 	latencyTicks := d.latency(d.opts.WriteLatencyMinTicks, d.opts.WriteLatencyMeanTicks)
 	d.submit(latencyTicks, done, func() {
@@ -166,7 +179,7 @@ func (d *Disk) Write(offset uint64, data []byte, done func()) {
 		landed.completionSeq = d.completionSeq
 		landed.applyTo(d.current)
 		d.unsynced = append(d.unsynced, landed)
-		d.unsyncedBytes += uint64(len(w.data))
+		d.unsyncedBytes += uint64(len(data))
 		d.drainUnsynced()
 		d.trace(opWrite, offset, len(data))
 	})
@@ -280,16 +293,15 @@ func (d *Disk) corruptRead(offset uint64, buf []byte) {
 
 // land decides where and how a write reaches the media.
 func (d *Disk) land(w *pendingWrite) landedWrite {
-	offset := d.misdirect(w.offset, uint64(len(w.data)))
-	sectors := make([]*sector, len(w.data)/model.SectorSize)
-	for i := range sectors {
-		s := new(sector)
-		copy(s[:], w.data[i*model.SectorSize:])
+	offset := d.misdirect(w.offset, uint64(len(w.sectors))*model.SectorSize)
+	sectors := w.sectors
+	w.sectors = nil // landed once: the sectors now belong to the media
+	for i, s := range sectors {
 		if d.faulty(offset+uint64(i)*model.SectorSize) && d.rng.Chance(d.opts.WriteCorruptProbability) {
 			s = flipped(s, d.rng.Uint64N(model.SectorSize*8))
 			d.stats.WriteCorruptions++
+			sectors[i] = s
 		}
-		sectors[i] = s
 	}
 	return landedWrite{offset: offset, sectors: sectors}
 }

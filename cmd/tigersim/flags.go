@@ -22,6 +22,10 @@ const usageHeader = `tigersim runs TigerChat's protocol code in a deterministic 
 Usage:
   tigersim [-seed S] [flags]                  one seeded run (DefaultConfig, or -swarm-config)
   tigersim -swarm -count N [-start S] [flags] N seeds, each with its own random fault mix
+  tigersim -nightly [-start S] [-count N] [-minutes M] [-json FILE] [-failures DIR]
+                                              seeds of both subjects and mixed lengths until
+                                              done or M minutes are spent (default 1,000,000 seeds)
+  tigersim -merge [-json FILE] SUMMARY.json...  add up nightly summaries of several runs
 
 The last line of a run reads "<outcome> seed=S trace=<digest> ...": the same
 flags and seed always give the same trace. A failing run prints the command
@@ -54,6 +58,13 @@ type options struct {
 	duplicate   float64
 	mutate      string
 	verbose     bool
+	nightly     bool
+	minutes     float64
+	jsonPath    string
+	failuresDir string
+	merge       bool
+	cpuProfile  string
+	mergeFiles  []string
 	set         map[string]bool
 }
 
@@ -82,6 +93,12 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 	fs.Var(probabilityValue{&o.duplicate}, "duplicate", "message duplication probability `P` in [0, 1]")
 	fs.StringVar(&o.mutate, "mutate", "", "run mutation `NAME`: a deliberately broken variant of the subject that the swarm must catch")
 	fs.BoolVar(&o.verbose, "v", false, "verbose: config, stats and metrics of each run")
+	fs.BoolVar(&o.nightly, "nightly", false, "nightly run: -count seeds (default 1,000,000), subject and length drawn per seed, all failures kept")
+	fs.Float64Var(&o.minutes, "minutes", 0, "-nightly: stop handing out seeds after `M` minutes (0: no budget)")
+	fs.StringVar(&o.jsonPath, "json", "", "-nightly, -merge: write the summary as JSON to `FILE`")
+	fs.StringVar(&o.failuresDir, "failures", "", "-nightly: keep each failing seed's report in `DIR`")
+	fs.BoolVar(&o.merge, "merge", false, "add up the nightly summaries named as arguments")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to `FILE` (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usageHeader)
@@ -91,10 +108,17 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 		}
 		return nil, err
 	}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	if o.merge {
+		o.mergeFiles = fs.Args()
+		if len(o.mergeFiles) == 0 {
+			return nil, errors.New("-merge needs the summary files to add up")
+		}
+		return o, nil
+	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
 	}
-	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
 	if o.set["faults"] {
 		var err error
 		if o.faults, err = scenarios.ParseFaults(faults); err != nil {
@@ -106,6 +130,15 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 
 func (o *options) validate() error {
 	switch {
+	case o.nightly && (o.swarm || o.swarmConfig || o.set["subject"] || o.set["ticks"] || o.set["faults"] ||
+		o.set["replicas"] || o.set["loss"] || o.set["duplicate"] || o.mutate != "" || o.failover):
+		return errors.New("-nightly draws subject, length and faults per seed; use -start, -count, -minutes, -json, -failures")
+	case !o.nightly && (o.set["minutes"] || o.set["failures"]):
+		return errors.New("-minutes and -failures go with -nightly")
+	case o.set["json"] && !o.nightly:
+		return errors.New("-json goes with -nightly or -merge")
+	case o.minutes < 0 || o.minutes > nightlyMinutesMax:
+		return fmt.Errorf("-minutes must be in [0, %d], got %g", nightlyMinutesMax, o.minutes)
 	case o.set["count"] && (o.count < 1 || o.count > countMax):
 		return fmt.Errorf("-count must be in [1, %d], got %d", countMax, o.count)
 	case o.set["seed"] && o.multi():
@@ -128,7 +161,7 @@ func (o *options) validate() error {
 }
 
 // multi reports whether many seeds run.
-func (o *options) multi() bool { return o.swarm || o.set["count"] }
+func (o *options) multi() bool { return o.swarm || o.nightly || o.set["count"] }
 
 // preset reports whether seeds use SwarmConfig.
 func (o *options) swarmPreset() bool { return o.swarm || o.swarmConfig }

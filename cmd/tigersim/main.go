@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -24,7 +26,16 @@ const (
 	exitPanic     = 4
 )
 
+// gcPercent is the garbage collector's target unless GOGC is set: a seed
+// allocates briefly and much, and collecting at 4x the live heap instead of
+// 2x cut a VSR swarm's CPU time by 16 % for ~100 MB more peak memory
+// (2026-12-02, 2 workers).
+const gcPercent = 400
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -37,6 +48,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "tigersim: %v (see tigersim -h)\n", err)
 		return exitUsage
+	}
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "tigersim: %v\n", err)
+			return exitUsage
+		}
+		defer stopProfile()
+	}
+	if o.merge {
+		return runMerge(o, o.mergeFiles, stdout, stderr)
+	}
+	if o.nightly {
+		if err := nightlyConfig(o.start).Validate(); err != nil {
+			fmt.Fprintf(stderr, "tigersim: %v\n", err)
+			return exitUsage
+		}
+		return runNightly(o, stdout, stderr)
 	}
 	first := o.seed
 	if o.multi() {
@@ -82,6 +111,19 @@ func runOne(o *options, stdout io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s elapsed=%s\n", res.Line(), res.Elapsed.Round(time.Microsecond))
 	return exitCode(res.Outcome())
+}
+
+// startCPUProfile profiles the whole process until the returned stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // describe is a one-line summary of a config.

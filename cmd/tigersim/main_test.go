@@ -2,10 +2,11 @@ package main
 
 import (
 	"bytes"
-	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"tigerchat/scenarios"
 )
@@ -106,14 +107,24 @@ func TestFaultFlagsShapeTheConfig(t *testing.T) {
 }
 
 func TestSwarmPassesAndReports(t *testing.T) {
-	code, out, stderr := tigersim(t, "-swarm", "-count", "20", "-start", "100")
+	code, out, stderr := tigersim(t, "-swarm", "-count", "40", "-start", "100", "-subject", "toy")
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, out, stderr)
 	}
-	for _, want := range []string{"swarm: 20 seeds passed", "seeds/s", "coverage: ", "metric liveness_ms: n=20 p50=", "ok swarm seeds=20 start=100"} {
+	for _, want := range []string{"swarm: 40 seeds passed", "seeds/s", "coverage: ", "(100%)", "metric liveness_ms: n=40 p50=", "ok swarm seeds=40 start=100"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// A swarm whose seeds all pass still fails when some coverage name was
+// never hit: a path never taken is a path never checked.
+func TestSwarmFailsBelowFullCoverage(t *testing.T) {
+	code, out, _ := tigersim(t, "-swarm", "-count", "10", "-start", "100", "-subject", "toy")
+	want := "FAIL swarm coverage below 100% over 10 seeds: never hit msg:repair-reply"
+	if code != exitViolation || !strings.Contains(out, want) {
+		t.Fatalf("exit %d, want %d and %q:\n%s", code, exitViolation, want, out)
 	}
 }
 
@@ -163,8 +174,8 @@ func TestReproduceRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", line, err)
 		}
-		if got, _ := again.config(41); !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q runs a different config:\n%+v\n%+v", line, got, want)
+		if got, _ := again.config(41); !cmp.Equal(got, want) {
+			t.Fatalf("%q runs a different config (-want +got):\n%s", line, cmp.Diff(want, got))
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,6 +72,12 @@ func runSwarm(o *options, stdout, stderr io.Writer) int {
 		}
 	}
 	totals.print(stdout, started, workers)
+	// A swarm with every fault class it may draw must reach every coverage
+	// name: a path never taken is a path never checked.
+	if missing := totals.missing(); o.swarm && !o.set["faults"] && len(missing) > 0 {
+		fmt.Fprintf(stdout, "FAIL swarm coverage below 100%% over %d seeds: never hit %s\n", count, strings.Join(missing, ", "))
+		return exitViolation
+	}
 	fmt.Fprintf(stdout, "ok swarm seeds=%d start=%d subject=%s\n", count, o.start, o.subject)
 	return exitOK
 }
@@ -138,6 +145,18 @@ func (t *swarmTotals) print(w io.Writer, started time.Time, workers int) {
 	printStats(w, t.net, t.disk)
 	fmt.Fprintln(w, coverageLine(t.coverage, t.universe))
 	printMetrics(w, t.metrics)
+}
+
+// missing lists the coverage names no seed hit, sorted.
+func (t *swarmTotals) missing() []string {
+	var names []string
+	for _, name := range t.universe {
+		if t.coverage[name] == 0 {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 func rate(seeds uint64, started time.Time) float64 {

@@ -6,10 +6,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"reflect"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"tigerchat/runtime/testcluster"
 )
@@ -70,10 +71,10 @@ func TestChaosShort(t *testing.T) {
 
 func TestScheduleReplaysFromSeed(t *testing.T) {
 	a, b := Schedule(5, 10*time.Minute, true), Schedule(5, 10*time.Minute, true)
-	if !reflect.DeepEqual(a, b) || len(a) < 50 {
-		t.Fatalf("seed 5: %d and %d faults, equal=%v", len(a), len(b), reflect.DeepEqual(a, b))
+	if diff := cmp.Diff(a, b); diff != "" || len(a) < 50 {
+		t.Fatalf("seed 5: %d and %d faults, differing (-first +second):\n%s", len(a), len(b), diff)
 	}
-	if reflect.DeepEqual(a, Schedule(6, 10*time.Minute, true)) {
+	if cmp.Equal(a, Schedule(6, 10*time.Minute, true)) {
 		t.Fatal("seeds 5 and 6 drew the same schedule")
 	}
 	classes := map[string]bool{}

@@ -365,9 +365,9 @@ func checkHistory(w *workload, final map[int]roomLog, res *Result) {
 			res.Failures = append(res.Failures, fmt.Sprintf("... %d acknowledged posts lost in all", res.Lost))
 		}
 	}
-	lin := checker.CheckRooms(w.ops, 60*time.Second)
+	lin := checker.CheckRooms(w.ops, checker.Bounds{Timeout: 60 * time.Second})
 	if !lin.Ok {
-		res.Failures = append(res.Failures, fmt.Sprintf("Porcupine: %s not linearizable: %s", roomName(int(lin.Key)), lin.Info))
+		res.Failures = append(res.Failures, fmt.Sprintf("Porcupine: %s: %s", roomName(int(lin.Key)), lin.Info))
 	}
 }
 

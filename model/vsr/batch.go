@@ -21,6 +21,7 @@ type batchEntry struct {
 }
 
 func appendBatchEntry(buf []byte, e *batchEntry) []byte {
+	assert(e.Client != 0 && uint64(len(e.Body)) <= 1<<32-1, "a batch entry without a client or over its size")
 	le := binary.LittleEndian
 	buf = le.AppendUint64(buf, e.Client)
 	buf = le.AppendUint64(buf, e.Request)
@@ -62,12 +63,14 @@ func (b *batchReader) next(e *batchEntry) (bool, error) {
 	e.Body = body[batchEntryHeaderSize : batchEntryHeaderSize+size]
 	b.body = body[batchEntryHeaderSize+size:]
 	b.count++
+	assert(b.count <= b.countMax, "a batch over its entry bound")
 	return true, nil
 }
 
 // forEachBatchEntry calls fn for each entry; entries alias body. At most
 // countMax entries are accepted.
 func forEachBatchEntry(body []byte, countMax int, fn func(e *batchEntry)) error {
+	assert(countMax > 0, "a batch that may hold no entry")
 	b := batchReader{body: body, countMax: countMax}
 	var e batchEntry
 	for {

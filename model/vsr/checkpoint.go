@@ -26,6 +26,7 @@ const (
 // writeCheckpointTree writes the state after op as a new tree, releasing
 // the blocks of the previous tree that it replaces, and returns its root.
 func (r *Replica) writeCheckpointTree(op uint64, checksum wire.Checksum) grid.Ref {
+	assert(op == r.commitMin, "a checkpoint tree of other than the applied state")
 	r.grid.Release(r.rootOwned)
 	sessions := r.sessions.checkpoint(r.grid)
 	machine := r.sm.Checkpoint(r.grid)
@@ -34,6 +35,7 @@ func (r *Replica) writeCheckpointTree(op uint64, checksum wire.Checksum) grid.Re
 	copy(data[8:], checksum[:])
 	children := [rootChildren]grid.Ref{rootChildSessions: sessions, rootChildMachine: machine}
 	root := r.grid.WriteNode(grid.KindRoot, children[:], data[:], false)
+	assert(!root.IsZero() && root.Kind == grid.KindRoot, "a checkpoint tree without a root")
 	r.rootOwned = root
 	return root
 }
@@ -82,6 +84,7 @@ func (c *checkpointWrite) init(r *Replica) {
 }
 
 func (c *checkpointWrite) onFlushed() {
+	assert(c.r.checkpointing, "a checkpoint flushed without one being written")
 	st := c.r.superblockNow()
 	st.CheckpointOp = c.op
 	st.CheckpointChecksum = c.checksum
@@ -141,7 +144,12 @@ func (r *Replica) openState(root grid.Ref, done func(error)) {
 }
 
 func (r *Replica) openSessions(ref grid.Ref, done func(error)) {
-	r.sessions.open(r.grid, ref, done)
+	r.sessions.open(r.grid, ref, func(err error) {
+		if err == nil {
+			assert(len(r.sessions.list) <= r.cfg.ClientsMax, "a checkpoint's client table over its bound")
+		}
+		done(err)
+	})
 }
 
 // scrub reads every block of the durable checkpoint, leaves included, after
@@ -154,6 +162,7 @@ func (r *Replica) scrub() {
 		return
 	}
 	r.scrubbing = true
+	assert(!root.IsZero(), "a scrub of no checkpoint")
 	r.grid.Scrub(root, func(failed int) {
 		r.scrubbing = false
 		r.storage.Scrubs++

@@ -80,6 +80,7 @@ func (c *Client) LearnView(view uint32) {
 	if view > c.view {
 		c.view = view
 	}
+	assert(c.view >= view, "a client's view went back")
 }
 
 // Busy reports whether a request is outstanding.
@@ -99,6 +100,7 @@ func (c *Client) SubmitFlags(operation, flags uint8, body []byte, done func(Repl
 	if c.Busy() || c.evicted || operation < OperationUserMin || flags&^RequestFlagBounded != 0 {
 		return false
 	}
+	assert(c.inflight == nil && c.queued == nil, "a client submits with a request outstanding")
 	p := &c.user
 	*p = pendingRequest{operation: operation, flags: flags, body: body, done: done}
 	if c.session == 0 {
@@ -112,6 +114,7 @@ func (c *Client) SubmitFlags(operation, flags uint8, body []byte, done func(Repl
 }
 
 func (c *Client) send(p *pendingRequest) {
+	assert(p.operation == OperationRegister || c.session != 0, "a request sent before its session")
 	if p.operation != OperationRegister {
 		c.request++
 	}
@@ -120,7 +123,6 @@ func (c *Client) send(p *pendingRequest) {
 		Cluster:   c.cfg.Cluster,
 		Client:    c.cfg.ID,
 		Request:   c.request,
-		Commit:    c.session,
 		Operation: p.operation,
 		Flags:     p.flags,
 		View:      c.view,
@@ -128,6 +130,7 @@ func (c *Client) send(p *pendingRequest) {
 	if p.operation == OperationRegister {
 		h.Request = 0
 	}
+	requestOf(&h).SetSession(c.session)
 	h.SetChecksums(p.body)
 	c.msgBuf = encodeMessage(c.msgBuf, &h, p.body)
 	p.msg = c.msgBuf
@@ -138,6 +141,7 @@ func (c *Client) send(p *pendingRequest) {
 }
 
 func (c *Client) primary() int {
+	assert(c.cfg.ReplicaCount > 0, "a client of no replicas")
 	return int((uint64(c.view) + uint64(c.cfg.ShardOffset)) % uint64(c.cfg.ReplicaCount))
 }
 
@@ -160,6 +164,7 @@ func (c *Client) Tick() {
 	} else {
 		c.timeout.Backoff()
 	}
+	assert(len(c.inflight.msg) >= wire.HeaderSize, "a retry of no message")
 	for i := 0; i < c.cfg.ReplicaCount; i++ {
 		c.net.Send(model.Address(i), c.inflight.msg)
 	}
@@ -193,6 +198,7 @@ func (c *Client) OnMessage(from model.Address, msg []byte) {
 				return
 			}
 			c.session = h.Op
+			assert(c.queued != nil, "a register without the request that needed it")
 			c.inflight = nil
 			q := c.queued
 			c.queued = nil

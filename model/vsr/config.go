@@ -142,19 +142,32 @@ func SimConfig(cluster uint64, n, replica int) Config {
 }
 
 // Quorum is the replication quorum: acks needed to commit.
-func (c *Config) Quorum() int { return c.ReplicaCount/2 + 1 }
+func (c *Config) Quorum() int {
+	q := c.ReplicaCount/2 + 1
+	assert(2*q > c.ReplicaCount, "two replication quorums must intersect")
+	return q
+}
 
 // QuorumViewChange is the number of replicas that must take part in a view
 // change; with QuorumReplication they always intersect.
-func (c *Config) QuorumViewChange() int { return c.ReplicaCount/2 + 1 }
+func (c *Config) QuorumViewChange() int {
+	q := c.ReplicaCount/2 + 1
+	assert(q+c.Quorum() > c.ReplicaCount, "a view change quorum must meet every replication quorum")
+	return q
+}
 
 // QuorumNack is how many replicas must deny ever having an op before the new
 // primary may discard it: then fewer than a replication quorum can hold it,
 // so it cannot have been committed.
-func (c *Config) QuorumNack() int { return c.ReplicaCount - c.Quorum() + 1 }
+func (c *Config) QuorumNack() int {
+	q := c.ReplicaCount - c.Quorum() + 1
+	assert(q+c.Quorum() > c.ReplicaCount && q >= 1, "a nack quorum must meet every replication quorum")
+	return q
+}
 
 // PrimaryIndex is the primary of view.
 func (c *Config) PrimaryIndex(view uint32) int {
+	assert(c.ReplicaCount > 0, "a primary of no replicas")
 	return int((uint64(view) + uint64(c.ShardOffset)) % uint64(c.ReplicaCount))
 }
 

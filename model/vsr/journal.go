@@ -21,6 +21,7 @@ type syncer struct {
 const syncWaitersMax = 1 << 16
 
 func (s *syncer) init(disk model.Disk) {
+	assert(disk != nil, "a syncer without a disk")
 	s.disk = disk
 	s.synced = s.onSynced
 }
@@ -66,6 +67,7 @@ func (s *syncer) onSynced() {
 }
 
 func sectorRound(n int) int {
+	assert(n >= 0, "rounding a negative size")
 	return (n + model.SectorSize - 1) / model.SectorSize * model.SectorSize
 }
 
@@ -84,6 +86,7 @@ type prepareWrite struct {
 }
 
 func newPrepareWrite(r *Replica, slot int) *prepareWrite {
+	assert(slot >= 0 && slot < r.cfg.SlotCount, "a prepare write for a slot out of range")
 	w := &prepareWrite{r: r, slot: slot}
 	w.io.init(r, "prepare", w.onDurable)
 	return w
@@ -103,6 +106,7 @@ type syncedWrite struct {
 }
 
 func (s *syncedWrite) init(r *Replica, what string, durable func()) {
+	assert(durable != nil, "a synced write with no next step")
 	s.r, s.what, s.durable = r, what, durable
 	s.written, s.synced = s.onWritten, s.onSynced
 }
@@ -185,9 +189,11 @@ func (r *Replica) writePrepare(h *wire.Header, msg []byte) []byte {
 		return s.msg
 	}
 	w := r.writes[slot]
+	// Only MutationAckBeforeFsync lets a slot be rewritten while the disk
+	// still holds its last write (a slot being written queues the next
+	// write in s.next); that write keeps its buffer.
+	assert(w == nil || !w.busy || r.cfg.Mutation == MutationAckBeforeFsync, "a WAL slot rewritten while the disk holds its last write")
 	if w == nil || w.busy {
-		// Only MutationAckBeforeFsync lets a slot be rewritten while the
-		// disk still holds its last write; that write keeps its buffer.
 		w = newPrepareWrite(r, slot)
 		r.writes[slot] = w
 	}
@@ -214,6 +220,7 @@ func (r *Replica) onPrepareDurable(slot int, msg []byte) {
 	if err != nil {
 		panic("vsr: a prepare we wrote does not decode")
 	}
+	assert(r.slotOf(h.Op) == slot && h.Command == wire.CommandPrepare, "a prepare durable in another op's slot")
 	s.msg, s.header, s.faulty, s.writing = msg, h, false, false
 	if s.next != nil {
 		next := s.next
@@ -228,6 +235,7 @@ func (r *Replica) onPrepareDurable(slot int, msg []byte) {
 
 // progressAfterWrite acknowledges and commits what a durable write allows.
 func (r *Replica) progressAfterWrite() {
+	assert(r.status != StatusRecovering, "a prepare write completed during recovery")
 	if r.status == StatusNormal && !r.IsPrimary() {
 		r.sendPrepareOk()
 	}
@@ -260,6 +268,7 @@ func (w *superblockWriter) init(r *Replica) {
 
 // persist asks for the superblock to hold st; then runs once durable.
 func (w *superblockWriter) persist(st superblockState, then func()) {
+	assert(st.LogView <= st.View && st.View >= w.durable.View, "persisting an older view")
 	w.want = st
 	w.wanted = true
 	w.latest = st
@@ -279,6 +288,7 @@ func (w *superblockWriter) start() {
 	st := w.want
 	w.want, w.wanted = superblockState{}, false
 	st.Sequence = w.durable.Sequence + 1
+	assert(len(st.ViewHeaders) <= superblockViewHeadersMax, "view headers over the superblock's room")
 	w.running, w.done = w.done, w.running
 	w.writing = true
 	w.inflight = st
@@ -325,5 +335,6 @@ func (r *Replica) superblockNow() superblockState {
 	if r.commitMin > st.Commit {
 		st.Commit = r.commitMin
 	}
+	assert(st.View >= r.view && st.Commit >= r.commitMin, "a superblock behind the replica")
 	return st
 }

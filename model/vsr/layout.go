@@ -40,6 +40,8 @@ func NewLayout(c *Config) Layout {
 	l.GridOffset = offset
 	offset += c.GridBlocksMax * uint64(c.BlockSize)
 	l.SizeBytes = offset
+	assert(l.HeadersOffset%model.SectorSize == 0 && l.PreparesOffset%model.SectorSize == 0 && l.GridOffset%model.SectorSize == 0,
+		"a layout zone not sector aligned")
 	return l
 }
 
@@ -48,9 +50,11 @@ func NewLayout(c *Config) Layout {
 const SuperblockZoneBytes = superblockCopies * model.SectorSize
 
 func (l *Layout) headerOffset(slot int) uint64 {
+	assert(slot >= 0 && l.HeadersOffset+uint64(slot+1)*model.SectorSize <= l.PreparesOffset, "a header slot out of the zone")
 	return l.HeadersOffset + uint64(slot)*model.SectorSize
 }
 func (l *Layout) prepareOffset(slot int) uint64 {
+	assert(slot >= 0 && l.PreparesOffset+uint64(slot+1)*l.SlotSizeBytes <= l.GridOffset, "a prepare slot out of the zone")
 	return l.PreparesOffset + uint64(slot)*l.SlotSizeBytes
 }
 
@@ -68,6 +72,7 @@ type ref struct {
 const refSize = 48
 
 func (r *ref) encode(b []byte) {
+	assert(len(b) >= refSize, "a ref encoded into too small a buffer")
 	binary.LittleEndian.PutUint64(b[0:], r.Op)
 	binary.LittleEndian.PutUint32(b[8:], r.View)
 	b[12] = 0
@@ -80,6 +85,7 @@ func (r *ref) encode(b []byte) {
 }
 
 func decodeRef(b []byte) (ref, bool) {
+	assert(len(b) >= refSize, "a ref decoded from too short a buffer")
 	var r ref
 	r.Op = binary.LittleEndian.Uint64(b[0:])
 	r.View = binary.LittleEndian.Uint32(b[8:])
@@ -93,6 +99,7 @@ func decodeRef(b []byte) (ref, bool) {
 }
 
 func encodeRefs(refs []ref) []byte {
+	assert(len(refs) <= 1<<16, "too many refs to encode")
 	out := make([]byte, len(refs)*refSize)
 	for i := range refs {
 		refs[i].encode(out[i*refSize:])
@@ -116,10 +123,12 @@ func decodeRefs(body []byte, countMax int) ([]ref, bool) {
 		}
 		refs[i] = r
 	}
+	assert(len(refs) <= countMax, "decoded refs over their bound")
 	return refs, true
 }
 
 func refOf(h *wire.Header) ref {
+	assert(h.Command == wire.CommandPrepare, "a ref of no prepare")
 	return ref{Op: h.Op, View: h.View, Checksum: h.Checksum, Parent: h.Parent}
 }
 
@@ -160,6 +169,7 @@ func (s *superblockState) encodeTo(buf []byte) []byte {
 		buf = make([]byte, model.SectorSize)
 	}
 	b := buf[:model.SectorSize]
+	assert(s.LogView <= s.View, "encoding a superblock whose log view is ahead")
 	clear(b)
 	le := binary.LittleEndian
 	le.PutUint64(b[16:], superblockMagic)

@@ -18,8 +18,10 @@ const (
 func (r *Replica) onRequest(from model.Address, h *wire.Header, body []byte) {
 	if r.status != StatusNormal || !r.IsPrimary() || !r.smValid {
 		r.Stats.DroppedStatus++
+		r.ignored(ignoreStatus)
 		return
 	}
+	assert(r.logView == r.view && !r.startViewDue, "a primary takes requests before its view is installed")
 	if h.Client == 0 {
 		r.Stats.DroppedMalformed++
 		return
@@ -28,7 +30,7 @@ func (r *Replica) onRequest(from model.Address, h *wire.Header, body []byte) {
 		r.onRead(from, h, body)
 		return
 	}
-	e := batchEntry{Client: h.Client, Request: h.Request, Session: h.Commit, Operation: h.Operation, Body: body}
+	e := batchEntry{Client: h.Client, Request: h.Request, Session: requestOf(h).Session(), Operation: h.Operation, Body: body}
 	if e.Operation == OperationRegister {
 		if s := r.sessions.get(e.Client); s != nil {
 			r.sendReply(from, e.Client, 0, s.Register, ReplyOk, nil)
@@ -62,6 +64,7 @@ func (r *Replica) onRequest(from model.Address, h *wire.Header, body []byte) {
 	if r.requestInFlight(e.Client, e.Request) {
 		return
 	}
+	assert(e.Operation == OperationRegister || e.Operation >= OperationUserMin, "queueing a reserved operation")
 	if len(r.requestQueue) >= r.cfg.RequestQueueMax || batchEntryHeaderSize+len(body)+wire.HeaderSize > r.cfg.MessageSizeMax {
 		r.Stats.RequestsDropped++
 		return
@@ -78,6 +81,7 @@ func (r *Replica) rememberClient(client uint64, from model.Address) {
 		clear(r.clientAddr)
 	}
 	r.clientAddr[client] = from
+	assert(len(r.clientAddr) <= 2*r.cfg.ClientsMax, "client addresses over their bound")
 }
 
 // requestInFlight reports whether (client, request) or a later request of
@@ -94,6 +98,7 @@ func (r *Replica) noteInFlight(client, request uint64) {
 		clear(r.inflight) // bounded; forgetting only risks a harmless re-prepare
 	}
 	r.inflight[client] = request
+	assert(len(r.inflight) <= 2*r.cfg.ClientsMax, "requests in flight over their bound")
 }
 
 // queueRequest copies e, body included, to the tail of the request queue.
@@ -107,6 +112,7 @@ func (r *Replica) queueRequest(from model.Address, e *batchEntry) {
 	q.entry.Body = nil // the body is r.queueBytes[offset:][:size]
 	r.queueBytes = append(r.queueBytes, e.Body...)
 	r.requestQueue = append(r.requestQueue, q)
+	assert(len(r.queueBytes) == q.offset+q.size, "a queued body does not end the queue's bytes")
 }
 
 // dequeueRequests drops the first n queued requests and their bodies.
@@ -123,6 +129,7 @@ func (r *Replica) dequeueRequests(n int) {
 	for i := range r.requestQueue {
 		r.requestQueue[i].offset -= consumed
 	}
+	assert(len(r.requestQueue) == 0 || r.requestQueue[0].offset == 0, "the queue's first body is not at its start")
 	if len(r.requestQueue) == 0 && cap(r.queueBytes) > queueBytesRetainMax(&r.cfg) {
 		r.queueBytes = nil // a burst of large requests passed: give the memory back
 	}
@@ -136,10 +143,14 @@ func queueBytesRetainMax(cfg *Config) int { return 4 * cfg.MessageSizeMax }
 func (r *Replica) clearRequests() {
 	r.requestQueue = r.requestQueue[:0]
 	r.queueBytes = r.queueBytes[:0]
+	assert(len(r.requestQueue) == 0 && len(r.queueBytes) == 0, "requests survived clearing")
 }
 
 // queuedBody is the body of a queued request.
-func (r *Replica) queuedBody(q *request) []byte { return r.queueBytes[q.offset:][:q.size] }
+func (r *Replica) queuedBody(q *request) []byte {
+	assert(q.offset+q.size <= len(r.queueBytes), "a queued body beyond the queue's bytes")
+	return r.queueBytes[q.offset:][:q.size]
+}
 
 // maybePrepare packs queued requests into the next prepare when the pipeline
 // and the WAL window allow it.
@@ -162,6 +173,7 @@ func (r *Replica) maybePrepare() {
 	if !ok {
 		return
 	}
+	assert(!parent.IsZero() && r.logView == r.view, "preparing without the head's checksum or in an older log view")
 	body := r.batchBuf[:0]
 	n := 0
 	for n < len(r.requestQueue) && n < r.cfg.BatchMax {
@@ -175,6 +187,8 @@ func (r *Replica) maybePrepare() {
 		n++
 	}
 	r.batchBuf = body
+	assert(n > 0 || r.noopDue, "a prepare that packs no request and is no noop")
+	assert(n <= r.cfg.BatchMax, "a prepare over the batch bound")
 	r.dequeueRequests(n)
 	r.noopDue = false
 	ts := r.env.Clock.RealtimeNs()
@@ -187,6 +201,7 @@ func (r *Replica) maybePrepare() {
 	h.Parent = parent
 	h.Timestamp = ts
 	h.SetChecksums(body)
+	assert(h.Op > r.commitMax && h.Op <= r.checkpointOp+uint64(r.cfg.SlotCount), "a prepare outside the pipeline or the WAL window")
 	r.prepareBuf = encodeMessage(r.prepareBuf, &h, body)
 	r.op = h.Op
 	r.learnHeader(&h)
@@ -215,6 +230,7 @@ func (r *Replica) prepareWrites() int {
 			n++
 		}
 	}
+	assert(n == 0 || r.op > r.commitMax, "writes in flight with nothing uncommitted")
 	return n
 }
 
@@ -223,33 +239,42 @@ func (r *Replica) onPrepare(h *wire.Header, msg []byte) {
 		r.joinNewerView(h.View)
 		return
 	}
-	if h.View < r.view || r.status != StatusNormal || r.startViewDue {
+	if h.View < r.view || r.status != StatusNormal || r.startViewDue || int(h.Replica) != r.primaryIndex() {
 		// Not part of the current view's stream, but a repair may want it.
 		r.onRepairPrepare(h, msg)
 		return
 	}
-	if int(h.Replica) != r.primaryIndex() {
-		r.onRepairPrepare(h, msg)
+	if r.ignored(r.ignorePrepare(h)) {
 		return
 	}
-	if r.IsPrimary() {
-		return
-	}
-	r.timeoutPrimary.Start()
-	r.noteCommit(h.Commit, h.Checkpoint)
-	if h.Op <= r.commitMin || h.Op <= r.checkpointOp {
-		return
-	}
-	if h.Op > r.checkpointOp+uint64(r.cfg.SlotCount) {
-		r.event("prepare_beyond_window")
-		return
-	}
+	assert(h.View == r.view && r.status == StatusNormal && !r.IsPrimary(), "a prepare of this view reached other than a normal backup")
+	assert(h.Op > r.commitMin && h.Op > r.checkpointOp, "a prepare of an applied op passed the guard")
 	if h.Op > r.op {
 		r.op = h.Op
 	}
 	r.learnHeader(h)
 	r.writePrepare(h, msg)
+	assert(r.op >= h.Op, "the head is below a prepare just accepted")
 	r.sendPrepareOk()
+}
+
+// ignorePrepare guards a prepare of this view from its primary. Even an
+// ignored prepare proves the primary alive and carries its commit number.
+func (r *Replica) ignorePrepare(h *wire.Header) ignoreReason {
+	assert(h.Command == wire.CommandPrepare && h.View == r.view && r.status == StatusNormal, "ignorePrepare outside this view's stream")
+	if r.IsPrimary() {
+		return ignoreNotBackup // our own prepare, forwarded back in repair
+	}
+	r.timeoutPrimary.Start()
+	r.noteCommit(h.Commit, h.Checkpoint)
+	switch {
+	case h.Op <= r.commitMin || h.Op <= r.checkpointOp:
+		return ignoreCommitted
+	case h.Op > r.checkpointOp+uint64(r.cfg.SlotCount):
+		r.event("prepare_beyond_window")
+		return ignoreBeyondWindow
+	}
+	return ignoreNone
 }
 
 // sendPrepareOk vouches for the complete durable prefix up to ackHead.
@@ -262,32 +287,53 @@ func (r *Replica) sendPrepareOk() {
 	if !ok || head == 0 {
 		return
 	}
+	assert(!r.IsPrimary() && r.logView == r.view, "a prepare_ok from other than a backup of its log view")
 	h := r.header(wire.CommandPrepareOk)
 	h.Op = head
-	h.Context = checksum
+	ack := prepareOkOf(&h)
+	ack.SetChecksum(checksum)
 	if r.primaryRoundView == r.view {
-		h.Request = r.primaryRound // confirms the primary's reads (read.go)
+		ack.SetRound(r.primaryRound) // confirms the primary's reads (read.go)
 	}
 	r.send(r.primaryIndex(), r.message(h, nil))
 }
 
 func (r *Replica) onPrepareOk(h *wire.Header) {
-	if h.View != r.view || r.status != StatusNormal || !r.IsPrimary() {
-		r.Stats.DroppedView++
+	if r.ignored(r.ignorePrepareOk(h)) {
 		return
 	}
-	if h.Op > r.op {
-		return
-	}
-	if checksum, ok := r.expected(h.Op); !ok || checksum != h.Context {
-		return
-	}
-	if h.Request > r.ackRound[h.Replica] && h.Request <= r.readRound {
-		r.ackRound[h.Replica] = h.Request
+	assert(r.status == StatusNormal && r.IsPrimary() && h.View == r.view, "a prepare_ok reached other than this view's primary")
+	assert(int(h.Replica) != r.cfg.Replica, "a prepare_ok from ourselves")
+	if round := prepareOkOf(h).Round(); round > r.ackRound[h.Replica] && round <= r.readRound {
+		r.ackRound[h.Replica] = round
 	}
 	if h.Op > r.ackOp[h.Replica] {
 		r.ackOp[h.Replica] = h.Op
 	}
+	assert(r.ackOp[h.Replica] <= r.op, "an ack above the head")
+}
+
+// ignorePrepareOk guards an acknowledgement: only this view's primary
+// counts them, and only for the checksum its log holds at the op.
+func (r *Replica) ignorePrepareOk(h *wire.Header) ignoreReason {
+	assert(h.Command == wire.CommandPrepareOk, "ignorePrepareOk of another command")
+	switch {
+	case h.View != r.view:
+		r.Stats.DroppedView++
+		return ignoreOtherView
+	case r.status != StatusNormal:
+		r.Stats.DroppedView++
+		return ignoreStatus
+	case !r.IsPrimary():
+		r.Stats.DroppedView++
+		return ignoreNotPrimary
+	case h.Op > r.op:
+		return ignoreAboveHead
+	}
+	if checksum, ok := r.expected(h.Op); !ok || checksum != prepareOkOf(h).Checksum() {
+		return ignoreChecksum
+	}
+	return ignoreNone
 }
 
 // commit advances commitMax from acks (primary) and applies what is
@@ -299,6 +345,8 @@ func (r *Replica) commit() {
 		if r.cfg.Mutation == MutationCommitWithoutQuorum {
 			quorum = 1
 		}
+		assert(r.ackOp[r.cfg.Replica] >= r.commitMin, "the primary's own ack below what it applied")
+		assert(r.ackOp[r.cfg.Replica] <= r.op || r.cfg.Mutation == MutationViewChangeShortestLog, "the primary acks beyond its head")
 		for op := r.op; op > r.scanFloor(r.commitMax); op-- {
 			acks := 0
 			for _, a := range r.ackOp {
@@ -328,6 +376,7 @@ func (r *Replica) apply() {
 			r.log[r.slotOf(r.commitMin+1)] = entry{}
 			return
 		}
+		assert(h.Op == r.commitMin+1 && h.Op <= r.commitMax, "applying out of order or beyond the commit number")
 		r.applyPrepare(&h, s.msg[wire.HeaderSize:h.Size])
 		r.commitMin = h.Op
 		r.commitMinChecksum = h.Checksum
@@ -343,6 +392,7 @@ func (r *Replica) apply() {
 }
 
 func (r *Replica) applyPrepare(h *wire.Header, body []byte) {
+	assert(h.Op > r.commitMin && h.Command == wire.CommandPrepare, "applying a prepare already applied")
 	primary := r.status == StatusNormal && r.IsPrimary()
 	batch := batchReader{body: body, countMax: r.cfg.BatchMax}
 	var e batchEntry
@@ -359,6 +409,7 @@ func (r *Replica) applyPrepare(h *wire.Header, body []byte) {
 }
 
 func (r *Replica) applyEntry(h *wire.Header, e *batchEntry, primary bool) {
+	assert(e.Client != 0, "a committed entry without a client")
 	if inflight, ok := r.inflight[e.Client]; ok && inflight <= e.Request {
 		delete(r.inflight, e.Client) // applied (or refused): no longer in flight
 	}
@@ -383,6 +434,7 @@ func (r *Replica) applyEntry(h *wire.Header, e *batchEntry, primary bool) {
 	if e.Request <= s.Request {
 		return // a duplicate prepared across a view change: applied once
 	}
+	assert(e.Operation >= OperationUserMin && s.Register == e.Session, "applying a reserved operation or another session's request")
 	reply := r.sm.Apply(h.Op, h.Timestamp, e.Client, e.Operation, e.Body, r.replyBuf[:0])
 	r.replyBuf = reply // reused for the next reply: sessions and sends copy it
 	r.sessions.record(e.Client, e.Request, h.Op, reply)
@@ -401,6 +453,7 @@ func (r *Replica) replyTo(client, request, op uint64, flags uint8, body []byte) 
 }
 
 func (r *Replica) sendReply(to model.Address, client, request, op uint64, flags uint8, body []byte) {
+	assert(client != 0 && !to.IsReplica(), "a reply to no client")
 	h := r.header(wire.CommandReply)
 	h.Client = client
 	h.Request = request
@@ -410,6 +463,7 @@ func (r *Replica) sendReply(to model.Address, client, request, op uint64, flags 
 }
 
 func (r *Replica) sendEviction(to model.Address, client uint64) {
+	assert(client != 0 && !to.IsReplica(), "an eviction to no client")
 	h := r.header(wire.CommandEviction)
 	h.Client = client
 	r.env.Net.Send(to, r.message(h, nil))
@@ -424,6 +478,7 @@ func (r *Replica) noteCommit(commit, checkpoint uint64) {
 	if checkpoint > r.primaryCheckpoint {
 		r.primaryCheckpoint = checkpoint
 	}
+	assert(r.commitMax >= commit && r.primaryCheckpoint >= checkpoint, "commit knowledge went back")
 }
 
 func (r *Replica) onCommit(h *wire.Header) {
@@ -431,26 +486,49 @@ func (r *Replica) onCommit(h *wire.Header) {
 		r.joinNewerView(h.View)
 		return
 	}
-	if h.View < r.view || r.status != StatusNormal || r.IsPrimary() || int(h.Replica) != r.primaryIndex() {
-		r.Stats.DroppedView++
+	if r.ignored(r.ignoreCommit(h)) {
 		return
 	}
+	assert(h.View == r.view && r.status == StatusNormal && !r.IsPrimary(), "a commit reached other than a normal backup of its view")
 	r.timeoutPrimary.Start()
 	r.noteCommit(h.Commit, h.Checkpoint)
-	if r.primaryRoundView != h.View || h.Request > r.primaryRound {
-		r.primaryRound, r.primaryRoundView = h.Request, h.View
+	beat := heartbeatOf(h)
+	if r.primaryRoundView != h.View || beat.Round() > r.primaryRound {
+		r.primaryRound, r.primaryRoundView = beat.Round(), h.View
 	}
 	// The primary of our view is authoritative for its commit and head.
-	if h.Commit > r.checkpointOp && !h.Context.IsZero() {
-		if c, ok := r.expected(h.Commit); !ok || c != h.Context {
-			r.setExpected(h.Commit, h.Context, wire.Checksum{}, 0)
+	if commitChecksum := beat.CommitChecksum(); h.Commit > r.checkpointOp && !commitChecksum.IsZero() {
+		if c, ok := r.expected(h.Commit); !ok || c != commitChecksum {
+			r.setExpected(h.Commit, commitChecksum, wire.Checksum{}, 0)
 		}
 	}
-	if h.Op > r.op && !h.Parent.IsZero() && h.Op <= r.checkpointOp+uint64(r.cfg.SlotCount) {
-		r.op = h.Op
-		r.setExpected(h.Op, h.Parent, wire.Checksum{}, h.View)
+	head, headChecksum := beat.Head(), beat.HeadChecksum()
+	if head > r.op && !headChecksum.IsZero() && head <= r.checkpointOp+uint64(r.cfg.SlotCount) {
+		r.op = head
+		r.setExpected(head, headChecksum, wire.Checksum{}, h.View)
 	}
 	r.sendPrepareOk()
+}
+
+// ignoreCommit guards a heartbeat: only a normal backup of the primary's
+// view takes one.
+func (r *Replica) ignoreCommit(h *wire.Header) ignoreReason {
+	assert(h.Command == wire.CommandCommit && h.View <= r.view, "ignoreCommit before joining the commit's view")
+	why := ignoreNone
+	switch {
+	case h.View < r.view:
+		why = ignoreOlderView
+	case r.status != StatusNormal:
+		why = ignoreStatus
+	case r.IsPrimary():
+		why = ignoreNotBackup
+	case int(h.Replica) != r.primaryIndex():
+		why = ignoreNotFromPrimary
+	}
+	if why != ignoreNone {
+		r.Stats.DroppedView++
+	}
+	return why
 }
 
 // onHeartbeat: the primary tells backups the commit and its head, so they
@@ -459,12 +537,16 @@ func (r *Replica) onHeartbeat() {
 	if r.status != StatusNormal || !r.IsPrimary() {
 		return
 	}
+	assert(r.logView == r.view, "a heartbeat from a primary of an older log view")
 	r.readRound++
 	h := r.header(wire.CommandCommit)
-	h.Request = r.readRound
-	h.Context, _ = r.expected(r.commitMax)
-	h.Op = r.op
-	h.Parent, _ = r.expected(r.op)
+	beat := heartbeatOf(&h)
+	beat.SetRound(r.readRound)
+	commitChecksum, _ := r.expected(r.commitMax)
+	beat.SetCommitChecksum(commitChecksum)
+	headChecksum, _ := r.expected(r.op)
+	beat.SetHead(r.op)
+	beat.SetHeadChecksum(headChecksum)
 	r.broadcast(r.message(h, nil))
 }
 
@@ -474,11 +556,13 @@ func (r *Replica) retryPrepares() {
 	if r.status != StatusNormal || !r.IsPrimary() {
 		return
 	}
+	assert(r.logView == r.view, "retrying prepares of an older log view")
 	for op := r.commitMax + 1; op <= r.scanCeiling(r.commitMax); op++ {
 		s := &r.slots[r.slotOf(op)]
 		if !r.present(op) {
 			continue
 		}
+		assert(s.header.Op == op, "a present slot holds another op")
 		for i := 0; i < r.cfg.ReplicaCount; i++ {
 			if i != r.cfg.Replica && r.ackOp[i] < op {
 				r.send(i, s.msg)

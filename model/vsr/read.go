@@ -36,6 +36,7 @@ type pendingRead struct {
 // onRead queues or serves a read-only request (the primary, in normal
 // status, with a valid state machine).
 func (r *Replica) onRead(from model.Address, h *wire.Header, body []byte) {
+	assert(r.status == StatusNormal && r.IsPrimary() && r.smValid, "a read reached other than a serving primary")
 	if err := r.sm.Prepare(h.Operation, body); err != nil {
 		r.sendReply(from, h.Client, h.Request, 0, ReplyError, []byte(err.Error()))
 		return
@@ -50,6 +51,7 @@ func (r *Replica) onRead(from model.Address, h *wire.Header, body []byte) {
 		return
 	}
 	commit := max(r.commitMax, r.viewOpStart)
+	assert(r.viewOpStart > 0, "a read queued before the primary prepared in its view")
 	r.reads = append(r.reads, pendingRead{
 		from: from, client: h.Client, request: h.Request, operation: h.Operation,
 		round: r.readRound + 1, commit: commit, body: append([]byte(nil), body...),
@@ -59,6 +61,7 @@ func (r *Replica) onRead(from model.Address, h *wire.Header, body []byte) {
 
 // serveRead hands a read to the state machine and replies when it is done.
 func (r *Replica) serveRead(from model.Address, client, request uint64, operation uint8, body []byte) {
+	assert(r.smValid, "a read served without a state machine")
 	view, op := r.view, r.commitMin
 	r.sm.Read(operation, body, func(reply []byte) {
 		if r.view != view {
@@ -84,6 +87,7 @@ func (r *Replica) maybeServeReads() {
 		r.onHeartbeat()
 	}
 	confirmed := r.confirmedRound()
+	assert(confirmed <= r.readRound, "a read round confirmed before it was sent")
 	served := 0
 	for _, p := range r.reads {
 		if p.round > confirmed || p.commit > r.commitMin {
@@ -96,6 +100,7 @@ func (r *Replica) maybeServeReads() {
 	if served > 0 {
 		r.reads = append(r.reads[:0], r.reads[served:]...)
 	}
+	assert(len(r.reads) <= r.cfg.RequestQueueMax, "pending reads over their bound")
 }
 
 // confirmedRound is the newest heartbeat round a quorum acknowledged.
@@ -113,6 +118,7 @@ func (r *Replica) confirmedRound() uint64 {
 			rounds[j], rounds[j-1] = rounds[j-1], rounds[j]
 		}
 	}
+	assert(quorum >= 1 && quorum <= n, "a read quorum larger than the group")
 	return rounds[quorum-1]
 }
 

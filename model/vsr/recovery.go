@@ -11,6 +11,7 @@ import (
 // superblock, then opens it. Only for an empty disk: formatting erases the
 // replica's history.
 func (r *Replica) Format() {
+	assert(r.commitMin == 0 && r.op == 0, "formatting a replica that holds a log")
 	root := r.writeCheckpointTree(0, RootChecksum(r.cfg.Cluster))
 	r.grid.Flush(func() {
 		st := superblockState{
@@ -129,6 +130,7 @@ func (r *Replica) onStateOpened(done func()) func(error) {
 // readPrepareRest reads the rest of a prepare whose first sector names a
 // size larger than one sector.
 func (r *Replica) readPrepareRest(rec *recovery, slot int, done func()) {
+	assert(slot >= 0 && slot < r.cfg.SlotCount && rec.pending > 0, "reading the rest of a slot out of range")
 	h, err := wire.DecodeHeader(rec.prepares[slot])
 	if err != nil || int(h.Size) <= model.SectorSize || int(h.Size) > r.cfg.MessageSizeMax {
 		done()
@@ -141,7 +143,21 @@ func (r *Replica) readPrepareRest(rec *recovery, slot int, done func()) {
 	})
 }
 
-func isZero(b []byte) bool { return len(b) == 0 || (b[0] == 0 && bytes.Equal(b, make([]byte, len(b)))) }
+// zeroSector is compared against, a sector at a time, by isZero.
+var zeroSector [model.SectorSize]byte
+
+// isZero reports whether b holds only zero bytes, without allocating
+// (recovery reads every WAL slot, so this is hot in the simulator).
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroSector))
+		if !bytes.Equal(b[:n], zeroSector[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
 
 // classifySlot decides what the WAL durably holds in slot: a valid prepare,
 // nothing (never written: safe to nack, possible only before the ring has
@@ -150,6 +166,7 @@ func (r *Replica) classifySlot(slot int, headerSector, prepare []byte) stored {
 	valid := func(h *wire.Header) bool {
 		return h.Cluster == r.cfg.Cluster && h.Command == wire.CommandPrepare && r.slotOf(h.Op) == slot && h.Op > 0
 	}
+	assert(len(headerSector) == model.SectorSize, "a redundant header of other than a sector")
 	ph, _, perr := wire.DecodePrefix(prepare)
 	pok := perr == nil && valid(&ph)
 	hh, herr := wire.DecodeHeader(headerSector)
@@ -210,6 +227,7 @@ func (r *Replica) openLog(rec *recovery) {
 			}
 		}
 	}
+	assert(r.op >= r.checkpointOp && r.commitMin == r.checkpointOp, "recovery left the head below the checkpoint")
 	r.event("recovered")
 	r.afterOpen()
 }
@@ -218,6 +236,7 @@ func (r *Replica) openLog(rec *recovery) {
 // in-flight prepares), and a backup asks the primary for the current log.
 func (r *Replica) afterOpen() {
 	view := r.view
+	assert(r.status == StatusRecovering, "after open outside recovery")
 	r.status = StatusViewChange
 	r.timeoutRepair.Start()
 	if r.cfg.ReplicaCount == 1 || r.cfg.PrimaryIndex(view) == r.cfg.Replica {

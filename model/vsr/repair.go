@@ -44,6 +44,7 @@ func (r *Replica) repairTarget() int {
 	for {
 		i := r.env.PRNG.IntN(r.cfg.ReplicaCount)
 		if i != r.cfg.Replica {
+			assert(i >= 0 && i < r.cfg.ReplicaCount, "a repair target out of range")
 			return i
 		}
 	}
@@ -55,6 +56,7 @@ func (r *Replica) requestMissing(to int) {
 	if to == -2 {
 		return
 	}
+	assert(to >= -1 && to < r.cfg.ReplicaCount && to != r.cfg.Replica, "repair asks a replica out of range")
 	low := r.commitMin
 	if low < r.checkpointOp {
 		low = r.checkpointOp
@@ -71,7 +73,7 @@ func (r *Replica) requestMissing(to int) {
 		}
 		h := r.header(wire.CommandRequestPrepare)
 		h.Op = op
-		h.Context = checksum
+		repairOf(&h).SetChecksum(checksum)
 		msg := wire.Message(h, nil)
 		if to < 0 {
 			r.broadcast(msg)
@@ -80,6 +82,7 @@ func (r *Replica) requestMissing(to int) {
 		}
 		requests++
 	}
+	assert(requests <= repairRequestsMax, "repair requests over their bound")
 	if requests > 0 {
 		r.event("repair_request")
 	}
@@ -94,6 +97,7 @@ func (r *Replica) onRepairPrepare(h *wire.Header, msg []byte) {
 	if !ok || want != h.Checksum || r.present(h.Op) {
 		return
 	}
+	assert(h.Op > r.checkpointOp && h.Op <= r.op, "a repair prepare outside the log")
 	r.learnHeader(h)
 	r.writePrepare(h, msg)
 	r.event("repair_prepare")
@@ -103,6 +107,7 @@ func (r *Replica) onRepairPrepare(h *wire.Header, msg []byte) {
 // (op, checksum): its slot is cleanly empty, or cleanly holds something else
 // that is not newer. A slot whose content is unknown never nacks.
 func (r *Replica) canNack(op uint64, checksum wire.Checksum) bool {
+	assert(op > r.checkpointOp, "a nack asked below the checkpoint")
 	s := &r.slots[r.slotOf(op)]
 	if s.writing {
 		return false
@@ -124,22 +129,25 @@ func (r *Replica) canNack(op uint64, checksum wire.Checksum) bool {
 }
 
 func (r *Replica) onRequestPrepare(h *wire.Header) {
+	assert(int(h.Replica) != r.cfg.Replica, "a request_prepare from ourselves")
 	s := &r.slots[r.slotOf(h.Op)]
-	if s.msg != nil && !s.writing && s.header.Op == h.Op && s.header.Checksum == h.Context && !h.Context.IsZero() {
+	want := repairOf(h).Checksum()
+	if s.msg != nil && !s.writing && s.header.Op == h.Op && s.header.Checksum == want && !want.IsZero() {
 		r.send(int(h.Replica), s.msg)
 		return
 	}
 	if vsrTrace {
-		r.event(fmt.Sprintf("request_prepare op=%d want=%s slot{op=%d sum=%s has=%v writing=%v faulty=%v}", h.Op, h.Context.Short(), s.header.Op, s.header.Checksum.Short(), s.msg != nil, s.writing, s.faulty))
+		r.event(fmt.Sprintf("request_prepare op=%d want=%s slot{op=%d sum=%s has=%v writing=%v faulty=%v}", h.Op, want.Short(), s.header.Op, s.header.Checksum.Short(), s.msg != nil, s.writing, s.faulty))
 	}
 	reply := r.header(wire.CommandNack)
 	reply.Op = h.Op
-	reply.Context = h.Context
+	nack := repairOf(&reply)
+	nack.SetChecksum(want)
 	switch {
 	case h.Op <= r.checkpointOp:
-		reply.Flags = nackTooOld
-	case r.canNack(h.Op, h.Context):
-		reply.Flags = nackAbsent
+		nack.SetReason(nackTooOld)
+	case r.canNack(h.Op, want):
+		nack.SetReason(nackAbsent)
 	default:
 		return
 	}
@@ -147,7 +155,9 @@ func (r *Replica) onRequestPrepare(h *wire.Header) {
 }
 
 func (r *Replica) onNack(h *wire.Header) {
-	switch h.Flags {
+	assert(h.Command == wire.CommandNack && int(h.Replica) != r.cfg.Replica, "a nack from ourselves")
+	nack := repairOf(h)
+	switch nack.Reason() {
 	case nackTooOld:
 		r.noteCommit(0, h.Checkpoint)
 		if h.Op > r.commitMin && h.Checkpoint > r.commitMin && r.syncFrom < 0 {
@@ -167,10 +177,11 @@ func (r *Replica) onNack(h *wire.Header) {
 	if h.Op <= r.commitMax || h.Op > r.op {
 		return
 	}
-	if want, _ := r.expected(h.Op); want != h.Context || r.present(h.Op) {
+	if want, _ := r.expected(h.Op); want != nack.Checksum() || r.present(h.Op) {
 		return
 	}
-	r.nackVote(h.Op, h.Context, int(h.Replica))
+	assert(r.viewChosen && h.Op > r.commitMax && h.Op <= r.op, "a nack counted outside a chosen log's uncommitted suffix")
+	r.nackVote(h.Op, nack.Checksum(), int(h.Replica))
 }
 
 // nackVote counts replica's denial of (op, checksum), with this replica's
@@ -191,6 +202,7 @@ func (r *Replica) nackVote(op uint64, checksum wire.Checksum, replica int) {
 	if countTrue(votes) < r.cfg.QuorumNack() {
 		return
 	}
+	assert(r.status == StatusViewChange && r.IsPrimary() && r.viewChosen, "a nack quorum counted outside a choosing primary")
 	// Fewer than a replication quorum can hold this op, so it was never
 	// committed: drop it and everything after it.
 	if op <= r.commitMax {
@@ -199,6 +211,7 @@ func (r *Replica) nackVote(op uint64, checksum wire.Checksum, replica int) {
 	r.truncate(op - 1)
 	clear(r.nacks)
 	r.event("truncate_nack_quorum")
+	assert(r.op == op-1 && r.op >= r.commitMax, "a nack quorum truncated into the committed log")
 }
 
 // syncWanted: this replica has no state machine, or the ops it needs to
@@ -220,6 +233,7 @@ func (r *Replica) noteSyncTarget(op uint64) {
 	if op > r.syncTarget {
 		r.syncTarget = op
 	}
+	assert(r.syncTarget >= op, "sync target went back")
 }
 
 func (r *Replica) requestSync() {
@@ -227,10 +241,11 @@ func (r *Replica) requestSync() {
 		return // a sync walk under way asks for its blocks itself
 	}
 	h := r.header(wire.CommandRequestSync)
-	h.Op = r.commitMin
+	applied := r.commitMin
 	if !r.smValid {
-		h.Op = 0
+		applied = 0
 	}
+	syncOf(&h).SetApplied(applied)
 	to := r.syncFrom
 	if to < 0 {
 		to = r.repairTarget()
@@ -238,20 +253,30 @@ func (r *Replica) requestSync() {
 	if to < 0 || to == r.cfg.Replica {
 		return
 	}
+	assert(syncOf(&h).Applied() <= r.commitMin, "a request_sync above what was applied")
 	r.send(to, wire.Message(h, nil))
 	r.event("request_sync")
 }
 
 // onRequestSync names our durable checkpoint: its op, prepare checksum and
 // grid root. The requester then fetches the blocks it lacks.
+//
+// A requester that applied nothing (applied 0: it may hold no valid state
+// machine, its own copy of the formatted checkpoint lost to a bad sector) is
+// also served checkpoint 0: otherwise it waits for the cluster's first
+// checkpoint, which an idle cluster never writes (seed 9137 of 2026-12-02's
+// nightly stayed unconverged). A replica with a valid state ignores a sync
+// that is not ahead of it.
 func (r *Replica) onRequestSync(h *wire.Header) {
-	if r.checkpointRoot.IsZero() || r.checkpointOp <= h.Op || !r.smValid {
+	applied := syncOf(h).Applied()
+	if r.checkpointRoot.IsZero() || !r.smValid || r.checkpointOp < applied || (r.checkpointOp == applied && applied > 0) {
 		return
 	}
+	assert(r.checkpointOp <= r.commitMin && !r.checkpointRoot.IsZero(), "serving a checkpoint beyond what was applied")
 	reply := r.header(wire.CommandSync)
 	reply.Op = r.checkpointOp
 	reply.Checkpoint = r.checkpointOp
-	reply.Context = r.checkpointChecksum
+	syncOf(&reply).SetCheckpointChecksum(r.checkpointChecksum)
 	var body [grid.RefSize]byte
 	r.checkpointRoot.Encode(body[:])
 	r.send(int(h.Replica), wire.Message(reply, body[:]))
@@ -298,6 +323,8 @@ func (r *Replica) onSync(h *wire.Header, body []byte) {
 		r.Stats.DroppedMalformed++
 		return
 	}
+	assert(h.Op == h.Checkpoint && int(h.Replica) != r.cfg.Replica, "a sync that names no checkpoint")
+	assert(!r.checkpointing && (!r.smValid || h.Op > r.commitMin), "a state sync to a checkpoint not ahead of us")
 	// The walk overwrites blocks of our own checkpoint: from here on our
 	// state is only what the sync installs, and the superblock says so
 	// (a zero root) before the first block is overwritten.
@@ -307,8 +334,9 @@ func (r *Replica) onSync(h *wire.Header, body []byte) {
 	}
 	r.smValid = false
 	r.dropReads()
+	assert(len(r.reads) == 0, "reads survived the start of a state sync")
 	r.grid.Reset()
-	s := &blockSync{op: h.Op, checksum: h.Context, root: root, queue: []grid.Ref{root}, complete: complete}
+	s := &blockSync{op: h.Op, checksum: syncOf(h).CheckpointChecksum(), root: root, queue: []grid.Ref{root}, complete: complete}
 	r.blockSync = s
 	r.syncFrom = -1
 	r.event("sync_start")
@@ -330,6 +358,7 @@ func (r *Replica) pumpSync(s *blockSync) {
 		r.grid.ReadLocal(ref, func(b grid.Block, err error) { r.onSyncLocal(s, ref, b, err) })
 	}
 	s.pumping = false
+	assert(s.inflight <= syncInflightMax, "state sync reads over their bound")
 	if r.blockSync == s && len(s.queue) == 0 && s.inflight == 0 && !s.flushing {
 		s.flushing = true
 		r.grid.Flush(func() { r.installSync(s) })
@@ -344,6 +373,7 @@ func (r *Replica) onSyncLocal(s *blockSync, ref grid.Ref, b grid.Block, err erro
 	if r.blockSync != s {
 		return
 	}
+	assert(s.inflight > 0, "a state sync read completed with none in flight")
 	if err == nil {
 		s.inflight--
 		s.skipped++
@@ -394,10 +424,16 @@ func (r *Replica) installSync(s *blockSync) {
 		}
 		r.commitMin = s.op
 		r.commitMinChecksum = s.checksum
+		// The synced state replaces the applied one, which the walk
+		// overwrote: the applied op may go back to the checkpoint (a sync to a
+		// newer one was abandoned after it had invalidated our state, nightly
+		// seed 13644), and the ops above it are applied again from the log.
+		r.prev.commitMin = s.op
 		r.noteCommit(s.op, s.op)
 		if r.op < s.op {
 			r.op = s.op
 		}
+		assert(!r.checkpointing, "a state sync installed while a checkpoint is written")
 		r.checkpointing = true // nothing applies until the superblock names the new state
 		c := &r.checkpointWrite
 		c.op, c.checksum, c.root = s.op, s.checksum, s.root
@@ -422,6 +458,7 @@ func (r *Replica) fetchBlock(ref grid.Ref) {
 	if r.blockPeer == r.cfg.Replica {
 		r.blockPeer = (r.blockPeer + 1) % r.cfg.ReplicaCount
 	}
+	assert(r.blockPeer != r.cfg.Replica && r.blockPeer < r.cfg.ReplicaCount, "a block asked of no peer")
 	h := r.header(wire.CommandRequestBlocks)
 	var body [grid.RefSize]byte
 	ref.Encode(body[:])
@@ -436,6 +473,7 @@ func (r *Replica) onRequestBlocks(h *wire.Header, body []byte) {
 		return
 	}
 	to := int(h.Replica)
+	assert(to != r.cfg.Replica && to < r.cfg.ReplicaCount, "blocks asked by no peer")
 	for off := 0; off < len(body); off += grid.RefSize {
 		ref, ok := grid.DecodeRef(body[off:])
 		if !ok || ref.IsZero() {
@@ -450,6 +488,7 @@ func (r *Replica) onRequestBlocks(h *wire.Header, body []byte) {
 }
 
 func (r *Replica) onBlock(body []byte) {
+	assert(len(body) <= r.cfg.MessageSizeMax, "a block over the message bound")
 	if !r.grid.Delivered(body) {
 		r.event("block_unwanted")
 	}

@@ -63,6 +63,9 @@ type Stats struct {
 	DroppedStatus    uint64
 	RequestsQueued   uint64
 	RequestsDropped  uint64
+	// Ignored counts messages a handler's ignore… guard dropped, by
+	// reason (ignore.go; IgnoreReasonNames).
+	Ignored [ignoreReasonCount]uint64
 }
 
 // entry is the canonical log's knowledge of one op: the checksum the log
@@ -180,6 +183,8 @@ type Replica struct {
 	// syncTarget is an op some peer's log reaches that ours cannot hold.
 	// Unlike commitMax it never lets us apply anything: our log may be stale.
 	syncTarget uint64
+
+	prev invariantsPrev // what invariants saw last (invariants.go)
 }
 
 // New builds a replica. Call Format on an empty disk or Open on a formatted
@@ -213,6 +218,8 @@ func New(cfg Config, env Env, sm StateMachine, hooks Hooks) (*Replica, error) {
 		requestQueue: make([]request, 0, cfg.RequestQueueMax),
 		syncFrom:     -1,
 	}
+	assert(len(r.log) == cfg.SlotCount && len(r.slots) == cfg.SlotCount && len(r.writes) == cfg.SlotCount, "log, slots and writes sized to the WAL")
+	assert(cfg.Replica < cfg.ReplicaCount && len(r.ackOp) == cfg.ReplicaCount, "replica index and per-replica state sized to the group")
 	p := env.PRNG
 	r.timeoutHeartbeat = model.NewTimeout("heartbeat", cfg.HeartbeatTicks, 0, p)
 	r.timeoutPrimary = model.NewTimeout("primary", cfg.PrimaryTimeoutTicks, cfg.PrimaryTimeoutTicks/2, p)
@@ -276,6 +283,7 @@ func (r *Replica) present(op uint64) bool {
 		return false
 	}
 	s := &r.slots[r.slotOf(op)]
+	assert(!s.writing || s.faulty || r.cfg.Mutation == MutationAckBeforeFsync, "a slot being written is not marked unknown")
 	return s.msg != nil && !s.writing && s.header.Op == op && s.header.Checksum == want
 }
 
@@ -293,6 +301,7 @@ func (r *Replica) setExpected(op uint64, checksum, parent wire.Checksum, view ui
 // learnHeader records a verified header as canonical at its op and extends
 // the chain's knowledge downward through its parent.
 func (r *Replica) learnHeader(h *wire.Header) {
+	assert(h.Op > 0 && h.Command == wire.CommandPrepare, "learning a header that is no prepare")
 	r.setExpected(h.Op, h.Checksum, h.Parent, h.View)
 	if h.Op-1 > r.checkpointOp && h.Op <= r.checkpointOp+uint64(r.cfg.SlotCount) {
 		below := &r.log[r.slotOf(h.Op-1)]
@@ -306,17 +315,20 @@ func (r *Replica) learnHeader(h *wire.Header) {
 // whatever a peer claimed the head to be.
 func (r *Replica) scanFloor(floor uint64) uint64 {
 	if window := uint64(r.cfg.SlotCount); r.op > window && r.op-window > floor {
-		return r.op - window
+		floor = r.op - window
 	}
+	assert(r.op <= floor || r.op-floor <= uint64(r.cfg.SlotCount), "a downward scan wider than the WAL window")
 	return floor
 }
 
 // scanCeiling bounds an upward scan from start to at most SlotCount ops.
 func (r *Replica) scanCeiling(start uint64) uint64 {
+	end := r.op
 	if window := uint64(r.cfg.SlotCount); r.op > start+window {
-		return start + window
+		end = start + window
 	}
-	return r.op
+	assert(end <= r.op && (end <= start || end-start <= uint64(r.cfg.SlotCount)), "an upward scan wider than the WAL window")
+	return end
 }
 
 // ackHead is the highest op such that every op after the applied state up to
@@ -329,6 +341,7 @@ func (r *Replica) ackHead() uint64 {
 	for head < r.op && r.present(head+1) {
 		head++
 	}
+	assert(head >= r.checkpointOp && head >= r.commitMin, "the acknowledged prefix ends below the applied state")
 	return head
 }
 
@@ -351,6 +364,7 @@ func encodeMessage(buf []byte, h *wire.Header, body []byte) []byte {
 // message builds header + body, checksums set, into r.sendBuf: for a
 // message sent at once and never kept (the network copies what it sends).
 func (r *Replica) message(h wire.Header, body []byte) []byte {
+	assert(h.Cluster == r.cfg.Cluster && int(h.Replica) == r.cfg.Replica, "a message stamped for another replica")
 	h.SetChecksums(body)
 	r.sendBuf = encodeMessage(r.sendBuf, &h, body)
 	return r.sendBuf
@@ -360,10 +374,12 @@ func (r *Replica) send(to int, msg []byte) {
 	if to == r.cfg.Replica {
 		panic("vsr: send to self")
 	}
+	assert(to >= 0 && to < r.cfg.ReplicaCount, "send to a replica out of range")
 	r.env.Net.Send(model.Address(to), msg)
 }
 
 func (r *Replica) broadcast(msg []byte) {
+	assert(len(msg) >= wire.HeaderSize, "broadcast of less than a header")
 	for i := 0; i < r.cfg.ReplicaCount; i++ {
 		if i != r.cfg.Replica {
 			r.send(i, msg)
@@ -373,6 +389,7 @@ func (r *Replica) broadcast(msg []byte) {
 
 // header returns a header stamped with this replica's identity and view.
 func (r *Replica) header(cmd wire.Command) wire.Header {
+	assert(r.logView <= r.view, "stamping a header with a log view ahead of the view")
 	return wire.Header{
 		Command:    cmd,
 		Cluster:    r.cfg.Cluster,
@@ -396,6 +413,7 @@ func (r *Replica) abdicateIfDrained() {
 	if r.drained && r.cfg.ReplicaCount > 1 && r.status == StatusNormal && r.IsPrimary() {
 		r.event("drain_abdicate")
 		r.beginViewChange(r.view + 1)
+		assert(!r.IsPrimary() && r.status == StatusViewChange, "a drained primary kept its view")
 	}
 }
 
@@ -430,8 +448,10 @@ func (r *Replica) Tick() {
 		r.timeoutRetry.Start()
 		r.retryPrepares()
 	}
+	assert(r.status != StatusRecovering, "a timeout sent the replica back to recovery")
 	r.abdicateIfDrained()
 	r.progress()
+	r.invariants()
 }
 
 // progress runs every step whose precondition may have just become true. It
@@ -440,6 +460,7 @@ func (r *Replica) progress() {
 	if r.status == StatusRecovering {
 		return
 	}
+	assert(!r.viewChosen || r.IsPrimary(), "a backup holds a chosen log")
 	r.maybeSendDoViewChange()
 	r.maybeStartView()
 	r.maybeFinishStartView()
@@ -461,6 +482,7 @@ func (r *Replica) OnMessage(from model.Address, msg []byte) {
 		r.Stats.DroppedMalformed++
 		return
 	}
+	assert(int(h.Size) == len(msg) && len(body) == len(msg)-wire.HeaderSize, "decode passed a message of another size")
 	if h.Cluster != r.cfg.Cluster {
 		r.Stats.DroppedCluster++
 		return
@@ -482,6 +504,7 @@ func (r *Replica) OnMessage(from model.Address, msg []byte) {
 	r.event(recvEventNames[h.Command])
 	r.dispatch(from, &h, body, msg)
 	r.progress()
+	r.invariants()
 }
 
 // recvEventNames holds "recv_<command>" for every command byte, so that
@@ -494,6 +517,8 @@ var recvEventNames = func() (names [256]string) {
 }()
 
 func (r *Replica) dispatch(from model.Address, h *wire.Header, body, msg []byte) {
+	assert(r.status != StatusRecovering || h.Command == wire.CommandBlock || h.Command == wire.CommandRequestBlocks,
+		"a recovering replica dispatched a protocol message")
 	switch h.Command {
 	case wire.CommandRequest:
 		r.onRequest(from, h, body)

@@ -35,6 +35,7 @@ type sessions struct {
 }
 
 func newSessions(countMax, replyMax int) sessions {
+	assert(countMax > 0 && replyMax >= 0, "a client table without room")
 	s := sessions{countMax: countMax, replyMax: replyMax}
 	s.table.PageBytesMax = sessionsPageBytes(replyMax)
 	return s
@@ -95,6 +96,7 @@ func (s *sessions) register(client uint64, op uint64) (evicted uint64) {
 	s.list = append(s.list, session{})
 	copy(s.list[i+1:], s.list[i:])
 	s.list[i] = session{Client: client, Op: op, Register: op, dirty: true}
+	assert(i == 0 || s.list[i-1].Client < client, "the client table out of order")
 	if len(s.list) > s.countMax {
 		panic("vsr: session table exceeds its bound")
 	}
@@ -118,6 +120,7 @@ func (s *sessions) record(client, request, op uint64, reply []byte) {
 		reply = nil
 	}
 	e.Reply = append(e.Reply[:0], reply...)
+	assert(len(e.Reply) <= s.replyMax && e.Request == request, "a kept reply over its bound")
 }
 
 // encode appends the whole table (the canonical encoding tests compare):
@@ -126,6 +129,7 @@ func (s *sessions) encode(buf []byte) []byte {
 	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(s.list)))
 	for i := range s.list {
 		e := &s.list[i]
+		assert(len(e.Reply) <= s.replyMax, "a kept reply over its bound")
 		buf = e.appendValue(binary.LittleEndian.AppendUint64(buf, e.Client))
 	}
 	return buf
@@ -255,6 +259,7 @@ func (s *sessions) decode(b []byte) ([]byte, error) {
 		b = b[size:]
 		list = append(list, e)
 	}
+	assert(len(list) <= s.countMax, "decoded more sessions than the table holds")
 	s.list = list
 	return b, nil
 }

@@ -21,20 +21,24 @@ func (r *Replica) startViewChange(v uint32) {
 	if v < r.view || (v == r.view && r.status == StatusViewChange) {
 		return
 	}
+	assert(v > r.view || r.status != StatusViewChange, "restarting the view change under way")
 	r.beginViewChange(v)
 }
 
 func (r *Replica) beginViewChange(v uint32) {
+	assert(v >= r.view, "a view change to an older view")
 	r.enterViewChange(v)
 	r.svcFrom[r.cfg.Replica] = true
 	r.superblock.persist(r.superblockNow(), nil)
 	h := r.header(wire.CommandStartViewChange)
 	r.broadcast(wire.Message(h, nil))
 	r.event("start_view_change")
+	assert(r.status == StatusViewChange && r.view == v, "a view change left the replica elsewhere")
 }
 
 // enterViewChange resets everything that belongs to the old view.
 func (r *Replica) enterViewChange(v uint32) {
+	assert(v >= r.view, "entering an older view")
 	r.view = v
 	r.status = StatusViewChange
 	clear(r.svcFrom)
@@ -56,6 +60,7 @@ func (r *Replica) enterViewChange(v uint32) {
 	if !r.timeoutRepair.Ticking() {
 		r.timeoutRepair.Start()
 	}
+	assert(len(r.requestQueue) == 0 && len(r.inflight) == 0 && !r.dvcSent && !r.viewChosen, "old view state survived a view change")
 }
 
 // joinNewerView: a message shows that view v is running without us. Ask its
@@ -69,12 +74,14 @@ func (r *Replica) joinNewerView(v uint32) {
 	r.superblock.persist(r.superblockNow(), nil)
 	r.sendRequestStartView()
 	r.event("join_newer_view")
+	assert(r.view == v && r.superblock.latest.View >= v, "joined a view without persisting it")
 }
 
 func (r *Replica) sendRequestStartView() {
 	if r.IsPrimary() {
 		return
 	}
+	assert(r.needSV && r.status == StatusViewChange, "asking for a start_view without needing one")
 	h := r.header(wire.CommandRequestStartView)
 	r.send(r.primaryIndex(), wire.Message(h, nil))
 }
@@ -83,14 +90,31 @@ func (r *Replica) onStartViewChange(h *wire.Header) {
 	if h.View > r.view {
 		r.startViewChange(h.View)
 	}
-	if h.View != r.view || r.status != StatusViewChange {
-		r.Stats.DroppedView++
+	if r.ignored(r.ignoreViewChange(h)) {
 		return
 	}
+	assert(r.status == StatusViewChange && h.View == r.view, "a start_view_change outside its view change")
 	r.svcFrom[h.Replica] = true
 	if r.dvcSent && !r.IsPrimary() {
 		r.dvcSent = false // resend: the new primary may have missed it
 	}
+}
+
+// ignoreViewChange guards a start_view_change (after a newer view was
+// joined): only one of the view change under way counts.
+func (r *Replica) ignoreViewChange(h *wire.Header) ignoreReason {
+	assert(h.Command == wire.CommandStartViewChange && h.View <= r.view, "ignoreViewChange before joining the message's view")
+	why := ignoreNone
+	switch {
+	case h.View != r.view:
+		why = ignoreOtherView
+	case r.status != StatusViewChange:
+		why = ignoreStatus
+	}
+	if why != ignoreNone {
+		r.Stats.DroppedView++
+	}
+	return why
 }
 
 func countTrue(b []bool) int {
@@ -133,6 +157,8 @@ func (r *Replica) suffixRefs() []ref {
 	for i, j := 0, len(refs)-1; i < j; i, j = i+1, j-1 {
 		refs[i], refs[j] = refs[j], refs[i]
 	}
+	assert(len(refs) <= r.cfg.ViewHeadersMax, "a log suffix over its bound")
+	assert(len(refs) == 0 || refs[len(refs)-1].Op <= r.op, "a log suffix above the head")
 	return refs
 }
 
@@ -148,8 +174,10 @@ func (r *Replica) maybeSendDoViewChange() {
 		return // not even the checkpoint is known yet
 	}
 	r.dvcSent = true
+	assert(refs[0].Op <= r.checkpointOp || refs[0].Op > 0, "a do_view_change suffix from op 0")
 	head := refs[len(refs)-1].Op
 	commit := min(r.commitMax, head)
+	assert(r.superblock.durable.View >= r.view && commit <= head, "a do_view_change before its view is durable")
 	if r.IsPrimary() {
 		r.dvcs[r.cfg.Replica] = &doViewChange{view: r.view, logView: r.logView, op: head, commit: commit, refs: refs}
 		return
@@ -166,17 +194,40 @@ func (r *Replica) onDoViewChange(h *wire.Header, body []byte) {
 	if h.View > r.view {
 		r.startViewChange(h.View)
 	}
-	if h.View != r.view || r.status != StatusViewChange || !r.IsPrimary() || r.viewChosen {
-		r.Stats.DroppedView++
+	if r.ignored(r.ignoreDoViewChange(h)) {
 		return
 	}
 	refs, ok := decodeRefs(body, r.cfg.ViewHeadersMax)
 	if !ok || h.LogView > h.View || h.Commit > h.Op || len(refs) == 0 || refs[len(refs)-1].Op != h.Op {
 		r.Stats.DroppedMalformed++
+		r.ignored(ignoreMalformed)
 		return
 	}
+	assert(r.status == StatusViewChange && r.IsPrimary() && !r.viewChosen, "a do_view_change reached other than a choosing primary")
+	assert(len(refs) <= r.cfg.ViewHeadersMax, "decodeRefs passed more refs than its bound")
 	r.dvcs[h.Replica] = &doViewChange{view: h.View, logView: h.LogView, op: h.Op, commit: h.Commit, refs: refs}
 	r.svcFrom[h.Replica] = true
+}
+
+// ignoreDoViewChange guards a do_view_change: only the new primary takes
+// them, and only until it has chosen the log.
+func (r *Replica) ignoreDoViewChange(h *wire.Header) ignoreReason {
+	assert(h.Command == wire.CommandDoViewChange && h.View <= r.view, "ignoreDoViewChange before joining the message's view")
+	why := ignoreNone
+	switch {
+	case h.View != r.view:
+		why = ignoreOtherView
+	case r.status != StatusViewChange:
+		why = ignoreStatus
+	case !r.IsPrimary():
+		why = ignoreNotPrimary
+	case r.viewChosen:
+		why = ignoreViewChosen
+	}
+	if why != ignoreNone {
+		r.Stats.DroppedView++
+	}
+	return why
 }
 
 // maybeStartView: the new primary chooses the log from a quorum of
@@ -204,6 +255,7 @@ func (r *Replica) maybeStartView() {
 			return
 		}
 		r.chooseLog()
+		assert(r.commitMax <= r.op, "the chosen log ends below its commit number")
 		r.viewChosen = true
 		r.repair()
 	}
@@ -217,6 +269,7 @@ func (r *Replica) maybeStartView() {
 	if r.op > r.commitMax+uint64(r.cfg.SlotCount) {
 		return // a log longer than the WAL window cannot be started
 	}
+	assert(r.viewChosen && r.op <= r.checkpointOp+uint64(r.cfg.SlotCount), "starting a view whose log is not chosen or beyond the window")
 	for op := r.commitMax + 1; op <= r.op; op++ {
 		if !r.present(op) {
 			return
@@ -234,6 +287,7 @@ func (r *Replica) maybeStartView() {
 		return // the head's checksum is unknown: repair or a nack quorum must settle it
 	}
 	st := r.superblockNow()
+	assert(len(refs) <= superblockViewHeadersMax, "a view's headers over the superblock's room")
 	st.LogView = r.view
 	st.ViewHeaders = refs
 	if vsrTrace {
@@ -250,6 +304,7 @@ func (r *Replica) bestHead() uint64 {
 			best = d
 		}
 	}
+	assert(best != nil, "no do_view_change to choose a head from")
 	return best.op
 }
 
@@ -257,6 +312,7 @@ func (r *Replica) bestHead() uint64 {
 // and the longest among those. Ops it has but we lack are repaired; ops no
 // one can produce are truncated only with a nack quorum.
 func (r *Replica) chooseLog() {
+	assert(r.dvcs[r.cfg.Replica] != nil && !r.viewChosen, "choosing a log twice or without our own do_view_change")
 	var best *doViewChange
 	commit := r.commitMax
 	for _, d := range r.dvcs {
@@ -277,15 +333,12 @@ func (r *Replica) chooseLog() {
 			best = d
 		}
 	}
-	if commit > best.op {
-		if r.cfg.Mutation == MutationNone {
-			panic("vsr: the chosen log is shorter than the commit number")
-		}
-		commit = best.op
-	}
-	if r.commitMin > best.op && r.cfg.Mutation == MutationNone {
-		panic("vsr: the chosen log is shorter than what this replica applied")
-	}
+	// Only a mutation that picks the shortest log can choose one shorter
+	// than what a quorum committed or this replica applied.
+	shortest := r.cfg.Mutation == MutationViewChangeShortestLog
+	assert(commit <= best.op || shortest, "the chosen log is shorter than the commit number")
+	assert(r.commitMin <= best.op || shortest, "the chosen log is shorter than what this replica applied")
+	commit = min(commit, best.op)
 	r.installRefs(best.refs, best.op, best.logView != r.logView)
 	// Replicas in the same log view hold the same log, so their refs fill
 	// what the best one lacks.
@@ -332,6 +385,7 @@ func (r *Replica) installRefs(refs []ref, head uint64, verify bool) {
 	if r.commitMax > r.op {
 		r.commitMax = r.op
 	}
+	assert(r.op == head && r.commitMax <= r.op, "installed refs left another head")
 	if verify {
 		r.verifyChain()
 	}
@@ -340,6 +394,7 @@ func (r *Replica) installRefs(refs []ref, head uint64, verify bool) {
 // truncate makes head the end of the log and forgets every entry above it,
 // so that a stale op beyond the new head can never be taken as canonical.
 func (r *Replica) truncate(head uint64) {
+	assert(head >= r.checkpointOp, "truncating below the checkpoint")
 	for op := head + 1; op <= r.op && op <= head+uint64(r.cfg.SlotCount); op++ {
 		if e := &r.log[r.slotOf(op)]; e.op == op {
 			*e = entry{}
@@ -398,6 +453,7 @@ func (r *Replica) extendChain() {
 		floor = r.checkpointOp
 	}
 	floor = r.scanFloor(floor)
+	assert(floor >= r.checkpointOp, "extending the chain below the checkpoint")
 	for op := r.op; op > floor+1; op-- {
 		e := &r.log[r.slotOf(op)]
 		if e.op != op || e.checksum.IsZero() {
@@ -414,6 +470,8 @@ func (r *Replica) extendChain() {
 }
 
 func (r *Replica) becomePrimary() {
+	assert(r.status == StatusViewChange && r.IsPrimary() && r.viewChosen, "becoming primary without choosing the log")
+	assert(r.commitMax <= r.op && r.superblock.durable.LogView == r.view, "becoming primary before the log is durable")
 	r.status = StatusNormal
 	r.logView = r.view
 	clear(r.ackOp)
@@ -433,10 +491,12 @@ func (r *Replica) becomePrimary() {
 	}
 	r.event("become_primary")
 	r.retryPrepares()
+	assert(r.status == StatusNormal && r.logView == r.view && r.noopDue, "a new primary not serving its view")
 }
 
 // sendStartView sends the log suffix to one replica, or to all when to < 0.
 func (r *Replica) sendStartView(to int) {
+	assert(r.IsPrimary() && r.viewChosen || r.status == StatusNormal, "a start_view from other than the primary")
 	h := r.header(wire.CommandStartView)
 	h.Op = r.op
 	msg := wire.Message(h, encodeRefs(r.suffixRefs()))
@@ -450,27 +510,24 @@ func (r *Replica) sendStartView(to int) {
 func (r *Replica) onRequestStartView(h *wire.Header) {
 	if h.View != r.view || r.status != StatusNormal || !r.IsPrimary() {
 		r.Stats.DroppedView++
+		r.ignored(ignoreNotPrimary)
 		return
 	}
+	assert(r.logView == r.view, "a normal primary serves a start_view of an older log view")
 	r.sendStartView(int(h.Replica))
 }
 
 func (r *Replica) onStartView(h *wire.Header, body []byte) {
-	if h.View < r.view || int(h.Replica) != r.cfg.PrimaryIndex(h.View) {
-		r.Stats.DroppedView++
-		return
-	}
-	if h.View == r.view && r.status == StatusNormal && !r.needSV {
-		return
-	}
-	if h.View == r.view && r.startViewDue {
+	if r.ignored(r.ignoreStartView(h)) {
 		return
 	}
 	refs, ok := decodeRefs(body, r.cfg.ViewHeadersMax)
 	if !ok || len(refs) == 0 || refs[len(refs)-1].Op != h.Op || h.Commit > h.Op {
 		r.Stats.DroppedMalformed++
+		r.ignored(ignoreMalformed)
 		return
 	}
+	assert(h.View >= r.view && !r.IsPrimaryOf(h.View), "a start_view reached its own primary")
 	if h.Op > r.checkpointOp+uint64(r.cfg.SlotCount) {
 		// A log this replica's WAL window cannot hold: catch up by state
 		// sync first, and ask for the view again afterwards.
@@ -487,11 +544,14 @@ func (r *Replica) onStartView(h *wire.Header, body []byte) {
 		r.enterViewChange(h.View)
 	}
 	r.needSV = false
+	assert(r.view == h.View && r.status == StatusViewChange, "installing a start_view outside its view change")
 	r.installRefs(refs, h.Op, h.View != r.logView)
+	assert(r.op == max(h.Op, r.checkpointOp), "a start_view installed to another head")
 	r.noteCommit(h.Commit, h.Checkpoint)
 	if r.commitMax > r.op {
 		r.commitMax = r.op
 	}
+	assert(r.commitMax <= r.op, "a start_view installed below its commit number")
 	r.logView = h.View
 	r.startViewDue = true
 	st := r.superblockNow()
@@ -501,12 +561,35 @@ func (r *Replica) onStartView(h *wire.Header, body []byte) {
 	r.event("start_view_installed")
 }
 
+// ignoreStartView guards a start_view: from the primary of a view not older
+// than ours, and not one already installed or being persisted.
+func (r *Replica) ignoreStartView(h *wire.Header) ignoreReason {
+	assert(h.Command == wire.CommandStartView, "ignoreStartView of another command")
+	switch {
+	case h.View < r.view:
+		r.Stats.DroppedView++
+		return ignoreOlderView
+	case int(h.Replica) != r.cfg.PrimaryIndex(h.View):
+		r.Stats.DroppedView++
+		return ignoreNotFromPrimary
+	case h.View == r.view && r.status == StatusNormal && !r.needSV:
+		return ignoreInstalled
+	case h.View == r.view && r.startViewDue:
+		return ignoreStartViewPending
+	}
+	return ignoreNone
+}
+
+// IsPrimaryOf reports whether this replica is the primary of view v.
+func (r *Replica) IsPrimaryOf(v uint32) bool { return r.cfg.PrimaryIndex(v) == r.cfg.Replica }
+
 // maybeFinishStartView: a backup goes normal once the new log view is
 // durable, and only then acknowledges anything in it.
 func (r *Replica) maybeFinishStartView() {
 	if !r.startViewDue || r.superblock.durable.LogView != r.view || r.superblock.durable.View != r.view {
 		return
 	}
+	assert(!r.IsPrimary() && r.logView == r.view, "a primary finished a backup's start_view")
 	r.startViewDue = false
 	r.status = StatusNormal
 	r.timeoutViewChange.Stop()
@@ -517,4 +600,5 @@ func (r *Replica) maybeFinishStartView() {
 	}
 	r.sendPrepareOk()
 	r.repair()
+	assert(r.status == StatusNormal && !r.startViewDue, "a finished start_view left the backup outside normal status")
 }

@@ -1,0 +1,103 @@
+package vsr
+
+import "tigerchat/model/wire"
+
+// Typed views of the header for the commands that carry, in a field named
+// for another purpose, a meaning of their own (the table in docs/vsr.md).
+// Protocol code reads and writes those meanings only through these views,
+// never through the raw field; each view asserts its command.
+
+// requestView: a client's request names its session (the op of its
+// register) in Commit.
+type requestView struct{ h *wire.Header }
+
+func requestOf(h *wire.Header) requestView {
+	assert(h.Command == wire.CommandRequest, "a request view of another command")
+	return requestView{h}
+}
+
+func (v requestView) Session() uint64 { return v.h.Commit }
+func (v requestView) SetSession(s uint64) {
+	assert(s != 0 || v.h.Operation == OperationRegister, "a request without a session")
+	v.h.Commit = s
+}
+
+// heartbeatView: the primary's commit message names its heartbeat round in
+// Request, the checksum of op Commit in Context, its head in Op and the
+// head's own checksum (not a parent) in Parent.
+type heartbeatView struct{ h *wire.Header }
+
+func heartbeatOf(h *wire.Header) heartbeatView {
+	assert(h.Command == wire.CommandCommit, "a heartbeat view of another command")
+	return heartbeatView{h}
+}
+
+func (v heartbeatView) Round() uint64 { return v.h.Request }
+func (v heartbeatView) SetRound(round uint64) {
+	assert(round > 0, "a heartbeat without a round")
+	v.h.Request = round
+}
+func (v heartbeatView) CommitChecksum() wire.Checksum     { return v.h.Context }
+func (v heartbeatView) SetCommitChecksum(c wire.Checksum) { v.h.Context = c }
+func (v heartbeatView) Head() uint64                      { return v.h.Op }
+func (v heartbeatView) SetHead(op uint64) {
+	assert(op >= v.h.Checkpoint, "a heartbeat head below the checkpoint")
+	v.h.Op = op
+}
+func (v heartbeatView) HeadChecksum() wire.Checksum     { return v.h.Parent }
+func (v heartbeatView) SetHeadChecksum(c wire.Checksum) { v.h.Parent = c }
+
+// prepareOkView: an acknowledgement names the checksum of the acked op in
+// Context and echoes the primary's newest heartbeat round in Request.
+type prepareOkView struct{ h *wire.Header }
+
+func prepareOkOf(h *wire.Header) prepareOkView {
+	assert(h.Command == wire.CommandPrepareOk, "a prepare_ok view of another command")
+	return prepareOkView{h}
+}
+
+func (v prepareOkView) Checksum() wire.Checksum { return v.h.Context }
+func (v prepareOkView) SetChecksum(c wire.Checksum) {
+	assert(!c.IsZero(), "an ack of no checksum")
+	v.h.Context = c
+}
+func (v prepareOkView) Round() uint64         { return v.h.Request }
+func (v prepareOkView) SetRound(round uint64) { v.h.Request = round }
+
+// repairView: request_prepare and nack name the checksum of op in Context
+// (zero: any checksum); a nack's reason is in Flags.
+type repairView struct{ h *wire.Header }
+
+func repairOf(h *wire.Header) repairView {
+	assert(h.Command == wire.CommandRequestPrepare || h.Command == wire.CommandNack, "a repair view of another command")
+	return repairView{h}
+}
+
+func (v repairView) Checksum() wire.Checksum     { return v.h.Context }
+func (v repairView) SetChecksum(c wire.Checksum) { v.h.Context = c }
+func (v repairView) Reason() uint8               { return v.h.Flags }
+func (v repairView) SetReason(reason uint8) {
+	assert(v.h.Command == wire.CommandNack && (reason == nackAbsent || reason == nackTooOld), "a nack without a known reason")
+	v.h.Flags = reason
+}
+
+// syncView: request_sync names the op the requester applied in Op (0: no
+// state machine); sync names the checkpoint's op in Op (and Checkpoint)
+// and its prepare's checksum in Context.
+type syncView struct{ h *wire.Header }
+
+func syncOf(h *wire.Header) syncView {
+	assert(h.Command == wire.CommandRequestSync || h.Command == wire.CommandSync, "a sync view of another command")
+	return syncView{h}
+}
+
+func (v syncView) Applied() uint64 { return v.h.Op }
+func (v syncView) SetApplied(op uint64) {
+	assert(v.h.Command == wire.CommandRequestSync, "applied op set on other than a request_sync")
+	v.h.Op = op
+}
+func (v syncView) CheckpointChecksum() wire.Checksum { return v.h.Context }
+func (v syncView) SetCheckpointChecksum(c wire.Checksum) {
+	assert(v.h.Command == wire.CommandSync && !c.IsZero(), "a sync without its checkpoint's checksum")
+	v.h.Context = c
+}
