@@ -46,7 +46,10 @@ func TestRuntimeImportsNoSimulatorOrTestCode(t *testing.T) {
 		}
 		for _, imp := range f.Imports {
 			name, _ := strconv.Unquote(imp.Path.Value)
-			if within(name, runtimeForbidden) {
+			// The edge serves the browser SDK's source files (embedded by
+			// the tigerchat/sdk/js package) to its demo page; it links no
+			// SDK code.
+			if within(name, runtimeForbidden) && name != "tigerchat/sdk/js" {
 				t.Errorf("%s imports %q: the runtime must not depend on the simulator, checkers or tools", path, name)
 			}
 			if !helper && within(name, testOnly) {
