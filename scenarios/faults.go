@@ -161,7 +161,7 @@ func (c *Config) storageFaultsEnabled() bool {
 		return false // the fault atlas spares every chunk: no replica to repair from
 	}
 	if c.Disk.ReadCorruptProbability > 0 || c.Disk.WriteCorruptProbability > 0 ||
-		c.Disk.MisdirectProbability > 0 || c.Disk.CrashLoseProbability > 0 {
+		c.Disk.MisdirectProbability > 0 || c.Disk.CrashLoseProbability > 0 || c.Disk.CrashWipeProbability > 0 {
 		return true
 	}
 	for _, s := range c.Schedule {

@@ -321,7 +321,7 @@ func AddDiskStats(a, b simdisk.Stats) simdisk.Stats {
 		Reads: a.Reads + b.Reads, Writes: a.Writes + b.Writes, Syncs: a.Syncs + b.Syncs,
 		ReadCorruptions: a.ReadCorruptions + b.ReadCorruptions, WriteCorruptions: a.WriteCorruptions + b.WriteCorruptions,
 		Misdirects: a.Misdirects + b.Misdirects, CrashLost: a.CrashLost + b.CrashLost,
-		CrashTorn: a.CrashTorn + b.CrashTorn, Crashes: a.Crashes + b.Crashes,
+		CrashTorn: a.CrashTorn + b.CrashTorn, Crashes: a.Crashes + b.Crashes, CrashWiped: a.CrashWiped + b.CrashWiped,
 	}
 }
 

@@ -53,7 +53,7 @@ type image map[uint64]*sector
 type Stats struct {
 	Reads, Writes, Syncs                          uint64
 	ReadCorruptions, WriteCorruptions, Misdirects uint64
-	CrashLost, CrashTorn, Crashes                 uint64
+	CrashLost, CrashTorn, Crashes, CrashWiped     uint64
 }
 
 // pendingWrite is a write submitted but not yet completed. Its faults are
@@ -402,6 +402,15 @@ func (d *Disk) Crash() {
 	d.unsyncedBytes = 0
 	d.writesInflight = map[uint64]*pendingWrite{}
 	d.ioInflight = 0
+	if d.opts.CrashWipeProbability > 0 && d.atlas != nil && d.rng.Chance(d.opts.CrashWipeProbability) {
+		cut := d.rng.Uint64N(d.sizeBytes/model.SectorSize) * model.SectorSize
+		for index := range d.durable {
+			if offset := index * model.SectorSize; offset >= cut && d.atlas.Faulty(d.replica, offset) {
+				delete(d.durable, index) // an absent sector reads as zeros
+			}
+		}
+		d.stats.CrashWiped++
+	}
 	d.current = maps.Clone(d.durable)
 	d.trace(opCrash, d.stats.CrashLost-lostBefore, int(d.stats.CrashTorn-tornBefore))
 }

@@ -21,6 +21,11 @@ type Options struct {
 	MisdirectProbability                        float64 // per write, in a faulty area: the write lands at another sector-aligned offset in the same atlas chunk; the intended target keeps its old data
 	CrashLoseProbability                        float64 // per unsynced (or in-flight) write at crash: lost entirely
 	CrashTearProbability                        float64 // per unsynced write at crash (not lost): torn — a random subset of its sectors survives, the rest keep their old durable data
+	// CrashWipeProbability, per crash: every sector after a random point
+	// that the fault atlas lets this replica lose reads back as zeros, as a
+	// data file cut short and extended again does. Not drawn by the swarm
+	// presets (its draws would move every seed); tests set it.
+	CrashWipeProbability float64
 }
 
 // Validate reports the first option out of range: probabilities must lie in
@@ -35,6 +40,7 @@ func (o Options) Validate() error {
 		{"misdirect", o.MisdirectProbability},
 		{"crash lose", o.CrashLoseProbability},
 		{"crash tear", o.CrashTearProbability},
+		{"crash wipe", o.CrashWipeProbability},
 	}
 	for _, p := range probabilities {
 		// Written so that NaN fails too.

@@ -798,3 +798,43 @@ func TestUnsyncedWritesAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// A crash with a wiped tail zeroes synced sectors only after its cut and
+// only where the atlas lets this replica lose data: every chunk keeps a
+// quorum's copy.
+func TestCrashWipeSparesWhatTheAtlasProtects(t *testing.T) {
+	const replica = 1
+	atlas := NewFaultAtlas(prng.New(9), 3, testSizeBytes, testChunkBytes)
+	faulty, clean := faultyChunks(atlas, replica, testSizeBytes)
+	if len(faulty) == 0 || len(clean) == 0 {
+		t.Fatal("the atlas should have faulty and clean chunks")
+	}
+	s, d := newTestDisk(4, testSizeBytes, Options{CrashWipeProbability: 1}, atlas, replica)
+	rng := prng.New(5)
+	written := map[uint64][]byte{}
+	for _, chunk := range append(faulty, clean...) {
+		data := checksummed(rng, 2)
+		writeSync(t, s, d, chunk, data)
+		written[chunk] = data
+	}
+	d.Crash()
+	wiped := 0
+	for chunk, data := range written {
+		got := peek(d, chunk, len(data))
+		switch {
+		case bytes.Equal(got, data):
+		case atlas.Faulty(replica, chunk) && bytes.Equal(got, make([]byte, len(data))):
+			wiped++
+		default:
+			t.Fatalf("chunk at %d: neither kept nor wiped to zeros where the atlas allows it", chunk)
+		}
+	}
+	for _, chunk := range clean {
+		if !bytes.Equal(peek(d, chunk, len(written[chunk])), written[chunk]) {
+			t.Fatalf("a chunk the atlas protects for this replica was wiped at %d", chunk)
+		}
+	}
+	if d.Stats().CrashWiped != 1 || wiped == 0 {
+		t.Fatalf("wiped %d chunks, stats %+v", wiped, d.Stats())
+	}
+}

@@ -56,6 +56,7 @@ type options struct {
 	faults      []string
 	loss        float64
 	duplicate   float64
+	crashWipe   float64
 	mutate      string
 	verbose     bool
 	nightly     bool
@@ -91,6 +92,7 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 		strings.Join(scenarios.FaultClassNames(), ",")+", or none, all")
 	fs.Var(probabilityValue{&o.loss}, "loss", "message loss probability `P` in [0, 1]")
 	fs.Var(probabilityValue{&o.duplicate}, "duplicate", "message duplication probability `P` in [0, 1]")
+	fs.Var(probabilityValue{&o.crashWipe}, "crash-wipe", "per crash, probability `P` in [0, 1] that the replica's disk loses its tail: every sector after a random point that the fault atlas lets it lose reads back as zeros (a data file cut short); not in any preset")
 	fs.StringVar(&o.mutate, "mutate", "", "run mutation `NAME`: a deliberately broken variant of the subject that the swarm must catch")
 	fs.BoolVar(&o.verbose, "v", false, "verbose: config, stats and metrics of each run")
 	fs.BoolVar(&o.nightly, "nightly", false, "nightly run: -count seeds (default 1,000,000), subject and length drawn per seed, all failures kept")
@@ -131,7 +133,7 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 func (o *options) validate() error {
 	switch {
 	case o.nightly && (o.swarm || o.swarmConfig || o.set["subject"] || o.set["ticks"] || o.set["faults"] ||
-		o.set["replicas"] || o.set["loss"] || o.set["duplicate"] || o.mutate != "" || o.failover):
+		o.set["replicas"] || o.set["loss"] || o.set["duplicate"] || o.set["crash-wipe"] || o.mutate != "" || o.failover):
 		return errors.New("-nightly draws subject, length and faults per seed; use -start, -count, -minutes, -json, -failures")
 	case !o.nightly && (o.set["minutes"] || o.set["failures"]):
 		return errors.New("-minutes and -failures go with -nightly")
@@ -191,6 +193,9 @@ func (o *options) config(seed uint64) (scenarios.Config, error) {
 	if o.set["duplicate"] {
 		cfg.Net.DuplicateProbability = o.duplicate
 	}
+	if o.set["crash-wipe"] {
+		cfg.Disk.CrashWipeProbability = o.crashWipe
+	}
 	if o.failover {
 		failoverConfig(&cfg, seed)
 	}
@@ -219,6 +224,7 @@ func (o *options) reproduce(seed uint64) string {
 	add("faults", orDefault(strings.Join(o.faults, ","), "none"))
 	add("loss", strconv.FormatFloat(o.loss, 'g', -1, 64))
 	add("duplicate", strconv.FormatFloat(o.duplicate, 'g', -1, 64))
+	add("crash-wipe", strconv.FormatFloat(o.crashWipe, 'g', -1, 64))
 	if o.mutate != "" {
 		words = append(words, "-mutate", o.mutate)
 	}
