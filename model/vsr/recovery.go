@@ -12,6 +12,47 @@ import (
 // replica's history.
 func (r *Replica) Format() {
 	assert(r.commitMin == 0 && r.op == 0, "formatting a replica that holds a log")
+	r.reserveSlots(0, r.formatState)
+}
+
+// reserveSlots writes a reserved header into every WAL slot from slot on,
+// header and prepare, one slot at a time (bounded I/O), then calls done.
+// A slot that reads as zeros afterwards was wiped, never "never written".
+func (r *Replica) reserveSlots(slot int, done func()) {
+	if slot == r.cfg.SlotCount {
+		done()
+		return
+	}
+	sector := r.reservedSector()
+	pending := 2
+	next := func() {
+		if pending--; pending == 0 {
+			r.reserveSlots(slot+1, done)
+		}
+	}
+	r.env.Disk.Write(r.layout.headerOffset(slot), sector, next)
+	r.env.Disk.Write(r.layout.prepareOffset(slot), sector, next)
+}
+
+// reservedSector is a sector holding the header that marks a WAL slot in
+// which nothing was ever prepared: a prepare of op 0 (never prepared) with
+// no body, checksummed like any header.
+func (r *Replica) reservedSector() []byte {
+	h := wire.Header{Command: wire.CommandPrepare, Cluster: r.cfg.Cluster, Size: wire.HeaderSize}
+	h.SetChecksums(nil)
+	b := make([]byte, model.SectorSize)
+	h.Encode(b)
+	return b
+}
+
+// isReserved reports whether b starts with the reserved header.
+func (r *Replica) isReserved(b []byte) bool {
+	h, err := wire.DecodeHeader(b)
+	return err == nil && h.Cluster == r.cfg.Cluster && h.Command == wire.CommandPrepare && h.Op == 0 && h.Size == wire.HeaderSize
+}
+
+// formatState writes the first checkpoint and the superblock, then opens.
+func (r *Replica) formatState() {
 	root := r.writeCheckpointTree(0, RootChecksum(r.cfg.Cluster))
 	r.grid.Flush(func() {
 		st := superblockState{
@@ -160,8 +201,10 @@ func isZero(b []byte) bool {
 }
 
 // classifySlot decides what the WAL durably holds in slot: a valid prepare,
-// nothing (never written: safe to nack, possible only before the ring has
-// wrapped), or unknown (faulty: never nack).
+// nothing (the reserved header Format wrote, in both places: safe to nack),
+// or unknown (faulty: never nack). Zeros are faulty: Format reserved every
+// slot, so a zeroed slot was wiped (a data file cut short and read back as
+// zeros) and may have held a prepare this replica acknowledged.
 func (r *Replica) classifySlot(slot int, headerSector, prepare []byte) stored {
 	valid := func(h *wire.Header) bool {
 		return h.Cluster == r.cfg.Cluster && h.Command == wire.CommandPrepare && r.slotOf(h.Op) == slot && h.Op > 0
@@ -176,14 +219,7 @@ func (r *Replica) classifySlot(slot int, headerSector, prepare []byte) stored {
 		return stored{faulty: true} // the newer write reached only the redundant header
 	case pok:
 		return stored{msg: append([]byte(nil), prepare[:ph.Size]...), header: ph}
-	case isZero(prepare) && isZero(headerSector) && r.checkpointOp >= uint64(r.cfg.SlotCount):
-		// Every slot was written once the ring wrapped (the checkpoint is
-		// past a whole ring of ops): zeros now mean the slot was wiped (a
-		// data file whose tail was lost and read back as zeros), not that
-		// nothing was ever prepared here. Nacking it could let a view
-		// change drop an op this replica acknowledged.
-		return stored{faulty: true}
-	case isZero(prepare) && isZero(headerSector):
+	case r.isReserved(prepare) && r.isReserved(headerSector):
 		return stored{}
 	default:
 		return stored{faulty: true}
