@@ -75,7 +75,20 @@ func TestChatDeterminism(t *testing.T) { assertDeterministic(t, chatSwarmConfig,
 // minute; `tigersim -subject chat -swarm -count 300 -mutate NAME` repeats
 // the search.)
 func TestChatMutationsCaught(t *testing.T) {
-	paths, err := filepath.Glob("testdata/chat-mutation-*.txt")
+	pinned := pinnedMutationSeeds(t, "chat", chatSwarmConfig)
+	for _, m := range Mutations("chat") {
+		if seed, ok := pinned[m]; !ok || seed >= 300 {
+			t.Errorf("mutation %s has no swarm transcript below seed 300 that catches it", m)
+		}
+	}
+}
+
+// pinnedMutationSeeds reads testdata/SUBJECT-mutation-*.txt and returns,
+// per mutation, the seed of each transcript that runs config(seed) with
+// that mutation and expects a violation.
+func pinnedMutationSeeds(t *testing.T, subject string, config func(uint64) Config) map[string]uint64 {
+	t.Helper()
+	paths, err := filepath.Glob("testdata/" + subject + "-mutation-*.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,17 +98,13 @@ func TestChatMutationsCaught(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := chatSwarmConfig(s.Config.Seed)
+		want := config(s.Config.Seed)
 		want.Mutation = s.Config.Mutation
-		if s.Expect == OutcomeViolation && s.Config.Subject == "chat" && s.Config.Seed < 300 && cmp.Equal(s.Config, want) {
+		if s.Expect == OutcomeViolation && s.Config.Subject == subject && cmp.Equal(s.Config, want) {
 			pinned[s.Config.Mutation] = s.Config.Seed
 		}
 	}
-	for _, m := range Mutations("chat") {
-		if _, ok := pinned[m]; !ok {
-			t.Errorf("mutation %s has no swarm transcript below seed 300 that catches it", m)
-		}
-	}
+	return pinned
 }
 
 // The chat-level checks catch a lost write by themselves: with acks before

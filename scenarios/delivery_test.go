@@ -2,8 +2,6 @@ package scenarios
 
 import (
 	"fmt"
-	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 )
@@ -44,22 +42,7 @@ func TestDeliveryDeterminism(t *testing.T) { assertDeterministic(t, deliverySwar
 // and its first catching seed is pinned as a transcript in testdata (run by
 // TestScenarioFiles).
 func TestDeliveryMutationsCaught(t *testing.T) {
-	paths, err := filepath.Glob("testdata/delivery-mutation-*.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pinned := map[string]uint64{}
-	for _, path := range paths {
-		s, err := LoadScenario(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := deliverySwarmConfig(s.Config.Seed)
-		want.Mutation = s.Config.Mutation
-		if s.Expect == OutcomeViolation && reflect.DeepEqual(s.Config, want) {
-			pinned[s.Config.Mutation] = s.Config.Seed
-		}
-	}
+	pinned := pinnedMutationSeeds(t, "delivery", deliverySwarmConfig)
 	for _, m := range Mutations("delivery") {
 		t.Run(m, func(t *testing.T) {
 			seed, ok := pinned[m]

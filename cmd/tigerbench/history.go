@@ -66,12 +66,10 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	bin := *binary
-	if bin == "" {
-		if bin, err = tigerchatBinary(dir); err != nil {
-			fmt.Fprintln(stderr, "tigerbench:", err)
-			return 1
-		}
+	bin, err := tigerchatBinary(dir, *binary)
+	if err != nil {
+		fmt.Fprintln(stderr, "tigerbench:", err)
+		return 1
 	}
 	sys, err := tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: 1, Log: stderr,
 		Tweak: func(c *node.ClusterConfig) { c.CacheSizeBytes = *cacheMiB << 20 }})

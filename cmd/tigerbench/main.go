@@ -168,9 +168,13 @@ func moduleRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// tigerchatBinary is the tigerchat next to this executable (make builds
-// both into bin/), or one built from source into dir.
-func tigerchatBinary(dir string) (string, error) {
+// tigerchatBinary is given (a -tigerchat flag) when set, else the
+// tigerchat next to this executable (make builds both into bin/), else one
+// built from source into dir.
+func tigerchatBinary(dir, given string) (string, error) {
+	if given != "" {
+		return given, nil
+	}
 	if exe, err := os.Executable(); err == nil {
 		bin := filepath.Join(filepath.Dir(exe), "tigerchat")
 		if _, err := os.Stat(bin); err == nil {
@@ -187,7 +191,7 @@ func failover(ctx context.Context, trials int, log io.Writer) (Result, error) {
 		return res, err
 	}
 	defer os.RemoveAll(dir)
-	bin, err := tigerchatBinary(dir)
+	bin, err := tigerchatBinary(dir, "")
 	if err != nil {
 		return res, err
 	}

@@ -92,7 +92,7 @@ func publish(ctx context.Context, publishers, batch int, duration time.Duration,
 		return res, err
 	}
 	defer os.RemoveAll(dir)
-	bin, err := tigerchatBinary(dir)
+	bin, err := tigerchatBinary(dir, "")
 	if err != nil {
 		return res, err
 	}

@@ -46,12 +46,9 @@ func runSuite(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	start := map[string]suite.Starter{
 		"tigerchat": func(ctx context.Context, o suite.Options, dir string, log io.Writer) (load.System, error) {
-			bin := *binary
-			if bin == "" {
-				var err error
-				if bin, err = tigerchatBinary(dir); err != nil {
-					return nil, err
-				}
+			bin, err := tigerchatBinary(dir, *binary)
+			if err != nil {
+				return nil, err
 			}
 			return tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: o.Shards, PprofDir: o.PprofDir, EdgeArgs: strings.Fields(*edgeArgs), Adapter: *adapter, Log: log})
 		},

@@ -79,12 +79,10 @@ func runSDK(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	bin := *binary
-	if bin == "" {
-		if bin, err = tigerchatBinary(dir); err != nil {
-			fmt.Fprintln(stderr, "tigerbench:", err)
-			return 1
-		}
+	bin, err := tigerchatBinary(dir, *binary)
+	if err != nil {
+		fmt.Fprintln(stderr, "tigerbench:", err)
+		return 1
 	}
 	clusterDir := filepath.Join(dir, "cluster")
 	if err := os.Mkdir(clusterDir, 0o700); err != nil {

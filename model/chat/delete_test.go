@@ -7,15 +7,6 @@ import (
 	"testing"
 )
 
-func (h *harness) ack(operation uint8, body []byte) Code {
-	h.t.Helper()
-	r, err := DecodeAckReply(h.apply(operation, body))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return r.Code
-}
-
 func (h *harness) deleteRoom(tenant, user, room string) Code {
 	return h.ack(OperationDeleteRoom, EncodeMember(MemberRequest{Tenant: tenant, User: user, Room: room}))
 }

@@ -70,22 +70,24 @@ func (h *harness) create(tenant, user, room string, private, audit bool, retenti
 	return r.Code
 }
 
-func (h *harness) member(operation uint8, tenant, user, room string) Code {
+// ack applies an operation answered by an AckReply and returns its code.
+func (h *harness) ack(operation uint8, body []byte) Code {
 	h.t.Helper()
-	r, err := DecodeAckReply(h.apply(operation, EncodeMember(MemberRequest{Tenant: tenant, User: user, Room: room})))
+	r, err := DecodeAckReply(h.apply(operation, body))
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	return r.Code
 }
 
+func (h *harness) member(operation uint8, tenant, user, room string) Code {
+	h.t.Helper()
+	return h.ack(operation, EncodeMember(MemberRequest{Tenant: tenant, User: user, Room: room}))
+}
+
 func (h *harness) invite(tenant, user, room, invitee string) Code {
 	h.t.Helper()
-	r, err := DecodeAckReply(h.apply(OperationInvite, EncodeInvite(InviteRequest{Tenant: tenant, User: user, Room: room, Invitee: invitee})))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return r.Code
+	return h.ack(OperationInvite, EncodeInvite(InviteRequest{Tenant: tenant, User: user, Room: room, Invitee: invitee}))
 }
 
 func (h *harness) openDirect(tenant, user, peer string) OpenDirectReply {

@@ -155,12 +155,10 @@ func (e *Edge) exec(ctx context.Context, s *Session, c *command) (any, *Error) {
 		return whoamiJSON{Tenant: s.Tenant, User: s.User, Rooms: s.Scope, Expires: s.Expires.UTC().Format(time.RFC3339)}, nil
 	case cmdCreateRoom:
 		return e.createRoom(ctx, s, c)
-	case cmdJoin, cmdLeave, cmdInvite:
+	case cmdJoin, cmdLeave, cmdInvite, cmdDeleteRoom, cmdRetention:
 		return e.member(ctx, s, c)
 	case cmdOpenDM:
 		return e.openDM(ctx, s, c)
-	case cmdDeleteRoom, cmdRetention:
-		return e.roomPolicy(ctx, s, c)
 	case cmdMembers:
 		return e.members(ctx, s, c)
 	case cmdRooms:
@@ -208,33 +206,21 @@ func (e *Edge) member(ctx context.Context, s *Session, c *command) (any, *Error)
 	switch c.Cmd {
 	case cmdJoin:
 		body = chat.EncodeMember(chat.MemberRequest{Tenant: s.Tenant, User: s.User, Room: c.Room})
-	case cmdLeave:
+	case cmdLeave, cmdDeleteRoom:
 		op = chat.OperationLeave
+		if c.Cmd == cmdDeleteRoom { // its creator only; audit rooms refuse
+			op = chat.OperationDeleteRoom
+		}
 		body = chat.EncodeMember(chat.MemberRequest{Tenant: s.Tenant, User: s.User, Room: c.Room})
+	case cmdRetention: // its creator only; audit rooms refuse
+		op = chat.OperationSetRetention
+		body = chat.EncodeSetRetention(chat.SetRetentionRequest{Tenant: s.Tenant, User: s.User, Room: c.Room, RetentionCount: c.Retention})
 	default:
 		if c.User == "" {
 			return nil, errorf(CodeBadRequest, "user (the invitee) is required")
 		}
 		op = chat.OperationInvite
 		body = chat.EncodeInvite(chat.InviteRequest{Tenant: s.Tenant, User: s.User, Room: c.Room, Invitee: c.User})
-	}
-	r, err := e.cl.ack(ctx, s.Tenant, c.Room, op, body)
-	if err != nil {
-		return nil, err
-	}
-	return membersJSON{Room: c.Room, Members: r.Members}, nil
-}
-
-// roomPolicy deletes a room or sets its retention (its creator only).
-func (e *Edge) roomPolicy(ctx context.Context, s *Session, c *command) (any, *Error) {
-	if err := scoped(s, c.Room); err != nil {
-		return nil, err
-	}
-	op := chat.OperationDeleteRoom
-	body := chat.EncodeMember(chat.MemberRequest{Tenant: s.Tenant, User: s.User, Room: c.Room})
-	if c.Cmd == cmdRetention {
-		op = chat.OperationSetRetention
-		body = chat.EncodeSetRetention(chat.SetRetentionRequest{Tenant: s.Tenant, User: s.User, Room: c.Room, RetentionCount: c.Retention})
 	}
 	r, err := e.cl.ack(ctx, s.Tenant, c.Room, op, body)
 	if err != nil {
