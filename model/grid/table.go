@@ -19,18 +19,35 @@ import (
 // Leaf page (KindTableLeaf): children = the refs of the items that have
 // one, in item order; data = count u32 | count × (key u16-prefixed |
 // has_ref u8 | value u32-prefixed). Index node (KindTableIndex): children
-// = the pages or index nodes below, in key order; no data.
+// = the pages or index nodes below, in key order; data = the first key of
+// each child, u16-prefixed, in the same order (so that a table opens
+// without reading its pages).
+//
+// A table may keep only some pages in memory (ResidentPagesMax): the
+// others are cold, known by their first key and reference alone, and
+// Prefetch reads one back before Get, Set or Delete may touch it. Which
+// pages are resident never changes what the table writes: a checkpoint
+// writes the same blocks whatever is in memory, so replicas that cache
+// differently still agree block for block.
 type Table struct {
 	// PageBytesMax bounds a page's bytes after the block header (0: one
 	// sector, TablePageBytesMax); an item may take a quarter of it. Set it
 	// before the first use; it must fit a block.
 	PageBytesMax int
+	// ResidentPagesMax bounds the pages kept in memory after a checkpoint
+	// (0: all of them). Past it, the least recently used clean pages go
+	// cold. Open then reads only the index nodes. Set it before Open.
+	ResidentPagesMax int
 
-	pages   []*tablePage
-	levels  [][]tableNode // index nodes of the last checkpoint, level 0 above the pages
-	dropped []Ref         // pages merged away or emptied since the last checkpoint
-	root    Ref
-	changes uint64 // items set or deleted (counted, not persisted)
+	pages      []*tablePage
+	levels     [][]tableNode // index nodes of the last checkpoint, level 0 above the pages
+	dropped    []Ref         // pages merged away or emptied since the last checkpoint
+	root       Ref
+	changes    uint64                       // items set or deleted (counted, not persisted)
+	clock      uint64                       // advances on every touch of a page: eviction order
+	loading    map[*tablePage][]func(error) // cold pages being read, and who waits for them
+	generation uint64                       // advanced by Open: a read started before it is dropped
+	Loads      uint64                       // cold pages read back (for metrics)
 }
 
 // TableItem is one entry of a Table.
@@ -53,10 +70,29 @@ func (it *TableItem) equal(o *TableItem) bool {
 }
 
 type tablePage struct {
-	items []TableItem // sorted by key, unique
+	items []TableItem // sorted by key, unique; nil while cold
 	size  int         // bytes of its block after the header: 4 + the items' (a ref counts as a child)
 	ref   Ref         // the page's block at the last checkpoint (zero: never written)
 	dirty bool        // changed since ref was written
+	cold  bool        // items not in memory: read them from ref
+	first string      // the first key, while cold
+	used  uint64      // the table's clock when last touched
+}
+
+func (p *tablePage) firstKey() string {
+	if p.cold {
+		return p.first
+	}
+	return p.items[0].Key
+}
+
+// touch marks page p as used now, and asserts that it is in memory.
+func (t *Table) touch(p *tablePage) {
+	if p.cold {
+		panic("grid: a table page touched while cold (prefetch it first)")
+	}
+	t.clock++
+	p.used = t.clock
 }
 
 type tableNode struct {
@@ -86,11 +122,25 @@ const ItemOverhead = 2 + 1 + 4
 // ErrTableMalformed is a table block that does not decode.
 var ErrTableMalformed = errors.New("grid: table block malformed")
 
-// Len is the number of items.
+// Len is the number of items; every page must be in memory.
 func (t *Table) Len() int {
 	n := 0
 	for _, p := range t.pages {
+		if p.cold {
+			panic("grid: Len of a table with cold pages")
+		}
 		n += len(p.items)
+	}
+	return n
+}
+
+// Resident counts the pages in memory (for tests and metrics).
+func (t *Table) Resident() int {
+	n := 0
+	for _, p := range t.pages {
+		if !p.cold {
+			n++
+		}
 	}
 	return n
 }
@@ -108,8 +158,9 @@ func (t *Table) locate(key string) (int, int, bool) {
 		return -1, 0, false
 	}
 	// The last page whose first key is <= key; page 0 takes smaller keys.
-	p := sort.Search(len(t.pages), func(i int) bool { return t.pages[i].items[0].Key > key }) - 1
+	p := sort.Search(len(t.pages), func(i int) bool { return t.pages[i].firstKey() > key }) - 1
 	p = max(p, 0)
+	t.touch(t.pages[p])
 	items := t.pages[p].items
 	i := sort.Search(len(items), func(i int) bool { return items[i].Key >= key })
 	return p, i, i < len(items) && items[i].Key == key
@@ -133,7 +184,8 @@ func (t *Table) Set(it TableItem) {
 	if len(t.pages) == 0 {
 		t.changes++
 		it.Value = append([]byte(nil), it.Value...)
-		t.pages = append(t.pages, &tablePage{items: []TableItem{it}, size: 4 + it.encodedSize(), dirty: true})
+		t.clock++
+		t.pages = append(t.pages, &tablePage{items: []TableItem{it}, size: 4 + it.encodedSize(), dirty: true, used: t.clock})
 		return
 	}
 	p, i, ok := t.locate(it.Key)
@@ -167,7 +219,7 @@ func (t *Table) split(p int) {
 		n++
 	}
 	n = max(n, 1)
-	right := &tablePage{items: append([]TableItem(nil), page.items[n:]...), dirty: true}
+	right := &tablePage{items: append([]TableItem(nil), page.items[n:]...), dirty: true, used: page.used}
 	right.size = 4
 	for i := range right.items {
 		right.size += right.items[i].encodedSize()
@@ -214,6 +266,7 @@ func (t *Table) mergeSmall(p int) {
 		if q < 0 || q >= len(t.pages) || t.pages[q].size+page.size-4 > t.pageMax() {
 			continue
 		}
+		t.touch(t.pages[q]) // the merge happens whatever is cached: q must be in memory
 		lo, hi := min(p, q), max(p, q)
 		a, b := t.pages[lo], t.pages[hi]
 		a.items = append(a.items, b.items...)
@@ -238,6 +291,7 @@ func (t *Table) removePage(p int) {
 func (t *Table) Scan(prefix string, fn func(*TableItem) bool) {
 	p, i, _ := t.locate(prefix)
 	for p >= 0 && p < len(t.pages) {
+		t.touch(t.pages[p])
 		items := t.pages[p].items
 		for ; i < len(items); i++ {
 			if !strings.HasPrefix(items[i].Key, prefix) {
@@ -281,7 +335,8 @@ func (t *Table) Replace(prefix string, items []TableItem) {
 }
 
 // Checkpoint writes the pages that changed and the index nodes above them,
-// releases what they replace, and returns the table's root.
+// releases what they replace, and returns the table's root. Then, past
+// ResidentPagesMax, the least recently used pages go cold.
 func (t *Table) Checkpoint(g *Grid) Ref {
 	if t.pageMax() > g.Config().DataMax() {
 		panic(fmt.Sprintf("grid: table pages of %d bytes do not fit a block", t.pageMax()))
@@ -292,19 +347,23 @@ func (t *Table) Checkpoint(g *Grid) Ref {
 	t.dropped = t.dropped[:0]
 	var buf []byte
 	refs := make([]Ref, len(t.pages))
+	keys := make([]string, len(t.pages))
 	for i, page := range t.pages {
 		if page.dirty || page.ref.IsZero() {
+			if page.cold {
+				panic("grid: a cold table page is dirty")
+			}
 			g.Release(page.ref)
 			var children []Ref
 			buf, children = page.encode(buf[:0])
 			page.ref = g.Write(KindTableLeaf, children, buf, false)
 			page.dirty = false
 		}
-		refs[i] = page.ref
+		refs[i], keys[i] = page.ref, page.firstKey()
 	}
 	level := 0
 	for level == 0 || len(refs) > 1 {
-		refs = t.writeLevel(g, level, refs)
+		refs, keys = t.writeLevel(g, level, refs, keys)
 		level++
 	}
 	for _, old := range t.levels[level:] {
@@ -314,29 +373,81 @@ func (t *Table) Checkpoint(g *Grid) Ref {
 	}
 	t.levels = t.levels[:level]
 	t.root = refs[0]
+	t.evict()
 	return t.root
 }
 
-// writeLevel groups refs into index nodes, reusing each node of the last
-// checkpoint whose children did not change.
-func (t *Table) writeLevel(g *Grid, level int, refs []Ref) []Ref {
+// evict makes the least recently used pages cold until at most
+// ResidentPagesMax stay in memory. Every page is clean here (just
+// written), so nothing is lost: a cold page reads back from its ref.
+func (t *Table) evict() {
+	if t.ResidentPagesMax == 0 {
+		return
+	}
+	var resident []*tablePage
+	for _, p := range t.pages {
+		if !p.cold {
+			resident = append(resident, p)
+		}
+	}
+	if len(resident) <= t.ResidentPagesMax {
+		return
+	}
+	// Clock values are unique per touch, but split halves share one:
+	// the stable sort keeps key order among equals.
+	sort.SliceStable(resident, func(a, b int) bool { return resident[a].used < resident[b].used })
+	for _, p := range resident[:len(resident)-t.ResidentPagesMax] {
+		if p.dirty || p.ref.IsZero() {
+			panic("grid: evicting a table page that is not written")
+		}
+		p.first, p.items, p.cold = p.items[0].Key, nil, true
+	}
+}
+
+// writeLevel groups refs (whose first keys are keys) into index nodes,
+// as many per node as fit a block, reusing each node of the last
+// checkpoint whose children did not change. It returns the level's nodes
+// and their first keys.
+func (t *Table) writeLevel(g *Grid, level int, refs []Ref, keys []string) ([]Ref, []string) {
 	if level == len(t.levels) {
 		t.levels = append(t.levels, nil)
 	}
-	per := g.Config().ChildrenMax()
+	per, dataMax := g.Config().ChildrenMax(), g.Config().DataMax()
 	old := t.levels[level]
 	next := make([]tableNode, 0, (len(refs)+per-1)/per)
-	for off := 0; off < len(refs) || (off == 0 && len(refs) == 0); off += per {
-		children := refs[off:min(off+per, len(refs))]
+	var nextKeys []string
+	var data []byte
+	for off := 0; off < len(refs) || (off == 0 && len(refs) == 0); {
+		n, keyBytes := 0, 0
+		for off+n < len(refs) && n < per {
+			kb := 2 + len(keys[off+n])
+			if n > 0 && (n+1)*RefSize+keyBytes+kb > dataMax {
+				break
+			}
+			keyBytes += kb
+			n++
+		}
+		children := refs[off : off+n]
+		first := ""
+		if n > 0 {
+			first = keys[off]
+		}
 		k := len(next)
+		nextKeys = append(nextKeys, first)
 		if k < len(old) && refsEqual(old[k].children, children) {
 			next = append(next, old[k])
 			old[k].ref = Ref{} // kept: not released below
+			off += max(n, 1)
 			continue
 		}
+		data = data[:0]
+		for _, key := range keys[off : off+n] {
+			data = append(binary.LittleEndian.AppendUint16(data, uint16(len(key))), key...)
+		}
 		node := tableNode{children: append([]Ref(nil), children...)}
-		node.ref = g.Write(KindTableIndex, node.children, nil, false)
+		node.ref = g.Write(KindTableIndex, node.children, data, false)
 		next = append(next, node)
+		off += max(n, 1)
 	}
 	for _, n := range old {
 		g.Release(n.ref)
@@ -346,7 +457,32 @@ func (t *Table) writeLevel(g *Grid, level int, refs []Ref) []Ref {
 	for i := range next {
 		out[i] = next[i].ref
 	}
-	return out
+	return out, nextKeys
+}
+
+// decodeNodeKeys reads the first keys an index node keeps of its children.
+func decodeNodeKeys(b Block) ([]string, error) {
+	data := b.RawData()
+	if b.Compressed() {
+		return nil, ErrTableMalformed
+	}
+	keys := make([]string, 0, b.Children())
+	for off := 0; off < len(data); {
+		if off+2 > len(data) {
+			return nil, ErrTableMalformed
+		}
+		kl := int(binary.LittleEndian.Uint16(data[off:]))
+		off += 2
+		if off+kl > len(data) {
+			return nil, ErrTableMalformed
+		}
+		keys = append(keys, string(data[off:off+kl]))
+		off += kl
+	}
+	if len(keys) != b.Children() {
+		return nil, ErrTableMalformed
+	}
+	return keys, nil
 }
 
 func refsEqual(a, b []Ref) bool {
@@ -428,10 +564,12 @@ func decodeTablePage(b Block) (*tablePage, error) {
 	return page, nil
 }
 
-// Open replaces the table with the one at root, reading every page, and
-// calls done. PageBytesMax is kept.
+// Open replaces the table with the one at root and calls done: it reads
+// every page, or with ResidentPagesMax only the index nodes (the pages
+// start cold). PageBytesMax and ResidentPagesMax are kept.
 func (t *Table) Open(g *Grid, root Ref, done func(error)) {
-	*t = Table{PageBytesMax: t.PageBytesMax, root: root}
+	*t = Table{PageBytesMax: t.PageBytesMax, ResidentPagesMax: t.ResidentPagesMax, root: root,
+		generation: t.generation + 1, Loads: t.Loads}
 	t.openLevel(g, []Ref{root}, nil, done)
 }
 
@@ -441,8 +579,12 @@ func (t *Table) Open(g *Grid, root Ref, done func(error)) {
 func (t *Table) openLevel(g *Grid, refs []Ref, parents []tableNode, done func(error)) {
 	blocks := make([]Block, len(refs))
 	pending, failed := len(refs), error(nil)
+	generation := t.generation
 	for i, ref := range refs {
 		g.Read(ref, func(b Block, err error) {
+			if t.generation != generation {
+				return // opened again since
+			}
 			if err != nil && failed == nil {
 				failed = err
 			}
@@ -467,10 +609,16 @@ func (t *Table) openLevel(g *Grid, refs []Ref, parents []tableNode, done func(er
 				return
 			}
 			var below []Ref
+			var keys []string
 			nodes := make([]tableNode, len(refs))
 			for i, b := range blocks {
 				if refs[i].Kind != KindTableIndex || b.Children() == 0 {
 					done(ErrTableMalformed)
+					return
+				}
+				nodeKeys, err := decodeNodeKeys(b)
+				if err != nil {
+					done(err)
 					return
 				}
 				nodes[i] = tableNode{ref: refs[i]}
@@ -478,10 +626,95 @@ func (t *Table) openLevel(g *Grid, refs []Ref, parents []tableNode, done func(er
 					nodes[i].children = append(nodes[i].children, b.Child(c))
 				}
 				below = append(below, nodes[i].children...)
+				keys = append(keys, nodeKeys...)
+			}
+			if t.ResidentPagesMax > 0 && below[0].Kind == KindTableLeaf {
+				t.levels = append([][]tableNode{nodes}, t.levels...)
+				done(t.openCold(below, keys))
+				return
 			}
 			t.openLevel(g, below, nodes, done)
 		})
 	}
+}
+
+// openCold makes the pages refs, whose first keys are keys, cold.
+func (t *Table) openCold(refs []Ref, keys []string) error {
+	pages := make([]*tablePage, len(refs))
+	for i, ref := range refs {
+		if ref.Kind != KindTableLeaf || int(ref.Size) <= HeaderSize || (i > 0 && keys[i] <= keys[i-1]) {
+			return ErrTableMalformed
+		}
+		pages[i] = &tablePage{ref: ref, size: int(ref.Size) - HeaderSize, cold: true, first: keys[i]}
+	}
+	t.pages = pages
+	return nil
+}
+
+// Prefetch makes the page that holds or would hold key resident. It
+// reports true when it already is (done is then never called); otherwise
+// done is called once the page's read ends: with nil when the page is in
+// memory, or with the read's error (the caller may prefetch again). A
+// read that Open overtook never calls done.
+func (t *Table) Prefetch(g *Grid, key string, done func(error)) bool {
+	if len(t.pages) == 0 {
+		return true
+	}
+	p := sort.Search(len(t.pages), func(i int) bool { return t.pages[i].firstKey() > key }) - 1
+	page := t.pages[max(p, 0)]
+	if !page.cold {
+		return true
+	}
+	if waiters, ok := t.loading[page]; ok {
+		t.loading[page] = append(waiters, done)
+		return false
+	}
+	if t.loading == nil {
+		t.loading = make(map[*tablePage][]func(error))
+	}
+	t.loading[page] = nil
+	generation, ref := t.generation, page.ref
+	inline, finished := true, false
+	g.Read(ref, func(b Block, err error) {
+		if t.generation != generation {
+			return
+		}
+		waiters := t.loading[page]
+		delete(t.loading, page)
+		if err == nil && page.cold && page.ref == ref {
+			t.install(page, b)
+		}
+		if inline { // a cache hit: nobody waits yet
+			finished = err == nil
+			if err != nil {
+				panic("grid: a cached block failed its read")
+			}
+			return
+		}
+		for _, w := range waiters {
+			w(err)
+		}
+	})
+	inline = false
+	if finished {
+		return true
+	}
+	t.loading[page] = append(t.loading[page], done)
+	return false
+}
+
+// install fills cold page from its block b, read and verified against
+// page.ref.
+func (t *Table) install(page *tablePage, b Block) {
+	loaded, err := decodeTablePage(b)
+	if err != nil || loaded.size != page.size || loaded.items[0].Key != page.first {
+		// The block matched its checksum: only a bug writes such a page.
+		panic(fmt.Sprintf("grid: a verified table page does not decode as its index says: %v", err))
+	}
+	page.items, page.cold, page.first = loaded.items, false, ""
+	t.clock++
+	page.used = t.clock
+	t.Loads++
 }
 
 func (t *Table) openPages(refs []Ref, blocks []Block) error {

@@ -183,3 +183,60 @@ func TestTableItemRefsAreChildren(t *testing.T) {
 		t.Fatal("item ref lost in a round trip")
 	}
 }
+
+// TestTableColdPagesWriteTheSameBlocks: a table that keeps two pages in
+// memory, prefetching before each change and reopened cold now and then,
+// writes exactly the blocks of one that keeps every page, and reads the
+// same items back.
+func TestTableColdPagesWriteTheSameBlocks(t *testing.T) {
+	gAll, dAll := newTestGrid(t, nil)
+	gCold, dCold := newTestGrid(t, nil)
+	var all Table
+	cold := Table{ResidentPagesMax: 2}
+	p := prng.New(11)
+	model := map[string]string{}
+	loads := 0
+	for round := 0; round < 20; round++ {
+		for op := 0; op < 200; op++ {
+			k := fmt.Sprintf("r%02d\x00%05d", p.Uint64()%8, p.Uint64()%5000)
+			v := fmt.Sprintf("v%d-%030d", round, op)
+			ready := cold.Prefetch(gCold, k, func(err error) {
+				if err != nil {
+					t.Fatalf("prefetch %q: %v", k, err)
+				}
+				loads++
+			})
+			if !ready {
+				dCold.Drain(t)
+			}
+			if got, ok := cold.Get(k); ok != (model[k] != "") || (ok && string(got.Value) != model[k]) {
+				t.Fatalf("round %d: cold table has %q = %v %v, want %q", round, k, ok, got, model[k])
+			}
+			all.Set(TableItem{Key: k, Value: []byte(v)})
+			cold.Set(TableItem{Key: k, Value: []byte(v)})
+			model[k] = v
+		}
+		rootAll := tableCheckpoint(t, gAll, dAll, &all)
+		rootCold := tableCheckpoint(t, gCold, dCold, &cold)
+		if rootAll != rootCold {
+			t.Fatalf("round %d: roots differ: %+v and %+v", round, rootAll, rootCold)
+		}
+		if n := cold.Resident(); n > 2 {
+			t.Fatalf("round %d: %d pages resident, bound 2", round, n)
+		}
+		if round%4 == 3 {
+			gCold.cache.reset()
+			reopened := Table{ResidentPagesMax: 2}
+			var oerr error
+			reopened.Open(gCold, rootCold, func(err error) { oerr = err })
+			dCold.Drain(t)
+			if oerr != nil || reopened.Resident() != 0 || reopened.Pages() != all.Pages() {
+				t.Fatalf("round %d: reopened cold: %v, %d resident, %d pages (want %d)", round, oerr, reopened.Resident(), reopened.Pages(), all.Pages())
+			}
+			cold = reopened
+		}
+	}
+	if all.Pages() < 20 || loads < 100 {
+		t.Fatalf("%d pages and %d loads: the test did not exercise cold pages", all.Pages(), loads)
+	}
+}
