@@ -448,6 +448,9 @@ func (s *chatSubject) checkStates() []string {
 
 func (s *chatSubject) CoverageUniverse() []string {
 	names := (&vsrSubject{}).CoverageUniverse()
+	// Chat replicas keep two idempotency pages in memory (chat.SimLimits):
+	// applies wait for the others to be read back.
+	names = append(names, "event:prefetch_wait")
 	for _, name := range chatCoverageNames {
 		names = append(names, "chat:"+name)
 	}

@@ -40,12 +40,12 @@ import (
 // the model checks their reads whole; rooms of odd index grow to
 // chatRoomKeysLarge keys, far beyond one read and the block cache, and the
 // end-of-seed history audit (chat_history.go) reads them whole on every
-// replica. Every room's keys stay within the dedup window (chat.SimLimits'
-// IdempotencyKeysMax), so retries never create messages. To spread posts
+// replica. A run is far shorter than the idempotency window (24 h), so
+// retries never create messages. To spread posts
 // over the whole fault phase, a room's key budget opens linearly with time.
 const (
 	chatRoomKeysSmall       = 14  // distinct keys of a small room: its logs fit one read (chatReadLimit)
-	chatRoomKeysLarge       = 240 // distinct keys of a large room: < IdempotencyKeysMax 256
+	chatRoomKeysLarge       = 240 // distinct keys of a large room
 	chatThreadsPerRoom      = 2   // thread parents per room: < ThreadsPerRoomMax 4
 	chatBodyMin             = 16  // bytes: a key ("k240-c1023") and a space fit
 	chatKeySizeMax          = 10  // bytes of the longest key, "k240-c1023"

@@ -28,14 +28,13 @@
 //
 // # Idempotency
 //
-// A post carries an idempotency key. While the key is in the room's dedup
-// window, posting it again (from any log of the room) returns the original
-// seq, hash and time with Duplicate set, and creates nothing. The window
-// holds the last Limits.IdempotencyKeysMax accepted keys of the room
-// (1024 by default) and forgets a key Limits.IdempotencyWindowNs (24 h)
-// after its message's prepare timestamp; a forgotten key is accepted again
-// as a new message. The window is part of the snapshot, so the guarantee
-// survives restarts, view changes and state sync.
+// A post carries an idempotency key. While the key is in the room's
+// idempotency window, posting it again (from any log of the room) returns
+// the original seq, hash and time with Duplicate set, and creates nothing.
+// The window forgets a key Limits.IdempotencyWindowNs (24 h) after its
+// message's prepare timestamp; a forgotten key is accepted again as a new
+// message. The keys live in a table of the checkpoint (dedup.go), so the
+// guarantee survives restarts, view changes and state sync.
 //
 // # Post batches
 //

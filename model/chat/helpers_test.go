@@ -18,7 +18,6 @@ func testLimits() Limits {
 		RoomsPerTenantMax:   4,
 		MembersPerRoomMax:   3,
 		ThreadsPerRoomMax:   2,
-		IdempotencyKeysMax:  4,
 		IdempotencyWindowNs: 1000,
 		ReadReplySizeMax:    1024,
 		PostBatchCountMax:   4,
@@ -31,6 +30,9 @@ type harness struct {
 	m     *Machine
 	op    uint64
 	nowNs int64
+	grid  *grid.Grid // set by the first checkpoint
+	disk  *gridtest.MemDisk
+	waits int // applies that waited for a prefetch
 }
 
 func newHarness(t testing.TB, l Limits) *harness {
@@ -46,6 +48,19 @@ func (h *harness) apply(operation uint8, body []byte) []byte {
 	h.op++
 	h.nowNs++
 	perr := h.m.Prepare(operation, body)
+	h.m.Prefetch(operation, body)
+	woke := false
+	if !h.m.Prefetched(func() { woke = true }) {
+		if h.disk == nil {
+			h.t.Fatal("a prefetch waits without a grid")
+		}
+		h.disk.Drain(h.t)
+		h.m.Prefetch(operation, body)
+		if !woke || !h.m.Prefetched(func() { h.t.Fatal("a second prefetch waited") }) {
+			h.t.Fatalf("op %d: prefetch woke %v, then not ready", operation, woke)
+		}
+		h.waits++
+	}
 	reply := h.m.Apply(h.op, h.nowNs, 1, operation, body, nil)
 	code, err := ReplyCode(reply)
 	if err != nil {
@@ -189,13 +204,22 @@ func newTestGrid() (*grid.Grid, *gridtest.MemDisk) {
 	return grid.New(cfg, d, nil, 10, prng.New(1)), d
 }
 
-// checkpoint writes the machine's state to a fresh test grid and waits for
-// the writes; it returns the grid, its disk and the root.
+// checkpoint writes the machine's state to the harness's test grid (made
+// by the first call) and waits for the writes; it returns the grid, its
+// disk and the root.
 func (h *harness) checkpoint() (*grid.Grid, *gridtest.MemDisk, grid.Ref) {
-	g, d := newTestGrid()
-	root := h.m.Checkpoint(g)
-	d.Drain(h.t)
-	return g, d, root
+	if h.grid == nil {
+		h.grid, h.disk = newTestGrid()
+	}
+	root := h.m.Checkpoint(h.grid)
+	flushed := false
+	h.grid.Flush(func() { flushed = true })
+	h.disk.Drain(h.t)
+	if !flushed {
+		h.t.Fatal("checkpoint writes never flushed")
+	}
+	h.grid.CheckpointDurable()
+	return h.grid, h.disk, root
 }
 
 // readAsync answers a read through Machine.Read, draining the disk.

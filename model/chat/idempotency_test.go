@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+
+	"tigerchat/model/prng"
 )
 
 // TestIdempotentRetry checks that a retried key returns the original
@@ -32,56 +34,96 @@ func TestIdempotentRetry(t *testing.T) {
 	}
 }
 
-// TestIdempotencyAcrossRestore checks the window survives Snapshot/Restore.
-func TestIdempotencyAcrossRestore(t *testing.T) {
+// TestIdempotencyAcrossCheckpoint checks that the keys survive a
+// checkpoint and an Open, and Snapshot/Restore of a version 3 snapshot
+// (which carried the window inline).
+func TestIdempotencyAcrossCheckpoint(t *testing.T) {
 	h := fixture(t)
 	first := h.mustPost("acme", "alice", "pub", 0, "durable", "x")
-	restored := New(testLimits())
-	if err := restored.Restore(h.snapshot()); err != nil {
-		t.Fatal(err)
+	g, d, root := h.checkpoint()
+	opened := New(testLimits())
+	var oerr error
+	opened.Open(g, root, func(err error) { oerr = err })
+	d.Drain(t)
+	if oerr != nil {
+		t.Fatal(oerr)
 	}
-	h.m = restored
+	h.m = opened
 	r := h.post("acme", "alice", "pub", 0, "durable", "x")
 	if !r.Duplicate || r.Seq != first.Seq || r.Hash != first.Hash {
-		t.Fatalf("after restore: %+v, original %+v", r, first)
+		t.Fatalf("after open: %+v, original %+v", r, first)
 	}
 	if p := h.mustPost("acme", "alice", "pub", 0, "fresh", "y"); p.Seq != first.Seq+1 {
 		t.Fatalf("next seq %d", p.Seq)
 	}
 }
 
-// TestDedupEvictionByCount: the window holds the last IdempotencyKeysMax (4)
-// accepted keys of the room; an evicted key is accepted again.
-func TestDedupEvictionByCount(t *testing.T) {
+// TestDedupHasNoCountBound: a room remembers every key of the window,
+// however many (the window was once the last 1,024 keys of a room).
+func TestDedupHasNoCountBound(t *testing.T) {
 	l := testLimits()
 	l.IdempotencyWindowNs = 1 << 60
 	h := newHarness(t, l)
 	h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)
-	for i := 1; i <= 5; i++ {
+	const keys = 3000
+	for i := 1; i <= keys; i++ {
 		h.mustPost("acme", "alice", "r", 0, fmt.Sprintf("k%d", i), "x")
 	}
-	// k1 was evicted by k5; k2..k5 are still in the window.
-	for i := 2; i <= 5; i++ {
+	for i := 1; i <= keys; i += 97 {
 		if r := h.post("acme", "alice", "r", 0, fmt.Sprintf("k%d", i), "x"); !r.Duplicate || r.Seq != uint64(i) {
 			t.Fatalf("k%d: %+v", i, r)
 		}
 	}
-	if r := h.post("acme", "alice", "r", 0, "k1", "x"); r.Duplicate || r.Seq != 6 {
-		t.Fatalf("evicted k1: %+v", r)
-	}
-	// Accepting k1 again evicted k2.
-	if r := h.post("acme", "alice", "r", 0, "k2", "x"); r.Duplicate || r.Seq != 7 {
-		t.Fatalf("evicted k2: %+v", r)
-	}
-	if r := h.post("acme", "alice", "r", 0, "k1", "x"); !r.Duplicate || r.Seq != 6 {
-		t.Fatalf("k1 again: %+v", r)
-	}
 	h.verify()
 }
 
+// TestDedupColdPages: a machine that keeps two idempotency pages in
+// memory answers exactly as one that keeps them all, across checkpoints,
+// and its applies wait for pages read back from the grid.
+func TestDedupColdPages(t *testing.T) {
+	cold, all := testLimits(), testLimits()
+	cold.DedupPagesCached = 2
+	cold.IdempotencyWindowNs, all.IdempotencyWindowNs = 1<<60, 1<<60
+	hc, ha := newHarness(t, cold), newHarness(t, all)
+	p := prng.New(3)
+	for _, h := range []*harness{hc, ha} {
+		h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)
+		h.mustCode(h.create("acme", "alice", "s", false, false, 0), CodeOK)
+	}
+	for round := 0; round < 12; round++ {
+		for i := 0; i < 150; i++ {
+			room := []string{"r", "s"}[p.Uint64()%2]
+			key := fmt.Sprintf("k%d", p.Uint64()%1500)
+			rc := hc.post("acme", "alice", room, 0, key, "x")
+			ra := ha.post("acme", "alice", room, 0, key, "x")
+			if rc != ra {
+				t.Fatalf("round %d %s %s: cold %+v, all %+v", round, room, key, rc, ra)
+			}
+		}
+		hc.checkpoint()
+		ha.checkpoint()
+		if n := hc.m.tables[tableDedup].Resident(); n > 2 {
+			t.Fatalf("%d idempotency pages resident, bound 2", n)
+		}
+		if round == 6 { // delete and create again: the new room forgets the keys
+			for _, h := range []*harness{hc, ha} {
+				h.mustCode(h.deleteRoom("acme", "alice", "s"), CodeOK)
+				h.mustCode(h.create("acme", "alice", "s", false, false, 0), CodeOK)
+			}
+		}
+	}
+	if !bytes.Equal(hc.snapshot(), ha.snapshot()) {
+		t.Fatal("the machines' states differ")
+	}
+	if hc.waits < 50 || ha.waits != 0 {
+		t.Fatalf("%d applies waited for a prefetch (the all-in-memory machine: %d)", hc.waits, ha.waits)
+	}
+	hc.verify()
+}
+
 // TestDedupEvictionByAge: a key is forgotten IdempotencyWindowNs (1000)
-// after its message's prepare timestamp, and even if it is still in the
-// FIFO it no longer matches.
+// after its message's prepare timestamp, and even though its item is
+// still in the table it no longer matches.
 func TestDedupEvictionByAge(t *testing.T) {
 	h := newHarness(t, testLimits())
 	h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)
@@ -98,13 +140,6 @@ func TestDedupEvictionByAge(t *testing.T) {
 	}
 	if r := h.post("acme", "alice", "r", 0, "k", "x"); !r.Duplicate || r.Seq != 2 {
 		t.Fatalf("the key now names the new message: %+v", r)
-	}
-	h.verify()
-	// A later post expires old entries from the front of the FIFO.
-	h.nowNs += 5000
-	h.mustPost("acme", "alice", "r", 0, "other", "x")
-	if w := &h.m.rooms[0].dedup; w.count != 1 || len(w.index) != 1 {
-		t.Fatalf("window after expiry: count %d, index %d", w.count, len(w.index))
 	}
 	h.verify()
 }

@@ -46,11 +46,15 @@ type Limits struct {
 	RoomsPerTenantMax int // rooms of one tenant on this shard, DMs included
 	MembersPerRoomMax int // members of one room (>= 2 for DMs)
 	ThreadsPerRoomMax int // threads of one room; a thread is never removed
-	// IdempotencyKeysMax (count, per room) and IdempotencyWindowNs (age, by
-	// prepare timestamp) bound the dedup window. A key evicted by either
-	// bound may be accepted again as a new message.
-	IdempotencyKeysMax  int
+	// IdempotencyWindowNs (age, by prepare timestamp) bounds how long a
+	// post's key is remembered; an older key may be accepted again as a
+	// new message.
 	IdempotencyWindowNs int64
+	// DedupPagesCached bounds the pages of the idempotency table kept in
+	// memory after a checkpoint (0: all of them); the others are read back
+	// before a prepare that needs them is applied (dedup.go). It changes
+	// memory and I/O, never a reply.
+	DedupPagesCached int
 	// ReadReplySizeMax bounds the bytes of a read or room snapshot reply;
 	// a read that would exceed it returns fewer messages and sets More.
 	ReadReplySizeMax int
@@ -71,9 +75,10 @@ const (
 	RoomsPerTenantMaxDefault   = 1_000_000
 	MembersPerRoomMaxDefault   = 100_000
 	ThreadsPerRoomMaxDefault   = capacityLimitMax
-	IdempotencyKeysMaxDefault  = 1024
 	IdempotencyWindowNsDefault = 24 * 3600 * 1_000_000_000
-	ReadReplySizeMaxDefault    = 256 << 10
+	// DedupPagesCachedDefault: 4096 one-sector pages, 16 MiB per shard.
+	DedupPagesCachedDefault = 4096
+	ReadReplySizeMaxDefault = 256 << 10
 	// PostBatchCountMaxDefault: 24 posts reply in 1203 bytes; the client
 	// table that keeps such a reply per session (ReplySizeMin) still fits
 	// the 16 MiB checkpoint beside the worst-case chat state.
@@ -89,8 +94,8 @@ func DefaultLimits() Limits {
 		RoomsPerTenantMax:   RoomsPerTenantMaxDefault,
 		MembersPerRoomMax:   MembersPerRoomMaxDefault,
 		ThreadsPerRoomMax:   ThreadsPerRoomMaxDefault,
-		IdempotencyKeysMax:  IdempotencyKeysMaxDefault,
 		IdempotencyWindowNs: IdempotencyWindowNsDefault,
+		DedupPagesCached:    DedupPagesCachedDefault,
 		ReadReplySizeMax:    ReadReplySizeMaxDefault,
 		PostBatchCountMax:   PostBatchCountMaxDefault,
 	}
@@ -106,8 +111,8 @@ func SimLimits() Limits {
 		RoomsPerTenantMax:   4,
 		MembersPerRoomMax:   8,
 		ThreadsPerRoomMax:   4,
-		IdempotencyKeysMax:  256,
 		IdempotencyWindowNs: IdempotencyWindowNsDefault,
+		DedupPagesCached:    2,
 		ReadReplySizeMax:    8 << 10,
 		PostBatchCountMax:   8,
 	}
@@ -125,7 +130,6 @@ func (l Limits) Validate() error {
 		{"rooms per tenant max", l.RoomsPerTenantMax, 1},
 		{"members per room max", l.MembersPerRoomMax, 2},
 		{"threads per room max", l.ThreadsPerRoomMax, 1},
-		{"idempotency keys max", l.IdempotencyKeysMax, 1},
 		{"post batch count max", l.PostBatchCountMax, 1},
 	}
 	for _, c := range counts {
@@ -143,6 +147,8 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("chat: rooms per tenant max %d exceeds rooms max %d", l.RoomsPerTenantMax, l.RoomsMax)
 	case l.IdempotencyWindowNs <= 0:
 		return fmt.Errorf("chat: idempotency window %d ns must be positive", l.IdempotencyWindowNs)
+	case l.DedupPagesCached < 0:
+		return fmt.Errorf("chat: dedup pages cached %d must not be negative", l.DedupPagesCached)
 	case l.ReadReplySizeMax < snapshotReplyFixedSize+messageWireSizeMax(l.BodySizeMax) || l.ReadReplySizeMax > wire.BodySizeMax:
 		return fmt.Errorf("chat: read reply size max %d must hold one full message (%d) and fit a message (%d)",
 			l.ReadReplySizeMax, snapshotReplyFixedSize+messageWireSizeMax(l.BodySizeMax), wire.BodySizeMax)

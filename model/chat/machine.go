@@ -28,6 +28,13 @@ type Machine struct {
 	tableBuf     []byte                 // a room record being encoded
 	tableItems   []grid.TableItem       // a room's items being encoded
 	blockBuf     []byte                 // a message block being encoded
+	roomsCreated uint64                 // rooms ever created: the last incarnation given out
+
+	dedupBuf        []byte // an idempotency item's key being encoded
+	valueBuf        []byte // an idempotency item's value being encoded
+	prefetchCreates bool   // a creation was prefetched in this prepare (dedup.go)
+	prefetchPending int    // idempotency pages being read for the prepare
+	prefetchWaiter  func() // VSR's, called when they are in memory
 }
 
 // tenant counts one tenant's rooms on this shard.
@@ -44,7 +51,9 @@ func New(limits Limits) *Machine {
 	if err := limits.Validate(); err != nil {
 		panic(err)
 	}
-	return &Machine{limits: limits}
+	m := &Machine{limits: limits}
+	m.tables[tableDedup].ResidentPagesMax = limits.DedupPagesCached
+	return m
 }
 
 // Limits returns the machine's limits.
@@ -155,6 +164,8 @@ func (m *Machine) insertRoom(i int, r *room) {
 	m.rooms = append(m.rooms, nil)
 	copy(m.rooms[i+1:], m.rooms[i:])
 	m.rooms[i] = r
+	m.roomsCreated++
+	r.incarnation = m.roomsCreated
 	r.markDirty()
 	for _, u := range r.members {
 		m.indexMember(r, u, true)

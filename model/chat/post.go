@@ -41,7 +41,7 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 		return appendCode(reply, CodeNotMember)
 	}
 	key := digestKey(q.key)
-	if e, ok := r.dedup.lookup(key, nowNs, m.limits.IdempotencyWindowNs); ok {
+	if e, ok := m.lookupKey(r, key, nowNs); ok {
 		if s := r.store(e.thread); s == nil || e.seq < s.firstSeq() {
 			return appendCode(reply, CodeDuplicateRemoved)
 		}
@@ -59,7 +59,6 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 	}
 	// Accepted: nothing below refuses.
 	r.markDirty()
-	r.dedup.expire(nowNs, m.limits.IdempotencyWindowNs)
 	if !exists {
 		r.threads = append(r.threads, thread{})
 		copy(r.threads[ti+1:], r.threads[ti:])
@@ -70,7 +69,7 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 		head = &r.threads[ti].head
 	}
 	e := m.appendEntry(r, head, q.thread, r.members[mi], nowNs, q.key, q.body)
-	r.dedup.push(dedupEntry{key: key, thread: e.thread, seq: e.seq, timeNs: nowNs, hash: e.hash}, m.limits.IdempotencyKeysMax)
+	m.recordKey(r, key, &dedupEntry{thread: e.thread, seq: e.seq, timeNs: nowNs, hash: e.hash})
 	reply = appendPostReply(reply, e.seq, e.hash, nowNs, false)
 	m.trim(r, e.thread, e.seq)
 	return reply

@@ -8,6 +8,8 @@ import (
 
 	"pgregory.net/rapid"
 
+	"tigerchat/model/grid"
+	"tigerchat/model/grid/gridtest"
 	"tigerchat/model/prng"
 )
 
@@ -159,8 +161,8 @@ func (m *postModel) checkBatch(t *rapid.T, posts []PostRequest, nowNs int64, rep
 }
 
 // postModel is an independent, unbounded model of seqs and the dedup
-// window: a key is live while it is among the room's last
-// IdempotencyKeysMax accepted keys and younger than the window.
+// window: a key is live while its last acceptance in the room is younger
+// than the window.
 type postModel struct {
 	limits  Limits
 	heads   map[string]uint64
@@ -182,7 +184,7 @@ func (m *postModel) check(t *rapid.T, p *PostRequest, nowNs int64, reply []byte)
 	}
 	roomKey := p.Tenant + "/" + p.Room
 	acc := m.accepts[roomKey]
-	for i := len(acc) - 1; i >= max(0, len(acc)-m.limits.IdempotencyKeysMax); i-- {
+	for i := len(acc) - 1; i >= 0; i-- {
 		if acc[i].key != p.IdempotencyKey {
 			continue
 		}
@@ -241,12 +243,14 @@ func checkRead(t *rapid.T, operation uint8, body, reply []byte) {
 }
 
 // TestPropertyReplay: for random operation sequences (invalid ones
-// included), (a) restoring a snapshot taken at a random point and replaying
-// the rest gives the same replies and final snapshot as the full replay;
+// included), (a) opening a checkpoint taken at a random point, keeping one
+// idempotency page in memory, and replaying the rest (prefetching before
+// each apply) gives the same replies and final snapshot as the full replay;
 // (b) two machines fed the same operations agree byte for byte; (c) every
 // log stays gapless with a valid chain (Verify), seqs and retries match an
 // independent model, and refused operations and reads change nothing.
 func TestPropertyReplay(t *testing.T) {
+	tb := t
 	rapid.Check(t, func(t *rapid.T) {
 		ops := make([]genOp, rapid.IntRange(30, 300).Draw(t, "count"))
 		for i := range ops {
@@ -257,11 +261,20 @@ func TestPropertyReplay(t *testing.T) {
 		a, b := New(l), New(l)
 		model := &postModel{limits: l, heads: map[string]uint64{}, accepts: map[string][]acceptedPost{}}
 		replies := make([][]byte, len(ops))
-		var atCut []byte
+		g, d := newTestGrid()
+		gb, db := newTestGrid()
+		checkpoint := func() grid.Ref {
+			root := a.Checkpoint(g)
+			b.Checkpoint(gb) // the same blocks, so that the snapshots stay equal
+			d.Drain(tb)
+			db.Drain(tb)
+			return root
+		}
+		var atCut grid.Ref
 		nowNs := int64(1_000_000)
 		for i, o := range ops {
 			if i == cut {
-				atCut = a.Snapshot(nil)
+				atCut = checkpoint()
 			}
 			nowNs += o.stepNs
 			before := a.Snapshot(nil)
@@ -282,10 +295,11 @@ func TestPropertyReplay(t *testing.T) {
 		if !bytes.Equal(final, b.Snapshot(nil)) {
 			t.Fatal("replicas' snapshots differ")
 		}
-		if atCut == nil {
-			atCut = final
+		if cut == len(ops) {
+			atCut = checkpoint()
+			final = a.Snapshot(nil)
 		}
-		replay(t, l, atCut, ops, cut, replies, final)
+		replay(t, tb, l, g, d, atCut, ops, cut, replies, final)
 	})
 }
 
@@ -303,17 +317,30 @@ func checkApplied(t *rapid.T, m *Machine, o genOp, before, reply []byte) {
 	}
 }
 
-// replay restores snap (taken before ops[cut]) and replays the rest.
-func replay(t *rapid.T, l Limits, snap []byte, ops []genOp, cut int, replies [][]byte, final []byte) {
+// replay opens the checkpoint at root (taken before ops[cut]) with one
+// idempotency page in memory and replays the rest, prefetching as VSR does.
+func replay(t *rapid.T, tb testing.TB, l Limits, g *grid.Grid, d *gridtest.MemDisk, root grid.Ref, ops []genOp, cut int, replies [][]byte, final []byte) {
+	l.DedupPagesCached = 1
 	m := New(l)
-	if err := m.Restore(snap); err != nil {
-		t.Fatalf("restore at %d: %v", cut, err)
+	var oerr error
+	m.Open(g, root, func(err error) { oerr = err })
+	d.Drain(tb)
+	if oerr != nil {
+		t.Fatalf("open at %d: %v", cut, oerr)
 	}
 	nowNs := int64(1_000_000)
 	for i, o := range ops {
 		nowNs += o.stepNs
 		if i < cut {
 			continue
+		}
+		m.Prefetch(o.operation, o.body)
+		if !m.Prefetched(func() {}) {
+			d.Drain(tb)
+			m.Prefetch(o.operation, o.body)
+			if !m.Prefetched(func() {}) {
+				t.Fatalf("op %d: not prefetched after the reads", i)
+			}
 		}
 		if r := m.Apply(uint64(i+1), nowNs, 1, o.operation, o.body, nil); !bytes.Equal(r, replies[i]) {
 			t.Fatalf("op %d after restore at %d: reply %x, full replay %x", i, cut, r, replies[i])

@@ -10,26 +10,32 @@ import (
 
 // Snapshot format, little-endian, str = u16 length + bytes, blob = u32
 // length + bytes. Rooms are sorted by (tenant, id), members by id, threads
-// by parent; messages in commit order; dedup entries oldest first. Derived
-// state (tenant counts, dedup index) is rebuilt by Restore, never stored.
+// by parent; messages in commit order. Derived state (tenant counts) is
+// rebuilt by Restore, never stored. Version 4 compares states (the
+// simulator's replicas): it holds no idempotency items, which live in a
+// table that is only partly in memory, and a room's incarnation instead.
 //
-//	magic u32 "TCH1" | version u8 (2) | rooms u32 | rooms × room
+//	magic u32 "TCH1" | version u8 (4) | rooms_created u64 | rooms u32 | rooms × room
 //	room     tenant str | id str | creator str | flags u8 (1 private, 2 audit, 4 direct) |
-//	         retention u32 | created_ns i64 | head_seq u64 | head_hash [32] |
+//	         retention u32 | created_ns i64 | incarnation u64 | head_seq u64 | head_hash [32] |
 //	         members u32 | members × str |
 //	         threads u32 | threads × (parent u64 | head_seq u64 | head_hash [32]) |
 //	         messages u32 | messages × (thread u64 | seq u64 | prev [32] | hash [32] |
 //	                                    author str | time_ns i64 | key str | body blob) |
 //	         dedup u32 | dedup × (key_digest [16] | thread u64 | seq u64 | time_ns i64 | hash [32])
 //
-// key is the idempotency key of the message's post. Version 1 is the same
-// without key; Restore still accepts it (its messages get empty keys), and
-// Snapshot always writes version 2.
+// key is the idempotency key of the message's post. Versions 1 to 3 have
+// no rooms_created and no incarnation, and have the dedup section (version
+// 4 does not); version 1 has no key, and versions below 3 no message
+// blocks (stores). Restore still accepts them all: their rooms get
+// incarnations in order, their dedup entries go into the idempotency
+// table. Snapshot always writes version 4.
 //
 // Limits.SnapshotSizeMax is the worst case of this encoding.
 const (
 	snapshotMagic     uint32 = 0x31484354 // "TCH1"
-	snapshotVersion   uint8  = 3
+	snapshotVersion   uint8  = 4
+	snapshotVersionV3 uint8  = 3 // dedup entries, no incarnations
 	snapshotVersionV2 uint8  = 2 // no message blocks
 	snapshotVersionV1 uint8  = 1 // messages without keys, no message blocks
 )
@@ -40,18 +46,24 @@ func (m *Machine) Snapshot(buf []byte) []byte { return m.appendSnapshot(buf, sna
 // appendSnapshot appends the state in the given version of the format
 // (tests write version 1 to check that Restore still reads it).
 func (m *Machine) appendSnapshot(buf []byte, version uint8) []byte {
-	buf = binary.LittleEndian.AppendUint32(buf, snapshotMagic)
-	buf = binary.LittleEndian.AppendUint32(append(buf, version), uint32(len(m.rooms)))
+	buf = append(binary.LittleEndian.AppendUint32(buf, snapshotMagic), version)
+	if version >= snapshotVersion {
+		buf = binary.LittleEndian.AppendUint64(buf, m.roomsCreated)
+	}
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(m.rooms)))
 	for _, r := range m.rooms {
-		buf = appendRoom(buf, r, version)
+		buf = m.appendRoom(buf, r, version)
 	}
 	return buf
 }
 
-func appendRoom(b []byte, r *room, version uint8) []byte {
+func (m *Machine) appendRoom(b []byte, r *room, version uint8) []byte {
 	le := binary.LittleEndian
 	b = appendStr(appendStr(appendStr(b, r.tenant), r.id), r.creator)
 	b = le.AppendUint64(le.AppendUint32(append(b, r.flags), r.retention), uint64(r.createdNs))
+	if version >= snapshotVersion {
+		b = le.AppendUint64(b, r.incarnation)
+	}
 	b = append(le.AppendUint64(b, r.main.seq), r.main.hash[:]...)
 	b = le.AppendUint32(b, uint32(len(r.members)))
 	for _, u := range r.members {
@@ -62,7 +74,7 @@ func appendRoom(b []byte, r *room, version uint8) []byte {
 		t := &r.threads[i]
 		b = append(le.AppendUint64(le.AppendUint64(b, t.parent), t.head.seq), t.head.hash[:]...)
 	}
-	if version >= snapshotVersion {
+	if version >= snapshotVersionV3 {
 		b = appendStore(b, &r.mainStore)
 		for i := range r.threads {
 			b = appendStore(b, &r.threads[i].store)
@@ -79,12 +91,24 @@ func appendRoom(b []byte, r *room, version uint8) []byte {
 		}
 		b = appendMessage(le.AppendUint64(b, e.thread), e.seq, &e.prev, &e.hash, e.author, e.timeNs, e.key, e.body)
 	}
-	w := &r.dedup
-	b = le.AppendUint32(b, uint32(w.count))
-	for n := w.next - uint64(w.count); n < w.next; n++ {
-		e := w.at(n)
-		b = le.AppendUint64(le.AppendUint64(append(b, e.key[:]...), e.thread), e.seq)
-		b = append(le.AppendUint64(b, uint64(e.timeNs)), e.hash[:]...)
+	if version < snapshotVersion {
+		b = m.appendDedup(b, r)
+	}
+	return b
+}
+
+// appendDedup writes r's idempotency items as an old snapshot's dedup
+// section (tests write old versions; every page must be in memory).
+func (m *Machine) appendDedup(b []byte, r *room) []byte {
+	prefix := string(dedupKey(nil, roomKey(r.tenant, r.id), r.incarnation, keyDigest{})[:len(r.tenant)+len(r.id)+2+8])
+	var items []*grid.TableItem
+	m.tables[tableDedup].Scan(prefix, func(it *grid.TableItem) bool {
+		items = append(items, it)
+		return true
+	})
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(items)))
+	for _, it := range items {
+		b = append(append(b, it.Key[len(prefix):]...), it.Value...)
 	}
 	return b
 }
@@ -99,15 +123,26 @@ func (m *Machine) Restore(snapshot []byte) error {
 	if magic != snapshotMagic || version < snapshotVersionV1 || version > snapshotVersion {
 		return fmt.Errorf("%w: bad magic or version", errSnapshotMalformed)
 	}
+	next := &Machine{limits: m.limits}
+	if version >= snapshotVersion {
+		next.roomsCreated = rd.u64()
+	}
 	count := int(rd.u32())
 	if count > m.limits.RoomsMax {
 		return fmt.Errorf("%w: %d rooms exceed the limit %d", errSnapshotMalformed, count, m.limits.RoomsMax)
 	}
-	next := &Machine{limits: m.limits, rooms: make([]*room, 0, count)}
+	next.rooms = make([]*room, 0, count)
+	var keys []restoredKey
 	for i := 0; i < count && !rd.bad; i++ {
-		r, err := decodeRoom(&rd, &m.limits, version)
+		r, err := decodeRoom(&rd, &m.limits, version, &keys)
 		if err != nil {
 			return fmt.Errorf("room %d: %w", i, err)
+		}
+		if version < snapshotVersion {
+			r.incarnation = uint64(i) + 1
+			next.roomsCreated = r.incarnation
+		} else if r.incarnation == 0 || r.incarnation > next.roomsCreated {
+			return fmt.Errorf("%w: room %d incarnation %d of %d", errSnapshotMalformed, i, r.incarnation, next.roomsCreated)
 		}
 		next.rooms = append(next.rooms, r)
 	}
@@ -118,9 +153,24 @@ func (m *Machine) Restore(snapshot []byte) error {
 	if err := next.Verify(); err != nil {
 		return err
 	}
-	m.rooms, m.tenants = next.rooms, next.tenants
+	next.tables[tableDedup].ResidentPagesMax = m.limits.DedupPagesCached
+	for i := range keys {
+		next.recordKey(keys[i].room, keys[i].key, &keys[i].entry)
+	}
+	for _, r := range next.rooms {
+		r.markDirty()
+	}
+	m.rooms, m.tenants, m.roomsCreated = next.rooms, next.tenants, next.roomsCreated
+	m.tables[tableDedup] = next.tables[tableDedup]
 	m.rebuildMemberOf()
 	return nil
+}
+
+// restoredKey is an idempotency entry of a version 1 to 3 snapshot.
+type restoredKey struct {
+	room  *room
+	key   keyDigest
+	entry dedupEntry
 }
 
 // countLimited reads a u32 count and refuses one above max, before anything
@@ -133,9 +183,12 @@ func countLimited(rd *reader, max int, what string) (int, error) {
 	return n, nil
 }
 
-func decodeRoom(rd *reader, l *Limits, version uint8) (*room, error) {
+func decodeRoom(rd *reader, l *Limits, version uint8, keys *[]restoredKey) (*room, error) {
 	r := &room{tenant: string(rd.str()), id: string(rd.str()), creator: string(rd.str())}
 	r.flags, r.retention, r.createdNs = rd.u8(), rd.u32(), rd.i64()
+	if version >= snapshotVersion {
+		r.incarnation = rd.u64()
+	}
 	r.main = logHead{seq: rd.u64(), hash: rd.hash()}
 	n, err := countLimited(rd, l.MembersPerRoomMax, "member")
 	if err != nil {
@@ -152,7 +205,7 @@ func decodeRoom(rd *reader, l *Limits, version uint8) (*room, error) {
 	for i := range r.threads {
 		r.threads[i] = thread{parent: rd.u64(), head: logHead{seq: rd.u64(), hash: rd.hash()}}
 	}
-	if version >= snapshotVersion {
+	if version >= snapshotVersionV3 {
 		if err := decodeStore(rd, &r.mainStore); err != nil {
 			return nil, err
 		}
@@ -165,8 +218,10 @@ func decodeRoom(rd *reader, l *Limits, version uint8) (*room, error) {
 	if err := decodeMessages(rd, l, r, version); err != nil {
 		return nil, err
 	}
-	if err := decodeDedup(rd, l, r); err != nil {
-		return nil, err
+	if version < snapshotVersion {
+		if err := decodeDedup(rd, r, keys); err != nil {
+			return nil, err
+		}
 	}
 	if rd.bad {
 		return nil, fmt.Errorf("%w: truncated room", errSnapshotMalformed)
@@ -193,16 +248,19 @@ func decodeMessages(rd *reader, l *Limits, r *room, version uint8) error {
 	return nil
 }
 
-func decodeDedup(rd *reader, l *Limits, r *room) error {
-	n, err := countLimited(rd, l.IdempotencyKeysMax, "dedup entry")
+func decodeDedup(rd *reader, r *room, keys *[]restoredKey) error {
+	n, err := countLimited(rd, len(rd.b)/dedupSnapshotSize, "dedup entry")
 	if err != nil || n == 0 {
 		return err
 	}
 	for i := 0; i < n && !rd.bad; i++ {
-		var e dedupEntry
-		copy(e.key[:], rd.take(keyDigestSize))
-		e.thread, e.seq, e.timeNs, e.hash = rd.u64(), rd.u64(), rd.i64(), rd.hash()
-		r.dedup.push(e, l.IdempotencyKeysMax)
+		k := restoredKey{room: r}
+		copy(k.key[:], rd.take(keyDigestSize))
+		k.entry = dedupEntry{thread: rd.u64(), seq: rd.u64(), timeNs: rd.i64(), hash: rd.hash()}
+		if k.entry.seq == 0 || k.entry.seq > r.head(k.entry.thread).seq {
+			return fmt.Errorf("%w: dedup entry beyond its log", errSnapshotMalformed)
+		}
+		*keys = append(*keys, k)
 	}
 	return nil
 }

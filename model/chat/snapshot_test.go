@@ -48,7 +48,7 @@ func TestRestoreRejects(t *testing.T) {
 		b[at] ^= 0x40
 		return b
 	}
-	roomsAt := 5
+	roomsAt := 5 + 8 // magic, version, rooms_created
 	tooMany := bytes.Clone(good)
 	binary.LittleEndian.PutUint32(tooMany[roomsAt:], 1000)
 	cases := map[string][]byte{
@@ -109,7 +109,6 @@ func TestLimitsValidate(t *testing.T) {
 		"body 0":                func(l *Limits) { l.BodySizeMax = 0 },
 		"body above cap":        func(l *Limits) { l.BodySizeMax = bodySizeLimitMax + 1 },
 		"no window":             func(l *Limits) { l.IdempotencyWindowNs = 0 },
-		"no keys":               func(l *Limits) { l.IdempotencyKeysMax = 0 },
 		"reply below a message": func(l *Limits) { l.ReadReplySizeMax = snapshotReplyFixedSize },
 		"no post batch":         func(l *Limits) { l.PostBatchCountMax = 0 },
 		"huge post batch":       func(l *Limits) { l.PostBatchCountMax = postBatchCountLimitMax + 1 },

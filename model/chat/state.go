@@ -2,7 +2,6 @@ package chat
 
 import (
 	"crypto/sha256"
-	"math"
 
 	"tigerchat/model/grid"
 )
@@ -90,8 +89,8 @@ type room struct {
 	members             []string // sorted, unique
 	threads             []thread // sorted by parent, unique
 	messages            []entry  // commit order, since the last checkpoint: each log's tail
-	dedup               dedupWindow
-	dirty               bool // changed since the last checkpoint (tables.go)
+	incarnation         uint64   // which room of this id: idempotency keys are kept under it (dedup.go)
+	dirty               bool     // changed since the last checkpoint (tables.go)
 }
 
 func (r *room) private() bool { return r.flags&FlagPrivate != 0 }
@@ -147,106 +146,6 @@ func digestKey(key []byte) (d keyDigest) {
 	sum := sha256.Sum256(key)
 	copy(d[:], sum[:keyDigestSize])
 	return d
-}
-
-// dedupEntry remembers the message an idempotency key created.
-type dedupEntry struct {
-	key    keyDigest
-	thread uint64
-	seq    uint64
-	timeNs int64
-	hash   Hash
-}
-
-// dedupWindow is a room's idempotency window: a FIFO of the last accepted
-// keys, bounded by count (at most keysMax entries) and by age. Entries are
-// numbered in acceptance order; the oldest live one is next-count, and it
-// sits at ring[head]. The ring grows by doubling up to keysMax, so a quiet
-// room costs a few entries, not keysMax. index maps a key to its newest
-// entry; an older entry for a key accepted again (after its age expired)
-// stays in the FIFO until evicted.
-type dedupWindow struct {
-	ring  []dedupEntry
-	head  int
-	next  uint64
-	count int
-	index map[keyDigest]uint64
-}
-
-func (w *dedupWindow) at(n uint64) *dedupEntry {
-	off := n - (w.next - uint64(w.count))
-	if off >= uint64(w.count) {
-		panic("chat: dedup entry outside its window")
-	}
-	return &w.ring[(w.head+int(off))%len(w.ring)]
-}
-
-// expired reports whether e is older than the window at nowNs.
-func expired(e *dedupEntry, nowNs, windowNs int64) bool {
-	if nowNs < math.MinInt64+windowNs {
-		return false
-	}
-	return e.timeNs <= nowNs-windowNs
-}
-
-// lookup finds the live entry of key at nowNs.
-func (w *dedupWindow) lookup(key keyDigest, nowNs, windowNs int64) (*dedupEntry, bool) {
-	n, ok := w.index[key]
-	if !ok {
-		return nil, false
-	}
-	e := w.at(n)
-	if e.key != key || n < w.next-uint64(w.count) {
-		panic("chat: dedup index points outside its window")
-	}
-	return e, !expired(e, nowNs, windowNs)
-}
-
-// pop evicts the oldest entry.
-func (w *dedupWindow) pop() {
-	if w.count == 0 {
-		panic("chat: pop from an empty dedup window")
-	}
-	n := w.next - uint64(w.count)
-	if e := w.at(n); w.index[e.key] == n {
-		delete(w.index, e.key)
-	}
-	w.ring[w.head] = dedupEntry{}
-	w.head = (w.head + 1) % len(w.ring)
-	w.count--
-}
-
-// expire evicts entries from the front while they are older than the
-// window (timestamps are nearly always increasing; an out-of-order one waits
-// for the entries before it).
-func (w *dedupWindow) expire(nowNs, windowNs int64) {
-	for w.count > 0 && expired(w.at(w.next-uint64(w.count)), nowNs, windowNs) {
-		w.pop()
-	}
-}
-
-// push adds e, evicting the oldest entry when the window is full.
-func (w *dedupWindow) push(e dedupEntry, keysMax int) {
-	if w.index == nil {
-		w.index = make(map[keyDigest]uint64)
-	}
-	if w.count == keysMax {
-		w.pop()
-	}
-	if w.count == len(w.ring) {
-		ring := make([]dedupEntry, min(max(2*len(w.ring), 4), keysMax))
-		for i := 0; i < w.count; i++ {
-			ring[i] = w.ring[(w.head+i)%len(w.ring)]
-		}
-		w.ring, w.head = ring, 0
-	}
-	w.ring[(w.head+w.count)%len(w.ring)] = e
-	w.index[e.key] = w.next
-	w.next++
-	w.count++
-	if w.count > keysMax || len(w.ring) > keysMax || len(w.index) > w.count {
-		panic("chat: dedup window exceeds its bound")
-	}
 }
 
 // store is the store of log t (0: the main log); nil for a thread that

@@ -17,16 +17,18 @@ import (
 //
 //	rooms    rk                          → creator str | flags u8 | retention u32 |
 //	                                       created_ns i64 | head_seq u64 | head_hash [32] | first u64 |
-//	                                       dedup_next u64
+//	                                       incarnation u64
 //	members  rk 0x00 user                → (empty)
 //	threads  rk 0x00 parent u64          → head_seq u64 | head_hash [32] | first u64
-//	dedup    rk 0x00 n u64               → key_digest [16] | thread u64 | seq u64 | time_ns i64 | hash [32]
+//	dedup    rk 0x00 incarnation u64 key_digest [16] → see dedup.go
 //	index    rk 0x00 thread u64 first u64 → last u64, and the message block as the item's ref
 //
-// The tables mirror the rooms in memory: a room changed by an operation is
-// marked dirty, and the next checkpoint rewrites its items (unchanged
-// items leave their pages clean). The checkpoint root (KindRoom) has data
-// = u8 mask of the tables present and children = their roots, in order.
+// Four tables mirror the rooms in memory: a room changed by an operation
+// is marked dirty, and the next checkpoint rewrites its items (unchanged
+// items leave their pages clean). The idempotency table is the source of
+// truth itself, changed by each post and only partly in memory (dedup.go).
+// The checkpoint root (KindRoom) has data = u8 mask of the tables present |
+// rooms_created u64, and children = their roots, in order.
 const (
 	tableRooms = iota
 	tableMembers
@@ -56,7 +58,9 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 	for _, rk := range m.deleted {
 		m.tables[tableRooms].Delete(rk)
 		for t := tableMembers; t < tableCount; t++ {
-			m.tables[t].Replace(roomPrefix(rk), nil)
+			if t != tableDedup { // its items carry the incarnation and age out
+				m.tables[t].Replace(roomPrefix(rk), nil)
+			}
 		}
 	}
 	m.deleted = m.deleted[:0]
@@ -85,7 +89,7 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 		}
 	}
 	g.Release(m.root)
-	m.root = g.WriteNode(grid.KindRoom, children, []byte{mask}, false)
+	m.root = g.WriteNode(grid.KindRoom, children, binary.LittleEndian.AppendUint64([]byte{mask}, m.roomsCreated), false)
 	return m.root
 }
 
@@ -107,7 +111,7 @@ func (m *Machine) persistRoom(r *room) {
 	v := appendStr(m.tableBuf[:0], r.creator)
 	v = le.AppendUint64(le.AppendUint32(append(v, r.flags), r.retention), uint64(r.createdNs))
 	v = le.AppendUint64(append(le.AppendUint64(v, r.main.seq), r.main.hash[:]...), r.mainStore.first)
-	v = le.AppendUint64(v, r.dedup.next)
+	v = le.AppendUint64(v, r.incarnation)
 	m.tables[tableRooms].Set(grid.TableItem{Key: rk, Value: v})
 	m.tableBuf = v
 	prefix := roomPrefix(rk)
@@ -125,16 +129,6 @@ func (m *Machine) persistRoom(r *room) {
 		items = append(items, grid.TableItem{Key: keyU64(prefix, t.parent), Value: val})
 	}
 	m.tables[tableThreads].Replace(prefix, items)
-
-	items = items[:0]
-	w := &r.dedup
-	for n := w.next - uint64(w.count); n < w.next; n++ {
-		e := w.at(n)
-		val := append(make([]byte, 0, dedupSnapshotSize), e.key[:]...)
-		val = le.AppendUint64(le.AppendUint64(le.AppendUint64(val, e.thread), e.seq), uint64(e.timeNs))
-		items = append(items, grid.TableItem{Key: keyU64(prefix, n), Value: append(val, e.hash[:]...)})
-	}
-	m.tables[tableDedup].Replace(prefix, items)
 
 	items = items[:0]
 	items = appendIndexItems(items, prefix, 0, &r.mainStore)
@@ -165,7 +159,7 @@ func appendIndexItems(items []grid.TableItem, prefix string, thread uint64, s *l
 func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 	m.grid = g
 	g.ReadNode(root, func(children []grid.Ref, data []byte, err error) {
-		if err == nil && (root.Kind != grid.KindRoom || len(data) != 1) {
+		if err == nil && (root.Kind != grid.KindRoom || len(data) != 9) {
 			err = errTablesMalformed
 		}
 		if err != nil {
@@ -188,10 +182,13 @@ func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 			done(errTablesMalformed)
 			return
 		}
+		roomsCreated := binary.LittleEndian.Uint64(data[1:])
 		var tables [tableCount]grid.Table
+		tables[tableDedup].ResidentPagesMax = m.limits.DedupPagesCached
+		m.prefetchPending, m.prefetchWaiter, m.prefetchCreates = 0, nil, false // reads of the replaced tables never end
 		m.openTables(g, &tables, roots, 0, func(err error) {
 			if err == nil {
-				err = m.restoreTables(&tables)
+				err = m.restoreTables(&tables, roomsCreated)
 			}
 			if err == nil {
 				m.root = root
@@ -217,9 +214,8 @@ func (m *Machine) openTables(g *grid.Grid, tables *[tableCount]grid.Table, roots
 
 // restoreTables rebuilds the rooms from opened tables; on error the state
 // is unchanged.
-func (m *Machine) restoreTables(tables *[tableCount]grid.Table) error {
-	next := &Machine{limits: m.limits}
-	dedupNext := map[*room]uint64{} // looked up, never iterated
+func (m *Machine) restoreTables(tables *[tableCount]grid.Table, roomsCreated uint64) error {
+	next := &Machine{limits: m.limits, roomsCreated: roomsCreated}
 	var failed error
 	fail := func(format string, args ...any) bool {
 		failed = fmt.Errorf("%w: %s", errTablesMalformed, fmt.Sprintf(format, args...))
@@ -235,8 +231,8 @@ func (m *Machine) restoreTables(tables *[tableCount]grid.Table) error {
 		r.flags, r.retention, r.createdNs = rd.u8(), rd.u32(), rd.i64()
 		r.main = logHead{seq: rd.u64(), hash: rd.hash()}
 		r.mainStore.first = rd.u64()
-		dedupNext[r] = rd.u64()
-		if !rd.done() {
+		r.incarnation = rd.u64()
+		if !rd.done() || r.incarnation == 0 || r.incarnation > roomsCreated {
 			return fail("room %q record", it.Key)
 		}
 		next.rooms = append(next.rooms, r)
@@ -279,24 +275,6 @@ func (m *Machine) restoreTables(tables *[tableCount]grid.Table) error {
 		})
 	}
 	if failed == nil {
-		forRooms(tableDedup, func(r *room, rest string, it *grid.TableItem) bool {
-			rd := reader{b: it.Value}
-			var e dedupEntry
-			copy(e.key[:], rd.take(keyDigestSize))
-			e.thread, e.seq, e.timeNs, e.hash = rd.u64(), rd.u64(), rd.i64(), rd.hash()
-			n := keyNumber(rest)
-			w := &r.dedup
-			if w.count == 0 {
-				w.next = n
-			}
-			if len(rest) != 8 || !rd.done() || n != w.next || w.count >= m.limits.IdempotencyKeysMax {
-				return fail("dedup entry %q", it.Key)
-			}
-			w.push(e, m.limits.IdempotencyKeysMax)
-			return true
-		})
-	}
-	if failed == nil {
 		forRooms(tableIndex, func(r *room, rest string, it *grid.TableItem) bool {
 			if len(rest) != 16 || len(it.Value) != 8 || it.Ref.Kind != grid.KindMessages {
 				return fail("index item %q", it.Key)
@@ -313,13 +291,6 @@ func (m *Machine) restoreTables(tables *[tableCount]grid.Table) error {
 			return true
 		})
 	}
-	for _, r := range next.rooms {
-		if w := &r.dedup; w.count == 0 {
-			w.next = dedupNext[r]
-		} else if w.next != dedupNext[r] {
-			failed = fmt.Errorf("%w: room %q/%q dedup window ends at %d, record says %d", errTablesMalformed, r.tenant, r.id, w.next, dedupNext[r])
-		}
-	}
 	if failed != nil {
 		return failed
 	}
@@ -327,7 +298,7 @@ func (m *Machine) restoreTables(tables *[tableCount]grid.Table) error {
 	if err := next.Verify(); err != nil {
 		return err
 	}
-	m.rooms, m.tenants, m.tables = next.rooms, next.tenants, *tables
+	m.rooms, m.tenants, m.tables, m.roomsCreated = next.rooms, next.tenants, *tables, roomsCreated
 	m.deleted, m.releaseLater = m.deleted[:0], m.releaseLater[:0]
 	m.rebuildMemberOf()
 	return nil

@@ -25,7 +25,12 @@ func (m *Machine) Verify() error {
 		return invariant("%d rooms above %d", len(m.rooms), l.RoomsMax)
 	}
 	var scratch []byte
+	incarnations := make([]uint64, 0, len(m.rooms))
 	for i, r := range m.rooms {
+		if r.incarnation == 0 || r.incarnation > m.roomsCreated {
+			return invariant("room %q/%q incarnation %d outside [1, %d]", r.tenant, r.id, r.incarnation, m.roomsCreated)
+		}
+		incarnations = append(incarnations, r.incarnation)
 		if i > 0 {
 			p := m.rooms[i-1]
 			if p.tenant > r.tenant || (p.tenant == r.tenant && p.id >= r.id) {
@@ -35,6 +40,10 @@ func (m *Machine) Verify() error {
 		if err := verifyRoom(r, l, &scratch); err != nil {
 			return fmt.Errorf("room %q/%q: %w", r.tenant, r.id, err)
 		}
+	}
+	slices.Sort(incarnations)
+	if len(slices.Compact(incarnations)) != len(m.rooms) {
+		return invariant("two rooms share an incarnation")
 	}
 	ts := countTenants(m.rooms)
 	if len(ts) > l.TenantsMax {
@@ -70,10 +79,7 @@ func verifyRoom(r *room, l *Limits, scratch *[]byte) error {
 	if err := verifyThreads(r, l); err != nil {
 		return err
 	}
-	if err := verifyMessages(r, l, scratch); err != nil {
-		return err
-	}
-	return verifyDedup(r, l)
+	return verifyMessages(r, l, scratch)
 }
 
 func verifyMembers(r *room, l *Limits) error {
@@ -204,31 +210,6 @@ func verifyEntry(r *room, l *Limits, e *entry, prev logHead, scratch *[]byte) er
 		return invariant("kept beyond retention %d", r.retention)
 	case messageHash(scratch, e.prev, r.tenant, r.id, e.thread, e.seq, e.author, e.timeNs, e.body) != e.hash:
 		return invariant("hash does not match contents")
-	}
-	return nil
-}
-
-func verifyDedup(r *room, l *Limits) error {
-	w := &r.dedup
-	if w.count > l.IdempotencyKeysMax || len(w.ring) > l.IdempotencyKeysMax || w.count > len(w.ring) {
-		return invariant("dedup window of %d above %d", w.count, l.IdempotencyKeysMax)
-	}
-	distinct := 0
-	for n := w.next - uint64(w.count); n < w.next; n++ {
-		e := w.at(n)
-		if e.seq == 0 || e.seq > r.head(e.thread).seq || (e.thread != 0 && e.thread > r.main.seq) {
-			return invariant("dedup entry for thread %d seq %d beyond its log", e.thread, e.seq)
-		}
-		idx, ok := w.index[e.key]
-		if !ok || idx < n || idx >= w.next || w.at(idx).key != e.key {
-			return invariant("dedup index misses entry %d", n)
-		}
-		if idx == n {
-			distinct++
-		}
-	}
-	if distinct != len(w.index) {
-		return invariant("dedup index holds %d keys, window %d", len(w.index), distinct)
 	}
 	return nil
 }

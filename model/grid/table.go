@@ -48,7 +48,11 @@ type Table struct {
 	loading    map[*tablePage][]func(error) // cold pages being read, and who waits for them
 	generation uint64                       // advanced by Open: a read started before it is dropped
 	Loads      uint64                       // cold pages read back (for metrics)
+	cold       int                          // pages not in memory
 }
+
+// Cold counts the pages not in memory.
+func (t *Table) Cold() int { return t.cold }
 
 // TableItem is one entry of a Table.
 type TableItem struct {
@@ -173,6 +177,21 @@ func (t *Table) Get(key string) (*TableItem, bool) {
 		return nil, false
 	}
 	return &t.pages[p].items[i], true
+}
+
+// GetBytes is Get for a key held as bytes, without converting it.
+func (t *Table) GetBytes(key []byte) (*TableItem, bool) {
+	if len(t.pages) == 0 {
+		return nil, false
+	}
+	p := sort.Search(len(t.pages), func(i int) bool { return t.pages[i].firstKey() > string(key) }) - 1
+	page := t.pages[max(p, 0)]
+	t.touch(page)
+	i := sort.Search(len(page.items), func(i int) bool { return page.items[i].Key >= string(key) })
+	if i < len(page.items) && page.items[i].Key == string(key) {
+		return &page.items[i], true
+	}
+	return nil, false
 }
 
 // Set inserts or replaces an item; an item equal to the stored one changes
@@ -401,6 +420,7 @@ func (t *Table) evict() {
 			panic("grid: evicting a table page that is not written")
 		}
 		p.first, p.items, p.cold = p.items[0].Key, nil, true
+		t.cold++
 	}
 }
 
@@ -647,7 +667,7 @@ func (t *Table) openCold(refs []Ref, keys []string) error {
 		}
 		pages[i] = &tablePage{ref: ref, size: int(ref.Size) - HeaderSize, cold: true, first: keys[i]}
 	}
-	t.pages = pages
+	t.pages, t.cold = pages, len(pages)
 	return nil
 }
 
@@ -712,6 +732,7 @@ func (t *Table) install(page *tablePage, b Block) {
 		panic(fmt.Sprintf("grid: a verified table page does not decode as its index says: %v", err))
 	}
 	page.items, page.cold, page.first = loaded.items, false, ""
+	t.cold--
 	t.clock++
 	page.used = t.clock
 	t.Loads++

@@ -137,3 +137,9 @@ func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 func (m *Machine) Log(key uint64) (length, digest uint64) {
 	return m.logs[key].Length, m.logs[key].Digest
 }
+
+// Prefetch does nothing: the state is in memory.
+func (m *Machine) Prefetch(uint8, []byte) {}
+
+// Prefetched is always true.
+func (m *Machine) Prefetched(func()) bool { return true }

@@ -81,3 +81,13 @@ func forEachBatchEntry(body []byte, countMax int, fn func(e *batchEntry)) error 
 		fn(&e)
 	}
 }
+
+// nextCommitted is next for the batch of a committed prepare, validated
+// before it was prepared: a malformed one can only be a bug.
+func (b *batchReader) nextCommitted(e *batchEntry) bool {
+	ok, err := b.next(e)
+	if err != nil {
+		panic("vsr: a committed prepare holds a malformed batch")
+	}
+	return ok
+}

@@ -17,7 +17,7 @@ func (r *Replica) DebugLog() string {
 	if vh := r.superblock.durable.ViewHeaders; len(vh) > 0 {
 		fmt.Fprintf(&b, "  view headers %d..%d\n", vh[0].Op, vh[len(vh)-1].Op)
 	}
-	fmt.Fprintf(&b, "  acks=%v durable{view=%d logView=%d} want=%v checkpointing=%v smValid=%v\n", r.ackOp, r.superblock.durable.View, r.superblock.durable.LogView, r.superblock.wanted, r.checkpointing, r.smValid)
+	fmt.Fprintf(&b, "  acks=%v durable{view=%d logView=%d} want=%v checkpointing=%v smValid=%v prefetching=%v\n", r.ackOp, r.superblock.durable.View, r.superblock.durable.LogView, r.superblock.wanted, r.checkpointing, r.smValid, r.prefetching)
 	low := r.commitMin
 	if low > 3 {
 		low -= 3

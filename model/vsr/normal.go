@@ -365,7 +365,7 @@ func (r *Replica) commit() {
 
 // apply executes committed ops in order, as far as their prepares are here.
 func (r *Replica) apply() {
-	for budget := r.cfg.SlotCount; budget > 0 && r.smValid && !r.checkpointing; budget-- {
+	for budget := r.cfg.SlotCount; budget > 0 && r.smValid && !r.checkpointing && !r.prefetching; budget-- {
 		if r.commitMin >= r.commitMax || !r.present(r.commitMin+1) {
 			return
 		}
@@ -377,6 +377,9 @@ func (r *Replica) apply() {
 			return
 		}
 		assert(h.Op == r.commitMin+1 && h.Op <= r.commitMax, "applying out of order or beyond the commit number")
+		if !r.prefetch(s.msg[wire.HeaderSize:h.Size]) {
+			return // applied once what it reads is in memory (prefetchDone)
+		}
 		r.applyPrepare(&h, s.msg[wire.HeaderSize:h.Size])
 		r.commitMin = h.Op
 		r.commitMinChecksum = h.Checksum
@@ -391,19 +394,41 @@ func (r *Replica) apply() {
 	}
 }
 
+// prefetch hands a committed prepare's operations to the state machine
+// before they are applied, and reports whether they may be applied now.
+// If not, apply stops until the state machine's reads end.
+func (r *Replica) prefetch(body []byte) bool {
+	assert(r.smValid && !r.prefetching, "a prefetch without a state machine or during another")
+	batch := batchReader{body: body, countMax: r.cfg.BatchMax}
+	var e batchEntry
+	for batch.nextCommitted(&e) {
+		if e.Operation >= OperationUserMin {
+			r.sm.Prefetch(e.Operation, e.Body)
+		}
+	}
+	if r.sm.Prefetched(r.prefetchDone) {
+		return true
+	}
+	r.prefetching = true
+	r.event("prefetch_wait")
+	return false
+}
+
+// onPrefetched resumes applying once the state machine's reads ended.
+func (r *Replica) onPrefetched() {
+	if !r.prefetching {
+		return // a state sync replaced the state the reads were for
+	}
+	r.prefetching = false
+	r.apply()
+}
+
 func (r *Replica) applyPrepare(h *wire.Header, body []byte) {
 	assert(h.Op > r.commitMin && h.Command == wire.CommandPrepare, "applying a prepare already applied")
 	primary := r.status == StatusNormal && r.IsPrimary()
 	batch := batchReader{body: body, countMax: r.cfg.BatchMax}
 	var e batchEntry
-	for {
-		ok, err := batch.next(&e)
-		if err != nil {
-			panic("vsr: a committed prepare holds a malformed batch")
-		}
-		if !ok {
-			return
-		}
+	for batch.nextCommitted(&e) {
 		r.applyEntry(h, &e, primary)
 	}
 }

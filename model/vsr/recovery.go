@@ -137,7 +137,7 @@ func (r *Replica) openSuperblock(rec *recovery) {
 	}
 	r.checkpointRoot = best.Root
 	if best.Root.IsZero() {
-		r.smValid = false // a state sync was under way: start it again
+		r.smValid, r.prefetching = false, false // a state sync was under way: start it again
 		r.event("checkpoint_absent")
 		done()
 	} else {

@@ -333,6 +333,7 @@ func (r *Replica) onSync(h *wire.Header, body []byte) {
 		complete = r.grid.Acquired()
 	}
 	r.smValid = false
+	r.prefetching = false // the reads were for the state the sync replaces
 	r.dropReads()
 	assert(len(r.reads) == 0, "reads survived the start of a state sync")
 	r.grid.Reset()

@@ -126,6 +126,8 @@ type Replica struct {
 	checkpointRoot     grid.Ref // the durable checkpoint's tree, served to lagging peers
 	checkpointing      bool
 	smValid            bool // false until a checkpoint was opened or synced
+	prefetching        bool // apply waits for the state machine's reads (prefetch)
+	prefetchDone       func()
 
 	grid      *grid.Grid
 	rootOwned grid.Ref   // the root block of the newest checkpoint tree
@@ -231,6 +233,7 @@ func New(cfg Config, env Env, sm StateMachine, hooks Hooks) (*Replica, error) {
 	r.grid.OnRead = hooks.GridRead
 	r.superblock.init(r)
 	r.checkpointWrite.init(r)
+	r.prefetchDone = r.onPrefetched
 	r.syncer.init(env.Disk)
 	return r, nil
 }

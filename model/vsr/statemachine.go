@@ -18,6 +18,17 @@ type StateMachine interface {
 	// for later replies, so it must be reply with the reply appended,
 	// never memory the state machine keeps.
 	Apply(op uint64, timestampNs int64, client uint64, operation uint8, body []byte, reply []byte) []byte
+	// Prefetch is called with each operation of a committed prepare, in
+	// order, before the first of them is applied: it starts reading what
+	// they will need that is not in memory (a state machine whose state is
+	// all in memory does nothing). It must not change what Apply returns.
+	Prefetch(operation uint8, body []byte)
+	// Prefetched reports whether what the operations passed to Prefetch
+	// since the last call need is in memory, and stays so until they are
+	// applied. If not, it calls done once the reads it started have ended,
+	// never before returning; the replica then prefetches again (a read
+	// that failed is retried that way).
+	Prefetched(done func()) bool
 	// ReadOnly reports whether operation only reads: the primary answers it
 	// from the applied state, without a prepare (see read.go).
 	ReadOnly(operation uint8) bool

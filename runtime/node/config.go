@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"tigerchat/model/chat"
+	"tigerchat/model/grid"
 	"tigerchat/model/vsr"
 	"tigerchat/runtime/disk"
 	"tigerchat/runtime/transport"
@@ -94,6 +95,8 @@ func (c *ClusterConfig) ChatLimits() chat.Limits {
 		l = chat.SimLimits()
 	}
 	v := c.vsrConfig(0, 0)
+	// A quarter of the block cache holds decoded idempotency pages.
+	l.DedupPagesCached = max(16, v.CacheSizeBytes/4/grid.TablePageBytesMax)
 	if n := l.PostBatchCountFit(&v, l.PostBatchCountMax); n > 0 {
 		l.PostBatchCountMax = n
 	} else {

@@ -1,0 +1,155 @@
+package chat
+
+import (
+	"encoding/binary"
+	"math"
+
+	"tigerchat/model/grid"
+)
+
+// The idempotency table (docs/storage.md) maps a post's key to the message
+// it created, for Limits.IdempotencyWindowNs after the post:
+//
+//	dedup    rk 0x00 incarnation u64 key_digest [16] → thread u64 | seq u64 | time_ns i64 | hash [32]
+//
+// It is the one table that grows with messages (one item per post), so it
+// is the one whose pages need not all be in memory: a checkpoint keeps the
+// most recently used Limits.DedupPagesCached pages and the others go cold.
+// Before a prepare is applied, VSR asks the machine to prefetch what its
+// posts will look up (Prefetch, Prefetched); Apply then finds every page it
+// touches in memory.
+//
+// A room's incarnation is the count of rooms this shard had ever created
+// when it was created: a room deleted and created again under the same id
+// starts with no keys, and the deleted room's items simply age out. An
+// expired item stays until its key is posted again, which overwrites it.
+
+const dedupValueSize = 8 + 8 + 8 + HashSize
+
+// dedupEntry remembers the message an idempotency key created.
+type dedupEntry struct {
+	thread uint64
+	seq    uint64
+	timeNs int64
+	hash   Hash
+}
+
+func dedupKey(buf []byte, rk string, incarnation uint64, key keyDigest) []byte {
+	buf = append(append(buf[:0], rk...), 0)
+	buf = binary.BigEndian.AppendUint64(buf, incarnation)
+	return append(buf, key[:]...)
+}
+
+func (e *dedupEntry) encode(buf []byte) []byte {
+	le := binary.LittleEndian
+	buf = le.AppendUint64(le.AppendUint64(le.AppendUint64(buf[:0], e.thread), e.seq), uint64(e.timeNs))
+	return append(buf, e.hash[:]...)
+}
+
+func decodeDedupEntry(b []byte) dedupEntry {
+	if len(b) != dedupValueSize {
+		panic("chat: an idempotency item of the wrong size")
+	}
+	le := binary.LittleEndian
+	e := dedupEntry{thread: le.Uint64(b), seq: le.Uint64(b[8:]), timeNs: int64(le.Uint64(b[16:]))}
+	copy(e.hash[:], b[24:])
+	return e
+}
+
+// expired reports whether e is older than the window at nowNs.
+func expired(e *dedupEntry, nowNs, windowNs int64) bool {
+	if nowNs < math.MinInt64+windowNs {
+		return false
+	}
+	return e.timeNs <= nowNs-windowNs
+}
+
+// lookupKey finds the live entry of key in room r at nowNs. The page that
+// holds it must be in memory (prefetched).
+func (m *Machine) lookupKey(r *room, key keyDigest, nowNs int64) (dedupEntry, bool) {
+	m.dedupBuf = dedupKey(m.dedupBuf, roomKey(r.tenant, r.id), r.incarnation, key)
+	it, ok := m.tables[tableDedup].GetBytes(m.dedupBuf)
+	if !ok {
+		return dedupEntry{}, false
+	}
+	e := decodeDedupEntry(it.Value)
+	return e, !expired(&e, nowNs, m.limits.IdempotencyWindowNs)
+}
+
+// recordKey stores key's entry in room r, replacing an expired one.
+func (m *Machine) recordKey(r *room, key keyDigest, e *dedupEntry) {
+	m.dedupBuf = dedupKey(m.dedupBuf, roomKey(r.tenant, r.id), r.incarnation, key)
+	m.valueBuf = e.encode(m.valueBuf)
+	m.tables[tableDedup].Set(grid.TableItem{Key: string(m.dedupBuf), Value: m.valueBuf})
+}
+
+// Prefetch starts reading the idempotency pages that the posts of one
+// operation will look up, when they are cold. Creations are noted: a post
+// after one in the same prepare may go to a room that does not exist yet,
+// whose keys sort where the shard's next incarnation would.
+func (m *Machine) Prefetch(operation uint8, body []byte) {
+	if m.tables[tableDedup].Cold() == 0 {
+		return // all in memory
+	}
+	switch operation {
+	case OperationCreateRoom, OperationOpenDirect:
+		m.prefetchCreates = true
+	case OperationPost:
+		if q, c := parseRequest(operation, body); c == CodeOK {
+			m.prefetchPost(&q)
+		}
+	case OperationPostBatch:
+		pb, c := parsePostBatch(&m.limits, body)
+		for i := 0; c == CodeOK && i < pb.count; i++ {
+			q := pb.next()
+			m.prefetchPost(&q)
+		}
+	}
+}
+
+func (m *Machine) prefetchPost(q *request) {
+	key := digestKey(q.key)
+	rk := roomKey(string(q.tenant), string(q.room))
+	if i, ok := m.find(q.tenant, q.room); ok {
+		m.prefetchKey(dedupKey(m.dedupBuf, rk, m.rooms[i].incarnation, key))
+	}
+	if m.prefetchCreates {
+		// No item has an incarnation above the last one given out: every
+		// key of a room created in this prepare sorts into the one page
+		// that holds this one.
+		m.prefetchKey(dedupKey(m.dedupBuf, rk, m.roomsCreated+1, keyDigest{}))
+	}
+}
+
+func (m *Machine) prefetchKey(key []byte) {
+	m.dedupBuf = key
+	if !m.tables[tableDedup].Prefetch(m.grid, string(key), m.onDedupLoaded) {
+		m.prefetchPending++
+	}
+}
+
+// onDedupLoaded counts a prefetch read that ended; the last wakes VSR
+// (which prefetches again, so a failed read is retried).
+func (m *Machine) onDedupLoaded(error) {
+	if m.prefetchPending <= 0 {
+		panic("chat: a prefetch read ended that was never counted")
+	}
+	m.prefetchPending--
+	if m.prefetchPending == 0 && m.prefetchWaiter != nil {
+		done := m.prefetchWaiter
+		m.prefetchWaiter = nil
+		done()
+	}
+}
+
+// Prefetched reports whether the pages the prefetched operations need are
+// in memory; if not, done is called when their reads end. Pages go cold
+// only at a checkpoint, which never comes between this and Apply.
+func (m *Machine) Prefetched(done func()) bool {
+	m.prefetchCreates = false
+	if m.prefetchPending == 0 {
+		return true
+	}
+	m.prefetchWaiter = done
+	return false
+}
