@@ -72,7 +72,10 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	sys, err := tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: 1, Log: stderr,
-		Tweak: func(c *node.ClusterConfig) { c.CacheSizeBytes = *cacheMiB << 20 }})
+		Tweak: func(c *node.ClusterConfig) {
+			c.CacheSizeBytes = *cacheMiB << 20
+			c.GridBlocksMax = 1 << 22 // 10^7 keys in the idempotency window take about 400,000 slots
+		}})
 	if err != nil {
 		fmt.Fprintln(stderr, "tigerbench:", err)
 		return 1

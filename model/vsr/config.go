@@ -109,7 +109,7 @@ func DefaultConfig(cluster uint64, n, replica int) Config {
 		BatchMax:               512,
 		MessageSizeMax:         1 << 20,
 		BlockSize:              64 << 10,
-		GridBlocksMax:          1 << 16, // 4 GiB of blocks (sparse until written)
+		GridBlocksMax:          1 << 21, // 128 GiB of blocks, sparse until written: a one-sector table page takes a whole slot
 		CacheSizeBytes:         64 << 20,
 		ClientsMax:             16384,
 		ReplySizeMax:           512,

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -48,22 +49,47 @@ func Build(moduleRoot, dir string) (string, error) {
 	return bin, nil
 }
 
-func freeUDPPort() (int, error) {
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// FreePort returns a port free for both TCP and UDP on 127.0.0.1, chosen
+// at random below Linux's ephemeral range (32768 and up). A cluster keeps
+// its ports across restarts of its processes; a port from the ephemeral
+// range could be taken in between by any program's outgoing or :0 socket
+// (a test started beside a chaos run did exactly that), while ports below
+// it are only taken by whoever asks for them by number.
+func FreePort() (int, error) {
+	const low, high = 20000, 32768
+	for range 64 {
+		port := low + rand.IntN(high-low)
+		if portFree(port) {
+			return port, nil
+		}
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port, nil
+	for range 20 { // that range is crowded: let the kernel choose
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if portFree(port) {
+			return port, nil
+		}
+	}
+	return 0, errors.New("testcluster: no free port on 127.0.0.1")
 }
 
-func freeTCPPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func portFree(port int) bool {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return 0, err
+		return false
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	u.Close()
+	return true
 }
 
 // New writes identities, a config (profile small unless tweak changes it)
@@ -87,11 +113,11 @@ func New(binary, dir string, replicas, shards int, tweak func(*node.ClusterConfi
 		if err := os.WriteFile(c.identityPath(i), pem, 0o600); err != nil {
 			return nil, err
 		}
-		udp, err := freeUDPPort()
+		udp, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
-		tcp, err := freeTCPPort()
+		tcp, err := FreePort()
 		if err != nil {
 			return nil, err
 		}

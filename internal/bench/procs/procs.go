@@ -8,7 +8,6 @@ package procs
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"tigerchat/runtime/testcluster"
 )
 
 // StopGrace is how long a process may take to exit after SIGTERM before
@@ -132,24 +133,9 @@ func StopAll() {
 	wg.Wait()
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago
-// (its UDP twin too, for servers that also listen on UDP).
-func FreePort() (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			u.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free port on 127.0.0.1")
-}
+// FreePort returns a port on 127.0.0.1 that was free a moment ago for
+// TCP and UDP alike, outside the ephemeral range (testcluster.FreePort).
+func FreePort() (int, error) { return testcluster.FreePort() }
 
 // CPUTime is the user+system CPU time a process has used so far (pid 0:
 // this process), read from /proc.
