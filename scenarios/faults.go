@@ -71,6 +71,7 @@ var faultClasses = []faultClass{
 	probabilityClass("misdirect", func(c *Config) *float64 { return &c.Disk.MisdirectProbability }),
 	probabilityClass("torn", func(c *Config) *float64 { return &c.Disk.CrashTearProbability }),
 	probabilityClass("lost-writes", func(c *Config) *float64 { return &c.Disk.CrashLoseProbability }),
+	probabilityClass("wiped-tails", func(c *Config) *float64 { return &c.Disk.CrashWipeProbability }),
 }
 
 // probabilityClass is a class governed by a single probability.

@@ -92,7 +92,7 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 		strings.Join(scenarios.FaultClassNames(), ",")+", or none, all")
 	fs.Var(probabilityValue{&o.loss}, "loss", "message loss probability `P` in [0, 1]")
 	fs.Var(probabilityValue{&o.duplicate}, "duplicate", "message duplication probability `P` in [0, 1]")
-	fs.Var(probabilityValue{&o.crashWipe}, "crash-wipe", "per crash, probability `P` in [0, 1] that the replica's disk loses its tail: every sector after a random point that the fault atlas lets it lose reads back as zeros (a data file cut short); not in any preset")
+	fs.Var(probabilityValue{&o.crashWipe}, "crash-wipe", "per crash, probability `P` in [0, 1] that the replica's disk loses its tail: every sector after a random point that the fault atlas lets it lose reads back as zeros (a data file cut short); the swarm draws it for half its seeds")
 	fs.StringVar(&o.mutate, "mutate", "", "run mutation `NAME`: a deliberately broken variant of the subject that the swarm must catch")
 	fs.BoolVar(&o.verbose, "v", false, "verbose: config, stats and metrics of each run")
 	fs.BoolVar(&o.nightly, "nightly", false, "nightly run: -count seeds (default 1,000,000), subject and length drawn per seed, all failures kept")
