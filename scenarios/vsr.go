@@ -27,8 +27,8 @@ func init() {
 
 const (
 	vsrCluster             = 0x7469676572 // "tiger"
-	vsrKeys                = 3      // keys of a run up to vsrTicksPerKey ticks
-	vsrTicksPerKey         = 12_000 // longer runs get one more key per this many ticks
+	vsrKeys                = 3            // keys of a run up to vsrTicksPerKey ticks
+	vsrTicksPerKey         = 12_000       // longer runs get one more key per this many ticks
 	vsrRequestTimeoutTicks = 100
 	vsrClientsEvicting     = 20 // more clients than sessions: exercises eviction
 )
