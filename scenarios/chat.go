@@ -76,6 +76,7 @@ type chatSubject struct {
 	coverage    map[string]uint64
 	hot         hotCounts
 	metrics     map[string][]float64
+	roots       map[[2]uint64]grid.Ref // (shard, checkpoint op) → the first root written for it
 }
 
 // chatDrainMove: shard's primary was on node when node was drained.
@@ -95,6 +96,7 @@ func newChatSubject(cfg Config) *chatSubject {
 		nodes:    make([]*chatNode, cfg.ReplicaCount),
 		drained:  make([]bool, cfg.ReplicaCount),
 		coverage: map[string]uint64{},
+		roots:    map[[2]uint64]grid.Ref{},
 		metrics:  map[string][]float64{},
 	}
 	rc := s.replicaConfig(0, 0)
@@ -240,6 +242,17 @@ func (s *chatSubject) hooks(n *chatNode, sh int) vsr.Hooks {
 		StateSync: func(op uint64) {
 			s.agreement[sh].StateSync(i, op)
 			n.applied[sh] = op
+		},
+		// What a replica keeps in memory (idempotency pages, the block
+		// cache) must never change what its checkpoints write.
+		Checkpoint: func(op uint64, root grid.Ref) {
+			key := [2]uint64{uint64(sh), op}
+			if first, ok := s.roots[key]; !ok {
+				s.roots[key] = root
+			} else if first != root {
+				s.c.Violation(fmt.Sprintf("node %d shard %d: checkpoint at op %d has root %d/%x, another replica's %d/%x",
+					i, sh, op, root.Address, root.Checksum[:4], first.Address, first.Checksum[:4]))
+			}
 		},
 		// Every block a replica's grid reads from its disk and hands on
 		// must be the block its reference names, checked here apart from

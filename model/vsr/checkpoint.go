@@ -37,6 +37,9 @@ func (r *Replica) writeCheckpointTree(op uint64, checksum wire.Checksum) grid.Re
 	root := r.grid.WriteNode(grid.KindRoot, children[:], data[:], false)
 	assert(!root.IsZero() && root.Kind == grid.KindRoot, "a checkpoint tree without a root")
 	r.rootOwned = root
+	if r.hooks.Checkpoint != nil {
+		r.hooks.Checkpoint(op, root)
+	}
 	return root
 }
 

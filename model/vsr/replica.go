@@ -43,6 +43,10 @@ type Hooks struct {
 	Apply func(op uint64, client, request uint64)
 	// StateSync runs after a snapshot at op was installed from a peer.
 	StateSync func(op uint64)
+	// Checkpoint runs when the tree of the checkpoint at op was written
+	// (before it is durable). Every replica must write the same root for
+	// the same op: blocks are named by address and checksum cluster-wide.
+	Checkpoint func(op uint64, root grid.Ref)
 	// ViewNormal runs when the replica enters normal status in a view.
 	ViewNormal func(view uint32, primary bool)
 	// Event counts a named protocol event, for coverage.
