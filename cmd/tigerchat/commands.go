@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"tigerchat/runtime/admin"
@@ -145,6 +146,11 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		limit := memoryLimitBytes(&cfg)
+		debug.SetMemoryLimit(limit)
+		log.Info("memory limit", "bytes", limit, "override", "GOMEMLIMIT")
+	}
 	n, err := node.Open(cfg, node.Options{DataDir: *f.data, Replica: *f.replica, Identity: id, Key: key, Log: log,
 		ConfigPath: absPath(*f.config), KeyFile: *f.keyFile})
 	if err != nil {
@@ -181,6 +187,16 @@ func serveHTTP(ctx context.Context, ln net.Listener, nodes []*node.Node, id tran
 	}()
 	go func() { _ = srv.Serve(secure) }()
 	_ = srv.Serve(plain)
+}
+
+// memoryLimitBytes is the soft memory limit a node gives the Go runtime
+// unless GOMEMLIMIT is set: every shard's block cache and decoded
+// idempotency pages (a quarter more) plus 256 MiB for everything else. The
+// heap then stays near what the node needs rather than growing to twice
+// its live size between collections; past the limit the runtime collects
+// more often, and never stops allocating (it is soft).
+func memoryLimitBytes(cfg *node.ClusterConfig) int64 {
+	return int64(cfg.Shards)*int64(cfg.CacheSizeBytes)*5/4 + 256<<20
 }
 
 func absPath(p string) string {
