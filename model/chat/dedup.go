@@ -10,7 +10,14 @@ import (
 // The idempotency table (docs/storage.md) maps a post's key to the message
 // it created, for Limits.IdempotencyWindowNs after the post:
 //
-//	dedup    rk 0x00 incarnation u64 key_digest [16] → thread u64 | seq u64 | time_ns i64 | hash [32]
+//	dedup    rk 0x00 incarnation u64 key → thread u64 | seq u64 | time_ns i64 | hash [32]
+//
+// The key itself (1–64 bytes) orders a room's items, so keys made in time
+// order (the SDKs' UUIDv7 keys, the edge's own, a writer's counter) land
+// in the few pages at the end of their room's range and a checkpoint
+// rewrites those pages only; random keys (UUIDv4) scatter over every page
+// of the room's range, and a checkpoint rewrites each page that received
+// one (docs/storage.md measures both).
 //
 // It is the one table that grows with messages (one item per post), so it
 // is the one whose pages need not all be in memory: a checkpoint keeps the
@@ -34,10 +41,14 @@ type dedupEntry struct {
 	hash   Hash
 }
 
-func dedupKey(buf []byte, rk string, incarnation uint64, key keyDigest) []byte {
+// dedupRoomPrefix starts every item key of one room's incarnation.
+func dedupRoomPrefix(buf []byte, rk string, incarnation uint64) []byte {
 	buf = append(append(buf[:0], rk...), 0)
-	buf = binary.BigEndian.AppendUint64(buf, incarnation)
-	return append(buf, key[:]...)
+	return binary.BigEndian.AppendUint64(buf, incarnation)
+}
+
+func dedupKey(buf []byte, rk string, incarnation uint64, key []byte) []byte {
+	return append(dedupRoomPrefix(buf, rk, incarnation), key...)
 }
 
 func (e *dedupEntry) encode(buf []byte) []byte {
@@ -66,7 +77,7 @@ func expired(e *dedupEntry, nowNs, windowNs int64) bool {
 
 // lookupKey finds the live entry of key in room r at nowNs. The page that
 // holds it must be in memory (prefetched).
-func (m *Machine) lookupKey(r *room, key keyDigest, nowNs int64) (dedupEntry, bool) {
+func (m *Machine) lookupKey(r *room, key []byte, nowNs int64) (dedupEntry, bool) {
 	m.dedupBuf = dedupKey(m.dedupBuf, roomKey(r.tenant, r.id), r.incarnation, key)
 	it, ok := m.tables[tableDedup].GetBytes(m.dedupBuf)
 	if !ok {
@@ -77,7 +88,7 @@ func (m *Machine) lookupKey(r *room, key keyDigest, nowNs int64) (dedupEntry, bo
 }
 
 // recordKey stores key's entry in room r, replacing an expired one.
-func (m *Machine) recordKey(r *room, key keyDigest, e *dedupEntry) {
+func (m *Machine) recordKey(r *room, key []byte, e *dedupEntry) {
 	m.dedupBuf = dedupKey(m.dedupBuf, roomKey(r.tenant, r.id), r.incarnation, key)
 	m.valueBuf = e.encode(m.valueBuf)
 	m.tables[tableDedup].Set(grid.TableItem{Key: string(m.dedupBuf), Value: m.valueBuf})
@@ -108,16 +119,15 @@ func (m *Machine) Prefetch(operation uint8, body []byte) {
 }
 
 func (m *Machine) prefetchPost(q *request) {
-	key := digestKey(q.key)
 	rk := roomKey(string(q.tenant), string(q.room))
 	if i, ok := m.find(q.tenant, q.room); ok {
-		m.prefetchKey(dedupKey(m.dedupBuf, rk, m.rooms[i].incarnation, key))
+		m.prefetchKey(dedupKey(m.dedupBuf, rk, m.rooms[i].incarnation, q.key))
 	}
 	if m.prefetchCreates {
 		// No item has an incarnation above the last one given out: every
 		// key of a room created in this prepare sorts into the one page
 		// that holds this one.
-		m.prefetchKey(dedupKey(m.dedupBuf, rk, m.roomsCreated+1, keyDigest{}))
+		m.prefetchKey(dedupRoomPrefix(m.dedupBuf, rk, m.roomsCreated+1))
 	}
 }
 

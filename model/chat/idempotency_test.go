@@ -157,3 +157,30 @@ func TestDedupClockGoesBack(t *testing.T) {
 	h.mustPost("acme", "alice", "r", 0, "k2", "x")
 	h.verify()
 }
+
+// TestDedupOrderedKeysWriteFewPages: keys made in order (a counter, a
+// UUIDv7's time) land in the last pages of their room's range, so a
+// checkpoint after 200 of them rewrites a few pages; 200 random keys
+// land all over the range and the checkpoint rewrites a page for most.
+func TestDedupOrderedKeysWriteFewPages(t *testing.T) {
+	written := func(key func(i int) string) uint64 {
+		h := newHarness(t, testLimits())
+		h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)
+		for i := 0; i < 5000; i++ {
+			h.mustPost("acme", "alice", "r", 0, fmt.Sprintf("k%08d", i), "x")
+		}
+		g, _, _ := h.checkpoint()
+		before := g.Stats.BlocksWritten
+		for i := 0; i < 200; i++ {
+			h.mustPost("acme", "alice", "r", 0, key(i), "x")
+		}
+		h.checkpoint()
+		return g.Stats.BlocksWritten - before
+	}
+	p := prng.New(5)
+	ordered := written(func(i int) string { return fmt.Sprintf("k%08d", 5000+i) })
+	random := written(func(int) string { return fmt.Sprintf("k%08d-%x", p.Uint64()%5000, p.Uint64()) })
+	if ordered > 30 || random < 4*ordered {
+		t.Fatalf("a checkpoint after 200 posts wrote %d blocks for ordered keys, %d for random ones", ordered, random)
+	}
+}

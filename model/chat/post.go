@@ -40,8 +40,7 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 	if !member {
 		return appendCode(reply, CodeNotMember)
 	}
-	key := digestKey(q.key)
-	if e, ok := m.lookupKey(r, key, nowNs); ok {
+	if e, ok := m.lookupKey(r, q.key, nowNs); ok {
 		if s := r.store(e.thread); s == nil || e.seq < s.firstSeq() {
 			return appendCode(reply, CodeDuplicateRemoved)
 		}
@@ -69,7 +68,7 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 		head = &r.threads[ti].head
 	}
 	e := m.appendEntry(r, head, q.thread, r.members[mi], nowNs, q.key, q.body)
-	m.recordKey(r, key, &dedupEntry{thread: e.thread, seq: e.seq, timeNs: nowNs, hash: e.hash})
+	m.recordKey(r, q.key, &dedupEntry{thread: e.thread, seq: e.seq, timeNs: nowNs, hash: e.hash})
 	reply = appendPostReply(reply, e.seq, e.hash, nowNs, false)
 	m.trim(r, e.thread, e.seq)
 	return reply

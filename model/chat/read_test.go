@@ -182,15 +182,16 @@ func TestRestoreVersion1(t *testing.T) {
 	if len(old.Messages) != 2 || old.Messages[0].Key != "" || old.Messages[1].Key != "" || VerifyChain(old.Messages) != nil {
 		t.Fatalf("version 1 messages: %+v", old.Messages)
 	}
-	// The dedup window came along: a retried key is still a duplicate.
+	// Its dedup entries (digests alone) cannot be placed in the idempotency
+	// table: a retried key is a new message.
 	r := newHarness(t, testLimits())
 	r.m = m
-	if p := r.post("acme", "alice", "pub", 0, "k1", "retry"); !p.Duplicate || p.Seq != 1 {
+	if p := r.post("acme", "alice", "pub", 0, "k1", "retry"); p.Duplicate || p.Seq != 3 {
 		t.Fatalf("retry after a version 1 restore: %+v", p)
 	}
 	r.mustPost("acme", "alice", "pub", 0, "k4", "new")
 	got := r.read(OperationReadLatest, ReadRequest{"acme", "alice", "pub", 0, 0, 10}).Log.Messages
-	if len(got) != 3 || got[2].Key != "k4" || got[0].Key != "" {
+	if len(got) != 4 || got[2].Key != "k1" || got[3].Key != "k4" || got[0].Key != "" {
 		t.Fatalf("after posting: %+v", got)
 	}
 	if snap := m.Snapshot(nil); snap[4] != snapshotVersion {

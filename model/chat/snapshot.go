@@ -28,8 +28,8 @@ import (
 // no rooms_created and no incarnation, and have the dedup section (version
 // 4 does not); version 1 has no key, and versions below 3 no message
 // blocks (stores). Restore still accepts them all: their rooms get
-// incarnations in order, their dedup entries go into the idempotency
-// table. Snapshot always writes version 4.
+// incarnations in order, and their dedup entries are checked and dropped
+// (skipDedup). Snapshot always writes version 4.
 //
 // Limits.SnapshotSizeMax is the worst case of this encoding.
 const (
@@ -100,7 +100,7 @@ func (m *Machine) appendRoom(b []byte, r *room, version uint8) []byte {
 // appendDedup writes r's idempotency items as an old snapshot's dedup
 // section (tests write old versions; every page must be in memory).
 func (m *Machine) appendDedup(b []byte, r *room) []byte {
-	prefix := string(dedupKey(nil, roomKey(r.tenant, r.id), r.incarnation, keyDigest{})[:len(r.tenant)+len(r.id)+2+8])
+	prefix := string(dedupRoomPrefix(nil, roomKey(r.tenant, r.id), r.incarnation))
 	var items []*grid.TableItem
 	m.tables[tableDedup].Scan(prefix, func(it *grid.TableItem) bool {
 		items = append(items, it)
@@ -108,7 +108,8 @@ func (m *Machine) appendDedup(b []byte, r *room) []byte {
 	})
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(items)))
 	for _, it := range items {
-		b = append(append(b, it.Key[len(prefix):]...), it.Value...)
+		d := digestKey([]byte(it.Key[len(prefix):]))
+		b = append(append(b, d[:]...), it.Value...)
 	}
 	return b
 }
@@ -132,9 +133,8 @@ func (m *Machine) Restore(snapshot []byte) error {
 		return fmt.Errorf("%w: %d rooms exceed the limit %d", errSnapshotMalformed, count, m.limits.RoomsMax)
 	}
 	next.rooms = make([]*room, 0, count)
-	var keys []restoredKey
 	for i := 0; i < count && !rd.bad; i++ {
-		r, err := decodeRoom(&rd, &m.limits, version, &keys)
+		r, err := decodeRoom(&rd, &m.limits, version)
 		if err != nil {
 			return fmt.Errorf("room %d: %w", i, err)
 		}
@@ -154,9 +154,6 @@ func (m *Machine) Restore(snapshot []byte) error {
 		return err
 	}
 	next.tables[tableDedup].ResidentPagesMax = m.limits.DedupPagesCached
-	for i := range keys {
-		next.recordKey(keys[i].room, keys[i].key, &keys[i].entry)
-	}
 	for _, r := range next.rooms {
 		r.markDirty()
 	}
@@ -166,12 +163,6 @@ func (m *Machine) Restore(snapshot []byte) error {
 	return nil
 }
 
-// restoredKey is an idempotency entry of a version 1 to 3 snapshot.
-type restoredKey struct {
-	room  *room
-	key   keyDigest
-	entry dedupEntry
-}
 
 // countLimited reads a u32 count and refuses one above max, before anything
 // is allocated for it.
@@ -183,7 +174,7 @@ func countLimited(rd *reader, max int, what string) (int, error) {
 	return n, nil
 }
 
-func decodeRoom(rd *reader, l *Limits, version uint8, keys *[]restoredKey) (*room, error) {
+func decodeRoom(rd *reader, l *Limits, version uint8) (*room, error) {
 	r := &room{tenant: string(rd.str()), id: string(rd.str()), creator: string(rd.str())}
 	r.flags, r.retention, r.createdNs = rd.u8(), rd.u32(), rd.i64()
 	if version >= snapshotVersion {
@@ -219,7 +210,7 @@ func decodeRoom(rd *reader, l *Limits, version uint8, keys *[]restoredKey) (*roo
 		return nil, err
 	}
 	if version < snapshotVersion {
-		if err := decodeDedup(rd, r, keys); err != nil {
+		if err := skipDedup(rd, r); err != nil {
 			return nil, err
 		}
 	}
@@ -248,19 +239,23 @@ func decodeMessages(rd *reader, l *Limits, r *room, version uint8) error {
 	return nil
 }
 
-func decodeDedup(rd *reader, r *room, keys *[]restoredKey) error {
+// skipDedup checks and skips an old snapshot's dedup section. Its entries
+// hold key digests alone, and the idempotency table is keyed by the keys
+// themselves (dedup.go), so they cannot be placed: a restored old
+// snapshot starts with no idempotency keys.
+func skipDedup(rd *reader, r *room) error {
 	n, err := countLimited(rd, len(rd.b)/dedupSnapshotSize, "dedup entry")
 	if err != nil || n == 0 {
 		return err
 	}
 	for i := 0; i < n && !rd.bad; i++ {
-		k := restoredKey{room: r}
-		copy(k.key[:], rd.take(keyDigestSize))
-		k.entry = dedupEntry{thread: rd.u64(), seq: rd.u64(), timeNs: rd.i64(), hash: rd.hash()}
-		if k.entry.seq == 0 || k.entry.seq > r.head(k.entry.thread).seq {
+		rd.take(keyDigestSize)
+		thread, seq := rd.u64(), rd.u64()
+		rd.i64()
+		rd.hash()
+		if seq == 0 || seq > r.head(thread).seq {
 			return fmt.Errorf("%w: dedup entry beyond its log", errSnapshotMalformed)
 		}
-		*keys = append(*keys, k)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -325,9 +326,14 @@ func (e *Edge) postBatch(ctx context.Context, s *Session, c *command) (any, *Err
 	return out, nil
 }
 
+// randomKey makes a key for a post that came without one: the time in
+// milliseconds, then random bytes, in hex. Keys made in time order keep
+// the cluster's idempotency table writing to the end of a room's range
+// (model/chat/dedup.go), as UUIDv7 keys do.
 func randomKey() string {
 	var b [generatedKeyBytes]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	binary.BigEndian.PutUint64(b[:], uint64(time.Now().UnixMilli())<<16)
+	if _, err := rand.Read(b[6:]); err != nil {
 		panic("edge: no randomness: " + err.Error())
 	}
 	return hex.EncodeToString(b[:])
