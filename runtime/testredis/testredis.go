@@ -138,3 +138,38 @@ func ping(addr string) error {
 	}
 	return nil
 }
+
+// NumSub returns how many connections subscribe to channel at addr
+// (PUBSUB NUMSUB, whose reply is *2 $len channel :count).
+func NumSub(addr, channel string) (int64, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	cmd := fmt.Sprintf("*3\r\n$6\r\nPUBSUB\r\n$6\r\nNUMSUB\r\n$%d\r\n%s\r\n", len(channel), channel)
+	if _, err := c.Write([]byte(cmd)); err != nil {
+		return 0, err
+	}
+	r := bufio.NewReader(c)
+	want := []string{"*2", fmt.Sprintf("$%d", len(channel)), channel}
+	for _, w := range want {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return 0, err
+		}
+		if strings.TrimSuffix(line, "\r\n") != w {
+			return 0, fmt.Errorf("testredis: PUBSUB NUMSUB answered %q, want %q", line, w)
+		}
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	if _, err := fmt.Sscanf(line, ":%d\r\n", &n); err != nil {
+		return 0, fmt.Errorf("testredis: PUBSUB NUMSUB count %q: %w", line, err)
+	}
+	return n, nil
+}
