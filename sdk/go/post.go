@@ -46,7 +46,7 @@ type postReq struct {
 	deadline        time.Time
 	attempts        int
 	lastErr         error
-	res             chan postOutcome
+	res             chan postOutcome // made when the post goes to the batcher
 }
 
 type postOutcome struct {
@@ -62,7 +62,7 @@ type postOutcome struct {
 // rate_limited are retried with the same key, after retry_after_ms when
 // the edge gives one, until ctx's deadline (or Options.PostTimeout).
 func (c *Client) Post(ctx context.Context, room, body string, opts ...PostOption) (PostResult, error) {
-	p := &postReq{room: room, body: body, ctx: ctx, res: make(chan postOutcome, 1)}
+	p := &postReq{room: room, body: body, ctx: ctx}
 	for _, o := range opts {
 		o(p)
 	}
@@ -90,6 +90,7 @@ func (c *Client) Post(ctx context.Context, room, body string, opts ...PostOption
 	if r, err, sent := c.postDirect(cn, p); sent {
 		return r, err
 	}
+	p.res = make(chan postOutcome, 1)
 	c.waiting.Add(1)
 	select {
 	case c.posts <- p:
@@ -149,6 +150,7 @@ func (c *Client) postDirect(cn *conn, p *postReq) (r PostResult, err error, sent
 	if p.ctx.Err() != nil {
 		return PostResult{}, p.ctx.Err(), true
 	}
+	p.res = make(chan postOutcome, 1) // the batcher's answer
 	select {
 	case c.retries <- fd:
 	case <-c.ctx.Done():
@@ -512,7 +514,11 @@ func (c *Client) sendPosts(cn *conn, posts []*postReq, done chan<- frameDone) {
 func (c *Client) sendFrame(cn *conn, posts []*postReq, gaveUp <-chan struct{}) (fd frameDone) {
 	fd.posts = posts
 	id := cn.nextID.Add(1)
-	var data []byte
+	size := 64
+	for _, p := range posts {
+		size += len(p.enc) + 1
+	}
+	data := make([]byte, 0, size)
 	data = append(data, `{"id":`...)
 	data = strconv.AppendUint(data, id, 10)
 	if len(posts) == 1 {
