@@ -122,22 +122,23 @@ func (c *respConn) close() { _ = c.nc.Close() }
 func (c *respConn) command(args ...string) {
 	c.header('*', len(args))
 	for _, a := range args {
-		c.header('$', len(a))
-		c.w.WriteString(a)
-		c.w.WriteString("\r\n")
+		c.bulk(a)
 	}
 }
 
 // publish buffers PUBLISH channel payload.
 func (c *respConn) publish(channel string, payload []byte) {
 	c.header('*', 3)
-	for _, a := range []string{"PUBLISH", channel} {
-		c.header('$', len(a))
-		c.w.WriteString(a)
-		c.w.WriteString("\r\n")
-	}
+	c.bulk("PUBLISH")
+	c.bulk(channel)
 	c.header('$', len(payload))
 	c.w.Write(payload)
+	c.w.WriteString("\r\n")
+}
+
+func (c *respConn) bulk(s string) {
+	c.header('$', len(s))
+	c.w.WriteString(s)
 	c.w.WriteString("\r\n")
 }
 
