@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-
 	"tigerchat/runtime/testcluster"
 	"tigerchat/runtime/testredis"
 	"tigerchat/runtime/transport"

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-
 	"tigerchat/runtime/testredis"
 )
 
