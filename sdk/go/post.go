@@ -87,7 +87,7 @@ func (c *Client) Post(ctx context.Context, room, body string, opts ...PostOption
 	p.n = c.postSeq
 	cn := c.conn
 	c.mu.Unlock()
-	if r, err, sent := c.postDirect(cn, p); sent {
+	if r, sent, err := c.postDirect(cn, p); sent {
 		return r, err
 	}
 	p.res = make(chan postOutcome, 1)
@@ -128,14 +128,14 @@ func (c *Client) postOutcome(p *postReq) (PostResult, error) {
 // (to the batcher, and to a goroutine per frame). A failure goes to the
 // batcher, which retries it as one of its own; sent is false when p was
 // not sent.
-func (c *Client) postDirect(cn *conn, p *postReq) (r PostResult, err error, sent bool) {
+func (c *Client) postDirect(cn *conn, p *postReq) (r PostResult, sent bool, err error) {
 	if cn == nil || c.waiting.Load() > 0 || time.Now().UnixNano() < c.pausedUntil.Load() {
-		return PostResult{}, nil, false
+		return PostResult{}, false, nil
 	}
 	select {
 	case c.slots <- struct{}{}:
 	default:
-		return PostResult{}, nil, false
+		return PostResult{}, false, nil
 	}
 	posts := [1]*postReq{p}
 	fd := c.sendFrame(cn, posts[:], p.ctx.Done())
@@ -145,19 +145,19 @@ func (c *Client) postDirect(cn *conn, p *postReq) (r PostResult, err error, sent
 	}
 	if fd.err == nil && fd.results[0].err == nil {
 		fd.results[0].r.Attempts = p.attempts
-		return fd.results[0].r, nil, true
+		return fd.results[0].r, true, nil
 	}
 	if p.ctx.Err() != nil {
-		return PostResult{}, p.ctx.Err(), true
+		return PostResult{}, true, p.ctx.Err()
 	}
 	p.res = make(chan postOutcome, 1) // the batcher's answer
 	select {
 	case c.retries <- fd:
 	case <-c.ctx.Done():
-		return PostResult{}, c.closedErr(), true
+		return PostResult{}, true, c.closedErr()
 	}
 	r, err = c.postOutcome(p)
-	return r, err, true
+	return r, true, err
 }
 
 // wakeBatcher tells the batcher a frame slot was freed (never blocks).
