@@ -120,6 +120,8 @@ type Client struct {
 	pausedUntil atomic.Int64
 	retries     chan frameDone
 	slotFreed   chan struct{}
+	frames      atomic.Pointer[frameDeadline] // frameCtx
+	framesMu    sync.Mutex
 
 	mu        sync.Mutex
 	conn      *conn

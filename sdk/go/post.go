@@ -160,6 +160,40 @@ func (c *Client) postDirect(cn *conn, p *postReq) (r PostResult, sent bool, err 
 	return r, true, err
 }
 
+// frameCtxRenewParts: post frames share a context that ends CallTimeout +
+// CallTimeout/frameCtxRenewParts after it is made, made anew every
+// CallTimeout/frameCtxRenewParts, so a frame's write and wait are bounded
+// by CallTimeout and at most a sixteenth more.
+const frameCtxRenewParts = 16
+
+// frameDeadline is the context post frames share for their write and
+// wait: a context.WithTimeout per frame (a timer, a registration with
+// c.ctx, three allocations) was about 7 % of the SDK's CPU at 32 × 8
+// (docs/benchmarks.md).
+type frameDeadline struct {
+	ctx     context.Context
+	cancel  context.CancelFunc // called by the deadline, or by c.ctx's end
+	renewAt time.Time
+}
+
+// frameCtx returns the shared context, made anew when it is due.
+func (c *Client) frameCtx() context.Context {
+	now := time.Now()
+	if f := c.frames.Load(); f != nil && now.Before(f.renewAt) {
+		return f.ctx
+	}
+	c.framesMu.Lock()
+	defer c.framesMu.Unlock()
+	if f := c.frames.Load(); f != nil && now.Before(f.renewAt) {
+		return f.ctx
+	}
+	renew := c.o.CallTimeout / frameCtxRenewParts
+	f := &frameDeadline{renewAt: now.Add(renew)}
+	f.ctx, f.cancel = context.WithTimeout(c.ctx, c.o.CallTimeout+renew)
+	c.frames.Store(f)
+	return f.ctx
+}
+
 // wakeBatcher tells the batcher a frame slot was freed (never blocks).
 func (c *Client) wakeBatcher() {
 	select {
@@ -538,8 +572,7 @@ func (c *Client) sendFrame(cn *conn, posts []*postReq, gaveUp <-chan struct{}) (
 		data = append(data, "]}"...)
 	}
 	ch := make(chan result, 1)
-	ctx, cancel := context.WithTimeout(c.ctx, c.o.CallTimeout)
-	defer cancel()
+	ctx := c.frameCtx()
 	if err := cn.sendRaw(ctx, id, data, func(b []byte, err error) { ch <- result{b, err} }); err != nil {
 		fd.err = err
 		if !cn.isClosed() {
