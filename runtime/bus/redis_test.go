@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -239,4 +240,62 @@ func TestRedisConfigErrors(t *testing.T) {
 		t.Fatalf("URL with password and db: %v", err)
 	}
 	_ = r.Close()
+}
+
+// A Redis that wants a password: the bus authenticates with the URL's
+// password (requirepass) or user and password (an ACL user), and a wrong
+// password fails Ping with Redis's refusal.
+func TestRedisAuthenticates(t *testing.T) {
+	srv := testredis.Start(t)
+	for _, cmd := range [][]string{
+		{"ACL", "SETUSER", "edge", "on", ">edge-pw", "resetchannels", "&*", "+@all"},
+		{"CONFIG", "SET", "requirepass", "secret"}, // last: it locks out this connection's successors
+	} {
+		if err := redisCommand(srv.Addr, cmd...); err != nil {
+			t.Fatalf("%v: %v", cmd, err)
+		}
+	}
+	open := func(url string) *Redis {
+		// Dial, AUTH and PING within one Timeout: 2 s, for a loaded machine.
+		r, err := NewRedis(RedisConfig{Addr: url, Prefix: testPrefix, SubscriptionsMax: 4, Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		return r
+	}
+	for _, url := range []string{"redis://:secret@" + srv.Addr + "/0", "redis://edge:edge-pw@" + srv.Addr} {
+		a, b := open(url), open(url)
+		if err := a.Ping(context.Background()); err != nil {
+			t.Fatalf("%s: Ping: %v", url, err)
+		}
+		topic := Topic{"t", "auth"}
+		s, _ := a.Subscribe(topic, BufferMax)
+		// The subscription reaches Redis in the background: publish until
+		// one event arrives.
+		deadline := time.Now().Add(10 * time.Second)
+		for seq := uint64(1); len(s.Events()) == 0; seq++ {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: nothing delivered; stats %+v / %+v", url, a.Stats(), b.Stats())
+			}
+			b.Publish(event("auth", seq))
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	wrong := open("redis://:wrong@" + srv.Addr)
+	if err := wrong.Ping(context.Background()); err == nil || !strings.Contains(err.Error(), "auth") {
+		t.Fatalf("Ping with a wrong password: %v, want an auth refusal", err)
+	}
+}
+
+// redisCommand runs one command on a fresh connection to addr.
+func redisCommand(addr string, args ...string) error {
+	a := redisAddr{hostPort: addr}
+	c, err := dialRedis(context.Background(), &a, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	_, err = c.roundTrip(time.Now().Add(time.Second), args...)
+	return err
 }
