@@ -31,6 +31,7 @@ type Server struct {
 	Addr string // 127.0.0.1:Port
 	cmd  *exec.Cmd
 	done chan struct{}
+	args []string // more redis-server arguments (StartWith)
 }
 
 // Binary returns the redis-server on PATH, or skips t (fails it under
@@ -51,7 +52,14 @@ func Binary(t testing.TB) string {
 // Start runs a redis-server for t on a free port; t.Cleanup kills it.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: Binary(t), dir: t.TempDir()}
+	return StartWith(t)
+}
+
+// StartWith is Start with more redis-server arguments (a TLS port, say);
+// the plain port stays, for the readiness check.
+func StartWith(t testing.TB, args ...string) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: Binary(t), dir: t.TempDir(), args: args}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -79,8 +87,9 @@ func (s *Server) Restart() {
 
 func (s *Server) start() error {
 	logPath := filepath.Join(s.dir, "redis.log")
-	cmd := exec.Command(s.bin, "--port", fmt.Sprint(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", s.dir, "--logfile", logPath, "--daemonize", "no")
+	args := append([]string{"--port", fmt.Sprint(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", s.dir, "--logfile", logPath, "--daemonize", "no"}, s.args...)
+	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("testredis: start %s: %w", s.bin, err)
