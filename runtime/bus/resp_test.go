@@ -150,16 +150,8 @@ func FuzzRespRead(f *testing.F) {
 func TestRespOverTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSignedCert(t, dir)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsAddr := l.Addr().String()
-	l.Close()
-	_, port, _ := net.SplitHostPort(tlsAddr)
-	testredis.StartWith(t, "--tls-port", port, "--tls-cert-file", certFile, "--tls-key-file", keyFile,
-		"--tls-ca-cert-file", certFile, "--tls-auth-clients", "no")
-	a, err := parseRedisAddr("rediss://" + tlsAddr)
+	srv := testredis.StartTLS(t, certFile, keyFile)
+	a, err := parseRedisAddr("rediss://" + srv.TLSAddr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,9 +29,11 @@ type Server struct {
 	dir  string
 	Port int
 	Addr string // 127.0.0.1:Port
-	cmd  *exec.Cmd
-	done chan struct{}
-	args []string // more redis-server arguments (StartWith)
+	// TLSAddr is the TLS port's address (StartTLS only).
+	TLSAddr string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	args    []string // more redis-server arguments (StartTLS)
 }
 
 // Binary returns the redis-server on PATH, or skips t (fails it under
@@ -52,26 +54,50 @@ func Binary(t testing.TB) string {
 // Start runs a redis-server for t on a free port; t.Cleanup kills it.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	return StartWith(t)
+	s := &Server{t: t, bin: Binary(t), dir: t.TempDir()}
+	ports := freePorts(t, 1)
+	s.Port, s.Addr = ports[0], fmt.Sprintf("127.0.0.1:%d", ports[0])
+	s.run()
+	return s
 }
 
-// StartWith is Start with more redis-server arguments (a TLS port, say);
-// the plain port stays, for the readiness check.
-func StartWith(t testing.TB, args ...string) *Server {
+// StartTLS is Start with a TLS port as well (TLSAddr), whose certificate
+// is certFile with its key keyFile; clients need no certificate.
+func StartTLS(t testing.TB, certFile, keyFile string) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: Binary(t), dir: t.TempDir(), args: args}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Port = l.Addr().(*net.TCPAddr).Port
-	s.Addr = l.Addr().String()
-	l.Close()
-	t.Cleanup(s.Kill)
-	if err := s.start(); err != nil {
-		t.Fatal(err)
-	}
+	s := &Server{t: t, bin: Binary(t), dir: t.TempDir()}
+	ports := freePorts(t, 2)
+	s.Port, s.Addr = ports[0], fmt.Sprintf("127.0.0.1:%d", ports[0])
+	s.TLSAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
+	s.args = []string{"--tls-port", fmt.Sprint(ports[1]), "--tls-cert-file", certFile, "--tls-key-file", keyFile,
+		"--tls-ca-cert-file", certFile, "--tls-auth-clients", "no"}
+	s.run()
 	return s
+}
+
+// freePorts returns n distinct free TCP ports of 127.0.0.1 (all held open
+// until each is known, so that none is given twice).
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports
+}
+
+// run starts the server and kills it when the test ends.
+func (s *Server) run() {
+	s.t.Helper()
+	s.t.Cleanup(s.Kill)
+	if err := s.start(); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // Restart starts the server again on the same port (after Kill).
