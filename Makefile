@@ -18,9 +18,15 @@ NIGHTLY_OUT     ?= sim-nightly
 
 all: build
 
+# The static tigerchat stays under 15 MB (docs/deploy.md): the build fails
+# above it.
+TIGERCHAT_BYTES_MAX := 15000000
+
 build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/ ./cmd/...
+	@size=$$(wc -c < $(BIN)/tigerchat); if [ "$$size" -gt $(TIGERCHAT_BYTES_MAX) ]; then \
+		echo "build: $(BIN)/tigerchat is $$size bytes, above $(TIGERCHAT_BYTES_MAX) (docs/deploy.md)"; exit 1; fi
 
 # The fast suite: formatting, vet, unit and property tests (fuzz seed corpora
 # run as ordinary tests), a few hundred simulator swarm seeds, and the Go

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -51,6 +52,7 @@ func runSDK(args []string, stdout, stderr io.Writer) int {
 	seconds := fs.Int("seconds", 10, "measured `SECONDS` per client (1..120)")
 	warmup := fs.Int("warmup", 3, "warm-up `SECONDS` per client (0..60)")
 	asJSON := fs.Bool("json", false, "print one JSON line per client instead of a table")
+	profDir := fs.String("cpuprofile", "", "write a CPU profile of this process (the in-process clients: raw, go, go-default) per client run into `DIR`")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -102,6 +104,11 @@ func runSDK(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 		cfg.Name = fmt.Sprintf("sdk-%s-%d", a, i) // its room: a client may run twice
+		stopProfile, err := startProfile(*profDir, cfg.Name)
+		if err != nil {
+			fmt.Fprintln(stderr, "tigerbench:", err)
+			return 1
+		}
 		var row sdkRow
 		switch a {
 		case "raw":
@@ -115,6 +122,7 @@ func runSDK(args []string, stdout, stderr io.Writer) int {
 		case "rust":
 			row = driverRow(ctx, sys, cfg, a, "Rust SDK (release build)", *sdkDir, stderr)
 		}
+		stopProfile()
 		rows = append(rows, row)
 	}
 	if ctx.Err() != nil {
@@ -153,6 +161,23 @@ func runSDK(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "  %-60s %10.0f %9.2f %9.2f %7d %8s\n", r.Client, r.PerSecond, r.P50Ms, r.P99Ms, r.Errors, vs)
 	}
 	return 0
+}
+
+// startProfile starts a CPU profile into dir/name.pprof (no dir: none)
+// and returns what stops it.
+func startProfile(dir, name string) (func(), error) {
+	if dir == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(filepath.Join(dir, name+".pprof"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func contains(list []string, s string) bool {

@@ -280,6 +280,9 @@ func TestGRPCThroughRealEdge(t *testing.T) {
 		t.Fatalf("thread post: %v", &tp)
 	}
 
+	frank := dialGRPC(t, target, creds, devToken(t, hc, d.edge, "frank"))
+	grpcDirectoryAndRoomAdmin(t, bob, carol, frank, dm.Room)
+
 	// Bad input: each refused with its code, and the connection stays usable.
 	carol.must("Join", &chatv1.RoomRequest{Room: "grpc-room"}, &members)
 	big := bytes.Repeat([]byte("x"), 70<<10)
@@ -415,6 +418,94 @@ func TestGRPCThroughRealEdge(t *testing.T) {
 			t.Fatalf("rate_limited without retry_after_ms: %v", info)
 		}
 		break
+	}
+}
+
+// grpcDirectoryAndRoomAdmin drives Members and Rooms (paged), SetRetention
+// and DeleteRoom, and their refusals: bob is in grpc-room (alice made it)
+// and the DM room dmRoom with alice; carol is in neither; frank makes the
+// rooms he sets a retention on and deletes (a user of his own: alice has
+// spent her rate limit's burst).
+func grpcDirectoryAndRoomAdmin(t *testing.T, bob, carol, frank *grpcPeer, dmRoom string) {
+	t.Helper()
+	var mp chatv1.MembersPage
+	bob.must("Members", &chatv1.MembersRequest{Room: "grpc-room", Limit: ptr(uint32(1))}, &mp)
+	if mp.Room != "grpc-room" || mp.Total != 2 || len(mp.Members) != 1 || mp.Members[0] != "alice" || !mp.More || mp.Next != "alice" {
+		t.Fatalf("members, first page: %v", &mp)
+	}
+	bob.must("Members", &chatv1.MembersRequest{Room: "grpc-room", After: mp.Next, Limit: ptr(uint32(1))}, &mp)
+	if mp.Total != 2 || len(mp.Members) != 1 || mp.Members[0] != "bob" || mp.More || mp.Next != "" {
+		t.Fatalf("members, second page: %v", &mp)
+	}
+	var rp chatv1.RoomsPage
+	bob.must("Rooms", &chatv1.RoomsRequest{Limit: ptr(uint32(1))}, &rp)
+	if len(rp.Rooms) != 1 || rp.Rooms[0].Room != dmRoom || !rp.Rooms[0].Direct || !rp.Rooms[0].Private || !rp.More || rp.Next != dmRoom {
+		t.Fatalf("rooms, first page: %v", &rp)
+	}
+	bob.must("Rooms", &chatv1.RoomsRequest{After: rp.Next}, &rp)
+	if len(rp.Rooms) != 1 || rp.Rooms[0].Room != "grpc-room" || rp.Rooms[0].Direct || rp.More || rp.Next != "" {
+		t.Fatalf("rooms, second page: %v", &rp)
+	}
+	carol.must("Rooms", &chatv1.RoomsRequest{}, &rp)
+	if len(rp.Rooms) != 0 || rp.More {
+		t.Fatalf("carol's rooms: %v", &rp)
+	}
+
+	// Retention 2 on a log of 5 keeps seqs 4 and 5; then the room is deleted.
+	var members chatv1.MembersResponse
+	frank.must("CreateRoom", &chatv1.CreateRoomRequest{Room: "grpc-kept"}, &members)
+	for i := 1; i <= 5; i++ {
+		frank.must("Post", &chatv1.PostRequest{Room: "grpc-kept", Body: []byte(fmt.Sprintf("kept %d", i))}, &chatv1.PostResponse{})
+	}
+	frank.must("SetRetention", &chatv1.SetRetentionRequest{Room: "grpc-kept", Retention: ptr(uint32(2))}, &members)
+	if members.Room != "grpc-kept" || members.Members != 1 {
+		t.Fatalf("set retention: %v", &members)
+	}
+	var snap chatv1.SnapshotResponse
+	frank.must("Snapshot", &chatv1.SnapshotRequest{Room: "grpc-kept"}, &snap)
+	if snap.Info.GetRetention() != 2 || snap.Log.GetHeadSeq() != 5 || len(snap.Log.GetMessages()) != 2 || snap.Log.Messages[0].Seq != 4 {
+		t.Fatalf("snapshot after retention 2: %v", &snap)
+	}
+	frank.must("CreateRoom", &chatv1.CreateRoomRequest{Room: "grpc-audit", Audit: true}, &members)
+	cases := []struct {
+		what   string
+		peer   *grpcPeer
+		method string
+		req    proto.Message
+		code   codes.Code
+		want   string
+	}{
+		{"delete an audit room", frank, "DeleteRoom", &chatv1.RoomRequest{Room: "grpc-audit"}, codes.PermissionDenied, "audit_room"},
+		{"retention on an audit room", frank, "SetRetention", &chatv1.SetRetentionRequest{Room: "grpc-audit", Retention: ptr(uint32(1))}, codes.PermissionDenied, "audit_room"},
+		{"delete an unknown room", frank, "DeleteRoom", &chatv1.RoomRequest{Room: "nowhere"}, codes.NotFound, "unknown_room"},
+		{"retention on an unknown room", frank, "SetRetention", &chatv1.SetRetentionRequest{Room: "nowhere", Retention: ptr(uint32(1))}, codes.NotFound, "unknown_room"},
+		{"members of an unknown room", frank, "Members", &chatv1.MembersRequest{Room: "nowhere"}, codes.NotFound, "unknown_room"},
+		{"delete another's room", bob, "DeleteRoom", &chatv1.RoomRequest{Room: "grpc-kept"}, codes.PermissionDenied, "not_creator"},
+		{"retention on another's room", bob, "SetRetention", &chatv1.SetRetentionRequest{Room: "grpc-kept", Retention: ptr(uint32(1))}, codes.PermissionDenied, "not_creator"},
+		{"retention absent", frank, "SetRetention", &chatv1.SetRetentionRequest{Room: "grpc-kept"}, codes.InvalidArgument, "bad_request"},
+		{"delete a bad room id", frank, "DeleteRoom", &chatv1.RoomRequest{Room: "bad room!"}, codes.InvalidArgument, "invalid_room"},
+		{"members of a private room", carol, "Members", &chatv1.MembersRequest{Room: dmRoom}, codes.PermissionDenied, "not_member"},
+		{"members limit 0", frank, "Members", &chatv1.MembersRequest{Room: "grpc-room", Limit: ptr(uint32(0))}, codes.InvalidArgument, "invalid_limit"},
+		{"rooms limit 257", frank, "Rooms", &chatv1.RoomsRequest{Limit: ptr(uint32(257))}, codes.InvalidArgument, "invalid_limit"},
+	}
+	for _, c := range cases {
+		var resp proto.Message = &chatv1.MembersResponse{}
+		switch c.method {
+		case "Members":
+			resp = &chatv1.MembersPage{}
+		case "Rooms":
+			resp = &chatv1.RoomsPage{}
+		}
+		refused(t, c.what, c.peer.call(c.method, c.req, resp), c.code, c.want)
+	}
+	frank.must("DeleteRoom", &chatv1.RoomRequest{Room: "grpc-kept"}, &members)
+	if members.Room != "grpc-kept" || members.Members != 0 {
+		t.Fatalf("delete room: %v", &members)
+	}
+	refused(t, "history of a deleted room", frank.call("History", &chatv1.HistoryRequest{Room: "grpc-kept"}, &chatv1.LogView{}), codes.NotFound, "unknown_room")
+	frank.must("Members", &chatv1.MembersRequest{Room: "grpc-audit"}, &mp) // the audit room stays
+	if mp.Total != 1 || len(mp.Members) != 1 || mp.Members[0] != "frank" {
+		t.Fatalf("audit room's members after the refusals: %v", &mp)
 	}
 }
 

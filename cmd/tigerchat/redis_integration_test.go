@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"tigerchat/runtime/testcluster"
 	"tigerchat/runtime/testredis"
 	"tigerchat/runtime/transport"
@@ -186,16 +184,14 @@ func TestEdgesFanOutThroughRedis(t *testing.T) {
 // waitRedisSubscribers waits until channel has n subscribers at addr.
 func waitRedisSubscribers(t *testing.T, addr, channel string, n int64) {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
-	defer c.Close()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		got, err := c.PubSubNumSub(context.Background(), channel).Result()
-		if err == nil && got[channel] == n {
+		got, err := testredis.NumSub(addr, channel)
+		if err == nil && got == n {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Redis channel %s has %d subscribers (%v), want %d: the edges did not resubscribe", channel, got[channel], err, n)
+			t.Fatalf("Redis channel %s has %d subscribers (%v), want %d: the edges did not resubscribe", channel, got, err, n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -10,9 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // Redis is the bus between edges: Redis pub/sub, one channel per topic
@@ -26,23 +23,31 @@ import (
 // Timeout; after a failure it fails events without I/O for a backoff
 // (50 ms doubling to 2 s), so a Redis that is down or black-holed costs
 // counters (SendFailed), not latency. A receiver delivers other buses'
-// events to local subscribers; go-redis reconnects and resubscribes the
-// channels by itself. While Redis is down the other edges see nothing from
-// this one: their trackers' history polling delivers every message,
-// slower. Subscribe never waits for Redis: a syncer goroutine mirrors the
-// set of local topics into SUBSCRIBE and UNSUBSCRIBE commands.
+// events to local subscribers on its own connection, which it redials
+// (with the same backoff) and resubscribes when it is lost, or when a
+// health-check PING each second gets no answer in Timeout. While Redis is
+// down the other edges see nothing from this one: their trackers' history
+// polling delivers every message, slower. Subscribe never waits for
+// Redis: a syncer goroutine mirrors the set of local topics into
+// SUBSCRIBE and UNSUBSCRIBE commands. The client is resp.go's.
 type Redis struct {
 	cfg    RedisConfig
+	addr   redisAddr
 	local  *Memory
 	self   origin
-	client *redis.Client
-	ps     *redis.PubSub
 	queue  chan Event
 	wake   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+
+	pmu sync.Mutex // the publishing connection: the sender and Ping
+	pub *respConn  // nil: dialed on next use
+
+	smu  sync.Mutex      // the subscribing connection and its channels
+	sub  *respConn       // nil while the receiver (re)connects
+	want map[string]bool // the channels the local topics need
 
 	published  atomic.Uint64
 	sent       atomic.Uint64
@@ -72,7 +77,6 @@ const (
 	redisBatchMax        = 256 // events in one pipelined round trip
 	redisBackoffMin      = 50 * time.Millisecond
 	redisBackoffMax      = 2 * time.Second
-	redisReceiveBuffer   = 1024 // messages go-redis buffers for the receiver
 	redisHealthInterval  = time.Second
 	redisChannelsPerCmd  = 512 // channels in one SUBSCRIBE or UNSUBSCRIBE
 )
@@ -92,56 +96,64 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	if cfg.QueueMax <= 0 {
 		cfg.QueueMax = RedisQueueMaxDefault
 	}
-	opt, err := redisOptions(cfg.Addr, cfg.Timeout)
+	addr, err := parseRedisAddr(cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
-	r := &Redis{cfg: cfg, local: NewMemory(cfg.SubscriptionsMax), queue: make(chan Event, cfg.QueueMax), wake: make(chan struct{}, 1)}
+	r := &Redis{cfg: cfg, addr: addr, local: NewMemory(cfg.SubscriptionsMax), queue: make(chan Event, cfg.QueueMax),
+		wake: make(chan struct{}, 1), want: map[string]bool{}}
 	if _, err := rand.Read(r.self[:]); err != nil {
 		return nil, fmt.Errorf("bus: redis: origin id: %w", err)
 	}
 	r.local.onTopics = r.poke
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	r.client = redis.NewClient(opt)
-	r.ps = r.client.Subscribe(r.ctx) // no channel yet: nothing is sent
-	messages := r.ps.Channel(redis.WithChannelSize(redisReceiveBuffer),
-		redis.WithChannelHealthCheckInterval(redisHealthInterval), redis.WithChannelPingTimeout(cfg.Timeout),
-		redis.WithChannelReconnectTimeout(cfg.Timeout), redis.WithChannelSendTimeout(cfg.Timeout))
 	r.wg.Add(3)
 	go r.sendLoop()
 	go r.syncLoop()
-	go r.receiveLoop(messages)
+	go r.receiveLoop()
 	return r, nil
-}
-
-// redisOptions parses addr (host:port or URL) and bounds every wait.
-func redisOptions(addr string, timeout time.Duration) (*redis.Options, error) {
-	if addr == "" {
-		return nil, errors.New("bus: redis: an address is required")
-	}
-	opt := &redis.Options{Addr: addr}
-	if strings.Contains(addr, "://") {
-		var err error
-		if opt, err = redis.ParseURL(addr); err != nil {
-			return nil, fmt.Errorf("bus: redis address %q: %w", addr, err)
-		}
-	}
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
-	opt.PoolTimeout = timeout
-	opt.ContextTimeoutEnabled = true
-	opt.MaxRetries = -1   // the sender's backoff decides; a lost event costs latency only
-	opt.DialerRetries = 1 // one dial per attempt: fail fast while Redis is down
-	opt.PoolSize = 4
-	opt.DisableIdentity = true // no CLIENT SETINFO (older servers refuse it)
-	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return opt, nil
 }
 
 // Ping checks that Redis answers now.
 func (r *Redis) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	return r.client.Ping(ctx).Err()
+	r.pmu.Lock()
+	defer r.pmu.Unlock()
+	c, err := r.pubConn(ctx)
+	if err != nil {
+		return err
+	}
+	deadline, _ := ctx.Deadline()
+	if _, err := c.roundTrip(deadline, "PING"); err != nil {
+		r.dropPub()
+		return fmt.Errorf("redis %s: ping: %w", r.addr.hostPort, err)
+	}
+	return nil
+}
+
+// pubConn is the publishing connection, dialed when there is none
+// (r.pmu held).
+func (r *Redis) pubConn(ctx context.Context) (*respConn, error) {
+	if r.pub != nil {
+		return r.pub, nil
+	}
+	c, err := dialRedis(ctx, &r.addr, r.cfg.Timeout)
+	if err != nil {
+		redisLogf("publisher: %v", err)
+		return nil, err
+	}
+	r.pub = c
+	return c, nil
+}
+
+// dropPub closes the publishing connection after a failure (r.pmu held):
+// what it had in flight is unknown, so the next use dials afresh.
+func (r *Redis) dropPub() {
+	if r.pub != nil {
+		r.pub.close()
+		r.pub = nil
+	}
 }
 
 // Publish delivers e to this bus's subscribers and queues it for Redis; a
@@ -187,10 +199,16 @@ func (r *Redis) Stats() Stats {
 func (r *Redis) Close() error {
 	r.once.Do(func() {
 		r.cancel()
-		_ = r.ps.Close() // ends the receiver
+		r.smu.Lock()
+		if r.sub != nil {
+			r.sub.close() // ends the receiver's read
+		}
+		r.smu.Unlock()
 		r.wg.Wait()
 		r.sendFailed.Add(uint64(len(r.queue)))
-		_ = r.client.Close()
+		r.pmu.Lock()
+		r.dropPub()
+		r.pmu.Unlock()
 		_ = r.local.Close()
 	})
 	return nil
@@ -252,36 +270,56 @@ func (r *Redis) send(buf []byte, batch []Event) ([]byte, int) {
 	if len(encoded) == 0 {
 		return buf, 0
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Timeout)
-	defer cancel()
-	cmds, _ := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		start := 0
-		for i := range encoded {
-			p.Publish(ctx, channelOf(r.cfg.Prefix, TopicOf(&encoded[i])), buf[start:ends[i]])
-			start = ends[i]
-		}
-		return nil
-	})
-	failed := len(encoded)
-	if len(cmds) == len(encoded) {
-		failed = 0
-		for _, c := range cmds {
-			if c.Err() != nil {
-				failed++
-			}
-		}
-	}
+	failed := r.publish(buf, ends, encoded)
 	r.sent.Add(uint64(len(encoded) - failed))
 	r.sendFailed.Add(uint64(failed))
 	return buf, failed
 }
 
+// publish sends one PUBLISH per event (its payload buf[ends[i-1]:ends[i]])
+// in one pipelined round trip bounded by Timeout, and returns how many
+// failed: those Redis refused, and every one without a reply when the
+// connection failed.
+func (r *Redis) publish(buf []byte, ends []int, events []Event) int {
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Timeout)
+	defer cancel()
+	r.pmu.Lock()
+	defer r.pmu.Unlock()
+	c, err := r.pubConn(ctx)
+	if err != nil {
+		return len(events)
+	}
+	deadline, _ := ctx.Deadline()
+	c.writeBy(deadline)
+	start := 0
+	for i := range events {
+		c.publish(channelOf(r.cfg.Prefix, TopicOf(&events[i])), buf[start:ends[i]])
+		start = ends[i]
+	}
+	if err := c.flush(); err != nil {
+		r.dropPub()
+		return len(events)
+	}
+	_ = c.nc.SetReadDeadline(deadline)
+	refused := 0
+	for i := range events {
+		v, err := c.read()
+		if err != nil {
+			r.dropPub()
+			return refused + len(events) - i
+		}
+		if v.kind != ':' {
+			refused++
+		}
+	}
+	return refused
+}
+
 // syncLoop mirrors the set of local topics into Redis subscriptions.
-// go-redis remembers the channels even when a command fails and
-// resubscribes them on every reconnect.
+// The receiver subscribes every wanted channel on each (re)connect, so a
+// command lost with its connection costs nothing.
 func (r *Redis) syncLoop() {
 	defer r.wg.Done()
-	have := map[string]bool{}
 	for {
 		select {
 		case <-r.wake:
@@ -292,58 +330,158 @@ func (r *Redis) syncLoop() {
 		for _, t := range r.local.topicList() {
 			want[channelOf(r.cfg.Prefix, t)] = true
 		}
+		r.smu.Lock()
 		var add, drop []string
 		for c := range want {
-			if !have[c] {
+			if !r.want[c] {
 				add = append(add, c)
 			}
 		}
-		for c := range have {
+		for c := range r.want {
 			if !want[c] {
 				drop = append(drop, c)
 			}
 		}
-		r.command(r.ps.Subscribe, add)
-		r.command(r.ps.Unsubscribe, drop)
-		have = want
+		r.want = want
+		if r.sub != nil {
+			r.subscribe(r.sub, "SUBSCRIBE", add)
+			r.subscribe(r.sub, "UNSUBSCRIBE", drop)
+		}
+		r.smu.Unlock()
 		r.channels.Store(int64(len(want)))
 	}
 }
 
-// command runs a (un)subscribe over channels, a bounded chunk at a time.
-func (r *Redis) command(f func(context.Context, ...string) error, channels []string) {
+// subscribe sends a (UN)SUBSCRIBE over channels on c, a bounded chunk at
+// a time (r.smu held); the replies reach the receiver. A failed write
+// closes c: the receiver reconnects and subscribes every wanted channel.
+func (r *Redis) subscribe(c *respConn, cmd string, channels []string) {
+	c.writeBy(time.Now().Add(r.cfg.Timeout))
 	for len(channels) > 0 {
 		n := min(len(channels), redisChannelsPerCmd)
-		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Timeout)
-		_ = f(ctx, channels[:n]...) // a failure is retried by go-redis's resubscribe
-		cancel()
+		c.command(append([]string{cmd}, channels[:n]...)...)
 		channels = channels[n:]
 	}
-}
-
-// receiveLoop delivers other buses' events to local subscribers.
-func (r *Redis) receiveLoop(messages <-chan *redis.Message) {
-	defer r.wg.Done()
-	for m := range messages {
-		e, from, err := decodeEvent(m.Payload)
-		if err != nil || m.Channel != channelOf(r.cfg.Prefix, TopicOf(&e)) {
-			r.malformed.Add(1)
-			continue
-		}
-		if from == r.self {
-			continue // delivered locally by Publish
-		}
-		r.received.Add(1)
-		r.local.deliver(&e)
+	if err := c.flush(); err != nil {
+		c.close()
 	}
 }
 
-// RedisLogTo sends go-redis's own log lines (dial failures while Redis is
-// down, a line per attempt) to w, at most one per every, with a count of
-// the lines left out. It sets go-redis's process-wide logger: call it
-// once, from main.
+// receiveLoop keeps a subscribing connection, dialing again with the
+// sender's backoff after each loss, and delivers other buses' events to
+// local subscribers.
+func (r *Redis) receiveLoop() {
+	defer r.wg.Done()
+	var backoff time.Duration
+	for r.ctx.Err() == nil {
+		c, err := dialRedis(r.ctx, &r.addr, r.cfg.Timeout)
+		if err != nil {
+			if r.ctx.Err() == nil {
+				redisLogf("subscriber: %v", err)
+			}
+			backoff = min(redisBackoffMax, max(redisBackoffMin, 2*backoff))
+			select {
+			case <-time.After(backoff):
+			case <-r.ctx.Done():
+			}
+			continue
+		}
+		backoff = 0
+		err = r.receive(c)
+		if r.ctx.Err() == nil {
+			redisLogf("subscriber: connection lost: %v", err)
+		}
+	}
+}
+
+// receive installs c as the subscribing connection, subscribes the wanted
+// channels and reads until c fails or stays silent (no reply to the
+// health-check PING in Timeout).
+func (r *Redis) receive(c *respConn) error {
+	r.smu.Lock()
+	if r.ctx.Err() != nil {
+		r.smu.Unlock()
+		c.close()
+		return r.ctx.Err()
+	}
+	r.sub = c
+	channels := make([]string, 0, len(r.want))
+	for ch := range r.want {
+		channels = append(channels, ch)
+	}
+	r.subscribe(c, "SUBSCRIBE", channels)
+	r.smu.Unlock()
+	stop := make(chan struct{})
+	defer func() {
+		close(stop)
+		r.smu.Lock()
+		r.sub = nil
+		r.smu.Unlock()
+		c.close()
+	}()
+	go r.healthCheck(c, stop)
+	for {
+		_ = c.nc.SetReadDeadline(time.Now().Add(redisHealthInterval + r.cfg.Timeout))
+		v, err := c.read()
+		if err != nil {
+			return err
+		}
+		if v.kind == '*' && len(v.elems) == 3 && v.elems[0].str == "message" {
+			r.deliver(v.elems[1].str, v.elems[2].str)
+		}
+	}
+}
+
+// healthCheck sends PING on c each redisHealthInterval until stop: its
+// reply keeps the receiver's read deadline from passing.
+func (r *Redis) healthCheck(c *respConn, stop <-chan struct{}) {
+	t := time.NewTicker(redisHealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-stop:
+			return
+		}
+		r.smu.Lock()
+		c.writeBy(time.Now().Add(r.cfg.Timeout))
+		c.command("PING")
+		if err := c.flush(); err != nil {
+			c.close()
+		}
+		r.smu.Unlock()
+	}
+}
+
+// deliver hands one message of channel to local subscribers.
+func (r *Redis) deliver(channel, payload string) {
+	e, from, err := decodeEvent(payload)
+	if err != nil || channel != channelOf(r.cfg.Prefix, TopicOf(&e)) {
+		r.malformed.Add(1)
+		return
+	}
+	if from == r.self {
+		return // delivered locally by Publish
+	}
+	r.received.Add(1)
+	r.local.deliver(&e)
+}
+
+// redisLog receives the bus's Redis log lines (nil: none).
+var redisLog atomic.Pointer[quietLog]
+
+// RedisLogTo sends the Redis bus's log lines (dial failures while Redis
+// is down, a line per attempt; lost connections) to w, at most one per
+// every, with a count of the lines left out. It sets a process-wide
+// logger: call it once, from main.
 func RedisLogTo(w io.Writer, every time.Duration) {
-	redis.SetLogger(&quietLog{w: w, every: every})
+	redisLog.Store(&quietLog{w: w, every: every})
+}
+
+func redisLogf(format string, v ...any) {
+	if l := redisLog.Load(); l != nil {
+		l.Printf(format, v...)
+	}
 }
 
 type quietLog struct {
@@ -354,7 +492,7 @@ type quietLog struct {
 	skipped int
 }
 
-func (l *quietLog) Printf(_ context.Context, format string, v ...any) {
+func (l *quietLog) Printf(format string, v ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()

@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"tigerchat/runtime/testredis"
 )
@@ -28,17 +27,15 @@ func newRedisBus(t *testing.T, addr string) *Redis {
 // at the server (Subscribe returns before Redis knows).
 func waitSubscribed(t *testing.T, addr string, topic Topic, n int64) {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
-	defer c.Close()
 	channel := channelOf(testPrefix, topic)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got, err := c.PubSubNumSub(context.Background(), channel).Result()
-		if err == nil && got[channel] == n {
+		got, err := testredis.NumSub(addr, channel)
+		if err == nil && got == n {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("channel %s: %v subscribers (%v), want %d", channel, got[channel], err, n)
+			t.Fatalf("channel %s: %v subscribers (%v), want %d", channel, got, err, n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -147,7 +144,7 @@ func TestRedisSlowSubscriberIsBounded(t *testing.T) {
 
 // Redis killed: Publish stays fast and counts failures, local subscribers
 // still get their events, remote ones nothing. Redis back on the same
-// port: go-redis reconnects and resubscribes, and delivery resumes.
+// port: the bus reconnects and resubscribes, and delivery resumes.
 func TestRedisDownFailsFastAndRecovers(t *testing.T) {
 	srv := testredis.Start(t)
 	a, b := newRedisBus(t, srv.Addr), newRedisBus(t, srv.Addr)
@@ -243,4 +240,62 @@ func TestRedisConfigErrors(t *testing.T) {
 		t.Fatalf("URL with password and db: %v", err)
 	}
 	_ = r.Close()
+}
+
+// A Redis that wants a password: the bus authenticates with the URL's
+// password (requirepass) or user and password (an ACL user), and a wrong
+// password fails Ping with Redis's refusal.
+func TestRedisAuthenticates(t *testing.T) {
+	srv := testredis.Start(t)
+	for _, cmd := range [][]string{
+		{"ACL", "SETUSER", "edge", "on", ">edge-pw", "resetchannels", "&*", "+@all"},
+		{"CONFIG", "SET", "requirepass", "secret"}, // last: it locks out this connection's successors
+	} {
+		if err := redisCommand(srv.Addr, cmd...); err != nil {
+			t.Fatalf("%v: %v", cmd, err)
+		}
+	}
+	open := func(url string) *Redis {
+		// Dial, AUTH and PING within one Timeout: 2 s, for a loaded machine.
+		r, err := NewRedis(RedisConfig{Addr: url, Prefix: testPrefix, SubscriptionsMax: 4, Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		return r
+	}
+	for _, url := range []string{"redis://:secret@" + srv.Addr + "/0", "redis://edge:edge-pw@" + srv.Addr} {
+		a, b := open(url), open(url)
+		if err := a.Ping(context.Background()); err != nil {
+			t.Fatalf("%s: Ping: %v", url, err)
+		}
+		topic := Topic{"t", "auth"}
+		s, _ := a.Subscribe(topic, BufferMax)
+		// The subscription reaches Redis in the background: publish until
+		// one event arrives.
+		deadline := time.Now().Add(10 * time.Second)
+		for seq := uint64(1); len(s.Events()) == 0; seq++ {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: nothing delivered; stats %+v / %+v", url, a.Stats(), b.Stats())
+			}
+			b.Publish(event("auth", seq))
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	wrong := open("redis://:wrong@" + srv.Addr)
+	if err := wrong.Ping(context.Background()); err == nil || !strings.Contains(err.Error(), "auth") {
+		t.Fatalf("Ping with a wrong password: %v, want an auth refusal", err)
+	}
+}
+
+// redisCommand runs one command on a fresh connection to addr.
+func redisCommand(addr string, args ...string) error {
+	a := redisAddr{hostPort: addr}
+	c, err := dialRedis(context.Background(), &a, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	_, err = c.roundTrip(time.Now().Add(time.Second), args...)
+	return err
 }

@@ -102,9 +102,13 @@ func (g grpcService) admitGRPC(ctx context.Context) (Session, *http.Request, *Er
 	return s, call.r, err
 }
 
-// run admits the call and executes c.
-func (g grpcService) run(ctx context.Context, c *command) (any, error) {
+// run admits the call and executes c; invalid (a request's shape that
+// c cannot carry, as a REST parser finds it) is refused after admission.
+func (g grpcService) run(ctx context.Context, c *command, invalid *Error) (any, error) {
 	sess, _, err := g.admitGRPC(ctx)
+	if err == nil {
+		err = invalid
+	}
 	if err != nil {
 		return nil, grpcError(g.e.refuse(err))
 	}
@@ -118,7 +122,12 @@ func (g grpcService) run(ctx context.Context, c *command) (any, error) {
 // unary runs c and converts its result, when it has the type the command
 // answers with.
 func unary[J, P any](g grpcService, ctx context.Context, c *command, conv func(*J) *P) (*connect.Response[P], error) {
-	res, err := g.run(ctx, c)
+	return unaryChecked(g, ctx, c, nil, conv)
+}
+
+// unaryChecked is unary for a request refused as invalid when that is set.
+func unaryChecked[J, P any](g grpcService, ctx context.Context, c *command, invalid *Error, conv func(*J) *P) (*connect.Response[P], error) {
+	res, err := g.run(ctx, c, invalid)
 	if err != nil {
 		return nil, err
 	}
@@ -161,6 +170,35 @@ func (g grpcService) Leave(ctx context.Context, req *connect.Request[chatv1.Room
 
 func (g grpcService) Invite(ctx context.Context, req *connect.Request[chatv1.InviteRequest]) (*connect.Response[chatv1.MembersResponse], error) {
 	return unary(g, ctx, &command{Cmd: cmdInvite, Room: req.Msg.Room, User: req.Msg.User}, toMembersPB)
+}
+
+func (g grpcService) DeleteRoom(ctx context.Context, req *connect.Request[chatv1.RoomRequest]) (*connect.Response[chatv1.MembersResponse], error) {
+	return unary(g, ctx, &command{Cmd: cmdDeleteRoom, Room: req.Msg.Room}, toMembersPB)
+}
+
+func (g grpcService) SetRetention(ctx context.Context, req *connect.Request[chatv1.SetRetentionRequest]) (*connect.Response[chatv1.MembersResponse], error) {
+	c := &command{Cmd: cmdRetention, Room: req.Msg.Room}
+	return unaryChecked(g, ctx, c, setRetention(c, req.Msg.Retention), toMembersPB)
+}
+
+func (g grpcService) Members(ctx context.Context, req *connect.Request[chatv1.MembersRequest]) (*connect.Response[chatv1.MembersPage], error) {
+	m := req.Msg
+	c := &command{Cmd: cmdMembers, Room: m.Room, After: m.After, Limit: limitOf(m.Limit)}
+	return unary(g, ctx, c, func(j *membersPageJSON) *chatv1.MembersPage {
+		return &chatv1.MembersPage{Room: j.Room, Total: j.Total, Members: j.Members, More: j.More, Next: j.Next}
+	})
+}
+
+func (g grpcService) Rooms(ctx context.Context, req *connect.Request[chatv1.RoomsRequest]) (*connect.Response[chatv1.RoomsPage], error) {
+	m := req.Msg
+	c := &command{Cmd: cmdRooms, After: m.After, Limit: limitOf(m.Limit)}
+	return unary(g, ctx, c, func(j *roomsPageJSON) *chatv1.RoomsPage {
+		out := &chatv1.RoomsPage{Rooms: make([]*chatv1.RoomEntry, len(j.Rooms)), More: j.More, Next: j.Next}
+		for i, r := range j.Rooms {
+			out.Rooms[i] = &chatv1.RoomEntry{Room: r.Room, Private: r.Private, Audit: r.Audit, Direct: r.Direct}
+		}
+		return out
+	})
 }
 
 func (g grpcService) OpenDM(ctx context.Context, req *connect.Request[chatv1.OpenDMRequest]) (*connect.Response[chatv1.OpenDMResponse], error) {

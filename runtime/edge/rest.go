@@ -176,10 +176,16 @@ func parseRetention(r *http.Request, body []byte, c *command) *Error {
 	if err := decodeJSON(body, &b, false); err != nil {
 		return err
 	}
-	if b.Retention == nil {
+	return setRetention(c, b.Retention)
+}
+
+// setRetention sets c's retention, which set_retention requires (REST
+// and gRPC; over WebSocket an absent retention is 0).
+func setRetention(c *command, retention *uint32) *Error {
+	if retention == nil {
 		return errorf(CodeBadRequest, "retention (messages kept per log, 0: all) is required")
 	}
-	c.Retention = *b.Retention
+	c.Retention = *retention
 	return nil
 }
 

@@ -29,8 +29,11 @@ type Server struct {
 	dir  string
 	Port int
 	Addr string // 127.0.0.1:Port
-	cmd  *exec.Cmd
-	done chan struct{}
+	// TLSAddr is the TLS port's address (StartTLS only).
+	TLSAddr string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	args    []string // more redis-server arguments (StartTLS)
 }
 
 // Binary returns the redis-server on PATH, or skips t (fails it under
@@ -52,18 +55,49 @@ func Binary(t testing.TB) string {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{t: t, bin: Binary(t), dir: t.TempDir()}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Port = l.Addr().(*net.TCPAddr).Port
-	s.Addr = l.Addr().String()
-	l.Close()
-	t.Cleanup(s.Kill)
-	if err := s.start(); err != nil {
-		t.Fatal(err)
-	}
+	ports := freePorts(t, 1)
+	s.Port, s.Addr = ports[0], fmt.Sprintf("127.0.0.1:%d", ports[0])
+	s.run()
 	return s
+}
+
+// StartTLS is Start with a TLS port as well (TLSAddr), whose certificate
+// is certFile with its key keyFile; clients need no certificate.
+func StartTLS(t testing.TB, certFile, keyFile string) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: Binary(t), dir: t.TempDir()}
+	ports := freePorts(t, 2)
+	s.Port, s.Addr = ports[0], fmt.Sprintf("127.0.0.1:%d", ports[0])
+	s.TLSAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
+	s.args = []string{"--tls-port", fmt.Sprint(ports[1]), "--tls-cert-file", certFile, "--tls-key-file", keyFile,
+		"--tls-ca-cert-file", certFile, "--tls-auth-clients", "no"}
+	s.run()
+	return s
+}
+
+// freePorts returns n distinct free TCP ports of 127.0.0.1 (all held open
+// until each is known, so that none is given twice).
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports
+}
+
+// run starts the server and kills it when the test ends.
+func (s *Server) run() {
+	s.t.Helper()
+	s.t.Cleanup(s.Kill)
+	if err := s.start(); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // Restart starts the server again on the same port (after Kill).
@@ -79,8 +113,9 @@ func (s *Server) Restart() {
 
 func (s *Server) start() error {
 	logPath := filepath.Join(s.dir, "redis.log")
-	cmd := exec.Command(s.bin, "--port", fmt.Sprint(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", s.dir, "--logfile", logPath, "--daemonize", "no")
+	args := append([]string{"--port", fmt.Sprint(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", s.dir, "--logfile", logPath, "--daemonize", "no"}, s.args...)
+	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("testredis: start %s: %w", s.bin, err)
@@ -137,4 +172,39 @@ func ping(addr string) error {
 		return fmt.Errorf("testredis: PING answered %q", line)
 	}
 	return nil
+}
+
+// NumSub returns how many connections subscribe to channel at addr
+// (PUBSUB NUMSUB, whose reply is *2 $len channel :count).
+func NumSub(addr, channel string) (int64, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	cmd := fmt.Sprintf("*3\r\n$6\r\nPUBSUB\r\n$6\r\nNUMSUB\r\n$%d\r\n%s\r\n", len(channel), channel)
+	if _, err := c.Write([]byte(cmd)); err != nil {
+		return 0, err
+	}
+	r := bufio.NewReader(c)
+	want := []string{"*2", fmt.Sprintf("$%d", len(channel)), channel}
+	for _, w := range want {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return 0, err
+		}
+		if strings.TrimSuffix(line, "\r\n") != w {
+			return 0, fmt.Errorf("testredis: PUBSUB NUMSUB answered %q, want %q", line, w)
+		}
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	if _, err := fmt.Sscanf(line, ":%d\r\n", &n); err != nil {
+		return 0, fmt.Errorf("testredis: PUBSUB NUMSUB count %q: %w", line, err)
+	}
+	return n, nil
 }

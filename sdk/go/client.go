@@ -109,6 +109,20 @@ type Client struct {
 	posts  chan *postReq
 	wg     sync.WaitGroup
 
+	// The post frames: a token in slots per frame in flight (the
+	// batcher's and those a caller sends itself, postDirect); waiting
+	// counts the posts handed to the batcher and not yet sent or finished;
+	// pausedUntil (Unix ns) mirrors the batcher's pause after a refusal
+	// with retry_after_ms; retries takes a caller's failed frame to the
+	// batcher; slotFreed wakes the batcher when such a frame ends.
+	slots       chan struct{}
+	waiting     atomic.Int64
+	pausedUntil atomic.Int64
+	retries     chan frameDone
+	slotFreed   chan struct{}
+	frames      atomic.Pointer[frameDeadline] // frameCtx
+	framesMu    sync.Mutex
+
 	mu        sync.Mutex
 	conn      *conn
 	connReady chan struct{} // closed while conn != nil
@@ -181,7 +195,8 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 	}
 	cctx, cancel := context.WithCancel(context.Background())
 	c := &Client{o: o, wsURL: u, ctx: cctx, cancel: cancel, posts: make(chan *postReq, 1024),
-		connReady: make(chan struct{}), subs: map[logKey]*Subscription{}, token: o.Token}
+		slots: make(chan struct{}, o.PostFramesInFlight), retries: make(chan frameDone, o.PostFramesInFlight),
+		slotFreed: make(chan struct{}, 1), connReady: make(chan struct{}), subs: map[logKey]*Subscription{}, token: o.Token}
 	c.tokenExp, c.tenant, c.user = tokenClaims(o.Token)
 	var first *conn
 	for attempt := 0; ; attempt++ {
@@ -814,12 +829,23 @@ func (cn *conn) call(ctx context.Context, cmd map[string]any) (json.RawMessage, 
 	if err != nil {
 		return nil, err
 	}
-	return cn.wait(ctx, id, ch)
+	return cn.wait(ctx, id, ch, nil)
 }
 
-func (cn *conn) wait(ctx context.Context, id uint64, ch chan result) (json.RawMessage, error) {
+// errGaveUp: the caller stopped waiting (gaveUp closed) before the reply.
+var errGaveUp = errors.New("tigerchat: the caller gave up before the reply")
+
+// wait waits for the reply of id on ch, until ctx ends or gaveUp closes
+// (nil: never).
+func (cn *conn) wait(ctx context.Context, id uint64, ch chan result, gaveUp <-chan struct{}) (json.RawMessage, error) {
 	select {
 	case r := <-ch:
+		return r.frame, r.err
+	case <-gaveUp:
+		if cn.forget(id) {
+			return nil, errGaveUp
+		}
+		r := <-ch
 		return r.frame, r.err
 	case <-ctx.Done():
 		if cn.forget(id) {

@@ -46,7 +46,7 @@ type postReq struct {
 	deadline        time.Time
 	attempts        int
 	lastErr         error
-	res             chan postOutcome
+	res             chan postOutcome // made when the post goes to the batcher
 }
 
 type postOutcome struct {
@@ -62,7 +62,7 @@ type postOutcome struct {
 // rate_limited are retried with the same key, after retry_after_ms when
 // the edge gives one, until ctx's deadline (or Options.PostTimeout).
 func (c *Client) Post(ctx context.Context, room, body string, opts ...PostOption) (PostResult, error) {
-	p := &postReq{room: room, body: body, ctx: ctx, res: make(chan postOutcome, 1)}
+	p := &postReq{room: room, body: body, ctx: ctx}
 	for _, o := range opts {
 		o(p)
 	}
@@ -85,19 +85,120 @@ func (c *Client) Post(ctx context.Context, room, body string, opts ...PostOption
 	c.mu.Lock()
 	c.postSeq++
 	p.n = c.postSeq
+	cn := c.conn
 	c.mu.Unlock()
+	if r, sent, err := c.postDirect(cn, p); sent {
+		return r, err
+	}
+	p.res = make(chan postOutcome, 1)
+	c.waiting.Add(1)
 	select {
 	case c.posts <- p:
 	case <-ctx.Done():
+		c.waiting.Add(-1)
 		return PostResult{}, ctx.Err()
 	case <-c.ctx.Done():
+		c.waiting.Add(-1)
 		return PostResult{}, c.closedErr()
 	}
+	return c.postOutcome(p)
+}
+
+// postOutcome waits for the batcher's outcome of p.
+func (c *Client) postOutcome(p *postReq) (PostResult, error) {
 	select {
 	case o := <-p.res:
 		return o.r, o.err
-	case <-ctx.Done():
-		return PostResult{}, ctx.Err()
+	case <-p.ctx.Done():
+		return PostResult{}, p.ctx.Err()
+	case <-c.ctx.Done():
+		select {
+		case o := <-p.res:
+			return o.r, o.err
+		default:
+			return PostResult{}, c.closedErr()
+		}
+	}
+}
+
+// postDirect sends p alone from the caller's goroutine when a frame may
+// leave at once: a connection is up, no post waits for the batcher (so
+// none issued earlier is overtaken), no retry pause holds the posts back,
+// and a frame slot is free. It spares each post two goroutine hand-offs
+// (to the batcher, and to a goroutine per frame). A failure goes to the
+// batcher, which retries it as one of its own; sent is false when p was
+// not sent.
+func (c *Client) postDirect(cn *conn, p *postReq) (r PostResult, sent bool, err error) {
+	if cn == nil || c.waiting.Load() > 0 || time.Now().UnixNano() < c.pausedUntil.Load() {
+		return PostResult{}, false, nil
+	}
+	select {
+	case c.slots <- struct{}{}:
+	default:
+		return PostResult{}, false, nil
+	}
+	posts := [1]*postReq{p}
+	fd := c.sendFrame(cn, posts[:], p.ctx.Done())
+	<-c.slots
+	if c.waiting.Load() > 0 {
+		c.wakeBatcher()
+	}
+	if fd.err == nil && fd.results[0].err == nil {
+		fd.results[0].r.Attempts = p.attempts
+		return fd.results[0].r, true, nil
+	}
+	if p.ctx.Err() != nil {
+		return PostResult{}, true, p.ctx.Err()
+	}
+	p.res = make(chan postOutcome, 1) // the batcher's answer
+	select {
+	case c.retries <- fd:
+	case <-c.ctx.Done():
+		return PostResult{}, true, c.closedErr()
+	}
+	r, err = c.postOutcome(p)
+	return r, true, err
+}
+
+// frameCtxRenewParts: post frames share a context that ends CallTimeout +
+// CallTimeout/frameCtxRenewParts after it is made, made anew every
+// CallTimeout/frameCtxRenewParts, so a frame's write and wait are bounded
+// by CallTimeout and at most a sixteenth more.
+const frameCtxRenewParts = 16
+
+// frameDeadline is the context post frames share for their write and
+// wait: a context.WithTimeout per frame (a timer, a registration with
+// c.ctx, three allocations) was about 7 % of the SDK's CPU at 32 × 8
+// (docs/benchmarks.md).
+type frameDeadline struct {
+	ctx     context.Context
+	cancel  context.CancelFunc // called by the deadline, or by c.ctx's end
+	renewAt time.Time
+}
+
+// frameCtx returns the shared context, made anew when it is due.
+func (c *Client) frameCtx() context.Context {
+	now := time.Now()
+	if f := c.frames.Load(); f != nil && now.Before(f.renewAt) {
+		return f.ctx
+	}
+	c.framesMu.Lock()
+	defer c.framesMu.Unlock()
+	if f := c.frames.Load(); f != nil && now.Before(f.renewAt) {
+		return f.ctx
+	}
+	renew := c.o.CallTimeout / frameCtxRenewParts
+	f := &frameDeadline{renewAt: now.Add(renew)}
+	f.ctx, f.cancel = context.WithTimeout(c.ctx, c.o.CallTimeout+renew)
+	c.frames.Store(f)
+	return f.ctx
+}
+
+// wakeBatcher tells the batcher a frame slot was freed (never blocks).
+func (c *Client) wakeBatcher() {
+	select {
+	case c.slotFreed <- struct{}{}:
+	default:
 	}
 }
 
@@ -221,148 +322,195 @@ const frameBudget = FrameMax - 4<<10
 
 // batcher sends queued posts: one post alone when nothing else waits, else
 // every waiting post (up to BatchMax and the frame budget) in one
-// post_batch frame, with at most PostFramesInFlight frames outstanding.
+// post_batch frame, with at most PostFramesInFlight frames outstanding
+// (its own and those callers send themselves, postDirect). It retries the
+// failures of both.
 func (c *Client) batcher() {
 	defer c.wg.Done()
-	var queue []*postReq
-	inflight := 0
-	done := make(chan frameDone, c.o.PostFramesInFlight)
-	var pauseUntil time.Time
-	// batchCap shrinks when the edge refuses a whole post_batch with
-	// rate_limited (a batch costs one token of the user's limit per post,
-	// so a batch above the bucket's burst can never pass) and grows back
-	// after each frame that passed.
-	batchCap := c.o.BatchMax
+	b := &batch{c: c, done: make(chan frameDone, c.o.PostFramesInFlight), batchCap: c.o.BatchMax}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	insert := func(p *postReq) {
-		i, _ := slices.BinarySearchFunc(queue, p.n, func(q *postReq, n uint64) int {
-			switch {
-			case q.n < n:
-				return -1
-			case q.n > n:
-				return 1
-			}
-			return 0
-		})
-		queue = slices.Insert(queue, i, p)
-	}
-	finish := func(p *postReq, o postOutcome) {
-		o.r.Attempts = p.attempts
-		p.res <- o
-	}
 	for {
 		// Drop posts whose caller gave up before they were sent.
-		queue = slices.DeleteFunc(queue, func(p *postReq) bool {
+		b.queue = slices.DeleteFunc(b.queue, func(p *postReq) bool {
 			if p.ctx.Err() != nil {
-				finish(p, postOutcome{err: p.ctx.Err()})
+				c.waiting.Add(-1)
+				b.finish(p, postOutcome{err: p.ctx.Err()})
 				return true
 			}
 			return false
 		})
-		var connWait <-chan struct{}
-		now := time.Now()
-		for inflight < c.o.PostFramesInFlight && len(queue) > 0 && !now.Before(pauseUntil) {
-			c.mu.Lock()
-			cn, ready := c.conn, c.connReady
-			c.mu.Unlock()
-			if cn == nil {
-				connWait = ready
-				break
-			}
-			if cn.isClosed() {
-				// Lost, not yet replaced: look again shortly.
-				timer.Reset(10 * time.Millisecond)
-				break
-			}
-			n, size := 0, 64
-			for n < len(queue) && n < batchCap {
-				if n > 0 && size+len(queue[n].enc)+1 > frameBudget {
-					break
-				}
-				size += len(queue[n].enc) + 1
-				n++
-			}
-			batch := slices.Clone(queue[:n])
-			queue = queue[n:]
-			inflight++
-			go c.sendPosts(cn, batch, done)
-		}
-		if len(queue) > 0 && now.Before(pauseUntil) {
-			timer.Reset(time.Until(pauseUntil))
+		connWait, retryIn := b.sendQueued()
+		if retryIn > 0 {
+			timer.Reset(retryIn)
 		}
 		select {
 		case <-c.ctx.Done():
-			err := c.closedErr()
-			for _, p := range queue {
-				finish(p, postOutcome{err: err})
-			}
-			for ; inflight > 0; inflight-- {
-				fd := <-done
-				for i, p := range fd.posts {
-					if fd.results == nil || !fd.results[i].delivered {
-						finish(p, postOutcome{err: err})
-					}
-				}
-			}
-			for {
-				select {
-				case p := <-c.posts:
-					finish(p, postOutcome{err: err})
-				default:
-					return
-				}
-			}
+			b.shutdown()
+			return
 		case p := <-c.posts:
-			insert(p)
+			b.insert(p)
 		drain:
 			for {
 				select {
 				case p := <-c.posts:
-					insert(p)
+					b.insert(p)
 				default:
 					break drain
 				}
 			}
-		case fd := <-done:
-			inflight--
-			if IsCode(fd.err, CodeRateLimited) {
-				batchCap = max(1, len(fd.posts)/2)
-			} else if fd.err == nil {
-				batchCap = min(c.o.BatchMax, batchCap*2)
-			}
-			for i, p := range fd.posts {
-				var o postOutcome
-				if fd.err != nil {
-					o.err = fd.err
-				} else {
-					o = fd.results[i]
-				}
-				if o.err == nil {
-					if !o.delivered {
-						finish(p, o)
-					}
-					continue
-				}
-				wait, ok := c.retryable(o.err, p.attempts)
-				if !ok {
-					finish(p, o)
-					continue
-				}
-				p.lastErr = o.err
-				if time.Now().Add(wait).After(p.deadline) {
-					finish(p, postOutcome{err: &Error{Code: CodeDeadlineExceeded,
-						Message: fmt.Sprintf("post %s to %s: outcome unknown after %d attempts; last: %v", p.key, p.room, p.attempts, o.err)}})
-					continue
-				}
-				c.st.retries.Add(1)
-				if !IsCode(o.err, CodeConnectionLost) {
-					pauseUntil = maxTime(pauseUntil, time.Now().Add(wait))
-				}
-				insert(p)
-			}
+		case fd := <-b.done:
+			b.inflight--
+			b.ended(fd)
+		case fd := <-c.retries:
+			b.ended(fd)
 		case <-timer.C:
 		case <-connWait:
+		case <-c.slotFreed:
+		}
+	}
+}
+
+// batch is the batcher's state.
+type batch struct {
+	c          *Client
+	queue      []*postReq // in issue order (postReq.n)
+	inflight   int        // the batcher's frames outstanding
+	done       chan frameDone
+	pauseUntil time.Time
+	// batchCap shrinks when the edge refuses a whole post_batch with
+	// rate_limited (a batch costs one token of the user's limit per post,
+	// so a batch above the bucket's burst can never pass) and grows back
+	// after each frame that passed.
+	batchCap int
+}
+
+func (b *batch) insert(p *postReq) {
+	i, _ := slices.BinarySearchFunc(b.queue, p.n, func(q *postReq, n uint64) int {
+		switch {
+		case q.n < n:
+			return -1
+		case q.n > n:
+			return 1
+		}
+		return 0
+	})
+	b.queue = slices.Insert(b.queue, i, p)
+}
+
+func (b *batch) finish(p *postReq, o postOutcome) {
+	o.r.Attempts = p.attempts
+	p.res <- o
+}
+
+// sendQueued sends frames while posts wait and a frame slot is free. It
+// returns what to wait for before trying again: a connection, or a time.
+func (b *batch) sendQueued() (connWait <-chan struct{}, retryIn time.Duration) {
+	c := b.c
+	now := time.Now()
+	if len(b.queue) > 0 && now.Before(b.pauseUntil) {
+		return nil, b.pauseUntil.Sub(now)
+	}
+	for len(b.queue) > 0 {
+		c.mu.Lock()
+		cn, ready := c.conn, c.connReady
+		c.mu.Unlock()
+		if cn == nil {
+			return ready, 0
+		}
+		if cn.isClosed() {
+			return nil, 10 * time.Millisecond // lost, not yet replaced: look again shortly
+		}
+		select {
+		case c.slots <- struct{}{}:
+		default:
+			return nil, 0 // a frame that ends frees one (done, retries or slotFreed)
+		}
+		n, size := 0, 64
+		for n < len(b.queue) && n < b.batchCap {
+			if n > 0 && size+len(b.queue[n].enc)+1 > frameBudget {
+				break
+			}
+			size += len(b.queue[n].enc) + 1
+			n++
+		}
+		posts := slices.Clone(b.queue[:n])
+		b.queue = b.queue[n:]
+		c.waiting.Add(-int64(n))
+		b.inflight++
+		go c.sendPosts(cn, posts, b.done)
+	}
+	return nil, 0
+}
+
+// ended takes a frame's outcome: successes not yet given to their callers
+// are, failures are retried or given up.
+func (b *batch) ended(fd frameDone) {
+	c := b.c
+	if IsCode(fd.err, CodeRateLimited) {
+		b.batchCap = max(1, len(fd.posts)/2)
+	} else if fd.err == nil {
+		b.batchCap = min(c.o.BatchMax, b.batchCap*2)
+	}
+	for i, p := range fd.posts {
+		var o postOutcome
+		if fd.err != nil {
+			o.err = fd.err
+		} else {
+			o = fd.results[i]
+		}
+		if o.err == nil {
+			if !o.delivered {
+				b.finish(p, o)
+			}
+			continue
+		}
+		wait, ok := c.retryable(o.err, p.attempts)
+		if !ok {
+			b.finish(p, o)
+			continue
+		}
+		p.lastErr = o.err
+		if time.Now().Add(wait).After(p.deadline) {
+			b.finish(p, postOutcome{err: &Error{Code: CodeDeadlineExceeded,
+				Message: fmt.Sprintf("post %s to %s: outcome unknown after %d attempts; last: %v", p.key, p.room, p.attempts, o.err)}})
+			continue
+		}
+		c.st.retries.Add(1)
+		if !IsCode(o.err, CodeConnectionLost) {
+			b.pauseUntil = maxTime(b.pauseUntil, time.Now().Add(wait))
+			c.pausedUntil.Store(b.pauseUntil.UnixNano())
+		}
+		c.waiting.Add(1)
+		b.insert(p)
+	}
+}
+
+// shutdown fails every post the batcher holds or will be given.
+func (b *batch) shutdown() {
+	c := b.c
+	err := c.closedErr()
+	for _, p := range b.queue {
+		b.finish(p, postOutcome{err: err})
+	}
+	for ; b.inflight > 0; b.inflight-- {
+		fd := <-b.done
+		for i, p := range fd.posts {
+			if fd.results == nil || !fd.results[i].delivered {
+				b.finish(p, postOutcome{err: err})
+			}
+		}
+	}
+	for {
+		select {
+		case p := <-c.posts:
+			b.finish(p, postOutcome{err: err})
+		case fd := <-c.retries:
+			for _, p := range fd.posts {
+				b.finish(p, postOutcome{err: err})
+			}
+		default:
+			return
 		}
 	}
 }
@@ -374,26 +522,37 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-// sendPosts sends posts as one post or one post_batch frame on cn.
+// sendPosts sends posts as one frame on cn (sendFrame), on the batcher's
+// goroutine per frame, frees the frame's slot and reports to done.
 func (c *Client) sendPosts(cn *conn, posts []*postReq, done chan<- frameDone) {
-	fd := frameDone{posts: posts}
-	defer func() {
-		// Each success goes to its caller at once, not through the
-		// batcher (one wake-up less per post); the batcher then counts the
-		// frame done and retries the failures.
-		if fd.err == nil {
-			for i, p := range posts {
-				if o := &fd.results[i]; o.err == nil {
-					o.r.Attempts = p.attempts
-					p.res <- *o
-					o.delivered = true
-				}
+	fd := c.sendFrame(cn, posts, nil)
+	// Each success goes to its caller at once, not through the batcher
+	// (one wake-up less per post); the batcher then counts the frame done
+	// and retries the failures.
+	if fd.err == nil {
+		for i, p := range posts {
+			if o := &fd.results[i]; o.err == nil {
+				o.r.Attempts = p.attempts
+				p.res <- *o
+				o.delivered = true
 			}
 		}
-		done <- fd
-	}()
+	}
+	<-c.slots
+	done <- fd
+}
+
+// sendFrame sends posts as one post or one post_batch frame on cn and
+// waits for the reply (or for gaveUp, closed when the only caller gave
+// up), with c's slot for the frame taken by the caller.
+func (c *Client) sendFrame(cn *conn, posts []*postReq, gaveUp <-chan struct{}) (fd frameDone) {
+	fd.posts = posts
 	id := cn.nextID.Add(1)
-	var data []byte
+	size := 64
+	for _, p := range posts {
+		size += len(p.enc) + 1
+	}
+	data := make([]byte, 0, size)
 	data = append(data, `{"id":`...)
 	data = strconv.AppendUint(data, id, 10)
 	if len(posts) == 1 {
@@ -413,8 +572,7 @@ func (c *Client) sendPosts(cn *conn, posts []*postReq, done chan<- frameDone) {
 		data = append(data, "]}"...)
 	}
 	ch := make(chan result, 1)
-	ctx, cancel := context.WithTimeout(c.ctx, c.o.CallTimeout)
-	defer cancel()
+	ctx := c.frameCtx()
 	if err := cn.sendRaw(ctx, id, data, func(b []byte, err error) { ch <- result{b, err} }); err != nil {
 		fd.err = err
 		if !cn.isClosed() {
@@ -427,7 +585,7 @@ func (c *Client) sendPosts(cn *conn, posts []*postReq, done chan<- frameDone) {
 	for _, p := range posts {
 		p.attempts++
 	}
-	raw, err := cn.wait(ctx, id, ch)
+	raw, err := cn.wait(ctx, id, ch, gaveUp)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			err = c.closedErr()
@@ -466,4 +624,5 @@ func (c *Client) sendPosts(cn *conn, posts []*postReq, done chan<- frameDone) {
 			fd.results[i].r = r.PostResult
 		}
 	}
+	return fd
 }

@@ -228,7 +228,7 @@ func (c *Client) subscribeOn(cn *conn, s *Subscription) {
 		})
 		if err == nil {
 			ctx, cancel := context.WithTimeout(c.ctx, c.o.CallTimeout)
-			_, err = cn.wait(ctx, id, ch)
+			_, err = cn.wait(ctx, id, ch, nil)
 			cancel()
 		}
 		switch {

@@ -412,6 +412,374 @@ func (x *MembersResponse) GetMembers() uint32 {
 	return 0
 }
 
+type SetRetentionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Retention     *uint32                `protobuf:"varint,2,opt,name=retention,proto3,oneof" json:"retention,omitempty"` // required: messages kept per log, 0: all
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRetentionRequest) Reset() {
+	*x = SetRetentionRequest{}
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRetentionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRetentionRequest) ProtoMessage() {}
+
+func (x *SetRetentionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRetentionRequest.ProtoReflect.Descriptor instead.
+func (*SetRetentionRequest) Descriptor() ([]byte, []int) {
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SetRetentionRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *SetRetentionRequest) GetRetention() uint32 {
+	if x != nil && x.Retention != nil {
+		return *x.Retention
+	}
+	return 0
+}
+
+type MembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	After         string                 `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`        // the cursor: a page starts after this user
+	Limit         *uint32                `protobuf:"varint,3,opt,name=limit,proto3,oneof" json:"limit,omitempty"` // 1-256, default 100
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersRequest) Reset() {
+	*x = MembersRequest{}
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersRequest) ProtoMessage() {}
+
+func (x *MembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
+func (*MembersRequest) Descriptor() ([]byte, []int) {
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *MembersRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *MembersRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *MembersRequest) GetLimit() uint32 {
+	if x != nil && x.Limit != nil {
+		return *x.Limit
+	}
+	return 0
+}
+
+type MembersPage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Total         uint32                 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	Members       []string               `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	More          bool                   `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`
+	Next          string                 `protobuf:"bytes,5,opt,name=next,proto3" json:"next,omitempty"` // the cursor of the next page (set when more)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersPage) Reset() {
+	*x = MembersPage{}
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersPage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersPage) ProtoMessage() {}
+
+func (x *MembersPage) ProtoReflect() protoreflect.Message {
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersPage.ProtoReflect.Descriptor instead.
+func (*MembersPage) Descriptor() ([]byte, []int) {
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *MembersPage) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *MembersPage) GetTotal() uint32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *MembersPage) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *MembersPage) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *MembersPage) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
+type RoomsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	After         string                 `protobuf:"bytes,1,opt,name=after,proto3" json:"after,omitempty"`        // the cursor: a page starts after this room
+	Limit         *uint32                `protobuf:"varint,2,opt,name=limit,proto3,oneof" json:"limit,omitempty"` // 1-256, default 100
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomsRequest) Reset() {
+	*x = RoomsRequest{}
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomsRequest) ProtoMessage() {}
+
+func (x *RoomsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomsRequest.ProtoReflect.Descriptor instead.
+func (*RoomsRequest) Descriptor() ([]byte, []int) {
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RoomsRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *RoomsRequest) GetLimit() uint32 {
+	if x != nil && x.Limit != nil {
+		return *x.Limit
+	}
+	return 0
+}
+
+type RoomEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Private       bool                   `protobuf:"varint,2,opt,name=private,proto3" json:"private,omitempty"`
+	Audit         bool                   `protobuf:"varint,3,opt,name=audit,proto3" json:"audit,omitempty"`
+	Direct        bool                   `protobuf:"varint,4,opt,name=direct,proto3" json:"direct,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomEntry) Reset() {
+	*x = RoomEntry{}
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomEntry) ProtoMessage() {}
+
+func (x *RoomEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomEntry.ProtoReflect.Descriptor instead.
+func (*RoomEntry) Descriptor() ([]byte, []int) {
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RoomEntry) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *RoomEntry) GetPrivate() bool {
+	if x != nil {
+		return x.Private
+	}
+	return false
+}
+
+func (x *RoomEntry) GetAudit() bool {
+	if x != nil {
+		return x.Audit
+	}
+	return false
+}
+
+func (x *RoomEntry) GetDirect() bool {
+	if x != nil {
+		return x.Direct
+	}
+	return false
+}
+
+type RoomsPage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rooms         []*RoomEntry           `protobuf:"bytes,1,rep,name=rooms,proto3" json:"rooms,omitempty"`
+	More          bool                   `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
+	Next          string                 `protobuf:"bytes,3,opt,name=next,proto3" json:"next,omitempty"` // the cursor of the next page (set when more)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomsPage) Reset() {
+	*x = RoomsPage{}
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomsPage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomsPage) ProtoMessage() {}
+
+func (x *RoomsPage) ProtoReflect() protoreflect.Message {
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomsPage.ProtoReflect.Descriptor instead.
+func (*RoomsPage) Descriptor() ([]byte, []int) {
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RoomsPage) GetRooms() []*RoomEntry {
+	if x != nil {
+		return x.Rooms
+	}
+	return nil
+}
+
+func (x *RoomsPage) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *RoomsPage) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
 type OpenDMRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Peer          string                 `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
@@ -421,7 +789,7 @@ type OpenDMRequest struct {
 
 func (x *OpenDMRequest) Reset() {
 	*x = OpenDMRequest{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[7]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +801,7 @@ func (x *OpenDMRequest) String() string {
 func (*OpenDMRequest) ProtoMessage() {}
 
 func (x *OpenDMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[7]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +814,7 @@ func (x *OpenDMRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDMRequest.ProtoReflect.Descriptor instead.
 func (*OpenDMRequest) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{7}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OpenDMRequest) GetPeer() string {
@@ -467,7 +835,7 @@ type OpenDMResponse struct {
 
 func (x *OpenDMResponse) Reset() {
 	*x = OpenDMResponse{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[8]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +847,7 @@ func (x *OpenDMResponse) String() string {
 func (*OpenDMResponse) ProtoMessage() {}
 
 func (x *OpenDMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[8]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +860,7 @@ func (x *OpenDMResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDMResponse.ProtoReflect.Descriptor instead.
 func (*OpenDMResponse) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{8}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OpenDMResponse) GetRoom() string {
@@ -530,7 +898,7 @@ type PostRequest struct {
 
 func (x *PostRequest) Reset() {
 	*x = PostRequest{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[9]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +910,7 @@ func (x *PostRequest) String() string {
 func (*PostRequest) ProtoMessage() {}
 
 func (x *PostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[9]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +923,7 @@ func (x *PostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostRequest.ProtoReflect.Descriptor instead.
 func (*PostRequest) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{9}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PostRequest) GetRoom() string {
@@ -601,7 +969,7 @@ type PostResponse struct {
 
 func (x *PostResponse) Reset() {
 	*x = PostResponse{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[10]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +981,7 @@ func (x *PostResponse) String() string {
 func (*PostResponse) ProtoMessage() {}
 
 func (x *PostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[10]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +994,7 @@ func (x *PostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostResponse.ProtoReflect.Descriptor instead.
 func (*PostResponse) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{10}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PostResponse) GetRoom() string {
@@ -687,7 +1055,7 @@ type PostBatchRequest struct {
 
 func (x *PostBatchRequest) Reset() {
 	*x = PostBatchRequest{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[11]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +1067,7 @@ func (x *PostBatchRequest) String() string {
 func (*PostBatchRequest) ProtoMessage() {}
 
 func (x *PostBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[11]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +1080,7 @@ func (x *PostBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostBatchRequest.ProtoReflect.Descriptor instead.
 func (*PostBatchRequest) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{11}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PostBatchRequest) GetPosts() []*PostRequest {
@@ -735,7 +1103,7 @@ type PostResult struct {
 
 func (x *PostResult) Reset() {
 	*x = PostResult{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[12]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +1115,7 @@ func (x *PostResult) String() string {
 func (*PostResult) ProtoMessage() {}
 
 func (x *PostResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[12]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +1128,7 @@ func (x *PostResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostResult.ProtoReflect.Descriptor instead.
 func (*PostResult) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{12}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PostResult) GetResult() isPostResult_Result {
@@ -813,7 +1181,7 @@ type PostBatchResponse struct {
 
 func (x *PostBatchResponse) Reset() {
 	*x = PostBatchResponse{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[13]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +1193,7 @@ func (x *PostBatchResponse) String() string {
 func (*PostBatchResponse) ProtoMessage() {}
 
 func (x *PostBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[13]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +1206,7 @@ func (x *PostBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostBatchResponse.ProtoReflect.Descriptor instead.
 func (*PostBatchResponse) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{13}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PostBatchResponse) GetResults() []*PostResult {
@@ -864,7 +1232,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[14]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +1244,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[14]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +1257,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{14}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HistoryRequest) GetRoom() string {
@@ -951,7 +1319,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[15]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1331,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[15]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1344,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{15}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Message) GetRoom() string {
@@ -1053,7 +1421,7 @@ type Gap struct {
 
 func (x *Gap) Reset() {
 	*x = Gap{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[16]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1433,7 @@ func (x *Gap) String() string {
 func (*Gap) ProtoMessage() {}
 
 func (x *Gap) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[16]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1446,7 @@ func (x *Gap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gap.ProtoReflect.Descriptor instead.
 func (*Gap) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{16}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Gap) GetFrom() uint64 {
@@ -1112,7 +1480,7 @@ type LogView struct {
 
 func (x *LogView) Reset() {
 	*x = LogView{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[17]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1492,7 @@ func (x *LogView) String() string {
 func (*LogView) ProtoMessage() {}
 
 func (x *LogView) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[17]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1505,7 @@ func (x *LogView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogView.ProtoReflect.Descriptor instead.
 func (*LogView) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{17}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LogView) GetRoom() string {
@@ -1207,7 +1575,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[18]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1587,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[18]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1600,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{18}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SnapshotRequest) GetRoom() string {
@@ -1273,7 +1641,7 @@ type RoomInfo struct {
 
 func (x *RoomInfo) Reset() {
 	*x = RoomInfo{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[19]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1653,7 @@ func (x *RoomInfo) String() string {
 func (*RoomInfo) ProtoMessage() {}
 
 func (x *RoomInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[19]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1666,7 @@ func (x *RoomInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomInfo.ProtoReflect.Descriptor instead.
 func (*RoomInfo) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{19}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RoomInfo) GetPrivate() bool {
@@ -1374,7 +1742,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[20]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +1754,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[20]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +1767,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{20}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SnapshotResponse) GetInfo() *RoomInfo {
@@ -1428,7 +1796,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[21]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1808,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[21]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1821,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{21}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SubscribeRequest) GetRoom() string {
@@ -1489,7 +1857,7 @@ type Subscribed struct {
 
 func (x *Subscribed) Reset() {
 	*x = Subscribed{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[22]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1869,7 @@ func (x *Subscribed) String() string {
 func (*Subscribed) ProtoMessage() {}
 
 func (x *Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[22]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1882,7 @@ func (x *Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
 func (*Subscribed) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{22}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Subscribed) GetRoom() string {
@@ -1559,7 +1927,7 @@ type Truncated struct {
 
 func (x *Truncated) Reset() {
 	*x = Truncated{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[23]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1939,7 @@ func (x *Truncated) String() string {
 func (*Truncated) ProtoMessage() {}
 
 func (x *Truncated) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[23]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1952,7 @@ func (x *Truncated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Truncated.ProtoReflect.Descriptor instead.
 func (*Truncated) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{23}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Truncated) GetRoom() string {
@@ -1629,7 +1997,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[24]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1641,7 +2009,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_tigerchat_v1_chat_proto_msgTypes[24]
+	mi := &file_tigerchat_v1_chat_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +2022,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{24}
+	return file_tigerchat_v1_chat_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Event) GetEvent() isEvent_Event {
@@ -1740,7 +2108,36 @@ const file_tigerchat_v1_chat_proto_rawDesc = "" +
 	"\x04user\x18\x02 \x01(\tR\x04user\"?\n" +
 	"\x0fMembersResponse\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x18\n" +
-	"\amembers\x18\x02 \x01(\rR\amembers\"#\n" +
+	"\amembers\x18\x02 \x01(\rR\amembers\"Z\n" +
+	"\x13SetRetentionRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12!\n" +
+	"\tretention\x18\x02 \x01(\rH\x00R\tretention\x88\x01\x01B\f\n" +
+	"\n" +
+	"_retention\"_\n" +
+	"\x0eMembersRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x19\n" +
+	"\x05limit\x18\x03 \x01(\rH\x00R\x05limit\x88\x01\x01B\b\n" +
+	"\x06_limit\"y\n" +
+	"\vMembersPage\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\rR\x05total\x12\x18\n" +
+	"\amembers\x18\x03 \x03(\tR\amembers\x12\x12\n" +
+	"\x04more\x18\x04 \x01(\bR\x04more\x12\x12\n" +
+	"\x04next\x18\x05 \x01(\tR\x04next\"I\n" +
+	"\fRoomsRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\tR\x05after\x12\x19\n" +
+	"\x05limit\x18\x02 \x01(\rH\x00R\x05limit\x88\x01\x01B\b\n" +
+	"\x06_limit\"g\n" +
+	"\tRoomEntry\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x18\n" +
+	"\aprivate\x18\x02 \x01(\bR\aprivate\x12\x14\n" +
+	"\x05audit\x18\x03 \x01(\bR\x05audit\x12\x16\n" +
+	"\x06direct\x18\x04 \x01(\bR\x06direct\"b\n" +
+	"\tRoomsPage\x12-\n" +
+	"\x05rooms\x18\x01 \x03(\v2\x17.tigerchat.v1.RoomEntryR\x05rooms\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\x12\x12\n" +
+	"\x04next\x18\x03 \x01(\tR\x04next\"#\n" +
 	"\rOpenDMRequest\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\"R\n" +
 	"\x0eOpenDMResponse\x12\x12\n" +
@@ -1842,14 +2239,19 @@ const file_tigerchat_v1_chat_proto_rawDesc = "" +
 	"subscribed\x121\n" +
 	"\amessage\x18\x02 \x01(\v2\x15.tigerchat.v1.MessageH\x00R\amessage\x127\n" +
 	"\ttruncated\x18\x03 \x01(\v2\x17.tigerchat.v1.TruncatedH\x00R\ttruncatedB\a\n" +
-	"\x05event2\x8c\x06\n" +
+	"\x05event2\xa8\b\n" +
 	"\vChatService\x12C\n" +
 	"\x06Whoami\x12\x1b.tigerchat.v1.WhoamiRequest\x1a\x1c.tigerchat.v1.WhoamiResponse\x12L\n" +
 	"\n" +
 	"CreateRoom\x12\x1f.tigerchat.v1.CreateRoomRequest\x1a\x1d.tigerchat.v1.MembersResponse\x12@\n" +
 	"\x04Join\x12\x19.tigerchat.v1.RoomRequest\x1a\x1d.tigerchat.v1.MembersResponse\x12A\n" +
 	"\x05Leave\x12\x19.tigerchat.v1.RoomRequest\x1a\x1d.tigerchat.v1.MembersResponse\x12D\n" +
-	"\x06Invite\x12\x1b.tigerchat.v1.InviteRequest\x1a\x1d.tigerchat.v1.MembersResponse\x12C\n" +
+	"\x06Invite\x12\x1b.tigerchat.v1.InviteRequest\x1a\x1d.tigerchat.v1.MembersResponse\x12F\n" +
+	"\n" +
+	"DeleteRoom\x12\x19.tigerchat.v1.RoomRequest\x1a\x1d.tigerchat.v1.MembersResponse\x12P\n" +
+	"\fSetRetention\x12!.tigerchat.v1.SetRetentionRequest\x1a\x1d.tigerchat.v1.MembersResponse\x12B\n" +
+	"\aMembers\x12\x1c.tigerchat.v1.MembersRequest\x1a\x19.tigerchat.v1.MembersPage\x12<\n" +
+	"\x05Rooms\x12\x1a.tigerchat.v1.RoomsRequest\x1a\x17.tigerchat.v1.RoomsPage\x12C\n" +
 	"\x06OpenDM\x12\x1b.tigerchat.v1.OpenDMRequest\x1a\x1c.tigerchat.v1.OpenDMResponse\x12=\n" +
 	"\x04Post\x12\x19.tigerchat.v1.PostRequest\x1a\x1a.tigerchat.v1.PostResponse\x12L\n" +
 	"\tPostBatch\x12\x1e.tigerchat.v1.PostBatchRequest\x1a\x1f.tigerchat.v1.PostBatchResponse\x12>\n" +
@@ -1869,73 +2271,88 @@ func file_tigerchat_v1_chat_proto_rawDescGZIP() []byte {
 	return file_tigerchat_v1_chat_proto_rawDescData
 }
 
-var file_tigerchat_v1_chat_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_tigerchat_v1_chat_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_tigerchat_v1_chat_proto_goTypes = []any{
-	(*ErrorInfo)(nil),         // 0: tigerchat.v1.ErrorInfo
-	(*WhoamiRequest)(nil),     // 1: tigerchat.v1.WhoamiRequest
-	(*WhoamiResponse)(nil),    // 2: tigerchat.v1.WhoamiResponse
-	(*CreateRoomRequest)(nil), // 3: tigerchat.v1.CreateRoomRequest
-	(*RoomRequest)(nil),       // 4: tigerchat.v1.RoomRequest
-	(*InviteRequest)(nil),     // 5: tigerchat.v1.InviteRequest
-	(*MembersResponse)(nil),   // 6: tigerchat.v1.MembersResponse
-	(*OpenDMRequest)(nil),     // 7: tigerchat.v1.OpenDMRequest
-	(*OpenDMResponse)(nil),    // 8: tigerchat.v1.OpenDMResponse
-	(*PostRequest)(nil),       // 9: tigerchat.v1.PostRequest
-	(*PostResponse)(nil),      // 10: tigerchat.v1.PostResponse
-	(*PostBatchRequest)(nil),  // 11: tigerchat.v1.PostBatchRequest
-	(*PostResult)(nil),        // 12: tigerchat.v1.PostResult
-	(*PostBatchResponse)(nil), // 13: tigerchat.v1.PostBatchResponse
-	(*HistoryRequest)(nil),    // 14: tigerchat.v1.HistoryRequest
-	(*Message)(nil),           // 15: tigerchat.v1.Message
-	(*Gap)(nil),               // 16: tigerchat.v1.Gap
-	(*LogView)(nil),           // 17: tigerchat.v1.LogView
-	(*SnapshotRequest)(nil),   // 18: tigerchat.v1.SnapshotRequest
-	(*RoomInfo)(nil),          // 19: tigerchat.v1.RoomInfo
-	(*SnapshotResponse)(nil),  // 20: tigerchat.v1.SnapshotResponse
-	(*SubscribeRequest)(nil),  // 21: tigerchat.v1.SubscribeRequest
-	(*Subscribed)(nil),        // 22: tigerchat.v1.Subscribed
-	(*Truncated)(nil),         // 23: tigerchat.v1.Truncated
-	(*Event)(nil),             // 24: tigerchat.v1.Event
+	(*ErrorInfo)(nil),           // 0: tigerchat.v1.ErrorInfo
+	(*WhoamiRequest)(nil),       // 1: tigerchat.v1.WhoamiRequest
+	(*WhoamiResponse)(nil),      // 2: tigerchat.v1.WhoamiResponse
+	(*CreateRoomRequest)(nil),   // 3: tigerchat.v1.CreateRoomRequest
+	(*RoomRequest)(nil),         // 4: tigerchat.v1.RoomRequest
+	(*InviteRequest)(nil),       // 5: tigerchat.v1.InviteRequest
+	(*MembersResponse)(nil),     // 6: tigerchat.v1.MembersResponse
+	(*SetRetentionRequest)(nil), // 7: tigerchat.v1.SetRetentionRequest
+	(*MembersRequest)(nil),      // 8: tigerchat.v1.MembersRequest
+	(*MembersPage)(nil),         // 9: tigerchat.v1.MembersPage
+	(*RoomsRequest)(nil),        // 10: tigerchat.v1.RoomsRequest
+	(*RoomEntry)(nil),           // 11: tigerchat.v1.RoomEntry
+	(*RoomsPage)(nil),           // 12: tigerchat.v1.RoomsPage
+	(*OpenDMRequest)(nil),       // 13: tigerchat.v1.OpenDMRequest
+	(*OpenDMResponse)(nil),      // 14: tigerchat.v1.OpenDMResponse
+	(*PostRequest)(nil),         // 15: tigerchat.v1.PostRequest
+	(*PostResponse)(nil),        // 16: tigerchat.v1.PostResponse
+	(*PostBatchRequest)(nil),    // 17: tigerchat.v1.PostBatchRequest
+	(*PostResult)(nil),          // 18: tigerchat.v1.PostResult
+	(*PostBatchResponse)(nil),   // 19: tigerchat.v1.PostBatchResponse
+	(*HistoryRequest)(nil),      // 20: tigerchat.v1.HistoryRequest
+	(*Message)(nil),             // 21: tigerchat.v1.Message
+	(*Gap)(nil),                 // 22: tigerchat.v1.Gap
+	(*LogView)(nil),             // 23: tigerchat.v1.LogView
+	(*SnapshotRequest)(nil),     // 24: tigerchat.v1.SnapshotRequest
+	(*RoomInfo)(nil),            // 25: tigerchat.v1.RoomInfo
+	(*SnapshotResponse)(nil),    // 26: tigerchat.v1.SnapshotResponse
+	(*SubscribeRequest)(nil),    // 27: tigerchat.v1.SubscribeRequest
+	(*Subscribed)(nil),          // 28: tigerchat.v1.Subscribed
+	(*Truncated)(nil),           // 29: tigerchat.v1.Truncated
+	(*Event)(nil),               // 30: tigerchat.v1.Event
 }
 var file_tigerchat_v1_chat_proto_depIdxs = []int32{
-	9,  // 0: tigerchat.v1.PostBatchRequest.posts:type_name -> tigerchat.v1.PostRequest
-	10, // 1: tigerchat.v1.PostResult.post:type_name -> tigerchat.v1.PostResponse
-	0,  // 2: tigerchat.v1.PostResult.error:type_name -> tigerchat.v1.ErrorInfo
-	12, // 3: tigerchat.v1.PostBatchResponse.results:type_name -> tigerchat.v1.PostResult
-	16, // 4: tigerchat.v1.LogView.truncated:type_name -> tigerchat.v1.Gap
-	15, // 5: tigerchat.v1.LogView.messages:type_name -> tigerchat.v1.Message
-	19, // 6: tigerchat.v1.SnapshotResponse.info:type_name -> tigerchat.v1.RoomInfo
-	17, // 7: tigerchat.v1.SnapshotResponse.log:type_name -> tigerchat.v1.LogView
-	22, // 8: tigerchat.v1.Event.subscribed:type_name -> tigerchat.v1.Subscribed
-	15, // 9: tigerchat.v1.Event.message:type_name -> tigerchat.v1.Message
-	23, // 10: tigerchat.v1.Event.truncated:type_name -> tigerchat.v1.Truncated
-	1,  // 11: tigerchat.v1.ChatService.Whoami:input_type -> tigerchat.v1.WhoamiRequest
-	3,  // 12: tigerchat.v1.ChatService.CreateRoom:input_type -> tigerchat.v1.CreateRoomRequest
-	4,  // 13: tigerchat.v1.ChatService.Join:input_type -> tigerchat.v1.RoomRequest
-	4,  // 14: tigerchat.v1.ChatService.Leave:input_type -> tigerchat.v1.RoomRequest
-	5,  // 15: tigerchat.v1.ChatService.Invite:input_type -> tigerchat.v1.InviteRequest
-	7,  // 16: tigerchat.v1.ChatService.OpenDM:input_type -> tigerchat.v1.OpenDMRequest
-	9,  // 17: tigerchat.v1.ChatService.Post:input_type -> tigerchat.v1.PostRequest
-	11, // 18: tigerchat.v1.ChatService.PostBatch:input_type -> tigerchat.v1.PostBatchRequest
-	14, // 19: tigerchat.v1.ChatService.History:input_type -> tigerchat.v1.HistoryRequest
-	18, // 20: tigerchat.v1.ChatService.Snapshot:input_type -> tigerchat.v1.SnapshotRequest
-	21, // 21: tigerchat.v1.ChatService.Subscribe:input_type -> tigerchat.v1.SubscribeRequest
-	2,  // 22: tigerchat.v1.ChatService.Whoami:output_type -> tigerchat.v1.WhoamiResponse
-	6,  // 23: tigerchat.v1.ChatService.CreateRoom:output_type -> tigerchat.v1.MembersResponse
-	6,  // 24: tigerchat.v1.ChatService.Join:output_type -> tigerchat.v1.MembersResponse
-	6,  // 25: tigerchat.v1.ChatService.Leave:output_type -> tigerchat.v1.MembersResponse
-	6,  // 26: tigerchat.v1.ChatService.Invite:output_type -> tigerchat.v1.MembersResponse
-	8,  // 27: tigerchat.v1.ChatService.OpenDM:output_type -> tigerchat.v1.OpenDMResponse
-	10, // 28: tigerchat.v1.ChatService.Post:output_type -> tigerchat.v1.PostResponse
-	13, // 29: tigerchat.v1.ChatService.PostBatch:output_type -> tigerchat.v1.PostBatchResponse
-	17, // 30: tigerchat.v1.ChatService.History:output_type -> tigerchat.v1.LogView
-	20, // 31: tigerchat.v1.ChatService.Snapshot:output_type -> tigerchat.v1.SnapshotResponse
-	24, // 32: tigerchat.v1.ChatService.Subscribe:output_type -> tigerchat.v1.Event
-	22, // [22:33] is the sub-list for method output_type
-	11, // [11:22] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	11, // 0: tigerchat.v1.RoomsPage.rooms:type_name -> tigerchat.v1.RoomEntry
+	15, // 1: tigerchat.v1.PostBatchRequest.posts:type_name -> tigerchat.v1.PostRequest
+	16, // 2: tigerchat.v1.PostResult.post:type_name -> tigerchat.v1.PostResponse
+	0,  // 3: tigerchat.v1.PostResult.error:type_name -> tigerchat.v1.ErrorInfo
+	18, // 4: tigerchat.v1.PostBatchResponse.results:type_name -> tigerchat.v1.PostResult
+	22, // 5: tigerchat.v1.LogView.truncated:type_name -> tigerchat.v1.Gap
+	21, // 6: tigerchat.v1.LogView.messages:type_name -> tigerchat.v1.Message
+	25, // 7: tigerchat.v1.SnapshotResponse.info:type_name -> tigerchat.v1.RoomInfo
+	23, // 8: tigerchat.v1.SnapshotResponse.log:type_name -> tigerchat.v1.LogView
+	28, // 9: tigerchat.v1.Event.subscribed:type_name -> tigerchat.v1.Subscribed
+	21, // 10: tigerchat.v1.Event.message:type_name -> tigerchat.v1.Message
+	29, // 11: tigerchat.v1.Event.truncated:type_name -> tigerchat.v1.Truncated
+	1,  // 12: tigerchat.v1.ChatService.Whoami:input_type -> tigerchat.v1.WhoamiRequest
+	3,  // 13: tigerchat.v1.ChatService.CreateRoom:input_type -> tigerchat.v1.CreateRoomRequest
+	4,  // 14: tigerchat.v1.ChatService.Join:input_type -> tigerchat.v1.RoomRequest
+	4,  // 15: tigerchat.v1.ChatService.Leave:input_type -> tigerchat.v1.RoomRequest
+	5,  // 16: tigerchat.v1.ChatService.Invite:input_type -> tigerchat.v1.InviteRequest
+	4,  // 17: tigerchat.v1.ChatService.DeleteRoom:input_type -> tigerchat.v1.RoomRequest
+	7,  // 18: tigerchat.v1.ChatService.SetRetention:input_type -> tigerchat.v1.SetRetentionRequest
+	8,  // 19: tigerchat.v1.ChatService.Members:input_type -> tigerchat.v1.MembersRequest
+	10, // 20: tigerchat.v1.ChatService.Rooms:input_type -> tigerchat.v1.RoomsRequest
+	13, // 21: tigerchat.v1.ChatService.OpenDM:input_type -> tigerchat.v1.OpenDMRequest
+	15, // 22: tigerchat.v1.ChatService.Post:input_type -> tigerchat.v1.PostRequest
+	17, // 23: tigerchat.v1.ChatService.PostBatch:input_type -> tigerchat.v1.PostBatchRequest
+	20, // 24: tigerchat.v1.ChatService.History:input_type -> tigerchat.v1.HistoryRequest
+	24, // 25: tigerchat.v1.ChatService.Snapshot:input_type -> tigerchat.v1.SnapshotRequest
+	27, // 26: tigerchat.v1.ChatService.Subscribe:input_type -> tigerchat.v1.SubscribeRequest
+	2,  // 27: tigerchat.v1.ChatService.Whoami:output_type -> tigerchat.v1.WhoamiResponse
+	6,  // 28: tigerchat.v1.ChatService.CreateRoom:output_type -> tigerchat.v1.MembersResponse
+	6,  // 29: tigerchat.v1.ChatService.Join:output_type -> tigerchat.v1.MembersResponse
+	6,  // 30: tigerchat.v1.ChatService.Leave:output_type -> tigerchat.v1.MembersResponse
+	6,  // 31: tigerchat.v1.ChatService.Invite:output_type -> tigerchat.v1.MembersResponse
+	6,  // 32: tigerchat.v1.ChatService.DeleteRoom:output_type -> tigerchat.v1.MembersResponse
+	6,  // 33: tigerchat.v1.ChatService.SetRetention:output_type -> tigerchat.v1.MembersResponse
+	9,  // 34: tigerchat.v1.ChatService.Members:output_type -> tigerchat.v1.MembersPage
+	12, // 35: tigerchat.v1.ChatService.Rooms:output_type -> tigerchat.v1.RoomsPage
+	14, // 36: tigerchat.v1.ChatService.OpenDM:output_type -> tigerchat.v1.OpenDMResponse
+	16, // 37: tigerchat.v1.ChatService.Post:output_type -> tigerchat.v1.PostResponse
+	19, // 38: tigerchat.v1.ChatService.PostBatch:output_type -> tigerchat.v1.PostBatchResponse
+	23, // 39: tigerchat.v1.ChatService.History:output_type -> tigerchat.v1.LogView
+	26, // 40: tigerchat.v1.ChatService.Snapshot:output_type -> tigerchat.v1.SnapshotResponse
+	30, // 41: tigerchat.v1.ChatService.Subscribe:output_type -> tigerchat.v1.Event
+	27, // [27:42] is the sub-list for method output_type
+	12, // [12:27] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_tigerchat_v1_chat_proto_init() }
@@ -1943,14 +2360,17 @@ func file_tigerchat_v1_chat_proto_init() {
 	if File_tigerchat_v1_chat_proto != nil {
 		return
 	}
-	file_tigerchat_v1_chat_proto_msgTypes[12].OneofWrappers = []any{
+	file_tigerchat_v1_chat_proto_msgTypes[7].OneofWrappers = []any{}
+	file_tigerchat_v1_chat_proto_msgTypes[8].OneofWrappers = []any{}
+	file_tigerchat_v1_chat_proto_msgTypes[10].OneofWrappers = []any{}
+	file_tigerchat_v1_chat_proto_msgTypes[18].OneofWrappers = []any{
 		(*PostResult_Post)(nil),
 		(*PostResult_Error)(nil),
 	}
-	file_tigerchat_v1_chat_proto_msgTypes[14].OneofWrappers = []any{}
-	file_tigerchat_v1_chat_proto_msgTypes[18].OneofWrappers = []any{}
-	file_tigerchat_v1_chat_proto_msgTypes[21].OneofWrappers = []any{}
-	file_tigerchat_v1_chat_proto_msgTypes[24].OneofWrappers = []any{
+	file_tigerchat_v1_chat_proto_msgTypes[20].OneofWrappers = []any{}
+	file_tigerchat_v1_chat_proto_msgTypes[24].OneofWrappers = []any{}
+	file_tigerchat_v1_chat_proto_msgTypes[27].OneofWrappers = []any{}
+	file_tigerchat_v1_chat_proto_msgTypes[30].OneofWrappers = []any{
 		(*Event_Subscribed)(nil),
 		(*Event_Message)(nil),
 		(*Event_Truncated)(nil),
@@ -1961,7 +2381,7 @@ func file_tigerchat_v1_chat_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tigerchat_v1_chat_proto_rawDesc), len(file_tigerchat_v1_chat_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -18,9 +18,12 @@ import (
 // connection) and the fan-out's publishers (a fixed rate). The
 // hand-written adapter (conn.go) stays:
 //   - pipelined-*: throughput, bound by the CPU the servers share with the
-//     load generator; the SDK spends about 1.5 times the adapter's client
-//     CPU per post (47-49 µs against 32-33 µs, 2026-12-02), which would
-//     come out of the servers being measured.
+//     load generator; the SDK spent about 1.5 times the adapter's client
+//     CPU per post (47-49 µs against 32-33 µs, 2026-12-02 morning), which
+//     would come out of the servers being measured. Since its posts leave
+//     from the caller's goroutine (postDirect) the two measure alike
+//     (docs/benchmarks.md); the adapter stays until a tigerbench run
+//     shows the scenarios' figures unchanged through the SDK.
 //   - pipelined-batched, besides: PublishBatch sends one post_batch of
 //     exactly B posts; the SDK has no batch call (it coalesces by itself).
 //   - failover: the scenario counts failed posts and times the first ack

@@ -51,6 +51,15 @@ const (
 	ChatServiceLeaveProcedure = "/tigerchat.v1.ChatService/Leave"
 	// ChatServiceInviteProcedure is the fully-qualified name of the ChatService's Invite RPC.
 	ChatServiceInviteProcedure = "/tigerchat.v1.ChatService/Invite"
+	// ChatServiceDeleteRoomProcedure is the fully-qualified name of the ChatService's DeleteRoom RPC.
+	ChatServiceDeleteRoomProcedure = "/tigerchat.v1.ChatService/DeleteRoom"
+	// ChatServiceSetRetentionProcedure is the fully-qualified name of the ChatService's SetRetention
+	// RPC.
+	ChatServiceSetRetentionProcedure = "/tigerchat.v1.ChatService/SetRetention"
+	// ChatServiceMembersProcedure is the fully-qualified name of the ChatService's Members RPC.
+	ChatServiceMembersProcedure = "/tigerchat.v1.ChatService/Members"
+	// ChatServiceRoomsProcedure is the fully-qualified name of the ChatService's Rooms RPC.
+	ChatServiceRoomsProcedure = "/tigerchat.v1.ChatService/Rooms"
 	// ChatServiceOpenDMProcedure is the fully-qualified name of the ChatService's OpenDM RPC.
 	ChatServiceOpenDMProcedure = "/tigerchat.v1.ChatService/OpenDM"
 	// ChatServicePostProcedure is the fully-qualified name of the ChatService's Post RPC.
@@ -73,6 +82,17 @@ type ChatServiceClient interface {
 	Join(context.Context, *connect.Request[v1.RoomRequest]) (*connect.Response[v1.MembersResponse], error)
 	Leave(context.Context, *connect.Request[v1.RoomRequest]) (*connect.Response[v1.MembersResponse], error)
 	Invite(context.Context, *connect.Request[v1.InviteRequest]) (*connect.Response[v1.MembersResponse], error)
+	// DeleteRoom removes a room with its members, threads, keys and history
+	// (its creator only; audit rooms refuse): the answer has members 0.
+	DeleteRoom(context.Context, *connect.Request[v1.RoomRequest]) (*connect.Response[v1.MembersResponse], error)
+	// SetRetention keeps only the last retention messages of each of the
+	// room's logs (0: all); its creator only, audit rooms refuse.
+	SetRetention(context.Context, *connect.Request[v1.SetRetentionRequest]) (*connect.Response[v1.MembersResponse], error)
+	// Members pages a room's members in id order after a cursor.
+	Members(context.Context, *connect.Request[v1.MembersRequest]) (*connect.Response[v1.MembersPage], error)
+	// Rooms pages the caller's rooms (DMs included) in id order after a
+	// cursor.
+	Rooms(context.Context, *connect.Request[v1.RoomsRequest]) (*connect.Response[v1.RoomsPage], error)
 	// OpenDM opens (or finds) the direct-message room with peer.
 	OpenDM(context.Context, *connect.Request[v1.OpenDMRequest]) (*connect.Response[v1.OpenDMResponse], error)
 	// Post appends one message. Retry an unknown outcome with the same key:
@@ -134,6 +154,30 @@ func NewChatServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(chatServiceMethods.ByName("Invite")),
 			connect.WithClientOptions(opts...),
 		),
+		deleteRoom: connect.NewClient[v1.RoomRequest, v1.MembersResponse](
+			httpClient,
+			baseURL+ChatServiceDeleteRoomProcedure,
+			connect.WithSchema(chatServiceMethods.ByName("DeleteRoom")),
+			connect.WithClientOptions(opts...),
+		),
+		setRetention: connect.NewClient[v1.SetRetentionRequest, v1.MembersResponse](
+			httpClient,
+			baseURL+ChatServiceSetRetentionProcedure,
+			connect.WithSchema(chatServiceMethods.ByName("SetRetention")),
+			connect.WithClientOptions(opts...),
+		),
+		members: connect.NewClient[v1.MembersRequest, v1.MembersPage](
+			httpClient,
+			baseURL+ChatServiceMembersProcedure,
+			connect.WithSchema(chatServiceMethods.ByName("Members")),
+			connect.WithClientOptions(opts...),
+		),
+		rooms: connect.NewClient[v1.RoomsRequest, v1.RoomsPage](
+			httpClient,
+			baseURL+ChatServiceRoomsProcedure,
+			connect.WithSchema(chatServiceMethods.ByName("Rooms")),
+			connect.WithClientOptions(opts...),
+		),
 		openDM: connect.NewClient[v1.OpenDMRequest, v1.OpenDMResponse](
 			httpClient,
 			baseURL+ChatServiceOpenDMProcedure,
@@ -175,17 +219,21 @@ func NewChatServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 
 // chatServiceClient implements ChatServiceClient.
 type chatServiceClient struct {
-	whoami     *connect.Client[v1.WhoamiRequest, v1.WhoamiResponse]
-	createRoom *connect.Client[v1.CreateRoomRequest, v1.MembersResponse]
-	join       *connect.Client[v1.RoomRequest, v1.MembersResponse]
-	leave      *connect.Client[v1.RoomRequest, v1.MembersResponse]
-	invite     *connect.Client[v1.InviteRequest, v1.MembersResponse]
-	openDM     *connect.Client[v1.OpenDMRequest, v1.OpenDMResponse]
-	post       *connect.Client[v1.PostRequest, v1.PostResponse]
-	postBatch  *connect.Client[v1.PostBatchRequest, v1.PostBatchResponse]
-	history    *connect.Client[v1.HistoryRequest, v1.LogView]
-	snapshot   *connect.Client[v1.SnapshotRequest, v1.SnapshotResponse]
-	subscribe  *connect.Client[v1.SubscribeRequest, v1.Event]
+	whoami       *connect.Client[v1.WhoamiRequest, v1.WhoamiResponse]
+	createRoom   *connect.Client[v1.CreateRoomRequest, v1.MembersResponse]
+	join         *connect.Client[v1.RoomRequest, v1.MembersResponse]
+	leave        *connect.Client[v1.RoomRequest, v1.MembersResponse]
+	invite       *connect.Client[v1.InviteRequest, v1.MembersResponse]
+	deleteRoom   *connect.Client[v1.RoomRequest, v1.MembersResponse]
+	setRetention *connect.Client[v1.SetRetentionRequest, v1.MembersResponse]
+	members      *connect.Client[v1.MembersRequest, v1.MembersPage]
+	rooms        *connect.Client[v1.RoomsRequest, v1.RoomsPage]
+	openDM       *connect.Client[v1.OpenDMRequest, v1.OpenDMResponse]
+	post         *connect.Client[v1.PostRequest, v1.PostResponse]
+	postBatch    *connect.Client[v1.PostBatchRequest, v1.PostBatchResponse]
+	history      *connect.Client[v1.HistoryRequest, v1.LogView]
+	snapshot     *connect.Client[v1.SnapshotRequest, v1.SnapshotResponse]
+	subscribe    *connect.Client[v1.SubscribeRequest, v1.Event]
 }
 
 // Whoami calls tigerchat.v1.ChatService.Whoami.
@@ -211,6 +259,26 @@ func (c *chatServiceClient) Leave(ctx context.Context, req *connect.Request[v1.R
 // Invite calls tigerchat.v1.ChatService.Invite.
 func (c *chatServiceClient) Invite(ctx context.Context, req *connect.Request[v1.InviteRequest]) (*connect.Response[v1.MembersResponse], error) {
 	return c.invite.CallUnary(ctx, req)
+}
+
+// DeleteRoom calls tigerchat.v1.ChatService.DeleteRoom.
+func (c *chatServiceClient) DeleteRoom(ctx context.Context, req *connect.Request[v1.RoomRequest]) (*connect.Response[v1.MembersResponse], error) {
+	return c.deleteRoom.CallUnary(ctx, req)
+}
+
+// SetRetention calls tigerchat.v1.ChatService.SetRetention.
+func (c *chatServiceClient) SetRetention(ctx context.Context, req *connect.Request[v1.SetRetentionRequest]) (*connect.Response[v1.MembersResponse], error) {
+	return c.setRetention.CallUnary(ctx, req)
+}
+
+// Members calls tigerchat.v1.ChatService.Members.
+func (c *chatServiceClient) Members(ctx context.Context, req *connect.Request[v1.MembersRequest]) (*connect.Response[v1.MembersPage], error) {
+	return c.members.CallUnary(ctx, req)
+}
+
+// Rooms calls tigerchat.v1.ChatService.Rooms.
+func (c *chatServiceClient) Rooms(ctx context.Context, req *connect.Request[v1.RoomsRequest]) (*connect.Response[v1.RoomsPage], error) {
+	return c.rooms.CallUnary(ctx, req)
 }
 
 // OpenDM calls tigerchat.v1.ChatService.OpenDM.
@@ -251,6 +319,17 @@ type ChatServiceHandler interface {
 	Join(context.Context, *connect.Request[v1.RoomRequest]) (*connect.Response[v1.MembersResponse], error)
 	Leave(context.Context, *connect.Request[v1.RoomRequest]) (*connect.Response[v1.MembersResponse], error)
 	Invite(context.Context, *connect.Request[v1.InviteRequest]) (*connect.Response[v1.MembersResponse], error)
+	// DeleteRoom removes a room with its members, threads, keys and history
+	// (its creator only; audit rooms refuse): the answer has members 0.
+	DeleteRoom(context.Context, *connect.Request[v1.RoomRequest]) (*connect.Response[v1.MembersResponse], error)
+	// SetRetention keeps only the last retention messages of each of the
+	// room's logs (0: all); its creator only, audit rooms refuse.
+	SetRetention(context.Context, *connect.Request[v1.SetRetentionRequest]) (*connect.Response[v1.MembersResponse], error)
+	// Members pages a room's members in id order after a cursor.
+	Members(context.Context, *connect.Request[v1.MembersRequest]) (*connect.Response[v1.MembersPage], error)
+	// Rooms pages the caller's rooms (DMs included) in id order after a
+	// cursor.
+	Rooms(context.Context, *connect.Request[v1.RoomsRequest]) (*connect.Response[v1.RoomsPage], error)
 	// OpenDM opens (or finds) the direct-message room with peer.
 	OpenDM(context.Context, *connect.Request[v1.OpenDMRequest]) (*connect.Response[v1.OpenDMResponse], error)
 	// Post appends one message. Retry an unknown outcome with the same key:
@@ -308,6 +387,30 @@ func NewChatServiceHandler(svc ChatServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(chatServiceMethods.ByName("Invite")),
 		connect.WithHandlerOptions(opts...),
 	)
+	chatServiceDeleteRoomHandler := connect.NewUnaryHandler(
+		ChatServiceDeleteRoomProcedure,
+		svc.DeleteRoom,
+		connect.WithSchema(chatServiceMethods.ByName("DeleteRoom")),
+		connect.WithHandlerOptions(opts...),
+	)
+	chatServiceSetRetentionHandler := connect.NewUnaryHandler(
+		ChatServiceSetRetentionProcedure,
+		svc.SetRetention,
+		connect.WithSchema(chatServiceMethods.ByName("SetRetention")),
+		connect.WithHandlerOptions(opts...),
+	)
+	chatServiceMembersHandler := connect.NewUnaryHandler(
+		ChatServiceMembersProcedure,
+		svc.Members,
+		connect.WithSchema(chatServiceMethods.ByName("Members")),
+		connect.WithHandlerOptions(opts...),
+	)
+	chatServiceRoomsHandler := connect.NewUnaryHandler(
+		ChatServiceRoomsProcedure,
+		svc.Rooms,
+		connect.WithSchema(chatServiceMethods.ByName("Rooms")),
+		connect.WithHandlerOptions(opts...),
+	)
 	chatServiceOpenDMHandler := connect.NewUnaryHandler(
 		ChatServiceOpenDMProcedure,
 		svc.OpenDM,
@@ -356,6 +459,14 @@ func NewChatServiceHandler(svc ChatServiceHandler, opts ...connect.HandlerOption
 			chatServiceLeaveHandler.ServeHTTP(w, r)
 		case ChatServiceInviteProcedure:
 			chatServiceInviteHandler.ServeHTTP(w, r)
+		case ChatServiceDeleteRoomProcedure:
+			chatServiceDeleteRoomHandler.ServeHTTP(w, r)
+		case ChatServiceSetRetentionProcedure:
+			chatServiceSetRetentionHandler.ServeHTTP(w, r)
+		case ChatServiceMembersProcedure:
+			chatServiceMembersHandler.ServeHTTP(w, r)
+		case ChatServiceRoomsProcedure:
+			chatServiceRoomsHandler.ServeHTTP(w, r)
 		case ChatServiceOpenDMProcedure:
 			chatServiceOpenDMHandler.ServeHTTP(w, r)
 		case ChatServicePostProcedure:
@@ -395,6 +506,22 @@ func (UnimplementedChatServiceHandler) Leave(context.Context, *connect.Request[v
 
 func (UnimplementedChatServiceHandler) Invite(context.Context, *connect.Request[v1.InviteRequest]) (*connect.Response[v1.MembersResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("tigerchat.v1.ChatService.Invite is not implemented"))
+}
+
+func (UnimplementedChatServiceHandler) DeleteRoom(context.Context, *connect.Request[v1.RoomRequest]) (*connect.Response[v1.MembersResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("tigerchat.v1.ChatService.DeleteRoom is not implemented"))
+}
+
+func (UnimplementedChatServiceHandler) SetRetention(context.Context, *connect.Request[v1.SetRetentionRequest]) (*connect.Response[v1.MembersResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("tigerchat.v1.ChatService.SetRetention is not implemented"))
+}
+
+func (UnimplementedChatServiceHandler) Members(context.Context, *connect.Request[v1.MembersRequest]) (*connect.Response[v1.MembersPage], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("tigerchat.v1.ChatService.Members is not implemented"))
+}
+
+func (UnimplementedChatServiceHandler) Rooms(context.Context, *connect.Request[v1.RoomsRequest]) (*connect.Response[v1.RoomsPage], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("tigerchat.v1.ChatService.Rooms is not implemented"))
 }
 
 func (UnimplementedChatServiceHandler) OpenDM(context.Context, *connect.Request[v1.OpenDMRequest]) (*connect.Response[v1.OpenDMResponse], error) {
