@@ -649,11 +649,18 @@ func sleep(ctx, cctx context.Context, d time.Duration) error {
 	}
 }
 
-// NewKey returns a random idempotency key (a UUID version 4).
+// NewKey returns a new idempotency key: a UUID version 7 (the time in
+// milliseconds, then random bits), so that keys made one after another
+// sort in time order, which the cluster stores more cheaply than random
+// keys (docs/protocol.md).
 func NewKey() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
+	ms := uint64(time.Now().UnixMilli())
+	for i := 0; i < 6; i++ {
+		b[i] = byte(ms >> (40 - 8*i))
+	}
+	b[6] = b[6]&0x0f | 0x70
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]

@@ -196,8 +196,12 @@ func TestTypedErrors(t *testing.T) {
 
 func TestNewKeyIsUUID(t *testing.T) {
 	k := NewKey()
-	if len(k) != 36 || k[14] != '4' || checkKey(k) != nil || NewKey() == k {
+	if len(k) != 36 || k[14] != '7' || checkKey(k) != nil || NewKey() == k {
 		t.Fatalf("key %q", k)
+	}
+	time.Sleep(2 * time.Millisecond)
+	if later := NewKey(); later <= k {
+		t.Fatalf("a key made later, %q, sorts before %q", later, k)
 	}
 }
 

@@ -55,11 +55,15 @@ function checkBody(body, max) {
 }
 
 /** A random idempotency key (UUID v4). */
+// newKey makes a UUID version 7: the time in milliseconds, then random
+// bits, so that keys made one after another sort in time order, which the
+// cluster stores more cheaply than random keys.
 export function newKey() {
-  if (globalThis.crypto?.randomUUID) return globalThis.crypto.randomUUID();
   const b = new Uint8Array(16);
   globalThis.crypto.getRandomValues(b);
-  b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+  let ms = Date.now();
+  for (let i = 5; i >= 0; i--) { b[i] = ms % 256; ms = Math.floor(ms / 256); }
+  b[6] = (b[6] & 0x0f) | 0x70; b[8] = (b[8] & 0x3f) | 0x80;
   const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
