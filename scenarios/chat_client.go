@@ -898,6 +898,16 @@ func (ss *chatSession) onRead(p *chatPending, reply vsr.Reply) {
 		read, err = chat.DecodeReadReply(reply.Body)
 		v, code = read.Log, read.Code
 	}
+	if err == nil && code == chat.CodeStorageUnavailable && w.s.c.Phase() == PhaseFaulty {
+		// The primary could neither read a block nor fetch it from a peer
+		// within the repair attempts (a damaged copy, its peers partitioned
+		// or clogged): a documented answer to retry. Once the faults stop
+		// every read must succeed, and the history audit reads every log
+		// on every replica.
+		w.cover("read_storage_unavailable")
+		w.unknown(p)
+		return
+	}
 	if err != nil || code != chat.CodeOK {
 		w.violation("client %d: read of room %s/%s thread %d: code %s, error %v", ss.cl.index, room.tenant, room.id, p.thread, code, err)
 		w.unknown(p)
