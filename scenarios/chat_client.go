@@ -836,6 +836,17 @@ func (ss *chatSession) onPost(p *chatPending, reply vsr.Reply) {
 		return
 	}
 	w.ackPost(room, k, p.retry, p.history, p.call, pr, reply.Op)
+	ss.publish(room.tenant, room.id, k.thread, k.key, k.body, pr)
+}
+
+// publish puts a new message this session posted on the bus once the
+// cluster acknowledged it, as the edge does (chat_edges.go).
+func (ss *chatSession) publish(tenant, room string, thread uint64, key string, body []byte, pr chat.PostReply) {
+	if pr.Duplicate {
+		return
+	}
+	ss.cl.w.s.delivery.publish(ss.cl.net, chat.Message{Tenant: tenant, Room: room, Thread: thread, Seq: pr.Seq,
+		Hash: pr.Hash, Author: ss.cl.user, TimeNs: pr.TimeNs, Key: key, Body: body})
 }
 
 // ackPost records an acknowledged post (alone or batched) of key k.
@@ -880,6 +891,7 @@ func (ss *chatSession) onBatch(p *chatPending, reply vsr.Reply) {
 		default:
 			w.cover("batch_post")
 			w.ackPost(it.room, it.key, it.retry, it.history, p.call, pr, reply.Op)
+			ss.publish(it.room.tenant, it.room.id, it.key.thread, it.key.key, it.key.body, pr)
 		}
 	}
 }

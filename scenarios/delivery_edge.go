@@ -53,6 +53,12 @@ type deliveryCrowd struct {
 	now      uint64
 	coverage map[string]uint64
 	prefix   string // of coverage names
+	// In the fault phase, per subscriber and tick: the chance it stops
+	// draining its outbox for a while (stalls), and per disconnect the
+	// chance it stays away long (away): 0 draws nothing.
+	stallRate, awayRate float64
+	stallTicksMax       uint64
+	awayTicksMax        uint64
 }
 
 func (d *deliveryCrowd) hit(name string) { d.coverage[d.prefix+name]++ }
@@ -70,6 +76,7 @@ type deliverySub struct {
 	capacity    int    // outbox frames
 	drainEvery  uint64 // ticks between drains: a slow consumer drains rarely
 	drainCount  int    // frames per drain
+	stallUntil  uint64 // drains nothing before this tick (fault phase)
 	queue       []deliveryFrame
 	started     bool   // consumed the accepted frame of its first subscribe
 	accepted    bool   // consumed the accepted frame of this connection
@@ -105,7 +112,11 @@ func newDeliverySub(r *prng.PRNG, index, log, readLimit int) *deliverySub {
 // reconnects when due.
 func (d *deliveryCrowd) tick(faulty bool, disconnectRate float64) {
 	for _, sub := range d.subs {
-		if !faulty || d.now%sub.drainEvery == 0 { // a slow consumer speeds up once faults stop
+		if faulty && d.stallRate > 0 && d.rng.Chance(d.stallRate) {
+			sub.stallUntil = d.now + d.rng.Range(1, d.stallTicksMax)
+		}
+		// A slow or stalled consumer speeds up once faults stop.
+		if !faulty || d.now%sub.drainEvery == 0 && d.now >= sub.stallUntil {
 			d.drain(sub)
 		}
 		if faulty && sub.edge >= 0 && d.rng.Chance(disconnectRate) {
@@ -165,6 +176,9 @@ func (d *deliveryCrowd) disconnect(sub *deliverySub, why string) {
 	clear(sub.queue)
 	sub.queue = sub.queue[:0]
 	sub.reconnectAt = d.now + d.rng.Range(1, 50)
+	if d.awayRate > 0 && d.c.Phase() == PhaseFaulty && d.rng.Chance(d.awayRate) {
+		sub.reconnectAt += d.rng.Range(1, d.awayTicksMax)
+	}
 }
 
 // crashEdge loses edge i: its subscriptions, held events and reads in
