@@ -10,6 +10,7 @@ import (
 	"tigerchat/checker"
 	"tigerchat/model"
 	"tigerchat/model/chat"
+	"tigerchat/model/delivery"
 	"tigerchat/model/grid"
 	"tigerchat/model/placement"
 	"tigerchat/model/prng"
@@ -39,7 +40,9 @@ import (
 func init() {
 	Register("chat", SubjectFactory{
 		New:       func(cfg Config) Subject { return newChatSubject(cfg) },
-		Mutations: append(vsr.ProtocolMutations(), "superblock-before-blocks", "free-set-early-reuse", "skip-block-checksum"),
+		Mutations: append(vsr.ProtocolMutations(), "superblock-before-blocks", "free-set-early-reuse", "skip-block-checksum",
+			// The delivery machine's, on the chat subject's edges (chat_edges.go).
+			deliveryMutationHeldOutOfOrder, deliveryMutationSkipGapFill, deliveryMutationResumePlusOne, deliveryMutationTrustRefusal),
 	})
 }
 
@@ -62,6 +65,7 @@ type chatSubject struct {
 	cfg         Config
 	c           *Cluster
 	mutation    vsr.Mutation
+	deliveryMut delivery.Mutation // the edges' machines' (chat_edges.go)
 	limits      chat.Limits
 	shards      int
 	regionBytes uint64 // one shard's region of a node's disk, atlas-chunk aligned
@@ -140,11 +144,13 @@ func (s *chatSubject) FaultFreeRanges() []ByteRange {
 }
 
 func (s *chatSubject) Setup(c *Cluster) error {
-	m, err := vsr.ParseMutation(s.cfg.Mutation)
-	if err != nil {
+	var err error
+	if dm, ok := deliveryMutations[s.cfg.Mutation]; ok && dm != delivery.MutationNone {
+		s.deliveryMut = dm
+	} else if s.mutation, err = vsr.ParseMutation(s.cfg.Mutation); err != nil {
 		return err
 	}
-	s.mutation, s.c = m, c
+	s.c = c
 	rc := s.replicaConfig(0, 0)
 	if err := rc.Validate(); err != nil {
 		return err

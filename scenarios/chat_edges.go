@@ -101,6 +101,7 @@ func newChatDelivery(s *chatSubject, r *prng.PRNG) *chatDelivery {
 		PollTicks:     r.Range(20, 300),
 		FillRoundsMax: int(r.Range(1, 8)),
 		ReadLimitMax:  int(r.Range(8, 32)),
+		Mutation:      s.deliveryMut,
 	}
 	edges := 1 + r.IntN(chatEdgesMax)
 	d.crowd = deliveryCrowd{c: s.c, rng: r, world: d, cfg: cfg, edges: make([]*deliveryEdge, edges),
