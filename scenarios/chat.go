@@ -39,7 +39,7 @@ import (
 //   - liveness: every shard converges, and no drained node leads a shard.
 func init() {
 	Register("chat", SubjectFactory{
-		New:       func(cfg Config) Subject { return newChatSubject(cfg) },
+		New: func(cfg Config) Subject { return newChatSubject(cfg) },
 		Mutations: append(vsr.ProtocolMutations(), "superblock-before-blocks", "free-set-early-reuse", "skip-block-checksum",
 			// The delivery machine's, on the chat subject's edges (chat_edges.go).
 			deliveryMutationHeldOutOfOrder, deliveryMutationSkipGapFill, deliveryMutationResumePlusOne, deliveryMutationTrustRefusal),
