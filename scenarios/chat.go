@@ -25,7 +25,9 @@ import (
 // and one network endpoint, multiplexed by the cluster id in each message
 // header. Clients hold one VSR session per shard and run a chat workload
 // (chat_client.go): create and join rooms, post with idempotency keys and
-// retry them, read, join late.
+// retry them, read, join late. Edges and subscribers follow some rooms
+// through model/delivery, fed by a bus and reading from the cluster
+// (chat_edges.go).
 //
 // Checks, on every run:
 //   - Porcupine, per log (a room's main log or one thread): post(key) → seq,
@@ -36,14 +38,23 @@ import (
 //   - no idempotency key maps to two messages (acks, reads, final state);
 //   - no acknowledged post and no message a read returned is later lost;
 //   - agreement (hash chain of commits) and durability per shard;
-//   - liveness: every shard converges, and no drained node leads a shard.
+//   - every subscriber gets each committed seq of its log once, in order,
+//     or a truncated event naming only seqs no longer retained, and the
+//     committed message at each (delivery_edge.go, chat_edges.go);
+//   - liveness: every shard converges, no drained node leads a shard, and
+//     every subscriber reaches its log's head.
 func init() {
 	Register("chat", SubjectFactory{
-		New: func(cfg Config) Subject { return newChatSubject(cfg) },
-		Mutations: append(vsr.ProtocolMutations(), "superblock-before-blocks", "free-set-early-reuse", "skip-block-checksum",
-			// The delivery machine's, on the chat subject's edges (chat_edges.go).
-			deliveryMutationHeldOutOfOrder, deliveryMutationSkipGapFill, deliveryMutationResumePlusOne, deliveryMutationTrustRefusal),
+		New:       func(cfg Config) Subject { return newChatSubject(cfg) },
+		Mutations: chatMutations(),
 	})
+}
+
+// chatMutations: vsr's protocol mutations, the grid's, and the delivery
+// machine's, which the chat subject applies to its edges (chat_edges.go).
+func chatMutations() []string {
+	return append(vsr.ProtocolMutations(), "superblock-before-blocks", "free-set-early-reuse", "skip-block-checksum",
+		deliveryMutationHeldOutOfOrder, deliveryMutationSkipGapFill, deliveryMutationResumePlusOne, deliveryMutationTrustRefusal)
 }
 
 const (
