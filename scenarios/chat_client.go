@@ -898,18 +898,7 @@ func (ss *chatSession) onBatch(p *chatPending, reply vsr.Reply) {
 
 func (ss *chatSession) onRead(p *chatPending, reply vsr.Reply) {
 	w, room := ss.cl.w, p.room
-	var v chat.LogView
-	var code chat.Code
-	var err error
-	if p.operation == chat.OperationRoomSnapshot {
-		var snap chat.RoomSnapshotReply
-		snap, err = chat.DecodeRoomSnapshotReply(reply.Body)
-		v, code = snap.Log, snap.Code
-	} else {
-		var read chat.ReadReply
-		read, err = chat.DecodeReadReply(reply.Body)
-		v, code = read.Log, read.Code
-	}
+	v, code, err := decodeLogReply(p.operation, reply.Body)
 	if err != nil || code != chat.CodeOK {
 		w.violation("client %d: read of room %s/%s thread %d: code %s, error %v", ss.cl.index, room.tenant, room.id, p.thread, code, err)
 		w.unknown(p)
@@ -923,6 +912,16 @@ func (ss *chatSession) onRead(p *chatPending, reply vsr.Reply) {
 	op := &w.history[p.history]
 	op.Return, op.HeadSeq, op.Digest = int64(w.s.c.Now()), v.HeadSeq, digest
 	w.coverRead(p)
+}
+
+// decodeLogReply decodes the reply of a read or a room snapshot.
+func decodeLogReply(operation uint8, body []byte) (chat.LogView, chat.Code, error) {
+	if operation == chat.OperationRoomSnapshot {
+		snap, err := chat.DecodeRoomSnapshotReply(body)
+		return snap.Log, snap.Code, err
+	}
+	read, err := chat.DecodeReadReply(body)
+	return read.Log, read.Code, err
 }
 
 func (w *chatWorkload) coverRead(p *chatPending) {

@@ -94,15 +94,8 @@ type chatDeliveryLog struct {
 
 func newChatDelivery(s *chatSubject, r *prng.PRNG) *chatDelivery {
 	d := &chatDelivery{s: s, rng: r}
-	cfg := delivery.Config{
-		HeldMax:       int(r.Range(2, 32)),
-		HeldBytesMax:  int(r.Range(256, 4096)),
-		HoldTicks:     r.Range(1, 20),
-		PollTicks:     r.Range(20, 300),
-		FillRoundsMax: int(r.Range(1, 8)),
-		ReadLimitMax:  int(r.Range(8, 32)),
-		Mutation:      s.deliveryMut,
-	}
+	// Reads of at most 32 messages keep outboxes small enough to overflow.
+	cfg := drawDeliveryConfig(r, uint64(s.limits.BodySizeMax), 4096, 32, s.deliveryMut)
 	edges := 1 + r.IntN(chatEdgesMax)
 	d.crowd = deliveryCrowd{c: s.c, rng: r, world: d, cfg: cfg, edges: make([]*deliveryEdge, edges),
 		coverage: s.coverage, prefix: "delivery:", stallRate: chatDeliveryStallRate, stallTicksMax: chatDeliveryStallTicksMax,
@@ -508,18 +501,7 @@ func (e *chatEdge) onReply(ss *chatEdgeSession, r *chatEdgeRead, operation uint8
 		e.fail(r, false, string(reply.Body))
 		return
 	}
-	var v chat.LogView
-	var code chat.Code
-	var err error
-	if operation == chat.OperationRoomSnapshot {
-		var snap chat.RoomSnapshotReply
-		snap, err = chat.DecodeRoomSnapshotReply(reply.Body)
-		v, code = snap.Log, snap.Code
-	} else {
-		var rr chat.ReadReply
-		rr, err = chat.DecodeReadReply(reply.Body)
-		v, code = rr.Log, rr.Code
-	}
+	v, code, err := decodeLogReply(operation, reply.Body)
 	switch {
 	case err != nil:
 		e.d.s.c.Violation(fmt.Sprintf("edge %d: malformed read reply: %v", e.index, err))

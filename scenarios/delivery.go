@@ -91,16 +91,7 @@ func (s *deliverySubject) Setup(c *Cluster) error {
 	}
 	s.c = c
 	r := c.PRNG()
-	// Small holds and byte budgets, so that overflow and gap reads happen.
-	s.dcfg = delivery.Config{
-		HeldMax:       int(r.Range(2, 32)),
-		HeldBytesMax:  int(r.Range(64, 2048)),
-		HoldTicks:     r.Range(1, 20),
-		PollTicks:     r.Range(20, 300),
-		FillRoundsMax: int(r.Range(1, 8)),
-		ReadLimitMax:  int(r.Range(8, 64)),
-		Mutation:      mutation,
-	}
+	s.dcfg = drawDeliveryConfig(r, 64, 2048, 64, mutation)
 	s.world = newDeliveryWorld(s, r, min(s.cfg.ReplicaCount, deliveryEdgesMax))
 	c.AddClient(func(env Env) Node { s.world.env = env; return s.world })
 	return nil

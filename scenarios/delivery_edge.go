@@ -63,6 +63,22 @@ type deliveryCrowd struct {
 
 func (d *deliveryCrowd) hit(name string) { d.coverage[d.prefix+name]++ }
 
+// drawDeliveryConfig draws the edges' machine configuration: small holds
+// and byte budgets (heldBytes bytes at most; the largest body must fit the
+// least), so that overflow and gap reads happen, and reads of up to
+// readLimit messages at most.
+func drawDeliveryConfig(r *prng.PRNG, heldBytesMin, heldBytesMax, readLimit uint64, m delivery.Mutation) delivery.Config {
+	return delivery.Config{
+		HeldMax:       int(r.Range(2, 32)),
+		HeldBytesMax:  int(r.Range(heldBytesMin, heldBytesMax)),
+		HoldTicks:     r.Range(1, 20),
+		PollTicks:     r.Range(20, 300),
+		FillRoundsMax: int(r.Range(1, 8)),
+		ReadLimitMax:  int(r.Range(8, readLimit)),
+		Mutation:      m,
+	}
+}
+
 // deliverySub is one subscriber: one log, one connection at a time.
 type deliverySub struct {
 	index       int
