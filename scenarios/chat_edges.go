@@ -90,6 +90,7 @@ type chatDeliveryLog struct {
 	work         *chatRoom       // a workload room, or nil
 	policy       *chatPolicyRoom // a policy room, or nil
 	got          []chat.Hash     // what subscribers got, by seq-1 (zero: nothing yet)
+	final        []chat.Hash     // a workload room's history, as audited at the end
 }
 
 func newChatDelivery(s *chatSubject, r *prng.PRNG) *chatDelivery {
@@ -289,29 +290,40 @@ func (d *chatDelivery) converged() bool {
 	return d.crowd.converged(d.head)
 }
 
-// audited compares what subscribers got of a workload room's main log with
-// the log the history audit read from seq 1.
+// audited notes a workload room's main log as the history audit read it
+// from seq 1 (identical on every replica).
 func (d *chatDelivery) audited(room *chatRoom, log []chat.Message) {
-	i := d.find(room.tenant, room.id, 0)
-	if i < 0 {
-		return
-	}
-	for seq, h := range d.logs[i].got {
-		switch {
-		case h == chat.Hash{}:
-		case seq >= len(log):
-			d.s.audit.problems = append(d.s.audit.problems, fmt.Sprintf("delivery: room %s/%s: subscribers got seq %d, the committed head is %d",
-				room.tenant, room.id, seq+1, len(log)))
-		case log[seq].Hash != h:
-			d.s.audit.problems = append(d.s.audit.problems, fmt.Sprintf("delivery: room %s/%s: subscribers got seq %d with another hash than the committed one",
-				room.tenant, room.id, seq+1))
+	if i := d.find(room.tenant, room.id, 0); i >= 0 {
+		l := d.logs[i]
+		l.final = l.final[:0]
+		for j := range log {
+			l.final = append(l.final, log[j].Hash)
 		}
 	}
 }
 
+// check is the end-of-seed account of every subscriber, and (converged)
+// what they got of each workload room compared with its audited history.
 func (d *chatDelivery) check(converged bool) []string {
 	d.crowd.accountAll()
-	return d.crowd.check(converged, d.head)
+	out := d.crowd.check(converged, d.head)
+	for _, l := range d.logs {
+		if !converged || l.work == nil {
+			continue
+		}
+		for seq, h := range l.got {
+			switch {
+			case h == chat.Hash{}:
+			case seq >= len(l.final):
+				out = append(out, fmt.Sprintf("delivery: room %s/%s: subscribers got seq %d, the committed head is %d",
+					l.tenant, l.room, seq+1, len(l.final)))
+			case l.final[seq] != h:
+				out = append(out, fmt.Sprintf("delivery: room %s/%s: subscribers got seq %d, another message than the committed one",
+					l.tenant, l.room, seq+1))
+			}
+		}
+	}
+	return out
 }
 
 // chatSubscribers ticks the subscribers.

@@ -49,4 +49,21 @@ func TestChatDeliveryTruth(t *testing.T) {
 			t.Errorf("log %d seq %d hash %x: committed says %q, want ok %v", c.log, c.seq, c.hash[0], why, c.wantOK)
 		}
 	}
+
+	// At the end, what subscribers got (seqs 3 and 5 of the workload room)
+	// must be the audited history.
+	for _, c := range []struct {
+		final []chat.Hash
+		want  int
+	}{
+		{[]chat.Hash{{}, {}, a, {}, b}, 0},
+		{[]chat.Hash{{}, {}, a, {}, a}, 1}, // seq 5 is another message
+		{[]chat.Hash{{}, {}, a}, 1},        // seq 5 beyond the head
+		{[]chat.Hash{{}, {}, b}, 2},
+	} {
+		d.logs[0].final = c.final
+		if got := d.check(true); len(got) != c.want {
+			t.Errorf("audited history %x: %d problems %q, want %d", c.final, len(got), got, c.want)
+		}
+	}
 }
