@@ -60,7 +60,7 @@ const (
 	chatDeliveryLargeChance    = 0.7 // a subscribed workload room is a large one (chatRoomKeysLarge)
 	chatDeliverySubsMin        = 2
 	chatDeliverySubsMax        = 6
-	chatDeliveryPolicyChance   = 0.3 // a subscriber follows a policy room
+	chatDeliveryPolicyChance   = 0.3 // a followed log is a policy room
 	chatDeliveryDisconnectRate = 0.0005
 	chatDeliveryStallRate      = 0.001 // per subscriber and tick: it stops draining (a client in the background)
 	chatDeliveryStallTicksMax  = 5000
