@@ -229,8 +229,8 @@ func (d *chatDelivery) committed(log int, seq uint64, hash chat.Hash) string {
 	} else if h, ok := l.policy.hashes[seq]; ok && h != hash {
 		return "its post was acknowledged with another hash"
 	}
-	for uint64(len(l.got)) < seq {
-		l.got = append(l.got, chat.Hash{})
+	if n := int(seq) - len(l.got); n > 0 {
+		l.got = append(l.got, make([]chat.Hash, n)...)
 	}
 	if got := l.got[seq-1]; got != (chat.Hash{}) && got != hash {
 		return "another subscriber got another message there"
