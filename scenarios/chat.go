@@ -479,9 +479,8 @@ func (s *chatSubject) CoverageUniverse() []string {
 }
 
 // chatDeliveryCoverageNames are the delivery events (delivery_edge.go) a
-// swarm of 100 chat seeds reaches, every one (seeds 0-99 hit the rarest,
-// slow-consumer, truncated and read-confirm, in 6 to 8 seeds each, on
-// 2026-12-02). The delivery subject's read-slow, read-stale and
+// swarm of 100 chat seeds reaches, every one (of seeds 0-99, on 2026-12-02,
+// the rarest, read-confirm, came in 7; slow-consumer and truncated in 12). The delivery subject's read-slow, read-stale and
 // read-behind name faults of its synthetic reads, which the chat cluster
 // does not inject; a stale bounded read shows here as read-confirm.
 var chatDeliveryCoverageNames = []string{

@@ -27,8 +27,8 @@ import (
 //     every new message it posted once the cluster acknowledged it. Events
 //     go over the simulated network to every edge, which drops, duplicates,
 //     delays and reorders them; now and then one is corrupt;
-//   - subscribers each follow one log (a workload room's main log, or a
-//     shard's policy room, whose retention keeps only its last few
+//   - subscribers each follow one log (a workload room's main log or its
+//     first thread, or a shard's policy room, whose retention keeps only its last few
 //     messages and which is deleted and created again), through any edge
 //     that is up: from the head, 0 or a seq, draining a bounded outbox
 //     slowly or fast (a slow consumer is closed when it overflows, as 4008
@@ -59,13 +59,15 @@ const (
 	chatDeliveryLogsMax        = 3
 	chatDeliveryLargeChance    = 0.7 // a subscribed workload room is a large one (chatRoomKeysLarge)
 	chatDeliverySubsMin        = 2
+	chatDeliverySpareMax       = 16 // outbox frames beyond two reads and a reply
 	chatDeliverySubsMax        = 6
-	chatDeliveryPolicyChance   = 0.3 // a followed log is a policy room
+	chatDeliveryPolicyChance   = 0.4  // a followed log is a policy room
+	chatDeliveryThreadChance   = 0.25 // a followed workload log is a thread (the room's first)
 	chatDeliveryDisconnectRate = 0.0005
-	chatDeliveryStallRate      = 0.001 // per subscriber and tick: it stops draining (a client in the background)
+	chatDeliveryStallRate      = 0.002 // per subscriber and tick: it stops draining (a client in the background)
 	chatDeliveryStallTicksMax  = 5000
 	chatDeliveryAwayRate       = 0.3 // per disconnect: it stays away long (posts pass it by)
-	chatDeliveryAwayTicksMax   = 3000
+	chatDeliveryAwayTicksMax   = 4000
 	chatBusCorrupt             = 0.02
 	chatBusEventBytes          = 9 // [event index u64][corrupt u8]
 )
@@ -86,6 +88,8 @@ type chatDelivery struct {
 // chatDeliveryLog is a log subscribers follow.
 type chatDeliveryLog struct {
 	tenant, room string
+	thread       uint64 // a thread's parent seq; 0 for a main log, or a thread not yet known
+	threaded     bool   // a thread of the room: its first, once a client chose one
 	shard        int
 	work         *chatRoom       // a workload room, or nil
 	policy       *chatPolicyRoom // a policy room, or nil
@@ -95,8 +99,9 @@ type chatDeliveryLog struct {
 
 func newChatDelivery(s *chatSubject, r *prng.PRNG) *chatDelivery {
 	d := &chatDelivery{s: s, rng: r}
-	// Reads of at most 32 messages keep outboxes small enough to overflow.
-	cfg := drawDeliveryConfig(r, uint64(s.limits.BodySizeMax), 4096, 32, s.deliveryMut)
+	// Reads of at most 16 messages keep outboxes small enough to overflow:
+	// a followed room gets tens of posts in a run, not hundreds.
+	cfg := drawDeliveryConfig(r, 4, uint64(s.limits.BodySizeMax), 4096, 16, s.deliveryMut)
 	edges := 1 + r.IntN(chatEdgesMax)
 	d.crowd = deliveryCrowd{c: s.c, rng: r, world: d, cfg: cfg, edges: make([]*deliveryEdge, edges),
 		coverage: s.coverage, prefix: "delivery:", stallRate: chatDeliveryStallRate, stallTicksMax: chatDeliveryStallTicksMax,
@@ -106,7 +111,7 @@ func newChatDelivery(s *chatSubject, r *prng.PRNG) *chatDelivery {
 		d.addLog(r)
 	}
 	for i := range chatDeliverySubsMin + r.IntN(chatDeliverySubsMax-chatDeliverySubsMin+1) {
-		d.crowd.subs = append(d.crowd.subs, newDeliverySub(r, i, r.IntN(len(d.logs)), cfg.ReadLimitMax))
+		d.crowd.subs = append(d.crowd.subs, newDeliverySub(r, i, r.IntN(len(d.logs)), cfg.ReadLimitMax, chatDeliverySpareMax))
 	}
 	for i := range edges {
 		e := &chatEdge{d: d, index: i, restartAt: 0, crashAt: restartNever}
@@ -121,7 +126,7 @@ func newChatDelivery(s *chatSubject, r *prng.PRNG) *chatDelivery {
 }
 
 // addLog picks a log for subscribers to follow (a workload room's main log
-// or a policy room), unless it is picked already.
+// or first thread, or a policy room), unless it is picked already.
 func (d *chatDelivery) addLog(r *prng.PRNG) {
 	w := d.s.work
 	l := &chatDeliveryLog{}
@@ -134,19 +139,20 @@ func (d *chatDelivery) addLog(r *prng.PRNG) {
 			room = w.rooms[i]
 		}
 		l.tenant, l.room, l.shard, l.work = room.tenant, room.id, room.shard, room
+		l.threaded = r.Chance(chatDeliveryThreadChance)
 	}
-	if d.find(l.tenant, l.room, 0) < 0 {
-		d.logs = append(d.logs, l)
+	for _, o := range d.logs {
+		if o.tenant == l.tenant && o.room == l.room && o.threaded == l.threaded {
+			return
+		}
 	}
+	d.logs = append(d.logs, l)
 }
 
 // find is the index of the log, or -1 when no subscriber follows it.
 func (d *chatDelivery) find(tenant, room string, thread uint64) int {
-	if thread != 0 {
-		return -1
-	}
 	for i, l := range d.logs {
-		if l.tenant == tenant && l.room == room {
+		if l.tenant == tenant && l.room == room && l.thread == thread && (!l.threaded || thread != 0) {
 			return i
 		}
 	}
@@ -223,7 +229,7 @@ func (d *chatDelivery) retainedFrom(log int) uint64 {
 func (d *chatDelivery) committed(log int, seq uint64, hash chat.Hash) string {
 	l := d.logs[log]
 	if l.work != nil {
-		if seen, ok := l.work.seen[chatSeq{seq: seq}]; ok && seen.hash != hash {
+		if seen, ok := l.work.seen[chatSeq{thread: l.thread, seq: seq}]; ok && seen.hash != hash {
 			return fmt.Sprintf("clients saw key %q there", seen.key)
 		}
 	} else if h, ok := l.policy.hashes[seq]; ok && h != hash {
@@ -239,19 +245,30 @@ func (d *chatDelivery) committed(log int, seq uint64, hash chat.Hash) string {
 	return ""
 }
 
-// subscribable: a workload room once some client knows it exists (in the
-// liveness phase, always: its first read says), a policy room while its
-// incarnation has an acknowledged message and no deletion issued.
+// subscribable: a workload room's main log once some client knows the
+// room exists (in the liveness phase, always: its first read says), its
+// thread once a client chose one (under an acknowledged message); a
+// policy room while its incarnation has an acknowledged message and no
+// deletion issued.
 func (d *chatDelivery) subscribable(log int) (uint64, bool) {
 	l := d.logs[log]
 	if pr := l.policy; pr != nil {
 		return pr.head, (pr.state == 1 || pr.state == 2) && !pr.deleteSet && pr.head >= 1
 	}
-	known := uint64(0)
-	for _, seq := range l.work.mainAcked {
-		known = max(known, seq)
+	room := l.work
+	if l.threaded && l.thread == 0 {
+		if len(room.threads) == 0 {
+			return 0, false
+		}
+		l.thread = room.threads[0]
 	}
-	return known, l.work.existsOp != 0 || d.s.c.Phase() == PhaseLiveness
+	known := uint64(0)
+	for _, k := range room.keys {
+		if k.acked && k.thread == l.thread {
+			known = max(known, k.seq)
+		}
+	}
+	return known, room.existsOp != 0 || d.s.c.Phase() == PhaseLiveness
 }
 
 // settle notes every log's final head from node 0 (the shards converged):
@@ -263,8 +280,8 @@ func (d *chatDelivery) settle() {
 	}
 	d.heads, d.headOK = make([]uint64, len(d.logs)), make([]bool, len(d.logs))
 	for i, l := range d.logs {
-		v, ok := d.s.nodes[0].machines[l.shard].Log(l.tenant, l.room, 0)
-		if _, live := d.subscribable(i); l.policy != nil && !live {
+		v, ok := d.s.nodes[0].machines[l.shard].Log(l.tenant, l.room, l.thread)
+		if _, live := d.subscribable(i); (l.policy != nil || l.threaded) && !live {
 			ok = false
 		}
 		d.heads[i], d.headOK[i] = v.HeadSeq, ok
@@ -290,10 +307,10 @@ func (d *chatDelivery) converged() bool {
 	return d.crowd.converged(d.head)
 }
 
-// audited notes a workload room's main log as the history audit read it
-// from seq 1 (identical on every replica).
-func (d *chatDelivery) audited(room *chatRoom, log []chat.Message) {
-	if i := d.find(room.tenant, room.id, 0); i >= 0 {
+// audited notes a workload room's log as the history audit read it from
+// seq 1 (identical on every replica).
+func (d *chatDelivery) audited(room *chatRoom, thread uint64, log []chat.Message) {
+	if i := d.find(room.tenant, room.id, thread); i >= 0 {
 		l := d.logs[i]
 		l.final = l.final[:0]
 		for j := range log {
@@ -315,11 +332,11 @@ func (d *chatDelivery) check(converged bool) []string {
 			switch {
 			case h == chat.Hash{}:
 			case seq >= len(l.final):
-				out = append(out, fmt.Sprintf("delivery: room %s/%s: subscribers got seq %d, the committed head is %d",
-					l.tenant, l.room, seq+1, len(l.final)))
+				out = append(out, fmt.Sprintf("delivery: room %s/%s thread %d: subscribers got seq %d, the committed head is %d",
+					l.tenant, l.room, l.thread, seq+1, len(l.final)))
 			case l.final[seq] != h:
-				out = append(out, fmt.Sprintf("delivery: room %s/%s: subscribers got seq %d, another message than the committed one",
-					l.tenant, l.room, seq+1))
+				out = append(out, fmt.Sprintf("delivery: room %s/%s thread %d: subscribers got seq %d, another message than the committed one",
+					l.tenant, l.room, l.thread, seq+1))
 			}
 		}
 	}
@@ -483,9 +500,10 @@ func (e *chatEdge) send(ss *chatEdgeSession, r *chatEdgeRead) {
 	switch {
 	case q.Kind == delivery.ReadFirst && q.Head:
 		operation = chat.OperationRoomSnapshot
-		body = chat.EncodeRoomSnapshot(chat.RoomSnapshotRequest{Tenant: l.tenant, User: q.User, Room: l.room})
+		body = chat.EncodeRoomSnapshot(chat.RoomSnapshotRequest{Tenant: l.tenant, User: q.User, Room: l.room, Thread: l.thread})
 	default:
-		body = chat.EncodeRead(chat.ReadRequest{Tenant: l.tenant, User: q.User, Room: l.room, Seq: q.Seq, Limit: uint16(q.Limit)})
+		body = chat.EncodeRead(chat.ReadRequest{Tenant: l.tenant, User: q.User, Room: l.room, Thread: l.thread,
+			Seq: q.Seq, Limit: uint16(q.Limit)})
 		if q.Kind != delivery.ReadFirst && !q.Confirm {
 			flags = vsr.RequestFlagBounded
 		}

@@ -120,9 +120,7 @@ func (s *chatSubject) finishAudit() {
 		}
 		checked[ref] = true
 		a.problems = append(a.problems, s.auditLog(room, key.thread, log, keysByRoom)...)
-		if key.thread == 0 {
-			s.delivery.audited(room, log)
-		}
+		s.delivery.audited(room, key.thread, log)
 	}
 	// Every acknowledged post, and every message a read saw, is there.
 	for _, room := range s.work.rooms {

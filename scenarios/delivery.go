@@ -91,7 +91,7 @@ func (s *deliverySubject) Setup(c *Cluster) error {
 	}
 	s.c = c
 	r := c.PRNG()
-	s.dcfg = drawDeliveryConfig(r, 64, 2048, 64, mutation)
+	s.dcfg = drawDeliveryConfig(r, 8, 64, 2048, 64, mutation)
 	s.world = newDeliveryWorld(s, r, min(s.cfg.ReplicaCount, deliveryEdgesMax))
 	c.AddClient(func(env Env) Node { s.world.env = env; return s.world })
 	return nil

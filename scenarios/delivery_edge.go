@@ -65,16 +65,16 @@ func (d *deliveryCrowd) hit(name string) { d.coverage[d.prefix+name]++ }
 
 // drawDeliveryConfig draws the edges' machine configuration: small holds
 // and byte budgets (heldBytes bytes at most; the largest body must fit the
-// least), so that overflow and gap reads happen, and reads of up to
-// readLimit messages at most.
-func drawDeliveryConfig(r *prng.PRNG, heldBytesMin, heldBytesMax, readLimit uint64, m delivery.Mutation) delivery.Config {
+// least), so that overflow and gap reads happen, and reads of
+// readLimitMin to readLimitMax messages at most.
+func drawDeliveryConfig(r *prng.PRNG, readLimitMin, heldBytesMin, heldBytesMax, readLimitMax uint64, m delivery.Mutation) delivery.Config {
 	return delivery.Config{
 		HeldMax:       int(r.Range(2, 32)),
 		HeldBytesMax:  int(r.Range(heldBytesMin, heldBytesMax)),
 		HoldTicks:     r.Range(1, 20),
 		PollTicks:     r.Range(20, 300),
 		FillRoundsMax: int(r.Range(1, 8)),
-		ReadLimitMax:  int(r.Range(8, readLimit)),
+		ReadLimitMax:  int(r.Range(readLimitMin, readLimitMax)),
 		Mutation:      m,
 	}
 }
@@ -113,10 +113,10 @@ func (sub *deliverySub) free() int { return sub.capacity - len(sub.queue) }
 
 // newDeliverySub draws a subscriber of log. Outboxes hold at least two
 // reads and the reply, as the edge's outbox (512 frames) holds two of its
-// reads (256).
-func newDeliverySub(r *prng.PRNG, index, log, readLimit int) *deliverySub {
+// reads (256), and up to spareMax frames more.
+func newDeliverySub(r *prng.PRNG, index, log, readLimit int, spareMax uint64) *deliverySub {
 	sub := &deliverySub{index: index, user: fmt.Sprintf("user-%d", index), log: log, edge: -1,
-		mode: r.IntN(3), reconnectAt: r.Range(0, 500), capacity: 2*readLimit + 1 + int(r.Range(0, 48)),
+		mode: r.IntN(3), reconnectAt: r.Range(0, 500), capacity: 2*readLimit + 1 + int(r.Range(0, spareMax)),
 		drainEvery: 1, drainCount: int(r.Range(1, 16))}
 	if r.Chance(0.3) {
 		sub.drainEvery, sub.drainCount = r.Range(2, 30), 1 // a slow consumer

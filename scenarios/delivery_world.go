@@ -69,7 +69,7 @@ func newDeliveryWorld(s *deliverySubject, r *prng.PRNG, edges int) *deliveryWorl
 		w.logs = append(w.logs, l)
 	}
 	for i := range 2 + r.IntN(deliverySubsMax-1) {
-		w.crowd.subs = append(w.crowd.subs, newDeliverySub(r, i, r.IntN(len(w.logs)), s.dcfg.ReadLimitMax))
+		w.crowd.subs = append(w.crowd.subs, newDeliverySub(r, i, r.IntN(len(w.logs)), s.dcfg.ReadLimitMax, 48))
 	}
 	return w
 }
