@@ -10,6 +10,7 @@ import (
 	"tigerchat/checker"
 	"tigerchat/model"
 	"tigerchat/model/chat"
+	"tigerchat/model/delivery"
 	"tigerchat/model/grid"
 	"tigerchat/model/placement"
 	"tigerchat/model/prng"
@@ -24,7 +25,9 @@ import (
 // and one network endpoint, multiplexed by the cluster id in each message
 // header. Clients hold one VSR session per shard and run a chat workload
 // (chat_client.go): create and join rooms, post with idempotency keys and
-// retry them, read, join late.
+// retry them, read, join late. Edges and subscribers follow some rooms
+// through model/delivery, fed by a bus and reading from the cluster
+// (chat_edges.go).
 //
 // Checks, on every run:
 //   - Porcupine, per log (a room's main log or one thread): post(key) → seq,
@@ -35,12 +38,23 @@ import (
 //   - no idempotency key maps to two messages (acks, reads, final state);
 //   - no acknowledged post and no message a read returned is later lost;
 //   - agreement (hash chain of commits) and durability per shard;
-//   - liveness: every shard converges, and no drained node leads a shard.
+//   - every subscriber gets each committed seq of its log once, in order,
+//     or a truncated event naming only seqs no longer retained, and the
+//     committed message at each (delivery_edge.go, chat_edges.go);
+//   - liveness: every shard converges, no drained node leads a shard, and
+//     every subscriber reaches its log's head.
 func init() {
 	Register("chat", SubjectFactory{
 		New:       func(cfg Config) Subject { return newChatSubject(cfg) },
-		Mutations: append(vsr.ProtocolMutations(), "superblock-before-blocks", "free-set-early-reuse", "skip-block-checksum"),
+		Mutations: chatMutations(),
 	})
+}
+
+// chatMutations: vsr's protocol mutations, the grid's, and the delivery
+// machine's, which the chat subject applies to its edges (chat_edges.go).
+func chatMutations() []string {
+	return append(vsr.ProtocolMutations(), "superblock-before-blocks", "free-set-early-reuse", "skip-block-checksum",
+		deliveryMutationHeldOutOfOrder, deliveryMutationSkipGapFill, deliveryMutationResumePlusOne, deliveryMutationTrustRefusal)
 }
 
 const (
@@ -62,6 +76,7 @@ type chatSubject struct {
 	cfg         Config
 	c           *Cluster
 	mutation    vsr.Mutation
+	deliveryMut delivery.Mutation // the edges' machines' (chat_edges.go)
 	limits      chat.Limits
 	shards      int
 	regionBytes uint64 // one shard's region of a node's disk, atlas-chunk aligned
@@ -73,6 +88,7 @@ type chatSubject struct {
 	converged   bool
 	audit       chatHistoryAudit
 	work        *chatWorkload
+	delivery    *chatDelivery // edges, bus and subscribers (chat_edges.go)
 	coverage    map[string]uint64
 	hot         hotCounts
 	metrics     map[string][]float64
@@ -141,11 +157,13 @@ func (s *chatSubject) FaultFreeRanges() []ByteRange {
 }
 
 func (s *chatSubject) Setup(c *Cluster) error {
-	m, err := vsr.ParseMutation(s.cfg.Mutation)
-	if err != nil {
+	var err error
+	if dm, ok := deliveryMutations[s.cfg.Mutation]; ok && dm != delivery.MutationNone {
+		s.deliveryMut = dm
+	} else if s.mutation, err = vsr.ParseMutation(s.cfg.Mutation); err != nil {
 		return err
 	}
-	s.mutation, s.c = m, c
+	s.c = c
 	rc := s.replicaConfig(0, 0)
 	if err := rc.Validate(); err != nil {
 		return err
@@ -164,6 +182,7 @@ func (s *chatSubject) Setup(c *Cluster) error {
 		c.AddClient(func(env Env) Node { return s.work.newClient(i, env) })
 	}
 	s.planOperatorDrain(c, c.PRNG())
+	s.delivery = newChatDelivery(s, c.PRNG())
 	return nil
 }
 
@@ -369,7 +388,7 @@ func (s *chatSubject) Converged(c *Cluster) bool {
 			return false
 		}
 	}
-	if !s.auditHistory() {
+	if !s.auditHistory() || !s.delivery.converged() {
 		return false
 	}
 	s.converged = true
@@ -412,6 +431,7 @@ func (s *chatSubject) Check(c *Cluster) []string {
 		out = append(out, fmt.Sprintf("linearizability: %s: %s", s.work.describeLog(res.Key), res.Info))
 	}
 	out = append(out, s.checkStates()...)
+	out = append(out, s.delivery.check(s.converged)...)
 	out = append(out, s.audit.problems...)
 	out = append(out, checkGrid(&s.cfg, s.coverage)...)
 	if s.converged {
@@ -467,8 +487,22 @@ func (s *chatSubject) CoverageUniverse() []string {
 	for _, name := range chatCoverageNames {
 		names = append(names, "chat:"+name)
 	}
+	for _, name := range chatDeliveryCoverageNames {
+		names = append(names, "delivery:"+name)
+	}
 	slices.Sort(names)
 	return names
+}
+
+// chatDeliveryCoverageNames are the delivery events (delivery_edge.go) a
+// swarm of 100 chat seeds reaches, every one (of seeds 0-99, on 2026-12-02,
+// the rarest, read-confirm, came in 7; slow-consumer and truncated in 12). The delivery subject's read-slow, read-stale and
+// read-behind name faults of its synthetic reads, which the chat cluster
+// does not inject; a stale bounded read shows here as read-confirm.
+var chatDeliveryCoverageNames = []string{
+	"bus-duplicate", "bus-event", "bus-gap", "bus-hash-mismatch", "bus-held", "catch-up-read",
+	"disconnect", "edge-crash", "filled", "read-confirm", "read-retry", "resume", "shared-read",
+	"skip-ahead", "slow-consumer", "subscribe-from-zero", "subscribe-head", "subscribe-since", "truncated",
 }
 
 // chatCoverageNames are the chat-level events a run may hit.

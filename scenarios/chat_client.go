@@ -836,6 +836,17 @@ func (ss *chatSession) onPost(p *chatPending, reply vsr.Reply) {
 		return
 	}
 	w.ackPost(room, k, p.retry, p.history, p.call, pr, reply.Op)
+	ss.publish(room.tenant, room.id, k.thread, k.key, k.body, pr)
+}
+
+// publish puts a new message this session posted on the bus once the
+// cluster acknowledged it, as the edge does (chat_edges.go).
+func (ss *chatSession) publish(tenant, room string, thread uint64, key string, body []byte, pr chat.PostReply) {
+	if pr.Duplicate {
+		return
+	}
+	ss.cl.w.s.delivery.publish(ss.cl.net, chat.Message{Tenant: tenant, Room: room, Thread: thread, Seq: pr.Seq,
+		Hash: pr.Hash, Author: ss.cl.user, TimeNs: pr.TimeNs, Key: key, Body: body})
 }
 
 // ackPost records an acknowledged post (alone or batched) of key k.
@@ -880,24 +891,14 @@ func (ss *chatSession) onBatch(p *chatPending, reply vsr.Reply) {
 		default:
 			w.cover("batch_post")
 			w.ackPost(it.room, it.key, it.retry, it.history, p.call, pr, reply.Op)
+			ss.publish(it.room.tenant, it.room.id, it.key.thread, it.key.key, it.key.body, pr)
 		}
 	}
 }
 
 func (ss *chatSession) onRead(p *chatPending, reply vsr.Reply) {
 	w, room := ss.cl.w, p.room
-	var v chat.LogView
-	var code chat.Code
-	var err error
-	if p.operation == chat.OperationRoomSnapshot {
-		var snap chat.RoomSnapshotReply
-		snap, err = chat.DecodeRoomSnapshotReply(reply.Body)
-		v, code = snap.Log, snap.Code
-	} else {
-		var read chat.ReadReply
-		read, err = chat.DecodeReadReply(reply.Body)
-		v, code = read.Log, read.Code
-	}
+	v, code, err := decodeLogReply(p.operation, reply.Body)
 	if err == nil && code == chat.CodeStorageUnavailable && w.s.c.Phase() == PhaseFaulty {
 		// The primary could neither read a block nor fetch it from a peer
 		// within the repair attempts (a damaged copy, its peers partitioned
@@ -921,6 +922,16 @@ func (ss *chatSession) onRead(p *chatPending, reply vsr.Reply) {
 	op := &w.history[p.history]
 	op.Return, op.HeadSeq, op.Digest = int64(w.s.c.Now()), v.HeadSeq, digest
 	w.coverRead(p)
+}
+
+// decodeLogReply decodes the reply of a read or a room snapshot.
+func decodeLogReply(operation uint8, body []byte) (chat.LogView, chat.Code, error) {
+	if operation == chat.OperationRoomSnapshot {
+		snap, err := chat.DecodeRoomSnapshotReply(body)
+		return snap.Log, snap.Code, err
+	}
+	read, err := chat.DecodeReadReply(body)
+	return read.Log, read.Code, err
 }
 
 func (w *chatWorkload) coverRead(p *chatPending) {

@@ -120,6 +120,7 @@ func (s *chatSubject) finishAudit() {
 		}
 		checked[ref] = true
 		a.problems = append(a.problems, s.auditLog(room, key.thread, log, keysByRoom)...)
+		s.delivery.audited(room, key.thread, log)
 	}
 	// Every acknowledged post, and every message a read saw, is there.
 	for _, room := range s.work.rooms {

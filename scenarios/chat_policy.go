@@ -52,6 +52,10 @@ type chatPolicyRoom struct {
 	deletedAt model.Tick        // the deletion was acknowledged (0: not since the last create)
 	createAt  model.Tick        // the last create was issued
 	deleteSet bool              // a delete was issued this epoch
+	// For the subscribers' checks (chat_edges.go), this epoch's:
+	postsIssued     uint64               // posts issued: its committed head is at most this
+	retentionIssued bool                 // the low retention was issued
+	hashes          map[uint64]chat.Hash // acknowledged seq → hash
 }
 
 // planPolicy names each shard's policy room (it must map to the shard).
@@ -92,10 +96,12 @@ func (ss *chatSession) policyAct() bool {
 		ss.submit(p, chat.OperationCreateRoom, chat.EncodeCreateRoom(chat.CreateRoomRequest{Tenant: chatPolicyTenant,
 			User: ss.cl.user, Room: pr.id, RetentionCount: chatPolicyRetention}))
 	case pr.state == 1 && pr.posts >= chatPolicyPostsLow && r.Chance(0.3):
+		pr.retentionIssued = true
 		ss.submit(p, chat.OperationSetRetention, chat.EncodeSetRetention(chat.SetRetentionRequest{Tenant: chatPolicyTenant,
 			User: ss.cl.user, Room: pr.id, RetentionCount: chatPolicyRetentionLow}))
 	case pr.state == 2 && pr.posts >= chatPolicyPostsDelete && r.Chance(0.3):
 		pr.deleteSet = true
+		w.s.delivery.retire(pr)
 		ss.submit(p, chat.OperationDeleteRoom, chat.EncodeMember(member))
 	case pr.state == 3 && r.Chance(0.3):
 		if pr.epoch >= chatPolicyEpochs {
@@ -108,6 +114,7 @@ func (ss *chatSession) policyAct() bool {
 		read()
 	default:
 		pr.next++
+		pr.postsIssued++
 		key := fmt.Sprintf("t%d-e%d", pr.next, pr.epoch)
 		pr.issued[key] = pr.epoch
 		p.policyKey = key
@@ -136,6 +143,7 @@ func (ss *chatSession) onPolicy(p *chatPending, reply vsr.Reply) {
 		if acked("create", chat.CodeRoomExists) && pr.state == 0 {
 			pr.state, pr.epoch, pr.posts, pr.head, pr.lowAt, pr.deletedAt = 1, pr.epoch+1, 0, 0, 0, 0
 			pr.acked, pr.bySeq, pr.deleteSet = map[string]uint64{}, map[uint64]string{}, false
+			pr.postsIssued, pr.retentionIssued, pr.hashes = 0, false, map[uint64]chat.Hash{}
 			w.cover("policy_create")
 		}
 	case chat.OperationSetRetention:
@@ -168,8 +176,9 @@ func (ss *chatSession) onPolicy(p *chatPending, reply vsr.Reply) {
 		if prev, ok := pr.acked[p.policyKey]; ok && prev != pr2.Seq {
 			w.violation("%s: key %q acknowledged as seq %d and seq %d", name, p.policyKey, prev, pr2.Seq)
 		}
-		pr.acked[p.policyKey], pr.bySeq[pr2.Seq] = pr2.Seq, p.policyKey
+		pr.acked[p.policyKey], pr.bySeq[pr2.Seq], pr.hashes[pr2.Seq] = pr2.Seq, p.policyKey, pr2.Hash
 		pr.head = max(pr.head, pr2.Seq)
+		ss.publish(chatPolicyTenant, pr.id, 0, p.policyKey, chatBody(p.policyKey, chatBodyMin), pr2)
 		pr.posts++
 	default:
 		ss.onPolicyRead(p, reply, name)

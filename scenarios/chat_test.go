@@ -59,7 +59,9 @@ func TestChatSwarm(t *testing.T) {
 		"chat:join", "chat:late_join", "chat:post", "chat:post_thread", "chat:retry_post", "chat:duplicate_post",
 		"chat:read_latest", "chat:read_since", "chat:read_range", "chat:read_snapshot", "chat:read_thread",
 		"chat:evicted", "chat:drain", "chat:drain_primary_moved",
-		"chat:batch", "chat:batch_post", "chat:batch_refused_post", "chat:history_audit", "chat:read_page"} {
+		"chat:batch", "chat:batch_post", "chat:batch_refused_post", "chat:history_audit", "chat:read_page",
+		"delivery:bus-event", "delivery:bus-held", "delivery:filled", "delivery:shared-read", "delivery:resume",
+		"delivery:edge-crash", "delivery:truncated"} {
 		if coverage[name] == 0 {
 			t.Errorf("coverage of %s is zero", name)
 		}
@@ -351,4 +353,29 @@ func TestChatDebug(t *testing.T) {
 	cfg := chatSwarmConfig(seed)
 	res := Run(cfg)
 	t.Logf("%s %v", res.Line(), res.Violations)
+}
+
+// The delivery machine's mutations, applied to the chat subject's edges,
+// are caught by a subscriber's own check (not by a panic, a liveness
+// failure or another checker) at their pinned seeds: delivery is checked
+// end to end against the real cluster, not only against the delivery
+// subject's synthetic logs.
+func TestChatDeliveryMutationsCaughtBySubscribers(t *testing.T) {
+	pinned := pinnedMutationSeeds(t, "chat", chatSwarmConfig)
+	for _, m := range []string{deliveryMutationHeldOutOfOrder, deliveryMutationSkipGapFill,
+		deliveryMutationResumePlusOne, deliveryMutationTrustRefusal} {
+		t.Run(m, func(t *testing.T) {
+			seed, ok := pinned[m]
+			if !ok {
+				t.Fatalf("no transcript testdata/chat-mutation-%s.txt", m)
+			}
+			cfg := chatSwarmConfig(seed)
+			cfg.Mutation = m
+			res := Run(cfg)
+			if res.Outcome() != OutcomeViolation || !strings.Contains(res.Violations[0], "delivery: subscriber") {
+				t.Fatalf("seed %d: %s, want a subscriber's violation first: %q", seed, res.Line(), res.Violations)
+			}
+			t.Logf("seed %d: %s", seed, res.Violations[0])
+		})
+	}
 }
