@@ -163,7 +163,6 @@ func (m *Machine) Restore(snapshot []byte) error {
 	return nil
 }
 
-
 // countLimited reads a u32 count and refuses one above max, before anything
 // is allocated for it.
 func countLimited(rd *reader, max int, what string) (int, error) {
