@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// TestVSRDebug prints a transcript of one seed: VSR_DEBUG_SEED=5 go test -run TestVSRDebug ./scenarios/
+// TestVSRDebug prints a transcript of one seed: VSR_DEBUG_SEED=5 [VSR_DEBUG_TICKS=N] go test -run TestVSRDebug ./scenarios/
 func TestVSRDebug(t *testing.T) {
 	seedText := os.Getenv("VSR_DEBUG_SEED")
 	if seedText == "" {
@@ -17,6 +17,9 @@ func TestVSRDebug(t *testing.T) {
 	seed, _ := strconv.ParseUint(seedText, 10, 64)
 	cfg := SwarmConfig(seed)
 	cfg.Subject = "vsr"
+	if ticks, err := strconv.ParseUint(os.Getenv("VSR_DEBUG_TICKS"), 10, 64); err == nil {
+		cfg.Ticks = ticks // as a nightly failure's -ticks gives it
+	}
 	skip := map[string]bool{"recv_prepare": true, "recv_prepare_ok": true, "prepare": true, "recv_request": true, "recv_commit": true, "repair_request": true, "recv_request_prepare": true}
 	vsrDebug = func(i int, line string) {
 		fmt.Println(i, line)
