@@ -191,12 +191,15 @@ func serveHTTP(ctx context.Context, ln net.Listener, nodes []*node.Node, id tran
 
 // memoryLimitBytes is the soft memory limit a node gives the Go runtime
 // unless GOMEMLIMIT is set: every shard's block cache and decoded
-// idempotency pages (a quarter more) plus 256 MiB for everything else. The
+// idempotency pages (a quarter more) plus 512 MiB for everything else. The
 // heap then stays near what the node needs rather than growing to twice
 // its live size between collections; past the limit the runtime collects
-// more often, and never stops allocating (it is soft).
+// more often, and never stops allocating (it is soft). With 256 MiB
+// instead of 512, a replica holding 2x10^6 messages stayed under 400 MiB
+// but spent so much on collection that its history reads and a peer's
+// sync took four times as long (docs/benchmarks.md).
 func memoryLimitBytes(cfg *node.ClusterConfig) int64 {
-	return int64(cfg.Shards)*int64(cfg.CacheSizeBytes)*5/4 + 256<<20
+	return int64(cfg.Shards)*int64(cfg.CacheSizeBytes)*5/4 + 512<<20
 }
 
 func absPath(p string) string {
