@@ -149,7 +149,7 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		limit := memoryLimitBytes(&cfg)
 		debug.SetMemoryLimit(limit)
-		log.Info("memory limit", "bytes", limit, "override", "GOMEMLIMIT")
+		log.Debug("memory limit", "bytes", limit, "override", "GOMEMLIMIT")
 	}
 	n, err := node.Open(cfg, node.Options{DataDir: *f.data, Replica: *f.replica, Identity: id, Key: key, Log: log,
 		ConfigPath: absPath(*f.config), KeyFile: *f.keyFile})
