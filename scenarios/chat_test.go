@@ -351,6 +351,9 @@ func TestChatDebug(t *testing.T) {
 	}
 	defer func() { chatEventDebug = nil }()
 	cfg := chatSwarmConfig(seed)
+	if ticks, err := strconv.ParseUint(os.Getenv("CHAT_DEBUG_TICKS"), 10, 64); err == nil {
+		cfg.Ticks = ticks // as a nightly failure's -ticks gives it
+	}
 	res := Run(cfg)
 	t.Logf("%s %v", res.Line(), res.Violations)
 }
