@@ -51,7 +51,7 @@ func TestDeleteRoom(t *testing.T) {
 	if g.Used() >= used {
 		t.Fatalf("blocks used %d after deleting the room, %d before", g.Used(), used)
 	}
-	opened := openMachine(t, g, d, root)
+	opened := openMachine(t, DefaultLimits(), g, d, root)
 	if _, ok := opened.Log("acme", "r", 0); ok {
 		t.Fatal("the deleted room is back after a reopen")
 	}

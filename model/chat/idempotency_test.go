@@ -35,20 +35,12 @@ func TestIdempotentRetry(t *testing.T) {
 }
 
 // TestIdempotencyAcrossCheckpoint checks that the keys survive a
-// checkpoint and an Open, and Snapshot/Restore of a version 3 snapshot
-// (which carried the window inline).
+// checkpoint and an Open.
 func TestIdempotencyAcrossCheckpoint(t *testing.T) {
 	h := fixture(t)
 	first := h.mustPost("acme", "alice", "pub", 0, "durable", "x")
 	g, d, root := h.checkpoint()
-	opened := New(testLimits())
-	var oerr error
-	opened.Open(g, root, func(err error) { oerr = err })
-	d.Drain(t)
-	if oerr != nil {
-		t.Fatal(oerr)
-	}
-	h.m = opened
+	h.m = openMachine(t, testLimits(), g, d, root)
 	r := h.post("acme", "alice", "pub", 0, "durable", "x")
 	if !r.Duplicate || r.Seq != first.Seq || r.Hash != first.Hash {
 		t.Fatalf("after open: %+v, original %+v", r, first)

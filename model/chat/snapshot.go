@@ -159,6 +159,7 @@ func (m *Machine) Restore(snapshot []byte) error {
 	}
 	m.rooms, m.tenants, m.roomsCreated = next.rooms, next.tenants, next.roomsCreated
 	m.tables[tableDedup] = next.tables[tableDedup]
+	m.prefetchPending, m.prefetchWaiter, m.prefetchCreates = 0, nil, false // reads of the replaced table never end
 	m.rebuildMemberOf()
 	return nil
 }

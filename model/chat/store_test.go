@@ -56,7 +56,7 @@ func TestHistoryInTheGrid(t *testing.T) {
 	}
 	// Reopen the checkpoint: the same state (the tail is replayed from the
 	// WAL in a replica; here the machine holds only the checkpoint's).
-	opened := openMachine(t, g, d, root)
+	opened := openMachine(t, DefaultLimits(), g, d, root)
 	if v, _ := opened.Log("acme", "r", 0); v.HeadSeq != 300 {
 		t.Fatalf("opened head %d", v.HeadSeq)
 	}
@@ -126,16 +126,17 @@ func TestCheckpointIsIncremental(t *testing.T) {
 	if n > 16 {
 		t.Fatalf("a post and a join cost the checkpoint %d blocks (the first wrote %d)", n, full)
 	}
-	opened := openMachine(t, g, d, root)
+	opened := openMachine(t, DefaultLimits(), g, d, root)
 	if !bytes.Equal(opened.Snapshot(nil), h.m.Snapshot(nil)) {
 		t.Fatal("the machine opened from the incremental checkpoint differs from the one that wrote it")
 	}
 }
 
-// openMachine opens a fresh machine from the checkpoint at root.
-func openMachine(t *testing.T, g *grid.Grid, d *gridtest.MemDisk, root grid.Ref) *Machine {
+// openMachine opens a fresh machine with limits l from the checkpoint at
+// root.
+func openMachine(t *testing.T, l Limits, g *grid.Grid, d *gridtest.MemDisk, root grid.Ref) *Machine {
 	t.Helper()
-	m := New(DefaultLimits())
+	m := New(l)
 	var oerr error
 	m.Open(g, root, func(err error) { oerr = err })
 	d.Drain(t)

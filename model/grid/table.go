@@ -47,7 +47,6 @@ type Table struct {
 	clock      uint64                       // advances on every touch of a page: eviction order
 	loading    map[*tablePage][]func(error) // cold pages being read, and who waits for them
 	generation uint64                       // advanced by Open: a read started before it is dropped
-	Loads      uint64                       // cold pages read back (for metrics)
 	cold       int                          // pages not in memory
 }
 
@@ -138,7 +137,7 @@ func (t *Table) Len() int {
 	return n
 }
 
-// Resident counts the pages in memory (for tests and metrics).
+// Resident counts the pages in memory (for tests).
 func (t *Table) Resident() int {
 	n := 0
 	for _, p := range t.pages {
@@ -589,7 +588,7 @@ func decodeTablePage(b Block) (*tablePage, error) {
 // start cold). PageBytesMax and ResidentPagesMax are kept.
 func (t *Table) Open(g *Grid, root Ref, done func(error)) {
 	*t = Table{PageBytesMax: t.PageBytesMax, ResidentPagesMax: t.ResidentPagesMax, root: root,
-		generation: t.generation + 1, Loads: t.Loads}
+		generation: t.generation + 1}
 	t.openLevel(g, []Ref{root}, nil, done)
 }
 
@@ -735,7 +734,6 @@ func (t *Table) install(page *tablePage, b Block) {
 	t.cold--
 	t.clock++
 	page.used = t.clock
-	t.Loads++
 }
 
 func (t *Table) openPages(refs []Ref, blocks []Block) error {
