@@ -252,6 +252,9 @@ func (s *chatSubject) hooks(n *chatNode, sh int) vsr.Hooks {
 				s.c.Violation(fmt.Sprintf("shard %d: %v", sh, err))
 			}
 			n.applied[sh] = h.Op
+			if chatEventDebug != nil && n.replicas != nil && sh < len(n.replicas) {
+				chatEventDebug(i, sh, n.replicas[sh], fmt.Sprintf("%d COMMIT op=%d view=%d ck=%x parent=%x", s.c.Now(), h.Op, h.View, h.Checksum[:4], h.Parent[:4]))
+			}
 		},
 		Apply: func(op uint64, client, request uint64) {
 			if err := s.durability[sh].Applied(op, checker.RequestID{Client: client, Request: request}); err != nil {
@@ -260,6 +263,9 @@ func (s *chatSubject) hooks(n *chatNode, sh int) vsr.Hooks {
 		},
 		StateSync: func(op uint64) {
 			s.agreement[sh].StateSync(i, op)
+			if chatEventDebug != nil && n.replicas != nil && sh < len(n.replicas) {
+				chatEventDebug(i, sh, n.replicas[sh], fmt.Sprintf("%d STATESYNC op=%d", s.c.Now(), op))
+			}
 			n.applied[sh] = op
 		},
 		// What a replica keeps in memory (idempotency pages, the block

@@ -120,6 +120,7 @@ func (r *Replica) openSuperblock(rec *recovery) {
 	r.superblock.durable = best
 	r.superblock.latest = best
 	r.view, r.logView = best.View, best.LogView
+	r.openLogView = best.LogView
 	r.commitMax = best.Commit
 	r.checkpointOp, r.checkpointChecksum = best.CheckpointOp, best.CheckpointChecksum
 	r.commitMin = best.CheckpointOp

@@ -107,11 +107,15 @@ type Replica struct {
 	hooks  Hooks
 	Stats  Stats
 
-	status    Status
-	view      uint32
-	logView   uint32
-	op        uint64 // head of the log
-	commitMin uint64 // applied
+	status  Status
+	view    uint32
+	logView uint32
+	// openLogView is the log view the WAL was recovered in. Until the log
+	// view changes, a slot recovery found faulty may hide an op this
+	// replica acknowledged in it (see uncertainAbove).
+	openLogView uint32
+	op          uint64 // head of the log
+	commitMin   uint64 // applied
 	// commitMinChecksum is the checksum of op commitMin, which the next op
 	// applied must name as its parent.
 	commitMinChecksum wire.Checksum

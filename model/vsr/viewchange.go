@@ -11,7 +11,10 @@ type doViewChange struct {
 	logView uint32
 	op      uint64
 	commit  uint64
-	refs    []ref
+	// uncertain: the highest op above op that the sender may have
+	// acknowledged in logView but can no longer show (0: none).
+	uncertain uint64
+	refs      []ref
 }
 
 // startViewChange moves to view v and asks every replica to do the same.
@@ -178,14 +181,16 @@ func (r *Replica) maybeSendDoViewChange() {
 	head := refs[len(refs)-1].Op
 	commit := min(r.commitMax, head)
 	assert(r.superblock.durable.View >= r.view && commit <= head, "a do_view_change before its view is durable")
+	uncertain := r.uncertainAbove(head)
 	if r.IsPrimary() {
-		r.dvcs[r.cfg.Replica] = &doViewChange{view: r.view, logView: r.logView, op: head, commit: commit, refs: refs}
+		r.dvcs[r.cfg.Replica] = &doViewChange{view: r.view, logView: r.logView, op: head, commit: commit, uncertain: uncertain, refs: refs}
 		return
 	}
 	h := r.header(wire.CommandDoViewChange)
 	h.LogView = r.logView
 	h.Op = head
 	h.Commit = commit
+	doViewChangeOf(&h).SetUncertain(uncertain)
 	r.send(r.primaryIndex(), wire.Message(h, encodeRefs(refs)))
 	r.event("do_view_change_sent")
 }
@@ -198,14 +203,16 @@ func (r *Replica) onDoViewChange(h *wire.Header, body []byte) {
 		return
 	}
 	refs, ok := decodeRefs(body, r.cfg.ViewHeadersMax)
-	if !ok || h.LogView > h.View || h.Commit > h.Op || len(refs) == 0 || refs[len(refs)-1].Op != h.Op {
+	uncertain := doViewChangeOf(h).Uncertain()
+	if !ok || h.LogView > h.View || h.Commit > h.Op || len(refs) == 0 || refs[len(refs)-1].Op != h.Op ||
+		(uncertain != 0 && (uncertain <= h.Op || uncertain > h.Op+uint64(r.cfg.SlotCount))) {
 		r.Stats.DroppedMalformed++
 		r.ignored(ignoreMalformed)
 		return
 	}
 	assert(r.status == StatusViewChange && r.IsPrimary() && !r.viewChosen, "a do_view_change reached other than a choosing primary")
 	assert(len(refs) <= r.cfg.ViewHeadersMax, "decodeRefs passed more refs than its bound")
-	r.dvcs[h.Replica] = &doViewChange{view: h.View, logView: h.LogView, op: h.Op, commit: h.Commit, refs: refs}
+	r.dvcs[h.Replica] = &doViewChange{view: h.View, logView: h.LogView, op: h.Op, commit: h.Commit, uncertain: uncertain, refs: refs}
 	r.svcFrom[h.Replica] = true
 }
 
@@ -244,6 +251,15 @@ func (r *Replica) maybeStartView() {
 			}
 		}
 		if n < r.cfg.QuorumViewChange() || r.dvcs[r.cfg.Replica] == nil {
+			return
+		}
+		if r.headUncertain() {
+			// A replica of the best log view may have acknowledged ops
+			// above the best head that its WAL lost, and their intact
+			// copies may sit with replicas not heard from: choosing now
+			// could drop a committed op. Wait for more do_view_changes (or
+			// let the view change time out to the next primary).
+			r.event("view_change_head_uncertain")
 			return
 		}
 		if head := r.bestHead(); head > r.checkpointOp+uint64(r.cfg.SlotCount) {
@@ -296,17 +312,66 @@ func (r *Replica) maybeStartView() {
 	r.superblock.persist(st, nil)
 }
 
-// bestHead is the head of the log chooseLog would adopt.
-func (r *Replica) bestHead() uint64 {
+// uncertainAbove is the highest op above head, within the WAL window, whose
+// slot recovery found faulty while the log view is still the one recovered
+// in: this replica may have acknowledged it before its copy was lost
+// (rot, a misdirected write, a wiped tail). 0 when there is none. After a
+// newer log view was installed, every op acknowledged in it was written
+// since, so an old faulty slot hides none of them.
+func (r *Replica) uncertainAbove(head uint64) uint64 {
+	if r.logView != r.openLogView {
+		return 0
+	}
+	for op := r.checkpointOp + uint64(r.cfg.SlotCount); op > head; op-- {
+		if s := &r.slots[r.slotOf(op)]; s.faulty && !s.writing {
+			assert(op > head && op <= r.checkpointOp+uint64(r.cfg.SlotCount), "an uncertain op outside the window above the head")
+			return op
+		}
+	}
+	return 0
+}
+
+// headUncertain reports whether an op above the best head could have been
+// committed, given the do_view_changes in hand. An op committed in the best
+// log view B was acknowledged by a replication quorum, all in log view B,
+// and storage faults (at most f replicas per WAL area, the fault model)
+// leave at least quorum-f of them with an intact copy. No do_view_change in
+// hand shows one, so for the op to be committed the intact copies must all
+// sit with replicas not heard from, and those together with the senders of
+// B that report the op uncertain must make a replication quorum.
+func (r *Replica) headUncertain() bool {
+	best := r.bestDVC()
+	unheard, uncertain := 0, 0
+	for _, d := range r.dvcs {
+		switch {
+		case d == nil:
+			unheard++
+		case d.logView == best.logView && d.uncertain > best.op:
+			uncertain++
+		}
+	}
+	if uncertain == 0 {
+		return false
+	}
+	intactMin := r.cfg.Quorum() - (r.cfg.ReplicaCount-1)/2
+	return unheard >= max(1, intactMin) && unheard+uncertain >= r.cfg.Quorum()
+}
+
+// bestDVC is the do_view_change whose log chooseLog would adopt: the
+// highest log view, then the highest op.
+func (r *Replica) bestDVC() *doViewChange {
 	var best *doViewChange
 	for _, d := range r.dvcs {
 		if d != nil && (best == nil || d.logView > best.logView || (d.logView == best.logView && d.op > best.op)) {
 			best = d
 		}
 	}
-	assert(best != nil, "no do_view_change to choose a head from")
-	return best.op
+	assert(best != nil, "no do_view_change to choose a log from")
+	return best
 }
+
+// bestHead is the head of the log chooseLog would adopt.
+func (r *Replica) bestHead() uint64 { return r.bestDVC().op }
 
 // chooseLog installs the canonical log: the one with the highest log view,
 // and the longest among those. Ops it has but we lack are repaired; ops no

@@ -101,3 +101,19 @@ func (v syncView) SetCheckpointChecksum(c wire.Checksum) {
 	assert(v.h.Command == wire.CommandSync && !c.IsZero(), "a sync without its checkpoint's checksum")
 	v.h.Context = c
 }
+
+// doViewChangeView: do_view_change names, in Request, the highest op its
+// sender may have acknowledged in its log view although its WAL can no
+// longer show it (a faulty slot above its head); 0 when there is none.
+type doViewChangeView struct{ h *wire.Header }
+
+func doViewChangeOf(h *wire.Header) doViewChangeView {
+	assert(h.Command == wire.CommandDoViewChange, "a do_view_change view of another command")
+	return doViewChangeView{h}
+}
+
+func (v doViewChangeView) Uncertain() uint64 { return v.h.Request }
+func (v doViewChangeView) SetUncertain(op uint64) {
+	assert(op == 0 || op > v.h.Op, "an uncertain op at or below the head")
+	v.h.Request = op
+}
