@@ -59,6 +59,10 @@ const (
 	// window, but whose message the room's retention has since removed.
 	// The post is not applied again; the original seq is gone.
 	CodeDuplicateRemoved
+	// CodeStorageFull: the shard's grid is nearly full; an operation that
+	// would grow the state (or, past the last reserve, any change) is
+	// refused until deletions and the next checkpoint free blocks.
+	CodeStorageFull
 	codeCount
 )
 
@@ -70,7 +74,7 @@ var codeNames = [codeCount]string{
 	"not_member", "private_room", "direct_room", "unknown_thread",
 	"seq_beyond_head", "tenants_full", "rooms_full", "tenant_full",
 	"members_full", "threads_full", "storage_unavailable",
-	"audit_room", "not_creator", "duplicate_removed",
+	"audit_room", "not_creator", "duplicate_removed", "storage_full",
 }
 
 func (c Code) String() string {

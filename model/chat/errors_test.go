@@ -3,6 +3,7 @@ package chat
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -123,6 +124,16 @@ func errorCases() []errCase {
 			h.mustPost("acme", "alice", "pub", 0, "k4", "third")
 			h.mustCode(h.setRetention("acme", "alice", "pub", 1), CodeOK)
 		}, OperationPost, post("acme", "alice", "pub", 0, "k1", "hello"), CodeDuplicateRemoved},
+		{"post to a shard whose grid is full", func(h *harness) {
+			h.grid, h.disk = newSizedGrid(512)
+			h.checkpoint()
+			for i := 0; i < 5000; i++ {
+				if h.post("acme", "alice", "pub", 0, fmt.Sprintf("fill%d", i), "fill").Code == CodeStorageFull {
+					return
+				}
+			}
+			h.t.Fatal("the grid never filled")
+		}, OperationPost, okPost, CodeStorageFull},
 	}
 }
 

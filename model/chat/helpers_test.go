@@ -36,6 +36,7 @@ type harness struct {
 }
 
 func newHarness(t testing.TB, l Limits) *harness {
+	l.GridReserveBlocks = min(l.GridReserveBlocks, 64) // the test grid holds no client table
 	m := New(l)
 	m.CheckDirtyTracking(true)
 	return &harness{t: t, m: m, nowNs: 1_000_000}

@@ -62,7 +62,16 @@ type Limits struct {
 	// (PostBatchReplySizeMax) must fit the VSR client table's ReplySizeMax,
 	// so that a retried batch gets its original reply (CheckConfig).
 	PostBatchCountMax int
+	// GridReserveBlocks are grid blocks kept back for what the chat state
+	// does not count when it admits writes (capacity.go): the replication
+	// layer's client table and root. GridReserveBlocksFor sizes it.
+	GridReserveBlocks int
 }
+
+// GridReserveBlocksFor is the reserve the client table of c needs at a
+// checkpoint: every session changed (an item each: its page, a split, an
+// index node) and the roots.
+func GridReserveBlocksFor(c *vsr.Config) int { return 3*c.ClientsMax + 64 }
 
 // Default limit values. The state lives in the grid (docs/storage.md), so
 // they bound what one shard is sized for, not what a snapshot can hold:
@@ -98,6 +107,7 @@ func DefaultLimits() Limits {
 		DedupPagesCached:    DedupPagesCachedDefault,
 		ReadReplySizeMax:    ReadReplySizeMaxDefault,
 		PostBatchCountMax:   PostBatchCountMaxDefault,
+		GridReserveBlocks:   3*16_384 + 64,
 	}
 }
 
@@ -115,6 +125,7 @@ func SimLimits() Limits {
 		DedupPagesCached:    2,
 		ReadReplySizeMax:    8 << 10,
 		PostBatchCountMax:   8,
+		GridReserveBlocks:   3*16 + 64,
 	}
 }
 
@@ -147,6 +158,8 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("chat: rooms per tenant max %d exceeds rooms max %d", l.RoomsPerTenantMax, l.RoomsMax)
 	case l.IdempotencyWindowNs <= 0:
 		return fmt.Errorf("chat: idempotency window %d ns must be positive", l.IdempotencyWindowNs)
+	case l.GridReserveBlocks < 0:
+		return fmt.Errorf("chat: grid reserve blocks %d must not be negative", l.GridReserveBlocks)
 	case l.DedupPagesCached < 0:
 		return fmt.Errorf("chat: dedup pages cached %d must not be negative", l.DedupPagesCached)
 	case l.ReadReplySizeMax < snapshotReplyFixedSize+messageWireSizeMax(l.BodySizeMax) || l.ReadReplySizeMax > wire.BodySizeMax:

@@ -25,6 +25,7 @@ type Machine struct {
 	deleted      []string               // keys of rooms deleted since the last checkpoint
 	releaseLater []grid.Ref             // message blocks of deleted rooms, released at the next checkpoint
 	checkClean   bool                   // see CheckDirtyTracking
+	growth       growth                 // what the next checkpoint may acquire (capacity.go)
 	tableBuf     []byte                 // a room record being encoded
 	tableItems   []grid.TableItem       // a room's items being encoded
 	blockBuf     []byte                 // a message block being encoded
@@ -52,6 +53,7 @@ func New(limits Limits) *Machine {
 		panic(err)
 	}
 	m := &Machine{limits: limits}
+	m.growth.unbounded = true // no grid until the first Checkpoint or Open
 	m.tables[tableDedup].ResidentPagesMax = limits.DedupPagesCached
 	return m
 }
@@ -166,7 +168,8 @@ func (m *Machine) insertRoom(i int, r *room) {
 	m.rooms[i] = r
 	m.roomsCreated++
 	r.incarnation = m.roomsCreated
-	r.markDirty()
+	m.markDirty(r)
+	m.growth.pending += itemBlocksMax * len(r.members)
 	for _, u := range r.members {
 		m.indexMember(r, u, true)
 	}

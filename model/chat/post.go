@@ -56,8 +56,11 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 			return appendCode(reply, CodeThreadsFull)
 		}
 	}
+	if !m.admit(growthBlocksMax, true) {
+		return appendCode(reply, CodeStorageFull)
+	}
 	// Accepted: nothing below refuses.
-	r.markDirty()
+	m.markDirty(r)
 	if !exists {
 		r.threads = append(r.threads, thread{})
 		copy(r.threads[ti+1:], r.threads[ti:])
@@ -68,6 +71,7 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 		head = &r.threads[ti].head
 	}
 	e := m.appendEntry(r, head, q.thread, r.members[mi], nowNs, q.key, q.body)
+	m.chargeTail(r.store(q.thread), q.thread, entryWireSize(&e))
 	m.recordKey(r, q.key, &dedupEntry{thread: e.thread, seq: e.seq, timeNs: nowNs, hash: e.hash})
 	reply = appendPostReply(reply, e.seq, e.hash, nowNs, false)
 	m.trim(r, e.thread, e.seq)

@@ -14,6 +14,9 @@ func (m *Machine) applyCreateRoom(q *request, nowNs int64, reply []byte) []byte 
 	if c := m.admitRoom(q.tenant); c != CodeOK {
 		return appendCode(reply, c)
 	}
+	if !m.admit(growthBlocksMax, true) {
+		return appendCode(reply, CodeStorageFull)
+	}
 	creator := string(q.user)
 	m.insertRoom(i, &room{
 		tenant: string(q.tenant), id: string(q.room), creator: creator,
@@ -70,8 +73,12 @@ func (m *Machine) addMember(r *room, i int, user []byte, reply []byte) []byte {
 	if len(r.members) >= m.limits.MembersPerRoomMax {
 		return appendCode(reply, CodeMembersFull)
 	}
+	if !m.admit(growthBlocksMax, true) {
+		return appendCode(reply, CodeStorageFull)
+	}
+	m.growth.pending += itemBlocksMax
 	r.members = slices.Insert(r.members, i, string(user))
-	r.markDirty()
+	m.markDirty(r)
 	m.indexMember(r, string(user), true)
 	return appendAck(reply, len(r.members))
 }
@@ -87,9 +94,13 @@ func (m *Machine) applyLeave(q *request, reply []byte) []byte {
 	if !member {
 		return appendCode(reply, CodeNotMember)
 	}
+	if !m.admit(itemBlocksMax, false) {
+		return appendCode(reply, CodeStorageFull)
+	}
+	m.growth.pending += itemBlocksMax
 	m.indexMember(r, r.members[i], false)
 	r.members = slices.Delete(r.members, i, i+1)
-	r.markDirty()
+	m.markDirty(r)
 	return appendAck(reply, len(r.members))
 }
 
@@ -106,6 +117,9 @@ func (m *Machine) applyOpenDirect(q *request, nowNs int64, reply []byte) []byte 
 	}
 	if c := m.admitRoom(q.tenant); c != CodeOK {
 		return appendCode(reply, c)
+	}
+	if !m.admit(growthBlocksMax, true) {
+		return appendCode(reply, CodeStorageFull)
 	}
 	members := []string{string(q.user), string(q.other)}
 	slices.Sort(members)
@@ -141,6 +155,10 @@ func (m *Machine) applyDeleteRoom(q *request, reply []byte) []byte {
 	if c != CodeOK {
 		return appendCode(reply, c)
 	}
+	if !m.admit(deleteBlocksMax, false) {
+		return appendCode(reply, CodeStorageFull)
+	}
+	m.growth.pending += deleteBlocksMax
 	m.releaseLater = appendStoreBlocks(m.releaseLater, &r.mainStore)
 	for j := range r.threads {
 		m.releaseLater = appendStoreBlocks(m.releaseLater, &r.threads[j].store)
@@ -175,8 +193,13 @@ func (m *Machine) applySetRetention(q *request, reply []byte) []byte {
 	if c != CodeOK {
 		return appendCode(reply, c)
 	}
+	cost := itemBlocksMax * len(r.threads) // each thread's item names its oldest seq
+	if !m.admit(cost, false) {
+		return appendCode(reply, CodeStorageFull)
+	}
+	m.growth.pending += cost
 	r.retention = q.retention
-	r.markDirty()
+	m.markDirty(r)
 	m.trim(r, 0, r.main.seq)
 	for j := range r.threads {
 		m.trim(r, r.threads[j].parent, r.threads[j].head.seq)

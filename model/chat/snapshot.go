@@ -155,8 +155,9 @@ func (m *Machine) Restore(snapshot []byte) error {
 	}
 	next.tables[tableDedup].ResidentPagesMax = m.limits.DedupPagesCached
 	for _, r := range next.rooms {
-		r.markDirty()
+		m.markDirty(r)
 	}
+	m.growth.unbounded = true // every item is written again: not counted per operation
 	m.rooms, m.tenants, m.roomsCreated = next.rooms, next.tenants, next.roomsCreated
 	m.tables[tableDedup] = next.tables[tableDedup]
 	m.prefetchPending, m.prefetchWaiter, m.prefetchCreates = 0, nil, false // reads of the replaced table never end

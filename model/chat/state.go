@@ -38,6 +38,9 @@ type msgBlock struct {
 type logStore struct {
 	first  uint64
 	blocks []msgBlock
+	// tailBytes counts the wire bytes of the messages appended since the
+	// last checkpoint, which the next one seals into blocks (capacity.go).
+	tailBytes int
 }
 
 // firstSeq is the oldest seq held.

@@ -63,6 +63,10 @@ func blockDataMax(g *grid.Grid) int { return g.Config().DataMax() - 64 }
 // sealTails moves every log's tail to message blocks.
 func (m *Machine) sealTails(g *grid.Grid) {
 	for _, r := range m.rooms {
+		r.mainStore.tailBytes = 0
+		for i := range r.threads {
+			r.threads[i].store.tailBytes = 0
+		}
 		if len(r.messages) == 0 {
 			continue
 		}

@@ -45,14 +45,21 @@ func roomKey(tenant, id string) string { return tenant + "\x00" + id }
 // roomPrefix starts every item of room rk in the per-room tables.
 func roomPrefix(rk string) string { return rk + "\x00" }
 
-// markDirty notes that r changed since the last checkpoint.
-func (r *room) markDirty() { r.dirty = true }
+// markDirty notes that r changed since the last checkpoint, and counts the
+// rooms-table page its item may dirty (capacity.go).
+func (m *Machine) markDirty(r *room) {
+	if !r.dirty {
+		r.dirty = true
+		m.growth.pending += itemBlocksMax
+	}
+}
 
 // Checkpoint writes the state to the grid: each log's new messages as
 // message blocks (each written once, never rewritten), then the table
 // pages that changed, under one root.
 func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 	m.grid = g
+	bound, acquired := m.checkpointBlocksMax(g), g.Stats.BlocksAcquired
 	m.releaseRetained(g)
 	m.sealTails(g)
 	for _, rk := range m.deleted {
@@ -90,6 +97,10 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 	}
 	g.Release(m.root)
 	m.root = g.WriteNode(grid.KindRoom, children, binary.LittleEndian.AppendUint64([]byte{mask}, m.roomsCreated), false)
+	if written := int(g.Stats.BlocksAcquired - acquired); written > bound && !m.growth.unbounded {
+		panic(fmt.Sprintf("chat: a checkpoint acquired %d blocks, above the %d its writes were admitted against", written, bound))
+	}
+	m.growth = growth{}
 	return m.root
 }
 
@@ -192,6 +203,7 @@ func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 			}
 			if err == nil {
 				m.root = root
+				m.growth = growth{} // the state is the checkpoint's: nothing charged yet
 			}
 			done(err)
 		})

@@ -48,6 +48,7 @@ type Table struct {
 	loading    map[*tablePage][]func(error) // cold pages being read, and who waits for them
 	generation uint64                       // advanced by Open: a read started before it is dropped
 	cold       int                          // pages not in memory
+	dirtied    int                          // pages made dirty or created since the last checkpoint
 }
 
 // Cold counts the pages not in memory.
@@ -204,6 +205,7 @@ func (t *Table) Set(it TableItem) {
 		it.Value = append([]byte(nil), it.Value...)
 		t.clock++
 		t.pages = append(t.pages, &tablePage{items: []TableItem{it}, size: 4 + it.encodedSize(), dirty: true, used: t.clock})
+		t.dirtied++
 		return
 	}
 	p, i, ok := t.locate(it.Key)
@@ -222,10 +224,40 @@ func (t *Table) Set(it TableItem) {
 		page.items[i] = it
 		page.size += it.encodedSize()
 	}
-	page.dirty = true
+	t.markDirty(page)
 	if page.size > t.pageMax() {
 		t.split(p)
 	}
+}
+
+// markDirty notes that page p changed since the last checkpoint.
+func (t *Table) markDirty(p *tablePage) {
+	if !p.dirty {
+		p.dirty = true
+		t.dirtied++
+	}
+}
+
+// CheckpointBlocksMax bounds the blocks the next Checkpoint writes, as the
+// table stands: every page made dirty or created since the last one, and
+// every index node (an inserted page shifts the nodes after it). Callers
+// that refuse writes before the grid is full add it up per operation.
+func (t *Table) CheckpointBlocksMax(c Config) int {
+	keyMax := ItemBytesMax(t.pageMax()) - ItemOverhead
+	per := min(c.ChildrenMax(), c.DataMax()/(RefSize+2+keyMax))
+	if per < 2 {
+		panic("grid: table index nodes of fewer than two children")
+	}
+	nodes, n := 0, len(t.pages)
+	for {
+		level := max(1, (n+per-1)/per)
+		nodes += level
+		if level == 1 {
+			break
+		}
+		n = level
+	}
+	return t.dirtied + nodes
 }
 
 // split halves page p by size.
@@ -238,6 +270,7 @@ func (t *Table) split(p int) {
 	}
 	n = max(n, 1)
 	right := &tablePage{items: append([]TableItem(nil), page.items[n:]...), dirty: true, used: page.used}
+	t.dirtied++
 	right.size = 4
 	for i := range right.items {
 		right.size += right.items[i].encodedSize()
@@ -265,7 +298,7 @@ func (t *Table) Delete(key string) {
 	copy(page.items[i:], page.items[i+1:])
 	page.items[len(page.items)-1] = TableItem{}
 	page.items = page.items[:len(page.items)-1]
-	page.dirty = true
+	t.markDirty(page)
 	t.mergeSmall(p)
 }
 
@@ -289,7 +322,7 @@ func (t *Table) mergeSmall(p int) {
 		a, b := t.pages[lo], t.pages[hi]
 		a.items = append(a.items, b.items...)
 		a.size += b.size - 4
-		a.dirty = true
+		t.markDirty(a)
 		t.removePage(hi)
 		return
 	}
@@ -391,6 +424,7 @@ func (t *Table) Checkpoint(g *Grid) Ref {
 	}
 	t.levels = t.levels[:level]
 	t.root = refs[0]
+	t.dirtied = 0
 	t.evict()
 	return t.root
 }

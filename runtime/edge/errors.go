@@ -88,7 +88,7 @@ func statusOfChat(c chat.Code) int {
 		return http.StatusConflict
 	case chat.CodeBodyTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case chat.CodeTenantsFull, chat.CodeRoomsFull, chat.CodeTenantFull, chat.CodeMembersFull, chat.CodeThreadsFull:
+	case chat.CodeTenantsFull, chat.CodeRoomsFull, chat.CodeTenantFull, chat.CodeMembersFull, chat.CodeThreadsFull, chat.CodeStorageFull:
 		return http.StatusInsufficientStorage
 	case chat.CodeStorageUnavailable:
 		return http.StatusServiceUnavailable
@@ -129,6 +129,7 @@ var chatMessages = map[chat.Code]string{
 	chat.CodeAuditRoom:             "an audit room's history is immutable: it cannot be deleted or take a retention",
 	chat.CodeNotCreator:            "only the room's creator may delete it or change its retention",
 	chat.CodeDuplicateRemoved:      "this idempotency key was already posted, and the room's retention has since removed that message; it is not posted again",
+	chat.CodeStorageFull:           "the shard's storage is full: nothing was changed; delete rooms or ask the operator for a larger grid",
 }
 
 // allCodes lists every code a client can see (edge codes, then chat codes).

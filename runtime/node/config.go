@@ -97,6 +97,7 @@ func (c *ClusterConfig) ChatLimits() chat.Limits {
 	v := c.vsrConfig(0, 0)
 	// A quarter of the block cache holds decoded idempotency pages.
 	l.DedupPagesCached = max(16, v.CacheSizeBytes/4/grid.TablePageBytesMax)
+	l.GridReserveBlocks = chat.GridReserveBlocksFor(&v)
 	if n := l.PostBatchCountFit(&v, l.PostBatchCountMax); n > 0 {
 		l.PostBatchCountMax = n
 	} else {

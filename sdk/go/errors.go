@@ -58,6 +58,7 @@ const (
 	CodeTenantFull            Code = "tenant_full"
 	CodeMembersFull           Code = "members_full"
 	CodeThreadsFull           Code = "threads_full"
+	CodeStorageFull           Code = "storage_full"
 	CodeMalformed             Code = "malformed"
 	CodeUnknownOperation      Code = "unknown_operation"
 
