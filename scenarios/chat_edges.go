@@ -365,6 +365,7 @@ type chatEdge struct {
 	core      *deliveryEdge
 	sessions  [][]*chatEdgeSession // [shard][slot]
 	waiting   [][]chatEdgeRead     // [shard]: reads waiting for a session, in issue order
+	seen      []uint64             // [shard]: the newest op any session's reply named (runtime/client shares it too)
 	made      uint64               // sessions made: the generation of a new one's client id
 	crashAt   model.Tick
 	restartAt model.Tick
@@ -419,7 +420,7 @@ func (e *chatEdge) start() {
 	d := e.d
 	e.core = newDeliveryEdge(&d.crowd, e.index, e.env.PRNG, len(d.logs))
 	d.crowd.edges[e.index] = e.core
-	e.sessions, e.waiting = make([][]*chatEdgeSession, d.s.shards), make([][]chatEdgeRead, d.s.shards)
+	e.sessions, e.waiting, e.seen = make([][]*chatEdgeSession, d.s.shards), make([][]chatEdgeRead, d.s.shards), make([]uint64, d.s.shards)
 	for sh := range e.sessions {
 		for slot := range chatEdgeSessionsPerShard {
 			e.sessions[sh] = append(e.sessions[sh], e.newSession(sh, slot))
@@ -508,7 +509,11 @@ func (e *chatEdge) send(ss *chatEdgeSession, r *chatEdgeRead) {
 			flags = vsr.RequestFlagBounded
 		}
 	}
-	if !ss.client.SubmitFlags(operation, flags, body, func(reply vsr.Reply) { e.onReply(ss, r, operation, reply) }) {
+	ss.client.LearnSeen(e.seen[l.shard])
+	if !ss.client.SubmitFlags(operation, flags, body, func(reply vsr.Reply) {
+		e.seen[l.shard] = max(e.seen[l.shard], ss.client.Seen())
+		e.onReply(ss, r, operation, reply)
+	}) {
 		panic("chat subject: an idle edge session refused a read")
 	}
 }

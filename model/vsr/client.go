@@ -45,6 +45,7 @@ type Client struct {
 	session  uint64
 	request  uint64
 	view     uint32
+	seen     uint64 // the newest op a reply named: bounded reads need a state that applied it
 	evicted  bool
 	inflight *pendingRequest
 	queued   *pendingRequest // the user request waiting for registration
@@ -81,6 +82,15 @@ func (c *Client) LearnView(view uint32) {
 		c.view = view
 	}
 	assert(c.view >= view, "a client's view went back")
+}
+
+// Seen is the newest op a reply to this client named as committed.
+func (c *Client) Seen() uint64 { return c.seen }
+
+// LearnSeen raises Seen, so that a pool of clients sharing what one of
+// them saw reads bounded state no older than it.
+func (c *Client) LearnSeen(op uint64) {
+	c.seen = max(c.seen, op)
 }
 
 // Busy reports whether a request is outstanding.
@@ -131,6 +141,9 @@ func (c *Client) send(p *pendingRequest) {
 		h.Request = 0
 	}
 	requestOf(&h).SetSession(c.session)
+	if p.flags&RequestFlagBounded != 0 {
+		requestOf(&h).SetAppliedMin(c.seen)
+	}
 	h.SetChecksums(p.body)
 	c.msgBuf = encodeMessage(c.msgBuf, &h, p.body)
 	p.msg = c.msgBuf
@@ -208,6 +221,7 @@ func (c *Client) OnMessage(from model.Address, msg []byte) {
 		if h.Request != c.request {
 			return
 		}
+		c.seen = max(c.seen, h.Op)
 		c.inflight = nil
 		c.timeout.Stop()
 		if p.done != nil {

@@ -42,6 +42,20 @@ func (r *Replica) onRead(from model.Address, h *wire.Header, body []byte) {
 		return
 	}
 	if h.Flags&RequestFlagBounded != 0 {
+		if need := requestOf(h).AppliedMin(); need > r.commitMin {
+			// The client saw a newer state than ours: a log of it may be a
+			// room deleted and created again since, of which ours is not a
+			// prefix. Answer once applied that far (the client retries
+			// elsewhere if we never get there).
+			if need > r.commitMax || len(r.boundedReads) >= r.cfg.RequestQueueMax {
+				r.Stats.RequestsDropped++
+				return
+			}
+			r.boundedReads = append(r.boundedReads, pendingRead{from: from, client: h.Client, request: h.Request,
+				operation: h.Operation, commit: need, body: append([]byte(nil), body...)})
+			r.event("read_bounded_wait")
+			return
+		}
 		r.serveRead(from, h.Client, h.Request, h.Operation, body)
 		r.event("read_bounded")
 		return
@@ -74,11 +88,26 @@ func (r *Replica) serveRead(from model.Address, client, request uint64, operatio
 // maybeServeReads starts a heartbeat round for new reads and serves those
 // whose round and commit are reached.
 func (r *Replica) maybeServeReads() {
-	if len(r.reads) == 0 {
+	if len(r.reads) == 0 && len(r.boundedReads) == 0 {
 		return
 	}
 	if r.status != StatusNormal || !r.IsPrimary() || !r.smValid {
 		r.dropReads()
+		return
+	}
+	kept := 0
+	for _, p := range r.boundedReads {
+		if p.commit > r.commitMin {
+			r.boundedReads[kept] = p
+			kept++
+			continue
+		}
+		r.serveRead(p.from, p.client, p.request, p.operation, p.body)
+		r.event("read_bounded")
+	}
+	clear(r.boundedReads[kept:])
+	r.boundedReads = r.boundedReads[:kept]
+	if len(r.reads) == 0 {
 		return
 	}
 	if r.readRoundDue {
@@ -125,5 +154,7 @@ func (r *Replica) confirmedRound() uint64 {
 // dropReads forgets queued reads: their clients retry at the primary.
 func (r *Replica) dropReads() {
 	r.reads = r.reads[:0]
+	clear(r.boundedReads)
+	r.boundedReads = r.boundedReads[:0]
 	r.readRoundDue = false
 }

@@ -156,6 +156,7 @@ type Replica struct {
 	noopDue      bool              // a new primary commits an empty prepare at once
 	viewOpStart  uint64            // the first op this primary prepared in its view
 	reads        []pendingRead     // linearizable reads waiting for a round (read.go)
+	boundedReads []pendingRead     // bounded reads waiting to apply the op their client saw (read.go)
 	readRound    uint64            // heartbeat rounds sent; only grows
 	readRoundDue bool              // a read arrived since the last round began
 	ackRound     []uint64          // per replica: newest round acknowledged in this view

@@ -22,6 +22,14 @@ func (v requestView) SetSession(s uint64) {
 	v.h.Commit = s
 }
 
+// AppliedMin: a bounded read names, in Op, the newest op its client saw
+// committed; only a state that applied it may answer (read.go).
+func (v requestView) AppliedMin() uint64 { return v.h.Op }
+func (v requestView) SetAppliedMin(op uint64) {
+	assert(op == 0 || v.h.Flags&RequestFlagBounded != 0, "an applied minimum on other than a bounded read")
+	v.h.Op = op
+}
+
 // heartbeatView: the primary's commit message names its heartbeat round in
 // Request, the checksum of op Commit in Context, its head in Op and the
 // head's own checksum (not a parent) in Parent.

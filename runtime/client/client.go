@@ -79,6 +79,7 @@ type shardPool struct {
 	sessions []*session
 	waiting  []*waiter // bounded by waitingMax; retried waiters first
 	view     uint32    // highest view any session of the pool learned
+	seen     uint64    // newest op any session's reply named: bounded reads need a state that applied it
 	byID     map[uint64]*session
 	budget   int // replacements left this second
 	ticks    int // since the budget was refilled
@@ -238,6 +239,7 @@ func (c *Client) deliver(from model.Address, msg []byte) {
 			if v := ss.vc.View(); v > pool.view {
 				pool.view = v
 			}
+			pool.seen = max(pool.seen, ss.vc.Seen())
 		}
 		c.dispatch(pool)
 	})
@@ -305,6 +307,7 @@ func (c *Client) dispatch(pool *shardPool) {
 		}
 		ss.used = true
 		ss.vc.LearnView(pool.view)
+		ss.vc.LearnSeen(pool.seen)
 		if !ss.vc.SubmitFlags(w.operation, w.flags, w.body, func(r vsr.Reply) { c.answer(pool, w, r) }) {
 			panic("client: an idle, live session refused a request")
 		}
