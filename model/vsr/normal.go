@@ -241,6 +241,7 @@ func (r *Replica) onPrepare(h *wire.Header, msg []byte) {
 	}
 	if h.View < r.view || r.status != StatusNormal || r.startViewDue || int(h.Replica) != r.primaryIndex() {
 		// Not part of the current view's stream, but a repair may want it.
+		r.joinStartedView(h)
 		r.onRepairPrepare(h, msg)
 		return
 	}
@@ -513,6 +514,7 @@ func (r *Replica) onCommit(h *wire.Header) {
 		r.joinNewerView(h.View)
 		return
 	}
+	r.joinStartedView(h)
 	if r.ignored(r.ignoreCommit(h)) {
 		return
 	}

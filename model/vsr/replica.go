@@ -177,6 +177,9 @@ type Replica struct {
 	nacks        map[uint64][]bool
 	startViewDue bool // backup: SV installed, waiting for the superblock
 	needSV       bool // ask the primary for a start_view
+	// svAnswered: the primary of this view answered with a start_view
+	// since the last view change timeout (it is up and in normal status).
+	svAnswered bool
 
 	timeoutHeartbeat  model.Timeout
 	timeoutPrimary    model.Timeout
@@ -444,8 +447,15 @@ func (r *Replica) Tick() {
 	}
 	if r.timeoutViewChange.Fired() {
 		r.timeoutViewChange.Backoff()
-		r.event("view_change_timeout")
-		r.startViewChange(r.view + 1)
+		if r.needSV && r.svAnswered {
+			// Our view's primary is up and answers: we are only catching up
+			// (state sync). A new view change would depose it for nothing.
+			r.svAnswered = false
+			r.event("view_change_timeout_primary_up")
+		} else {
+			r.event("view_change_timeout")
+			r.startViewChange(r.view + 1)
+		}
 	}
 	if r.timeoutRepair.Fired() {
 		r.timeoutRepair.Start()
