@@ -230,7 +230,7 @@ func failover(ctx context.Context, trials int, verbose bool, log io.Writer) (Res
 		if err != nil {
 			return res, fmt.Errorf("trial %d: %w", t, err)
 		}
-		gap, ok := l.gap(killedAt)
+		gap, ok := l.gap(killedAt, killedAt.Add(tl.normalAt))
 		if !ok {
 			return res, fmt.Errorf("trial %d: no acks on both sides of the kill", t)
 		}
