@@ -252,6 +252,8 @@ func (r *Replica) onPrepare(h *wire.Header, msg []byte) {
 	assert(h.Op > r.commitMin && h.Op > r.checkpointOp, "a prepare of an applied op passed the guard")
 	if h.Op > r.op {
 		r.op = h.Op
+	} else if h.Op < r.op && !r.present(h.Op) {
+		r.repairSoon = true // a repair answered by the primary: ask for the rest now
 	}
 	r.learnHeader(h)
 	r.writePrepare(h, msg)

@@ -114,6 +114,7 @@ func (r *Replica) onRepairPrepare(h *wire.Header, msg []byte) {
 	assert(h.Op > r.checkpointOp && h.Op <= r.op, "a repair prepare outside the log")
 	r.learnHeader(h)
 	r.writePrepare(h, msg)
+	r.repairSoon = true
 	r.event("repair_prepare")
 }
 

@@ -180,6 +180,9 @@ type Replica struct {
 	// svAnswered: the primary of this view answered with a start_view
 	// since the last view change timeout (it is up and in normal status).
 	svAnswered bool
+	// repairSoon: a repaired prepare arrived; ask for what it revealed
+	// missing at the next tick instead of the next repair round.
+	repairSoon bool
 
 	timeoutHeartbeat  model.Timeout
 	timeoutPrimary    model.Timeout
@@ -457,8 +460,9 @@ func (r *Replica) Tick() {
 			r.startViewChange(r.view + 1)
 		}
 	}
-	if r.timeoutRepair.Fired() {
+	if r.timeoutRepair.Fired() || r.repairSoon {
 		r.timeoutRepair.Start()
+		r.repairSoon = false
 		r.repair()
 	}
 	if r.timeoutRetry.Fired() {
