@@ -42,12 +42,14 @@
 //	    against bytes changed, cold and warm 50-message pages through the
 //	    edge, and the time a wiped replica takes to sync.
 //
-//	tigerbench failover [-trials N] [-json]
+//	tigerbench failover [-trials N] [-json] [-v]
 //	    starts a 3-replica cluster of real `tigerchat start` processes on
 //	    127.0.0.1 (in a temporary directory, removed afterwards), then N times:
 //	    kill -9 the primary of shard 0, time until a replica of a later view
 //	    reports a commit (and until a client's post is acknowledged), restart
-//	    the killed replica. Prints p50/p99/max.
+//	    the killed replica. Prints p50/p99/max, and per trial who took over,
+//	    in which view, when it was normal and first committed (with -v, or
+//	    for a trial slower than 200 ms, every status change seen).
 //
 // Every run is bounded in trials and time, talks only to 127.0.0.1, and kills
 // every process it started, also on interrupt.
@@ -93,7 +95,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runSDK(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "failover" {
-		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover] [-seconds S] ... | tigerbench failover [-trials N] [-json] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json] | tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-pages N] [-json] | tigerbench sdk [-sdks raw,go,go-default,node,rust] [-conns N] [-inflight N] [-seconds S] [-json]")
+		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover] [-seconds S] ... | tigerbench failover [-trials N] [-json] [-v] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json] | tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-pages N] [-json] | tigerbench sdk [-sdks raw,go,go-default,node,rust] [-conns N] [-inflight N] [-seconds S] [-json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("tigerbench failover", flag.ContinueOnError)
