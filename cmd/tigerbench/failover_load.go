@@ -139,16 +139,25 @@ func (l *failoverLoad) follow(ctx context.Context, until *uint64) {
 	}
 }
 
-// gap is how long the publishers went without any ack around at: from the
-// last ack before it to the first after it.
-func (l *failoverLoad) gap(at time.Time) (time.Duration, bool) {
+// gap is how long the publishers went without any ack around at: the
+// longest wait between consecutive acks from the last before at to the
+// first at or after until (when the new primary was seen normal). Acks that
+// arrive just after at were committed before it, so the gap is not simply
+// the wait from the last ack before at to the next one.
+func (l *failoverLoad) gap(at, until time.Time) (time.Duration, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	i, _ := slices.BinarySearchFunc(l.ackTimes, at, func(t, at time.Time) int { return t.Compare(at) })
-	if i == 0 || i == len(l.ackTimes) {
+	cmp := func(t, at time.Time) int { return t.Compare(at) }
+	i, _ := slices.BinarySearchFunc(l.ackTimes, at, cmp)
+	end, _ := slices.BinarySearchFunc(l.ackTimes, until, cmp)
+	if i == 0 || end == len(l.ackTimes) {
 		return 0, false
 	}
-	return l.ackTimes[i].Sub(l.ackTimes[i-1]), true
+	longest := time.Duration(0)
+	for j := i; j <= end; j++ {
+		longest = max(longest, l.ackTimes[j].Sub(l.ackTimes[j-1]))
+	}
+	return longest, true
 }
 
 // finish stops the publishers (stop cancels their context), lets the

@@ -1,6 +1,6 @@
 // Command tigerbench measures a running TigerChat cluster and prints numbers.
 //
-//	tigerbench failover [-trials N] [-json]
+//	tigerbench failover [-trials N] [-json] [-v]
 //	    see below; while it runs, 4 publishers post to the room and a
 //	    follower reads it, so each trial also gives the gap in acks around
 //	    the kill, and the end checks every ack: lost and duplicated must be 0.
@@ -42,12 +42,14 @@
 //	    against bytes changed, cold and warm 50-message pages through the
 //	    edge, and the time a wiped replica takes to sync.
 //
-//	tigerbench failover [-trials N] [-json]
+//	tigerbench failover [-trials N] [-json] [-v]
 //	    starts a 3-replica cluster of real `tigerchat start` processes on
 //	    127.0.0.1 (in a temporary directory, removed afterwards), then N times:
 //	    kill -9 the primary of shard 0, time until a replica of a later view
 //	    reports a commit (and until a client's post is acknowledged), restart
-//	    the killed replica. Prints p50/p99/max.
+//	    the killed replica. Prints p50/p99/max, and per trial who took over,
+//	    in which view, when it was normal and first committed (with -v, or
+//	    for a trial slower than 200 ms, every status change seen).
 //
 // Every run is bounded in trials and time, talks only to 127.0.0.1, and kills
 // every process it started, also on interrupt.
@@ -93,13 +95,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runSDK(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "failover" {
-		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover] [-seconds S] ... | tigerbench failover [-trials N] [-json] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json] | tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-pages N] [-json] | tigerbench sdk [-sdks raw,go,go-default,node,rust] [-conns N] [-inflight N] [-seconds S] [-json]")
+		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover] [-seconds S] ... | tigerbench failover [-trials N] [-json] [-v] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json] | tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-pages N] [-json] | tigerbench sdk [-sdks raw,go,go-default,node,rust] [-conns N] [-inflight N] [-seconds S] [-json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("tigerbench failover", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	trials := fs.Int("trials", 20, "number of kills `N` (1..200)")
 	asJSON := fs.Bool("json", false, "print one JSON line instead of a table")
+	verbose := fs.Bool("v", false, "print every status change seen during every trial")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -111,7 +114,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(*trials)*20*time.Second+time.Minute)
 	defer cancel()
-	res, err := failover(ctx, *trials, stderr)
+	res, err := failover(ctx, *trials, *verbose, stderr)
 	if done, code := report(stdout, stderr, res, err, *asJSON); done {
 		return code
 	}
@@ -184,7 +187,11 @@ func tigerchatBinary(dir, given string) (string, error) {
 	return testcluster.Build(moduleRoot(), dir)
 }
 
-func failover(ctx context.Context, trials int, log io.Writer) (Result, error) {
+// slowTrialMs: a trial whose post or gap in acks took longer prints every
+// status change the bench saw (-v prints them for every trial).
+const slowTrialMs = 200
+
+func failover(ctx context.Context, trials int, verbose bool, log io.Writer) (Result, error) {
 	res := Result{Scenario: "failover", Trials: trials}
 	dir, err := os.MkdirTemp("", "tigerbench-")
 	if err != nil {
@@ -221,17 +228,21 @@ func failover(ctx context.Context, trials int, log io.Writer) (Result, error) {
 	var commits, acks, gaps []float64
 	for t := 0; t < trials; t++ {
 		time.Sleep(200 * time.Millisecond) // acks flowing before the kill
-		commitMs, ackMs, killedAt, err := oneFailover(ctx, c, cl, t)
+		commitMs, ackMs, killedAt, tl, err := oneFailover(ctx, c, cl, t)
 		if err != nil {
 			return res, fmt.Errorf("trial %d: %w", t, err)
 		}
-		gap, ok := l.gap(killedAt)
+		gap, ok := l.gap(killedAt, killedAt.Add(tl.normalAt))
 		if !ok {
 			return res, fmt.Errorf("trial %d: no acks on both sides of the kill", t)
 		}
 		gapMs := float64(gap.Microseconds()) / 1000
 		commits, acks, gaps = append(commits, commitMs), append(acks, ackMs), append(gaps, gapMs)
 		fmt.Fprintf(log, "trial %d: commit %.1f ms, client ack %.1f ms, gap between acks %.1f ms\n", t, commitMs, ackMs, gapMs)
+		fmt.Fprintf(log, "  %s\n", tl.summary())
+		if verbose || ackMs > slowTrialMs || gapMs > slowTrialMs {
+			fmt.Fprintln(log, tl.detail())
+		}
 	}
 	res.CommitP50Ms, res.CommitP99Ms, res.CommitMaxMs = percentiles(commits)
 	res.AckP50Ms, res.AckP99Ms, res.AckMaxMs = percentiles(acks)
@@ -241,14 +252,14 @@ func failover(ctx context.Context, trials int, log io.Writer) (Result, error) {
 	return res, err
 }
 
-func oneFailover(ctx context.Context, c *testcluster.Cluster, cl *client.Client, trial int) (commitMs, ackMs float64, killedAt time.Time, err error) {
+func oneFailover(ctx context.Context, c *testcluster.Cluster, cl *client.Client, trial int) (commitMs, ackMs float64, killedAt time.Time, timeline *trialTimeline, err error) {
 	primary := c.Primary(0)
 	if primary < 0 {
-		return 0, 0, killedAt, fmt.Errorf("no primary")
+		return 0, 0, killedAt, nil, fmt.Errorf("no primary")
 	}
 	before, err := c.Status(primary)
 	if err != nil {
-		return 0, 0, killedAt, err
+		return 0, 0, killedAt, nil, err
 	}
 	view := before[0].View
 	killedAt = time.Now()
@@ -261,29 +272,39 @@ func oneFailover(ctx context.Context, c *testcluster.Cluster, cl *client.Client,
 		}
 		close(acked)
 	}()
+	tl := newTrialTimeline(killedAt, primary, view)
+	var at time.Time
+	acks := acked
 	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if committedInNewView(c, primary, view) {
-			commitMs = float64(time.Since(killedAt).Microseconds()) / 1000
-			break
+	for time.Now().Before(deadline) && (!tl.normal() || acks != nil) {
+		tl.poll(c)
+		select {
+		case t, ok := <-acks:
+			if !ok {
+				return 0, 0, killedAt, nil, fmt.Errorf("post after the kill failed")
+			}
+			at, acks = t, nil
+			tl.note(at, "the post sent after the kill acknowledged")
+		default:
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if commitMs == 0 {
-		return 0, 0, killedAt, fmt.Errorf("no commit in a new view within 15 s")
+	if !tl.normal() {
+		return 0, 0, killedAt, nil, fmt.Errorf("no primary of a new view within 15 s")
 	}
-	at, ok := <-acked
-	if !ok {
-		return 0, 0, killedAt, fmt.Errorf("post after the kill failed")
+	if acks != nil {
+		return 0, 0, killedAt, nil, fmt.Errorf("post after the kill not acknowledged within 15 s")
 	}
-	ackMs = float64(at.Sub(killedAt).Microseconds()) / 1000
+	commitMs = ms(tl.normalAt)
+	timeline = tl
+	ackMs = ms(at.Sub(killedAt))
 	if err := c.Start(primary); err != nil {
-		return 0, 0, killedAt, err
+		return 0, 0, killedAt, nil, err
 	}
 	if err := c.WaitHealthy(ctx); err != nil {
-		return 0, 0, killedAt, err
+		return 0, 0, killedAt, nil, err
 	}
-	return commitMs, ackMs, killedAt, waitCaughtUp(ctx, c)
+	return commitMs, ackMs, killedAt, timeline, waitCaughtUp(ctx, c)
 }
 
 // waitCaughtUp waits (at most 30 s) until every replica of shard 0 has
@@ -312,19 +333,6 @@ func waitCaughtUp(ctx context.Context, c *testcluster.Cluster) error {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return nil
-}
-
-func committedInNewView(c *testcluster.Cluster, killed int, view uint32) bool {
-	for i := 0; i < len(c.Config.Replicas); i++ {
-		if i == killed {
-			continue
-		}
-		sts, err := c.Status(i)
-		if err == nil && sts[0].Primary && sts[0].View > view && sts[0].CommitMax > 0 && sts[0].Status == "normal" {
-			return true
-		}
-	}
-	return false
 }
 
 func percentile(xs []float64, q float64) float64 {

@@ -50,6 +50,7 @@ type options struct {
 	swarm       bool
 	swarmConfig bool
 	failover    bool
+	lagging     bool
 	ticks       uint64
 	replicas    int64
 	subject     string
@@ -85,6 +86,7 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 	fs.BoolVar(&o.swarm, "swarm", false, "run -count seeds, each with SwarmConfig (a random fault mix)")
 	fs.BoolVar(&o.swarmConfig, "swarm-config", false, "use SwarmConfig(seed) for the run (what -swarm uses)")
 	fs.BoolVar(&o.failover, "failover", false, "measure failover: no random faults, the primary is crashed once at a seeded tick; see metric failover_ms")
+	fs.BoolVar(&o.lagging, "failover-lagging", false, "measure failover to a lagging replica: -failover, but the next primary in line was down for a while and restarted shortly before the primary crashes; see metric failover_ms")
 	fs.Var(uintValue{&o.ticks}, "ticks", "length `T` of the fault phase in ticks (default: the preset's)")
 	fs.Var(intValue{&o.replicas}, "replicas", "`N` replicas: 1, 3 or 5 (default: the preset's)")
 	fs.StringVar(&o.subject, "subject", subjectDefault, "protocol `NAME` under test: "+strings.Join(scenarios.Subjects(), ", "))
@@ -133,7 +135,7 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 func (o *options) validate() error {
 	switch {
 	case o.nightly && (o.swarm || o.swarmConfig || o.set["subject"] || o.set["ticks"] || o.set["faults"] ||
-		o.set["replicas"] || o.set["loss"] || o.set["duplicate"] || o.set["crash-wipe"] || o.mutate != "" || o.failover):
+		o.set["replicas"] || o.set["loss"] || o.set["duplicate"] || o.set["crash-wipe"] || o.mutate != "" || o.failover || o.lagging):
 		return errors.New("-nightly draws subject, length and faults per seed; use -start, -count, -minutes, -json, -failures")
 	case !o.nightly && (o.set["minutes"] || o.set["failures"]):
 		return errors.New("-minutes and -failures go with -nightly")
@@ -199,6 +201,9 @@ func (o *options) config(seed uint64) (scenarios.Config, error) {
 	if o.failover {
 		failoverConfig(&cfg, seed)
 	}
+	if o.lagging {
+		laggingFailoverConfig(&cfg, seed)
+	}
 	return cfg, cfg.Validate()
 }
 
@@ -215,6 +220,9 @@ func (o *options) reproduce(seed uint64) string {
 	}
 	if o.failover {
 		words = append(words, "-failover")
+	}
+	if o.lagging {
+		words = append(words, "-failover-lagging")
 	}
 	if o.subject != subjectDefault {
 		words = append(words, "-subject", o.subject)
@@ -299,6 +307,23 @@ func failoverConfig(cfg *scenarios.Config, seed uint64) {
 	cfg.Ticks = 5_000
 	at := model.Tick(2_000 + seed%2_000)
 	cfg.Schedule = []scenarios.Step{{At: at, Action: scenarios.ActionCrashPrimary}}
+}
+
+// laggingFailoverConfig turns off every random fault, keeps replica 1 (the
+// primary of view 1, next in line after view 0's replica 0) down while the
+// clients go on, restarts it, and crashes the primary a seeded moment
+// later, while the restarted replica may still be repairing its log.
+func laggingFailoverConfig(cfg *scenarios.Config, seed uint64) {
+	if err := cfg.EnableFaults(nil); err != nil {
+		panic(err) // no fault class named: cannot fail
+	}
+	cfg.Ticks = 6_000
+	restart := model.Tick(2_500 + seed%500)
+	cfg.Schedule = []scenarios.Step{
+		{At: 1_000, Action: scenarios.ActionCrash, Replica: 1},
+		{At: restart, Action: scenarios.ActionRestart, Replica: 1},
+		{At: restart + model.Tick(50+seed%400), Action: scenarios.ActionCrashPrimary},
+	}
 }
 
 // subjectDefault is what tigersim simulates unless told otherwise: the real

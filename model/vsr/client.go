@@ -93,6 +93,23 @@ func (c *Client) LearnSeen(op uint64) {
 	c.seen = max(c.seen, op)
 }
 
+// Redirect raises the client's view to view, learned by another client of
+// the same pool, and when that moves the primary and a request is waiting,
+// sends it to the new primary at once instead of at its next retry: after a
+// failover, the first reply from the new primary redirects every request
+// still waiting on the old one.
+func (c *Client) Redirect(view uint32) {
+	if view <= c.view {
+		return
+	}
+	before := c.primary()
+	c.view = view
+	if c.inflight != nil && c.primary() != before {
+		assert(len(c.inflight.msg) >= wire.HeaderSize, "a redirect of no message")
+		c.net.Send(model.Address(c.primary()), c.inflight.msg)
+	}
+}
+
 // Busy reports whether a request is outstanding.
 func (c *Client) Busy() bool { return c.inflight != nil || c.queued != nil }
 

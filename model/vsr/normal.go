@@ -241,6 +241,7 @@ func (r *Replica) onPrepare(h *wire.Header, msg []byte) {
 	}
 	if h.View < r.view || r.status != StatusNormal || r.startViewDue || int(h.Replica) != r.primaryIndex() {
 		// Not part of the current view's stream, but a repair may want it.
+		r.joinStartedView(h)
 		r.onRepairPrepare(h, msg)
 		return
 	}
@@ -251,6 +252,8 @@ func (r *Replica) onPrepare(h *wire.Header, msg []byte) {
 	assert(h.Op > r.commitMin && h.Op > r.checkpointOp, "a prepare of an applied op passed the guard")
 	if h.Op > r.op {
 		r.op = h.Op
+	} else if h.Op < r.op && !r.present(h.Op) {
+		r.repairSoon = true // a repair answered by the primary: ask for the rest now
 	}
 	r.learnHeader(h)
 	r.writePrepare(h, msg)
@@ -513,6 +516,7 @@ func (r *Replica) onCommit(h *wire.Header) {
 		r.joinNewerView(h.View)
 		return
 	}
+	r.joinStartedView(h)
 	if r.ignored(r.ignoreCommit(h)) {
 		return
 	}

@@ -33,13 +33,24 @@ func (r *Replica) repair() {
 	}
 }
 
-// repairTarget is the primary for a backup, a random peer for the primary.
+// repairTarget is the primary for a backup; for the primary, the backup
+// that acknowledged the most in this view (it is up, and holds every op up
+// to what it acknowledged), else a random peer.
 func (r *Replica) repairTarget() int {
 	if !r.IsPrimary() {
 		return r.primaryIndex()
 	}
 	if r.cfg.ReplicaCount == 1 {
 		return -2
+	}
+	best := -1
+	for i, a := range r.ackOp {
+		if i != r.cfg.Replica && a > 0 && (best < 0 || a > r.ackOp[best]) {
+			best = i
+		}
+	}
+	if best >= 0 && r.status == StatusNormal {
+		return best
 	}
 	for {
 		i := r.env.PRNG.IntN(r.cfg.ReplicaCount)
@@ -74,6 +85,9 @@ func (r *Replica) requestMissing(to int) {
 		h := r.header(wire.CommandRequestPrepare)
 		h.Op = op
 		repairOf(&h).SetChecksum(checksum)
+		if _, below := r.expected(op - 1); !below && op-1 > low {
+			repairOf(&h).SetRun()
+		}
 		msg := wire.Message(h, nil)
 		if to < 0 {
 			r.broadcast(msg)
@@ -100,6 +114,7 @@ func (r *Replica) onRepairPrepare(h *wire.Header, msg []byte) {
 	assert(h.Op > r.checkpointOp && h.Op <= r.op, "a repair prepare outside the log")
 	r.learnHeader(h)
 	r.writePrepare(h, msg)
+	r.repairSoon = true
 	r.event("repair_prepare")
 }
 
@@ -134,6 +149,9 @@ func (r *Replica) onRequestPrepare(h *wire.Header) {
 	want := repairOf(h).Checksum()
 	if s.msg != nil && !s.writing && s.header.Op == h.Op && s.header.Checksum == want && !want.IsZero() {
 		r.send(int(h.Replica), s.msg)
+		if repairOf(h).Run() {
+			r.sendRunBelow(int(h.Replica), s.header.Op, s.header.Parent, h.Checkpoint)
+		}
 		return
 	}
 	if vsrTrace {
@@ -152,6 +170,30 @@ func (r *Replica) onRequestPrepare(h *wire.Header) {
 		return
 	}
 	r.send(int(h.Replica), wire.Message(reply, nil))
+}
+
+// repairRunMax bounds the prepares one request_prepare is answered with:
+// the one asked for and those below it.
+const repairRunMax = 8
+
+// sendRunBelow sends, after the prepare at op, the prepares below it in this
+// WAL for as long as each is the parent of the one above, down to the
+// requester's checkpoint (floor) and repairRunMax in all. A replica repairing a hole whose checksums it does not know learns
+// an op's checksum only from the parent of the op above, so it could ask
+// for one op of the hole per repair round; the run fills a stretch of it
+// per round trip. The receiver checks each against the chain it knows
+// (learning each parent from the prepare above, which comes first) and
+// drops what it does not expect.
+func (r *Replica) sendRunBelow(to int, op uint64, parent wire.Checksum, floor uint64) {
+	for sent := 1; sent < repairRunMax && op-1 > floor; sent++ {
+		op--
+		s := &r.slots[r.slotOf(op)]
+		if s.msg == nil || s.writing || s.faulty || s.header.Op != op || s.header.Checksum != parent {
+			return
+		}
+		r.send(to, s.msg)
+		parent = s.header.Parent
+	}
 }
 
 func (r *Replica) onNack(h *wire.Header) {

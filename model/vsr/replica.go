@@ -182,6 +182,12 @@ type Replica struct {
 	nacks        map[uint64][]bool
 	startViewDue bool // backup: SV installed, waiting for the superblock
 	needSV       bool // ask the primary for a start_view
+	// svAnswered: the primary of this view answered with a start_view
+	// since the last view change timeout (it is up and in normal status).
+	svAnswered bool
+	// repairSoon: a repaired prepare arrived; ask for what it revealed
+	// missing at the next tick instead of the next repair round.
+	repairSoon bool
 
 	timeoutHeartbeat  model.Timeout
 	timeoutPrimary    model.Timeout
@@ -449,11 +455,19 @@ func (r *Replica) Tick() {
 	}
 	if r.timeoutViewChange.Fired() {
 		r.timeoutViewChange.Backoff()
-		r.event("view_change_timeout")
-		r.startViewChange(r.view + 1)
+		if r.needSV && r.svAnswered {
+			// Our view's primary is up and answers: we are only catching up
+			// (state sync). A new view change would depose it for nothing.
+			r.svAnswered = false
+			r.event("view_change_timeout_primary_up")
+		} else {
+			r.event("view_change_timeout")
+			r.startViewChange(r.view + 1)
+		}
 	}
-	if r.timeoutRepair.Fired() {
+	if r.timeoutRepair.Fired() || r.repairSoon {
 		r.timeoutRepair.Start()
+		r.repairSoon = false
 		r.repair()
 	}
 	if r.timeoutRetry.Fired() {

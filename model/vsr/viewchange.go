@@ -52,6 +52,7 @@ func (r *Replica) enterViewChange(v uint32) {
 	r.viewChosen = false
 	r.startViewDue = false
 	r.needSV = false
+	r.svAnswered = false
 	r.clearRequests()
 	clear(r.inflight)
 	r.timeoutHeartbeat.Stop()
@@ -78,6 +79,20 @@ func (r *Replica) joinNewerView(v uint32) {
 	r.sendRequestStartView()
 	r.event("join_newer_view")
 	assert(r.view == v && r.superblock.latest.View >= v, "joined a view without persisting it")
+}
+
+// joinStartedView: a prepare or heartbeat of our own view from its primary
+// shows that the view has started while we still change to it (we restarted
+// as the primary of the view before, or missed its start_view). Ask for the
+// start_view instead of waiting for our view change to time out into the
+// next view, which would depose a primary that works.
+func (r *Replica) joinStartedView(h *wire.Header) {
+	if h.View != r.view || r.status != StatusViewChange || r.needSV || r.startViewDue || r.IsPrimary() || int(h.Replica) != r.primaryIndex() {
+		return
+	}
+	r.needSV = true
+	r.sendRequestStartView()
+	r.event("join_started_view")
 }
 
 func (r *Replica) sendRequestStartView() {
@@ -601,6 +616,7 @@ func (r *Replica) onStartView(h *wire.Header, body []byte) {
 			r.superblock.persist(r.superblockNow(), nil)
 		}
 		r.needSV = true
+		r.svAnswered = true
 		r.noteSyncTarget(h.Op)
 		r.event("start_view_too_far_behind")
 		return

@@ -84,6 +84,17 @@ func repairOf(h *wire.Header) repairView {
 func (v repairView) Checksum() wire.Checksum     { return v.h.Context }
 func (v repairView) SetChecksum(c wire.Checksum) { v.h.Context = c }
 func (v repairView) Reason() uint8               { return v.h.Flags }
+
+// repairFlagRun, in a request_prepare's Flags: the requester does not know
+// the op below either; answer with the run of prepares below the one asked
+// for (sendRunBelow).
+const repairFlagRun uint8 = 1
+
+func (v repairView) Run() bool { return v.h.Flags&repairFlagRun != 0 }
+func (v repairView) SetRun() {
+	assert(v.h.Command == wire.CommandRequestPrepare, "a run asked on other than a request_prepare")
+	v.h.Flags |= repairFlagRun
+}
 func (v repairView) SetReason(reason uint8) {
 	assert(v.h.Command == wire.CommandNack && (reason == nackAbsent || reason == nackTooOld), "a nack without a known reason")
 	v.h.Flags = reason

@@ -286,3 +286,34 @@ func TestSessionsReplyTooLargeIsNotKept(t *testing.T) {
 		t.Fatalf("small reply not kept: %+v", e)
 	}
 }
+
+// recordNet keeps who each message was sent to.
+type recordNet struct{ to []model.Address }
+
+func (n *recordNet) Send(to model.Address, msg []byte) { n.to = append(n.to, to) }
+
+// A view learned by another client of the pool sends a waiting request to
+// the new primary at once; a view that moves no primary, or no request
+// waiting, sends nothing.
+func TestClientRedirect(t *testing.T) {
+	net := &recordNet{}
+	c := NewClient(ClientConfig{Cluster: 1, ReplicaCount: 3, ID: 7, RequestTimeout: 100}, net, prng.New(1))
+	c.Redirect(1) // idle: only the view moves
+	if len(net.to) != 0 || c.View() != 1 {
+		t.Fatalf("idle redirect: sent to %v, view %d", net.to, c.View())
+	}
+	if !c.Submit(OperationUserMin, []byte("x"), func(Reply) {}) {
+		t.Fatal("submit refused")
+	}
+	if want := []model.Address{1}; len(net.to) != 1 || net.to[0] != want[0] { // the register, to view 1's primary
+		t.Fatalf("register sent to %v, want %v", net.to, want)
+	}
+	c.Redirect(1)
+	if len(net.to) != 1 {
+		t.Fatalf("a redirect to the same view sent again: %v", net.to)
+	}
+	c.Redirect(2)
+	if len(net.to) != 2 || net.to[1] != 2 || c.View() != 2 {
+		t.Fatalf("redirect to view 2: sent to %v, view %d", net.to, c.View())
+	}
+}

@@ -238,6 +238,9 @@ func (c *Client) deliver(from model.Address, msg []byte) {
 			ss.vc.OnMessage(from, msg)
 			if v := ss.vc.View(); v > pool.view {
 				pool.view = v
+				for _, other := range pool.sessions {
+					other.vc.Redirect(v)
+				}
 			}
 			pool.seen = max(pool.seen, ss.vc.Seen())
 		}
