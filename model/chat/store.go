@@ -74,8 +74,9 @@ func (m *Machine) sealTails(g *grid.Grid) {
 		for i := range r.threads {
 			m.sealLog(g, r, r.threads[i].parent, &r.threads[i].store)
 		}
-		clear(r.messages)
-		r.messages = r.messages[:0]
+		// Let the tail's array go: kept, every room that ever took a
+		// batch would hold one in memory (tens of MiB over many rooms).
+		r.messages = nil
 	}
 }
 
