@@ -124,6 +124,7 @@ func Dial(cfg node.ClusterConfig, opts Options) (*Client, error) {
 		opts.RequestTimeoutMs = 100
 	}
 	c := &Client{cfg: cfg, opts: opts, loop: loop.New(0, 1<<16)}
+	c.loop.SetTickSlack(tickSlack(opts.RequestTimeoutMs))
 	self := model.ClientAddressBase + model.Address(opts.Edge)
 	tc := transport.Config{Self: self, Identity: opts.Identity, FrameAuth: cfg.FrameAuth}
 	for i, m := range cfg.Replicas {
@@ -158,6 +159,14 @@ func Dial(cfg node.ClusterConfig, opts Options) (*Client, error) {
 		_ = c.loop.Run(ctx)
 	}()
 	return c, nil
+}
+
+// tickSlack is how late the sessions' ticks may run while no reply or
+// request wakes the loop (loop.SetTickSlack): a tenth of the request
+// timeout, so that an idle client wakes up every few ticks and a retry
+// goes out at most that much after its time.
+func tickSlack(requestTimeoutMs uint64) uint64 {
+	return min(requestTimeoutMs/model.TickMs/10, loop.TickSlackMax)
 }
 
 func randomUint64() uint64 {
