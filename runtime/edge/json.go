@@ -233,8 +233,11 @@ func mustJSON(v any) []byte {
 }
 
 // okFrame is a WebSocket reply: {"id":..,"ok":true, ...result fields}.
+// A jsonAppender's fields are written in place, into one buffer sized for
+// a post's result: one allocation per reply.
 func okFrame(id json.RawMessage, result any) []byte {
-	b := []byte(`{`)
+	b := make([]byte, 0, okFrameSize+len(id))
+	b = append(b, '{')
 	if len(id) > 0 {
 		b = append(append(append(b, `"id":`...), id...), ',')
 	}
@@ -243,7 +246,14 @@ func okFrame(id json.RawMessage, result any) []byte {
 	switch r := result.(type) {
 	case nil:
 	case jsonAppender:
-		inner = r.appendJSON(make([]byte, 0, 256))
+		at := len(b)
+		b = r.appendJSON(b) // {fields}: its braces become ',' and the end
+		if len(b)-at <= 2 {
+			b = b[:at]
+		} else {
+			b[at] = ','
+			b = b[:len(b)-1]
+		}
 	default:
 		inner = mustJSON(result)
 	}
@@ -252,6 +262,9 @@ func okFrame(id json.RawMessage, result any) []byte {
 	}
 	return append(b, '}')
 }
+
+// okFrameSize is the capacity okFrame starts with: a post's reply fits.
+const okFrameSize = 320
 
 func errorFrame(id json.RawMessage, e *Error) []byte {
 	return mustJSON(errorJSON{ID: id, Error: e})
