@@ -82,6 +82,10 @@ type shardPool struct {
 	byID     map[uint64]*session
 	budget   int // replacements left this second
 	ticks    int // since the budget was refilled
+	// inFlight counts requests submitted to sessions and not answered yet.
+	// A session with none has its timeout stopped, so its tick would do
+	// nothing: a pool with none skips its sessions' ticks.
+	inFlight int
 	stats    PoolStats
 }
 
@@ -192,8 +196,10 @@ func (c *Client) newSession(shard int) *session {
 // tick drives the pool's sessions and refills its replacement budget (on
 // the loop).
 func (c *Client) tick(pool *shardPool) {
-	for _, ss := range pool.sessions {
-		ss.vc.Tick()
+	if pool.inFlight > 0 {
+		for _, ss := range pool.sessions {
+			ss.vc.Tick()
+		}
 	}
 	if pool.ticks++; pool.ticks >= budgetTicks {
 		pool.ticks = 0
@@ -314,7 +320,8 @@ func (c *Client) dispatch(pool *shardPool) {
 		}
 		ss.used = true
 		ss.vc.LearnView(pool.view)
-		if !ss.vc.SubmitFlags(w.operation, w.flags, w.body, func(r vsr.Reply) { c.answer(pool, w, r) }) {
+		pool.inFlight++
+		if !ss.vc.SubmitFlags(w.operation, w.flags, w.body, func(r vsr.Reply) { c.answered(pool, w, r) }) {
 			panic("client: an idle, live session refused a request")
 		}
 	}
@@ -355,6 +362,15 @@ func (c *Client) replace(pool *shardPool, i int) *session {
 	pool.budget--
 	pool.stats.Replaced++
 	return ss
+}
+
+// answered takes a session's reply to w (each submitted request gets
+// exactly one).
+func (c *Client) answered(pool *shardPool, w *waiter, r vsr.Reply) {
+	if pool.inFlight--; pool.inFlight < 0 {
+		panic("client: more replies than requests submitted")
+	}
+	c.answer(pool, w, r)
 }
 
 // answer completes w with r, or queues it again, first in line, when its
