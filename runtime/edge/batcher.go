@@ -74,6 +74,13 @@ func (p *pendingPost) givenUp(now time.Time) bool {
 	return p.ctx.Err() != nil || !now.Before(p.deadline)
 }
 
+// encodePost is chat.EncodePost into one allocation of the encoding's
+// size (three length-prefixed ids, a thread, a key and a body).
+func encodePost(q *chat.PostRequest) []byte {
+	size := 2*4 + 8 + 4 + len(q.Tenant) + len(q.User) + len(q.Room) + len(q.IdempotencyKey) + len(q.Body)
+	return chat.AppendPost(make([]byte, 0, size), *q)
+}
+
 // postTimers time a lone post's wait (one per post in flight), reused
 // instead of a context with a timeout per post.
 var postTimers = sync.Pool{New: func() any { return time.NewTimer(time.Hour) }}
@@ -94,7 +101,7 @@ func newBatcher(ctx context.Context, cl *cluster, m *Metrics, inFlightMax, queue
 // post validates q as the state machine would, queues it for its room's
 // shard and waits for its own reply.
 func (b *batcher) post(ctx context.Context, q chat.PostRequest) (chat.PostReply, *Error) {
-	body := chat.EncodePost(q)
+	body := encodePost(&q)
 	if code := chat.Validate(&b.cl.limits, chat.OperationPost, body); code != chat.CodeOK {
 		return chat.PostReply{}, chatError(code)
 	}
@@ -147,7 +154,7 @@ func (b *batcher) postMany(ctx context.Context, qs []chat.PostRequest, errs []*E
 		if errs[i] != nil {
 			continue
 		}
-		body := chat.EncodePost(qs[i])
+		body := encodePost(&qs[i])
 		if code := chat.Validate(&b.cl.limits, chat.OperationPost, body); code != chat.CodeOK {
 			errs[i] = chatError(code)
 			continue
@@ -235,7 +242,11 @@ func (b *batcher) take(pq *postQueue) []*pendingPost {
 		n += g
 	}
 	clear(pq.waiting[:n])
-	pq.waiting = pq.waiting[n:]
+	if n == len(pq.waiting) {
+		pq.waiting = pq.waiting[:0] // keep the array: the next post appends in place
+	} else {
+		pq.waiting = pq.waiting[n:]
+	}
 	if len(batch) == 0 {
 		return nil
 	}
