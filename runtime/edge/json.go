@@ -29,7 +29,11 @@ type messageJSON struct {
 	BodyB64  string `json:"body_b64,omitempty"`
 }
 
-func hexHash(h chat.Hash) string { return hex.EncodeToString(h[:]) }
+func hexHash(h chat.Hash) string {
+	var b [2 * len(chat.Hash{})]byte
+	hex.Encode(b[:], h[:])
+	return string(b[:]) // one allocation: the string
+}
 
 func formatTime(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
 
