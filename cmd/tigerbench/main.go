@@ -42,6 +42,12 @@
 //	    against bytes changed, cold and warm 50-message pages through the
 //	    edge, and the time a wiped replica takes to sync.
 //
+//	tigerbench idle [-seconds S] [-settle S] [-shards N] [-subscribed-rooms R] [-pprof DIR] [-json]
+//	    3 replicas and an edge left idle (after R rooms are each subscribed
+//	    by one WebSocket): each process's user+system CPU from /proc over S
+//	    seconds, in cores, and the total against the target of 0.02 core
+//	    (exit 1 above it). -pprof saves a CPU profile of each afterwards.
+//
 //	tigerbench failover [-trials N] [-json] [-v]
 //	    starts a 3-replica cluster of real `tigerchat start` processes on
 //	    127.0.0.1 (in a temporary directory, removed afterwards), then N times:
@@ -94,8 +100,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "sdk" {
 		return runSDK(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "idle" {
+		return runIdle(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "failover" {
-		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover] [-seconds S] ... | tigerbench failover [-trials N] [-json] [-v] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json] | tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-pages N] [-json] | tigerbench sdk [-sdks raw,go,go-default,node,rust] [-conns N] [-inflight N] [-seconds S] [-json]")
+		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover] [-seconds S] ... | tigerbench failover [-trials N] [-json] [-v] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json] | tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-pages N] [-json] | tigerbench sdk [-sdks raw,go,go-default,node,rust] [-conns N] [-inflight N] [-seconds S] [-json] | tigerbench idle [-seconds S] [-shards N] [-subscribed-rooms R] [-pprof DIR] [-json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("tigerbench failover", flag.ContinueOnError)

@@ -28,6 +28,9 @@ func TestUsageErrors(t *testing.T) {
 		{"history", "-big-room", "10"},
 		{"history", "-batch", "65"},
 		{"history", "-minutes", "0"},
+		{"idle", "-seconds", "0"},
+		{"idle", "-shards", "17"},
+		{"idle", "-subscribed-rooms", "1001"},
 	} {
 		var stderr strings.Builder
 		if code := run(args, io.Discard, &stderr); code != 2 || stderr.Len() == 0 {

@@ -83,6 +83,10 @@ type shardPool struct {
 	byID     map[uint64]*session
 	budget   int // replacements left this second
 	ticks    int // since the budget was refilled
+	// inFlight counts requests submitted to sessions and not answered yet.
+	// A session with none has its timeout stopped, so its tick would do
+	// nothing: a pool with none skips its sessions' ticks.
+	inFlight int
 	stats    PoolStats
 }
 
@@ -125,6 +129,7 @@ func Dial(cfg node.ClusterConfig, opts Options) (*Client, error) {
 		opts.RequestTimeoutMs = 100
 	}
 	c := &Client{cfg: cfg, opts: opts, loop: loop.New(0, 1<<16)}
+	c.loop.SetTickSlack(tickSlack(opts.RequestTimeoutMs))
 	self := model.ClientAddressBase + model.Address(opts.Edge)
 	tc := transport.Config{Self: self, Identity: opts.Identity, FrameAuth: cfg.FrameAuth}
 	for i, m := range cfg.Replicas {
@@ -161,6 +166,14 @@ func Dial(cfg node.ClusterConfig, opts Options) (*Client, error) {
 	return c, nil
 }
 
+// tickSlack is how late the sessions' ticks may run while no reply or
+// request wakes the loop (loop.SetTickSlack): a tenth of the request
+// timeout, so that an idle client wakes up every few ticks and a retry
+// goes out at most that much after its time.
+func tickSlack(requestTimeoutMs uint64) uint64 {
+	return min(requestTimeoutMs/model.TickMs/10, loop.TickSlackMax)
+}
+
 func randomUint64() uint64 {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -184,8 +197,10 @@ func (c *Client) newSession(shard int) *session {
 // tick drives the pool's sessions and refills its replacement budget (on
 // the loop).
 func (c *Client) tick(pool *shardPool) {
-	for _, ss := range pool.sessions {
-		ss.vc.Tick()
+	if pool.inFlight > 0 {
+		for _, ss := range pool.sessions {
+			ss.vc.Tick()
+		}
 	}
 	if pool.ticks++; pool.ticks >= budgetTicks {
 		pool.ticks = 0
@@ -311,7 +326,8 @@ func (c *Client) dispatch(pool *shardPool) {
 		ss.used = true
 		ss.vc.LearnView(pool.view)
 		ss.vc.LearnSeen(pool.seen)
-		if !ss.vc.SubmitFlags(w.operation, w.flags, w.body, func(r vsr.Reply) { c.answer(pool, w, r) }) {
+		pool.inFlight++
+		if !ss.vc.SubmitFlags(w.operation, w.flags, w.body, func(r vsr.Reply) { c.answered(pool, w, r) }) {
 			panic("client: an idle, live session refused a request")
 		}
 	}
@@ -352,6 +368,15 @@ func (c *Client) replace(pool *shardPool, i int) *session {
 	pool.budget--
 	pool.stats.Replaced++
 	return ss
+}
+
+// answered takes a session's reply to w (each submitted request gets
+// exactly one).
+func (c *Client) answered(pool *shardPool, w *waiter, r vsr.Reply) {
+	if pool.inFlight--; pool.inFlight < 0 {
+		panic("client: more replies than requests submitted")
+	}
+	c.answer(pool, w, r)
 }
 
 // answer completes w with r, or queues it again, first in line, when its

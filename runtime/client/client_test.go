@@ -124,6 +124,23 @@ func headSeq(t *testing.T, ctx context.Context, c *Client) uint64 {
 	return r.Log.HeadSeq
 }
 
+// lobbyClient starts a cluster and a client of it with sessions per
+// shard, and creates the lobby; both stop, and ctx (30 s) ends, when the
+// test does.
+func lobbyClient(t *testing.T, sessions int) (node.ClusterConfig, *Client, context.Context) {
+	t.Helper()
+	cfg, edges := startCluster(t, 1)
+	c, err := Dial(cfg, Options{Identity: edges[0], SessionsPerShard: sessions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	createLobby(t, ctx, c)
+	return cfg, c, ctx
+}
+
 func createLobby(t *testing.T, ctx context.Context, c *Client) {
 	t.Helper()
 	body := chat.EncodeCreateRoom(chat.CreateRoomRequest{Tenant: "t", User: "u", Room: "lobby"})
@@ -232,15 +249,7 @@ func TestOversubscribedTableChurns(t *testing.T) {
 // reply (a refused one its code, its neighbours their seqs), and the same
 // batch sent again answers every post with its original seq and hash.
 func TestPostBatch(t *testing.T) {
-	cfg, edges := startCluster(t, 1)
-	c, err := Dial(cfg, Options{Identity: edges[0], SessionsPerShard: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	createLobby(t, ctx, c)
+	cfg, c, ctx := lobbyClient(t, 2)
 	var posts []chat.PostRequest
 	for i := 0; i < cfg.ChatLimits().PostBatchCountMax; i++ {
 		user := "u"
@@ -311,5 +320,25 @@ func TestReservedOperationRefused(t *testing.T) {
 	}
 	if errors.Is(err, ErrClosed) {
 		t.Fatal("wrong error")
+	}
+}
+
+// Sessions tick only while their pool has a request in flight: requests
+// still get through (the cluster's first request goes to the replica of
+// view 0, which may not be the primary yet, and is retried on the request
+// timeout), and once every reply is in, the pool counts none in flight.
+func TestPoolCountsRequestsInFlight(t *testing.T) {
+	_, c, ctx := lobbyClient(t, 4)
+	for i, err := range phase(ctx, c, "inflight", 16) {
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	inFlight := make(chan int, 1)
+	if !c.loop.Post(func() { inFlight <- c.pools[0].inFlight }) {
+		t.Fatal("the client's loop refused a function")
+	}
+	if n := <-inFlight; n != 0 {
+		t.Fatalf("%d requests in flight after every reply", n)
 	}
 }

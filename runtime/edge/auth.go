@@ -241,6 +241,17 @@ type Session struct {
 	Tenant, User string
 	Scope        Scope
 	Expires      time.Time
+	// userKey is Tenant/User, the user's rate-limit key, made once per
+	// token instead of once per frame (empty in a Session made elsewhere).
+	userKey string
+}
+
+// rateKey is the user's key in the rate limiter.
+func (s *Session) rateKey() string {
+	if s.userKey != "" {
+		return s.userKey
+	}
+	return s.Tenant + "/" + s.User
 }
 
 // SetClock replaces time.Now (tests).
@@ -277,7 +288,8 @@ func (k *Keyring) Verify(token string) (Session, *Error) {
 	if !key.allows(claims.Tenant) {
 		return Session{}, errorf(CodeWrongTenant, "the signing key may not issue tokens for tenant %q", claims.Tenant)
 	}
-	return Session{Tenant: claims.Tenant, User: claims.Subject, Scope: *claims.Rooms, Expires: claims.ExpiresAt.Time}, nil
+	return Session{Tenant: claims.Tenant, User: claims.Subject, Scope: *claims.Rooms, Expires: claims.ExpiresAt.Time,
+		userKey: claims.Tenant + "/" + claims.Subject}, nil
 }
 
 func (k *Keyring) verifySignature(t *jwt.Token, parts []string) (*Key, *Error) {

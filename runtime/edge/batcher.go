@@ -40,14 +40,50 @@ type postQueue struct {
 
 // pendingPost is one post waiting for its reply.
 type pendingPost struct {
-	ctx  context.Context // the post's caller; a post given up on is not sent
-	body []byte          // its chat.OperationPost encoding
-	done chan postResult // buffered: the batch never blocks on a caller
+	// ctx is the post's caller and deadline its time limit: a post given
+	// up on (givenUp) is not sent.
+	ctx      context.Context
+	deadline time.Time
+	body     []byte          // its chat.OperationPost encoding
+	done     chan postResult // buffered: the batch never blocks on a caller
 	// group is how many posts, this one and those right after it in the
 	// queue, must reach the shard in this order (the posts of one
 	// post_batch command for one shard); 0 for a post inside a group.
 	group int
 }
+
+// pendingPosts are pending posts to reuse, with their done channels: a
+// post's waiter puts its pendingPost back once it has received the one
+// result, after which no batch touches it.
+var pendingPosts = sync.Pool{New: func() any { return &pendingPost{done: make(chan postResult, 1)} }}
+
+func newPendingPost(ctx context.Context, deadline time.Time, body []byte, group int) *pendingPost {
+	p := pendingPosts.Get().(*pendingPost)
+	p.ctx, p.deadline, p.body, p.group = ctx, deadline, body, group
+	return p
+}
+
+// recycle puts p back after its result was received from p.done.
+func (p *pendingPost) recycle() {
+	p.ctx, p.body = nil, nil
+	pendingPosts.Put(p)
+}
+
+// givenUp reports whether p's caller has stopped waiting for it.
+func (p *pendingPost) givenUp(now time.Time) bool {
+	return p.ctx.Err() != nil || !now.Before(p.deadline)
+}
+
+// encodePost is chat.EncodePost into one allocation of the encoding's
+// size (three length-prefixed ids, a thread, a key and a body).
+func encodePost(q *chat.PostRequest) []byte {
+	size := 2*4 + 8 + 4 + len(q.Tenant) + len(q.User) + len(q.Room) + len(q.IdempotencyKey) + len(q.Body)
+	return chat.AppendPost(make([]byte, 0, size), *q)
+}
+
+// postTimers time a lone post's wait (one per post in flight), reused
+// instead of a context with a timeout per post.
+var postTimers = sync.Pool{New: func() any { return time.NewTimer(time.Hour) }}
 
 type postResult struct {
 	reply chat.PostReply
@@ -65,18 +101,17 @@ func newBatcher(ctx context.Context, cl *cluster, m *Metrics, inFlightMax, queue
 // post validates q as the state machine would, queues it for its room's
 // shard and waits for its own reply.
 func (b *batcher) post(ctx context.Context, q chat.PostRequest) (chat.PostReply, *Error) {
-	body := chat.EncodePost(q)
+	body := encodePost(&q)
 	if code := chat.Validate(&b.cl.limits, chat.OperationPost, body); code != chat.CodeOK {
 		return chat.PostReply{}, chatError(code)
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.cl.timeout)
-	defer cancel()
 	shard := placement.Shard(q.Tenant, q.Room, b.cl.shards)
-	p := &pendingPost{ctx: ctx, body: body, done: make(chan postResult, 1), group: 1}
+	p := newPendingPost(ctx, time.Now().Add(b.cl.timeout), body, 1)
 	pq := b.shards[shard]
 	pq.mu.Lock()
 	if len(pq.waiting) >= b.queueMax {
 		pq.mu.Unlock()
+		p.recycle() // never queued
 		e := errorf(CodeUnavailable, "%d posts already wait for this shard; retry with the same idempotency key", b.queueMax)
 		e.RetryAfterMs = 100
 		return chat.PostReply{}, e
@@ -87,11 +122,20 @@ func (b *batcher) post(ctx context.Context, q chat.PostRequest) (chat.PostReply,
 	if batch != nil {
 		go b.run(shard, batch)
 	}
+	timer := postTimers.Get().(*time.Timer)
+	timer.Reset(time.Until(p.deadline))
+	defer func() {
+		timer.Stop() // no stale tick after Stop (Go 1.23 timers)
+		postTimers.Put(timer)
+	}()
 	select {
 	case r := <-p.done:
+		p.recycle()
 		return r.reply, r.err
 	case <-ctx.Done():
 		return chat.PostReply{}, unanswered(b.cl.timeout, ctx.Err())
+	case <-timer.C:
+		return chat.PostReply{}, unanswered(b.cl.timeout, context.DeadlineExceeded)
 	}
 }
 
@@ -103,18 +147,19 @@ func (b *batcher) postMany(ctx context.Context, qs []chat.PostRequest, errs []*E
 	replies := make([]chat.PostReply, len(qs))
 	ctx, cancel := context.WithTimeout(ctx, b.cl.timeout)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	pending := make([]*pendingPost, len(qs))
 	shardOf := make([]int, len(qs))
 	for i := range qs {
 		if errs[i] != nil {
 			continue
 		}
-		body := chat.EncodePost(qs[i])
+		body := encodePost(&qs[i])
 		if code := chat.Validate(&b.cl.limits, chat.OperationPost, body); code != chat.CodeOK {
 			errs[i] = chatError(code)
 			continue
 		}
-		pending[i] = &pendingPost{ctx: ctx, body: body, done: make(chan postResult, 1)}
+		pending[i] = newPendingPost(ctx, deadline, body, 0)
 		shardOf[i] = placement.Shard(qs[i].Tenant, qs[i].Room, b.cl.shards)
 	}
 	for shard, pq := range b.shards {
@@ -159,6 +204,7 @@ func (b *batcher) postMany(ctx context.Context, qs []chat.PostRequest, errs []*E
 		select {
 		case r := <-p.done:
 			replies[i], errs[i] = r.reply, r.err
+			p.recycle()
 		case <-ctx.Done():
 			errs[i] = unanswered(b.cl.timeout, ctx.Err())
 		}
@@ -179,6 +225,7 @@ func (b *batcher) take(pq *postQueue) []*pendingPost {
 	}
 	var batch []*pendingPost
 	n := 0
+	now := time.Now()
 	for n < len(pq.waiting) && len(batch) < b.countMax {
 		g := pq.waiting[n].group
 		if g < 1 || n+g > len(pq.waiting) {
@@ -188,14 +235,18 @@ func (b *batcher) take(pq *postQueue) []*pendingPost {
 			break
 		}
 		for _, p := range pq.waiting[n : n+g] {
-			if p.ctx.Err() == nil {
+			if !p.givenUp(now) {
 				batch = append(batch, p)
 			}
 		}
 		n += g
 	}
 	clear(pq.waiting[:n])
-	pq.waiting = pq.waiting[n:]
+	if n == len(pq.waiting) {
+		pq.waiting = pq.waiting[:0] // keep the array: the next post appends in place
+	} else {
+		pq.waiting = pq.waiting[n:]
+	}
 	if len(batch) == 0 {
 		return nil
 	}

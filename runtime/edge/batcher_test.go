@@ -1,10 +1,12 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -300,5 +302,22 @@ func TestPostBatchGroupKeepsItsOrder(t *testing.T) {
 	sizes := g.batches()
 	if len(sizes) != 4 || sizes[0] != 1 || sizes[1] != countMax || sizes[2] != 1 || sizes[3] != 5 {
 		t.Fatalf("requests %v, want [1 %d 1 5]: the group's second request only after its first", sizes, countMax)
+	}
+}
+
+// encodePost is chat.EncodePost, sized exactly: one allocation.
+func TestEncodePostSizedExactly(t *testing.T) {
+	for _, q := range []chat.PostRequest{
+		{Tenant: "t", User: "u", Room: "r", IdempotencyKey: "k", Body: []byte("hello")},
+		{Tenant: "acme", User: "alice", Room: "lobby", Thread: 7, IdempotencyKey: strings.Repeat("k", 64), Body: bytes.Repeat([]byte("x"), 4096)},
+		{},
+	} {
+		got := encodePost(&q)
+		if want := chat.EncodePost(q); !bytes.Equal(got, want) {
+			t.Fatalf("%+v: encoded %x, want %x", q, got, want)
+		}
+		if cap(got) != len(got) {
+			t.Fatalf("%+v: %d bytes in a buffer of %d", q, len(got), cap(got))
+		}
 	}
 }

@@ -211,7 +211,7 @@ func (e *Edge) allow(s *Session, ip string) *Error {
 	if s == nil {
 		return nil
 	}
-	if ok, retry := e.users.Allow(s.Tenant + "/" + s.User); !ok {
+	if ok, retry := e.users.Allow(s.rateKey()); !ok {
 		err := errorf(CodeRateLimited, "too many requests from this user")
 		err.RetryAfterMs = max(1, retry.Milliseconds())
 		return err
@@ -225,7 +225,7 @@ func (e *Edge) allowPosts(s *Session, n int) *Error {
 	if n <= 0 {
 		return nil
 	}
-	if ok, retry := e.users.AllowN(s.Tenant+"/"+s.User, n); !ok {
+	if ok, retry := e.users.AllowN(s.rateKey(), n); !ok {
 		err := errorf(CodeRateLimited, "too many requests from this user: a post_batch costs one per post")
 		err.RetryAfterMs = max(1, retry.Milliseconds())
 		return err

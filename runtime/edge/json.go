@@ -29,7 +29,11 @@ type messageJSON struct {
 	BodyB64  string `json:"body_b64,omitempty"`
 }
 
-func hexHash(h chat.Hash) string { return hex.EncodeToString(h[:]) }
+func hexHash(h chat.Hash) string {
+	var b [2 * len(chat.Hash{})]byte
+	hex.Encode(b[:], h[:])
+	return string(b[:]) // one allocation: the string
+}
 
 func formatTime(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
 
@@ -233,8 +237,11 @@ func mustJSON(v any) []byte {
 }
 
 // okFrame is a WebSocket reply: {"id":..,"ok":true, ...result fields}.
+// A jsonAppender's fields are written in place, into one buffer sized for
+// a post's result: one allocation per reply.
 func okFrame(id json.RawMessage, result any) []byte {
-	b := []byte(`{`)
+	b := make([]byte, 0, okFrameSize+len(id))
+	b = append(b, '{')
 	if len(id) > 0 {
 		b = append(append(append(b, `"id":`...), id...), ',')
 	}
@@ -243,7 +250,14 @@ func okFrame(id json.RawMessage, result any) []byte {
 	switch r := result.(type) {
 	case nil:
 	case jsonAppender:
-		inner = r.appendJSON(make([]byte, 0, 256))
+		at := len(b)
+		b = r.appendJSON(b) // {fields}: its braces become ',' and the end
+		if len(b)-at <= 2 {
+			b = b[:at]
+		} else {
+			b[at] = ','
+			b = b[:len(b)-1]
+		}
 	default:
 		inner = mustJSON(result)
 	}
@@ -252,6 +266,9 @@ func okFrame(id json.RawMessage, result any) []byte {
 	}
 	return append(b, '}')
 }
+
+// okFrameSize is the capacity okFrame starts with: a post's reply fits.
+const okFrameSize = 320
 
 func errorFrame(id json.RawMessage, e *Error) []byte {
 	return mustJSON(errorJSON{ID: id, Error: e})

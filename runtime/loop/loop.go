@@ -37,6 +37,10 @@ const CatchUpTicksMax = 100
 // NotifiersMax bounds the notifiers of one loop, and so its pending list.
 const NotifiersMax = 1024
 
+// TickSlackMax bounds SetTickSlack: a tick never waits longer than this
+// many ticks past its time for the loop to wake up.
+const TickSlackMax = 50
+
 // Stats counts what a loop did. Read it with Loop.Stats from any goroutine.
 type Stats struct {
 	TicksRun     uint64 // tick rounds run (each calls every tick function)
@@ -50,6 +54,7 @@ type Stats struct {
 // register tick functions with OnTick, then call Run once.
 type Loop struct {
 	interval time.Duration
+	slack    uint64 // ticks a tick may wait for a wake-up (SetTickSlack)
 	queue    chan func()
 	wake     chan struct{} // capacity 1: some notifier is pending
 	ticks    []func()
@@ -103,6 +108,25 @@ func (l *Loop) OnTick(fn func()) {
 	l.ticks = append(l.ticks, fn)
 }
 
+// SetTickSlack lets a tick run up to slack ticks late when nothing else
+// wakes the loop: an idle loop then sleeps slack+1 ticks at a time and runs
+// the ticks due in one round, instead of waking up every tick. Time as the
+// tick functions see it is unchanged, and so is the order of ticks and
+// input: before every posted function and every notification, the loop
+// first runs the ticks due by then. Only what a tick function does on its
+// own (a timeout firing with no input in between) may happen up to slack
+// ticks late. Zero (the default) wakes up for every tick. Only before Run;
+// at most TickSlackMax.
+func (l *Loop) SetTickSlack(slack uint64) {
+	if slack > TickSlackMax {
+		panic(fmt.Sprintf("loop: tick slack %d above %d", slack, TickSlackMax))
+	}
+	if l.started.Load() {
+		panic("loop: SetTickSlack after Run")
+	}
+	l.slack = slack
+}
+
 // Post queues fn to run on the loop. It never blocks and may be called from
 // any goroutine; it returns false (and counts it) when the queue is full or
 // the loop has stopped, and the caller decides what a refusal means.
@@ -149,20 +173,32 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 	defer l.stopped.Store(true)
 	clock := tickClock{start: time.Now(), interval: l.interval}
-	timer := time.NewTimer(clock.untilNext())
+	timer := time.NewTimer(clock.untilNext(l.slack))
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case fn := <-l.queue:
+			l.catchUp(&clock, timer)
 			l.run(fn)
 		case <-l.wake:
+			l.catchUp(&clock, timer)
 			l.runNotifiers()
 		case <-timer.C:
 			l.runDueTicks(&clock)
-			timer.Reset(clock.untilNext())
+			timer.Reset(clock.untilNext(l.slack))
 		}
+	}
+}
+
+// catchUp runs the ticks due before input, when ticks may lag (a slack;
+// without one the timer runs every tick on time), and when it ran some,
+// moves the timer to slack ticks after them: a loop that input keeps busy
+// wakes up for nothing else.
+func (l *Loop) catchUp(c *tickClock, timer *time.Timer) {
+	if l.slack > 0 && l.runDueTicks(c) > 0 {
+		timer.Reset(c.untilNext(l.slack))
 	}
 }
 
@@ -172,14 +208,16 @@ func (l *Loop) run(fn func()) {
 	fn()
 }
 
-// runDueTicks runs every tick that is due, at most CatchUpTicksMax of them.
-func (l *Loop) runDueTicks(c *tickClock) {
+// runDueTicks runs every tick that is due, at most CatchUpTicksMax of them,
+// and returns how many it ran.
+func (l *Loop) runDueTicks(c *tickClock) uint64 {
 	due, skipped := c.due(time.Now())
 	l.ticksSkipped.Add(skipped)
 	for range due {
 		l.run(l.tickAll)
 		l.ticksRun.Add(1)
 	}
+	return due
 }
 
 func (l *Loop) tick() {
@@ -215,8 +253,8 @@ func (c *tickClock) due(now time.Time) (run, skipped uint64) {
 	return missed, skipped
 }
 
-// untilNext is the wait until the next tick is due.
-func (c *tickClock) untilNext() time.Duration {
-	next := c.start.Add(time.Duration(c.done+1) * c.interval)
+// untilNext is the wait until the next tick is due, plus slack ticks.
+func (c *tickClock) untilNext(slack uint64) time.Duration {
+	next := c.start.Add(time.Duration(c.done+1+slack) * c.interval)
 	return max(time.Until(next), 0)
 }

@@ -207,3 +207,69 @@ func TestRunTwiceAndOnTickAfterRun(t *testing.T) {
 		t.Error("Post accepted after the loop stopped")
 	}
 }
+
+// With a tick slack, an idle loop sleeps past due ticks, yet a posted
+// function never sees time behind the clock: the ticks due by then run
+// first.
+func TestSlackTicksCatchUpBeforeInput(t *testing.T) {
+	const interval = 20 * time.Millisecond
+	l := New(interval, 16)
+	l.SetTickSlack(TickSlackMax) // the timer alone would wait a second
+	ticks := 0
+	l.OnTick(func() { ticks++ })
+	stop := start(t, l)
+	defer stop()
+	began := time.Now()
+	time.Sleep(3*interval + interval/2)
+	var seen int
+	var elapsed time.Duration
+	onLoop(t, l, func() { seen, elapsed = ticks, time.Since(began) })
+	// The loop started before began, so at least this many ticks were due.
+	if due := int(elapsed / interval); seen < due-1 || seen < 3 {
+		t.Fatalf("a posted function saw %d ticks after %v at %v per tick", seen, elapsed, interval)
+	}
+}
+
+// With a tick slack and no input at all, ticks still run, in rounds.
+func TestSlackTicksRunWithoutInput(t *testing.T) {
+	l := New(time.Millisecond, 16)
+	l.SetTickSlack(9)
+	var ticks sync.Mutex
+	count := 0
+	l.OnTick(func() { ticks.Lock(); count++; ticks.Unlock() })
+	stop := start(t, l)
+	defer stop()
+	for i := 0; ; i++ {
+		ticks.Lock()
+		n := count
+		ticks.Unlock()
+		if n >= 50 {
+			break
+		}
+		if i >= 500 {
+			t.Fatalf("%d ticks after %d polls of 10 ms", n, i)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := l.Stats(); s.Posted != 0 || s.Notified != 0 {
+		t.Fatalf("stats %+v: something other than the timer woke the loop", s)
+	}
+}
+
+func TestSetTickSlackBounds(t *testing.T) {
+	mustPanic := func(name string, fn func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("%s did not panic", name)
+			}
+		}()
+		fn()
+	}
+	mustPanic("slack above the max", func() { New(0, 1).SetTickSlack(TickSlackMax + 1) })
+	l := New(0, 1)
+	stop := start(t, l)
+	onLoop(t, l, func() {})
+	mustPanic("slack after Run", func() { l.SetTickSlack(1) })
+	stop()
+}

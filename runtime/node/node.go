@@ -120,6 +120,14 @@ func formatShard(c *ClusterConfig, opts Options, shard int) error {
 	}
 }
 
+// shardTickSlack is how late a shard's ticks may run while no message
+// wakes its loop (loop.SetTickSlack): a third of the heartbeat, so that an
+// idle replica wakes up a few times per heartbeat instead of every tick,
+// and a timeout fires at most that much after its time.
+func shardTickSlack(vc *vsr.Config) uint64 {
+	return min(vc.HeartbeatTicks/3, loop.TickSlackMax)
+}
+
 type nullNet struct{}
 
 func (nullNet) Send(model.Address, []byte) {}
@@ -249,6 +257,7 @@ func Open(c ClusterConfig, opts Options) (*Node, error) {
 func (n *Node) openShard(s int) (*shard, error) {
 	vc := n.cfg.VSRConfig(s, n.opts.Replica)
 	l := loop.New(0, 1<<16)
+	l.SetTickSlack(shardTickSlack(&vc))
 	d, err := n.openDisk(s, l)
 	if err != nil {
 		return nil, err

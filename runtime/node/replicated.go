@@ -145,6 +145,9 @@ func newSysClient(n *Node) *sysClient {
 
 // run drives the loop and the posting worker until ctx ends.
 func (s *sysClient) run(ctx context.Context, wg *sync.WaitGroup) {
+	// Its one timeout is a request's (sysRequestTicks), for an audit entry
+	// nobody waits on: the loop need not wake up for every tick.
+	s.loop.SetTickSlack(loop.TickSlackMax)
 	s.loop.OnTick(func() {
 		if s.vc != nil {
 			s.vc.Tick()

@@ -627,6 +627,13 @@ func (s *System) counters() replicaCounters {
 	return c
 }
 
+// Views sums the view of every shard, the highest any replica reports:
+// how many view changes the cluster went through since it started.
+func (s *System) Views() uint64 {
+	_, views := s.ops()
+	return views
+}
+
 // ops sums the op number of every shard, as the primaries report it.
 func (s *System) ops() (ops, views uint64) {
 	bestOp, bestView := make([]uint64, s.o.Shards), make([]uint64, s.o.Shards)
