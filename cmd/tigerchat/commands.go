@@ -190,16 +190,21 @@ func serveHTTP(ctx context.Context, ln net.Listener, nodes []*node.Node, id tran
 }
 
 // memoryLimitBytes is the soft memory limit a node gives the Go runtime
-// unless GOMEMLIMIT is set: every shard's block cache and decoded
-// idempotency pages (a quarter more) plus 512 MiB for everything else. The
-// heap then stays near what the node needs rather than growing to twice
-// its live size between collections; past the limit the runtime collects
-// more often, and never stops allocating (it is soft). With 256 MiB
-// instead of 512, a replica holding 2x10^6 messages stayed under 400 MiB
-// but spent so much on collection that its history reads and a peer's
-// sync took four times as long (docs/benchmarks.md).
+// unless GOMEMLIMIT is set: per shard, its block cache, its decoded
+// idempotency pages (a quarter more) and 64 MiB for the rest of its state
+// (tables, tails, WAL buffers), plus 168 MiB for the process; 312 MiB for
+// one shard with the default cache, so that it stays within cache +
+// 256 MiB. The heap then stays near what the node needs rather than
+// growing to twice its live size between collections; past the limit the
+// runtime collects more often, and never stops allocating (it is soft).
+// With 2x10^6 messages the limit held resident memory at 326-328 MiB
+// (limit 336 MiB) while fills and reads kept their speed
+// (docs/benchmarks.md); when the live heap was 240-300 MiB, before the
+// rooms' sealed tails were let go, a limit this tight made collection so
+// frequent that history reads took four times as long.
 func memoryLimitBytes(cfg *node.ClusterConfig) int64 {
-	return int64(cfg.Shards)*int64(cfg.CacheSizeBytes)*5/4 + 512<<20
+	perShard := int64(cfg.CacheSizeBytes)*5/4 + 64<<20
+	return int64(cfg.Shards)*perShard + 168<<20
 }
 
 func absPath(p string) string {
