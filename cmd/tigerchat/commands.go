@@ -168,11 +168,9 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var es *edgeServer
+	fingerprint := ""
 	if *edgeAddr != "" {
-		if es, err = startLocalEdge(ctx, n, ef, &eo, *edgeAddr, stdout); err != nil {
+		if fingerprint, err = bindLocalEdge(n, ef, &eo, *edgeAddr); err != nil {
 			return err
 		}
 	}
@@ -189,32 +187,41 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 		go serveHTTP(ctx, ln, nodes, id, log)
 		fmt.Fprintf(stdout, "replica %d: health on http://%s/healthz; admin actions over https on the same port\n", *f.replica, ln.Addr())
 	}
-	err = n.Run(ctx)
-	if es != nil {
-		cancel()
-		<-es.done
+	if *edgeAddr == "" {
+		return n.Run(ctx)
 	}
+	// The node starts first, so that the edge's start does not delay the
+	// replicas (late, they would find views moved on without them).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- n.Run(ctx) }()
+	es, err := ef.start(ctx, &eo)
+	if err != nil {
+		cancel()
+		<-ran
+		return err
+	}
+	ef.banner(stdout, fmt.Sprintf("replica %d: edge in this process", n.Replica()), &eo, es, fingerprint)
+	err = <-ran
+	cancel()
+	<-es.done
 	return err
 }
 
-// startLocalEdge starts the edge of tigerchat start -edge on addr, as a
-// local client of n (call it before n runs): its requests to n's replicas
-// and their replies are function calls, the other replicas it reaches
-// through its own transport, as tigerchat edge does.
-func startLocalEdge(ctx context.Context, n *node.Node, ef *edgeFlags, o *edgeOptions, addr string, stdout io.Writer) (*edgeServer, error) {
+// bindLocalEdge makes the edge of tigerchat start -edge a local client of
+// n (before n runs: its requests to n's replicas and their replies are
+// function calls, the other replicas it reaches through its own transport,
+// as tigerchat edge does) and binds its listeners on addr.
+func bindLocalEdge(n *node.Node, ef *edgeFlags, o *edgeOptions, addr string) (string, error) {
 	index, err := edgeIndex(&o.cfg, o.identity.Fingerprint())
 	if err != nil {
-		return nil, fmt.Errorf("start -edge: %w", err)
+		return "", fmt.Errorf("start -edge: %w", err)
 	}
 	if o.local, err = n.AttachLocal(model.ClientAddressBase + model.Address(index)); err != nil {
-		return nil, err
+		return "", err
 	}
-	s, fingerprint, err := ef.serve(ctx, o, addr)
-	if err != nil {
-		return nil, err
-	}
-	ef.banner(stdout, fmt.Sprintf("replica %d: edge in this process", n.Replica()), o, s, fingerprint)
-	return s, nil
+	return ef.bind(o, addr)
 }
 
 // serveHTTP serves the operator port on ln: plain HTTP and, on the same

@@ -102,25 +102,41 @@ func (f *edgeFlags) options(cfg node.ClusterConfig, log *slog.Logger) (edgeOptio
 		tls: certs, connsPerIP: *f.connsPerIP, trustedProxies: trusted, log: log}, nil
 }
 
-// serve binds the edge's listener on listen (and HTTP/3 when -h3 names an
-// address) and starts the edge; it returns the HTTP/3 certificate's
-// fingerprint for the banner.
+// serve binds the edge's listeners and starts the edge (bind, then
+// start); it returns the HTTP/3 certificate's fingerprint for the banner.
 func (f *edgeFlags) serve(ctx context.Context, o *edgeOptions, listen string) (*edgeServer, string, error) {
-	fingerprint, err := listenH3(o, *f.h3)
+	fingerprint, err := f.bind(o, listen)
 	if err != nil {
 		return nil, "", err
 	}
+	s, err := f.start(ctx, o)
+	return s, fingerprint, err
+}
+
+// bind binds the edge's listener on listen, and HTTP/3 when -h3 names an
+// address; it returns the HTTP/3 certificate's fingerprint.
+func (f *edgeFlags) bind(o *edgeOptions, listen string) (string, error) {
+	fingerprint, err := listenH3(o, *f.h3)
+	if err != nil {
+		return "", err
+	}
 	if o.listener, err = net.Listen("tcp", listen); err != nil {
 		closeH3(o)
-		return nil, "", fmt.Errorf("edge listen %s: %w (is the port in use? pick another with -%s)", listen, err, listenFlag(f.prefix))
+		return "", fmt.Errorf("edge listen %s: %w (is the port in use? pick another with -%s)", listen, err, listenFlag(f.prefix))
 	}
+	return fingerprint, nil
+}
+
+// start starts the edge on the listeners bind bound; they are closed if
+// it fails.
+func (f *edgeFlags) start(ctx context.Context, o *edgeOptions) (*edgeServer, error) {
 	s, err := startEdge(ctx, *o)
 	if err != nil {
 		o.listener.Close()
 		closeH3(o)
-		return nil, "", err
+		return nil, err
 	}
-	return s, fingerprint, nil
+	return s, nil
 }
 
 // banner prints where the edge serves, after the line head says.

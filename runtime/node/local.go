@@ -19,12 +19,13 @@ import (
 type Local struct {
 	n       *Node
 	address model.Address
-	receive func(from model.Address, msg []byte) // set once, before Run
-	in, out atomic.Uint64                        // messages to the replicas, and from them
+	receive atomic.Pointer[func(from model.Address, msg []byte)] // set once
+	in, out atomic.Uint64                                        // messages to the replicas, and from them
 }
 
 // AttachLocal makes the client at address (a pinned edge's client
-// address) local to n. Call it, and the Local's Receive, before Run.
+// address) local to n. Call it before Run; the Local's Receive may come
+// later (what the replicas send the client before is dropped).
 func (n *Node) AttachLocal(address model.Address) (*Local, error) {
 	if n.running.Load() {
 		return nil, errors.New("attach a local client: the node is running")
@@ -51,12 +52,11 @@ func (l *Local) Client() model.Address { return l.address }
 
 // Receive sets the function that gets every message the node's replicas
 // send to the client (from a shard loop; it owns msg and must not block).
-// Call it once, before the node runs.
+// It is set once, before the client sends anything.
 func (l *Local) Receive(deliver func(from model.Address, msg []byte)) error {
-	if l.receive != nil || l.n.running.Load() {
-		return errors.New("local client: Receive is set once, before the node runs")
+	if deliver == nil || !l.receive.CompareAndSwap(nil, &deliver) {
+		return errors.New("local client: Receive is set once, to a function")
 	}
-	l.receive = deliver
 	return nil
 }
 
@@ -73,9 +73,9 @@ func (l *Local) Send(msg []byte) {
 // node itself (toSelf); false: it is for the transport.
 func (n *Node) toLocal(to model.Address, msg []byte) bool {
 	if l := n.locals[to]; l != nil {
-		if l.receive != nil {
+		if receive := l.receive.Load(); receive != nil {
 			l.out.Add(1)
-			l.receive(model.Address(n.opts.Replica), append(make([]byte, 0, len(msg)), msg...))
+			(*receive)(model.Address(n.opts.Replica), append(make([]byte, 0, len(msg)), msg...))
 		}
 		return true
 	}
