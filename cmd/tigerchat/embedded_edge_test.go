@@ -3,16 +3,21 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"tigerchat/model/placement"
+	"tigerchat/runtime/admin"
 	"tigerchat/runtime/testcluster"
 )
 
-// embeddedShards: with three shards, each replica starts as the primary
-// of one of them, so node 0 holds some primaries and not others.
+// embeddedShards: with three shards, node 0 can be the primary of some
+// and not of others (arrangePrimaries sees to it).
 const embeddedShards = 3
 
 // A 3-node cluster whose node 0 runs `tigerchat start -edge`: WebSocket
@@ -29,7 +34,13 @@ func TestStartEmbeddedEdge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.KillAll)
+	t.Cleanup(func() {
+		c.KillAll()
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(c.Dir, "replica-0.log"))
+			t.Logf("node 0 (with the edge) log:\n%s", log)
+		}
+	})
 	idPath, authPath := writeEdgeFiles(t, t.TempDir(), c.Edge)
 	addr := freeTCPAddr(t)
 	if err := c.StartWith(0, "-edge", addr, "-edge-identity", idPath, "-edge-auth", authPath,
@@ -44,24 +55,17 @@ func TestStartEmbeddedEdge(t *testing.T) {
 	base := "http://" + addr
 	waitEdgeHealthy(t, http.DefaultClient, base)
 
-	// A room on each shard; the shard's primary now (node 0 or not).
+	// A room on each shard; node 0 must be the primary of some shards and
+	// not of others.
+	local, remote := arrangePrimaries(t, c)
+	t.Logf("primaries on node 0: shards %v; elsewhere: %v", local, remote)
 	rooms := make([]string, embeddedShards)
-	local, remote := 0, 0
 	for s := range rooms {
 		for j := 0; rooms[s] == ""; j++ {
 			if name := fmt.Sprintf("room-%d", j); placement.Shard("acme", name, embeddedShards) == s {
 				rooms[s] = name
 			}
 		}
-		switch p := c.Primary(s); {
-		case p == 0:
-			local++
-		case p > 0:
-			remote++
-		}
-	}
-	if local == 0 || remote == 0 {
-		t.Fatalf("primaries: %d shards on node 0 and %d elsewhere; want both kinds", local, remote)
 	}
 	ana := dialPeer(t, base, "ana")
 	for s, room := range rooms {
@@ -77,7 +81,7 @@ func TestStartEmbeddedEdge(t *testing.T) {
 			}
 		}
 		seqs, bodies := bo.waitSeqs(posts)
-		checkSeqs(t, fmt.Sprintf("bo on shard %d (primary replica %d)", s, c.Primary(s)), seqs, 1, posts)
+		checkSeqs(t, fmt.Sprintf("bo on shard %d", s), seqs, 1, posts)
 		if bodies[0] != room+"-m1" || bodies[posts-1] != fmt.Sprintf("%s-m%d", room, posts) {
 			t.Fatalf("shard %d: bodies %v", s, bodies)
 		}
@@ -134,4 +138,65 @@ func copyCmd(cmd map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// arrangePrimaries makes node 0 the primary of at least one shard and
+// another node of at least one (a cluster's start may elect either way),
+// stepping a shard's primary down to the next replica while it is not so,
+// and returns the shards whose primary is node 0 and the others.
+func arrangePrimaries(t *testing.T, c *testcluster.Cluster) (local, remote []int) {
+	t.Helper()
+	for step := 0; step < 6; step++ {
+		primaries := make([]int, embeddedShards)
+		for s := range primaries {
+			primaries[s] = waitPrimary(t, c, s, -1)
+		}
+		local, remote = nil, nil
+		for s, p := range primaries {
+			if p == 0 {
+				local = append(local, s)
+			} else {
+				remote = append(remote, s)
+			}
+		}
+		if len(local) > 0 && len(remote) > 0 {
+			return local, remote
+		}
+		// Shard 0 moves to the next replica: towards node 0 when none is
+		// there, away from it when all are.
+		stepDown(t, c, primaries[0], 0)
+		waitPrimary(t, c, 0, primaries[0])
+	}
+	t.Fatalf("primaries: shards %v on node 0, %v elsewhere after 6 step-downs", local, remote)
+	return nil, nil
+}
+
+// waitPrimary waits (at most 20 s) until shard has a primary other than
+// not, and returns it.
+func waitPrimary(t *testing.T, c *testcluster.Cluster, shard, not int) int {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if p := c.Primary(shard); p >= 0 && p != not {
+			return p
+		}
+	}
+	t.Fatalf("shard %d has no primary other than %d after 20 s", shard, not)
+	return -1
+}
+
+// stepDown asks node i, as the cluster's operator, to hand shard's
+// primaryship to the next replica.
+func stepDown(t *testing.T, c *testcluster.Cluster, i, shard int) {
+	t.Helper()
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: admin.ClientTLS(&c.Operator, c.Config.Replicas[i].Fingerprint)}}
+	resp, err := hc.Post(fmt.Sprintf("https://%s/step-down?shard=%d", c.HTTPAddr(i), shard), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("step-down shard %d on node %d: %d %s", shard, i, resp.StatusCode, body)
+	}
 }
