@@ -8,8 +8,9 @@
 //	tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover]
 //	               [-seconds S] [-publishers N] [-pipeline-conns C]
 //	               [-pipeline-inflight F] [-batch-size B] [-fanouts SUBS:ROOMS:RATE,...]
-//	               [-failover-trials N] [-pprof DIR]
-//	    starts 3 replicas and an edge on 127.0.0.1 and drives them through the
+//	               [-failover-trials N] [-pprof DIR] [-edge-args FLAGS] [-embedded-edge]
+//	    starts 3 replicas and an edge (with -embedded-edge: inside replica 0)
+//	    on 127.0.0.1 and drives them through the
 //	    edge's WebSocket API (JWT, idempotency keys): publish latency,
 //	    pipelined throughput on one shard and on all, and on one shard with
 //	    B posts per post_batch command, fan-out from publish to

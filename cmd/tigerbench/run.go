@@ -27,6 +27,7 @@ func runSuite(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	binary := fs.String("tigerchat", "", "the tigerchat `BINARY` (default: next to tigerbench, else built from source)")
 	edgeArgs := fs.String("edge-args", "", "extra `FLAGS` for `tigerchat edge`, space-separated (e.g. \"-post-batches 8\")")
+	embedded := fs.Bool("embedded-edge", false, "run the edge inside replica 0 (tigerchat start -edge, -edge-args prefixed edge-) instead of as a tigerchat edge process; failover kills of replica 0 then take the edge down too")
 	adapter := fs.String("adapter", tiger.AdapterGoSDK, "the publishers' client: go-sdk (the Go SDK for publish and the fan-out's publishers; the hand-written adapter for the pipelined scenarios and failover) or raw (the hand-written adapter everywhere)")
 	finish := suite.Flags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -50,7 +51,8 @@ func runSuite(args []string, stdout, stderr io.Writer) int {
 			if err != nil {
 				return nil, err
 			}
-			return tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: o.Shards, PprofDir: o.PprofDir, EdgeArgs: strings.Fields(*edgeArgs), Adapter: *adapter, Log: log})
+			return tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: o.Shards, PprofDir: o.PprofDir, EdgeArgs: strings.Fields(*edgeArgs),
+				EmbeddedEdge: *embedded, Adapter: *adapter, Log: log})
 		},
 	}
 	return suite.Run(ctx, "tigerbench", o, start, stdout, stderr)

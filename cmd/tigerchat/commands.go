@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"tigerchat/model"
 	"tigerchat/runtime/admin"
 	"tigerchat/runtime/disk"
 	"tigerchat/runtime/node"
@@ -124,11 +125,16 @@ func cmdFormat(args []string, stdout io.Writer) error {
 func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("start")
 	f := addNodeFlags(fs)
+	edgeAddr := fs.String("edge", "", "also serve the client API (WebSocket, REST, SSE, as tigerchat edge -listen) on `ADDR` from this process: its requests to this node's replicas are function calls, not network round trips; needs -edge-identity and -edge-auth")
+	ef := addEdgeFlags(fs, "edge-")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *f.config == "" || *f.data == "" || *f.identity == "" || *f.replica < 0 {
 		return fmt.Errorf("start: -config, -data, -identity and -replica are required: %w", errUsage)
+	}
+	if given := ef.set(fs); *edgeAddr == "" && given != "" {
+		return fmt.Errorf("start: %s configures the edge of -edge ADDR, which is not given: %w", given, errUsage)
 	}
 	cfg, err := node.LoadConfig(*f.config)
 	if err != nil {
@@ -151,10 +157,22 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 		debug.SetMemoryLimit(limit)
 		log.Debug("memory limit", "bytes", limit, "override", "GOMEMLIMIT")
 	}
+	var eo edgeOptions
+	if *edgeAddr != "" {
+		if eo, err = ef.options(cfg, log); err != nil {
+			return fmt.Errorf("start -edge: %w", err)
+		}
+	}
 	n, err := node.Open(cfg, node.Options{DataDir: *f.data, Replica: *f.replica, Identity: id, Key: key, Log: log,
 		ConfigPath: absPath(*f.config), KeyFile: *f.keyFile})
 	if err != nil {
 		return err
+	}
+	fingerprint := ""
+	if *edgeAddr != "" {
+		if fingerprint, err = bindLocalEdge(n, ef, &eo, *edgeAddr); err != nil {
+			return err
+		}
 	}
 	httpAddr := *f.http
 	if httpAddr == "" && *f.replica < len(cfg.Replicas) {
@@ -169,7 +187,41 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 		go serveHTTP(ctx, ln, nodes, id, log)
 		fmt.Fprintf(stdout, "replica %d: health on http://%s/healthz; admin actions over https on the same port\n", *f.replica, ln.Addr())
 	}
-	return n.Run(ctx)
+	if *edgeAddr == "" {
+		return n.Run(ctx)
+	}
+	// The node starts first, so that the edge's start does not delay the
+	// replicas (late, they would find views moved on without them).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- n.Run(ctx) }()
+	es, err := ef.start(ctx, &eo)
+	if err != nil {
+		cancel()
+		<-ran
+		return err
+	}
+	ef.banner(stdout, fmt.Sprintf("replica %d: edge in this process", n.Replica()), &eo, es, fingerprint)
+	err = <-ran
+	cancel()
+	<-es.done
+	return err
+}
+
+// bindLocalEdge makes the edge of tigerchat start -edge a local client of
+// n (before n runs: its requests to n's replicas and their replies are
+// function calls, the other replicas it reaches through its own transport,
+// as tigerchat edge does) and binds its listeners on addr.
+func bindLocalEdge(n *node.Node, ef *edgeFlags, o *edgeOptions, addr string) (string, error) {
+	index, err := edgeIndex(&o.cfg, o.identity.Fingerprint())
+	if err != nil {
+		return "", fmt.Errorf("start -edge: %w", err)
+	}
+	if o.local, err = n.AttachLocal(model.ClientAddressBase + model.Address(index)); err != nil {
+		return "", err
+	}
+	return ef.bind(o, addr)
 }
 
 // serveHTTP serves the operator port on ln: plain HTTP and, on the same

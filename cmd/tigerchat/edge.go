@@ -50,6 +50,9 @@ type edgeOptions struct {
 	connsPerIP     int
 	trustedProxies []netip.Prefix
 	log            *slog.Logger
+	// local, when set, is the replica of this process (tigerchat start
+	// -edge): the edge's client reaches it by function calls.
+	local *node.Local
 }
 
 // edgeServer is a running edge: its cluster client, gateway and HTTP server.
@@ -87,7 +90,7 @@ func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
 	// keeps 16). More sessions mean more requests in flight per shard, hence
 	// larger batches per prepare (bench: 32 → 256 sessions, 3.3k → 8.2k msg/s).
 	sessions := max(1, min(256, o.cfg.ClientsMax/4))
-	cl, err := client.Dial(o.cfg, client.Options{Edge: index, Identity: o.identity, SessionsPerShard: sessions})
+	cl, err := client.Dial(o.cfg, client.Options{Edge: index, Identity: o.identity, SessionsPerShard: sessions, Local: o.local})
 	if err != nil {
 		return nil, fmt.Errorf("edge: dial cluster: %w", err)
 	}
@@ -202,36 +205,14 @@ func redactURL(addr string) string {
 func cmdEdge(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("edge")
 	config := fs.String("config", "", "cluster config `FILE` (JSON)")
-	identity := fs.String("identity", "", "edge identity `FILE` from tigerchat keygen; its fingerprint must be in the config's edges")
+	ef := addEdgeFlags(fs, "")
 	listen := fs.String("listen", "127.0.0.1:8090", "serve WebSocket, REST, SSE and the demo page on `ADDR`")
-	auth := fs.String("auth", "", "JWT keyring `FILE`: {\"audience\":..,\"keys\":[{\"kid\",\"alg\":\"HS256\"|\"EdDSA\",\"secret\"|\"public_key\",\"tenants\"}]}")
-	origins := fs.String("origins", "", "comma-separated extra WebSocket origin `PATTERNS` (the edge's own host is always allowed)")
-	userRate := fs.Float64("user-rate", edge.UserRateDefault, "requests per second per user (`N`)")
-	ipRate := fs.Float64("ip-rate", edge.IPRateDefault, "requests per second per client address (`N`)")
-	connsMax := fs.Int("conns", edge.ConnsMaxDefault, "open WebSocket and SSE streams at most (`N`)")
-	postBatches := fs.Int("post-batches", postBatchesDefault, "post batches in flight per shard at most (`N`, at most the edge's sessions per shard): posts that arrive while all are in flight leave together in the next free one")
-	h3 := fs.String("h3", "", "also serve REST and SSE over HTTP/3 on UDP `ADDR` (with -tls-cert: advertised by Alt-Svc on https responses)")
-	tlsCert := fs.String("tls-cert", "", "serve https:// and wss:// on -listen, and HTTP/3, with this certificate chain `FILE` (PEM); reloaded on SIGHUP")
-	tlsKey := fs.String("tls-key", "", "the certificate's private key `FILE` (PEM)")
-	connsPerIP := fs.Int("conns-per-ip", edge.ConnsPerIPMaxDefault, "open WebSocket and SSE streams per client address at most (`N`)")
-	proxies := fs.String("trusted-proxies", "", "comma-separated `CIDRS` of load balancers whose X-Forwarded-For names the client (rate limits, -conns-per-ip); from other peers the header is ignored")
 	logf := addLogFlags(fs)
-	redisAddr := fs.String("redis", "", "fan out committed messages to other edges through Redis pub/sub at `ADDR` (host:port or redis://[:password@]host:port[/db], rediss:// for TLS); empty: in-process bus, for a single edge")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *config == "" || *identity == "" || *auth == "" {
+	if *config == "" || *ef.identity == "" || *ef.auth == "" {
 		return fmt.Errorf("edge: -config, -identity and -auth are required: %w", errUsage)
-	}
-	if *postBatches < 1 {
-		return fmt.Errorf("edge: -post-batches %d must be at least 1: %w", *postBatches, errUsage)
-	}
-	if (*tlsCert == "") != (*tlsKey == "") {
-		return fmt.Errorf("edge: -tls-cert and -tls-key go together: %w", errUsage)
-	}
-	trusted, err := parsePrefixes(*proxies)
-	if err != nil {
-		return err
 	}
 	log, err := logf.logger(os.Stderr)
 	if err != nil {
@@ -241,49 +222,16 @@ func cmdEdge(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var certs *certReloader
-	if *tlsCert != "" {
-		if certs, err = loadCertReloader(*tlsCert, *tlsKey); err != nil {
-			return err
-		}
-	}
-	id, err := readIdentity(*identity)
+	o, err := ef.options(cfg, log)
 	if err != nil {
 		return err
 	}
-	keyring, err := edge.LoadKeyring(*auth)
+	s, fingerprint, err := ef.serve(ctx, &o, *listen)
 	if err != nil {
 		return err
 	}
-	o := edgeOptions{cfg: cfg, identity: id, keyring: keyring, origins: splitList(*origins),
-		userRate: *userRate, ipRate: *ipRate, connsMax: *connsMax, postBatches: *postBatches, redis: *redisAddr,
-		tls: certs, connsPerIP: *connsPerIP, trustedProxies: trusted, log: log}
-	fingerprint, err := listenH3(&o, *h3)
-	if err != nil {
-		return err
-	}
-	if o.listener, err = net.Listen("tcp", *listen); err != nil {
-		closeH3(&o)
-		return fmt.Errorf("edge listen %s: %w (is the port in use? pick another with -listen)", *listen, err)
-	}
-	s, err := startEdge(ctx, o)
-	if err != nil {
-		o.listener.Close()
-		closeH3(&o)
-		return err
-	}
-	a := o.listener.Addr()
-	scheme, ws := "http", "ws"
-	if certs != nil {
-		scheme, ws = "https", "wss"
-	}
-	fmt.Fprintf(stdout, "tigerchat edge: cluster %d (%d shards), serving %s://%s/ (WebSocket %s://%s/v1/ws, REST %s://%s/v1/, metrics /metrics)\n",
-		cfg.Cluster, cfg.Shards, scheme, a, ws, a, scheme, a)
-	log.Info("edge started", "cluster", cfg.Cluster, "shards", cfg.Shards, "listen", a.String(), "tls", certs != nil)
-	if o.h3 != nil {
-		fmt.Fprintf(stdout, "  HTTP/3:     https://%s/v1/ (REST and SSE; certificate sha256 %s)\n", o.h3.LocalAddr(), fingerprint)
-	}
-	fmt.Fprintf(stdout, "  fan-out:    %s\n", s.busInfo)
+	ef.banner(stdout, fmt.Sprintf("tigerchat edge: cluster %d (%d shards)", cfg.Cluster, cfg.Shards), &o, s, fingerprint)
+	log.Info("edge started", "cluster", cfg.Cluster, "shards", cfg.Shards, "listen", o.listener.Addr().String(), "tls", o.tls != nil)
 	<-ctx.Done()
 	<-s.done
 	log.Info("edge stopped")

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -55,24 +54,8 @@ type edgeProc struct {
 func startEdgeProc(t *testing.T, c *testcluster.Cluster, id transport.Identity, hc *http.Client, extra ...string) *edgeProc {
 	t.Helper()
 	dir := t.TempDir()
-	pem, err := id.MarshalPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	idPath, authPath := filepath.Join(dir, "edge.pem"), filepath.Join(dir, "auth.json")
-	if err := os.WriteFile(idPath, pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	auth, _ := json.Marshal(edge.KeyringFile{Keys: []edge.Key{{Alg: edge.AlgHS256, Secret: base64.StdEncoding.EncodeToString(edgeSecret), Tenants: []string{"*"}}}})
-	if err := os.WriteFile(authPath, auth, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	idPath, authPath := writeEdgeFiles(t, dir, id)
+	addr := freeTCPAddr(t)
 	logFile, err := os.Create(filepath.Join(dir, "edge.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -99,12 +82,38 @@ func startEdgeProc(t *testing.T, c *testcluster.Cluster, id transport.Identity, 
 	} else {
 		hc = http.DefaultClient
 	}
-	// Up and healthy: a primary of every shard answered the edge.
+	waitEdgeHealthy(t, hc, base)
+	return &edgeProc{base: base, addr: addr, cmd: cmd, log: logFile.Name()}
+}
+
+// writeEdgeFiles writes an edge's identity and a keyring of edgeSecret
+// into dir and returns their paths.
+func writeEdgeFiles(t *testing.T, dir string, id transport.Identity) (idPath, authPath string) {
+	t.Helper()
+	pem, err := id.MarshalPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idPath, authPath = filepath.Join(dir, "edge.pem"), filepath.Join(dir, "auth.json")
+	if err := os.WriteFile(idPath, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auth, _ := json.Marshal(edge.KeyringFile{Keys: []edge.Key{{Alg: edge.AlgHS256, Secret: base64.StdEncoding.EncodeToString(edgeSecret), Tenants: []string{"*"}}}})
+	if err := os.WriteFile(authPath, auth, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return idPath, authPath
+}
+
+// waitEdgeHealthy waits until the edge at base is up and healthy: a
+// primary of every shard answered it.
+func waitEdgeHealthy(t *testing.T, hc *http.Client, base string) {
+	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if resp, err := hc.Get(base + "/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return &edgeProc{base: base, addr: addr, cmd: cmd, log: logFile.Name()}
+				return
 			}
 		}
 		if time.Now().After(deadline) {

@@ -376,6 +376,13 @@ func writeNodeMetrics(w io.Writer, nodes []*node.Node) {
 			}
 		}
 	}
+	promtext.Family(w, "tigerchat_local_client_messages_total", promtext.Counter,
+		"Messages between the node's replicas and the edge in its process (tigerchat start -edge), by function call: in to the replicas, out to the edge.")
+	for _, n := range nodes {
+		in, out := n.LocalMessages()
+		promtext.Sample(w, "tigerchat_local_client_messages_total", fmt.Sprintf(`node="%d",direction="in"`, n.Replica()), in)
+		promtext.Sample(w, "tigerchat_local_client_messages_total", fmt.Sprintf(`node="%d",direction="out"`, n.Replica()), out)
+	}
 	writeStorageMetrics(w, storageSamples(nodes))
 	writeReplicationMetrics(w, nodes)
 }

@@ -4,6 +4,7 @@
 //	tigerchat keygen -out node.pem                 create an identity (Ed25519 key + pinned certificate)
 //	tigerchat format -config C -replica N -data D  create a replica's data files (refuses to overwrite)
 //	tigerchat start  -config C -replica N -data D -identity F [-http ADDR] [-log-format json]
+//	                 [-edge ADDR -edge-identity F -edge-auth A]   also an edge in this process
 //	tigerchat edge   -config C -identity F -auth A [-listen ADDR]   the client gateway
 //	tigerchat dev    [-dir D] [-shards N]          a complete local cluster on 127.0.0.1
 //	tigerchat version
@@ -80,6 +81,7 @@ Usage:
   tigerchat keygen -out FILE                       create a node identity; prints its fingerprint
   tigerchat format -config FILE -replica N -data DIR [-key-file FILE]
   tigerchat start  -config FILE -replica N -data DIR -identity FILE [-key-file FILE] [-http ADDR] [-log-format text|json]
+                   [-edge ADDR -edge-identity FILE -edge-auth FILE [-edge-FLAG ...]]   an edge in this process too
   tigerchat edge   -config FILE -identity FILE -auth FILE [-listen ADDR] [-tls-cert F -tls-key F] [-h3 ADDR] [-user-rate N] [-ip-rate N]
                    [-conns N] [-conns-per-ip N] [-origins P] [-trusted-proxies CIDRS] [-redis ADDR] [-post-batches N] [-log-format text|json]
   tigerchat dev    [-dir DIR] [-shards N] [-http ADDR] [-edge ADDR|off] [-tls=false] [-redis ADDR]   local cluster: 3 replicas + an edge on 127.0.0.1
@@ -94,12 +96,14 @@ Prometheus text format. Admin actions (POST /drain, /undrain, /step-down)
 need TLS on the same port and a pinned operator (see tigerctl and
 docs/operations.md). SIGTERM stops a node or an edge cleanly.
 
-Edge (edge, dev): the client API of docs/protocol.md — WebSocket /v1/ws,
+Edge (edge, dev, start -edge): the client API of docs/protocol.md — WebSocket /v1/ws,
 REST /v1/..., server-sent events, a demo page at /, /healthz, /readyz and
 /metrics; https and wss with -tls-cert/-tls-key (reloaded on SIGHUP). Several
 edges of one cluster fan out committed messages through Redis pub/sub with
 -redis ADDR (host:port or a redis:// URL); without it an edge uses an
-in-process bus.
+in-process bus. start -edge takes every edge flag prefixed edge-
+(-edge-auth, -edge-identity, -edge-redis, ...); its requests to the node's
+own replicas are function calls, not network round trips.
 `)
 }
 

@@ -51,6 +51,11 @@ type Options struct {
 	// just above the replicas' 80 ms primary timeout plus a view change, so
 	// that after a primary dies the first retry usually finds the new one.
 	RequestTimeoutMs uint64
+	// Local, when set, is a replica in this process (an edge inside a
+	// node: tigerchat start -edge), attached as this client's address:
+	// messages to it are function calls instead of transport frames, and
+	// the transport dials only the other replicas.
+	Local *node.Local
 }
 
 type waiter struct {
@@ -109,7 +114,8 @@ const (
 type Client struct {
 	cfg    node.ClusterConfig
 	opts   Options
-	tr     *transport.Transport
+	tr     *transport.Transport // nil: every replica is local
+	net    model.Network        // the sessions' network: Local or the transport
 	loop   *loop.Loop
 	prng   *prng.PRNG // forked for each new session (on the loop after Dial)
 	pools  []*shardPool
@@ -133,13 +139,27 @@ func Dial(cfg node.ClusterConfig, opts Options) (*Client, error) {
 	self := model.ClientAddressBase + model.Address(opts.Edge)
 	tc := transport.Config{Self: self, Identity: opts.Identity, FrameAuth: cfg.FrameAuth}
 	for i, m := range cfg.Replicas {
-		tc.Peers = append(tc.Peers, transport.Peer{Address: model.Address(i), Addr: m.Addr, Fingerprint: m.Fingerprint})
+		if opts.Local == nil || model.Address(i) != opts.Local.Replica() {
+			tc.Peers = append(tc.Peers, transport.Peer{Address: model.Address(i), Addr: m.Addr, Fingerprint: m.Fingerprint})
+		}
 	}
-	tr, err := transport.New(tc, c.deliver)
-	if err != nil {
-		return nil, err
+	if len(tc.Peers) > 0 {
+		tr, err := transport.New(tc, c.deliver)
+		if err != nil {
+			return nil, err
+		}
+		c.tr = tr
+		c.net = tr.Endpoint()
 	}
-	c.tr = tr
+	if opts.Local != nil {
+		if opts.Local.Client() != self {
+			return nil, fmt.Errorf("the local replica's client is address %d, this client is %d", opts.Local.Client(), self)
+		}
+		if err := opts.Local.Receive(c.deliver); err != nil {
+			return nil, err
+		}
+		c.net = localNetwork{local: opts.Local, remote: c.net}
+	}
 	c.prng = prng.New(randomUint64())
 	for s := 0; s < cfg.Shards; s++ {
 		pool := &shardPool{shard: s, byID: map[uint64]*session{}, budget: opts.SessionsPerShard}
@@ -154,9 +174,11 @@ func Dial(cfg node.ClusterConfig, opts Options) (*Client, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	if err := tr.Start(ctx); err != nil {
-		cancel()
-		return nil, err
+	if c.tr != nil {
+		if err := c.tr.Start(ctx); err != nil {
+			cancel()
+			return nil, err
+		}
 	}
 	c.wg.Add(1)
 	go func() {
@@ -190,7 +212,7 @@ func (c *Client) newSession(shard int) *session {
 	vc := vsr.NewClient(vsr.ClientConfig{
 		Cluster: c.cfg.Cluster + uint64(shard), ReplicaCount: len(c.cfg.Replicas), ShardOffset: shard % len(c.cfg.Replicas),
 		ID: id, RequestTimeout: c.opts.RequestTimeoutMs,
-	}, c.tr.Endpoint(), c.prng.Fork())
+	}, c.net, c.prng.Fork())
 	return &session{vc: vc, id: id}
 }
 
@@ -236,8 +258,26 @@ func (c *Client) Stats() []PoolStats {
 // Close stops the client.
 func (c *Client) Close() {
 	c.cancel()
-	_ = c.tr.Close()
+	if c.tr != nil {
+		_ = c.tr.Close()
+	}
 	c.wg.Wait()
+}
+
+// localNetwork sends to the local replica by a function call and to the
+// others through the transport (remote; nil when there are none).
+type localNetwork struct {
+	local  *node.Local
+	remote model.Network
+}
+
+func (n localNetwork) Send(to model.Address, msg []byte) {
+	switch {
+	case to == n.local.Replica():
+		n.local.Send(msg)
+	case n.remote != nil:
+		n.remote.Send(to, msg)
+	}
 }
 
 func (c *Client) deliver(from model.Address, msg []byte) {

@@ -220,6 +220,10 @@ type Node struct {
 	sys       *sysClient // the replicated audit log's client (set by Open)
 	sysWG     sync.WaitGroup
 	runCtx    context.Context // Run's, once it started the shards
+	// locals are the in-process clients (local.go): set before Run, read
+	// by the shard loops.
+	locals  map[model.Address]*Local
+	running atomic.Bool // Run was called
 }
 
 // eventQueueMax bounds the automatic audit events waiting to be written.
@@ -365,6 +369,7 @@ func ShardOf(cluster uint64, msg []byte) (int, bool) {
 // Run starts the transport and every shard's loop and blocks until ctx is
 // done, then stops everything.
 func (n *Node) Run(ctx context.Context) error {
+	n.running.Store(true)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tr, err := transport.New(n.transportConfig(), n.deliver)
@@ -517,7 +522,7 @@ func (n *Node) newReplica(sh *shard) error {
 	sh.machine = chat.New(limits)
 	sh.members = membersScan{}
 	sh.replicaIndex = n.opts.Replica
-	r, err := vsr.New(vc, vsr.Env{Clock: clock.New(), Net: timedNetwork{n.transport.Endpoint(), sh.requests, n.toSelf}, Disk: sh.disk.Load(),
+	r, err := vsr.New(vc, vsr.Env{Clock: clock.New(), Net: timedNetwork{n.transport.Endpoint(), sh.requests, n.toLocal}, Disk: sh.disk.Load(),
 		PRNG: prng.New(uint64(time.Now().UnixNano()) ^ uint64(sh.index))}, sh.machine, hooks)
 	if err != nil {
 		return err

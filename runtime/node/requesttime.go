@@ -45,7 +45,8 @@ func (t *requestTimer) replied(client uint64, now time.Time) {
 
 // timedNetwork is a shard replica's endpoint: each reply it sends ends its
 // request's timing. A message to the node itself (a reply to the node's own
-// client session) goes to self, which returns false for any other address.
+// client session) or to an in-process client (local.go) goes to self, which
+// returns false for any other address.
 type timedNetwork struct {
 	net   model.Network
 	timer *requestTimer

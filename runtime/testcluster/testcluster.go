@@ -191,7 +191,11 @@ func (c *Cluster) identityPath(i int) string {
 func (c *Cluster) DataDir(i int) string { return filepath.Join(c.Dir, fmt.Sprintf("replica-%d", i)) }
 
 // Start launches replica i (its output goes to a log file in Dir).
-func (c *Cluster) Start(i int) error {
+func (c *Cluster) Start(i int) error { return c.StartWith(i) }
+
+// StartWith launches replica i with extra `tigerchat start` flags (an
+// embedded edge: -edge ADDR ...).
+func (c *Cluster) StartWith(i int, extra ...string) error {
 	if c.procs[i] != nil {
 		return fmt.Errorf("replica %d is running", i)
 	}
@@ -199,7 +203,8 @@ func (c *Cluster) Start(i int) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(c.Binary, "start", "-config", c.ConfigPath, "-replica", fmt.Sprint(i), "-data", c.DataDir(i), "-identity", c.identityPath(i))
+	args := []string{"start", "-config", c.ConfigPath, "-replica", fmt.Sprint(i), "-data", c.DataDir(i), "-identity", c.identityPath(i)}
+	cmd := exec.Command(c.Binary, append(args, extra...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()

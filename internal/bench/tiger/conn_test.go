@@ -123,3 +123,13 @@ func batchReply(t *testing.T, data []byte) []byte {
 	out, _ := json.Marshal(map[string]any{"id": cmd.ID, "ok": true, "results": results})
 	return out
 }
+
+// The embedded edge takes the standalone edge's flags renamed; values,
+// negative numbers included, stay.
+func TestPrefixFlags(t *testing.T) {
+	got := prefixFlags("edge-", []string{"-auth", "a.json", "--post-batches", "8", "-user-rate", "-1", "-h3=x"})
+	want := []string{"-edge-auth", "a.json", "-edge-post-batches", "8", "-edge-user-rate", "-1", "-edge-h3=x"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}

@@ -44,6 +44,9 @@ type Options struct {
 	Shards   int
 	PprofDir string   // when set, replicas serve /debug/pprof and scenarios are profiled
 	EdgeArgs []string // extra `tigerchat edge` flags (tuning experiments)
+	// EmbeddedEdge runs the edge inside replica 0 (`tigerchat start -edge`,
+	// EdgeArgs prefixed edge-) instead of as a `tigerchat edge` process.
+	EmbeddedEdge bool
 	// Adapter: the publishers' client, AdapterGoSDK (also when empty) or
 	// AdapterRaw (the hand-written adapter everywhere).
 	Adapter string
@@ -99,13 +102,20 @@ func (s *System) start(ctx context.Context) error {
 	if s.o.PprofDir != "" {
 		env = append(env, "TIGERCHAT_PPROF=1")
 	}
+	edgeFlags, err := s.edgeFiles()
+	if err != nil {
+		return err
+	}
 	for i := range replicaCount {
 		identity := filepath.Join(s.o.Dir, fmt.Sprintf("replica-%d.pem", i)) // testcluster's layout
 		if _, err := os.Stat(identity); err != nil {
 			return fmt.Errorf("replica %d identity: %w", i, err)
 		}
-		p, err := procs.Start(fmt.Sprintf("replica-%d", i), filepath.Join(s.o.Dir, fmt.Sprintf("replica-%d.log", i)), env,
-			s.o.Binary, "start", "-config", c.ConfigPath, "-replica", strconv.Itoa(i), "-data", c.DataDir(i), "-identity", identity)
+		args := []string{"start", "-config", c.ConfigPath, "-replica", strconv.Itoa(i), "-data", c.DataDir(i), "-identity", identity}
+		if s.o.EmbeddedEdge && i == 0 {
+			args = append(append(args, "-edge", s.edgeAddr), prefixFlags("edge-", edgeFlags)...)
+		}
+		p, err := procs.Start(fmt.Sprintf("replica-%d", i), filepath.Join(s.o.Dir, fmt.Sprintf("replica-%d.log", i)), env, s.o.Binary, args...)
 		if err != nil {
 			return err
 		}
@@ -116,7 +126,7 @@ func (s *System) start(ctx context.Context) error {
 			return fmt.Errorf("replica %d not healthy: %w", i, err)
 		}
 	}
-	if err := s.startEdge(ctx); err != nil {
+	if err := s.startEdge(ctx, edgeFlags); err != nil {
 		return err
 	}
 	s.opsSeen, s.viewsSeen = s.ops() // the scenarios' counts start here
@@ -125,47 +135,71 @@ func (s *System) start(ctx context.Context) error {
 	return nil
 }
 
-func (s *System) startEdge(ctx context.Context) error {
+// edgeFiles writes the edge's identity and JWT keyring, picks its
+// address (s.edgeAddr) and returns its flags as `tigerchat edge` spells
+// them, -listen aside.
+func (s *System) edgeFiles() ([]string, error) {
 	pem, err := s.cluster.Edge.MarshalPEM()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	identity := filepath.Join(s.o.Dir, "edge.pem")
 	if err := os.WriteFile(identity, pem, 0o600); err != nil {
-		return err
+		return nil, err
 	}
 	s.secret = make([]byte, jwt.SecretSizeMin)
 	if _, err := rand.Read(s.secret); err != nil {
-		return err
+		return nil, err
 	}
 	auth, _ := json.Marshal(map[string]any{"audience": "tigerchat", "keys": []map[string]any{
 		{"kid": "bench", "alg": "HS256", "secret": base64.StdEncoding.EncodeToString(s.secret), "tenants": []string{tenant}}}})
 	authPath := filepath.Join(s.o.Dir, "edge-auth.json")
 	if err := os.WriteFile(authPath, auth, 0o600); err != nil {
-		return err
+		return nil, err
 	}
 	port, err := procs.FreePort()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	s.edgeAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	// Rate limits off (-1): the benchmark is one user and a few addresses.
-	var env []string
-	if s.o.PprofDir != "" {
-		env = append(env, "TIGERCHAT_PPROF=1")
+	args := []string{"-identity", identity, "-auth", authPath, "-user-rate", "-1", "-ip-rate", "-1", "-conns", "20000"}
+	return append(args, s.o.EdgeArgs...), nil
+}
+
+// prefixFlags renames every flag in args (-name or --name, a letter
+// first: -1 is a value) -prefix+name.
+func prefixFlags(prefix string, args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if name != a && name != "" && (name[0] >= 'a' && name[0] <= 'z' || name[0] >= 'A' && name[0] <= 'Z') {
+			a = "-" + prefix + name
+		}
+		out[i] = a
 	}
-	args := []string{"edge", "-config", s.cluster.ConfigPath, "-identity", identity, "-auth", authPath, "-listen", addr,
-		"-user-rate", "-1", "-ip-rate", "-1", "-conns", "20000"}
-	args = append(args, s.o.EdgeArgs...)
-	s.edge, err = procs.Start("edge", filepath.Join(s.o.Dir, "edge.log"), env, s.o.Binary, args...)
-	if err != nil {
-		return err
+	return out
+}
+
+// startEdge starts the `tigerchat edge` process (unless the edge runs in
+// replica 0) with flags, and waits until the edge is healthy.
+func (s *System) startEdge(ctx context.Context, flags []string) error {
+	if !s.o.EmbeddedEdge {
+		var env []string
+		if s.o.PprofDir != "" {
+			env = append(env, "TIGERCHAT_PPROF=1")
+		}
+		args := append([]string{"edge", "-config", s.cluster.ConfigPath, "-listen", s.edgeAddr}, flags...)
+		var err error
+		if s.edge, err = procs.Start("edge", filepath.Join(s.o.Dir, "edge.log"), env, s.o.Binary, args...); err != nil {
+			return err
+		}
 	}
-	if err := waitOK(ctx, "http://"+addr+"/healthz"); err != nil {
+	if err := waitOK(ctx, "http://"+s.edgeAddr+"/healthz"); err != nil {
 		return fmt.Errorf("edge not healthy: %w", err)
 	}
-	s.url = "ws://" + addr + "/v1/ws"
-	s.edgeAddr = addr
+	s.url = "ws://" + s.edgeAddr + "/v1/ws"
+	var err error
 	s.admin, err = s.dial(ctx, publisher, nil)
 	return err
 }
