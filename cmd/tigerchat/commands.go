@@ -242,21 +242,19 @@ func serveHTTP(ctx context.Context, ln net.Listener, nodes []*node.Node, id tran
 }
 
 // memoryLimitBytes is the soft memory limit a node gives the Go runtime
-// unless GOMEMLIMIT is set: per shard, its block cache, its decoded
-// idempotency pages (a quarter more) and 64 MiB for the rest of its state
-// (tables, tails, WAL buffers), plus 168 MiB for the process; 312 MiB for
-// one shard with the default cache, so that it stays within cache +
-// 256 MiB. The heap then stays near what the node needs rather than
-// growing to twice its live size between collections; past the limit the
-// runtime collects more often, and never stops allocating (it is soft).
-// With 2x10^6 messages the limit held resident memory at 326-328 MiB
-// (limit 336 MiB) while fills and reads kept their speed
-// (docs/benchmarks.md); when the live heap was 240-300 MiB, before the
-// rooms' sealed tails were let go, a limit this tight made collection so
-// frequent that history reads took four times as long.
+// unless GOMEMLIMIT is set: every shard's block cache and decoded
+// idempotency pages (a quarter more) plus 512 MiB for everything else. The
+// heap then stays near what the node needs rather than growing to twice
+// its live size between collections; past the limit the runtime collects
+// more often, and never stops allocating (it is soft). It is not tighter
+// because the rooms' metadata and table pages still live in memory: with
+// 10^5 rooms a replica's live heap is about 250 MiB, and a limit of
+// 312 MiB made the runtime collect without pause until the shard stopped
+// answering within 10 s (docs/benchmarks.md). A node with few rooms may
+// set GOMEMLIMIT lower: 312 MiB held one of 800,000 messages in 20,000
+// rooms at 306-310 MiB resident, at full speed.
 func memoryLimitBytes(cfg *node.ClusterConfig) int64 {
-	perShard := int64(cfg.CacheSizeBytes)*5/4 + 64<<20
-	return int64(cfg.Shards)*perShard + 168<<20
+	return int64(cfg.Shards)*int64(cfg.CacheSizeBytes)*5/4 + 512<<20
 }
 
 func absPath(p string) string {
