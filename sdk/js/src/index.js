@@ -16,7 +16,8 @@ export const CODES = [
   "reserved_room", "invalid_idempotency_key", "body_empty", "body_too_large", "invalid_limit", "invalid_seq",
   "invalid_flags", "audit_retention", "direct_self", "unknown_room", "unknown_thread", "not_member",
   "private_room", "room_exists", "direct_room", "seq_beyond_head", "tenants_full", "rooms_full", "tenant_full",
-  "members_full", "threads_full", "malformed", "unknown_operation",
+  "members_full", "threads_full", "storage_unavailable", "audit_room", "not_creator", "duplicate_removed",
+  "storage_full", "malformed", "unknown_operation",
 ];
 
 export const LIMITS = Object.freeze({ idMax: 64, bodyMax: 4096, postBatchMax: 64, frameMax: 64 << 10, readLimitMax: 256, subscriptionMax: 64 });
