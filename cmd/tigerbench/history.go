@@ -27,7 +27,7 @@ import (
 func runHistory(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tigerbench history", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	binary := fs.String("tigerchat", "", "the tigerchat `BINARY` (default: next to tigerbench, else built from source)")
+	binary := binaryFlag(fs)
 	o := tiger.HistoryOptions{}
 	fs.IntVar(&o.Rooms, "rooms", 100_000, "rooms besides the big one (`N`, 0..1000000)")
 	fs.IntVar(&o.MessagesPerRoom, "messages-per-room", 100, "messages posted to each of them (`N`, 0..100000)")

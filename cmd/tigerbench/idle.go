@@ -51,7 +51,7 @@ type idleResult struct {
 func runIdle(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tigerbench idle", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	binary := fs.String("tigerchat", "", "the tigerchat `BINARY` (default: next to tigerbench, else built from source)")
+	binary := binaryFlag(fs)
 	seconds := fs.Float64("seconds", 30, "idle `SECONDS` measured (1..600)")
 	settle := fs.Float64("settle", 5, "`SECONDS` left alone after the start before measuring (0..60)")
 	shards := fs.Int("shards", 3, "shards `N` (1..16)")

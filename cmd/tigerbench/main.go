@@ -181,6 +181,11 @@ func moduleRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
+// binaryFlag defines a subcommand's -tigerchat flag, for tigerchatBinary.
+func binaryFlag(fs *flag.FlagSet) *string {
+	return fs.String("tigerchat", "", "the tigerchat `BINARY` (default: next to tigerbench, else built from source)")
+}
+
 // tigerchatBinary is given (a -tigerchat flag) when set, else the
 // tigerchat next to this executable (make builds both into bin/), else one
 // built from source into dir.

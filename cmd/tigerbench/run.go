@@ -25,7 +25,7 @@ import (
 func runSuite(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tigerbench run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	binary := fs.String("tigerchat", "", "the tigerchat `BINARY` (default: next to tigerbench, else built from source)")
+	binary := binaryFlag(fs)
 	edgeArgs := fs.String("edge-args", "", "extra `FLAGS` for `tigerchat edge`, space-separated (e.g. \"-post-batches 8\")")
 	embedded := fs.Bool("embedded-edge", false, "run the edge inside replica 0 (tigerchat start -edge, -edge-args prefixed edge-) instead of as a tigerchat edge process; failover kills of replica 0 then take the edge down too")
 	adapter := fs.String("adapter", tiger.AdapterGoSDK, "the publishers' client: go-sdk (the Go SDK for publish and the fan-out's publishers; the hand-written adapter for the pipelined scenarios and failover) or raw (the hand-written adapter everywhere)")

@@ -44,7 +44,7 @@ type sdkRow struct {
 func runSDK(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tigerbench sdk", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	binary := fs.String("tigerchat", "", "the tigerchat `BINARY` (default: next to tigerbench, else built from source)")
+	binary := binaryFlag(fs)
 	sdkDir := fs.String("sdk-dir", "", "the repository's sdk `DIR` (default: ./sdk)")
 	which := fs.String("sdks", strings.Join(sdkAdapters, ","), "clients to measure, in order (a client may come more than once): raw, go (the Go SDK, 8 frames in flight), go-default (its defaults: 4 frames, coalescing), node, rust")
 	conns := fs.Int("conns", 32, "connections `N`")
