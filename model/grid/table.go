@@ -29,6 +29,15 @@ import (
 // pages are resident never changes what the table writes: a checkpoint
 // writes the same blocks whatever is in memory, so replicas that cache
 // differently still agree block for block.
+//
+// Between checkpoints the pages only ever split: a page keeps the key it
+// started at (its bound: it takes the keys from there to the next page's
+// bound) even when deletes empty it, so that the page a key was
+// prefetched into is the page that takes it until the checkpoint, and a
+// delete never needs a neighbour in memory. The checkpoint drops the
+// emptied pages, folds small pages into a neighbour that changed too
+// (changed pages are in memory on every replica: they were prefetched),
+// and moves each bound to its page's first key.
 type Table struct {
 	// PageBytesMax bounds a page's bytes after the block header (0: one
 	// sector, TablePageBytesMax); an item may take a quarter of it. Set it
@@ -41,7 +50,7 @@ type Table struct {
 
 	pages      []*tablePage
 	levels     [][]tableNode // index nodes of the last checkpoint, level 0 above the pages
-	dropped    []Ref         // pages merged away or emptied since the last checkpoint
+	dropped    []Ref         // pages merged away or emptied at the checkpoint
 	root       Ref
 	changes    uint64                       // items set or deleted (counted, not persisted)
 	clock      uint64                       // advances on every touch of a page: eviction order
@@ -79,16 +88,14 @@ type tablePage struct {
 	ref   Ref         // the page's block at the last checkpoint (zero: never written)
 	dirty bool        // changed since ref was written
 	cold  bool        // items not in memory: read them from ref
-	first string      // the first key, while cold
-	used  uint64      // the table's clock when last touched
+	// first is the page's bound: its first key as of the last checkpoint
+	// or split (items[0] may have been deleted since; page 0 also takes
+	// any smaller key).
+	first string
+	used  uint64 // the table's clock when last touched
 }
 
-func (p *tablePage) firstKey() string {
-	if p.cold {
-		return p.first
-	}
-	return p.items[0].Key
-}
+func (p *tablePage) firstKey() string { return p.first }
 
 // touch marks page p as used now, and asserts that it is in memory.
 func (t *Table) touch(p *tablePage) {
@@ -204,7 +211,7 @@ func (t *Table) Set(it TableItem) {
 		t.changes++
 		it.Value = append([]byte(nil), it.Value...)
 		t.clock++
-		t.pages = append(t.pages, &tablePage{items: []TableItem{it}, size: 4 + it.encodedSize(), dirty: true, used: t.clock})
+		t.pages = append(t.pages, &tablePage{items: []TableItem{it}, size: 4 + it.encodedSize(), dirty: true, used: t.clock, first: it.Key})
 		t.dirtied++
 		return
 	}
@@ -269,7 +276,7 @@ func (t *Table) split(p int) {
 		n++
 	}
 	n = max(n, 1)
-	right := &tablePage{items: append([]TableItem(nil), page.items[n:]...), dirty: true, used: page.used}
+	right := &tablePage{items: append([]TableItem(nil), page.items[n:]...), dirty: true, used: page.used, first: page.items[n].Key}
 	t.dirtied++
 	right.size = 4
 	for i := range right.items {
@@ -299,32 +306,45 @@ func (t *Table) Delete(key string) {
 	page.items[len(page.items)-1] = TableItem{}
 	page.items = page.items[:len(page.items)-1]
 	t.markDirty(page)
-	t.mergeSmall(p)
 }
 
-// mergeSmall drops page p when empty, or folds it into a neighbour when
-// both fit one page, so that deletions do not leave a trail of tiny pages.
-func (t *Table) mergeSmall(p int) {
-	page := t.pages[p]
-	if len(page.items) == 0 {
-		t.removePage(p)
-		return
-	}
-	if page.size > t.pageMax()/4 {
-		return
-	}
-	for _, q := range [2]int{p + 1, p - 1} {
-		if q < 0 || q >= len(t.pages) || t.pages[q].size+page.size-4 > t.pageMax() {
+// compact, at a checkpoint, drops the pages emptied since the last one
+// and folds each small changed page into a changed neighbour when both fit
+// one page, so that deletions do not leave a trail of tiny pages. Only
+// changed pages take part: they are in memory on every replica, so the
+// result does not depend on what each one caches. Then every bound moves
+// to its page's first key.
+func (t *Table) compact() {
+	changed := func(p *tablePage) bool { return p.dirty || p.ref.IsZero() }
+	for p := 0; p < len(t.pages); {
+		page := t.pages[p]
+		if !changed(page) {
+			p++
 			continue
 		}
-		t.touch(t.pages[q]) // the merge happens whatever is cached: q must be in memory
-		lo, hi := min(p, q), max(p, q)
-		a, b := t.pages[lo], t.pages[hi]
-		a.items = append(a.items, b.items...)
-		a.size += b.size - 4
-		t.markDirty(a)
-		t.removePage(hi)
-		return
+		if page.cold {
+			panic("grid: a cold table page is dirty")
+		}
+		if len(page.items) == 0 {
+			t.removePage(p)
+			continue
+		}
+		if p+1 < len(t.pages) {
+			next := t.pages[p+1]
+			small := page.size <= t.pageMax()/4 || next.size <= t.pageMax()/4
+			if changed(next) && small && page.size+next.size-4 <= t.pageMax() && len(next.items) > 0 {
+				page.items = append(page.items, next.items...)
+				page.size += next.size - 4
+				t.removePage(p + 1)
+				continue // page may take the next one too
+			}
+		}
+		p++
+	}
+	for _, page := range t.pages {
+		if !page.cold {
+			page.first = page.items[0].Key
+		}
 	}
 }
 
@@ -356,6 +376,11 @@ func (t *Table) Scan(prefix string, fn func(*TableItem) bool) {
 			}
 		}
 		p, i = p+1, 0
+		if p < len(t.pages) {
+			if first := t.pages[p].firstKey(); first > prefix && !strings.HasPrefix(first, prefix) {
+				return // the pages from here on start past the prefix's keys
+			}
+		}
 	}
 }
 
@@ -392,6 +417,7 @@ func (t *Table) Checkpoint(g *Grid) Ref {
 	if t.pageMax() > g.Config().DataMax() {
 		panic(fmt.Sprintf("grid: table pages of %d bytes do not fit a block", t.pageMax()))
 	}
+	t.compact()
 	for _, ref := range t.dropped {
 		g.Release(ref)
 	}
@@ -452,7 +478,7 @@ func (t *Table) evict() {
 		if p.dirty || p.ref.IsZero() {
 			panic("grid: evicting a table page that is not written")
 		}
-		p.first, p.items, p.cold = p.items[0].Key, nil, true
+		p.items, p.cold = nil, true
 		t.cold++
 	}
 }
@@ -756,6 +782,45 @@ func (t *Table) Prefetch(g *Grid, key string, done func(error)) bool {
 	return false
 }
 
+// PrefetchRange makes every page that holds or would hold a key in
+// [lo, hi) resident: it calls Prefetch for each cold one and returns how
+// many reads will call done.
+func (t *Table) PrefetchRange(g *Grid, lo, hi string, done func(error)) (pending int) {
+	if t.cold == 0 {
+		return 0
+	}
+	for p, start := t.pageOf(lo), t.pageOf(lo); p < len(t.pages) && (p == start || t.pages[p].firstKey() < hi); p++ {
+		if t.pages[p].cold && !t.Prefetch(g, t.pages[p].firstKey(), done) {
+			pending++
+		}
+	}
+	return pending
+}
+
+// RangeResident reports whether every page that holds or would hold a
+// key in [lo, hi) is in memory.
+func (t *Table) RangeResident(lo, hi string) bool {
+	if t.cold == 0 {
+		return true
+	}
+	for p, start := t.pageOf(lo), t.pageOf(lo); p < len(t.pages) && (p == start || t.pages[p].firstKey() < hi); p++ {
+		if t.pages[p].cold {
+			return false
+		}
+	}
+	return true
+}
+
+// pageOf is the page that holds or would hold key (0 in an empty table).
+func (t *Table) pageOf(key string) int {
+	return max(0, sort.Search(len(t.pages), func(i int) bool { return t.pages[i].firstKey() > key })-1)
+}
+
+// Evict makes the least recently used pages cold until at most
+// ResidentPagesMax stay in memory, as a checkpoint does; every page must
+// be clean (a table just opened whole, say).
+func (t *Table) Evict() { t.evict() }
+
 // install fills cold page from its block b, read and verified against
 // page.ref.
 func (t *Table) install(page *tablePage, b Block) {
@@ -764,7 +829,7 @@ func (t *Table) install(page *tablePage, b Block) {
 		// The block matched its checksum: only a bug writes such a page.
 		panic(fmt.Sprintf("grid: a verified table page does not decode as its index says: %v", err))
 	}
-	page.items, page.cold, page.first = loaded.items, false, ""
+	page.items, page.cold = loaded.items, false
 	t.cold--
 	t.clock++
 	page.used = t.clock
@@ -783,7 +848,7 @@ func (t *Table) openPages(refs []Ref, blocks []Block) error {
 		if i > 0 && page.items[0].Key <= pages[i-1].items[len(pages[i-1].items)-1].Key {
 			return ErrTableMalformed
 		}
-		page.ref = refs[i]
+		page.ref, page.first = refs[i], page.items[0].Key
 		pages[i] = page
 	}
 	t.pages = pages

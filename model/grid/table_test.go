@@ -271,3 +271,126 @@ func TestTableColdPagesWriteTheSameBlocks(t *testing.T) {
 		t.Fatalf("%d pages and %d loads: the test did not exercise cold pages", all.Pages(), loads)
 	}
 }
+
+// TestTablePrefetchedIntervalWritesTheSameBlocks prefetches every key and
+// range a whole checkpoint interval will touch before applying any of it,
+// as the chat state machine does for the tables it changes only at
+// checkpoints: sets, deletes and prefix replaces then find every page in
+// memory although splits and emptied pages change the layout on the way,
+// and the table writes the same blocks as one kept wholly in memory.
+func TestTablePrefetchedIntervalWritesTheSameBlocks(t *testing.T) {
+	gAll, dAll := newTestGrid(t, nil)
+	gCold, dCold := newTestGrid(t, nil)
+	all := Table{PageBytesMax: 256}
+	cold := Table{PageBytesMax: 256, ResidentPagesMax: 3}
+	p := prng.New(23)
+	model := map[string]string{}
+	type op struct {
+		kind   uint64
+		key    string
+		items  []TableItem
+		prefix string
+	}
+	emptied := 0
+	for round := 0; round < 40; round++ {
+		var ops []op
+		for i := 0; i < 60; i++ {
+			o := op{kind: p.Uint64() % 10, key: fmt.Sprintf("r%02d\x00%04d", p.Uint64()%24, p.Uint64()%400)}
+			if o.kind == 9 {
+				o.prefix = fmt.Sprintf("r%02d\x00", p.Uint64()%24)
+				for j := 0; j < int(p.Uint64()%30); j++ {
+					o.items = append(o.items, TableItem{Key: fmt.Sprintf("%s%04d", o.prefix, j*13), Value: []byte("replaced")})
+				}
+			}
+			ops = append(ops, o)
+		}
+		pending := 0
+		done := func(err error) {
+			if err != nil {
+				t.Fatalf("prefetch: %v", err)
+			}
+			pending--
+		}
+		for _, o := range ops {
+			if o.kind == 9 {
+				pending += cold.PrefetchRange(gCold, o.prefix, o.prefix[:len(o.prefix)-1]+"\x01", done)
+			} else if !cold.Prefetch(gCold, o.key, done) {
+				pending++
+			}
+		}
+		dCold.Drain(t)
+		if pending != 0 {
+			t.Fatalf("round %d: %d prefetches never ended", round, pending)
+		}
+		for i, o := range ops {
+			switch {
+			case o.kind < 6:
+				v := fmt.Sprintf("v%d-%d-%020d", round, i, p.Uint64()%1000)
+				all.Set(TableItem{Key: o.key, Value: []byte(v)})
+				cold.Set(TableItem{Key: o.key, Value: []byte(v)})
+				model[o.key] = v
+			case o.kind < 9:
+				all.Delete(o.key)
+				cold.Delete(o.key)
+				delete(model, o.key)
+			default:
+				all.Replace(o.prefix, o.items)
+				cold.Replace(o.prefix, o.items)
+				for k := range model {
+					if len(k) > len(o.prefix) && k[:len(o.prefix)] == o.prefix {
+						delete(model, k)
+					}
+				}
+				for _, it := range o.items {
+					model[it.Key] = string(it.Value)
+				}
+			}
+		}
+		for _, page := range cold.pages {
+			if !page.cold && len(page.items) == 0 {
+				emptied++
+			}
+		}
+		boundAll, boundCold := all.CheckpointBlocksMax(gAll.Config()), cold.CheckpointBlocksMax(gCold.Config())
+		before := gCold.Stats.BlocksWritten
+		rootAll := tableCheckpoint(t, gAll, dAll, &all)
+		rootCold := tableCheckpoint(t, gCold, dCold, &cold)
+		if rootAll != rootCold || boundAll != boundCold {
+			t.Fatalf("round %d: roots %+v and %+v, bounds %d and %d", round, rootAll, rootCold, boundAll, boundCold)
+		}
+		if written := int(gCold.Stats.BlocksWritten - before); written > boundCold {
+			t.Fatalf("round %d: wrote %d blocks, bound %d", round, written, boundCold)
+		}
+		if cold.Resident() > 3 {
+			t.Fatalf("round %d: %d pages resident, bound 3", round, cold.Resident())
+		}
+		got := tableItems(&all, "")
+		if len(got) != len(model) {
+			t.Fatalf("round %d: %d items, want %d", round, len(got), len(model))
+		}
+		for k, v := range model {
+			if got[k] != v+"|0" {
+				t.Fatalf("round %d: %q = %q, want %q", round, k, got[k], v)
+			}
+		}
+		for i, page := range all.pages {
+			if len(page.items) == 0 || page.first != page.items[0].Key || (i > 0 && page.first <= all.pages[i-1].items[len(all.pages[i-1].items)-1].Key) {
+				t.Fatalf("round %d: page %d after the checkpoint: %d items, bound %q", round, i, len(page.items), page.first)
+			}
+		}
+		if round%5 == 4 {
+			gCold.cache.reset()
+			reopened := Table{PageBytesMax: 256, ResidentPagesMax: 3}
+			var oerr error
+			reopened.Open(gCold, rootCold, func(err error) { oerr = err })
+			dCold.Drain(t)
+			if oerr != nil {
+				t.Fatalf("round %d: reopen: %v", round, oerr)
+			}
+			cold = reopened
+		}
+	}
+	if all.Pages() < 10 || emptied == 0 {
+		t.Fatalf("%d pages, %d emptied before a checkpoint: the test did not exercise splits and emptied pages", all.Pages(), emptied)
+	}
+}
