@@ -98,22 +98,42 @@ func (m *Machine) recordKey(r *room, key []byte, e *dedupEntry) {
 // operation will look up, when they are cold. Creations are noted: a post
 // after one in the same prepare may go to a room that does not exist yet,
 // whose keys sort where the shard's next incarnation would.
+//
+// It also starts reading the pages of the other tables that the rooms it
+// changes occupy, which the next checkpoint rewrites (prefetchRoom).
 func (m *Machine) Prefetch(operation uint8, body []byte) {
-	if m.tables[tableDedup].Cold() == 0 {
-		return // all in memory
+	if IsRead(operation) {
+		return
 	}
+	dedupCold := m.tables[tableDedup].Cold() > 0
 	switch operation {
 	case OperationCreateRoom, OperationOpenDirect:
 		m.prefetchCreates = true
+	}
+	switch operation {
 	case OperationPost:
 		if q, c := parseRequest(operation, body); c == CodeOK {
-			m.prefetchPost(&q)
+			m.prefetchRoom(q.tenant, q.room)
+			if dedupCold {
+				m.prefetchPost(&q)
+			}
 		}
 	case OperationPostBatch:
 		pb, c := parsePostBatch(&m.limits, body)
 		for i := 0; c == CodeOK && i < pb.count; i++ {
 			q := pb.next()
-			m.prefetchPost(&q)
+			m.prefetchRoom(q.tenant, q.room)
+			if dedupCold {
+				m.prefetchPost(&q)
+			}
+		}
+	case OperationOpenDirect:
+		if q, c := parseRequest(operation, body); c == CodeOK {
+			m.prefetchRoom(q.tenant, []byte(DirectRoomID(string(q.user), string(q.other))))
+		}
+	default:
+		if q, c := parseRequest(operation, body); c == CodeOK {
+			m.prefetchRoom(q.tenant, q.room)
 		}
 	}
 }
@@ -133,16 +153,20 @@ func (m *Machine) prefetchPost(q *request) {
 
 func (m *Machine) prefetchKey(key []byte) {
 	m.dedupBuf = key
-	if !m.tables[tableDedup].Prefetch(m.grid, string(key), m.onDedupLoaded) {
+	if !m.tables[tableDedup].Prefetch(m.grid, string(key), m.onPageLoaded) {
 		m.prefetchPending++
 	}
 }
 
-// onDedupLoaded counts a prefetch read that ended; the last wakes VSR
-// (which prefetches again, so a failed read is retried).
-func (m *Machine) onDedupLoaded(error) {
+// onPageLoaded counts a prefetch read that ended; the last wakes VSR
+// (which prefetches again, so a failed read is retried: a failure also
+// ends the epoch in which rooms count as prefetched).
+func (m *Machine) onPageLoaded(err error) {
 	if m.prefetchPending <= 0 {
 		panic("chat: a prefetch read ended that was never counted")
+	}
+	if err != nil {
+		m.prefetchEpoch++
 	}
 	m.prefetchPending--
 	if m.prefetchPending == 0 && m.prefetchWaiter != nil {

@@ -3,6 +3,7 @@ package chat
 import (
 	"fmt"
 
+	"tigerchat/model/grid"
 	"tigerchat/model/vsr"
 	"tigerchat/model/wire"
 )
@@ -55,6 +56,18 @@ type Limits struct {
 	// before a prepare that needs them is applied (dedup.go). It changes
 	// memory and I/O, never a reply.
 	DedupPagesCached int
+	// TablePagesCached bounds the pages of each of the rooms, members,
+	// threads and block-index tables kept in memory after a checkpoint (0:
+	// all of them). Those tables change only at checkpoints, from the rooms
+	// held in memory; the pages a room's items occupy are read back before
+	// a prepare that changes the room is applied (tables.go). It changes
+	// memory and I/O, never a reply.
+	TablePagesCached int
+	// TablePageBytesMax is the size of every table page after its block
+	// header (0: one sector, grid.TablePageBytesMax); at least
+	// TablePageBytesMin, so that the largest item fits a quarter of it.
+	// The simulator makes pages small to have many.
+	TablePageBytesMax int
 	// ReadReplySizeMax bounds the bytes of a read or room snapshot reply;
 	// a read that would exceed it returns fewer messages and sets More.
 	ReadReplySizeMax int
@@ -87,6 +100,9 @@ const (
 	IdempotencyWindowNsDefault = 24 * 3600 * 1_000_000_000
 	// DedupPagesCachedDefault: 4096 one-sector pages, 16 MiB per shard.
 	DedupPagesCachedDefault = 4096
+	// TablePagesCachedDefault: 1024 one-sector pages per table, 16 MiB per
+	// shard for the four tables.
+	TablePagesCachedDefault = 1024
 	ReadReplySizeMaxDefault = 256 << 10
 	// PostBatchCountMaxDefault: 24 posts reply in 1203 bytes; the client
 	// table that keeps such a reply per session (ReplySizeMin) still fits
@@ -105,6 +121,7 @@ func DefaultLimits() Limits {
 		ThreadsPerRoomMax:   ThreadsPerRoomMaxDefault,
 		IdempotencyWindowNs: IdempotencyWindowNsDefault,
 		DedupPagesCached:    DedupPagesCachedDefault,
+		TablePagesCached:    TablePagesCachedDefault,
 		ReadReplySizeMax:    ReadReplySizeMaxDefault,
 		PostBatchCountMax:   PostBatchCountMaxDefault,
 		GridReserveBlocks:   3*16_384 + 64,
@@ -123,6 +140,8 @@ func SimLimits() Limits {
 		ThreadsPerRoomMax:   4,
 		IdempotencyWindowNs: IdempotencyWindowNsDefault,
 		DedupPagesCached:    2,
+		TablePagesCached:    1,
+		TablePageBytesMax:   TablePageBytesMin,
 		ReadReplySizeMax:    8 << 10,
 		PostBatchCountMax:   8,
 		GridReserveBlocks:   3*16 + 64,
@@ -162,6 +181,10 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("chat: grid reserve blocks %d must not be negative", l.GridReserveBlocks)
 	case l.DedupPagesCached < 0:
 		return fmt.Errorf("chat: dedup pages cached %d must not be negative", l.DedupPagesCached)
+	case l.TablePagesCached < 0:
+		return fmt.Errorf("chat: table pages cached %d must not be negative", l.TablePagesCached)
+	case l.TablePageBytesMax != 0 && (l.TablePageBytesMax < TablePageBytesMin || l.TablePageBytesMax > grid.TablePageBytesMax):
+		return fmt.Errorf("chat: table pages of %d bytes, want 0 or %d..%d", l.TablePageBytesMax, TablePageBytesMin, grid.TablePageBytesMax)
 	case l.ReadReplySizeMax < snapshotReplyFixedSize+messageWireSizeMax(l.BodySizeMax) || l.ReadReplySizeMax > wire.BodySizeMax:
 		return fmt.Errorf("chat: read reply size max %d must hold one full message (%d) and fit a message (%d)",
 			l.ReadReplySizeMax, snapshotReplyFixedSize+messageWireSizeMax(l.BodySizeMax), wire.BodySizeMax)
@@ -171,7 +194,11 @@ func (l Limits) Validate() error {
 
 // Worst-case sizes of the snapshot encoding (see snapshot.go).
 const (
-	strSizeMax           = 2 + IDSizeMax
+	strSizeMax = 2 + IDSizeMax
+	// TablePageBytesMin fits four of the largest table item: a rooms item
+	// (key tenant 0x00 room; value creator str and 69 bytes) with its
+	// framing.
+	TablePageBytesMin    = 4 * (2*IDSizeMax + 1 + strSizeMax + 69 + grid.ItemOverhead)
 	snapshotHeaderSize   = 4 + 1 + 4
 	roomFixedSize        = 3*strSizeMax + 1 + 4 + 8 + 8 + HashSize + 4*4
 	threadSnapshotSize   = 8 + 8 + HashSize

@@ -34,8 +34,12 @@ type Machine struct {
 	dedupBuf        []byte // an idempotency item's key being encoded
 	valueBuf        []byte // an idempotency item's value being encoded
 	prefetchCreates bool   // a creation was prefetched in this prepare (dedup.go)
-	prefetchPending int    // idempotency pages being read for the prepare
+	prefetchPending int    // table pages being read for the prepare
 	prefetchWaiter  func() // VSR's, called when they are in memory
+	// prefetchEpoch advances at every checkpoint, open and failed read: a
+	// room prefetched in the current epoch has its pages in memory until
+	// the next checkpoint (room.prefetchEpoch, tables.go).
+	prefetchEpoch uint64
 }
 
 // tenant counts one tenant's rooms on this shard.
@@ -54,7 +58,7 @@ func New(limits Limits) *Machine {
 	}
 	m := &Machine{limits: limits}
 	m.growth.unbounded = true // no grid until the first Checkpoint or Open
-	m.tables[tableDedup].ResidentPagesMax = limits.DedupPagesCached
+	m.configureTables(&m.tables, false)
 	return m
 }
 

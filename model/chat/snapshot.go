@@ -153,7 +153,7 @@ func (m *Machine) Restore(snapshot []byte) error {
 	if err := next.Verify(); err != nil {
 		return err
 	}
-	next.tables[tableDedup].ResidentPagesMax = m.limits.DedupPagesCached
+	next.configureTables(&next.tables, false)
 	for _, r := range next.rooms {
 		m.markDirty(r)
 	}

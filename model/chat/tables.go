@@ -45,6 +45,81 @@ func roomKey(tenant, id string) string { return tenant + "\x00" + id }
 // roomPrefix starts every item of room rk in the per-room tables.
 func roomPrefix(rk string) string { return rk + "\x00" }
 
+// The rooms, members, threads and index tables change only here, at a
+// checkpoint, and may keep only Limits.TablePagesCached pages each in
+// memory. A room's items occupy one range of each (roomPrefix) and one
+// key of the rooms table, so before a prepare that may change a room is
+// applied, those pages are read back (prefetchRoom); pages go cold only at
+// a checkpoint, and a table's pages only split between checkpoints
+// (grid.Table), so they are all still there when the checkpoint rewrites
+// the room.
+var mirrorTables = [...]int{tableRooms, tableMembers, tableThreads, tableIndex}
+
+// configureTables sets each table's page size and the pages it keeps in
+// memory; mirrorsWhole keeps every page of the rooms' tables (to open
+// them: the rooms are rebuilt from all their items).
+func (m *Machine) configureTables(tables *[tableCount]grid.Table, mirrorsWhole bool) {
+	for t := range tables {
+		tables[t].PageBytesMax = m.limits.TablePageBytesMax
+	}
+	for _, t := range mirrorTables {
+		tables[t].ResidentPagesMax = m.limits.TablePagesCached
+		if mirrorsWhole {
+			tables[t].ResidentPagesMax = 0
+		}
+	}
+	tables[tableDedup].ResidentPagesMax = m.limits.DedupPagesCached
+}
+
+// prefetchRoom starts reading the cold pages that the items of room
+// (tenant, id) occupy or would occupy, once per room and epoch.
+func (m *Machine) prefetchRoom(tenant, id []byte) {
+	var r *room
+	if i, ok := m.find(tenant, id); ok {
+		if r = m.rooms[i]; r.prefetchEpoch == m.prefetchEpoch {
+			return
+		}
+	}
+	rk := roomKey(string(tenant), string(id))
+	for _, t := range mirrorTables {
+		tb := &m.tables[t]
+		if tb.Cold() == 0 {
+			continue
+		}
+		if t == tableRooms {
+			if !tb.Prefetch(m.grid, rk, m.onPageLoaded) {
+				m.prefetchPending++
+			}
+			continue
+		}
+		m.prefetchPending += tb.PrefetchRange(m.grid, roomPrefix(rk), rk+"\x01", m.onPageLoaded)
+	}
+	if r != nil {
+		r.prefetchEpoch = m.prefetchEpoch
+	}
+}
+
+// TablePagesCold counts the pages of the rooms, members, threads and
+// index tables not in memory (for metrics and the simulator).
+func (m *Machine) TablePagesCold() (n int) {
+	for _, t := range mirrorTables {
+		n += m.tables[t].Cold()
+	}
+	return n
+}
+
+// roomResident reports whether every page room r's items occupy is in
+// memory.
+func (m *Machine) roomResident(r *room) bool {
+	rk := roomKey(r.tenant, r.id)
+	for _, t := range mirrorTables {
+		if !m.tables[t].RangeResident(rk, rk+"\x01") {
+			return false
+		}
+	}
+	return true
+}
+
 // markDirty notes that r changed since the last checkpoint, and counts the
 // rooms-table page its item may dirty (capacity.go).
 func (m *Machine) markDirty(r *room) {
@@ -79,7 +154,7 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 		if r.dirty {
 			m.persistRoom(r)
 			r.dirty = false
-		} else if m.checkClean {
+		} else if m.checkClean && m.roomResident(r) {
 			before := m.tableChanges()
 			m.persistRoom(r)
 			if m.tableChanges() != before {
@@ -95,6 +170,7 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 			children = append(children, ref)
 		}
 	}
+	m.prefetchEpoch++ // pages went cold
 	g.Release(m.root)
 	m.root = g.WriteNode(grid.KindRoom, children, binary.LittleEndian.AppendUint64([]byte{mask}, m.roomsCreated), false)
 	if written := int(g.Stats.BlocksAcquired - acquired); written > bound && !m.growth.unbounded {
@@ -194,8 +270,10 @@ func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 			return
 		}
 		roomsCreated := binary.LittleEndian.Uint64(data[1:])
+		// The tables the rooms are rebuilt from open whole, then go cold.
 		var tables [tableCount]grid.Table
-		tables[tableDedup].ResidentPagesMax = m.limits.DedupPagesCached
+		m.configureTables(&tables, true)
+		m.prefetchEpoch++
 		m.prefetchPending, m.prefetchWaiter, m.prefetchCreates = 0, nil, false // reads of the replaced tables never end
 		m.openTables(g, &tables, roots, 0, func(err error) {
 			if err == nil {
@@ -309,6 +387,10 @@ func (m *Machine) restoreTables(tables *[tableCount]grid.Table, roomsCreated uin
 	next.tenants = countTenants(next.rooms)
 	if err := next.Verify(); err != nil {
 		return err
+	}
+	m.configureTables(tables, false)
+	for _, t := range mirrorTables {
+		tables[t].Evict()
 	}
 	m.rooms, m.tenants, m.tables, m.roomsCreated = next.rooms, next.tenants, *tables, roomsCreated
 	m.deleted, m.releaseLater = m.deleted[:0], m.releaseLater[:0]

@@ -1,0 +1,104 @@
+package chat
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"tigerchat/model/prng"
+)
+
+// TestTablesColdPagesWriteTheSameBlocks: a machine that keeps one page of
+// each table in memory answers every operation as one that keeps them
+// all, writes the same blocks at every checkpoint (equal roots), and
+// reopened from its checkpoint holds the same state, while rooms are
+// created, joined, left, posted to (threads and batches too), trimmed by
+// retention and deleted.
+func TestTablesColdPagesWriteTheSameBlocks(t *testing.T) {
+	all := Limits{
+		BodySizeMax: 64, TenantsMax: 2, RoomsMax: 96, RoomsPerTenantMax: 64,
+		MembersPerRoomMax: 24, ThreadsPerRoomMax: 4, IdempotencyWindowNs: 1 << 60,
+		ReadReplySizeMax: 1024, PostBatchCountMax: 4,
+	}
+	cold := all
+	cold.TablePagesCached, cold.DedupPagesCached = 1, 1
+	hc, ha := newHarness(t, cold), newHarness(t, all)
+	p := prng.New(5)
+	pick := func(n int) int { return int(p.Uint64() % uint64(n)) }
+	tenant := func() string { return []string{"acme", "zeta"}[pick(2)] }
+	user := func() string { return fmt.Sprintf("user-with-a-long-name-%02d", pick(24)) }
+	roomID := func() string { return fmt.Sprintf("room-%02d", pick(48)) }
+	reopens := 0
+	for round := 0; round < 60; round++ {
+		for i := 0; i < 200; i++ {
+			var operation uint8
+			var body []byte
+			switch k := pick(20); {
+			case k < 2:
+				operation = OperationCreateRoom
+				body = EncodeCreateRoom(CreateRoomRequest{Tenant: tenant(), User: user(), Room: roomID(), Private: pick(4) == 0, Audit: pick(8) == 0})
+			case k < 6:
+				operation = []uint8{OperationJoin, OperationJoin, OperationLeave}[pick(3)]
+				body = EncodeMember(MemberRequest{Tenant: tenant(), User: user(), Room: roomID()})
+			case k < 7:
+				operation = OperationOpenDirect
+				body = EncodeOpenDirect(OpenDirectRequest{Tenant: tenant(), User: user(), Peer: user()})
+			case k < 15:
+				operation = OperationPost
+				body = EncodePost(PostRequest{Tenant: tenant(), User: user(), Room: roomID(), Thread: uint64(pick(3)),
+					IdempotencyKey: fmt.Sprintf("k%d", pick(5000)), Body: []byte("body")})
+			case k < 18:
+				operation = OperationPostBatch
+				var posts []PostRequest
+				for j := 0; j < 1+pick(4); j++ {
+					posts = append(posts, PostRequest{Tenant: tenant(), User: user(), Room: roomID(),
+						IdempotencyKey: fmt.Sprintf("b%d", pick(5000)), Body: []byte("batched")})
+				}
+				body = EncodePostBatch(posts)
+			case k < 19:
+				operation = OperationSetRetention
+				body = EncodeSetRetention(SetRetentionRequest{Tenant: tenant(), User: user(), Room: roomID(), RetentionCount: uint32(pick(12))})
+			default:
+				operation = OperationDeleteRoom
+				body = EncodeMember(MemberRequest{Tenant: tenant(), User: user(), Room: roomID()})
+			}
+			if rc, ra := hc.apply(operation, body), ha.apply(operation, body); !bytes.Equal(rc, ra) {
+				t.Fatalf("round %d op %d (%d): cold %x, all %x", round, i, operation, rc, ra)
+			}
+		}
+		_, _, rootCold := hc.checkpoint()
+		_, _, rootAll := ha.checkpoint()
+		if rootCold != rootAll {
+			t.Fatalf("round %d: roots differ: %+v and %+v", round, rootCold, rootAll)
+		}
+		for _, tb := range mirrorTables {
+			if n := hc.m.tables[tb].Resident(); n > 1 {
+				t.Fatalf("round %d: table %d keeps %d pages, bound 1", round, tb, n)
+			}
+		}
+		if round%7 == 6 {
+			reopened := New(cold)
+			reopened.CheckDirtyTracking(true)
+			var oerr error
+			reopened.Open(hc.grid, rootCold, func(err error) { oerr = err })
+			hc.disk.Drain(t)
+			if oerr != nil {
+				t.Fatalf("round %d: reopen: %v", round, oerr)
+			}
+			hc.m = reopened
+			reopens++
+		}
+		if !bytes.Equal(hc.snapshot(), ha.snapshot()) {
+			t.Fatalf("round %d: the machines' states differ", round)
+		}
+	}
+	pages := 0
+	for _, tb := range mirrorTables {
+		pages += ha.m.tables[tb].Pages()
+	}
+	if pages < 20 || hc.waits < 100 || ha.waits != 0 || reopens == 0 {
+		t.Fatalf("%d pages, %d applies waited (all in memory: %d): the test did not exercise cold pages", pages, hc.waits, ha.waits)
+	}
+	t.Logf("%d pages, %d applies waited for pages, %d reopens", pages, hc.waits, reopens)
+	hc.verify()
+}
