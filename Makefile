@@ -121,8 +121,8 @@ history-nightly:
 	./$(BIN)/tigerbench history -rooms 10000 -messages-per-room 10 -big-room 100000 -pages 500 -minutes 20
 
 # The benchmark scenarios against TigerChat alone, through the edge's public API
-# (publish, pipelined one shard / all shards / batched, fan-out, failover);
-# bounded, cleans up.
+# (publish, pipelined one shard / all shards / batched, fan-out, failover;
+# the latency-against-load curve only with -scenarios curve); bounded, cleans up.
 # Extra flags: make bench BENCH_FLAGS='-seconds 5 -scenarios publish'.
 BENCH_FLAGS ?=
 bench:
@@ -135,6 +135,9 @@ bench:
 # dir removed, also on Ctrl-C. The peers are installed once into bench/.bin
 # (a separate Go module, so the server never depends on them). Extra flags:
 # make bench-compare COMPARE_FLAGS='-seconds 5 -pprof /tmp/prof'.
+# The latency-against-load curve (p50/p99 at 1, 4, 16 and 64 publishers,
+# TigerChat and NATS, about a minute) is not in the default run:
+# make bench-compare COMPARE_FLAGS='-scenarios curve'.
 BENCH_BIN      := $(CURDIR)/bench/.bin
 NATS_VERSION   := v2.15.2
 CENTRI_VERSION := v6.9.1

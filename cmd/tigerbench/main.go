@@ -9,13 +9,16 @@
 //	               [-seconds S] [-publishers N] [-pipeline-conns C]
 //	               [-pipeline-inflight F] [-batch-size B] [-fanouts SUBS:ROOMS:RATE,...]
 //	               [-failover-trials N] [-pprof DIR] [-edge-args FLAGS] [-embedded-edge]
+//	               [-curve-publishers 1,4,16,64] [-curve-seconds S]
 //	    starts 3 replicas and an edge (with -embedded-edge: inside replica 0)
 //	    on 127.0.0.1 and drives them through the
 //	    edge's WebSocket API (JWT, idempotency keys): publish latency,
 //	    pipelined throughput on one shard and on all, and on one shard with
 //	    B posts per post_batch command, fan-out from publish to
 //	    each delivery with lost/duplicated/reordered checks, and failover
-//	    (kill -9 the room's primary N times under load). One JSON line per
+//	    (kill -9 the room's primary N times under load). -scenarios curve
+//	    (not run by default) is the publish workload at each of the
+//	    -curve-publishers counts: latency against load. One JSON line per
 //	    scenario, then a table (the same code as `make bench-compare`).
 //
 //	tigerbench publish [-publishers N] [-seconds S] [-json] [-dev-dir DIR]
@@ -105,7 +108,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runIdle(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "failover" {
-		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover] [-seconds S] ... | tigerbench failover [-trials N] [-json] [-v] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json] | tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-pages N] [-json] | tigerbench sdk [-sdks raw,go,go-default,node,rust] [-conns N] [-inflight N] [-seconds S] [-json] | tigerbench idle [-seconds S] [-shards N] [-subscribed-rooms R] [-pprof DIR] [-json]")
+		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover|curve] [-seconds S] ... | tigerbench failover [-trials N] [-json] [-v] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json] | tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-pages N] [-json] | tigerbench sdk [-sdks raw,go,go-default,node,rust] [-conns N] [-inflight N] [-seconds S] [-json] | tigerbench idle [-seconds S] [-shards N] [-subscribed-rooms R] [-pprof DIR] [-json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("tigerbench failover", flag.ContinueOnError)

@@ -3,6 +3,7 @@
 // prints a JSON line per (system, scenario) and a side-by-side table.
 //
 //	compare -bin bench/.bin -tigerchat bin/tigerchat [-seconds 10] [-pprof DIR]
+//	compare -scenarios curve   # p50/p99 at 1, 4, 16 and 64 publishers, TigerChat and NATS
 //
 // Every system is started in a fresh temporary directory, listens on
 // 127.0.0.1 only, and is stopped by PID (and its directory removed) when
@@ -51,7 +52,7 @@ func parse(args []string, stderr io.Writer) (suite.Options, string, string, erro
 		return o, "", "", err
 	}
 	o.Systems = strings.Split(*systems, ",")
-	for _, s := range o.Systems {
+	for _, s := range append(slices.Clone(o.Systems), o.CurveSystems...) {
 		if !slices.Contains(allSystems, s) {
 			return o, "", "", fmt.Errorf("unknown system %q (want some of %v)", s, allSystems)
 		}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,10 +30,25 @@ const (
 	ScPipelinedBat = "pipelined-batched"
 	ScFanOut       = "fanout"
 	ScFailover     = "failover"
+	ScCurve        = "curve"
 )
 
-// AllScenarios in the order they run (failover last: it kills servers).
-var AllScenarios = []string{ScPublish, ScPipelined1, ScPipelinedAll, ScPipelinedBat, ScFanOut, ScFailover}
+// AllScenarios is every scenario -scenarios accepts. Scenarios run in the
+// order -scenarios names them.
+var AllScenarios = []string{ScPublish, ScPipelined1, ScPipelinedAll, ScPipelinedBat, ScFanOut, ScCurve, ScFailover}
+
+// DefaultScenarios run when -scenarios is not given, in this order
+// (failover last: it kills servers). The curve is not among them: its
+// four points would add about half a minute per system to a run
+// documented at about 5 minutes, and load ahead of the failover scenario.
+var DefaultScenarios = []string{ScPublish, ScPipelined1, ScPipelinedAll, ScPipelinedBat, ScFanOut, ScFailover}
+
+// Defaults of the curve: the closed-loop publish workload at each of these
+// publisher counts, for the systems that fsync before the ack.
+var (
+	DefaultCurvePublishersCounts = []int{1, 4, 16, 64}
+	DefaultCurveSystems          = []string{"tigerchat", "nats-js"}
+)
 
 // failoverPublishers post to the room whose leader the failover scenario
 // kills, as `tigerbench failover` does.
@@ -52,13 +68,25 @@ type Options struct {
 	FanOuts            []load.FanOut // what "fanout" runs, one scenario each
 	FailoverTrials     int
 	PprofDir           string
+	// The curve: one closed-loop publish run (each publisher waits for its
+	// ack) per entry of CurvePublishersCounts, each measured for
+	// CurveMeasure after Warmup, on the systems named in CurveSystems
+	// (n/a on the others).
+	CurvePublishersCounts []int
+	CurveMeasure          time.Duration
+	CurveSystems          []string
+}
+
+// CurveRun names the curve's run at publishersCount publishers.
+func CurveRun(publishersCount int) string {
+	return fmt.Sprintf("%s-%dpub", ScCurve, publishersCount)
 }
 
 // Flags registers the scenario flags on fs; parse, called after fs.Parse,
 // checks them and returns the options (Systems left to the caller).
 func Flags(fs *flag.FlagSet) (parse func() (Options, error)) {
 	var o Options
-	scenarios := fs.String("scenarios", strings.Join(AllScenarios, ","), "scenarios to run")
+	scenarios := fs.String("scenarios", strings.Join(DefaultScenarios, ","), fmt.Sprintf("scenarios to run, in order (some of %v)", AllScenarios))
 	seconds := fs.Float64("seconds", 10, "measured `S` seconds per scenario (after the warm-up)")
 	warmup := fs.Float64("warmup", 2, "warm-up `S` seconds per scenario (not measured)")
 	timeout := fs.Duration("timeout", 20*time.Minute, "stop everything after this long")
@@ -72,6 +100,9 @@ func Flags(fs *flag.FlagSet) (parse func() (Options, error)) {
 	pubConns := fs.Int("fanout-pub-conns", 8, "fan-out: publisher connections")
 	pubInFlight := fs.Int("fanout-pub-inflight", 16, "fan-out: posts in flight per publisher connection (at most)")
 	fs.IntVar(&o.FailoverTrials, "failover-trials", 5, "failover: kills of the room's leader, in [1, 100]")
+	curvePublishers := fs.String("curve-publishers", joinInts(DefaultCurvePublishersCounts), "curve: the publisher counts, one closed-loop publish run each (`N,N,...`)")
+	curveSeconds := fs.Float64("curve-seconds", 5, "curve: measured `S` seconds per publisher count (after the warm-up)")
+	curveSystems := fs.String("curve-systems", strings.Join(DefaultCurveSystems, ","), "curve: the systems it runs on (n/a on the others)")
 	fs.StringVar(&o.PprofDir, "pprof", "", "save CPU profiles and 2-second execution traces of TigerChat's replicas and edge per scenario into `DIR`")
 	return func() (Options, error) {
 		o.Scenarios = strings.Split(*scenarios, ",")
@@ -92,6 +123,16 @@ func Flags(fs *flag.FlagSet) (parse func() (Options, error)) {
 		if *timeout < time.Minute || *timeout > time.Hour {
 			return o, fmt.Errorf("-timeout in [1m, 1h]")
 		}
+		if *curveSeconds < 1 || *curveSeconds > load.MeasureMax.Seconds() {
+			return o, fmt.Errorf("-curve-seconds in [1, %v]", load.MeasureMax.Seconds())
+		}
+		counts, err := parseCurvePublishers(*curvePublishers)
+		if err != nil {
+			return o, err
+		}
+		o.CurvePublishersCounts = counts
+		o.CurveMeasure = time.Duration(*curveSeconds * float64(time.Second))
+		o.CurveSystems = strings.Split(*curveSystems, ",")
 		o.Measure = time.Duration(*seconds * float64(time.Second))
 		o.Warmup = time.Duration(*warmup * float64(time.Second))
 		o.Timeout = *timeout
@@ -107,19 +148,92 @@ func Flags(fs *flag.FlagSet) (parse func() (Options, error)) {
 	}
 }
 
-// Runs expands the scenario list ("fanout" is one run per -fanouts entry).
+// parseCurvePublishers reads -curve-publishers: distinct counts, each in
+// [1, load.ConnsMax].
+func parseCurvePublishers(spec string) ([]int, error) {
+	var counts []int
+	for _, field := range strings.Split(spec, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil || n < 1 || n > load.ConnsMax {
+			return nil, fmt.Errorf("-curve-publishers %q: want publisher counts in [1, %d], comma-separated", spec, load.ConnsMax)
+		}
+		if slices.Contains(counts, n) {
+			return nil, fmt.Errorf("-curve-publishers %q: %d twice", spec, n)
+		}
+		counts = append(counts, n)
+	}
+	return counts, nil
+}
+
+func joinInts(xs []int) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.Itoa(x)
+	}
+	return strings.Join(parts, ",")
+}
+
+// Runs expands the scenario list ("fanout" is one run per -fanouts entry,
+// "curve" one per -curve-publishers entry).
 func (o Options) Runs() []string {
 	var out []string
 	for _, sc := range o.Scenarios {
-		if sc != ScFanOut {
+		switch sc {
+		case ScFanOut:
+			for _, f := range o.FanOuts {
+				out = append(out, f.Name)
+			}
+		case ScCurve:
+			for _, n := range o.CurvePublishersCounts {
+				out = append(out, CurveRun(n))
+			}
+		default:
 			out = append(out, sc)
-			continue
-		}
-		for _, f := range o.FanOuts {
-			out = append(out, f.Name)
 		}
 	}
 	return out
+}
+
+// curvePublishersCount is the publisher count of the curve's run sc.
+func (o Options) curvePublishersCount(sc string) (int, bool) {
+	for _, n := range o.CurvePublishersCounts {
+		if CurveRun(n) == sc {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+// notApplicable says why system does not run sc ("" when it does); the
+// reason starts with "n/a", which the table shows as such.
+func (o Options) notApplicable(system, sc string) string {
+	if _, ok := o.curvePublishersCount(sc); ok && !slices.Contains(o.CurveSystems, system) {
+		return fmt.Sprintf("n/a: the curve runs on %s (-curve-systems)", strings.Join(o.CurveSystems, ", "))
+	}
+	return ""
+}
+
+// closedLoop is the closed-loop workload of run sc; false when sc is not
+// a closed loop (fan-out, failover).
+func (o Options) closedLoop(sc string) (load.ClosedLoop, bool) {
+	closed := load.ClosedLoop{Name: sc, Warmup: o.Warmup, Measure: o.Measure}
+	switch sc {
+	case ScPublish:
+		closed.Conns, closed.InFlight, closed.Rooms = o.Publishers, 1, 1
+	case ScPipelined1:
+		closed.Conns, closed.InFlight, closed.Rooms = o.PipeConns, o.PipeInFlight, 1
+	case ScPipelinedAll:
+		closed.Conns, closed.InFlight, closed.Rooms, closed.Spread = o.PipeConns, o.PipeInFlight, o.PipeRooms, true
+	case ScPipelinedBat:
+		closed.Conns, closed.InFlight, closed.Batch, closed.Rooms = o.PipeConns, o.PipeInFlight, o.BatchSize, 1
+	default:
+		n, ok := o.curvePublishersCount(sc)
+		if !ok {
+			return load.ClosedLoop{}, false
+		}
+		closed.Conns, closed.InFlight, closed.Rooms, closed.Measure = n, 1, 1, o.CurveMeasure
+	}
+	return closed, true
 }
 
 // Starter starts a system in dir (a fresh temporary directory).
@@ -203,9 +317,17 @@ func runSystem(ctx context.Context, o Options, name string, start Starter, log i
 	var out []load.Result
 	failAll := func(why string) []load.Result {
 		for _, sc := range o.Runs() {
-			out = append(out, load.Result{System: name, Scenario: sc, Failed: why})
+			r := load.Result{System: name, Scenario: sc, Failed: why}
+			if na := o.notApplicable(name, sc); na != "" {
+				r.Failed = na
+			}
+			out = append(out, r)
 		}
 		return out
+	}
+	if !slices.ContainsFunc(o.Runs(), func(sc string) bool { return o.notApplicable(name, sc) == "" }) {
+		fmt.Fprintf(log, "%s: not started: none of its scenarios applies\n", name)
+		return failAll("n/a")
 	}
 	dir, err := tempDir(name)
 	if err != nil {
@@ -226,6 +348,10 @@ func runSystem(ctx context.Context, o Options, name string, start Starter, log i
 	defer sys.Close()
 	fmt.Fprintf(log, "%s: ready in %v\n", name, time.Since(t0).Round(time.Millisecond))
 	for _, sc := range o.Runs() {
+		if na := o.notApplicable(name, sc); na != "" {
+			out = append(out, load.Result{System: name, Scenario: sc, Failed: na})
+			continue
+		}
 		if ctx.Err() != nil {
 			out = append(out, load.Result{System: name, Scenario: sc, Failed: "interrupted"})
 			continue
@@ -239,16 +365,8 @@ func runSystem(ctx context.Context, o Options, name string, start Starter, log i
 }
 
 func runScenario(ctx context.Context, o Options, sys load.System, sc string, log io.Writer) load.Result {
-	closed := load.ClosedLoop{Name: sc, Warmup: o.Warmup, Measure: o.Measure}
-	switch sc {
-	case ScPublish:
-		closed.Conns, closed.InFlight, closed.Rooms = o.Publishers, 1, 1
-	case ScPipelined1:
-		closed.Conns, closed.InFlight, closed.Rooms = o.PipeConns, o.PipeInFlight, 1
-	case ScPipelinedAll:
-		closed.Conns, closed.InFlight, closed.Rooms, closed.Spread = o.PipeConns, o.PipeInFlight, o.PipeRooms, true
-	case ScPipelinedBat:
-		closed.Conns, closed.InFlight, closed.Batch, closed.Rooms = o.PipeConns, o.PipeInFlight, o.BatchSize, 1
+	if closed, ok := o.closedLoop(sc); ok {
+		return load.RunClosedLoop(ctx, sys, closed, log)
 	}
 	for _, f := range o.FanOuts {
 		if f.Name == sc {
@@ -259,5 +377,5 @@ func runScenario(ctx context.Context, o Options, sys load.System, sc string, log
 		return load.RunFailover(ctx, sys, load.Failover{Name: sc, Trials: o.FailoverTrials, Publishers: failoverPublishers,
 			Settle: time.Second, Recover: 15 * time.Second, Drain: 15 * time.Second}, log)
 	}
-	return load.RunClosedLoop(ctx, sys, closed, log)
+	return load.Result{System: sys.Name(), Scenario: sc, Failed: "no such scenario"}
 }

@@ -3,13 +3,15 @@ package suite
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"tigerchat/internal/bench/load"
 )
 
 // PrintTable prints the results side by side as a Markdown table, with
-// TigerChat ÷ peer ratios, then the targets.
+// TigerChat ÷ peer ratios, then the curve's table (one row per publisher
+// count), then the performance targets.
 func PrintTable(w io.Writer, o Options, results []load.Result) {
 	by := map[string]map[string]load.Result{}
 	for _, r := range results {
@@ -38,9 +40,17 @@ func PrintTable(w io.Writer, o Options, results []load.Result) {
 	}
 	fmt.Fprintln(w, "Ratios are TigerChat ÷ peer: above 1 is better for msg/s, below 1 is better for latency.")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, header)
-	fmt.Fprintln(w, rule)
+	var runs []string
 	for _, sc := range o.Runs() {
+		if _, curve := o.curvePublishersCount(sc); !curve {
+			runs = append(runs, sc)
+		}
+	}
+	if len(runs) > 0 {
+		fmt.Fprintln(w, header)
+		fmt.Fprintln(w, rule)
+	}
+	for _, sc := range runs {
 		for i, m := range metrics(sc) {
 			label := ""
 			if i == 0 {
@@ -58,8 +68,129 @@ func PrintTable(w io.Writer, o Options, results []load.Result) {
 			fmt.Fprintln(w, line)
 		}
 	}
-	fmt.Fprintln(w)
+	if len(runs) > 0 {
+		fmt.Fprintln(w)
+	}
+	printCurve(w, o, by)
 	printTargets(w, o, by)
+}
+
+// printCurve prints the curve, if it ran: one row per publisher count,
+// per system acked msg/s, p50 / p99 ack latency and server CPU per acked
+// post, then TigerChat ÷ each peer; then the points that had errors and
+// the load average after each point (other jobs on the machine show there).
+func printCurve(w io.Writer, o Options, by map[string]map[string]load.Result) {
+	if !slices.Contains(o.Scenarios, ScCurve) || len(o.CurvePublishersCounts) == 0 {
+		return
+	}
+	var systems []string
+	for _, s := range o.Systems {
+		if slices.Contains(o.CurveSystems, s) {
+			systems = append(systems, s)
+		}
+	}
+	if len(systems) == 0 {
+		return
+	}
+	cols := curveMetrics()
+	fmt.Fprintf(w, "Latency against load (%s): each publisher posts to one room and waits for its ack; %s measured per point after %s of warm-up; CPU µs/post is the servers' CPU time per acked post.\n",
+		ScCurve, o.CurveMeasure, o.Warmup)
+	fmt.Fprintln(w)
+	header, rule := "| publishers |", "|---:|"
+	for _, s := range systems {
+		for _, m := range cols {
+			header += " " + s + " " + m.name + " |"
+			rule += "---:|"
+		}
+	}
+	var peers []string
+	if slices.Contains(systems, "tigerchat") {
+		for _, s := range systems {
+			if s != "tigerchat" {
+				peers = append(peers, s)
+				header += " tigerchat ÷ " + s + ": msg/s, p50, p99 |"
+				rule += "---:|"
+			}
+		}
+	}
+	fmt.Fprintln(w, header)
+	fmt.Fprintln(w, rule)
+	var errorLines []string
+	for _, n := range o.CurvePublishersCounts {
+		rs := by[CurveRun(n)]
+		line := fmt.Sprintf("| %d |", n)
+		for _, s := range systems {
+			for _, m := range cols {
+				line += " " + m.cell(rs[s]) + " |"
+			}
+			if r := rs[s]; r.Failed == "" && r.Errors > 0 {
+				errorLines = append(errorLines, fmt.Sprintf("- %s at %d publishers: %d errors (first: %s)", s, n, r.Errors, r.FirstError))
+			}
+		}
+		for _, p := range peers {
+			var ratios []string
+			for _, m := range []metric{throughputMetric(), p50Metric(), p99Metric()} {
+				ratios = append(ratios, ratio(m, rs["tigerchat"], rs[p]))
+			}
+			cell := strings.Join(ratios, ", ")
+			if slices.Contains(ratios, "") {
+				cell = ""
+			}
+			line += " " + cell + " |"
+		}
+		fmt.Fprintln(w, line)
+	}
+	fmt.Fprintln(w)
+	for _, l := range errorLines {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprintf(w, "The machine's 1-minute load average after each point (%s publishers):", joinInts(o.CurvePublishersCounts))
+	for i, s := range systems {
+		var loads []string
+		for _, n := range o.CurvePublishersCounts {
+			if r := by[CurveRun(n)][s]; r.System != "" && r.Failed == "" {
+				loads = append(loads, fmt.Sprintf("%.1f", r.LoadAvg))
+			} else {
+				loads = append(loads, "—")
+			}
+		}
+		sep := ";"
+		if i == len(systems)-1 {
+			sep = "."
+		}
+		fmt.Fprintf(w, " %s %s%s", s, strings.Join(loads, ", "), sep)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w)
+}
+
+// curveMetrics are the curve table's columns per system.
+func curveMetrics() []metric {
+	return []metric{
+		{name: "msg/s", value: throughputMetric().value},
+		{name: "p50 / p99 ms", text: func(r load.Result) string { return number(r.P50Ms) + " / " + number(r.P99Ms) }},
+		{name: "CPU µs/post", value: cpuPerMessage},
+	}
+}
+
+func throughputMetric() metric {
+	return metric{name: "acked msg/s", value: val(func(r load.Result) float64 { return r.PerSecond })}
+}
+
+func p50Metric() metric {
+	return metric{name: "p50", value: val(func(r load.Result) float64 { return r.P50Ms })}
+}
+
+func p99Metric() metric {
+	return metric{name: "p99", value: val(func(r load.Result) float64 { return r.P99Ms })}
+}
+
+// cpuPerMessage is the servers' CPU time per acknowledged message, in µs.
+func cpuPerMessage(r load.Result) (float64, bool) {
+	if r.PerSecond <= 0 || len(r.CPUCores) == 0 {
+		return 0, false
+	}
+	return serverCores(r) * 1e6 / r.PerSecond, true
 }
 
 type metric struct {
@@ -129,7 +260,7 @@ func metrics(sc string) []metric {
 	if sc == ScFailover {
 		return failoverMetrics()
 	}
-	throughput := metric{name: "acked msg/s", value: val(func(r load.Result) float64 { return r.PerSecond })}
+	throughput := throughputMetric()
 	latency := "ack latency"
 	var ms []metric
 	ms = append(ms, throughput)
@@ -156,12 +287,7 @@ func metrics(sc string) []metric {
 		metric{name: "CPU cores: servers + load generator", text: func(r load.Result) string {
 			return fmt.Sprintf("%.2f + %.2f", serverCores(r), r.CPUCores["bench"])
 		}},
-		metric{name: "server CPU µs per acked message", value: func(r load.Result) (float64, bool) {
-			if r.PerSecond <= 0 || len(r.CPUCores) == 0 {
-				return 0, false
-			}
-			return serverCores(r) * 1e6 / r.PerSecond, true
-		}},
+		metric{name: "server CPU µs per acked message", value: cpuPerMessage},
 	)
 	return ms
 }
@@ -213,7 +339,9 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-func printTargets(w io.Writer, o Options, by map[string]map[string]load.Result) {
+// printTargets prints the performance targets the run measured, if any.
+func printTargets(out io.Writer, o Options, by map[string]map[string]load.Result) {
+	w := &strings.Builder{}
 	tc := func(sc string) (load.Result, bool) {
 		r, ok := by[sc]["tigerchat"]
 		return r, ok && r.Failed == ""
@@ -224,7 +352,6 @@ func printTargets(w io.Writer, o Options, by map[string]map[string]load.Result) 
 		}
 		return "MISSED"
 	}
-	fmt.Fprintln(w, "Targets:")
 	if r, ok := tc(ScPublish); ok {
 		fmt.Fprintf(w, "- publish p99 ≤ 5 ms: %.2f ms — %s\n", r.P99Ms, verdict(r.P99Ms <= 5))
 		if n, ok := by[ScPublish]["nats-js"]; ok && n.Failed == "" {
@@ -268,5 +395,8 @@ func printTargets(w io.Writer, o Options, by map[string]map[string]load.Result) 
 		if c, ok := by[f.Name]["centrifugo"]; ok && c.Failed == "" {
 			fmt.Fprintf(w, "  - vs Centrifugo's p99 (history in memory only): %.2f ms vs %.2f ms\n", r.P99Ms, c.P99Ms)
 		}
+	}
+	if w.Len() > 0 {
+		fmt.Fprint(out, "Targets:\n", w.String())
 	}
 }
