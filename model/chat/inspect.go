@@ -16,6 +16,9 @@ func (m *Machine) Rooms() []RoomRef {
 	return out
 }
 
+// RoomCount is the number of rooms, without listing them.
+func (m *Machine) RoomCount() int { return len(m.rooms) }
+
 // Threads lists the thread ids (parent seqs) of a room, ascending.
 func (m *Machine) Threads(tenantID, roomID string) []uint64 {
 	i, ok := m.find([]byte(tenantID), []byte(roomID))

@@ -543,7 +543,7 @@ func (sh *shard) publish() {
 	r := sh.replica
 	if sh.ticks++; sh.ticks >= roomsEvery || sh.ticks == 1 {
 		sh.ticks = 1
-		sh.rooms = len(sh.machine.Rooms())
+		sh.rooms = sh.machine.RoomCount()
 	}
 	st := &Status{Shard: sh.index, Status: r.Status().String(), View: r.View(), Primary: r.IsPrimary() && r.Status() == vsr.StatusNormal,
 		Op: r.Op(), CommitMin: r.CommitMin(), CommitMax: r.CommitMax(), Drained: r.Drained(),
