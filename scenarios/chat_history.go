@@ -142,6 +142,7 @@ func (s *chatSubject) finishAudit() {
 			cacheBlocks := float64(s.replicaConfig(sh, i).CacheSizeBytes) / float64(s.replicaConfig(sh, i).BlockSize)
 			s.metrics["grid_blocks_per_cache"] = append(s.metrics["grid_blocks_per_cache"], float64(st.BlocksUsed)/cacheBlocks)
 			s.metrics["table_pages_cold"] = append(s.metrics["table_pages_cold"], float64(n.machines[sh].TablePagesCold()))
+			s.metrics["shared_blocks"] = append(s.metrics["shared_blocks"], float64(n.machines[sh].SharedBlocks()))
 		}
 	}
 }

@@ -31,10 +31,12 @@ const (
 	// index node.
 	itemBlocksMax = 3
 	// growthBlocksMax bounds what one growing operation charges: a post
-	// dirties its room's item, its thread's item and its idempotency item
-	// and may start a message block with its index item; a room creation
-	// or a join stays below.
-	growthBlocksMax = 5 * itemBlocksMax
+	// dirties its room's item, its thread's item and its idempotency item,
+	// may start a message block with its index item, and under retention
+	// may let go the last run of a shared block (a delete from the shared
+	// table dirties at most its page: deletes never split or merge
+	// before the checkpoint); a room creation or a join stays below.
+	growthBlocksMax = 5*itemBlocksMax + 1
 	// deleteBlocksMax bounds a room deletion: its item, and the first and
 	// last pages (with a merge each) of its ranges in the members,
 	// threads and index tables.
@@ -76,8 +78,9 @@ func (m *Machine) admit(cost int, grows bool) bool {
 
 // chargeTail counts a message of size bytes appended to log s: the blocks
 // sealing may need for the log's tail (each full block but the last holds
-// more than a block's room less the largest message) and their index
-// items, and the log's thread item the first time.
+// more than a block's room less the largest message), their index items
+// and, for a shared block, its shared table item; and the log's thread
+// item the first time.
 func (m *Machine) chargeTail(s *logStore, thread uint64, size int) {
 	if m.grid == nil {
 		return // nothing to fill yet: Checkpoint does not hold the first one to a count
@@ -87,7 +90,26 @@ func (m *Machine) chargeTail(s *logStore, thread uint64, size int) {
 		m.growth.pending += itemBlocksMax
 	}
 	s.tailBytes += size
-	m.growth.pending += (m.tailBlocks(s.tailBytes) - before) * (1 + itemBlocksMax)
+	m.growth.pending += (m.tailBlocks(s.tailBytes) - before) * (1 + 2*itemBlocksMax)
+}
+
+// sharedReleaseBlocks bounds what letting go of every shared run of room
+// r costs: each may delete a shared table item, which dirties at most its
+// page, so no more than the table's pages.
+func (m *Machine) sharedReleaseBlocks(r *room) int {
+	n, pages := 0, m.tables[tableShared].Pages()
+	count := func(s *logStore) {
+		for _, b := range s.blocks {
+			if b.ref.Kind == grid.KindMessageRuns && n < pages {
+				n++
+			}
+		}
+	}
+	count(&r.mainStore)
+	for i := range r.threads {
+		count(&r.threads[i].store)
+	}
+	return n
 }
 
 func (m *Machine) tailBlocks(bytes int) int {

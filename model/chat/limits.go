@@ -100,9 +100,9 @@ const (
 	IdempotencyWindowNsDefault = 24 * 3600 * 1_000_000_000
 	// DedupPagesCachedDefault: 4096 one-sector pages, 16 MiB per shard.
 	DedupPagesCachedDefault = 4096
-	// TablePagesCachedDefault: 1024 one-sector pages per table, 16 MiB per
+	// TablePagesCachedDefault: 512 one-sector pages per table, 8 MiB per
 	// shard for the four tables.
-	TablePagesCachedDefault = 1024
+	TablePagesCachedDefault = 512
 	ReadReplySizeMaxDefault = 256 << 10
 	// PostBatchCountMaxDefault: 24 posts reply in 1203 bytes; the client
 	// table that keeps such a reply per session (ReplySizeMin) still fits

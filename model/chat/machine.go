@@ -30,6 +30,8 @@ type Machine struct {
 	tableItems   []grid.TableItem       // a room's items being encoded
 	blockBuf     []byte                 // a message block being encoded
 	roomsCreated uint64                 // rooms ever created: the last incarnation given out
+	packer       sharedPacker           // short runs being packed at a checkpoint (store.go)
+	sharedRuns   map[uint64]int         // per shared block (address), the runs logs hold of it (store.go)
 
 	dedupBuf        []byte // an idempotency item's key being encoded
 	valueBuf        []byte // an idempotency item's value being encoded

@@ -220,11 +220,16 @@ func (p *readPlan) take(i int, blk grid.Block) error {
 	if err != nil {
 		return err
 	}
-	entries, err := decodeMessageBlock(data, p.thread)
+	b := p.blocks[i]
+	var entries []entry
+	if b.ref.Kind == grid.KindMessageRuns {
+		entries, err = decodeRunsBlock(data, roomKey(p.tenant, p.room), p.thread)
+	} else {
+		entries, err = decodeMessageBlock(data, p.thread)
+	}
 	if err != nil {
 		return err
 	}
-	b := p.blocks[i]
 	if len(entries) == 0 || entries[0].seq != b.first || entries[len(entries)-1].seq != b.last {
 		return errMessageBlock
 	}

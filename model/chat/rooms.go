@@ -155,10 +155,11 @@ func (m *Machine) applyDeleteRoom(q *request, reply []byte) []byte {
 	if c != CodeOK {
 		return appendCode(reply, c)
 	}
-	if !m.admit(deleteBlocksMax, false) {
+	cost := deleteBlocksMax + m.sharedReleaseBlocks(r)
+	if !m.admit(cost, false) {
 		return appendCode(reply, CodeStorageFull)
 	}
-	m.growth.pending += deleteBlocksMax
+	m.growth.pending += cost
 	m.releaseLater = appendStoreBlocks(m.releaseLater, &r.mainStore)
 	for j := range r.threads {
 		m.releaseLater = appendStoreBlocks(m.releaseLater, &r.threads[j].store)
@@ -193,7 +194,8 @@ func (m *Machine) applySetRetention(q *request, reply []byte) []byte {
 	if c != CodeOK {
 		return appendCode(reply, c)
 	}
-	cost := itemBlocksMax * len(r.threads) // each thread's item names its oldest seq
+	// Each thread's item names its oldest seq; shared runs may be let go.
+	cost := itemBlocksMax*len(r.threads) + m.sharedReleaseBlocks(r)
 	if !m.admit(cost, false) {
 		return appendCode(reply, CodeStorageFull)
 	}

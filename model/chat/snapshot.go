@@ -1,9 +1,11 @@
 package chat
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"tigerchat/model/grid"
 )
@@ -160,9 +162,39 @@ func (m *Machine) Restore(snapshot []byte) error {
 	m.growth.unbounded = true // every item is written again: not counted per operation
 	m.rooms, m.tenants, m.roomsCreated = next.rooms, next.tenants, next.roomsCreated
 	m.tables[tableDedup] = next.tables[tableDedup]
+	m.restoreShared()
 	m.prefetchPending, m.prefetchWaiter, m.prefetchCreates = 0, nil, false // reads of the replaced table never end
 	m.rebuildMemberOf()
 	return nil
+}
+
+// restoreShared counts the runs the restored logs hold of each shared
+// block and makes the shared table name exactly those blocks.
+func (m *Machine) restoreShared() {
+	m.sharedRuns = map[uint64]int{}
+	var refs []grid.Ref
+	count := func(s *logStore) {
+		for _, b := range s.blocks {
+			if b.ref.Kind == grid.KindMessageRuns {
+				if m.sharedRuns[b.ref.Address] == 0 {
+					refs = append(refs, b.ref)
+				}
+				m.sharedRuns[b.ref.Address]++
+			}
+		}
+	}
+	for _, r := range m.rooms {
+		count(&r.mainStore)
+		for i := range r.threads {
+			count(&r.threads[i].store)
+		}
+	}
+	slices.SortFunc(refs, func(a, b grid.Ref) int { return cmp.Compare(a.Address, b.Address) })
+	items := make([]grid.TableItem, len(refs))
+	for i, ref := range refs {
+		items[i] = grid.TableItem{Key: sharedKey(ref.Address), Ref: ref}
+	}
+	m.tables[tableShared].Replace("", items)
 }
 
 // countLimited reads a u32 count and refuses one above max, before anything

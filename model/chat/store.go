@@ -19,6 +19,24 @@ import (
 // The block's reference, with its first and last seq, joins the log's
 // store and the index table (tables.go), whose pages name it as a child so
 // that the grid's walks (free set, state sync, scrub) reach it.
+//
+// A log that gained less than a quarter of a block since the last
+// checkpoint does not get a block of its own: a block takes a whole grid
+// slot and at least a sector of disk however little it holds, so a room
+// that receives a message per checkpoint would spend a slot per message.
+// Such short runs of every log are packed together, in room and thread
+// order, into shared blocks of kind message runs:
+//
+//	runs u32 | runs × (room key str | thread u64 | size u32 | size bytes of
+//	                   a message block's data, as above)
+//
+// Each log's store and index item name the shared block with the seqs of
+// its own run. The index item carries the reference in its value, not as
+// a child: the shared table (tables.go) names each shared block once, so
+// that the grid's walks see a tree. The machine counts the runs of each
+// shared block that logs still hold (sharedRuns, rebuilt from the index
+// when a checkpoint is opened), and releases the block, with its shared
+// table item, when retention or a deletion has let the last one go.
 
 var errMessageBlock = errors.New("chat: message block does not hold the run its reference names")
 
@@ -30,6 +48,21 @@ func appendMessageBlock(b []byte, entries []entry) []byte {
 		b = appendMessage(b, e.seq, &e.prev, &e.hash, e.author, e.timeNs, e.key, e.body)
 	}
 	return b
+}
+
+// decodeRunsBlock finds the run of log (rk, thread) in the data of a
+// shared block and decodes it.
+func decodeRunsBlock(data []byte, rk string, thread uint64) ([]entry, error) {
+	rd := reader{b: data}
+	n := int(rd.u32())
+	for i := 0; i < n && !rd.bad; i++ {
+		key, t, size := rd.str(), rd.u64(), int(rd.u32())
+		run := rd.take(size)
+		if !rd.bad && string(key) == rk && t == thread {
+			return decodeMessageBlock(run, thread)
+		}
+	}
+	return nil, errMessageBlock
 }
 
 // decodeMessageBlock decodes block data of log thread.
@@ -60,8 +93,14 @@ func decodeMessageBlock(data []byte, thread uint64) ([]entry, error) {
 // compression (what compression saves is slack, never overflow).
 func blockDataMax(g *grid.Grid) int { return g.Config().DataMax() - 64 }
 
-// sealTails moves every log's tail to message blocks.
+// sharedRunBytesMax: a log's new messages below a quarter of a block go
+// to a shared block.
+func sharedRunBytesMax(g *grid.Grid) int { return blockDataMax(g) / 4 }
+
+// sealTails moves every log's tail to message blocks: long runs to blocks
+// of their own, short ones packed into shared blocks.
 func (m *Machine) sealTails(g *grid.Grid) {
+	m.packer.reset()
 	for _, r := range m.rooms {
 		r.mainStore.tailBytes = 0
 		for i := range r.threads {
@@ -78,14 +117,29 @@ func (m *Machine) sealTails(g *grid.Grid) {
 		// batch would hold one in memory (tens of MiB over many rooms).
 		r.messages = nil
 	}
+	m.flushShared(g)
 }
 
 func (m *Machine) sealLog(g *grid.Grid, r *room, thread uint64, s *logStore) {
 	var run []entry
+	size := 4
 	for i := range r.messages {
 		if e := &r.messages[i]; e.thread == thread {
 			run = append(run, *e)
+			size += entryWireSize(e)
 		}
+	}
+	if len(run) == 0 {
+		return
+	}
+	checkSealAfter(s, run[0].seq)
+	rk := roomKey(r.tenant, r.id)
+	if size < sharedRunBytesMax(g) {
+		if m.packer.bytes+runHeaderSize(rk)+size > blockDataMax(g) {
+			m.flushShared(g)
+		}
+		m.packer.add(rk, thread, run, s)
+		return
 	}
 	limit := blockDataMax(g)
 	for len(run) > 0 {
@@ -97,9 +151,7 @@ func (m *Machine) sealLog(g *grid.Grid, r *room, thread uint64, s *logStore) {
 		if size > limit {
 			panic("chat: one message does not fit a block")
 		}
-		if stored := s.storedLast(); run[0].seq != stored+1 && !(stored < s.firstSeq() && run[0].seq == s.firstSeq()) {
-			panic(fmt.Sprintf("chat: sealing seq %d after stored seq %d (oldest held %d)", run[0].seq, stored, s.firstSeq()))
-		}
+		checkSealAfter(s, run[0].seq)
 		m.blockBuf = appendMessageBlock(m.blockBuf[:0], run[:n])
 		ref := g.Write(grid.KindMessages, nil, m.blockBuf, true)
 		s.blocks = append(s.blocks, msgBlock{ref: ref, first: run[0].seq, last: run[n-1].seq})
@@ -107,21 +159,107 @@ func (m *Machine) sealLog(g *grid.Grid, r *room, thread uint64, s *logStore) {
 	}
 }
 
+// checkSealAfter asserts that a run starting at seq continues log s.
+func checkSealAfter(s *logStore, seq uint64) {
+	if stored := s.storedLast(); seq != stored+1 && !(stored < s.firstSeq() && seq == s.firstSeq()) {
+		panic(fmt.Sprintf("chat: sealing seq %d after stored seq %d (oldest held %d)", seq, stored, s.firstSeq()))
+	}
+}
+
+// runHeaderSize is what a run of log rk takes in a shared block besides
+// its messages.
+func runHeaderSize(rk string) int { return 2 + len(rk) + 8 + 4 }
+
+// sharedPacker gathers the short runs of one checkpoint into the data of
+// a shared block.
+type sharedPacker struct {
+	data  []byte // runs u32, then the runs
+	runs  int
+	bytes int // the block's data so far
+	added []sharedRun
+}
+
+// sharedRun is a run in the block being packed: its log and seqs.
+type sharedRun struct {
+	s           *logStore
+	first, last uint64
+}
+
+func (p *sharedPacker) reset() {
+	p.data, p.runs, p.added = append(p.data[:0], 0, 0, 0, 0), 0, p.added[:0]
+	p.bytes = len(p.data)
+}
+
+func (p *sharedPacker) add(rk string, thread uint64, run []entry, s *logStore) {
+	le := binary.LittleEndian
+	p.data = le.AppendUint64(appendStr(p.data, rk), thread)
+	at := len(p.data)
+	p.data = appendMessageBlock(le.AppendUint32(p.data, 0), run)
+	le.PutUint32(p.data[at:], uint32(len(p.data)-at-4))
+	p.runs++
+	p.bytes = len(p.data)
+	p.added = append(p.added, sharedRun{s: s, first: run[0].seq, last: run[len(run)-1].seq})
+}
+
+// flushShared writes the shared block being packed, if it holds a run,
+// names it in the shared table and in each run's log.
+func (m *Machine) flushShared(g *grid.Grid) {
+	p := &m.packer
+	if p.runs == 0 {
+		return
+	}
+	binary.LittleEndian.PutUint32(p.data, uint32(p.runs))
+	ref := g.Write(grid.KindMessageRuns, nil, p.data, true)
+	for _, a := range p.added {
+		a.s.blocks = append(a.s.blocks, msgBlock{ref: ref, first: a.first, last: a.last})
+	}
+	m.tables[tableShared].Set(grid.TableItem{Key: sharedKey(ref.Address), Ref: ref})
+	if m.sharedRuns == nil {
+		m.sharedRuns = map[uint64]int{}
+	}
+	m.sharedRuns[ref.Address] = p.runs
+	clear(p.added)
+	p.reset()
+}
+
+// sharedKey is a shared block's key in the shared table: its address.
+func sharedKey(address uint64) string { return keyU64("", address) }
+
+// releaseBlock releases a message block a log lets go; a shared block
+// only with the last run that logs hold of it.
+func (m *Machine) releaseBlock(g *grid.Grid, ref grid.Ref) {
+	if ref.Kind != grid.KindMessageRuns {
+		g.Release(ref)
+		return
+	}
+	n, ok := m.sharedRuns[ref.Address]
+	if !ok || n <= 0 {
+		panic(fmt.Sprintf("chat: releasing a run of shared block %d that holds none", ref.Address))
+	}
+	if n > 1 {
+		m.sharedRuns[ref.Address] = n - 1
+		return
+	}
+	delete(m.sharedRuns, ref.Address)
+	m.tables[tableShared].Delete(sharedKey(ref.Address))
+	g.Release(ref)
+}
+
 // releaseRetained releases the blocks wholly below each log's first held
 // seq.
 func (m *Machine) releaseRetained(g *grid.Grid) {
 	for _, r := range m.rooms {
-		releaseBelow(g, &r.mainStore)
+		m.releaseBelow(g, &r.mainStore)
 		for i := range r.threads {
-			releaseBelow(g, &r.threads[i].store)
+			m.releaseBelow(g, &r.threads[i].store)
 		}
 	}
 }
 
-func releaseBelow(g *grid.Grid, s *logStore) {
+func (m *Machine) releaseBelow(g *grid.Grid, s *logStore) {
 	n := 0
 	for n < len(s.blocks) && s.blocks[n].last < s.firstSeq() {
-		g.Release(s.blocks[n].ref)
+		m.releaseBlock(g, s.blocks[n].ref)
 		n++
 	}
 	if n > 0 {

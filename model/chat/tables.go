@@ -21,7 +21,9 @@ import (
 //	members  rk 0x00 user                → (empty)
 //	threads  rk 0x00 parent u64          → head_seq u64 | head_hash [32] | first u64
 //	dedup    rk 0x00 incarnation u64 key_digest [16] → see dedup.go
-//	index    rk 0x00 thread u64 first u64 → last u64, and the message block as the item's ref
+//	index    rk 0x00 thread u64 first u64 → last u64, and the message block as the item's ref;
+//	                                       or last u64 | shared block ref [32], no item ref (store.go)
+//	shared   address u64                 → (empty), and the shared block as the item's ref
 //
 // Four tables mirror the rooms in memory: a room changed by an operation
 // is marked dirty, and the next checkpoint rewrites its items (unchanged
@@ -35,6 +37,7 @@ const (
 	tableThreads
 	tableDedup
 	tableIndex
+	tableShared
 	tableCount
 )
 
@@ -69,6 +72,7 @@ func (m *Machine) configureTables(tables *[tableCount]grid.Table, mirrorsWhole b
 		}
 	}
 	tables[tableDedup].ResidentPagesMax = m.limits.DedupPagesCached
+	tables[tableShared].ResidentPagesMax = 0 // small: an item per shared block
 }
 
 // prefetchRoom starts reading the cold pages that the items of room
@@ -108,6 +112,10 @@ func (m *Machine) TablePagesCold() (n int) {
 	return n
 }
 
+// SharedBlocks counts the shared message blocks logs hold runs of (for
+// metrics and the simulator).
+func (m *Machine) SharedBlocks() int { return len(m.sharedRuns) }
+
 // roomResident reports whether every page room r's items occupy is in
 // memory.
 func (m *Machine) roomResident(r *room) bool {
@@ -139,15 +147,14 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 	m.sealTails(g)
 	for _, rk := range m.deleted {
 		m.tables[tableRooms].Delete(rk)
-		for t := tableMembers; t < tableCount; t++ {
-			if t != tableDedup { // its items carry the incarnation and age out
-				m.tables[t].Replace(roomPrefix(rk), nil)
-			}
+		// Not the dedup table: its items carry the incarnation and age out.
+		for _, t := range [...]int{tableMembers, tableThreads, tableIndex} {
+			m.tables[t].Replace(roomPrefix(rk), nil)
 		}
 	}
 	m.deleted = m.deleted[:0]
 	for _, ref := range m.releaseLater {
-		g.Release(ref)
+		m.releaseBlock(g, ref)
 	}
 	m.releaseLater = m.releaseLater[:0]
 	for _, r := range m.rooms {
@@ -236,7 +243,11 @@ func keyU64(prefix string, n uint64) string {
 func appendIndexItems(items []grid.TableItem, prefix string, thread uint64, s *logStore) []grid.TableItem {
 	for _, blk := range s.blocks {
 		key := keyU64(keyU64(prefix, thread), blk.first)
-		items = append(items, grid.TableItem{Key: key, Value: binary.LittleEndian.AppendUint64(nil, blk.last), Ref: blk.ref})
+		it := grid.TableItem{Key: key, Value: binary.LittleEndian.AppendUint64(nil, blk.last), Ref: blk.ref}
+		if blk.ref.Kind == grid.KindMessageRuns {
+			it.Value, it.Ref = grid.AppendRef(it.Value, blk.ref), grid.Ref{} // the shared table names it
+		}
+		items = append(items, it)
 	}
 	return items
 }
@@ -305,7 +316,7 @@ func (m *Machine) openTables(g *grid.Grid, tables *[tableCount]grid.Table, roots
 // restoreTables rebuilds the rooms from opened tables; on error the state
 // is unchanged.
 func (m *Machine) restoreTables(tables *[tableCount]grid.Table, roomsCreated uint64) error {
-	next := &Machine{limits: m.limits, roomsCreated: roomsCreated}
+	next := &Machine{limits: m.limits, roomsCreated: roomsCreated, sharedRuns: map[uint64]int{}}
 	var failed error
 	fail := func(format string, args ...any) bool {
 		failed = fmt.Errorf("%w: %s", errTablesMalformed, fmt.Sprintf(format, args...))
@@ -366,20 +377,47 @@ func (m *Machine) restoreTables(tables *[tableCount]grid.Table, roomsCreated uin
 	}
 	if failed == nil {
 		forRooms(tableIndex, func(r *room, rest string, it *grid.TableItem) bool {
-			if len(rest) != 16 || len(it.Value) != 8 || it.Ref.Kind != grid.KindMessages {
+			ref := it.Ref
+			switch {
+			case len(rest) != 16:
+				return fail("index item %q", it.Key)
+			case len(it.Value) == 8 && ref.Kind == grid.KindMessages:
+			case len(it.Value) == 8+grid.RefSize && ref.IsZero():
+				shared, ok := grid.DecodeRef(it.Value[8:])
+				if !ok || shared.Kind != grid.KindMessageRuns {
+					return fail("index item %q names no shared block", it.Key)
+				}
+				ref = shared
+				next.sharedRuns[ref.Address]++
+			default:
 				return fail("index item %q", it.Key)
 			}
 			s := r.store(keyNumber(rest[:8]))
 			if s == nil {
 				return fail("index item %q of no thread", it.Key)
 			}
-			blk := msgBlock{ref: it.Ref, first: keyNumber(rest[8:]), last: binary.LittleEndian.Uint64(it.Value)}
+			blk := msgBlock{ref: ref, first: keyNumber(rest[8:]), last: binary.LittleEndian.Uint64(it.Value)}
 			if blk.last < blk.first || (len(s.blocks) > 0 && blk.first != s.storedLast()+1) {
 				return fail("index item %q out of sequence", it.Key)
 			}
 			s.blocks = append(s.blocks, blk)
 			return true
 		})
+	}
+	if failed == nil {
+		// Every shared block an index item names is in the shared table,
+		// and every one there is named.
+		named := 0
+		tables[tableShared].Scan("", func(it *grid.TableItem) bool {
+			if len(it.Key) != 8 || it.Ref.Kind != grid.KindMessageRuns || keyNumber(it.Key) != it.Ref.Address || next.sharedRuns[it.Ref.Address] == 0 {
+				return fail("shared block item %x", it.Key)
+			}
+			named++
+			return true
+		})
+		if failed == nil && named != len(next.sharedRuns) {
+			fail("%d shared blocks named by logs, %d in the shared table", len(next.sharedRuns), named)
+		}
 	}
 	if failed != nil {
 		return failed
@@ -392,7 +430,7 @@ func (m *Machine) restoreTables(tables *[tableCount]grid.Table, roomsCreated uin
 	for _, t := range mirrorTables {
 		tables[t].Evict()
 	}
-	m.rooms, m.tenants, m.tables, m.roomsCreated = next.rooms, next.tenants, *tables, roomsCreated
+	m.rooms, m.tenants, m.tables, m.roomsCreated, m.sharedRuns = next.rooms, next.tenants, *tables, roomsCreated, next.sharedRuns
 	m.deleted, m.releaseLater = m.deleted[:0], m.releaseLater[:0]
 	m.rebuildMemberOf()
 	return nil

@@ -171,7 +171,7 @@ func verifyStore(r *room, li int, firstTail, lastTail uint64) error {
 	}
 	for i, b := range s.blocks {
 		switch {
-		case b.ref.IsZero() || b.ref.Kind != grid.KindMessages || b.first == 0 || b.first > b.last:
+		case b.ref.IsZero() || (b.ref.Kind != grid.KindMessages && b.ref.Kind != grid.KindMessageRuns) || b.first == 0 || b.first > b.last:
 			return invariant("block %d names seqs %d..%d at %+v", i, b.first, b.last, b.ref)
 		case i > 0 && b.first != s.blocks[i-1].last+1:
 			return invariant("block %d starts at %d after %d", i, b.first, s.blocks[i-1].last)

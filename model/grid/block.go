@@ -26,20 +26,21 @@ import (
 type Kind uint8
 
 const (
-	KindNone       Kind = iota
-	KindRoot            // a checkpoint's root
-	KindData            // a chunk of a data tree, or its interior node
-	KindTableLeaf       // a page of a Table: sorted keys, values and the blocks they name
-	KindRoom            // the chat state machine's root
-	KindTableIndex      // an index node of a Table: its pages or index nodes, in key order
-	KindMessages        // a run of one log's messages (leaf)
-	KindSessions        // the client table (vsr)
-	KindChunk           // a leaf chunk of a data tree
-	KindTest            // tests only
+	KindNone        Kind = iota
+	KindRoot             // a checkpoint's root
+	KindData             // a chunk of a data tree, or its interior node
+	KindTableLeaf        // a page of a Table: sorted keys, values and the blocks they name
+	KindRoom             // the chat state machine's root
+	KindTableIndex       // an index node of a Table: its pages or index nodes, in key order
+	KindMessages         // a run of one log's messages (leaf)
+	KindSessions         // the client table (vsr)
+	KindChunk            // a leaf chunk of a data tree
+	KindTest             // tests only
+	KindMessageRuns      // short runs of several logs' messages, packed together (leaf)
 	kindCount
 )
 
-var kindNames = [kindCount]string{"none", "root", "data", "table_leaf", "room", "table_index", "messages", "sessions", "chunk", "test"}
+var kindNames = [kindCount]string{"none", "root", "data", "table_leaf", "room", "table_index", "messages", "sessions", "chunk", "test", "message_runs"}
 
 func (k Kind) String() string {
 	if k < kindCount {
@@ -49,7 +50,7 @@ func (k Kind) String() string {
 }
 
 // Leaf reports whether blocks of this kind never have children.
-func (k Kind) Leaf() bool { return k == KindMessages || k == KindChunk }
+func (k Kind) Leaf() bool { return k == KindMessages || k == KindChunk || k == KindMessageRuns }
 
 // Block header layout (little endian).
 const (

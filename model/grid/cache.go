@@ -1,7 +1,9 @@
 package grid
 
 // cache keeps verified blocks by address, least recently used first out,
-// bounded by bytes. Blocks being written are pinned: the disk still reads
+// bounded by bytes: the memory each block holds (its buffer's capacity,
+// a whole sector or more even for a block of a few bytes), so that many
+// small blocks do not hold many times the bound. Blocks being written are pinned: the disk still reads
 // their buffer, so they stay (outside the LRU list and the bound) until
 // their write completes. The order depends only on the calls made, never
 // on map iteration, so it is deterministic.
@@ -52,7 +54,7 @@ func (c *cache) remove(e *cacheEntry) {
 	}
 	c.unlink(e)
 	delete(c.entries, e.address)
-	c.bytes -= len(e.block)
+	c.bytes -= cap(e.block)
 }
 
 // get returns the cached bytes of address and marks them recently used.
@@ -80,10 +82,10 @@ func (c *cache) put(address uint64, block []byte, pinned bool) {
 	e := &cacheEntry{address: address, block: block, pinned: pinned}
 	c.entries[address] = e
 	if pinned {
-		c.pinned += len(block)
+		c.pinned += cap(block)
 		return
 	}
-	c.bytes += len(block)
+	c.bytes += cap(block)
 	c.pushFront(e)
 	c.evict()
 }
@@ -94,8 +96,8 @@ func (c *cache) unpin(address uint64) {
 		panic("grid: unpinning a block that is not pinned")
 	}
 	e.pinned = false
-	c.pinned -= len(e.block)
-	c.bytes += len(e.block)
+	c.pinned -= cap(e.block)
+	c.bytes += cap(e.block)
 	c.pushFront(e)
 	c.evict()
 }

@@ -97,9 +97,9 @@ func (c *ClusterConfig) ChatLimits() chat.Limits {
 	v := c.vsrConfig(0, 0)
 	// A quarter of the block cache holds decoded idempotency pages.
 	l.DedupPagesCached = max(16, v.CacheSizeBytes/4/grid.TablePageBytesMax)
-	// A sixteenth of it again, per table, holds decoded pages of the
+	// A thirty-second of it again, per table, holds decoded pages of the
 	// rooms, members, threads and block-index tables.
-	l.TablePagesCached = max(16, v.CacheSizeBytes/16/grid.TablePageBytesMax)
+	l.TablePagesCached = max(16, v.CacheSizeBytes/32/grid.TablePageBytesMax)
 	l.GridReserveBlocks = chat.GridReserveBlocksFor(&v)
 	if n := l.PostBatchCountFit(&v, l.PostBatchCountMax); n > 0 {
 		l.PostBatchCountMax = n
