@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,11 +57,17 @@ func Build(moduleRoot, dir string) (string, error) {
 // range could be taken in between by any program's outgoing or :0 socket
 // (a test started beside a chaos run did exactly that), while ports below
 // it are only taken by whoever asks for them by number.
+//
+// A port is handed out once per process, and claimed for portClaimTTL
+// across processes by a marker file: `go test ./...` runs packages in
+// parallel, and two clusters that drew the same free port before either
+// bound it met each other (an edge's health check answered by a replica's
+// admin server, then 404 on /v1/ws).
 func FreePort() (int, error) {
 	const low, high = 20000, 32768
-	for range 64 {
+	for range 256 {
 		port := low + rand.IntN(high-low)
-		if portFree(port) {
+		if portFree(port) && claimPort(port) {
 			return port, nil
 		}
 	}
@@ -70,11 +78,47 @@ func FreePort() (int, error) {
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		if portFree(port) {
+		if portFree(port) && claimPort(port) {
 			return port, nil
 		}
 	}
 	return 0, errors.New("testcluster: no free port on 127.0.0.1")
+}
+
+// portClaimTTL is how long a port stays claimed by the process that drew
+// it: long enough to start a cluster, after which the bound socket itself
+// keeps others off.
+const portClaimTTL = 10 * time.Minute
+
+var portsClaimed = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// claimPort reports whether port was not handed out before, by this
+// process or (within portClaimTTL) by another, and claims it.
+func claimPort(port int) bool {
+	portsClaimed.Lock()
+	defer portsClaimed.Unlock()
+	if portsClaimed.ports[port] {
+		return false
+	}
+	dir := filepath.Join(os.TempDir(), "tigerchat-ports")
+	if err := os.MkdirAll(dir, 0o777); err == nil {
+		marker := filepath.Join(dir, strconv.Itoa(port))
+		f, err := os.OpenFile(marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o666)
+		if err == nil {
+			f.Close()
+		} else if info, statErr := os.Stat(marker); statErr == nil && time.Since(info.ModTime()) < portClaimTTL {
+			return false // another process drew it a moment ago
+		} else {
+			now := time.Now()
+			os.Chtimes(marker, now, now) // a stale claim: take it over
+		}
+	}
+	// Without a writable temp dir the in-process claim still holds.
+	portsClaimed.ports[port] = true
+	return true
 }
 
 func portFree(port int) bool {
