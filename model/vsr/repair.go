@@ -18,6 +18,7 @@ const repairRequestsMax = 8
 // repair asks peers for what this replica is missing: a start_view, the
 // prepares its log expects, or a whole checkpoint.
 func (r *Replica) repair() {
+	r.forgetStaleSyncSource()
 	r.extendChain()
 	if r.needSV {
 		r.sendRequestStartView()
@@ -202,9 +203,15 @@ func (r *Replica) onNack(h *wire.Header) {
 	switch nack.Reason() {
 	case nackTooOld:
 		r.noteCommit(0, h.Checkpoint)
+		if r.blockSync != nil {
+			// A sync under way replaces the state the request was made
+			// for; kept, the nack would outlive it (forgetStaleSyncSource).
+			r.event("nack_too_old_syncing")
+			return
+		}
 		if h.Op > r.commitMin && h.Checkpoint > r.commitMin && r.syncFrom < 0 {
 			// The peer no longer has an op we still need to apply.
-			r.syncFrom = int(h.Replica)
+			r.syncFrom, r.syncFromCheckpoint = int(h.Replica), h.Checkpoint
 			r.requestSync()
 		}
 		return
@@ -254,6 +261,22 @@ func (r *Replica) nackVote(op uint64, checksum wire.Checksum, replica int) {
 	clear(r.nacks)
 	r.event("truncate_nack_quorum")
 	assert(r.op == op-1 && r.op >= r.commitMax, "a nack quorum truncated into the committed log")
+}
+
+// forgetStaleSyncSource drops the sync source once this replica applied
+// the checkpoint it named (a sync installed it or a newer one, or repair
+// got there). Kept, it made the replica ask that peer for a sync at every
+// repair round, caught up or not, and start a block sync, giving up a
+// valid state, as soon as the peer's next checkpoint was durable, a few
+// ops ahead of it: under load one sync followed another
+// (docs/benchmarks.md, 2026-12-02, the failover scenario's catch-up).
+func (r *Replica) forgetStaleSyncSource() {
+	if r.syncFrom < 0 || !r.smValid || r.commitMin < r.syncFromCheckpoint {
+		return
+	}
+	r.syncFrom = -1
+	r.event("sync_source_forgotten")
+	assert(r.syncFrom < 0 && r.commitMin >= r.syncFromCheckpoint, "a stale sync source kept")
 }
 
 // syncWanted: this replica has no state machine, or the ops it needs to
@@ -476,6 +499,7 @@ func (r *Replica) installSync(s *blockSync) {
 		if r.op < s.op {
 			r.op = s.op
 		}
+		r.forgetStaleSyncSource()
 		assert(!r.checkpointing, "a state sync installed while a checkpoint is written")
 		r.checkpointing = true // nothing applies until the superblock names the new state
 		c := &r.checkpointWrite

@@ -196,7 +196,10 @@ type Replica struct {
 	timeoutRetry      model.Timeout
 	primaryCheckpoint uint64 // highest checkpoint a peer told us of
 	syncFrom          int    // a peer that said our next op is below its checkpoint; -1 none
-	drained           bool   // an operator asked this replica never to stay primary
+	// syncFromCheckpoint is the checkpoint syncFrom named: once this
+	// replica applied it, the reason to sync from that peer is gone.
+	syncFromCheckpoint uint64
+	drained            bool // an operator asked this replica never to stay primary
 	// syncTarget is an op some peer's log reaches that ours cannot hold.
 	// Unlike commitMax it never lets us apply anything: our log may be stale.
 	syncTarget uint64
