@@ -393,15 +393,29 @@ func (r *Replica) onSync(h *wire.Header, body []byte) {
 	// The walk overwrites blocks of our own checkpoint: from here on our
 	// state is only what the sync installs, and the superblock says so
 	// (a zero root) before the first block is overwritten.
-	var complete grid.AddressSet
 	if r.smValid {
-		complete = r.grid.Acquired()
+		r.syncComplete = r.grid.Acquired()
+		clear(r.syncFetched)
+	} else if r.syncComplete != nil {
+		// An earlier walk (abandoned, or superseded by this one) gave up
+		// our state; what it did not fetch still holds our own trees.
+		// Without this, every walk after the first read every block of
+		// the tree, and under load each took longer than the peers keep
+		// a checkpoint's blocks: 57 syncs abandoned in 47 s
+		// (docs/benchmarks.md, 2026-12-02).
+		r.event("sync_resumed")
 	}
+	complete := r.syncComplete
 	r.smValid = false
 	r.prefetching = false // the reads were for the state the sync replaces
 	r.dropReads()
 	assert(len(r.reads) == 0, "reads survived the start of a state sync")
 	r.grid.Reset()
+	// The fetches of an earlier walk are for blocks this one may want in
+	// another version at the same address, which the grid refuses while
+	// they wait ("two versions at once"): this walk would be abandoned
+	// at its first such block.
+	r.grid.CancelFetches()
 	s := &blockSync{op: h.Op, checksum: syncOf(h).CheckpointChecksum(), root: root, queue: []grid.Ref{root}, complete: complete}
 	r.blockSync = s
 	r.syncFrom = -1
@@ -443,13 +457,18 @@ func (r *Replica) onSyncLocal(s *blockSync, ref grid.Ref, b grid.Block, err erro
 	if err == nil {
 		s.inflight--
 		s.skipped++
-		if !s.complete.Has(ref.Address) {
+		if !s.complete.Has(ref.Address) || r.syncFetched[ref.Address] {
 			for i := b.Children() - 1; i >= 0; i-- {
 				s.queue = append(s.queue, b.Child(i))
 			}
 		}
 		r.pumpSync(s)
 		return
+	}
+	if s.complete != nil {
+		// The fetched block replaces whatever this address held, now or
+		// when the fetch completes, even after this walk is given up.
+		r.syncFetched[ref.Address] = true
 	}
 	r.grid.Fetch(ref, func(b grid.Block, err error) {
 		if r.blockSync != s {
@@ -475,6 +494,11 @@ func (r *Replica) installSync(s *blockSync) {
 	if r.blockSync != s {
 		return
 	}
+	// Opening may repair blocks (grid.Read writes back what it fetches),
+	// which syncFetched does not record: no later walk trusts our old
+	// trees. After an install, the next sync takes the trees it installed.
+	r.syncComplete = nil
+	clear(r.syncFetched)
 	r.openState(s.root, func(err error) {
 		if r.blockSync != s {
 			return
