@@ -345,7 +345,7 @@ func writeNodeMetrics(w io.Writer, nodes []*node.Node) {
 			}
 		}
 	}
-	promtext.Family(w, "tigerchat_replication_events_total", promtext.Counter, "Protocol events of the shard replica since the process started, by event: primary_timeout and view_change_timeout start view changes; prepare_beyond_window, request_sync, sync_start, sync_abandoned and state_sync follow a replica that fell behind (docs/vsr.md).")
+	promtext.Family(w, "tigerchat_replication_events_total", promtext.Counter, "Protocol events of the shard replica since the process started, by event: primary_timeout and view_change_timeout start view changes; prepare_beyond_window, request_sync, sync_start, sync_abandoned, sync_resumed and state_sync follow a replica that fell behind (docs/vsr.md).")
 	for _, n := range nodes {
 		events := n.ReplicationEvents()
 		for _, st := range n.Statuses() {

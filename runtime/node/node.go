@@ -546,6 +546,7 @@ var ReplicationEvents = [...]string{
 	"request_sync",          // this replica asked a peer for its checkpoint
 	"sync_start",            // a state sync by blocks began
 	"sync_abandoned",        // a block of the peer's checkpoint could not be fetched: asked again
+	"sync_resumed",          // a sync after an abandoned one, trusting the blocks this replica still holds
 	"state_sync",            // a state sync installed a peer's checkpoint
 	"nack_too_old_syncing",  // a nack for a request made before a sync, ignored
 }
