@@ -345,6 +345,19 @@ func writeNodeMetrics(w io.Writer, nodes []*node.Node) {
 			}
 		}
 	}
+	promtext.Family(w, "tigerchat_replication_events_total", promtext.Counter, "Protocol events of the shard replica since the process started, by event: primary_timeout and view_change_timeout start view changes; prepare_beyond_window, request_sync, sync_start, sync_abandoned, sync_resumed and state_sync follow a replica that fell behind (docs/vsr.md).")
+	for _, n := range nodes {
+		events := n.ReplicationEvents()
+		for _, st := range n.Statuses() {
+			counts, ok := events[st.Shard]
+			if !ok {
+				continue
+			}
+			for i, name := range node.ReplicationEvents {
+				promtext.Sample(w, "tigerchat_replication_events_total", fmt.Sprintf(`node="%d",shard="%d",event="%s"`, n.Replica(), st.Shard, name), counts[i])
+			}
+		}
+	}
 	promtext.Family(w, "tigerchat_disk_fsync_seconds", promtext.Histogram, "fdatasync latency of the shard's data file: every commit waiting on one waits that long.")
 	for _, n := range nodes {
 		times := n.FsyncTimes()

@@ -41,6 +41,8 @@ func (r *Replica) invariants() {
 	assert(len(r.requestQueue) <= r.cfg.RequestQueueMax, "request queue over its bound")
 	assert(len(r.inflight) <= 2*r.cfg.ClientsMax && len(r.clientAddr) <= 2*r.cfg.ClientsMax, "client maps over their bound")
 	assert(r.syncFrom >= -1 && r.syncFrom < r.cfg.ReplicaCount && r.syncFrom != r.cfg.Replica, "sync source out of range")
+	assert(!r.smValid || r.syncComplete == nil, "trusting old trees for a sync while holding a valid state")
+	assert(r.syncComplete != nil || len(r.syncFetched) == 0, "fetched addresses kept without trees to subtract them from")
 	if n := len(r.requestQueue); n > 0 {
 		last := &r.requestQueue[n-1]
 		assert(r.requestQueue[0].offset == 0 && last.offset+last.size == len(r.queueBytes), "request bodies out of step with the queue")

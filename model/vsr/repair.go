@@ -18,6 +18,7 @@ const repairRequestsMax = 8
 // repair asks peers for what this replica is missing: a start_view, the
 // prepares its log expects, or a whole checkpoint.
 func (r *Replica) repair() {
+	r.forgetStaleSyncSource()
 	r.extendChain()
 	if r.needSV {
 		r.sendRequestStartView()
@@ -202,9 +203,15 @@ func (r *Replica) onNack(h *wire.Header) {
 	switch nack.Reason() {
 	case nackTooOld:
 		r.noteCommit(0, h.Checkpoint)
+		if r.blockSync != nil {
+			// A sync under way replaces the state the request was made
+			// for; kept, the nack would outlive it (forgetStaleSyncSource).
+			r.event("nack_too_old_syncing")
+			return
+		}
 		if h.Op > r.commitMin && h.Checkpoint > r.commitMin && r.syncFrom < 0 {
 			// The peer no longer has an op we still need to apply.
-			r.syncFrom = int(h.Replica)
+			r.syncFrom, r.syncFromCheckpoint = int(h.Replica), h.Checkpoint
 			r.requestSync()
 		}
 		return
@@ -254,6 +261,22 @@ func (r *Replica) nackVote(op uint64, checksum wire.Checksum, replica int) {
 	clear(r.nacks)
 	r.event("truncate_nack_quorum")
 	assert(r.op == op-1 && r.op >= r.commitMax, "a nack quorum truncated into the committed log")
+}
+
+// forgetStaleSyncSource drops the sync source once this replica applied
+// the checkpoint it named (a sync installed it or a newer one, or repair
+// got there). Kept, it made the replica ask that peer for a sync at every
+// repair round, caught up or not, and start a block sync, giving up a
+// valid state, as soon as the peer's next checkpoint was durable, a few
+// ops ahead of it: under load one sync followed another
+// (docs/benchmarks.md, 2026-12-02, the failover scenario's catch-up).
+func (r *Replica) forgetStaleSyncSource() {
+	if r.syncFrom < 0 || !r.smValid || r.commitMin < r.syncFromCheckpoint {
+		return
+	}
+	r.syncFrom = -1
+	r.event("sync_source_forgotten")
+	assert(r.syncFrom < 0 && r.commitMin >= r.syncFromCheckpoint, "a stale sync source kept")
 }
 
 // syncWanted: this replica has no state machine, or the ops it needs to
@@ -370,15 +393,29 @@ func (r *Replica) onSync(h *wire.Header, body []byte) {
 	// The walk overwrites blocks of our own checkpoint: from here on our
 	// state is only what the sync installs, and the superblock says so
 	// (a zero root) before the first block is overwritten.
-	var complete grid.AddressSet
 	if r.smValid {
-		complete = r.grid.Acquired()
+		r.syncComplete = r.grid.Acquired()
+		clear(r.syncFetched)
+	} else if r.syncComplete != nil {
+		// An earlier walk (abandoned, or superseded by this one) gave up
+		// our state; what it did not fetch still holds our own trees.
+		// Without this, every walk after the first read every block of
+		// the tree, and under load each took longer than the peers keep
+		// a checkpoint's blocks: 57 syncs abandoned in 47 s
+		// (docs/benchmarks.md, 2026-12-02).
+		r.event("sync_resumed")
 	}
+	complete := r.syncComplete
 	r.smValid = false
 	r.prefetching = false // the reads were for the state the sync replaces
 	r.dropReads()
 	assert(len(r.reads) == 0, "reads survived the start of a state sync")
 	r.grid.Reset()
+	// The fetches of an earlier walk are for blocks this one may want in
+	// another version at the same address, which the grid refuses while
+	// they wait ("two versions at once"): this walk would be abandoned
+	// at its first such block.
+	r.grid.CancelFetches()
 	s := &blockSync{op: h.Op, checksum: syncOf(h).CheckpointChecksum(), root: root, queue: []grid.Ref{root}, complete: complete}
 	r.blockSync = s
 	r.syncFrom = -1
@@ -420,13 +457,18 @@ func (r *Replica) onSyncLocal(s *blockSync, ref grid.Ref, b grid.Block, err erro
 	if err == nil {
 		s.inflight--
 		s.skipped++
-		if !s.complete.Has(ref.Address) {
+		if !s.complete.Has(ref.Address) || r.syncFetched[ref.Address] {
 			for i := b.Children() - 1; i >= 0; i-- {
 				s.queue = append(s.queue, b.Child(i))
 			}
 		}
 		r.pumpSync(s)
 		return
+	}
+	if s.complete != nil {
+		// The fetched block replaces whatever this address held, now or
+		// when the fetch completes, even after this walk is given up.
+		r.syncFetched[ref.Address] = true
 	}
 	r.grid.Fetch(ref, func(b grid.Block, err error) {
 		if r.blockSync != s {
@@ -452,6 +494,11 @@ func (r *Replica) installSync(s *blockSync) {
 	if r.blockSync != s {
 		return
 	}
+	// Opening may repair blocks (grid.Read writes back what it fetches),
+	// which syncFetched does not record: no later walk trusts our old
+	// trees. After an install, the next sync takes the trees it installed.
+	r.syncComplete = nil
+	clear(r.syncFetched)
 	r.openState(s.root, func(err error) {
 		if r.blockSync != s {
 			return
@@ -476,6 +523,7 @@ func (r *Replica) installSync(s *blockSync) {
 		if r.op < s.op {
 			r.op = s.op
 		}
+		r.forgetStaleSyncSource()
 		assert(!r.checkpointing, "a state sync installed while a checkpoint is written")
 		r.checkpointing = true // nothing applies until the superblock names the new state
 		c := &r.checkpointWrite

@@ -140,9 +140,16 @@ type Replica struct {
 	grid      *grid.Grid
 	rootOwned grid.Ref   // the root block of the newest checkpoint tree
 	blockSync *blockSync // a state sync under way
-	blockPeer int        // the peer asked for the last block
-	storage   StorageStats
-	scrubbing bool // a scrub of the durable checkpoint is under way
+	// syncComplete is the address set of our own trees, taken when a sync
+	// gave up our state; syncFetched holds every address a sync walk has
+	// fetched since. Until a sync installs, an address of the first and
+	// not of the second still holds our own block, so later walks (after
+	// one was abandoned or superseded) trust it as the first did (onSync).
+	syncComplete grid.AddressSet
+	syncFetched  map[uint64]bool
+	blockPeer    int // the peer asked for the last block
+	storage      StorageStats
+	scrubbing    bool // a scrub of the durable checkpoint is under way
 
 	superblock      superblockWriter
 	checkpointWrite checkpointWrite
@@ -196,7 +203,10 @@ type Replica struct {
 	timeoutRetry      model.Timeout
 	primaryCheckpoint uint64 // highest checkpoint a peer told us of
 	syncFrom          int    // a peer that said our next op is below its checkpoint; -1 none
-	drained           bool   // an operator asked this replica never to stay primary
+	// syncFromCheckpoint is the checkpoint syncFrom named: once this
+	// replica applied it, the reason to sync from that peer is gone.
+	syncFromCheckpoint uint64
+	drained            bool // an operator asked this replica never to stay primary
 	// syncTarget is an op some peer's log reaches that ours cannot hold.
 	// Unlike commitMax it never lets us apply anything: our log may be stale.
 	syncTarget uint64
@@ -232,6 +242,7 @@ func New(cfg Config, env Env, sm StateMachine, hooks Hooks) (*Replica, error) {
 		dvcs:         make([]*doViewChange, cfg.ReplicaCount),
 		nacks:        map[uint64][]bool{},
 		inflight:     map[uint64]uint64{},
+		syncFetched:  map[uint64]bool{},
 		requestQueue: make([]request, 0, cfg.RequestQueueMax),
 		syncFrom:     -1,
 	}

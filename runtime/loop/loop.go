@@ -29,10 +29,15 @@ import (
 // DefaultTickInterval is one model tick of real time.
 const DefaultTickInterval = model.TickMs * time.Millisecond
 
-// CatchUpTicksMax bounds the ticks run back to back when the loop fell
-// behind; older missed ticks are skipped and counted, so a stall (GC, a
-// stopped VM) cannot turn into a long burst that starves everything else.
-const CatchUpTicksMax = 100
+// CatchUpTicksMax bounds the late ticks run back to back when the loop
+// fell behind (beyond its slack); older missed ticks are skipped and
+// counted, so a stall (a long function, GC, a starved process, a stopped
+// VM) cannot turn into a long burst that starves everything else, nor into
+// a timeout: it is below every timeout by which a replica suspects a peer
+// (vsr's PrimaryTimeoutTicks, 80), so a stall of the replica's own process,
+// during which its peers' messages wait in a socket or in its queue, never
+// fires one by itself; only ticks run on time after it can.
+const CatchUpTicksMax = 20
 
 // NotifiersMax bounds the notifiers of one loop, and so its pending list.
 const NotifiersMax = 1024
@@ -53,12 +58,13 @@ type Stats struct {
 // Loop runs functions and ticks on one goroutine. Create it with New,
 // register tick functions with OnTick, then call Run once.
 type Loop struct {
-	interval time.Duration
-	slack    uint64 // ticks a tick may wait for a wake-up (SetTickSlack)
-	queue    chan func()
-	wake     chan struct{} // capacity 1: some notifier is pending
-	ticks    []func()
-	tickAll  func() // l.tick, bound once: no allocation per tick
+	interval  time.Duration
+	slack     uint64 // ticks a tick may wait for a wake-up (SetTickSlack)
+	queue     chan func()
+	wake      chan struct{} // capacity 1: some notifier is pending
+	ticks     []func()
+	tickAll   func() // l.tick, bound once: no allocation per tick
+	notifyAll func() // l.runNotifiers, bound once
 
 	mu        sync.Mutex
 	pending   []*Notifier // guarded by mu; at most one entry per notifier
@@ -93,6 +99,7 @@ func New(tickInterval time.Duration, queueMax int) *Loop {
 		wake:     make(chan struct{}, 1),
 	}
 	l.tickAll = l.tick
+	l.notifyAll = l.runNotifiers
 	return l
 }
 
@@ -113,7 +120,7 @@ func (l *Loop) OnTick(fn func()) {
 // the ticks due in one round, instead of waking up every tick. Time as the
 // tick functions see it is unchanged, and so is the order of ticks and
 // input: before every posted function and every notification, the loop
-// first runs the ticks due by then. Only what a tick function does on its
+// first runs the ticks due by then (unless it is late: runDueTicks). Only what a tick function does on its
 // own (a timeout firing with no input in between) may happen up to slack
 // ticks late. Zero (the default) wakes up for every tick. Only before Run;
 // at most TickSlackMax.
@@ -172,7 +179,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		return errors.New("loop: Run called twice")
 	}
 	defer l.stopped.Store(true)
-	clock := tickClock{start: time.Now(), interval: l.interval}
+	clock := tickClock{start: time.Now(), interval: l.interval, slack: l.slack}
 	timer := time.NewTimer(clock.untilNext(l.slack))
 	defer timer.Stop()
 	for {
@@ -180,24 +187,30 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case fn := <-l.queue:
-			l.catchUp(&clock, timer)
-			l.run(fn)
+			l.catchUp(&clock, timer, fn)
 		case <-l.wake:
-			l.catchUp(&clock, timer)
-			l.runNotifiers()
+			l.catchUp(&clock, timer, l.notifyAll)
 		case <-timer.C:
-			l.runDueTicks(&clock)
+			l.runDueTicks(&clock, nil)
 			timer.Reset(clock.untilNext(l.slack))
 		}
 	}
 }
 
-// catchUp runs the ticks due before input, when ticks may lag (a slack;
-// without one the timer runs every tick on time), and when it ran some,
-// moves the timer to slack ticks after them: a loop that input keeps busy
-// wakes up for nothing else.
-func (l *Loop) catchUp(c *tickClock, timer *time.Timer) {
-	if l.slack > 0 && l.runDueTicks(c) > 0 {
+// catchUp runs input, an input in hand (a posted function or the pending
+// notifiers), with the ticks due by then: the ticks first when the loop is
+// on time (a slack lets ticks lag while the loop sleeps: input then never
+// sees time behind the clock), the input first when it is late
+// (runDueTicks). When it ran ticks, it moves the timer to slack ticks after
+// them: a loop that input keeps busy wakes up for nothing else.
+func (l *Loop) catchUp(c *tickClock, timer *time.Timer, input func()) {
+	if l.slack == 0 {
+		// Without a slack the timer runs every tick; a late loop meets
+		// its ticks there, after the input queued by then.
+		l.run(input)
+		return
+	}
+	if l.runDueTicks(c, input) > 0 {
 		timer.Reset(c.untilNext(l.slack))
 	}
 }
@@ -208,16 +221,52 @@ func (l *Loop) run(fn func()) {
 	fn()
 }
 
+// lateTicksMin: more ticks due at once than a slack explains plus this
+// many mean that the loop was busy (a long function, a garbage collection,
+// a starved process), not asleep.
+const lateTicksMin = 2
+
 // runDueTicks runs every tick that is due, at most CatchUpTicksMax of them,
-// and returns how many it ran.
-func (l *Loop) runDueTicks(c *tickClock) uint64 {
+// and returns how many it ran; it runs input (nil: none) too. When the loop
+// is late, the input waiting for it arrived while those ticks fell due, so
+// it runs first: input (which was in hand), then every function queued
+// when the ticks were found due and the pending notifiers, then the
+// ticks. Ticks first would make time pass as if nothing had arrived: a
+// backup whose own loop stalled would time out the primary whose prepares
+// and heartbeats wait in its queue, and start a view change
+// (docs/benchmarks.md, 2026-12-02: the stalled failover scenario).
+func (l *Loop) runDueTicks(c *tickClock, input func()) uint64 {
 	due, skipped := c.due(time.Now())
+	if due >= l.slack+lateTicksMin {
+		if input != nil {
+			l.run(input)
+			input = nil
+		}
+		l.runQueued()
+	}
 	l.ticksSkipped.Add(skipped)
 	for range due {
 		l.run(l.tickAll)
 		l.ticksRun.Add(1)
 	}
+	if input != nil {
+		l.run(input)
+	}
 	return due
+}
+
+// runQueued runs the functions queued now (not those posted while they
+// run: the queue's length bounds the work) and the pending notifiers.
+func (l *Loop) runQueued() {
+	for n := len(l.queue); n > 0; n-- {
+		select {
+		case fn := <-l.queue:
+			l.run(fn)
+		default:
+			n = 1 // drained
+		}
+	}
+	l.runNotifiers()
 }
 
 func (l *Loop) tick() {
@@ -230,6 +279,7 @@ func (l *Loop) tick() {
 type tickClock struct {
 	start    time.Time // monotonic reading
 	interval time.Duration
+	slack    uint64 // ticks may lag this much more before being skipped (Loop.slack)
 	done     uint64 // ticks run or skipped so far
 }
 
@@ -245,9 +295,9 @@ func (c *tickClock) due(now time.Time) (run, skipped uint64) {
 		return 0, 0
 	}
 	missed := target - c.done
-	if missed > CatchUpTicksMax {
-		skipped = missed - CatchUpTicksMax
-		missed = CatchUpTicksMax
+	if bound := c.slack + CatchUpTicksMax; missed > bound {
+		skipped = missed - bound
+		missed = bound
 	}
 	c.done = target
 	return missed, skipped

@@ -151,6 +151,8 @@ type shard struct {
 	requests *requestTimer
 	// viewChanges counts the views this replica entered normal status in.
 	viewChanges atomic.Uint64
+	// events counts the replica's protocol events of ReplicationEvents.
+	events [len(ReplicationEvents)]atomic.Uint64
 	// stepDown: an operator asked this primary to hand its view on once;
 	// the loop undrains it when it is no longer primary (owned by the loop).
 	stepDown     bool
@@ -505,6 +507,7 @@ func (n *Node) newReplica(sh *shard) error {
 	limits := n.cfg.ChatLimits()
 	log := n.opts.Log.With("shard", sh.index)
 	hooks := vsr.Hooks{
+		Event: func(name string) { sh.onEvent(log, name) },
 		ViewNormal: func(view uint32, primary bool) {
 			sh.viewChanges.Add(1)
 			action := "view_normal"
@@ -530,6 +533,54 @@ func (n *Node) newReplica(sh *shard) error {
 	r.SetDrained(sh.operatorSet)
 	sh.replica = r
 	return nil
+}
+
+// ReplicationEvents are the protocol events a shard replica counts
+// (Node.ReplicationEvents, /metrics): why views change and how replicas
+// that fell behind catch up (docs/vsr.md).
+var ReplicationEvents = [...]string{
+	"primary_timeout",       // a backup heard nothing from its primary: it starts a view change
+	"view_change_timeout",   // a view change did not complete: the next view
+	"start_view_change",     // this replica moved to a new view (its own timeout or a peer's)
+	"prepare_beyond_window", // a prepare beyond this replica's WAL window was dropped
+	"request_sync",          // this replica asked a peer for its checkpoint
+	"sync_start",            // a state sync by blocks began
+	"sync_abandoned",        // a block of the peer's checkpoint could not be fetched: asked again
+	"sync_resumed",          // a sync after an abandoned one, trusting the blocks this replica still holds
+	"state_sync",            // a state sync installed a peer's checkpoint
+	"nack_too_old_syncing",  // a nack for a request made before a sync, ignored
+}
+
+// loggedEvents are the rare ones of ReplicationEvents that the node also
+// logs, with the replica's position.
+var loggedEvents = map[string]bool{"primary_timeout": true, "view_change_timeout": true, "sync_start": true, "sync_abandoned": true}
+
+// onEvent counts a replica event (on the loop).
+func (sh *shard) onEvent(log *slog.Logger, name string) {
+	for i, e := range ReplicationEvents {
+		if e == name {
+			sh.events[i].Add(1)
+			break
+		}
+	}
+	if r := sh.replica; loggedEvents[name] && r != nil {
+		log.Info("replica event", "event", name, "view", r.View(), "op", r.Op(), "commit_min", r.CommitMin(),
+			"commit_max", r.CommitMax(), "checkpoint", r.CheckpointOp())
+	}
+}
+
+// ReplicationEvents is, per shard, how often each of ReplicationEvents
+// happened since the process started.
+func (n *Node) ReplicationEvents() map[int][len(ReplicationEvents)]uint64 {
+	out := make(map[int][len(ReplicationEvents)]uint64, len(n.shards))
+	for _, sh := range n.shards {
+		var counts [len(ReplicationEvents)]uint64
+		for i := range counts {
+			counts[i] = sh.events[i].Load()
+		}
+		out[sh.index] = counts
+	}
+	return out
 }
 
 // onMessage hands msg to the replica unless it is halted (on the loop).

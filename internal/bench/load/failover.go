@@ -197,6 +197,7 @@ func RunFailover(ctx context.Context, sys System, cfg Failover, log io.Writer) R
 		acksMu.Lock()
 		gap := longestGap(ackTimes, killed, recovered)
 		acksMu.Unlock()
+		restarted := time.Now()
 		if err := f.Restart(ctx, victim, room); err != nil && res.Failed == "" {
 			res.Failed = fmt.Sprintf("trial %d: restart: %v", trial, err)
 		}
@@ -205,8 +206,8 @@ func RunFailover(ctx context.Context, sys System, cfg Failover, log io.Writer) R
 		}
 		gaps.Record(gap)
 		recoveries.Record(recovery)
-		fmt.Fprintf(log, "  %s %s: trial %d: killed server %d, first ack of a post sent after the kill %.1f ms, gap in acks %.1f ms\n",
-			sys.Name(), cfg.Name, trial, victim, ms(recovery), ms(gap))
+		fmt.Fprintf(log, "  %s %s: trial %d: killed server %d, first ack of a post sent after the kill %.1f ms, gap in acks %.1f ms, restarted and caught up in %.0f ms\n",
+			sys.Name(), cfg.Name, trial, victim, ms(recovery), ms(gap), ms(time.Since(restarted)))
 	}
 	close(stop)
 	wg.Wait()
