@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -91,6 +94,11 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "  fill:            %.1f s, %.0f msg/s (%d writers, post_batch of %d)\n", res.FillSeconds, res.FillPerSecond, o.Writers, o.Batch)
 	fmt.Fprintf(stdout, "  disk:            %.1f MiB of grid on one replica, %.1f bytes per message (%d-byte bodies)\n", mib(res.DiskBytes), res.DiskPerMessage, o.BodyBytes)
 	fmt.Fprintf(stdout, "  checkpoints:     %.1f MiB written for %.1f MiB changed: %.2f bytes per byte changed\n", mib(res.GridBytesWritten), mib(res.ChangedBytes), res.WriteRatio)
+	kinds := slices.Sorted(maps.Keys(res.KindBytesWritten))
+	slices.SortStableFunc(kinds, func(a, b string) int { return cmp.Compare(res.KindBytesWritten[b], res.KindBytesWritten[a]) })
+	for _, k := range kinds {
+		fmt.Fprintf(stdout, "  checkpoints:     %.1f MiB of %s blocks\n", mib(res.KindBytesWritten[k]), k)
+	}
 	for i, b := range res.RSSBytes {
 		fmt.Fprintf(stdout, "  memory:          replica %d resident %.0f MiB (block cache %d MiB, data %.0f MiB)\n", i, mib(uint64(b)), *cacheMiB, mib(res.DiskBytes))
 	}

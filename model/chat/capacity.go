@@ -19,43 +19,87 @@ import "tigerchat/model/grid"
 // growth counts, since the last checkpoint, the blocks the next one may
 // acquire beyond what the tables bound themselves.
 type growth struct {
-	pending int
+	pending cost
 	// unbounded: a Restore rewrote the state wholesale; the next
 	// checkpoint writes every item and is not held to the count.
 	unbounded bool
 }
 
+// cost is what an operation may add to the next checkpoint: blocks of its
+// own (message blocks; the pages its items dirty or split), and, per
+// table, the places where it sets or deletes items (a range deleted
+// counts its two ends), whose index nodes the table bounds as a whole
+// (grid.Table.CheckpointBlocksMax): an index node's cost is shared by the
+// items under it, so it is not a constant per item.
+type cost struct {
+	blocks int
+	items  [tableCount]int
+}
+
+// itemsCost is n items of table t: each dirties its page and may split it.
+func itemsCost(t, n int) cost {
+	var c cost
+	c.blocks, c.items[t] = n*itemBlocksMax, n
+	return c
+}
+
+// rangeCost is deleting a range of table t's items: its first and last
+// pages with a merge each; the pages between are emptied, not written.
+func rangeCost(t int) cost {
+	var c cost
+	c.blocks, c.items[t] = 2*itemBlocksMax, 2
+	return c
+}
+
+func (c cost) plus(o cost) cost {
+	c.blocks += o.blocks
+	for t := range c.items {
+		c.items[t] += o.items[t]
+	}
+	return c
+}
+
 const (
 	// itemBlocksMax: one table item set or deleted dirties at most its
-	// page, splits it into a new page or merges a neighbour, and adds an
-	// index node.
-	itemBlocksMax = 3
-	// growthBlocksMax bounds what one growing operation charges: a post
-	// dirties its room's item, its thread's item and its idempotency item,
-	// may start a message block with its index item, and under retention
-	// may let go the last run of a shared block (a delete from the shared
-	// table dirties at most its page: deletes never split or merge
-	// before the checkpoint); a room creation or a join stays below.
-	growthBlocksMax = 5*itemBlocksMax + 1
-	// deleteBlocksMax bounds a room deletion: its item, and the first and
-	// last pages (with a merge each) of its ranges in the members,
-	// threads and index tables.
-	deleteBlocksMax = itemBlocksMax + 3*4*itemBlocksMax
+	// page and splits it into a new page or merges a neighbour.
+	itemBlocksMax = 2
 )
+
+// growthCost bounds what one growing operation charges: a post dirties
+// its room's item, its thread's item and its idempotency item, may start
+// a message block with its index item and its shared table item, and
+// under retention may let go of its log's oldest block (an index item,
+// and the last run of a shared block: a shared table item); a room
+// creation adds its item and up to two members, a join one member.
+var growthCost = itemsCost(tableRooms, 1).plus(itemsCost(tableThreads, 1)).plus(itemsCost(tableDedup, 1)).
+	plus(itemsCost(tableIndex, 2)).plus(itemsCost(tableShared, 2)).plus(itemsCost(tableMembers, 2)).
+	plus(cost{blocks: 1})
+
+// deleteCost bounds a room deletion: its item, and a range in each of the
+// members, threads and index tables.
+var deleteCost = itemsCost(tableRooms, 1).plus(rangeCost(tableMembers)).plus(rangeCost(tableThreads)).
+	plus(rangeCost(tableIndex))
+
+// charge counts c toward the next checkpoint.
+func (m *Machine) charge(c cost) { m.growth.pending = m.growth.pending.plus(c) }
 
 // shrinkReserveBlocks stay free for operations that shrink the state
 // (leave, delete_room, set_retention) after growth is refused: a
-// thirty-second of the grid, at least one deletion and at most 64.
+// thirty-second of the grid, at least one deletion's pages and at most
+// 64 of them.
 func shrinkReserveBlocks(blocksMax uint64) int {
-	return min(max(int(blocksMax/32), deleteBlocksMax), 64*deleteBlocksMax)
+	deletePages := deleteCost.blocks
+	return min(max(int(blocksMax/32), deletePages), 64*deletePages)
 }
 
 // checkpointBlocksMax bounds what Checkpoint acquires from the chat state
-// as it stands: the charged growth, every table's own bound and the root.
-func (m *Machine) checkpointBlocksMax(g *grid.Grid) int {
-	n := m.growth.pending + 1
+// as it stands plus more: the charged growth, every table's own bound
+// (with the charged items still to reach it) and the root.
+func (m *Machine) checkpointBlocksMax(g *grid.Grid, more cost) int {
+	c := m.growth.pending.plus(more)
+	n := c.blocks + 1
 	for t := range m.tables {
-		n += m.tables[t].CheckpointBlocksMax(g.Config())
+		n += m.tables[t].CheckpointBlocksMax(g.Config(), c.items[t])
 	}
 	return n
 }
@@ -64,7 +108,7 @@ func (m *Machine) checkpointBlocksMax(g *grid.Grid) int {
 // acquire cost more blocks fits the grid, keeping back the limits'
 // reserve (the replication layer's own tree) and, for growth, room for
 // the operations that shrink the state.
-func (m *Machine) admit(cost int, grows bool) bool {
+func (m *Machine) admit(c cost, grows bool) bool {
 	if m.grid == nil {
 		return true // no grid yet: nothing to fill (tests of the machine alone)
 	}
@@ -73,7 +117,7 @@ func (m *Machine) admit(cost int, grows bool) bool {
 	if grows {
 		limit -= shrinkReserveBlocks(blocksMax)
 	}
-	return int(m.grid.Used())+m.checkpointBlocksMax(m.grid)+cost <= limit
+	return int(m.grid.Used())+m.checkpointBlocksMax(m.grid, c) <= limit
 }
 
 // chargeTail counts a message of size bytes appended to log s: the blocks
@@ -87,16 +131,18 @@ func (m *Machine) chargeTail(s *logStore, thread uint64, size int) {
 	}
 	before := m.tailBlocks(s.tailBytes)
 	if s.tailBytes == 0 && thread != 0 {
-		m.growth.pending += itemBlocksMax
+		m.charge(itemsCost(tableThreads, 1))
 	}
 	s.tailBytes += size
-	m.growth.pending += (m.tailBlocks(s.tailBytes) - before) * (1 + 2*itemBlocksMax)
+	blocks := m.tailBlocks(s.tailBytes) - before
+	m.charge(itemsCost(tableIndex, blocks).plus(itemsCost(tableShared, blocks)).plus(cost{blocks: blocks}))
 }
 
-// sharedReleaseBlocks bounds what letting go of every shared run of room
-// r costs: each may delete a shared table item, which dirties at most its
-// page, so no more than the table's pages.
-func (m *Machine) sharedReleaseBlocks(r *room) int {
+// sharedReleaseItems bounds the shared table items that letting go of
+// every shared run of room r may delete: one per run, but as each
+// dirties at most its page (deletes never split), no more than the
+// table's pages count.
+func (m *Machine) sharedReleaseItems(r *room) int {
 	n, pages := 0, m.tables[tableShared].Pages()
 	count := func(s *logStore) {
 		for _, b := range s.blocks {

@@ -175,7 +175,7 @@ func (m *Machine) insertRoom(i int, r *room) {
 	m.roomsCreated++
 	r.incarnation = m.roomsCreated
 	m.markDirty(r)
-	m.growth.pending += itemBlocksMax * len(r.members)
+	m.charge(itemsCost(tableMembers, len(r.members)))
 	for _, u := range r.members {
 		m.indexMember(r, u, true)
 	}

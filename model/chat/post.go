@@ -56,7 +56,7 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 			return appendCode(reply, CodeThreadsFull)
 		}
 	}
-	if !m.admit(growthBlocksMax, true) {
+	if !m.admit(growthCost, true) {
 		return appendCode(reply, CodeStorageFull)
 	}
 	// Accepted: nothing below refuses.

@@ -14,7 +14,7 @@ func (m *Machine) applyCreateRoom(q *request, nowNs int64, reply []byte) []byte 
 	if c := m.admitRoom(q.tenant); c != CodeOK {
 		return appendCode(reply, c)
 	}
-	if !m.admit(growthBlocksMax, true) {
+	if !m.admit(growthCost, true) {
 		return appendCode(reply, CodeStorageFull)
 	}
 	creator := string(q.user)
@@ -73,10 +73,10 @@ func (m *Machine) addMember(r *room, i int, user []byte, reply []byte) []byte {
 	if len(r.members) >= m.limits.MembersPerRoomMax {
 		return appendCode(reply, CodeMembersFull)
 	}
-	if !m.admit(growthBlocksMax, true) {
+	if !m.admit(growthCost, true) {
 		return appendCode(reply, CodeStorageFull)
 	}
-	m.growth.pending += itemBlocksMax
+	m.charge(itemsCost(tableMembers, 1))
 	r.members = slices.Insert(r.members, i, string(user))
 	m.markDirty(r)
 	m.indexMember(r, string(user), true)
@@ -94,10 +94,10 @@ func (m *Machine) applyLeave(q *request, reply []byte) []byte {
 	if !member {
 		return appendCode(reply, CodeNotMember)
 	}
-	if !m.admit(itemBlocksMax, false) {
+	if !m.admit(itemsCost(tableMembers, 1).plus(itemsCost(tableRooms, 1)), false) {
 		return appendCode(reply, CodeStorageFull)
 	}
-	m.growth.pending += itemBlocksMax
+	m.charge(itemsCost(tableMembers, 1))
 	m.indexMember(r, r.members[i], false)
 	r.members = slices.Delete(r.members, i, i+1)
 	m.markDirty(r)
@@ -118,7 +118,7 @@ func (m *Machine) applyOpenDirect(q *request, nowNs int64, reply []byte) []byte 
 	if c := m.admitRoom(q.tenant); c != CodeOK {
 		return appendCode(reply, c)
 	}
-	if !m.admit(growthBlocksMax, true) {
+	if !m.admit(growthCost, true) {
 		return appendCode(reply, CodeStorageFull)
 	}
 	members := []string{string(q.user), string(q.other)}
@@ -155,11 +155,11 @@ func (m *Machine) applyDeleteRoom(q *request, reply []byte) []byte {
 	if c != CodeOK {
 		return appendCode(reply, c)
 	}
-	cost := deleteBlocksMax + m.sharedReleaseBlocks(r)
-	if !m.admit(cost, false) {
+	charged := deleteCost.plus(itemsCost(tableShared, m.sharedReleaseItems(r)))
+	if !m.admit(charged, false) {
 		return appendCode(reply, CodeStorageFull)
 	}
-	m.growth.pending += cost
+	m.charge(charged)
 	m.releaseLater = appendStoreBlocks(m.releaseLater, &r.mainStore)
 	for j := range r.threads {
 		m.releaseLater = appendStoreBlocks(m.releaseLater, &r.threads[j].store)
@@ -194,12 +194,16 @@ func (m *Machine) applySetRetention(q *request, reply []byte) []byte {
 	if c != CodeOK {
 		return appendCode(reply, c)
 	}
-	// Each thread's item names its oldest seq; shared runs may be let go.
-	cost := itemBlocksMax*len(r.threads) + m.sharedReleaseBlocks(r)
-	if !m.admit(cost, false) {
+	// Each thread's item names its oldest seq; each log may let go of a
+	// range of its index items, and shared runs.
+	charged := itemsCost(tableThreads, len(r.threads)).plus(itemsCost(tableShared, m.sharedReleaseItems(r)))
+	for range 1 + len(r.threads) {
+		charged = charged.plus(rangeCost(tableIndex))
+	}
+	if !m.admit(charged, false) {
 		return appendCode(reply, CodeStorageFull)
 	}
-	m.growth.pending += cost
+	m.charge(charged)
 	r.retention = q.retention
 	m.markDirty(r)
 	m.trim(r, 0, r.main.seq)

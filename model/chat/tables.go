@@ -43,6 +43,10 @@ const (
 
 var errTablesMalformed = errors.New("chat: checkpoint tables malformed")
 
+// tableKeyBytesMax bounds every table's keys: the longest is a member's,
+// rk 0x00 user.
+const tableKeyBytesMax = 3*IDSizeMax + 2
+
 func roomKey(tenant, id string) string { return tenant + "\x00" + id }
 
 // roomPrefix starts every item of room rk in the per-room tables.
@@ -64,6 +68,7 @@ var mirrorTables = [...]int{tableRooms, tableMembers, tableThreads, tableIndex}
 func (m *Machine) configureTables(tables *[tableCount]grid.Table, mirrorsWhole bool) {
 	for t := range tables {
 		tables[t].PageBytesMax = m.limits.TablePageBytesMax
+		tables[t].KeyBytesMax = tableKeyBytesMax
 	}
 	for _, t := range mirrorTables {
 		tables[t].ResidentPagesMax = m.limits.TablePagesCached
@@ -133,7 +138,7 @@ func (m *Machine) roomResident(r *room) bool {
 func (m *Machine) markDirty(r *room) {
 	if !r.dirty {
 		r.dirty = true
-		m.growth.pending += itemBlocksMax
+		m.charge(itemsCost(tableRooms, 1))
 	}
 }
 
@@ -142,7 +147,7 @@ func (m *Machine) markDirty(r *room) {
 // pages that changed, under one root.
 func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 	m.grid = g
-	bound, acquired := m.checkpointBlocksMax(g), g.Stats.BlocksAcquired
+	bound, acquired := m.checkpointBlocksMax(g, cost{}), g.Stats.BlocksAcquired
 	m.releaseRetained(g)
 	m.sealTails(g)
 	for _, rk := range m.deleted {

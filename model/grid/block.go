@@ -40,6 +40,9 @@ const (
 	kindCount
 )
 
+// KindCount bounds the kinds: Kind(0) to Kind(KindCount-1).
+const KindCount = int(kindCount)
+
 var kindNames = [kindCount]string{"none", "root", "data", "table_leaf", "room", "table_index", "messages", "sessions", "chunk", "test", "message_runs"}
 
 func (k Kind) String() string {

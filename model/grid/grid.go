@@ -51,9 +51,12 @@ func (c Config) DataMax() int { return c.BlockSize - HeaderSize }
 
 // Stats are the grid's counters, for metrics and tests.
 type Stats struct {
-	BlocksAcquired   uint64
-	BlocksWritten    uint64
-	BytesWritten     uint64
+	BlocksAcquired uint64
+	BlocksWritten  uint64
+	BytesWritten   uint64
+	// KindBytesWritten splits BytesWritten by block kind (Kind.String
+	// names each index): what a checkpoint's bytes went to.
+	KindBytesWritten [KindCount]uint64
 	Reads            uint64
 	CacheHits        uint64
 	CacheMisses      uint64
@@ -331,6 +334,7 @@ func (g *Grid) write(kind Kind, flags uint8, children []Ref, data []byte) Ref {
 	g.writesInflight++
 	g.Stats.BlocksWritten++
 	g.Stats.BytesWritten += uint64(len(buf))
+	g.Stats.KindBytesWritten[kind] += uint64(len(buf))
 	offset := g.offset(address)
 	g.submit(func() {
 		g.disk.Write(offset, buf, func() {

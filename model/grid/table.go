@@ -43,6 +43,9 @@ type Table struct {
 	// sector, TablePageBytesMax); an item may take a quarter of it. Set it
 	// before the first use; it must fit a block.
 	PageBytesMax int
+	// KeyBytesMax bounds the keys the caller sets (0: as long as an item
+	// may be); a tighter bound tightens CheckpointBlocksMax.
+	KeyBytesMax int
 	// ResidentPagesMax bounds the pages kept in memory after a checkpoint
 	// (0: all of them). Past it, the least recently used clean pages go
 	// cold. Open then reads only the index nodes. Set it before Open.
@@ -58,6 +61,9 @@ type Table struct {
 	generation uint64                       // advanced by Open: a read started before it is dropped
 	cold       int                          // pages not in memory
 	dirtied    int                          // pages made dirty or created since the last checkpoint
+	// oversizedPieces: per level, what nodes over indexMax would split
+	// into beyond one piece each (countOversized).
+	oversizedPieces []int
 }
 
 // Cold counts the pages not in memory.
@@ -108,6 +114,7 @@ func (t *Table) touch(p *tablePage) {
 
 type tableNode struct {
 	children []Ref
+	first    string // the first key of its first child
 	ref      Ref
 }
 
@@ -204,6 +211,9 @@ func (t *Table) GetBytes(key []byte) (*TableItem, bool) {
 // Set inserts or replaces an item; an item equal to the stored one changes
 // nothing, so its page stays clean. Value is copied.
 func (t *Table) Set(it TableItem) {
+	if t.KeyBytesMax > 0 && len(it.Key) > t.KeyBytesMax {
+		panic(fmt.Sprintf("grid: table key of %d bytes exceeds %d", len(it.Key), t.KeyBytesMax))
+	}
 	if n := it.encodedSize(); n > ItemBytesMax(t.pageMax()) {
 		panic(fmt.Sprintf("grid: table item of %d bytes exceeds %d", n, ItemBytesMax(t.pageMax())))
 	}
@@ -246,25 +256,72 @@ func (t *Table) markDirty(p *tablePage) {
 }
 
 // CheckpointBlocksMax bounds the blocks the next Checkpoint writes, as the
-// table stands: every page made dirty or created since the last one, and
-// every index node (an inserted page shifts the nodes after it). Callers
-// that refuse writes before the grid is full add it up per operation.
-func (t *Table) CheckpointBlocksMax(c Config) int {
-	keyMax := ItemBytesMax(t.pageMax()) - ItemOverhead
-	per := min(c.ChildrenMax(), c.DataMax()/(RefSize+2+keyMax))
-	if per < 2 {
-		panic("grid: table index nodes of fewer than two children")
+// table stands plus itemsMore items set or deleted before it (each dirties
+// a page and may split it): the pages, and the index nodes above them
+// (writeLevel). At a level whose children changed or went in c places, at
+// most g = min(c, old nodes) old nodes change, and each folds in at most
+// one small neighbour; their bytes, with at most c children grown by a
+// child's bytes each, make pieces of which all but the last of each node
+// hold at least pieceMin bytes. At most g old nodes go. A level has at most
+// its old nodes plus those pieces, and at most one node per child below; a
+// level above the old tree is written whole, every node but the last at
+// least pieceMin bytes. Callers that refuse writes before the grid is full
+// add it up per operation.
+func (t *Table) CheckpointBlocksMax(c Config, itemsMore int) int {
+	if t.indexMax() > c.DataMax() {
+		panic("grid: table index nodes larger than a block")
 	}
-	nodes, n := 0, len(t.pages)
-	for {
-		level := max(1, (n+per-1)/per)
-		nodes += level
-		if level == 1 {
-			break
+	childMax, pieceMin := t.indexChildMax(), t.indexPieceMin()
+	foldMax := max(t.indexMax()/4, childMax)
+	fanMin := max(2, pieceMin/childMax)
+	changed := t.dirtied + 2*itemsMore
+	total, n := changed, len(t.pages)+itemsMore
+	for level := 0; level == 0 || n > 1; level++ {
+		var nodes, written int
+		if level < len(t.levels) && len(t.levels[level]) > 0 && len(t.levels[level][0].children) > 0 {
+			oldNodes := len(t.levels[level])
+			groups := min(changed, oldNodes)
+			bytes := groups*(t.indexMax()+foldMax) + changed*childMax
+			// Nodes over the bound (written by an older build) split
+			// whole when they change.
+			pieces := groups + (bytes+pieceMin-1)/pieceMin + t.oversized(level)
+			nodes = min(n, oldNodes+pieces)
+			written = min(nodes, pieces)
+			changed = written + groups
+		} else {
+			nodes = max((n+fanMin-1)/fanMin, 1)
+			written, changed = nodes, nodes
 		}
-		n = level
+		total += written
+		n = nodes
 	}
-	return t.dirtied + nodes
+	return total
+}
+
+// oversized counts the extra pieces the index nodes at level would split
+// into if they changed, for nodes larger than indexMax (none, unless an
+// older build wrote the tree with block-sized nodes).
+func (t *Table) oversized(level int) int {
+	if level < len(t.oversizedPieces) {
+		return t.oversizedPieces[level]
+	}
+	return 0
+}
+
+// countOversized notes, per level, the pieces beyond one that nodes over
+// indexMax split into.
+func (t *Table) countOversized() {
+	t.oversizedPieces = t.oversizedPieces[:0]
+	pieceMin := t.indexPieceMin()
+	for _, nodes := range t.levels {
+		extra := 0
+		for _, n := range nodes {
+			if size := int(n.ref.Size) - HeaderSize; size > t.indexMax() {
+				extra += size/pieceMin + 1
+			}
+		}
+		t.oversizedPieces = append(t.oversizedPieces, extra)
+	}
 }
 
 // split halves page p by size.
@@ -451,6 +508,7 @@ func (t *Table) Checkpoint(g *Grid) Ref {
 	t.levels = t.levels[:level]
 	t.root = refs[0]
 	t.dirtied = 0
+	t.countOversized()
 	t.evict()
 	return t.root
 }
@@ -483,50 +541,64 @@ func (t *Table) evict() {
 	}
 }
 
-// writeLevel groups refs (whose first keys are keys) into index nodes,
-// as many per node as fit a block, reusing each node of the last
-// checkpoint whose children did not change. It returns the level's nodes
-// and their first keys.
+// writeLevel groups refs (whose first keys are keys) into index nodes
+// and returns the level's nodes and their first keys. A node is at most a
+// page's bytes (one sector by default), so that a changed page costs the
+// checkpoint a few small nodes, not block-sized ones. The nodes of the
+// last checkpoint keep their key ranges (indexGroups): a node whose
+// children did not change is kept as it is, and one whose children did
+// is rewritten, split when over the bound, or folded into a neighbour
+// when small, as pages are. Every node then has two children or more
+// (unless the level has one child), so the tree shrinks level by level.
 func (t *Table) writeLevel(g *Grid, level int, refs []Ref, keys []string) ([]Ref, []string) {
 	if level == len(t.levels) {
 		t.levels = append(t.levels, nil)
 	}
-	per, dataMax := g.Config().ChildrenMax(), g.Config().DataMax()
 	old := t.levels[level]
-	next := make([]tableNode, 0, (len(refs)+per-1)/per)
+	var next []tableNode
 	var nextKeys []string
 	var data []byte
-	for off := 0; off < len(refs) || (off == 0 && len(refs) == 0); {
-		n, keyBytes := 0, 0
-		for off+n < len(refs) && n < per {
-			kb := 2 + len(keys[off+n])
-			if n > 0 && (n+1)*RefSize+keyBytes+kb > dataMax {
-				break
-			}
-			keyBytes += kb
-			n++
-		}
-		children := refs[off : off+n]
-		first := ""
-		if n > 0 {
-			first = keys[off]
-		}
-		k := len(next)
-		nextKeys = append(nextKeys, first)
-		if k < len(old) && refsEqual(old[k].children, children) {
-			next = append(next, old[k])
-			old[k].ref = Ref{} // kept: not released below
-			off += max(n, 1)
-			continue
-		}
+	write := func(lo, hi int) {
 		data = data[:0]
-		for _, key := range keys[off : off+n] {
+		for _, key := range keys[lo:hi] {
 			data = append(binary.LittleEndian.AppendUint16(data, uint16(len(key))), key...)
 		}
-		node := tableNode{children: append([]Ref(nil), children...)}
+		node := tableNode{children: append([]Ref(nil), refs[lo:hi]...)}
+		if hi > lo {
+			node.first = keys[lo]
+		}
 		node.ref = g.Write(KindTableIndex, node.children, data, false)
-		next = append(next, node)
-		off += max(n, 1)
+		next, nextKeys = append(next, node), append(nextKeys, node.first)
+	}
+	if len(refs) == 0 { // an empty table: one node without children
+		if len(old) == 1 && len(old[0].children) == 0 {
+			next, nextKeys = append(next, old[0]), append(nextKeys, "")
+			old[0].ref = Ref{}
+		} else {
+			write(0, 0)
+		}
+	}
+	bytesMax := t.indexMax()
+	for _, gr := range t.indexGroups(old, refs, keys) {
+		if !gr.changed {
+			next, nextKeys = append(next, old[gr.old]), append(nextKeys, old[gr.old].first)
+			old[gr.old].ref = Ref{} // kept: not released below
+			continue
+		}
+		// Pieces within the bound, the last of two children or more
+		// (three of the largest children fit a node).
+		for lo := gr.lo; lo < gr.hi; {
+			hi, size := lo, 0
+			for hi < gr.hi && (hi == lo || size+indexChildBytes(keys[hi]) <= bytesMax) {
+				size += indexChildBytes(keys[hi])
+				hi++
+			}
+			if hi == gr.hi-1 && hi-lo > 2 {
+				hi-- // leave the last child company
+			}
+			write(lo, hi)
+			lo = hi
+		}
 	}
 	for _, n := range old {
 		g.Release(n.ref)
@@ -537,6 +609,92 @@ func (t *Table) writeLevel(g *Grid, level int, refs []Ref, keys []string) ([]Ref
 		out[i] = next[i].ref
 	}
 	return out, nextKeys
+}
+
+// indexMax bounds an index node's bytes after the block header: a page's,
+// or three of the largest children if more.
+func (t *Table) indexMax() int {
+	keyMax := ItemBytesMax(t.pageMax()) - ItemOverhead
+	return max(t.pageMax(), 3*(RefSize+2+keyMax))
+}
+
+// indexPieceMin is the least bytes of an index node that is not the last
+// of those a changed node splits into: greedy pieces stop when the next
+// child does not fit, and the last may then take one child from the one
+// before.
+func (t *Table) indexPieceMin() int { return t.indexMax() - 2*t.indexChildMax() }
+
+// indexChildMax bounds what one child takes in an index node.
+func (t *Table) indexChildMax() int {
+	keyMax := ItemBytesMax(t.pageMax()) - ItemOverhead
+	if t.KeyBytesMax > 0 {
+		keyMax = min(keyMax, t.KeyBytesMax)
+	}
+	return RefSize + 2 + keyMax
+}
+
+// indexChildBytes is what a child with first key key takes in an index
+// node: its ref and its key.
+func indexChildBytes(key string) int { return RefSize + 2 + len(key) }
+
+// indexGroup is a range of a level's children, refs[lo:hi], that one index
+// node of the last checkpoint (old, or -1) covered; changed unless they
+// are exactly that node's children.
+type indexGroup struct {
+	lo, hi  int
+	old     int
+	changed bool
+}
+
+// indexGroups gives each child the old node whose key range holds its
+// first key, then folds each changed group of fewer than two children or
+// under a quarter of a node into a neighbour (which changes with it).
+func (t *Table) indexGroups(old []tableNode, refs []Ref, keys []string) []indexGroup {
+	if len(refs) == 0 {
+		return nil
+	}
+	if len(old) == 0 || len(old[0].children) == 0 {
+		return []indexGroup{{lo: 0, hi: len(refs), old: -1, changed: true}}
+	}
+	groups := make([]indexGroup, 0, len(old))
+	lo := 0
+	for j := range old {
+		hi := len(refs)
+		if j+1 < len(old) {
+			hi = lo
+			for hi < len(refs) && keys[hi] < old[j+1].first {
+				hi++
+			}
+		}
+		groups = append(groups, indexGroup{lo: lo, hi: hi, old: j, changed: !refsEqual(old[j].children, refs[lo:hi])})
+		lo = hi
+	}
+	bytesMax := t.indexMax()
+	small := func(gr indexGroup) bool {
+		if !gr.changed {
+			return false
+		}
+		size := 0
+		for _, key := range keys[gr.lo:gr.hi] {
+			size += indexChildBytes(key)
+		}
+		return gr.hi-gr.lo < 2 || size < bytesMax/4
+	}
+	out := groups[:0]
+	for i := 0; i < len(groups); i++ {
+		gr := groups[i]
+		switch {
+		case gr.hi == gr.lo:
+			// emptied: its node goes
+		case small(gr) && i+1 < len(groups) && groups[i+1].hi > groups[i+1].lo:
+			groups[i+1].lo, groups[i+1].old, groups[i+1].changed = gr.lo, -1, true
+		case small(gr) && len(out) > 0:
+			out[len(out)-1].hi, out[len(out)-1].old, out[len(out)-1].changed = gr.hi, -1, true
+		default:
+			out = append(out, gr)
+		}
+	}
+	return out
 }
 
 // decodeNodeKeys reads the first keys an index node keeps of its children.
@@ -645,11 +803,16 @@ func decodeTablePage(b Block) (*tablePage, error) {
 
 // Open replaces the table with the one at root and calls done: it reads
 // every page, or with ResidentPagesMax only the index nodes (the pages
-// start cold). PageBytesMax and ResidentPagesMax are kept.
+// start cold). PageBytesMax, KeyBytesMax and ResidentPagesMax are kept.
 func (t *Table) Open(g *Grid, root Ref, done func(error)) {
-	*t = Table{PageBytesMax: t.PageBytesMax, ResidentPagesMax: t.ResidentPagesMax, root: root,
+	*t = Table{PageBytesMax: t.PageBytesMax, KeyBytesMax: t.KeyBytesMax, ResidentPagesMax: t.ResidentPagesMax, root: root,
 		generation: t.generation + 1}
-	t.openLevel(g, []Ref{root}, nil, done)
+	t.openLevel(g, []Ref{root}, nil, func(err error) {
+		if err == nil {
+			t.countOversized()
+		}
+		done(err)
+	})
 }
 
 // openLevel reads the blocks refs (one level of the tree, in key order).
@@ -700,7 +863,7 @@ func (t *Table) openLevel(g *Grid, refs []Ref, parents []tableNode, done func(er
 					done(err)
 					return
 				}
-				nodes[i] = tableNode{ref: refs[i]}
+				nodes[i] = tableNode{ref: refs[i], first: nodeKeys[0]}
 				for c := 0; c < b.Children(); c++ {
 					nodes[i].children = append(nodes[i].children, b.Child(c))
 				}

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"testing"
 
+	"tigerchat/model"
 	"tigerchat/model/grid/gridtest"
 	"tigerchat/model/prng"
 )
@@ -79,7 +80,7 @@ func TestTableMatchesMapAcrossCheckpoints(t *testing.T) {
 				tb.Replace(prefix, items)
 			}
 		}
-		bound, before := tb.CheckpointBlocksMax(g.Config()), g.Stats.BlocksWritten
+		bound, before := tb.CheckpointBlocksMax(g.Config(), 0), g.Stats.BlocksWritten
 		root := tableCheckpoint(t, g, d, &tb)
 		if written := int(g.Stats.BlocksWritten - before); written > bound {
 			t.Fatalf("round %d: the checkpoint wrote %d blocks, above its bound of %d", round, written, bound)
@@ -123,14 +124,112 @@ func TestTableCheckpointBoundHoldsWhenIndexNodesShift(t *testing.T) {
 		for i := 0; i < 8; i++ {
 			tb.Set(TableItem{Key: fmt.Sprintf("k%06d%s", round*8+i, pad), Value: []byte("new")})
 		}
-		bound, before := tb.CheckpointBlocksMax(g.Config()), g.Stats.BlocksWritten
+		bound, before := tb.CheckpointBlocksMax(g.Config(), 0), g.Stats.BlocksWritten
 		tableCheckpoint(t, g, d, &tb)
 		written := int(g.Stats.BlocksWritten - before)
 		if written > bound {
 			t.Fatalf("round %d: the checkpoint wrote %d blocks, above its bound of %d", round, written, bound)
 		}
-		if again := tb.CheckpointBlocksMax(g.Config()); again >= bound {
+		if again := tb.CheckpointBlocksMax(g.Config(), 0); again >= bound {
 			t.Fatalf("round %d: a clean table still bounds %d blocks (was %d)", round, again, bound)
+		}
+	}
+}
+
+// TestTableIndexNodesStayPut: index nodes are a sector at most and keep
+// their key ranges, so pages split at the front of a large table rewrite
+// the nodes above those pages and none of the many after them (nodes
+// packed by position would all shift).
+func TestTableIndexNodesStayPut(t *testing.T) {
+	g, d := newTestGrid(t, nil)
+	var tb Table
+	for i := 0; i < 40_000; i++ {
+		tb.Set(TableItem{Key: fmt.Sprintf("room-%06d", 2*i+1), Value: make([]byte, 40)})
+	}
+	tableCheckpoint(t, g, d, &tb)
+	nodes := len(tb.levels[0])
+	if nodes < 8 || len(tb.levels) < 2 {
+		t.Fatalf("%d pages under %d nodes in %d levels: too few to show anything", tb.Pages(), nodes, len(tb.levels))
+	}
+	for round := 0; round < 4; round++ {
+		for i := 0; i < 200; i++ { // new keys in the first pages: they split
+			tb.Set(TableItem{Key: fmt.Sprintf("room-%06d", 2*(round*200+i)), Value: make([]byte, 40)})
+		}
+		bound, pagesDirty := tb.CheckpointBlocksMax(g.Config(), 0), tb.dirtied
+		before, indexBefore := g.Stats.BlocksWritten, g.Stats.KindBytesWritten[KindTableIndex]
+		tableCheckpoint(t, g, d, &tb)
+		written := int(g.Stats.BlocksWritten - before)
+		indexSectors := int(g.Stats.KindBytesWritten[KindTableIndex]-indexBefore) / model.SectorSize
+		if written > bound {
+			t.Fatalf("round %d: wrote %d blocks, bound %d", round, written, bound)
+		}
+		// The changed pages sit under a few level-0 nodes; each level
+		// above adds one, or two where a node split.
+		if indexNodes := written - pagesDirty; indexSectors != indexNodes || indexNodes > 2+2*len(tb.levels) {
+			t.Fatalf("round %d: %d pages changed, %d index nodes written in %d sectors (of %d at level 0, %d levels)",
+				round, pagesDirty, indexNodes, indexSectors, len(tb.levels[0]), len(tb.levels))
+		}
+	}
+	for level, nodes := range tb.levels {
+		for i, n := range nodes {
+			if n.ref.Size > model.SectorSize || (len(nodes) > 1 && len(n.children) < 2) {
+				t.Fatalf("level %d node %d: %d bytes, %d children", level, i, n.ref.Size, len(n.children))
+			}
+		}
+	}
+	g.cache.reset()
+	again := tableOpen(t, g, d, tb.root)
+	if again.Len() != tb.Len() || len(again.levels) != len(tb.levels) {
+		t.Fatalf("reopened: %d items in %d levels, want %d in %d", again.Len(), len(again.levels), tb.Len(), len(tb.levels))
+	}
+}
+
+// TestTableCheckpointBoundCoversItemsToCome: the bound taken before k
+// items are set or deleted (itemsMore = k) covers what the checkpoint
+// after them writes, with small pages and keys of every length (deep
+// trees, nodes split, folded and emptied) and with clustered and spread
+// changes alike.
+func TestTableCheckpointBoundCoversItemsToCome(t *testing.T) {
+	for seed := uint64(1); seed <= 12; seed++ {
+		p := prng.New(seed)
+		g, d := newTestGrid(t, nil)
+		tb := Table{PageBytesMax: 256}
+		key := func() string {
+			k := fmt.Sprintf("k%05d", p.IntN(20_000))
+			if p.IntN(4) == 0 {
+				k += fmt.Sprintf("%0*d", p.IntN(30), 0) // a long key now and then
+			}
+			return k
+		}
+		for round := 0; round < 30; round++ {
+			k := []int{1, 3, 40, 400}[p.IntN(4)]
+			bound := tb.CheckpointBlocksMax(g.Config(), k)
+			spread := p.IntN(2) == 0
+			base := p.IntN(20_000)
+			for i := 0; i < k; i++ {
+				kk := key()
+				if !spread {
+					kk = fmt.Sprintf("k%05d-%d", base, i)
+				}
+				if p.IntN(3) == 0 {
+					tb.Delete(kk)
+				} else {
+					tb.Set(TableItem{Key: kk, Value: make([]byte, p.IntN(20))})
+				}
+			}
+			before := g.Stats.BlocksWritten
+			tableCheckpoint(t, g, d, &tb)
+			written := int(g.Stats.BlocksWritten - before)
+			if seed == 1 {
+				t.Logf("k %d spread %v: wrote %d, bound %d, pages %d levels %d", k, spread, written, bound, tb.Pages(), len(tb.levels))
+			}
+			if written > bound {
+				t.Fatalf("seed %d round %d: %d items wrote %d blocks, above the bound of %d taken before them (%d pages, %d levels)",
+					seed, round, k, written, bound, tb.Pages(), len(tb.levels))
+			}
+		}
+		if len(tb.levels) < 3 {
+			t.Fatalf("seed %d: only %d levels", seed, len(tb.levels))
 		}
 	}
 }
@@ -351,7 +450,7 @@ func TestTablePrefetchedIntervalWritesTheSameBlocks(t *testing.T) {
 				emptied++
 			}
 		}
-		boundAll, boundCold := all.CheckpointBlocksMax(gAll.Config()), cold.CheckpointBlocksMax(gCold.Config())
+		boundAll, boundCold := all.CheckpointBlocksMax(gAll.Config(), 0), cold.CheckpointBlocksMax(gCold.Config(), 0)
 		before := gCold.Stats.BlocksWritten
 		rootAll := tableCheckpoint(t, gAll, dAll, &all)
 		rootCold := tableCheckpoint(t, gCold, dCold, &cold)

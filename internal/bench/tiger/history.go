@@ -23,6 +23,7 @@ import (
 	"tigerchat/internal/bench/load"
 	"tigerchat/internal/bench/procs"
 	"tigerchat/model/chat"
+	"tigerchat/model/grid"
 	"tigerchat/runtime/node"
 )
 
@@ -55,6 +56,8 @@ type HistoryResult struct {
 	// (checkpoints: message blocks, table pages, index nodes).
 	GridBytesWritten uint64  `json:"grid_bytes_written"`
 	WriteRatio       float64 `json:"checkpoint_bytes_per_changed_byte"`
+	// KindBytesWritten splits GridBytesWritten by block kind.
+	KindBytesWritten map[string]uint64 `json:"checkpoint_bytes_by_kind"`
 	// DiskBytes: bytes allocated on disk by one replica's data files beyond
 	// what they held before the fill (the grid; the WAL is preallocated).
 	DiskBytes       uint64  `json:"disk_bytes"`
@@ -91,7 +94,7 @@ func (s *System) History(ctx context.Context, o HistoryOptions, log io.Writer) (
 	if err != nil {
 		return res, err
 	}
-	written0 := s.gridWritten(0)
+	written0, kinds0 := s.gridWritten(0), s.gridKindsWritten(0)
 	rooms, err := s.createRooms(ctx, o)
 	if err != nil {
 		return res, err
@@ -110,6 +113,12 @@ func (s *System) History(ctx context.Context, o HistoryOptions, log io.Writer) (
 		return res, err
 	}
 	res.GridBytesWritten = s.gridWritten(0) - written0
+	res.KindBytesWritten = map[string]uint64{}
+	for k, b := range s.gridKindsWritten(0) {
+		if b > kinds0[k] {
+			res.KindBytesWritten[grid.Kind(k).String()] = b - kinds0[k]
+		}
+	}
 	res.WriteRatio = float64(res.GridBytesWritten) / float64(max(res.ChangedBytes, 1))
 	after, err := s.diskBytes()
 	if err != nil {
@@ -439,6 +448,14 @@ func (s *System) gridWritten(replica int) uint64 {
 		return 0
 	}
 	return sts[0].Storage.Grid.BytesWritten
+}
+
+// gridKindsWritten is the grid bytes replica wrote so far, by block kind.
+func (s *System) gridKindsWritten(replica int) (out [grid.KindCount]uint64) {
+	if sts, err := s.cluster.Status(replica); err == nil && len(sts) > 0 {
+		out = sts[0].Storage.Grid.KindBytesWritten
+	}
+	return out
 }
 
 // diskBytes is the bytes allocated by each replica's data files.
