@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"syscall"
 	"time"
@@ -85,6 +86,9 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	}
 	defer sys.Close()
 	res, err := sys.History(ctx, o, stderr)
+	if err != nil {
+		keepLogs(dir, stderr)
+	}
 	if done, code := report(stdout, stderr, res, err, *asJSON); done {
 		return code
 	}
@@ -113,4 +117,23 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// keepLogs copies the processes' logs of a failed run out of dir (which
+// is removed) and says where they went.
+func keepLogs(dir string, stderr io.Writer) {
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	if len(logs) == 0 {
+		return
+	}
+	kept, err := os.MkdirTemp("", "tigerbench-history-logs-")
+	if err != nil {
+		return
+	}
+	for _, l := range logs {
+		if b, err := os.ReadFile(l); err == nil {
+			_ = os.WriteFile(filepath.Join(kept, filepath.Base(l)), b, 0o644)
+		}
+	}
+	fmt.Fprintf(stderr, "tigerbench: the processes' logs are kept in %s\n", kept)
 }
