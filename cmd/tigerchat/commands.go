@@ -152,11 +152,6 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		limit := memoryLimitBytes(&cfg)
-		debug.SetMemoryLimit(limit)
-		log.Debug("memory limit", "bytes", limit, "override", "GOMEMLIMIT")
-	}
 	var eo edgeOptions
 	if *edgeAddr != "" {
 		if eo, err = ef.options(cfg, log); err != nil {
@@ -167,6 +162,9 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 		ConfigPath: absPath(*f.config), KeyFile: *f.keyFile})
 	if err != nil {
 		return err
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		go watchMemoryLimit(ctx, n, &cfg, *edgeAddr != "", log)
 	}
 	fingerprint := ""
 	if *edgeAddr != "" {
@@ -243,18 +241,45 @@ func serveHTTP(ctx context.Context, ln net.Listener, nodes []*node.Node, id tran
 
 // memoryLimitBytes is the soft memory limit a node gives the Go runtime
 // unless GOMEMLIMIT is set: every shard's block cache and decoded
-// idempotency pages (a quarter more) plus 512 MiB for everything else. The
-// heap then stays near what the node needs rather than growing to twice
-// its live size between collections; past the limit the runtime collects
-// more often, and never stops allocating (it is soft). It is not tighter
-// because the rooms' metadata and table pages still live in memory: with
-// 10^5 rooms a replica's live heap is about 250 MiB, and a limit of
-// 312 MiB made the runtime collect without pause until the shard stopped
-// answering within 10 s (docs/benchmarks.md). A node with few rooms may
-// set GOMEMLIMIT lower: 312 MiB held one of 800,000 messages in 20,000
-// rooms at 306-310 MiB resident, at full speed.
-func memoryLimitBytes(cfg *node.ClusterConfig) int64 {
-	return int64(cfg.Shards)*int64(cfg.CacheSizeBytes)*5/4 + 512<<20
+// idempotency pages (a quarter more) and 64 MiB for its tables' resident
+// pages, WAL buffers and rooms, 168 MiB for the rest of the process, 64
+// MiB more with an edge inside, and 512 bytes for every room past the
+// first 100,000 (a room's metadata is still a Go structure of about 420
+// bytes, docs/storage.md). The heap then stays near what the node needs
+// rather than growing to twice its live size between collections; past
+// the limit the runtime collects more often, and never stops allocating
+// (it is soft). One shard with the default 64 MiB cache gets 312 MiB:
+// with it a replica filled to 1.1×10^7 messages over 10^5 rooms stayed at
+// 314-315 MiB resident at full speed (docs/benchmarks.md). The node
+// raises it as rooms are created (watchMemoryLimit).
+func memoryLimitBytes(cfg *node.ClusterConfig, rooms int, edge bool) int64 {
+	limit := int64(cfg.Shards)*(int64(cfg.CacheSizeBytes)*5/4+64<<20) + 168<<20
+	if edge {
+		limit += 64 << 20
+	}
+	return limit + int64(max(rooms-100_000, 0))*512
+}
+
+// watchMemoryLimit sets the memory limit for the rooms n's shards hold,
+// every 10 s until ctx ends.
+func watchMemoryLimit(ctx context.Context, n *node.Node, cfg *node.ClusterConfig, edge bool, log *slog.Logger) {
+	set := int64(-1)
+	for {
+		rooms := 0
+		for _, st := range n.Statuses() {
+			rooms += st.Rooms
+		}
+		if limit := memoryLimitBytes(cfg, rooms, edge); limit != set {
+			debug.SetMemoryLimit(limit)
+			log.Debug("memory limit", "bytes", limit, "rooms", rooms, "override", "GOMEMLIMIT")
+			set = limit
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
 }
 
 func absPath(p string) string {
