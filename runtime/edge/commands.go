@@ -384,10 +384,17 @@ func (e *Edge) history(ctx context.Context, s *Session, c *command) (any, *Error
 	if err != nil {
 		return nil, err
 	}
-	v, err := e.cl.read(ctx, op, chat.ReadRequest{Tenant: s.Tenant, User: s.User, Room: c.Room, Thread: c.Thread, Seq: seq, Limit: limit})
+	q := chat.ReadRequest{Tenant: s.Tenant, User: s.User, Room: c.Room, Thread: c.Thread, Seq: seq, Limit: limit}
+	key := logKey{tenant: s.Tenant, room: c.Room, thread: c.Thread}
+	read := e.cl.read
+	if boundedBy(op, seq, limit, e.heads.get(key)) {
+		read = e.cl.readBounded
+	}
+	v, err := read(ctx, op, q)
 	if err != nil {
 		return nil, err
 	}
+	e.heads.saw(key, v.HeadSeq)
 	return toLogJSON(&v, op, seq, limit), nil
 }
 

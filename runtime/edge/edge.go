@@ -146,6 +146,7 @@ type Edge struct {
 	cancel  context.CancelFunc
 	streams sync.WaitGroup
 	health  *health // nil: no probes
+	heads   knownHeads
 }
 
 // New checks cfg and returns an edge.

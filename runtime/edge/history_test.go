@@ -8,8 +8,11 @@ import (
 	"net/url"
 	"reflect"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"tigerchat/model/vsr"
 )
 
 // historyBoth runs one history read over REST and over WebSocket and
@@ -312,5 +315,47 @@ func TestSubscribeTruncatedMatchesHistory(t *testing.T) {
 	f := ws.event()
 	if f["event"] != "message" || f["seq"] != float64(gap[1]+1) || f["key"] != "k"+strconv.FormatUint(gap[1]+1, 10) {
 		t.Fatalf("after the gap: %v", f)
+	}
+}
+
+// countingBackend serves bounded reads as the fake serves any read, and
+// counts them.
+type countingBackend struct {
+	*fakeBackend
+	bounded atomic.Int32
+}
+
+func (b *countingBackend) DoBounded(ctx context.Context, shard int, op uint8, body []byte) (vsr.Reply, error) {
+	b.bounded.Add(1)
+	return b.fakeBackend.Do(ctx, shard, op, body)
+}
+
+// A history page wholly at or below a head this edge already returned
+// for the log is a bounded read; one that may reach past it, and the
+// latest page, are linearizable. Both answer the same pages.
+func TestHistoryBelowKnownHeadIsBounded(t *testing.T) {
+	var cb *countingBackend
+	te := newTestEdge(t, func(c *Config) {
+		cb = &countingBackend{fakeBackend: c.Backend.(*fakeBackend)}
+		c.Backend = cb
+	})
+	rest := &restClient{t: t, base: te.srv.URL, tok: token(t, "acme", "ana")}
+	historyRoom(t, rest, "lobby", 0, 10)
+	for _, c := range []struct {
+		query   string
+		want    []uint64
+		bounded int32
+	}{
+		{"from=1&limit=5", seqRange(1, 5), 0},   // no head known yet
+		{"from=3&limit=5", seqRange(3, 7), 1},   // at or below head 10
+		{"before=9&limit=3", seqRange(6, 8), 2}, // below 10
+		{"since=7&limit=3", seqRange(8, 10), 3}, // up to 10
+		{"from=8&limit=5", seqRange(8, 10), 3},  // may pass 10
+		{"limit=2", seqRange(9, 10), 3},         // the latest
+	} {
+		s, m := rest.call("GET", "/v1/rooms/lobby/messages?"+c.query, "")
+		if s != 200 || !reflect.DeepEqual(logSeqs(t, m), c.want) || cb.bounded.Load() != c.bounded {
+			t.Fatalf("%s: status %d seqs %v, %d bounded reads; want %v, %d", c.query, s, logSeqs(t, m), cb.bounded.Load(), c.want, c.bounded)
+		}
 	}
 }
