@@ -243,7 +243,7 @@ func (t *Table) Set(it TableItem) {
 	}
 	t.markDirty(page)
 	if page.size > t.pageMax() {
-		t.split(p)
+		t.split(p, i)
 	}
 }
 
@@ -324,13 +324,34 @@ func (t *Table) countOversized() {
 	}
 }
 
-// split halves page p by size.
-func (t *Table) split(p int) {
+// split divides page p, over its size since item at was set. When that
+// item is the page's last, or ends a run of keys in order (endsRun) at
+// or past the page's middle, the page splits just after it (before it,
+// when last): keys that arrive in order (a UUIDv7, one writer's counter,
+// many writers' counters each in its own key range) then fill pages
+// whole, where halving would leave every page behind the insertion point
+// half empty, and written twice as often. Otherwise the page is halved
+// by size.
+func (t *Table) split(p, at int) {
 	page := t.pages[p]
-	half, n := 4, 0
-	for n < len(page.items)-1 && half+page.items[n].encodedSize() <= page.size/2 {
-		half += page.items[n].encodedSize()
-		n++
+	n := 0
+	if at == len(page.items)-1 {
+		n = at // the rest fit before the item was set
+	} else {
+		left := 4
+		for k := 0; k <= at; k++ {
+			left += page.items[k].encodedSize()
+		}
+		if left <= t.pageMax() && 2*left >= page.size && endsRun(page.items, at) {
+			n = at + 1
+		}
+	}
+	if n == 0 {
+		half := 4
+		for n < len(page.items)-1 && half+page.items[n].encodedSize() <= page.size/2 {
+			half += page.items[n].encodedSize()
+			n++
+		}
 	}
 	n = max(n, 1)
 	right := &tablePage{items: append([]TableItem(nil), page.items[n:]...), dirty: true, used: page.used, first: page.items[n].Key}
@@ -403,6 +424,27 @@ func (t *Table) compact() {
 			page.first = page.items[0].Key
 		}
 	}
+}
+
+// endsRun reports whether items[at] shares more of its key with the item
+// before it than with the one after: it continues a run of keys in order
+// (one writer's counter) that the next item does not belong to.
+func endsRun(items []TableItem, at int) bool {
+	if at == 0 || at+1 >= len(items) {
+		return false
+	}
+	key := items[at].Key
+	return commonPrefix(items[at-1].Key, key) > commonPrefix(key, items[at+1].Key)
+}
+
+func commonPrefix(a, b string) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
 }
 
 func (t *Table) removePage(p int) {

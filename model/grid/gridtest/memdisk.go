@@ -13,7 +13,11 @@ import (
 type MemDisk struct {
 	Size    uint64
 	Sectors map[uint64][]byte // by sector offset
-	queue   []func()
+	// Reuse overwrites a written sector in place instead of replacing it,
+	// so that a benchmark's allocations are the code's, not the disk's.
+	// Never set it on a disk whose Sectors another disk shares.
+	Reuse bool
+	queue []func()
 }
 
 // NewMemDisk returns an empty (all zeros) disk of size bytes.
@@ -36,6 +40,10 @@ func (d *MemDisk) Read(offset uint64, buf []byte, done func()) {
 func (d *MemDisk) Write(offset uint64, data []byte, done func()) {
 	model.AssertAligned(offset, len(data), d.Size)
 	for i := 0; i < len(data); i += model.SectorSize {
+		if s, ok := d.Sectors[offset+uint64(i)]; ok && d.Reuse {
+			copy(s, data[i:i+model.SectorSize])
+			continue
+		}
 		d.Sectors[offset+uint64(i)] = append([]byte(nil), data[i:i+model.SectorSize]...)
 	}
 	d.queue = append(d.queue, done)
