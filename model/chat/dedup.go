@@ -78,8 +78,7 @@ func expired(e *dedupEntry, nowNs, windowNs int64) bool {
 // lookupKey finds the live entry of key in room r at nowNs. The page that
 // holds it must be in memory (prefetched).
 func (m *Machine) lookupKey(r *room, key []byte, nowNs int64) (dedupEntry, bool) {
-	m.dedupBuf = dedupKey(m.dedupBuf, roomKey(r.tenant, r.id), r.incarnation, key)
-	it, ok := m.tables[tableDedup].GetBytes(m.dedupBuf)
+	it, ok := m.tables[tableDedup].Get(m.dedupItemKey(r, key))
 	if !ok {
 		return dedupEntry{}, false
 	}
@@ -89,9 +88,18 @@ func (m *Machine) lookupKey(r *room, key []byte, nowNs int64) (dedupEntry, bool)
 
 // recordKey stores key's entry in room r, replacing an expired one.
 func (m *Machine) recordKey(r *room, key []byte, e *dedupEntry) {
-	m.dedupBuf = dedupKey(m.dedupBuf, roomKey(r.tenant, r.id), r.incarnation, key)
 	m.valueBuf = e.encode(m.valueBuf)
-	m.tables[tableDedup].Set(grid.TableItem{Key: string(m.dedupBuf), Value: m.valueBuf})
+	m.tables[tableDedup].Set(grid.TableItem{Key: m.dedupItemKey(r, key), Value: m.valueBuf})
+}
+
+// dedupItemKey is the item key of key in room r. A post looks its key up
+// and then records it: the string made for the lookup serves both.
+func (m *Machine) dedupItemKey(r *room, key []byte) string {
+	m.dedupBuf = dedupKey(m.dedupBuf, roomKey(r.tenant, r.id), r.incarnation, key)
+	if m.dedupKeyLast != string(m.dedupBuf) {
+		m.dedupKeyLast = string(m.dedupBuf)
+	}
+	return m.dedupKeyLast
 }
 
 // Prefetch starts reading the idempotency pages that the posts of one

@@ -29,11 +29,13 @@ type Machine struct {
 	tableBuf     []byte                 // a room record being encoded
 	tableItems   []grid.TableItem       // a room's items being encoded
 	blockBuf     []byte                 // a message block being encoded
+	runBuf       []entry                // one thread's messages being sealed
 	roomsCreated uint64                 // rooms ever created: the last incarnation given out
 	packer       sharedPacker           // short runs being packed at a checkpoint (store.go)
 	sharedRuns   map[uint64]int         // per shared block (address), the runs logs hold of it (store.go)
 
 	dedupBuf        []byte // an idempotency item's key being encoded
+	dedupKeyLast    string // the last one made a string (dedupItemKey)
 	valueBuf        []byte // an idempotency item's value being encoded
 	prefetchCreates bool   // a creation was prefetched in this prepare (dedup.go)
 	prefetchPending int    // table pages being read for the prepare

@@ -121,13 +121,19 @@ func (m *Machine) sealTails(g *grid.Grid) {
 }
 
 func (m *Machine) sealLog(g *grid.Grid, r *room, thread uint64, s *logStore) {
-	var run []entry
-	size := 4
-	for i := range r.messages {
-		if e := &r.messages[i]; e.thread == thread {
-			run = append(run, *e)
-			size += entryWireSize(e)
+	run := r.messages // a room without threads: the whole tail is the main log's
+	if len(r.threads) > 0 {
+		run = m.runBuf[:0]
+		for i := range r.messages {
+			if e := &r.messages[i]; e.thread == thread {
+				run = append(run, *e)
+			}
 		}
+		defer func() { clear(run); m.runBuf = run[:0] }()
+	}
+	size := 4
+	for i := range run {
+		size += entryWireSize(&run[i])
 	}
 	if len(run) == 0 {
 		return

@@ -1,9 +1,11 @@
 package grid
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -59,11 +61,21 @@ type Table struct {
 	clock      uint64                       // advances on every touch of a page: eviction order
 	loading    map[*tablePage][]func(error) // cold pages being read, and who waits for them
 	generation uint64                       // advanced by Open: a read started before it is dropped
-	cold       int                          // pages not in memory
-	dirtied    int                          // pages made dirty or created since the last checkpoint
+	lastPage   int                          // the page the last search found (pageOf)
+	// residentScratch: the resident pages being ordered by evict.
+	residentScratch []residentPage
+	cold            int // pages not in memory
+	dirtied         int // pages made dirty or created since the last checkpoint
 	// oversizedPieces: per level, what nodes over indexMax would split
 	// into beyond one piece each (countOversized).
 	oversizedPieces []int
+}
+
+// residentPage is a page in memory as evict orders them: least recently
+// used first, then in key order.
+type residentPage struct {
+	used     uint64
+	position int // in Table.pages
 }
 
 // Cold counts the pages not in memory.
@@ -175,9 +187,7 @@ func (t *Table) locate(key string) (int, int, bool) {
 	if len(t.pages) == 0 {
 		return -1, 0, false
 	}
-	// The last page whose first key is <= key; page 0 takes smaller keys.
-	p := sort.Search(len(t.pages), func(i int) bool { return t.pages[i].firstKey() > key }) - 1
-	p = max(p, 0)
+	p := t.pageOf(key)
 	t.touch(t.pages[p])
 	items := t.pages[p].items
 	i := sort.Search(len(items), func(i int) bool { return items[i].Key >= key })
@@ -191,21 +201,6 @@ func (t *Table) Get(key string) (*TableItem, bool) {
 		return nil, false
 	}
 	return &t.pages[p].items[i], true
-}
-
-// GetBytes is Get for a key held as bytes, without converting it.
-func (t *Table) GetBytes(key []byte) (*TableItem, bool) {
-	if len(t.pages) == 0 {
-		return nil, false
-	}
-	p := sort.Search(len(t.pages), func(i int) bool { return t.pages[i].firstKey() > string(key) }) - 1
-	page := t.pages[max(p, 0)]
-	t.touch(page)
-	i := sort.Search(len(page.items), func(i int) bool { return page.items[i].Key >= string(key) })
-	if i < len(page.items) && page.items[i].Key == string(key) {
-		return &page.items[i], true
-	}
-	return nil, false
 }
 
 // Set inserts or replaces an item; an item equal to the stored one changes
@@ -354,7 +349,9 @@ func (t *Table) split(p, at int) {
 		}
 	}
 	n = max(n, 1)
-	right := &tablePage{items: append([]TableItem(nil), page.items[n:]...), dirty: true, used: page.used, first: page.items[n].Key}
+	// As many slots as the full page had: the half that takes the next
+	// keys fills again without growing its array step by step.
+	right := &tablePage{items: append(make([]TableItem, 0, len(page.items)), page.items[n:]...), dirty: true, used: page.used, first: page.items[n].Key}
 	t.dirtied++
 	right.size = 4
 	for i := range right.items {
@@ -562,19 +559,23 @@ func (t *Table) evict() {
 	if t.ResidentPagesMax == 0 {
 		return
 	}
-	var resident []*tablePage
-	for _, p := range t.pages {
-		if !p.cold {
-			resident = append(resident, p)
-		}
-	}
-	if len(resident) <= t.ResidentPagesMax {
+	if len(t.pages)-t.cold <= t.ResidentPagesMax {
 		return
 	}
-	// Clock values are unique per touch, but split halves share one:
-	// the stable sort keeps key order among equals.
-	sort.SliceStable(resident, func(a, b int) bool { return resident[a].used < resident[b].used })
-	for _, p := range resident[:len(resident)-t.ResidentPagesMax] {
+	resident := t.residentScratch[:0]
+	for i, p := range t.pages {
+		if !p.cold {
+			resident = append(resident, residentPage{used: p.used, position: i})
+		}
+	}
+	t.residentScratch = resident
+	// Clock values are unique per touch, but split halves share one: key
+	// order (position) breaks the tie.
+	slices.SortFunc(resident, func(a, b residentPage) int {
+		return cmp.Or(cmp.Compare(a.used, b.used), cmp.Compare(a.position, b.position))
+	})
+	for _, r := range resident[:len(resident)-t.ResidentPagesMax] {
+		p := t.pages[r.position]
 		if p.dirty || p.ref.IsZero() {
 			panic("grid: evicting a table page that is not written")
 		}
@@ -703,9 +704,17 @@ func (t *Table) indexGroups(old []tableNode, refs []Ref, keys []string) []indexG
 	for j := range old {
 		hi := len(refs)
 		if j+1 < len(old) {
-			hi = lo
-			for hi < len(refs) && keys[hi] < old[j+1].first {
-				hi++
+			// A node whose children are the same blocks still covers
+			// exactly them unless a new child follows within its range:
+			// one comparison of keys instead of one per child.
+			if end := lo + len(old[j].children); end <= len(refs) && refsEqual(old[j].children, refs[lo:end]) &&
+				(end == len(refs) || keys[end] >= old[j+1].first) {
+				hi = end
+			} else {
+				hi = lo
+				for hi < len(refs) && keys[hi] < old[j+1].first {
+					hi++
+				}
 			}
 		}
 		groups = append(groups, indexGroup{lo: lo, hi: hi, old: j, changed: !refsEqual(old[j].children, refs[lo:hi])})
@@ -944,8 +953,7 @@ func (t *Table) Prefetch(g *Grid, key string, done func(error)) bool {
 	if len(t.pages) == 0 {
 		return true
 	}
-	p := sort.Search(len(t.pages), func(i int) bool { return t.pages[i].firstKey() > key }) - 1
-	page := t.pages[max(p, 0)]
+	page := t.pages[t.pageOf(key)]
 	if !page.cold {
 		return true
 	}
@@ -1017,8 +1025,18 @@ func (t *Table) RangeResident(lo, hi string) bool {
 }
 
 // pageOf is the page that holds or would hold key (0 in an empty table).
+//
+// The page the last search found is tried first, with two comparisons: a
+// post prefetches its key, looks it up and sets it, and a scan or a run
+// of keys in order stays on one page. The answer does not depend on the
+// hint, only the work does.
 func (t *Table) pageOf(key string) int {
-	return max(0, sort.Search(len(t.pages), func(i int) bool { return t.pages[i].firstKey() > key })-1)
+	if p := t.lastPage; p < len(t.pages) && (p == 0 || t.pages[p].first <= key) && (p+1 == len(t.pages) || key < t.pages[p+1].first) {
+		return p
+	}
+	p := max(0, sort.Search(len(t.pages), func(i int) bool { return t.pages[i].firstKey() > key })-1)
+	t.lastPage = p
+	return p
 }
 
 // Evict makes the least recently used pages cold until at most
