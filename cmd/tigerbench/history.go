@@ -43,6 +43,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	cacheMiB := fs.Int("cache-mib", 64, "each replica's block cache, cache_size_bytes in `MiB` (1..4096)")
 	minutes := fs.Int("minutes", 60, "bound on the whole run, in `minutes` (1..600)")
 	asJSON := fs.Bool("json", false, "print one JSON line instead of a table")
+	pprofDir := fs.String("pprof", "", "save CPU profiles and execution traces of the edge and the replicas during the warm page reads into `DIR`")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -75,7 +76,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tigerbench:", err)
 		return 1
 	}
-	sys, err := tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: 1, Log: stderr,
+	sys, err := tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: 1, Log: stderr, PprofDir: *pprofDir,
 		Tweak: func(c *node.ClusterConfig) {
 			c.CacheSizeBytes = *cacheMiB << 20
 			c.GridBlocksMax = 1 << 22 // 10^7 keys in the idempotency window take about 400,000 slots

@@ -536,7 +536,13 @@ func (s *System) pages(ctx context.Context, o HistoryOptions, room string, res *
 	if err != nil {
 		return err
 	}
+	profiled := make(chan struct{})
+	go func() {
+		defer close(profiled)
+		s.Profile(ctx, "history-warm", 3*time.Second) // no-op without Options.PprofDir
+	}()
 	warm, err := read()
+	<-profiled
 	if err != nil {
 		return err
 	}
