@@ -18,6 +18,8 @@ type Machine struct {
 	picks   []int      // indices of a read's messages, reused
 	grid    *grid.Grid // where message blocks are read from (set by Checkpoint and Open)
 	readBuf []byte     // the reply of the read being answered
+	// blockScratch: a message block decompressed for a read (read.go).
+	blockScratch []byte
 
 	tables       [tableCount]grid.Table // the state on disk (tables.go)
 	memberOf     grid.Table             // users\' rooms, in memory only (directory.go)

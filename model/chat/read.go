@@ -78,7 +78,7 @@ func (m *Machine) read(operation uint8, body []byte, retries int, anyUser bool, 
 	for i, b := range plan.blocks {
 		m.grid.Read(b.ref, func(blk grid.Block, err error) {
 			if err == nil {
-				err = plan.take(i, blk)
+				err = plan.take(m, i, blk)
 			}
 			if err != nil && failed == nil {
 				failed = err
@@ -215,17 +215,22 @@ func (p *readPlan) collect(r *room, s *logStore) {
 }
 
 // take decodes block i's messages within the page.
-func (p *readPlan) take(i int, blk grid.Block) error {
-	data, err := blk.Data(nil)
+// The block is decompressed into m's scratch (the entries copy what they
+// keep), and only the page's messages are copied out.
+func (p *readPlan) take(m *Machine, i int, blk grid.Block) error {
+	data, err := blk.Data(m.blockScratch)
 	if err != nil {
 		return err
+	}
+	if blk.Compressed() && cap(data) > cap(m.blockScratch) {
+		m.blockScratch = data[:0] // decompressed into a new array: keep it (never the block's own bytes)
 	}
 	b := p.blocks[i]
 	var entries []entry
 	if b.ref.Kind == grid.KindMessageRuns {
-		entries, err = decodeRunsBlock(data, roomKey(p.tenant, p.room), p.thread)
+		entries, err = decodeRunsBlockRange(data, roomKey(p.tenant, p.room), p.thread, p.lo, p.hi, nil)
 	} else {
-		entries, err = decodeMessageBlock(data, p.thread)
+		entries, err = decodeMessageBlockRange(data, p.thread, p.lo, p.hi, nil)
 	}
 	if err != nil {
 		return err

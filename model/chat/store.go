@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"tigerchat/model/grid"
 )
@@ -53,13 +54,19 @@ func appendMessageBlock(b []byte, entries []entry) []byte {
 // decodeRunsBlock finds the run of log (rk, thread) in the data of a
 // shared block and decodes it.
 func decodeRunsBlock(data []byte, rk string, thread uint64) ([]entry, error) {
+	return decodeRunsBlockRange(data, rk, thread, 0, math.MaxUint64, nil)
+}
+
+// decodeRunsBlockRange is decodeRunsBlock keeping only the seqs in
+// [lo, hi] (appended to out).
+func decodeRunsBlockRange(data []byte, rk string, thread, lo, hi uint64, out []entry) ([]entry, error) {
 	rd := reader{b: data}
 	n := int(rd.u32())
 	for i := 0; i < n && !rd.bad; i++ {
 		key, t, size := rd.str(), rd.u64(), int(rd.u32())
 		run := rd.take(size)
 		if !rd.bad && string(key) == rk && t == thread {
-			return decodeMessageBlock(run, thread)
+			return decodeMessageBlockRange(run, thread, lo, hi, out)
 		}
 	}
 	return nil, errMessageBlock
@@ -67,20 +74,33 @@ func decodeRunsBlock(data []byte, rk string, thread uint64) ([]entry, error) {
 
 // decodeMessageBlock decodes block data of log thread.
 func decodeMessageBlock(data []byte, thread uint64) ([]entry, error) {
+	return decodeMessageBlockRange(data, thread, 0, math.MaxUint64, nil)
+}
+
+// decodeMessageBlockRange checks the whole of block data of log thread
+// and appends to out the messages with seqs in [lo, hi]: a page read
+// copies out its 50 messages, not the block's hundreds. The first and
+// last messages of the block are always decoded (the caller checks them
+// against the block's index item).
+func decodeMessageBlockRange(data []byte, thread, lo, hi uint64, out []entry) ([]entry, error) {
 	rd := reader{b: data}
 	n := int(rd.u32())
 	if rd.bad || n == 0 || n > len(data)/messageWireFixed {
 		return nil, errMessageBlock
 	}
-	out := make([]entry, n)
-	for i := range out {
-		e := &out[i]
-		e.thread, e.seq, e.prev, e.hash = thread, rd.u64(), rd.hash(), rd.hash()
-		e.author, e.timeNs = string(rd.str()), rd.i64()
-		key := rd.str()
-		e.storeKeyBody(nil, key, rd.blob())
-		if i > 0 && e.seq != out[i-1].seq+1 {
+	var prev uint64
+	for i := 0; i < n; i++ {
+		seq, prevHash, hash := rd.u64(), rd.hash(), rd.hash()
+		author, timeNs := rd.str(), rd.i64()
+		key, body := rd.str(), rd.blob()
+		if i > 0 && seq != prev+1 {
 			return nil, errMessageBlock
+		}
+		prev = seq
+		if (seq >= lo && seq <= hi) || i == 0 || i == n-1 {
+			e := entry{thread: thread, seq: seq, prev: prevHash, hash: hash, author: string(author), timeNs: timeNs}
+			e.storeKeyBody(nil, key, body)
+			out = append(out, e)
 		}
 	}
 	if !rd.done() {

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +95,45 @@ func TestVerifyExpiryLeeway(t *testing.T) {
 	k.SetClock(func() time.Time { return time.Now().Add(time.Hour + 2*LeewayDefault) })
 	if _, e := k.Verify(tok); e == nil || e.Code != CodeTokenExpired {
 		t.Fatalf("past the leeway: %v", e)
+	}
+}
+
+// A token that passed Verify is remembered, but only until it expires; a
+// forged or altered token is never taken for a remembered one, and the
+// memory is bounded.
+func TestVerifyRemembersValidTokensOnly(t *testing.T) {
+	k := testKeyring(t)
+	tok := token(t, "acme", "ana", "lobby")
+	first, e := k.Verify(tok)
+	if e != nil {
+		t.Fatal(e)
+	}
+	again, e := k.Verify(tok)
+	if e != nil || again.Tenant != "acme" || again.User != "ana" || !again.Scope.Allows("lobby") || again.Scope.Allows("other") ||
+		!again.Expires.Equal(first.Expires) {
+		t.Fatalf("remembered token: %+v, %v", again, e)
+	}
+	parts := strings.Split(tok, ".")
+	sig := []byte(parts[2])
+	sig[0] ^= 1
+	forged := parts[0] + "." + parts[1] + "." + string(sig)
+	for i := 0; i < 2; i++ {
+		if _, e := k.Verify(forged); e == nil || e.Code != CodeInvalidSignature {
+			t.Fatalf("forged token, try %d: %v", i, e)
+		}
+	}
+	k.SetClock(func() time.Time { return time.Now().Add(time.Hour + 2*LeewayDefault) })
+	if _, e := k.Verify(tok); e == nil || e.Code != CodeTokenExpired {
+		t.Fatalf("a remembered token past its expiry: %v", e)
+	}
+	k.SetClock(time.Now)
+	for i := 0; i <= verifiedMax; i++ {
+		if _, e := k.Verify(token(t, "acme", fmt.Sprintf("user-%d", i))); e != nil {
+			t.Fatal(e)
+		}
+	}
+	if n := len(k.verified); n > verifiedMax || n == 0 {
+		t.Fatalf("%d tokens remembered, bound %d", n, verifiedMax)
 	}
 }
 

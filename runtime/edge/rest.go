@@ -289,10 +289,13 @@ func parseSnapshot(r *http.Request, body []byte, c *command) *Error {
 
 // writeJSON answers with v as JSON.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	body := append(mustJSON(v), '\n')
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	// A known length: the body goes out whole, not in chunks.
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
-	_, _ = w.Write(append(mustJSON(v), '\n'))
+	_, _ = w.Write(body)
 }
 
 // writeError answers {"error":{...}} with the error's status.
