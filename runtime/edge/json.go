@@ -70,6 +70,81 @@ type gapJSON struct {
 	To   uint64 `json:"to"`
 }
 
+// appendJSON appends j as json.Marshal writes it, without reflection: a
+// history page is 50 of them.
+func (j *messageJSON) appendJSON(b []byte) []byte {
+	b = append(b, '{')
+	if j.Event != "" {
+		b = appendJSONString(append(b, `"event":`...), j.Event)
+		b = append(b, ',')
+	}
+	b = appendJSONString(append(b, `"room":`...), j.Room)
+	b = strconv.AppendUint(append(b, `,"thread":`...), j.Thread, 10)
+	b = strconv.AppendUint(append(b, `,"seq":`...), j.Seq, 10)
+	b = appendJSONString(append(b, `,"hash":`...), j.Hash)
+	b = appendJSONString(append(b, `,"prev_hash":`...), j.PrevHash)
+	b = appendJSONString(append(b, `,"author":`...), j.Author)
+	b = appendJSONString(append(b, `,"time":`...), j.Time)
+	b = appendJSONString(append(b, `,"time_ns":`...), j.TimeNs)
+	b = appendJSONString(append(b, `,"key":`...), j.Key)
+	if j.Body != "" {
+		b = appendJSONString(append(b, `,"body":`...), j.Body)
+	}
+	if j.BodyB64 != "" {
+		b = appendJSONString(append(b, `,"body_b64":`...), j.BodyB64)
+	}
+	return append(b, '}')
+}
+
+// appendJSON appends j as json.Marshal writes it, without reflection.
+func (j logJSON) appendJSON(b []byte) []byte {
+	b = appendJSONString(append(b, `{"room":`...), j.Room)
+	b = strconv.AppendUint(append(b, `,"thread":`...), j.Thread, 10)
+	b = strconv.AppendUint(append(b, `,"head_seq":`...), j.HeadSeq, 10)
+	b = appendJSONString(append(b, `,"head_hash":`...), j.HeadHash)
+	b = strconv.AppendUint(append(b, `,"first_seq":`...), j.FirstSeq, 10)
+	b = strconv.AppendBool(append(b, `,"more":`...), j.More)
+	b = append(b, `,"truncated":`...)
+	if j.Truncated == nil {
+		b = append(b, "null"...)
+	} else {
+		b = strconv.AppendUint(append(b, `{"from":`...), j.Truncated.From, 10)
+		b = strconv.AppendUint(append(b, `,"to":`...), j.Truncated.To, 10)
+		b = append(b, '}')
+	}
+	b = append(b, `,"messages":`...)
+	if j.Messages == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i := range j.Messages {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = j.Messages[i].appendJSON(b)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+// MarshalJSON: REST and the snapshot's log write a log view this way too.
+func (j logJSON) MarshalJSON() ([]byte, error) {
+	size := 256
+	for i := range j.Messages {
+		size += 320 + len(j.Messages[i].Body) + len(j.Messages[i].BodyB64)
+	}
+	return j.appendJSON(make([]byte, 0, size)), nil
+}
+
+// appendJSONString appends s as a JSON string, as json.Marshal writes it.
+func appendJSONString(b []byte, s string) []byte {
+	if plainJSONString(s) {
+		return append(append(append(b, '"'), s...), '"')
+	}
+	return append(b, mustJSON(s)...)
+}
+
 // toLogJSON makes the log object of a read: operation, seq and limit are
 // the read's (chat.ReadGap's arguments; a snapshot passes ReadLatest).
 func toLogJSON(v *chat.LogView, operation uint8, seq uint64, limit uint16) logJSON {

@@ -289,7 +289,13 @@ func parseSnapshot(r *http.Request, body []byte, c *command) *Error {
 
 // writeJSON answers with v as JSON.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	body := append(mustJSON(v), '\n')
+	var body []byte
+	if a, ok := v.(jsonAppender); ok {
+		body = a.appendJSON(nil)
+	} else {
+		body = mustJSON(v)
+	}
+	body = append(body, '\n')
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	// A known length: the body goes out whole, not in chunks.
