@@ -40,7 +40,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Writers, "writers", 16, "WebSocket connections posting (`N`, 1..256)")
 	fs.IntVar(&o.Batch, "batch", 24, "posts per post_batch command (`N`, 1..64)")
 	fs.IntVar(&o.Pages, "pages", 1000, "random 50-message pages of the big room read cold, then again warm (`N`, 1..100000)")
-	cacheMiB := fs.Int("cache-mib", 64, "each replica's block cache, cache_size_bytes in `MiB` (1..4096)")
+	cacheMiB := fs.Int("cache-mib", 128, "each replica's cache, cache_size_bytes in `MiB`, half of it blocks (2..4096)")
 	minutes := fs.Int("minutes", 60, "bound on the whole run, in `minutes` (1..600)")
 	asJSON := fs.Bool("json", false, "print one JSON line instead of a table")
 	pprofDir := fs.String("pprof", "", "save CPU profiles and execution traces of the edge and the replicas during the warm page reads into `DIR`")
@@ -53,7 +53,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	}{{"rooms", o.Rooms, 0, 1_000_000}, {"messages-per-room", o.MessagesPerRoom, 0, 100_000},
 		{"big-room", o.BigRoomMessages, 100, 10_000_000}, {"body-bytes", o.BodyBytes, 1, 4096},
 		{"writers", o.Writers, 1, 256}, {"batch", o.Batch, 1, 64}, {"pages", o.Pages, 1, 100_000},
-		{"cache-mib", *cacheMiB, 1, 4096}, {"minutes", *minutes, 1, 600}} {
+		{"cache-mib", *cacheMiB, 2, 4096}, {"minutes", *minutes, 1, 600}} {
 		if c.v < c.lo || c.v > c.hi {
 			fmt.Fprintf(stderr, "tigerbench: -%s must be in [%d, %d]\n", c.name, c.lo, c.hi)
 			return 2
@@ -105,7 +105,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "  checkpoints:     %.1f MiB of %s blocks\n", mib(res.KindBytesWritten[k]), k)
 	}
 	for i, b := range res.RSSBytes {
-		fmt.Fprintf(stdout, "  memory:          replica %d resident %.0f MiB (block cache %d MiB, data %.0f MiB)\n", i, mib(uint64(b)), *cacheMiB, mib(res.DiskBytes))
+		fmt.Fprintf(stdout, "  memory:          replica %d resident %.0f MiB (cache %d MiB, data %.0f MiB)\n", i, mib(uint64(b)), *cacheMiB, mib(res.DiskBytes))
 	}
 	fmt.Fprintf(stdout, "  pages (50 msgs): cold p50 %.2f ms p99 %.2f ms; warm p50 %.2f ms p99 %.2f ms (%d pages, %d errors; cache hit ratio %.2f)\n",
 		res.ColdPageP50Ms, res.ColdPageP99Ms, res.WarmPageP50Ms, res.WarmPageP99Ms, res.ColdPagesRead, res.PageErrors, res.CacheHitRatio)

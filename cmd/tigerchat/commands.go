@@ -240,20 +240,21 @@ func serveHTTP(ctx context.Context, ln net.Listener, nodes []*node.Node, id tran
 }
 
 // memoryLimitBytes is the soft memory limit a node gives the Go runtime
-// unless GOMEMLIMIT is set: every shard's block cache and decoded
-// idempotency pages (a quarter more) and 64 MiB for its tables' resident
-// pages, WAL buffers and rooms, 168 MiB for the rest of the process, 64
-// MiB more with an edge inside, and 512 bytes for every room past the
-// first 100,000 (a room's metadata is still a Go structure of about 420
-// bytes, docs/storage.md). The heap then stays near what the node needs
-// rather than growing to twice its live size between collections; past
-// the limit the runtime collects more often, and never stops allocating
-// (it is soft). One shard with the default 64 MiB cache gets 312 MiB:
-// with it a replica filled to 1.1×10^7 messages over 10^5 rooms stayed at
-// 314-315 MiB resident at full speed (docs/benchmarks.md). The node
-// raises it as rooms are created (watchMemoryLimit).
+// unless GOMEMLIMIT is set: per shard, the five eighths of its cache
+// (cache_size_bytes) that hold blocks and decoded idempotency pages and
+// 64 MiB for its other tables' resident pages, WAL buffers and rooms; 168
+// MiB for the rest of the process, 64 MiB more with an edge inside, and
+// 512 bytes for every room past the first 100,000 (a room's metadata is
+// still a Go structure of about 420 bytes, docs/storage.md). The heap
+// then stays near what the node needs rather than growing to twice its
+// live size between collections; past the limit the runtime collects
+// more often, and never stops allocating (it is soft). One shard with the
+// default 128 MiB cache gets 312 MiB: with it a replica filled to
+// 1.1×10^7 messages over 10^5 rooms stayed at 314-315 MiB resident at
+// full speed (docs/benchmarks.md). The node raises it as rooms are
+// created (watchMemoryLimit).
 func memoryLimitBytes(cfg *node.ClusterConfig, rooms int, edge bool) int64 {
-	limit := int64(cfg.Shards)*(int64(cfg.CacheSizeBytes)*5/4+64<<20) + 168<<20
+	limit := int64(cfg.Shards)*(int64(cfg.CacheSizeBytes)*5/8+64<<20) + 168<<20
 	if edge {
 		limit += 64 << 20
 	}

@@ -6,12 +6,12 @@ import (
 	"tigerchat/runtime/node"
 )
 
-// The default memory limit: 312 MiB for one shard with the default cache
-// up to 100,000 rooms, more per shard, with an edge inside, and with rooms
+// The default memory limit: 312 MiB for one shard with the default 128
+// MiB cache up to 100,000 rooms, more per shard, with an edge inside, and with rooms
 // past 100,000.
 func TestMemoryLimit(t *testing.T) {
-	one := node.ClusterConfig{Shards: 1, CacheSizeBytes: 64 << 20}
-	three := node.ClusterConfig{Shards: 3, CacheSizeBytes: 64 << 20}
+	one := node.ClusterConfig{Shards: 1, CacheSizeBytes: 128 << 20}
+	three := node.ClusterConfig{Shards: 3, CacheSizeBytes: 128 << 20}
 	for _, c := range []struct {
 		cfg   *node.ClusterConfig
 		rooms int

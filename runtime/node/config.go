@@ -44,7 +44,9 @@ type ClusterConfig struct {
 	ClientsMax          int    `json:"clients_max"`
 	// The grid (docs/storage.md): block slot size, slots per data file
 	// (the file's capacity for state and history; unwritten slots take no
-	// disk space), and the bytes of blocks each replica caches in memory.
+	// disk space), and the bytes each replica of each shard caches in
+	// memory: half of it blocks, an eighth decoded idempotency pages, a
+	// sixty-fourth per table decoded pages of the other tables.
 	BlockSizeBytes int    `json:"block_size_bytes"`
 	GridBlocksMax  uint64 `json:"grid_blocks_max"`
 	CacheSizeBytes int    `json:"cache_size_bytes"`
@@ -95,11 +97,11 @@ func (c *ClusterConfig) ChatLimits() chat.Limits {
 		l = chat.SimLimits()
 	}
 	v := c.vsrConfig(0, 0)
-	// A quarter of the block cache holds decoded idempotency pages.
-	l.DedupPagesCached = max(16, v.CacheSizeBytes/4/grid.TablePageBytesMax)
-	// A thirty-second of it again, per table, holds decoded pages of the
-	// rooms, members, threads and block-index tables.
-	l.TablePagesCached = max(16, v.CacheSizeBytes/32/grid.TablePageBytesMax)
+	// Of the cache (CacheSizeBytes), an eighth holds decoded idempotency
+	// pages and a sixty-fourth, per table, decoded pages of the rooms,
+	// members, threads and block-index tables.
+	l.DedupPagesCached = max(16, c.CacheSizeBytes/8/grid.TablePageBytesMax)
+	l.TablePagesCached = max(16, c.CacheSizeBytes/64/grid.TablePageBytesMax)
 	l.GridReserveBlocks = chat.GridReserveBlocksFor(&v)
 	if n := l.PostBatchCountFit(&v, l.PostBatchCountMax); n > 0 {
 		l.PostBatchCountMax = n
@@ -144,7 +146,7 @@ func (c *ClusterConfig) Defaults() {
 	setInt(&c.MessageSizeMaxBytes, d.MessageSizeMax)
 	setInt(&c.BlockSizeBytes, d.BlockSize)
 	set(&c.GridBlocksMax, d.GridBlocksMax)
-	setInt(&c.CacheSizeBytes, d.CacheSizeBytes)
+	setInt(&c.CacheSizeBytes, 2*d.CacheSizeBytes) // half of it holds blocks: vsrConfig
 	setInt(&c.ClientsMax, d.ClientsMax)
 }
 
@@ -173,7 +175,7 @@ func (c *ClusterConfig) vsrConfig(shard, replica int) vsr.Config {
 	v.MessageSizeMax = c.MessageSizeMaxBytes
 	v.BlockSize = c.BlockSizeBytes
 	v.GridBlocksMax = c.GridBlocksMax
-	v.CacheSizeBytes = c.CacheSizeBytes
+	v.CacheSizeBytes = c.CacheSizeBytes / 2 // the block cache: CacheSizeBytes
 	v.ClientsMax = c.ClientsMax
 	if c.Profile == ProfileSmall {
 		v.ReplySizeMax = vsr.SimConfig(1, 1, 0).ReplySizeMax
