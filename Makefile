@@ -14,7 +14,7 @@ NIGHTLY_START   ?= 0
 NIGHTLY_COUNT   ?= 1000000
 NIGHTLY_OUT     ?= sim-nightly
 
-.PHONY: all build test test-go vet fmt-check run sim sim-swarm sim-nightly clean bench-failover bench bench-history history-nightly test-sdk test-sdk-go test-sdk-js test-sdk-rust chaos chaos-nightly chaos-broken generate
+.PHONY: all build test test-go bench-smoke vet fmt-check run sim sim-swarm sim-nightly clean bench-failover bench bench-history history-nightly test-sdk test-sdk-go test-sdk-js test-sdk-rust chaos chaos-nightly chaos-broken generate
 
 all: build
 
@@ -32,7 +32,7 @@ build:
 # run as ordinary tests), a few hundred simulator swarm seeds, and the Go
 # and JS SDKs' conformance runs. The Rust SDK's (test-sdk-rust) compiles its
 # crates first, minutes on a fresh machine: .ci/run runs it after this.
-test: fmt-check vet test-go sim-swarm test-sdk-go test-sdk-js
+test: fmt-check vet test-go bench-smoke sim-swarm test-sdk-go test-sdk-js
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -43,6 +43,11 @@ vet:
 
 test-go:
 	$(GO) test -count=1 -timeout 420s ./...
+
+# Every Go benchmark once (about 15 s), so that none breaks unnoticed;
+# the figures come from make bench, bench-compare and bench-history.
+bench-smoke:
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 300s ./...
 
 sim-swarm: build
 	./$(BIN)/tigersim -swarm -count $(SWARM_FAST_COUNT)

@@ -189,7 +189,7 @@ func BenchmarkCommitPath(b *testing.B) {
 	var replicas []*Replica
 	for i := 0; i < 3; i++ {
 		cfg := DefaultConfig(9, 3, i)
-		cfg.SlotCount, cfg.CheckpointInterval, cfg.MessageSizeMax, cfg.GridBlocksMax = 256, 64, 64<<10, 256
+		cfg.SlotCount, cfg.CheckpointInterval, cfg.MessageSizeMax, cfg.GridBlocksMax = 256, 64, 128<<10, 256
 		disk := &benchDisk{pool: pool, data: make([]byte, NewLayout(&cfg).SizeBytes)}
 		net := &benchNet{pool: pool, from: model.Address(i)}
 		r, err := New(cfg, Env{Clock: s.Clock(0, 0), Net: net, Disk: disk, PRNG: prng.New(uint64(i))}, &nopMachine{}, Hooks{})
