@@ -64,8 +64,14 @@ type Table struct {
 	lastPage   int                          // the page the last search found (pageOf)
 	// residentScratch: the resident pages being ordered by evict.
 	residentScratch []residentPage
-	cold            int // pages not in memory
-	dirtied         int // pages made dirty or created since the last checkpoint
+	// scratchRefs and scratchKeys: a level's refs and first keys while a
+	// checkpoint writes the level above (Checkpoint); encodeBuf: a page or
+	// index node being encoded.
+	scratchRefs [2][]Ref
+	scratchKeys [2][]string
+	encodeBuf   []byte
+	cold        int // pages not in memory
+	dirtied     int // pages made dirty or created since the last checkpoint
 	// oversizedPieces: per level, what nodes over indexMax would split
 	// into beyond one piece each (countOversized).
 	oversizedPieces []int
@@ -518,26 +524,33 @@ func (t *Table) Checkpoint(g *Grid) Ref {
 		g.Release(ref)
 	}
 	t.dropped = t.dropped[:0]
-	var buf []byte
-	refs := make([]Ref, len(t.pages))
-	keys := make([]string, len(t.pages))
-	for i, page := range t.pages {
+	// Every page's ref and first key, then every level's: in two pairs of
+	// arrays kept from one checkpoint to the next (a table of many pages
+	// would allocate them anew each time).
+	refs, keys := t.scratchRefs[0][:0], t.scratchKeys[0][:0]
+	for _, page := range t.pages {
 		if page.dirty || page.ref.IsZero() {
 			if page.cold {
 				panic("grid: a cold table page is dirty")
 			}
 			g.Release(page.ref)
 			var children []Ref
-			buf, children = page.encode(buf[:0])
-			page.ref = g.Write(KindTableLeaf, children, buf, false)
+			t.encodeBuf, children = page.encode(t.encodeBuf[:0])
+			page.ref = g.Write(KindTableLeaf, children, t.encodeBuf, false)
 			page.dirty = false
 		}
-		refs[i], keys[i] = page.ref, page.firstKey()
+		refs, keys = append(refs, page.ref), append(keys, page.firstKey())
 	}
+	t.scratchRefs[0], t.scratchKeys[0] = refs, keys
 	level := 0
 	for level == 0 || len(refs) > 1 {
-		refs, keys = t.writeLevel(g, level, refs, keys)
+		out := (level + 1) % 2
+		refs, keys = t.writeLevel(g, level, refs, keys, t.scratchRefs[out][:0], t.scratchKeys[out][:0])
+		t.scratchRefs[out], t.scratchKeys[out] = refs, keys
 		level++
+	}
+	for i := range t.scratchKeys {
+		clear(t.scratchKeys[i][:cap(t.scratchKeys[i])]) // keep no page's key alive
 	}
 	for _, old := range t.levels[level:] {
 		for _, n := range old {
@@ -593,19 +606,19 @@ func (t *Table) evict() {
 // is rewritten, split when over the bound, or folded into a neighbour
 // when small, as pages are. Every node then has two children or more
 // (unless the level has one child), so the tree shrinks level by level.
-func (t *Table) writeLevel(g *Grid, level int, refs []Ref, keys []string) ([]Ref, []string) {
+func (t *Table) writeLevel(g *Grid, level int, refs []Ref, keys []string, outRefs []Ref, outKeys []string) ([]Ref, []string) {
 	if level == len(t.levels) {
 		t.levels = append(t.levels, nil)
 	}
 	old := t.levels[level]
 	var next []tableNode
-	var nextKeys []string
-	var data []byte
+	nextKeys := outKeys
 	write := func(lo, hi int) {
-		data = data[:0]
+		data := t.encodeBuf[:0]
 		for _, key := range keys[lo:hi] {
 			data = append(binary.LittleEndian.AppendUint16(data, uint16(len(key))), key...)
 		}
+		t.encodeBuf = data
 		node := tableNode{children: append([]Ref(nil), refs[lo:hi]...)}
 		if hi > lo {
 			node.first = keys[lo]
@@ -647,9 +660,9 @@ func (t *Table) writeLevel(g *Grid, level int, refs []Ref, keys []string) ([]Ref
 		g.Release(n.ref)
 	}
 	t.levels[level] = next
-	out := make([]Ref, len(next))
+	out := outRefs
 	for i := range next {
-		out[i] = next[i].ref
+		out = append(out, next[i].ref)
 	}
 	return out, nextKeys
 }
