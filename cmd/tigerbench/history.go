@@ -44,6 +44,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	minutes := fs.Int("minutes", 60, "bound on the whole run, in `minutes` (1..600)")
 	asJSON := fs.Bool("json", false, "print one JSON line instead of a table")
 	pprofDir := fs.String("pprof", "", "save CPU profiles and execution traces of the edge and the replicas during the warm page reads into `DIR`")
+	embedded := fs.Bool("embedded-edge", false, "run the edge inside replica 0 (tigerchat start -edge) instead of as a tigerchat edge process")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -76,7 +77,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tigerbench:", err)
 		return 1
 	}
-	sys, err := tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: 1, Log: stderr, PprofDir: *pprofDir,
+	sys, err := tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: 1, Log: stderr, PprofDir: *pprofDir, EmbeddedEdge: *embedded,
 		Tweak: func(c *node.ClusterConfig) {
 			c.CacheSizeBytes = *cacheMiB << 20
 			c.GridBlocksMax = 1 << 22 // 10^7 keys in the idempotency window take about 400,000 slots
