@@ -40,7 +40,8 @@
 //	    overlapped one of another file (stalls of the whole device).
 //
 //	tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-body-bytes N]
-//	                   [-writers N] [-batch N] [-pages N] [-cache-mib M] [-minutes M] [-json]
+//	                   [-writers N] [-batch N] [-pages N] [-cache-mib M] [-minutes M]
+//	                   [-pprof DIR] [-embedded-edge] [-json]
 //	    history at scale: fills one shard (3 replicas and an edge), then
 //	    bytes on disk per message, resident memory, checkpoint bytes
 //	    against bytes changed, cold and warm 50-message pages through the
@@ -108,7 +109,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runIdle(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "failover" {
-		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover|curve] [-seconds S] ... | tigerbench failover [-trials N] [-json] [-v] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json] | tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-pages N] [-json] | tigerbench sdk [-sdks raw,go,go-default,node,rust] [-conns N] [-inflight N] [-seconds S] [-json] | tigerbench idle [-seconds S] [-shards N] [-subscribed-rooms R] [-pprof DIR] [-json]")
+		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover|curve] [-seconds S] ... | tigerbench failover [-trials N] [-json] [-v] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json] | tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-pages N] [-pprof DIR] [-embedded-edge] [-json] | tigerbench sdk [-sdks raw,go,go-default,node,rust] [-conns N] [-inflight N] [-seconds S] [-json] | tigerbench idle [-seconds S] [-shards N] [-subscribed-rooms R] [-pprof DIR] [-json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("tigerbench failover", flag.ContinueOnError)
