@@ -147,3 +147,50 @@ func TestRoomRetriesFoldIntoOnePost(t *testing.T) {
 		})
 	}
 }
+
+// ResolvePosts settles unknown posts from the room's final log, and the
+// check then holds them to it: a post the log holds is placed at its seq,
+// one it lacks is gone, rooms without a final log are untouched, and a
+// history that contradicts the final log fails.
+func TestResolvePosts(t *testing.T) {
+	ops := []RoomOp{
+		postUnknown(0, 1, "a", 0),
+		postUnknown(1, 1, "b", 0),
+		postUnknown(2, 1, "c", 0),
+		postUnknown(3, 2, "x", 0),
+		readRoom(4, 1, 50, 51, "b", "a"),
+	}
+	final := map[uint64]map[string]uint64{1: {"b": 1, "a": 2}}
+	got := ResolvePosts(ops, final)
+	if len(got) != 4 {
+		t.Fatalf("%d ops after resolving, want 4 (c never took effect)", len(got))
+	}
+	for _, op := range got {
+		switch {
+		case op.IdempotencyKey == "a" && (!op.Unknown || !op.SeqKnown || op.Seq != 2),
+			op.IdempotencyKey == "b" && (!op.SeqKnown || op.Seq != 1),
+			op.IdempotencyKey == "x" && op.SeqKnown:
+			t.Fatalf("resolved %+v", op)
+		}
+	}
+	if res := CheckRooms(got, testTimeout); !res.Ok {
+		t.Fatalf("resolved history: %+v", res)
+	}
+	// The final log says a came first, the read saw b first: illegal once
+	// resolved, though legal with both outcomes left open.
+	wrong := map[uint64]map[string]uint64{1: {"a": 1, "b": 2}}
+	if res := CheckRooms(ops, testTimeout); !res.Ok {
+		t.Fatalf("unresolved history: %+v", res)
+	}
+	if res := CheckRooms(ResolvePosts(ops, wrong), testTimeout); res.Ok {
+		t.Fatal("a resolution the read contradicts passed")
+	}
+	// A retry of a held key gets the held seq, not another.
+	retry := []RoomOp{postUnknown(0, 1, "a", 0), post(0, 1, "a", 5, 6, 1)}
+	if res := CheckRooms(ResolvePosts(retry, map[uint64]map[string]uint64{1: {"a": 1}}), testTimeout); !res.Ok {
+		t.Fatalf("retry of a held key: %+v", res)
+	}
+	if res := CheckRooms(ResolvePosts(retry, map[uint64]map[string]uint64{1: {"a": 2}}), testTimeout); res.Ok {
+		t.Fatal("a retry acknowledged at another seq than the log holds passed")
+	}
+}

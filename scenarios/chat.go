@@ -433,7 +433,11 @@ func (s *chatSubject) Check(c *Cluster) []string {
 			out = append(out, fmt.Sprintf("shard %d durability: %s", sh, msg))
 		}
 	}
-	if res := checker.CheckRooms(s.work.history, LinearizeBounds); !res.Ok {
+	history := s.work.history
+	if s.audit.final != nil {
+		history = checker.ResolvePosts(history, s.audit.final)
+	}
+	if res := checker.CheckRooms(history, LinearizeBounds); !res.Ok {
 		out = append(out, fmt.Sprintf("linearizability: %s: %s", s.work.describeLog(res.Key), res.Info))
 	}
 	out = append(out, s.checkStates()...)

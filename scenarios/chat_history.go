@@ -29,6 +29,11 @@ type chatHistoryAudit struct {
 	logs     map[chatAuditLog][]chat.Message
 	order    []chatAuditLog // the logs in the order their reads started
 	messages int            // messages read, over all replicas
+	// final maps each audited log (chatWorkload.logID) to its keys' seqs,
+	// when the audit found nothing wrong: every message that ever took
+	// effect, which settles the posts of unknown outcome for the
+	// linearizability check (checker.ResolvePosts).
+	final map[uint64]map[string]uint64
 }
 
 type chatAuditLog struct {
@@ -121,6 +126,14 @@ func (s *chatSubject) finishAudit() {
 		checked[ref] = true
 		a.problems = append(a.problems, s.auditLog(room, key.thread, log, keysByRoom)...)
 		s.delivery.audited(room, key.thread, log)
+		keys := make(map[string]uint64, len(log))
+		for _, msg := range log {
+			keys[msg.Key] = msg.Seq
+		}
+		if a.final == nil {
+			a.final = map[uint64]map[string]uint64{}
+		}
+		a.final[s.work.logID(room, key.thread)] = keys
 	}
 	// Every acknowledged post, and every message a read saw, is there.
 	for _, room := range s.work.rooms {
@@ -134,6 +147,9 @@ func (s *chatSubject) finishAudit() {
 					room.tenant, room.id, k.key, k.seq))
 			}
 		}
+	}
+	if len(a.problems) > 0 {
+		a.final = nil // the logs are not to be trusted: the check keeps every unknown post open
 	}
 	s.metrics["history_audit_messages"] = append(s.metrics["history_audit_messages"], float64(a.messages))
 	for i, n := range s.nodes {
