@@ -62,9 +62,6 @@ type Table struct {
 	loading    map[*tablePage][]func(error) // cold pages being read, and who waits for them
 	generation uint64                       // advanced by Open: a read started before it is dropped
 	lastPage   int                          // the page the last search found (pageOf)
-	memo       []pageMemo                   // where searches found keys' pages (pageOf), by memoSlot
-	splits     uint64                       // pages split, ever (pageMemo)
-	removals   uint64                       // pages removed or replaced, ever (pageMemo)
 	// residentScratch: the resident pages being ordered by evict.
 	residentScratch []residentPage
 	// scratchRefs and scratchKeys: a level's refs and first keys while a
@@ -372,7 +369,6 @@ func (t *Table) split(p, at int) {
 	t.pages = append(t.pages, nil)
 	copy(t.pages[p+2:], t.pages[p+1:])
 	t.pages[p+1] = right
-	t.splits++
 	if page.size > t.pageMax() || right.size > t.pageMax() {
 		panic("grid: a table page split leaves a page over its size")
 	}
@@ -455,7 +451,6 @@ func commonPrefix(a, b string) int {
 }
 
 func (t *Table) removePage(p int) {
-	t.removals++
 	if !t.pages[p].ref.IsZero() {
 		t.dropped = append(t.dropped, t.pages[p].ref)
 	}
@@ -1048,83 +1043,13 @@ func (t *Table) RangeResident(lo, hi string) bool {
 // post prefetches its key, looks it up and sets it, and a scan or a run
 // of keys in order stays on one page. The answer does not depend on the
 // hint, only the work does.
-//
-// Then the page a search found for this very key, if one did since the
-// pages last moved left (pageMemo): a post's key is searched when the
-// prepare is prefetched, and looked up when it is applied after the
-// prepare's other keys.
 func (t *Table) pageOf(key string) int {
-	if t.holds(t.lastPage, key) {
-		return t.lastPage
-	}
-	slot := memoSlot(key)
-	if t.memo != nil {
-		if p, ok := t.memo[slot].find(t, key); ok {
-			t.lastPage = p
-			return p
-		}
+	if p := t.lastPage; p < len(t.pages) && (p == 0 || t.pages[p].first <= key) && (p+1 == len(t.pages) || key < t.pages[p+1].first) {
+		return p
 	}
 	p := max(0, sort.Search(len(t.pages), func(i int) bool { return t.pages[i].firstKey() > key })-1)
 	t.lastPage = p
-	if len(t.pages) > 0 {
-		if t.memo == nil {
-			t.memo = make([]pageMemo, pageMemoSlots)
-		}
-		t.memo[slot] = pageMemo{key: key, page: t.pages[p], index: p, splits: t.splits, removals: t.removals}
-	}
 	return p
-}
-
-// holds reports whether page p is the one that holds or would hold key:
-// the last whose first key is at or below it (page 0 takes smaller keys).
-func (t *Table) holds(p int, key string) bool {
-	return p < len(t.pages) && (p == 0 || t.pages[p].first <= key) && (p+1 == len(t.pages) || key < t.pages[p+1].first)
-}
-
-// pageMemo is where a search found a key's page. Between checkpoints
-// pages only split, each split moving the pages after it one place right
-// (and perhaps moving the key to the new page): so the page is found again
-// within as many places as splits since, and the key's page within as
-// many again. Anything else that moves pages (compact, Open) counts a
-// removal, which voids every memo.
-type pageMemo struct {
-	key      string
-	page     *tablePage
-	index    int
-	splits   uint64
-	removals uint64
-}
-
-// pageMemoSlots bounds a table's memos (a power of two).
-const pageMemoSlots = 256
-
-// memoSlot hashes the end of key (where keys of one range differ).
-func memoSlot(key string) int {
-	h := uint32(2166136261)
-	for i := max(0, len(key)-16); i < len(key); i++ {
-		h = (h ^ uint32(key[i])) * 16777619
-	}
-	return int(h & (pageMemoSlots - 1))
-}
-
-// find is the page of key from the memo, if the memo is for key and still
-// places it; a miss leaves the search to pageOf.
-func (m *pageMemo) find(t *Table, key string) (int, bool) {
-	if m.page == nil || m.removals != t.removals || m.key != key {
-		return 0, false
-	}
-	moved := int(min(t.splits-m.splits, uint64(len(t.pages))))
-	p := m.index
-	for p < len(t.pages) && p <= m.index+moved && t.pages[p] != m.page {
-		p++
-	}
-	if p >= len(t.pages) || t.pages[p] != m.page {
-		return 0, false
-	}
-	for steps := 0; steps < moved && p+1 < len(t.pages) && t.pages[p+1].first <= key; steps++ {
-		p++
-	}
-	return p, t.holds(p, key)
 }
 
 // Evict makes the least recently used pages cold until at most
@@ -1163,7 +1088,6 @@ func (t *Table) openPages(refs []Ref, blocks []Block) error {
 		pages[i] = page
 	}
 	t.pages = pages
-	t.removals++ // memos name pages of another table
 	if len(t.levels) == 0 {
 		return ErrTableMalformed // a table always has an index node above its pages
 	}
