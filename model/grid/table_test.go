@@ -533,3 +533,65 @@ func TestTableInOrderKeysFillPages(t *testing.T) {
 	}
 
 }
+
+// TestTablePageOfMatchesSearch: the page pageOf tries first (the last one
+// found) never changes its answer: across splits, deletes and checkpoints
+// that fold and drop pages, every lookup matches a binary search.
+func TestTablePageOfMatchesSearch(t *testing.T) {
+	g, d := newTestGrid(t, nil)
+	var tb Table
+	r := prng.New(11)
+	var keys []string
+	pagesMax := 0
+	search := func(key string) int {
+		return max(0, sort.Search(len(tb.pages), func(i int) bool { return tb.pages[i].first > key })-1)
+	}
+	check := func(key string) {
+		t.Helper()
+		if got, want := tb.pageOf(key), search(key); got != want {
+			t.Fatalf("pageOf(%q) = %d, search says %d (%d pages)", key, got, want, len(tb.pages))
+		}
+	}
+	for round := 0; round < 20; round++ {
+		for i := 0; i < 500; i++ {
+			var key string
+			if r.Uint64()%2 == 0 {
+				key = fmt.Sprintf("w-%02d-%06d", r.Uint64()%8, round*500+i) // runs in order
+			} else {
+				key = fmt.Sprintf("r-%016x", r.Uint64())
+			}
+			check(key) // as a prefetch would
+			keys = append(keys, key)
+			if len(keys) > 3 {
+				check(keys[r.Uint64()%uint64(len(keys))])
+			}
+			tb.Set(TableItem{Key: key, Value: make([]byte, 20+int(r.Uint64()%60))})
+			check(key)
+			pagesMax = max(pagesMax, len(tb.pages))
+			if r.Uint64()%10 == 0 {
+				k := keys[r.Uint64()%uint64(len(keys))]
+				tb.Delete(k)
+				check(k)
+			}
+		}
+		if round%3 == 2 {
+			tableCheckpoint(t, g, d, &tb)
+			for _, k := range keys[max(0, len(keys)-50):] {
+				check(k)
+			}
+		}
+	}
+	// Then most keys go, and the checkpoint drops and folds their pages.
+	for i, k := range keys {
+		if i%10 != 0 {
+			tb.Delete(k)
+		}
+	}
+	tableCheckpoint(t, g, d, &tb)
+	for _, k := range keys {
+		check(k)
+	}
+	if pagesMax < 50 || len(tb.pages) > pagesMax/4 {
+		t.Fatalf("%d pages at most, %d at the end: the test did not split and fold pages", pagesMax, len(tb.pages))
+	}
+}
