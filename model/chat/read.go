@@ -228,9 +228,9 @@ func (p *readPlan) take(m *Machine, i int, blk grid.Block) error {
 	b := p.blocks[i]
 	var entries []entry
 	if b.ref.Kind == grid.KindMessageRuns {
-		entries, err = decodeRunsBlockRange(data, roomKey(p.tenant, p.room), p.thread, p.lo, p.hi, nil)
+		entries, err = decodeRunsBlockRange(data, roomKey(p.tenant, p.room), p.thread, p.lo, p.hi)
 	} else {
-		entries, err = decodeMessageBlockRange(data, p.thread, p.lo, p.hi, nil)
+		entries, err = decodeMessageBlockRange(data, p.thread, p.lo, p.hi)
 	}
 	if err != nil {
 		return err

@@ -54,19 +54,19 @@ func appendMessageBlock(b []byte, entries []entry) []byte {
 // decodeRunsBlock finds the run of log (rk, thread) in the data of a
 // shared block and decodes it.
 func decodeRunsBlock(data []byte, rk string, thread uint64) ([]entry, error) {
-	return decodeRunsBlockRange(data, rk, thread, 0, math.MaxUint64, nil)
+	return decodeRunsBlockRange(data, rk, thread, 0, math.MaxUint64)
 }
 
 // decodeRunsBlockRange is decodeRunsBlock keeping only the seqs in
-// [lo, hi] (appended to out).
-func decodeRunsBlockRange(data []byte, rk string, thread, lo, hi uint64, out []entry) ([]entry, error) {
+// [lo, hi] (decodeMessageBlockRange).
+func decodeRunsBlockRange(data []byte, rk string, thread, lo, hi uint64) ([]entry, error) {
 	rd := reader{b: data}
 	n := int(rd.u32())
 	for i := 0; i < n && !rd.bad; i++ {
 		key, t, size := rd.str(), rd.u64(), int(rd.u32())
 		run := rd.take(size)
 		if !rd.bad && string(key) == rk && t == thread {
-			return decodeMessageBlockRange(run, thread, lo, hi, out)
+			return decodeMessageBlockRange(run, thread, lo, hi)
 		}
 	}
 	return nil, errMessageBlock
@@ -74,20 +74,21 @@ func decodeRunsBlockRange(data []byte, rk string, thread, lo, hi uint64, out []e
 
 // decodeMessageBlock decodes block data of log thread.
 func decodeMessageBlock(data []byte, thread uint64) ([]entry, error) {
-	return decodeMessageBlockRange(data, thread, 0, math.MaxUint64, nil)
+	return decodeMessageBlockRange(data, thread, 0, math.MaxUint64)
 }
 
 // decodeMessageBlockRange checks the whole of block data of log thread
-// and appends to out the messages with seqs in [lo, hi]: a page read
+// and returns the messages with seqs in [lo, hi]: a page read
 // copies out its 50 messages, not the block's hundreds. The first and
 // last messages of the block are always decoded (the caller checks them
 // against the block's index item).
-func decodeMessageBlockRange(data []byte, thread, lo, hi uint64, out []entry) ([]entry, error) {
+func decodeMessageBlockRange(data []byte, thread, lo, hi uint64) ([]entry, error) {
 	rd := reader{b: data}
 	n := int(rd.u32())
 	if rd.bad || n == 0 || n > len(data)/messageWireFixed {
 		return nil, errMessageBlock
 	}
+	var out []entry
 	var prev uint64
 	for i := 0; i < n; i++ {
 		seq, prevHash, hash := rd.u64(), rd.hash(), rd.hash()
@@ -153,6 +154,9 @@ func (m *Machine) sealLog(g *grid.Grid, r *room, thread uint64, s *logStore) {
 	}
 	size := 4
 	for i := range run {
+		if run[i].thread != thread {
+			panic("chat: a room without threads holds a thread's message")
+		}
 		size += entryWireSize(&run[i])
 	}
 	if len(run) == 0 {
