@@ -168,6 +168,7 @@ func (m *Machine) replayDedupLog(g *grid.Grid, t *grid.Table, runs []grid.Ref, d
 			for _, it := range items {
 				t.Set(it)
 			}
+			m.dedupReplayed = len(items)
 		}
 		done(err)
 	}

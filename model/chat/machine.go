@@ -46,6 +46,7 @@ type Machine struct {
 	dedupRuns       []grid.Ref
 	dedupIntervals  int    // checkpoints since the table was written
 	dedupWriteNext  bool   // the next checkpoint writes the table (a Restore replaced it)
+	dedupReplayed   int    // items the last Open set again from the log
 	prefetchCreates bool   // a creation was prefetched in this prepare (dedup.go)
 	prefetchPending int    // table pages being read for the prepare
 	prefetchWaiter  func() // VSR's, called when they are in memory

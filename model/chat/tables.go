@@ -120,6 +120,12 @@ func (m *Machine) TablePagesCold() (n int) {
 	return n
 }
 
+// DedupLogBlocks counts the item log blocks the last checkpoint names
+// (dedup_log.go), and DedupItemsReplayed the items the last Open set again
+// from them (simulator metrics).
+func (m *Machine) DedupLogBlocks() int     { return len(m.dedupRuns) }
+func (m *Machine) DedupItemsReplayed() int { return m.dedupReplayed }
+
 // SharedBlocks counts the shared message blocks logs hold runs of (for
 // metrics and the simulator).
 func (m *Machine) SharedBlocks() int { return len(m.sharedRuns) }
