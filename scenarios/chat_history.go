@@ -159,8 +159,6 @@ func (s *chatSubject) finishAudit() {
 			s.metrics["grid_blocks_per_cache"] = append(s.metrics["grid_blocks_per_cache"], float64(st.BlocksUsed)/cacheBlocks)
 			s.metrics["table_pages_cold"] = append(s.metrics["table_pages_cold"], float64(n.machines[sh].TablePagesCold()))
 			s.metrics["shared_blocks"] = append(s.metrics["shared_blocks"], float64(n.machines[sh].SharedBlocks()))
-			s.metrics["dedup_log_blocks"] = append(s.metrics["dedup_log_blocks"], float64(n.machines[sh].DedupLogBlocks()))
-			s.metrics["dedup_items_replayed"] = append(s.metrics["dedup_items_replayed"], float64(n.machines[sh].DedupItemsReplayed()))
 		}
 	}
 }

@@ -101,10 +101,7 @@ func (m *Machine) checkpointBlocksMax(g *grid.Grid, more cost) int {
 	for t := range m.tables {
 		n += m.tables[t].CheckpointBlocksMax(g.Config(), c.items[t])
 	}
-	// The idempotency items set since the last checkpoint go to the table
-	// (its bound above counts the pages changed since it was last
-	// written) or to item log blocks (dedup_log.go).
-	return n + dedupLogBlocksFor(g, m.dedupLogItems+more.items[tableDedup])
+	return n
 }
 
 // admit reports whether an operation that may make the next checkpoint

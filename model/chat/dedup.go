@@ -89,9 +89,7 @@ func (m *Machine) lookupKey(r *room, key []byte, nowNs int64) (dedupEntry, bool)
 // recordKey stores key's entry in room r, replacing an expired one.
 func (m *Machine) recordKey(r *room, key []byte, e *dedupEntry) {
 	m.valueBuf = e.encode(m.valueBuf)
-	k := m.dedupItemKey(r, key)
-	m.tables[tableDedup].Set(grid.TableItem{Key: k, Value: m.valueBuf})
-	m.logKey(k, m.valueBuf)
+	m.tables[tableDedup].Set(grid.TableItem{Key: m.dedupItemKey(r, key), Value: m.valueBuf})
 }
 
 // dedupItemKey is the item key of key in room r. A post looks its key up

@@ -12,16 +12,15 @@ import (
 // testLimits are small, so tests reach every limit in a few operations.
 func testLimits() Limits {
 	return Limits{
-		BodySizeMax:           64,
-		TenantsMax:            2,
-		RoomsMax:              6,
-		RoomsPerTenantMax:     4,
-		MembersPerRoomMax:     3,
-		ThreadsPerRoomMax:     2,
-		IdempotencyWindowNs:   1000,
-		ReadReplySizeMax:      1024,
-		PostBatchCountMax:     4,
-		DedupWriteCheckpoints: 3,
+		BodySizeMax:         64,
+		TenantsMax:          2,
+		RoomsMax:            6,
+		RoomsPerTenantMax:   4,
+		MembersPerRoomMax:   3,
+		ThreadsPerRoomMax:   2,
+		IdempotencyWindowNs: 1000,
+		ReadReplySizeMax:    1024,
+		PostBatchCountMax:   4,
 	}
 }
 

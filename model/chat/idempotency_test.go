@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"testing"
 
-	"tigerchat/model/grid"
 	"tigerchat/model/prng"
 )
 
@@ -95,10 +94,8 @@ func TestDedupColdPages(t *testing.T) {
 		}
 		hc.checkpoint()
 		ha.checkpoint()
-		// The pages changed since the table was last written stay until
-		// it is written again (dedup_log.go).
-		if n, dirty := hc.m.tables[tableDedup].Resident(), hc.m.tables[tableDedup].Dirtied(); n > 2+dirty || hc.m.dedupIntervals == 0 && n > 2 {
-			t.Fatalf("%d idempotency pages resident, %d of them changed since the table was written, bound 2 more", n, dirty)
+		if n := hc.m.tables[tableDedup].Resident(); n > 2 {
+			t.Fatalf("%d idempotency pages resident, bound 2", n)
 		}
 		if round == 6 { // delete and create again: the new room forgets the keys
 			for _, h := range []*harness{hc, ha} {
@@ -159,9 +156,7 @@ func TestDedupClockGoesBack(t *testing.T) {
 // land all over the range and the checkpoint rewrites a page for most.
 func TestDedupOrderedKeysWriteFewPages(t *testing.T) {
 	written := func(key func(i int) string) uint64 {
-		l := testLimits()
-		l.DedupWriteCheckpoints = 1 // the table is written at every checkpoint
-		h := newHarness(t, l)
+		h := newHarness(t, testLimits())
 		h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)
 		for i := 0; i < 5000; i++ {
 			h.mustPost("acme", "alice", "r", 0, fmt.Sprintf("k%08d", i), "x")
@@ -179,44 +174,5 @@ func TestDedupOrderedKeysWriteFewPages(t *testing.T) {
 	random := written(func(int) string { return fmt.Sprintf("k%08d-%x", p.Uint64()%5000, p.Uint64()) })
 	if ordered > 30 || random < 4*ordered {
 		t.Fatalf("a checkpoint after 200 posts wrote %d blocks for ordered keys, %d for random ones", ordered, random)
-	}
-}
-
-// TestDedupLogWritesPagesOnce: 64 writers that each count their own keys
-// insert at 64 places in the idempotency table. Written at every
-// checkpoint, the table rewrites a page per writer each time; with the
-// items logged between writes (dedup_log.go), each page is written once
-// per table write, and the checkpoints write at most half the bytes.
-func TestDedupLogWritesPagesOnce(t *testing.T) {
-	written := func(writeCheckpoints int) (table, log uint64) {
-		l := testLimits()
-		l.IdempotencyWindowNs = 1 << 60
-		l.DedupWriteCheckpoints = writeCheckpoints
-		h := newHarness(t, l)
-		h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)
-		h.checkpoint()
-		counters := make([]int, 64)
-		var table0, log0 uint64
-		for cp := 0; cp < 16; cp++ {
-			if cp == 8 {
-				s := h.grid.Stats.KindBytesWritten
-				table0, log0 = s[grid.KindTableLeaf]+s[grid.KindTableIndex], s[grid.KindItemLog]
-			}
-			for i := 0; i < 320; i++ {
-				w := i % len(counters)
-				counters[w]++
-				h.mustPost("acme", "alice", "r", 0, fmt.Sprintf("writer-%02d-%d", w, counters[w]), "x")
-			}
-			h.checkpoint()
-		}
-		s := h.grid.Stats.KindBytesWritten
-		return s[grid.KindTableLeaf] + s[grid.KindTableIndex] - table0, s[grid.KindItemLog] - log0
-	}
-	eachTable, eachLog := written(1)
-	logTable, logLog := written(8)
-	t.Logf("8 checkpoints of 320 posts by 64 writers: table written at each: %d bytes; every 8th: %d bytes of pages and %d of item logs",
-		eachTable, logTable, logLog)
-	if eachLog != 0 || logLog == 0 || 2*(logTable+logLog) > eachTable {
-		t.Fatalf("table written at each checkpoint: %d bytes (%d logged); every 8th: %d + %d logged", eachTable, eachLog, logTable, logLog)
 	}
 }

@@ -56,11 +56,6 @@ type Limits struct {
 	// before a prepare that needs them is applied (dedup.go). It changes
 	// memory and I/O, never a reply.
 	DedupPagesCached int
-	// DedupWriteCheckpoints: the idempotency table is written at most
-	// every that many checkpoints (1: at each), and the items set between
-	// as a log (dedup_log.go). It changes what a checkpoint writes and how
-	// long Open takes, never a reply.
-	DedupWriteCheckpoints int
 	// TablePagesCached bounds the pages of each of the rooms, members,
 	// threads and block-index tables kept in memory after a checkpoint (0:
 	// all of them). Those tables change only at checkpoints, from the rooms
@@ -105,9 +100,6 @@ const (
 	IdempotencyWindowNsDefault = 24 * 3600 * 1_000_000_000
 	// DedupPagesCachedDefault: 4096 one-sector pages, 16 MiB per shard.
 	DedupPagesCachedDefault = 4096
-	// DedupWriteCheckpointsDefault: the table's pages are written at most
-	// every 8 checkpoints, the items between as a log.
-	DedupWriteCheckpointsDefault = 8
 	// TablePagesCachedDefault: 512 one-sector pages per table, 8 MiB per
 	// shard for the four tables.
 	TablePagesCachedDefault = 512
@@ -121,19 +113,18 @@ const (
 // DefaultLimits fits vsr.DefaultConfig.
 func DefaultLimits() Limits {
 	return Limits{
-		BodySizeMax:           BodySizeMaxDefault,
-		TenantsMax:            TenantsMaxDefault,
-		RoomsMax:              RoomsMaxDefault,
-		RoomsPerTenantMax:     RoomsPerTenantMaxDefault,
-		MembersPerRoomMax:     MembersPerRoomMaxDefault,
-		ThreadsPerRoomMax:     ThreadsPerRoomMaxDefault,
-		IdempotencyWindowNs:   IdempotencyWindowNsDefault,
-		DedupPagesCached:      DedupPagesCachedDefault,
-		DedupWriteCheckpoints: DedupWriteCheckpointsDefault,
-		TablePagesCached:      TablePagesCachedDefault,
-		ReadReplySizeMax:      ReadReplySizeMaxDefault,
-		PostBatchCountMax:     PostBatchCountMaxDefault,
-		GridReserveBlocks:     3*16_384 + 64,
+		BodySizeMax:         BodySizeMaxDefault,
+		TenantsMax:          TenantsMaxDefault,
+		RoomsMax:            RoomsMaxDefault,
+		RoomsPerTenantMax:   RoomsPerTenantMaxDefault,
+		MembersPerRoomMax:   MembersPerRoomMaxDefault,
+		ThreadsPerRoomMax:   ThreadsPerRoomMaxDefault,
+		IdempotencyWindowNs: IdempotencyWindowNsDefault,
+		DedupPagesCached:    DedupPagesCachedDefault,
+		TablePagesCached:    TablePagesCachedDefault,
+		ReadReplySizeMax:    ReadReplySizeMaxDefault,
+		PostBatchCountMax:   PostBatchCountMaxDefault,
+		GridReserveBlocks:   3*16_384 + 64,
 	}
 }
 
@@ -141,20 +132,19 @@ func DefaultLimits() Limits {
 // the simulator hits every chat limit often.
 func SimLimits() Limits {
 	return Limits{
-		BodySizeMax:           256,
-		TenantsMax:            4,
-		RoomsMax:              8,
-		RoomsPerTenantMax:     4,
-		MembersPerRoomMax:     8,
-		ThreadsPerRoomMax:     4,
-		IdempotencyWindowNs:   IdempotencyWindowNsDefault,
-		DedupPagesCached:      2,
-		DedupWriteCheckpoints: 3,
-		TablePagesCached:      1,
-		TablePageBytesMax:     TablePageBytesMin,
-		ReadReplySizeMax:      8 << 10,
-		PostBatchCountMax:     8,
-		GridReserveBlocks:     3*16 + 64,
+		BodySizeMax:         256,
+		TenantsMax:          4,
+		RoomsMax:            8,
+		RoomsPerTenantMax:   4,
+		MembersPerRoomMax:   8,
+		ThreadsPerRoomMax:   4,
+		IdempotencyWindowNs: IdempotencyWindowNsDefault,
+		DedupPagesCached:    2,
+		TablePagesCached:    1,
+		TablePageBytesMax:   TablePageBytesMin,
+		ReadReplySizeMax:    8 << 10,
+		PostBatchCountMax:   8,
+		GridReserveBlocks:   3*16 + 64,
 	}
 }
 
@@ -191,8 +181,6 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("chat: grid reserve blocks %d must not be negative", l.GridReserveBlocks)
 	case l.DedupPagesCached < 0:
 		return fmt.Errorf("chat: dedup pages cached %d must not be negative", l.DedupPagesCached)
-	case l.DedupWriteCheckpoints < 1 || l.DedupWriteCheckpoints > 1024:
-		return fmt.Errorf("chat: dedup write checkpoints %d outside [1, 1024]", l.DedupWriteCheckpoints)
 	case l.TablePagesCached < 0:
 		return fmt.Errorf("chat: table pages cached %d must not be negative", l.TablePagesCached)
 	case l.TablePageBytesMax != 0 && (l.TablePageBytesMax < TablePageBytesMin || l.TablePageBytesMax > grid.TablePageBytesMax):

@@ -36,17 +36,9 @@ type Machine struct {
 	packer       sharedPacker           // short runs being packed at a checkpoint (store.go)
 	sharedRuns   map[uint64]int         // per shared block (address), the runs logs hold of it (store.go)
 
-	dedupBuf     []byte // an idempotency item's key being encoded
-	dedupKeyLast string // the last one made a string (dedupItemKey)
-	valueBuf     []byte // an idempotency item's value being encoded
-	// The idempotency items set since the last checkpoint, and the item
-	// log blocks written since the table was (dedup_log.go).
-	dedupLog        []byte
-	dedupLogItems   int
-	dedupRuns       []grid.Ref
-	dedupIntervals  int    // checkpoints since the table was written
-	dedupWriteNext  bool   // the next checkpoint writes the table (a Restore replaced it)
-	dedupReplayed   int    // items the last Open set again from the log
+	dedupBuf        []byte // an idempotency item's key being encoded
+	dedupKeyLast    string // the last one made a string (dedupItemKey)
+	valueBuf        []byte // an idempotency item's value being encoded
 	prefetchCreates bool   // a creation was prefetched in this prepare (dedup.go)
 	prefetchPending int    // table pages being read for the prepare
 	prefetchWaiter  func() // VSR's, called when they are in memory

@@ -162,7 +162,6 @@ func (m *Machine) Restore(snapshot []byte) error {
 	m.growth.unbounded = true // every item is written again: not counted per operation
 	m.rooms, m.tenants, m.roomsCreated = next.rooms, next.tenants, next.roomsCreated
 	m.tables[tableDedup] = next.tables[tableDedup]
-	m.dedupLog, m.dedupLogItems, m.dedupWriteNext = m.dedupLog[:0], 0, true // the new table is written whole
 	m.restoreShared()
 	m.prefetchPending, m.prefetchWaiter, m.prefetchCreates = 0, nil, false // reads of the replaced table never end
 	m.rebuildMemberOf()

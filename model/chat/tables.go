@@ -30,10 +30,7 @@ import (
 // items leave their pages clean). The idempotency table is the source of
 // truth itself, changed by each post and only partly in memory (dedup.go).
 // The checkpoint root (KindRoom) has data = u8 mask of the tables present |
-// rooms_created u64 | dedup_intervals u32 | dedup_logs u32, and children =
-// the tables' roots, in order, then the idempotency items' log blocks
-// (dedup_log.go). A root of 9 bytes (written before the log) has neither
-// count and no log.
+// rooms_created u64, and children = their roots, in order.
 const (
 	tableRooms = iota
 	tableMembers
@@ -120,12 +117,6 @@ func (m *Machine) TablePagesCold() (n int) {
 	return n
 }
 
-// DedupLogBlocks counts the item log blocks the last checkpoint names
-// (dedup_log.go), and DedupItemsReplayed the items the last Open set again
-// from them (simulator metrics).
-func (m *Machine) DedupLogBlocks() int     { return len(m.dedupRuns) }
-func (m *Machine) DedupItemsReplayed() int { return m.dedupReplayed }
-
 // SharedBlocks counts the shared message blocks logs hold runs of (for
 // metrics and the simulator).
 func (m *Machine) SharedBlocks() int { return len(m.sharedRuns) }
@@ -186,24 +177,14 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 	var mask byte
 	var children []grid.Ref
 	for t := range m.tables {
-		var ref grid.Ref
-		if t == tableDedup {
-			ref = m.checkpointDedup(g)
-		} else {
-			ref = m.tables[t].Checkpoint(g)
-		}
-		if !ref.IsZero() {
+		if ref := m.tables[t].Checkpoint(g); !ref.IsZero() {
 			mask |= 1 << t
 			children = append(children, ref)
 		}
 	}
-	children = append(children, m.dedupRuns...)
 	m.prefetchEpoch++ // pages went cold
 	g.Release(m.root)
-	le := binary.LittleEndian
-	data := le.AppendUint64([]byte{mask}, m.roomsCreated)
-	data = le.AppendUint32(le.AppendUint32(data, uint32(m.dedupIntervals)), uint32(len(m.dedupRuns)))
-	m.root = g.WriteNode(grid.KindRoom, children, data, false)
+	m.root = g.WriteNode(grid.KindRoom, children, binary.LittleEndian.AppendUint64([]byte{mask}, m.roomsCreated), false)
 	if written := int(g.Stats.BlocksAcquired - acquired); written > bound && !m.growth.unbounded {
 		panic(fmt.Sprintf("chat: a checkpoint acquired %d blocks, above the %d its writes were admitted against", written, bound))
 	}
@@ -281,23 +262,13 @@ func appendIndexItems(items []grid.TableItem, prefix string, thread uint64, s *l
 func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 	m.grid = g
 	g.ReadNode(root, func(children []grid.Ref, data []byte, err error) {
-		if err == nil && (root.Kind != grid.KindRoom || len(data) != 9 && len(data) != 17) {
+		if err == nil && (root.Kind != grid.KindRoom || len(data) != 9) {
 			err = errTablesMalformed
 		}
 		if err != nil {
 			done(err)
 			return
 		}
-		intervals, logs := 0, 0
-		if len(data) == 17 {
-			intervals, logs = int(binary.LittleEndian.Uint32(data[9:])), int(binary.LittleEndian.Uint32(data[13:]))
-		}
-		if logs > len(children) {
-			done(errTablesMalformed)
-			return
-		}
-		runs := children[len(children)-logs:]
-		children = children[:len(children)-logs]
 		var roots [tableCount]grid.Ref
 		mask, c := data[0], 0
 		for t := range roots {
@@ -321,23 +292,14 @@ func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 		m.prefetchEpoch++
 		m.prefetchPending, m.prefetchWaiter, m.prefetchCreates = 0, nil, false // reads of the replaced tables never end
 		m.openTables(g, &tables, roots, 0, func(err error) {
-			if err != nil {
-				done(err)
-				return
+			if err == nil {
+				err = m.restoreTables(&tables, roomsCreated)
 			}
-			m.replayDedupLog(g, &tables[tableDedup], runs, func(err error) {
-				if err == nil {
-					err = m.restoreTables(&tables, roomsCreated)
-				}
-				if err == nil {
-					m.root = root
-					m.growth = growth{} // the state is the checkpoint's: nothing charged yet
-					m.dedupRuns = append(m.dedupRuns[:0], runs...)
-					m.dedupIntervals, m.dedupWriteNext = intervals, false
-					m.dedupLog, m.dedupLogItems = m.dedupLog[:0], 0
-				}
-				done(err)
-			})
+			if err == nil {
+				m.root = root
+				m.growth = growth{} // the state is the checkpoint's: nothing charged yet
+			}
+			done(err)
 		})
 	})
 }
@@ -345,10 +307,6 @@ func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 func (m *Machine) openTables(g *grid.Grid, tables *[tableCount]grid.Table, roots [tableCount]grid.Ref, t int, done func(error)) {
 	if t == tableCount {
 		done(nil)
-		return
-	}
-	if roots[t].IsZero() { // the idempotency table, never written yet (its items are logged)
-		m.openTables(g, tables, roots, t+1, done)
 		return
 	}
 	tables[t].Open(g, roots[t], func(err error) {

@@ -37,14 +37,13 @@ const (
 	KindChunk            // a leaf chunk of a data tree
 	KindTest             // tests only
 	KindMessageRuns      // short runs of several logs' messages, packed together (leaf)
-	KindItemLog          // items a table took since it was last written, in order (leaf)
 	kindCount
 )
 
 // KindCount bounds the kinds: Kind(0) to Kind(KindCount-1).
 const KindCount = int(kindCount)
 
-var kindNames = [kindCount]string{"none", "root", "data", "table_leaf", "room", "table_index", "messages", "sessions", "chunk", "test", "message_runs", "item_log"}
+var kindNames = [kindCount]string{"none", "root", "data", "table_leaf", "room", "table_index", "messages", "sessions", "chunk", "test", "message_runs"}
 
 func (k Kind) String() string {
 	if k < kindCount {
@@ -54,9 +53,7 @@ func (k Kind) String() string {
 }
 
 // Leaf reports whether blocks of this kind never have children.
-func (k Kind) Leaf() bool {
-	return k == KindMessages || k == KindChunk || k == KindMessageRuns || k == KindItemLog
-}
+func (k Kind) Leaf() bool { return k == KindMessages || k == KindChunk || k == KindMessageRuns }
 
 // Block header layout (little endian).
 const (

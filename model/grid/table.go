@@ -87,12 +87,6 @@ type residentPage struct {
 // Cold counts the pages not in memory.
 func (t *Table) Cold() int { return t.cold }
 
-// Root is the table's root as of its last checkpoint (zero before one).
-func (t *Table) Root() Ref { return t.root }
-
-// Dirtied counts the pages changed or made since the last checkpoint.
-func (t *Table) Dirtied() int { return t.dirtied }
-
 // TableItem is one entry of a Table.
 type TableItem struct {
 	Key   string
@@ -571,10 +565,9 @@ func (t *Table) Checkpoint(g *Grid) Ref {
 	return t.root
 }
 
-// evict makes the least recently used clean pages cold until at most
-// ResidentPagesMax stay in memory (or only unwritten ones do): a cold
-// page reads back from its ref. After a checkpoint every page is clean;
-// between checkpoints (Evict) the changed pages stay.
+// evict makes the least recently used pages cold until at most
+// ResidentPagesMax stay in memory. Every page is clean here (just
+// written), so nothing is lost: a cold page reads back from its ref.
 func (t *Table) evict() {
 	if t.ResidentPagesMax == 0 {
 		return
@@ -582,28 +575,23 @@ func (t *Table) evict() {
 	if len(t.pages)-t.cold <= t.ResidentPagesMax {
 		return
 	}
-	resident, unwritten := t.residentScratch[:0], 0
+	resident := t.residentScratch[:0]
 	for i, p := range t.pages {
-		switch {
-		case p.cold:
-		case p.dirty || p.ref.IsZero():
-			unwritten++
-		default:
+		if !p.cold {
 			resident = append(resident, residentPage{used: p.used, position: i})
 		}
 	}
 	t.residentScratch = resident
-	excess := len(resident) + unwritten - t.ResidentPagesMax
-	if excess <= 0 {
-		return
-	}
 	// Clock values are unique per touch, but split halves share one: key
 	// order (position) breaks the tie.
 	slices.SortFunc(resident, func(a, b residentPage) int {
 		return cmp.Or(cmp.Compare(a.used, b.used), cmp.Compare(a.position, b.position))
 	})
-	for _, r := range resident[:min(excess, len(resident))] {
+	for _, r := range resident[:len(resident)-t.ResidentPagesMax] {
 		p := t.pages[r.position]
+		if p.dirty || p.ref.IsZero() {
+			panic("grid: evicting a table page that is not written")
+		}
 		p.items, p.cold = nil, true
 		t.cold++
 	}
@@ -1064,9 +1052,9 @@ func (t *Table) pageOf(key string) int {
 	return p
 }
 
-// Evict makes the least recently used clean pages cold until at most
-// ResidentPagesMax stay in memory, as a checkpoint does; changed pages
-// stay until a checkpoint writes them.
+// Evict makes the least recently used pages cold until at most
+// ResidentPagesMax stay in memory, as a checkpoint does; every page must
+// be clean (a table just opened whole, say).
 func (t *Table) Evict() { t.evict() }
 
 // install fills cold page from its block b, read and verified against
