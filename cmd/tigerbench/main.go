@@ -76,6 +76,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"syscall"
 	"time"
@@ -87,7 +88,18 @@ import (
 	"tigerchat/runtime/testcluster"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+// gcPercent is the load generator's garbage collector target unless GOGC
+// is set, as tigerchat's nodes and edges have: it shares the cores with
+// the servers it measures, and each process's collections delay the
+// others (docs/benchmarks.md, 2026-12-03).
+const gcPercent = 400
+
+func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "publish" {

@@ -203,6 +203,7 @@ func redactURL(addr string) string {
 }
 
 func cmdEdge(ctx context.Context, args []string, stdout io.Writer) error {
+	setGCPercent()
 	fs := newFlags("edge")
 	config := fs.String("config", "", "cluster config `FILE` (JSON)")
 	ef := addEdgeFlags(fs, "")
