@@ -321,3 +321,34 @@ func TestEncodePostSizedExactly(t *testing.T) {
 		}
 	}
 }
+
+// A connection runs at most InFlightMax commands at once, whatever it
+// sends: with 2 in flight and the shard's one post batch held, one more
+// post queues at the edge and the rest wait unread; released, every post
+// is answered, in as many rounds as it takes the connection's workers.
+func TestConnectionCommandsInFlightBounded(t *testing.T) {
+	te, g := newBatchEdge(t, func(c *Config) { c.InFlightMax = 2 })
+	w := te.dial(t, token(t, "acme", "ana"))
+	mustOK(t, w.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
+	gate, first := holdOne(t, te, g, w, "lobby", "first")
+	posts := []sent{first}
+	for i := 0; i < 9; i++ {
+		posts = append(posts, postAsync(w, "lobby", fmt.Sprintf("k%d", i)))
+	}
+	waitFor(t, func() bool { return te.posts.queued(0) == 1 })
+	for i := 0; i < 20; i++ { // the other posts stay unread
+		if n := te.posts.queued(0); n != 1 {
+			t.Fatalf("%d posts queued at the edge with 2 commands in flight, one of them held", n)
+		}
+	}
+	close(gate)
+	for _, p := range posts {
+		if r := mustOK(t, p.reply(t)); r["key"] != p.key {
+			t.Fatalf("post %s: ack %v", p.key, r)
+		}
+	}
+	// And again on the same workers, the gate open.
+	for i := 0; i < 6; i++ {
+		mustOK(t, w.do(map[string]any{"cmd": "post", "room": "lobby", "body": "again", "key": fmt.Sprintf("again-%d", i)}))
+	}
+}
