@@ -269,9 +269,9 @@ func memoryLimitBytes(cfg *node.ClusterConfig, rooms int, edge bool) int64 {
 // buffers and token cache). Every collection marks the live heap on
 // cores that the replicas, the edge and (in the benchmarks) the load
 // generator share, and its work delays whoever waits for a core: with
-// all of them at 400, warm history pages in a room of 10^6 messages had
-// p99 2.4-2.9 ms against 4.1-7.2 at the default, at the same resident
-// memory (docs/benchmarks.md, 2026-12-03).
+// it, filling a room of 10^6 messages through the edge was 20-31 %
+// faster in three alternating pairs, at the same resident memory
+// (docs/benchmarks.md, 2026-12-03).
 const gcPercent = 400
 
 func setGCPercent() {
