@@ -269,7 +269,7 @@ func memoryLimitBytes(cfg *node.ClusterConfig, rooms int, edge bool) int64 {
 // buffers and token cache). Every collection marks the live heap on
 // cores that the replicas, the edge and (in the benchmarks) the load
 // generator share, and its work delays whoever waits for a core: with
-// it, filling a room of 10^6 messages through the edge was 20-31 %
+// it, filling a room of 10^6 messages through the edge was 21-36 %
 // faster in three alternating pairs, at the same resident memory
 // (docs/benchmarks.md, 2026-12-03).
 const gcPercent = 400

@@ -160,6 +160,9 @@ func New(cfg Config) (*Edge, error) {
 	if err := cfg.Limits.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: chat limits: %w", err)
 	}
+	if cfg.InFlightMax < 0 {
+		return nil, fmt.Errorf("edge: commands in flight per WebSocket %d must not be negative", cfg.InFlightMax)
+	}
 	if cfg.PostBatchesInFlightMax < 0 || cfg.PostQueueMax < 0 {
 		return nil, fmt.Errorf("edge: post batches in flight %d and post queue %d must not be negative", cfg.PostBatchesInFlightMax, cfg.PostQueueMax)
 	}

@@ -53,12 +53,13 @@ type wsConn struct {
 	cork *corkConn // nil if the server's connection could not be wrapped
 	ip   string
 	out  *outbox
-	sem  chan struct{} // a slot per command in flight (InFlightMax)
 	wg   sync.WaitGroup
-	// work hands a command to an idle worker; workers counts those
-	// started (readLoop alone starts them, at most one per slot).
-	work    chan *command
-	workers int
+	// work hands a command to an idle worker. A worker runs one command
+	// at a time, and readLoop alone starts them, at most workersMax
+	// (InFlightMax): that bounds the commands in flight.
+	work       chan *command
+	workers    int
+	workersMax int
 
 	mu     sync.Mutex
 	sess   Session
@@ -89,7 +90,7 @@ func (e *Edge) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(int64(e.cfg.FrameSizeMax))
 	c := &wsConn{e: e, ws: ws, cork: cw.conn, ip: e.clientIP(r), out: newOutbox(e.cfg.OutboxMax, e.m),
-		sem: make(chan struct{}, e.cfg.InFlightMax), work: make(chan *command), sess: sess, subs: map[logKey]*sub{}}
+		work: make(chan *command), workersMax: e.cfg.InFlightMax, sess: sess, subs: map[logKey]*sub{}}
 	c.run()
 }
 
@@ -249,52 +250,43 @@ func (c *wsConn) readLoop(readCtx, ctx context.Context) {
 			c.replyErr(id, derr)
 			continue
 		}
-		select {
-		case c.sem <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
 		if !c.dispatch(ctx, cmd) {
 			return
 		}
 	}
 }
 
-// dispatch gives cmd, which holds a slot, to an idle worker, or to a new
-// one while there are fewer workers than slots; it reports false if the
-// connection ended first. Workers live as long as the connection: a new
-// goroutine per command grew its stack from scratch each time, and
-// copying stacks was 11 % of the edge's CPU in BenchmarkEdgePost.
+// dispatch gives cmd to an idle worker, or to a new one while there are
+// fewer than workersMax, or else waits for one to be idle (the next
+// frame stays unread meanwhile); it reports false if the connection ended
+// first. Workers live as long as the connection: a new goroutine per
+// command grew its stack from scratch each time, and copying stacks was
+// 11 % of the edge's CPU in BenchmarkEdgePost.
 func (c *wsConn) dispatch(ctx context.Context, cmd *command) bool {
 	select {
 	case c.work <- cmd:
 		return true
 	default:
 	}
-	if c.workers < cap(c.sem) {
+	if c.workers < c.workersMax {
 		c.workers++
 		c.wg.Add(1)
 		go c.worker(ctx, cmd)
 		return true
 	}
-	// Every worker is started and this command holds a slot, so one of
-	// them is idle or about to be.
 	select {
 	case c.work <- cmd:
 		return true
 	case <-ctx.Done():
-		<-c.sem
 		return false
 	}
 }
 
-// worker runs commands until the connection ends, releasing each one's
-// slot when it is answered.
+// worker runs commands, one at a time, until the connection ends.
 func (c *wsConn) worker(ctx context.Context, cmd *command) {
 	defer c.wg.Done()
 	for {
 		c.handle(ctx, cmd)
-		<-c.sem
 		select {
 		case cmd = <-c.work:
 		case <-ctx.Done():
