@@ -16,14 +16,23 @@ import (
 // KiB blocks. The writers key their posts each with its own counter
 // ("name-run-conn-worker-i", as tigerbench and the compare tool do): one
 // writer appends to the idempotency table, 256 insert at 256 places. It
-// reports grid bytes written per post, by kind.
+// reports grid bytes written per post, by kind, and the idempotency
+// table's pages at the end. With window=800-batches the keys expire after
+// 800 batches (the default window is a day), so the sweep of expired
+// items runs all along, as it does past a cluster's first day.
 func BenchmarkPostBatchCheckpointed(b *testing.B) {
-	for _, writers := range []int{1, 256} {
-		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) { benchPostBatchCheckpointed(b, writers) })
+	for _, window := range []int64{IdempotencyWindowNsDefault, 800 * 1000} {
+		name := "default"
+		if window != IdempotencyWindowNsDefault {
+			name = "800-batches"
+		}
+		for _, writers := range []int{1, 256} {
+			b.Run(fmt.Sprintf("window=%s/writers=%d", name, writers), func(b *testing.B) { benchPostBatchCheckpointed(b, writers, window) })
+		}
 	}
 }
 
-func benchPostBatchCheckpointed(b *testing.B, writers int) {
+func benchPostBatchCheckpointed(b *testing.B, writers int, windowNs int64) {
 	const (
 		batch, interval = 16, 400
 		bodySize        = 100
@@ -32,7 +41,9 @@ func benchPostBatchCheckpointed(b *testing.B, writers int) {
 	d := gridtest.NewMemDisk(cfg.SizeBytes())
 	d.Reuse = true
 	g := grid.New(cfg, d, nil, 10, prng.New(1))
-	m := New(DefaultLimits())
+	l := DefaultLimits()
+	l.IdempotencyWindowNs = windowNs
+	m := New(l)
 	if r := m.Apply(1, 1, 1, OperationCreateRoom, createReq("acme", "alice", "general", false, false, 0), nil); r[0] != byte(CodeOK) {
 		b.Fatal(Code(r[0]))
 	}
@@ -58,12 +69,12 @@ func benchPostBatchCheckpointed(b *testing.B, writers int) {
 			posts[k] = EncodePost(PostRequest{Tenant: "acme", User: "alice", Room: "general", IdempotencyKey: key, Body: body})
 		}
 		req = AppendPostBatch(req[:0], posts...)
-		m.Prefetch(OperationPostBatch, req)
+		op++
+		now += 1000
+		m.Prefetch(now, OperationPostBatch, req)
 		if !m.Prefetched(func() {}) {
 			d.Drain(b)
 		}
-		op++
-		now += 1000
 		reply = m.Apply(op, now, 1, OperationPostBatch, req, reply[:0])
 		if reply[0] != byte(CodeOK) {
 			b.Fatalf("post batch: %v", Code(reply[0]))
@@ -85,6 +96,7 @@ func benchPostBatchCheckpointed(b *testing.B, writers int) {
 	posts_ := float64(b.N * batch)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/posts_, "ns/post")
 	b.ReportMetric(float64(g.Stats.BytesWritten-before.BytesWritten)/posts_, "B-written/post")
+	b.ReportMetric(float64(m.tables[tableDedup].Pages()), "dedup-pages")
 	for k := range grid.KindCount {
 		if n := g.Stats.KindBytesWritten[k] - before.KindBytesWritten[k]; n > 0 {
 			b.ReportMetric(float64(n)/posts_, "B-"+grid.Kind(k).String()+"/post")

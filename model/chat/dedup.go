@@ -67,6 +67,14 @@ func decodeDedupEntry(b []byte) dedupEntry {
 	return e
 }
 
+// dedupTimeNs is the time of an encoded entry, without decoding the rest.
+func dedupTimeNs(b []byte) int64 {
+	if len(b) != dedupValueSize {
+		panic("chat: an idempotency item of the wrong size")
+	}
+	return int64(binary.LittleEndian.Uint64(b[16:]))
+}
+
 // expired reports whether e is older than the window at nowNs.
 func expired(e *dedupEntry, nowNs, windowNs int64) bool {
 	if nowNs < math.MinInt64+windowNs {
@@ -89,6 +97,7 @@ func (m *Machine) lookupKey(r *room, key []byte, nowNs int64) (dedupEntry, bool)
 // recordKey stores key's entry in room r, replacing an expired one.
 func (m *Machine) recordKey(r *room, key []byte, e *dedupEntry) {
 	m.valueBuf = e.encode(m.valueBuf)
+	m.noteKeyTime(e.timeNs)
 	m.tables[tableDedup].Set(grid.TableItem{Key: m.dedupItemKey(r, key), Value: m.valueBuf})
 }
 
@@ -109,10 +118,11 @@ func (m *Machine) dedupItemKey(r *room, key []byte) string {
 //
 // It also starts reading the pages of the other tables that the rooms it
 // changes occupy, which the next checkpoint rewrites (prefetchRoom).
-func (m *Machine) Prefetch(operation uint8, body []byte) {
+func (m *Machine) Prefetch(timestampNs int64, operation uint8, body []byte) {
 	if IsRead(operation) {
 		return
 	}
+	m.prefetchSweep(timestampNs, operation, body)
 	dedupCold := m.tables[tableDedup].Cold() > 0
 	switch operation {
 	case OperationCreateRoom, OperationOpenDirect:
@@ -188,7 +198,7 @@ func (m *Machine) onPageLoaded(err error) {
 // in memory; if not, done is called when their reads end. Pages go cold
 // only at a checkpoint, which never comes between this and Apply.
 func (m *Machine) Prefetched(done func()) bool {
-	m.prefetchCreates = false
+	m.prefetchCreates, m.sweepPrefetched = false, 0
 	if m.prefetchPending == 0 {
 		return true
 	}

@@ -49,14 +49,14 @@ func (h *harness) apply(operation uint8, body []byte) []byte {
 	h.op++
 	h.nowNs++
 	perr := h.m.Prepare(operation, body)
-	h.m.Prefetch(operation, body)
+	h.m.Prefetch(h.nowNs, operation, body)
 	woke := false
 	if !h.m.Prefetched(func() { woke = true }) {
 		if h.disk == nil {
 			h.t.Fatal("a prefetch waits without a grid")
 		}
 		h.disk.Drain(h.t)
-		h.m.Prefetch(operation, body)
+		h.m.Prefetch(h.nowNs, operation, body)
 		if !woke || !h.m.Prefetched(func() { h.t.Fatal("a second prefetch waited") }) {
 			h.t.Fatalf("op %d: prefetch woke %v, then not ready", operation, woke)
 		}

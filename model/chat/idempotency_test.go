@@ -155,8 +155,10 @@ func TestDedupClockGoesBack(t *testing.T) {
 // checkpoint after 200 of them rewrites a few pages; 200 random keys
 // land all over the range and the checkpoint rewrites a page for most.
 func TestDedupOrderedKeysWriteFewPages(t *testing.T) {
+	l := testLimits()
+	l.IdempotencyWindowNs = 1 << 60 // no sweep: every key stays
 	written := func(key func(i int) string) uint64 {
-		h := newHarness(t, testLimits())
+		h := newHarness(t, l)
 		h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)
 		for i := 0; i < 5000; i++ {
 			h.mustPost("acme", "alice", "r", 0, fmt.Sprintf("k%08d", i), "x")

@@ -1,6 +1,8 @@
 package chat
 
 import (
+	"math"
+
 	"tigerchat/model/grid"
 	"tigerchat/model/vsr"
 )
@@ -46,6 +48,14 @@ type Machine struct {
 	// room prefetched in the current epoch has its pages in memory until
 	// the next checkpoint (room.prefetchEpoch, tables.go).
 	prefetchEpoch uint64
+
+	// The sweep of expired idempotency items (sweep.go): where the next
+	// walk starts, a bound below every item's time, and the oldest item
+	// time the current walk kept or saw set.
+	sweepKey        string
+	dedupOldestNs   int64
+	sweepMinNs      int64
+	sweepPrefetched int // pages the prepare's earlier sweeps will walk
 }
 
 // tenant counts one tenant's rooms on this shard.
@@ -62,7 +72,7 @@ func New(limits Limits) *Machine {
 	if err := limits.Validate(); err != nil {
 		panic(err)
 	}
-	m := &Machine{limits: limits}
+	m := &Machine{limits: limits, dedupOldestNs: math.MaxInt64, sweepMinNs: math.MaxInt64}
 	m.growth.unbounded = true // no grid until the first Checkpoint or Open
 	m.configureTables(&m.tables, false)
 	return m
@@ -84,7 +94,9 @@ func (m *Machine) Prepare(operation uint8, body []byte) error {
 // operation appends a one-byte error code and changes nothing.
 func (m *Machine) Apply(op uint64, timestampNs int64, client uint64, operation uint8, body, reply []byte) []byte {
 	if operation == OperationPostBatch {
-		return m.applyPostBatch(body, timestampNs, reply)
+		reply = m.applyPostBatch(body, timestampNs, reply)
+		m.sweep(timestampNs, operation, body)
+		return reply
 	}
 	if IsRead(operation) {
 		return m.applyRead(operation, body, reply)
@@ -108,7 +120,9 @@ func (m *Machine) Apply(op uint64, timestampNs int64, client uint64, operation u
 	case OperationOpenDirect:
 		return m.applyOpenDirect(&q, timestampNs, reply)
 	case OperationPost:
-		return m.applyPost(&q, timestampNs, reply)
+		reply = m.applyPost(&q, timestampNs, reply)
+		m.sweep(timestampNs, operation, body)
+		return reply
 	case OperationDeleteRoom:
 		return m.applyDeleteRoom(&q, reply)
 	case OperationSetRetention:

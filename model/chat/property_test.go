@@ -334,10 +334,10 @@ func replay(t *rapid.T, tb testing.TB, l Limits, g *grid.Grid, d *gridtest.MemDi
 		if i < cut {
 			continue
 		}
-		m.Prefetch(o.operation, o.body)
+		m.Prefetch(nowNs, o.operation, o.body)
 		if !m.Prefetched(func() {}) {
 			d.Drain(tb)
-			m.Prefetch(o.operation, o.body)
+			m.Prefetch(nowNs, o.operation, o.body)
 			if !m.Prefetched(func() {}) {
 				t.Fatalf("op %d: not prefetched after the reads", i)
 			}

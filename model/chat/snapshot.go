@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	"tigerchat/model/grid"
@@ -162,6 +163,9 @@ func (m *Machine) Restore(snapshot []byte) error {
 	m.growth.unbounded = true // every item is written again: not counted per operation
 	m.rooms, m.tenants, m.roomsCreated = next.rooms, next.tenants, next.roomsCreated
 	m.tables[tableDedup] = next.tables[tableDedup]
+	// The items' times are not tracked: a sweep starts over and may find
+	// any of them expired.
+	m.sweepKey, m.dedupOldestNs, m.sweepMinNs = "", math.MinInt64, math.MaxInt64
 	m.restoreShared()
 	m.prefetchPending, m.prefetchWaiter, m.prefetchCreates = 0, nil, false // reads of the replaced table never end
 	m.rebuildMemberOf()

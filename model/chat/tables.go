@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"tigerchat/model/grid"
@@ -30,7 +31,9 @@ import (
 // items leave their pages clean). The idempotency table is the source of
 // truth itself, changed by each post and only partly in memory (dedup.go).
 // The checkpoint root (KindRoom) has data = u8 mask of the tables present |
-// rooms_created u64, and children = their roots, in order.
+// rooms_created u64 | the sweep's dedup_oldest_ns i64 | sweep_min_ns i64 |
+// sweep_key (the rest; sweep.go), and children = the tables' roots, in
+// order. A root of the first version ends after rooms_created.
 const (
 	tableRooms = iota
 	tableMembers
@@ -184,12 +187,41 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 	}
 	m.prefetchEpoch++ // pages went cold
 	g.Release(m.root)
-	m.root = g.WriteNode(grid.KindRoom, children, binary.LittleEndian.AppendUint64([]byte{mask}, m.roomsCreated), false)
+	m.root = g.WriteNode(grid.KindRoom, children, m.appendRootData([]byte{mask}), false)
 	if written := int(g.Stats.BlocksAcquired - acquired); written > bound && !m.growth.unbounded {
 		panic(fmt.Sprintf("chat: a checkpoint acquired %d blocks, above the %d its writes were admitted against", written, bound))
 	}
 	m.growth = growth{}
 	return m.root
+}
+
+// rootData is a checkpoint root's data after the table mask.
+type rootData struct {
+	roomsCreated              uint64
+	dedupOldestNs, sweepMinNs int64
+	sweepKey                  string
+}
+
+func (m *Machine) appendRootData(b []byte) []byte {
+	le := binary.LittleEndian
+	b = le.AppendUint64(b, m.roomsCreated)
+	b = le.AppendUint64(le.AppendUint64(b, uint64(m.dedupOldestNs)), uint64(m.sweepMinNs))
+	return append(b, m.sweepKey...)
+}
+
+// decode reads data, mask included; a first-version root leaves the
+// sweep at the start with every item possibly expired.
+func (rd *rootData) decode(data []byte) bool {
+	le := binary.LittleEndian
+	switch {
+	case len(data) == 9:
+		*rd = rootData{roomsCreated: le.Uint64(data[1:]), dedupOldestNs: math.MinInt64, sweepMinNs: math.MaxInt64}
+	case len(data) >= 25 && len(data)-25 <= tableKeyBytesMax:
+		*rd = rootData{roomsCreated: le.Uint64(data[1:]), dedupOldestNs: int64(le.Uint64(data[9:])), sweepMinNs: int64(le.Uint64(data[17:])), sweepKey: string(data[25:])}
+	default:
+		return false
+	}
+	return true
 }
 
 // CheckDirtyTracking makes every checkpoint also rewrite the rooms not
@@ -262,7 +294,8 @@ func appendIndexItems(items []grid.TableItem, prefix string, thread uint64, s *l
 func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 	m.grid = g
 	g.ReadNode(root, func(children []grid.Ref, data []byte, err error) {
-		if err == nil && (root.Kind != grid.KindRoom || len(data) != 9) {
+		var rd rootData
+		if err == nil && (root.Kind != grid.KindRoom || !rd.decode(data)) {
 			err = errTablesMalformed
 		}
 		if err != nil {
@@ -285,7 +318,6 @@ func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 			done(errTablesMalformed)
 			return
 		}
-		roomsCreated := binary.LittleEndian.Uint64(data[1:])
 		// The tables the rooms are rebuilt from open whole, then go cold.
 		var tables [tableCount]grid.Table
 		m.configureTables(&tables, true)
@@ -293,10 +325,11 @@ func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 		m.prefetchPending, m.prefetchWaiter, m.prefetchCreates = 0, nil, false // reads of the replaced tables never end
 		m.openTables(g, &tables, roots, 0, func(err error) {
 			if err == nil {
-				err = m.restoreTables(&tables, roomsCreated)
+				err = m.restoreTables(&tables, rd.roomsCreated)
 			}
 			if err == nil {
 				m.root = root
+				m.sweepKey, m.dedupOldestNs, m.sweepMinNs = rd.sweepKey, rd.dedupOldestNs, rd.sweepMinNs
 				m.growth = growth{} // the state is the checkpoint's: nothing charged yet
 			}
 			done(err)

@@ -15,9 +15,23 @@ import (
 // created, joined, left, posted to (threads and batches too), trimmed by
 // retention and deleted.
 func TestTablesColdPagesWriteTheSameBlocks(t *testing.T) {
+	// With a window of 2,500 ns (an op takes 1) the sweep of expired
+	// idempotency items walks the table all along, across the reopens.
+	var items [2]int
+	for i, window := range []int64{1 << 60, 2500} {
+		t.Run(fmt.Sprintf("window %d ns", window), func(t *testing.T) { items[i] = coldPagesWriteTheSameBlocks(t, window) })
+	}
+	if items[1]*2 > items[0] {
+		t.Fatalf("the idempotency table holds %d items with a 2,500 ns window, %d with an endless one", items[1], items[0])
+	}
+}
+
+// coldPagesWriteTheSameBlocks runs the test with the given idempotency
+// window and returns the items the idempotency table holds at the end.
+func coldPagesWriteTheSameBlocks(t *testing.T, windowNs int64) int {
 	all := Limits{
 		BodySizeMax: 64, TenantsMax: 2, RoomsMax: 96, RoomsPerTenantMax: 64,
-		MembersPerRoomMax: 24, ThreadsPerRoomMax: 4, IdempotencyWindowNs: 1 << 60,
+		MembersPerRoomMax: 24, ThreadsPerRoomMax: 4, IdempotencyWindowNs: windowNs,
 		ReadReplySizeMax: 1024, PostBatchCountMax: 4,
 	}
 	cold := all
@@ -99,6 +113,7 @@ func TestTablesColdPagesWriteTheSameBlocks(t *testing.T) {
 	if pages < 20 || hc.waits < 100 || ha.waits != 0 || reopens == 0 {
 		t.Fatalf("%d pages, %d applies waited (all in memory: %d): the test did not exercise cold pages", pages, hc.waits, ha.waits)
 	}
-	t.Logf("%d pages, %d applies waited for pages, %d reopens", pages, hc.waits, reopens)
+	t.Logf("%d pages, %d applies waited for pages, %d reopens, %d idempotency items", pages, hc.waits, reopens, ha.m.tables[tableDedup].Len())
 	hc.verify()
+	return ha.m.tables[tableDedup].Len()
 }

@@ -389,6 +389,44 @@ func (t *Table) Delete(key string) {
 	t.markDirty(page)
 }
 
+// SweepPage walks the page that holds or would hold key from, from that
+// key to the page's end, and deletes the items drop reports true for (drop
+// must not change the table). The page must be in memory. It returns
+// where the next walk starts: the next page's bound, or "" with wrapped
+// set after the last page. Like Delete, it never splits a page, so a
+// sweep that walks n pages from a key touches only pages that
+// PrefetchAhead made resident for those n steps before any split.
+func (t *Table) SweepPage(from string, drop func(*TableItem) bool) (next string, wrapped bool, deleted int) {
+	if len(t.pages) == 0 {
+		return "", true, 0
+	}
+	p := t.pageOf(from)
+	page := t.pages[p]
+	t.touch(page)
+	items := page.items
+	i := sort.Search(len(items), func(i int) bool { return items[i].Key >= from })
+	kept := i
+	for ; i < len(items); i++ {
+		if drop(&items[i]) {
+			page.size -= items[i].encodedSize()
+			deleted++
+			continue
+		}
+		items[kept] = items[i]
+		kept++
+	}
+	if deleted > 0 {
+		clear(items[kept:])
+		page.items = items[:kept]
+		t.changes += uint64(deleted)
+		t.markDirty(page)
+	}
+	if p+1 < len(t.pages) {
+		return t.pages[p+1].first, false, deleted
+	}
+	return "", true, deleted
+}
+
 // compact, at a checkpoint, drops the pages emptied since the last one
 // and folds each small changed page into a changed neighbour when both fit
 // one page, so that deletions do not leave a trail of tiny pages. Only
@@ -1021,6 +1059,20 @@ func (t *Table) PrefetchRange(g *Grid, lo, hi string, done func(error)) (pending
 		}
 	}
 	return pending
+}
+
+// PrefetchAhead is Prefetch of the page n pages after the one that holds
+// or would hold key, counting on from the first page after the last: the
+// pages a sweep of n+1 steps from key walks (SweepPage).
+func (t *Table) PrefetchAhead(g *Grid, key string, n int, done func(error)) bool {
+	if len(t.pages) == 0 {
+		return true
+	}
+	page := t.pages[(t.pageOf(key)+n)%len(t.pages)]
+	if !page.cold {
+		return true
+	}
+	return t.Prefetch(g, page.first, done)
 }
 
 // RangeResident reports whether every page that holds or would hold a

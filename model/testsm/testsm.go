@@ -139,7 +139,7 @@ func (m *Machine) Log(key uint64) (length, digest uint64) {
 }
 
 // Prefetch does nothing: the state is in memory.
-func (m *Machine) Prefetch(uint8, []byte) {}
+func (m *Machine) Prefetch(int64, uint8, []byte) {}
 
 // Prefetched is always true.
 func (m *Machine) Prefetched(func()) bool { return true }

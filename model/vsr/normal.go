@@ -380,7 +380,7 @@ func (r *Replica) apply() {
 			return
 		}
 		assert(h.Op == r.commitMin+1 && h.Op <= r.commitMax, "applying out of order or beyond the commit number")
-		if !r.prefetch(s.msg[wire.HeaderSize:h.Size]) {
+		if !r.prefetch(h.Timestamp, s.msg[wire.HeaderSize:h.Size]) {
 			return // applied once what it reads is in memory (prefetchDone)
 		}
 		r.applyPrepare(&h, s.msg[wire.HeaderSize:h.Size])
@@ -400,13 +400,13 @@ func (r *Replica) apply() {
 // prefetch hands a committed prepare's operations to the state machine
 // before they are applied, and reports whether they may be applied now.
 // If not, apply stops until the state machine's reads end.
-func (r *Replica) prefetch(body []byte) bool {
+func (r *Replica) prefetch(timestampNs int64, body []byte) bool {
 	assert(r.smValid && !r.prefetching, "a prefetch without a state machine or during another")
 	batch := batchReader{body: body, countMax: r.cfg.BatchMax}
 	var e batchEntry
 	for batch.nextCommitted(&e) {
 		if e.Operation >= OperationUserMin {
-			r.sm.Prefetch(e.Operation, e.Body)
+			r.sm.Prefetch(timestampNs, e.Operation, e.Body)
 		}
 	}
 	if r.sm.Prefetched(r.prefetchDone) {

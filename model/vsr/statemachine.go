@@ -19,10 +19,11 @@ type StateMachine interface {
 	// never memory the state machine keeps.
 	Apply(op uint64, timestampNs int64, client uint64, operation uint8, body []byte, reply []byte) []byte
 	// Prefetch is called with each operation of a committed prepare, in
-	// order, before the first of them is applied: it starts reading what
-	// they will need that is not in memory (a state machine whose state is
-	// all in memory does nothing). It must not change what Apply returns.
-	Prefetch(operation uint8, body []byte)
+	// order, before the first of them is applied, with the prepare's
+	// timestamp (the one Apply gets): it starts reading what they will
+	// need that is not in memory (a state machine whose state is all in
+	// memory does nothing). It must not change what Apply returns.
+	Prefetch(timestampNs int64, operation uint8, body []byte)
 	// Prefetched reports whether what the operations passed to Prefetch
 	// since the last call need is in memory, and stays so until they are
 	// applied. If not, it calls done once the reads it started have ended,

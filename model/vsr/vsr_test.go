@@ -187,7 +187,7 @@ func (nopMachine) Apply(op uint64, ts int64, client uint64, operation uint8, bod
 	return reply
 }
 func (nopMachine) ReadOnly(uint8) bool                       { return false }
-func (nopMachine) Prefetch(uint8, []byte)                    {}
+func (nopMachine) Prefetch(int64, uint8, []byte)             {}
 func (nopMachine) Prefetched(func()) bool                    { return true }
 func (nopMachine) Read(_ uint8, _ []byte, done func([]byte)) { done(nil) }
 func (m *nopMachine) Checkpoint(g *grid.Grid) grid.Ref {
