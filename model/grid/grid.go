@@ -109,6 +109,10 @@ type Grid struct {
 	// failed verification and is being fetched from a peer) and
 	// "grid_repaired" (a fetched block was written back).
 	OnEvent func(name string)
+	// OnUnavailable, when set, learns of a block that no peer sent back
+	// within the fetch's attempts: peers that moved to a newer checkpoint
+	// may have released it, and then only a state sync gets past it.
+	OnUnavailable func(ref Ref)
 	// OnRead, when set, sees every block a read hands to its caller, with
 	// the reference it was read through: the simulator checks it
 	// independently of the grid's own verification.
@@ -556,6 +560,9 @@ func (g *Grid) Tick() {
 			g.failFetch(a, ErrStale)
 		case w.attempts >= fetchAttemptsMax:
 			g.failFetch(a, ErrUnavailable)
+			if g.OnUnavailable != nil {
+				g.OnUnavailable(w.ref)
+			}
 		default:
 			w.attempts++
 			g.fetch(w.ref)

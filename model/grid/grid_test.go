@@ -102,6 +102,33 @@ func TestCorruptBlockRepairedFromPeer(t *testing.T) {
 	}
 }
 
+// TestBlockNoPeerSendsIsUnavailable: a rotten block that no peer sends
+// back fails its read with ErrUnavailable after fetchAttemptsMax requests,
+// and OnUnavailable names it (a replica then looks for a newer checkpoint).
+func TestBlockNoPeerSendsIsUnavailable(t *testing.T) {
+	requests := 0
+	g, d := newTestGrid(t, func(Ref) { requests++ }) // peers that hold nothing
+	var unavailable []Ref
+	g.OnUnavailable = func(ref Ref) { unavailable = append(unavailable, ref) }
+	ref := g.Write(KindMessages, nil, []byte("released by every peer"), false)
+	d.Drain(t)
+	d.Sectors[g.offset(ref.Address)][HeaderSize+1] ^= 0x10
+	g.cache.reset()
+	var rerr error
+	called := false
+	g.Read(ref, func(_ Block, err error) { rerr, called = err, true })
+	d.Drain(t)
+	for tick := 0; tick < 1000 && !called; tick++ {
+		g.Tick()
+	}
+	if !called || !errors.Is(rerr, ErrUnavailable) || requests != fetchAttemptsMax {
+		t.Fatalf("read ended %v with %v after %d requests, want unavailable after %d", called, rerr, requests, fetchAttemptsMax)
+	}
+	if len(unavailable) != 1 || unavailable[0] != ref {
+		t.Fatalf("OnUnavailable saw %+v, want the one block %+v", unavailable, ref)
+	}
+}
+
 func TestMisdirectedWriteCaught(t *testing.T) {
 	g, d := newTestGrid(t, nil)
 	a := g.Write(KindTest, nil, []byte("first"), false)

@@ -293,6 +293,29 @@ func (r *Replica) syncWanted() bool {
 		r.primaryCheckpoint > r.commitMin+uint64(r.cfg.SlotCount)
 }
 
+// onBlockUnavailable: no peer sent a block this replica needs back. Every
+// block it reads belongs to its own checkpoint, which peers at a newer
+// checkpoint may have released (a page the ops since rewrote): when a peer
+// told of one above what this replica applied, apply can only get past the
+// block by taking that checkpoint, so it asks for a state sync, as it does
+// when the ops it needs are gone from its peers' WALs. Without a newer
+// checkpoint the peers hold the block, and the read's retries reach it.
+func (r *Replica) onBlockUnavailable(grid.Ref) {
+	if !r.smValid || r.syncFrom >= 0 || r.blockSync != nil || r.primaryCheckpoint <= r.commitMin {
+		return
+	}
+	from := r.primaryIndex()
+	if from == r.cfg.Replica {
+		from = r.repairTarget()
+	}
+	if from < 0 || from == r.cfg.Replica {
+		return
+	}
+	r.syncFrom, r.syncFromCheckpoint = from, r.primaryCheckpoint
+	r.event("sync_block_unavailable")
+	r.requestSync()
+}
+
 // noteSyncTarget records that a peer's log reaches op.
 func (r *Replica) noteSyncTarget(op uint64) {
 	if op > r.syncTarget {

@@ -256,6 +256,7 @@ func New(cfg Config, env Env, sm StateMachine, hooks Hooks) (*Replica, error) {
 	r.timeoutRetry = model.NewTimeout("prepare_retry", cfg.PrepareRetryTicks, 0, p)
 	r.grid = grid.New(cfg.GridConfig(), env.Disk, r.fetchBlock, cfg.RepairTicks, p)
 	r.grid.OnEvent = r.event
+	r.grid.OnUnavailable = r.onBlockUnavailable
 	r.grid.OnRead = hooks.GridRead
 	r.superblock.init(r)
 	r.checkpointWrite.init(r)
