@@ -41,6 +41,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Batch, "batch", 24, "posts per post_batch command (`N`, 1..64)")
 	fs.IntVar(&o.Pages, "pages", 1000, "random 50-message pages of the big room read cold, then again warm (`N`, 1..100000)")
 	cacheMiB := fs.Int("cache-mib", 128, "each replica's cache, cache_size_bytes in `MiB`, half of it blocks (2..4096)")
+	windowSeconds := fs.Int("idempotency-window-seconds", 86400, "the cluster's idempotency_window_seconds (`S`, 1..2592000): shorter than the fill, the sweep of expired keys runs during it")
 	minutes := fs.Int("minutes", 60, "bound on the whole run, in `minutes` (1..600)")
 	asJSON := fs.Bool("json", false, "print one JSON line instead of a table")
 	pprofDir := fs.String("pprof", "", "save CPU profiles and execution traces of the edge and the replicas during the warm page reads into `DIR`")
@@ -54,7 +55,8 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	}{{"rooms", o.Rooms, 0, 1_000_000}, {"messages-per-room", o.MessagesPerRoom, 0, 100_000},
 		{"big-room", o.BigRoomMessages, 100, 10_000_000}, {"body-bytes", o.BodyBytes, 1, 4096},
 		{"writers", o.Writers, 1, 256}, {"batch", o.Batch, 1, 64}, {"pages", o.Pages, 1, 100_000},
-		{"cache-mib", *cacheMiB, 2, 4096}, {"minutes", *minutes, 1, 600}} {
+		{"cache-mib", *cacheMiB, 2, 4096}, {"idempotency-window-seconds", *windowSeconds, 1, 30 * 24 * 3600},
+		{"minutes", *minutes, 1, 600}} {
 		if c.v < c.lo || c.v > c.hi {
 			fmt.Fprintf(stderr, "tigerbench: -%s must be in [%d, %d]\n", c.name, c.lo, c.hi)
 			return 2
@@ -80,6 +82,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	sys, err := tiger.Start(ctx, tiger.Options{Binary: bin, Dir: dir, Shards: 1, Log: stderr, PprofDir: *pprofDir, EmbeddedEdge: *embedded,
 		Tweak: func(c *node.ClusterConfig) {
 			c.CacheSizeBytes = *cacheMiB << 20
+			c.IdempotencyWindowSeconds = uint64(*windowSeconds)
 			c.GridBlocksMax = 1 << 22 // 10^7 keys in the idempotency window take about 400,000 slots
 		}})
 	if err != nil {

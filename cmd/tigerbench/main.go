@@ -41,7 +41,7 @@
 //
 //	tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-body-bytes N]
 //	                   [-writers N] [-batch N] [-pages N] [-cache-mib M] [-minutes M]
-//	                   [-pprof DIR] [-embedded-edge] [-json]
+//	                   [-idempotency-window-seconds S] [-pprof DIR] [-embedded-edge] [-json]
 //	    history at scale: fills one shard (3 replicas and an edge), then
 //	    bytes on disk per message, resident memory, checkpoint bytes
 //	    against bytes changed, cold and warm 50-message pages through the

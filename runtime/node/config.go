@@ -50,6 +50,10 @@ type ClusterConfig struct {
 	BlockSizeBytes int    `json:"block_size_bytes"`
 	GridBlocksMax  uint64 `json:"grid_blocks_max"`
 	CacheSizeBytes int    `json:"cache_size_bytes"`
+	// IdempotencyWindowSeconds is how long a post's idempotency key is
+	// remembered (a repeat within it answers the first message). It
+	// decides replies, so every node must have the same.
+	IdempotencyWindowSeconds uint64 `json:"idempotency_window_seconds"`
 	// FrameAuth is transport.FrameAuthMAC (default) or FrameAuthEd25519.
 	FrameAuth string `json:"frame_auth,omitempty"`
 }
@@ -103,6 +107,7 @@ func (c *ClusterConfig) ChatLimits() chat.Limits {
 	l.DedupPagesCached = max(16, c.CacheSizeBytes/8/grid.TablePageBytesMax)
 	l.TablePagesCached = max(16, c.CacheSizeBytes/64/grid.TablePageBytesMax)
 	l.GridReserveBlocks = chat.GridReserveBlocksFor(&v)
+	l.IdempotencyWindowNs = int64(c.IdempotencyWindowSeconds) * 1_000_000_000
 	if n := l.PostBatchCountFit(&v, l.PostBatchCountMax); n > 0 {
 		l.PostBatchCountMax = n
 	} else {
@@ -148,7 +153,11 @@ func (c *ClusterConfig) Defaults() {
 	set(&c.GridBlocksMax, d.GridBlocksMax)
 	setInt(&c.CacheSizeBytes, 2*d.CacheSizeBytes) // half of it holds blocks: vsrConfig
 	setInt(&c.ClientsMax, d.ClientsMax)
+	set(&c.IdempotencyWindowSeconds, uint64(chat.IdempotencyWindowNsDefault/1_000_000_000))
 }
+
+// idempotencyWindowSecondsMax bounds idempotency_window_seconds: 30 days.
+const idempotencyWindowSecondsMax = 30 * 24 * 3600
 
 // VSRConfig is the replica configuration of (shard, replica).
 func (c *ClusterConfig) VSRConfig(shard, replica int) vsr.Config {
@@ -197,6 +206,8 @@ func (c *ClusterConfig) Validate() error {
 		return fmt.Errorf("profile must be empty or %q, got %q", ProfileSmall, c.Profile)
 	case c.FrameAuth != "" && c.FrameAuth != transport.FrameAuthMAC && c.FrameAuth != transport.FrameAuthEd25519:
 		return fmt.Errorf("frame_auth must be %q (default) or %q, got %q", transport.FrameAuthMAC, transport.FrameAuthEd25519, c.FrameAuth)
+	case c.IdempotencyWindowSeconds < 1 || c.IdempotencyWindowSeconds > idempotencyWindowSecondsMax:
+		return fmt.Errorf("idempotency_window_seconds must be in [1, %d], got %d", idempotencyWindowSecondsMax, c.IdempotencyWindowSeconds)
 	}
 	seen := map[string]bool{}
 	for i, m := range c.Replicas {

@@ -34,6 +34,26 @@ func TestConfigFrameAuth(t *testing.T) {
 	}
 }
 
+// idempotency_window_seconds: a day by default, the chat limits take it in
+// nanoseconds, and 0 or more than 30 days is refused naming the field.
+func TestConfigIdempotencyWindow(t *testing.T) {
+	c := testConfig("", 0)
+	if c.IdempotencyWindowSeconds != 86400 || c.ChatLimits().IdempotencyWindowNs != 86400*1_000_000_000 {
+		t.Fatalf("default window %d s, %d ns in the limits", c.IdempotencyWindowSeconds, c.ChatLimits().IdempotencyWindowNs)
+	}
+	c.IdempotencyWindowSeconds = 10
+	if err := c.Validate(); err != nil || c.ChatLimits().IdempotencyWindowNs != 10_000_000_000 {
+		t.Fatalf("a 10 s window: %v, %d ns", err, c.ChatLimits().IdempotencyWindowNs)
+	}
+	for _, bad := range []uint64{0, 30*24*3600 + 1} {
+		c := testConfig("", 0)
+		c.IdempotencyWindowSeconds = bad
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "idempotency_window_seconds") {
+			t.Errorf("idempotency_window_seconds %d: %v", bad, err)
+		}
+	}
+}
+
 // The post batch bound: checkpoints live in the grid, so the client table
 // no longer limits it; replicas keep a full batch's reply per session.
 func TestPostBatchFitsClientTable(t *testing.T) {
