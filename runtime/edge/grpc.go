@@ -420,13 +420,14 @@ func toMessagePB(m *messageJSON) *chatv1.Message {
 }
 
 func toLogPB(l *logJSON) *chatv1.LogView {
+	messages := l.messages()
 	v := &chatv1.LogView{Room: l.Room, Thread: l.Thread, HeadSeq: l.HeadSeq, HeadHash: unhex(l.HeadHash),
-		FirstSeq: l.FirstSeq, More: l.More, Messages: make([]*chatv1.Message, len(l.Messages))}
+		FirstSeq: l.FirstSeq, More: l.More, Messages: make([]*chatv1.Message, len(messages))}
 	if l.Truncated != nil {
 		v.Truncated = &chatv1.Gap{From: l.Truncated.From, To: l.Truncated.To}
 	}
-	for i := range l.Messages {
-		v.Messages[i] = toMessagePB(&l.Messages[i])
+	for i := range messages {
+		v.Messages[i] = toMessagePB(&messages[i])
 	}
 	return v
 }

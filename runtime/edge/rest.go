@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 )
 
 // Handler serves the whole client API, the demo page and /metrics.
@@ -289,13 +290,20 @@ func parseSnapshot(r *http.Request, body []byte, c *command) *Error {
 
 // writeJSON answers with v as JSON.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	var body []byte
+	bp := jsonBodies.Get().(*[]byte)
+	body := (*bp)[:0]
 	if a, ok := v.(jsonAppender); ok {
-		body = a.appendJSON(nil)
+		body = a.appendJSON(body)
 	} else {
-		body = mustJSON(v)
+		body = append(body, mustJSON(v)...)
 	}
 	body = append(body, '\n')
+	defer func() {
+		if cap(body) <= jsonBodyKeptMax {
+			*bp = body
+			jsonBodies.Put(bp)
+		}
+	}()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	// A known length: the body goes out whole, not in chunks.
@@ -303,6 +311,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
+
+// jsonBodies recycles response bodies (a Writer keeps no part of what it
+// is given): a history page is about 15 KiB, and growing a new one for
+// every response was most of the bytes the edge allocated per read. A body
+// above jsonBodyKeptMax is left to the collector.
+var jsonBodies = sync.Pool{New: func() any { return new([]byte) }}
+
+const jsonBodyKeptMax = 256 << 10
 
 // writeError answers {"error":{...}} with the error's status.
 func writeError(w http.ResponseWriter, e *Error) {
