@@ -16,6 +16,7 @@ import (
 
 	"tigerchat/internal/bench/procs"
 	"tigerchat/internal/bench/tiger"
+	"tigerchat/model/chat"
 	"tigerchat/runtime/node"
 )
 
@@ -33,7 +34,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	binary := binaryFlag(fs)
 	o := tiger.HistoryOptions{}
-	fs.IntVar(&o.Rooms, "rooms", 100_000, "rooms besides the big one (`N`, 0..1000000)")
+	fs.IntVar(&o.Rooms, "rooms", 100_000, "rooms besides the big one (`N`, 0..999999: with it, a shard's default 1,000,000)")
 	fs.IntVar(&o.MessagesPerRoom, "messages-per-room", 100, "messages posted to each of them (`N`, 0..100000)")
 	fs.IntVar(&o.BigRoomMessages, "big-room", 1_000_000, "messages posted to the big room (`N`, 100..10000000)")
 	fs.IntVar(&o.BodyBytes, "body-bytes", 100, "bytes of each message body (`N`, 1..4096)")
@@ -52,7 +53,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	for _, c := range []struct {
 		name      string
 		v, lo, hi int
-	}{{"rooms", o.Rooms, 0, 1_000_000}, {"messages-per-room", o.MessagesPerRoom, 0, 100_000},
+	}{{"rooms", o.Rooms, 0, chat.RoomsMaxDefault - 1}, {"messages-per-room", o.MessagesPerRoom, 0, 100_000},
 		{"big-room", o.BigRoomMessages, 100, 10_000_000}, {"body-bytes", o.BodyBytes, 1, 4096},
 		{"writers", o.Writers, 1, 256}, {"batch", o.Batch, 1, 64}, {"pages", o.Pages, 1, 100_000},
 		{"cache-mib", *cacheMiB, 2, 4096}, {"idempotency-window-seconds", *windowSeconds, 1, 30 * 24 * 3600},
