@@ -32,27 +32,33 @@ func BenchmarkPostBatchCheckpointed(b *testing.B) {
 	}
 }
 
+// benchGrid is a grid of 64 KiB blocks on a memory disk, and a checkpoint
+// of m to it that waits for its writes.
+func benchGrid(b *testing.B, m *Machine) (*grid.Grid, *gridtest.MemDisk, func()) {
+	cfg := grid.Config{BlockSize: 64 << 10, BlocksMax: 1 << 20, CacheBytes: 64 << 20}
+	d := gridtest.NewMemDisk(cfg.SizeBytes())
+	d.Reuse = true
+	g := grid.New(cfg, d, nil, 10, prng.New(1))
+	return g, d, func() {
+		m.Checkpoint(g)
+		g.Flush(func() {})
+		d.Drain(b)
+		g.CheckpointDurable()
+	}
+}
+
 func benchPostBatchCheckpointed(b *testing.B, writers int, windowNs int64) {
 	const (
 		batch, interval = 16, 400
 		bodySize        = 100
 	)
-	cfg := grid.Config{BlockSize: 64 << 10, BlocksMax: 1 << 20, CacheBytes: 64 << 20}
-	d := gridtest.NewMemDisk(cfg.SizeBytes())
-	d.Reuse = true
-	g := grid.New(cfg, d, nil, 10, prng.New(1))
 	l := DefaultLimits()
 	l.IdempotencyWindowNs = windowNs
 	m := New(l)
 	if r := m.Apply(1, 1, 1, OperationCreateRoom, createReq("acme", "alice", "general", false, false, 0), nil); r[0] != byte(CodeOK) {
 		b.Fatal(Code(r[0]))
 	}
-	checkpoint := func() {
-		m.Checkpoint(g)
-		g.Flush(func() {})
-		d.Drain(b)
-		g.CheckpointDurable()
-	}
+	g, d, checkpoint := benchGrid(b, m)
 	checkpoint()
 	body := make([]byte, bodySize)
 	for i := range body {
@@ -101,5 +107,46 @@ func benchPostBatchCheckpointed(b *testing.B, writers int, windowNs int64) {
 		if n := g.Stats.KindBytesWritten[k] - before.KindBytesWritten[k]; n > 0 {
 			b.ReportMetric(float64(n)/posts_, "B-"+grid.Kind(k).String()+"/post")
 		}
+	}
+}
+
+// BenchmarkCheckpointManyRooms is a checkpoint after one post in a shard
+// of 100,000 rooms (one member and one message each, on the grid): what
+// it costs to find the little that changed among many rooms.
+func BenchmarkCheckpointManyRooms(b *testing.B) {
+	const rooms = 100_000
+	m := New(DefaultLimits())
+	_, d, checkpoint := benchGrid(b, m)
+	checkpoint()
+	op, now := uint64(0), int64(1_000_000)
+	apply := func(operation uint8, body []byte) {
+		op++
+		now += 1000
+		m.Prefetch(now, operation, body)
+		if !m.Prefetched(func() {}) {
+			d.Drain(b)
+		}
+		if r := m.Apply(op, now, 1, operation, body, nil); r[0] != byte(CodeOK) {
+			b.Fatalf("op %d: %v", op, Code(r[0]))
+		}
+	}
+	post := func(room string) {
+		apply(OperationPost, EncodePost(PostRequest{Tenant: "acme", User: "alice", Room: room,
+			IdempotencyKey: fmt.Sprintf("k%d", op), Body: []byte("hello")}))
+	}
+	for i := range rooms {
+		room := fmt.Sprintf("r%06d", i) // in order: each room goes at the end
+		apply(OperationCreateRoom, createReq("acme", "alice", room, false, false, 0))
+		post(room)
+		if i%10_000 == 9_999 {
+			checkpoint()
+		}
+	}
+	checkpoint()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		post(fmt.Sprintf("r%06d", i%rooms))
+		checkpoint()
 	}
 }

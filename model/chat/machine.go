@@ -23,20 +23,23 @@ type Machine struct {
 	// blockScratch: a message block decompressed for a read (read.go).
 	blockScratch []byte
 
-	tables       [tableCount]grid.Table // the state on disk (tables.go)
-	memberOf     grid.Table             // users\' rooms, in memory only (directory.go)
-	root         grid.Ref               // the last checkpoint's root
-	deleted      []string               // keys of rooms deleted since the last checkpoint
-	releaseLater []grid.Ref             // message blocks of deleted rooms, released at the next checkpoint
-	checkClean   bool                   // see CheckDirtyTracking
-	growth       growth                 // what the next checkpoint may acquire (capacity.go)
-	tableBuf     []byte                 // a room record being encoded
-	tableItems   []grid.TableItem       // a room's items being encoded
-	blockBuf     []byte                 // a message block being encoded
-	runBuf       []entry                // one thread's messages being sealed
-	roomsCreated uint64                 // rooms ever created: the last incarnation given out
-	packer       sharedPacker           // short runs being packed at a checkpoint (store.go)
-	sharedRuns   map[uint64]int         // per shared block (address), the runs logs hold of it (store.go)
+	tables   [tableCount]grid.Table // the state on disk (tables.go)
+	memberOf grid.Table             // users\' rooms, in memory only (directory.go)
+	root     grid.Ref               // the last checkpoint's root
+	deleted  []string               // keys of rooms deleted since the last checkpoint
+	// dirtyRooms are the rooms marked dirty since the last checkpoint, in
+	// marking order: a checkpoint visits them alone, not every room.
+	dirtyRooms   []*room
+	releaseLater []grid.Ref       // message blocks of deleted rooms, released at the next checkpoint
+	checkClean   bool             // see CheckDirtyTracking
+	growth       growth           // what the next checkpoint may acquire (capacity.go)
+	tableBuf     []byte           // a room record being encoded
+	tableItems   []grid.TableItem // a room's items being encoded
+	blockBuf     []byte           // a message block being encoded
+	runBuf       []entry          // one thread's messages being sealed
+	roomsCreated uint64           // rooms ever created: the last incarnation given out
+	packer       sharedPacker     // short runs being packed at a checkpoint (store.go)
+	sharedRuns   map[uint64]int   // per shared block (address), the runs logs hold of it (store.go)
 
 	dedupBuf        []byte // an idempotency item's key being encoded
 	dedupKeyLast    string // the last one made a string (dedupItemKey)

@@ -169,6 +169,7 @@ func (m *Machine) applyDeleteRoom(q *request, reply []byte) []byte {
 		m.indexMember(r, u, false)
 	}
 	m.rooms = slices.Delete(m.rooms, i, i+1)
+	r.gone = true
 	t, ok := m.findTenant(q.tenant)
 	if !ok {
 		panic("chat: a room's tenant is not counted")

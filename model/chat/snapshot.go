@@ -157,6 +157,8 @@ func (m *Machine) Restore(snapshot []byte) error {
 		return err
 	}
 	next.configureTables(&next.tables, false)
+	clear(m.dirtyRooms) // the replaced rooms
+	m.dirtyRooms = m.dirtyRooms[:0]
 	for _, r := range next.rooms {
 		m.markDirty(r)
 	}

@@ -94,6 +94,7 @@ type room struct {
 	messages            []entry  // commit order, since the last checkpoint: each log's tail
 	incarnation         uint64   // which room of this id: idempotency keys are kept under it (dedup.go)
 	dirty               bool     // changed since the last checkpoint (tables.go)
+	gone                bool     // deleted: its place in Machine.dirtyRooms is skipped
 	prefetchEpoch       uint64   // its table pages were prefetched in this epoch (tables.go)
 }
 

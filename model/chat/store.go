@@ -119,10 +119,11 @@ func blockDataMax(g *grid.Grid) int { return g.Config().DataMax() - 64 }
 func sharedRunBytesMax(g *grid.Grid) int { return blockDataMax(g) / 4 }
 
 // sealTails moves every log's tail to message blocks: long runs to blocks
-// of their own, short ones packed into shared blocks.
-func (m *Machine) sealTails(g *grid.Grid) {
+// of their own, short ones packed into shared blocks. Only dirty rooms
+// (sorted) have tails: a post marks its room.
+func (m *Machine) sealTails(g *grid.Grid, dirty []*room) {
 	m.packer.reset()
-	for _, r := range m.rooms {
+	for _, r := range dirty {
 		r.mainStore.tailBytes = 0
 		for i := range r.threads {
 			r.threads[i].store.tailBytes = 0
@@ -276,9 +277,9 @@ func (m *Machine) releaseBlock(g *grid.Grid, ref grid.Ref) {
 }
 
 // releaseRetained releases the blocks wholly below each log's first held
-// seq.
-func (m *Machine) releaseRetained(g *grid.Grid) {
-	for _, r := range m.rooms {
+// seq. Only a dirty room's first seq moved since the last checkpoint.
+func (m *Machine) releaseRetained(g *grid.Grid, dirty []*room) {
+	for _, r := range dirty {
 		m.releaseBelow(g, &r.mainStore)
 		for i := range r.threads {
 			m.releaseBelow(g, &r.threads[i].store)

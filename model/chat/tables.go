@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"tigerchat/model/grid"
@@ -141,6 +142,7 @@ func (m *Machine) roomResident(r *room) bool {
 func (m *Machine) markDirty(r *room) {
 	if !r.dirty {
 		r.dirty = true
+		m.dirtyRooms = append(m.dirtyRooms, r)
 		m.charge(itemsCost(tableRooms, 1))
 	}
 }
@@ -151,8 +153,9 @@ func (m *Machine) markDirty(r *room) {
 func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 	m.grid = g
 	bound, acquired := m.checkpointBlocksMax(g, cost{}), g.Stats.BlocksAcquired
-	m.releaseRetained(g)
-	m.sealTails(g)
+	dirty := m.takeDirtyRooms()
+	m.releaseRetained(g, dirty)
+	m.sealTails(g, dirty)
 	for _, rk := range m.deleted {
 		m.tables[tableRooms].Delete(rk)
 		// Not the dedup table: its items carry the incarnation and age out.
@@ -165,18 +168,29 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 		m.releaseBlock(g, ref)
 	}
 	m.releaseLater = m.releaseLater[:0]
-	for _, r := range m.rooms {
-		if r.dirty {
+	if !m.checkClean {
+		for _, r := range dirty {
 			m.persistRoom(r)
 			r.dirty = false
-		} else if m.checkClean && m.roomResident(r) {
-			before := m.tableChanges()
-			m.persistRoom(r)
-			if m.tableChanges() != before {
-				panic(fmt.Sprintf("chat: room %q/%q changed without being marked dirty", r.tenant, r.id))
+		}
+	} else {
+		// Every room, in the same order: the dirty ones are written as
+		// above, and each clean one must write nothing.
+		for _, r := range m.rooms {
+			if r.dirty {
+				m.persistRoom(r)
+				r.dirty = false
+			} else if m.roomResident(r) {
+				before := m.tableChanges()
+				m.persistRoom(r)
+				if m.tableChanges() != before {
+					panic(fmt.Sprintf("chat: room %q/%q changed without being marked dirty", r.tenant, r.id))
+				}
 			}
 		}
 	}
+	clear(m.dirtyRooms)
+	m.dirtyRooms = m.dirtyRooms[:0]
 	var mask byte
 	var children []grid.Ref
 	for t := range m.tables {
@@ -222,6 +236,27 @@ func (rd *rootData) decode(data []byte) bool {
 		return false
 	}
 	return true
+}
+
+// takeDirtyRooms returns the rooms marked dirty since the last checkpoint
+// that still exist, sorted as m.rooms is, so that a checkpoint writes them
+// in the same order whichever way it finds them.
+func (m *Machine) takeDirtyRooms() []*room {
+	kept := m.dirtyRooms[:0]
+	for _, r := range m.dirtyRooms {
+		if !r.gone {
+			kept = append(kept, r)
+		}
+	}
+	clear(m.dirtyRooms[len(kept):])
+	m.dirtyRooms = kept
+	slices.SortFunc(kept, func(a, b *room) int {
+		if c := strings.Compare(a.tenant, b.tenant); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	return kept
 }
 
 // CheckDirtyTracking makes every checkpoint also rewrite the rooms not
@@ -470,6 +505,8 @@ func (m *Machine) restoreTables(tables *[tableCount]grid.Table, roomsCreated uin
 	}
 	m.rooms, m.tenants, m.tables, m.roomsCreated, m.sharedRuns = next.rooms, next.tenants, *tables, roomsCreated, next.sharedRuns
 	m.deleted, m.releaseLater = m.deleted[:0], m.releaseLater[:0]
+	clear(m.dirtyRooms) // the replaced rooms
+	m.dirtyRooms = m.dirtyRooms[:0]
 	m.rebuildMemberOf()
 	return nil
 }
