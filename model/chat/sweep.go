@@ -95,9 +95,9 @@ func (m *Machine) prefetchSweep(nowNs int64, operation uint8, body []byte) {
 }
 
 // sweep walks the pages of a post operation and deletes the items expired
-// at nowNs. A page whose items it deletes is charged as
-// one item changed (capacity.go); when the grid cannot take that, the
-// sweep waits for a later operation.
+// at nowNs. A page whose items it deletes is charged as one item changed
+// (capacity.go); when the grid cannot take that, the sweep waits for a
+// later operation.
 func (m *Machine) sweep(nowNs int64, operation uint8, body []byte) {
 	if !m.sweepDue(nowNs) {
 		return
