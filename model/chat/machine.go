@@ -97,8 +97,8 @@ func (m *Machine) Prepare(operation uint8, body []byte) error {
 // operation appends a one-byte error code and changes nothing.
 func (m *Machine) Apply(op uint64, timestampNs int64, client uint64, operation uint8, body, reply []byte) []byte {
 	if operation == OperationPostBatch {
-		reply = m.applyPostBatch(body, timestampNs, reply)
-		m.sweep(timestampNs, operation, body)
+		reply, itemBytes := m.applyPostBatch(body, timestampNs, reply)
+		m.sweep(timestampNs, m.sweepPages(itemBytes))
 		return reply
 	}
 	if IsRead(operation) {
@@ -124,7 +124,7 @@ func (m *Machine) Apply(op uint64, timestampNs int64, client uint64, operation u
 		return m.applyOpenDirect(&q, timestampNs, reply)
 	case OperationPost:
 		reply = m.applyPost(&q, timestampNs, reply)
-		m.sweep(timestampNs, operation, body)
+		m.sweep(timestampNs, m.sweepPages(dedupItemBytes(&q)))
 		return reply
 	case OperationDeleteRoom:
 		return m.applyDeleteRoom(&q, reply)

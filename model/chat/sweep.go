@@ -15,11 +15,11 @@ import (
 // The sweep walks the table in key order from a cursor (sweepKey), whole
 // pages at a time, and comes back to the start after the last page. Each
 // post operation, after its posts, walks as many pages as twice the bytes
-// of the items its posts may add would fill (sweepPagesOf): pages are at
-// least half full on average (they split in two, and the checkpoint folds
-// small ones together), so a walk examines at least the items that posts
-// add, and the table cannot outgrow the window by more than the items
-// added while one walk goes round. What it walks is a function of the
+// of the items its posts may add would fill (sweepPages): a page splits in
+// halves or fuller ones, and the checkpoint folds a changed page under a
+// quarter into a neighbour, so while pages stay half full a walk examines
+// at least the items that posts add; pages thinned by deletes make it go
+// round more slowly. What it walks is a function of the
 // replicated state and the prepare's timestamp alone, never of which
 // pages a replica caches, so every replica deletes the same items.
 // Prefetch reads the pages the prepare's sweeps will walk, counted on
@@ -60,6 +60,14 @@ func (m *Machine) sweepPagesOf(operation uint8, body []byte) int {
 	default:
 		return 0
 	}
+	return m.sweepPages(bytes)
+}
+
+// sweepPages is the pages a walk takes for posts whose idempotency items
+// take bytes: twice that, in pages, rounded up. Prefetch counts the bytes
+// from the operation's body (sweepPagesOf), Apply as it applies the posts;
+// both count every post, refused or not.
+func (m *Machine) sweepPages(bytes int) int {
 	page := m.limits.TablePageBytesMax
 	if page == 0 {
 		page = grid.TablePageBytesMax
@@ -94,17 +102,14 @@ func (m *Machine) prefetchSweep(nowNs int64, operation uint8, body []byte) {
 	}
 }
 
-// sweep walks the pages of a post operation and deletes the items expired
-// at nowNs. A page whose items it deletes is charged as one item changed
-// (capacity.go); when the grid cannot take that, the sweep waits for a
-// later operation.
-func (m *Machine) sweep(nowNs int64, operation uint8, body []byte) {
-	if !m.sweepDue(nowNs) {
-		return
-	}
+// sweep walks pages pages of the table after a post operation and deletes
+// the items expired at nowNs. A page whose items it deletes is charged as
+// one item changed (capacity.go); when the grid cannot take that, the
+// sweep waits for a later operation.
+func (m *Machine) sweep(nowNs int64, pages int) {
 	tb := &m.tables[tableDedup]
 	window := m.limits.IdempotencyWindowNs
-	for n := m.sweepPagesOf(operation, body); n > 0 && m.sweepDue(nowNs); n-- {
+	for n := pages; n > 0 && m.sweepDue(nowNs); n-- {
 		if !m.admit(sweepPageCost, false) {
 			return
 		}
