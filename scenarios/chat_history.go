@@ -159,6 +159,10 @@ func (s *chatSubject) finishAudit() {
 			s.metrics["grid_blocks_per_cache"] = append(s.metrics["grid_blocks_per_cache"], float64(st.BlocksUsed)/cacheBlocks)
 			s.metrics["table_pages_cold"] = append(s.metrics["table_pages_cold"], float64(n.machines[sh].TablePagesCold()))
 			s.metrics["shared_blocks"] = append(s.metrics["shared_blocks"], float64(n.machines[sh].SharedBlocks()))
+			rc := n.machines[sh].RoomCacheStats()
+			s.metrics["rooms_read_back_apply"] = append(s.metrics["rooms_read_back_apply"], float64(rc.ReadBackApply))
+			s.metrics["rooms_read_back_read"] = append(s.metrics["rooms_read_back_read"], float64(rc.ReadBackRead))
+			s.metrics["rooms_dropped"] = append(s.metrics["rooms_dropped"], float64(rc.Dropped))
 		}
 	}
 }

@@ -34,7 +34,8 @@ func chatSwarmConfig(seed uint64) Config {
 func TestChatSwarm(t *testing.T) {
 	coverage := map[string]uint64{}
 	blocksPerCache, audited, pagesCold, shared := 0.0, 0.0, 0.0, 0.0
-	for seed := uint64(2000); seed < 2060; seed++ {
+	readBack := map[string]float64{}
+	for seed := uint64(2000); seed < 2070; seed++ {
 		res := Run(chatSwarmConfig(seed))
 		if res.Outcome() != OutcomeOK {
 			t.Fatalf("%s\nviolations: %v\nliveness failed: %v\npanic: %s\nerror: %s",
@@ -55,10 +56,26 @@ func TestChatSwarm(t *testing.T) {
 		for _, v := range res.Metrics["shared_blocks"] {
 			shared = max(shared, v)
 		}
+		for _, name := range []string{"rooms_read_back_apply", "rooms_read_back_read", "rooms_dropped"} {
+			for _, v := range res.Metrics[name] {
+				readBack[name] += v
+			}
+		}
 	}
 	t.Logf("largest grid: %.1f times the block cache; %.0f messages read back by the history audits; at most %.0f table pages cold", blocksPerCache, audited, pagesCold)
 	if blocksPerCache < 20 || audited == 0 || pagesCold == 0 || shared == 0 {
 		t.Errorf("largest grid %.1f times the cache (want >= 20), %.0f messages audited, at most %.0f pages of the rooms' tables cold and %.0f shared message blocks (want some of each)", blocksPerCache, audited, pagesCold, shared)
+	}
+	// The rooms are a cache over the tables: rooms are dropped and read
+	// back, for operations and for reads.
+	t.Logf("rooms read back for operations %.0f, for reads %.0f; dropped %.0f", readBack["rooms_read_back_apply"], readBack["rooms_read_back_read"], readBack["rooms_dropped"])
+	for name, v := range readBack {
+		if v == 0 {
+			t.Errorf("%s is zero", name)
+		}
+	}
+	if len(readBack) != 3 {
+		t.Errorf("room cache metrics missing: %v", readBack)
 	}
 	for _, name := range []string{"recv:prepare", "recv:prepare_ok", "recv:do_view_change", "recv:start_view",
 		"status:view_change", "event:checkpoint", "event:recovered", "chat:create", "chat:create_exists",
@@ -219,6 +236,7 @@ func TestChatCheckMachine(t *testing.T) {
 	w := newChatWorkload(s, prng.New(1))
 	room := w.rooms[0]
 	m := chat.New(s.limits)
+	m.CheckDirtyTracking(true) // checkMachine lists every room
 	m.Apply(1, 1, 1, chat.OperationCreateRoom, chat.EncodeCreateRoom(chat.CreateRoomRequest{Tenant: room.tenant, User: "u0", Room: room.id}), nil)
 	post := func(op uint64, key string) chat.PostReply {
 		body := chat.EncodePost(chat.PostRequest{Tenant: room.tenant, User: "u0", Room: room.id, IdempotencyKey: key, Body: chatBody(key, 20)})

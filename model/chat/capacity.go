@@ -73,12 +73,13 @@ const (
 // creation adds its item and up to two members, a join one member.
 var growthCost = itemsCost(tableRooms, 1).plus(itemsCost(tableThreads, 1)).plus(itemsCost(tableDedup, 1)).
 	plus(itemsCost(tableIndex, 2)).plus(itemsCost(tableShared, 2)).plus(itemsCost(tableMembers, 2)).
-	plus(cost{blocks: 1})
+	plus(itemsCost(tableMemberOf, 2)).plus(itemsCost(tableTenants, 1)).plus(cost{blocks: 1})
 
-// deleteCost bounds a room deletion: its item, and a range in each of the
-// members, threads and index tables.
-var deleteCost = itemsCost(tableRooms, 1).plus(rangeCost(tableMembers)).plus(rangeCost(tableThreads)).
-	plus(rangeCost(tableIndex))
+// deleteCost bounds a room deletion: its item, its tenant's, and a range
+// in each of the members, threads and index tables (its members' items in
+// the member_of table are charged apart).
+var deleteCost = itemsCost(tableRooms, 1).plus(itemsCost(tableTenants, 1)).plus(rangeCost(tableMembers)).
+	plus(rangeCost(tableThreads)).plus(rangeCost(tableIndex))
 
 // charge counts c toward the next checkpoint.
 func (m *Machine) charge(c cost) { m.growth.pending = m.growth.pending.plus(c) }

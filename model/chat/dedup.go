@@ -119,7 +119,18 @@ func (m *Machine) dedupItemKey(r *room, key []byte) string {
 // It also starts reading the pages of the other tables that the rooms it
 // changes occupy, which the next checkpoint rewrites (prefetchRoom).
 func (m *Machine) Prefetch(timestampNs int64, operation uint8, body []byte) {
+	if operation == OperationReadRooms {
+		// Only a read committed by an older version comes here.
+		if q, c := parseRequest(operation, body); c == CodeOK {
+			lo, hi := memberOfRange(q.tenant, q.user, q.other)
+			m.prefetchPending += m.tables[tableMemberOf].PrefetchRange(m.grid, lo, hi, m.onPageLoaded)
+		}
+		return
+	}
 	if IsRead(operation) {
+		if q, c := parseRequest(operation, body); c == CodeOK {
+			m.prefetchRoom(q.tenant, q.room)
+		}
 		return
 	}
 	m.prefetchSweep(timestampNs, operation, body)
@@ -147,19 +158,101 @@ func (m *Machine) Prefetch(timestampNs int64, operation uint8, body []byte) {
 		}
 	case OperationOpenDirect:
 		if q, c := parseRequest(operation, body); c == CodeOK {
-			m.prefetchRoom(q.tenant, []byte(DirectRoomID(string(q.user), string(q.other))))
+			id := []byte(DirectRoomID(string(q.user), string(q.other)))
+			m.prefetchRoom(q.tenant, id)
+			m.prefetchTenant(q.tenant)
+			m.prefetchMember(q.tenant, q.user, id)
+			m.prefetchMember(q.tenant, q.other, id)
 		}
 	default:
-		if q, c := parseRequest(operation, body); c == CodeOK {
-			m.prefetchRoom(q.tenant, q.room)
+		q, c := parseRequest(operation, body)
+		if c != CodeOK {
+			return
+		}
+		m.prefetchRoom(q.tenant, q.room)
+		switch operation {
+		case OperationCreateRoom:
+			m.prefetchTenant(q.tenant)
+			m.prefetchMember(q.tenant, q.user, q.room)
+		case OperationJoin, OperationLeave:
+			m.prefetchMember(q.tenant, q.user, q.room)
+		case OperationInvite:
+			m.prefetchMember(q.tenant, q.other, q.room)
+		case OperationDeleteRoom:
+			m.prefetchTenant(q.tenant)
+			m.prefetchMembers(q.tenant, q.room)
 		}
 	}
 }
 
+// prefetchTenant starts reading the tenants page of a tenant.
+func (m *Machine) prefetchTenant(tenant []byte) {
+	if !m.tables[tableTenants].Prefetch(m.grid, string(tenant), m.onPageLoaded) {
+		m.prefetchPending++
+	}
+}
+
+// prefetchMembers starts reading the member_of pages of every member of
+// a room being deleted, once its own pages are in memory: until then the
+// members are not known, and the pages are read when the replica
+// prefetches again after those reads.
+func (m *Machine) prefetchMembers(tenant, id []byte) {
+	rk := roomKey(string(tenant), string(id))
+	if r, ok := m.cache.byKey[rk]; ok {
+		if r != nil {
+			for _, u := range r.members {
+				m.prefetchMember(tenant, []byte(u), id)
+			}
+		}
+		return
+	}
+	prefix := roomPrefix(rk)
+	if !m.tables[tableMembers].RangeResident(prefix, rk+"\x01") {
+		return
+	}
+	m.tables[tableMembers].Scan(prefix, func(it *grid.TableItem) bool {
+		m.prefetchMember(tenant, []byte(it.Key[len(prefix):]), id)
+		return true
+	})
+}
+
+// incarnation is the incarnation of room (tenant, id) as far as memory
+// tells: held, or its rooms table page in memory; false if there is no
+// such room or its page is cold.
+func (m *Machine) incarnation(rk string) (uint64, bool) {
+	if r, ok := m.cache.byKey[rk]; ok {
+		if r == nil {
+			return 0, false
+		}
+		return r.incarnation, true
+	}
+	if !m.tables[tableRooms].RangeResident(rk, rk+"\x01") {
+		return 0, false
+	}
+	it, ok := m.tables[tableRooms].Get(rk)
+	if !ok {
+		return 0, false
+	}
+	return roomItemIncarnation(it.Value), true
+}
+
+// roomItemIncarnation reads the incarnation from a rooms table value.
+func roomItemIncarnation(v []byte) uint64 {
+	rd := reader{b: v}
+	rd.str()
+	rd.u8()
+	rd.u32()
+	rd.i64()
+	rd.u64()
+	rd.hash()
+	rd.u64()
+	return rd.u64()
+}
+
 func (m *Machine) prefetchPost(q *request) {
 	rk := roomKey(string(q.tenant), string(q.room))
-	if i, ok := m.find(q.tenant, q.room); ok {
-		m.prefetchKey(dedupKey(m.dedupBuf, rk, m.rooms[i].incarnation, q.key))
+	if incarnation, ok := m.incarnation(rk); ok {
+		m.prefetchKey(dedupKey(m.dedupBuf, rk, incarnation, q.key))
 	}
 	if m.prefetchCreates {
 		// No item has an incarnation above the last one given out: every

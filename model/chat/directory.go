@@ -52,28 +52,37 @@ func EncodeDirectory(operation uint8, r DirectoryRequest) []byte {
 	return binary.LittleEndian.AppendUint16(appendStr(b, r.After), r.Limit)
 }
 
-// memberOfKey names a membership in the in-memory index of users' rooms:
-// tenant 0x00 user 0x00 room.
+// memberOfKey names a membership in the member_of table (the users'
+// rooms): tenant 0x00 user 0x00 room.
 func memberOfKey(tenant, user, room string) string { return tenant + "\x00" + user + "\x00" + room }
 
-// indexMember keeps the users' rooms index in step with a room's members.
+// memberOfRange is the keys of a user's rooms after the cursor.
+func memberOfRange(tenant, user, after []byte) (lo, hi string) {
+	prefix := memberOfKey(string(tenant), string(user), "")
+	lo = prefix
+	if len(after) > 0 {
+		lo = prefix + string(after) + "\x00" // ids hold no 0x00: the first key past after
+	}
+	return lo, prefix[:len(prefix)-1] + "\x01"
+}
+
+// indexMember keeps the member_of table and the member count in step with
+// a room's members (the key's page prefetched).
 func (m *Machine) indexMember(r *room, user string, in bool) {
 	key := memberOfKey(r.tenant, user, r.id)
 	if in {
-		m.memberOf.Set(grid.TableItem{Key: key})
+		m.tables[tableMemberOf].Set(grid.TableItem{Key: key, Value: []byte{r.flags & roomFlagsKnown}})
+		m.members++
 	} else {
-		m.memberOf.Delete(key)
+		m.tables[tableMemberOf].Delete(key)
+		m.members--
 	}
 }
 
-// rebuildMemberOf derives the users' rooms index from the rooms (after a
-// restore or open: it is never stored).
-func (m *Machine) rebuildMemberOf() {
-	m.memberOf = grid.Table{}
-	for _, r := range m.rooms {
-		for _, u := range r.members {
-			m.indexMember(r, u, true)
-		}
+// prefetchMember starts reading the member_of page of one membership.
+func (m *Machine) prefetchMember(tenant, user, room []byte) {
+	if !m.tables[tableMemberOf].Prefetch(m.grid, memberOfKey(string(tenant), string(user), string(room)), m.onPageLoaded) {
+		m.prefetchPending++
 	}
 }
 
@@ -108,31 +117,42 @@ func (m *Machine) readDirectory(operation uint8, body []byte, reply []byte) []by
 	return appendBool(reply, end < len(r.members))
 }
 
+// readRooms answers ReadRooms inside Apply, where the user's member_of
+// pages are in memory (prefetched).
 func (m *Machine) readRooms(q *request, reply []byte) []byte {
-	prefix := memberOfKey(string(q.tenant), string(q.user), "")
-	var ids []string
-	more := false
-	m.memberOf.Scan(prefix, func(it *grid.TableItem) bool {
-		id := it.Key[len(prefix):]
-		if len(q.other) > 0 && id <= string(q.other) {
+	lo, hi := memberOfRange(q.tenant, q.user, q.other)
+	items := m.roomsScratch[:0]
+	m.tables[tableMemberOf].Scan(memberOfKey(string(q.tenant), string(q.user), ""), func(it *grid.TableItem) bool {
+		if it.Key < lo {
 			return true
 		}
-		if len(ids) == int(q.limit) {
-			more = true
+		if it.Key >= hi || len(items) > int(q.limit) {
 			return false
 		}
-		ids = append(ids, id)
+		items = append(items, *it)
 		return true
 	})
-	reply = binary.LittleEndian.AppendUint16(appendCode(reply, CodeOK), uint16(len(ids)))
-	for _, id := range ids {
-		i, ok := m.find(q.tenant, []byte(id))
-		if !ok {
-			panic("chat: the users' rooms index names a room that does not exist")
+	reply = appendRoomsReply(reply, q, items, true)
+	clear(items)
+	m.roomsScratch = items[:0]
+	return reply
+}
+
+// appendRoomsReply is a ReadRooms page from the user's member_of items
+// from the cursor on, in key order: at most the limit; more when there
+// are others or complete is false (the items stop short of the range).
+func appendRoomsReply(reply []byte, q *request, items []grid.TableItem, complete bool) []byte {
+	n := min(len(items), int(q.limit))
+	prefix := len(q.tenant) + len(q.user) + 2
+	reply = binary.LittleEndian.AppendUint16(appendCode(reply, CodeOK), uint16(n))
+	for i := range items[:n] {
+		it := &items[i]
+		if len(it.Value) != 1 {
+			panic("chat: a membership item without its room's flags")
 		}
-		reply = append(appendStr(reply, id), m.rooms[i].flags&roomFlagsKnown)
+		reply = append(appendStr(reply, it.Key[prefix:]), it.Value[0])
 	}
-	return appendBool(reply, more)
+	return appendBool(reply, len(items) > n || !complete)
 }
 
 // DecodeMembersReply decodes a ReadMembers reply.

@@ -63,6 +63,13 @@ type Limits struct {
 	// a prepare that changes the room is applied (tables.go). It changes
 	// memory and I/O, never a reply.
 	TablePagesCached int
+	// RoomCacheBytes bounds what the rooms held in memory may take, by
+	// an estimate per room (0: every room stays in memory, and Open reads
+	// them all). A room not held is read back from the tables when an
+	// operation or a read needs it (cache.go); rooms changed since the
+	// last checkpoint are always held. It changes memory and I/O, never a
+	// reply.
+	RoomCacheBytes int
 	// TablePageBytesMax is the size of every table page after its block
 	// header (0: one sector, grid.TablePageBytesMax); at least
 	// TablePageBytesMin, so that the largest item fits a quarter of it.
@@ -141,6 +148,7 @@ func SimLimits() Limits {
 		IdempotencyWindowNs: IdempotencyWindowNsDefault,
 		DedupPagesCached:    2,
 		TablePagesCached:    1,
+		RoomCacheBytes:      2048, // a few rooms: most are read back from the tables
 		TablePageBytesMax:   TablePageBytesMin,
 		ReadReplySizeMax:    8 << 10,
 		PostBatchCountMax:   8,
@@ -183,6 +191,8 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("chat: dedup pages cached %d must not be negative", l.DedupPagesCached)
 	case l.TablePagesCached < 0:
 		return fmt.Errorf("chat: table pages cached %d must not be negative", l.TablePagesCached)
+	case l.RoomCacheBytes < 0:
+		return fmt.Errorf("chat: room cache bytes %d must not be negative", l.RoomCacheBytes)
 	case l.TablePageBytesMax != 0 && (l.TablePageBytesMax < TablePageBytesMin || l.TablePageBytesMax > grid.TablePageBytesMax):
 		return fmt.Errorf("chat: table pages of %d bytes, want 0 or %d..%d", l.TablePageBytesMax, TablePageBytesMin, grid.TablePageBytesMax)
 	case l.ReadReplySizeMax < snapshotReplyFixedSize+messageWireSizeMax(l.BodySizeMax) || l.ReadReplySizeMax > wire.BodySizeMax:

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"encoding/binary"
 	"math"
 
 	"tigerchat/model/grid"
@@ -14,8 +15,6 @@ import (
 // one with New; the zero Machine has zero limits and refuses everything.
 type Machine struct {
 	limits  Limits
-	rooms   []*room    // sorted by (tenant, id)
-	tenants []tenant   // sorted by id; derived from rooms
 	scratch []byte     // hash input, reused
 	picks   []int      // indices of a read's messages, reused
 	grid    *grid.Grid // where message blocks are read from (set by Checkpoint and Open)
@@ -23,10 +22,23 @@ type Machine struct {
 	// blockScratch: a message block decompressed for a read (read.go).
 	blockScratch []byte
 
-	tables   [tableCount]grid.Table // the state on disk (tables.go)
-	memberOf grid.Table             // users\' rooms, in memory only (directory.go)
-	root     grid.Ref               // the last checkpoint's root
-	deleted  []string               // keys of rooms deleted since the last checkpoint
+	tables [tableCount]grid.Table // the state on disk (tables.go)
+	root   grid.Ref               // the last checkpoint's root
+
+	// The rooms in memory (cache.go): a cache over the tables, holding
+	// every room changed since the last checkpoint. rooms counts every
+	// room of the shard, tenants the tenants with one, members every
+	// membership; all three are in the checkpoint root.
+	cache                  roomCache
+	rooms, tenants         int
+	members                uint64
+	checkpoints            uint64 // checkpoints taken or opened: a read started before one starts over
+	roomKeyBuf, tenantsBuf []byte
+	roomsScratch           []grid.TableItem // a ReadRooms page's items
+	reading                bool             // a read is being answered from the rooms held (read.go)
+	deleted                []string         // keys of rooms deleted since the last checkpoint
+	// deletedKeys: the ones the checkpoint being taken deleted (cache.go).
+	deletedKeys []string
 	// dirtyRooms are the rooms marked dirty since the last checkpoint, in
 	// marking order: a checkpoint visits them alone, not every room.
 	dirtyRooms   []*room
@@ -61,12 +73,6 @@ type Machine struct {
 	sweepPrefetched int // pages the prepare's earlier sweeps will walk
 }
 
-// tenant counts one tenant's rooms on this shard.
-type tenant struct {
-	id    string
-	rooms int
-}
-
 var _ vsr.StateMachine = (*Machine)(nil)
 
 // New returns an empty machine; it panics on invalid limits (a
@@ -76,6 +82,7 @@ func New(limits Limits) *Machine {
 		panic(err)
 	}
 	m := &Machine{limits: limits, dedupOldestNs: math.MaxInt64, sweepMinNs: math.MaxInt64}
+	m.cache.init(limits.RoomCacheBytes == 0)
 	m.growth.unbounded = true // no grid until the first Checkpoint or Open
 	m.configureTables(&m.tables, false)
 	return m
@@ -134,77 +141,70 @@ func (m *Machine) Apply(op uint64, timestampNs int64, client uint64, operation u
 	panic("chat: a parsed operation has no handler")
 }
 
-// find finds room (tenant, id): its index, or where it would go. Tenant is
-// part of the key, so one tenant can never reach another's room.
-func (m *Machine) find(tenantID, id []byte) (int, bool) {
-	lo, hi := 0, len(m.rooms)
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		if r := m.rooms[mid]; r.tenant < string(tenantID) || (r.tenant == string(tenantID) && r.id < string(id)) {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
-	}
-	ok := lo < len(m.rooms) && m.rooms[lo].tenant == string(tenantID) && m.rooms[lo].id == string(id)
-	return lo, ok
-}
-
-// room finds the request's room in the request's tenant.
+// room finds the request's room in the request's tenant. Tenant is part
+// of the key, so one tenant can never reach another's room. A room not in
+// memory is read from the tables, whose pages the prepare prefetched.
 func (m *Machine) room(q *request) (*room, Code) {
-	if i, ok := m.find(q.tenant, q.room); ok {
-		return m.rooms[i], CodeOK
+	if r := m.lookup(q.tenant, q.room); r != nil {
+		return r, CodeOK
 	}
 	return nil, CodeUnknownRoom
 }
 
-func (m *Machine) findTenant(id []byte) (int, bool) {
-	lo, hi := 0, len(m.tenants)
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		if m.tenants[mid].id < string(id) {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
+// tenantRooms is the rooms of a tenant on this shard, from the tenants
+// table (its page prefetched).
+func (m *Machine) tenantRooms(id []byte) int {
+	if it, ok := m.tables[tableTenants].Get(string(id)); ok && len(it.Value) == 4 {
+		return int(binary.LittleEndian.Uint32(it.Value))
 	}
-	return lo, lo < len(m.tenants) && m.tenants[lo].id == string(id)
+	return 0
+}
+
+// countTenantRoom adds delta to the tenant's rooms in the tenants table.
+func (m *Machine) countTenantRoom(id string, delta int) {
+	n := m.tenantRooms([]byte(id)) + delta
+	switch {
+	case n < 0:
+		panic("chat: a tenant's rooms counted below zero")
+	case n == 0:
+		m.tables[tableTenants].Delete(id)
+		m.tenants--
+	default:
+		if n == 1 && delta > 0 {
+			m.tenants++
+		}
+		m.tenantsBuf = binary.LittleEndian.AppendUint32(m.tenantsBuf[:0], uint32(n))
+		m.tables[tableTenants].Set(grid.TableItem{Key: id, Value: m.tenantsBuf})
+	}
 }
 
 // admitRoom checks the room limits for one more room of tenantID.
 func (m *Machine) admitRoom(tenantID []byte) Code {
-	i, ok := m.findTenant(tenantID)
+	n := m.tenantRooms(tenantID)
 	switch {
-	case !ok && len(m.tenants) >= m.limits.TenantsMax:
+	case n == 0 && m.tenants >= m.limits.TenantsMax:
 		return CodeTenantsFull
-	case ok && m.tenants[i].rooms >= m.limits.RoomsPerTenantMax:
+	case n >= m.limits.RoomsPerTenantMax:
 		return CodeTenantFull
-	case len(m.rooms) >= m.limits.RoomsMax:
+	case m.rooms >= m.limits.RoomsMax:
 		return CodeRoomsFull
 	}
 	return CodeOK
 }
 
-// insertRoom adds r at index i (from find) and counts it for its tenant.
-func (m *Machine) insertRoom(i int, r *room) {
+// insertRoom adds r, which does not exist, and counts it.
+func (m *Machine) insertRoom(r *room) {
 	if m.admitRoom([]byte(r.tenant)) != CodeOK {
 		panic("chat: inserting a room beyond the limits")
 	}
-	m.rooms = append(m.rooms, nil)
-	copy(m.rooms[i+1:], m.rooms[i:])
-	m.rooms[i] = r
 	m.roomsCreated++
 	r.incarnation = m.roomsCreated
+	m.cache.add(m, r, true)
 	m.markDirty(r)
-	m.charge(itemsCost(tableMembers, len(r.members)))
+	m.charge(itemsCost(tableMembers, len(r.members)).plus(itemsCost(tableMemberOf, len(r.members))).plus(itemsCost(tableTenants, 1)))
 	for _, u := range r.members {
 		m.indexMember(r, u, true)
 	}
-	t, ok := m.findTenant([]byte(r.tenant))
-	if !ok {
-		m.tenants = append(m.tenants, tenant{})
-		copy(m.tenants[t+1:], m.tenants[t:])
-		m.tenants[t] = tenant{id: r.tenant}
-	}
-	m.tenants[t].rooms++
+	m.rooms++
+	m.countTenantRoom(r.tenant, 1)
 }

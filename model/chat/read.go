@@ -2,6 +2,7 @@ package chat
 
 import (
 	"fmt"
+	"math"
 
 	"tigerchat/model/grid"
 )
@@ -56,6 +57,34 @@ func (m *Machine) ReadAnyUser(operation uint8, body []byte, done func(reply []by
 }
 
 func (m *Machine) read(operation uint8, body []byte, retries int, anyUser bool, done func(reply []byte)) {
+	if !m.cache.whole {
+		q, c := parseRequest(operation, body)
+		if c == CodeOK {
+			c = q.validate(&m.limits, operation)
+		}
+		if c == CodeOK && operation == OperationReadRooms {
+			m.readRoomsFromTables(append([]byte(nil), body...), readRoomsPagesMin, readTries, done)
+			return
+		}
+		if _, held := m.cache.byKey[roomKey(string(q.tenant), string(q.room))]; c == CodeOK && !held {
+			body = append([]byte(nil), body...)
+			m.loadForRead(string(q.tenant), string(q.room), readTries, func(ok bool) {
+				if !ok {
+					done(appendCode(m.readBuf[:0], CodeStorageUnavailable))
+					return
+				}
+				m.readHeld(operation, body, retries, anyUser, done)
+			})
+			return
+		}
+	}
+	m.readHeld(operation, body, retries, anyUser, done)
+}
+
+// readHeld answers a read whose room is held, or known not to exist.
+func (m *Machine) readHeld(operation uint8, body []byte, retries int, anyUser bool, done func(reply []byte)) {
+	m.reading = true // a room not held does not exist: never read the tables
+	defer func() { m.reading = false }()
 	if operation == OperationReadMembers || operation == OperationReadRooms {
 		m.readBuf = m.readDirectory(operation, body, m.readBuf[:0])
 		done(m.readBuf)
@@ -97,6 +126,88 @@ func (m *Machine) read(operation uint8, body []byte, retries int, anyUser bool, 
 			}
 		})
 	}
+}
+
+// readTries bounds how often a read starts over when a checkpoint
+// overtakes its reads of the tables.
+const readTries = 4
+
+// readRoomsPagesMin is how many member_of pages a ReadRooms reads at
+// first: enough for a page of ReadLimitMax rooms unless deletes emptied
+// pages since the last checkpoint.
+const readRoomsPagesMin = 64
+
+// loadForRead reads room (tenant, id) back from the tables, when it is
+// not held, without keeping their pages in memory, and holds it; then it
+// calls next, with false if a block could not be read or checkpoints kept
+// overtaking the reads. A room that does not exist is not an error: the
+// read that follows says so.
+func (m *Machine) loadForRead(tenant, id string, tries int, next func(ok bool)) {
+	rk := roomKey(tenant, id)
+	prefix := roomPrefix(rk)
+	checkpoints := m.checkpoints
+	var items [tableCount][]grid.TableItem
+	ranges := [...]struct {
+		t      int
+		lo, hi string
+	}{{tableRooms, rk, rk + "\x00"}, {tableMembers, prefix, rk + "\x01"}, {tableThreads, prefix, rk + "\x01"}, {tableIndex, prefix, rk + "\x01"}}
+	pending, failed := len(ranges), false
+	for _, rg := range ranges {
+		m.tables[rg.t].ReadRange(m.grid, rg.lo, rg.hi, math.MaxInt, func(got []grid.TableItem, complete bool, err error) {
+			if err != nil || !complete {
+				failed = true
+			}
+			for _, it := range got {
+				it.Value = append([]byte(nil), it.Value...)
+				items[rg.t] = append(items[rg.t], it)
+			}
+			if pending--; pending > 0 {
+				return
+			}
+			_, held := m.cache.byKey[rk]
+			switch {
+			case held || m.cache.whole:
+				next(true)
+			case failed || m.checkpoints != checkpoints:
+				if tries > 1 {
+					m.loadForRead(tenant, id, tries-1, next)
+				} else {
+					next(false)
+				}
+			case len(items[tableRooms]) == 0:
+				next(true)
+			default:
+				r, err := buildRoom(&m.limits, m.roomsCreated, tenant, id, &items)
+				if err != nil {
+					panic(fmt.Sprintf("chat: room %q/%q does not read back from the tables: %v", tenant, id, err))
+				}
+				m.admitLoaded(r, true)
+				next(true)
+			}
+		})
+	}
+}
+
+// readRoomsFromTables answers ReadRooms from the member_of table, reading
+// at most pagesMax of its pages (their blocks, without keeping them).
+func (m *Machine) readRoomsFromTables(body []byte, pagesMax, tries int, done func(reply []byte)) {
+	q, _ := parseRequest(OperationReadRooms, body)
+	lo, hi := memberOfRange(q.tenant, q.user, q.other)
+	m.tables[tableMemberOf].ReadRange(m.grid, lo, hi, pagesMax, func(items []grid.TableItem, complete bool, err error) {
+		switch {
+		case err != nil && tries > 1:
+			m.readRoomsFromTables(body, pagesMax, tries-1, done)
+		case err != nil:
+			done(appendCode(m.readBuf[:0], CodeStorageUnavailable))
+		case len(items) == 0 && !complete && pagesMax < math.MaxInt/4:
+			// Only emptied pages so far: read further, not an empty page
+			// with more set, which a client would ask for again.
+			m.readRoomsFromTables(body, pagesMax*4, tries, done)
+		default:
+			m.readBuf = appendRoomsReply(m.readBuf[:0], &q, items, complete)
+			done(m.readBuf)
+		}
+	})
 }
 
 // readable finds the request's room and checks the caller may read it:

@@ -7,8 +7,7 @@ import (
 )
 
 func (m *Machine) applyCreateRoom(q *request, nowNs int64, reply []byte) []byte {
-	i, exists := m.find(q.tenant, q.room)
-	if exists {
+	if m.lookup(q.tenant, q.room) != nil {
 		return appendCode(reply, CodeRoomExists)
 	}
 	if c := m.admitRoom(q.tenant); c != CodeOK {
@@ -18,7 +17,7 @@ func (m *Machine) applyCreateRoom(q *request, nowNs int64, reply []byte) []byte 
 		return appendCode(reply, CodeStorageFull)
 	}
 	creator := string(q.user)
-	m.insertRoom(i, &room{
+	m.insertRoom(&room{
 		tenant: string(q.tenant), id: string(q.room), creator: creator,
 		flags: q.flags, retention: q.retention, createdNs: nowNs,
 		members: []string{creator},
@@ -76,7 +75,7 @@ func (m *Machine) addMember(r *room, i int, user []byte, reply []byte) []byte {
 	if !m.admit(growthCost, true) {
 		return appendCode(reply, CodeStorageFull)
 	}
-	m.charge(itemsCost(tableMembers, 1))
+	m.charge(itemsCost(tableMembers, 1).plus(itemsCost(tableMemberOf, 1)))
 	r.members = slices.Insert(r.members, i, string(user))
 	m.markDirty(r)
 	m.indexMember(r, string(user), true)
@@ -94,10 +93,10 @@ func (m *Machine) applyLeave(q *request, reply []byte) []byte {
 	if !member {
 		return appendCode(reply, CodeNotMember)
 	}
-	if !m.admit(itemsCost(tableMembers, 1).plus(itemsCost(tableRooms, 1)), false) {
+	if !m.admit(itemsCost(tableMembers, 1).plus(itemsCost(tableRooms, 1)).plus(itemsCost(tableMemberOf, 1)), false) {
 		return appendCode(reply, CodeStorageFull)
 	}
-	m.charge(itemsCost(tableMembers, 1))
+	m.charge(itemsCost(tableMembers, 1).plus(itemsCost(tableMemberOf, 1)))
 	m.indexMember(r, r.members[i], false)
 	r.members = slices.Delete(r.members, i, i+1)
 	m.markDirty(r)
@@ -108,9 +107,8 @@ func (m *Machine) applyLeave(q *request, reply []byte) []byte {
 // it the first time from either side.
 func (m *Machine) applyOpenDirect(q *request, nowNs int64, reply []byte) []byte {
 	id := DirectRoomID(string(q.user), string(q.other))
-	i, exists := m.find(q.tenant, []byte(id))
-	if exists {
-		if _, ok := m.rooms[i].member(q.user); !ok {
+	if r := m.lookup(q.tenant, []byte(id)); r != nil {
+		if _, ok := r.member(q.user); !ok {
 			panic("chat: a DM room does not hold one of its two users")
 		}
 		return appendBool(appendStr(appendCode(reply, CodeOK), id), false)
@@ -123,7 +121,7 @@ func (m *Machine) applyOpenDirect(q *request, nowNs int64, reply []byte) []byte 
 	}
 	members := []string{string(q.user), string(q.other)}
 	slices.Sort(members)
-	m.insertRoom(i, &room{
+	m.insertRoom(&room{
 		tenant: string(q.tenant), id: id, creator: string(q.user),
 		flags: FlagPrivate | flagDirect, createdNs: nowNs, members: members,
 	})
@@ -132,30 +130,29 @@ func (m *Machine) applyOpenDirect(q *request, nowNs int64, reply []byte) []byte 
 
 // ownedRoom finds the room of q for a change only its creator may make,
 // and that an audit room refuses.
-func (m *Machine) ownedRoom(q *request) (int, *room, Code) {
-	i, ok := m.find(q.tenant, q.room)
-	if !ok {
-		return 0, nil, CodeUnknownRoom
-	}
-	r := m.rooms[i]
+func (m *Machine) ownedRoom(q *request) (*room, Code) {
+	r := m.lookup(q.tenant, q.room)
 	switch {
+	case r == nil:
+		return nil, CodeUnknownRoom
 	case r.creator != string(q.user):
-		return 0, nil, CodeNotCreator
+		return nil, CodeNotCreator
 	case r.flags&FlagAudit != 0:
-		return 0, nil, CodeAuditRoom
+		return nil, CodeAuditRoom
 	}
-	return i, r, CodeOK
+	return r, CodeOK
 }
 
 // applyDeleteRoom removes a room with its members, threads, dedup window
 // and history. Its message blocks are released at the next checkpoint; a
 // room of the same id created later starts again at seq 1.
 func (m *Machine) applyDeleteRoom(q *request, reply []byte) []byte {
-	i, r, c := m.ownedRoom(q)
+	r, c := m.ownedRoom(q)
 	if c != CodeOK {
 		return appendCode(reply, c)
 	}
-	charged := deleteCost.plus(itemsCost(tableShared, m.sharedReleaseItems(r)))
+	charged := deleteCost.plus(itemsCost(tableShared, m.sharedReleaseItems(r))).
+		plus(itemsCost(tableMemberOf, min(len(r.members), m.tables[tableMemberOf].Pages())))
 	if !m.admit(charged, false) {
 		return appendCode(reply, CodeStorageFull)
 	}
@@ -168,15 +165,9 @@ func (m *Machine) applyDeleteRoom(q *request, reply []byte) []byte {
 	for _, u := range r.members {
 		m.indexMember(r, u, false)
 	}
-	m.rooms = slices.Delete(m.rooms, i, i+1)
-	r.gone = true
-	t, ok := m.findTenant(q.tenant)
-	if !ok {
-		panic("chat: a room's tenant is not counted")
-	}
-	if m.tenants[t].rooms--; m.tenants[t].rooms == 0 {
-		m.tenants = slices.Delete(m.tenants, t, t+1)
-	}
+	m.cache.remove(r)
+	m.rooms--
+	m.countTenantRoom(r.tenant, -1)
 	return appendAck(reply, 0)
 }
 
@@ -191,7 +182,7 @@ func appendStoreBlocks(refs []grid.Ref, s *logStore) []grid.Ref {
 // (0: all). A lower count removes the oldest messages at once; a higher
 // one keeps more from now on, never bringing removed messages back.
 func (m *Machine) applySetRetention(q *request, reply []byte) []byte {
-	_, r, c := m.ownedRoom(q)
+	r, c := m.ownedRoom(q)
 	if c != CodeOK {
 		return appendCode(reply, c)
 	}

@@ -35,7 +35,7 @@ func TestShortRunsShareBlocks(t *testing.T) {
 			t.Fatalf("round %d: a checkpoint of %d one-message runs wrote %d blocks", round, rooms, written)
 		}
 	}
-	for _, r := range h.m.rooms {
+	for _, r := range h.m.cache.shadow {
 		if len(r.mainStore.blocks) != rounds {
 			t.Fatalf("%s: %d blocks, want %d", r.id, len(r.mainStore.blocks), rounds)
 		}
@@ -67,7 +67,7 @@ func TestShortRunsShareBlocks(t *testing.T) {
 	}
 	_, _, root := h.checkpoint()
 	twin := twinAt(h, root) // rebuilds the free set from the root: a tree, every shared block once
-	if h.grid.Used() != twin.grid.Used() || len(twin.m.sharedRuns) != rounds || twin.m.sharedRuns[h.m.rooms[0].mainStore.blocks[0].ref.Address] != rooms {
+	if h.grid.Used() != twin.grid.Used() || len(twin.m.sharedRuns) != rounds || twin.m.sharedRuns[h.m.cache.shadow[0].mainStore.blocks[0].ref.Address] != rooms {
 		t.Fatalf("twin: %d blocks used (%d here), shared %v", twin.grid.Used(), h.grid.Used(), twin.m.sharedRuns)
 	}
 	if msgs := readAll(twin, name(7)); !slices.Equal(seqs(msgs), span(1, rounds)) {
@@ -79,9 +79,9 @@ func TestShortRunsShareBlocks(t *testing.T) {
 		x.mustCode(x.ack(OperationSetRetention, EncodeSetRetention(SetRetentionRequest{Tenant: "acme", User: "alice", Room: name(0), RetentionCount: 1})), CodeOK)
 		x.checkpoint()
 	}
-	first := h.m.rooms[1].mainStore.blocks[0].ref.Address
-	if got := h.m.sharedRuns[first]; got != rooms-1 || len(h.m.rooms[0].mainStore.blocks) != 1 {
-		t.Fatalf("after retention: %d runs of the first block held, room-00 has %d blocks", got, len(h.m.rooms[0].mainStore.blocks))
+	first := h.m.cache.shadow[1].mainStore.blocks[0].ref.Address
+	if got := h.m.sharedRuns[first]; got != rooms-1 || len(h.m.cache.shadow[0].mainStore.blocks) != 1 {
+		t.Fatalf("after retention: %d runs of the first block held, room-00 has %d blocks", got, len(h.m.cache.shadow[0].mainStore.blocks))
 	}
 	// Deleting all but one room keeps every shared block; deleting the last
 	// releases them all.

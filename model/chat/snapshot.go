@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
@@ -53,8 +54,9 @@ func (m *Machine) appendSnapshot(buf []byte, version uint8) []byte {
 	if version >= snapshotVersion {
 		buf = binary.LittleEndian.AppendUint64(buf, m.roomsCreated)
 	}
-	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(m.rooms)))
-	for _, r := range m.rooms {
+	rooms := m.allRooms()
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(rooms)))
+	for _, r := range rooms {
 		buf = m.appendRoom(buf, r, version)
 	}
 	return buf
@@ -135,7 +137,7 @@ func (m *Machine) Restore(snapshot []byte) error {
 	if count > m.limits.RoomsMax {
 		return fmt.Errorf("%w: %d rooms exceed the limit %d", errSnapshotMalformed, count, m.limits.RoomsMax)
 	}
-	next.rooms = make([]*room, 0, count)
+	rooms := make([]*room, 0, count)
 	for i := 0; i < count && !rd.bad; i++ {
 		r, err := decodeRoom(&rd, &m.limits, version)
 		if err != nil {
@@ -147,30 +149,55 @@ func (m *Machine) Restore(snapshot []byte) error {
 		} else if r.incarnation == 0 || r.incarnation > next.roomsCreated {
 			return fmt.Errorf("%w: room %d incarnation %d of %d", errSnapshotMalformed, i, r.incarnation, next.roomsCreated)
 		}
-		next.rooms = append(next.rooms, r)
+		rooms = append(rooms, r)
 	}
 	if !rd.done() {
 		return fmt.Errorf("%w: truncated or trailing bytes", errSnapshotMalformed)
 	}
-	next.tenants = countTenants(next.rooms)
+	next.cache.shadow, next.cache.check = rooms, true
 	if err := next.Verify(); err != nil {
 		return err
+	}
+	if !m.cache.holdsAll() {
+		panic("chat: Restore needs every room held (Limits.RoomCacheBytes 0 or CheckDirtyTracking)")
 	}
 	next.configureTables(&next.tables, false)
 	clear(m.dirtyRooms) // the replaced rooms
 	m.dirtyRooms = m.dirtyRooms[:0]
-	for _, r := range next.rooms {
+	m.roomsCreated = next.roomsCreated
+	check, whole := m.cache.check, m.cache.whole
+	m.cache = roomCache{check: check}
+	m.cache.init(whole)
+	m.cache.shadow = rooms
+	for _, t := range [...]int{tableMemberOf, tableTenants} {
+		m.tables[t] = next.tables[t]
+	}
+	m.rooms, m.tenants, m.members = 0, 0, 0
+	tenantRooms := map[string]int{}
+	var memberOf []grid.TableItem
+	for _, r := range rooms {
+		m.cache.add(m, r, false)
 		m.markDirty(r)
+		m.rooms++
+		tenantRooms[r.tenant]++
+		for _, u := range r.members {
+			memberOf = append(memberOf, grid.TableItem{Key: memberOfKey(r.tenant, u, r.id), Value: []byte{r.flags & roomFlagsKnown}})
+		}
+	}
+	m.members = uint64(len(memberOf))
+	slices.SortFunc(memberOf, func(a, b grid.TableItem) int { return cmp.Compare(a.Key, b.Key) })
+	m.tables[tableMemberOf].Replace("", memberOf)
+	for _, t := range slices.Sorted(maps.Keys(tenantRooms)) {
+		m.tables[tableTenants].Set(grid.TableItem{Key: t, Value: binary.LittleEndian.AppendUint32(nil, uint32(tenantRooms[t]))})
+		m.tenants++
 	}
 	m.growth.unbounded = true // every item is written again: not counted per operation
-	m.rooms, m.tenants, m.roomsCreated = next.rooms, next.tenants, next.roomsCreated
 	m.tables[tableDedup] = next.tables[tableDedup]
 	// The items' times are not tracked: a sweep starts over and may find
 	// any of them expired.
 	m.sweepKey, m.dedupOldestNs, m.sweepMinNs = "", math.MinInt64, math.MaxInt64
 	m.restoreShared()
 	m.prefetchPending, m.prefetchWaiter, m.prefetchCreates = 0, nil, false // reads of the replaced table never end
-	m.rebuildMemberOf()
 	return nil
 }
 
@@ -189,7 +216,7 @@ func (m *Machine) restoreShared() {
 			}
 		}
 	}
-	for _, r := range m.rooms {
+	for _, r := range m.cache.shadow {
 		count(&r.mainStore)
 		for i := range r.threads {
 			count(&r.threads[i].store)
@@ -198,7 +225,7 @@ func (m *Machine) restoreShared() {
 	slices.SortFunc(refs, func(a, b grid.Ref) int { return cmp.Compare(a.Address, b.Address) })
 	items := make([]grid.TableItem, len(refs))
 	for i, ref := range refs {
-		items[i] = grid.TableItem{Key: sharedKey(ref.Address), Ref: ref}
+		items[i] = grid.TableItem{Key: sharedKey(ref.Address), Ref: ref, Value: sharedValue(m.sharedRuns[ref.Address])}
 	}
 	m.tables[tableShared].Replace("", items)
 }
@@ -297,18 +324,6 @@ func skipDedup(rd *reader, r *room) error {
 		}
 	}
 	return nil
-}
-
-// countTenants derives the tenant table from rooms sorted by tenant.
-func countTenants(rooms []*room) []tenant {
-	var ts []tenant
-	for _, r := range rooms {
-		if len(ts) == 0 || ts[len(ts)-1].id != r.tenant {
-			ts = append(ts, tenant{id: r.tenant})
-		}
-		ts[len(ts)-1].rooms++
-	}
-	return ts
 }
 
 // A log's store: first u64 | blocks u32 | blocks × (ref [32] | first u64 | last u64).

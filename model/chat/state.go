@@ -94,8 +94,10 @@ type room struct {
 	messages            []entry  // commit order, since the last checkpoint: each log's tail
 	incarnation         uint64   // which room of this id: idempotency keys are kept under it (dedup.go)
 	dirty               bool     // changed since the last checkpoint (tables.go)
-	gone                bool     // deleted: its place in Machine.dirtyRooms is skipped
+	gone                bool     // deleted, or dropped from the room cache: no longer the room's state
 	prefetchEpoch       uint64   // its table pages were prefetched in this epoch (tables.go)
+	used                uint64   // the room cache's clock when last used (cache.go)
+	cachedBytes         int      // what the room cache counts for it (cache.go)
 }
 
 func (r *room) private() bool { return r.flags&FlagPrivate != 0 }

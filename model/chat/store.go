@@ -244,7 +244,7 @@ func (m *Machine) flushShared(g *grid.Grid) {
 	for _, a := range p.added {
 		a.s.blocks = append(a.s.blocks, msgBlock{ref: ref, first: a.first, last: a.last})
 	}
-	m.tables[tableShared].Set(grid.TableItem{Key: sharedKey(ref.Address), Ref: ref})
+	m.tables[tableShared].Set(grid.TableItem{Key: sharedKey(ref.Address), Ref: ref, Value: sharedValue(p.runs)})
 	if m.sharedRuns == nil {
 		m.sharedRuns = map[uint64]int{}
 	}
@@ -255,6 +255,10 @@ func (m *Machine) flushShared(g *grid.Grid) {
 
 // sharedKey is a shared block's key in the shared table: its address.
 func sharedKey(address uint64) string { return keyU64("", address) }
+
+// sharedValue is a shared block's value in the shared table: the runs
+// logs hold of it, so that a room read back need not count them.
+func sharedValue(runs int) []byte { return binary.LittleEndian.AppendUint32(nil, uint32(runs)) }
 
 // releaseBlock releases a message block a log lets go; a shared block
 // only with the last run that logs hold of it.
@@ -269,6 +273,7 @@ func (m *Machine) releaseBlock(g *grid.Grid, ref grid.Ref) {
 	}
 	if n > 1 {
 		m.sharedRuns[ref.Address] = n - 1
+		m.tables[tableShared].Set(grid.TableItem{Key: sharedKey(ref.Address), Ref: ref, Value: sharedValue(n - 1)})
 		return
 	}
 	delete(m.sharedRuns, ref.Address)

@@ -54,7 +54,7 @@ func TestSweepDeletesOnlyExpiredItems(t *testing.T) {
 			t.Fatalf("an item of time %d is left at %d", at, h.nowNs)
 		}
 	}
-	posted := int(h.m.rooms[0].main.seq) // the "new" room's posts sort first
+	posted := int(h.m.cache.shadow[0].main.seq) // the "new" room's posts sort first
 	if len(times) != posted || h.m.dedupOldestNs != first.TimeNs {
 		t.Fatalf("%d items for %d live keys; oldest bound %d, want %d", len(times), posted, h.m.dedupOldestNs, first.TimeNs)
 	}

@@ -4,14 +4,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
+	"maps"
 	"slices"
 	"strings"
 
 	"tigerchat/model/grid"
 )
 
-// On disk the chat state is five grid tables (docs/storage.md), each a
+// On disk the chat state is eight grid tables (docs/storage.md), each a
 // sorted map persisted page by page, so that a checkpoint writes only the
 // pages a changed room touches. A room's key is rk = tenant 0x00 id; ids
 // never hold 0x00, so keys sort as (tenant, id) do. Little-endian values,
@@ -19,22 +19,27 @@ import (
 //
 //	rooms    rk                          → creator str | flags u8 | retention u32 |
 //	                                       created_ns i64 | head_seq u64 | head_hash [32] | first u64 |
-//	                                       incarnation u64
+//	                                       incarnation u64 | members u32
 //	members  rk 0x00 user                → (empty)
 //	threads  rk 0x00 parent u64          → head_seq u64 | head_hash [32] | first u64
 //	dedup    rk 0x00 incarnation u64 key_digest [16] → see dedup.go
 //	index    rk 0x00 thread u64 first u64 → last u64, and the message block as the item's ref;
 //	                                       or last u64 | shared block ref [32], no item ref (store.go)
-//	shared   address u64                 → (empty), and the shared block as the item's ref
+//	shared   address u64                 → runs u32 (the runs logs hold of it), and the shared block as the item's ref
+//	member_of tenant 0x00 user 0x00 room → flags u8: the rooms of each user (directory.go)
+//	tenants  tenant                      → rooms u32
 //
-// Four tables mirror the rooms in memory: a room changed by an operation
-// is marked dirty, and the next checkpoint rewrites its items (unchanged
-// items leave their pages clean). The idempotency table is the source of
-// truth itself, changed by each post and only partly in memory (dedup.go).
+// Four tables mirror the rooms held in memory (cache.go): a room changed
+// by an operation is marked dirty, and the next checkpoint rewrites its
+// items (unchanged items leave their pages clean). The idempotency,
+// member_of and tenants tables are the source of truth themselves,
+// changed by the operations and only partly in memory.
 // The checkpoint root (KindRoom) has data = u8 mask of the tables present |
-// rooms_created u64 | the sweep's dedup_oldest_ns i64 | sweep_min_ns i64 |
-// sweep_key (the rest; sweep.go), and children = the tables' roots, in
-// order. A root of the first version ends after rooms_created.
+// rooms_created u64 | rooms u64 | tenants u64 | members u64 | the sweep's
+// dedup_oldest_ns i64 | sweep_min_ns i64 | sweep_key (the rest; sweep.go),
+// and children = the tables' roots, in order. Roots written before
+// 2026-12-03 (no tenants table) do not open: that format held every room
+// in memory.
 const (
 	tableRooms = iota
 	tableMembers
@@ -42,14 +47,20 @@ const (
 	tableDedup
 	tableIndex
 	tableShared
+	tableMemberOf
+	tableTenants
 	tableCount
 )
 
 var errTablesMalformed = errors.New("chat: checkpoint tables malformed")
 
-// tableKeyBytesMax bounds every table's keys: the longest is a member's,
-// rk 0x00 user.
+// tableKeyBytesMax bounds every table's keys: the longest are a member's,
+// rk 0x00 user, and a membership's, tenant 0x00 user 0x00 room.
 const tableKeyBytesMax = 3*IDSizeMax + 2
+
+// errOldFormat is a checkpoint of the format that held every room in
+// memory.
+var errOldFormat = errors.New("chat: the checkpoint is of the format before 2026-12-03, which held every room in memory; start from an empty data directory")
 
 func roomKey(tenant, id string) string { return tenant + "\x00" + id }
 
@@ -74,7 +85,7 @@ func (m *Machine) configureTables(tables *[tableCount]grid.Table, mirrorsWhole b
 		tables[t].PageBytesMax = m.limits.TablePageBytesMax
 		tables[t].KeyBytesMax = tableKeyBytesMax
 	}
-	for _, t := range mirrorTables {
+	for _, t := range [...]int{tableRooms, tableMembers, tableThreads, tableIndex, tableMemberOf, tableTenants} {
 		tables[t].ResidentPagesMax = m.limits.TablePagesCached
 		if mirrorsWhole {
 			tables[t].ResidentPagesMax = 0
@@ -87,13 +98,11 @@ func (m *Machine) configureTables(tables *[tableCount]grid.Table, mirrorsWhole b
 // prefetchRoom starts reading the cold pages that the items of room
 // (tenant, id) occupy or would occupy, once per room and epoch.
 func (m *Machine) prefetchRoom(tenant, id []byte) {
-	var r *room
-	if i, ok := m.find(tenant, id); ok {
-		if r = m.rooms[i]; r.prefetchEpoch == m.prefetchEpoch {
-			return
-		}
-	}
 	rk := roomKey(string(tenant), string(id))
+	r := m.cache.byKey[rk]
+	if r != nil && r.prefetchEpoch == m.prefetchEpoch {
+		return
+	}
 	for _, t := range mirrorTables {
 		tb := &m.tables[t]
 		if tb.Cold() == 0 {
@@ -163,6 +172,7 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 			m.tables[t].Replace(roomPrefix(rk), nil)
 		}
 	}
+	m.deletedKeys = append(m.deletedKeys[:0], m.deleted...)
 	m.deleted = m.deleted[:0]
 	for _, ref := range m.releaseLater {
 		m.releaseBlock(g, ref)
@@ -176,7 +186,7 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 	} else {
 		// Every room, in the same order: the dirty ones are written as
 		// above, and each clean one must write nothing.
-		for _, r := range m.rooms {
+		for _, r := range m.cache.shadow {
 			if r.dirty {
 				m.persistRoom(r)
 				r.dirty = false
@@ -189,6 +199,8 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 			}
 		}
 	}
+	m.cache.afterCheckpoint(m.deletedKeys, dirty, m.limits.RoomCacheBytes)
+	m.deletedKeys = m.deletedKeys[:0]
 	clear(m.dirtyRooms)
 	m.dirtyRooms = m.dirtyRooms[:0]
 	var mask byte
@@ -200,6 +212,7 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 		}
 	}
 	m.prefetchEpoch++ // pages went cold
+	m.checkpoints++
 	g.Release(m.root)
 	m.root = g.WriteNode(grid.KindRoom, children, m.appendRootData([]byte{mask}), false)
 	if written := int(g.Stats.BlocksAcquired - acquired); written > bound && !m.growth.unbounded {
@@ -212,34 +225,39 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 // rootData is a checkpoint root's data after the table mask.
 type rootData struct {
 	roomsCreated              uint64
+	rooms, tenants, members   uint64
 	dedupOldestNs, sweepMinNs int64
 	sweepKey                  string
 }
 
+const rootDataFixed = 1 + 6*8
+
 func (m *Machine) appendRootData(b []byte) []byte {
 	le := binary.LittleEndian
 	b = le.AppendUint64(b, m.roomsCreated)
+	b = le.AppendUint64(le.AppendUint64(le.AppendUint64(b, uint64(m.rooms)), uint64(m.tenants)), m.members)
 	b = le.AppendUint64(le.AppendUint64(b, uint64(m.dedupOldestNs)), uint64(m.sweepMinNs))
 	return append(b, m.sweepKey...)
 }
 
-// decode reads data, mask included; a first-version root leaves the
-// sweep at the start with every item possibly expired.
-func (rd *rootData) decode(data []byte) bool {
+// decode reads data, mask included: a root of the format before the
+// tenants table is errOldFormat.
+func (rd *rootData) decode(data []byte) error {
 	le := binary.LittleEndian
 	switch {
-	case len(data) == 9:
-		*rd = rootData{roomsCreated: le.Uint64(data[1:]), dedupOldestNs: math.MinInt64, sweepMinNs: math.MaxInt64}
-	case len(data) >= 25 && len(data)-25 <= tableKeyBytesMax:
-		*rd = rootData{roomsCreated: le.Uint64(data[1:]), dedupOldestNs: int64(le.Uint64(data[9:])), sweepMinNs: int64(le.Uint64(data[17:])), sweepKey: string(data[25:])}
-	default:
-		return false
+	case len(data) > 0 && data[0]&(1<<tableTenants) == 0:
+		return errOldFormat
+	case len(data) < rootDataFixed || len(data)-rootDataFixed > tableKeyBytesMax:
+		return errTablesMalformed
 	}
-	return true
+	*rd = rootData{roomsCreated: le.Uint64(data[1:]), rooms: le.Uint64(data[9:]), tenants: le.Uint64(data[17:]),
+		members: le.Uint64(data[25:]), dedupOldestNs: int64(le.Uint64(data[33:])), sweepMinNs: int64(le.Uint64(data[41:])),
+		sweepKey: string(data[rootDataFixed:])}
+	return nil
 }
 
 // takeDirtyRooms returns the rooms marked dirty since the last checkpoint
-// that still exist, sorted as m.rooms is, so that a checkpoint writes them
+// that still exist, sorted by (tenant, id), so that a checkpoint writes them
 // in the same order whichever way it finds them.
 func (m *Machine) takeDirtyRooms() []*room {
 	kept := m.dirtyRooms[:0]
@@ -260,8 +278,13 @@ func (m *Machine) takeDirtyRooms() []*room {
 }
 
 // CheckDirtyTracking makes every checkpoint also rewrite the rooms not
-// marked dirty and panic if that changes anything (simulator and tests).
-func (m *Machine) CheckDirtyTracking(on bool) { m.checkClean = on }
+// marked dirty and panic if that changes anything, and keeps every room
+// aside to check each room read back from the tables against it
+// (cache.go): for the simulator and tests. Call it on a new machine.
+func (m *Machine) CheckDirtyTracking(on bool) {
+	m.checkClean = on
+	m.cache.check = on || m.cache.whole
+}
 
 func (m *Machine) tableChanges() (n uint64) {
 	for t := range m.tables {
@@ -277,7 +300,7 @@ func (m *Machine) persistRoom(r *room) {
 	v := appendStr(m.tableBuf[:0], r.creator)
 	v = le.AppendUint64(le.AppendUint32(append(v, r.flags), r.retention), uint64(r.createdNs))
 	v = le.AppendUint64(append(le.AppendUint64(v, r.main.seq), r.main.hash[:]...), r.mainStore.first)
-	v = le.AppendUint64(v, r.incarnation)
+	v = le.AppendUint32(le.AppendUint64(v, r.incarnation), uint32(len(r.members)))
 	m.tables[tableRooms].Set(grid.TableItem{Key: rk, Value: v})
 	m.tableBuf = v
 	prefix := roomPrefix(rk)
@@ -324,14 +347,19 @@ func appendIndexItems(items []grid.TableItem, prefix string, thread uint64, s *l
 	return items
 }
 
-// Open replaces the state with the checkpoint at root: it reads every
-// table, rebuilds the rooms from them and verifies the result.
+// Open replaces the state with the checkpoint at root. It reads the
+// tables' index nodes (the pages start cold) and the shared table; when
+// every room is held (Limits.RoomCacheBytes 0, or the simulator's check)
+// it reads every table, rebuilds every room from them and verifies them.
 func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 	m.grid = g
 	g.ReadNode(root, func(children []grid.Ref, data []byte, err error) {
 		var rd rootData
-		if err == nil && (root.Kind != grid.KindRoom || !rd.decode(data)) {
+		if err == nil && root.Kind != grid.KindRoom {
 			err = errTablesMalformed
+		}
+		if err == nil {
+			err = rd.decode(data)
 		}
 		if err != nil {
 			done(err)
@@ -349,18 +377,19 @@ func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 				c++
 			}
 		}
-		if c != len(children) || mask>>tableCount != 0 {
+		if c != len(children) {
 			done(errTablesMalformed)
 			return
 		}
-		// The tables the rooms are rebuilt from open whole, then go cold.
 		var tables [tableCount]grid.Table
-		m.configureTables(&tables, true)
+		m.configureTables(&tables, m.cache.holdsAll())
+		tables[tableShared].ResidentPagesMax = 0
 		m.prefetchEpoch++
+		m.checkpoints++
 		m.prefetchPending, m.prefetchWaiter, m.prefetchCreates = 0, nil, false // reads of the replaced tables never end
 		m.openTables(g, &tables, roots, 0, func(err error) {
 			if err == nil {
-				err = m.restoreTables(&tables, rd.roomsCreated)
+				err = m.restoreTables(&tables, &rd)
 			}
 			if err == nil {
 				m.root = root
@@ -386,10 +415,129 @@ func (m *Machine) openTables(g *grid.Grid, tables *[tableCount]grid.Table, roots
 	})
 }
 
-// restoreTables rebuilds the rooms from opened tables; on error the state
-// is unchanged.
-func (m *Machine) restoreTables(tables *[tableCount]grid.Table, roomsCreated uint64) error {
-	next := &Machine{limits: m.limits, roomsCreated: roomsCreated, sharedRuns: map[uint64]int{}}
+// decodeRoomItem decodes room (tenant, id)'s rooms table item; members is
+// the member count it records.
+func decodeRoomItem(tenant, id string, value []byte, roomsCreated uint64) (*room, int, error) {
+	rd := reader{b: value}
+	r := &room{tenant: tenant, id: id, creator: string(rd.str())}
+	r.flags, r.retention, r.createdNs = rd.u8(), rd.u32(), rd.i64()
+	r.main = logHead{seq: rd.u64(), hash: rd.hash()}
+	r.mainStore.first = rd.u64()
+	r.incarnation = rd.u64()
+	members := int(rd.u32())
+	if !rd.done() || r.incarnation == 0 || r.incarnation > roomsCreated {
+		return nil, 0, fmt.Errorf("%w: room %q/%q record", errTablesMalformed, tenant, id)
+	}
+	return r, members, nil
+}
+
+// addThreadItem adds a threads table item of r (rest: its key after the
+// room's prefix); items come in key order.
+func (r *room) addThreadItem(l *Limits, rest string, it *grid.TableItem) error {
+	rd := reader{b: it.Value}
+	t := thread{parent: keyNumber(rest), head: logHead{seq: rd.u64(), hash: rd.hash()}}
+	t.store.first = rd.u64()
+	if len(rest) != 8 || !rd.done() || len(r.threads) >= l.ThreadsPerRoomMax ||
+		(len(r.threads) > 0 && r.threads[len(r.threads)-1].parent >= t.parent) {
+		return fmt.Errorf("%w: thread %q", errTablesMalformed, it.Key)
+	}
+	r.threads = append(r.threads, t)
+	return nil
+}
+
+// addIndexItem adds an index table item of r (rest: its key after the
+// room's prefix); items come in key order. It returns the shared block
+// the item names, if any.
+func (r *room) addIndexItem(rest string, it *grid.TableItem) (grid.Ref, error) {
+	ref, shared := it.Ref, grid.Ref{}
+	switch {
+	case len(rest) != 16:
+		return shared, fmt.Errorf("%w: index item %q", errTablesMalformed, it.Key)
+	case len(it.Value) == 8 && ref.Kind == grid.KindMessages:
+	case len(it.Value) == 8+grid.RefSize && ref.IsZero():
+		var ok bool
+		if shared, ok = grid.DecodeRef(it.Value[8:]); !ok || shared.Kind != grid.KindMessageRuns {
+			return grid.Ref{}, fmt.Errorf("%w: index item %q names no shared block", errTablesMalformed, it.Key)
+		}
+		ref = shared
+	default:
+		return shared, fmt.Errorf("%w: index item %q", errTablesMalformed, it.Key)
+	}
+	s := r.store(keyNumber(rest[:8]))
+	if s == nil {
+		return shared, fmt.Errorf("%w: index item %q of no thread", errTablesMalformed, it.Key)
+	}
+	blk := msgBlock{ref: ref, first: keyNumber(rest[8:]), last: binary.LittleEndian.Uint64(it.Value)}
+	if blk.last < blk.first || (len(s.blocks) > 0 && blk.first != s.storedLast()+1) {
+		return shared, fmt.Errorf("%w: index item %q out of sequence", errTablesMalformed, it.Key)
+	}
+	s.blocks = append(s.blocks, blk)
+	return shared, nil
+}
+
+// restoreTables takes opened tables as the state; on error the state is
+// unchanged. When every room is held, it rebuilds them all and checks the
+// tables against them.
+func (m *Machine) restoreTables(tables *[tableCount]grid.Table, rd *rootData) error {
+	sharedRuns := map[uint64]int{}
+	var failed error
+	fail := func(format string, args ...any) bool {
+		failed = fmt.Errorf("%w: %s", errTablesMalformed, fmt.Sprintf(format, args...))
+		return false
+	}
+	tables[tableShared].Scan("", func(it *grid.TableItem) bool {
+		if len(it.Key) != 8 || it.Ref.Kind != grid.KindMessageRuns || keyNumber(it.Key) != it.Ref.Address || len(it.Value) != 4 {
+			return fail("shared block item %x", it.Key)
+		}
+		n := int(binary.LittleEndian.Uint32(it.Value))
+		if n == 0 {
+			return fail("shared block item %x holds no run", it.Key)
+		}
+		sharedRuns[it.Ref.Address] = n
+		return true
+	})
+	switch {
+	case failed != nil:
+		return failed
+	case rd.rooms > uint64(m.limits.RoomsMax) || rd.tenants > min(rd.rooms, uint64(m.limits.TenantsMax)) ||
+		rd.members > rd.rooms*uint64(m.limits.MembersPerRoomMax):
+		return fmt.Errorf("%w: root counts %d rooms, %d tenants, %d members", errTablesMalformed, rd.rooms, rd.tenants, rd.members)
+	}
+	var all []*room
+	if m.cache.holdsAll() {
+		var err error
+		if all, err = m.rebuildRooms(tables, rd, sharedRuns); err != nil {
+			return err
+		}
+	}
+	m.configureTables(tables, false)
+	tables[tableShared].ResidentPagesMax = 0
+	for t := range tables {
+		tables[t].Evict()
+	}
+	m.tables, m.roomsCreated, m.sharedRuns = *tables, rd.roomsCreated, sharedRuns
+	m.rooms, m.tenants, m.members = int(rd.rooms), int(rd.tenants), rd.members
+	m.deleted, m.releaseLater = m.deleted[:0], m.releaseLater[:0]
+	clear(m.dirtyRooms) // the replaced rooms
+	m.dirtyRooms = m.dirtyRooms[:0]
+	check, whole := m.cache.check, m.cache.whole
+	m.cache = roomCache{}
+	m.cache.init(whole)
+	m.cache.check = check
+	m.cache.shadow = all
+	if m.cache.whole {
+		for _, r := range all {
+			m.cache.add(m, r, false)
+		}
+	}
+	return nil
+}
+
+// rebuildRooms reads every room from whole tables and checks the tables
+// and the root's counts against them.
+func (m *Machine) rebuildRooms(tables *[tableCount]grid.Table, rd *rootData, sharedRuns map[uint64]int) ([]*room, error) {
+	var rooms []*room
+	var counts []int
 	var failed error
 	fail := func(format string, args ...any) bool {
 		failed = fmt.Errorf("%w: %s", errTablesMalformed, fmt.Sprintf(format, args...))
@@ -397,33 +545,29 @@ func (m *Machine) restoreTables(tables *[tableCount]grid.Table, roomsCreated uin
 	}
 	tables[tableRooms].Scan("", func(it *grid.TableItem) bool {
 		tenant, id, ok := strings.Cut(it.Key, "\x00")
-		if !ok || len(next.rooms) >= m.limits.RoomsMax {
+		if !ok || len(rooms) >= m.limits.RoomsMax {
 			return fail("room key %q", it.Key)
 		}
-		rd := reader{b: it.Value}
-		r := &room{tenant: tenant, id: id, creator: string(rd.str())}
-		r.flags, r.retention, r.createdNs = rd.u8(), rd.u32(), rd.i64()
-		r.main = logHead{seq: rd.u64(), hash: rd.hash()}
-		r.mainStore.first = rd.u64()
-		r.incarnation = rd.u64()
-		if !rd.done() || r.incarnation == 0 || r.incarnation > roomsCreated {
-			return fail("room %q record", it.Key)
+		r, n, err := decodeRoomItem(tenant, id, it.Value, rd.roomsCreated)
+		if err != nil {
+			failed = err
+			return false
 		}
-		next.rooms = append(next.rooms, r)
+		rooms, counts = append(rooms, r), append(counts, n)
 		return true
 	})
-	// Each per-room table is sorted by room key first, as next.rooms is:
-	// walk them side by side.
+	// Each per-room table is sorted by room key first, as rooms is: walk
+	// them side by side.
 	forRooms := func(t int, fn func(r *room, rest string, it *grid.TableItem) bool) {
 		i := 0
 		tables[t].Scan("", func(it *grid.TableItem) bool {
-			for i < len(next.rooms) && !strings.HasPrefix(it.Key, roomPrefix(roomKey(next.rooms[i].tenant, next.rooms[i].id))) {
+			for i < len(rooms) && !strings.HasPrefix(it.Key, roomPrefix(roomKey(rooms[i].tenant, rooms[i].id))) {
 				i++
 			}
-			if i == len(next.rooms) {
+			if i == len(rooms) {
 				return fail("table %d item %q of no room", t, it.Key)
 			}
-			r := next.rooms[i]
+			r := rooms[i]
 			return fn(r, it.Key[len(r.tenant)+len(r.id)+2:], it)
 		})
 	}
@@ -438,77 +582,83 @@ func (m *Machine) restoreTables(tables *[tableCount]grid.Table, roomsCreated uin
 	}
 	if failed == nil {
 		forRooms(tableThreads, func(r *room, rest string, it *grid.TableItem) bool {
-			rd := reader{b: it.Value}
-			t := thread{parent: keyNumber(rest), head: logHead{seq: rd.u64(), hash: rd.hash()}}
-			t.store.first = rd.u64()
-			if len(rest) != 8 || !rd.done() || len(r.threads) >= m.limits.ThreadsPerRoomMax {
-				return fail("thread %q", it.Key)
+			if err := r.addThreadItem(&m.limits, rest, it); err != nil {
+				failed = err
+				return false
 			}
-			r.threads = append(r.threads, t)
 			return true
 		})
 	}
+	runs := map[uint64]int{}
 	if failed == nil {
 		forRooms(tableIndex, func(r *room, rest string, it *grid.TableItem) bool {
-			ref := it.Ref
-			switch {
-			case len(rest) != 16:
-				return fail("index item %q", it.Key)
-			case len(it.Value) == 8 && ref.Kind == grid.KindMessages:
-			case len(it.Value) == 8+grid.RefSize && ref.IsZero():
-				shared, ok := grid.DecodeRef(it.Value[8:])
-				if !ok || shared.Kind != grid.KindMessageRuns {
-					return fail("index item %q names no shared block", it.Key)
-				}
-				ref = shared
-				next.sharedRuns[ref.Address]++
-			default:
-				return fail("index item %q", it.Key)
+			shared, err := r.addIndexItem(rest, it)
+			if err != nil {
+				failed = err
+				return false
 			}
-			s := r.store(keyNumber(rest[:8]))
-			if s == nil {
-				return fail("index item %q of no thread", it.Key)
+			if !shared.IsZero() {
+				runs[shared.Address]++
 			}
-			blk := msgBlock{ref: ref, first: keyNumber(rest[8:]), last: binary.LittleEndian.Uint64(it.Value)}
-			if blk.last < blk.first || (len(s.blocks) > 0 && blk.first != s.storedLast()+1) {
-				return fail("index item %q out of sequence", it.Key)
-			}
-			s.blocks = append(s.blocks, blk)
 			return true
 		})
-	}
-	if failed == nil {
-		// Every shared block an index item names is in the shared table,
-		// and every one there is named.
-		named := 0
-		tables[tableShared].Scan("", func(it *grid.TableItem) bool {
-			if len(it.Key) != 8 || it.Ref.Kind != grid.KindMessageRuns || keyNumber(it.Key) != it.Ref.Address || next.sharedRuns[it.Ref.Address] == 0 {
-				return fail("shared block item %x", it.Key)
-			}
-			named++
-			return true
-		})
-		if failed == nil && named != len(next.sharedRuns) {
-			fail("%d shared blocks named by logs, %d in the shared table", len(next.sharedRuns), named)
-		}
 	}
 	if failed != nil {
-		return failed
+		return nil, failed
 	}
-	next.tenants = countTenants(next.rooms)
+	if !maps.Equal(runs, sharedRuns) {
+		return nil, fmt.Errorf("%w: the shared table's run counts differ from the logs'", errTablesMalformed)
+	}
+	// The derived tables and counts agree with the rooms.
+	var members uint64
+	var memberOf []string
+	tenants := map[string]int{}
+	for i, r := range rooms {
+		if counts[i] != len(r.members) {
+			return nil, fmt.Errorf("%w: room %q/%q counts %d members, holds %d", errTablesMalformed, r.tenant, r.id, counts[i], len(r.members))
+		}
+		members += uint64(len(r.members))
+		tenants[r.tenant]++
+		for _, u := range r.members {
+			memberOf = append(memberOf, memberOfKey(r.tenant, u, r.id)+string(rune(r.flags&roomFlagsKnown)))
+		}
+	}
+	if uint64(len(rooms)) != rd.rooms || uint64(len(tenants)) != rd.tenants || members != rd.members {
+		return nil, fmt.Errorf("%w: root counts %d rooms, %d tenants, %d members; the tables hold %d, %d, %d",
+			errTablesMalformed, rd.rooms, rd.tenants, rd.members, len(rooms), len(tenants), members)
+	}
+	n := 0
+	tables[tableTenants].Scan("", func(it *grid.TableItem) bool {
+		if len(it.Value) != 4 || tenants[it.Key] != int(binary.LittleEndian.Uint32(it.Value)) {
+			return fail("tenant item %q", it.Key)
+		}
+		n++
+		return true
+	})
+	if failed == nil && n != len(tenants) {
+		fail("%d tenants in the table, %d with rooms", n, len(tenants))
+	}
+	slices.Sort(memberOf)
+	n = 0
+	tables[tableMemberOf].Scan("", func(it *grid.TableItem) bool {
+		if n == len(memberOf) || len(it.Value) != 1 || it.Key+string(rune(it.Value[0])) != memberOf[n] {
+			return fail("membership item %q", it.Key)
+		}
+		n++
+		return true
+	})
+	if failed == nil && n != len(memberOf) {
+		fail("%d memberships in the table, %d in the rooms", n, len(memberOf))
+	}
+	if failed != nil {
+		return nil, failed
+	}
+	next := &Machine{limits: m.limits, roomsCreated: rd.roomsCreated}
+	next.cache.shadow, next.cache.check = rooms, true
 	if err := next.Verify(); err != nil {
-		return err
+		return nil, err
 	}
-	m.configureTables(tables, false)
-	for _, t := range mirrorTables {
-		tables[t].Evict()
-	}
-	m.rooms, m.tenants, m.tables, m.roomsCreated, m.sharedRuns = next.rooms, next.tenants, *tables, roomsCreated, next.sharedRuns
-	m.deleted, m.releaseLater = m.deleted[:0], m.releaseLater[:0]
-	clear(m.dirtyRooms) // the replaced rooms
-	m.dirtyRooms = m.dirtyRooms[:0]
-	m.rebuildMemberOf()
-	return nil
+	return rooms, nil
 }
 
 func keyNumber(s string) uint64 {

@@ -21,18 +21,21 @@ func invariant(format string, args ...any) error {
 // simulators run it on every replica.
 func (m *Machine) Verify() error {
 	l := &m.limits
-	if len(m.rooms) > l.RoomsMax {
-		return invariant("%d rooms above %d", len(m.rooms), l.RoomsMax)
+	rooms := m.allRooms()
+	if len(rooms) > l.RoomsMax {
+		return invariant("%d rooms above %d", len(rooms), l.RoomsMax)
 	}
 	var scratch []byte
-	incarnations := make([]uint64, 0, len(m.rooms))
-	for i, r := range m.rooms {
+	incarnations := make([]uint64, 0, len(rooms))
+	tenants := map[string]int{}
+	members := uint64(0)
+	for i, r := range rooms {
 		if r.incarnation == 0 || r.incarnation > m.roomsCreated {
 			return invariant("room %q/%q incarnation %d outside [1, %d]", r.tenant, r.id, r.incarnation, m.roomsCreated)
 		}
 		incarnations = append(incarnations, r.incarnation)
 		if i > 0 {
-			p := m.rooms[i-1]
+			p := rooms[i-1]
 			if p.tenant > r.tenant || (p.tenant == r.tenant && p.id >= r.id) {
 				return invariant("rooms out of order at %d", i)
 			}
@@ -40,22 +43,27 @@ func (m *Machine) Verify() error {
 		if err := verifyRoom(r, l, &scratch); err != nil {
 			return fmt.Errorf("room %q/%q: %w", r.tenant, r.id, err)
 		}
+		if held, ok := m.cache.byKey[roomKey(r.tenant, r.id)]; ok && held != r {
+			return invariant("room %q/%q held twice", r.tenant, r.id)
+		}
+		tenants[r.tenant]++
+		members += uint64(len(r.members))
 	}
 	slices.Sort(incarnations)
-	if len(slices.Compact(incarnations)) != len(m.rooms) {
+	if len(slices.Compact(incarnations)) != len(rooms) {
 		return invariant("two rooms share an incarnation")
 	}
-	ts := countTenants(m.rooms)
-	if len(ts) > l.TenantsMax {
-		return invariant("%d tenants above %d", len(ts), l.TenantsMax)
+	if len(tenants) > l.TenantsMax {
+		return invariant("%d tenants above %d", len(tenants), l.TenantsMax)
 	}
-	for _, t := range ts {
-		if t.rooms > l.RoomsPerTenantMax {
-			return invariant("tenant %q has %d rooms above %d", t.id, t.rooms, l.RoomsPerTenantMax)
+	for t, n := range tenants {
+		if n > l.RoomsPerTenantMax {
+			return invariant("tenant %q has %d rooms above %d", t, n, l.RoomsPerTenantMax)
 		}
 	}
-	if !slices.Equal(ts, m.tenants) {
-		return invariant("tenant table differs from the rooms")
+	if m.cache.byKey != nil && (m.rooms != len(rooms) || m.tenants != len(tenants) || m.members != members) {
+		return invariant("counted %d rooms, %d tenants, %d members; there are %d, %d, %d",
+			m.rooms, m.tenants, m.members, len(rooms), len(tenants), members)
 	}
 	return nil
 }

@@ -62,6 +62,9 @@ type Table struct {
 	loading    map[*tablePage][]func(error) // cold pages being read, and who waits for them
 	generation uint64                       // advanced by Open: a read started before it is dropped
 	lastPage   int                          // the page the last search found (pageOf)
+	// checkpoints counts Checkpoint calls: between two, pages only split,
+	// which ReadRange relies on to finish a read begun before.
+	checkpoints uint64
 	// residentScratch: the resident pages being ordered by evict.
 	residentScratch []residentPage
 	// scratchRefs and scratchKeys: a level's refs and first keys while a
@@ -70,6 +73,8 @@ type Table struct {
 	scratchRefs [2][]Ref
 	scratchKeys [2][]string
 	encodeBuf   []byte
+	// readScratch: the items ReadRange hands to its caller.
+	readScratch []TableItem
 	cold        int // pages not in memory
 	dirtied     int // pages made dirty or created since the last checkpoint
 	// oversizedPieces: per level, what nodes over indexMax would split
@@ -557,6 +562,7 @@ func (t *Table) Checkpoint(g *Grid) Ref {
 	if t.pageMax() > g.Config().DataMax() {
 		panic(fmt.Sprintf("grid: table pages of %d bytes do not fit a block", t.pageMax()))
 	}
+	t.checkpoints++
 	t.compact()
 	for _, ref := range t.dropped {
 		g.Release(ref)
@@ -1112,15 +1118,21 @@ func (t *Table) Evict() { t.evict() }
 // install fills cold page from its block b, read and verified against
 // page.ref.
 func (t *Table) install(page *tablePage, b Block) {
-	loaded, err := decodeTablePage(b)
-	if err != nil || loaded.size != page.size || loaded.items[0].Key != page.first {
-		// The block matched its checksum: only a bug writes such a page.
-		panic(fmt.Sprintf("grid: a verified table page does not decode as its index says: %v", err))
-	}
-	page.items, page.cold = loaded.items, false
+	page.items, page.cold = decodeColdPage(b, page.size, page.first), false
 	t.cold--
 	t.clock++
 	page.used = t.clock
+}
+
+// decodeColdPage decodes the items of a cold page of size bytes whose
+// bound is first from its block b, read and verified against its ref.
+func decodeColdPage(b Block, size int, first string) []TableItem {
+	loaded, err := decodeTablePage(b)
+	if err != nil || loaded.size != size || loaded.items[0].Key != first {
+		// The block matched its checksum: only a bug writes such a page.
+		panic(fmt.Sprintf("grid: a verified table page does not decode as its index says: %v", err))
+	}
+	return loaded.items
 }
 
 func (t *Table) openPages(refs []Ref, blocks []Block) error {

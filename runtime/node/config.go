@@ -102,10 +102,12 @@ func (c *ClusterConfig) ChatLimits() chat.Limits {
 	}
 	v := c.vsrConfig(0, 0)
 	// Of the cache (CacheSizeBytes), an eighth holds decoded idempotency
-	// pages and a sixty-fourth, per table, decoded pages of the rooms,
-	// members, threads and block-index tables.
+	// pages, a sixty-fourth per table decoded pages of the rooms, members,
+	// threads, block-index, member_of and tenants tables, and an eighth
+	// the rooms themselves.
 	l.DedupPagesCached = max(16, c.CacheSizeBytes/8/grid.TablePageBytesMax)
 	l.TablePagesCached = max(16, c.CacheSizeBytes/64/grid.TablePageBytesMax)
+	l.RoomCacheBytes = max(1<<20, c.CacheSizeBytes/8)
 	l.GridReserveBlocks = chat.GridReserveBlocksFor(&v)
 	l.IdempotencyWindowNs = int64(c.IdempotencyWindowSeconds) * 1_000_000_000
 	if n := l.PostBatchCountFit(&v, l.PostBatchCountMax); n > 0 {

@@ -5,20 +5,20 @@ import (
 )
 
 // membersScan counts the members of every room of a shard for /status and
-// /metrics: a bounded number of rooms per tick, each through the state
-// machine's read path (a room snapshot of metadata only, ReadAnyUser so that
-// private rooms count too), never a consensus round. The figures published
-// are those of the last complete pass; a pass over a million rooms at 64 a
-// tick takes about 16 s, and the next starts 5 s after it (a few tens of
-// microseconds of the loop per tick). Owned by the shard's loop.
+// /metrics: a few pages of the rooms table per tick, read through the
+// state machine (ScanRooms: as of the last checkpoint, without keeping the
+// pages in memory), never a consensus round. The figures published are
+// those of the last complete pass; a pass over a million rooms at 4 pages
+// (about 150 rooms) a tick takes a few thousand ticks, and the next
+// starts 5,000 ticks after it. Owned by the shard's loop.
 type membersScan struct {
-	refs     []chat.RoomRef // the rooms of the pass under way
-	next     int            // the next room to read
-	pass     uint64         // the pass under way; a late reply of an older one is ignored
-	pending  int            // reads of the pass not answered yet
-	total    int            // members counted in the pass so far
+	after    string // the last room key of the pass under way
+	pass     uint64 // the pass under way; a late answer of an older one is ignored
+	pending  bool   // a read of the pass is under way
+	total    int    // members counted in the pass so far
 	largest  int
 	pause    int // ticks left before the next pass
+	started  bool
 	complete bool
 
 	// Total and Largest are the last complete pass's: members of all rooms
@@ -28,51 +28,43 @@ type membersScan struct {
 }
 
 const (
-	membersScanRoomsPerTick = 64
+	membersScanPagesPerTick = 4
 	membersScanPauseTicks   = 5000 // between passes
-	membersScanUser         = "node"
 )
 
 // step reads the next rooms; start a pass when the last one finished and
 // its pause is over.
 func (s *membersScan) step(m *chat.Machine) {
-	if s.refs == nil || s.complete {
+	if !s.started || s.complete {
 		if s.pause > 0 {
 			s.pause--
 			return
 		}
-		s.refs, s.next, s.pending, s.total, s.largest, s.complete = m.Rooms(), 0, 0, 0, 0, false
+		s.after, s.pending, s.total, s.largest, s.complete, s.started = "", false, 0, 0, false, true
 		s.pass++
-		s.finishIfDone()
 	}
-	for n := 0; n < membersScanRoomsPerTick && s.next < len(s.refs); n++ {
-		ref := s.refs[s.next]
-		s.next++
-		s.pending++
-		pass := s.pass
-		m.ReadAnyUser(chat.OperationRoomSnapshot, chat.EncodeRoomSnapshot(chat.RoomSnapshotRequest{
-			Tenant: ref.Tenant, User: membersScanUser, Room: ref.Room}), func(reply []byte) { s.answered(pass, reply) })
-	}
-}
-
-// answered counts one room's members (a room deleted meanwhile counts 0).
-func (s *membersScan) answered(pass uint64, reply []byte) {
-	if pass != s.pass {
+	if s.pending {
 		return
 	}
-	s.pending--
-	if r, err := chat.DecodeRoomSnapshotReply(reply); err == nil && r.Code == chat.CodeOK {
-		s.total += int(r.Info.Members)
-		s.largest = max(s.largest, int(r.Info.Members))
-	}
-	s.finishIfDone()
-}
-
-func (s *membersScan) finishIfDone() {
-	if s.pending == 0 && s.next == len(s.refs) && !s.complete {
-		s.complete, s.pause = true, membersScanPauseTicks
-		s.Total, s.Largest = s.total, s.largest
-		s.Passes++
-		s.refs = s.refs[:0]
-	}
+	s.pending = true
+	pass := s.pass
+	m.ScanRooms(s.after, membersScanPagesPerTick, func(rooms []chat.RoomMembers, next string, complete bool, err error) {
+		if pass != s.pass {
+			return
+		}
+		s.pending = false
+		if err != nil {
+			return // the same page again at the next tick
+		}
+		for _, r := range rooms {
+			s.total += r.Members
+			s.largest = max(s.largest, r.Members)
+		}
+		s.after = next
+		if complete {
+			s.complete, s.pause = true, membersScanPauseTicks
+			s.Total, s.Largest = s.total, s.largest
+			s.Passes++
+		}
+	})
 }
