@@ -36,11 +36,14 @@ func coldPagesWriteTheSameBlocks(t *testing.T, windowNs int64) int {
 	}
 	cold := all
 	cold.TablePagesCached, cold.DedupPagesCached = 1, 1
+	// A few rooms held: the others are read back from the tables.
+	cold.RoomCacheBytes = 3000
 	hc, ha := newHarness(t, cold), newHarness(t, all)
 	// hp checkpoints as a node does: only the rooms marked dirty, without
-	// rewriting the others to check them.
+	// rewriting the others to check them, and without keeping every room
+	// aside (a node opens only the tables' index nodes).
 	hp := newHarness(t, cold)
-	hp.m.CheckDirtyTracking(false)
+	hp.m = New(hp.m.limits)
 	p := prng.New(5)
 	pick := func(n int) int { return int(p.Uint64() % uint64(n)) }
 	tenant := func() string { return []string{"acme", "zeta"}[pick(2)] }
@@ -84,6 +87,15 @@ func coldPagesWriteTheSameBlocks(t *testing.T, windowNs int64) int {
 			if !bytes.Equal(rc, ra) || !bytes.Equal(rc, rp) {
 				t.Fatalf("round %d op %d (%d): cold %x, all %x, unchecked %x", round, i, operation, rc, ra, rp)
 			}
+			if round > 0 && i%10 == 0 {
+				// A read between operations may read rooms back, and
+				// drop others, but never one changed since the checkpoint.
+				operation, body := randomRead(pick, tenant(), user(), roomID())
+				rc, ra, rp := hc.readRaw(operation, body), ha.readRaw(operation, body), hp.readRaw(operation, body)
+				if !bytes.Equal(rc, ra) || !bytes.Equal(rc, rp) {
+					t.Fatalf("round %d read after op %d (%d): cold %x, all %x, unchecked %x", round, i, operation, rc, ra, rp)
+				}
+			}
 		}
 		_, _, rootCold := hc.checkpoint()
 		_, _, rootAll := ha.checkpoint()
@@ -94,6 +106,17 @@ func coldPagesWriteTheSameBlocks(t *testing.T, windowNs int64) int {
 		for _, tb := range mirrorTables {
 			if n := hc.m.tables[tb].Resident(); n > 1 {
 				t.Fatalf("round %d: table %d keeps %d pages, bound 1", round, tb, n)
+			}
+		}
+		if st := hp.m.RoomCacheStats(); st.HeldBytes > cold.RoomCacheBytes {
+			t.Fatalf("round %d: the rooms held take %d bytes after a checkpoint, bound %d", round, st.HeldBytes, cold.RoomCacheBytes)
+		}
+		// Reads of rooms held or not, and of users' rooms, answer alike.
+		for i := 0; i < 40; i++ {
+			operation, body := randomRead(pick, tenant(), user(), roomID())
+			rc, ra, rp := hc.readRaw(operation, body), ha.readRaw(operation, body), hp.readRaw(operation, body)
+			if !bytes.Equal(rc, ra) || !bytes.Equal(rc, rp) {
+				t.Fatalf("round %d read %d (%d): cold %x, all %x, unchecked %x", round, i, operation, rc, ra, rp)
 			}
 		}
 		if round%7 == 6 {
@@ -107,7 +130,7 @@ func coldPagesWriteTheSameBlocks(t *testing.T, windowNs int64) int {
 			}
 			hc.m = reopened
 			reopens++
-			reopenedUnchecked := New(cold)
+			reopenedUnchecked := New(hp.m.limits)
 			reopenedUnchecked.Open(hp.grid, rootUnchecked, func(err error) { oerr = err })
 			hp.disk.Drain(t)
 			if oerr != nil {
@@ -126,7 +149,32 @@ func coldPagesWriteTheSameBlocks(t *testing.T, windowNs int64) int {
 	if pages < 20 || hc.waits < 100 || ha.waits != 0 || reopens == 0 {
 		t.Fatalf("%d pages, %d applies waited (all in memory: %d): the test did not exercise cold pages", pages, hc.waits, ha.waits)
 	}
-	t.Logf("%d pages, %d applies waited for pages, %d reopens, %d idempotency items", pages, hc.waits, reopens, ha.m.tables[tableDedup].Len())
+	st := hp.m.RoomCacheStats()
+	if st.ReadBackApply < 100 || st.ReadBackRead < 50 || st.Dropped < 100 { // since the last reopen
+		t.Fatalf("room cache %+v: the test did not exercise rooms read back", st)
+	}
+	t.Logf("%d pages, %d applies waited for pages, %d reopens, %d idempotency items; room cache %+v", pages, hc.waits, reopens, ha.m.tables[tableDedup].Len(), st)
 	hc.verify()
 	return ha.m.tables[tableDedup].Len()
+}
+
+// read answers a read through Machine.Read, as a primary does.
+func (h *harness) readRaw(operation uint8, body []byte) []byte {
+	h.t.Helper()
+	return h.readAsync(h.disk, operation, body)
+}
+
+// randomRead is a read of any kind of a room, or of a user's rooms.
+func randomRead(pick func(int) int, tenant, user, room string) (uint8, []byte) {
+	switch k := pick(6); k {
+	case 0:
+		return OperationRoomSnapshot, EncodeRoomSnapshot(RoomSnapshotRequest{Tenant: tenant, User: user, Room: room, Limit: uint16(pick(8))})
+	case 1:
+		return OperationReadMembers, EncodeDirectory(OperationReadMembers, DirectoryRequest{Tenant: tenant, User: user, Room: room, Limit: uint16(1 + pick(10))})
+	case 2:
+		return OperationReadRooms, EncodeDirectory(OperationReadRooms, DirectoryRequest{Tenant: tenant, User: user, After: []string{"", "room-10", "room-30"}[pick(3)], Limit: uint16(1 + pick(10))})
+	default:
+		operation := []uint8{OperationReadLatest, OperationReadSince, OperationReadRange, OperationReadBefore}[k-3+pick(2)]
+		return operation, EncodeRead(ReadRequest{Tenant: tenant, User: user, Room: room, Thread: uint64(pick(3)), Seq: uint64(pick(30)), Limit: uint16(1 + pick(20))})
+	}
 }
