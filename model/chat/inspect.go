@@ -82,10 +82,16 @@ type RoomMembers struct {
 	Members      int
 }
 
+// MembersTotal counts every membership of every room, now.
+func (m *Machine) MembersTotal() uint64 { return m.members }
+
 // ScanRooms reads the rooms after room key after (tenant 0x00 room; empty:
-// from the first) as of the last checkpoint, from at most pagesMax pages
-// of the rooms table read without keeping them in memory, and calls done
-// with them, the key to go on after and whether that was the last room.
+// from the first) from at most pagesMax pages of the rooms table read
+// without keeping them in memory, and calls done with them, the key to go
+// on after and whether that was the last room. A room held in memory
+// counts its members now, one deleted since the last checkpoint is left
+// out, and with the last page come the rooms created since (not in the
+// table yet).
 // A non-nil err (a checkpoint overtook the read, or a block could not be
 // read) asks for the same page again. For metrics: it never changes the
 // state.
@@ -112,8 +118,23 @@ func (m *Machine) ScanRooms(after string, pagesMax int, done func(rooms []RoomMe
 				done(nil, after, false, derr)
 				return
 			}
-			out = append(out, RoomMembers{Tenant: tenant, Room: id, Members: members})
 			next = items[i].Key
+			if r, held := m.cache.byKey[items[i].Key]; held {
+				if r == nil {
+					continue
+				}
+				members = len(r.members)
+			}
+			out = append(out, RoomMembers{Tenant: tenant, Room: id, Members: members})
+		}
+		if complete {
+			for _, r := range m.dirtyRooms {
+				if rk := roomKey(r.tenant, r.id); !r.gone && m.tables[tableRooms].RangeResident(rk, rk+"\x00") {
+					if _, ok := m.tables[tableRooms].Get(rk); !ok {
+						out = append(out, RoomMembers{Tenant: r.tenant, Room: r.id, Members: len(r.members)})
+					}
+				}
+			}
 		}
 		done(out, next, complete, nil)
 	})

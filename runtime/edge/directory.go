@@ -74,7 +74,10 @@ func (e *Edge) members(ctx context.Context, s *Session, c *command) (any, *Error
 
 // rooms asks every shard for the caller's rooms after the cursor and
 // merges the pages: the first limit ids in order, more when any shard had
-// more or the merge left some out.
+// more or the merge left some out. A shard may answer fewer rooms than the
+// limit and say it has more (a page of its table read short): no id past
+// the last such a shard returned is taken, since its next rooms may sort
+// before them.
 func (e *Edge) rooms(ctx context.Context, s *Session, c *command) (any, *Error) {
 	limit, err := directoryLimit(c)
 	if err != nil {
@@ -86,7 +89,7 @@ func (e *Edge) rooms(ctx context.Context, s *Session, c *command) (any, *Error) 
 		return nil, chatError(code)
 	}
 	var all []chat.RoomEntry
-	more := false
+	more, bound := false, ""
 	for shard := 0; shard < e.cl.shards; shard++ {
 		b, err := e.cl.callShard(ctx, shard, chat.OperationReadRooms, body)
 		if err != nil {
@@ -97,6 +100,9 @@ func (e *Edge) rooms(ctx context.Context, s *Session, c *command) (any, *Error) 
 			return nil, errorf(CodeInternal, "malformed reply from the cluster")
 		}
 		all, more = append(all, r.Rooms...), more || r.More
+		if n := len(r.Rooms); r.More && n > 0 && (bound == "" || r.Rooms[n-1].Room < bound) {
+			bound = r.Rooms[n-1].Room
+		}
 	}
 	slices.SortFunc(all, func(a, b chat.RoomEntry) int {
 		switch {
@@ -107,6 +113,9 @@ func (e *Edge) rooms(ctx context.Context, s *Session, c *command) (any, *Error) 
 		}
 		return 0
 	})
+	if bound != "" {
+		all = slices.DeleteFunc(all, func(r chat.RoomEntry) bool { return r.Room > bound })
+	}
 	if len(all) > int(limit) {
 		all, more = all[:limit], true
 	}

@@ -15,14 +15,14 @@ type membersScan struct {
 	after    string // the last room key of the pass under way
 	pass     uint64 // the pass under way; a late answer of an older one is ignored
 	pending  bool   // a read of the pass is under way
-	total    int    // members counted in the pass so far
 	largest  int
 	pause    int // ticks left before the next pass
 	started  bool
 	complete bool
 
 	// Total and Largest are the last complete pass's: members of all rooms
-	// summed, and the members of the largest room.
+	// summed (the machine counts them as they change: MembersTotal), and
+	// the members of the largest room.
 	Total, Largest int
 	Passes         uint64
 }
@@ -40,7 +40,7 @@ func (s *membersScan) step(m *chat.Machine) {
 			s.pause--
 			return
 		}
-		s.after, s.pending, s.total, s.largest, s.complete, s.started = "", false, 0, 0, false, true
+		s.after, s.pending, s.largest, s.complete, s.started = "", false, 0, false, true
 		s.pass++
 	}
 	if s.pending {
@@ -57,13 +57,12 @@ func (s *membersScan) step(m *chat.Machine) {
 			return // the same page again at the next tick
 		}
 		for _, r := range rooms {
-			s.total += r.Members
 			s.largest = max(s.largest, r.Members)
 		}
 		s.after = next
 		if complete {
 			s.complete, s.pause = true, membersScanPauseTicks
-			s.Total, s.Largest = s.total, s.largest
+			s.Total, s.Largest = int(m.MembersTotal()), s.largest
 			s.Passes++
 		}
 	})
