@@ -165,7 +165,7 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	setGCPercent()
 	if os.Getenv("GOMEMLIMIT") == "" {
-		go watchMemoryLimit(ctx, n, &cfg, *edgeAddr != "", log)
+		setMemoryLimit(&cfg, *edgeAddr != "", log)
 	}
 	fingerprint := ""
 	if *edgeAddr != "" {
@@ -241,25 +241,22 @@ func serveHTTP(ctx context.Context, ln net.Listener, nodes []*node.Node, id tran
 }
 
 // memoryLimitBytes is the soft memory limit a node gives the Go runtime
-// unless GOMEMLIMIT is set: per shard, the five eighths of its cache
-// (cache_size_bytes) that hold blocks and decoded idempotency pages and
-// 64 MiB for its other tables' resident pages, WAL buffers and rooms; 168
-// MiB for the rest of the process, 64 MiB more with an edge inside, and
-// 512 bytes for every room past the first 100,000 (a room's metadata is
-// still a Go structure of about 420 bytes, docs/storage.md). The heap
-// then stays near what the node needs rather than growing to twice its
-// live size between collections; past the limit the runtime collects
-// more often, and never stops allocating (it is soft). One shard with the
-// default 128 MiB cache gets 312 MiB: with it a replica filled to
-// 1.1×10^7 messages over 10^5 rooms stayed at 314-315 MiB resident at
-// full speed (docs/benchmarks.md). The node raises it as rooms are
-// created (watchMemoryLimit).
-func memoryLimitBytes(cfg *node.ClusterConfig, rooms int, edge bool) int64 {
-	limit := int64(cfg.Shards)*(int64(cfg.CacheSizeBytes)*5/8+64<<20) + 168<<20
+// unless GOMEMLIMIT is set: per shard, the three quarters of its cache
+// (cache_size_bytes) that hold blocks, decoded idempotency pages and the
+// rooms held in memory, and 64 MiB for its other tables' resident pages
+// and WAL buffers; 168 MiB for the rest of the process, and 64 MiB more
+// with an edge inside. The rooms are a cache (docs/storage.md), so the
+// limit does not grow with them. The heap then stays near what the node
+// needs rather than growing to five times its live size between
+// collections; past the limit the runtime collects more often, and never
+// stops allocating (it is soft). One shard with the default 128 MiB cache
+// gets 328 MiB.
+func memoryLimitBytes(cfg *node.ClusterConfig, edge bool) int64 {
+	limit := int64(cfg.Shards)*(int64(cfg.CacheSizeBytes)*3/4+64<<20) + 168<<20
 	if edge {
 		limit += 64 << 20
 	}
-	return limit + int64(max(rooms-100_000, 0))*512
+	return limit
 }
 
 // gcPercent is the garbage collector's target in nodes and edges unless
@@ -280,26 +277,11 @@ func setGCPercent() {
 	}
 }
 
-// watchMemoryLimit sets the memory limit for the rooms n's shards hold,
-// every 10 s until ctx ends.
-func watchMemoryLimit(ctx context.Context, n *node.Node, cfg *node.ClusterConfig, edge bool, log *slog.Logger) {
-	set := int64(-1)
-	for {
-		rooms := 0
-		for _, st := range n.Statuses() {
-			rooms += st.Rooms
-		}
-		if limit := memoryLimitBytes(cfg, rooms, edge); limit != set {
-			debug.SetMemoryLimit(limit)
-			log.Debug("memory limit", "bytes", limit, "rooms", rooms, "override", "GOMEMLIMIT")
-			set = limit
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(10 * time.Second):
-		}
-	}
+// setMemoryLimit sets the node's memory limit (memoryLimitBytes).
+func setMemoryLimit(cfg *node.ClusterConfig, edge bool, log *slog.Logger) {
+	limit := memoryLimitBytes(cfg, edge)
+	debug.SetMemoryLimit(limit)
+	log.Debug("memory limit", "bytes", limit, "override", "GOMEMLIMIT")
 }
 
 func absPath(p string) string {
