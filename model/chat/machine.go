@@ -36,6 +36,7 @@ type Machine struct {
 	roomKeyBuf, tenantsBuf []byte
 	roomsScratch           []grid.TableItem // a ReadRooms page's items
 	reading                bool             // a read is being answered from the rooms held (read.go)
+	openErr                error            // what the last Open ended with
 	deleted                []string         // keys of rooms deleted since the last checkpoint
 	// deletedKeys: the ones the checkpoint being taken deleted (cache.go).
 	deletedKeys []string

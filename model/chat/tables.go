@@ -58,9 +58,9 @@ var errTablesMalformed = errors.New("chat: checkpoint tables malformed")
 // rk 0x00 user, and a membership's, tenant 0x00 user 0x00 room.
 const tableKeyBytesMax = 3*IDSizeMax + 2
 
-// errOldFormat is a checkpoint of the format that held every room in
-// memory.
-var errOldFormat = errors.New("chat: the checkpoint is of the format before 2026-12-03, which held every room in memory; start from an empty data directory")
+// ErrOldFormat is a checkpoint of the format that held every room in
+// memory (Open; OpenError).
+var ErrOldFormat = errors.New("chat: the checkpoint is of the format before 2026-12-03, which held every room in memory; start from an empty data directory")
 
 func roomKey(tenant, id string) string { return tenant + "\x00" + id }
 
@@ -241,12 +241,12 @@ func (m *Machine) appendRootData(b []byte) []byte {
 }
 
 // decode reads data, mask included: a root of the format before the
-// tenants table is errOldFormat.
+// tenants table is ErrOldFormat.
 func (rd *rootData) decode(data []byte) error {
 	le := binary.LittleEndian
 	switch {
 	case len(data) > 0 && data[0]&(1<<tableTenants) == 0:
-		return errOldFormat
+		return ErrOldFormat
 	case len(data) < rootDataFixed || len(data)-rootDataFixed > tableKeyBytesMax:
 		return errTablesMalformed
 	}
@@ -353,6 +353,7 @@ func appendIndexItems(items []grid.TableItem, prefix string, thread uint64, s *l
 // it reads every table, rebuilds every room from them and verifies them.
 func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 	m.grid = g
+	done = m.noteOpen(done)
 	g.ReadNode(root, func(children []grid.Ref, data []byte, err error) {
 		var rd rootData
 		if err == nil && root.Kind != grid.KindRoom {
@@ -400,6 +401,19 @@ func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 		})
 	})
 }
+
+// noteOpen keeps the error an Open ends with (OpenError).
+func (m *Machine) noteOpen(done func(error)) func(error) {
+	return func(err error) {
+		m.openErr = err
+		done(err)
+	}
+}
+
+// OpenError is the error the last Open ended with (nil if it opened): the
+// replication layer only learns that the checkpoint did not open, and the
+// node tells an old format apart from damage with it.
+func (m *Machine) OpenError() error { return m.openErr }
 
 func (m *Machine) openTables(g *grid.Grid, tables *[tableCount]grid.Table, roots [tableCount]grid.Ref, t int, done func(error)) {
 	if t == tableCount {

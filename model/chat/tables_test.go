@@ -2,9 +2,11 @@ package chat
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"testing"
 
+	"tigerchat/model/grid"
 	"tigerchat/model/prng"
 )
 
@@ -176,5 +178,34 @@ func randomRead(pick func(int) int, tenant, user, room string) (uint8, []byte) {
 	default:
 		operation := []uint8{OperationReadLatest, OperationReadSince, OperationReadRange, OperationReadBefore}[k-3+pick(2)]
 		return operation, EncodeRead(ReadRequest{Tenant: tenant, User: user, Room: room, Thread: uint64(pick(3)), Seq: uint64(pick(30)), Limit: uint16(1 + pick(20))})
+	}
+}
+
+// A checkpoint of the format that held every room in memory (no tenants
+// table in its mask) is refused with ErrOldFormat, and the machine keeps
+// its state.
+func TestOpenRefusesOldFormat(t *testing.T) {
+	h := newHarness(t, DefaultLimits())
+	h.mustCode(h.create("acme", "alice", "lobby", false, false, 0), CodeOK)
+	g, d, root := h.checkpoint()
+	var children []grid.Ref
+	var oldData []byte
+	g.ReadNode(root, func(c []grid.Ref, data []byte, err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		children = append(children, c[:len(c)-2]...) // without member_of and tenants
+		oldData = append([]byte{data[0] &^ (1<<tableMemberOf | 1<<tableTenants)}, data[1:9]...)
+	})
+	d.Drain(t)
+	old := g.WriteNode(grid.KindRoom, children, oldData, false)
+	var oerr error
+	h.m.Open(g, old, func(err error) { oerr = err })
+	d.Drain(t)
+	if !errors.Is(oerr, ErrOldFormat) {
+		t.Fatalf("opening a root of the old format: %v, want ErrOldFormat", oerr)
+	}
+	if h.m.RoomCount() != 1 {
+		t.Fatalf("a refused open changed the state: %d rooms", h.m.RoomCount())
 	}
 }

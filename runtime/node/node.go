@@ -563,6 +563,14 @@ func (sh *shard) onEvent(log *slog.Logger, name string) {
 			break
 		}
 	}
+	if name == "checkpoint_corrupt" && sh.machine != nil && errors.Is(sh.machine.OpenError(), chat.ErrOldFormat) {
+		// No peer can sync it either: stop the shard and say why.
+		if sh.halted.CompareAndSwap(false, true) {
+			err := sh.machine.OpenError()
+			sh.failure.Store(&DiskFailure{Error: err.Error(), TimeNs: time.Now().UnixNano()})
+			log.Error("the shard's data file holds a checkpoint this build cannot open", "err", err)
+		}
+	}
 	if r := sh.replica; loggedEvents[name] && r != nil {
 		log.Info("replica event", "event", name, "view", r.View(), "op", r.Op(), "commit_min", r.CommitMin(),
 			"commit_max", r.CommitMax(), "checkpoint", r.CheckpointOp())
