@@ -150,3 +150,69 @@ func BenchmarkCheckpointManyRooms(b *testing.B) {
 		checkpoint()
 	}
 }
+
+// BenchmarkPostManyRooms is a post to a random room of 100,000 (one member
+// and one message each, on the grid, a checkpoint every 400 posts), with
+// every room held in memory or a room cache of 1 MiB (about 2,000 such
+// rooms): what reading rooms back from the tables costs an operation. It
+// reports the rooms held and the bytes the cache counts for them.
+func BenchmarkPostManyRooms(b *testing.B) {
+	for _, cacheBytes := range []int{0, 1 << 20} {
+		name := "all-held"
+		if cacheBytes > 0 {
+			name = "cache=1MiB"
+		}
+		b.Run(name, func(b *testing.B) { benchPostManyRooms(b, cacheBytes) })
+	}
+}
+
+func benchPostManyRooms(b *testing.B, cacheBytes int) {
+	const rooms, interval = 100_000, 400
+	l := DefaultLimits()
+	l.RoomCacheBytes = cacheBytes
+	l.TablePagesCached = 64
+	m := New(l)
+	_, d, checkpoint := benchGrid(b, m)
+	checkpoint()
+	op, now := uint64(0), int64(1_000_000)
+	apply := func(operation uint8, body []byte) {
+		op++
+		now += 1000
+		for round := 0; ; round++ { // as VSR does: prefetch again after each wait
+			m.Prefetch(now, operation, body)
+			if m.Prefetched(func() {}) {
+				break
+			}
+			if round == 3 {
+				b.Fatal("a prefetch still waits after 3 rounds")
+			}
+			d.Drain(b)
+		}
+		if r := m.Apply(op, now, 1, operation, body, nil); r[0] != byte(CodeOK) {
+			b.Fatalf("op %d: %v", op, Code(r[0]))
+		}
+		if op%interval == 0 {
+			checkpoint()
+		}
+	}
+	post := func(room string) {
+		apply(OperationPost, EncodePost(PostRequest{Tenant: "acme", User: "alice", Room: room,
+			IdempotencyKey: fmt.Sprintf("k%d", op), Body: []byte("hello")}))
+	}
+	for i := range rooms {
+		room := fmt.Sprintf("r%06d", i)
+		apply(OperationCreateRoom, createReq("acme", "alice", room, false, false, 0))
+		post(room)
+	}
+	checkpoint()
+	p := prng.New(7)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		post(fmt.Sprintf("r%06d", p.Uint64()%rooms))
+	}
+	b.StopTimer()
+	st := m.RoomCacheStats()
+	b.ReportMetric(float64(st.Held), "rooms-held")
+	b.ReportMetric(float64(st.HeldBytes), "held-bytes")
+}
