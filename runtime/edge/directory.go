@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 
 	"tigerchat/model/chat"
 )
@@ -73,11 +74,7 @@ func (e *Edge) members(ctx context.Context, s *Session, c *command) (any, *Error
 }
 
 // rooms asks every shard for the caller's rooms after the cursor and
-// merges the pages: the first limit ids in order, more when any shard had
-// more or the merge left some out. A shard may answer fewer rooms than the
-// limit and say it has more (a page of its table read short): no id past
-// the last such a shard returned is taken, since its next rooms may sort
-// before them.
+// merges the pages (mergeRooms).
 func (e *Edge) rooms(ctx context.Context, s *Session, c *command) (any, *Error) {
 	limit, err := directoryLimit(c)
 	if err != nil {
@@ -88,8 +85,7 @@ func (e *Edge) rooms(ctx context.Context, s *Session, c *command) (any, *Error) 
 	if code := chat.Validate(&e.cl.limits, chat.OperationReadRooms, body); code != chat.CodeOK {
 		return nil, chatError(code)
 	}
-	var all []chat.RoomEntry
-	more, bound := false, ""
+	replies := make([]chat.RoomsReply, 0, e.cl.shards)
 	for shard := 0; shard < e.cl.shards; shard++ {
 		b, err := e.cl.callShard(ctx, shard, chat.OperationReadRooms, body)
 		if err != nil {
@@ -99,26 +95,9 @@ func (e *Edge) rooms(ctx context.Context, s *Session, c *command) (any, *Error) 
 		if derr != nil {
 			return nil, errorf(CodeInternal, "malformed reply from the cluster")
 		}
-		all, more = append(all, r.Rooms...), more || r.More
-		if n := len(r.Rooms); r.More && n > 0 && (bound == "" || r.Rooms[n-1].Room < bound) {
-			bound = r.Rooms[n-1].Room
-		}
+		replies = append(replies, r)
 	}
-	slices.SortFunc(all, func(a, b chat.RoomEntry) int {
-		switch {
-		case a.Room < b.Room:
-			return -1
-		case a.Room > b.Room:
-			return 1
-		}
-		return 0
-	})
-	if bound != "" {
-		all = slices.DeleteFunc(all, func(r chat.RoomEntry) bool { return r.Room > bound })
-	}
-	if len(all) > int(limit) {
-		all, more = all[:limit], true
-	}
+	all, more := mergeRooms(replies, int(limit))
 	page := roomsPageJSON{Rooms: make([]roomEntryJSON, 0, len(all)), More: more}
 	for _, r := range all {
 		page.Rooms = append(page.Rooms, roomEntryJSON{Room: r.Room, Private: r.Private, Audit: r.Audit, Direct: r.Direct})
@@ -127,6 +106,29 @@ func (e *Edge) rooms(ctx context.Context, s *Session, c *command) (any, *Error) 
 		page.Next = all[len(all)-1].Room
 	}
 	return page, nil
+}
+
+// mergeRooms merges the shards' pages of a user's rooms: the first limit
+// ids in order, more when a shard had more or the merge left some out. A
+// shard's page may be short of the limit with more set: no id past the
+// last it returned is taken, since its next rooms may sort before them.
+func mergeRooms(replies []chat.RoomsReply, limit int) ([]chat.RoomEntry, bool) {
+	var all []chat.RoomEntry
+	more, bound := false, ""
+	for _, r := range replies {
+		all, more = append(all, r.Rooms...), more || r.More
+		if n := len(r.Rooms); r.More && n > 0 && (bound == "" || r.Rooms[n-1].Room < bound) {
+			bound = r.Rooms[n-1].Room
+		}
+	}
+	slices.SortFunc(all, func(a, b chat.RoomEntry) int { return strings.Compare(a.Room, b.Room) })
+	if bound != "" {
+		all = slices.DeleteFunc(all, func(r chat.RoomEntry) bool { return r.Room > bound })
+	}
+	if len(all) > limit {
+		all, more = all[:limit], true
+	}
+	return all, more
 }
 
 func parseDirectory(r *http.Request, body []byte, c *command) *Error {
