@@ -20,8 +20,8 @@ import (
 //
 // Which rooms are in memory never changes a reply or a checkpoint: a room
 // read back equals the room dropped. With Limits.RoomCacheBytes 0 every
-// room stays in memory, as do the simulator's (CheckDirtyTracking), which
-// also keeps every room aside in order and checks that each room read back
+// room stays in memory. CheckDirtyTracking (the simulator, tests) also
+// keeps every room aside, in order, and checks that each room read back
 // from the tables equals the one kept.
 type roomCache struct {
 	byKey  map[string]*room // by room key; nil: deleted since the last checkpoint
@@ -42,8 +42,11 @@ type roomCache struct {
 // tables for operations and for reads, rooms dropped, and the rooms and
 // estimated bytes held now.
 type RoomCacheStats struct {
-	ReadBackApply, ReadBackRead, Dropped uint64
-	Held, HeldBytes                      int
+	ReadBackApply uint64 `json:"read_back_operations"`
+	ReadBackRead  uint64 `json:"read_back_reads"`
+	Dropped       uint64 `json:"dropped"`
+	Held          int    `json:"rooms"`
+	HeldBytes     int    `json:"bytes"`
 }
 
 // RoomCacheStats reports the room cache's counters (for metrics and the

@@ -201,6 +201,9 @@ type Status struct {
 	// Storage: the durable checkpoint and the grid (docs/storage.md).
 	CheckpointOp uint64           `json:"checkpoint_op"`
 	Storage      vsr.StorageStats `json:"storage"`
+	// RoomCache is what the shard's room cache holds and did
+	// (docs/storage.md, The room cache).
+	RoomCache chat.RoomCacheStats `json:"room_cache"`
 	// DiskFailure: the replica stopped on a failed write or fdatasync of
 	// its data file (Status is then StatusStopped).
 	DiskFailure *DiskFailure `json:"disk_failure,omitempty"`
@@ -609,7 +612,7 @@ func (sh *shard) publish() {
 		ViewChanges: sh.viewChanges.Load(), Replica: sh.replicaIndex, Rooms: sh.rooms, RoomsMax: sh.machine.Limits().RoomsMax,
 		MembersPerRoomMax: sh.machine.Limits().MembersPerRoomMax, SessionsMax: r.Config().ClientsMax, Sessions: r.Sessions(),
 		Members: sh.members.Total, RoomMembersLargest: sh.members.Largest, MembersCounted: sh.members.Passes > 0,
-		CheckpointOp: r.CheckpointOp(), Storage: r.Storage()}
+		CheckpointOp: r.CheckpointOp(), Storage: r.Storage(), RoomCache: sh.machine.RoomCacheStats()}
 	if f := sh.failure.Load(); f != nil {
 		st.Status, st.Primary, st.DiskFailure = StatusStopped, false, f
 	}
