@@ -300,7 +300,19 @@ func (r *Replica) syncWanted() bool {
 // block by taking that checkpoint, so it asks for a state sync, as it does
 // when the ops it needs are gone from its peers' WALs. Without a newer
 // checkpoint the peers hold the block, and the read's retries reach it.
+//
+// A primary cannot take a peer's checkpoint. When it cannot apply what it
+// committed (its apply waits on the block), its backups applied further
+// and may have let the block go: it hands primaryship on, as a drained
+// primary does, and as a backup takes the new primary's checkpoint once it
+// is above what it applied.
 func (r *Replica) onBlockUnavailable(grid.Ref) {
+	if r.status == StatusNormal && r.IsPrimary() && r.cfg.ReplicaCount > 1 && r.prefetching && r.commitMin < r.commitMax {
+		r.event("abdicate_block_unavailable")
+		r.beginViewChange(r.view + 1)
+		assert(!r.IsPrimary() && r.status == StatusViewChange, "a primary that abdicated kept its view")
+		return
+	}
 	if !r.smValid || r.syncFrom >= 0 || r.blockSync != nil || r.primaryCheckpoint <= r.commitMin {
 		return
 	}
