@@ -118,21 +118,11 @@ func BenchmarkCheckpointManyRooms(b *testing.B) {
 	m := New(DefaultLimits())
 	_, d, checkpoint := benchGrid(b, m)
 	checkpoint()
-	op, now := uint64(0), int64(1_000_000)
-	apply := func(operation uint8, body []byte) {
-		op++
-		now += 1000
-		m.Prefetch(now, operation, body)
-		if !m.Prefetched(func() {}) {
-			d.Drain(b)
-		}
-		if r := m.Apply(op, now, 1, operation, body, nil); r[0] != byte(CodeOK) {
-			b.Fatalf("op %d: %v", op, Code(r[0]))
-		}
-	}
+	a := &benchApplier{b: b, m: m, d: d, nowNs: 1_000_000}
+	apply := a.apply
 	post := func(room string) {
 		apply(OperationPost, EncodePost(PostRequest{Tenant: "acme", User: "alice", Room: room,
-			IdempotencyKey: fmt.Sprintf("k%d", op), Body: []byte("hello")}))
+			IdempotencyKey: fmt.Sprintf("k%d", a.op), Body: []byte("hello")}))
 	}
 	for i := range rooms {
 		room := fmt.Sprintf("r%06d", i) // in order: each room goes at the end
@@ -174,30 +164,16 @@ func benchPostManyRooms(b *testing.B, cacheBytes int) {
 	m := New(l)
 	_, d, checkpoint := benchGrid(b, m)
 	checkpoint()
-	op, now := uint64(0), int64(1_000_000)
+	a := &benchApplier{b: b, m: m, d: d, nowNs: 1_000_000}
 	apply := func(operation uint8, body []byte) {
-		op++
-		now += 1000
-		for round := 0; ; round++ { // as VSR does: prefetch again after each wait
-			m.Prefetch(now, operation, body)
-			if m.Prefetched(func() {}) {
-				break
-			}
-			if round == 3 {
-				b.Fatal("a prefetch still waits after 3 rounds")
-			}
-			d.Drain(b)
-		}
-		if r := m.Apply(op, now, 1, operation, body, nil); r[0] != byte(CodeOK) {
-			b.Fatalf("op %d: %v", op, Code(r[0]))
-		}
-		if op%interval == 0 {
+		a.apply(operation, body)
+		if a.op%interval == 0 {
 			checkpoint()
 		}
 	}
 	post := func(room string) {
 		apply(OperationPost, EncodePost(PostRequest{Tenant: "acme", User: "alice", Room: room,
-			IdempotencyKey: fmt.Sprintf("k%d", op), Body: []byte("hello")}))
+			IdempotencyKey: fmt.Sprintf("k%d", a.op), Body: []byte("hello")}))
 	}
 	for i := range rooms {
 		room := fmt.Sprintf("r%06d", i)
@@ -215,4 +191,33 @@ func benchPostManyRooms(b *testing.B, cacheBytes int) {
 	st := m.RoomCacheStats()
 	b.ReportMetric(float64(st.Held), "rooms-held")
 	b.ReportMetric(float64(st.HeldBytes), "held-bytes")
+}
+
+// benchApplier applies operations as VSR does: a prefetch, again after
+// each wait (what a prefetch needs may only be known once the pages it
+// read are in memory), then Apply, which must accept them.
+type benchApplier struct {
+	b     *testing.B
+	m     *Machine
+	d     *gridtest.MemDisk
+	op    uint64
+	nowNs int64
+}
+
+func (a *benchApplier) apply(operation uint8, body []byte) {
+	a.op++
+	a.nowNs += 1000
+	for round := 0; ; round++ {
+		a.m.Prefetch(a.nowNs, operation, body)
+		if a.m.Prefetched(func() {}) {
+			break
+		}
+		if round == 3 {
+			a.b.Fatal("a prefetch still waits after 3 rounds")
+		}
+		a.d.Drain(a.b)
+	}
+	if r := a.m.Apply(a.op, a.nowNs, 1, operation, body, nil); r[0] != byte(CodeOK) {
+		a.b.Fatalf("op %d: %v", a.op, Code(r[0]))
+	}
 }
