@@ -2,7 +2,9 @@ package chat
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
+	"strings"
 
 	"tigerchat/model/grid"
 )
@@ -233,20 +235,12 @@ func (m *Machine) incarnation(rk string) (uint64, bool) {
 	if !ok {
 		return 0, false
 	}
-	return roomItemIncarnation(it.Value), true
-}
-
-// roomItemIncarnation reads the incarnation from a rooms table value.
-func roomItemIncarnation(v []byte) uint64 {
-	rd := reader{b: v}
-	rd.str()
-	rd.u8()
-	rd.u32()
-	rd.i64()
-	rd.u64()
-	rd.hash()
-	rd.u64()
-	return rd.u64()
+	tenant, id, _ := strings.Cut(rk, "\x00")
+	r, _, err := decodeRoomItem(tenant, id, it.Value, m.roomsCreated)
+	if err != nil {
+		panic(fmt.Sprintf("chat: room %q does not read back from the tables: %v", rk, err))
+	}
+	return r.incarnation, true
 }
 
 func (m *Machine) prefetchPost(q *request) {

@@ -98,11 +98,12 @@ func (m *Machine) configureTables(tables *[tableCount]grid.Table, mirrorsWhole b
 // prefetchRoom starts reading the cold pages that the items of room
 // (tenant, id) occupy or would occupy, once per room and epoch.
 func (m *Machine) prefetchRoom(tenant, id []byte) {
-	rk := roomKey(string(tenant), string(id))
-	r := m.cache.byKey[rk]
+	m.roomKeyBuf = append(append(append(m.roomKeyBuf[:0], tenant...), 0), id...)
+	r := m.cache.byKey[string(m.roomKeyBuf)] // no string made for the lookup
 	if r != nil && r.prefetchEpoch == m.prefetchEpoch {
 		return
 	}
+	rk := string(m.roomKeyBuf)
 	for _, t := range mirrorTables {
 		tb := &m.tables[t]
 		if tb.Cold() == 0 {
@@ -384,7 +385,6 @@ func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 		}
 		var tables [tableCount]grid.Table
 		m.configureTables(&tables, m.cache.holdsAll())
-		tables[tableShared].ResidentPagesMax = 0
 		m.prefetchEpoch++
 		m.checkpoints++
 		m.prefetchPending, m.prefetchWaiter, m.prefetchCreates = 0, nil, false // reads of the replaced tables never end
@@ -525,7 +525,6 @@ func (m *Machine) restoreTables(tables *[tableCount]grid.Table, rd *rootData) er
 		}
 	}
 	m.configureTables(tables, false)
-	tables[tableShared].ResidentPagesMax = 0
 	for t := range tables {
 		tables[t].Evict()
 	}
