@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -62,6 +63,13 @@ type Table struct {
 	loading    map[*tablePage][]func(error) // cold pages being read, and who waits for them
 	generation uint64                       // advanced by Open: a read started before it is dropped
 	lastPage   int                          // the page the last search found (pageOf)
+	// fences: per page, the 8 bytes of its first key that follow
+	// fencePrefix, the prefix all first keys share, as an integer. A
+	// search compares integers in one array before it compares the few
+	// strings left: each page's key is a cache miss away. Built by
+	// pageOf when its length is not the pages' (mutations truncate it).
+	fences      []uint64
+	fencePrefix string
 	// checkpoints counts Checkpoint calls: between two, pages only split,
 	// which ReadRange relies on to finish a read begun before.
 	checkpoints uint64
@@ -122,7 +130,56 @@ type tablePage struct {
 	// any smaller key).
 	first string
 	used  uint64 // the table's clock when last touched
+	// fences: per item, the 8 bytes of its key that follow prefix, the
+	// prefix all its keys share, as an integer (fenceOf), so a search
+	// touches one small array and at most a key or two. Built by search
+	// when its length is not the items'; inserts and splits keep it,
+	// other changes truncate it.
+	fences []uint64
+	prefix string
 }
+
+// search returns key's index in the page's items, or where it would go.
+func (p *tablePage) search(key string) (int, bool) {
+	items := p.items
+	if len(p.fences) != len(items) {
+		p.buildFences()
+	}
+	if !strings.HasPrefix(key, p.prefix) {
+		// Every item starts with prefix and key does not: it sorts
+		// before them all or after them all.
+		if key < p.prefix {
+			return 0, false
+		}
+		return len(items), false
+	}
+	f := fenceOf(key, len(p.prefix))
+	lo, _ := slices.BinarySearch(p.fences, f)
+	hi := len(items)
+	if f < math.MaxUint64 {
+		hi, _ = slices.BinarySearch(p.fences[lo:], f+1)
+		hi += lo
+	}
+	i := lo + sort.Search(hi-lo, func(j int) bool { return items[lo+j].Key >= key })
+	return i, i < hi && items[i].Key == key
+}
+
+// buildFences sets the page's fences and prefix from its items.
+func (p *tablePage) buildFences() {
+	p.fences, p.prefix = p.fences[:0], ""
+	if len(p.items) == 0 {
+		return
+	}
+	lowest, highest := p.items[0].Key, p.items[len(p.items)-1].Key
+	p.prefix = lowest[:commonPrefix(lowest, highest)]
+	for i := range p.items {
+		p.fences = append(p.fences, fenceOf(p.items[i].Key, len(p.prefix)))
+	}
+}
+
+// dropFences marks the page's fences stale after a change to its items
+// that did not keep them.
+func (p *tablePage) dropFences() { p.fences = p.fences[:0] }
 
 func (p *tablePage) firstKey() string { return p.first }
 
@@ -200,9 +257,8 @@ func (t *Table) locate(key string) (int, int, bool) {
 	}
 	p := t.pageOf(key)
 	t.touch(t.pages[p])
-	items := t.pages[p].items
-	i := sort.Search(len(items), func(i int) bool { return items[i].Key >= key })
-	return p, i, i < len(items) && items[i].Key == key
+	i, ok := t.pages[p].search(key)
+	return p, i, ok
 }
 
 // Get returns the item under key.
@@ -228,6 +284,7 @@ func (t *Table) Set(it TableItem) {
 		it.Value = append([]byte(nil), it.Value...)
 		t.clock++
 		t.pages = append(t.pages, &tablePage{items: []TableItem{it}, size: 4 + it.encodedSize(), dirty: true, used: t.clock, first: it.Key})
+		t.fences = t.fences[:0]
 		t.dirtied++
 		return
 	}
@@ -242,6 +299,11 @@ func (t *Table) Set(it TableItem) {
 		page.size += it.encodedSize() - page.items[i].encodedSize()
 		page.items[i] = it
 	} else {
+		if len(page.fences) == len(page.items) && strings.HasPrefix(it.Key, page.prefix) {
+			page.fences = slices.Insert(page.fences, i, fenceOf(it.Key, len(page.prefix)))
+		} else {
+			page.dropFences()
+		}
 		page.items = append(page.items, TableItem{})
 		copy(page.items[i+1:], page.items[i:])
 		page.items[i] = it
@@ -368,9 +430,21 @@ func (t *Table) split(p, at int) {
 	for i := range right.items {
 		right.size += right.items[i].encodedSize()
 	}
+	if len(page.fences) == len(page.items) {
+		// The keys of either half share what all of them did.
+		right.fences, right.prefix = append(make([]uint64, 0, cap(right.items)), page.fences[n:]...), page.prefix
+		page.fences = page.fences[:n]
+	} else {
+		page.dropFences()
+	}
 	clear(page.items[n:])
 	page.items = page.items[:n]
 	page.size -= right.size - 4
+	if len(t.fences) == len(t.pages) && strings.HasPrefix(right.first, t.fencePrefix) {
+		t.fences = slices.Insert(t.fences, p+1, fenceOf(right.first, len(t.fencePrefix)))
+	} else {
+		t.fences = t.fences[:0]
+	}
 	t.pages = append(t.pages, nil)
 	copy(t.pages[p+2:], t.pages[p+1:])
 	t.pages[p+1] = right
@@ -388,6 +462,11 @@ func (t *Table) Delete(key string) {
 	t.changes++
 	page := t.pages[p]
 	page.size -= page.items[i].encodedSize()
+	if len(page.fences) == len(page.items) {
+		page.fences = slices.Delete(page.fences, i, i+1)
+	} else {
+		page.dropFences()
+	}
 	copy(page.items[i:], page.items[i+1:])
 	page.items[len(page.items)-1] = TableItem{}
 	page.items = page.items[:len(page.items)-1]
@@ -423,6 +502,7 @@ func (t *Table) SweepPage(from string, drop func(*TableItem) bool) (next string,
 	if deleted > 0 {
 		clear(items[kept:])
 		page.items = items[:kept]
+		page.dropFences()
 		t.changes += uint64(deleted)
 		t.markDirty(page)
 	}
@@ -458,6 +538,7 @@ func (t *Table) compact() {
 			small := page.size <= t.pageMax()/4 || next.size <= t.pageMax()/4
 			if changed(next) && small && page.size+next.size-4 <= t.pageMax() && len(next.items) > 0 {
 				page.items = append(page.items, next.items...)
+				page.dropFences()
 				page.size += next.size - 4
 				t.removePage(p + 1)
 				continue // page may take the next one too
@@ -470,6 +551,7 @@ func (t *Table) compact() {
 			page.first = page.items[0].Key
 		}
 	}
+	t.fences = t.fences[:0]
 }
 
 // endsRun reports whether items[at] shares more of its key with the item
@@ -500,6 +582,7 @@ func (t *Table) removePage(p int) {
 	copy(t.pages[p:], t.pages[p+1:])
 	t.pages[len(t.pages)-1] = nil
 	t.pages = t.pages[:len(t.pages)-1]
+	t.fences = t.fences[:0]
 }
 
 // Scan calls fn for each item whose key starts with prefix, in key order,
@@ -637,6 +720,7 @@ func (t *Table) evict() {
 			panic("grid: evicting a table page that is not written")
 		}
 		p.items, p.cold = nil, true
+		p.fences, p.prefix = nil, ""
 		t.cold++
 	}
 }
@@ -998,6 +1082,7 @@ func (t *Table) openCold(refs []Ref, keys []string) error {
 		pages[i] = &tablePage{ref: ref, size: int(ref.Size) - HeaderSize, cold: true, first: keys[i]}
 	}
 	t.pages, t.cold = pages, len(pages)
+	t.fences = t.fences[:0]
 	return nil
 }
 
@@ -1097,17 +1182,72 @@ func (t *Table) RangeResident(lo, hi string) bool {
 
 // pageOf is the page that holds or would hold key (0 in an empty table).
 //
-// The page the last search found is tried first, with two comparisons: a
-// post prefetches its key, looks it up and sets it, and a scan or a run
-// of keys in order stays on one page. The answer does not depend on the
-// hint, only the work does.
+// The fences narrow the search to the pages whose fence equals key's,
+// without touching a page. When more than a few remain, the page the last
+// search found is tried first, with two comparisons: a post prefetches its
+// key, looks it up and sets it, and a scan or a run of keys in order stays
+// on one page. The answer depends on neither, only the work does.
 func (t *Table) pageOf(key string) int {
-	if p := t.lastPage; p < len(t.pages) && (p == 0 || t.pages[p].first <= key) && (p+1 == len(t.pages) || key < t.pages[p+1].first) {
+	if len(t.fences) != len(t.pages) {
+		t.buildFences()
+	}
+	// Pages before lo start below key and pages from hi on above it
+	// (fenceOf keeps the order of keys that share fencePrefix); only the
+	// pages between, whose fences equal key's, need their keys compared,
+	// and the answer is one of them or the page before lo. Page 0 is
+	// below every key.
+	lo, hi := 0, len(t.pages)
+	if !strings.HasPrefix(key, t.fencePrefix) {
+		// Every first key starts with fencePrefix and key does not.
+		if key < t.fencePrefix {
+			lo, hi = 1, 1
+		} else {
+			lo, hi = len(t.pages), len(t.pages)
+		}
+	} else {
+		f := fenceOf(key, len(t.fencePrefix))
+		lo, _ = slices.BinarySearch(t.fences, f)
+		if f < math.MaxUint64 {
+			hi, _ = slices.BinarySearch(t.fences[lo:], f+1)
+			hi += lo
+		}
+	}
+	if p := t.lastPage; hi-lo > 3 && p >= lo-1 && p < hi && (p == 0 || t.pages[p].first <= key) && (p+1 == len(t.pages) || key < t.pages[p+1].first) {
 		return p
 	}
-	p := max(0, sort.Search(len(t.pages), func(i int) bool { return t.pages[i].firstKey() > key })-1)
+	lo = max(lo, 1)
+	hi = max(hi, lo)
+	p := max(0, lo+sort.Search(hi-lo, func(i int) bool { return t.pages[lo+i].first > key })-1)
 	t.lastPage = p
 	return p
+}
+
+// buildFences sets fences and fencePrefix from the pages' first keys. Page
+// 0 also takes any key below the others' (its first key may be above the
+// next page's after it took such keys and split): its fence is 0 and its
+// key is left out of the prefix and of every search.
+func (t *Table) buildFences() {
+	t.fences, t.fencePrefix = t.fences[:0], ""
+	if len(t.pages) > 1 {
+		lowest, highest := t.pages[1].first, t.pages[len(t.pages)-1].first
+		t.fencePrefix = lowest[:commonPrefix(lowest, highest)]
+	}
+	for p, page := range t.pages {
+		if p == 0 {
+			t.fences = append(t.fences, 0)
+			continue
+		}
+		t.fences = append(t.fences, fenceOf(page.first, len(t.fencePrefix)))
+	}
+}
+
+// fenceOf is the 8 bytes of key after its first skip, zero-padded, as a
+// big-endian integer: for keys that share those skip bytes, a key below
+// another never has the larger fence.
+func fenceOf(key string, skip int) uint64 {
+	var b [8]byte
+	copy(b[:], key[skip:])
+	return binary.BigEndian.Uint64(b[:])
 }
 
 // Evict makes the least recently used pages cold until at most
@@ -1119,6 +1259,7 @@ func (t *Table) Evict() { t.evict() }
 // page.ref.
 func (t *Table) install(page *tablePage, b Block) {
 	page.items, page.cold = decodeColdPage(b, page.size, page.first), false
+	page.dropFences()
 	t.cold--
 	t.clock++
 	page.used = t.clock
@@ -1152,6 +1293,7 @@ func (t *Table) openPages(refs []Ref, blocks []Block) error {
 		pages[i] = page
 	}
 	t.pages = pages
+	t.fences = t.fences[:0]
 	if len(t.levels) == 0 {
 		return ErrTableMalformed // a table always has an index node above its pages
 	}

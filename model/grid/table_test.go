@@ -3,6 +3,7 @@ package grid
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 
 	"tigerchat/model"
@@ -537,7 +538,45 @@ func TestTableInOrderKeysFillPages(t *testing.T) {
 // TestTablePageOfMatchesSearch: the page pageOf tries first (the last one
 // found) never changes its answer: across splits, deletes and checkpoints
 // that fold and drop pages, every lookup matches a binary search.
+// TestTablePageOfMatchesSearch checks pageOf, with its fences and its
+// hint, against a plain search over the pages' first keys, as pages split,
+// fold and change their first keys: once for keys with nothing in common,
+// once for keys that all share a prefix (as a room's idempotency keys do),
+// with searches for keys outside that prefix and shorter than it.
 func TestTablePageOfMatchesSearch(t *testing.T) {
+	for _, prefix := range []string{"", "tenant\x00room\x00"} {
+		t.Run(fmt.Sprintf("prefix=%q", prefix), func(t *testing.T) { testPageOfMatchesSearch(t, prefix) })
+	}
+}
+
+// TestTablePageOfDescendingKeys checks pageOf while every key goes below
+// the ones before it: page 0 takes each, and its first key, a bound kept
+// from before, stays above those of the pages split off it.
+func TestTablePageOfDescendingKeys(t *testing.T) {
+	var tb Table
+	var keys []string
+	stale := false
+	for i := 0; i < 3000; i++ {
+		keys = append(keys, fmt.Sprintf("k-%06d", 999999-i))
+		tb.Set(TableItem{Key: keys[i], Value: make([]byte, 40)})
+		stale = stale || (len(tb.pages) > 1 && tb.pages[0].first > tb.pages[1].first)
+		recent := keys[max(0, i-20):]
+		if i%100 == 0 {
+			recent = keys
+		}
+		for _, k := range append([]string{"", "k", "l"}, recent...) {
+			want := max(0, sort.Search(len(tb.pages), func(p int) bool { return p > 0 && tb.pages[p].first > k })-1)
+			if p := tb.pageOf(k); p != want {
+				t.Fatalf("after %d keys: pageOf(%q) = %d, search says %d (fence prefix %q)", i+1, k, p, want, tb.fencePrefix)
+			}
+		}
+	}
+	if !stale || len(tb.pages) < 20 {
+		t.Fatalf("%d pages, page 0's first key above page 1's: %v; the test did not reach its case", len(tb.pages), stale)
+	}
+}
+
+func testPageOfMatchesSearch(t *testing.T, prefix string) {
 	g, d := newTestGrid(t, nil)
 	var tb Table
 	r := prng.New(11)
@@ -548,29 +587,52 @@ func TestTablePageOfMatchesSearch(t *testing.T) {
 	}
 	check := func(key string) {
 		t.Helper()
-		if got, want := tb.pageOf(key), search(key); got != want {
-			t.Fatalf("pageOf(%q) = %d, search says %d (%d pages)", key, got, want, len(tb.pages))
+		p := tb.pageOf(key)
+		if want := search(key); p != want {
+			t.Fatalf("pageOf(%q) = %d, search says %d (%d pages, fence prefix %q)", key, p, want, len(tb.pages), tb.fencePrefix)
+		}
+		if len(tb.pages) == 0 {
+			return
+		}
+		page := tb.pages[p]
+		want := sort.Search(len(page.items), func(i int) bool { return page.items[i].Key >= key })
+		wantOK := want < len(page.items) && page.items[want].Key == key
+		if i, ok := page.search(key); i != want || ok != wantOK {
+			t.Fatalf("page %d: search(%q) = %d, %v; a plain search says %d, %v (%d items, prefix %q)", p, key, i, ok, want, wantOK, len(page.items), page.prefix)
 		}
 	}
+	outside := []string{"", "a", "tenant", "tenant\x00", "tenant\x00room", "tenant\x00roo\xff", "zzz"}
 	for round := 0; round < 20; round++ {
 		for i := 0; i < 500; i++ {
 			var key string
-			if r.Uint64()%2 == 0 {
-				key = fmt.Sprintf("w-%02d-%06d", r.Uint64()%8, round*500+i) // runs in order
-			} else {
-				key = fmt.Sprintf("r-%016x", r.Uint64())
+			switch r.Uint64() % 5 {
+			case 4: // below every key so far: page 0 takes it
+				key = fmt.Sprintf("%s0-%06d", prefix, 999999-(round*500+i))
+			case 0, 1:
+				key = fmt.Sprintf("%sw-%02d-%06d", prefix, r.Uint64()%8, round*500+i) // runs in order
+			case 2:
+				key = fmt.Sprintf("%sr-%016x", prefix, r.Uint64())
+			default:
+				key = fmt.Sprintf("%s%c", prefix, 'a'+r.Uint64()%26) // shorter than a fence
 			}
 			check(key) // as a prefetch would
 			keys = append(keys, key)
 			if len(keys) > 3 {
 				check(keys[r.Uint64()%uint64(len(keys))])
 			}
+			check(outside[r.Uint64()%uint64(len(outside))])
 			tb.Set(TableItem{Key: key, Value: make([]byte, 20+int(r.Uint64()%60))})
 			check(key)
+
 			pagesMax = max(pagesMax, len(tb.pages))
 			if r.Uint64()%10 == 0 {
 				k := keys[r.Uint64()%uint64(len(keys))]
 				tb.Delete(k)
+				check(k)
+			}
+			if r.Uint64()%50 == 0 { // a sweep drops some of a page's items
+				k := keys[r.Uint64()%uint64(len(keys))]
+				tb.SweepPage(k, func(it *TableItem) bool { return len(it.Value)%3 == 0 })
 				check(k)
 			}
 		}
@@ -580,6 +642,29 @@ func TestTablePageOfMatchesSearch(t *testing.T) {
 				check(k)
 			}
 		}
+	}
+	if !strings.HasPrefix(tb.fencePrefix, prefix) {
+		t.Fatalf("fence prefix %q: the fences did not skip the keys' shared prefix %q", tb.fencePrefix, prefix)
+	}
+	// A checkpoint that moves pages' first keys up without folding a page.
+	tableCheckpoint(t, g, d, &tb)
+	var firsts []string
+	big := func(p int) bool { return p >= len(tb.pages) || tb.pages[p].size > tb.pageMax()/3 }
+	for p := 1; p < len(tb.pages); p++ {
+		if page := tb.pages[p]; !page.cold && len(page.items) > 4 && big(p-1) && big(p) && big(p+1) {
+			firsts = append(firsts, page.items[0].Key)
+		}
+	}
+	pagesBefore := len(tb.pages)
+	for _, k := range firsts {
+		tb.Delete(k)
+	}
+	tableCheckpoint(t, g, d, &tb)
+	if len(tb.pages) != pagesBefore || len(firsts) < 10 {
+		t.Fatalf("%d pages became %d, %d first keys deleted: the checkpoint was to keep every page", pagesBefore, len(tb.pages), len(firsts))
+	}
+	for _, k := range append(firsts, keys...) {
+		check(k)
 	}
 	// Then most keys go, and the checkpoint drops and folds their pages.
 	for i, k := range keys {
