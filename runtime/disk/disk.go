@@ -63,6 +63,12 @@ type Options struct {
 	// goroutine hand-offs, which on a busy machine cost more: a prepare is
 	// two writes before its fdatasync.
 	InlineWrites bool
+	// InlineWritesBelow, with InlineWrites, keeps inline only the writes
+	// that start below this offset (0: every write); the others go to the
+	// I/O goroutines. A node sets it to the grid's offset: the WAL's and
+	// superblocks' writes, one or two per prepare, stay on the loop, and a
+	// checkpoint's hundreds of block writes do not hold it.
+	InlineWritesBelow uint64
 	// PreallocateBytes is how much of the logical size Create reserves on
 	// the file system (fallocate) up front; the rest of the file is sparse
 	// and takes space as it is written (a replica's grid). 0: all of it.
@@ -196,7 +202,7 @@ func (d *Disk) Write(offset uint64, data []byte, done func()) {
 		return
 	}
 	d.stats.writes.Add(1)
-	if !d.opts.InlineWrites {
+	if !d.opts.InlineWrites || (d.opts.InlineWritesBelow > 0 && offset >= d.opts.InlineWritesBelow) {
 		d.submit(requestWrite, offset, data, done)
 		return
 	}

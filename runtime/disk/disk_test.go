@@ -13,19 +13,19 @@ import (
 const testSize = 64 * model.SectorSize
 
 // bothModes runs fn on a plain and an encrypted file, each with writes on
-// the I/O goroutines and inline on the loop (Options.InlineWrites, through
-// create).
+// the I/O goroutines, inline on the loop (Options.InlineWrites, through
+// create), and inline in the file's first half only (InlineWritesBelow).
 func bothModes(t *testing.T, fn func(t *testing.T, key []byte)) {
-	for _, inline := range []bool{false, true} {
-		suffix := ""
-		if inline {
-			suffix = "-inline"
-		}
-		testInlineWrites = inline
-		t.Run("plain"+suffix, func(t *testing.T) { fn(t, nil) })
-		t.Run("encrypted"+suffix, func(t *testing.T) { fn(t, testKey(1)) })
+	for _, mode := range []struct {
+		suffix string
+		inline bool
+		below  uint64
+	}{{"", false, 0}, {"-inline", true, 0}, {"-inline-below", true, testSize / 2}} {
+		testInlineWrites, testInlineBelow = mode.inline, mode.below
+		t.Run("plain"+mode.suffix, func(t *testing.T) { fn(t, nil) })
+		t.Run("encrypted"+mode.suffix, func(t *testing.T) { fn(t, testKey(1)) })
 	}
-	testInlineWrites = false
+	testInlineWrites, testInlineBelow = false, 0
 }
 
 func TestReadAfterWriteAndAfterReopen(t *testing.T) {

@@ -65,13 +65,20 @@ func writeDurably(t testing.TB, l *loop.Loop, d *Disk, offset uint64, data []byt
 	})
 }
 
-// testInlineWrites makes create open disks with Options.InlineWrites (set by
-// bothModes; tests here do not run in parallel).
-var testInlineWrites bool
+// testInlineWrites makes create open disks with Options.InlineWrites, and
+// testInlineBelow with Options.InlineWritesBelow (set by bothModes; tests
+// here do not run in parallel).
+var (
+	testInlineWrites bool
+	testInlineBelow  uint64
+)
 
 func create(t testing.TB, l *loop.Loop, path string, size uint64, opts Options) *Disk {
 	t.Helper()
 	opts.InlineWrites = opts.InlineWrites || testInlineWrites
+	if opts.InlineWritesBelow == 0 {
+		opts.InlineWritesBelow = testInlineBelow
+	}
 	d, err := Create(path, size, l, opts)
 	if err != nil {
 		t.Fatalf("Create: %v", err)

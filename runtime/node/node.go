@@ -52,8 +52,10 @@ func diskOptions(c *ClusterConfig, shard, replica int, key []byte, vc *vsr.Confi
 		Key:         key,
 		InFlightMax: 2*vc.SlotCount + 1024,
 		// A prepare is two writes before its fdatasync: pwrite on the loop saves
-		// two goroutine hand-offs per prepare.
-		InlineWrites: true,
+		// two goroutine hand-offs per prepare. A checkpoint's block writes,
+		// hundreds at once, go to the I/O goroutines instead.
+		InlineWrites:      true,
+		InlineWritesBelow: vsr.NewLayout(vc).GridOffset,
 		// The WAL is reserved up front; the grid takes space as it is written.
 		PreallocateBytes: vsr.NewLayout(vc).GridOffset,
 	}
