@@ -58,7 +58,7 @@ func (r *Replica) checkpoint() {
 	bytesBefore := r.grid.Stats.BytesWritten
 	root := r.writeCheckpointTree(op, checksum)
 	c := &r.checkpointWrite
-	c.op, c.checksum, c.root = op, checksum, root
+	c.op, c.checksum, c.root, c.synced = op, checksum, root, false
 	c.startTick, c.bytes = r.env.Clock.Monotonic(), r.grid.Stats.BytesWritten-bytesBefore
 	if r.cfg.Mutation == MutationSuperblockBeforeBlocks {
 		c.onFlushed() // the superblock flips while the blocks are still in flight
@@ -76,6 +76,7 @@ type checkpointWrite struct {
 	op        uint64
 	checksum  wire.Checksum
 	root      grid.Ref
+	synced    bool // a state sync's: nothing applies until it is durable
 	flushed   func()
 	persisted func()
 }

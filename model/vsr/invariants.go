@@ -37,7 +37,7 @@ func (r *Replica) invariants() {
 	// can leave a replica applied beyond the new log's commit number.
 	assert(r.commitMin <= r.commitMax || r.cfg.Mutation == MutationViewChangeShortestLog, "applied beyond the commit number")
 	assert(r.commitMin <= r.op || r.checkpointing || r.cfg.Mutation == MutationViewChangeShortestLog, "applied beyond the head")
-	assert(!r.prefetching || (r.smValid && !r.checkpointing && r.commitMin < r.commitMax), "waiting on a prefetch with nothing to apply")
+	assert(!r.prefetching || (r.smValid && !(r.checkpointing && r.checkpointWrite.synced) && r.commitMin < r.commitMax), "waiting on a prefetch with nothing to apply")
 	assert(len(r.requestQueue) <= r.cfg.RequestQueueMax, "request queue over its bound")
 	assert(len(r.inflight) <= 2*r.cfg.ClientsMax && len(r.clientAddr) <= 2*r.cfg.ClientsMax, "client maps over their bound")
 	assert(r.syncFrom >= -1 && r.syncFrom < r.cfg.ReplicaCount && r.syncFrom != r.cfg.Replica, "sync source out of range")

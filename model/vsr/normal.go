@@ -367,9 +367,18 @@ func (r *Replica) commit() {
 }
 
 // apply executes committed ops in order, as far as their prepares are here.
+//
+// Ops apply while a checkpoint is written: its blocks were encoded when it
+// began, and the blocks it replaces stay until it is durable. Only the op
+// that would begin the next checkpoint waits for it (the WAL's window
+// moves with the durable checkpoint, so nothing of the last one is
+// overwritten meanwhile).
 func (r *Replica) apply() {
-	for budget := r.cfg.SlotCount; budget > 0 && r.smValid && !r.checkpointing && !r.prefetching; budget-- {
+	for budget := r.cfg.SlotCount; budget > 0 && r.smValid && !r.prefetching; budget-- {
 		if r.commitMin >= r.commitMax || !r.present(r.commitMin+1) {
+			return
+		}
+		if r.checkpointing && (r.checkpointWrite.synced || (r.commitMin+1)%r.cfg.CheckpointInterval == 0) {
 			return
 		}
 		s := &r.slots[r.slotOf(r.commitMin+1)]

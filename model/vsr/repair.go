@@ -562,7 +562,7 @@ func (r *Replica) installSync(s *blockSync) {
 		assert(!r.checkpointing, "a state sync installed while a checkpoint is written")
 		r.checkpointing = true // nothing applies until the superblock names the new state
 		c := &r.checkpointWrite
-		c.op, c.checksum, c.root = s.op, s.checksum, s.root
+		c.op, c.checksum, c.root, c.synced = s.op, s.checksum, s.root, true
 		c.onFlushed()
 		if r.hooks.StateSync != nil {
 			r.hooks.StateSync(s.op)
