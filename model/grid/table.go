@@ -315,6 +315,35 @@ func (t *Table) Set(it TableItem) {
 	}
 }
 
+// SetBytes is Set for a key and value in the caller's arrays. Replacing an
+// item keeps its key and, when the new value fits, its value's array, so
+// a table whose items change in place allocates nothing: a caller must
+// not keep a value from Get or Scan across a SetBytes of the same key.
+func (t *Table) SetBytes(key, value []byte) {
+	if p, i, ok := t.locate(string(key)); ok {
+		page := t.pages[p]
+		old := &page.items[i]
+		if old.Ref.IsZero() && cap(old.Value) >= len(value) {
+			if string(old.Value) == string(value) {
+				return
+			}
+			size := old.encodedSize()
+			old.Value = append(old.Value[:0], value...)
+			if n := old.encodedSize(); n > ItemBytesMax(t.pageMax()) {
+				panic(fmt.Sprintf("grid: table item of %d bytes exceeds %d", n, ItemBytesMax(t.pageMax())))
+			}
+			t.changes++
+			page.size += old.encodedSize() - size
+			t.markDirty(page)
+			if page.size > t.pageMax() {
+				t.split(p, i)
+			}
+			return
+		}
+	}
+	t.Set(TableItem{Key: string(key), Value: value})
+}
+
 // markDirty notes that page p changed since the last checkpoint.
 func (t *Table) markDirty(p *tablePage) {
 	if !p.dirty {

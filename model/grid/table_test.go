@@ -59,7 +59,16 @@ func TestTableMatchesMapAcrossCheckpoints(t *testing.T) {
 			switch p.Uint64() % 10 {
 			case 0, 1, 2, 3, 4, 5, 6:
 				k, v := key(), fmt.Sprintf("v%d-%040d", p.Uint64()%1000, op)
-				tb.Set(TableItem{Key: k, Value: []byte(v)})
+				if op%2 == 0 {
+					tb.Set(TableItem{Key: k, Value: []byte(v)})
+				} else {
+					// In the caller's arrays, overwritten after: the
+					// table must keep copies.
+					kb, vb := []byte(k), []byte(v)
+					tb.SetBytes(kb, vb)
+					clear(kb)
+					clear(vb)
+				}
 				model[k] = v + "|0"
 			case 7, 8:
 				k := key()
@@ -678,5 +687,46 @@ func testPageOfMatchesSearch(t *testing.T, prefix string) {
 	}
 	if pagesMax < 50 || len(tb.pages) > pagesMax/4 {
 		t.Fatalf("%d pages at most, %d at the end: the test did not split and fold pages", pagesMax, len(tb.pages))
+	}
+}
+
+// TestTableSetBytesReplacesInPlace: replacing items with values that fit
+// their arrays allocates nothing, dirties the pages, and the checkpoint
+// writes the new values.
+func TestTableSetBytesReplacesInPlace(t *testing.T) {
+	g, d := newTestGrid(t, nil)
+	var tb Table
+	key := func(i int) []byte { return []byte(fmt.Sprintf("client-%04d", i)) }
+	for i := 0; i < 300; i++ {
+		tb.SetBytes(key(i), []byte(fmt.Sprintf("value-%04d-aaaa", i)))
+	}
+	tableCheckpoint(t, g, d, &tb)
+	keys := make([][]byte, 300)
+	for i := range keys {
+		keys[i] = key(i)
+	}
+	value := []byte("value-xxxx-bbbb")
+	round, changes := 0, tb.Changes()
+	allocs := testing.AllocsPerRun(10, func() {
+		round++
+		for i, k := range keys {
+			value[6], value[7] = byte('0'+round%10), byte('0'+i%10)
+			tb.SetBytes(k, value[:10+i%6])
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per round of replacing values in place, want 0", allocs)
+	}
+	if tb.Changes() == changes {
+		t.Fatal("the table saw no change after values changed")
+	}
+	root := tableCheckpoint(t, g, d, &tb)
+	g.cache.reset()
+	got := tableItems(tableOpen(t, g, d, root), "")
+	for i, k := range keys {
+		want := fmt.Sprintf("value-%c%cxx", byte('0'+round%10), byte('0'+i%10)) + "-bbbb"[:i%6]
+		if got[string(k)] != want+"|0" {
+			t.Fatalf("%s = %q after reopening, want %q", k, got[string(k)], want+"|0")
+		}
 	}
 }

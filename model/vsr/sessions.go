@@ -32,6 +32,7 @@ type sessions struct {
 	replyMax int
 	table    grid.Table // the table on disk (checkpoint, open)
 	evicted  []uint64   // clients evicted since the last checkpoint
+	value    []byte     // a session's item value being encoded (checkpoint)
 }
 
 func newSessions(countMax, replyMax int) sessions {
@@ -160,15 +161,14 @@ func (s *sessions) checkpoint(g *grid.Grid) grid.Ref {
 		s.table.Delete(string(key[:]))
 	}
 	s.evicted = s.evicted[:0]
-	var value []byte
 	for i := range s.list {
 		e := &s.list[i]
 		if !e.dirty {
 			continue
 		}
 		binary.BigEndian.PutUint64(key[:], e.Client)
-		value = e.appendValue(value[:0])
-		s.table.Set(grid.TableItem{Key: string(key[:]), Value: value})
+		s.value = e.appendValue(s.value[:0])
+		s.table.SetBytes(key[:], s.value) // no value is kept from the table
 		e.dirty = false
 	}
 	if s.table.Len() != len(s.list) {
