@@ -198,3 +198,68 @@ func TestBodyTag(t *testing.T) {
 		t.Fatal("a short body has a tag")
 	}
 }
+
+// keyed records the idempotency keys its publishers send.
+type keyed struct {
+	*fake
+	mu   sync.Mutex
+	keys []string
+}
+
+type keyedPub struct {
+	fakePub
+	k *keyed
+}
+
+func (k *keyed) Publisher(context.Context, int) (Publisher, error) {
+	return keyedPub{fakePub{k.fake}, k}, nil
+}
+
+func (p keyedPub) Publish(ctx context.Context, room, key string, body []byte) (uint64, error) {
+	p.k.mu.Lock()
+	p.k.keys = append(p.k.keys, key)
+	p.k.mu.Unlock()
+	return p.fakePub.Publish(ctx, room, key, body)
+}
+
+func TestClosedLoopKeys(t *testing.T) {
+	for _, keys := range []Keys{KeysUUIDv7, KeysCounter} {
+		k := &keyed{fake: newFake()}
+		r := RunClosedLoop(context.Background(), k, ClosedLoop{Name: "k", Conns: 2, InFlight: 2, Rooms: 1, Keys: keys,
+			Warmup: 10 * time.Millisecond, Measure: 50 * time.Millisecond}, io.Discard)
+		if r.Failed != "" || r.Messages == 0 || len(k.keys) == 0 {
+			t.Fatalf("%v: %+v", keys, r)
+		}
+		if got := strings.Contains(r.Params, "uuidv7 keys"); got != (keys == KeysUUIDv7) {
+			t.Errorf("%v: params %q", keys, r.Params)
+		}
+		seen := map[string]bool{}
+		for _, key := range k.keys {
+			if seen[key] {
+				t.Fatalf("%v: key %q sent twice", keys, key)
+			}
+			seen[key] = true
+			switch keys {
+			case KeysUUIDv7:
+				if len(key) != 36 || key[14] != '7' || strings.Count(key, "-") != 4 || strings.Trim(key, "0123456789abcdef-") != "" {
+					t.Fatalf("not a UUIDv7: %q", key)
+				}
+			case KeysCounter:
+				if !strings.HasPrefix(key, "k-") || strings.Count(key, "-") != 4 {
+					t.Fatalf("not a counter key: %q", key)
+				}
+			}
+		}
+	}
+	if first, later := UUIDv7(), UUIDv7(); first[:13] > later[:13] {
+		t.Fatalf("UUIDv7s out of time order: %q then %q", first, later)
+	}
+	for _, s := range []string{"uuidv7", "counter"} {
+		if k, err := ParseKeys(s); err != nil || k.String() != s {
+			t.Errorf("ParseKeys(%q) = %v, %v", s, k, err)
+		}
+	}
+	if _, err := ParseKeys("random"); err == nil {
+		t.Error("ParseKeys took an unknown style")
+	}
+}

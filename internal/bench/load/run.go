@@ -2,9 +2,12 @@ package load
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +39,50 @@ type ClosedLoop struct {
 	Batch           int
 	Rooms           int
 	Spread          bool
+	Keys            Keys
 	Warmup, Measure time.Duration
+}
+
+// Keys is how a closed loop makes its posts' idempotency keys.
+type Keys uint8
+
+const (
+	// KeysCounter: name-run-conn-worker-i, each worker counting its own:
+	// every worker inserts at a place of its own among a room's keys.
+	KeysCounter Keys = iota
+	// KeysUUIDv7: as the SDKs make them, the time in milliseconds and then
+	// random bits, so that keys made one after another sort in time order.
+	KeysUUIDv7
+)
+
+// ParseKeys reads a -keys flag's value.
+func ParseKeys(s string) (Keys, error) {
+	switch s {
+	case "uuidv7":
+		return KeysUUIDv7, nil
+	case "counter":
+		return KeysCounter, nil
+	}
+	return 0, fmt.Errorf("keys %q: want uuidv7 or counter", s)
+}
+
+func (k Keys) String() string {
+	if k == KeysUUIDv7 {
+		return "uuidv7"
+	}
+	return "counter"
+}
+
+// UUIDv7 returns a new UUID version 7 as the SDKs make one.
+func UUIDv7() string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[0:], uint64(time.Now().UnixMilli())<<16)
+	binary.BigEndian.PutUint16(b[6:], uint16(rand.Uint32()))
+	binary.BigEndian.PutUint64(b[8:], rand.Uint64())
+	b[6] = b[6]&0x0f | 0x70
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 func (c ClosedLoop) check() error {
@@ -53,7 +99,11 @@ func (c ClosedLoop) params() string {
 	if c.Batch > 0 {
 		batch = fmt.Sprintf(" × %d-post batches", c.Batch)
 	}
-	return fmt.Sprintf("%d conns × %d in flight%s, %d room(s), %s", c.Conns, c.InFlight, batch, c.Rooms, spreadText(c.Spread))
+	keys := ""
+	if c.Keys != KeysCounter {
+		keys = ", " + c.Keys.String() + " keys"
+	}
+	return fmt.Sprintf("%d conns × %d in flight%s, %d room(s), %s%s", c.Conns, c.InFlight, batch, c.Rooms, spreadText(c.Spread), keys)
 }
 
 // runID keeps idempotency keys of separate runs apart.
@@ -131,6 +181,9 @@ func (run *closedRun) result(ctx context.Context, res *Result) {
 }
 
 func (run *closedRun) key(c, w, i int) string {
+	if run.cfg.Keys == KeysUUIDv7 {
+		return UUIDv7()
+	}
 	return fmt.Sprintf("%s-%d-%d-%d-%d", run.cfg.Name, runID, c, w, i)
 }
 

@@ -63,7 +63,8 @@ type Options struct {
 	PipeConns          int
 	PipeInFlight       int
 	PipeRooms          int
-	BatchSize          int // pipelined-batched: posts per request
+	BatchSize          int       // pipelined-batched: posts per request
+	Keys               load.Keys // closed loops: how idempotency keys are made
 	Shards             int
 	FanOuts            []load.FanOut // what "fanout" runs, one scenario each
 	FailoverTrials     int
@@ -103,9 +104,14 @@ func Flags(fs *flag.FlagSet) (parse func() (Options, error)) {
 	curvePublishers := fs.String("curve-publishers", joinInts(DefaultCurvePublishersCounts), "curve: the publisher counts, one closed-loop publish run each (`N,N,...`)")
 	curveSeconds := fs.Float64("curve-seconds", 5, "curve: measured `S` seconds per publisher count (after the warm-up)")
 	curveSystems := fs.String("curve-systems", strings.Join(DefaultCurveSystems, ","), "curve: the systems it runs on (n/a on the others)")
+	keys := fs.String("keys", "counter", "closed loops' idempotency keys: counter (each worker counts its own: name-run-conn-worker-i) or uuidv7 (as the SDKs make them, in time order)")
 	fs.StringVar(&o.PprofDir, "pprof", "", "save CPU profiles and 2-second execution traces of TigerChat's replicas and edge per scenario into `DIR`")
 	return func() (Options, error) {
 		o.Scenarios = strings.Split(*scenarios, ",")
+		var err error
+		if o.Keys, err = load.ParseKeys(*keys); err != nil {
+			return o, err
+		}
 		for _, s := range o.Scenarios {
 			if !slices.Contains(AllScenarios, s) {
 				return o, fmt.Errorf("unknown scenario %q (want some of %v)", s, AllScenarios)
@@ -216,7 +222,7 @@ func (o Options) notApplicable(system, sc string) string {
 // closedLoop is the closed-loop workload of run sc; false when sc is not
 // a closed loop (fan-out, failover).
 func (o Options) closedLoop(sc string) (load.ClosedLoop, bool) {
-	closed := load.ClosedLoop{Name: sc, Warmup: o.Warmup, Measure: o.Measure}
+	closed := load.ClosedLoop{Name: sc, Keys: o.Keys, Warmup: o.Warmup, Measure: o.Measure}
 	switch sc {
 	case ScPublish:
 		closed.Conns, closed.InFlight, closed.Rooms = o.Publishers, 1, 1
