@@ -112,8 +112,8 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	for i, b := range res.RSSBytes {
 		fmt.Fprintf(stdout, "  memory:          replica %d resident %.0f MiB (cache %d MiB, data %.0f MiB)\n", i, mib(uint64(b)), *cacheMiB, mib(res.DiskBytes))
 	}
-	fmt.Fprintf(stdout, "  pages (50 msgs): cold p50 %.2f ms p99 %.2f ms; warm p50 %.2f ms p99 %.2f ms (%d pages, %d errors; cache hit ratio %.2f)\n",
-		res.ColdPageP50Ms, res.ColdPageP99Ms, res.WarmPageP50Ms, res.WarmPageP99Ms, res.ColdPagesRead, res.PageErrors, res.CacheHitRatio)
+	fmt.Fprintf(stdout, "  pages (50 msgs): cold p50 %.2f ms p99 %.2f ms; warm p50 %.2f ms p99 %.2f ms (%d pages, %d errors; cache hit ratio %.2f; the primary's cold %.2f, warm %.2f)\n",
+		res.ColdPageP50Ms, res.ColdPageP99Ms, res.WarmPageP50Ms, res.WarmPageP99Ms, res.ColdPagesRead, res.PageErrors, res.CacheHitRatio, res.ColdCacheHitRatio, res.WarmCacheHitRatio)
 	fmt.Fprintf(stdout, "  sync:            wiped replica %d caught up to op %d in %.1f s (%d blocks fetched, %.1f MiB on disk)\n",
 		res.SyncedReplica, res.SyncWaitedForOp, res.SyncSeconds, res.SyncBlocks, mib(res.SyncBytes))
 	fmt.Fprintf(stdout, "  after kill -9:   every replica killed and restarted; %d messages read back from seq 1 with verifying chains in %.1f s\n",

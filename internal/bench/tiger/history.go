@@ -61,25 +61,29 @@ type HistoryResult struct {
 	KindBytesWritten map[string]uint64 `json:"checkpoint_bytes_by_kind"`
 	// DiskBytes: bytes allocated on disk by one replica's data files beyond
 	// what they held before the fill (the grid; the WAL is preallocated).
-	DiskBytes       uint64  `json:"disk_bytes"`
-	DiskPerMessage  float64 `json:"disk_bytes_per_message"`
-	CacheBytes      int     `json:"cache_bytes"`
-	RSSBytes        []int64 `json:"rss_bytes"` // per replica, after the fill
-	ColdPageP50Ms   float64 `json:"cold_page_p50_ms"`
-	ColdPageP99Ms   float64 `json:"cold_page_p99_ms"`
-	WarmPageP50Ms   float64 `json:"warm_page_p50_ms"`
-	WarmPageP99Ms   float64 `json:"warm_page_p99_ms"`
-	PageMessages    int     `json:"page_messages"` // messages per page read (50)
-	SyncSeconds     float64 `json:"sync_seconds"`
-	SyncBlocks      uint64  `json:"sync_blocks"`
-	SyncBytes       uint64  `json:"sync_bytes"` // grid bytes the synced replica's data files hold after it
-	ColdPagesRead   int     `json:"cold_pages"`
-	PageErrors      int     `json:"page_errors"`
-	CheckpointOp    uint64  `json:"checkpoint_op"`
-	BlocksUsed      uint64  `json:"grid_blocks_used"`
-	CacheHitRatio   float64 `json:"cache_hit_ratio"` // of replica 0 over the whole run
-	SyncedReplica   int     `json:"synced_replica"`
-	SyncWaitedForOp uint64  `json:"synced_to_op"`
+	DiskBytes      uint64  `json:"disk_bytes"`
+	DiskPerMessage float64 `json:"disk_bytes_per_message"`
+	CacheBytes     int     `json:"cache_bytes"`
+	RSSBytes       []int64 `json:"rss_bytes"` // per replica, after the fill
+	ColdPageP50Ms  float64 `json:"cold_page_p50_ms"`
+	ColdPageP99Ms  float64 `json:"cold_page_p99_ms"`
+	WarmPageP50Ms  float64 `json:"warm_page_p50_ms"`
+	WarmPageP99Ms  float64 `json:"warm_page_p99_ms"`
+	PageMessages   int     `json:"page_messages"` // messages per page read (50)
+	SyncSeconds    float64 `json:"sync_seconds"`
+	SyncBlocks     uint64  `json:"sync_blocks"`
+	SyncBytes      uint64  `json:"sync_bytes"` // grid bytes the synced replica's data files hold after it
+	ColdPagesRead  int     `json:"cold_pages"`
+	PageErrors     int     `json:"page_errors"`
+	CheckpointOp   uint64  `json:"checkpoint_op"`
+	BlocksUsed     uint64  `json:"grid_blocks_used"`
+	CacheHitRatio  float64 `json:"cache_hit_ratio"` // of replica 0 over the whole run
+	// The block cache's hit ratio on the replica that served the pages
+	// (the shard's primary), in the cold pass and in the warm one.
+	ColdCacheHitRatio float64 `json:"cold_cache_hit_ratio"`
+	WarmCacheHitRatio float64 `json:"warm_cache_hit_ratio"`
+	SyncedReplica     int     `json:"synced_replica"`
+	SyncWaitedForOp   uint64  `json:"synced_to_op"`
 	// VerifiedMessages: read back from seq 1, with verifying chains, from
 	// every room after kill -9 of every replica and a restart.
 	VerifiedMessages uint64  `json:"verified_after_kill"`
@@ -542,10 +546,13 @@ func (s *System) pages(ctx context.Context, o HistoryOptions, room string, res *
 		slices.Sort(ms)
 		return ms, nil
 	}
+	primary := s.primary()
+	hits0, misses0 := s.cacheCounts(primary)
 	cold, err := read()
 	if err != nil {
 		return err
 	}
+	hits1, misses1 := s.cacheCounts(primary)
 	profiled := make(chan struct{})
 	go func() {
 		defer close(profiled)
@@ -555,6 +562,11 @@ func (s *System) pages(ctx context.Context, o HistoryOptions, room string, res *
 	<-profiled
 	if err != nil {
 		return err
+	}
+	hits2, misses2 := s.cacheCounts(primary)
+	if primary >= 0 && primary == s.primary() {
+		res.ColdCacheHitRatio = hitRatio(hits1-hits0, misses1-misses0)
+		res.WarmCacheHitRatio = hitRatio(hits2-hits1, misses2-misses1)
 	}
 	res.ColdPagesRead = len(cold)
 	res.ColdPageP50Ms, res.ColdPageP99Ms = quantile(cold, 0.5), quantile(cold, 0.99)
@@ -614,4 +626,33 @@ func (s *System) syncWiped(ctx context.Context, room string, before []uint64, re
 	}
 	res.SyncBytes = disk[victim] - min(disk[victim], before[victim])
 	return nil
+}
+
+// primary is the replica whose /status says it is shard 0's primary, or
+// -1 (the replicas are this harness's processes, not the cluster's).
+func (s *System) primary() int {
+	for i := range s.replicas {
+		if sts, err := s.cluster.Status(i); err == nil && len(sts) > 0 && sts[0].Primary {
+			return i
+		}
+	}
+	return -1
+}
+
+// cacheCounts is replica i's block cache hits and misses on shard 0 (zero
+// when i is not a replica or does not answer).
+func (s *System) cacheCounts(i int) (hits, misses uint64) {
+	if i < 0 {
+		return 0, 0
+	}
+	sts, err := s.cluster.Status(i)
+	if err != nil || len(sts) == 0 {
+		return 0, 0
+	}
+	g := sts[0].Storage.Grid
+	return g.CacheHits, g.CacheMisses
+}
+
+func hitRatio(hits, misses uint64) float64 {
+	return float64(hits) / float64(max(hits+misses, 1))
 }
