@@ -50,9 +50,17 @@ type Machine struct {
 	tableItems   []grid.TableItem // a room's items being encoded
 	blockBuf     []byte           // a message block being encoded
 	runBuf       []entry          // one thread's messages being sealed
-	roomsCreated uint64           // rooms ever created: the last incarnation given out
-	packer       sharedPacker     // short runs being packed at a checkpoint (store.go)
-	sharedRuns   map[uint64]int   // per shared block (address), the runs logs hold of it (store.go)
+	// tailSpare is the largest tail array a checkpoint let go, cleared,
+	// for the next log that outgrows tailSpareMin entries (post.go): a
+	// busy room's tail does not grow from nothing after every checkpoint.
+	tailSpare []entry
+	// keyBodySlab holds new messages' keys and bodies, appended and never
+	// overwritten (a read in flight may hold them): one allocation per
+	// slab, not one per message.
+	keyBodySlab  []byte
+	roomsCreated uint64         // rooms ever created: the last incarnation given out
+	packer       sharedPacker   // short runs being packed at a checkpoint (store.go)
+	sharedRuns   map[uint64]int // per shared block (address), the runs logs hold of it (store.go)
 
 	dedupBuf        []byte // an idempotency item's key being encoded
 	dedupKeyLast    string // the last one made a string (dedupItemKey)

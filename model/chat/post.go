@@ -87,10 +87,44 @@ func (m *Machine) appendEntry(r *room, head *logHead, threadID uint64, author st
 	seq := head.seq + 1
 	hash := messageHash(&m.scratch, head.hash, r.tenant, r.id, threadID, seq, author, nowNs, body)
 	e := entry{thread: threadID, seq: seq, prev: head.hash, hash: hash, author: author, timeNs: nowNs}
-	e.storeKeyBody(nil, key, body) // never reused: a read in flight may hold it
+	e.key, e.body = m.storeInSlab(key, body)
+	if n := len(r.messages); n == cap(r.messages) && n >= tailSpareMin && cap(m.tailSpare) > n {
+		spare := m.tailSpare[:n]
+		m.tailSpare = nil
+		copy(spare, r.messages)
+		r.messages = spare
+	}
 	r.messages = append(r.messages, e)
 	head.seq, head.hash = seq, hash
 	return e
+}
+
+// tailSpareMin is the tail length from which a log takes the spare array:
+// below it, growing is cheap, and a room with a message or two keeps the
+// spare for the busy ones.
+const tailSpareMin = 256
+
+// keyBodySlabBytes is the size of one slab; a key and body larger than a
+// quarter of it get an array of their own.
+const keyBodySlabBytes = 64 << 10
+
+// storeInSlab copies key and body into the slab, the key first, and
+// returns them. The slab's bytes are never written again, so the copies
+// stay valid for as long as anything refers to them.
+func (m *Machine) storeInSlab(key, body []byte) ([]byte, []byte) {
+	n := len(key) + len(body)
+	var buf []byte
+	if n > keyBodySlabBytes/4 {
+		buf = make([]byte, 0, n)
+	} else {
+		if len(m.keyBodySlab)+n > cap(m.keyBodySlab) {
+			m.keyBodySlab = make([]byte, 0, keyBodySlabBytes)
+		}
+		buf = m.keyBodySlab[len(m.keyBodySlab):len(m.keyBodySlab)]
+		m.keyBodySlab = m.keyBodySlab[:len(m.keyBodySlab)+n]
+	}
+	buf = append(append(buf, key...), body...)
+	return buf[:len(key):len(key)], buf[len(key):n:n]
 }
 
 // trim applies the room's retention to the log that just grew: the log's

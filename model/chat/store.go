@@ -137,6 +137,11 @@ func (m *Machine) sealTails(g *grid.Grid, dirty []*room) {
 		}
 		// Let the tail's array go: kept, every room that ever took a
 		// batch would hold one in memory (tens of MiB over many rooms).
+		// The largest one becomes the spare for the next busy log.
+		if n := cap(r.messages); n >= tailSpareMin && n > cap(m.tailSpare) {
+			clear(r.messages)
+			m.tailSpare = r.messages[:0]
+		}
 		r.messages = nil
 	}
 	m.flushShared(g)
