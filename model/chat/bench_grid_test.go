@@ -15,8 +15,9 @@ import (
 // (64 prepares of about 6 batches, as in the benchmarks' cluster) on 64
 // KiB blocks. The writers key their posts each with its own counter
 // ("name-run-conn-worker-i", as tigerbench and the compare tool do): one
-// writer appends to the idempotency table, 256 insert at 256 places. It
-// reports grid bytes written per post, by kind, and the idempotency
+// writer appends to the idempotency table, 256 insert at 256 places;
+// keys=uuidv7 makes them as the SDKs do instead (time-ordered by the
+// millisecond, random within it). It reports grid bytes written per post, by kind, and the idempotency
 // table's pages at the end. With window=800-batches the keys expire after
 // 800 batches (the default window is a day), so the sweep of expired
 // items runs all along, as it does past a cluster's first day.
@@ -29,6 +30,7 @@ func BenchmarkPostBatchCheckpointed(b *testing.B) {
 		for _, writers := range []int{1, 256} {
 			b.Run(fmt.Sprintf("window=%s/writers=%d", name, writers), func(b *testing.B) { benchPostBatchCheckpointed(b, writers, window) })
 		}
+		b.Run(fmt.Sprintf("window=%s/keys=uuidv7", name), func(b *testing.B) { benchPostBatchCheckpointed(b, 0, window) })
 	}
 }
 
@@ -64,7 +66,8 @@ func benchPostBatchCheckpointed(b *testing.B, writers int, windowNs int64) {
 	for i := range body {
 		body[i] = 'b'
 	}
-	counters := make([]int, writers)
+	counters := make([]int, max(writers, 1))
+	p := prng.New(7)
 	posts := make([][]byte, batch)
 	var reply, req []byte
 	op, now := uint64(1), int64(1_000_000)
@@ -72,6 +75,11 @@ func benchPostBatchCheckpointed(b *testing.B, writers int, windowNs int64) {
 		for k := range posts {
 			counters[w]++
 			key := fmt.Sprintf("pipelined-1733-%d-%d-%d", w/8, w%8, counters[w])
+			if writers == 0 {
+				// As the SDKs make them: a UUIDv7 of the post's
+				// millisecond (about 32 posts each), then random bits.
+				key = fmt.Sprintf("%08x-%04x-7%03x-%04x-%012x", uint32(op>>17), uint16(op>>1), p.Uint64()&0xfff, p.Uint64()&0xffff, p.Uint64()&0xffffffffffff)
+			}
 			posts[k] = EncodePost(PostRequest{Tenant: "acme", User: "alice", Room: "general", IdempotencyKey: key, Body: body})
 		}
 		req = AppendPostBatch(req[:0], posts...)
@@ -90,13 +98,13 @@ func benchPostBatchCheckpointed(b *testing.B, writers int, windowNs int64) {
 		}
 	}
 	for i := 0; i < 4*interval; i++ { // past the first checkpoints
-		apply(i % writers)
+		apply(i % max(writers, 1))
 	}
 	before := g.Stats
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		apply(i % writers)
+		apply(i % max(writers, 1))
 	}
 	b.StopTimer()
 	posts_ := float64(b.N * batch)
