@@ -164,6 +164,22 @@ type shard struct {
 	members      membersScan // members of its rooms, counted a few rooms a tick (loop)
 	ticks        int
 	replicaIndex int
+	// published is what the last Status published said of the replica's
+	// progress: while it holds, a tick publishes nothing new but every
+	// roomsEvery ticks (the counters, the storage figures).
+	published statusKey
+}
+
+// statusKey is the part of a Status that a tick may change and a reader
+// wants at once: the replica's role and progress.
+type statusKey struct {
+	status                   vsr.Status
+	view                     uint32
+	primary, drained         bool
+	op, commitMin, commitMax uint64
+	checkpointOp             uint64
+	viewChanges              uint64
+	failed                   bool
 }
 
 // roomsEvery is how often (in ticks) a shard recounts its rooms for
@@ -605,10 +621,16 @@ func (sh *shard) onMessage(from model.Address, msg []byte) {
 
 func (sh *shard) publish() {
 	r := sh.replica
+	key := statusKey{status: r.Status(), view: r.View(), primary: r.IsPrimary(), drained: r.Drained(),
+		op: r.Op(), commitMin: r.CommitMin(), commitMax: r.CommitMax(), checkpointOp: r.CheckpointOp(),
+		viewChanges: sh.viewChanges.Load(), failed: sh.failure.Load() != nil}
 	if sh.ticks++; sh.ticks >= roomsEvery || sh.ticks == 1 {
 		sh.ticks = 1
 		sh.rooms = sh.machine.RoomCount()
+	} else if key == sh.published && sh.status.Load() != nil {
+		return // nothing a reader waits on changed: no Status allocated per idle tick
 	}
+	sh.published = key
 	st := &Status{Shard: sh.index, Status: r.Status().String(), View: r.View(), Primary: r.IsPrimary() && r.Status() == vsr.StatusNormal,
 		Op: r.Op(), CommitMin: r.CommitMin(), CommitMax: r.CommitMax(), Drained: r.Drained(),
 		ViewChanges: sh.viewChanges.Load(), Replica: sh.replicaIndex, Rooms: sh.rooms, RoomsMax: sh.machine.Limits().RoomsMax,
