@@ -639,12 +639,17 @@ func (s *System) primary() int {
 	return -1
 }
 
+// statusSettle is how long a harness waits for /status to count what
+// just happened: its counters are refreshed every 64 ticks of 1 ms.
+const statusSettle = 150 * time.Millisecond
+
 // cacheCounts is replica i's block cache hits and misses on shard 0 (zero
 // when i is not a replica or does not answer).
 func (s *System) cacheCounts(i int) (hits, misses uint64) {
 	if i < 0 {
 		return 0, 0
 	}
+	time.Sleep(statusSettle)
 	sts, err := s.cluster.Status(i)
 	if err != nil || len(sts) == 0 {
 		return 0, 0
