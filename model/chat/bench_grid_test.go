@@ -17,8 +17,8 @@ import (
 // ("name-run-conn-worker-i", as tigerbench and the compare tool do): one
 // writer appends to the idempotency table, 256 insert at 256 places;
 // keys=uuidv7 makes them as the SDKs do instead (time-ordered by the
-// millisecond, random within it). It reports grid bytes written per post, by kind, and the idempotency
-// table's pages at the end. With window=800-batches the keys expire after
+// millisecond, random within it). It reports grid bytes written per post,
+// by kind, and the idempotency table's pages at the end. With window=800-batches the keys expire after
 // 800 batches (the default window is a day), so the sweep of expired
 // items runs all along, as it does past a cluster's first day.
 func BenchmarkPostBatchCheckpointed(b *testing.B) {

@@ -87,7 +87,7 @@ func (m *Machine) appendEntry(r *room, head *logHead, threadID uint64, author st
 	seq := head.seq + 1
 	hash := messageHash(&m.scratch, head.hash, r.tenant, r.id, threadID, seq, author, nowNs, body)
 	e := entry{thread: threadID, seq: seq, prev: head.hash, hash: hash, author: author, timeNs: nowNs}
-	e.key, e.body = m.storeInSlab(key, body)
+	e.storeKeyBody(m.slabBuf(len(key)+len(body)), key, body)
 	if n := len(r.messages); n == cap(r.messages) && n >= tailSpareMin && cap(m.tailSpare) > n {
 		spare := m.tailSpare[:n]
 		m.tailSpare = nil
@@ -108,23 +108,20 @@ const tailSpareMin = 256
 // quarter of it get an array of their own.
 const keyBodySlabBytes = 64 << 10
 
-// storeInSlab copies key and body into the slab, the key first, and
-// returns them. The slab's bytes are never written again, so the copies
-// stay valid for as long as anything refers to them.
-func (m *Machine) storeInSlab(key, body []byte) ([]byte, []byte) {
-	n := len(key) + len(body)
-	var buf []byte
+// slabBuf returns n bytes of the slab, empty with capacity n, for a new
+// message's key and body. They are handed out once and never written
+// again, so what is copied there stays valid for as long as anything
+// refers to it.
+func (m *Machine) slabBuf(n int) []byte {
 	if n > keyBodySlabBytes/4 {
-		buf = make([]byte, 0, n)
-	} else {
-		if len(m.keyBodySlab)+n > cap(m.keyBodySlab) {
-			m.keyBodySlab = make([]byte, 0, keyBodySlabBytes)
-		}
-		buf = m.keyBodySlab[len(m.keyBodySlab):len(m.keyBodySlab)]
-		m.keyBodySlab = m.keyBodySlab[:len(m.keyBodySlab)+n]
+		return nil // storeKeyBody makes an array of its own
 	}
-	buf = append(append(buf, key...), body...)
-	return buf[:len(key):len(key)], buf[len(key):n:n]
+	if len(m.keyBodySlab)+n > cap(m.keyBodySlab) {
+		m.keyBodySlab = make([]byte, 0, keyBodySlabBytes)
+	}
+	at := len(m.keyBodySlab)
+	m.keyBodySlab = m.keyBodySlab[:at+n]
+	return m.keyBodySlab[at : at : at+n]
 }
 
 // trim applies the room's retention to the log that just grew: the log's

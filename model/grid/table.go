@@ -327,13 +327,13 @@ func (t *Table) SetBytes(key, value []byte) {
 			if string(old.Value) == string(value) {
 				return
 			}
-			size := old.encodedSize()
-			old.Value = append(old.Value[:0], value...)
-			if n := old.encodedSize(); n > ItemBytesMax(t.pageMax()) {
+			grown := len(value) - len(old.Value)
+			if n := old.encodedSize() + grown; n > ItemBytesMax(t.pageMax()) {
 				panic(fmt.Sprintf("grid: table item of %d bytes exceeds %d", n, ItemBytesMax(t.pageMax())))
 			}
+			old.Value = append(old.Value[:0], value...)
 			t.changes++
-			page.size += old.encodedSize() - size
+			page.size += grown
 			t.markDirty(page)
 			if page.size > t.pageMax() {
 				t.split(p, i)
