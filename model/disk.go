@@ -26,6 +26,19 @@ type Disk interface {
 	SizeBytes() uint64
 }
 
+// PartSyncer is a Disk that can also make durable only the writes below an
+// offset. The journal syncs its zones (superblock and WAL, which lie below
+// the grid) this way, so that a commit's sync does not wait for a
+// checkpoint's grid writes as well: the runtime keeps the grid in a file of
+// its own, with its own fdatasync. The grid's Flush still syncs everything,
+// and nothing may rely on a partial sync for writes at or above offset. A
+// Disk without it syncs everything every time.
+type PartSyncer interface {
+	// SyncBelow makes every write below offset that completed before the
+	// call durable (and possibly others).
+	SyncBelow(offset uint64, done func())
+}
+
 // AssertAligned panics unless offset and length are sector multiples that fit
 // in size. Disk implementations call it on every request.
 func AssertAligned(offset uint64, length int, size uint64) {

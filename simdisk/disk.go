@@ -82,6 +82,7 @@ func captureSectors(data []byte) []*sector {
 // corruption.
 type landedWrite struct {
 	completionSeq uint64
+	target        uint64 // where it was meant to land: a partial sync selects by it
 	offset        uint64
 	sectors       []*sector
 }
@@ -198,6 +199,21 @@ func (d *Disk) Sync(done func()) {
 	})
 }
 
+// SyncBelow is Sync for the writes meant for offsets below offset alone
+// (model.PartSyncer), as when the part above is a file of its own: the
+// others, even those completed earlier, stay unsynced.
+func (d *Disk) SyncBelow(offset uint64, done func()) {
+	coveredSeq := d.completionSeq
+	latencyTicks := d.latency(d.opts.SyncLatencyMinTicks, d.opts.SyncLatencyMeanTicks)
+	d.submit(latencyTicks, done, func() {
+		d.stats.Syncs++
+		durableCount := d.makeDurableBelow(coveredSeq, offset)
+		d.trace(opSync, coveredSeq, durableCount)
+	})
+}
+
+var _ model.PartSyncer = (*Disk)(nil)
+
 // Peek copies the current contents at offset into buf, now and fault free.
 func (d *Disk) Peek(offset uint64, buf []byte) {
 	model.AssertAligned(offset, len(buf), d.sizeBytes)
@@ -303,7 +319,7 @@ func (d *Disk) land(w *pendingWrite) landedWrite {
 			sectors[i] = s
 		}
 	}
-	return landedWrite{offset: offset, sectors: sectors}
+	return landedWrite{target: w.offset, offset: offset, sectors: sectors}
 }
 
 // misdirect returns where a write of length bytes at offset lands: usually
@@ -363,6 +379,26 @@ func (d *Disk) makeDurable(seq uint64) int {
 		count++
 	}
 	d.unsynced = d.unsynced[count:]
+	return count
+}
+
+// makeDurableBelow is makeDurable for the writes meant for offsets below
+// offset; the others keep their place in the unsynced list.
+func (d *Disk) makeDurableBelow(seq, offset uint64) int {
+	count := 0
+	kept := d.unsynced[:0]
+	for i := range d.unsynced {
+		w := d.unsynced[i]
+		if w.completionSeq <= seq && w.target < offset {
+			w.applyTo(d.durable)
+			d.unsyncedBytes -= uint64(len(w.sectors)) * model.SectorSize
+			count++
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(d.unsynced[len(kept):])
+	d.unsynced = kept
 	return count
 }
 

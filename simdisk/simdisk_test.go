@@ -292,6 +292,39 @@ func TestSyncCoversOnlyEarlierWrites(t *testing.T) {
 	}
 }
 
+// A partial sync makes the writes meant below its offset durable and
+// leaves those above it unsynced, though they completed first; a full sync
+// then covers them.
+func TestSyncBelowLeavesTheRestUnsynced(t *testing.T) {
+	opts := Options{WriteLatencyMinTicks: 1, SyncLatencyMinTicks: 2, CrashLoseProbability: 1}
+	s, d := newTestDisk(1, testSizeBytes, opts, nil, 0)
+	split := uint64(4 * sectorSize)
+	above, below := patterned(1, split, 2), patterned(2, 0, 1)
+	var wroteAbove, wroteBelow, synced bool
+	d.Write(split, above, func() { wroteAbove = true })
+	wait(t, s, &wroteAbove)
+	d.Write(0, below, func() { wroteBelow = true })
+	wait(t, s, &wroteBelow)
+	d.SyncBelow(split, func() { synced = true })
+	wait(t, s, &synced)
+	d.Crash()
+	if !bytes.Equal(peek(d, 0, sectorSize), below) {
+		t.Fatal("a write below the offset was lost after SyncBelow")
+	}
+	if !bytes.Equal(peek(d, split, len(above)), make([]byte, len(above))) {
+		t.Fatal("a write above the offset became durable by SyncBelow")
+	}
+	wroteAbove, synced = false, false
+	d.Write(split, above, func() { wroteAbove = true })
+	wait(t, s, &wroteAbove)
+	d.Sync(func() { synced = true })
+	wait(t, s, &synced)
+	d.Crash()
+	if !bytes.Equal(peek(d, split, len(above)), above) {
+		t.Fatal("a full sync left a write above the offset unsynced")
+	}
+}
+
 func TestCrashTearsMultiSectorWrites(t *testing.T) {
 	const sectorCount = 8
 	opts := Options{WriteLatencyMinTicks: 1, CrashTearProbability: 1}

@@ -9,8 +9,15 @@ import (
 // shares the next one (group commit). It allocates nothing in steady state:
 // three waiter lists take turns (queued, covered by the sync in flight, being
 // run), and the disk's completion is a method value bound once (init).
+//
+// It syncs the zones below the grid only, where the disk can
+// (model.PartSyncer): everything it covers (superblock, WAL headers and
+// prepares) lies there, and a checkpoint's grid writes are made durable by
+// the grid's own Flush before the superblock that references them is written.
 type syncer struct {
 	disk    model.Disk
+	part    model.PartSyncer // nil: the disk syncs everything every time
+	below   uint64           // the grid's offset: part syncs what lies below it
 	syncing bool
 	waiting []func() // queued for the next sync
 	running []func() // covered by the sync in flight
@@ -20,9 +27,11 @@ type syncer struct {
 
 const syncWaitersMax = 1 << 16
 
-func (s *syncer) init(disk model.Disk) {
+func (s *syncer) init(disk model.Disk, gridOffset uint64) {
 	assert(disk != nil, "a syncer without a disk")
 	s.disk = disk
+	s.part, _ = disk.(model.PartSyncer)
+	s.below = gridOffset
 	s.synced = s.onSynced
 }
 
@@ -46,6 +55,10 @@ func (s *syncer) start() {
 	}
 	s.running, s.waiting = s.waiting, s.running
 	s.syncing = true
+	if s.part != nil {
+		s.part.SyncBelow(s.below, s.synced)
+		return
+	}
 	s.disk.Sync(s.synced)
 }
 

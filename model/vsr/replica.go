@@ -261,7 +261,7 @@ func New(cfg Config, env Env, sm StateMachine, hooks Hooks) (*Replica, error) {
 	r.superblock.init(r)
 	r.checkpointWrite.init(r)
 	r.prefetchDone = r.onPrefetched
-	r.syncer.init(env.Disk)
+	r.syncer.init(env.Disk, layout.GridOffset)
 	return r, nil
 }
 
