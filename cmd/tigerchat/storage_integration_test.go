@@ -11,6 +11,7 @@ import (
 
 	"tigerchat/model/chat"
 	"tigerchat/model/vsr"
+	"tigerchat/runtime/disk"
 	"tigerchat/runtime/node"
 	"tigerchat/runtime/testcluster"
 )
@@ -116,15 +117,14 @@ func TestCorruptGridBlocksRepairedFromPeers(t *testing.T) {
 	}
 	c.Kill(victim)
 	vc := c.Config.VSRConfig(0, victim)
-	layout := vsr.NewLayout(&vc)
-	file, err := os.OpenFile(filepath.Join(c.DataDir(victim), "shard-000.tigerchat"), os.O_RDWR, 0)
+	file, err := os.OpenFile(filepath.Join(c.DataDir(victim), "shard-000.tigerchat"+disk.GridSuffix), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Every block the checkpoint uses sits among the lowest addresses.
 	span := before.Storage.BlocksUsed + 8
 	for a := uint64(1); a <= span; a++ {
-		off := int64(fileHeaderBytes + layout.GridOffset + (a-1)*uint64(vc.BlockSize) + 200)
+		off := int64(fileHeaderBytes + (a-1)*uint64(vc.BlockSize) + 200)
 		b := make([]byte, 8)
 		if _, err := file.ReadAt(b, off); err != nil {
 			t.Fatal(err)

@@ -48,7 +48,7 @@ func cmdVerifyData(c *ctx, args []string) error {
 	var results []verifyDataResult
 	bad := 0
 	for _, f := range files {
-		sectors, err := disk.VerifyFile(f, size, encrypted)
+		sectors, err := disk.VerifyFiles(f, size, encrypted)
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 
 	"tigerchat/model"
 	"tigerchat/model/vsr"
+	"tigerchat/runtime/disk"
 )
 
 // fileHeaderBytes is runtime/disk's header zone: a plain file stores
@@ -47,13 +48,19 @@ func damage(c *cluster, replica int, class string, at float64) (string, error) {
 		}
 		return fmt.Sprintf("%s: flipped 32 bytes of WAL prepare slot %d and of WAL header slot %d", filepath.Base(path), slot, (slot+1)%cfg.SlotCount), nil
 	case faultDiskGrid:
-		// One of the first grid blocks, where checkpoints start.
-		block := uint64(int(at*1e3) % 16)
-		off := l.GridOffset + block*uint64(cfg.BlockSize) + 100
-		if err := flip(f, off, 64); err != nil {
+		// One of the first grid blocks, where checkpoints start, in the
+		// grid's file (runtime/disk.GridSuffix).
+		g, err := os.OpenFile(path+disk.GridSuffix, os.O_RDWR, 0)
+		if err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%s: flipped 64 bytes in grid block %d", filepath.Base(path), block), nil
+		defer g.Close()
+		block := uint64(int(at*1e3) % 16)
+		off := block*uint64(cfg.BlockSize) + 100
+		if err := flip(g, off, 64); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s: flipped 64 bytes in grid block %d", filepath.Base(path)+disk.GridSuffix, block), nil
 	case faultDiskTruncate:
 		// The file loses its tail from a point inside the WAL prepares and
 		// keeps its length (the lost blocks read as zeros): a file shorter

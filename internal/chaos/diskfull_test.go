@@ -81,15 +81,16 @@ func TestDiskFullStopsNodeAndRecovers(t *testing.T) {
 	post(5)
 
 	// Node 2 (a backup of the one shard in view 0) restarts under a file
-	// size limit at the start of its grid: its WAL still takes prepares,
-	// its next checkpoint cannot be written.
+	// size limit halfway through its WAL's prepares: it takes prepares
+	// until the ring reaches the limit (or a checkpoint writes a grid
+	// block past it: the grid is a file of its own, limited alike).
 	victim := c.member(kindNode, 2)
 	victim.mu.Lock()
 	c.kill(victim)
 	victim.mu.Unlock()
 	cfg := c.tc.Config.VSRConfig(0, 2)
 	l := vsr.NewLayout(&cfg)
-	limitKiB := (fileHeaderBytes + l.GridOffset) / 1024
+	limitKiB := (fileHeaderBytes + l.PreparesOffset + l.SlotSizeBytes*uint64(cfg.SlotCount/2)) / 1024
 	logPath := filepath.Join(dir, "node-2.log")
 	args := []string{"-c", "ulimit -S -f " + strconv.FormatUint(limitKiB, 10) + " && exec \"$0\" \"$@\"", bin, "start",
 		"-config", filepath.Join(dir, "node-2.json"), "-replica", "2", "-data", c.tc.DataDir(2), "-identity", filepath.Join(dir, "replica-2.pem")}
@@ -149,7 +150,7 @@ func TestDiskFullStopsNodeAndRecovers(t *testing.T) {
 	if res.Failed() || res.Lost > 0 || res.Acked != n {
 		t.Fatalf("after the disk-full stop: %d acked of %d, %d lost: %v", res.Acked, n, res.Lost, res.Failures)
 	}
-	t.Logf("node 2 halted its replica on its file size limit (%d KiB, the start of its grid), stayed up showing it, reopened once the limit went, and served all %d acknowledged posts as primary", limitKiB, n)
+	t.Logf("node 2 halted its replica on its file size limit (%d KiB, halfway through its WAL), stayed up showing it, reopened once the limit went, and served all %d acknowledged posts as primary", limitKiB, n)
 }
 
 // scrape reports whether url's body holds line.

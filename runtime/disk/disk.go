@@ -73,6 +73,11 @@ type Options struct {
 	// the file system (fallocate) up front; the rest of the file is sparse
 	// and takes space as it is written (a replica's grid). 0: all of it.
 	PreallocateBytes uint64
+	// SplitBytes, when not 0, keeps the logical range from SplitBytes up
+	// in a second file, path+GridSuffix, with its own fdatasync (split.go):
+	// SyncBelow(offset) with offset at most SplitBytes syncs the first file
+	// alone; Sync syncs both. A node splits at its grid's offset.
+	SplitBytes uint64
 	// OnFatal receives a write or sync error, from an I/O goroutine. The
 	// failed request never completes, and no sync completes after it. The
 	// default prints the error and exits with status 1.
@@ -125,6 +130,9 @@ type Disk struct {
 	failed      atomic.Bool
 	abandoned   atomic.Bool
 
+	upper      *Disk  // SplitBytes: the second file, logical offsets from splitBytes up
+	splitBytes uint64 // where upper starts; 0 without one
+
 	stats struct {
 		reads, writes, syncs, fsyncs, readErrors, corrupt, fatal atomic.Uint64
 		fsyncNs, fsyncMaxNs, fsyncSlow                           atomic.Uint64
@@ -162,7 +170,12 @@ type request struct {
 var requestPool = sync.Pool{New: func() any { return new(request) }}
 
 // SizeBytes is the logical capacity.
-func (d *Disk) SizeBytes() uint64 { return d.layout.sizeBytes }
+func (d *Disk) SizeBytes() uint64 {
+	if d.upper != nil {
+		return d.splitBytes + d.upper.SizeBytes()
+	}
+	return d.layout.sizeBytes
+}
 
 // Path is the data file's path.
 func (d *Disk) Path() string { return d.path }
@@ -171,24 +184,41 @@ func (d *Disk) Path() string { return d.path }
 func (d *Disk) Encrypted() bool { return d.aead != nil }
 
 // Stats returns the disk's counters; safe from any goroutine.
+// With the grid in a file of its own, they count both files.
 func (d *Disk) Stats() Stats {
 	s := &d.stats
-	return Stats{
+	out := Stats{
 		Reads: s.reads.Load(), Writes: s.writes.Load(), Syncs: s.syncs.Load(), Fsyncs: s.fsyncs.Load(),
 		FsyncNs: s.fsyncNs.Load(), FsyncMaxNs: s.fsyncMaxNs.Load(), FsyncSlow: s.fsyncSlow.Load(),
 		ReadErrors: s.readErrors.Load(), CorruptSectors: s.corrupt.Load(), FatalErrors: s.fatal.Load(),
 	}
+	if d.upper != nil {
+		u := d.upper.Stats()
+		out.Reads, out.Writes, out.Syncs, out.Fsyncs = out.Reads+u.Reads, out.Writes+u.Writes, out.Syncs+u.Syncs, out.Fsyncs+u.Fsyncs
+		out.FsyncNs, out.FsyncMaxNs, out.FsyncSlow = out.FsyncNs+u.FsyncNs, max(out.FsyncMaxNs, u.FsyncMaxNs), out.FsyncSlow+u.FsyncSlow
+		out.ReadErrors, out.CorruptSectors, out.FatalErrors = out.ReadErrors+u.ReadErrors, out.CorruptSectors+u.CorruptSectors, out.FatalErrors+u.FatalErrors
+	}
+	return out
 }
 
 // Abandon stops the disk from taking requests and from running the
 // completions of those in flight: its owner is discarding the replica that
 // used it (after a fatal error) and will Close it. Safe from any goroutine;
 // requests made after it are dropped, never completed.
-func (d *Disk) Abandon() { d.abandoned.Store(true) }
+func (d *Disk) Abandon() {
+	d.abandoned.Store(true)
+	if d.upper != nil {
+		d.upper.Abandon()
+	}
+}
 
 // Read fills buf from offset; done runs on the loop.
 func (d *Disk) Read(offset uint64, buf []byte, done func()) {
 	if d.abandoned.Load() {
+		return
+	}
+	if d.upper != nil && offset >= d.splitBytes {
+		d.upper.Read(offset-d.splitBytes, buf, done)
 		return
 	}
 	d.submit(requestRead, offset, buf, done)
@@ -199,6 +229,10 @@ func (d *Disk) Read(offset uint64, buf []byte, done func()) {
 // the OS. It is durable after a Sync called after done.
 func (d *Disk) Write(offset uint64, data []byte, done func()) {
 	if d.abandoned.Load() {
+		return
+	}
+	if d.upper != nil && offset >= d.splitBytes {
+		d.upper.Write(offset-d.splitBytes, data, done)
 		return
 	}
 	d.stats.writes.Add(1)
@@ -242,8 +276,20 @@ func (d *Disk) admit(done func()) {
 
 // Sync makes every write completed before the call durable; done runs on the
 // loop after the fdatasync that covers it. Syncs that arrive while one
-// fdatasync runs share the next one (group commit).
+// fdatasync runs share the next one (group commit). With the grid in a
+// file of its own, both files are synced, at once.
 func (d *Disk) Sync(done func()) {
+	if d.upper != nil {
+		j := &syncJoin{left: 2, done: done}
+		d.syncFile(j.one)
+		d.upper.syncFile(j.one)
+		return
+	}
+	d.syncFile(done)
+}
+
+// syncFile syncs this file alone.
+func (d *Disk) syncFile(done func()) {
 	if d.abandoned.Load() {
 		return
 	}
@@ -293,6 +339,9 @@ func (d *Disk) drain() {
 // fatal reports a write or sync error; from then on no sync completes.
 func (d *Disk) fatal(err error) {
 	d.failed.Store(true)
+	if d.upper != nil {
+		d.upper.failed.Store(true)
+	}
 	d.stats.fatal.Add(1)
 	d.opts.OnFatal(err)
 }
@@ -309,6 +358,11 @@ func defaultOnFatal(err error) {
 func (d *Disk) Close() error {
 	if !d.closed.CompareAndSwap(false, true) {
 		return nil
+	}
+	if d.upper != nil {
+		if err := d.upper.Close(); err != nil {
+			return err
+		}
 	}
 	close(d.requests)
 	close(d.quit)

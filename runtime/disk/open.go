@@ -24,6 +24,9 @@ func Open(path string, sizeBytes uint64, l *loop.Loop, opts Options) (*Disk, err
 	if err := validate(sizeBytes, l, &opts); err != nil {
 		return nil, fmt.Errorf("open data file %s: %w", path, err)
 	}
+	if opts.SplitBytes > 0 {
+		return openSplit(path, sizeBytes, l, opts)
+	}
 	file, err := openFile(path)
 	if err != nil {
 		return nil, err
@@ -49,6 +52,9 @@ func validate(sizeBytes uint64, l *loop.Loop, opts *Options) error {
 		return fmt.Errorf("workers %d outside [1, %d]", opts.Workers, WorkersMax)
 	case opts.InFlightMax < 0 || opts.InFlightMax > InFlightMaxMax:
 		return fmt.Errorf("in-flight max %d outside [1, %d]", opts.InFlightMax, InFlightMaxMax)
+	}
+	if err := validateSplit(sizeBytes, opts); err != nil {
+		return err
 	}
 	if opts.Workers == 0 {
 		opts.Workers = WorkersDefault
@@ -203,6 +209,12 @@ func Create(path string, sizeBytes uint64, l *loop.Loop, opts Options) (*Disk, e
 		return nil, newError(ErrExists, "data file %s already exists; refusing to overwrite it (remove it by hand only if this replica's data may be lost)", path)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("create data file %s: %w", path, err)
+	}
+	if opts.SplitBytes > 0 {
+		if err := createSplit(path, sizeBytes, &opts); err != nil {
+			return nil, err
+		}
+		return Open(path, sizeBytes, l, opts)
 	}
 	if err := format(path, sizeBytes, &opts); err != nil {
 		return nil, err

@@ -66,3 +66,36 @@ func verifyRecords(path string, file *os.File, l layout) ([]uint64, error) {
 	}
 	return bad, nil
 }
+
+// VerifyFiles is VerifyFile for a data file whose grid may be a file of
+// its own (path+GridSuffix, Options.SplitBytes): then the two files'
+// sizes, each checked against its header, must add up to sizeBytes, and
+// the grid's bad sectors are numbered from where it starts logically.
+func VerifyFiles(path string, sizeBytes uint64, encrypted bool) ([]uint64, error) {
+	grid := path + GridSuffix
+	if _, err := os.Stat(grid); err != nil {
+		return VerifyFile(path, sizeBytes, encrypted)
+	}
+	lower, okLower := peekHeader(path)
+	upper, okUpper := peekHeader(grid)
+	switch {
+	case !okLower:
+		return VerifyFile(path, sizeBytes, encrypted) // says what is wrong with its header
+	case !okUpper:
+		return VerifyFile(grid, sizeBytes-lower.sizeBytes, encrypted)
+	case lower.sizeBytes+upper.sizeBytes != sizeBytes:
+		return nil, newError(ErrSize, "data files %s and %s were formatted for %d bytes together, not %d", path, grid, lower.sizeBytes+upper.sizeBytes, sizeBytes)
+	}
+	bad, err := VerifyFile(path, lower.sizeBytes, encrypted)
+	if err != nil {
+		return bad, err
+	}
+	badGrid, err := VerifyFile(grid, upper.sizeBytes, encrypted)
+	for _, s := range badGrid {
+		if len(bad) == VerifyBadSectorsMax {
+			return bad, fmt.Errorf("verify data file %s: more than %d corrupt sectors; the file is badly damaged", grid, VerifyBadSectorsMax)
+		}
+		bad = append(bad, lower.sizeBytes/model.SectorSize+s)
+	}
+	return bad, err
+}

@@ -58,6 +58,9 @@ func diskOptions(c *ClusterConfig, shard, replica int, key []byte, vc *vsr.Confi
 		InlineWritesBelow: vsr.NewLayout(vc).GridOffset,
 		// The WAL is reserved up front; the grid takes space as it is written.
 		PreallocateBytes: vsr.NewLayout(vc).GridOffset,
+		// The grid in a file of its own: a commit's fdatasync does not wait
+		// for a checkpoint's block writes (disk.GridSuffix).
+		SplitBytes: vsr.NewLayout(vc).GridOffset,
 	}
 }
 
