@@ -1,5 +1,7 @@
 package grid
 
+import "tigerchat/model"
+
 // cache keeps verified blocks by address, least recently used first out,
 // bounded by bytes: the memory each block holds (its buffer's capacity,
 // a whole sector or more even for a block of a few bytes), so that many
@@ -13,6 +15,7 @@ type cache struct {
 	pinned   int // pinned bytes
 	entries  map[uint64]*cacheEntry
 	head     cacheEntry // sentinel: head.next is the most recent
+	spare    []*cacheEntry
 }
 
 type cacheEntry struct {
@@ -55,6 +58,22 @@ func (c *cache) remove(e *cacheEntry) {
 	c.unlink(e)
 	delete(c.entries, e.address)
 	c.bytes -= cap(e.block)
+	if len(c.spare) < cacheEntriesSpareMax {
+		*e = cacheEntry{}
+		c.spare = append(c.spare, e)
+	}
+}
+
+// cacheEntriesSpareMax bounds the removed entries kept for reuse.
+const cacheEntriesSpareMax = 1024
+
+func (c *cache) newEntry() *cacheEntry {
+	if n := len(c.spare); n > 0 {
+		e := c.spare[n-1]
+		c.spare = c.spare[:n-1]
+		return e
+	}
+	return &cacheEntry{}
 }
 
 // get returns the cached bytes of address and marks them recently used.
@@ -79,7 +98,8 @@ func (c *cache) put(address uint64, block []byte, pinned bool) {
 		}
 		c.remove(e)
 	}
-	e := &cacheEntry{address: address, block: block, pinned: pinned}
+	e := c.newEntry()
+	e.address, e.block, e.pinned = address, block, pinned
 	c.entries[address] = e
 	if pinned {
 		c.pinned += cap(block)
@@ -102,14 +122,60 @@ func (c *cache) unpin(address uint64) {
 	c.evict()
 }
 
-func (c *cache) drop(address uint64) {
-	if e, ok := c.entries[address]; ok && !e.pinned {
-		c.remove(e)
+// drop removes address's block, unless pinned, and returns its bytes
+// (nil when it held none).
+func (c *cache) drop(address uint64) []byte {
+	e, ok := c.entries[address]
+	if !ok || e.pinned {
+		return nil
 	}
+	b := e.block
+	c.remove(e)
+	return b
 }
 
 func (c *cache) evict() {
 	for c.bytes > c.capacity && c.head.prev != &c.head {
 		c.remove(c.head.prev)
 	}
+}
+
+// spareBuffers keeps the buffers of freed blocks by their size in sectors,
+// a bounded number of each, for the next blocks written of that size.
+type spareBuffers struct {
+	bySectors [spareSectorsMax + 1][][]byte
+}
+
+const (
+	spareSectorsMax  = 16 // up to 64 KiB blocks
+	spareBuffersEach = 16
+)
+
+// take returns a buffer of exactly size bytes' capacity (a sector
+// multiple) when one is kept, else nil (encode then allocates).
+func (s *spareBuffers) take(size int) []byte {
+	n := size / model.SectorSize
+	if n > spareSectorsMax {
+		return nil
+	}
+	l := s.bySectors[n]
+	if len(l) == 0 {
+		return nil
+	}
+	b := l[len(l)-1]
+	l[len(l)-1] = nil
+	s.bySectors[n] = l[:len(l)-1]
+	return b
+}
+
+func (s *spareBuffers) put(b []byte) {
+	b = b[:cap(b)]
+	if len(b)%model.SectorSize != 0 {
+		return
+	}
+	n := len(b) / model.SectorSize
+	if n == 0 || n > spareSectorsMax || len(s.bySectors[n]) >= spareBuffersEach {
+		return
+	}
+	s.bySectors[n] = append(s.bySectors[n], b)
 }

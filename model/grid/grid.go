@@ -96,7 +96,12 @@ type Grid struct {
 	cache cache
 
 	writesInflight int
-	flushWaiting   []func()
+	writesSpare    []*blockWrite // finished writes, for reuse
+	spare          spareBuffers  // buffers of freed blocks, for the next writes
+	flushWaiting   []func()      // flushes waiting for the next sync
+	flushRunning   []func()      // flushes the sync in flight covers
+	flushSyncing   bool
+	flushSynced    func()   // g.onFlushSynced, bound once
 	ioInflight     int      // reads and writes submitted to the disk
 	ioQueue        []func() // submissions waiting for ioInflight to drop
 
@@ -264,7 +269,12 @@ func (g *Grid) free(address uint64) {
 	if w := int(i / 64); w < g.hint {
 		g.hint = w
 	}
-	g.cache.drop(address)
+	if b := g.cache.drop(address); b != nil {
+		// Nothing holds a freed block's bytes: readers copy what they keep
+		// before their callback returns, and a peer's copy is made by the
+		// network's Send. Its buffer takes the next write of its size.
+		g.spare.put(b)
+	}
 }
 
 // Release gives up a block the current checkpoint still references: it
@@ -334,22 +344,57 @@ func (g *Grid) write(kind Kind, flags uint8, children []Ref, data []byte) Ref {
 		panic("grid: block larger than a slot")
 	}
 	address := g.acquire()
-	buf, ref := encode(nil, address, kind, flags, children, data)
+	size := HeaderSize + len(children)*RefSize + len(data)
+	buf, ref := encode(g.spare.take(sectorRound(size)), address, kind, flags, children, data)
 	g.cache.put(address, buf[:ref.Size], true)
 	g.writesInflight++
 	g.Stats.BlocksWritten++
 	g.Stats.BytesWritten += uint64(len(buf))
 	g.Stats.KindBytesWritten[kind] += uint64(len(buf))
-	offset := g.offset(address)
-	g.submit(func() {
-		g.disk.Write(offset, buf, func() {
-			g.ioDone()
-			g.cache.unpin(address)
-			g.writesInflight--
-			g.flushIfIdle()
-		})
-	})
+	w := g.newBlockWrite()
+	w.address, w.offset, w.buf = address, g.offset(address), buf
+	g.submit(w.start)
 	return ref
+}
+
+// blockWrite is one block's trip to the disk, with its steps bound once:
+// the grid keeps the finished ones for the next writes, so that a
+// checkpoint allocates no closures per block.
+type blockWrite struct {
+	g        *Grid
+	address  uint64
+	offset   uint64
+	buf      []byte
+	start    func() // w.submitted, bound once
+	finished func() // w.written, bound once
+}
+
+// blockWritesSpareMax bounds the finished writes kept for reuse.
+const blockWritesSpareMax = ioInflightMax
+
+func (g *Grid) newBlockWrite() *blockWrite {
+	if n := len(g.writesSpare); n > 0 {
+		w := g.writesSpare[n-1]
+		g.writesSpare = g.writesSpare[:n-1]
+		return w
+	}
+	w := &blockWrite{g: g}
+	w.start, w.finished = w.submitted, w.written
+	return w
+}
+
+func (w *blockWrite) submitted() { w.g.disk.Write(w.offset, w.buf, w.finished) }
+
+func (w *blockWrite) written() {
+	g := w.g
+	g.ioDone()
+	g.cache.unpin(w.address)
+	g.writesInflight--
+	w.buf = nil // the cache owns it
+	if len(g.writesSpare) < blockWritesSpareMax {
+		g.writesSpare = append(g.writesSpare, w)
+	}
+	g.flushIfIdle()
 }
 
 // Flush calls done once every block written so far is durable.
@@ -358,17 +403,34 @@ func (g *Grid) Flush(done func()) {
 	g.flushIfIdle()
 }
 
+// flushIfIdle starts a sync for the waiting flushes once no write is in
+// flight and no other flush's sync is: one sync at a time, so that two
+// lists of waiters (waiting, and running: covered by the sync in flight)
+// take turns and a checkpoint's flush allocates nothing.
 func (g *Grid) flushIfIdle() {
-	if g.writesInflight > 0 || len(g.flushWaiting) == 0 {
+	if g.writesInflight > 0 || len(g.flushWaiting) == 0 || g.flushSyncing {
 		return
 	}
-	waiting := g.flushWaiting
-	g.flushWaiting = nil
-	g.disk.Sync(func() {
-		for _, done := range waiting {
-			done()
-		}
-	})
+	if g.flushSynced == nil {
+		g.flushSynced = g.onFlushSynced
+	}
+	g.flushRunning, g.flushWaiting = g.flushWaiting, g.flushRunning[:0]
+	g.flushSyncing = true
+	g.disk.Sync(g.flushSynced)
+}
+
+func (g *Grid) onFlushSynced() {
+	g.flushSyncing = false
+	batch := g.flushRunning
+	g.flushRunning = nil // a waiter may flush again: its done goes to flushWaiting
+	for i, done := range batch {
+		batch[i] = nil
+		done()
+	}
+	if g.flushRunning == nil {
+		g.flushRunning = batch[:0]
+	}
+	g.flushIfIdle()
 }
 
 // Read reads and verifies the block ref names. done may run before Read

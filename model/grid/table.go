@@ -81,6 +81,12 @@ type Table struct {
 	scratchRefs [2][]Ref
 	scratchKeys [2][]string
 	encodeBuf   []byte
+	// levelsSpare[l]: the array of level l's nodes before the last
+	// checkpoint, for the next; refsSpare: children arrays of replaced
+	// index nodes; groups: indexGroups' result (writeLevel).
+	levelsSpare [][]tableNode
+	refsSpare   [][]Ref
+	groups      []indexGroup
 	// readScratch: the items ReadRange hands to its caller.
 	readScratch []TableItem
 	cold        int // pages not in memory
@@ -768,7 +774,14 @@ func (t *Table) writeLevel(g *Grid, level int, refs []Ref, keys []string, outRef
 		t.levels = append(t.levels, nil)
 	}
 	old := t.levels[level]
-	var next []tableNode
+	// The level's nodes go into the array its nodes before the last
+	// checkpoint used, and a new node's children into those of a node it
+	// replaces: a checkpoint of a table that keeps its shape allocates
+	// nothing here.
+	for len(t.levelsSpare) <= level {
+		t.levelsSpare = append(t.levelsSpare, nil)
+	}
+	next := t.levelsSpare[level][:0]
 	nextKeys := outKeys
 	write := func(lo, hi int) {
 		data := t.encodeBuf[:0]
@@ -776,7 +789,7 @@ func (t *Table) writeLevel(g *Grid, level int, refs []Ref, keys []string, outRef
 			data = append(binary.LittleEndian.AppendUint16(data, uint16(len(key))), key...)
 		}
 		t.encodeBuf = data
-		node := tableNode{children: append([]Ref(nil), refs[lo:hi]...)}
+		node := tableNode{children: append(t.takeRefs(), refs[lo:hi]...)}
 		if hi > lo {
 			node.first = keys[lo]
 		}
@@ -814,8 +827,13 @@ func (t *Table) writeLevel(g *Grid, level int, refs []Ref, keys []string, outRef
 		}
 	}
 	for _, n := range old {
-		g.Release(n.ref)
+		if !n.ref.IsZero() { // replaced: its children array is free
+			g.Release(n.ref)
+			t.putRefs(n.children)
+		}
 	}
+	clear(old)
+	t.levelsSpare[level] = old[:0]
 	t.levels[level] = next
 	out := outRefs
 	for i := range next {
@@ -867,9 +885,10 @@ func (t *Table) indexGroups(old []tableNode, refs []Ref, keys []string) []indexG
 		return nil
 	}
 	if len(old) == 0 || len(old[0].children) == 0 {
-		return []indexGroup{{lo: 0, hi: len(refs), old: -1, changed: true}}
+		t.groups = append(t.groups[:0], indexGroup{lo: 0, hi: len(refs), old: -1, changed: true})
+		return t.groups
 	}
-	groups := make([]indexGroup, 0, len(old))
+	groups := t.groups[:0]
 	lo := 0
 	for j := range old {
 		hi := len(refs)
@@ -915,7 +934,28 @@ func (t *Table) indexGroups(old []tableNode, refs []Ref, keys []string) []indexG
 			out = append(out, gr)
 		}
 	}
+	t.groups = groups // kept for the next level's groups: the caller is done with these by then
 	return out
+}
+
+// refsSpareMax bounds the children arrays a table keeps for its next
+// index nodes.
+const refsSpareMax = 64
+
+func (t *Table) takeRefs() []Ref {
+	if n := len(t.refsSpare); n > 0 {
+		r := t.refsSpare[n-1]
+		t.refsSpare[n-1] = nil
+		t.refsSpare = t.refsSpare[:n-1]
+		return r[:0]
+	}
+	return nil
+}
+
+func (t *Table) putRefs(r []Ref) {
+	if cap(r) > 0 && len(t.refsSpare) < refsSpareMax {
+		t.refsSpare = append(t.refsSpare, r[:0])
+	}
 }
 
 // decodeNodeKeys reads the first keys an index node keeps of its children.
