@@ -16,6 +16,11 @@ type cache struct {
 	entries  map[uint64]*cacheEntry
 	head     cacheEntry // sentinel: head.next is the most recent
 	spare    []*cacheEntry
+	// quarantine keeps removed blocks' buffers until the grid's next tick
+	// (Grid.Tick): a reader may use a block's bytes until its callback
+	// returns, so a buffer removed during one event is reused only in a
+	// later one.
+	quarantine spareBuffers
 }
 
 type cacheEntry struct {
@@ -58,6 +63,7 @@ func (c *cache) remove(e *cacheEntry) {
 	c.unlink(e)
 	delete(c.entries, e.address)
 	c.bytes -= cap(e.block)
+	c.quarantine.put(e.block)
 	if len(c.spare) < cacheEntriesSpareMax {
 		*e = cacheEntry{}
 		c.spare = append(c.spare, e)
@@ -122,16 +128,10 @@ func (c *cache) unpin(address uint64) {
 	c.evict()
 }
 
-// drop removes address's block, unless pinned, and returns its bytes
-// (nil when it held none).
-func (c *cache) drop(address uint64) []byte {
-	e, ok := c.entries[address]
-	if !ok || e.pinned {
-		return nil
+func (c *cache) drop(address uint64) {
+	if e, ok := c.entries[address]; ok && !e.pinned {
+		c.remove(e)
 	}
-	b := e.block
-	c.remove(e)
-	return b
 }
 
 func (c *cache) evict() {
@@ -140,15 +140,16 @@ func (c *cache) evict() {
 	}
 }
 
-// spareBuffers keeps the buffers of freed blocks by their size in sectors,
-// a bounded number of each, for the next blocks written of that size.
+// spareBuffers keeps the buffers of removed blocks by their size in
+// sectors, bounded in bytes, for the next blocks written of that size.
 type spareBuffers struct {
 	bySectors [spareSectorsMax + 1][][]byte
+	bytes     int
 }
 
 const (
-	spareSectorsMax  = 16 // up to 64 KiB blocks
-	spareBuffersEach = 16
+	spareSectorsMax = 16 // up to 64 KiB blocks
+	spareBytesMax   = 4 << 20
 )
 
 // take returns a buffer of exactly size bytes' capacity (a sector
@@ -165,17 +166,28 @@ func (s *spareBuffers) take(size int) []byte {
 	b := l[len(l)-1]
 	l[len(l)-1] = nil
 	s.bySectors[n] = l[:len(l)-1]
+	s.bytes -= cap(b)
 	return b
 }
 
 func (s *spareBuffers) put(b []byte) {
 	b = b[:cap(b)]
-	if len(b)%model.SectorSize != 0 {
-		return
-	}
 	n := len(b) / model.SectorSize
-	if n == 0 || n > spareSectorsMax || len(s.bySectors[n]) >= spareBuffersEach {
+	if len(b)%model.SectorSize != 0 || n == 0 || n > spareSectorsMax || s.bytes+len(b) > spareBytesMax {
 		return
 	}
 	s.bySectors[n] = append(s.bySectors[n], b)
+	s.bytes += len(b)
+}
+
+// moveTo hands every buffer kept here to dst, as far as dst takes them.
+func (s *spareBuffers) moveTo(dst *spareBuffers) {
+	for n := range s.bySectors {
+		for i, b := range s.bySectors[n] {
+			dst.put(b)
+			s.bySectors[n][i] = nil
+		}
+		s.bySectors[n] = s.bySectors[n][:0]
+	}
+	s.bytes = 0
 }

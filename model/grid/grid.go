@@ -97,7 +97,7 @@ type Grid struct {
 
 	writesInflight int
 	writesSpare    []*blockWrite // finished writes, for reuse
-	spare          spareBuffers  // buffers of freed blocks, for the next writes
+	spare          spareBuffers  // buffers of removed blocks, for the next writes (see cache.quarantine)
 	flushWaiting   []func()      // flushes waiting for the next sync
 	flushRunning   []func()      // flushes the sync in flight covers
 	flushSyncing   bool
@@ -269,12 +269,7 @@ func (g *Grid) free(address uint64) {
 	if w := int(i / 64); w < g.hint {
 		g.hint = w
 	}
-	if b := g.cache.drop(address); b != nil {
-		// Nothing holds a freed block's bytes: readers copy what they keep
-		// before their callback returns, and a peer's copy is made by the
-		// network's Send. Its buffer takes the next write of its size.
-		g.spare.put(b)
-	}
+	g.cache.drop(address)
 }
 
 // Release gives up a block the current checkpoint still references: it
@@ -434,7 +429,8 @@ func (g *Grid) onFlushSynced() {
 }
 
 // Read reads and verifies the block ref names. done may run before Read
-// returns (a cache hit). A block that fails verification is fetched from a
+// returns (a cache hit). The block's bytes are the grid's: done copies
+// what it keeps before it returns (the cache reuses them afterwards). A block that fails verification is fetched from a
 // peer, written back, and then returned; the read waits for it.
 func (g *Grid) Read(ref Ref, done func(Block, error)) {
 	if ref.IsZero() || ref.Size > uint32(g.cfg.BlockSize) {
@@ -603,8 +599,14 @@ func (g *Grid) removeFetchOrder(address uint64) {
 	}
 }
 
-// Tick re-requests blocks still being fetched.
+// Tick re-requests blocks still being fetched and lets the buffers of
+// blocks the cache removed take writes.
 func (g *Grid) Tick() {
+	// Blocks removed from the cache before this tick are no reader's any
+	// more (a read's callback has returned): their buffers may take writes.
+	if g.cache.quarantine.bytes > 0 {
+		g.cache.quarantine.moveTo(&g.spare)
+	}
 	g.fetchTimeout.Tick()
 	if !g.fetchTimeout.Fired() {
 		return
