@@ -214,6 +214,7 @@ type chatNode struct {
 	// restores a checkpoint without a hook).
 	applied []uint64
 	ticks   uint64
+	nets    []*countingNet // per shard: the replica's sends (the quiet-tick check)
 }
 
 func (s *chatSubject) NewReplica(env Env) Node {
@@ -223,7 +224,9 @@ func (s *chatSubject) NewReplica(env Env) Node {
 		disk := &regionDisk{disk: env.Disk, base: uint64(sh) * s.regionBytes, size: s.regionBytes}
 		m := chat.New(s.limits)
 		m.CheckDirtyTracking(true)
-		venv := vsr.Env{Clock: env.Clock, Net: env.Net, Disk: disk, PRNG: env.PRNG.Fork()}
+		net := &countingNet{Network: env.Net}
+		n.nets = append(n.nets, net)
+		venv := vsr.Env{Clock: env.Clock, Net: net, Disk: disk, PRNG: env.PRNG.Fork()}
 		r, err := vsr.New(s.replicaConfig(sh, i), venv, m, s.hooks(n, sh))
 		if err != nil {
 			panic(fmt.Sprintf("chat subject: node %d shard %d: %v", i, sh, err))
@@ -310,8 +313,16 @@ func (n *chatNode) Invariants() {
 }
 
 func (n *chatNode) Tick() {
-	for _, r := range n.replicas {
+	for sh, r := range n.replicas {
+		// A tick the replica called quiet sends nothing and moves nothing
+		// (as vsrNode.Tick checks).
+		quiet := r.QuietTicks() > 0
+		sent, before := n.nets[sh].sent, progressOf(r)
 		r.Tick()
+		if quiet && (n.nets[sh].sent != sent || progressOf(r) != before) {
+			n.s.c.Violation(fmt.Sprintf("node %d shard %d: a tick it called quiet sent %d messages and moved from %+v to %+v %s",
+				n.index, sh, n.nets[sh].sent-sent, before, progressOf(r), n.nets[sh].last))
+		}
 		n.s.hot.hitStatus(r.Status())
 	}
 	n.ticks++
@@ -551,6 +562,17 @@ func (d *regionDisk) Write(offset uint64, data []byte, done func()) {
 }
 
 func (d *regionDisk) Sync(done func()) { d.disk.Sync(done) }
+
+// SyncBelow syncs the node's disk below the region's offset: this shard's
+// writes below it, and the regions before it (a partial sync may sync
+// more), never this shard's writes above it.
+func (d *regionDisk) SyncBelow(offset uint64, done func()) {
+	if ps, ok := d.disk.(model.PartSyncer); ok {
+		ps.SyncBelow(d.base+offset, done)
+		return
+	}
+	d.disk.Sync(done)
+}
 
 func (d *regionDisk) SizeBytes() uint64 { return d.size }
 

@@ -130,7 +130,8 @@ func (s *vsrSubject) NewReplica(env Env) Node {
 			}
 		},
 	}
-	r, err := vsr.New(s.replicaConfig(i), vsr.Env{Clock: env.Clock, Net: env.Net, Disk: env.Disk, PRNG: env.PRNG}, &testsm.Machine{}, hooks)
+	net := &countingNet{Network: env.Net}
+	r, err := vsr.New(s.replicaConfig(i), vsr.Env{Clock: env.Clock, Net: net, Disk: env.Disk, PRNG: env.PRNG}, &testsm.Machine{}, hooks)
 	if err != nil {
 		panic(fmt.Sprintf("vsr subject: replica %d: %v", i, err))
 	}
@@ -141,17 +142,56 @@ func (s *vsrSubject) NewReplica(env Env) Node {
 	} else {
 		r.Open()
 	}
-	return &vsrNode{s: s, r: r}
+	return &vsrNode{s: s, r: r, index: i, net: net}
 }
 
 type vsrNode struct {
-	s *vsrSubject
-	r *vsr.Replica
+	s     *vsrSubject
+	r     *vsr.Replica
+	index int
+	net   *countingNet
 }
 
+// Tick ticks the replica and checks its promise that a tick it called
+// quiet (QuietTicks, asked after every input so far) sends nothing and
+// moves nothing (status, views, op, commits, checkpoint): the runtime
+// sleeps through such ticks and runs them late.
 func (n *vsrNode) Tick() {
+	quiet := n.r.QuietTicks() > 0
+	sent, before := n.net.sent, progressOf(n.r)
 	n.r.Tick()
+	if quiet && (n.net.sent != sent || progressOf(n.r) != before) {
+		n.s.c.Violation(fmt.Sprintf("replica %d: a tick it called quiet sent %d messages and moved from %+v to %+v",
+			n.index, n.net.sent-sent, before, progressOf(n.r)))
+	}
 	n.s.hot.hitStatus(n.r.Status())
+}
+
+// replicaProgress is what a quiet tick must leave as it was.
+type replicaProgress struct {
+	status                               vsr.Status
+	view, logView                        uint32
+	op, commitMin, commitMax, checkpoint uint64
+}
+
+func progressOf(r *vsr.Replica) replicaProgress {
+	return replicaProgress{status: r.Status(), view: r.View(), logView: r.LogView(), op: r.Op(),
+		commitMin: r.CommitMin(), commitMax: r.CommitMax(), checkpoint: r.CheckpointOp()}
+}
+
+// countingNet counts a replica's sends.
+type countingNet struct {
+	model.Network
+	sent uint64
+	last string
+}
+
+func (c *countingNet) Send(to model.Address, msg []byte) {
+	c.sent++
+	if h, err := wire.DecodeHeader(msg); err == nil {
+		c.last = fmt.Sprint(h.Command)
+	}
+	c.Network.Send(to, msg)
 }
 
 func (n *vsrNode) Invariants() { n.r.Invariants() }

@@ -599,6 +599,15 @@ func (g *Grid) removeFetchOrder(address uint64) {
 	}
 }
 
+// QuietTicks is how many of the next ticks would re-request nothing
+// (Replica.QuietTicks); at most limit.
+func (g *Grid) QuietTicks(limit uint64) uint64 {
+	if !g.fetchTimeout.Ticking() {
+		return limit
+	}
+	return min(limit, g.fetchTimeout.TicksLeft()-min(g.fetchTimeout.TicksLeft(), 1))
+}
+
 // Tick re-requests blocks still being fetched and lets the buffers of
 // blocks the cache removed take writes.
 func (g *Grid) Tick() {

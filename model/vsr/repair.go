@@ -34,6 +34,14 @@ func (r *Replica) repair() {
 	}
 }
 
+// repairIdle reports whether repair would ask for nothing: a replica in
+// normal status that applied its whole log and wants no sync. Its repair
+// timeout then does not make a tick busy (QuietTicks).
+func (r *Replica) repairIdle() bool {
+	return r.status == StatusNormal && !r.startViewDue && !r.needSV && !r.repairSoon &&
+		!r.syncWanted() && r.op <= r.commitMin
+}
+
 // repairTarget is the primary for a backup; for the primary, the backup
 // that acknowledged the most in this view (it is up, and holds every op up
 // to what it acknowledged), else a random peer.

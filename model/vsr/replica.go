@@ -447,6 +447,37 @@ func (r *Replica) abdicateIfDrained() {
 	}
 }
 
+// QuietTicksMax bounds QuietTicks.
+const QuietTicksMax = 1 << 10
+
+// QuietTicks is how many of the next ticks are quiet if no input arrives
+// before them: Tick would fire no timeout, send nothing and change nothing
+// but the timeouts' counts. A runtime may sleep through them and run them
+// together before its next input (never after it: an input may rearm a
+// timeout, which the late ticks would then shorten). 0: the next tick may
+// have work. It changes with every input; the simulator checks that a tick
+// it called quiet is.
+func (r *Replica) QuietTicks() uint64 {
+	if r.status == StatusRecovering || r.repairSoon || r.readRoundDue || len(r.reads) > 0 || len(r.boundedReads) > 0 ||
+		(r.drained && r.status == StatusNormal && r.IsPrimary()) {
+		return 0 // work that the next tick's progress may do (reads wait on it too)
+	}
+	quiet := r.grid.QuietTicks(QuietTicksMax)
+	repairIdle := r.repairIdle()
+	for _, t := range [...]*model.Timeout{&r.timeoutHeartbeat, &r.timeoutPrimary, &r.timeoutViewChange, &r.timeoutRepair, &r.timeoutRetry} {
+		if t == &r.timeoutRepair && repairIdle {
+			continue // it fires, and repair asks for nothing
+		}
+		if t.Ticking() {
+			if t.TicksLeft() <= 1 {
+				return 0
+			}
+			quiet = min(quiet, t.TicksLeft()-1)
+		}
+	}
+	return quiet
+}
+
 // Tick advances the replica's timeouts by one tick.
 func (r *Replica) Tick() {
 	r.grid.Tick() // recovery may be fetching blocks

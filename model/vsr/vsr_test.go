@@ -317,3 +317,39 @@ func TestClientRedirect(t *testing.T) {
 		t.Fatalf("redirect to view 2: sent to %v, view %d", net.to, c.View())
 	}
 }
+
+// An idle cluster's replicas call most ticks quiet: the primary until its
+// next heartbeat, a backup (which has nothing to repair) until its primary
+// timeout, past the repair timeout that fires meanwhile and asks for
+// nothing; so a runtime wakes for the heartbeats and little else.
+func TestIdleReplicasCallTheirTicksQuiet(t *testing.T) {
+	s := sched.New(1 << 16)
+	pool := newBenchPool(s)
+	var replicas []*Replica
+	for i := 0; i < 3; i++ {
+		cfg := DefaultConfig(9, 3, i)
+		cfg.SlotCount, cfg.CheckpointInterval, cfg.MessageSizeMax, cfg.GridBlocksMax = 64, 16, 128<<10, 256
+		disk := &benchDisk{pool: pool, data: make([]byte, NewLayout(&cfg).SizeBytes)}
+		r, err := New(cfg, Env{Clock: s.Clock(0, 0), Net: &benchNet{pool: pool, from: model.Address(i)}, Disk: disk, PRNG: prng.New(uint64(i))}, &nopMachine{}, Hooks{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool.handlers[model.Address(i)] = r.OnMessage
+		s.AddTicker(r.Tick)
+		r.Format()
+		replicas = append(replicas, r)
+	}
+	s.RunUntil(2000)
+	for _, r := range replicas {
+		if r.Status() != StatusNormal {
+			t.Fatalf("replica %d is %v after 2,000 ticks", r.cfg.Replica, r.Status())
+		}
+		q := r.QuietTicks()
+		switch {
+		case r.IsPrimary() && (q == 0 || q >= r.cfg.HeartbeatTicks):
+			t.Fatalf("the primary calls %d ticks quiet; its heartbeat is every %d", q, r.cfg.HeartbeatTicks)
+		case !r.IsPrimary() && q <= r.cfg.RepairTicks:
+			t.Fatalf("backup %d calls %d ticks quiet: its repair timeout (%d) bounds it with nothing to repair", r.cfg.Replica, q, r.cfg.RepairTicks)
+		}
+	}
+}

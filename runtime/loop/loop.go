@@ -53,13 +53,15 @@ type Stats struct {
 	Posted       uint64 // functions accepted by Post
 	PostRejected uint64 // Post calls refused because the queue was full
 	Notified     uint64 // notifier runs
+	TimerWakeups uint64 // wake-ups by the tick timer (not by input)
 }
 
 // Loop runs functions and ticks on one goroutine. Create it with New,
 // register tick functions with OnTick, then call Run once.
 type Loop struct {
 	interval  time.Duration
-	slack     uint64 // ticks a tick may wait for a wake-up (SetTickSlack)
+	slack     uint64        // ticks a tick may wait for a wake-up (SetTickSlack)
+	quiet     func() uint64 // SetQuietTicks: how many next ticks have nothing to do
 	queue     chan func()
 	wake      chan struct{} // capacity 1: some notifier is pending
 	ticks     []func()
@@ -79,6 +81,7 @@ type Loop struct {
 	posted       atomic.Uint64
 	postRejected atomic.Uint64
 	notified     atomic.Uint64
+	timerWakeups atomic.Uint64
 }
 
 // New returns a loop that ticks every tickInterval (DefaultTickInterval when
@@ -134,6 +137,39 @@ func (l *Loop) SetTickSlack(slack uint64) {
 	l.slack = slack
 }
 
+// SetQuietTicks lets an idle loop sleep through ticks that quiet says
+// have nothing to do: quiet (called on the loop after every input and
+// every round of ticks) returns how many of the next ticks would do
+// nothing but count down if no input came before them, and the loop then
+// sleeps until the first tick that may do something, at most TickSlackMax
+// ticks, and at least its slack. The ticks slept through still run: before
+// the next input, as with a slack (they were due first), or when the
+// sleep ends; since they were quiet, running them late changes nothing
+// they do. Unlike a larger slack, no timeout fires late. Only before Run.
+func (l *Loop) SetQuietTicks(quiet func() uint64) {
+	if quiet == nil {
+		panic("loop: nil quiet function")
+	}
+	if l.started.Load() {
+		panic("loop: SetQuietTicks after Run")
+	}
+	l.quiet = quiet
+}
+
+// sleepTicks is how many ticks past the next the loop may sleep now.
+func (l *Loop) sleepTicks() uint64 {
+	if l.quiet == nil {
+		return l.slack
+	}
+	return max(l.slack, min(l.quiet(), TickSlackMax))
+}
+
+// rearm plans the next sleep and sets the timer to end it.
+func (l *Loop) rearm(c *tickClock, timer *time.Timer) {
+	c.slack = l.sleepTicks()
+	timer.Reset(c.untilNext(c.slack))
+}
+
 // Post queues fn to run on the loop. It never blocks and may be called from
 // any goroutine; it returns false (and counts it) when the queue is full or
 // the loop has stopped, and the caller decides what a refusal means.
@@ -168,6 +204,7 @@ func (l *Loop) Stats() Stats {
 		Posted:       l.posted.Load(),
 		PostRejected: l.postRejected.Load(),
 		Notified:     l.notified.Load(),
+		TimerWakeups: l.timerWakeups.Load(),
 	}
 }
 
@@ -179,8 +216,8 @@ func (l *Loop) Run(ctx context.Context) error {
 		return errors.New("loop: Run called twice")
 	}
 	defer l.stopped.Store(true)
-	clock := tickClock{start: time.Now(), interval: l.interval, slack: l.slack}
-	timer := time.NewTimer(clock.untilNext(l.slack))
+	clock := tickClock{start: time.Now(), interval: l.interval, slack: l.sleepTicks()}
+	timer := time.NewTimer(clock.untilNext(clock.slack))
 	defer timer.Stop()
 	for {
 		select {
@@ -191,8 +228,9 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-l.wake:
 			l.catchUp(&clock, timer, l.notifyAll)
 		case <-timer.C:
+			l.timerWakeups.Add(1)
 			l.runDueTicks(&clock, nil)
-			timer.Reset(clock.untilNext(l.slack))
+			l.rearm(&clock, timer)
 		}
 	}
 }
@@ -203,15 +241,18 @@ func (l *Loop) Run(ctx context.Context) error {
 // sees time behind the clock), the input first when it is late
 // (runDueTicks). When it ran ticks, it moves the timer to slack ticks after
 // them: a loop that input keeps busy wakes up for nothing else.
+//
+// With quiet ticks (SetQuietTicks) it always plans the next sleep again:
+// the input may have armed a timeout due sooner than the sleep under way.
 func (l *Loop) catchUp(c *tickClock, timer *time.Timer, input func()) {
-	if l.slack == 0 {
+	if l.slack == 0 && l.quiet == nil {
 		// Without a slack the timer runs every tick; a late loop meets
 		// its ticks there, after the input queued by then.
 		l.run(input)
 		return
 	}
-	if l.runDueTicks(c, input) > 0 {
-		timer.Reset(c.untilNext(l.slack))
+	if l.runDueTicks(c, input) > 0 || l.quiet != nil {
+		l.rearm(c, timer)
 	}
 }
 
@@ -237,7 +278,7 @@ const lateTicksMin = 2
 // (docs/benchmarks.md, 2026-12-02: the stalled failover scenario).
 func (l *Loop) runDueTicks(c *tickClock, input func()) uint64 {
 	due, skipped := c.due(time.Now())
-	if due >= l.slack+lateTicksMin {
+	if due >= c.slack+lateTicksMin {
 		if input != nil {
 			l.run(input)
 			input = nil
@@ -279,7 +320,7 @@ func (l *Loop) tick() {
 type tickClock struct {
 	start    time.Time // monotonic reading
 	interval time.Duration
-	slack    uint64 // ticks may lag this much more before being skipped (Loop.slack)
+	slack    uint64 // the sleep planned: ticks may lag this much more before being skipped or counted late
 	done     uint64 // ticks run or skipped so far
 }
 

@@ -305,3 +305,64 @@ func TestLateLoopRunsQueuedInputBeforeItsTicks(t *testing.T) {
 		}
 	}
 }
+
+// With quiet ticks, an idle loop wakes once per quiet span instead of
+// once per tick, and still runs every tick.
+func TestQuietTicksSleepThroughIdleTicks(t *testing.T) {
+	l := New(time.Millisecond, 16)
+	var mu sync.Mutex
+	ticks := 0
+	l.OnTick(func() { mu.Lock(); ticks++; mu.Unlock() })
+	l.SetQuietTicks(func() uint64 {
+		mu.Lock()
+		defer mu.Unlock()
+		// Work every 40th tick: the 39 before it are quiet.
+		return uint64(39 - ticks%40)
+	})
+	stop := start(t, l)
+	defer stop()
+	for i := 0; ; i++ {
+		mu.Lock()
+		n := ticks
+		mu.Unlock()
+		if n >= 300 {
+			break
+		}
+		if i >= 500 {
+			t.Fatalf("%d ticks after %d polls of 10 ms", n, i)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s := l.Stats()
+	mu.Lock()
+	n := ticks
+	mu.Unlock()
+	// One wake-up per 40 ticks (no input wakes it); every tick would be
+	// 300 or more.
+	if s.TimerWakeups > uint64(n/20) {
+		t.Fatalf("%d timer wake-ups for %d ticks: the loop did not sleep through quiet ticks", s.TimerWakeups, n)
+	}
+	if s.TicksSkipped != 0 {
+		t.Fatalf("%d ticks skipped: quiet ticks must run, late", s.TicksSkipped)
+	}
+}
+
+// An input that arrives while the loop sleeps through quiet ticks sees
+// those ticks run first, as with a slack.
+func TestQuietTicksCatchUpBeforeInput(t *testing.T) {
+	const interval = 5 * time.Millisecond
+	l := New(interval, 16)
+	ticks := 0
+	l.OnTick(func() { ticks++ })
+	l.SetQuietTicks(func() uint64 { return TickSlackMax })
+	stop := start(t, l)
+	defer stop()
+	began := time.Now()
+	time.Sleep(6*interval + interval/2)
+	var seen int
+	var elapsed time.Duration
+	onLoop(t, l, func() { seen, elapsed = ticks, time.Since(began) })
+	if due := int(elapsed / interval); seen < due-1 || seen < 5 {
+		t.Fatalf("a posted function saw %d ticks after %v at %v per tick", seen, elapsed, interval)
+	}
+}

@@ -32,6 +32,15 @@ const (
 	membersScanPauseTicks   = 5000 // between passes
 )
 
+// quietTicks is how many next ticks step only counts down the pause
+// between passes (loop.SetQuietTicks).
+func (s *membersScan) quietTicks() uint64 {
+	if s.started && !s.complete {
+		return 0
+	}
+	return uint64(s.pause)
+}
+
 // step reads the next rooms; start a pass when the last one finished and
 // its pause is over.
 func (s *membersScan) step(m *chat.Machine) {

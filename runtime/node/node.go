@@ -515,6 +515,14 @@ func (n *Node) startShard(ctx context.Context, sh *shard) error {
 		}
 		sh.publish()
 	})
+	// An idle replica's loop sleeps until its next timeout (a heartbeat to
+	// send, a primary to suspect) instead of waking every few ticks.
+	sh.loop.SetQuietTicks(func() uint64 {
+		if sh.halted.Load() || sh.stepDown {
+			return 0
+		}
+		return min(sh.replica.QuietTicks(), sh.members.quietTicks())
+	})
 	sh.loop.Post(sh.replica.Open)
 	n.wg.Add(1)
 	go func() {
