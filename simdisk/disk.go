@@ -9,6 +9,7 @@ package simdisk
 
 import (
 	"maps"
+	"math"
 	"slices"
 
 	"tigerchat/model"
@@ -370,32 +371,25 @@ func (d *Disk) drainUnsynced() {
 
 // makeDurable moves unsynced writes completed up to seq (inclusive) into the
 // durable image, in completion order, and returns how many it moved.
-func (d *Disk) makeDurable(seq uint64) int {
-	count := 0
-	for count < len(d.unsynced) && d.unsynced[count].completionSeq <= seq {
-		w := d.unsynced[count]
-		w.applyTo(d.durable)
-		d.unsyncedBytes -= uint64(len(w.sectors)) * model.SectorSize
-		count++
-	}
-	d.unsynced = d.unsynced[count:]
-	return count
-}
+func (d *Disk) makeDurable(seq uint64) int { return d.makeDurableBelow(seq, math.MaxUint64) }
 
 // makeDurableBelow is makeDurable for the writes meant for offsets below
 // offset; the others keep their place in the unsynced list.
 func (d *Disk) makeDurableBelow(seq, offset uint64) int {
 	count := 0
 	kept := d.unsynced[:0]
-	for i := range d.unsynced {
-		w := d.unsynced[i]
-		if w.completionSeq <= seq && w.target < offset {
-			w.applyTo(d.durable)
-			d.unsyncedBytes -= uint64(len(w.sectors)) * model.SectorSize
-			count++
+	for i, w := range d.unsynced {
+		if w.completionSeq > seq { // in completion order: the rest stay too
+			kept = append(kept, d.unsynced[i:]...)
+			break
+		}
+		if w.target >= offset {
+			kept = append(kept, w)
 			continue
 		}
-		kept = append(kept, w)
+		w.applyTo(d.durable)
+		d.unsyncedBytes -= uint64(len(w.sectors)) * model.SectorSize
+		count++
 	}
 	clear(d.unsynced[len(kept):])
 	d.unsynced = kept

@@ -430,7 +430,8 @@ func (g *Grid) onFlushSynced() {
 
 // Read reads and verifies the block ref names. done may run before Read
 // returns (a cache hit). The block's bytes are the grid's: done copies
-// what it keeps before it returns (the cache reuses them afterwards). A block that fails verification is fetched from a
+// what it keeps before it returns (the cache reuses them afterwards). A
+// block that fails verification is fetched from a
 // peer, written back, and then returned; the read waits for it.
 func (g *Grid) Read(ref Ref, done func(Block, error)) {
 	if ref.IsZero() || ref.Size > uint32(g.cfg.BlockSize) {
@@ -605,7 +606,10 @@ func (g *Grid) QuietTicks(limit uint64) uint64 {
 	if !g.fetchTimeout.Ticking() {
 		return limit
 	}
-	return min(limit, g.fetchTimeout.TicksLeft()-min(g.fetchTimeout.TicksLeft(), 1))
+	if g.fetchTimeout.TicksLeft() <= 1 {
+		return 0
+	}
+	return min(limit, g.fetchTimeout.TicksLeft()-1)
 }
 
 // Tick re-requests blocks still being fetched and lets the buffers of

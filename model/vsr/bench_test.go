@@ -178,6 +178,27 @@ func (s *benchSubmitter) onReply(r Reply) {
 	}
 }
 
+// newBenchCluster formats 3 replicas (cluster 9) of slotCount slots on
+// instant disks and a one-tick network in s, ticked by s.
+func newBenchCluster(tb testing.TB, s *sched.Scheduler, pool *benchPool, slotCount int, checkpointInterval uint64) []*Replica {
+	var replicas []*Replica
+	for i := 0; i < 3; i++ {
+		cfg := DefaultConfig(9, 3, i)
+		cfg.SlotCount, cfg.CheckpointInterval, cfg.MessageSizeMax, cfg.GridBlocksMax = slotCount, checkpointInterval, 128<<10, 256
+		disk := &benchDisk{pool: pool, data: make([]byte, NewLayout(&cfg).SizeBytes)}
+		net := &benchNet{pool: pool, from: model.Address(i)}
+		r, err := New(cfg, Env{Clock: s.Clock(0, 0), Net: net, Disk: disk, PRNG: prng.New(uint64(i))}, &nopMachine{}, Hooks{})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		pool.handlers[model.Address(i)] = r.OnMessage
+		s.AddTicker(r.Tick)
+		r.Format()
+		replicas = append(replicas, r)
+	}
+	return replicas
+}
+
 // BenchmarkCommitPath measures the replication protocol's CPU per client
 // request: 3 replicas, instant disks, a one-tick network, 64 clients
 // keeping requests in flight. b.N is the number of requests committed.
@@ -186,21 +207,7 @@ func (s *benchSubmitter) onReply(r Reply) {
 func BenchmarkCommitPath(b *testing.B) {
 	s := sched.New(1 << 20)
 	pool := newBenchPool(s)
-	var replicas []*Replica
-	for i := 0; i < 3; i++ {
-		cfg := DefaultConfig(9, 3, i)
-		cfg.SlotCount, cfg.CheckpointInterval, cfg.MessageSizeMax, cfg.GridBlocksMax = 256, 64, 128<<10, 256
-		disk := &benchDisk{pool: pool, data: make([]byte, NewLayout(&cfg).SizeBytes)}
-		net := &benchNet{pool: pool, from: model.Address(i)}
-		r, err := New(cfg, Env{Clock: s.Clock(0, 0), Net: net, Disk: disk, PRNG: prng.New(uint64(i))}, &nopMachine{}, Hooks{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		pool.handlers[model.Address(i)] = r.OnMessage
-		s.AddTicker(r.Tick)
-		r.Format()
-		replicas = append(replicas, r)
-	}
+	newBenchCluster(b, s, pool, 256, 64)
 	s.RunUntil(500)
 	const clients = 64
 	// Warm up before measuring: enough requests for the WAL to wrap a few

@@ -439,12 +439,22 @@ func (r *Replica) SetDrained(drained bool) { r.drained = drained }
 func (r *Replica) Drained() bool { return r.drained }
 
 // abdicateIfDrained starts a view change away from a drained primary.
+// mustAbdicate: a drained primary steps down at its next tick.
+func (r *Replica) mustAbdicate() bool {
+	return r.drained && r.cfg.ReplicaCount > 1 && r.status == StatusNormal && r.IsPrimary()
+}
+
 func (r *Replica) abdicateIfDrained() {
-	if r.drained && r.cfg.ReplicaCount > 1 && r.status == StatusNormal && r.IsPrimary() {
+	if r.mustAbdicate() {
 		r.event("drain_abdicate")
 		r.beginViewChange(r.view + 1)
 		assert(!r.IsPrimary() && r.status == StatusViewChange, "a drained primary kept its view")
 	}
+}
+
+// timeouts are the replica's own, which Tick advances.
+func (r *Replica) timeouts() [5]*model.Timeout {
+	return [...]*model.Timeout{&r.timeoutHeartbeat, &r.timeoutPrimary, &r.timeoutViewChange, &r.timeoutRepair, &r.timeoutRetry}
 }
 
 // QuietTicksMax bounds QuietTicks.
@@ -459,12 +469,12 @@ const QuietTicksMax = 1 << 10
 // it called quiet is.
 func (r *Replica) QuietTicks() uint64 {
 	if r.status == StatusRecovering || r.repairSoon || r.readRoundDue || len(r.reads) > 0 || len(r.boundedReads) > 0 ||
-		(r.drained && r.status == StatusNormal && r.IsPrimary()) {
+		r.mustAbdicate() {
 		return 0 // work that the next tick's progress may do (reads wait on it too)
 	}
 	quiet := r.grid.QuietTicks(QuietTicksMax)
 	repairIdle := r.repairIdle()
-	for _, t := range [...]*model.Timeout{&r.timeoutHeartbeat, &r.timeoutPrimary, &r.timeoutViewChange, &r.timeoutRepair, &r.timeoutRetry} {
+	for _, t := range r.timeouts() {
 		if t == &r.timeoutRepair && repairIdle {
 			continue // it fires, and repair asks for nothing
 		}
@@ -484,7 +494,7 @@ func (r *Replica) Tick() {
 	if r.status == StatusRecovering {
 		return
 	}
-	for _, t := range []*model.Timeout{&r.timeoutHeartbeat, &r.timeoutPrimary, &r.timeoutViewChange, &r.timeoutRepair, &r.timeoutRetry} {
+	for _, t := range r.timeouts() {
 		t.Tick()
 	}
 	if r.timeoutHeartbeat.Fired() {

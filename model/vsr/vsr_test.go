@@ -324,21 +324,7 @@ func TestClientRedirect(t *testing.T) {
 // nothing; so a runtime wakes for the heartbeats and little else.
 func TestIdleReplicasCallTheirTicksQuiet(t *testing.T) {
 	s := sched.New(1 << 16)
-	pool := newBenchPool(s)
-	var replicas []*Replica
-	for i := 0; i < 3; i++ {
-		cfg := DefaultConfig(9, 3, i)
-		cfg.SlotCount, cfg.CheckpointInterval, cfg.MessageSizeMax, cfg.GridBlocksMax = 64, 16, 128<<10, 256
-		disk := &benchDisk{pool: pool, data: make([]byte, NewLayout(&cfg).SizeBytes)}
-		r, err := New(cfg, Env{Clock: s.Clock(0, 0), Net: &benchNet{pool: pool, from: model.Address(i)}, Disk: disk, PRNG: prng.New(uint64(i))}, &nopMachine{}, Hooks{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pool.handlers[model.Address(i)] = r.OnMessage
-		s.AddTicker(r.Tick)
-		r.Format()
-		replicas = append(replicas, r)
-	}
+	replicas := newBenchCluster(t, s, newBenchPool(s), 64, 16)
 	s.RunUntil(2000)
 	for _, r := range replicas {
 		if r.Status() != StatusNormal {

@@ -128,3 +128,30 @@ func TestInFlightBoundIsAsserted(t *testing.T) {
 	}()
 	d.Sync(func() {})
 }
+
+// A failed fdatasync of the grid's file (Options.SplitBytes) fails both
+// files: reported once, and neither a full nor a partial sync completes
+// after it.
+func TestSplitSyncErrorFailsBothFiles(t *testing.T) {
+	l := startLoop(t)
+	fatal := newFatalRecorder()
+	d := create(t, l, tempPath(t, "shard-000.tigerchat"), testSize,
+		Options{Identity: testIdentity, SplitBytes: testSplit, OnFatal: func(err error) { fatal.errs <- err }})
+	defer closeDisk(t, d)
+	d.upper.sync = func() error { return errInjected }
+	var synced atomic.Bool
+	l.Post(func() { d.Sync(func() { synced.Store(true) }) })
+	if err := fatal.await(t); !errors.Is(err, errInjected) {
+		t.Fatalf("fatal error %v", err)
+	}
+	l.Post(func() {
+		d.Write(0, sector(1), func() { d.SyncBelow(testSplit, func() { synced.Store(true) }) })
+	})
+	time.Sleep(20 * time.Millisecond)
+	if synced.Load() {
+		t.Fatal("a sync completed after the grid's file failed")
+	}
+	if s := d.Stats(); s.FatalErrors != 1 {
+		t.Fatalf("fatal errors %d, want 1", s.FatalErrors)
+	}
+}

@@ -31,8 +31,12 @@ func splitOptions(opts Options, lower *Disk) Options {
 	upper.PreallocateBytes = model.SectorSize
 	if lower != nil {
 		// A failed write or sync of either file fails both: nothing about
-		// the replica's data is known after it.
-		upper.OnFatal = lower.fatal
+		// the replica's data is known after it. (Counted once, in the
+		// grid's file's stats.)
+		upper.OnFatal = func(err error) {
+			lower.failed.Store(true)
+			lower.opts.OnFatal(err)
+		}
 	}
 	return upper
 }

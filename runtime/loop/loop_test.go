@@ -215,18 +215,54 @@ func TestSlackTicksCatchUpBeforeInput(t *testing.T) {
 	const interval = 20 * time.Millisecond
 	l := New(interval, 16)
 	l.SetTickSlack(TickSlackMax) // the timer alone would wait a second
+	checkTicksRunBeforeInput(t, l, interval, 3)
+}
+
+// checkTicksRunBeforeInput sleeps through sleeps+½ ticks of l (which must
+// not run yet) and then posts a function: it must see at least the ticks
+// due by then, and at least sleeps.
+func checkTicksRunBeforeInput(t *testing.T, l *Loop, interval time.Duration, sleeps int) {
+	t.Helper()
 	ticks := 0
 	l.OnTick(func() { ticks++ })
 	stop := start(t, l)
 	defer stop()
 	began := time.Now()
-	time.Sleep(3*interval + interval/2)
+	time.Sleep(time.Duration(sleeps)*interval + interval/2)
 	var seen int
 	var elapsed time.Duration
 	onLoop(t, l, func() { seen, elapsed = ticks, time.Since(began) })
 	// The loop started before began, so at least this many ticks were due.
-	if due := int(elapsed / interval); seen < due-1 || seen < 3 {
+	if due := int(elapsed / interval); seen < due-1 || seen < sleeps {
 		t.Fatalf("a posted function saw %d ticks after %v at %v per tick", seen, elapsed, interval)
+	}
+}
+
+// tickCounter counts ticks run on a loop, for the test's goroutine.
+type tickCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *tickCounter) tick() { c.mu.Lock(); c.n++; c.mu.Unlock() }
+
+func (c *tickCounter) load() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// await polls until at least want ticks ran (5 s at most) and returns
+// how many did.
+func (c *tickCounter) await(t *testing.T, want int) int {
+	t.Helper()
+	for i := 0; ; i++ {
+		if n := c.load(); n >= want {
+			return n
+		} else if i >= 500 {
+			t.Fatalf("%d ticks after %d polls of 10 ms", n, i)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -234,23 +270,11 @@ func TestSlackTicksCatchUpBeforeInput(t *testing.T) {
 func TestSlackTicksRunWithoutInput(t *testing.T) {
 	l := New(time.Millisecond, 16)
 	l.SetTickSlack(9)
-	var ticks sync.Mutex
-	count := 0
-	l.OnTick(func() { ticks.Lock(); count++; ticks.Unlock() })
+	var ticks tickCounter
+	l.OnTick(ticks.tick)
 	stop := start(t, l)
 	defer stop()
-	for i := 0; ; i++ {
-		ticks.Lock()
-		n := count
-		ticks.Unlock()
-		if n >= 50 {
-			break
-		}
-		if i >= 500 {
-			t.Fatalf("%d ticks after %d polls of 10 ms", n, i)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	ticks.await(t, 50)
 	if s := l.Stats(); s.Posted != 0 || s.Notified != 0 {
 		t.Fatalf("stats %+v: something other than the timer woke the loop", s)
 	}
@@ -310,33 +334,17 @@ func TestLateLoopRunsQueuedInputBeforeItsTicks(t *testing.T) {
 // once per tick, and still runs every tick.
 func TestQuietTicksSleepThroughIdleTicks(t *testing.T) {
 	l := New(time.Millisecond, 16)
-	var mu sync.Mutex
-	ticks := 0
-	l.OnTick(func() { mu.Lock(); ticks++; mu.Unlock() })
+	var ticks tickCounter
+	l.OnTick(ticks.tick)
 	l.SetQuietTicks(func() uint64 {
-		mu.Lock()
-		defer mu.Unlock()
 		// Work every 40th tick: the 39 before it are quiet.
-		return uint64(39 - ticks%40)
+		return uint64(39 - ticks.load()%40)
 	})
 	stop := start(t, l)
 	defer stop()
-	for i := 0; ; i++ {
-		mu.Lock()
-		n := ticks
-		mu.Unlock()
-		if n >= 300 {
-			break
-		}
-		if i >= 500 {
-			t.Fatalf("%d ticks after %d polls of 10 ms", n, i)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	ticks.await(t, 300)
 	s := l.Stats()
-	mu.Lock()
-	n := ticks
-	mu.Unlock()
+	n := ticks.load()
 	// One wake-up per 40 ticks (no input wakes it); every tick would be
 	// 300 or more.
 	if s.TimerWakeups > uint64(n/20) {
@@ -352,17 +360,6 @@ func TestQuietTicksSleepThroughIdleTicks(t *testing.T) {
 func TestQuietTicksCatchUpBeforeInput(t *testing.T) {
 	const interval = 5 * time.Millisecond
 	l := New(interval, 16)
-	ticks := 0
-	l.OnTick(func() { ticks++ })
 	l.SetQuietTicks(func() uint64 { return TickSlackMax })
-	stop := start(t, l)
-	defer stop()
-	began := time.Now()
-	time.Sleep(6*interval + interval/2)
-	var seen int
-	var elapsed time.Duration
-	onLoop(t, l, func() { seen, elapsed = ticks, time.Since(began) })
-	if due := int(elapsed / interval); seen < due-1 || seen < 5 {
-		t.Fatalf("a posted function saw %d ticks after %v at %v per tick", seen, elapsed, interval)
-	}
+	checkTicksRunBeforeInput(t, l, interval, 6)
 }
