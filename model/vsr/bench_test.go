@@ -181,13 +181,19 @@ func (s *benchSubmitter) onReply(r Reply) {
 // newBenchCluster formats 3 replicas (cluster 9) of slotCount slots on
 // instant disks and a one-tick network in s, ticked by s.
 func newBenchCluster(tb testing.TB, s *sched.Scheduler, pool *benchPool, slotCount int, checkpointInterval uint64) []*Replica {
+	return newBenchClusterOf(tb, s, pool, slotCount, checkpointInterval, func() StateMachine { return &nopMachine{} })
+}
+
+// newBenchClusterOf is newBenchCluster with each replica's state machine
+// made by machine.
+func newBenchClusterOf(tb testing.TB, s *sched.Scheduler, pool *benchPool, slotCount int, checkpointInterval uint64, machine func() StateMachine) []*Replica {
 	var replicas []*Replica
 	for i := 0; i < 3; i++ {
 		cfg := DefaultConfig(9, 3, i)
 		cfg.SlotCount, cfg.CheckpointInterval, cfg.MessageSizeMax, cfg.GridBlocksMax = slotCount, checkpointInterval, 128<<10, 256
 		disk := &benchDisk{pool: pool, data: make([]byte, NewLayout(&cfg).SizeBytes)}
 		net := &benchNet{pool: pool, from: model.Address(i)}
-		r, err := New(cfg, Env{Clock: s.Clock(0, 0), Net: net, Disk: disk, PRNG: prng.New(uint64(i))}, &nopMachine{}, Hooks{})
+		r, err := New(cfg, Env{Clock: s.Clock(0, 0), Net: net, Disk: disk, PRNG: prng.New(uint64(i))}, machine(), Hooks{})
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -547,6 +547,9 @@ func (r *Replica) onCommit(h *wire.Header) {
 		r.op = head
 		r.setExpected(head, headChecksum, wire.Checksum{}, h.View)
 	}
+	if beat.Quiet() && r.ackHead() >= head {
+		return // the primary holds our ack of its head, and no read waits
+	}
 	r.sendPrepareOk()
 }
 
@@ -587,7 +590,21 @@ func (r *Replica) onHeartbeat() {
 	headChecksum, _ := r.expected(r.op)
 	beat.SetHead(r.op)
 	beat.SetHeadChecksum(headChecksum)
+	if len(r.reads) == 0 && r.backupsAckedHead() {
+		beat.SetQuiet()
+	}
 	r.broadcast(r.message(h, nil))
+}
+
+// backupsAckedHead reports whether every backup acknowledged the head in
+// this view: then a heartbeat's answers would tell the primary nothing.
+func (r *Replica) backupsAckedHead() bool {
+	for i, a := range r.ackOp {
+		if i != r.cfg.Replica && a < r.op {
+			return false
+		}
+	}
+	return true
 }
 
 // retryPrepares resends uncommitted prepares to backups that have not

@@ -617,6 +617,9 @@ func describe(from, to model.Address, msg []byte) string {
 		f = fmt.Sprintf("v=%d op=%d", h.View, h.Op)
 	case wire.CommandCommit:
 		f = fmt.Sprintf("v=%d commit=%d head=%d", h.View, h.Commit, h.Op)
+		if h.Flags&vsr.HeartbeatFlagQuiet != 0 {
+			f += " quiet"
+		}
 	case wire.CommandDoViewChange:
 		f = fmt.Sprintf("v=%d log_view=%d op=%d commit=%d", h.View, h.LogView, h.Op, h.Commit)
 	case wire.CommandStartView:

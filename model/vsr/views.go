@@ -55,6 +55,15 @@ func (v heartbeatView) SetHead(op uint64) {
 func (v heartbeatView) HeadChecksum() wire.Checksum     { return v.h.Parent }
 func (v heartbeatView) SetHeadChecksum(c wire.Checksum) { v.h.Parent = c }
 
+// HeartbeatFlagQuiet, in a heartbeat's Flags: every backup acknowledged
+// the primary's head and no read waits for a round, so a backup that holds
+// the head has nothing to tell and sends no prepare_ok (an idle cluster's
+// messages halve). A heartbeat without it is answered as always.
+const HeartbeatFlagQuiet uint8 = 1
+
+func (v heartbeatView) Quiet() bool { return v.h.Flags&HeartbeatFlagQuiet != 0 }
+func (v heartbeatView) SetQuiet()   { v.h.Flags |= HeartbeatFlagQuiet }
+
 // prepareOkView: an acknowledgement names the checksum of the acked op in
 // Context and echoes the primary's newest heartbeat round in Request.
 type prepareOkView struct{ h *wire.Header }

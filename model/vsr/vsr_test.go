@@ -322,6 +322,71 @@ func TestClientRedirect(t *testing.T) {
 // next heartbeat, a backup (which has nothing to repair) until its primary
 // timeout, past the repair timeout that fires meanwhile and asks for
 // nothing; so a runtime wakes for the heartbeats and little else.
+// readOnlyMachine is nopMachine with one read-only operation.
+type readOnlyMachine struct{ nopMachine }
+
+const operationTestRead = OperationUserMin + 1
+
+func (readOnlyMachine) ReadOnly(operation uint8) bool { return operation == operationTestRead }
+
+// TestIdleHeartbeatsAskNoAnswer: once both backups acknowledged the head
+// and no read waits, the primary's heartbeats are quiet and the backups
+// answer none of them; a linearizable read then gets its round answered
+// and confirmed all the same.
+func TestIdleHeartbeatsAskNoAnswer(t *testing.T) {
+	s := sched.New(1 << 16)
+	pool := newBenchPool(s)
+	replicas := newBenchClusterOf(t, s, pool, 64, 16, func() StateMachine { return &readOnlyMachine{} })
+	s.RunUntil(2000)
+	var primary *Replica
+	for _, r := range replicas {
+		if r.IsPrimary() && r.Status() == StatusNormal {
+			primary = r
+		}
+	}
+	if primary == nil {
+		t.Fatal("no primary after 2,000 ticks")
+	}
+	var commits, quiet, acks int
+	for i := range replicas {
+		addr := model.Address(i)
+		deliver := pool.handlers[addr]
+		pool.handlers[addr] = func(from model.Address, msg []byte) {
+			switch wire.PeekCommand(msg) {
+			case wire.CommandCommit:
+				commits++
+				if h, err := wire.DecodeHeader(msg); err == nil && heartbeatOf(&h).Quiet() {
+					quiet++
+				}
+			case wire.CommandPrepareOk:
+				acks++
+			}
+			deliver(from, msg)
+		}
+	}
+	s.RunUntil(3000)
+	if commits == 0 || quiet != commits || acks != 0 {
+		t.Fatalf("idle for 1,000 ticks: %d heartbeats delivered, %d of them quiet, %d prepare_oks; want all quiet and none", commits, quiet, acks)
+	}
+	addr := model.ClientAddressBase
+	net := &benchNet{pool: pool, from: addr}
+	cl := NewClient(ClientConfig{Cluster: 9, ReplicaCount: 3, ID: 1, RequestTimeout: 200}, net, prng.New(1))
+	pool.handlers[addr] = cl.OnMessage
+	s.AddTicker(cl.Tick)
+	var replies []Reply
+	cl.Submit(operationTestRead, nil, func(r Reply) { replies = append(replies, r) })
+	commits, quiet, acks = 0, 0, 0
+	for s.Now() < 4000 && len(replies) == 0 {
+		s.RunUntil(s.Now() + 1)
+	}
+	if len(replies) != 1 || replies[0].Err != nil || replies[0].Flags != ReplyOk {
+		t.Fatalf("a read after the quiet heartbeats: replies %+v", replies)
+	}
+	if commits == quiet || acks == 0 {
+		t.Fatalf("the read was served after %d heartbeats, %d quiet, and %d prepare_oks: its round was never asked for", commits, quiet, acks)
+	}
+}
+
 func TestIdleReplicasCallTheirTicksQuiet(t *testing.T) {
 	s := sched.New(1 << 16)
 	replicas := newBenchCluster(t, s, newBenchPool(s), 64, 16)
