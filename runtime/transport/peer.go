@@ -41,7 +41,8 @@ type peer struct {
 // outMessage is one queued message: a copy that the queue owns.
 type outMessage struct {
 	msg []byte
-	raw bool // a whole frame to write verbatim: a test's forged or replayed frame
+	buf *[]byte // msg's pooled buffer (buffers.go), given back once framed; nil for a raw frame
+	raw bool    // a whole frame to write verbatim: a test's forged or replayed frame
 }
 
 // queueCost is what a message counts against the queue's bytes bound.
@@ -242,8 +243,9 @@ type batchWriter struct {
 	header frameHeader // Counter: the last one sent
 	auth   frameAuth
 
-	buf   []byte                // the frame being written, reused
-	batch [batchCountMax][]byte // the messages being packed
+	buf   []byte                 // the frame being written, reused
+	batch [batchCountMax][]byte  // the messages being packed
+	bufs  [batchCountMax]*[]byte // their pooled buffers
 }
 
 // send writes first, with whatever else is queued for the peer right now
@@ -255,6 +257,7 @@ func (w *batchWriter) send(first outMessage) error {
 		return w.write(first.msg, 0)
 	}
 	msgs := append(w.batch[:0], first.msg)
+	w.bufs[0] = first.buf
 	total := len(first.msg)
 fill:
 	for len(msgs) < batchCountMax {
@@ -265,6 +268,7 @@ fill:
 				w.p.carry, w.p.carried = m, true
 				break fill
 			}
+			w.bufs[len(msgs)] = m.buf
 			msgs = append(msgs, m.msg)
 			total += len(m.msg)
 		default:
@@ -273,7 +277,11 @@ fill:
 	}
 	w.header.Counter++
 	w.buf = appendFrame(w.buf[:0], w.header, msgs, w.auth)
-	clear(msgs) // the queue's copies are garbage now
+	for i := range w.bufs[:len(msgs)] {
+		putBuffer(w.bufs[i]) // the frame holds the bytes now
+	}
+	clear(w.bufs[:len(msgs)])
+	clear(msgs)
 	if w.t.testSealed != nil {
 		w.t.testSealed(w.p.address, w.buf)
 	}

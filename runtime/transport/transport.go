@@ -356,19 +356,22 @@ func (t *Transport) Send(to model.Address, msg []byte) {
 		t.counters.droppedNoRoute.Add(1)
 		return
 	}
-	t.enqueue(p, outMessage{msg: append(make([]byte, 0, len(msg)), msg...)})
+	b := copyToBuffer(msg)
+	t.enqueue(p, outMessage{msg: *b, buf: b})
 }
 
 // enqueue admits a message under both queue bounds, or drops it.
 func (t *Transport) enqueue(p *peer, out outMessage) {
 	if t.closed.Load() {
 		t.counters.droppedClosed.Add(1)
+		putBuffer(out.buf)
 		return
 	}
 	cost := queueCost(out)
 	if p.queuedBytes.Add(cost) > int64(t.cfg.SendQueueBytesMax) {
 		p.queuedBytes.Add(-cost)
 		t.counters.droppedQueueFull.Add(1)
+		putBuffer(out.buf)
 		return
 	}
 	select {
@@ -376,6 +379,7 @@ func (t *Transport) enqueue(p *peer, out outMessage) {
 	default:
 		p.queuedBytes.Add(-cost)
 		t.counters.droppedQueueFull.Add(1)
+		putBuffer(out.buf)
 	}
 }
 
