@@ -14,6 +14,9 @@ import (
 // sends allocate nothing once warm: a replica sends every prepare to each
 // backup, and those copies were most of what a loaded replica allocated.
 // A pool holds *[]byte, so putting one back allocates nothing either.
+// The queue's bytes bound counts a message's length, not its buffer's:
+// a queued message holds at most twice its bytes, or 512 for a small one,
+// and the count bound (SendQueueMax) caps those.
 const (
 	bufferClassMinShift = 9 // 512 bytes
 	bufferClassMinBytes = 1 << bufferClassMinShift
