@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -196,15 +195,14 @@ func TestBackupRepairsDamagedWAL(t *testing.T) {
 	c.Kill(backup)
 	vc := c.Config.VSRConfig(0, backup)
 	layout := vsr.NewLayout(&vc)
-	path := filepath.Join(c.DataDir(backup), "shard-000.tigerchat")
+	path, base := node.JournalLocation(&c.Config, c.DataDir(backup), 0, backup, false)
 	file, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const fileHeaderBytes = 8192 // runtime/disk: two header copies precede the sectors
 	for op := head - 2; op <= head; op++ {
 		slot := op % uint64(vc.SlotCount)
-		off := fileHeaderBytes + layout.PreparesOffset + slot*layout.SlotSizeBytes + 100
+		off := base + layout.PreparesOffset + slot*layout.SlotSizeBytes + 100
 		if _, err := file.WriteAt(bytes.Repeat([]byte{0xff}, 64), int64(off)); err != nil {
 			t.Fatal(err)
 		}

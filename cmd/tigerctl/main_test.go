@@ -467,3 +467,24 @@ func TestReplicatedAuditCatchesCutTailAndHead(t *testing.T) {
 	out, errOut, _ = ctl(t, c, "audit", "verify", file, "--cert", cert, "-replicated", "-identity", c.OperatorPath)
 	t.Logf("verify -replicated after cutting 3 operator entries and the head file:\n%s%s", out, errOut)
 }
+
+// verify-data reads a node's data directory as format lays it out: every
+// shard's region of the journal file, then each shard's grid file.
+func TestVerifyDataReadsTheJournalFile(t *testing.T) {
+	c := startCluster(t, 2)
+	c.Kill(1)
+	out, errOut, code := ctl(t, c, "verify-data", "-data", c.DataDir(1))
+	for _, line := range []string{
+		"journal.tigerchat (shard 0): 0 bad sectors",
+		"journal.tigerchat (shard 1): 0 bad sectors",
+		"shard-000.tigerchat.grid: 0 bad sectors",
+		"shard-001.tigerchat.grid: 0 bad sectors",
+	} {
+		if !strings.Contains(out, line+"\n") {
+			t.Errorf("no line %q", line)
+		}
+	}
+	if code != exitOK || t.Failed() {
+		t.Fatalf("verify-data: exit %d\n%s%s", code, out, errOut)
+	}
+}

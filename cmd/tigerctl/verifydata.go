@@ -3,10 +3,12 @@ package main
 import (
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"tigerchat/model/vsr"
 	"tigerchat/runtime/disk"
+	"tigerchat/runtime/node"
 )
 
 func init() {
@@ -41,21 +43,47 @@ func cmdVerifyData(c *ctx, args []string) error {
 		vc := cl.cfg.VSRConfig(0, 0)
 		size = vsr.NewLayout(&vc).SizeBytes
 	}
-	files, _ := filepath.Glob(filepath.Join(dir, "shard-*.tigerchat"))
-	if len(files) == 0 {
-		return fmt.Errorf("no data files in %s", dir)
-	}
 	var results []verifyDataResult
 	bad := 0
-	for _, f := range files {
-		sectors, err := disk.VerifyFiles(f, size, encrypted)
+	note := func(file string, sectors []uint64) {
+		bad += len(sectors)
+		results = append(results, verifyDataResult{File: file, BadSectors: append([]uint64{}, sectors...)})
+		if !c.common.json {
+			fmt.Fprintf(c.stdout, "%s: %d bad sectors\n", file, len(sectors))
+		}
+	}
+	journal := node.JournalPath(dir)
+	if _, err := os.Stat(journal); err == nil {
+		// Every shard's superblock and WAL, one region each, then each
+		// shard's grid in a file of its own.
+		regions, journalBytes, err := disk.VerifyJournal(journal, encrypted)
 		if err != nil {
 			return err
 		}
-		bad += len(sectors)
-		results = append(results, verifyDataResult{File: filepath.Base(f), BadSectors: append([]uint64{}, sectors...)})
-		if !c.common.json {
-			fmt.Fprintf(c.stdout, "%s: %d bad sectors\n", filepath.Base(f), len(sectors))
+		for r, sectors := range regions {
+			note(fmt.Sprintf("%s (shard %d)", filepath.Base(journal), r), sectors)
+		}
+		grids, _ := filepath.Glob(filepath.Join(dir, "shard-*.tigerchat"+disk.GridSuffix))
+		for _, g := range grids {
+			h, err := disk.VerifyFile(g, size-journalBytes, encrypted)
+			if err != nil {
+				return err
+			}
+			note(filepath.Base(g), h)
+		}
+	} else {
+		// A data directory formatted before the journal file: one data
+		// file per shard, its grid beside it.
+		files, _ := filepath.Glob(filepath.Join(dir, "shard-*.tigerchat"))
+		if len(files) == 0 {
+			return fmt.Errorf("no data files in %s", dir)
+		}
+		for _, f := range files {
+			sectors, err := disk.VerifyFiles(f, size, encrypted)
+			if err != nil {
+				return err
+			}
+			note(filepath.Base(f), sectors)
 		}
 	}
 	if c.common.json {

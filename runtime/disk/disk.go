@@ -132,6 +132,7 @@ type Disk struct {
 
 	upper      *Disk  // SplitBytes: the second file, logical offsets from splitBytes up
 	splitBytes uint64 // where upper starts; 0 without one
+	onClose    func() // a journal region: gives the region back (file is nil then)
 
 	stats struct {
 		reads, writes, syncs, fsyncs, readErrors, corrupt, fatal atomic.Uint64
@@ -367,6 +368,10 @@ func (d *Disk) Close() error {
 	close(d.requests)
 	close(d.quit)
 	d.goroutines.Wait()
+	if d.onClose != nil {
+		d.onClose() // the journal's file stays open for its other regions
+		return nil
+	}
 	if err := d.file.Close(); err != nil {
 		return fmt.Errorf("close data file %s: %w", d.path, err)
 	}

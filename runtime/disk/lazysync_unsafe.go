@@ -10,13 +10,12 @@ package disk
 // acknowledge-before-fsync server left in the page cache. Never ship it.
 
 import (
-	"os"
 	"sync"
 	"time"
 )
 
 func unsafeLazySync(d *Disk) {
-	lf := &lazyFile{f: d.file}
+	lf := &lazyFile{f: d.fileIO}
 	d.fileIO = lf
 	d.sync = func() error { return nil }
 	go func() {
@@ -27,7 +26,7 @@ func unsafeLazySync(d *Disk) {
 }
 
 type lazyFile struct {
-	f       *os.File
+	f       fileIO
 	mu      sync.Mutex
 	pending []lazyWrite
 }

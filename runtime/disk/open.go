@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -127,19 +126,8 @@ func readHeader(path string, file *os.File) (header, uint64, error) {
 	if size == 0 {
 		return header{}, 0, newError(ErrNotFormatted, "data file %s is empty: it is not formatted; format it first", path)
 	}
-	zone := make([]byte, headerZoneBytes)
-	n, err := file.ReadAt(zone, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return header{}, 0, fmt.Errorf("read header of data file %s: %w", path, err)
-	}
-	h, err := decodeHeaderZone(path, zone)
-	if err != nil {
-		return header{}, 0, err
-	}
-	if n < headerZoneBytes {
-		return header{}, 0, newError(ErrTruncated, "data file %s is truncated to %d bytes, shorter than its header; restore it from a backup or reformat this replica", path, size)
-	}
-	return h, size, nil
+	h, err := readHeaderFrom(path, file, size)
+	return h, size, err
 }
 
 // checkHeader compares the header with what the caller expects and returns

@@ -2,6 +2,7 @@ package disk
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"tigerchat/model"
@@ -44,7 +45,7 @@ func VerifyFile(path string, sizeBytes uint64, encrypted bool) (badSectors []uin
 	return verifyRecords(path, file, l)
 }
 
-func verifyRecords(path string, file *os.File, l layout) ([]uint64, error) {
+func verifyRecords(path string, file io.ReaderAt, l layout) ([]uint64, error) {
 	var bad []uint64
 	chunk := make([]byte, verifyChunkRecords*recordSize)
 	sectors := l.sizeBytes / model.SectorSize
@@ -98,4 +99,50 @@ func VerifyFiles(path string, sizeBytes uint64, encrypted bool) ([]uint64, error
 		bad = append(bad, lower.sizeBytes/model.SectorSize+s)
 	}
 	return bad, err
+}
+
+// VerifyJournal is VerifyFile for every region of a journal file
+// (Journal): the file's size against its first region's header, each
+// region's header, and for an encrypted file every record's CRC. It
+// returns each region's bad sectors, numbered from the region's start, and
+// the logical size of a region (the data files' grids start there).
+func VerifyJournal(path string, encrypted bool) (bad [][]uint64, regionBytes uint64, err error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("verify journal file %s: %w", path, err)
+	}
+	defer file.Close()
+	info, err := file.Stat()
+	if err != nil {
+		return nil, 0, fmt.Errorf("verify journal file %s: %w", path, err)
+	}
+	first, err := readHeaderFrom(path+" (region 0)", file, uint64(info.Size()))
+	if err != nil {
+		return nil, 0, err
+	}
+	l := layout{encrypted: encrypted, sizeBytes: first.sizeBytes}
+	if l.sizeBytes == 0 || uint64(info.Size())%l.fileBytes() != 0 {
+		return nil, 0, newError(ErrSize, "journal file %s has %d bytes, not a whole number of regions of %d", path, info.Size(), l.fileBytes())
+	}
+	regions := int(uint64(info.Size()) / l.fileBytes())
+	bad = make([][]uint64, regions)
+	for r := range regions {
+		name := fmt.Sprintf("%s (region %d)", path, r)
+		region := &regionFile{file: file, base: int64(uint64(r) * l.fileBytes())}
+		h, err := readHeaderFrom(name, region, l.fileBytes())
+		switch {
+		case err != nil:
+			return bad, l.sizeBytes, err
+		case h.encrypted != encrypted:
+			return bad, l.sizeBytes, newError(ErrEncryption, "data file %s: encrypted is %v, expected %v", name, h.encrypted, encrypted)
+		case h.sizeBytes != l.sizeBytes:
+			return bad, l.sizeBytes, newError(ErrSize, "data file %s was formatted for %d bytes, region 0 for %d", name, h.sizeBytes, l.sizeBytes)
+		case !encrypted:
+			continue
+		}
+		if bad[r], err = verifyRecords(name, region, l); err != nil {
+			return bad, l.sizeBytes, err
+		}
+	}
+	return bad, l.sizeBytes, nil
 }

@@ -50,6 +50,9 @@ func (n *Node) openDisk(s int, l *loop.Loop) (*disk.Disk, error) {
 	vc := n.cfg.VSRConfig(s, n.opts.Replica)
 	opts := diskOptions(&n.cfg, s, n.opts.Replica, n.opts.Key, &vc)
 	opts.OnFatal = func(err error) { n.onDiskFatal(s, err) }
+	if n.journal != nil {
+		return n.journal.OpenDisk(s, dataPath(n.opts.DataDir, s)+disk.GridSuffix, vsr.NewLayout(&vc).SizeBytes, l, opts)
+	}
 	return disk.Open(dataPath(n.opts.DataDir, s), vsr.NewLayout(&vc).SizeBytes, l, opts)
 }
 
@@ -116,6 +119,10 @@ func (n *Node) reopenShard(ctx context.Context, sh *shard) {
 	}
 	if sh.reopens >= reopensMax {
 		log.Error("the data file failed too often in this process: restart the node", "reopens", sh.reopens)
+		return
+	}
+	if n.journal != nil && n.journal.Failed() {
+		log.Error("an fdatasync of the journal file failed, which every shard shares: restart the node", "journal", n.journal.Path())
 		return
 	}
 	sh.reopens++

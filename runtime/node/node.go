@@ -41,9 +41,37 @@ type Options struct {
 // AuditPath is where a node appends its signed operator audit log.
 func AuditPath(dataDir string) string { return filepath.Join(dataDir, "audit.jsonl") }
 
-// dataPath is where (shard) of this replica keeps its WAL and checkpoints.
+// dataPath names shard's data file: with the journal file (JournalPath),
+// only its grid exists, at dataPath + disk.GridSuffix; a data directory
+// formatted before the journal file keeps the shard's superblock and WAL
+// at dataPath itself.
 func dataPath(dir string, shard int) string {
 	return filepath.Join(dir, fmt.Sprintf("shard-%03d.tigerchat", shard))
+}
+
+// JournalPath is the node's journal file: the superblock and WAL of every
+// shard of this replica, one region each, so that one fdatasync makes
+// every shard's commits durable (disk.Journal, docs/storage.md).
+func JournalPath(dir string) string { return filepath.Join(dir, "journal.tigerchat") }
+
+// JournalLocation says where shard's journal (superblock and WAL: logical
+// offsets below the grid) lies in a stopped replica's data directory, for
+// tools that inspect or damage it: the file, and the physical offset of
+// the journal's logical offset 0 in it. Data directories formatted before
+// the journal file keep each shard's journal in shard-NNN.tigerchat.
+func JournalLocation(c *ClusterConfig, dir string, shard, replica int, encrypted bool) (path string, base uint64) {
+	if _, err := os.Stat(JournalPath(dir)); err != nil {
+		return dataPath(dir, shard), disk.JournalPhysicalOffset(0, 1, encrypted, 0)
+	}
+	vc := c.VSRConfig(shard, replica)
+	return JournalPath(dir), disk.JournalPhysicalOffset(shard, vsr.NewLayout(&vc).GridOffset, encrypted, 0)
+}
+
+// journalBytes is the size of each shard's journal: every shard of a
+// cluster has the same VSR layout.
+func journalBytes(c *ClusterConfig, replica int) uint64 {
+	vc := c.VSRConfig(0, replica)
+	return vsr.NewLayout(&vc).GridOffset
 }
 
 func diskOptions(c *ClusterConfig, shard, replica int, key []byte, vc *vsr.Config) disk.Options {
@@ -70,23 +98,57 @@ func Format(c *ClusterConfig, opts Options) error {
 	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir %s: %w", opts.DataDir, err)
 	}
+	existing := []string{JournalPath(opts.DataDir)}
 	for s := 0; s < c.Shards; s++ {
-		if _, err := os.Stat(dataPath(opts.DataDir, s)); err == nil {
-			return fmt.Errorf("data dir %s already holds %s: refusing to format over a replica's data", opts.DataDir, filepath.Base(dataPath(opts.DataDir, s)))
+		existing = append(existing, dataPath(opts.DataDir, s), dataPath(opts.DataDir, s)+disk.GridSuffix)
+	}
+	for _, path := range existing {
+		if _, err := os.Stat(path); err == nil {
+			return fmt.Errorf("data dir %s already holds %s: refusing to format over a replica's data", opts.DataDir, filepath.Base(path))
 		}
 	}
+	ids := make([]disk.Identity, c.Shards)
+	for s := range ids {
+		ids[s] = disk.Identity{Cluster: c.Cluster, Shard: uint32(s), Replica: uint8(opts.Replica)}
+	}
+	j, err := disk.CreateJournal(JournalPath(opts.DataDir), journalBytes(c, opts.Replica), ids, opts.Key)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
 	for s := 0; s < c.Shards; s++ {
-		if err := formatShard(c, opts, s); err != nil {
+		if err := formatShard(c, opts, s, func(l *loop.Loop, size uint64, dopts disk.Options) (*disk.Disk, error) {
+			return j.CreateDisk(s, dataPath(opts.DataDir, s)+disk.GridSuffix, size, l, dopts)
+		}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func formatShard(c *ClusterConfig, opts Options, shard int) error {
+// formatLegacy creates the data files of one replica as they were before
+// the journal file: each shard's superblock and WAL in a file of its own.
+// Kept for the tests that open such data directories.
+func formatLegacy(c *ClusterConfig, opts Options) error {
+	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir %s: %w", opts.DataDir, err)
+	}
+	for s := 0; s < c.Shards; s++ {
+		if err := formatShard(c, opts, s, func(l *loop.Loop, size uint64, dopts disk.Options) (*disk.Disk, error) {
+			return disk.Create(dataPath(opts.DataDir, s), size, l, dopts)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type createDisk func(l *loop.Loop, sizeBytes uint64, opts disk.Options) (*disk.Disk, error)
+
+func formatShard(c *ClusterConfig, opts Options, shard int, create createDisk) error {
 	vc := c.VSRConfig(shard, opts.Replica)
 	l := loop.New(0, 1024)
-	d, err := disk.Create(dataPath(opts.DataDir, shard), vsr.NewLayout(&vc).SizeBytes, l, diskOptions(c, shard, opts.Replica, opts.Key, &vc))
+	d, err := create(l, vsr.NewLayout(&vc).SizeBytes, diskOptions(c, shard, opts.Replica, opts.Key, &vc))
 	if err != nil {
 		return err
 	}
@@ -236,6 +298,7 @@ type Node struct {
 	opts      Options
 	transport *transport.Transport
 	shards    []*shard
+	journal   *disk.Journal // every shard's superblock and WAL; nil for a data directory formatted before it
 	wg        sync.WaitGroup
 	audit     *audit.Log
 	events    chan audit.Record // automatic events, written off the loops
@@ -273,6 +336,13 @@ func Open(c ClusterConfig, opts Options) (*Node, error) {
 	opts.Log = opts.Log.With("replica", opts.Replica)
 	n := &Node{cfg: c, opts: opts, events: make(chan audit.Record, eventQueueMax)}
 	n.sys = newSysClient(n)
+	if _, err := os.Stat(JournalPath(opts.DataDir)); err == nil {
+		j, err := disk.OpenJournal(JournalPath(opts.DataDir), journalBytes(&c, opts.Replica), c.Shards, opts.Key != nil)
+		if err != nil {
+			return nil, err
+		}
+		n.journal = j
+	}
 	for s := 0; s < c.Shards; s++ {
 		sh, err := n.openShard(s)
 		if err != nil {
@@ -300,6 +370,10 @@ func (n *Node) openShard(s int) (*shard, error) {
 func (n *Node) closeDisks() {
 	for _, sh := range n.shards {
 		_ = sh.disk.Load().Close()
+	}
+	if n.journal != nil {
+		_ = n.journal.Close()
+		n.journal = nil
 	}
 	if n.audit != nil {
 		_ = n.audit.Close()
