@@ -136,7 +136,8 @@ func TestDiskFullStopsNodeAndRecovers(t *testing.T) {
 	for deadline := time.Now().Add(30 * time.Second); !scrape(metrics, `tigerchat_disk_full{node="2",shard="0"} 0`) ||
 		!scrape(metrics, `tigerchat_status{node="2",shard="0",status="normal"} 1`); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("node 2 did not recover within 30 s of its file size limit going")
+			logData, _ := os.ReadFile(logPath)
+			t.Fatalf("node 2 did not recover within 30 s of its file size limit going; its log:\n%s", logData)
 		}
 	}
 	post(5)

@@ -133,6 +133,7 @@ type Disk struct {
 	upper      *Disk  // SplitBytes: the second file, logical offsets from splitBytes up
 	splitBytes uint64 // where upper starts; 0 without one
 	onClose    func() // a journal region: gives the region back (file is nil then)
+	filePath   string // a journal region: the journal file's path (path names the region)
 
 	stats struct {
 		reads, writes, syncs, fsyncs, readErrors, corrupt, fatal atomic.Uint64

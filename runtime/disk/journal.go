@@ -242,6 +242,7 @@ func (j *Journal) OpenDisk(r int, gridPath string, sizeBytes uint64, l *loop.Loo
 	lower.sync = j.group.sync
 	lower.stats.fsyncTimes = histogram.New(histogram.MicrosBounds, 1e6)
 	lower.onClose = func() { j.release(r) }
+	lower.filePath = j.path
 	unsafeLazySync(lower) // a no-op unless built for the chaos test's broken build
 	lower.start(l)
 	upper, err := Open(gridPath, sizeBytes-opts.SplitBytes, l, splitOptions(opts, lower))

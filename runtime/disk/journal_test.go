@@ -71,6 +71,9 @@ func TestJournalRegionsShareOneFdatasync(t *testing.T) {
 			t.Fatalf("%d syncs of the regions took %d fdatasyncs of the journal file, want fewer", syncs, j.Fsyncs())
 		}
 		t.Logf("%d syncs (journal and grid files) shared %d fdatasyncs of the journal file", syncs, j.Fsyncs())
+		if p := disks[1].Paths(); len(p) != 2 || p[0] != path || p[1] != fmt.Sprintf("%s/shard-001.tigerchat%s", dir, GridSuffix) {
+			t.Fatalf("Paths %v: want the journal file and the grid's", p)
+		}
 		for _, d := range disks {
 			closeDisk(t, d)
 		}

@@ -128,10 +128,15 @@ func (d *Disk) SyncBelow(offset uint64, done func()) {
 
 var _ model.PartSyncer = (*Disk)(nil)
 
-// Paths lists the files of the data file: path, then the grid's when split.
+// Paths lists the files of the data file: path (or the journal file its
+// journal is a region of), then the grid's when split.
 func (d *Disk) Paths() []string {
-	if d.upper == nil {
-		return []string{d.path}
+	first := d.path
+	if d.filePath != "" {
+		first = d.filePath
 	}
-	return []string{d.path, d.upper.path}
+	if d.upper == nil {
+		return []string{first}
+	}
+	return []string{first, d.upper.path}
 }
