@@ -330,7 +330,7 @@ func writeNodeMetrics(w io.Writer, nodes []*node.Node) {
 	disks := []struct {
 		name, typ, help string
 	}{
-		{"tigerchat_disk_fsyncs_total", promtext.Counter, "fdatasync calls on the shard's data file."},
+		{"tigerchat_disk_fsyncs_total", promtext.Counter, "fdatasync rounds the shard's syncs waited for (its journal's, shared with the node's other shards: tigerchat_journal_fsyncs_total counts the journal file's calls; and its grid file's)."},
 		{"tigerchat_disk_fsync_seconds_total", promtext.Counter, "Seconds spent in fdatasync on the shard's data file."},
 		{"tigerchat_disk_fsync_max_seconds", promtext.Gauge, "The longest fdatasync on the shard's data file."},
 		{"tigerchat_disk_fsync_slow_total", promtext.Counter, "fdatasyncs over 50 ms on the shard's data file."},
@@ -348,6 +348,12 @@ func writeNodeMetrics(w io.Writer, nodes []*node.Node) {
 				v := []any{ds.Fsyncs, fmt.Sprintf("%.6f", float64(ds.FsyncNs)/1e9), fmt.Sprintf("%.6f", float64(ds.FsyncMaxNs)/1e9), ds.FsyncSlow}[i]
 				promtext.Sample(w, d.name, labels, v)
 			}
+		}
+	}
+	promtext.Family(w, "tigerchat_journal_fsyncs_total", promtext.Counter, "fdatasync calls on the node's journal file, which holds every shard's superblock and WAL: each covers the syncs of every shard that waited for it.")
+	for _, n := range nodes {
+		if count, ok := n.JournalFsyncs(); ok {
+			promtext.Sample(w, "tigerchat_journal_fsyncs_total", fmt.Sprintf(`node="%d"`, n.Replica()), count)
 		}
 	}
 	promtext.Family(w, "tigerchat_replication_events_total", promtext.Counter, "Protocol events of the shard replica since the process started, by event: primary_timeout and view_change_timeout start view changes; prepare_beyond_window, request_sync, sync_start, sync_abandoned, sync_resumed and state_sync follow a replica that fell behind (docs/vsr.md).")

@@ -294,11 +294,33 @@ func TestMetricsParseAndDashboard(t *testing.T) {
 			}
 		}
 		if name == "node" {
+			checkJournalFsyncs(t, families)
 			checkLimitGauges(t, c, families)
 			checkMembers(t, "http://"+c.HTTPAddr(0)+"/metrics")
 		}
 	}
 	checkDashboard(t, c, base)
+}
+
+// checkJournalFsyncs: the node's shards share the fdatasyncs of its
+// journal file, so the file took some and no more than the shards' sync
+// rounds (each journal fdatasync is started by some shard's round).
+func checkJournalFsyncs(t *testing.T, families map[string]*dtoFamily) {
+	t.Helper()
+	f := families["tigerchat_journal_fsyncs_total"]
+	if f == nil || len(f.GetMetric()) != 1 {
+		t.Errorf("tigerchat_journal_fsyncs_total: want one sample, got %v", f)
+		return
+	}
+	journal := f.GetMetric()[0].GetCounter().GetValue()
+	rounds := 0.0
+	for _, m := range families["tigerchat_disk_fsyncs_total"].GetMetric() {
+		rounds += m.GetCounter().GetValue()
+	}
+	if journal == 0 || journal > rounds {
+		t.Errorf("the journal file took %v fdatasyncs for %v sync rounds of the shards", journal, rounds)
+	}
+	t.Logf("the journal file took %v fdatasyncs for %v sync rounds of the node's 3 shards", journal, rounds)
 }
 
 // checkLimitGauges: the node exports each capacity limit as the cluster

@@ -3,10 +3,13 @@ package disk
 import (
 	"fmt"
 	"slices"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"tigerchat/model"
+	"tigerchat/runtime/loop"
 )
 
 // BenchmarkWriteSync measures 4 KiB Write+Sync with 1, 8 and 64 writers
@@ -189,4 +192,115 @@ func BenchmarkCommitDuringCheckpoint(b *testing.B) {
 			reportLatencies(b, latencies)
 		})
 	}
+}
+
+// BenchmarkShardCommits measures what the journal file is for: S shards,
+// each on a loop of its own, commit 8 KiB prepares (a write, then
+// SyncBelow the grid) one after the other at once, as a node's shard
+// replicas do. "files" gives each shard its own data file (the layout
+// before the journal file), "journal" puts every shard's journal in one
+// file (Journal). One op is one commit of one shard; it reports commits
+// per fdatasync of the journal's files, the process's CPU µs per commit
+// and the commits' latency.
+func BenchmarkShardCommits(b *testing.B) {
+	for _, layout := range []string{"files", "journal"} {
+		for _, shards := range []int{1, 3} {
+			b.Run(fmt.Sprintf("%s/shards=%d", layout, shards), func(b *testing.B) {
+				benchShardCommits(b, layout == "journal", shards)
+			})
+		}
+	}
+}
+
+func benchShardCommits(b *testing.B, journal bool, shards int) {
+	const split, size, prepare = 256 * model.SectorSize, 512 * model.SectorSize, 2 * model.SectorSize
+	dir := b.TempDir()
+	var j *Journal
+	if journal {
+		var err error
+		if j, err = CreateJournal(dir+"/journal", split, journalIDs(shards), nil); err != nil {
+			b.Fatal(err)
+		}
+		defer j.Close()
+	}
+	disks := make([]*Disk, shards)
+	loops := make([]*loop.Loop, shards)
+	for s := range shards {
+		loops[s] = startLoop(b)
+		opts := Options{Identity: journalIDs(shards)[s], SplitBytes: split, InlineWrites: true, InlineWritesBelow: split}
+		var err error
+		if journal {
+			disks[s], err = j.CreateDisk(s, fmt.Sprintf("%s/shard-%d.grid", dir, s), size, loops[s], opts)
+		} else {
+			disks[s], err = Create(fmt.Sprintf("%s/shard-%d", dir, s), size, loops[s], opts)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer closeDisk(b, disks[s])
+	}
+	data := make([]byte, prepare)
+	perShard := max(b.N/shards, 1)
+	latencies := make([][]time.Duration, shards)
+	cpuBefore := processCPU()
+	var syncsBefore uint64
+	for _, d := range disks {
+		syncsBefore += d.Stats().Fsyncs
+	}
+	journalBefore := uint64(0)
+	if j != nil {
+		journalBefore = j.Fsyncs()
+	}
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for s := range shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			onLoop(b, loops[s], func(done func()) {
+				n := 0
+				var start time.Time
+				var commit func()
+				commit = func() {
+					if n > 0 {
+						latencies[s] = append(latencies[s], time.Since(start))
+					}
+					if n == perShard {
+						done()
+						return
+					}
+					offset := uint64(n%(split/prepare)) * prepare
+					n++
+					start = time.Now()
+					disks[s].Write(offset, data, func() { disks[s].SyncBelow(split, commit) })
+				}
+				commit()
+			})
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	commits := perShard * shards
+	fsyncs := uint64(0)
+	for _, d := range disks {
+		fsyncs += d.Stats().Fsyncs
+	}
+	fsyncs -= syncsBefore
+	if j != nil {
+		fsyncs = j.Fsyncs() - journalBefore
+	}
+	b.ReportMetric(float64(commits)/float64(max(fsyncs, 1)), "commits/fsync")
+	b.ReportMetric(float64((processCPU()-cpuBefore).Microseconds())/float64(commits), "cpu-µs/commit")
+	var all []time.Duration
+	for _, l := range latencies {
+		all = append(all, l...)
+	}
+	reportLatencies(b, all)
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -837,6 +837,16 @@ func (n *Node) DiskStats() map[int]disk.Stats {
 	return out
 }
 
+// JournalFsyncs counts the fdatasyncs of the node's journal file, which
+// every shard's syncs share; false for a data directory formatted before
+// the journal file.
+func (n *Node) JournalFsyncs() (uint64, bool) {
+	if n.journal == nil {
+		return 0, false
+	}
+	return n.journal.Fsyncs(), true
+}
+
 // FsyncTimes is, per shard, the data file's fdatasync latency histogram.
 func (n *Node) FsyncTimes() map[int]*histogram.Histogram {
 	out := make(map[int]*histogram.Histogram, len(n.shards))

@@ -76,6 +76,7 @@ type System struct {
 	// answered request of the replicas and every post batch of the edge,
 	// with their times, at the last Diagnose.
 	fsyncsSeen, requestsSeen, batchesSeen sums
+	journalFsyncsSeen                     uint64
 }
 
 // Start lays out, formats and starts the cluster and its edge.
@@ -581,8 +582,15 @@ func (s *System) Diagnose() string {
 		out = append(out, fmt.Sprintf("| %d fdatasync(s) over 50 ms during the scenario (longest so far %.0f ms)", rc.slow-s.slowSeen, rc.fsyncMaxSeconds*1000))
 		s.slowSeen = rc.slow
 	}
+	journal := rc.journalFsyncs - s.journalFsyncsSeen
+	s.journalFsyncsSeen = rc.journalFsyncs
 	if n, mean, ok := rc.fsyncs.since(&s.fsyncsSeen); ok {
-		out = append(out, fmt.Sprintf("| %d fdatasyncs, %.2f ms on average", n, mean*1000))
+		if journal > 0 {
+			// The shards' journal syncs share the journal files' fdatasyncs.
+			out = append(out, fmt.Sprintf("| %d shard syncs, %.2f ms on average, over %d fdatasyncs of the journal files", n, mean*1000, journal))
+		} else {
+			out = append(out, fmt.Sprintf("| %d fdatasyncs, %.2f ms on average", n, mean*1000))
+		}
 	}
 	ops, views := s.ops()
 	if views > s.viewsSeen {
@@ -620,6 +628,7 @@ type replicaCounters struct {
 	slow            uint64  // fdatasyncs over 50 ms
 	fsyncMaxSeconds float64 // the longest fdatasync
 	fsyncs          sums    // every fdatasync
+	journalFsyncs   uint64  // fdatasyncs of the nodes' journal files (each shared by the shards' syncs)
 	requests        sums    // client requests answered, arrival to reply
 }
 
@@ -651,6 +660,8 @@ func (s *System) counters() replicaCounters {
 				c.fsyncs.count += n
 			case "tigerchat_disk_fsync_seconds_total":
 				c.fsyncs.seconds += f
+			case "tigerchat_journal_fsyncs_total":
+				c.journalFsyncs += n
 			case "tigerchat_request_seconds_count":
 				c.requests.count += n
 			case "tigerchat_request_seconds_sum":
