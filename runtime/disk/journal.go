@@ -143,11 +143,28 @@ func OpenJournal(path string, journalBytes uint64, regions int, encrypted bool) 
 		_ = file.Close()
 		return nil, fmt.Errorf("stat journal file %s: %w", path, err)
 	}
+	// Region 0's header says how the file was formatted: its encryption
+	// and region size, which the checks below and their messages need.
+	first, err := readHeaderFrom(path+" (region 0)", file, uint64(info.Size()))
+	if err != nil {
+		_ = file.Close()
+		return nil, err
+	}
+	switch {
+	case first.encrypted && !encrypted:
+		_ = file.Close()
+		return nil, newError(ErrEncryption, "journal file %s is encrypted; configure the key file it was formatted with", path)
+	case !first.encrypted && encrypted:
+		_ = file.Close()
+		return nil, newError(ErrEncryption, "journal file %s is not encrypted but a key is configured; remove the key from the config, or reformat to encrypt", path)
+	case first.sizeBytes != journalBytes:
+		_ = file.Close()
+		return nil, newError(ErrSize, "journal file %s was formatted for journals of %d bytes, the config needs %d; restore the config it was formatted with (WAL slots and message size), or reformat this replica", path, first.sizeBytes, journalBytes)
+	}
 	regionBytes := JournalRegionBytes(journalBytes, encrypted)
 	if want := regionBytes * uint64(regions); uint64(info.Size()) != want {
 		_ = file.Close()
-		got := float64(info.Size()) / float64(regionBytes)
-		return nil, newError(ErrSize, "journal file %s has %d bytes, want %d (%d regions of %d): it holds %.2f regions; restore the config it was formatted with (shards, WAL size, encryption), or restore the file from a backup", path, info.Size(), want, regions, regionBytes, got)
+		return nil, newError(ErrSize, "journal file %s has %d bytes, want %d (%d shards of %d bytes): it holds %.2f shards' journals; restore the config it was formatted with (the shard count), or restore the file from a backup", path, info.Size(), want, regions, regionBytes, float64(info.Size())/float64(regionBytes))
 	}
 	j := &Journal{path: path, file: file, journalBytes: journalBytes, regionBytes: regionBytes, regions: regions, encrypted: encrypted, open: make([]bool, regions)}
 	j.group.init(func() error { return fdatasync(file) })

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -153,6 +154,9 @@ func TestJournalRefusesTheWrongRegionAndSize(t *testing.T) {
 	}
 	if _, err := OpenJournal(path, 2*testSplit, 2, false); !errors.Is(err, ErrSize) {
 		t.Fatalf("regions opened at twice their size: %v, want ErrSize", err)
+	}
+	if _, err := OpenJournal(path, testSplit, 2, true); !errors.Is(err, ErrEncryption) || !strings.Contains(err.Error(), "not encrypted but a key is configured") {
+		t.Fatalf("a plain journal opened with a key: %v, want ErrEncryption", err)
 	}
 	if _, err := CreateJournal(path, testSplit, journalIDs(2), nil); !errors.Is(err, ErrExists) {
 		t.Fatalf("CreateJournal over a journal file: %v, want ErrExists", err)
