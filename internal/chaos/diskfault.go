@@ -65,7 +65,7 @@ func damage(c *cluster, replica int, class string, at float64) (string, error) {
 		if err := flip(f.File, f.base+int64(h), 32); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%s: flipped 32 bytes of WAL prepare slot %d and of WAL header slot %d", filepath.Base(path), slot, (slot+1)%cfg.SlotCount), nil
+		return fmt.Sprintf("%s: flipped 32 bytes of shard %d's WAL prepare slot %d and of its WAL header slot %d", filepath.Base(path), shard, slot, (slot+1)%cfg.SlotCount), nil
 	case faultDiskGrid:
 		// One of the first grid blocks, where checkpoints start, in the
 		// grid's file (runtime/disk.GridSuffix).
