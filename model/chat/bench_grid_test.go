@@ -229,3 +229,68 @@ func (a *benchApplier) apply(operation uint8, body []byte) {
 		a.b.Fatalf("op %d: %v", a.op, Code(r[0]))
 	}
 }
+
+// BenchmarkReadPageFromBlocks is a warm history page: 50 messages of
+// 100-byte bodies at a random place in a room of 20,000 that a checkpoint
+// moved into message blocks, every block in the grid's cache. One op is
+// one page read (OperationReadRange), its reply included.
+func BenchmarkReadPageFromBlocks(b *testing.B) {
+	const messages, batch, page = 20_000, 16, 50
+	m := New(DefaultLimits())
+	if r := m.Apply(1, 1, 1, OperationCreateRoom, createReq("acme", "alice", "general", false, false, 0), nil); r[0] != byte(CodeOK) {
+		b.Fatal(Code(r[0]))
+	}
+	g, d, checkpoint := benchGrid(b, m)
+	body := make([]byte, 100)
+	for i := range body {
+		body[i] = 'b'
+	}
+	posts := make([][]byte, batch)
+	var req, reply []byte
+	op := uint64(1)
+	for n := 0; n < messages; n += batch {
+		for k := range posts {
+			posts[k] = EncodePost(PostRequest{Tenant: "acme", User: "alice", Room: "general", IdempotencyKey: fmt.Sprintf("k-%d", n+k), Body: body})
+		}
+		req = AppendPostBatch(req[:0], posts...)
+		op++
+		m.Prefetch(int64(op)*1000, OperationPostBatch, req)
+		if !m.Prefetched(func() {}) {
+			d.Drain(b)
+		}
+		if reply = m.Apply(op, int64(op)*1000, 1, OperationPostBatch, req, reply[:0]); reply[0] != byte(CodeOK) {
+			b.Fatal(Code(reply[0]))
+		}
+	}
+	checkpoint()
+	p := prng.New(3)
+	read := func() {
+		seq := 1 + p.Uint64()%(messages-page)
+		done := false
+		m.Read(OperationReadRange, EncodeRead(ReadRequest{"acme", "alice", "general", 0, seq, page}), func(r []byte) {
+			if r[0] != byte(CodeOK) {
+				b.Fatalf("read: %v", Code(r[0]))
+			}
+			done = true
+		})
+		if !done {
+			d.Drain(b)
+		}
+		if !done {
+			b.Fatal("the page did not come back")
+		}
+	}
+	for range 200 { // every block into the cache
+		read()
+	}
+	reads := g.Stats.CacheMisses
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		read()
+	}
+	b.StopTimer()
+	if g.Stats.CacheMisses != reads {
+		b.Logf("%d cache misses: not every page was warm", g.Stats.CacheMisses-reads)
+	}
+}

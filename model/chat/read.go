@@ -349,11 +349,14 @@ func (p *readPlan) take(m *Machine, i int, blk grid.Block) error {
 	if len(entries) == 0 || entries[0].seq != b.first || entries[len(entries)-1].seq != b.last {
 		return errMessageBlock
 	}
+	kept := entries[:0] // the page's messages, in place: the block's first and last were decoded for the check above
 	for _, e := range entries {
 		if e.seq >= p.lo && e.seq <= p.hi {
-			p.fromBlocks[i] = append(p.fromBlocks[i], e)
+			kept = append(kept, e)
 		}
 	}
+	clear(entries[len(kept):])
+	p.fromBlocks[i] = kept
 	return nil
 }
 

@@ -89,18 +89,40 @@ func decodeMessageBlockRange(data []byte, thread, lo, hi uint64) ([]entry, error
 		return nil, errMessageBlock
 	}
 	var out []entry
+	var slab []byte // the kept messages' keys and bodies, a few arrays for all
+	var lastAuthor string // a run of one author's messages shares its string
 	var prev uint64
 	for i := 0; i < n; i++ {
-		seq, prevHash, hash := rd.u64(), rd.hash(), rd.hash()
+		// Hashes stay slices of the block until a message is kept:
+		// a page copies out 50 messages of a block's hundreds.
+		seq, prevHash, hash := rd.u64(), rd.take(HashSize), rd.take(HashSize)
 		author, timeNs := rd.str(), rd.i64()
 		key, body := rd.str(), rd.blob()
 		if i > 0 && seq != prev+1 {
 			return nil, errMessageBlock
 		}
+		if i == 0 {
+			// The block holds seq..seq+n-1: size the result once.
+			kept := 2 + overlap(seq, seq+uint64(n)-1, lo, hi)
+			out = make([]entry, 0, min(n, kept))
+		}
 		prev = seq
 		if (seq >= lo && seq <= hi) || i == 0 || i == n-1 {
-			e := entry{thread: thread, seq: seq, prev: prevHash, hash: hash, author: string(author), timeNs: timeNs}
-			e.storeKeyBody(nil, key, body)
+			if string(author) != lastAuthor {
+				lastAuthor = string(author)
+			}
+			e := entry{thread: thread, seq: seq, author: lastAuthor, timeNs: timeNs}
+			copy(e.prev[:], prevHash)
+			copy(e.hash[:], hash)
+			size := len(key) + len(body)
+			if cap(slab)-len(slab) < size {
+				// Room for this message and the block's average for
+				// the rest of the kept ones (estimated), at least 4 KiB.
+				slab = make([]byte, 0, max(size, 4096, len(data)/n*(cap(out)-len(out))))
+			}
+			at := len(slab)
+			slab = slab[:at+size]
+			e.storeKeyBody(slab[at:at:at+size], key, body)
 			out = append(out, e)
 		}
 	}
@@ -108,6 +130,15 @@ func decodeMessageBlockRange(data []byte, thread, lo, hi uint64) ([]entry, error
 		return nil, errMessageBlock
 	}
 	return out, nil
+}
+
+// overlap is how many seqs [a, b] and [lo, hi] share.
+func overlap(a, b, lo, hi uint64) int {
+	from, to := max(a, lo), min(b, hi)
+	if to < from {
+		return 0
+	}
+	return int(min(to-from, math.MaxInt32)) + 1
 }
 
 // blockDataMax is how many bytes of messages go into one block before
