@@ -116,9 +116,10 @@ func decodeMessageBlockRange(data []byte, thread, lo, hi uint64) ([]entry, error
 			copy(e.hash[:], hash)
 			size := len(key) + len(body)
 			if cap(slab)-len(slab) < size {
-				// Room for this message and the block's average for
-				// the rest of the kept ones (estimated), at least 4 KiB.
-				slab = make([]byte, 0, max(size, 4096, len(data)/n*(cap(out)-len(out))))
+				// Room for this message and the rest of the kept ones
+				// at the block's average (its bytes less each message's
+				// fixed fields; the author's go in too), at least 4 KiB.
+				slab = make([]byte, 0, max(size, 4096, max(0, len(data)/n-messageWireFixed)*(cap(out)-len(out))))
 			}
 			at := len(slab)
 			slab = slab[:at+size]
