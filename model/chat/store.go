@@ -89,7 +89,7 @@ func decodeMessageBlockRange(data []byte, thread, lo, hi uint64) ([]entry, error
 		return nil, errMessageBlock
 	}
 	var out []entry
-	var slab []byte // the kept messages' keys and bodies, a few arrays for all
+	var slab []byte       // the kept messages' keys and bodies, a few arrays for all
 	var lastAuthor string // a run of one author's messages shares its string
 	var prev uint64
 	for i := 0; i < n; i++ {
