@@ -36,7 +36,7 @@ func BenchmarkPostBatchCheckpointed(b *testing.B) {
 
 // benchGrid is a grid of 64 KiB blocks on a memory disk, and a checkpoint
 // of m to it that waits for its writes.
-func benchGrid(b *testing.B, m *Machine) (*grid.Grid, *gridtest.MemDisk, func()) {
+func benchGrid(b testing.TB, m *Machine) (*grid.Grid, *gridtest.MemDisk, func()) {
 	cfg := grid.Config{BlockSize: 64 << 10, BlocksMax: 1 << 20, CacheBytes: 64 << 20}
 	d := gridtest.NewMemDisk(cfg.SizeBytes())
 	d.Reuse = true
@@ -235,12 +235,51 @@ func (a *benchApplier) apply(operation uint8, body []byte) {
 // moved into message blocks, every block in the grid's cache. One op is
 // one page read (OperationReadRange), its reply included.
 func BenchmarkReadPageFromBlocks(b *testing.B) {
-	const messages, batch, page = 20_000, 16, 50
+	const messages, page = 20_000, 50
+	m, g, read := roomInBlocks(b, messages)
+	p := prng.New(3)
+	for range 200 { // every block into the cache
+		read(OperationReadRange, 1+p.Uint64()%(messages-page), page)
+	}
+	for _, order := range []string{"random", "scroll-back"} {
+		b.Run(order, func(b *testing.B) {
+			reads, decoded := g.Stats.CacheMisses, m.decoded.misses
+			before := uint64(messages + 1)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if order == "random" {
+					read(OperationReadRange, 1+p.Uint64()%(messages-page), page)
+					continue
+				}
+				// A client scrolling up: the page before the last one.
+				if before <= page {
+					before = messages + 1
+				}
+				read(OperationReadBefore, before, page)
+				before -= page
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(m.decoded.misses-decoded)/float64(b.N), "blocks-decompressed/page")
+			if g.Stats.CacheMisses != reads {
+				b.Logf("%d cache misses: not every page was warm", g.Stats.CacheMisses-reads)
+			}
+		})
+	}
+}
+
+// roomInBlocks is a machine on a grid with one room of n messages
+// (100-byte bodies) checkpointed into message blocks, and a read of
+// limit messages at seq through the machine that waits for its blocks
+// and returns the reply (the machine's own buffer: valid until the next
+// read).
+func roomInBlocks(tb testing.TB, n int) (*Machine, *grid.Grid, func(operation uint8, seq uint64, limit uint16) []byte) {
+	const batch = 16
 	m := New(DefaultLimits())
 	if r := m.Apply(1, 1, 1, OperationCreateRoom, createReq("acme", "alice", "general", false, false, 0), nil); r[0] != byte(CodeOK) {
-		b.Fatal(Code(r[0]))
+		tb.Fatal(Code(r[0]))
 	}
-	g, d, checkpoint := benchGrid(b, m)
+	g, d, checkpoint := benchGrid(tb, m)
 	body := make([]byte, 100)
 	for i := range body {
 		body[i] = 'b'
@@ -248,49 +287,30 @@ func BenchmarkReadPageFromBlocks(b *testing.B) {
 	posts := make([][]byte, batch)
 	var req, reply []byte
 	op := uint64(1)
-	for n := 0; n < messages; n += batch {
-		for k := range posts {
-			posts[k] = EncodePost(PostRequest{Tenant: "acme", User: "alice", Room: "general", IdempotencyKey: fmt.Sprintf("k-%d", n+k), Body: body})
+	for k := 0; k < n; k += batch {
+		for j := range posts {
+			posts[j] = EncodePost(PostRequest{Tenant: "acme", User: "alice", Room: "general", IdempotencyKey: fmt.Sprintf("k-%d", k+j), Body: body})
 		}
 		req = AppendPostBatch(req[:0], posts...)
 		op++
 		m.Prefetch(int64(op)*1000, OperationPostBatch, req)
 		if !m.Prefetched(func() {}) {
-			d.Drain(b)
+			d.Drain(tb)
 		}
 		if reply = m.Apply(op, int64(op)*1000, 1, OperationPostBatch, req, reply[:0]); reply[0] != byte(CodeOK) {
-			b.Fatal(Code(reply[0]))
+			tb.Fatal(Code(reply[0]))
 		}
 	}
 	checkpoint()
-	p := prng.New(3)
-	read := func() {
-		seq := 1 + p.Uint64()%(messages-page)
-		done := false
-		m.Read(OperationReadRange, EncodeRead(ReadRequest{"acme", "alice", "general", 0, seq, page}), func(r []byte) {
-			if r[0] != byte(CodeOK) {
-				b.Fatalf("read: %v", Code(r[0]))
-			}
-			done = true
-		})
-		if !done {
-			d.Drain(b)
+	return m, g, func(operation uint8, seq uint64, limit uint16) []byte {
+		var got []byte
+		m.Read(operation, EncodeRead(ReadRequest{"acme", "alice", "general", 0, seq, limit}), func(r []byte) { got = r })
+		if got == nil {
+			d.Drain(tb)
 		}
-		if !done {
-			b.Fatal("the page did not come back")
+		if len(got) == 0 || got[0] != byte(CodeOK) {
+			tb.Fatalf("read %d at %d: %v", operation, seq, got)
 		}
-	}
-	for range 200 { // every block into the cache
-		read()
-	}
-	reads := g.Stats.CacheMisses
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		read()
-	}
-	b.StopTimer()
-	if g.Stats.CacheMisses != reads {
-		b.Logf("%d cache misses: not every page was warm", g.Stats.CacheMisses-reads)
+		return got
 	}
 }

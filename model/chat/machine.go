@@ -19,8 +19,8 @@ type Machine struct {
 	picks   []int      // indices of a read's messages, reused
 	grid    *grid.Grid // where message blocks are read from (set by Checkpoint and Open)
 	readBuf []byte     // the reply of the read being answered
-	// blockScratch: a message block decompressed for a read (read.go).
-	blockScratch []byte
+	// decoded: the message blocks reads decompressed last (read.go).
+	decoded decodedBlocks
 
 	tables [tableCount]grid.Table // the state on disk (tables.go)
 	root   grid.Ref               // the last checkpoint's root

@@ -325,18 +325,52 @@ func (p *readPlan) collect(r *room, s *logStore) {
 	}
 }
 
-// take decodes block i's messages within the page.
-// The block is decompressed into m's scratch (the entries copy what they
-// keep), and only the page's messages are copied out.
+// decodedBlocks keeps the last two message blocks reads decompressed,
+// by reference: a client scrolling page by page reads each block several
+// times (a block holds a few hundred messages, a page 50), and a page
+// that straddles two blocks reads both. A reference names one content
+// (its checksum covers the block), so a kept block is never stale; the
+// entries a read decodes copy what they keep, so nothing points into
+// these arrays.
+type decodedBlocks struct {
+	refs   [2]grid.Ref
+	data   [2][]byte
+	victim int    // the slot the next block not held takes: the least recently used
+	misses uint64 // blocks decompressed (tests)
+}
+
+// get returns blk's data (ref names it), decompressed.
+func (d *decodedBlocks) get(blk grid.Block, ref grid.Ref) ([]byte, error) {
+	if !blk.Compressed() {
+		return blk.RawData(), nil // the block's own bytes: nothing to keep
+	}
+	for i := range d.refs {
+		if d.data[i] != nil && d.refs[i] == ref {
+			d.victim = 1 - i
+			return d.data[i], nil
+		}
+	}
+	i := d.victim
+	d.misses++
+	data, err := blk.Data(d.data[i][:0])
+	if err != nil {
+		d.refs[i] = grid.Ref{}
+		d.data[i] = d.data[i][:0:0]
+		return nil, err
+	}
+	d.refs[i], d.data[i], d.victim = ref, data, 1-i
+	return data, nil
+}
+
+// take decodes block i's messages within the page: the block is
+// decompressed once into m's decoded blocks, and only the page's messages
+// are copied out.
 func (p *readPlan) take(m *Machine, i int, blk grid.Block) error {
-	data, err := blk.Data(m.blockScratch)
+	b := p.blocks[i]
+	data, err := m.decoded.get(blk, b.ref)
 	if err != nil {
 		return err
 	}
-	if blk.Compressed() && cap(data) > cap(m.blockScratch) {
-		m.blockScratch = data[:0] // decompressed into a new array: keep it (never the block's own bytes)
-	}
-	b := p.blocks[i]
 	var entries []entry
 	if b.ref.Kind == grid.KindMessageRuns {
 		entries, err = decodeRunsBlockRange(data, roomKey(p.tenant, p.room), p.thread, p.lo, p.hi)

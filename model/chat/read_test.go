@@ -254,3 +254,35 @@ func TestReadBeforeIsARead(t *testing.T) {
 		t.Fatalf("Read %x, Apply %x", got, want)
 	}
 }
+
+// A client scrolling up a room page by page decompresses each message
+// block once, though most blocks serve several pages and some pages
+// straddle two blocks; and the pages return the room's messages in order.
+func TestScrollBackDecompressesEachBlockOnce(t *testing.T) {
+	const messages, page = 3000, 50
+	m, _, read := roomInBlocks(t, messages)
+	next := uint64(messages)
+	for before := uint64(messages + 1); before > 1; before -= page {
+		r, err := DecodeReadReply(read(OperationReadBefore, before, page))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := len(r.Log.Messages) - 1; i >= 0; i-- {
+			if got := r.Log.Messages[i].Seq; got != next {
+				t.Fatalf("page before %d: seq %d, want %d", before, got, next)
+			}
+			next--
+		}
+	}
+	if next != 0 {
+		t.Fatalf("the pages stopped at seq %d", next)
+	}
+	r := m.cache.byKey[roomKey("acme", "general")]
+	if r == nil || len(r.mainStore.blocks) < 2 {
+		t.Fatal("the room's messages are not in several blocks")
+	}
+	if held := uint64(len(r.mainStore.blocks)); m.decoded.misses != held {
+		t.Fatalf("%d pages decompressed %d blocks; the room has %d", messages/page, m.decoded.misses, held)
+	}
+	t.Logf("%d pages decompressed each of the room's %d blocks once", messages/page, len(r.mainStore.blocks))
+}
