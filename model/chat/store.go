@@ -51,14 +51,9 @@ func appendMessageBlock(b []byte, entries []entry) []byte {
 	return b
 }
 
-// decodeRunsBlock finds the run of log (rk, thread) in the data of a
-// shared block and decodes it.
-func decodeRunsBlock(data []byte, rk string, thread uint64) ([]entry, error) {
-	return decodeRunsBlockRange(data, rk, thread, 0, math.MaxUint64)
-}
-
-// decodeRunsBlockRange is decodeRunsBlock keeping only the seqs in
-// [lo, hi] (decodeMessageBlockRange).
+// decodeRunsBlockRange finds the run of log (rk, thread) in the data of
+// a shared block and decodes it, keeping only the seqs in [lo, hi]
+// (decodeMessageBlockRange).
 func decodeRunsBlockRange(data []byte, rk string, thread, lo, hi uint64) ([]entry, error) {
 	rd := reader{b: data}
 	n := int(rd.u32())
@@ -72,16 +67,12 @@ func decodeRunsBlockRange(data []byte, rk string, thread, lo, hi uint64) ([]entr
 	return nil, errMessageBlock
 }
 
-// decodeMessageBlock decodes block data of log thread.
-func decodeMessageBlock(data []byte, thread uint64) ([]entry, error) {
-	return decodeMessageBlockRange(data, thread, 0, math.MaxUint64)
-}
-
 // decodeMessageBlockRange checks the whole of block data of log thread
 // and returns the messages with seqs in [lo, hi]: a page read
 // copies out its 50 messages, not the block's hundreds. The first and
 // last messages of the block are always decoded (the caller checks them
-// against the block's index item).
+// against the block's index item). The entries share arrays for their
+// keys and bodies: they are for a read's reply, not for state to keep.
 func decodeMessageBlockRange(data []byte, thread, lo, hi uint64) ([]entry, error) {
 	rd := reader{b: data}
 	n := int(rd.u32())

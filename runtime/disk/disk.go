@@ -132,7 +132,7 @@ type Disk struct {
 
 	upper      *Disk  // SplitBytes: the second file, logical offsets from splitBytes up
 	splitBytes uint64 // where upper starts; 0 without one
-	onClose    func() // a journal region: gives the region back (file is nil then)
+	onClose    func() // a journal region (file is nil then): gives the region back
 	filePath   string // a journal region: the journal file's path (path names the region)
 
 	stats struct {
@@ -370,8 +370,10 @@ func (d *Disk) Close() error {
 	close(d.quit)
 	d.goroutines.Wait()
 	if d.onClose != nil {
-		d.onClose() // the journal's file stays open for its other regions
-		return nil
+		d.onClose()
+	}
+	if d.file == nil {
+		return nil // a journal region: the journal's file stays open for its other regions
 	}
 	if err := d.file.Close(); err != nil {
 		return fmt.Errorf("close data file %s: %w", d.path, err)

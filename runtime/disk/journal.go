@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -78,22 +77,8 @@ func CreateJournal(path string, journalBytes uint64, ids []Identity, key []byte)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("create journal file %s: %w", path, err)
 	}
-	tmp := path + ".format-tmp"
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("create journal file %s: remove leftover %s: %w", path, tmp, err)
-	}
-	if err := writeNewJournal(tmp, journalBytes, ids, key); err != nil {
-		_ = os.Remove(tmp) // incomplete: never a journal file
-		return nil, fmt.Errorf("create journal file %s: %w", path, err)
-	}
-	defer os.Remove(tmp) // after the link it is a second name for the file
-	if err := os.Link(tmp, path); errors.Is(err, fs.ErrExist) {
-		return nil, newError(ErrExists, "journal file %s already exists; refusing to overwrite it", path)
-	} else if err != nil {
-		return nil, fmt.Errorf("create journal file %s: link %s: %w", path, tmp, err)
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		return nil, fmt.Errorf("create journal file %s: %w", path, err)
+	if err := createLinked(path, "journal file", func(tmp string) error { return writeNewJournal(tmp, journalBytes, ids, key) }); err != nil {
+		return nil, err
 	}
 	return OpenJournal(path, journalBytes, len(ids), key != nil)
 }
@@ -258,16 +243,15 @@ func (j *Journal) OpenDisk(r int, gridPath string, sizeBytes uint64, l *loop.Loo
 	}
 	lower.sync = j.group.sync
 	lower.stats.fsyncTimes = histogram.New(histogram.MicrosBounds, 1e6)
-	lower.onClose = func() { j.release(r) }
 	lower.filePath = j.path
 	unsafeLazySync(lower) // a no-op unless built for the chaos test's broken build
 	lower.start(l)
 	upper, err := Open(gridPath, sizeBytes-opts.SplitBytes, l, splitOptions(opts, lower))
 	if err != nil {
-		lower.onClose = nil
 		_ = lower.Close()
 		return nil, err
 	}
+	lower.onClose = func() { j.release(r) } // from here on the region is open
 	upper.stats.fsyncTimes = lower.stats.fsyncTimes // one histogram of the replica's fdatasyncs
 	lower.upper, lower.splitBytes = upper, opts.SplitBytes
 	j.open[r] = true
@@ -283,8 +267,6 @@ func (j *Journal) validateDisk(r int, sizeBytes uint64, l *loop.Loop, opts *Opti
 		return fmt.Errorf("open region %d of journal file %s: it has %d regions", r, j.path, j.regions)
 	case opts.SplitBytes != j.journalBytes:
 		return fmt.Errorf("open region %d of journal file %s: the data file's journal is %d bytes, the file's regions %d", r, j.path, opts.SplitBytes, j.journalBytes)
-	case (opts.Key != nil) != j.encrypted:
-		return newError(ErrEncryption, "journal file %s: encrypted is %v, but a key is configured: %v; configure the key file it was formatted with", j.path, j.encrypted, opts.Key != nil)
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()

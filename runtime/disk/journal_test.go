@@ -64,14 +64,14 @@ func TestJournalRegionsShareOneFdatasync(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		syncs := uint64(0)
+		syncs := uint64(0) // of the journal file alone (Stats adds the grid's)
 		for _, d := range disks {
-			syncs += d.Stats().Syncs
+			syncs += d.stats.syncs.Load()
 		}
 		if j.Fsyncs() == 0 || j.Fsyncs() >= syncs {
 			t.Fatalf("%d syncs of the regions took %d fdatasyncs of the journal file, want fewer", syncs, j.Fsyncs())
 		}
-		t.Logf("%d syncs (journal and grid files) shared %d fdatasyncs of the journal file", syncs, j.Fsyncs())
+		t.Logf("%d syncs of the regions shared %d fdatasyncs of the journal file", syncs, j.Fsyncs())
 		if p := disks[1].Paths(); len(p) != 2 || p[0] != path || p[1] != fmt.Sprintf("%s/shard-001.tigerchat%s", dir, GridSuffix) {
 			t.Fatalf("Paths %v: want the journal file and the grid's", p)
 		}
@@ -140,6 +140,9 @@ func TestJournalRefusesTheWrongRegionAndSize(t *testing.T) {
 		t.Fatal("the journal file closed under an open region")
 	}
 	closeDisk(t, d)
+	if _, err := j.OpenDisk(1, dir+"/no-such.grid", testSize, l, journalOptions(1, nil)); !errors.Is(err, ErrNotFormatted) {
+		t.Fatalf("region 1 without its grid file: %v, want ErrNotFormatted", err)
+	}
 	if _, err := j.OpenDisk(1, grid, testSize, l, journalOptions(0, nil)); !errors.Is(err, ErrIdentity) {
 		t.Fatalf("region 1 as shard 0: %v, want ErrIdentity", err)
 	}
@@ -232,22 +235,24 @@ func TestJournalSyncErrorFailsEveryRegion(t *testing.T) {
 	}
 	defer j.Close()
 	var disks []*Disk
+	var loops []*loop.Loop
 	recorders := []*fatalRecorder{newFatalRecorder(), newFatalRecorder()}
 	for r := range 2 {
 		opts := journalOptions(r, nil)
 		opts.OnFatal = func(err error) { recorders[r].errs <- err }
-		d, err := j.CreateDisk(r, fmt.Sprintf("%s/shard-%03d.tigerchat%s", dir, r, GridSuffix), testSize, startLoop(t), opts)
+		l := startLoop(t)
+		d, err := j.CreateDisk(r, fmt.Sprintf("%s/shard-%03d.tigerchat%s", dir, r, GridSuffix), testSize, l, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		disks = append(disks, d)
+		disks, loops = append(disks, d), append(loops, l)
 		defer d.Close()
 	}
 	j.group.mu.Lock()
 	j.group.fsync = func() error { return errInjected }
 	j.group.mu.Unlock()
-	for _, d := range disks {
-		d.SyncBelow(testSplit, func() { t.Error("a sync completed after the fdatasync failed") })
+	for r, d := range disks {
+		loops[r].Post(func() { d.SyncBelow(testSplit, func() { t.Error("a sync completed after the fdatasync failed") }) })
 	}
 	for r := range 2 {
 		if err := recorders[r].await(t); !errors.Is(err, errInjected) {

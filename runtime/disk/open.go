@@ -213,26 +213,34 @@ func Create(path string, sizeBytes uint64, l *loop.Loop, opts Options) (*Disk, e
 // format writes the header and preallocates the file under a temporary
 // name, then links it into place; a link never replaces an existing file.
 func format(path string, sizeBytes uint64, opts *Options) error {
-	tmp := path + ".format-tmp"
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("create data file %s: remove leftover %s: %w", path, tmp, err)
-	}
 	h, err := newHeader(sizeBytes, opts)
 	if err != nil {
 		return fmt.Errorf("create data file %s: %w", path, err)
 	}
-	if err := writeNewFile(tmp, &h, opts.PreallocateBytes); err != nil {
+	return createLinked(path, "data file", func(tmp string) error { return writeNewFile(tmp, &h, opts.PreallocateBytes) })
+}
+
+// createLinked has build write a complete, synced file under a temporary
+// name, then links it to path (a link never replaces an existing file)
+// and syncs the directory: a file appears at path only whole and durable.
+// what names the file in errors ("data file", "journal file").
+func createLinked(path, what string, build func(tmp string) error) error {
+	tmp := path + ".format-tmp"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("create %s %s: remove leftover %s: %w", what, path, tmp, err)
+	}
+	if err := build(tmp); err != nil {
 		_ = os.Remove(tmp) // incomplete: never a data file
-		return fmt.Errorf("create data file %s: %w", path, err)
+		return fmt.Errorf("create %s %s: %w", what, path, err)
 	}
 	defer os.Remove(tmp) // after the link it is a second name for the file
 	if err := os.Link(tmp, path); errors.Is(err, fs.ErrExist) {
-		return newError(ErrExists, "data file %s already exists; refusing to overwrite it", path)
+		return newError(ErrExists, "%s %s already exists; refusing to overwrite it", what, path)
 	} else if err != nil {
-		return fmt.Errorf("create data file %s: link %s: %w", path, tmp, err)
+		return fmt.Errorf("create %s %s: link %s: %w", what, path, tmp, err)
 	}
 	if err := syncDir(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("create data file %s: %w", path, err)
+		return fmt.Errorf("create %s %s: %w", what, path, err)
 	}
 	return nil
 }

@@ -31,18 +31,25 @@ func VerifyFile(path string, sizeBytes uint64, encrypted bool) (badSectors []uin
 	if err != nil {
 		return nil, err
 	}
+	return verifyHeaderAndRecords(path, file, &h, fileBytes, sizeBytes, encrypted)
+}
+
+// verifyHeaderAndRecords checks header h of r (a file, or a region of a
+// journal file, of fileBytes bytes) against the expected size and
+// encryption, and an encrypted one's records.
+func verifyHeaderAndRecords(name string, r io.ReaderAt, h *header, fileBytes, sizeBytes uint64, encrypted bool) ([]uint64, error) {
 	l := layout{encrypted: h.encrypted, sizeBytes: sizeBytes}
 	switch {
 	case h.encrypted != encrypted:
-		return nil, newError(ErrEncryption, "data file %s: encrypted is %v, expected %v", path, h.encrypted, encrypted)
+		return nil, newError(ErrEncryption, "data file %s: encrypted is %v, expected %v", name, h.encrypted, encrypted)
 	case h.sizeBytes != sizeBytes:
-		return nil, newError(ErrSize, "data file %s was formatted for %d bytes, not %d", path, h.sizeBytes, sizeBytes)
+		return nil, newError(ErrSize, "data file %s was formatted for %d bytes, not %d", name, h.sizeBytes, sizeBytes)
 	case fileBytes != l.fileBytes():
-		return nil, newError(ErrTruncated, "data file %s has %d bytes, want %d", path, fileBytes, l.fileBytes())
+		return nil, newError(ErrTruncated, "data file %s has %d bytes, want %d", name, fileBytes, l.fileBytes())
 	case !encrypted:
 		return nil, nil
 	}
-	return verifyRecords(path, file, l)
+	return verifyRecords(name, r, l)
 }
 
 func verifyRecords(path string, file io.ReaderAt, l layout) ([]uint64, error) {
@@ -130,17 +137,10 @@ func VerifyJournal(path string, encrypted bool) (bad [][]uint64, regionBytes uin
 		name := fmt.Sprintf("%s (region %d)", path, r)
 		region := &regionFile{file: file, base: int64(uint64(r) * l.fileBytes())}
 		h, err := readHeaderFrom(name, region, l.fileBytes())
-		switch {
-		case err != nil:
+		if err != nil {
 			return bad, l.sizeBytes, err
-		case h.encrypted != encrypted:
-			return bad, l.sizeBytes, newError(ErrEncryption, "data file %s: encrypted is %v, expected %v", name, h.encrypted, encrypted)
-		case h.sizeBytes != l.sizeBytes:
-			return bad, l.sizeBytes, newError(ErrSize, "data file %s was formatted for %d bytes, region 0 for %d", name, h.sizeBytes, l.sizeBytes)
-		case !encrypted:
-			continue
 		}
-		if bad[r], err = verifyRecords(name, region, l); err != nil {
+		if bad[r], err = verifyHeaderAndRecords(name, region, &h, l.fileBytes(), l.sizeBytes, encrypted); err != nil {
 			return bad, l.sizeBytes, err
 		}
 	}

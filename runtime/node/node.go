@@ -60,11 +60,12 @@ func JournalPath(dir string) string { return filepath.Join(dir, "journal.tigerch
 // the journal's logical offset 0 in it. Data directories formatted before
 // the journal file keep each shard's journal in shard-NNN.tigerchat.
 func JournalLocation(c *ClusterConfig, dir string, shard, replica int, encrypted bool) (path string, base uint64) {
-	if _, err := os.Stat(JournalPath(dir)); err != nil {
-		return dataPath(dir, shard), disk.JournalPhysicalOffset(0, 1, encrypted, 0)
-	}
 	vc := c.VSRConfig(shard, replica)
-	return JournalPath(dir), disk.JournalPhysicalOffset(shard, vsr.NewLayout(&vc).GridOffset, encrypted, 0)
+	journalBytes := vsr.NewLayout(&vc).GridOffset
+	if _, err := os.Stat(JournalPath(dir)); err != nil {
+		return dataPath(dir, shard), disk.JournalPhysicalOffset(0, journalBytes, encrypted, 0) // the shard's file is a region 0 of its own
+	}
+	return JournalPath(dir), disk.JournalPhysicalOffset(shard, journalBytes, encrypted, 0)
 }
 
 // journalBytes is the size of each shard's journal: every shard of a
