@@ -251,7 +251,7 @@ func (j *Journal) OpenDisk(r int, gridPath string, sizeBytes uint64, l *loop.Loo
 		_ = lower.Close()
 		return nil, err
 	}
-	lower.onClose = func() { j.release(r) } // from here on the region is open
+	lower.onClose = func() { j.release(r) }         // from here on the region is open
 	upper.stats.fsyncTimes = lower.stats.fsyncTimes // one histogram of the replica's fdatasyncs
 	lower.upper, lower.splitBytes = upper, opts.SplitBytes
 	j.open[r] = true
