@@ -412,6 +412,22 @@ func (s *chatSubject) Converged(c *Cluster) bool {
 	return true
 }
 
+// Views lists each shard replica's view, shard by shard (a node down
+// counts as view 0).
+func (s *chatSubject) Views() []uint32 {
+	out := make([]uint32, 0, s.shards*len(s.nodes))
+	for sh := 0; sh < s.shards; sh++ {
+		for _, n := range s.nodes {
+			v := uint32(0)
+			if n != nil {
+				v = n.replicas[sh].View()
+			}
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 func (s *chatSubject) shardConverged(c *Cluster, sh int) bool {
 	var view uint32
 	var op uint64
@@ -523,7 +539,7 @@ func (s *chatSubject) CoverageUniverse() []string {
 // shows here as read-confirm, no longer asked of every swarm: since a
 // bounded read waits for the op its edge saw committed, the chat cluster
 // refuses one only now and then (about one seed in a hundred;
-// chat-swarm-seed-121-read-confirm.txt pins one), and the delivery
+// chat-swarm-seed-58-read-confirm.txt pins one), and the delivery
 // subject reaches it in every swarm.
 var chatDeliveryCoverageNames = []string{
 	"bus-duplicate", "bus-event", "bus-gap", "bus-hash-mismatch", "bus-held", "catch-up-read",

@@ -146,6 +146,7 @@ func (c *Cluster) runLiveness(res *Result) {
 	for elapsed := uint64(0); ; elapsed = uint64(c.Now() - begin) {
 		if elapsed%ConvergeCheckTicks == 0 && c.subject.Converged(c) {
 			res.LivenessTicks = elapsed
+			c.runSteady()
 			return
 		}
 		if elapsed >= c.cfg.LivenessTicksMax || len(c.violations) > 0 {
@@ -154,6 +155,40 @@ func (c *Cluster) runLiveness(res *Result) {
 			return
 		}
 		c.sched.Step()
+	}
+}
+
+// SteadyTicks is how long a converged cluster is left alone at the end of
+// a run: long enough for its primaries to go idle and space their
+// heartbeats (vsr.SimConfig) several times over.
+const SteadyTicks = 1000
+
+// viewsSubject is a subject whose replicas' views can be listed.
+type viewsSubject interface {
+	// Views lists every replica's view, in an order that does not change.
+	Views() []uint32
+}
+
+// runSteady leaves the converged cluster alone for SteadyTicks, with no
+// fault and no client work: no replica may move to another view (a backup
+// must not suspect a primary that is up and idle).
+func (c *Cluster) runSteady() {
+	vs, ok := c.subject.(viewsSubject)
+	if !ok {
+		return
+	}
+	before := vs.Views()
+	end := c.Now() + SteadyTicks
+	for c.Now() < end && len(c.violations) == 0 {
+		c.sched.Step()
+	}
+	after := vs.Views()
+	for i := range before {
+		if after[i] != before[i] {
+			c.violations = append(c.violations, fmt.Sprintf(
+				"steady: replica %d moved from view %d to %d in a converged cluster with no fault and no work", i, before[i], after[i]))
+			return
+		}
 	}
 }
 

@@ -279,6 +279,17 @@ func (s *vsrSubject) Converged(c *Cluster) bool {
 	return true
 }
 
+// Views lists each replica's view (a replica down counts as view 0).
+func (s *vsrSubject) Views() []uint32 {
+	out := make([]uint32, len(s.replicas))
+	for i, r := range s.replicas {
+		if r != nil {
+			out[i] = r.View()
+		}
+	}
+	return out
+}
+
 func (s *vsrSubject) Check(c *Cluster) []string {
 	var out []string
 	for _, cl := range s.clients {
@@ -302,7 +313,7 @@ func (s *vsrSubject) CoverageUniverse() []string {
 		names = append(names, "status:"+st)
 	}
 	for _, e := range []string{"checkpoint", "state_sync", "repair_prepare", "truncate_nack_quorum",
-		"become_primary", "start_view_installed", "join_newer_view", "recovered", "wal_faulty_slots", "read_linearizable", "view_change_head_uncertain"} {
+		"become_primary", "start_view_installed", "join_newer_view", "recovered", "wal_faulty_slots", "read_linearizable", "view_change_head_uncertain", "heartbeat_idle"} {
 		names = append(names, "event:"+e)
 	}
 	slices.Sort(names)

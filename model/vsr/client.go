@@ -180,6 +180,20 @@ func (c *Client) primary() int {
 const retriesBeforeBackoff = 2
 
 // Tick retries an unanswered request to every replica, with backoff.
+// QuietTicks is how many of the next ticks are quiet if no input arrives
+// before them: Tick would send nothing and change nothing but the
+// timeout's count (Replica.QuietTicks). A client with no request in flight
+// has nothing to retry.
+func (c *Client) QuietTicks() uint64 {
+	if c.inflight == nil {
+		return QuietTicksMax
+	}
+	if !c.timeout.Ticking() || c.timeout.TicksLeft() <= 1 {
+		return 0
+	}
+	return min(c.timeout.TicksLeft()-1, QuietTicksMax)
+}
+
 func (c *Client) Tick() {
 	c.timeout.Tick()
 	if !c.timeout.Fired() || c.inflight == nil {

@@ -42,6 +42,15 @@ type Config struct {
 	RepairTicks            uint64 // how often a replica asks for what it is missing
 	PrepareRetryTicks      uint64 // primary resends unacknowledged prepares
 
+	// An idle primary spaces its heartbeats (docs/protocol.md, "Idle
+	// heartbeats"): once its backups have held its head for IdleAfterTicks
+	// it says so in its heartbeats, and after a few such beats sends them
+	// every IdleHeartbeatTicks; a backup told so waits IdlePrimaryTimeoutTicks
+	// before it suspects the primary. Any prepare or read ends it. 0: never.
+	IdleAfterTicks          uint64
+	IdleHeartbeatTicks      uint64
+	IdlePrimaryTimeoutTicks uint64
+
 	Mutation Mutation // simulator only: a deliberately broken variant
 }
 
@@ -58,10 +67,11 @@ const (
 	MutationSuperblockBeforeBlocks
 	MutationSkipBlockChecksum
 	MutationFreeSetEarlyReuse
+	MutationIdleUnannounced
 )
 
 var mutationNames = []string{"", "ack-before-fsync", "commit-without-quorum", "view-change-shortest-log", "read-without-round",
-	"superblock-before-blocks", "skip-block-checksum", "free-set-early-reuse"}
+	"superblock-before-blocks", "skip-block-checksum", "free-set-early-reuse", "idle-unannounced"}
 
 // replicaCountMax bounds Config.ReplicaCount.
 const replicaCountMax = 6
@@ -73,7 +83,7 @@ func Mutations() []string { return append([]string(nil), mutationNames[1:]...) }
 // the rest break the grid, which only a subject with a large state (chat)
 // exercises enough to catch.
 func ProtocolMutations() []string {
-	return append([]string(nil), mutationNames[1:MutationSuperblockBeforeBlocks]...)
+	return append(append([]string(nil), mutationNames[1:MutationSuperblockBeforeBlocks]...), mutationNames[MutationIdleUnannounced:]...)
 }
 
 // ParseMutation maps a name to a mutation; "" and "none" mean none.
@@ -99,26 +109,29 @@ func (m Mutation) String() string {
 // DefaultConfig is a production-shaped configuration for a cluster of n.
 func DefaultConfig(cluster uint64, n, replica int) Config {
 	return Config{
-		Cluster:                cluster,
-		ReplicaCount:           n,
-		Replica:                replica,
-		SlotCount:              1024,
-		CheckpointInterval:     256,
-		PipelineMax:            8,
-		RequestQueueMax:        1024,
-		BatchMax:               512,
-		MessageSizeMax:         1 << 20,
-		BlockSize:              64 << 10,
-		GridBlocksMax:          1 << 21, // 128 GiB of blocks, sparse until written: a one-sector table page takes a whole slot
-		CacheSizeBytes:         64 << 20,
-		ClientsMax:             16384,
-		ReplySizeMax:           512,
-		ViewHeadersMax:         64,
-		HeartbeatTicks:         15,
-		PrimaryTimeoutTicks:    80,
-		ViewChangeTimeoutTicks: 150,
-		RepairTicks:            10,
-		PrepareRetryTicks:      50,
+		Cluster:                 cluster,
+		ReplicaCount:            n,
+		Replica:                 replica,
+		SlotCount:               1024,
+		CheckpointInterval:      256,
+		PipelineMax:             8,
+		RequestQueueMax:         1024,
+		BatchMax:                512,
+		MessageSizeMax:          1 << 20,
+		BlockSize:               64 << 10,
+		GridBlocksMax:           1 << 21, // 128 GiB of blocks, sparse until written: a one-sector table page takes a whole slot
+		CacheSizeBytes:          64 << 20,
+		ClientsMax:              16384,
+		ReplySizeMax:            512,
+		ViewHeadersMax:          64,
+		HeartbeatTicks:          15,
+		PrimaryTimeoutTicks:     80,
+		ViewChangeTimeoutTicks:  150,
+		RepairTicks:             10,
+		PrepareRetryTicks:       50,
+		IdleAfterTicks:          1000,
+		IdleHeartbeatTicks:      250,
+		IdlePrimaryTimeoutTicks: 1000,
 	}
 }
 
@@ -138,6 +151,11 @@ func SimConfig(cluster uint64, n, replica int) Config {
 	c.ClientsMax = 16
 	c.ReplySizeMax = 64
 	c.ViewHeadersMax = 48
+	// Idle heartbeats spaced beyond the primary timeout, as in production:
+	// a backup that missed the primary's word suspects it.
+	c.IdleAfterTicks = 200
+	c.IdleHeartbeatTicks = 150
+	c.IdlePrimaryTimeoutTicks = 400
 	return c
 }
 
@@ -224,6 +242,11 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("primary timeout %d must exceed twice the heartbeat %d", c.PrimaryTimeoutTicks, c.HeartbeatTicks)
 	case c.ViewChangeTimeoutTicks == 0 || c.RepairTicks == 0 || c.PrepareRetryTicks == 0:
 		return fmt.Errorf("timeouts must be positive")
+	case c.IdleAfterTicks > 0 && (c.IdleAfterTicks < c.HeartbeatTicks || c.IdleHeartbeatTicks < c.HeartbeatTicks ||
+		c.IdlePrimaryTimeoutTicks <= c.IdleHeartbeatTicks*2 || c.IdlePrimaryTimeoutTicks < c.PrimaryTimeoutTicks):
+		return fmt.Errorf("idle after %d, idle heartbeat %d and idle primary timeout %d must be at least the heartbeat %d, "+
+			"and the idle primary timeout must exceed twice the idle heartbeat and reach the primary timeout %d",
+			c.IdleAfterTicks, c.IdleHeartbeatTicks, c.IdlePrimaryTimeoutTicks, c.HeartbeatTicks, c.PrimaryTimeoutTicks)
 	}
 	return nil
 }

@@ -209,6 +209,7 @@ func (r *Replica) maybePrepare() {
 	// run the protocol on (MutationAckBeforeFsync) and reuse r.prepareBuf.
 	msg := r.writePrepare(&h, r.prepareBuf)
 	r.broadcast(msg)
+	r.leaveIdle()
 	r.event("prepare")
 }
 
@@ -268,7 +269,10 @@ func (r *Replica) ignorePrepare(h *wire.Header) ignoreReason {
 	if r.IsPrimary() {
 		return ignoreNotBackup // our own prepare, forwarded back in repair
 	}
-	r.timeoutPrimary.Start()
+	if h.Op > r.op {
+		r.primaryIdle = false // a new prepare: the primary is busy again
+	}
+	r.startPrimaryTimeout()
 	r.noteCommit(h.Commit, h.Checkpoint)
 	switch {
 	case h.Op <= r.commitMin || h.Op <= r.checkpointOp:
@@ -530,12 +534,16 @@ func (r *Replica) onCommit(h *wire.Header) {
 		return
 	}
 	assert(h.View == r.view && r.status == StatusNormal && !r.IsPrimary(), "a commit reached other than a normal backup of its view")
-	r.timeoutPrimary.Start()
-	r.noteCommit(h.Commit, h.Checkpoint)
 	beat := heartbeatOf(h)
 	if r.primaryRoundView != h.View || beat.Round() > r.primaryRound {
+		// The newest heartbeat says whether the primary is idle; an older
+		// one, reordered, must not put the backup back on the short
+		// timeout while the primary's beats are spaced.
 		r.primaryRound, r.primaryRoundView = beat.Round(), h.View
+		r.primaryIdle = beat.Idle()
 	}
+	r.startPrimaryTimeout()
+	r.noteCommit(h.Commit, h.Checkpoint)
 	// The primary of our view is authoritative for its commit and head.
 	if commitChecksum := beat.CommitChecksum(); h.Commit > r.checkpointOp && !commitChecksum.IsZero() {
 		if c, ok := r.expected(h.Commit); !ok || c != commitChecksum {
@@ -590,10 +598,93 @@ func (r *Replica) onHeartbeat() {
 	headChecksum, _ := r.expected(r.op)
 	beat.SetHead(r.op)
 	beat.SetHeadChecksum(headChecksum)
-	if len(r.reads) == 0 && r.backupsAckedHead() {
+	switch acked := r.backupsAckedHead(); {
+	case acked && len(r.reads) == 0:
 		beat.SetQuiet()
+		r.quietBeats = min(r.quietBeats+1, quietBeatsMax)
+	case !acked:
+		r.quietBeats, r.idleSaid = 0, false
+	}
+	// A read round leaves the primary as idle as it was: reads are no
+	// prepares, and each starts a round of its own at once.
+	if r.idleAnnounced() && r.cfg.Mutation != MutationIdleUnannounced {
+		if !r.idleSaid {
+			r.idleSaid = true
+			r.event("heartbeat_idle")
+		}
+		beat.SetIdle()
 	}
 	r.broadcast(r.message(h, nil))
+}
+
+// Idle heartbeats. A primary whose backups have held its head for
+// Config.IdleAfterTicks is idle (reads do not end it): each heartbeat says
+// so, and after idleAnnounceBeats of them at the usual interval it sends
+// them every Config.IdleHeartbeatTicks. A backup arms its primary timeout
+// from each heartbeat's word: Config.IdlePrimaryTimeoutTicks after an idle
+// one, Config.PrimaryTimeoutTicks after any other heartbeat or prepare. An
+// idle cluster's packets fall by the ratio of the two intervals, and a
+// primary that dies while idle is suspected later; one that is busy is
+// suspected as soon as ever. The announcement at the usual interval keeps
+// a backup that missed one idle heartbeat from suspecting its primary
+// while the beats space out.
+const (
+	backoffFactor     = 8 // model.NewTimeout's BackoffMax over AfterTicks
+	idleAnnounceBeats = 4
+	quietBeatsMax     = 1 << 32
+)
+
+// idleAnnounced: the primary's heartbeats say it is idle.
+func (r *Replica) idleAnnounced() bool {
+	return r.cfg.IdleAfterTicks > 0 && r.quietBeats*r.cfg.HeartbeatTicks >= r.cfg.IdleAfterTicks
+}
+
+// idleSpaced: the primary's heartbeats go out at the idle interval.
+func (r *Replica) idleSpaced() bool {
+	return r.idleAnnounced() && r.quietBeats*r.cfg.HeartbeatTicks >= r.cfg.IdleAfterTicks+idleAnnounceBeats*r.cfg.HeartbeatTicks
+}
+
+// armHeartbeat starts the heartbeat timeout at the interval the primary's
+// idleness asks for.
+func (r *Replica) armHeartbeat() {
+	t := &r.timeoutHeartbeat
+	t.AfterTicks = r.cfg.HeartbeatTicks
+	if r.idleSpaced() && len(r.reads) == 0 { // a waiting read's lost round is sent again soon
+		t.AfterTicks = r.cfg.IdleHeartbeatTicks
+	}
+	t.BackoffMax = t.AfterTicks * backoffFactor // arm caps a duration there
+	t.Start()
+}
+
+// leaveIdle: the primary prepared, so its next heartbeat comes at the usual
+// interval and says nothing of idleness (the prepare itself puts its
+// backups back on the usual primary timeout).
+func (r *Replica) leaveIdle() {
+	spaced := r.idleSpaced()
+	r.quietBeats, r.idleSaid = 0, false
+	if spaced {
+		r.armHeartbeat()
+	}
+}
+
+// startPrimaryTimeout arms a backup's suspicion of its primary: at the
+// idle timeout while the primary's newest heartbeat said it is idle and no
+// newer prepare came; else at the usual one.
+func (r *Replica) startPrimaryTimeout() {
+	t := &r.timeoutPrimary
+	t.AfterTicks, t.JitterTicks = r.cfg.PrimaryTimeoutTicks, r.cfg.PrimaryTimeoutTicks/2
+	if r.primaryIdle {
+		t.AfterTicks, t.JitterTicks = r.cfg.IdlePrimaryTimeoutTicks, r.cfg.IdlePrimaryTimeoutTicks/2
+	}
+	t.BackoffMax = t.AfterTicks * backoffFactor // arm caps a duration there
+	t.Start()
+}
+
+// retryIdle reports whether a retry would send nothing: no prepare of
+// this primary waits for a commit. Its timeout then does not make a tick
+// busy (QuietTicks).
+func (r *Replica) retryIdle() bool {
+	return r.status != StatusNormal || !r.IsPrimary() || r.op <= r.commitMax
 }
 
 // backupsAckedHead reports whether every backup acknowledged the head in

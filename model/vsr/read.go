@@ -112,8 +112,8 @@ func (r *Replica) maybeServeReads() {
 	}
 	if r.readRoundDue {
 		r.readRoundDue = false
-		r.timeoutHeartbeat.Start()
 		r.onHeartbeat()
+		r.armHeartbeat()
 	}
 	confirmed := r.confirmedRound()
 	assert(confirmed <= r.readRound, "a read round confirmed before it was sent")

@@ -356,7 +356,14 @@ func (r *Replica) requestSync() {
 	syncOf(&h).SetApplied(applied)
 	to := r.syncFrom
 	if to < 0 {
-		to = r.repairTarget()
+		// Every other request goes to the next peer in turn: the repair
+		// target may be as far behind as we are (its own checkpoint lost
+		// too) while a third replica holds a newer one and, its acks all
+		// given, never says so (chat-nightly-seed-6687 stayed unconverged).
+		r.syncRequests++
+		if to = r.repairTarget(); r.syncRequests%2 == 0 {
+			to = (r.cfg.Replica + 1 + int(r.syncRequests/2)%(r.cfg.ReplicaCount-1)) % r.cfg.ReplicaCount
+		}
 	}
 	if to < 0 || to == r.cfg.Replica {
 		return

@@ -172,6 +172,9 @@ type Replica struct {
 	// echoed in prepare_ok so that the primary can confirm reads.
 	primaryRound     uint64
 	primaryRoundView uint32
+	// backup: the primary's newest heartbeat said it is idle, and no newer
+	// prepare came since (startPrimaryTimeout).
+	primaryIdle bool
 
 	// Buffers reused on the commit path, so that it allocates nothing per
 	// message in steady state. Each is valid only until its next use.
@@ -196,8 +199,12 @@ type Replica struct {
 	// missing at the next tick instead of the next repair round.
 	repairSoon bool
 
-	timeoutHeartbeat  model.Timeout
-	timeoutPrimary    model.Timeout
+	timeoutHeartbeat model.Timeout
+	timeoutPrimary   model.Timeout
+	// quietBeats: primary, how many heartbeats in a row found its backups
+	// holding its head and no read waiting (idle heartbeats, normal.go).
+	quietBeats        uint64
+	idleSaid          bool // its heartbeats say it is idle since the last prepare
 	timeoutViewChange model.Timeout
 	timeoutRepair     model.Timeout
 	timeoutRetry      model.Timeout
@@ -206,7 +213,8 @@ type Replica struct {
 	// syncFromCheckpoint is the checkpoint syncFrom named: once this
 	// replica applied it, the reason to sync from that peer is gone.
 	syncFromCheckpoint uint64
-	drained            bool // an operator asked this replica never to stay primary
+	syncRequests       uint64 // request_syncs sent without a sync source (requestSync)
+	drained            bool   // an operator asked this replica never to stay primary
 	// syncTarget is an op some peer's log reaches that ours cannot hold.
 	// Unlike commitMax it never lets us apply anything: our log may be stale.
 	syncTarget uint64
@@ -473,10 +481,10 @@ func (r *Replica) QuietTicks() uint64 {
 		return 0 // work that the next tick's progress may do (reads wait on it too)
 	}
 	quiet := r.grid.QuietTicks(QuietTicksMax)
-	repairIdle := r.repairIdle()
+	repairIdle, retryIdle := r.repairIdle(), r.retryIdle()
 	for _, t := range r.timeouts() {
-		if t == &r.timeoutRepair && repairIdle {
-			continue // it fires, and repair asks for nothing
+		if (t == &r.timeoutRepair && repairIdle) || (t == &r.timeoutRetry && retryIdle) {
+			continue // it fires, and repair or retry has nothing to send
 		}
 		if t.Ticking() {
 			if t.TicksLeft() <= 1 {
@@ -498,8 +506,8 @@ func (r *Replica) Tick() {
 		t.Tick()
 	}
 	if r.timeoutHeartbeat.Fired() {
-		r.timeoutHeartbeat.Start()
 		r.onHeartbeat()
+		r.armHeartbeat()
 	}
 	if r.timeoutPrimary.Fired() {
 		r.timeoutPrimary.Stop()

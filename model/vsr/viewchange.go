@@ -559,7 +559,8 @@ func (r *Replica) becomePrimary() {
 	r.dropReads()
 	r.viewOpStart = r.op + 1 // the noop below
 	r.timeoutViewChange.Stop()
-	r.timeoutHeartbeat.Start()
+	r.quietBeats, r.idleSaid = 0, false
+	r.armHeartbeat()
 	r.timeoutRetry.Start()
 	r.timeoutRepair.Start()
 	r.sendStartView(-1)
@@ -674,7 +675,8 @@ func (r *Replica) maybeFinishStartView() {
 	r.startViewDue = false
 	r.status = StatusNormal
 	r.timeoutViewChange.Stop()
-	r.timeoutPrimary.Start()
+	r.primaryIdle = false
+	r.startPrimaryTimeout()
 	r.timeoutRepair.Start()
 	if r.hooks.ViewNormal != nil {
 		r.hooks.ViewNormal(r.view, false)

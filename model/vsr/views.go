@@ -64,6 +64,15 @@ const HeartbeatFlagQuiet uint8 = 1
 func (v heartbeatView) Quiet() bool { return v.h.Flags&HeartbeatFlagQuiet != 0 }
 func (v heartbeatView) SetQuiet()   { v.h.Flags |= HeartbeatFlagQuiet }
 
+// HeartbeatFlagIdle, in a heartbeat's Flags: the primary has been quiet
+// for Config.IdleAfterTicks and will space its heartbeats by
+// Config.IdleHeartbeatTicks, so its backups wait
+// Config.IdlePrimaryTimeoutTicks for the next one.
+const HeartbeatFlagIdle uint8 = 2
+
+func (v heartbeatView) Idle() bool { return v.h.Flags&HeartbeatFlagIdle != 0 }
+func (v heartbeatView) SetIdle()   { v.h.Flags |= HeartbeatFlagIdle }
+
 // prepareOkView: an acknowledgement names the checksum of the acked op in
 // Context and echoes the primary's newest heartbeat round in Request.
 type prepareOkView struct{ h *wire.Header }

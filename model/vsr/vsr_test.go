@@ -397,8 +397,13 @@ func TestIdleReplicasCallTheirTicksQuiet(t *testing.T) {
 		}
 		q := r.QuietTicks()
 		switch {
-		case r.IsPrimary() && (q == 0 || q >= r.cfg.HeartbeatTicks):
-			t.Fatalf("the primary calls %d ticks quiet; its heartbeat is every %d", q, r.cfg.HeartbeatTicks)
+		case r.IsPrimary() && r.timeoutHeartbeat.AfterTicks != r.cfg.IdleHeartbeatTicks:
+			t.Fatalf("the primary sends heartbeats every %d ticks after 2,000 quiet ones, want the idle %d", r.timeoutHeartbeat.AfterTicks, r.cfg.IdleHeartbeatTicks)
+		case r.IsPrimary() && (q == 0 || q >= r.cfg.IdleHeartbeatTicks):
+			t.Fatalf("the primary calls %d ticks quiet; its heartbeat is every %d", q, r.cfg.IdleHeartbeatTicks)
+		case r.IsPrimary() && q != r.timeoutHeartbeat.TicksLeft()-1:
+			t.Fatalf("the primary calls %d ticks quiet, its next heartbeat is in %d: another timeout (retry, %d) bounds it with nothing to do",
+				q, r.timeoutHeartbeat.TicksLeft(), r.cfg.PrepareRetryTicks)
 		case !r.IsPrimary() && q <= r.cfg.RepairTicks:
 			t.Fatalf("backup %d calls %d ticks quiet: its repair timeout (%d) bounds it with nothing to repair", r.cfg.Replica, q, r.cfg.RepairTicks)
 		}

@@ -172,6 +172,13 @@ func Dial(cfg node.ClusterConfig, opts Options) (*Client, error) {
 		c.pools = append(c.pools, pool)
 		c.loop.OnTick(func() { c.tick(pool) })
 	}
+	c.loop.SetQuietTicks(func() uint64 {
+		quiet := uint64(loop.QuietSleepTicksMax)
+		for _, pool := range c.pools {
+			quiet = min(quiet, pool.quietTicks())
+		}
+		return quiet
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	if c.tr != nil {
@@ -231,6 +238,25 @@ func (c *Client) tick(pool *shardPool) {
 			c.dispatch(pool) // replace what waited for budget, serve the waiting
 		}
 	}
+}
+
+// quietTicks is how many of the next ticks of pool do nothing but count
+// (loop.SetQuietTicks): no session has a request to retry, and the
+// replacement budget is full or refills later.
+func (pool *shardPool) quietTicks() uint64 {
+	quiet := uint64(loop.QuietSleepTicksMax)
+	if pool.budget < len(pool.sessions) {
+		if pool.ticks+1 >= budgetTicks {
+			return 0
+		}
+		quiet = uint64(budgetTicks - pool.ticks - 1)
+	}
+	if pool.inFlight > 0 {
+		for _, ss := range pool.sessions {
+			quiet = min(quiet, ss.vc.QuietTicks())
+		}
+	}
+	return quiet
 }
 
 // Stats returns each shard pool's counters.

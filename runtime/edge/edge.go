@@ -90,8 +90,8 @@ const (
 	PostBatchesInFlightMaxDefault = 16 // runtime/client's default sessions per shard
 	PostQueueMaxDefault           = 16384
 	rateKeysMax                   = 1 << 17
-	HealthIntervalDefault         = 250 * time.Millisecond
-	HealthStaleDefault            = time.Second
+	HealthIntervalDefault         = 500 * time.Millisecond
+	HealthStaleDefault            = 1500 * time.Millisecond
 )
 
 func (c *Config) defaults() {

@@ -46,6 +46,12 @@ const NotifiersMax = 1024
 // many ticks past its time for the loop to wake up.
 const TickSlackMax = 50
 
+// QuietSleepTicksMax bounds a sleep through quiet ticks (SetQuietTicks):
+// they do nothing but count down, so running a second of them at once
+// costs a few microseconds, and an idle replica or client wakes about once
+// a second at least.
+const QuietSleepTicksMax = 1000
+
 // Stats counts what a loop did. Read it with Loop.Stats from any goroutine.
 type Stats struct {
 	TicksRun     uint64 // tick rounds run (each calls every tick function)
@@ -141,8 +147,8 @@ func (l *Loop) SetTickSlack(slack uint64) {
 // have nothing to do: quiet (called on the loop after every input and
 // every round of ticks) returns how many of the next ticks would do
 // nothing but count down if no input came before them, and the loop then
-// sleeps until the first tick that may do something, at most TickSlackMax
-// ticks, and at least its slack. The ticks slept through still run: before
+// sleeps until the first tick that may do something, at most
+// QuietSleepTicksMax ticks, and at least its slack. The ticks slept through still run: before
 // the next input, as with a slack (they were due first), or when the
 // sleep ends; since they were quiet, running them late changes nothing
 // they do. Unlike a larger slack, no timeout fires late. Only before Run.
@@ -161,7 +167,7 @@ func (l *Loop) sleepTicks() uint64 {
 	if l.quiet == nil {
 		return l.slack
 	}
-	return max(l.slack, min(l.quiet(), TickSlackMax))
+	return max(l.slack, min(l.quiet(), QuietSleepTicksMax))
 }
 
 // rearm plans the next sleep and sets the timer to end it.

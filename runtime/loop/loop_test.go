@@ -355,6 +355,27 @@ func TestQuietTicksSleepThroughIdleTicks(t *testing.T) {
 	}
 }
 
+// A loop whose ticks are all quiet sleeps up to QuietSleepTicksMax ticks
+// at a time, far beyond TickSlackMax: an idle replica or client wakes
+// about once a second, not twenty times.
+func TestQuietTicksSleepBeyondTheTickSlack(t *testing.T) {
+	l := New(time.Millisecond, 16)
+	var ticks tickCounter
+	l.OnTick(ticks.tick)
+	l.SetQuietTicks(func() uint64 { return QuietSleepTicksMax })
+	stop := start(t, l)
+	defer stop()
+	n := ticks.await(t, 2*QuietSleepTicksMax+1)
+	s := l.Stats()
+	// A sleep bounded by TickSlackMax would have woken 40 times or more.
+	if s.TimerWakeups > uint64(n/QuietSleepTicksMax)+1 {
+		t.Fatalf("%d timer wake-ups for %d quiet ticks: want one per %d", s.TimerWakeups, n, QuietSleepTicksMax)
+	}
+	if s.TicksSkipped != 0 {
+		t.Fatalf("%d ticks skipped: quiet ticks must run, late", s.TicksSkipped)
+	}
+}
+
 // An input that arrives while the loop sleeps through quiet ticks sees
 // those ticks run first, as with a slack.
 func TestQuietTicksCatchUpBeforeInput(t *testing.T) {

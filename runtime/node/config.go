@@ -35,13 +35,21 @@ type ClusterConfig struct {
 	HeartbeatMs         uint64 `json:"heartbeat_ms"`
 	PrimaryTimeoutMs    uint64 `json:"primary_timeout_ms"`
 	ViewChangeTimeoutMs uint64 `json:"view_change_timeout_ms"`
-	SlotCount           int    `json:"slot_count"`
-	CheckpointInterval  uint64 `json:"checkpoint_interval"`
-	PipelineMax         int    `json:"pipeline_max"`
-	BatchMax            int    `json:"batch_max"`
-	RequestQueueMax     int    `json:"request_queue_max"`
-	MessageSizeMaxBytes int    `json:"message_size_max_bytes"`
-	ClientsMax          int    `json:"clients_max"`
+	// Idle heartbeats (docs/protocol.md): a primary quiet for idle_after_ms
+	// sends its heartbeats every idle_heartbeat_ms, and its backups suspect
+	// it after idle_primary_timeout_ms without one. idle_heartbeat_ms equal
+	// to heartbeat_ms and idle_primary_timeout_ms equal to
+	// primary_timeout_ms turn the spacing off.
+	IdleAfterMs          uint64 `json:"idle_after_ms"`
+	IdleHeartbeatMs      uint64 `json:"idle_heartbeat_ms"`
+	IdlePrimaryTimeoutMs uint64 `json:"idle_primary_timeout_ms"`
+	SlotCount            int    `json:"slot_count"`
+	CheckpointInterval   uint64 `json:"checkpoint_interval"`
+	PipelineMax          int    `json:"pipeline_max"`
+	BatchMax             int    `json:"batch_max"`
+	RequestQueueMax      int    `json:"request_queue_max"`
+	MessageSizeMaxBytes  int    `json:"message_size_max_bytes"`
+	ClientsMax           int    `json:"clients_max"`
 	// The grid (docs/storage.md): block slot size, slots per data file
 	// (the file's capacity for state and history; unwritten slots take no
 	// disk space), and the bytes each replica of each shard caches in
@@ -145,6 +153,9 @@ func (c *ClusterConfig) Defaults() {
 	set(&c.HeartbeatMs, d.HeartbeatTicks)
 	set(&c.PrimaryTimeoutMs, d.PrimaryTimeoutTicks)
 	set(&c.ViewChangeTimeoutMs, d.ViewChangeTimeoutTicks)
+	set(&c.IdleAfterMs, d.IdleAfterTicks)
+	set(&c.IdleHeartbeatMs, d.IdleHeartbeatTicks)
+	set(&c.IdlePrimaryTimeoutMs, d.IdlePrimaryTimeoutTicks)
 	set(&c.CheckpointInterval, d.CheckpointInterval)
 	setInt(&c.SlotCount, d.SlotCount)
 	setInt(&c.PipelineMax, d.PipelineMax)
@@ -178,6 +189,9 @@ func (c *ClusterConfig) vsrConfig(shard, replica int) vsr.Config {
 	v.HeartbeatTicks = c.HeartbeatMs
 	v.PrimaryTimeoutTicks = c.PrimaryTimeoutMs
 	v.ViewChangeTimeoutTicks = c.ViewChangeTimeoutMs
+	v.IdleAfterTicks = c.IdleAfterMs
+	v.IdleHeartbeatTicks = c.IdleHeartbeatMs
+	v.IdlePrimaryTimeoutTicks = c.IdlePrimaryTimeoutMs
 	v.SlotCount = c.SlotCount
 	v.CheckpointInterval = c.CheckpointInterval
 	v.PipelineMax = c.PipelineMax

@@ -153,6 +153,12 @@ func (s *sysClient) run(ctx context.Context, wg *sync.WaitGroup) {
 			s.vc.Tick()
 		}
 	})
+	s.loop.SetQuietTicks(func() uint64 {
+		if s.vc == nil {
+			return loop.QuietSleepTicksMax
+		}
+		return s.vc.QuietTicks()
+	})
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
