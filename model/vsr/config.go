@@ -130,7 +130,7 @@ func DefaultConfig(cluster uint64, n, replica int) Config {
 		RepairTicks:             10,
 		PrepareRetryTicks:       50,
 		IdleAfterTicks:          1000,
-		IdleHeartbeatTicks:      250,
+		IdleHeartbeatTicks:      400,
 		IdlePrimaryTimeoutTicks: 1000,
 	}
 }

@@ -54,6 +54,32 @@ func TestConfigIdempotencyWindow(t *testing.T) {
 	}
 }
 
+// Idle heartbeats: on by default (1 s, 400 ms, 1 s), off with the idle
+// interval and timeout set to the usual ones (as during an upgrade from a
+// build without them), and a bad combination refused naming the fields.
+func TestConfigIdleHeartbeats(t *testing.T) {
+	c := testConfig("", 0)
+	v := c.VSRConfig(0, 0)
+	if c.IdleAfterMs != 1000 || v.IdleAfterTicks != 1000 || v.IdleHeartbeatTicks != 400 || v.IdlePrimaryTimeoutTicks != 1000 {
+		t.Fatalf("defaults: %d ms; vsr %d / %d / %d ticks", c.IdleAfterMs, v.IdleAfterTicks, v.IdleHeartbeatTicks, v.IdlePrimaryTimeoutTicks)
+	}
+	c.IdleHeartbeatMs, c.IdlePrimaryTimeoutMs = c.HeartbeatMs, c.PrimaryTimeoutMs
+	if err := c.Validate(); err != nil {
+		t.Fatalf("idle heartbeats turned off: %v", err)
+	}
+	for _, bad := range []func(c *ClusterConfig){
+		func(c *ClusterConfig) { c.IdleHeartbeatMs = c.HeartbeatMs - 1 },
+		func(c *ClusterConfig) { c.IdlePrimaryTimeoutMs = 2 * c.IdleHeartbeatMs },
+		func(c *ClusterConfig) { c.IdlePrimaryTimeoutMs, c.IdleHeartbeatMs = c.PrimaryTimeoutMs-1, c.HeartbeatMs },
+	} {
+		c := testConfig("", 0)
+		bad(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "idle_heartbeat_ms") {
+			t.Errorf("idle %d / %d / %d ms: %v", c.IdleAfterMs, c.IdleHeartbeatMs, c.IdlePrimaryTimeoutMs, err)
+		}
+	}
+}
+
 // The post batch bound: checkpoints live in the grid, so the client table
 // no longer limits it; replicas keep a full batch's reply per session.
 func TestPostBatchFitsClientTable(t *testing.T) {
