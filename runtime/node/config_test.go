@@ -70,7 +70,9 @@ func TestConfigIdleHeartbeats(t *testing.T) {
 	for _, bad := range []func(c *ClusterConfig){
 		func(c *ClusterConfig) { c.IdleHeartbeatMs = c.HeartbeatMs - 1 },
 		func(c *ClusterConfig) { c.IdlePrimaryTimeoutMs = 2 * c.IdleHeartbeatMs },
-		func(c *ClusterConfig) { c.IdlePrimaryTimeoutMs, c.IdleHeartbeatMs = c.PrimaryTimeoutMs-1, c.HeartbeatMs },
+		func(c *ClusterConfig) {
+			c.IdlePrimaryTimeoutMs, c.IdleHeartbeatMs = c.PrimaryTimeoutMs-1, c.HeartbeatMs
+		},
 	} {
 		c := testConfig("", 0)
 		bad(&c)
