@@ -313,7 +313,7 @@ func (s *vsrSubject) CoverageUniverse() []string {
 		names = append(names, "status:"+st)
 	}
 	for _, e := range []string{"checkpoint", "state_sync", "repair_prepare", "truncate_nack_quorum",
-		"become_primary", "start_view_installed", "join_newer_view", "recovered", "wal_faulty_slots", "read_linearizable", "view_change_head_uncertain", "heartbeat_idle"} {
+		"become_primary", "start_view_installed", "join_newer_view", "recovered", "wal_faulty_slots", "read_linearizable", "view_change_head_uncertain", "heartbeat_idle", "idle_primary_doubted"} {
 		names = append(names, "event:"+e)
 	}
 	slices.Sort(names)

@@ -1,6 +1,6 @@
 // Command tigerbench measures a running TigerChat cluster and prints numbers.
 //
-//	tigerbench failover [-trials N] [-json] [-v]
+//	tigerbench failover [-trials N] [-idle] [-json] [-v]
 //	    see below; while it runs, 4 publishers post to the room and a
 //	    follower reads it, so each trial also gives the gap in acks around
 //	    the kill, and the end checks every ack: lost and duplicated must be 0.
@@ -53,7 +53,7 @@
 //	    seconds, in cores, and the total against the target of 0.02 core
 //	    (exit 1 above it). -pprof saves a CPU profile of each afterwards.
 //
-//	tigerbench failover [-trials N] [-json] [-v]
+//	tigerbench failover [-trials N] [-idle] [-json] [-v]
 //	    starts a 3-replica cluster of real `tigerchat start` processes on
 //	    127.0.0.1 (in a temporary directory, removed afterwards), then N times:
 //	    kill -9 the primary of shard 0, time until a replica of a later view
@@ -121,7 +121,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runIdle(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "failover" {
-		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover|curve] [-seconds S] ... | tigerbench failover [-trials N] [-json] [-v] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json] | tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-pages N] [-pprof DIR] [-embedded-edge] [-json] | tigerbench sdk [-sdks raw,go,go-default,node,rust] [-conns N] [-inflight N] [-seconds S] [-json] | tigerbench idle [-seconds S] [-shards N] [-subscribed-rooms R] [-pprof DIR] [-json]")
+		fmt.Fprintln(stderr, "usage: tigerbench run [-scenarios publish,pipelined-1shard,pipelined-allshards,pipelined-batched,fanout,failover|curve] [-seconds S] ... | tigerbench failover [-trials N] [-idle] [-json] [-v] | tigerbench publish [-publishers N] [-seconds S] [-json] | tigerbench disk [-files N] [-write-bytes B] [-seconds S] [-dir DIR] [-json] | tigerbench history [-rooms N] [-messages-per-room N] [-big-room N] [-pages N] [-pprof DIR] [-embedded-edge] [-json] | tigerbench sdk [-sdks raw,go,go-default,node,rust] [-conns N] [-inflight N] [-seconds S] [-json] | tigerbench idle [-seconds S] [-shards N] [-subscribed-rooms R] [-pprof DIR] [-json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("tigerbench failover", flag.ContinueOnError)
@@ -129,6 +129,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	trials := fs.Int("trials", 20, "number of kills `N` (1..200)")
 	asJSON := fs.Bool("json", false, "print one JSON line instead of a table")
 	verbose := fs.Bool("v", false, "print every status change seen during every trial")
+	idle := fs.Bool("idle", false, "no publishers: each kill comes after "+failoverIdleQuiet.String()+" without a post, when the primary is idle and spaces its heartbeats (docs/vsr.md)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -140,14 +141,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(*trials)*20*time.Second+time.Minute)
 	defer cancel()
-	res, err := failover(ctx, *trials, *verbose, stderr)
+	res, err := failover(ctx, *trials, *idle, *verbose, stderr)
 	if done, code := report(stdout, stderr, res, err, *asJSON); done {
 		return code
 	}
-	fmt.Fprintf(stdout, "failover (kill -9 primary → first commit in the new view), %d trials, 3 replicas on 127.0.0.1, fsync on every commit\n", res.Trials)
+	what := ""
+	if *idle {
+		what = ", each kill of an idle primary"
+	}
+	fmt.Fprintf(stdout, "failover (kill -9 primary → first commit in the new view), %d trials, 3 replicas on 127.0.0.1, fsync on every commit%s\n", res.Trials, what)
 	fmt.Fprintf(stdout, "  commit:        p50 %6.1f ms   p99 %6.1f ms   max %6.1f ms\n", res.CommitP50Ms, res.CommitP99Ms, res.CommitMaxMs)
 	fmt.Fprintf(stdout, "  client ack:    p50 %6.1f ms   p99 %6.1f ms   max %6.1f ms   (a post sent right after the kill)\n", res.AckP50Ms, res.AckP99Ms, res.AckMaxMs)
-	fmt.Fprintf(stdout, "  gap in acks:   p50 %6.1f ms   p99 %6.1f ms   max %6.1f ms   (%d publishers posting all along)\n", res.GapP50Ms, res.GapP99Ms, res.GapMaxMs, failoverPublishers)
+	if !*idle {
+		fmt.Fprintf(stdout, "  gap in acks:   p50 %6.1f ms   p99 %6.1f ms   max %6.1f ms   (%d publishers posting all along)\n", res.GapP50Ms, res.GapP99Ms, res.GapMaxMs, failoverPublishers)
+	}
 	fmt.Fprintf(stdout, "  acked %d, lost %d, duplicated %d, unverified %d, failed posts %d\n", res.Acked, res.Lost, res.Duplicated, res.Unverified, res.Errors)
 	if res.Lost != 0 || res.Duplicated != 0 {
 		fmt.Fprintln(stderr, "tigerbench: acknowledged posts lost or duplicated")
@@ -222,7 +229,12 @@ func tigerchatBinary(dir, given string) (string, error) {
 // status change the bench saw (-v prints them for every trial).
 const slowTrialMs = 200
 
-func failover(ctx context.Context, trials int, verbose bool, log io.Writer) (Result, error) {
+// failoverIdleQuiet is how long tigerbench failover -idle leaves the
+// cluster without a post before a kill: past the primary's idle_after_ms
+// (1 s) and its announcing beats.
+const failoverIdleQuiet = 1500 * time.Millisecond
+
+func failover(ctx context.Context, trials int, idle, verbose bool, log io.Writer) (Result, error) {
 	res := Result{Scenario: "failover", Trials: trials}
 	dir, err := os.MkdirTemp("", "tigerbench-")
 	if err != nil {
@@ -253,6 +265,9 @@ func failover(ctx context.Context, trials int, verbose bool, log io.Writer) (Res
 	if r, err := cl.Do(ctx, 0, chat.OperationCreateRoom, room); err != nil || r.Flags != vsr.ReplyOk {
 		return res, fmt.Errorf("create room: %v", err)
 	}
+	if idle {
+		return idleFailovers(ctx, c, cl, res, trials, verbose, log)
+	}
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	l := startFailoverLoad(loadCtx, cl, "failover")
@@ -281,6 +296,30 @@ func failover(ctx context.Context, trials int, verbose bool, log io.Writer) (Res
 	res.Acked, res.Lost, res.Duplicated, res.Unverified, err = l.finish(ctx, stopLoad)
 	res.Errors = l.errs
 	return res, err
+}
+
+// idleFailovers kills the primary of a cluster that has had no post for
+// failoverIdleQuiet, trials times: the backups suspect it after the idle
+// primary timeout instead of the usual one.
+func idleFailovers(ctx context.Context, c *testcluster.Cluster, cl *client.Client, res Result, trials int, verbose bool, log io.Writer) (Result, error) {
+	var commits, acks []float64
+	for t := 0; t < trials; t++ {
+		time.Sleep(failoverIdleQuiet)
+		commitMs, ackMs, _, tl, err := oneFailover(ctx, c, cl, t)
+		if err != nil {
+			return res, fmt.Errorf("trial %d: %w", t, err)
+		}
+		res.Acked++ // the post sent right after the kill
+		commits, acks = append(commits, commitMs), append(acks, ackMs)
+		fmt.Fprintf(log, "trial %d (idle): commit %.1f ms, client ack %.1f ms\n", t, commitMs, ackMs)
+		fmt.Fprintf(log, "  %s\n", tl.summary())
+		if verbose {
+			fmt.Fprintln(log, tl.detail())
+		}
+	}
+	res.CommitP50Ms, res.CommitP99Ms, res.CommitMaxMs = percentiles(commits)
+	res.AckP50Ms, res.AckP99Ms, res.AckMaxMs = percentiles(acks)
+	return res, nil
 }
 
 func oneFailover(ctx context.Context, c *testcluster.Cluster, cl *client.Client, trial int) (commitMs, ackMs float64, killedAt time.Time, timeline *trialTimeline, err error) {

@@ -219,3 +219,61 @@ func TestClientQuietTicks(t *testing.T) {
 		t.Fatal("the tick after the quiet ones sent no retry")
 	}
 }
+
+// A client's write that reaches the backups of an idle primary (a client
+// retries to every replica when its primary does not answer) makes them
+// suspect the primary as fast as a busy one: a primary that died while
+// idle is replaced soon after a client needs it.
+func TestIdlePrimaryDoubtedByAClientWrite(t *testing.T) {
+	s := sched.New(1 << 16)
+	pool := newBenchPool(s)
+	replicas := newBenchCluster(t, s, pool, 64, 16)
+	cfg := replicas[0].cfg
+	addr := model.ClientAddressBase
+	cl := NewClient(ClientConfig{Cluster: 9, ReplicaCount: 3, ID: 1, RequestTimeout: 100}, &benchNet{pool: pool, from: addr}, prng.New(1))
+	pool.handlers[addr] = cl.OnMessage
+	s.AddTicker(cl.Tick)
+	var replies []Reply
+	submit := func() {
+		cl.Submit(OperationUserMin, []byte("x"), func(r Reply) { replies = append(replies, r) })
+	}
+	s.RunUntil(300)
+	submit() // registers the session, then writes
+	s.RunUntil(3300)
+	if len(replies) != 1 || replies[0].Err != nil {
+		t.Fatalf("the first write: replies %+v", replies)
+	}
+	primary := primaryOf(t, replicas)
+	view := primary.View()
+	if !primary.idleSpaced() {
+		t.Fatalf("the primary is not idle 3,000 ticks after a write (%d quiet beats)", primary.quietBeats)
+	}
+	dead := model.Address(primary.cfg.Replica)
+	for i := range replicas {
+		to := model.Address(i)
+		deliver := pool.handlers[to]
+		pool.handlers[to] = func(from model.Address, msg []byte) {
+			if from != dead && to != dead {
+				deliver(from, msg)
+			}
+		}
+	}
+	silent := s.Now()
+	submit()
+	for s.Now() < silent+model.Tick(3*cfg.IdlePrimaryTimeoutTicks) && len(replies) < 2 {
+		s.RunUntil(s.Now() + 1)
+	}
+	if len(replies) != 2 || replies[1].Err != nil {
+		t.Fatalf("a write after the idle primary died: replies %+v", replies)
+	}
+	// The client retried to every replica after 100 ticks; the backups
+	// then waited the usual timeout, far less than the idle one.
+	if took := uint64(s.Now() - silent); took >= cfg.IdlePrimaryTimeoutTicks-cfg.IdleHeartbeatTicks {
+		t.Fatalf("the write committed %d ticks after the idle primary died: the backups waited the idle timeout (%d)", took, cfg.IdlePrimaryTimeoutTicks)
+	}
+	for _, r := range replicas {
+		if r != primary && r.View() == view {
+			t.Fatalf("replica %d is still in the dead primary's view %d", r.cfg.Replica, view)
+		}
+	}
+}

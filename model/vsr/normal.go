@@ -17,6 +17,7 @@ const (
 
 func (r *Replica) onRequest(from model.Address, h *wire.Header, body []byte) {
 	if r.status != StatusNormal || !r.IsPrimary() || !r.smValid {
+		r.doubtIdlePrimary(h)
 		r.Stats.DroppedStatus++
 		r.ignored(ignoreStatus)
 		return
@@ -678,6 +679,28 @@ func (r *Replica) startPrimaryTimeout() {
 	}
 	t.BackoffMax = t.AfterTicks * backoffFactor // arm caps a duration there
 	t.Start()
+}
+
+// doubtIdlePrimary: a backup of an idle primary got a client's write,
+// which a client sends to every replica only when its primary did not
+// answer in time. Were the primary up, it would prepare the write and be
+// busy again; so the backup suspects it as fast as a busy one: a primary
+// that died while idle is replaced soon after a client needs it, not a
+// whole idle timeout later. Reads do not count (they leave an idle
+// primary idle), nor does a late copy of a request already applied.
+func (r *Replica) doubtIdlePrimary(h *wire.Header) {
+	if r.status != StatusNormal || r.IsPrimary() || !r.primaryIdle || !r.smValid ||
+		h.Operation < OperationUserMin || r.sm.ReadOnly(h.Operation) {
+		return
+	}
+	if s := r.sessions.get(h.Client); s == nil || s.Register != requestOf(h).Session() || h.Request <= s.Request {
+		return // a copy of a request this backup applied, late: no client waits on it
+	}
+	r.primaryIdle = false
+	if r.timeoutPrimary.TicksLeft() > r.cfg.PrimaryTimeoutTicks {
+		r.startPrimaryTimeout()
+	}
+	r.event("idle_primary_doubted")
 }
 
 // retryIdle reports whether a retry would send nothing: no prepare of
