@@ -101,6 +101,11 @@ func (s *System) start(ctx context.Context) error {
 	s.cluster = c
 	var env []string
 	if s.o.PprofDir != "" {
+		// Profiles land there after the run: made now, a missing directory
+		// fails the run at once instead of losing them at the end.
+		if err := os.MkdirAll(s.o.PprofDir, 0o755); err != nil {
+			return fmt.Errorf("pprof directory: %w", err)
+		}
 		env = append(env, "TIGERCHAT_PPROF=1")
 	}
 	edgeFlags, err := s.edgeFiles()
