@@ -32,6 +32,20 @@ func watchBeats(s *sched.Scheduler, pool *benchPool, to model.Address) *beatLog 
 	return log
 }
 
+// silence drops every message replica dead sends to the other replicas
+// from now on, and with deaf what they send it too.
+func silence(pool *benchPool, replicas int, dead model.Address, deaf bool) {
+	for i := range replicas {
+		to := model.Address(i)
+		deliver := pool.handlers[to]
+		pool.handlers[to] = func(from model.Address, msg []byte) {
+			if from != dead && !(deaf && to == dead) {
+				deliver(from, msg)
+			}
+		}
+	}
+}
+
 func (l *beatLog) reset() { l.ticks, l.idle, l.msgs = l.ticks[:0], l.idle[:0], l.msgs[:0] }
 
 func primaryOf(t *testing.T, replicas []*Replica) *Replica {
@@ -142,16 +156,7 @@ func TestIdlePrimaryDeathSuspectedAfterIdleTimeout(t *testing.T) {
 		t.Fatalf("the primary is not spacing its heartbeats after 3,000 quiet ticks (%d quiet beats)", primary.quietBeats)
 	}
 	// The primary falls silent: nothing it sends arrives.
-	dead := model.Address(primary.cfg.Replica)
-	for i := range replicas {
-		to := model.Address(i)
-		deliver := pool.handlers[to]
-		pool.handlers[to] = func(from model.Address, msg []byte) {
-			if from != dead {
-				deliver(from, msg)
-			}
-		}
-	}
+	silence(pool, len(replicas), model.Address(primary.cfg.Replica), false)
 	for _, r := range replicas {
 		if r != primary {
 			if !r.timeoutPrimary.Ticking() {
@@ -248,16 +253,7 @@ func TestIdlePrimaryDoubtedByAClientWrite(t *testing.T) {
 	if !primary.idleSpaced() {
 		t.Fatalf("the primary is not idle 3,000 ticks after a write (%d quiet beats)", primary.quietBeats)
 	}
-	dead := model.Address(primary.cfg.Replica)
-	for i := range replicas {
-		to := model.Address(i)
-		deliver := pool.handlers[to]
-		pool.handlers[to] = func(from model.Address, msg []byte) {
-			if from != dead && to != dead {
-				deliver(from, msg)
-			}
-		}
-	}
+	silence(pool, len(replicas), model.Address(primary.cfg.Replica), true)
 	silent := s.Now()
 	submit()
 	for s.Now() < silent+model.Tick(3*cfg.IdlePrimaryTimeoutTicks) && len(replies) < 2 {
