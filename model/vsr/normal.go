@@ -156,24 +156,10 @@ func (r *Replica) queuedBody(q *request) []byte {
 // maybePrepare packs queued requests into the next prepare when the pipeline
 // and the WAL window allow it.
 func (r *Replica) maybePrepare() {
-	if r.status != StatusNormal || !r.IsPrimary() || (len(r.requestQueue) == 0 && !r.noopDue) {
+	if !r.prepareReady() {
 		return
 	}
-	if r.op-r.commitMax >= uint64(r.cfg.PipelineMax) || r.op+1 > r.checkpointOp+uint64(r.cfg.SlotCount) {
-		return
-	}
-	if len(r.requestQueue) < r.cfg.BatchMax && r.prepareWrites() >= prepareWritesMax {
-		// Group commit: while prepareWritesMax prepares are still being
-		// written, let requests gather; they all go in the next prepare when
-		// one is durable. Under load batches grow by themselves; a request
-		// that finds fewer writes in flight is prepared at once, so it does
-		// not wait a whole fdatasync for the previous prepare's.
-		return
-	}
-	parent, ok := r.expected(r.op)
-	if !ok {
-		return
-	}
+	parent, _ := r.expected(r.op)
 	assert(!parent.IsZero() && r.logView == r.view, "preparing without the head's checksum or in an older log view")
 	body := r.batchBuf[:0]
 	n := 0
@@ -212,6 +198,28 @@ func (r *Replica) maybePrepare() {
 	r.broadcast(msg)
 	r.leaveIdle()
 	r.event("prepare")
+}
+
+// prepareReady reports whether maybePrepare would prepare now. After one
+// prepare a full batch may still wait in the queue; it goes at the next
+// input or tick, so QuietTicks calls no tick quiet while it waits.
+func (r *Replica) prepareReady() bool {
+	if r.status != StatusNormal || !r.IsPrimary() || (len(r.requestQueue) == 0 && !r.noopDue) {
+		return false
+	}
+	if r.op-r.commitMax >= uint64(r.cfg.PipelineMax) || r.op+1 > r.checkpointOp+uint64(r.cfg.SlotCount) {
+		return false
+	}
+	if len(r.requestQueue) < r.cfg.BatchMax && r.prepareWrites() >= prepareWritesMax {
+		// Group commit: while prepareWritesMax prepares are still being
+		// written, let requests gather; they all go in the next prepare when
+		// one is durable. Under load batches grow by themselves; a request
+		// that finds fewer writes in flight is prepared at once, so it does
+		// not wait a whole fdatasync for the previous prepare's.
+		return false
+	}
+	_, ok := r.expected(r.op)
+	return ok
 }
 
 // prepareWritesMax is how many of its own prepares a primary lets be written
