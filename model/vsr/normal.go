@@ -352,6 +352,14 @@ func (r *Replica) ignorePrepareOk(h *wire.Header) ignoreReason {
 	return ignoreNone
 }
 
+// ownAckStale: the primary's own ack is behind what it holds (an apply
+// that ended without an input moved its head), so its next commit may
+// advance commitMax; QuietTicks calls no tick quiet until it has run.
+func (r *Replica) ownAckStale() bool {
+	return r.status == StatusNormal && r.IsPrimary() && r.superblock.durable.LogView == r.view &&
+		r.ackOp[r.cfg.Replica] < r.ackHead()
+}
+
 // commit advances commitMax from acks (primary) and applies what is
 // committed and present (everyone).
 func (r *Replica) commit() {

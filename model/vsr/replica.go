@@ -477,7 +477,7 @@ const QuietTicksMax = 1 << 10
 // it called quiet is.
 func (r *Replica) QuietTicks() uint64 {
 	if r.status == StatusRecovering || r.repairSoon || r.readRoundDue || len(r.reads) > 0 || len(r.boundedReads) > 0 ||
-		r.mustAbdicate() || r.prepareReady() {
+		r.mustAbdicate() || r.prepareReady() || r.ownAckStale() {
 		return 0 // work that the next tick's progress may do (reads wait on it too)
 	}
 	quiet := r.grid.QuietTicks(QuietTicksMax)
