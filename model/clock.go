@@ -41,6 +41,9 @@ type Timeout struct {
 // overflow.
 const BackoffAttemptsMax = 16
 
+// backoffFactor is a timeout's backoff cap over its base duration.
+const backoffFactor = 8
+
 // NewTimeout returns a stopped timeout.
 func NewTimeout(name string, afterTicks, jitterTicks uint64, p *prng.PRNG) Timeout {
 	if afterTicks == 0 {
@@ -53,9 +56,19 @@ func NewTimeout(name string, afterTicks, jitterTicks uint64, p *prng.PRNG) Timeo
 		Name:        name,
 		AfterTicks:  afterTicks,
 		JitterTicks: jitterTicks,
-		BackoffMax:  afterTicks * 8,
+		BackoffMax:  afterTicks * backoffFactor,
 		prng:        p,
 	}
+}
+
+// SetAfter changes the base duration and jitter for the next Start, and
+// the backoff cap with them (NewTimeout's ratio): a cap left from a
+// shorter duration would clip the new one.
+func (t *Timeout) SetAfter(afterTicks, jitterTicks uint64) {
+	if afterTicks == 0 {
+		panic("timeout " + t.Name + ": AfterTicks must be positive")
+	}
+	t.AfterTicks, t.JitterTicks, t.BackoffMax = afterTicks, jitterTicks, afterTicks*backoffFactor
 }
 
 // Start (re)arms the timeout from now, with fresh jitter and no backoff.

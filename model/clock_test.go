@@ -53,3 +53,20 @@ func TestTimeoutBackoffCapped(t *testing.T) {
 		t.Fatalf("ticks left %d, want cap %d", to.TicksLeft(), to.BackoffMax)
 	}
 }
+
+// A duration set after construction is armed whole, longer ones too (the
+// backoff cap follows it), and the backoff still stops at eight times it.
+func TestTimeoutSetAfterMovesTheCap(t *testing.T) {
+	to := NewTimeout("t", 15, 0, prng.New(1))
+	to.SetAfter(400, 0)
+	to.Start()
+	if got := to.TicksLeft(); got != 400 {
+		t.Fatalf("a 400-tick duration set after a 15-tick one armed %d ticks", got)
+	}
+	for range 10 {
+		to.Backoff()
+	}
+	if got := to.TicksLeft(); got != 8*400 {
+		t.Fatalf("backoff armed %d ticks, want the cap %d", got, 8*400)
+	}
+}

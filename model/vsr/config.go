@@ -42,11 +42,12 @@ type Config struct {
 	RepairTicks            uint64 // how often a replica asks for what it is missing
 	PrepareRetryTicks      uint64 // primary resends unacknowledged prepares
 
-	// An idle primary spaces its heartbeats (docs/protocol.md, "Idle
+	// An idle primary spaces its heartbeats (docs/vsr.md, "Idle
 	// heartbeats"): once its backups have held its head for IdleAfterTicks
 	// it says so in its heartbeats, and after a few such beats sends them
 	// every IdleHeartbeatTicks; a backup told so waits IdlePrimaryTimeoutTicks
-	// before it suspects the primary. Any prepare or read ends it. 0: never.
+	// before it suspects the primary. A prepare ends it; reads do not.
+	// IdleAfterTicks 0: never.
 	IdleAfterTicks          uint64
 	IdleHeartbeatTicks      uint64
 	IdlePrimaryTimeoutTicks uint64

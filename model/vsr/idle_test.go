@@ -46,6 +46,34 @@ func silence(pool *benchPool, replicas int, dead model.Address, deaf bool) {
 	}
 }
 
+// newIdleTestCluster is three replicas on instant disks and a one-tick
+// network, with the default (production) idle heartbeats.
+func newIdleTestCluster(t *testing.T) (*sched.Scheduler, *benchPool, []*Replica, Config) {
+	s := sched.New(1 << 16)
+	pool := newBenchPool(s)
+	replicas := newBenchCluster(t, s, pool, 64, 16)
+	return s, pool, replicas, replicas[0].cfg
+}
+
+// testWriter is one client that submits writes and keeps their replies.
+type testWriter struct {
+	client  *Client
+	replies []Reply
+}
+
+func newTestWriter(s *sched.Scheduler, pool *benchPool, requestTimeout uint64) *testWriter {
+	addr := model.ClientAddressBase
+	w := &testWriter{client: NewClient(ClientConfig{Cluster: 9, ReplicaCount: 3, ID: 1, RequestTimeout: requestTimeout},
+		&benchNet{pool: pool, from: addr}, prng.New(1))}
+	pool.handlers[addr] = w.client.OnMessage
+	s.AddTicker(w.client.Tick)
+	return w
+}
+
+func (w *testWriter) submit() {
+	w.client.Submit(OperationUserMin, []byte("x"), func(r Reply) { w.replies = append(w.replies, r) })
+}
+
 func (l *beatLog) reset() { l.ticks, l.idle, l.msgs = l.ticks[:0], l.idle[:0], l.msgs[:0] }
 
 func primaryOf(t *testing.T, replicas []*Replica) *Replica {
@@ -64,10 +92,7 @@ func primaryOf(t *testing.T, replicas []*Replica) *Replica {
 // write brings the usual interval back at once, and a reordered heartbeat
 // from before the idleness does not put a backup back on the short timeout.
 func TestIdlePrimarySpacesHeartbeats(t *testing.T) {
-	s := sched.New(1 << 16)
-	pool := newBenchPool(s)
-	replicas := newBenchCluster(t, s, pool, 64, 16)
-	cfg := replicas[0].cfg
+	s, pool, replicas, cfg := newIdleTestCluster(t)
 	s.RunUntil(300)
 	primary := primaryOf(t, replicas)
 	view := primary.View()
@@ -115,17 +140,13 @@ func TestIdlePrimarySpacesHeartbeats(t *testing.T) {
 	}
 
 	// One write: the primary is busy again.
-	addr := model.ClientAddressBase
-	cl := NewClient(ClientConfig{Cluster: 9, ReplicaCount: 3, ID: 1, RequestTimeout: 200}, &benchNet{pool: pool, from: addr}, prng.New(1))
-	pool.handlers[addr] = cl.OnMessage
-	s.AddTicker(cl.Tick)
-	var replies []Reply
-	cl.Submit(OperationUserMin, []byte("x"), func(r Reply) { replies = append(replies, r) })
-	for s.Now() < 7000 && len(replies) == 0 {
+	w := newTestWriter(s, pool, 200)
+	w.submit()
+	for s.Now() < 7000 && len(w.replies) == 0 {
 		s.RunUntil(s.Now() + 1)
 	}
-	if len(replies) != 1 || replies[0].Err != nil {
-		t.Fatalf("a write to the idle primary: replies %+v", replies)
+	if len(w.replies) != 1 || w.replies[0].Err != nil {
+		t.Fatalf("a write to the idle primary: replies %+v", w.replies)
 	}
 	beats.reset()
 	s.RunUntil(s.Now() + 200)
@@ -145,10 +166,7 @@ func TestIdlePrimarySpacesHeartbeats(t *testing.T) {
 // A primary that dies while idle is suspected after the idle primary
 // timeout, not before, and a new primary takes over.
 func TestIdlePrimaryDeathSuspectedAfterIdleTimeout(t *testing.T) {
-	s := sched.New(1 << 16)
-	pool := newBenchPool(s)
-	replicas := newBenchCluster(t, s, pool, 64, 16)
-	cfg := replicas[0].cfg
+	s, pool, replicas, cfg := newIdleTestCluster(t)
 	s.RunUntil(3000)
 	primary := primaryOf(t, replicas)
 	view := primary.View()
@@ -230,23 +248,13 @@ func TestClientQuietTicks(t *testing.T) {
 // suspect the primary as fast as a busy one: a primary that died while
 // idle is replaced soon after a client needs it.
 func TestIdlePrimaryDoubtedByAClientWrite(t *testing.T) {
-	s := sched.New(1 << 16)
-	pool := newBenchPool(s)
-	replicas := newBenchCluster(t, s, pool, 64, 16)
-	cfg := replicas[0].cfg
-	addr := model.ClientAddressBase
-	cl := NewClient(ClientConfig{Cluster: 9, ReplicaCount: 3, ID: 1, RequestTimeout: 100}, &benchNet{pool: pool, from: addr}, prng.New(1))
-	pool.handlers[addr] = cl.OnMessage
-	s.AddTicker(cl.Tick)
-	var replies []Reply
-	submit := func() {
-		cl.Submit(OperationUserMin, []byte("x"), func(r Reply) { replies = append(replies, r) })
-	}
+	s, pool, replicas, cfg := newIdleTestCluster(t)
+	w := newTestWriter(s, pool, 100)
 	s.RunUntil(300)
-	submit() // registers the session, then writes
+	w.submit() // registers the session, then writes
 	s.RunUntil(3300)
-	if len(replies) != 1 || replies[0].Err != nil {
-		t.Fatalf("the first write: replies %+v", replies)
+	if len(w.replies) != 1 || w.replies[0].Err != nil {
+		t.Fatalf("the first write: replies %+v", w.replies)
 	}
 	primary := primaryOf(t, replicas)
 	view := primary.View()
@@ -255,12 +263,12 @@ func TestIdlePrimaryDoubtedByAClientWrite(t *testing.T) {
 	}
 	silence(pool, len(replicas), model.Address(primary.cfg.Replica), true)
 	silent := s.Now()
-	submit()
-	for s.Now() < silent+model.Tick(3*cfg.IdlePrimaryTimeoutTicks) && len(replies) < 2 {
+	w.submit()
+	for s.Now() < silent+model.Tick(3*cfg.IdlePrimaryTimeoutTicks) && len(w.replies) < 2 {
 		s.RunUntil(s.Now() + 1)
 	}
-	if len(replies) != 2 || replies[1].Err != nil {
-		t.Fatalf("a write after the idle primary died: replies %+v", replies)
+	if len(w.replies) != 2 || w.replies[1].Err != nil {
+		t.Fatalf("a write after the idle primary died: replies %+v", w.replies)
 	}
 	// The client retried to every replica after 100 ticks; the backups
 	// then waited the usual timeout, far less than the idle one.

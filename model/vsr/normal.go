@@ -646,7 +646,6 @@ func (r *Replica) onHeartbeat() {
 // a backup that missed one idle heartbeat from suspecting its primary
 // while the beats space out.
 const (
-	backoffFactor     = 8 // model.NewTimeout's BackoffMax over AfterTicks
 	idleAnnounceBeats = 4
 	quietBeatsMax     = 1 << 32
 )
@@ -664,13 +663,12 @@ func (r *Replica) idleSpaced() bool {
 // armHeartbeat starts the heartbeat timeout at the interval the primary's
 // idleness asks for.
 func (r *Replica) armHeartbeat() {
-	t := &r.timeoutHeartbeat
-	t.AfterTicks = r.cfg.HeartbeatTicks
+	after := r.cfg.HeartbeatTicks
 	if r.idleSpaced() && len(r.reads) == 0 { // a waiting read's lost round is sent again soon
-		t.AfterTicks = r.cfg.IdleHeartbeatTicks
+		after = r.cfg.IdleHeartbeatTicks
 	}
-	t.BackoffMax = t.AfterTicks * backoffFactor // arm caps a duration there
-	t.Start()
+	r.timeoutHeartbeat.SetAfter(after, 0)
+	r.timeoutHeartbeat.Start()
 }
 
 // leaveIdle: the primary prepared, so its next heartbeat comes at the usual
@@ -688,13 +686,12 @@ func (r *Replica) leaveIdle() {
 // idle timeout while the primary's newest heartbeat said it is idle and no
 // newer prepare came; else at the usual one.
 func (r *Replica) startPrimaryTimeout() {
-	t := &r.timeoutPrimary
-	t.AfterTicks, t.JitterTicks = r.cfg.PrimaryTimeoutTicks, r.cfg.PrimaryTimeoutTicks/2
+	after := r.cfg.PrimaryTimeoutTicks
 	if r.primaryIdle {
-		t.AfterTicks, t.JitterTicks = r.cfg.IdlePrimaryTimeoutTicks, r.cfg.IdlePrimaryTimeoutTicks/2
+		after = r.cfg.IdlePrimaryTimeoutTicks
 	}
-	t.BackoffMax = t.AfterTicks * backoffFactor // arm caps a duration there
-	t.Start()
+	r.timeoutPrimary.SetAfter(after, after/2)
+	r.timeoutPrimary.Start()
 }
 
 // doubtIdlePrimary: a backup of an idle primary got a client's write,

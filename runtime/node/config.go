@@ -222,11 +222,6 @@ func (c *ClusterConfig) Validate() error {
 		return fmt.Errorf("profile must be empty or %q, got %q", ProfileSmall, c.Profile)
 	case c.FrameAuth != "" && c.FrameAuth != transport.FrameAuthMAC && c.FrameAuth != transport.FrameAuthEd25519:
 		return fmt.Errorf("frame_auth must be %q (default) or %q, got %q", transport.FrameAuthMAC, transport.FrameAuthEd25519, c.FrameAuth)
-	case c.IdleAfterMs < c.HeartbeatMs || c.IdleHeartbeatMs < c.HeartbeatMs || c.IdlePrimaryTimeoutMs <= 2*c.IdleHeartbeatMs ||
-		c.IdlePrimaryTimeoutMs < c.PrimaryTimeoutMs:
-		return fmt.Errorf("idle_after_ms %d and idle_heartbeat_ms %d must be at least heartbeat_ms %d, and idle_primary_timeout_ms %d "+
-			"above twice idle_heartbeat_ms and at least primary_timeout_ms %d (docs/operations.md)",
-			c.IdleAfterMs, c.IdleHeartbeatMs, c.HeartbeatMs, c.IdlePrimaryTimeoutMs, c.PrimaryTimeoutMs)
 	case c.IdempotencyWindowSeconds < 1 || c.IdempotencyWindowSeconds > idempotencyWindowSecondsMax:
 		return fmt.Errorf("idempotency_window_seconds must be in [1, %d], got %d", idempotencyWindowSecondsMax, c.IdempotencyWindowSeconds)
 	}

@@ -56,7 +56,8 @@ func TestConfigIdempotencyWindow(t *testing.T) {
 
 // Idle heartbeats: on by default (1 s, 400 ms, 1 s), off with the idle
 // interval and timeout set to the usual ones (as during an upgrade from a
-// build without them), and a bad combination refused naming the fields.
+// build without them), and a bad combination refused by the replica
+// config's rule, which names the idle settings.
 func TestConfigIdleHeartbeats(t *testing.T) {
 	c := testConfig("", 0)
 	v := c.VSRConfig(0, 0)
@@ -76,7 +77,7 @@ func TestConfigIdleHeartbeats(t *testing.T) {
 	} {
 		c := testConfig("", 0)
 		bad(&c)
-		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "idle_heartbeat_ms") {
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "idle heartbeat") {
 			t.Errorf("idle %d / %d / %d ms: %v", c.IdleAfterMs, c.IdleHeartbeatMs, c.IdlePrimaryTimeoutMs, err)
 		}
 	}
