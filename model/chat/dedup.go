@@ -12,7 +12,8 @@ import (
 // The idempotency table (docs/storage.md) maps a post's key to the message
 // it created, for Limits.IdempotencyWindowNs after the post:
 //
-//	dedup    rk 0x00 incarnation u64 key → thread u64 | seq u64 | time_ns i64 | hash [32]
+//	dedup    rk 0x00 incarnation u64 key → uvarint thread | uvarint seq | time_ns i64 | hash [32]
+//	                                      (or thread u64 | seq u64 | ...: encode)
 //
 // The key itself (1–64 bytes) orders a room's items, so keys made in time
 // order (the SDKs' UUIDv7 keys, the edge's own, a writer's counter) land
@@ -33,6 +34,8 @@ import (
 // starts with no keys, and the deleted room's items simply age out. An
 // expired item stays until its key is posted again, which overwrites it.
 
+// dedupValueSize is the size of an entry's fixed form: thread u64 | seq
+// u64 | time_ns i64 | hash [32].
 const dedupValueSize = 8 + 8 + 8 + HashSize
 
 // dedupEntry remembers the message an idempotency key created.
@@ -42,6 +45,10 @@ type dedupEntry struct {
 	timeNs int64
 	hash   Hash
 }
+
+// dedupValueTail is what follows the thread and seq in either form:
+// time_ns i64 | hash [32].
+const dedupValueTail = 8 + HashSize
 
 // dedupRoomPrefix starts every item key of one room's incarnation.
 func dedupRoomPrefix(buf []byte, rk string, incarnation uint64) []byte {
@@ -53,28 +60,50 @@ func dedupKey(buf []byte, rk string, incarnation uint64, key []byte) []byte {
 	return append(dedupRoomPrefix(buf, rk, incarnation), key...)
 }
 
+// encode writes e compact, thread and seq as uvarints (a main log's
+// thread is 0, a seq a few bytes), so that a page holds more entries:
+// uvarint thread | uvarint seq | time_ns i64 | hash [32], shorter than
+// dedupValueSize. An entry whose compact form would not be shorter is
+// written in the fixed form, as every entry was before 2026-12-04: the
+// length tells the forms apart.
 func (e *dedupEntry) encode(buf []byte) []byte {
 	le := binary.LittleEndian
-	buf = le.AppendUint64(le.AppendUint64(le.AppendUint64(buf[:0], e.thread), e.seq), uint64(e.timeNs))
+	buf = binary.AppendUvarint(binary.AppendUvarint(buf[:0], e.thread), e.seq)
+	if len(buf)+dedupValueTail >= dedupValueSize {
+		buf = le.AppendUint64(le.AppendUint64(buf[:0], e.thread), e.seq)
+	}
+	buf = le.AppendUint64(buf, uint64(e.timeNs))
 	return append(buf, e.hash[:]...)
 }
 
 func decodeDedupEntry(b []byte) dedupEntry {
-	if len(b) != dedupValueSize {
-		panic("chat: an idempotency item of the wrong size")
-	}
 	le := binary.LittleEndian
-	e := dedupEntry{thread: le.Uint64(b), seq: le.Uint64(b[8:]), timeNs: int64(le.Uint64(b[16:]))}
-	copy(e.hash[:], b[24:])
+	var e dedupEntry
+	if len(b) == dedupValueSize {
+		e.thread, e.seq = le.Uint64(b), le.Uint64(b[8:])
+	} else {
+		var n, m int
+		e.thread, n = binary.Uvarint(b)
+		if n > 0 {
+			e.seq, m = binary.Uvarint(b[n:])
+		}
+		if n <= 0 || m <= 0 || n+m+dedupValueTail != len(b) {
+			panic("chat: an idempotency item that is neither form")
+		}
+	}
+	tail := b[len(b)-dedupValueTail:]
+	e.timeNs = int64(le.Uint64(tail))
+	copy(e.hash[:], tail[8:])
 	return e
 }
 
-// dedupTimeNs is the time of an encoded entry, without decoding the rest.
+// dedupTimeNs is the time of an encoded entry, without decoding the rest:
+// the same distance from the end in either form.
 func dedupTimeNs(b []byte) int64 {
-	if len(b) != dedupValueSize {
+	if len(b) < 2+dedupValueTail || len(b) > dedupValueSize {
 		panic("chat: an idempotency item of the wrong size")
 	}
-	return int64(binary.LittleEndian.Uint64(b[16:]))
+	return int64(binary.LittleEndian.Uint64(b[len(b)-dedupValueTail:]))
 }
 
 // expired reports whether e is older than the window at nowNs.

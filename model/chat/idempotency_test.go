@@ -2,7 +2,9 @@ package chat
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"testing"
 
 	"tigerchat/model/prng"
@@ -176,5 +178,36 @@ func TestDedupOrderedKeysWriteFewPages(t *testing.T) {
 	random := written(func(int) string { return fmt.Sprintf("k%08d-%x", p.Uint64()%5000, p.Uint64()) })
 	if ordered > 30 || random < 4*ordered {
 		t.Fatalf("a checkpoint after 200 posts wrote %d blocks for ordered keys, %d for random ones", ordered, random)
+	}
+}
+
+// TestDedupEntryForms: an entry is written compact when that is shorter
+// (a main log's post: 45 bytes instead of 56), in the fixed form of
+// earlier builds otherwise, and either form decodes to the entry, its
+// time readable without decoding the rest.
+func TestDedupEntryForms(t *testing.T) {
+	hash := Hash{1, 2, 3}
+	for _, e := range []dedupEntry{
+		{thread: 0, seq: 1, timeNs: 5, hash: hash},
+		{thread: 0, seq: 1 << 20, timeNs: -7, hash: hash},
+		{thread: 1 << 40, seq: 1 << 41, timeNs: 1 << 62, hash: hash},
+		{thread: math.MaxUint64, seq: math.MaxUint64, timeNs: math.MinInt64, hash: hash},
+	} {
+		b := e.encode(nil)
+		compact := len(binary.AppendUvarint(binary.AppendUvarint(nil, e.thread), e.seq))+dedupValueTail < dedupValueSize
+		if compact != (len(b) < dedupValueSize) || (!compact && len(b) != dedupValueSize) {
+			t.Fatalf("%+v: %d bytes", e, len(b))
+		}
+		if got := decodeDedupEntry(b); got != e || dedupTimeNs(b) != e.timeNs {
+			t.Fatalf("%+v decodes to %+v, time %d", e, got, dedupTimeNs(b))
+		}
+		le := binary.LittleEndian
+		fixed := append(le.AppendUint64(le.AppendUint64(le.AppendUint64(nil, e.thread), e.seq), uint64(e.timeNs)), e.hash[:]...)
+		if got := decodeDedupEntry(fixed); got != e || dedupTimeNs(fixed) != e.timeNs {
+			t.Fatalf("the fixed form of %+v decodes to %+v", e, got)
+		}
+	}
+	if n := len((&dedupEntry{seq: 1000}).encode(nil)); n != 43 {
+		t.Fatalf("a main log's post at seq 1000 takes %d bytes, want 43", n)
 	}
 }

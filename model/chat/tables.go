@@ -22,7 +22,7 @@ import (
 //	                                       incarnation u64 | members u32
 //	members  rk 0x00 user                → (empty)
 //	threads  rk 0x00 parent u64          → head_seq u64 | head_hash [32] | first u64
-//	dedup    rk 0x00 incarnation u64 key_digest [16] → see dedup.go
+//	dedup    rk 0x00 incarnation u64 key      → see dedup.go
 //	index    rk 0x00 thread u64 first u64 → last u64, and the message block as the item's ref;
 //	                                       or last u64 | shared block ref [32], no item ref (store.go)
 //	shared   address u64                 → runs u32 (the runs logs hold of it), and the shared block as the item's ref

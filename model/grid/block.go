@@ -63,7 +63,8 @@ const (
 	flagCompressed uint8 = 1 << 0
 	flagSpilled    uint8 = 1 << 1 // child 0 is a data tree holding the node's data
 	flagInterior   uint8 = 1 << 2 // a data tree node: its children are the chunks, in order
-	flagsKnown           = flagCompressed | flagSpilled | flagInterior
+	flagPrefixed   uint8 = 1 << 3 // a table page whose keys are written once for the prefix they share
+	flagsKnown           = flagCompressed | flagSpilled | flagInterior | flagPrefixed
 )
 
 // Ref names a block: where it is and what it must hash to. The zero Ref

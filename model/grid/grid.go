@@ -328,6 +328,15 @@ func (g *Grid) Write(kind Kind, children []Ref, data []byte, compress bool) Ref 
 	return g.write(kind, flags, children, data)
 }
 
+// writeFlags is Write of an uncompressed block with flags of its kind's
+// own (a prefixed table page).
+func (g *Grid) writeFlags(kind Kind, flags uint8, children []Ref, data []byte) Ref {
+	if len(children) > g.cfg.ChildrenMax() {
+		panic("grid: too many children for one block")
+	}
+	return g.write(kind, flags, children, data)
+}
+
 func (g *Grid) write(kind Kind, flags uint8, children []Ref, data []byte) Ref {
 	if kind == KindNone || kind >= kindCount {
 		panic("grid: writing a block of no kind")

@@ -21,7 +21,13 @@ import (
 //
 // Leaf page (KindTableLeaf): children = the refs of the items that have
 // one, in item order; data = count u32 | count × (key u16-prefixed |
-// has_ref u8 | value u32-prefixed). Index node (KindTableIndex): children
+// has_ref u8 | value u32-prefixed). A page whose keys share a prefix
+// (flagPrefixed, since 2026-12-04) writes it once: count u32 | prefix
+// u16-prefixed | count × (the key after the prefix, u16-prefixed | has_ref
+// u8 | value u32-prefixed); the keys of a room, a user or a log share
+// their first tens of bytes, so a page holds more of them and a
+// checkpoint writes fewer pages. A page is prefixed whenever that makes it
+// smaller (prefixSaving); pages written before then decode as they were. Index node (KindTableIndex): children
 // = the pages or index nodes below, in key order; data = the first key of
 // each child, u16-prefixed, in the same order (so that a table opens
 // without reading its pages).
@@ -92,8 +98,9 @@ type Table struct {
 	cold        int // pages not in memory
 	dirtied     int // pages made dirty or created since the last checkpoint
 	// oversizedPieces: per level, what nodes over indexMax would split
-	// into beyond one piece each (countOversized).
+	// into beyond one piece each (countOversized); oversizedNone: none do.
 	oversizedPieces []int
+	oversizedNone   bool
 }
 
 // residentPage is a page in memory as evict orders them: least recently
@@ -127,10 +134,14 @@ func (it *TableItem) equal(o *TableItem) bool {
 
 type tablePage struct {
 	items []TableItem // sorted by key, unique; nil while cold
-	size  int         // bytes of its block after the header: 4 + the items' (a ref counts as a child)
-	ref   Ref         // the page's block at the last checkpoint (zero: never written)
-	dirty bool        // changed since ref was written
-	cold  bool        // items not in memory: read them from ref
+	// size is the bytes of its block after the header (a ref counts as a
+	// child): as written on disk while cold, as encode would write the
+	// items while resident (pageSize of sum).
+	size  int
+	sum   int  // resident: the items' encodedSize, added up
+	ref   Ref  // the page's block at the last checkpoint (zero: never written)
+	dirty bool // changed since ref was written
+	cold  bool // items not in memory: read them from ref
 	// first is the page's bound: its first key as of the last checkpoint
 	// or split (items[0] may have been deleted since; page 0 also takes
 	// any smaller key).
@@ -289,7 +300,9 @@ func (t *Table) Set(it TableItem) {
 		t.changes++
 		it.Value = append([]byte(nil), it.Value...)
 		t.clock++
-		t.pages = append(t.pages, &tablePage{items: []TableItem{it}, size: 4 + it.encodedSize(), dirty: true, used: t.clock, first: it.Key})
+		page := &tablePage{items: []TableItem{it}, sum: it.encodedSize(), dirty: true, used: t.clock, first: it.Key}
+		page.resize()
+		t.pages = append(t.pages, page)
 		t.fences = t.fences[:0]
 		t.dirtied++
 		return
@@ -302,7 +315,7 @@ func (t *Table) Set(it TableItem) {
 	t.changes++
 	it.Value = append([]byte(nil), it.Value...)
 	if ok {
-		page.size += it.encodedSize() - page.items[i].encodedSize()
+		page.sum += it.encodedSize() - page.items[i].encodedSize()
 		page.items[i] = it
 	} else {
 		if len(page.fences) == len(page.items) && strings.HasPrefix(it.Key, page.prefix) {
@@ -313,8 +326,9 @@ func (t *Table) Set(it TableItem) {
 		page.items = append(page.items, TableItem{})
 		copy(page.items[i+1:], page.items[i:])
 		page.items[i] = it
-		page.size += it.encodedSize()
+		page.sum += it.encodedSize()
 	}
+	page.resize()
 	t.markDirty(page)
 	if page.size > t.pageMax() {
 		t.split(p, i)
@@ -339,7 +353,8 @@ func (t *Table) SetBytes(key, value []byte) {
 			}
 			old.Value = append(old.Value[:0], value...)
 			t.changes++
-			page.size += grown
+			page.sum += grown
+			page.resize()
 			t.markDirty(page)
 			if page.size > t.pageMax() {
 				t.split(p, i)
@@ -371,13 +386,16 @@ func (t *Table) markDirty(p *tablePage) {
 // least pieceMin bytes. Callers that refuse writes before the grid is full
 // add it up per operation.
 func (t *Table) CheckpointBlocksMax(c Config, itemsMore int) int {
+	changed := t.dirtied + 2*itemsMore
+	if changed == 0 && t.oversizedNone && len(t.levels) > 0 && len(t.levels[0]) > 0 && len(t.levels[0][0].children) > 0 {
+		return 0 // nothing changed in a tree of pages: every level below writes nothing
+	}
 	if t.indexMax() > c.DataMax() {
 		panic("grid: table index nodes larger than a block")
 	}
 	childMax, pieceMin := t.indexChildMax(), t.indexPieceMin()
 	foldMax := max(t.indexMax()/4, childMax)
 	fanMin := max(2, pieceMin/childMax)
-	changed := t.dirtied + 2*itemsMore
 	total, n := changed, len(t.pages)+itemsMore
 	for level := 0; level == 0 || n > 1; level++ {
 		var nodes, written int
@@ -415,6 +433,7 @@ func (t *Table) oversized(level int) int {
 // indexMax split into.
 func (t *Table) countOversized() {
 	t.oversizedPieces = t.oversizedPieces[:0]
+	defer func() { t.oversizedNone = !slices.ContainsFunc(t.oversizedPieces, func(n int) bool { return n > 0 }) }()
 	pieceMin := t.indexPieceMin()
 	for _, nodes := range t.levels {
 		extra := 0
@@ -437,22 +456,34 @@ func (t *Table) countOversized() {
 // by size.
 func (t *Table) split(p, at int) {
 	page := t.pages[p]
+	items := page.items
 	n := 0
-	if at == len(page.items)-1 {
+	switch {
+	case at == len(items)-1:
 		n = at // the rest fit before the item was set
-	} else {
-		left := 4
+	case at == 0 && commonPrefix(items[0].Key, items[len(items)-1].Key) < commonPrefix(items[1].Key, items[len(items)-1].Key):
+		// The first key shares less with the others than they share among
+		// themselves: they fit before it came, prefixed, and may not fit
+		// with it whichever half it goes to.
+		n = 1
+	default:
+		sum := 0
 		for k := 0; k <= at; k++ {
-			left += page.items[k].encodedSize()
+			sum += items[k].encodedSize()
 		}
-		if left <= t.pageMax() && 2*left >= page.size && endsRun(page.items, at) {
+		// At or past the middle as the whole page counts it: the left
+		// part alone may share a longer prefix and count less.
+		shared := commonPrefix(items[0].Key, items[len(items)-1].Key)
+		past := 2*(4+sum-prefixSaving(at+1, shared)) >= page.size
+		if past && pageSize(items[:at+1], sum) <= t.pageMax() && endsRun(items, at) {
 			n = at + 1
 		}
 	}
 	if n == 0 {
-		half := 4
-		for n < len(page.items)-1 && half+page.items[n].encodedSize() <= page.size/2 {
-			half += page.items[n].encodedSize()
+		// Halve by size: a part's size only grows with its items.
+		half := 0
+		for n < len(items)-1 && pageSize(items[:n+1], half+items[n].encodedSize()) <= page.size/2 {
+			half += items[n].encodedSize()
 			n++
 		}
 	}
@@ -461,10 +492,10 @@ func (t *Table) split(p, at int) {
 	// keys fills again without growing its array step by step.
 	right := &tablePage{items: append(make([]TableItem, 0, len(page.items)), page.items[n:]...), dirty: true, used: page.used, first: page.items[n].Key}
 	t.dirtied++
-	right.size = 4
 	for i := range right.items {
-		right.size += right.items[i].encodedSize()
+		right.sum += right.items[i].encodedSize()
 	}
+	right.resize()
 	if len(page.fences) == len(page.items) {
 		// The keys of either half share what all of them did.
 		right.fences, right.prefix = append(make([]uint64, 0, cap(right.items)), page.fences[n:]...), page.prefix
@@ -474,7 +505,8 @@ func (t *Table) split(p, at int) {
 	}
 	clear(page.items[n:])
 	page.items = page.items[:n]
-	page.size -= right.size - 4
+	page.sum -= right.sum
+	page.resize()
 	if len(t.fences) == len(t.pages) && strings.HasPrefix(right.first, t.fencePrefix) {
 		t.fences = slices.Insert(t.fences, p+1, fenceOf(right.first, len(t.fencePrefix)))
 	} else {
@@ -496,7 +528,7 @@ func (t *Table) Delete(key string) {
 	}
 	t.changes++
 	page := t.pages[p]
-	page.size -= page.items[i].encodedSize()
+	page.sum -= page.items[i].encodedSize()
 	if len(page.fences) == len(page.items) {
 		page.fences = slices.Delete(page.fences, i, i+1)
 	} else {
@@ -505,6 +537,7 @@ func (t *Table) Delete(key string) {
 	copy(page.items[i:], page.items[i+1:])
 	page.items[len(page.items)-1] = TableItem{}
 	page.items = page.items[:len(page.items)-1]
+	page.resize()
 	t.markDirty(page)
 }
 
@@ -527,7 +560,7 @@ func (t *Table) SweepPage(from string, drop func(*TableItem) bool) (next string,
 	kept := i
 	for ; i < len(items); i++ {
 		if drop(&items[i]) {
-			page.size -= items[i].encodedSize()
+			page.sum -= items[i].encodedSize()
 			deleted++
 			continue
 		}
@@ -537,6 +570,7 @@ func (t *Table) SweepPage(from string, drop func(*TableItem) bool) (next string,
 	if deleted > 0 {
 		clear(items[kept:])
 		page.items = items[:kept]
+		page.resize()
 		page.dropFences()
 		t.changes += uint64(deleted)
 		t.markDirty(page)
@@ -571,10 +605,11 @@ func (t *Table) compact() {
 		if p+1 < len(t.pages) {
 			next := t.pages[p+1]
 			small := page.size <= t.pageMax()/4 || next.size <= t.pageMax()/4
-			if changed(next) && small && page.size+next.size-4 <= t.pageMax() && len(next.items) > 0 {
+			if changed(next) && small && len(next.items) > 0 && t.fitsWith(page, next) {
 				page.items = append(page.items, next.items...)
 				page.dropFences()
-				page.size += next.size - 4
+				page.sum += next.sum
+				page.resize()
 				t.removePage(p + 1)
 				continue // page may take the next one too
 			}
@@ -589,6 +624,14 @@ func (t *Table) compact() {
 	t.fences = t.fences[:0]
 }
 
+// fitsWith reports whether the items of page and of next, both resident,
+// fit one page.
+func (t *Table) fitsWith(page, next *tablePage) bool {
+	shared := commonPrefix(page.items[0].Key, next.items[len(next.items)-1].Key)
+	n := len(page.items) + len(next.items)
+	return 4+page.sum+next.sum-prefixSaving(n, shared) <= t.pageMax()
+}
+
 // endsRun reports whether items[at] shares more of its key with the item
 // before it than with the one after: it continues a run of keys in order
 // (one writer's counter) that the next item does not belong to.
@@ -598,6 +641,36 @@ func endsRun(items []TableItem, at int) bool {
 	}
 	key := items[at].Key
 	return commonPrefix(items[at-1].Key, key) > commonPrefix(key, items[at+1].Key)
+}
+
+// prefixFraming is what a prefixed page adds: the prefix's length.
+const prefixFraming = 2
+
+// prefixSaving is what writing n items whose keys share shared bytes
+// prefixed saves against writing them plain: every key but one drops the
+// shared bytes, and the prefix is written once with its length. Zero when
+// that saves nothing: the page is written plain.
+func prefixSaving(n, shared int) int { return max(0, (n-1)*shared-prefixFraming) }
+
+// pageSize is the bytes of a page holding items, whose encodedSize add up
+// to sum: the count, the items, less what their shared prefix saves.
+func pageSize(items []TableItem, sum int) int {
+	if len(items) == 0 {
+		return 4
+	}
+	return 4 + sum - prefixSaving(len(items), commonPrefix(items[0].Key, items[len(items)-1].Key))
+}
+
+// resize sets a resident page's size from its items (after sum changed).
+func (p *tablePage) resize() { p.size = pageSize(p.items, p.sum) }
+
+// residentFrom makes p's sum and size those of its items, just decoded.
+func (p *tablePage) residentFrom() {
+	p.sum = 0
+	for i := range p.items {
+		p.sum += p.items[i].encodedSize()
+	}
+	p.resize()
 }
 
 func commonPrefix(a, b string) int {
@@ -697,8 +770,9 @@ func (t *Table) Checkpoint(g *Grid) Ref {
 			}
 			g.Release(page.ref)
 			var children []Ref
-			t.encodeBuf, children = page.encode(t.encodeBuf[:0])
-			page.ref = g.Write(KindTableLeaf, children, t.encodeBuf, false)
+			var flags uint8
+			t.encodeBuf, children, flags = page.encode(t.encodeBuf[:0])
+			page.ref = g.writeFlags(KindTableLeaf, flags, children, t.encodeBuf)
 			page.dirty = false
 		}
 		refs, keys = append(refs, page.ref), append(keys, page.firstKey())
@@ -755,6 +829,7 @@ func (t *Table) evict() {
 			panic("grid: evicting a table page that is not written")
 		}
 		p.items, p.cold = nil, true
+		p.size, p.sum = int(p.ref.Size)-HeaderSize, 0 // as on disk, for the read that brings it back
 		p.fences, p.prefix = nil, ""
 		t.cold++
 	}
@@ -995,13 +1070,25 @@ func refsEqual(a, b []Ref) bool {
 	return true
 }
 
-func (p *tablePage) encode(b []byte) ([]byte, []Ref) {
+func (p *tablePage) encode(b []byte) ([]byte, []Ref, uint8) {
 	var children []Ref
+	var flags uint8
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(p.items)))
+	shared := 0
+	if n := len(p.items); n > 0 {
+		shared = commonPrefix(p.items[0].Key, p.items[n-1].Key)
+		if prefixSaving(n, shared) > 0 {
+			flags = flagPrefixed
+			b = binary.LittleEndian.AppendUint16(b, uint16(shared))
+			b = append(b, p.items[0].Key[:shared]...)
+		} else {
+			shared = 0
+		}
+	}
 	for i := range p.items {
 		it := &p.items[i]
-		b = binary.LittleEndian.AppendUint16(b, uint16(len(it.Key)))
-		b = append(b, it.Key...)
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(it.Key)-shared))
+		b = append(b, it.Key[shared:]...)
 		if it.Ref.IsZero() {
 			b = append(b, 0)
 		} else {
@@ -1014,7 +1101,7 @@ func (p *tablePage) encode(b []byte) ([]byte, []Ref) {
 	if n := len(b) + len(children)*RefSize; n != p.size {
 		panic(fmt.Sprintf("grid: table page encodes to %d bytes, counted %d", n, p.size))
 	}
-	return b, children
+	return b, children, flags
 }
 
 func decodeTablePage(b Block) (*tablePage, error) {
@@ -1025,6 +1112,20 @@ func decodeTablePage(b Block) (*tablePage, error) {
 	n := int(binary.LittleEndian.Uint32(data))
 	page := &tablePage{size: len(data) + b.Children()*RefSize, items: make([]TableItem, 0, min(n, len(data)/7))}
 	off, child := 4, 0
+	var key []byte // a prefixed page's prefix, then each key in turn
+	if b.flags()&flagPrefixed != 0 {
+		if off+2 > len(data) {
+			return nil, ErrTableMalformed
+		}
+		pl := int(binary.LittleEndian.Uint16(data[off:]))
+		off += 2
+		if off+pl > len(data) || prefixSaving(n, pl) == 0 {
+			return nil, ErrTableMalformed
+		}
+		key = append(make([]byte, 0, pl+64), data[off:off+pl]...)
+		off += pl
+	}
+	shared := len(key)
 	for i := 0; i < n; i++ {
 		if off+2 > len(data) {
 			return nil, ErrTableMalformed
@@ -1034,7 +1135,8 @@ func decodeTablePage(b Block) (*tablePage, error) {
 		if off+kl+5 > len(data) {
 			return nil, ErrTableMalformed
 		}
-		it := TableItem{Key: string(data[off : off+kl])}
+		key = append(key[:shared], data[off:off+kl]...)
+		it := TableItem{Key: string(key)}
 		off += kl
 		hasRef := data[off]
 		vl := int(binary.LittleEndian.Uint32(data[off+1:]))
@@ -1058,6 +1160,9 @@ func decodeTablePage(b Block) (*tablePage, error) {
 	}
 	if off != len(data) || child != b.Children() || n == 0 {
 		return nil, ErrTableMalformed
+	}
+	if shared > 0 && commonPrefix(page.items[0].Key, page.items[n-1].Key) != shared {
+		return nil, ErrTableMalformed // not the prefix encode writes: it would not encode back the same
 	}
 	return page, nil
 }
@@ -1257,6 +1362,11 @@ func (t *Table) RangeResident(lo, hi string) bool {
 // key, looks it up and sets it, and a scan or a run of keys in order stays
 // on one page. The answer depends on neither, only the work does.
 func (t *Table) pageOf(key string) int {
+	// The page the last search found takes key more often than not: a
+	// post looks its key up and then sets it, and a prefetch comes first.
+	if p := t.lastPage; p < len(t.pages) && (p == 0 || t.pages[p].first <= key) && (p+1 == len(t.pages) || key < t.pages[p+1].first) {
+		return p
+	}
 	if len(t.fences) != len(t.pages) {
 		t.buildFences()
 	}
@@ -1328,6 +1438,7 @@ func (t *Table) Evict() { t.evict() }
 // page.ref.
 func (t *Table) install(page *tablePage, b Block) {
 	page.items, page.cold = decodeColdPage(b, page.size, page.first), false
+	page.residentFrom()
 	page.dropFences()
 	t.cold--
 	t.clock++
@@ -1359,6 +1470,7 @@ func (t *Table) openPages(refs []Ref, blocks []Block) error {
 			return ErrTableMalformed
 		}
 		page.ref, page.first = refs[i], page.items[0].Key
+		page.residentFrom()
 		pages[i] = page
 	}
 	t.pages = pages

@@ -671,9 +671,10 @@ func (r *Replica) armHeartbeat() {
 	r.timeoutHeartbeat.Start()
 }
 
-// leaveIdle: the primary prepared, so its next heartbeat comes at the usual
-// interval and says nothing of idleness (the prepare itself puts its
-// backups back on the usual primary timeout).
+// leaveIdle: the primary prepared, or a replica asked it for the view, so
+// its next heartbeat comes at the usual interval and says nothing of
+// idleness (a prepare itself puts its backups back on the usual primary
+// timeout; a rejoining replica is on it already).
 func (r *Replica) leaveIdle() {
 	spaced := r.idleSpaced()
 	r.quietBeats, r.idleSaid = 0, false

@@ -596,6 +596,11 @@ func (r *Replica) onRequestStartView(h *wire.Header) {
 	}
 	assert(r.logView == r.view, "a normal primary serves a start_view of an older log view")
 	r.sendStartView(int(h.Replica))
+	// The replica is rejoining (recovered, or synced): it never heard this
+	// primary say it is idle and would suspect beats at the idle interval.
+	// Back to the usual interval; quiet long enough, the primary announces
+	// its idleness again, to this replica too.
+	r.leaveIdle()
 }
 
 func (r *Replica) onStartView(h *wire.Header, body []byte) {
