@@ -539,7 +539,7 @@ func (s *chatSubject) CoverageUniverse() []string {
 // shows here as read-confirm, no longer asked of every swarm: since a
 // bounded read waits for the op its edge saw committed, the chat cluster
 // refuses one only now and then (about one seed in a hundred;
-// chat-swarm-seed-58-read-confirm.txt pins one), and the delivery
+// chat-swarm-seed-121-read-confirm.txt pins one), and the delivery
 // subject reaches it in every swarm.
 var chatDeliveryCoverageNames = []string{
 	"bus-duplicate", "bus-event", "bus-gap", "bus-hash-mismatch", "bus-held", "catch-up-read",
