@@ -27,7 +27,8 @@ import (
 // u8 | value u32-prefixed); the keys of a room, a user or a log share
 // their first tens of bytes, so a page holds more of them and a
 // checkpoint writes fewer pages. A page is prefixed whenever that makes it
-// smaller (prefixSaving); pages written before then decode as they were. Index node (KindTableIndex): children
+// smaller (prefixSaving); pages written before then decode as they were.
+// Index node (KindTableIndex): children
 // = the pages or index nodes below, in key order; data = the first key of
 // each child, u16-prefixed, in the same order (so that a table opens
 // without reading its pages).
