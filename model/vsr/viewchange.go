@@ -197,6 +197,12 @@ func (r *Replica) maybeSendDoViewChange() {
 	commit := min(r.commitMax, head)
 	assert(r.superblock.durable.View >= r.view && commit <= head, "a do_view_change before its view is durable")
 	uncertain := r.uncertainAbove(head)
+	if r.op > head {
+		// The suffix ends below the head: the checksums of the ops above
+		// it were forgotten (a view change's chain did not vouch for
+		// them), and this replica may have acknowledged them.
+		uncertain = max(uncertain, r.op)
+	}
 	if r.IsPrimary() {
 		r.dvcs[r.cfg.Replica] = &doViewChange{view: r.view, logView: r.logView, op: head, commit: commit, uncertain: uncertain, refs: refs}
 		return
