@@ -67,13 +67,18 @@ func dedupKey(buf []byte, rk string, incarnation uint64, key []byte) []byte {
 // written in the fixed form, as every entry was before 2026-12-04: the
 // length tells the forms apart.
 func (e *dedupEntry) encode(buf []byte) []byte {
-	le := binary.LittleEndian
 	buf = binary.AppendUvarint(binary.AppendUvarint(buf[:0], e.thread), e.seq)
 	if len(buf)+dedupValueTail >= dedupValueSize {
-		buf = le.AppendUint64(le.AppendUint64(buf[:0], e.thread), e.seq)
+		return e.appendFixed(buf[:0])
 	}
-	buf = le.AppendUint64(buf, uint64(e.timeNs))
-	return append(buf, e.hash[:]...)
+	return append(binary.LittleEndian.AppendUint64(buf, uint64(e.timeNs)), e.hash[:]...)
+}
+
+// appendFixed appends e's fixed form (old snapshots hold it too).
+func (e *dedupEntry) appendFixed(b []byte) []byte {
+	le := binary.LittleEndian
+	b = le.AppendUint64(le.AppendUint64(le.AppendUint64(b, e.thread), e.seq), uint64(e.timeNs))
+	return append(b, e.hash[:]...)
 }
 
 func decodeDedupEntry(b []byte) dedupEntry {

@@ -112,12 +112,10 @@ func (m *Machine) appendDedup(b []byte, r *room) []byte {
 		return true
 	})
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(items)))
-	le := binary.LittleEndian
 	for _, it := range items {
 		d := digestKey([]byte(it.Key[len(prefix):]))
-		e := decodeDedupEntry(it.Value) // old snapshots hold the fixed form
-		b = le.AppendUint64(le.AppendUint64(append(b, d[:]...), e.thread), e.seq)
-		b = append(le.AppendUint64(b, uint64(e.timeNs)), e.hash[:]...)
+		e := decodeDedupEntry(it.Value)
+		b = e.appendFixed(append(b, d[:]...))
 	}
 	return b
 }

@@ -317,19 +317,16 @@ func (g *Grid) Reset() {
 // Write stores one block at a fresh address and returns its reference.
 // data is copied. The block is durable only after Flush.
 func (g *Grid) Write(kind Kind, children []Ref, data []byte, compress bool) Ref {
-	if len(children) > g.cfg.ChildrenMax() {
-		panic("grid: too many children for one block")
-	}
 	flags := uint8(0)
 	if compress {
 		data = s2.Encode(nil, data)
 		flags |= flagCompressed
 	}
-	return g.write(kind, flags, children, data)
+	return g.writeFlags(kind, flags, children, data)
 }
 
-// writeFlags is Write of an uncompressed block with flags of its kind's
-// own (a prefixed table page).
+// writeFlags is Write with the block's flags given (a prefixed table page
+// sets its own).
 func (g *Grid) writeFlags(kind Kind, flags uint8, children []Ref, data []byte) Ref {
 	if len(children) > g.cfg.ChildrenMax() {
 		panic("grid: too many children for one block")

@@ -433,8 +433,7 @@ func (t *Table) oversized(level int) int {
 // countOversized notes, per level, the pieces beyond one that nodes over
 // indexMax split into.
 func (t *Table) countOversized() {
-	t.oversizedPieces = t.oversizedPieces[:0]
-	defer func() { t.oversizedNone = !slices.ContainsFunc(t.oversizedPieces, func(n int) bool { return n > 0 }) }()
+	t.oversizedPieces, t.oversizedNone = t.oversizedPieces[:0], true
 	pieceMin := t.indexPieceMin()
 	for _, nodes := range t.levels {
 		extra := 0
@@ -444,6 +443,7 @@ func (t *Table) countOversized() {
 			}
 		}
 		t.oversizedPieces = append(t.oversizedPieces, extra)
+		t.oversizedNone = t.oversizedNone && extra == 0
 	}
 }
 
@@ -1391,9 +1391,6 @@ func (t *Table) pageOf(key string) int {
 			hi, _ = slices.BinarySearch(t.fences[lo:], f+1)
 			hi += lo
 		}
-	}
-	if p := t.lastPage; hi-lo > 3 && p >= lo-1 && p < hi && (p == 0 || t.pages[p].first <= key) && (p+1 == len(t.pages) || key < t.pages[p+1].first) {
-		return p
 	}
 	lo = max(lo, 1)
 	hi = max(hi, lo)

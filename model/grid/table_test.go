@@ -897,3 +897,29 @@ func mustRead(t *testing.T, g *Grid, d *gridtest.MemDisk, ref Ref) Block {
 	}
 	return b
 }
+
+// TestTableCleanCheckpointBoundsZero: a table unchanged since its last
+// checkpoint bounds the next at 0 blocks (without walking its levels), and
+// that checkpoint indeed writes none and keeps its root; one change bounds
+// it above 0 again.
+func TestTableCleanCheckpointBoundsZero(t *testing.T) {
+	g, d := newTestGrid(t, nil)
+	var tb Table
+	for i := 0; i < 20_000; i++ {
+		tb.Set(TableItem{Key: fmt.Sprintf("room-%06d", i), Value: make([]byte, 40)})
+	}
+	root := tableCheckpoint(t, g, d, &tb)
+	if len(tb.levels) < 2 {
+		t.Fatalf("%d levels: too few to show anything", len(tb.levels))
+	}
+	if n := tb.CheckpointBlocksMax(g.Config(), 0); n != 0 {
+		t.Fatalf("a clean table bounds %d blocks", n)
+	}
+	before := g.Stats.BlocksWritten
+	if again := tableCheckpoint(t, g, d, &tb); again != root || g.Stats.BlocksWritten != before {
+		t.Fatalf("a clean checkpoint wrote %d blocks (root kept: %v)", g.Stats.BlocksWritten-before, again == root)
+	}
+	if n := tb.CheckpointBlocksMax(g.Config(), 1); n < 1+len(tb.levels) {
+		t.Fatalf("one more item bounds %d blocks, under a page and a node per level", n)
+	}
+}

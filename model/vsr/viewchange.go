@@ -197,12 +197,6 @@ func (r *Replica) maybeSendDoViewChange() {
 	commit := min(r.commitMax, head)
 	assert(r.superblock.durable.View >= r.view && commit <= head, "a do_view_change before its view is durable")
 	uncertain := r.uncertainAbove(head)
-	if r.op > head {
-		// The suffix ends below the head: the checksums of the ops above
-		// it were forgotten (a view change's chain did not vouch for
-		// them), and this replica may have acknowledged them.
-		uncertain = max(uncertain, r.op)
-	}
 	if r.IsPrimary() {
 		r.dvcs[r.cfg.Replica] = &doViewChange{view: r.view, logView: r.logView, op: head, commit: commit, uncertain: uncertain, refs: refs}
 		return
@@ -333,23 +327,30 @@ func (r *Replica) maybeStartView() {
 	r.superblock.persist(st, nil)
 }
 
-// uncertainAbove is the highest op above head, within the WAL window, whose
-// slot recovery found faulty while the log view is still the one recovered
-// in: this replica may have acknowledged it before its copy was lost
-// (rot, a misdirected write, a wiped tail). 0 when there is none. After a
-// newer log view was installed, every op acknowledged in it was written
-// since, so an old faulty slot hides none of them.
+// uncertainAbove is the highest op above head, the end of the suffix a
+// do_view_change shows, that this replica may have acknowledged and cannot
+// show; 0 when there is none. Two kinds: ops up to its own head whose
+// checksums it forgot (a log it adopted in a view change did not vouch
+// for them), and ops within the WAL window whose slot recovery found
+// faulty while the log view is still the one recovered in (rot, a
+// misdirected write, a wiped tail). After a newer log view was installed,
+// every op acknowledged in it was written since, so an old faulty slot
+// hides none of them.
 func (r *Replica) uncertainAbove(head uint64) uint64 {
+	forgotten := uint64(0)
+	if r.op > head {
+		forgotten = r.op
+	}
 	if r.logView != r.openLogView {
-		return 0
+		return forgotten
 	}
 	for op := r.checkpointOp + uint64(r.cfg.SlotCount); op > head; op-- {
 		if s := &r.slots[r.slotOf(op)]; s.faulty && !s.writing {
 			assert(op > head && op <= r.checkpointOp+uint64(r.cfg.SlotCount), "an uncertain op outside the window above the head")
-			return op
+			return max(op, forgotten)
 		}
 	}
-	return 0
+	return forgotten
 }
 
 // headUncertain reports whether an op above the best head could have been
