@@ -440,6 +440,14 @@ func (g *Grid) onFlushSynced() {
 // block that fails verification is fetched from a
 // peer, written back, and then returned; the read waits for it.
 func (g *Grid) Read(ref Ref, done func(Block, error)) {
+	g.readSince(ref, g.frees, done)
+}
+
+// readSince is Read for a reader whose ref was taken when the grid had
+// made frees frees (Frees): a block that fails verification after a
+// block was freed since then may have been reused, so it is stale, not
+// damaged, and is neither counted corrupt nor fetched from a peer.
+func (g *Grid) readSince(ref Ref, frees uint64, done func(Block, error)) {
 	if ref.IsZero() || ref.Size > uint32(g.cfg.BlockSize) {
 		panic("grid: read of an invalid reference")
 	}
@@ -452,7 +460,6 @@ func (g *Grid) Read(ref Ref, done func(Block, error)) {
 		}
 	}
 	g.Stats.CacheMisses++
-	frees := g.frees
 	buf := make([]byte, sectorRound(int(ref.Size)))
 	g.readDisk(ref.Address, buf, func() {
 		blk, err := Decode(buf, ref, !g.cfg.SkipChecksum)

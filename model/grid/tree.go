@@ -321,17 +321,29 @@ func (b *Blob) Open(g *Grid, root Ref, done func([]byte, error)) {
 // from a peer now rather than when a read first needs it (after a crash
 // that cut the data file, say, or while the peers still hold it). It
 // calls done with the blocks it could not read or repair.
-func (g *Grid) Scrub(root Ref, done func(failed int)) {
-	failed := 0
+//
+// A scrub takes longer than a checkpoint: the tree it walks may be
+// superseded meanwhile, and its blocks freed and written again (by the
+// next checkpoints, or by a state sync that gave the tree up). A block
+// that fails verification once any block was freed since the scrub
+// began is such a block as likely as a damaged one; the scrub stops
+// there (stale true) rather than count it or fetch the old version from
+// a peer, and reads repair what it did not reach when they need it.
+func (g *Grid) Scrub(root Ref, done func(failed int, stale bool)) {
+	failed, frees := 0, g.frees
 	w := g.NewWalk(func(Ref) bool { return true }, func(ref Ref, then func(Block, error)) {
-		g.Read(ref, func(b Block, err error) {
-			if err != nil {
+		g.readSince(ref, frees, func(b Block, err error) {
+			switch {
+			case errors.Is(err, ErrStale):
+				then(Block{}, err) // ends the walk
+				return
+			case err != nil:
 				failed++
 				b, err = Block{}, nil // keep walking the rest of the tree
 			}
 			then(b, err)
 		})
-	}, func(error) { done(failed) })
+	}, func(err error) { done(failed, errors.Is(err, ErrStale)) })
 	w.leaves = true
 	w.Add(root)
 	w.Start()

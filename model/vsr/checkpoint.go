@@ -167,10 +167,14 @@ func (r *Replica) scrub() {
 	}
 	r.scrubbing = true
 	assert(!root.IsZero(), "a scrub of no checkpoint")
-	r.grid.Scrub(root, func(failed int) {
+	r.grid.Scrub(root, func(failed int, stale bool) {
 		r.scrubbing = false
 		r.storage.Scrubs++
 		r.storage.ScrubFailed += uint64(failed)
+		if stale {
+			r.event("scrub_stale") // the tree was superseded before the scrub reached its end
+			return
+		}
 		r.event("scrub_done")
 	})
 }
