@@ -35,6 +35,17 @@ func readSync(t *testing.T, g *Grid, d *gridtest.MemDisk, ref Ref) (Block, error
 	return blk, rerr
 }
 
+// flushSync flushes g and fails t unless the flush completes.
+func flushSync(t *testing.T, g *Grid, d *gridtest.MemDisk) {
+	t.Helper()
+	flushed := false
+	g.Flush(func() { flushed = true })
+	d.Drain(t)
+	if !flushed {
+		t.Fatal("flush never completed")
+	}
+}
+
 func TestWriteReadVerify(t *testing.T) {
 	g, d := newTestGrid(t, nil)
 	data := bytes.Repeat([]byte("chat"), 300)
@@ -42,12 +53,7 @@ func TestWriteReadVerify(t *testing.T) {
 	if ref.Address != 1 || ref.Kind != KindMessages {
 		t.Fatalf("first block: %+v", ref)
 	}
-	flushed := false
-	g.Flush(func() { flushed = true })
-	d.Drain(t)
-	if !flushed {
-		t.Fatal("flush never completed")
-	}
+	flushSync(t, g, d)
 	g.cache.reset()
 	blk, err := readSync(t, g, d, ref)
 	if err != nil {
@@ -228,12 +234,7 @@ func TestScrubStopsAtABlockReusedSinceItBegan(t *testing.T) {
 	kept := g.Write(KindMessages, nil, []byte("a leaf the next checkpoint keeps"), false)
 	dropped := g.Write(KindMessages, nil, []byte("a leaf the next checkpoint drops"), false)
 	root := g.Write(KindTableIndex, []Ref{kept, dropped}, []byte("index"), false)
-	flushed := false
-	g.Flush(func() { flushed = true })
-	d.Drain(t)
-	if !flushed {
-		t.Fatal("flush never completed")
-	}
+	flushSync(t, g, d)
 	g.cache.reset()
 	var failed int
 	var stale, finished bool
