@@ -443,8 +443,8 @@ func (g *Grid) Read(ref Ref, done func(Block, error)) {
 	g.readSince(ref, g.frees, done)
 }
 
-// readSince is Read for a reader whose ref was taken when the grid had
-// made frees frees (Frees): a block that fails verification after a
+// readSince is Read for a reader whose ref was taken when the grid's
+// count of frees was frees: a block that fails verification after a
 // block was freed since then may have been reused, so it is stale, not
 // damaged, and is neither counted corrupt nor fetched from a peer.
 func (g *Grid) readSince(ref Ref, frees uint64, done func(Block, error)) {

@@ -328,7 +328,7 @@ func (b *Blob) Open(g *Grid, root Ref, done func([]byte, error)) {
 // that fails verification once any block was freed since the scrub
 // began is such a block as likely as a damaged one; the scrub stops
 // there (stale true) rather than count it or fetch the old version from
-// a peer, and reads repair what it did not reach when they need it.
+// a peer; the caller scrubs the tree that superseded it.
 func (g *Grid) Scrub(root Ref, done func(failed int, stale bool)) {
 	failed, frees := 0, g.frees
 	w := g.NewWalk(func(Ref) bool { return true }, func(ref Ref, then func(Block, error)) {

@@ -172,7 +172,14 @@ func (r *Replica) scrub() {
 		r.storage.Scrubs++
 		r.storage.ScrubFailed += uint64(failed)
 		if stale {
-			r.event("scrub_stale") // the tree was superseded before the scrub reached its end
+			// The tree was superseded before the scrub reached its end:
+			// scrub the checkpoint that superseded it, so that a block
+			// lost here is still repaired while the peers hold it (at
+			// most once per durable checkpoint; none while a sync runs).
+			r.event("scrub_stale")
+			if r.checkpointRoot != root {
+				r.scrub()
+			}
 			return
 		}
 		r.event("scrub_done")
