@@ -271,8 +271,9 @@ func (s *chatSubject) hooks(n *chatNode, sh int) vsr.Hooks {
 			}
 			n.applied[sh] = op
 		},
-		// What a replica keeps in memory (idempotency pages, the block
-		// cache) must never change what its checkpoints write.
+		// What a replica keeps in memory (idempotency log blocks, table
+		// pages, the block cache) must never change what its checkpoints
+		// write.
 		Checkpoint: func(op uint64, root grid.Ref) {
 			key := [2]uint64{uint64(sh), op}
 			if first, ok := s.roots[key]; !ok {
@@ -518,8 +519,8 @@ func (s *chatSubject) checkStates() []string {
 
 func (s *chatSubject) CoverageUniverse() []string {
 	names := (&vsrSubject{}).CoverageUniverse()
-	// Chat replicas keep two idempotency pages in memory (chat.SimLimits):
-	// applies wait for the others to be read back.
+	// Chat replicas keep one table page each and no idempotency log block
+	// in memory (chat.SimLimits): applies wait for them to be read back.
 	names = append(names, "event:prefetch_wait")
 	for _, name := range chatCoverageNames {
 		names = append(names, "chat:"+name)

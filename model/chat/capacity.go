@@ -66,11 +66,13 @@ const (
 )
 
 // growthCost bounds what one growing operation charges: a post dirties
-// its room's item, its thread's item and its idempotency item, may start
-// a message block with its index item and its shared table item, and
-// under retention may let go of its log's oldest block (an index item,
-// and the last run of a shared block: a shared table item); a room
-// creation adds its item and up to two members, a join one member.
+// its room's item and its thread's item, may start an idempotency log
+// block and its dedup table item (keysCheckpointCost counts the entries
+// so far), may start a message block with its index item and its shared
+// table item, and under retention may let go of its log's oldest block
+// (an index item, and the last run of a shared block: a shared table
+// item); a room creation adds its item and up to two members, a join one
+// member.
 var growthCost = itemsCost(tableRooms, 1).plus(itemsCost(tableThreads, 1)).plus(itemsCost(tableDedup, 1)).
 	plus(itemsCost(tableIndex, 2)).plus(itemsCost(tableShared, 2)).plus(itemsCost(tableMembers, 2)).
 	plus(itemsCost(tableMemberOf, 2)).plus(itemsCost(tableTenants, 1)).plus(cost{blocks: 1})
@@ -94,10 +96,11 @@ func shrinkReserveBlocks(blocksMax uint64) int {
 }
 
 // checkpointBlocksMax bounds what Checkpoint acquires from the chat state
-// as it stands plus more: the charged growth, every table's own bound
-// (with the charged items still to reach it) and the root.
+// as it stands plus more: the charged growth, the idempotency log's
+// (keysCheckpointCost), every table's own bound (with the charged items
+// still to reach it) and the root.
 func (m *Machine) checkpointBlocksMax(g *grid.Grid, more cost) int {
-	c := m.growth.pending.plus(more)
+	c := m.growth.pending.plus(more).plus(m.keysCheckpointCost(g))
 	n := c.blocks + 1
 	for t := range m.tables {
 		n += m.tables[t].CheckpointBlocksMax(g.Config(), c.items[t])

@@ -9,30 +9,21 @@ import (
 	"tigerchat/model/grid"
 )
 
-// The idempotency table (docs/storage.md) maps a post's key to the message
-// it created, for Limits.IdempotencyWindowNs after the post:
+// A post's idempotency key is remembered, for Limits.IdempotencyWindowNs
+// after the post, in the idempotency log (keylog.go): its entry names the
+// message the post created. A room's incarnation is the count of rooms
+// this shard had ever created when it was created, and is part of every
+// key's entry: a room deleted and created again under the same id starts
+// with no keys, and the deleted room's entries simply age out.
+//
+// Until 2026-12-04 the keys were items of the dedup table, sorted by key:
 //
 //	dedup    rk 0x00 incarnation u64 key → uvarint thread | uvarint seq | time_ns i64 | hash [32]
 //	                                      (or thread u64 | seq u64 | ...: encode)
 //
-// The key itself (1–64 bytes) orders a room's items, so keys made in time
-// order (the SDKs' UUIDv7 keys, the edge's own, a writer's counter) land
-// in the few pages at the end of their room's range and a checkpoint
-// rewrites those pages only; random keys (UUIDv4) scatter over every page
-// of the room's range, and a checkpoint rewrites each page that received
-// one (docs/storage.md measures both).
-//
-// It is the one table that grows with messages (one item per post), so it
-// is the one whose pages need not all be in memory: a checkpoint keeps the
-// most recently used Limits.DedupPagesCached pages and the others go cold.
-// Before a prepare is applied, VSR asks the machine to prefetch what its
-// posts will look up (Prefetch, Prefetched); Apply then finds every page it
-// touches in memory.
-//
-// A room's incarnation is the count of rooms this shard had ever created
-// when it was created: a room deleted and created again under the same id
-// starts with no keys, and the deleted room's items simply age out. An
-// expired item stays until its key is posted again, which overwrites it.
+// A checkpoint of that format opens: its items are read whole and become
+// the log's first entries (migrateDedupTable), and the next checkpoint
+// writes them as log blocks.
 
 // dedupValueSize is the size of an entry's fixed form: thread u64 | seq
 // u64 | time_ns i64 | hash [32].
@@ -119,38 +110,21 @@ func expired(e *dedupEntry, nowNs, windowNs int64) bool {
 	return e.timeNs <= nowNs-windowNs
 }
 
-// lookupKey finds the live entry of key in room r at nowNs. The page that
-// holds it must be in memory (prefetched).
+// lookupKey finds the live entry of key in room r at nowNs (keylog.go).
+// An entry in a block not in memory was prefetched.
 func (m *Machine) lookupKey(r *room, key []byte, nowNs int64) (dedupEntry, bool) {
-	it, ok := m.tables[tableDedup].Get(m.dedupItemKey(r, key))
-	if !ok {
-		return dedupEntry{}, false
-	}
-	e := decodeDedupEntry(it.Value)
-	return e, !expired(&e, nowNs, m.limits.IdempotencyWindowNs)
+	fp := keyFingerprint(r.tenant, r.id, r.incarnation, key)
+	return m.keys.find(fp, r.tenant, r.id, r.incarnation, key, nowNs, m.limits.IdempotencyWindowNs)
 }
 
-// recordKey stores key's entry in room r, replacing an expired one.
+// recordKey remembers key's entry in room r, after lookupKey found none.
 func (m *Machine) recordKey(r *room, key []byte, e *dedupEntry) {
-	m.valueBuf = e.encode(m.valueBuf)
-	m.noteKeyTime(e.timeNs)
-	m.tables[tableDedup].Set(grid.TableItem{Key: m.dedupItemKey(r, key), Value: m.valueBuf})
+	fp := keyFingerprint(r.tenant, r.id, r.incarnation, key)
+	m.keys.record(fp, r.tenant, r.id, r.incarnation, key, e)
 }
 
-// dedupItemKey is the item key of key in room r. A post looks its key up
-// and then records it: the string made for the lookup serves both.
-func (m *Machine) dedupItemKey(r *room, key []byte) string {
-	m.dedupBuf = dedupKey(m.dedupBuf, roomKey(r.tenant, r.id), r.incarnation, key)
-	if m.dedupKeyLast != string(m.dedupBuf) {
-		m.dedupKeyLast = string(m.dedupBuf)
-	}
-	return m.dedupKeyLast
-}
-
-// Prefetch starts reading the idempotency pages that the posts of one
-// operation will look up, when they are cold. Creations are noted: a post
-// after one in the same prepare may go to a room that does not exist yet,
-// whose keys sort where the shard's next incarnation would.
+// Prefetch starts reading the idempotency log's blocks that the posts of
+// one operation will look up, when they are cold (prefetchKey).
 //
 // It also starts reading the pages of the other tables that the rooms it
 // changes occupy, which the next checkpoint rewrites (prefetchRoom).
@@ -169,12 +143,7 @@ func (m *Machine) Prefetch(timestampNs int64, operation uint8, body []byte) {
 		}
 		return
 	}
-	m.prefetchSweep(timestampNs, operation, body)
-	dedupCold := m.tables[tableDedup].Cold() > 0
-	switch operation {
-	case OperationCreateRoom, OperationOpenDirect:
-		m.prefetchCreates = true
-	}
+	dedupCold := m.keys.cold > 0
 	switch operation {
 	case OperationPost:
 		if q, c := parseRequest(operation, body); c == CodeOK {
@@ -277,23 +246,13 @@ func (m *Machine) incarnation(rk string) (uint64, bool) {
 	return r.incarnation, true
 }
 
+// prefetchPost reads the idempotency blocks a post's lookup will read. A
+// room created in the same prepare has no entries yet: its incarnation is
+// new.
 func (m *Machine) prefetchPost(q *request) {
 	rk := roomKey(string(q.tenant), string(q.room))
 	if incarnation, ok := m.incarnation(rk); ok {
-		m.prefetchKey(dedupKey(m.dedupBuf, rk, incarnation, q.key))
-	}
-	if m.prefetchCreates {
-		// No item has an incarnation above the last one given out: every
-		// key of a room created in this prepare sorts into the one page
-		// that holds this one.
-		m.prefetchKey(dedupRoomPrefix(m.dedupBuf, rk, m.roomsCreated+1))
-	}
-}
-
-func (m *Machine) prefetchKey(key []byte) {
-	m.dedupBuf = key
-	if !m.tables[tableDedup].Prefetch(m.grid, string(key), m.onPageLoaded) {
-		m.prefetchPending++
+		m.prefetchKey(string(q.tenant), string(q.room), incarnation, q.key)
 	}
 }
 
@@ -319,7 +278,6 @@ func (m *Machine) onPageLoaded(err error) {
 // in memory; if not, done is called when their reads end. Pages go cold
 // only at a checkpoint, which never comes between this and Apply.
 func (m *Machine) Prefetched(done func()) bool {
-	m.prefetchCreates, m.sweepPrefetched = false, 0
 	if m.prefetchPending == 0 {
 		return true
 	}

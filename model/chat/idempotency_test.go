@@ -7,6 +7,7 @@ import (
 	"math"
 	"testing"
 
+	"tigerchat/model/grid"
 	"tigerchat/model/prng"
 )
 
@@ -71,12 +72,13 @@ func TestDedupHasNoCountBound(t *testing.T) {
 	h.verify()
 }
 
-// TestDedupColdPages: a machine that keeps two idempotency pages in
+// TestDedupColdBlocks: a machine that keeps no idempotency log block in
 // memory answers exactly as one that keeps them all, across checkpoints,
-// and its applies wait for pages read back from the grid.
-func TestDedupColdPages(t *testing.T) {
+// and its applies wait for blocks read back from the grid (a retry's key
+// in an older block).
+func TestDedupColdBlocks(t *testing.T) {
 	cold, all := testLimits(), testLimits()
-	cold.DedupPagesCached = 2
+	cold.DedupLogBytesCached = 1
 	cold.IdempotencyWindowNs, all.IdempotencyWindowNs = 1<<60, 1<<60
 	hc, ha := newHarness(t, cold), newHarness(t, all)
 	p := prng.New(3)
@@ -96,8 +98,8 @@ func TestDedupColdPages(t *testing.T) {
 		}
 		hc.checkpoint()
 		ha.checkpoint()
-		if n := hc.m.tables[tableDedup].Resident(); n > 2 {
-			t.Fatalf("%d idempotency pages resident, bound 2", n)
+		if n := hc.m.keys.residentB; n != 0 {
+			t.Fatalf("%d bytes of idempotency blocks resident after a checkpoint, bound 1", n)
 		}
 		if round == 6 { // delete and create again: the new room forgets the keys
 			for _, h := range []*harness{hc, ha} {
@@ -152,13 +154,14 @@ func TestDedupClockGoesBack(t *testing.T) {
 	h.verify()
 }
 
-// TestDedupOrderedKeysWriteFewPages: keys made in order (a counter, a
-// UUIDv7's time) land in the last pages of their room's range, so a
-// checkpoint after 200 of them rewrites a few pages; 200 random keys
-// land all over the range and the checkpoint rewrites a page for most.
-func TestDedupOrderedKeysWriteFewPages(t *testing.T) {
+// TestDedupKeyOrderWritesTheSame: the log holds keys in the order they
+// were posted, so a checkpoint after 200 posts writes as many blocks for
+// keys made in order (a counter, a UUIDv7's time) as for random ones
+// (UUIDv4), and few: the log's one or two blocks, the message block, the
+// pages of the room's items.
+func TestDedupKeyOrderWritesTheSame(t *testing.T) {
 	l := testLimits()
-	l.IdempotencyWindowNs = 1 << 60 // no sweep: every key stays
+	l.IdempotencyWindowNs = 1 << 60 // every key stays
 	written := func(key func(i int) string) uint64 {
 		h := newHarness(t, l)
 		h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)
@@ -174,9 +177,9 @@ func TestDedupOrderedKeysWriteFewPages(t *testing.T) {
 		return g.Stats.BlocksWritten - before
 	}
 	p := prng.New(5)
-	ordered := written(func(i int) string { return fmt.Sprintf("k%08d", 5000+i) })
-	random := written(func(int) string { return fmt.Sprintf("k%08d-%x", p.Uint64()%5000, p.Uint64()) })
-	if ordered > 30 || random < 4*ordered {
+	ordered := written(func(i int) string { return fmt.Sprintf("k%08d-%016x", 5000+i, 0) })
+	random := written(func(int) string { return fmt.Sprintf("k%08d-%016x", p.Uint64()%5000, p.Uint64()) })
+	if ordered > 16 || random != ordered {
 		t.Fatalf("a checkpoint after 200 posts wrote %d blocks for ordered keys, %d for random ones", ordered, random)
 	}
 }
@@ -209,5 +212,84 @@ func TestDedupEntryForms(t *testing.T) {
 	}
 	if n := len((&dedupEntry{seq: 1000}).encode(nil)); n != 43 {
 		t.Fatalf("a main log's post at seq 1000 takes %d bytes, want 43", n)
+	}
+}
+
+// TestOpenMigratesAnOldDedupTable: a checkpoint written before 2026-12-04
+// holds the idempotency keys as items of a dedup table sorted by key (and
+// the sweep's cursor in its root). Opened, its keys answer retries as
+// before; the next checkpoint writes them as log blocks, and a machine
+// opened from that one answers the same.
+func TestOpenMigratesAnOldDedupTable(t *testing.T) {
+	h := newHarness(t, DefaultLimits())
+	h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)
+	var posted []PostReply
+	for i := 1; i <= 3; i++ {
+		posted = append(posted, h.mustPost("acme", "alice", "r", 0, fmt.Sprintf("k%d", i), "x"))
+	}
+	g, d, root := h.checkpoint()
+
+	// The same checkpoint in the old format: its dedup table holds an item
+	// per key (either value form), its root ends with the sweep's cursor.
+	var old grid.Table
+	old.PageBytesMax, old.KeyBytesMax = grid.TablePageBytesMax, tableKeyBytesMax
+	prefix := keyU64("acme\x00r\x00", 1)
+	for i, p := range posted {
+		e := dedupEntry{seq: p.Seq, timeNs: p.TimeNs, hash: p.Hash}
+		v := e.encode(nil)
+		if i == 1 {
+			v = e.appendFixed(nil)
+		}
+		old.Set(grid.TableItem{Key: prefix + fmt.Sprintf("k%d", i+1), Value: v})
+	}
+	oldRef := old.Checkpoint(g)
+	var children []grid.Ref
+	var data []byte
+	g.ReadNode(root, func(c []grid.Ref, b []byte, err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		children, data = append(children, c...), append(data, b...)
+	})
+	d.Drain(t)
+	at := 0
+	for tb := 0; tb < tableDedup; tb++ {
+		if data[0]&(1<<tb) != 0 {
+			at++
+		}
+	}
+	if data[0]&(1<<tableDedup) == 0 || data[len(data)-1] != rootKeyLog {
+		t.Fatalf("the new root has no dedup table or no log mark: %x", data)
+	}
+	children[at] = oldRef
+	oldData := append(data[:len(data)-1:len(data)-1], "acme\x00r"...)
+	oldRoot := g.WriteNode(grid.KindRoom, children, oldData, false)
+	flushed := false
+	g.Flush(func() { flushed = true })
+	d.Drain(t)
+	if !flushed {
+		t.Fatal("no flush")
+	}
+	g.CheckpointDurable()
+
+	opened := &harness{t: t, m: openMachine(t, h.m.Limits(), g, d, oldRoot), op: h.op, nowNs: h.nowNs, grid: g, disk: d}
+	if n := opened.m.keys.liveSlots(); n != 3 {
+		t.Fatalf("the old table's 3 keys became %d entries", n)
+	}
+	for i, p := range posted {
+		if r := opened.post("acme", "alice", "r", 0, fmt.Sprintf("k%d", i+1), "x"); !r.Duplicate || r.Seq != p.Seq || r.Hash != p.Hash {
+			t.Fatalf("k%d after the migration: %+v, want %+v", i+1, r, p)
+		}
+	}
+	opened.mustPost("acme", "alice", "r", 0, "k4", "x")
+	_, _, next := opened.checkpoint()
+	again := &harness{t: t, m: openMachine(t, h.m.Limits(), g, d, next), op: opened.op, nowNs: opened.nowNs, grid: g, disk: d}
+	for i, p := range append(posted, PostReply{Seq: 4}) {
+		if r := again.post("acme", "alice", "r", 0, fmt.Sprintf("k%d", i+1), "x"); !r.Duplicate || r.Seq != p.Seq {
+			t.Fatalf("k%d after the next checkpoint: %+v", i+1, r)
+		}
+	}
+	if len(again.m.keys.blocks) == 0 {
+		t.Fatal("the migrated keys were not written as log blocks")
 	}
 }

@@ -51,11 +51,12 @@ type Limits struct {
 	// post's key is remembered; an older key may be accepted again as a
 	// new message.
 	IdempotencyWindowNs int64
-	// DedupPagesCached bounds the pages of the idempotency table kept in
-	// memory after a checkpoint (0: all of them); the others are read back
-	// before a prepare that needs them is applied (dedup.go). It changes
-	// memory and I/O, never a reply.
-	DedupPagesCached int
+	// DedupLogBytesCached bounds the bytes of the idempotency log's blocks
+	// kept in memory after a checkpoint, the newest first (0: all of
+	// them); a block the index says a post's key may lie in is read back
+	// before the prepare is applied (keylog.go). It changes memory and
+	// I/O, never a reply. The index itself is always in memory.
+	DedupLogBytesCached int
 	// TablePagesCached bounds the pages of each of the rooms, members,
 	// threads and block-index tables kept in memory after a checkpoint (0:
 	// all of them). Those tables change only at checkpoints, from the rooms
@@ -105,8 +106,8 @@ const (
 	MembersPerRoomMaxDefault   = 100_000
 	ThreadsPerRoomMaxDefault   = capacityLimitMax
 	IdempotencyWindowNsDefault = 24 * 3600 * 1_000_000_000
-	// DedupPagesCachedDefault: 4096 one-sector pages, 16 MiB per shard.
-	DedupPagesCachedDefault = 4096
+	// DedupLogBytesCachedDefault: 16 MiB per shard, about 150,000 keys.
+	DedupLogBytesCachedDefault = 16 << 20
 	// TablePagesCachedDefault: 512 one-sector pages per table, 8 MiB per
 	// shard for the four tables.
 	TablePagesCachedDefault = 512
@@ -127,7 +128,7 @@ func DefaultLimits() Limits {
 		MembersPerRoomMax:   MembersPerRoomMaxDefault,
 		ThreadsPerRoomMax:   ThreadsPerRoomMaxDefault,
 		IdempotencyWindowNs: IdempotencyWindowNsDefault,
-		DedupPagesCached:    DedupPagesCachedDefault,
+		DedupLogBytesCached: DedupLogBytesCachedDefault,
 		TablePagesCached:    TablePagesCachedDefault,
 		ReadReplySizeMax:    ReadReplySizeMaxDefault,
 		PostBatchCountMax:   PostBatchCountMaxDefault,
@@ -146,7 +147,7 @@ func SimLimits() Limits {
 		MembersPerRoomMax:   8,
 		ThreadsPerRoomMax:   4,
 		IdempotencyWindowNs: IdempotencyWindowNsDefault,
-		DedupPagesCached:    2,
+		DedupLogBytesCached: 1, // none: a lookup whose fingerprint matches reads its block back
 		TablePagesCached:    1,
 		RoomCacheBytes:      2048, // a few rooms: most are read back from the tables
 		TablePageBytesMax:   TablePageBytesMin,
@@ -187,8 +188,8 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("chat: idempotency window %d ns must be positive", l.IdempotencyWindowNs)
 	case l.GridReserveBlocks < 0:
 		return fmt.Errorf("chat: grid reserve blocks %d must not be negative", l.GridReserveBlocks)
-	case l.DedupPagesCached < 0:
-		return fmt.Errorf("chat: dedup pages cached %d must not be negative", l.DedupPagesCached)
+	case l.DedupLogBytesCached < 0:
+		return fmt.Errorf("chat: dedup log bytes cached %d must not be negative", l.DedupLogBytesCached)
 	case l.TablePagesCached < 0:
 		return fmt.Errorf("chat: table pages cached %d must not be negative", l.TablePagesCached)
 	case l.RoomCacheBytes < 0:

@@ -2,7 +2,6 @@ package chat
 
 import (
 	"encoding/binary"
-	"math"
 
 	"tigerchat/model/grid"
 	"tigerchat/model/vsr"
@@ -62,24 +61,13 @@ type Machine struct {
 	packer       sharedPacker   // short runs being packed at a checkpoint (store.go)
 	sharedRuns   map[uint64]int // per shared block (address), the runs logs hold of it (store.go)
 
-	dedupBuf        []byte // an idempotency item's key being encoded
-	dedupKeyLast    string // the last one made a string (dedupItemKey)
-	valueBuf        []byte // an idempotency item's value being encoded
-	prefetchCreates bool   // a creation was prefetched in this prepare (dedup.go)
-	prefetchPending int    // table pages being read for the prepare
+	keys            keyLog // the idempotency keys of the window (keylog.go)
+	prefetchPending int    // table pages and log blocks being read for the prepare
 	prefetchWaiter  func() // VSR's, called when they are in memory
 	// prefetchEpoch advances at every checkpoint, open and failed read: a
 	// room prefetched in the current epoch has its pages in memory until
 	// the next checkpoint (room.prefetchEpoch, tables.go).
 	prefetchEpoch uint64
-
-	// The sweep of expired idempotency items (sweep.go): where the next
-	// walk starts, a bound below every item's time, and the oldest item
-	// time the current walk kept or saw set.
-	sweepKey        string
-	dedupOldestNs   int64
-	sweepMinNs      int64
-	sweepPrefetched int // pages the prepare's earlier sweeps will walk
 }
 
 var _ vsr.StateMachine = (*Machine)(nil)
@@ -90,7 +78,8 @@ func New(limits Limits) *Machine {
 	if err := limits.Validate(); err != nil {
 		panic(err)
 	}
-	m := &Machine{limits: limits, dedupOldestNs: math.MaxInt64, sweepMinNs: math.MaxInt64}
+	m := &Machine{limits: limits}
+	m.keys.reset()
 	m.cache.init(limits.RoomCacheBytes == 0)
 	m.growth.unbounded = true // no grid until the first Checkpoint or Open
 	m.configureTables(&m.tables, false)
@@ -113,9 +102,7 @@ func (m *Machine) Prepare(operation uint8, body []byte) error {
 // operation appends a one-byte error code and changes nothing.
 func (m *Machine) Apply(op uint64, timestampNs int64, client uint64, operation uint8, body, reply []byte) []byte {
 	if operation == OperationPostBatch {
-		reply, itemBytes := m.applyPostBatch(body, timestampNs, reply)
-		m.sweep(timestampNs, m.sweepPages(itemBytes))
-		return reply
+		return m.applyPostBatch(body, timestampNs, reply)
 	}
 	if IsRead(operation) {
 		return m.applyRead(operation, body, reply)
@@ -139,9 +126,7 @@ func (m *Machine) Apply(op uint64, timestampNs int64, client uint64, operation u
 	case OperationOpenDirect:
 		return m.applyOpenDirect(&q, timestampNs, reply)
 	case OperationPost:
-		reply = m.applyPost(&q, timestampNs, reply)
-		m.sweep(timestampNs, m.sweepPages(dedupItemBytes(&q)))
-		return reply
+		return m.applyPost(&q, timestampNs, reply)
 	case OperationDeleteRoom:
 		return m.applyDeleteRoom(&q, reply)
 	case OperationSetRetention:

@@ -5,18 +5,16 @@ import "encoding/binary"
 // applyPostBatch applies each post of a batch as applyPost would, in order,
 // and replies with one post reply per post (see PostBatchReply). A refused
 // post is its one-byte code in the reply and changes nothing; its
-// neighbours are unaffected. It also returns the bytes of the idempotency
-// items the batch's posts may set, as sweepPagesOf counts them.
-func (m *Machine) applyPostBatch(body []byte, nowNs int64, reply []byte) ([]byte, int) {
+// neighbours are unaffected.
+func (m *Machine) applyPostBatch(body []byte, nowNs int64, reply []byte) []byte {
 	pb, c := parsePostBatch(&m.limits, body)
 	if c != CodeOK {
-		return appendCode(reply, c), 0 // a committed request is never trusted
+		return appendCode(reply, c) // a committed request is never trusted
 	}
-	start, itemBytes := len(reply), 0
+	start := len(reply)
 	reply = binary.LittleEndian.AppendUint16(appendCode(reply, CodeOK), uint16(pb.count))
 	for i := 0; i < pb.count; i++ {
 		q := pb.next()
-		itemBytes += dedupItemBytes(&q)
 		if c := q.validate(&m.limits, OperationPost); c != CodeOK {
 			reply = appendCode(reply, c)
 			continue
@@ -26,7 +24,7 @@ func (m *Machine) applyPostBatch(body []byte, nowNs int64, reply []byte) ([]byte
 	if !pb.r.done() || len(reply)-start > m.limits.PostBatchReplySizeMax() {
 		panic("chat: a post batch left bytes behind or outgrew its reply bound")
 	}
-	return reply, itemBytes
+	return reply
 }
 
 // applyPost appends a message to a log of the room, or returns the original

@@ -244,7 +244,7 @@ func checkRead(t *rapid.T, operation uint8, body, reply []byte) {
 
 // TestPropertyReplay: for random operation sequences (invalid ones
 // included), (a) opening a checkpoint taken at a random point, keeping one
-// idempotency page in memory, and replaying the rest (prefetching before
+// idempotency log block in memory, and replaying the rest (prefetching before
 // each apply) gives the same replies and final snapshot as the full replay;
 // (b) two machines fed the same operations agree byte for byte; (c) every
 // log stays gapless with a valid chain (Verify), seqs and retries match an
@@ -320,7 +320,7 @@ func checkApplied(t *rapid.T, m *Machine, o genOp, before, reply []byte) {
 // replay opens the checkpoint at root (taken before ops[cut]) with one
 // idempotency page in memory and replays the rest, prefetching as VSR does.
 func replay(t *rapid.T, tb testing.TB, l Limits, g *grid.Grid, d *gridtest.MemDisk, root grid.Ref, ops []genOp, cut int, replies [][]byte, final []byte) {
-	l.DedupPagesCached = 1
+	l.DedupLogBytesCached = 1
 	m := New(l)
 	var oerr error
 	m.Open(g, root, func(err error) { oerr = err })

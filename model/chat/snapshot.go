@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"slices"
 
 	"tigerchat/model/grid"
@@ -102,20 +101,19 @@ func (m *Machine) appendRoom(b []byte, r *room, version uint8) []byte {
 	return b
 }
 
-// appendDedup writes r's idempotency items as an old snapshot's dedup
-// section (tests write old versions; every page must be in memory).
+// appendDedup writes r's idempotency entries as an old snapshot's dedup
+// section (tests write old versions; every block must be in memory).
 func (m *Machine) appendDedup(b []byte, r *room) []byte {
-	prefix := string(dedupRoomPrefix(nil, roomKey(r.tenant, r.id), r.incarnation))
-	var items []*grid.TableItem
-	m.tables[tableDedup].Scan(prefix, func(it *grid.TableItem) bool {
-		items = append(items, it)
-		return true
+	var entries []keyEntryView
+	m.keys.forEachKey(func(v *keyEntryView) {
+		if string(v.tenant) == r.tenant && string(v.id) == r.id && v.incarnation == r.incarnation {
+			entries = append(entries, *v)
+		}
 	})
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(items)))
-	for _, it := range items {
-		d := digestKey([]byte(it.Key[len(prefix):]))
-		e := decodeDedupEntry(it.Value)
-		b = e.appendFixed(append(b, d[:]...))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(entries)))
+	for i := range entries {
+		d := digestKey(entries[i].key)
+		b = entries[i].e.appendFixed(append(b, d[:]...))
 	}
 	return b
 }
@@ -194,11 +192,9 @@ func (m *Machine) Restore(snapshot []byte) error {
 	}
 	m.growth.unbounded = true // every item is written again: not counted per operation
 	m.tables[tableDedup] = next.tables[tableDedup]
-	// The items' times are not tracked: a sweep starts over and may find
-	// any of them expired.
-	m.sweepKey, m.dedupOldestNs, m.sweepMinNs = "", math.MinInt64, math.MaxInt64
+	m.keys.reset() // a snapshot holds no keys
 	m.restoreShared()
-	m.prefetchPending, m.prefetchWaiter, m.prefetchCreates = 0, nil, false // reads of the replaced table never end
+	m.prefetchPending, m.prefetchWaiter = 0, nil // reads of the replaced table never end
 	return nil
 }
 

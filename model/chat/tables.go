@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 
@@ -22,7 +23,8 @@ import (
 //	                                       incarnation u64 | members u32
 //	members  rk 0x00 user                → (empty)
 //	threads  rk 0x00 parent u64          → head_seq u64 | head_hash [32] | first u64
-//	dedup    rk 0x00 incarnation u64 key      → see dedup.go
+//	dedup    first u64                   → count u32 | newest time_ns i64, and the idempotency log's
+//	                                       block as the item's ref (keylog.go)
 //	index    rk 0x00 thread u64 first u64 → last u64, and the message block as the item's ref;
 //	                                       or last u64 | shared block ref [32], no item ref (store.go)
 //	shared   address u64                 → runs u32 (the runs logs hold of it), and the shared block as the item's ref
@@ -33,11 +35,15 @@ import (
 // by an operation is marked dirty, and the next checkpoint rewrites its
 // items (unchanged items leave their pages clean). The idempotency,
 // member_of and tenants tables are the source of truth themselves,
-// changed by the operations and only partly in memory.
+// changed by the operations and only partly in memory; the dedup table
+// names the idempotency log's blocks and is always in memory (small: an
+// item per block).
 // The checkpoint root (KindRoom) has data = u8 mask of the tables present |
-// rooms_created u64 | rooms u64 | tenants u64 | members u64 | the sweep's
-// dedup_oldest_ns i64 | sweep_min_ns i64 | sweep_key (the rest; sweep.go),
-// and children = the tables' roots, in order. Roots written before
+// rooms_created u64 | rooms u64 | tenants u64 | members u64 | two i64
+// unused (MaxInt64) | 0xff, and children = the tables' roots, in order.
+// Until 2026-12-04 the two i64 and the rest (in place of 0xff) were the
+// state of the sweep of a dedup table sorted by key (dedup.go): such a
+// root opens, and its dedup table is migrated. Roots written before
 // 2026-12-03 (no tenants table) do not open: that format held every room
 // in memory.
 const (
@@ -91,7 +97,7 @@ func (m *Machine) configureTables(tables *[tableCount]grid.Table, mirrorsWhole b
 			tables[t].ResidentPagesMax = 0
 		}
 	}
-	tables[tableDedup].ResidentPagesMax = m.limits.DedupPagesCached
+	tables[tableDedup].ResidentPagesMax = 0 // an item per log block (or an old format's, read whole to migrate)
 	tables[tableShared].ResidentPagesMax = 0 // small: an item per shared block
 }
 
@@ -163,6 +169,7 @@ func (m *Machine) markDirty(r *room) {
 func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 	m.grid = g
 	bound, acquired := m.checkpointBlocksMax(g, cost{}), g.Stats.BlocksAcquired
+	m.checkpointKeys(g)
 	dirty := m.takeDirtyRooms()
 	m.releaseRetained(g, dirty)
 	m.sealTails(g, dirty)
@@ -225,20 +232,26 @@ func (m *Machine) Checkpoint(g *grid.Grid) grid.Ref {
 
 // rootData is a checkpoint root's data after the table mask.
 type rootData struct {
-	roomsCreated              uint64
-	rooms, tenants, members   uint64
-	dedupOldestNs, sweepMinNs int64
-	sweepKey                  string
+	roomsCreated            uint64
+	rooms, tenants, members uint64
+	// keyLog: the dedup table names the idempotency log's blocks; false
+	// for a root written before 2026-12-04, whose table holds the keys.
+	keyLog bool
 }
 
 const rootDataFixed = 1 + 6*8
+
+// rootKeyLog ends the data of a root whose dedup table names log blocks;
+// an older root ended with a key of its table, which starts with a tenant
+// id (never this byte), or with nothing.
+const rootKeyLog = 0xff
 
 func (m *Machine) appendRootData(b []byte) []byte {
 	le := binary.LittleEndian
 	b = le.AppendUint64(b, m.roomsCreated)
 	b = le.AppendUint64(le.AppendUint64(le.AppendUint64(b, uint64(m.rooms)), uint64(m.tenants)), m.members)
-	b = le.AppendUint64(le.AppendUint64(b, uint64(m.dedupOldestNs)), uint64(m.sweepMinNs))
-	return append(b, m.sweepKey...)
+	b = le.AppendUint64(le.AppendUint64(b, math.MaxInt64), math.MaxInt64)
+	return append(b, rootKeyLog)
 }
 
 // decode reads data, mask included: a root of the format before the
@@ -251,9 +264,12 @@ func (rd *rootData) decode(data []byte) error {
 	case len(data) < rootDataFixed || len(data)-rootDataFixed > tableKeyBytesMax:
 		return errTablesMalformed
 	}
+	rest := data[rootDataFixed:]
 	*rd = rootData{roomsCreated: le.Uint64(data[1:]), rooms: le.Uint64(data[9:]), tenants: le.Uint64(data[17:]),
-		members: le.Uint64(data[25:]), dedupOldestNs: int64(le.Uint64(data[33:])), sweepMinNs: int64(le.Uint64(data[41:])),
-		sweepKey: string(data[rootDataFixed:])}
+		members: le.Uint64(data[25:]), keyLog: len(rest) > 0 && rest[0] == rootKeyLog}
+	if rd.keyLog && len(rest) != 1 {
+		return errTablesMalformed
+	}
 	return nil
 }
 
@@ -387,17 +403,35 @@ func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 		m.configureTables(&tables, m.cache.holdsAll())
 		m.prefetchEpoch++
 		m.checkpoints++
-		m.prefetchPending, m.prefetchWaiter, m.prefetchCreates = 0, nil, false // reads of the replaced tables never end
+		m.prefetchPending, m.prefetchWaiter = 0, nil // reads of the replaced tables never end
+		m.keys.reset()
+		generation := m.keys.generation
 		m.openTables(g, &tables, roots, 0, func(err error) {
-			if err == nil {
-				err = m.restoreTables(&tables, &rd)
+			if err != nil {
+				done(err)
+				return
 			}
-			if err == nil {
+			m.openKeys(g, &tables[tableDedup], rd.keyLog, generation, func(keys *keyLog, err error) {
+				if err == nil {
+					err = m.restoreTables(&tables, &rd)
+				}
+				if err != nil {
+					done(err)
+					return
+				}
+				keys.reads = m.keys.reads
+				m.keys = *keys
 				m.root = root
-				m.sweepKey, m.dedupOldestNs, m.sweepMinNs = rd.sweepKey, rd.dedupOldestNs, rd.sweepMinNs
 				m.growth = growth{} // the state is the checkpoint's: nothing charged yet
-			}
-			done(err)
+				if !rd.keyLog {
+					// The old table's items are the log's recent entries now:
+					// the next checkpoint writes them as blocks, and drops
+					// every page of the table (not counted per operation).
+					m.tables[tableDedup].Replace("", nil)
+					m.growth.unbounded = true
+				}
+				done(nil)
+			})
 		})
 	})
 }

@@ -17,19 +17,19 @@ import (
 // created, joined, left, posted to (threads and batches too), trimmed by
 // retention and deleted.
 func TestTablesColdPagesWriteTheSameBlocks(t *testing.T) {
-	// With a window of 2,500 ns (an op takes 1) the sweep of expired
-	// idempotency items walks the table all along, across the reopens.
+	// With a window of 2,500 ns (an op takes 1) the idempotency log's
+	// blocks expire all along, across the reopens.
 	var items [2]int
 	for i, window := range []int64{1 << 60, 2500} {
 		t.Run(fmt.Sprintf("window %d ns", window), func(t *testing.T) { items[i] = coldPagesWriteTheSameBlocks(t, window) })
 	}
 	if items[1]*2 > items[0] {
-		t.Fatalf("the idempotency table holds %d items with a 2,500 ns window, %d with an endless one", items[1], items[0])
+		t.Fatalf("the idempotency log holds %d keys with a 2,500 ns window, %d with an endless one", items[1], items[0])
 	}
 }
 
 // coldPagesWriteTheSameBlocks runs the test with the given idempotency
-// window and returns the items the idempotency table holds at the end.
+// window and returns the keys the idempotency log holds at the end.
 func coldPagesWriteTheSameBlocks(t *testing.T, windowNs int64) int {
 	all := Limits{
 		BodySizeMax: 64, TenantsMax: 2, RoomsMax: 96, RoomsPerTenantMax: 64,
@@ -37,7 +37,7 @@ func coldPagesWriteTheSameBlocks(t *testing.T, windowNs int64) int {
 		ReadReplySizeMax: 1024, PostBatchCountMax: 4,
 	}
 	cold := all
-	cold.TablePagesCached, cold.DedupPagesCached = 1, 1
+	cold.TablePagesCached, cold.DedupLogBytesCached = 1, 1
 	// A few rooms held: the others are read back from the tables.
 	cold.RoomCacheBytes = 3000
 	hc, ha := newHarness(t, cold), newHarness(t, all)
@@ -155,9 +155,9 @@ func coldPagesWriteTheSameBlocks(t *testing.T, windowNs int64) int {
 	if st.ReadBackApply < 100 || st.ReadBackRead < 50 || st.Dropped < 100 { // since the last reopen
 		t.Fatalf("room cache %+v: the test did not exercise rooms read back", st)
 	}
-	t.Logf("%d pages, %d applies waited for pages, %d reopens, %d idempotency items; room cache %+v", pages, hc.waits, reopens, ha.m.tables[tableDedup].Len(), st)
+	t.Logf("%d pages, %d applies waited for pages, %d reopens, %d idempotency keys; room cache %+v", pages, hc.waits, reopens, ha.m.keys.liveSlots(), st)
 	hc.verify()
-	return ha.m.tables[tableDedup].Len()
+	return ha.m.keys.liveSlots()
 }
 
 // read answers a read through Machine.Read, as a primary does.

@@ -37,13 +37,14 @@ const (
 	KindChunk            // a leaf chunk of a data tree
 	KindTest             // tests only
 	KindMessageRuns      // short runs of several logs' messages, packed together (leaf)
+	KindDedupLog         // idempotency keys in the order they were posted (leaf)
 	kindCount
 )
 
 // KindCount bounds the kinds: Kind(0) to Kind(KindCount-1).
 const KindCount = int(kindCount)
 
-var kindNames = [kindCount]string{"none", "root", "data", "table_leaf", "room", "table_index", "messages", "sessions", "chunk", "test", "message_runs"}
+var kindNames = [kindCount]string{"none", "root", "data", "table_leaf", "room", "table_index", "messages", "sessions", "chunk", "test", "message_runs", "dedup_log"}
 
 func (k Kind) String() string {
 	if k < kindCount {
@@ -53,7 +54,9 @@ func (k Kind) String() string {
 }
 
 // Leaf reports whether blocks of this kind never have children.
-func (k Kind) Leaf() bool { return k == KindMessages || k == KindChunk || k == KindMessageRuns }
+func (k Kind) Leaf() bool {
+	return k == KindMessages || k == KindChunk || k == KindMessageRuns || k == KindDedupLog
+}
 
 // Block header layout (little endian).
 const (

@@ -109,11 +109,12 @@ func (c *ClusterConfig) ChatLimits() chat.Limits {
 		l = chat.SimLimits()
 	}
 	v := c.vsrConfig(0, 0)
-	// Of the cache (CacheSizeBytes), an eighth holds decoded idempotency
-	// pages, a sixty-fourth per table decoded pages of the rooms, members,
-	// threads, block-index, member_of and tenants tables, and an eighth
-	// the rooms themselves.
-	l.DedupPagesCached = max(16, c.CacheSizeBytes/8/grid.TablePageBytesMax)
+	// Of the cache (CacheSizeBytes), an eighth holds the idempotency log's
+	// newest blocks, a sixty-fourth per table decoded pages of the rooms,
+	// members, threads, block-index, member_of and tenants tables, and an
+	// eighth the rooms themselves. The idempotency index is apart (16 to
+	// 32 bytes per key in the window: docs/storage.md).
+	l.DedupLogBytesCached = max(1<<20, c.CacheSizeBytes/8)
 	l.TablePagesCached = max(16, c.CacheSizeBytes/64/grid.TablePageBytesMax)
 	l.RoomCacheBytes = max(1<<20, c.CacheSizeBytes/8)
 	l.GridReserveBlocks = chat.GridReserveBlocksFor(&v)

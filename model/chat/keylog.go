@@ -1,0 +1,679 @@
+package chat
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"slices"
+	"strings"
+
+	"tigerchat/model/grid"
+)
+
+// The idempotency log (docs/storage.md, "Idempotency keys") remembers, for
+// Limits.IdempotencyWindowNs after a post, which message its key created.
+// It replaced a table sorted by key (until 2026-12-04) whose lookup and
+// insert cost each post a few cache misses into pages far larger than the
+// CPU's caches, and whose pages a checkpoint rewrote wherever new keys
+// landed. Here a post costs one probe of a resident index and an append:
+//
+//   - The entries are kept in the order the posts were applied, which is
+//     time order: the entries since the last checkpoint in memory
+//     (recent), and before them in blocks of the grid (KindDedupLog),
+//     written once by the checkpoint that sealed them and let go whole
+//     when their newest entry has left the window.
+//   - Each entry has an ordinal, its position in the log since the log
+//     began. The dedup table names the blocks: a block's first ordinal
+//     (big-endian u64) → count u32 | newest time_ns i64, and the block as
+//     the item's ref, so a block is part of the checkpoint's tree (synced,
+//     scrubbed and repaired as any other).
+//   - The index is an open-addressing hash table of (fingerprint,
+//     ordinal) slots for the window's keys, rebuilt at Open from the
+//     blocks. A fingerprint names the key (tenant, room, incarnation,
+//     key) in 64 bits; a match is checked against the entry itself, so a
+//     collision costs a comparison, never a wrong answer. A slot whose
+//     ordinal lies below the oldest kept block is dead: reused by an
+//     insert, dropped when the index is rebuilt.
+//
+// Only a lookup whose fingerprint matches reads its entry: a retry, or a
+// rare collision. When it lies in a block not in memory, Prefetch reads
+// the block before the prepare is applied (prefetchKeys); blocks go cold
+// only at a checkpoint.
+//
+// What a replica's index looks like and which blocks it keeps in memory
+// change no reply and no byte on disk: the blocks and the table's items
+// are a function of the posts alone, so every replica that checkpoints
+// the same op writes the same blocks (grid.Grid).
+
+// keyEntry layout, in memory and in blocks (little-endian numbers):
+//
+//	tenant_len u8 | id_len u8 | key_len u8 | tenant | id | key |
+//	incarnation u64 | thread u64 | seq u64 | time_ns i64 | hash [32]
+const (
+	keyEntryFixed    = 3 + 4*8 + HashSize
+	keyEntryBytesMax = keyEntryFixed + 2*IDSizeMax + IdempotencyKeySizeMax
+)
+
+// keyBlockHeader: a block's data is count u32 | entries.
+const keyBlockHeader = 4
+
+// keySlotsMin is the index's smallest size (16 bytes a slot: 1 MiB).
+const keySlotsMin = 1 << 16
+
+// keySlot is one slot of the index: ord is the entry's ordinal plus one
+// (0: an empty slot).
+type keySlot struct {
+	fp, ord uint64
+}
+
+// keyBlock is one sealed block of the log.
+type keyBlock struct {
+	ref       grid.Ref
+	first     uint64 // the ordinal of its first entry
+	count     int
+	newestNs  int64
+	data      []byte   // its entries when in memory, else nil
+	offsets   []uint32 // where each entry starts in data
+	loading   bool     // a prefetch read is in flight
+	gone      bool     // let go, or replaced by an Open
+}
+
+// keyLog is the idempotency log of one machine.
+type keyLog struct {
+	slots []keySlot
+	used  int // slots not empty (live or dead)
+	next  uint64
+
+	recent        []byte   // entries since the last checkpoint
+	recentOffsets []uint32 // where each starts in recent
+	recentFirst   uint64   // the ordinal of recent's first entry
+
+	blocks    []*keyBlock // sealed, oldest first, ordinals contiguous
+	cold      int         // blocks not in memory
+	newestNs  int64       // the newest entry's time (expiry counts from it)
+	residentB int         // bytes of the blocks in memory
+
+	// The slot the last find ended its probe at, for the insert that
+	// follows it (a post looks its key up, then records it).
+	hint, hintFp uint64
+	hinted       bool
+
+	generation uint64 // advances when the log is replaced: older reads are dropped
+	reads      uint64 // cold blocks read back for a prefetch (metrics, simulator)
+}
+
+func (kl *keyLog) reset() {
+	for _, b := range kl.blocks {
+		b.gone = true
+	}
+	*kl = keyLog{generation: kl.generation + 1, newestNs: minTimeNs, reads: kl.reads}
+}
+
+const minTimeNs = -1 << 63
+
+// liveFrom is the oldest ordinal still kept: slots below it are dead.
+func (kl *keyLog) liveFrom() uint64 {
+	if len(kl.blocks) > 0 {
+		return kl.blocks[0].first
+	}
+	return kl.recentFirst
+}
+
+// keyFingerprint hashes (tenant, id, incarnation, key) to 64 bits. It is
+// stable across versions only as far as an index is: never persisted.
+func keyFingerprint(tenant, id string, incarnation uint64, key []byte) uint64 {
+	const m1, m2 = 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9
+	h := (incarnation ^ m1) * m2
+	h = mixString(h, tenant)
+	h = mixString(h, id)
+	h = mixString(h, bytesView(key))
+	h ^= h >> 31
+	h *= 0x94d049bb133111eb
+	return h ^ h>>29
+}
+
+// bytesView is b as a string for hashing, without a copy: the compiler
+// does not allocate for a conversion whose result does not escape.
+func bytesView(b []byte) string { return string(b) }
+
+func mixString(h uint64, s string) uint64 {
+	const m = 0xff51afd7ed558ccd
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		v := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		h = bits.RotateLeft64((h^v)*m, 29)
+	}
+	var v uint64
+	for j := i; j < len(s); j++ {
+		v |= uint64(s[j]) << (8 * (j - i))
+	}
+	return bits.RotateLeft64((h^v^uint64(len(s))<<56)*m, 29)
+}
+
+// appendKeyEntry encodes one entry.
+func appendKeyEntry(b []byte, tenant, id string, incarnation uint64, key []byte, e *dedupEntry) []byte {
+	if len(tenant) > 255 || len(id) > 255 || len(key) > 255 {
+		panic("chat: an idempotency entry's id or key longer than its length byte")
+	}
+	b = append(b, byte(len(tenant)), byte(len(id)), byte(len(key)))
+	b = append(append(append(b, tenant...), id...), key...)
+	le := binary.LittleEndian
+	b = le.AppendUint64(le.AppendUint64(le.AppendUint64(le.AppendUint64(b, incarnation), e.thread), e.seq), uint64(e.timeNs))
+	return append(b, e.hash[:]...)
+}
+
+// keyEntryView is a decoded entry whose strings are slices of its bytes.
+type keyEntryView struct {
+	tenant, id, key []byte
+	incarnation     uint64
+	e               dedupEntry
+	size            int
+}
+
+// decodeKeyEntry decodes the entry at the start of b; ok is false when b
+// does not start with a whole one.
+func decodeKeyEntry(b []byte) (v keyEntryView, ok bool) {
+	if len(b) < keyEntryFixed {
+		return v, false
+	}
+	nt, ni, nk := int(b[0]), int(b[1]), int(b[2])
+	v.size = keyEntryFixed + nt + ni + nk
+	if len(b) < v.size {
+		return v, false
+	}
+	at := 3
+	v.tenant, v.id, v.key = b[at:at+nt], b[at+nt:at+nt+ni], b[at+nt+ni:at+nt+ni+nk]
+	at += nt + ni + nk
+	le := binary.LittleEndian
+	v.incarnation = le.Uint64(b[at:])
+	v.e.thread, v.e.seq, v.e.timeNs = le.Uint64(b[at+8:]), le.Uint64(b[at+16:]), int64(le.Uint64(b[at+24:]))
+	copy(v.e.hash[:], b[at+32:at+32+HashSize])
+	return v, true
+}
+
+// matches reports whether v is the entry of (tenant, id, incarnation, key).
+func (v *keyEntryView) matches(tenant, id string, incarnation uint64, key []byte) bool {
+	return v.incarnation == incarnation && string(v.key) == string(key) && string(v.id) == id && string(v.tenant) == tenant
+}
+
+// entry returns the bytes of the entry with ordinal ord (the rest of its
+// block or of recent after it); its block must be in memory.
+func (kl *keyLog) entry(ord uint64) []byte {
+	if ord >= kl.recentFirst {
+		return kl.recent[kl.recentOffsets[ord-kl.recentFirst]:]
+	}
+	b := kl.blockOf(ord)
+	if b.data == nil {
+		panic(fmt.Sprintf("chat: the idempotency block holding entry %d is not in memory at apply", ord))
+	}
+	return b.data[b.offsets[ord-b.first]:]
+}
+
+// blockOf is the sealed block that holds ordinal ord.
+func (kl *keyLog) blockOf(ord uint64) *keyBlock {
+	i, _ := slices.BinarySearchFunc(kl.blocks, ord, func(b *keyBlock, ord uint64) int {
+		switch {
+		case ord < b.first:
+			return 1
+		case ord >= b.first+uint64(b.count):
+			return -1
+		}
+		return 0
+	})
+	if i == len(kl.blocks) || ord < kl.blocks[i].first {
+		panic(fmt.Sprintf("chat: no idempotency block holds entry %d", ord))
+	}
+	return kl.blocks[i]
+}
+
+// find returns the live entry of the key with fingerprint fp at nowNs. It
+// notes where the probe passed the first free slot, for record.
+func (kl *keyLog) find(fp uint64, tenant, id string, incarnation uint64, key []byte, nowNs, windowNs int64) (dedupEntry, bool) {
+	kl.hinted = false
+	if len(kl.slots) == 0 {
+		return dedupEntry{}, false
+	}
+	mask, live := uint64(len(kl.slots)-1), kl.liveFrom()
+	free, freeSeen := uint64(0), false
+	for i, n := fp&mask, 0; n < len(kl.slots); i, n = (i+1)&mask, n+1 {
+		s := &kl.slots[i]
+		if s.ord == 0 || s.ord-1 < live {
+			if !freeSeen {
+				free, freeSeen = i, true
+			}
+			if s.ord == 0 {
+				break
+			}
+			continue
+		}
+		if s.fp != fp {
+			continue
+		}
+		v, ok := decodeKeyEntry(kl.entry(s.ord - 1))
+		if !ok {
+			panic("chat: an idempotency entry does not decode")
+		}
+		if v.matches(tenant, id, incarnation, key) && !expired(&v.e, nowNs, windowNs) {
+			return v.e, true
+		}
+	}
+	kl.hint, kl.hintFp, kl.hinted = free, fp, freeSeen
+	return dedupEntry{}, false
+}
+
+// record appends the entry of a key that find did not find, and indexes it.
+func (kl *keyLog) record(fp uint64, tenant, id string, incarnation uint64, key []byte, e *dedupEntry) {
+	kl.recentOffsets = append(kl.recentOffsets, uint32(len(kl.recent)))
+	kl.recent = appendKeyEntry(kl.recent, tenant, id, incarnation, key, e)
+	kl.newestNs = max(kl.newestNs, e.timeNs)
+	ord := kl.next
+	kl.next++
+	if len(kl.slots) == 0 {
+		kl.rebuild(0)
+	}
+	i := kl.hint
+	if !kl.hinted || kl.hintFp != fp {
+		i = kl.freeSlot(fp)
+	}
+	kl.hinted = false
+	if kl.slots[i].ord == 0 {
+		kl.used++
+	}
+	kl.slots[i] = keySlot{fp: fp, ord: ord + 1}
+	if kl.used > len(kl.slots)/4*3 {
+		kl.rebuild(0)
+	}
+}
+
+// freeSlot is the first empty or dead slot of fp's probe.
+func (kl *keyLog) freeSlot(fp uint64) uint64 {
+	mask, live := uint64(len(kl.slots)-1), kl.liveFrom()
+	for i, n := fp&mask, 0; n < len(kl.slots); i, n = (i+1)&mask, n+1 {
+		if s := kl.slots[i]; s.ord == 0 || s.ord-1 < live {
+			return i
+		}
+	}
+	panic("chat: the idempotency index has no free slot")
+}
+
+// rebuild sizes the index for its live slots and extra more (at most half
+// full) and inserts them again, dropping the dead ones.
+func (kl *keyLog) rebuild(extra int) {
+	live, from := extra, kl.liveFrom()
+	for _, s := range kl.slots {
+		if s.ord != 0 && s.ord-1 >= from {
+			live++
+		}
+	}
+	n := keySlotsMin
+	for n < 2*live {
+		n *= 2
+	}
+	old := kl.slots
+	kl.slots, kl.used, kl.hinted = make([]keySlot, n), 0, false
+	for _, s := range old {
+		if s.ord != 0 && s.ord-1 >= from {
+			kl.insert(s)
+		}
+	}
+}
+
+// insert puts s into the first empty slot of its probe (rebuild, Open).
+func (kl *keyLog) insert(s keySlot) {
+	mask := uint64(len(kl.slots) - 1)
+	i := s.fp & mask
+	for kl.slots[i].ord != 0 {
+		i = (i + 1) & mask
+	}
+	kl.slots[i] = s
+	kl.used++
+}
+
+// liveSlots counts the index's live slots (tests).
+func (kl *keyLog) liveSlots() (n int) {
+	from := kl.liveFrom()
+	for _, s := range kl.slots {
+		if s.ord != 0 && s.ord-1 >= from {
+			n++
+		}
+	}
+	return n
+}
+
+// blocksFor bounds the blocks bytes of entries take when sealed: each
+// full block but the last holds more than a block's room less the largest
+// entry.
+func blocksFor(bytes, dataMax int) int {
+	if bytes == 0 {
+		return 0
+	}
+	room := dataMax - keyBlockHeader - keyEntryBytesMax
+	if room < 1 {
+		panic("chat: a block holds less than one idempotency entry")
+	}
+	return 1 + bytes/room
+}
+
+// keysCheckpointCost is what the next checkpoint's sealing and expiry may
+// add: the blocks of the recent entries and one more for an entry yet to
+// come (admission adds growthCost's), their dedup table items, and the
+// items the expiry deletes (a range at the table's start).
+func (m *Machine) keysCheckpointCost(g *grid.Grid) cost {
+	n := blocksFor(len(m.keys.recent), blockDataMax(g))
+	return itemsCost(tableDedup, n).plus(rangeCost(tableDedup))
+}
+
+// checkpointKeys seals the recent entries into blocks, lets go of the
+// blocks whose newest entry left the window, and keeps the newest blocks
+// in memory up to Limits.DedupLogBytesCached.
+func (m *Machine) checkpointKeys(g *grid.Grid) {
+	kl := &m.keys
+	dataMax := blockDataMax(g)
+	for i := 0; i < len(kl.recentOffsets); {
+		start, size := i, keyBlockHeader
+		newest := int64(minTimeNs)
+		for i < len(kl.recentOffsets) {
+			end := len(kl.recent)
+			if i+1 < len(kl.recentOffsets) {
+				end = int(kl.recentOffsets[i+1])
+			}
+			n := end - int(kl.recentOffsets[i])
+			if size+n > dataMax {
+				break
+			}
+			v, _ := decodeKeyEntry(kl.recent[kl.recentOffsets[i]:])
+			newest = max(newest, v.e.timeNs)
+			size += n
+			i++
+		}
+		if i == start {
+			panic("chat: an idempotency entry larger than a block")
+		}
+		from, to := int(kl.recentOffsets[start]), len(kl.recent)
+		if i < len(kl.recentOffsets) {
+			to = int(kl.recentOffsets[i])
+		}
+		data := binary.LittleEndian.AppendUint32(make([]byte, 0, keyBlockHeader+to-from), uint32(i-start))
+		data = append(data, kl.recent[from:to]...)
+		b := &keyBlock{first: kl.recentFirst + uint64(start), count: i - start, newestNs: newest}
+		b.ref = g.Write(grid.KindDedupLog, nil, data, false)
+		b.data, b.offsets = data, make([]uint32, b.count)
+		for j := range b.offsets {
+			b.offsets[j] = kl.recentOffsets[start+j] - uint32(from) + keyBlockHeader
+		}
+		kl.residentB += len(data)
+		kl.blocks = append(kl.blocks, b)
+		m.tables[tableDedup].Set(keyBlockItem(b))
+	}
+	kl.recentFirst = kl.next
+	kl.recent, kl.recentOffsets = kl.recent[:0], kl.recentOffsets[:0]
+	window := m.limits.IdempotencyWindowNs
+	for len(kl.blocks) > 0 && expired(&dedupEntry{timeNs: kl.blocks[0].newestNs}, kl.newestNs, window) {
+		b := kl.blocks[0]
+		m.tables[tableDedup].Delete(keyBlockKey(b.first))
+		g.Release(b.ref)
+		kl.drop(b)
+		kl.blocks[0] = nil
+		kl.blocks = kl.blocks[1:]
+	}
+	kl.evict(m.limits.DedupLogBytesCached)
+}
+
+// drop forgets block b's bytes (let go, or gone cold).
+func (kl *keyLog) drop(b *keyBlock) {
+	if b.data != nil {
+		kl.residentB -= len(b.data)
+	} else {
+		kl.cold--
+	}
+	b.data, b.offsets, b.gone = nil, nil, true
+}
+
+// evict makes the oldest blocks cold until the others' bytes fit in
+// budget (0: keep all).
+func (kl *keyLog) evict(budget int) {
+	if budget == 0 {
+		return
+	}
+	kept := 0
+	for i := len(kl.blocks) - 1; i >= 0; i-- {
+		b := kl.blocks[i]
+		if b.data == nil {
+			continue
+		}
+		if kept+len(b.data) <= budget {
+			kept += len(b.data)
+			continue
+		}
+		kl.residentB -= len(b.data)
+		b.data, b.offsets = nil, nil
+		kl.cold++
+	}
+}
+
+func keyBlockKey(first uint64) string {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], first)
+	return string(k[:])
+}
+
+func keyBlockItem(b *keyBlock) grid.TableItem {
+	v := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint32(make([]byte, 0, 12), uint32(b.count)), uint64(b.newestNs))
+	return grid.TableItem{Key: keyBlockKey(b.first), Value: v, Ref: b.ref}
+}
+
+// install decodes block b's data, read from the grid, checking that it
+// holds b.count entries no newer than b.newestNs.
+func (b *keyBlock) install(data []byte) error {
+	if len(data) < keyBlockHeader || int(binary.LittleEndian.Uint32(data)) != b.count {
+		return fmt.Errorf("%w: idempotency block %d: count", errTablesMalformed, b.first)
+	}
+	offsets := make([]uint32, b.count)
+	at := keyBlockHeader
+	for i := range offsets {
+		v, ok := decodeKeyEntry(data[at:])
+		if !ok || v.e.timeNs > b.newestNs {
+			return fmt.Errorf("%w: idempotency block %d: entry %d", errTablesMalformed, b.first, i)
+		}
+		offsets[i] = uint32(at)
+		at += v.size
+	}
+	if at != len(data) {
+		return fmt.Errorf("%w: idempotency block %d: trailing bytes", errTablesMalformed, b.first)
+	}
+	b.data, b.offsets = data, offsets
+	return nil
+}
+
+// prefetchKey starts reading the block of every live entry whose
+// fingerprint matches (tenant, id, incarnation, key) and that is not in
+// memory.
+func (m *Machine) prefetchKey(tenant, id string, incarnation uint64, key []byte) {
+	kl := &m.keys
+	if kl.cold == 0 || len(kl.slots) == 0 {
+		return
+	}
+	fp := keyFingerprint(tenant, id, incarnation, key)
+	mask, live := uint64(len(kl.slots)-1), kl.liveFrom()
+	for i, n := fp&mask, 0; n < len(kl.slots); i, n = (i+1)&mask, n+1 {
+		s := kl.slots[i]
+		if s.ord == 0 {
+			return
+		}
+		if s.fp != fp || s.ord-1 < live || s.ord-1 >= kl.recentFirst {
+			continue
+		}
+		if b := kl.blockOf(s.ord - 1); b.data == nil && !b.loading {
+			m.readKeyBlock(b)
+		}
+	}
+}
+
+// readKeyBlock reads cold block b for a prefetch: counted in
+// prefetchPending, ended by onPageLoaded.
+func (m *Machine) readKeyBlock(b *keyBlock) {
+	kl := &m.keys
+	generation := kl.generation
+	b.loading = true
+	kl.reads++
+	m.prefetchPending++
+	m.grid.Read(b.ref, func(blk grid.Block, err error) {
+		if kl.generation != generation {
+			return // the log was replaced: its reads are not waited for
+		}
+		b.loading = false
+		if err == nil && !b.gone && b.data == nil {
+			data, derr := blk.Data(nil)
+			if derr == nil {
+				derr = b.install(slices.Clone(data))
+			}
+			if derr != nil {
+				panic(fmt.Sprintf("chat: an idempotency block that verified does not decode: %v", derr))
+			}
+			kl.cold--
+			kl.residentB += len(b.data)
+		}
+		m.onPageLoaded(err)
+	})
+}
+
+// openKeys builds the log of a checkpoint being opened from its dedup
+// table (every page in memory): the blocks its items name, read whole to
+// index their entries, or for a checkpoint written before 2026-12-04 the
+// keys it holds itself (migrateDedupTable). done gets the log, or the
+// error; an Open started since (generation) drops it.
+func (m *Machine) openKeys(g *grid.Grid, table *grid.Table, isLog bool, generation uint64, done func(*keyLog, error)) {
+	kl := &keyLog{generation: generation, newestNs: minTimeNs}
+	if !isLog {
+		done(kl, kl.migrateDedupTable(table))
+		return
+	}
+	var blocks []*keyBlock
+	var failed error
+	table.Scan("", func(it *grid.TableItem) bool {
+		if len(it.Key) != 8 || len(it.Value) != 12 || it.Ref.Kind != grid.KindDedupLog {
+			failed = fmt.Errorf("%w: idempotency block item %x", errTablesMalformed, it.Key)
+			return false
+		}
+		b := &keyBlock{ref: it.Ref, first: keyNumber(it.Key), count: int(binary.LittleEndian.Uint32(it.Value)),
+			newestNs: int64(binary.LittleEndian.Uint64(it.Value[4:]))}
+		if b.count == 0 || (len(blocks) > 0 && b.first != blocks[len(blocks)-1].first+uint64(blocks[len(blocks)-1].count)) {
+			failed = fmt.Errorf("%w: idempotency block item %x out of sequence", errTablesMalformed, it.Key)
+			return false
+		}
+		blocks = append(blocks, b)
+		return true
+	})
+	if failed != nil || len(blocks) == 0 {
+		done(kl, failed)
+		return
+	}
+	pending := len(blocks)
+	for _, b := range blocks {
+		g.Read(b.ref, func(blk grid.Block, err error) {
+			if m.keys.generation != generation {
+				return // opened again since
+			}
+			if err == nil {
+				var data []byte
+				if data, err = blk.Data(nil); err == nil {
+					err = b.install(slices.Clone(data))
+				}
+			}
+			if err != nil && failed == nil {
+				failed = err
+			}
+			if pending--; pending > 0 {
+				return
+			}
+			if failed == nil {
+				kl.adopt(blocks, m.limits.DedupLogBytesCached)
+			}
+			done(kl, failed)
+		})
+	}
+}
+
+// migrateDedupTable takes the items of a dedup table of the format before
+// 2026-12-04 (sorted by key, every page in memory) as the log's recent
+// entries, oldest first, so that the next checkpoint writes them as
+// blocks; expired ones go with their block.
+func (kl *keyLog) migrateDedupTable(table *grid.Table) error {
+	type item struct {
+		tenant, id  string
+		incarnation uint64
+		key         []byte
+		e           dedupEntry
+	}
+	var items []item
+	var failed error
+	table.Scan("", func(it *grid.TableItem) bool {
+		tenant, rest, ok1 := strings.Cut(it.Key, "\x00")
+		id, rest, ok2 := strings.Cut(rest, "\x00")
+		if !ok1 || !ok2 || len(rest) < 9 || len(it.Value) < 2+dedupValueTail || len(it.Value) > dedupValueSize {
+			failed = fmt.Errorf("%w: idempotency item %q", errTablesMalformed, it.Key)
+			return false
+		}
+		items = append(items, item{tenant: tenant, id: id, incarnation: keyNumber(rest), key: []byte(rest[8:]),
+			e: decodeDedupEntry(it.Value)})
+		return true
+	})
+	if failed != nil {
+		return failed
+	}
+	slices.SortStableFunc(items, func(a, b item) int { return cmp.Compare(a.e.timeNs, b.e.timeNs) })
+	kl.rebuild(len(items))
+	for i := range items {
+		it := &items[i]
+		kl.record(keyFingerprint(it.tenant, it.id, it.incarnation, it.key), it.tenant, it.id, it.incarnation, it.key, &it.e)
+	}
+	return nil
+}
+
+// adopt takes blocks, all in memory, as the sealed log and indexes their
+// entries, then lets the older ones go cold.
+func (kl *keyLog) adopt(blocks []*keyBlock, budget int) {
+	kl.blocks = blocks
+	last := blocks[len(blocks)-1]
+	kl.next = last.first + uint64(last.count)
+	kl.recentFirst = kl.next
+	total := 0
+	for _, b := range blocks {
+		total += b.count
+		kl.newestNs = max(kl.newestNs, b.newestNs)
+		kl.residentB += len(b.data)
+	}
+	kl.rebuild(total)
+	for _, b := range blocks {
+		for j, off := range b.offsets {
+			v, _ := decodeKeyEntry(b.data[off:])
+			fp := keyFingerprint(string(v.tenant), string(v.id), v.incarnation, v.key)
+			kl.insert(keySlot{fp: fp, ord: b.first + uint64(j) + 1})
+		}
+	}
+	kl.evict(budget)
+}
+
+// DedupLogReads counts the idempotency log's blocks read back from the
+// grid because a post's key may lie in them (for metrics and the
+// simulator).
+func (m *Machine) DedupLogReads() uint64 { return m.keys.reads }
+
+// forEachKey calls fn with every entry in memory, oldest first (tests and
+// old snapshots' writers).
+func (kl *keyLog) forEachKey(fn func(v *keyEntryView)) {
+	visit := func(data []byte, offsets []uint32) {
+		for _, off := range offsets {
+			v, _ := decodeKeyEntry(data[off:])
+			fn(&v)
+		}
+	}
+	for _, b := range kl.blocks {
+		if b.data != nil {
+			visit(b.data, b.offsets)
+		}
+	}
+	visit(kl.recent, kl.recentOffsets)
+}
