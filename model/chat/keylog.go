@@ -69,14 +69,14 @@ type keySlot struct {
 
 // keyBlock is one sealed block of the log.
 type keyBlock struct {
-	ref       grid.Ref
-	first     uint64 // the ordinal of its first entry
-	count     int
-	newestNs  int64
-	data      []byte   // its entries when in memory, else nil
-	offsets   []uint32 // where each entry starts in data
-	loading   bool     // a prefetch read is in flight
-	gone      bool     // let go, or replaced by an Open
+	ref      grid.Ref
+	first    uint64 // the ordinal of its first entry
+	count    int
+	newestNs int64
+	data     []byte   // its entries when in memory, else nil
+	offsets  []uint32 // where each entry starts in data
+	loading  bool     // a prefetch read is in flight
+	gone     bool     // let go, or replaced by an Open
 }
 
 // keyLog is the idempotency log of one machine.

@@ -97,7 +97,7 @@ func (m *Machine) configureTables(tables *[tableCount]grid.Table, mirrorsWhole b
 			tables[t].ResidentPagesMax = 0
 		}
 	}
-	tables[tableDedup].ResidentPagesMax = 0 // an item per log block (or an old format's, read whole to migrate)
+	tables[tableDedup].ResidentPagesMax = 0  // an item per log block (or an old format's, read whole to migrate)
 	tables[tableShared].ResidentPagesMax = 0 // small: an item per shared block
 }
 
