@@ -248,9 +248,16 @@ func (m *Machine) incarnation(rk string) (uint64, bool) {
 
 // prefetchPost reads the idempotency blocks a post's lookup will read. A
 // room created in the same prepare has no entries yet: its incarnation is
-// new.
+// new. It runs after prefetchRoom, whose key it reuses: a held room is
+// found without making a string.
 func (m *Machine) prefetchPost(q *request) {
-	rk := roomKey(string(q.tenant), string(q.room))
+	if r, ok := m.cache.byKey[string(m.roomKeyBuf)]; ok {
+		if r != nil {
+			m.prefetchKey(r.tenant, r.id, r.incarnation, q.key)
+		}
+		return
+	}
+	rk := string(m.roomKeyBuf)
 	if incarnation, ok := m.incarnation(rk); ok {
 		m.prefetchKey(string(q.tenant), string(q.room), incarnation, q.key)
 	}

@@ -67,6 +67,9 @@ type Stats struct {
 	BlocksReleased   uint64
 	CacheBytesInUse  uint64
 	FetchesRequested uint64
+	// CheckpointsUnflushed counts checkpoints that became durable before
+	// every block written for them was (CheckpointDurable): a bug.
+	CheckpointsUnflushed uint64
 }
 
 // ErrStale: the block was freed and possibly reused while the read was in
@@ -92,6 +95,11 @@ type Grid struct {
 	used     uint64
 	released []uint64 // released since the last durable checkpoint
 	frees    uint64   // free generations: bumps whenever blocks return to the free set
+
+	// Writes issued, and the count of them a finished sync covered: a
+	// checkpoint may become durable only once every write issued before
+	// its tree was complete is (CheckpointWritten, CheckpointDurable).
+	writesIssued, writesSynced, syncCovers, checkpointWrites uint64
 
 	cache cache
 
@@ -291,9 +299,19 @@ func (g *Grid) Release(ref Ref) {
 	g.released = append(g.released, ref.Address)
 }
 
+// CheckpointWritten marks a checkpoint's tree complete: every block of it
+// has been written (not yet flushed).
+func (g *Grid) CheckpointWritten() { g.checkpointWrites = g.writesIssued }
+
 // CheckpointDurable frees every block released before the checkpoint that
-// just became durable.
+// just became durable. A checkpoint whose blocks were not all flushed by
+// then (its superblock named it too early) is counted in
+// Stats.CheckpointsUnflushed: the simulator's check fails on it, where a
+// crash would have left a durable checkpoint missing blocks.
 func (g *Grid) CheckpointDurable() {
+	if g.writesSynced < g.checkpointWrites {
+		g.Stats.CheckpointsUnflushed++
+	}
 	if len(g.released) == 0 {
 		return
 	}
@@ -349,6 +367,7 @@ func (g *Grid) write(kind Kind, flags uint8, children []Ref, data []byte) Ref {
 	buf, ref := encode(g.spare.take(sectorRound(size)), address, kind, flags, children, data)
 	g.cache.put(address, buf[:ref.Size], true)
 	g.writesInflight++
+	g.writesIssued++
 	g.Stats.BlocksWritten++
 	g.Stats.BytesWritten += uint64(len(buf))
 	g.Stats.KindBytesWritten[kind] += uint64(len(buf))
@@ -416,12 +435,14 @@ func (g *Grid) flushIfIdle() {
 		g.flushSynced = g.onFlushSynced
 	}
 	g.flushRunning, g.flushWaiting = g.flushWaiting, g.flushRunning[:0]
+	g.syncCovers = g.writesIssued // none in flight: every one issued has landed
 	g.flushSyncing = true
 	g.disk.Sync(g.flushSynced)
 }
 
 func (g *Grid) onFlushSynced() {
 	g.flushSyncing = false
+	g.writesSynced = g.syncCovers
 	batch := g.flushRunning
 	g.flushRunning = nil // a waiter may flush again: its done goes to flushWaiting
 	for i, done := range batch {
@@ -579,6 +600,7 @@ func (g *Grid) Delivered(b []byte) bool {
 	buf := make([]byte, sectorRound(int(w.ref.Size)))
 	copy(buf, blk.bytes)
 	g.writesInflight++
+	g.writesIssued++
 	offset := g.offset(address)
 	g.submit(func() {
 		g.disk.Write(offset, buf, func() {
