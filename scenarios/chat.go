@@ -54,7 +54,8 @@ func init() {
 // machine's, which the chat subject applies to its edges (chat_edges.go).
 func chatMutations() []string {
 	return append(vsr.ProtocolMutations(), "superblock-before-blocks", "free-set-early-reuse", "skip-block-checksum",
-		deliveryMutationHeldOutOfOrder, deliveryMutationSkipGapFill, deliveryMutationResumePlusOne, deliveryMutationTrustRefusal)
+		deliveryMutationHeldOutOfOrder, deliveryMutationSkipGapFill, deliveryMutationResumePlusOne, deliveryMutationTrustRefusal,
+		chat.MutationNames[chat.MutationKeysExpireEarly], chat.MutationNames[chat.MutationKeysIndexNewestBlock])
 }
 
 const (
@@ -77,6 +78,8 @@ type chatSubject struct {
 	c           *Cluster
 	mutation    vsr.Mutation
 	deliveryMut delivery.Mutation // the edges' machines' (chat_edges.go)
+	machineMut  chat.Mutation     // the chat machines'
+
 	limits      chat.Limits
 	shards      int
 	regionBytes uint64 // one shard's region of a node's disk, atlas-chunk aligned
@@ -160,6 +163,8 @@ func (s *chatSubject) Setup(c *Cluster) error {
 	var err error
 	if dm, ok := deliveryMutations[s.cfg.Mutation]; ok && dm != delivery.MutationNone {
 		s.deliveryMut = dm
+	} else if cm, ok := chat.ParseMutation(s.cfg.Mutation); ok {
+		s.machineMut = cm
 	} else if s.mutation, err = vsr.ParseMutation(s.cfg.Mutation); err != nil {
 		return err
 	}
@@ -224,6 +229,7 @@ func (s *chatSubject) NewReplica(env Env) Node {
 		disk := &regionDisk{disk: env.Disk, base: uint64(sh) * s.regionBytes, size: s.regionBytes}
 		m := chat.New(s.limits)
 		m.CheckDirtyTracking(true)
+		m.SetMutation(s.machineMut)
 		net := &countingNet{Network: env.Net}
 		n.nets = append(n.nets, net)
 		venv := vsr.Env{Clock: env.Clock, Net: net, Disk: disk, PRNG: env.PRNG.Fork()}

@@ -410,7 +410,8 @@ func (m *Machine) checkpointKeys(g *grid.Grid) {
 	kl.recentFirst = kl.next
 	kl.recent, kl.recentOffsets = kl.recent[:0], kl.recentOffsets[:0]
 	window := m.limits.IdempotencyWindowNs
-	for len(kl.blocks) > 0 && expired(&dedupEntry{timeNs: kl.blocks[0].newestNs}, kl.newestNs, window) {
+	for len(kl.blocks) > 0 && (expired(&dedupEntry{timeNs: kl.blocks[0].newestNs}, kl.newestNs, window) ||
+		m.mutation == MutationKeysExpireEarly) {
 		b := kl.blocks[0]
 		m.tables[tableDedup].Delete(keyBlockKey(b.first))
 		g.Release(b.ref)
@@ -589,7 +590,7 @@ func (m *Machine) openKeys(g *grid.Grid, table *grid.Table, isLog bool, generati
 				return
 			}
 			if failed == nil {
-				kl.adopt(blocks, m.limits.DedupLogBytesCached)
+				kl.adopt(blocks, m.limits.DedupLogBytesCached, m.mutation == MutationKeysIndexNewestBlock)
 			}
 			done(kl, failed)
 		})
@@ -634,7 +635,7 @@ func (kl *keyLog) migrateDedupTable(table *grid.Table) error {
 
 // adopt takes blocks, all in memory, as the sealed log and indexes their
 // entries, then lets the older ones go cold.
-func (kl *keyLog) adopt(blocks []*keyBlock, budget int) {
+func (kl *keyLog) adopt(blocks []*keyBlock, budget int, newestOnly bool) {
 	kl.blocks = blocks
 	last := blocks[len(blocks)-1]
 	kl.next = last.first + uint64(last.count)
@@ -646,7 +647,10 @@ func (kl *keyLog) adopt(blocks []*keyBlock, budget int) {
 		kl.residentB += len(b.data)
 	}
 	kl.rebuild(total)
-	for _, b := range blocks {
+	for i, b := range blocks {
+		if newestOnly && i < len(blocks)-1 {
+			continue // MutationKeysIndexNewestBlock
+		}
 		for j, off := range b.offsets {
 			v, _ := decodeKeyEntry(b.data[off:])
 			fp := keyFingerprint(string(v.tenant), string(v.id), v.incarnation, v.key)

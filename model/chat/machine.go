@@ -68,6 +68,8 @@ type Machine struct {
 	// room prefetched in the current epoch has its pages in memory until
 	// the next checkpoint (room.prefetchEpoch, tables.go).
 	prefetchEpoch uint64
+
+	mutation Mutation // simulator only (mutation.go)
 }
 
 var _ vsr.StateMachine = (*Machine)(nil)
