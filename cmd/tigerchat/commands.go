@@ -242,7 +242,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, nodes []*node.Node, id tran
 
 // memoryLimitBytes is the soft memory limit a node gives the Go runtime
 // unless GOMEMLIMIT is set: per shard, the three quarters of its cache
-// (cache_size_bytes) that hold blocks, decoded idempotency pages and the
+// (cache_size_bytes) that hold blocks, the idempotency log's blocks and the
 // rooms held in memory, and 64 MiB for its other tables' resident pages
 // and WAL buffers; 168 MiB for the rest of the process, and 64 MiB more
 // with an edge inside. The rooms are a cache (docs/storage.md), so the
