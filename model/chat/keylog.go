@@ -46,13 +46,15 @@ import (
 // are a function of the posts alone, so every replica that checkpoints
 // the same op writes the same blocks (grid.Grid).
 
-// keyEntry layout, in memory and in blocks (little-endian numbers):
+// keyEntry layout, in memory and in blocks (little-endian numbers; the
+// room's incarnation, the thread and the seq as uvarints, a few bytes
+// each):
 //
-//	tenant_len u8 | id_len u8 | key_len u8 | tenant | id | key |
-//	incarnation u64 | thread u64 | seq u64 | time_ns i64 | hash [32]
+//	time_ns i64 | hash [32] | tenant_len u8 | id_len u8 | key_len u8 |
+//	tenant | id | key | incarnation uvarint | thread uvarint | seq uvarint
 const (
-	keyEntryFixed    = 3 + 4*8 + HashSize
-	keyEntryBytesMax = keyEntryFixed + 2*IDSizeMax + IdempotencyKeySizeMax
+	keyEntryFixed    = 8 + HashSize + 3
+	keyEntryBytesMax = keyEntryFixed + 2*IDSizeMax + IdempotencyKeySizeMax + 3*binary.MaxVarintLen64
 )
 
 // keyBlockHeader: a block's data is count u32 | entries.
@@ -157,12 +159,14 @@ func appendKeyEntry(b []byte, tenant, id string, incarnation uint64, key []byte,
 	if len(tenant) > 255 || len(id) > 255 || len(key) > 255 {
 		panic("chat: an idempotency entry's id or key longer than its length byte")
 	}
+	b = append(binary.LittleEndian.AppendUint64(b, uint64(e.timeNs)), e.hash[:]...)
 	b = append(b, byte(len(tenant)), byte(len(id)), byte(len(key)))
 	b = append(append(append(b, tenant...), id...), key...)
-	le := binary.LittleEndian
-	b = le.AppendUint64(le.AppendUint64(le.AppendUint64(le.AppendUint64(b, incarnation), e.thread), e.seq), uint64(e.timeNs))
-	return append(b, e.hash[:]...)
+	return binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(b, incarnation), e.thread), e.seq)
 }
+
+// keyEntryTimeNs is the time of the entry at the start of b.
+func keyEntryTimeNs(b []byte) int64 { return int64(binary.LittleEndian.Uint64(b)) }
 
 // keyEntryView is a decoded entry whose strings are slices of its bytes.
 type keyEntryView struct {
@@ -178,18 +182,24 @@ func decodeKeyEntry(b []byte) (v keyEntryView, ok bool) {
 	if len(b) < keyEntryFixed {
 		return v, false
 	}
-	nt, ni, nk := int(b[0]), int(b[1]), int(b[2])
-	v.size = keyEntryFixed + nt + ni + nk
-	if len(b) < v.size {
+	v.e.timeNs = keyEntryTimeNs(b)
+	copy(v.e.hash[:], b[8:8+HashSize])
+	at := 8 + HashSize
+	nt, ni, nk := int(b[at]), int(b[at+1]), int(b[at+2])
+	at += 3
+	if len(b) < at+nt+ni+nk {
 		return v, false
 	}
-	at := 3
 	v.tenant, v.id, v.key = b[at:at+nt], b[at+nt:at+nt+ni], b[at+nt+ni:at+nt+ni+nk]
 	at += nt + ni + nk
-	le := binary.LittleEndian
-	v.incarnation = le.Uint64(b[at:])
-	v.e.thread, v.e.seq, v.e.timeNs = le.Uint64(b[at+8:]), le.Uint64(b[at+16:]), int64(le.Uint64(b[at+24:]))
-	copy(v.e.hash[:], b[at+32:at+32+HashSize])
+	for _, n := range [...]*uint64{&v.incarnation, &v.e.thread, &v.e.seq} {
+		x, w := binary.Uvarint(b[at:])
+		if w <= 0 {
+			return v, false
+		}
+		*n, at = x, at+w
+	}
+	v.size = at
 	return v, true
 }
 
@@ -383,8 +393,7 @@ func (m *Machine) checkpointKeys(g *grid.Grid) {
 			if size+n > dataMax {
 				break
 			}
-			v, _ := decodeKeyEntry(kl.recent[kl.recentOffsets[i]:])
-			newest = max(newest, v.e.timeNs)
+			newest = max(newest, keyEntryTimeNs(kl.recent[kl.recentOffsets[i]:]))
 			size += n
 			i++
 		}
