@@ -327,9 +327,9 @@ func (e *Edge) postBatch(ctx context.Context, s *Session, c *command) (any, *Err
 }
 
 // randomKey makes a key for a post that came without one: the time in
-// milliseconds, then random bytes, in hex. Keys made in time order keep
-// the cluster's idempotency table writing to the end of a room's range
-// (model/chat/dedup.go), as UUIDv7 keys do.
+// milliseconds, then random bytes, in hex, as UUIDv7 keys are made (the
+// cluster's idempotency log costs the same for any key order since
+// 2026-12-04: model/chat/keylog.go; its table sorted by key did not).
 func randomKey() string {
 	var b [generatedKeyBytes]byte
 	binary.BigEndian.PutUint64(b[:], uint64(time.Now().UnixMilli())<<16)
