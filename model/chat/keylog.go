@@ -674,6 +674,22 @@ func (kl *keyLog) adopt(blocks []*keyBlock, budget int, newestOnly bool) {
 // simulator).
 func (m *Machine) DedupLogReads() uint64 { return m.keys.reads }
 
+// DedupStats describe the idempotency log and its index (for metrics).
+type DedupStats struct {
+	Keys       uint64 `json:"keys"`        // entries kept: the window's, and up to a checkpoint interval's more
+	IndexBytes int    `json:"index_bytes"` // the index's slots
+	Blocks     int    `json:"blocks"`      // sealed blocks kept
+	BlocksCold int    `json:"blocks_cold"` // of which not in memory
+	BlockReads uint64 `json:"block_reads"` // cold blocks read back for a post's lookup
+}
+
+// DedupStats reports the idempotency log's figures.
+func (m *Machine) DedupStats() DedupStats {
+	kl := &m.keys
+	return DedupStats{Keys: kl.next - kl.liveFrom(), IndexBytes: len(kl.slots) * 16, Blocks: len(kl.blocks),
+		BlocksCold: kl.cold, BlockReads: kl.reads}
+}
+
 // forEachKey calls fn with every entry in memory, oldest first (tests and
 // old snapshots' writers).
 func (kl *keyLog) forEachKey(fn func(v *keyEntryView)) {

@@ -288,6 +288,8 @@ type Status struct {
 	// RoomCache is what the shard's room cache holds and did
 	// (docs/storage.md, The room cache).
 	RoomCache chat.RoomCacheStats `json:"room_cache"`
+	// Dedup is the idempotency log's (docs/storage.md, Idempotency keys).
+	Dedup chat.DedupStats `json:"dedup"`
 	// DiskFailure: the replica stopped on a failed write or fdatasync of
 	// its data file (Status is then StatusStopped).
 	DiskFailure *DiskFailure `json:"disk_failure,omitempty"`
@@ -722,7 +724,8 @@ func (sh *shard) publish() {
 		ViewChanges: sh.viewChanges.Load(), Replica: sh.replicaIndex, Rooms: sh.rooms, RoomsMax: sh.machine.Limits().RoomsMax,
 		MembersPerRoomMax: sh.machine.Limits().MembersPerRoomMax, SessionsMax: r.Config().ClientsMax, Sessions: r.Sessions(),
 		Members: sh.members.Total, RoomMembersLargest: sh.members.Largest, MembersCounted: sh.members.Passes > 0,
-		CheckpointOp: r.CheckpointOp(), Storage: r.Storage(), RoomCache: sh.machine.RoomCacheStats()}
+		CheckpointOp: r.CheckpointOp(), Storage: r.Storage(), RoomCache: sh.machine.RoomCacheStats(),
+		Dedup: sh.machine.DedupStats()}
 	if f := sh.failure.Load(); f != nil {
 		st.Status, st.Primary, st.DiskFailure = StatusStopped, false, f
 	}
