@@ -42,7 +42,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Batch, "batch", 24, "posts per post_batch command (`N`, 1..64)")
 	fs.IntVar(&o.Pages, "pages", 1000, "random 50-message pages of the big room read cold, then again warm (`N`, 1..100000)")
 	cacheMiB := fs.Int("cache-mib", 128, "each replica's cache, cache_size_bytes in `MiB`, half of it blocks (2..4096)")
-	windowSeconds := fs.Int("idempotency-window-seconds", 86400, "the cluster's idempotency_window_seconds (`S`, 1..2592000): shorter than the fill, the sweep of expired keys runs during it")
+	windowSeconds := fs.Int("idempotency-window-seconds", 86400, "the cluster's idempotency_window_seconds (`S`, 1..2592000): shorter than the fill, the idempotency log lets go of expired blocks during it")
 	minutes := fs.Int("minutes", 60, "bound on the whole run, in `minutes` (1..600)")
 	asJSON := fs.Bool("json", false, "print one JSON line instead of a table")
 	pprofDir := fs.String("pprof", "", "save CPU profiles and execution traces of the edge and the replicas during the warm page reads into `DIR`")

@@ -165,7 +165,8 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	setGCPercent()
 	if os.Getenv("GOMEMLIMIT") == "" {
-		setMemoryLimit(&cfg, *edgeAddr != "", log)
+		base := setMemoryLimit(&cfg, *edgeAddr != "", log)
+		go followIndexMemory(ctx, n, base, log)
 	}
 	fingerprint := ""
 	if *edgeAddr != "" {
@@ -250,7 +251,8 @@ func serveHTTP(ctx context.Context, ln net.Listener, nodes []*node.Node, id tran
 // needs rather than growing to five times its live size between
 // collections; past the limit the runtime collects more often, and never
 // stops allocating (it is soft). One shard with the default 128 MiB cache
-// gets 328 MiB.
+// gets 328 MiB, and then more as its idempotency index grows
+// (followIndexMemory).
 func memoryLimitBytes(cfg *node.ClusterConfig, edge bool) int64 {
 	limit := int64(cfg.Shards)*(int64(cfg.CacheSizeBytes)*3/4+64<<20) + 168<<20
 	if edge {
@@ -277,11 +279,50 @@ func setGCPercent() {
 	}
 }
 
-// setMemoryLimit sets the node's memory limit (memoryLimitBytes).
-func setMemoryLimit(cfg *node.ClusterConfig, edge bool, log *slog.Logger) {
+// setMemoryLimit sets the node's memory limit (memoryLimitBytes) and
+// returns it.
+func setMemoryLimit(cfg *node.ClusterConfig, edge bool, log *slog.Logger) int64 {
 	limit := memoryLimitBytes(cfg, edge)
 	debug.SetMemoryLimit(limit)
 	log.Debug("memory limit", "bytes", limit, "override", "GOMEMLIMIT")
+	return limit
+}
+
+// indexMemoryEvery is how often followIndexMemory looks at the indexes.
+const indexMemoryEvery = time.Second
+
+// followIndexMemory raises the node's memory limit above base by what its
+// shards' idempotency indexes hold, and half as much again for the array
+// a rebuild makes beside the old one, until ctx ends. The indexes grow
+// with the keys of the idempotency window, outside cache_size_bytes
+// (docs/storage.md, Idempotency keys): under a limit that did not count
+// them, a shard with millions of keys in its window spent its time
+// collecting garbage.
+func followIndexMemory(ctx context.Context, n *node.Node, base int64, log *slog.Logger) {
+	tick := time.NewTicker(indexMemoryEvery)
+	defer tick.Stop()
+	set := base
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		limit := base + indexMemoryBytes(n.Statuses())*3/2
+		if limit != set {
+			debug.SetMemoryLimit(limit)
+			log.Debug("memory limit", "bytes", limit, "idempotency_index_bytes", limit-base)
+			set = limit
+		}
+	}
+}
+
+// indexMemoryBytes adds up the shards' idempotency indexes.
+func indexMemoryBytes(statuses []node.Status) (n int64) {
+	for _, st := range statuses {
+		n += int64(st.Dedup.IndexBytes)
+	}
+	return n
 }
 
 func absPath(p string) string {

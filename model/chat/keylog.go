@@ -28,18 +28,19 @@ import (
 //     (big-endian u64) → count u32 | newest time_ns i64, and the block as
 //     the item's ref, so a block is part of the checkpoint's tree (synced,
 //     scrubbed and repaired as any other).
-//   - The index is an open-addressing hash table of (fingerprint,
-//     ordinal) slots for the window's keys, rebuilt at Open from the
-//     blocks. A fingerprint names the key (tenant, room, incarnation,
-//     key) in 64 bits; a match is checked against the entry itself, so a
-//     collision costs a comparison, never a wrong answer. A slot whose
-//     ordinal lies below the oldest kept block is dead: reused by an
-//     insert, dropped when the index is rebuilt.
+//   - The index is an open-addressing hash table of 8-byte (tag,
+//     ordinal) slots for the window's keys (keySlot), rebuilt at Open
+//     from the blocks. A fingerprint names the key (tenant, room,
+//     incarnation, key) in 64 bits, its tag in 31 of them; a match is
+//     checked against the entry itself, so a collision costs a
+//     comparison, never a wrong answer. A slot whose ordinal lies below
+//     the oldest kept block is dead: reused by an insert, dropped when
+//     the index is rebuilt.
 //
-// Only a lookup whose fingerprint matches reads its entry: a retry, or a
-// rare collision. When it lies in a block not in memory, Prefetch reads
-// the block before the prepare is applied (prefetchKeys); blocks go cold
-// only at a checkpoint.
+// Only a lookup whose tag matches reads its entry: a retry, or a rare
+// collision. When it lies in a block not in memory, Prefetch reads the
+// block before the prepare is applied (prefetchKey); blocks go cold only
+// at a checkpoint.
 //
 // What a replica's index looks like and which blocks it keeps in memory
 // change no reply and no byte on disk: the blocks and the table's items
@@ -60,14 +61,28 @@ const (
 // keyBlockHeader: a block's data is count u32 | entries.
 const keyBlockHeader = 4
 
-// keySlotsMin is the index's smallest size (16 bytes a slot: 1 MiB).
+// keySlotsMin is the index's smallest size (8 bytes a slot: 512 KiB).
 const keySlotsMin = 1 << 16
 
-// keySlot is one slot of the index: ord is the entry's ordinal plus one
-// (0: an empty slot).
-type keySlot struct {
-	fp, ord uint64
-}
+// keySlot is one slot of the index, 8 bytes: the key's tag (31 bits of
+// its fingerprint, and a set bit so that no slot in use is 0) and the low
+// 32 bits of its entry's ordinal; 0 is an empty slot. The slot a key's
+// probe starts at is a function of its tag alone, so a rebuild places the
+// slots again without the keys. The ordinal is the one at or above the
+// oldest kept (liveFrom) with those low bits: exact while the log keeps
+// fewer than 2^31 entries and every dead slot is dropped within 2^30
+// inserts (record rebuilds at least that often), and dead when it comes
+// out at or above next.
+type keySlot uint64
+
+func keyTag(fp uint64) uint32 { return uint32(fp>>32) | 1 }
+
+func makeKeySlot(tag uint32, ord uint64) keySlot { return keySlot(uint64(tag)<<32 | uint64(uint32(ord))) }
+
+func (s keySlot) tag() uint32 { return uint32(s >> 32) }
+
+// keyRebuildInserts: the most inserts between two rebuilds of the index.
+const keyRebuildInserts = 1 << 30
 
 // keyBlock is one sealed block of the log.
 type keyBlock struct {
@@ -84,7 +99,10 @@ type keyBlock struct {
 // keyLog is the idempotency log of one machine.
 type keyLog struct {
 	slots []keySlot
-	used  int // slots not empty (live or dead)
+	shift uint8 // 64 - log2(len(slots)): a tag's home slot is its top bits after mixing
+	used  int   // slots not empty (live or dead)
+	// inserts since the index was last rebuilt (keyRebuildInserts)
+	inserts int
 	next  uint64
 
 	recent        []byte   // entries since the last checkpoint
@@ -113,6 +131,16 @@ func (kl *keyLog) reset() {
 }
 
 const minTimeNs = -1 << 63
+
+// home is the slot a tag's probe starts at.
+func (kl *keyLog) home(tag uint32) uint64 { return (uint64(tag) * 0x9e3779b97f4a7c15) >> kl.shift }
+
+// ordOf is the ordinal slot s names, and whether it is kept (live); from
+// is liveFrom.
+func (kl *keyLog) ordOf(s keySlot, from uint64) (uint64, bool) {
+	ord := from + uint64(uint32(s)-uint32(from))
+	return ord, ord < kl.next
+}
 
 // liveFrom is the oldest ordinal still kept: slots below it are dead.
 func (kl *keyLog) liveFrom() uint64 {
@@ -245,23 +273,27 @@ func (kl *keyLog) find(fp uint64, tenant, id string, incarnation uint64, key []b
 	if len(kl.slots) == 0 {
 		return dedupEntry{}, false
 	}
-	mask, live := uint64(len(kl.slots)-1), kl.liveFrom()
+	tag, mask, from := keyTag(fp), uint64(len(kl.slots)-1), kl.liveFrom()
 	free, freeSeen := uint64(0), false
-	for i, n := fp&mask, 0; n < len(kl.slots); i, n = (i+1)&mask, n+1 {
-		s := &kl.slots[i]
-		if s.ord == 0 || s.ord-1 < live {
+	for i, n := kl.home(tag), 0; n < len(kl.slots); i, n = (i+1)&mask, n+1 {
+		s := kl.slots[i]
+		if s == 0 {
 			if !freeSeen {
 				free, freeSeen = i, true
 			}
-			if s.ord == 0 {
-				break
+			break
+		}
+		ord, live := kl.ordOf(s, from)
+		if !live {
+			if !freeSeen {
+				free, freeSeen = i, true
 			}
 			continue
 		}
-		if s.fp != fp {
+		if s.tag() != tag {
 			continue
 		}
-		v, ok := decodeKeyEntry(kl.entry(s.ord - 1))
+		v, ok := decodeKeyEntry(kl.entry(ord))
 		if !ok {
 			panic("chat: an idempotency entry does not decode")
 		}
@@ -280,28 +312,33 @@ func (kl *keyLog) record(fp uint64, tenant, id string, incarnation uint64, key [
 	kl.newestNs = max(kl.newestNs, e.timeNs)
 	ord := kl.next
 	kl.next++
+	if kl.next-kl.liveFrom() >= 1<<31 {
+		panic("chat: the idempotency log keeps 2^31 entries, more than its index can name")
+	}
 	if len(kl.slots) == 0 {
 		kl.rebuild(0)
 	}
 	i := kl.hint
 	if !kl.hinted || kl.hintFp != fp {
-		i = kl.freeSlot(fp)
+		i = kl.freeSlot(keyTag(fp))
 	}
 	kl.hinted = false
-	if kl.slots[i].ord == 0 {
+	if kl.slots[i] == 0 {
 		kl.used++
 	}
-	kl.slots[i] = keySlot{fp: fp, ord: ord + 1}
-	if kl.used > len(kl.slots)/4*3 {
+	kl.slots[i] = makeKeySlot(keyTag(fp), ord)
+	if kl.inserts++; kl.used > len(kl.slots)/4*3 || kl.inserts >= keyRebuildInserts {
 		kl.rebuild(0)
 	}
 }
 
-// freeSlot is the first empty or dead slot of fp's probe.
-func (kl *keyLog) freeSlot(fp uint64) uint64 {
-	mask, live := uint64(len(kl.slots)-1), kl.liveFrom()
-	for i, n := fp&mask, 0; n < len(kl.slots); i, n = (i+1)&mask, n+1 {
-		if s := kl.slots[i]; s.ord == 0 || s.ord-1 < live {
+// freeSlot is the first empty or dead slot of tag's probe.
+func (kl *keyLog) freeSlot(tag uint32) uint64 {
+	mask, from := uint64(len(kl.slots)-1), kl.liveFrom()
+	for i, n := kl.home(tag), 0; n < len(kl.slots); i, n = (i+1)&mask, n+1 {
+		if s := kl.slots[i]; s == 0 {
+			return i
+		} else if _, live := kl.ordOf(s, from); !live {
 			return i
 		}
 	}
@@ -313,18 +350,18 @@ func (kl *keyLog) freeSlot(fp uint64) uint64 {
 func (kl *keyLog) rebuild(extra int) {
 	live, from := extra, kl.liveFrom()
 	for _, s := range kl.slots {
-		if s.ord != 0 && s.ord-1 >= from {
+		if _, ok := kl.ordOf(s, from); s != 0 && ok {
 			live++
 		}
 	}
-	n := keySlotsMin
+	n, bits := keySlotsMin, 16
 	for n < 2*live {
-		n *= 2
+		n, bits = n*2, bits+1
 	}
 	old := kl.slots
-	kl.slots, kl.used, kl.hinted = make([]keySlot, n), 0, false
+	kl.slots, kl.shift, kl.used, kl.inserts, kl.hinted = make([]keySlot, n), uint8(64-bits), 0, 0, false
 	for _, s := range old {
-		if s.ord != 0 && s.ord-1 >= from {
+		if _, ok := kl.ordOf(s, from); s != 0 && ok {
 			kl.insert(s)
 		}
 	}
@@ -333,8 +370,8 @@ func (kl *keyLog) rebuild(extra int) {
 // insert puts s into the first empty slot of its probe (rebuild, Open).
 func (kl *keyLog) insert(s keySlot) {
 	mask := uint64(len(kl.slots) - 1)
-	i := s.fp & mask
-	for kl.slots[i].ord != 0 {
+	i := kl.home(s.tag())
+	for kl.slots[i] != 0 {
 		i = (i + 1) & mask
 	}
 	kl.slots[i] = s
@@ -345,7 +382,7 @@ func (kl *keyLog) insert(s keySlot) {
 func (kl *keyLog) liveSlots() (n int) {
 	from := kl.liveFrom()
 	for _, s := range kl.slots {
-		if s.ord != 0 && s.ord-1 >= from {
+		if _, ok := kl.ordOf(s, from); s != 0 && ok {
 			n++
 		}
 	}
@@ -505,17 +542,18 @@ func (m *Machine) prefetchKey(tenant, id string, incarnation uint64, key []byte)
 	if kl.cold == 0 || len(kl.slots) == 0 {
 		return
 	}
-	fp := keyFingerprint(tenant, id, incarnation, key)
-	mask, live := uint64(len(kl.slots)-1), kl.liveFrom()
-	for i, n := fp&mask, 0; n < len(kl.slots); i, n = (i+1)&mask, n+1 {
+	tag := keyTag(keyFingerprint(tenant, id, incarnation, key))
+	mask, from := uint64(len(kl.slots)-1), kl.liveFrom()
+	for i, n := kl.home(tag), 0; n < len(kl.slots); i, n = (i+1)&mask, n+1 {
 		s := kl.slots[i]
-		if s.ord == 0 {
+		if s == 0 {
 			return
 		}
-		if s.fp != fp || s.ord-1 < live || s.ord-1 >= kl.recentFirst {
+		ord, live := kl.ordOf(s, from)
+		if s.tag() != tag || !live || ord >= kl.recentFirst {
 			continue
 		}
-		if b := kl.blockOf(s.ord - 1); b.data == nil && !b.loading {
+		if b := kl.blockOf(ord); b.data == nil && !b.loading {
 			m.readKeyBlock(b)
 		}
 	}
@@ -663,7 +701,7 @@ func (kl *keyLog) adopt(blocks []*keyBlock, budget int, newestOnly bool) {
 		for j, off := range b.offsets {
 			v, _ := decodeKeyEntry(b.data[off:])
 			fp := keyFingerprint(string(v.tenant), string(v.id), v.incarnation, v.key)
-			kl.insert(keySlot{fp: fp, ord: b.first + uint64(j) + 1})
+			kl.insert(makeKeySlot(keyTag(fp), b.first+uint64(j)))
 		}
 	}
 	kl.evict(budget)
@@ -686,7 +724,7 @@ type DedupStats struct {
 // DedupStats reports the idempotency log's figures.
 func (m *Machine) DedupStats() DedupStats {
 	kl := &m.keys
-	return DedupStats{Keys: kl.next - kl.liveFrom(), IndexBytes: len(kl.slots) * 16, Blocks: len(kl.blocks),
+	return DedupStats{Keys: kl.next - kl.liveFrom(), IndexBytes: len(kl.slots) * 8, Blocks: len(kl.blocks),
 		BlocksCold: kl.cold, BlockReads: kl.reads}
 }
 

@@ -55,7 +55,7 @@ type ClusterConfig struct {
 	// disk space), and the bytes each replica of each shard caches in
 	// memory: half of it blocks, an eighth the idempotency log's newest
 	// blocks, a sixty-fourth per table decoded pages of the other tables
-	// (the idempotency index is apart: 24-32 bytes per key in the window).
+	// (the idempotency index is apart: 11-16 bytes per key in the window).
 	BlockSizeBytes int    `json:"block_size_bytes"`
 	GridBlocksMax  uint64 `json:"grid_blocks_max"`
 	CacheSizeBytes int    `json:"cache_size_bytes"`
