@@ -77,7 +77,9 @@ type keySlot uint64
 
 func keyTag(fp uint64) uint32 { return uint32(fp>>32) | 1 }
 
-func makeKeySlot(tag uint32, ord uint64) keySlot { return keySlot(uint64(tag)<<32 | uint64(uint32(ord))) }
+func makeKeySlot(tag uint32, ord uint64) keySlot {
+	return keySlot(uint64(tag)<<32 | uint64(uint32(ord)))
+}
 
 func (s keySlot) tag() uint32 { return uint32(s >> 32) }
 
@@ -103,7 +105,7 @@ type keyLog struct {
 	used  int   // slots not empty (live or dead)
 	// inserts since the index was last rebuilt (keyRebuildInserts)
 	inserts int
-	next  uint64
+	next    uint64
 
 	recent        []byte   // entries since the last checkpoint
 	recentOffsets []uint32 // where each starts in recent
