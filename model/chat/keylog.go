@@ -95,14 +95,14 @@ type keyBlock struct {
 	data     []byte   // its entries when in memory, else nil
 	offsets  []uint32 // where each entry starts in data
 	loading  bool     // a prefetch read is in flight
+	keep     bool     // stays in memory once Open reads it (prepare)
 	gone     bool     // let go, or replaced by an Open
 }
 
 // keyLog is the idempotency log of one machine.
 type keyLog struct {
 	slots []keySlot
-	shift uint8 // 64 - log2(len(slots)): a tag's home slot is its top bits after mixing
-	used  int   // slots not empty (live or dead)
+	used  int // slots not empty (live or dead)
 	// inserts since the index was last rebuilt (keyRebuildInserts)
 	inserts int
 	next    uint64
@@ -135,7 +135,20 @@ func (kl *keyLog) reset() {
 const minTimeNs = -1 << 63
 
 // home is the slot a tag's probe starts at.
-func (kl *keyLog) home(tag uint32) uint64 { return (uint64(tag) * 0x9e3779b97f4a7c15) >> kl.shift }
+// The tag is mixed, then mapped onto the slots by a multiply (any count
+// of slots, not only powers of two: the index is sized to twice its keys).
+func (kl *keyLog) home(tag uint32) uint64 {
+	mixed := uint32((uint64(tag) * 0x9e3779b97f4a7c15) >> 32)
+	return uint64(mixed) * uint64(len(kl.slots)) >> 32
+}
+
+// after is the slot a probe visits after slot i.
+func (kl *keyLog) after(i uint64) uint64 {
+	if i++; i == uint64(len(kl.slots)) {
+		return 0
+	}
+	return i
+}
 
 // ordOf is the ordinal slot s names, and whether it is kept (live); from
 // is liveFrom.
@@ -275,9 +288,9 @@ func (kl *keyLog) find(fp uint64, tenant, id string, incarnation uint64, key []b
 	if len(kl.slots) == 0 {
 		return dedupEntry{}, false
 	}
-	tag, mask, from := keyTag(fp), uint64(len(kl.slots)-1), kl.liveFrom()
+	tag, from := keyTag(fp), kl.liveFrom()
 	free, freeSeen := uint64(0), false
-	for i, n := kl.home(tag), 0; n < len(kl.slots); i, n = (i+1)&mask, n+1 {
+	for i, n := kl.home(tag), 0; n < len(kl.slots); i, n = kl.after(i), n+1 {
 		s := kl.slots[i]
 		if s == 0 {
 			if !freeSeen {
@@ -336,8 +349,8 @@ func (kl *keyLog) record(fp uint64, tenant, id string, incarnation uint64, key [
 
 // freeSlot is the first empty or dead slot of tag's probe.
 func (kl *keyLog) freeSlot(tag uint32) uint64 {
-	mask, from := uint64(len(kl.slots)-1), kl.liveFrom()
-	for i, n := kl.home(tag), 0; n < len(kl.slots); i, n = (i+1)&mask, n+1 {
+	from := kl.liveFrom()
+	for i, n := kl.home(tag), 0; n < len(kl.slots); i, n = kl.after(i), n+1 {
 		if s := kl.slots[i]; s == 0 {
 			return i
 		} else if _, live := kl.ordOf(s, from); !live {
@@ -356,12 +369,8 @@ func (kl *keyLog) rebuild(extra int) {
 			live++
 		}
 	}
-	n, bits := keySlotsMin, 16
-	for n < 2*live {
-		n, bits = n*2, bits+1
-	}
 	old := kl.slots
-	kl.slots, kl.shift, kl.used, kl.inserts, kl.hinted = make([]keySlot, n), uint8(64-bits), 0, 0, false
+	kl.slots, kl.used, kl.inserts, kl.hinted = make([]keySlot, max(keySlotsMin, 2*live)), 0, 0, false
 	for _, s := range old {
 		if _, ok := kl.ordOf(s, from); s != 0 && ok {
 			kl.insert(s)
@@ -371,10 +380,9 @@ func (kl *keyLog) rebuild(extra int) {
 
 // insert puts s into the first empty slot of its probe (rebuild, Open).
 func (kl *keyLog) insert(s keySlot) {
-	mask := uint64(len(kl.slots) - 1)
 	i := kl.home(s.tag())
 	for kl.slots[i] != 0 {
-		i = (i + 1) & mask
+		i = kl.after(i)
 	}
 	kl.slots[i] = s
 	kl.used++
@@ -545,8 +553,8 @@ func (m *Machine) prefetchKey(tenant, id string, incarnation uint64, key []byte)
 		return
 	}
 	tag := keyTag(keyFingerprint(tenant, id, incarnation, key))
-	mask, from := uint64(len(kl.slots)-1), kl.liveFrom()
-	for i, n := kl.home(tag), 0; n < len(kl.slots); i, n = (i+1)&mask, n+1 {
+	from := kl.liveFrom()
+	for i, n := kl.home(tag), 0; n < len(kl.slots); i, n = kl.after(i), n+1 {
 		s := kl.slots[i]
 		if s == 0 {
 			return
@@ -620,30 +628,94 @@ func (m *Machine) openKeys(g *grid.Grid, table *grid.Table, isLog bool, generati
 		done(kl, failed)
 		return
 	}
-	pending := len(blocks)
-	for _, b := range blocks {
-		g.Read(b.ref, func(blk grid.Block, err error) {
-			if m.keys.generation != generation {
-				return // opened again since
-			}
-			if err == nil {
-				var data []byte
-				if data, err = blk.Data(nil); err == nil {
-					err = b.install(slices.Clone(data))
+	kl.prepare(blocks, m.limits.DedupLogBytesCached)
+	newestOnly := m.mutation == MutationKeysIndexNewestBlock
+	next, inflight, pending, pumping := 0, 0, len(blocks), false
+	var pump func()
+	pump = func() {
+		if pumping {
+			return // a read that ended at once: the loop below goes on
+		}
+		pumping = true
+		for next < len(blocks) && inflight < keyOpenReadsMax {
+			i := next
+			next, inflight = next+1, inflight+1
+			g.Read(blocks[i].ref, func(blk grid.Block, err error) {
+				if m.keys.generation != generation {
+					return // opened again since
 				}
-			}
-			if err != nil && failed == nil {
-				failed = err
-			}
-			if pending--; pending > 0 {
-				return
-			}
-			if failed == nil {
-				kl.adopt(blocks, m.limits.DedupLogBytesCached, m.mutation == MutationKeysIndexNewestBlock)
-			}
-			done(kl, failed)
-		})
+				inflight--
+				if err == nil {
+					var data []byte
+					if data, err = blk.Data(nil); err == nil {
+						err = kl.adoptBlock(i, slices.Clone(data), newestOnly && i < len(blocks)-1)
+					}
+				}
+				if err != nil && failed == nil {
+					failed = err
+				}
+				if pending--; pending == 0 {
+					done(kl, failed)
+					return
+				}
+				pump()
+			})
+		}
+		pumping = false
 	}
+	pump()
+}
+
+// keyOpenReadsMax bounds the log blocks an Open reads at once: each is
+// indexed, and let go unless it is among the newest kept in memory, as it
+// arrives, so that opening holds a few blocks beyond those.
+const keyOpenReadsMax = 8
+
+// prepare takes blocks, not yet read, as the sealed log: it sizes the
+// index for their entries and marks which stay in memory once read (the
+// newest whose bytes fit in budget; 0: all).
+func (kl *keyLog) prepare(blocks []*keyBlock, budget int) {
+	kl.blocks = blocks
+	last := blocks[len(blocks)-1]
+	kl.next = last.first + uint64(last.count)
+	kl.recentFirst = kl.next
+	total, kept := 0, 0
+	for i := len(blocks) - 1; i >= 0; i-- {
+		b := blocks[i]
+		total += b.count
+		kl.newestNs = max(kl.newestNs, b.newestNs)
+		size := int(b.ref.Size) - grid.HeaderSize // a leaf's data, uncompressed
+		b.keep = budget == 0 || kept+size <= budget
+		if b.keep {
+			kept += size
+		}
+	}
+	kl.cold = len(blocks)
+	kl.rebuild(total)
+}
+
+// adoptBlock installs block i's data, read at Open, indexes its entries
+// (none when skip: MutationKeysIndexNewestBlock), and keeps the data in
+// memory if prepare said so.
+func (kl *keyLog) adoptBlock(i int, data []byte, skip bool) error {
+	b := kl.blocks[i]
+	if err := b.install(data); err != nil {
+		return err
+	}
+	if !skip {
+		for j, off := range b.offsets {
+			v, _ := decodeKeyEntry(b.data[off:])
+			fp := keyFingerprint(string(v.tenant), string(v.id), v.incarnation, v.key)
+			kl.insert(makeKeySlot(keyTag(fp), b.first+uint64(j)))
+		}
+	}
+	if !b.keep {
+		b.data, b.offsets = nil, nil
+		return nil
+	}
+	kl.cold--
+	kl.residentB += len(b.data)
+	return nil
 }
 
 // migrateDedupTable takes the items of a dedup table of the format before
@@ -680,33 +752,6 @@ func (kl *keyLog) migrateDedupTable(table *grid.Table) error {
 		kl.record(keyFingerprint(it.tenant, it.id, it.incarnation, it.key), it.tenant, it.id, it.incarnation, it.key, &it.e)
 	}
 	return nil
-}
-
-// adopt takes blocks, all in memory, as the sealed log and indexes their
-// entries, then lets the older ones go cold.
-func (kl *keyLog) adopt(blocks []*keyBlock, budget int, newestOnly bool) {
-	kl.blocks = blocks
-	last := blocks[len(blocks)-1]
-	kl.next = last.first + uint64(last.count)
-	kl.recentFirst = kl.next
-	total := 0
-	for _, b := range blocks {
-		total += b.count
-		kl.newestNs = max(kl.newestNs, b.newestNs)
-		kl.residentB += len(b.data)
-	}
-	kl.rebuild(total)
-	for i, b := range blocks {
-		if newestOnly && i < len(blocks)-1 {
-			continue // MutationKeysIndexNewestBlock
-		}
-		for j, off := range b.offsets {
-			v, _ := decodeKeyEntry(b.data[off:])
-			fp := keyFingerprint(string(v.tenant), string(v.id), v.incarnation, v.key)
-			kl.insert(makeKeySlot(keyTag(fp), b.first+uint64(j)))
-		}
-	}
-	kl.evict(budget)
 }
 
 // DedupLogReads counts the idempotency log's blocks read back from the
