@@ -666,10 +666,11 @@ func (m *Machine) openKeys(g *grid.Grid, table *grid.Table, isLog bool, generati
 	pump()
 }
 
-// keyOpenReadsMax bounds the log blocks an Open reads at once: each is
-// indexed, and let go unless it is among the newest kept in memory, as it
-// arrives, so that opening holds a few blocks beyond those.
-const keyOpenReadsMax = 8
+// keyOpenReadsMax bounds the log blocks an Open reads at once (4 MiB of
+// 64 KiB blocks): each is indexed, and let go unless it is among the
+// newest kept in memory, as it arrives, so that opening holds a few MiB
+// beyond those, where reading every block at once held them all.
+const keyOpenReadsMax = 64
 
 // prepare takes blocks, not yet read, as the sealed log: it sizes the
 // index for their entries and marks which stay in memory once read (the
