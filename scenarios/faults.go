@@ -177,7 +177,7 @@ func (c *Config) storageFaultsEnabled() bool {
 // checkGrid is the end-of-run grid check shared by the subjects. Besides
 // blocks that fail verification where nothing could damage them, it fails
 // on a checkpoint whose superblock became durable before every block
-// written for it was flushed (grid.Stats.CheckpointsUnflushed), whatever
+// written for it was flushed (grid.CheckpointDurable reports false), whatever
 // the faults: a crash in between would have left a durable checkpoint
 // missing blocks, and whether one came at that moment is luck.
 func checkGrid(c *Config, coverage map[string]uint64) []string {

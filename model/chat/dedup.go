@@ -41,30 +41,6 @@ type dedupEntry struct {
 // time_ns i64 | hash [32].
 const dedupValueTail = 8 + HashSize
 
-// dedupRoomPrefix starts every item key of one room's incarnation.
-func dedupRoomPrefix(buf []byte, rk string, incarnation uint64) []byte {
-	buf = append(append(buf[:0], rk...), 0)
-	return binary.BigEndian.AppendUint64(buf, incarnation)
-}
-
-func dedupKey(buf []byte, rk string, incarnation uint64, key []byte) []byte {
-	return append(dedupRoomPrefix(buf, rk, incarnation), key...)
-}
-
-// encode writes e compact, thread and seq as uvarints (a main log's
-// thread is 0, a seq a few bytes), so that a page holds more entries:
-// uvarint thread | uvarint seq | time_ns i64 | hash [32], shorter than
-// dedupValueSize. An entry whose compact form would not be shorter is
-// written in the fixed form, as every entry was before 2026-12-04: the
-// length tells the forms apart.
-func (e *dedupEntry) encode(buf []byte) []byte {
-	buf = binary.AppendUvarint(binary.AppendUvarint(buf[:0], e.thread), e.seq)
-	if len(buf)+dedupValueTail >= dedupValueSize {
-		return e.appendFixed(buf[:0])
-	}
-	return append(binary.LittleEndian.AppendUint64(buf, uint64(e.timeNs)), e.hash[:]...)
-}
-
 // appendFixed appends e's fixed form (old snapshots hold it too).
 func (e *dedupEntry) appendFixed(b []byte) []byte {
 	le := binary.LittleEndian
@@ -72,6 +48,9 @@ func (e *dedupEntry) appendFixed(b []byte) []byte {
 	return append(b, e.hash[:]...)
 }
 
+// decodeDedupEntry decodes an item value of the dedup table before
+// 2026-12-04 (migrateDedupTable): the fixed form, or thread and seq as
+// uvarints then time_ns i64 | hash [32]; the length tells them apart.
 func decodeDedupEntry(b []byte) dedupEntry {
 	le := binary.LittleEndian
 	var e dedupEntry
@@ -93,15 +72,6 @@ func decodeDedupEntry(b []byte) dedupEntry {
 	return e
 }
 
-// dedupTimeNs is the time of an encoded entry, without decoding the rest:
-// the same distance from the end in either form.
-func dedupTimeNs(b []byte) int64 {
-	if len(b) < 2+dedupValueTail || len(b) > dedupValueSize {
-		panic("chat: an idempotency item of the wrong size")
-	}
-	return int64(binary.LittleEndian.Uint64(b[len(b)-dedupValueTail:]))
-}
-
 // expired reports whether e is older than the window at nowNs.
 func expired(e *dedupEntry, nowNs, windowNs int64) bool {
 	if nowNs < math.MinInt64+windowNs {
@@ -111,15 +81,17 @@ func expired(e *dedupEntry, nowNs, windowNs int64) bool {
 }
 
 // lookupKey finds the live entry of key in room r at nowNs (keylog.go).
-// An entry in a block not in memory was prefetched.
-func (m *Machine) lookupKey(r *room, key []byte, nowNs int64) (dedupEntry, bool) {
+// An entry in a block not in memory was prefetched. It also returns the
+// key's fingerprint, for recordKey.
+func (m *Machine) lookupKey(r *room, key []byte, nowNs int64) (dedupEntry, uint64, bool) {
 	fp := keyFingerprint(r.tenant, r.id, r.incarnation, key)
-	return m.keys.find(fp, r.tenant, r.id, r.incarnation, key, nowNs, m.limits.IdempotencyWindowNs)
+	e, ok := m.keys.find(fp, r.tenant, r.id, r.incarnation, key, nowNs, m.limits.IdempotencyWindowNs)
+	return e, fp, ok
 }
 
-// recordKey remembers key's entry in room r, after lookupKey found none.
-func (m *Machine) recordKey(r *room, key []byte, e *dedupEntry) {
-	fp := keyFingerprint(r.tenant, r.id, r.incarnation, key)
+// recordKey remembers key's entry in room r, after lookupKey found none
+// and returned its fingerprint fp.
+func (m *Machine) recordKey(r *room, fp uint64, key []byte, e *dedupEntry) {
 	m.keys.record(fp, r.tenant, r.id, r.incarnation, key, e)
 }
 

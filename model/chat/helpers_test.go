@@ -221,14 +221,21 @@ func (h *harness) checkpoint() (*grid.Grid, *gridtest.MemDisk, grid.Ref) {
 		h.grid, h.disk = newTestGrid()
 	}
 	root := h.m.Checkpoint(h.grid)
-	flushed := false
-	h.grid.Flush(func() { flushed = true })
-	h.disk.Drain(h.t)
-	if !flushed {
-		h.t.Fatal("checkpoint writes never flushed")
-	}
-	h.grid.CheckpointDurable()
+	flushDurable(h.t, h.grid, h.disk)
 	return h.grid, h.disk, root
+}
+
+// flushDurable waits for every write to g, then makes the checkpoint
+// written durable, as VSR does once its superblock names it.
+func flushDurable(t testing.TB, g *grid.Grid, d *gridtest.MemDisk) {
+	t.Helper()
+	flushed := false
+	g.Flush(func() { flushed = true })
+	d.Drain(t)
+	if !flushed {
+		t.Fatal("checkpoint writes never flushed")
+	}
+	g.CheckpointDurable()
 }
 
 // readAsync answers a read through Machine.Read, draining the disk.

@@ -98,7 +98,7 @@ func TestDedupColdBlocks(t *testing.T) {
 		}
 		hc.checkpoint()
 		ha.checkpoint()
-		if n := hc.m.keys.residentB; n != 0 {
+		if n := hc.m.keys.residentBytes; n != 0 {
 			t.Fatalf("%d bytes of idempotency blocks resident after a checkpoint, bound 1", n)
 		}
 		if round == 6 { // delete and create again: the new room forgets the keys
@@ -184,11 +184,21 @@ func TestDedupKeyOrderWritesTheSame(t *testing.T) {
 	}
 }
 
-// TestDedupEntryForms: an entry is written compact when that is shorter
-// (a main log's post: 45 bytes instead of 56), in the fixed form of
-// earlier builds otherwise, and either form decodes to the entry, its
-// time readable without decoding the rest.
-func TestDedupEntryForms(t *testing.T) {
+// encodeOldDedupValue writes e as the dedup table's items were written
+// before 2026-12-04: compact (thread and seq as uvarints) when that is
+// shorter, the fixed form otherwise.
+func encodeOldDedupValue(e *dedupEntry) []byte {
+	b := binary.AppendUvarint(binary.AppendUvarint(nil, e.thread), e.seq)
+	if len(b)+dedupValueTail >= dedupValueSize {
+		return e.appendFixed(nil)
+	}
+	return append(binary.LittleEndian.AppendUint64(b, uint64(e.timeNs)), e.hash[:]...)
+}
+
+// TestOldDedupEntryForms: an item value of the dedup table before
+// 2026-12-04, compact or fixed, decodes to its entry (what the migration
+// of an old checkpoint reads).
+func TestOldDedupEntryForms(t *testing.T) {
 	hash := Hash{1, 2, 3}
 	for _, e := range []dedupEntry{
 		{thread: 0, seq: 1, timeNs: 5, hash: hash},
@@ -196,22 +206,14 @@ func TestDedupEntryForms(t *testing.T) {
 		{thread: 1 << 40, seq: 1 << 41, timeNs: 1 << 62, hash: hash},
 		{thread: math.MaxUint64, seq: math.MaxUint64, timeNs: math.MinInt64, hash: hash},
 	} {
-		b := e.encode(nil)
-		compact := len(binary.AppendUvarint(binary.AppendUvarint(nil, e.thread), e.seq))+dedupValueTail < dedupValueSize
-		if compact != (len(b) < dedupValueSize) || (!compact && len(b) != dedupValueSize) {
-			t.Fatalf("%+v: %d bytes", e, len(b))
-		}
-		if got := decodeDedupEntry(b); got != e || dedupTimeNs(b) != e.timeNs {
-			t.Fatalf("%+v decodes to %+v, time %d", e, got, dedupTimeNs(b))
-		}
-		le := binary.LittleEndian
-		fixed := append(le.AppendUint64(le.AppendUint64(le.AppendUint64(nil, e.thread), e.seq), uint64(e.timeNs)), e.hash[:]...)
-		if got := decodeDedupEntry(fixed); got != e || dedupTimeNs(fixed) != e.timeNs {
-			t.Fatalf("the fixed form of %+v decodes to %+v", e, got)
+		for _, b := range [][]byte{encodeOldDedupValue(&e), e.appendFixed(nil)} {
+			if got := decodeDedupEntry(b); got != e {
+				t.Fatalf("%+v (%d bytes) decodes to %+v", e, len(b), got)
+			}
 		}
 	}
-	if n := len((&dedupEntry{seq: 1000}).encode(nil)); n != 43 {
-		t.Fatalf("a main log's post at seq 1000 takes %d bytes, want 43", n)
+	if n := len(encodeOldDedupValue(&dedupEntry{seq: 1000})); n != 43 {
+		t.Fatalf("a main log's post at seq 1000 took %d bytes compact, want 43", n)
 	}
 }
 
@@ -236,7 +238,7 @@ func TestOpenMigratesAnOldDedupTable(t *testing.T) {
 	prefix := keyU64("acme\x00r\x00", 1)
 	for i, p := range posted {
 		e := dedupEntry{seq: p.Seq, timeNs: p.TimeNs, hash: p.Hash}
-		v := e.encode(nil)
+		v := encodeOldDedupValue(&e)
 		if i == 1 {
 			v = e.appendFixed(nil)
 		}
@@ -264,13 +266,7 @@ func TestOpenMigratesAnOldDedupTable(t *testing.T) {
 	children[at] = oldRef
 	oldData := append(data[:len(data)-1:len(data)-1], "acme\x00r"...)
 	oldRoot := g.WriteNode(grid.KindRoom, children, oldData, false)
-	flushed := false
-	g.Flush(func() { flushed = true })
-	d.Drain(t)
-	if !flushed {
-		t.Fatal("no flush")
-	}
-	g.CheckpointDurable()
+	flushDurable(t, g, d)
 
 	opened := &harness{t: t, m: openMachine(t, h.m.Limits(), g, d, oldRoot), op: h.op, nowNs: h.nowNs, grid: g, disk: d}
 	if n := opened.m.keys.liveSlots(); n != 3 {

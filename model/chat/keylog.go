@@ -111,10 +111,10 @@ type keyLog struct {
 	recentOffsets []uint32 // where each starts in recent
 	recentFirst   uint64   // the ordinal of recent's first entry
 
-	blocks    []*keyBlock // sealed, oldest first, ordinals contiguous
-	cold      int         // blocks not in memory
-	newestNs  int64       // the newest entry's time (expiry counts from it)
-	residentB int         // bytes of the blocks in memory
+	blocks        []*keyBlock // sealed, oldest first, ordinals contiguous
+	cold          int         // blocks not in memory
+	newestNs      int64       // the newest entry's time (expiry counts from it)
+	residentBytes int         // bytes of the blocks in memory
 
 	// The slot the last find ended its probe at, for the insert that
 	// follows it (a post looks its key up, then records it).
@@ -459,7 +459,7 @@ func (m *Machine) checkpointKeys(g *grid.Grid) {
 		for j := range b.offsets {
 			b.offsets[j] = kl.recentOffsets[start+j] - uint32(from) + keyBlockHeader
 		}
-		kl.residentB += len(data)
+		kl.residentBytes += len(data)
 		kl.blocks = append(kl.blocks, b)
 		m.tables[tableDedup].Set(keyBlockItem(b))
 	}
@@ -469,7 +469,7 @@ func (m *Machine) checkpointKeys(g *grid.Grid) {
 	for len(kl.blocks) > 0 && (expired(&dedupEntry{timeNs: kl.blocks[0].newestNs}, kl.newestNs, window) ||
 		m.mutation == MutationKeysExpireEarly) {
 		b := kl.blocks[0]
-		m.tables[tableDedup].Delete(keyBlockKey(b.first))
+		m.tables[tableDedup].Delete(keyU64("", b.first))
 		g.Release(b.ref)
 		kl.drop(b)
 		kl.blocks[0] = nil
@@ -478,10 +478,10 @@ func (m *Machine) checkpointKeys(g *grid.Grid) {
 	kl.evict(m.limits.DedupLogBytesCached)
 }
 
-// drop forgets block b's bytes (let go, or gone cold).
+// drop forgets block b, let go by the expiry.
 func (kl *keyLog) drop(b *keyBlock) {
 	if b.data != nil {
-		kl.residentB -= len(b.data)
+		kl.residentBytes -= len(b.data)
 	} else {
 		kl.cold--
 	}
@@ -504,21 +504,15 @@ func (kl *keyLog) evict(budget int) {
 			kept += len(b.data)
 			continue
 		}
-		kl.residentB -= len(b.data)
+		kl.residentBytes -= len(b.data)
 		b.data, b.offsets = nil, nil
 		kl.cold++
 	}
 }
 
-func keyBlockKey(first uint64) string {
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], first)
-	return string(k[:])
-}
-
 func keyBlockItem(b *keyBlock) grid.TableItem {
 	v := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint32(make([]byte, 0, 12), uint32(b.count)), uint64(b.newestNs))
-	return grid.TableItem{Key: keyBlockKey(b.first), Value: v, Ref: b.ref}
+	return grid.TableItem{Key: keyU64("", b.first), Value: v, Ref: b.ref}
 }
 
 // install decodes block b's data, read from the grid, checking that it
@@ -591,7 +585,7 @@ func (m *Machine) readKeyBlock(b *keyBlock) {
 				panic(fmt.Sprintf("chat: an idempotency block that verified does not decode: %v", derr))
 			}
 			kl.cold--
-			kl.residentB += len(b.data)
+			kl.residentBytes += len(b.data)
 		}
 		m.onPageLoaded(err)
 	})
@@ -715,7 +709,7 @@ func (kl *keyLog) adoptBlock(i int, data []byte, skip bool) error {
 		return nil
 	}
 	kl.cold--
-	kl.residentB += len(b.data)
+	kl.residentBytes += len(b.data)
 	return nil
 }
 

@@ -40,11 +40,12 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 	if !member {
 		return appendCode(reply, CodeNotMember)
 	}
-	if e, ok := m.lookupKey(r, q.key, nowNs); ok {
-		if s := r.store(e.thread); s == nil || e.seq < s.firstSeq() {
+	prior, fp, ok := m.lookupKey(r, q.key, nowNs)
+	if ok {
+		if s := r.store(prior.thread); s == nil || prior.seq < s.firstSeq() {
 			return appendCode(reply, CodeDuplicateRemoved)
 		}
-		return appendPostReply(reply, e.seq, e.hash, e.timeNs, true)
+		return appendPostReply(reply, prior.seq, prior.hash, prior.timeNs, true)
 	}
 	ti, exists := 0, true
 	if q.thread != 0 {
@@ -72,7 +73,7 @@ func (m *Machine) applyPost(q *request, nowNs int64, reply []byte) []byte {
 	}
 	e := m.appendEntry(r, head, q.thread, r.members[mi], nowNs, q.key, q.body)
 	m.chargeTail(r.store(q.thread), q.thread, entryWireSize(&e))
-	m.recordKey(r, q.key, &dedupEntry{thread: e.thread, seq: e.seq, timeNs: nowNs, hash: e.hash})
+	m.recordKey(r, fp, q.key, &dedupEntry{thread: e.thread, seq: e.seq, timeNs: nowNs, hash: e.hash})
 	reply = appendPostReply(reply, e.seq, e.hash, nowNs, false)
 	m.trim(r, e.thread, e.seq)
 	return reply

@@ -67,9 +67,6 @@ type Stats struct {
 	BlocksReleased   uint64
 	CacheBytesInUse  uint64
 	FetchesRequested uint64
-	// CheckpointsUnflushed counts checkpoints that became durable before
-	// every block written for them was (CheckpointDurable): a bug.
-	CheckpointsUnflushed uint64
 }
 
 // ErrStale: the block was freed and possibly reused while the read was in
@@ -304,22 +301,22 @@ func (g *Grid) Release(ref Ref) {
 func (g *Grid) CheckpointWritten() { g.checkpointWrites = g.writesIssued }
 
 // CheckpointDurable frees every block released before the checkpoint that
-// just became durable. A checkpoint whose blocks were not all flushed by
-// then (its superblock named it too early) is counted in
-// Stats.CheckpointsUnflushed: the simulator's check fails on it, where a
-// crash would have left a durable checkpoint missing blocks.
-func (g *Grid) CheckpointDurable() {
-	if g.writesSynced < g.checkpointWrites {
-		g.Stats.CheckpointsUnflushed++
-	}
+// just became durable. It reports whether every write issued before the
+// last CheckpointWritten was flushed by then: false is a bug (a
+// superblock that named the checkpoint too early), on which the
+// simulator's check fails, where a crash would have left a durable
+// checkpoint missing blocks.
+func (g *Grid) CheckpointDurable() (flushed bool) {
+	flushed = g.writesSynced >= g.checkpointWrites
 	if len(g.released) == 0 {
-		return
+		return flushed
 	}
 	for _, a := range g.released {
 		g.free(a)
 	}
 	g.released = g.released[:0]
 	g.frees++
+	return flushed
 }
 
 // Reset forgets every block: the free set becomes empty and the cache is

@@ -267,3 +267,22 @@ func TestScrubStopsAtABlockReusedSinceItBegan(t *testing.T) {
 		t.Fatalf("second scrub: finished %v, stale %v, failed %d, corrupt %d", finished, stale, failed, g.Stats.Corrupt)
 	}
 }
+
+// TestCheckpointDurableReportsUnflushedBlocks: a checkpoint made durable
+// before the writes of its tree were flushed is reported (the superblock
+// named it too early); after a flush it is not.
+func TestCheckpointDurableReportsUnflushedBlocks(t *testing.T) {
+	g, d := newTestGrid(t, nil)
+	g.Write(KindTest, nil, []byte("a"), false)
+	g.CheckpointWritten()
+	d.Drain(t) // the write lands, but no sync has covered it
+	if g.CheckpointDurable() {
+		t.Fatal("a checkpoint whose block was never flushed reported as flushed")
+	}
+	g.Write(KindTest, nil, []byte("b"), false)
+	g.CheckpointWritten()
+	flushSync(t, g, d)
+	if !g.CheckpointDurable() {
+		t.Fatal("a flushed checkpoint reported as unflushed")
+	}
+}
