@@ -165,8 +165,7 @@ func cmdStart(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	setGCPercent()
 	if os.Getenv("GOMEMLIMIT") == "" {
-		base := setMemoryLimit(&cfg, *edgeAddr != "", log)
-		go followIndexMemory(ctx, n, base, log)
+		setMemoryLimit(&cfg, *edgeAddr != "", log)
 	}
 	fingerprint := ""
 	if *edgeAddr != "" {
@@ -242,19 +241,18 @@ func serveHTTP(ctx context.Context, ln net.Listener, nodes []*node.Node, id tran
 }
 
 // memoryLimitBytes is the soft memory limit a node gives the Go runtime
-// unless GOMEMLIMIT is set: per shard, the three quarters of its cache
-// (cache_size_bytes) that hold blocks, the idempotency log's blocks and the
-// rooms held in memory, and 64 MiB for its other tables' resident pages
-// and WAL buffers; 168 MiB for the rest of the process, and 64 MiB more
-// with an edge inside. The rooms are a cache (docs/storage.md), so the
-// limit does not grow with them. The heap then stays near what the node
-// needs rather than growing to five times its live size between
-// collections; past the limit the runtime collects more often, and never
-// stops allocating (it is soft). One shard with the default 128 MiB cache
-// gets 328 MiB, and then more as its idempotency index grows
-// (followIndexMemory).
+// unless GOMEMLIMIT is set: per shard, its cache (cache_size_bytes: grid
+// blocks, the idempotency index and log blocks, the rooms held in memory,
+// table pages) and 64 MiB for its WAL buffers and what else a replica
+// holds; 168 MiB for the rest of the process, and 64 MiB more with an edge
+// inside. The rooms and the idempotency keys are bounded by the cache
+// (docs/storage.md), so the limit does not grow with them. The heap then
+// stays near what the node needs rather than growing to five times its
+// live size between collections; past the limit the runtime collects more
+// often, and never stops allocating (it is soft). One shard with the
+// default 128 MiB cache gets 360 MiB.
 func memoryLimitBytes(cfg *node.ClusterConfig, edge bool) int64 {
-	limit := int64(cfg.Shards)*(int64(cfg.CacheSizeBytes)*3/4+64<<20) + 168<<20
+	limit := int64(cfg.Shards)*(int64(cfg.CacheSizeBytes)+64<<20) + 168<<20
 	if edge {
 		limit += 64 << 20
 	}
@@ -279,50 +277,11 @@ func setGCPercent() {
 	}
 }
 
-// setMemoryLimit sets the node's memory limit (memoryLimitBytes) and
-// returns it.
-func setMemoryLimit(cfg *node.ClusterConfig, edge bool, log *slog.Logger) int64 {
+// setMemoryLimit sets the node's memory limit (memoryLimitBytes).
+func setMemoryLimit(cfg *node.ClusterConfig, edge bool, log *slog.Logger) {
 	limit := memoryLimitBytes(cfg, edge)
 	debug.SetMemoryLimit(limit)
 	log.Debug("memory limit", "bytes", limit, "override", "GOMEMLIMIT")
-	return limit
-}
-
-// indexMemoryEvery is how often followIndexMemory looks at the indexes.
-const indexMemoryEvery = time.Second
-
-// followIndexMemory raises the node's memory limit above base by what its
-// shards' idempotency indexes hold, and half as much again for the array
-// a rebuild makes beside the old one, until ctx ends. The indexes grow
-// with the keys of the idempotency window, outside cache_size_bytes
-// (docs/storage.md, Idempotency keys): under a limit that did not count
-// them, a fill of 1.1e7 messages slowed from 20,000 to 6,300 msg/s past
-// 3.4e6 keys, its replicas at the limit (docs/benchmarks.md).
-func followIndexMemory(ctx context.Context, n *node.Node, base int64, log *slog.Logger) {
-	tick := time.NewTicker(indexMemoryEvery)
-	defer tick.Stop()
-	set := base
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		limit := base + indexMemoryBytes(n.Statuses())*3/2
-		if limit != set {
-			debug.SetMemoryLimit(limit)
-			log.Debug("memory limit", "bytes", limit, "idempotency_index_bytes", limit-base)
-			set = limit
-		}
-	}
-}
-
-// indexMemoryBytes adds up the shards' idempotency indexes.
-func indexMemoryBytes(statuses []node.Status) (n int64) {
-	for _, st := range statuses {
-		n += int64(st.Dedup.IndexBytes)
-	}
-	return n
 }
 
 func absPath(p string) string {

@@ -285,7 +285,7 @@ func TestMetricsParseAndDashboard(t *testing.T) {
 				"tigerchat_checkpoint_op", "tigerchat_wal_ops_since_checkpoint", "tigerchat_rooms", "tigerchat_rooms_max", "tigerchat_disk_fsync_seconds",
 				"tigerchat_room_cache_rooms", "tigerchat_room_cache_bytes", "tigerchat_room_cache_read_back_operations_total",
 				"tigerchat_replication_events_total", "tigerchat_dedup_keys", "tigerchat_dedup_index_bytes", "tigerchat_dedup_blocks",
-				"tigerchat_dedup_blocks_cold", "tigerchat_dedup_block_reads_total"},
+				"tigerchat_dedup_blocks_cold", "tigerchat_dedup_block_reads_total", "tigerchat_dedup_keys_dropped_early_total"},
 			"edge": {"tigerchat_edge_connections", "tigerchat_edge_connections_max", "tigerchat_edge_subscriptions", "tigerchat_edge_refused_total",
 				"tigerchat_edge_bus_gaps_total", "tigerchat_edge_slow_consumers_total", "tigerchat_edge_sessions", "tigerchat_edge_sessions_max", "tigerchat_edge_healthy"},
 		}[name]

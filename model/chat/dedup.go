@@ -10,7 +10,8 @@ import (
 )
 
 // A post's idempotency key is remembered, for Limits.IdempotencyWindowNs
-// after the post, in the idempotency log (keylog.go): its entry names the
+// after the post and while fewer than Limits.DedupKeysMax newer keys
+// followed it, in the idempotency log (keylog.go): its entry names the
 // message the post created. A room's incarnation is the count of rooms
 // this shard had ever created when it was created, and is part of every
 // key's entry: a room deleted and created again under the same id starts

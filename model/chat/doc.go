@@ -32,9 +32,11 @@
 // idempotency window, posting it again (from any log of the room) returns
 // the original seq, hash and time with Duplicate set, and creates nothing.
 // The window forgets a key Limits.IdempotencyWindowNs (24 h) after its
-// message's prepare timestamp; a forgotten key is accepted again as a new
-// message. The keys live in a table of the checkpoint (dedup.go), so the
-// guarantee survives restarts, view changes and state sync.
+// message's prepare timestamp, or earlier once the shard has remembered
+// Limits.DedupKeysMax newer keys (the bound that keeps the index's memory
+// within the cache); a forgotten key is accepted again as a new message.
+// The keys live in a log of the checkpoint (keylog.go), so the guarantee
+// survives restarts, view changes and state sync.
 //
 // # Post batches
 //

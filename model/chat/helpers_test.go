@@ -19,6 +19,7 @@ func testLimits() Limits {
 		MembersPerRoomMax:   3,
 		ThreadsPerRoomMax:   2,
 		IdempotencyWindowNs: 1000,
+		DedupKeysMax:        1 << 20,
 		ReadReplySizeMax:    1024,
 		PostBatchCountMax:   4,
 	}

@@ -12,7 +12,10 @@ import (
 )
 
 // The idempotency log (docs/storage.md, "Idempotency keys") remembers, for
-// Limits.IdempotencyWindowNs after a post, which message its key created.
+// Limits.IdempotencyWindowNs after a post, which message its key created:
+// every key of the window while the log holds fewer than
+// Limits.DedupKeysMax, and at least the newest DedupKeysMax otherwise, so
+// that the index's memory has a bound whatever the post rate.
 // It replaced a table sorted by key (until 2026-12-04) whose lookup and
 // insert cost each post a few cache misses into pages far larger than the
 // CPU's caches, and whose pages a checkpoint rewrote wherever new keys
@@ -22,7 +25,8 @@ import (
 //     time order: the entries since the last checkpoint in memory
 //     (recent), and before them in blocks of the grid (KindDedupLog),
 //     written once by the checkpoint that sealed them and let go whole
-//     when their newest entry has left the window.
+//     when their newest entry has left the window, or when the blocks
+//     after them hold DedupKeysMax entries.
 //   - Each entry has an ordinal, its position in the log since the log
 //     began. The dedup table names the blocks: a block's first ordinal
 //     (big-endian u64) → count u32 | newest time_ns i64, and the block as
@@ -121,15 +125,16 @@ type keyLog struct {
 	hint, hintFp uint64
 	hinted       bool
 
-	generation uint64 // advances when the log is replaced: older reads are dropped
-	reads      uint64 // cold blocks read back for a prefetch (metrics, simulator)
+	generation   uint64 // advances when the log is replaced: older reads are dropped
+	reads        uint64 // cold blocks read back for a prefetch (metrics, simulator)
+	droppedEarly uint64 // keys let go younger than the window, for DedupKeysMax (metrics)
 }
 
 func (kl *keyLog) reset() {
 	for _, b := range kl.blocks {
 		b.gone = true
 	}
-	*kl = keyLog{generation: kl.generation + 1, newestNs: minTimeNs, reads: kl.reads}
+	*kl = keyLog{generation: kl.generation + 1, newestNs: minTimeNs, reads: kl.reads, droppedEarly: kl.droppedEarly}
 }
 
 const minTimeNs = -1 << 63
@@ -466,9 +471,18 @@ func (m *Machine) checkpointKeys(g *grid.Grid) {
 	kl.recentFirst = kl.next
 	kl.recent, kl.recentOffsets = kl.recent[:0], kl.recentOffsets[:0]
 	window := m.limits.IdempotencyWindowNs
-	for len(kl.blocks) > 0 && (expired(&dedupEntry{timeNs: kl.blocks[0].newestNs}, kl.newestNs, window) ||
-		m.mutation == MutationKeysExpireEarly) {
+	for len(kl.blocks) > 0 {
 		b := kl.blocks[0]
+		old := expired(&dedupEntry{timeNs: b.newestNs}, kl.newestNs, window) || m.mutation == MutationKeysExpireEarly
+		// The blocks after b hold the newest keys: b goes early if they
+		// are DedupKeysMax already.
+		full := kl.next-(b.first+uint64(b.count)) >= uint64(m.limits.DedupKeysMax)
+		if !old && !full {
+			break
+		}
+		if !old {
+			kl.droppedEarly += uint64(b.count)
+		}
 		m.tables[tableDedup].Delete(keyU64("", b.first))
 		g.Release(b.ref)
 		kl.drop(b)
@@ -761,13 +775,16 @@ type DedupStats struct {
 	Blocks     int    `json:"blocks"`      // sealed blocks kept
 	BlocksCold int    `json:"blocks_cold"` // of which not in memory
 	BlockReads uint64 `json:"block_reads"` // cold blocks read back for a post's lookup
+	// DroppedEarly counts keys let go before the window's end because the
+	// log kept DedupKeysMax newer ones (since the machine started).
+	DroppedEarly uint64 `json:"dropped_early"`
 }
 
 // DedupStats reports the idempotency log's figures.
 func (m *Machine) DedupStats() DedupStats {
 	kl := &m.keys
 	return DedupStats{Keys: kl.next - kl.liveFrom(), IndexBytes: len(kl.slots) * 8, Blocks: len(kl.blocks),
-		BlocksCold: kl.cold, BlockReads: kl.reads}
+		BlocksCold: kl.cold, BlockReads: kl.reads, DroppedEarly: kl.droppedEarly}
 }
 
 // forEachKey calls fn with every entry in memory, oldest first (tests and

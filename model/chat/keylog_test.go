@@ -3,6 +3,8 @@ package chat
 import (
 	"fmt"
 	"testing"
+
+	"tigerchat/model/grid"
 )
 
 // TestKeyLogIndexGrowsAndDropsDeadSlots: the index finds every key of the
@@ -85,4 +87,76 @@ func TestKeyEntryRoundTrip(t *testing.T) {
 	if _, ok := decodeKeyEntry(b[:len(b)-1]); ok {
 		t.Fatal("a truncated entry decoded")
 	}
+}
+
+// TestDedupKeysMaxBoundsTheIndex: with every key inside the window by age,
+// a shard's log keeps at least the newest DedupKeysMax keys and less than
+// a block more, so its index stays sized for them whatever was posted: a
+// retry of a kept key is a duplicate, the oldest keys are forgotten early
+// and counted, a machine opened from the checkpoint answers the same, and
+// a machine that keeps its blocks in memory writes the same checkpoint.
+func TestDedupKeysMaxBoundsTheIndex(t *testing.T) {
+	const keysMax, rounds, perRound = 40_000, 10, 10_000
+	l := testLimits()
+	l.IdempotencyWindowNs = 1 << 60
+	l.DedupKeysMax = keysMax
+	cold, warm := l, l
+	cold.DedupLogBytesCached = 1
+	hc, hw := newHarness(t, cold), newHarness(t, warm)
+	key := func(i int) string { return fmt.Sprintf("key-%07d", i) }
+	seqs := make([]uint64, 0, rounds*perRound)
+	for _, h := range []*harness{hc, hw} {
+		h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)
+	}
+	var roots [2]grid.Ref
+	for round := 0; round < rounds; round++ {
+		for i := round * perRound; i < (round+1)*perRound; i++ {
+			r := hc.mustPost("acme", "alice", "r", 0, key(i), "x")
+			if w := hw.mustPost("acme", "alice", "r", 0, key(i), "x"); w != r {
+				t.Fatalf("key %d: cold %+v, warm %+v", i, r, w)
+			}
+			seqs = append(seqs, r.Seq)
+		}
+		for j, h := range []*harness{hc, hw} {
+			_, _, roots[j] = h.checkpoint()
+		}
+		if roots[0] != roots[1] {
+			t.Fatalf("round %d: the machines' checkpoints differ: %v, %v", round, roots[0], roots[1])
+		}
+		kl := &hc.m.keys
+		biggest := 0
+		for _, b := range kl.blocks {
+			biggest = max(biggest, b.count)
+		}
+		st := hc.m.DedupStats()
+		posted := uint64((round + 1) * perRound)
+		if want := min(posted, keysMax); st.Keys < want || st.Keys >= uint64(keysMax+biggest) && posted > keysMax {
+			t.Fatalf("round %d: %d keys kept after %d posts, want at least %d and below %d", round, st.Keys, posted, want, keysMax+biggest)
+		}
+		if st.DroppedEarly != posted-st.Keys {
+			t.Fatalf("round %d: %d keys dropped early, want %d", round, st.DroppedEarly, posted-st.Keys)
+		}
+		// Sized at a rebuild for twice the live keys, which are bounded.
+		if slots := len(kl.slots); slots > 2*(keysMax+biggest+perRound) {
+			t.Fatalf("round %d: %d index slots for a bound of %d keys", round, slots, keysMax)
+		}
+	}
+	total := rounds * perRound
+	opened := &harness{t: t, m: openMachine(t, cold, hc.grid, hc.disk, roots[0]), op: hc.op, nowNs: hc.nowNs, grid: hc.grid, disk: hc.disk}
+	if a, b := opened.m.DedupStats().Keys, hc.m.DedupStats().Keys; a != b {
+		t.Fatalf("opened from the checkpoint: %d keys, the machine that wrote it %d", a, b)
+	}
+	for _, h := range []*harness{hc, opened} {
+		// The newest keysMax keys are remembered.
+		for i := total - keysMax; i < total; i += 997 {
+			if r := h.post("acme", "alice", "r", 0, key(i), "x"); !r.Duplicate || r.Seq != seqs[i] {
+				t.Fatalf("kept key %d: %+v, want a duplicate of seq %d", i, r, seqs[i])
+			}
+		}
+		// The oldest was let go early: it makes a new message.
+		if r := h.post("acme", "alice", "r", 0, key(0), "x"); r.Code != CodeOK || r.Duplicate || r.Seq != uint64(total)+1 {
+			t.Fatalf("key 0, let go early: %+v, want a new message at seq %d", r, total+1)
+		}
+	}
+	hc.verify()
 }

@@ -51,6 +51,16 @@ type Limits struct {
 	// post's key is remembered; an older key may be accepted again as a
 	// new message.
 	IdempotencyWindowNs int64
+	// DedupKeysMax bounds the keys the idempotency log keeps, so that its
+	// resident index (16 bytes a key at most, keylog.go) fits a budget
+	// whatever the post rate: a checkpoint lets go of the oldest blocks
+	// while the blocks after them still hold this many keys, even if
+	// they are younger than IdempotencyWindowNs. So the newest
+	// DedupKeysMax keys of a shard are always remembered, with the window
+	// counted by age on top; an older key dropped early may be accepted
+	// again as a new message. Every replica must have the same value:
+	// it decides which blocks a checkpoint writes.
+	DedupKeysMax int
 	// DedupLogBytesCached bounds the bytes of the idempotency log's blocks
 	// kept in memory after a checkpoint, the newest first (0: all of
 	// them); a block the index says a post's key may lie in is read back
@@ -106,8 +116,11 @@ const (
 	MembersPerRoomMaxDefault   = 100_000
 	ThreadsPerRoomMaxDefault   = capacityLimitMax
 	IdempotencyWindowNsDefault = 24 * 3600 * 1_000_000_000
-	// DedupLogBytesCachedDefault: 16 MiB per shard, about 150,000 keys.
-	DedupLogBytesCachedDefault = 16 << 20
+	// DedupKeysMaxDefault: the keys whose index fits a quarter of the
+	// default 128 MiB cache (cache_size_bytes / 64 keys).
+	DedupKeysMaxDefault = 2 << 20
+	// DedupLogBytesCachedDefault: 4 MiB per shard, about 40,000 keys.
+	DedupLogBytesCachedDefault = 4 << 20
 	// TablePagesCachedDefault: 512 one-sector pages per table, 8 MiB per
 	// shard for the four tables.
 	TablePagesCachedDefault = 512
@@ -128,6 +141,7 @@ func DefaultLimits() Limits {
 		MembersPerRoomMax:   MembersPerRoomMaxDefault,
 		ThreadsPerRoomMax:   ThreadsPerRoomMaxDefault,
 		IdempotencyWindowNs: IdempotencyWindowNsDefault,
+		DedupKeysMax:        DedupKeysMaxDefault,
 		DedupLogBytesCached: DedupLogBytesCachedDefault,
 		TablePagesCached:    TablePagesCachedDefault,
 		ReadReplySizeMax:    ReadReplySizeMaxDefault,
@@ -147,6 +161,9 @@ func SimLimits() Limits {
 		MembersPerRoomMax:   8,
 		ThreadsPerRoomMax:   4,
 		IdempotencyWindowNs: IdempotencyWindowNsDefault,
+		// Beyond a run's keys (a few thousand): its clients retry any key
+		// they ever posted and expect the message it made.
+		DedupKeysMax:        1 << 20,
 		DedupLogBytesCached: 1, // none: a lookup whose fingerprint matches reads its block back
 		TablePagesCached:    1,
 		RoomCacheBytes:      2048, // a few rooms: most are read back from the tables
@@ -188,6 +205,8 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("chat: idempotency window %d ns must be positive", l.IdempotencyWindowNs)
 	case l.GridReserveBlocks < 0:
 		return fmt.Errorf("chat: grid reserve blocks %d must not be negative", l.GridReserveBlocks)
+	case l.DedupKeysMax < 1:
+		return fmt.Errorf("chat: dedup keys max %d must be positive", l.DedupKeysMax)
 	case l.DedupLogBytesCached < 0:
 		return fmt.Errorf("chat: dedup log bytes cached %d must not be negative", l.DedupLogBytesCached)
 	case l.TablePagesCached < 0:

@@ -109,6 +109,7 @@ func TestLimitsValidate(t *testing.T) {
 		"body 0":                func(l *Limits) { l.BodySizeMax = 0 },
 		"body above cap":        func(l *Limits) { l.BodySizeMax = bodySizeLimitMax + 1 },
 		"no window":             func(l *Limits) { l.IdempotencyWindowNs = 0 },
+		"no keys":               func(l *Limits) { l.DedupKeysMax = 0 },
 		"reply below a message": func(l *Limits) { l.ReadReplySizeMax = snapshotReplyFixedSize },
 		"no post batch":         func(l *Limits) { l.PostBatchCountMax = 0 },
 		"huge post batch":       func(l *Limits) { l.PostBatchCountMax = postBatchCountLimitMax + 1 },

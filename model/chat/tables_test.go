@@ -34,7 +34,7 @@ func coldPagesWriteTheSameBlocks(t *testing.T, windowNs int64) int {
 	all := Limits{
 		BodySizeMax: 64, TenantsMax: 2, RoomsMax: 96, RoomsPerTenantMax: 64,
 		MembersPerRoomMax: 24, ThreadsPerRoomMax: 4, IdempotencyWindowNs: windowNs,
-		ReadReplySizeMax: 1024, PostBatchCountMax: 4,
+		DedupKeysMax: 1 << 20, ReadReplySizeMax: 1024, PostBatchCountMax: 4,
 	}
 	cold := all
 	cold.TablePagesCached, cold.DedupLogBytesCached = 1, 1

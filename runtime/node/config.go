@@ -110,12 +110,16 @@ func (c *ClusterConfig) ChatLimits() chat.Limits {
 		l = chat.SimLimits()
 	}
 	v := c.vsrConfig(0, 0)
-	// Of the cache (CacheSizeBytes), an eighth holds the idempotency log's
-	// newest blocks, a sixty-fourth per table decoded pages of the rooms,
-	// members, threads, block-index, member_of and tenants tables, and an
-	// eighth the rooms themselves. The idempotency index is apart (16 to
-	// 32 bytes per key in the window: docs/storage.md).
-	l.DedupLogBytesCached = max(1<<20, c.CacheSizeBytes/8)
+	// Of the cache (CacheSizeBytes), half holds grid blocks (vsrConfig), a
+	// quarter the idempotency index (at most 16 bytes a key: the log keeps
+	// the keys of the window up to CacheSizeBytes/64, at least 65,536), a
+	// thirty-second the idempotency log's newest blocks, a sixty-fourth
+	// per table decoded pages of the rooms, members, threads, block-index,
+	// member_of and tenants tables, and an eighth the rooms themselves
+	// (docs/storage.md). DedupKeysMax decides which blocks a checkpoint
+	// writes, so every replica of a cluster needs the same cache size.
+	l.DedupKeysMax = max(1<<16, c.CacheSizeBytes/64)
+	l.DedupLogBytesCached = max(1<<20, c.CacheSizeBytes/32)
 	l.TablePagesCached = max(16, c.CacheSizeBytes/64/grid.TablePageBytesMax)
 	l.RoomCacheBytes = max(1<<20, c.CacheSizeBytes/8)
 	l.GridReserveBlocks = chat.GridReserveBlocksFor(&v)
