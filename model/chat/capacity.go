@@ -23,6 +23,51 @@ type growth struct {
 	// unbounded: a Restore rewrote the state wholesale; the next
 	// checkpoint writes every item and is not held to the count.
 	unbounded bool
+	admitted  admitted
+}
+
+// admitted remembers a bound that admit found to fit with room for
+// admitLookahead more growing operations: while the growth charged plus
+// an operation's cost stays within upTo, the idempotency log's recent
+// entries within keysBytes, the tables unchanged (tableChanges) and the
+// grid no fuller, the full bound fits too, as it only grows with each of
+// those (grid.Table.CheckpointBlocksMax is monotone in its items). So
+// admit computes the full bound once per so many operations instead of
+// for each (it was a fifth of applying a post), and answers as before.
+type admitted struct {
+	valid        bool
+	grid         *grid.Grid
+	used         uint64
+	tableChanges uint64
+	upTo         cost
+	keysBytes    int
+}
+
+// admitLookahead and admitLookaheadShort are how many growing operations
+// (each charged growthCost and two blocks) an admitted bound makes room
+// for.
+const admitLookahead, admitLookaheadShort = 512, 32
+
+// times is c counted n times.
+func (c cost) times(n int) cost {
+	c.blocks *= n
+	for t := range c.items {
+		c.items[t] *= n
+	}
+	return c
+}
+
+// within reports whether every count of c is at most o's.
+func (c cost) within(o cost) bool {
+	if c.blocks > o.blocks {
+		return false
+	}
+	for t := range c.items {
+		if c.items[t] > o.items[t] {
+			return false
+		}
+	}
+	return true
 }
 
 // cost is what an operation may add to the next checkpoint: blocks of its
@@ -100,7 +145,13 @@ func shrinkReserveBlocks(blocksMax uint64) int {
 // (keysCheckpointCost), every table's own bound (with the charged items
 // still to reach it) and the root.
 func (m *Machine) checkpointBlocksMax(g *grid.Grid, more cost) int {
-	c := m.growth.pending.plus(more).plus(m.keysCheckpointCost(g))
+	return m.checkpointBlocksMaxFor(g, m.growth.pending.plus(more), len(m.keys.recent))
+}
+
+// checkpointBlocksMaxFor is checkpointBlocksMax for growth c and keysBytes
+// of recent idempotency entries.
+func (m *Machine) checkpointBlocksMaxFor(g *grid.Grid, c cost, keysBytes int) int {
+	c = c.plus(keysCheckpointCostFor(g, keysBytes))
 	n := c.blocks + 1
 	for t := range m.tables {
 		n += m.tables[t].CheckpointBlocksMax(g.Config(), c.items[t])
@@ -118,10 +169,37 @@ func (m *Machine) admit(c cost, grows bool) bool {
 	}
 	blocksMax := m.grid.Config().BlocksMax
 	limit := int(blocksMax) - m.limits.GridReserveBlocks
+	growLimit := limit - shrinkReserveBlocks(blocksMax)
 	if grows {
-		limit -= shrinkReserveBlocks(blocksMax)
+		limit = growLimit
 	}
-	return int(m.grid.Used())+m.checkpointBlocksMax(m.grid, c) <= limit
+	total, used, keysBytes := m.growth.pending.plus(c), m.grid.Used(), len(m.keys.recent)
+	changes := m.tableChanges()
+	a := &m.growth.admitted
+	if a.valid && a.grid == m.grid && used <= a.used && changes == a.tableChanges &&
+		keysBytes <= a.keysBytes && total.within(a.upTo) {
+		if m.checkClean && int(used)+m.checkpointBlocksMaxFor(m.grid, total, keysBytes) > limit {
+			panic("chat: admitted on a remembered bound what the full bound refuses")
+		}
+		return true
+	}
+	m.admitBounds++
+	if int(used)+m.checkpointBlocksMaxFor(m.grid, total, keysBytes) > limit {
+		return false
+	}
+	// Room for admitLookahead (or, in a smaller grid or near a full one,
+	// admitLookaheadShort) more growing operations under the stricter
+	// limit? Then admit passes without the full bound until they are spent.
+	*a = admitted{}
+	for _, n := range [...]int{admitLookahead, admitLookaheadShort} {
+		upTo, keysUpTo := total.plus(growthCost.plus(cost{blocks: 2}).times(n)), keysBytes+n*keyEntryBytesMax
+		m.admitBounds++
+		if int(used)+m.checkpointBlocksMaxFor(m.grid, upTo, keysUpTo) <= growLimit {
+			*a = admitted{valid: true, grid: m.grid, used: used, tableChanges: changes, upTo: upTo, keysBytes: keysUpTo}
+			break
+		}
+	}
+	return true
 }
 
 // chargeTail counts a message of size bytes appended to log s: the blocks

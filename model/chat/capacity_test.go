@@ -135,3 +135,22 @@ func TestStorageFullRefusesGrowthAndRecovers(t *testing.T) {
 	}
 	h.verify()
 }
+
+// TestAdmitRemembersItsBound: posts far from a full grid are admitted on a
+// bound remembered for dozens of them (hundreds in a production-sized
+// grid), not one computed per post (the
+// harness checks each such answer against the full bound:
+// CheckDirtyTracking); near the full grid every post gets the full bound,
+// and the refusals are those of TestStorageFullRefusesGrowthAndRecovers.
+func TestAdmitRemembersItsBound(t *testing.T) {
+	h := newHarness(t, DefaultLimits())
+	h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)
+	h.checkpoint()
+	before := h.m.admitBounds
+	for i := 0; i < 2000; i++ {
+		h.mustPost("acme", "alice", "r", 0, fmt.Sprintf("k%d", i), "x")
+	}
+	if n := h.m.admitBounds - before; n > 200 {
+		t.Fatalf("2000 posts computed the full bound %d times", n)
+	}
+}

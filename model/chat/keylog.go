@@ -423,7 +423,12 @@ func blocksFor(bytes, dataMax int) int {
 // come (admission adds growthCost's), their dedup table items, and the
 // items the expiry deletes (a range at the table's start).
 func (m *Machine) keysCheckpointCost(g *grid.Grid) cost {
-	n := blocksFor(len(m.keys.recent), blockDataMax(g))
+	return keysCheckpointCostFor(g, len(m.keys.recent))
+}
+
+// keysCheckpointCostFor is keysCheckpointCost for bytes of recent entries.
+func keysCheckpointCostFor(g *grid.Grid, bytes int) cost {
+	n := blocksFor(bytes, blockDataMax(g))
 	return itemsCost(tableDedup, n).plus(rangeCost(tableDedup))
 }
 

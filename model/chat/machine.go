@@ -45,6 +45,7 @@ type Machine struct {
 	releaseLater []grid.Ref       // message blocks of deleted rooms, released at the next checkpoint
 	checkClean   bool             // see CheckDirtyTracking
 	growth       growth           // what the next checkpoint may acquire (capacity.go)
+	admitBounds  uint64           // full bounds admit computed (tests)
 	tableBuf     []byte           // a room record being encoded
 	tableItems   []grid.TableItem // a room's items being encoded
 	blockBuf     []byte           // a message block being encoded

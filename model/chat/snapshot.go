@@ -191,6 +191,7 @@ func (m *Machine) Restore(snapshot []byte) error {
 		m.tenants++
 	}
 	m.growth.unbounded = true // every item is written again: not counted per operation
+	m.growth.admitted = admitted{}
 	m.tables[tableDedup] = next.tables[tableDedup]
 	m.keys.reset() // a snapshot holds no keys
 	m.restoreShared()
