@@ -118,6 +118,9 @@ func newChatSubject(cfg Config) *chatSubject {
 		roots:    map[[2]uint64]grid.Ref{},
 		metrics:  map[string][]float64{},
 	}
+	if cfg.ChatKeysMax > 0 {
+		s.limits.DedupKeysMax = cfg.ChatKeysMax
+	}
 	rc := s.replicaConfig(0, 0)
 	layout := vsr.NewLayout(&rc)
 	chunk := max(cfg.AtlasChunkBytes, model.SectorSize)

@@ -54,6 +54,7 @@ const (
 	chatActProbability      = 0.04 // per idle session per tick
 	chatRequestTimeoutTicks = 100
 	chatClientsEvicting     = 18 // more clients than vsr.SimConfig's 16 sessions: exercises eviction
+	chatClientsKeysBounded  = 7  // the most with Config.ChatKeysMax: as many as runs without eviction have
 	chatLateJoinProbability = 0.3
 	chatReaderProbability   = 0.2
 	chatBatchProbability    = 0.25      // of a posting act: a batch instead of one post
@@ -130,6 +131,11 @@ func newChatWorkload(s *chatSubject, r *prng.PRNG) *chatWorkload {
 		if r.Chance(0.1) {
 			w.clientCount = chatClientsEvicting
 		}
+	}
+	if s.cfg.ChatKeysMax > 0 {
+		// Keys bounded: no key is posted twice (retry, retryKey), and no
+		// session is evicted, which would post its pending keys again.
+		w.clientCount = min(w.clientCount, chatClientsKeysBounded)
 	}
 	w.planRooms(r)
 	w.planMembers(r)
@@ -633,7 +639,7 @@ func (ss *chatSession) retry(room *chatRoom) bool {
 // acknowledged; nil when the room has none.
 func (ss *chatSession) retryKey(room *chatRoom) *chatKey {
 	r := ss.cl.rng
-	if len(room.keys) == 0 {
+	if len(room.keys) == 0 || ss.cl.w.s.cfg.ChatKeysMax > 0 {
 		return nil
 	}
 	k := room.keys[r.IntN(len(room.keys))]

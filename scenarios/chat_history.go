@@ -164,6 +164,7 @@ func (s *chatSubject) finishAudit() {
 			s.metrics["rooms_read_back_read"] = append(s.metrics["rooms_read_back_read"], float64(rc.ReadBackRead))
 			s.metrics["rooms_dropped"] = append(s.metrics["rooms_dropped"], float64(rc.Dropped))
 			s.metrics["dedup_blocks_read"] = append(s.metrics["dedup_blocks_read"], float64(n.machines[sh].DedupLogReads()))
+			s.metrics["dedup_dropped_early"] = append(s.metrics["dedup_dropped_early"], float64(n.machines[sh].DedupStats().DroppedEarly))
 		}
 	}
 }

@@ -24,6 +24,35 @@ func chatSwarmConfig(seed uint64) Config {
 	return cfg
 }
 
+// TestChatSwarmKeysBounded: with a bound of chatSwarmKeysMax idempotency
+// keys per shard, far below what a run posts, the log lets its oldest
+// blocks go at checkpoints all run long, beside crashes, state syncs,
+// repairs and every other fault of the swarm; every check of the swarm
+// holds (the replicas' checkpoints agree block for block, the history
+// audit finds every acknowledged message), and keys were let go early.
+// (The clients never post a key twice here: what a retry answers under
+// the bound is TestDedupKeysMaxBoundsTheIndex's, in model/chat.)
+func TestChatSwarmKeysBounded(t *testing.T) {
+	const chatSwarmKeysMax = 48
+	dropped := 0.0
+	for seed := uint64(5000); seed < 5030; seed++ {
+		cfg := chatSwarmConfig(seed)
+		cfg.ChatKeysMax = chatSwarmKeysMax
+		res := Run(cfg)
+		if res.Outcome() != OutcomeOK {
+			t.Fatalf("%s\nviolations: %v\nliveness failed: %v\npanic: %s\nerror: %s",
+				res.Line(), res.Violations, res.LivenessFailed, res.Panic, res.Err)
+		}
+		for _, v := range res.Metrics["dedup_dropped_early"] {
+			dropped += v
+		}
+	}
+	if dropped == 0 {
+		t.Fatal("no idempotency key was let go early: the bound was never reached")
+	}
+	t.Logf("keys let go early, all replicas: %.0f", dropped)
+}
+
 // Multi-shard chat clusters survive a swarm of random fault mixes: the room
 // model, the state invariants and the per-shard VSR checks all pass, and
 // every shard converges once the faults stop.

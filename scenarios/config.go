@@ -48,6 +48,11 @@ type Config struct {
 	Mutation string // a deliberately broken variant of the subject; "" = correct
 	Clients  int    // clients the subject may add (a hint; subjects decide)
 	Schedule []Step // scripted faults, run in tick order during the fault phase
+	// ChatKeysMax, if not 0, is the chat subject's bound on the idempotency
+	// keys a shard remembers (chat.Limits.DedupKeysMax), so low that the
+	// log lets blocks go early all run long; its clients then never post
+	// a key twice, since the bound may have forgotten it.
+	ChatKeysMax int
 }
 
 // DefaultConfig is a moderate mix of every fault class, for `tigersim -seed`.
@@ -196,6 +201,9 @@ func (c Config) validateShape() error {
 	}
 	if c.Clients < 0 || c.Clients > ClientsMax {
 		return fmt.Errorf("clients must be in [0, %d], got %d", ClientsMax, c.Clients)
+	}
+	if c.ChatKeysMax < 0 {
+		return fmt.Errorf("chat keys max must not be negative, got %d", c.ChatKeysMax)
 	}
 	return nil
 }

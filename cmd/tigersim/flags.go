@@ -58,6 +58,7 @@ type options struct {
 	loss        float64
 	duplicate   float64
 	crashWipe   float64
+	chatKeysMax int64
 	mutate      string
 	verbose     bool
 	nightly     bool
@@ -95,6 +96,7 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 	fs.Var(probabilityValue{&o.loss}, "loss", "message loss probability `P` in [0, 1]")
 	fs.Var(probabilityValue{&o.duplicate}, "duplicate", "message duplication probability `P` in [0, 1]")
 	fs.Var(probabilityValue{&o.crashWipe}, "crash-wipe", "per crash, probability `P` in [0, 1] that the replica's disk loses its tail: every sector after a random point that the fault atlas lets it lose reads back as zeros (a data file cut short); the swarm draws it for half its seeds")
+	fs.Var(intValue{&o.chatKeysMax}, "chat-keys-max", "chat subject: remember at most `N` idempotency keys per shard, so that its log lets blocks go early all run long; its clients then never post a key twice (so a swarm does not require the retries' coverage)")
 	fs.StringVar(&o.mutate, "mutate", "", "run mutation `NAME`: a deliberately broken variant of the subject that the swarm must catch")
 	fs.BoolVar(&o.verbose, "v", false, "verbose: config, stats and metrics of each run")
 	fs.BoolVar(&o.nightly, "nightly", false, "nightly run: -count seeds (default 1,000,000), subject and length drawn per seed, all failures kept")
@@ -135,7 +137,7 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 func (o *options) validate() error {
 	switch {
 	case o.nightly && (o.swarm || o.swarmConfig || o.set["subject"] || o.set["ticks"] || o.set["faults"] ||
-		o.set["replicas"] || o.set["loss"] || o.set["duplicate"] || o.set["crash-wipe"] || o.mutate != "" || o.failover || o.lagging):
+		o.set["replicas"] || o.set["loss"] || o.set["duplicate"] || o.set["crash-wipe"] || o.set["chat-keys-max"] || o.mutate != "" || o.failover || o.lagging):
 		return errors.New("-nightly draws subject, length and faults per seed; use -start, -count, -minutes, -json, -failures")
 	case !o.nightly && (o.set["minutes"] || o.set["failures"]):
 		return errors.New("-minutes and -failures go with -nightly")
@@ -151,6 +153,8 @@ func (o *options) validate() error {
 		return errors.New("-start needs -swarm or -count; for one run use -seed")
 	case o.multi() && o.start > math.MaxUint64-uint64(max(o.count, 1))+1:
 		return fmt.Errorf("-start %d + -count %d overflows the seed range", o.start, o.count)
+	case o.set["chat-keys-max"] && (o.chatKeysMax < 1 || o.subject != "chat"):
+		return fmt.Errorf("-chat-keys-max must be at least 1 and goes with -subject chat, got %d", o.chatKeysMax)
 	case o.set["ticks"] && (o.ticks == 0 || o.ticks > scenarios.TicksMax):
 		return fmt.Errorf("-ticks must be in [1, %d], got %d", scenarios.TicksMax, o.ticks)
 	case o.set["replicas"] && o.replicas != 1 && o.replicas != 3 && o.replicas != 5:
@@ -198,6 +202,9 @@ func (o *options) config(seed uint64) (scenarios.Config, error) {
 	if o.set["crash-wipe"] {
 		cfg.Disk.CrashWipeProbability = o.crashWipe
 	}
+	if o.set["chat-keys-max"] {
+		cfg.ChatKeysMax = int(o.chatKeysMax)
+	}
 	if o.failover {
 		failoverConfig(&cfg, seed)
 	}
@@ -233,6 +240,7 @@ func (o *options) reproduce(seed uint64) string {
 	add("loss", strconv.FormatFloat(o.loss, 'g', -1, 64))
 	add("duplicate", strconv.FormatFloat(o.duplicate, 'g', -1, 64))
 	add("crash-wipe", strconv.FormatFloat(o.crashWipe, 'g', -1, 64))
+	add("chat-keys-max", strconv.FormatInt(o.chatKeysMax, 10))
 	if o.mutate != "" {
 		words = append(words, "-mutate", o.mutate)
 	}
