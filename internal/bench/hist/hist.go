@@ -60,6 +60,22 @@ func (h *Histogram) Record(d time.Duration) {
 	}
 }
 
+// Merge adds o's values to h (o must not change meanwhile).
+func (h *Histogram) Merge(o *Histogram) {
+	for i := range o.counts {
+		if n := o.counts[i].Load(); n > 0 {
+			h.counts[i].Add(n)
+		}
+	}
+	h.total.Add(o.total.Load())
+	for m := o.max.Load(); ; {
+		cur := h.max.Load()
+		if m <= cur || h.max.CompareAndSwap(cur, m) {
+			return
+		}
+	}
+}
+
 // Count is the number of recorded values.
 func (h *Histogram) Count() uint64 { return h.total.Load() }
 

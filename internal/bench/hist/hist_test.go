@@ -49,3 +49,21 @@ func TestQuantilesWithinOnePercent(t *testing.T) {
 		t.Error("empty histogram must report 0")
 	}
 }
+
+// TestMerge: a merged histogram holds both sets of values.
+func TestMerge(t *testing.T) {
+	var a, b Histogram
+	for i := 1; i <= 90; i++ {
+		a.Record(time.Millisecond)
+	}
+	for i := 1; i <= 10; i++ {
+		b.Record(time.Second)
+	}
+	a.Merge(&b)
+	if a.Count() != 100 || a.Max() != time.Second {
+		t.Fatalf("count %d max %v, want 100 and 1s", a.Count(), a.Max())
+	}
+	if q := a.Quantile(0.95); q < 990*time.Millisecond {
+		t.Fatalf("p95 %v after the merge, want about 1s", q)
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"tigerchat/internal/bench/hist"
 )
 
 // fake is an in-process System: each room is a log; a publish appends and
@@ -261,5 +263,31 @@ func TestClosedLoopKeys(t *testing.T) {
 	}
 	if _, err := ParseKeys("random"); err == nil {
 		t.Error("ParseKeys took an unknown style")
+	}
+}
+
+// TestSplitByStalls: a stall that ended in second 1 holds seconds 1 and 2
+// (the acks that waited on it end by then); the p99 outside them is that
+// of seconds 0, 3 and 4 alone.
+func TestSplitByStalls(t *testing.T) {
+	run := &closedRun{bySecond: make([]hist.Histogram, 5)}
+	for s, d := range []time.Duration{time.Millisecond, 100 * time.Millisecond, 50 * time.Millisecond, time.Millisecond, 2 * time.Millisecond} {
+		for range 100 {
+			run.bySecond[s].Record(d)
+		}
+	}
+	var res Result
+	run.splitByStalls([]uint64{3, 3, 4, 4, 4, 4}, &res)
+	if res.StallSeconds == nil || *res.StallSeconds != 2 {
+		t.Fatalf("stall seconds %v, want 2", res.StallSeconds)
+	}
+	if res.P99OutsideStallsMs < 1.9 || res.P99OutsideStallsMs > 2.1 {
+		t.Fatalf("p99 outside the stall seconds %.3f ms, want 2", res.P99OutsideStallsMs)
+	}
+	// Counts that do not cover the window leave the result alone.
+	var short Result
+	run.splitByStalls([]uint64{0, 1}, &short)
+	if short.StallSeconds != nil {
+		t.Fatalf("stall seconds from a short count: %d", *short.StallSeconds)
 	}
 }

@@ -27,6 +27,13 @@ type Result struct {
 	P99Ms  float64 `json:"p99_ms"`
 	P999Ms float64 `json:"p999_ms"`
 	MaxMs  float64 `json:"max_ms"`
+	// StallSeconds and P99OutsideStallsMs, for a closed loop on a
+	// StallCounter: the seconds of the window that hold a disk stall (one
+	// in which a server's fdatasync over 50 ms ended, and the next), and
+	// the p99 of the acks that ended in the other seconds; nil when not
+	// counted.
+	StallSeconds       *int    `json:"stall_seconds,omitempty"`
+	P99OutsideStallsMs float64 `json:"p99_outside_stall_seconds_ms,omitempty"`
 	// AckP50Ms and AckP99Ms: publish → ack during the fan-out.
 	AckP50Ms float64 `json:"ack_p50_ms,omitempty"`
 	AckP99Ms float64 `json:"ack_p99_ms,omitempty"`

@@ -117,7 +117,13 @@ type closedRun struct {
 	firstErr                 atomic.Value
 	ack                      *acked
 	measureFrom, measureTill time.Time
+	// bySecond holds the window's acks by the second they ended in, for a
+	// StallCounter (nil otherwise): a histogram each.
+	bySecond []hist.Histogram
 }
+
+// stallSecondsMax bounds the seconds of a window split by stalls.
+const stallSecondsMax = 600
 
 // RunClosedLoop measures publish → ack latency and throughput.
 func RunClosedLoop(ctx context.Context, sys System, cfg ClosedLoop, log io.Writer) Result {
@@ -144,6 +150,12 @@ func RunClosedLoop(ctx context.Context, sys System, cfg ClosedLoop, log io.Write
 	start := time.Now()
 	run := &closedRun{cfg: cfg, ack: newAcked(rooms), measureFrom: start.Add(cfg.Warmup), measureTill: start.Add(cfg.Warmup + cfg.Measure)}
 	cpu := meterFrom(ctx, sys, run.measureFrom, cfg.Name, cfg.Measure)
+	var stalls <-chan []uint64
+	if sc, ok := sys.(StallCounter); ok {
+		seconds := min(int((cfg.Measure+time.Second-1)/time.Second), stallSecondsMax)
+		run.bySecond = make([]hist.Histogram, seconds)
+		stalls = countStalls(ctx, sc, run.measureFrom, seconds)
+	}
 	var wg sync.WaitGroup
 	for c, pub := range pubs {
 		for w := range cfg.InFlight {
@@ -162,6 +174,9 @@ func RunClosedLoop(ctx context.Context, sys System, cfg ClosedLoop, log io.Write
 	wg.Wait()
 	res.CPUCores = (<-cpu).cores()
 	run.result(ctx, &res)
+	if stalls != nil {
+		run.splitByStalls(<-stalls, &res)
+	}
 	fmt.Fprintf(log, "  %s %s: %.0f msg/s, p99 %.2f ms, errors %d\n", res.System, res.Scenario, res.PerSecond, res.P99Ms, res.Errors)
 	return res
 }
@@ -262,7 +277,66 @@ func (run *closedRun) acked(room string, last *uint64, seq uint64, sent, done ti
 	if !done.Before(run.measureFrom) && done.Before(run.measureTill) {
 		run.h.Record(done.Sub(sent))
 		run.msgs.Add(1)
+		if s := int(done.Sub(run.measureFrom) / time.Second); s < len(run.bySecond) {
+			run.bySecond[s].Record(done.Sub(sent))
+		}
 	}
+}
+
+// countStalls reads sc's stall count at from and at every second after it,
+// seconds times; the counts arrive on the channel (nil if any read failed
+// or ctx ended).
+func countStalls(ctx context.Context, sc StallCounter, from time.Time, seconds int) <-chan []uint64 {
+	out := make(chan []uint64, 1)
+	go func() {
+		counts := make([]uint64, 0, seconds+1)
+		for i := 0; i <= seconds; i++ {
+			select {
+			case <-time.After(time.Until(from.Add(time.Duration(i) * time.Second))):
+			case <-ctx.Done():
+				out <- nil
+				return
+			}
+			n, ok := sc.StallCount()
+			if !ok {
+				out <- nil
+				return
+			}
+			counts = append(counts, n)
+		}
+		out <- counts
+	}()
+	return out
+}
+
+// splitByStalls sets res's stall seconds and the p99 outside them from the
+// stall counts at each second of the window (countStalls). A second holds
+// a stall if a stall ended in it or in the second before: the acks that
+// waited on a stalled fdatasync end once it has.
+func (run *closedRun) splitByStalls(counts []uint64, res *Result) {
+	if len(counts) != len(run.bySecond)+1 {
+		return
+	}
+	stalled := make([]bool, len(run.bySecond))
+	for s := range stalled {
+		if counts[s+1] > counts[s] {
+			stalled[s] = true
+			if s+1 < len(stalled) {
+				stalled[s+1] = true
+			}
+		}
+	}
+	n := 0
+	var outside hist.Histogram
+	for s, held := range stalled {
+		if held {
+			n++
+			continue
+		}
+		outside.Merge(&run.bySecond[s])
+	}
+	res.StallSeconds = &n
+	res.P99OutsideStallsMs = ms(outside.Quantile(0.99))
 }
 
 // failed counts n failed posts (when they end in the window).

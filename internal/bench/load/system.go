@@ -109,6 +109,13 @@ func Stamp(body []byte) (time.Time, bool) {
 	return time.Unix(0, ns), true
 }
 
+// StallCounter is a System whose servers count their disk stalls:
+// StallCount is how many fdatasyncs over 50 ms they have ended so far,
+// summed, and false when it could not be read.
+type StallCounter interface {
+	StallCount() (uint64, bool)
+}
+
 // Diagnoser is a System that can say something about its internals after
 // a scenario (counters), for the log.
 type Diagnoser interface {

@@ -274,6 +274,12 @@ func metrics(sc string) []metric {
 	ms = append(ms,
 		metric{name: latency + " p50 ms", value: val(func(r load.Result) float64 { return r.P50Ms })},
 		metric{name: latency + " p99 ms", value: val(func(r load.Result) float64 { return r.P99Ms })},
+		metric{name: latency + " p99 ms outside stall seconds (seconds held)", text: func(r load.Result) string {
+			if r.StallSeconds == nil {
+				return "—"
+			}
+			return fmt.Sprintf("%s (%d of %.0f)", number(r.P99OutsideStallsMs), *r.StallSeconds, r.Seconds)
+		}},
 		metric{name: latency + " p99.9 ms", value: val(func(r load.Result) float64 { return r.P999Ms })},
 		metric{name: latency + " max ms", value: val(func(r load.Result) float64 { return r.MaxMs })},
 		metric{name: "errors", text: func(r load.Result) string { return fmt.Sprint(r.Errors) }},

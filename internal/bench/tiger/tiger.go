@@ -677,6 +677,35 @@ func (s *System) counters() replicaCounters {
 	return c
 }
 
+// StallCount sums the replicas' fdatasyncs over 50 ms
+// (tigerchat_disk_fsync_slow_total): load.StallCounter.
+func (s *System) StallCount() (uint64, bool) {
+	var n uint64
+	client := http.Client{Timeout: 2 * time.Second}
+	for _, m := range s.cluster.Config.Replicas {
+		resp, err := client.Get("http://" + m.HTTPAddr + "/metrics")
+		if err != nil {
+			return 0, false
+		}
+		data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if err != nil {
+			return 0, false
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			name, value, ok := strings.Cut(line, " ")
+			if name, _, _ = strings.Cut(name, "{"); ok && name == "tigerchat_disk_fsync_slow_total" {
+				v, err := strconv.ParseUint(value, 10, 64)
+				if err != nil {
+					return 0, false
+				}
+				n += v
+			}
+		}
+	}
+	return n, true
+}
+
 // Views sums the view of every shard, the highest any replica reports:
 // how many view changes the cluster went through since it started.
 func (s *System) Views() uint64 {
