@@ -278,7 +278,11 @@ func metrics(sc string) []metric {
 			if r.StallSeconds == nil {
 				return "—"
 			}
-			return fmt.Sprintf("%s (%d of %.0f)", number(r.P99OutsideStallsMs), *r.StallSeconds, r.Seconds)
+			p99 := "—" // every second held a stall
+			if float64(*r.StallSeconds) < r.Seconds {
+				p99 = number(r.P99OutsideStallsMs)
+			}
+			return fmt.Sprintf("%s (%d of %.0f)", p99, *r.StallSeconds, r.Seconds)
 		}},
 		metric{name: latency + " p99.9 ms", value: val(func(r load.Result) float64 { return r.P999Ms })},
 		metric{name: latency + " max ms", value: val(func(r load.Result) float64 { return r.MaxMs })},
