@@ -35,7 +35,10 @@ type growth struct {
 // admit computes the full bound once per so many operations instead of
 // for each (it was a fifth of applying a post), and answers as before.
 type admitted struct {
-	valid        bool
+	valid bool
+	// tight: no lookahead fitted at this grid, used count and tables;
+	// admit does not try again until one of them changes.
+	tight        bool
 	grid         *grid.Grid
 	used         uint64
 	tableChanges uint64
@@ -190,7 +193,12 @@ func (m *Machine) admit(c cost, grows bool) bool {
 	// Room for admitLookahead (or, in a smaller grid or near a full one,
 	// admitLookaheadShort) more growing operations under the stricter
 	// limit? Then admit passes without the full bound until they are spent.
-	*a = admitted{}
+	// Near a full grid neither fits, and each post gets the full bound
+	// alone, as before the remembered bound.
+	if a.tight && a.grid == m.grid && used == a.used && changes == a.tableChanges {
+		return true
+	}
+	*a = admitted{tight: true, grid: m.grid, used: used, tableChanges: changes}
 	for _, n := range [...]int{admitLookahead, admitLookaheadShort} {
 		upTo, keysUpTo := total.plus(growthCost.plus(cost{blocks: 2}).times(n)), keysBytes+n*keyEntryBytesMax
 		m.admitBounds++

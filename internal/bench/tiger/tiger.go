@@ -635,6 +635,7 @@ type replicaCounters struct {
 	fsyncs          sums    // every fdatasync
 	journalFsyncs   uint64  // fdatasyncs of the nodes' journal files (each shared by the shards' syncs)
 	requests        sums    // client requests answered, arrival to reply
+	read            int     // replicas whose metrics were read
 }
 
 // counters reads every replica's /metrics.
@@ -646,8 +647,11 @@ func (s *System) counters() replicaCounters {
 		if err != nil {
 			continue
 		}
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		resp.Body.Close()
+		if err == nil {
+			c.read++
+		}
 		for _, line := range strings.Split(string(data), "\n") {
 			name, value, ok := strings.Cut(line, " ")
 			if !ok {
@@ -678,32 +682,11 @@ func (s *System) counters() replicaCounters {
 }
 
 // StallCount sums the replicas' fdatasyncs over 50 ms
-// (tigerchat_disk_fsync_slow_total): load.StallCounter.
+// (tigerchat_disk_fsync_slow_total): load.StallCounter. False unless every
+// replica's metrics were read.
 func (s *System) StallCount() (uint64, bool) {
-	var n uint64
-	client := http.Client{Timeout: 2 * time.Second}
-	for _, m := range s.cluster.Config.Replicas {
-		resp, err := client.Get("http://" + m.HTTPAddr + "/metrics")
-		if err != nil {
-			return 0, false
-		}
-		data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		if err != nil {
-			return 0, false
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			name, value, ok := strings.Cut(line, " ")
-			if name, _, _ = strings.Cut(name, "{"); ok && name == "tigerchat_disk_fsync_slow_total" {
-				v, err := strconv.ParseUint(value, 10, 64)
-				if err != nil {
-					return 0, false
-				}
-				n += v
-			}
-		}
-	}
-	return n, true
+	c := s.counters()
+	return c.slow, c.read == replicaCount
 }
 
 // Views sums the view of every shard, the highest any replica reports:
