@@ -120,7 +120,13 @@ func (b *batcher) post(ctx context.Context, q chat.PostRequest) (chat.PostReply,
 	batch := b.take(pq)
 	pq.mu.Unlock()
 	if batch != nil {
-		go b.run(shard, batch)
+		b.lead(shard, batch)
+	}
+	select {
+	case r := <-p.done: // sent on this goroutine: answered already
+		p.recycle()
+		return r.reply, r.err
+	default:
 	}
 	timer := postTimers.Get().(*time.Timer)
 	timer.Reset(time.Until(p.deadline))
@@ -254,21 +260,39 @@ func (b *batcher) take(pq *postQueue) []*pendingPost {
 	return batch
 }
 
+// lead sends batch, which a post's caller took, on the caller's
+// goroutine, and hands what waits for the shard after it to run. A lone
+// post's request and reply then pass no goroutine but the caller's: a
+// goroutine per batch added two wake-ups to every post's round trip, each
+// a wait for a core on a busy machine. The caller waits for the batch as
+// it would for its own reply, at most the cluster timeout (send's), which
+// bounds its post's own wait as well.
+func (b *batcher) lead(shard int, batch []*pendingPost) {
+	b.send(shard, batch)
+	if next := b.finished(shard); next != nil {
+		go b.run(shard, next)
+	}
+}
+
 // run sends batch, then keeps sending what waits for the shard while its
 // turn lasts: at most inFlightMax goroutines per shard, only under load.
 func (b *batcher) run(shard int, batch []*pendingPost) {
-	pq := b.shards[shard]
 	for batch != nil {
 		b.send(shard, batch)
-		pq.mu.Lock()
-		pq.inFlight--
-		if pq.inFlight < 0 {
-			pq.mu.Unlock()
-			panic("edge: post batches in flight went negative")
-		}
-		batch = b.take(pq)
-		pq.mu.Unlock()
+		batch = b.finished(shard)
 	}
+}
+
+// finished counts a batch of shard answered and takes the next one that
+// waits (nil: none, or every session busy).
+func (b *batcher) finished(shard int) []*pendingPost {
+	pq := b.shards[shard]
+	pq.mu.Lock()
+	defer pq.mu.Unlock()
+	if pq.inFlight--; pq.inFlight < 0 {
+		panic("edge: post batches in flight went negative")
+	}
+	return b.take(pq)
 }
 
 // send submits a batch in requests of at most countMax posts, each after
