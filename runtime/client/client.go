@@ -311,13 +311,15 @@ func (c *Client) quietTicks() uint64 {
 	return quiet
 }
 
-// poke wakes the loop when it may sleep past half a request timeout from
-// now: a request just submitted outside it would otherwise be retried
-// late. Under load the loop plans to wake before the oldest request's
-// timeout, and poke costs one atomic load.
+// poke wakes the loop when it may sleep past the timeout of a request
+// submitted now (plus the slack a tick may wait: the loop's rule): that
+// request would otherwise be retried late. Once awake the loop plans its
+// sleep with the request in it. Under load the loop plans to wake by the
+// oldest request's timeout, which is sooner, and poke costs one atomic
+// load; an idle client pays a wake-up for its first request.
 func (c *Client) poke(now time.Time) {
-	soon := now.Add(time.Duration(c.opts.RequestTimeoutMs) * time.Millisecond / 2).UnixNano()
-	if c.wakeBy.Load() > soon {
+	ticks := c.opts.RequestTimeoutMs/model.TickMs + tickSlack(c.opts.RequestTimeoutMs)
+	if c.wakeBy.Load() > now.Add(time.Duration(ticks)*loop.DefaultTickInterval).UnixNano() {
 		c.wake.Notify()
 	}
 }

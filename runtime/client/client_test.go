@@ -394,3 +394,23 @@ func TestRequestWakesASleepingLoop(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// Requests in a steady stream do not wake the client's loop each: it
+// plans to wake by the oldest request's timeout, which is sooner than any
+// new one's, so a submission finds it planned (poke). Only a request that
+// finds the loop in a long sleep wakes it.
+func TestSteadyRequestsLeaveTheLoopAsleep(t *testing.T) {
+	_, c, ctx := lobbyClient(t, 4)
+	const requests = 400
+	before := c.loop.Stats().Notified
+	for i := 0; i < requests; i++ {
+		key := fmt.Sprintf("steady-%d", i)
+		post := chat.EncodePost(chat.PostRequest{Tenant: "t", User: "u", Room: "lobby", IdempotencyKey: key, Body: []byte(key)})
+		if _, err := call(ctx, c, chat.OperationPost, post); err != nil {
+			t.Fatalf("post %d: %v", i, err)
+		}
+	}
+	if woken := c.loop.Stats().Notified - before; woken > requests/10 {
+		t.Fatalf("%d requests woke the loop %d times", requests, woken)
+	}
+}
