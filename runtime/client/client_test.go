@@ -379,7 +379,9 @@ func TestRequestWakesASleepingLoop(t *testing.T) {
 	submitted := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _, _ = c.Do(ctx, 0, chat.OperationReadLatest, chat.EncodeRead(chat.ReadRequest{Tenant: "t", User: "u", Room: "r", Limit: 1})) }()
+	go func() {
+		_, _ = c.Do(ctx, 0, chat.OperationReadLatest, chat.EncodeRead(chat.ReadRequest{Tenant: "t", User: "u", Room: "r", Limit: 1}))
+	}()
 	// The loop's sleep ends a second after it began; the request's
 	// timeout, and the wake-up planned for it, come a tenth of that after
 	// the submission. Allow three more tenths for a slow machine.
