@@ -104,6 +104,9 @@ type shardPool struct {
 	// nothing: a pool with none skips its sessions' ticks.
 	inFlight int
 	stats    PoolStats
+	// evicted counts the sessions evicted and not replaced yet: with none,
+	// and no request waiting, dispatch has nothing to do.
+	evicted int
 }
 
 // PoolStats are one shard pool's counters.
@@ -463,6 +466,9 @@ func (c *Client) do(ctx context.Context, shard int, operation, flags uint8, body
 // only to a session never used, which cannot have been evicted.
 func (c *Client) dispatch(pool *shardPool) {
 	for i, ss := range pool.sessions {
+		if len(pool.waiting) == 0 && pool.evicted == 0 {
+			return // the rest of the sessions can take nothing (was a walk of them all per request and reply)
+		}
 		if ss.vc.Evicted() {
 			if pool.budget == 0 {
 				continue // replaced after the next refill
@@ -514,6 +520,9 @@ func (c *Client) replace(pool *shardPool, i int) *session {
 		panic("client: replace needs an evicted session and budget")
 	}
 	delete(pool.byID, old.id)
+	if pool.evicted--; pool.evicted < 0 {
+		panic("client: more sessions replaced than evicted")
+	}
 	ss := c.newSession(pool.shard)
 	ss.vc.LearnView(pool.view)
 	pool.sessions[i] = ss
@@ -528,6 +537,9 @@ func (c *Client) replace(pool *shardPool, i int) *session {
 func (c *Client) answered(pool *shardPool, w *waiter, r vsr.Reply) {
 	if pool.inFlight--; pool.inFlight < 0 {
 		panic("client: more replies than requests submitted")
+	}
+	if errors.Is(r.Err, vsr.ErrEvicted) {
+		pool.evicted++ // a session answers its request so once, when it is evicted
 	}
 	c.answer(pool, w, r)
 }

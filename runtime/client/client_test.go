@@ -412,7 +412,10 @@ func TestSteadyRequestsLeaveTheLoopAsleep(t *testing.T) {
 			t.Fatalf("post %d: %v", i, err)
 		}
 	}
-	if woken := c.loop.Stats().Notified - before; woken > requests/10 {
+	// A wake-up happens when the loop planned its sleep in a gap between
+	// two requests (nothing in flight): a few per second of its timer's
+	// wake-ups, never one per request.
+	if woken := c.loop.Stats().Notified - before; woken > requests/4 {
 		t.Fatalf("%d requests woke the loop %d times", requests, woken)
 	}
 }
