@@ -26,10 +26,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"tigerchat/model"
 	"tigerchat/model/chat"
@@ -81,17 +78,9 @@ type session struct {
 	used bool // submitted a request: registered, and so may be evicted since
 }
 
-// shardPool is one shard's sessions, guarded by its mutex. Requests,
-// replies and ticks each lock the pool and do their work on the goroutine
-// that brought them: the caller of Do, the transport's reader (or the
-// local replica's shard loop), the client's loop for ticks. A reply then
-// reaches its caller in one wake-up, and a request leaves on its
-// caller's goroutine; handing each through a loop goroutine cost a
-// wake-up more each way, a wait for a core on a busy machine.
+// shardPool is one shard's sessions. Only the loop goroutine touches it.
 type shardPool struct {
-	mu       sync.Mutex
 	shard    int
-	ticked   uint64 // ticks of the pool's clock run or skipped (Client.advance)
 	sessions []*session
 	waiting  []*waiter // bounded by waitingMax; retried waiters first
 	view     uint32    // highest view any session of the pool learned
@@ -124,30 +113,15 @@ const (
 	budgetTicks = 1000 / model.TickMs
 )
 
-// catchUpTicksMax bounds the ticks a pool runs at once when it is
-// entered: the longest sleep of the client's loop, plus the loop's own
-// catch-up. More are missed only if the process stalled; they are
-// skipped, as the loop skips them.
-const catchUpTicksMax = loop.QuietSleepTicksMax + loop.CatchUpTicksMax
-
 // Client submits operations; safe for concurrent use.
 type Client struct {
 	cfg    node.ClusterConfig
 	opts   Options
 	tr     *transport.Transport // nil: every replica is local
 	net    model.Network        // the sessions' network: Local or the transport
-	loop   *loop.Loop           // wakes the pools for their ticks when nothing else enters them
-	wake   *loop.Notifier       // makes the loop plan its sleep again
-	start  time.Time            // the pools' clock: tick n is due at start + n ticks
-	prngMu sync.Mutex
-	prng   *prng.PRNG // forked for each new session, under prngMu
+	loop   *loop.Loop
+	prng   *prng.PRNG // forked for each new session (on the loop after Dial)
 	pools  []*shardPool
-	// wakeBy is when, at the latest, the loop wakes up (Unix ns from
-	// start's clock reading); math.MaxInt64 while it plans its sleep. A
-	// request submitted outside the loop that its sleep would leave
-	// without ticks past its timeout wakes it (poke).
-	wakeBy atomic.Int64
-	closed atomic.Bool
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -163,10 +137,8 @@ func Dial(cfg node.ClusterConfig, opts Options) (*Client, error) {
 	if opts.RequestTimeoutMs == 0 {
 		opts.RequestTimeoutMs = 100
 	}
-	c := &Client{cfg: cfg, opts: opts, loop: loop.New(0, 1), start: time.Now()}
+	c := &Client{cfg: cfg, opts: opts, loop: loop.New(0, 1<<16)}
 	c.loop.SetTickSlack(tickSlack(opts.RequestTimeoutMs))
-	c.wake = c.loop.NewNotifier(func() {}) // the loop plans its sleep again after it
-	c.wakeBy.Store(math.MaxInt64)
 	self := model.ClientAddressBase + model.Address(opts.Edge)
 	tc := transport.Config{Self: self, Identity: opts.Identity, FrameAuth: cfg.FrameAuth}
 	for i, m := range cfg.Replicas {
@@ -201,13 +173,15 @@ func Dial(cfg node.ClusterConfig, opts Options) (*Client, error) {
 			pool.byID[ss.id] = ss
 		}
 		c.pools = append(c.pools, pool)
-		c.loop.OnTick(func() {
-			pool.mu.Lock()
-			c.advance(pool, time.Now())
-			pool.mu.Unlock()
-		})
+		c.loop.OnTick(func() { c.tick(pool) })
 	}
-	c.loop.SetQuietTicks(c.quietTicks)
+	c.loop.SetQuietTicks(func() uint64 {
+		quiet := uint64(loop.QuietSleepTicksMax)
+		for _, pool := range c.pools {
+			quiet = min(quiet, pool.quietTicks())
+		}
+		return quiet
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	if c.tr != nil {
@@ -245,40 +219,15 @@ func randomUint64() uint64 {
 // session's request numbers.
 func (c *Client) newSession(shard int) *session {
 	id := randomUint64() | 1
-	c.prngMu.Lock()
-	fork := c.prng.Fork()
-	c.prngMu.Unlock()
 	vc := vsr.NewClient(vsr.ClientConfig{
 		Cluster: c.cfg.Cluster + uint64(shard), ReplicaCount: len(c.cfg.Replicas), ShardOffset: shard % len(c.cfg.Replicas),
 		ID: id, RequestTimeout: c.opts.RequestTimeoutMs,
-	}, c.net, fork)
+	}, c.net, c.prng.Fork())
 	return &session{vc: vc, id: id}
 }
 
-// advance runs the pool's ticks due by now, before anything else touches
-// the pool: time as the sessions see it never lags the input, as on a
-// loop. A pool with nothing in flight only counts them toward its budget.
-// pool.mu is held.
-func (c *Client) advance(pool *shardPool, now time.Time) {
-	target := uint64(now.Sub(c.start) / loop.DefaultTickInterval)
-	if target <= pool.ticked {
-		return
-	}
-	due := target - pool.ticked
-	pool.ticked = target
-	if pool.inFlight == 0 && due > 1 {
-		// The sessions' ticks would do nothing; the budget's count
-		// catches up, to one tick short of a refill at most.
-		pool.ticks = max(pool.ticks, min(pool.ticks+int(min(due-1, budgetTicks)), budgetTicks-1))
-		due = 1
-	}
-	for range min(due, catchUpTicksMax) {
-		c.tick(pool)
-	}
-}
-
-// tick drives the pool's sessions and refills its replacement budget
-// (pool.mu is held).
+// tick drives the pool's sessions and refills its replacement budget (on
+// the loop).
 func (c *Client) tick(pool *shardPool) {
 	if pool.inFlight > 0 {
 		for _, ss := range pool.sessions {
@@ -294,42 +243,9 @@ func (c *Client) tick(pool *shardPool) {
 	}
 }
 
-// quietTicks is how many of the next ticks do nothing in any pool
-// (loop.SetQuietTicks). It says by when the loop will wake up at the
-// latest (wakeBy), after marking that unknown while it reads the pools: a
-// request submitted meanwhile then wakes the loop (poke).
-func (c *Client) quietTicks() uint64 {
-	c.wakeBy.Store(math.MaxInt64)
-	now := time.Now()
-	quiet := uint64(loop.QuietSleepTicksMax)
-	for _, pool := range c.pools {
-		pool.mu.Lock()
-		c.advance(pool, now)
-		quiet = min(quiet, pool.quietTicks())
-		pool.mu.Unlock()
-	}
-	// The loop sleeps at most this many ticks past the next one.
-	sleep := max(tickSlack(c.opts.RequestTimeoutMs), quiet) + 1
-	c.wakeBy.Store(now.Add(time.Duration(sleep) * loop.DefaultTickInterval).UnixNano())
-	return quiet
-}
-
-// poke wakes the loop when it may sleep past the timeout of a request
-// submitted now (plus the slack a tick may wait: the loop's rule): that
-// request would otherwise be retried late. Once awake the loop plans its
-// sleep with the request in it. Under load the loop plans to wake by the
-// oldest request's timeout, which is sooner, and poke costs one atomic
-// load; an idle client pays a wake-up for its first request.
-func (c *Client) poke(now time.Time) {
-	ticks := c.opts.RequestTimeoutMs/model.TickMs + tickSlack(c.opts.RequestTimeoutMs)
-	if c.wakeBy.Load() > now.Add(time.Duration(ticks)*loop.DefaultTickInterval).UnixNano() {
-		c.wake.Notify()
-	}
-}
-
-// quietTicks is how many of the next ticks of pool do nothing but count:
-// no session has a request to retry, and the replacement budget is full
-// or refills later (pool.mu is held).
+// quietTicks is how many of the next ticks of pool do nothing but count
+// (loop.SetQuietTicks): no session has a request to retry, and the
+// replacement budget is full or refills later.
 func (pool *shardPool) quietTicks() uint64 {
 	quiet := uint64(loop.QuietSleepTicksMax)
 	if pool.budget < len(pool.sessions) {
@@ -349,23 +265,27 @@ func (pool *shardPool) quietTicks() uint64 {
 // Stats returns each shard pool's counters.
 func (c *Client) Stats() []PoolStats {
 	out := make([]PoolStats, len(c.pools))
-	for i, pool := range c.pools {
-		pool.mu.Lock()
-		out[i] = pool.stats
-		out[i].Evicted = 0
-		for _, ss := range pool.sessions {
-			if ss.vc.Evicted() {
-				out[i].Evicted++
+	done := make(chan struct{})
+	if !c.loop.Post(func() {
+		for i, pool := range c.pools {
+			out[i] = pool.stats
+			out[i].Evicted = 0
+			for _, ss := range pool.sessions {
+				if ss.vc.Evicted() {
+					out[i].Evicted++
+				}
 			}
 		}
-		pool.mu.Unlock()
+		close(done)
+	}) {
+		return out
 	}
+	<-done
 	return out
 }
 
 // Close stops the client.
 func (c *Client) Close() {
-	c.closed.Store(true)
 	c.cancel()
 	if c.tr != nil {
 		_ = c.tr.Close()
@@ -395,24 +315,21 @@ func (c *Client) deliver(from model.Address, msg []byte) {
 		return
 	}
 	pool := c.pools[s]
-	now := time.Now()
-	pool.mu.Lock()
-	c.advance(pool, now)
-	// Route by the client id in the header instead of offering every
-	// message to every session.
-	if ss, ok := pool.byID[wire.PeekClient(msg)]; ok {
-		ss.vc.OnMessage(from, msg)
-		if v := ss.vc.View(); v > pool.view {
-			pool.view = v
-			for _, other := range pool.sessions {
-				other.vc.Redirect(v)
+	c.loop.Post(func() {
+		// Route by the client id in the header instead of
+		// offering every message to every session.
+		if ss, ok := pool.byID[wire.PeekClient(msg)]; ok {
+			ss.vc.OnMessage(from, msg)
+			if v := ss.vc.View(); v > pool.view {
+				pool.view = v
+				for _, other := range pool.sessions {
+					other.vc.Redirect(v)
+				}
 			}
+			pool.seen = max(pool.seen, ss.vc.Seen())
 		}
-		pool.seen = max(pool.seen, ss.vc.Seen())
-	}
-	c.dispatch(pool)
-	pool.mu.Unlock()
-	c.poke(now)
+		c.dispatch(pool)
+	})
 }
 
 // Do submits one operation to shard and waits for its reply.
@@ -439,20 +356,16 @@ func (c *Client) do(ctx context.Context, shard int, operation, flags uint8, body
 	}
 	w := &waiter{operation: operation, flags: flags, body: body, done: make(chan vsr.Reply, 1)}
 	pool := c.pools[shard]
-	if c.closed.Load() {
+	if !c.loop.Post(func() {
+		if len(pool.waiting) >= waitingMax {
+			w.done <- vsr.Reply{Err: errors.New("client: too many requests waiting")}
+			return
+		}
+		pool.waiting = append(pool.waiting, w)
+		c.dispatch(pool)
+	}) {
 		return vsr.Reply{}, ErrClosed
 	}
-	now := time.Now()
-	pool.mu.Lock()
-	if len(pool.waiting) >= waitingMax {
-		pool.mu.Unlock()
-		return vsr.Reply{}, errors.New("client: too many requests waiting")
-	}
-	c.advance(pool, now)
-	pool.waiting = append(pool.waiting, w)
-	c.dispatch(pool)
-	pool.mu.Unlock()
-	c.poke(now)
 	select {
 	case r := <-w.done:
 		return r, r.Err
@@ -462,7 +375,7 @@ func (c *Client) do(ctx context.Context, shard int, operation, flags uint8, body
 }
 
 // dispatch replaces evicted sessions (within the budget) and hands
-// waiting requests to idle sessions (pool.mu is held). A retried request goes
+// waiting requests to idle sessions (on the loop). A retried request goes
 // only to a session never used, which cannot have been evicted.
 func (c *Client) dispatch(pool *shardPool) {
 	for i, ss := range pool.sessions {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"path/filepath"
 	"sync"
@@ -22,36 +21,7 @@ import (
 // identities of its pinned edges.
 func startCluster(t *testing.T, edges int) (node.ClusterConfig, []transport.Identity) {
 	t.Helper()
-	cfg, ids, edgeIDs := clusterConfig(t, edges)
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	for i := range ids {
-		opts := node.Options{DataDir: filepath.Join(dir, fmt.Sprintf("replica-%d", i)), Replica: i, Identity: ids[i]}
-		if err := node.Format(&cfg, opts); err != nil {
-			t.Fatal(err)
-		}
-		n, err := node.Open(cfg, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := n.Run(ctx); err != nil && ctx.Err() == nil {
-				t.Errorf("replica %d: %v", i, err)
-			}
-		}()
-	}
-	return cfg, edgeIDs
-}
-
-// clusterConfig is the config of 3 replicas of one shard on free
-// 127.0.0.1 ports, with their identities and those of its edges; nothing
-// is started.
-func clusterConfig(t *testing.T, edges int) (node.ClusterConfig, []transport.Identity, []transport.Identity) {
-	t.Helper()
 	cfg := node.ClusterConfig{Cluster: 91, Shards: 1, Profile: node.ProfileSmall}
 	ids := make([]transport.Identity, 3)
 	for i := range ids {
@@ -81,7 +51,27 @@ func clusterConfig(t *testing.T, edges int) (node.ClusterConfig, []transport.Ide
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return cfg, ids, edgeIDs
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for i := range ids {
+		opts := node.Options{DataDir: filepath.Join(dir, fmt.Sprintf("replica-%d", i)), Replica: i, Identity: ids[i]}
+		if err := node.Format(&cfg, opts); err != nil {
+			t.Fatal(err)
+		}
+		n, err := node.Open(cfg, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.Run(ctx); err != nil && ctx.Err() == nil {
+				t.Errorf("replica %d: %v", i, err)
+			}
+		}()
+	}
+	return cfg, edgeIDs
 }
 
 func call(ctx context.Context, c *Client, op uint8, body []byte) ([]byte, error) {
@@ -344,78 +334,11 @@ func TestPoolCountsRequestsInFlight(t *testing.T) {
 			t.Fatalf("request %d: %v", i, err)
 		}
 	}
-	c.pools[0].mu.Lock()
-	n := c.pools[0].inFlight
-	c.pools[0].mu.Unlock()
-	if n != 0 {
+	inFlight := make(chan int, 1)
+	if !c.loop.Post(func() { inFlight <- c.pools[0].inFlight }) {
+		t.Fatal("the client's loop refused a function")
+	}
+	if n := <-inFlight; n != 0 {
 		t.Fatalf("%d requests in flight after every reply", n)
-	}
-}
-
-// A request submitted while the client's loop sleeps through quiet ticks
-// (nothing in flight: it plans to sleep a second) wakes the loop, which
-// plans its next wake-up by the request's timeout, so that the retry is
-// not a second late. The request is submitted on the caller's goroutine,
-// not through the loop; without the wake-up the loop would plan again
-// only when its sleep ended. No replica runs: the request is never
-// answered.
-func TestRequestWakesASleepingLoop(t *testing.T) {
-	cfg, _, edges := clusterConfig(t, 1)
-	c, err := Dial(cfg, Options{Identity: edges[0], SessionsPerShard: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	timeout := time.Duration(c.opts.RequestTimeoutMs) * time.Millisecond
-	asleep := func() bool {
-		by := c.wakeBy.Load()
-		return by != math.MaxInt64 && time.Unix(0, by).Sub(time.Now()) > 2*timeout
-	}
-	for deadline := time.Now().Add(10 * time.Second); !asleep(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the idle client's loop never planned a long sleep")
-		}
-	}
-	submitted := time.Now()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		_, _ = c.Do(ctx, 0, chat.OperationReadLatest, chat.EncodeRead(chat.ReadRequest{Tenant: "t", User: "u", Room: "r", Limit: 1}))
-	}()
-	// The loop's sleep ends a second after it began; the request's
-	// timeout, and the wake-up planned for it, come a tenth of that after
-	// the submission. Allow three more tenths for a slow machine.
-	limit := submitted.Add(4 * timeout)
-	for {
-		if by := time.Unix(0, c.wakeBy.Load()); by.Before(limit) && by.After(submitted) {
-			return
-		}
-		if time.Now().After(limit.Add(2 * time.Second)) {
-			t.Fatalf("the loop plans to wake at %v after the request, want before %v", time.Unix(0, c.wakeBy.Load()).Sub(submitted), limit.Sub(submitted))
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// Requests in a steady stream do not wake the client's loop each: it
-// plans to wake by the oldest request's timeout, which is sooner than any
-// new one's, so a submission finds it planned (poke). Only a request that
-// finds the loop in a long sleep wakes it.
-func TestSteadyRequestsLeaveTheLoopAsleep(t *testing.T) {
-	_, c, ctx := lobbyClient(t, 4)
-	const requests = 400
-	before := c.loop.Stats().Notified
-	for i := 0; i < requests; i++ {
-		key := fmt.Sprintf("steady-%d", i)
-		post := chat.EncodePost(chat.PostRequest{Tenant: "t", User: "u", Room: "lobby", IdempotencyKey: key, Body: []byte(key)})
-		if _, err := call(ctx, c, chat.OperationPost, post); err != nil {
-			t.Fatalf("post %d: %v", i, err)
-		}
-	}
-	// A wake-up happens when the loop planned its sleep in a gap between
-	// two requests (nothing in flight): a few per second of its timer's
-	// wake-ups, never one per request.
-	if woken := c.loop.Stats().Notified - before; woken > requests/4 {
-		t.Fatalf("%d requests woke the loop %d times", requests, woken)
 	}
 }
