@@ -397,12 +397,17 @@ func writeNodeMetrics(w io.Writer, nodes []*node.Node) {
 		{"tigerchat_transport_refused_unpinned_total", "Connections refused because the peer's certificate is not pinned."},
 		{"tigerchat_transport_bad_signature_total", "Frames dropped for a bad MAC or signature."},
 		{"tigerchat_transport_replayed_total", "Frames dropped as replays."},
+		{"tigerchat_transport_messages_sent_total", "Messages written to peers' connections, in data frames."},
+		{"tigerchat_transport_frames_sent_total", "Data frames written to peers, each a batch of 1 to 64 messages: messages per frame is the batching."},
+		{"tigerchat_transport_messages_delivered_total", "Messages received from peers, verified and handed to the replicas."},
+		{"tigerchat_transport_frames_received_total", "Data frames received from peers, verified and accepted."},
 	}
 	for i, t := range transport {
 		promtext.Family(w, t.name, promtext.Counter, t.help)
 		for _, n := range nodes {
 			if ts, err := n.TransportStats(); err == nil {
-				promtext.Sample(w, t.name, fmt.Sprintf(`node="%d"`, n.Replica()), []uint64{ts.RefusedUnpinned, ts.BadSignature, ts.Replayed}[i])
+				values := []uint64{ts.RefusedUnpinned, ts.BadSignature, ts.Replayed, ts.Sent, ts.FramesSent, ts.Delivered, ts.FramesReceived}
+				promtext.Sample(w, t.name, fmt.Sprintf(`node="%d"`, n.Replica()), values[i])
 			}
 		}
 	}

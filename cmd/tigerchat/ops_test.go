@@ -296,6 +296,7 @@ func TestMetricsParseAndDashboard(t *testing.T) {
 		}
 		if name == "node" {
 			checkJournalFsyncs(t, families)
+			checkTransportTraffic(t, families)
 			checkLimitGauges(t, c, families)
 			checkMembers(t, "http://"+c.HTTPAddr(0)+"/metrics")
 		}
@@ -322,6 +323,25 @@ func checkJournalFsyncs(t *testing.T, families map[string]*dtoFamily) {
 		t.Errorf("the journal file took %v fdatasyncs for %v sync rounds of the shards", journal, rounds)
 	}
 	t.Logf("the journal file took %v fdatasyncs for %v sync rounds of the node's 3 shards", journal, rounds)
+}
+
+// checkTransportTraffic: a node of a cluster that took requests sent and
+// received messages, packed at least one to a frame.
+func checkTransportTraffic(t *testing.T, families map[string]*dtoFamily) {
+	t.Helper()
+	value := func(name string) float64 {
+		f := families[name]
+		if f == nil || len(f.GetMetric()) != 1 {
+			t.Errorf("%s: want one sample, got %v", name, f)
+			return 0
+		}
+		return f.GetMetric()[0].GetCounter().GetValue()
+	}
+	sent, frames := value("tigerchat_transport_messages_sent_total"), value("tigerchat_transport_frames_sent_total")
+	delivered, received := value("tigerchat_transport_messages_delivered_total"), value("tigerchat_transport_frames_received_total")
+	if frames == 0 || sent < frames || received == 0 || delivered < received {
+		t.Errorf("transport: %v messages in %v frames sent, %v in %v frames received", sent, frames, delivered, received)
+	}
 }
 
 // checkLimitGauges: the node exports each capacity limit as the cluster

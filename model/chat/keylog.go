@@ -613,9 +613,11 @@ func (m *Machine) readKeyBlock(b *keyBlock) {
 // openKeys builds the log of a checkpoint being opened from its dedup
 // table (every page in memory): the blocks its items name, read whole to
 // index their entries, or for a checkpoint written before 2026-12-04 the
-// keys it holds itself (migrateDedupTable). done gets the log, or the
-// error; an Open started since (generation) drops it.
-func (m *Machine) openKeys(g *grid.Grid, table *grid.Table, isLog bool, generation uint64, done func(*keyLog, error)) {
+// keys it holds itself (migrateDedupTable). Blocks that prev, the log the
+// machine held before this Open, holds too are taken from it instead
+// (reuse). done gets the log, or the error; an Open started since
+// (generation) drops it.
+func (m *Machine) openKeys(g *grid.Grid, table *grid.Table, isLog bool, generation uint64, prev *keyLog, done func(*keyLog, error)) {
 	kl := &keyLog{generation: generation, newestNs: minTimeNs}
 	if !isLog {
 		done(kl, kl.migrateDedupTable(table))
@@ -643,15 +645,31 @@ func (m *Machine) openKeys(g *grid.Grid, table *grid.Table, isLog bool, generati
 	}
 	kl.prepare(blocks, m.limits.DedupLogBytesCached)
 	newestOnly := m.mutation == MutationKeysIndexNewestBlock
-	next, inflight, pending, pumping := 0, 0, len(blocks), false
+	reused := 0
+	if !newestOnly {
+		reused = kl.reuse(prev)
+	}
+	// Read the blocks not taken from prev, to index them, and those taken
+	// without their data that stay in memory.
+	var todo []int
+	for i, b := range blocks {
+		if i >= reused || (b.keep && b.data == nil) {
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) == 0 {
+		done(kl, nil)
+		return
+	}
+	next, inflight, pending, pumping := 0, 0, len(todo), false
 	var pump func()
 	pump = func() {
 		if pumping {
 			return // a read that ended at once: the loop below goes on
 		}
 		pumping = true
-		for next < len(blocks) && inflight < keyOpenReadsMax {
-			i := next
+		for next < len(todo) && inflight < keyOpenReadsMax {
+			i := todo[next]
 			next, inflight = next+1, inflight+1
 			g.Read(blocks[i].ref, func(blk grid.Block, err error) {
 				if m.keys.generation != generation {
@@ -661,7 +679,7 @@ func (m *Machine) openKeys(g *grid.Grid, table *grid.Table, isLog bool, generati
 				if err == nil {
 					var data []byte
 					if data, err = blk.Data(nil); err == nil {
-						err = kl.adoptBlock(i, slices.Clone(data), newestOnly && i < len(blocks)-1)
+						err = kl.adoptBlock(i, slices.Clone(data), i < reused || (newestOnly && i < len(blocks)-1))
 					}
 				}
 				if err != nil && failed == nil {
@@ -706,6 +724,68 @@ func (kl *keyLog) prepare(blocks []*keyBlock, budget int) {
 	}
 	kl.cold = len(blocks)
 	kl.rebuild(total)
+}
+
+// reuse takes from prev, the log the machine held before this Open, the
+// sealed blocks this log starts with that prev holds too, at the same
+// ordinals and by the same reference (so the same bytes): the index slots
+// of their entries, and their data where both keep it in memory. It
+// returns how many of the blocks, from the first, it took; their slots
+// are in the index, the rest are not.
+//
+// A state sync installs a checkpoint some hundred ops ahead of the state
+// it replaces: its log is the old one less the blocks let go since, plus
+// the blocks sealed since. Reading and indexing the whole window's keys
+// again took about a second per million keys on every sync, and under
+// load a restarted replica then synced checkpoint after checkpoint, each
+// one out of its WAL window by the time it was installed, and never
+// caught up (docs/benchmarks.md, 2026-12-04, night). Only prev's sealed
+// blocks are taken: its entries since its checkpoint may be of ops this
+// log does not hold in the same places.
+func (kl *keyLog) reuse(prev *keyLog) int {
+	if len(prev.blocks) == 0 || len(kl.blocks) == 0 {
+		return 0
+	}
+	first := kl.blocks[0].first
+	j, found := slices.BinarySearchFunc(prev.blocks, first, func(b *keyBlock, first uint64) int {
+		return cmp.Compare(b.first, first)
+	})
+	if !found {
+		return 0
+	}
+	n := 0
+	for n < len(kl.blocks) && j+n < len(prev.blocks) && sameKeyBlock(kl.blocks[n], prev.blocks[j+n]) {
+		n++
+	}
+	if n == 0 {
+		return 0
+	}
+	to := kl.blocks[n-1].first + uint64(kl.blocks[n-1].count)
+	prevFrom, copied := prev.liveFrom(), uint64(0)
+	for _, s := range prev.slots {
+		if ord, live := prev.ordOf(s, prevFrom); s != 0 && live && ord >= first && ord < to {
+			kl.insert(s)
+			copied++
+		}
+	}
+	if copied != to-first {
+		panic(fmt.Sprintf("chat: the idempotency index held %d slots for the %d entries of blocks %d to %d", copied, to-first, first, to))
+	}
+	for i := range n {
+		b, old := kl.blocks[i], prev.blocks[j+i]
+		if b.keep && old.data != nil {
+			b.data, b.offsets = old.data, old.offsets
+			kl.cold--
+			kl.residentBytes += len(b.data)
+		}
+	}
+	return n
+}
+
+// sameKeyBlock reports whether a and b are the same sealed block of the
+// log: the same ordinals, written as the same block.
+func sameKeyBlock(a, b *keyBlock) bool {
+	return a.first == b.first && a.count == b.count && a.newestNs == b.newestNs && a.ref == b.ref
 }
 
 // adoptBlock installs block i's data, read at Open, indexes its entries

@@ -160,3 +160,70 @@ func TestDedupKeysMaxBoundsTheIndex(t *testing.T) {
 	}
 	hc.verify()
 }
+
+// A machine that opens a newer checkpoint of its own log, as a state sync
+// does, takes the sealed blocks both logs hold from the log it had (their
+// index slots, and their data where kept) and reads only the blocks
+// sealed since; its entries since its own checkpoint are not taken. It
+// then answers every key as a machine that opened the checkpoint afresh
+// does, and reads a fraction of what that one reads.
+func TestOpenTakesTheBlocksItHolds(t *testing.T) {
+	for _, cached := range []int{1, 0} { // no block kept in memory; the default
+		t.Run(fmt.Sprintf("cached-%d", cached), func(t *testing.T) {
+			const before, since, diverged = 20_000, 1_000, 300
+			l := testLimits()
+			l.IdempotencyWindowNs = 1 << 60
+			if cached != 0 {
+				l.DedupLogBytesCached = cached
+			}
+			h := newHarness(t, l)
+			key := func(i int) string { return fmt.Sprintf("key-%07d", i) }
+			h.mustCode(h.create("acme", "alice", "r", false, false, 0), CodeOK)
+			seqs := make([]uint64, 0, before+since)
+			for i := range before {
+				seqs = append(seqs, h.mustPost("acme", "alice", "r", 0, key(i), "x").Seq)
+			}
+			_, _, old := h.checkpoint()
+			synced := &harness{t: t, m: openMachine(t, l, h.grid, h.disk, old), op: h.op, nowNs: h.nowNs, grid: h.grid, disk: h.disk}
+			// Entries since its checkpoint that the newer one holds other
+			// posts at: none may be taken.
+			for i := range diverged {
+				synced.mustPost("acme", "alice", "r", 0, fmt.Sprintf("other-%d", i), "y")
+			}
+			for i := before; i < before+since; i++ {
+				seqs = append(seqs, h.mustPost("acme", "alice", "r", 0, key(i), "x").Seq)
+			}
+			_, _, root := h.checkpoint()
+			blocks := len(h.m.keys.blocks)
+			reads := h.grid.Stats.Reads
+			var oerr error
+			synced.m.Open(h.grid, root, func(err error) { oerr = err })
+			h.disk.Drain(t)
+			if oerr != nil {
+				t.Fatal(oerr)
+			}
+			syncedReads := h.grid.Stats.Reads - reads
+			reads = h.grid.Stats.Reads
+			fresh := &harness{t: t, m: openMachine(t, l, h.grid, h.disk, root), op: h.op, nowNs: h.nowNs, grid: h.grid, disk: h.disk}
+			freshReads := h.grid.Stats.Reads - reads
+			t.Logf("%d log blocks: the synced machine read %d blocks, a fresh one %d", blocks, syncedReads, freshReads)
+			if syncedReads*4 > freshReads {
+				t.Fatalf("the machine that held the older log read %d blocks, a fresh one %d", syncedReads, freshReads)
+			}
+			if a, b := synced.m.DedupStats(), fresh.m.DedupStats(); a.Keys != b.Keys || a.Blocks != b.Blocks || a.BlocksCold != b.BlocksCold || a.IndexBytes != b.IndexBytes {
+				t.Fatalf("synced %+v, fresh %+v", a, b)
+			}
+			synced.op, synced.nowNs = h.op, h.nowNs
+			for _, m := range []*harness{synced, fresh} {
+				for i := 0; i < before+since; i += 101 {
+					if r := m.post("acme", "alice", "r", 0, key(i), "x"); !r.Duplicate || r.Seq != seqs[i] {
+						t.Fatalf("key %d: %+v, want a duplicate of seq %d", i, r, seqs[i])
+					}
+				}
+				if r := m.post("acme", "alice", "r", 0, "other-0", "y"); r.Code != CodeOK || r.Duplicate || r.Seq != uint64(before+since)+1 {
+					t.Fatalf("a key the checkpoint never held: %+v, want a new message at seq %d", r, before+since+1)
+				}
+			}
+		})
+	}
+}

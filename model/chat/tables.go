@@ -404,6 +404,7 @@ func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 		m.prefetchEpoch++
 		m.checkpoints++
 		m.prefetchPending, m.prefetchWaiter = 0, nil // reads of the replaced tables never end
+		prev := m.keys // what openKeys may take again (a state sync's)
 		m.keys.reset()
 		generation := m.keys.generation
 		m.openTables(g, &tables, roots, 0, func(err error) {
@@ -411,7 +412,7 @@ func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 				done(err)
 				return
 			}
-			m.openKeys(g, &tables[tableDedup], rd.keyLog, generation, func(keys *keyLog, err error) {
+			m.openKeys(g, &tables[tableDedup], rd.keyLog, generation, &prev, func(keys *keyLog, err error) {
 				if err == nil {
 					err = m.restoreTables(&tables, &rd)
 				}
