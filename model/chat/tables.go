@@ -404,7 +404,9 @@ func (m *Machine) Open(g *grid.Grid, root grid.Ref, done func(error)) {
 		m.prefetchEpoch++
 		m.checkpoints++
 		m.prefetchPending, m.prefetchWaiter = 0, nil // reads of the replaced tables never end
-		prev := m.keys // what openKeys may take again (a state sync's)
+		// The log held until now, whose blocks openKeys may take again (a
+		// state sync's).
+		prev := m.keys
 		m.keys.reset()
 		generation := m.keys.generation
 		m.openTables(g, &tables, roots, 0, func(err error) {
