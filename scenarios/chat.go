@@ -55,7 +55,8 @@ func init() {
 func chatMutations() []string {
 	return append(vsr.ProtocolMutations(), "superblock-before-blocks", "free-set-early-reuse", "skip-block-checksum",
 		deliveryMutationHeldOutOfOrder, deliveryMutationSkipGapFill, deliveryMutationResumePlusOne, deliveryMutationTrustRefusal,
-		chat.MutationNames[chat.MutationKeysExpireEarly], chat.MutationNames[chat.MutationKeysIndexNewestBlock])
+		chat.MutationNames[chat.MutationKeysExpireEarly], chat.MutationNames[chat.MutationKeysIndexNewestBlock],
+		chat.MutationNames[chat.MutationKeysReuseShort])
 }
 
 const (

@@ -14,10 +14,15 @@ const (
 	// from the newest log block alone: after a restart, a retry of a key
 	// in an older block is taken for a new post.
 	MutationKeysIndexNewestBlock
+	// MutationKeysReuseShort takes one block fewer of index slots than it
+	// takes blocks from the log held before an Open (keyLog.reuse): after a
+	// state sync, a retry of a key in the last block taken is taken for a
+	// new post.
+	MutationKeysReuseShort
 )
 
 // MutationNames are the names of the mutations, by value ("" for none).
-var MutationNames = []string{"", "keys-expire-early", "keys-index-newest-block"}
+var MutationNames = []string{"", "keys-expire-early", "keys-index-newest-block", "keys-reuse-short"}
 
 // ParseMutation returns the mutation named name, if there is one.
 func ParseMutation(name string) (Mutation, bool) {
