@@ -77,6 +77,9 @@ type System struct {
 	// with their times, at the last Diagnose.
 	fsyncsSeen, requestsSeen, batchesSeen sums
 	journalFsyncsSeen                     uint64
+	// The replicas' transport messages and frames sent, and this host's
+	// UDP datagrams sent, at the last Diagnose.
+	messagesSeen, framesSeen, datagramsSeen uint64
 }
 
 // Start lays out, formats and starts the cluster and its edge.
@@ -205,6 +208,7 @@ func (s *System) startEdge(ctx context.Context, flags []string) error {
 		return fmt.Errorf("edge not healthy: %w", err)
 	}
 	s.url = "ws://" + s.edgeAddr + "/v1/ws"
+	s.datagramsSeen, _ = udpDatagramsSent() // the first scenario's count starts here
 	var err error
 	s.admin, err = s.dial(ctx, publisher, nil)
 	return err
@@ -606,8 +610,49 @@ func (s *System) Diagnose() string {
 		out = append(out, fmt.Sprintf("| cluster: %d prepares for %d posts (%.1f posts per prepare, reads and room creations included in prepares)",
 			ops-s.opsSeen, posts-s.postsSeen, float64(posts-s.postsSeen)/float64(ops-s.opsSeen)))
 	}
+	if rc.messages > s.messagesSeen && rc.frames > s.framesSeen && posts > s.postsSeen {
+		m, f, p := rc.messages-s.messagesSeen, rc.frames-s.framesSeen, float64(posts-s.postsSeen)
+		line := fmt.Sprintf("| replicas' transport: %d messages in %d frames (%.2f per frame), %.1f messages per post", m, f, float64(m)/float64(f), float64(m)/p)
+		if d, ok := udpDatagramsSent(); ok && d > s.datagramsSeen && s.datagramsSeen > 0 {
+			line += fmt.Sprintf("; this host sent %.1f UDP datagrams per post (QUIC, every process)", float64(d-s.datagramsSeen)/p)
+		}
+		out = append(out, line)
+	}
+	s.messagesSeen, s.framesSeen = rc.messages, rc.frames
+	if d, ok := udpDatagramsSent(); ok {
+		s.datagramsSeen = d
+	}
 	s.opsSeen, s.postsSeen = ops, posts
 	return "edge: " + strings.Join(out, " ")
+}
+
+// udpDatagramsSent is this host's count of UDP datagrams sent
+// (/proc/net/snmp, Udp OutDatagrams): on a machine running only the
+// benchmark, the QUIC packets of the edge and the replicas.
+func udpDatagramsSent() (uint64, bool) {
+	data, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return 0, false
+	}
+	var names []string
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 || fields[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = fields
+			continue
+		}
+		for i, name := range names {
+			if name == "OutDatagrams" && i < len(fields) {
+				n, err := strconv.ParseUint(fields[i], 10, 64)
+				return n, err == nil
+			}
+		}
+		return 0, false
+	}
+	return 0, false
 }
 
 // sums is a Prometheus histogram's or timer's running count and total.
@@ -635,6 +680,8 @@ type replicaCounters struct {
 	fsyncs          sums    // every fdatasync
 	journalFsyncs   uint64  // fdatasyncs of the nodes' journal files (each shared by the shards' syncs)
 	requests        sums    // client requests answered, arrival to reply
+	messages        uint64  // messages the replicas' transports sent to peers
+	frames          uint64  // the frames they went in
 	read            int     // replicas whose metrics were read
 }
 
@@ -675,6 +722,10 @@ func (s *System) counters() replicaCounters {
 				c.requests.count += n
 			case "tigerchat_request_seconds_sum":
 				c.requests.seconds += f
+			case "tigerchat_transport_messages_sent_total":
+				c.messages += n
+			case "tigerchat_transport_frames_sent_total":
+				c.frames += n
 			}
 		}
 	}
