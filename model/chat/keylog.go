@@ -793,8 +793,9 @@ func sameKeyBlock(a, b *keyBlock) bool {
 }
 
 // adoptBlock installs block i's data, read at Open, indexes its entries
-// (none when skip: MutationKeysIndexNewestBlock), and keeps the data in
-// memory if prepare said so.
+// (none when skip: a block whose slots reuse took, or
+// MutationKeysIndexNewestBlock), and keeps the data in memory if prepare
+// said so.
 func (kl *keyLog) adoptBlock(i int, data []byte, skip bool) error {
 	b := kl.blocks[i]
 	if err := b.install(data); err != nil {
