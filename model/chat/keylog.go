@@ -737,7 +737,7 @@ func (kl *keyLog) prepare(blocks []*keyBlock, budget int) {
 // A state sync installs a checkpoint some hundred ops ahead of the state
 // it replaces: its log is the old one less the blocks let go since, plus
 // the blocks sealed since. Reading and indexing the whole window's keys
-// again took about a second per million keys on every sync, and under
+// again took most of each sync's 0.7 s at a million keys, and under
 // load a restarted replica then synced checkpoint after checkpoint, each
 // one out of its WAL window by the time it was installed, and never
 // caught up (docs/benchmarks.md, 2026-12-04, night). Only prev's sealed

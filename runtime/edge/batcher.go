@@ -119,8 +119,12 @@ func (b *batcher) post(ctx context.Context, q chat.PostRequest) (chat.PostReply,
 	pq.waiting = append(pq.waiting, p)
 	batch := b.take(pq)
 	pq.mu.Unlock()
-	if batch != nil {
-		b.lead(shard, batch)
+	switch {
+	case batch == nil:
+	case batch[len(batch)-1] == p:
+		b.lead(shard, batch) // p is in it (the newest post, taken last)
+	default:
+		go b.run(shard, batch) // others' posts only: not this caller's wait
 	}
 	select {
 	case r := <-p.done: // sent on this goroutine: answered already
@@ -260,13 +264,14 @@ func (b *batcher) take(pq *postQueue) []*pendingPost {
 	return batch
 }
 
-// lead sends batch, which a post's caller took, on the caller's
-// goroutine, and hands what waits for the shard after it to run. A lone
-// post's request and reply then pass no goroutine but the caller's: a
-// goroutine per batch added two wake-ups to every post's round trip, each
-// a wait for a core on a busy machine. The caller waits for the batch as
-// it would for its own reply, at most the cluster timeout (send's), which
-// bounds its post's own wait as well.
+// lead sends batch, which a post's caller took and which holds its post,
+// on the caller's goroutine, and hands what waits for the shard after it
+// to run. A lone post's request and reply then pass no goroutine but the
+// caller's: a goroutine per batch added two wake-ups to every post's
+// round trip, each a wait for a core on a busy machine. A batch that
+// holds a post of one caller (group 1) is at most countMax posts, one
+// request: the caller waits for it at most the cluster timeout, as it
+// would for its own reply.
 func (b *batcher) lead(shard int, batch []*pendingPost) {
 	b.send(shard, batch)
 	if next := b.finished(shard); next != nil {

@@ -610,17 +610,18 @@ func (s *System) Diagnose() string {
 		out = append(out, fmt.Sprintf("| cluster: %d prepares for %d posts (%.1f posts per prepare, reads and room creations included in prepares)",
 			ops-s.opsSeen, posts-s.postsSeen, float64(posts-s.postsSeen)/float64(ops-s.opsSeen)))
 	}
+	datagrams, datagramsOK := udpDatagramsSent()
 	if rc.messages > s.messagesSeen && rc.frames > s.framesSeen && posts > s.postsSeen {
 		m, f, p := rc.messages-s.messagesSeen, rc.frames-s.framesSeen, float64(posts-s.postsSeen)
 		line := fmt.Sprintf("| replicas' transport: %d messages in %d frames (%.2f per frame), %.1f messages per post", m, f, float64(m)/float64(f), float64(m)/p)
-		if d, ok := udpDatagramsSent(); ok && d > s.datagramsSeen && s.datagramsSeen > 0 {
-			line += fmt.Sprintf("; this host sent %.1f UDP datagrams per post (QUIC, every process)", float64(d-s.datagramsSeen)/p)
+		if datagramsOK && datagrams > s.datagramsSeen && s.datagramsSeen > 0 {
+			line += fmt.Sprintf("; this host sent %.1f UDP datagrams per post (QUIC, every process)", float64(datagrams-s.datagramsSeen)/p)
 		}
 		out = append(out, line)
 	}
 	s.messagesSeen, s.framesSeen = rc.messages, rc.frames
-	if d, ok := udpDatagramsSent(); ok {
-		s.datagramsSeen = d
+	if datagramsOK {
+		s.datagramsSeen = datagrams
 	}
 	s.opsSeen, s.postsSeen = ops, posts
 	return "edge: " + strings.Join(out, " ")
