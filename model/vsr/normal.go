@@ -210,25 +210,44 @@ func (r *Replica) prepareReady() bool {
 	if r.op-r.commitMax >= uint64(r.cfg.PipelineMax) || r.op+1 > r.checkpointOp+uint64(r.cfg.SlotCount) {
 		return false
 	}
-	if len(r.requestQueue) < r.cfg.BatchMax && r.prepareWrites() >= prepareWritesMax {
-		// Group commit: while prepareWritesMax prepares are still being
-		// written, let requests gather; they all go in the next prepare when
-		// one is durable. Under load batches grow by themselves; a request
-		// that finds fewer writes in flight is prepared at once, so it does
-		// not wait a whole fdatasync for the previous prepare's.
+	if !r.queueFillsPrepare() && r.roundInFlight() {
+		// Group commit: while a prepare is in flight, let requests gather;
+		// they all go in the next prepare. Under load batches grow by
+		// themselves; a request that finds nothing in flight is prepared at
+		// once, so a lone request never waits for another's round.
 		return false
 	}
 	_, ok := r.expected(r.op)
 	return ok
 }
 
+// queueFillsPrepare: the queued requests fill a prepare, by count or by
+// bytes, so waiting could not make the next one larger.
+func (r *Replica) queueFillsPrepare() bool {
+	packed := wire.HeaderSize + len(r.queueBytes) + len(r.requestQueue)*batchEntryHeaderSize
+	return len(r.requestQueue) >= r.cfg.BatchMax || packed > r.cfg.MessageSizeMax
+}
+
+// roundInFlight: a prepare of the primary's is still being written here
+// (prepareWritesMax), or one is written and not yet committed. Requests
+// wait for either. Waiting only for the write lets the next prepare
+// overlap the backups' writes of the last, but at 16 publishers it packs
+// fewer posts into each prepare, and on a machine whose CPUs are busy the
+// extra rounds cost more than the overlap saves (docs/benchmarks.md, "One
+// round in flight"). A new primary's noop does not wait for the old view's
+// suffix to commit: it is what commits it.
+func (r *Replica) roundInFlight() bool {
+	if r.prepareWrites() >= prepareWritesMax {
+		return true
+	}
+	return r.op > r.commitMax && !r.noopDue
+}
+
 // prepareWritesMax is how many of its own prepares a primary lets be written
-// at once before new requests wait for one to be durable (group commit).
-// Two overlap a request's fdatasync with the previous one's; one makes the
-// requests that arrive during a write wait for it and share the next
-// prepare. On a busy machine whose replicas share one disk, one measured
-// better (docs/benchmarks.md, round 3 of 2026-11-27): 4.3 posts per prepare instead of
-// 3.0 at 16 publishers, fewer fdatasyncs, more throughput and a lower p99.
+// at once before new requests wait for one to be durable. One measured
+// better than two (docs/benchmarks.md, round 3 of 2026-11-27): 4.3 posts per
+// prepare instead of 3.0 at 16 publishers, fewer fdatasyncs, more
+// throughput and a lower p99.
 const prepareWritesMax = 1
 
 // prepareWrites counts the uncommitted ops not yet durable here: at most
