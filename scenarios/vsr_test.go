@@ -60,7 +60,7 @@ func assertDeterministic(t *testing.T, config func(uint64) Config, seeds uint64)
 // The checkers can fail: every deliberate protocol bug is caught by the
 // swarm within a few hundred seeds, as a safety violation or a crash of an
 // assertion, never silently.
-func TestVSRMutationsCaught(t *testing.T) { assertMutationsCaught(t, "vsr", vsrSwarmConfig, 500) }
+func TestVSRMutationsCaught(t *testing.T) { assertMutationsCaught(t, "vsr", vsrSwarmConfig, 400) }
 
 func assertMutationsCaught(t *testing.T, subject string, config func(uint64) Config, seedsMax uint64) {
 	for _, mutation := range Mutations(subject) {

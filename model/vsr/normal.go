@@ -287,7 +287,12 @@ func (r *Replica) onPrepare(h *wire.Header, msg []byte) {
 	r.learnHeader(h)
 	r.writePrepare(h, msg)
 	assert(r.op >= h.Op, "the head is below a prepare just accepted")
-	r.sendPrepareOk()
+	if r.present(h.Op) {
+		// Durable here already (the primary sent it again): ack now. A
+		// prepare whose write began acks when the write is durable
+		// (progressAfterWrite); an ack now would repeat the last one.
+		r.sendPrepareOk()
+	}
 }
 
 // ignorePrepare guards a prepare of this view from its primary. Even an
