@@ -40,10 +40,13 @@ type edgeOptions struct {
 	// postBatches bounds the post batches in flight per shard (0: 32),
 	// at most the sessions per shard.
 	postBatches int
-	devMint     func(tenant, user string) (string, error)
-	h3          net.PacketConn // nil: no HTTP/3
-	h3TLS       *tls.Config
-	redis       string // fan-out through Redis at this address; "": the in-process bus
+	// postBatchesPartial bounds those in flight while the posts waiting do
+	// not fill a batch (0: 1), at most postBatches.
+	postBatchesPartial int
+	devMint            func(tenant, user string) (string, error)
+	h3                 net.PacketConn // nil: no HTTP/3
+	h3TLS              *tls.Config
+	redis              string // fan-out through Redis at this address; "": the in-process bus
 	// tls, when set, serves the listener as https:// and wss:// with its
 	// (reloadable) certificate; HTTP/3 uses the same.
 	tls            *certReloader
@@ -114,7 +117,8 @@ func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
 	}
 	cfg := edge.Config{Backend: cl, Shards: o.cfg.Shards, Limits: o.cfg.ChatLimits(), Keyring: o.keyring,
 		OriginPatterns: o.origins, UserRate: o.userRate, IPRate: o.ipRate, ConnsMax: o.connsMax, DevMint: o.devMint, AltSvc: altSvc,
-		PostBatchesInFlightMax: min(sessions, postBatches), ConnsPerIPMax: o.connsPerIP, TrustedProxies: o.trustedProxies,
+		PostBatchesInFlightMax: min(sessions, postBatches), PostBatchesPartialMax: min(sessions, postBatches, max(1, o.postBatchesPartial)),
+		ConnsPerIPMax: o.connsPerIP, TrustedProxies: o.trustedProxies,
 		HealthInterval: edge.HealthIntervalDefault,
 		ExtraMetrics:   func(w io.Writer) { writeClientMetrics(w, cl, sessions) }}
 	if rb != nil {

@@ -21,26 +21,28 @@ type edgeFlags struct {
 	identity, auth, origins, h3, tlsCert, tlsKey *string
 	proxies, redis                               *string
 	userRate, ipRate                             *float64
-	connsMax, postBatches, connsPerIP            *int
+	connsMax, postBatches, postBatchesPartial    *int
+	connsPerIP                                   *int
 }
 
 func addEdgeFlags(fs *flag.FlagSet, prefix string) *edgeFlags {
 	n := func(name string) string { return prefix + name }
 	return &edgeFlags{
-		prefix:      prefix,
-		identity:    fs.String(n("identity"), "", "edge identity `FILE` from tigerchat keygen; its fingerprint must be in the config's edges"),
-		auth:        fs.String(n("auth"), "", "JWT keyring `FILE`: {\"audience\":..,\"keys\":[{\"kid\",\"alg\":\"HS256\"|\"EdDSA\",\"secret\"|\"public_key\",\"tenants\"}]}"),
-		origins:     fs.String(n("origins"), "", "comma-separated extra WebSocket origin `PATTERNS` (the edge's own host is always allowed)"),
-		userRate:    fs.Float64(n("user-rate"), edge.UserRateDefault, "requests per second per user (`N`)"),
-		ipRate:      fs.Float64(n("ip-rate"), edge.IPRateDefault, "requests per second per client address (`N`)"),
-		connsMax:    fs.Int(n("conns"), edge.ConnsMaxDefault, "open WebSocket and SSE streams at most (`N`)"),
-		postBatches: fs.Int(n("post-batches"), postBatchesDefault, "post batches in flight per shard at most (`N`, at most the edge's sessions per shard): posts that arrive while all are in flight leave together in the next free one"),
-		h3:          fs.String(n("h3"), "", "also serve REST and SSE over HTTP/3 on UDP `ADDR` (with -"+n("tls-cert")+": advertised by Alt-Svc on https responses)"),
-		tlsCert:     fs.String(n("tls-cert"), "", "serve https:// and wss:// on -"+listenFlag(prefix)+", and HTTP/3, with this certificate chain `FILE` (PEM); reloaded on SIGHUP"),
-		tlsKey:      fs.String(n("tls-key"), "", "the certificate's private key `FILE` (PEM)"),
-		connsPerIP:  fs.Int(n("conns-per-ip"), edge.ConnsPerIPMaxDefault, "open WebSocket and SSE streams per client address at most (`N`)"),
-		proxies:     fs.String(n("trusted-proxies"), "", "comma-separated `CIDRS` of load balancers whose X-Forwarded-For names the client (rate limits, -"+n("conns-per-ip")+"); from other peers the header is ignored"),
-		redis:       fs.String(n("redis"), "", "fan out committed messages to other edges through Redis pub/sub at `ADDR` (host:port or redis://[:password@]host:port[/db], rediss:// for TLS); empty: in-process bus, for a single edge"),
+		prefix:             prefix,
+		identity:           fs.String(n("identity"), "", "edge identity `FILE` from tigerchat keygen; its fingerprint must be in the config's edges"),
+		auth:               fs.String(n("auth"), "", "JWT keyring `FILE`: {\"audience\":..,\"keys\":[{\"kid\",\"alg\":\"HS256\"|\"EdDSA\",\"secret\"|\"public_key\",\"tenants\"}]}"),
+		origins:            fs.String(n("origins"), "", "comma-separated extra WebSocket origin `PATTERNS` (the edge's own host is always allowed)"),
+		userRate:           fs.Float64(n("user-rate"), edge.UserRateDefault, "requests per second per user (`N`)"),
+		ipRate:             fs.Float64(n("ip-rate"), edge.IPRateDefault, "requests per second per client address (`N`)"),
+		connsMax:           fs.Int(n("conns"), edge.ConnsMaxDefault, "open WebSocket and SSE streams at most (`N`)"),
+		postBatches:        fs.Int(n("post-batches"), postBatchesDefault, "post batches in flight per shard at most (`N`, at most the edge's sessions per shard): posts that arrive while all are in flight leave together in the next free one"),
+		postBatchesPartial: fs.Int(n("post-batches-partial"), edge.PostBatchesPartialMaxDefault, "post batches in flight per shard at most while the posts waiting do not fill a batch (`N`, at most -"+n("post-batches")+"): posts that arrive while N are in flight leave together when one is answered; posts that fill a batch leave at once"),
+		h3:                 fs.String(n("h3"), "", "also serve REST and SSE over HTTP/3 on UDP `ADDR` (with -"+n("tls-cert")+": advertised by Alt-Svc on https responses)"),
+		tlsCert:            fs.String(n("tls-cert"), "", "serve https:// and wss:// on -"+listenFlag(prefix)+", and HTTP/3, with this certificate chain `FILE` (PEM); reloaded on SIGHUP"),
+		tlsKey:             fs.String(n("tls-key"), "", "the certificate's private key `FILE` (PEM)"),
+		connsPerIP:         fs.Int(n("conns-per-ip"), edge.ConnsPerIPMaxDefault, "open WebSocket and SSE streams per client address at most (`N`)"),
+		proxies:            fs.String(n("trusted-proxies"), "", "comma-separated `CIDRS` of load balancers whose X-Forwarded-For names the client (rate limits, -"+n("conns-per-ip")+"); from other peers the header is ignored"),
+		redis:              fs.String(n("redis"), "", "fan out committed messages to other edges through Redis pub/sub at `ADDR` (host:port or redis://[:password@]host:port[/db], rediss:// for TLS); empty: in-process bus, for a single edge"),
 	}
 }
 
@@ -76,6 +78,10 @@ func (f *edgeFlags) options(cfg node.ClusterConfig, log *slog.Logger) (edgeOptio
 	if *f.postBatches < 1 {
 		return edgeOptions{}, fmt.Errorf("edge: %s %d must be at least 1: %w", f.name("post-batches"), *f.postBatches, errUsage)
 	}
+	if *f.postBatchesPartial < 1 || *f.postBatchesPartial > *f.postBatches {
+		return edgeOptions{}, fmt.Errorf("edge: %s %d must be in [1, %s %d]: %w", f.name("post-batches-partial"), *f.postBatchesPartial,
+			f.name("post-batches"), *f.postBatches, errUsage)
+	}
 	if (*f.tlsCert == "") != (*f.tlsKey == "") {
 		return edgeOptions{}, fmt.Errorf("edge: %s and %s go together: %w", f.name("tls-cert"), f.name("tls-key"), errUsage)
 	}
@@ -98,7 +104,7 @@ func (f *edgeFlags) options(cfg node.ClusterConfig, log *slog.Logger) (edgeOptio
 		return edgeOptions{}, err
 	}
 	return edgeOptions{cfg: cfg, identity: id, keyring: keyring, origins: splitList(*f.origins),
-		userRate: *f.userRate, ipRate: *f.ipRate, connsMax: *f.connsMax, postBatches: *f.postBatches, redis: *f.redis,
+		userRate: *f.userRate, ipRate: *f.ipRate, connsMax: *f.connsMax, postBatches: *f.postBatches, postBatchesPartial: *f.postBatchesPartial, redis: *f.redis,
 		tls: certs, connsPerIP: *f.connsPerIP, trustedProxies: trusted, log: log}, nil
 }
 

@@ -14,19 +14,22 @@ import (
 // that the cluster pays its per-request costs (request and reply messages,
 // transport frames, client session bookkeeping) once per batch instead of
 // once per post. Posts of every connection for a shard enter one bounded
-// FIFO. Whenever fewer than inFlightMax batches of the shard are in flight
-// (the edge holds that many VSR sessions per shard), whatever waits, up to
-// countMax posts, leaves at once as one batch; there is no timer. A lone
-// post therefore goes out immediately, as a batch of one; under load posts
-// wait only while every session is busy, and batches grow with the load
-// (group commit). Each post gets its own reply back: its own seq or its
-// own error, exactly as if it had been sent alone.
+// FIFO. Whenever fewer than partialMax batches of the shard are in flight,
+// whatever waits, up to countMax posts, leaves at once as one batch; posts
+// that fill a batch leave while fewer than inFlightMax are (the edge holds
+// that many VSR sessions per shard). There is no timer. A lone post
+// therefore goes out immediately, as a batch of one; under load the posts
+// that arrive while a batch is in flight leave together when it is
+// answered, so batches grow with the load (group commit, as the primary's
+// prepares do). Each post gets its own reply back: its own seq or its own
+// error, exactly as if it had been sent alone.
 type batcher struct {
 	cl          *cluster
 	ctx         context.Context // the edge's lifetime
 	m           *Metrics
 	countMax    int // posts per batch: the cluster's Limits.PostBatchCountMax
 	inFlightMax int // batches in flight per shard
+	partialMax  int // batches in flight per shard while the posts waiting do not fill one
 	queueMax    int // posts waiting per shard
 	shards      []*postQueue
 }
@@ -90,8 +93,11 @@ type postResult struct {
 	err   *Error
 }
 
-func newBatcher(ctx context.Context, cl *cluster, m *Metrics, inFlightMax, queueMax int) *batcher {
-	b := &batcher{cl: cl, ctx: ctx, m: m, countMax: cl.limits.PostBatchCountMax, inFlightMax: inFlightMax, queueMax: queueMax}
+func newBatcher(ctx context.Context, cl *cluster, m *Metrics, inFlightMax, partialMax, queueMax int) *batcher {
+	if partialMax < 1 || partialMax > inFlightMax {
+		panic("edge: partial post batches in flight outside [1, post batches in flight]")
+	}
+	b := &batcher{cl: cl, ctx: ctx, m: m, countMax: cl.limits.PostBatchCountMax, inFlightMax: inFlightMax, partialMax: partialMax, queueMax: queueMax}
 	for i := 0; i < cl.shards; i++ {
 		b.shards = append(b.shards, &postQueue{})
 	}
@@ -224,7 +230,10 @@ func (b *batcher) postMany(ctx context.Context, qs []chat.PostRequest, errs []*E
 
 // take removes the next batch from pq's waiting posts (the oldest, up to
 // countMax, skipping posts whose caller gave up) and counts it in flight;
-// nil when every batch of the shard is in flight or none waits. A group
+// nil when none waits, when inFlightMax batches of the shard are in flight,
+// or when partialMax are and the posts waiting make one batch that is not
+// full (a batch that leaves posts behind, a group's end short of countMax,
+// counts as full). A group
 // (pendingPost.group) is never split between batches: a batch ends before a
 // group that would not fit, and a group larger than countMax is a batch of
 // its own, which send splits into requests made one after another. pq.mu is
@@ -233,23 +242,26 @@ func (b *batcher) take(pq *postQueue) []*pendingPost {
 	if pq.inFlight >= b.inFlightMax {
 		return nil
 	}
-	var batch []*pendingPost
-	n := 0
-	now := time.Now()
-	for n < len(pq.waiting) && len(batch) < b.countMax {
+	n := 0 // the posts the batch takes, groups whole
+	for n < len(pq.waiting) && n < b.countMax {
 		g := pq.waiting[n].group
 		if g < 1 || n+g > len(pq.waiting) {
 			panic("edge: a post queue does not start with a whole group")
 		}
-		if len(batch) > 0 && len(batch)+g > b.countMax {
+		if n > 0 && n+g > b.countMax {
 			break
 		}
-		for _, p := range pq.waiting[n : n+g] {
-			if !p.givenUp(now) {
-				batch = append(batch, p)
-			}
-		}
 		n += g
+	}
+	if pq.inFlight >= b.partialMax && n == len(pq.waiting) && n < b.countMax {
+		return nil // a partial batch, and nothing waits behind it: let it grow
+	}
+	var batch []*pendingPost
+	now := time.Now()
+	for _, p := range pq.waiting[:n] {
+		if !p.givenUp(now) {
+			batch = append(batch, p)
+		}
 	}
 	clear(pq.waiting[:n])
 	if n == len(pq.waiting) {

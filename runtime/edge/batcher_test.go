@@ -276,7 +276,7 @@ func TestBatchClusterDown(t *testing.T) {
 // in requests made one after another, so its posts get rising seqs in
 // their order even with several batches in flight.
 func TestPostBatchGroupKeepsItsOrder(t *testing.T) {
-	te, g := newBatchEdge(t, func(c *Config) { c.PostBatchesInFlightMax = 4 })
+	te, g := newBatchEdge(t, func(c *Config) { c.PostBatchesInFlightMax, c.PostBatchesPartialMax = 4, 4 })
 	ana, bo := lobbyPair(t, te)
 	gate, first := holdOne(t, te, g, bo, "lobby", "first")
 	countMax := te.cfg.Limits.PostBatchCountMax
@@ -352,5 +352,87 @@ func TestConnectionCommandsInFlightBounded(t *testing.T) {
 	// And again on the same workers, the gate open.
 	for i := 0; i < 6; i++ {
 		mustOK(t, w.do(map[string]any{"cmd": "post", "room": "lobby", "body": "again", "key": fmt.Sprintf("again-%d", i)}))
+	}
+}
+
+// With one partial batch in flight (the default), posts that arrive
+// while it is answered wait and leave together when it returns, even
+// with sessions free; posts that fill a batch leave at once beside it.
+func TestPartialBatchesWaitForTheOneInFlight(t *testing.T) {
+	te, g := newBatchEdge(t, func(c *Config) { c.PostBatchesInFlightMax = 4 })
+	users := []string{"ana", "bo", "cy", "di", "ed"}
+	var conns []*wsClient
+	for i, u := range users {
+		w := te.dial(t, token(t, "acme", u))
+		if i == 0 {
+			mustOK(t, w.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
+		} else {
+			mustOK(t, w.do(map[string]any{"cmd": "join", "room": "lobby"}))
+		}
+		conns = append(conns, w)
+	}
+	gate, first := holdOne(t, te, g, conns[0], "lobby", "first")
+	countMax := te.cfg.Limits.PostBatchCountMax
+	var posts []sent
+	post := func(key string) { // round robin, within 8 commands per connection
+		posts = append(posts, postAsync(conns[1+len(posts)%(len(conns)-1)], "lobby", key))
+	}
+	for i := range countMax - 1 {
+		post(fmt.Sprintf("w%d", i))
+	}
+	waitFor(t, func() bool { return te.posts.queued(0) == countMax-1 })
+	if got := g.batches(); len(got) != 1 {
+		t.Fatalf("requests %v while one partial batch is in flight, want [1]", got)
+	}
+	// One more fills a batch: it leaves beside the first, still held.
+	post("fill")
+	waitFor(t, func() bool { return len(g.batches()) == 2 })
+	// Another waits again, for a batch to be answered.
+	last := postAsync(conns[0], "lobby", "last")
+	waitFor(t, func() bool { return te.posts.queued(0) == 1 })
+	if got := g.batches(); len(got) != 2 {
+		t.Fatalf("requests %v, want 2 while a partial post waits", got)
+	}
+	close(gate)
+	mustOK(t, first.reply(t))
+	for _, p := range posts {
+		mustOK(t, p.reply(t))
+	}
+	mustOK(t, last.reply(t))
+	if got := g.batches(); fmt.Sprint(got) != fmt.Sprint([]int{1, countMax, 1}) {
+		t.Fatalf("requests %v, want [1 %d 1]", got, countMax)
+	}
+}
+
+// A post_batch group is never split, so a batch that ends at a group with
+// more posts waiting behind it counts as full: with the one partial batch
+// in flight, one group waits, and a second that would not fit beside it
+// lets the first leave.
+func TestPartialBatchLeavesWhenGroupsQueueBehindIt(t *testing.T) {
+	te, g := newBatchEdge(t, func(c *Config) { c.PostBatchesInFlightMax = 4 })
+	ana, bo := lobbyPair(t, te)
+	gate, first := holdOne(t, te, g, bo, "lobby", "first")
+	countMax := te.cfg.Limits.PostBatchCountMax
+	size := countMax/2 + 1 // two do not fit one batch
+	group := func(prefix string) []any {
+		posts := make([]any, size)
+		for i := range posts {
+			posts[i] = map[string]any{"room": "lobby", "key": fmt.Sprintf("%s%d", prefix, i), "body": "x"}
+		}
+		return posts
+	}
+	one := ana.send(map[string]any{"cmd": "post_batch", "posts": group("a")})
+	waitFor(t, func() bool { return te.posts.queued(0) == size })
+	if got := g.batches(); len(got) != 1 {
+		t.Fatalf("requests %v while one group waits behind the partial batch, want [1]", got)
+	}
+	two := bo.send(map[string]any{"cmd": "post_batch", "posts": group("b")})
+	waitFor(t, func() bool { return len(g.batches()) == 2 && te.posts.queued(0) == size })
+	close(gate)
+	mustOK(t, first.reply(t))
+	mustOK(t, sent{w: ana, id: one}.reply(t))
+	mustOK(t, sent{w: bo, id: two}.reply(t))
+	if got := g.batches(); fmt.Sprint(got) != fmt.Sprint([]int{1, size, size}) {
+		t.Fatalf("requests %v, want [1 %d %d]", got, size, size)
 	}
 }

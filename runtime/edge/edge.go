@@ -50,6 +50,14 @@ type Config struct {
 	// posts waiting per shard; a post beyond it is refused (unavailable).
 	PostBatchesInFlightMax int
 	PostQueueMax           int
+	// PostBatchesPartialMax bounds the batches in flight per shard when
+	// the posts waiting do not fill a batch (PostBatchCountMax): while that
+	// many are in flight they wait, and leave together when one is
+	// answered. Posts that fill a batch leave at once, up to
+	// PostBatchesInFlightMax. One (the default) sends a lone post at once
+	// and, under load, one request per round of the shard instead of one
+	// per post (docs/benchmarks.md, "One partial post batch in flight").
+	PostBatchesPartialMax int
 
 	// DevMint, when set, serves POST /v1/dev/token (tigerchat dev only:
 	// anyone can mint a token for any user).
@@ -89,6 +97,7 @@ const (
 	TrackersMaxDefault            = 16384
 	PostBatchesInFlightMaxDefault = 16 // runtime/client's default sessions per shard
 	PostQueueMaxDefault           = 16384
+	PostBatchesPartialMaxDefault  = 1
 	rateKeysMax                   = 1 << 17
 	HealthIntervalDefault         = 500 * time.Millisecond
 	HealthStaleDefault            = 1500 * time.Millisecond
@@ -119,6 +128,7 @@ func (c *Config) defaults() {
 	setI(&c.TrackersMax, TrackersMaxDefault)
 	setI(&c.PostBatchesInFlightMax, PostBatchesInFlightMaxDefault)
 	setI(&c.PostQueueMax, PostQueueMaxDefault)
+	setI(&c.PostBatchesPartialMax, PostBatchesPartialMaxDefault)
 	if c.PollInterval == 0 {
 		c.PollInterval = PollIntervalDefault
 	}
@@ -163,8 +173,9 @@ func New(cfg Config) (*Edge, error) {
 	if cfg.InFlightMax < 0 {
 		return nil, fmt.Errorf("edge: commands in flight per WebSocket %d must not be negative", cfg.InFlightMax)
 	}
-	if cfg.PostBatchesInFlightMax < 0 || cfg.PostQueueMax < 0 {
-		return nil, fmt.Errorf("edge: post batches in flight %d and post queue %d must not be negative", cfg.PostBatchesInFlightMax, cfg.PostQueueMax)
+	if cfg.PostBatchesInFlightMax < 0 || cfg.PostQueueMax < 0 || cfg.PostBatchesPartialMax < 0 {
+		return nil, fmt.Errorf("edge: post batches in flight %d, partial post batches %d and post queue %d must not be negative",
+			cfg.PostBatchesInFlightMax, cfg.PostBatchesPartialMax, cfg.PostQueueMax)
 	}
 	cfg.defaults()
 	e := &Edge{cfg: cfg, bus: cfg.Bus, m: newMetrics()}
@@ -173,7 +184,7 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.cl = &cluster{backend: cfg.Backend, shards: cfg.Shards, limits: cfg.Limits, timeout: cfg.RequestTimeout}
-	e.posts = newBatcher(e.ctx, e.cl, e.m, cfg.PostBatchesInFlightMax, cfg.PostQueueMax)
+	e.posts = newBatcher(e.ctx, e.cl, e.m, cfg.PostBatchesInFlightMax, min(cfg.PostBatchesPartialMax, cfg.PostBatchesInFlightMax), cfg.PostQueueMax)
 	e.hub = &hub{ctx: e.ctx, cl: e.cl, bus: e.bus, m: e.m, poll: cfg.PollInterval, trackersMax: cfg.TrackersMax, trackers: map[logKey]*tracker{}}
 	e.hub.heldMax, e.hub.heldBytesMax = reorderHeldLimits(cfg.Limits)
 	e.users = NewLimiter(cfg.UserRate, cfg.UserBurst, rateKeysMax)
