@@ -124,13 +124,10 @@ func holdOne(t *testing.T, te *testEdge, g *gatedBackend, w *wsClient, room, key
 	return gate, first
 }
 
-// Posts of several connections that arrive while the shard's session is
-// busy leave together, as batches of at most PostBatchCountMax, and each
-// post gets its own ack: distinct, gapless seqs, its own key, and a bus
-// event for every new message.
-func TestBatchedPostsGetTheirOwnAcks(t *testing.T) {
-	te, g := newBatchEdge(t, nil)
-	users := []string{"ana", "bo", "cy", "di"}
+// lobbyOf connects users (tenant acme); the first creates room lobby and
+// the others join it.
+func lobbyOf(t *testing.T, te *testEdge, users []string) []*wsClient {
+	t.Helper()
 	var conns []*wsClient
 	for i, u := range users {
 		w := te.dial(t, token(t, "acme", u))
@@ -141,6 +138,17 @@ func TestBatchedPostsGetTheirOwnAcks(t *testing.T) {
 		}
 		conns = append(conns, w)
 	}
+	return conns
+}
+
+// Posts of several connections that arrive while the shard's session is
+// busy leave together, as batches of at most PostBatchCountMax, and each
+// post gets its own ack: distinct, gapless seqs, its own key, and a bus
+// event for every new message.
+func TestBatchedPostsGetTheirOwnAcks(t *testing.T) {
+	te, g := newBatchEdge(t, nil)
+	users := []string{"ana", "bo", "cy", "di"}
+	conns := lobbyOf(t, te, users)
 	watcher := te.dial(t, token(t, "acme", "ana"))
 	mustOK(t, watcher.do(map[string]any{"cmd": "subscribe", "room": "lobby"}))
 	gate, first := holdOne(t, te, g, conns[0], "lobby", "first")
@@ -361,16 +369,7 @@ func TestConnectionCommandsInFlightBounded(t *testing.T) {
 func TestPartialBatchesWaitForTheOneInFlight(t *testing.T) {
 	te, g := newBatchEdge(t, func(c *Config) { c.PostBatchesInFlightMax = 4 })
 	users := []string{"ana", "bo", "cy", "di", "ed"}
-	var conns []*wsClient
-	for i, u := range users {
-		w := te.dial(t, token(t, "acme", u))
-		if i == 0 {
-			mustOK(t, w.do(map[string]any{"cmd": "create_room", "room": "lobby"}))
-		} else {
-			mustOK(t, w.do(map[string]any{"cmd": "join", "room": "lobby"}))
-		}
-		conns = append(conns, w)
-	}
+	conns := lobbyOf(t, te, users)
 	gate, first := holdOne(t, te, g, conns[0], "lobby", "first")
 	countMax := te.cfg.Limits.PostBatchCountMax
 	var posts []sent
