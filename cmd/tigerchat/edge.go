@@ -41,7 +41,7 @@ type edgeOptions struct {
 	// at most the sessions per shard.
 	postBatches int
 	// postBatchesPartial bounds those in flight while the posts waiting do
-	// not fill a batch (0: 1), at most postBatches.
+	// not fill a batch (0: 1; the edge holds it to PostBatchesInFlightMax).
 	postBatchesPartial int
 	devMint            func(tenant, user string) (string, error)
 	h3                 net.PacketConn // nil: no HTTP/3
@@ -117,7 +117,7 @@ func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
 	}
 	cfg := edge.Config{Backend: cl, Shards: o.cfg.Shards, Limits: o.cfg.ChatLimits(), Keyring: o.keyring,
 		OriginPatterns: o.origins, UserRate: o.userRate, IPRate: o.ipRate, ConnsMax: o.connsMax, DevMint: o.devMint, AltSvc: altSvc,
-		PostBatchesInFlightMax: min(sessions, postBatches), PostBatchesPartialMax: min(sessions, postBatches, max(1, o.postBatchesPartial)),
+		PostBatchesInFlightMax: min(sessions, postBatches), PostBatchesPartialMax: o.postBatchesPartial,
 		ConnsPerIPMax: o.connsPerIP, TrustedProxies: o.trustedProxies,
 		HealthInterval: edge.HealthIntervalDefault,
 		ExtraMetrics:   func(w io.Writer) { writeClientMetrics(w, cl, sessions) }}

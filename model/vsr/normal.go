@@ -237,10 +237,10 @@ func (r *Replica) queueFillsPrepare() bool {
 // round in flight"). A new primary's noop does not wait for the old view's
 // suffix to commit: it is what commits it.
 func (r *Replica) roundInFlight() bool {
-	if r.prepareWrites() >= prepareWritesMax {
-		return true
+	if r.op > r.commitMax && !r.noopDue {
+		return true // without walking the uncommitted ops for writes
 	}
-	return r.op > r.commitMax && !r.noopDue
+	return r.prepareWrites() >= prepareWritesMax
 }
 
 // prepareWritesMax is how many of its own prepares a primary lets be written

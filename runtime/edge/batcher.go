@@ -231,37 +231,32 @@ func (b *batcher) postMany(ctx context.Context, qs []chat.PostRequest, errs []*E
 // take removes the next batch from pq's waiting posts (the oldest, up to
 // countMax, skipping posts whose caller gave up) and counts it in flight;
 // nil when none waits, when inFlightMax batches of the shard are in flight,
-// or when partialMax are and the posts waiting make one batch that is not
-// full (a batch that leaves posts behind, a group's end short of countMax,
-// counts as full). A group
+// or when partialMax are and fewer than countMax posts wait. A group
 // (pendingPost.group) is never split between batches: a batch ends before a
 // group that would not fit, and a group larger than countMax is a batch of
 // its own, which send splits into requests made one after another. pq.mu is
 // held.
 func (b *batcher) take(pq *postQueue) []*pendingPost {
-	if pq.inFlight >= b.inFlightMax {
+	if pq.inFlight >= b.inFlightMax || (pq.inFlight >= b.partialMax && len(pq.waiting) < b.countMax) {
 		return nil
 	}
-	n := 0 // the posts the batch takes, groups whole
-	for n < len(pq.waiting) && n < b.countMax {
+	var batch []*pendingPost
+	n := 0
+	now := time.Now()
+	for n < len(pq.waiting) && len(batch) < b.countMax {
 		g := pq.waiting[n].group
 		if g < 1 || n+g > len(pq.waiting) {
 			panic("edge: a post queue does not start with a whole group")
 		}
-		if n > 0 && n+g > b.countMax {
+		if len(batch) > 0 && len(batch)+g > b.countMax {
 			break
 		}
-		n += g
-	}
-	if pq.inFlight >= b.partialMax && n == len(pq.waiting) && n < b.countMax {
-		return nil // a partial batch, and nothing waits behind it: let it grow
-	}
-	var batch []*pendingPost
-	now := time.Now()
-	for _, p := range pq.waiting[:n] {
-		if !p.givenUp(now) {
-			batch = append(batch, p)
+		for _, p := range pq.waiting[n : n+g] {
+			if !p.givenUp(now) {
+				batch = append(batch, p)
+			}
 		}
+		n += g
 	}
 	clear(pq.waiting[:n])
 	if n == len(pq.waiting) {

@@ -403,10 +403,10 @@ func TestPartialBatchesWaitForTheOneInFlight(t *testing.T) {
 	}
 }
 
-// A post_batch group is never split, so a batch that ends at a group with
-// more posts waiting behind it counts as full: with the one partial batch
-// in flight, one group waits, and a second that would not fit beside it
-// lets the first leave.
+// post_batch groups behind the one partial batch in flight: one group
+// (fewer posts than a batch) waits; a second brings the posts waiting to a
+// batch's worth, and the first leaves alone (a group is never split), the
+// second waiting for a batch to be answered.
 func TestPartialBatchLeavesWhenGroupsQueueBehindIt(t *testing.T) {
 	te, g := newBatchEdge(t, func(c *Config) { c.PostBatchesInFlightMax = 4 })
 	ana, bo := lobbyPair(t, te)
