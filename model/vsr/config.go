@@ -29,6 +29,13 @@ type Config struct {
 	RequestQueueMax    int    // client requests waiting for a pipeline slot
 	BatchMax           int    // client requests packed into one prepare
 	MessageSizeMax     int    // bytes, header included; bounds prepares and WAL slots
+	// PrepareFullBytes is the size, header included, at which the requests
+	// waiting at a primary count as a full prepare: they are prepared at once
+	// (up to PipelineMax prepares) instead of waiting for the round in
+	// flight, since a round that large amortizes its fixed costs anyway and
+	// overlapping it with the next wins throughput and latency. 0, or above
+	// MessageSizeMax: only a queue that MessageSizeMax cannot hold is full.
+	PrepareFullBytes int
 	BlockSize          int    // bytes per grid block slot (docs/storage.md)
 	GridBlocksMax      uint64 // grid block slots: the data file's capacity for state and history
 	CacheSizeBytes     int    // bytes of grid blocks kept in memory
@@ -119,6 +126,7 @@ func DefaultConfig(cluster uint64, n, replica int) Config {
 		RequestQueueMax:         1024,
 		BatchMax:                512,
 		MessageSizeMax:          1 << 20,
+		PrepareFullBytes:        64 << 10,
 		BlockSize:               64 << 10,
 		GridBlocksMax:           1 << 21, // 128 GiB of blocks, sparse until written: a one-sector table page takes a whole slot
 		CacheSizeBytes:          64 << 20,
@@ -146,6 +154,7 @@ func SimConfig(cluster uint64, n, replica int) Config {
 	c.RequestQueueMax = 64
 	c.BatchMax = 8
 	c.MessageSizeMax = 16 << 10
+	c.PrepareFullBytes = 0 // the simulator's rounds as before it; transcripts set it
 	c.BlockSize = 8 << 10
 	c.GridBlocksMax = 2048
 	c.CacheSizeBytes = 64 << 10 // far below the data: reads go to the disk
@@ -224,6 +233,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("checkpoint interval %d with pipeline %d does not fit slot count %d", c.CheckpointInterval, c.PipelineMax, c.SlotCount)
 	case c.PipelineMax < 1 || c.PipelineMax > 64:
 		return fmt.Errorf("pipeline max %d outside [1, 64]", c.PipelineMax)
+	case c.PrepareFullBytes < 0:
+		return fmt.Errorf("prepare full bytes %d must not be negative", c.PrepareFullBytes)
 	case c.RequestQueueMax < 1 || c.BatchMax < 1:
 		return fmt.Errorf("request queue %d and batch %d must be positive", c.RequestQueueMax, c.BatchMax)
 	case c.MessageSizeMax < model.SectorSize || c.MessageSizeMax > model.MessageSizeMax || c.MessageSizeMax%model.SectorSize != 0:

@@ -222,10 +222,19 @@ func (r *Replica) prepareReady() bool {
 }
 
 // queueFillsPrepare: the queued requests fill a prepare, by count or by
-// bytes, so waiting could not make the next one larger.
+// bytes, so waiting could not make the next one larger; or they reach
+// PrepareFullBytes, past which a larger prepare saves little (the
+// replication layer alone, 256 publishers of 12-post batches: 1 MiB rounds
+// one at a time against 64 KiB ones overlapping, 93–98k against 102–105k
+// posts a second, p99 117–126 against 56–58 ms; docs/benchmarks.md,
+// "Prepares of 64 KiB overlap").
 func (r *Replica) queueFillsPrepare() bool {
 	packed := wire.HeaderSize + len(r.queueBytes) + len(r.requestQueue)*batchEntryHeaderSize
-	return len(r.requestQueue) >= r.cfg.BatchMax || packed > r.cfg.MessageSizeMax
+	full := r.cfg.PrepareFullBytes
+	if full == 0 || full > r.cfg.MessageSizeMax {
+		return len(r.requestQueue) >= r.cfg.BatchMax || packed > r.cfg.MessageSizeMax
+	}
+	return len(r.requestQueue) >= r.cfg.BatchMax || packed >= full
 }
 
 // roundInFlight: a prepare of the primary's is still being written here

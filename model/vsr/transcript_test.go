@@ -14,8 +14,10 @@ package vsr_test
 //
 // Commands (r0.. replicas, c1.. clients; FROM/TO filters accept "any"):
 //
-//	cluster replicas=N clients=M   format and open a cluster, clients c1..cM; run it
+//	cluster replicas=N clients=M [prepare-full-bytes=B]
+//	                               format and open a cluster, clients c1..cM; run it
 //	                               until every replica is normal and has applied its log
+//	                               (B: vsr.Config.PrepareFullBytes, 0 by default)
 //	submit CLIENT append KEY VALUE | read KEY   the client sends a request
 //	register clients=A-B           each client registers with a no-op append, one after another
 //	load CLIENT count=N            N appends, each delivered to its reply before the next
@@ -293,7 +295,7 @@ func (h *harness) run(command string) string {
 	quiet := slices.Contains(words, "quiet")
 	switch args[0] {
 	case "cluster":
-		h.cluster(h.atoi(opts["replicas"]), h.atoi(orDefault(opts["clients"], "1")))
+		h.cluster(h.atoi(opts["replicas"]), h.atoi(orDefault(opts["clients"], "1")), h.atoi(orDefault(opts["prepare-full-bytes"], "0")))
 	case "submit":
 		h.submit(words)
 	case "register":
@@ -377,11 +379,12 @@ func (h *harness) withQuiet(quiet bool, fn func()) {
 	}
 }
 
-func (h *harness) cluster(replicas, clients int) {
+func (h *harness) cluster(replicas, clients, prepareFullBytes int) {
 	h.s = sched.New(0)
 	h.isolated = map[int]bool{}
 	for i := range replicas {
 		cfg := vsr.SimConfig(txCluster, replicas, i)
+		cfg.PrepareFullBytes = prepareFullBytes
 		h.cfgs = append(h.cfgs, cfg)
 		h.disks = append(h.disks, &txDisk{s: h.s, data: make([]byte, vsr.NewLayout(&cfg).SizeBytes)})
 		h.replicas = append(h.replicas, nil)
