@@ -36,12 +36,12 @@ type Config struct {
 	// overlapping it with the next wins throughput and latency. 0, or above
 	// MessageSizeMax: only a queue that MessageSizeMax cannot hold is full.
 	PrepareFullBytes int
-	BlockSize          int    // bytes per grid block slot (docs/storage.md)
-	GridBlocksMax      uint64 // grid block slots: the data file's capacity for state and history
-	CacheSizeBytes     int    // bytes of grid blocks kept in memory
-	ClientsMax         int    // client sessions kept; the oldest is evicted
-	ReplySizeMax       int    // bytes of a stored reply per session
-	ViewHeadersMax     int    // log suffix carried by view change messages
+	BlockSize        int    // bytes per grid block slot (docs/storage.md)
+	GridBlocksMax    uint64 // grid block slots: the data file's capacity for state and history
+	CacheSizeBytes   int    // bytes of grid blocks kept in memory
+	ClientsMax       int    // client sessions kept; the oldest is evicted
+	ReplySizeMax     int    // bytes of a stored reply per session
+	ViewHeadersMax   int    // log suffix carried by view change messages
 
 	HeartbeatTicks         uint64 // primary sends commit heartbeats this often
 	PrimaryTimeoutTicks    uint64 // backup starts a view change after this long without its primary
