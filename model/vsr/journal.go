@@ -233,7 +233,8 @@ func (r *Replica) writePrepare(h *wire.Header, msg []byte) []byte {
 // was decoded, and its body checksum verified, when it was accepted (a
 // request the primary prepared, a prepare a backup received or repaired):
 // the copy written is ours, so only the header's checksum is compared, not
-// the body hashed again (that was a tenth of a backup's CPU under load).
+// the body hashed again (that was 8.5 % of a backup's CPU in the
+// replication layer's profile at 85,000 posts a second).
 func (r *Replica) onPrepareDurable(slot int, h *wire.Header, msg []byte) {
 	s := &r.slots[slot]
 	assert(len(msg) == int(h.Size) && wire.Checksum(msg[0:16]) == h.Checksum, "a prepare durable with another prepare's header")

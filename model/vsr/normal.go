@@ -223,11 +223,11 @@ func (r *Replica) prepareReady() bool {
 
 // queueFillsPrepare: the queued requests fill a prepare, by count or by
 // bytes, so waiting could not make the next one larger; or they reach
-// PrepareFullBytes, past which a larger prepare saves little (the
-// replication layer alone, 256 publishers of 12-post batches: 1 MiB rounds
-// one at a time against 64 KiB ones overlapping, 93–98k against 102–105k
-// posts a second, p99 117–126 against 56–58 ms; docs/benchmarks.md,
-// "Prepares of 64 KiB overlap").
+// PrepareFullBytes, past which a larger prepare saves little and the
+// next round had better overlap this one (the replication layer alone at
+// 3,072 posts in flight: rounds of 1 MiB one at a time against 64 KiB ones
+// overlapping, 2–10 % more posts a second and half the p99;
+// docs/benchmarks.md, "Prepares of 64 KiB overlap").
 func (r *Replica) queueFillsPrepare() bool {
 	packed := wire.HeaderSize + len(r.queueBytes) + len(r.requestQueue)*batchEntryHeaderSize
 	full := r.cfg.PrepareFullBytes
