@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"tigerchat/model"
+	"tigerchat/model/vsr"
 	"tigerchat/simdisk"
 	"tigerchat/simnet"
 )
@@ -146,7 +147,7 @@ func (c *Cluster) runLiveness(res *Result) {
 	for elapsed := uint64(0); ; elapsed = uint64(c.Now() - begin) {
 		if elapsed%ConvergeCheckTicks == 0 && c.subject.Converged(c) {
 			res.LivenessTicks = elapsed
-			c.runSteady()
+			c.runSteady(res)
 			return
 		}
 		if elapsed >= c.cfg.LivenessTicksMax || len(c.violations) > 0 {
@@ -169,13 +170,39 @@ type viewsSubject interface {
 	Views() []uint32
 }
 
-// runSteady leaves the converged cluster alone for SteadyTicks, with no
+// SteadySettleTicks is how long a converged cluster runs before its
+// steady window, after which it must converge again. A backup cut off
+// from its primary until the faults stopped counts a silence that began
+// in the fault phase, and may rightly suspect the primary before its next
+// spaced heartbeat arrives (nightly vsr seed 3467054): past the longest
+// suspicion timeout of vsr.SimConfig (the idle one plus half of it in
+// jitter) and one more spaced heartbeat, every timer armed during the
+// faults has fired or been reset.
+var SteadySettleTicks = func() uint64 {
+	c := vsr.SimConfig(1, 3, 0)
+	return c.IdlePrimaryTimeoutTicks + c.IdlePrimaryTimeoutTicks/2 + c.IdleHeartbeatTicks
+}()
+
+// runSteady lets the converged cluster settle (SteadySettleTicks), waits
+// for it to converge again, then leaves it alone for SteadyTicks, with no
 // fault and no client work: no replica may move to another view (a backup
 // must not suspect a primary that is up and idle).
-func (c *Cluster) runSteady() {
+func (c *Cluster) runSteady(res *Result) {
 	vs, ok := c.subject.(viewsSubject)
 	if !ok {
 		return
+	}
+	settled := c.Now() + model.Tick(SteadySettleTicks)
+	for c.Now() < settled && len(c.violations) == 0 {
+		c.sched.Step()
+	}
+	begin := c.Now()
+	for elapsed := uint64(0); elapsed%ConvergeCheckTicks != 0 || !c.subject.Converged(c); elapsed = uint64(c.Now() - begin) {
+		if elapsed >= c.cfg.LivenessTicksMax || len(c.violations) > 0 {
+			res.LivenessFailed = len(c.violations) == 0
+			return
+		}
+		c.sched.Step()
 	}
 	before := vs.Views()
 	end := c.Now() + SteadyTicks
