@@ -69,6 +69,13 @@ type Options struct {
 	// superblocks' writes, one or two per prepare, stay on the loop, and a
 	// checkpoint's hundreds of block writes do not hold it.
 	InlineWritesBelow uint64
+	// WritebackEarly starts the kernel's write-back of each write as soon as
+	// it is made (sync_file_range, Linux), so that the fdatasync that later
+	// makes it durable finds little left to flush. A node's grid file sets
+	// it: a checkpoint writes many blocks and then syncs them all, and on a
+	// disk the journal shares, that one large flush delays the commits'
+	// fdatasyncs behind it. It changes nothing about durability.
+	WritebackEarly bool
 	// PreallocateBytes is how much of the logical size Create reserves on
 	// the file system (fallocate) up front; the rest of the file is sparse
 	// and takes space as it is written (a replica's grid). 0: all of it.

@@ -85,6 +85,11 @@ func (d *Disk) write(offset uint64, data []byte, s *scratch) bool {
 		d.fatal(fmt.Errorf("write data file %s at offset %d: %w", d.path, offset, err))
 		return false
 	}
+	if d.opts.WritebackEarly && d.file != nil {
+		// A hint: an error here is reported, if it is real, by the
+		// fdatasync that makes the write durable.
+		writeback(d.file, physical, int64(len(out)))
+	}
 	return true
 }
 

@@ -29,6 +29,7 @@ func splitOptions(opts Options, lower *Disk) Options {
 	upper.SplitBytes = 0
 	upper.InlineWrites, upper.InlineWritesBelow = false, 0
 	upper.PreallocateBytes = model.SectorSize
+	upper.WritebackEarly = true // a checkpoint's blocks leave as they are written
 	if lower != nil {
 		// A failed write or sync of either file fails both: nothing about
 		// the replica's data is known after it. (Counted once, in the

@@ -22,6 +22,11 @@ func TestSplitKeepsTheGridInAFileOfItsOwn(t *testing.T) {
 	if d.SizeBytes() != testSize {
 		t.Fatalf("SizeBytes %d, want %d", d.SizeBytes(), testSize)
 	}
+	// A checkpoint's blocks start leaving as they are written; the WAL's
+	// writes wait for their fdatasync, which they are followed by at once.
+	if d.opts.WritebackEarly || d.upper == nil || !d.upper.opts.WritebackEarly {
+		t.Fatal("early write-back: want it on the grid's file alone")
+	}
 	writeDurably(t, l, d, model.SectorSize, sector(1))
 	writeDurably(t, l, d, testSplit+2*model.SectorSize, sector(2))
 	onLoop(t, l, func(done func()) { d.SyncBelow(testSplit, done) })

@@ -63,3 +63,14 @@ func control(f *os.File, fn func(fd int) error) error {
 	}
 	return fnErr
 }
+
+// syncFileRangeWrite is SYNC_FILE_RANGE_WRITE: start write-back of the
+// range's dirty pages, do not wait for it.
+const syncFileRangeWrite = 2
+
+// writeback starts the write-back of n bytes at off (Options.WritebackEarly).
+// It neither waits nor makes anything durable; its error is ignored, since
+// the fdatasync that follows reports the file's real I/O errors.
+func writeback(f *os.File, off, n int64) {
+	_ = control(f, func(fd int) error { return syscall.SyncFileRange(fd, off, n, syncFileRangeWrite) })
+}
