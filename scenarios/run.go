@@ -143,17 +143,26 @@ func (c *Cluster) runLiveness(res *Result) {
 			c.start(i)
 		}
 	}
+	elapsed, ok := c.converge()
+	res.LivenessTicks = elapsed
+	if !ok {
+		res.LivenessFailed = len(c.violations) == 0
+		return
+	}
+	c.runSteady(res)
+}
+
+// converge runs the cluster until the subject has converged (asked every
+// ConvergeCheckTicks), LivenessTicksMax have passed, or a violation; it
+// returns the ticks it took and whether the subject converged.
+func (c *Cluster) converge() (uint64, bool) {
 	begin := c.Now()
 	for elapsed := uint64(0); ; elapsed = uint64(c.Now() - begin) {
 		if elapsed%ConvergeCheckTicks == 0 && c.subject.Converged(c) {
-			res.LivenessTicks = elapsed
-			c.runSteady(res)
-			return
+			return elapsed, true
 		}
 		if elapsed >= c.cfg.LivenessTicksMax || len(c.violations) > 0 {
-			res.LivenessTicks = elapsed
-			res.LivenessFailed = len(c.violations) == 0
-			return
+			return elapsed, false
 		}
 		c.sched.Step()
 	}
@@ -196,13 +205,9 @@ func (c *Cluster) runSteady(res *Result) {
 	for c.Now() < settled && len(c.violations) == 0 {
 		c.sched.Step()
 	}
-	begin := c.Now()
-	for elapsed := uint64(0); elapsed%ConvergeCheckTicks != 0 || !c.subject.Converged(c); elapsed = uint64(c.Now() - begin) {
-		if elapsed >= c.cfg.LivenessTicksMax || len(c.violations) > 0 {
-			res.LivenessFailed = len(c.violations) == 0
-			return
-		}
-		c.sched.Step()
+	if _, ok := c.converge(); !ok {
+		res.LivenessFailed = len(c.violations) == 0
+		return
 	}
 	before := vs.Views()
 	end := c.Now() + SteadyTicks

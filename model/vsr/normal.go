@@ -230,9 +230,9 @@ func (r *Replica) prepareReady() bool {
 // docs/benchmarks.md, "Prepares of 64 KiB overlap").
 func (r *Replica) queueFillsPrepare() bool {
 	packed := wire.HeaderSize + len(r.queueBytes) + len(r.requestQueue)*batchEntryHeaderSize
-	full := r.cfg.PrepareFullBytes
-	if full == 0 || full > r.cfg.MessageSizeMax {
-		return len(r.requestQueue) >= r.cfg.BatchMax || packed > r.cfg.MessageSizeMax
+	full := r.cfg.MessageSizeMax + 1 // a queue one prepare cannot hold
+	if f := r.cfg.PrepareFullBytes; f > 0 && f <= r.cfg.MessageSizeMax {
+		full = f
 	}
 	return len(r.requestQueue) >= r.cfg.BatchMax || packed >= full
 }
