@@ -43,10 +43,12 @@ type edgeOptions struct {
 	// postBatchesPartial bounds those in flight while the posts waiting do
 	// not fill a batch (0: 1; the edge holds it to PostBatchesInFlightMax).
 	postBatchesPartial int
-	devMint            func(tenant, user string) (string, error)
-	h3                 net.PacketConn // nil: no HTTP/3
-	h3TLS              *tls.Config
-	redis              string // fan-out through Redis at this address; "": the in-process bus
+	// postLinger is edge.Config.PostLinger (0: none).
+	postLinger time.Duration
+	devMint    func(tenant, user string) (string, error)
+	h3         net.PacketConn // nil: no HTTP/3
+	h3TLS      *tls.Config
+	redis      string // fan-out through Redis at this address; "": the in-process bus
 	// tls, when set, serves the listener as https:// and wss:// with its
 	// (reloadable) certificate; HTTP/3 uses the same.
 	tls            *certReloader
@@ -119,7 +121,7 @@ func startEdge(ctx context.Context, o edgeOptions) (*edgeServer, error) {
 	}
 	cfg := edge.Config{Backend: cl, Shards: o.cfg.Shards, Limits: o.cfg.ChatLimits(), Keyring: o.keyring,
 		OriginPatterns: o.origins, UserRate: o.userRate, IPRate: o.ipRate, ConnsMax: o.connsMax, DevMint: o.devMint, AltSvc: altSvc,
-		PostBatchesInFlightMax: min(sessions, postBatches), PostBatchesPartialMax: o.postBatchesPartial,
+		PostBatchesInFlightMax: min(sessions, postBatches), PostBatchesPartialMax: o.postBatchesPartial, PostLinger: o.postLinger,
 		ConnsPerIPMax: o.connsPerIP, TrustedProxies: o.trustedProxies,
 		HealthInterval: edge.HealthIntervalDefault,
 		ExtraMetrics:   func(w io.Writer) { writeClientMetrics(w, cl, sessions) }}
@@ -375,7 +377,7 @@ func devEdge(ctx context.Context, dir string, cfg node.ClusterConfig, id transpo
 	if err != nil {
 		return err
 	}
-	o := edgeOptions{cfg: cfg, identity: id, keyring: keyring, listener: ln, devMint: mint, redis: redisAddr, log: log}
+	o := edgeOptions{cfg: cfg, identity: id, keyring: keyring, listener: ln, devMint: mint, redis: redisAddr, log: log, postLinger: edge.PostLingerDefault}
 	caFile := ""
 	if useTLS {
 		var certFile, keyFile string

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"tigerchat/runtime/edge"
 	"tigerchat/runtime/node"
@@ -23,6 +24,7 @@ type edgeFlags struct {
 	userRate, ipRate                             *float64
 	connsMax, postBatches, postBatchesPartial    *int
 	connsPerIP                                   *int
+	postLinger                                   *time.Duration
 }
 
 func addEdgeFlags(fs *flag.FlagSet, prefix string) *edgeFlags {
@@ -37,6 +39,7 @@ func addEdgeFlags(fs *flag.FlagSet, prefix string) *edgeFlags {
 		connsMax:           fs.Int(n("conns"), edge.ConnsMaxDefault, "open WebSocket and SSE streams at most (`N`)"),
 		postBatches:        fs.Int(n("post-batches"), postBatchesDefault, "post batches in flight per shard at most (`N`, at most the edge's sessions per shard): posts that arrive while all are in flight leave together in the next free one"),
 		postBatchesPartial: fs.Int(n("post-batches-partial"), edge.PostBatchesPartialMaxDefault, "post batches in flight per shard at most while the posts waiting do not fill a batch (`N`, at most -"+n("post-batches")+"): posts that arrive while N are in flight leave together when one is answered; posts that fill a batch leave at once"),
+		postLinger:         fs.Duration(n("post-linger"), edge.PostLingerDefault, "after a post batch of several posts is answered, the shard's next partial batch waits at most `DURATION` for as many posts (their senders' next), so that they share a round (0: no wait, at most "+edge.PostLingerMax.String()+")"),
 		h3:                 fs.String(n("h3"), "", "also serve REST and SSE over HTTP/3 on UDP `ADDR` (with -"+n("tls-cert")+": advertised by Alt-Svc on https responses)"),
 		tlsCert:            fs.String(n("tls-cert"), "", "serve https:// and wss:// on -"+listenFlag(prefix)+", and HTTP/3, with this certificate chain `FILE` (PEM); reloaded on SIGHUP"),
 		tlsKey:             fs.String(n("tls-key"), "", "the certificate's private key `FILE` (PEM)"),
@@ -82,6 +85,9 @@ func (f *edgeFlags) options(cfg node.ClusterConfig, log *slog.Logger) (edgeOptio
 		return edgeOptions{}, fmt.Errorf("edge: %s %d must be in [1, %s %d]: %w", f.name("post-batches-partial"), *f.postBatchesPartial,
 			f.name("post-batches"), *f.postBatches, errUsage)
 	}
+	if *f.postLinger < 0 || *f.postLinger > edge.PostLingerMax {
+		return edgeOptions{}, fmt.Errorf("edge: %s %v must be in [0, %v]: %w", f.name("post-linger"), *f.postLinger, edge.PostLingerMax, errUsage)
+	}
 	if (*f.tlsCert == "") != (*f.tlsKey == "") {
 		return edgeOptions{}, fmt.Errorf("edge: %s and %s go together: %w", f.name("tls-cert"), f.name("tls-key"), errUsage)
 	}
@@ -104,7 +110,7 @@ func (f *edgeFlags) options(cfg node.ClusterConfig, log *slog.Logger) (edgeOptio
 		return edgeOptions{}, err
 	}
 	return edgeOptions{cfg: cfg, identity: id, keyring: keyring, origins: splitList(*f.origins),
-		userRate: *f.userRate, ipRate: *f.ipRate, connsMax: *f.connsMax, postBatches: *f.postBatches, postBatchesPartial: *f.postBatchesPartial, redis: *f.redis,
+		userRate: *f.userRate, ipRate: *f.ipRate, connsMax: *f.connsMax, postBatches: *f.postBatches, postBatchesPartial: *f.postBatchesPartial, postLinger: *f.postLinger, redis: *f.redis,
 		tls: certs, connsPerIP: *f.connsPerIP, trustedProxies: trusted, log: log}, nil
 }
 

@@ -83,7 +83,7 @@ Usage:
   tigerchat start  -config FILE -replica N -data DIR -identity FILE [-key-file FILE] [-http ADDR] [-log-format text|json]
                    [-edge ADDR -edge-identity FILE -edge-auth FILE [-edge-FLAG ...]]   an edge in this process too
   tigerchat edge   -config FILE -identity FILE -auth FILE [-listen ADDR] [-tls-cert F -tls-key F] [-h3 ADDR] [-user-rate N] [-ip-rate N]
-                   [-conns N] [-conns-per-ip N] [-origins P] [-trusted-proxies CIDRS] [-redis ADDR] [-post-batches N] [-post-batches-partial N] [-log-format text|json]
+                   [-conns N] [-conns-per-ip N] [-origins P] [-trusted-proxies CIDRS] [-redis ADDR] [-post-batches N] [-post-batches-partial N] [-post-linger D] [-log-format text|json]
   tigerchat dev    [-dir DIR] [-shards N] [-http ADDR] [-edge ADDR|off] [-tls=false] [-redis ADDR]   local cluster: 3 replicas + an edge on 127.0.0.1
   tigerchat version
 

@@ -435,3 +435,82 @@ func TestPartialBatchLeavesWhenGroupsQueueBehindIt(t *testing.T) {
 		t.Fatalf("requests %v, want [1 %d %d]", got, size, size)
 	}
 }
+
+// lingerSetup answers a lone post, then a batch of two (A1, A2 from conns
+// 1 and 2) while three posts (B1–B3) wait behind it: the hold that answer
+// starts expects five posts, the three and A1's and A2's senders' next.
+// It returns the three waiting posts once A1 and A2 are acknowledged.
+func lingerSetup(t *testing.T, linger time.Duration) (*testEdge, *gatedBackend, []*wsClient, []sent) {
+	te, g := newBatchEdge(t, func(c *Config) { c.PostBatchesInFlightMax, c.PostLinger = 4, linger })
+	conns := lobbyOf(t, te, []string{"ana", "bo", "cy", "di", "ed"})
+	gate1, first := holdOne(t, te, g, conns[0], "lobby", "first")
+	a := []sent{postAsync(conns[1], "lobby", "a1"), postAsync(conns[2], "lobby", "a2")}
+	waitFor(t, func() bool { return te.posts.queued(0) == 2 })
+	gate2 := g.hold()
+	close(gate1) // a batch of one answered: no hold, A1 and A2 leave together
+	mustOK(t, first.reply(t))
+	waitFor(t, func() bool { return len(g.batches()) == 2 })
+	b := []sent{postAsync(conns[3], "lobby", "b1"), postAsync(conns[4], "lobby", "b2"), postAsync(conns[0], "lobby", "b3")}
+	waitFor(t, func() bool { return te.posts.queued(0) == 3 })
+	close(gate2)
+	for _, p := range a {
+		mustOK(t, p.reply(t))
+	}
+	return te, g, conns, b
+}
+
+// With a linger, the posts that wait when a batch of several is answered
+// stay until that batch's senders have posted again, and all leave as one
+// batch: closed-loop posters share a round instead of alternating in two.
+func TestLingerWaitsForTheAnsweredSendersNextPosts(t *testing.T) {
+	te, g, conns, b := lingerSetup(t, PostLingerMax)
+	if got, q := g.batches(), te.posts.queued(0); len(got) != 2 || q != 3 {
+		t.Fatalf("requests %v with %d posts waiting, want [1 2] and 3 held", got, q)
+	}
+	again := []sent{postAsync(conns[1], "lobby", "a1-next")}
+	time.Sleep(20 * time.Millisecond) // four of five: still held
+	if got, q := g.batches(), te.posts.queued(0); len(got) != 2 || q != 4 {
+		t.Fatalf("requests %v with %d posts waiting, want [1 2] and 4 held", got, q)
+	}
+	again = append(again, postAsync(conns[2], "lobby", "a2-next"))
+	for _, p := range append(b, again...) {
+		mustOK(t, p.reply(t))
+	}
+	if got := g.batches(); fmt.Sprint(got) != "[1 2 5]" {
+		t.Fatalf("requests %v, want [1 2 5]", got)
+	}
+	if n, x := te.m.PostLingers.Load(), te.m.PostLingersExpired.Load(); n != 1 || x != 0 {
+		t.Fatalf("lingers %d, expired %d; want 1, 0", n, x)
+	}
+}
+
+// A hold lasts the linger at most: posts whose senders' next never come
+// leave when it ends.
+func TestLingerEndsAtItsTime(t *testing.T) {
+	te, g, _, b := lingerSetup(t, 20*time.Millisecond)
+	for _, p := range b {
+		mustOK(t, p.reply(t))
+	}
+	if got := g.batches(); fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("requests %v, want [1 2 3]", got)
+	}
+	if n, x := te.m.PostLingers.Load(), te.m.PostLingersExpired.Load(); n != 1 || x != 1 {
+		t.Fatalf("lingers %d, expired %d; want 1, 1", n, x)
+	}
+}
+
+// A lone poster never waits for a linger: its batches are of one post,
+// and a post that finds nothing in flight leaves at once.
+func TestLingerNeverHoldsALonePoster(t *testing.T) {
+	te, g := newBatchEdge(t, func(c *Config) { c.PostLinger = PostLingerMax })
+	ana, _ := lobbyPair(t, te)
+	for i := range 3 {
+		mustOK(t, ana.do(map[string]any{"cmd": "post", "room": "lobby", "body": "x", "key": fmt.Sprintf("k%d", i)}))
+	}
+	if got := g.batches(); fmt.Sprint(got) != "[1 1 1]" {
+		t.Fatalf("requests %v, want [1 1 1]", got)
+	}
+	if n := te.m.PostLingers.Load(); n != 0 {
+		t.Fatalf("lingers %d, want 0", n)
+	}
+}

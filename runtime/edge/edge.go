@@ -58,6 +58,14 @@ type Config struct {
 	// and, under load, one request per round of the shard instead of one
 	// per post (docs/benchmarks.md, "One partial post batch in flight").
 	PostBatchesPartialMax int
+	// PostLinger, when above zero, is how long a shard's next partial post
+	// batch may wait, after a batch of more than one post is answered,
+	// for as many posts as that batch and those then waiting: its senders'
+	// next posts, from clients that post once the last is acknowledged.
+	// They then share a round instead of alternating in two. At most
+	// PostLingerMax; zero: no wait (tigerchat edge's -post-linger defaults
+	// to PostLingerDefault).
+	PostLinger time.Duration
 
 	// DevMint, when set, serves POST /v1/dev/token (tigerchat dev only:
 	// anyone can mint a token for any user).
@@ -98,6 +106,8 @@ const (
 	PostBatchesInFlightMaxDefault = 16 // runtime/client's default sessions per shard
 	PostQueueMaxDefault           = 16384
 	PostBatchesPartialMaxDefault  = 1
+	PostLingerDefault             = 600 * time.Microsecond
+	PostLingerMax                 = time.Second
 	rateKeysMax                   = 1 << 17
 	HealthIntervalDefault         = 500 * time.Millisecond
 	HealthStaleDefault            = 1500 * time.Millisecond
@@ -173,6 +183,9 @@ func New(cfg Config) (*Edge, error) {
 	if cfg.InFlightMax < 0 {
 		return nil, fmt.Errorf("edge: commands in flight per WebSocket %d must not be negative", cfg.InFlightMax)
 	}
+	if cfg.PostLinger < 0 || cfg.PostLinger > PostLingerMax {
+		return nil, fmt.Errorf("edge: post linger %v must be in [0, %v]", cfg.PostLinger, PostLingerMax)
+	}
 	if cfg.PostBatchesInFlightMax < 0 || cfg.PostQueueMax < 0 || cfg.PostBatchesPartialMax < 0 {
 		return nil, fmt.Errorf("edge: post batches in flight %d, partial post batches %d and post queue %d must not be negative",
 			cfg.PostBatchesInFlightMax, cfg.PostBatchesPartialMax, cfg.PostQueueMax)
@@ -184,7 +197,7 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.cl = &cluster{backend: cfg.Backend, shards: cfg.Shards, limits: cfg.Limits, timeout: cfg.RequestTimeout}
-	e.posts = newBatcher(e.ctx, e.cl, e.m, cfg.PostBatchesInFlightMax, min(cfg.PostBatchesPartialMax, cfg.PostBatchesInFlightMax), cfg.PostQueueMax)
+	e.posts = newBatcher(e.ctx, e.cl, e.m, cfg.PostBatchesInFlightMax, min(cfg.PostBatchesPartialMax, cfg.PostBatchesInFlightMax), cfg.PostQueueMax, cfg.PostLinger)
 	e.hub = &hub{ctx: e.ctx, cl: e.cl, bus: e.bus, m: e.m, poll: cfg.PollInterval, trackersMax: cfg.TrackersMax, trackers: map[logKey]*tracker{}}
 	e.hub.heldMax, e.hub.heldBytesMax = reorderHeldLimits(cfg.Limits)
 	e.users = NewLimiter(cfg.UserRate, cfg.UserBurst, rateKeysMax)

@@ -38,6 +38,11 @@ type Metrics struct {
 	// PostBatchTime is how long a shard took to answer a post batch (µs):
 	// the round trip to its primary, consensus and the replicas' fdatasyncs.
 	PostBatchTime *histogram.Histogram
+	// PostLingers counts partial post batches held for their senders' next
+	// posts (Config.PostLinger), PostLingersExpired those that left at the
+	// linger's end, with fewer posts than expected.
+	PostLingers        atomic.Uint64
+	PostLingersExpired atomic.Uint64
 }
 
 // postBatchSizeBounds are the buckets of PostBatchSize (posts); the last
@@ -105,6 +110,8 @@ func (m *Metrics) Write(w io.Writer) {
 		{"filled_messages_total", promtext.Counter, "Messages that reached subscribers from history, not the bus.", int64(m.FilledMessages.Load())},
 		{"truncations_total", promtext.Counter, "Resumes older than the retained history.", int64(m.Truncations.Load())},
 		{"trackers", promtext.Gauge, "Room logs followed by this edge.", m.Trackers.Load()},
+		{"post_lingers_total", promtext.Counter, "Partial post batches held for their senders' next posts (-post-linger).", int64(m.PostLingers.Load())},
+		{"post_lingers_expired_total", promtext.Counter, "Held post batches that left at the linger's end, with fewer posts than expected.", int64(m.PostLingersExpired.Load())},
 	}
 	for _, c := range counters {
 		promtext.Family(w, "tigerchat_edge_"+c.name, c.typ, c.help)
