@@ -34,7 +34,10 @@ import (
 // groups that alternate, each a round of its own: at 16 such publishers,
 // 30 % more posts a second at 30 % less CPU per post (docs/benchmarks.md,
 // "Posts that wait for their senders' next"). A lone poster never waits
-// (its batch was one post), and a batch that fills leaves at once.
+// (its batch was one post), and a batch that fills leaves at once. A hold
+// that ends at the linger makes the next ones be skipped, more of them
+// each time (lingerBackoffMax): open-loop posters, who do not wait for
+// their acks, are rarely held.
 type batcher struct {
 	cl          *cluster
 	ctx         context.Context // the edge's lifetime
@@ -58,7 +61,16 @@ type postQueue struct {
 	holdUntil time.Time
 	timer     *time.Timer // takes what waits at holdUntil; nil until the first hold
 	armed     bool        // timer is set for the hold in force
+	// After a hold that ended at the linger, the next skip holds are not
+	// started; backoff doubles with each such hold (up to
+	// lingerBackoffMax) and is reset by a hold that got its posts.
+	skip, backoff int
 }
+
+// lingerBackoffMax bounds the holds skipped after one that waited for
+// nothing: posters that do not wait for their acks (independent users
+// posting at random) then make one batch in lingerBackoffMax+1 wait.
+const lingerBackoffMax = 16
 
 // pendingPost is one post waiting for its reply.
 type pendingPost struct {
@@ -264,6 +276,9 @@ func (b *batcher) take(shard int, pq *postQueue) []*pendingPost {
 		return nil
 	}
 	now := time.Now()
+	if pq.expect > 0 && now.Before(pq.holdUntil) && len(pq.waiting) >= min(pq.expect, b.countMax) {
+		pq.expect, pq.backoff = 0, 0 // the posts it waited for came
+	}
 	if len(pq.waiting) > 0 && len(pq.waiting) < min(pq.expect, b.countMax) && now.Before(pq.holdUntil) {
 		if !pq.armed {
 			pq.armed = true
@@ -346,8 +361,12 @@ func (b *batcher) finished(shard int, answered int) []*pendingPost {
 	}
 	pq.expect = 0
 	if b.linger > 0 && answered > 1 && answered < b.countMax {
-		pq.expect = answered + len(pq.waiting)
-		pq.holdUntil = time.Now().Add(b.linger)
+		if pq.skip > 0 {
+			pq.skip--
+		} else {
+			pq.expect = answered + len(pq.waiting)
+			pq.holdUntil = time.Now().Add(b.linger)
+		}
 	}
 	return b.take(shard, pq)
 }
@@ -355,11 +374,18 @@ func (b *batcher) finished(shard int, answered int) []*pendingPost {
 // holdEnded runs when a hold's linger is over (on the timer's goroutine):
 // what waits for the shard leaves, unless a newer hold is in force (take
 // sets the timer again) or a batch is in flight (its answer takes them).
+// A hold that ended so makes the next holds be skipped (backoff): the
+// posters did not come back, and open-loop traffic should not wait on
+// every batch for posts that are not coming.
 func (b *batcher) holdEnded(shard int) {
 	pq := b.shards[shard]
 	pq.mu.Lock()
 	pq.armed = false
 	batch := b.take(shard, pq)
+	if batch != nil { // it ended with fewer posts than expected
+		pq.backoff = min(max(1, 2*pq.backoff), lingerBackoffMax)
+		pq.skip = pq.backoff
+	}
 	pq.mu.Unlock()
 	if batch != nil {
 		b.m.PostLingersExpired.Add(1)

@@ -439,8 +439,9 @@ func TestPartialBatchLeavesWhenGroupsQueueBehindIt(t *testing.T) {
 // lingerSetup answers a lone post, then a batch of two (A1, A2 from conns
 // 1 and 2) while three posts (B1–B3) wait behind it: the hold that answer
 // starts expects five posts, the three and A1's and A2's senders' next.
-// It returns the three waiting posts once A1 and A2 are acknowledged.
-func lingerSetup(t *testing.T, linger time.Duration) (*testEdge, *gatedBackend, []*wsClient, []sent) {
+// It returns once A1 and A2 are acknowledged, with the three waiting
+// posts and the gate that will hold the next batch sent.
+func lingerSetup(t *testing.T, linger time.Duration) (*testEdge, *gatedBackend, []*wsClient, []sent, chan struct{}) {
 	te, g := newBatchEdge(t, func(c *Config) { c.PostBatchesInFlightMax, c.PostLinger = 4, linger })
 	conns := lobbyOf(t, te, []string{"ana", "bo", "cy", "di", "ed"})
 	gate1, first := holdOne(t, te, g, conns[0], "lobby", "first")
@@ -452,18 +453,20 @@ func lingerSetup(t *testing.T, linger time.Duration) (*testEdge, *gatedBackend, 
 	waitFor(t, func() bool { return len(g.batches()) == 2 })
 	b := []sent{postAsync(conns[3], "lobby", "b1"), postAsync(conns[4], "lobby", "b2"), postAsync(conns[0], "lobby", "b3")}
 	waitFor(t, func() bool { return te.posts.queued(0) == 3 })
+	gate3 := g.hold() // for the next batch; the A batch waits on gate2
 	close(gate2)
 	for _, p := range a {
 		mustOK(t, p.reply(t))
 	}
-	return te, g, conns, b
+	return te, g, conns, b, gate3
 }
 
 // With a linger, the posts that wait when a batch of several is answered
 // stay until that batch's senders have posted again, and all leave as one
 // batch: closed-loop posters share a round instead of alternating in two.
 func TestLingerWaitsForTheAnsweredSendersNextPosts(t *testing.T) {
-	te, g, conns, b := lingerSetup(t, PostLingerMax)
+	te, g, conns, b, gate3 := lingerSetup(t, PostLingerMax)
+	close(gate3)
 	if got, q := g.batches(), te.posts.queued(0); len(got) != 2 || q != 3 {
 		t.Fatalf("requests %v with %d posts waiting, want [1 2] and 3 held", got, q)
 	}
@@ -485,17 +488,25 @@ func TestLingerWaitsForTheAnsweredSendersNextPosts(t *testing.T) {
 }
 
 // A hold lasts the linger at most: posts whose senders' next never come
-// leave when it ends.
-func TestLingerEndsAtItsTime(t *testing.T) {
-	te, g, _, b := lingerSetup(t, 20*time.Millisecond)
-	for _, p := range b {
-		mustOK(t, p.reply(t))
-	}
-	if got := g.batches(); fmt.Sprint(got) != "[1 2 3]" {
-		t.Fatalf("requests %v, want [1 2 3]", got)
-	}
+// leave when it ends. The next hold is then skipped: posts that wait when
+// the next batch of several is answered leave at once.
+func TestLingerEndsAtItsTimeAndBacksOff(t *testing.T) {
+	te, g, conns, b, gate3 := lingerSetup(t, 20*time.Millisecond)
+	waitFor(t, func() bool { return len(g.batches()) == 3 }) // B left at the hold's end
 	if n, x := te.m.PostLingers.Load(), te.m.PostLingersExpired.Load(); n != 1 || x != 1 {
 		t.Fatalf("lingers %d, expired %d; want 1, 1", n, x)
+	}
+	c := []sent{postAsync(conns[1], "lobby", "c1"), postAsync(conns[2], "lobby", "c2")}
+	waitFor(t, func() bool { return te.posts.queued(0) == 2 })
+	close(gate3) // B, a batch of three, answered: the hold it would start is skipped
+	for _, p := range append(b, c...) {
+		mustOK(t, p.reply(t))
+	}
+	if got := g.batches(); fmt.Sprint(got) != "[1 2 3 2]" {
+		t.Fatalf("requests %v, want [1 2 3 2]", got)
+	}
+	if n, x := te.m.PostLingers.Load(), te.m.PostLingersExpired.Load(); n != 1 || x != 1 {
+		t.Fatalf("lingers %d, expired %d after the backoff; want 1, 1", n, x)
 	}
 }
 

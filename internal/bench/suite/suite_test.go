@@ -293,3 +293,33 @@ func TestTableCurveRows(t *testing.T) {
 		}
 	}
 }
+
+// The compare table states the performance plan's targets: server CPU
+// per acked post at most half NATS JetStream's in each closed-loop
+// scenario, and fan-out 100:10:2000 delivery p99 at most 10 ms.
+func TestTargetsHaveCPUAndFanOut(t *testing.T) {
+	o, err := parse([]string{"-scenarios", "publish,pipelined-1shard,fanout", "-fanouts", "100:10:2000"})
+	if err != nil || len(o.FanOuts) != 1 {
+		t.Fatalf("parse: %+v %v", o.FanOuts, err)
+	}
+	zero := int64(0)
+	rs := []load.Result{
+		{System: "tigerchat", Scenario: ScPublish, Params: "p", PerSecond: 10000, P99Ms: 4, CPUCores: map[string]float64{"edge": 0.5, "replica-0": 0.5, "bench": 9}},
+		{System: "nats-js", Scenario: ScPublish, Params: "p", PerSecond: 5000, P99Ms: 6, CPUCores: map[string]float64{"server": 1.5}},
+		{System: "tigerchat", Scenario: ScPipelined1, Params: "p", PerSecond: 10000, P99Ms: 20, CPUCores: map[string]float64{"edge": 1}},
+		{System: "nats-js", Scenario: ScPipelined1, Params: "p", PerSecond: 10000, P99Ms: 20, CPUCores: map[string]float64{"server": 1.5}},
+		{System: "tigerchat", Scenario: o.FanOuts[0].Name, Params: "p", PerSecond: 2000, P99Ms: 12, Lost: &zero},
+	}
+	var b bytes.Buffer
+	PrintTable(&b, o, rs)
+	out := b.String()
+	for _, want := range []string{
+		"- publish: server CPU per acked post ≤ ½ NATS JetStream's: 100 vs 300 µs, 0.33× — met\n",
+		"- pipelined-1shard: server CPU per acked post ≤ ½ NATS JetStream's: 100 vs 150 µs, 0.67× — MISSED\n",
+		"  - the performance plan's target for this load, p99 ≤ 10 ms: MISSED\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("targets lack %q:\n%s", want, out)
+		}
+	}
+}

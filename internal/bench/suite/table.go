@@ -380,6 +380,21 @@ func printTargets(out io.Writer, o Options, by map[string]map[string]load.Result
 			fmt.Fprintf(w, "- pipelined, batched ≥ 3× NATS JetStream's, batched too (%s msg/s): %.2f× — %s\n", number(n.PerSecond), r.PerSecond/n.PerSecond, verdict(r.PerSecond >= 3*n.PerSecond))
 		}
 	}
+	// The performance plan's CPU target: in every closed-loop scenario,
+	// at most half NATS JetStream's server CPU per acknowledged post.
+	for _, sc := range []string{ScPublish, ScPipelined1, ScPipelinedAll, ScPipelinedBat} {
+		r, ok := tc(sc)
+		n, nok := by[sc]["nats-js"]
+		if !ok || !nok || n.Failed != "" {
+			continue
+		}
+		mine, ok1 := cpuPerMessage(r)
+		theirs, ok2 := cpuPerMessage(n)
+		if !ok1 || !ok2 || theirs <= 0 {
+			continue
+		}
+		fmt.Fprintf(w, "- %s: server CPU per acked post ≤ ½ NATS JetStream's: %.0f vs %.0f µs, %.2f× — %s\n", sc, mine, theirs, mine/theirs, verdict(mine <= theirs/2))
+	}
 	if r, ok := tc(ScFailover); ok {
 		lost := int64(-1)
 		if r.Lost != nil {
@@ -402,6 +417,9 @@ func printTargets(out io.Writer, o Options, by map[string]map[string]load.Result
 		}
 		fmt.Fprintf(w, "- fan-out (%s; the target is 1000 subscribers, 10 rooms, 2000 msg/s) p99 ≤ 5 ms: %.2f ms — %s; lost %d, duplicated %d — %s\n",
 			r.Params, r.P99Ms, verdict(r.P99Ms <= 5), lost, r.Duplicated, verdict(lost == 0 && r.Duplicated == 0))
+		if f.Subscribers == 100 && f.Rooms == 10 && f.Rate == 2000 {
+			fmt.Fprintf(w, "  - the performance plan's target for this load, p99 ≤ 10 ms: %s\n", verdict(r.P99Ms <= 10))
+		}
 		if c, ok := by[f.Name]["centrifugo"]; ok && c.Failed == "" {
 			fmt.Fprintf(w, "  - vs Centrifugo's p99 (history in memory only): %.2f ms vs %.2f ms\n", r.P99Ms, c.P99Ms)
 		}
