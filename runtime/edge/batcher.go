@@ -35,9 +35,9 @@ import (
 // 30 % more posts a second at 30 % less CPU per post (docs/benchmarks.md,
 // "Posts that wait for their senders' next"). A lone poster never waits
 // (its batch was one post), and a batch that fills leaves at once. A hold
-// that ends at the linger makes the next ones be skipped, more of them
-// each time (lingerBackoffMax): open-loop posters, who do not wait for
-// their acks, are rarely held.
+// that ends at the linger before half the senders have posted again makes
+// the next ones be skipped, more of them each time (lingerBackoffMax):
+// open-loop posters, who do not wait for their acks, are rarely held.
 type batcher struct {
 	cl          *cluster
 	ctx         context.Context // the edge's lifetime
@@ -56,14 +56,17 @@ type postQueue struct {
 	waiting  []*pendingPost // FIFO, at most queueMax
 	inFlight int            // batches submitted and not yet answered
 
-	// A partial batch waits, until holdUntil, for expect posts (linger).
-	expect    int
-	holdUntil time.Time
-	timer     *time.Timer // takes what waits at holdUntil; nil until the first hold
-	armed     bool        // timer is set for the hold in force
-	// After a hold that ended at the linger, the next skip holds are not
-	// started; backoff doubles with each such hold (up to
-	// lingerBackoffMax) and is reset by a hold that got its posts.
+	// A partial batch waits, until holdUntil, for expect posts (linger):
+	// those waiting when the hold began and returning more, the answered
+	// batch's senders' next.
+	expect, returning int
+	holdUntil         time.Time
+	timer             *time.Timer // takes what waits at holdUntil; nil until the first hold
+	armed             bool        // timer is set for the hold in force
+	// After a hold that ended at the linger with fewer than half its
+	// returning posts come, the next skip holds are not started; backoff
+	// doubles with each such hold (up to lingerBackoffMax) and is reset by
+	// a hold that got its posts, or most of them.
 	skip, backoff int
 }
 
@@ -364,7 +367,7 @@ func (b *batcher) finished(shard int, answered int) []*pendingPost {
 		if pq.skip > 0 {
 			pq.skip--
 		} else {
-			pq.expect = answered + len(pq.waiting)
+			pq.expect, pq.returning = answered+len(pq.waiting), answered
 			pq.holdUntil = time.Now().Add(b.linger)
 		}
 	}
@@ -374,17 +377,22 @@ func (b *batcher) finished(shard int, answered int) []*pendingPost {
 // holdEnded runs when a hold's linger is over (on the timer's goroutine):
 // what waits for the shard leaves, unless a newer hold is in force (take
 // sets the timer again) or a batch is in flight (its answer takes them).
-// A hold that ended so makes the next holds be skipped (backoff): the
-// posters did not come back, and open-loop traffic should not wait on
-// every batch for posts that are not coming.
+// A hold that ended so, with fewer than half the returning posts come,
+// makes the next holds be skipped (backoff): open-loop traffic should not
+// wait on every batch for posts that are not coming.
 func (b *batcher) holdEnded(shard int) {
 	pq := b.shards[shard]
 	pq.mu.Lock()
 	pq.armed = false
+	returned := len(pq.waiting) - (pq.expect - pq.returning) // came during the hold
 	batch := b.take(shard, pq)
-	if batch != nil { // it ended with fewer posts than expected
+	switch {
+	case batch == nil:
+	case 2*returned < pq.returning: // its senders did not come back
 		pq.backoff = min(max(1, 2*pq.backoff), lingerBackoffMax)
 		pq.skip = pq.backoff
+	default: // most came back, some late: they post after their acks
+		pq.backoff = 0
 	}
 	pq.mu.Unlock()
 	if batch != nil {

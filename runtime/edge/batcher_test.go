@@ -510,6 +510,30 @@ func TestLingerEndsAtItsTimeAndBacksOff(t *testing.T) {
 	}
 }
 
+// A hold that ends at the linger after half its senders or more have
+// posted again is not held against the next: they do wait for their acks,
+// one was late. The next batch of several answered starts a hold again.
+func TestLingerKeepsHoldingWhenMostSendersReturn(t *testing.T) {
+	te, g, conns, b, gate3 := lingerSetup(t, 20*time.Millisecond)
+	again := postAsync(conns[1], "lobby", "a1-next") // one of A's two senders
+	waitFor(t, func() bool { return len(g.batches()) == 3 })
+	if got := g.batches(); got[2] != 4 {
+		t.Fatalf("requests %v, want [1 2 4]", got)
+	}
+	c := []sent{postAsync(conns[2], "lobby", "c1"), postAsync(conns[3], "lobby", "c2")}
+	waitFor(t, func() bool { return te.posts.queued(0) == 2 })
+	close(gate3) // the batch of four answered: a hold again, which ends at its time
+	for _, p := range append(append(b, again), c...) {
+		mustOK(t, p.reply(t))
+	}
+	if got := g.batches(); fmt.Sprint(got) != "[1 2 4 2]" {
+		t.Fatalf("requests %v, want [1 2 4 2]", got)
+	}
+	if n, x := te.m.PostLingers.Load(), te.m.PostLingersExpired.Load(); n != 2 || x != 2 {
+		t.Fatalf("lingers %d, expired %d; want 2, 2", n, x)
+	}
+}
+
 // A lone poster never waits for a linger: its batches are of one post,
 // and a post that finds nothing in flight leaves at once.
 func TestLingerNeverHoldsALonePoster(t *testing.T) {
