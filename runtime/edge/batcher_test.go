@@ -436,6 +436,23 @@ func TestPartialBatchLeavesWhenGroupsQueueBehindIt(t *testing.T) {
 	}
 }
 
+// wantLingers checks the edge's counts of holds and of holds that ended
+// at the linger.
+func wantLingers(t *testing.T, te *testEdge, holds, expired uint64) {
+	t.Helper()
+	if n, x := te.m.PostLingers.Load(), te.m.PostLingersExpired.Load(); n != holds || x != expired {
+		t.Fatalf("lingers %d, expired %d; want %d, %d", n, x, holds, expired)
+	}
+}
+
+// wantBatches checks the sizes of the post batches the backend received.
+func wantBatches(t *testing.T, g *gatedBackend, want string) {
+	t.Helper()
+	if got := g.batches(); fmt.Sprint(got) != want {
+		t.Fatalf("requests %v, want %s", got, want)
+	}
+}
+
 // lingerSetup answers a lone post, then a batch of two (A1, A2 from conns
 // 1 and 2) while three posts (B1–B3) wait behind it: the hold that answer
 // starts expects five posts, the three and A1's and A2's senders' next.
@@ -479,12 +496,8 @@ func TestLingerWaitsForTheAnsweredSendersNextPosts(t *testing.T) {
 	for _, p := range append(b, again...) {
 		mustOK(t, p.reply(t))
 	}
-	if got := g.batches(); fmt.Sprint(got) != "[1 2 5]" {
-		t.Fatalf("requests %v, want [1 2 5]", got)
-	}
-	if n, x := te.m.PostLingers.Load(), te.m.PostLingersExpired.Load(); n != 1 || x != 0 {
-		t.Fatalf("lingers %d, expired %d; want 1, 0", n, x)
-	}
+	wantBatches(t, g, "[1 2 5]")
+	wantLingers(t, te, 1, 0)
 }
 
 // A hold lasts the linger at most: posts whose senders' next never come
@@ -493,28 +506,22 @@ func TestLingerWaitsForTheAnsweredSendersNextPosts(t *testing.T) {
 func TestLingerEndsAtItsTimeAndBacksOff(t *testing.T) {
 	te, g, conns, b, gate3 := lingerSetup(t, 20*time.Millisecond)
 	waitFor(t, func() bool { return len(g.batches()) == 3 }) // B left at the hold's end
-	if n, x := te.m.PostLingers.Load(), te.m.PostLingersExpired.Load(); n != 1 || x != 1 {
-		t.Fatalf("lingers %d, expired %d; want 1, 1", n, x)
-	}
+	wantLingers(t, te, 1, 1)
 	c := []sent{postAsync(conns[1], "lobby", "c1"), postAsync(conns[2], "lobby", "c2")}
 	waitFor(t, func() bool { return te.posts.queued(0) == 2 })
 	close(gate3) // B, a batch of three, answered: the hold it would start is skipped
 	for _, p := range append(b, c...) {
 		mustOK(t, p.reply(t))
 	}
-	if got := g.batches(); fmt.Sprint(got) != "[1 2 3 2]" {
-		t.Fatalf("requests %v, want [1 2 3 2]", got)
-	}
-	if n, x := te.m.PostLingers.Load(), te.m.PostLingersExpired.Load(); n != 1 || x != 1 {
-		t.Fatalf("lingers %d, expired %d after the backoff; want 1, 1", n, x)
-	}
+	wantBatches(t, g, "[1 2 3 2]")
+	wantLingers(t, te, 1, 1)
 }
 
 // A hold that ends at the linger after half its senders or more have
 // posted again is not held against the next: they do wait for their acks,
 // one was late. The next batch of several answered starts a hold again.
 func TestLingerKeepsHoldingWhenMostSendersReturn(t *testing.T) {
-	te, g, conns, b, gate3 := lingerSetup(t, 20*time.Millisecond)
+	te, g, conns, b, gate3 := lingerSetup(t, 200*time.Millisecond)
 	again := postAsync(conns[1], "lobby", "a1-next") // one of A's two senders
 	waitFor(t, func() bool { return len(g.batches()) == 3 })
 	if got := g.batches(); got[2] != 4 {
@@ -526,12 +533,8 @@ func TestLingerKeepsHoldingWhenMostSendersReturn(t *testing.T) {
 	for _, p := range append(append(b, again), c...) {
 		mustOK(t, p.reply(t))
 	}
-	if got := g.batches(); fmt.Sprint(got) != "[1 2 4 2]" {
-		t.Fatalf("requests %v, want [1 2 4 2]", got)
-	}
-	if n, x := te.m.PostLingers.Load(), te.m.PostLingersExpired.Load(); n != 2 || x != 2 {
-		t.Fatalf("lingers %d, expired %d; want 2, 2", n, x)
-	}
+	wantBatches(t, g, "[1 2 4 2]")
+	wantLingers(t, te, 2, 2)
 }
 
 // A lone poster never waits for a linger: its batches are of one post,
@@ -542,9 +545,7 @@ func TestLingerNeverHoldsALonePoster(t *testing.T) {
 	for i := range 3 {
 		mustOK(t, ana.do(map[string]any{"cmd": "post", "room": "lobby", "body": "x", "key": fmt.Sprintf("k%d", i)}))
 	}
-	if got := g.batches(); fmt.Sprint(got) != "[1 1 1]" {
-		t.Fatalf("requests %v, want [1 1 1]", got)
-	}
+	wantBatches(t, g, "[1 1 1]")
 	if n := te.m.PostLingers.Load(); n != 0 {
 		t.Fatalf("lingers %d, want 0", n)
 	}
