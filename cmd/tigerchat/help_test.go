@@ -1,11 +1,16 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"io"
+	"log/slog"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
+
+	"tigerchat/runtime/node"
 )
 
 // -h on a command prints its flags to stdout and exits 0; a bad flag still
@@ -61,6 +66,25 @@ func TestEveryFlagDocumented(t *testing.T) {
 			doc := regexp.MustCompile(regexp.QuoteMeta(f[1]) + `\b`)
 			if !doc.Match(ops) && !(cmd == "edge" && doc.Match(proto)) {
 				t.Errorf("tigerchat %s %s is not in docs/operations.md", cmd, f[1])
+			}
+		}
+	}
+}
+
+// -post-linger is bounded: negative or above edge.PostLingerMax is a
+// usage error naming the flag as the command spells it.
+func TestPostLingerBounded(t *testing.T) {
+	for _, prefix := range []string{"", "edge-"} {
+		for _, bad := range []string{"-1ms", "2s"} {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			f := addEdgeFlags(fs, prefix)
+			args := []string{"-" + prefix + "identity", "id", "-" + prefix + "auth", "auth", "-" + prefix + "post-linger", bad}
+			if err := fs.Parse(args); err != nil {
+				t.Fatal(err)
+			}
+			_, err := f.options(node.ClusterConfig{}, slog.New(slog.DiscardHandler))
+			if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "-"+prefix+"post-linger") {
+				t.Errorf("%s %v: %v, want a usage error naming the flag", prefix, bad, err)
 			}
 		}
 	}
