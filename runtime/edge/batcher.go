@@ -334,7 +334,7 @@ func (b *batcher) take(shard int, pq *postQueue) []*pendingPost {
 // would for its own reply.
 func (b *batcher) lead(shard int, batch []*pendingPost) {
 	b.send(shard, batch)
-	if next := b.finished(shard, len(batch)); next != nil {
+	if next := b.finished(shard); next != nil {
 		go b.run(shard, next)
 	}
 }
@@ -344,24 +344,35 @@ func (b *batcher) lead(shard int, batch []*pendingPost) {
 func (b *batcher) run(shard int, batch []*pendingPost) {
 	for batch != nil {
 		b.send(shard, batch)
-		batch = b.finished(shard, len(batch))
+		batch = b.finished(shard)
 	}
 }
 
-// finished counts a batch of shard, of answered posts, answered and takes
-// the next one that waits (nil: none, every session busy, or a hold).
-//
-// With a linger, a partial batch of more than one post starts a hold: its
-// senders have their acks now, and those that post one after another are
-// about to post again. Until they have, or the linger is over, the posts
-// waiting stay, so that they and the returning posts share one round.
-func (b *batcher) finished(shard int, answered int) []*pendingPost {
+// finished counts a batch of shard answered and takes the next one that
+// waits (nil: none, every session busy, or a hold in force).
+func (b *batcher) finished(shard int) []*pendingPost {
 	pq := b.shards[shard]
 	pq.mu.Lock()
 	defer pq.mu.Unlock()
 	if pq.inFlight--; pq.inFlight < 0 {
 		panic("edge: post batches in flight went negative")
 	}
+	return b.take(shard, pq)
+}
+
+// startHold runs when a request of answered posts is answered, before its
+// posts get their replies. With a linger, a partial request of more than
+// one post starts a hold: its senders are about to have their acks, and
+// those that post one after another will post again. Until they have, or
+// the linger is over, the posts waiting stay, so that they and the
+// returning posts share one round. It is set before the replies go out,
+// so that a sender quick to post again is not counted twice (as waiting
+// and as returning); the batch still counts in flight, so nothing leaves
+// before finished.
+func (b *batcher) startHold(shard int, answered int) {
+	pq := b.shards[shard]
+	pq.mu.Lock()
+	defer pq.mu.Unlock()
 	pq.expect = 0
 	if b.linger > 0 && answered > 1 && answered < b.countMax {
 		if pq.skip > 0 {
@@ -371,7 +382,6 @@ func (b *batcher) finished(shard int, answered int) []*pendingPost {
 			pq.holdUntil = time.Now().Add(b.linger)
 		}
 	}
-	return b.take(shard, pq)
 }
 
 // holdEnded runs when a hold's linger is over (on the timer's goroutine):
@@ -441,6 +451,7 @@ func (b *batcher) sendOne(shard int, batch []*pendingPost) {
 			e = errorf(CodeInternal, "malformed post batch reply")
 		}
 	}
+	b.startHold(shard, len(batch))
 	for i, p := range batch {
 		switch {
 		case e != nil:

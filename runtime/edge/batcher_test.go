@@ -436,6 +436,19 @@ func TestPartialBatchLeavesWhenGroupsQueueBehindIt(t *testing.T) {
 	}
 }
 
+// answerWithTwoWaiting has the two connections of from post once each,
+// waits until both posts queue behind the batch held by gate, lets that
+// batch be answered, and waits for every reply, pending's and theirs.
+func answerWithTwoWaiting(t *testing.T, te *testEdge, gate chan struct{}, from []*wsClient, pending []sent) {
+	t.Helper()
+	c := []sent{postAsync(from[0], "lobby", "c1"), postAsync(from[1], "lobby", "c2")}
+	waitFor(t, func() bool { return te.posts.queued(0) == 2 })
+	close(gate)
+	for _, p := range append(pending, c...) {
+		mustOK(t, p.reply(t))
+	}
+}
+
 // wantLingers checks the edge's counts of holds and of holds that ended
 // at the linger.
 func wantLingers(t *testing.T, te *testEdge, holds, expired uint64) {
@@ -507,12 +520,8 @@ func TestLingerEndsAtItsTimeAndBacksOff(t *testing.T) {
 	te, g, conns, b, gate3 := lingerSetup(t, 20*time.Millisecond)
 	waitFor(t, func() bool { return len(g.batches()) == 3 }) // B left at the hold's end
 	wantLingers(t, te, 1, 1)
-	c := []sent{postAsync(conns[1], "lobby", "c1"), postAsync(conns[2], "lobby", "c2")}
-	waitFor(t, func() bool { return te.posts.queued(0) == 2 })
-	close(gate3) // B, a batch of three, answered: the hold it would start is skipped
-	for _, p := range append(b, c...) {
-		mustOK(t, p.reply(t))
-	}
+	// B, a batch of three, answered: the hold it would start is skipped.
+	answerWithTwoWaiting(t, te, gate3, conns[1:3], b)
 	wantBatches(t, g, "[1 2 3 2]")
 	wantLingers(t, te, 1, 1)
 }
@@ -527,12 +536,8 @@ func TestLingerKeepsHoldingWhenMostSendersReturn(t *testing.T) {
 	if got := g.batches(); got[2] != 4 {
 		t.Fatalf("requests %v, want [1 2 4]", got)
 	}
-	c := []sent{postAsync(conns[2], "lobby", "c1"), postAsync(conns[3], "lobby", "c2")}
-	waitFor(t, func() bool { return te.posts.queued(0) == 2 })
-	close(gate3) // the batch of four answered: a hold again, which ends at its time
-	for _, p := range append(append(b, again), c...) {
-		mustOK(t, p.reply(t))
-	}
+	// The batch of four answered: a hold again, which ends at its time.
+	answerWithTwoWaiting(t, te, gate3, conns[2:4], append(b, again))
 	wantBatches(t, g, "[1 2 4 2]")
 	wantLingers(t, te, 2, 2)
 }

@@ -63,11 +63,7 @@ func TestTableHasRatiosAndTargets(t *testing.T) {
 	var b bytes.Buffer
 	PrintTable(&b, o, rs)
 	out := b.String()
-	for _, want := range []string{"| 2,000 | 1,000 | failed | 2.00× |", "| 4.00 | 8.00 | failed | 0.50× |", "publish p99 ≤ 5 ms: 4.00 ms — met", "below NATS JetStream's (8.00 ms): met"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("table lacks %q:\n%s", want, out)
-		}
-	}
+	wantInTable(t, out, "| 2,000 | 1,000 | failed | 2.00× |", "| 4.00 | 8.00 | failed | 0.50× |", "publish p99 ≤ 5 ms: 4.00 ms — met", "below NATS JetStream's (8.00 ms): met")
 }
 
 func TestTableHasBatchedRowsAndTargets(t *testing.T) {
@@ -83,17 +79,13 @@ func TestTableHasBatchedRowsAndTargets(t *testing.T) {
 	var b bytes.Buffer
 	PrintTable(&b, o, rs)
 	out := b.String()
-	for _, want := range []string{
-		"| **pipelined-batched** (" + p + ") | acked msg/s | 120,000 | 30,000 | 60,000 | 4.00× | 2.00× |",
+	wantInTable(t, out,
+		"| **pipelined-batched** ("+p+") | acked msg/s | 120,000 | 30,000 | 60,000 | 4.00× | 2.00× |",
 		"| ack latency p99 ms | 30.0 | 60.0 | 10.0 | 0.50× | 3.00× |",
-		"- pipelined, one shard ≥ 100,000 msg/s: 10,000 — MISSED\n- pipelined ≥ 3× NATS JetStream's (20,000 msg/s): 0.50× — MISSED\n" +
-			"- pipelined, batched (" + p + ") ≥ 100,000 msg/s: 120,000 — met\n" +
+		"- pipelined, one shard ≥ 100,000 msg/s: 10,000 — MISSED\n- pipelined ≥ 3× NATS JetStream's (20,000 msg/s): 0.50× — MISSED\n"+
+			"- pipelined, batched ("+p+") ≥ 100,000 msg/s: 120,000 — met\n"+
 			"- pipelined, batched ≥ 3× NATS JetStream's, batched too (30,000 msg/s): 4.00× — met\n",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("table lacks %q:\n%s", want, out)
-		}
-	}
+	)
 }
 
 // The failover rows show the recovery and the gap; a single-node system
@@ -109,11 +101,7 @@ func TestTableFailoverRows(t *testing.T) {
 	var b bytes.Buffer
 	PrintTable(&b, o, rs)
 	out := b.String()
-	for _, want := range []string{"| 120 | 400 | n/a | 0.30× |", "| 250 | 900 | n/a | 0.28× |", "failover ≤ 300 ms p99", "250.0 ms — met", "vs NATS JetStream's: 900.0 ms"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("missing %q in:\n%s", want, out)
-		}
-	}
+	wantInTable(t, out, "| 120 | 400 | n/a | 0.30× |", "| 250 | 900 | n/a | 0.28× |", "failover ≤ 300 ms p99", "250.0 ms — met", "vs NATS JetStream's: 900.0 ms")
 }
 
 // The curve is selected by name only, expands to one run per publisher
@@ -260,21 +248,17 @@ func TestTableCurveRows(t *testing.T) {
 	var b bytes.Buffer
 	PrintTable(&b, o, rs)
 	out := b.String()
-	for _, want := range []string{
+	wantInTable(t, out,
 		"| **publish** (p) | acked msg/s | 2,000 | 1,000 | 9,000 | 2.00× | 0.22× |",
 		"5s measured per point after 2s of warm-up",
-		"| publishers | tigerchat msg/s | tigerchat p50 / p99 ms | tigerchat CPU µs/post | nats-js msg/s | nats-js p50 / p99 ms | nats-js CPU µs/post | tigerchat ÷ nats-js: msg/s, p50, p99 |\n" +
-			"|---:|---:|---:|---:|---:|---:|---:|---:|\n" +
-			"| 1 | 500 | 1.90 / 3.20 | 500 | 400 | 2.40 / 4.00 | 500 | 1.25×, 0.79×, 0.80× |\n" +
-			"| 16 | 4,000 | 3.50 / 9.00 | 300 | 3,200 | 4.00 / 10.0 | 400 | 1.25×, 0.88×, 0.90× |\n\n" +
-			"- nats-js at 16 publishers: 2 errors (first: timeout)\n" +
+		"| publishers | tigerchat msg/s | tigerchat p50 / p99 ms | tigerchat CPU µs/post | nats-js msg/s | nats-js p50 / p99 ms | nats-js CPU µs/post | tigerchat ÷ nats-js: msg/s, p50, p99 |\n"+
+			"|---:|---:|---:|---:|---:|---:|---:|---:|\n"+
+			"| 1 | 500 | 1.90 / 3.20 | 500 | 400 | 2.40 / 4.00 | 500 | 1.25×, 0.79×, 0.80× |\n"+
+			"| 16 | 4,000 | 3.50 / 9.00 | 300 | 3,200 | 4.00 / 10.0 | 400 | 1.25×, 0.88×, 0.90× |\n\n"+
+			"- nats-js at 16 publishers: 2 errors (first: timeout)\n"+
 			"The machine's 1-minute load average after each point (1,16 publishers): tigerchat 2.5, 3.0; nats-js 3.5, 4.5.\n",
 		"publish p99 ≤ 5 ms: 4.00 ms — met",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("table lacks %q:\n%s", want, out)
-		}
-	}
+	)
 	if strings.Contains(out, "**curve") || strings.Count(out, "| scenario | metric |") != 1 {
 		t.Errorf("curve rows in the main table:\n%s", out)
 	}
@@ -287,11 +271,7 @@ func TestTableCurveRows(t *testing.T) {
 	if strings.Contains(out, "| scenario | metric |") || strings.Contains(out, "Targets:") {
 		t.Errorf("the curve alone prints the main table's header or a targets heading without targets:\n%s", out)
 	}
-	for _, want := range []string{"| 16 | 4,000 | 3.50 / 9.00 | 300 | failed | failed | failed |  |\n", "nats-js 3.5, —.\n"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("table lacks %q:\n%s", want, out)
-		}
-	}
+	wantInTable(t, out, "| 16 | 4,000 | 3.50 / 9.00 | 300 | failed | failed | failed |  |\n", "nats-js 3.5, —.\n")
 }
 
 // The compare table states the performance plan's targets: server CPU
@@ -313,13 +293,19 @@ func TestTargetsHaveCPUAndFanOut(t *testing.T) {
 	var b bytes.Buffer
 	PrintTable(&b, o, rs)
 	out := b.String()
-	for _, want := range []string{
+	wantInTable(t, out,
 		"- publish: server CPU per acked post ≤ ½ NATS JetStream's: 100 vs 300 µs, 0.33× — met\n",
 		"- pipelined-1shard: server CPU per acked post ≤ ½ NATS JetStream's: 100 vs 150 µs, 0.67× — MISSED\n",
 		"  - the performance plan's target for this load, p99 ≤ 10 ms: MISSED\n",
-	} {
+	)
+}
+
+// wantInTable checks that the printed table out holds every one of wants.
+func wantInTable(t *testing.T, out string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
 		if !strings.Contains(out, want) {
-			t.Errorf("targets lack %q:\n%s", want, out)
+			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
 }
