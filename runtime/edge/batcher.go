@@ -272,7 +272,7 @@ func (b *batcher) postMany(ctx context.Context, qs []chat.PostRequest, errs []*E
 // (pendingPost.group) is never split between batches: a batch ends before a
 // group that would not fit, and a group larger than countMax is a batch of
 // its own, which send splits into requests made one after another. While a
-// linger's hold is in force (finished), a partial batch waits for the posts
+// linger's hold is in force (startHold), a partial batch waits for the posts
 // it expects. pq.mu is held.
 func (b *batcher) take(shard int, pq *postQueue) []*pendingPost {
 	if pq.inFlight >= b.inFlightMax || (pq.inFlight >= b.partialMax && len(pq.waiting) < b.countMax) {

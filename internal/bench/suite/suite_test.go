@@ -60,9 +60,7 @@ func TestTableHasRatiosAndTargets(t *testing.T) {
 		{System: "nats-js", Scenario: "publish", Params: "p", PerSecond: 1000, P99Ms: 8, Lost: &lost},
 		{System: "centrifugo", Scenario: "publish", Failed: "start: no binary"},
 	}
-	var b bytes.Buffer
-	PrintTable(&b, o, rs)
-	out := b.String()
+	out := tableOf(o, rs)
 	wantInTable(t, out, "| 2,000 | 1,000 | failed | 2.00× |", "| 4.00 | 8.00 | failed | 0.50× |", "publish p99 ≤ 5 ms: 4.00 ms — met", "below NATS JetStream's (8.00 ms): met")
 }
 
@@ -76,9 +74,7 @@ func TestTableHasBatchedRowsAndTargets(t *testing.T) {
 		{System: "nats-js", Scenario: "pipelined-batched", Params: p, PerSecond: 30_000, P99Ms: 60},
 		{System: "centrifugo", Scenario: "pipelined-batched", Params: p, PerSecond: 60_000, P99Ms: 10},
 	}
-	var b bytes.Buffer
-	PrintTable(&b, o, rs)
-	out := b.String()
+	out := tableOf(o, rs)
 	wantInTable(t, out,
 		"| **pipelined-batched** ("+p+") | acked msg/s | 120,000 | 30,000 | 60,000 | 4.00× | 2.00× |",
 		"| ack latency p99 ms | 30.0 | 60.0 | 10.0 | 0.50× | 3.00× |",
@@ -98,9 +94,7 @@ func TestTableFailoverRows(t *testing.T) {
 		{System: "nats-js", Scenario: "failover", Params: "p", RecoverP50Ms: 400, RecoverMaxMs: 900, Lost: &lost},
 		{System: "centrifugo", Scenario: "failover", Failed: load.ErrNoFailover.Error()},
 	}
-	var b bytes.Buffer
-	PrintTable(&b, o, rs)
-	out := b.String()
+	out := tableOf(o, rs)
 	wantInTable(t, out, "| 120 | 400 | n/a | 0.30× |", "| 250 | 900 | n/a | 0.28× |", "failover ≤ 300 ms p99", "250.0 ms — met", "vs NATS JetStream's: 900.0 ms")
 }
 
@@ -245,9 +239,7 @@ func TestTableCurveRows(t *testing.T) {
 			CPUCores: map[string]float64{"server": 1.28}, LoadAvg: 4.5},
 		{System: "centrifugo", Scenario: CurveRun(16), Failed: "n/a"},
 	}
-	var b bytes.Buffer
-	PrintTable(&b, o, rs)
-	out := b.String()
+	out := tableOf(o, rs)
 	wantInTable(t, out,
 		"| **publish** (p) | acked msg/s | 2,000 | 1,000 | 9,000 | 2.00× | 0.22× |",
 		"5s measured per point after 2s of warm-up",
@@ -264,10 +256,8 @@ func TestTableCurveRows(t *testing.T) {
 	}
 
 	o, _ = parse([]string{"-scenarios", "curve", "-curve-publishers", "1,16"})
-	b.Reset()
 	rs[len(rs)-2] = load.Result{System: "nats-js", Scenario: CurveRun(16), Failed: "interrupted"}
-	PrintTable(&b, o, rs[3:])
-	out = b.String()
+	out = tableOf(o, rs[3:])
 	if strings.Contains(out, "| scenario | metric |") || strings.Contains(out, "Targets:") {
 		t.Errorf("the curve alone prints the main table's header or a targets heading without targets:\n%s", out)
 	}
@@ -290,14 +280,19 @@ func TestTargetsHaveCPUAndFanOut(t *testing.T) {
 		{System: "nats-js", Scenario: ScPipelined1, Params: "p", PerSecond: 10000, P99Ms: 20, CPUCores: map[string]float64{"server": 1.5}},
 		{System: "tigerchat", Scenario: o.FanOuts[0].Name, Params: "p", PerSecond: 2000, P99Ms: 12, Lost: &zero},
 	}
-	var b bytes.Buffer
-	PrintTable(&b, o, rs)
-	out := b.String()
+	out := tableOf(o, rs)
 	wantInTable(t, out,
 		"- publish: server CPU per acked post ≤ ½ NATS JetStream's: 100 vs 300 µs, 0.33× — met\n",
 		"- pipelined-1shard: server CPU per acked post ≤ ½ NATS JetStream's: 100 vs 150 µs, 0.67× — MISSED\n",
 		"  - the performance plan's target for this load, p99 ≤ 10 ms: MISSED\n",
 	)
+}
+
+// tableOf is what PrintTable prints for o and rs.
+func tableOf(o Options, rs []load.Result) string {
+	var b bytes.Buffer
+	PrintTable(&b, o, rs)
+	return b.String()
 }
 
 // wantInTable checks that the printed table out holds every one of wants.
