@@ -36,6 +36,7 @@ type Cluster struct {
 	Operator     transport.Identity
 	OperatorPath string
 	procs        []*exec.Cmd
+	exited       []chan struct{} // closed once procs[i]'s Wait returned
 	httpAddrs    []string
 }
 
@@ -193,6 +194,7 @@ func New(binary, dir string, replicas, shards int, tweak func(*node.ClusterConfi
 		return nil, err
 	}
 	c.procs = make([]*exec.Cmd, replicas)
+	c.exited = make([]chan struct{}, replicas)
 	for i := 0; i < replicas; i++ {
 		out, err := exec.Command(binary, "format", "-config", c.ConfigPath, "-replica", fmt.Sprint(i), "-data", c.DataDir(i)).CombinedOutput()
 		if err != nil {
@@ -255,7 +257,9 @@ func (c *Cluster) StartWith(i int, extra ...string) error {
 		return err
 	}
 	c.procs[i] = cmd
-	go func() { _ = cmd.Wait(); logFile.Close() }()
+	exited := make(chan struct{})
+	c.exited[i] = exited
+	go func() { _ = cmd.Wait(); logFile.Close(); close(exited) }()
 	return nil
 }
 
@@ -273,10 +277,11 @@ func (c *Cluster) StartAll() error {
 func (c *Cluster) Kill(i int) {
 	if p := c.procs[i]; p != nil && p.Process != nil {
 		_ = p.Process.Signal(syscall.SIGKILL)
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			if p.ProcessState != nil || p.Process.Signal(syscall.Signal(0)) != nil {
-				break
-			}
+		// Wait (on Start's goroutine) owns the process state: wait for it
+		// to return rather than read the state it writes.
+		select {
+		case <-c.exited[i]:
+		case <-time.After(5 * time.Second):
 		}
 	}
 	c.procs[i] = nil
