@@ -1,8 +1,13 @@
 package checker
 
 import (
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/anishathalye/porcupine"
+	"pgregory.net/rapid"
 )
 
 func roomDigestOf(keys ...string) uint64 {
@@ -193,4 +198,136 @@ func TestResolvePosts(t *testing.T) {
 	if res := CheckRooms(ResolvePosts(retry, map[uint64]map[string]uint64{1: {"a": 2}}), testTimeout); res.Ok {
 		t.Fatal("a retry acknowledged at another seq than the log holds passed")
 	}
+}
+
+// starved lets the search take one step: any room of two operations or
+// more runs out, and only the seq order check can decide it.
+var starved = Bounds{StepsPerOp: 1, StepsMax: 1}
+
+// When the search runs out, a room whose posts all name their seqs is
+// decided by the seq order check: linearizable histories pass, and what
+// the search calls illegal stays unknown (never passes). Posts that may or
+// may not have taken effect leave the room unknown.
+func TestRoomSeqOrderDecidesWhatTheSearchLeaves(t *testing.T) {
+	held := func(client int, key string, call int64, seq uint64) RoomOp {
+		op := postUnknown(client, 1, key, call)
+		op.SeqKnown, op.Seq = true, seq
+		return op
+	}
+	tests := []struct {
+		name    string
+		ok      bool // the search's verdict with its full budget
+		decided bool // the seq order check decides it when the search is starved
+		ops     []RoomOp
+	}{
+		{"posts and reads in order", true, true, []RoomOp{
+			post(0, 1, "a", 0, 1, 1), readRoom(1, 1, 2, 3, "a"),
+			post(0, 1, "b", 4, 5, 2), readRoom(1, 1, 6, 7, "a", "b"),
+		}},
+		{"overlapping posts take the order of their seqs", true, true, []RoomOp{
+			post(0, 1, "a", 0, 10, 2), post(1, 1, "b", 5, 8, 1),
+			readRoom(2, 1, 1, 6, "b"), readRoom(3, 1, 9, 11, "b", "a"),
+		}},
+		{"intervals touching at a tick overlap", true, true, []RoomOp{
+			post(0, 1, "a", 5, 9, 2), post(1, 1, "b", 0, 5, 1), readRoom(2, 1, 9, 9, "b", "a"),
+		}},
+		{"a held post, of unknown outcome, at its seq", true, true, []RoomOp{
+			post(0, 1, "a", 0, 1, 1), held(1, "b", 2, 2), readRoom(2, 1, 3, 4, "a"),
+			readRoom(2, 1, 50, 51, "a", "b"), post(0, 1, "c", 60, 61, 3),
+		}},
+		{"a post at a seq below one acknowledged before it was sent", false, false, []RoomOp{
+			post(0, 1, "a", 0, 1, 2), post(1, 1, "b", 2, 3, 1),
+		}},
+		{"a read misses a completed post", false, false, []RoomOp{
+			post(0, 1, "a", 0, 1, 1), readRoom(1, 1, 2, 3),
+		}},
+		{"a read sees a post sent after it returned", false, false, []RoomOp{
+			readRoom(1, 1, 0, 1, "a"), post(0, 1, "a", 2, 3, 1),
+		}},
+		{"reads go back", false, false, []RoomOp{
+			post(0, 1, "a", 0, 10, 1), post(1, 1, "b", 0, 10, 2),
+			readRoom(2, 1, 1, 2, "a", "b"), readRoom(3, 1, 3, 4, "a"),
+		}},
+		{"a read's messages in another order", false, false, []RoomOp{
+			post(0, 1, "a", 0, 1, 1), post(1, 1, "b", 2, 3, 2), readRoom(2, 1, 4, 5, "b", "a"),
+		}},
+		{"a read beyond every post", false, false, []RoomOp{
+			post(0, 1, "a", 0, 1, 1), readRoom(2, 1, 4, 5, "a", "x"),
+		}},
+		{"two keys at one seq", false, false, []RoomOp{
+			post(0, 1, "a", 0, 5, 1), post(1, 1, "b", 1, 6, 1),
+		}},
+		{"a gap in the seqs", false, false, []RoomOp{
+			post(0, 1, "a", 0, 5, 1), post(1, 1, "b", 1, 6, 3),
+		}},
+		{"a post that may not have taken effect", true, false, []RoomOp{
+			post(0, 1, "a", 0, 1, 1), postUnknown(1, 1, "b", 2), readRoom(2, 1, 3, 4, "a"),
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if res := CheckRooms(tt.ops, testTimeout); res.Ok != tt.ok || res.Unknown {
+				t.Fatalf("the search with its budget: %+v, want ok=%v", res, tt.ok)
+			}
+			res := CheckRooms(tt.ops, starved)
+			switch {
+			case tt.decided && !res.Ok:
+				t.Fatalf("starved search, then the seq order check: %+v, want ok", res)
+			case !tt.decided && (res.Ok || res.Unknown && !strings.Contains(res.Info, "the seq order check:")):
+				t.Fatalf("starved search, then the seq order check: %+v, want illegal, or unknown with the check's reason", res)
+			}
+		})
+	}
+}
+
+// On random rooms whose posts all name their seqs, some linearizable and
+// most not, the seq order check agrees with the search run to its end:
+// it never passes what the search rejects, and passes all it accepts.
+func TestPropertySeqOrderAgreesWithTheSearch(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		n := rapid.IntRange(0, 8).Draw(t, "posts")
+		seqs := rapid.Permutation(iotaSeqs(n)).Draw(t, "seqs")
+		keyAt := make([]string, n+1)
+		var ops []RoomOp
+		for i := range n {
+			key := fmt.Sprintf("k%d", i)
+			keyAt[seqs[i]] = key
+			call := rapid.Int64Range(0, 40).Draw(t, "call")
+			op := post(i, 1, key, call, call+rapid.Int64Range(0, 20).Draw(t, "length"), seqs[i])
+			if rapid.IntRange(0, 5).Draw(t, "held") == 0 {
+				op.Unknown, op.SeqKnown = true, true
+			}
+			ops = append(ops, op)
+		}
+		for r := range rapid.IntRange(0, 4).Draw(t, "reads") {
+			head := rapid.IntRange(0, n).Draw(t, "head")
+			call := rapid.Int64Range(0, 60).Draw(t, "read call")
+			saw := append([]string(nil), keyAt[1:head+1]...)
+			if head >= 2 && rapid.IntRange(0, 4).Draw(t, "misread") == 0 {
+				saw[0], saw[head-1] = saw[head-1], saw[0] // the right messages in another order
+			}
+			read := readRoom(100+r, 1, call, call+rapid.Int64Range(0, 20).Draw(t, "read length"), saw...)
+			ops = append(ops, read)
+		}
+		parts := partitionRoomOps(ops)
+		if len(parts) == 0 {
+			return
+		}
+		verdict, _ := testTimeout.check(roomModel, parts[0].ops)
+		if verdict == porcupine.Unknown {
+			t.Skip("the search ran out")
+		}
+		decided, why := linearizeRoomBySeq(parts[0].ops)
+		if decided != (verdict == porcupine.Ok) {
+			t.Fatalf("the search says %v, the seq order check %v (%s)", verdict, decided, why)
+		}
+	})
+}
+
+func iotaSeqs(n int) []uint64 {
+	s := make([]uint64, n)
+	for i := range s {
+		s[i] = uint64(i + 1)
+	}
+	return s
 }
