@@ -168,8 +168,8 @@ func CheckRooms(ops []RoomOp, bounds Bounds) LinearizabilityResult {
 // as its call and its predecessors allow finds them if anything does.
 // Intervals are closed, as in Porcupine (calls before returns at equal
 // ticks). The search's cost grows with the operations open at once (its
-// cache holds a bitset of the room's operations per state); this is linear
-// after a sort, so rooms of 10^4 operations are decided too.
+// cache holds a bitset of the room's operations per state); this pass is
+// linear in them, so rooms of 10^4 operations are decided too.
 //
 // It answers false (with why) whenever the history does not name its order,
 // or names one no placement fits; the room then stays unknown, never
