@@ -46,6 +46,7 @@ type Op struct {
 	Call     int64  // invoke tick
 	Return   int64  // return tick (ignored when Unknown)
 	Unknown  bool   // outcome unknown: may or may not have happened
+	SeqKnown bool   // Unknown, yet it happened, at Seq (ResolveAppends)
 	Seq      uint64 // Append output
 	Length   uint64 // Read output
 	Digest   uint64 // Read output
@@ -116,10 +117,11 @@ type logInput struct {
 }
 
 type logOutput struct {
-	unknown bool
-	seq     uint64
-	length  uint64
-	digest  uint64
+	unknown  bool
+	seqKnown bool // unknown when it took effect, but at seq
+	seq      uint64
+	length   uint64
+	digest   uint64
 }
 
 func logStep(state, input, output any) (bool, any) {
@@ -129,7 +131,7 @@ func logStep(state, input, output any) (bool, any) {
 	switch in.kind {
 	case OpAppend:
 		next := logState{length: s.length + 1, digest: LogDigest(s.digest, in.value)}
-		return out.unknown || out.seq == next.length, next
+		return out.unknown && !out.seqKnown || out.seq == next.length, next
 	case OpRead:
 		return out.length == s.length && out.digest == s.digest, s
 	}
@@ -156,8 +158,11 @@ func describeLogOp(input, output any) string {
 	in := input.(logInput)
 	out := output.(logOutput)
 	if in.kind == OpAppend {
-		if out.unknown {
+		if out.unknown && !out.seqKnown {
 			return fmt.Sprintf("append(%d) -> ?", in.value)
+		}
+		if out.unknown {
+			return fmt.Sprintf("append(%d) -> ? (held at %d)", in.value, out.seq)
 		}
 		return fmt.Sprintf("append(%d) -> %d", in.value, out.seq)
 	}
@@ -167,7 +172,55 @@ func describeLogOp(input, output any) string {
 // CheckLinearizable decides whether a history of Append/Read operations is
 // linearizable, key by key in ascending order, within bounds.
 func CheckLinearizable(ops []Op, bounds Bounds) LinearizabilityResult {
-	return checkPartitions(logModel, partitionOps(ops), "key", bounds, nil)
+	return checkPartitions(logModel, partitionOps(ops), "key", bounds, linearizeLogBySeq)
+}
+
+// linearizeLogBySeq decides a key whose search ran out when its history
+// names its order: every append has a seq (acknowledged, or held in the
+// committed log: ResolveAppends), each value one append, the seqs 1..n
+// each once (seqOrder.place). Otherwise the key stays unknown.
+func linearizeLogBySeq(ops []porcupine.Operation) (bool, string) {
+	o := seqOrder{noun: "append"}
+	values := make(map[uint64]bool)
+	for i := range ops {
+		op := &ops[i]
+		in, out := op.Input.(logInput), op.Output.(logOutput)
+		switch {
+		case in.kind == OpRead:
+			o.reads = append(o.reads, seqRead{op: op, head: out.length, digest: out.digest})
+		case out.unknown && !out.seqKnown:
+			return false, fmt.Sprintf("the seq order check: append(%d) may or may not have taken effect", in.value)
+		case values[in.value]:
+			return false, fmt.Sprintf("the seq order check: value %d names two appends", in.value)
+		default:
+			values[in.value] = true
+			o.writes = append(o.writes, seqWrite{op: op, seq: out.seq})
+		}
+	}
+	return o.place(func(op *porcupine.Operation, prev uint64) uint64 {
+		return LogDigest(prev, op.Input.(logInput).value)
+	})
+}
+
+// ResolveAppends settles the appends of unknown outcome from the committed
+// logs: final[key] maps every value appended to that key's log to its seq,
+// and must hold every append that took effect. An append of unknown
+// outcome whose value the log holds took effect at that seq (SeqKnown);
+// one whose value it lacks never took effect, and goes. Keys without a
+// final log are left as they are. Values must be unique per key.
+func ResolveAppends(ops []Op, final map[uint64]map[uint64]uint64) []Op {
+	out := make([]Op, 0, len(ops))
+	for _, op := range ops {
+		if log, ok := final[op.Key]; ok && op.Kind == OpAppend && op.Unknown {
+			seq, held := log[op.Value]
+			if !held {
+				continue
+			}
+			op.Seq, op.SeqKnown = seq, true
+		}
+		out = append(out, op)
+	}
+	return out
 }
 
 // WriteVisualization writes Porcupine's interactive HTML view of the history,
@@ -193,7 +246,7 @@ func partitionOps(ops []Op) []partition {
 			ClientId: op.ClientID,
 			Input:    logInput{kind: op.Kind, value: op.Value},
 			Call:     op.Call,
-			Output:   logOutput{unknown: op.Unknown, seq: op.Seq, length: op.Length, digest: op.Digest},
+			Output:   logOutput{unknown: op.Unknown, seqKnown: op.SeqKnown, seq: op.Seq, length: op.Length, digest: op.Digest},
 			Return:   returnTick(op.Call, op.Return, op.Unknown),
 			Metadata: op.Key,
 		})

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
-	"math"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -160,78 +159,31 @@ func CheckRooms(ops []RoomOp, bounds Bounds) LinearizabilityResult {
 
 // linearizeRoomBySeq decides a room whose search ran out when the room's
 // history names its order: every post has a seq (acknowledged, or held in
-// the final log: ResolvePosts), each key one post, the seqs 1..n each once.
-// The model then takes posts only in seq order, and a read that saw head h
-// only between posts h and h+1 (and only if its digest is that of posts
-// 1..h). So the history is linearizable exactly when those points can be
-// placed in order inside the operations' intervals: placing each as early
-// as its call and its predecessors allow finds them if anything does.
-// Intervals are closed, as in Porcupine (calls before returns at equal
-// ticks). The search's cost grows with the operations open at once (its
-// cache holds a bitset of the room's operations per state); this pass is
-// linear in them, so rooms of 10^4 operations are decided too.
-//
-// It answers false (with why) whenever the history does not name its order,
-// or names one no placement fits; the room then stays unknown, never
-// illegal on this word alone.
+// the final log: ResolvePosts), each key one post, the seqs 1..n each once
+// (seqOrder.place says why that decides it). It answers false (with why)
+// whenever the history does not name its order, or names one no placement
+// fits; the room then stays unknown, never illegal on this word alone.
 func linearizeRoomBySeq(ops []porcupine.Operation) (bool, string) {
-	var posts, reads []*porcupine.Operation
+	o := seqOrder{noun: "post"}
 	keys := make(map[string]bool)
 	for i := range ops {
 		op := &ops[i]
 		in, out := op.Input.(roomInput), op.Output.(roomOutput)
 		switch {
 		case in.kind == RoomRead:
-			reads = append(reads, op)
+			o.reads = append(o.reads, seqRead{op: op, head: out.head, digest: out.digest})
 		case out.unknown && !out.seqKnown:
 			return false, fmt.Sprintf("the seq order check: post %q may or may not have taken effect", in.key)
 		case keys[in.key]:
 			return false, fmt.Sprintf("the seq order check: key %q names two posts", in.key)
 		default:
 			keys[in.key] = true
-			posts = append(posts, op)
+			o.writes = append(o.writes, seqWrite{op: op, seq: out.seq})
 		}
 	}
-	n := len(posts)
-	bySeq := make([]*porcupine.Operation, n+1) // bySeq[0] unused
-	for _, op := range posts {
-		seq := op.Output.(roomOutput).seq
-		if seq < 1 || seq > uint64(n) || bySeq[seq] != nil {
-			return false, fmt.Sprintf("the seq order check: the %d posts do not hold seqs 1..%d once each (seq %d)", n, n, seq)
-		}
-		bySeq[seq] = op
-	}
-	digests := make([]uint64, n+1) // digests[h]: the room's digest at head h
-	for seq := 1; seq <= n; seq++ {
-		digests[seq] = RoomDigest(digests[seq-1], bySeq[seq].Input.(roomInput).key)
-	}
-	readsAt := make([][]*porcupine.Operation, n+1) // the reads that saw head h
-	for _, op := range reads {
-		out := op.Output.(roomOutput)
-		if out.head > uint64(n) || out.digest != digests[out.head] {
-			return false, fmt.Sprintf("the seq order check: a read at ticks [%d, %d] saw head %d, digest %016x, which posts 1..%d do not make", op.Call, op.Return, out.head, out.digest, min(out.head, uint64(n)))
-		}
-		readsAt[out.head] = append(readsAt[out.head], op)
-	}
-	at := int64(math.MinInt64) // the latest point placed
-	for h := 0; h <= n; h++ {
-		if h > 0 {
-			p := bySeq[h]
-			if at = max(at, p.Call); at > p.Return {
-				return false, fmt.Sprintf("the seq order check: the post at seq %d returned at tick %d, before tick %d, where it could follow what comes before it", h, p.Return, at)
-			}
-		}
-		latest := at
-		for _, r := range readsAt[h] {
-			q := max(at, r.Call)
-			if q > r.Return {
-				return false, fmt.Sprintf("the seq order check: a read that saw head %d returned at tick %d, before tick %d, where the post at seq %d could take effect", h, r.Return, q, h)
-			}
-			latest = max(latest, q)
-		}
-		at = latest
-	}
-	return true, ""
+	return o.place(func(op *porcupine.Operation, prev uint64) uint64 {
+		return RoomDigest(prev, op.Input.(roomInput).key)
+	})
 }
 
 // ResolvePosts settles the posts of unknown outcome from what each room's

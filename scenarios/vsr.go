@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -49,6 +50,20 @@ type vsrSubject struct {
 	crashView   uint32
 	crashActive bool
 	drained     []bool // per replica: the operator drained it (survives restarts)
+	// The committed order of the appends, for resolving those of unknown
+	// outcome (checker.ResolveAppends): each append request's history
+	// index, where each request was first applied, and each replica's
+	// place in the op it is applying.
+	appendOf map[checker.RequestID]int
+	applied  map[checker.RequestID]appliedAt
+	applying []appliedAt
+}
+
+// appliedAt is a request's place in the committed log: its op, and its
+// place among the op's requests.
+type appliedAt struct {
+	op  uint64
+	pos int
 }
 
 func newVSRSubject(cfg Config) *vsrSubject {
@@ -56,6 +71,9 @@ func newVSRSubject(cfg Config) *vsrSubject {
 		cfg:        cfg,
 		replicas:   make([]*vsr.Replica, cfg.ReplicaCount),
 		drained:    make([]bool, cfg.ReplicaCount),
+		appendOf:   map[checker.RequestID]int{},
+		applied:    map[checker.RequestID]appliedAt{},
+		applying:   make([]appliedAt, cfg.ReplicaCount),
 		agreement:  checker.NewAgreement(cfg.ReplicaCount),
 		durability: checker.NewDurability(),
 		coverage:   map[string]uint64{},
@@ -118,9 +136,11 @@ func (s *vsrSubject) NewReplica(env Env) Node {
 			s.noteFailoverCommit(i, h)
 		},
 		Apply: func(op uint64, client, request uint64) {
-			if err := s.durability.Applied(op, checker.RequestID{Client: client, Request: request}); err != nil {
+			id := checker.RequestID{Client: client, Request: request}
+			if err := s.durability.Applied(op, id); err != nil {
 				s.c.Violation(err.Error())
 			}
+			s.noteApplied(i, op, id)
 		},
 		StateSync: func(op uint64) { s.agreement.StateSync(i, op) },
 		Event: func(name string) {
@@ -223,6 +243,7 @@ func (s *vsrSubject) Primary() int {
 
 func (s *vsrSubject) OnCrash(i int) {
 	s.agreement.Restart(i)
+	s.applying[i] = appliedAt{}
 	r := s.replicas[i]
 	if r != nil && r.Status() == vsr.StatusNormal && r.IsPrimary() && !s.crashActive {
 		s.crashActive, s.crashTick, s.crashView = true, s.c.Now(), r.View()
@@ -298,10 +319,66 @@ func (s *vsrSubject) Check(c *Cluster) []string {
 	for _, msg := range s.durability.Check(s.agreement.CommitMax()) {
 		out = append(out, "durability: "+msg)
 	}
-	if res := checker.CheckLinearizable(s.history, LinearizeBounds); !res.Ok {
+	history, disagree := s.resolveAppends()
+	out = append(out, disagree...)
+	if res := checker.CheckLinearizable(history, LinearizeBounds); !res.Ok {
 		out = append(out, fmt.Sprintf("linearizability: key %d: %s", res.Key, res.Info))
 	}
 	return append(out, checkGrid(&s.cfg, s.coverage)...)
+}
+
+// noteApplied records where request id was first applied: the op, and its
+// place among the op's requests (every replica that applies op applies the
+// same requests in the same order; agreement checks the ops).
+func (s *vsrSubject) noteApplied(replica int, op uint64, id checker.RequestID) {
+	a := &s.applying[replica]
+	if a.op != op {
+		a.op, a.pos = op, 0
+	}
+	if _, seen := s.applied[id]; !seen {
+		s.applied[id] = *a
+	}
+	a.pos++
+}
+
+// resolveAppends settles the history's appends of unknown outcome from the
+// committed order of every append (checker.ResolveAppends), and reports an
+// acknowledged append whose seq is not its place in that order.
+func (s *vsrSubject) resolveAppends() ([]checker.Op, []string) {
+	type committed struct {
+		at    appliedAt
+		index int
+	}
+	byKey := map[uint64][]committed{}
+	for id, at := range s.applied {
+		if index, ok := s.appendOf[id]; ok {
+			key := s.history[index].Key
+			byKey[key] = append(byKey[key], committed{at, index})
+		}
+	}
+	final := map[uint64]map[uint64]uint64{}
+	for _, op := range s.history {
+		if op.Kind == checker.OpAppend && final[op.Key] == nil {
+			final[op.Key] = map[uint64]uint64{} // a key no append reached holds none
+		}
+	}
+	var disagree []string
+	for key, appends := range byKey {
+		slices.SortFunc(appends, func(a, b committed) int {
+			return cmp.Or(cmp.Compare(a.at.op, b.at.op), cmp.Compare(a.at.pos, b.at.pos))
+		})
+		log := make(map[uint64]uint64, len(appends))
+		for i, a := range appends {
+			op := &s.history[a.index]
+			log[op.Value] = uint64(i + 1)
+			if !op.Unknown && op.Seq != uint64(i+1) {
+				disagree = append(disagree, fmt.Sprintf("durability: key %d: append(%d) acknowledged at seq %d is at %d in the committed log", key, op.Value, op.Seq, i+1))
+			}
+		}
+		final[key] = log
+	}
+	slices.Sort(disagree)
+	return checker.ResolveAppends(s.history, final), disagree
 }
 
 func (s *vsrSubject) CoverageUniverse() []string {
@@ -390,6 +467,9 @@ func (cl *vsrClient) Tick() {
 	index := len(cl.s.history) - 1
 	cl.pending = index
 	cl.requests++
+	if op.Kind == checker.OpAppend {
+		cl.s.appendOf[checker.RequestID{Client: cl.s.clientID(cl.index), Request: cl.requests}] = index
+	}
 	request := cl.client.Submit(operation, body, func(reply vsr.Reply) { cl.onReply(index, reply) })
 	if !request {
 		panic("vsr subject: an idle client refused a request")

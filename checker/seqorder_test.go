@@ -1,0 +1,137 @@
+package checker
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/anishathalye/porcupine"
+	"pgregory.net/rapid"
+)
+
+// ResolveAppends settles unknown appends from the committed logs, and the
+// check then holds them to it: an append the log holds is placed at its
+// seq, one it lacks is gone, keys without a log are untouched, and a
+// history the log contradicts fails.
+func TestResolveAppends(t *testing.T) {
+	ops := []Op{
+		appendUnknown(0, 1, 10, 0),
+		appendUnknown(1, 1, 20, 0),
+		appendUnknown(2, 1, 30, 0),
+		appendUnknown(3, 2, 40, 0),
+		readOp(4, 1, 50, 51, 20, 10),
+	}
+	final := map[uint64]map[uint64]uint64{1: {20: 1, 10: 2}}
+	got := ResolveAppends(ops, final)
+	if len(got) != 4 {
+		t.Fatalf("%d ops after resolving, want 4 (30 never took effect)", len(got))
+	}
+	for _, op := range got {
+		switch {
+		case op.Value == 10 && (!op.Unknown || !op.SeqKnown || op.Seq != 2),
+			op.Value == 20 && (!op.SeqKnown || op.Seq != 1),
+			op.Value == 40 && op.SeqKnown:
+			t.Fatalf("resolved %+v", op)
+		}
+	}
+	if res := CheckLinearizable(got, testTimeout); !res.Ok {
+		t.Fatalf("resolved history: %+v", res)
+	}
+	wrong := map[uint64]map[uint64]uint64{1: {10: 1, 20: 2}}
+	if res := CheckLinearizable(ResolveAppends(ops, wrong), testTimeout); res.Ok {
+		t.Fatal("a resolution the read contradicts passed")
+	}
+}
+
+// When the search runs out, a key whose appends all name their seqs is
+// decided by the seq order check; what the search calls illegal never
+// passes, and an append that may not have taken effect leaves it unknown.
+func TestLogSeqOrderDecidesWhatTheSearchLeaves(t *testing.T) {
+	held := func(client int, value uint64, call int64, seq uint64) Op {
+		op := appendUnknown(client, 1, value, call)
+		op.SeqKnown, op.Seq = true, seq
+		return op
+	}
+	tests := []struct {
+		name    string
+		ok      bool // the search's verdict with its full budget
+		decided bool // the seq order check decides it when the search is starved
+		ops     []Op
+	}{
+		{"appends and reads in order", true, true, []Op{
+			appendOp(0, 1, 10, 0, 1, 1), readOp(1, 1, 2, 3, 10),
+			appendOp(0, 1, 20, 4, 5, 2), readOp(1, 1, 6, 7, 10, 20),
+		}},
+		{"a held append at its seq", true, true, []Op{
+			appendOp(0, 1, 10, 0, 1, 1), held(1, 20, 2, 2), readOp(2, 1, 3, 4, 10),
+			readOp(2, 1, 50, 51, 10, 20), appendOp(0, 1, 30, 60, 61, 3),
+		}},
+		{"an append at a seq below one acknowledged before it was sent", false, false, []Op{
+			appendOp(0, 1, 10, 0, 1, 2), appendOp(1, 1, 20, 2, 3, 1), readOp(2, 1, 4, 5, 20, 10),
+		}},
+		{"a stale read", false, false, []Op{
+			appendOp(0, 1, 10, 0, 1, 1), appendOp(0, 1, 20, 2, 3, 2), readOp(1, 1, 4, 5, 10),
+		}},
+		{"one value appended twice names no order", true, false, []Op{
+			appendOp(0, 1, 10, 0, 1, 1), appendOp(1, 1, 10, 2, 3, 2), readOp(1, 1, 4, 5, 10, 10),
+		}},
+		{"an append that may not have taken effect", true, false, []Op{
+			appendOp(0, 1, 10, 0, 1, 1), appendUnknown(1, 1, 20, 2), readOp(2, 1, 3, 4, 10),
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if res := CheckLinearizable(tt.ops, testTimeout); res.Ok != tt.ok || res.Unknown {
+				t.Fatalf("the search with its budget: %+v, want ok=%v", res, tt.ok)
+			}
+			res := CheckLinearizable(tt.ops, starved)
+			switch {
+			case tt.decided && !res.Ok:
+				t.Fatalf("starved search, then the seq order check: %+v, want ok", res)
+			case !tt.decided && (res.Ok || res.Unknown && !strings.Contains(res.Info, "the seq order check:")):
+				t.Fatalf("starved search, then the seq order check: %+v, want illegal, or unknown with the check's reason", res)
+			}
+		})
+	}
+}
+
+// On random keys whose appends all name their seqs, the seq order check
+// agrees with the search run to its end.
+func TestPropertyLogSeqOrderAgreesWithTheSearch(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		n := rapid.IntRange(0, 8).Draw(t, "appends")
+		seqs := rapid.Permutation(iotaSeqs(n)).Draw(t, "seqs")
+		valueAt := make([]uint64, n+1)
+		var ops []Op
+		for i := range n {
+			value := uint64(100 + i)
+			valueAt[seqs[i]] = value
+			call := rapid.Int64Range(0, 40).Draw(t, "call")
+			op := appendOp(i, 1, value, call, call+rapid.Int64Range(0, 20).Draw(t, "length"), seqs[i])
+			if rapid.IntRange(0, 5).Draw(t, "held") == 0 {
+				op.Unknown, op.SeqKnown = true, true
+			}
+			ops = append(ops, op)
+		}
+		for r := range rapid.IntRange(0, 4).Draw(t, "reads") {
+			head := rapid.IntRange(0, n).Draw(t, "head")
+			saw := append([]uint64(nil), valueAt[1:head+1]...)
+			if head >= 2 && rapid.IntRange(0, 4).Draw(t, "misread") == 0 {
+				saw[0], saw[head-1] = saw[head-1], saw[0]
+			}
+			call := rapid.Int64Range(0, 60).Draw(t, "read call")
+			ops = append(ops, readOp(100+r, 1, call, call+rapid.Int64Range(0, 20).Draw(t, "read length"), saw...))
+		}
+		parts := partitionOps(ops)
+		if len(parts) == 0 {
+			return
+		}
+		verdict, _ := testTimeout.check(logModel, parts[0].ops)
+		if verdict == porcupine.Unknown {
+			t.Skip("the search ran out")
+		}
+		decided, why := linearizeLogBySeq(parts[0].ops)
+		if decided != (verdict == porcupine.Ok) {
+			t.Fatalf("the search says %v, the seq order check %v (%s)", verdict, decided, why)
+		}
+	})
+}
