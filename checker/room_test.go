@@ -214,12 +214,7 @@ func TestRoomSeqOrderDecidesWhatTheSearchLeaves(t *testing.T) {
 		op.SeqKnown, op.Seq = true, seq
 		return op
 	}
-	tests := []struct {
-		name    string
-		ok      bool // the search's verdict with its full budget
-		decided bool // the seq order check decides it when the search is starved
-		ops     []RoomOp
-	}{
+	tests := []starvedCase[RoomOp]{
 		{"posts and reads in order", true, true, []RoomOp{
 			post(0, 1, "a", 0, 1, 1), readRoom(1, 1, 2, 3, "a"),
 			post(0, 1, "b", 4, 5, 2), readRoom(1, 1, 6, 7, "a", "b"),
@@ -266,62 +261,128 @@ func TestRoomSeqOrderDecidesWhatTheSearchLeaves(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if res := CheckRooms(tt.ops, testTimeout); res.Ok != tt.ok || res.Unknown {
-				t.Fatalf("the search with its budget: %+v, want ok=%v", res, tt.ok)
-			}
-			res := CheckRooms(tt.ops, starved)
-			switch {
-			case tt.decided && !res.Ok:
-				t.Fatalf("starved search, then the seq order check: %+v, want ok", res)
-			case !tt.decided && (res.Ok || res.Unknown && !strings.Contains(res.Info, "the seq order check:")):
-				t.Fatalf("starved search, then the seq order check: %+v, want illegal, or unknown with the check's reason", res)
-			}
+			wantStarved(t, CheckRooms(tt.ops, testTimeout), CheckRooms(tt.ops, starved), tt.ok, tt.decided)
 		})
 	}
 }
 
-// On random rooms whose posts all name their seqs, some linearizable and
-// most not, the seq order check agrees with the search run to its end:
-// it never passes what the search rejects, and passes all it accepts.
+// starvedCase is one history for wantStarved.
+type starvedCase[O any] struct {
+	name    string
+	ok      bool // the search's verdict with its full budget
+	decided bool // the seq order check decides it when the search is starved
+	ops     []O
+}
+
+// wantStarved checks one history's verdicts: full, the search's with its
+// budget, is ok; starved, the search's with one step and then the seq
+// order check's, is Ok if decided, and otherwise illegal or unknown with
+// the check's reason.
+func wantStarved(t *testing.T, full, starved LinearizabilityResult, ok, decided bool) {
+	t.Helper()
+	if full.Ok != ok || full.Unknown {
+		t.Fatalf("the search with its budget: %+v, want ok=%v", full, ok)
+	}
+	switch {
+	case decided && !starved.Ok:
+		t.Fatalf("starved search, then the seq order check: %+v, want ok", starved)
+	case !decided && (starved.Ok || starved.Unknown && !strings.Contains(starved.Info, "the seq order check:")):
+		t.Fatalf("starved search, then the seq order check: %+v, want illegal, or unknown with the check's reason", starved)
+	}
+}
+
+// On random histories of one key whose writes all name their seqs, some
+// linearizable and most not, the seq order check agrees with the search
+// run to its end, for the room model (writes are posts) and the log model
+// (writes are appends): it never passes what the search rejects, and
+// passes all it accepts.
 func TestPropertySeqOrderAgreesWithTheSearch(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		n := rapid.IntRange(0, 8).Draw(t, "posts")
-		seqs := rapid.Permutation(iotaSeqs(n)).Draw(t, "seqs")
-		keyAt := make([]string, n+1)
-		var ops []RoomOp
-		for i := range n {
-			key := fmt.Sprintf("k%d", i)
-			keyAt[seqs[i]] = key
-			call := rapid.Int64Range(0, 40).Draw(t, "call")
-			op := post(i, 1, key, call, call+rapid.Int64Range(0, 20).Draw(t, "length"), seqs[i])
-			if rapid.IntRange(0, 5).Draw(t, "held") == 0 {
-				op.Unknown, op.SeqKnown = true, true
+		h := genSeqHistory(t)
+		var posts []RoomOp
+		var appends []Op
+		key := func(w int) string { return fmt.Sprintf("k%d", w) }
+		value := func(w int) uint64 { return uint64(100 + w) }
+		for i, w := range h.writes {
+			p, a := post(i, 1, key(i), w.call, w.ret, w.seq), appendOp(i, 1, value(i), w.call, w.ret, w.seq)
+			p.Unknown, p.SeqKnown, a.Unknown, a.SeqKnown = w.held, w.held, w.held, w.held
+			posts, appends = append(posts, p), append(appends, a)
+		}
+		for i, r := range h.reads {
+			keys, values := make([]string, len(r.saw)), make([]uint64, len(r.saw))
+			for j, w := range r.saw {
+				keys[j], values[j] = key(w), value(w)
 			}
-			ops = append(ops, op)
+			posts = append(posts, readRoom(100+i, 1, r.call, r.ret, keys...))
+			appends = append(appends, readOp(100+i, 1, r.call, r.ret, values...))
 		}
-		for r := range rapid.IntRange(0, 4).Draw(t, "reads") {
-			head := rapid.IntRange(0, n).Draw(t, "head")
-			call := rapid.Int64Range(0, 60).Draw(t, "read call")
-			saw := append([]string(nil), keyAt[1:head+1]...)
-			if head >= 2 && rapid.IntRange(0, 4).Draw(t, "misread") == 0 {
-				saw[0], saw[head-1] = saw[head-1], saw[0] // the right messages in another order
-			}
-			read := readRoom(100+r, 1, call, call+rapid.Int64Range(0, 20).Draw(t, "read length"), saw...)
-			ops = append(ops, read)
+		if parts := partitionRoomOps(posts); len(parts) > 0 {
+			wantAgreement(t, roomModel, parts[0].ops, linearizeRoomBySeq)
 		}
-		parts := partitionRoomOps(ops)
-		if len(parts) == 0 {
-			return
-		}
-		verdict, _ := testTimeout.check(roomModel, parts[0].ops)
-		if verdict == porcupine.Unknown {
-			t.Skip("the search ran out")
-		}
-		decided, why := linearizeRoomBySeq(parts[0].ops)
-		if decided != (verdict == porcupine.Ok) {
-			t.Fatalf("the search says %v, the seq order check %v (%s)", verdict, decided, why)
+		if parts := partitionOps(appends); len(parts) > 0 {
+			wantAgreement(t, logModel, parts[0].ops, linearizeLogBySeq)
 		}
 	})
+}
+
+// seqHistory is a random history of one key whose writes name their seqs:
+// writes[i] took effect at writes[i].seq (a random order), some held (of
+// unknown outcome, at that seq); each read saw the writes of the seqs up
+// to its head, in seq order, or now and then two of them swapped.
+type seqHistory struct {
+	writes []seqWrittenAt
+	reads  []seqReadOf
+}
+
+type seqWrittenAt struct {
+	call, ret int64
+	seq       uint64
+	held      bool
+}
+
+type seqReadOf struct {
+	call, ret int64
+	saw       []int // indexes into writes
+}
+
+func genSeqHistory(t *rapid.T) seqHistory {
+	var h seqHistory
+	n := rapid.IntRange(0, 8).Draw(t, "writes")
+	seqs := rapid.Permutation(iotaSeqs(n)).Draw(t, "seqs")
+	writerAt := make([]int, n+1)
+	h.writes = make([]seqWrittenAt, n)
+	for i := range h.writes {
+		w := &h.writes[i]
+		w.seq = seqs[i]
+		writerAt[w.seq] = i
+		w.call = rapid.Int64Range(0, 40).Draw(t, "call")
+		w.ret = w.call + rapid.Int64Range(0, 20).Draw(t, "length")
+		w.held = rapid.IntRange(0, 5).Draw(t, "held") == 0
+	}
+	h.reads = make([]seqReadOf, rapid.IntRange(0, 4).Draw(t, "reads"))
+	for i := range h.reads {
+		r := &h.reads[i]
+		head := rapid.IntRange(0, n).Draw(t, "head")
+		r.saw = append([]int(nil), writerAt[1:head+1]...)
+		if head >= 2 && rapid.IntRange(0, 4).Draw(t, "misread") == 0 {
+			r.saw[0], r.saw[head-1] = r.saw[head-1], r.saw[0] // the right writes in another order
+		}
+		r.call = rapid.Int64Range(0, 60).Draw(t, "read call")
+		r.ret = r.call + rapid.Int64Range(0, 20).Draw(t, "read length")
+	}
+	return h
+}
+
+// wantAgreement runs the search to its end on one key's operations and
+// the seq order check, and fails unless they agree.
+func wantAgreement(t *rapid.T, model porcupine.Model, ops []porcupine.Operation, decide func([]porcupine.Operation) (bool, string)) {
+	verdict, _ := testTimeout.check(model, ops)
+	if verdict == porcupine.Unknown {
+		t.Skip("the search ran out")
+	}
+	if decided, why := decide(ops); decided != (verdict == porcupine.Ok) {
+		t.Fatalf("the search says %v, the seq order check %v (%s)", verdict, decided, why)
+	}
 }
 
 func iotaSeqs(n int) []uint64 {

@@ -1,12 +1,6 @@
 package checker
 
-import (
-	"strings"
-	"testing"
-
-	"github.com/anishathalye/porcupine"
-	"pgregory.net/rapid"
-)
+import "testing"
 
 // ResolveAppends settles unknown appends from the committed logs, and the
 // check then holds them to it: an append the log holds is placed at its
@@ -51,12 +45,7 @@ func TestLogSeqOrderDecidesWhatTheSearchLeaves(t *testing.T) {
 		op.SeqKnown, op.Seq = true, seq
 		return op
 	}
-	tests := []struct {
-		name    string
-		ok      bool // the search's verdict with its full budget
-		decided bool // the seq order check decides it when the search is starved
-		ops     []Op
-	}{
+	tests := []starvedCase[Op]{
 		{"appends and reads in order", true, true, []Op{
 			appendOp(0, 1, 10, 0, 1, 1), readOp(1, 1, 2, 3, 10),
 			appendOp(0, 1, 20, 4, 5, 2), readOp(1, 1, 6, 7, 10, 20),
@@ -80,58 +69,7 @@ func TestLogSeqOrderDecidesWhatTheSearchLeaves(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if res := CheckLinearizable(tt.ops, testTimeout); res.Ok != tt.ok || res.Unknown {
-				t.Fatalf("the search with its budget: %+v, want ok=%v", res, tt.ok)
-			}
-			res := CheckLinearizable(tt.ops, starved)
-			switch {
-			case tt.decided && !res.Ok:
-				t.Fatalf("starved search, then the seq order check: %+v, want ok", res)
-			case !tt.decided && (res.Ok || res.Unknown && !strings.Contains(res.Info, "the seq order check:")):
-				t.Fatalf("starved search, then the seq order check: %+v, want illegal, or unknown with the check's reason", res)
-			}
+			wantStarved(t, CheckLinearizable(tt.ops, testTimeout), CheckLinearizable(tt.ops, starved), tt.ok, tt.decided)
 		})
 	}
-}
-
-// On random keys whose appends all name their seqs, the seq order check
-// agrees with the search run to its end.
-func TestPropertyLogSeqOrderAgreesWithTheSearch(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
-		n := rapid.IntRange(0, 8).Draw(t, "appends")
-		seqs := rapid.Permutation(iotaSeqs(n)).Draw(t, "seqs")
-		valueAt := make([]uint64, n+1)
-		var ops []Op
-		for i := range n {
-			value := uint64(100 + i)
-			valueAt[seqs[i]] = value
-			call := rapid.Int64Range(0, 40).Draw(t, "call")
-			op := appendOp(i, 1, value, call, call+rapid.Int64Range(0, 20).Draw(t, "length"), seqs[i])
-			if rapid.IntRange(0, 5).Draw(t, "held") == 0 {
-				op.Unknown, op.SeqKnown = true, true
-			}
-			ops = append(ops, op)
-		}
-		for r := range rapid.IntRange(0, 4).Draw(t, "reads") {
-			head := rapid.IntRange(0, n).Draw(t, "head")
-			saw := append([]uint64(nil), valueAt[1:head+1]...)
-			if head >= 2 && rapid.IntRange(0, 4).Draw(t, "misread") == 0 {
-				saw[0], saw[head-1] = saw[head-1], saw[0]
-			}
-			call := rapid.Int64Range(0, 60).Draw(t, "read call")
-			ops = append(ops, readOp(100+r, 1, call, call+rapid.Int64Range(0, 20).Draw(t, "read length"), saw...))
-		}
-		parts := partitionOps(ops)
-		if len(parts) == 0 {
-			return
-		}
-		verdict, _ := testTimeout.check(logModel, parts[0].ops)
-		if verdict == porcupine.Unknown {
-			t.Skip("the search ran out")
-		}
-		decided, why := linearizeLogBySeq(parts[0].ops)
-		if decided != (verdict == porcupine.Ok) {
-			t.Fatalf("the search says %v, the seq order check %v (%s)", verdict, decided, why)
-		}
-	})
 }
