@@ -76,11 +76,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"syscall"
 	"time"
 
+	"tigerchat/internal/bench/suite"
 	"tigerchat/model/chat"
 	"tigerchat/model/vsr"
 	"tigerchat/runtime/client"
@@ -88,16 +88,8 @@ import (
 	"tigerchat/runtime/testcluster"
 )
 
-// gcPercent is the load generator's garbage collector target unless GOGC
-// is set, as tigerchat's nodes and edges have: it shares the cores with
-// the servers it measures, and each process's collections delay the
-// others (docs/benchmarks.md, 2026-12-03).
-const gcPercent = 400
-
 func main() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-	}
+	suite.SetLoadGeneratorGC()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -35,7 +35,10 @@ import (
 
 var allSystems = []string{"tigerchat", "nats-js", "centrifugo"}
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	suite.SetLoadGeneratorGC() // as tigerbench's: the same load generator for every system
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
 
 func parse(args []string, stderr io.Writer) (suite.Options, string, string, error) {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
