@@ -178,49 +178,23 @@ func CheckLinearizable(ops []Op, bounds Bounds) LinearizabilityResult {
 // linearizeLogBySeq decides a key whose search ran out when its history
 // names its order: every append has a seq (acknowledged, or held in the
 // committed log: ResolveAppends), each value one append, the seqs 1..n
-// each once (seqOrder.place). Otherwise the key stays unknown.
+// each once (seqOrder.place).
 func linearizeLogBySeq(ops []porcupine.Operation) (bool, string) {
-	o := seqOrder{noun: "append"}
-	values := make(map[uint64]bool)
-	for i := range ops {
-		op := &ops[i]
+	return decideBySeq(ops, "append", func(op *porcupine.Operation) seqItem {
 		in, out := op.Input.(logInput), op.Output.(logOutput)
-		switch {
-		case in.kind == OpRead:
-			o.reads = append(o.reads, seqRead{op: op, head: out.length, digest: out.digest})
-		case out.unknown && !out.seqKnown:
-			return false, fmt.Sprintf("the seq order check: append(%d) may or may not have taken effect", in.value)
-		case values[in.value]:
-			return false, fmt.Sprintf("the seq order check: value %d names two appends", in.value)
-		default:
-			values[in.value] = true
-			o.writes = append(o.writes, seqWrite{op: op, seq: out.seq})
-		}
-	}
-	return o.place(func(op *porcupine.Operation, prev uint64) uint64 {
-		return LogDigest(prev, op.Input.(logInput).value)
-	})
+		return seqItem{read: in.kind == OpRead, open: out.unknown && !out.seqKnown, name: in.value,
+			seq: out.seq, head: out.length, digest: out.digest}
+	}, func(op *porcupine.Operation, prev uint64) uint64 { return LogDigest(prev, op.Input.(logInput).value) })
 }
 
 // ResolveAppends settles the appends of unknown outcome from the committed
-// logs: final[key] maps every value appended to that key's log to its seq,
-// and must hold every append that took effect. An append of unknown
-// outcome whose value the log holds took effect at that seq (SeqKnown);
-// one whose value it lacks never took effect, and goes. Keys without a
-// final log are left as they are. Values must be unique per key.
+// logs (resolveHeld): final[key] maps every value appended to that key's
+// log to its seq. An append the log holds is SeqKnown at its seq; one it
+// lacks goes. Values must be unique per key.
 func ResolveAppends(ops []Op, final map[uint64]map[uint64]uint64) []Op {
-	out := make([]Op, 0, len(ops))
-	for _, op := range ops {
-		if log, ok := final[op.Key]; ok && op.Kind == OpAppend && op.Unknown {
-			seq, held := log[op.Value]
-			if !held {
-				continue
-			}
-			op.Seq, op.SeqKnown = seq, true
-		}
-		out = append(out, op)
-	}
-	return out
+	return resolveHeld(ops, final,
+		func(op *Op) (uint64, uint64, bool) { return op.Key, op.Value, op.Kind == OpAppend && op.Unknown },
+		func(op *Op, seq uint64) { op.Seq, op.SeqKnown = seq, true })
 }
 
 // WriteVisualization writes Porcupine's interactive HTML view of the history,

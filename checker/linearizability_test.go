@@ -27,6 +27,14 @@ func appendUnknown(client int, key, value uint64, call int64) Op {
 	return Op{ClientID: client, Kind: OpAppend, Key: key, Value: value, Call: call, Unknown: true}
 }
 
+// appendHeld is an append of unknown outcome that the key's committed log
+// holds at seq.
+func appendHeld(client int, key, value uint64, call int64, seq uint64) Op {
+	op := appendUnknown(client, key, value, call)
+	op.SeqKnown, op.Seq = true, seq
+	return op
+}
+
 // readOp builds a read that saw exactly values, in order.
 func readOp(client int, key uint64, call, ret int64, values ...uint64) Op {
 	return Op{ClientID: client, Kind: OpRead, Key: key, Call: call, Return: ret,

@@ -160,30 +160,13 @@ func CheckRooms(ops []RoomOp, bounds Bounds) LinearizabilityResult {
 // linearizeRoomBySeq decides a room whose search ran out when the room's
 // history names its order: every post has a seq (acknowledged, or held in
 // the final log: ResolvePosts), each key one post, the seqs 1..n each once
-// (seqOrder.place says why that decides it). It answers false (with why)
-// whenever the history does not name its order, or names one no placement
-// fits; the room then stays unknown, never illegal on this word alone.
+// (seqOrder.place).
 func linearizeRoomBySeq(ops []porcupine.Operation) (bool, string) {
-	o := seqOrder{noun: "post"}
-	keys := make(map[string]bool)
-	for i := range ops {
-		op := &ops[i]
+	return decideBySeq(ops, "post", func(op *porcupine.Operation) seqItem {
 		in, out := op.Input.(roomInput), op.Output.(roomOutput)
-		switch {
-		case in.kind == RoomRead:
-			o.reads = append(o.reads, seqRead{op: op, head: out.head, digest: out.digest})
-		case out.unknown && !out.seqKnown:
-			return false, fmt.Sprintf("the seq order check: post %q may or may not have taken effect", in.key)
-		case keys[in.key]:
-			return false, fmt.Sprintf("the seq order check: key %q names two posts", in.key)
-		default:
-			keys[in.key] = true
-			o.writes = append(o.writes, seqWrite{op: op, seq: out.seq})
-		}
-	}
-	return o.place(func(op *porcupine.Operation, prev uint64) uint64 {
-		return RoomDigest(prev, op.Input.(roomInput).key)
-	})
+		return seqItem{read: in.kind == RoomRead, open: out.unknown && !out.seqKnown, name: in.key,
+			seq: out.seq, head: out.head, digest: out.digest}
+	}, func(op *porcupine.Operation, prev uint64) uint64 { return RoomDigest(prev, op.Input.(roomInput).key) })
 }
 
 // ResolvePosts settles the posts of unknown outcome from what each room's
@@ -197,18 +180,11 @@ func linearizeRoomBySeq(ops []porcupine.Operation) (bool, string) {
 // such histories went undecided within millions of steps (chat seeds 2355
 // and 3169 of 2026-12-03).
 func ResolvePosts(ops []RoomOp, final map[uint64]map[string]uint64) []RoomOp {
-	out := make([]RoomOp, 0, len(ops))
-	for _, op := range ops {
-		if log, ok := final[op.Room]; ok && op.Kind == RoomPost && op.Unknown {
-			seq, held := log[op.IdempotencyKey]
-			if !held {
-				continue
-			}
-			op.Seq, op.SeqKnown = seq, true
-		}
-		out = append(out, op)
-	}
-	return out
+	return resolveHeld(ops, final,
+		func(op *RoomOp) (uint64, string, bool) {
+			return op.Room, op.IdempotencyKey, op.Kind == RoomPost && op.Unknown
+		},
+		func(op *RoomOp, seq uint64) { op.Seq, op.SeqKnown = seq, true })
 }
 
 // WriteRoomVisualization writes Porcupine's HTML view of a room history.

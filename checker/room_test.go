@@ -28,6 +28,13 @@ func postUnknown(client int, room uint64, key string, call int64) RoomOp {
 		Body: "body " + key, Call: call, Unknown: true}
 }
 
+// postHeld is a post of unknown outcome that the room's final log holds at seq.
+func postHeld(client int, room uint64, key string, call int64, seq uint64) RoomOp {
+	op := postUnknown(client, room, key, call)
+	op.SeqKnown, op.Seq = true, seq
+	return op
+}
+
 // readRoom builds a read that saw exactly the messages named by keys.
 func readRoom(client int, room uint64, call, ret int64, keys ...string) RoomOp {
 	return RoomOp{ClientID: client, Kind: RoomRead, Room: room, Call: call, Return: ret,
@@ -209,12 +216,7 @@ var starved = Bounds{StepsPerOp: 1, StepsMax: 1}
 // the search calls illegal stays unknown (never passes). Posts that may or
 // may not have taken effect leave the room unknown.
 func TestRoomSeqOrderDecidesWhatTheSearchLeaves(t *testing.T) {
-	held := func(client int, key string, call int64, seq uint64) RoomOp {
-		op := postUnknown(client, 1, key, call)
-		op.SeqKnown, op.Seq = true, seq
-		return op
-	}
-	tests := []starvedCase[RoomOp]{
+	runStarved(t, CheckRooms, []starvedCase[RoomOp]{
 		{"posts and reads in order", true, true, []RoomOp{
 			post(0, 1, "a", 0, 1, 1), readRoom(1, 1, 2, 3, "a"),
 			post(0, 1, "b", 4, 5, 2), readRoom(1, 1, 6, 7, "a", "b"),
@@ -227,7 +229,7 @@ func TestRoomSeqOrderDecidesWhatTheSearchLeaves(t *testing.T) {
 			post(0, 1, "a", 5, 9, 2), post(1, 1, "b", 0, 5, 1), readRoom(2, 1, 9, 9, "b", "a"),
 		}},
 		{"a held post, of unknown outcome, at its seq", true, true, []RoomOp{
-			post(0, 1, "a", 0, 1, 1), held(1, "b", 2, 2), readRoom(2, 1, 3, 4, "a"),
+			post(0, 1, "a", 0, 1, 1), postHeld(1, 1, "b", 2, 2), readRoom(2, 1, 3, 4, "a"),
 			readRoom(2, 1, 50, 51, "a", "b"), post(0, 1, "c", 60, 61, 3),
 		}},
 		{"a post at a seq below one acknowledged before it was sent", false, false, []RoomOp{
@@ -258,10 +260,15 @@ func TestRoomSeqOrderDecidesWhatTheSearchLeaves(t *testing.T) {
 		{"a post that may not have taken effect", true, false, []RoomOp{
 			post(0, 1, "a", 0, 1, 1), postUnknown(1, 1, "b", 2), readRoom(2, 1, 3, 4, "a"),
 		}},
-	}
+	})
+}
+
+// runStarved runs each case through check with the full budget and
+// starved (wantStarved).
+func runStarved[O any](t *testing.T, check func([]O, Bounds) LinearizabilityResult, tests []starvedCase[O]) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			wantStarved(t, CheckRooms(tt.ops, testTimeout), CheckRooms(tt.ops, starved), tt.ok, tt.decided)
+			wantStarved(t, check(tt.ops, testTimeout), check(tt.ops, starved), tt.ok, tt.decided)
 		})
 	}
 }

@@ -34,6 +34,63 @@ type seqRead struct {
 	head, digest uint64
 }
 
+// seqItem is one operation as the seq order check sees it.
+type seqItem struct {
+	read              bool
+	open              bool // a write of unknown outcome that names no seq
+	name              any  // what names a write (a post's key, an append's value): one write each
+	seq, head, digest uint64
+}
+
+// decideBySeq is a model's second opinion for checkPartitions: item says
+// what each operation is, fold is the model's digest of one more write.
+// It answers false (with why) whenever the history does not name its
+// order, or names one no placement fits; the partition then stays
+// unknown, never illegal on this word alone.
+func decideBySeq(ops []porcupine.Operation, noun string, item func(*porcupine.Operation) seqItem, fold func(op *porcupine.Operation, prev uint64) uint64) (bool, string) {
+	o := seqOrder{noun: noun}
+	names := make(map[any]bool)
+	for i := range ops {
+		op := &ops[i]
+		it := item(op)
+		switch {
+		case it.read:
+			o.reads = append(o.reads, seqRead{op: op, head: it.head, digest: it.digest})
+		case it.open:
+			return false, fmt.Sprintf("the seq order check: %s %v may or may not have taken effect", noun, it.name)
+		case names[it.name]:
+			return false, fmt.Sprintf("the seq order check: %v names two %ss", it.name, noun)
+		default:
+			names[it.name] = true
+			o.writes = append(o.writes, seqWrite{op: op, seq: it.seq})
+		}
+	}
+	return o.place(fold)
+}
+
+// resolveHeld settles the writes of unknown outcome from the final logs:
+// of says an op's partition, the name of its write, and whether it is a
+// write of unknown outcome; final[partition] maps every name the log holds
+// to its seq, and must hold every write that took effect. A write the log
+// holds took effect at that seq (hold marks it so); one it lacks never took
+// effect, and goes. Partitions without a final log are left as they are.
+func resolveHeld[O any, P, N comparable](ops []O, final map[P]map[N]uint64, of func(*O) (P, N, bool), hold func(*O, uint64)) []O {
+	out := make([]O, 0, len(ops))
+	for _, op := range ops {
+		if part, name, open := of(&op); open {
+			if log, ok := final[part]; ok {
+				seq, held := log[name]
+				if !held {
+					continue
+				}
+				hold(&op, seq)
+			}
+		}
+		out = append(out, op)
+	}
+	return out
+}
+
 // place finds the placement, or says why there is none; fold is the
 // model's digest of one more write.
 func (o *seqOrder) place(fold func(op *porcupine.Operation, prev uint64) uint64) (bool, string) {

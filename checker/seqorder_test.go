@@ -40,18 +40,13 @@ func TestResolveAppends(t *testing.T) {
 // decided by the seq order check; what the search calls illegal never
 // passes, and an append that may not have taken effect leaves it unknown.
 func TestLogSeqOrderDecidesWhatTheSearchLeaves(t *testing.T) {
-	held := func(client int, value uint64, call int64, seq uint64) Op {
-		op := appendUnknown(client, 1, value, call)
-		op.SeqKnown, op.Seq = true, seq
-		return op
-	}
-	tests := []starvedCase[Op]{
+	runStarved(t, CheckLinearizable, []starvedCase[Op]{
 		{"appends and reads in order", true, true, []Op{
 			appendOp(0, 1, 10, 0, 1, 1), readOp(1, 1, 2, 3, 10),
 			appendOp(0, 1, 20, 4, 5, 2), readOp(1, 1, 6, 7, 10, 20),
 		}},
 		{"a held append at its seq", true, true, []Op{
-			appendOp(0, 1, 10, 0, 1, 1), held(1, 20, 2, 2), readOp(2, 1, 3, 4, 10),
+			appendOp(0, 1, 10, 0, 1, 1), appendHeld(1, 1, 20, 2, 2), readOp(2, 1, 3, 4, 10),
 			readOp(2, 1, 50, 51, 10, 20), appendOp(0, 1, 30, 60, 61, 3),
 		}},
 		{"an append at a seq below one acknowledged before it was sent", false, false, []Op{
@@ -66,10 +61,5 @@ func TestLogSeqOrderDecidesWhatTheSearchLeaves(t *testing.T) {
 		{"an append that may not have taken effect", true, false, []Op{
 			appendOp(0, 1, 10, 0, 1, 1), appendUnknown(1, 1, 20, 2), readOp(2, 1, 3, 4, 10),
 		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			wantStarved(t, CheckLinearizable(tt.ops, testTimeout), CheckLinearizable(tt.ops, starved), tt.ok, tt.decided)
-		})
-	}
+	})
 }
