@@ -21,8 +21,9 @@ import (
 // of the client history with Porcupine.
 func init() {
 	Register("vsr", SubjectFactory{
-		New:       func(cfg Config) Subject { return newVSRSubject(cfg) },
-		Mutations: vsr.ProtocolMutations(),
+		New: func(cfg Config) Subject { return newVSRSubject(cfg) },
+		// TranscriptMutations too, so that tigersim -mutate runs them.
+		Mutations: append(vsr.ProtocolMutations(), vsr.TranscriptMutations()...),
 	})
 }
 

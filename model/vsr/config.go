@@ -76,10 +76,12 @@ const (
 	MutationSkipBlockChecksum
 	MutationFreeSetEarlyReuse
 	MutationIdleUnannounced
+	MutationNackDamagedAsAbsent
 )
 
 var mutationNames = []string{"", "ack-before-fsync", "commit-without-quorum", "view-change-shortest-log", "read-without-round",
-	"superblock-before-blocks", "skip-block-checksum", "free-set-early-reuse", "idle-unannounced"}
+	"superblock-before-blocks", "skip-block-checksum", "free-set-early-reuse", "idle-unannounced",
+	"nack-damaged-as-absent"}
 
 // replicaCountMax bounds Config.ReplicaCount.
 const replicaCountMax = 6
@@ -87,11 +89,20 @@ const replicaCountMax = 6
 // Mutations lists the names accepted by ParseMutation (without "none").
 func Mutations() []string { return append([]string(nil), mutationNames[1:]...) }
 
-// ProtocolMutations are the mutations of the replication protocol itself;
-// the rest break the grid, which only a subject with a large state (chat)
-// exercises enough to catch.
+// ProtocolMutations are the mutations of the replication protocol itself
+// that the swarms catch; the rest break the grid, which only a subject with
+// a large state (chat) exercises enough to catch, or are TranscriptMutations.
 func ProtocolMutations() []string {
-	return append(append([]string(nil), mutationNames[1:MutationSuperblockBeforeBlocks]...), mutationNames[MutationIdleUnannounced:]...)
+	return append(append([]string(nil), mutationNames[1:MutationSuperblockBeforeBlocks]...), mutationNames[MutationIdleUnannounced:MutationNackDamagedAsAbsent]...)
+}
+
+// TranscriptMutations break the protocol only under a fault combination
+// too rare for a swarm's few hundred seeds (MutationNackDamagedAsAbsent: a
+// committed op damaged on one replica while another that holds it is not
+// heard from). Each is caught by its interaction transcript,
+// testdata/mutation-NAME.txt, which must show a violation.
+func TranscriptMutations() []string {
+	return []string{mutationNames[MutationNackDamagedAsAbsent]}
 }
 
 // ParseMutation maps a name to a mutation; "" and "none" mean none.
@@ -191,6 +202,27 @@ func (c *Config) QuorumNack() int {
 	q := c.ReplicaCount - c.Quorum() + 1
 	assert(q+c.Quorum() > c.ReplicaCount && q >= 1, "a nack quorum must meet every replication quorum")
 	return q
+}
+
+// StorageFaultyMax is the fault model's bound on storage faults: at most
+// this many replicas, (n-1)/2, hold a damaged copy of any one WAL area (rot,
+// a misdirected write, a wiped tail, a corrupt read). Writes a crash cut short
+// before their fsync are not among them: they were never acknowledged.
+// Choosing a log (headUncertain) and truncating an op with damaged copies
+// (nackQuorum) rely on it.
+func (c *Config) StorageFaultyMax() int { return (c.ReplicaCount - 1) / 2 }
+
+// nackQuorum reports whether an op is proven never committed, given how
+// many replicas deny ever holding it (nacks: they never acknowledged it)
+// and how many hold it damaged (they may have acknowledged it, and have no
+// intact copy). A committed op was acknowledged by a replication quorum; of
+// those, at most StorageFaultyMax hold it damaged, and none nacks, so the
+// rest sit with the replicas that did neither. With no damaged votes this is
+// the classic nack quorum (QuorumNack denials).
+func (c *Config) nackQuorum(nacks, damaged int) bool {
+	assert(nacks >= 0 && damaged >= 0 && nacks+damaged <= c.ReplicaCount, "nack votes out of range")
+	mayHold := c.ReplicaCount - nacks - damaged // not heard from, or holding it
+	return min(damaged, c.StorageFaultyMax())+mayHold < c.Quorum()
 }
 
 // PrimaryIndex is the primary of view.

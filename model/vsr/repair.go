@@ -9,8 +9,19 @@ import (
 
 // Nack reasons, in the header's Flags.
 const (
-	nackAbsent uint8 = 1 // this replica never durably held the op: it cannot have acked it
-	nackTooOld uint8 = 2 // the op is below this replica's checkpoint: state sync instead
+	nackAbsent  uint8 = 1 // this replica never durably held the op: it cannot have acked it
+	nackTooOld  uint8 = 2 // the op is below this replica's checkpoint: state sync instead
+	nackDamaged uint8 = 3 // this replica's slot is faulty: it may have acked the op and holds no intact copy
+)
+
+// nackVote is one replica's answer, as the new primary counts it, to "do
+// you hold this op?" when it cannot send the prepare.
+type nackVote uint8
+
+const (
+	voteNone    nackVote = iota // no answer (yet), or the slot is being written
+	voteAbsent                  // never acknowledged it
+	voteDamaged                 // may have acknowledged it; no intact copy
 )
 
 const repairRequestsMax = 8
@@ -152,6 +163,25 @@ func (r *Replica) canNack(op uint64, checksum wire.Checksum) bool {
 	return s.header.Op < op || (s.header.Op == op && s.header.Checksum != checksum)
 }
 
+// slotDamaged reports whether op's slot is faulty at rest (not being
+// written): recovery found it damaged or cut short, so this replica may
+// have acknowledged whatever op it held and cannot show it.
+func (r *Replica) slotDamaged(op uint64) bool {
+	s := &r.slots[r.slotOf(op)]
+	return s.faulty && !s.writing
+}
+
+// voteOf is this replica's own answer for (op, checksum).
+func (r *Replica) voteOf(op uint64, checksum wire.Checksum) nackVote {
+	switch {
+	case r.canNack(op, checksum):
+		return voteAbsent
+	case r.slotDamaged(op):
+		return voteDamaged
+	}
+	return voteNone
+}
+
 func (r *Replica) onRequestPrepare(h *wire.Header) {
 	assert(int(h.Replica) != r.cfg.Replica, "a request_prepare from ourselves")
 	s := &r.slots[r.slotOf(h.Op)]
@@ -175,6 +205,8 @@ func (r *Replica) onRequestPrepare(h *wire.Header) {
 		nack.SetReason(nackTooOld)
 	case r.canNack(h.Op, want):
 		nack.SetReason(nackAbsent)
+	case r.slotDamaged(h.Op):
+		nack.SetReason(nackDamaged)
 	default:
 		return
 	}
@@ -223,7 +255,7 @@ func (r *Replica) onNack(h *wire.Header) {
 			r.requestSync()
 		}
 		return
-	case nackAbsent:
+	case nackAbsent, nackDamaged:
 	default:
 		r.Stats.DroppedMalformed++
 		return
@@ -238,35 +270,59 @@ func (r *Replica) onNack(h *wire.Header) {
 		return
 	}
 	assert(r.viewChosen && h.Op > r.commitMax && h.Op <= r.op, "a nack counted outside a chosen log's uncommitted suffix")
-	r.nackVote(h.Op, nack.Checksum(), int(h.Replica))
+	vote := voteAbsent
+	if nack.Reason() == nackDamaged {
+		vote = voteDamaged
+	}
+	r.nackVote(h.Op, nack.Checksum(), int(h.Replica), vote)
 }
 
-// nackVote counts replica's denial of (op, checksum), with this replica's
-// own, and truncates the log below op once a nack quorum denies it.
-func (r *Replica) nackVote(op uint64, checksum wire.Checksum, replica int) {
+// nackVote counts replica's answer for (op, checksum), with this replica's
+// own, and truncates the log below op once the answers prove it was never
+// committed (Config.nackQuorum): enough replicas never held it, or hold it
+// only damaged, that no replication quorum can have acknowledged it.
+func (r *Replica) nackVote(op uint64, checksum wire.Checksum, replica int, vote nackVote) {
 	votes := r.nacks[op]
 	if votes == nil {
 		if len(r.nacks) >= r.cfg.ViewHeadersMax {
 			return
 		}
-		votes = make([]bool, r.cfg.ReplicaCount)
+		votes = make([]nackVote, r.cfg.ReplicaCount)
 		r.nacks[op] = votes
 	}
 	if replica >= 0 {
-		votes[replica] = true
+		assert(replica != r.cfg.Replica && vote != voteNone, "a nack vote from ourselves, or of nothing")
+		votes[replica] = vote
 	}
-	votes[r.cfg.Replica] = r.canNack(op, checksum)
-	if countTrue(votes) < r.cfg.QuorumNack() {
+	votes[r.cfg.Replica] = r.voteOf(op, checksum)
+	absent, damaged := 0, 0
+	for _, v := range votes {
+		switch v {
+		case voteAbsent:
+			absent++
+		case voteDamaged:
+			damaged++
+		}
+	}
+	if r.cfg.Mutation == MutationNackDamagedAsAbsent {
+		// The bug under test: a damaged copy counts as a denial, as though
+		// storage faults never struck a replica that acknowledged the op.
+		absent, damaged = absent+damaged, 0
+	}
+	if !r.cfg.nackQuorum(absent, damaged) {
 		return
 	}
 	assert(r.status == StatusViewChange && r.IsPrimary() && r.viewChosen, "a nack quorum counted outside a choosing primary")
-	// Fewer than a replication quorum can hold this op, so it was never
-	// committed: drop it and everything after it.
+	// Fewer than a replication quorum can have acknowledged this op, so it
+	// was never committed: drop it and everything after it.
 	if op <= r.commitMax {
 		panic("vsr: truncating a committed op")
 	}
 	r.truncate(op - 1)
 	clear(r.nacks)
+	if damaged > 0 {
+		r.event("truncate_nack_quorum_damaged")
+	}
 	r.event("truncate_nack_quorum")
 	assert(r.op == op-1 && r.op >= r.commitMax, "a nack quorum truncated into the committed log")
 }

@@ -189,7 +189,7 @@ type Replica struct {
 	dvcs         []*doViewChange
 	dvcSent      bool
 	viewChosen   bool // primary: canonical log chosen from a DVC quorum
-	nacks        map[uint64][]bool
+	nacks        map[uint64][]nackVote
 	startViewDue bool // backup: SV installed, waiting for the superblock
 	needSV       bool // ask the primary for a start_view
 	// svAnswered: the primary of this view answered with a start_view
@@ -248,7 +248,7 @@ func New(cfg Config, env Env, sm StateMachine, hooks Hooks) (*Replica, error) {
 		ackRound:     make([]uint64, cfg.ReplicaCount),
 		svcFrom:      make([]bool, cfg.ReplicaCount),
 		dvcs:         make([]*doViewChange, cfg.ReplicaCount),
-		nacks:        map[uint64][]bool{},
+		nacks:        map[uint64][]nackVote{},
 		inflight:     map[uint64]uint64{},
 		syncFetched:  map[uint64]bool{},
 		requestQueue: make([]request, 0, cfg.RequestQueueMax),

@@ -14,10 +14,11 @@ package vsr_test
 //
 // Commands (r0.. replicas, c1.. clients; FROM/TO filters accept "any"):
 //
-//	cluster replicas=N clients=M [prepare-full-bytes=B]
+//	cluster replicas=N clients=M [prepare-full-bytes=B] [mutation=NAME]
 //	                               format and open a cluster, clients c1..cM; run it
 //	                               until every replica is normal and has applied its log
-//	                               (B: vsr.Config.PrepareFullBytes, 0 by default)
+//	                               (B: vsr.Config.PrepareFullBytes, 0 by default; NAME: a
+//	                               vsr.Mutation, whose transcript must show a violation)
 //	submit CLIENT append KEY VALUE | read KEY   the client sends a request
 //	register clients=A-B           each client registers with a no-op append, one after another
 //	load CLIENT count=N            N appends, each delivered to its reply before the next
@@ -31,6 +32,11 @@ package vsr_test
 //	crash REPLICA / restart REPLICA   power off (in-flight disk writes are lost) / open its disk again
 //	corrupt REPLICA op=N           flip a byte of op N's prepare in its WAL slot
 //	state                          every replica's status, view, log and commit
+//
+// Every commit is checked for agreement: two replicas committing different
+// prepares at one op fail the transcript, unless the cluster runs a
+// mutation; then the violation is printed, and a mutation transcript that
+// never shows one fails.
 
 import (
 	"bufio"
@@ -58,6 +64,11 @@ func TestTranscripts(t *testing.T) {
 	paths, err := filepath.Glob("testdata/*.txt")
 	if err != nil || len(paths) == 0 {
 		t.Fatalf("no transcripts (err %v)", err)
+	}
+	for _, name := range vsr.TranscriptMutations() {
+		if !slices.Contains(paths, filepath.Join("testdata", "mutation-"+name+".txt")) {
+			t.Errorf("mutation %s has no transcript testdata/mutation-%s.txt to catch it", name, name)
+		}
 	}
 	for _, path := range paths {
 		t.Run(filepath.Base(path), func(t *testing.T) { runTranscript(t, path) })
@@ -148,6 +159,9 @@ func runTranscript(t *testing.T, path string) {
 			t.Fatal(err)
 		}
 	}
+	if h.mutation != vsr.MutationNone && !h.violated {
+		t.Fatalf("%s: mutation %s never showed a violation", path, h.mutation)
+	}
 }
 
 // envelope is a message on the harness's network.
@@ -174,6 +188,39 @@ type harness struct {
 	out      *strings.Builder
 	quiet    bool
 	counts   map[string]int // quiet mode: messages delivered by command
+	mutation vsr.Mutation
+	// committed is the prepare committed at each op, and by whom first:
+	// every later commit of the op must name the same checksum.
+	committed       map[uint64]commitAt
+	violated        bool
+	quietViolations []string
+}
+
+type commitAt struct {
+	checksum wire.Checksum
+	replica  int
+}
+
+// noteCommit checks agreement: one prepare per op across all replicas.
+func (h *harness) noteCommit(i int, hdr *wire.Header) {
+	first, ok := h.committed[hdr.Op]
+	if !ok {
+		h.committed[hdr.Op] = commitAt{checksum: hdr.Checksum, replica: i}
+		return
+	}
+	if first.checksum == hdr.Checksum {
+		return
+	}
+	msg := fmt.Sprintf("violation: r%d committed op %d as %s, r%d as %s", i, hdr.Op, hdr.Checksum.Short(), first.replica, first.checksum.Short())
+	if h.mutation == vsr.MutationNone {
+		h.t.Fatal(msg)
+	}
+	h.violated = true
+	if h.out == nil {
+		h.quietViolations = append(h.quietViolations, msg) // printed after the counts
+		return
+	}
+	h.printf("%s", msg)
 }
 
 func (h *harness) printf(format string, args ...any) {
@@ -295,6 +342,11 @@ func (h *harness) run(command string) string {
 	quiet := slices.Contains(words, "quiet")
 	switch args[0] {
 	case "cluster":
+		mutation, err := vsr.ParseMutation(opts["mutation"])
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		h.mutation = mutation
 		h.cluster(h.atoi(opts["replicas"]), h.atoi(orDefault(opts["clients"], "1")), h.atoi(orDefault(opts["prepare-full-bytes"], "0")))
 	case "submit":
 		h.submit(words)
@@ -377,14 +429,20 @@ func (h *harness) withQuiet(quiet bool, fn func()) {
 	if len(parts) > 0 {
 		h.printf("delivered %s", strings.Join(parts, " "))
 	}
+	for _, v := range h.quietViolations {
+		h.printf("%s", v)
+	}
+	h.quietViolations = nil
 }
 
 func (h *harness) cluster(replicas, clients, prepareFullBytes int) {
 	h.s = sched.New(0)
 	h.isolated = map[int]bool{}
+	h.committed = map[uint64]commitAt{}
 	for i := range replicas {
 		cfg := vsr.SimConfig(txCluster, replicas, i)
 		cfg.PrepareFullBytes = prepareFullBytes
+		cfg.Mutation = h.mutation
 		h.cfgs = append(h.cfgs, cfg)
 		h.disks = append(h.disks, &txDisk{s: h.s, data: make([]byte, vsr.NewLayout(&cfg).SizeBytes)})
 		h.replicas = append(h.replicas, nil)
@@ -430,11 +488,14 @@ func (h *harness) settled() bool {
 func (h *harness) start(i int, fresh bool) {
 	cfg := h.cfgs[i]
 	env := vsr.Env{Clock: h.s.Clock(0, 0), Net: endpoint{h: h, from: model.Address(i)}, Disk: h.disks[i], PRNG: prng.New(uint64(100 + i))}
-	hooks := vsr.Hooks{Event: func(e string) {
-		if !strings.HasPrefix(e, "recv_") {
-			h.printf("r%d %s", i, e)
-		}
-	}}
+	hooks := vsr.Hooks{
+		Event: func(e string) {
+			if !strings.HasPrefix(e, "recv_") {
+				h.printf("r%d %s", i, e)
+			}
+		},
+		Commit: func(hdr *wire.Header, _ []byte) { h.noteCommit(i, hdr) },
+	}
 	r, err := vsr.New(cfg, env, &testsm.Machine{}, hooks)
 	if err != nil {
 		h.t.Fatal(err)

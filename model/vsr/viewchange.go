@@ -294,7 +294,7 @@ func (r *Replica) maybeStartView() {
 	for op := r.op; op > r.scanFloor(r.commitMax); op-- {
 		if !r.present(op) {
 			checksum, _ := r.expected(op) // zero when unknown: "any checksum"
-			r.nackVote(op, checksum, -1)
+			r.nackVote(op, checksum, -1, voteNone)
 		}
 	}
 	if r.op > r.commitMax+uint64(r.cfg.SlotCount) {
@@ -375,7 +375,7 @@ func (r *Replica) headUncertain() bool {
 	if uncertain == 0 {
 		return false
 	}
-	intactMin := r.cfg.Quorum() - (r.cfg.ReplicaCount-1)/2
+	intactMin := r.cfg.Quorum() - r.cfg.StorageFaultyMax()
 	return unheard >= max(1, intactMin) && unheard+uncertain >= r.cfg.Quorum()
 }
 

@@ -114,7 +114,7 @@ func (v repairView) SetRun() {
 	v.h.Flags |= repairFlagRun
 }
 func (v repairView) SetReason(reason uint8) {
-	assert(v.h.Command == wire.CommandNack && (reason == nackAbsent || reason == nackTooOld), "a nack without a known reason")
+	assert(v.h.Command == wire.CommandNack && (reason == nackAbsent || reason == nackTooOld || reason == nackDamaged), "a nack without a known reason")
 	v.h.Flags = reason
 }
 

@@ -53,6 +53,58 @@ func TestQuorums(t *testing.T) {
 	}
 }
 
+// TestNackQuorumProvesNeverCommitted checks nackQuorum against the fault
+// model by enumeration: for every split of n replicas into denials,
+// damaged copies and the rest, it must hold exactly when no replication
+// quorum could have acknowledged the op: a quorum that takes no denier and
+// at most StorageFaultyMax damaged copies (rot strikes at most that many
+// replicas per WAL area; a write a crash cut short was never acknowledged).
+func TestNackQuorumProvesNeverCommitted(t *testing.T) {
+	for n := 1; n <= 6; n++ {
+		c := SimConfig(1, n, 0)
+		for nacks := 0; nacks <= n; nacks++ {
+			for damaged := 0; nacks+damaged <= n; damaged++ {
+				// Replicas 0..nacks-1 deny, the next damaged hold it
+				// damaged, the rest may hold it. Try every set of
+				// acknowledgers.
+				committable := false
+				for acked := 0; acked < 1<<n; acked++ {
+					size, deniers, damagedAcked := 0, 0, 0
+					for i := 0; i < n; i++ {
+						if acked&(1<<i) == 0 {
+							continue
+						}
+						size++
+						switch {
+						case i < nacks:
+							deniers++
+						case i < nacks+damaged:
+							damagedAcked++
+						}
+					}
+					if size >= c.Quorum() && deniers == 0 && damagedAcked <= c.StorageFaultyMax() {
+						committable = true
+					}
+				}
+				if got := c.nackQuorum(nacks, damaged); got == committable {
+					t.Errorf("n=%d nacks=%d damaged=%d: nackQuorum %v, yet a committing quorum exists: %v", n, nacks, damaged, got, committable)
+				}
+				if damaged == 0 && c.nackQuorum(nacks, 0) != (nacks >= c.QuorumNack()) {
+					t.Errorf("n=%d nacks=%d: without damaged copies nackQuorum differs from QuorumNack %d", n, nacks, c.QuorumNack())
+				}
+			}
+		}
+	}
+	// The case that once stalled a cluster for good: of three replicas one
+	// never held the op and two hold it damaged (one rotted, one cut short
+	// by a crash before its fsync). At most one of the two acknowledged it.
+	c := SimConfig(1, 3, 0)
+	if !c.nackQuorum(1, 2) || c.nackQuorum(1, 1) || c.nackQuorum(0, 2) {
+		t.Errorf("three replicas: nackQuorum(1,2)=%v (want true), (1,1)=%v, (0,2)=%v (want false)",
+			c.nackQuorum(1, 2), c.nackQuorum(1, 1), c.nackQuorum(0, 2))
+	}
+}
+
 func TestParseMutation(t *testing.T) {
 	for _, name := range Mutations() {
 		m, err := ParseMutation(name)
