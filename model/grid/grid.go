@@ -543,18 +543,39 @@ func (g *Grid) readDisk(address uint64, buf []byte, done func()) {
 
 // Fetch asks peers for the block ref names, writes it at its address once
 // it arrives verified, and then calls done. Without peers it fails at once.
+// The caller wants ref at its address as of now (a read whose ref was
+// current when the grid's count of frees was what it is now, or a state
+// sync installing it there).
 func (g *Grid) Fetch(ref Ref, done func(Block, error)) {
 	if g.fetch == nil {
 		done(Block{}, ErrUnavailable)
 		return
 	}
 	if w, ok := g.fetches[ref.Address]; ok {
-		if w.ref != ref {
-			done(Block{}, ErrUnavailable) // two versions wanted at once: the older read is stale
+		switch {
+		case w.ref == ref:
+			// The fetch may have begun before a block was freed, which
+			// would make it stale (Delivered); this caller's wanting the
+			// same block at the address now proves it was not reused, so
+			// the block still belongs there. Without this, a read that
+			// began after a checkpoint's frees joined a fetch begun before
+			// them and failed with it, its retry too (nightly chat seed
+			// 3680201: a message block damaged on one replica could not
+			// be read there after the faults).
+			w.frees = g.frees
+			w.waiters = append(w.waiters, done)
+			return
+		case w.frees != g.frees && !w.writing:
+			// The older fetch is stale (its address was wanted for
+			// another block since): end it, and fetch what is wanted now.
+			g.failFetch(ref.Address, ErrStale)
+			// A waiter of the old fetch may have begun a new one.
+			g.Fetch(ref, done)
+			return
+		default:
+			done(Block{}, ErrUnavailable) // two versions wanted at once
 			return
 		}
-		w.waiters = append(w.waiters, done)
-		return
 	}
 	if len(g.fetches) >= fetchesMax {
 		done(Block{}, ErrUnavailable)

@@ -135,6 +135,88 @@ func TestBlockNoPeerSendsIsUnavailable(t *testing.T) {
 	}
 }
 
+// TestReadAfterAFreeJoinsAFetchBegunBeforeIt: a damaged block is being
+// fetched when a checkpoint frees another block. A read that begins after
+// the free and wants the same block joins the fetch and gets the block,
+// and so does the read that began before it: the later read proves the
+// block still belongs at its address. (Before, the fetch failed as stale,
+// and every read waiting on it with it.) A fetch for another block at
+// the address, begun before the free, is stale: a read of the block the
+// address holds now ends it and fetches its own.
+func TestReadAfterAFreeJoinsAFetchBegunBeforeIt(t *testing.T) {
+	peer, peerDisk := newTestGrid(t, nil)
+	var pending []Ref
+	var g *Grid
+	var d *gridtest.MemDisk
+	g, d = newTestGrid(t, func(ref Ref) { pending = append(pending, ref) })
+	deliver := func() {
+		for _, ref := range pending {
+			peer.Serve(ref, func(b []byte) { g.Delivered(append([]byte(nil), b...)) })
+			peerDisk.Drain(t)
+		}
+		pending = nil
+		d.Drain(t)
+	}
+	data := []byte("a message block damaged on this replica only")
+	ref := g.Write(KindMessages, nil, data, false)
+	other := g.Write(KindMessages, nil, []byte("a block the next checkpoint frees"), false)
+	for _, b := range [][]byte{data, []byte("a block the next checkpoint frees")} {
+		peer.Write(KindMessages, nil, b, false)
+	}
+	d.Drain(t)
+	peerDisk.Drain(t)
+	d.Sectors[g.offset(ref.Address)][HeaderSize+3] ^= 0x40
+	g.cache.reset()
+
+	var errs [2]error
+	var done [2]bool
+	g.Read(ref, func(_ Block, err error) { errs[0], done[0] = err, true })
+	d.Drain(t) // the read finds the damage and starts a fetch
+	if len(pending) != 1 || done[0] {
+		t.Fatalf("after the first read: %d fetches, done %v; want one fetch in flight", len(pending), done[0])
+	}
+	g.Release(other)
+	g.CheckpointDurable() // a free: the fetch began before it
+	g.Read(ref, func(_ Block, err error) { errs[1], done[1] = err, true })
+	d.Drain(t) // the second read finds the damage too and joins the fetch
+	deliver()
+	if !done[0] || !done[1] || errs[0] != nil || errs[1] != nil {
+		t.Fatalf("reads ended %v with %v; want both to get the block", done, errs)
+	}
+	if g.Stats.Repaired != 1 {
+		t.Fatalf("repaired %d blocks, want 1", g.Stats.Repaired)
+	}
+	g.cache.reset()
+	if blk, err := readSync(t, g, d, ref); err != nil {
+		t.Fatalf("the repaired block does not read back: %v", err)
+	} else if got, _ := blk.Data(nil); !bytes.Equal(got, data) {
+		t.Fatal("the repaired block holds other data")
+	}
+
+	// A stale fetch of another version at the address: a read of the
+	// current block replaces it.
+	oldRef := ref
+	oldRef.Checksum[0] ^= 1 // another block once at this address
+	var oldErr error
+	oldDone := false
+	g.Fetch(oldRef, func(_ Block, err error) { oldErr, oldDone = err, true })
+	g.Release(g.Write(KindMessages, nil, []byte("freed at once"), false))
+	g.CheckpointDurable()
+	d.Sectors[g.offset(ref.Address)][HeaderSize+3] ^= 0x40
+	g.cache.reset()
+	var err error
+	finished := false
+	g.Read(ref, func(_ Block, e error) { err, finished = e, true })
+	d.Drain(t)
+	if !oldDone || !errors.Is(oldErr, ErrStale) {
+		t.Fatalf("the stale fetch ended %v with %v, want ErrStale", oldDone, oldErr)
+	}
+	deliver()
+	if !finished || err != nil {
+		t.Fatalf("the read of the current block ended %v with %v", finished, err)
+	}
+}
+
 func TestMisdirectedWriteCaught(t *testing.T) {
 	g, d := newTestGrid(t, nil)
 	a := g.Write(KindTest, nil, []byte("first"), false)

@@ -658,11 +658,16 @@ var ReplicationEvents = [...]string{
 	"sync_resumed",          // a sync after an abandoned one, trusting the blocks this replica still holds
 	"state_sync",            // a state sync installed a peer's checkpoint
 	"nack_too_old_syncing",  // a nack for a request made before a sync, ignored
+	// A new primary dropped an op that no replica holds intact, counting
+	// damaged copies (faulty WAL slots) among its proofs: a sign of disk
+	// damage on some replica.
+	"truncate_nack_quorum_damaged",
 }
 
 // loggedEvents are the rare ones of ReplicationEvents that the node also
 // logs, with the replica's position.
-var loggedEvents = map[string]bool{"primary_timeout": true, "view_change_timeout": true, "sync_start": true, "sync_abandoned": true}
+var loggedEvents = map[string]bool{"primary_timeout": true, "view_change_timeout": true, "sync_start": true, "sync_abandoned": true,
+	"truncate_nack_quorum_damaged": true}
 
 // onEvent counts a replica event (on the loop).
 func (sh *shard) onEvent(log *slog.Logger, name string) {
