@@ -39,7 +39,7 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"-duplicate", "-0.1"}, "want a probability in [0, 1]"},
 		{[]string{"-loss", "NaN"}, "want a probability in [0, 1]"},
 		{[]string{"-subject", "nope"}, `-subject: unknown subject "nope"`},
-		{[]string{"-mutate", "nope"}, `-mutate: unknown mutation "nope" for subject vsr (have: ack-before-fsync, commit-without-quorum, idle-unannounced, read-without-round, view-change-shortest-log)`},
+		{[]string{"-mutate", "nope"}, `-mutate: unknown mutation "nope" for subject vsr (have: ack-before-fsync, commit-without-quorum, idle-unannounced, nack-damaged-as-absent, read-without-round, view-change-shortest-log)`},
 		{[]string{"-replicas", "4"}, "-replicas must be 1, 3 or 5, got 4"},
 		{[]string{"-replicas", "-1"}, "-replicas must be 1, 3 or 5, got -1"},
 		{[]string{"-ticks", "0"}, "-ticks must be in [1, 100000000], got 0"},
