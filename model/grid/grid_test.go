@@ -158,11 +158,11 @@ func TestReadAfterAFreeJoinsAFetchBegunBeforeIt(t *testing.T) {
 		d.Drain(t)
 	}
 	data := []byte("a message block damaged on this replica only")
+	freed := []byte("a block the next checkpoint frees")
 	ref := g.Write(KindMessages, nil, data, false)
-	other := g.Write(KindMessages, nil, []byte("a block the next checkpoint frees"), false)
-	for _, b := range [][]byte{data, []byte("a block the next checkpoint frees")} {
-		peer.Write(KindMessages, nil, b, false)
-	}
+	other := g.Write(KindMessages, nil, freed, false)
+	peer.Write(KindMessages, nil, data, false)
+	peer.Write(KindMessages, nil, freed, false)
 	d.Drain(t)
 	peerDisk.Drain(t)
 	d.Sectors[g.offset(ref.Address)][HeaderSize+3] ^= 0x40
