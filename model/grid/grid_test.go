@@ -142,7 +142,8 @@ func TestBlockNoPeerSendsIsUnavailable(t *testing.T) {
 // block still belongs at its address. (Before, the fetch failed as stale,
 // and every read waiting on it with it.) A fetch for another block at
 // the address, begun before the free, is stale: a read of the block the
-// address holds now ends it and fetches its own.
+// address holds now ends it and fetches its own. And a fetch begun before
+// a free that no later reader joins still fails as stale.
 func TestReadAfterAFreeJoinsAFetchBegunBeforeIt(t *testing.T) {
 	peer, peerDisk := newTestGrid(t, nil)
 	var pending []Ref
@@ -214,6 +215,21 @@ func TestReadAfterAFreeJoinsAFetchBegunBeforeIt(t *testing.T) {
 	deliver()
 	if !finished || err != nil {
 		t.Fatalf("the read of the current block ended %v with %v", finished, err)
+	}
+
+	// With no later reader to vouch for it, a fetch begun before a free
+	// fails as stale when its block arrives, and writes nothing back.
+	d.Sectors[g.offset(ref.Address)][HeaderSize+3] ^= 0x40
+	g.cache.reset()
+	repaired := g.Stats.Repaired
+	finished = false
+	g.Read(ref, func(_ Block, e error) { err, finished = e, true })
+	d.Drain(t)
+	g.Release(g.Write(KindMessages, nil, []byte("freed while the fetch is out"), false))
+	g.CheckpointDurable()
+	deliver()
+	if !finished || !errors.Is(err, ErrStale) || g.Stats.Repaired != repaired {
+		t.Fatalf("a fetch begun before a free ended %v with %v, %d repaired; want ErrStale and none", finished, err, g.Stats.Repaired-repaired)
 	}
 }
 
