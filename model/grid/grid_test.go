@@ -35,6 +35,25 @@ func readSync(t *testing.T, g *Grid, d *gridtest.MemDisk, ref Ref) (Block, error
 	return blk, rerr
 }
 
+// pendingRead is a read begun by startRead; done once its callback ran.
+type pendingRead struct {
+	done bool
+	err  error
+}
+
+// startRead begins a read of ref and returns what its callback reports.
+func startRead(g *Grid, ref Ref) *pendingRead {
+	r := &pendingRead{}
+	g.Read(ref, func(_ Block, err error) { r.err, r.done = err, true })
+	return r
+}
+
+// damage flips a bit of ref's block on disk, behind the cache.
+func damage(g *Grid, d *gridtest.MemDisk, ref Ref) {
+	d.Sectors[g.offset(ref.Address)][HeaderSize+3] ^= 0x40
+	g.cache.reset()
+}
+
 // flushSync flushes g and fails t unless the flush completes.
 func flushSync(t *testing.T, g *Grid, d *gridtest.MemDisk) {
 	t.Helper()
@@ -87,10 +106,7 @@ func TestCorruptBlockRepairedFromPeer(t *testing.T) {
 	}
 	d.Drain(t)
 	peerDisk.Drain(t)
-	// Rot one byte of the local copy, behind the cache.
-	off := g.offset(ref.Address)
-	d.Sectors[off][HeaderSize+3] ^= 0x40
-	g.cache.reset()
+	damage(g, d, ref) // rot one byte of the local copy
 	blk, err := readSync(t, g, d, ref)
 	if err != nil {
 		t.Fatalf("read of a rotten block: %v", err)
@@ -118,17 +134,14 @@ func TestBlockNoPeerSendsIsUnavailable(t *testing.T) {
 	g.OnUnavailable = func(ref Ref) { unavailable = append(unavailable, ref) }
 	ref := g.Write(KindMessages, nil, []byte("released by every peer"), false)
 	d.Drain(t)
-	d.Sectors[g.offset(ref.Address)][HeaderSize+1] ^= 0x10
-	g.cache.reset()
-	var rerr error
-	called := false
-	g.Read(ref, func(_ Block, err error) { rerr, called = err, true })
+	damage(g, d, ref)
+	read := startRead(g, ref)
 	d.Drain(t)
-	for tick := 0; tick < 1000 && !called; tick++ {
+	for tick := 0; tick < 1000 && !read.done; tick++ {
 		g.Tick()
 	}
-	if !called || !errors.Is(rerr, ErrUnavailable) || requests != fetchAttemptsMax {
-		t.Fatalf("read ended %v with %v after %d requests, want unavailable after %d", called, rerr, requests, fetchAttemptsMax)
+	if !read.done || !errors.Is(read.err, ErrUnavailable) || requests != fetchAttemptsMax {
+		t.Fatalf("read ended %v with %v after %d requests, want unavailable after %d", read.done, read.err, requests, fetchAttemptsMax)
 	}
 	if len(unavailable) != 1 || unavailable[0] != ref {
 		t.Fatalf("OnUnavailable saw %+v, want the one block %+v", unavailable, ref)
@@ -166,23 +179,20 @@ func TestReadAfterAFreeJoinsAFetchBegunBeforeIt(t *testing.T) {
 	peer.Write(KindMessages, nil, freed, false)
 	d.Drain(t)
 	peerDisk.Drain(t)
-	d.Sectors[g.offset(ref.Address)][HeaderSize+3] ^= 0x40
-	g.cache.reset()
+	damage(g, d, ref)
 
-	var errs [2]error
-	var done [2]bool
-	g.Read(ref, func(_ Block, err error) { errs[0], done[0] = err, true })
+	first := startRead(g, ref)
 	d.Drain(t) // the read finds the damage and starts a fetch
-	if len(pending) != 1 || done[0] {
-		t.Fatalf("after the first read: %d fetches, done %v; want one fetch in flight", len(pending), done[0])
+	if len(pending) != 1 || first.done {
+		t.Fatalf("after the first read: %d fetches, done %v; want one fetch in flight", len(pending), first.done)
 	}
 	g.Release(other)
 	g.CheckpointDurable() // a free: the fetch began before it
-	g.Read(ref, func(_ Block, err error) { errs[1], done[1] = err, true })
+	second := startRead(g, ref)
 	d.Drain(t) // the second read finds the damage too and joins the fetch
 	deliver()
-	if !done[0] || !done[1] || errs[0] != nil || errs[1] != nil {
-		t.Fatalf("reads ended %v with %v; want both to get the block", done, errs)
+	if !first.done || !second.done || first.err != nil || second.err != nil {
+		t.Fatalf("reads ended %+v and %+v; want both to get the block", *first, *second)
 	}
 	if g.Stats.Repaired != 1 {
 		t.Fatalf("repaired %d blocks, want 1", g.Stats.Repaired)
@@ -203,33 +213,28 @@ func TestReadAfterAFreeJoinsAFetchBegunBeforeIt(t *testing.T) {
 	g.Fetch(oldRef, func(_ Block, err error) { oldErr, oldDone = err, true })
 	g.Release(g.Write(KindMessages, nil, []byte("freed at once"), false))
 	g.CheckpointDurable()
-	d.Sectors[g.offset(ref.Address)][HeaderSize+3] ^= 0x40
-	g.cache.reset()
-	var err error
-	finished := false
-	g.Read(ref, func(_ Block, e error) { err, finished = e, true })
+	damage(g, d, ref)
+	current := startRead(g, ref)
 	d.Drain(t)
 	if !oldDone || !errors.Is(oldErr, ErrStale) {
 		t.Fatalf("the stale fetch ended %v with %v, want ErrStale", oldDone, oldErr)
 	}
 	deliver()
-	if !finished || err != nil {
-		t.Fatalf("the read of the current block ended %v with %v", finished, err)
+	if !current.done || current.err != nil {
+		t.Fatalf("the read of the current block ended %+v", *current)
 	}
 
 	// With no later reader to vouch for it, a fetch begun before a free
 	// fails as stale when its block arrives, and writes nothing back.
-	d.Sectors[g.offset(ref.Address)][HeaderSize+3] ^= 0x40
-	g.cache.reset()
+	damage(g, d, ref)
 	repaired := g.Stats.Repaired
-	finished = false
-	g.Read(ref, func(_ Block, e error) { err, finished = e, true })
+	lone := startRead(g, ref)
 	d.Drain(t)
 	g.Release(g.Write(KindMessages, nil, []byte("freed while the fetch is out"), false))
 	g.CheckpointDurable()
 	deliver()
-	if !finished || !errors.Is(err, ErrStale) || g.Stats.Repaired != repaired {
-		t.Fatalf("a fetch begun before a free ended %v with %v, %d repaired; want ErrStale and none", finished, err, g.Stats.Repaired-repaired)
+	if !lone.done || !errors.Is(lone.err, ErrStale) || g.Stats.Repaired != repaired {
+		t.Fatalf("a fetch begun before a free ended %+v, %d repaired; want ErrStale and none", *lone, g.Stats.Repaired-repaired)
 	}
 }
 
