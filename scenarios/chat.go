@@ -184,6 +184,12 @@ func (s *chatSubject) Setup(c *Cluster) error {
 		return fmt.Errorf("%d shards need a disk of %d bytes, have %d", s.shards, need, s.cfg.DiskSizeBytes)
 	}
 	for sh := 0; sh < s.shards; sh++ {
+		shardConfig := s.replicaConfig(sh, 0)
+		if err := checkAtlasUnits(vsr.NewLayout(&shardConfig), shardConfig.BlockSize, uint64(sh)*s.regionBytes, s.cfg.AtlasChunkBytes); err != nil {
+			return err
+		}
+	}
+	for sh := 0; sh < s.shards; sh++ {
 		s.agreement[sh].SetRoot(checker.Checksum(vsr.RootChecksum(s.cluster(sh))))
 	}
 	s.work = newChatWorkload(s, c.PRNG())

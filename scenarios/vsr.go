@@ -111,6 +111,9 @@ func (s *vsrSubject) Setup(c *Cluster) error {
 	if err := rc.Validate(); err != nil {
 		return err
 	}
+	if err := checkAtlasUnits(vsr.NewLayout(&rc), rc.BlockSize, 0, s.cfg.AtlasChunkBytes); err != nil {
+		return err
+	}
 	clients := s.cfg.Clients
 	if clients == 0 {
 		r := prng.New(s.cfg.Seed ^ 0xc11e47)
