@@ -124,7 +124,7 @@ func (c *Client) Submit(operation uint8, body []byte, done func(Reply)) bool {
 
 // SubmitFlags is Submit with request flags (RequestFlagBounded).
 func (c *Client) SubmitFlags(operation, flags uint8, body []byte, done func(Reply)) bool {
-	if c.Busy() || c.evicted || operation < OperationUserMin || flags&^RequestFlagBounded != 0 {
+	if c.Busy() || c.evicted || (operation < OperationUserMin && operation != OperationNoop) || flags&^RequestFlagBounded != 0 {
 		return false
 	}
 	assert(c.inflight == nil && c.queued == nil, "a client submits with a request outstanding")

@@ -53,19 +53,25 @@ func (r *Replica) onRequest(from model.Address, h *wire.Header, body []byte) {
 			}
 			return
 		}
-		if e.Operation < OperationUserMin {
+		if e.Operation < OperationUserMin && e.Operation != OperationNoop {
 			r.sendReply(from, e.Client, e.Request, 0, ReplyError, []byte("reserved operation"))
 			return
 		}
-		if err := r.sm.Prepare(e.Operation, body); err != nil {
-			r.sendReply(from, e.Client, e.Request, 0, ReplyError, []byte(err.Error()))
+		if e.Operation == OperationNoop && len(body) > 0 {
+			r.sendReply(from, e.Client, e.Request, 0, ReplyError, []byte("a noop carries no body"))
 			return
+		}
+		if e.Operation >= OperationUserMin {
+			if err := r.sm.Prepare(e.Operation, body); err != nil {
+				r.sendReply(from, e.Client, e.Request, 0, ReplyError, []byte(err.Error()))
+				return
+			}
 		}
 	}
 	if r.requestInFlight(e.Client, e.Request) {
 		return
 	}
-	assert(e.Operation == OperationRegister || e.Operation >= OperationUserMin, "queueing a reserved operation")
+	assert(e.Operation == OperationRegister || e.Operation == OperationNoop || e.Operation >= OperationUserMin, "queueing a reserved operation")
 	if len(r.requestQueue) >= r.cfg.RequestQueueMax || batchEntryHeaderSize+len(body)+wire.HeaderSize > r.cfg.MessageSizeMax {
 		r.Stats.RequestsDropped++
 		return
@@ -525,8 +531,11 @@ func (r *Replica) applyEntry(h *wire.Header, e *batchEntry, primary bool) {
 	if e.Request <= s.Request {
 		return // a duplicate prepared across a view change: applied once
 	}
-	assert(e.Operation >= OperationUserMin && s.Register == e.Session, "applying a reserved operation or another session's request")
-	reply := r.sm.Apply(h.Op, h.Timestamp, e.Client, e.Operation, e.Body, r.replyBuf[:0])
+	assert((e.Operation == OperationNoop || e.Operation >= OperationUserMin) && s.Register == e.Session, "applying a reserved operation or another session's request")
+	reply := r.replyBuf[:0] // a noop's reply is empty
+	if e.Operation != OperationNoop {
+		reply = r.sm.Apply(h.Op, h.Timestamp, e.Client, e.Operation, e.Body, reply)
+	}
 	r.replyBuf = reply // reused for the next reply: sessions and sends copy it
 	r.sessions.record(e.Client, e.Request, h.Op, reply)
 	if r.hooks.Apply != nil {
@@ -736,8 +745,7 @@ func (r *Replica) startPrimaryTimeout() {
 // whole idle timeout later. Reads do not count (they leave an idle
 // primary idle), nor does a late copy of a request already applied.
 func (r *Replica) doubtIdlePrimary(h *wire.Header) {
-	if r.status != StatusNormal || r.IsPrimary() || !r.primaryIdle || !r.smValid ||
-		h.Operation < OperationUserMin || r.sm.ReadOnly(h.Operation) {
+	if r.status != StatusNormal || r.IsPrimary() || !r.primaryIdle || !r.smValid || !clientWrite(r.sm, h.Operation) {
 		return
 	}
 	if s := r.sessions.get(h.Client); s == nil || s.Register != requestOf(h).Session() || h.Request <= s.Request {

@@ -10,9 +10,21 @@ import (
 // Format writes a fresh replica's first checkpoint (the empty state) and
 // superblock, then opens it. Only for an empty disk: formatting erases the
 // replica's history.
-func (r *Replica) Format() {
+func (r *Replica) Format() { r.FormatInView(0) }
+
+// FormatInView formats like Format, with the superblock's view set to view
+// and its log view left at 0: the disk of a replica that replaces one whose
+// data was lost (`tigerchat recover`). A replica formatted in view 0 would
+// deny every op it does not hold, ops its lost predecessor may have
+// acknowledged among them; one formatted in a view newer than any its
+// predecessor took part in, once the cluster has committed past every op
+// the predecessor could have acknowledged, denies only ops no incarnation
+// of it ever held, and its empty log, of log view 0, never wins a view
+// change against a log that holds committed ops (docs/vsr.md, "Replacing
+// a replica whose data is lost").
+func (r *Replica) FormatInView(view uint32) {
 	assert(r.commitMin == 0 && r.op == 0, "formatting a replica that holds a log")
-	r.reserveSlots(0, r.formatState)
+	r.reserveSlots(0, func() { r.formatState(view) })
 }
 
 // reserveSlots writes a reserved header into every WAL slot from slot on,
@@ -52,13 +64,14 @@ func (r *Replica) isReserved(b []byte) bool {
 }
 
 // formatState writes the first checkpoint and the superblock, then opens.
-func (r *Replica) formatState() {
+func (r *Replica) formatState(view uint32) {
 	root := r.writeCheckpointTree(0, RootChecksum(r.cfg.Cluster))
 	r.grid.Flush(func() {
 		st := superblockState{
 			Cluster:            r.cfg.Cluster,
 			Replica:            uint8(r.cfg.Replica),
 			ReplicaCount:       uint8(r.cfg.ReplicaCount),
+			View:               view,
 			CheckpointChecksum: RootChecksum(r.cfg.Cluster),
 			Root:               root,
 		}

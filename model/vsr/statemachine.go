@@ -49,9 +49,19 @@ type StateMachine interface {
 	Open(g *grid.Grid, root grid.Ref, done func(error))
 }
 
-// OperationRegister opens a client session. Operations below
-// OperationUserMin are reserved for the replication layer.
+// OperationRegister opens a client session. OperationNoop is a write that
+// changes nothing and takes one op of the log: `tigerchat recover` commits a
+// run of them to move the commit point past every op a lost replica may
+// have acknowledged. Other operations below OperationUserMin are reserved
+// for the replication layer.
 const (
 	OperationRegister uint8 = 1
+	OperationNoop     uint8 = 2
 	OperationUserMin  uint8 = 16
 )
+
+// clientWrite reports whether a client's operation is a write the replication
+// layer prepares: a noop or a state machine operation that is not read-only.
+func clientWrite(sm StateMachine, operation uint8) bool {
+	return operation == OperationNoop || (operation >= OperationUserMin && !sm.ReadOnly(operation))
+}

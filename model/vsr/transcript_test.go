@@ -19,7 +19,7 @@ package vsr_test
 //	                               until every replica is normal and has applied its log
 //	                               (B: vsr.Config.PrepareFullBytes, 0 by default; NAME: a
 //	                               vsr.Mutation, whose transcript must show a violation)
-//	submit CLIENT append KEY VALUE | read KEY   the client sends a request
+//	submit CLIENT append KEY VALUE | read KEY | noop   the client sends a request
 //	register clients=A-B           each client registers with a no-op append, one after another
 //	load CLIENT count=N            N appends, each delivered to its reply before the next
 //	stabilize [quiet]              deliver every message and disk completion until none is left
@@ -31,12 +31,16 @@ package vsr_test
 //	run N [quiet]                  N times: one tick, then stabilize
 //	crash REPLICA / restart REPLICA   power off (in-flight disk writes are lost) / open its disk again
 //	corrupt REPLICA op=N           flip a byte of op N's prepare in its WAL slot
+//	reformat REPLICA [view=V] [unsafe]   a crashed replica's disk is replaced by an empty
+//	                               one, formatted in view V (default 0), and opened;
+//	                               unsafe: the operator skipped the rules of a
+//	                               replacement, and the transcript must show a violation
 //	state                          every replica's status, view, log and commit
 //
 // Every commit is checked for agreement: two replicas committing different
 // prepares at one op fail the transcript, unless the cluster runs a
-// mutation; then the violation is printed, and a mutation transcript that
-// never shows one fails.
+// mutation or an unsafe reformat happened; then the violation is printed,
+// and such a transcript that never shows one fails.
 
 import (
 	"bufio"
@@ -162,6 +166,9 @@ func runTranscript(t *testing.T, path string) {
 	if h.mutation != vsr.MutationNone && !h.violated {
 		t.Fatalf("%s: mutation %s never showed a violation", path, h.mutation)
 	}
+	if h.unsafe && !h.violated {
+		t.Fatalf("%s: an unsafe reformat never showed a violation", path)
+	}
 }
 
 // envelope is a message on the harness's network.
@@ -189,6 +196,7 @@ type harness struct {
 	quiet    bool
 	counts   map[string]int // quiet mode: messages delivered by command
 	mutation vsr.Mutation
+	unsafe   bool // an unsafe reformat happened: violations are expected
 	// committed is the prepare committed at each op, and by whom first:
 	// every later commit of the op must name the same checksum.
 	committed       map[uint64]commitAt
@@ -212,7 +220,7 @@ func (h *harness) noteCommit(i int, hdr *wire.Header) {
 		return
 	}
 	msg := fmt.Sprintf("violation: r%d committed op %d as %s, r%d as %s", i, hdr.Op, hdr.Checksum.Short(), first.replica, first.checksum.Short())
-	if h.mutation == vsr.MutationNone {
+	if h.mutation == vsr.MutationNone && !h.unsafe {
 		h.t.Fatal(msg)
 	}
 	h.violated = true
@@ -392,6 +400,8 @@ func (h *harness) run(command string) string {
 		h.restart(int(h.address(words[0])))
 	case "corrupt":
 		h.corrupt(int(h.address(words[0])), uint64(h.atoi(opts["op"])))
+	case "reformat":
+		h.reformat(int(h.address(words[0])), uint32(h.atoi(orDefault(opts["view"], "0"))), slices.Contains(words, "unsafe"))
 	case "state":
 		h.state()
 	default:
@@ -446,7 +456,7 @@ func (h *harness) cluster(replicas, clients, prepareFullBytes int) {
 		h.cfgs = append(h.cfgs, cfg)
 		h.disks = append(h.disks, &txDisk{s: h.s, data: make([]byte, vsr.NewLayout(&cfg).SizeBytes)})
 		h.replicas = append(h.replicas, nil)
-		h.start(i, true)
+		h.start(i, true, 0)
 	}
 	for c := 1; c <= clients; c++ {
 		cfg := vsr.ClientConfig{Cluster: txCluster, ReplicaCount: replicas, ID: uint64(c), RequestTimeout: 100}
@@ -485,7 +495,7 @@ func (h *harness) settled() bool {
 	return true
 }
 
-func (h *harness) start(i int, fresh bool) {
+func (h *harness) start(i int, fresh bool, view uint32) {
 	cfg := h.cfgs[i]
 	env := vsr.Env{Clock: h.s.Clock(0, 0), Net: endpoint{h: h, from: model.Address(i)}, Disk: h.disks[i], PRNG: prng.New(uint64(100 + i))}
 	hooks := vsr.Hooks{
@@ -502,15 +512,15 @@ func (h *harness) start(i int, fresh bool) {
 	}
 	h.replicas[i] = r
 	if fresh {
-		r.Format()
+		r.FormatInView(view)
 	} else {
 		r.Open()
 	}
 }
 
 func (h *harness) submit(words []string) {
-	if len(words) < 3 {
-		h.t.Fatalf("submit CLIENT append KEY VALUE | submit CLIENT read KEY")
+	if len(words) < 2 || (words[1] != "noop" && len(words) < 3) {
+		h.t.Fatalf("submit CLIENT append KEY VALUE | submit CLIENT read KEY | submit CLIENT noop")
 	}
 	c := int(h.address(words[0]) - model.ClientAddressBase)
 	client := h.clients[c-1]
@@ -521,6 +531,8 @@ func (h *harness) submit(words []string) {
 		op, body = testsm.OperationAppend, testsm.AppendBody(uint64(h.atoi(words[2])), uint64(h.atoi(words[3])), 0)
 	case "read":
 		op, body = testsm.OperationRead, testsm.ReadBody(uint64(h.atoi(words[2])))
+	case "noop":
+		op = vsr.OperationNoop
 	default:
 		h.t.Fatalf("submit: unknown operation %q", words[1])
 	}
@@ -635,7 +647,19 @@ func (h *harness) restart(i int) {
 	if h.replicas[i] != nil {
 		h.t.Fatalf("restart r%d: it is running", i)
 	}
-	h.start(i, false)
+	h.start(i, false, 0)
+}
+
+// reformat replaces a crashed replica's disk by an empty one and formats it
+// in view.
+func (h *harness) reformat(i int, view uint32, unsafe bool) {
+	if h.replicas[i] != nil {
+		h.t.Fatalf("reformat r%d: it is running", i)
+	}
+	h.unsafe = h.unsafe || unsafe
+	h.disks[i].incarnation++ // the old disk's completions never come
+	h.disks[i] = &txDisk{s: h.s, data: make([]byte, len(h.disks[i].data))}
+	h.start(i, true, view)
 }
 
 func (h *harness) corrupt(i int, op uint64) {

@@ -351,7 +351,7 @@ func (c *Client) do(ctx context.Context, shard int, operation, flags uint8, body
 	if shard < 0 || shard >= len(c.pools) {
 		return vsr.Reply{}, fmt.Errorf("client: shard %d out of range", shard)
 	}
-	if operation < vsr.OperationUserMin {
+	if operation < vsr.OperationUserMin && operation != vsr.OperationNoop {
 		return vsr.Reply{}, fmt.Errorf("client: operation %d is reserved", operation)
 	}
 	w := &waiter{operation: operation, flags: flags, body: body, done: make(chan vsr.Reply, 1)}
@@ -487,8 +487,27 @@ func readOnly(operation uint8) bool { return chat.IsRead(operation) }
 // eviction left unknown whether it was applied (see the package comment).
 func retrySafe(operation uint8) bool {
 	switch operation {
-	case chat.OperationPost, chat.OperationPostBatch:
+	case chat.OperationPost, chat.OperationPostBatch, vsr.OperationNoop:
 		return true
 	}
 	return chat.IsRead(operation)
+}
+
+// View is the newest view of shard that the client has heard of (from its
+// replies and redirects), or an error if the client closed first.
+func (c *Client) View(ctx context.Context, shard int) (uint32, error) {
+	if shard < 0 || shard >= len(c.pools) {
+		return 0, fmt.Errorf("client: shard %d out of range", shard)
+	}
+	pool := c.pools[shard]
+	view := make(chan uint32, 1)
+	if !c.loop.Post(func() { view <- pool.view }) {
+		return 0, ErrClosed
+	}
+	select {
+	case v := <-view:
+		return v, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }

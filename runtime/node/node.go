@@ -95,7 +95,20 @@ func diskOptions(c *ClusterConfig, shard, replica int, key []byte, vc *vsr.Confi
 
 // Format creates the data files of one replica (every shard) and writes
 // each replica's initial superblock. It refuses to touch existing files.
-func Format(c *ClusterConfig, opts Options) error {
+func Format(c *ClusterConfig, opts Options) error { return format(c, opts, nil) }
+
+// FormatReplacement is Format for a replica that replaces one whose data
+// was lost: shard s's superblock starts in views[s] (vsr.Replica.FormatInView),
+// which the caller chose after the cluster committed past every op the
+// lost replica could have acknowledged (Recover does both).
+func FormatReplacement(c *ClusterConfig, opts Options, views []uint32) error {
+	if len(views) != c.Shards {
+		return fmt.Errorf("format: %d views for %d shards", len(views), c.Shards)
+	}
+	return format(c, opts, views)
+}
+
+func format(c *ClusterConfig, opts Options, views []uint32) error {
 	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir %s: %w", opts.DataDir, err)
 	}
@@ -118,7 +131,11 @@ func Format(c *ClusterConfig, opts Options) error {
 	}
 	defer j.Close()
 	for s := 0; s < c.Shards; s++ {
-		if err := formatShard(c, opts, s, func(l *loop.Loop, size uint64, dopts disk.Options) (*disk.Disk, error) {
+		view := uint32(0)
+		if views != nil {
+			view = views[s]
+		}
+		if err := formatShard(c, opts, s, view, func(l *loop.Loop, size uint64, dopts disk.Options) (*disk.Disk, error) {
 			return j.CreateDisk(s, dataPath(opts.DataDir, s)+disk.GridSuffix, size, l, dopts)
 		}); err != nil {
 			return err
@@ -135,7 +152,7 @@ func formatLegacy(c *ClusterConfig, opts Options) error {
 		return fmt.Errorf("create data dir %s: %w", opts.DataDir, err)
 	}
 	for s := 0; s < c.Shards; s++ {
-		if err := formatShard(c, opts, s, func(l *loop.Loop, size uint64, dopts disk.Options) (*disk.Disk, error) {
+		if err := formatShard(c, opts, s, 0, func(l *loop.Loop, size uint64, dopts disk.Options) (*disk.Disk, error) {
 			return disk.Create(dataPath(opts.DataDir, s), size, l, dopts)
 		}); err != nil {
 			return err
@@ -146,7 +163,7 @@ func formatLegacy(c *ClusterConfig, opts Options) error {
 
 type createDisk func(l *loop.Loop, sizeBytes uint64, opts disk.Options) (*disk.Disk, error)
 
-func formatShard(c *ClusterConfig, opts Options, shard int, create createDisk) error {
+func formatShard(c *ClusterConfig, opts Options, shard int, view uint32, create createDisk) error {
 	vc := c.VSRConfig(shard, opts.Replica)
 	l := loop.New(0, 1024)
 	d, err := create(l, vsr.NewLayout(&vc).SizeBytes, diskOptions(c, shard, opts.Replica, opts.Key, &vc))
@@ -171,7 +188,7 @@ func formatShard(c *ClusterConfig, opts Options, shard int, create createDisk) e
 		defer close(ran)
 		_ = l.Run(ctx)
 	}()
-	l.Post(r.Format)
+	l.Post(func() { r.FormatInView(view) })
 	select {
 	case <-done:
 	case <-ctx.Done():
