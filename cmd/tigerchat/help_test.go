@@ -47,7 +47,7 @@ func TestEveryFlagDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	flagLine := regexp.MustCompile(`(?m)^  (-[a-z0-9-]+)`)
-	for _, cmd := range []string{"keygen", "format", "start", "edge", "dev"} {
+	for _, cmd := range []string{"keygen", "format", "recover", "start", "edge", "dev"} {
 		r, w, err := os.Pipe()
 		if err != nil {
 			t.Fatal(err)

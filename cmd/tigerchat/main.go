@@ -3,6 +3,7 @@
 //
 //	tigerchat keygen -out node.pem                 create an identity (Ed25519 key + pinned certificate)
 //	tigerchat format -config C -replica N -data D  create a replica's data files (refuses to overwrite)
+//	tigerchat recover -config C -replica N -data D -client-identity F   data files for a replica whose data was lost
 //	tigerchat start  -config C -replica N -data D -identity F [-http ADDR] [-log-format json]
 //	                 [-edge ADDR -edge-identity F -edge-auth A]   also an edge in this process
 //	tigerchat edge   -config C -identity F -auth A [-listen ADDR]   the client gateway
@@ -47,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdKeygen(args[1:], stdout)
 	case "format":
 		err = cmdFormat(args[1:], stdout)
+	case "recover":
+		err = cmdRecover(ctx, args[1:], stdout)
 	case "start":
 		err = cmdStart(ctx, args[1:], stdout)
 	case "dev":
@@ -80,6 +83,8 @@ func usage(w io.Writer) {
 Usage:
   tigerchat keygen -out FILE                       create a node identity; prints its fingerprint
   tigerchat format -config FILE -replica N -data DIR [-key-file FILE]
+  tigerchat recover -config FILE -replica N -data DIR -client-identity FILE [-key-file FILE]
+                   replace a replica whose data was lost (never format it again: it would deny what it acknowledged)
   tigerchat start  -config FILE -replica N -data DIR -identity FILE [-key-file FILE] [-http ADDR] [-log-format text|json]
                    [-edge ADDR -edge-identity FILE -edge-auth FILE [-edge-FLAG ...]]   an edge in this process too
   tigerchat edge   -config FILE -identity FILE -auth FILE [-listen ADDR] [-tls-cert F -tls-key F] [-h3 ADDR] [-user-rate N] [-ip-rate N]

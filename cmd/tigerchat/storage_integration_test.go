@@ -52,11 +52,11 @@ func waitCaughtUp(t *testing.T, ctx context.Context, c *testcluster.Cluster, pri
 	}
 }
 
-// A replica whose data directory is wiped rejoins by state sync: it walks
-// a peer's checkpoint tree and fetches its blocks, then takes part in a
-// quorum that serves the room's history.
+// A replica whose data directory is wiped, replaced with tigerchat recover,
+// rejoins by state sync: it walks a peer's checkpoint tree and fetches its
+// blocks, then takes part in a quorum that serves the room's history.
 func TestWipedReplicaRejoinsByBlockSync(t *testing.T) {
-	c := startCluster(t, 3)
+	c, toolPath := startClusterWithRecoverIdentity(t)
 	cl := dial(t, c)
 	do(t, cl, chat.OperationCreateRoom, chat.EncodeCreateRoom(chat.CreateRoomRequest{Tenant: "acme", User: "ana", Room: "lobby"}))
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -69,9 +69,10 @@ func TestWipedReplicaRejoinsByBlockSync(t *testing.T) {
 	if err := os.RemoveAll(c.DataDir(wiped)); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(c.Binary, "format", "-config", c.ConfigPath, "-replica", fmt.Sprint(wiped), "-data", c.DataDir(wiped)).CombinedOutput()
+	out, err := exec.Command(c.Binary, "recover", "-config", c.ConfigPath, "-replica", fmt.Sprint(wiped), "-data", c.DataDir(wiped),
+		"-client-identity", toolPath).CombinedOutput()
 	if err != nil {
-		t.Fatalf("format: %v: %s", err, out)
+		t.Fatalf("recover: %v: %s", err, out)
 	}
 	// Past the wiped replica's WAL window (256 slots): only a sync helps it.
 	postN(t, ctx, cl, "b", 300)

@@ -108,18 +108,27 @@ func FormatReplacement(c *ClusterConfig, opts Options, views []uint32) error {
 	return format(c, opts, views)
 }
 
+// CheckFormattable refuses a data directory that holds any of a replica's
+// data files: formatting never writes over a replica's data.
+func CheckFormattable(c *ClusterConfig, dataDir string) error {
+	existing := []string{JournalPath(dataDir)}
+	for s := 0; s < c.Shards; s++ {
+		existing = append(existing, dataPath(dataDir, s), dataPath(dataDir, s)+disk.GridSuffix)
+	}
+	for _, path := range existing {
+		if _, err := os.Stat(path); err == nil {
+			return fmt.Errorf("data dir %s already holds %s: refusing to format over a replica's data", dataDir, filepath.Base(path))
+		}
+	}
+	return nil
+}
+
 func format(c *ClusterConfig, opts Options, views []uint32) error {
 	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir %s: %w", opts.DataDir, err)
 	}
-	existing := []string{JournalPath(opts.DataDir)}
-	for s := 0; s < c.Shards; s++ {
-		existing = append(existing, dataPath(opts.DataDir, s), dataPath(opts.DataDir, s)+disk.GridSuffix)
-	}
-	for _, path := range existing {
-		if _, err := os.Stat(path); err == nil {
-			return fmt.Errorf("data dir %s already holds %s: refusing to format over a replica's data", opts.DataDir, filepath.Base(path))
-		}
+	if err := CheckFormattable(c, opts.DataDir); err != nil {
+		return err
 	}
 	ids := make([]disk.Identity, c.Shards)
 	for s := range ids {

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"tigerchat/model/chat"
+	"tigerchat/model/vsr"
+	"tigerchat/runtime/client"
+	"tigerchat/runtime/testcluster"
+)
+
+// A replica whose data directory is lost is replaced with tigerchat
+// recover: the command refuses a directory that holds data and an
+// identity the config does not pin; it commits its noops through the two
+// others and formats the new directory in a later view. Started, the new
+// replica catches up, and with one of the others down it is part of every
+// quorum: every post acknowledged before and after is read back, once,
+// at its seq.
+func TestRecoverReplacesALostReplica(t *testing.T) {
+	c, toolPath := startClusterWithRecoverIdentity(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	cl := dial(t, c)
+	do(t, cl, chat.OperationCreateRoom, chat.EncodeCreateRoom(chat.CreateRoomRequest{Tenant: "acme", User: "ana", Room: "lobby"}))
+	acked := map[string]uint64{}
+	postAll := func(prefix string, n int) {
+		for i := range n {
+			key := fmt.Sprintf("%s-%d", prefix, i)
+			r, err := post(ctx, cl, key)
+			if err != nil {
+				t.Fatalf("post %s: %v", key, err)
+			}
+			acked[key] = r.Seq
+		}
+	}
+	postAll("before", 90) // past a checkpoint (every 64 ops)
+
+	lost := (c.Primary(0) + 1) % 3 // a backup: the primary stays up
+	c.Kill(lost)
+	if err := os.RemoveAll(c.DataDir(lost)); err != nil {
+		t.Fatal(err)
+	}
+	postAll("without", 10)
+
+	recoverCmd := func(identity string) (string, error) {
+		out, err := exec.CommandContext(ctx, binaryPath, "recover", "-config", c.ConfigPath, "-replica", fmt.Sprint(lost),
+			"-data", c.DataDir(lost), "-client-identity", identity).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := recoverCmd(c.IdentityPath(lost)); err == nil || !strings.Contains(out, "is not an edge pinned in the config") {
+		t.Fatalf("recover with a replica's identity: err %v, output %q", err, out)
+	}
+	if _, err := os.Stat(c.DataDir(lost)); err == nil {
+		t.Fatalf("a refused recover created %s", c.DataDir(lost))
+	}
+	out, err := recoverCmd(toolPath)
+	if err != nil {
+		t.Fatalf("recover: %v\n%s", err, out)
+	}
+	t.Logf("recover:\n%s", out)
+	noops := c.Config.VSRConfig(0, lost).PipelineMax
+	if !strings.Contains(out, fmt.Sprintf("shard 0: %d noops committed", noops)) || !strings.Contains(out, "formatted replacement replica") {
+		t.Fatalf("recover output: %q", out)
+	}
+	if out, err := recoverCmd(toolPath); err == nil || !strings.Contains(out, "refusing to format over a replica's data") {
+		t.Fatalf("recover over the new data: err %v, output %q", err, out)
+	}
+
+	if err := c.Start(lost); err != nil {
+		t.Fatal(err)
+	}
+	postAll("after", 10)
+	waitCaughtUpAnyPrimary(ctx, t, c, lost)
+
+	// The replacement now stands in a quorum of two: every acknowledged
+	// post goes on being served, and new ones commit with its votes.
+	other := 3 - lost - c.Primary(0)
+	if other == lost || other < 0 || other > 2 {
+		other = (lost + 1) % 3
+	}
+	c.Kill(other)
+	postAll("quorum", 10)
+	if sts, err := c.Status(lost); err != nil || sts[0].View == 0 {
+		t.Fatalf("replacement's status: %+v, %v", sts, err)
+	}
+	readAllAcked(ctx, t, cl, acked)
+}
+
+// startClusterWithRecoverIdentity starts a 3-replica cluster whose config
+// pins one more client identity, the operator's for tigerchat recover,
+// written to the returned file.
+func startClusterWithRecoverIdentity(t *testing.T) (*testcluster.Cluster, string) {
+	t.Helper()
+	c, err := testcluster.New(binaryPath, t.TempDir(), 3, 1, mediumWAL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tool, err := c.AddEdge()
+	if err != nil {
+		t.Fatal(err)
+	}
+	toolPath := filepath.Join(c.Dir, "recover-client.pem")
+	pem, err := tool.MarshalPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(toolPath, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.KillAll)
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.WaitHealthy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c, toolPath
+}
+
+// waitCaughtUpAnyPrimary waits until replica i is normal and has applied
+// what the shard's primary, whichever it is now, has committed.
+func waitCaughtUpAnyPrimary(ctx context.Context, t *testing.T, c *testcluster.Cluster, i int) {
+	t.Helper()
+	for {
+		primary := c.Primary(0)
+		if primary >= 0 {
+			p, perr := c.Status(primary)
+			r, rerr := c.Status(i)
+			if perr == nil && rerr == nil && r[0].Status == "normal" && r[0].CommitMin >= p[0].CommitMax {
+				t.Logf("replica %d caught up: commit %d, view %d", i, r[0].CommitMin, r[0].View)
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("replica %d did not catch up: %v", i, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// readAllAcked reads the room and checks that each acknowledged post is
+// there once, at its acknowledged seq, with no gap.
+func readAllAcked(ctx context.Context, t *testing.T, cl *client.Client, acked map[string]uint64) {
+	t.Helper()
+	seen := map[string]uint64{}
+	next := uint64(1)
+	for more := true; more; {
+		body := chat.EncodeRead(chat.ReadRequest{Tenant: "acme", User: "ana", Room: "lobby", Seq: next, Limit: chat.ReadLimitMax})
+		r, err := cl.Do(ctx, 0, chat.OperationReadRange, body)
+		if err != nil || r.Flags != vsr.ReplyOk {
+			t.Fatalf("read from seq %d: %v %s", next, err, r.Body)
+		}
+		read, err := chat.DecodeReadReply(r.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range read.Log.Messages {
+			if m.Seq != next {
+				t.Fatalf("read seq %d where %d was next: a gap", m.Seq, next)
+			}
+			if _, dup := seen[string(m.Body)]; dup {
+				t.Fatalf("post %s appears twice", m.Body)
+			}
+			seen[string(m.Body)] = m.Seq
+			next++
+		}
+		more = read.Log.More && len(read.Log.Messages) > 0
+	}
+	for key, seq := range acked {
+		if seen[key] != seq {
+			t.Fatalf("acknowledged %s at seq %d, history has it at %d", key, seq, seen[key])
+		}
+	}
+	if len(seen) != len(acked) {
+		t.Fatalf("read %d posts, acknowledged %d", len(seen), len(acked))
+	}
+}
