@@ -252,14 +252,33 @@ func (s *chatSubject) NewReplica(env Env) Node {
 		n.machines = append(n.machines, m)
 	}
 	s.nodes[i] = n
-	for _, r := range n.replicas {
-		if env.Fresh {
+	if env.Fresh && env.FormatViews != nil {
+		s.coverage["disk:replaced"]++
+	}
+	for sh, r := range n.replicas {
+		switch {
+		case env.Fresh && env.FormatViews != nil:
+			r.FormatInView(env.FormatViews[sh])
+		case env.Fresh:
 			r.Format()
-		} else {
+		default:
 			r.Open()
 		}
 	}
 	return n
+}
+
+// Progress is node i's op, commit and view in each shard (replace.go).
+func (s *chatSubject) Progress(i int) []ShardProgress {
+	n := s.nodes[i]
+	if n == nil {
+		return nil
+	}
+	out := make([]ShardProgress, len(n.replicas))
+	for sh, r := range n.replicas {
+		out[sh] = ShardProgress{Op: r.Op(), CommitMax: r.CommitMax(), View: r.View()}
+	}
+	return out
 }
 
 func (s *chatSubject) hooks(n *chatNode, sh int) vsr.Hooks {

@@ -156,6 +156,7 @@ func pinnedMutationSeeds(t *testing.T, subject string, config func(uint64) Confi
 		}
 		want := config(s.Config.Seed)
 		want.Mutation = s.Config.Mutation
+		want.ReplaceProbability = s.Config.ReplaceProbability // files leave replacements off unless they ask
 		if s.Expect == OutcomeViolation && s.Config.Subject == subject && cmp.Equal(s.Config, want) {
 			pinned[s.Config.Mutation] = s.Config.Seed
 		}

@@ -17,6 +17,7 @@ const (
 	traceStart
 	traceStep
 	tracePhase
+	traceReplace
 )
 
 const (
@@ -50,6 +51,7 @@ type Cluster struct {
 	faultRNG   *prng.PRNG // crash and restart decisions
 	subjectRNG *prng.PRNG // forks handed to the subject
 	clientRNG  *prng.PRNG // one fork per client
+	replaceRNG *prng.PRNG // which random crashes lose the disk (drawn only when ReplaceProbability > 0)
 	violations []string
 }
 
@@ -62,6 +64,12 @@ type replicaSlot struct {
 	started     bool       // the disk has seen an incarnation (Env.Fresh is false)
 	rng         *prng.PRNG // forked once per incarnation
 	clockOffset int64      // ns
+	// last is each shard's progress when the replica last crashed.
+	last []ShardProgress
+	// replaceAbove, if not nil, says the disk was lost at the last crash:
+	// per shard, the highest op any replica held then. At the restart the
+	// replica is replaced (replace.go) if the others have committed past it.
+	replaceAbove []uint64
 }
 
 type clientSlot struct {
@@ -87,6 +95,7 @@ func newCluster(cfg Config, subject Subject) *Cluster {
 		subjectRNG: root.Fork(),
 		clientRNG:  root.Fork(),
 	}
+	c.replaceRNG = root.Fork() // after every other fork: adding it moved none of them
 	c.net = simnet.New(c.sched, netRNG, cfg.ReplicaCount, cfg.Net)
 	atlas := simdisk.NewFaultAtlas(atlasRNG, cfg.ReplicaCount, cfg.DiskSizeBytes, cfg.AtlasChunkBytes)
 	for _, r := range faultFreeRanges(subject) {
@@ -175,14 +184,16 @@ func (c *Cluster) start(i int) {
 		panic(fmt.Sprintf("scenarios: start of replica %d, which is up", i))
 	}
 	addr := model.Address(i)
+	formatViews := c.maybeReplace(i)
 	env := Env{
-		Index:   i,
-		Address: addr,
-		Clock:   c.sched.Clock(clockOriginNs, slot.clockOffset),
-		Net:     c.net.Endpoint(addr),
-		Disk:    &guardedDisk{disk: c.disks[i], slot: slot, incarnation: slot.incarnation},
-		PRNG:    slot.rng.Fork(),
-		Fresh:   !slot.started,
+		Index:       i,
+		Address:     addr,
+		Clock:       c.sched.Clock(clockOriginNs, slot.clockOffset),
+		Net:         c.net.Endpoint(addr),
+		Disk:        &guardedDisk{disk: c.disks[i], slot: slot, incarnation: slot.incarnation},
+		PRNG:        slot.rng.Fork(),
+		Fresh:       !slot.started,
+		FormatViews: formatViews,
 	}
 	node := c.subject.NewReplica(env)
 	if node == nil {
@@ -207,6 +218,7 @@ func (c *Cluster) crash(i int, restartAt model.Tick) {
 	if slot.node == nil {
 		return
 	}
+	slot.last = c.progress(i)
 	slot.node = nil
 	slot.incarnation++
 	slot.restartAt = restartAt

@@ -44,6 +44,10 @@ type Config struct {
 	RestartMinTicks      uint64  // downtime after a random crash: min + exponential tail
 	RestartMeanTicks     uint64
 	CrashesConcurrentMax int // replicas down at once from random crashes; may be all
+	// ReplaceProbability is, per random crash, the chance that the replica's
+	// disk is lost for good and the replica is replaced, as `tigerchat
+	// recover` replaces one (replace.go). Needs 3 or more replicas.
+	ReplaceProbability float64
 
 	Mutation string // a deliberately broken variant of the subject; "" = correct
 	Clients  int    // clients the subject may add (a hint; subjects decide)
@@ -134,6 +138,9 @@ func SwarmConfig(seed uint64) Config {
 	// Drawn last, so that adding it left every other draw of a seed as it
 	// was: a crash that cuts the data file short (its tail reads as zeros).
 	c.Disk.CrashWipeProbability = swarmRate(r, 0.05, 0.5)
+	// Drawn after it for the same reason (2026-12-05): a crash that loses
+	// the disk for good, and the replica replaced.
+	c.ReplaceProbability = swarmRate(r, 0.05, 0.5)
 	return c
 }
 
@@ -215,6 +222,9 @@ func (c Config) validateCrashes() error {
 	if c.CrashesConcurrentMax < 0 || c.CrashesConcurrentMax > c.ReplicaCount {
 		return fmt.Errorf("concurrent crashes must be in [0, %d replicas], got %d",
 			c.ReplicaCount, c.CrashesConcurrentMax)
+	}
+	if !(c.ReplaceProbability >= 0 && c.ReplaceProbability <= 1) {
+		return fmt.Errorf("replace probability %v is outside [0, 1]", c.ReplaceProbability)
 	}
 	if c.CrashProbability > 0 && c.CrashesConcurrentMax == 0 {
 		return fmt.Errorf("crash probability %v needs concurrent crashes >= 1", c.CrashProbability)

@@ -72,7 +72,22 @@ var faultClasses = []faultClass{
 	probabilityClass("torn", func(c *Config) *float64 { return &c.Disk.CrashTearProbability }),
 	probabilityClass("lost-writes", func(c *Config) *float64 { return &c.Disk.CrashLoseProbability }),
 	probabilityClass("wiped-tails", func(c *Config) *float64 { return &c.Disk.CrashWipeProbability }),
+	{
+		name:    "replaced",
+		enabled: func(c *Config) bool { return c.ReplaceProbability > 0 },
+		disable: func(c *Config) { c.ReplaceProbability = 0 },
+		enable: func(c *Config) {
+			if c.ReplaceProbability == 0 {
+				c.ReplaceProbability = replaceProbabilityDefault
+			}
+		},
+	},
 }
+
+// replaceProbabilityDefault is the rate `-faults replaced` turns on:
+// DefaultConfig leaves replacements off, so that `tigersim -seed S` runs
+// as it did before they existed.
+const replaceProbabilityDefault = 0.2
 
 // probabilityClass is a class governed by a single probability.
 func probabilityClass(name string, field func(c *Config) *float64) faultClass {

@@ -97,7 +97,11 @@ func Run(cfg Config) (res Result) {
 			c.report(&res)
 		}
 	}()
-	subject := registry[cfg.Subject].New(cfg)
+	subjectCfg := cfg
+	if harnessMutation(cfg.Mutation) {
+		subjectCfg.Mutation = "" // the harness applies it; the subject runs as it is
+	}
+	subject := registry[cfg.Subject].New(subjectCfg)
 	c = newCluster(cfg, subject)
 	if err := subject.Setup(c); err != nil {
 		res.Err = fmt.Sprintf("subject %s setup: %v", cfg.Subject, err)
@@ -236,7 +240,7 @@ func (c *Cluster) tickFaults() {
 		return
 	}
 	for i, slot := range c.replicas {
-		if slot.node == nil && slot.restartAt <= now {
+		if slot.node == nil && slot.restartAt <= now && !c.replaceDeferred(i) {
 			c.start(i)
 		}
 	}
@@ -260,7 +264,11 @@ func (c *Cluster) crashRandom() {
 	}
 	victim := up[c.faultRNG.IntN(len(up))]
 	downTicks := c.cfg.RestartMinTicks + c.faultRNG.Exponential(c.cfg.RestartMeanTicks)
+	lose := c.loseDisk()
 	c.crash(victim, c.Now()+1+model.Tick(downTicks))
+	if lose {
+		c.replicas[victim].replaceAbove = c.heads()
+	}
 }
 
 func (c *Cluster) downCount() int {
@@ -389,6 +397,7 @@ func AddDiskStats(a, b simdisk.Stats) simdisk.Stats {
 		ReadCorruptions: a.ReadCorruptions + b.ReadCorruptions, WriteCorruptions: a.WriteCorruptions + b.WriteCorruptions,
 		Misdirects: a.Misdirects + b.Misdirects, CrashLost: a.CrashLost + b.CrashLost,
 		CrashTorn: a.CrashTorn + b.CrashTorn, Crashes: a.Crashes + b.Crashes, CrashWiped: a.CrashWiped + b.CrashWiped,
+		Replaced: a.Replaced + b.Replaced,
 	}
 }
 

@@ -85,6 +85,7 @@ var directives = []directive{
 	probabilityDirective("misdirect", func(c *Config) *float64 { return &c.Disk.MisdirectProbability }),
 	probabilityDirective("torn", func(c *Config) *float64 { return &c.Disk.CrashTearProbability }),
 	probabilityDirective("lost-writes", func(c *Config) *float64 { return &c.Disk.CrashLoseProbability }),
+	probabilityDirective("replace", func(c *Config) *float64 { return &c.ReplaceProbability }),
 	{"at", "TICK ACTION ARGS", 5, applyStep},
 	{"expect", "ok|violation|liveness|panic", 6, applyExpect},
 	{"covers", "NAME,NAME..", 6, func(s *Scenario, a []string) error { s.Covers = strings.Split(a[0], ","); return nil }},
@@ -233,6 +234,10 @@ func applyPreset(s *Scenario, a []string) error {
 		return fmt.Errorf("unknown preset %q (want default, swarm or calm)", a[0])
 	}
 	s.Config = preset(s.Config.Seed)
+	// Replacements came after most files were recorded (2026-12-05): a
+	// file runs without them, as it always ran, unless it asks with
+	// "replace P" (a nightly seed's file copies the swarm's rate).
+	s.Config.ReplaceProbability = 0
 	return nil
 }
 

@@ -28,6 +28,9 @@ type Env struct {
 	Disk    model.Disk    // the replica's disk (survives restarts); nil for clients
 	PRNG    *prng.PRNG    // fresh fork for this node incarnation
 	Fresh   bool          // replica: first start on an empty disk (the node formats it)
+	// FormatViews, with Fresh, is a replacement's (replace.go): format
+	// shard s in view FormatViews[s] (vsr.Replica.FormatInView). nil: view 0.
+	FormatViews []uint32
 }
 
 // Node is one running replica or client incarnation. The harness calls it

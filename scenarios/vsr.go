@@ -23,7 +23,7 @@ func init() {
 	Register("vsr", SubjectFactory{
 		New: func(cfg Config) Subject { return newVSRSubject(cfg) },
 		// TranscriptMutations too, so that tigersim -mutate runs them.
-		Mutations: append(vsr.ProtocolMutations(), vsr.TranscriptMutations()...),
+		Mutations: append(append(vsr.ProtocolMutations(), vsr.TranscriptMutations()...), MutationReplaceUnsafe),
 	})
 }
 
@@ -161,12 +161,25 @@ func (s *vsrSubject) NewReplica(env Env) Node {
 	}
 	s.replicas[i] = r
 	r.SetDrained(s.drained[i])
-	if env.Fresh {
+	switch {
+	case env.Fresh && env.FormatViews != nil:
+		s.coverage["disk:replaced"]++
+		r.FormatInView(env.FormatViews[0])
+	case env.Fresh:
 		r.Format()
-	} else {
+	default:
 		r.Open()
 	}
 	return &vsrNode{s: s, r: r, index: i, net: net}
+}
+
+// Progress is replica i's op, commit and view (replace.go).
+func (s *vsrSubject) Progress(i int) []ShardProgress {
+	r := s.replicas[i]
+	if r == nil {
+		return nil
+	}
+	return []ShardProgress{{Op: r.Op(), CommitMax: r.CommitMax(), View: r.View()}}
 }
 
 type vsrNode struct {
@@ -397,6 +410,7 @@ func (s *vsrSubject) CoverageUniverse() []string {
 		"become_primary", "start_view_installed", "join_newer_view", "recovered", "wal_faulty_slots", "read_linearizable", "view_change_head_uncertain", "heartbeat_idle", "idle_primary_doubted"} {
 		names = append(names, "event:"+e)
 	}
+	names = append(names, "disk:replaced") // replace.go
 	slices.Sort(names)
 	return names
 }

@@ -40,6 +40,7 @@ const (
 	opSync
 	opCrash
 	opCorruptSector
+	opReplace
 )
 
 // sector holds one sector's bytes. Once stored in an image or a write record
@@ -55,6 +56,7 @@ type Stats struct {
 	Reads, Writes, Syncs                          uint64
 	ReadCorruptions, WriteCorruptions, Misdirects uint64
 	CrashLost, CrashTorn, Crashes, CrashWiped     uint64
+	Replaced                                      uint64 // swapped for an empty disk (Replace)
 }
 
 // pendingWrite is a write submitted but not yet completed. Its faults are
@@ -411,6 +413,20 @@ func flipped(s *sector, bit uint64) *sector {
 	}
 	out[bit/8] ^= 1 << (bit % 8)
 	return out
+}
+
+// Replace swaps the disk, while its replica is down after a Crash, for a
+// new one that reads as zeros everywhere: nothing of the old one survives,
+// as when a dead disk or a deleted data directory is replaced. It draws no
+// randomness, so a run that replaces nothing is unchanged by it.
+func (d *Disk) Replace() {
+	if d.ioInflight != 0 || len(d.unsynced) != 0 || len(d.writesInflight) != 0 {
+		panic("simdisk: a disk replaced with I/O in flight (Crash it first)")
+	}
+	d.epoch++
+	d.current, d.durable = image{}, image{}
+	d.stats.Replaced++
+	d.trace(opReplace, 0, 0)
 }
 
 // Crash is power loss. Pending completions never run. Each unsynced write —

@@ -871,3 +871,32 @@ func TestCrashWipeSparesWhatTheAtlasProtects(t *testing.T) {
 		t.Fatalf("wiped %d chunks, stats %+v", wiped, d.Stats())
 	}
 }
+
+// A replaced disk reads as zeros everywhere, even where data was synced,
+// and takes new writes; replacing one with I/O in flight is a harness bug.
+func TestReplaceLeavesAnEmptyDisk(t *testing.T) {
+	opts := Options{WriteLatencyMinTicks: 1, WriteLatencyMeanTicks: 4, SyncLatencyMinTicks: 1, SyncLatencyMeanTicks: 4}
+	s, d := newTestDisk(7, testSizeBytes, opts, nil, 0)
+	rng := prng.New(7)
+	writeSync(t, s, d, 0, checksummed(rng, 8))
+	d.Crash()
+	d.Replace()
+	if got := readNow(t, s, d, 0, 8*sectorSize); !bytes.Equal(got, make([]byte, 8*sectorSize)) {
+		t.Fatal("a replaced disk still holds the old disk's synced data")
+	}
+	if d.Stats().Replaced != 1 {
+		t.Fatalf("replacements counted: %d", d.Stats().Replaced)
+	}
+	fresh := checksummed(rng, 4)
+	writeSync(t, s, d, 0, fresh)
+	if !bytes.Equal(readNow(t, s, d, 0, len(fresh)), fresh) {
+		t.Fatal("a replaced disk does not keep a new write")
+	}
+	d.Write(8*sectorSize, checksummed(rng, 1), func() {})
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Replace with a write in flight did not panic")
+		}
+	}()
+	d.Replace()
+}

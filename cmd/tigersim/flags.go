@@ -58,6 +58,7 @@ type options struct {
 	loss        float64
 	duplicate   float64
 	crashWipe   float64
+	replace     float64
 	chatKeysMax int64
 	mutate      string
 	verbose     bool
@@ -95,6 +96,7 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 		strings.Join(scenarios.FaultClassNames(), ",")+", or none, all")
 	fs.Var(probabilityValue{&o.loss}, "loss", "message loss probability `P` in [0, 1]")
 	fs.Var(probabilityValue{&o.duplicate}, "duplicate", "message duplication probability `P` in [0, 1]")
+	fs.Var(probabilityValue{&o.replace}, "replace", "per random crash, probability `P` in [0, 1] that the replica's disk is lost for good and the replica is replaced as tigerchat recover replaces one (docs/vsr.md); the swarm draws it for half its seeds")
 	fs.Var(probabilityValue{&o.crashWipe}, "crash-wipe", "per crash, probability `P` in [0, 1] that the replica's disk loses its tail: every sector after a random point that the fault atlas lets it lose reads back as zeros (a data file cut short); the swarm draws it for half its seeds")
 	fs.Var(intValue{&o.chatKeysMax}, "chat-keys-max", "chat subject: remember at most `N` idempotency keys per shard, so that its log lets blocks go early all run long; its clients then never post a key twice (so a swarm does not require the retries' coverage)")
 	fs.StringVar(&o.mutate, "mutate", "", "run mutation `NAME`: a deliberately broken variant of the subject that the swarm must catch")
@@ -137,7 +139,7 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 func (o *options) validate() error {
 	switch {
 	case o.nightly && (o.swarm || o.swarmConfig || o.set["subject"] || o.set["ticks"] || o.set["faults"] ||
-		o.set["replicas"] || o.set["loss"] || o.set["duplicate"] || o.set["crash-wipe"] || o.set["chat-keys-max"] || o.mutate != "" || o.failover || o.lagging):
+		o.set["replicas"] || o.set["loss"] || o.set["duplicate"] || o.set["crash-wipe"] || o.set["replace"] || o.set["chat-keys-max"] || o.mutate != "" || o.failover || o.lagging):
 		return errors.New("-nightly draws subject, length and faults per seed; use -start, -count, -minutes, -json, -failures")
 	case !o.nightly && (o.set["minutes"] || o.set["failures"]):
 		return errors.New("-minutes and -failures go with -nightly")
@@ -202,6 +204,9 @@ func (o *options) config(seed uint64) (scenarios.Config, error) {
 	if o.set["crash-wipe"] {
 		cfg.Disk.CrashWipeProbability = o.crashWipe
 	}
+	if o.set["replace"] {
+		cfg.ReplaceProbability = o.replace
+	}
 	if o.set["chat-keys-max"] {
 		cfg.ChatKeysMax = int(o.chatKeysMax)
 	}
@@ -240,6 +245,7 @@ func (o *options) reproduce(seed uint64) string {
 	add("loss", strconv.FormatFloat(o.loss, 'g', -1, 64))
 	add("duplicate", strconv.FormatFloat(o.duplicate, 'g', -1, 64))
 	add("crash-wipe", strconv.FormatFloat(o.crashWipe, 'g', -1, 64))
+	add("replace", strconv.FormatFloat(o.replace, 'g', -1, 64))
 	add("chat-keys-max", strconv.FormatInt(o.chatKeysMax, 10))
 	if o.mutate != "" {
 		words = append(words, "-mutate", o.mutate)

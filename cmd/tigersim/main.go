@@ -186,6 +186,11 @@ func regressionScenario(o *options, res scenarios.Result) []string {
 	if o.set["duplicate"] {
 		lines = append(lines, fmt.Sprintf("duplicate %g", o.duplicate))
 	}
+	// A scenario file leaves replacements off unless it asks: give it the
+	// rate the run had.
+	if cfg, err := o.config(res.Seed); err == nil && cfg.ReplaceProbability > 0 {
+		lines = append(lines, fmt.Sprintf("replace %g", cfg.ReplaceProbability))
+	}
 	if o.mutate != "" {
 		return append(lines, "mutate "+o.mutate, "expect "+res.Outcome().String())
 	}

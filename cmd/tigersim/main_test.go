@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -39,7 +40,7 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"-duplicate", "-0.1"}, "want a probability in [0, 1]"},
 		{[]string{"-loss", "NaN"}, "want a probability in [0, 1]"},
 		{[]string{"-subject", "nope"}, `-subject: unknown subject "nope"`},
-		{[]string{"-mutate", "nope"}, `-mutate: unknown mutation "nope" for subject vsr (have: ack-before-fsync, commit-without-quorum, idle-unannounced, nack-damaged-as-absent, read-without-round, view-change-shortest-log)`},
+		{[]string{"-mutate", "nope"}, `-mutate: unknown mutation "nope" for subject vsr (have: ack-before-fsync, commit-without-quorum, idle-unannounced, nack-damaged-as-absent, read-without-round, replace-unsafe, view-change-shortest-log)`},
 		{[]string{"-replicas", "4"}, "-replicas must be 1, 3 or 5, got 4"},
 		{[]string{"-replicas", "-1"}, "-replicas must be 1, 3 or 5, got -1"},
 		{[]string{"-ticks", "0"}, "-ticks must be in [1, 100000000], got 0"},
@@ -199,5 +200,39 @@ func TestPercentile(t *testing.T) {
 	}
 	if p := percentile([]float64{42}, 99); p != 42 {
 		t.Fatalf("single sample p99 %v", p)
+	}
+}
+
+// A failing seed whose run replaced a disk prints a regression scenario
+// that names the rate (scenario files leave replacements off unless they
+// ask) and so runs the very same trace.
+func TestRegressionScenarioKeepsReplacements(t *testing.T) {
+	code, out, _ := tigersim(t, "-seed", "150", "-swarm-config", "-subject", "vsr", "-mutate", "replace-unsafe")
+	if code != exitViolation {
+		t.Fatalf("exit %d, want %d:\n%s", code, exitViolation, out)
+	}
+	_, block, ok := strings.Cut(out, "regression scenario (save as scenarios/testdata/NAME.txt):\n")
+	if !ok {
+		t.Fatalf("no regression scenario:\n%s", out)
+	}
+	var lines []string
+	for _, line := range strings.Split(block, "\n") {
+		if !strings.HasPrefix(line, "  ") {
+			break
+		}
+		lines = append(lines, strings.TrimPrefix(line, "  "))
+	}
+	text := strings.Join(lines, "\n")
+	if !regexp.MustCompile(`(?m)^replace 0\.\d+$`).MatchString(text) {
+		t.Fatalf("the scenario does not name the replacement rate:\n%s", text)
+	}
+	s, err := scenarios.ParseScenario("replaced", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := scenarios.Run(s.Config)
+	want := regexp.MustCompile(`trace=([0-9a-f]{16})`).FindStringSubmatch(lastLine(out))
+	if want == nil || fmt.Sprintf("%016x", res.Digest) != want[1] || res.Outcome() != scenarios.OutcomeViolation {
+		t.Fatalf("the scenario ran %s, trace %016x; the seed's run: %s", res.Outcome(), res.Digest, lastLine(out))
 	}
 }

@@ -167,8 +167,8 @@ func rate(seeds uint64, started time.Time) float64 {
 func printStats(w io.Writer, n simnet.Stats, d simdisk.Stats) {
 	fmt.Fprintf(w, "net: sent=%d delivered=%d lost=%d duplicated=%d reordered=%d dropped(partition=%d capacity=%d detached=%d) clogs=%d partitions=%d\n",
 		n.Sent, n.Delivered, n.Lost, n.Duplicated, n.Reordered, n.DroppedPartition, n.DroppedCapacity, n.DroppedDetached, n.Clogs, n.Partitions)
-	fmt.Fprintf(w, "disk: reads=%d writes=%d syncs=%d corrupt(read=%d write=%d) misdirects=%d crashes=%d crash(lost=%d torn=%d)\n",
-		d.Reads, d.Writes, d.Syncs, d.ReadCorruptions, d.WriteCorruptions, d.Misdirects, d.Crashes, d.CrashLost, d.CrashTorn)
+	fmt.Fprintf(w, "disk: reads=%d writes=%d syncs=%d corrupt(read=%d write=%d) misdirects=%d crashes=%d crash(lost=%d torn=%d wiped=%d) replaced=%d\n",
+		d.Reads, d.Writes, d.Syncs, d.ReadCorruptions, d.WriteCorruptions, d.Misdirects, d.Crashes, d.CrashLost, d.CrashTorn, d.CrashWiped, d.Replaced)
 }
 
 // printMetrics prints p50 and p99 (nearest rank) of every metric, by name.
