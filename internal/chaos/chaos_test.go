@@ -85,7 +85,7 @@ func TestScheduleReplaysFromSeed(t *testing.T) {
 		}
 	}
 	for _, c := range []string{faultKillNode, faultKillMajority, faultPowerLoss, faultPausePrimary, faultIsolatePrim,
-		faultBridge, faultOneWay, faultLinkNoise, faultDiskWAL, faultDiskGrid, faultDiskTruncate, faultRedisKill} {
+		faultBridge, faultOneWay, faultLinkNoise, faultDiskWAL, faultDiskGrid, faultDiskTruncate, faultDiskLost, faultRedisKill} {
 		if !classes[c] {
 			t.Errorf("10 minutes of seed 5 never draw %s", c)
 		}

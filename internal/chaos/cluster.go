@@ -71,6 +71,8 @@ type cluster struct {
 	edgeProxies [edgeCount][nodeCount]*proxy
 	edgeAddrs   [edgeCount]string
 	redisAddr   string
+	// recoverIdentity is the client identity file tigerchat recover uses.
+	recoverIdentity string
 }
 
 // startCluster lays out, formats and starts everything.
@@ -87,6 +89,17 @@ func startCluster(ctx context.Context, bin, dir string, shards int, useRedis boo
 	c.tc = tc
 	second, err := tc.AddEdge()
 	if err != nil {
+		return c, err
+	}
+	// The operator's client identity, for tigerchat recover (disk-lost).
+	operator, err := tc.AddEdge()
+	if err != nil {
+		return c, err
+	}
+	c.recoverIdentity = filepath.Join(dir, "recover-client.pem")
+	if pem, err := operator.MarshalPEM(); err != nil {
+		return c, err
+	} else if err := os.WriteFile(c.recoverIdentity, pem, 0o600); err != nil {
 		return c, err
 	}
 	edgeIDs := []transport.Identity{tc.Edge, second}

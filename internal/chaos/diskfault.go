@@ -11,7 +11,11 @@ package chaos
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
 
 	"tigerchat/model"
 	"tigerchat/model/vsr"
@@ -43,6 +47,12 @@ func openJournal(c *cluster, replica, shard int, l *vsr.Layout) (journalFile, er
 // damage corrupts replica's data (the node is stopped) as class says, at
 // a place chosen by at (0..1), and says what it did.
 func damage(c *cluster, replica int, class string, at float64) (string, error) {
+	if class == faultDiskLost {
+		if err := os.RemoveAll(c.tc.DataDir(replica)); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("data directory %s removed", c.tc.DataDir(replica)), nil
+	}
 	shard := min(c.shards-1, int(at*float64(c.shards)))
 	cfg := c.tc.Config.VSRConfig(shard, replica)
 	l := vsr.NewLayout(&cfg)
@@ -97,6 +107,32 @@ func damage(c *cluster, replica int, class string, at float64) (string, error) {
 		return fmt.Sprintf("%s: tail of shard %d's journal zeroed from WAL slot %d on (%d of %d bytes kept)", filepath.Base(path), shard, slot, cutAt-f.base, f.end-f.base), f.Sync()
 	}
 	return "", fmt.Errorf("unknown disk fault %s", class)
+}
+
+// replaceTriesMax bounds the attempts at replacing a lost node: each
+// fails within about 10 s when the others cannot commit (another fault
+// holds them), and the next begins 2 s later.
+const replaceTriesMax = 6
+
+// replaceLost gives replica, whose data directory is gone, new data files
+// with tigerchat recover, as an operator would (docs/operations.md), and
+// says what it did.
+func replaceLost(c *cluster, replica int) (string, error) {
+	var out []byte
+	var err error
+	for try := range replaceTriesMax {
+		if try > 0 {
+			time.Sleep(2 * time.Second)
+			_ = os.RemoveAll(c.tc.DataDir(replica)) // what a failed attempt left
+		}
+		out, err = exec.Command(c.bin, "recover", "-config", c.tc.ConfigPath, "-replica", strconv.Itoa(replica),
+			"-data", c.tc.DataDir(replica), "-client-identity", c.recoverIdentity).CombinedOutput()
+		if err == nil {
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			return fmt.Sprintf("replaced with tigerchat recover (attempt %d): %s", try+1, lines[len(lines)-1]), nil
+		}
+	}
+	return "", fmt.Errorf("%d attempts failed, the last: %v: %s", replaceTriesMax, err, strings.TrimSpace(string(out)))
 }
 
 // flip inverts n bytes at physical offset at.

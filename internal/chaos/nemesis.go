@@ -27,6 +27,7 @@ const (
 	faultDiskWAL       = "disk-wal"
 	faultDiskGrid      = "disk-grid"
 	faultDiskTruncate  = "disk-truncate"
+	faultDiskLost      = "disk-lost" // the data directory deleted; the node replaced with tigerchat recover
 	faultRedisKill     = "kill-redis"
 	recoveryTimeoutMax = 60 * time.Second
 )
@@ -68,7 +69,7 @@ func Schedule(seed uint64, d time.Duration, redis bool) []Fault {
 	dur := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(rng.Int64N(int64(hi-lo))) }
 	classes := []string{faultKillNode, faultKillNode, faultKillEdge, faultKillMajority, faultPowerLoss, faultPowerLoss,
 		faultPause, faultPause, faultPausePrimary, faultPausePrimary, faultIsolatePrim, faultMinority, faultBridge,
-		faultOneWay, faultEdgeCut, faultLinkNoise, faultLinkNoise, faultDiskWAL, faultDiskGrid, faultDiskTruncate}
+		faultOneWay, faultEdgeCut, faultLinkNoise, faultLinkNoise, faultDiskWAL, faultDiskGrid, faultDiskTruncate, faultDiskLost}
 	if redis {
 		classes = append(classes, faultRedisKill)
 	}
@@ -115,7 +116,7 @@ func Schedule(seed uint64, d time.Duration, redis bool) []Fault {
 			f.Noise = LinkFaults{Loss: rng.Float64() * 0.3, Dup: rng.Float64() * 0.2,
 				Delay: time.Duration(rng.IntN(30)) * time.Millisecond, Jitter: time.Duration(1+rng.IntN(40)) * time.Millisecond,
 				Reorder: rng.Float64() * 0.3}
-		case faultDiskWAL, faultDiskGrid, faultDiskTruncate:
+		case faultDiskWAL, faultDiskGrid, faultDiskTruncate, faultDiskLost:
 			f.Nodes, f.For, f.Offset = perm[:1], dur(300*time.Millisecond, 3*time.Second), rng.Float64()
 		case faultRedisKill:
 			f.For = dur(500*time.Millisecond, 5*time.Second)
@@ -354,7 +355,7 @@ func (n *nemesis) apply(f Fault) (revert func(), ok bool) {
 		return n.impose(cuts, LinkFaults{Drop: true}), true
 	case faultLinkNoise:
 		return n.impose(n.both(f.Nodes[0], f.Nodes[1]), f.Noise), true
-	case faultDiskWAL, faultDiskGrid, faultDiskTruncate:
+	case faultDiskWAL, faultDiskGrid, faultDiskTruncate, faultDiskLost:
 		return n.diskFault(f)
 	}
 	panic("chaos: unknown fault class " + f.Class)
@@ -388,10 +389,18 @@ func (n *nemesis) diskFault(f Fault) (func(), bool) {
 	}
 	return func() {
 		m.mu.Lock()
+		defer m.mu.Unlock()
+		if f.Class == faultDiskLost {
+			what, err := replaceLost(c, m.index)
+			if err != nil {
+				n.problem("recover %s: %v", m.name, err)
+				return // left down: the checks find what that cost
+			}
+			n.log("nemesis %s: %s", m.name, what)
+		}
 		if err := c.restart(m); err != nil {
 			n.problem("restart %s: %v", m.name, err)
 		}
-		m.mu.Unlock()
 	}, true
 }
 
@@ -423,7 +432,7 @@ func (n *nemesis) recovery(ctx context.Context, f Fault, healed time.Time) {
 			n.recoveries[class] = append(n.recoveries[class], d)
 			n.mu.Unlock()
 			switch class {
-			case faultDiskWAL, faultDiskGrid, faultDiskTruncate:
+			case faultDiskWAL, faultDiskGrid, faultDiskTruncate, faultDiskLost:
 				m := n.c.member(kindNode, f.Nodes[0])
 				m.mu.Lock()
 				m.dirty = false
