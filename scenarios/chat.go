@@ -243,7 +243,11 @@ func (s *chatSubject) NewReplica(env Env) Node {
 		net := &countingNet{Network: env.Net}
 		n.nets = append(n.nets, net)
 		venv := vsr.Env{Clock: env.Clock, Net: net, Disk: disk, PRNG: env.PRNG.Fork()}
-		r, err := vsr.New(s.replicaConfig(sh, i), venv, m, s.hooks(n, sh))
+		rc := s.replicaConfig(sh, i)
+		if env.FormatViews != nil {
+			rc.FormatView = env.FormatViews[sh]
+		}
+		r, err := vsr.New(rc, venv, m, s.hooks(n, sh))
 		if err != nil {
 			panic(fmt.Sprintf("chat subject: node %d shard %d: %v", i, sh, err))
 		}

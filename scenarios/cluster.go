@@ -70,6 +70,10 @@ type replicaSlot struct {
 	// per shard, the highest op any replica held then. At the restart the
 	// replica is replaced (replace.go) if the others have committed past it.
 	replaceAbove []uint64
+	// formatViews is the views its disk was last formatted in by a
+	// replacement (nil: view 0), given to every later incarnation: a crash
+	// that cuts the format short is formatted again in them.
+	formatViews []uint32
 }
 
 type clientSlot struct {
@@ -184,7 +188,7 @@ func (c *Cluster) start(i int) {
 		panic(fmt.Sprintf("scenarios: start of replica %d, which is up", i))
 	}
 	addr := model.Address(i)
-	formatViews := c.maybeReplace(i)
+	c.maybeReplace(i)
 	env := Env{
 		Index:       i,
 		Address:     addr,
@@ -193,7 +197,7 @@ func (c *Cluster) start(i int) {
 		Disk:        &guardedDisk{disk: c.disks[i], slot: slot, incarnation: slot.incarnation},
 		PRNG:        slot.rng.Fork(),
 		Fresh:       !slot.started,
-		FormatViews: formatViews,
+		FormatViews: slot.formatViews,
 	}
 	node := c.subject.NewReplica(env)
 	if node == nil {

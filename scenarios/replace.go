@@ -137,14 +137,14 @@ func (c *Cluster) replaceDeferred(i int) bool {
 }
 
 // maybeReplace runs as replica i starts. If its disk was lost and it may
-// be replaced, the disk is swapped for an empty one and the views to
-// format it in are returned. If the cluster never committed past it (the
+// be replaced, the disk is swapped for an empty one, to be formatted in
+// the views it records in the slot. If the cluster never committed past it (the
 // liveness phase came first), the loss is called off and the replica
 // restarts on its disk: the tool would have refused to format.
-func (c *Cluster) maybeReplace(i int) []uint32 {
+func (c *Cluster) maybeReplace(i int) {
 	slot := c.replicas[i]
 	if slot.replaceAbove == nil {
-		return nil
+		return
 	}
 	views, ok := c.replacementViews(i)
 	if c.cfg.Mutation == MutationReplaceUnsafe {
@@ -153,13 +153,10 @@ func (c *Cluster) maybeReplace(i int) []uint32 {
 	slot.replaceAbove = nil
 	if !ok {
 		c.sched.Trace(traceReplace, uint64(i), 0)
-		return nil
+		return
 	}
 	c.disks[i].Replace()
 	slot.started = false
+	slot.formatViews = views // the mutation's nil: view 0
 	c.sched.Trace(traceReplace, uint64(i), 1)
-	if views == nil {
-		return nil // the mutation: Env.FormatViews nil formats in view 0
-	}
-	return views
 }

@@ -28,8 +28,10 @@ type Env struct {
 	Disk    model.Disk    // the replica's disk (survives restarts); nil for clients
 	PRNG    *prng.PRNG    // fresh fork for this node incarnation
 	Fresh   bool          // replica: first start on an empty disk (the node formats it)
-	// FormatViews, with Fresh, is a replacement's (replace.go): format
-	// shard s in view FormatViews[s] (vsr.Replica.FormatInView). nil: view 0.
+	// FormatViews is the views a replacement's disk is formatted in
+	// (replace.go): shard s in FormatViews[s] (vsr.Replica.FormatInView),
+	// when Fresh, and again should Open find the format cut short
+	// (vsr.Config.FormatView). nil: view 0.
 	FormatViews []uint32
 }
 

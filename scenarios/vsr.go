@@ -155,7 +155,11 @@ func (s *vsrSubject) NewReplica(env Env) Node {
 		},
 	}
 	net := &countingNet{Network: env.Net}
-	r, err := vsr.New(s.replicaConfig(i), vsr.Env{Clock: env.Clock, Net: net, Disk: env.Disk, PRNG: env.PRNG}, &testsm.Machine{}, hooks)
+	rc := s.replicaConfig(i)
+	if env.FormatViews != nil {
+		rc.FormatView = env.FormatViews[0]
+	}
+	r, err := vsr.New(rc, vsr.Env{Clock: env.Clock, Net: net, Disk: env.Disk, PRNG: env.PRNG}, &testsm.Machine{}, hooks)
 	if err != nil {
 		panic(fmt.Sprintf("vsr subject: replica %d: %v", i, err))
 	}
@@ -164,7 +168,7 @@ func (s *vsrSubject) NewReplica(env Env) Node {
 	switch {
 	case env.Fresh && env.FormatViews != nil:
 		s.coverage["disk:replaced"]++
-		r.FormatInView(env.FormatViews[0])
+		r.FormatInView(rc.FormatView)
 	case env.Fresh:
 		r.Format()
 	default:

@@ -59,6 +59,20 @@ type Config struct {
 	IdleHeartbeatTicks      uint64
 	IdlePrimaryTimeoutTicks uint64
 
+	// ReformatCutShort lets Open format again a disk on which every
+	// superblock copy reads as zeros, as a crash during its first Format
+	// leaves it, in FormatView. Without it Open refuses such a disk: it may
+	// as well be the superblock of a replica that took part in the cluster,
+	// zeroed, and a replica formatted afresh forgets what it acknowledged
+	// (docs/vsr.md, "Replacing a replica whose data is lost"). The
+	// simulator sets it; a node never does (a format cut short is formatted
+	// again by hand).
+	ReformatCutShort bool
+	// FormatView is the view such a reformat starts in: 0 for a replica of
+	// a new cluster, a replacement's view (FormatInView) for one that
+	// replaces a lost replica.
+	FormatView uint32
+
 	Mutation Mutation // simulator only: a deliberately broken variant
 }
 
@@ -177,6 +191,7 @@ func SimConfig(cluster uint64, n, replica int) Config {
 	c.IdleAfterTicks = 200
 	c.IdleHeartbeatTicks = 150
 	c.IdlePrimaryTimeoutTicks = 400
+	c.ReformatCutShort = true // the simulator's crashes cut first formats short
 	return c
 }
 

@@ -121,10 +121,15 @@ func (r *Replica) openSuperblock(rec *recovery) {
 				panic("vsr: no valid superblock copy; the data directory is not formatted or is lost")
 			}
 		}
-		// A crash during Format left nothing durable: this replica never took
-		// part in the cluster, so formatting again is safe.
+		if !r.cfg.ReformatCutShort {
+			panic("vsr: every superblock copy reads as zeros: a format cut short, or a superblock lost; " +
+				"format a replica that never ran again, and replace one that did with tigerchat recover")
+		}
+		// A crash during Format left nothing durable: this replica never
+		// took part in the cluster as this disk (a replacement formats in
+		// the view it was given), so formatting again is safe.
 		r.event("reformat")
-		r.Format()
+		r.FormatInView(r.cfg.FormatView)
 		return
 	}
 	if best.Cluster != r.cfg.Cluster || int(best.Replica) != r.cfg.Replica || int(best.ReplicaCount) != r.cfg.ReplicaCount {

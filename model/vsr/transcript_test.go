@@ -731,3 +731,43 @@ func describe(from, to model.Address, msg []byte) string {
 	}
 	return fmt.Sprintf("%s->%s %s %s", name(from), name(to), h.Command, f)
 }
+
+// A disk whose every superblock copy reads as zeros is formatted again by
+// Open only where the config allows it (the simulator, whose crashes cut
+// first formats short), in the config's FormatView; a node's replica
+// refuses it, since it may be a replica that took part, its superblock
+// zeroed: formatted afresh it would deny what it acknowledged.
+func TestOpenOfAZeroedSuperblock(t *testing.T) {
+	open := func(reformat bool) (*vsr.Replica, string) {
+		s := sched.New(0)
+		cfg := vsr.SimConfig(txCluster, 3, 1)
+		cfg.ReformatCutShort, cfg.FormatView = reformat, 5
+		h := &harness{t: t, s: s, isolated: map[int]bool{}}
+		disk := &txDisk{s: s, data: make([]byte, vsr.NewLayout(&cfg).SizeBytes)}
+		env := vsr.Env{Clock: s.Clock(0, 0), Net: endpoint{h: h, from: 1}, Disk: disk, PRNG: prng.New(1)}
+		r, err := vsr.New(cfg, env, &testsm.Machine{}, vsr.Hooks{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		panicked := ""
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					panicked = fmt.Sprint(p)
+				}
+			}()
+			r.Open()
+			for range 10_000 {
+				s.Step()
+			}
+		}()
+		return r, panicked
+	}
+	if _, p := open(false); !strings.Contains(p, "every superblock copy reads as zeros") || !strings.Contains(p, "tigerchat recover") {
+		t.Fatalf("a node's replica opened a zeroed superblock: panic %q", p)
+	}
+	r, p := open(true)
+	if p != "" || r.View() < 5 || r.Status() == vsr.StatusRecovering {
+		t.Fatalf("the simulator's replica: panic %q, view %d, status %v; want it formatted again in view 5", p, r.View(), r.Status())
+	}
+}

@@ -185,7 +185,7 @@ func decodeHeaderZone(path string, zone []byte) (header, error) {
 	}
 	switch {
 	case len(found) == 2 && found[0] != found[1]:
-		return header{}, newError(ErrCorrupt, "data file %s has two header copies that disagree; restore it from a backup or reformat this replica", path)
+		return header{}, newError(ErrCorrupt, "data file %s has two header copies that disagree; move it aside and replace this replica (tigerchat recover; docs/operations.md)", path)
 	case len(found) > 0:
 		return found[0], nil
 	case statuses[0] == headerZero && statuses[1] == headerZero:
@@ -193,7 +193,7 @@ func decodeHeaderZone(path string, zone []byte) (header, error) {
 	case statuses[0] == headerForeign && statuses[1] != headerCorrupt:
 		return header{}, newError(ErrNotFormatted, "%s is not a TigerChat data file (bad magic); check the data directory path", path)
 	}
-	return header{}, newError(ErrCorrupt, "data file %s has no valid header (both copies are corrupt); restore it from a backup or reformat this replica", path)
+	return header{}, newError(ErrCorrupt, "data file %s has no valid header (both copies are corrupt); move it aside and replace this replica (tigerchat recover; docs/operations.md)", path)
 }
 
 // encodeHeaderZone returns the whole header zone with every copy.

@@ -141,10 +141,10 @@ func OpenJournal(path string, journalBytes uint64, regions int, encrypted bool) 
 		return nil, newError(ErrEncryption, "journal file %s is encrypted; configure the key file it was formatted with", path)
 	case !first.encrypted && encrypted:
 		_ = file.Close()
-		return nil, newError(ErrEncryption, "journal file %s is not encrypted but a key is configured; remove the key from the config, or reformat to encrypt", path)
+		return nil, newError(ErrEncryption, "journal file %s is not encrypted but a key is configured; remove the key from the config, or replace this replica with an encrypted one (tigerchat recover -key-file; docs/operations.md)", path)
 	case first.sizeBytes != journalBytes:
 		_ = file.Close()
-		return nil, newError(ErrSize, "journal file %s was formatted for journals of %d bytes, the config needs %d; restore the config it was formatted with (WAL slots and message size), or reformat this replica", path, first.sizeBytes, journalBytes)
+		return nil, newError(ErrSize, "journal file %s was formatted for journals of %d bytes, the config needs %d; restore the config it was formatted with (WAL slots and message size), or replace this replica (tigerchat recover; docs/operations.md)", path, first.sizeBytes, journalBytes)
 	}
 	regionBytes := JournalRegionBytes(journalBytes, encrypted)
 	if want := regionBytes * uint64(regions); uint64(info.Size()) != want {
@@ -364,7 +364,7 @@ func readHeaderFrom(name string, r io.ReaderAt, fileBytes uint64) (header, error
 		return header{}, err
 	}
 	if n < headerZoneBytes || fileBytes < headerZoneBytes {
-		return header{}, newError(ErrTruncated, "data file %s is truncated to %d bytes, shorter than its header; restore it from a backup or reformat this replica", name, fileBytes)
+		return header{}, newError(ErrTruncated, "data file %s is truncated to %d bytes, shorter than its header; move it aside and replace this replica (tigerchat recover; docs/operations.md)", name, fileBytes)
 	}
 	return h, nil
 }

@@ -140,10 +140,10 @@ func checkHeader(path string, h *header, fileBytes, sizeBytes uint64, opts *Opti
 		return nil, newError(ErrIdentity, "data file %s belongs to %v, not %v; check the data directory and the config", path, h.identity, opts.Identity)
 	}
 	if h.sizeBytes != sizeBytes {
-		return nil, newError(ErrSize, "data file %s was formatted for %d bytes, the config needs %d; restore the config it was formatted with, or reformat this replica", path, h.sizeBytes, sizeBytes)
+		return nil, newError(ErrSize, "data file %s was formatted for %d bytes, the config needs %d; restore the config it was formatted with, or replace this replica (tigerchat recover; docs/operations.md)", path, h.sizeBytes, sizeBytes)
 	}
 	if want := (layout{encrypted: h.encrypted, sizeBytes: sizeBytes}).fileBytes(); fileBytes < want {
-		return nil, newError(ErrTruncated, "data file %s is truncated: %d bytes, want %d; restore it from a backup or reformat this replica", path, fileBytes, want)
+		return nil, newError(ErrTruncated, "data file %s is truncated: %d bytes, want %d; move it aside and replace this replica (tigerchat recover; docs/operations.md)", path, fileBytes, want)
 	} else if fileBytes > want {
 		return nil, newError(ErrSize, "data file %s has %d bytes, want %d: it was extended outside tigerchat; restore it from a backup", path, fileBytes, want)
 	}
@@ -155,7 +155,7 @@ func checkKey(path string, h *header, key []byte) (cipher.AEAD, error) {
 	case h.encrypted && key == nil:
 		return nil, newError(ErrEncryption, "data file %s is encrypted; configure the key file it was formatted with", path)
 	case !h.encrypted && key != nil:
-		return nil, newError(ErrEncryption, "data file %s is not encrypted but a key is configured; remove the key from the config, or reformat to encrypt", path)
+		return nil, newError(ErrEncryption, "data file %s is not encrypted but a key is configured; remove the key from the config, or replace this replica with an encrypted one (tigerchat recover -key-file; docs/operations.md)", path)
 	case !h.encrypted:
 		return nil, nil
 	}
