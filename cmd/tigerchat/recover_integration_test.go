@@ -114,15 +114,7 @@ func startClusterWithRecoverIdentity(t *testing.T) (*testcluster.Cluster, string
 	if err := os.WriteFile(toolPath, pem, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.KillAll)
-	if err := c.StartAll(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := c.WaitHealthy(ctx); err != nil {
-		t.Fatal(err)
-	}
+	testcluster.Launch(t, c)
 	return c, toolPath
 }
 

@@ -42,6 +42,15 @@ func Start(t testing.TB, binary string, replicas, shards int, tweak func(*node.C
 	if err != nil {
 		t.Fatal(err)
 	}
+	Launch(t, c)
+	return c
+}
+
+// Launch starts every replica of a cluster made by New (after, say, an
+// AddEdge), kills it when the test ends, and waits up to 60 s until it is
+// healthy.
+func Launch(t testing.TB, c *Cluster) {
+	t.Helper()
 	t.Cleanup(c.KillAll)
 	if err := c.StartAll(); err != nil {
 		t.Fatal(err)
@@ -51,5 +60,4 @@ func Start(t testing.TB, binary string, replicas, shards int, tweak func(*node.C
 	if err := c.WaitHealthy(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return c
 }
