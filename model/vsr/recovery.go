@@ -118,7 +118,7 @@ func (r *Replica) openSuperblock(rec *recovery) {
 	if !found {
 		for _, b := range rec.superblocks {
 			if !isZero(b) {
-				panic("vsr: no valid superblock copy; the data directory is not formatted or is lost")
+				panic("vsr: no valid superblock copy; the data directory is not formatted or is lost: replace this replica with tigerchat recover")
 			}
 		}
 		if !r.cfg.ReformatCutShort {
