@@ -56,7 +56,7 @@ func chatMutations() []string {
 	return append(vsr.ProtocolMutations(), "superblock-before-blocks", "free-set-early-reuse", "skip-block-checksum",
 		deliveryMutationHeldOutOfOrder, deliveryMutationSkipGapFill, deliveryMutationResumePlusOne, deliveryMutationTrustRefusal,
 		chat.MutationNames[chat.MutationKeysExpireEarly], chat.MutationNames[chat.MutationKeysIndexNewestBlock],
-		chat.MutationNames[chat.MutationKeysReuseShort])
+		chat.MutationNames[chat.MutationKeysReuseShort], MutationReplaceUnsafe)
 }
 
 const (

@@ -156,7 +156,9 @@ func pinnedMutationSeeds(t *testing.T, subject string, config func(uint64) Confi
 		}
 		want := config(s.Config.Seed)
 		want.Mutation = s.Config.Mutation
-		want.ReplaceProbability = s.Config.ReplaceProbability // files leave replacements off unless they ask
+		// Files leave replacements off unless they ask; one that asks
+		// names its rate (chat-mutation-replace-unsafe.txt: 0.5).
+		want.ReplaceProbability = s.Config.ReplaceProbability
 		if s.Expect == OutcomeViolation && s.Config.Subject == subject && cmp.Equal(s.Config, want) {
 			pinned[s.Config.Mutation] = s.Config.Seed
 		}

@@ -10,9 +10,11 @@ package scenarios
 // MutationReplaceUnsafe replaces a lost replica the way `tigerchat
 // format` would: at once, without waiting for the cluster to commit past
 // it, on a disk formatted in view 0. The harness applies it for the
-// subjects that list it: the vsr subject's swarm catches it (the chat
-// subject's did not in its first 300 seeds, so it leaves it out);
-// model/vsr/testdata/reformat-unsafe.txt shows what it breaks.
+// subjects that list it: the vsr subject's swarm catches it at seed 150 of
+// its own config; the chat subject's at seed 122 with replacements at rate
+// 0.5 (testdata/chat-mutation-replace-unsafe.txt), none in its first 300
+// seeds at the rates the swarm draws. model/vsr/testdata/reformat-unsafe.txt
+// shows what it breaks.
 const MutationReplaceUnsafe = "replace-unsafe"
 
 // harnessMutation reports whether mutation is the harness's, not the
