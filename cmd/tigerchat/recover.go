@@ -99,6 +99,7 @@ func recoverReplica(ctx context.Context, cfg *node.ClusterConfig, opts node.Opti
 	}
 	defer cl.Close()
 	views := make([]uint32, cfg.Shards)
+	record := node.ReplacementRecord{Client: id.Fingerprint(), LastOps: make([]uint64, cfg.Shards)}
 	for shard := range cfg.Shards {
 		noops := cfg.VSRConfig(shard, opts.Replica).PipelineMax
 		var last vsr.Reply
@@ -120,11 +121,17 @@ func recoverReplica(ctx context.Context, cfg *node.ClusterConfig, opts node.Opti
 			return nil, err
 		}
 		views[shard] = view + recoverViewMargin
+		record.Noops, record.LastOps[shard] = noops, last.Op
 		fmt.Fprintf(log, "shard %d: %d noops committed, the last at op %d, in view %d; the new replica starts in view %d\n",
 			shard, noops, last.Op, view, views[shard])
 	}
 	if err := node.FormatReplacement(cfg, opts, views); err != nil {
 		return nil, err
+	}
+	// For the node's audit log at its first start.
+	record.TimeNs, record.Views = time.Now().UnixNano(), views
+	if err := node.WriteReplacementRecord(opts.DataDir, record); err != nil {
+		return nil, fmt.Errorf("recover: formatted, but the record for the audit log was not written: %w", err)
 	}
 	return views, nil
 }

@@ -12,7 +12,9 @@ import (
 
 	"tigerchat/model/chat"
 	"tigerchat/model/vsr"
+	"tigerchat/runtime/audit"
 	"tigerchat/runtime/client"
+	"tigerchat/runtime/node"
 	"tigerchat/runtime/testcluster"
 )
 
@@ -78,6 +80,7 @@ func TestRecoverReplacesALostReplica(t *testing.T) {
 	}
 	postAll("after", 10)
 	waitCaughtUpAnyPrimary(ctx, t, c, lost)
+	auditedReplacement(t, c.DataDir(lost), toolPath, noops)
 
 	// The replacement now stands in a quorum of two: every acknowledged
 	// post goes on being served, and new ones commit with its votes.
@@ -91,6 +94,37 @@ func TestRecoverReplacesALostReplica(t *testing.T) {
 		t.Fatalf("replacement's status: %+v, %v", sts, err)
 	}
 	readAllAcked(ctx, t, cl, acked)
+}
+
+// auditedReplacement checks that the replaced node wrote recover's record
+// into its audit log at its first start, as the pinned client's action,
+// and removed it.
+func auditedReplacement(t *testing.T, dataDir, toolPath string, noops int) {
+	t.Helper()
+	tool, err := readIdentity(toolPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := audit.ReadFile(node.AuditPath(dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, e := range entries {
+		if e.Action != "replica_replaced" {
+			continue
+		}
+		found++
+		if e.Actor != "client:"+tool.Fingerprint()[:16] || e.Args["noops"] != fmt.Sprint(noops) || e.Args["views"] == "" || e.Args["last_ops"] == "" {
+			t.Fatalf("replica_replaced entry: %+v", e)
+		}
+	}
+	if found != 1 {
+		t.Fatalf("%d replica_replaced entries in the replaced node's audit log, want 1", found)
+	}
+	if _, err := os.Stat(node.ReplacementPath(dataDir)); err == nil {
+		t.Fatal("the replacement record stayed after the node audited it")
+	}
 }
 
 // startClusterWithRecoverIdentity starts a 3-replica cluster whose config

@@ -38,7 +38,9 @@ type Entry struct {
 	Action  string            `json:"action"`
 	Details map[string]string `json:"details,omitempty"` // entries written before actor/args/outcome existed
 	// Actor is who did it: "operator:NAME" (an authenticated operator),
-	// "unauthenticated" (a refused request) or "system" (an automatic event).
+	// "client:FP" (a client identity pinned as an edge, by the first 16 hex
+	// digits of its fingerprint: tigerchat recover's), "unauthenticated"
+	// (a refused request) or "system" (an automatic event).
 	Actor   string            `json:"actor,omitempty"`
 	Args    map[string]string `json:"args,omitempty"`
 	Outcome string            `json:"outcome,omitempty"` // "ok", "refused: …", "error: …"

@@ -545,6 +545,7 @@ func (n *Node) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	n.auditReplacement()
 	n.opts.Log.Info("node started", "shards", n.cfg.Shards, "addr", n.cfg.Replicas[n.opts.Replica].Addr)
 	n.eventsWG.Add(1)
 	go n.writeEvents()
