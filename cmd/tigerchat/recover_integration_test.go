@@ -62,6 +62,19 @@ func TestRecoverReplacesALostReplica(t *testing.T) {
 	if _, err := os.Stat(c.DataDir(lost)); err == nil {
 		t.Fatalf("a refused recover created %s", c.DataDir(lost))
 	}
+	// With a second replica down, the one left cannot commit a noop: the
+	// command gives up (after 10 s) and formats nothing.
+	down := (lost + 1) % 3
+	c.Kill(down)
+	if out, err := recoverCmd(toolPath); err == nil || !strings.Contains(out, "noop 1 of") || !strings.Contains(out, "nothing was formatted") {
+		t.Fatalf("recover without a quorum of the others: err %v, output %q", err, out)
+	}
+	if err := node.CheckFormattable(&c.Config, c.DataDir(lost)); err != nil {
+		t.Fatalf("a failed recover left data behind: %v", err)
+	}
+	if err := c.Start(down); err != nil {
+		t.Fatal(err)
+	}
 	out, err := recoverCmd(toolPath)
 	if err != nil {
 		t.Fatalf("recover: %v\n%s", err, out)
