@@ -142,30 +142,7 @@ func TestKillPrimaryLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl2 := dial(t, c)
-	body := do(t, cl2, chat.OperationReadRange, chat.EncodeRead(chat.ReadRequest{Tenant: "acme", User: "ana", Room: "lobby", Seq: 1, Limit: 256}))
-	read, err := chat.DecodeReadReply(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if int(read.Log.HeadSeq) != len(acked) {
-		t.Fatalf("room head seq %d, acknowledged posts %d: a post was lost or duplicated", read.Log.HeadSeq, len(acked))
-	}
-	seen := map[string]uint64{}
-	for i, m := range read.Log.Messages {
-		if m.Seq != uint64(i)+1 {
-			t.Fatalf("message %d has seq %d: gap", i, m.Seq)
-		}
-		key := string(m.Body)
-		if _, dup := seen[key]; dup {
-			t.Fatalf("key %s appears twice", key)
-		}
-		seen[key] = m.Seq
-	}
-	for key, seq := range acked {
-		if seen[key] != seq {
-			t.Fatalf("acknowledged %s at seq %d, history has it at %d", key, seq, seen[key])
-		}
-	}
+	readAllAcked(hctx, t, cl2, acked)
 	// A retried post after the restart returns the original seq.
 	again, err := post(hctx, cl2, "w0-0")
 	if err != nil || !again.Duplicate || again.Seq != acked["w0-0"] {

@@ -92,7 +92,7 @@ func TestRecoverReplacesALostReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	postAll("after", 10)
-	waitCaughtUpAnyPrimary(ctx, t, c, lost)
+	waitCaughtUp(t, ctx, c, lost)
 	auditedReplacement(t, c.DataDir(lost), toolPath, noops)
 
 	// The replacement now stands in a quorum of two: every acknowledged
@@ -163,28 +163,6 @@ func startClusterWithRecoverIdentity(t *testing.T) (*testcluster.Cluster, string
 	}
 	testcluster.Launch(t, c)
 	return c, toolPath
-}
-
-// waitCaughtUpAnyPrimary waits until replica i is normal and has applied
-// what the shard's primary, whichever it is now, has committed.
-func waitCaughtUpAnyPrimary(ctx context.Context, t *testing.T, c *testcluster.Cluster, i int) {
-	t.Helper()
-	for {
-		primary := c.Primary(0)
-		if primary >= 0 {
-			p, perr := c.Status(primary)
-			r, rerr := c.Status(i)
-			if perr == nil && rerr == nil && r[0].Status == "normal" && r[0].CommitMin >= p[0].CommitMax {
-				t.Logf("replica %d caught up: commit %d, view %d", i, r[0].CommitMin, r[0].View)
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("replica %d did not catch up: %v", i, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // readAllAcked reads the room and checks that each acknowledged post is

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,11 +36,15 @@ func postN(t *testing.T, ctx context.Context, cl interface {
 }
 
 // waitCaughtUp waits until replica i is normal and has applied what the
-// primary has, and returns its status.
-func waitCaughtUp(t *testing.T, ctx context.Context, c *testcluster.Cluster, primary, i int) node.Status {
+// shard's primary, whichever it is now, has applied, and returns its status.
+func waitCaughtUp(t *testing.T, ctx context.Context, c *testcluster.Cluster, i int) node.Status {
 	t.Helper()
 	for {
-		ps, perr := c.Status(primary)
+		var ps []node.Status
+		perr := errors.New("no primary")
+		if primary := c.Primary(0); primary >= 0 {
+			ps, perr = c.Status(primary)
+		}
 		bs, berr := c.Status(i)
 		if perr == nil && berr == nil && len(ps) > 0 && len(bs) > 0 && bs[0].Status == "normal" && bs[0].CommitMin >= ps[0].CommitMin {
 			return bs[0]
@@ -80,7 +85,7 @@ func TestWipedReplicaRejoinsByBlockSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	postN(t, ctx, cl, "c", 20)
-	st := waitCaughtUp(t, ctx, c, primary, wiped)
+	st := waitCaughtUp(t, ctx, c, wiped)
 	if st.Storage.Grid.Repaired == 0 || st.CheckpointOp == 0 {
 		t.Fatalf("replica %d caught up without a block sync: %+v", wiped, st)
 	}
@@ -112,7 +117,7 @@ func TestCorruptGridBlocksRepairedFromPeers(t *testing.T) {
 	postN(t, ctx, cl, "a", 150) // two checkpoints at interval 64
 	primary := c.Primary(0)
 	victim := (primary + 1) % 3
-	before := waitCaughtUp(t, ctx, c, primary, victim)
+	before := waitCaughtUp(t, ctx, c, victim)
 	if before.CheckpointOp == 0 || before.Storage.BlocksUsed == 0 {
 		t.Fatalf("no checkpoint in the grid yet: %+v", before)
 	}
@@ -142,7 +147,7 @@ func TestCorruptGridBlocksRepairedFromPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	postN(t, ctx, cl, "b", 10)
-	after := waitCaughtUp(t, ctx, c, primary, victim)
+	after := waitCaughtUp(t, ctx, c, victim)
 	if after.Storage.Grid.Corrupt == 0 || after.Storage.Grid.Repaired == 0 {
 		t.Fatalf("no block was found corrupt and repaired: %+v", after.Storage)
 	}
